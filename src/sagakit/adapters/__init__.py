@@ -1,0 +1,1 @@
+"""Adapters: concrete stores and transports behind the ports."""

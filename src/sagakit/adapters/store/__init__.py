@@ -1,0 +1,46 @@
+"""Store adapters, and ``open_store`` to pick one from a URL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sagakit.errors import StoreError
+from sagakit.ports.store import SagaStore
+
+DEFAULT_DATABASE = "sagakit.db"
+ENV_VAR = "SAGAKIT_DATABASE_URL"
+
+
+def database_url(url: str | None = None) -> str:
+    """The explicit URL, else ``$SAGAKIT_DATABASE_URL``, else ``./sagakit.db``."""
+    return url or os.environ.get(ENV_VAR) or DEFAULT_DATABASE
+
+
+def open_store(url: str | None = None) -> SagaStore:
+    """Open the store a URL names: ``sqlite:///relative.db``,
+    ``sqlite:////absolute.db``, ``sqlite://:memory:``, or a plain file path."""
+    url = database_url(url)
+    if url.startswith(("postgres://", "postgresql://")):
+        raise StoreError(
+            "PostgreSQL URLs are not supported by this version yet: "
+            f"{url.split('@')[-1]!r}"
+        )
+    if url.startswith("sqlite://"):
+        # SQLAlchemy style: sqlite:///relative.db, sqlite:////absolute.db
+        path = (
+            url.removeprefix("sqlite:///")
+            if url.startswith("sqlite:///")
+            else (url.removeprefix("sqlite://"))
+        )
+    elif "://" in url:
+        raise StoreError(f"unsupported database URL scheme: {url.split('://')[0]!r}")
+    else:
+        path = url
+    if not path:
+        raise StoreError(f"database URL {url!r} names no file")
+    from sagakit.adapters.store.sqlite import SQLiteStore  # noqa: PLC0415 - drivers load lazily
+
+    if path != ":memory:" and not Path(path).parent.exists():
+        raise StoreError(f"directory of database {path!r} does not exist")
+    return SQLiteStore(path)

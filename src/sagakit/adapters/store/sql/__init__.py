@@ -1,0 +1,56 @@
+"""SQL files of the stores, loaded once by name. No SQL lives in Python code."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+_BLOCK = re.compile(r"^-- ([a-z_][a-z0-9_]*) --\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def _read(dialect: str, name: str) -> str:
+    return resources.files(__package__).joinpath(dialect, name).read_text("utf-8")
+
+
+@cache
+def queries(dialect: str) -> dict[str, str]:
+    """The named blocks of ``<dialect>/queries.sql``: ``-- name --`` then SQL."""
+    text = _read(dialect, "queries.sql")
+    parts = _BLOCK.split(text)
+    out: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        lines = [ln for ln in body.strip().splitlines() if not ln.startswith("--")]
+        if name in out:
+            raise ValueError(f"{dialect}/queries.sql defines {name!r} twice")
+        out[name] = "\n".join(lines).strip()
+    return out
+
+
+def schema(dialect: str) -> str:
+    return _read(dialect, "schema.sql")
+
+
+@cache
+def migrations(dialect: str) -> tuple[Migration, ...]:
+    folder = resources.files(__package__).joinpath(dialect, "migrations")
+    found = []
+    for entry in folder.iterdir():
+        match = re.match(r"^(\d{4})_([a-z0-9_]+)\.sql$", entry.name)
+        if match:
+            found.append(
+                Migration(int(match.group(1)), match.group(2), entry.read_text("utf-8"))
+            )
+    found.sort(key=lambda m: m.version)
+    for expected, m in enumerate(found, start=1):
+        if m.version != expected:
+            raise ValueError(f"{dialect} migrations are not numbered 1..n: {m.version}")
+    return tuple(found)

@@ -1,0 +1,42 @@
+-- 0001: saga instances and the append-only step history.
+CREATE TABLE sagakit_saga (
+    saga_id          TEXT PRIMARY KEY,
+    saga_name        TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    version          INTEGER NOT NULL,
+    idempotency_key  TEXT,
+    context          TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    failed_step      TEXT,
+    created_at       REAL NOT NULL,
+    updated_at       REAL NOT NULL
+);
+
+CREATE UNIQUE INDEX sagakit_saga_idempotency
+    ON sagakit_saga (saga_name, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+
+CREATE INDEX sagakit_saga_status ON sagakit_saga (status, created_at);
+
+CREATE INDEX sagakit_saga_created ON sagakit_saga (created_at);
+
+CREATE TABLE sagakit_step_history (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    saga_id      TEXT NOT NULL REFERENCES sagakit_saga (saga_id),
+    step         TEXT,
+    kind         TEXT NOT NULL,
+    attempt      INTEGER NOT NULL,
+    outcome      TEXT NOT NULL,
+    result       TEXT,
+    error        TEXT,
+    started_at   REAL NOT NULL,
+    finished_at  REAL NOT NULL
+);
+
+CREATE INDEX sagakit_step_history_saga ON sagakit_step_history (saga_id, id);
+
+CREATE TRIGGER sagakit_step_history_append_only
+    BEFORE UPDATE ON sagakit_step_history
+BEGIN
+    SELECT RAISE(ABORT, 'sagakit_step_history is append-only');
+END;

@@ -1,0 +1,16 @@
+"""Pure saga definitions: what runs, in which order, and how it is undone."""
+
+from __future__ import annotations
+
+from sagakit.definition.retry import COMPENSATION_RETRY, NO_RETRY, RetryPolicy
+from sagakit.definition.saga import DictContext, Parallel, Saga, Step
+
+__all__ = [
+    "COMPENSATION_RETRY",
+    "NO_RETRY",
+    "DictContext",
+    "Parallel",
+    "RetryPolicy",
+    "Saga",
+    "Step",
+]

@@ -1,0 +1,253 @@
+"""The orchestration DSL: ``Saga``, ``Step`` and ``Parallel``.
+
+A definition is built once, validated as it is built, and never changes. It
+holds callables but performs no I/O; the runtime calls them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from sagakit.definition.retry import COMPENSATION_RETRY, NO_RETRY, RetryPolicy
+from sagakit.errors import DefinitionError
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,99}$")
+
+
+class DictContext(BaseModel):
+    """The context of a saga that declares none: any JSON-able fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def _check_name(kind: str, name: object) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise DefinitionError(
+            f"{kind} name {name!r} is invalid: use 1-100 letters, digits, "
+            "'_', '.', '-', "
+            "starting with a letter or '_'"
+        )
+    return name
+
+
+def _positional_arity(fn: Callable[..., Any]) -> tuple[int, int] | None:
+    """(required, maximum) positional parameters, or None if not introspectable."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    required = maximum = 0
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            return (required, 1 << 16)
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            maximum += 1
+            if p.default is p.empty:
+                required += 1
+        elif p.kind is p.KEYWORD_ONLY and p.default is p.empty:
+            return (1 << 16, 0)  # cannot be called positionally at all
+    return (required, maximum)
+
+
+def _accepts(fn: Callable[..., Any], n: int) -> bool | None:
+    arity = _positional_arity(fn)
+    if arity is None:
+        return None
+    required, maximum = arity
+    return required <= n <= maximum
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One local step: an action and, optionally, the compensation that undoes it.
+
+    ``action(ctx)`` may be a function or a coroutine function; its return value
+    (JSON-able) is recorded as the step result. ``compensate(ctx)`` or
+    ``compensate(ctx, result)`` undoes a completed action.
+
+    ``pivot=True`` marks the point of no return: once the pivot succeeds, later
+    failures are not compensated; later steps must be retriable and have no
+    compensation. ``compensate_on_failure=True`` runs this step's own
+    compensation when the step itself fails (use it when a failed attempt can
+    leave partial effects, such as a timed-out call that may have landed).
+    """
+
+    name: str
+    action: Callable[..., Any]
+    compensate: Callable[..., Any] | None = None
+    retry: RetryPolicy = NO_RETRY
+    compensation_retry: RetryPolicy = COMPENSATION_RETRY
+    timeout: float | None = None
+    compensation_timeout: float | None = None
+    pivot: bool = False
+    compensate_on_failure: bool = False
+    compensation_takes_result: bool = field(default=False, init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_name("Step", self.name)
+        if not callable(self.action):
+            raise DefinitionError(f"step {self.name!r}: action must be callable")
+        if _accepts(self.action, 1) is False:
+            raise DefinitionError(
+                f"step {self.name!r}: action must take exactly one positional argument "
+                "(the saga context)"
+            )
+        if self.compensate is not None:
+            if not callable(self.compensate):
+                raise DefinitionError(
+                    f"step {self.name!r}: compensate must be callable"
+                )
+            one, two = _accepts(self.compensate, 1), _accepts(self.compensate, 2)
+            if one is False and two is False:
+                raise DefinitionError(
+                    f"step {self.name!r}: compensate must take (ctx) or (ctx, result)"
+                )
+            object.__setattr__(self, "compensation_takes_result", bool(two))
+        for attr in ("timeout", "compensation_timeout"):
+            value = getattr(self, attr)
+            if value is not None and not value > 0:
+                raise DefinitionError(
+                    f"step {self.name!r}: {attr} must be > 0, got {value}"
+                )
+        if not isinstance(self.retry, RetryPolicy) or not isinstance(
+            self.compensation_retry, RetryPolicy
+        ):
+            raise DefinitionError(
+                f"step {self.name!r}: retry policies must be RetryPolicy"
+            )
+        if self.pivot and self.compensate is not None:
+            raise DefinitionError(
+                f"step {self.name!r}: a pivot step is the point of no return "
+                "and cannot "
+                "have a compensation"
+            )
+        if self.compensate_on_failure and self.compensate is None:
+            raise DefinitionError(
+                f"step {self.name!r}: compensate_on_failure=True needs a compensation"
+            )
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.action)
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Parallel:
+    """Steps started together; the saga moves on when all of them succeeded."""
+
+    steps: tuple[Step, ...]
+
+    def __init__(self, *steps: Step) -> None:
+        if not steps:
+            raise DefinitionError("Parallel() needs at least one step")
+        for s in steps:
+            if not isinstance(s, Step):
+                raise DefinitionError(f"Parallel() takes Step objects, got {s!r}")
+            if s.pivot:
+                raise DefinitionError(
+                    f"step {s.name!r}: a pivot cannot run in a parallel group"
+                )
+        object.__setattr__(self, "steps", tuple(steps))
+
+
+class Saga(Generic[C]):
+    """An orchestrated saga: stages of steps run in order, compensated in reverse.
+
+    ``context`` is a pydantic model class; an instance of it is passed to every
+    step and compensation and persisted after each step.
+    """
+
+    __slots__ = ("_by_name", "context", "name", "pivot_stage", "stages")
+
+    def __init__(
+        self,
+        name: str,
+        steps: Sequence[Step | Parallel],
+        *,
+        context: type[C] = DictContext,  # type: ignore[assignment]
+    ) -> None:
+        self.name = _check_name("Saga", name)
+        if not (isinstance(context, type) and issubclass(context, BaseModel)):
+            raise DefinitionError(
+                f"saga {name!r}: context must be a pydantic BaseModel class, "
+                f"got {context!r}"
+            )
+        self.context: type[C] = context
+        if isinstance(steps, (Step, Parallel)) or not isinstance(steps, Sequence):
+            raise DefinitionError(
+                f"saga {name!r}: steps must be a list of Step/Parallel"
+            )
+        if not steps:
+            raise DefinitionError(f"saga {name!r} is empty: it needs at least one step")
+        stages: list[tuple[Step, ...]] = []
+        by_name: dict[str, Step] = {}
+        pivot_stage: int | None = None
+        for index, item in enumerate(steps):
+            if isinstance(item, Step):
+                group: tuple[Step, ...] = (item,)
+            elif isinstance(item, Parallel):
+                group = item.steps
+            else:
+                raise DefinitionError(
+                    f"saga {name!r}: steps must be Step or Parallel, got {item!r}"
+                )
+            for s in group:
+                if s.name in by_name:
+                    raise DefinitionError(
+                        f"saga {name!r}: duplicate step name {s.name!r}"
+                    )
+                by_name[s.name] = s
+                if pivot_stage is not None and (
+                    s.compensate is not None or s.compensate_on_failure
+                ):
+                    pivot = stages[pivot_stage][0].name
+                    raise DefinitionError(
+                        f"saga {name!r}: step {s.name!r} comes after the pivot "
+                        f"{pivot!r} "
+                        "and cannot have a compensation (steps after the pivot are "
+                        "retried, never compensated)"
+                    )
+                if s.pivot:
+                    if pivot_stage is not None:
+                        pivot = stages[pivot_stage][0].name
+                        raise DefinitionError(
+                            f"saga {name!r}: two pivots, {pivot!r} and {s.name!r}; "
+                            "a saga has at most one"
+                        )
+                    pivot_stage = index
+            stages.append(group)
+        self.stages: tuple[tuple[Step, ...], ...] = tuple(stages)
+        self._by_name = by_name
+        self.pivot_stage = pivot_stage
+
+    def step(self, name: str) -> Step:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise DefinitionError(f"saga {self.name!r} has no step {name!r}") from None
+
+    def has_step(self, name: str) -> bool:
+        return name in self._by_name
+
+    @property
+    def step_names(self) -> tuple[str, ...]:
+        return tuple(self._by_name)
+
+    def __iter__(self) -> Iterator[Step]:
+        return iter(self._by_name.values())
+
+    def __repr__(self) -> str:
+        shape = " -> ".join(
+            "[" + " | ".join(s.name for s in g) + "]" if len(g) > 1 else g[0].name
+            for g in self.stages
+        )
+        return f"Saga({self.name!r}: {shape})"

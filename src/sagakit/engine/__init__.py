@@ -1,0 +1,38 @@
+"""The pure, deterministic saga engine: state + event -> new state + commands."""
+
+from __future__ import annotations
+
+from sagakit.engine.commands import Command, Compensate, FinishSaga, RunStep
+from sagakit.engine.decide import Decision, decide, initial_state
+from sagakit.engine.events import (
+    CompensationFailed,
+    CompensationSucceeded,
+    Event,
+    SagaResumed,
+    SagaStarted,
+    StepFailed,
+    StepSucceeded,
+)
+from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus, StepState, StepStatus
+
+__all__ = [
+    "Command",
+    "Compensate",
+    "CompensationFailed",
+    "CompensationSucceeded",
+    "Decision",
+    "ErrorInfo",
+    "Event",
+    "FinishSaga",
+    "RunStep",
+    "SagaResumed",
+    "SagaStarted",
+    "SagaState",
+    "SagaStatus",
+    "StepFailed",
+    "StepState",
+    "StepStatus",
+    "StepSucceeded",
+    "decide",
+    "initial_state",
+]

@@ -1,0 +1,286 @@
+"""The engine: one pure function from (definition, state, event) to a decision.
+
+``decide`` does no I/O, reads no clock and draws no random numbers: time and
+jitter arrive inside events. It raises :class:`~sagakit.errors.StateError` only
+for events that do not fit the state (a stale or duplicate report); a failing
+user step is an ordinary event, never an exception.
+
+Rules it guarantees (checked by property tests):
+
+* stages run in order; a stage's steps start together;
+* after the first permanent failure no forward step starts;
+* compensations run one at a time, exactly for completed steps that have one
+  (plus failed steps marked ``compensate_on_failure``), in reverse completion
+  order, and only once every in-flight step has settled;
+* a failure after the pivot succeeded ends in ``failed`` with nothing
+  compensated;
+* a compensation that fails beyond its policy ends in ``compensation_failed``,
+  keeping both the original and the compensation error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sagakit.definition.saga import Saga
+from sagakit.engine.commands import Command, Compensate, FinishSaga, RunStep
+from sagakit.engine.events import (
+    CompensationFailed,
+    CompensationSucceeded,
+    Event,
+    SagaResumed,
+    SagaStarted,
+    StepFailed,
+    StepSucceeded,
+)
+from sagakit.engine.state import (
+    INTERRUPTED,
+    ErrorInfo,
+    SagaState,
+    SagaStatus,
+    StepState,
+    StepStatus,
+)
+from sagakit.errors import StateError
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    state: SagaState
+    commands: tuple[Command, ...]
+
+
+def initial_state(saga: Saga[Any], saga_id: str) -> SagaState:
+    """A fresh instance: nothing run yet."""
+    return SagaState(
+        saga_id=saga_id,
+        saga_name=saga.name,
+        steps={s.name: StepState() for s in saga},
+    )
+
+
+def decide(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
+    if state.status.terminal:
+        raise StateError(
+            f"saga {state.saga_id}: already {state.status.value}, "
+            f"{type(event).__name__} ignored"
+        )
+    if isinstance(event, SagaStarted):
+        return _on_started(saga, state)
+    if isinstance(event, SagaResumed):
+        return _on_resumed(saga, state)
+    if isinstance(event, StepSucceeded):
+        return _on_step_succeeded(saga, state, event)
+    if isinstance(event, StepFailed):
+        return _on_step_failed(saga, state, event)
+    if isinstance(event, CompensationSucceeded):
+        return _on_compensation_succeeded(saga, state, event)
+    if isinstance(event, CompensationFailed):
+        return _on_compensation_failed(saga, state, event)
+    raise StateError(f"saga {state.saga_id}: unknown event {event!r}")
+
+
+# -- forward ---------------------------------------------------------------
+
+
+def _start_stage(saga: Saga[Any], state: SagaState, stage: int) -> Decision:
+    if stage >= len(saga.stages):
+        done = replace(state, status=SagaStatus.SUCCEEDED, stage=stage)
+        return Decision(done, (FinishSaga(SagaStatus.SUCCEEDED),))
+    state = replace(state, stage=stage)
+    commands: list[Command] = []
+    for s in saga.stages[stage]:
+        state = state.with_step(s.name, status=StepStatus.RUNNING, attempts=1)
+        commands.append(RunStep(s.name, 1))
+    return Decision(state, tuple(commands))
+
+
+def _on_started(saga: Saga[Any], state: SagaState) -> Decision:
+    if state.stage != 0 or any(
+        s.status is not StepStatus.PENDING for s in state.steps.values()
+    ):
+        raise StateError(f"saga {state.saga_id}: already started")
+    return _start_stage(saga, state, 0)
+
+
+def _running_step(state: SagaState, step: str, what: str) -> StepState:
+    current = state.steps.get(step)
+    if current is None:
+        raise StateError(f"saga {state.saga_id}: {what} for unknown step {step!r}")
+    if current.status is not StepStatus.RUNNING:
+        raise StateError(
+            f"saga {state.saga_id}: {what} for step {step!r} which is "
+            f"{current.status.value} (stale or duplicate)"
+        )
+    return current
+
+
+def _on_step_succeeded(
+    saga: Saga[Any], state: SagaState, event: StepSucceeded
+) -> Decision:
+    _running_step(state, event.step, "success")
+    state = state.with_step(
+        event.step, status=StepStatus.SUCCEEDED, result=event.result
+    )
+    state = replace(state, completed=(*state.completed, event.step))
+    if state.status is SagaStatus.COMPENSATING:
+        return _settle_failure(saga, state)
+    stage_names = [s.name for s in saga.stages[state.stage]]
+    if all(state.step(n).status is StepStatus.SUCCEEDED for n in stage_names):
+        return _start_stage(saga, state, state.stage + 1)
+    return Decision(state, ())
+
+
+def _on_step_failed(saga: Saga[Any], state: SagaState, event: StepFailed) -> Decision:
+    current = _running_step(state, event.step, "failure")
+    spec = saga.step(event.step)
+    if (
+        state.status is SagaStatus.RUNNING
+        and event.retryable
+        and current.attempts < spec.retry.attempts
+    ):
+        attempt = current.attempts + 1
+        state = state.with_step(event.step, attempts=attempt, error=event.error)
+        delay = spec.retry.delay(current.attempts, event.jitter)
+        return Decision(state, (RunStep(event.step, attempt, delay),))
+    return _fail_step(saga, state, event.step, event.error)
+
+
+def _fail_step(
+    saga: Saga[Any], state: SagaState, step: str, error: ErrorInfo
+) -> Decision:
+    state = state.with_step(step, status=StepStatus.FAILED, error=error)
+    if saga.step(step).compensate_on_failure:
+        state = replace(state, completed=(*state.completed, step))
+    if state.status is SagaStatus.RUNNING:
+        state = replace(
+            state, status=SagaStatus.COMPENSATING, failed_step=step, error=error
+        )
+    return _settle_failure(saga, state)
+
+
+def _in_flight(state: SagaState) -> bool:
+    return any(s.status is StepStatus.RUNNING for s in state.steps.values())
+
+
+def _past_pivot(saga: Saga[Any], state: SagaState) -> bool:
+    if saga.pivot_stage is None:
+        return False
+    pivot = saga.stages[saga.pivot_stage][0].name
+    return state.step(pivot).status is StepStatus.SUCCEEDED
+
+
+def _settle_failure(saga: Saga[Any], state: SagaState) -> Decision:
+    """After a failure: wait for in-flight steps, then roll back (or give up)."""
+    if _in_flight(state):
+        return Decision(state, ())
+    if _past_pivot(saga, state):
+        state = replace(state, status=SagaStatus.FAILED, compensations=())
+        return Decision(state, (FinishSaga(SagaStatus.FAILED),))
+    queue = tuple(
+        name
+        for name in reversed(state.completed)
+        if saga.step(name).compensate is not None
+    )
+    state = replace(state, compensations=queue)
+    return _next_compensation(state)
+
+
+# -- compensation ----------------------------------------------------------
+
+
+def _next_compensation(state: SagaState) -> Decision:
+    assert state.compensations is not None  # noqa: S101 - internal invariant
+    if not state.compensations:
+        state = replace(state, status=SagaStatus.COMPENSATED)
+        return Decision(state, (FinishSaga(SagaStatus.COMPENSATED),))
+    head = state.compensations[0]
+    state = state.with_step(
+        head, status=StepStatus.COMPENSATING, compensation_attempts=1
+    )
+    return Decision(state, (Compensate(head, 1),))
+
+
+def _compensating_step(state: SagaState, step: str, what: str) -> StepState:
+    if (
+        state.status is not SagaStatus.COMPENSATING
+        or not state.compensations
+        or state.compensations[0] != step
+        or state.step(step).status is not StepStatus.COMPENSATING
+    ):
+        raise StateError(
+            f"saga {state.saga_id}: {what} for step {step!r} which is not being "
+            "compensated (stale or duplicate)"
+        )
+    return state.step(step)
+
+
+def _on_compensation_succeeded(
+    saga: Saga[Any], state: SagaState, event: CompensationSucceeded
+) -> Decision:
+    _compensating_step(state, event.step, "compensation success")
+    state = state.with_step(event.step, status=StepStatus.COMPENSATED)
+    assert state.compensations is not None  # noqa: S101 - checked above
+    state = replace(state, compensations=state.compensations[1:])
+    return _next_compensation(state)
+
+
+def _on_compensation_failed(
+    saga: Saga[Any], state: SagaState, event: CompensationFailed
+) -> Decision:
+    current = _compensating_step(state, event.step, "compensation failure")
+    policy = saga.step(event.step).compensation_retry
+    if event.retryable and current.compensation_attempts < policy.attempts:
+        attempt = current.compensation_attempts + 1
+        state = state.with_step(event.step, compensation_attempts=attempt)
+        delay = policy.delay(current.compensation_attempts, event.jitter)
+        return Decision(state, (Compensate(event.step, attempt, delay),))
+    state = state.with_step(event.step, status=StepStatus.COMPENSATION_FAILED)
+    state = replace(
+        state,
+        status=SagaStatus.COMPENSATION_FAILED,
+        compensation_step=event.step,
+        compensation_error=event.error,
+    )
+    return Decision(state, (FinishSaga(SagaStatus.COMPENSATION_FAILED),))
+
+
+# -- recovery --------------------------------------------------------------
+
+
+def _on_resumed(saga: Saga[Any], state: SagaState) -> Decision:
+    """Re-issue the work an interrupted worker left unfinished.
+
+    Forward steps that were running are run again while the saga runs forward
+    (at-least-once for the step in flight; committed steps never re-run). When
+    the saga was already rolling back, a step that was in flight counts as
+    failed with an unknown outcome and is compensated if it asks for that.
+    """
+    if state.status is SagaStatus.RUNNING:
+        commands = tuple(
+            RunStep(s.name, max(1, state.step(s.name).attempts))
+            for s in saga.stages[state.stage]
+            if state.step(s.name).status is StepStatus.RUNNING
+        )
+        if not commands:  # crashed between commits of a stage transition
+            return _start_stage(saga, state, state.stage + 1)
+        return Decision(state, commands)
+    # compensating
+    if state.compensations is None:
+        for name, s in list(state.steps.items()):
+            if s.status is StepStatus.RUNNING:
+                state = state.with_step(
+                    name, status=StepStatus.FAILED, error=INTERRUPTED
+                )
+                if saga.step(name).compensate_on_failure:
+                    state = replace(state, completed=(*state.completed, name))
+        return _settle_failure(saga, state)
+    if not state.compensations:
+        return _next_compensation(state)
+    head = state.compensations[0]
+    attempt = max(1, state.step(head).compensation_attempts)
+    state = state.with_step(
+        head, status=StepStatus.COMPENSATING, compensation_attempts=attempt
+    )
+    return Decision(state, (Compensate(head, attempt),))

@@ -1,0 +1,176 @@
+"""Saga and step state: immutable values the engine maps to new values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+
+class SagaStatus(StrEnum):
+    """Where a saga instance is. Stored verbatim as the lowercase value."""
+
+    RUNNING = "running"
+    COMPENSATING = "compensating"
+    SUCCEEDED = "succeeded"
+    COMPENSATED = "compensated"
+    COMPENSATION_FAILED = "compensation_failed"
+    FAILED = "failed"
+    """A step after the pivot failed for good: nothing can be compensated."""
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset(
+    {
+        SagaStatus.SUCCEEDED,
+        SagaStatus.COMPENSATED,
+        SagaStatus.COMPENSATION_FAILED,
+        SagaStatus.FAILED,
+    }
+)
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    COMPENSATING = "compensating"
+    COMPENSATED = "compensated"
+    COMPENSATION_FAILED = "compensation_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """A recorded error: enough to report it after the process is gone."""
+
+    type: str
+    message: str
+    traceback: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ErrorInfo | None:
+        if data is None:
+            return None
+        return cls(data["type"], data["message"], data.get("traceback"))
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
+
+
+INTERRUPTED = ErrorInfo(
+    "Interrupted", "the worker stopped while the step ran; its outcome is unknown"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StepState:
+    status: StepStatus = StepStatus.PENDING
+    attempts: int = 0
+    compensation_attempts: int = 0
+    result: Any = None
+    error: ErrorInfo | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status.value}
+        if self.attempts:
+            out["attempts"] = self.attempts
+        if self.compensation_attempts:
+            out["compensation_attempts"] = self.compensation_attempts
+        if self.result is not None:
+            out["result"] = self.result
+        if self.error is not None:
+            out["error"] = self.error.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepState:
+        return cls(
+            status=StepStatus(data["status"]),
+            attempts=data.get("attempts", 0),
+            compensation_attempts=data.get("compensation_attempts", 0),
+            result=data.get("result"),
+            error=ErrorInfo.from_dict(data.get("error")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SagaState:
+    """Everything the engine needs to decide what happens next.
+
+    ``completed`` lists steps in the order they finished (successes, plus failed
+    steps whose own compensation must run); ``compensations`` is the queue of
+    compensations still to run, head first, or ``None`` before rollback starts.
+    ``failed_step``/``error`` keep the first failure; ``compensation_error`` the
+    compensation failure that stopped the rollback.
+    """
+
+    saga_id: str
+    saga_name: str
+    status: SagaStatus = SagaStatus.RUNNING
+    stage: int = 0
+    steps: dict[str, StepState] = field(default_factory=dict)
+    completed: tuple[str, ...] = ()
+    compensations: tuple[str, ...] | None = None
+    failed_step: str | None = None
+    error: ErrorInfo | None = None
+    compensation_step: str | None = None
+    compensation_error: ErrorInfo | None = None
+
+    def step(self, name: str) -> StepState:
+        return self.steps.get(name) or StepState()
+
+    def with_step(self, name: str, **changes: Any) -> SagaState:
+        steps = dict(self.steps)
+        steps[name] = replace(self.step(name), **changes)
+        return replace(self, steps=steps)
+
+    @property
+    def results(self) -> dict[str, Any]:
+        return {
+            name: s.result
+            for name, s in self.steps.items()
+            if s.status is not StepStatus.PENDING and s.result is not None
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "saga_id": self.saga_id,
+            "saga_name": self.saga_name,
+            "status": self.status.value,
+            "stage": self.stage,
+            "steps": {k: v.to_dict() for k, v in self.steps.items()},
+            "completed": list(self.completed),
+            "compensations": None
+            if self.compensations is None
+            else list(self.compensations),
+            "failed_step": self.failed_step,
+            "error": self.error.to_dict() if self.error else None,
+            "compensation_step": self.compensation_step,
+            "compensation_error": (
+                self.compensation_error.to_dict() if self.compensation_error else None
+            ),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SagaState:
+        comps = data.get("compensations")
+        return cls(
+            saga_id=data["saga_id"],
+            saga_name=data["saga_name"],
+            status=SagaStatus(data["status"]),
+            stage=data["stage"],
+            steps={k: StepState.from_dict(v) for k, v in data["steps"].items()},
+            completed=tuple(data["completed"]),
+            compensations=None if comps is None else tuple(comps),
+            failed_step=data.get("failed_step"),
+            error=ErrorInfo.from_dict(data.get("error")),
+            compensation_step=data.get("compensation_step"),
+            compensation_error=ErrorInfo.from_dict(data.get("compensation_error")),
+        )

@@ -1,0 +1,91 @@
+"""What a caller gets back when a saga ends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus
+from sagakit.errors import CompensationFailed, StepFailed
+
+C = TypeVar("C", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class SagaResult(Generic[C]):
+    """The outcome of one saga instance.
+
+    ``exception`` is the original exception of the failed step when it was
+    raised in this process (``None`` after a restart; ``error`` always has the
+    recorded description).
+    """
+
+    saga_id: str
+    saga_name: str
+    status: SagaStatus
+    context: C
+    results: dict[str, Any]
+    failed_step: str | None = None
+    error: ErrorInfo | None = None
+    compensation_step: str | None = None
+    compensation_error: ErrorInfo | None = None
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is SagaStatus.SUCCEEDED
+
+    @classmethod
+    def from_state(
+        cls, state: SagaState, context: C, exception: BaseException | None = None
+    ) -> SagaResult[C]:
+        return cls(
+            saga_id=state.saga_id,
+            saga_name=state.saga_name,
+            status=state.status,
+            context=context,
+            results=state.results,
+            failed_step=state.failed_step,
+            error=state.error,
+            compensation_step=state.compensation_step,
+            compensation_error=state.compensation_error,
+            exception=exception,
+        )
+
+    def raise_for_status(self) -> SagaResult[C]:
+        """Return self if the saga succeeded; else raise StepFailed (or its
+        subclass CompensationFailed)."""
+        if self.status is SagaStatus.SUCCEEDED:
+            return self
+        if self.status is SagaStatus.COMPENSATION_FAILED:
+            raise CompensationFailed(
+                f"saga {self.saga_id} ({self.saga_name}): step "
+                f"{self.failed_step!r} failed ({self.error}) and compensating "
+                f"{self.compensation_step!r} failed "
+                f"({self.compensation_error})",
+                saga_id=self.saga_id,
+                step=self.failed_step,
+                error=self.error,
+                status=self.status.value,
+                compensation_step=self.compensation_step,
+                compensation_error=self.compensation_error,
+            ) from self.exception
+        if not self.status.terminal:
+            raise StepFailed(
+                f"saga {self.saga_id} ({self.saga_name}) has not finished: "
+                f"{self.status.value}",
+                saga_id=self.saga_id,
+                step=None,
+                error=None,
+                status=self.status.value,
+            )
+        raise StepFailed(
+            f"saga {self.saga_id} ({self.saga_name}) {self.status.value}: step "
+            f"{self.failed_step!r} failed: {self.error}",
+            saga_id=self.saga_id,
+            step=self.failed_step,
+            error=self.error,
+            status=self.status.value,
+        ) from self.exception
