@@ -18,9 +18,16 @@ def database_url(url: str | None = None) -> str:
 
 
 def open_store(url: str | None = None) -> SagaStore:
-    """Open the store a URL names: ``sqlite:///relative.db``,
-    ``sqlite:////absolute.db``, ``sqlite://:memory:``, or a plain file path."""
+    """Open the store a URL names.
+
+    ``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite://:memory:``,
+    a plain file path (all SQLite), or ``memory://`` (this process only).
+    """
     url = database_url(url)
+    if url == "memory://":
+        from sagakit.adapters.store.memory import InMemoryStore  # noqa: PLC0415
+
+        return InMemoryStore()
     if url.startswith(("postgres://", "postgresql://")):
         raise StoreError(
             "PostgreSQL URLs are not supported by this version yet: "

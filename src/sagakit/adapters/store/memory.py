@@ -1,0 +1,108 @@
+"""A store that keeps everything in this process: tests and benchmarks.
+
+Records handed to ``create``/``save`` are kept as they are (the orchestrator
+builds a fresh one per save); ``get`` returns a copy.
+
+It honours the same contract as the durable stores (versions, idempotency keys,
+append-only history) but loses everything when the process ends.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Collection, Sequence
+from dataclasses import replace
+
+from sagakit.engine.state import SagaStatus
+from sagakit.errors import ConcurrencyError, SagaNotFound
+from sagakit.ports.store import HistoryEntry, SagaRecord
+
+
+class InMemoryStore:
+    def __init__(self) -> None:
+        self.commits = 0
+        self._sagas: dict[str, SagaRecord] = {}
+        self._keys: dict[tuple[str, str], str] = {}
+        self._history: dict[str, list[HistoryEntry]] = {}
+
+    async def create(
+        self, record: SagaRecord, history: Sequence[HistoryEntry]
+    ) -> tuple[SagaRecord, bool]:
+        if record.idempotency_key is not None:
+            existing = self._keys.get((record.saga_name, record.idempotency_key))
+            if existing is not None:
+                return _frozen(self._sagas[existing]), False
+        if record.saga_id in self._sagas:
+            raise ConcurrencyError(f"saga {record.saga_id} already exists")
+        self._sagas[record.saga_id] = record
+        if record.idempotency_key is not None:
+            self._keys[(record.saga_name, record.idempotency_key)] = record.saga_id
+        self._history[record.saga_id] = list(history)
+        self.commits += 1
+        return record, True
+
+    async def save(
+        self,
+        record: SagaRecord,
+        expected_version: int,
+        history: Sequence[HistoryEntry],
+    ) -> None:
+        current = self._sagas.get(record.saga_id)
+        if current is None:
+            raise SagaNotFound(f"saga {record.saga_id} does not exist")
+        if current.version != expected_version:
+            raise ConcurrencyError(
+                f"saga {record.saga_id}: version {expected_version} is stale; "
+                "another worker saved it first"
+            )
+        self._sagas[record.saga_id] = record
+        self._history[record.saga_id].extend(history)
+        self.commits += 1
+
+    async def get(self, saga_id: str) -> SagaRecord:
+        try:
+            return _frozen(self._sagas[saga_id])
+        except KeyError:
+            raise SagaNotFound(f"saga {saga_id} does not exist") from None
+
+    async def history(self, saga_id: str) -> list[HistoryEntry]:
+        return list(self._history.get(saga_id, ()))
+
+    async def list_sagas(
+        self,
+        *,
+        status: SagaStatus | None = None,
+        saga_name: str | None = None,
+        limit: int = 50,
+    ) -> list[SagaRecord]:
+        wanted = None if status is None else SagaStatus(status)
+        found = [
+            r
+            for r in self._sagas.values()
+            if (wanted is None or r.status is wanted)
+            and (saga_name is None or r.saga_name == saga_name)
+        ]
+        found.sort(key=lambda r: (r.created_at, r.saga_id), reverse=True)
+        return found[:limit]
+
+    async def unfinished(
+        self, saga_names: Collection[str] | None = None, limit: int = 1000
+    ) -> list[str]:
+        found = sorted(
+            (
+                r
+                for r in self._sagas.values()
+                if not r.status.terminal
+                and (saga_names is None or r.saga_name in saga_names)
+            ),
+            key=lambda r: r.created_at,
+        )
+        return [r.saga_id for r in found[:limit]]
+
+    async def close(self) -> None:
+        return None
+
+
+def _frozen(record: SagaRecord) -> SagaRecord:
+    """A copy whose context cannot be changed through another reference."""
+    return replace(record, context=copy.deepcopy(record.context))

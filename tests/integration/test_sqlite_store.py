@@ -1,0 +1,125 @@
+"""SQLite specifics: WAL mode, migrations equal schema.sql, append-only history."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from sagakit import StoreError, open_store
+from sagakit.adapters.store.memory import InMemoryStore
+from sagakit.adapters.store.sql import migrations, queries, schema
+from sagakit.adapters.store.sqlite import SQLiteStore, split_statements
+from tests.contracts.store_contract import entry, make_record
+
+
+def _schema_of(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
+    rows = conn.execute(
+        "SELECT type, name, sql FROM sqlite_master "
+        "WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%'"
+    )
+    return {(t, n): " ".join(sql.split()) for t, n, sql in rows}
+
+
+def test_migrations_produce_exactly_schema_sql(tmp_path: Path) -> None:
+    SQLiteStore(tmp_path / "migrated.db")
+    migrated = sqlite3.connect(tmp_path / "migrated.db")
+    reference = sqlite3.connect(":memory:")
+    for statement in split_statements(schema("sqlite")):
+        reference.execute(statement)
+    assert _schema_of(migrated) == _schema_of(reference)
+    applied = [
+        v for (v,) in migrated.execute("SELECT version FROM sagakit_schema_migrations")
+    ]
+    assert applied == [m.version for m in migrations("sqlite")]
+
+
+def test_opening_twice_applies_nothing_new(tmp_path: Path) -> None:
+    first = SQLiteStore(tmp_path / "x.db")
+    assert first.applied_migrations() == [1]
+    second = SQLiteStore(tmp_path / "x.db")
+    assert second.migrate() == []
+
+
+def test_library_sets_wal_mode(tmp_path: Path) -> None:
+    SQLiteStore(tmp_path / "wal.db")
+    conn = sqlite3.connect(tmp_path / "wal.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_every_named_query_is_valid_sql(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "q.db")
+    for name, sql in queries("sqlite").items():
+        try:
+            store._conn.execute(f"EXPLAIN {sql}")
+        except sqlite3.ProgrammingError:
+            pass  # wrong number of bindings: the statement itself parsed
+        except sqlite3.OperationalError as exc:  # pragma: no cover - reported
+            pytest.fail(f"query {name!r} does not parse: {exc}")
+
+
+async def test_history_is_append_only(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "h.db")
+    await store.create(make_record("s1"), [entry("s1", "started")])
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        store._conn.execute("UPDATE sagakit_step_history SET outcome = 'forged'")
+
+
+async def test_state_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "durable.db"
+    store = SQLiteStore(path)
+    await store.create(make_record("s1", key="k"), [entry("s1", "started")])
+    await store.close()
+    reopened = SQLiteStore(path)
+    assert (await reopened.get("s1")).idempotency_key == "k"
+    assert len(await reopened.history("s1")) == 1
+
+
+def test_bad_synchronous_mode_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="synchronous must be one of"):
+        SQLiteStore(tmp_path / "s.db", synchronous="sometimes")
+
+
+def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot open"):
+        SQLiteStore(tmp_path / "missing-dir" / "x.db")
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///rel.db", "rel.db"),
+        ("plain.db", "plain.db"),
+        ("sqlite://:memory:", ":memory:"),
+    ],
+)
+def test_open_store_parses_sqlite_urls(
+    url: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = open_store(url)
+    assert isinstance(store, SQLiteStore)
+    assert store.path == expected
+
+
+def test_open_store_absolute_sqlite_url(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/abs.db")
+    assert isinstance(store, SQLiteStore)
+    assert store.path == f"{tmp_path}/abs.db"
+
+
+def test_open_store_env_var_and_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SAGAKIT_DATABASE_URL", f"{tmp_path}/env.db")
+    store = open_store()
+    assert isinstance(store, SQLiteStore)
+    assert store.path == f"{tmp_path}/env.db"
+    assert isinstance(open_store("memory://"), InMemoryStore)
+
+
+@pytest.mark.parametrize("url", ["mysql://x/y", "postgresql://u@h/db", "sqlite://"])
+def test_open_store_rejects_unsupported_urls(url: str) -> None:
+    with pytest.raises(StoreError):
+        open_store(url)
