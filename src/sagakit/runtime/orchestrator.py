@@ -33,7 +33,7 @@ from sagakit.engine.events import (
     StepFailed,
     StepSucceeded,
 )
-from sagakit.engine.state import ErrorInfo, SagaState
+from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus
 from sagakit.errors import ConcurrencyError, SagaError, StateError
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
@@ -377,7 +377,10 @@ class Orchestrator:
     def _finish(self, inst: _Instance) -> None:
         state = inst.state
         self._active.pop(state.saga_id, None)
-        level = logging.INFO if state.status.value == "succeeded" else logging.WARNING
+        # a rolled-back saga is an expected business outcome; the other two
+        # endings need an operator
+        attention = state.status in (SagaStatus.FAILED, SagaStatus.COMPENSATION_FAILED)
+        level = logging.WARNING if attention else logging.INFO
         logger.log(
             level,
             "saga finished",

@@ -1,0 +1,295 @@
+"""The ``sagakit`` command: ``demo``, ``list`` and ``show``.
+
+Thin by design: parse the options, call the library, render with rich. This is
+the only place that configures logging. Expected failures (unknown id, bad
+option value, unreachable store, any :class:`~sagakit.errors.SagaError`) print
+one ``error: <reason>`` line to stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.rule import Rule
+
+from sagakit import __version__
+from sagakit.adapters.store import ENV_VAR, database_url, open_store
+from sagakit.cli import render
+from sagakit.engine.state import SagaStatus
+from sagakit.errors import SagaError, SagaNotFound
+from sagakit.examples.trip import fully_booked_trip, happy_trip, trip_saga
+from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
+from sagakit.runtime import Orchestrator
+
+T = TypeVar("T")
+
+EXIT_ERROR = 2
+MIN_PREFIX = 6
+PREFIX_SCAN_LIMIT = 1_000_000
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+STATUSES = tuple(s.value for s in SagaStatus)
+
+app = typer.Typer(
+    name="sagakit",
+    help="Run and inspect sagas stored by sagakit.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# Piped output is not squeezed to 80 columns (ids must survive a `grep`);
+# $COLUMNS still wins.
+_PIPE_WIDTH = 160
+out = Console(
+    width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else _PIPE_WIDTH
+)
+err = Console(stderr=True)
+
+
+class UsageFailure(Exception):
+    """A request the CLI cannot serve; its message is shown as ``error: ...``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    db: str | None
+
+
+def fail(reason: str) -> NoReturn:
+    err.print(
+        f"error: {reason}", markup=False, highlight=False, soft_wrap=True, style="red"
+    )
+    raise typer.Exit(EXIT_ERROR)
+
+
+# -- logging ---------------------------------------------------------------
+
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+class ExtraFormatter(logging.Formatter):
+    """``LEVEL logger: message key=value ...``: the fixed message, then the
+    ``extra`` fields the library attaches to it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = " ".join(
+            f"{k}={v}"
+            for k, v in vars(record).items()
+            if k not in _RECORD_FIELDS and not k.startswith("_")
+        )
+        return f"{line} {extras}" if extras else line
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler()  # stderr
+    handler.setFormatter(ExtraFormatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+# -- store access ----------------------------------------------------------
+
+
+def with_store(settings: Settings, work: Callable[[SagaStore], Awaitable[T]]) -> T:
+    """Open the configured store, run ``work`` on it, close it; expected
+    failures end the command with ``error: ...``."""
+
+    async def run() -> T:
+        store = open_store(settings.db)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except (SagaError, UsageFailure) as exc:
+        fail(str(exc))
+
+
+async def resolve(store: SagaStore, ident: str) -> SagaRecord:
+    """The saga with this id, or with this unique id prefix (>= 6 characters)."""
+    try:
+        return await store.get(ident)
+    except SagaNotFound:
+        if len(ident) < MIN_PREFIX:
+            raise UsageFailure(
+                f"no saga with id {ident!r} (an id prefix needs at least "
+                f"{MIN_PREFIX} characters)"
+            ) from None
+    # The store port has no prefix lookup: scan the ids, newest first.
+    records = await store.list_sagas(limit=PREFIX_SCAN_LIMIT)
+    matches = [r for r in records if r.saga_id.startswith(ident)]
+    if not matches:
+        raise UsageFailure(f"no saga with id or id prefix {ident!r}")
+    if len(matches) > 1:
+        shown = ", ".join(r.saga_id for r in matches[:3])
+        more = ", ..." if len(matches) > 3 else ""  # noqa: PLR2004 - show three
+        raise UsageFailure(
+            f"id prefix {ident!r} is ambiguous: {len(matches)} sagas match "
+            f"({shown}{more})"
+        )
+    return matches[0]
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    obj: Any = ctx.obj
+    return obj if isinstance(obj, Settings) else Settings(None)
+
+
+# -- commands --------------------------------------------------------------
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        out.print(f"sagakit {__version__}", highlight=False)
+        raise typer.Exit
+
+
+@app.callback()
+def cli(
+    ctx: typer.Context,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            metavar="URL",
+            help=f"Store URL or SQLite path [default: ${ENV_VAR}, else ./sagakit.db]",
+            show_default=False,
+        ),
+    ] = None,
+    log_level: Annotated[
+        str,
+        typer.Option(
+            "--log-level",
+            metavar="LEVEL",
+            help=f"Log to stderr from this level: {', '.join(LOG_LEVELS)}",
+        ),
+    ] = "WARNING",
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_show_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Run and inspect sagas stored by sagakit."""
+    level = log_level.upper()
+    if level not in LOG_LEVELS:
+        fail(f"invalid --log-level {log_level!r}: use one of {', '.join(LOG_LEVELS)}")
+    configure_logging(level)
+    ctx.obj = Settings(db)
+
+
+@app.command()
+def demo(ctx: typer.Context) -> None:
+    """Run the trip-booking saga twice: one succeeds, one compensates."""
+    settings = settings_of(ctx)
+    target = database_url(settings.db)
+
+    async def work(store: SagaStore) -> list[SagaRecord]:
+        orchestrator = Orchestrator(store, [trip_saga])
+        records = []
+        for context in (happy_trip(), fully_booked_trip()):
+            out.print(
+                Rule(
+                    f"trip for {context.traveller} to {context.destination}",
+                    align="left",
+                )
+            )
+            result = await orchestrator.run(trip_saga, context)
+            record = await store.get(result.saga_id)
+            history = await store.history(result.saga_id)
+            _print_run(record, history)
+            records.append(record)
+        return records
+
+    out.print(f"Running the trip saga twice on [bold]{target}[/bold]\n")
+    records = with_store(settings, work)
+    prefix = "sagakit" if settings.db is None else f"sagakit --db {settings.db}"
+    failed = next((r for r in records if r.status is not SagaStatus.SUCCEEDED), None)
+    example = (failed or records[0]).saga_id[:8]
+    out.print(
+        f"Next: [bold]{prefix} show {example}[/bold] for one saga, "
+        f"[bold]{prefix} list[/bold] for all of them.",
+        soft_wrap=True,
+    )
+
+
+def _print_run(record: SagaRecord, history: list[HistoryEntry]) -> None:
+    out.print(render.timeline_table(record, history))
+    out.print(render.summary(record, history), soft_wrap=True)
+    out.print()
+
+
+@app.command("list")
+def list_sagas(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            metavar="STATUS",
+            help=f"Only this status: {', '.join(STATUSES)}",
+        ),
+    ] = None,
+    saga: Annotated[
+        str | None, typer.Option("--saga", metavar="NAME", help="Only this saga.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many.")] = 50,
+) -> None:
+    """List sagas, newest first."""
+    wanted: SagaStatus | None = None
+    if status is not None:
+        try:
+            wanted = SagaStatus(status.lower())
+        except ValueError:
+            fail(f"invalid --status {status!r}: use one of {', '.join(STATUSES)}")
+    if limit < 1:
+        fail(f"invalid --limit {limit}: it must be at least 1")
+
+    async def work(store: SagaStore) -> list[SagaRecord]:
+        return await store.list_sagas(status=wanted, saga_name=saga, limit=limit)
+
+    records = with_store(settings_of(ctx), work)
+    out.print(render.sagas_table(records, time.time()))
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    saga_id: Annotated[str, typer.Argument(help="Saga id, or a unique prefix of it.")],
+) -> None:
+    """Show one saga: its outcome and its step timeline."""
+
+    async def work(store: SagaStore) -> tuple[SagaRecord, list[HistoryEntry]]:
+        record = await resolve(store, saga_id)
+        return record, await store.history(record.saga_id)
+
+    record, history = with_store(settings_of(ctx), work)
+    out.print(render.saga_report(record, history))
+
+
+def main() -> None:
+    app(prog_name="sagakit")
+
+
+if __name__ == "__main__":
+    main()

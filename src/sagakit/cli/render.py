@@ -1,0 +1,191 @@
+"""Rich renderings of stored sagas: lists, headers, step timelines, summaries.
+
+Pure functions from store records to rich renderables; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from sagakit.engine.state import ErrorInfo, SagaStatus
+from sagakit.ports.store import HistoryEntry, SagaRecord
+
+STATUS_STYLES: dict[str, str] = {
+    SagaStatus.RUNNING.value: "cyan",
+    SagaStatus.COMPENSATING.value: "magenta",
+    SagaStatus.SUCCEEDED.value: "green",
+    SagaStatus.COMPENSATED.value: "yellow",
+    SagaStatus.COMPENSATION_FAILED.value: "bold red",
+    SagaStatus.FAILED.value: "red",
+    "started": "dim",
+    "resumed": "cyan",
+}
+_KIND_STYLES = {"saga": "dim", "action": "", "compensation": "magenta"}
+_DETAIL_LIMIT = 120
+
+
+def styled(outcome: str) -> Text:
+    """A status or outcome in its colour."""
+    return Text(outcome, style=STATUS_STYLES.get(outcome, ""))
+
+
+def local_time(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def age(seconds: float) -> str:
+    """``42s``, ``5m``, ``3h``, ``2d``: how long ago, roughly."""
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def milliseconds(seconds: float) -> str:
+    return f"{seconds * 1000:.0f}"
+
+
+def short_error(error: ErrorInfo) -> str:
+    """``NoRoomsAvailable: no rooms ...``: the exception's own name, not its module."""
+    name = error.type.rsplit(".", 1)[-1]
+    return f"{name}: {error.message}" if error.message else name
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _DETAIL_LIMIT else text[: _DETAIL_LIMIT - 1] + "…"
+
+
+def _detail(entry: HistoryEntry) -> Text:
+    if entry.error is not None:
+        return Text(_clip(short_error(entry.error)), style="red")
+    if entry.result is None:
+        return Text("")
+    value: Any = entry.result
+    shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return Text(_clip(shown))
+
+
+def sagas_table(records: Sequence[SagaRecord], now: float) -> Table:
+    """The ``sagakit list`` table, newest first."""
+    table = Table(title=f"{len(records)} saga(s)", title_justify="left")
+    width = max((len(r.saga_id) for r in records), default=2)
+    table.add_column("id", no_wrap=True, min_width=width, style="bold")
+    table.add_column("saga")
+    table.add_column("status", no_wrap=True)
+    table.add_column("failed step")
+    table.add_column("created")
+    table.add_column("updated", justify="right")
+    for r in records:
+        table.add_row(
+            r.saga_id,
+            r.saga_name,
+            styled(r.status.value),
+            r.state.failed_step or "",
+            local_time(r.created_at),
+            f"{age(now - r.updated_at)} ago",
+        )
+    return table
+
+
+def total_duration(record: SagaRecord) -> float:
+    return max(0.0, record.updated_at - record.created_at)
+
+
+def saga_header(record: SagaRecord) -> Table:
+    """Key facts of one saga: what, when, how long, and what went wrong."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("saga", record.saga_name)
+    grid.add_row("id", record.saga_id)
+    grid.add_row("status", styled(record.status.value))
+    grid.add_row("created", local_time(record.created_at))
+    label = "duration" if record.status.terminal else "running for"
+    grid.add_row(label, f"{milliseconds(total_duration(record))} ms")
+    state = record.state
+    if state.failed_step is not None:
+        grid.add_row("failed step", state.failed_step)
+    if state.error is not None:
+        grid.add_row("error", Text(short_error(state.error), style="red"))
+    if state.compensation_step is not None:
+        grid.add_row("compensation failed", state.compensation_step)
+    if state.compensation_error is not None:
+        grid.add_row(
+            "compensation error",
+            Text(short_error(state.compensation_error), style="bold red"),
+        )
+    return grid
+
+
+def timeline_table(record: SagaRecord, history: Sequence[HistoryEntry]) -> Table:
+    """The step timeline: one row per history line, in the order they were
+    written (so by completion); start and end are ms from the saga start."""
+    start = record.created_at
+    table = Table(title="timeline", title_justify="left")
+    table.add_column("start", justify="right", no_wrap=True)
+    table.add_column("end", justify="right", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("step", no_wrap=True)
+    table.add_column("try", justify="right")
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("ms", justify="right", no_wrap=True)
+    table.add_column("result / error", overflow="fold")
+    for h in history:
+        is_saga = h.kind == "saga"
+        table.add_row(
+            milliseconds(h.started_at - start),
+            milliseconds(h.finished_at - start),
+            Text(h.kind, style=_KIND_STYLES.get(h.kind, "")),
+            h.step or "",
+            "" if is_saga else str(h.attempt),
+            styled(h.outcome),
+            "" if is_saga else milliseconds(h.duration),
+            _detail(h),
+        )
+    return table
+
+
+def compensated_steps(history: Sequence[HistoryEntry]) -> list[str]:
+    """Steps whose compensation succeeded, in the order they were undone."""
+    return [
+        h.step
+        for h in history
+        if h.kind == "compensation" and h.outcome == "succeeded" and h.step
+    ]
+
+
+def summary(record: SagaRecord, history: Sequence[HistoryEntry]) -> Text:
+    """One line: the outcome, how long it took, and what it left behind."""
+    status = record.status
+    line = Text()
+    line.append(f"{record.saga_name} {record.saga_id} ", style="bold")
+    line.append_text(styled(status.value))
+    line.append(f" in {milliseconds(total_duration(record))} ms")
+    state = record.state
+    if status is SagaStatus.SUCCEEDED:
+        refs = ", ".join(f"{k}={v}" for k, v in state.results.items())
+        line.append(f": {refs}" if refs else "")
+    elif state.failed_step is not None:
+        error = "" if state.error is None else f" ({short_error(state.error)})"
+        line.append(f": {state.failed_step} failed{error}")
+        undone = compensated_steps(history)
+        if undone:
+            line.append(f"; undone: {', '.join(undone)}")
+        if state.compensation_step is not None:
+            line.append(
+                f"; compensating {state.compensation_step} failed", style="bold red"
+            )
+    return line
+
+
+def saga_report(record: SagaRecord, history: Sequence[HistoryEntry]) -> RenderableType:
+    """Header and timeline, as ``sagakit show`` prints them."""
+    return Group(saga_header(record), Text(""), timeline_table(record, history))
