@@ -1,6 +1,7 @@
 """A worker process for the crash tests: runs sagas whose steps record effects.
 
 Usage: python crash_app.py DB EFFECTS (start N | recover)
+   or: CRASH_EFFECTS=EFFECTS sagakit --db DB recover tests.e2e.crash_app:saga
 
 Each step appends ``<saga_id> <step>`` to EFFECTS (flushed and fsynced) before it
 returns, so the file shows every time a step's effect really happened.
@@ -53,6 +54,12 @@ def build(effects: Path, ready: Path) -> Saga[Ctx]:
         ],
         context=Ctx,
     )
+
+
+saga = build(
+    Path(os.environ.get("CRASH_EFFECTS", "effects.txt")),
+    Path(os.environ.get("CRASH_EFFECTS", "effects.txt") + ".ready"),
+)
 
 
 async def main() -> None:

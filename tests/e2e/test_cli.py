@@ -166,6 +166,10 @@ def test_ambiguous_prefix(tmp_path: Path) -> None:
         ["--log-level", "loud", "list"],
         ["--db", "nosuchdir/x.db", "list"],
         ["--db", "mysql://localhost/x", "list"],
+        ["recover", "no_such_module_here"],
+        ["recover", "sagakit.examples.trip:nothing"],
+        ["recover", "sagakit.examples.trip:happy_trip"],
+        ["recover", ":trip_saga"],
     ],
 )
 def test_bad_options_are_one_error_line(tmp_path: Path, args: list[str]) -> None:
@@ -190,3 +194,11 @@ def test_version(tmp_path: Path) -> None:
     result = sagakit("--version", cwd=tmp_path)
     assert result.returncode == 0
     assert result.stdout.startswith("sagakit ")
+
+
+def test_recover_with_nothing_to_do(tmp_path: Path) -> None:
+    result = sagakit(
+        "--db", str(tmp_path / "r.db"), "recover", "sagakit.examples.trip", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "resumed 0 saga(s)" in result.stdout

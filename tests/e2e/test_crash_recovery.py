@@ -48,8 +48,30 @@ def _effects(path: Path) -> collections.Counter[tuple[str, str]]:
     return collections.Counter(tuple(line.split()) for line in lines)  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("sagas", [1, 40])
-def test_sigkill_mid_step_then_recover(tmp_path: Path, sagas: int) -> None:
+ROOT = APP.parents[2]
+
+
+def _recover(how: str, db: Path, effects: Path) -> subprocess.CompletedProcess[bytes]:
+    if how == "api":
+        command = [sys.executable, str(APP), str(db), str(effects), "recover"]
+    else:
+        command = [
+            sys.executable,
+            "-m",
+            "sagakit.cli.main",
+            "--db",
+            str(db),
+            "recover",
+            "tests.e2e.crash_app:saga",
+        ]
+    env = {**os.environ, "CRASH_EFFECTS": str(effects)}
+    return subprocess.run(
+        command, capture_output=True, timeout=60, check=False, cwd=ROOT, env=env
+    )
+
+
+@pytest.mark.parametrize(("sagas", "how"), [(1, "api"), (40, "api"), (5, "cli")])
+def test_sigkill_mid_step_then_recover(tmp_path: Path, sagas: int, how: str) -> None:
     db, effects = tmp_path / "crash.db", tmp_path / "effects.txt"
     log = tmp_path / "worker.log"
     worker = _spawn(log, str(db), str(effects), "start", str(sagas))
@@ -62,13 +84,10 @@ def test_sigkill_mid_step_then_recover(tmp_path: Path, sagas: int) -> None:
     assert ("saga-0", "one") in before_kill
     assert ("saga-0", "two") not in before_kill
 
-    recovered = subprocess.run(
-        [sys.executable, str(APP), str(db), str(effects), "recover"],
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+    recovered = _recover(how, db, effects)
     assert recovered.returncode == 0, recovered.stderr.decode()[-2000:]
+    if how == "cli":
+        assert b"resumed" in recovered.stdout
 
     store = SQLiteStore(db)
     counts = _effects(effects)

@@ -1,4 +1,4 @@
-"""The ``sagakit`` command: ``demo``, ``list`` and ``show``.
+"""The ``sagakit`` command: ``demo``, ``list``, ``show`` and ``recover``.
 
 Thin by design: parse the options, call the library, render with rich. This is
 the only place that configures logging. Expected failures (unknown id, bad
@@ -24,6 +24,7 @@ from rich.rule import Rule
 from sagakit import __version__
 from sagakit.adapters.store import ENV_VAR, database_url, open_store
 from sagakit.cli import render
+from sagakit.cli.loader import LoadError, load_sagas
 from sagakit.engine.state import SagaStatus
 from sagakit.errors import SagaError, SagaNotFound
 from sagakit.examples.trip import fully_booked_trip, happy_trip, trip_saga
@@ -285,6 +286,35 @@ def show(
 
     record, history = with_store(settings_of(ctx), work)
     out.print(render.saga_report(record, history))
+
+
+@app.command()
+def recover(
+    ctx: typer.Context,
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODULE[:ATTR]",
+            help="Where the saga definitions live: myapp.sagas or myapp.sagas:trip",
+        ),
+    ],
+) -> None:
+    """Resume every unfinished saga of these definitions and wait for them."""
+    try:
+        sagas = load_sagas(target)
+    except LoadError as exc:
+        fail(str(exc))
+
+    async def work(store: SagaStore) -> list[SagaRecord]:
+        orchestrator = Orchestrator(store, sagas)
+        resumed = await orchestrator.recover()
+        await orchestrator.drain()
+        return [await store.get(saga_id) for saga_id in resumed]
+
+    records = with_store(settings_of(ctx), work)
+    out.print(f"resumed {len(records)} saga(s)")
+    if records:
+        out.print(render.sagas_table(records, time.time()))
 
 
 def main() -> None:

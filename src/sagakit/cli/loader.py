@@ -1,0 +1,48 @@
+"""Load saga definitions named on the command line as ``module`` or ``module:attr``."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sagakit.definition.saga import Saga
+
+
+class LoadError(Exception):
+    """The target names nothing loadable; the message says why."""
+
+
+def load_sagas(target: str) -> list[Saga[Any]]:
+    """``pkg.mod`` -> every Saga defined at module level; ``pkg.mod:name`` -> that
+    Saga, or the Sagas of that list/tuple."""
+    module_name, _, attr = target.partition(":")
+    if not module_name:
+        raise LoadError(f"{target!r} names no module; use MODULE or MODULE:ATTR")
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise LoadError(f"cannot import {module_name!r}: {exc}") from exc
+    if not attr:
+        found = [v for v in vars(module).values() if isinstance(v, Saga)]
+        if not found:
+            raise LoadError(f"module {module_name!r} defines no Saga")
+        return found
+    try:
+        value = getattr(module, attr)
+    except AttributeError:
+        raise LoadError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if isinstance(value, Saga):
+        return [value]
+    if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
+        items = list(value)
+        if items and all(isinstance(v, Saga) for v in items):
+            return items
+    raise LoadError(
+        f"{target!r} is {type(value).__name__}, not a Saga or a list of them"
+    )
