@@ -1,0 +1,552 @@
+"""Throughput of a 3-step saga: saga-py (in memory) against sagakit (memory, SQLite).
+
+Every saga has three trivial steps, each with a compensation. Scenarios:
+
+a  saga-py, in memory (its only mode), sequential
+b  sagakit with ``InMemoryStore``, sequential
+c  sagakit on SQLite (temp file, WAL, ``synchronous=NORMAL``), sequential
+d  sagakit on SQLite with ``synchronous=FULL`` (an fsync per commit), sequential
+e  sagakit on SQLite, ``--concurrency`` sagas in flight (``asyncio.gather``)
+f  failure path: step 3 raises, steps 2 and 1 are compensated
+
+sagakit rows come twice: with ``async def`` steps and with plain functions, which
+the orchestrator runs through ``asyncio.to_thread``. Each row is the median of
+``--repeats`` timed runs after one warm-up run. Numbers are printed (and written
+with ``--json``), never asserted: the exit status is 0 whatever they are.
+
+    python benchmarks/sqlite_throughput.py [--n 2000] [--repeats 5] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import importlib.metadata
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sagakit import Orchestrator, Saga, SagaStatus, SQLiteStore, Step
+from sagakit.adapters.store.memory import InMemoryStore
+from sagakit.ports.store import SagaStore
+
+try:
+    import saga as saga_py
+except ImportError:  # the `bench` extra is not installed
+    saga_py = None
+
+TARGET = 500.0  # durable SQLite, sequential, sagas/s
+STEPS = 3
+# Scenarios d, e and f run n // HEAVY_DIVISOR sagas so that a default run stays
+# under a minute on two cores; each row prints the n it used.
+HEAVY_DIVISOR = 5
+
+
+# -- step functions ------------------------------------------------------------
+
+
+class Boom(Exception):
+    """The failure of step 3 in scenario f."""
+
+
+def act(ctx: Any) -> None:
+    return None
+
+
+def undo(ctx: Any) -> None:
+    return None
+
+
+def fail(ctx: Any) -> None:
+    raise Boom("step 3 failed")
+
+
+async def act_async(ctx: Any) -> None:
+    return None
+
+
+async def undo_async(ctx: Any) -> None:
+    return None
+
+
+async def fail_async(ctx: Any) -> None:
+    raise Boom("step 3 failed")
+
+
+def sagakit_saga(*, is_async: bool, failing: bool) -> Saga[Any]:
+    ok, comp, bad = (
+        (act_async, undo_async, fail_async) if is_async else (act, undo, fail)
+    )
+    last = bad if failing else ok
+    return Saga(
+        f"bench_{'async' if is_async else 'sync'}_{'fail' if failing else 'ok'}",
+        [
+            Step("one", ok, compensate=comp),
+            Step("two", ok, compensate=comp),
+            Step("three", last, compensate=comp),
+        ],
+    )
+
+
+# -- results -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str  # first column of the table; stable, the smoke test reads it
+    label: str
+    library: str  # "saga-py" or "sagakit"
+    store: str  # "-", "memory", "sqlite-normal" or "sqlite-full"
+    steps: str  # "sync" or "async"
+    path: str  # "success" or "failure"
+    concurrency: int
+    n: int
+
+
+@dataclass(frozen=True)
+class Result:
+    scenario: Scenario
+    runs: list[float]  # sagas/s of each timed run
+    commits_per_saga: float | None
+
+    @property
+    def sagas_per_s(self) -> float:
+        return statistics.median(self.runs)
+
+
+Timed = Callable[[int], tuple[float, int]]  # n -> (seconds, commits)
+
+
+def measure(timed: Timed, n: int, repeats: int) -> list[float]:
+    """One warm-up run, then ``repeats`` timed runs of ``n`` sagas each."""
+    timed(max(1, n // 10))
+    runs: list[float] = []
+    for _ in range(repeats):
+        gc.collect()
+        seconds, _ = timed(n)
+        runs.append(n / seconds)
+    return runs
+
+
+# -- saga-py -------------------------------------------------------------------
+
+
+def sagapy_runner(*, failing: bool) -> Timed:
+    assert saga_py is not None  # noqa: S101 - callers check first
+    compensated = [0]
+
+    def undo_counted() -> None:
+        compensated[0] += 1
+
+    builder = saga_py.SagaBuilder()
+    builder.action(lambda: None, undo_counted).action(lambda: None, undo_counted)
+    builder.action(_raise_boom if failing else (lambda: None), undo_counted)
+    saga = builder.build()  # built once, like a sagakit definition
+
+    # saga-py raises SagaError (a BaseException) after compensating, and it
+    # compensates the failed action too: 3 compensations where sagakit runs 2.
+    try:
+        saga.execute()
+    except saga_py.SagaError:
+        if not failing or compensated[0] != STEPS:
+            raise
+    else:
+        if failing:
+            raise RuntimeError("saga-py did not report the failure")
+
+    def run_ok(n: int) -> tuple[float, int]:
+        execute = saga.execute
+        start = time.perf_counter()
+        for _ in range(n):
+            execute()
+        return time.perf_counter() - start, 0
+
+    def run_failing(n: int) -> tuple[float, int]:
+        execute, error = saga.execute, saga_py.SagaError
+        failures = 0
+        start = time.perf_counter()
+        for _ in range(n):
+            try:
+                execute()
+            except error:
+                failures += 1
+        elapsed = time.perf_counter() - start
+        if failures != n:
+            raise RuntimeError(f"saga-py failed {failures} of {n} sagas")
+        return elapsed, 0
+
+    return run_failing if failing else run_ok
+
+
+def _raise_boom() -> None:
+    raise Boom("step 3 failed")
+
+
+# -- sagakit -------------------------------------------------------------------
+
+
+def measure_sagakit(
+    make_store: Callable[[], SagaStore],
+    *,
+    is_async: bool,
+    failing: bool,
+    concurrency: int,
+    n: int,
+    repeats: int,
+) -> tuple[list[float], float | None]:
+    """Run warm-up and repeats in one event loop on one store and orchestrator."""
+    saga = sagakit_saga(is_async=is_async, failing=failing)
+    expected = SagaStatus.COMPENSATED if failing else SagaStatus.SUCCEEDED
+
+    async def main() -> tuple[list[float], float | None]:
+        store = make_store()
+        orchestrator = Orchestrator(store, [saga])
+        loop = asyncio.get_running_loop()
+
+        async def timed(count: int) -> tuple[float, int]:
+            before = store.commits
+            start = loop.time()
+            if concurrency == 1:
+                for _ in range(count):
+                    result = await orchestrator.run(saga)
+                    if result.status is not expected:
+                        raise RuntimeError(f"saga ended {result.status}")
+            else:
+                for first in range(0, count, concurrency):
+                    batch = min(concurrency, count - first)
+                    results = await asyncio.gather(
+                        *(orchestrator.run(saga) for _ in range(batch))
+                    )
+                    if any(r.status is not expected for r in results):
+                        raise RuntimeError("a saga ended in the wrong status")
+            return loop.time() - start, store.commits - before
+
+        try:
+            await timed(max(1, n // 10))
+            runs: list[float] = []
+            commits = 0
+            for _ in range(repeats):
+                gc.collect()
+                seconds, delta = await timed(n)
+                runs.append(n / seconds)
+                commits += delta
+            return runs, commits / (n * repeats)
+        finally:
+            await orchestrator.close()
+
+    return asyncio.run(main())
+
+
+async def _to_thread_round_trip(calls: int) -> float:
+    """Microseconds for one ``await asyncio.to_thread(f)`` of a no-op."""
+    await asyncio.to_thread(act, None)
+    start = time.perf_counter()
+    for _ in range(calls):
+        await asyncio.to_thread(act, None)
+    return (time.perf_counter() - start) / calls * 1e6
+
+
+# -- the scenario list -----------------------------------------------------------
+
+
+def scenarios(n: int, concurrency: int) -> list[Scenario]:
+    heavy = max(1, n // HEAVY_DIVISOR)
+    rows: list[Scenario] = [
+        Scenario("a", "saga-py, memory", "saga-py", "-", "sync", "success", 1, n)
+    ]
+    sagakit_rows = [
+        ("b", "sagakit, InMemoryStore", "memory", "success", 1, n),
+        ("c", "sagakit, SQLite NORMAL", "sqlite-normal", "success", 1, n),
+        ("d", "sagakit, SQLite FULL", "sqlite-full", "success", 1, heavy),
+        (
+            "e",
+            f"sagakit, SQLite NORMAL, {concurrency} in flight",
+            "sqlite-normal",
+            "success",
+            concurrency,
+            heavy,
+        ),
+    ]
+    for key, label, store, path, conc, count in sagakit_rows:
+        for steps in ("async", "sync"):
+            rows.append(
+                Scenario(
+                    f"{key}-{steps}", label, "sagakit", store, steps, path, conc, count
+                )
+            )
+    rows.append(
+        Scenario(
+            "f-saga-py", "saga-py, memory", "saga-py", "-", "sync", "failure", 1, n
+        )
+    )
+    for store, label in (
+        ("memory", "sagakit, InMemoryStore"),
+        ("sqlite-normal", "sagakit, SQLite NORMAL"),
+    ):
+        short = store.split("-")[0]
+        for steps in ("async", "sync"):
+            rows.append(
+                Scenario(
+                    f"f-{short}-{steps}",
+                    label,
+                    "sagakit",
+                    store,
+                    steps,
+                    "failure",
+                    1,
+                    heavy,
+                )
+            )
+    return rows
+
+
+def run_scenario(s: Scenario, repeats: int, db_dir: Path) -> Result:
+    if s.library == "saga-py":
+        runs = measure(sagapy_runner(failing=s.path == "failure"), s.n, repeats)
+        return Result(s, runs, None)
+
+    def make_store() -> SagaStore:
+        if s.store == "memory":
+            return InMemoryStore()
+        path = db_dir / f"{s.key}.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return SQLiteStore(path, synchronous=s.store.removeprefix("sqlite-"))
+
+    runs, commits = measure_sagakit(
+        make_store,
+        is_async=s.steps == "async",
+        failing=s.path == "failure",
+        concurrency=s.concurrency,
+        n=s.n,
+        repeats=repeats,
+    )
+    return Result(s, runs, commits)
+
+
+# -- report --------------------------------------------------------------------
+
+
+def ratio(result: Result, baseline: Result | None) -> float | None:
+    if baseline is None:
+        return None
+    return result.sagas_per_s / baseline.sagas_per_s
+
+
+def format_ratio(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if value >= 1:
+        return f"{value:.2f}x"
+    return f"{value:.4f}x (1/{1 / value:,.0f})"
+
+
+def table(results: list[Result], baselines: dict[str, Result]) -> list[str]:
+    header = (
+        "scenario",
+        "what",
+        "steps",
+        "path",
+        "in flight",
+        "n",
+        "sagas/s",
+        "commits/saga",
+        "vs saga-py",
+    )
+    rows = [header]
+    for r in results:
+        s = r.scenario
+        commits = "-" if r.commits_per_saga is None else f"{r.commits_per_saga:.2f}"
+        rows.append(
+            (
+                s.key,
+                s.label,
+                s.steps,
+                s.path,
+                str(s.concurrency),
+                str(s.n),
+                f"{r.sagas_per_s:,.0f}",
+                commits,
+                format_ratio(ratio(r, baselines.get(s.path))),
+            )
+        )
+    numeric = {4, 5, 6, 7}
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(w) if i in numeric else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    lines.insert(1, "-" * len(lines[0]))
+    return lines
+
+
+def target_check(results: list[Result]) -> tuple[str, dict[str, float]]:
+    rates = {
+        r.scenario.steps: r.sagas_per_s
+        for r in results
+        if r.scenario.key.startswith("c-")
+    }
+    verdict = "PASS" if rates and min(rates.values()) >= TARGET else "MISS"
+    detail = ", ".join(f"{steps} steps {rate:,.0f}" for steps, rate in rates.items())
+    line = (
+        f"target: durable SQLite >= {TARGET:.0f} sagas/s sequential "
+        f"(scenario c; {detail}): {verdict}"
+    )
+    return line, rates
+
+
+def to_thread_cost(results: list[Result]) -> float | None:
+    """Extra microseconds per step call when steps are sync (memory store)."""
+    by_key = {r.scenario.key: r for r in results}
+    sync, async_ = by_key.get("b-sync"), by_key.get("b-async")
+    if sync is None or async_ is None:
+        return None
+    return (1 / sync.sagas_per_s - 1 / async_.sagas_per_s) / STEPS * 1e6
+
+
+def filesystem(path: Path) -> str:
+    """The filesystem type of ``path`` on Linux (fsync cost depends on it)."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return "unknown"
+    best, kind = "", "unknown"
+    resolved = str(path.resolve())
+    for line in mounts:
+        fields = line.split()
+        if (
+            len(fields) > 2
+            and resolved.startswith(fields[1])
+            and len(fields[1]) > len(best)
+        ):
+            best, kind = fields[1], fields[2]
+    return kind
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--n",
+        type=int,
+        default=2000,
+        help=f"sagas per timed run (d, e, f run n // {HEAVY_DIVISOR}); default 2000",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed runs per row; default 5"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=50,
+        help="sagas in flight in scenario e; default 50",
+    )
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        help="directory for the SQLite files (default: a fresh temp directory)",
+    )
+    args = parser.parse_args(argv)
+    for name in ("n", "repeats", "concurrency"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="sagakit-bench-", dir=args.dir) as tmp:
+        db_dir = Path(tmp)
+        saga_py_version = None
+        if saga_py is None:
+            print(
+                "note: saga-py is not importable (pip install -e '.[bench]'); "
+                "measuring sagakit only, ratios are n/a"
+            )
+        else:
+            saga_py_version = importlib.metadata.version("saga-py")
+        print(
+            f"sagakit benchmark: {STEPS}-step saga, each step with a compensation; "
+            f"median of {args.repeats} run(s) after a warm-up"
+        )
+        print(
+            f"python {platform.python_version()}, sqlite {sqlite3.sqlite_version}, "
+            f"{os.cpu_count()} CPUs, saga-py {saga_py_version or 'missing'}, "
+            f"db dir {db_dir} ({filesystem(db_dir)})"
+        )
+        print()
+        results = []
+        for s in scenarios(args.n, args.concurrency):
+            if s.library == "saga-py" and saga_py is None:
+                continue
+            results.append(run_scenario(s, args.repeats, db_dir))
+        baselines = {
+            r.scenario.path: r for r in results if r.scenario.library == "saga-py"
+        }
+        for line in table(results, baselines):
+            print(line)
+        print()
+        overhead = to_thread_cost(results)
+        round_trip = asyncio.run(_to_thread_round_trip(max(100, args.n)))
+        if overhead is not None:
+            print(
+                f"sync steps (asyncio.to_thread) cost {overhead:,.1f} us more per "
+                f"step call than async steps (b-sync vs b-async); a bare "
+                f"to_thread round trip takes {round_trip:,.1f} us"
+            )
+        target_line, rates = target_check(results)
+        elapsed = time.perf_counter() - started
+        print(f"total time {elapsed:,.1f} s")
+        print(target_line)
+    if args.json is not None:
+        report = {
+            "meta": {
+                "python": platform.python_version(),
+                "sqlite": sqlite3.sqlite_version,
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                "saga_py": saga_py_version,
+                "n": args.n,
+                "repeats": args.repeats,
+                "concurrency": args.concurrency,
+                "seconds": elapsed,
+            },
+            "results": [
+                {
+                    **asdict(r.scenario),
+                    "sagas_per_s": r.sagas_per_s,
+                    "runs": r.runs,
+                    "commits_per_saga": r.commits_per_saga,
+                    "ratio_vs_saga_py": ratio(r, baselines.get(r.scenario.path)),
+                }
+                for r in results
+            ],
+            "to_thread_us_per_step": overhead,
+            "to_thread_round_trip_us": round_trip,
+            "target": {
+                "sagas_per_s": TARGET,
+                "measured": rates,
+                "pass": bool(rates) and min(rates.values()) >= TARGET,
+            },
+        }
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The throughput benchmark runs end to end; nothing here is about speed."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "sqlite_throughput.py"
+SAGA_PY_ROWS = ["a", "f-saga-py"]
+SAGAKIT_ROWS = [
+    f"{key}-{steps}"
+    for key in ("b", "c", "d", "e", "f-memory", "f-sqlite")
+    for steps in ("async", "sync")
+]
+ARGS = ["--n", "50", "--repeats", "1"]
+# Runs the script with `import saga` failing, as if the bench extra were missing.
+WITHOUT_SAGA_PY = (
+    "import runpy, sys; sys.modules['saga'] = None; "
+    "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
+def run(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *command],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+def table_rows(stdout: str) -> dict[str, float]:
+    """Row key -> sagas/s, read from the printed table (cells are 2+ spaces apart)."""
+    lines = stdout.splitlines()
+    header = next(line for line in lines if line.startswith("scenario"))
+    column = re.split(r"\s{2,}", header.strip()).index("sagas/s")
+    rows: dict[str, float] = {}
+    for line in lines[lines.index(header) + 2 :]:
+        if not line.strip():
+            break
+        cells = re.split(r"\s{2,}", line.strip())
+        assert cells[0] not in rows, f"row {cells[0]} printed twice"
+        rows[cells[0]] = float(cells[column].replace(",", ""))
+    return rows
+
+
+def saga_py_installed() -> bool:
+    probe = run("-c", "import saga")
+    return probe.returncode == 0
+
+
+def test_benchmark_prints_a_row_per_scenario(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = run(str(SCRIPT), *ARGS, "--json", str(out))
+
+    assert done.returncode == 0, done.stderr
+    expected = SAGAKIT_ROWS + (SAGA_PY_ROWS if saga_py_installed() else [])
+    rows = table_rows(done.stdout)
+    assert sorted(rows) == sorted(expected)
+    assert all(rate > 0 for rate in rows.values()), rows
+    assert re.search(r"^target: .*: (PASS|MISS)$", done.stdout, re.MULTILINE)
+    report = json.loads(out.read_text())
+    assert sorted(r["key"] for r in report["results"]) == sorted(expected)
+
+
+def test_benchmark_runs_without_saga_py() -> None:
+    done = run("-c", WITHOUT_SAGA_PY, str(SCRIPT), *ARGS)
+
+    assert done.returncode == 0, done.stderr
+    assert "saga-py is not importable" in done.stdout
+    rows = table_rows(done.stdout)
+    assert sorted(rows) == sorted(SAGAKIT_ROWS)
+    assert all(rate > 0 for rate in rows.values()), rows
