@@ -1,7 +1,8 @@
-"""The store contract against every adapter that runs everywhere."""
+"""The store contract against every adapter (PostgreSQL when it is reachable)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,3 +23,25 @@ class TestSQLiteStore(StoreContract):
     @pytest.fixture
     def store(self, tmp_path: Path) -> SagaStore:
         return SQLiteStore(tmp_path / "contract.db")
+
+    @pytest.fixture
+    def peer(self, store: SagaStore, tmp_path: Path) -> SagaStore:
+        return SQLiteStore(tmp_path / "contract.db")
+
+
+@pytest.mark.postgres
+class TestPostgresStore(StoreContract):
+    @pytest.fixture
+    async def store(self, pg_url: str) -> AsyncIterator[SagaStore]:
+        postgres = pytest.importorskip("sagakit.adapters.store.postgres")
+        store = await postgres.PostgresStore.connect(pg_url, migrate=False)
+        yield store
+        await store.close()
+
+    @pytest.fixture
+    async def peer(self, store: SagaStore, pg_url: str) -> AsyncIterator[SagaStore]:
+        """Another pool on the same database: claims race for real."""
+        postgres = pytest.importorskip("sagakit.adapters.store.postgres")
+        peer = await postgres.PostgresStore.connect(pg_url, migrate=False)
+        yield peer
+        await peer.close()

@@ -51,6 +51,10 @@ class HistoryEntry:
 class SagaStore(Protocol):
     """Durable saga state. Every method is one transaction.
 
+    Leases: a worker owns the instances it created or claimed until their
+    lease expires. "Now" is the database clock where there is one (PostgreSQL)
+    and ``time.time()`` otherwise.
+
     Implementations count their commits in ``commits`` so tests and benchmarks
     can check the write budget.
     """
@@ -58,20 +62,34 @@ class SagaStore(Protocol):
     commits: int
 
     async def create(
-        self, record: SagaRecord, history: Sequence[HistoryEntry]
+        self,
+        record: SagaRecord,
+        history: Sequence[HistoryEntry],
+        *,
+        owner: str | None = None,
+        lease: float | None = None,
     ) -> tuple[SagaRecord, bool]:
         """Insert a new instance; with an idempotency key already used by the same
-        saga, insert nothing and return ``(existing, False)``."""
+        saga, insert nothing and return ``(existing, False)``.
+
+        With ``owner`` and ``lease`` (seconds) both given, the new instance is
+        leased to ``owner`` until now + ``lease``; otherwise it is unowned."""
 
     async def save(
         self,
         record: SagaRecord,
         expected_version: int,
         history: Sequence[HistoryEntry],
+        *,
+        owner: str | None = None,
+        lease: float | None = None,
     ) -> None:
         """Replace the instance if it is still at ``expected_version`` and append
         ``history``; raise ``ConcurrencyError`` otherwise (``SagaNotFound`` if
-        it does not exist)."""
+        it does not exist).
+
+        With ``owner`` and ``lease`` both given, the lease is set to ``owner``
+        until now + ``lease``; otherwise it is left as it is."""
 
     async def get(self, saga_id: str) -> SagaRecord:
         """The instance, or ``SagaNotFound``."""
@@ -92,5 +110,27 @@ class SagaStore(Protocol):
         self, saga_names: Collection[str] | None = None, limit: int = 1000
     ) -> list[str]:
         """Ids of instances that are not in a terminal status, oldest first."""
+
+    async def claim(
+        self, owner: str, saga_names: Collection[str], *, lease: float, limit: int = 100
+    ) -> list[SagaRecord]:
+        """Atomically take up to ``limit`` non-terminal instances of ``saga_names``
+        whose lease is missing or expired, oldest first.
+
+        Each is leased to ``owner`` until now + ``lease`` and its version is
+        bumped, so a save by the previous owner raises ``ConcurrencyError``.
+        Returns the records with their new version. Two concurrent claimers
+        never get the same instance."""
+
+    async def renew(
+        self, owner: str, saga_ids: Collection[str], *, lease: float
+    ) -> list[str]:
+        """Extend to now + ``lease`` the leases ``owner`` still holds on these
+        non-terminal instances; returns the ids renewed (an instance claimed by
+        another worker meanwhile is not)."""
+
+    async def release(self, owner: str, saga_ids: Collection[str]) -> None:
+        """Drop the leases ``owner`` still holds on these instances, so another
+        worker can claim them at once (graceful shutdown)."""
 
     async def close(self) -> None: ...

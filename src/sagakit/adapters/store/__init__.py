@@ -30,8 +30,8 @@ def open_store(url: str | None = None) -> SagaStore:
         return InMemoryStore()
     if url.startswith(("postgres://", "postgresql://")):
         raise StoreError(
-            "PostgreSQL URLs are not supported by this version yet: "
-            f"{url.split('@')[-1]!r}"
+            "open_store() cannot open PostgreSQL (its driver is async); use "
+            f"'await open_store_async(url)': {url.split('@')[-1]!r}"
         )
     if url.startswith("sqlite://"):
         # SQLAlchemy style: sqlite:///relative.db, sqlite:////absolute.db
@@ -51,3 +51,18 @@ def open_store(url: str | None = None) -> SagaStore:
     if path != ":memory:" and not Path(path).parent.exists():
         raise StoreError(f"directory of database {path!r} does not exist")
     return SQLiteStore(path)
+
+
+async def open_store_async(url: str | None = None) -> SagaStore:
+    """Open the store a URL names, PostgreSQL included.
+
+    ``postgresql://user@host:5432/db`` (or ``postgres://``) opens a migrated
+    :class:`~sagakit.adapters.store.postgres.PostgresStore`; any other URL goes
+    to :func:`open_store`.
+    """
+    url = database_url(url)
+    if url.startswith(("postgres://", "postgresql://")):
+        from sagakit.adapters.store.postgres import PostgresStore  # noqa: PLC0415
+
+        return await PostgresStore.connect(url)
+    return open_store(url)

@@ -10,6 +10,7 @@ append-only history) but loses everything when the process ends.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 
@@ -24,9 +25,19 @@ class InMemoryStore:
         self._sagas: dict[str, SagaRecord] = {}
         self._keys: dict[tuple[str, str], str] = {}
         self._history: dict[str, list[HistoryEntry]] = {}
+        self._leases: dict[str, tuple[str, float]] = {}  # saga id -> owner, until
+
+    def _lease(self, saga_id: str, owner: str | None, lease: float | None) -> None:
+        if owner is not None and lease is not None:
+            self._leases[saga_id] = (owner, time.time() + lease)
 
     async def create(
-        self, record: SagaRecord, history: Sequence[HistoryEntry]
+        self,
+        record: SagaRecord,
+        history: Sequence[HistoryEntry],
+        *,
+        owner: str | None = None,
+        lease: float | None = None,
     ) -> tuple[SagaRecord, bool]:
         if record.idempotency_key is not None:
             existing = self._keys.get((record.saga_name, record.idempotency_key))
@@ -38,6 +49,7 @@ class InMemoryStore:
         if record.idempotency_key is not None:
             self._keys[(record.saga_name, record.idempotency_key)] = record.saga_id
         self._history[record.saga_id] = list(history)
+        self._lease(record.saga_id, owner, lease)
         self.commits += 1
         return record, True
 
@@ -46,6 +58,9 @@ class InMemoryStore:
         record: SagaRecord,
         expected_version: int,
         history: Sequence[HistoryEntry],
+        *,
+        owner: str | None = None,
+        lease: float | None = None,
     ) -> None:
         current = self._sagas.get(record.saga_id)
         if current is None:
@@ -57,6 +72,7 @@ class InMemoryStore:
             )
         self._sagas[record.saga_id] = record
         self._history[record.saga_id].extend(history)
+        self._lease(record.saga_id, owner, lease)
         self.commits += 1
 
     async def get(self, saga_id: str) -> SagaRecord:
@@ -98,6 +114,58 @@ class InMemoryStore:
             key=lambda r: r.created_at,
         )
         return [r.saga_id for r in found[:limit]]
+
+    def _expired(self, saga_id: str, now: float) -> bool:
+        held = self._leases.get(saga_id)
+        return held is None or held[1] < now
+
+    async def claim(
+        self, owner: str, saga_names: Collection[str], *, lease: float, limit: int = 100
+    ) -> list[SagaRecord]:
+        now = time.time()
+        due = sorted(
+            (
+                r
+                for r in self._sagas.values()
+                if not r.status.terminal
+                and r.saga_name in saga_names
+                and self._expired(r.saga_id, now)
+            ),
+            key=lambda r: (r.created_at, r.saga_id),
+        )[:limit]
+        claimed = []
+        for r in due:
+            bumped = replace(r, version=r.version + 1)
+            self._sagas[r.saga_id] = bumped
+            self._leases[r.saga_id] = (owner, now + lease)
+            claimed.append(_frozen(bumped))
+        self.commits += 1
+        return claimed
+
+    async def renew(
+        self, owner: str, saga_ids: Collection[str], *, lease: float
+    ) -> list[str]:
+        if not saga_ids:
+            return []
+        until = time.time() + lease
+        renewed = []
+        for saga_id in dict.fromkeys(saga_ids):
+            held = self._leases.get(saga_id)
+            record = self._sagas.get(saga_id)
+            if held and held[0] == owner and record and not record.status.terminal:
+                self._leases[saga_id] = (owner, until)
+                renewed.append(saga_id)
+        self.commits += 1
+        return renewed
+
+    async def release(self, owner: str, saga_ids: Collection[str]) -> None:
+        if not saga_ids:
+            return
+        for saga_id in saga_ids:
+            held = self._leases.get(saga_id)
+            if held and held[0] == owner:
+                del self._leases[saga_id]
+        self.commits += 1
 
     async def close(self) -> None:
         return None

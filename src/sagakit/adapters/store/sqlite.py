@@ -47,6 +47,15 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
+def _lease_until(
+    owner: str | None, lease: float | None
+) -> tuple[str | None, float | None]:
+    """Owner and lease end to store, or ``(None, None)`` to leave them alone."""
+    if owner is None or lease is None:
+        return None, None
+    return owner, time.time() + lease
+
+
 class SQLiteStore:
     """A :class:`~sagakit.ports.store.SagaStore` in one SQLite file.
 
@@ -148,8 +157,14 @@ class SQLiteStore:
         ]
 
     async def create(
-        self, record: SagaRecord, history: Sequence[HistoryEntry]
+        self,
+        record: SagaRecord,
+        history: Sequence[HistoryEntry],
+        *,
+        owner: str | None = None,
+        lease: float | None = None,
     ) -> tuple[SagaRecord, bool]:
+        owner, until = _lease_until(owner, lease)
         try:
             with self._transaction():
                 if record.idempotency_key is not None:
@@ -172,6 +187,8 @@ class SQLiteStore:
                         record.state.failed_step,
                         record.created_at,
                         record.updated_at,
+                        owner,
+                        until,
                     ),
                 )
                 self._conn.executemany(
@@ -188,7 +205,11 @@ class SQLiteStore:
         record: SagaRecord,
         expected_version: int,
         history: Sequence[HistoryEntry],
+        *,
+        owner: str | None = None,
+        lease: float | None = None,
     ) -> None:
+        owner, until = _lease_until(owner, lease)
         try:
             with self._transaction():
                 cur = self._conn.execute(
@@ -202,6 +223,8 @@ class SQLiteStore:
                         record.updated_at,
                         record.saga_id,
                         expected_version,
+                        owner,
+                        until,
                     ),
                 )
                 if cur.rowcount != 1:
@@ -220,6 +243,53 @@ class SQLiteStore:
                     )
         except sqlite3.Error as exc:
             raise StoreError(f"saga {record.saga_id}: save failed: {exc}") from exc
+
+    # -- leases ------------------------------------------------------------
+
+    async def claim(
+        self, owner: str, saga_names: Collection[str], *, lease: float, limit: int = 100
+    ) -> list[SagaRecord]:
+        params = (owner, time.time(), lease, _dumps(list(saga_names)), limit)
+        try:
+            with self._transaction():
+                rows = self._conn.execute(_Q["claim_sagas"], params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"claim by {owner!r} failed on {self.path!r}: {exc}"
+            ) from exc
+        return sorted(
+            (self._record(r) for r in rows), key=lambda r: (r.created_at, r.saga_id)
+        )
+
+    async def renew(
+        self, owner: str, saga_ids: Collection[str], *, lease: float
+    ) -> list[str]:
+        ids = list(dict.fromkeys(saga_ids))
+        if not ids:
+            return []
+        try:
+            with self._transaction():
+                rows = self._conn.execute(
+                    _Q["renew_leases"], (owner, time.time(), lease, _dumps(ids))
+                ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"renew by {owner!r} failed on {self.path!r}: {exc}"
+            ) from exc
+        renewed = {r[0] for r in rows}
+        return [saga_id for saga_id in ids if saga_id in renewed]
+
+    async def release(self, owner: str, saga_ids: Collection[str]) -> None:
+        ids = list(dict.fromkeys(saga_ids))
+        if not ids:
+            return
+        try:
+            with self._transaction():
+                self._conn.execute(_Q["release_leases"], (owner, _dumps(ids)))
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"release by {owner!r} failed on {self.path!r}: {exc}"
+            ) from exc
 
     # -- reads -------------------------------------------------------------
 

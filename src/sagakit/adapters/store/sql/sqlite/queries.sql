@@ -15,16 +15,20 @@ SELECT version FROM sagakit_schema_migrations ORDER BY version;
 INSERT INTO sagakit_schema_migrations (version, name, applied_at) VALUES (?, ?, ?);
 
 -- insert_saga --
+-- owner and lease_until are NULL unless the creating worker keeps the saga
 INSERT INTO sagakit_saga (
     saga_id, saga_name, status, version, idempotency_key, context, state,
-    failed_step, created_at, updated_at
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+    failed_step, created_at, updated_at, owner, lease_until
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- update_saga --
--- Optimistic: only succeeds when the stored version is the expected one
+-- Optimistic: only succeeds when the stored version is the expected one.
+-- ?9 owner and ?10 lease_until refresh the lease; NULL keeps it as it is
 UPDATE sagakit_saga
-   SET status = ?, version = ?, context = ?, state = ?, failed_step = ?, updated_at = ?
- WHERE saga_id = ? AND version = ?;
+   SET status = ?1, version = ?2, context = ?3, state = ?4, failed_step = ?5,
+       updated_at = ?6,
+       owner = coalesce(?9, owner), lease_until = coalesce(?10, lease_until)
+ WHERE saga_id = ?7 AND version = ?8;
 
 -- insert_history --
 INSERT INTO sagakit_step_history (
@@ -62,3 +66,34 @@ SELECT saga_id, saga_name FROM sagakit_saga
  WHERE status IN ('running', 'compensating')
  ORDER BY created_at
  LIMIT ?;
+
+-- claim_sagas --
+-- Take unleased or expired non-terminal sagas of the given names (?4, a JSON
+-- array), oldest first; ?2 is now. Runs inside BEGIN IMMEDIATE. The version
+-- bump makes a save by the previous owner fail.
+UPDATE sagakit_saga
+   SET owner = ?1, lease_until = ?2 + ?3, version = version + 1
+ WHERE saga_id IN (
+       SELECT saga_id FROM sagakit_saga
+        WHERE status IN ('running', 'compensating')
+          AND saga_name IN (SELECT value FROM json_each(?4))
+          AND (lease_until IS NULL OR lease_until < ?2)
+        ORDER BY created_at, saga_id
+        LIMIT ?5)
+RETURNING saga_id, saga_name, status, version, idempotency_key, context, state,
+          created_at, updated_at;
+
+-- renew_leases --
+-- Extend the leases ?1 still holds on the sagas in ?4 (a JSON array); ?2 is now
+UPDATE sagakit_saga
+   SET lease_until = ?2 + ?3
+ WHERE owner = ?1
+   AND status IN ('running', 'compensating')
+   AND saga_id IN (SELECT value FROM json_each(?4))
+RETURNING saga_id;
+
+-- release_leases --
+-- Hand the sagas in ?2 (a JSON array) that ?1 still holds back at once
+UPDATE sagakit_saga
+   SET owner = NULL, lease_until = NULL
+ WHERE owner = ?1 AND saga_id IN (SELECT value FROM json_each(?2));

@@ -17,7 +17,9 @@ CREATE TABLE sagakit_saga (
     state            TEXT NOT NULL,
     failed_step      TEXT,
     created_at       REAL NOT NULL,
-    updated_at       REAL NOT NULL
+    updated_at       REAL NOT NULL,
+    owner            TEXT,
+    lease_until      REAL
 );
 
 CREATE UNIQUE INDEX sagakit_saga_idempotency
@@ -27,6 +29,8 @@ CREATE UNIQUE INDEX sagakit_saga_idempotency
 CREATE INDEX sagakit_saga_status ON sagakit_saga (status, created_at);
 
 CREATE INDEX sagakit_saga_created ON sagakit_saga (created_at);
+
+CREATE INDEX sagakit_saga_claim ON sagakit_saga (status, lease_until);
 
 CREATE TABLE sagakit_step_history (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,

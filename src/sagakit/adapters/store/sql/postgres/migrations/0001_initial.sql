@@ -1,0 +1,47 @@
+-- 0001: saga instances and the append-only step history.
+CREATE TABLE sagakit_saga (
+    saga_id          text PRIMARY KEY,
+    saga_name        text NOT NULL,
+    status           text NOT NULL,
+    version          integer NOT NULL,
+    idempotency_key  text,
+    context          jsonb NOT NULL,
+    state            jsonb NOT NULL,
+    failed_step      text,
+    created_at       double precision NOT NULL,
+    updated_at       double precision NOT NULL
+);
+
+CREATE UNIQUE INDEX sagakit_saga_idempotency
+    ON sagakit_saga (saga_name, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+
+CREATE INDEX sagakit_saga_status ON sagakit_saga (status, created_at);
+
+CREATE INDEX sagakit_saga_created ON sagakit_saga (created_at);
+
+CREATE TABLE sagakit_step_history (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    saga_id      text NOT NULL REFERENCES sagakit_saga (saga_id),
+    step         text,
+    kind         text NOT NULL,
+    attempt      integer NOT NULL,
+    outcome      text NOT NULL,
+    result       jsonb,
+    error        jsonb,
+    started_at   double precision NOT NULL,
+    finished_at  double precision NOT NULL
+);
+
+CREATE INDEX sagakit_step_history_saga ON sagakit_step_history (saga_id, id);
+
+CREATE FUNCTION sagakit_step_history_append_only() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'sagakit_step_history is append-only';
+END;
+$$;
+
+CREATE TRIGGER sagakit_step_history_append_only
+    BEFORE UPDATE ON sagakit_step_history
+    FOR EACH ROW EXECUTE FUNCTION sagakit_step_history_append_only();

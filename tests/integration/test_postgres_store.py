@@ -1,0 +1,236 @@
+"""PostgreSQL specifics: migrations equal schema.sql, concurrent migrators,
+one round trip per save, clear connection errors, append-only history."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import asyncpg
+import pytest
+
+from sagakit import StoreError, open_store
+from sagakit.adapters.store import open_store_async
+from sagakit.adapters.store.memory import InMemoryStore
+from sagakit.adapters.store.postgres import PostgresStore
+from sagakit.adapters.store.sql import migrations, queries, schema
+from tests.conftest import admin, database_url, run_sync
+from tests.contracts.store_contract import entry, make_record
+
+pytestmark = pytest.mark.postgres
+
+# What a schema is made of, read from the catalogs of the public schema.
+CATALOG = {
+    "columns": """
+        SELECT table_name, ordinal_position, column_name, data_type, is_nullable,
+               column_default, is_identity, identity_generation
+          FROM information_schema.columns WHERE table_schema = 'public'""",
+    "indexes": """
+        SELECT tablename, indexname, indexdef
+          FROM pg_indexes WHERE schemaname = 'public'""",
+    "constraints": """
+        SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
+          FROM pg_constraint WHERE connamespace = 'public'::regnamespace""",
+    "triggers": """
+        SELECT tgrelid::regclass::text, tgname, pg_get_triggerdef(oid)
+          FROM pg_trigger WHERE NOT tgisinternal""",
+    "functions": """
+        SELECT proname, pg_get_functiondef(oid)
+          FROM pg_proc WHERE pronamespace = 'public'::regnamespace""",
+}
+
+
+async def catalog(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    conn = await asyncpg.connect(url)
+    try:
+        return {
+            part: sorted(tuple(r) for r in await conn.fetch(sql))
+            for part, sql in CATALOG.items()
+        }
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def empty_database(pg_template: str) -> Iterator[Callable[[], str]]:
+    """Makes empty (unmigrated) databases; drops them afterwards."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"sagakit_empty_{uuid.uuid4().hex[:12]}"
+        run_sync(admin(f"CREATE DATABASE {name}"))
+        made.append(name)
+        return database_url(name)
+
+    yield make
+    for name in made:
+        run_sync(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+async def store(pg_url: str) -> AsyncIterator[PostgresStore]:
+    store = await PostgresStore.connect(pg_url, migrate=False)
+    yield store
+    await store.close()
+
+
+async def test_migrations_produce_exactly_schema_sql(
+    empty_database: Callable[[], str],
+) -> None:
+    migrated, reference = empty_database(), empty_database()
+    store = await PostgresStore.connect(migrated)
+    assert await store.applied_migrations() == [
+        m.version for m in migrations("postgres")
+    ]
+    await store.close()
+    await admin(schema("postgres"), url=reference)
+    got, want = await catalog(migrated), await catalog(reference)
+    assert all(got.values()), "some part of the schema is missing"
+    assert got == want
+
+
+async def test_concurrent_migrators_apply_each_migration_once(
+    empty_database: Callable[[], str],
+) -> None:
+    url = empty_database()
+    stores = await asyncio.gather(
+        *(PostgresStore.connect(url, migrate=False, max_size=1) for _ in range(3))
+    )
+    try:
+        applied = await asyncio.gather(*(s.migrate() for s in stores))
+        every = [m.version for m in migrations("postgres")]
+        assert sorted(applied) == [[], [], every]
+        assert await stores[0].applied_migrations() == every
+        assert await stores[1].migrate() == []
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_every_named_query_prepares(store: PostgresStore) -> None:
+    async with store._pool.acquire() as conn:
+        for name, sql in queries("postgres").items():
+            try:
+                await conn.prepare(sql)
+            except asyncpg.PostgresError as exc:  # pragma: no cover - reported
+                pytest.fail(f"query {name!r} does not prepare: {exc}")
+
+
+class CountingPool:
+    """Wraps the store's pool and records every call made on it."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.pool, name)
+        if not callable(attr):
+            return attr
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return attr(*args, **kwargs)
+
+        return counted
+
+
+async def test_save_is_one_statement_and_one_commit(store: PostgresStore) -> None:
+    record = make_record("s1")
+    await store.create(record, [entry("s1", "started")])
+    await store.save(replace(record, version=2), 1, [])  # prepares the statement
+    counting = CountingPool(store._pool)
+    store._pool = counting  # type: ignore[assignment]
+    before = (store.statements, store.commits)
+    await store.save(
+        replace(record, version=3),
+        2,
+        [entry("s1", "a"), entry("s1", "b"), entry("s1", "c", result="text")],
+        owner="w1",
+        lease=30,
+    )
+    assert counting.calls == ["fetchrow"]
+    assert (store.statements, store.commits) == (before[0] + 1, before[1] + 1)
+    history = await store.history("s1")
+    assert [h.outcome for h in history] == ["started", "a", "b", "c"]
+    assert history[-1].result == "text"
+
+
+async def test_sequential_save_timing(store: PostgresStore) -> None:
+    """Recorded, not asserted: 1000 sequential saves against this server."""
+    record = make_record("timed")
+    await store.create(record, [])
+    n = 1000
+    start = time.perf_counter()
+    for version in range(2, n + 2):
+        await store.save(
+            replace(record, version=version), version - 1, [entry("timed", "x")]
+        )
+    elapsed = time.perf_counter() - start
+    print(f"\n{n} sequential saves: {elapsed:.3f}s, {elapsed / n * 1e6:.0f} us/save")
+    assert (await store.get("timed")).version == n + 1
+
+
+async def test_leases_use_the_database_clock(store: PostgresStore) -> None:
+    await store.create(make_record("s1"), [])
+    await store.claim("w1", ["order"], lease=60)
+    async with store._pool.acquire() as conn:
+        left = await conn.fetchval(
+            "SELECT lease_until - extract(epoch FROM clock_timestamp())::float8"
+            "  FROM sagakit_saga WHERE saga_id = 's1'"
+        )
+    assert 55 < left <= 60
+
+
+async def test_history_is_append_only(store: PostgresStore, pg_url: str) -> None:
+    await store.create(make_record("s1"), [entry("s1", "started")])
+    conn = await asyncpg.connect(pg_url)
+    try:
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await conn.execute("UPDATE sagakit_step_history SET outcome = 'forged'")
+    finally:
+        await conn.close()
+
+
+async def test_driver_errors_become_store_errors(store: PostgresStore) -> None:
+    await store.create(make_record("s1"), [])
+    with pytest.raises(StoreError, match="saga s1: create failed") as caught:
+        await store.create(make_record("s1"), [])
+    assert isinstance(caught.value.__cause__, asyncpg.UniqueViolationError)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_unreachable_server_is_a_clear_one_line_error() -> None:
+    port = free_port()
+    with pytest.raises(StoreError) as caught:
+        await open_store_async(f"postgresql://postgres:secret@127.0.0.1:{port}/x")
+    message = str(caught.value)
+    assert message == (
+        f"cannot connect to PostgreSQL at 127.0.0.1:{port}/x: "
+        "connection refused (is the server running?)"
+    )
+    assert "secret" not in message
+    assert isinstance(caught.value.__cause__, OSError)
+
+
+async def test_open_store_async_picks_the_adapter(pg_url: str) -> None:
+    store = await open_store_async(pg_url.replace("postgresql://", "postgres://"))
+    try:
+        assert isinstance(store, PostgresStore)
+        await store.create(make_record("s1"), [])
+        assert (await store.get("s1")).saga_id == "s1"
+    finally:
+        await store.close()
+    assert isinstance(await open_store_async("memory://"), InMemoryStore)
+    with pytest.raises(StoreError, match="open_store_async"):
+        open_store(pg_url)
