@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from sagakit.runtime.clock import SystemClock
-from sagakit.runtime.orchestrator import Orchestrator, error_info
+from sagakit.runtime.executor import error_info
+from sagakit.runtime.orchestrator import Orchestrator
 from sagakit.runtime.result import SagaResult
+from sagakit.runtime.worker import Worker
 
-__all__ = ["Orchestrator", "SagaResult", "SystemClock", "error_info"]
+__all__ = ["Orchestrator", "SagaResult", "SystemClock", "Worker", "error_info"]

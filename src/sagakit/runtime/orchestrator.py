@@ -9,53 +9,38 @@ start, so a crash at any point leaves a state a restarted worker can resume
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
+import os
 import random
-import traceback
+import socket
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from sagakit.definition.saga import Saga, Step
+from sagakit.definition.saga import Saga
 from sagakit.engine.commands import Command, Compensate, FinishSaga, RunStep
 from sagakit.engine.decide import decide, initial_state
-from sagakit.engine.events import (
-    CompensationFailed,
-    CompensationSucceeded,
-    Event,
-    SagaResumed,
-    SagaStarted,
-    StepFailed,
-    StepSucceeded,
-)
-from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus
-from sagakit.errors import ConcurrencyError, SagaError, StateError
+from sagakit.engine.events import Event, SagaResumed, SagaStarted
+from sagakit.engine.state import SagaState, SagaStatus
+from sagakit.errors import ConcurrencyError, SagaError, StateError, StoreError
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
 from sagakit.runtime.clock import SystemClock
+from sagakit.runtime.executor import execute
 from sagakit.runtime.result import SagaResult
 
 logger = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=BaseModel)
-_TRACEBACK_LIMIT = 4000
+_Outcome = tuple[Event, HistoryEntry, BaseException | None]
 
 
-def error_info(exc: BaseException) -> ErrorInfo:
-    """Describe an exception so it can be stored and shown after a restart."""
-    kind = type(exc)
-    name = (
-        kind.__qualname__
-        if kind.__module__ == "builtins"
-        else (f"{kind.__module__}.{kind.__qualname__}")
-    )
-    tb = "".join(traceback.format_exception(exc))[-_TRACEBACK_LIMIT:]
-    return ErrorInfo(name, str(exc), tb)
+def default_worker_id() -> str:
+    """``host:pid:random``: unique per process, readable in the store."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 @dataclass(eq=False)
@@ -68,9 +53,10 @@ class _Instance:
     idempotency_key: str | None
     done: asyncio.Future[SagaResult[Any]] | None = None
     exceptions: dict[str, BaseException] = field(default_factory=dict)
-    queue: asyncio.Queue[tuple[Event, HistoryEntry]] | None = None
+    queue: asyncio.Queue[_Outcome] | None = None
     in_flight: int = 0
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    pending_history: list[HistoryEntry] = field(default_factory=list)
 
 
 class Orchestrator:
@@ -78,6 +64,16 @@ class Orchestrator:
 
     ``sagas`` registers definitions so that ``recover`` can resume their
     instances after a restart; ``start``/``run`` register what they are given.
+
+    Without ``lease`` (the embedded default) one process owns the database and
+    ``recover`` takes every unfinished instance. With ``lease`` (seconds), each
+    instance this orchestrator creates or claims is leased to ``worker_id``;
+    ``recover`` claims only instances whose lease expired, and
+    ``renew_leases`` must run more often than the lease (``Worker`` does it).
+
+    ``store_retry`` is how long a save that failed with a store error (a lost
+    connection, a database restart) is retried before the instance is left
+    for another worker.
     """
 
     def __init__(
@@ -88,8 +84,16 @@ class Orchestrator:
         clock: Clock | None = None,
         new_id: Callable[[], str] | None = None,
         jitter: Callable[[], float] | None = None,
+        worker_id: str | None = None,
+        lease: float | None = None,
+        store_retry: float = 30.0,
     ) -> None:
+        if lease is not None and not lease > 0:
+            raise SagaError(f"lease must be > 0 seconds, got {lease}")
         self.store = store
+        self.worker_id = worker_id or default_worker_id()
+        self.lease = lease
+        self.store_retry = store_retry
         self.clock: Clock = clock or SystemClock()
         self._new_id = new_id or (lambda: uuid.uuid4().hex)
         self._jitter = jitter or random.random
@@ -173,14 +177,43 @@ class Orchestrator:
             self.run(saga, context, idempotency_key=idempotency_key, saga_id=saga_id)
         )
 
+    async def submit(
+        self,
+        saga: Saga[C],
+        context: C | Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        saga_id: str | None = None,
+    ) -> str:
+        """Commit a new instance for a worker to run, and return its id.
+
+        For producers (a web request handler) that must not run steps
+        themselves; any ``Worker`` with the definition registered claims it.
+        """
+        begun = await self._begin(
+            saga, context, idempotency_key, saga_id, submit_only=True
+        )
+        assert isinstance(begun, str)  # noqa: S101 - submit_only never drives
+        return begun
+
+    def _ownership(self) -> dict[str, Any]:
+        if self.lease is None:
+            return {}
+        return {"owner": self.worker_id, "lease": self.lease}
+
     async def _begin(
         self,
         saga: Saga[C],
         context: C | Mapping[str, Any] | None,
         idempotency_key: str | None,
         saga_id: str | None,
+        *,
+        submit_only: bool = False,
     ) -> tuple[_Instance, tuple[Command, ...]] | str:
-        """Create and commit a new instance; or the id of the existing one."""
+        """Create and commit a new instance; or the id of the existing one.
+
+        ``submit_only`` commits it unowned and drives nothing: a worker claims it.
+        """
         self.register(saga)
         ctx = self._context(saga, context)
         saga_id = saga_id or self._new_id()
@@ -198,7 +231,12 @@ class Orchestrator:
             updated_at=now,
         )
         started = HistoryEntry(saga_id, None, "saga", 0, "started", now, now)
-        stored, created = await self.store.create(record, [started])
+        if submit_only:
+            stored, created = await self.store.create(record, [started])
+        else:
+            stored, created = await self.store.create(
+                record, [started], **self._ownership()
+            )
         if not created:
             logger.info(
                 "saga already started",
@@ -210,9 +248,11 @@ class Orchestrator:
             )
             return stored.saga_id
         logger.info(
-            "saga started",
+            "saga submitted" if submit_only else "saga started",
             extra={"action": "saga_started", "saga_id": saga_id, "saga": saga.name},
         )
+        if submit_only:
+            return saga_id
         inst = _Instance(saga, decision.state, ctx, 1, now, idempotency_key)
         self._active[saga_id] = inst
         return inst, decision.commands
@@ -267,11 +307,20 @@ class Orchestrator:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def close(self) -> None:
-        """Stop driving (unfinished sagas stay resumable) and close the store."""
+    async def stop_driving(self) -> list[str]:
+        """Cancel every saga driven here; they stay resumable, and with a lease
+        they are released so another worker can claim them at once."""
+        ids = list(self._active)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self.lease is not None and ids:
+            await self.store.release(self.worker_id, ids)
+        return ids
+
+    async def close(self) -> None:
+        """Stop driving (unfinished sagas stay resumable) and close the store."""
+        await self.stop_driving()
         await self.store.close()
 
     # -- recovery ----------------------------------------------------------
@@ -280,39 +329,87 @@ class Orchestrator:
         """Resume unfinished instances of the registered sagas in the background.
 
         Steps that were committed are not run again; a step that was in flight
-        when the previous worker died runs again (at-least-once).
+        when the previous worker died runs again (at-least-once). With a lease,
+        only instances whose lease expired (or that nobody owns) are claimed.
         """
+        if self.lease is not None:
+            claimed = await self.store.claim(
+                self.worker_id, list(self._sagas), lease=self.lease, limit=limit
+            )
+            adopted = []
+            for record in claimed:
+                if record.saga_id in self._active:
+                    continue  # cannot happen while our lease holds; be safe
+                if await self._adopt(record, "claimed"):
+                    adopted.append(record.saga_id)
+            return adopted
         resumed = []
         for saga_id in await self.store.unfinished(list(self._sagas), limit):
             if saga_id in self._active:
                 continue
             record = await self.store.get(saga_id)
-            if record.status.terminal:
-                continue
-            saga = self.definition(record.saga_name)
-            inst = _Instance(
-                saga,
-                record.state,
-                saga.context.model_validate(record.context),
-                record.version,
-                record.created_at,
-                record.idempotency_key,
-            )
-            now = self.clock.now()
-            entry = HistoryEntry(saga_id, None, "saga", 0, "resumed", now, now)
-            self._active[saga_id] = inst
-            try:
-                commands = await self._apply(inst, SagaResumed(now), entry)
-            except ConcurrencyError:
-                self._active.pop(saga_id, None)
-                continue  # another worker took it
-            logger.info(
-                "saga resumed",
-                extra={"action": "saga_resumed", "saga_id": saga_id, "saga": saga.name},
-            )
-            self._spawn(inst, commands)
-            resumed.append(saga_id)
+            if not record.status.terminal and await self._adopt(record, "resumed"):
+                resumed.append(saga_id)
         return resumed
+
+    async def _adopt(self, record: SagaRecord, how: str) -> bool:
+        """Drive an instance another worker (or a producer) left; False if lost."""
+        saga = self.definition(record.saga_name)
+        saga_id = record.saga_id
+        inst = _Instance(
+            saga,
+            record.state,
+            saga.context.model_validate(record.context),
+            record.version,
+            record.created_at,
+            record.idempotency_key,
+        )
+        now = self.clock.now()
+        entry = HistoryEntry(
+            saga_id, None, "saga", 0, how, now, now, {"worker": self.worker_id}
+        )
+        decision = decide(saga, record.state, SagaResumed(now))
+        self._active[saga_id] = inst
+        if decision.state == record.state:
+            # nothing to commit yet: the line joins the next transition's commit
+            inst.pending_history.append(entry)
+        else:
+            try:
+                await self._commit(inst, decision.state, [entry])
+            except (ConcurrencyError, StateError):
+                self._active.pop(saga_id, None)
+                return False  # another worker took it
+        logger.info(
+            "saga resumed",
+            extra={
+                "action": f"saga_{how}",
+                "saga_id": saga_id,
+                "saga": saga.name,
+                "worker": self.worker_id,
+            },
+        )
+        self._spawn(inst, decision.commands)
+        return True
+
+    async def renew_leases(self) -> list[str]:
+        """Extend the leases of the instances this worker drives; returns the
+        ids it lost (another worker claimed them: their next save fails)."""
+        if self.lease is None or not self._active:
+            return []
+        ids = list(self._active)
+        kept = set(await self.store.renew(self.worker_id, ids, lease=self.lease))
+        lost = [i for i in ids if i not in kept and i in self._active]
+        for saga_id in lost:
+            logger.warning(
+                "lease lost",
+                extra={"action": "lease_lost", "saga_id": saga_id},
+            )
+        return lost
+
+    @property
+    def active(self) -> int:
+        """How many instances this orchestrator is driving now."""
+        return len(self._active)
 
     # -- driving -----------------------------------------------------------
 
@@ -332,7 +429,7 @@ class Orchestrator:
                         return
                     runnable.append(command)
                 if len(runnable) == 1 and inst.in_flight == 0:
-                    event, entry = await self._execute(inst, runnable[0])
+                    outcome = await self._execute(inst, runnable[0])
                 else:
                     if inst.queue is None:
                         inst.queue = asyncio.Queue()
@@ -343,8 +440,11 @@ class Orchestrator:
                         )
                         inst.tasks.add(task)
                         task.add_done_callback(inst.tasks.discard)
-                    event, entry = await inst.queue.get()
+                    outcome = await inst.queue.get()
                     inst.in_flight -= 1
+                event, entry, exc = outcome
+                if exc is not None:
+                    inst.exceptions[entry.step or ""] = exc
                 commands = await self._apply(inst, event, entry)
         except asyncio.CancelledError:
             self._abandon(inst, None)
@@ -368,6 +468,8 @@ class Orchestrator:
 
     def _abandon(self, inst: _Instance, exc: BaseException | None) -> None:
         self._active.pop(inst.state.saga_id, None)
+        for task in list(inst.tasks):
+            task.cancel()
         if inst.done is not None and not inst.done.done():
             if exc is None:
                 inst.done.cancel()
@@ -401,15 +503,21 @@ class Orchestrator:
     ) -> tuple[Command, ...]:
         """Decide, then commit the transition before anything else happens."""
         decision = decide(inst.saga, inst.state, event)
-        state = decision.state
-        history = [entry]
-        if state.status.terminal:
+        history = [*inst.pending_history, entry]
+        if decision.state.status.terminal:
             now = entry.finished_at
+            status = decision.state.status.value
             history.append(
-                HistoryEntry(
-                    state.saga_id, None, "saga", 0, state.status.value, now, now
-                )
+                HistoryEntry(inst.state.saga_id, None, "saga", 0, status, now, now)
             )
+        await self._commit(inst, decision.state, history)
+        inst.pending_history.clear()
+        return decision.commands
+
+    async def _commit(
+        self, inst: _Instance, state: SagaState, history: list[HistoryEntry]
+    ) -> None:
+        """Save at the next version; retry store errors for ``store_retry`` s."""
         record = SagaRecord(
             saga_id=state.saga_id,
             saga_name=state.saga_name,
@@ -419,132 +527,52 @@ class Orchestrator:
             context=inst.context.model_dump(mode="json"),
             idempotency_key=inst.idempotency_key,
             created_at=inst.created_at,
-            updated_at=entry.finished_at,
+            updated_at=history[-1].finished_at,
         )
-        await self.store.save(record, inst.version, history)
+        delay, waited = 0.05, 0.0
+        while True:
+            try:
+                await self.store.save(
+                    record, inst.version, history, **self._ownership()
+                )
+                break
+            except StoreError as exc:
+                if waited >= self.store_retry:
+                    raise
+                logger.warning(
+                    "save failed; retrying",
+                    extra={
+                        "action": "save_retry",
+                        "saga_id": state.saga_id,
+                        "error": str(exc),
+                    },
+                )
+                await self.clock.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 2.0)
         inst.version += 1
         inst.state = state
-        return decision.commands
 
     async def _execute_into(
         self,
         inst: _Instance,
         command: RunStep | Compensate,
-        queue: asyncio.Queue[tuple[Event, HistoryEntry]],
+        queue: asyncio.Queue[_Outcome],
     ) -> None:
         queue.put_nowait(await self._execute(inst, command))
 
     async def _execute(
         self, inst: _Instance, command: RunStep | Compensate
-    ) -> tuple[Event, HistoryEntry]:
-        """Run one step action or compensation; every outcome becomes an event."""
-        if command.delay > 0:
-            await self.clock.sleep(command.delay)
-        saga_id = inst.state.saga_id
-        spec = inst.saga.step(command.step)
-        forward = isinstance(command, RunStep)
-        kind = "action" if forward else "compensation"
-        started = self.clock.now()
-        try:
-            if forward:
-                value = await _call(spec, spec.action, (inst.context,), spec.timeout)
-                result = _jsonable(spec, value)
-            else:
-                args: tuple[Any, ...] = (inst.context,)
-                if spec.compensation_takes_result:
-                    args = (inst.context, inst.state.step(spec.name).result)
-                await _call(spec, spec.compensate, args, spec.compensation_timeout)
-        except Exception as exc:
-            at = self.clock.now()
-            info = error_info(exc)
-            policy = spec.retry if forward else spec.compensation_retry
-            logger.info(
-                "step failed" if forward else "compensation failed",
-                extra={
-                    "action": f"{kind}_failed",
-                    "saga_id": saga_id,
-                    "step": spec.name,
-                    "attempt": command.attempt,
-                    "error": str(info),
-                },
-            )
-            entry = HistoryEntry(
-                saga_id,
-                spec.name,
-                kind,
-                command.attempt,
-                "failed",
-                started,
-                at,
-                error=info,
-            )
-            if forward:
-                inst.exceptions[spec.name] = exc
-                failed: Event = StepFailed(
-                    spec.name, info, policy.retries(exc), at, self._jitter()
-                )
-            else:
-                failed = CompensationFailed(
-                    spec.name, info, policy.retries(exc), at, self._jitter()
-                )
-            return failed, entry
-        at = self.clock.now()
-        if forward:
-            entry = HistoryEntry(
-                saga_id,
-                spec.name,
-                kind,
-                command.attempt,
-                "succeeded",
-                started,
-                at,
-                result,
-            )
-            return StepSucceeded(spec.name, result, at), entry
-        entry = HistoryEntry(
-            saga_id, spec.name, kind, command.attempt, "succeeded", started, at
+    ) -> _Outcome:
+        return await execute(
+            inst.saga,
+            inst.state,
+            inst.context,
+            command,
+            clock=self.clock,
+            jitter=self._jitter,
         )
-        return CompensationSucceeded(spec.name, at), entry
 
 
 class _AnyContext(BaseModel):
     model_config = {"extra": "allow"}
-
-
-async def _call(
-    spec: Step,
-    fn: Callable[..., Any] | None,
-    args: tuple[Any, ...],
-    limit: float | None,
-) -> Any:
-    assert fn is not None  # noqa: S101 - compensate exists when a Compensate is issued
-    if inspect.iscoroutinefunction(fn):
-        awaitable = fn(*args)
-    else:
-        awaitable = asyncio.to_thread(fn, *args)
-    if limit is None:
-        value = await awaitable
-    else:
-        deadline = asyncio.timeout(limit)
-        try:
-            async with deadline:
-                value = await awaitable
-        except TimeoutError as exc:
-            if deadline.expired():
-                raise TimeoutError(
-                    f"step {spec.name!r} timed out after {limit}s"
-                ) from exc
-            raise
-    if inspect.isawaitable(value):
-        value = await value
-    return value
-
-
-def _jsonable(spec: Step, value: Any) -> Any:
-    try:
-        return to_jsonable_python(value)
-    except PydanticSerializationError as exc:
-        raise TypeError(
-            f"step {spec.name!r} returned {type(value).__name__}, which cannot be "
-            "stored as JSON; return JSON-able data or a pydantic model"
-        ) from exc

@@ -1,0 +1,150 @@
+"""Running one step action or compensation and turning its outcome into an event.
+
+This is where user code runs: coroutine functions on the event loop, plain
+functions in a worker thread, each under its optional timeout. Whatever
+happens becomes an event; user exceptions never escape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+from sagakit.definition.saga import Saga, Step
+from sagakit.engine.commands import Compensate, RunStep
+from sagakit.engine.events import (
+    CompensationFailed,
+    CompensationSucceeded,
+    Event,
+    StepFailed,
+    StepSucceeded,
+)
+from sagakit.engine.state import ErrorInfo, SagaState
+from sagakit.ports.clock import Clock
+from sagakit.ports.store import HistoryEntry
+
+logger = logging.getLogger(__name__)
+
+_TRACEBACK_FRAMES = 8
+_TRACEBACK_CHARS = 4000
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """Describe an exception so it can be stored and shown after a restart."""
+    kind = type(exc)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    tb = "".join(traceback.format_exception(exc, limit=-_TRACEBACK_FRAMES))
+    return ErrorInfo(name, str(exc), tb[-_TRACEBACK_CHARS:])
+
+
+async def execute(
+    saga: Saga[Any],
+    state: SagaState,
+    context: BaseModel,
+    command: RunStep | Compensate,
+    *,
+    clock: Clock,
+    jitter: Callable[[], float],
+) -> tuple[Event, HistoryEntry, BaseException | None]:
+    """Run ``command`` and describe what happened: the event for the engine, the
+    history line for the store, and the exception if user code raised one."""
+    if command.delay > 0:
+        await clock.sleep(command.delay)
+    saga_id = state.saga_id
+    spec = saga.step(command.step)
+    forward = isinstance(command, RunStep)
+    kind = "action" if forward else "compensation"
+    started = clock.now()
+    try:
+        if forward:
+            value = await _call(spec, spec.action, (context,), spec.timeout)
+            result = _jsonable(spec, value)
+        else:
+            args: tuple[Any, ...] = (context,)
+            if spec.compensation_takes_result:
+                args = (context, state.step(spec.name).result)
+            await _call(spec, spec.compensate, args, spec.compensation_timeout)
+    except Exception as exc:
+        at = clock.now()
+        info = error_info(exc)
+        policy = spec.retry if forward else spec.compensation_retry
+        logger.info(
+            "step failed" if forward else "compensation failed",
+            extra={
+                "action": f"{kind}_failed",
+                "saga_id": saga_id,
+                "step": spec.name,
+                "attempt": command.attempt,
+                "error": str(info),
+            },
+        )
+        entry = HistoryEntry(
+            saga_id, spec.name, kind, command.attempt, "failed", started, at, error=info
+        )
+        retryable = policy.retries(exc)
+        failed: Event = (
+            StepFailed(spec.name, info, retryable, at, jitter())
+            if forward
+            else CompensationFailed(spec.name, info, retryable, at, jitter())
+        )
+        return failed, entry, exc
+    at = clock.now()
+    if forward:
+        entry = HistoryEntry(
+            saga_id, spec.name, kind, command.attempt, "succeeded", started, at, result
+        )
+        return StepSucceeded(spec.name, result, at), entry, None
+    entry = HistoryEntry(
+        saga_id, spec.name, kind, command.attempt, "succeeded", started, at
+    )
+    return CompensationSucceeded(spec.name, at), entry, None
+
+
+async def _call(
+    spec: Step,
+    fn: Callable[..., Any] | None,
+    args: tuple[Any, ...],
+    limit: float | None,
+) -> Any:
+    assert fn is not None  # noqa: S101 - compensate exists when a Compensate is issued
+    if inspect.iscoroutinefunction(fn):
+        awaitable = fn(*args)
+    else:
+        awaitable = asyncio.to_thread(fn, *args)
+    if limit is None:
+        value = await awaitable
+    else:
+        deadline = asyncio.timeout(limit)
+        try:
+            async with deadline:
+                value = await awaitable
+        except TimeoutError as exc:
+            if deadline.expired():
+                raise TimeoutError(
+                    f"step {spec.name!r} timed out after {limit}s"
+                ) from exc
+            raise
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
+
+def _jsonable(spec: Step, value: Any) -> Any:
+    try:
+        return to_jsonable_python(value)
+    except PydanticSerializationError as exc:
+        raise TypeError(
+            f"step {spec.name!r} returned {type(value).__name__}, which cannot be "
+            "stored as JSON; return JSON-able data or a pydantic model"
+        ) from exc

@@ -1,0 +1,132 @@
+"""A long-running worker: claims sagas from a shared store and drives them.
+
+Run as many worker processes on one database as you like: each claims
+instances whose lease is free or expired (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL), renews its leases while it drives them, and hands them back on
+a graceful stop. A worker that dies simply stops renewing; once its leases
+expire another worker claims its instances and resumes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from sagakit.definition.saga import Saga
+from sagakit.errors import SagaError, StoreError
+from sagakit.ports.clock import Clock
+from sagakit.ports.store import SagaStore
+from sagakit.runtime.orchestrator import Orchestrator
+
+logger = logging.getLogger(__name__)
+
+
+class Worker:
+    """Claims and drives instances of ``sagas`` until ``stop()``.
+
+    ``lease``: seconds another worker waits before taking over the instances of
+    a worker that stopped renewing; leases are renewed every ``lease / 3``.
+    ``max_active`` bounds the instances driven at once; ``poll_interval`` is
+    the pause between claims when there was nothing to claim.
+    """
+
+    def __init__(
+        self,
+        store: SagaStore,
+        sagas: Iterable[Saga[Any]],
+        *,
+        worker_id: str | None = None,
+        lease: float = 30.0,
+        poll_interval: float = 0.2,
+        max_active: int = 200,
+        clock: Clock | None = None,
+    ) -> None:
+        if max_active < 1:
+            raise SagaError(f"max_active must be >= 1, got {max_active}")
+        self.orchestrator = Orchestrator(
+            store, sagas, worker_id=worker_id, lease=lease, clock=clock
+        )
+        self.poll_interval = poll_interval
+        self.max_active = max_active
+        self._stop = asyncio.Event()
+        self.claimed = 0
+
+    @property
+    def worker_id(self) -> str:
+        return self.orchestrator.worker_id
+
+    def stop(self) -> None:
+        """Ask ``run`` to stop claiming, finish what it drives, and return."""
+        self._stop.set()
+
+    async def run(
+        self, *, until_idle: bool = False, drain_timeout: float = 30.0
+    ) -> None:
+        """Claim and drive until ``stop()`` (or, with ``until_idle``, until there
+        is nothing left to claim or drive)."""
+        orch = self.orchestrator
+        lease = orch.lease or 30.0
+        heartbeat = asyncio.create_task(self._heartbeat(lease / 3))
+        logger.info(
+            "worker started",
+            extra={
+                "action": "worker_started",
+                "worker": self.worker_id,
+                "lease": lease,
+            },
+        )
+        try:
+            while not self._stop.is_set():
+                room = self.max_active - orch.active
+                got = 0
+                if room > 0:
+                    try:
+                        got = len(await orch.recover(limit=room))
+                    except StoreError as exc:
+                        logger.warning(
+                            "claim failed; retrying",
+                            extra={"action": "claim_retry", "error": str(exc)},
+                        )
+                self.claimed += got
+                if until_idle and got == 0 and orch.active == 0:
+                    break
+                if got == 0 or orch.active >= self.max_active:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.poll_interval):
+                            await self._stop.wait()
+        finally:
+            try:
+                async with asyncio.timeout(drain_timeout):
+                    await orch.drain()
+            except TimeoutError:
+                logger.warning(
+                    "stopping with sagas in flight; they stay resumable",
+                    extra={"action": "worker_drain_timeout", "active": orch.active},
+                )
+                with contextlib.suppress(StoreError):
+                    await orch.stop_driving()
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            logger.info(
+                "worker stopped",
+                extra={
+                    "action": "worker_stopped",
+                    "worker": self.worker_id,
+                    "claimed": self.claimed,
+                },
+            )
+
+    async def _heartbeat(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.orchestrator.renew_leases()
+            except StoreError as exc:
+                logger.warning(
+                    "lease renewal failed",
+                    extra={"action": "renew_failed", "error": str(exc)},
+                )
