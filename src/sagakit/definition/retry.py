@@ -36,9 +36,9 @@ class RetryPolicy:
             raise DefinitionError(
                 f"RetryPolicy.attempts must be >= 1, got {self.attempts}"
             )
-        if self.backoff < 0 or self.max_backoff < 0:
+        if not (self.backoff >= 0 and self.max_backoff >= 0):  # NaN fails too
             raise DefinitionError("RetryPolicy backoff and max_backoff must be >= 0")
-        if self.multiplier < 1:
+        if not self.multiplier >= 1:  # NaN fails too
             raise DefinitionError(
                 f"RetryPolicy.multiplier must be >= 1, got {self.multiplier}"
             )

@@ -264,7 +264,11 @@ def _on_resumed(saga: Saga[Any], state: SagaState) -> Decision:
             if state.step(s.name).status is StepStatus.RUNNING
         )
         if not commands:  # crashed between commits of a stage transition
-            return _start_stage(saga, state, state.stage + 1)
+            done = all(
+                state.step(s.name).status is StepStatus.SUCCEEDED
+                for s in saga.stages[state.stage]
+            )  # else the stage never started (state saved before SagaStarted)
+            return _start_stage(saga, state, state.stage + 1 if done else state.stage)
         return Decision(state, commands)
     # compensating
     if state.compensations is None:
