@@ -639,3 +639,9 @@ def test_default_policies() -> None:
     assert COMPENSATION_RETRY.backoff == 0.05
     assert RetryPolicy() == NO_RETRY
     assert RetryPolicy(attempts=5, jitter=1, backoff=0).attempts == 5
+
+
+@pytest.mark.parametrize("bad", ["5", True, None.__class__])
+def test_timeout_must_be_a_number(bad: object) -> None:
+    with pytest.raises(DefinitionError, match="timeout must be > 0"):
+        Step("s", lambda ctx: None, timeout=bad)  # type: ignore[arg-type]

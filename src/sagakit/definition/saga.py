@@ -114,7 +114,11 @@ class Step:
             object.__setattr__(self, "compensation_takes_result", bool(two))
         for attr in ("timeout", "compensation_timeout"):
             value = getattr(self, attr)
-            if value is not None and not value > 0:
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not value > 0
+            ):
                 raise DefinitionError(
                     f"step {self.name!r}: {attr} must be > 0, got {value}"
                 )

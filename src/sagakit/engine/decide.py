@@ -121,7 +121,7 @@ def _on_step_succeeded(
 ) -> Decision:
     _running_step(state, event.step, "success")
     state = state.with_step(
-        event.step, status=StepStatus.SUCCEEDED, result=event.result
+        event.step, status=StepStatus.SUCCEEDED, result=event.result, error=None
     )
     state = replace(state, completed=(*state.completed, event.step))
     if state.status is SagaStatus.COMPENSATING:
