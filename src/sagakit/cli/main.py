@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -22,14 +23,14 @@ from rich.console import Console
 from rich.rule import Rule
 
 from sagakit import __version__
-from sagakit.adapters.store import ENV_VAR, database_url, open_store
-from sagakit.cli import render
+from sagakit.adapters.store import ENV_VAR, database_url, open_store_async
+from sagakit.cli import db, render
 from sagakit.cli.loader import LoadError, load_sagas
 from sagakit.engine.state import SagaStatus
 from sagakit.errors import SagaError, SagaNotFound
 from sagakit.examples.trip import fully_booked_trip, happy_trip, trip_saga
 from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
-from sagakit.runtime import Orchestrator
+from sagakit.runtime import Orchestrator, Worker
 
 T = TypeVar("T")
 
@@ -110,7 +111,7 @@ def with_store(settings: Settings, work: Callable[[SagaStore], Awaitable[T]]) ->
     failures end the command with ``error: ...``."""
 
     async def run() -> T:
-        store = open_store(settings.db)
+        store = await open_store_async(settings.db)
         try:
             return await work(store)
         finally:
@@ -317,8 +318,68 @@ def recover(
         out.print(render.sagas_table(records, time.time()))
 
 
+@app.command()
+def worker(
+    ctx: typer.Context,
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODULE[:ATTR]",
+            help="Where the saga definitions live: myapp.sagas or myapp.sagas:trip",
+        ),
+    ],
+    *,
+    lease: Annotated[
+        float, typer.Option(help="Seconds before another worker may take over.")
+    ] = 30.0,
+    max_active: Annotated[
+        int, typer.Option(help="Sagas driven at once by this worker.")
+    ] = 200,
+    until_idle: Annotated[
+        bool, typer.Option(help="Exit once there is nothing left to claim.")
+    ] = False,
+    worker_id: Annotated[
+        str | None, typer.Option("--id", help="Worker id [default: host:pid:random]")
+    ] = None,
+) -> None:
+    """Claim and run sagas from the store until SIGTERM/SIGINT (many may run)."""
+    try:
+        sagas = load_sagas(target)
+    except LoadError as exc:
+        fail(str(exc))
+    if lease <= 0:
+        fail(f"invalid --lease {lease}: it must be > 0")
+    if max_active < 1:
+        fail(f"invalid --max-active {max_active}: it must be at least 1")
+
+    async def work(store: SagaStore) -> int:
+        runner = Worker(
+            store, sagas, worker_id=worker_id, lease=lease, max_active=max_active
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runner.stop)
+        err.print(
+            f"worker {runner.worker_id} running {', '.join(s.name for s in sagas)}"
+        )
+        await runner.run(until_idle=until_idle)
+        return runner.claimed
+
+    claimed = with_store(settings_of(ctx), work)
+    err.print(f"worker stopped after claiming {claimed} saga(s)")
+
+
+db.register(app, out, None)
+
+
 def main() -> None:
-    app(prog_name="sagakit")
+    try:
+        app(prog_name="sagakit", standalone_mode=True)
+    except (SagaError, UsageFailure, LoadError) as exc:
+        err.print(
+            f"error: {exc}", markup=False, highlight=False, soft_wrap=True, style="red"
+        )
+        sys.exit(EXIT_ERROR)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,12 @@ def database_url(url: str | None = None) -> str:
     return url or os.environ.get(ENV_VAR) or DEFAULT_DATABASE
 
 
-def open_store(url: str | None = None) -> SagaStore:
+def open_store(url: str | None = None, *, migrate: bool = True) -> SagaStore:
     """Open the store a URL names.
 
     ``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite://:memory:``,
     a plain file path (all SQLite), or ``memory://`` (this process only).
+    ``migrate=False`` opens the database without touching its schema.
     """
     url = database_url(url)
     if url == "memory://":
@@ -50,10 +51,12 @@ def open_store(url: str | None = None) -> SagaStore:
 
     if path != ":memory:" and not Path(path).parent.exists():
         raise StoreError(f"directory of database {path!r} does not exist")
-    return SQLiteStore(path)
+    return SQLiteStore(path, migrate=migrate)
 
 
-async def open_store_async(url: str | None = None) -> SagaStore:
+async def open_store_async(
+    url: str | None = None, *, migrate: bool = True
+) -> SagaStore:
     """Open the store a URL names, PostgreSQL included.
 
     ``postgresql://user@host:5432/db`` (or ``postgres://``) opens a migrated
@@ -64,5 +67,5 @@ async def open_store_async(url: str | None = None) -> SagaStore:
     if url.startswith(("postgres://", "postgresql://")):
         from sagakit.adapters.store.postgres import PostgresStore  # noqa: PLC0415
 
-        return await PostgresStore.connect(url)
-    return open_store(url)
+        return await PostgresStore.connect(url, migrate=migrate)
+    return open_store(url, migrate=migrate)

@@ -210,6 +210,10 @@ class PostgresStore:
         return applied
 
     async def applied_migrations(self) -> list[int]:
+        """Versions applied so far (none on a database sagakit never touched)."""
+        exists = await self._fetchrow("listing migrations", "migrations_table_exists")
+        if exists is None or not exists[0]:
+            return []
         rows = await self._fetch("listing migrations", "applied_migrations")
         return [row[0] for row in rows]
 

@@ -59,12 +59,16 @@ def _lease_until(
 class SQLiteStore:
     """A :class:`~sagakit.ports.store.SagaStore` in one SQLite file.
 
-    The schema is migrated when the store opens. ``path=":memory:"`` keeps
-    everything in memory (tests, benchmarks).
+    The schema is migrated when the store opens (unless ``migrate=False``).
+    ``path=":memory:"`` keeps everything in memory (tests, benchmarks).
     """
 
     def __init__(
-        self, path: str | Path = "sagakit.db", *, synchronous: str = "normal"
+        self,
+        path: str | Path = "sagakit.db",
+        *,
+        synchronous: str = "normal",
+        migrate: bool = True,
     ) -> None:
         if synchronous.lower() not in _SYNC_MODES:
             raise StoreError(
@@ -84,7 +88,8 @@ class SQLiteStore:
             raise StoreError(
                 f"cannot open SQLite database {self.path!r}: {exc}"
             ) from exc
-        self.migrate()
+        if migrate:
+            self.migrate()
 
     # -- schema ------------------------------------------------------------
 
@@ -115,6 +120,10 @@ class SQLiteStore:
         return applied
 
     def applied_migrations(self) -> list[int]:
+        """Versions applied so far (none on a database sagakit never touched)."""
+        (exists,) = self._conn.execute(_Q["migrations_table_exists"]).fetchone()
+        if not exists:
+            return []
         return [row[0] for row in self._conn.execute(_Q["applied_migrations"])]
 
     @contextmanager

@@ -16,6 +16,9 @@ CREATE TABLE IF NOT EXISTS sagakit_schema_migrations (
     applied_at  double precision NOT NULL
 );
 
+-- migrations_table_exists --
+SELECT to_regclass('sagakit_schema_migrations') IS NOT NULL;
+
 -- applied_migrations --
 SELECT version FROM sagakit_schema_migrations ORDER BY version;
 

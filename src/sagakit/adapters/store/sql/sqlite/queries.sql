@@ -8,6 +8,10 @@ CREATE TABLE IF NOT EXISTS sagakit_schema_migrations (
     applied_at  REAL NOT NULL
 );
 
+-- migrations_table_exists --
+SELECT count(*) FROM sqlite_master
+ WHERE type = 'table' AND name = 'sagakit_schema_migrations';
+
 -- applied_migrations --
 SELECT version FROM sagakit_schema_migrations ORDER BY version;
 

@@ -1,0 +1,136 @@
+"""``sagakit db migrate | status | schema`` (and the ``sagakit migrate`` alias)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from sagakit.adapters.store import database_url, open_store_async
+from sagakit.adapters.store.sql import Migration, migrations, schema
+from sagakit.errors import SagaError
+from sagakit.ports.store import SagaStore
+
+db_app = typer.Typer(
+    name="db",
+    help="Inspect and migrate the store's schema.",
+    no_args_is_help=True,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaStatus:
+    dialect: str
+    applied: list[int]
+    available: tuple[Migration, ...]
+
+    @property
+    def pending(self) -> list[Migration]:
+        return [m for m in self.available if m.version not in self.applied]
+
+
+def dialect_of(url: str) -> str:
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgres"
+    if url == "memory://":
+        raise SagaError("the memory:// store has no schema")
+    return "sqlite"
+
+
+async def _applied(store: SagaStore) -> list[int]:
+    found = store.applied_migrations()  # type: ignore[attr-defined]
+    if inspect.isawaitable(found):
+        found = await found
+    return list(found)
+
+
+async def schema_status(url: str | None) -> SchemaStatus:
+    target = database_url(url)
+    dialect = dialect_of(target)
+    store = await open_store_async(target, migrate=False)
+    try:
+        return SchemaStatus(dialect, await _applied(store), migrations(dialect))
+    finally:
+        await store.close()
+
+
+async def migrate(url: str | None, out: Console) -> list[int]:
+    """Apply every pending migration, one progress step each."""
+    target = database_url(url)
+    dialect = dialect_of(target)
+    store = await open_store_async(target, migrate=False)
+    try:
+        pending = [
+            m for m in migrations(dialect) if m.version not in await _applied(store)
+        ]
+        with Progress(console=out, transient=True) as bar:
+            task = bar.add_task("migrating", total=max(1, len(pending)))
+            applied = store.migrate()  # type: ignore[attr-defined]
+            if inspect.isawaitable(applied):
+                applied = await applied
+            bar.update(task, completed=max(1, len(pending)))
+        return list(applied)
+    finally:
+        await store.close()
+
+
+def run_migrate(url: str | None, out: Console) -> None:
+    applied = asyncio.run(migrate(url, out))
+    where = database_url(url).split("@")[-1]
+    if applied:
+        names = ", ".join(f"{v:04d}" for v in applied)
+        out.print(f"applied {len(applied)} migration(s) to {where}: {names}")
+    else:
+        out.print(f"{where} is up to date")
+
+
+def register(app: typer.Typer, out: Console, settings_db: object) -> None:
+    """Attach ``db`` and the ``migrate`` alias to the main app."""
+
+    def db_of(ctx: typer.Context) -> str | None:
+        value = getattr(ctx.find_root().obj, "db", None)
+        return value if isinstance(value, str) else None
+
+    @db_app.command("migrate")
+    def db_migrate(ctx: typer.Context) -> None:
+        """Apply pending schema migrations."""
+        run_migrate(db_of(ctx), out)
+
+    @db_app.command("status")
+    def db_status(ctx: typer.Context) -> None:
+        """Show applied and pending migrations."""
+        status = asyncio.run(schema_status(db_of(ctx)))
+        for m in status.available:
+            mark = "applied" if m.version in status.applied else "pending"
+            out.print(f"{m.version:04d}_{m.name}  {mark}", highlight=False)
+        out.print(
+            f"{status.dialect}: {len(status.applied)} applied, "
+            f"{len(status.pending)} pending",
+            highlight=False,
+        )
+
+    @db_app.command("schema")
+    def db_schema(
+        ctx: typer.Context,
+        dialect: Annotated[
+            str | None,
+            typer.Option(help="sqlite or postgres [default: that of --db]"),
+        ] = None,
+    ) -> None:
+        """Print the full current schema (schema.sql)."""
+        chosen = dialect or dialect_of(database_url(db_of(ctx)))
+        if chosen not in ("sqlite", "postgres"):
+            raise SagaError(f"unknown dialect {chosen!r}: use sqlite or postgres")
+        out.print(schema(chosen), markup=False, highlight=False)
+
+    @app.command("migrate")
+    def migrate_alias(ctx: typer.Context) -> None:
+        """Apply pending schema migrations (same as ``db migrate``)."""
+        run_migrate(db_of(ctx), out)
+
+    app.add_typer(db_app)

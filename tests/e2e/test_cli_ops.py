@@ -1,0 +1,112 @@
+"""Operator commands: db migrate/status/schema, migrate, worker."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+
+from sagakit import Orchestrator, SagaStatus, SQLiteStore
+from sagakit.examples.trip import fully_booked_trip, happy_trip, trip_saga
+from tests.conftest import admin, database_url, run_sync
+from tests.e2e.test_cli import assert_one_error_line, sagakit
+
+pytestmark = pytest.mark.e2e
+
+
+def test_sqlite_status_migrate_status(tmp_path: Path) -> None:
+    db = str(tmp_path / "fresh.db")
+    before = sagakit("--db", db, "db", "status", cwd=tmp_path)
+    assert before.returncode == 0, before.stderr
+    assert "0001_initial  pending" in before.stdout
+    assert "0 applied" in before.stdout
+    migrated = sagakit("--db", db, "migrate", cwd=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "applied 2 migration(s)" in migrated.stdout
+    again = sagakit("--db", db, "db", "migrate", cwd=tmp_path)
+    assert "is up to date" in again.stdout
+    after = sagakit("--db", db, "db", "status", cwd=tmp_path)
+    assert "0 pending" in after.stdout
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_schema_prints_schema_sql(tmp_path: Path, dialect: str) -> None:
+    shown = sagakit("db", "schema", "--dialect", dialect, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "CREATE TABLE sagakit_saga" in shown.stdout
+
+
+def test_schema_of_unknown_dialect_is_one_error_line(tmp_path: Path) -> None:
+    assert_one_error_line(sagakit("db", "schema", "--dialect", "oracle", cwd=tmp_path))
+
+
+def test_memory_store_has_no_schema(tmp_path: Path) -> None:
+    assert_one_error_line(sagakit("--db", "memory://", "db", "status", cwd=tmp_path))
+
+
+@pytest.mark.postgres
+def test_postgres_migrate_on_an_empty_database(
+    pg_template: str, tmp_path: Path
+) -> None:
+    name = f"sagakit_cli_{uuid.uuid4().hex[:10]}"
+    run_sync(admin(f"CREATE DATABASE {name}"))
+    url = database_url(name)
+    try:
+        before = sagakit("--db", url, "db", "status", cwd=tmp_path)
+        assert "postgres: 0 applied" in before.stdout, before.stderr
+        migrated = sagakit("--db", url, "migrate", cwd=tmp_path)
+        assert migrated.returncode == 0, migrated.stderr
+        assert "applied 2 migration(s)" in migrated.stdout
+        after = sagakit("--db", url, "db", "status", cwd=tmp_path)
+        assert "0 pending" in after.stdout
+    finally:
+        run_sync(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def test_unreachable_postgres_is_one_error_line(tmp_path: Path) -> None:
+    result = sagakit(
+        "--db", "postgresql://postgres@127.0.0.1:1/x", "list", cwd=tmp_path
+    )
+    assert_one_error_line(result)
+    assert "cannot connect to PostgreSQL" in result.stderr
+
+
+def test_worker_runs_submitted_sagas_until_idle(tmp_path: Path) -> None:
+    db = tmp_path / "work.db"
+
+    async def submit() -> list[str]:
+        orch = Orchestrator(SQLiteStore(db), [trip_saga])
+        return [
+            await orch.submit(trip_saga, happy_trip() if i % 2 else fully_booked_trip())
+            for i in range(6)
+        ]
+
+    ids = asyncio.run(submit())
+    done = sagakit(
+        "--db", str(db), "worker", "sagakit.examples.trip", "--until-idle", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert "claiming 6 saga(s)" in done.stderr
+
+    async def statuses() -> list[SagaStatus]:
+        store = SQLiteStore(db)
+        return [(await store.get(i)).status for i in ids]
+
+    got = asyncio.run(statuses())
+    assert got == [
+        SagaStatus.COMPENSATED if i % 2 == 0 else SagaStatus.SUCCEEDED for i in range(6)
+    ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["worker", "sagakit.examples.trip", "--lease", "0"],
+        ["worker", "sagakit.examples.trip", "--max-active", "0"],
+        ["worker", "no.such.module"],
+    ],
+)
+def test_worker_bad_input_is_one_error_line(tmp_path: Path, args: list[str]) -> None:
+    assert_one_error_line(sagakit("--db", str(tmp_path / "x.db"), *args, cwd=tmp_path))
