@@ -158,6 +158,14 @@ class StoreContract:
         assert [r.saga_id for r in running] == ["b", "a"]
         assert [r.saga_id for r in await store.list_sagas(saga_name="refund")] == ["b"]
 
+    async def test_ids_with_prefix(self, store: SagaStore) -> None:
+        for saga_id in ("abc123", "abc124", "abd000", "xabc12"):
+            await store.create(make_record(saga_id), [])
+        assert await store.ids_with_prefix("abc") == ["abc123", "abc124"]
+        assert await store.ids_with_prefix("abc", limit=1) == ["abc123"]
+        assert await store.ids_with_prefix("ab%") == []
+        assert await store.ids_with_prefix("zzz") == []
+
     async def test_unfinished_lists_non_terminal_oldest_first(
         self, store: SagaStore
     ) -> None:

@@ -36,7 +36,6 @@ T = TypeVar("T")
 
 EXIT_ERROR = 2
 MIN_PREFIX = 6
-PREFIX_SCAN_LIMIT = 1_000_000
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 STATUSES = tuple(s.value for s in SagaStatus)
 
@@ -133,19 +132,14 @@ async def resolve(store: SagaStore, ident: str) -> SagaRecord:
                 f"no saga with id {ident!r} (an id prefix needs at least "
                 f"{MIN_PREFIX} characters)"
             ) from None
-    # The store port has no prefix lookup: scan the ids, newest first.
-    records = await store.list_sagas(limit=PREFIX_SCAN_LIMIT)
-    matches = [r for r in records if r.saga_id.startswith(ident)]
+    matches = await store.ids_with_prefix(ident, limit=4)
     if not matches:
         raise UsageFailure(f"no saga with id or id prefix {ident!r}")
     if len(matches) > 1:
-        shown = ", ".join(r.saga_id for r in matches[:3])
+        shown = ", ".join(matches[:3])
         more = ", ..." if len(matches) > 3 else ""  # noqa: PLR2004 - show three
-        raise UsageFailure(
-            f"id prefix {ident!r} is ambiguous: {len(matches)} sagas match "
-            f"({shown}{more})"
-        )
-    return matches[0]
+        raise UsageFailure(f"id prefix {ident!r} is ambiguous: {shown}{more}")
+    return await store.get(matches[0])
 
 
 def settings_of(ctx: typer.Context) -> Settings:

@@ -106,6 +106,9 @@ class SagaStore(Protocol):
     ) -> list[SagaRecord]:
         """Newest first."""
 
+    async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Ids that start with ``prefix``, in id order (for ``sagakit show``)."""
+
     async def unfinished(
         self, saga_names: Collection[str] | None = None, limit: int = 1000
     ) -> list[str]:

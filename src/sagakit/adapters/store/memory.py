@@ -101,6 +101,9 @@ class InMemoryStore:
         found.sort(key=lambda r: (r.created_at, r.saga_id), reverse=True)
         return found[:limit]
 
+    async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        return sorted(i for i in self._sagas if i.startswith(prefix))[:limit]
+
     async def unfinished(
         self, saga_names: Collection[str] | None = None, limit: int = 1000
     ) -> list[str]:

@@ -370,6 +370,10 @@ class PostgresStore:
         )
         return [_record(r) for r in rows]
 
+    async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        rows = await self._fetch("finding ids", "ids_with_prefix", prefix, limit)
+        return [r["saga_id"] for r in rows]
+
     async def unfinished(
         self, saga_names: Collection[str] | None = None, limit: int = 1000
     ) -> list[str]:

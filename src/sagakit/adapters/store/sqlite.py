@@ -359,6 +359,9 @@ class SQLiteStore:
         )
         return [self._record(r) for r in self._read("list_sagas", params)]
 
+    async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        return [r[0] for r in self._read("ids_with_prefix", (prefix, limit))]
+
     async def unfinished(
         self, saga_names: Collection[str] | None = None, limit: int = 1000
     ) -> list[str]:

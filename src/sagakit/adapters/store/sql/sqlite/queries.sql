@@ -65,6 +65,12 @@ SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
  ORDER BY created_at DESC, saga_id DESC
  LIMIT ?3;
 
+-- ids_with_prefix --
+SELECT saga_id FROM sagakit_saga
+ WHERE substr(saga_id, 1, length(?1)) = ?1
+ ORDER BY saga_id
+ LIMIT ?2;
+
 -- unfinished_sagas --
 SELECT saga_id, saga_name FROM sagakit_saga
  WHERE status IN ('running', 'compensating')
