@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from sagakit.definition.remote import DEFAULT_REPLY_TIMEOUT, Remote
 from sagakit.definition.retry import COMPENSATION_RETRY, NO_RETRY, RetryPolicy
 from sagakit.definition.saga import DictContext, Parallel, Saga, Step
 
 __all__ = [
     "COMPENSATION_RETRY",
+    "DEFAULT_REPLY_TIMEOUT",
     "NO_RETRY",
     "DictContext",
     "Parallel",
+    "Remote",
     "RetryPolicy",
     "Saga",
     "Step",

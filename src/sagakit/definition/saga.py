@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from sagakit.definition.remote import DEFAULT_REPLY_TIMEOUT, Remote
 from sagakit.definition.retry import COMPENSATION_RETRY, NO_RETRY, RetryPolicy
 from sagakit.errors import DefinitionError
 
@@ -82,8 +83,8 @@ class Step:
     """
 
     name: str
-    action: Callable[..., Any]
-    compensate: Callable[..., Any] | None = None
+    action: Callable[..., Any] | Remote
+    compensate: Callable[..., Any] | Remote | None = None
     retry: RetryPolicy = NO_RETRY
     compensation_retry: RetryPolicy = COMPENSATION_RETRY
     timeout: float | None = None
@@ -94,14 +95,21 @@ class Step:
 
     def __post_init__(self) -> None:
         _check_name("Step", self.name)
-        if not callable(self.action):
+        if isinstance(self.action, Remote):
+            self._check_payload(self.action, 1, "action")
+        elif not callable(self.action):
             raise DefinitionError(f"step {self.name!r}: action must be callable")
-        if _accepts(self.action, 1) is False:
+        elif _accepts(self.action, 1) is False:
             raise DefinitionError(
                 f"step {self.name!r}: action must take exactly one positional argument "
                 "(the saga context)"
             )
-        if self.compensate is not None:
+        if isinstance(self.compensate, Remote):
+            self._check_payload(self.compensate, 2, "compensation")
+            if self.compensate.payload is not None:
+                takes_result = bool(_accepts(self.compensate.payload, 2))
+                object.__setattr__(self, "compensation_takes_result", takes_result)
+        elif self.compensate is not None:
             if not callable(self.compensate):
                 raise DefinitionError(
                     f"step {self.name!r}: compensate must be callable"
@@ -139,9 +147,40 @@ class Step:
                 f"step {self.name!r}: compensate_on_failure=True needs a compensation"
             )
 
+    def _check_payload(self, remote: Remote, most: int, what: str) -> None:
+        if remote.payload is None:
+            return
+        if _accepts(remote.payload, 1) is False and (
+            most == 1 or _accepts(remote.payload, 2) is False
+        ):
+            shape = "(ctx)" if most == 1 else "(ctx) or (ctx, result)"
+            raise DefinitionError(
+                f"step {self.name!r}: the {what} payload builder must take {shape}"
+            )
+
     @property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.action)
+
+    @property
+    def is_remote(self) -> bool:
+        """The action is a command to another service."""
+        return isinstance(self.action, Remote)
+
+    @property
+    def compensation_is_remote(self) -> bool:
+        return isinstance(self.compensate, Remote)
+
+    @property
+    def reply_timeout(self) -> float:
+        """How long a remote action waits for its reply."""
+        return self.timeout if self.timeout is not None else DEFAULT_REPLY_TIMEOUT
+
+    @property
+    def compensation_reply_timeout(self) -> float:
+        if self.compensation_timeout is not None:
+            return self.compensation_timeout
+        return DEFAULT_REPLY_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True, init=False)

@@ -7,6 +7,7 @@ from sagakit.engine.decide import Decision, decide, initial_state
 from sagakit.engine.events import (
     CompensationFailed,
     CompensationSucceeded,
+    DeadlinePassed,
     Event,
     SagaResumed,
     SagaStarted,
@@ -20,6 +21,7 @@ __all__ = [
     "Compensate",
     "CompensationFailed",
     "CompensationSucceeded",
+    "DeadlinePassed",
     "Decision",
     "ErrorInfo",
     "Event",

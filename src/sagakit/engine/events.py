@@ -22,9 +22,13 @@ class SagaResumed:
 
 @dataclass(frozen=True, slots=True)
 class StepSucceeded:
+    """``attempt``, when given, must be the step's current attempt: a reply to an
+    earlier attempt is stale."""
+
     step: str
     result: Any
     at: float
+    attempt: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +41,14 @@ class StepFailed:
     retryable: bool
     at: float
     jitter: float = 0.0
+    attempt: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class CompensationSucceeded:
     step: str
     at: float
+    attempt: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +58,21 @@ class CompensationFailed:
     retryable: bool
     at: float
     jitter: float = 0.0
+    attempt: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlinePassed:
+    """The clock reached ``at``: remote steps whose reply deadline is due fail
+    with ``ReplyTimeout`` (and retry if their policy retries ``TimeoutError``)."""
+
+    at: float
+    jitter: float = 0.0
 
 
 Event = (
-    SagaStarted
+    DeadlinePassed
+    | SagaStarted
     | SagaResumed
     | StepSucceeded
     | StepFailed

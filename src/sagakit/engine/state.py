@@ -76,9 +76,13 @@ class StepState:
     compensation_attempts: int = 0
     result: Any = None
     error: ErrorInfo | None = None
+    deadline: float | None = None
+    """When a remote action or compensation stops waiting for its reply."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status.value}
+        if self.deadline is not None:
+            out["deadline"] = self.deadline
         if self.attempts:
             out["attempts"] = self.attempts
         if self.compensation_attempts:
@@ -97,6 +101,7 @@ class StepState:
             compensation_attempts=data.get("compensation_attempts", 0),
             result=data.get("result"),
             error=ErrorInfo.from_dict(data.get("error")),
+            deadline=data.get("deadline"),
         )
 
 
@@ -130,6 +135,17 @@ class SagaState:
         steps = dict(self.steps)
         steps[name] = replace(self.step(name), **changes)
         return replace(self, steps=steps)
+
+    @property
+    def next_deadline(self) -> float | None:
+        """The earliest reply deadline of a step still waiting, if any."""
+        waiting = [
+            s.deadline
+            for s in self.steps.values()
+            if s.deadline is not None
+            and s.status in (StepStatus.RUNNING, StepStatus.COMPENSATING)
+        ]
+        return min(waiting) if waiting else None
 
     @property
     def results(self) -> dict[str, Any]:
