@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from sagakit.definition.remote import Remote
 from sagakit.definition.saga import Saga, Step
 from sagakit.engine.commands import Compensate, RunStep
 from sagakit.engine.events import (
@@ -27,6 +28,7 @@ from sagakit.engine.events import (
     StepSucceeded,
 )
 from sagakit.engine.state import ErrorInfo, SagaState
+from sagakit.errors import SagaError
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import HistoryEntry
 
@@ -113,11 +115,16 @@ async def execute(
 
 async def _call(
     spec: Step,
-    fn: Callable[..., Any] | None,
+    fn: Callable[..., Any] | Remote | None,
     args: tuple[Any, ...],
     limit: float | None,
 ) -> Any:
     assert fn is not None  # noqa: S101 - compensate exists when a Compensate is issued
+    if isinstance(fn, Remote):
+        raise SagaError(
+            f"step {spec.name!r} sends {fn.command!r} to another service: run it "
+            "with an orchestrator that has a transport"
+        )
     if inspect.iscoroutinefunction(fn):
         awaitable = fn(*args)
     else:
