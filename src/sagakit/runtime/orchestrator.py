@@ -307,14 +307,15 @@ class Orchestrator:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def stop_driving(self) -> list[str]:
+    async def stop_driving(self, *, release: bool = True) -> list[str]:
         """Cancel every saga driven here; they stay resumable, and with a lease
-        they are released so another worker can claim them at once."""
+        they are released (unless ``release=False``) so another worker can claim
+        them at once."""
         ids = list(self._active)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        if self.lease is not None and ids:
+        if release and self.lease is not None and ids:
             await self.store.release(self.worker_id, ids)
         return ids
 
@@ -379,6 +380,10 @@ class Orchestrator:
             except (ConcurrencyError, StateError):
                 self._active.pop(saga_id, None)
                 return False  # another worker took it
+            except BaseException:
+                # not driven: left in _active, its lease would be renewed forever
+                self._active.pop(saga_id, None)
+                raise
         logger.info(
             "saga resumed",
             extra={

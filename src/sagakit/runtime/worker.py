@@ -59,7 +59,11 @@ class Worker:
         return self.orchestrator.worker_id
 
     def stop(self) -> None:
-        """Ask ``run`` to stop claiming, finish what it drives, and return."""
+        """Ask ``run`` to stop claiming, finish what it drives, and return.
+
+        Cancelling ``run`` instead stops it at once: the sagas it drives are
+        cancelled and keep their leases, so others claim them when those expire.
+        """
         self._stop.set()
 
     async def run(
@@ -78,36 +82,49 @@ class Worker:
                 "lease": lease,
             },
         )
+        cancelled = False
         try:
             while not self._stop.is_set():
                 room = self.max_active - orch.active
-                got = 0
+                got, failed = 0, False
                 if room > 0:
                     try:
                         got = len(await orch.recover(limit=room))
                     except StoreError as exc:
+                        failed = True  # not idle: unknown what is left to claim
                         logger.warning(
                             "claim failed; retrying",
                             extra={"action": "claim_retry", "error": str(exc)},
                         )
                 self.claimed += got
-                if until_idle and got == 0 and orch.active == 0:
+                if until_idle and not failed and got == 0 and orch.active == 0:
                     break
                 if got == 0 or orch.active >= self.max_active:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.poll_interval):
                             await self._stop.wait()
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
         finally:
-            try:
-                async with asyncio.timeout(drain_timeout):
-                    await orch.drain()
-            except TimeoutError:
-                logger.warning(
-                    "stopping with sagas in flight; they stay resumable",
-                    extra={"action": "worker_drain_timeout", "active": orch.active},
-                )
-                with contextlib.suppress(StoreError):
-                    await orch.stop_driving()
+            if cancelled:
+                # cancelled, not stopped: quit at once like a dead worker; the
+                # instances stay leased until their leases run out
+                await orch.stop_driving(release=False)
+            else:
+                try:
+                    async with asyncio.timeout(drain_timeout):
+                        await orch.drain()
+                except TimeoutError:
+                    logger.warning(
+                        "stopping with sagas in flight; they stay resumable",
+                        extra={
+                            "action": "worker_drain_timeout",
+                            "active": orch.active,
+                        },
+                    )
+                    with contextlib.suppress(StoreError):
+                        await orch.stop_driving()
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
