@@ -76,3 +76,37 @@ def pg_url(pg_template: str) -> Iterator[str]:
     run_sync(admin(f"CREATE DATABASE {name} TEMPLATE {pg_template}"))
     yield database_url(name)
     run_sync(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+# --- RabbitMQ ------------------------------------------------------------------
+
+RABBITMQ_URL = os.environ.get(
+    "SAGAKIT_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"
+)
+
+
+async def delete_rabbitmq_queues(*names: str) -> None:
+    """Delete the named queues; with no names, just check the server answers."""
+    import aio_pika  # noqa: PLC0415 - only the RabbitMQ tests need the driver
+
+    connection = await aio_pika.connect(RABBITMQ_URL, timeout=5)
+    try:
+        channel = await connection.channel()
+        for name in names:
+            await channel.queue_delete(name)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    """``RABBITMQ_URL`` once the server answers (skip, or fail when ``CI=true``)."""
+    try:
+        run_sync(delete_rabbitmq_queues())
+    except Exception as exc:  # any failure means "no server here"
+        where = urlsplit(RABBITMQ_URL).netloc.rpartition("@")[2]  # no password
+        reason = f"RabbitMQ unavailable at {where}: {exc!r}".splitlines()[0]
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return RABBITMQ_URL

@@ -1,0 +1,1 @@
+"""Transport adapters: in-process (default), RabbitMQ, Redis Streams, Celery."""

@@ -1,0 +1,57 @@
+"""The transport port: publish envelopes to named queues and consume them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from sagakit.messaging.envelope import Envelope
+
+Handler = Callable[[Envelope], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message a consumer could not take, kept with the reason."""
+
+    queue: str
+    body: bytes
+    reason: str
+    dead_at: float
+
+
+class Subscription(Protocol):
+    async def cancel(self) -> None:
+        """Stop consuming; messages not yet acknowledged are redelivered."""
+
+
+class Transport(Protocol):
+    """At-least-once delivery of envelopes between services.
+
+    ``publish`` returns once the broker has the message durably (publisher
+    confirms, or the equivalent). ``consume`` calls ``handler`` for each
+    message and acknowledges it when the handler returns. A message that
+    cannot be decoded, or whose handler keeps raising after
+    ``max_deliveries``, goes to the queue's dead-letter queue with a reason;
+    the consumer keeps running.
+    """
+
+    async def publish(self, queue: str, message: Envelope) -> None: ...
+
+    async def publish_raw(self, queue: str, body: bytes) -> None:
+        """Publish bytes as they are (tests, replaying dead letters)."""
+
+    async def consume(
+        self,
+        queue: str,
+        handler: Handler,
+        *,
+        prefetch: int = 32,
+        max_deliveries: int = 5,
+    ) -> Subscription: ...
+
+    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        """Messages dead-lettered from ``queue``, oldest first (not removed)."""
+
+    async def close(self) -> None: ...
