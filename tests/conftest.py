@@ -20,7 +20,7 @@ import pytest
 POSTGRES_URL = os.environ.get(
     "SAGAKIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
-TEMPLATE = "sagakit_template"
+TEMPLATE = f"sagakit_template_{os.getpid()}"  # one per pytest run
 T = TypeVar("T")
 
 
@@ -110,3 +110,37 @@ def rabbitmq_url() -> str:
             pytest.fail(reason)
         pytest.skip(reason)
     return RABBITMQ_URL
+
+
+# --- Redis ---------------------------------------------------------------------
+
+REDIS_URL = os.environ.get("SAGAKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+async def delete_redis_keys(pattern: str | None = None) -> None:
+    """Delete the keys matching ``pattern``; with none, just check the server."""
+    from redis.asyncio import Redis  # noqa: PLC0415 - only the Redis tests need it
+
+    client = Redis.from_url(REDIS_URL, socket_connect_timeout=5)
+    try:
+        await client.ping()
+        if pattern is not None:
+            keys = [key async for key in client.scan_iter(match=pattern)]
+            if keys:
+                await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """``REDIS_URL`` once the server answers (skip, or fail when ``CI=true``)."""
+    try:
+        run_sync(delete_redis_keys())
+    except Exception as exc:  # any failure means "no server here"
+        where = urlsplit(REDIS_URL).netloc.rpartition("@")[2]  # no password
+        reason = f"Redis unavailable at {where}: {exc!r}".splitlines()[0]
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return REDIS_URL

@@ -6,7 +6,8 @@
     ├── DefinitionError(SagaError, ValueError)   duplicate step, empty saga, bad pivot
     ├── StateError                               stale or duplicate event
     │   ├── ConcurrencyError                     version conflict on save
-    │   └── SagaNotFound                         unknown saga id (also LookupError)
+    │   ├── SagaNotFound                         unknown saga id (also LookupError)
+    │   └── DuplicateMessage                     a message consumed before
     ├── StepFailed                               a saga ended without succeeding
     │   └── CompensationFailed                   ... and a compensation failed too
     ├── StoreError                               driver error kept in ``__cause__``
@@ -43,6 +44,10 @@ class ConcurrencyError(StateError):
 
 class SagaNotFound(StateError, LookupError):
     """No saga instance has the given id."""
+
+
+class DuplicateMessage(StateError):
+    """A message was consumed before (inbox deduplication); nothing changed."""
 
 
 class StepFailed(SagaError):
@@ -105,6 +110,7 @@ __all__ = [
     "CompensationFailed",
     "ConcurrencyError",
     "DefinitionError",
+    "DuplicateMessage",
     "SagaError",
     "SagaNotFound",
     "StateError",

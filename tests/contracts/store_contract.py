@@ -10,7 +10,14 @@ import pytest
 
 from sagakit import ConcurrencyError, SagaNotFound, SagaStatus
 from sagakit.engine.state import ErrorInfo, SagaState, StepState, StepStatus
-from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
+from sagakit.errors import DuplicateMessage
+from sagakit.ports.store import (
+    HistoryEntry,
+    InboxEntry,
+    OutboxMessage,
+    SagaRecord,
+    SagaStore,
+)
 
 
 def make_record(
@@ -21,6 +28,7 @@ def make_record(
     key: str | None = None,
     created: float = 100.0,
     context: dict[str, Any] | None = None,
+    deadline: float | None = None,
 ) -> SagaRecord:
     state = SagaState(
         saga_id=saga_id,
@@ -38,6 +46,7 @@ def make_record(
         idempotency_key=key,
         created_at=created,
         updated_at=created,
+        deadline=deadline,
     )
 
 
@@ -51,6 +60,29 @@ def entry(saga_id: str, outcome: str, **kw: Any) -> HistoryEntry:
         started_at=kw.pop("started_at", 1.0),
         finished_at=kw.pop("finished_at", 1.5),
         **kw,
+    )
+
+
+# Far in the past and far in the future: "due" and "not yet due" without
+# faking the clock ("now" is the database clock on PostgreSQL).
+PAST = 1_000.0
+FUTURE = 4_000_000_000.0
+
+
+def message(
+    message_id: str,
+    *,
+    available_at: float = PAST,
+    body: bytes | None = None,
+    saga_id: str | None = "s1",
+    destination: str = "payments.commands",
+) -> OutboxMessage:
+    return OutboxMessage(
+        message_id=message_id,
+        destination=destination,
+        body=body if body is not None else f"body of {message_id}".encode(),
+        available_at=available_at,
+        saga_id=saga_id,
     )
 
 
@@ -332,3 +364,354 @@ class StoreContract:
         claimed = await store.claim("w2", ["order"], lease=60)
         assert [(r.saga_id, r.version) for r in claimed] == [("s1", 3)]
         assert await store.renew("w1", ["s1", "s2"], lease=60) == ["s2"]
+
+    # -- deadlines -----------------------------------------------------------
+
+    async def test_deadline_round_trips(self, store: SagaStore) -> None:
+        record = make_record("s1", deadline=1234.5)
+        await store.create(record, [])
+        assert (await store.get("s1")).deadline == 1234.5
+        await store.save(replace(record, version=2, deadline=None), 1, [])
+        assert (await store.get("s1")).deadline is None
+        await store.save(replace(record, version=3, deadline=99.25), 2, [])
+        assert (await store.get("s1")).deadline == 99.25
+        (listed,) = await store.list_sagas()
+        assert listed.deadline == 99.25
+        await store.create(make_record("s2"), [])
+        assert (await store.get("s2")).deadline is None
+
+    async def test_claim_returns_the_deadline(self, store: SagaStore) -> None:
+        await store.create(make_record("s1", deadline=50.0), [])
+        (claimed,) = await store.claim("w1", ["order"], lease=60)
+        assert claimed.deadline == 50.0
+
+    async def test_due_deadlines_filters_and_orders(self, store: SagaStore) -> None:
+        await store.create(make_record("late", deadline=PAST + 2), [])
+        await store.create(make_record("later", deadline=PAST + 1), [])
+        await store.create(
+            make_record(
+                "back", status=SagaStatus.COMPENSATING, deadline=PAST + 3, created=1.0
+            ),
+            [],
+        )
+        await store.create(make_record("future", deadline=FUTURE), [])
+        await store.create(make_record("none"), [])
+        await store.create(
+            make_record("done", status=SagaStatus.SUCCEEDED, deadline=PAST), []
+        )
+        await store.create(
+            make_record("failed", status=SagaStatus.FAILED, deadline=PAST), []
+        )
+        await store.create(make_record("refund", name="refund", deadline=PAST), [])
+        assert await store.due_deadlines(["order"]) == ["later", "late", "back"]
+        assert await store.due_deadlines(["order"], limit=2) == ["later", "late"]
+        assert await store.due_deadlines(["refund", "order"]) == [
+            "refund",
+            "later",
+            "late",
+            "back",
+        ]
+        assert await store.due_deadlines(["other"]) == []
+        assert await store.due_deadlines([]) == []
+
+    async def test_a_saved_deadline_is_seen_by_due_deadlines(
+        self, store: SagaStore
+    ) -> None:
+        record = make_record("s1", deadline=FUTURE)
+        await store.create(record, [])
+        assert await store.due_deadlines(["order"]) == []
+        await store.save(replace(record, version=2, deadline=PAST), 1, [])
+        assert await store.due_deadlines(["order"]) == ["s1"]
+        done = replace(record, version=3, status=SagaStatus.SUCCEEDED, deadline=PAST)
+        await store.save(done, 2, [])
+        assert await store.due_deadlines(["order"]) == []
+
+    # -- outbox --------------------------------------------------------------
+
+    async def test_create_and_save_write_the_outbox(self, store: SagaStore) -> None:
+        record = make_record("s1")
+        await store.create(record, [], outbox=[message("m1", body=b"\x00\xffraw")])
+        await store.save(
+            replace(record, version=2),
+            1,
+            [],
+            outbox=[message("m2", available_at=PAST + 1, saga_id=None)],
+        )
+        claimed = await store.claim_outbox("relay", lease=60)
+        assert claimed == [
+            message("m1", body=b"\x00\xffraw"),
+            message("m2", available_at=PAST + 1, saga_id=None),
+        ]
+        assert isinstance(claimed[0].body, bytes)
+
+    async def test_claim_outbox_oldest_first_and_only_when_available(
+        self, store: SagaStore
+    ) -> None:
+        record = make_record("s1")
+        await store.create(
+            record,
+            [],
+            outbox=[
+                message("m-c", available_at=PAST + 3),
+                message("m-later", available_at=FUTURE),
+                message("m-a", available_at=PAST + 1),
+            ],
+        )
+        await store.save(
+            replace(record, version=2),
+            1,
+            [],
+            outbox=[message("m-b", available_at=PAST + 2)],
+        )
+        first = await store.claim_outbox("relay", lease=60, limit=2)
+        assert [m.message_id for m in first] == ["m-a", "m-b"]
+        rest = await store.claim_outbox("relay", lease=60)
+        assert [m.message_id for m in rest] == ["m-c"]
+        assert await store.claim_outbox("relay", lease=60) == []
+
+    async def test_same_available_at_comes_in_write_order(
+        self, store: SagaStore
+    ) -> None:
+        record = make_record("s1")
+        await store.create(record, [], outbox=[message("m3")])
+        await store.save(replace(record, version=2), 1, [], outbox=[message("m1")])
+        await store.save(replace(record, version=3), 2, [], outbox=[message("m2")])
+        claimed = await store.claim_outbox("relay", lease=60)
+        assert [m.message_id for m in claimed] == ["m3", "m1", "m2"]
+
+    async def test_held_messages_are_skipped_until_the_hold_expires(
+        self, store: SagaStore
+    ) -> None:
+        await store.create(
+            make_record("s1"), [], outbox=[message("held"), message("lapsed")]
+        )
+        assert len(await store.claim_outbox("r1", lease=60, limit=1)) == 1
+        (lapsed,) = await store.claim_outbox("r1", lease=-1)
+        assert lapsed.message_id == "lapsed"
+        # r1's hold on "lapsed" has expired: another relay takes it again.
+        again = await store.claim_outbox("r2", lease=60)
+        assert [m.message_id for m in again] == ["lapsed"]
+        assert await store.claim_outbox("r3", lease=60) == []
+
+    async def test_mark_sent_forgets_messages(self, store: SagaStore) -> None:
+        await store.create(
+            make_record("s1"),
+            [],
+            outbox=[message("m1"), message("m2"), message("m3", available_at=PAST + 1)],
+        )
+        await store.claim_outbox("relay", lease=-1)
+        await store.mark_sent(["m1", "m3", "ghost"])
+        await store.mark_sent([])
+        assert [m.message_id for m in await store.claim_outbox("relay", lease=60)] == [
+            "m2"
+        ]
+        await store.mark_sent(["m2"])  # sent while held: gone as well
+        assert await store.claim_outbox("relay", lease=-1) == []
+
+    async def test_an_outbox_id_written_twice_keeps_the_first(
+        self, store: SagaStore
+    ) -> None:
+        record = make_record("s1")
+        await store.create(
+            record, [], outbox=[message("m1", body=b"first"), message("m1", body=b"x")]
+        )
+        await store.save(
+            replace(record, version=2), 1, [], outbox=[message("m1", body=b"second")]
+        )
+        (kept,) = await store.claim_outbox("relay", lease=60)
+        assert kept.body == b"first"
+        assert (await store.get("s1")).version == 2
+
+    async def test_create_with_a_taken_key_writes_no_outbox(
+        self, store: SagaStore
+    ) -> None:
+        await store.create(make_record("s1", key="k"), [])
+        _, created = await store.create(
+            make_record("s2", key="k"), [], outbox=[message("m1", saga_id="s2")]
+        )
+        assert not created
+        assert await store.claim_outbox("relay", lease=60) == []
+
+    async def test_a_conflicting_save_writes_no_outbox_and_no_inbox(
+        self, store: SagaStore
+    ) -> None:
+        record = make_record("s1")
+        await store.create(record, [])
+        await store.save(replace(record, version=2), 1, [])
+        with pytest.raises(ConcurrencyError, match="s1"):
+            await store.save(
+                replace(record, version=2, deadline=PAST),
+                1,
+                [entry("s1", "late")],
+                outbox=[message("m1")],
+                inbox=InboxEntry("orders", "reply-1"),
+            )
+        assert await store.claim_outbox("relay", lease=60) == []
+        assert await store.inbox_reply("orders", "reply-1") is None
+        assert (await store.get("s1")).deadline is None
+        assert await store.history("s1") == []
+        # The message was not consumed: a save at the right version takes it.
+        await store.save(
+            replace(record, version=3), 2, [], inbox=InboxEntry("orders", "reply-1")
+        )
+        assert await store.inbox_reply("orders", "reply-1") == b""
+
+    async def test_save_of_an_unknown_saga_writes_nothing(
+        self, store: SagaStore
+    ) -> None:
+        with pytest.raises(SagaNotFound):
+            await store.save(
+                make_record("ghost"),
+                1,
+                [],
+                outbox=[message("m1")],
+                inbox=InboxEntry("orders", "reply-1"),
+            )
+        assert await store.claim_outbox("relay", lease=60) == []
+        assert await store.inbox_reply("orders", "reply-1") is None
+
+    async def test_concurrent_outbox_claimers_never_get_the_same_message(
+        self, store: SagaStore, peer: SagaStore
+    ) -> None:
+        ids = [f"m{i:02}" for i in range(30)]
+        await store.create(
+            make_record("s1"),
+            [],
+            outbox=[message(m, available_at=PAST + i) for i, m in enumerate(ids)],
+        )
+
+        async def drain(handle: SagaStore, owner: str) -> list[str]:
+            got: list[str] = []
+            while batch := await handle.claim_outbox(owner, lease=60, limit=3):
+                got.extend(m.message_id for m in batch)
+                await asyncio.sleep(0)
+            return got
+
+        first, second = await asyncio.gather(drain(store, "r1"), drain(peer, "r2"))
+        assert not set(first) & set(second)
+        assert sorted(first + second) == ids
+
+    # -- inbox ---------------------------------------------------------------
+
+    async def test_save_with_an_inbox_entry_records_it(self, store: SagaStore) -> None:
+        record = make_record("s1")
+        await store.create(record, [])
+        assert await store.inbox_reply("orders", "reply-1") is None
+        await store.save(
+            replace(record, version=2),
+            1,
+            [entry("s1", "succeeded")],
+            inbox=InboxEntry("orders", "reply-1"),
+        )
+        assert await store.inbox_reply("orders", "reply-1") == b""
+        assert await store.inbox_reply("refunds", "reply-1") is None
+        assert await store.inbox_reply("orders", "reply-2") is None
+
+    async def test_a_duplicate_inbox_entry_changes_nothing(
+        self, store: SagaStore
+    ) -> None:
+        record = make_record("s1")
+        await store.create(record, [])
+        await store.save(
+            replace(record, version=2),
+            1,
+            [entry("s1", "first")],
+            inbox=InboxEntry("orders", "reply-1"),
+        )
+        commits = store.commits
+        with pytest.raises(DuplicateMessage, match="reply-1"):
+            await store.save(
+                replace(record, version=3, status=SagaStatus.SUCCEEDED),
+                2,
+                [entry("s1", "again")],
+                owner="w1",
+                lease=60,
+                outbox=[message("m1")],
+                inbox=InboxEntry("orders", "reply-1"),
+            )
+        assert store.commits == commits
+        got = await store.get("s1")
+        assert (got.version, got.status) == (2, SagaStatus.RUNNING)
+        assert [h.outcome for h in await store.history("s1")] == ["first"]
+        assert await store.claim_outbox("relay", lease=60) == []
+        # Another consumer may take the same message id.
+        await store.save(
+            replace(record, version=3), 2, [], inbox=InboxEntry("refunds", "reply-1")
+        )
+        assert (await store.get("s1")).version == 3
+        # The duplicate did not lease the saga to w1 either.
+        assert [r.saga_id for r in await store.claim("w2", ["order"], lease=60)] == [
+            "s1"
+        ]
+
+    async def test_a_duplicate_wins_over_a_stale_version(
+        self, store: SagaStore
+    ) -> None:
+        record = make_record("s1")
+        await store.create(record, [])
+        await store.save(
+            replace(record, version=2), 1, [], inbox=InboxEntry("orders", "reply-1")
+        )
+        with pytest.raises(DuplicateMessage):
+            await store.save(
+                replace(record, version=2), 1, [], inbox=InboxEntry("orders", "reply-1")
+            )
+
+    async def test_record_inbox_then_inbox_reply(self, store: SagaStore) -> None:
+        assert await store.record_inbox("payments", "cmd-1", b"reply bytes") is True
+        assert await store.record_inbox("payments", "cmd-1", b"other") is False
+        assert await store.inbox_reply("payments", "cmd-1") == b"reply bytes"
+        assert await store.record_inbox("payments", "cmd-2", None) is True
+        assert await store.inbox_reply("payments", "cmd-2") == b""
+        assert await store.record_inbox("payments", "cmd-3", b"") is True
+        assert await store.inbox_reply("payments", "cmd-3") == b""
+        assert await store.inbox_reply("payments", "cmd-4") is None
+        assert await store.inbox_reply("shipping", "cmd-1") is None
+
+    async def test_save_rejects_a_message_recorded_by_record_inbox(
+        self, store: SagaStore
+    ) -> None:
+        record = make_record("s1")
+        await store.create(record, [])
+        assert await store.record_inbox("orders", "reply-1", None)
+        with pytest.raises(DuplicateMessage):
+            await store.save(
+                replace(record, version=2), 1, [], inbox=InboxEntry("orders", "reply-1")
+            )
+        assert not await store.record_inbox("orders", "reply-1", b"x")
+
+    async def test_concurrent_saves_of_one_message_write_it_once(
+        self, store: SagaStore, peer: SagaStore
+    ) -> None:
+        """Two sagas consume the same message at once: one save wins."""
+        first, second = make_record("s1"), make_record("s2")
+        await store.create(first, [])
+        await store.create(second, [])
+        outcomes = await asyncio.gather(
+            store.save(
+                replace(first, version=2),
+                1,
+                [entry("s1", "took")],
+                outbox=[message("from-s1")],
+                inbox=InboxEntry("orders", "reply-1"),
+            ),
+            peer.save(
+                replace(second, version=2),
+                1,
+                [entry("s2", "took")],
+                outbox=[message("from-s2")],
+                inbox=InboxEntry("orders", "reply-1"),
+            ),
+            return_exceptions=True,
+        )
+        assert sorted(type(o).__name__ for o in outcomes) == [
+            "DuplicateMessage",
+            "NoneType",
+        ]
+        winner = "s1" if outcomes[0] is None else "s2"
+        loser = "s2" if winner == "s1" else "s1"
+        assert (await store.get(winner)).version == 2
+        assert (await store.get(loser)).version == 1
+        assert await store.history(loser) == []
+        claimed = await store.claim_outbox("relay", lease=60)
+        assert [m.message_id for m in claimed] == [f"from-{winner}"]

@@ -19,8 +19,10 @@ from sagakit.adapters.store import open_store_async
 from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.adapters.store.postgres import PostgresStore
 from sagakit.adapters.store.sql import migrations, queries, schema
+from sagakit.errors import DuplicateMessage
+from sagakit.ports.store import InboxEntry
 from tests.conftest import admin, database_url, run_sync
-from tests.contracts.store_contract import entry, make_record
+from tests.contracts.store_contract import entry, make_record, message
 
 pytestmark = pytest.mark.postgres
 
@@ -158,6 +160,66 @@ async def test_save_is_one_statement_and_one_commit(store: PostgresStore) -> Non
     history = await store.history("s1")
     assert [h.outcome for h in history] == ["started", "a", "b", "c"]
     assert history[-1].result == "text"
+
+
+async def test_save_with_outbox_and_inbox_is_one_statement(
+    store: PostgresStore,
+) -> None:
+    record = make_record("s1")
+    await store.create(record, [], outbox=[message("m0")])
+    counting = CountingPool(store._pool)
+    store._pool = counting  # type: ignore[assignment]
+    before = (store.statements, store.commits)
+    await store.save(
+        replace(record, version=2),
+        1,
+        [entry("s1", "a")],
+        outbox=[message("m1"), message("m2")],
+        inbox=InboxEntry("orders", "reply-1"),
+    )
+    with pytest.raises(DuplicateMessage):
+        await store.save(
+            replace(record, version=3),
+            2,
+            [],
+            inbox=InboxEntry("orders", "reply-1"),
+        )
+    assert counting.calls == ["fetchrow", "fetchrow"]
+    assert (store.statements, store.commits) == (before[0] + 2, before[1] + 1)
+    claimed = await store.claim_outbox("relay", lease=60)
+    assert [m.message_id for m in claimed] == ["m0", "m1", "m2"]
+
+
+async def test_outbox_holds_use_the_database_clock(store: PostgresStore) -> None:
+    await store.create(make_record("s1"), [], outbox=[message("m1")])
+    await store.claim_outbox("relay", lease=60)
+    async with store._pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT locked_by, locked_until"
+            "       - extract(epoch FROM clock_timestamp())::float8 AS left"
+            "  FROM sagakit_outbox WHERE message_id = 'm1'"
+        )
+    assert row["locked_by"] == "relay"
+    assert 55 < row["left"] <= 60
+
+
+@pytest.mark.parametrize(
+    ("query", "args", "index"),
+    [
+        ("due_deadlines", (["order"], 100), "sagakit_saga_deadline"),
+        ("claim_outbox", ("relay", 60.0, 100), "sagakit_outbox_available"),
+    ],
+)
+async def test_messaging_queries_use_their_index(
+    store: PostgresStore, query: str, args: tuple[Any, ...], index: str
+) -> None:
+    """With seqscan off (the tables are empty), the plan still finds the index:
+    it is usable by the query as written (partial-index predicate included)."""
+    async with store._pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        rows = await conn.fetch(f"EXPLAIN {queries('postgres')[query]}", *args)
+    plan = [r[0] for r in rows]
+    assert any(index in line for line in plan), "\n".join(plan)
 
 
 async def test_sequential_save_timing(store: PostgresStore) -> None:

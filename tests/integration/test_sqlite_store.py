@@ -65,6 +65,23 @@ def test_every_named_query_is_valid_sql(tmp_path: Path) -> None:
             pytest.fail(f"query {name!r} does not parse: {exc}")
 
 
+@pytest.mark.parametrize(
+    ("query", "args", "index"),
+    [
+        ("due_deadlines", (1.0, '["order"]', 100), "sagakit_saga_deadline"),
+        ("claim_outbox", ("relay", 1.0, 60.0, 100), "sagakit_outbox_available"),
+    ],
+)
+def test_messaging_queries_use_their_index(
+    tmp_path: Path, query: str, args: tuple[object, ...], index: str
+) -> None:
+    store = SQLiteStore(tmp_path / "plan.db")
+    plan = store._conn.execute(
+        f"EXPLAIN QUERY PLAN {queries('sqlite')[query]}", args
+    ).fetchall()
+    assert any(index in str(row[-1]) for row in plan), plan
+
+
 async def test_history_is_append_only(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "h.db")
     await store.create(make_record("s1"), [entry("s1", "started")])

@@ -22,6 +22,30 @@ class SagaRecord:
     idempotency_key: str | None
     created_at: float
     updated_at: float
+    deadline: float | None = None
+    """Earliest reply deadline of a step waiting on another service, if any."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """An encoded message to publish once the transaction that wrote it commits.
+
+    ``message_id`` is unique; writing the same id twice keeps the first.
+    """
+
+    message_id: str
+    destination: str
+    body: bytes
+    available_at: float
+    saga_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """A consumed message: ``consumer`` names who consumed it."""
+
+    consumer: str
+    message_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +92,7 @@ class SagaStore(Protocol):
         *,
         owner: str | None = None,
         lease: float | None = None,
+        outbox: Sequence[OutboxMessage] = (),
     ) -> tuple[SagaRecord, bool]:
         """Insert a new instance; with an idempotency key already used by the same
         saga, insert nothing and return ``(existing, False)``.
@@ -83,13 +108,18 @@ class SagaStore(Protocol):
         *,
         owner: str | None = None,
         lease: float | None = None,
+        outbox: Sequence[OutboxMessage] = (),
+        inbox: InboxEntry | None = None,
     ) -> None:
         """Replace the instance if it is still at ``expected_version`` and append
         ``history``; raise ``ConcurrencyError`` otherwise (``SagaNotFound`` if
         it does not exist).
 
         With ``owner`` and ``lease`` both given, the lease is set to ``owner``
-        until now + ``lease``; otherwise it is left as it is."""
+        until now + ``lease``; otherwise it is left as it is. ``outbox``
+        messages and the ``inbox`` entry are written in the same transaction;
+        if the inbox entry exists already, nothing is written and
+        ``DuplicateMessage`` is raised."""
 
     async def get(self, saga_id: str) -> SagaRecord:
         """The instance, or ``SagaNotFound``."""
@@ -137,3 +167,30 @@ class SagaStore(Protocol):
         worker can claim them at once (graceful shutdown)."""
 
     async def close(self) -> None: ...
+
+    # -- messaging -----------------------------------------------------------
+
+    async def claim_outbox(
+        self, owner: str, *, lease: float, limit: int = 100
+    ) -> list[OutboxMessage]:
+        """Take up to ``limit`` unsent messages whose ``available_at`` has come
+        and that no other relay holds (or whose hold expired), oldest first;
+        hold them for ``lease`` seconds."""
+
+    async def mark_sent(self, message_ids: Collection[str]) -> None:
+        """Forget these messages: they were published."""
+
+    async def due_deadlines(
+        self, saga_names: Collection[str], *, limit: int = 100
+    ) -> list[str]:
+        """Ids of non-terminal instances whose ``deadline`` has passed."""
+
+    async def inbox_reply(self, consumer: str, message_id: str) -> bytes | None:
+        """The reply stored when ``consumer`` took this message, ``b""`` if it
+        stored none, or ``None`` if it never took it."""
+
+    async def record_inbox(
+        self, consumer: str, message_id: str, reply: bytes | None
+    ) -> bool:
+        """Remember that ``consumer`` took this message (with its reply, to
+        resend on a duplicate); False if it was remembered already."""

@@ -15,8 +15,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import replace
 
 from sagakit.engine.state import SagaStatus
-from sagakit.errors import ConcurrencyError, SagaNotFound
-from sagakit.ports.store import HistoryEntry, SagaRecord
+from sagakit.errors import ConcurrencyError, DuplicateMessage, SagaNotFound
+from sagakit.ports.store import HistoryEntry, InboxEntry, OutboxMessage, SagaRecord
 
 
 class InMemoryStore:
@@ -26,10 +26,18 @@ class InMemoryStore:
         self._keys: dict[tuple[str, str], str] = {}
         self._history: dict[str, list[HistoryEntry]] = {}
         self._leases: dict[str, tuple[str, float]] = {}  # saga id -> owner, until
+        self._outbox: dict[str, tuple[OutboxMessage, float]] = {}  # -> written at
+        self._held: dict[str, tuple[str, float]] = {}  # message id -> owner, until
+        self._inbox: dict[tuple[str, str], bytes | None] = {}  # -> reply
 
     def _lease(self, saga_id: str, owner: str | None, lease: float | None) -> None:
         if owner is not None and lease is not None:
             self._leases[saga_id] = (owner, time.time() + lease)
+
+    def _write_outbox(self, outbox: Sequence[OutboxMessage]) -> None:
+        now = time.time()
+        for message in outbox:
+            self._outbox.setdefault(message.message_id, (message, now))
 
     async def create(
         self,
@@ -38,6 +46,7 @@ class InMemoryStore:
         *,
         owner: str | None = None,
         lease: float | None = None,
+        outbox: Sequence[OutboxMessage] = (),
     ) -> tuple[SagaRecord, bool]:
         if record.idempotency_key is not None:
             existing = self._keys.get((record.saga_name, record.idempotency_key))
@@ -50,6 +59,7 @@ class InMemoryStore:
             self._keys[(record.saga_name, record.idempotency_key)] = record.saga_id
         self._history[record.saga_id] = list(history)
         self._lease(record.saga_id, owner, lease)
+        self._write_outbox(outbox)
         self.commits += 1
         return record, True
 
@@ -61,10 +71,18 @@ class InMemoryStore:
         *,
         owner: str | None = None,
         lease: float | None = None,
+        outbox: Sequence[OutboxMessage] = (),
+        inbox: InboxEntry | None = None,
     ) -> None:
         current = self._sagas.get(record.saga_id)
         if current is None:
             raise SagaNotFound(f"saga {record.saga_id} does not exist")
+        received = None if inbox is None else (inbox.consumer, inbox.message_id)
+        if received is not None and received in self._inbox:
+            raise DuplicateMessage(
+                f"saga {record.saga_id}: message {received[1]!r} was consumed by "
+                f"{received[0]!r} before"
+            )
         if current.version != expected_version:
             raise ConcurrencyError(
                 f"saga {record.saga_id}: version {expected_version} is stale; "
@@ -73,6 +91,9 @@ class InMemoryStore:
         self._sagas[record.saga_id] = record
         self._history[record.saga_id].extend(history)
         self._lease(record.saga_id, owner, lease)
+        self._write_outbox(outbox)
+        if received is not None:
+            self._inbox[received] = None
         self.commits += 1
 
     async def get(self, saga_id: str) -> SagaRecord:
@@ -169,6 +190,63 @@ class InMemoryStore:
             if held and held[0] == owner:
                 del self._leases[saga_id]
         self.commits += 1
+
+    # -- messaging ---------------------------------------------------------
+
+    async def claim_outbox(
+        self, owner: str, *, lease: float, limit: int = 100
+    ) -> list[OutboxMessage]:
+        now = time.time()
+
+        def free(message_id: str) -> bool:
+            held = self._held.get(message_id)
+            return held is None or held[1] < now
+
+        due = sorted(
+            (message.available_at, written, message_id)
+            for message_id, (message, written) in self._outbox.items()
+            if message.available_at <= now and free(message_id)
+        )[:limit]
+        for _, _, message_id in due:
+            self._held[message_id] = (owner, now + lease)
+        self.commits += 1
+        return [self._outbox[message_id][0] for _, _, message_id in due]
+
+    async def mark_sent(self, message_ids: Collection[str]) -> None:
+        if not message_ids:
+            return
+        for message_id in message_ids:
+            self._outbox.pop(message_id, None)
+            self._held.pop(message_id, None)
+        self.commits += 1
+
+    async def due_deadlines(
+        self, saga_names: Collection[str], *, limit: int = 100
+    ) -> list[str]:
+        now = time.time()
+        due = sorted(
+            (r.deadline, r.saga_id)
+            for r in self._sagas.values()
+            if r.deadline is not None
+            and r.deadline <= now
+            and not r.status.terminal
+            and r.saga_name in saga_names
+        )
+        return [saga_id for _, saga_id in due[:limit]]
+
+    async def inbox_reply(self, consumer: str, message_id: str) -> bytes | None:
+        if (consumer, message_id) not in self._inbox:
+            return None
+        return self._inbox[(consumer, message_id)] or b""
+
+    async def record_inbox(
+        self, consumer: str, message_id: str, reply: bytes | None
+    ) -> bool:
+        if (consumer, message_id) in self._inbox:
+            return False
+        self._inbox[(consumer, message_id)] = reply
+        self.commits += 1
+        return True
 
     async def close(self) -> None:
         return None

@@ -21,8 +21,13 @@ from urllib.parse import unquote, urlsplit
 
 from sagakit.adapters.store.sql import migrations, queries
 from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus
-from sagakit.errors import ConcurrencyError, SagaNotFound, StoreError
-from sagakit.ports.store import HistoryEntry, SagaRecord
+from sagakit.errors import (
+    ConcurrencyError,
+    DuplicateMessage,
+    SagaNotFound,
+    StoreError,
+)
+from sagakit.ports.store import HistoryEntry, InboxEntry, OutboxMessage, SagaRecord
 
 try:
     import asyncpg
@@ -98,6 +103,17 @@ def _history_json(history: Sequence[HistoryEntry]) -> str:
     )
 
 
+def _outbox_arrays(outbox: Sequence[OutboxMessage]) -> tuple[Any, ...]:
+    """Outbox messages as the five parallel arrays the statements take."""
+    return (
+        [m.message_id for m in outbox],
+        [m.destination for m in outbox],
+        [m.body for m in outbox],
+        [m.saga_id for m in outbox],
+        [m.available_at for m in outbox],
+    )
+
+
 def _record(row: _Row) -> SagaRecord:
     return SagaRecord(
         saga_id=row["saga_id"],
@@ -109,6 +125,7 @@ def _record(row: _Row) -> SagaRecord:
         idempotency_key=row["idempotency_key"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        deadline=row["deadline"],
     )
 
 
@@ -226,12 +243,15 @@ class PostgresStore:
         *,
         owner: str | None = None,
         lease: float | None = None,
+        outbox: Sequence[OutboxMessage] = (),
     ) -> tuple[SagaRecord, bool]:
         about = f"saga {record.saga_id}: create"
         owner, lease = _both(owner, lease)
+        # Without an outbox, a statement that does not touch it (cheaper).
+        outbox_args = _outbox_arrays(outbox) if outbox else ()
         row = await self._fetchrow(
             about,
-            "create_saga",
+            "create_saga_outbox" if outbox else "create_saga",
             record.saga_id,
             record.saga_name,
             record.status.value,
@@ -245,6 +265,8 @@ class PostgresStore:
             owner,
             lease,
             _history_json(history),
+            record.deadline,
+            *outbox_args,
         )
         self.commits += 1
         if row is not None and row["created"]:
@@ -268,11 +290,22 @@ class PostgresStore:
         *,
         owner: str | None = None,
         lease: float | None = None,
+        outbox: Sequence[OutboxMessage] = (),
+        inbox: InboxEntry | None = None,
     ) -> None:
         owner, lease = _both(owner, lease)
+        # Without messaging, a statement that does not touch the outbox and
+        # inbox: each costs a lock and an open per call even when empty.
+        messaging: tuple[Any, ...] = ()
+        if outbox or inbox is not None:
+            messaging = (
+                *(_outbox_arrays(outbox) if outbox else (None,) * 5),
+                None if inbox is None else inbox.consumer,
+                None if inbox is None else inbox.message_id,
+            )
         row = await self._fetchrow(
             f"saga {record.saga_id}: save",
-            "save_saga",
+            "save_saga_messaging" if messaging else "save_saga",
             record.saga_id,
             record.status.value,
             record.version,
@@ -284,15 +317,23 @@ class PostgresStore:
             owner,
             lease,
             _history_json(history),
+            record.deadline,
+            *messaging,
         )
+        if row is not None and row["saved"] == 1:
+            self.commits += 1
+            return
         if row is None or not row["found"]:
             raise SagaNotFound(f"saga {record.saga_id} does not exist")
-        if row["saved"] != 1:
-            raise ConcurrencyError(
-                f"saga {record.saga_id}: version {expected_version} is stale; "
-                "another worker saved it first"
+        if inbox is not None and row["duplicate"]:
+            raise DuplicateMessage(
+                f"saga {record.saga_id}: message {inbox.message_id!r} was consumed "
+                f"by {inbox.consumer!r} before"
             )
-        self.commits += 1
+        raise ConcurrencyError(
+            f"saga {record.saga_id}: version {expected_version} is stale; "
+            "another worker saved it first"
+        )
 
     # -- leases ------------------------------------------------------------
 
@@ -382,6 +423,63 @@ class PostgresStore:
             "listing unfinished sagas", "unfinished_sagas", names, limit
         )
         return [r["saga_id"] for r in rows]
+
+    # -- messaging ---------------------------------------------------------
+
+    async def claim_outbox(
+        self, owner: str, *, lease: float, limit: int = 100
+    ) -> list[OutboxMessage]:
+        rows = await self._fetch(
+            f"outbox claim by {owner!r}", "claim_outbox", owner, lease, limit
+        )
+        self.commits += 1
+        return [
+            OutboxMessage(
+                message_id=r["message_id"],
+                destination=r["destination"],
+                body=r["body"],
+                saga_id=r["saga_id"],
+                available_at=r["available_at"],
+            )
+            for r in rows
+        ]
+
+    async def mark_sent(self, message_ids: Collection[str]) -> None:
+        ids = list(dict.fromkeys(message_ids))
+        if not ids:
+            return
+        await self._fetch("marking messages sent", "delete_outbox", ids)
+        self.commits += 1
+
+    async def due_deadlines(
+        self, saga_names: Collection[str], *, limit: int = 100
+    ) -> list[str]:
+        rows = await self._fetch(
+            "listing due deadlines", "due_deadlines", list(saga_names), limit
+        )
+        return [r["saga_id"] for r in rows]
+
+    async def inbox_reply(self, consumer: str, message_id: str) -> bytes | None:
+        row = await self._fetchrow(
+            f"inbox of {consumer!r}", "inbox_reply", consumer, message_id
+        )
+        if row is None:
+            return None
+        reply: bytes | None = row["reply"]
+        return b"" if reply is None else reply
+
+    async def record_inbox(
+        self, consumer: str, message_id: str, reply: bytes | None
+    ) -> bool:
+        row = await self._fetchrow(
+            f"recording message {message_id!r} for {consumer!r}",
+            "record_inbox",
+            consumer,
+            message_id,
+            reply,
+        )
+        self.commits += 1
+        return row is not None
 
     async def close(self) -> None:
         try:

@@ -19,8 +19,13 @@ from typing import Any
 
 from sagakit.adapters.store.sql import migrations, queries
 from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus
-from sagakit.errors import ConcurrencyError, SagaNotFound, StoreError
-from sagakit.ports.store import HistoryEntry, SagaRecord
+from sagakit.errors import (
+    ConcurrencyError,
+    DuplicateMessage,
+    SagaNotFound,
+    StoreError,
+)
+from sagakit.ports.store import HistoryEntry, InboxEntry, OutboxMessage, SagaRecord
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +170,16 @@ class SQLiteStore:
             for h in history
         ]
 
+    def _write_outbox(self, outbox: Sequence[OutboxMessage]) -> None:
+        now = time.time()
+        self._conn.executemany(
+            _Q["insert_outbox"],
+            [
+                (m.message_id, m.destination, m.body, m.saga_id, m.available_at, now)
+                for m in outbox
+            ],
+        )
+
     async def create(
         self,
         record: SagaRecord,
@@ -172,6 +187,7 @@ class SQLiteStore:
         *,
         owner: str | None = None,
         lease: float | None = None,
+        outbox: Sequence[OutboxMessage] = (),
     ) -> tuple[SagaRecord, bool]:
         owner, until = _lease_until(owner, lease)
         try:
@@ -198,11 +214,14 @@ class SQLiteStore:
                         record.updated_at,
                         owner,
                         until,
+                        record.deadline,
                     ),
                 )
                 self._conn.executemany(
                     _Q["insert_history"], self._history_rows(history)
                 )
+                if outbox:
+                    self._write_outbox(outbox)
         except sqlite3.IntegrityError as exc:
             raise StoreError(f"saga {record.saga_id}: cannot create: {exc}") from exc
         except sqlite3.Error as exc:
@@ -217,10 +236,14 @@ class SQLiteStore:
         *,
         owner: str | None = None,
         lease: float | None = None,
+        outbox: Sequence[OutboxMessage] = (),
+        inbox: InboxEntry | None = None,
     ) -> None:
         owner, until = _lease_until(owner, lease)
         try:
             with self._transaction():
+                if inbox is not None:
+                    self._receive(record.saga_id, inbox)
                 cur = self._conn.execute(
                     _Q["update_saga"],
                     (
@@ -234,6 +257,7 @@ class SQLiteStore:
                         expected_version,
                         owner,
                         until,
+                        record.deadline,
                     ),
                 )
                 if cur.rowcount != 1:
@@ -250,8 +274,25 @@ class SQLiteStore:
                     self._conn.executemany(
                         _Q["insert_history"], self._history_rows(history)
                     )
+                if outbox:
+                    self._write_outbox(outbox)
         except sqlite3.Error as exc:
             raise StoreError(f"saga {record.saga_id}: save failed: {exc}") from exc
+
+    def _receive(self, saga_id: str, inbox: InboxEntry) -> None:
+        """Record the inbox entry in the open transaction, or raise (rolling
+        it back) ``SagaNotFound`` or ``DuplicateMessage``."""
+        cur = self._conn.execute(
+            _Q["insert_inbox"], (inbox.consumer, inbox.message_id, None, time.time())
+        )
+        if cur.rowcount == 1:
+            return
+        if self._conn.execute(_Q["saga_exists"], (saga_id,)).fetchone() is None:
+            raise SagaNotFound(f"saga {saga_id} does not exist")
+        raise DuplicateMessage(
+            f"saga {saga_id}: message {inbox.message_id!r} was consumed by "
+            f"{inbox.consumer!r} before"
+        )
 
     # -- leases ------------------------------------------------------------
 
@@ -304,7 +345,7 @@ class SQLiteStore:
 
     @staticmethod
     def _record(row: tuple[Any, ...]) -> SagaRecord:
-        saga_id, name, status, version, key, context, state, created, updated = row
+        saga_id, name, status, version, key, context, state, created, updated = row[:9]
         return SagaRecord(
             saga_id=saga_id,
             saga_name=name,
@@ -315,6 +356,7 @@ class SQLiteStore:
             idempotency_key=key,
             created_at=created,
             updated_at=updated,
+            deadline=row[9],
         )
 
     def _read(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -367,6 +409,72 @@ class SQLiteStore:
     ) -> list[str]:
         rows = self._read("unfinished_sagas", (limit,))
         return [r[0] for r in rows if saga_names is None or r[1] in saga_names]
+
+    # -- messaging ---------------------------------------------------------
+
+    async def claim_outbox(
+        self, owner: str, *, lease: float, limit: int = 100
+    ) -> list[OutboxMessage]:
+        try:
+            with self._transaction():
+                rows = self._conn.execute(
+                    _Q["claim_outbox"], (owner, time.time(), lease, limit)
+                ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"outbox claim by {owner!r} failed on {self.path!r}: {exc}"
+            ) from exc
+        rows.sort(key=lambda r: (r[4], r[5], r[0]))
+        return [
+            OutboxMessage(
+                message_id=r[0],
+                destination=r[1],
+                body=bytes(r[2]),
+                saga_id=r[3],
+                available_at=r[4],
+            )
+            for r in rows
+        ]
+
+    async def mark_sent(self, message_ids: Collection[str]) -> None:
+        ids = list(dict.fromkeys(message_ids))
+        if not ids:
+            return
+        try:
+            with self._transaction():
+                self._conn.execute(_Q["delete_outbox"], (_dumps(ids),))
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"marking messages sent failed on {self.path!r}: {exc}"
+            ) from exc
+
+    async def due_deadlines(
+        self, saga_names: Collection[str], *, limit: int = 100
+    ) -> list[str]:
+        params = (time.time(), _dumps(list(saga_names)), limit)
+        return [r[0] for r in self._read("due_deadlines", params)]
+
+    async def inbox_reply(self, consumer: str, message_id: str) -> bytes | None:
+        rows = self._read("inbox_reply", (consumer, message_id))
+        if not rows:
+            return None
+        reply = rows[0][0]
+        return b"" if reply is None else bytes(reply)
+
+    async def record_inbox(
+        self, consumer: str, message_id: str, reply: bytes | None
+    ) -> bool:
+        try:
+            with self._transaction():
+                cur = self._conn.execute(
+                    _Q["insert_inbox"], (consumer, message_id, reply, time.time())
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"recording message {message_id!r} for {consumer!r} failed "
+                f"on {self.path!r}: {exc}"
+            ) from exc
+        return cur.rowcount == 1
 
     async def close(self) -> None:
         self._conn.close()

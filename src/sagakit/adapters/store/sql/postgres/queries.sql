@@ -2,7 +2,9 @@
 -- Parameters are $n. "now" is always the database clock:
 -- extract(epoch FROM clock_timestamp()), so workers on skewed hosts agree.
 -- History is passed as one jsonb array of objects whose keys are the
--- sagakit_step_history columns; ordinality keeps the written order.
+-- sagakit_step_history columns; ordinality keeps the written order. Outbox
+-- messages are passed as five parallel arrays (NULL for none): message ids,
+-- destinations, bodies, saga ids and available_at.
 
 -- lock_migrations --
 -- Serialise concurrent migrators until the end of the transaction
@@ -29,15 +31,17 @@ VALUES ($1, $2, extract(epoch FROM clock_timestamp())::double precision);
 -- create_saga --
 -- One round trip: insert the saga (unless its idempotency key is taken) and
 -- its history ($13). $11 owner and $12 lease seconds, both or neither, keep
--- it owned until now + lease. Returns created = false on a taken key.
+-- it owned until now + lease; $14 is the deadline. Returns created = false
+-- on a taken key.
 WITH inserted AS (
     INSERT INTO sagakit_saga (
         saga_id, saga_name, status, version, idempotency_key, context, state,
-        failed_step, created_at, updated_at, owner, lease_until
+        failed_step, created_at, updated_at, owner, lease_until, deadline
     ) VALUES (
         $1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, $11::text,
         extract(epoch FROM clock_timestamp())::double precision
-            + $12::double precision
+            + $12::double precision,
+        $14::double precision
     )
     ON CONFLICT (saga_name, idempotency_key) WHERE idempotency_key IS NOT NULL
     DO NOTHING
@@ -62,15 +66,66 @@ WITH inserted AS (
 )
 SELECT count(*) > 0 AS created FROM inserted;
 
+-- create_saga_outbox --
+-- create_saga, and its outbox messages ($15-$19) in the same statement. A
+-- separate statement so that create_saga does not lock and open the outbox
+-- on every call.
+WITH inserted AS (
+    INSERT INTO sagakit_saga (
+        saga_id, saga_name, status, version, idempotency_key, context, state,
+        failed_step, created_at, updated_at, owner, lease_until, deadline
+    ) VALUES (
+        $1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, $11::text,
+        extract(epoch FROM clock_timestamp())::double precision
+            + $12::double precision,
+        $14::double precision
+    )
+    ON CONFLICT (saga_name, idempotency_key) WHERE idempotency_key IS NOT NULL
+    DO NOTHING
+    RETURNING saga_id
+), appended AS (
+    INSERT INTO sagakit_step_history (
+        saga_id, step, kind, attempt, outcome, result, error, started_at,
+        finished_at
+    )
+    SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
+           h.started_at, h.finished_at
+      FROM inserted,
+           ROWS FROM (jsonb_to_recordset($13::jsonb) AS (
+               saga_id text, step text, kind text, attempt integer,
+               outcome text, result jsonb, error jsonb,
+               started_at double precision, finished_at double precision
+           )) WITH ORDINALITY AS h(
+               saga_id, step, kind, attempt, outcome, result, error,
+               started_at, finished_at, n
+           )
+     ORDER BY h.n
+), queued AS (
+    INSERT INTO sagakit_outbox (
+        message_id, destination, body, saga_id, available_at, created_at
+    )
+    SELECT m.message_id, m.destination, m.body, m.saga_id, m.available_at,
+           extract(epoch FROM clock_timestamp())::double precision
+      FROM inserted,
+           unnest($15::text[], $16::text[], $17::bytea[], $18::text[],
+                  $19::double precision[])
+               WITH ORDINALITY AS m(
+                   message_id, destination, body, saga_id, available_at, n
+               )
+     ORDER BY m.n
+    ON CONFLICT (message_id) DO NOTHING
+)
+SELECT count(*) > 0 AS created FROM inserted;
+
 -- save_saga --
 -- One round trip: replace the saga if it is still at version $8 and append
 -- its history ($11). $9 owner and $10 lease seconds (both or neither)
--- refresh the lease; NULL keeps it. saved = 0 with found = true is a
--- version conflict; found = false means no such saga.
+-- refresh the lease; NULL keeps it. $12 is the deadline. saved = 0 with
+-- found = true is a version conflict; found = false means no such saga.
 WITH updated AS (
     UPDATE sagakit_saga
        SET status = $2, version = $3, context = $4::jsonb, state = $5::jsonb,
-           failed_step = $6, updated_at = $7,
+           failed_step = $6, updated_at = $7, deadline = $12::double precision,
            owner = coalesce($9::text, owner),
            lease_until = coalesce(
                extract(epoch FROM clock_timestamp())::double precision
@@ -99,14 +154,88 @@ WITH updated AS (
 SELECT (SELECT count(*) FROM updated) AS saved,
        EXISTS (SELECT 1 FROM sagakit_saga WHERE saga_id = $1) AS found;
 
+-- save_saga_messaging --
+-- save_saga, and in the same statement its outbox messages ($13-$17) and an
+-- optional inbox entry ($18 consumer, $19 message id, both or neither). A
+-- separate statement so that save_saga does not lock and open the outbox and
+-- inbox on every call.
+-- With an inbox entry the saga row is locked first (target) and the entry
+-- inserted only while the version still holds; the update then runs only if
+-- the entry was new, so a duplicate writes nothing. saved = 1 is success;
+-- otherwise found = false means no such saga, duplicate = true a message
+-- consumed before, anything else a version conflict.
+WITH target AS (
+    SELECT saga_id FROM sagakit_saga
+     WHERE saga_id = $1 AND version = $8 AND $18::text IS NOT NULL
+       FOR UPDATE
+), received AS (
+    INSERT INTO sagakit_inbox (consumer, message_id, received_at)
+    SELECT $18::text, $19::text,
+           extract(epoch FROM clock_timestamp())::double precision
+      FROM target
+    ON CONFLICT (consumer, message_id) DO NOTHING
+    RETURNING message_id
+), updated AS (
+    UPDATE sagakit_saga
+       SET status = $2, version = $3, context = $4::jsonb, state = $5::jsonb,
+           failed_step = $6, updated_at = $7, deadline = $12::double precision,
+           owner = coalesce($9::text, owner),
+           lease_until = coalesce(
+               extract(epoch FROM clock_timestamp())::double precision
+                   + $10::double precision,
+               lease_until)
+     WHERE saga_id = $1 AND version = $8
+       AND ($18::text IS NULL OR EXISTS (SELECT 1 FROM received))
+    RETURNING saga_id
+), appended AS (
+    INSERT INTO sagakit_step_history (
+        saga_id, step, kind, attempt, outcome, result, error, started_at,
+        finished_at
+    )
+    SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
+           h.started_at, h.finished_at
+      FROM updated,
+           ROWS FROM (jsonb_to_recordset($11::jsonb) AS (
+               saga_id text, step text, kind text, attempt integer,
+               outcome text, result jsonb, error jsonb,
+               started_at double precision, finished_at double precision
+           )) WITH ORDINALITY AS h(
+               saga_id, step, kind, attempt, outcome, result, error,
+               started_at, finished_at, n
+           )
+     ORDER BY h.n
+), queued AS (
+    INSERT INTO sagakit_outbox (
+        message_id, destination, body, saga_id, available_at, created_at
+    )
+    SELECT m.message_id, m.destination, m.body, m.saga_id, m.available_at,
+           extract(epoch FROM clock_timestamp())::double precision
+      FROM updated,
+           unnest($13::text[], $14::text[], $15::bytea[], $16::text[],
+                  $17::double precision[])
+               WITH ORDINALITY AS m(
+                   message_id, destination, body, saga_id, available_at, n
+               )
+     ORDER BY m.n
+    ON CONFLICT (message_id) DO NOTHING
+)
+SELECT (SELECT count(*) FROM updated) AS saved,
+       EXISTS (SELECT 1 FROM sagakit_saga WHERE saga_id = $1) AS found,
+       $18::text IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM received)
+           AND (EXISTS (SELECT 1 FROM target)
+                OR EXISTS (SELECT 1 FROM sagakit_inbox
+                            WHERE consumer = $18 AND message_id = $19))
+           AS duplicate;
+
 -- get_saga --
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
-       created_at, updated_at
+       created_at, updated_at, deadline
   FROM sagakit_saga WHERE saga_id = $1;
 
 -- find_saga_by_key --
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
-       created_at, updated_at
+       created_at, updated_at, deadline
   FROM sagakit_saga WHERE saga_name = $1 AND idempotency_key = $2;
 
 -- get_history --
@@ -117,7 +246,7 @@ SELECT saga_id, step, kind, attempt, outcome, result, error, started_at,
 -- list_sagas --
 -- Optional filters are passed as NULL to disable them
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
-       created_at, updated_at
+       created_at, updated_at, deadline
   FROM sagakit_saga
  WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR saga_name = $2)
  ORDER BY created_at DESC, saga_id DESC
@@ -159,10 +288,10 @@ WITH candidates AS (
       FROM candidates AS c
      WHERE s.saga_id = c.saga_id
     RETURNING s.saga_id, s.saga_name, s.status, s.version, s.idempotency_key,
-              s.context, s.state, s.created_at, s.updated_at
+              s.context, s.state, s.created_at, s.updated_at, s.deadline
 )
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
-       created_at, updated_at
+       created_at, updated_at, deadline
   FROM claimed
  ORDER BY created_at, saga_id;
 
@@ -181,3 +310,53 @@ RETURNING saga_id;
 UPDATE sagakit_saga
    SET owner = NULL, lease_until = NULL
  WHERE saga_id = ANY($2::text[]) AND owner = $1;
+
+-- due_deadlines --
+-- Non-terminal sagas named in $1 whose deadline has passed, earliest first
+SELECT saga_id FROM sagakit_saga
+ WHERE status IN ('running', 'compensating')
+   AND deadline <= extract(epoch FROM clock_timestamp())::double precision
+   AND saga_name = ANY($1::text[])
+ ORDER BY deadline, saga_id
+ LIMIT $2;
+
+-- claim_outbox --
+-- Hold for $1 until now + $2 seconds up to $3 messages that are due and that
+-- no relay holds (or whose hold expired), oldest first; rows another claimer
+-- has locked are skipped, not waited for.
+WITH candidates AS (
+    SELECT message_id FROM sagakit_outbox
+     WHERE available_at <= extract(epoch FROM clock_timestamp())::double precision
+       AND (locked_until IS NULL
+            OR locked_until < extract(epoch FROM clock_timestamp())::double precision)
+     ORDER BY available_at, created_at, message_id
+     LIMIT $3
+       FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE sagakit_outbox AS o
+       SET locked_by = $1,
+           locked_until = extract(epoch FROM clock_timestamp())::double precision
+               + $2::double precision
+      FROM candidates AS c
+     WHERE o.message_id = c.message_id
+    RETURNING o.message_id, o.destination, o.body, o.saga_id, o.available_at,
+              o.created_at
+)
+SELECT message_id, destination, body, saga_id, available_at
+  FROM claimed
+ ORDER BY available_at, created_at, message_id;
+
+-- delete_outbox --
+-- Forget the messages in $1: they were published
+DELETE FROM sagakit_outbox WHERE message_id = ANY($1::text[]);
+
+-- record_inbox --
+-- Remember that $1 took message $2 with reply $3; nothing if it did before
+INSERT INTO sagakit_inbox (consumer, message_id, reply, received_at)
+VALUES ($1, $2, $3,
+        extract(epoch FROM clock_timestamp())::double precision)
+ON CONFLICT (consumer, message_id) DO NOTHING
+RETURNING message_id;
+
+-- inbox_reply --
+SELECT reply FROM sagakit_inbox WHERE consumer = $1 AND message_id = $2;

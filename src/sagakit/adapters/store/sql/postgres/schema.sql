@@ -21,7 +21,8 @@ CREATE TABLE sagakit_saga (
     created_at       double precision NOT NULL,
     updated_at       double precision NOT NULL,
     owner            text,
-    lease_until      double precision
+    lease_until      double precision,
+    deadline         double precision
 );
 
 CREATE UNIQUE INDEX sagakit_saga_idempotency
@@ -33,6 +34,9 @@ CREATE INDEX sagakit_saga_status ON sagakit_saga (status, created_at);
 CREATE INDEX sagakit_saga_created ON sagakit_saga (created_at);
 
 CREATE INDEX sagakit_saga_claim ON sagakit_saga (status, lease_until);
+
+CREATE INDEX sagakit_saga_deadline ON sagakit_saga (deadline)
+    WHERE deadline IS NOT NULL AND status IN ('running', 'compensating');
 
 CREATE TABLE sagakit_step_history (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -59,3 +63,24 @@ $$;
 CREATE TRIGGER sagakit_step_history_append_only
     BEFORE UPDATE ON sagakit_step_history
     FOR EACH ROW EXECUTE FUNCTION sagakit_step_history_append_only();
+
+CREATE TABLE sagakit_outbox (
+    message_id    text PRIMARY KEY,
+    destination   text NOT NULL,
+    body          bytea NOT NULL,
+    saga_id       text,
+    available_at  double precision NOT NULL,
+    created_at    double precision NOT NULL,
+    locked_by     text,
+    locked_until  double precision
+);
+
+CREATE INDEX sagakit_outbox_available ON sagakit_outbox (available_at);
+
+CREATE TABLE sagakit_inbox (
+    consumer     text NOT NULL,
+    message_id   text NOT NULL,
+    reply        bytea,
+    received_at  double precision NOT NULL,
+    PRIMARY KEY (consumer, message_id)
+);

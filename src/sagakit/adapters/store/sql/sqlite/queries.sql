@@ -22,15 +22,15 @@ INSERT INTO sagakit_schema_migrations (version, name, applied_at) VALUES (?, ?, 
 -- owner and lease_until are NULL unless the creating worker keeps the saga
 INSERT INTO sagakit_saga (
     saga_id, saga_name, status, version, idempotency_key, context, state,
-    failed_step, created_at, updated_at, owner, lease_until
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+    failed_step, created_at, updated_at, owner, lease_until, deadline
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- update_saga --
 -- Optimistic: only succeeds when the stored version is the expected one.
 -- ?9 owner and ?10 lease_until refresh the lease; NULL keeps it as it is
 UPDATE sagakit_saga
    SET status = ?1, version = ?2, context = ?3, state = ?4, failed_step = ?5,
-       updated_at = ?6,
+       updated_at = ?6, deadline = ?11,
        owner = coalesce(?9, owner), lease_until = coalesce(?10, lease_until)
  WHERE saga_id = ?7 AND version = ?8;
 
@@ -41,12 +41,12 @@ INSERT INTO sagakit_step_history (
 
 -- get_saga --
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
-       created_at, updated_at
+       created_at, updated_at, deadline
   FROM sagakit_saga WHERE saga_id = ?;
 
 -- find_saga_by_key --
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
-       created_at, updated_at
+       created_at, updated_at, deadline
   FROM sagakit_saga WHERE saga_name = ? AND idempotency_key = ?;
 
 -- saga_exists --
@@ -59,7 +59,7 @@ SELECT saga_id, step, kind, attempt, outcome, result, error, started_at, finishe
 -- list_sagas --
 -- Optional filters are passed as NULL to disable them
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
-       created_at, updated_at
+       created_at, updated_at, deadline
   FROM sagakit_saga
  WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR saga_name = ?2)
  ORDER BY created_at DESC, saga_id DESC
@@ -91,7 +91,7 @@ UPDATE sagakit_saga
         ORDER BY created_at, saga_id
         LIMIT ?5)
 RETURNING saga_id, saga_name, status, version, idempotency_key, context, state,
-          created_at, updated_at;
+          created_at, updated_at, deadline;
 
 -- renew_leases --
 -- Extend the leases ?1 still holds on the sagas in ?4 (a JSON array); ?2 is now
@@ -107,3 +107,48 @@ RETURNING saga_id;
 UPDATE sagakit_saga
    SET owner = NULL, lease_until = NULL
  WHERE owner = ?1 AND saga_id IN (SELECT value FROM json_each(?2));
+
+-- due_deadlines --
+-- Non-terminal sagas named in ?2 (a JSON array) whose deadline (?1 is now)
+-- has passed, earliest deadline first. Without statistics the planner would
+-- scan every running saga through sagakit_saga_claim; the partial deadline
+-- index reads only the due ones, in order (and this fails if it cannot).
+SELECT saga_id FROM sagakit_saga INDEXED BY sagakit_saga_deadline
+ WHERE status IN ('running', 'compensating')
+   AND deadline <= ?1
+   AND saga_name IN (SELECT value FROM json_each(?2))
+ ORDER BY deadline, saga_id
+ LIMIT ?3;
+
+-- insert_outbox --
+-- Writing an id that exists already keeps the first message
+INSERT INTO sagakit_outbox (
+    message_id, destination, body, saga_id, available_at, created_at
+) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (message_id) DO NOTHING;
+
+-- claim_outbox --
+-- Hold for ?1 until ?2 (now) + ?3 the messages that are due and that nobody
+-- holds (or whose hold expired), oldest first. Runs inside BEGIN IMMEDIATE.
+UPDATE sagakit_outbox
+   SET locked_by = ?1, locked_until = ?2 + ?3
+ WHERE message_id IN (
+       SELECT message_id FROM sagakit_outbox
+        WHERE available_at <= ?2
+          AND (locked_until IS NULL OR locked_until < ?2)
+        ORDER BY available_at, created_at, message_id
+        LIMIT ?4)
+RETURNING message_id, destination, body, saga_id, available_at, created_at;
+
+-- delete_outbox --
+-- Forget the messages in ?1 (a JSON array): they were published
+DELETE FROM sagakit_outbox WHERE message_id IN (SELECT value FROM json_each(?1));
+
+-- insert_inbox --
+-- Remember that a consumer took a message; a second time changes nothing
+INSERT INTO sagakit_inbox (consumer, message_id, reply, received_at)
+VALUES (?, ?, ?, ?)
+ON CONFLICT (consumer, message_id) DO NOTHING;
+
+-- inbox_reply --
+SELECT reply FROM sagakit_inbox WHERE consumer = ? AND message_id = ?;

@@ -19,7 +19,8 @@ CREATE TABLE sagakit_saga (
     created_at       REAL NOT NULL,
     updated_at       REAL NOT NULL,
     owner            TEXT,
-    lease_until      REAL
+    lease_until      REAL,
+    deadline         REAL
 );
 
 CREATE UNIQUE INDEX sagakit_saga_idempotency
@@ -31,6 +32,9 @@ CREATE INDEX sagakit_saga_status ON sagakit_saga (status, created_at);
 CREATE INDEX sagakit_saga_created ON sagakit_saga (created_at);
 
 CREATE INDEX sagakit_saga_claim ON sagakit_saga (status, lease_until);
+
+CREATE INDEX sagakit_saga_deadline ON sagakit_saga (deadline)
+    WHERE deadline IS NOT NULL AND status IN ('running', 'compensating');
 
 CREATE TABLE sagakit_step_history (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -52,3 +56,24 @@ CREATE TRIGGER sagakit_step_history_append_only
 BEGIN
     SELECT RAISE(ABORT, 'sagakit_step_history is append-only');
 END;
+
+CREATE TABLE sagakit_outbox (
+    message_id    TEXT PRIMARY KEY,
+    destination   TEXT NOT NULL,
+    body          BLOB NOT NULL,
+    saga_id       TEXT,
+    available_at  REAL NOT NULL,
+    created_at    REAL NOT NULL,
+    locked_by     TEXT,
+    locked_until  REAL
+);
+
+CREATE INDEX sagakit_outbox_available ON sagakit_outbox (available_at);
+
+CREATE TABLE sagakit_inbox (
+    consumer     TEXT NOT NULL,
+    message_id   TEXT NOT NULL,
+    reply        BLOB,
+    received_at  REAL NOT NULL,
+    PRIMARY KEY (consumer, message_id)
+);
