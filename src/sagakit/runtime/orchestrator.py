@@ -9,13 +9,14 @@ start, so a crash at any point leaves a state a restarted worker can resume
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import socket
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -23,19 +24,61 @@ from pydantic import BaseModel
 from sagakit.definition.saga import Saga
 from sagakit.engine.commands import Command, Compensate, FinishSaga, RunStep
 from sagakit.engine.decide import decide, initial_state
-from sagakit.engine.events import Event, SagaResumed, SagaStarted
+from sagakit.engine.events import (
+    CompensationFailed,
+    DeadlinePassed,
+    Event,
+    SagaResumed,
+    SagaStarted,
+    StepFailed,
+)
 from sagakit.engine.state import SagaState, SagaStatus
-from sagakit.errors import ConcurrencyError, SagaError, StateError, StoreError
+from sagakit.errors import (
+    ConcurrencyError,
+    DuplicateMessage,
+    SagaError,
+    SagaNotFound,
+    StateError,
+    StoreError,
+)
+from sagakit.messaging.envelope import Envelope, MalformedMessage
 from sagakit.ports.clock import Clock
-from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
+from sagakit.ports.store import (
+    HistoryEntry,
+    InboxEntry,
+    OutboxMessage,
+    SagaRecord,
+    SagaStore,
+)
+from sagakit.ports.transport import Subscription, Transport
 from sagakit.runtime.clock import SystemClock
-from sagakit.runtime.executor import execute
+from sagakit.runtime.executor import error_info, execute
+from sagakit.runtime.relay import OutboxRelay
+from sagakit.runtime.remote import (
+    command_message,
+    remote_of,
+    reply_event,
+    timed_out_entries,
+)
 from sagakit.runtime.result import SagaResult
 
 logger = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=BaseModel)
 _Outcome = tuple[Event, HistoryEntry, BaseException | None]
+REPLY_CONSUMER = "sagakit.orchestrator"
+"""Inbox consumer name under which orchestrators record the replies they took."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    """An event that came from outside (a reply, a deadline): it carries the
+    inbox entry to record with it, and a future resolved once it is handled."""
+
+    event: Event
+    entries: list[HistoryEntry]
+    inbox: InboxEntry | None
+    handled: asyncio.Future[None]
 
 
 def default_worker_id() -> str:
@@ -53,8 +96,9 @@ class _Instance:
     idempotency_key: str | None
     done: asyncio.Future[SagaResult[Any]] | None = None
     exceptions: dict[str, BaseException] = field(default_factory=dict)
-    queue: asyncio.Queue[_Outcome] | None = None
+    queue: asyncio.Queue[_Outcome | _Delivery] = field(default_factory=asyncio.Queue)
     in_flight: int = 0
+    driver: asyncio.Task[None] | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     pending_history: list[HistoryEntry] = field(default_factory=list)
 
@@ -74,6 +118,11 @@ class Orchestrator:
     ``store_retry`` is how long a save that failed with a store error (a lost
     connection, a database restart) is retried before the instance is left
     for another worker.
+
+    Remote steps need a ``transport``: commands leave through the store's
+    outbox (published by a relay), replies arrive on ``reply_queue``, and
+    reply deadlines are checked every ``deadline_interval`` seconds; all three
+    run inside ``async with orchestrator.serving():`` (``Worker`` does it).
     """
 
     def __init__(
@@ -87,6 +136,9 @@ class Orchestrator:
         worker_id: str | None = None,
         lease: float | None = None,
         store_retry: float = 30.0,
+        transport: Transport | None = None,
+        reply_queue: str = "sagakit.replies",
+        deadline_interval: float = 0.5,
     ) -> None:
         if lease is not None and not lease > 0:
             raise SagaError(f"lease must be > 0 seconds, got {lease}")
@@ -100,6 +152,15 @@ class Orchestrator:
         self._sagas: dict[str, Saga[Any]] = {}
         self._active: dict[str, _Instance] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.transport = transport
+        self.reply_queue = reply_queue
+        self.deadline_interval = deadline_interval
+        self.relay = (
+            None
+            if transport is None
+            else OutboxRelay(store, transport, owner=self.worker_id)
+        )
+        self._serving = False
         for saga in sagas:
             self.register(saga)
 
@@ -139,6 +200,7 @@ class Orchestrator:
         With an ``idempotency_key`` already used for this saga, nothing new
         starts: the existing instance's id is returned.
         """
+        self._check_can_run(saga)
         begun = await self._begin(saga, context, idempotency_key, saga_id)
         if isinstance(begun, str):
             return begun  # the instance that already has this idempotency key
@@ -156,11 +218,13 @@ class Orchestrator:
     ) -> SagaResult[C]:
         """Start a saga and wait for it to end; returns its result (never raises
         for a failed step: see ``SagaResult.raise_for_status``)."""
+        self._check_can_run(saga)
         begun = await self._begin(saga, context, idempotency_key, saga_id)
         if isinstance(begun, str):
             return await self.wait(begun)
         inst, commands = begun
         inst.done = asyncio.get_running_loop().create_future()
+        inst.driver = asyncio.current_task()
         await self._drive(inst, commands)
         return inst.done.result()
 
@@ -196,6 +260,14 @@ class Orchestrator:
         assert isinstance(begun, str)  # noqa: S101 - submit_only never drives
         return begun
 
+    def _check_can_run(self, saga: Saga[Any]) -> None:
+        remote = any(s.is_remote or s.compensation_is_remote for s in saga)
+        if remote and not self._serving:
+            raise SagaError(
+                f"saga {saga.name!r} has remote steps: give the orchestrator a "
+                "transport and run it inside 'async with orchestrator.serving()'"
+            )
+
     def _ownership(self) -> dict[str, Any]:
         if self.lease is None:
             return {}
@@ -230,13 +302,34 @@ class Orchestrator:
             created_at=now,
             updated_at=now,
         )
+        record = replace(record, deadline=decision.state.next_deadline)
         started = HistoryEntry(saga_id, None, "saga", 0, "started", now, now)
-        if submit_only:
-            stored, created = await self.store.create(record, [started])
-        else:
-            stored, created = await self.store.create(
-                record, [started], **self._ownership()
-            )
+        outbox: list[OutboxMessage] = []
+        for command in decision.commands:
+            if isinstance(command, RunStep) and (remote := remote_of(saga, command)):
+                try:
+                    outbox.append(
+                        command_message(
+                            saga,
+                            decision.state,
+                            ctx,
+                            command,
+                            remote,
+                            reply_to=self.reply_queue,
+                            now=now,
+                        )
+                    )
+                except Exception as exc:
+                    raise SagaError(
+                        f"saga {saga.name!r}: cannot build the {remote.command!r} "
+                        f"command of step {command.step!r}: {exc}"
+                    ) from exc
+        ownership = {} if submit_only else self._ownership()
+        stored, created = await self.store.create(
+            record, [started], outbox=outbox, **ownership
+        )
+        if outbox and self.relay is not None:
+            self.relay.wake()
         if not created:
             logger.info(
                 "saga already started",
@@ -409,6 +502,9 @@ class Orchestrator:
                 "lease lost",
                 extra={"action": "lease_lost", "saga_id": saga_id},
             )
+            inst = self._active.get(saga_id)
+            if inst is not None and inst.driver is not None:
+                inst.driver.cancel()  # its state is stale: another worker has it
         return lost
 
     @property
@@ -420,37 +516,44 @@ class Orchestrator:
 
     def _spawn(self, inst: _Instance, commands: tuple[Command, ...]) -> None:
         task = asyncio.create_task(self._drive(inst, commands))
+        inst.driver = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _drive(self, inst: _Instance, commands: tuple[Command, ...]) -> None:
+        """Run the instance's commands and apply their outcomes until it ends.
+
+        Local steps run here; remote steps only wait: their replies and
+        deadlines arrive on the instance's queue as deliveries.
+        """
         saga_id = inst.state.saga_id
         try:
             while True:
-                runnable: list[RunStep | Compensate] = []
+                local: list[RunStep | Compensate] = []
                 for command in commands:
                     if isinstance(command, FinishSaga):
                         self._finish(inst)
                         return
-                    runnable.append(command)
-                if len(runnable) == 1 and inst.in_flight == 0:
-                    outcome = await self._execute(inst, runnable[0])
+                    if remote_of(inst.saga, command) is None:
+                        local.append(command)
+                if len(local) == 1 and inst.in_flight == 0 and inst.queue.empty():
+                    item: _Outcome | _Delivery = await self._execute(inst, local[0])
                 else:
-                    if inst.queue is None:
-                        inst.queue = asyncio.Queue()
-                    for command in runnable:
+                    for command in local:
                         inst.in_flight += 1
                         task = asyncio.create_task(
                             self._execute_into(inst, command, inst.queue)
                         )
                         inst.tasks.add(task)
                         task.add_done_callback(inst.tasks.discard)
-                    outcome = await inst.queue.get()
-                    inst.in_flight -= 1
-                event, entry, exc = outcome
+                    item = await inst.queue.get()
+                if isinstance(item, _Delivery):
+                    commands = await self._deliver(inst, item)
+                    continue
+                event, entry, exc = item
                 if exc is not None:
                     inst.exceptions[entry.step or ""] = exc
-                commands = await self._apply(inst, event, entry)
+                commands = await self._apply(inst, event, [entry])
         except asyncio.CancelledError:
             self._abandon(inst, None)
             raise
@@ -484,6 +587,10 @@ class Orchestrator:
     def _finish(self, inst: _Instance) -> None:
         state = inst.state
         self._active.pop(state.saga_id, None)
+        while not inst.queue.empty():  # replies that came too late: nothing to do
+            item = inst.queue.get_nowait()
+            if isinstance(item, _Delivery) and not item.handled.done():
+                item.handled.set_result(None)
         # a rolled-back saga is an expected business outcome; the other two
         # endings need an operator
         attention = state.status in (SagaStatus.FAILED, SagaStatus.COMPENSATION_FAILED)
@@ -504,23 +611,126 @@ class Orchestrator:
             inst.done.set_result(SagaResult.from_state(state, inst.context, exc))
 
     async def _apply(
-        self, inst: _Instance, event: Event, entry: HistoryEntry
+        self,
+        inst: _Instance,
+        event: Event,
+        entries: list[HistoryEntry],
+        inbox: InboxEntry | None = None,
     ) -> tuple[Command, ...]:
-        """Decide, then commit the transition before anything else happens."""
+        """Decide, then commit the transition before anything else happens.
+
+        Remote commands the decision issues are written to the outbox in the
+        same commit. A decision that changes nothing commits nothing.
+        """
         decision = decide(inst.saga, inst.state, event)
-        history = [*inst.pending_history, entry]
+        if decision.state == inst.state and not decision.commands and inbox is None:
+            return ()
+        history = [*inst.pending_history, *entries]
+        now = self.clock.now()
         if decision.state.status.terminal:
-            now = entry.finished_at
             status = decision.state.status.value
             history.append(
                 HistoryEntry(inst.state.saga_id, None, "saga", 0, status, now, now)
             )
-        await self._commit(inst, decision.state, history)
+        outbox: list[OutboxMessage] = []
+        unsendable: list[_Outcome] = []
+        for command in decision.commands:
+            if isinstance(command, FinishSaga):
+                continue
+            remote = remote_of(inst.saga, command)
+            if remote is None:
+                continue
+            try:
+                outbox.append(
+                    command_message(
+                        inst.saga,
+                        decision.state,
+                        inst.context,
+                        command,
+                        remote,
+                        reply_to=self.reply_queue,
+                        now=now,
+                    )
+                )
+            except Exception as exc:
+                unsendable.append(self._unsendable(inst, command, exc, now))
+        await self._commit(inst, decision.state, history, outbox=outbox, inbox=inbox)
         inst.pending_history.clear()
+        if outbox and self.relay is not None:
+            self.relay.wake()
+        for outcome in unsendable:  # applied next, as if the step had failed
+            inst.queue.put_nowait(outcome)
         return decision.commands
 
+    def _unsendable(
+        self,
+        inst: _Instance,
+        command: RunStep | Compensate,
+        exc: Exception,
+        now: float,
+    ) -> _Outcome:
+        info = error_info(exc)
+        kind = "action" if isinstance(command, RunStep) else "compensation"
+        entry = HistoryEntry(
+            inst.state.saga_id,
+            command.step,
+            kind,
+            command.attempt,
+            "failed",
+            now,
+            now,
+            error=info,
+        )
+        if isinstance(command, RunStep):
+            event: Event = StepFailed(
+                command.step, info, False, now, 0.0, command.attempt
+            )
+        else:
+            event = CompensationFailed(
+                command.step, info, False, now, 0.0, command.attempt
+            )
+        return event, entry, exc
+
+    async def _deliver(self, inst: _Instance, item: _Delivery) -> tuple[Command, ...]:
+        """Apply a reply or a deadline; a late or duplicate one changes nothing."""
+        try:
+            commands = await self._apply(inst, item.event, item.entries, item.inbox)
+        except DuplicateMessage:
+            logger.info(
+                "duplicate reply dropped",
+                extra={"action": "reply_duplicate", "saga_id": inst.state.saga_id},
+            )
+            commands = ()
+        except StateError as exc:
+            if isinstance(exc, ConcurrencyError):
+                if not item.handled.done():
+                    item.handled.set_exception(exc)
+                raise
+            logger.info(
+                "late reply dropped",
+                extra={
+                    "action": "reply_stale",
+                    "saga_id": inst.state.saga_id,
+                    "reason": str(exc),
+                },
+            )
+            commands = ()
+        except BaseException as exc:
+            if not item.handled.done():
+                item.handled.set_exception(exc)
+            raise
+        if not item.handled.done():
+            item.handled.set_result(None)
+        return commands
+
     async def _commit(
-        self, inst: _Instance, state: SagaState, history: list[HistoryEntry]
+        self,
+        inst: _Instance,
+        state: SagaState,
+        history: list[HistoryEntry],
+        *,
+        outbox: list[OutboxMessage] | None = None,
+        inbox: InboxEntry | None = None,
     ) -> None:
         """Save at the next version; retry store errors for ``store_retry`` s."""
         record = SagaRecord(
@@ -532,14 +742,18 @@ class Orchestrator:
             context=inst.context.model_dump(mode="json"),
             idempotency_key=inst.idempotency_key,
             created_at=inst.created_at,
-            updated_at=history[-1].finished_at,
+            updated_at=history[-1].finished_at if history else self.clock.now(),
+            deadline=state.next_deadline,
         )
+        extra: dict[str, Any] = self._ownership()
+        if outbox:
+            extra["outbox"] = outbox
+        if inbox is not None:
+            extra["inbox"] = inbox
         delay, waited = 0.05, 0.0
         while True:
             try:
-                await self.store.save(
-                    record, inst.version, history, **self._ownership()
-                )
+                await self.store.save(record, inst.version, history, **extra)
                 break
             except StoreError as exc:
                 if waited >= self.store_retry:
@@ -558,13 +772,145 @@ class Orchestrator:
         inst.version += 1
         inst.state = state
 
+    # -- messages ----------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[Orchestrator]:
+        """Run the outbox relay, the reply consumer and the deadline timer."""
+        if self.transport is None or self.relay is None:
+            raise SagaError("serving() needs an orchestrator with a transport")
+        if self._serving:
+            raise SagaError("this orchestrator is already serving")
+        subscription: Subscription = await self.transport.consume(
+            self.reply_queue, self.handle_reply
+        )
+        loops = [
+            asyncio.create_task(self.relay.run()),
+            asyncio.create_task(self._deadline_loop()),
+        ]
+        self._serving = True
+        try:
+            yield self
+        finally:
+            self._serving = False
+            await subscription.cancel()
+            for task in loops:
+                task.cancel()
+            for task in loops:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def handle_reply(self, message: Envelope) -> None:
+        """Apply a participant's reply (the reply queue's consumer callback).
+
+        Returns once the reply is committed (or found late or duplicate), so the
+        transport acknowledges only what is durable.
+        """
+        if message.kind != "reply" or not message.saga_id:
+            raise MalformedMessage(
+                f"the reply queue got a {message.kind} without a saga id"
+            )
+        inst = self._active.get(message.saga_id)
+        if inst is None:
+            inst = await self._load_for_delivery(message.saga_id)
+            if inst is None:
+                return  # the saga ended: a late reply
+        translated = reply_event(
+            inst.saga, message, now=self.clock.now(), jitter=self._jitter()
+        )
+        inbox = InboxEntry(REPLY_CONSUMER, message.id)
+        await self._enqueue(inst, translated.event, [translated.entry], inbox)
+
+    async def _enqueue(
+        self,
+        inst: _Instance,
+        event: Event,
+        entries: list[HistoryEntry],
+        inbox: InboxEntry | None,
+    ) -> None:
+        handled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        inst.queue.put_nowait(_Delivery(event, entries, inbox, handled))
+        driver = inst.driver
+        if driver is None or driver.done():
+            return  # nothing will apply it here; the store still has the truth
+        waiter = asyncio.ensure_future(asyncio.shield(handled))
+        done, _ = await asyncio.wait({waiter, driver}, return_when="FIRST_COMPLETED")
+        if waiter in done:
+            waiter.result()
+        else:
+            waiter.cancel()
+            if not handled.done():
+                raise SagaError(
+                    f"saga {inst.state.saga_id} stopped before a delivery was applied"
+                )
+
+    async def _load_for_delivery(self, saga_id: str) -> _Instance | None:
+        """Adopt an instance that is not driven here so a reply can be applied."""
+        try:
+            record = await self.store.get(saga_id)
+        except SagaNotFound:
+            raise MalformedMessage(f"reply for unknown saga {saga_id}") from None
+        if record.status.terminal:
+            logger.info(
+                "reply for a finished saga dropped",
+                extra={"action": "reply_late", "saga_id": saga_id},
+            )
+            return None
+        if saga_id in self._active:  # adopted meanwhile
+            return self._active[saga_id]
+        saga = self.definition(record.saga_name)
+        inst = _Instance(
+            saga,
+            record.state,
+            saga.context.model_validate(record.context),
+            record.version,
+            record.created_at,
+            record.idempotency_key,
+        )
+        self._active[saga_id] = inst
+        self._spawn(inst, ())
+        return inst
+
+    async def _deadline_loop(self) -> None:
+        names = list(self._sagas)
+        while True:
+            await asyncio.sleep(self.deadline_interval)
+            try:
+                due = await self.store.due_deadlines(names or list(self._sagas))
+                for saga_id in due:
+                    await self.fire_deadline(saga_id)
+            except (StoreError, SagaError) as exc:
+                logger.warning(
+                    "deadline check failed",
+                    extra={"action": "deadline_retry", "error": str(exc)},
+                )
+
+    async def fire_deadline(self, saga_id: str) -> None:
+        """Fail the remote steps of ``saga_id`` whose reply deadline passed."""
+        inst = self._active.get(saga_id)
+        if inst is None:
+            try:
+                inst = await self._load_for_delivery(saga_id)
+            except MalformedMessage:
+                return
+            if inst is None:
+                return
+        now = self.clock.now()
+        entries = timed_out_entries(inst.saga, inst.state, now)
+        if entries:
+            await self._enqueue(
+                inst, DeadlinePassed(now, self._jitter()), entries, None
+            )
+
     async def _execute_into(
         self,
         inst: _Instance,
         command: RunStep | Compensate,
-        queue: asyncio.Queue[_Outcome],
+        queue: asyncio.Queue[_Outcome | _Delivery],
     ) -> None:
-        queue.put_nowait(await self._execute(inst, command))
+        outcome = await self._execute(inst, command)
+        inst.in_flight -= 1
+        queue.put_nowait(outcome)
 
     async def _execute(
         self, inst: _Instance, command: RunStep | Compensate

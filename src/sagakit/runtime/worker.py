@@ -19,6 +19,7 @@ from sagakit.definition.saga import Saga
 from sagakit.errors import SagaError, StoreError
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import SagaStore
+from sagakit.ports.transport import Transport
 from sagakit.runtime.orchestrator import Orchestrator
 
 logger = logging.getLogger(__name__)
@@ -43,11 +44,19 @@ class Worker:
         poll_interval: float = 0.2,
         max_active: int = 200,
         clock: Clock | None = None,
+        transport: Transport | None = None,
+        reply_queue: str = "sagakit.replies",
     ) -> None:
         if max_active < 1:
             raise SagaError(f"max_active must be >= 1, got {max_active}")
         self.orchestrator = Orchestrator(
-            store, sagas, worker_id=worker_id, lease=lease, clock=clock
+            store,
+            sagas,
+            worker_id=worker_id,
+            lease=lease,
+            clock=clock,
+            transport=transport,
+            reply_queue=reply_queue,
         )
         self.poll_interval = poll_interval
         self.max_active = max_active
@@ -70,7 +79,15 @@ class Worker:
         self, *, until_idle: bool = False, drain_timeout: float = 30.0
     ) -> None:
         """Claim and drive until ``stop()`` (or, with ``until_idle``, until there
-        is nothing left to claim or drive)."""
+        is nothing left to claim or drive). With a transport, the outbox relay,
+        the reply consumer and the deadline timer run alongside."""
+        if self.orchestrator.transport is None:
+            await self._run(until_idle, drain_timeout)
+            return
+        async with self.orchestrator.serving():
+            await self._run(until_idle, drain_timeout)
+
+    async def _run(self, until_idle: bool, drain_timeout: float) -> None:
         orch = self.orchestrator
         lease = orch.lease or 30.0
         heartbeat = asyncio.create_task(self._heartbeat(lease / 3))

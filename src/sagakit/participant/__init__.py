@@ -1,0 +1,7 @@
+"""The participant side: command handlers that reply, retry and deduplicate."""
+
+from __future__ import annotations
+
+from sagakit.participant.service import CommandRejected, Participant
+
+__all__ = ["CommandRejected", "Participant"]

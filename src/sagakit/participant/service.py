@@ -1,0 +1,263 @@
+"""A participant service: turns functions into command handlers.
+
+::
+
+    kitchen = Participant("kitchen", transport, store)
+
+    @kitchen.handler("kitchen.create_ticket", retry=RetryPolicy(attempts=3))
+    async def create_ticket(cmd: CreateTicket) -> TicketCreated: ...
+
+    await kitchen.start()
+
+Each command is handled at most once per message id: the reply is stored in
+the participant's inbox with the message id, and a duplicate delivery (a
+redelivery, or the orchestrator's outbox publishing twice) gets the stored
+reply again without running the handler. The handler runs again only if the
+process died after the handler returned but before its reply was stored; make
+handlers idempotent or keep their effects in the same database transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import to_jsonable_python
+
+from sagakit.definition.retry import NO_RETRY, RetryPolicy
+from sagakit.errors import SagaError, TransportError
+from sagakit.messaging.envelope import Envelope, encode
+from sagakit.ports.clock import Clock
+from sagakit.ports.store import SagaStore
+from sagakit.ports.transport import Subscription, Transport
+from sagakit.runtime.clock import SystemClock
+from sagakit.runtime.executor import error_info
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+_WITH_MESSAGE = 2  # handler(payload, message)
+
+
+class CommandRejected(Exception):
+    """Raise from a handler for a business refusal (card declined): the reply
+    is a failure that the orchestrator must not retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Handler:
+    command: str
+    fn: Callable[..., Any]
+    model: type[BaseModel] | None
+    wants_message: bool
+    retry: RetryPolicy
+    timeout: float | None
+
+
+def _payload_model(fn: Callable[..., Any]) -> type[BaseModel] | None:
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolved annotations: accept a dict
+        return None
+    params = list(inspect.signature(fn).parameters)
+    if not params:
+        raise SagaError(f"handler {fn.__name__} must take the command payload")
+    hint = hints.get(params[0])
+    if isinstance(hint, type) and issubclass(hint, BaseModel):
+        return hint
+    return None
+
+
+class Participant:
+    """Handles the commands of one service from its queue (default: ``service``)."""
+
+    def __init__(
+        self,
+        service: str,
+        transport: Transport,
+        store: SagaStore,
+        *,
+        queue: str | None = None,
+        clock: Clock | None = None,
+        prefetch: int = 32,
+    ) -> None:
+        self.service = service
+        self.queue = queue or service
+        self.transport = transport
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.prefetch = prefetch
+        self._handlers: dict[str, _Handler] = {}
+        self._subscription: Subscription | None = None
+        self.handled = 0
+        self.duplicates = 0
+
+    def handler(
+        self,
+        command: str,
+        *,
+        retry: RetryPolicy = NO_RETRY,
+        timeout: float | None = None,
+    ) -> Callable[[F], F]:
+        """Register ``fn(payload)`` or ``fn(payload, message)`` for ``command``.
+
+        The payload is validated into the first parameter's pydantic model (or
+        passed as a dict). The return value (a model, a dict or None) is the
+        success reply; an exception is a failure reply after ``retry``.
+        """
+        if command in self._handlers:
+            raise SagaError(f"{self.service}: {command!r} already has a handler")
+
+        def register(fn: F) -> F:
+            arity = len(inspect.signature(fn).parameters)
+            self._handlers[command] = _Handler(
+                command, fn, _payload_model(fn), arity >= _WITH_MESSAGE, retry, timeout
+            )
+            return fn
+
+        return register
+
+    @property
+    def commands(self) -> list[str]:
+        return sorted(self._handlers)
+
+    async def start(self) -> None:
+        """Consume the service queue until ``stop``."""
+        if self._subscription is not None:
+            raise SagaError(f"participant {self.service} is already started")
+        self._subscription = await self.transport.consume(
+            self.queue, self.handle, prefetch=self.prefetch
+        )
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            await self._subscription.cancel()
+            self._subscription = None
+
+    async def handle(self, message: Envelope) -> None:
+        """Handle one command (the consumer callback; also usable directly)."""
+        if message.kind != "command":
+            raise TransportError(
+                f"{self.service} got a {message.kind} on its command queue"
+            )
+        stored = await self.store.inbox_reply(self.service, message.id)
+        if stored is not None:
+            self.duplicates += 1
+            logger.info(
+                "duplicate command; resending the stored reply",
+                extra={
+                    "action": "command_duplicate",
+                    "message_id": message.id,
+                    "saga_id": message.saga_id,
+                },
+            )
+            if stored and message.reply_to:
+                await self.transport.publish_raw(message.reply_to, stored)
+            return
+        reply = await self._run(message)
+        body = encode(reply)
+        if not await self.store.record_inbox(self.service, message.id, body):
+            # handled concurrently by another consumer: its reply wins
+            body = await self.store.inbox_reply(self.service, message.id) or body
+        self.handled += 1
+        if message.reply_to:
+            await self.transport.publish_raw(message.reply_to, body)
+
+    async def _run(self, message: Envelope) -> Envelope:
+        def failure(kind: str, text: str, *, retryable: bool) -> Envelope:
+            return self._reply(
+                message,
+                ok=False,
+                error={"type": kind, "message": text, "retryable": retryable},
+            )
+
+        handler = self._handlers.get(message.type)
+        if handler is None:
+            return failure(
+                "UnknownCommand",
+                f"{self.service} has no handler for {message.type!r}",
+                retryable=False,
+            )
+        if handler.model is not None:
+            try:
+                payload: Any = handler.model.model_validate(message.payload)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "payload"
+                return failure(
+                    "InvalidPayload", f"{where}: {first['msg']}", retryable=False
+                )
+        else:
+            payload = dict(message.payload)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                value = await self._call(handler, payload, message)
+                return self._reply(
+                    message, ok=True, payload=_as_payload(handler.command, value)
+                )
+            except CommandRejected as exc:
+                info = error_info(exc)
+                return failure("CommandRejected", info.message, retryable=False)
+            except Exception as exc:
+                info = error_info(exc)
+                if handler.retry.retries(exc) and attempt < handler.retry.attempts:
+                    await self.clock.sleep(
+                        handler.retry.delay(attempt, random.random())  # noqa: S311
+                    )
+                    continue
+                logger.info(
+                    "command failed",
+                    extra={
+                        "action": "command_failed",
+                        "command": message.type,
+                        "saga_id": message.saga_id,
+                        "error": str(info),
+                    },
+                )
+                return failure(info.type, info.message, retryable=True)
+
+    async def _call(self, handler: _Handler, payload: Any, message: Envelope) -> Any:
+        args = (payload, message) if handler.wants_message else (payload,)
+        if inspect.iscoroutinefunction(handler.fn):
+            work = handler.fn(*args)
+        else:
+            work = asyncio.to_thread(handler.fn, *args)
+        if handler.timeout is None:
+            return await work
+        async with asyncio.timeout(handler.timeout):
+            return await work
+
+    def _reply(
+        self,
+        message: Envelope,
+        *,
+        ok: bool,
+        payload: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> Envelope:
+        reply = message.reply(
+            ok=ok, payload=payload, error=error, sent_at=self.clock.now()
+        )
+        # a fixed id per command: duplicates of this reply are deduplicated too
+        return reply.model_copy(update={"id": f"{message.id}.reply"})
+
+
+def _as_payload(command: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    data = to_jsonable_python(value)
+    if not isinstance(data, dict):
+        raise SagaError(
+            f"handler of {command!r} returned {type(value).__name__}; return a "
+            "pydantic model, a dict or None"
+        )
+    return data

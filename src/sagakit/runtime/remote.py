@@ -1,0 +1,198 @@
+"""Remote steps at run time: commands out through the outbox, replies in as events.
+
+Command message ids are fixed by (saga, step, attempt, action or
+compensation), so publishing a command twice, or re-sending it after a
+crash, is deduplicated by the participant's inbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import to_jsonable_python
+
+from sagakit.definition.remote import Remote
+from sagakit.definition.saga import Saga, Step
+from sagakit.engine.commands import Compensate, RunStep
+from sagakit.engine.events import (
+    CompensationFailed,
+    CompensationSucceeded,
+    Event,
+    StepFailed,
+    StepSucceeded,
+)
+from sagakit.engine.state import ErrorInfo, SagaState, StepStatus
+from sagakit.errors import SagaError
+from sagakit.messaging.envelope import Envelope, MalformedMessage, encode
+from sagakit.ports.store import HistoryEntry, OutboxMessage
+
+ISSUED_AT = "x-sagakit-issued-at"
+"""Header with the time the command was issued; replies carry it back."""
+
+
+def remote_of(saga: Saga[Any], command: RunStep | Compensate) -> Remote | None:
+    spec = saga.step(command.step)
+    target = spec.action if isinstance(command, RunStep) else spec.compensate
+    return target if isinstance(target, Remote) else None
+
+
+def command_id(saga_id: str, step: str, attempt: int, compensation: bool) -> str:
+    return f"{saga_id}.{step}.{'c' if compensation else 'a'}{attempt}"
+
+
+def command_message(
+    saga: Saga[Any],
+    state: SagaState,
+    context: BaseModel,
+    command: RunStep | Compensate,
+    remote: Remote,
+    *,
+    reply_to: str,
+    now: float,
+) -> OutboxMessage:
+    """The outbox row that sends ``command``; raises if the payload cannot be
+    built (the caller turns that into a step failure)."""
+    compensation = isinstance(command, Compensate)
+    spec = saga.step(command.step)
+    payload: Any = {}
+    if remote.payload is not None:
+        if compensation and spec.compensation_takes_result:
+            payload = remote.payload(context, state.step(spec.name).result)
+        else:
+            payload = remote.payload(context)
+    body = to_jsonable_python(payload) if payload is not None else {}
+    if not isinstance(body, dict):
+        raise SagaError(
+            f"step {spec.name!r}: the payload of {remote.command!r} must be a "
+            f"pydantic model or a dict, got {type(payload).__name__}"
+        )
+    message = Envelope(
+        id=command_id(state.saga_id, spec.name, command.attempt, compensation),
+        kind="command",
+        type=remote.command,
+        correlation_id=f"{state.saga_id}:{spec.name}:{command.attempt}",
+        saga_id=state.saga_id,
+        step=spec.name,
+        attempt=command.attempt,
+        compensation=compensation,
+        reply_to=reply_to,
+        payload=body,
+        headers={ISSUED_AT: repr(now + command.delay)},
+        sent_at=now,
+    )
+    return OutboxMessage(
+        message_id=message.id,
+        destination=remote.destination,
+        body=encode(message),
+        available_at=now + command.delay,
+        saga_id=state.saga_id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyEvent:
+    event: Event
+    entry: HistoryEntry
+
+
+def _issued_at(message: Envelope, default: float) -> float:
+    try:
+        return float(message.headers.get(ISSUED_AT, default))
+    except ValueError:
+        return default
+
+
+def reply_event(
+    saga: Saga[Any], message: Envelope, *, now: float, jitter: float
+) -> ReplyEvent:
+    """Turn a reply into the engine event it stands for (and its history line).
+
+    Raises ``MalformedMessage`` for a reply that cannot belong to this saga.
+    """
+    if message.kind != "reply" or message.ok is None:
+        raise MalformedMessage(f"expected a reply, got a {message.kind}")
+    if message.saga_id is None or message.step is None:
+        raise MalformedMessage("a reply must name its saga_id and step")
+    if not saga.has_step(message.step):
+        raise MalformedMessage(
+            f"saga {saga.name!r} has no step {message.step!r} (reply {message.id})"
+        )
+    spec = saga.step(message.step)
+    kind = "compensation" if message.compensation else "action"
+    started = _issued_at(message, now)
+
+    def entry(outcome: str, **extra: Any) -> HistoryEntry:
+        return HistoryEntry(
+            message.saga_id or "",
+            spec.name,
+            kind,
+            message.attempt,
+            outcome,
+            started,
+            now,
+            **extra,
+        )
+
+    if not message.ok:
+        raw = message.error or {}
+        info = ErrorInfo(
+            str(raw.get("type", "RemoteError")), str(raw.get("message", ""))
+        )
+        retryable = bool(raw.get("retryable", False))
+        if message.compensation:
+            event: Event = CompensationFailed(
+                spec.name, info, retryable, now, jitter, message.attempt
+            )
+        else:
+            event = StepFailed(spec.name, info, retryable, now, jitter, message.attempt)
+        return ReplyEvent(event, entry("failed", error=info))
+    if message.compensation:
+        return ReplyEvent(
+            CompensationSucceeded(spec.name, now, message.attempt), entry("succeeded")
+        )
+    result: Any = message.payload
+    remote = spec.action if isinstance(spec.action, Remote) else None
+    if remote is not None and remote.reply is not None:
+        try:
+            result = remote.reply.model_validate(message.payload).model_dump(
+                mode="json"
+            )
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "payload"
+            info = ErrorInfo("InvalidReply", f"{where}: {first['msg']}")
+            failed = StepFailed(spec.name, info, False, now, jitter, message.attempt)
+            return ReplyEvent(failed, entry("failed", error=info))
+    succeeded = StepSucceeded(spec.name, result, now, message.attempt)
+    return ReplyEvent(succeeded, entry("succeeded", result=result))
+
+
+def timed_out_entries(
+    saga: Saga[Any], before: SagaState, now: float
+) -> list[HistoryEntry]:
+    """History lines for the remote steps whose reply deadline passed."""
+    lines = []
+    for name, step in before.steps.items():
+        if step.deadline is None or step.deadline > now:
+            continue
+        spec: Step = saga.step(name)
+        compensating = step.status is StepStatus.COMPENSATING
+        if not compensating and step.status is not StepStatus.RUNNING:
+            continue
+        limit = spec.compensation_reply_timeout if compensating else spec.reply_timeout
+        attempt = step.compensation_attempts if compensating else step.attempts
+        lines.append(
+            HistoryEntry(
+                before.saga_id,
+                name,
+                "compensation" if compensating else "action",
+                attempt,
+                "timed_out",
+                step.deadline - limit,
+                now,
+                error=ErrorInfo("ReplyTimeout", f"no reply within {limit:g}s"),
+            )
+        )
+    return lines

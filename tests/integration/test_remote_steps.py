@@ -1,0 +1,331 @@
+"""Remote steps end to end in one process: orchestrator, outbox, relay,
+participants and the in-process transport, on a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from sagakit import (
+    Orchestrator,
+    Parallel,
+    RetryPolicy,
+    Saga,
+    SagaStatus,
+    SQLiteStore,
+    Step,
+)
+from sagakit.adapters.transport.inprocess import InProcessTransport
+from sagakit.definition import Remote
+from sagakit.messaging import Envelope
+from sagakit.participant import CommandRejected, Participant
+
+
+class Order(BaseModel):
+    order_id: int = 1
+    amount: int = 50
+    ticket_id: int | None = None
+
+
+class CreateTicket(BaseModel):
+    order_id: int
+
+
+class TicketCreated(BaseModel):
+    ticket_id: int
+
+
+class Charge(BaseModel):
+    order_id: int
+    amount: int
+
+
+def ticket_payload(ctx: Order) -> CreateTicket:
+    return CreateTicket(order_id=ctx.order_id)
+
+
+def cancel_payload(ctx: Order, result: dict[str, int]) -> dict[str, int]:
+    return {"ticket_id": result["ticket_id"]}
+
+
+def charge_payload(ctx: Order) -> Charge:
+    return Charge(order_id=ctx.order_id, amount=ctx.amount)
+
+
+def order_saga(charge_timeout: float = 5.0) -> Saga[Order]:
+    return Saga(
+        "create_order",
+        [
+            Step(
+                "ticket",
+                Remote("kitchen.create_ticket", ticket_payload, reply=TicketCreated),
+                compensate=Remote("kitchen.cancel_ticket", cancel_payload),
+                timeout=5,
+            ),
+            Step(
+                "charge",
+                Remote("accounting.charge", charge_payload),
+                timeout=charge_timeout,
+            ),
+        ],
+        context=Order,
+    )
+
+
+class World:
+    def __init__(self, tmp_path: Path) -> None:
+        self.transport = InProcessTransport()
+        self.store = SQLiteStore(tmp_path / "orders.db")
+        self.kitchen_store = SQLiteStore(tmp_path / "kitchen.db")
+        self.accounting_store = SQLiteStore(tmp_path / "accounting.db")
+        self.kitchen = Participant("kitchen", self.transport, self.kitchen_store)
+        self.accounting = Participant(
+            "accounting", self.transport, self.accounting_store
+        )
+        self.tickets: list[int] = []
+        self.cancelled: list[int] = []
+        self.charges: list[int] = []
+        self.decline = False
+        self.hang_accounting = False
+
+        @self.kitchen.handler("kitchen.create_ticket")
+        async def create_ticket(cmd: CreateTicket) -> TicketCreated:
+            self.tickets.append(cmd.order_id)
+            return TicketCreated(ticket_id=100 + cmd.order_id)
+
+        @self.kitchen.handler("kitchen.cancel_ticket")
+        def cancel_ticket(cmd: dict[str, int]) -> None:
+            self.cancelled.append(cmd["ticket_id"])
+
+        @self.accounting.handler("accounting.charge")
+        async def charge(cmd: Charge) -> dict[str, str]:
+            if self.hang_accounting:
+                await asyncio.sleep(3600)
+            if self.decline:
+                raise CommandRejected("card declined")
+            self.charges.append(cmd.amount)
+            return {"charge": "ok"}
+
+    def orchestrator(self, **kwargs: object) -> Orchestrator:
+        return Orchestrator(
+            self.store,
+            transport=self.transport,
+            deadline_interval=0.02,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    w = World(tmp_path)
+    await w.kitchen.start()
+    await w.accounting.start()
+    yield w
+    await w.transport.close()
+
+
+async def test_success_over_messages(world: World) -> None:
+    orch = world.orchestrator()
+    async with orch.serving():
+        result = await asyncio.wait_for(orch.run(order_saga(), Order(order_id=7)), 10)
+    assert result.status is SagaStatus.SUCCEEDED, result.error
+    assert result.results == {"ticket": {"ticket_id": 107}, "charge": {"charge": "ok"}}
+    assert world.tickets == [7]
+    assert world.charges == [50]
+    history = await world.store.history(result.saga_id)
+    assert [(h.step, h.outcome) for h in history if h.kind == "action"] == [
+        ("ticket", "succeeded"),
+        ("charge", "succeeded"),
+    ]
+    # the outbox is empty once everything is published
+    assert await world.store.claim_outbox("probe", lease=1) == []
+
+
+async def test_rejected_command_compensates_remotely(world: World) -> None:
+    world.decline = True
+    orch = world.orchestrator()
+    async with orch.serving():
+        result = await asyncio.wait_for(orch.run(order_saga(), Order(order_id=8)), 10)
+    assert result.status is SagaStatus.COMPENSATED
+    assert result.failed_step == "charge"
+    assert result.error is not None
+    assert result.error.type == "CommandRejected"
+    assert result.error.message == "card declined"
+    assert world.cancelled == [108]
+
+
+async def test_reply_that_never_comes_times_out_and_compensates(world: World) -> None:
+    world.hang_accounting = True
+    orch = world.orchestrator()
+    async with orch.serving():
+        result = await asyncio.wait_for(
+            orch.run(order_saga(charge_timeout=0.2), Order(order_id=9)), 10
+        )
+    assert result.status is SagaStatus.COMPENSATED
+    assert result.error is not None
+    assert result.error.type == "ReplyTimeout"
+    assert world.cancelled == [109]
+    outcomes = [h.outcome for h in await world.store.history(result.saga_id)]
+    assert "timed_out" in outcomes
+
+
+async def test_duplicate_command_runs_the_handler_once(world: World) -> None:
+    command = Envelope(
+        id="fixed-1",
+        kind="command",
+        type="kitchen.create_ticket",
+        correlation_id="x:ticket:1",
+        saga_id="x",
+        step="ticket",
+        reply_to="probe.replies",
+        payload={"order_id": 3},
+    )
+    replies: list[Envelope] = []
+    got = asyncio.Event()
+
+    async def collect(message: Envelope) -> None:
+        replies.append(message)
+        if len(replies) == 2:
+            got.set()
+
+    await world.transport.consume("probe.replies", collect)
+    await world.transport.publish("kitchen", command)
+    await world.transport.publish("kitchen", command)
+    await asyncio.wait_for(got.wait(), 5)
+    assert world.tickets == [3]
+    assert replies[0] == replies[1]
+    assert replies[0].payload == {"ticket_id": 103}
+    assert world.kitchen.duplicates == 1
+
+
+async def test_duplicate_and_late_replies_change_nothing(world: World) -> None:
+    orch = world.orchestrator()
+    async with orch.serving():
+        result = await asyncio.wait_for(orch.run(order_saga(), Order(order_id=4)), 10)
+        version = (await world.store.get(result.saga_id)).version
+        # replay the ticket reply: the saga has ended, so it is dropped
+        stored = await world.kitchen_store.inbox_reply(
+            "kitchen", f"{result.saga_id}.ticket.a1"
+        )
+        assert stored
+        await world.transport.publish_raw("sagakit.replies", stored)
+        await asyncio.sleep(0.1)
+    assert (await world.store.get(result.saga_id)).version == version
+    assert await world.transport.dead_letters("sagakit.replies") == []
+
+
+async def test_reply_for_unknown_saga_is_dead_lettered(world: World) -> None:
+    orch = world.orchestrator()
+    bogus = Envelope(
+        kind="reply",
+        type="kitchen.create_ticket",
+        correlation_id="nope:ticket:1",
+        saga_id="nope",
+        step="ticket",
+        ok=True,
+    )
+    async with orch.serving():
+        await world.transport.publish("sagakit.replies", bogus)
+        await world.transport.publish_raw("sagakit.replies", b"garbage")
+        for _ in range(100):
+            dead = await world.transport.dead_letters("sagakit.replies")
+            if len(dead) == 2:
+                break
+            await asyncio.sleep(0.02)
+    reasons = sorted(d.reason for d in dead)
+    assert any("not JSON" in r for r in reasons)
+    assert any("unknown saga nope" in r for r in reasons)
+
+
+async def test_unknown_command_fails_fast_instead_of_timing_out(world: World) -> None:
+    saga = Saga("odd", [Step("x", Remote("kitchen.fly_to_moon"), timeout=60)])
+    orch = world.orchestrator()
+    async with orch.serving():
+        result = await asyncio.wait_for(orch.run(saga), 10)
+    assert result.status is SagaStatus.COMPENSATED
+    assert result.error is not None
+    assert result.error.type == "UnknownCommand"
+
+
+async def test_mixed_local_and_remote_parallel_steps(world: World) -> None:
+    ran: list[str] = []
+
+    async def local(ctx: Order) -> str:
+        ran.append("local")
+        return "here"
+
+    saga = Saga(
+        "mixed",
+        [
+            Parallel(
+                Step("local", local),
+                Step("ticket", Remote("kitchen.create_ticket", ticket_payload)),
+            )
+        ],
+        context=Order,
+    )
+    orch = world.orchestrator()
+    async with orch.serving():
+        result = await asyncio.wait_for(orch.run(saga, Order(order_id=5)), 10)
+    assert result.status is SagaStatus.SUCCEEDED
+    assert result.results == {"local": "here", "ticket": {"ticket_id": 105}}
+
+
+async def test_remote_saga_needs_serving(world: World) -> None:
+    orch = world.orchestrator()
+    with pytest.raises(Exception, match="serving"):
+        await orch.run(order_saga())
+
+
+async def test_bad_payload_builder_fails_the_step(world: World) -> None:
+    def broken(ctx: Order) -> dict[str, int]:
+        raise KeyError("missing")
+
+    saga = Saga(
+        "broken",
+        [
+            Step(
+                "ticket",
+                Remote("kitchen.create_ticket", ticket_payload),
+                compensate=Remote("kitchen.cancel_ticket", cancel_payload),
+            ),
+            Step("charge", Remote("accounting.charge", broken)),
+        ],
+        context=Order,
+    )
+    orch = world.orchestrator()
+    async with orch.serving():
+        result = await asyncio.wait_for(orch.run(saga, Order(order_id=6)), 10)
+    assert result.status is SagaStatus.COMPENSATED
+    assert result.failed_step == "charge"
+    assert world.cancelled == [106]
+
+
+async def test_retry_policy_applies_to_retryable_remote_failures(world: World) -> None:
+    calls: list[int] = []
+
+    @world.accounting.handler("accounting.flaky")
+    async def flaky(cmd: dict[str, int]) -> None:
+        calls.append(1)
+        if len(calls) < 2:
+            raise ConnectionError("try later")
+
+    saga = Saga(
+        "flaky",
+        [
+            Step(
+                "f",
+                Remote("accounting.flaky"),
+                retry=RetryPolicy(attempts=3, backoff=0.01),
+            )
+        ],
+    )
+    orch = world.orchestrator()
+    async with orch.serving():
+        result = await asyncio.wait_for(orch.run(saga), 10)
+    assert result.status is SagaStatus.SUCCEEDED
+    assert len(calls) == 2
