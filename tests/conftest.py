@@ -139,7 +139,7 @@ def redis_url() -> str:
         run_sync(delete_redis_keys())
     except Exception as exc:  # any failure means "no server here"
         where = urlsplit(REDIS_URL).netloc.rpartition("@")[2]  # no password
-        reason = f"Redis unavailable at {where}: {exc!r}".splitlines()[0]
+        reason = f"Redis unavailable at {where}: {exc}".splitlines()[0]
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)

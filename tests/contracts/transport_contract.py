@@ -217,6 +217,28 @@ class TransportContract:
         assert recorder.handled == [later]
         assert recorder.attempts(poison.id) == 3
 
+    async def test_a_handler_rejecting_a_message_dead_letters_it_at_once(
+        self, transport: Transport, queue: str
+    ) -> None:
+        rejected = command(1, type_="kitchen.unknown")
+        later = command(2)
+        calls: list[str] = []
+        done = asyncio.Event()
+
+        async def handler(message: Envelope) -> None:
+            calls.append(message.id)
+            if message.id == rejected.id:
+                raise MalformedMessage("reply for unknown saga nope")
+            done.set()
+
+        await transport.consume(queue, handler, max_deliveries=5)
+        await transport.publish(queue, rejected)
+        dead = await eventually(lambda: transport.dead_letters(queue))
+        assert [d.reason for d in dead] == ["reply for unknown saga nope"]
+        assert calls == [rejected.id]  # no redelivery
+        await transport.publish(queue, later)
+        await asyncio.wait_for(done.wait(), TIMEOUT)
+
     @pytest.mark.parametrize("case", sorted(UNDECODABLE))
     async def test_undecodable_bytes_are_dead_lettered_with_the_reason(
         self, transport: Transport, queue: str, case: str

@@ -1,1 +1,56 @@
-"""Transport adapters: in-process (default), RabbitMQ, Redis Streams, Celery."""
+"""Transport adapters: in-process (default), RabbitMQ, Redis Streams, Celery.
+
+``open_transport(url)`` picks one from a URL:
+
+==============================  ==========================================
+``memory://``                   :class:`InProcessTransport` (this process)
+``amqp://user:pw@host/vhost``   :class:`RabbitTransport`
+``redis://host:6379/0``         :class:`RedisTransport` (Redis Streams)
+``celery+amqp://…``             :class:`CeleryTransport` (Celery's wire format)
+==============================  ==========================================
+"""
+
+from __future__ import annotations
+
+import os
+
+from sagakit.errors import TransportError
+from sagakit.ports.transport import Transport
+
+ENV_VAR = "SAGAKIT_TRANSPORT_URL"
+DEFAULT_TRANSPORT = "memory://"
+
+
+def transport_url(url: str | None = None) -> str:
+    """The explicit URL, else ``$SAGAKIT_TRANSPORT_URL``, else ``memory://``."""
+    return url or os.environ.get(ENV_VAR) or DEFAULT_TRANSPORT
+
+
+async def open_transport(url: str | None = None) -> Transport:
+    """Connect the transport a URL names (drivers are imported only when used)."""
+    url = transport_url(url)
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    # drivers load lazily: only the adapter that is asked for imports its driver
+    if scheme == "memory":
+        from sagakit.adapters.transport.inprocess import (  # noqa: PLC0415
+            InProcessTransport,
+        )
+
+        return InProcessTransport()
+    if scheme in ("amqp", "amqps"):
+        from sagakit.adapters.transport.rabbitmq import RabbitTransport  # noqa: PLC0415
+
+        return await RabbitTransport.connect(url)
+    if scheme in ("redis", "rediss"):
+        from sagakit.adapters.transport.redis import RedisTransport  # noqa: PLC0415
+
+        return await RedisTransport.connect(url)
+    if scheme.startswith("celery+"):
+        from sagakit.adapters.transport.celery import CeleryTransport  # noqa: PLC0415
+
+        return await CeleryTransport.connect(url.removeprefix("celery+"))
+    shown = url.split("@")[-1]
+    raise TransportError(
+        f"unsupported transport URL {shown!r}: use memory://, amqp://, redis:// "
+        "or celery+amqp://"
+    )

@@ -115,6 +115,9 @@ class InProcessTransport:
                     source.put_nowait((body, deliveries))  # not acknowledged
                     raise
                 failure: BaseException = exc  # raised by the handler itself
+            except MalformedMessage as exc:  # the handler says: never valid
+                self._dead_letter(queue, body, exc.reason)
+                continue
             except Exception as exc:
                 failure = exc
             else:

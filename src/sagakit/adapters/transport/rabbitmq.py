@@ -342,6 +342,9 @@ class RabbitTransport:
             if _cancelling():
                 raise
             failure: BaseException = exc  # raised by the handler itself
+        except MalformedMessage as exc:  # the handler says: never valid, no retry
+            await self._dead_letter(queue, incoming, exc.reason)
+            return
         except Exception as exc:
             failure = exc
         else:
