@@ -9,15 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from sagakit.definition.saga import Saga
+from sagakit.participant.service import Participant
 
 
 class LoadError(Exception):
     """The target names nothing loadable; the message says why."""
 
 
-def load_sagas(target: str) -> list[Saga[Any]]:
-    """``pkg.mod`` -> every Saga defined at module level; ``pkg.mod:name`` -> that
-    Saga, or the Sagas of that list/tuple."""
+def _import(target: str) -> tuple[Any, str]:
     module_name, _, attr = target.partition(":")
     if not module_name:
         raise LoadError(f"{target!r} names no module; use MODULE or MODULE:ATTR")
@@ -25,9 +24,33 @@ def load_sagas(target: str) -> list[Saga[Any]]:
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name), attr
     except ImportError as exc:
         raise LoadError(f"cannot import {module_name!r}: {exc}") from exc
+
+
+def load_participant(target: str) -> Participant:
+    """``pkg.mod:name`` -> that Participant (or the only one in ``pkg.mod``)."""
+    module, attr = _import(target)
+    if not attr:
+        found = [v for v in vars(module).values() if isinstance(v, Participant)]
+        if len(found) != 1:
+            raise LoadError(
+                f"module {module.__name__!r} defines {len(found)} Participant "
+                "objects; name one as MODULE:ATTR"
+            )
+        return found[0]
+    value = getattr(module, attr, None)
+    if not isinstance(value, Participant):
+        raise LoadError(f"{target!r} is {type(value).__name__}, not a Participant")
+    return value
+
+
+def load_sagas(target: str) -> list[Saga[Any]]:
+    """``pkg.mod`` -> every Saga defined at module level; ``pkg.mod:name`` -> that
+    Saga, or the Sagas of that list/tuple."""
+    module, attr = _import(target)
+    module_name = module.__name__
     if not attr:
         found = [v for v in vars(module).values() if isinstance(v, Saga)]
         if not found:

@@ -24,8 +24,10 @@ from rich.rule import Rule
 
 from sagakit import __version__
 from sagakit.adapters.store import ENV_VAR, database_url, open_store_async
+from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
+from sagakit.adapters.transport import open_transport
 from sagakit.cli import db, render
-from sagakit.cli.loader import LoadError, load_sagas
+from sagakit.cli.loader import LoadError, load_participant, load_sagas
 from sagakit.engine.state import SagaStatus
 from sagakit.errors import SagaError, SagaNotFound
 from sagakit.examples.trip import fully_booked_trip, happy_trip, trip_saga
@@ -335,6 +337,19 @@ def worker(
     worker_id: Annotated[
         str | None, typer.Option("--id", help="Worker id [default: host:pid:random]")
     ] = None,
+    transport: Annotated[
+        str | None,
+        typer.Option(
+            "--transport",
+            metavar="URL",
+            help="Broker for remote steps: amqp://, redis://, celery+amqp:// "
+            "[default: $SAGAKIT_TRANSPORT_URL; none if unset]",
+            show_default=False,
+        ),
+    ] = None,
+    reply_queue: Annotated[
+        str, typer.Option(help="Queue this service's replies arrive on.")
+    ] = "sagakit.replies",
 ) -> None:
     """Claim and run sagas from the store until SIGTERM/SIGINT (many may run)."""
     try:
@@ -346,9 +361,18 @@ def worker(
     if max_active < 1:
         fail(f"invalid --max-active {max_active}: it must be at least 1")
 
+    broker = transport or os.environ.get(TRANSPORT_ENV)
+
     async def work(store: SagaStore) -> int:
+        carrier = await open_transport(broker) if broker else None
         runner = Worker(
-            store, sagas, worker_id=worker_id, lease=lease, max_active=max_active
+            store,
+            sagas,
+            worker_id=worker_id,
+            lease=lease,
+            max_active=max_active,
+            transport=carrier,
+            reply_queue=reply_queue,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -356,11 +380,71 @@ def worker(
         err.print(
             f"worker {runner.worker_id} running {', '.join(s.name for s in sagas)}"
         )
-        await runner.run(until_idle=until_idle)
+        try:
+            await runner.run(until_idle=until_idle)
+        finally:
+            if carrier is not None:
+                await carrier.close()
         return runner.claimed
 
     claimed = with_store(settings_of(ctx), work)
     err.print(f"worker stopped after claiming {claimed} saga(s)")
+
+
+@app.command()
+def participant(
+    ctx: typer.Context,
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODULE:ATTR",
+            help="The Participant object, e.g. kitchen.app:kitchen",
+        ),
+    ],
+    *,
+    transport: Annotated[
+        str | None,
+        typer.Option(
+            "--transport",
+            metavar="URL",
+            help="Broker: amqp://, redis://, celery+amqp:// "
+            "[default: $SAGAKIT_TRANSPORT_URL]",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Handle a participant service's commands until SIGTERM/SIGINT.
+
+    ``--db`` is the participant's own inbox store (deduplication)."""
+    try:
+        service = load_participant(target)
+    except LoadError as exc:
+        fail(str(exc))
+    broker = transport or os.environ.get(TRANSPORT_ENV)
+    if not broker:
+        fail(f"a participant needs a broker: --transport URL or ${TRANSPORT_ENV}")
+
+    async def work(store: SagaStore) -> int:
+        carrier = await open_transport(broker)
+        service.attach(carrier, store)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await service.start()
+        err.print(
+            f"participant {service.service} handling {', '.join(service.commands)} "
+            f"from queue {service.queue}"
+        )
+        try:
+            await stop.wait()
+        finally:
+            await service.stop()
+            await carrier.close()
+        return service.handled
+
+    handled = with_store(settings_of(ctx), work)
+    err.print(f"participant stopped after {handled} command(s)")
 
 
 db.register(app, out, None)

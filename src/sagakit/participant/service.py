@@ -81,8 +81,8 @@ class Participant:
     def __init__(
         self,
         service: str,
-        transport: Transport,
-        store: SagaStore,
+        transport: Transport | None = None,
+        store: SagaStore | None = None,
         *,
         queue: str | None = None,
         clock: Clock | None = None,
@@ -90,8 +90,8 @@ class Participant:
     ) -> None:
         self.service = service
         self.queue = queue or service
-        self.transport = transport
-        self.store = store
+        self._transport = transport
+        self._store = store
         self.clock: Clock = clock or SystemClock()
         self.prefetch = prefetch
         self._handlers: dict[str, _Handler] = {}
@@ -127,6 +127,24 @@ class Participant:
     @property
     def commands(self) -> list[str]:
         return sorted(self._handlers)
+
+    def attach(self, transport: Transport, store: SagaStore) -> None:
+        """Give a participant defined at import time its transport and inbox
+        store (``sagakit participant`` does this from its options)."""
+        self._transport = transport
+        self._store = store
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            raise SagaError(f"participant {self.service} has no transport: attach()")
+        return self._transport
+
+    @property
+    def store(self) -> SagaStore:
+        if self._store is None:
+            raise SagaError(f"participant {self.service} has no store: attach()")
+        return self._store
 
     async def start(self) -> None:
         """Consume the service queue until ``stop``."""
