@@ -46,7 +46,12 @@ def error_info(exc: BaseException) -> ErrorInfo:
         if kind.__module__ == "builtins"
         else f"{kind.__module__}.{kind.__qualname__}"
     )
-    tb = "".join(traceback.format_exception(exc, limit=-_TRACEBACK_FRAMES))
+    # frame lines only: no source lookup, which costs more than the step itself
+    frames = traceback.StackSummary.extract(
+        traceback.walk_tb(exc.__traceback__), lookup_lines=False
+    )[-_TRACEBACK_FRAMES:]
+    lines = [f'  File "{f.filename}", line {f.lineno}, in {f.name}' for f in frames]
+    tb = "\n".join(["Traceback (most recent call last):", *lines, f"{name}: {exc}"])
     return ErrorInfo(name, str(exc), tb[-_TRACEBACK_CHARS:])
 
 
