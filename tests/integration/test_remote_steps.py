@@ -23,6 +23,7 @@ from sagakit.adapters.transport.inprocess import InProcessTransport
 from sagakit.definition import Remote
 from sagakit.messaging import Envelope
 from sagakit.participant import CommandRejected, Participant
+from sagakit.runtime import Worker
 
 
 class Order(BaseModel):
@@ -329,3 +330,23 @@ async def test_retry_policy_applies_to_retryable_remote_failures(world: World) -
         result = await asyncio.wait_for(orch.run(saga), 10)
     assert result.status is SagaStatus.SUCCEEDED
     assert len(calls) == 2
+
+
+async def test_stopping_a_worker_hands_over_sagas_waiting_for_replies(
+    world: World,
+) -> None:
+    world.hang_accounting = True
+    saga = order_saga()
+    worker = Worker(world.store, [saga], transport=world.transport, lease=30.0)
+    saga_id = await worker.orchestrator.submit(saga, Order(order_id=11))
+    running = asyncio.create_task(worker.run())
+    for _ in range(200):
+        state = (await world.store.get(saga_id)).state
+        if state.step("charge").status.value == "running":
+            break
+        await asyncio.sleep(0.01)
+    worker.stop()
+    await asyncio.wait_for(running, 5)  # not the 30 s drain timeout
+    # released: another worker can claim it at once
+    claimed = await world.store.claim("other", ["create_order"], lease=30.0)
+    assert [r.saga_id for r in claimed] == [saga_id]

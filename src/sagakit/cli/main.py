@@ -54,7 +54,7 @@ _PIPE_WIDTH = 160
 out = Console(
     width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else _PIPE_WIDTH
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one log line stays one line
 
 
 class UsageFailure(Exception):

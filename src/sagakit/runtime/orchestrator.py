@@ -99,6 +99,8 @@ class _Instance:
     queue: asyncio.Queue[_Outcome | _Delivery] = field(default_factory=asyncio.Queue)
     in_flight: int = 0
     driver: asyncio.Task[None] | None = None
+    parked: bool = False
+    """Only waiting for replies or deadlines: nothing runs here for it."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     pending_history: list[HistoryEntry] = field(default_factory=list)
 
@@ -400,6 +402,13 @@ class Orchestrator:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
+    async def settle(self, poll: float = 0.02) -> None:
+        """Wait until no step runs here: every instance driven here has ended
+        or only waits for replies or deadlines (which survive a stop)."""
+        # parked flags change in many places; a short poll is simpler than events
+        while any(not inst.parked for inst in self._active.values()):  # noqa: ASYNC110
+            await asyncio.sleep(poll)
+
     async def stop_driving(self, *, release: bool = True) -> list[str]:
         """Cancel every saga driven here; they stay resumable, and with a lease
         they are released (unless ``release=False``) so another worker can claim
@@ -546,7 +555,9 @@ class Orchestrator:
                         )
                         inst.tasks.add(task)
                         task.add_done_callback(inst.tasks.discard)
+                    inst.parked = inst.in_flight == 0
                     item = await inst.queue.get()
+                    inst.parked = False
                 if isinstance(item, _Delivery):
                     commands = await self._deliver(inst, item)
                     continue

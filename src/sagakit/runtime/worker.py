@@ -131,7 +131,10 @@ class Worker:
             else:
                 try:
                     async with asyncio.timeout(drain_timeout):
-                        await orch.drain()
+                        await orch.settle()
+                    # what is left only waits for replies: hand it over now
+                    with contextlib.suppress(StoreError):
+                        await orch.stop_driving()
                 except TimeoutError:
                     logger.warning(
                         "stopping with sagas in flight; they stay resumable",
