@@ -9,14 +9,11 @@ start, so a crash at any point leaves a state a restarted worker can resume
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import random
-import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -25,23 +22,17 @@ from sagakit.definition.saga import Saga
 from sagakit.engine.commands import Command, Compensate, FinishSaga, RunStep
 from sagakit.engine.decide import decide, initial_state
 from sagakit.engine.events import (
-    CompensationFailed,
-    DeadlinePassed,
     Event,
     SagaResumed,
     SagaStarted,
-    StepFailed,
 )
 from sagakit.engine.state import SagaState, SagaStatus
 from sagakit.errors import (
     ConcurrencyError,
-    DuplicateMessage,
     SagaError,
-    SagaNotFound,
     StateError,
     StoreError,
 )
-from sagakit.messaging.envelope import Envelope, MalformedMessage
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import (
     HistoryEntry,
@@ -50,62 +41,24 @@ from sagakit.ports.store import (
     SagaRecord,
     SagaStore,
 )
-from sagakit.ports.transport import Subscription, Transport
+from sagakit.ports.transport import Transport
 from sagakit.runtime.clock import SystemClock
-from sagakit.runtime.executor import error_info, execute
+from sagakit.runtime.executor import execute
+from sagakit.runtime.instance import Delivery, Instance, Outcome, default_worker_id
+from sagakit.runtime.messaging import MessagingMixin
 from sagakit.runtime.relay import OutboxRelay
 from sagakit.runtime.remote import (
     command_message,
     remote_of,
-    reply_event,
-    timed_out_entries,
 )
 from sagakit.runtime.result import SagaResult
 
 logger = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=BaseModel)
-_Outcome = tuple[Event, HistoryEntry, BaseException | None]
-REPLY_CONSUMER = "sagakit.orchestrator"
-"""Inbox consumer name under which orchestrators record the replies they took."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Delivery:
-    """An event that came from outside (a reply, a deadline): it carries the
-    inbox entry to record with it, and a future resolved once it is handled."""
-
-    event: Event
-    entries: list[HistoryEntry]
-    inbox: InboxEntry | None
-    handled: asyncio.Future[None]
-
-
-def default_worker_id() -> str:
-    """``host:pid:random``: unique per process, readable in the store."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-@dataclass(eq=False)
-class _Instance:
-    saga: Saga[Any]
-    state: SagaState
-    context: BaseModel
-    version: int
-    created_at: float
-    idempotency_key: str | None
-    done: asyncio.Future[SagaResult[Any]] | None = None
-    exceptions: dict[str, BaseException] = field(default_factory=dict)
-    queue: asyncio.Queue[_Outcome | _Delivery] = field(default_factory=asyncio.Queue)
-    in_flight: int = 0
-    driver: asyncio.Task[None] | None = None
-    parked: bool = False
-    """Only waiting for replies or deadlines: nothing runs here for it."""
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    pending_history: list[HistoryEntry] = field(default_factory=list)
-
-
-class Orchestrator:
+class Orchestrator(MessagingMixin):
     """Starts, drives and recovers orchestrated sagas against one store.
 
     ``sagas`` registers definitions so that ``recover`` can resume their
@@ -152,7 +105,7 @@ class Orchestrator:
         self._new_id = new_id or (lambda: uuid.uuid4().hex)
         self._jitter = jitter or random.random
         self._sagas: dict[str, Saga[Any]] = {}
-        self._active: dict[str, _Instance] = {}
+        self._active: dict[str, Instance] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.transport = transport
         self.reply_queue = reply_queue
@@ -283,7 +236,7 @@ class Orchestrator:
         saga_id: str | None,
         *,
         submit_only: bool = False,
-    ) -> tuple[_Instance, tuple[Command, ...]] | str:
+    ) -> tuple[Instance, tuple[Command, ...]] | str:
         """Create and commit a new instance; or the id of the existing one.
 
         ``submit_only`` commits it unowned and drives nothing: a worker claims it.
@@ -348,7 +301,7 @@ class Orchestrator:
         )
         if submit_only:
             return saga_id
-        inst = _Instance(saga, decision.state, ctx, 1, now, idempotency_key)
+        inst = Instance(saga, decision.state, ctx, 1, now, idempotency_key)
         self._active[saga_id] = inst
         return inst, decision.commands
 
@@ -459,7 +412,7 @@ class Orchestrator:
         """Drive an instance another worker (or a producer) left; False if lost."""
         saga = self.definition(record.saga_name)
         saga_id = record.saga_id
-        inst = _Instance(
+        inst = Instance(
             saga,
             record.state,
             saga.context.model_validate(record.context),
@@ -523,13 +476,13 @@ class Orchestrator:
 
     # -- driving -----------------------------------------------------------
 
-    def _spawn(self, inst: _Instance, commands: tuple[Command, ...]) -> None:
+    def _spawn(self, inst: Instance, commands: tuple[Command, ...]) -> None:
         task = asyncio.create_task(self._drive(inst, commands))
         inst.driver = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _drive(self, inst: _Instance, commands: tuple[Command, ...]) -> None:
+    async def _drive(self, inst: Instance, commands: tuple[Command, ...]) -> None:
         """Run the instance's commands and apply their outcomes until it ends.
 
         Local steps run here; remote steps only wait: their replies and
@@ -546,7 +499,7 @@ class Orchestrator:
                     if remote_of(inst.saga, command) is None:
                         local.append(command)
                 if len(local) == 1 and inst.in_flight == 0 and inst.queue.empty():
-                    item: _Outcome | _Delivery = await self._execute(inst, local[0])
+                    item: Outcome | Delivery = await self._execute(inst, local[0])
                 else:
                     for command in local:
                         inst.in_flight += 1
@@ -558,7 +511,7 @@ class Orchestrator:
                     inst.parked = inst.in_flight == 0
                     item = await inst.queue.get()
                     inst.parked = False
-                if isinstance(item, _Delivery):
+                if isinstance(item, Delivery):
                     commands = await self._deliver(inst, item)
                     continue
                 event, entry, exc = item
@@ -585,7 +538,7 @@ class Orchestrator:
             )
             self._abandon(inst, exc)
 
-    def _abandon(self, inst: _Instance, exc: BaseException | None) -> None:
+    def _abandon(self, inst: Instance, exc: BaseException | None) -> None:
         self._active.pop(inst.state.saga_id, None)
         for task in list(inst.tasks):
             task.cancel()
@@ -595,12 +548,12 @@ class Orchestrator:
             else:
                 inst.done.set_exception(exc)
 
-    def _finish(self, inst: _Instance) -> None:
+    def _finish(self, inst: Instance) -> None:
         state = inst.state
         self._active.pop(state.saga_id, None)
         while not inst.queue.empty():  # replies that came too late: nothing to do
             item = inst.queue.get_nowait()
-            if isinstance(item, _Delivery) and not item.handled.done():
+            if isinstance(item, Delivery) and not item.handled.done():
                 item.handled.set_result(None)
         # a rolled-back saga is an expected business outcome; the other two
         # endings need an operator
@@ -623,7 +576,7 @@ class Orchestrator:
 
     async def _apply(
         self,
-        inst: _Instance,
+        inst: Instance,
         event: Event,
         entries: list[HistoryEntry],
         inbox: InboxEntry | None = None,
@@ -644,7 +597,7 @@ class Orchestrator:
                 HistoryEntry(inst.state.saga_id, None, "saga", 0, status, now, now)
             )
         outbox: list[OutboxMessage] = []
-        unsendable: list[_Outcome] = []
+        unsendable: list[Outcome] = []
         for command in decision.commands:
             if isinstance(command, FinishSaga):
                 continue
@@ -673,70 +626,9 @@ class Orchestrator:
             inst.queue.put_nowait(outcome)
         return decision.commands
 
-    def _unsendable(
-        self,
-        inst: _Instance,
-        command: RunStep | Compensate,
-        exc: Exception,
-        now: float,
-    ) -> _Outcome:
-        info = error_info(exc)
-        kind = "action" if isinstance(command, RunStep) else "compensation"
-        entry = HistoryEntry(
-            inst.state.saga_id,
-            command.step,
-            kind,
-            command.attempt,
-            "failed",
-            now,
-            now,
-            error=info,
-        )
-        if isinstance(command, RunStep):
-            event: Event = StepFailed(
-                command.step, info, False, now, 0.0, command.attempt
-            )
-        else:
-            event = CompensationFailed(
-                command.step, info, False, now, 0.0, command.attempt
-            )
-        return event, entry, exc
-
-    async def _deliver(self, inst: _Instance, item: _Delivery) -> tuple[Command, ...]:
-        """Apply a reply or a deadline; a late or duplicate one changes nothing."""
-        try:
-            commands = await self._apply(inst, item.event, item.entries, item.inbox)
-        except DuplicateMessage:
-            logger.info(
-                "duplicate reply dropped",
-                extra={"action": "reply_duplicate", "saga_id": inst.state.saga_id},
-            )
-            commands = ()
-        except StateError as exc:
-            if isinstance(exc, ConcurrencyError):
-                if not item.handled.done():
-                    item.handled.set_exception(exc)
-                raise
-            logger.info(
-                "late reply dropped",
-                extra={
-                    "action": "reply_stale",
-                    "saga_id": inst.state.saga_id,
-                    "reason": str(exc),
-                },
-            )
-            commands = ()
-        except BaseException as exc:
-            if not item.handled.done():
-                item.handled.set_exception(exc)
-            raise
-        if not item.handled.done():
-            item.handled.set_result(None)
-        return commands
-
     async def _commit(
         self,
-        inst: _Instance,
+        inst: Instance,
         state: SagaState,
         history: list[HistoryEntry],
         *,
@@ -783,149 +675,17 @@ class Orchestrator:
         inst.version += 1
         inst.state = state
 
-    # -- messages ----------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def serving(self) -> AsyncIterator[Orchestrator]:
-        """Run the outbox relay, the reply consumer and the deadline timer."""
-        if self.transport is None or self.relay is None:
-            raise SagaError("serving() needs an orchestrator with a transport")
-        if self._serving:
-            raise SagaError("this orchestrator is already serving")
-        subscription: Subscription = await self.transport.consume(
-            self.reply_queue, self.handle_reply
-        )
-        loops = [
-            asyncio.create_task(self.relay.run()),
-            asyncio.create_task(self._deadline_loop()),
-        ]
-        self._serving = True
-        try:
-            yield self
-        finally:
-            self._serving = False
-            await subscription.cancel()
-            for task in loops:
-                task.cancel()
-            for task in loops:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
-    async def handle_reply(self, message: Envelope) -> None:
-        """Apply a participant's reply (the reply queue's consumer callback).
-
-        Returns once the reply is committed (or found late or duplicate), so the
-        transport acknowledges only what is durable.
-        """
-        if message.kind != "reply" or not message.saga_id:
-            raise MalformedMessage(
-                f"the reply queue got a {message.kind} without a saga id"
-            )
-        inst = self._active.get(message.saga_id)
-        if inst is None:
-            inst = await self._load_for_delivery(message.saga_id)
-            if inst is None:
-                return  # the saga ended: a late reply
-        translated = reply_event(
-            inst.saga, message, now=self.clock.now(), jitter=self._jitter()
-        )
-        inbox = InboxEntry(REPLY_CONSUMER, message.id)
-        await self._enqueue(inst, translated.event, [translated.entry], inbox)
-
-    async def _enqueue(
-        self,
-        inst: _Instance,
-        event: Event,
-        entries: list[HistoryEntry],
-        inbox: InboxEntry | None,
-    ) -> None:
-        handled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        inst.queue.put_nowait(_Delivery(event, entries, inbox, handled))
-        driver = inst.driver
-        if driver is None or driver.done():
-            return  # nothing will apply it here; the store still has the truth
-        waiter = asyncio.ensure_future(asyncio.shield(handled))
-        done, _ = await asyncio.wait({waiter, driver}, return_when="FIRST_COMPLETED")
-        if waiter in done:
-            waiter.result()
-        else:
-            waiter.cancel()
-            if not handled.done():
-                raise SagaError(
-                    f"saga {inst.state.saga_id} stopped before a delivery was applied"
-                )
-
-    async def _load_for_delivery(self, saga_id: str) -> _Instance | None:
-        """Adopt an instance that is not driven here so a reply can be applied."""
-        try:
-            record = await self.store.get(saga_id)
-        except SagaNotFound:
-            raise MalformedMessage(f"reply for unknown saga {saga_id}") from None
-        if record.status.terminal:
-            logger.info(
-                "reply for a finished saga dropped",
-                extra={"action": "reply_late", "saga_id": saga_id},
-            )
-            return None
-        if saga_id in self._active:  # adopted meanwhile
-            return self._active[saga_id]
-        saga = self.definition(record.saga_name)
-        inst = _Instance(
-            saga,
-            record.state,
-            saga.context.model_validate(record.context),
-            record.version,
-            record.created_at,
-            record.idempotency_key,
-        )
-        self._active[saga_id] = inst
-        self._spawn(inst, ())
-        return inst
-
-    async def _deadline_loop(self) -> None:
-        names = list(self._sagas)
-        while True:
-            await asyncio.sleep(self.deadline_interval)
-            try:
-                due = await self.store.due_deadlines(names or list(self._sagas))
-                for saga_id in due:
-                    await self.fire_deadline(saga_id)
-            except (StoreError, SagaError) as exc:
-                logger.warning(
-                    "deadline check failed",
-                    extra={"action": "deadline_retry", "error": str(exc)},
-                )
-
-    async def fire_deadline(self, saga_id: str) -> None:
-        """Fail the remote steps of ``saga_id`` whose reply deadline passed."""
-        inst = self._active.get(saga_id)
-        if inst is None:
-            try:
-                inst = await self._load_for_delivery(saga_id)
-            except MalformedMessage:
-                return
-            if inst is None:
-                return
-        now = self.clock.now()
-        entries = timed_out_entries(inst.saga, inst.state, now)
-        if entries:
-            await self._enqueue(
-                inst, DeadlinePassed(now, self._jitter()), entries, None
-            )
-
     async def _execute_into(
         self,
-        inst: _Instance,
+        inst: Instance,
         command: RunStep | Compensate,
-        queue: asyncio.Queue[_Outcome | _Delivery],
+        queue: asyncio.Queue[Outcome | Delivery],
     ) -> None:
         outcome = await self._execute(inst, command)
         inst.in_flight -= 1
         queue.put_nowait(outcome)
 
-    async def _execute(
-        self, inst: _Instance, command: RunStep | Compensate
-    ) -> _Outcome:
+    async def _execute(self, inst: Instance, command: RunStep | Compensate) -> Outcome:
         return await execute(
             inst.saga,
             inst.state,

@@ -1,0 +1,59 @@
+"""What the runtime keeps in memory for one saga instance it drives."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from sagakit.definition.saga import Saga
+from sagakit.engine.events import Event
+from sagakit.engine.state import SagaState
+from sagakit.ports.store import HistoryEntry, InboxEntry
+from sagakit.runtime.result import SagaResult
+
+Outcome = tuple[Event, HistoryEntry, BaseException | None]
+REPLY_CONSUMER = "sagakit.orchestrator"
+"""Inbox consumer name under which orchestrators record the replies they took."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """An event that came from outside (a reply, a deadline): it carries the
+    inbox entry to record with it, and a future resolved once it is handled."""
+
+    event: Event
+    entries: list[HistoryEntry]
+    inbox: InboxEntry | None
+    handled: asyncio.Future[None]
+
+
+def default_worker_id() -> str:
+    """``host:pid:random``: unique per process, readable in the store."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(eq=False)
+class Instance:
+    """An instance driven here: its engine state, context and work queue."""
+
+    saga: Saga[Any]
+    state: SagaState
+    context: BaseModel
+    version: int
+    created_at: float
+    idempotency_key: str | None
+    done: asyncio.Future[SagaResult[Any]] | None = None
+    exceptions: dict[str, BaseException] = field(default_factory=dict)
+    queue: asyncio.Queue[Outcome | Delivery] = field(default_factory=asyncio.Queue)
+    in_flight: int = 0
+    driver: asyncio.Task[None] | None = None
+    parked: bool = False
+    """Only waiting for replies or deadlines: nothing runs here for it."""
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    pending_history: list[HistoryEntry] = field(default_factory=list)
