@@ -360,3 +360,118 @@ RETURNING message_id;
 
 -- inbox_reply --
 SELECT reply FROM sagakit_inbox WHERE consumer = $1 AND message_id = $2;
+
+-- workflow_insert --
+-- A workflow instance and its history ($16, a jsonb array) in one statement;
+-- an existing (app, instance_id) is kept as it is (created = false)
+WITH inserted AS (
+    INSERT INTO sagakit_workflow (
+        app, instance_id, status, step, input, due_at, state, version,
+        attempts, transitions, error, created_at, updated_at, owner,
+        lease_until
+    ) VALUES (
+        $1, $2, $3, $4, $5::jsonb, $6, $7::jsonb, $8, $9, $10, $11, $12, $13,
+        $14, $15
+    )
+    ON CONFLICT (app, instance_id) DO NOTHING
+    RETURNING app, instance_id
+), appended AS (
+    INSERT INTO sagakit_workflow_history (
+        app, instance_id, step, attempt, outcome, detail, error, recorded_at
+    )
+    SELECT i.app, i.instance_id, h.step, h.attempt, h.outcome, h.detail,
+           h.error, h.recorded_at
+      FROM inserted AS i,
+           ROWS FROM (jsonb_to_recordset($16::jsonb) AS (
+               step text, attempt integer, outcome text, detail jsonb,
+               error text, recorded_at double precision
+           )) WITH ORDINALITY AS h(
+               step, attempt, outcome, detail, error, recorded_at, n
+           )
+     ORDER BY h.n
+)
+SELECT count(*) > 0 AS created FROM inserted;
+
+-- workflow_get --
+SELECT app, instance_id, status, step, input, due_at, state, version, attempts,
+       transitions, error, created_at, updated_at, owner, lease_until
+  FROM sagakit_workflow
+ WHERE app = $1 AND instance_id = $2;
+
+-- workflow_save --
+-- Optimistic replace ($14 is the expected version) and its history ($16) in
+-- one statement; found tells a stale version from a missing instance
+WITH updated AS (
+    UPDATE sagakit_workflow
+       SET status = $3, step = $4, input = $5::jsonb, due_at = $6,
+           state = $7::jsonb, version = $8, attempts = $9, transitions = $10,
+           error = $11, updated_at = $12, owner = $13, lease_until = $15
+     WHERE app = $1 AND instance_id = $2 AND version = $14
+    RETURNING app, instance_id
+), appended AS (
+    INSERT INTO sagakit_workflow_history (
+        app, instance_id, step, attempt, outcome, detail, error, recorded_at
+    )
+    SELECT u.app, u.instance_id, h.step, h.attempt, h.outcome, h.detail,
+           h.error, h.recorded_at
+      FROM updated AS u,
+           ROWS FROM (jsonb_to_recordset($16::jsonb) AS (
+               step text, attempt integer, outcome text, detail jsonb,
+               error text, recorded_at double precision
+           )) WITH ORDINALITY AS h(
+               step, attempt, outcome, detail, error, recorded_at, n
+           )
+     ORDER BY h.n
+)
+SELECT (SELECT count(*) FROM updated) AS saved,
+       EXISTS (SELECT 1 FROM sagakit_workflow
+                WHERE app = $1 AND instance_id = $2) AS found;
+
+-- workflow_claim --
+-- Take pending instances of $1 due by $3 (now) whose step is in $5, and
+-- running ones whose lease expired, earliest first; rows another claimer has
+-- locked are skipped. The version bump makes a save by a previous owner fail.
+WITH candidates AS (
+    SELECT instance_id FROM sagakit_workflow
+     WHERE app = $1
+       AND step = ANY($5::text[])
+       AND ((status = 'pending' AND due_at <= $3::double precision)
+            OR (status = 'running' AND lease_until < $3::double precision))
+     ORDER BY due_at, instance_id
+     LIMIT $6
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE sagakit_workflow AS w
+   SET status = 'running', owner = $2,
+       lease_until = $3::double precision + $4::double precision,
+       version = w.version + 1, attempts = w.attempts + 1,
+       updated_at = $3::double precision
+  FROM candidates AS c
+ WHERE w.app = $1 AND w.instance_id = c.instance_id
+RETURNING w.app, w.instance_id, w.status, w.step, w.input, w.due_at, w.state,
+          w.version, w.attempts, w.transitions, w.error, w.created_at,
+          w.updated_at, w.owner, w.lease_until;
+
+-- workflow_renew --
+UPDATE sagakit_workflow
+   SET lease_until = $4::double precision + $5::double precision
+ WHERE app = $1 AND instance_id = $3 AND owner = $2 AND status = 'running'
+RETURNING instance_id;
+
+-- workflow_next_due --
+-- The earliest moment something of $1 (steps in $2) becomes claimable
+SELECT min(CASE WHEN status = 'pending' THEN due_at ELSE lease_until END)
+  FROM sagakit_workflow
+ WHERE app = $1
+   AND status IN ('pending', 'running')
+   AND step = ANY($2::text[]);
+
+-- workflow_unfinished --
+SELECT count(*) FROM sagakit_workflow
+ WHERE app = $1 AND status IN ('pending', 'running');
+
+-- workflow_history --
+SELECT app, instance_id, step, attempt, outcome, detail, error, recorded_at
+  FROM sagakit_workflow_history
+ WHERE app = $1 AND instance_id = $2
+ ORDER BY id;

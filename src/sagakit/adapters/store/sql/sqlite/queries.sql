@@ -152,3 +152,72 @@ ON CONFLICT (consumer, message_id) DO NOTHING;
 
 -- inbox_reply --
 SELECT reply FROM sagakit_inbox WHERE consumer = ? AND message_id = ?;
+
+-- workflow_insert --
+-- A workflow instance; an existing (app, instance_id) is kept as it is
+INSERT INTO sagakit_workflow (
+    app, instance_id, status, step, input, due_at, state, version, attempts,
+    transitions, error, created_at, updated_at, owner, lease_until
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (app, instance_id) DO NOTHING;
+
+-- workflow_get --
+SELECT app, instance_id, status, step, input, due_at, state, version, attempts,
+       transitions, error, created_at, updated_at, owner, lease_until
+  FROM sagakit_workflow
+ WHERE app = ?1 AND instance_id = ?2;
+
+-- workflow_update --
+-- Optimistic: only succeeds when the stored version is ?14
+UPDATE sagakit_workflow
+   SET status = ?3, step = ?4, input = ?5, due_at = ?6, state = ?7,
+       version = ?8, attempts = ?9, transitions = ?10, error = ?11,
+       updated_at = ?12, owner = ?13, lease_until = ?15
+ WHERE app = ?1 AND instance_id = ?2 AND version = ?14;
+
+-- workflow_insert_history --
+INSERT INTO sagakit_workflow_history (
+    app, instance_id, step, attempt, outcome, detail, error, recorded_at
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?);
+
+-- workflow_claim --
+-- Take pending instances of ?1 due by ?3 (now) whose step is in ?5 (a JSON
+-- array), and running ones whose lease expired, earliest first. Runs inside
+-- BEGIN IMMEDIATE. The version bump makes a save by a previous owner fail.
+UPDATE sagakit_workflow
+   SET status = 'running', owner = ?2, lease_until = ?3 + ?4,
+       version = version + 1, attempts = attempts + 1, updated_at = ?3
+ WHERE app = ?1 AND instance_id IN (
+       SELECT instance_id FROM sagakit_workflow
+        WHERE app = ?1
+          AND step IN (SELECT value FROM json_each(?5))
+          AND ((status = 'pending' AND due_at <= ?3)
+               OR (status = 'running' AND lease_until < ?3))
+        ORDER BY due_at, instance_id
+        LIMIT ?6)
+RETURNING app, instance_id, status, step, input, due_at, state, version,
+          attempts, transitions, error, created_at, updated_at, owner,
+          lease_until;
+
+-- workflow_renew --
+UPDATE sagakit_workflow
+   SET lease_until = ?4 + ?5
+ WHERE app = ?1 AND instance_id = ?3 AND owner = ?2 AND status = 'running';
+
+-- workflow_next_due --
+-- The earliest moment something of ?1 (steps in ?2) becomes claimable
+SELECT min(CASE WHEN status = 'pending' THEN due_at ELSE lease_until END)
+  FROM sagakit_workflow
+ WHERE app = ?1
+   AND status IN ('pending', 'running')
+   AND step IN (SELECT value FROM json_each(?2));
+
+-- workflow_unfinished --
+SELECT count(*) FROM sagakit_workflow
+ WHERE app = ?1 AND status IN ('pending', 'running');
+
+-- workflow_history --
+SELECT app, instance_id, step, attempt, outcome, detail, error, recorded_at
+  FROM sagakit_workflow_history
+ WHERE app = ?1 AND instance_id = ?2
+ ORDER BY id;

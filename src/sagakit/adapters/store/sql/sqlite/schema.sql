@@ -77,3 +77,40 @@ CREATE TABLE sagakit_inbox (
     received_at  REAL NOT NULL,
     PRIMARY KEY (consumer, message_id)
 );
+
+CREATE TABLE sagakit_workflow (
+    app          TEXT NOT NULL,
+    instance_id  TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    step         TEXT,
+    input        TEXT,
+    due_at       REAL,
+    state        TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    attempts     INTEGER NOT NULL,
+    transitions  INTEGER NOT NULL,
+    error        TEXT,
+    created_at   REAL NOT NULL,
+    updated_at   REAL NOT NULL,
+    owner        TEXT,
+    lease_until  REAL,
+    PRIMARY KEY (app, instance_id)
+);
+
+CREATE INDEX sagakit_workflow_due ON sagakit_workflow (app, status, due_at);
+
+CREATE TABLE sagakit_workflow_history (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    app          TEXT NOT NULL,
+    instance_id  TEXT NOT NULL,
+    step         TEXT,
+    attempt      INTEGER NOT NULL,
+    outcome      TEXT NOT NULL,
+    detail       TEXT,
+    error        TEXT,
+    recorded_at  REAL NOT NULL,
+    FOREIGN KEY (app, instance_id) REFERENCES sagakit_workflow (app, instance_id)
+);
+
+CREATE INDEX sagakit_workflow_history_instance
+    ON sagakit_workflow_history (app, instance_id, id);

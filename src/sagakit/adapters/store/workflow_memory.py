@@ -1,0 +1,152 @@
+"""Workflow instances kept in this process: tests and examples.
+
+Honours the same contract as the durable stores (versions, leases, claims,
+append-only history) but loses everything when the process ends.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Collection, Sequence
+from dataclasses import replace
+
+from sagakit.errors import ConcurrencyError, SagaNotFound
+from sagakit.ports.workflow_store import (
+    WorkflowHistoryEntry,
+    WorkflowRecord,
+    WorkflowStatus,
+)
+
+_Key = tuple[str, str]
+
+
+class InMemoryWorkflowStore:
+    def __init__(self) -> None:
+        self.commits = 0
+        self._rows: dict[_Key, WorkflowRecord] = {}
+        self._history: dict[_Key, list[WorkflowHistoryEntry]] = {}
+
+    async def create(
+        self, record: WorkflowRecord, history: Sequence[WorkflowHistoryEntry]
+    ) -> tuple[WorkflowRecord, bool]:
+        key = (record.app, record.instance_id)
+        if key in self._rows:
+            return copy.deepcopy(self._rows[key]), False
+        self._rows[key] = copy.deepcopy(record)
+        self._history[key] = list(history)
+        self.commits += 1
+        return record, True
+
+    async def get(self, app: str, instance_id: str) -> WorkflowRecord:
+        row = self._rows.get((app, instance_id))
+        if row is None:
+            raise SagaNotFound(f"workflow {app}/{instance_id} does not exist")
+        return copy.deepcopy(row)
+
+    async def save(
+        self,
+        record: WorkflowRecord,
+        expected_version: int,
+        history: Sequence[WorkflowHistoryEntry],
+    ) -> None:
+        key = (record.app, record.instance_id)
+        current = self._rows.get(key)
+        if current is None:
+            raise SagaNotFound(
+                f"workflow {record.app}/{record.instance_id} does not exist"
+            )
+        if current.version != expected_version:
+            raise ConcurrencyError(
+                f"workflow {record.app}/{record.instance_id}: version "
+                f"{expected_version} is stale; another writer saved it first"
+            )
+        self._rows[key] = replace(copy.deepcopy(record), created_at=current.created_at)
+        self._history[key].extend(history)
+        self.commits += 1
+
+    def _claimable(
+        self, row: WorkflowRecord, steps: Collection[str], now: float
+    ) -> bool:
+        if row.step not in steps:
+            return False
+        if row.status is WorkflowStatus.PENDING:
+            return row.due_at is not None and row.due_at <= now
+        return (
+            row.status is WorkflowStatus.RUNNING
+            and row.lease_until is not None
+            and row.lease_until < now
+        )
+
+    async def claim(
+        self,
+        app: str,
+        owner: str,
+        steps: Collection[str],
+        *,
+        now: float,
+        lease: float,
+        limit: int = 100,
+    ) -> list[WorkflowRecord]:
+        due = sorted(
+            (
+                row
+                for (a, _), row in self._rows.items()
+                if a == app and self._claimable(row, steps, now)
+            ),
+            key=lambda r: (r.due_at or 0.0, r.instance_id),
+        )[:limit]
+        claimed = []
+        for row in due:
+            taken = replace(
+                row,
+                status=WorkflowStatus.RUNNING,
+                owner=owner,
+                lease_until=now + lease,
+                version=row.version + 1,
+                attempts=row.attempts + 1,
+                updated_at=now,
+            )
+            self._rows[(app, row.instance_id)] = taken
+            claimed.append(copy.deepcopy(taken))
+        if claimed:
+            self.commits += 1
+        return claimed
+
+    async def renew(
+        self, app: str, owner: str, instance_id: str, *, now: float, lease: float
+    ) -> bool:
+        row = self._rows.get((app, instance_id))
+        if (
+            row is None
+            or row.owner != owner
+            or row.status is not WorkflowStatus.RUNNING
+        ):
+            return False
+        self._rows[(app, instance_id)] = replace(row, lease_until=now + lease)
+        self.commits += 1
+        return True
+
+    async def next_due(self, app: str, steps: Collection[str]) -> float | None:
+        moments = [
+            row.due_at if row.status is WorkflowStatus.PENDING else row.lease_until
+            for (a, _), row in self._rows.items()
+            if a == app and not row.status.terminal and row.step in steps
+        ]
+        known = [m for m in moments if m is not None]
+        return min(known) if known else None
+
+    async def unfinished(self, app: str) -> int:
+        return sum(
+            1
+            for (a, _), row in self._rows.items()
+            if a == app and not row.status.terminal
+        )
+
+    async def history(self, app: str, instance_id: str) -> list[WorkflowHistoryEntry]:
+        return list(self._history.get((app, instance_id), []))
+
+    async def close(self) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return "InMemoryWorkflowStore()"

@@ -1,0 +1,130 @@
+"""The workflow store port: durable instances of workflow-style sagas.
+
+An instance is one row: its status, the step call it is waiting for (step
+name, JSON input, ``due_at``), its state (a JSON object), a version for
+optimistic concurrency and a lease for the worker running it. Times are
+epoch seconds of the caller's clock (``now`` is always passed in), so a fake
+clock drives timers and leases alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class WorkflowStatus(StrEnum):
+    """Where a workflow instance is. Stored verbatim as the lowercase value."""
+
+    PENDING = "pending"
+    """Waiting for its step call to be due (a timer, a retry or an event)."""
+    RUNNING = "running"
+    """A worker claimed it and runs its step."""
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRecord:
+    """One instance as stored. ``step``/``input``/``due_at`` are the pending
+    call (``due_at`` None: waits for ``call`` only); ``attempts`` counts the
+    starts of that call; ``transitions`` the steps completed so far."""
+
+    app: str
+    instance_id: str
+    status: WorkflowStatus
+    step: str | None
+    input: Any
+    due_at: float | None
+    state: dict[str, Any]
+    version: int
+    attempts: int
+    transitions: int
+    error: str | None
+    created_at: float
+    updated_at: float
+    owner: str | None = None
+    lease_until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowHistoryEntry:
+    """One append-only line: what happened to an instance and when."""
+
+    app: str
+    instance_id: str
+    step: str | None
+    attempt: int
+    outcome: str  # started, succeeded, retrying, failed, delivered, ...
+    recorded_at: float
+    detail: Any = None
+    error: str | None = None
+
+
+class WorkflowStore(Protocol):
+    """What the workflow runtime needs from a database."""
+
+    async def create(
+        self, record: WorkflowRecord, history: Sequence[WorkflowHistoryEntry]
+    ) -> tuple[WorkflowRecord, bool]:
+        """Insert the instance; if ``(app, instance_id)`` exists, return the
+        stored one and ``False`` (nothing written)."""
+
+    async def get(self, app: str, instance_id: str) -> WorkflowRecord:
+        """The instance, or ``SagaNotFound``."""
+
+    async def save(
+        self,
+        record: WorkflowRecord,
+        expected_version: int,
+        history: Sequence[WorkflowHistoryEntry],
+    ) -> None:
+        """Replace the instance (owner and lease included) and append history
+        in one transaction, if its stored version is ``expected_version``;
+        else ``ConcurrencyError`` (``SagaNotFound`` if it does not exist)."""
+
+    async def claim(
+        self,
+        app: str,
+        owner: str,
+        steps: Collection[str],
+        *,
+        now: float,
+        lease: float,
+        limit: int = 100,
+    ) -> list[WorkflowRecord]:
+        """Take pending instances due by ``now`` whose step is in ``steps``,
+        and running ones whose lease expired: each becomes running, owned by
+        ``owner`` until ``now + lease``, its version and attempts bumped.
+        Concurrent claimers never get the same instance."""
+
+    async def renew(
+        self, app: str, owner: str, instance_id: str, *, now: float, lease: float
+    ) -> bool:
+        """Extend ``owner``'s lease; ``False`` if it no longer holds it."""
+
+    async def next_due(self, app: str, steps: Collection[str]) -> float | None:
+        """The earliest ``due_at`` of a pending instance (or a lease end of a
+        running one), or None."""
+
+    async def unfinished(self, app: str) -> int:
+        """How many instances of ``app`` are pending or running."""
+
+    async def history(self, app: str, instance_id: str) -> list[WorkflowHistoryEntry]:
+        """The instance's history in the order it was written."""
+
+    async def close(self) -> None: ...
+
+
+__all__ = [
+    "WorkflowHistoryEntry",
+    "WorkflowRecord",
+    "WorkflowStatus",
+    "WorkflowStore",
+]

@@ -1,0 +1,314 @@
+"""``WorkflowApp``: steps that choose the next step, durable timers, events.
+
+Each instance waits on one pending step call in the store. ``run`` claims
+due instances with a lease and runs their step; what the step returns (the
+next call, with an optional delay) is committed with its new state in one
+transaction. A delay is a durable timer: it survives restarts and moves
+between workers. ``call`` delivers an external event to an instance that is
+pending on that step, replacing the pending input and making it due now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from sagakit.errors import (
+    ConcurrencyError,
+    DefinitionError,
+    StateError,
+    StoreError,
+)
+from sagakit.ports.clock import Clock
+from sagakit.ports.workflow_store import (
+    WorkflowHistoryEntry,
+    WorkflowRecord,
+    WorkflowStatus,
+    WorkflowStore,
+)
+from sagakit.runtime.clock import SystemClock
+from sagakit.workflow.runner import run_claimed
+from sagakit.workflow.step import CallbackHandler, Step, StepCall, to_json
+
+logger = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+LogHandler = Callable[[logging.LogRecord], object]
+
+
+class WorkflowApp:
+    """A named set of steps and the loop that runs their instances.
+
+    ``max_attempts``: starts of one step call before the instance fails
+    (retries back off exponentially from ``retry_delay`` up to
+    ``max_retry_delay`` seconds, as durable delayed calls).
+    ``max_transitions``: steps an instance may complete before it fails.
+    ``lease``: seconds before another worker may re-run a step whose worker
+    stopped renewing (at-least-once). ``log_handler`` receives every record
+    the steps log and the app's own ``step_*`` records.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        store: WorkflowStore,
+        *,
+        clock: Clock | None = None,
+        max_attempts: int = 3,
+        retry_delay: float = 1.0,
+        max_retry_delay: float = 300.0,
+        max_transitions: int = 10_000,
+        lease: float = 30.0,
+        batch: int = 100,
+        max_active: int = 100,
+        worker_id: str | None = None,
+        log_handler: LogHandler | None = None,
+    ) -> None:
+        if not name:
+            raise DefinitionError("a workflow app needs a name")
+        if max_attempts < 1 or max_transitions < 1 or batch < 1 or max_active < 1:
+            raise DefinitionError(
+                f"workflow {name}: max_attempts, max_transitions, batch and "
+                "max_active must be >= 1"
+            )
+        self.name = name
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.max_attempts = max_attempts
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.max_transitions = max_transitions
+        self.lease = lease
+        self.batch = batch
+        self.max_active = max_active
+        self.worker_id = worker_id or f"wf-{uuid.uuid4().hex[:12]}"
+        self.steps: dict[str, Step] = {}
+        # One logger per app object (not in logging's registry), so handlers
+        # added to it never leak to another app of the same name.
+        self.logger = logging.Logger(f"sagakit.workflow.{name}")
+        self.logger.parent = logging.getLogger("sagakit.workflow")
+        if log_handler is not None:
+            self.add_log_handler(log_handler)
+
+    # -- definition --------------------------------------------------------
+
+    def step(self, fn: F) -> Step:
+        """Register ``fn`` as a step; calling the result returns a StepCall."""
+        registered = Step(self, fn)
+        if registered.name in self.steps:
+            raise DefinitionError(
+                f"workflow {self.name}: step {registered.name} is defined twice"
+            )
+        self.steps[registered.name] = registered
+        return registered
+
+    def add_log_handler(self, handler: LogHandler) -> None:
+        """Also hand every record of this app's steps to ``handler``."""
+        self.logger.setLevel(logging.DEBUG)
+        self.logger.addHandler(CallbackHandler(handler))
+
+    def _step(self, step: Step | str, *, where: str) -> Step:
+        name = step if isinstance(step, str) else step.name
+        found = self.steps.get(name)
+        if found is None or (isinstance(step, Step) and step is not found):
+            known = ", ".join(sorted(self.steps)) or "none"
+            raise DefinitionError(
+                f"workflow {self.name}: {where}: step {name!r} is not registered "
+                f"on this app (steps: {known})"
+            )
+        return found
+
+    def check_call(self, call: StepCall, *, where: str) -> None:
+        """``DefinitionError`` unless ``call`` is a call of one of our steps."""
+        self._step(call.step, where=where)
+
+    # -- instances ---------------------------------------------------------
+
+    async def start(
+        self,
+        instance_id: str | None,
+        step: Step | str,
+        input: Any = None,
+        *,
+        delay: float = 0.0,
+        state: dict[str, Any] | None = None,
+    ) -> str:
+        """Commit a new instance whose first call is ``step(input)``, due
+        after ``delay``. Idempotent: an existing id is returned unchanged."""
+        first = self._step(step, where="start")
+        instance_id = instance_id or uuid.uuid4().hex
+        now = self.clock.now()
+        payload = to_json(input, about=f"input of step {first.name}")
+        record = WorkflowRecord(
+            app=self.name,
+            instance_id=instance_id,
+            status=WorkflowStatus.PENDING,
+            step=first.name,
+            input=payload,
+            due_at=now + delay,
+            state=to_json(state or {}, about="initial state"),
+            version=1,
+            attempts=0,
+            transitions=0,
+            error=None,
+            created_at=now,
+            updated_at=now,
+        )
+        line = WorkflowHistoryEntry(
+            app=self.name,
+            instance_id=instance_id,
+            step=first.name,
+            attempt=0,
+            outcome="started",
+            recorded_at=now,
+            detail={"delay": delay},
+        )
+        _, created = await self.store.create(record, [line])
+        if created:
+            self.logger.info(
+                "workflow started",
+                extra={
+                    "action": "workflow_started",
+                    "app": self.name,
+                    "instance_id": instance_id,
+                    "step": first.name,
+                },
+            )
+        return instance_id
+
+    async def call(
+        self,
+        instance_id: str,
+        step_name: str,
+        payload: Any = None,
+    ) -> None:
+        """Deliver an external event: the instance must be pending on
+        ``step_name``; its input becomes ``payload`` and it is due now."""
+        step = self._step(step_name, where=f"call on {instance_id}")
+        record = await self.store.get(self.name, instance_id)
+        where = f"workflow {self.name}/{instance_id}"
+        if record.status.terminal:
+            raise StateError(f"{where} has finished ({record.status.value})")
+        if record.status is WorkflowStatus.RUNNING:
+            raise ConcurrencyError(
+                f"{where} is running step {record.step} (worker {record.owner}); "
+                f"{step_name!r} can only be delivered while it is pending"
+            )
+        if record.step != step.name:
+            raise StateError(
+                f"{where} is pending on step {record.step!r}, not {step_name!r}"
+            )
+        now = self.clock.now()
+        value = to_json(payload, about=f"payload of {step_name}")
+        delivered = replace(
+            record,
+            input=value,
+            due_at=now,
+            attempts=0,
+            error=None,
+            version=record.version + 1,
+            updated_at=now,
+        )
+        line = WorkflowHistoryEntry(
+            app=self.name,
+            instance_id=instance_id,
+            step=step.name,
+            attempt=record.attempts,
+            outcome="delivered",
+            recorded_at=now,
+            detail={"input": value},
+        )
+        await self.store.save(delivered, record.version, [line])
+
+    async def get(self, instance_id: str) -> WorkflowRecord:
+        return await self.store.get(self.name, instance_id)
+
+    async def history(self, instance_id: str) -> list[WorkflowHistoryEntry]:
+        return await self.store.history(self.name, instance_id)
+
+    # -- the loop ----------------------------------------------------------
+
+    async def _claim(self, limit: int) -> list[WorkflowRecord]:
+        return await self.store.claim(
+            self.name,
+            self.worker_id,
+            list(self.steps),
+            now=self.clock.now(),
+            lease=self.lease,
+            limit=limit,
+        )
+
+    async def run_once(self) -> int:
+        """Claim what is due and run it; returns the number of steps run."""
+        claimed = await self._claim(self.batch)
+        await asyncio.gather(*(run_claimed(self, r) for r in claimed))
+        return len(claimed)
+
+    async def run_until_idle(self) -> int:
+        """Run due steps until nothing is due now; returns how many ran."""
+        total = 0
+        while ran := await self.run_once():
+            total += ran
+        return total
+
+    async def run(
+        self, stop: asyncio.Event | None = None, *, poll_interval: float = 0.2
+    ) -> None:
+        """Claim and run due steps until ``stop`` is set (then finish the
+        steps in flight). Cancelling stops at once: leases then expire."""
+        stop = stop or asyncio.Event()
+        active: set[asyncio.Task[None]] = set()
+        try:
+            while not stop.is_set():
+                room = self.max_active - len(active)
+                claimed: list[WorkflowRecord] = []
+                if room > 0:
+                    try:
+                        claimed = await self._claim(min(room, self.batch))
+                    except StoreError:
+                        logger.exception(
+                            "claim failed", extra={"action": "claim_failed"}
+                        )
+                for record in claimed:
+                    task = asyncio.create_task(run_claimed(self, record))
+                    active.add(task)
+                    task.add_done_callback(active.discard)
+                if not claimed:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), poll_interval)
+            if active:
+                await asyncio.gather(*active)
+        finally:
+            for task in active:
+                task.cancel()
+
+    async def advance(self, seconds: float) -> int:
+        """Move a fake clock ``seconds`` ahead, running each step when it
+        becomes due (in due order); returns how many steps ran."""
+        move = getattr(self.clock, "advance", None)
+        if not callable(move):
+            raise StateError(
+                f"workflow {self.name}: advance() needs a clock that can be moved "
+                "(sagakit.testing.FakeClock)"
+            )
+        target = self.clock.now() + seconds
+        total = 0
+        while True:
+            ran = await self.run_until_idle()
+            total += ran
+            due = await self.store.next_due(self.name, list(self.steps))
+            now = self.clock.now()
+            if due is None or due > target or (due <= now and not ran):
+                break
+            if due > now:
+                move(due - now)
+        if target > self.clock.now():
+            move(target - self.clock.now())
+        return total + await self.run_until_idle()
+
+    def __repr__(self) -> str:
+        return f"WorkflowApp({self.name!r}, {self.store!r})"

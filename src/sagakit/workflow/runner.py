@@ -1,0 +1,242 @@
+"""Running one claimed instance: its step, then one commit of what follows.
+
+The step's outcome (the next call, success, a retry or the failure) and the
+state it set are saved in one transaction, guarded by the version the claim
+returned: a worker whose lease was taken over commits nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from sagakit.errors import ConcurrencyError, DefinitionError, SagaNotFound, StoreError
+from sagakit.ports.workflow_store import (
+    WorkflowHistoryEntry,
+    WorkflowRecord,
+    WorkflowStatus,
+)
+from sagakit.workflow.step import StepCall, StepLogger, to_json
+
+if TYPE_CHECKING:
+    from sagakit.workflow.app import WorkflowApp
+
+logger = logging.getLogger(__name__)
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _Outcome:
+    """What a step run leads to: the record to save and its history line."""
+
+    def __init__(self, record: WorkflowRecord, line: WorkflowHistoryEntry) -> None:
+        self.record = record
+        self.line = line
+
+
+async def _keep_lease(app: WorkflowApp, record: WorkflowRecord) -> None:
+    """Renew the lease every third of it while the step runs."""
+    while True:
+        await asyncio.sleep(app.lease / 3)
+        try:
+            held = await app.store.renew(
+                app.name,
+                app.worker_id,
+                record.instance_id,
+                now=app.clock.now(),
+                lease=app.lease,
+            )
+        except StoreError:
+            logger.warning(
+                "lease renewal failed",
+                extra={
+                    "action": "lease_renewal_failed",
+                    "app": app.name,
+                    "instance_id": record.instance_id,
+                },
+            )
+            continue
+        if not held:
+            return
+
+
+async def run_claimed(app: WorkflowApp, record: WorkflowRecord) -> None:
+    """Run the pending step of ``record`` (claimed by ``app``) and commit."""
+    base = {
+        "app": app.name,
+        "instance_id": record.instance_id,
+        "step": record.step,
+        "attempt": record.attempts,
+    }
+    log = StepLogger(app.logger, base)
+    step = app.steps.get(record.step or "")
+    if step is None:  # claims filter on known steps; only a race gets here
+        return
+    if record.attempts > app.max_attempts:
+        error = (
+            f"step {step.name} was started {record.attempts - 1} times without "
+            "finishing (its workers were lost)"
+        )
+        outcome = _failed(app, record, error)
+    else:
+        log.info("step started", extra={"action": "step_started"})
+        box = [copy.deepcopy(record.state)]
+
+        def set_state(new: dict[str, Any]) -> None:
+            if not isinstance(new, dict):
+                raise DefinitionError(
+                    f"workflow {record.instance_id}: set_state takes a dict, "
+                    f"got {type(new).__name__}"
+                )
+            box[0] = to_json(new, about=f"state of workflow {record.instance_id}")
+
+        renewer = asyncio.create_task(_keep_lease(app, record))
+        try:
+            result = await step.invoke(
+                step.decode(record.input), copy.deepcopy(box[0]), set_state, log
+            )
+            outcome = _next(app, record, result, box[0])
+        except DefinitionError as exc:  # retrying cannot fix a definition
+            outcome = _failed(app, record, describe(exc))
+        except Exception as exc:
+            outcome = _retry_or_fail(app, record, exc)
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+        extra = {"action": f"step_{outcome.line.outcome}", "error": outcome.line.error}
+        if outcome.line.outcome == "succeeded":
+            log.info(
+                "step finished",
+                extra={**extra, "action": "step_finished", "next": outcome.record.step},
+            )
+        else:
+            log.warning(
+                "step failed",
+                extra={
+                    **extra,
+                    "action": "step_failed",
+                    "retrying": outcome.line.outcome == "retrying",
+                },
+            )
+    try:
+        await app.store.save(outcome.record, record.version, [outcome.line])
+    except (ConcurrencyError, SagaNotFound):
+        log.warning("lease lost; step result dropped", extra={"action": "lease_lost"})
+    except StoreError:
+        logger.exception(
+            "saving a step result failed", extra={"action": "save_failed", **base}
+        )
+    else:
+        if outcome.record.status.terminal:
+            log.info(
+                "workflow finished",
+                extra={
+                    "action": "workflow_finished",
+                    "status": outcome.record.status.value,
+                },
+            )
+
+
+def _line(
+    app: WorkflowApp, record: WorkflowRecord, outcome: str, **kw: Any
+) -> WorkflowHistoryEntry:
+    return WorkflowHistoryEntry(
+        app=app.name,
+        instance_id=record.instance_id,
+        step=record.step,
+        attempt=record.attempts,
+        outcome=outcome,
+        recorded_at=app.clock.now(),
+        **kw,
+    )
+
+
+def _next(
+    app: WorkflowApp, record: WorkflowRecord, result: Any, state: dict[str, Any]
+) -> _Outcome:
+    now = app.clock.now()
+    done = replace(
+        record,
+        state=state,
+        version=record.version + 1,
+        transitions=record.transitions + 1,
+        attempts=0,
+        error=None,
+        updated_at=now,
+        owner=None,
+        lease_until=None,
+    )
+    if result is None:
+        finished = replace(
+            done, status=WorkflowStatus.SUCCEEDED, step=None, input=None, due_at=None
+        )
+        return _Outcome(
+            finished, _line(app, record, "succeeded", detail={"next": None})
+        )
+    if not isinstance(result, StepCall):
+        raise DefinitionError(
+            f"workflow {record.instance_id}: step {record.step} returned "
+            f"{type(result).__name__}; return a step call or None"
+        )
+    app.check_call(result, where=f"step {record.step}")
+    if done.transitions >= app.max_transitions:
+        raise DefinitionError(
+            f"workflow {record.instance_id}: more than max_transitions="
+            f"{app.max_transitions} steps (step {record.step} -> {result.name}); "
+            "is it looping?"
+        )
+    payload = to_json(result.input, about=f"input of step {result.name}")
+    pending = replace(
+        done,
+        status=WorkflowStatus.PENDING,
+        step=result.name,
+        input=payload,
+        due_at=None if result.delay is None else now + result.delay,
+    )
+    detail = {"next": result.name, "delay": result.delay}
+    return _Outcome(pending, _line(app, record, "succeeded", detail=detail))
+
+
+def _failed(app: WorkflowApp, record: WorkflowRecord, error: str) -> _Outcome:
+    failed = replace(
+        record,
+        status=WorkflowStatus.FAILED,
+        due_at=None,
+        version=record.version + 1,
+        error=f"step {record.step} failed: {error}",
+        updated_at=app.clock.now(),
+        owner=None,
+        lease_until=None,
+    )
+    return _Outcome(failed, _line(app, record, "failed", error=error))
+
+
+def _retry_or_fail(
+    app: WorkflowApp, record: WorkflowRecord, exc: Exception
+) -> _Outcome:
+    error = describe(exc)
+    if record.attempts >= app.max_attempts:
+        return _failed(app, record, f"{error} (after {record.attempts} attempts)")
+    delay = min(app.retry_delay * 2 ** (record.attempts - 1), app.max_retry_delay)
+    now = app.clock.now()
+    retry = replace(
+        record,
+        status=WorkflowStatus.PENDING,
+        due_at=now + delay,
+        version=record.version + 1,
+        error=error,
+        updated_at=now,
+        owner=None,
+        lease_until=None,
+    )
+    return _Outcome(
+        retry, _line(app, record, "retrying", error=error, detail={"delay": delay})
+    )

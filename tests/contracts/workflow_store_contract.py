@@ -1,0 +1,211 @@
+"""The workflow store contract: written once, subclassed per adapter."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from sagakit.errors import ConcurrencyError, SagaNotFound
+from sagakit.ports.workflow_store import (
+    WorkflowHistoryEntry,
+    WorkflowRecord,
+    WorkflowStatus,
+    WorkflowStore,
+)
+
+APP = "payments"
+STEPS = ("debit", "credit")
+
+
+def make(
+    instance_id: str,
+    *,
+    app: str = APP,
+    step: str = "debit",
+    due_at: float | None = 100.0,
+    status: WorkflowStatus = WorkflowStatus.PENDING,
+    state: dict[str, Any] | None = None,
+    input: Any = None,
+) -> WorkflowRecord:
+    return WorkflowRecord(
+        app=app,
+        instance_id=instance_id,
+        status=status,
+        step=step,
+        input={"amount": 10, "note": "é"} if input is None else input,
+        due_at=due_at,
+        state=state if state is not None else {"tries": 0},
+        version=1,
+        attempts=0,
+        transitions=0,
+        error=None,
+        created_at=50.0,
+        updated_at=50.0,
+    )
+
+
+def line(instance_id: str, outcome: str, **kw: Any) -> WorkflowHistoryEntry:
+    return WorkflowHistoryEntry(
+        app=kw.pop("app", APP),
+        instance_id=instance_id,
+        step=kw.pop("step", "debit"),
+        attempt=kw.pop("attempt", 0),
+        outcome=outcome,
+        recorded_at=kw.pop("recorded_at", 50.0),
+        **kw,
+    )
+
+
+class WorkflowStoreContract:
+    """Subclass and provide a ``store`` fixture returning a fresh, empty store
+    (and ``peer``, a second handle on the same data, where there can be one)."""
+
+    @pytest.fixture
+    def store(self) -> WorkflowStore:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def peer(self, store: WorkflowStore) -> WorkflowStore:
+        return store
+
+    async def test_create_then_get_round_trips(self, store: WorkflowStore) -> None:
+        record = make("w1", state={"tries": 1, "seen": [1, "a"]})
+        got, created = await store.create(record, [line("w1", "started")])
+        assert created
+        assert got == record
+        assert await store.get(APP, "w1") == record
+
+    async def test_create_is_idempotent_per_app(self, store: WorkflowStore) -> None:
+        await store.create(make("w1"), [line("w1", "started")])
+        existing, created = await store.create(
+            make("w1", step="credit"), [line("w1", "started")]
+        )
+        assert not created
+        assert existing.step == "debit"
+        assert len(await store.history(APP, "w1")) == 1
+        _, other = await store.create(make("w1", app="refunds"), [])
+        assert other
+
+    async def test_get_unknown_raises_not_found(self, store: WorkflowStore) -> None:
+        with pytest.raises(SagaNotFound, match="nope"):
+            await store.get(APP, "nope")
+
+    async def test_save_replaces_and_appends_history(
+        self, store: WorkflowStore
+    ) -> None:
+        await store.create(make("w1"), [line("w1", "started")])
+        saved = replace(
+            make("w1"),
+            step="credit",
+            input=[1, 2],
+            state={"tries": 2},
+            version=2,
+            transitions=1,
+            error="boom",
+            updated_at=60.0,
+        )
+        await store.save(saved, 1, [line("w1", "succeeded", detail={"next": "credit"})])
+        assert await store.get(APP, "w1") == saved
+        history = await store.history(APP, "w1")
+        assert [h.outcome for h in history] == ["started", "succeeded"]
+        assert history[1].detail == {"next": "credit"}
+
+    async def test_stale_save_changes_nothing(self, store: WorkflowStore) -> None:
+        await store.create(make("w1"), [])
+        with pytest.raises(ConcurrencyError, match="w1"):
+            await store.save(
+                replace(make("w1"), version=3, step="credit"), 2, [line("w1", "x")]
+            )
+        assert (await store.get(APP, "w1")).step == "debit"
+        assert await store.history(APP, "w1") == []
+
+    async def test_save_unknown_raises_not_found(self, store: WorkflowStore) -> None:
+        with pytest.raises(SagaNotFound):
+            await store.save(make("ghost"), 1, [])
+
+    async def test_claim_takes_due_instances_earliest_first(
+        self, store: WorkflowStore
+    ) -> None:
+        await store.create(make("late", due_at=150.0), [])
+        await store.create(make("early", due_at=90.0), [])
+        await store.create(make("future", due_at=500.0), [])
+        await store.create(make("waiting", due_at=None), [])
+        claimed = await store.claim(APP, "w", STEPS, now=200.0, lease=10.0)
+        assert [r.instance_id for r in claimed] == ["early", "late"]
+        first = claimed[0]
+        assert first.status is WorkflowStatus.RUNNING
+        assert first.owner == "w"
+        assert first.lease_until == 210.0
+        assert first.version == 2
+        assert first.attempts == 1
+        assert await store.get(APP, "early") == first
+        assert await store.claim(APP, "w", STEPS, now=200.0, lease=10.0) == []
+
+    async def test_claim_filters_app_steps_and_limit(
+        self, store: WorkflowStore
+    ) -> None:
+        await store.create(make("a", step="unknown"), [])
+        await store.create(make("b", app="other"), [])
+        for i in range(3):
+            await store.create(make(f"c{i}", step="credit"), [])
+        claimed = await store.claim(APP, "w", STEPS, now=200.0, lease=10.0, limit=2)
+        assert [r.instance_id for r in claimed] == ["c0", "c1"]
+
+    async def test_expired_lease_is_claimed_again(self, store: WorkflowStore) -> None:
+        await store.create(make("w1"), [])
+        (first,) = await store.claim(APP, "dead", STEPS, now=200.0, lease=10.0)
+        assert await store.claim(APP, "w2", STEPS, now=205.0, lease=10.0) == []
+        (second,) = await store.claim(APP, "w2", STEPS, now=211.0, lease=10.0)
+        assert second.owner == "w2"
+        assert second.attempts == 2
+        assert second.version == first.version + 1
+        with pytest.raises(ConcurrencyError):  # the dead worker cannot commit
+            await store.save(
+                replace(first, version=first.version + 1), first.version, []
+            )
+
+    async def test_terminal_instances_are_never_claimed(
+        self, store: WorkflowStore
+    ) -> None:
+        await store.create(make("done", status=WorkflowStatus.SUCCEEDED), [])
+        await store.create(make("bad", status=WorkflowStatus.FAILED), [])
+        assert await store.claim(APP, "w", STEPS, now=1e9, lease=10.0) == []
+        assert await store.unfinished(APP) == 0
+
+    async def test_renew_only_by_the_owner(self, store: WorkflowStore) -> None:
+        await store.create(make("w1"), [])
+        await store.claim(APP, "w", STEPS, now=200.0, lease=10.0)
+        assert not await store.renew(APP, "other", "w1", now=205.0, lease=10.0)
+        assert await store.renew(APP, "w", "w1", now=205.0, lease=10.0)
+        assert (await store.get(APP, "w1")).lease_until == 215.0
+        assert await store.claim(APP, "x", STEPS, now=212.0, lease=10.0) == []
+
+    async def test_next_due_and_unfinished(self, store: WorkflowStore) -> None:
+        assert await store.next_due(APP, STEPS) is None
+        await store.create(make("a", due_at=300.0), [])
+        await store.create(make("b", due_at=120.0), [])
+        await store.create(make("c", due_at=None), [])
+        await store.create(make("d", due_at=10.0, step="unknown"), [])
+        assert await store.next_due(APP, STEPS) == 120.0
+        await store.claim(APP, "w", STEPS, now=200.0, lease=500.0)
+        assert await store.next_due(APP, STEPS) == 300.0  # b is leased to 700
+        assert await store.unfinished(APP) == 4
+
+    async def test_concurrent_claimers_never_get_the_same_instance(
+        self, store: WorkflowStore, peer: WorkflowStore
+    ) -> None:
+        for i in range(40):
+            await store.create(make(f"w{i:02}"), [])
+        batches = await asyncio.gather(
+            *(
+                (store if n % 2 else peer).claim(
+                    APP, f"worker-{n}", STEPS, now=200.0, lease=10.0, limit=7
+                )
+                for n in range(8)
+            )
+        )
+        ids = [r.instance_id for batch in batches for r in batch]
+        assert len(ids) == len(set(ids)) == 40
