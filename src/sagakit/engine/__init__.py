@@ -5,10 +5,13 @@ from __future__ import annotations
 from sagakit.engine.commands import Command, Compensate, FinishSaga, RunStep
 from sagakit.engine.decide import Decision, decide, initial_state
 from sagakit.engine.events import (
+    CancelRequested,
     CompensationFailed,
     CompensationSucceeded,
     DeadlinePassed,
     Event,
+    ResumeRequested,
+    RetryRequested,
     SagaResumed,
     SagaStarted,
     StepFailed,
@@ -17,6 +20,7 @@ from sagakit.engine.events import (
 from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus, StepState, StepStatus
 
 __all__ = [
+    "CancelRequested",
     "Command",
     "Compensate",
     "CompensationFailed",
@@ -26,6 +30,8 @@ __all__ = [
     "ErrorInfo",
     "Event",
     "FinishSaga",
+    "ResumeRequested",
+    "RetryRequested",
     "RunStep",
     "SagaResumed",
     "SagaStarted",

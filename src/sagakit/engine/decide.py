@@ -27,10 +27,13 @@ from sagakit.definition.remote import Remote
 from sagakit.definition.saga import Saga, Step
 from sagakit.engine.commands import Command, Compensate, FinishSaga, RunStep
 from sagakit.engine.events import (
+    CancelRequested,
     CompensationFailed,
     CompensationSucceeded,
     DeadlinePassed,
     Event,
+    ResumeRequested,
+    RetryRequested,
     SagaResumed,
     SagaStarted,
     StepFailed,
@@ -63,6 +66,8 @@ def initial_state(saga: Saga[Any], saga_id: str) -> SagaState:
 
 
 def decide(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
+    if isinstance(event, (RetryRequested, ResumeRequested, CancelRequested)):
+        return _operator(saga, state, event)
     if state.status.terminal:
         raise StateError(
             f"saga {state.saga_id}: already {state.status.value}, "
@@ -168,7 +173,7 @@ def _on_step_failed(saga: Saga[Any], state: SagaState, event: StepFailed) -> Dec
     if (
         state.status is SagaStatus.RUNNING
         and event.retryable
-        and current.attempts < spec.retry.attempts
+        and current.attempts - current.retry_base < spec.retry.attempts
     ):
         attempt = current.attempts + 1
         delay = spec.retry.delay(current.attempts, event.jitter)
@@ -280,7 +285,8 @@ def _on_compensation_failed(
     )
     spec = saga.step(event.step)
     policy = spec.compensation_retry
-    if event.retryable and current.compensation_attempts < policy.attempts:
+    made = current.compensation_attempts - current.compensation_retry_base
+    if event.retryable and made < policy.attempts:
         attempt = current.compensation_attempts + 1
         delay = policy.delay(current.compensation_attempts, event.jitter)
         state = state.with_step(
@@ -386,3 +392,79 @@ def _on_deadline(saga: Saga[Any], state: SagaState, event: DeadlinePassed) -> De
         state = decision.state
         commands.extend(decision.commands)
     return Decision(state, tuple(commands))
+
+
+# -- operator actions ------------------------------------------------------
+
+
+def _operator(
+    saga: Saga[Any],
+    state: SagaState,
+    event: RetryRequested | ResumeRequested | CancelRequested,
+) -> Decision:
+    if isinstance(event, RetryRequested):
+        if state.status is not SagaStatus.FAILED:
+            raise StateError(
+                f"saga {state.saga_id} is {state.status.value}: only a failed saga "
+                "(a step failed after the pivot) can be retried"
+            )
+        state = replace(
+            state,
+            status=SagaStatus.RUNNING,
+            compensations=None,
+            failed_step=None,
+            error=None,
+        )
+        commands: list[Command] = []
+        for s in saga.stages[state.stage]:
+            current = state.step(s.name)
+            if current.status is not StepStatus.FAILED:
+                continue
+            attempt = current.attempts + 1
+            state = state.with_step(
+                s.name,
+                status=StepStatus.RUNNING,
+                attempts=attempt,
+                retry_base=current.attempts,
+                deadline=_action_deadline(s, event.at),
+            )
+            commands.append(RunStep(s.name, attempt))
+        return Decision(state, tuple(commands))
+    if isinstance(event, ResumeRequested):
+        if (
+            state.status is not SagaStatus.COMPENSATION_FAILED
+            or not state.compensations
+        ):
+            raise StateError(
+                f"saga {state.saga_id} is {state.status.value}: only a "
+                "compensation_failed saga can be resumed"
+            )
+        head = state.compensations[0]
+        current = state.step(head)
+        attempt = current.compensation_attempts + 1
+        state = replace(
+            state,
+            status=SagaStatus.COMPENSATING,
+            compensation_step=None,
+            compensation_error=None,
+        ).with_step(
+            head,
+            status=StepStatus.COMPENSATING,
+            compensation_attempts=attempt,
+            compensation_retry_base=current.compensation_attempts,
+            deadline=_compensation_deadline(saga.step(head), event.at),
+        )
+        return Decision(state, (Compensate(head, attempt),))
+    if state.status is not SagaStatus.RUNNING:
+        raise StateError(
+            f"saga {state.saga_id} is {state.status.value}: only a running saga "
+            "can be cancelled"
+        )
+    if _past_pivot(saga, state):
+        raise StateError(
+            f"saga {state.saga_id} is past its pivot: it can no longer be "
+            "cancelled (it will be finished forward)"
+        )
+    error = ErrorInfo("Cancelled", event.reason)
+    state = replace(state, status=SagaStatus.COMPENSATING, error=error)
+    return _settle_failure(saga, state, event.at)

@@ -70,8 +70,37 @@ class DeadlinePassed:
     jitter: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class RetryRequested:
+    """An operator asks a ``failed`` saga (a step failed after the pivot) to run
+    its failed steps again, each with a fresh retry budget."""
+
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRequested:
+    """An operator fixed what broke a compensation: a ``compensation_failed``
+    saga retries that compensation (fresh budget) and goes on rolling back."""
+
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequested:
+    """An operator cancels a running saga: no new forward step starts, steps in
+    flight are awaited, completed steps are compensated. Refused past the
+    pivot."""
+
+    at: float
+    reason: str = "cancelled by an operator"
+
+
 Event = (
-    DeadlinePassed
+    CancelRequested
+    | ResumeRequested
+    | RetryRequested
+    | DeadlinePassed
     | SagaStarted
     | SagaResumed
     | StepSucceeded

@@ -78,11 +78,18 @@ class StepState:
     error: ErrorInfo | None = None
     deadline: float | None = None
     """When a remote action or compensation stops waiting for its reply."""
+    retry_base: int = 0
+    """Attempts made before the last operator retry (the policy counts after)."""
+    compensation_retry_base: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status.value}
         if self.deadline is not None:
             out["deadline"] = self.deadline
+        if self.retry_base:
+            out["retry_base"] = self.retry_base
+        if self.compensation_retry_base:
+            out["compensation_retry_base"] = self.compensation_retry_base
         if self.attempts:
             out["attempts"] = self.attempts
         if self.compensation_attempts:
@@ -102,6 +109,8 @@ class StepState:
             result=data.get("result"),
             error=ErrorInfo.from_dict(data.get("error")),
             deadline=data.get("deadline"),
+            retry_base=data.get("retry_base", 0),
+            compensation_retry_base=data.get("compensation_retry_base", 0),
         )
 
 

@@ -31,6 +31,8 @@ class Delivery:
     entries: list[HistoryEntry]
     inbox: InboxEntry | None
     handled: asyncio.Future[None]
+    strict: bool = False
+    """An operator's request: a refusal is reported to the caller, not dropped."""
 
 
 def default_worker_id() -> str:

@@ -113,6 +113,10 @@ class MessagingMixin:
                 if not item.handled.done():
                     item.handled.set_exception(exc)
                 raise
+            if item.strict:
+                if not item.handled.done():
+                    item.handled.set_exception(exc)
+                return ()
             logger.info(
                 "late reply dropped",
                 extra={
@@ -183,9 +187,15 @@ class MessagingMixin:
         event: Event,
         entries: list[HistoryEntry],
         inbox: InboxEntry | None,
+        *,
+        strict: bool = False,
+        wait: bool = True,
     ) -> None:
         handled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        inst.queue.put_nowait(Delivery(event, entries, inbox, handled))
+        inst.queue.put_nowait(Delivery(event, entries, inbox, handled, strict))
+        if not wait:
+            handled.add_done_callback(_consume_result)
+            return
         driver = inst.driver
         if driver is None or driver.done():
             return  # nothing will apply it here; the store still has the truth
@@ -257,3 +267,12 @@ class MessagingMixin:
             await self._enqueue(
                 inst, DeadlinePassed(now, self._jitter()), entries, None
             )
+
+
+def _consume_result(done: asyncio.Future[None]) -> None:
+    """Nobody awaits a fire-and-forget delivery: log what it raised."""
+    if not done.cancelled() and done.exception() is not None:
+        logger.warning(
+            "operator action refused",
+            extra={"action": "operator_refused", "error": str(done.exception())},
+        )

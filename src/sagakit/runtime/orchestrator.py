@@ -42,6 +42,7 @@ from sagakit.ports.store import (
     SagaStore,
 )
 from sagakit.ports.transport import Transport
+from sagakit.runtime import operator
 from sagakit.runtime.clock import SystemClock
 from sagakit.runtime.executor import execute
 from sagakit.runtime.instance import Delivery, Instance, Outcome, default_worker_id
@@ -469,6 +470,21 @@ class Orchestrator(MessagingMixin):
                 inst.driver.cancel()  # its state is stale: another worker has it
         return lost
 
+    async def retry(self, saga_id: str, *, by: str = "operator") -> None:
+        """Run the failed steps of a ``failed`` saga again (fresh retry budget)."""
+        await operator.request(self, saga_id, "retry", by=by)
+
+    async def resume(self, saga_id: str, *, by: str = "operator") -> None:
+        """Retry the failed compensation of a ``compensation_failed`` saga and
+        go on rolling back."""
+        await operator.request(self, saga_id, "resume", by=by)
+
+    async def cancel(
+        self, saga_id: str, *, reason: str | None = None, by: str = "operator"
+    ) -> None:
+        """Stop a running saga and compensate what it completed."""
+        await operator.request(self, saga_id, "cancel", reason=reason, by=by)
+
     @property
     def active(self) -> int:
         """How many instances this orchestrator is driving now."""
@@ -517,6 +533,9 @@ class Orchestrator(MessagingMixin):
                 event, entry, exc = item
                 if exc is not None:
                     inst.exceptions[entry.step or ""] = exc
+                # an operator's request that came while the step ran goes first:
+                # a cancel must stop the saga before the next step starts
+                await self._apply_operator_requests(inst)
                 commands = await self._apply(inst, event, [entry])
         except asyncio.CancelledError:
             self._abandon(inst, None)
@@ -537,6 +556,17 @@ class Orchestrator(MessagingMixin):
                 extra={"action": "saga_stopped", "saga_id": saga_id},
             )
             self._abandon(inst, exc)
+
+    async def _apply_operator_requests(self, inst: Instance) -> None:
+        waiting: list[Outcome | Delivery] = []
+        while not inst.queue.empty():
+            item = inst.queue.get_nowait()
+            if isinstance(item, Delivery) and item.strict:
+                await self._deliver(inst, item)
+            else:
+                waiting.append(item)
+        for item in waiting:
+            inst.queue.put_nowait(item)
 
     def _abandon(self, inst: Instance, exc: BaseException | None) -> None:
         self._active.pop(inst.state.saga_id, None)
