@@ -1,0 +1,65 @@
+"""The remote (RabbitMQ) benchmark runs end to end; nothing here is about speed."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.celery, pytest.mark.slow]
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "remote_throughput.py"
+ROWS = ["sk-seq", "celery-seq", "sk-conc", "celery-conc"]
+
+
+def table_rows(stdout: str) -> dict[str, list[str]]:
+    """Row key -> its cells, read from the printed table (cells 2+ spaces apart)."""
+    lines = stdout.splitlines()
+    header = next(line for line in lines if line.startswith("scenario"))
+    rows: dict[str, list[str]] = {}
+    for line in lines[lines.index(header) + 2 :]:
+        if not line.strip():
+            break
+        cells = re.split(r"\s{2,}", line.strip())
+        assert cells[0] not in rows, f"row {cells[0]} printed twice"
+        rows[cells[0]] = cells
+    return rows
+
+
+def number(cell: str) -> float:
+    return float(cell.replace(",", ""))
+
+
+def test_remote_benchmark_prints_a_row_per_scenario(
+    rabbitmq_url: str, tmp_path: Path
+) -> None:
+    pytest.importorskip("celery")
+    out = tmp_path / "remote.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            *("--n", "5", "--repeats", "1", "--concurrency", "5"),
+            *("--broker", rabbitmq_url, "--json", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = table_rows(done.stdout)
+    assert sorted(rows) == sorted(ROWS)
+    for key, cells in rows.items():
+        sagas_per_s, messages_per_saga = number(cells[4]), number(cells[6])
+        assert sagas_per_s > 0, key
+        assert messages_per_saga > 0, key
+    targets = re.findall(r"^target: .*: (PASS|MISS)$", done.stdout, re.MULTILINE)
+    assert len(targets) == 2
+    report = json.loads(out.read_text())
+    assert sorted(r["key"] for r in report["results"]) == sorted(ROWS)
