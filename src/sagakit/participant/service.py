@@ -34,6 +34,7 @@ from pydantic_core import to_jsonable_python
 from sagakit.definition.retry import NO_RETRY, RetryPolicy
 from sagakit.errors import SagaError, TransportError
 from sagakit.messaging.envelope import Envelope, encode
+from sagakit.observability.observer import NOOP, Observer
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import SagaStore
 from sagakit.ports.transport import Subscription, Transport
@@ -76,7 +77,11 @@ def _payload_model(fn: Callable[..., Any]) -> type[BaseModel] | None:
 
 
 class Participant:
-    """Handles the commands of one service from its queue (default: ``service``)."""
+    """Handles the commands of one service from its queue (default: ``service``).
+
+    ``observer`` (``sagakit.observability``) traces each handled command as a
+    child of the orchestrator's command span; the reply carries it back.
+    """
 
     def __init__(
         self,
@@ -87,8 +92,10 @@ class Participant:
         queue: str | None = None,
         clock: Clock | None = None,
         prefetch: int = 32,
+        observer: Observer | None = None,
     ) -> None:
         self.service = service
+        self.observer: Observer = NOOP if observer is None else observer
         self.queue = queue or service
         self._transport = transport
         self._store = store
@@ -127,6 +134,14 @@ class Participant:
     @property
     def commands(self) -> list[str]:
         return sorted(self._handlers)
+
+    def handler_function(self, command: str) -> Callable[..., Any]:
+        """The function registered for ``command`` (``KeyError`` if none)."""
+        return self._handlers[command].fn
+
+    def payload_model(self, command: str) -> type[BaseModel] | None:
+        """The model ``command``'s payload is validated into (None: a dict)."""
+        return self._handlers[command].model
 
     def attach(self, transport: Transport, store: SagaStore) -> None:
         """Give a participant defined at import time its transport and inbox
@@ -179,7 +194,15 @@ class Participant:
             if stored and message.reply_to:
                 await self.transport.publish_raw(message.reply_to, stored)
             return
-        reply = await self._run(message)
+        with self.observer.handling(self.service, message) as scope:
+            reply = await self._run(message)
+            error = reply.error or {}
+            scope.ended(
+                "succeeded" if reply.ok else "failed",
+                description=f"{error.get('type')}: {error.get('message')}"
+                if error
+                else None,
+            )
         body = encode(reply)
         if not await self.store.record_inbox(self.service, message.id, body):
             # handled concurrently by another consumer: its reply wins
@@ -265,8 +288,12 @@ class Participant:
         reply = message.reply(
             ok=ok, payload=payload, error=error, sent_at=self.clock.now()
         )
+        headers = dict(message.headers)
+        self.observer.inject(headers)  # the handler's trace context goes back
         # a fixed id per command: duplicates of this reply are deduplicated too
-        return reply.model_copy(update={"id": f"{message.id}.reply"})
+        return reply.model_copy(
+            update={"id": f"{message.id}.reply", "headers": headers}
+        )
 
 
 def _as_payload(command: str, value: Any) -> dict[str, Any]:

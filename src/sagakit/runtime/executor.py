@@ -11,7 +11,7 @@ import asyncio
 import inspect
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -29,6 +29,7 @@ from sagakit.engine.events import (
 )
 from sagakit.engine.state import ErrorInfo, SagaState
 from sagakit.errors import SagaError
+from sagakit.observability.observer import NOOP, Observer, StepCall
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import HistoryEntry
 
@@ -63,11 +64,33 @@ async def execute(
     *,
     clock: Clock,
     jitter: Callable[[], float],
+    observer: Observer = NOOP,
+    trace: Mapping[str, str] | None = None,
 ) -> tuple[Event, HistoryEntry, BaseException | None]:
     """Run ``command`` and describe what happened: the event for the engine, the
-    history line for the store, and the exception if user code raised one."""
+    history line for the store, and the exception if user code raised one.
+
+    ``observer.step`` wraps the run (not the retry delay before it); ``trace``
+    is the saga's trace carrier."""
     if command.delay > 0:
         await clock.sleep(command.delay)
+    kind = "action" if isinstance(command, RunStep) else "compensation"
+    call = StepCall(saga.name, state.saga_id, command.step, kind, command.attempt)
+    with observer.step(call, trace) as scope:
+        outcome = await _run(saga, state, context, command, clock=clock, jitter=jitter)
+        scope.ended(outcome[1].outcome, outcome[2])
+    return outcome
+
+
+async def _run(
+    saga: Saga[Any],
+    state: SagaState,
+    context: BaseModel,
+    command: RunStep | Compensate,
+    *,
+    clock: Clock,
+    jitter: Callable[[], float],
+) -> tuple[Event, HistoryEntry, BaseException | None]:
     saga_id = state.saga_id
     spec = saga.step(command.step)
     forward = isinstance(command, RunStep)

@@ -59,3 +59,5 @@ class Instance:
     """Only waiting for replies or deadlines: nothing runs here for it."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     pending_history: list[HistoryEntry] = field(default_factory=list)
+    trace: dict[str, str] | None = None
+    """The saga's trace carrier for the observer (None: not loaded yet)."""

@@ -30,6 +30,7 @@ from sagakit.errors import (
     StoreError,
 )
 from sagakit.messaging.envelope import Envelope, MalformedMessage
+from sagakit.observability.observer import Observer
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import HistoryEntry, InboxEntry, SagaStore
 from sagakit.ports.transport import Subscription, Transport
@@ -50,6 +51,7 @@ class MessagingMixin:
     relay: OutboxRelay | None
     reply_queue: str
     deadline_interval: float
+    observer: Observer
     _serving: bool
     _active: dict[str, Instance]
     _sagas: dict[str, Saga[Any]]
@@ -179,7 +181,8 @@ class MessagingMixin:
             inst.saga, message, now=self.clock.now(), jitter=self._jitter()
         )
         inbox = InboxEntry(REPLY_CONSUMER, message.id)
-        await self._enqueue(inst, translated.event, [translated.entry], inbox)
+        with self.observer.reply_received(inst.saga.name, message):
+            await self._enqueue(inst, translated.event, [translated.entry], inbox)
 
     async def _enqueue(
         self,

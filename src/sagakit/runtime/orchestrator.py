@@ -33,6 +33,13 @@ from sagakit.errors import (
     StateError,
     StoreError,
 )
+from sagakit.observability.observer import (
+    NOOP,
+    STEP_KINDS,
+    Observer,
+    started_result,
+    trace_of,
+)
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import (
     HistoryEntry,
@@ -79,6 +86,9 @@ class Orchestrator(MessagingMixin):
     outbox (published by a relay), replies arrive on ``reply_queue``, and
     reply deadlines are checked every ``deadline_interval`` seconds; all three
     run inside ``async with orchestrator.serving():`` (``Worker`` does it).
+
+    ``observer`` receives tracing and metrics hooks (``sagakit.observability``:
+    ``OpenTelemetryObserver``, ``PrometheusObserver``); none by default.
     """
 
     def __init__(
@@ -95,6 +105,7 @@ class Orchestrator(MessagingMixin):
         transport: Transport | None = None,
         reply_queue: str = "sagakit.replies",
         deadline_interval: float = 0.5,
+        observer: Observer | None = None,
     ) -> None:
         if lease is not None and not lease > 0:
             raise SagaError(f"lease must be > 0 seconds, got {lease}")
@@ -111,6 +122,7 @@ class Orchestrator(MessagingMixin):
         self.transport = transport
         self.reply_queue = reply_queue
         self.deadline_interval = deadline_interval
+        self.observer: Observer = NOOP if observer is None else observer
         self.relay = (
             None
             if transport is None
@@ -259,31 +271,41 @@ class Orchestrator(MessagingMixin):
             updated_at=now,
         )
         record = replace(record, deadline=decision.state.next_deadline)
-        started = HistoryEntry(saga_id, None, "saga", 0, "started", now, now)
-        outbox: list[OutboxMessage] = []
-        for command in decision.commands:
-            if isinstance(command, RunStep) and (remote := remote_of(saga, command)):
-                try:
-                    outbox.append(
-                        command_message(
-                            saga,
-                            decision.state,
-                            ctx,
-                            command,
-                            remote,
-                            reply_to=self.reply_queue,
-                            now=now,
+        with self.observer.saga_start(saga.name, saga_id) as start:
+            trace = start.carrier
+            started = HistoryEntry(
+                saga_id, None, "saga", 0, "started", now, now, started_result(trace)
+            )
+            outbox: list[OutboxMessage] = []
+            for command in decision.commands:
+                if isinstance(command, RunStep) and (
+                    remote := remote_of(saga, command)
+                ):
+                    try:
+                        outbox.append(
+                            command_message(
+                                saga,
+                                decision.state,
+                                ctx,
+                                command,
+                                remote,
+                                reply_to=self.reply_queue,
+                                now=now,
+                                observer=self.observer,
+                                trace=trace,
+                            )
                         )
-                    )
-                except Exception as exc:
-                    raise SagaError(
-                        f"saga {saga.name!r}: cannot build the {remote.command!r} "
-                        f"command of step {command.step!r}: {exc}"
-                    ) from exc
-        ownership = {} if submit_only else self._ownership()
-        stored, created = await self.store.create(
-            record, [started], outbox=outbox, **ownership
-        )
+                    except Exception as exc:
+                        raise SagaError(
+                            f"saga {saga.name!r}: cannot build the "
+                            f"{remote.command!r} command of step {command.step!r}: "
+                            f"{exc}"
+                        ) from exc
+            ownership = {} if submit_only else self._ownership()
+            stored, created = await self.store.create(
+                record, [started], outbox=outbox, **ownership
+            )
+            start.created = created
         if outbox and self.relay is not None:
             self.relay.wake()
         if not created:
@@ -303,6 +325,7 @@ class Orchestrator(MessagingMixin):
         if submit_only:
             return saga_id
         inst = Instance(saga, decision.state, ctx, 1, now, idempotency_key)
+        inst.trace = trace
         self._active[saga_id] = inst
         return inst, decision.commands
 
@@ -506,6 +529,8 @@ class Orchestrator(MessagingMixin):
         """
         saga_id = inst.state.saga_id
         try:
+            if inst.trace is None and self.observer.traces:
+                inst.trace = await self._stored_trace(saga_id)
             while True:
                 local: list[RunStep | Compensate] = []
                 for command in commands:
@@ -600,6 +625,13 @@ class Orchestrator(MessagingMixin):
                 "failed_step": state.failed_step,
             },
         )
+        self.observer.saga_finished(
+            state.saga_name,
+            state.saga_id,
+            state.status.value,
+            state.failed_step,
+            inst.trace,
+        )
         if inst.done is not None and not inst.done.done():
             exc = inst.exceptions.get(state.failed_step or "")
             inst.done.set_result(SagaResult.from_state(state, inst.context, exc))
@@ -644,12 +676,17 @@ class Orchestrator(MessagingMixin):
                         remote,
                         reply_to=self.reply_queue,
                         now=now,
+                        observer=self.observer,
+                        trace=inst.trace,
                     )
                 )
             except Exception as exc:
                 unsendable.append(self._unsendable(inst, command, exc, now))
         await self._commit(inst, decision.state, history, outbox=outbox, inbox=inbox)
         inst.pending_history.clear()
+        for entry in entries:
+            if entry.kind in STEP_KINDS:
+                self.observer.step_finished(inst.saga.name, entry)
         if outbox and self.relay is not None:
             self.relay.wake()
         for outcome in unsendable:  # applied next, as if the step had failed
@@ -723,7 +760,16 @@ class Orchestrator(MessagingMixin):
             command,
             clock=self.clock,
             jitter=self._jitter,
+            observer=self.observer,
+            trace=inst.trace,
         )
+
+    async def _stored_trace(self, saga_id: str) -> dict[str, str]:
+        """The trace carrier stored when the saga started (for the observer)."""
+        try:
+            return trace_of(await self.store.history(saga_id))
+        except StoreError:
+            return {}  # tracing must not stop a saga: its spans start a new trace
 
 
 class _AnyContext(BaseModel):

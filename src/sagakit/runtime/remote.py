@@ -7,6 +7,7 @@ crash, is deduplicated by the participant's inbox.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from sagakit.engine.events import (
 from sagakit.engine.state import ErrorInfo, SagaState, StepStatus
 from sagakit.errors import SagaError
 from sagakit.messaging.envelope import Envelope, MalformedMessage, encode
+from sagakit.observability.observer import NOOP, Observer, StepCall
 from sagakit.ports.store import HistoryEntry, OutboxMessage
 
 ISSUED_AT = "x-sagakit-issued-at"
@@ -51,9 +53,12 @@ def command_message(
     *,
     reply_to: str,
     now: float,
+    observer: Observer = NOOP,
+    trace: Mapping[str, str] | None = None,
 ) -> OutboxMessage:
     """The outbox row that sends ``command``; raises if the payload cannot be
-    built (the caller turns that into a step failure)."""
+    built (the caller turns that into a step failure). ``observer`` adds its
+    headers (the trace context) to the message."""
     compensation = isinstance(command, Compensate)
     spec = saga.step(command.step)
     payload: Any = {}
@@ -68,6 +73,17 @@ def command_message(
             f"step {spec.name!r}: the payload of {remote.command!r} must be a "
             f"pydantic model or a dict, got {type(payload).__name__}"
         )
+    headers = {ISSUED_AT: repr(now + command.delay)}
+    call = StepCall(
+        saga.name,
+        state.saga_id,
+        spec.name,
+        "compensation" if compensation else "action",
+        command.attempt,
+    )
+    headers.update(
+        observer.command_headers(call, remote.command, remote.destination, trace)
+    )
     message = Envelope(
         id=command_id(state.saga_id, spec.name, command.attempt, compensation),
         kind="command",
@@ -79,7 +95,7 @@ def command_message(
         compensation=compensation,
         reply_to=reply_to,
         payload=body,
-        headers={ISSUED_AT: repr(now + command.delay)},
+        headers=headers,
         sent_at=now,
     )
     return OutboxMessage(

@@ -17,6 +17,7 @@ from typing import Any
 
 from sagakit.definition.saga import Saga
 from sagakit.errors import SagaError, StoreError
+from sagakit.observability.observer import Observer
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import SagaStore
 from sagakit.ports.transport import Transport
@@ -31,7 +32,8 @@ class Worker:
     ``lease``: seconds another worker waits before taking over the instances of
     a worker that stopped renewing; leases are renewed every ``lease / 3``.
     ``max_active`` bounds the instances driven at once; ``poll_interval`` is
-    the pause between claims when there was nothing to claim.
+    the pause between claims when there was nothing to claim. ``observer``:
+    tracing and metrics hooks (see ``Orchestrator``).
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class Worker:
         clock: Clock | None = None,
         transport: Transport | None = None,
         reply_queue: str = "sagakit.replies",
+        observer: Observer | None = None,
     ) -> None:
         if max_active < 1:
             raise SagaError(f"max_active must be >= 1, got {max_active}")
@@ -57,6 +60,7 @@ class Worker:
             clock=clock,
             transport=transport,
             reply_queue=reply_queue,
+            observer=observer,
         )
         self.poll_interval = poll_interval
         self.max_active = max_active
