@@ -190,6 +190,24 @@ class StoreContract:
         assert [r.saga_id for r in running] == ["b", "a"]
         assert [r.saga_id for r in await store.list_sagas(saga_name="refund")] == ["b"]
 
+    async def test_list_created_before_keeps_older_sagas(
+        self, store: SagaStore
+    ) -> None:
+        await store.create(make_record("a", created=1.0), [])
+        await store.create(make_record("b", created=2.0, name="refund"), [])
+        await store.create(
+            make_record("c", created=3.0, status=SagaStatus.SUCCEEDED), []
+        )
+        older = await store.list_sagas(created_before=3.0)
+        assert [r.saga_id for r in older] == ["b", "a"]  # strictly before
+        assert await store.list_sagas(created_before=1.0) == []
+        both = await store.list_sagas(created_before=2.5, saga_name="refund")
+        assert [r.saga_id for r in both] == ["b"]
+        running = await store.list_sagas(
+            status=SagaStatus.RUNNING, created_before=10.0, limit=1
+        )
+        assert [r.saga_id for r in running] == ["b"]
+
     async def test_ids_with_prefix(self, store: SagaStore) -> None:
         for saga_id in ("abc123", "abc124", "abd000", "xabc12"):
             await store.create(make_record(saga_id), [])

@@ -310,6 +310,41 @@ class TransportContract:
         assert [d.body for d in await transport.dead_letters(queue)] == bodies
         assert [d.body for d in await transport.dead_letters(queue, 2)] == bodies[:2]
 
+    async def test_replayed_dead_letters_are_handled_once_the_handler_is_fixed(
+        self, transport: Transport, queue: str
+    ) -> None:
+        broken = {"now": True}
+        recorder = Recorder(2, fail=lambda _m, _attempt: broken["now"])
+        await transport.consume(queue, recorder, max_deliveries=2)
+        for n in range(3):
+            await transport.publish(queue, command(n))
+        dead = await eventually(lambda: transport.dead_letters(queue), 3)
+        assert len(dead) == 3
+        broken["now"] = False  # the fix is deployed
+
+        assert await transport.replay_dead_letters(queue, limit=2) == 2  # oldest
+        await recorder.wait()
+        replayed = {decode(d.body).id for d in dead[:2]}
+        assert {m.id for m in recorder.handled} == replayed
+        left = await transport.dead_letters(queue)
+        assert [d.body for d in left] == [dead[2].body]
+
+        recorder.expected, recorder.done = 3, asyncio.Event()
+        assert await transport.replay_dead_letters(queue) == 1
+        await recorder.wait()
+        assert await transport.dead_letters(queue) == []
+        assert await transport.replay_dead_letters(queue) == 0
+        await asyncio.sleep(SETTLE)
+        assert sorted(m.id for m in recorder.handled) == sorted(
+            decode(d.body).id for d in dead
+        )
+
+    async def test_replaying_an_unknown_queue_moves_nothing(
+        self, transport: Transport, queue: str
+    ) -> None:
+        assert await transport.replay_dead_letters(queue) == 0
+        assert await transport.dead_letters(queue) == []
+
     async def test_dead_letters_of_an_unknown_queue_is_empty(
         self, transport: Transport, queue: str
     ) -> None:

@@ -69,11 +69,16 @@ async def migrate(url: str | None, out: Console) -> list[int]:
             m for m in migrations(dialect) if m.version not in await _applied(store)
         ]
         with Progress(console=out, transient=True) as bar:
-            task = bar.add_task("migrating", total=max(1, len(pending)))
-            applied = store.migrate()  # type: ignore[attr-defined]
+            task = bar.add_task("migrating", total=len(pending))
+
+            def step(done: Migration) -> None:
+                bar.update(
+                    task, advance=1, description=f"{done.version:04d}_{done.name}"
+                )
+
+            applied = store.migrate(progress=step)  # type: ignore[attr-defined]
             if inspect.isawaitable(applied):
                 applied = await applied
-            bar.update(task, completed=max(1, len(pending)))
         return list(applied)
     finally:
         await store.close()

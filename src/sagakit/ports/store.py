@@ -133,8 +133,10 @@ class SagaStore(Protocol):
         status: SagaStatus | None = None,
         saga_name: str | None = None,
         limit: int = 50,
+        created_before: float | None = None,
     ) -> list[SagaRecord]:
-        """Newest first."""
+        """Newest first; ``created_before`` (Unix time) keeps only instances
+        created strictly before it."""
 
     async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         """Ids that start with ``prefix``, in id order (for ``sagakit show``)."""

@@ -54,4 +54,13 @@ class Transport(Protocol):
     async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         """Messages dead-lettered from ``queue``, oldest first (not removed)."""
 
+    async def replay_dead_letters(self, queue: str, limit: int = 100) -> int:
+        """Move up to ``limit`` dead letters of ``queue``, oldest first, back to
+        ``queue`` (with a fresh delivery count) and remove them from its
+        dead-letter queue; returns how many moved.
+
+        At least once: each is republished before it is removed, so a crash
+        in between leaves it in both places, never in neither. Replay after
+        fixing what made the handler fail."""
+
     async def close(self) -> None: ...

@@ -111,6 +111,7 @@ class InMemoryStore:
         status: SagaStatus | None = None,
         saga_name: str | None = None,
         limit: int = 50,
+        created_before: float | None = None,
     ) -> list[SagaRecord]:
         wanted = None if status is None else SagaStatus(status)
         found = [
@@ -118,6 +119,7 @@ class InMemoryStore:
             for r in self._sagas.values()
             if (wanted is None or r.status is wanted)
             and (saga_name is None or r.saga_name == saga_name)
+            and (created_before is None or r.created_at < created_before)
         ]
         found.sort(key=lambda r: (r.created_at, r.saga_id), reverse=True)
         return found[:limit]

@@ -15,11 +15,11 @@ from __future__ import annotations
 import errno
 import json
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from sagakit.adapters.store.sql import migrations, queries
+from sagakit.adapters.store.sql import Migration, migrations, queries
 from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus
 from sagakit.errors import (
     ConcurrencyError,
@@ -197,9 +197,12 @@ class PostgresStore:
 
     # -- schema ------------------------------------------------------------
 
-    async def migrate(self) -> list[int]:
+    async def migrate(
+        self, progress: Callable[[Migration], object] | None = None
+    ) -> list[int]:
         """Apply pending migrations in one transaction; returns the versions
-        applied. Concurrent migrators wait on an advisory lock."""
+        applied. Concurrent migrators wait on an advisory lock. ``progress``
+        is called after each one (``sagakit db migrate``)."""
         applied: list[int] = []
         try:
             async with self._pool.acquire() as conn, conn.transaction():
@@ -212,6 +215,8 @@ class PostgresStore:
                     await conn.execute(m.sql)
                     await conn.execute(_Q["record_migration"], m.version, m.name)
                     applied.append(m.version)
+                    if progress is not None:
+                        progress(m)
         except _DRIVER_ERRORS as exc:
             raise self._error("migration", exc) from exc
         self.commits += 1
@@ -401,6 +406,7 @@ class PostgresStore:
         status: SagaStatus | None = None,
         saga_name: str | None = None,
         limit: int = 50,
+        created_before: float | None = None,
     ) -> list[SagaRecord]:
         rows = await self._fetch(
             "listing sagas",
@@ -408,6 +414,7 @@ class PostgresStore:
             None if status is None else SagaStatus(status).value,
             saga_name,
             limit,
+            created_before,
         )
         return [_record(r) for r in rows]
 

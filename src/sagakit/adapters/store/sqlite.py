@@ -12,12 +12,12 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sagakit.adapters.store.sql import migrations, queries
+from sagakit.adapters.store.sql import Migration, migrations, queries
 from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus
 from sagakit.errors import (
     ConcurrencyError,
@@ -98,8 +98,11 @@ class SQLiteStore:
 
     # -- schema ------------------------------------------------------------
 
-    def migrate(self) -> list[int]:
-        """Apply pending migrations; returns the versions applied."""
+    def migrate(
+        self, progress: Callable[[Migration], object] | None = None
+    ) -> list[int]:
+        """Apply pending migrations; returns the versions applied.
+        ``progress`` is called after each one (``sagakit db migrate``)."""
         applied: list[int] = []
         with self._transaction():
             self._conn.execute(_Q["create_migrations_table"])
@@ -113,6 +116,8 @@ class SQLiteStore:
                     _Q["record_migration"], (m.version, m.name, time.time())
                 )
                 applied.append(m.version)
+                if progress is not None:
+                    progress(m)
         if applied:
             logger.info(
                 "schema migrated",
@@ -393,11 +398,13 @@ class SQLiteStore:
         status: SagaStatus | None = None,
         saga_name: str | None = None,
         limit: int = 50,
+        created_before: float | None = None,
     ) -> list[SagaRecord]:
         params = (
             None if status is None else SagaStatus(status).value,
             saga_name,
             limit,
+            created_before,
         )
         return [self._record(r) for r in self._read("list_sagas", params)]
 

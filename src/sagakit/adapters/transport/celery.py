@@ -36,7 +36,8 @@ and after ``max_deliveries`` it goes to ``<queue>.dlq``, kept as it arrived
 (a pickle stays inert bytes) with ``x-sagakit-reason``, ``x-sagakit-dead-at``
 and ``x-sagakit-queue`` headers. ``dead_letters`` reports, as ``body``, the
 envelope (``args[0]``, re-encoded) of a JSON Celery message and the raw body of
-anything else.
+anything else; ``replay_dead_letters`` sends them back to their queue as they
+came, without those headers.
 
 ``publish_raw`` wraps bytes that decode as an envelope in a task message;
 other bytes are sent as they are (tests of dead-lettering, replaying).
@@ -92,6 +93,8 @@ REASON_HEADER = "x-sagakit-reason"
 DEAD_AT_HEADER = "x-sagakit-dead-at"
 QUEUE_HEADER = "x-sagakit-queue"
 MAX_REASON_CHARS = 2000
+_DEAD = frozenset({DELIVERIES_HEADER, REASON_HEADER, DEAD_AT_HEADER, QUEUE_HEADER})
+"""Headers dropped when a dead letter is replayed."""
 _SCHEMES = {"amqp": "amqp", "pyamqp": "amqp", "librabbitmq": "amqp", "amqps": "amqps"}
 _PICKLE = {"application/x-python-serialize", "application/python-pickle"}
 
@@ -565,6 +568,38 @@ class CeleryTransport:
             finally:
                 await channel.close()
         return found
+
+    async def replay_dead_letters(self, queue: str, limit: int = 100) -> int:
+        """As :meth:`RabbitTransport.replay_dead_letters`: each task message goes
+        back as it came, without the ``x-sagakit-*`` headers, confirmed, and is
+        only then acknowledged on the dead-letter queue."""
+        self._check_open()
+        name = self.queue_name(queue)
+        dlq_name = f"{name}.dlq"
+        moved = 0
+        with _driver_errors(f"replaying {dlq_name}"):
+            channel = await self._connection.channel(publisher_confirms=False)
+            try:
+                dlq = await channel.declare_queue(dlq_name, durable=True)
+                self._declared.add(dlq_name)
+                while moved < limit:
+                    incoming = await dlq.get(no_ack=False, fail=False)
+                    if incoming is None:
+                        break
+                    headers = {
+                        k: v for k, v in incoming.headers.items() if k not in _DEAD
+                    }
+                    await self._resend(name, incoming, headers)
+                    await incoming.ack()
+                    moved += 1
+            finally:
+                await channel.close()
+        if moved:
+            logger.info(
+                "dead letters replayed",
+                extra={"action": "dead_letters_replayed", "queue": queue, "n": moved},
+            )
+        return moved
 
     async def close(self) -> None:
         if self._closed:

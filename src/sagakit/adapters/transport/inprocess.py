@@ -142,6 +142,15 @@ class InProcessTransport:
     async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         return self._dead[queue][:limit]
 
+    async def replay_dead_letters(self, queue: str, limit: int = 100) -> int:
+        self._check_open()
+        dead = self._dead[queue]
+        moved = dead[: max(0, limit)]
+        for letter in moved:
+            await self.publish_raw(queue, letter.body)  # then removed: at least once
+        del dead[: len(moved)]
+        return len(moved)
+
     def pending(self, queue: str) -> int:
         """Messages waiting in ``queue`` (tests)."""
         return self._queues[queue].qsize()

@@ -32,7 +32,9 @@ broker redelivers because a consumer died or cancelled do not count.
 rejects them all at once with ``requeue``; RabbitMQ puts requeued messages back
 at their original positions, so the order (oldest first) and the contents are
 unchanged. While a read is in progress those messages are briefly invisible to
-other readers of the dead-letter queue.
+other readers of the dead-letter queue. **Replaying** them
+(``replay_dead_letters``) republishes each to its queue, confirmed and without
+the ``x-sagakit-*`` headers, before acknowledging it on the dead-letter queue.
 
 Driver errors never escape: they become :class:`~sagakit.errors.TransportError`
 with the driver's exception as ``__cause__``.
@@ -81,6 +83,8 @@ REASON_HEADER = "x-sagakit-reason"
 DEAD_AT_HEADER = "x-sagakit-dead-at"
 QUEUE_HEADER = "x-sagakit-queue"
 CONTENT_TYPE = "application/json"
+_DEAD = frozenset({DELIVERIES_HEADER, REASON_HEADER, DEAD_AT_HEADER, QUEUE_HEADER})
+"""Headers dropped when a dead letter is replayed."""
 MAX_REASON_CHARS = 2000
 
 _DRIVER_ERRORS = (AMQPError, ChannelInvalidStateError, PAMQPException, OSError)
@@ -424,6 +428,44 @@ class RabbitTransport:
             finally:
                 await channel.close()
         return found
+
+    async def replay_dead_letters(self, queue: str, limit: int = 100) -> int:
+        """Take dead letters one by one with ``basic.get``, republish each to
+        ``queue`` (confirmed, without the dead-letter and delivery-count
+        headers), then acknowledge it on the dead-letter queue. Messages taken
+        but not yet moved go back to the dead-letter queue if this fails."""
+        self._check_open()
+        name = self.queue_name(queue)
+        dlq_name = f"{name}.dlq"
+        moved = 0
+        with _driver_errors(f"replaying {dlq_name}"):
+            channel = await self._connection.channel(publisher_confirms=False)
+            try:
+                dlq = await channel.declare_queue(dlq_name, durable=True)
+                self._declared.add(dlq_name)
+                while moved < limit:
+                    incoming = await dlq.get(no_ack=False, fail=False)
+                    if incoming is None:
+                        break
+                    headers = {
+                        k: v for k, v in incoming.headers.items() if k not in _DEAD
+                    }
+                    await self._publish(
+                        name,
+                        incoming.body,
+                        message_id=incoming.message_id,
+                        headers=headers,
+                    )
+                    await incoming.ack()
+                    moved += 1
+            finally:
+                await channel.close()
+        if moved:
+            logger.info(
+                "dead letters replayed",
+                extra={"action": "dead_letters_replayed", "queue": queue, "n": moved},
+            )
+        return moved
 
     async def close(self) -> None:
         if self._closed:

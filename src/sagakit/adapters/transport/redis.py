@@ -10,7 +10,7 @@ Layout on the server, for a logical queue ``q`` and the default prefix:
 - ``sagakit:q:dlq``: the dead-letter stream, fields ``body``, ``id`` (when
   known), ``reason``, ``dead_at`` (Unix time), ``queue`` and ``deliveries``.
   Nobody consumes it; :meth:`RedisTransport.dead_letters` reads it with
-  ``XRANGE``.
+  ``XRANGE`` and :meth:`RedisTransport.replay_dead_letters` moves entries back.
 
 **Consuming.** Each subscription is one consumer of the group, named
 ``<consumer>-<n>`` (``consumer`` defaults to host, pid and a random suffix),
@@ -590,6 +590,39 @@ class RedisTransport:
             )
             for _entry_id, fields in entries
         ]
+
+    async def replay_dead_letters(self, queue: str, limit: int = 100) -> int:
+        """Read up to ``limit`` entries of the DLQ stream (oldest first), then in
+        one ``MULTI``/``EXEC`` append each one's ``body`` (and ``id``) to the
+        queue's stream as a new entry (a fresh delivery count) and ``XDEL`` it
+        from the DLQ. Two concurrent replays may both append an entry."""
+        self._check_open()
+        if limit < 1:
+            return 0
+        key = self.stream_key(queue)
+        dlq = self.dead_letter_key(queue)
+        await self._ensure(key)
+        with _driver_errors(f"replaying {dlq}"):
+            entries: Any = await self._client.xrange(dlq, "-", "+", count=limit)
+            if not entries:
+                return 0
+            async with self._client.pipeline(transaction=True) as pipe:
+                for _entry_id, fields in entries:
+                    again: Fields = {BODY_FIELD: fields.get(BODY_FIELD, b"")}
+                    if ID_FIELD in fields:
+                        again[ID_FIELD] = fields[ID_FIELD]
+                    pipe.xadd(key, _outgoing(again))
+                pipe.xdel(dlq, *[entry_id for entry_id, _fields in entries])
+                await pipe.execute()
+        logger.info(
+            "dead letters replayed",
+            extra={
+                "action": "dead_letters_replayed",
+                "queue": queue,
+                "n": len(entries),
+            },
+        )
+        return len(entries)
 
     async def close(self) -> None:
         if self._closed:

@@ -244,11 +244,12 @@ SELECT saga_id, step, kind, attempt, outcome, result, error, started_at,
   FROM sagakit_step_history WHERE saga_id = $1 ORDER BY id;
 
 -- list_sagas --
--- Optional filters are passed as NULL to disable them
+-- Optional filters are passed as NULL to disable them; $4: created before
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline
   FROM sagakit_saga
  WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR saga_name = $2)
+   AND ($4::double precision IS NULL OR created_at < $4)
  ORDER BY created_at DESC, saga_id DESC
  LIMIT $3;
 
