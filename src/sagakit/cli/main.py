@@ -19,17 +19,23 @@ from dataclasses import dataclass
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.rule import Rule
 
 from sagakit import __version__
-from sagakit.adapters.store import ENV_VAR, database_url, open_store_async
+from sagakit.adapters.store import (
+    ENV_VAR,
+    database_url,
+    event_store_for,
+    open_store_async,
+)
 from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
 from sagakit.adapters.transport import open_transport
+from sagakit.choreography import Tracker
 from sagakit.cli import db, render
 from sagakit.cli.loader import LoadError, load_participant, load_sagas
 from sagakit.engine.state import SagaStatus
-from sagakit.errors import SagaError, SagaNotFound
+from sagakit.errors import SagaError, SagaNotFound, StoreError
 from sagakit.examples.trip import fully_booked_trip, happy_trip, trip_saga
 from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
 from sagakit.runtime import Orchestrator, Worker
@@ -273,16 +279,42 @@ def list_sagas(
 @app.command()
 def show(
     ctx: typer.Context,
-    saga_id: Annotated[str, typer.Argument(help="Saga id, or a unique prefix of it.")],
+    saga_id: Annotated[
+        str,
+        typer.Argument(
+            help="Saga id, or a unique prefix of it; or a choreography's "
+            "correlation id."
+        ),
+    ],
 ) -> None:
-    """Show one saga: its outcome and its step timeline."""
+    """Show one saga (outcome, step timeline) or, given a choreography's
+    correlation id, its status and event timeline."""
 
-    async def work(store: SagaStore) -> tuple[SagaRecord, list[HistoryEntry]]:
-        record = await resolve(store, saga_id)
-        return record, await store.history(record.saga_id)
+    async def work(store: SagaStore) -> RenderableType:
+        try:
+            record = await resolve(store, saga_id)
+        except UsageFailure:
+            report = await choreography_report(store, saga_id)
+            if report is None:
+                raise
+            return report
+        return render.saga_report(record, await store.history(record.saga_id))
 
-    record, history = with_store(settings_of(ctx), work)
-    out.print(render.saga_report(record, history))
+    out.print(with_store(settings_of(ctx), work))
+
+
+async def choreography_report(store: SagaStore, ident: str) -> RenderableType | None:
+    """The events of correlation id ``ident``, or None if there are none."""
+    try:
+        events = event_store_for(store)
+    except StoreError:  # a store without choreography tables
+        return None
+    tracker = Tracker(events)
+    timeline = await tracker.timeline(ident)
+    tracked = await tracker.get(ident)
+    if not timeline and tracked is None:
+        return None
+    return render.choreography_report(ident, tracked, timeline)
 
 
 @app.command()

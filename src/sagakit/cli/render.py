@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sagakit.engine.state import ErrorInfo, SagaStatus
+from sagakit.ports.event_store import EventRecord, TrackedChoreography
 from sagakit.ports.store import HistoryEntry, SagaRecord
 
 STATUS_STYLES: dict[str, str] = {
@@ -26,6 +27,11 @@ STATUS_STYLES: dict[str, str] = {
     SagaStatus.FAILED.value: "red",
     "started": "dim",
     "resumed": "cyan",
+    "in_progress": "cyan",
+    "stalled": "bold red",
+    "published": "",
+    "consumed": "green",
+    "duplicate": "dim",
 }
 _KIND_STYLES = {"saga": "dim", "action": "", "compensation": "magenta"}
 _DETAIL_LIMIT = 120
@@ -189,3 +195,44 @@ def summary(record: SagaRecord, history: Sequence[HistoryEntry]) -> Text:
 def saga_report(record: SagaRecord, history: Sequence[HistoryEntry]) -> RenderableType:
     """Header and timeline, as ``sagakit show`` prints them."""
     return Group(saga_header(record), Text(""), timeline_table(record, history))
+
+
+def choreography_report(
+    correlation_id: str,
+    tracked: TrackedChoreography | None,
+    timeline: Sequence[EventRecord],
+) -> RenderableType:
+    """A choreography's status and its event timeline, as ``sagakit show``
+    prints them for a correlation id; ms are from the first line."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    names = {r.choreography for r in timeline if r.choreography}
+    name = tracked.name if tracked else ", ".join(sorted(names)) or "(undeclared)"
+    grid.add_row("choreography", name)
+    grid.add_row("correlation id", correlation_id)
+    if tracked is not None:
+        grid.add_row("status", styled(tracked.status.value))
+        grid.add_row("started", local_time(tracked.started_at))
+        grid.add_row("last progress", local_time(tracked.updated_at))
+        grid.add_row("deadline", local_time(tracked.deadline))
+    start = timeline[0].recorded_at if timeline else 0.0
+    table = Table(title="events", title_justify="left")
+    table.add_column("ms", justify="right", no_wrap=True)
+    table.add_column("time", no_wrap=True)
+    table.add_column("service", no_wrap=True)
+    table.add_column("event", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("message", no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    for r in timeline:
+        table.add_row(
+            milliseconds(r.recorded_at - start),
+            local_time(r.recorded_at),
+            r.service,
+            r.event_type,
+            styled(r.outcome.value),
+            r.message_id,
+            Text(_clip(r.detail or ""), style="red" if r.outcome == "failed" else ""),
+        )
+    return Group(grid, Text(""), table)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from sagakit.errors import StoreError
+from sagakit.ports.event_store import EventStore
 from sagakit.ports.store import SagaStore
 
 DEFAULT_DATABASE = "sagakit.db"
@@ -69,3 +70,55 @@ async def open_store_async(
 
         return await PostgresStore.connect(url, migrate=migrate)
     return open_store(url, migrate=migrate)
+
+
+def event_store_for(store: SagaStore) -> EventStore:
+    """The choreography tables (routes, inbox, tracker) of an open saga store,
+    on its connection: SQLite, PostgreSQL or in-memory."""
+    from sagakit.adapters.store.memory import InMemoryStore  # noqa: PLC0415
+    from sagakit.adapters.store.sqlite import SQLiteStore  # noqa: PLC0415
+
+    if isinstance(store, SQLiteStore):
+        from sagakit.adapters.store.event_sqlite import SQLiteEventStore  # noqa: PLC0415
+
+        return SQLiteEventStore(store)
+    if isinstance(store, InMemoryStore):
+        from sagakit.adapters.store.event_memory import (  # noqa: PLC0415
+            InMemoryEventStore,
+        )
+
+        return InMemoryEventStore(store)
+    if type(store).__name__ == "PostgresStore":  # importing it needs asyncpg
+        from sagakit.adapters.store.event_postgres import (  # noqa: PLC0415
+            PostgresEventStore,
+        )
+        from sagakit.adapters.store.postgres import PostgresStore  # noqa: PLC0415
+
+        if isinstance(store, PostgresStore):
+            return PostgresEventStore(store)
+    raise StoreError(f"{type(store).__name__} keeps no choreography tables")
+
+
+async def open_event_store(url: str | None = None) -> EventStore:
+    """Open (and migrate) the event store a URL names, like
+    :func:`open_store_async`: SQLite, ``postgresql://`` or ``memory://``."""
+    url = database_url(url)
+    if url.startswith(("postgres://", "postgresql://")):
+        from sagakit.adapters.store.event_postgres import (  # noqa: PLC0415
+            PostgresEventStore,
+        )
+
+        return await PostgresEventStore.connect(url)
+    if url == "memory://":
+        from sagakit.adapters.store.event_memory import (  # noqa: PLC0415
+            InMemoryEventStore,
+        )
+
+        return InMemoryEventStore()
+    from sagakit.adapters.store.event_sqlite import SQLiteEventStore  # noqa: PLC0415
+    from sagakit.adapters.store.sqlite import SQLiteStore  # noqa: PLC0415
+
+    store = open_store(url)
+    if not isinstance(store, SQLiteStore):  # pragma: no cover - open_store's kinds
+        raise StoreError(f"{type(store).__name__} keeps no choreography tables")
+    return SQLiteEventStore(store, owned=True)

@@ -476,3 +476,73 @@ SELECT app, instance_id, step, attempt, outcome, detail, error, recorded_at
   FROM sagakit_workflow_history
  WHERE app = $1 AND instance_id = $2
  ORDER BY id;
+
+-- event_subscribe --
+-- Route event type $1 to the queue $3 of service $2 (replacing its queue)
+INSERT INTO sagakit_event_route (event_type, service, queue, subscribed_at)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (event_type, service)
+DO UPDATE SET queue = excluded.queue, subscribed_at = excluded.subscribed_at;
+
+-- event_subscribers --
+SELECT DISTINCT queue FROM sagakit_event_route WHERE event_type = $1 ORDER BY queue;
+
+-- event_log_insert --
+INSERT INTO sagakit_event_log (
+    correlation_id, choreography, service, event_type, message_id, outcome,
+    detail, recorded_at
+) VALUES ($1, $2, $3, $4, $5, $6, $7, $8);
+
+-- event_timeline --
+SELECT correlation_id, choreography, service, event_type, message_id, outcome,
+       detail, recorded_at
+  FROM sagakit_event_log
+ WHERE correlation_id = $1
+ ORDER BY id;
+
+-- choreography_lock --
+-- Create the tracker's row of $1 (choreography $2) at $3, due by $4, or lock
+-- the existing row (kept as it is) until the end of the transaction, so that
+-- concurrent recorders of one correlation id take turns.
+INSERT INTO sagakit_choreography (
+    correlation_id, name, status, started_at, updated_at, deadline
+) VALUES ($1, $2, 'in_progress', $3, $3, $4)
+ON CONFLICT (correlation_id) DO UPDATE SET name = sagakit_choreography.name;
+
+-- choreography_seen --
+-- Event types of choreography $2 that correlation $1 published or consumed
+SELECT DISTINCT event_type FROM sagakit_event_log
+ WHERE correlation_id = $1 AND choreography = $2
+   AND outcome IN ('published', 'consumed');
+
+-- choreography_update --
+UPDATE sagakit_choreography
+   SET status = $2, updated_at = $3, deadline = $4
+ WHERE correlation_id = $1;
+
+-- choreography_get --
+SELECT correlation_id, name, status, started_at, updated_at, deadline
+  FROM sagakit_choreography
+ WHERE correlation_id = $1;
+
+-- choreography_list --
+-- $1 NULL means every status
+SELECT correlation_id, name, status, started_at, updated_at, deadline
+  FROM sagakit_choreography
+ WHERE $1::text IS NULL OR status = $1
+ ORDER BY updated_at DESC, correlation_id
+ LIMIT $2;
+
+-- choreography_mark_stalled --
+-- In-progress or compensating choreographies overdue at $1 become stalled;
+-- rows another checker has locked are skipped, so each is flagged once.
+UPDATE sagakit_choreography AS c
+   SET status = 'stalled'
+  FROM (SELECT correlation_id FROM sagakit_choreography
+         WHERE status IN ('in_progress', 'compensating') AND deadline < $1
+         ORDER BY deadline, correlation_id
+         LIMIT $2
+           FOR UPDATE SKIP LOCKED) AS due
+ WHERE c.correlation_id = due.correlation_id
+RETURNING c.correlation_id, c.name, c.status, c.started_at, c.updated_at,
+          c.deadline;

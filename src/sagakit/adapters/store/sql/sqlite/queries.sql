@@ -222,3 +222,69 @@ SELECT app, instance_id, step, attempt, outcome, detail, error, recorded_at
   FROM sagakit_workflow_history
  WHERE app = ?1 AND instance_id = ?2
  ORDER BY id;
+
+-- event_subscribe --
+-- Route event type ?1 to the queue ?3 of service ?2 (replacing its queue)
+INSERT INTO sagakit_event_route (event_type, service, queue, subscribed_at)
+VALUES (?1, ?2, ?3, ?4)
+ON CONFLICT (event_type, service)
+DO UPDATE SET queue = excluded.queue, subscribed_at = excluded.subscribed_at;
+
+-- event_subscribers --
+SELECT DISTINCT queue FROM sagakit_event_route WHERE event_type = ? ORDER BY queue;
+
+-- event_log_insert --
+INSERT INTO sagakit_event_log (
+    correlation_id, choreography, service, event_type, message_id, outcome,
+    detail, recorded_at
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?);
+
+-- event_timeline --
+SELECT correlation_id, choreography, service, event_type, message_id, outcome,
+       detail, recorded_at
+  FROM sagakit_event_log
+ WHERE correlation_id = ?
+ ORDER BY id;
+
+-- choreography_lock --
+-- Create the tracker's row of ?1 (choreography ?2) at ?3, due by ?4; an
+-- existing row is kept. Runs inside BEGIN IMMEDIATE.
+INSERT INTO sagakit_choreography (
+    correlation_id, name, status, started_at, updated_at, deadline
+) VALUES (?1, ?2, 'in_progress', ?3, ?3, ?4)
+ON CONFLICT (correlation_id) DO NOTHING;
+
+-- choreography_seen --
+-- Event types of choreography ?2 that correlation ?1 published or consumed
+SELECT DISTINCT event_type FROM sagakit_event_log
+ WHERE correlation_id = ?1 AND choreography = ?2
+   AND outcome IN ('published', 'consumed');
+
+-- choreography_update --
+UPDATE sagakit_choreography
+   SET status = ?2, updated_at = ?3, deadline = ?4
+ WHERE correlation_id = ?1;
+
+-- choreography_get --
+SELECT correlation_id, name, status, started_at, updated_at, deadline
+  FROM sagakit_choreography
+ WHERE correlation_id = ?;
+
+-- choreography_list --
+-- ?1 NULL means every status
+SELECT correlation_id, name, status, started_at, updated_at, deadline
+  FROM sagakit_choreography
+ WHERE ?1 IS NULL OR status = ?1
+ ORDER BY updated_at DESC, correlation_id
+ LIMIT ?2;
+
+-- choreography_mark_stalled --
+-- In-progress or compensating choreographies overdue at ?1 become stalled
+UPDATE sagakit_choreography
+   SET status = 'stalled'
+ WHERE correlation_id IN (
+       SELECT correlation_id FROM sagakit_choreography
+        WHERE status IN ('in_progress', 'compensating') AND deadline < ?1
+        ORDER BY deadline, correlation_id
+        LIMIT ?2)
+RETURNING correlation_id, name, status, started_at, updated_at, deadline;

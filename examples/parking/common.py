@@ -1,0 +1,133 @@
+"""What the three services share: configuration, their database, start-up.
+
+Each service owns a PostgreSQL schema (``booking``, ``billing``, ``parking``)
+in one database, a stand-in for a database per service, and creates it on
+start. sagakit's tables (routes, inbox, tracker) live in the same database,
+so a handler can commit its business write and its inbox entry together.
+
+Environment:
+
+- ``SAGAKIT_DATABASE_URL``: ``postgresql://...`` (required)
+- ``SAGAKIT_TRANSPORT_URL``: ``amqp://...`` (required)
+- ``PARKING_QUEUE_PREFIX``: keeps several copies apart on one broker
+- ``PARKING_TIMEOUT``: seconds without progress before a booking is stalled
+- ``PARKING_WATCH``: seconds between stalled checks (booking service; 5)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI, HTTPException
+
+from examples.parking.events import parking_booking
+from sagakit.adapters.store import open_event_store
+from sagakit.adapters.transport import open_transport
+from sagakit.choreography import EventBus
+from sagakit.cli.main import configure_logging
+
+DATABASE_ENV = "SAGAKIT_DATABASE_URL"
+TRANSPORT_ENV = "SAGAKIT_TRANSPORT_URL"
+PREFIX_ENV = "PARKING_QUEUE_PREFIX"
+WATCH_ENV = "PARKING_WATCH"
+
+logger = logging.getLogger(__name__)
+
+
+def _required(name: str, scheme: tuple[str, ...]) -> str:
+    value = os.environ.get(name, "")
+    if not value.startswith(scheme):
+        raise RuntimeError(f"the parking example needs ${name}={scheme[0]}//...")
+    return value
+
+
+def event_bus(service: str) -> EventBus:
+    """The service's bus, on its own queue (under ``$PARKING_QUEUE_PREFIX``)."""
+    prefix = os.environ.get(PREFIX_ENV, "")
+    return EventBus(
+        service,
+        queue=f"{prefix}events.{service}",
+        choreographies=[parking_booking],
+    )
+
+
+class Database:
+    """A service's schema, created on start, and its connection pool."""
+
+    def __init__(self, schema: str, ddl: str) -> None:
+        self.schema = schema
+        self._ddl = f"CREATE SCHEMA IF NOT EXISTS {schema};\n{ddl}"
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError(f"the {self.schema} database is not open")
+        return self._pool
+
+    async def open(self, url: str) -> None:
+        self._pool = await asyncpg.create_pool(url, min_size=1, max_size=5)
+        async with self._pool.acquire() as conn, conn.transaction():
+            # services starting together must not race on CREATE
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))", self.schema
+            )
+            await conn.execute(self._ddl)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+def service_app(
+    bus: EventBus, db: Database, *, watch: bool = False, **fastapi: Any
+) -> FastAPI:
+    """A FastAPI app whose lifespan opens the database, the event store and
+    the broker, and starts the bus (with the stalled check if ``watch``)."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        configure_logging(os.environ.get("PARKING_LOG_LEVEL", "INFO"))
+        url = _required(DATABASE_ENV, ("postgresql:", "postgres:"))
+        store = await open_event_store(url)
+        transport = await open_transport(_required(TRANSPORT_ENV, ("amqp",)))
+        await db.open(url)
+        bus.attach(transport, store)
+        every = float(os.environ.get(WATCH_ENV) or 5) if watch else None
+        await bus.start(watch=every)
+        logger.info(
+            "service ready",
+            extra={
+                "service": bus.service,
+                "queue": bus.queue,
+                "events": bus.event_types,
+            },
+        )
+        try:
+            yield
+        finally:
+            await bus.stop()
+            await transport.close()
+            await store.close()
+            await db.close()
+
+    app = FastAPI(lifespan=lifespan, **fastapi)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"service": bus.service, "status": "ok"}
+
+    return app
+
+
+def found(record: asyncpg.Record | None, what: str) -> dict[str, Any]:
+    """A record as a dict, or HTTP 404 naming ``what``."""
+    if record is None:
+        raise HTTPException(status_code=404, detail=f"{what} not found")
+    return dict(record)

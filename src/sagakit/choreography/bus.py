@@ -1,0 +1,354 @@
+"""The event bus: publish events, react to them, once per message id.
+
+::
+
+    bus = EventBus("parking", transport, store, choreographies=[parking_booking])
+
+    @bus.on("bill.paid")
+    async def reserve(event: BillPaid, ctx: EventContext) -> None:
+        ...
+        await ctx.publish("parking.reserved", Reserved(...))
+
+    await bus.start()
+
+How fan-out, deduplication and effect-once handlers work is described in
+:mod:`sagakit.choreography`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from pydantic import BaseModel, ValidationError
+
+from sagakit.choreography.context import (
+    CAUSE_HEADER,
+    CHOREOGRAPHY_HEADER,
+    SOURCE_HEADER,
+    EventContext,
+    as_payload,
+    decode_events,
+    encode_events,
+    payload_model,
+)
+from sagakit.choreography.definition import Choreography
+from sagakit.choreography.tracker import Tracker
+from sagakit.errors import DuplicateMessage, SagaError
+from sagakit.messaging.envelope import Envelope, MalformedMessage, new_message_id
+from sagakit.ports.clock import Clock
+from sagakit.ports.event_store import (
+    EventOutcome,
+    EventRecord,
+    EventStore,
+)
+from sagakit.ports.store import SagaStore
+from sagakit.ports.transport import Subscription, Transport
+from sagakit.runtime.clock import SystemClock
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+_WITH_CONTEXT = 2  # handler(payload, ctx)
+
+
+@dataclass(frozen=True, slots=True)
+class _Handler:
+    event_type: str
+    fn: Callable[..., Awaitable[Any]]
+    model: type[BaseModel] | None
+    wants_context: bool
+
+
+def _as_event_store(store: EventStore | SagaStore) -> EventStore:
+    if hasattr(store, "record_event"):
+        return cast(EventStore, store)
+    # adapters come after the runtime layers: import on demand
+    from sagakit.adapters.store import event_store_for  # noqa: PLC0415
+
+    return event_store_for(store)
+
+
+class EventBus:
+    """Publishes a service's events and runs its handlers from its queue."""
+
+    def __init__(
+        self,
+        service: str,
+        transport: Transport | None = None,
+        store: EventStore | SagaStore | None = None,
+        *,
+        choreographies: Iterable[Choreography] = (),
+        queue: str | None = None,
+        clock: Clock | None = None,
+        prefetch: int = 32,
+        max_deliveries: int = 5,
+    ) -> None:
+        if not service:
+            raise SagaError("an event bus needs a service name")
+        self.service = service
+        self.queue = queue or f"events.{service}"
+        self.consumer = f"{service}.events"
+        """The inbox's consumer name for this service's events."""
+        self.clock: Clock = clock or SystemClock()
+        self.prefetch = prefetch
+        self.max_deliveries = max_deliveries
+        self._transport = transport
+        self._store = None if store is None else _as_event_store(store)
+        self._choreographies: dict[str, Choreography] = {}
+        for choreography in choreographies:
+            if choreography.name in self._choreographies:
+                raise SagaError(f"choreography {choreography.name!r} given twice")
+            self._choreographies[choreography.name] = choreography
+        self._handlers: dict[str, _Handler] = {}
+        self._subscription: Subscription | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.handled = 0
+        self.duplicates = 0
+
+    # -- set up ------------------------------------------------------------
+
+    def on(self, event_type: str) -> Callable[[F], F]:
+        """Register ``async fn(payload)`` or ``async fn(payload, ctx)``.
+
+        The payload is validated into the first parameter's pydantic model
+        (or passed as a dict); an invalid payload is dead-lettered. A handler
+        that raises is retried by the broker up to ``max_deliveries`` times.
+        """
+        if event_type in self._handlers:
+            raise SagaError(f"{self.service}: {event_type!r} already has a handler")
+
+        def register(fn: F) -> F:
+            is_async = inspect.iscoroutinefunction(fn)  # (no narrowing of F)
+            if not is_async:
+                raise SagaError(f"event handler {fn.__name__} must be async")
+            arity = len(inspect.signature(fn).parameters)
+            self._handlers[event_type] = _Handler(
+                event_type, fn, payload_model(fn), arity >= _WITH_CONTEXT
+            )
+            return fn
+
+        return register
+
+    @property
+    def event_types(self) -> list[str]:
+        """The event types this service handles."""
+        return sorted(self._handlers)
+
+    def attach(self, transport: Transport, store: EventStore | SagaStore) -> None:
+        """Give a bus defined at import time its transport and store."""
+        self._transport = transport
+        self._store = _as_event_store(store)
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            raise SagaError(f"event bus {self.service} has no transport: attach()")
+        return self._transport
+
+    @property
+    def store(self) -> EventStore:
+        if self._store is None:
+            raise SagaError(f"event bus {self.service} has no store: attach()")
+        return self._store
+
+    @property
+    def tracker(self) -> Tracker:
+        return Tracker(self.store, clock=self.clock)
+
+    def choreography_of(self, event_type: str) -> Choreography | None:
+        """The declared choreography this event type belongs to, if any."""
+        return next(
+            (c for c in self._choreographies.values() if event_type in c.events), None
+        )
+
+    async def start(self, *, watch: float | None = None) -> None:
+        """Register this service's routes and consume its queue until ``stop``.
+
+        With ``watch`` (seconds), also check for stalled choreographies that
+        often (see :meth:`Tracker.watch`)."""
+        if self._subscription is not None:
+            raise SagaError(f"event bus {self.service} is already started")
+        if self._handlers:
+            await self.store.subscribe(
+                self.service, self.queue, self.event_types, now=self.clock.now()
+            )
+            self._subscription = await self.transport.consume(
+                self.queue,
+                self.handle,
+                prefetch=self.prefetch,
+                max_deliveries=self.max_deliveries,
+            )
+        if watch is not None:
+            self._watcher = asyncio.create_task(self.tracker.watch(watch))
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+            self._watcher = None
+        if self._subscription is not None:
+            await self._subscription.cancel()
+            self._subscription = None
+
+    # -- publishing --------------------------------------------------------
+
+    def event(
+        self,
+        event_type: str,
+        payload: Any = None,
+        *,
+        correlation_id: str,
+        message_id: str | None = None,
+        choreography: str | None = None,
+        caused_by: str | None = None,
+    ) -> Envelope:
+        """The envelope of an event of this service (not sent)."""
+        if choreography is None:
+            declared = self.choreography_of(event_type)
+            choreography = None if declared is None else declared.name
+        headers = {SOURCE_HEADER: self.service}
+        if choreography is not None:
+            headers[CHOREOGRAPHY_HEADER] = choreography
+        if caused_by is not None:
+            headers[CAUSE_HEADER] = caused_by
+        return Envelope(
+            id=message_id or new_message_id(),
+            kind="event",
+            type=event_type,
+            correlation_id=correlation_id,
+            payload=as_payload(event_type, payload),
+            headers=headers,
+            sent_at=self.clock.now(),
+        )
+
+    async def publish(
+        self,
+        event_type: str,
+        payload: Any = None,
+        *,
+        correlation_id: str,
+        message_id: str | None = None,
+    ) -> Envelope:
+        """Send an event to every service subscribed to ``event_type``.
+
+        ``message_id`` makes a retried publish a duplicate the subscribers
+        drop (default: a new id)."""
+        event = self.event(
+            event_type, payload, correlation_id=correlation_id, message_id=message_id
+        )
+        await self._send(event)
+        return event
+
+    async def _send(self, event: Envelope) -> None:
+        queues = await self.store.subscribers(event.type)
+        if not queues:
+            logger.warning(
+                "event has no subscribers",
+                extra={"action": "event_unrouted", "event": event.type},
+            )
+        detail = f"to {', '.join(queues)}" if queues else "no subscribers"
+        await self._record(event, EventOutcome.PUBLISHED, detail)
+        await self._fan_out(event, queues)
+
+    async def _fan_out(self, event: Envelope, queues: list[str] | None = None) -> None:
+        if queues is None:
+            queues = await self.store.subscribers(event.type)
+        for queue in queues:
+            await self.transport.publish(queue, event)
+
+    # -- consuming ---------------------------------------------------------
+
+    async def handle(self, message: Envelope) -> None:
+        """Handle one event (the consumer callback; also usable directly)."""
+        if message.kind != "event":
+            raise MalformedMessage(
+                f"{self.service} got a {message.kind} on its event queue"
+            )
+        handler = self._handlers.get(message.type)
+        if handler is None:  # a route left by an older version of the service
+            logger.warning(
+                "event without a handler dropped",
+                extra={"action": "event_unhandled", "event": message.type},
+            )
+            return
+        stored = await self.store.inbox_reply(self.consumer, message.id)
+        if stored is not None:
+            await self._duplicate(message, stored)
+            return
+        payload: Any = dict(message.payload)
+        if handler.model is not None:
+            try:
+                payload = handler.model.model_validate(message.payload)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "payload"
+                reason = f"{message.type}: {where}: {first['msg']}"
+                await self._record(message, EventOutcome.FAILED, reason)
+                raise MalformedMessage(reason) from None
+        ctx = EventContext(self, message)
+        try:
+            args = (payload, ctx) if handler.wants_context else (payload,)
+            await handler.fn(*args)
+        except DuplicateMessage:  # mark_consumed: another delivery got there first
+            await self._duplicate(
+                message, await self.store.inbox_reply(self.consumer, message.id)
+            )
+            return
+        except Exception as exc:
+            await self._record(
+                message, EventOutcome.FAILED, f"{type(exc).__name__}: {exc}"
+            )
+            raise
+        if not ctx.marked and not await self.store.record_inbox(
+            self.consumer, message.id, encode_events(ctx.outgoing)
+        ):  # handled concurrently by another consumer: its events win
+            await self._duplicate(
+                message, await self.store.inbox_reply(self.consumer, message.id)
+            )
+            return
+        self.handled += 1
+        await self._record(message, EventOutcome.CONSUMED)
+        for event in ctx.outgoing:
+            await self._send(event)
+
+    async def _duplicate(self, message: Envelope, stored: bytes | None) -> None:
+        self.duplicates += 1
+        logger.info(
+            "duplicate event; its handler does not run again",
+            extra={
+                "action": "event_duplicate",
+                "event": message.type,
+                "message_id": message.id,
+                "correlation_id": message.correlation_id,
+            },
+        )
+        await self._record(message, EventOutcome.DUPLICATE)
+        for event in decode_events(stored or b""):  # lost if we died before
+            await self._fan_out(event)
+
+    async def _record(
+        self, event: Envelope, outcome: EventOutcome, detail: str | None = None
+    ) -> None:
+        """Add a timeline line (and progress, for a declared choreography)."""
+        name = event.headers.get(CHOREOGRAPHY_HEADER)
+        declared = (
+            self._choreographies.get(name) if name else self.choreography_of(event.type)
+        )
+        if declared is not None and event.type not in declared.events:
+            declared = None
+        record = EventRecord(
+            correlation_id=event.correlation_id,
+            choreography=name or (None if declared is None else declared.name),
+            service=self.service,
+            event_type=event.type,
+            message_id=event.id,
+            outcome=outcome,
+            recorded_at=self.clock.now(),
+            detail=detail,
+        )
+        await self.tracker.record(record, declared)

@@ -1,0 +1,164 @@
+"""The event store port: what choreography needs from a database.
+
+Three things live there, next to the saga tables:
+
+- **routes**: which service queue receives which event type. A service
+  registers its routes when its :class:`~sagakit.choreography.EventBus`
+  starts; a publisher reads them to fan an event out to every subscriber.
+- **the inbox**: the same ``sagakit_inbox`` table participants use, so an
+  event consumed twice (same message id) runs its handler once.
+- **the tracker**: one log line per event a service published or consumed,
+  by correlation id, and one row per tracked choreography with its status and
+  the deadline by which it must make progress.
+
+Times are epoch seconds of the caller's clock (passed in), so a fake clock
+drives deadlines in tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class ChoreographyStatus(StrEnum):
+    """Where one choreography (one correlation id) is. Stored verbatim."""
+
+    IN_PROGRESS = "in_progress"
+    SUCCEEDED = "succeeded"
+    COMPENSATING = "compensating"
+    """A failure event was seen; some compensating events are still owed."""
+    COMPENSATED = "compensated"
+    STALLED = "stalled"
+    """No progress within the choreography's timeout (flagged by a check)."""
+
+    @property
+    def terminal(self) -> bool:
+        return self in (ChoreographyStatus.SUCCEEDED, ChoreographyStatus.COMPENSATED)
+
+
+class EventOutcome(StrEnum):
+    """What a service did with an event, as the timeline shows it."""
+
+    PUBLISHED = "published"
+    CONSUMED = "consumed"
+    """Its handler ran and the inbox recorded it."""
+    DUPLICATE = "duplicate"
+    """Delivered again (same message id): the handler did not run."""
+    FAILED = "failed"
+    """Its handler raised; the broker delivers it again (or dead-letters it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One line of a choreography's timeline."""
+
+    correlation_id: str
+    choreography: str | None
+    service: str
+    event_type: str
+    message_id: str
+    outcome: EventOutcome
+    recorded_at: float
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedChoreography:
+    """The tracker's row for one correlation id. ``updated_at`` is the last
+    progress; ``deadline`` is ``updated_at`` plus the declared timeout."""
+
+    correlation_id: str
+    name: str
+    status: ChoreographyStatus
+    started_at: float
+    updated_at: float
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How to track an event that belongs to a declared choreography.
+
+    ``classify`` maps the event types seen so far for a correlation id (this
+    one included) to its status; the store calls it inside the transaction
+    that records the event, after locking the choreography's row, so
+    concurrent recorders never lose each other's events.
+    """
+
+    choreography: str
+    timeout: float
+    classify: Callable[[frozenset[str]], ChoreographyStatus]
+
+
+class EventStore(Protocol):
+    """Routes, inbox and tracker. Every method is one transaction."""
+
+    async def subscribe(
+        self, service: str, queue: str, event_types: Collection[str], *, now: float
+    ) -> None:
+        """Route each of ``event_types`` to ``queue`` (the service's queue);
+        re-subscribing replaces the service's queue for those types."""
+
+    async def subscribers(self, event_type: str) -> list[str]:
+        """The queues that receive ``event_type``, one per service, sorted."""
+
+    async def inbox_reply(self, consumer: str, message_id: str) -> bytes | None:
+        """What ``consumer`` stored when it took this message, ``b""`` if it
+        stored nothing, ``None`` if it never took it."""
+
+    async def record_inbox(
+        self, consumer: str, message_id: str, reply: bytes | None
+    ) -> bool:
+        """Remember that ``consumer`` took this message; False if it had."""
+
+    async def record_event(
+        self, record: EventRecord, progress: Progress | None = None
+    ) -> ChoreographyStatus | None:
+        """Append ``record`` to the log. With ``progress``, also create or
+        update the choreography's row: status from ``classify``, deadline
+        ``record.recorded_at + timeout``. Returns the new status, if tracked."""
+
+    async def timeline(self, correlation_id: str) -> list[EventRecord]:
+        """The log lines of one correlation id, in the order written."""
+
+    async def tracked(self, correlation_id: str) -> TrackedChoreography | None:
+        """The tracker's row, or ``None`` if no declared choreography has it."""
+
+    async def list_tracked(
+        self, *, status: ChoreographyStatus | None = None, limit: int = 100
+    ) -> list[TrackedChoreography]:
+        """Tracked choreographies, most recently updated first."""
+
+    async def mark_stalled(
+        self, *, now: float, limit: int = 100
+    ) -> list[TrackedChoreography]:
+        """Set to ``stalled`` the in-progress or compensating choreographies
+        whose deadline is before ``now``; returns those it changed (each is
+        returned by one caller only)."""
+
+    async def close(self) -> None: ...
+
+
+class TransactionalInbox(Protocol):
+    """An event store whose inbox can be written on the caller's own
+    connection, inside the caller's transaction (same database)."""
+
+    async def record_inbox_on(
+        self, conn: Any, consumer: str, message_id: str, reply: bytes | None
+    ) -> bool:
+        """Insert the inbox entry on ``conn`` (no commit); False if the
+        message was consumed before."""
+
+
+__all__ = [
+    "ChoreographyStatus",
+    "EventOutcome",
+    "EventRecord",
+    "EventStore",
+    "Progress",
+    "TrackedChoreography",
+    "TransactionalInbox",
+]
