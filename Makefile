@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# the official AsyncAPI parser (npm) that tests/integration/test_asyncapi.py runs
+NODE_DIR   := tests/asyncapi
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed-$(shell cksum < $(NODE_DIR)/package-lock.json | cut -d' ' -f1)
 
 .PHONY: demo test lint typecheck unit bench clean
 
@@ -11,6 +14,11 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -c 'import sys; assert sys.version_info >= (3, 11), "sagakit needs Python >= 3.11"'
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
+
+$(NODE_STAMP): $(NODE_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: the AsyncAPI parser tests skip (and fail when CI=true)"; fi
 
 demo: $(STAMP)
 	$(BIN)/sagakit demo
@@ -22,7 +30,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck $(NODE_STAMP)
 	$(BIN)/pytest
 
 unit: $(STAMP)
@@ -33,4 +41,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sqlite_throughput.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(NODE_DIR)/node_modules

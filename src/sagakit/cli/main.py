@@ -32,7 +32,7 @@ from sagakit.adapters.store import (
 from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
 from sagakit.adapters.transport import open_transport
 from sagakit.choreography import Tracker
-from sagakit.cli import db, render
+from sagakit.cli import db, docs, render
 from sagakit.cli.loader import LoadError, load_participant, load_sagas
 from sagakit.engine.state import SagaStatus
 from sagakit.errors import SagaError, SagaNotFound, StoreError
@@ -480,6 +480,7 @@ def participant(
 
 
 db.register(app, out, None)
+docs.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,498 @@
+"""Build the neutral model from saga definitions, participants and event sources.
+
+::
+
+    docs = describe(
+        sagas=[create_order_saga],
+        participants=[kitchen, accounting],
+        servers={"production": "amqp://rabbit.internal:5672/"},
+        title="Orders",
+        version="1.2.0",
+    )
+    model = docs.model()
+
+``describe`` returns an :class:`AsyncAPIApp`; put one in a module and
+``sagakit asyncapi pkg.module`` renders it. A plain module (or a package,
+whose submodules are searched when it defines nothing itself) works too: every
+module-level ``Saga``, ``Participant`` and :class:`EventSource` is described.
+
+Where the models come from: a command's body is the participant handler's
+payload model, else the return annotation of ``Remote.payload``; a reply's body
+is ``Remote.reply``, else the handler's return annotation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+import re
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel
+
+from sagakit.asyncapi.choreography import events_of, is_event_source
+from sagakit.asyncapi.model import (
+    Action,
+    ActorKind,
+    ApiModel,
+    Channel,
+    ChannelKind,
+    EventSource,
+    EventSpec,
+    Message,
+    MessageKind,
+    Operation,
+    Reply,
+    Server,
+    Usage,
+)
+from sagakit.definition.remote import Remote
+from sagakit.definition.saga import Saga
+from sagakit.errors import DefinitionError
+from sagakit.participant.service import Participant
+
+DEFAULT_REPLY_QUEUE = "sagakit.replies"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
+T = TypeVar("T")
+_PROTOCOLS = {"amqp": "amqp", "amqps": "amqps", "redis": "redis", "rediss": "rediss"}
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncAPIApp:
+    """What one AsyncAPI document describes, and how to title it."""
+
+    sagas: tuple[Saga[Any], ...] = ()
+    participants: tuple[Participant, ...] = ()
+    events: tuple[EventSpec, ...] = ()
+    servers: Mapping[str, str] = field(default_factory=dict)
+    title: str = "sagakit services"
+    version: str = "1.0.0"
+    description: str | None = None
+    reply_queue: str = DEFAULT_REPLY_QUEUE
+    """The queue the orchestrators' replies arrive on (``worker --reply-queue``)."""
+    broker_prefix: str = "sagakit"
+
+    def model(self) -> ApiModel:
+        return _Builder(self).build()
+
+
+def describe(
+    *,
+    sagas: Iterable[Saga[Any]] = (),
+    participants: Iterable[Participant] = (),
+    events: Iterable[EventSpec | EventSource | object] = (),
+    servers: Mapping[str, str] | None = None,
+    title: str = "sagakit services",
+    version: str = "1.0.0",
+    description: str | None = None,
+    reply_queue: str = DEFAULT_REPLY_QUEUE,
+    broker_prefix: str = "sagakit",
+) -> AsyncAPIApp:
+    """Declare a document; ``servers`` maps names to broker URLs (credentials
+    are dropped). Bad URLs and non-definitions raise ``DefinitionError``."""
+    app = AsyncAPIApp(
+        sagas=tuple(sagas),
+        participants=tuple(participants),
+        events=_event_specs(events),
+        servers=dict(servers or {}),
+        title=title,
+        version=version,
+        description=description,
+        reply_queue=reply_queue,
+        broker_prefix=broker_prefix,
+    )
+    for saga in app.sagas:
+        if not isinstance(saga, Saga):
+            raise DefinitionError(f"sagas: {saga!r} is not a Saga")
+    for service in app.participants:
+        if not isinstance(service, Participant):
+            raise DefinitionError(f"participants: {service!r} is not a Participant")
+    for name, url in app.servers.items():
+        parse_server(name, url)
+    return app
+
+
+def _event_specs(items: Iterable[object]) -> tuple[EventSpec, ...]:
+    specs: list[EventSpec] = []
+    for item in items:
+        if isinstance(item, EventSpec):
+            specs.append(item)
+        elif is_event_source(item):
+            specs.extend(events_of(item))
+        else:
+            raise DefinitionError(f"events: {item!r} is neither EventSpec nor source")
+    return tuple(specs)
+
+
+def from_target(
+    value: object, *, servers: Mapping[str, str] | None = None
+) -> AsyncAPIApp:
+    """An app from what a ``MODULE[:ATTR]`` names: an ``AsyncAPIApp``, a module
+    or package, a Saga, a Participant, an event source, or a list of them.
+    ``servers`` are added to (and override) the target's own."""
+    if isinstance(value, AsyncAPIApp):
+        app = value
+    elif isinstance(value, ModuleType):
+        app = _from_module(value)
+    else:
+        items = (
+            list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
+        )
+        app = _from_items(items, origin=repr(value))
+    if servers:
+        for name, url in servers.items():
+            parse_server(name, url)
+        app = dataclasses.replace(app, servers={**app.servers, **servers})
+    return app
+
+
+def _from_items(items: list[object], *, origin: str) -> AsyncAPIApp:
+    sagas = [v for v in items if isinstance(v, Saga)]
+    participants = [v for v in items if isinstance(v, Participant)]
+    sources = [v for v in items if isinstance(v, EventSpec) or is_event_source(v)]
+    if not (sagas or participants or sources):
+        raise DefinitionError(
+            f"{origin} holds no Saga, Participant, event source or AsyncAPIApp"
+        )
+    return describe(
+        sagas=_unique(sagas), participants=_unique(participants), events=sources
+    )
+
+
+def _from_module(module: ModuleType) -> AsyncAPIApp:
+    modules = [module]
+    found = _module_values(module)
+    if not found and hasattr(module, "__path__"):  # a package: look inside
+        for info in sorted(pkgutil.iter_modules(module.__path__), key=lambda m: m.name):
+            sub = importlib.import_module(f"{module.__name__}.{info.name}")
+            modules.append(sub)
+            found.extend(_module_values(sub))
+    apps = _unique([v for v in found if isinstance(v, AsyncAPIApp)])
+    if len(apps) > 1:
+        raise DefinitionError(
+            f"{module.__name__!r} defines {len(apps)} AsyncAPIApp objects; "
+            "name one as MODULE:ATTR"
+        )
+    if apps:
+        return apps[0]
+    app = _from_items(_unique(found), origin=f"module {module.__name__!r}")
+    doc = " ".join((module.__doc__ or "").strip().split("\n\n")[0].split()) or None
+    return AsyncAPIApp(
+        sagas=app.sagas,
+        participants=app.participants,
+        events=app.events,
+        title=module.__name__,
+        description=doc,
+    )
+
+
+def _module_values(module: ModuleType) -> list[object]:
+    return [
+        v
+        for v in vars(module).values()
+        if isinstance(v, (AsyncAPIApp, Saga, Participant, EventSpec))
+        or is_event_source(v)
+    ]
+
+
+def _unique(values: list[T]) -> list[T]:
+    seen: dict[int, T] = {}
+    for v in values:
+        seen.setdefault(id(v), v)
+    return list(seen.values())
+
+
+# -- servers -------------------------------------------------------------------
+
+
+def parse_server(name: str, url: str) -> Server:
+    """A server from a broker URL, without user, password or query string."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    celery = scheme.startswith("celery+")
+    protocol = _PROTOCOLS.get(scheme.removeprefix("celery+"))
+    if protocol is None:
+        raise DefinitionError(
+            f"server {name!r}: unsupported URL scheme {parts.scheme!r}: use amqp://, "
+            "amqps://, redis://, rediss:// or celery+amqp://"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise DefinitionError(f"server {name!r}: the URL has an invalid port") from None
+    if not parts.hostname:
+        raise DefinitionError(f"server {name!r}: the URL names no host")
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    if port is not None:
+        host = f"{host}:{port}"
+    path = parts.path if parts.path not in ("", "/") else None
+    if protocol.startswith("amqp"):
+        what = "RabbitMQ, Celery's wire format" if celery else "RabbitMQ"
+    else:
+        what = "Redis Streams"
+    return Server(
+        name=name,
+        protocol=protocol,
+        host=host,
+        pathname=path,
+        authenticated=bool(parts.username or parts.password),
+        description=what,
+    )
+
+
+# -- the builder ---------------------------------------------------------------
+
+
+def safe_id(text: str) -> str:
+    return _UNSAFE.sub("_", text) or "_"
+
+
+def _summary(obj: object) -> str | None:
+    doc = getattr(obj, "__doc__", None)
+    if not doc or (obj.__class__ is type and doc == BaseModel.__doc__):
+        return None
+    first = doc.strip().split("\n\n")[0]
+    return " ".join(first.split()) or None
+
+
+def _return_model(fn: Callable[..., Any] | None) -> type[BaseModel] | None:
+    if fn is None:
+        return None
+    try:
+        hint = typing.get_type_hints(fn).get("return")
+    except Exception:  # unresolvable annotations: an untyped body
+        return None
+    if isinstance(hint, type) and issubclass(hint, BaseModel):
+        return hint
+    return None
+
+
+class _Builder:
+    def __init__(self, app: AsyncAPIApp) -> None:
+        self.app = app
+        self.model = ApiModel(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            broker_prefix=app.broker_prefix,
+        )
+
+    def build(self) -> ApiModel:
+        model = self.model
+        model.servers = [parse_server(n, u) for n, u in self.app.servers.items()]
+        for saga in self.app.sagas:
+            self._saga(saga)
+        for service in self.app.participants:
+            self._participant(service)
+        for spec in self.app.events:
+            self._event(spec)
+        model.description = _overview(self.app, self.app.description)
+        return model
+
+    # channels and messages
+
+    def _channel(self, kind: ChannelKind, address: str | None) -> Channel:
+        dynamic = "reply_to" if kind == "replies" else f"{kind}.dynamic"
+        key = safe_id(address) if address is not None else dynamic
+        channel = self.model.channels.get(key)
+        if channel is not None and channel.kind != kind:
+            key = f"{key}.{kind}"
+            channel = self.model.channels.get(key)
+        if channel is None:
+            channel = Channel(key, kind, address, description=_channel_text(kind))
+            self.model.channels[key] = channel
+        return channel
+
+    def _message(
+        self, kind: MessageKind, type_: str, body: type[BaseModel] | None
+    ) -> Message:
+        suffix = {"command": "", "reply": ".reply", "event": ""}[kind]
+        key = safe_id(type_ + suffix)
+        message = self.model.messages.get(key)
+        if message is not None and message.kind != kind:
+            key = f"{key}.{kind}"
+            message = self.model.messages.get(key)
+        if message is None:
+            message = Message(key, kind, type_)
+            self.model.messages[key] = message
+        if body is not None and message.body is None:
+            message.body = body
+            message.summary = _summary(body)
+        return message
+
+    def _operation(self, op: Operation) -> Operation:
+        existing = self.model.operations.get(op.id)
+        if existing is None:
+            self.model.operations[op.id] = op
+            return op
+        for m in op.messages:
+            if m not in existing.messages:
+                existing.messages.append(m)
+        return existing
+
+    @property
+    def _reply_channel(self) -> Channel:
+        if self.app.sagas:
+            return self._channel("replies", self.app.reply_queue)
+        return self._channel("replies", None)
+
+    # sources
+
+    def _saga(self, saga: Saga[Any]) -> None:
+        if not any(s.is_remote or s.compensation_is_remote for s in saga):
+            return  # local steps only: nothing crosses a broker
+        replies = self._reply_channel
+        received: list[str] = []
+        for step in saga:
+            for role, remote in (
+                ("action", step.action),
+                ("compensation", step.compensate),
+            ):
+                if not isinstance(remote, Remote):
+                    continue
+                command = self._message(
+                    "command", remote.command, _return_model(remote.payload)
+                )
+                reply = self._message("reply", remote.command, remote.reply)
+                for m in (command, reply):
+                    m.usages.append(Usage(saga.name, role, step.name))
+                channel = self._channel("commands", remote.destination)
+                channel.carry(command.id)
+                replies.carry(reply.id)
+                received.append(reply.id)
+                what = "undo" if role == "compensation" else "run"
+                self._operation(
+                    Operation(
+                        id=safe_id(f"{saga.name}.send.{remote.command}"),
+                        action="send",
+                        channel=channel.id,
+                        actor=saga.name,
+                        actor_kind="saga",
+                        messages=[command.id],
+                        summary=f"Saga {saga.name} sends {remote.command} to {what} "
+                        f"step {step.name}.",
+                        reply=Reply(replies.id, (reply.id,)),
+                    )
+                )
+        if received:
+            self._operation(
+                Operation(
+                    id=safe_id(f"{saga.name}.receive.replies"),
+                    action="receive",
+                    channel=replies.id,
+                    actor=saga.name,
+                    actor_kind="saga",
+                    messages=list(dict.fromkeys(received)),
+                    summary=f"Saga {saga.name} receives the replies to its commands.",
+                )
+            )
+
+    def _participant(self, service: Participant) -> None:
+        if not service.commands:
+            return
+        channel = self._channel("commands", service.queue)
+        replies = self._reply_channel
+        commands: list[str] = []
+        answers: list[str] = []
+        for command_type in service.commands:
+            fn = service.handler_function(command_type)
+            command = self._message("command", command_type, None)
+            model = service.payload_model(command_type)
+            if model is not None:  # the handler validates: its model wins
+                command.body, command.summary = model, _summary(model)
+            reply = self._message("reply", command_type, _return_model(fn))
+            for m in (command, reply):
+                m.usages.append(Usage(service.service, "handler"))
+            channel.carry(command.id)
+            replies.carry(reply.id)
+            commands.append(command.id)
+            answers.append(reply.id)
+        dynamic = replies.address is None
+        self._operation(
+            Operation(
+                id=safe_id(f"{service.service}.receive.commands"),
+                action="receive",
+                channel=channel.id,
+                actor=service.service,
+                actor_kind="participant",
+                messages=commands,
+                summary=f"Service {service.service} handles its commands.",
+                reply=Reply(replies.id, tuple(answers), dynamic=True),
+            )
+        )
+        self._operation(
+            Operation(
+                id=safe_id(f"{service.service}.send.replies"),
+                action="send",
+                channel=replies.id,
+                actor=service.service,
+                actor_kind="participant",
+                messages=answers,
+                summary=f"Service {service.service} replies to the queue each "
+                "command's reply_to names"
+                + ("." if dynamic else f" ({replies.address})."),
+            )
+        )
+
+    def _event(self, spec: EventSpec) -> None:
+        message = self._message("event", spec.type, spec.body)
+        if spec.summary and not message.summary:
+            message.summary = spec.summary
+        if spec.address is None:
+            return  # known by name only: a message, no channel
+        channel = self._channel("events", spec.address)
+        channel.carry(message.id)
+        sides: tuple[tuple[Action, ActorKind, str, tuple[str, ...]], ...] = (
+            ("send", "publisher", "publishes", spec.publishers),
+            ("receive", "subscriber", "reacts to", spec.subscribers),
+        )
+        for action, kind, verb, actors in sides:
+            for actor in actors:
+                message.usages.append(Usage(actor, kind))
+                self._operation(
+                    Operation(
+                        id=safe_id(f"{actor}.{action}.{spec.type}"),
+                        action=action,
+                        channel=channel.id,
+                        actor=actor,
+                        actor_kind=kind,
+                        messages=[message.id],
+                        summary=f"{actor} {verb} {spec.type}.",
+                    )
+                )
+
+
+def _channel_text(kind: ChannelKind) -> str:
+    return {
+        "commands": "A participant's command queue: orchestrators send commands, "
+        "the service handles them.",
+        "replies": "Where replies to commands arrive: the queue each command's "
+        "reply_to names.",
+        "events": "A service's event queue: each event it subscribes to is "
+        "published here.",
+    }[kind]
+
+
+def _overview(app: AsyncAPIApp, description: str | None) -> str:
+    lines = []
+    for saga in app.sagas:
+        shape = " -> ".join(
+            "(" + " | ".join(s.name for s in stage) + ")"
+            if len(stage) > 1
+            else stage[0].name + (" [pivot]" if stage[0].pivot else "")
+            for stage in saga.stages
+        )
+        lines.append(f"- saga `{saga.name}`: {shape}")
+    for service in app.participants:
+        lines.append(
+            f"- service `{service.service}` on queue `{service.queue}`: "
+            + ", ".join(service.commands)
+        )
+    head = description or "Messages exchanged by sagakit sagas and services."
+    return head + ("\n\n" + "\n".join(lines) if lines else "")

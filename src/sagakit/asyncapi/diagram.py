@@ -1,0 +1,103 @@
+"""A saga as a Mermaid flowchart: stages, parallel groups, pivot, compensations.
+
+Solid edges run forward: ``start``, each stage in order (a parallel group
+between a ``fork`` and a ``join`` node, inside a subgraph), ``succeeded``.
+Each compensable step has a dashed ``undo`` edge to its compensation, and the
+compensations are chained by dashed edges in reverse stage order down to
+``compensated``, the order they run in. The pivot is a hexagon marked
+``PIVOT``; a remote step shows its command and queue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sagakit.definition.remote import Remote
+from sagakit.definition.saga import Saga, Step
+
+PIVOT_MARK = "PIVOT: point of no return"
+
+
+def _text(value: str) -> str:
+    return value.replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;")
+
+
+def _remote(remote: Remote) -> str:
+    return f"command {_text(remote.command)}<br/>queue {_text(remote.destination)}"
+
+
+def _label(step: Step) -> str:
+    parts = [f"<b>{_text(step.name)}</b>"]
+    if isinstance(step.action, Remote):
+        parts.append(_remote(step.action))
+    if step.pivot:
+        parts.append(PIVOT_MARK)
+    return "<br/>".join(parts)
+
+
+def _undo(step: Step) -> str:
+    what = step.compensate
+    if isinstance(what, Remote):
+        body = _remote(what)
+    else:
+        body = _text(getattr(what, "__name__", type(what).__name__))
+    return f"undo {_text(step.name)}<br/>{body}"
+
+
+def mermaid(saga: Saga[Any]) -> str:
+    """The flowchart source (``flowchart TD``), ending with a newline."""
+    ids = {step.name: f"s{i}" for i, step in enumerate(saga)}
+    lines = ["flowchart TD", f"    %% saga {_text(saga.name)}", '    start(("start"))']
+    edges: list[str] = []
+    previous = "start"
+    for index, stage in enumerate(saga.stages):
+        if len(stage) == 1:
+            step = stage[0]
+            node = ids[step.name]
+            shape = ("{{", "}}") if step.pivot else ("[", "]")
+            lines.append(f'    {node}{shape[0]}"{_label(step)}"{shape[1]}')
+            edges.append(f"    {previous} --> {node}")
+            previous = node
+            continue
+        fork, join = f"fork{index}", f"join{index}"
+        lines.append(f'    subgraph parallel{index} ["parallel group"]')
+        lines.append(f'        {fork}(("fork"))')
+        for step in stage:
+            lines.append(f'        {ids[step.name]}["{_label(step)}"]')
+        lines.append(f'        {join}(("join"))')
+        lines.append("    end")
+        edges.append(f"    {previous} --> {fork}")
+        edges.extend(f"    {fork} --> {ids[s.name]}" for s in stage)
+        edges.extend(f"    {ids[s.name]} --> {join}" for s in stage)
+        previous = join
+    lines.append('    succeeded(("succeeded"))')
+    edges.append(f"    {previous} --> succeeded")
+    lines.extend(edges)
+    lines.extend(_compensations(saga, ids))
+    lines.append("    classDef pivot stroke-width:4px")
+    lines.append("    classDef undo stroke-dasharray:4 3")
+    pivots = [ids[s.name] for s in saga if s.pivot]
+    if pivots:
+        lines.append(f"    class {','.join(pivots)} pivot")
+    return "\n".join(lines) + "\n"
+
+
+def _compensations(saga: Saga[Any], ids: dict[str, str]) -> list[str]:
+    stages = [[s for s in stage if s.compensate is not None] for stage in saga.stages]
+    stages = [stage for stage in stages if stage]
+    if not stages:
+        return []
+    lines = ["    %% compensations run in reverse, from the failed stage back"]
+    undo = {s.name: f"u{ids[s.name][1:]}" for stage in stages for s in stage}
+    for stage in stages:
+        for step in stage:
+            lines.append(f'    {undo[step.name]}["{_undo(step)}"]:::undo')
+    lines.append('    compensated(("compensated"))')
+    for stage in stages:
+        for step in stage:
+            lines.append(f"    {ids[step.name]} -. undo .-> {undo[step.name]}")
+    for later, earlier in zip(stages[::-1], stages[::-1][1:], strict=False):
+        for a in later:
+            lines.extend(f"    {undo[a.name]} -.-> {undo[b.name]}" for b in earlier)
+    lines.extend(f"    {undo[s.name]} -.-> compensated" for s in stages[0])
+    return lines

@@ -1,0 +1,495 @@
+"""AsyncAPI documents and Mermaid diagrams generated from the examples.
+
+Every generated document is checked by the official parser,
+``@asyncapi/parser`` (``tests/asyncapi/validate.mjs``, installed by ``make
+test`` with ``npm ci``): zero errors. Without node or the parser the check
+skips, or fails when ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pytest
+import yaml
+from examples.create_order import order_service
+from pydantic import BaseModel, Field
+
+from sagakit.asyncapi import (
+    EventSpec,
+    describe,
+    document,
+    from_target,
+    mermaid,
+    parse_server,
+    to_json,
+    to_yaml,
+)
+from sagakit.definition import Parallel, Remote, Saga, Step
+from sagakit.errors import DefinitionError
+from sagakit.examples.trip import trip_saga
+from sagakit.participant import Participant
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE_DIR = ROOT / "tests" / "asyncapi"
+VALIDATE = NODE_DIR / "validate.mjs"
+PARSER = NODE_DIR / "node_modules" / "@asyncapi" / "parser"
+
+EXAMPLES = ["examples.create_order", "sagakit.examples.trip"]
+# choreography examples join as they appear: any examples/choreography* package
+EXAMPLES += sorted(
+    f"examples.{p.name}"
+    for p in (ROOT / "examples").glob("choreograph*")
+    if (p / "__init__.py").exists()
+)
+
+
+def doc_of(target: str, **servers: str) -> dict[str, Any]:
+    return document(
+        from_target(importlib.import_module(target), servers=servers).model()
+    )
+
+
+# -- the official parser ----------------------------------------------------------
+
+
+def node_or_skip() -> str:
+    node = shutil.which("node")
+    reason = None
+    if node is None:
+        reason = "node is not installed: the AsyncAPI parser cannot run"
+    elif not PARSER.is_dir():
+        reason = f"@asyncapi/parser is not installed: run npm ci --prefix {NODE_DIR}"
+    if reason is not None or node is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return node
+
+
+def parse(node: str, path: Path) -> tuple[list[str], list[str], int]:
+    """(errors, other diagnostics, exit status) from the official parser."""
+    result = subprocess.run(
+        [node, str(VALIDATE), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+        cwd=NODE_DIR,
+    )
+    lines = result.stdout.splitlines()
+    errors = [line for line in lines if f"{path}: error " in line]
+    others = [
+        line
+        for line in lines
+        if line not in errors
+        and not line.startswith((f"{path}: valid", f"{path}: INV"))
+    ]
+    if result.returncode not in (0, 1):
+        errors.append(f"validate.mjs exited {result.returncode}: {result.stderr}")
+    return errors, others, result.returncode
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+@pytest.mark.parametrize("target", EXAMPLES)
+def test_official_parser_accepts_example_documents(
+    target: str, fmt: str, tmp_path: Path
+) -> None:
+    node = node_or_skip()
+    doc = doc_of(target, amqp="amqp://u:secret@rabbit:5672/", redis="redis://r:6379/0")
+    path = tmp_path / f"{target}.{fmt}"
+    path.write_text(to_yaml(doc) if fmt == "yaml" else to_json(doc), encoding="utf-8")
+    errors, others, status = parse(node, path)
+    for line in others:  # warnings are allowed; show them with -s or on failure
+        print(line)
+    assert errors == [], "\n".join(errors)
+    assert status == 0
+
+
+class Cat(BaseModel):
+    kind: Literal["cat"] = "cat"
+
+
+class Dog(BaseModel):
+    kind: Literal["dog"] = "dog"
+
+
+class Feed(BaseModel):
+    """Types pydantic renders in newer JSON Schema: tuples, unions, enums."""
+
+    pet: Annotated[Cat | Dog, Field(discriminator="kind")]
+    pair: tuple[int, str]
+    when: datetime.datetime
+    maybe: int | None = None
+
+
+@pytest.mark.slow
+def test_official_parser_accepts_events_and_dynamic_replies(tmp_path: Path) -> None:
+    node = node_or_skip()
+    zoo = Participant("zoo")
+
+    @zoo.handler("zoo.feed")
+    def feed(cmd: Feed) -> Cat:
+        return Cat()
+
+    fed = EventSpec("zoo.fed", "zoo.events", Cat, ("zoo",), ("vet", "keeper"))
+    doc = document(describe(participants=[zoo], events=[fed]).model())
+    path = tmp_path / "zoo.yaml"
+    path.write_text(to_yaml(doc), encoding="utf-8")
+    errors, _, status = parse(node, path)
+    assert errors == [], "\n".join(errors)
+    assert status == 0
+
+
+class Booked(BaseModel):
+    """A parking space is held."""
+
+    space: int
+
+
+def choreography_app() -> Any:
+    from sagakit.choreography import Choreography, EventBus, Flow  # noqa: PLC0415
+
+    parking = Choreography(
+        "parking",
+        [
+            Flow("booking.created", "booking.cancelled", "booking.rejected"),
+            Flow("bill.paid"),
+        ],
+    )
+    billing = EventBus("billing", choreographies=[parking])
+
+    @billing.on("booking.created")
+    async def bill(event: Booked) -> None:
+        return None
+
+    return describe(events=[billing, parking], title="parking")
+
+
+@pytest.mark.slow
+def test_official_parser_accepts_choreography_events(tmp_path: Path) -> None:
+    pytest.importorskip("sagakit.choreography")
+    node = node_or_skip()
+    doc = document(choreography_app().model())
+    assert doc["channels"]["events.billing"]["messages"] == {
+        "booking.created": {"$ref": "#/components/messages/booking.created"}
+    }
+    assert doc["operations"]["billing.receive.booking.created"]["action"] == "receive"
+    messages = doc["components"]["messages"]
+    assert set(messages) == {
+        "booking.created",
+        "booking.cancelled",
+        "booking.rejected",
+        "bill.paid",
+    }
+    body = messages["booking.created"]["payload"]["properties"]["payload"]
+    assert body == {"$ref": "#/components/schemas/Booked"}
+    path = tmp_path / "parking.yaml"
+    path.write_text(to_yaml(doc), encoding="utf-8")
+    errors, _, status = parse(node, path)
+    assert errors == [], "\n".join(errors)
+    assert status == 0
+
+
+@pytest.mark.slow
+def test_official_parser_reports_errors(tmp_path: Path) -> None:
+    node = node_or_skip()
+    doc = doc_of("sagakit.examples.trip")
+    doc["operations"] = {"bad": {"action": "fly"}}
+    path = tmp_path / "bad.json"
+    path.write_text(to_json(doc), encoding="utf-8")
+    errors, _, status = parse(node, path)
+    assert errors
+    assert status == 1
+
+
+# -- the model ------------------------------------------------------------------
+
+
+def test_create_order_channels_operations_and_messages() -> None:
+    doc = doc_of("examples.create_order")
+    assert doc["asyncapi"] == "3.0.0"
+    assert set(doc["channels"]) == {
+        "consumer",
+        "kitchen",
+        "accounting",
+        "sagakit.replies",
+    }
+    assert doc["channels"]["kitchen"]["address"] == "kitchen"
+    commands = {
+        "consumer.verify",
+        "kitchen.create_ticket",
+        "kitchen.cancel_ticket",
+        "accounting.authorize",
+        "kitchen.approve_ticket",
+    }
+    replies = {f"{c}.reply" for c in commands}
+    assert set(doc["components"]["messages"]) == commands | replies
+    assert set(doc["channels"]["sagakit.replies"]["messages"]) == replies
+    ops = doc["operations"]
+    # the saga sends each command and receives every reply; each service
+    # receives its commands and sends its replies
+    assert len(ops) == 5 + 1 + 3 * 2
+    sends = [o for o in ops.values() if "saga:create_order" in str(o["tags"])]
+    assert sorted(o["action"] for o in sends) == ["receive"] + ["send"] * 5
+    send = ops["create_order.send.kitchen.create_ticket"]
+    assert send["channel"] == {"$ref": "#/channels/kitchen"}
+    assert send["reply"]["channel"] == {"$ref": "#/channels/sagakit.replies"}
+    kitchen = ops["kitchen.receive.commands"]
+    assert kitchen["action"] == "receive"
+    assert len(kitchen["messages"]) == 3
+
+
+def test_payload_schemas_are_embedded_in_the_envelope() -> None:
+    doc = doc_of("examples.create_order")
+    schemas = doc["components"]["schemas"]
+    for name in ("CreateTicket", "TicketCreated", "CancelTicket", "AuthorizeCard"):
+        assert name in schemas
+    assert schemas["AuthorizeCard"]["properties"]["amount"]["exclusiveMinimum"] == 0
+    messages = doc["components"]["messages"]
+    command = messages["kitchen.create_ticket"]
+    envelope = command["payload"]
+    assert envelope["properties"]["kind"]["const"] == "command"
+    assert envelope["properties"]["type"]["const"] == "kitchen.create_ticket"
+    assert envelope["properties"]["payload"] == {
+        "$ref": "#/components/schemas/CreateTicket"
+    }
+    assert "correlation_id" in envelope["required"]
+    assert command["correlationId"] == {
+        "$ref": "#/components/correlationIds/correlation_id"
+    }
+    location = doc["components"]["correlationIds"]["correlation_id"]["location"]
+    assert location == "$message.payload#/correlation_id"
+    reply = messages["kitchen.create_ticket.reply"]["payload"]
+    assert reply["properties"]["kind"]["const"] == "reply"
+    assert {"$ref": "#/components/schemas/TicketCreated"} in reply["properties"][
+        "payload"
+    ]["anyOf"]
+    assert "ok" in reply["required"]
+    # the handler's return annotation when the saga names no reply model
+    approve = messages["kitchen.approve_ticket.reply"]["payload"]["properties"]
+    assert {"$ref": "#/components/schemas/TicketApproved"} in approve["payload"][
+        "anyOf"
+    ]
+    # no model on either side: any object
+    cancel = messages["kitchen.cancel_ticket.reply"]["payload"]["properties"]
+    assert {"type": "object"} in cancel["payload"]["anyOf"]
+
+
+def test_servers_keep_protocols_and_drop_credentials() -> None:
+    doc = doc_of(
+        "examples.create_order",
+        prod="amqp://orders:s3cr3t@rabbit.internal:5672/orders?token=t0k3n",
+        cache="rediss://:hunter2@redis.internal:6380/1",
+        legacy="celery+amqp://guest:guest@celery.internal//",
+    )
+    text = json.dumps(doc)
+    for secret in ("s3cr3t", "hunter2", "t0k3n", "guest", "orders:"):
+        assert secret not in text
+    servers = doc["servers"]
+    assert servers["prod"]["host"] == "rabbit.internal:5672"
+    assert servers["prod"]["protocol"] == "amqp"
+    assert servers["prod"]["pathname"] == "/orders"
+    assert servers["cache"]["protocol"] == "rediss"
+    assert servers["legacy"]["protocol"] == "amqp"
+    assert servers["prod"]["security"] == [
+        {"$ref": "#/components/securitySchemes/userPassword"}
+    ]
+    binding = doc["channels"]["kitchen"]["bindings"]["amqp"]
+    assert binding["queue"]["name"] == "sagakit.kitchen"
+
+
+@pytest.mark.parametrize(
+    "url", ["memory://", "http://x", "amqp:///vhost", "amqp://h:x/"]
+)
+def test_bad_server_urls_are_definition_errors(url: str) -> None:
+    with pytest.raises(DefinitionError, match="server 'x'"):
+        parse_server("x", url)
+
+
+def test_trip_saga_has_no_messages() -> None:
+    doc = doc_of("sagakit.examples.trip")
+    assert doc["channels"] == {}
+    assert doc["operations"] == {}
+    assert "confirm_trip [pivot]" in doc["info"]["description"]
+
+
+def test_yaml_and_json_are_the_same_document() -> None:
+    doc = doc_of("examples.create_order")
+    assert yaml.safe_load(to_yaml(doc)) == json.loads(to_json(doc))
+
+
+class Ping(BaseModel):
+    """Is anyone there?"""
+
+    n: int
+
+
+class Pong(BaseModel):
+    n: int
+
+
+def test_participant_alone_replies_to_a_dynamic_address() -> None:
+    svc = Participant("echo", queue="echo.in")
+
+    @svc.handler("echo.ping")
+    def ping(cmd: Ping) -> Pong:
+        return Pong(n=cmd.n)
+
+    doc = document(describe(participants=[svc]).model())
+    assert doc["channels"]["reply_to"]["address"] is None
+    reply = doc["operations"]["echo.receive.commands"]["reply"]
+    assert reply["address"]["location"] == "$message.payload#/reply_to"
+    body = doc["components"]["messages"]["echo.ping"]["payload"]["properties"]
+    assert body["payload"] == {"$ref": "#/components/schemas/Ping"}
+    assert doc["components"]["messages"]["echo.ping"]["summary"] == "Is anyone there?"
+
+
+def test_events_extension_point() -> None:
+    class Bus:
+        def asyncapi_events(self) -> list[EventSpec]:
+            return [
+                EventSpec(
+                    "order.placed", "orders.events", Pong, ("orders",), ("kitchen",)
+                )
+            ]
+
+    doc = document(describe(events=[Bus()]).model())
+    assert doc["channels"]["orders.events"]["messages"] == {
+        "order.placed": {"$ref": "#/components/messages/order.placed"}
+    }
+    assert doc["operations"]["orders.send.order.placed"]["action"] == "send"
+    assert doc["operations"]["kitchen.receive.order.placed"]["action"] == "receive"
+    payload = doc["components"]["messages"]["order.placed"]["payload"]
+    assert payload["properties"]["kind"]["const"] == "event"
+
+
+def test_payload_model_comes_from_the_builder_annotation() -> None:
+    def build(ctx: BaseModel) -> Ping:
+        return Ping(n=1)
+
+    saga: Saga[Any] = Saga(
+        "pinger", [Step("ping", Remote("echo.ping", build, reply=Pong))]
+    )
+    doc = document(describe(sagas=[saga]).model())
+    messages = doc["components"]["messages"]
+    assert messages["echo.ping"]["payload"]["properties"]["payload"] == {
+        "$ref": "#/components/schemas/Ping"
+    }
+    assert messages["echo.ping"]["x-sagakit-usages"] == [
+        {"actor": "pinger", "role": "action", "step": "ping"}
+    ]
+
+
+# -- Mermaid ----------------------------------------------------------------------
+
+
+def test_mermaid_of_the_trip_saga() -> None:
+    chart = mermaid(trip_saga)
+    assert chart.startswith("flowchart TD\n")
+    for step in trip_saga.step_names:
+        assert f"<b>{step}</b>" in chart
+    assert 'subgraph parallel0 ["parallel group"]' in chart
+    assert "fork0 --> s0" in chart
+    assert "s2 --> join0" in chart
+    assert 's3{{"<b>confirm_trip</b><br/>PIVOT' in chart
+    assert "class s3 pivot" in chart
+    for n in range(3):  # each booking is undone by its cancellation
+        assert f"s{n} -. undo .-> u{n}" in chart
+        assert f"u{n} -.-> compensated" in chart
+    assert "u3" not in chart
+
+
+def test_mermaid_of_remote_steps_chains_compensations_in_reverse() -> None:
+    chart = mermaid(order_service.create_order_saga)
+    assert "command kitchen.create_ticket<br/>queue kitchen" in chart
+    assert "undo create_ticket<br/>command kitchen.cancel_ticket" in chart
+    assert "u2 -.-> u0" in chart  # cancel the ticket, then reject the order
+    assert "u0 -.-> compensated" in chart
+    assert "PIVOT" in chart.split("authorize_card")[1].splitlines()[0]
+
+
+def test_mermaid_escapes_nothing_it_does_not_need_to() -> None:
+    saga: Saga[Any] = Saga(
+        "s", [Parallel(Step("a", lambda c: None), Step("b", lambda c: None))]
+    )
+    chart = mermaid(saga)
+    assert "compensated" not in chart
+    assert "join0 --> succeeded" in chart
+
+
+# -- the CLI ----------------------------------------------------------------------
+
+
+def sagakit(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sagakit.cli.main", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+
+
+@pytest.mark.e2e
+def test_cli_asyncapi_writes_json_and_yaml(tmp_path: Path) -> None:
+    out = tmp_path / "doc.json"
+    result = sagakit(
+        "asyncapi",
+        "examples.create_order",
+        "--format",
+        "json",
+        "--output",
+        str(out),
+        "--server",
+        "prod=amqp://u:pw@rabbit/",
+    )
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(out.read_text())
+    assert doc["servers"]["prod"]["host"] == "rabbit"
+    assert "pw" not in json.dumps(doc["servers"])
+    result = sagakit("asyncapi", "sagakit.examples.trip:trip_saga")
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["asyncapi"] == "3.0.0"
+
+
+@pytest.mark.e2e
+def test_cli_diagram_prints_mermaid() -> None:
+    result = sagakit("diagram", "sagakit.examples.trip:trip_saga")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == mermaid(trip_saga)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("asyncapi", "no_such_module_here"),
+        ("asyncapi", "sagakit.errors"),
+        ("asyncapi", "sagakit.examples.trip:nothing"),
+        ("asyncapi", "sagakit.examples.trip", "--format", "xml"),
+        ("asyncapi", "sagakit.examples.trip", "--server", "prod"),
+        ("asyncapi", "sagakit.examples.trip", "--server", "x=memory://"),
+        ("diagram", "sagakit.examples.trip:TripContext"),
+        ("diagram", "no_such_module_here:saga"),
+    ],
+)
+def test_cli_bad_targets_fail_with_one_line(args: tuple[str, ...]) -> None:
+    assert_one_error_line(sagakit(*args))
