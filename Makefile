@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 NODE_DIR   := tests/asyncapi
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed-$(shell cksum < $(NODE_DIR)/package-lock.json | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean chromium
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,15 @@ $(NODE_STAMP): $(NODE_DIR)/package-lock.json
 		npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error && touch $@; \
 	else echo "npm not found: the AsyncAPI parser tests skip (and fail when CI=true)"; fi
 
+# Debian's Chromium for tests/e2e/test_dashboard_browser.py (Playwright never
+# downloads a browser): installed once, as root (CI runs as root); otherwise
+# the browser test skips, and fails when CI=true.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && apt-get install -y -qq chromium; \
+		else echo "chromium not found and not root: the browser test skips (and fails when CI=true)"; fi; }
+
 demo: $(STAMP)
 	$(BIN)/sagakit demo
 
@@ -30,7 +39,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck $(NODE_STAMP)
+test: lint typecheck $(NODE_STAMP) chromium
 	$(BIN)/pytest
 
 unit: $(STAMP)

@@ -32,7 +32,7 @@ from sagakit.adapters.store import (
 from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
 from sagakit.adapters.transport import open_transport
 from sagakit.choreography import Tracker
-from sagakit.cli import db, docs, render
+from sagakit.cli import admin, dashboard, db, docs, render
 from sagakit.cli.loader import LoadError, load_participant, load_sagas
 from sagakit.engine.state import SagaStatus
 from sagakit.errors import SagaError, SagaNotFound, StoreError
@@ -243,39 +243,6 @@ def _print_run(record: SagaRecord, history: list[HistoryEntry]) -> None:
     out.print()
 
 
-@app.command("list")
-def list_sagas(
-    ctx: typer.Context,
-    status: Annotated[
-        str | None,
-        typer.Option(
-            "--status",
-            metavar="STATUS",
-            help=f"Only this status: {', '.join(STATUSES)}",
-        ),
-    ] = None,
-    saga: Annotated[
-        str | None, typer.Option("--saga", metavar="NAME", help="Only this saga.")
-    ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many.")] = 50,
-) -> None:
-    """List sagas, newest first."""
-    wanted: SagaStatus | None = None
-    if status is not None:
-        try:
-            wanted = SagaStatus(status.lower())
-        except ValueError:
-            fail(f"invalid --status {status!r}: use one of {', '.join(STATUSES)}")
-    if limit < 1:
-        fail(f"invalid --limit {limit}: it must be at least 1")
-
-    async def work(store: SagaStore) -> list[SagaRecord]:
-        return await store.list_sagas(status=wanted, saga_name=saga, limit=limit)
-
-    records = with_store(settings_of(ctx), work)
-    out.print(render.sagas_table(records, time.time()))
-
-
 @app.command()
 def show(
     ctx: typer.Context,
@@ -480,7 +447,9 @@ def participant(
 
 
 db.register(app, out, None)
+admin.register(app, out)
 docs.register(app)
+dashboard.register(app)
 
 
 def main() -> None:

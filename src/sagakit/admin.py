@@ -1,0 +1,341 @@
+"""Admin operations: the API behind ``sagakit list|show|retry|resume|cancel|dlq``
+and the dashboard's actions. Nothing here prints; callers render the results.
+
+**Operator actions hand the work over.** ``retry``, ``resume`` and ``cancel``
+commit one transition (a ``*_requested`` history line, the new state) through a
+short-lived :class:`~sagakit.runtime.Orchestrator` and then release the
+instance's lease instead of driving it: the process that asked (a CLI call, a
+web request) returns at once, and the steps or compensations run wherever
+sagas run.
+
+- With workers (``sagakit worker``), one of them claims the instance at its
+  next poll and runs the retried steps, or the compensations.
+- Without workers, ``sagakit recover MODULE`` (or ``Orchestrator.recover()``)
+  finishes it.
+
+A saga a worker is driving right now can be cancelled: the cancel is
+committed, that worker's next save of the saga is refused (the version moved
+on), and a worker claims it again and compensates. As after a crash, a local
+step that was running when the cancel came counts as failed with an unknown
+outcome: it is compensated only if its ``Step`` has
+``compensate_on_failure=True``. That worker may hold on to the saga until its
+lease runs out, so the compensations can start up to one lease later.
+
+A request that does not fit the saga's state (retrying a saga that
+succeeded, cancelling one past its pivot) raises
+:class:`~sagakit.errors.StateError` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sagakit.definition.saga import Saga
+from sagakit.engine.state import SagaStatus
+from sagakit.errors import SagaError, SagaNotFound, StateError
+from sagakit.messaging.envelope import decode
+from sagakit.ports.clock import Clock
+from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
+from sagakit.ports.transport import DeadLetter, Transport
+from sagakit.runtime import operator
+from sagakit.runtime.clock import SystemClock
+from sagakit.runtime.orchestrator import Orchestrator
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BulkRetry",
+    "DeadLetterInfo",
+    "SagaDetail",
+    "cancel",
+    "dead_letters",
+    "describe",
+    "find",
+    "list_sagas",
+    "replay_dead_letters",
+    "resume",
+    "retry",
+    "retry_failed",
+    "show",
+]
+
+MIN_PREFIX = 6
+"""Shortest id prefix :func:`find` accepts."""
+
+ADMIN_LEASE = 10.0
+"""Seconds an action holds the instance before handing it over (it releases at
+once; the lease only matters if the process dies in between)."""
+
+REPLAY_BATCH = 10
+"""Dead letters moved per transport call by :func:`replay_dead_letters`."""
+
+Progress = Callable[[int, int], object]
+"""``progress(done, total)``, called after each unit of work."""
+
+
+@dataclass(frozen=True, slots=True)
+class SagaDetail:
+    """One saga: its record and its timeline (results, payloads, errors)."""
+
+    record: SagaRecord
+    history: list[HistoryEntry]
+
+
+@dataclass(frozen=True, slots=True)
+class BulkRetry:
+    """What :func:`retry_failed` did: ids retried, and ids refused with why."""
+
+    retried: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterInfo:
+    """A dead letter and what its body says, if it decodes as an envelope."""
+
+    letter: DeadLetter
+    message_type: str | None
+    message_id: str | None
+    saga_id: str | None
+
+    @property
+    def payload(self) -> Any:
+        """The envelope's payload, or ``None`` for an undecodable body."""
+        try:
+            return decode(self.letter.body).payload
+        except Exception:  # the body is whatever was dead-lettered
+            return None
+
+
+# -- reading -----------------------------------------------------------------
+
+
+async def list_sagas(
+    store: SagaStore,
+    *,
+    status: SagaStatus | None = None,
+    saga: str | None = None,
+    older_than: float | None = None,
+    limit: int = 50,
+    clock: Clock | None = None,
+) -> list[SagaRecord]:
+    """Sagas newest first; ``older_than`` (seconds) keeps those created more
+    than that long ago."""
+    if limit < 1:
+        raise SagaError(f"limit must be at least 1, got {limit}")
+    before = None
+    if older_than is not None:
+        if older_than < 0:
+            raise SagaError(f"older_than must be >= 0 seconds, got {older_than}")
+        before = (clock or SystemClock()).now() - older_than
+    return await store.list_sagas(
+        status=status, saga_name=saga, limit=limit, created_before=before
+    )
+
+
+async def find(store: SagaStore, ident: str) -> SagaRecord:
+    """The saga with this id, or with this unique id prefix (>= 6 characters);
+    ``SagaNotFound`` otherwise (also for an ambiguous prefix)."""
+    try:
+        return await store.get(ident)
+    except SagaNotFound:
+        if len(ident) < MIN_PREFIX:
+            raise SagaNotFound(
+                f"no saga with id {ident!r} (an id prefix needs at least "
+                f"{MIN_PREFIX} characters)"
+            ) from None
+    matches = await store.ids_with_prefix(ident, limit=4)
+    if not matches:
+        raise SagaNotFound(f"no saga with id or id prefix {ident!r}")
+    if len(matches) > 1:
+        shown = ", ".join(matches[:3])
+        more = ", ..." if len(matches) > 3 else ""  # noqa: PLR2004 - show three
+        raise SagaNotFound(f"id prefix {ident!r} is ambiguous: {shown}{more}")
+    return await store.get(matches[0])
+
+
+async def show(store: SagaStore, saga_id: str) -> SagaDetail:
+    """The saga (by id or unique prefix) and its whole timeline."""
+    record = await find(store, saga_id)
+    return SagaDetail(record, await store.history(record.saga_id))
+
+
+# -- operator actions --------------------------------------------------------
+
+
+async def _request(
+    store: SagaStore,
+    sagas: Iterable[Saga[Any]],
+    saga_id: str,
+    action: operator.Action,
+    *,
+    by: str,
+    reason: str | None,
+    clock: Clock | None,
+) -> SagaRecord:
+    record = await find(store, saga_id)
+    orchestrator = Orchestrator(
+        store, sagas, clock=clock, worker_id=f"admin:{by}", lease=ADMIN_LEASE
+    )
+    await operator.request(
+        orchestrator, record.saga_id, action, reason=reason, by=by, hand_over=True
+    )
+    logger.info(
+        "admin action committed",
+        extra={"action": f"admin_{action}", "saga_id": record.saga_id, "by": by},
+    )
+    return await store.get(record.saga_id)
+
+
+async def retry(
+    store: SagaStore,
+    sagas: Iterable[Saga[Any]],
+    saga_id: str,
+    *,
+    by: str = "operator",
+    reason: str | None = None,
+    clock: Clock | None = None,
+) -> SagaRecord:
+    """Run the failed steps of a ``failed`` saga again (fresh retry budget);
+    a worker or ``recover`` runs them. Returns the record as committed."""
+    return await _request(
+        store, sagas, saga_id, "retry", by=by, reason=reason, clock=clock
+    )
+
+
+async def resume(
+    store: SagaStore,
+    sagas: Iterable[Saga[Any]],
+    saga_id: str,
+    *,
+    by: str = "operator",
+    reason: str | None = None,
+    clock: Clock | None = None,
+) -> SagaRecord:
+    """Retry the failed compensation of a ``compensation_failed`` saga and go
+    on rolling back; a worker or ``recover`` runs it."""
+    return await _request(
+        store, sagas, saga_id, "resume", by=by, reason=reason, clock=clock
+    )
+
+
+async def cancel(
+    store: SagaStore,
+    sagas: Iterable[Saga[Any]],
+    saga_id: str,
+    *,
+    by: str = "operator",
+    reason: str | None = None,
+    clock: Clock | None = None,
+) -> SagaRecord:
+    """Stop a ``running`` saga and compensate what it completed (refused past
+    its pivot); a worker or ``recover`` runs the compensations."""
+    return await _request(
+        store, sagas, saga_id, "cancel", by=by, reason=reason, clock=clock
+    )
+
+
+async def retry_failed(
+    store: SagaStore,
+    sagas: Sequence[Saga[Any]],
+    *,
+    saga: str | None = None,
+    limit: int = 100,
+    by: str = "operator",
+    reason: str | None = None,
+    progress: Progress | None = None,
+    clock: Clock | None = None,
+) -> BulkRetry:
+    """Retry up to ``limit`` ``failed`` sagas of these definitions (only those
+    named ``saga``, if given), newest first: the ones ``sagakit list --status
+    failed`` shows first. A saga that changed meanwhile is refused and
+    skipped, not fatal."""
+    if limit < 1:
+        raise SagaError(f"limit must be at least 1, got {limit}")
+    known = {s.name for s in sagas}
+    if saga is not None and saga not in known:
+        raise SagaError(
+            f"no definition of saga {saga!r} among {', '.join(sorted(known))}"
+        )
+    found: list[SagaRecord] = []
+    for name in sorted(known if saga is None else {saga}):
+        found += await store.list_sagas(
+            status=SagaStatus.FAILED, saga_name=name, limit=limit
+        )
+    found.sort(key=lambda r: (r.created_at, r.saga_id), reverse=True)
+    chosen = found[:limit]
+    result = BulkRetry()
+    for done, record in enumerate(chosen, start=1):
+        try:
+            await retry(store, sagas, record.saga_id, by=by, reason=reason, clock=clock)
+        except StateError as exc:
+            result.refused[record.saga_id] = str(exc)
+        else:
+            result.retried.append(record.saga_id)
+        if progress is not None:
+            progress(done, len(chosen))
+    return result
+
+
+# -- dead letters ------------------------------------------------------------
+
+
+def describe(letter: DeadLetter) -> DeadLetterInfo:
+    """What a dead letter's body says (``None`` fields if it is not an envelope)."""
+    try:
+        message = decode(letter.body)
+    except Exception:  # undecodable is why many letters are dead
+        return DeadLetterInfo(letter, None, _raw_id(letter.body), None)
+    return DeadLetterInfo(letter, message.type, message.id, message.saga_id)
+
+
+def _raw_id(body: bytes) -> str | None:
+    try:
+        raw = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    value = raw.get("id") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) else None
+
+
+async def dead_letters(
+    transport: Transport, queue: str, *, limit: int = 100
+) -> list[DeadLetterInfo]:
+    """Dead letters of ``queue``, oldest first (left where they are)."""
+    if limit < 1:
+        raise SagaError(f"limit must be at least 1, got {limit}")
+    return [describe(d) for d in await transport.dead_letters(queue, limit)]
+
+
+async def replay_dead_letters(
+    transport: Transport,
+    queue: str,
+    *,
+    limit: int = 100,
+    progress: Progress | None = None,
+) -> int:
+    """Move up to ``limit`` dead letters back to ``queue``, oldest first (fix
+    the handler first); returns how many moved. ``progress(done, total)``
+    follows the batches; ``total`` is what was dead when the replay began."""
+    if limit < 1:
+        raise SagaError(f"limit must be at least 1, got {limit}")
+    total = len(await transport.dead_letters(queue, limit))
+    moved = 0
+    while moved < total:
+        got = await transport.replay_dead_letters(
+            queue, min(REPLAY_BATCH, total - moved)
+        )
+        if got == 0:
+            break  # someone else replayed or took them meanwhile
+        moved += got
+        if progress is not None:
+            progress(moved, total)
+    logger.info(
+        "dead letters replayed",
+        extra={"action": "dlq_replayed", "queue": queue, "moved": moved},
+    )
+    return moved

@@ -1,0 +1,413 @@
+"""Admin commands: ``list`` (with ``--older-than``), ``retry``, ``resume``,
+``cancel`` and ``dlq list|replay``.
+
+Thin: parse, call :mod:`sagakit.admin`, render. ``retry``/``resume``/``cancel``
+commit the request and hand the saga over: a running ``sagakit worker``, or
+``sagakit recover MODULE``, runs the steps or compensations. Refusals (a
+:class:`~sagakit.errors.StateError` such as retrying a saga that succeeded)
+and bad input print one ``error: ...`` line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+from rich.text import Text
+
+from sagakit import admin
+from sagakit.adapters.store import open_store_async
+from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
+from sagakit.adapters.transport import open_transport
+from sagakit.cli import render
+from sagakit.cli.loader import LoadError, load_sagas
+from sagakit.definition.saga import Saga
+from sagakit.engine.state import SagaStatus
+from sagakit.errors import SagaError
+from sagakit.ports.store import SagaRecord, SagaStore
+from sagakit.ports.transport import Transport
+
+T = TypeVar("T")
+
+EXIT_ERROR = 2
+BULK_LIMIT = 100
+STATUSES = tuple(s.value for s in SagaStatus)
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+
+err = Console(stderr=True, soft_wrap=True)
+
+dlq_app = typer.Typer(
+    name="dlq",
+    help="Inspect and replay a queue's dead letters.",
+    no_args_is_help=True,
+)
+
+SagasOption = Annotated[
+    str,
+    typer.Option(
+        "--sagas",
+        metavar="MODULE[:ATTR]",
+        help="Where the saga definitions live: myapp.sagas or myapp.sagas:trip",
+    ),
+]
+ReasonOption = Annotated[
+    str | None,
+    typer.Option("--reason", metavar="TEXT", help="Why, kept in the history."),
+]
+TransportOption = Annotated[
+    str | None,
+    typer.Option(
+        "--transport",
+        metavar="URL",
+        help=f"Broker: amqp://, redis://, celery+amqp:// [default: ${TRANSPORT_ENV}]",
+        show_default=False,
+    ),
+]
+
+
+class BadInput(SagaError):
+    """An option value the commands cannot use."""
+
+
+def fail(reason: str) -> NoReturn:
+    err.print(
+        f"error: {reason}", markup=False, highlight=False, soft_wrap=True, style="red"
+    )
+    raise typer.Exit(EXIT_ERROR)
+
+
+def parse_duration(text: str) -> float:
+    """``30s``, ``10m``, ``2h``, ``1d`` (or ``1h30m``) -> seconds."""
+    value = text.strip().lower()
+    parts = _DURATION.findall(value)
+    if not value or "".join(n + u for n, u in parts) != value:
+        raise BadInput(
+            f"invalid duration {text!r}: use a number and a unit, "
+            "e.g. 30s, 10m, 2h or 1d"
+        )
+    return sum(float(n) * UNITS[u] for n, u in parts)
+
+
+def operator_name() -> str:
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name in some containers
+        user = "unknown"
+    return f"{user}@cli"
+
+
+def _db_of(ctx: typer.Context) -> str | None:
+    value = getattr(ctx.find_root().obj, "db", None)
+    return value if isinstance(value, str) else None
+
+
+def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    try:
+        return asyncio.run(work())
+    except (SagaError, LoadError) as exc:
+        fail(str(exc))
+
+
+def _with_store(ctx: typer.Context, work: Callable[[SagaStore], Awaitable[T]]) -> T:
+    async def run() -> T:
+        store = await open_store_async(_db_of(ctx))
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return _run(run)
+
+
+def _with_transport(url: str | None, work: Callable[[Transport], Awaitable[T]]) -> T:
+    broker = url or os.environ.get(TRANSPORT_ENV)
+    if not broker:
+        fail(f"dead letters live on a broker: --transport URL or ${TRANSPORT_ENV}")
+    if broker.lower().startswith("memory:"):
+        fail("the in-process transport's dead letters live only in its own process")
+
+    async def run() -> T:
+        carrier = await open_transport(broker)
+        try:
+            return await work(carrier)
+        finally:
+            await carrier.close()
+
+    return _run(run)
+
+
+def _sagas(target: str) -> list[Saga[Any]]:
+    try:
+        return load_sagas(target)
+    except LoadError as exc:
+        fail(str(exc))
+
+
+def _positive(option: str, value: int) -> None:
+    if value < 1:
+        fail(f"invalid {option} {value}: it must be at least 1")
+
+
+def _handed_over(out: Console, action: str, record: SagaRecord, target: str) -> None:
+    line = Text()
+    line.append(f"{action} committed for {record.saga_name} {record.saga_id}: ")
+    line.append_text(render.styled(record.status.value))
+    out.print(line, soft_wrap=True)
+    out.print(
+        f"a running worker picks it up, or run: sagakit recover {target}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def dead_letters_table(letters: Sequence[admin.DeadLetterInfo], queue: str) -> Table:
+    table = Table(
+        title=f"{len(letters)} dead letter(s) of {queue}", title_justify="left"
+    )
+    table.add_column("#", justify="right")
+    table.add_column("time", no_wrap=True)
+    table.add_column("type", no_wrap=True)
+    table.add_column("message id", no_wrap=True)
+    table.add_column("saga", no_wrap=True)
+    table.add_column("reason", overflow="fold")
+    for n, info in enumerate(letters, start=1):
+        dead_at = info.letter.dead_at
+        table.add_row(
+            str(n),
+            render.local_time(dead_at) if dead_at else "",
+            info.message_type or Text("undecodable", style="red"),
+            info.message_id or "",
+            info.saga_id or "",
+            info.letter.reason,
+        )
+    return table
+
+
+def register(app: typer.Typer, out: Console) -> None:
+    """Attach the admin commands, ``list`` among them."""
+    _add_list(app, out)
+    _add_retry(app, out)
+    _add_resume_cancel(app, out)
+    _add_dlq(out)
+    app.add_typer(dlq_app)
+
+
+def _add_list(app: typer.Typer, out: Console) -> None:
+    @app.command("list")
+    def list_sagas(
+        ctx: typer.Context,
+        status: Annotated[
+            str | None,
+            typer.Option(
+                "--status",
+                metavar="STATUS",
+                help=f"Only this status: {', '.join(STATUSES)}",
+            ),
+        ] = None,
+        saga: Annotated[
+            str | None, typer.Option("--saga", metavar="NAME", help="Only this saga.")
+        ] = None,
+        older_than: Annotated[
+            str | None,
+            typer.Option(
+                "--older-than",
+                metavar="AGE",
+                help="Only sagas created longer ago than this: 30s, 10m, 2h, 1d.",
+            ),
+        ] = None,
+        limit: Annotated[int, typer.Option("--limit", help="At most this many.")] = 50,
+    ) -> None:
+        """List sagas, newest first."""
+        wanted: SagaStatus | None = None
+        if status is not None:
+            try:
+                wanted = SagaStatus(status.lower())
+            except ValueError:
+                fail(f"invalid --status {status!r}: use one of {', '.join(STATUSES)}")
+        _positive("--limit", limit)
+        age: float | None = None
+        if older_than is not None:
+            try:
+                age = parse_duration(older_than)
+            except BadInput as exc:
+                fail(f"--older-than: {exc}")
+
+        records = _with_store(
+            ctx,
+            lambda store: admin.list_sagas(
+                store, status=wanted, saga=saga, older_than=age, limit=limit
+            ),
+        )
+        out.print(render.sagas_table(records, time.time()))
+
+
+def _add_retry(app: typer.Typer, out: Console) -> None:
+    @app.command()
+    def retry(
+        ctx: typer.Context,
+        saga_id: Annotated[
+            str | None,
+            typer.Argument(
+                metavar="ID", help="Saga id or unique prefix (or --all-failed)."
+            ),
+        ] = None,
+        *,
+        sagas: SagasOption,
+        all_failed: Annotated[
+            bool, typer.Option("--all-failed", help="Retry every failed saga.")
+        ] = False,
+        saga: Annotated[
+            str | None,
+            typer.Option("--saga", metavar="NAME", help="With --all-failed: only it."),
+        ] = None,
+        limit: Annotated[
+            int | None,
+            typer.Option(
+                "--limit",
+                help="With --all-failed: at most this many. [default: 100]",
+                show_default=False,
+            ),
+        ] = None,
+        reason: ReasonOption = None,
+    ) -> None:
+        """Run the failed steps of a failed saga again (after fixing the cause)."""
+        if (saga_id is None) == (not all_failed):
+            fail("give one saga ID, or --all-failed (not both)")
+        if not all_failed and (saga is not None or limit is not None):
+            fail("--saga and --limit go with --all-failed")
+        most = BULK_LIMIT if limit is None else limit
+        _positive("--limit", most)
+        definitions = _sagas(sagas)
+        by = operator_name()
+        if saga_id is not None:
+            record = _with_store(
+                ctx,
+                lambda store: admin.retry(
+                    store, definitions, saga_id, by=by, reason=reason
+                ),
+            )
+            _handed_over(out, "retry", record, sagas)
+            return
+
+        with Progress(console=out, transient=True) as bar:
+            task = bar.add_task("retrying failed sagas", total=None)
+
+            def step(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            result = _with_store(
+                ctx,
+                lambda store: admin.retry_failed(
+                    store,
+                    definitions,
+                    saga=saga,
+                    limit=most,
+                    by=by,
+                    reason=reason,
+                    progress=step,
+                ),
+            )
+        out.print(f"retried {len(result.retried)} failed saga(s)", highlight=False)
+        for saga_ref in result.retried:
+            out.print(f"  {saga_ref}", highlight=False)
+        for saga_ref, why in result.refused.items():
+            err.print(f"skipped {saga_ref}: {why}", markup=False, highlight=False)
+        if result.retried:
+            out.print(
+                f"a running worker picks them up, or run: sagakit recover {sagas}",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+def _add_resume_cancel(app: typer.Typer, out: Console) -> None:
+    @app.command()
+    def resume(
+        ctx: typer.Context,
+        saga_id: Annotated[
+            str, typer.Argument(metavar="ID", help="Saga id or prefix.")
+        ],
+        *,
+        sagas: SagasOption,
+        reason: ReasonOption = None,
+    ) -> None:
+        """Retry the failed compensation of a compensation_failed saga and go on
+        rolling back."""
+        definitions = _sagas(sagas)
+        by = operator_name()
+        record = _with_store(
+            ctx,
+            lambda store: admin.resume(
+                store, definitions, saga_id, by=by, reason=reason
+            ),
+        )
+        _handed_over(out, "resume", record, sagas)
+
+    @app.command()
+    def cancel(
+        ctx: typer.Context,
+        saga_id: Annotated[
+            str, typer.Argument(metavar="ID", help="Saga id or prefix.")
+        ],
+        *,
+        sagas: SagasOption,
+        reason: ReasonOption = None,
+    ) -> None:
+        """Stop a running saga and compensate what it completed."""
+        definitions = _sagas(sagas)
+        by = operator_name()
+        record = _with_store(
+            ctx,
+            lambda store: admin.cancel(
+                store, definitions, saga_id, by=by, reason=reason
+            ),
+        )
+        _handed_over(out, "cancel", record, sagas)
+
+
+def _add_dlq(out: Console) -> None:
+    @dlq_app.command("list")
+    def dlq_list(
+        queue: Annotated[str, typer.Argument(help="The queue the letters came from.")],
+        transport: TransportOption = None,
+        limit: Annotated[int, typer.Option("--limit", help="At most this many.")] = 100,
+    ) -> None:
+        """Show a queue's dead letters, oldest first (they stay where they are)."""
+        _positive("--limit", limit)
+        letters = _with_transport(
+            transport, lambda carrier: admin.dead_letters(carrier, queue, limit=limit)
+        )
+        out.print(dead_letters_table(letters, queue))
+
+    @dlq_app.command("replay")
+    def dlq_replay(
+        queue: Annotated[str, typer.Argument(help="The queue the letters came from.")],
+        transport: TransportOption = None,
+        limit: Annotated[int, typer.Option("--limit", help="At most this many.")] = 100,
+    ) -> None:
+        """Move dead letters back to their queue, oldest first (fix the handler
+        first)."""
+        _positive("--limit", limit)
+        with Progress(console=out, transient=True) as bar:
+            task = bar.add_task(f"replaying {queue}", total=None)
+
+            def step(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            moved = _with_transport(
+                transport,
+                lambda carrier: admin.replay_dead_letters(
+                    carrier, queue, limit=limit, progress=step
+                ),
+            )
+        out.print(f"replayed {moved} dead letter(s) to {queue}", highlight=False)

@@ -1,0 +1,134 @@
+"""``sagakit dashboard``: serve the web dashboard with uvicorn.
+
+FastAPI, Jinja2 and uvicorn come with the ``dashboard`` extra and are imported
+only when the command runs. Without a token (``--token`` or
+``$SAGAKIT_DASHBOARD_TOKEN``) or without ``--sagas`` the dashboard starts
+read-only and says so. Expected failures print one ``error: <reason>`` line
+and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from sagakit.adapters.store import open_store_async
+from sagakit.cli.loader import LoadError, load_sagas
+from sagakit.definition.saga import Saga
+from sagakit.errors import SagaError
+
+EXIT_ERROR = 2
+TOKEN_ENV = "SAGAKIT_DASHBOARD_TOKEN"  # noqa: S105 - a variable name, no secret
+MIN_TOKEN = 16
+MAX_PORT = 65535
+
+
+def _fail(reason: str) -> NoReturn:
+    typer.echo(f"error: {' '.join(reason.split())}", err=True)
+    raise typer.Exit(EXIT_ERROR)
+
+
+def _db_of(ctx: typer.Context) -> str | None:
+    value = getattr(ctx.find_root().obj, "db", None)
+    return value if isinstance(value, str) else None
+
+
+async def serve(
+    db: str | None,
+    sagas: list[Saga[Any]],
+    token: str | None,
+    host: str,
+    port: int,
+) -> None:
+    """Open the store, serve the dashboard until SIGINT/SIGTERM, close it."""
+    import uvicorn  # noqa: PLC0415 - the dashboard extra loads lazily
+
+    from sagakit.dashboard import create_app  # noqa: PLC0415
+
+    store = await open_store_async(db)
+    try:
+        app = create_app(store, sagas, token=token)
+        # log_config=None: uvicorn logs through the handlers the CLI set up
+        config = uvicorn.Config(
+            app, host=host, port=port, log_config=None, access_log=True
+        )
+        await uvicorn.Server(config).serve()
+    finally:
+        await store.close()
+
+
+def dashboard(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    sagas: Annotated[
+        str | None,
+        typer.Option(
+            "--sagas",
+            metavar="MODULE[:ATTR]",
+            help="Saga definitions actions may apply to (without: read-only).",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar=TOKEN_ENV,
+            metavar="TOKEN",
+            help=f"Operator token for actions [default: ${TOKEN_ENV}; "
+            "without: read-only]. Prefer the variable: arguments show in ps.",
+            show_default=False,
+            show_envvar=False,
+        ),
+    ] = None,
+) -> None:
+    """Serve the web dashboard: list, inspect, retry, resume and cancel sagas."""
+    try:
+        import fastapi  # noqa: F401, PLC0415
+        import jinja2  # noqa: F401, PLC0415
+        import uvicorn  # noqa: F401, PLC0415
+    except ImportError as exc:
+        _fail(f"the dashboard needs {exc.name}: pip install 'sagakit[dashboard]'")
+    if not 0 < port <= MAX_PORT:
+        _fail(f"invalid --port {port}: use 1 to {MAX_PORT}")
+    definitions: list[Saga[Any]] = []
+    if sagas is not None:
+        try:
+            definitions = load_sagas(sagas)
+        except LoadError as exc:
+            _fail(str(exc))
+    token = (token or "").strip() or None
+    if token is None:
+        typer.echo(
+            f"read-only mode: no token (--token or ${TOKEN_ENV}), "
+            "so retry, resume and cancel are disabled",
+            err=True,
+        )
+    elif not definitions:
+        typer.echo(
+            "read-only mode: no saga definitions (--sagas MODULE), "
+            "so retry, resume and cancel are disabled",
+            err=True,
+        )
+    elif len(token) < MIN_TOKEN:
+        typer.echo(
+            f"warning: the token is short; use at least {MIN_TOKEN} random characters",
+            err=True,
+        )
+    names = ", ".join(s.name for s in definitions) or "none"
+    typer.echo(
+        f"dashboard on http://{host}:{port}/ (sagas with actions: {names})", err=True
+    )
+    try:
+        asyncio.run(serve(_db_of(ctx), definitions, token, host, port))
+    except SagaError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:  # pragma: no cover - uvicorn handles SIGINT itself
+        pass
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``dashboard`` to the ``sagakit`` command."""
+    app.command("dashboard")(dashboard)

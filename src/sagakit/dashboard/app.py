@@ -1,0 +1,287 @@
+"""The dashboard's FastAPI application: views over the store port, and
+operator actions that reuse the CLI's library calls.
+
+Pages are rendered on the server with Jinja2 (autoescaped); a small script
+polls ``/api/counts`` to keep the status counts live. Every response carries a
+strict Content-Security-Policy (no inline script), so even a value that
+escaped escaping could not run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.base import RequestResponseEndpoint
+
+from sagakit import __version__, admin
+from sagakit.dashboard import views
+from sagakit.dashboard.actions import DONE, ActionRoutes, Operator
+from sagakit.dashboard.auth import TokenGuard
+from sagakit.dashboard.page import Flash, Pages, saga_url
+from sagakit.definition.saga import Saga
+from sagakit.engine.state import SagaStatus
+from sagakit.errors import SagaNotFound
+from sagakit.ports.clock import Clock
+from sagakit.ports.store import SagaRecord, SagaStore
+from sagakit.runtime.clock import SystemClock
+
+COUNT_CAP = 1000
+"""Counts stop at this many per status (the store port has no COUNT)."""
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+CSP = (
+    "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; "
+    "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+_STATIC = Path(__file__).parent / "static"
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What the list shows: ``""`` means any."""
+
+    status: str = ""
+    saga: str = ""
+    age: str = ""
+    limit: int = DEFAULT_LIMIT
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    counts: dict[str, int]
+    capped: dict[str, bool]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "counts": self.counts,
+            "capped": self.capped,
+            "total": sum(self.counts.values()),
+            "cap": COUNT_CAP,
+        }
+
+
+async def status_counts(store: SagaStore, saga_name: str | None = None) -> Counts:
+    """How many instances are in each status; each count stops at
+    ``COUNT_CAP`` (``capped`` says where)."""
+    counts: dict[str, int] = {}
+    capped: dict[str, bool] = {}
+    for status in SagaStatus:
+        found = await admin.list_sagas(
+            store, status=status, saga=saga_name, limit=COUNT_CAP
+        )
+        counts[status.value] = len(found)
+        capped[status.value] = len(found) >= COUNT_CAP
+    return Counts(counts, capped)
+
+
+def parse_limit(text: str | None) -> int:
+    if text is None or not text.strip():
+        return DEFAULT_LIMIT
+    try:
+        value = int(text)
+    except ValueError:
+        raise views.FilterError(f"invalid limit {text!r}: use a number") from None
+    if not 1 <= value <= MAX_LIMIT:
+        raise views.FilterError(f"invalid limit {value}: use 1 to {MAX_LIMIT}")
+    return value
+
+
+def filters_of(request: Request) -> Filters:
+    q = request.query_params
+    return Filters(
+        status=(q.get("status") or "").strip().lower(),
+        saga=(q.get("saga") or "").strip(),
+        age=(q.get("age") or "").strip(),
+        limit=parse_limit(q.get("limit")),
+    )
+
+
+class Views:
+    """The read-only pages and their JSON twins."""
+
+    def __init__(
+        self,
+        store: SagaStore,
+        ops: Operator,
+        pages: Pages,
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.ops = ops
+        self.pages = pages
+        self.clock = clock
+
+    async def _select(self, filters: Filters) -> list[SagaRecord]:
+        """The list's rows: ``sagakit list`` with the same filters."""
+        age = views.parse_age(filters.age)
+        records = await admin.list_sagas(
+            self.store,
+            status=views.parse_status(filters.status),
+            saga=filters.saga or None,
+            older_than=None if age is None or age.newer else age.seconds,
+            limit=filters.limit,
+            clock=self.clock,
+        )
+        if age is not None and age.newer:  # newest first: the newer ones lead
+            now = self.clock.now()
+            records = [r for r in records if age.keeps(r, now)]
+        return records
+
+    async def index(self, request: Request) -> HTMLResponse:
+        flashes: list[Flash] = []
+        status_code = 200
+        try:
+            filters = filters_of(request)
+            records = await self._select(filters)
+        except views.FilterError as exc:
+            filters, records, status_code = Filters(), [], 400
+            flashes.append(Flash("error", str(exc)))
+        counts = await status_counts(self.store, filters.saga or None)
+        return self.pages.render(
+            request,
+            "list.html",
+            {
+                "filters": filters,
+                "rows": views.rows(records, self.clock.now()),
+                "counts": counts,
+                "saga_names": sorted(self.ops.saga_names),
+            },
+            status_code=status_code,
+            flashes=flashes,
+        )
+
+    async def detail(
+        self,
+        request: Request,
+        record: SagaRecord,
+        flashes: Iterable[Flash] = (),
+        status_code: int = 200,
+    ) -> Response:
+        history = await self.store.history(record.saga_id)
+        shown = admin.SagaDetail(record, history)
+        return self._detail(request, shown, flashes, status_code)
+
+    def _detail(
+        self,
+        request: Request,
+        shown: admin.SagaDetail,
+        flashes: Iterable[Flash] = (),
+        status_code: int = 200,
+    ) -> Response:
+        record, history = shown.record, shown.history
+        return self.pages.render(
+            request,
+            "detail.html",
+            {
+                "record": record,
+                "facts": views.header(record),
+                "summary": views.summary(record, history),
+                "timeline": views.timeline(record, history),
+                "context_json": views.pretty_json(record.context),
+                "state": record.state,
+                "action": views.ACTION_FOR_STATUS.get(record.status),
+                "definition_loaded": self.ops.knows(record.saga_name),
+                "saga_url": saga_url(request, record.saga_id),
+            },
+            status_code=status_code,
+            flashes=flashes,
+        )
+
+    async def show(self, request: Request, saga_id: str) -> Response:
+        """``sagakit show``: by id, or by a unique prefix (redirected)."""
+        try:
+            shown = await admin.show(self.store, saga_id)
+        except SagaNotFound as exc:
+            return self.pages.error(request, 404, str(exc))
+        record = shown.record
+        if record.saga_id != saga_id:
+            return RedirectResponse(saga_url(request, record.saga_id), 307)
+        flashes = []
+        done = request.query_params.get("flash")
+        if done in DONE:
+            status = record.status.value
+            flashes.append(Flash("ok", f"{DONE[done]}: the saga is now {status}."))
+        return self._detail(request, shown, flashes)
+
+    async def counts(self, saga: str | None = None) -> JSONResponse:
+        found = await status_counts(self.store, saga or None)
+        return JSONResponse(found.as_json())
+
+    async def api_list(self, request: Request) -> JSONResponse:
+        try:
+            records = await self._select(filters_of(request))
+        except views.FilterError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=400)
+        return JSONResponse({"sagas": [views.record_json(r) for r in records]})
+
+    async def api_show(self, saga_id: str) -> JSONResponse:
+        try:
+            shown = await admin.show(self.store, saga_id)
+        except SagaNotFound as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=404)
+        record, history = shown.record, shown.history
+        return JSONResponse(
+            views.record_json(record)
+            | {
+                "context": record.context,
+                "history": [views.history_json(h) for h in history],
+            }
+        )
+
+
+async def security_headers(
+    request: Request, call_next: RequestResponseEndpoint
+) -> Response:
+    response = await call_next(request)
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    if not request.url.path.startswith("/static/"):
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def create_app(
+    store: SagaStore,
+    sagas: Iterable[Saga[Any]] = (),
+    *,
+    token: str | None = None,
+    clock: Clock | None = None,
+) -> FastAPI:
+    """The dashboard over ``store``.
+
+    ``sagas`` are the definitions actions may apply to (an action on another
+    saga is refused with 409). Without ``token`` the dashboard is read-only:
+    every action answers 403. The caller owns ``store`` and closes it.
+    """
+    clock = clock or SystemClock()
+    guard = TokenGuard(token)
+    ops = Operator(store, sagas, clock)
+    pages = Pages(guard, actions_enabled=not guard.read_only and bool(ops.saga_names))
+    read = Views(store, ops, pages, clock)
+    write = ActionRoutes(store, ops, guard, pages, read.detail)
+
+    app = FastAPI(
+        title="sagakit dashboard",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.middleware("http")(security_headers)
+    app.mount("/static", StaticFiles(directory=_STATIC), name="static")
+    app.get("/", response_class=HTMLResponse)(read.index)
+    app.get("/sagas/{saga_id}", response_class=HTMLResponse)(read.show)
+    app.get("/api/counts")(read.counts)
+    app.get("/api/sagas")(read.api_list)
+    app.get("/api/sagas/{saga_id}")(read.api_show)
+    app.post("/sagas/{saga_id}/{action}")(write.act)
+    app.post("/logout")(write.logout)
+    return app

@@ -1,0 +1,269 @@
+"""View models for the dashboard: store records turned into plain values.
+
+Pure functions; nothing here touches HTTP or the store. Formatting reuses the
+CLI's renderers (``sagakit show``), so both show the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sagakit.cli.render import (
+    age,
+    compensated_steps,
+    local_time,
+    milliseconds,
+    short_error,
+    total_duration,
+)
+from sagakit.engine.state import ErrorInfo, SagaStatus
+from sagakit.ports.store import HistoryEntry, SagaRecord
+
+STATUSES: tuple[str, ...] = tuple(s.value for s in SagaStatus)
+DETAIL_LIMIT = 120
+AGE_CHOICES: tuple[tuple[str, str], ...] = (
+    ("", "any age"),
+    ("15m", "newer than 15 min"),
+    ("1h", "newer than 1 hour"),
+    ("24h", "newer than 24 hours"),
+    ("7d", "newer than 7 days"),
+    (">1h", "older than 1 hour"),
+    (">24h", "older than 24 hours"),
+)
+_AGE = re.compile(r"^\s*([<>]?)\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+ACTION_FOR_STATUS: dict[SagaStatus, str] = {
+    SagaStatus.FAILED: "retry",
+    SagaStatus.COMPENSATION_FAILED: "resume",
+    SagaStatus.RUNNING: "cancel",
+}
+ACTION_LABELS = {"retry": "Retry", "resume": "Resume", "cancel": "Cancel saga"}
+ACTION_HELP = {
+    "retry": "Run the failed steps again (after fixing their cause).",
+    "resume": "Retry the failed compensation and go on rolling back.",
+    "cancel": "Stop going forward and compensate what completed "
+    "(refused past the pivot).",
+}
+
+
+class FilterError(ValueError):
+    """A list filter the dashboard cannot read; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgeFilter:
+    """Instances created less (``newer``) or more than ``seconds`` ago."""
+
+    seconds: float
+    newer: bool
+
+    def keeps(self, record: SagaRecord, now: float) -> bool:
+        elapsed = now - record.created_at
+        return elapsed <= self.seconds if self.newer else elapsed > self.seconds
+
+
+def parse_age(text: str | None) -> AgeFilter | None:
+    """``15m``/``<15m`` (newer than), ``>2h`` (older than); units s, m, h, d."""
+    if text is None or not text.strip():
+        return None
+    match = _AGE.match(text)
+    if match is None:
+        raise FilterError(
+            f"invalid age {text!r}: use a number and a unit (s, m, h, d), "
+            "e.g. 15m, or >2h for older than"
+        )
+    sign, number, unit = match.groups()
+    return AgeFilter(float(number) * _UNITS[unit], newer=sign != ">")
+
+
+def parse_status(text: str | None) -> SagaStatus | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        return SagaStatus(text.strip().lower())
+    except ValueError:
+        raise FilterError(
+            f"invalid status {text!r}: use one of {', '.join(STATUSES)}"
+        ) from None
+
+
+def clip(text: str, limit: int = DETAIL_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def as_text(value: Any) -> str:
+    """A result or context value as one line of JSON (strings as they are)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2, default=str)
+
+
+def error_text(error: ErrorInfo | None) -> str:
+    return "" if error is None else short_error(error)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One saga in the list."""
+
+    saga_id: str
+    saga_name: str
+    status: str
+    failed_step: str
+    error: str
+    created: str
+    updated_ago: str
+
+
+def rows(records: Sequence[SagaRecord], now: float) -> list[Row]:
+    return [
+        Row(
+            saga_id=r.saga_id,
+            saga_name=r.saga_name,
+            status=r.status.value,
+            failed_step=r.state.failed_step or "",
+            error=clip(error_text(r.state.error), 80),
+            created=local_time(r.created_at),
+            updated_ago=f"{age(now - r.updated_at)} ago",
+        )
+        for r in records
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineLine:
+    """One history line, as ``sagakit show`` prints it: start and end are ms
+    from the saga start."""
+
+    start_ms: str
+    end_ms: str
+    kind: str
+    step: str
+    attempt: str
+    outcome: str
+    duration_ms: str
+    detail: str
+    full_detail: str
+    is_error: bool
+    traceback: str
+
+
+def timeline(record: SagaRecord, history: Sequence[HistoryEntry]) -> list[TimelineLine]:
+    start = record.created_at
+    lines = []
+    for h in history:
+        is_saga = h.kind == "saga"
+        full = error_text(h.error) if h.error is not None else as_text(h.result)
+        lines.append(
+            TimelineLine(
+                start_ms=milliseconds(h.started_at - start),
+                end_ms=milliseconds(h.finished_at - start),
+                kind=h.kind,
+                step=h.step or "",
+                attempt="" if is_saga else str(h.attempt),
+                outcome=h.outcome,
+                duration_ms="" if is_saga else milliseconds(h.duration),
+                detail=clip(full),
+                full_detail=full,
+                is_error=h.error is not None,
+                traceback=(h.error.traceback or "") if h.error is not None else "",
+            )
+        )
+    return lines
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    label: str
+    value: str
+    css: str = ""
+
+
+def header(record: SagaRecord) -> list[Fact]:
+    """The key facts ``sagakit show`` puts above the timeline."""
+    state = record.state
+    label = "duration" if record.status.terminal else "running for"
+    facts = [
+        Fact("saga", record.saga_name),
+        Fact("id", record.saga_id, "mono"),
+        Fact("status", record.status.value, f"status {record.status.value}"),
+        Fact("created", local_time(record.created_at)),
+        Fact("updated", local_time(record.updated_at)),
+        Fact(label, f"{milliseconds(total_duration(record))} ms"),
+    ]
+    if record.idempotency_key is not None:
+        facts.append(Fact("idempotency key", record.idempotency_key, "mono"))
+    if state.failed_step is not None:
+        facts.append(Fact("failed step", state.failed_step))
+    if state.error is not None:
+        facts.append(Fact("error", short_error(state.error), "error"))
+    if state.compensation_step is not None:
+        facts.append(Fact("compensation failed", state.compensation_step))
+    if state.compensation_error is not None:
+        facts.append(
+            Fact("compensation error", short_error(state.compensation_error), "error")
+        )
+    return facts
+
+
+def summary(record: SagaRecord, history: Sequence[HistoryEntry]) -> str:
+    """The one-line outcome ``sagakit demo`` prints, as plain text."""
+    state = record.state
+    line = f"{record.status.value} in {milliseconds(total_duration(record))} ms"
+    if record.status is SagaStatus.SUCCEEDED:
+        refs = ", ".join(f"{k}={as_text(v)}" for k, v in state.results.items())
+        return f"{line}: {refs}" if refs else line
+    if state.failed_step is not None:
+        error = "" if state.error is None else f" ({short_error(state.error)})"
+        line += f": {state.failed_step} failed{error}"
+        undone = compensated_steps(history)
+        if undone:
+            line += f"; undone: {', '.join(undone)}"
+        if state.compensation_step is not None:
+            line += f"; compensating {state.compensation_step} failed"
+    return line
+
+
+def record_json(record: SagaRecord) -> dict[str, Any]:
+    """A saga as the JSON API returns it."""
+    state = record.state
+    return {
+        "saga_id": record.saga_id,
+        "saga": record.saga_name,
+        "status": record.status.value,
+        "version": record.version,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "failed_step": state.failed_step,
+        "error": None if state.error is None else state.error.to_dict(),
+        "compensation_step": state.compensation_step,
+        "compensation_error": (
+            None
+            if state.compensation_error is None
+            else state.compensation_error.to_dict()
+        ),
+    }
+
+
+def history_json(entry: HistoryEntry) -> dict[str, Any]:
+    return {
+        "step": entry.step,
+        "kind": entry.kind,
+        "attempt": entry.attempt,
+        "outcome": entry.outcome,
+        "started_at": entry.started_at,
+        "finished_at": entry.finished_at,
+        "duration": entry.duration,
+        "result": entry.result,
+        "error": None if entry.error is None else entry.error.to_dict(),
+    }

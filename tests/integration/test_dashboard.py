@@ -1,0 +1,516 @@
+"""The dashboard over a real SQLite store, through httpx's ASGI transport.
+
+Actions run on real sagas: the dashboard commits them and hands the instance
+over, and a second orchestrator (standing in for a worker) finishes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from sagakit import Orchestrator, RetryPolicy, Saga, SagaStatus, SQLiteStore, Step
+from sagakit.dashboard import create_app
+from sagakit.dashboard.app import CSP
+from sagakit.dashboard.auth import SESSION_COOKIE
+from sagakit.testing import FakeClock
+
+TOKEN = "s3cret-operator-token"  # noqa: S105 - a test token
+WRONG = "not-the-token"
+XSS = "<script>alert('pwned')</script>"
+
+
+class Switch:
+    """Steps that fail while ``broken``: ``ship`` after the pivot."""
+
+    def __init__(self) -> None:
+        self.broken = True
+        self.log: list[str] = []
+
+    def step(self, name: str) -> Any:
+        def action(ctx: object) -> str:
+            self.log.append(name)
+            if name == "ship" and self.broken:
+                raise OSError("carrier down")
+            return f"{name}-ref"
+
+        return action
+
+    def undo(self, name: str) -> Any:
+        def compensate(ctx: object, result: object) -> None:
+            self.log.append(f"undo {name}")
+
+        return compensate
+
+
+def order_saga(switch: Switch) -> Saga[Any]:
+    return Saga(
+        "order",
+        [
+            Step("reserve", switch.step("reserve"), compensate=switch.undo("reserve")),
+            Step("charge", switch.step("charge"), pivot=True),
+            Step("ship", switch.step("ship"), retry=RetryPolicy(attempts=2)),
+        ],
+    )
+
+
+def no_stock(ctx: object) -> None:
+    raise LookupError("out of stock")
+
+
+def refund_saga(switch: Switch) -> Saga[Any]:
+    """Fails before its pivot: compensates ``hold``."""
+    return Saga(
+        "refund",
+        [
+            Step("hold", switch.step("hold"), compensate=switch.undo("hold")),
+            Step("pick", no_stock),
+        ],
+    )
+
+
+def hostile(ctx: object) -> None:
+    raise ValueError(f"bad input {XSS}")
+
+
+hostile_saga: Saga[Any] = Saga("hostile", [Step("parse", hostile)])
+
+
+@dataclass
+class Env:
+    path: Path
+    store: SQLiteStore
+    switch: Switch
+    order: Saga[Any]
+    refund: Saga[Any]
+    orch: Orchestrator
+    app: FastAPI
+    client: httpx.AsyncClient
+
+    async def version(self, saga_id: str) -> int:
+        return (await self.store.get(saga_id)).version
+
+    async def finish(self, saga_id: str) -> SagaStatus:
+        """What a worker does next: recover the handed-over saga, run it."""
+        worker = Orchestrator(SQLiteStore(self.path), [self.order, self.refund])
+        try:
+            await worker.recover()
+            result = await asyncio.wait_for(worker.wait(saga_id), 5)
+            return result.status
+        finally:
+            await worker.close()
+
+
+def client_for(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    )
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    path = tmp_path / "dash.db"
+    store = SQLiteStore(path)
+    switch = Switch()
+    order, refund = order_saga(switch), refund_saga(switch)
+    orch = Orchestrator(store, [order, refund, hostile_saga])
+    app = create_app(store, [order, refund], token=TOKEN)
+    async with client_for(app) as client:
+        yield Env(path, store, switch, order, refund, orch, app, client)
+    await orch.close()
+
+
+def form(**fields: str) -> dict[str, Any]:
+    return {"data": fields}
+
+
+# -- reading ---------------------------------------------------------------
+
+
+async def test_list_shows_sagas_newest_first_with_counts(env: Env) -> None:
+    failed = await env.orch.run(env.order)
+    compensated = await env.orch.run(env.refund)
+    running = await env.orch.submit(env.order)
+
+    page = await env.client.get("/")
+
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    body = page.text
+    ids = [running, compensated.saga_id, failed.saga_id]
+    positions = [body.index(f'href="/sagas/{i}"') for i in ids]
+    assert positions == sorted(positions)  # newest first
+    assert '<span class="n" data-status="failed">1</span>' in body
+    assert '<span class="n" data-status="compensated">1</span>' in body
+    assert '<span class="n" data-status="running">1</span>' in body
+    assert "OSError: carrier down" in body
+    assert 'data-src="/api/counts"' in body
+
+
+async def test_counts_endpoint_is_json_and_follows_the_saga_filter(env: Env) -> None:
+    await env.orch.run(env.order)
+    await env.orch.run(env.refund)
+    await env.orch.run(env.refund)
+
+    everything = (await env.client.get("/api/counts")).json()
+    refunds = (await env.client.get("/api/counts", params={"saga": "refund"})).json()
+
+    assert everything["counts"] == {
+        "running": 0,
+        "compensating": 0,
+        "succeeded": 0,
+        "compensated": 2,
+        "compensation_failed": 0,
+        "failed": 1,
+    }
+    assert everything["total"] == 3
+    assert not any(everything["capped"].values())
+    assert refunds["counts"]["compensated"] == 2
+    assert refunds["total"] == 2
+
+
+async def test_list_filters_by_status_and_saga(env: Env) -> None:
+    failed = await env.orch.run(env.order)
+    compensated = await env.orch.run(env.refund)
+
+    by_status = (await env.client.get("/", params={"status": "failed"})).text
+    by_saga = (await env.client.get("/", params={"saga": "refund"})).text
+    none = (await env.client.get("/", params={"status": "succeeded"})).text
+    api = (await env.client.get("/api/sagas", params={"status": "compensated"})).json()
+
+    assert failed.saga_id in by_status
+    assert compensated.saga_id not in by_status
+    assert compensated.saga_id in by_saga
+    assert failed.saga_id not in by_saga
+    assert "No sagas match these filters." in none
+    assert [s["saga_id"] for s in api["sagas"]] == [compensated.saga_id]
+
+
+async def test_list_filters_by_age(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "age.db")
+    definition: Saga[Any] = Saga("tick", [Step("a", lambda ctx: 1)])
+    start = 1_800_000_000.0
+    old = await Orchestrator(store, [definition], clock=FakeClock(start)).run(
+        definition
+    )
+    new = await Orchestrator(store, [definition], clock=FakeClock(start + 7200)).run(
+        definition
+    )
+    app = create_app(store, [definition], clock=FakeClock(start + 7260))
+    async with client_for(app) as client:
+        recent = (await client.get("/", params={"age": "1h"})).text
+        older = (await client.get("/", params={"age": ">1h"})).text
+        anything = (await client.get("/", params={"age": ""})).text
+
+    assert new.saga_id in recent
+    assert old.saga_id not in recent
+    assert old.saga_id in older
+    assert new.saga_id not in older
+    assert old.saga_id in anything
+    assert new.saga_id in anything
+    await store.close()
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"status": "sleeping"}, "invalid status &#39;sleeping&#39;"),
+        ({"age": "soon"}, "invalid age &#39;soon&#39;"),
+        ({"limit": "0"}, "invalid limit 0"),
+    ],
+)
+async def test_a_bad_filter_is_a_400_with_the_reason(
+    env: Env, params: dict[str, str], message: str
+) -> None:
+    page = await env.client.get("/", params=params)
+    assert page.status_code == 400
+    assert message in page.text
+
+
+async def test_detail_shows_the_timeline_like_sagakit_show(env: Env) -> None:
+    failed = await env.orch.run(env.order)
+    compensated = await env.orch.run(env.refund)
+
+    page = await env.client.get(f"/sagas/{failed.saga_id}")
+    rolled_back = await env.client.get(f"/sagas/{compensated.saga_id}")
+
+    assert page.status_code == 200
+    body = page.text
+    for step in ("reserve", "charge", "ship"):
+        assert f"<td>{step}</td>" in body
+    assert '<dd class="error">OSError: carrier down</dd>' in body
+    assert '<span class="status failed" id="status">failed</span>' in body
+    # ship: two attempts, both failed, each with its duration in ms
+    ship_rows = re.findall(
+        r'<tr class="kind-action">\s*<td class="num">\d+</td>\s*'
+        r'<td class="num">\d+</td>\s*<td>action</td>\s*<td>ship</td>\s*'
+        r'<td class="num">(\d)</td>\s*<td><span class="outcome (\w+)">',
+        body,
+    )
+    assert ship_rows == [("1", "failed"), ("2", "failed")]
+    assert "reserve-ref" in body  # results are shown
+    assert 'action="/sagas/' in body  # a failed saga offers "Retry"
+    assert 'name="token"' in body
+    assert "<td>compensation</td>" in rolled_back.text
+    assert "<td>hold</td>" in rolled_back.text
+    assert "undone: hold" in rolled_back.text
+    assert "LookupError: out of stock" in rolled_back.text
+    assert 'action="/sagas/' not in rolled_back.text  # nothing to do
+
+
+async def test_detail_by_prefix_redirects_and_unknown_is_404(env: Env) -> None:
+    failed = await env.orch.run(env.order)
+
+    by_prefix = await env.client.get(f"/sagas/{failed.saga_id[:10]}")
+    unknown = await env.client.get("/sagas/nosuchsaga")
+    api = await env.client.get(f"/api/sagas/{failed.saga_id}")
+
+    assert by_prefix.status_code == 307
+    assert by_prefix.headers["location"] == f"/sagas/{failed.saga_id}"
+    assert unknown.status_code == 404
+    assert "nosuchsaga" in unknown.text
+    data = api.json()
+    assert data["status"] == "failed"
+    assert data["failed_step"] == "ship"
+    ship = [
+        (h["attempt"], h["outcome"])
+        for h in data["history"]
+        if h["step"] == "ship" and h["outcome"] != "started"
+    ]
+    assert ship == [(1, "failed"), (2, "failed")]
+
+
+# -- tokens ----------------------------------------------------------------
+
+
+async def test_actions_without_the_right_token_change_nothing(env: Env) -> None:
+    failed = await env.orch.run(env.order)
+    env.switch.broken = False
+    url = f"/sagas/{failed.saga_id}/retry"
+    before = await env.version(failed.saga_id)
+
+    nothing = await env.client.post(url)
+    bad_scheme = await env.client.post(url, headers={"Authorization": f"Basic {TOKEN}"})
+    wrong_bearer = await env.client.post(
+        url, headers={"Authorization": f"Bearer {WRONG}"}
+    )
+    wrong_form = await env.client.post(url, **form(token=WRONG))
+    forged_cookie = await env.client.post(
+        url,
+        headers={"Cookie": f"{SESSION_COOKIE}=forged"},
+        **form(csrf="forged"),
+    )
+
+    assert nothing.status_code == 401
+    assert nothing.headers["www-authenticate"].startswith("Bearer")
+    assert "operator token is needed" in nothing.text
+    assert bad_scheme.status_code == 401
+    assert wrong_bearer.status_code == 403
+    assert wrong_bearer.json() == {"detail": "the operator token is wrong"}
+    assert wrong_form.status_code == 403
+    assert "operator token is wrong" in wrong_form.text
+    assert forged_cookie.status_code == 403
+    assert SESSION_COOKIE not in wrong_form.cookies
+    assert await env.version(failed.saga_id) == before
+    assert (await env.store.get(failed.saga_id)).status is SagaStatus.FAILED
+
+
+async def test_a_session_cookie_needs_the_csrf_field(env: Env) -> None:
+    failed = await env.orch.run(env.order)
+    env.switch.broken = False
+    url = f"/sagas/{failed.saga_id}/retry"
+    # a refused action with the right token still signs the form in
+    done = await env.orch.run(env.refund)
+    await env.client.post(f"/sagas/{done.saga_id}/retry", **form(token=TOKEN))
+    assert SESSION_COOKIE in env.client.cookies
+
+    without_csrf = await env.client.post(url, **form())
+    page = (await env.client.get(f"/sagas/{failed.saga_id}")).text
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+
+    assert without_csrf.status_code == 403
+    assert (await env.store.get(failed.saga_id)).status is SagaStatus.FAILED
+    assert csrf is not None
+    assert 'name="token"' not in page  # signed in: no token field
+    with_csrf = await env.client.post(url, **form(csrf=csrf.group(1)))
+    assert with_csrf.status_code == 303
+    assert (await env.store.get(failed.saga_id)).status is SagaStatus.RUNNING
+    forget = await env.client.post("/logout")
+    assert forget.status_code == 303
+    assert SESSION_COOKIE not in env.client.cookies
+
+
+async def test_read_only_dashboard_refuses_every_action(env: Env) -> None:
+    failed = await env.orch.run(env.order)
+    app = create_app(env.store, [env.order])  # no token
+    async with client_for(app) as client:
+        page = (await client.get(f"/sagas/{failed.saga_id}")).text
+        answer = await client.post(
+            f"/sagas/{failed.saga_id}/retry",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+    assert "read-only" in page
+    assert 'name="token"' not in page
+    assert answer.status_code == 403
+    assert "read-only" in answer.json()["detail"]
+    assert (await env.store.get(failed.saga_id)).status is SagaStatus.FAILED
+
+
+# -- actions ---------------------------------------------------------------
+
+
+async def test_retry_a_failed_saga_after_the_fix_through_the_api(env: Env) -> None:
+    failed = await env.orch.run(env.order)
+    env.switch.broken = False
+
+    answer = await env.client.post(
+        f"/sagas/{failed.saga_id}/retry",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        json={"reason": "carrier is back"},
+    )
+
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "saga_id": failed.saga_id,
+        "action": "retry",
+        "status": "running",
+        "message": "Retry requested",
+    }
+    history = await env.store.history(failed.saga_id)
+    requested = [h for h in history if h.outcome == "retry_requested"]
+    assert requested[0].result["by"] == "dashboard"
+    assert requested[0].result["reason"] == "carrier is back"
+    assert await env.finish(failed.saga_id) is SagaStatus.SUCCEEDED
+    assert env.switch.log[-1] == "ship"
+
+
+async def test_retry_through_the_form_redirects_with_a_flash(env: Env) -> None:
+    failed = await env.orch.run(env.order)
+    env.switch.broken = False
+
+    answer = await env.client.post(
+        f"/sagas/{failed.saga_id}/retry", **form(token=TOKEN)
+    )
+
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/sagas/{failed.saga_id}?flash=retry"
+    cookie = answer.headers["set-cookie"]
+    assert f"{SESSION_COOKIE}=" in cookie
+    assert TOKEN not in cookie
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
+    page = (await env.client.get(answer.headers["location"])).text
+    assert "Retry requested: the saga is now running." in page
+    assert '<span class="status running" id="status">running</span>' in page
+    assert await env.finish(failed.saga_id) is SagaStatus.SUCCEEDED
+
+
+async def test_cancel_a_running_saga(env: Env) -> None:
+    saga_id = await env.orch.submit(env.order)  # committed, waiting for a worker
+    page = (await env.client.get(f"/sagas/{saga_id}")).text
+    assert "Cancel saga" in page
+
+    answer = await env.client.post(
+        f"/sagas/{saga_id}/cancel", **form(token=TOKEN, reason="customer asked")
+    )
+
+    assert answer.status_code == 303
+    after = (await env.client.get(answer.headers["location"])).text
+    record = await env.store.get(saga_id)
+    assert record.status in (SagaStatus.COMPENSATING, SagaStatus.COMPENSATED)
+    assert f"Cancel requested: the saga is now {record.status.value}." in after
+    assert "Cancelled: customer asked" in after
+    if not record.status.terminal:
+        assert await env.finish(saga_id) is SagaStatus.COMPENSATED
+    assert "reserve" not in env.switch.log  # it never ran
+
+
+async def test_an_action_that_does_not_fit_is_a_409_and_changes_nothing(
+    env: Env,
+) -> None:
+    compensated = await env.orch.run(env.refund)
+    before = await env.version(compensated.saga_id)
+    url = f"/sagas/{compensated.saga_id}/retry"
+
+    api = await env.client.post(url, headers={"Authorization": f"Bearer {TOKEN}"})
+    html = await env.client.post(url, **form(token=TOKEN))
+    cancel = await env.client.post(
+        f"/sagas/{compensated.saga_id}/cancel",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+
+    assert api.status_code == 409
+    assert "only a failed saga" in api.json()["detail"]
+    assert html.status_code == 409
+    assert '<div class="flash error" role="alert">Refused retry' in html.text
+    assert "only a failed saga" in html.text
+    assert cancel.status_code == 409
+    assert "only a running saga can be cancelled" in cancel.json()["detail"]
+    assert await env.version(compensated.saga_id) == before
+
+
+async def test_unknown_saga_action_and_missing_definition(env: Env) -> None:
+    hostile = await env.orch.run(hostile_saga)  # the dashboard has no definition
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+
+    missing = await env.client.post("/sagas/nosuchsaga/retry", headers=bearer)
+    bad_action = await env.client.post(
+        f"/sagas/{hostile.saga_id}/delete", headers=bearer
+    )
+    undefined = await env.client.post(
+        f"/sagas/{hostile.saga_id}/cancel", headers=bearer
+    )
+
+    assert missing.status_code == 404
+    assert bad_action.status_code == 404
+    assert undefined.status_code == 409
+    assert "no definition of saga 'hostile'" in undefined.json()["detail"]
+
+
+# -- escaping and headers --------------------------------------------------
+
+
+async def test_user_controlled_text_is_escaped(env: Env) -> None:
+    result = await env.orch.run(hostile_saga, {"note": XSS, XSS: "key"})
+    escaped = "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;"
+
+    detail = await env.client.get(f"/sagas/{result.saga_id}")
+    listing = await env.client.get("/")
+    missing = await env.client.get("/sagas/%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E")
+    by_saga = await env.client.get("/", params={"saga": XSS, "age": XSS})
+
+    for page in (detail, listing):
+        assert page.status_code == 200
+        assert "<script>alert" not in page.text
+        assert escaped in page.text
+    assert "&lt;script&gt;" in detail.text  # the context, pretty-printed
+    assert missing.status_code == 404
+    assert "<img" not in missing.text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in missing.text
+    assert "<script>alert" not in by_saga.text
+    for page in (detail, listing, missing, by_saga):  # only the dashboard's own
+        assert page.text.count("<script") == 1
+        assert '<script src="/static/dashboard.js?v=' in page.text
+
+
+async def test_pages_carry_a_strict_content_security_policy(env: Env) -> None:
+    for path in ("/", "/api/counts", "/sagas/nosuch"):
+        answer = await env.client.get(path)
+        assert answer.headers["content-security-policy"] == CSP
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["x-frame-options"] == "DENY"
+    assert "script-src 'self'" in CSP
+    assert "unsafe-inline" not in CSP
+    css = await env.client.get("/static/dashboard.css")
+    js = await env.client.get("/static/dashboard.js")
+    assert css.status_code == 200
+    assert js.status_code == 200
+    assert "fetch(source" in js.text
