@@ -4,6 +4,7 @@ one round trip per save, clear connection errors, append-only history."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 import uuid
@@ -141,12 +142,40 @@ class CountingPool:
         return counted
 
 
+class CountingLane:
+    """Wraps the store's connection lane; records every call on a connection."""
+
+    def __init__(self, lane: Any) -> None:
+        self.lane = lane
+        self.calls: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[CountingPool]:
+        async with self.lane.connection() as conn:
+            counting = CountingPool(conn)
+            yield counting
+            self.calls.extend(counting.calls)
+
+    async def close(self) -> None:
+        await self.lane.close()
+
+
+def counting(store: PostgresStore) -> CountingPool | CountingLane:
+    """Count what the store sends, through whichever path it uses."""
+    if store._lane is not None:
+        lane = CountingLane(store._lane)
+        store._lane = lane  # type: ignore[assignment]
+        return lane
+    pool = CountingPool(store._pool)
+    store._pool = pool  # type: ignore[assignment]
+    return pool
+
+
 async def test_save_is_one_statement_and_one_commit(store: PostgresStore) -> None:
     record = make_record("s1")
     await store.create(record, [entry("s1", "started")])
     await store.save(replace(record, version=2), 1, [])  # prepares the statement
-    counting = CountingPool(store._pool)
-    store._pool = counting  # type: ignore[assignment]
+    counter = counting(store)
     before = (store.statements, store.commits)
     await store.save(
         replace(record, version=3),
@@ -155,7 +184,7 @@ async def test_save_is_one_statement_and_one_commit(store: PostgresStore) -> Non
         owner="w1",
         lease=30,
     )
-    assert counting.calls == ["fetchrow"]
+    assert counter.calls == ["fetchrow"]
     assert (store.statements, store.commits) == (before[0] + 1, before[1] + 1)
     history = await store.history("s1")
     assert [h.outcome for h in history] == ["started", "a", "b", "c"]
@@ -167,8 +196,7 @@ async def test_save_with_outbox_and_inbox_is_one_statement(
 ) -> None:
     record = make_record("s1")
     await store.create(record, [], outbox=[message("m0")])
-    counting = CountingPool(store._pool)
-    store._pool = counting  # type: ignore[assignment]
+    counter = counting(store)
     before = (store.statements, store.commits)
     await store.save(
         replace(record, version=2),
@@ -184,7 +212,7 @@ async def test_save_with_outbox_and_inbox_is_one_statement(
             [],
             inbox=InboxEntry("orders", "reply-1"),
         )
-    assert counting.calls == ["fetchrow", "fetchrow"]
+    assert counter.calls == ["fetchrow", "fetchrow"]
     assert (store.statements, store.commits) == (before[0] + 2, before[1] + 1)
     claimed = await store.claim_outbox("relay", lease=60)
     assert [m.message_id for m in claimed] == ["m0", "m1", "m2"]

@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from sagakit.adapters.store.pg_connections import Connections
 from sagakit.adapters.store.sql import Migration, migrations, queries
 from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus
 from sagakit.errors import (
@@ -140,8 +141,11 @@ class PostgresStore:
     the statements (round trips) store calls sent, next to ``commits``.
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, where: str) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, where: str, lane: Connections | None = None
+    ) -> None:
         self._pool = pool
+        self._lane = lane
         self.where = where
         self.commits = 0
         self.statements = 0
@@ -165,7 +169,7 @@ class PostgresStore:
             raise StoreError(
                 f"cannot connect to PostgreSQL at {where}: {_reason(exc)}"
             ) from exc
-        store = cls(pool, where=where)
+        store = cls(pool, where=where, lane=Connections(dsn, max_size=max_size))
         if migrate:
             try:
                 await store.migrate()
@@ -184,14 +188,20 @@ class PostgresStore:
     async def _fetch(self, about: str, query: str, *args: Any) -> list[_Row]:
         self.statements += 1
         try:
-            return await self._pool.fetch(_Q[query], *args)
+            if self._lane is None:
+                return await self._pool.fetch(_Q[query], *args)
+            async with self._lane.connection() as conn:
+                return await conn.fetch(_Q[query], *args)
         except _DRIVER_ERRORS as exc:
             raise self._error(about, exc) from exc
 
     async def _fetchrow(self, about: str, query: str, *args: Any) -> _Row | None:
         self.statements += 1
         try:
-            return await self._pool.fetchrow(_Q[query], *args)
+            if self._lane is None:
+                return await self._pool.fetchrow(_Q[query], *args)
+            async with self._lane.connection() as conn:
+                return await conn.fetchrow(_Q[query], *args)
         except _DRIVER_ERRORS as exc:
             raise self._error(about, exc) from exc
 
@@ -490,6 +500,8 @@ class PostgresStore:
 
     async def close(self) -> None:
         try:
+            if self._lane is not None:
+                await self._lane.close()
             await self._pool.close()
         except _DRIVER_ERRORS as exc:
             raise self._error("closing the pool", exc) from exc
