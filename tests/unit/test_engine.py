@@ -930,3 +930,29 @@ def test_any_event_after_terminal_raises(status: SagaStatus, event: Event) -> No
     assert state.status is status
     with pytest.raises(StateError, match=rf"saga saga-7: already {status.value}"):
         decide(saga, state, event)
+
+
+def test_with_step_keeps_every_field_of_both_values() -> None:
+    """with_step builds StepState and SagaState by hand: a field added to either
+    class must be carried over, or this test fails."""
+    from dataclasses import fields  # noqa: PLC0415
+
+    from sagakit.engine.state import SagaState, StepState  # noqa: PLC0415
+
+    base = SagaState(
+        saga_id="s",
+        saga_name="n",
+        stage=3,
+        completed=("a",),
+        compensations=("a",),
+        failed_step="a",
+        compensation_step="a",
+    )
+    after = base.with_step("b", attempts=2)
+    for f in fields(SagaState):
+        if f.name != "steps":
+            assert getattr(after, f.name) == getattr(base, f.name), f.name
+    marker = object()
+    for f in fields(StepState):
+        changed = base.with_step("b", **{f.name: marker})
+        assert getattr(changed.step("b"), f.name) is marker, f.name
