@@ -1,4 +1,4 @@
-"""Helpers for testing sagas: a time-skipping clock and an in-memory orchestrator."""
+"""A time-skipping clock and an in-memory orchestrator for tests."""
 
 from __future__ import annotations
 
@@ -39,6 +39,3 @@ def in_memory_orchestrator(
 ) -> Orchestrator:
     """An orchestrator on an in-memory SQLite store and a fake clock."""
     return Orchestrator(SQLiteStore(":memory:"), sagas, clock=clock or FakeClock())
-
-
-__all__ = ["FakeClock", "in_memory_orchestrator"]

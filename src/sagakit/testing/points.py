@@ -1,0 +1,157 @@
+"""Failure points: every way a saga run can be disturbed, from its definition.
+
+A point combines injected step failures with, optionally, a simulated process
+crash at one commit. Each point knows the terminal status the saga must reach.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sagakit.definition.saga import Saga, Step
+from sagakit.engine.state import SagaStatus
+
+Mode = Literal["always", "once", "reject"]
+"""``always``: every attempt fails; ``once``: the first attempt fails, later
+ones succeed; ``reject``: a remote participant refuses (never retried)."""
+
+
+class InjectedFailure(Exception):
+    """Raised in place of a step action or compensation at a failure point."""
+
+
+@dataclass(frozen=True, slots=True)
+class Injection:
+    step: str
+    kind: Literal["action", "compensation"]
+    mode: Mode
+
+    def fails(self, attempt: int) -> bool:
+        return self.mode != "once" or attempt == 1
+
+    def __str__(self) -> str:
+        what = {"always": "fails every attempt", "once": "fails once"}
+        return f"{self.step} {self.kind} {what.get(self.mode, 'is rejected')}"
+
+
+@dataclass(frozen=True, slots=True)
+class Crash:
+    """The process dies at commit number ``commit`` (1 = the saga's creation),
+    ``before`` the save reaches the store or ``after`` it did."""
+
+    commit: int
+    when: Literal["before", "after"]
+
+    def __str__(self) -> str:
+        return f"crash {self.when} commit {self.commit}"
+
+
+@dataclass(frozen=True, slots=True)
+class FailurePoint:
+    injections: tuple[Injection, ...] = ()
+    crash: Crash | None = None
+    expected: SagaStatus = SagaStatus.SUCCEEDED
+
+    @property
+    def label(self) -> str:
+        parts = [str(i) for i in self.injections] or ["no failure"]
+        if self.crash is not None:
+            parts.append(str(self.crash))
+        return ", ".join(parts)
+
+    def with_crash(self, crash: Crash) -> FailurePoint:
+        return FailurePoint(self.injections, crash, self.expected)
+
+    def injection(self, step: str, kind: str) -> Injection | None:
+        for i in self.injections:
+            if i.step == step and i.kind == kind:
+                return i
+        return None
+
+
+def _stage_of(saga: Saga[Any]) -> dict[str, int]:
+    return {s.name: index for index, group in enumerate(saga.stages) for s in group}
+
+
+def _after_pivot(saga: Saga[Any], step: str) -> bool:
+    return saga.pivot_stage is not None and _stage_of(saga)[step] > saga.pivot_stage
+
+
+def _retries(step: Step, kind: str) -> bool:
+    """Whether an injected (retryable) failure of this kind is tried again."""
+    policy = step.retry if kind == "action" else step.compensation_retry
+    remote = step.is_remote if kind == "action" else step.compensation_is_remote
+    if policy.attempts < 2:  # noqa: PLR2004 - one attempt: no retry
+        return False
+    return remote or policy.retries(InjectedFailure("probe"))
+
+
+def _fails(saga: Saga[Any], step: Step, mode: Mode) -> FailurePoint:
+    expected = (
+        SagaStatus.FAILED if _after_pivot(saga, step.name) else SagaStatus.COMPENSATED
+    )
+    return FailurePoint((Injection(step.name, "action", mode),), expected=expected)
+
+
+def failing_run(saga: Saga[Any]) -> FailurePoint:
+    """The failure that rolls back the most: the last stage before (or at) the
+    pivot fails, so every earlier compensation runs."""
+    last = len(saga.stages) - 1 if saga.pivot_stage is None else saga.pivot_stage
+    step = saga.stages[last][0]
+    return _fails(saga, step, "reject" if step.is_remote else "always")
+
+
+def _trigger(saga: Saga[Any], step: Step) -> Step | None:
+    """A step whose failure makes ``step``'s compensation run."""
+    stage = _stage_of(saga)[step.name]
+    last = len(saga.stages) - 1 if saga.pivot_stage is None else saga.pivot_stage
+    if last > stage:
+        return saga.stages[last][0]
+    return step if step.compensate_on_failure else None
+
+
+def injection_points(saga: Saga[Any]) -> list[FailurePoint]:
+    """Every step's action failing, and every compensation failing."""
+    points = [FailurePoint()]
+    for step in saga:
+        if step.is_remote:
+            points.append(_fails(saga, step, "reject"))
+            if step.retry.attempts > 1:
+                points.append(_fails(saga, step, "always"))
+        else:
+            points.append(_fails(saga, step, "always"))
+        if _retries(step, "action"):
+            once = FailurePoint((Injection(step.name, "action", "once"),))
+            points.append(once)
+    for step in saga:
+        if step.compensate is None:
+            continue
+        trigger = _trigger(saga, step)
+        if trigger is None:
+            continue  # nothing after it can fail and be rolled back
+        mode: Mode = "reject" if trigger.is_remote else "always"
+        cause = Injection(trigger.name, "action", mode)
+        points.append(
+            FailurePoint(
+                (cause, Injection(step.name, "compensation", "always")),
+                expected=SagaStatus.COMPENSATION_FAILED,
+            )
+        )
+        if _retries(step, "compensation"):
+            points.append(
+                FailurePoint(
+                    (cause, Injection(step.name, "compensation", "once")),
+                    expected=SagaStatus.COMPENSATED,
+                )
+            )
+    return points
+
+
+def crash_points(base: FailurePoint, commits: int) -> list[FailurePoint]:
+    """A crash before and after each of the ``commits`` of ``base``'s run."""
+    return [
+        base.with_crash(Crash(k, when))
+        for k in range(1, commits + 1)
+        for when in ("before", "after")
+    ]

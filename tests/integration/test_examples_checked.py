@@ -1,0 +1,181 @@
+"""The project's own examples, checked at every failure point by check_saga.
+
+The choreography example (examples/parking) is not checked: it is not an
+orchestrated ``Saga`` (services react to events on a bus), so there is no
+definition to enumerate failure points from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
+
+from examples.create_order import order_service
+from examples.create_order.messages import (
+    ApproveTicket,
+    AuthorizeCard,
+    CancelTicket,
+    CardAuthorized,
+    ConsumerVerified,
+    CreateTicket,
+    TicketApproved,
+    TicketCreated,
+    VerifyConsumer,
+)
+from pydantic import BaseModel
+
+from sagakit import Parallel, RetryPolicy, Saga, Step
+from sagakit.examples.trip import happy_trip, trip_saga
+from sagakit.messaging import Envelope
+from sagakit.participant import CommandRejected, Participant
+from sagakit.ports.store import SagaStore
+from sagakit.ports.transport import Transport
+from sagakit.testing import check_saga
+
+
+async def test_trip_example() -> None:
+    report = await check_saga(trip_saga, happy_trip)
+    print(report.summary())
+    report.assert_ok()
+
+
+# -- the README snippet's shape ------------------------------------------------
+
+
+class Trip(BaseModel):
+    traveller: str
+    nights: int
+
+
+async def book_flight(ctx: Trip) -> str:
+    return f"FL-{ctx.traveller}"
+
+
+async def cancel_flight(ctx: Trip, ref: str) -> None:
+    return None
+
+
+def book_hotel(ctx: Trip) -> str:
+    return f"HT-{ctx.nights}"
+
+
+def cancel_hotel(ctx: Trip, ref: str) -> None:
+    return None
+
+
+async def charge_card(ctx: Trip) -> None:
+    return None
+
+
+async def send_itinerary(ctx: Trip) -> None:
+    return None
+
+
+readme_trip = Saga(
+    "trip",
+    [
+        Parallel(
+            Step("flight", book_flight, compensate=cancel_flight, timeout=5),
+            Step(
+                "hotel",
+                book_hotel,
+                compensate=cancel_hotel,
+                retry=RetryPolicy(attempts=3, backoff=0.2, retry_on=(ConnectionError,)),
+            ),
+        ),
+        Step("charge", charge_card, pivot=True),
+        Step("itinerary", send_itinerary, retry=RetryPolicy(attempts=10)),
+    ],
+    context=Trip,
+)
+
+
+async def test_readme_snippet_shape() -> None:
+    report = await check_saga(readme_trip, Trip(traveller="Maria", nights=3))
+    print(report.summary())
+    report.assert_ok()
+
+
+# -- CreateOrder: the real definition, in-process services ----------------------
+
+
+class Services:
+    """The order, kitchen, accounting and consumer services in memory, with
+    the same commands and replies as examples/create_order."""
+
+    def __init__(self) -> None:
+        self.orders: dict[str, str] = {}
+        self.tickets: dict[str, str] = {}
+
+    async def create_pending_order(self, ctx: order_service.CreateOrder) -> Any:
+        self.orders.setdefault(ctx.order_id, order_service.PENDING)
+        return {"order_id": ctx.order_id, "status": order_service.PENDING}
+
+    async def reject_order(self, ctx: order_service.CreateOrder) -> None:
+        if self.orders.get(ctx.order_id) == order_service.PENDING:
+            self.orders[ctx.order_id] = order_service.REJECTED
+
+    async def approve_order(self, ctx: order_service.CreateOrder) -> Any:
+        if self.orders.get(ctx.order_id) == order_service.PENDING:
+            self.orders[ctx.order_id] = order_service.APPROVED
+        return {"order_id": ctx.order_id, "status": order_service.APPROVED}
+
+    def saga(self) -> Saga[order_service.CreateOrder]:
+        local = {
+            "create_pending_order": (self.create_pending_order, self.reject_order),
+            "approve_order": (self.approve_order, None),
+        }
+        steps = []
+        for (spec,) in order_service.create_order_saga.stages:
+            if spec.name in local:
+                action, undo = local[spec.name]
+                steps.append(replace(spec, action=action, compensate=undo))
+            else:
+                steps.append(spec)
+        return Saga("create_order", steps, context=order_service.CreateOrder)
+
+    def participants(
+        self, transport: Transport, store: SagaStore
+    ) -> Iterable[Participant]:
+        kitchen = Participant("kitchen", transport, store)
+        accounting = Participant("accounting", transport, store)
+        consumers = Participant("consumer", transport, store)
+
+        @consumers.handler("consumer.verify")
+        async def verify(cmd: VerifyConsumer) -> ConsumerVerified:
+            if cmd.consumer_id == "unknown":
+                raise CommandRejected(f"unknown consumer {cmd.consumer_id!r}")
+            return ConsumerVerified(consumer_id=cmd.consumer_id, name="Ada")
+
+        @kitchen.handler("kitchen.create_ticket")
+        async def create_ticket(cmd: CreateTicket, message: Envelope) -> TicketCreated:
+            self.tickets.setdefault(message.saga_id or "", "CREATED")
+            return TicketCreated(ticket_id=len(self.tickets))
+
+        @kitchen.handler("kitchen.cancel_ticket")
+        async def cancel_ticket(cmd: CancelTicket, message: Envelope) -> None:
+            self.tickets[message.saga_id or ""] = "CANCELLED"
+
+        @kitchen.handler("kitchen.approve_ticket")
+        async def approve_ticket(cmd: ApproveTicket, message: Envelope) -> Any:
+            self.tickets[message.saga_id or ""] = "APPROVED"
+            return TicketApproved(ticket_id=1)
+
+        @accounting.handler("accounting.authorize")
+        async def authorize(cmd: AuthorizeCard) -> CardAuthorized:
+            return CardAuthorized(authorization_id=7)
+
+        return [kitchen, accounting, consumers]
+
+
+async def test_create_order_example() -> None:
+    services = Services()
+    report = await check_saga(
+        services.saga(),
+        lambda: order_service.CreateOrder(order_id="o-1", consumer_id="c-1", amount=30),
+        participants=services.participants,
+    )
+    print(report.summary())
+    report.assert_ok()
+    assert len(report.results) > 40
