@@ -323,6 +323,24 @@ async def test_actions_without_the_right_token_change_nothing(env: Env) -> None:
     assert (await env.store.get(failed.saga_id)).status is SagaStatus.FAILED
 
 
+async def test_a_token_in_the_query_string_is_not_accepted(env: Env) -> None:
+    failed = await env.orch.run(env.order)
+    env.switch.broken = False
+    before = await env.version(failed.saga_id)
+    url = f"/sagas/{failed.saga_id}/retry"
+
+    in_query = await env.client.post(f"{url}?token={TOKEN}")
+    in_query_api = await env.client.post(f"{url}?access_token={TOKEN}&csrf={TOKEN}")
+    as_get = await env.client.get(f"{url}?token={TOKEN}")
+
+    assert in_query.status_code == 401
+    assert in_query_api.status_code == 401
+    assert as_get.status_code == 405  # actions are POST only
+    assert SESSION_COOKIE not in in_query.cookies
+    assert await env.version(failed.saga_id) == before
+    assert (await env.store.get(failed.saga_id)).status is SagaStatus.FAILED
+
+
 async def test_a_session_cookie_needs_the_csrf_field(env: Env) -> None:
     failed = await env.orch.run(env.order)
     env.switch.broken = False

@@ -34,9 +34,11 @@ def _resolve(target: str) -> object:
     cwd = str(Path.cwd())
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+    if module_name.startswith("."):
+        raise LoadError(f"{target!r} is a relative module name; give the full one")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except (ImportError, ValueError) as exc:  # ValueError: a NUL in the name
         raise LoadError(f"cannot import {module_name!r}: {exc}") from exc
     if not attr:
         return module

@@ -23,9 +23,11 @@ def _import(target: str) -> tuple[Any, str]:
     cwd = str(Path.cwd())
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+    if module_name.startswith("."):
+        raise LoadError(f"{target!r} is a relative module name; give the full one")
     try:
         return importlib.import_module(module_name), attr
-    except ImportError as exc:
+    except (ImportError, ValueError) as exc:  # ValueError: a NUL in the name
         raise LoadError(f"cannot import {module_name!r}: {exc}") from exc
 
 

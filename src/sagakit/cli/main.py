@@ -14,13 +14,14 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console, RenderableType
 from rich.rule import Rule
+from typer.core import TyperGroup
 
 from sagakit import __version__
 from sagakit.adapters.store import (
@@ -47,13 +48,6 @@ MIN_PREFIX = 6
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 STATUSES = tuple(s.value for s in SagaStatus)
 
-app = typer.Typer(
-    name="sagakit",
-    help="Run and inspect sagas stored by sagakit.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 # Piped output is not squeezed to 80 columns (ids must survive a `grep`);
 # $COLUMNS still wins.
 _PIPE_WIDTH = 160
@@ -65,6 +59,62 @@ err = Console(stderr=True, soft_wrap=True)  # one log line stays one line
 
 class UsageFailure(Exception):
     """A request the CLI cannot serve; its message is shown as ``error: ...``."""
+
+
+def _error_line(reason: str) -> NoReturn:
+    err.print(
+        f"error: {' '.join(reason.split())}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+        style="red",
+    )
+    sys.exit(EXIT_ERROR)
+
+
+class OneLineErrors(TyperGroup):
+    """The ``sagakit`` group: every expected failure -- a usage error (unknown
+    option, bad value, missing argument) as much as a refusal from the
+    library -- is one ``error: ...`` line on stderr and exit status 2."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            code = super().main(
+                args, prog_name, complete_var, False, windows_expand_args, **extra
+            )
+        except typer.TyperException as exc:  # click's usage errors, Abort
+            ctx: Any = getattr(exc, "ctx", None)
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `sagakit`: help
+                typer.echo(ctx.get_help() if ctx is not None else str(exc))
+                code = 0
+            else:
+                shown: Any = getattr(exc, "format_message", None)
+                reason = shown() if callable(shown) else str(exc) or "aborted"
+                hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+                _error_line(f"{reason}{hint}")
+        except (SagaError, UsageFailure, LoadError) as exc:
+            _error_line(str(exc))
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(
+    cls=OneLineErrors,
+    name="sagakit",
+    help="Run and inspect sagas stored by sagakit.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,13 +503,7 @@ dashboard.register(app)
 
 
 def main() -> None:
-    try:
-        app(prog_name="sagakit", standalone_mode=True)
-    except (SagaError, UsageFailure, LoadError) as exc:
-        err.print(
-            f"error: {exc}", markup=False, highlight=False, soft_wrap=True, style="red"
-        )
-        sys.exit(EXIT_ERROR)
+    app(prog_name="sagakit", standalone_mode=True)
 
 
 if __name__ == "__main__":

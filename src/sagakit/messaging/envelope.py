@@ -9,6 +9,8 @@ with a one-line reason; transports dead-letter such messages.
 from __future__ import annotations
 
 import json
+import math
+import re
 import uuid
 from typing import Any, Literal
 
@@ -19,6 +21,10 @@ from sagakit.errors import TransportError
 ENVELOPE_VERSION = 1
 MAX_MESSAGE_BYTES = 256 * 1024
 """Default size limit of an encoded message (256 KiB)."""
+MAX_DEPTH = 64
+"""How deeply JSON arrays and objects may nest in a message."""
+MAX_REASON = 300
+"""Longest reason kept (dead-letter listings and log lines show it)."""
 
 Kind = Literal["command", "reply", "event"]
 
@@ -27,8 +33,17 @@ class MalformedMessage(TransportError):
     """Bytes that are not a valid sagakit envelope; ``reason`` says why."""
 
     def __init__(self, reason: str) -> None:
+        reason = one_line(reason) or "unknown reason"
         super().__init__(f"malformed message: {reason}")
         self.reason = reason
+
+
+def one_line(text: str, limit: int = MAX_REASON) -> str:
+    """``text`` on one printable line: whitespace runs become one space, other
+    control characters are escaped (``\\x07``), and it is cut at ``limit``."""
+    flat = " ".join(text[: limit * 2].split())
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in flat)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 def new_message_id() -> str:
@@ -98,28 +113,102 @@ def encode(message: Envelope, *, limit: int = MAX_MESSAGE_BYTES) -> bytes:
     return data
 
 
-def decode(data: bytes | str, *, limit: int = MAX_MESSAGE_BYTES) -> Envelope:
-    """Parse and validate an envelope, or raise ``MalformedMessage``."""
-    size = len(data)
-    if size > limit:
-        raise MalformedMessage(f"{size} bytes is over the {limit}-byte limit")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,40}")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"duplicate key {key[:40]!r}")
+        obj[key] = value
+    return obj
+
+
+def _shown(part: object) -> str:
+    """A path part or key as a reason shows it (quoted when it is odd)."""
+    text = str(part)
+    return text if _NAME.fullmatch(text) else repr(text[:40])
+
+
+def _check_tree(raw: Any) -> None:
+    """Depth and string checks json.loads does not make (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(raw, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            if _SURROGATE.search(node):
+                raise MalformedMessage("a string holds a lone UTF-16 surrogate")
+            continue
+        if not isinstance(node, (dict, list)):
+            continue
+        if depth > MAX_DEPTH:
+            raise MalformedMessage(f"JSON nested deeper than {MAX_DEPTH} levels")
+        if isinstance(node, dict):
+            stack.extend((key, depth) for key in node)
+            stack.extend((value, depth + 1) for value in node.values())
+        else:
+            stack.extend((value, depth + 1) for value in node)
+
+
+def _parse(data: bytes | str) -> Any:
     try:
-        raw: Any = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedMessage(f"not JSON: {exc}") from None
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise MalformedMessage(
+            f"not JSON: not UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
+    try:
+        return json.loads(
+            text,
+            parse_float=_finite,
+            parse_constant=_no_constant,
+            object_pairs_hook=_unique_keys,
+        )
     except RecursionError:
         raise MalformedMessage("JSON nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, the hooks, int digit limits
+        raise MalformedMessage(f"not JSON: {exc}") from None
+
+
+def decode(data: bytes | str, *, limit: int = MAX_MESSAGE_BYTES) -> Envelope:
+    """Parse and validate an envelope, or raise ``MalformedMessage``.
+
+    Strict on purpose: UTF-8 JSON only (no NaN or Infinity, no duplicate keys,
+    nesting up to ``MAX_DEPTH``), version 1 exactly, and no type coercion
+    (``"attempt": "2"`` is refused, not converted). The reason is one line.
+    """
+    size = len(data if isinstance(data, bytes) else data.encode("utf-8", "replace"))
+    if size > limit:
+        raise MalformedMessage(f"{size} bytes is over the {limit}-byte limit")
+    raw = _parse(data)
     if not isinstance(raw, dict):
         raise MalformedMessage(f"not a JSON object but {type(raw).__name__}")
-    version = raw.get("v")
-    if version != ENVELOPE_VERSION:
+    _check_tree(raw)
+    if "v" not in raw:
+        raise MalformedMessage("no envelope version (field 'v')")
+    version = raw["v"]
+    if type(version) is not int or version != ENVELOPE_VERSION:
+        shown = repr(version)[:40]
         raise MalformedMessage(
-            f"unsupported envelope version {version!r} (this sagakit reads "
+            f"unsupported envelope version {shown} (this sagakit reads "
             f"{ENVELOPE_VERSION})"
         )
     try:
-        return Envelope.model_validate(raw)
+        return Envelope.model_validate(raw, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "message"
+        where = ".".join(_shown(p) for p in first["loc"]) or "message"
         raise MalformedMessage(f"{where}: {first['msg']}") from None

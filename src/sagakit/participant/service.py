@@ -32,8 +32,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from sagakit.definition.retry import NO_RETRY, RetryPolicy
-from sagakit.errors import SagaError, TransportError
-from sagakit.messaging.envelope import Envelope, encode
+from sagakit.errors import SagaError
+from sagakit.messaging.envelope import Envelope, MalformedMessage, encode
 from sagakit.observability.observer import NOOP, Observer
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import SagaStore
@@ -176,8 +176,8 @@ class Participant:
 
     async def handle(self, message: Envelope) -> None:
         """Handle one command (the consumer callback; also usable directly)."""
-        if message.kind != "command":
-            raise TransportError(
+        if message.kind != "command":  # dead-lettered at once, never retried
+            raise MalformedMessage(
                 f"{self.service} got a {message.kind} on its command queue"
             )
         stored = await self.store.inbox_reply(self.service, message.id)

@@ -168,10 +168,10 @@ class MessagingMixin:
         Returns once the reply is committed (or found late or duplicate), so the
         transport acknowledges only what is durable.
         """
-        if message.kind != "reply" or not message.saga_id:
-            raise MalformedMessage(
-                f"the reply queue got a {message.kind} without a saga id"
-            )
+        if message.kind != "reply":
+            raise MalformedMessage(f"the reply queue got a {message.kind}, not a reply")
+        if not message.saga_id:
+            raise MalformedMessage(f"reply {message.id} names no saga id")
         inst = self._active.get(message.saga_id)
         if inst is None:
             inst = await self._load_for_delivery(message.saga_id)

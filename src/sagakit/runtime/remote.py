@@ -127,8 +127,10 @@ def reply_event(
 
     Raises ``MalformedMessage`` for a reply that cannot belong to this saga.
     """
-    if message.kind != "reply" or message.ok is None:
+    if message.kind != "reply":
         raise MalformedMessage(f"expected a reply, got a {message.kind}")
+    if message.ok is None:
+        raise MalformedMessage(f"reply {message.id} says neither ok true nor false")
     if message.saga_id is None or message.step is None:
         raise MalformedMessage("a reply must name its saga_id and step")
     if not saga.has_step(message.step):

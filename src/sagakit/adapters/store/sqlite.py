@@ -86,6 +86,7 @@ class SQLiteStore:
                 self.path, isolation_level=None, check_same_thread=False, timeout=10.0
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
+            # checked against _SYNC_MODES above; PRAGMA takes no bound parameters
             self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.execute("PRAGMA busy_timeout=10000")
