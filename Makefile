@@ -48,6 +48,8 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python benchmarks/sqlite_throughput.py
+	$(BIN)/python benchmarks/postgres_throughput.py
+	$(BIN)/python benchmarks/remote_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(NODE_DIR)/node_modules
