@@ -15,9 +15,11 @@ from sagakit import (
     Parallel,
     RetryPolicy,
     Saga,
+    SagaError,
     SagaStatus,
     SQLiteStore,
     Step,
+    StoreError,
 )
 from sagakit.adapters.transport.inprocess import InProcessTransport
 from sagakit.definition import Remote
@@ -350,3 +352,125 @@ async def test_stopping_a_worker_hands_over_sagas_waiting_for_replies(
     # released: another worker can claim it at once
     claimed = await world.store.claim("other", ["create_order"], lease=30.0)
     assert [r.saga_id for r in claimed] == [saga_id]
+
+
+def _reply(saga_id: str, step: str, command: str, payload: dict[str, int]) -> Envelope:
+    sent = Envelope(
+        id=f"{saga_id}.{step}.a1",
+        kind="command",
+        type=command,
+        correlation_id=f"{saga_id}:{step}:1",
+        saga_id=saga_id,
+        step=step,
+        attempt=1,
+        reply_to="sagakit.replies",
+        payload={},
+    )
+    reply = sent.reply(ok=True, payload=payload)
+    return reply.model_copy(update={"id": f"{sent.id}.reply"})
+
+
+async def test_a_stale_worker_does_not_drop_a_reply_it_cannot_place(
+    tmp_path: Path,
+) -> None:
+    """Regression (chaos tests): replies reach any worker, and one that applies
+    a reply takes the saga over. The former owner, still driving its old copy,
+    took the next reply for a step it had not seen start as a late reply and
+    dropped it (acknowledged, lost): the saga waited for its reply timeout and
+    was compensated instead of succeeding."""
+    store = SQLiteStore(tmp_path / "orders.db")
+    transport = InProcessTransport()  # no participants: the test replies
+    saga = order_saga(charge_timeout=60)
+    first = Orchestrator(store, [saga], transport=transport, lease=30.0)
+    second = Orchestrator(store, [saga], transport=transport, lease=30.0)
+    async with first.serving(), second.serving():
+        saga_id = await first.start(saga, Order(order_id=5))
+        # the ticket reply reaches the second worker: it takes the saga over
+        await second.handle_reply(
+            _reply(saga_id, "ticket", "kitchen.create_ticket", {"ticket_id": 105})
+        )
+        assert (await store.get(saga_id)).state.step("charge").status.value == (
+            "running"
+        )
+        charged = _reply(saga_id, "charge", "accounting.charge", {})
+        # the first worker's copy still waits for the ticket: it must refuse
+        # the charge reply (the transport delivers it again), not drop it
+        with pytest.raises(SagaError, match="stale"):
+            await first.handle_reply(charged)
+        assert first.active == 0  # it let go of its stale copy
+        await second.handle_reply(charged)
+        assert (await store.get(saga_id)).status is SagaStatus.SUCCEEDED
+    await transport.close()
+
+
+class _NoWait:
+    def now(self) -> float:
+        return 0.0
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(0)
+
+
+class _FlakyInbox(SQLiteStore):
+    """An inbox whose database is away for the first ``outage`` calls."""
+
+    def __init__(self, path: Path, outage: int) -> None:
+        super().__init__(path)
+        self.outage = outage
+
+    def _away(self) -> None:
+        if self.outage > 0:
+            self.outage -= 1
+            raise StoreError("inbox lookup failed: connection refused")
+
+    async def inbox_reply(self, consumer: str, message_id: str) -> bytes | None:
+        self._away()
+        return await super().inbox_reply(consumer, message_id)
+
+    async def record_inbox(self, consumer: str, message_id: str, reply: bytes) -> bool:
+        self._away()
+        return await super().record_inbox(consumer, message_id, reply)
+
+
+async def test_an_inbox_outage_does_not_dead_letter_commands(tmp_path: Path) -> None:
+    """Regression (chaos tests): during a database restart, each command's
+    inbox lookup failed, the transport counted a failed delivery, and after
+    five quick failures dead-lettered valid commands (their sagas timed out).
+    The participant now retries its inbox in place."""
+    transport = InProcessTransport()
+    inbox = _FlakyInbox(tmp_path / "kitchen.db", outage=12)
+    kitchen = Participant("kitchen", transport, inbox)
+    kitchen.clock = _NoWait()
+    tickets: list[int] = []
+
+    @kitchen.handler("kitchen.create_ticket")
+    async def create_ticket(cmd: CreateTicket) -> TicketCreated:
+        tickets.append(cmd.order_id)
+        return TicketCreated(ticket_id=cmd.order_id)
+
+    replies: list[Envelope] = []
+
+    async def collect(message: Envelope) -> None:
+        replies.append(message)
+
+    await transport.consume("probe.replies", collect)
+    await kitchen.start()
+    command = Envelope(
+        id="s1.ticket.a1",
+        kind="command",
+        type="kitchen.create_ticket",
+        correlation_id="s1:ticket:1",
+        saga_id="s1",
+        step="ticket",
+        reply_to="probe.replies",
+        payload={"order_id": 3},
+    )
+    await transport.publish("kitchen", command)
+    for _ in range(200):
+        if replies:
+            break
+        await asyncio.sleep(0.01)
+    assert [r.ok for r in replies] == [True]
+    assert tickets == [3]
+    assert await transport.dead_letters("kitchen") == []
+    await transport.close()

@@ -24,7 +24,7 @@ import inspect
 import logging
 import random
 import typing
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from sagakit.definition.retry import NO_RETRY, RetryPolicy
-from sagakit.errors import SagaError
+from sagakit.errors import SagaError, StoreError
 from sagakit.messaging.envelope import Envelope, MalformedMessage, encode
 from sagakit.observability.observer import NOOP, Observer
 from sagakit.ports.clock import Clock
@@ -44,6 +44,7 @@ from sagakit.runtime.executor import error_info
 logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 _WITH_MESSAGE = 2  # handler(payload, message)
 
 
@@ -81,6 +82,8 @@ class Participant:
 
     ``observer`` (``sagakit.observability``) traces each handled command as a
     child of the orchestrator's command span; the reply carries it back.
+    ``store_retry``: seconds an inbox store error is retried in place before
+    the delivery fails.
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class Participant:
         clock: Clock | None = None,
         prefetch: int = 32,
         observer: Observer | None = None,
+        store_retry: float = 30.0,
     ) -> None:
         self.service = service
         self.observer: Observer = NOOP if observer is None else observer
@@ -101,6 +105,7 @@ class Participant:
         self._store = store
         self.clock: Clock = clock or SystemClock()
         self.prefetch = prefetch
+        self.store_retry = store_retry
         self._handlers: dict[str, _Handler] = {}
         self._subscription: Subscription | None = None
         self.handled = 0
@@ -180,7 +185,9 @@ class Participant:
             raise MalformedMessage(
                 f"{self.service} got a {message.kind} on its command queue"
             )
-        stored = await self.store.inbox_reply(self.service, message.id)
+        stored = await self._store_call(
+            lambda: self.store.inbox_reply(self.service, message.id)
+        )
         if stored is not None:
             self.duplicates += 1
             logger.info(
@@ -204,12 +211,38 @@ class Participant:
                 else None,
             )
         body = encode(reply)
-        if not await self.store.record_inbox(self.service, message.id, body):
+        recorded = await self._store_call(
+            lambda: self.store.record_inbox(self.service, message.id, body)
+        )
+        if not recorded:
             # handled concurrently by another consumer: its reply wins
-            body = await self.store.inbox_reply(self.service, message.id) or body
+            stored = await self._store_call(
+                lambda: self.store.inbox_reply(self.service, message.id)
+            )
+            body = stored or body
         self.handled += 1
         if message.reply_to:
             await self.transport.publish_raw(message.reply_to, body)
+
+    async def _store_call(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call`` the inbox store; retry a store error (a lost connection, a
+        database restart) for ``store_retry`` seconds. Raising would fail the
+        delivery: the transport counts it and, after a few quick failures
+        while the database is away, dead-letters a valid command."""
+        delay, waited = 0.05, 0.0
+        while True:
+            try:
+                return await call()
+            except StoreError as exc:
+                if waited >= self.store_retry:
+                    raise
+                logger.warning(
+                    "inbox unavailable; retrying",
+                    extra={"action": "inbox_retry", "error": str(exc)},
+                )
+                await self.clock.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 2.0)
 
     async def _run(self, message: Envelope) -> Envelope:
         def failure(kind: str, text: str, *, retryable: bool) -> Envelope:

@@ -51,6 +51,7 @@ class MessagingMixin:
     relay: OutboxRelay | None
     reply_queue: str
     deadline_interval: float
+    store_retry: float
     observer: Observer
     _serving: bool
     _active: dict[str, Instance]
@@ -119,6 +120,17 @@ class MessagingMixin:
                 if not item.handled.done():
                     item.handled.set_exception(exc)
                 return ()
+            if item.inbox is not None and await self._is_stale(inst):
+                # another worker moved the saga on (a reply it applied took the
+                # lease): this reply may be for a step only it knows of, so it
+                # must not be dropped here; the transport delivers it again
+                conflict = ConcurrencyError(
+                    f"saga {inst.state.saga_id}: version {inst.version} is "
+                    f"stale; a reply for it goes back to the queue ({exc})"
+                )
+                if not item.handled.done():
+                    item.handled.set_exception(conflict)
+                raise conflict from exc
             logger.info(
                 "late reply dropped",
                 extra={
@@ -135,6 +147,14 @@ class MessagingMixin:
         if not item.handled.done():
             item.handled.set_result(None)
         return commands
+
+    async def _is_stale(self, inst: Instance) -> bool:
+        """Whether the store has a newer version of the saga than ``inst``."""
+        try:
+            record = await self.store.get(inst.state.saga_id)
+        except SagaNotFound:
+            return False
+        return record.version != inst.version
 
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[Self]:
@@ -215,10 +235,19 @@ class MessagingMixin:
 
     async def _load_for_delivery(self, saga_id: str) -> Instance | None:
         """Adopt an instance that is not driven here so a reply can be applied."""
-        try:
-            record = await self.store.get(saga_id)
-        except SagaNotFound:
-            raise MalformedMessage(f"reply for unknown saga {saga_id}") from None
+        delay, waited = 0.05, 0.0
+        while True:  # a reply must not fail (and be dead-lettered) in an outage
+            try:
+                record = await self.store.get(saga_id)
+                break
+            except SagaNotFound:
+                raise MalformedMessage(f"reply for unknown saga {saga_id}") from None
+            except StoreError:
+                if waited >= self.store_retry:
+                    raise
+                await self.clock.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 2.0)
         if record.status.terminal:
             logger.info(
                 "reply for a finished saga dropped",

@@ -1,0 +1,180 @@
+"""Chaos with real processes: SIGKILLs, a database restart, a broker restart.
+
+``chaos_app`` runs a three-step remote saga: orchestrator workers and the
+``stock`` and ``payment`` participants, each a ``sagakit`` CLI process, over
+RabbitMQ on one PostgreSQL database (a fresh one, and a queue prefix of its
+own, per test). Whatever happens to the processes and services, every saga
+must end as meant (every fifth is declined at ``ship`` and compensated), each
+effect must be recorded once, by the command's first message id, and nothing
+may be dead-lettered. The counts are printed (``pytest -s`` shows them).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.chaos_app import SCHEMA
+from tests.chaos.harness import (
+    Cluster,
+    all_terminal,
+    check,
+    ensure_services,
+    restart_postgres,
+    restart_rabbitmq,
+    seconds_since,
+    statuses,
+    stuck,
+    submit,
+)
+from tests.conftest import admin, delete_rabbitmq_queues, run_sync
+
+pytestmark = [
+    pytest.mark.chaos,
+    pytest.mark.e2e,
+    pytest.mark.postgres,
+    pytest.mark.rabbitmq,
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+]
+
+DEADLINE = 150.0  # seconds for all sagas to end, from the first process start
+
+
+@pytest.fixture
+def db(pg_url: str) -> str:
+    run_sync(admin(SCHEMA, url=pg_url))
+    return pg_url
+
+
+@pytest.fixture
+def cluster(db: str, rabbitmq_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    group = Cluster(db, rabbitmq_url, tmp_path)
+    try:
+        yield group
+    finally:
+        try:
+            group.stop_all()
+        finally:
+            ensure_services()
+            run_sync(delete_rabbitmq_queues(*group.queues()))
+
+
+def wait_for_all(cluster: Cluster, count: int, began: float) -> None:
+    """Until every saga is terminal, restarting processes that exited."""
+    while not all_terminal(cluster.db, count):
+        if time.monotonic() - began > DEADLINE:
+            pytest.fail(
+                f"not all sagas ended within {DEADLINE:g}s: "
+                f"{dict(statuses(cluster.db))}; logged {cluster.logged()}; "
+                f"stuck: {stuck(cluster.db)}"
+            )
+        cluster.supervise()
+        time.sleep(0.25)
+
+
+def finish(cluster: Cluster, count: int) -> str:
+    """Check the outcome, stop the processes, and describe what happened."""
+    dead = cluster.dead_letters()
+    report = check(cluster.db, count)
+    cluster.stop_all()
+    logged = cluster.logged()
+    assert sum(dead.values()) == 0, f"dead letters: {dead}"
+    assert "internal_error" not in logged, cluster.logs_text()[-5000:]
+    return (
+        f"sagas by status: {dict(report.statuses)}\n"
+        f"effects: {report.effects} (each once, by the command's first id); "
+        f"handler re-runs absorbed by idempotency: {report.repeats} "
+        f"{dict(report.repeats_by_step)}\n"
+        f"inbox rows per consumer: {report.inbox}\n"
+        f"logged: {logged}\n"
+        f"dead letters: {sum(dead.values())}"
+    )
+
+
+def test_chaos_kill(cluster: Cluster, db: str) -> None:
+    count = int(os.environ.get("CHAOS_SAGAS", "1000"))
+    kills = int(os.environ.get("CHAOS_KILLS", "8"))
+    seed = int(os.environ.get("CHAOS_SEED", time.time_ns() % 100_000))
+    rng = random.Random(seed)
+    began = time.monotonic()
+    submit(db, count, cluster.env)
+    submitted = seconds_since(began)
+    cluster.start_all(workers=2, instances=2)
+    running = time.monotonic()
+    next_kill = running + rng.uniform(1, 3)
+    killed: list[str] = []
+    while not all_terminal(db, count):
+        now = time.monotonic()
+        if now - running > DEADLINE:
+            pytest.fail(
+                f"not all sagas ended within {DEADLINE:g}s (seed {seed}, kills "
+                f"{killed}): {dict(statuses(db))}; logged {cluster.logged()}; "
+                f"stuck: {stuck(db)}"
+            )
+        cluster.supervise()
+        if len(killed) < kills and now >= next_kill:
+            victim = rng.choice(sorted(cluster.procs))
+            cluster.kill(victim)
+            killed.append(f"{victim}@{now - running:.1f}s")
+            next_kill = now + rng.uniform(1, 3)
+        time.sleep(0.1)
+    ran = seconds_since(running)
+    summary = finish(cluster, count)
+    assert len(killed) >= min(kills, 3), f"the sagas ended before the chaos: {killed}"
+    print(
+        f"\n[chaos kill] {count} sagas, seed {seed}; submit {submitted}, run {ran}\n"
+        f"kills by role: {dict(cluster.kills)}: {', '.join(killed)}\n"
+        f"exits restarted by the supervisor: {dict(cluster.exits)}\n{summary}"
+    )
+
+
+@pytest.mark.skipif(
+    not Path("/etc/postgresql").is_dir() or os.geteuid() != 0,
+    reason="restarts the local PostgreSQL and RabbitMQ: needs root",
+)
+def test_chaos_restart_services(cluster: Cluster, db: str) -> None:
+    count = 300
+    cluster.max_active = 4  # slow enough for both restarts to land mid-run
+    cluster.env["CHAOS_DELAY_MS"] = "100-200"
+    began = time.monotonic()
+    submit(db, count, cluster.env)
+    cluster.start_all(workers=2, instances=1)
+    running = time.monotonic()
+
+    def ended() -> int:
+        done = statuses(db)
+        return done["succeeded"] + done["compensated"]
+
+    def wait_ended(n: int) -> None:
+        while ended() < n:
+            assert time.monotonic() - running < DEADLINE, dict(statuses(db))
+            cluster.supervise()
+            time.sleep(0.2)
+
+    wait_ended(count // 5)
+    pg_at, pg_before = seconds_since(running), ended()
+    pg_took = restart_postgres(3.0)
+    pg_after = ended()
+    wait_ended(pg_after + count // 6)
+    mq_at, mq_before = seconds_since(running), ended()
+    mq_took = restart_rabbitmq()
+    mq_after = ended()
+    assert mq_after < count, "the run ended before the broker restart"
+    restarted_before_end = dict(cluster.exits)
+    wait_for_all(cluster, count, running)
+    ran = seconds_since(running)
+    summary = finish(cluster, count)
+    print(
+        f"\n[chaos restart] {count} sagas; total {seconds_since(began)}, run {ran}\n"
+        f"PostgreSQL restart at {pg_at} took {pg_took:.1f}s "
+        f"({pg_before} -> {pg_after} ended); RabbitMQ restart at {mq_at} took "
+        f"{mq_took:.1f}s ({mq_before} -> {mq_after} ended)\n"
+        f"processes that exited and were restarted: {restarted_before_end or 'none'}"
+        f" (exit codes {cluster.exit_codes})\n{summary}"
+    )
