@@ -48,6 +48,7 @@ _DRIVER_ERRORS = (
     TimeoutError,
 )
 _Row = asyncpg.Record
+_POOL_MAX = 4
 
 
 def _dumps(value: Any) -> str:
@@ -163,7 +164,12 @@ class PostgresStore:
         where = describe(dsn)
         try:
             pool = await asyncpg.create_pool(
-                dsn, min_size=min_size, max_size=max_size, reset=_keep_session
+                dsn,
+                # statements run on the lane; the pool serves migrations and
+                # the event store, so it stays small (fewer server connections)
+                min_size=min(min_size, _POOL_MAX),
+                max_size=min(max_size, _POOL_MAX),
+                reset=_keep_session,
             )
         except (*_DRIVER_ERRORS, ValueError) as exc:
             raise StoreError(
