@@ -305,7 +305,9 @@ def dead_letter(url: str, queue: str, count: int) -> list[Envelope]:
             async def refuse(message: Envelope) -> None:
                 raise RuntimeError("kitchen down")
 
-            subscription = await transport.consume(queue, refuse, max_deliveries=1)
+            subscription = await transport.consume(
+                queue, refuse, max_deliveries=1, prefetch=1
+            )  # one at a time: dead-lettered in publish order
             for message in sent:
                 await transport.publish(queue, message)
             async with asyncio.timeout(10):
