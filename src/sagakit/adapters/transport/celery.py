@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import logging
 import time
@@ -55,6 +54,20 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from sagakit.adapters.transport.rabbitmq import (
+    _DEAD,
+    _DRIVER_ERRORS,
+    DEAD_AT_HEADER,
+    DELIVERIES_HEADER,
+    MAX_REASON_CHARS,
+    QUEUE_HEADER,
+    REASON_HEADER,
+    _cancelling,
+    _deliveries,
+    _one_line,
+    _text,
+)
+from sagakit.adapters.transport.rabbitmq import _driver_errors as rabbit_errors
 from sagakit.errors import TransportError
 from sagakit.messaging.envelope import (
     MAX_MESSAGE_BYTES,
@@ -74,10 +87,8 @@ try:
         AbstractRobustConnection,
         HeadersType,
     )
-    from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
     from celery import Celery
     from kombu.serialization import dumps as kombu_dumps
-    from pamqp.exceptions import PAMQPException
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "CeleryTransport needs celery and aio-pika: pip install 'sagakit[celery]'"
@@ -88,18 +99,8 @@ logger = logging.getLogger(__name__)
 JSON = "application/json"
 SUCCESS_SUFFIX = ".response.success"
 FAILURE_SUFFIX = ".response.failure"
-DELIVERIES_HEADER = "x-sagakit-deliveries"
-REASON_HEADER = "x-sagakit-reason"
-DEAD_AT_HEADER = "x-sagakit-dead-at"
-QUEUE_HEADER = "x-sagakit-queue"
-MAX_REASON_CHARS = 2000
-_DEAD = frozenset({DELIVERIES_HEADER, REASON_HEADER, DEAD_AT_HEADER, QUEUE_HEADER})
-"""Headers dropped when a dead letter is replayed."""
 _SCHEMES = {"amqp": "amqp", "pyamqp": "amqp", "librabbitmq": "amqp", "amqps": "amqps"}
 _PICKLE = {"application/x-python-serialize", "application/python-pickle"}
-
-_DRIVER_ERRORS = (AMQPError, ChannelInvalidStateError, PAMQPException, OSError)
-"""What aio-pika/aiormq raise; ``OSError`` covers sockets and ``TimeoutError``."""
 
 
 def task_name(message: Envelope) -> str:
@@ -109,21 +110,10 @@ def task_name(message: Envelope) -> str:
     return message.type
 
 
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.args and exc.args[0] == errno.ECONNREFUSED:
-        return "connection refused"
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 @contextlib.contextmanager
 def _driver_errors(action: str) -> Iterator[None]:
-    try:
+    with rabbit_errors(action, "Celery broker"):
         yield
-    except _DRIVER_ERRORS as exc:
-        raise TransportError(
-            f"Celery broker: {action} failed: {_one_line(exc)}"
-        ) from exc
 
 
 def _broker_url(url: str) -> tuple[str, str]:
@@ -142,26 +132,6 @@ def _broker_url(url: str) -> tuple[str, str]:
         port = default
     where = f"{parts.hostname or 'localhost'}:{port}"
     return urlunsplit(parts._replace(scheme=scheme)), where
-
-
-def _cancelling() -> bool:
-    """Whether this task is being cancelled (rather than a handler raising
-    ``CancelledError`` on its own, which counts as a failed delivery)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
-def _deliveries(headers: HeadersType) -> int:
-    value = headers.get(DELIVERIES_HEADER)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return max(value, 0)
-    return 0
-
-
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return "" if value is None else str(value)
 
 
 def _is_v2_body(raw: object) -> bool:

@@ -99,11 +99,11 @@ def _one_line(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _driver_errors(action: str) -> Iterator[None]:
+def _driver_errors(action: str, broker: str = "RabbitMQ") -> Iterator[None]:
     try:
         yield
     except _DRIVER_ERRORS as exc:
-        raise TransportError(f"RabbitMQ: {action} failed: {_one_line(exc)}") from exc
+        raise TransportError(f"{broker}: {action} failed: {_one_line(exc)}") from exc
 
 
 def _where(url: str) -> str:
