@@ -511,6 +511,23 @@ class StoreContract:
         assert [m.message_id for m in again] == ["lapsed"]
         assert await store.claim_outbox("r3", lease=60) == []
 
+    async def test_messages_written_held_wait_for_their_hold(
+        self, store: SagaStore
+    ) -> None:
+        record = make_record("s1")
+        held = replace(message("held"), held_by="w1", hold=60.0)
+        lapsed = replace(message("lapsed"), held_by="w1", hold=-1.0)
+        await store.create(record, [], outbox=[held, lapsed, message("free")])
+        later = replace(message("held-later"), held_by="w1", hold=60.0)
+        await store.save(replace(record, version=2), 1, [], outbox=[later])
+        # the writer publishes "held" and "held-later" itself; a relay
+        # takes only what nobody holds and what a (dead) writer held too long
+        claimed = await store.claim_outbox("r2", lease=60)
+        assert sorted(m.message_id for m in claimed) == ["free", "lapsed"]
+        assert all(m.held_by is None for m in claimed)
+        await store.mark_sent(["held"])
+        assert await store.claim_outbox("r3", lease=60) == []
+
     async def test_mark_sent_forgets_messages(self, store: SagaStore) -> None:
         await store.create(
             make_record("s1"),

@@ -4,6 +4,8 @@ participants and the in-process transport, on a real SQLite store."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from sagakit import (
     SQLiteStore,
     Step,
     StoreError,
+    TransportError,
 )
 from sagakit.adapters.transport.inprocess import InProcessTransport
 from sagakit.definition import Remote
@@ -473,4 +476,81 @@ async def test_an_inbox_outage_does_not_dead_letter_commands(tmp_path: Path) -> 
     assert [r.ok for r in replies] == [True]
     assert tickets == [3]
     assert await transport.dead_letters("kitchen") == []
+    await transport.close()
+
+
+def _outbox_rows(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM sagakit_outbox").fetchone()
+    return int(count)
+
+
+async def test_serving_publishes_each_command_after_its_commit_without_a_claim(
+    world: World,
+) -> None:
+    orch = world.orchestrator()
+    assert orch.relay is not None
+    saga = order_saga()
+    async with orch.serving():
+        runs = [orch.run(saga, Order(order_id=i)) for i in range(5)]
+        results = await asyncio.wait_for(asyncio.gather(*runs), 10)
+        assert {r.status for r in results} == {SagaStatus.SUCCEEDED}
+    # ten commands, each handed to the relay by the commit that wrote it
+    assert orch.relay.claimed == 0
+    assert orch.relay.published == 10
+    assert _outbox_rows(world.store.path) == 0  # all forgotten once confirmed
+    assert sorted(world.tickets) == [0, 1, 2, 3, 4]
+
+
+class _BrokerAway(InProcessTransport):
+    """Publishing fails while ``away`` (the broker is unreachable)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.away = True
+        self.refused = 0
+        self.refused_twice = asyncio.Event()
+
+    async def publish_raw(self, queue: str, body: bytes) -> None:
+        if self.away:
+            self.refused += 1
+            if self.refused >= 2:
+                self.refused_twice.set()
+            raise TransportError("connection refused")
+        await super().publish_raw(queue, body)
+
+
+async def test_a_command_whose_publish_failed_goes_out_after_its_hold(
+    tmp_path: Path,
+) -> None:
+    transport = _BrokerAway()
+    kitchen = Participant("kitchen", transport, SQLiteStore(tmp_path / "k.db"))
+    tickets: list[int] = []
+
+    @kitchen.handler("kitchen.create_ticket")
+    async def create_ticket(cmd: CreateTicket) -> TicketCreated:
+        tickets.append(cmd.order_id)
+        return TicketCreated(ticket_id=cmd.order_id)
+
+    saga = Saga(
+        "ticket_only",
+        [Step("ticket", Remote("kitchen.create_ticket", ticket_payload), timeout=30)],
+        context=Order,
+    )
+    await kitchen.start()
+    store = SQLiteStore(tmp_path / "orders.db")
+    orch = Orchestrator(store, transport=transport, deadline_interval=0.05)
+    assert orch.relay is not None
+    orch.relay.hold = 0.3
+    async with orch.serving():
+        saga_id = await orch.start(saga, Order(order_id=4))
+        await asyncio.wait_for(transport.refused_twice.wait(), 10)
+        assert tickets == []
+        assert _outbox_rows(store.path) == 1  # kept, held, retried
+        transport.away = False
+        result = await asyncio.wait_for(orch.wait(saga_id), 10)
+    assert result.status is SagaStatus.SUCCEEDED
+    assert tickets == [4]
+    assert orch.relay.claimed >= 2
+    assert _outbox_rows(store.path) == 0
     await transport.close()

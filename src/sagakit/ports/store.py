@@ -31,6 +31,11 @@ class OutboxMessage:
     """An encoded message to publish once the transaction that wrote it commits.
 
     ``message_id`` is unique; writing the same id twice keeps the first.
+
+    ``held_by`` with ``hold`` (seconds) writes the message already held by
+    that publisher, as a claim would: the writer publishes it itself right
+    after the commit, and other relays leave it alone until the hold expires
+    (then it is theirs, as after a crash). Both or neither.
     """
 
     message_id: str
@@ -38,6 +43,8 @@ class OutboxMessage:
     body: bytes
     available_at: float
     saga_id: str | None = None
+    held_by: str | None = None
+    hold: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -302,12 +302,13 @@ class Orchestrator(MessagingMixin):
                             f"{exc}"
                         ) from exc
             ownership = {} if submit_only else self._ownership()
+            outbox = self._hold(outbox, now)
             stored, created = await self.store.create(
                 record, [started], outbox=outbox, **ownership
             )
             start.created = created
-        if outbox and self.relay is not None:
-            self.relay.wake()
+        if outbox and created:
+            self._send(outbox)
         if not created:
             logger.info(
                 "saga already started",
@@ -682,16 +683,30 @@ class Orchestrator(MessagingMixin):
                 )
             except Exception as exc:
                 unsendable.append(self._unsendable(inst, command, exc, now))
+        outbox = self._hold(outbox, now)
         await self._commit(inst, decision.state, history, outbox=outbox, inbox=inbox)
         inst.pending_history.clear()
         for entry in entries:
             if entry.kind in STEP_KINDS:
                 self.observer.step_finished(inst.saga.name, entry)
-        if outbox and self.relay is not None:
-            self.relay.wake()
+        if outbox:
+            self._send(outbox)
         for outcome in unsendable:  # applied next, as if the step had failed
             inst.queue.put_nowait(outcome)
         return decision.commands
+
+    def _hold(self, outbox: list[OutboxMessage], now: float) -> list[OutboxMessage]:
+        """While the relay runs, due messages are written held by it, so that
+        it publishes them right after the commit instead of claiming them."""
+        relay = self.relay
+        if not outbox or relay is None or not relay.running:
+            return outbox
+        return [relay.held(message, now) for message in outbox]
+
+    def _send(self, outbox: list[OutboxMessage]) -> None:
+        """After the commit: publish what the relay holds, wake it for the rest."""
+        if self.relay is not None:
+            self.relay.publish_now(outbox)
 
     async def _commit(
         self,

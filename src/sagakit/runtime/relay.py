@@ -1,23 +1,30 @@
 """The outbox relay: publishes what committed transactions left in the outbox.
 
 A message reaches the outbox in the same transaction as the state change
-that decided to send it; the relay publishes it afterwards and forgets it.
-If the relay dies between publishing and forgetting, the message is published
+that decided to send it. While the relay runs, the orchestrator writes the
+messages that are due already *held* by this relay and hands them over right
+after the commit (:meth:`OutboxRelay.publish_now`): no claim, no wait for a
+poll. Messages nobody holds (delayed retries, sagas submitted by a process
+that does not serve, holds left by a dead process once they expire) are
+claimed by the relay's loop. After the broker confirms a message, the relay
+forgets it; forgetting is batched every ``flush_interval`` seconds. If the
+process dies between publishing and forgetting, the message is published
 again once its hold expires: delivery is at-least-once, and receivers
 deduplicate by message id.
 
 Publishes are not awaited one by one: a broker confirm can take as long as
 the whole round trip to a participant and back (RabbitMQ confirms a
-persistent message once it is on disk or acknowledged), so the relay keeps
-claiming and publishing while earlier confirms are outstanding, and forgets
-confirmed messages in batches.
+persistent message once it is on disk or acknowledged), so publishing goes
+on while earlier confirms are outstanding.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+from collections.abc import Iterable
 
 from sagakit.errors import StoreError, TransportError
 from sagakit.ports.store import OutboxMessage, SagaStore
@@ -37,6 +44,7 @@ class OutboxRelay:
         batch: int = 100,
         poll_interval: float = 0.2,
         max_in_flight: int = 256,
+        flush_interval: float = 0.05,
     ) -> None:
         self.store = store
         self.transport = transport
@@ -45,20 +53,53 @@ class OutboxRelay:
         self.batch = batch
         self.poll_interval = poll_interval
         self.max_in_flight = max_in_flight
-        self.published = 0
+        self.flush_interval = flush_interval
+        self.published = 0  # confirmed by the broker and forgotten
+        self.claimed = 0  # taken by claiming (not handed over by publish_now)
         self._wake = asyncio.Event()
+        self._flush_now = asyncio.Event()
         self._confirmed: list[str] = []
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._running = False
+        self._starved = False  # the last claim found no room: claim again on a confirm
+
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`run` is going (only then is :meth:`publish_now` used)."""
+        return self._running
 
     def wake(self) -> None:
-        """New messages were committed: publish without waiting for the poll."""
+        """Messages nobody holds were committed: claim them without waiting
+        for the poll."""
         self._wake.set()
+
+    def held(self, message: OutboxMessage, now: float) -> OutboxMessage:
+        """``message`` written as held by this relay if it is due at ``now``
+        (to be passed to :meth:`publish_now` after the commit); a delayed one
+        stays free for the claim loop."""
+        if message.available_at > now:
+            return message
+        return dataclasses.replace(message, held_by=self.owner, hold=self.hold)
+
+    def publish_now(self, messages: Iterable[OutboxMessage]) -> None:
+        """Publish committed messages this relay holds; free ones are claimed."""
+        free = False
+        for message in messages:
+            if message.held_by != self.owner:
+                free = True
+                continue
+            task = asyncio.create_task(self._publish(message))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+        if free:
+            self._wake.set()
 
     async def run_once(self) -> int:
         """Publish one batch and wait for its confirms; returns how many went out."""
         messages = await self.store.claim_outbox(
             self.owner, lease=self.hold, limit=self.batch
         )
+        self.claimed += len(messages)
         await asyncio.gather(*(self._publish(m) for m in messages))
         sent = len(self._confirmed)
         await self._flush()
@@ -78,8 +119,12 @@ class OutboxRelay:
                 },
             )
             return
+        finally:
+            if self._starved:
+                self._wake.set()
         self._confirmed.append(message.message_id)
-        self._wake.set()
+        if len(self._confirmed) >= self.batch:
+            self._flush_now.set()
 
     async def _flush(self) -> None:
         if self._confirmed:
@@ -93,19 +138,22 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Publish until cancelled; store and broker errors are retried."""
+        self._running = True
+        flusher = asyncio.create_task(self._flush_loop())
         delay = self.poll_interval
         try:
             while True:
                 self._wake.clear()
                 claimed = 0
                 try:
-                    await self._flush()
                     room = self.max_in_flight - len(self._in_flight)
+                    self._starved = room <= 0
                     if room > 0:
                         messages = await self.store.claim_outbox(
                             self.owner, lease=self.hold, limit=min(self.batch, room)
                         )
                         claimed = len(messages)
+                        self.claimed += claimed
                         for message in messages:
                             task = asyncio.create_task(self._publish(message))
                             self._in_flight.add(task)
@@ -123,8 +171,30 @@ class OutboxRelay:
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
         finally:
+            self._running = False
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
             for task in list(self._in_flight):
                 task.cancel()
             await asyncio.gather(*self._in_flight, return_exceptions=True)
             with contextlib.suppress(StoreError):
                 await self._flush()
+
+    async def _flush_loop(self) -> None:
+        """Forget confirmed messages in batches (a full batch at once)."""
+        delay = self.flush_interval
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._flush_now.wait()
+            self._flush_now.clear()
+            try:
+                await self._flush()
+                delay = self.flush_interval
+            except StoreError as exc:
+                logger.warning(
+                    "forgetting published messages failed; retrying",
+                    extra={"action": "relay_retry", "error": str(exc)},
+                )
+                delay = min(max(delay, 0.1) * 2, 5.0)

@@ -37,7 +37,12 @@ class InMemoryStore:
     def _write_outbox(self, outbox: Sequence[OutboxMessage]) -> None:
         now = time.time()
         for message in outbox:
-            self._outbox.setdefault(message.message_id, (message, now))
+            if message.message_id in self._outbox:
+                continue
+            if message.held_by is not None and message.hold is not None:
+                self._held[message.message_id] = (message.held_by, now + message.hold)
+            kept = replace(message, held_by=None, hold=None)  # as a database reads it
+            self._outbox[message.message_id] = (kept, now)
 
     async def create(
         self,

@@ -105,15 +105,18 @@ def _history_json(history: Sequence[HistoryEntry]) -> str:
     )
 
 
-def _outbox_arrays(outbox: Sequence[OutboxMessage]) -> tuple[Any, ...]:
-    """Outbox messages as the five parallel arrays the statements take."""
+def _outbox_arrays(
+    outbox: Sequence[OutboxMessage],
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """Outbox messages as the parallel arrays the statements take: the first
+    five, then (after the inbox entry's two) who holds each and for how long."""
     return (
         [m.message_id for m in outbox],
         [m.destination for m in outbox],
         [m.body for m in outbox],
         [m.saga_id for m in outbox],
         [m.available_at for m in outbox],
-    )
+    ), ([m.held_by for m in outbox], [m.hold for m in outbox])
 
 
 def _record(row: _Row) -> SagaRecord:
@@ -269,7 +272,10 @@ class PostgresStore:
         about = f"saga {record.saga_id}: create"
         owner, lease = _both(owner, lease)
         # Without an outbox, a statement that does not touch it (cheaper).
-        outbox_args = _outbox_arrays(outbox) if outbox else ()
+        outbox_args: tuple[Any, ...] = ()
+        if outbox:
+            first, holds = _outbox_arrays(outbox)
+            outbox_args = (*first, *holds)
         row = await self._fetchrow(
             about,
             "create_saga_outbox" if outbox else "create_saga",
@@ -319,10 +325,14 @@ class PostgresStore:
         # inbox: each costs a lock and an open per call even when empty.
         messaging: tuple[Any, ...] = ()
         if outbox or inbox is not None:
+            first, holds = (
+                _outbox_arrays(outbox) if outbox else ((None,) * 5, (None,) * 2)
+            )
             messaging = (
-                *(_outbox_arrays(outbox) if outbox else (None,) * 5),
+                *first,
                 None if inbox is None else inbox.consumer,
                 None if inbox is None else inbox.message_id,
+                *holds,
             )
         row = await self._fetchrow(
             f"saga {record.saga_id}: save",

@@ -181,7 +181,16 @@ class SQLiteStore:
         self._conn.executemany(
             _Q["insert_outbox"],
             [
-                (m.message_id, m.destination, m.body, m.saga_id, m.available_at, now)
+                (
+                    m.message_id,
+                    m.destination,
+                    m.body,
+                    m.saga_id,
+                    m.available_at,
+                    now,
+                    m.held_by,
+                    None if m.hold is None else now + m.hold,
+                )
                 for m in outbox
             ],
         )

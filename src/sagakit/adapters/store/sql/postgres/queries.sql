@@ -67,7 +67,8 @@ WITH inserted AS (
 SELECT count(*) > 0 AS created FROM inserted;
 
 -- create_saga_outbox --
--- create_saga, and its outbox messages ($15-$19) in the same statement. A
+-- create_saga, and its outbox messages ($15-$21: id, destination, body, saga
+-- id, available at, held by, hold seconds) in the same statement. A
 -- separate statement so that create_saga does not lock and open the outbox
 -- on every call.
 WITH inserted AS (
@@ -102,15 +103,20 @@ WITH inserted AS (
      ORDER BY h.n
 ), queued AS (
     INSERT INTO sagakit_outbox (
-        message_id, destination, body, saga_id, available_at, created_at
+        message_id, destination, body, saga_id, available_at, created_at,
+        locked_by, locked_until
     )
     SELECT m.message_id, m.destination, m.body, m.saga_id, m.available_at,
-           extract(epoch FROM clock_timestamp())::double precision
+           extract(epoch FROM clock_timestamp())::double precision,
+           m.held_by,
+           extract(epoch FROM clock_timestamp())::double precision + m.hold
       FROM inserted,
            unnest($15::text[], $16::text[], $17::bytea[], $18::text[],
-                  $19::double precision[])
+                  $19::double precision[], $20::text[],
+                  $21::double precision[])
                WITH ORDINALITY AS m(
-                   message_id, destination, body, saga_id, available_at, n
+                   message_id, destination, body, saga_id, available_at,
+                   held_by, hold, n
                )
      ORDER BY m.n
     ON CONFLICT (message_id) DO NOTHING
@@ -155,8 +161,9 @@ SELECT (SELECT count(*) FROM updated) AS saved,
        EXISTS (SELECT 1 FROM sagakit_saga WHERE saga_id = $1) AS found;
 
 -- save_saga_messaging --
--- save_saga, and in the same statement its outbox messages ($13-$17) and an
--- optional inbox entry ($18 consumer, $19 message id, both or neither). A
+-- save_saga, and in the same statement its outbox messages ($13-$17, $20
+-- held by and $21 hold seconds) and an optional inbox entry ($18 consumer,
+-- $19 message id, both or neither). A
 -- separate statement so that save_saga does not lock and open the outbox and
 -- inbox on every call.
 -- With an inbox entry the saga row is locked first (target) and the entry
@@ -206,15 +213,20 @@ WITH target AS (
      ORDER BY h.n
 ), queued AS (
     INSERT INTO sagakit_outbox (
-        message_id, destination, body, saga_id, available_at, created_at
+        message_id, destination, body, saga_id, available_at, created_at,
+        locked_by, locked_until
     )
     SELECT m.message_id, m.destination, m.body, m.saga_id, m.available_at,
-           extract(epoch FROM clock_timestamp())::double precision
+           extract(epoch FROM clock_timestamp())::double precision,
+           m.held_by,
+           extract(epoch FROM clock_timestamp())::double precision + m.hold
       FROM updated,
            unnest($13::text[], $14::text[], $15::bytea[], $16::text[],
-                  $17::double precision[])
+                  $17::double precision[], $20::text[],
+                  $21::double precision[])
                WITH ORDINALITY AS m(
-                   message_id, destination, body, saga_id, available_at, n
+                   message_id, destination, body, saga_id, available_at,
+                   held_by, hold, n
                )
      ORDER BY m.n
     ON CONFLICT (message_id) DO NOTHING

@@ -122,10 +122,12 @@ SELECT saga_id FROM sagakit_saga INDEXED BY sagakit_saga_deadline
  LIMIT ?3;
 
 -- insert_outbox --
--- Writing an id that exists already keeps the first message
+-- Writing an id that exists already keeps the first message; a message its
+-- writer publishes itself is written held (locked_by, locked_until), else NULLs
 INSERT INTO sagakit_outbox (
-    message_id, destination, body, saga_id, available_at, created_at
-) VALUES (?, ?, ?, ?, ?, ?)
+    message_id, destination, body, saga_id, available_at, created_at,
+    locked_by, locked_until
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (message_id) DO NOTHING;
 
 -- claim_outbox --
