@@ -163,6 +163,24 @@ def _check_tree(raw: Any) -> None:
             stack.extend((value, depth + 1) for value in node)
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _may_need_tree_check(data: bytes | str) -> bool:
+    """False when the text alone proves what :func:`_check_tree` checks: it
+    cannot nest deeper than its count of brackets, and valid UTF-8 holds a
+    lone surrogate only as a ``\\uD8xx``-``\\uDFxx`` escape."""
+    if isinstance(data, str):
+        brackets = data.count("{") + data.count("[")
+        return brackets > MAX_DEPTH or (
+            _SURROGATE.search(data) is not None
+            or _SURROGATE_ESCAPE.search(data) is not None
+        )
+    brackets = data.count(b"{") + data.count(b"[")
+    return brackets > MAX_DEPTH or _SURROGATE_ESCAPE_BYTES.search(data) is not None
+
+
 def _parse(data: bytes | str) -> Any:
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
@@ -196,7 +214,8 @@ def decode(data: bytes | str, *, limit: int = MAX_MESSAGE_BYTES) -> Envelope:
     raw = _parse(data)
     if not isinstance(raw, dict):
         raise MalformedMessage(f"not a JSON object but {type(raw).__name__}")
-    _check_tree(raw)
+    if _may_need_tree_check(data):
+        _check_tree(raw)
     if "v" not in raw:
         raise MalformedMessage("no envelope version (field 'v')")
     version = raw["v"]

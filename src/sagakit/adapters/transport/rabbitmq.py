@@ -70,6 +70,7 @@ try:
         HeadersType,
     )
     from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
+    from pamqp.commands import Basic
     from pamqp.exceptions import PAMQPException
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
@@ -83,6 +84,7 @@ REASON_HEADER = "x-sagakit-reason"
 DEAD_AT_HEADER = "x-sagakit-dead-at"
 QUEUE_HEADER = "x-sagakit-queue"
 CONTENT_TYPE = "application/json"
+PERSISTENT = 2  # delivery_mode: written to disk by the broker
 _DEAD = frozenset({DELIVERIES_HEADER, REASON_HEADER, DEAD_AT_HEADER, QUEUE_HEADER})
 """Headers dropped when a dead letter is replayed."""
 MAX_REASON_CHARS = 2000
@@ -270,6 +272,21 @@ class RabbitTransport:
     ) -> None:
         self._check_open()
         await self._ensure(name)
+        if not headers:
+            # the hot path (every command and reply): the frame's properties
+            # straight to the driver's channel, without building an
+            # aio_pika.Message (a few dozen attribute sets per message)
+            properties = Basic.Properties(
+                content_type=CONTENT_TYPE,
+                delivery_mode=PERSISTENT,
+                message_id=message_id,
+            )
+            with _driver_errors(f"publishing to {name}"):
+                channel = await self._channel.get_underlay_channel()
+                await channel.basic_publish(
+                    body, routing_key=name, properties=properties, mandatory=True
+                )
+            return
         amqp_message = aio_pika.Message(
             body,
             headers=headers,
