@@ -3,12 +3,15 @@
 Both systems run the same saga on the same broker in the same run: three
 steps, each carried out by another service (``a``, ``b``, ``c``) whose
 handler returns a small dict; the orchestrator keeps the saga's state in
-SQLite. Scenarios:
+SQLite. A third system, the floor, measures what the broker and machine allow
+at all. Scenarios:
 
 sk-seq        sagakit, one saga at a time (``await orch.run(saga)``)
 sk-conc       sagakit, ``--concurrency`` sagas in flight (``asyncio.gather``)
 celery-seq    the Celery saga (saga-framework style), one saga at a time
 celery-conc   the Celery saga, ``--concurrency`` sagas in flight
+floor-seq     bare aio-pika, one "saga" at a time
+floor-conc    bare aio-pika, ``--concurrency`` "sagas" in flight
 
 sagakit: the orchestrator runs in this process (``Orchestrator`` with a store
 and ``RabbitTransport``, inside ``serving()``); its store is SQLite in a temp
@@ -24,12 +27,24 @@ Celery task to the orchestrator's queue, where the orchestrator's own Celery
 worker records the step in SQLite and sends the next step; after the last it
 sends a finish notice that this process consumes. JSON serializer.
 
+The floor (``benchmarks/amqp_echo.py``, no saga library, no database) is an
+upper bound, not a competitor: the same messages as a sagakit saga with no
+saga work, no state and no inbox. This process publishes each step to an echo
+service (one process per service, consuming with prefetch 32 like sagakit's
+participants), which publishes the body back to this process's reply queue;
+then the next step. 6 broker messages per saga, all persistent, published
+with confirms and acked by hand, as on the sagakit side. No saga library can
+beat it on this broker and machine, so sagakit/Celery can exceed the target
+only where floor/Celery does; the table shows each sagakit row against the
+floor too, and the report prints floor/Celery as the ceiling.
+
 Both sides get the same processes: three participant processes, plus the
 orchestrator (in this process for sagakit; a Celery worker, fed by this
-process, for Celery). Sagas in flight are started in batches of
-``--concurrency`` and each batch is awaited, on both sides. Each row is the
-median of ``--repeats`` timed runs after one warm-up run; the two systems'
-runs alternate, so that a change in the machine's load hits both. Numbers
+process, for Celery); the floor has three echo processes and its driver in
+this process. Sagas in flight are started in batches of ``--concurrency`` and
+each batch is awaited, on every side. Each row is the median of ``--repeats``
+timed runs after one warm-up run; the three systems' runs alternate, so that
+a change in the machine's load hits all of them. Numbers
 are printed (and written with ``--json``), never asserted: the exit status is
 0 whatever they are.
 
@@ -68,6 +83,7 @@ import aio_pika
 from sagakit import Orchestrator, SagaStatus, SQLiteStore
 from sagakit.adapters.transport.rabbitmq import RabbitTransport
 from sagakit.ports.store import SagaStore
+from sagakit.runtime import loop as event_loop
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672/"
@@ -90,7 +106,7 @@ POOL_SIZE = 20  # asyncpg pool of the orchestrator with --store postgres
 class Scenario:
     key: str  # first column of the table; stable, the smoke test reads it
     label: str
-    library: str  # "sagakit" or "celery"
+    library: str  # "sagakit", "celery" or "floor"
     mode: str  # "seq" or "conc"
     concurrency: int
     n: int
@@ -131,6 +147,16 @@ def scenarios(n: int, concurrency: int, celery_pool: str) -> list[Scenario]:
                 f"celery-{mode}",
                 f"Celery saga, {celery_pool} pool{flight}",
                 "celery",
+                mode,
+                conc,
+                n,
+            )
+        )
+        rows.append(
+            Scenario(
+                f"floor-{mode}",
+                f"floor: bare aio-pika, no saga library{flight}",
+                "floor",
                 mode,
                 conc,
                 n,
@@ -375,6 +401,46 @@ class CeleryDriver:
         self.peer.app.close()
 
 
+# -- the floor -----------------------------------------------------------------
+
+
+class FloorSide:
+    """The floor's driver (``amqp_echo.EchoSagas``), run in this process."""
+
+    def __init__(self, broker: str, steps: list[str], reply_queue: str) -> None:
+        self.echo = import_bench_module("amqp_echo")
+        self.broker = broker
+        self.steps = steps
+        self.reply_queue = reply_queue
+        self.sagas: Any = None
+
+    async def __aenter__(self) -> FloorSide:
+        self.sagas = await self.echo.EchoSagas.connect(
+            self.broker, self.steps, self.reply_queue
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.sagas.close()
+
+    def messages(self) -> int:
+        return int(self.sagas.published + self.sagas.replies)
+
+    async def timed(self, count: int, concurrency: int) -> tuple[float, int]:
+        """Run ``count`` floor sagas; returns (seconds, broker messages)."""
+        before = self.messages()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for first in range(0, count, concurrency):
+            batch = min(concurrency, count - first)
+            runs = (
+                self.sagas.run(json.dumps({"order_id": first + i}).encode())
+                for i in range(batch)
+            )
+            await asyncio.wait_for(asyncio.gather(*runs), BATCH_TIMEOUT)
+        return loop.time() - start, self.messages() - before
+
+
 # -- the run -------------------------------------------------------------------
 
 
@@ -387,6 +453,7 @@ class Setup:
     pg_url: str | None = None
     sagakit_queues: list[str] = field(default_factory=list)
     celery_queues: list[str] = field(default_factory=list)
+    floor_queues: list[str] = field(default_factory=list)  # echo a, b, c; replies
 
 
 def start_processes(setup: Setup) -> None:
@@ -457,6 +524,24 @@ def start_processes(setup: Setup) -> None:
         )
     setup.celery_queues.append(f"celery-{tag}-done")
 
+    for service in services.SERVICES:
+        queue = f"floor-{tag}-{service}"
+        setup.floor_queues.append(queue)
+        setup.procs.start(
+            f"floor-{service}",
+            [
+                sys.executable,
+                str(HERE / "amqp_echo.py"),
+                "echo",
+                "--broker",
+                args.broker,
+                "--queue",
+                queue,
+            ],
+            child_env(tag, {}),
+        )
+    setup.floor_queues.append(f"floor-{tag}-replies")
+
 
 async def open_store(setup: Setup) -> SagaStore:
     if setup.args.store == "sqlite":
@@ -483,7 +568,8 @@ async def measure(setup: Setup, rows: list[Scenario]) -> list[Result]:
     await wait_for_consumers(
         args.broker,
         [q for q in setup.sagakit_queues if not q.endswith(".dlq")][:-1]
-        + setup.celery_queues[:-1],
+        + setup.celery_queues[:-1]
+        + setup.floor_queues[:-1],
         setup.procs,
     )
     loop = asyncio.get_running_loop()
@@ -498,22 +584,25 @@ async def measure(setup: Setup, rows: list[Scenario]) -> list[Result]:
         driver = await loop.run_in_executor(pool, CeleryDriver, stop)
         store = await open_store(setup)
         transport = await RabbitTransport.connect(args.broker, prefix=SAGAKIT_PREFIX)
-        async with SagakitSide(store, transport, setup.tag) as sk:
+        floor = FloorSide(args.broker, setup.floor_queues[:-1], setup.floor_queues[-1])
+        async with SagakitSide(store, transport, setup.tag) as sk, floor:
             celery = driver
 
             async def run(s: Scenario, count: int) -> tuple[float, int]:
                 if s.library == "sagakit":
                     return await sk.timed(count, s.concurrency)
+                if s.library == "floor":
+                    return await floor.timed(count, s.concurrency)
                 return await loop.run_in_executor(
                     pool, celery.timed, count, s.concurrency
                 )
 
             for mode in ("seq", "conc"):
-                pair = [s for s in rows if s.mode == mode]
-                for s in pair:  # warm-up
+                systems = [s for s in rows if s.mode == mode]
+                for s in systems:  # warm-up
                     await run(s, max(s.concurrency, s.n // 10))
                 for _ in range(args.repeats):
-                    for s in pair:
+                    for s in systems:
                         setup.procs.check_alive()
                         seconds, messages = await run(s, s.n)
                         result = results[s.key]
@@ -532,13 +621,26 @@ async def measure(setup: Setup, rows: list[Scenario]) -> list[Result]:
 # -- report --------------------------------------------------------------------
 
 
-def ratio(result: Result, by_key: dict[str, Result]) -> float | None:
-    if result.scenario.library != "sagakit":
+def ratio(
+    result: Result,
+    by_key: dict[str, Result],
+    against: str = "celery",
+    library: str = "sagakit",
+) -> float | None:
+    """``result``'s rate over ``against``'s in the same mode (``library`` rows)."""
+    if result.scenario.library != library:
         return None
-    peer = by_key.get(f"celery-{result.scenario.mode}")
+    peer = by_key.get(f"{against}-{result.scenario.mode}")
     if peer is None or not peer.runs or not result.runs:
         return None
     return result.sagas_per_s / peer.sagas_per_s
+
+
+def ceiling(results: list[Result], mode: str) -> float | None:
+    """floor/Celery in ``mode``: the most sagakit/Celery could be."""
+    by_key = {r.scenario.key: r for r in results}
+    floor = by_key.get(f"floor-{mode}")
+    return None if floor is None else ratio(floor, by_key, "celery", "floor")
 
 
 def table(results: list[Result]) -> list[str]:
@@ -552,11 +654,13 @@ def table(results: list[Result]) -> list[str]:
         "runs min-max",
         "msgs/saga",
         "sagakit/Celery",
+        "sagakit/floor",
     )
     rows = [header]
     for r in results:
         s = r.scenario
         value = ratio(r, by_key)
+        of_floor = ratio(r, by_key, "floor")
         rows.append(
             (
                 s.key,
@@ -567,9 +671,10 @@ def table(results: list[Result]) -> list[str]:
                 f"{min(r.runs):,.0f}-{max(r.runs):,.0f}",
                 f"{r.messages_per_saga:.2f}",
                 "-" if value is None else f"{value:.2f}x",
+                "-" if of_floor is None else f"{of_floor:.2f}x",
             )
         )
-    numeric = {2, 3, 4, 5, 6, 7}
+    numeric = {2, 3, 4, 5, 6, 7, 8}
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for row in rows:
@@ -599,6 +704,27 @@ def targets(results: list[Result]) -> list[tuple[str, bool | None]]:
             )
         )
     return checks
+
+
+def ceiling_lines(results: list[Result]) -> list[str]:
+    values = {mode: ceiling(results, mode) for mode in ("seq", "conc")}
+    shown = {m: "n/a" if v is None else f"{v:.2f}x" for m, v in values.items()}
+    reach = {
+        mode: "n/a"
+        if value is None
+        else ("reachable" if value >= TARGET_RATIO else "out of reach")
+        for mode, value in values.items()
+    }
+    return [
+        f"ceiling: the bare aio-pika floor (the same {2 * STEPS} messages per saga,"
+        f" no saga library) is {shown['seq']} the Celery saga sequential,"
+        f" {shown['conc']} concurrent",
+        "ceiling: sagakit sends the same messages plus its saga work, so"
+        " sagakit/Celery stays below floor/Celery (noise aside); a"
+        f" {TARGET_RATIO:.0f}x target is reachable only where the floor exceeds"
+        f" {TARGET_RATIO:.0f}x: sequential {reach['seq']},"
+        f" concurrent {reach['conc']} in this run",
+    ]
 
 
 def load_average() -> str:
@@ -684,7 +810,7 @@ def cleanup(setup: Setup) -> Iterator[None]:
             asyncio.run(
                 delete_from_broker(
                     setup.args.broker,
-                    setup.sagakit_queues + setup.celery_queues,
+                    setup.sagakit_queues + setup.celery_queues + setup.floor_queues,
                     setup.celery_queues,
                 )
             )
@@ -706,8 +832,9 @@ def main(argv: list[str] | None = None) -> int:
     tag = uuid.uuid4().hex[:10]
     rabbit = asyncio.run(broker_version(args.broker))
     print(
-        f"sagakit vs a Celery saga over RabbitMQ: {STEPS} remote steps, one per "
-        f"service; median of {args.repeats} run(s) after a warm-up"
+        f"sagakit vs a Celery saga over RabbitMQ, with a bare aio-pika floor: "
+        f"{STEPS} remote steps, one per service; median of {args.repeats} run(s) "
+        "after a warm-up"
     )
     print(
         f"python {platform.python_version()}, RabbitMQ {rabbit}, "
@@ -715,6 +842,7 @@ def main(argv: list[str] | None = None) -> int:
         f"celery {version_of('celery')}, kombu {version_of('kombu')}; "
         f"sagakit store {args.store}, Celery pool {args.celery_pool}"
         + ("" if args.celery_pool == "solo" else f" x{args.celery_concurrency}")
+        + f"; event loop of sagakit and the floor: {event_loop.loop_name()}"
     )
     rows = scenarios(args.n, args.concurrency, args.celery_pool)
     with tempfile.TemporaryDirectory(prefix="sagakit-remote-bench-") as tmp_name:
@@ -726,7 +854,10 @@ def main(argv: list[str] | None = None) -> int:
                 setup.pg_url = urlunsplit(urlsplit(args.dsn)._replace(path=f"/{name}"))
             start_processes(setup)
             try:
-                results = asyncio.run(measure(setup, rows))
+                # sagakit's orchestrator and the floor's driver run here, on
+                # the loop the sagakit CLI uses (its participants and the echo
+                # services run on it too): uvloop when installed
+                results = event_loop.run(measure(setup, rows))
             except (KeyboardInterrupt, asyncio.CancelledError):
                 print("interrupted; stopping the subprocesses", file=sys.stderr)
                 return 130
@@ -738,7 +869,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"msgs/saga: sagakit counts the commands its relay published and the "
         f"replies it consumed; Celery's is fixed: {STEPS} step tasks, {STEPS} "
-        "response tasks and the finish notice to this process"
+        "response tasks and the finish notice to this process; the floor counts "
+        "the requests it published and the echoes it consumed"
     )
     print(
         f"total time {elapsed:,.1f} s; load average {load_at_start} at the start, "
@@ -747,7 +879,10 @@ def main(argv: list[str] | None = None) -> int:
     checks = targets(results)
     for line, _ in checks:
         print(line)
+    for line in ceiling_lines(results):
+        print(line)
     if args.json is not None:
+        by_key = {r.scenario.key: r for r in results}
         report = {
             "meta": {
                 "python": platform.python_version(),
@@ -756,6 +891,7 @@ def main(argv: list[str] | None = None) -> int:
                 "platform": platform.platform(),
                 "celery": version_of("celery"),
                 "store": args.store,
+                "event_loop": event_loop.loop_name(),
                 "celery_pool": args.celery_pool,
                 "celery_concurrency": args.celery_concurrency,
                 "n": args.n,
@@ -770,11 +906,15 @@ def main(argv: list[str] | None = None) -> int:
                     "sagas_per_s": r.sagas_per_s,
                     "runs": r.runs,
                     "messages_per_saga": r.messages_per_saga,
-                    "ratio_vs_celery": ratio(r, {x.scenario.key: x for x in results}),
+                    "ratio_vs_celery": ratio(r, by_key),
+                    "ratio_vs_floor": ratio(r, by_key, "floor"),
                 }
                 for r in results
             ],
             "targets": [{"line": line, "pass": ok} for line, ok in checks],
+            "ceiling_vs_celery": {
+                mode: ceiling(results, mode) for mode in ("seq", "conc")
+            },
         }
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"results written to {args.json}")

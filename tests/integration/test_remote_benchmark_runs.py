@@ -13,7 +13,7 @@ import pytest
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.celery, pytest.mark.slow]
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "remote_throughput.py"
-ROWS = ["sk-seq", "celery-seq", "sk-conc", "celery-conc"]
+ROWS = ["sk-seq", "celery-seq", "floor-seq", "sk-conc", "celery-conc", "floor-conc"]
 
 
 def table_rows(stdout: str) -> dict[str, list[str]]:
@@ -59,7 +59,17 @@ def test_remote_benchmark_prints_a_row_per_scenario(
         sagas_per_s, messages_per_saga = number(cells[4]), number(cells[6])
         assert sagas_per_s > 0, key
         assert messages_per_saga > 0, key
+        # sagakit/floor: a ratio on the sagakit rows, "-" on the others
+        assert cells[8].endswith("x") == key.startswith("sk-"), cells
+    for key in ("floor-seq", "floor-conc"):
+        assert number(rows[key][6]) == 6, rows[key]  # 3 requests + 3 echoes
     targets = re.findall(r"^target: .*: (PASS|MISS)$", done.stdout, re.MULTILINE)
     assert len(targets) == 2
+    ceilings = re.findall(r"^ceiling: .*\d\.\d\dx", done.stdout, re.MULTILINE)
+    assert len(ceilings) >= 1, done.stdout
     report = json.loads(out.read_text())
     assert sorted(r["key"] for r in report["results"]) == sorted(ROWS)
+    floor = {r["key"]: r for r in report["results"] if r["library"] == "floor"}
+    assert sorted(floor) == ["floor-conc", "floor-seq"]
+    assert all(r["sagas_per_s"] > 0 for r in floor.values())
+    assert set(report["ceiling_vs_celery"]) == {"seq", "conc"}
