@@ -176,6 +176,24 @@ def test_bad_options_are_one_error_line(tmp_path: Path, args: list[str]) -> None
     assert_one_error_line(sagakit(*args, cwd=tmp_path))
 
 
+def test_an_unknown_event_loop_is_one_error_line(tmp_path: Path) -> None:
+    result = sagakit("list", cwd=tmp_path, env={"SAGAKIT_EVENT_LOOP": "trio"})
+    assert_one_error_line(result)
+    assert "SAGAKIT_EVENT_LOOP" in result.stderr
+
+
+@pytest.mark.parametrize("choice", ["asyncio", "uvloop"])
+def test_the_cli_runs_on_either_loop(
+    demo: tuple[Path, str], tmp_path: Path, choice: str
+) -> None:
+    db, _ = demo
+    result = sagakit(
+        "--db", str(db), "list", cwd=tmp_path, env={"SAGAKIT_EVENT_LOOP": choice}
+    )
+    assert result.returncode == 0, result.stderr
+    assert len([r for r in rows(result.stdout) if SAGA_ID.fullmatch(r[0])]) == 2
+
+
 def test_database_url_from_environment(demo: tuple[Path, str], tmp_path: Path) -> None:
     db, _ = demo
     result = sagakit("list", cwd=tmp_path, env={"SAGAKIT_DATABASE_URL": str(db)})

@@ -10,7 +10,6 @@ and bad input print one ``error: ...`` line and exit with status 2.
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import os
 import re
@@ -35,6 +34,7 @@ from sagakit.engine.state import SagaStatus
 from sagakit.errors import SagaError
 from sagakit.ports.store import SagaRecord, SagaStore
 from sagakit.ports.transport import Transport
+from sagakit.runtime import loop as event_loop
 
 T = TypeVar("T")
 
@@ -113,7 +113,7 @@ def _db_of(ctx: typer.Context) -> str | None:
 
 def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
-        return asyncio.run(work())
+        return event_loop.run(work())
     except (SagaError, LoadError) as exc:
         fail(str(exc))
 

@@ -9,7 +9,6 @@ and exit with status 2.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -18,6 +17,7 @@ from sagakit.adapters.store import open_store_async
 from sagakit.cli.loader import LoadError, load_sagas
 from sagakit.definition.saga import Saga
 from sagakit.errors import SagaError
+from sagakit.runtime import loop as event_loop
 
 EXIT_ERROR = 2
 TOKEN_ENV = "SAGAKIT_DASHBOARD_TOKEN"  # noqa: S105 - a variable name, no secret
@@ -122,7 +122,7 @@ def dashboard(
         f"dashboard on http://{host}:{port}/ (sagas with actions: {names})", err=True
     )
     try:
-        asyncio.run(serve(_db_of(ctx), definitions, token, host, port))
+        event_loop.run(serve(_db_of(ctx), definitions, token, host, port))
     except SagaError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:  # pragma: no cover - uvicorn handles SIGINT itself

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from dataclasses import dataclass
 from typing import Annotated
@@ -15,6 +14,7 @@ from sagakit.adapters.store import database_url, open_store_async
 from sagakit.adapters.store.sql import Migration, migrations, schema
 from sagakit.errors import SagaError
 from sagakit.ports.store import SagaStore
+from sagakit.runtime import loop as event_loop
 
 db_app = typer.Typer(
     name="db",
@@ -85,7 +85,7 @@ async def migrate(url: str | None, out: Console) -> list[int]:
 
 
 def run_migrate(url: str | None, out: Console) -> None:
-    applied = asyncio.run(migrate(url, out))
+    applied = event_loop.run(migrate(url, out))
     where = database_url(url).split("@")[-1]
     if applied:
         names = ", ".join(f"{v:04d}" for v in applied)
@@ -109,7 +109,7 @@ def register(app: typer.Typer, out: Console, settings_db: object) -> None:
     @db_app.command("status")
     def db_status(ctx: typer.Context) -> None:
         """Show applied and pending migrations."""
-        status = asyncio.run(schema_status(db_of(ctx)))
+        status = event_loop.run(schema_status(db_of(ctx)))
         for m in status.available:
             mark = "applied" if m.version in status.applied else "pending"
             out.print(f"{m.version:04d}_{m.name}  {mark}", highlight=False)

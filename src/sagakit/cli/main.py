@@ -40,6 +40,7 @@ from sagakit.errors import SagaError, SagaNotFound, StoreError
 from sagakit.examples.trip import fully_booked_trip, happy_trip, trip_saga
 from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
 from sagakit.runtime import Orchestrator, Worker
+from sagakit.runtime import loop as event_loop
 
 T = TypeVar("T")
 
@@ -175,7 +176,7 @@ def with_store(settings: Settings, work: Callable[[SagaStore], Awaitable[T]]) ->
             await store.close()
 
     try:
-        return asyncio.run(run())
+        return event_loop.run(run())
     except (SagaError, UsageFailure) as exc:
         fail(str(exc))
 
