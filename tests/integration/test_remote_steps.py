@@ -554,3 +554,35 @@ async def test_a_command_whose_publish_failed_goes_out_after_its_hold(
     assert orch.relay.claimed >= 2
     assert _outbox_rows(store.path) == 0
     await transport.close()
+
+
+class _SlowBroker(InProcessTransport):
+    """Each publish takes ``delay`` seconds (a slow confirm)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def publish_raw(self, queue: str, body: bytes) -> None:
+        await asyncio.sleep(self.delay)
+        await super().publish_raw(queue, body)
+
+
+async def test_stopping_lets_a_publish_under_way_finish(tmp_path: Path) -> None:
+    transport = _SlowBroker(0.3)
+    received: list[Envelope] = []
+
+    async def kitchen(message: Envelope) -> None:
+        received.append(message)
+
+    await transport.consume("kitchen", kitchen)
+    store = SQLiteStore(tmp_path / "orders.db")
+    orch = Orchestrator(store, transport=transport)
+    async with orch.serving():
+        await orch.start(order_saga(), Order(order_id=9))
+    # serving() ended while the command was being published: it went out,
+    # and it is forgotten, instead of waiting out its hold in the outbox
+    assert [m.type for m in received] == ["kitchen.create_ticket"]
+    assert _outbox_rows(store.path) == 0
+    await orch.close()
+    await transport.close()

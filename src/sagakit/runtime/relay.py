@@ -45,6 +45,7 @@ class OutboxRelay:
         poll_interval: float = 0.2,
         max_in_flight: int = 256,
         flush_interval: float = 0.05,
+        drain_timeout: float = 5.0,
     ) -> None:
         self.store = store
         self.transport = transport
@@ -54,6 +55,7 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.max_in_flight = max_in_flight
         self.flush_interval = flush_interval
+        self.drain_timeout = drain_timeout
         self.published = 0  # confirmed by the broker and forgotten
         self.claimed = 0  # taken by claiming (not handed over by publish_now)
         self._wake = asyncio.Event()
@@ -175,6 +177,9 @@ class OutboxRelay:
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
+            if self._in_flight:  # let publishes under way finish (briefly):
+                # a cancelled one waits out its hold before another relay sends it
+                await asyncio.wait(set(self._in_flight), timeout=self.drain_timeout)
             for task in list(self._in_flight):
                 task.cancel()
             await asyncio.gather(*self._in_flight, return_exceptions=True)
