@@ -4,8 +4,8 @@ Like uvicorn's ``--loop auto``: uvloop when it is installed
 (``pip install 'sagakit[fast]'``), asyncio's own loop otherwise.
 ``SAGAKIT_EVENT_LOOP`` chooses: ``auto`` (the default), ``uvloop`` (fail if
 it is missing) or ``asyncio``. A worker or participant on uvloop spends less
-time per message in the loop itself (about 5-10% more remote sagas per second
-in ``benchmarks/remote_throughput.py``).
+time per message in the loop itself (4-8% more remote sagas per second in
+``benchmarks/remote_throughput.py``).
 """
 
 from __future__ import annotations
