@@ -4,7 +4,9 @@
 answers the way a Celery participant would: by sending the task
 ``kitchen.create_ticket.response.success`` (or ``.failure``) whose only
 argument is the reply envelope, to the command's ``reply_to`` queue. Run it
-with ``celery -A tests.integration.celery_app worker -Q <queue>``.
+with ``celery -A tests.integration.celery_app worker -Q <queue>``; the broker
+is ``$SAGAKIT_TEST_CELERY_BROKER_URL`` (RabbitMQ or Redis), else
+``$SAGAKIT_TEST_RABBITMQ_URL``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from celery import Celery
 
-BROKER_URL = os.environ.get(
+BROKER_URL = os.environ.get("SAGAKIT_TEST_CELERY_BROKER_URL") or os.environ.get(
     "SAGAKIT_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"
 )
 

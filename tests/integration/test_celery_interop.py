@@ -1,8 +1,11 @@
-"""A real Celery worker and sagakit talk through RabbitMQ in Celery's format.
+"""A real Celery worker and sagakit talk in Celery's format, on either broker.
 
-The worker is ``celery worker`` in a subprocess running
-``tests/integration/celery_app.py``; it is stopped (then killed) when the
-test ends, and the queues and exchanges of the test are deleted.
+Each test runs once with RabbitMQ (:class:`CeleryTransport`) and once with
+Redis (:class:`CeleryRedisTransport`) as the Celery broker. The worker is
+``celery worker`` in a subprocess running ``tests/integration/celery_app.py``;
+it is stopped (then killed) when the test ends. Every queue name of a test
+holds its own random suffix; afterwards its RabbitMQ queues and exchanges, or
+its Redis keys and ``unacked`` entries, are deleted.
 """
 
 from __future__ import annotations
@@ -17,21 +20,31 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import delete_rabbitmq_queues
+from tests.conftest import REDIS_URL, delete_rabbitmq_queues, delete_redis_keys
 from tests.contracts.transport_contract import Recorder, command, eventually
 
 if TYPE_CHECKING:
     from sagakit.adapters.transport.celery import CeleryTransport
+    from sagakit.adapters.transport.celery_redis import CeleryRedisTransport
 
-pytestmark = [pytest.mark.celery, pytest.mark.rabbitmq, pytest.mark.slow]
+pytestmark = [pytest.mark.celery, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_TIMEOUT = 60.0
 """Seconds for the worker to start, run the task and reply."""
+
+
+@dataclass(frozen=True)
+class Broker:
+    """The Celery broker of a test, and the suffix of its queue names."""
+
+    kind: str  # "rabbitmq" or "redis"
+    url: str
+    suffix: str
 
 
 @dataclass(frozen=True)
@@ -62,18 +75,51 @@ def stop(worker: subprocess.Popen[bytes]) -> None:
             worker.wait(timeout=15)
 
 
+async def forget_unacked(suffix: str) -> None:
+    """Drop the entries of kombu's ``unacked`` hash (and index) routed to a
+    queue whose name holds ``suffix``: the hash is shared by every queue."""
+    from redis.asyncio import Redis  # noqa: PLC0415 - only these tests need it
+
+    client = Redis.from_url(REDIS_URL, socket_connect_timeout=5)
+    try:
+        entries = await client.hgetall("unacked")
+        tags = [tag for tag, entry in entries.items() if suffix.encode() in entry]
+        if tags:
+            await client.hdel("unacked", *tags)
+            await client.zrem("unacked_index", *tags)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ]
+)
+def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+    """RabbitMQ or Redis (skip, or fail when ``CI=true``, when unreachable)."""
+    kind: str = request.param
+    url: str = request.getfixturevalue(f"{kind}_url")
+    found = Broker(kind, url, uuid.uuid4().hex[:12])
+    yield found
+    if kind == "redis":
+        asyncio.run(delete_redis_keys(f"*{found.suffix}*"))
+        asyncio.run(forget_unacked(found.suffix))
+
+
 @pytest.fixture
-def kitchen(rabbitmq_url: str, tmp_path: Path) -> Iterator[Kitchen]:
+def kitchen(broker: Broker, tmp_path: Path) -> Iterator[Kitchen]:
     """A Celery worker consuming a queue of its own."""
     pytest.importorskip("celery")
-    suffix = uuid.uuid4().hex[:12]
+    suffix = broker.suffix
     found = Kitchen(f"kitchen-{suffix}", f"replies-{suffix}", tmp_path / "worker.log")
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(
             [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
         ),
-        "SAGAKIT_TEST_RABBITMQ_URL": rabbitmq_url,
+        "SAGAKIT_TEST_CELERY_BROKER_URL": broker.url,
     }
     command_line = [
         sys.executable,
@@ -109,24 +155,35 @@ def kitchen(rabbitmq_url: str, tmp_path: Path) -> Iterator[Kitchen]:
         yield found
     finally:
         stop(worker)
-        queues = [found.queue, found.replies, f"{found.replies}.dlq"]
-        asyncio.run(delete_rabbitmq_queues(*queues))
-        asyncio.run(delete_exchanges(rabbitmq_url, found.queue, found.replies))
+        if broker.kind == "rabbitmq":  # the broker fixture cleans Redis up
+            queues = [found.queue, found.replies, f"{found.replies}.dlq"]
+            asyncio.run(delete_rabbitmq_queues(*queues))
+            asyncio.run(delete_exchanges(broker.url, found.queue, found.replies))
 
 
 @pytest.fixture
-async def transport(rabbitmq_url: str) -> AsyncIterator[CeleryTransport]:
-    celery = pytest.importorskip("sagakit.adapters.transport.celery")
-    transport = await celery.CeleryTransport.connect(rabbitmq_url)
+async def transport(
+    broker: Broker,
+) -> AsyncIterator[CeleryTransport | CeleryRedisTransport]:
+    """Ours, on the test's broker."""
+    name = "celery_redis" if broker.kind == "redis" else "celery"
+    module = pytest.importorskip(f"sagakit.adapters.transport.{name}")
+    adapter = (
+        module.CeleryRedisTransport
+        if name == "celery_redis"
+        else module.CeleryTransport
+    )
+    transport = await adapter.connect(broker.url)
     try:
         yield transport
     finally:
         await transport.close()
-        await delete_rabbitmq_queues(*sorted(transport.declared_queues))
+        if broker.kind == "rabbitmq":  # the broker fixture cleans Redis up
+            await delete_rabbitmq_queues(*sorted(transport.declared_queues))
 
 
 async def test_a_celery_worker_runs_the_command_and_its_reply_is_consumed(
-    kitchen: Kitchen, transport: CeleryTransport
+    kitchen: Kitchen, transport: CeleryTransport | CeleryRedisTransport
 ) -> None:
     sent = command(1).model_copy(update={"reply_to": kitchen.replies})
     refused = command(2).model_copy(
@@ -175,29 +232,55 @@ class Tripwire:
         return (_tripped, ())
 
 
-async def test_a_pickled_task_message_is_dead_lettered_never_unpickled(
-    rabbitmq_url: str, transport: CeleryTransport
-) -> None:
+async def send_task(url: str, name: str, args: list[object], **options: Any) -> None:
+    """``send_task`` from a Celery client of its own, in a thread (it blocks);
+    JSON unless ``serializer`` says otherwise."""
     from celery import Celery  # noqa: PLC0415 - an optional extra
 
-    queue = f"orders-{uuid.uuid4().hex[:12]}"
-    recorder = Recorder()
-    await transport.consume(queue, recorder)
-    app = Celery("pickler", broker=rabbitmq_url, set_as_current=False)
+    app = Celery("client", broker=url, set_as_current=False)
 
-    def send_pickled() -> None:
+    def send() -> None:
         try:
-            app.send_task(
-                "kitchen.create_ticket.response.success",
-                args=[Tripwire()],
-                queue=queue,
-                serializer="pickle",
-            )
+            app.send_task(name, args=args, **{"serializer": "json", **options})
         finally:
             app.close()
 
+    await asyncio.to_thread(send)
+
+
+async def test_a_celery_clients_task_reaches_our_handler(
+    broker: Broker, transport: CeleryTransport | CeleryRedisTransport
+) -> None:
+    """``send_task`` of a Celery client, with a priority (on Redis: kombu's
+    priority list of the queue), to a queue we consume."""
+    queue = f"orders-{broker.suffix}"
+    sent = command(4)
+    recorder = Recorder()
+    await transport.consume(queue, recorder)
     try:
-        await asyncio.to_thread(send_pickled)
+        args = [sent.model_dump(mode="json")]
+        await send_task(
+            broker.url, sent.type, args, task_id=sent.id, queue=queue, priority=5
+        )
+        await recorder.wait()
+        assert recorder.handled == [sent]
+    finally:
+        if broker.kind == "rabbitmq":
+            with contextlib.suppress(Exception):
+                await delete_exchanges(broker.url, queue)
+
+
+async def test_a_pickled_task_message_is_dead_lettered_never_unpickled(
+    broker: Broker, transport: CeleryTransport | CeleryRedisTransport
+) -> None:
+    queue = f"orders-{broker.suffix}"
+    recorder = Recorder()
+    await transport.consume(queue, recorder)
+    try:
+        task = "kitchen.create_ticket.response.success"
+        await send_task(
+            broker.url, task, [Tripwire()], queue=queue, serializer="pickle"
+        )
         dead = await eventually(lambda: transport.dead_letters(queue))
         assert len(dead) == 1
         assert "application/x-python-serialize (pickle) refused" in dead[0].reason
@@ -210,5 +293,6 @@ async def test_a_pickled_task_message_is_dead_lettered_never_unpickled(
         assert recorder.calls == [after]
         assert UNPICKLED == []
     finally:
-        with contextlib.suppress(Exception):
-            await delete_exchanges(rabbitmq_url, queue)
+        if broker.kind == "rabbitmq":
+            with contextlib.suppress(Exception):
+                await delete_exchanges(broker.url, queue)

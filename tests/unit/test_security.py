@@ -157,6 +157,11 @@ def test_every_broker_adapter_publishes_json_only() -> None:
     assert set(re.findall(r'serializer="(\w+)"', celery)) == {"json"}
     redis_source = (SRC / "adapters" / "transport" / "redis.py").read_text()
     assert "pickle" not in redis_source
+    # Celery over Redis: every kombu message it writes says JSON, from celery.py
+    kombu = (SRC / "adapters" / "transport" / "celery_redis.py").read_text()
+    assert set(re.findall(r'"content-type": ([\w\."]+)', kombu)) == {"JSON"}
+    assert "import pickle" not in kombu
+    assert "loads(" not in kombu.replace("json.loads(", "")
 
 
 def test_the_envelope_codec_is_json() -> None:

@@ -220,7 +220,7 @@ def parse_server(name: str, url: str) -> Server:
     if protocol is None:
         raise DefinitionError(
             f"server {name!r}: unsupported URL scheme {parts.scheme!r}: use amqp://, "
-            "amqps://, redis://, rediss:// or celery+amqp://"
+            "amqps://, redis://, rediss://, celery+amqp:// or celery+redis://"
         )
     try:
         port = parts.port

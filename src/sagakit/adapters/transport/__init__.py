@@ -6,7 +6,11 @@
 ``memory://``                   :class:`InProcessTransport` (this process)
 ``amqp://user:pw@host/vhost``   :class:`RabbitTransport`
 ``redis://host:6379/0``         :class:`RedisTransport` (Redis Streams)
-``celery+amqp://…``             :class:`CeleryTransport` (Celery's wire format)
+``celery+amqp://…``             :class:`CeleryTransport` (Celery's wire
+                                format on RabbitMQ)
+``celery+redis://host:6379/0``  :class:`CeleryRedisTransport` (Celery's
+                                wire format on a Redis broker, as kombu
+                                stores it; also ``celery+rediss://``)
 ==============================  ==========================================
 """
 
@@ -45,12 +49,18 @@ async def open_transport(url: str | None = None) -> Transport:
         from sagakit.adapters.transport.redis import RedisTransport  # noqa: PLC0415
 
         return await RedisTransport.connect(url)
+    if scheme in ("celery+redis", "celery+rediss"):
+        from sagakit.adapters.transport.celery_redis import (  # noqa: PLC0415
+            CeleryRedisTransport,
+        )
+
+        return await CeleryRedisTransport.connect(url[len("celery+") :])
     if scheme.startswith("celery+"):
         from sagakit.adapters.transport.celery import CeleryTransport  # noqa: PLC0415
 
-        return await CeleryTransport.connect(url.removeprefix("celery+"))
+        return await CeleryTransport.connect(url[len("celery+") :])
     shown = url.split("@")[-1]
     raise TransportError(
-        f"unsupported transport URL {shown!r}: use memory://, amqp://, redis:// "
-        "or celery+amqp://"
+        f"unsupported transport URL {shown!r}: use memory://, amqp://, redis://, "
+        "celery+amqp:// or celery+redis://"
     )

@@ -1,5 +1,11 @@
 """A transport speaking Celery's wire protocol, so Celery workers take part.
 
+This module holds the broker-independent part (building and reading task
+messages, settling deliveries) and :class:`CeleryTransport`, which carries
+them over RabbitMQ;
+:class:`~sagakit.adapters.transport.celery_redis.CeleryRedisTransport`
+carries the same messages over Redis, as kombu's Redis transport stores them.
+
 Every envelope travels as a Celery task message (message protocol v2, JSON):
 
 - the task name is the envelope's ``type`` for commands and events, and
@@ -12,10 +18,12 @@ The headers, properties and body are built by Celery itself
 (``app.amqp.as_task_v2``) and serialized by kombu's JSON serializer, so a real
 Celery worker consuming the queue (``celery worker -Q <queue>``) runs the task,
 and a Celery service replying with ``app.send_task(name, args=[reply],
-queue=reply_to)`` is understood here. The AMQP I/O itself (publisher confirms,
-prefetch, counted redelivery) goes through aio-pika, exactly as in
-:mod:`sagakit.adapters.transport.rabbitmq`: the broker must be RabbitMQ
-(``amqp://``, ``amqps://`` or Celery's ``pyamqp://`` URLs).
+queue=reply_to)`` is understood here. In :class:`CeleryTransport` the AMQP
+I/O itself (publisher confirms, prefetch, counted redelivery) goes through
+aio-pika, exactly as in :mod:`sagakit.adapters.transport.rabbitmq`: the broker
+is RabbitMQ (``amqp://``, ``amqps://`` or Celery's ``pyamqp://`` URLs). For a
+Celery app with ``broker="redis://..."`` use ``celery+redis://`` instead
+(:mod:`sagakit.adapters.transport.celery_redis`).
 
 **Queues** carry the names Celery uses, without a prefix by default, and are
 declared durable with no arguments, as Celery declares them. Messages are
@@ -51,6 +59,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -123,7 +132,7 @@ def _broker_url(url: str) -> tuple[str, str]:
     if scheme is None:
         raise TransportError(
             f"CeleryTransport speaks AMQP (RabbitMQ) only, not {parts.scheme!r} "
-            "broker URLs"
+            "broker URLs (CeleryRedisTransport speaks Celery over Redis)"
         )
     default = 5671 if scheme == "amqps" else 5672
     try:
@@ -211,6 +220,149 @@ def envelope_bytes(body: bytes, content_type: str | None) -> bytes:
     if _is_v2_body(raw) and raw[0] and isinstance(raw[0][0], dict):
         return json.dumps(raw[0][0]).encode()
     return body
+
+
+@dataclass(frozen=True, slots=True)
+class TaskMessage:
+    """A Celery task message (protocol v2, JSON), before any broker sees it."""
+
+    body: bytes
+    headers: dict[str, Any]
+    content_type: str
+    content_encoding: str
+    correlation_id: str | None
+    reply_to: str | None
+
+
+def build_task_message(app: Any, message: Envelope, *, limit: int) -> TaskMessage:
+    """The task message that carries ``message``, built by Celery itself
+    (``app.amqp.as_task_v2``) and serialized by kombu's JSON serializer."""
+    encode(message, limit=limit)  # the envelope's own size limit
+    built = app.amqp.as_task_v2(
+        message.id, task_name(message), args=[message.model_dump(mode="json")]
+    )
+    # kombu ships py.typed but leaves dumps unannotated
+    content_type, encoding, data = kombu_dumps(  # type: ignore[no-untyped-call]
+        built.body, serializer="json"
+    )
+    properties: dict[str, Any] = built.properties
+    return TaskMessage(
+        body=data.encode(encoding) if isinstance(data, str) else bytes(data),
+        headers=dict(built.headers),
+        content_type=content_type,
+        content_encoding=encoding,
+        correlation_id=properties.get("correlation_id"),
+        reply_to=properties.get("reply_to") or None,
+    )
+
+
+def open_task(
+    body: bytes,
+    *,
+    content_type: str | None,
+    headers: Mapping[str, object],
+    limit: int,
+) -> Envelope | str:
+    """The envelope in a task message, or why it goes to the DLQ unhandled."""
+    try:
+        return parse_task_message(
+            body, content_type=content_type, headers=headers, limit=limit
+        )
+    except MalformedMessage as exc:
+        return exc.reason
+    except Exception as exc:  # json.dumps of args[0], say
+        return f"undecodable: {exc!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """How to settle a delivered message: acknowledge it (the default),
+    dead-letter it with ``reason``, or republish it with ``deliveries``."""
+
+    reason: str | None = None
+    deliveries: int = 0
+
+
+async def run_handler(
+    handler: Handler,
+    message: Envelope,
+    *,
+    queue: str,
+    deliveries: int,
+    max_deliveries: int,
+) -> Verdict:
+    """Call ``handler`` on its ``deliveries``-th delivery of ``message``.
+
+    Cancelling the calling task propagates; a handler raising
+    ``CancelledError`` on its own has failed, like any other exception."""
+    try:
+        await handler(message)
+    except asyncio.CancelledError as exc:
+        if _cancelling():
+            raise
+        failure: BaseException = exc  # raised by the handler itself
+    except MalformedMessage as exc:  # the handler says: never valid, no retry
+        return Verdict(reason=exc.reason)
+    except Exception as exc:
+        failure = exc
+    else:
+        return Verdict()
+    if deliveries >= max_deliveries:
+        return Verdict(
+            reason=f"handler failed {deliveries} times: "
+            f"{type(failure).__name__}: {failure}"
+        )
+    logger.info(
+        "handler failed, message requeued",
+        extra={"action": "redelivered", "queue": queue, "deliveries": deliveries},
+    )
+    return Verdict(deliveries=deliveries)
+
+
+def dead_letter_headers(
+    queue: str, headers: Mapping[str, Any], reason: str
+) -> dict[str, Any]:
+    """``headers`` of a message being dead-lettered from ``queue``, with the
+    ``x-sagakit-*`` headers that say why and when (the reason is logged)."""
+    reason = reason[:MAX_REASON_CHARS]
+    logger.warning(
+        "message dead-lettered",
+        extra={"action": "dead_lettered", "queue": queue, "reason": reason},
+    )
+    return {
+        **headers,
+        REASON_HEADER: reason,
+        DEAD_AT_HEADER: time.time(),
+        QUEUE_HEADER: queue,
+    }
+
+
+def read_dead_letter(
+    queue: str, body: bytes, content_type: str | None, headers: Mapping[str, Any]
+) -> DeadLetter:
+    """The :class:`DeadLetter` of a task message on a dead-letter queue."""
+    dead_at = headers.get(DEAD_AT_HEADER)
+    return DeadLetter(
+        queue=queue,
+        body=envelope_bytes(body, content_type),
+        reason=_text(headers.get(REASON_HEADER)),
+        dead_at=float(dead_at) if isinstance(dead_at, int | float) else 0.0,
+    )
+
+
+def replay_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """``headers`` of a dead letter without the ``x-sagakit-*`` ones."""
+    return {k: v for k, v in headers.items() if k not in _DEAD}
+
+
+def replayed(queue: str, moved: int) -> int:
+    """Log that ``moved`` dead letters of ``queue`` went back; returns ``moved``."""
+    if moved:
+        logger.info(
+            "dead letters replayed",
+            extra={"action": "dead_letters_replayed", "queue": queue, "n": moved},
+        )
+    return moved
 
 
 class _Subscription:
@@ -312,25 +464,17 @@ class CeleryTransport:
 
     def task_message(self, message: Envelope) -> aio_pika.Message:
         """The Celery task message (protocol v2, JSON) that carries ``message``."""
-        encode(message, limit=self.limit)  # the envelope's own size limit
-        built = self._app.amqp.as_task_v2(
-            message.id, task_name(message), args=[message.model_dump(mode="json")]
-        )
-        # kombu ships py.typed but leaves dumps unannotated
-        content_type, encoding, data = kombu_dumps(  # type: ignore[no-untyped-call]
-            built.body, serializer="json"
-        )
-        body = data.encode(encoding) if isinstance(data, str) else bytes(data)
-        properties: dict[str, Any] = built.properties
+        built = build_task_message(self._app, message, limit=self.limit)
+        content_type = built.content_type
         return aio_pika.Message(
-            body,
-            headers=dict(built.headers),
+            built.body,
+            headers=built.headers,
             content_type=content_type,
-            content_encoding=encoding,
+            content_encoding=built.content_encoding,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             priority=0,
-            correlation_id=properties.get("correlation_id"),
-            reply_to=properties.get("reply_to") or None,
+            correlation_id=built.correlation_id,
+            reply_to=built.reply_to,
         )
 
     def _check_open(self) -> None:
@@ -443,67 +587,37 @@ class CeleryTransport:
         handler: Handler,
         max_deliveries: int,
     ) -> None:
-        try:
-            message = parse_task_message(
-                incoming.body,
-                content_type=incoming.content_type,
-                headers=incoming.headers,
-                limit=self.limit,
-            )
-        except MalformedMessage as exc:
-            await self._dead_letter(queue, incoming, exc.reason)
+        message = open_task(
+            incoming.body,
+            content_type=incoming.content_type,
+            headers=incoming.headers,
+            limit=self.limit,
+        )
+        if isinstance(message, str):
+            await self._dead_letter(queue, incoming, message)
             return
-        except Exception as exc:  # json.dumps of args[0], say
-            await self._dead_letter(queue, incoming, f"undecodable: {exc!r}")
+        verdict = await run_handler(
+            handler,
+            message,
+            queue=queue,
+            deliveries=_deliveries(incoming.headers) + 1,
+            max_deliveries=max_deliveries,
+        )
+        if verdict.reason is not None:
+            await self._dead_letter(queue, incoming, verdict.reason)
             return
-        try:
-            await handler(message)
-        except asyncio.CancelledError as exc:
-            if _cancelling():
-                raise
-            failure: BaseException = exc  # raised by the handler itself
-        except MalformedMessage as exc:  # the handler says: never valid, no retry
-            await self._dead_letter(queue, incoming, exc.reason)
-            return
-        except Exception as exc:
-            failure = exc
-        else:
-            await incoming.ack()
-            return
-        deliveries = _deliveries(incoming.headers) + 1
-        if deliveries >= max_deliveries:
-            await self._dead_letter(
-                queue,
+        if verdict.deliveries:
+            await self._resend(
+                self.queue_name(queue),
                 incoming,
-                f"handler failed {deliveries} times: "
-                f"{type(failure).__name__}: {failure}",
+                {**incoming.headers, DELIVERIES_HEADER: verdict.deliveries},
             )
-            return
-        logger.info(
-            "handler failed, message requeued",
-            extra={"action": "redelivered", "queue": queue, "deliveries": deliveries},
-        )
-        await self._resend(
-            self.queue_name(queue),
-            incoming,
-            {**incoming.headers, DELIVERIES_HEADER: deliveries},
-        )
         await incoming.ack()
 
     async def _dead_letter(
         self, queue: str, incoming: AbstractIncomingMessage, reason: str
     ) -> None:
-        reason = reason[:MAX_REASON_CHARS]
-        logger.warning(
-            "message dead-lettered",
-            extra={"action": "dead_lettered", "queue": queue, "reason": reason},
-        )
-        headers: HeadersType = {
-            **incoming.headers,
-            REASON_HEADER: reason,
-            DEAD_AT_HEADER: time.time(),
-            QUEUE_HEADER: queue,
-        }
+        headers = dead_letter_headers(queue, incoming.headers, reason)
         await self._resend(f"{self.queue_name(queue)}.dlq", incoming, headers)
         await incoming.ack()
 
@@ -522,15 +636,12 @@ class CeleryTransport:
                     if incoming is None:
                         break
                     last = incoming
-                    dead_at = incoming.headers.get(DEAD_AT_HEADER)
                     found.append(
-                        DeadLetter(
-                            queue=queue,
-                            body=envelope_bytes(incoming.body, incoming.content_type),
-                            reason=_text(incoming.headers.get(REASON_HEADER)),
-                            dead_at=float(dead_at)
-                            if isinstance(dead_at, int | float)
-                            else 0.0,
+                        read_dead_letter(
+                            queue,
+                            incoming.body,
+                            incoming.content_type,
+                            incoming.headers,
                         )
                     )
                 if last is not None:  # put them all back, in place
@@ -556,20 +667,12 @@ class CeleryTransport:
                     incoming = await dlq.get(no_ack=False, fail=False)
                     if incoming is None:
                         break
-                    headers = {
-                        k: v for k, v in incoming.headers.items() if k not in _DEAD
-                    }
-                    await self._resend(name, incoming, headers)
+                    await self._resend(name, incoming, replay_headers(incoming.headers))
                     await incoming.ack()
                     moved += 1
             finally:
                 await channel.close()
-        if moved:
-            logger.info(
-                "dead letters replayed",
-                extra={"action": "dead_letters_replayed", "queue": queue, "n": moved},
-            )
-        return moved
+        return replayed(queue, moved)
 
     async def close(self) -> None:
         if self._closed:

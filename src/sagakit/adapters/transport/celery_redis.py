@@ -1,0 +1,633 @@
+"""Celery task messages over Redis, stored the way kombu's Redis transport does.
+
+:class:`CeleryRedisTransport` sends and reads the same Celery task messages as
+:class:`~sagakit.adapters.transport.celery.CeleryTransport` (protocol v2, JSON
+only; the task-message rules are in :mod:`sagakit.adapters.transport.celery`),
+so a Celery app with ``broker="redis://..."`` runs our commands and its
+``app.send_task(name, args=[reply], queue=reply_to)`` reaches us.
+
+The layout on the server (a list per queue, kombu's ``unacked`` hash and
+index, ``q.dlq``) is described in :mod:`sagakit.adapters.transport.kombu_redis`.
+
+**Consuming.** Each subscription runs one loop. A Lua script takes up to as
+many messages as the subscription has free ``prefetch`` slots, popping them
+and recording them in ``unacked`` and ``unacked_index`` in one step, so no
+message is ever held only by the client. (kombu's ``BRPOP`` then ``HSET``
+leaves a moment in which a crash loses a message; the script does not.) When
+the lists are empty the loop waits with ``BLMOVE q q RIGHT RIGHT``, which
+changes nothing but blocks until ``q`` has an entry; the priority lists are
+looked at on each pass, at least every second. A message whose handler returns
+is acknowledged (``ZREM`` and ``HDEL``); an item that is not a kombu message
+with a delivery tag is dead-lettered without passing through ``unacked``.
+
+**Redelivery** is counted in the header ``x-sagakit-deliveries``, as in the
+RabbitMQ adapters: a failed message is pushed to the back of its queue with
+the count incremented, in one ``MULTI``/``EXEC`` with its acknowledgement, and
+after ``max_deliveries`` it is dead-lettered instead (also one transaction).
+A message restored after a consumer stopped or died counts as delivered once
+more; one arriving with more than ``max_deliveries`` counted deliveries is
+dead-lettered without calling the handler.
+
+**At least once.** ``cancel`` (and ``close``) stop the handlers and restore
+their messages at once, to the end of the queue that is read first, as kombu
+does at shutdown. Messages of a consumer that died stay in ``unacked``; every
+``restore_interval`` each subscription restores the ones of its own queue
+taken longer than ``visibility_timeout`` ago (kombu's ``restore_visible``,
+under ``WATCH`` so that two restorers cannot both push one message), and
+refreshes the time of the messages its handlers still hold, so a slow handler
+keeps its message. A Celery worker's own sweep restores ours just as well
+(without counting a delivery), and ours never touches entries of other
+queues. Keep ``visibility_timeout`` equal to the Celery app's
+``broker_transport_options["visibility_timeout"]`` (kombu and this adapter
+default to an hour): a shorter one here lets our sweep take back a message a
+Celery worker on the same queue is still running.
+
+Like kombu's transport this needs one Redis server (6.2 or later, for
+``BLMOVE``), not a Cluster.
+``publish`` returns once Redis has the message; surviving a server crash takes
+``appendonly yes``. Driver errors become :class:`~sagakit.errors.TransportError`
+with the driver's exception as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import time
+import uuid
+from asyncio import FIRST_COMPLETED
+from bisect import bisect
+from typing import Any
+from urllib.parse import urlsplit
+
+from sagakit.adapters.transport.celery import (
+    JSON,
+    build_task_message,
+    dead_letter_headers,
+    open_task,
+    read_dead_letter,
+    replay_headers,
+    replayed,
+    run_handler,
+)
+from sagakit.adapters.transport.kombu_redis import (
+    PRIORITY_STEPS,
+    SEP,
+    TAKE,
+    Message,
+    open_item,
+    pairs,
+    priority,
+    routed,
+)
+from sagakit.adapters.transport.rabbitmq import DELIVERIES_HEADER, _deliveries
+from sagakit.adapters.transport.redis import (
+    _DRIVER_ERRORS,
+    _driver_errors,
+    _one_line,
+    _where,
+)
+from sagakit.errors import TransportError
+from sagakit.messaging.envelope import (
+    MAX_MESSAGE_BYTES,
+    Envelope,
+    MalformedMessage,
+    decode,
+    one_line,
+)
+from sagakit.ports.transport import DeadLetter, Handler
+
+try:
+    from celery import Celery
+    from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.client import Pipeline
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "CeleryRedisTransport needs celery and redis: "
+        "pip install 'sagakit[celery,redis]'"
+    ) from exc
+
+logger = logging.getLogger(__name__)
+
+
+MAX_WAIT = 1.0
+"""Longest wait, in seconds, before the priority lists are looked at again."""
+
+
+def _text(value: object) -> str:
+    return one_line(str(value), 80)
+
+
+_SCHEMES = frozenset({"redis", "rediss", "unix"})
+
+
+class _Subscription:
+    """One consumer: a take/restore loop and its handler tasks."""
+
+    def __init__(
+        self,
+        transport: CeleryRedisTransport,
+        queue: str,
+        handler: Handler,
+        *,
+        prefetch: int,
+        max_deliveries: int,
+    ) -> None:
+        self._transport = transport
+        self._queue = queue
+        self._name = transport.queue_name(queue)
+        self._keys = transport.list_keys(self._name)
+        self._handler = handler
+        self._prefetch = prefetch
+        self._max_deliveries = max_deliveries
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._orphans: list[tuple[str, bytes]] = []  # taken while cancelled
+        self._loop_task: asyncio.Task[None] | None = None
+        self._cancelled = False
+
+    async def cancel(self) -> None:
+        """Stop consuming; unacknowledged messages go back to the queue.
+
+        The loop and the in-flight handlers are cancelled, then their messages
+        are restored from ``unacked`` to the end of the queue read next."""
+        if self._cancelled:
+            return
+        self._cancelled = True
+        self._transport._subscriptions.discard(self)
+        current = asyncio.current_task()
+        loop_task = self._loop_task
+        while (
+            loop_task is not None and loop_task is not current and not loop_task.done()
+        ):
+            # again until it stops: redis-py's asyncio.wait_for can swallow one
+            loop_task.cancel()
+            await asyncio.wait({loop_task}, timeout=0.05)
+        held = [tag for tag, task in self._inflight.items() if task is not current]
+        tasks = [t for t in self._inflight.values() if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with _driver_errors(f"restoring the messages of {self._name}"):
+            for tag, item in self._orphans:
+                if tag:
+                    held.append(tag)
+                else:  # never in unacked, and never handled: dead-lettered
+                    await self._deliver(tag, item)
+            for tag in held:
+                await self._transport._restore(tag)
+
+    # --- the loop -------------------------------------------------------------
+
+    async def _run(self) -> None:
+        transport = self._transport
+        clock = asyncio.get_running_loop().time
+        next_sweep = clock()
+        while not self._cancelled:  # also stops if a cancellation got lost
+            try:
+                if clock() >= next_sweep:
+                    await self._renew()
+                    await self._restore_visible()
+                    next_sweep = clock() + transport.restore_interval
+                wait = min(max(next_sweep - clock(), 0.001), MAX_WAIT)
+                free = self._prefetch - len(self._inflight)
+                if free <= 0:  # until a handler is done
+                    held = set(self._inflight.values())
+                    await asyncio.wait(held, timeout=wait, return_when=FIRST_COMPLETED)
+                    continue
+                if not await self._take(free):
+                    # wait until the queue has an entry, moving nothing (Redis
+                    # takes fractional seconds; redis-py's annotation says int)
+                    head, blmove = self._keys[0], transport._client.blmove
+                    await blmove(head, head, wait, "RIGHT", "RIGHT")  # type: ignore[arg-type]
+            except _DRIVER_ERRORS as exc:
+                extra = {"action": "consume_failed", "queue": self._queue}
+                logger.warning(
+                    "consumer loop failed, retrying",
+                    extra={**extra, "error": _one_line(exc)},
+                )
+                await asyncio.sleep(min(transport.restore_interval, MAX_WAIT))
+
+    async def _take(self, count: int) -> bool:
+        """Start handlers for up to ``count`` messages; whether there were any."""
+        transport = self._transport
+        keys = [transport.unacked_key, transport.unacked_index_key, *self._keys]
+        pending = asyncio.ensure_future(
+            transport._take_script(keys=keys, args=[count, time.time(), self._name])
+        )
+        try:
+            taken: list[bytes] = await asyncio.shield(pending)
+        except asyncio.CancelledError:  # cancel() restores what the script took
+            while not pending.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait({pending})
+            if not pending.cancelled() and pending.exception() is None:
+                self._orphans.extend(pairs(pending.result()))
+            raise
+        for tag, item in pairs(taken):
+            self._start(tag, item)
+        return bool(taken)
+
+    async def _renew(self) -> None:
+        """Refresh the time of the messages being handled (``ZADD XX``)."""
+        now = time.time()
+        held = {tag: now for tag in self._inflight}  # XX: untagged keys add nothing
+        if held:
+            await self._transport._client.zadd(
+                self._transport.unacked_index_key, held, xx=True
+            )
+
+    async def _restore_visible(self) -> None:
+        """Restore this queue's messages taken over ``visibility_timeout`` ago."""
+        transport = self._transport
+        client = transport._client
+        ceiling = time.time() - transport.visibility_timeout
+        found: list[Any] = await client.zrangebyscore(
+            transport.unacked_index_key, "-inf", ceiling
+        )
+        tags = [tag.decode() for tag in found if tag.decode() not in self._inflight]
+        if not tags:
+            return
+        stored: list[Any] = await client.hmget(transport.unacked_key, tags)
+        for tag, raw in zip(tags, stored, strict=True):
+            if routed(raw) == ("", self._name):
+                logger.info(
+                    "unacknowledged message restored",
+                    extra={"action": "restored", "queue": self._queue},
+                )
+                await transport._restore(tag)
+
+    def _start(self, tag: str, item: bytes) -> None:
+        key = tag or f"untagged-{uuid.uuid4().hex}"  # an item not in unacked
+        task = asyncio.create_task(self._settle(tag, item))
+        self._inflight[key] = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            if self._inflight.get(key) is task:  # a tag taken twice keeps its own
+                del self._inflight[key]
+
+        task.add_done_callback(done)
+
+    # --- one message ----------------------------------------------------------
+
+    async def _settle(self, tag: str, item: bytes) -> None:
+        try:
+            await self._deliver(tag, item)
+        except asyncio.CancelledError:
+            raise  # restored by cancel(), or by a sweep once visible again
+        except Exception as exc:  # a driver error settling it: it stays unacked
+            extra = {"action": "settle_failed", "queue": self._queue}
+            logger.warning(
+                "message left unacknowledged", extra={**extra, "error": _one_line(exc)}
+            )
+
+    async def _deliver(self, tag: str, item: bytes) -> None:
+        transport = self._transport
+        opened = open_item(item, transport.limit)
+        if isinstance(opened, str):
+            raw = transport.kombu_message(self._name, item, {})
+            await transport._dead_letter(self._queue, tag, raw, opened)
+            return
+        if not tag:
+            reason = "kombu message without a delivery tag"
+            await transport._dead_letter(self._queue, tag, opened.message, reason)
+            return
+        message = open_task(
+            opened.body,
+            content_type=opened.content_type,
+            headers=opened.headers,
+            limit=transport.limit,
+        )
+        deliveries = _deliveries(opened.headers) + 1
+        if deliveries > self._max_deliveries and not isinstance(message, str):
+            message = f"not acknowledged after {deliveries - 1} deliveries"
+        if isinstance(message, str):
+            await transport._dead_letter(self._queue, tag, opened.message, message)
+            return
+        verdict = await run_handler(
+            self._handler,
+            message,
+            queue=self._queue,
+            deliveries=deliveries,
+            max_deliveries=self._max_deliveries,
+        )
+        if verdict.reason is not None:
+            await transport._dead_letter(
+                self._queue, tag, opened.message, verdict.reason
+            )
+            return
+        if not verdict.deliveries:
+            await transport._ack(tag)
+            return
+        headers = {**opened.headers, DELIVERIES_HEADER: verdict.deliveries}
+        again = transport.retagged(self._name, opened.message, headers)
+        await transport._ack(
+            tag, transport.list_key(self._name, priority(again)), again
+        )
+
+
+class CeleryRedisTransport:
+    """The :class:`~sagakit.ports.transport.Transport` port as Celery tasks on
+    a Redis broker, stored as kombu stores them."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        limit: int = MAX_MESSAGE_BYTES,
+        prefix: str = "",
+        visibility_timeout: float = 3600.0,
+        restore_interval: float | None = None,
+        unacked_key: str = "unacked",
+        unacked_index_key: str = "unacked_index",
+    ) -> None:
+        """Use :meth:`connect`; this takes a client that answered ``PING``."""
+        interval = (
+            min(visibility_timeout / 4, 60.0)
+            if restore_interval is None
+            else restore_interval
+        )
+        if visibility_timeout <= 0 or not 0 < interval < visibility_timeout:
+            raise TransportError("need 0 < restore_interval < visibility_timeout")
+        self.limit = limit
+        self.prefix = prefix
+        self.visibility_timeout = visibility_timeout
+        self.restore_interval = interval
+        self.unacked_key = unacked_key
+        self.unacked_index_key = unacked_index_key
+        self._client = client
+        self._take_script = client.register_script(TAKE)
+        self._app = Celery("sagakit", set_as_current=False)  # builds messages only
+        self._subscriptions: set[_Subscription] = set()
+        self._closed = False
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        connect_timeout: float = 10.0,
+        max_connections: int = 128,
+        pool_timeout: float = 30.0,
+        **options: Any,
+    ) -> CeleryRedisTransport:
+        """Connect to the Redis broker of Celery's ``broker_url``; ``options``
+        are the constructor's.
+
+        ``visibility_timeout`` (seconds) and the ``unacked*`` key names are
+        kombu's transport options of the same names: use the Celery app's
+        values. ``restore_interval`` (default ``visibility_timeout / 4``, at
+        most a minute) is how often each subscription restores messages of
+        dead consumers and refreshes its own. Each subscription holds one of
+        the ``max_connections`` while it waits for messages."""
+        where, scheme = _where(url), urlsplit(url).scheme
+        if scheme not in _SCHEMES:
+            raise TransportError(
+                f"CeleryRedisTransport speaks Redis only, not {scheme!r} broker URLs"
+            )
+        try:
+            client = Redis.from_pool(
+                BlockingConnectionPool.from_url(
+                    url,
+                    max_connections=max_connections,
+                    timeout=pool_timeout,
+                    socket_connect_timeout=connect_timeout,
+                )
+            )
+        except ValueError as exc:
+            raise TransportError(f"invalid Redis URL for {where}") from exc
+        try:
+            with _driver_errors(f"connecting to the Celery broker at {where}"):
+                await client.ping()
+            return cls(client, **options)
+        except BaseException:
+            with contextlib.suppress(*_DRIVER_ERRORS):
+                await client.aclose()
+            raise
+
+    # --- names and messages ---------------------------------------------------
+
+    def queue_name(self, queue: str) -> str:
+        """Celery's name (and the Redis list) of the logical ``queue``."""
+        return f"{self.prefix}.{queue}" if self.prefix else queue
+
+    def dead_letter_key(self, queue: str) -> str:
+        """The list holding the dead letters of the logical ``queue``."""
+        return f"{self.queue_name(queue)}.dlq"
+
+    @staticmethod
+    def list_keys(name: str) -> list[str]:
+        """The lists of the Celery queue ``name``, in the order kombu reads them."""
+        return [name, *(f"{name}{SEP}{step}" for step in PRIORITY_STEPS[1:])]
+
+    @staticmethod
+    def list_key(name: str, priority: int) -> str:
+        """The list a message of ``priority`` goes to (kombu's ``_q_for_pri``)."""
+        step = PRIORITY_STEPS[bisect(PRIORITY_STEPS, priority) - 1]
+        return f"{name}{SEP}{step}" if step else name
+
+    def kombu_message(
+        self,
+        name: str,
+        body: bytes,
+        headers: dict[str, Any],
+        *,
+        correlation_id: str | None = None,
+        reply_to: str | None = None,
+    ) -> Message:
+        """The message kombu's Redis transport stores for ``body`` on ``name``."""
+        properties: dict[str, Any] = {}
+        if correlation_id:
+            properties["correlation_id"] = correlation_id
+        if reply_to:
+            properties["reply_to"] = reply_to
+        properties |= {
+            "delivery_mode": 2,  # persistent, as Celery sends it
+            "delivery_info": {"exchange": "", "routing_key": name},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        }
+        return {
+            "body": base64.b64encode(body).decode("ascii"),
+            "content-encoding": "utf-8",
+            "content-type": JSON,
+            "headers": headers,
+            "properties": properties,
+        }
+
+    def task_message(self, name: str, message: Envelope) -> Message:
+        """The Celery task message (protocol v2, JSON) carrying ``message``."""
+        built = build_task_message(self._app, message, limit=self.limit)
+        return self.kombu_message(
+            name,
+            built.body,
+            built.headers,
+            correlation_id=built.correlation_id,
+            reply_to=built.reply_to,
+        )
+
+    @staticmethod
+    def retagged(name: str, message: Message, headers: dict[str, Any]) -> Message:
+        """``message`` sent again to ``name``: other headers, a new delivery tag."""
+        properties = {
+            **message["properties"],
+            "delivery_info": {"exchange": "", "routing_key": name},
+            "delivery_tag": str(uuid.uuid4()),
+        }
+        return {**message, "headers": headers, "properties": properties}
+
+    # --- the port -------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TransportError("the Celery transport is closed")
+
+    async def publish(self, queue: str, message: Envelope) -> None:
+        self._check_open()
+        name = self.queue_name(queue)
+        await self._push(name, self.task_message(name, message))
+
+    async def publish_raw(self, queue: str, body: bytes) -> None:
+        self._check_open()
+        name = self.queue_name(queue)
+        try:
+            message = decode(body, limit=self.limit)
+        except MalformedMessage:  # not an envelope: sent as it is, to be dead-lettered
+            await self._push(name, self.kombu_message(name, body, {}))
+        else:
+            await self._push(name, self.task_message(name, message))
+
+    async def _push(self, name: str, message: Message) -> None:
+        with _driver_errors(f"publishing to {name}"):
+            await self._client.lpush(
+                self.list_key(name, priority(message)), json.dumps(message)
+            )
+
+    async def consume(
+        self,
+        queue: str,
+        handler: Handler,
+        *,
+        prefetch: int = 32,
+        max_deliveries: int = 5,
+    ) -> _Subscription:
+        self._check_open()
+        if prefetch < 1 or max_deliveries < 1:
+            raise TransportError("prefetch and max_deliveries must be >= 1")
+        subscription = _Subscription(
+            self, queue, handler, prefetch=prefetch, max_deliveries=max_deliveries
+        )
+        subscription._loop_task = asyncio.create_task(subscription._run())
+        self._subscriptions.add(subscription)
+        return subscription
+
+    async def _ack(self, tag: str, key: str = "", again: Message | None = None) -> None:
+        """Acknowledge ``tag`` and, in the same transaction, push ``again`` to
+        the list ``key`` (a redelivery or a dead letter)."""
+        async with self._client.pipeline(transaction=True) as pipe:
+            if again is not None:
+                pipe.lpush(key, json.dumps(again))
+            pipe.zrem(self.unacked_index_key, tag)
+            pipe.hdel(self.unacked_key, tag)
+            await pipe.execute()
+
+    async def _dead_letter(
+        self, queue: str, tag: str, message: Message, reason: str
+    ) -> None:
+        headers = dead_letter_headers(queue, message.get("headers") or {}, reason)
+        dead = {**message, "headers": headers}
+        await self._ack(tag, self.dead_letter_key(queue), dead)
+
+    async def _restore(self, tag: str) -> None:
+        """Put the message of ``tag`` back from ``unacked`` where it was taken
+        from, counted as delivered once more (kombu's ``restore_by_tag``)."""
+
+        async def restore(pipe: Pipeline) -> None:
+            raw: Any = await pipe.hget(self.unacked_key, tag)
+            route = routed(raw)
+            message = json.loads(raw)[0] if route else None
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.zrem(self.unacked_index_key, tag)
+            pipe.hdel(self.unacked_key, tag)
+            if not isinstance(message, dict) or route is None:
+                return  # acknowledged meanwhile, or nothing kombu could restore
+            headers = message.get("headers")
+            if not isinstance(headers, dict):
+                headers = message["headers"] = {}
+            headers["redelivered"] = True
+            headers[DELIVERIES_HEADER] = _deliveries(headers) + 1
+            with contextlib.suppress(AttributeError, KeyError, TypeError):
+                message["properties"]["delivery_info"]["redelivered"] = True
+            name = route[1]
+            pipe.rpush(self.list_key(name, priority(message)), json.dumps(message))
+
+        await self._client.transaction(restore, self.unacked_key)
+
+    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        self._check_open()
+        if limit < 1:
+            return []
+        key = self.dead_letter_key(queue)
+        with _driver_errors(f"reading {key}"):
+            items: list[Any] = await self._client.lrange(key, -limit, -1)
+        found = []
+        for item in reversed(items):  # the oldest is at the tail
+            opened = open_item(item, len(item))
+            if isinstance(opened, str):
+                found.append(
+                    DeadLetter(queue=queue, body=item, reason=opened, dead_at=0.0)
+                )
+            else:
+                found.append(
+                    read_dead_letter(
+                        queue, opened.body, opened.content_type, opened.headers
+                    )
+                )
+        return found
+
+    async def replay_dead_letters(self, queue: str, limit: int = 100) -> int:
+        """In one ``MULTI``/``EXEC`` under ``WATCH``, push up to ``limit`` dead
+        letters (oldest first) back to their queue, as they came but without
+        the ``x-sagakit-*`` headers and with a new delivery tag, and trim them
+        from the dead-letter list."""
+        self._check_open()
+        if limit < 1:
+            return 0
+        name = self.queue_name(queue)
+        key = self.dead_letter_key(queue)
+
+        async def move(pipe: Pipeline) -> int:
+            items: list[Any] = await pipe.lrange(key, -limit, -1)
+            pipe.multi()  # type: ignore[no-untyped-call]
+            for item in reversed(items):
+                opened = open_item(item, len(item))
+                if isinstance(opened, str):
+                    again = self.kombu_message(name, item, {})
+                else:
+                    headers = replay_headers(opened.headers)
+                    again = self.retagged(name, opened.message, headers)
+                pipe.lpush(self.list_key(name, priority(again)), json.dumps(again))
+            if items:
+                pipe.ltrim(key, 0, -len(items) - 1)
+            return len(items)
+
+        with _driver_errors(f"replaying {key}"):
+            moved: int = await self._client.transaction(
+                move, key, value_from_callable=True
+            )
+        return replayed(queue, moved)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            for subscription in list(self._subscriptions):
+                with contextlib.suppress(TransportError):
+                    await subscription.cancel()
+        finally:
+            with _driver_errors("closing the connection"):
+                await self._client.aclose()
