@@ -93,6 +93,7 @@ QUEUE_FIELD = b"queue"
 DELIVERIES_FIELD = b"deliveries"
 MAX_REASON_CHARS = 2000
 END_OF_SCAN = b"0-0"
+MAX_BLOCK = 1.0  # seconds a read blocks at most, far below socket timeouts
 
 _DRIVER_ERRORS = (RedisError, OSError)
 """What redis-py raises; ``OSError`` covers sockets and ``TimeoutError``."""
@@ -231,7 +232,10 @@ class _Subscription:
                         async with asyncio.timeout(wait):
                             await self._slot_freed.wait()
                     continue
-                await self._read(free, block_ms=max(1, round(wait * 1000)))
+                # a blocked read stays under the client's socket timeout
+                # (5 s by default in redis-py 8), which would fail it
+                block = min(wait, MAX_BLOCK)
+                await self._read(free, block_ms=max(1, round(block * 1000)))
             except ResponseError as exc:
                 if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
                     await self._pause(exc)
