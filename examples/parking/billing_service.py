@@ -7,7 +7,8 @@ Run it with ``uvicorn examples.parking.billing_service:app --port 8002``.
   ``reference_no`` is the booking's, and publishes ``bill.created``.
 - Paying (``POST /billing-requests/{ref}/payments``, or ``cli pay_bill``)
   records a payment; once the total is covered the bill is ``paid`` and
-  ``bill.paid`` goes out.
+  ``bill.paid`` is staged in the same transaction (``bus.publish_on``), to
+  go out once it commits.
 - On ``parking.unavailable`` it refunds what was paid (a negative payment
   line), marks the bill ``refunded`` and publishes ``bill.refunded``.
 """
@@ -127,7 +128,7 @@ class Payment(BaseModel):
 
 @app.post("/billing-requests/{reference_no}/payments", status_code=201)
 async def pay_bill(reference_no: str, body: Payment) -> dict[str, Any]:
-    """Record a payment; the one that covers the total publishes bill.paid."""
+    """Record a payment; the one that covers the total stages bill.paid."""
     async with db.pool.acquire() as conn, conn.transaction():
         bill = found(
             await conn.fetchrow(
@@ -150,26 +151,25 @@ async def pay_bill(reference_no: str, body: Payment) -> dict[str, Any]:
             "WHERE billing_request_id = $1",
             bill["id"],
         )
-        settled = paid >= bill["total"]
-        if settled:
+        if paid >= bill["total"]:
             await conn.execute(
                 "UPDATE billing.billing_request SET status = $2 WHERE id = $1",
                 bill["id"],
                 PAID,
             )
-    if settled:
-        # after the commit; a fixed id makes a retried publish a duplicate
-        await bus.publish(
-            BILL_PAID,
-            BillPaid(
-                reference_no=reference_no,
-                booking_id=bill["booking_id"],
-                parking_slot_uuid=bill["parking_slot_uuid"],
-                amount=paid,
-            ),
-            correlation_id=reference_no,
-            message_id=f"bill-paid-{reference_no}",
-        )
+            # staged: sent once this commits (never if it rolls back)
+            await bus.publish_on(
+                conn,
+                BILL_PAID,
+                BillPaid(
+                    reference_no=reference_no,
+                    booking_id=bill["booking_id"],
+                    parking_slot_uuid=bill["parking_slot_uuid"],
+                    amount=paid,
+                ),
+                correlation_id=reference_no,
+                message_id=f"bill-paid-{reference_no}",
+            )
     return found(payment, "payment")
 
 

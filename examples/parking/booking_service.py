@@ -3,8 +3,10 @@
 Run it with ``uvicorn examples.parking.booking_service:app --port 8001``.
 
 Creating a booking (``POST /bookings``, or ``cli create_booking``) stores it
-``pending`` with a new ``reference_no`` and publishes ``booking.created``;
-that reference is the correlation id of everything that follows. On
+``pending`` with a new ``reference_no`` and stages ``booking.created`` in the
+same transaction (``bus.publish_on``): the bus publishes it once that commits,
+so a booking never stays pending for want of its event. The reference is the
+correlation id of everything that follows. On
 ``parking.reserved`` the booking is ``done`` (``booking.confirmed``), on
 ``parking.unavailable`` it is ``failed`` (``booking.failed``).
 
@@ -89,26 +91,30 @@ class NewBooking(BaseModel):
 
 @app.post("/bookings", status_code=201)
 async def create_booking(body: NewBooking) -> dict[str, Any]:
-    booking = found(
-        await db.pool.fetchrow(
-            "INSERT INTO booking.booking (reference_no, parking_slot_uuid, status) "
-            "VALUES ($1, $2, $3) RETURNING id, reference_no, status, parking_slot_uuid",
-            uuid.uuid4().hex,
-            body.parking_slot_uuid,
-            PENDING,
-        ),
-        "booking",
-    )
-    await bus.publish(
-        BOOKING_CREATED,
-        BookingCreated(
-            reference_no=booking["reference_no"],
-            booking_id=booking["id"],
-            parking_slot_uuid=booking["parking_slot_uuid"],
-        ),
-        correlation_id=booking["reference_no"],
-        message_id=f"booking-created-{booking['reference_no']}",
-    )
+    """Store the booking and stage booking.created, in one transaction."""
+    async with db.pool.acquire() as conn, conn.transaction():
+        booking = found(
+            await conn.fetchrow(
+                "INSERT INTO booking.booking "
+                "(reference_no, parking_slot_uuid, status) VALUES ($1, $2, $3) "
+                "RETURNING id, reference_no, status, parking_slot_uuid",
+                uuid.uuid4().hex,
+                body.parking_slot_uuid,
+                PENDING,
+            ),
+            "booking",
+        )
+        await bus.publish_on(
+            conn,
+            BOOKING_CREATED,
+            BookingCreated(
+                reference_no=booking["reference_no"],
+                booking_id=booking["id"],
+                parking_slot_uuid=booking["parking_slot_uuid"],
+            ),
+            correlation_id=booking["reference_no"],
+            message_id=f"booking-created-{booking['reference_no']}",
+        )
     return booking
 
 

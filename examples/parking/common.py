@@ -2,8 +2,10 @@
 
 Each service owns a PostgreSQL schema (``booking``, ``billing``, ``parking``)
 in one database, a stand-in for a database per service, and creates it on
-start. sagakit's tables (routes, inbox, tracker) live in the same database,
-so a handler can commit its business write and its inbox entry together.
+start. sagakit's tables (routes, inbox, tracker, event outbox) live in the
+same database, so a handler can commit its business write and its inbox
+entry together, and an HTTP endpoint its business write and the event it
+stages (``bus.publish_on``). Each service's bus publishes what it staged.
 
 Environment:
 

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from typing import Any, cast
+
+import pytest
 
 from sagakit.choreography import Choreography, Flow
+from sagakit.errors import StoreError
 from sagakit.ports.event_store import (
     ChoreographyStatus,
     EventOutcome,
     EventRecord,
     EventStore,
+    StagedEvent,
+    TransactionalOutbox,
 )
 
 FLOW = Choreography(
@@ -42,6 +51,57 @@ def event(
         recorded_at=at,
         detail="to events.stock" if outcome is EventOutcome.PUBLISHED else None,
     )
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction on a caller's own SQLite connection."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def staged(n: int, service: str = "orders") -> StagedEvent:
+    return StagedEvent(
+        message_id=f"{service}-{n}",
+        service=service,
+        event_type="order.created",
+        correlation_id=f"o{n}",
+        body=b'{"v": 1, "n": %d}' % n,
+        created_at=float(n),
+    )
+
+
+def ids(events: list[StagedEvent]) -> list[str]:
+    return [e.message_id for e in events]
+
+
+class Staging:
+    """How a test stages events: a connection of the adapter's own kind and
+    its transactions (a subclass per adapter)."""
+
+    transactional = True
+    """False for a store without transactions (nothing to roll back)."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.outbox = cast(TransactionalOutbox, store)
+
+    async def commit(self, *events: StagedEvent) -> list[bool]:
+        """Stage ``events`` in one transaction that commits."""
+        raise NotImplementedError
+
+    async def roll_back(self, *events: StagedEvent) -> None:
+        """Stage ``events`` in one transaction, then raise ``RuntimeError``
+        ("roll back") inside it."""
+        raise NotImplementedError
+
+    def wrong_connection(self) -> Any:
+        """A connection the store must refuse."""
+        return object()
 
 
 class EventStoreContract:
@@ -157,3 +217,83 @@ class EventStoreContract:
         tracked = await store.tracked("c")
         assert tracked is not None
         assert tracked.status is S.SUCCEEDED
+
+    # -- the event outbox ----------------------------------------------------
+
+    async def test_staged_events_are_held_by_one_claimer_until_the_hold_expires(
+        self, store: EventStore, staging: Staging
+    ) -> None:
+        outbox = staging.outbox
+        assert await staging.commit(staged(1), staged(2), staged(1, "mail")) == [
+            True,
+            True,
+            True,
+        ]
+        first = await outbox.claim_staged("orders", "a", now=100.0, hold=30.0)
+        assert first == [staged(1), staged(2)]  # its service's, in staging order
+        assert await outbox.claim_staged("orders", "b", now=110.0, hold=30.0) == []
+        mail = await outbox.claim_staged("mail", "b", now=110.0, hold=30.0)
+        assert ids(mail) == ["mail-1"]
+        # the holder takes its own again, which renews the hold
+        again = await outbox.claim_staged("orders", "a", now=120.0, hold=30.0)
+        assert ids(again) == ["orders-1", "orders-2"]
+        assert await outbox.claim_staged("orders", "b", now=140.0, hold=30.0) == []
+        # a's hold (until 150) expired: a died; b takes them
+        taken = await outbox.claim_staged("orders", "b", now=151.0, hold=30.0)
+        assert ids(taken) == ["orders-1", "orders-2"]
+        assert await outbox.claim_staged("orders", "a", now=151.0, hold=30.0) == []
+
+    async def test_forgotten_events_are_not_claimed_again(
+        self, store: EventStore, staging: Staging
+    ) -> None:
+        outbox = staging.outbox
+        await staging.commit(staged(1), staged(2), staged(3))
+        one = await outbox.claim_staged("orders", "a", now=1.0, hold=5.0, limit=1)
+        assert ids(one) == ["orders-1"]
+        await outbox.forget_staged(["orders-1", "unknown"])
+        await outbox.forget_staged([])
+        rest = await outbox.claim_staged("orders", "a", now=2.0, hold=5.0)
+        assert ids(rest) == ["orders-2", "orders-3"]
+        await outbox.forget_staged(ids(rest))
+        assert await outbox.claim_staged("orders", "b", now=100.0, hold=5.0) == []
+
+    async def test_an_id_staged_twice_keeps_the_first(
+        self, store: EventStore, staging: Staging
+    ) -> None:
+        other = StagedEvent("orders-1", "orders", "order.changed", "o9", b"{}", 2.0)
+        assert await staging.commit(staged(1)) == [True]
+        assert await staging.commit(other) == [False]
+        claimed = await staging.outbox.claim_staged("orders", "a", now=1.0, hold=5.0)
+        assert claimed == [staged(1)]
+
+    async def test_concurrent_claimers_take_each_event_once(
+        self, store: EventStore, staging: Staging
+    ) -> None:
+        await staging.commit(*(staged(n) for n in range(20)))
+        batches = await asyncio.gather(
+            *(
+                staging.outbox.claim_staged(
+                    "orders", f"c{n}", now=1.0, hold=30.0, limit=5
+                )
+                for n in range(6)
+            )
+        )
+        taken = [i for batch in batches for i in ids(batch)]
+        assert sorted(taken) == sorted(f"orders-{n}" for n in range(20))
+
+    async def test_a_rolled_back_staging_leaves_nothing(
+        self, store: EventStore, staging: Staging
+    ) -> None:
+        if not staging.transactional:
+            pytest.skip(f"{type(store).__name__} has no transactions")
+        with pytest.raises(RuntimeError, match="roll back"):
+            await staging.roll_back(staged(1), staged(2))
+        assert await staging.outbox.claim_staged("orders", "a", now=1.0, hold=5) == []
+        assert await staging.commit(staged(1)) == [True]  # the id is free
+
+    async def test_staging_on_a_wrong_connection_is_refused(
+        self, store: EventStore, staging: Staging
+    ) -> None:
+        wrong = staging.wrong_connection()
+        with pytest.raises(StoreError, match=type(wrong).__name__):
+            await staging.outbox.stage_event_on(wrong, staged(1))

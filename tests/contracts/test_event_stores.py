@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,14 +11,80 @@ import pytest
 from sagakit.adapters.store import event_store_for, open_event_store
 from sagakit.adapters.store.event_memory import InMemoryEventStore
 from sagakit.adapters.store.event_sqlite import SQLiteEventStore
-from sagakit.ports.event_store import EventStore
-from tests.contracts.event_store_contract import EventStoreContract
+from sagakit.ports.event_store import EventStore, StagedEvent
+from tests.contracts.event_store_contract import (
+    EventStoreContract,
+    Staging,
+    transaction,
+)
+
+
+class MemoryStaging(Staging):
+    transactional = False
+
+    async def commit(self, *events: StagedEvent) -> list[bool]:
+        return [await self.outbox.stage_event_on(None, e) for e in events]
+
+
+class SQLiteStaging(Staging):
+    """A connection of the test's own to the store's file."""
+
+    def __init__(self, store: EventStore, path: Path) -> None:
+        super().__init__(store)
+        self.db = sqlite3.connect(path, isolation_level=None)
+
+    async def _stage(self, events: tuple[StagedEvent, ...], fail: bool) -> list[bool]:
+        with transaction(self.db):
+            done = [await self.outbox.stage_event_on(self.db, e) for e in events]
+            if fail:
+                raise RuntimeError("roll back")
+        return done
+
+    async def commit(self, *events: StagedEvent) -> list[bool]:
+        return await self._stage(events, False)
+
+    async def roll_back(self, *events: StagedEvent) -> None:
+        await self._stage(events, True)
+
+
+class PostgresStaging(Staging):
+    """An asyncpg connection of the test's own to the store's database."""
+
+    def __init__(self, store: EventStore, url: str) -> None:
+        super().__init__(store)
+        self.url = url
+
+    async def _stage(self, events: tuple[StagedEvent, ...], fail: bool) -> list[bool]:
+        import asyncpg  # noqa: PLC0415 - only the PostgreSQL tests need the driver
+
+        conn = await asyncpg.connect(self.url)
+        try:
+            async with conn.transaction():
+                done = [await self.outbox.stage_event_on(conn, e) for e in events]
+                if fail:
+                    raise RuntimeError("roll back")
+        finally:
+            await conn.close()
+        return done
+
+    async def commit(self, *events: StagedEvent) -> list[bool]:
+        return await self._stage(events, False)
+
+    async def roll_back(self, *events: StagedEvent) -> None:
+        await self._stage(events, True)
+
+    def wrong_connection(self) -> sqlite3.Connection:
+        return sqlite3.connect(":memory:")
 
 
 class TestInMemoryEventStore(EventStoreContract):
     @pytest.fixture
     def store(self) -> EventStore:
         return InMemoryEventStore()
+
+    @pytest.fixture
+    def staging(self, store: EventStore) -> Staging:
+        return MemoryStaging(store)
 
 
 class TestSQLiteEventStore(EventStoreContract):
@@ -27,6 +94,12 @@ class TestSQLiteEventStore(EventStoreContract):
         yield store
         await store.close()
 
+    @pytest.fixture
+    def staging(self, store: EventStore, tmp_path: Path) -> Iterator[Staging]:
+        staging = SQLiteStaging(store, tmp_path / "contract.db")
+        yield staging
+        staging.db.close()
+
 
 @pytest.mark.postgres
 class TestPostgresEventStore(EventStoreContract):
@@ -35,6 +108,10 @@ class TestPostgresEventStore(EventStoreContract):
         store = await open_event_store(pg_url)
         yield store
         await store.close()
+
+    @pytest.fixture
+    def staging(self, store: EventStore, pg_url: str) -> Staging:
+        return PostgresStaging(store, pg_url)
 
 
 async def test_event_store_for_shares_the_saga_store(tmp_path: Path) -> None:

@@ -10,7 +10,10 @@
         await ctx.publish("bill.created", BillCreated(...))
 
     await bus.start()
-    await bus.publish("bill.paid", paid, correlation_id=reference_no)
+
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("UPDATE billing.bill SET status = 'paid' ...")
+        await bus.publish_on(conn, "bill.paid", paid, correlation_id=reference_no)
 
 - :class:`EventBus` fans events out to every subscribed service over any
   :class:`~sagakit.ports.transport.Transport`, and runs each handler once per
@@ -48,6 +51,35 @@ connection, inside its transaction, after its ``publish`` calls: the inbox
 entry then commits (or rolls back) with the business writes, and a concurrent
 duplicate fails its transaction instead of writing twice. That needs the
 inbox in the same database (PostgreSQL or SQLite).
+
+**Outbox.** :meth:`EventBus.publish` sends at once: a service that commits
+its writes, then publishes, loses the event if it dies or the broker is down
+in between. :meth:`EventBus.publish_on` closes that gap. It stages the event
+(its encoded envelope) in the event store's outbox (``sagakit_event_outbox``)
+on the caller's own connection, inside its open transaction (an asyncpg
+connection for PostgreSQL, a ``sqlite3.Connection`` for SQLite), so the event
+commits with the business writes or rolls back with them; a wrong connection
+type is a :class:`~sagakit.errors.StoreError`, a store without an outbox a
+:class:`~sagakit.errors.SagaError`. The in-memory store stages at once, with
+``conn=None``. Every started bus, even one without handlers, runs a publisher
+for the events its service staged (a bus never takes another service's): it
+claims a batch with a hold (``FOR UPDATE SKIP LOCKED`` on PostgreSQL,
+``BEGIN IMMEDIATE`` on SQLite), sends each one the way ``publish`` does
+(routes, the tracker's ``published`` line, one copy per subscribed queue),
+then deletes the batch. Several buses and processes of a service may share
+the database: an event is with one claimer at a time, and a dead claimer's
+events come back when its hold (``outbox_hold``, 30 s) expires. Broker and
+store errors are retried with a backoff and logged, and the events stay
+staged. The publisher polls every ``outbox_interval`` (0.2 s) and
+``publish_on`` wakes it in its own process; events staged while no bus of the
+service runs go out when one starts. ``await bus.publish_staged()`` runs
+one pass (tests, scripts). Delivery is at least once: a crash between
+sending and deleting sends the event again after the hold, with the same id,
+so the subscribers' inboxes drop it. Claims use each bus's clock, so keep the
+hold well above the clock skew between hosts.
+
+Events published from handlers need no outbox: they are stored with the
+inbox entry and sent again on a redelivery (see *Deduplication*).
 """
 
 from __future__ import annotations

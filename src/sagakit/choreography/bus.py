@@ -11,8 +11,12 @@
 
     await bus.start()
 
-How fan-out, deduplication and effect-once handlers work is described in
-:mod:`sagakit.choreography`.
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("UPDATE ...")                 # business writes
+        await bus.publish_on(conn, "parking.freed", freed, correlation_id=ref)
+
+How fan-out, deduplication, effect-once handlers and the event outbox work
+is described in :mod:`sagakit.choreography`.
 """
 
 from __future__ import annotations
@@ -37,14 +41,22 @@ from sagakit.choreography.context import (
     payload_model,
 )
 from sagakit.choreography.definition import Choreography
+from sagakit.choreography.outbox import StagedPublisher, check_options, new_owner
 from sagakit.choreography.tracker import Tracker
 from sagakit.errors import DuplicateMessage, SagaError
-from sagakit.messaging.envelope import Envelope, MalformedMessage, new_message_id
+from sagakit.messaging.envelope import (
+    Envelope,
+    MalformedMessage,
+    encode,
+    new_message_id,
+)
 from sagakit.ports.clock import Clock
 from sagakit.ports.event_store import (
     EventOutcome,
     EventRecord,
     EventStore,
+    StagedEvent,
+    TransactionalOutbox,
 )
 from sagakit.ports.store import SagaStore
 from sagakit.ports.transport import Subscription, Transport
@@ -74,7 +86,12 @@ def _as_event_store(store: EventStore | SagaStore) -> EventStore:
 
 
 class EventBus:
-    """Publishes a service's events and runs its handlers from its queue."""
+    """Publishes a service's events and runs its handlers from its queue.
+
+    ``outbox_interval``, ``outbox_hold`` and ``outbox_batch`` tune the
+    publisher of staged events (:meth:`publish_on`): how often it polls,
+    how long a claim holds an event, how many one pass takes.
+    """
 
     def __init__(
         self,
@@ -87,6 +104,9 @@ class EventBus:
         clock: Clock | None = None,
         prefetch: int = 32,
         max_deliveries: int = 5,
+        outbox_interval: float = 0.2,
+        outbox_hold: float = 30.0,
+        outbox_batch: int = 100,
     ) -> None:
         if not service:
             raise SagaError("an event bus needs a service name")
@@ -107,6 +127,12 @@ class EventBus:
         self._handlers: dict[str, _Handler] = {}
         self._subscription: Subscription | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._started = False
+        self.owner = new_owner(service)
+        """This bus's name when it claims staged events."""
+        self._outbox_options = (outbox_interval, outbox_hold, outbox_batch)
+        check_options(outbox_interval, outbox_hold, outbox_batch)
+        self._publisher: StagedPublisher | None = None
         self.handled = 0
         self.duplicates = 0
 
@@ -141,8 +167,11 @@ class EventBus:
 
     def attach(self, transport: Transport, store: EventStore | SagaStore) -> None:
         """Give a bus defined at import time its transport and store."""
+        if self._started:
+            raise SagaError(f"event bus {self.service} is started: stop() first")
         self._transport = transport
         self._store = _as_event_store(store)
+        self._publisher = None  # the new store's outbox
 
     @property
     def transport(self) -> Transport:
@@ -160,18 +189,25 @@ class EventBus:
     def tracker(self) -> Tracker:
         return Tracker(self.store, clock=self.clock)
 
+    @property
+    def outbox_published(self) -> int:
+        """Staged events this bus has sent and deleted."""
+        return 0 if self._publisher is None else self._publisher.published
+
     def choreography_of(self, event_type: str) -> Choreography | None:
         """The declared choreography this event type belongs to, if any."""
         return next(
             (c for c in self._choreographies.values() if event_type in c.events), None
         )
 
-    async def start(self, *, watch: float | None = None) -> None:
-        """Register this service's routes and consume its queue until ``stop``.
+    async def start(self, *, watch: float | None = None, outbox: bool = True) -> None:
+        """Register this service's routes and consume its queue until ``stop``;
+        publish the events the service staged (:meth:`publish_on`), even
+        without handlers, unless ``outbox=False`` or the store has no outbox.
 
         With ``watch`` (seconds), also check for stalled choreographies that
         often (see :meth:`Tracker.watch`)."""
-        if self._subscription is not None:
+        if self._started:
             raise SagaError(f"event bus {self.service} is already started")
         if self._handlers:
             await self.store.subscribe(
@@ -183,10 +219,18 @@ class EventBus:
                 prefetch=self.prefetch,
                 max_deliveries=self.max_deliveries,
             )
+        if outbox and hasattr(self._store, "stage_event_on"):
+            self._staged_publisher().start()
         if watch is not None:
             self._watcher = asyncio.create_task(self.tracker.watch(watch))
+        self._started = True
 
     async def stop(self) -> None:
+        """Stop consuming, checking and publishing staged events (the pass
+        under way finishes first, for a few seconds at most)."""
+        self._started = False
+        if self._publisher is not None:
+            await self._publisher.stop()
         if self._watcher is not None:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
@@ -244,16 +288,92 @@ class EventBus:
         await self._send(event)
         return event
 
-    async def _send(self, event: Envelope) -> None:
-        queues = await self.store.subscribers(event.type)
-        if not queues:
-            logger.warning(
-                "event has no subscribers",
-                extra={"action": "event_unrouted", "event": event.type},
+    async def publish_on(
+        self,
+        conn: Any,
+        event_type: str,
+        payload: Any = None,
+        *,
+        correlation_id: str,
+        message_id: str | None = None,
+    ) -> Envelope:
+        """Stage an event in the outbox on ``conn``, the caller's own
+        connection to the event store's database, inside its open
+        transaction; it is published (as by :meth:`publish`) once that
+        transaction commits, and never if it rolls back.
+
+        ``conn`` is an asyncpg connection (PostgreSQL) or a
+        ``sqlite3.Connection`` (SQLite); with the in-memory store, ``None``
+        (staged at once). A running bus of this service publishes it soon
+        after the commit, or when one starts: at least once, always with the
+        returned envelope's id, so subscribers drop a repeat. A
+        ``message_id`` staged already keeps the first event."""
+        outbox = self._outbox()
+        event = self.event(
+            event_type, payload, correlation_id=correlation_id, message_id=message_id
+        )
+        staged = StagedEvent(
+            message_id=event.id,
+            service=self.service,
+            event_type=event.type,
+            correlation_id=event.correlation_id,
+            body=encode(event),
+            created_at=self.clock.now(),
+        )
+        await outbox.stage_event_on(conn, staged)
+        if self._publisher is not None:
+            self._publisher.expect(event.id)
+        return event
+
+    async def publish_staged(self) -> int:
+        """Publish the events this service staged, one pass (up to
+        ``outbox_batch``); returns how many were sent. For tests and scripts:
+        a started bus does this on its own."""
+        return await self._staged_publisher().publish_once()
+
+    def _outbox(self) -> TransactionalOutbox:
+        store = self.store
+        if not hasattr(store, "stage_event_on"):
+            raise SagaError(
+                f"{type(store).__name__} has no event outbox to stage events in; "
+                "use PostgreSQL, SQLite or the in-memory event store"
             )
-        detail = f"to {', '.join(queues)}" if queues else "no subscribers"
-        await self._record(event, EventOutcome.PUBLISHED, detail)
-        await self._fan_out(event, queues)
+        return cast(TransactionalOutbox, store)
+
+    def _staged_publisher(self) -> StagedPublisher:
+        if self._publisher is None:
+            interval, hold, batch = self._outbox_options
+            self._publisher = StagedPublisher(
+                self.service,
+                self._outbox(),
+                self._announce,
+                self._fan_out,
+                now=self._now,
+                owner=self.owner,
+                poll_interval=interval,
+                hold=hold,
+                batch=batch,
+            )
+        return self._publisher
+
+    def _now(self) -> float:
+        return self.clock.now()  # self.clock may be replaced after __init__
+
+    async def _send(self, event: Envelope) -> None:
+        await self._fan_out(event, await self._announce(event))
+
+    async def _announce(self, event: Envelope, track: bool = True) -> list[str]:
+        """The queues of ``event``; with ``track``, its published line too."""
+        queues = await self.store.subscribers(event.type)
+        if track:
+            if not queues:
+                logger.warning(
+                    "event has no subscribers",
+                    extra={"action": "event_unrouted", "event": event.type},
+                )
+            detail = f"to {', '.join(queues)}" if queues else "no subscribers"
+            await self._record(event, EventOutcome.PUBLISHED, detail)
+        return queues
 
     async def _fan_out(self, event: Envelope, queues: list[str] | None = None) -> None:
         if queues is None:

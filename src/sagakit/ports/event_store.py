@@ -1,6 +1,6 @@
 """The event store port: what choreography needs from a database.
 
-Three things live there, next to the saga tables:
+Four things live there, next to the saga tables:
 
 - **routes**: which service queue receives which event type. A service
   registers its routes when its :class:`~sagakit.choreography.EventBus`
@@ -10,6 +10,9 @@ Three things live there, next to the saga tables:
 - **the tracker**: one log line per event a service published or consumed,
   by correlation id, and one row per tracked choreography with its status and
   the deadline by which it must make progress.
+- **the event outbox**: events a service staged on its own connection, inside
+  its own transaction (:meth:`~sagakit.choreography.EventBus.publish_on`),
+  until one of its buses has claimed, published and deleted them.
 
 Times are epoch seconds of the caller's clock (passed in), so a fake clock
 drives deadlines in tests.
@@ -153,12 +156,51 @@ class TransactionalInbox(Protocol):
         message was consumed before."""
 
 
+@dataclass(frozen=True, slots=True)
+class StagedEvent:
+    """An event in the outbox: ``body`` is its encoded envelope, sent as it is
+    by a bus of ``service`` once the transaction that staged it commits.
+    The fields are the outbox's columns, in the order the stores use."""
+
+    message_id: str
+    service: str
+    event_type: str
+    correlation_id: str
+    body: bytes
+    created_at: float
+
+
+class TransactionalOutbox(Protocol):
+    """An event store whose outbox can be written on the caller's own
+    connection, inside the caller's transaction (same database), and that
+    hands staged events to one claimer at a time."""
+
+    async def stage_event_on(self, conn: Any, event: StagedEvent) -> bool:
+        """Insert ``event`` on ``conn`` (no commit); False if its message id
+        is staged already (the first one is kept)."""
+
+    async def claim_staged(
+        self, service: str, owner: str, *, now: float, hold: float, limit: int = 100
+    ) -> list[StagedEvent]:
+        """Hold for ``owner`` until ``now + hold`` up to ``limit`` events
+        ``service`` staged, in staging order, and return them: those nobody
+        holds, those whose hold expired (a dead claimer's) and those ``owner``
+        holds already (taken again, hold renewed). Others wait for their
+        hold to expire, so each is with one claimer at a time."""
+
+    async def forget_staged(self, message_ids: Collection[str]) -> None:
+        """Delete these staged events (they were published); unknown ids are
+        ignored."""
+
+
 __all__ = [
     "ChoreographyStatus",
     "EventOutcome",
     "EventRecord",
     "EventStore",
     "Progress",
+    "StagedEvent",
     "TrackedChoreography",
     "TransactionalInbox",
+    "TransactionalOutbox",
 ]

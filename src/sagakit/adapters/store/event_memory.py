@@ -1,26 +1,41 @@
-"""Choreography routes, inbox and tracker kept in this process: tests, examples.
+"""Choreography routes, inbox, tracker and event outbox kept in this process:
+tests, examples.
 
 Share one instance between the event buses of a process (each service's bus
 reads the routes the others registered). Honours the same contract as the
 durable stores but loses everything when the process ends.
+
+It has no transactions: :meth:`InMemoryEventStore.stage_event_on` takes
+``conn=None`` and stages the event at once, so ``bus.publish_on(None, ...)``
+runs the outbox path (claim, publish, forget) in tests without a database.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 from sagakit.adapters.store.memory import InMemoryStore
+from sagakit.errors import StoreError
 from sagakit.ports.event_store import (
     ChoreographyStatus,
     EventOutcome,
     EventRecord,
     Progress,
+    StagedEvent,
     TrackedChoreography,
 )
 
 _ACTIVE = (ChoreographyStatus.IN_PROGRESS, ChoreographyStatus.COMPENSATING)
+
+
+@dataclass(slots=True)
+class _Held:
+    event: StagedEvent
+    locked_by: str | None = None
+    locked_until: float | None = None
 
 
 class InMemoryEventStore:
@@ -34,6 +49,7 @@ class InMemoryEventStore:
         self._routes: dict[tuple[str, str], str] = {}  # (event type, service) -> q
         self._log: dict[str, list[EventRecord]] = defaultdict(list)
         self._tracked: dict[str, TrackedChoreography] = {}
+        self._staged: dict[str, _Held] = {}  # message id -> event; staging order
 
     async def subscribe(
         self, service: str, queue: str, event_types: Collection[str], *, now: float
@@ -51,6 +67,35 @@ class InMemoryEventStore:
         self, consumer: str, message_id: str, reply: bytes | None
     ) -> bool:
         return await self._store.record_inbox(consumer, message_id, reply)
+
+    async def stage_event_on(self, conn: Any, event: StagedEvent) -> bool:
+        """Stage ``event`` at once; ``conn`` must be None (no transactions)."""
+        if conn is not None:
+            raise StoreError(
+                "InMemoryEventStore has no transactions to stage events in: "
+                f"pass conn=None, not a {type(conn).__name__}"
+            )
+        if event.message_id in self._staged:
+            return False
+        self._staged[event.message_id] = _Held(event)
+        return True
+
+    async def claim_staged(
+        self, service: str, owner: str, *, now: float, hold: float, limit: int = 100
+    ) -> list[StagedEvent]:
+        claimed: list[StagedEvent] = []
+        for held in self._staged.values():
+            if len(claimed) >= limit:
+                break
+            free = held.locked_until is None or held.locked_until < now
+            if held.event.service == service and (free or held.locked_by == owner):
+                held.locked_by, held.locked_until = owner, now + hold
+                claimed.append(held.event)
+        return claimed
+
+    async def forget_staged(self, message_ids: Collection[str]) -> None:
+        for message_id in message_ids:
+            self._staged.pop(message_id, None)
 
     async def record_event(
         self, record: EventRecord, progress: Progress | None = None

@@ -1,4 +1,5 @@
-"""Choreography routes, inbox and tracker in PostgreSQL, beside the saga tables.
+"""Choreography routes, inbox, tracker and event outbox in PostgreSQL, beside
+the saga tables.
 
 ``PostgresEventStore.connect(dsn)`` opens a pool and migrates with
 :class:`PostgresStore`'s runner; ``PostgresEventStore(store)`` shares an open
@@ -9,10 +10,14 @@ each computes the status from every event committed before it.
 :meth:`PostgresEventStore.record_inbox_on` writes the inbox entry on the
 caller's own asyncpg connection, inside its transaction: a handler's business
 write and its inbox mark then commit, or roll back, together.
+:meth:`~PostgresEventStore.stage_event_on` does the same for an event staged
+in the outbox; claimers lock staged rows with ``FOR UPDATE SKIP LOCKED`` and
+hold them, so each is published by one bus at a time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection
 from typing import Any
 
@@ -26,10 +31,22 @@ from sagakit.ports.event_store import (
     EventOutcome,
     EventRecord,
     Progress,
+    StagedEvent,
     TrackedChoreography,
 )
 
 _Q = queries("postgres")
+
+
+def _callers(
+    conn: Any, method: str
+) -> asyncpg.Connection | asyncpg.pool.PoolConnectionProxy:
+    """``conn`` if it is an asyncpg connection; else a clear StoreError."""
+    if not isinstance(conn, asyncpg.Connection | asyncpg.pool.PoolConnectionProxy):
+        raise StoreError(
+            f"{method} needs an asyncpg connection, not {type(conn).__name__}"
+        )
+    return conn
 
 
 def _tracked(row: asyncpg.Record) -> TrackedChoreography:
@@ -102,16 +119,45 @@ class PostgresEventStore:
     ) -> bool:
         """The inbox entry on the caller's asyncpg connection (same database),
         inside the transaction it has open; nothing is committed here."""
-        if not isinstance(conn, asyncpg.Connection | asyncpg.pool.PoolConnectionProxy):
-            raise StoreError(
-                "record_inbox_on needs an asyncpg connection, not "
-                f"{type(conn).__name__}"
-            )
         try:
-            row = await conn.fetchrow(_Q["record_inbox"], consumer, message_id, reply)
+            row = await _callers(conn, "record_inbox_on").fetchrow(
+                _Q["record_inbox"], consumer, message_id, reply
+            )
         except _DRIVER_ERRORS as exc:
             raise self._error(f"recording message {message_id!r}", exc) from exc
         return row is not None
+
+    async def stage_event_on(self, conn: Any, event: StagedEvent) -> bool:
+        """The staged event on the caller's asyncpg connection (same
+        database), inside the transaction it has open; nothing is committed."""
+        try:
+            row = await _callers(conn, "publish_on").fetchrow(
+                _Q["event_outbox_stage"], *dataclasses.astuple(event)
+            )
+        except _DRIVER_ERRORS as exc:
+            raise self._error(f"staging event {event.message_id!r}", exc) from exc
+        return row is not None
+
+    async def claim_staged(
+        self, service: str, owner: str, *, now: float, hold: float, limit: int = 100
+    ) -> list[StagedEvent]:
+        rows = await self._fetch(
+            f"claiming events staged by {service!r}",
+            "event_outbox_claim",
+            service,
+            owner,
+            now,
+            hold,
+            limit,
+        )
+        return [StagedEvent(*r) for r in rows]  # the columns, in order
+
+    async def forget_staged(self, message_ids: Collection[str]) -> None:
+        ids = list(dict.fromkeys(message_ids))
+        if ids:
+            await self._fetch(
+                f"forgetting {len(ids)} staged events", "event_outbox_delete", ids
+            )
 
     async def record_event(
         self, record: EventRecord, progress: Progress | None = None

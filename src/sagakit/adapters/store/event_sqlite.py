@@ -1,12 +1,16 @@
-"""Choreography routes, inbox and tracker in SQLite, beside the saga tables.
+"""Choreography routes, inbox, tracker and event outbox in SQLite, beside
+the saga tables.
 
 Wraps a :class:`SQLiteStore` (its connection and migrations runner). Writes
 run inside ``BEGIN IMMEDIATE``, which serialises recorders of one file, so a
-choreography's status is computed from every event recorded before it.
+choreography's status is computed from every event recorded before it, and
+each staged event is claimed by one bus at a time. An idle claim is a read.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sqlite3
 import time
 from collections.abc import Collection, Sequence
@@ -21,10 +25,20 @@ from sagakit.ports.event_store import (
     EventOutcome,
     EventRecord,
     Progress,
+    StagedEvent,
     TrackedChoreography,
 )
 
 _Q = queries("sqlite")
+
+
+def _callers(conn: Any, method: str) -> sqlite3.Connection:
+    """``conn`` if it is a ``sqlite3.Connection``; else a clear StoreError."""
+    if not isinstance(conn, sqlite3.Connection):
+        raise StoreError(
+            f"{method} needs a sqlite3.Connection, not {type(conn).__name__}"
+        )
+    return conn
 
 
 def _tracked(row: Sequence[Any]) -> TrackedChoreography:
@@ -114,17 +128,49 @@ class SQLiteEventStore:
     ) -> bool:
         """The inbox entry on the caller's ``sqlite3.Connection`` to the same
         file, inside the transaction it has open (nothing is committed)."""
-        if not isinstance(conn, sqlite3.Connection):
-            raise StoreError(
-                f"record_inbox_on needs a sqlite3.Connection, not {type(conn).__name__}"
-            )
         try:
-            cur = conn.execute(
+            cur = _callers(conn, "record_inbox_on").execute(
                 _Q["insert_inbox"], (consumer, message_id, reply, time.time())
             )
         except sqlite3.Error as exc:
             raise self._fail(f"recording message {message_id!r}", exc) from exc
         return cur.rowcount == 1
+
+    async def stage_event_on(self, conn: Any, event: StagedEvent) -> bool:
+        """The staged event on the caller's ``sqlite3.Connection`` to the same
+        file, inside the transaction it has open (nothing is committed)."""
+        row = dataclasses.astuple(event)  # the columns, in order
+        try:
+            cur = _callers(conn, "publish_on").execute(_Q["event_outbox_stage"], row)
+        except sqlite3.Error as exc:
+            raise self._fail(f"staging event {event.message_id!r}", exc) from exc
+        return cur.rowcount == 1
+
+    async def claim_staged(
+        self, service: str, owner: str, *, now: float, hold: float, limit: int = 100
+    ) -> list[StagedEvent]:
+        about = f"claiming events staged by {service!r}"
+        if not self._read(about, "event_outbox_due", (service, owner, now))[0][0]:
+            return []  # nothing to claim: no write lock taken
+        try:
+            with self._db._transaction():
+                rows = self._conn.execute(
+                    _Q["event_outbox_claim"], (service, owner, now, hold, limit)
+                ).fetchall()
+        except sqlite3.Error as exc:
+            raise self._fail(about, exc) from exc
+        rows.sort(key=lambda r: r[0])  # rowid: the staging order
+        return [StagedEvent(*r[1:]) for r in rows]
+
+    async def forget_staged(self, message_ids: Collection[str]) -> None:
+        ids = list(dict.fromkeys(message_ids))
+        if not ids:
+            return
+        try:
+            with self._db._transaction():
+                self._conn.execute(_Q["event_outbox_delete"], (json.dumps(ids),))
+        except sqlite3.Error as exc:
+            raise self._fail(f"forgetting {len(ids)} staged events", exc) from exc
 
     async def record_event(
         self, record: EventRecord, progress: Progress | None = None

@@ -558,3 +558,42 @@ UPDATE sagakit_choreography AS c
  WHERE c.correlation_id = due.correlation_id
 RETURNING c.correlation_id, c.name, c.status, c.started_at, c.updated_at,
           c.deadline;
+
+-- event_outbox_stage --
+-- Stage event $1 of service $2 on the caller's connection, in its
+-- transaction; an id staged already keeps the first (no row returned)
+INSERT INTO sagakit_event_outbox (
+    message_id, service, event_type, correlation_id, body, created_at
+) VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (message_id) DO NOTHING
+RETURNING message_id;
+
+-- event_outbox_claim --
+-- Hold for $2 until $3 (now) + $4 seconds up to $5 events staged by service
+-- $1 that nobody holds, whose hold expired or that $2 holds already, in
+-- staging order; rows another claimer has locked are skipped, not waited for.
+WITH candidates AS (
+    SELECT message_id FROM sagakit_event_outbox
+     WHERE service = $1
+       AND (locked_until IS NULL
+            OR locked_until < $3::double precision
+            OR locked_by = $2::text)
+     ORDER BY seq
+     LIMIT $5
+       FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE sagakit_event_outbox AS o
+       SET locked_by = $2::text,
+           locked_until = $3::double precision + $4::double precision
+      FROM candidates AS c
+     WHERE o.message_id = c.message_id
+    RETURNING o.seq, o.message_id, o.service, o.event_type, o.correlation_id,
+              o.body, o.created_at
+)
+SELECT message_id, service, event_type, correlation_id, body, created_at
+  FROM claimed
+ ORDER BY seq;
+
+-- event_outbox_delete --
+-- Forget the staged events in $1: they were published
+DELETE FROM sagakit_event_outbox WHERE message_id = ANY($1::text[]);

@@ -159,3 +159,18 @@ CREATE INDEX sagakit_choreography_deadline ON sagakit_choreography (deadline)
 
 CREATE INDEX sagakit_choreography_status
     ON sagakit_choreography (status, updated_at);
+
+CREATE TABLE sagakit_event_outbox (
+    message_id      text PRIMARY KEY,
+    seq             bigint GENERATED ALWAYS AS IDENTITY,
+    service         text NOT NULL,
+    event_type      text NOT NULL,
+    correlation_id  text NOT NULL,
+    body            bytea NOT NULL,
+    created_at      double precision NOT NULL,
+    locked_by       text,
+    locked_until    double precision
+);
+
+CREATE INDEX sagakit_event_outbox_service
+    ON sagakit_event_outbox (service, seq);

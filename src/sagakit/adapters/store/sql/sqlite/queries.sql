@@ -290,3 +290,38 @@ UPDATE sagakit_choreography
         ORDER BY deadline, correlation_id
         LIMIT ?2)
 RETURNING correlation_id, name, status, started_at, updated_at, deadline;
+
+-- event_outbox_stage --
+-- Stage an event on the caller's connection, in its transaction; an id staged
+-- already keeps the first (no row changed)
+INSERT INTO sagakit_event_outbox (
+    message_id, service, event_type, correlation_id, body, created_at
+) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (message_id) DO NOTHING;
+
+-- event_outbox_due --
+-- Whether service ?1 staged events that ?2 may claim at ?3 (now); a read, so
+-- that an idle poll takes no write lock
+SELECT EXISTS (
+    SELECT 1 FROM sagakit_event_outbox
+     WHERE service = ?1
+       AND (locked_until IS NULL OR locked_until < ?3 OR locked_by = ?2));
+
+-- event_outbox_claim --
+-- Hold for ?2 until ?3 (now) + ?4 up to ?5 events staged by service ?1 that
+-- nobody holds, whose hold expired or that ?2 holds already, in staging order
+-- (rowid). Runs inside BEGIN IMMEDIATE.
+UPDATE sagakit_event_outbox
+   SET locked_by = ?2, locked_until = ?3 + ?4
+ WHERE message_id IN (
+       SELECT message_id FROM sagakit_event_outbox
+        WHERE service = ?1
+          AND (locked_until IS NULL OR locked_until < ?3 OR locked_by = ?2)
+        ORDER BY rowid
+        LIMIT ?5)
+RETURNING rowid, message_id, service, event_type, correlation_id, body,
+          created_at;
+
+-- event_outbox_delete --
+-- Forget the staged events in ?1 (a JSON array): they were published
+DELETE FROM sagakit_event_outbox WHERE message_id IN (SELECT value FROM json_each(?1));

@@ -152,3 +152,16 @@ CREATE INDEX sagakit_choreography_deadline ON sagakit_choreography (deadline)
 
 CREATE INDEX sagakit_choreography_status
     ON sagakit_choreography (status, updated_at);
+
+CREATE TABLE sagakit_event_outbox (
+    message_id      TEXT PRIMARY KEY,
+    service         TEXT NOT NULL,
+    event_type      TEXT NOT NULL,
+    correlation_id  TEXT NOT NULL,
+    body            BLOB NOT NULL,
+    created_at      REAL NOT NULL,
+    locked_by       TEXT,
+    locked_until    REAL
+);
+
+CREATE INDEX sagakit_event_outbox_service ON sagakit_event_outbox (service);
