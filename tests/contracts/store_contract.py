@@ -528,6 +528,22 @@ class StoreContract:
         await store.mark_sent(["held"])
         assert await store.claim_outbox("r3", lease=60) == []
 
+    async def test_release_outbox_frees_held_messages(self, store: SagaStore) -> None:
+        mine = [replace(message(m), held_by="w1", hold=60.0) for m in ("a", "b")]
+        theirs = replace(message("c"), held_by="w2", hold=60.0)
+        await store.create(make_record("s1"), [], outbox=[*mine, theirs])
+        assert await store.claim_outbox("r", lease=60) == []
+        assert await store.release_outbox("w1") == 2
+        assert sorted(
+            m.message_id for m in await store.claim_outbox("r", lease=60)
+        ) == [
+            "a",
+            "b",
+        ]
+        assert await store.release_outbox("nobody") == 0
+        assert await store.release_outbox() == 3  # a, b (now r's) and c
+        assert len(await store.claim_outbox("r2", lease=60)) == 3
+
     async def test_mark_sent_forgets_messages(self, store: SagaStore) -> None:
         await store.create(
             make_record("s1"),

@@ -586,3 +586,41 @@ async def test_stopping_lets_a_publish_under_way_finish(tmp_path: Path) -> None:
     assert _outbox_rows(store.path) == 0
     await orch.close()
     await transport.close()
+
+
+class _Frozen(InProcessTransport):
+    """Publishing never returns: the process froze, then died."""
+
+    async def publish_raw(self, queue: str, body: bytes) -> None:
+        await asyncio.Event().wait()
+
+
+class _DiesBeforeReleasing(SQLiteStore):
+    """The dead process never got to release its own holds when stopping."""
+
+    async def release_outbox(self, owner: str | None = None) -> int:
+        if owner is None:  # starting up: the holds of earlier runs
+            return await super().release_outbox()
+        raise StoreError("the process is gone")
+
+
+async def test_a_restart_publishes_what_a_crash_left_held(world: World) -> None:
+    """Embedded mode: a command committed (written held by the relay) by a
+    process that died before publishing it goes out as soon as the restarted
+    process serves, not after the 30 s hold."""
+    dead = Orchestrator(_DiesBeforeReleasing(world.store.path), transport=_Frozen())
+    assert dead.relay is not None
+    dead.relay.drain_timeout = 0
+    saga = order_saga()
+    async with dead.serving():
+        saga_id = await dead.start(saga, Order(order_id=5))
+    assert _outbox_rows(world.store.path) == 1  # committed, held, not sent
+    assert await world.store.claim_outbox("probe", lease=0) == []  # still held
+
+    restarted = world.orchestrator()
+    restarted.register(saga)
+    async with restarted.serving():
+        assert await restarted.recover() == [saga_id]
+        result = await asyncio.wait_for(restarted.wait(saga_id), 5)
+    assert result.status is SagaStatus.SUCCEEDED
+    assert world.tickets == [5]

@@ -189,6 +189,10 @@ class SagaStore(Protocol):
     async def mark_sent(self, message_ids: Collection[str]) -> None:
         """Forget these messages: they were published."""
 
+    async def release_outbox(self, owner: str | None = None) -> int:
+        """End the holds of ``owner`` (of everyone if None) on outbox messages,
+        so that any relay may claim them at once; returns how many."""
+
     async def due_deadlines(
         self, saga_names: Collection[str], *, limit: int = 100
     ) -> list[str]:

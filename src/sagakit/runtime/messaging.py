@@ -50,6 +50,7 @@ class MessagingMixin:
     transport: Transport | None
     relay: OutboxRelay | None
     reply_queue: str
+    lease: float | None
     deadline_interval: float
     store_retry: float
     observer: Observer
@@ -163,6 +164,11 @@ class MessagingMixin:
             raise SagaError("serving() needs an orchestrator with a transport")
         if self._serving:
             raise SagaError("this orchestrator is already serving")
+        if self.lease is None:
+            # embedded: this process owns the database, so holds left by a
+            # previous run (a crash between a commit and its publish) are
+            # stale; without this they would wait out the hold
+            await self.store.release_outbox()
         subscription: Subscription = await self.transport.consume(
             self.reply_queue, self.handle_reply
         )

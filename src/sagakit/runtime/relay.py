@@ -185,6 +185,8 @@ class OutboxRelay:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
             with contextlib.suppress(StoreError):
                 await self._flush()
+                # what is still held was not published: free for other relays
+                await self.store.release_outbox(self.owner)
 
     async def _flush_loop(self) -> None:
         """Forget confirmed messages in batches (a full batch at once)."""

@@ -227,6 +227,17 @@ class InMemoryStore:
             self._held.pop(message_id, None)
         self.commits += 1
 
+    async def release_outbox(self, owner: str | None = None) -> int:
+        released = [
+            message_id
+            for message_id, (holder, _until) in self._held.items()
+            if owner is None or holder == owner
+        ]
+        for message_id in released:
+            del self._held[message_id]
+        self.commits += 1
+        return len(released)
+
     async def due_deadlines(
         self, saga_names: Collection[str], *, limit: int = 100
     ) -> list[str]:

@@ -484,6 +484,11 @@ class PostgresStore:
         await self._fetch("marking messages sent", "delete_outbox", ids)
         self.commits += 1
 
+    async def release_outbox(self, owner: str | None = None) -> int:
+        rows = await self._fetch("releasing outbox holds", "release_outbox", owner)
+        self.commits += 1
+        return len(rows)
+
     async def due_deadlines(
         self, saga_names: Collection[str], *, limit: int = 100
     ) -> list[str]:

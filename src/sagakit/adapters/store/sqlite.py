@@ -465,6 +465,16 @@ class SQLiteStore:
                 f"marking messages sent failed on {self.path!r}: {exc}"
             ) from exc
 
+    async def release_outbox(self, owner: str | None = None) -> int:
+        try:
+            with self._transaction():
+                cur = self._conn.execute(_Q["release_outbox"], (owner,))
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"releasing outbox holds failed on {self.path!r}: {exc}"
+            ) from exc
+        return cur.rowcount
+
     async def due_deadlines(
         self, saga_names: Collection[str], *, limit: int = 100
     ) -> list[str]:

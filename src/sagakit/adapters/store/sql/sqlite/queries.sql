@@ -143,6 +143,11 @@ UPDATE sagakit_outbox
         LIMIT ?4)
 RETURNING message_id, destination, body, saga_id, available_at, created_at;
 
+-- release_outbox --
+-- End the holds of ?1 (of everyone if NULL): the messages are free to claim
+UPDATE sagakit_outbox SET locked_by = NULL, locked_until = NULL
+ WHERE locked_until IS NOT NULL AND (?1 IS NULL OR locked_by = ?1);
+
 -- delete_outbox --
 -- Forget the messages in ?1 (a JSON array): they were published
 DELETE FROM sagakit_outbox WHERE message_id IN (SELECT value FROM json_each(?1));
