@@ -17,7 +17,6 @@ from sagakit import (
     Parallel,
     RetryPolicy,
     Saga,
-    SagaError,
     SagaStatus,
     SQLiteStore,
     Step,
@@ -373,14 +372,16 @@ def _reply(saga_id: str, step: str, command: str, payload: dict[str, int]) -> En
     return reply.model_copy(update={"id": f"{sent.id}.reply"})
 
 
-async def test_a_stale_worker_does_not_drop_a_reply_it_cannot_place(
+async def test_a_stale_worker_reloads_to_place_a_reply(
     tmp_path: Path,
 ) -> None:
     """Regression (chaos tests): replies reach any worker, and one that applies
     a reply takes the saga over. The former owner, still driving its old copy,
     took the next reply for a step it had not seen start as a late reply and
     dropped it (acknowledged, lost): the saga waited for its reply timeout and
-    was compensated instead of succeeding."""
+    was compensated instead of succeeding. Then it sent such replies back to
+    the queue and dropped its copy (with two workers, a third of the replies
+    went round again). Now it reloads the saga and applies the reply."""
     store = SQLiteStore(tmp_path / "orders.db")
     transport = InProcessTransport()  # no participants: the test replies
     saga = order_saga(charge_timeout=60)
@@ -396,13 +397,21 @@ async def test_a_stale_worker_does_not_drop_a_reply_it_cannot_place(
             "running"
         )
         charged = _reply(saga_id, "charge", "accounting.charge", {})
-        # the first worker's copy still waits for the ticket: it must refuse
-        # the charge reply (the transport delivers it again), not drop it
-        with pytest.raises(SagaError, match="stale"):
-            await first.handle_reply(charged)
-        assert first.active == 0  # it let go of its stale copy
-        await second.handle_reply(charged)
+        # the first worker's copy still waits for the ticket: it reloads the
+        # saga and applies the charge reply, which ends it
+        await first.handle_reply(charged)
         assert (await store.get(saga_id)).status is SagaStatus.SUCCEEDED
+        assert first.active == 0
+        # the same reply delivered again, to the worker with the old copy now
+        await second.handle_reply(charged)
+        assert second.active == 0
+        record = await store.get(saga_id)
+    assert record.status is SagaStatus.SUCCEEDED
+    history = await store.history(saga_id)
+    assert [(h.step, h.outcome) for h in history if h.kind == "action"] == [
+        ("ticket", "succeeded"),
+        ("charge", "succeeded"),
+    ]
     await transport.close()
 
 

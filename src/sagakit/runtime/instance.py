@@ -61,3 +61,5 @@ class Instance:
     pending_history: list[HistoryEntry] = field(default_factory=list)
     trace: dict[str, str] | None = None
     """The saga's trace carrier for the observer (None: not loaded yet)."""
+    finished_elsewhere: bool = False
+    """Another worker ended it (found on reload): report nothing again."""

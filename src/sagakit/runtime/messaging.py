@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Self
 
 from sagakit.definition.saga import Saga
-from sagakit.engine.commands import Command, Compensate, RunStep
+from sagakit.engine.commands import Command, Compensate, FinishSaga, RunStep
 from sagakit.engine.events import (
     CompensationFailed,
     DeadlinePassed,
@@ -32,7 +32,7 @@ from sagakit.errors import (
 from sagakit.messaging.envelope import Envelope, MalformedMessage
 from sagakit.observability.observer import Observer
 from sagakit.ports.clock import Clock
-from sagakit.ports.store import HistoryEntry, InboxEntry, SagaStore
+from sagakit.ports.store import HistoryEntry, InboxEntry, SagaRecord, SagaStore
 from sagakit.ports.transport import Subscription, Transport
 from sagakit.runtime.executor import error_info
 from sagakit.runtime.instance import REPLY_CONSUMER, Delivery, Instance, Outcome
@@ -40,6 +40,9 @@ from sagakit.runtime.relay import OutboxRelay
 from sagakit.runtime.remote import reply_event, timed_out_entries
 
 logger = logging.getLogger("sagakit.runtime.orchestrator")
+
+MAX_RELOADS = 3
+"""Times a reply is applied again after reloading a saga another worker moved."""
 
 
 class MessagingMixin:
@@ -103,7 +106,29 @@ class MessagingMixin:
         return event, entry, exc
 
     async def _deliver(self, inst: Instance, item: Delivery) -> tuple[Command, ...]:
-        """Apply a reply or a deadline; a late or duplicate one changes nothing."""
+        """Apply a reply or a deadline; a late or duplicate one changes nothing.
+
+        If another worker moved the saga on meanwhile (a reply of a parallel
+        step, or one that the broker gave to that worker), the instance is
+        reloaded from the store and the reply applied to the fresh state:
+        the saga is not dropped here and the reply not sent back to the queue.
+        """
+        for _ in range(MAX_RELOADS):
+            outcome = await self._deliver_once(inst, item)
+            if outcome is not None:
+                return outcome
+        conflict = ConcurrencyError(
+            f"saga {inst.state.saga_id} kept moving on in another worker; "
+            "its reply goes back to the queue"
+        )
+        if not item.handled.done():
+            item.handled.set_exception(conflict)
+        raise conflict
+
+    async def _deliver_once(
+        self, inst: Instance, item: Delivery
+    ) -> tuple[Command, ...] | None:
+        """What ``_apply`` decided; None if the saga was reloaded (apply again)."""
         try:
             commands = await self._apply(inst, item.event, item.entries, item.inbox)
         except DuplicateMessage:
@@ -112,7 +137,19 @@ class MessagingMixin:
                 extra={"action": "reply_duplicate", "saga_id": inst.state.saga_id},
             )
             commands = ()
+            # applied by another worker, maybe: then this copy is behind
+            if await self._is_stale(inst) and (record := await self._reload(inst)):
+                commands = self._caught_up(inst, item, record)
         except StateError as exc:
+            moved = isinstance(exc, ConcurrencyError) or (
+                item.inbox is not None and await self._is_stale(inst)
+            )
+            if moved and item.inbox is not None and not item.strict:
+                reloaded = await self._reload(inst)
+                if reloaded is not None:
+                    if not reloaded.status.terminal:
+                        return None
+                    return self._caught_up(inst, item, reloaded)
             if isinstance(exc, ConcurrencyError):
                 if not item.handled.done():
                     item.handled.set_exception(exc)
@@ -148,6 +185,42 @@ class MessagingMixin:
         if not item.handled.done():
             item.handled.set_result(None)
         return commands
+
+    @staticmethod
+    def _caught_up(
+        inst: Instance, item: Delivery, record: SagaRecord
+    ) -> tuple[Command, ...]:
+        """After a reload: nothing to do, or the end of a saga another worker
+        finished (this copy reports nothing)."""
+        if not record.status.terminal:
+            return ()
+        inst.finished_elsewhere = True
+        if not item.handled.done():
+            item.handled.set_result(None)
+        return (FinishSaga(record.status),)
+
+    async def _reload(self, inst: Instance) -> SagaRecord | None:
+        """Replace ``inst``'s state with the store's if no local step runs for
+        it here; None if it cannot be. History lines not written yet (a
+        ``claimed`` line) stay pending: they go with the next commit."""
+        if inst.in_flight or inst.tasks:
+            return None
+        try:
+            record = await self.store.get(inst.state.saga_id)
+        except (SagaNotFound, StoreError):
+            return None
+        logger.info(
+            "saga moved on in another worker; reloaded",
+            extra={
+                "action": "saga_reloaded",
+                "saga_id": inst.state.saga_id,
+                "version": record.version,
+            },
+        )
+        inst.state = record.state
+        inst.version = record.version
+        inst.context = inst.saga.context.model_validate(record.context)
+        return record
 
     async def _is_stale(self, inst: Instance) -> bool:
         """Whether the store has a newer version of the saga than ``inst``."""

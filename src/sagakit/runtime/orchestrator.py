@@ -611,6 +611,9 @@ class Orchestrator(MessagingMixin):
             item = inst.queue.get_nowait()
             if isinstance(item, Delivery) and not item.handled.done():
                 item.handled.set_result(None)
+        if inst.finished_elsewhere:  # that worker logged and reported it
+            self._settle_done(inst)
+            return
         # a rolled-back saga is an expected business outcome; the other two
         # endings need an operator
         attention = state.status in (SagaStatus.FAILED, SagaStatus.COMPENSATION_FAILED)
@@ -633,7 +636,12 @@ class Orchestrator(MessagingMixin):
             state.failed_step,
             inst.trace,
         )
+        self._settle_done(inst)
+
+    @staticmethod
+    def _settle_done(inst: Instance) -> None:
         if inst.done is not None and not inst.done.done():
+            state = inst.state
             exc = inst.exceptions.get(state.failed_step or "")
             inst.done.set_result(SagaResult.from_state(state, inst.context, exc))
 
