@@ -528,6 +528,22 @@ class StoreContract:
         await store.mark_sent(["held"])
         assert await store.claim_outbox("r3", lease=60) == []
 
+    async def test_count_by_status_counts_every_instance(
+        self, store: SagaStore
+    ) -> None:
+        assert await store.count_by_status() == {}
+        for n in range(1203):  # more than the dashboard's old 1000 cap
+            await store.create(make_record(f"s{n:04d}"), [])
+        done = make_record("s0000", status=SagaStatus.SUCCEEDED)
+        await store.save(replace(done, version=2), 1, [])
+        await store.create(make_record("t1", name="refund"), [])
+        assert await store.count_by_status() == {
+            SagaStatus.RUNNING: 1203,
+            SagaStatus.SUCCEEDED: 1,
+        }
+        assert await store.count_by_status("refund") == {SagaStatus.RUNNING: 1}
+        assert await store.count_by_status("nothing") == {}
+
     async def test_release_outbox_frees_held_messages(self, store: SagaStore) -> None:
         mine = [replace(message(m), held_by="w1", hold=60.0) for m in ("a", "b")]
         theirs = replace(message("c"), held_by="w2", hold=60.0)

@@ -31,8 +31,6 @@ from sagakit.ports.clock import Clock
 from sagakit.ports.store import SagaRecord, SagaStore
 from sagakit.runtime.clock import SystemClock
 
-COUNT_CAP = 1000
-"""Counts stop at this many per status (the store port has no COUNT)."""
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 CSP = (
@@ -55,29 +53,15 @@ class Filters:
 @dataclass(frozen=True, slots=True)
 class Counts:
     counts: dict[str, int]
-    capped: dict[str, bool]
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "counts": self.counts,
-            "capped": self.capped,
-            "total": sum(self.counts.values()),
-            "cap": COUNT_CAP,
-        }
+        return {"counts": self.counts, "total": sum(self.counts.values())}
 
 
 async def status_counts(store: SagaStore, saga_name: str | None = None) -> Counts:
-    """How many instances are in each status; each count stops at
-    ``COUNT_CAP`` (``capped`` says where)."""
-    counts: dict[str, int] = {}
-    capped: dict[str, bool] = {}
-    for status in SagaStatus:
-        found = await admin.list_sagas(
-            store, status=status, saga=saga_name, limit=COUNT_CAP
-        )
-        counts[status.value] = len(found)
-        capped[status.value] = len(found) >= COUNT_CAP
-    return Counts(counts, capped)
+    """How many instances are in each status (one COUNT query)."""
+    found = await store.count_by_status(saga_name)
+    return Counts({status.value: found.get(status, 0) for status in SagaStatus})
 
 
 def parse_limit(text: str | None) -> int:

@@ -145,6 +145,12 @@ class SagaStore(Protocol):
         """Newest first; ``created_before`` (Unix time) keeps only instances
         created strictly before it."""
 
+    async def count_by_status(
+        self, saga_name: str | None = None
+    ) -> dict[SagaStatus, int]:
+        """How many instances (of ``saga_name``, or of every saga) are in each
+        status; statuses with none are left out."""
+
     async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         """Ids that start with ``prefix``, in id order (for ``sagakit show``)."""
 

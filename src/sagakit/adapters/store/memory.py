@@ -129,6 +129,15 @@ class InMemoryStore:
         found.sort(key=lambda r: (r.created_at, r.saga_id), reverse=True)
         return found[:limit]
 
+    async def count_by_status(
+        self, saga_name: str | None = None
+    ) -> dict[SagaStatus, int]:
+        counts: dict[SagaStatus, int] = {}
+        for r in self._sagas.values():
+            if saga_name is None or r.saga_name == saga_name:
+                counts[r.status] = counts.get(r.status, 0) + 1
+        return counts
+
     async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         return sorted(i for i in self._sagas if i.startswith(prefix))[:limit]
 

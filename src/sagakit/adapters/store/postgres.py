@@ -444,6 +444,12 @@ class PostgresStore:
         )
         return [_record(r) for r in rows]
 
+    async def count_by_status(
+        self, saga_name: str | None = None
+    ) -> dict[SagaStatus, int]:
+        rows = await self._fetch("counting sagas", "count_by_status", saga_name)
+        return {SagaStatus(r["status"]): int(r["n"]) for r in rows}
+
     async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         rows = await self._fetch("finding ids", "ids_with_prefix", prefix, limit)
         return [r["saga_id"] for r in rows]

@@ -418,6 +418,12 @@ class SQLiteStore:
         )
         return [self._record(r) for r in self._read("list_sagas", params)]
 
+    async def count_by_status(
+        self, saga_name: str | None = None
+    ) -> dict[SagaStatus, int]:
+        rows = self._read("count_by_status", (saga_name,))
+        return {SagaStatus(status): int(n) for status, n in rows}
+
     async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         return [r[0] for r in self._read("ids_with_prefix", (prefix, limit))]
 

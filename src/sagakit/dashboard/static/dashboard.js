@@ -25,7 +25,7 @@
       for (const cell of panel.querySelectorAll("[data-status]")) {
         const status = cell.dataset.status;
         const n = data.counts[status] || 0;
-        cell.textContent = String(n) + (data.capped[status] ? "+" : "");
+        cell.textContent = String(n);
         if (reload && cell.textContent !== initial[status]) reload.hidden = false;
       }
       panel.classList.remove("stale");

@@ -66,6 +66,12 @@ SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
  ORDER BY created_at DESC, saga_id DESC
  LIMIT ?3;
 
+-- count_by_status --
+-- Instances per status, of saga ?1 (NULL: of every saga)
+SELECT status, count(*) FROM sagakit_saga
+ WHERE (?1 IS NULL OR saga_name = ?1)
+ GROUP BY status;
+
 -- ids_with_prefix --
 SELECT saga_id FROM sagakit_saga
  WHERE substr(saga_id, 1, length(?1)) = ?1
