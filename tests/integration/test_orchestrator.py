@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -442,3 +443,29 @@ async def test_recover_skips_sagas_this_worker_is_driving(tmp_path: Path) -> Non
     result = await asyncio.wait_for(orch.wait(saga_id), 5)
     assert result.status is SagaStatus.SUCCEEDED
     assert runs == ["a"]
+
+
+async def test_plain_functions_run_in_a_thread_unless_not_blocking(
+    orch: Orchestrator,
+) -> None:
+    loop_thread = threading.get_ident()
+    seen: dict[str, int] = {}
+
+    def where(name: str) -> Callable[[Order], None]:
+        def action(ctx: Order) -> None:
+            seen[name] = threading.get_ident()
+
+        return action
+
+    saga = Saga(
+        "threads",
+        [
+            Step("threaded", where("threaded")),
+            Step("inline", where("inline"), blocking=False),
+        ],
+        context=Order,
+    )
+    result = await orch.run(saga, Order())
+    assert result.status is SagaStatus.SUCCEEDED
+    assert seen["inline"] == loop_thread
+    assert seen["threaded"] != loop_thread

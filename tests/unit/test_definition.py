@@ -286,6 +286,16 @@ STEP_ERRORS: list[tuple[str, Callable[[], object], tuple[str, ...]]] = [
         ("step 'charge'", "compensation_timeout must be > 0"),
     ),
     (
+        "inline-sync-action-with-timeout",
+        lambda: Step("charge", act, blocking=False, timeout=1),
+        ("step 'charge'", "blocking=False", "timeout cannot"),
+    ),
+    (
+        "inline-sync-compensation-with-timeout",
+        lambda: Step("charge", act, undo, blocking=False, compensation_timeout=1),
+        ("step 'charge'", "compensation_timeout cannot"),
+    ),
+    (
         "retry-not-a-policy",
         lambda: Step("charge", act, retry=3),  # type: ignore[arg-type]
         ("step 'charge'", "retry policies must be RetryPolicy"),
@@ -645,3 +655,13 @@ def test_default_policies() -> None:
 def test_timeout_must_be_a_number(bad: object) -> None:
     with pytest.raises(DefinitionError, match="timeout must be > 0"):
         Step("s", lambda ctx: None, timeout=bad)  # type: ignore[arg-type]
+
+
+async def _async_act(ctx: Any) -> None:
+    return None
+
+
+def test_blocking_false_allows_timeouts_on_async_functions() -> None:
+    built = Step("charge", _async_act, undo, blocking=False, timeout=1)
+    assert built.blocking is False
+    assert Step("charge", act, blocking=False).timeout is None

@@ -80,6 +80,12 @@ class Step:
     compensation. ``compensate_on_failure=True`` runs this step's own
     compensation when the step itself fails (use it when a failed attempt can
     leave partial effects, such as a timed-out call that may have landed).
+
+    Plain (non-async) functions run in a worker thread, so a blocking call
+    cannot stall the other sagas. ``blocking=False`` calls them on the event
+    loop instead, which saves the thread hop (about 0.1 ms per call): for
+    quick functions that never wait on I/O. Such a function cannot be
+    interrupted, so it cannot have a ``timeout``.
     """
 
     name: str
@@ -91,6 +97,7 @@ class Step:
     compensation_timeout: float | None = None
     pivot: bool = False
     compensate_on_failure: bool = False
+    blocking: bool = True
     compensation_takes_result: bool = field(default=False, init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -130,6 +137,19 @@ class Step:
                 raise DefinitionError(
                     f"step {self.name!r}: {attr} must be > 0, got {value}"
                 )
+        if not self.blocking:
+            for attr, fn in (
+                ("timeout", self.action),
+                ("compensation_timeout", self.compensate),
+            ):
+                plain = callable(fn) and not isinstance(fn, Remote)
+                plain = plain and not inspect.iscoroutinefunction(fn)
+                if plain and getattr(self, attr) is not None:
+                    raise DefinitionError(
+                        f"step {self.name!r}: blocking=False runs a plain "
+                        f"function on the event loop, where {attr} cannot "
+                        "interrupt it; make it async or drop the timeout"
+                    )
         if not isinstance(self.retry, RetryPolicy) or not isinstance(
             self.compensation_retry, RetryPolicy
         ):

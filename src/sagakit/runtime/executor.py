@@ -155,6 +155,9 @@ async def _call(
         )
     if inspect.iscoroutinefunction(fn):
         awaitable = fn(*args)
+    elif not spec.blocking:  # on the loop: no thread hop (and no timeout)
+        value = fn(*args)
+        return await value if inspect.isawaitable(value) else value
     else:
         awaitable = asyncio.to_thread(fn, *args)
     if limit is None:
