@@ -163,6 +163,7 @@ def test_ambiguous_prefix(tmp_path: Path) -> None:
     [
         ["list", "--status", "bogus"],
         ["list", "--limit", "0"],
+        ["list", "--limit", "9" * 30],  # overflowed SQLite's integers
         ["--log-level", "loud", "list"],
         ["--db", "nosuchdir/x.db", "list"],
         ["--db", "mysql://localhost/x", "list"],

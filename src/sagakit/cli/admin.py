@@ -153,9 +153,15 @@ def _sagas(target: str) -> list[Saga[Any]]:
         fail(str(exc))
 
 
+MOST = 1_000_000
+"""Largest ``--limit``: beyond it a database's integers overflow (SQLite)."""
+
+
 def _positive(option: str, value: int) -> None:
     if value < 1:
         fail(f"invalid {option} {value}: it must be at least 1")
+    if value > MOST:
+        fail(f"invalid {option} {value}: it must be at most {MOST}")
 
 
 def _handed_over(out: Console, action: str, record: SagaRecord, target: str) -> None:
