@@ -1,16 +1,29 @@
-"""The workflow store contract against every adapter (PostgreSQL when reachable)."""
+"""The workflow store contract against every adapter (PostgreSQL when reachable),
+and what only SQL stores promise: the history refuses UPDATE and DELETE."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from sagakit.adapters.store.sqlite import SQLiteStore
 from sagakit.adapters.store.workflow_memory import InMemoryWorkflowStore
 from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
 from sagakit.ports.workflow_store import WorkflowStore
-from tests.contracts.workflow_store_contract import WorkflowStoreContract
+from tests.contracts.workflow_store_contract import (
+    APP,
+    WorkflowStoreContract,
+    line,
+    make,
+)
+
+FORGERIES = (
+    "UPDATE sagakit_workflow_history SET outcome = 'forged'",
+    "DELETE FROM sagakit_workflow_history",
+)
 
 
 class TestInMemoryWorkflowStore(WorkflowStoreContract):
@@ -27,6 +40,24 @@ class TestSQLiteWorkflowStore(WorkflowStoreContract):
     @pytest.fixture
     def peer(self, store: WorkflowStore, tmp_path: Path) -> WorkflowStore:
         return SQLiteWorkflowStore(tmp_path / "contract.db")
+
+    @pytest.mark.parametrize("forgery", FORGERIES)
+    async def test_history_is_append_only(self, tmp_path: Path, forgery: str) -> None:
+        store = SQLiteWorkflowStore(tmp_path / "h.db")
+        await store.create(make("w1"), [line("w1", "started")])
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            store._conn.execute(forgery)
+        assert [h.outcome for h in await store.history(APP, "w1")] == ["started"]
+
+    async def test_shares_an_open_store_and_leaves_it_open(
+        self, tmp_path: Path
+    ) -> None:
+        db = SQLiteStore(tmp_path / "shared.db")
+        store = SQLiteWorkflowStore(db)
+        await store.create(make("w1"), [])
+        await store.close()
+        assert await SQLiteWorkflowStore(db).get(APP, "w1") == make("w1")
+        await db.close()
 
 
 @pytest.mark.postgres
@@ -47,3 +78,33 @@ class TestPostgresWorkflowStore(WorkflowStoreContract):
         peer = await module.PostgresWorkflowStore.connect(pg_url, migrate=False)
         yield peer
         await peer.close()
+
+    @pytest.mark.parametrize("forgery", FORGERIES)
+    async def test_history_is_append_only(
+        self, store: WorkflowStore, pg_url: str, forgery: str
+    ) -> None:
+        asyncpg = pytest.importorskip("asyncpg")
+        await store.create(make("w1"), [line("w1", "started")])
+        conn = await asyncpg.connect(pg_url)
+        try:
+            with pytest.raises(asyncpg.RaiseError, match="append-only"):
+                await conn.execute(forgery)
+        finally:
+            await conn.close()
+        assert [h.outcome for h in await store.history(APP, "w1")] == ["started"]
+
+    async def test_shares_an_open_store_and_leaves_it_open(self, pg_url: str) -> None:
+        from sagakit.adapters.store.postgres import PostgresStore  # noqa: PLC0415
+        from sagakit.adapters.store.workflow_postgres import (  # noqa: PLC0415
+            PostgresWorkflowStore,
+        )
+
+        db = await PostgresStore.connect(pg_url, migrate=False)
+        try:
+            store = PostgresWorkflowStore.on(db)
+            await store.create(make("w1"), [])
+            await store.close()
+            again = PostgresWorkflowStore.on(db)
+            assert await again.get(APP, "w1") == make("w1")
+        finally:
+            await db.close()

@@ -209,3 +209,102 @@ class WorkflowStoreContract:
         )
         ids = [r.instance_id for batch in batches for r in batch]
         assert len(ids) == len(set(ids)) == 40
+
+    # -- inspection (sagakit workflows list / show) -------------------------
+
+    async def _fill(self, store: WorkflowStore) -> None:
+        """Five instances of two apps, created at 10..50 (b4 last)."""
+        rows = [
+            ("a1", APP, WorkflowStatus.SUCCEEDED, 10.0),
+            ("a2", APP, WorkflowStatus.PENDING, 20.0),
+            ("b1", "refunds", WorkflowStatus.FAILED, 30.0),
+            ("a3", APP, WorkflowStatus.PENDING, 40.0),
+            ("b4", "refunds", WorkflowStatus.PENDING, 50.0),
+        ]
+        for instance_id, app, status, created in rows:
+            record = replace(
+                make(instance_id, app=app, status=status),
+                created_at=created,
+                updated_at=created + 1,
+            )
+            await store.create(record, [line(instance_id, "started", app=app)])
+
+    @staticmethod
+    def _ids(records: list[WorkflowRecord]) -> list[str]:
+        return [r.instance_id for r in records]
+
+    async def test_list_workflows_newest_first(self, store: WorkflowStore) -> None:
+        assert await store.list_workflows() == []
+        await self._fill(store)
+        listed = await store.list_workflows()
+        assert self._ids(listed) == ["b4", "a3", "b1", "a2", "a1"]
+        assert listed[-1] == await store.get(APP, "a1")
+        assert self._ids(await store.list_workflows(limit=2)) == ["b4", "a3"]
+
+    async def test_list_workflows_filters(self, store: WorkflowStore) -> None:
+        await self._fill(store)
+        pending = await store.list_workflows(status=WorkflowStatus.PENDING)
+        assert self._ids(pending) == ["b4", "a3", "a2"]
+        mine = await store.list_workflows(app=APP, status=WorkflowStatus.PENDING)
+        assert self._ids(mine) == ["a3", "a2"]
+        assert self._ids(await store.list_workflows(app="refunds")) == ["b4", "b1"]
+        older = await store.list_workflows(created_before=30.0)
+        assert self._ids(older) == ["a2", "a1"]  # strictly before
+        assert await store.list_workflows(app="nope") == []
+
+    async def test_list_workflows_breaks_ties_by_id_then_app(
+        self, store: WorkflowStore
+    ) -> None:
+        for instance_id, app in (("x1", "b"), ("x2", "a"), ("x1", "a")):
+            await store.create(make(instance_id, app=app), [])
+        listed = await store.list_workflows()  # all created at 50
+        assert [(r.instance_id, r.app) for r in listed] == [
+            ("x2", "a"),
+            ("x1", "b"),
+            ("x1", "a"),
+        ]
+
+    async def test_count_workflows_by_status(self, store: WorkflowStore) -> None:
+        assert await store.count_workflows_by_status() == {}
+        await self._fill(store)
+        assert await store.count_workflows_by_status() == {
+            WorkflowStatus.PENDING: 3,
+            WorkflowStatus.SUCCEEDED: 1,
+            WorkflowStatus.FAILED: 1,
+        }
+        assert await store.count_workflows_by_status("refunds") == {
+            WorkflowStatus.PENDING: 1,
+            WorkflowStatus.FAILED: 1,
+        }
+        assert await store.count_workflows_by_status("nope") == {}
+
+    async def test_ids_with_prefix(self, store: WorkflowStore) -> None:
+        for instance_id, app in (
+            ("abc1", "b"),
+            ("abc1", "a"),
+            ("abc2", "a"),
+            ("abd", "a"),
+            ("xabc", "a"),
+        ):
+            await store.create(make(instance_id, app=app), [])
+        assert await store.ids_with_prefix("abc") == [
+            ("a", "abc1"),
+            ("b", "abc1"),
+            ("a", "abc2"),
+        ]
+        assert await store.ids_with_prefix("abc", limit=2) == [
+            ("a", "abc1"),
+            ("b", "abc1"),
+        ]
+        assert await store.ids_with_prefix("abc", app="b") == [("b", "abc1")]
+        assert await store.ids_with_prefix("abd") == [("a", "abd")]
+        assert await store.ids_with_prefix("zz") == []
+
+    async def test_ids_with_prefix_takes_wildcards_literally(
+        self, store: WorkflowStore
+    ) -> None:
+        await store.create(make("a%b_c"), [])
+        await store.create(make("axbyc"), [])
+        assert await store.ids_with_prefix("a%") == [(APP, "a%b_c")]
+        assert await store.ids_with_prefix("a_") == []
+        assert await store.ids_with_prefix("%") == []

@@ -8,6 +8,7 @@ participant targets never name a real Participant.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import tempfile
 from collections.abc import Iterator
@@ -19,8 +20,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
 from sagakit.cli import dashboard as dashboard_cli
 from sagakit.cli.main import app
+from tests.contracts.workflow_store_contract import line, make
 from tests.fuzz.strategies import FUZZ
 
 pytestmark = pytest.mark.fuzz
@@ -179,6 +182,21 @@ COMMANDS: dict[str, st.SearchStrategy[list[str]]] = {
         arg(texts),
         options(**{"--transport": urls, "--limit": limits}),
     ),
+    "workflows-list": command(
+        ["workflows", "list"],
+        options(
+            **{
+                "--status": st.one_of(
+                    statuses, st.sampled_from(["pending", "SUCCEEDED", "failed"])
+                ),
+                "--app": texts,
+                "--limit": limits,
+            }
+        ),
+    ),
+    "workflows-show": command(
+        ["workflows", "show"], arg(ids), options(**{"--app": texts})
+    ),
     "db-status": command(["db", "status"]),
     "db-migrate": command(["db", "migrate"]),
     "migrate": command(["migrate"]),
@@ -232,6 +250,23 @@ async def _no_server(*args: object, **kwargs: object) -> None:
     """Stands in for uvicorn: the dashboard command returns at once."""
 
 
+async def _seed_workflows() -> None:
+    """Workflow instances in the databases the drawn ``--db`` may name (the
+    workflow commands never migrate), so they reach their queries."""
+    for path in ("sagakit.db", "fuzz.db"):
+        store = SQLiteWorkflowStore(path)
+        for instance_id in ("abcdef01", "abcdef02"):
+            await store.create(make(instance_id), [line(instance_id, "started")])
+        await store.create(make("abcdef01", app="other"), [])
+        await store.close()
+
+
+SETUP = {
+    "workflows-list": _seed_workflows,
+    "workflows-show": _seed_workflows,
+}
+
+
 @contextlib.contextmanager
 def sandbox() -> Iterator[Path]:
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
@@ -265,4 +300,6 @@ def test_any_arguments_exit_0_or_2_with_one_error_line(
     args = data.draw(COMMANDS[name], label="command")
     with sandbox(), pytest.MonkeyPatch.context() as patch:
         patch.setattr(dashboard_cli, "serve", _no_server)
+        if name in SETUP:
+            asyncio.run(SETUP[name]())
         check(prefix + args)

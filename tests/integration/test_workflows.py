@@ -13,9 +13,12 @@ from typing import Any
 import pytest
 from examples.workflows.payment_webhook import CONFIRMED, TIME_OUT, PaymentService
 from examples.workflows.transfer_fund import Bank, Transfer, build_app
+from typer.testing import CliRunner
 
+from sagakit.adapters.store.sql import queries
 from sagakit.adapters.store.workflow_memory import InMemoryWorkflowStore
 from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
+from sagakit.cli.main import app as cli
 from sagakit.errors import (
     ConcurrencyError,
     DefinitionError,
@@ -25,6 +28,7 @@ from sagakit.errors import (
 from sagakit.ports.workflow_store import WorkflowStatus, WorkflowStore
 from sagakit.testing import FakeClock
 from sagakit.workflow import WorkflowApp
+from tests.conftest import run_sync
 
 Opener = Callable[[], Awaitable[WorkflowStore]]
 
@@ -385,3 +389,59 @@ async def test_waiting_step_runs_only_when_called(clock: FakeClock) -> None:
     await app.call("x", "approve", {"by": "ops"})
     await app.run_until_idle()
     assert seen == [({"by": "ops"}, {"begun": True})]
+
+
+# -- inspection: sagakit workflows list / show ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "dialect", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_cli_lists_and_shows_instances(
+    request: pytest.FixtureRequest, tmp_path: Path, dialect: str
+) -> None:
+    """The CLI opens either store as it is; a transfer retrying on a timer
+    shows its pending call, state and history."""
+    url = (
+        str(tmp_path / "cli.db")
+        if dialect == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+
+    async def fill() -> None:
+        store: WorkflowStore
+        if dialect == "sqlite":
+            store = SQLiteWorkflowStore(url)
+        else:
+            from sagakit.adapters.store.workflow_postgres import (  # noqa: PLC0415
+                PostgresWorkflowStore,
+            )
+
+            store = await PostgresWorkflowStore.connect(url, migrate=False)
+        app = build_app(store, Bank(failing_credits=1), clock=FakeClock())
+        await app.start("transfer-cli-1", "debit", transfer())
+        await app.run_until_idle()
+        await store.close()
+
+    run_sync(fill())
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["--db", url, "workflows", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "transfer-cli-1" in listed.output
+    assert "1 of 1 workflow instance(s): 1 pending" in listed.output
+    shown = runner.invoke(cli, ["--db", url, "workflows", "show", "transfer-cli"])
+    assert shown.exit_code == 0, shown.output
+    assert "pending call  credit" in shown.output
+    assert '"credit_failures": 1' in shown.output
+    unknown = runner.invoke(cli, ["--db", url, "workflows", "show", "nope-nope"])
+    assert unknown.exit_code == 2
+    assert "no workflow instance with id or id prefix 'nope-nope'" in unknown.stderr
+
+
+def test_listing_newest_first_uses_the_created_index(tmp_path: Path) -> None:
+    store = SQLiteWorkflowStore(tmp_path / "plan.db")
+    plan = store._conn.execute(
+        f"EXPLAIN QUERY PLAN {queries('sqlite')['workflow_list']}",
+        (None, None, 50, None),
+    ).fetchall()
+    assert any("sagakit_workflow_created" in str(row[-1]) for row in plan), plan

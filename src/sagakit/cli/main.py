@@ -33,7 +33,7 @@ from sagakit.adapters.store import (
 from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
 from sagakit.adapters.transport import open_transport
 from sagakit.choreography import Tracker
-from sagakit.cli import admin, dashboard, db, docs, render
+from sagakit.cli import admin, dashboard, db, docs, render, workflows
 from sagakit.cli.loader import LoadError, load_participant, load_sagas
 from sagakit.engine.state import SagaStatus
 from sagakit.errors import SagaError, SagaNotFound, StoreError
@@ -499,6 +499,7 @@ def participant(
 
 db.register(app, out, None)
 admin.register(app, out)
+workflows.register(app, out)
 docs.register(app)
 dashboard.register(app)
 

@@ -1,4 +1,5 @@
-"""Rich renderings of stored sagas: lists, headers, step timelines, summaries.
+"""Rich renderings of stored sagas: lists, headers, step timelines, summaries;
+and of workflow instances: lists and reports.
 
 Pure functions from store records to rich renderables; nothing here prints.
 """
@@ -6,7 +7,7 @@ Pure functions from store records to rich renderables; nothing here prints.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,11 @@ from rich.text import Text
 from sagakit.engine.state import ErrorInfo, SagaStatus
 from sagakit.ports.event_store import EventRecord, TrackedChoreography
 from sagakit.ports.store import HistoryEntry, SagaRecord
+from sagakit.ports.workflow_store import (
+    WorkflowHistoryEntry,
+    WorkflowRecord,
+    WorkflowStatus,
+)
 
 STATUS_STYLES: dict[str, str] = {
     SagaStatus.RUNNING.value: "cyan",
@@ -236,3 +242,156 @@ def choreography_report(
             Text(_clip(r.detail or ""), style="red" if r.outcome == "failed" else ""),
         )
     return Group(grid, Text(""), table)
+
+
+# -- workflow instances ----------------------------------------------------
+
+
+def compact_json(value: Any) -> str:
+    """A value on one line: strings as they are, anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+_NO_WRAP = frozenset({"status", "due", "created"})
+
+
+def listing(title: str, ids: Sequence[str], columns: Sequence[str]) -> Table:
+    """An empty ``list`` table: a bold id column as wide as the longest id,
+    then ``columns`` (``status``, ``due`` and ``created`` never wrap;
+    ``updated`` is right-aligned)."""
+    table = Table(title=title, title_justify="left")
+    width = max((len(i) for i in ids), default=2)
+    table.add_column("id", no_wrap=True, min_width=width, style="bold")
+    for name in columns:
+        table.add_column(
+            name,
+            no_wrap=name in _NO_WRAP,
+            justify="right" if name == "updated" else "left",
+        )
+    return table
+
+
+def relative(moment: float, now: float) -> str:
+    """``in 5m`` or ``5m ago``: when ``moment`` is, seen from ``now``."""
+    if moment > now:
+        return f"in {age(moment - now)}"
+    return f"{age(now - moment)} ago"
+
+
+def timer(record: WorkflowRecord, now: float) -> str:
+    """When a pending instance's call is due: ``in 5m``, ``2s ago`` (due and
+    not run yet), or ``on call`` (it waits for an external event)."""
+    if record.status is not WorkflowStatus.PENDING:
+        return ""
+    if record.due_at is None:
+        return "on call"
+    return relative(record.due_at, now)
+
+
+def workflows_table(
+    records: Sequence[WorkflowRecord],
+    counts: Mapping[WorkflowStatus, int],
+    now: float,
+) -> Table:
+    """The ``sagakit workflows list`` table, newest first; the title counts
+    every instance per status."""
+    total = sum(counts.values())
+    per_status = ", ".join(
+        f"{counts[s]} {s.value}" for s in WorkflowStatus if counts.get(s)
+    )
+    title = f"{len(records)} of {total} workflow instance(s)"
+    table = listing(
+        f"{title}: {per_status}" if per_status else title,
+        [r.instance_id for r in records],
+        ["app", "status", "step", "due", "updated"],
+    )
+    for r in records:
+        table.add_row(
+            r.instance_id,
+            r.app,
+            styled(r.status.value),
+            r.step or "",
+            timer(r, now),
+            relative(r.updated_at, now),
+        )
+    return table
+
+
+_STEP_LABELS = {
+    WorkflowStatus.PENDING: "pending call",
+    WorkflowStatus.RUNNING: "running step",
+    WorkflowStatus.FAILED: "failed step",
+}
+
+
+def workflow_header(record: WorkflowRecord, now: float) -> Table:
+    """Key facts of one instance: what, when, its pending call and its timer."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    grid.add_row("app", record.app)
+    grid.add_row("id", record.instance_id)
+    grid.add_row("status", styled(record.status.value))
+    grid.add_row("created", local_time(record.created_at))
+    updated = f"{local_time(record.updated_at)} ({relative(record.updated_at, now)})"
+    grid.add_row("updated", updated)
+    grid.add_row("steps done", str(record.transitions))
+    label = _STEP_LABELS.get(record.status)
+    if label is not None and record.step is not None:
+        grid.add_row(label, record.step)
+        grid.add_row("input", compact_json(record.input))
+        if record.attempts:
+            grid.add_row("attempts", str(record.attempts))
+    if record.status is WorkflowStatus.PENDING:
+        due = (
+            "when called (an external event)"
+            if record.due_at is None
+            else f"{local_time(record.due_at)} ({relative(record.due_at, now)})"
+        )
+        grid.add_row("due", due)
+    if record.status is WorkflowStatus.RUNNING and record.owner is not None:
+        lease = "" if record.lease_until is None else local_time(record.lease_until)
+        grid.add_row("worker", f"{record.owner} (lease until {lease})")
+    if record.error is not None:
+        grid.add_row("error", Text(record.error, style="red"))
+    return grid
+
+
+def workflow_history_table(history: Sequence[WorkflowHistoryEntry]) -> Table:
+    """An instance's history, one row per line, in the order written."""
+    table = Table(title="history", title_justify="left")
+    table.add_column("time", no_wrap=True)
+    table.add_column("step", no_wrap=True)
+    table.add_column("try", justify="right")
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("detail / error", overflow="fold")
+    for h in history:
+        if h.error is not None:
+            detail = Text(_clip(h.error), style="red")
+        else:
+            detail = Text("" if h.detail is None else _clip(compact_json(h.detail)))
+        table.add_row(
+            local_time(h.recorded_at),
+            h.step or "",
+            str(h.attempt),
+            styled(h.outcome),
+            detail,
+        )
+    return table
+
+
+def workflow_report(
+    record: WorkflowRecord, history: Sequence[WorkflowHistoryEntry], now: float
+) -> RenderableType:
+    """Header, state and history, as ``sagakit workflows show`` prints them."""
+    state = json.dumps(record.state, indent=2, ensure_ascii=False, sort_keys=True)
+    return Group(
+        workflow_header(record, now),
+        Text(""),
+        Text("state", style="bold"),
+        Text(state),
+        Text(""),
+        workflow_history_table(history),
+    )

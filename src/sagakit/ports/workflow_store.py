@@ -119,6 +119,31 @@ class WorkflowStore(Protocol):
     async def history(self, app: str, instance_id: str) -> list[WorkflowHistoryEntry]:
         """The instance's history in the order it was written."""
 
+    async def list_workflows(
+        self,
+        *,
+        status: WorkflowStatus | None = None,
+        app: str | None = None,
+        limit: int = 50,
+        created_before: float | None = None,
+    ) -> list[WorkflowRecord]:
+        """Instances of every app (or of ``app``), newest first: by
+        ``created_at``, then instance id and app, descending.
+        ``created_before`` keeps only those created strictly before it."""
+
+    async def count_workflows_by_status(
+        self, app: str | None = None
+    ) -> dict[WorkflowStatus, int]:
+        """How many instances (of ``app``, or of every app) are in each
+        status; statuses with none are left out."""
+
+    async def ids_with_prefix(
+        self, prefix: str, *, app: str | None = None, limit: int = 10
+    ) -> list[tuple[str, str]]:
+        """``(app, instance_id)`` of the instances whose id starts with
+        ``prefix`` (of ``app``, or of every app), by instance id then app
+        (for ``sagakit workflows show``)."""
+
     async def close(self) -> None: ...
 
 

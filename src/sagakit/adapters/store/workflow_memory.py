@@ -145,6 +145,44 @@ class InMemoryWorkflowStore:
     async def history(self, app: str, instance_id: str) -> list[WorkflowHistoryEntry]:
         return list(self._history.get((app, instance_id), []))
 
+    async def list_workflows(
+        self,
+        *,
+        status: WorkflowStatus | None = None,
+        app: str | None = None,
+        limit: int = 50,
+        created_before: float | None = None,
+    ) -> list[WorkflowRecord]:
+        wanted = None if status is None else WorkflowStatus(status)
+        found = [
+            row
+            for row in self._rows.values()
+            if (wanted is None or row.status is wanted)
+            and (app is None or row.app == app)
+            and (created_before is None or row.created_at < created_before)
+        ]
+        found.sort(key=lambda r: (r.created_at, r.instance_id, r.app), reverse=True)
+        return [copy.deepcopy(row) for row in found[:limit]]
+
+    async def count_workflows_by_status(
+        self, app: str | None = None
+    ) -> dict[WorkflowStatus, int]:
+        counts: dict[WorkflowStatus, int] = {}
+        for row in self._rows.values():
+            if app is None or row.app == app:
+                counts[row.status] = counts.get(row.status, 0) + 1
+        return counts
+
+    async def ids_with_prefix(
+        self, prefix: str, *, app: str | None = None, limit: int = 10
+    ) -> list[tuple[str, str]]:
+        found = sorted(
+            (instance_id, a)
+            for a, instance_id in self._rows
+            if instance_id.startswith(prefix) and (app is None or a == app)
+        )
+        return [(a, instance_id) for instance_id, a in found[:limit]]
+
     async def close(self) -> None:
         return None
 

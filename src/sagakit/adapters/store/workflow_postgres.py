@@ -1,7 +1,8 @@
 """Workflow instances in PostgreSQL through an asyncpg pool.
 
 ``PostgresWorkflowStore.connect(dsn)`` opens a pool and migrates with
-:class:`PostgresStore`'s runner (one migrations table for both). Every
+:class:`PostgresStore`'s runner (one migrations table for both);
+``PostgresWorkflowStore.on(store)`` shares an open store's pool. Every
 write is one statement; claims use ``FOR UPDATE SKIP LOCKED``, so any number
 of worker processes may share the database. "Now" is the caller's clock.
 """
@@ -90,10 +91,16 @@ def _columns(record: WorkflowRecord) -> tuple[Any, ...]:
 class PostgresWorkflowStore:
     """A :class:`~sagakit.ports.workflow_store.WorkflowStore` on PostgreSQL."""
 
-    def __init__(self, pool: asyncpg.Pool, *, where: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, where: str, owned: bool = True) -> None:
         self._pool = pool
+        self._owned = owned
         self.where = where
         self.commits = 0
+
+    @classmethod
+    def on(cls, store: PostgresStore) -> PostgresWorkflowStore:
+        """The workflow tables on ``store``'s pool; ``close`` leaves it open."""
+        return cls(store._pool, where=store.where, owned=False)
 
     @classmethod
     async def connect(
@@ -261,7 +268,41 @@ class PostgresWorkflowStore:
             for r in rows
         ]
 
+    async def list_workflows(
+        self,
+        *,
+        status: WorkflowStatus | None = None,
+        app: str | None = None,
+        limit: int = 50,
+        created_before: float | None = None,
+    ) -> list[WorkflowRecord]:
+        rows = await self._fetch(
+            "listing workflows",
+            "workflow_list",
+            None if status is None else WorkflowStatus(status).value,
+            app,
+            limit,
+            created_before,
+        )
+        return [_record(r) for r in rows]
+
+    async def count_workflows_by_status(
+        self, app: str | None = None
+    ) -> dict[WorkflowStatus, int]:
+        rows = await self._fetch("counting workflows", "workflow_count_by_status", app)
+        return {WorkflowStatus(r["status"]): int(r["n"]) for r in rows}
+
+    async def ids_with_prefix(
+        self, prefix: str, *, app: str | None = None, limit: int = 10
+    ) -> list[tuple[str, str]]:
+        rows = await self._fetch(
+            "finding workflow ids", "workflow_ids_with_prefix", prefix, app, limit
+        )
+        return [(r["app"], r["instance_id"]) for r in rows]
+
     async def close(self) -> None:
+        if not self._owned:
+            return
         try:
             await self._pool.close()
         except _DRIVER_ERRORS as exc:

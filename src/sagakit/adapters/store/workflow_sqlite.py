@@ -1,8 +1,9 @@
 """Workflow instances in SQLite, next to the saga tables of the same file.
 
 Opens (and migrates) the database through :class:`SQLiteStore`, so both
-share one migrations runner. Claims run inside ``BEGIN IMMEDIATE``: several
-processes may share the file.
+share one migrations runner; or wraps an open ``SQLiteStore`` to share its
+connection. Claims run inside ``BEGIN IMMEDIATE``: several processes may
+share the file.
 """
 
 from __future__ import annotations
@@ -66,16 +67,26 @@ def _history_rows(history: Sequence[WorkflowHistoryEntry]) -> list[tuple[Any, ..
 
 
 class SQLiteWorkflowStore:
-    """A :class:`~sagakit.ports.workflow_store.WorkflowStore` in one SQLite file."""
+    """A :class:`~sagakit.ports.workflow_store.WorkflowStore` in one SQLite file.
+
+    Pass a path (the file is opened and, unless ``migrate=False``, migrated)
+    or an open ``SQLiteStore`` to share its connection; ``close`` closes only
+    what it opened.
+    """
 
     def __init__(
         self,
-        path: str | Path = "sagakit.db",
+        path: str | Path | SQLiteStore = "sagakit.db",
         *,
         synchronous: str = "normal",
         migrate: bool = True,
     ) -> None:
-        self._db = SQLiteStore(path, synchronous=synchronous, migrate=migrate)
+        self._owned = not isinstance(path, SQLiteStore)
+        self._db = (
+            path
+            if isinstance(path, SQLiteStore)
+            else SQLiteStore(path, synchronous=synchronous, migrate=migrate)
+        )
         self._conn = self._db._conn
         self.path = self._db.path
 
@@ -209,11 +220,16 @@ class SQLiteWorkflowStore:
             raise self._fail(f"workflow lease renewal by {owner!r}", exc) from exc
         return cur.rowcount == 1
 
-    def _scalar(self, query: str, params: Sequence[Any]) -> Any:
+    def _read(
+        self, about: str, query: str, params: Sequence[Any]
+    ) -> list[tuple[Any, ...]]:
         try:
-            return self._conn.execute(_Q[query], params).fetchone()[0]
+            return self._conn.execute(_Q[query], params).fetchall()
         except sqlite3.Error as exc:
-            raise self._fail(query, exc) from exc
+            raise self._fail(about, exc) from exc
+
+    def _scalar(self, query: str, params: Sequence[Any]) -> Any:
+        return self._read(query, query, params)[0][0]
 
     async def next_due(self, app: str, steps: Collection[str]) -> float | None:
         due: float | None = self._scalar(
@@ -225,12 +241,11 @@ class SQLiteWorkflowStore:
         return int(self._scalar("workflow_unfinished", (app,)))
 
     async def history(self, app: str, instance_id: str) -> list[WorkflowHistoryEntry]:
-        try:
-            rows = self._conn.execute(
-                _Q["workflow_history"], (app, instance_id)
-            ).fetchall()
-        except sqlite3.Error as exc:
-            raise self._fail(f"workflow {app}/{instance_id}: history", exc) from exc
+        rows = self._read(
+            f"workflow {app}/{instance_id}: history",
+            "workflow_history",
+            (app, instance_id),
+        )
         return [
             WorkflowHistoryEntry(
                 app=r[0],
@@ -245,8 +260,39 @@ class SQLiteWorkflowStore:
             for r in rows
         ]
 
+    async def list_workflows(
+        self,
+        *,
+        status: WorkflowStatus | None = None,
+        app: str | None = None,
+        limit: int = 50,
+        created_before: float | None = None,
+    ) -> list[WorkflowRecord]:
+        wanted = None if status is None else WorkflowStatus(status).value
+        rows = self._read(
+            "listing workflows",
+            "workflow_list",
+            (wanted, app, limit, created_before),
+        )
+        return [_record(r) for r in rows]
+
+    async def count_workflows_by_status(
+        self, app: str | None = None
+    ) -> dict[WorkflowStatus, int]:
+        rows = self._read("counting workflows", "workflow_count_by_status", (app,))
+        return {WorkflowStatus(status): int(n) for status, n in rows}
+
+    async def ids_with_prefix(
+        self, prefix: str, *, app: str | None = None, limit: int = 10
+    ) -> list[tuple[str, str]]:
+        rows = self._read(
+            "finding workflow ids", "workflow_ids_with_prefix", (prefix, app, limit)
+        )
+        return [(r[0], r[1]) for r in rows]
+
     async def close(self) -> None:
-        await self._db.close()
+        if self._owned:
+            await self._db.close()
 
     def __repr__(self) -> str:
         return f"SQLiteWorkflowStore({self.path!r})"

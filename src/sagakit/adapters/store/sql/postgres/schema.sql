@@ -174,3 +174,16 @@ CREATE TABLE sagakit_event_outbox (
 
 CREATE INDEX sagakit_event_outbox_service
     ON sagakit_event_outbox (service, seq);
+
+CREATE FUNCTION sagakit_workflow_history_append_only() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'sagakit_workflow_history is append-only';
+END;
+$$;
+
+CREATE TRIGGER sagakit_workflow_history_append_only
+    BEFORE UPDATE OR DELETE ON sagakit_workflow_history
+    FOR EACH ROW EXECUTE FUNCTION sagakit_workflow_history_append_only();
+
+CREATE INDEX sagakit_workflow_created ON sagakit_workflow (created_at);

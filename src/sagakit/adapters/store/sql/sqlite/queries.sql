@@ -236,6 +236,31 @@ SELECT app, instance_id, step, attempt, outcome, detail, error, recorded_at
  WHERE app = ?1 AND instance_id = ?2
  ORDER BY id;
 
+-- workflow_list --
+-- Newest first. Optional filters are passed as NULL to disable them: ?1
+-- status, ?2 app, ?4 created before; ?3 is the limit
+SELECT app, instance_id, status, step, input, due_at, state, version, attempts,
+       transitions, error, created_at, updated_at, owner, lease_until
+  FROM sagakit_workflow
+ WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR app = ?2)
+   AND (?4 IS NULL OR created_at < ?4)
+ ORDER BY created_at DESC, instance_id DESC, app DESC
+ LIMIT ?3;
+
+-- workflow_count_by_status --
+-- Instances per status, of app ?1 (NULL: of every app)
+SELECT status, count(*) FROM sagakit_workflow
+ WHERE (?1 IS NULL OR app = ?1)
+ GROUP BY status;
+
+-- workflow_ids_with_prefix --
+-- (app, instance_id) of the instances whose id starts with ?1, of app ?2
+-- (NULL: of every app), in id order
+SELECT app, instance_id FROM sagakit_workflow
+ WHERE substr(instance_id, 1, length(?1)) = ?1 AND (?2 IS NULL OR app = ?2)
+ ORDER BY instance_id, app
+ LIMIT ?3;
+
 -- event_subscribe --
 -- Route event type ?1 to the queue ?3 of service ?2 (replacing its queue)
 INSERT INTO sagakit_event_route (event_type, service, queue, subscribed_at)

@@ -165,3 +165,17 @@ CREATE TABLE sagakit_event_outbox (
 );
 
 CREATE INDEX sagakit_event_outbox_service ON sagakit_event_outbox (service);
+
+CREATE TRIGGER sagakit_workflow_history_no_update
+    BEFORE UPDATE ON sagakit_workflow_history
+BEGIN
+    SELECT RAISE(ABORT, 'sagakit_workflow_history is append-only');
+END;
+
+CREATE TRIGGER sagakit_workflow_history_no_delete
+    BEFORE DELETE ON sagakit_workflow_history
+BEGIN
+    SELECT RAISE(ABORT, 'sagakit_workflow_history is append-only');
+END;
+
+CREATE INDEX sagakit_workflow_created ON sagakit_workflow (created_at);
