@@ -57,7 +57,10 @@ db = Database(
     );
     """,
 )
-bus = event_bus("billing")
+bus = event_bus(
+    "billing",
+    {BILL_CREATED: BillCreated, BILL_PAID: BillPaid, BILL_REFUNDED: BillRefunded},
+)
 app = service_app(bus, db, title="billing service")
 
 BILL = (

@@ -48,7 +48,14 @@ db = Database(
     );
     """,
 )
-bus = event_bus("booking")
+bus = event_bus(
+    "booking",
+    {
+        BOOKING_CREATED: BookingCreated,
+        BOOKING_CONFIRMED: BookingEnded,
+        BOOKING_FAILED: BookingEnded,
+    },
+)
 app = service_app(bus, db, watch=True, title="booking service")
 
 BOOKING = "SELECT id, reference_no, status, parking_slot_uuid FROM booking.booking"

@@ -26,6 +26,7 @@ from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel
 
 from examples.parking.events import parking_booking
 from sagakit.adapters.store import open_event_store
@@ -48,13 +49,15 @@ def _required(name: str, scheme: tuple[str, ...]) -> str:
     return value
 
 
-def event_bus(service: str) -> EventBus:
-    """The service's bus, on its own queue (under ``$PARKING_QUEUE_PREFIX``)."""
+def event_bus(service: str, publishes: dict[str, type[BaseModel]]) -> EventBus:
+    """The service's bus, on its own queue (under ``$PARKING_QUEUE_PREFIX``),
+    publishing the events ``publishes`` maps to their payload models."""
     prefix = os.environ.get(PREFIX_ENV, "")
     return EventBus(
         service,
         queue=f"{prefix}events.{service}",
         choreographies=[parking_booking],
+        publishes=publishes,
     )
 
 

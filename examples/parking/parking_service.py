@@ -41,7 +41,10 @@ db = Database(
     );
     """,
 )
-bus = event_bus("parking")
+bus = event_bus(
+    "parking",
+    {PARKING_RESERVED: ParkingReserved, PARKING_UNAVAILABLE: ParkingUnavailable},
+)
 app = service_app(bus, db, title="parking service")
 
 SLOT = "SELECT uuid, name, status, reference_no FROM parking.parking_slot"

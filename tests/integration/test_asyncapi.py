@@ -23,6 +23,8 @@ import yaml
 from examples.create_order import order_service
 from pydantic import BaseModel, Field
 
+from sagakit.adapters.store.event_memory import InMemoryEventStore
+from sagakit.adapters.transport.inprocess import InProcessTransport
 from sagakit.asyncapi import (
     EventSpec,
     describe,
@@ -33,8 +35,9 @@ from sagakit.asyncapi import (
     to_json,
     to_yaml,
 )
+from sagakit.choreography import EventBus, EventContext
 from sagakit.definition import Parallel, Remote, Saga, Step
-from sagakit.errors import DefinitionError
+from sagakit.errors import DefinitionError, SagaError
 from sagakit.examples.trip import trip_saga
 from sagakit.participant import Participant
 
@@ -197,6 +200,61 @@ def test_official_parser_accepts_choreography_events(tmp_path: Path) -> None:
     path.write_text(to_yaml(doc), encoding="utf-8")
     errors, _, status = parse(node, path)
     assert errors == [], "\n".join(errors)
+    assert status == 0
+
+
+class Paid(BaseModel):
+    """A bill is paid."""
+
+    amount: int
+
+
+def publishing_app() -> Any:
+    """billing publishes bill.paid (two subscribers, untyped handlers) and
+    bill.refunded (audit's handler has a model); parking publishes
+    parking.reserved, which nothing here handles."""
+    billing = EventBus("billing", publishes={"bill.paid": Paid, "bill.refunded": Paid})
+    parking = EventBus("parking", publishes=["parking.reserved"])
+    audit = EventBus("audit")
+
+    @parking.on("bill.paid")
+    async def reserve(event: dict[str, Any]) -> None:
+        return None
+
+    @audit.on("bill.paid")
+    async def note(event: dict[str, Any]) -> None:
+        return None
+
+    @audit.on("bill.refunded")
+    async def refunded(event: Booked) -> None:
+        return None
+
+    # the publisher first: its sends still find the subscribers listed after it
+    return describe(events=[billing, parking, audit], title="publishers")
+
+
+def publishing_doc(target: str) -> dict[str, Any]:
+    if target == "publishing_app":
+        return document(publishing_app().model())
+    for module in ("fastapi", "asyncpg"):  # examples.parking's services need them
+        pytest.importorskip(module)
+    return doc_of(target)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["publishing_app", "examples.parking"])
+def test_official_parser_accepts_declared_publishers(
+    target: str, tmp_path: Path
+) -> None:
+    node = node_or_skip()
+    doc = publishing_doc(target)
+    assert any(o["action"] == "send" for o in doc["operations"].values())
+    path = tmp_path / f"{target}.yaml"
+    path.write_text(to_yaml(doc), encoding="utf-8")
+    errors, others, status = parse(node, path)
+    assert errors == [], "\n".join(errors)
+    warnings = [line for line in others if f"{path}: warning " in line]
+    assert warnings == [], "\n".join(warnings)
     assert status == 0
 
 
@@ -371,6 +429,135 @@ def test_events_extension_point() -> None:
     assert doc["operations"]["kitchen.receive.order.placed"]["action"] == "receive"
     payload = doc["components"]["messages"]["order.placed"]["payload"]
     assert payload["properties"]["kind"]["const"] == "event"
+
+
+def sends(doc: dict[str, Any], actor: str) -> dict[str, tuple[str, list[str]]]:
+    """``actor``'s send operations: id -> (channel, message refs)."""
+    return {
+        key: (op["channel"]["$ref"], [m["$ref"] for m in op["messages"]])
+        for key, op in doc["operations"].items()
+        if op["action"] == "send" and {"name": f"publisher:{actor}"} in op["tags"]
+    }
+
+
+def test_declared_publishers_send_on_each_subscribers_channel() -> None:
+    doc = document(publishing_app().model())
+    assert sends(doc, "billing") == {
+        "billing.send.bill.paid.to.events.parking": (
+            "#/channels/events.parking",
+            ["#/channels/events.parking/messages/bill.paid"],
+        ),
+        "billing.send.bill.paid.to.events.audit": (
+            "#/channels/events.audit",
+            ["#/channels/events.audit/messages/bill.paid"],
+        ),
+        "billing.send.bill.refunded.to.events.audit": (
+            "#/channels/events.audit",
+            ["#/channels/events.audit/messages/bill.refunded"],
+        ),
+    }
+    fan_out = doc["operations"]["billing.send.bill.paid.to.events.audit"]
+    assert "by route, at run time" in fan_out["summary"]
+    assert fan_out["summary"].endswith("here audit.")
+    # nothing here handles parking.reserved: a message, and no operation
+    assert sends(doc, "parking") == {}
+    messages = doc["components"]["messages"]
+    assert messages["parking.reserved"]["x-sagakit-usages"] == [
+        {"actor": "parking", "role": "publisher"}
+    ]
+    assert all(
+        "parking.reserved" not in channel["messages"]
+        for channel in doc["channels"].values()
+    )
+    # the declared model, unless a handler validates with its own
+    body = {k: m["payload"]["properties"]["payload"] for k, m in messages.items()}
+    assert body["bill.paid"] == {"$ref": "#/components/schemas/Paid"}
+    assert body["bill.refunded"] == {"$ref": "#/components/schemas/Booked"}
+    assert body["parking.reserved"] == {"type": "object"}
+    assert messages["bill.paid"]["summary"] == "A bill is paid."
+
+
+def test_a_bus_that_declares_nothing_has_no_send_operations() -> None:
+    doc = document(choreography_app().model())
+    assert [o["action"] for o in doc["operations"].values()] == ["receive"]
+
+
+def test_parking_services_declare_what_they_publish() -> None:
+    for module in ("fastapi", "asyncpg"):
+        pytest.importorskip(module)
+    doc = doc_of("examples.parking")
+    published = {
+        actor: sorted(sends(doc, actor)) for actor in ("booking", "billing", "parking")
+    }
+    assert published == {
+        "booking": ["booking.send.booking.created.to.events.billing"],
+        "billing": ["billing.send.bill.paid.to.events.parking"],
+        "parking": [
+            "parking.send.parking.reserved.to.events.booking",
+            "parking.send.parking.unavailable.to.events.billing",
+            "parking.send.parking.unavailable.to.events.booking",
+        ],
+    }
+    # handled by nobody in the example: described, without an operation
+    usages = doc["components"]["messages"]["bill.refunded"]["x-sagakit-usages"]
+    assert usages == [{"actor": "billing", "role": "publisher"}]
+
+
+@pytest.mark.parametrize(
+    ("publishes", "match"),
+    [
+        ("bill.paid", "expected a list of event types or a mapping"),
+        (42, "expected a list of event types or a mapping"),
+        (["bill.paid", ""], "'' is not an event type name"),
+        ([7], "7 is not an event type name"),
+        (["bill.paid", "bill.paid"], "'bill.paid' appears twice"),
+        ({"bill.paid": dict}, "the payload of 'bill.paid' must be a pydantic model"),
+        ({"x.y": Paid(amount=1)}, "the payload of 'x.y' .* class, got Paid"),
+    ],
+)
+def test_publishes_is_checked_when_the_bus_is_made(publishes: Any, match: str) -> None:
+    with pytest.raises(DefinitionError, match=f"event bus billing: publishes: {match}"):
+        EventBus("billing", publishes=publishes)
+
+
+def test_publishes_is_kept_with_its_models() -> None:
+    assert EventBus("a", publishes=["x.y"]).publishes == {"x.y": None}
+    both = EventBus("a", publishes={"x.y": Paid, "x.z": None})
+    assert both.publishes == {"x.y": Paid, "x.z": None}
+    assert EventBus("a").publishes == {}
+
+
+async def test_publishing_an_undeclared_event_raises_and_sends_nothing() -> None:
+    transport, store = InProcessTransport(), InMemoryEventStore()
+    billing = EventBus("billing", transport, store, publishes=["bill.paid"])
+    await store.subscribe("audit", "events.audit", ["bill.paid", "bill.lost"], now=0)
+
+    @billing.on("bill.asked")
+    async def ask(event: dict[str, Any], ctx: EventContext) -> None:
+        await ctx.publish("bill.lost", event)
+
+    undeclared = "event bus billing does not publish 'bill.lost': it declared bill.paid"
+    try:
+        with pytest.raises(SagaError, match=undeclared):
+            await billing.publish("bill.lost", {}, correlation_id="c")
+        with pytest.raises(SagaError, match=undeclared):
+            await billing.publish_on(None, "bill.lost", correlation_id="c")
+        with pytest.raises(SagaError, match=undeclared):
+            await billing.handle(billing.event("bill.asked", {}, correlation_id="c"))
+        assert await billing.publish_staged() == 0
+        assert transport.pending("events.audit") == 0
+        lines = await store.timeline("c")
+        assert [(r.event_type, r.outcome.value) for r in lines] == [
+            ("bill.asked", "failed")
+        ]
+        # a declared type goes out as before
+        await billing.publish("bill.paid", {}, correlation_id="c")
+        await billing.publish_on(None, "bill.paid", correlation_id="c")
+        assert await billing.publish_staged() == 1
+        assert transport.pending("events.audit") == 2
+    finally:
+        await transport.close()
+        await store.close()
 
 
 def test_payload_model_comes_from_the_builder_annotation() -> None:

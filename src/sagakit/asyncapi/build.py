@@ -18,7 +18,16 @@ module-level ``Saga``, ``Participant`` and :class:`EventSource` is described.
 
 Where the models come from: a command's body is the participant handler's
 payload model, else the return annotation of ``Remote.payload``; a reply's body
-is ``Remote.reply``, else the handler's return annotation.
+is ``Remote.reply``, else the handler's return annotation; an event's body is
+its subscribers' handler model, else the one its publisher declares.
+
+Events published without an address (an ``EventBus``'s ``publishes``) are
+fanned out at run time, by the routes in the event store, to the queue of
+every subscribed service. The document shows that as one ``send`` operation
+per publisher on the channel of each subscriber it describes. An event that
+nothing in the document subscribes to gets no operation, because an AsyncAPI
+operation needs a channel and there is no queue to name. It is still
+described as a message, and its ``x-sagakit-usages`` name its publishers.
 """
 
 from __future__ import annotations
@@ -291,7 +300,11 @@ class _Builder:
         for service in self.app.participants:
             self._participant(service)
         for spec in self.app.events:
-            self._event(spec)
+            if not _routed(spec):
+                self._event(spec)
+        for spec in self.app.events:  # once every subscriber's channel is known
+            if _routed(spec):
+                self._routed_event(spec)
         model.description = _overview(self.app, self.app.description)
         return model
 
@@ -466,6 +479,37 @@ class _Builder:
                         summary=f"{actor} {verb} {spec.type}.",
                     )
                 )
+
+    def _routed_event(self, spec: EventSpec) -> None:
+        """Sends of an event to each subscriber's channel in this document."""
+        message = self._message("event", spec.type, spec.body)
+        if spec.summary and not message.summary:
+            message.summary = spec.summary
+        subscribers: dict[str, list[str]] = {}  # channel -> its subscribers
+        for op in self.model.operations.values():
+            if op.actor_kind == "subscriber" and message.id in op.messages:
+                subscribers.setdefault(op.channel, []).append(op.actor)
+        for actor in spec.publishers:
+            message.usages.append(Usage(actor, "publisher"))
+            for channel, actors in subscribers.items():
+                self._operation(
+                    Operation(
+                        id=safe_id(f"{actor}.send.{spec.type}.to.{channel}"),
+                        action="send",
+                        channel=channel,
+                        actor=actor,
+                        actor_kind="publisher",
+                        messages=[message.id],
+                        summary=f"{actor} publishes {spec.type}; the bus sends a "
+                        "copy to the queue of each subscribed service (by route, "
+                        f"at run time), here {', '.join(actors)}.",
+                    )
+                )
+
+
+def _routed(spec: EventSpec) -> bool:
+    """Published with no address: routed to whoever subscribes."""
+    return spec.address is None and bool(spec.publishers)
 
 
 def _channel_text(kind: ChannelKind) -> str:

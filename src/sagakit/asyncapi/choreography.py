@@ -2,9 +2,13 @@
 
 An ``EventBus`` subscribes its service to event types on its own queue
 (``events.<service>``): each handled type becomes an event on that queue, its
-body the handler's payload model. A ``Choreography`` names its events (forward,
-failure, compensating) without saying who publishes them: they are described
-as messages, and get a channel where a bus in the same document handles them.
+body the handler's payload model. The types it declares in ``publishes`` are
+events it publishes, with no address (``EventSpec.address`` None): at run
+time the bus sends each one to every queue the event store routes its type
+to, so ``build`` puts a ``send`` on the queue of each bus in the same document
+that handles the type. A ``Choreography`` names its events (forward, failure,
+compensating) without saying who publishes them: they are described as
+messages, and get a channel where a bus in the same document handles them.
 Anything else with ``asyncapi_events()`` (an :class:`EventSource`) works too.
 """
 
@@ -48,21 +52,39 @@ def _bus_events(bus: Any) -> list[EventSpec]:
     specs: list[EventSpec] = []
     for event_type in bus.event_types:
         model = getattr(handlers.get(event_type), "model", None)
-        body = (
-            model if isinstance(model, type) and issubclass(model, BaseModel) else None
-        )
-        declared = bus.choreography_of(event_type)
-        where = f" (choreography {declared.name})" if declared is not None else ""
         specs.append(
             EventSpec(
                 event_type,
                 bus.queue,
-                body,
+                _body(model),
                 subscribers=(bus.service,),
-                summary=f"{event_type}{where}.",
+                summary=_about(bus, event_type),
             )
         )
+    published: dict[str, Any] = getattr(bus, "publishes", {})
+    specs.extend(
+        EventSpec(
+            event_type,
+            None,  # wherever it is routed: each subscriber's queue
+            _body(model),
+            publishers=(bus.service,),
+            summary=_about(bus, event_type),
+        )
+        for event_type, model in published.items()
+    )
     return specs
+
+
+def _body(model: object) -> type[BaseModel] | None:
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return model
+    return None
+
+
+def _about(bus: Any, event_type: str) -> str:
+    declared = bus.choreography_of(event_type)
+    where = f" (choreography {declared.name})" if declared is not None else ""
+    return f"{event_type}{where}."
 
 
 def _choreography_events(choreography: Any) -> list[EventSpec]:

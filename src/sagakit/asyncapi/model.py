@@ -150,7 +150,8 @@ class EventSpec:
 
     type: str
     address: str | None
-    """None: not known here (the message is described, without a channel)."""
+    """None: not known here; its publishers then send to the channel of each
+    subscriber in the document, else the message is described without one."""
     body: Body | None = None
     publishers: tuple[str, ...] = ()
     subscribers: tuple[str, ...] = ()

@@ -2,7 +2,13 @@
 
 ::
 
-    bus = EventBus("parking", transport, store, choreographies=[parking_booking])
+    bus = EventBus(
+        "parking",
+        transport,
+        store,
+        choreographies=[parking_booking],
+        publishes={"parking.reserved": Reserved, "parking.unavailable": Unavailable},
+    )
 
     @bus.on("bill.paid")
     async def reserve(event: BillPaid, ctx: EventContext) -> None:
@@ -24,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -43,7 +49,7 @@ from sagakit.choreography.context import (
 from sagakit.choreography.definition import Choreography
 from sagakit.choreography.outbox import StagedPublisher, check_options, new_owner
 from sagakit.choreography.tracker import Tracker
-from sagakit.errors import DuplicateMessage, SagaError
+from sagakit.errors import DefinitionError, DuplicateMessage, SagaError
 from sagakit.messaging.envelope import (
     Envelope,
     MalformedMessage,
@@ -85,8 +91,49 @@ def _as_event_store(store: EventStore | SagaStore) -> EventStore:
     return event_store_for(store)
 
 
+Publishes = Iterable[str] | Mapping[str, type[BaseModel] | None]
+"""Event type names, or names mapped to their payload models (None: none)."""
+
+
+def _published(service: str, publishes: Publishes) -> dict[str, type[BaseModel] | None]:
+    """``publishes`` checked, as event type -> payload model (None: not given)."""
+    where = f"event bus {service}: publishes"
+    if isinstance(publishes, str | bytes) or not isinstance(publishes, Iterable):
+        raise DefinitionError(
+            f"{where}: expected a list of event types or a mapping of event "
+            f"types to pydantic models, got {publishes!r}"
+        )
+    pairs: Iterable[tuple[object, object]] = (
+        publishes.items()
+        if isinstance(publishes, Mapping)
+        else ((name, None) for name in publishes)
+    )
+    declared: dict[str, type[BaseModel] | None] = {}
+    for event_type, model in pairs:
+        if not isinstance(event_type, str) or not event_type:
+            raise DefinitionError(f"{where}: {event_type!r} is not an event type name")
+        if event_type in declared:
+            raise DefinitionError(f"{where}: {event_type!r} appears twice")
+        if model is not None and not (
+            isinstance(model, type) and issubclass(model, BaseModel)
+        ):
+            raise DefinitionError(
+                f"{where}: the payload of {event_type!r} must be a pydantic "
+                f"model class, got {model!r}"
+            )
+        declared[event_type] = model
+    return declared
+
+
 class EventBus:
     """Publishes a service's events and runs its handlers from its queue.
+
+    ``publishes`` declares the event types the service publishes: names, or
+    names mapped to their payload models (None: no model), which the AsyncAPI
+    document shows.
+    Once declared, publishing any other type is a :class:`SagaError`, raised
+    before anything is sent or staged; undeclared (the default), any type may
+    be published.
 
     ``outbox_interval``, ``outbox_hold`` and ``outbox_batch`` tune the
     publisher of staged events (:meth:`publish_on`): how often it polls,
@@ -100,6 +147,7 @@ class EventBus:
         store: EventStore | SagaStore | None = None,
         *,
         choreographies: Iterable[Choreography] = (),
+        publishes: Publishes = (),
         queue: str | None = None,
         clock: Clock | None = None,
         prefetch: int = 32,
@@ -124,6 +172,7 @@ class EventBus:
             if choreography.name in self._choreographies:
                 raise SagaError(f"choreography {choreography.name!r} given twice")
             self._choreographies[choreography.name] = choreography
+        self._publishes = _published(service, publishes)
         self._handlers: dict[str, _Handler] = {}
         self._subscription: Subscription | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -164,6 +213,20 @@ class EventBus:
     def event_types(self) -> list[str]:
         """The event types this service handles."""
         return sorted(self._handlers)
+
+    @property
+    def publishes(self) -> dict[str, type[BaseModel] | None]:
+        """The event types this service declared it publishes, each with its
+        payload model (None: not given); empty: not declared."""
+        return dict(self._publishes)
+
+    def _check_published(self, event_type: str) -> None:
+        if self._publishes and event_type not in self._publishes:
+            raise SagaError(
+                f"event bus {self.service} does not publish {event_type!r}: it "
+                f"declared {', '.join(sorted(self._publishes))}; add it to "
+                "EventBus(publishes=...)"
+            )
 
     def attach(self, transport: Transport, store: EventStore | SagaStore) -> None:
         """Give a bus defined at import time its transport and store."""
@@ -282,6 +345,7 @@ class EventBus:
 
         ``message_id`` makes a retried publish a duplicate the subscribers
         drop (default: a new id)."""
+        self._check_published(event_type)
         event = self.event(
             event_type, payload, correlation_id=correlation_id, message_id=message_id
         )
@@ -308,6 +372,7 @@ class EventBus:
         after the commit, or when one starts: at least once, always with the
         returned envelope's id, so subscribers drop a repeat. A
         ``message_id`` staged already keeps the first event."""
+        self._check_published(event_type)
         outbox = self._outbox()
         event = self.event(
             event_type, payload, correlation_id=correlation_id, message_id=message_id

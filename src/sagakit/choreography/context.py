@@ -94,6 +94,7 @@ class EventContext:
 
         Its id is derived from the consumed message's, so a handler that runs
         again for the same message publishes the same ids."""
+        self._bus._check_published(event_type)
         if self.marked:
             raise SagaError(
                 f"{self.service}: publish {event_type!r} before mark_consumed(), "
