@@ -633,3 +633,32 @@ async def test_a_restart_publishes_what_a_crash_left_held(world: World) -> None:
         result = await asyncio.wait_for(restarted.wait(saga_id), 5)
     assert result.status is SagaStatus.SUCCEEDED
     assert world.tickets == [5]
+
+
+async def test_run_follows_its_saga_when_another_worker_takes_the_lease(
+    tmp_path: Path,
+) -> None:
+    """``run()`` drives the saga in the caller's task. When another worker
+    took the saga's lease, renewing used to cancel that task: the caller got
+    CancelledError for a saga that went on fine elsewhere. Now ``run()``
+    follows the saga in the store and returns its result."""
+    store = SQLiteStore(tmp_path / "orders.db")
+    transport = InProcessTransport()  # no participants: the test replies
+    saga = order_saga(charge_timeout=60)
+    first = Orchestrator(store, [saga], transport=transport, lease=30.0)
+    second = Orchestrator(store, [saga], transport=transport, lease=30.0)
+    async with first.serving(), second.serving():
+        running = asyncio.create_task(first.run(saga, Order(order_id=6), saga_id="s6"))
+        async with asyncio.timeout(5):
+            while first.active == 0:  # noqa: ASYNC110 - committed, then driven
+                await asyncio.sleep(0.01)
+        ticket = _reply("s6", "ticket", "kitchen.create_ticket", {"ticket_id": 106})
+        await second.handle_reply(ticket)  # the second worker takes the lease
+        assert await first.renew_leases() == ["s6"]
+        await asyncio.sleep(0.05)
+        assert not running.done()  # not cancelled: it follows the saga
+        await second.handle_reply(_reply("s6", "charge", "accounting.charge", {}))
+        result = await asyncio.wait_for(running, 5)
+    assert result.status is SagaStatus.SUCCEEDED
+    assert result.saga_id == "s6"
+    await transport.close()

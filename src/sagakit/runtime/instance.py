@@ -35,6 +35,13 @@ class Delivery:
     """An operator's request: a refusal is reported to the caller, not dropped."""
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseLost:
+    """Put on the queue of an instance whose lease another worker took, when
+    the driver is a ``run()`` caller's own task (not cancelled: it goes on
+    to follow the saga in the store)."""
+
+
 def default_worker_id() -> str:
     """``host:pid:random``: unique per process, readable in the store."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -52,7 +59,9 @@ class Instance:
     idempotency_key: str | None
     done: asyncio.Future[SagaResult[Any]] | None = None
     exceptions: dict[str, BaseException] = field(default_factory=dict)
-    queue: asyncio.Queue[Outcome | Delivery] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[Outcome | Delivery | LeaseLost] = field(
+        default_factory=asyncio.Queue
+    )
     in_flight: int = 0
     driver: asyncio.Task[None] | None = None
     parked: bool = False
@@ -61,5 +70,7 @@ class Instance:
     pending_history: list[HistoryEntry] = field(default_factory=list)
     trace: dict[str, str] | None = None
     """The saga's trace carrier for the observer (None: not loaded yet)."""
+    caller_driven: bool = False
+    """Driven by a ``run()`` caller's task, which must never be cancelled."""
     finished_elsewhere: bool = False
     """Another worker ended it (found on reload): report nothing again."""

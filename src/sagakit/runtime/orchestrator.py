@@ -14,7 +14,7 @@ import random
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel
 
@@ -52,7 +52,13 @@ from sagakit.ports.transport import Transport
 from sagakit.runtime import operator
 from sagakit.runtime.clock import SystemClock
 from sagakit.runtime.executor import execute
-from sagakit.runtime.instance import Delivery, Instance, Outcome, default_worker_id
+from sagakit.runtime.instance import (
+    Delivery,
+    Instance,
+    LeaseLost,
+    Outcome,
+    default_worker_id,
+)
 from sagakit.runtime.messaging import MessagingMixin
 from sagakit.runtime.relay import OutboxRelay
 from sagakit.runtime.remote import (
@@ -193,8 +199,13 @@ class Orchestrator(MessagingMixin):
         inst, commands = begun
         inst.done = asyncio.get_running_loop().create_future()
         inst.driver = asyncio.current_task()
+        inst.caller_driven = True
         await self._drive(inst, commands)
-        return inst.done.result()
+        try:
+            return inst.done.result()
+        except (ConcurrencyError, StateError):
+            # another worker took the saga over: follow it in the store
+            return await self._poll(inst.state.saga_id)
 
     def run_sync(
         self,
@@ -490,7 +501,9 @@ class Orchestrator(MessagingMixin):
                 extra={"action": "lease_lost", "saga_id": saga_id},
             )
             inst = self._active.get(saga_id)
-            if inst is not None and inst.driver is not None:
+            if inst is not None and inst.caller_driven:
+                inst.queue.put_nowait(LeaseLost())  # run() goes on polling
+            elif inst is not None and inst.driver is not None:
                 inst.driver.cancel()  # its state is stale: another worker has it
         return lost
 
@@ -541,7 +554,9 @@ class Orchestrator(MessagingMixin):
                     if remote_of(inst.saga, command) is None:
                         local.append(command)
                 if len(local) == 1 and inst.in_flight == 0 and inst.queue.empty():
-                    item: Outcome | Delivery = await self._execute(inst, local[0])
+                    item: Outcome | Delivery | LeaseLost = await self._execute(
+                        inst, local[0]
+                    )
                 else:
                     for command in local:
                         inst.in_flight += 1
@@ -556,6 +571,8 @@ class Orchestrator(MessagingMixin):
                 if isinstance(item, Delivery):
                     commands = await self._deliver(inst, item)
                     continue
+                if isinstance(item, LeaseLost):
+                    _lease_lost(saga_id)
                 event, entry, exc = item
                 if exc is not None:
                     inst.exceptions[entry.step or ""] = exc
@@ -584,7 +601,7 @@ class Orchestrator(MessagingMixin):
             self._abandon(inst, exc)
 
     async def _apply_operator_requests(self, inst: Instance) -> None:
-        waiting: list[Outcome | Delivery] = []
+        waiting: list[Outcome | Delivery | LeaseLost] = []
         while not inst.queue.empty():
             item = inst.queue.get_nowait()
             if isinstance(item, Delivery) and item.strict:
@@ -769,7 +786,7 @@ class Orchestrator(MessagingMixin):
         self,
         inst: Instance,
         command: RunStep | Compensate,
-        queue: asyncio.Queue[Outcome | Delivery],
+        queue: asyncio.Queue[Outcome | Delivery | LeaseLost],
     ) -> None:
         outcome = await self._execute(inst, command)
         inst.in_flight -= 1
@@ -797,3 +814,7 @@ class Orchestrator(MessagingMixin):
 
 class _AnyContext(BaseModel):
     model_config = {"extra": "allow"}
+
+
+def _lease_lost(saga_id: str) -> NoReturn:
+    raise ConcurrencyError(f"saga {saga_id}: another worker took its lease")
