@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -144,3 +149,115 @@ def redis_url() -> str:
             pytest.fail(reason)
         pytest.skip(reason)
     return REDIS_URL
+
+
+# --- Redis Cluster -------------------------------------------------------------
+
+CLUSTER_MASTERS = 3
+CLUSTER_CONFIG = """\
+bind 127.0.0.1
+port {port}
+cluster-port {bus}
+cluster-enabled yes
+cluster-config-file nodes.conf
+cluster-node-timeout 5000
+appendonly no
+save ""
+dir {dir}
+logfile redis.log
+"""
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip the tests that need a service, or fail them when ``CI=true``."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports nobody listens on now (the OS picks them; all distinct)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+def redis_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["redis-cli", *args], capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+def wait_for_nodes(
+    processes: list[subprocess.Popen[bytes]],
+    ports: list[int],
+    args: list[str],
+    answer: str,
+    deadline: float,
+) -> None:
+    """Until ``redis-cli -p PORT ARGS`` prints ``answer`` on every port."""
+    for port in ports:
+        while answer not in redis_cli("-p", str(port), *args).stdout:
+            if any(process.poll() is not None for process in processes):
+                raise OSError("a redis-server exited (see its redis.log)")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Redis on port {port}: no {answer!r} in time")
+            time.sleep(0.05)
+
+
+def start_redis_cluster(root: Path, processes: list[subprocess.Popen[bytes]]) -> str:
+    """Start ``CLUSTER_MASTERS`` servers in ``root``, join them and wait for
+    ``cluster_state:ok``; the address of the first. Each process is added to
+    ``processes`` as it starts, for the caller to stop."""
+    ports = free_ports(2 * CLUSTER_MASTERS)  # client ports, then bus ports
+    nodes = ports[:CLUSTER_MASTERS]
+    for port, bus in zip(nodes, ports[CLUSTER_MASTERS:], strict=True):
+        workdir = root / str(port)
+        workdir.mkdir()
+        config = workdir / "redis.conf"
+        config.write_text(CLUSTER_CONFIG.format(port=port, bus=bus, dir=workdir))
+        processes.append(
+            subprocess.Popen(
+                ["redis-server", str(config)],
+                cwd=workdir,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    deadline = time.monotonic() + 30
+    wait_for_nodes(processes, nodes, ["ping"], "PONG", deadline)
+    addresses = [f"127.0.0.1:{port}" for port in nodes]
+    created = redis_cli(
+        "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"
+    )
+    if created.returncode != 0:
+        raise OSError(f"redis-cli --cluster create: {created.stdout}{created.stderr}")
+    wait_for_nodes(processes, nodes, ["cluster", "info"], "cluster_state:ok", deadline)
+    return addresses[0]
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``redis+cluster://`` URL of a 3-master Redis Cluster started for this
+    session from the installed ``redis-server`` (skip, or fail when
+    ``CI=true``, when it is missing or does not start); stopped at the end."""
+    if not (shutil.which("redis-server") and shutil.which("redis-cli")):
+        unavailable("Redis Cluster unavailable: redis-server or redis-cli not found")
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        try:
+            address = start_redis_cluster(
+                tmp_path_factory.mktemp("redis-cluster"), processes
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            unavailable(f"Redis Cluster did not start: {exc}".splitlines()[0])
+        yield f"redis+cluster://{address}"
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -28,6 +29,7 @@ from tests.contracts.transport_contract import (
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
 
     from sagakit.adapters.transport.celery import CeleryTransport
     from sagakit.adapters.transport.celery_redis import CeleryRedisTransport
@@ -359,22 +361,34 @@ async def settled(client: Redis, key: str, *, kept: int = 0) -> None:
             await asyncio.sleep(0.02)
 
 
+@contextlib.asynccontextmanager
+async def redis_transport(url: str, **options: Any) -> AsyncIterator[RedisTransport]:
+    """A transport whose keys are this test's own (one key prefix), deleted
+    afterwards on the single server (the session's cluster goes away whole)."""
+    redis = pytest.importorskip("sagakit.adapters.transport.redis")
+    prefix = f"sagakit-test-{uuid.uuid4().hex[:12]}"
+    transport = await redis.RedisTransport.connect(url, prefix=prefix, **options)
+    try:
+        yield transport
+    finally:
+        await transport.close()
+        if not transport.cluster:
+            await delete_redis_keys(f"{prefix}:*")
+
+
 @pytest.mark.redis
 class TestRedisTransport(TransportContract):
-    """Each test gets its own key prefix; its keys are deleted afterwards."""
+    """Each test gets its own key prefix. ``url`` is the server (or cluster)
+    and ``client`` a plain client of it, to look at what a transport stored."""
 
     @pytest.fixture
-    async def transport(self, redis_url: str) -> AsyncIterator[RedisTransport]:
-        redis = pytest.importorskip("sagakit.adapters.transport.redis")
-        prefix = f"sagakit-test-{uuid.uuid4().hex[:12]}"
-        transport = await redis.RedisTransport.connect(
-            redis_url, prefix=prefix, claim_idle=CLAIM_IDLE
-        )
-        try:
+    def url(self, redis_url: str) -> str:
+        return redis_url
+
+    @pytest.fixture
+    async def transport(self, url: str) -> AsyncIterator[RedisTransport]:
+        async with redis_transport(url, claim_idle=CLAIM_IDLE) as transport:
             yield transport
-        finally:
-            await transport.close()
-            await delete_redis_keys(f"{prefix}:*")
 
     async def test_entries_hold_the_body_and_the_envelope_id(
         self, transport: RedisTransport, queue: str, client: Redis
@@ -382,12 +396,14 @@ class TestRedisTransport(TransportContract):
         sent = command(1)
         await transport.publish(queue, sent)
         await transport.publish_raw(queue, b"raw")
-        entries = await client.xrange(transport.stream_key(queue))
+        key = transport.stream_key(queue)
+        assert key == f"{transport.prefix}:{{{queue}}}"
+        entries = await client.xrange(key)
         assert [fields for _id, fields in entries] == [
             {b"body": sent.model_dump_json().encode(), b"id": sent.id.encode()},
             {b"body": b"raw"},
         ]
-        groups = await client.xinfo_groups(transport.stream_key(queue))
+        groups = await client.xinfo_groups(key)
         assert [g["name"] for g in groups] == [transport.group.encode()]
 
     async def test_acknowledged_entries_are_deleted(
@@ -401,15 +417,12 @@ class TestRedisTransport(TransportContract):
         await settled(client, transport.stream_key(queue))
 
     async def test_an_idle_consumer_outlasts_the_socket_timeout(
-        self, redis_url: str, queue: str, caplog: pytest.LogCaptureFixture
+        self, url: str, queue: str, caplog: pytest.LogCaptureFixture
     ) -> None:
         """Regression: with the default claim interval (7.5 s) a read blocked
         longer than redis-py's 5 s socket timeout, failed, and the loop paused
         7.5 s more before reading again."""
-        redis = pytest.importorskip("sagakit.adapters.transport.redis")
-        prefix = f"sagakit-test-{uuid.uuid4().hex[:12]}"
-        transport = await redis.RedisTransport.connect(redis_url, prefix=prefix)
-        try:
+        async with redis_transport(url) as transport:
             recorder = Recorder()
             await transport.consume(queue, recorder)
             await asyncio.sleep(5.5)  # idle past the socket timeout
@@ -417,27 +430,16 @@ class TestRedisTransport(TransportContract):
             await recorder.wait()
             failures = [r for r in caplog.records if "failed" in r.getMessage()]
             assert failures == []
-        finally:
-            await transport.close()
-            await delete_redis_keys(f"{prefix}:*")
 
     async def test_acknowledged_entries_can_be_kept(
-        self, redis_url: str, queue: str, client: Redis
+        self, url: str, queue: str, client: Redis
     ) -> None:
-        redis = pytest.importorskip("sagakit.adapters.transport.redis")
-        prefix = f"sagakit-test-{uuid.uuid4().hex[:12]}"
-        transport = await redis.RedisTransport.connect(
-            redis_url, prefix=prefix, delete_acked=False
-        )
-        try:
+        async with redis_transport(url, delete_acked=False) as transport:
             recorder = Recorder()
             await transport.consume(queue, recorder)
             await transport.publish(queue, command(1))
             await recorder.wait()
             await settled(client, transport.stream_key(queue), kept=1)
-        finally:
-            await transport.close()
-            await delete_redis_keys(f"{prefix}:*")
 
     async def test_dead_letters_keep_the_reason_in_fields(
         self, transport: RedisTransport, queue: str, client: Redis
@@ -445,7 +447,9 @@ class TestRedisTransport(TransportContract):
         await transport.consume(queue, Recorder())
         await transport.publish_raw(queue, b"[1]")
         dead = await eventually(lambda: transport.dead_letters(queue))
-        [(_id, fields)] = await client.xrange(transport.dead_letter_key(queue))
+        dlq = transport.dead_letter_key(queue)
+        assert dlq == f"{transport.prefix}:{{{queue}}}:dlq"
+        [(_id, fields)] = await client.xrange(dlq)
         assert fields[b"body"] == b"[1]"
         assert fields[b"reason"].decode() == dead[0].reason
         assert float(fields[b"dead_at"]) == dead[0].dead_at
@@ -527,22 +531,15 @@ class TestRedisTransport(TransportContract):
         assert await client.xinfo_consumers(key, "sagakit") == []
 
     async def test_more_concurrent_commands_than_connections_wait_their_turn(
-        self, redis_url: str, queue: str
+        self, url: str, queue: str
     ) -> None:
-        redis = pytest.importorskip("sagakit.adapters.transport.redis")
-        prefix = f"sagakit-test-{uuid.uuid4().hex[:12]}"
-        transport = await redis.RedisTransport.connect(
-            redis_url, prefix=prefix, max_connections=4, claim_idle=CLAIM_IDLE
-        )
-        try:
+        options = {"max_connections": 4, "claim_idle": CLAIM_IDLE}
+        async with redis_transport(url, **options) as transport:
             sent = [command(n) for n in range(100)]
             recorder = Recorder(len(sent))
             await transport.consume(queue, recorder, prefetch=16)
             await asyncio.gather(*(transport.publish(queue, m) for m in sent))
             await recorder.wait()
-        finally:
-            await transport.close()
-            await delete_redis_keys(f"{prefix}:*")
 
     async def test_a_deleted_stream_is_recreated(
         self, transport: RedisTransport, queue: str, client: Redis
@@ -552,6 +549,128 @@ class TestRedisTransport(TransportContract):
         await client.delete(transport.stream_key(queue))
         await transport.publish(queue, command(1))
         await first.wait()
+
+
+QUEUES_OVER_SLOTS = 20
+"""Queues in the test that spreads queues over the cluster's nodes."""
+
+
+@pytest.mark.redis
+class TestRedisClusterTransport(TestRedisTransport):
+    """Every test above, on a 3-master Redis Cluster started for the session."""
+
+    @pytest.fixture
+    def url(self, redis_cluster_url: str) -> str:
+        return redis_cluster_url
+
+    @pytest.fixture
+    async def client(self, redis_cluster_url: str) -> AsyncIterator[RedisCluster]:
+        from redis.asyncio.cluster import RedisCluster  # noqa: PLC0415 - an extra
+
+        address = redis_cluster_url.partition("://")[2]
+        client = await RedisCluster.from_url(f"redis://{address}").initialize()
+        yield client
+        await client.aclose()
+
+    async def test_a_queue_and_its_dead_letters_share_a_slot(
+        self, transport: RedisTransport, client: RedisCluster
+    ) -> None:
+        for queue in ["q", "a{b", "a}b", "{x}", "kitchen.replies", "ü"]:
+            keys = (transport.stream_key(queue), transport.dead_letter_key(queue))
+            slots = {await client.cluster_keyslot(key) for key in keys}  # the server's
+            assert len(slots) == 1, queue
+
+    async def test_queues_spread_over_the_nodes_all_work(
+        self, transport: RedisTransport, client: RedisCluster
+    ) -> None:
+        """Each queue dead-letters one message and handles another, then
+        replays the dead one: every pipeline on one queue's node."""
+        queues = [f"spread-{n}" for n in range(QUEUES_OVER_SLOTS)]
+        keys = [transport.stream_key(queue) for queue in queues]
+        assert len({client.keyslot(key) for key in keys}) == QUEUES_OVER_SLOTS
+        assert len({client.get_node_from_key(key).name for key in keys}) == 3
+
+        broken = {"now": True}
+        recorders = {}
+        for queue in queues:
+            recorders[queue] = Recorder(
+                2, fail=lambda m, _a: broken["now"] and m.type == "kitchen.poison"
+            )
+            await transport.consume(queue, recorders[queue], max_deliveries=1)
+        poison = {q: command(n, type_="kitchen.poison") for n, q in enumerate(queues)}
+        for n, queue in enumerate(queues):
+            await transport.publish(queue, command(n))
+            await transport.publish(queue, poison[queue])
+        for queue in queues:
+            dead = await eventually(lambda q=queue: transport.dead_letters(q))
+            assert [decode(d.body) for d in dead] == [poison[queue]]
+        broken["now"] = False
+        for queue in queues:
+            assert await transport.replay_dead_letters(queue) == 1
+        for queue in queues:
+            await recorders[queue].wait()
+            assert await transport.dead_letters(queue) == []
+
+    @pytest.mark.parametrize("queue", ["", "}x"])
+    async def test_queue_names_without_a_hash_tag_are_refused(
+        self, transport: RedisTransport, queue: str
+    ) -> None:
+        with pytest.raises(TransportError, match="cannot be used on Redis Cluster"):
+            await transport.publish(queue, command(1))
+
+    async def test_a_prefix_with_braces_is_refused(self, url: str) -> None:
+        redis = pytest.importorskip("sagakit.adapters.transport.redis")
+        with pytest.raises(TransportError, match="may not hold"):
+            await redis.RedisTransport.connect(url, prefix="app{1}")
+
+    async def test_open_transport_picks_it_for_cluster_urls(self, url: str) -> None:
+        from sagakit.adapters.transport import open_transport  # noqa: PLC0415
+        from sagakit.adapters.transport.redis import RedisTransport  # noqa: PLC0415
+
+        transport = await open_transport(url)
+        try:
+            assert isinstance(transport, RedisTransport)
+            assert transport.cluster
+        finally:
+            await transport.close()
+
+    async def test_a_plain_url_with_cluster_true_connects_too(self, url: str) -> None:
+        redis = pytest.importorskip("sagakit.adapters.transport.redis")
+        plain = f"redis://{url.partition('://')[2]}"
+        transport = await redis.RedisTransport.connect(plain, cluster=True)
+        try:
+            assert transport.cluster
+        finally:
+            await transport.close()
+
+    async def test_a_single_server_is_not_a_cluster(self, redis_url: str) -> None:
+        redis = pytest.importorskip("sagakit.adapters.transport.redis")
+        with pytest.raises(TransportError) as caught:
+            await redis.RedisTransport.connect(redis_url, cluster=True)
+        where = urlsplit(redis_url).netloc.rpartition("@")[2]
+        assert str(caught.value) == (
+            f"cannot connect to Redis Cluster at {where}: "
+            "Cluster mode is not enabled on this node"
+        )
+
+    async def test_a_database_number_is_refused(self, url: str) -> None:
+        redis = pytest.importorskip("sagakit.adapters.transport.redis")
+        with pytest.raises(TransportError, match="invalid Redis Cluster URL for"):
+            await redis.RedisTransport.connect(f"{url}/1")
+
+    async def test_a_redis_py_without_cluster_transactions_is_refused(
+        self, url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        redis = pytest.importorskip("sagakit.adapters.transport.redis")
+        from redis.asyncio.cluster import RedisCluster  # noqa: PLC0415 - an extra
+        from redis.exceptions import RedisClusterException  # noqa: PLC0415
+
+        def refuse(*_args: object, **_kwargs: object) -> None:
+            raise RedisClusterException("transaction is deprecated in cluster mode")
+
+        monkeypatch.setattr(RedisCluster, "pipeline", refuse)
+        with pytest.raises(TransportError, match="pip install -U redis"):
+            await redis.RedisTransport.connect(url)
 
 
 # --- Celery on Redis -----------------------------------------------------------
@@ -882,6 +1001,13 @@ CLOSED_PORT = [
         "cannot connect to Redis at 127.0.0.1:{port}: connection refused",
         Exception,
         id="redis",
+    ),
+    pytest.param(
+        "redis.RedisTransport",
+        "redis+cluster://:secret@127.0.0.1:{port}",
+        "cannot connect to Redis Cluster at 127.0.0.1:{port}: connection refused",
+        Exception,
+        id="redis-cluster",
     ),
     pytest.param(
         "celery_redis.CeleryRedisTransport",

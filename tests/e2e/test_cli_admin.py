@@ -382,4 +382,4 @@ def test_dlq_list_and_replay(workdir: Path, broker: str) -> None:
         if broker.startswith("amqp"):
             run_sync(delete_rabbitmq_queues(f"sagakit.{queue}", f"sagakit.{queue}.dlq"))
         else:
-            run_sync(delete_redis_keys(f"sagakit:{queue}*"))
+            run_sync(delete_redis_keys(f"sagakit:{{{queue}}}*"))

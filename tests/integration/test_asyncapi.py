@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -680,3 +681,18 @@ def test_cli_diagram_prints_mermaid() -> None:
 )
 def test_cli_bad_targets_fail_with_one_line(args: tuple[str, ...]) -> None:
     assert_one_error_line(sagakit(*args))
+
+
+def test_redis_stream_names_match_the_transport() -> None:
+    """The document names each channel's stream as RedisTransport keys it."""
+    redis = pytest.importorskip("sagakit.adapters.transport.redis")
+    doc = doc_of(EXAMPLES[0], redis="redis://r:6379/0")
+    named = {
+        channel["address"]: channel["x-sagakit-redis-stream"]
+        for channel in doc["channels"].values()
+        if "x-sagakit-redis-stream" in channel
+    }
+    assert named
+    keys = types.SimpleNamespace(prefix="sagakit", cluster=False)
+    for queue, stream in named.items():
+        assert stream == redis.RedisTransport.stream_key(keys, queue)

@@ -70,6 +70,7 @@ DEFAULT_REPLY_QUEUE = "sagakit.replies"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 T = TypeVar("T")
 _PROTOCOLS = {"amqp": "amqp", "amqps": "amqps", "redis": "redis", "rediss": "rediss"}
+_CLUSTER_PROTOCOLS = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,11 +226,14 @@ def parse_server(name: str, url: str) -> Server:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     celery = scheme.startswith("celery+")
-    protocol = _PROTOCOLS.get(scheme.removeprefix("celery+"))
+    protocol = _CLUSTER_PROTOCOLS.get(scheme) or _PROTOCOLS.get(
+        scheme.removeprefix("celery+")
+    )
     if protocol is None:
         raise DefinitionError(
             f"server {name!r}: unsupported URL scheme {parts.scheme!r}: use amqp://, "
-            "amqps://, redis://, rediss://, celery+amqp:// or celery+redis://"
+            "amqps://, redis://, rediss://, redis+cluster://, rediss+cluster://, "
+            "celery+amqp:// or celery+redis://"
         )
     try:
         port = parts.port

@@ -134,8 +134,10 @@ def _channel(model: ApiModel, channel: Channel) -> dict[str, Any]:
             }
         }
     if channel.address is not None and protocols & {"redis", "rediss"}:
+        # RedisTransport.stream_key: the queue is a hash tag (Redis Cluster)
         prefix = model.broker_prefix
-        stream = f"{prefix}:{channel.address}" if prefix else channel.address
+        tagged = f"{{{channel.address}}}"
+        stream = f"{prefix}:{tagged}" if prefix else tagged
         out["x-sagakit-redis-stream"] = stream
     return out
 

@@ -69,7 +69,8 @@ TransportOption = Annotated[
     typer.Option(
         "--transport",
         metavar="URL",
-        help=f"Broker: amqp://, redis://, celery+amqp:// [default: ${TRANSPORT_ENV}]",
+        help="Broker: amqp://, redis://, redis+cluster://, celery+amqp://, "
+        f"celery+redis:// [default: ${TRANSPORT_ENV}]",
         show_default=False,
     ),
 ]

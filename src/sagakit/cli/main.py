@@ -392,7 +392,8 @@ def worker(
         typer.Option(
             "--transport",
             metavar="URL",
-            help="Broker for remote steps: amqp://, redis://, celery+amqp:// "
+            help="Broker for remote steps: amqp://, redis://, redis+cluster://, "
+            "celery+amqp://, celery+redis:// "
             "[default: $SAGAKIT_TRANSPORT_URL; none if unset]",
             show_default=False,
         ),
@@ -457,8 +458,8 @@ def participant(
         typer.Option(
             "--transport",
             metavar="URL",
-            help="Broker: amqp://, redis://, celery+amqp:// "
-            "[default: $SAGAKIT_TRANSPORT_URL]",
+            help="Broker: amqp://, redis://, redis+cluster://, celery+amqp://, "
+            "celery+redis:// [default: $SAGAKIT_TRANSPORT_URL]",
             show_default=False,
         ),
     ] = None,

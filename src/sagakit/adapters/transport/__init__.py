@@ -5,7 +5,11 @@
 ==============================  ==========================================
 ``memory://``                   :class:`InProcessTransport` (this process)
 ``amqp://user:pw@host/vhost``   :class:`RabbitTransport`
-``redis://host:6379/0``         :class:`RedisTransport` (Redis Streams)
+``redis://host:6379/0``         :class:`RedisTransport` (Redis Streams;
+                                also ``rediss://``)
+``redis+cluster://host:6379``   :class:`RedisTransport` on Redis Cluster,
+                                through any one node (also
+                                ``rediss+cluster://``)
 ``celery+amqp://…``             :class:`CeleryTransport` (Celery's wire
                                 format on RabbitMQ)
 ``celery+redis://host:6379/0``  :class:`CeleryRedisTransport` (Celery's
@@ -45,7 +49,7 @@ async def open_transport(url: str | None = None) -> Transport:
         from sagakit.adapters.transport.rabbitmq import RabbitTransport  # noqa: PLC0415
 
         return await RabbitTransport.connect(url)
-    if scheme in ("redis", "rediss"):
+    if scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
         from sagakit.adapters.transport.redis import RedisTransport  # noqa: PLC0415
 
         return await RedisTransport.connect(url)
@@ -62,5 +66,5 @@ async def open_transport(url: str | None = None) -> Transport:
     shown = url.split("@")[-1]
     raise TransportError(
         f"unsupported transport URL {shown!r}: use memory://, amqp://, redis://, "
-        "celery+amqp:// or celery+redis://"
+        "redis+cluster://, celery+amqp:// or celery+redis://"
     )

@@ -84,7 +84,7 @@ from sagakit.adapters.transport.kombu_redis import (
     routed,
 )
 from sagakit.adapters.transport.rabbitmq import DELIVERIES_HEADER, _deliveries
-from sagakit.adapters.transport.redis import (
+from sagakit.adapters.transport.redis_consumer import (
     _DRIVER_ERRORS,
     _driver_errors,
     _one_line,

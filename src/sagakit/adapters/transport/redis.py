@@ -2,15 +2,20 @@
 
 Layout on the server, for a logical queue ``q`` and the default prefix:
 
-- ``sagakit:q``: a stream with one entry per message. The field ``body`` holds
-  the encoded envelope and ``id`` the envelope id (absent for
+- ``sagakit:{q}``: a stream with one entry per message. The field ``body``
+  holds the encoded envelope and ``id`` the envelope id (absent for
   ``publish_raw``). The consumer group (``sagakit`` by default) is created on
   first use, by ``publish`` as well as ``consume``, at id ``0`` and with
   ``MKSTREAM``, so messages sent before any consumer exists are kept.
-- ``sagakit:q:dlq``: the dead-letter stream, fields ``body``, ``id`` (when
+- ``sagakit:{q}:dlq``: the dead-letter stream, fields ``body``, ``id`` (when
   known), ``reason``, ``dead_at`` (Unix time), ``queue`` and ``deliveries``.
   Nobody consumes it; :meth:`RedisTransport.dead_letters` reads it with
   ``XRANGE`` and :meth:`RedisTransport.replay_dead_letters` moves entries back.
+
+The braces make the queue name the keys' hash tag: on Redis Cluster a
+queue's stream and its DLQ stream are in one slot (so on one node), while
+different queues spread over the slots. The layout is the same on a single
+server.
 
 **Consuming.** Each subscription is one consumer of the group, named
 ``<consumer>-<n>`` (``consumer`` defaults to host, pid and a random suffix),
@@ -41,8 +46,24 @@ shorter than ``claim_idle``. If the loop stalls for longer than ``claim_idle``
 another consumer may take the entry over: delivery is at least once.
 
 Dead-lettering is one ``MULTI``/``EXEC`` of ``XADD`` to the DLQ, ``XACK`` and
-``XDEL``, so a crash cannot leave a message both dead and pending. That needs
-both keys on one server: Redis Cluster is not supported.
+``XDEL``, so a crash cannot leave a message both dead and pending; replaying
+is one ``MULTI``/``EXEC`` of ``XADD`` to the stream and ``XDEL`` from the DLQ.
+Every command and pipeline touches the keys of one queue only: one slot.
+
+**Redis Cluster.** ``connect(url, cluster=True)``, or a
+``redis+cluster://host:port`` URL (``rediss+cluster://`` for TLS), connects
+redis-py's ``RedisCluster`` through that one node; it finds the others itself
+and follows ``MOVED`` and ``ASK`` redirections. A queue's two keys share a
+slot, so a resharding moves them together, and each transaction runs on the
+node owning the slot (this needs a redis-py with transactions on cluster
+pipelines). The prefix may not hold ``{`` or ``}``, and a queue name may not
+be empty or start with ``}``: either would leave the two keys without a
+common hash tag. ``max_connections`` bounds the commands in flight, and so
+the connections to each node; a command finding none free waits up to
+``pool_timeout`` seconds, as on one server. redis-py asks a node for the key
+of each ``XREADGROUP`` (``COMMAND GETKEYS``), so a read costs extra round
+trips. Replication is asynchronous: a failover can lose the failed master's
+last writes (a publish, or an acknowledgement whose message then comes back).
 
 **Durability.** ``publish`` returns once the server has appended the entry;
 surviving a server crash takes ``appendonly yes`` on the server. Driver errors
@@ -54,332 +75,65 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
 
+from sagakit.adapters.transport.redis_consumer import (
+    _DRIVER_ERRORS,
+    BODY_FIELD,
+    CLUSTER_SCHEMES,
+    DEAD_AT_FIELD,
+    DELIVERIES_FIELD,
+    ID_FIELD,
+    MAX_REASON_CHARS,
+    QUEUE_FIELD,
+    REASON_FIELD,
+    UNREACHABLE,
+    Fields,
+    _driver_errors,
+    _one_line,
+    _outgoing,
+    _Subscription,
+    _where,
+    logger,
+)
 from sagakit.errors import TransportError
 from sagakit.messaging.envelope import (
     MAX_MESSAGE_BYTES,
     Envelope,
-    MalformedMessage,
-    decode,
     encode,
 )
 from sagakit.ports.transport import DeadLetter, Handler
 
 try:
     from redis.asyncio import BlockingConnectionPool, Redis
-    from redis.exceptions import RedisError, ResponseError
-    from redis.typing import EncodableT, FieldT
+    from redis.asyncio.cluster import RedisCluster
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisClusterException
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "RedisTransport needs redis: pip install 'sagakit[redis]'"
     ) from exc
 
-logger = logging.getLogger(__name__)
 
-BODY_FIELD = b"body"
-ID_FIELD = b"id"
-REASON_FIELD = b"reason"
-DEAD_AT_FIELD = b"dead_at"
-QUEUE_FIELD = b"queue"
-DELIVERIES_FIELD = b"deliveries"
-MAX_REASON_CHARS = 2000
-END_OF_SCAN = b"0-0"
-MAX_BLOCK = 1.0  # seconds a read blocks at most, far below socket timeouts
-
-_DRIVER_ERRORS = (RedisError, OSError)
-"""What redis-py raises; ``OSError`` covers sockets and ``TimeoutError``."""
-
-Fields = dict[bytes, bytes]
-
-
-def _refused(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ConnectionRefusedError) or (
-            isinstance(seen, OSError) and seen.errno == errno.ECONNREFUSED
-        ):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return "connection refused" in str(exc).lower()
-
-
-def _one_line(exc: BaseException) -> str:
-    if _refused(exc):
-        return "connection refused"
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-@contextlib.contextmanager
-def _driver_errors(action: str) -> Iterator[None]:
+def _cluster_client(
+    url: str, max_connections: int, connect_timeout: float
+) -> RedisCluster:
+    client = RedisCluster.from_url(
+        url, max_connections=max_connections, socket_connect_timeout=connect_timeout
+    )
     try:
-        yield
-    except _DRIVER_ERRORS as exc:
-        raise TransportError(f"Redis: {action} failed: {_one_line(exc)}") from exc
-
-
-def _where(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return parts.path
-    try:
-        port = parts.port or 6379
-    except ValueError:
-        port = 6379
-    return f"{parts.hostname or 'localhost'}:{port}"
-
-
-def _cancelling() -> bool:
-    """Whether this task is being cancelled (rather than a handler raising
-    ``CancelledError`` on its own, which counts as a failed delivery)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
-def _outgoing(fields: Fields) -> dict[FieldT, EncodableT]:
-    return {name: value for name, value in fields.items()}
-
-
-class _Subscription:
-    """One consumer of the group: a read/claim loop and its handler tasks."""
-
-    def __init__(
-        self,
-        transport: RedisTransport,
-        queue: str,
-        consumer: str,
-        handler: Handler,
-        *,
-        prefetch: int,
-        max_deliveries: int,
-    ) -> None:
-        self._transport = transport
-        self._queue = queue
-        self._key = transport.stream_key(queue)
-        self.consumer = consumer
-        self._handler = handler
-        self._prefetch = prefetch
-        self._max_deliveries = max_deliveries
-        self._inflight: dict[bytes, asyncio.Task[None]] = {}
-        self._slot_freed = asyncio.Event()
-        self._loop_task: asyncio.Task[None] | None = None
-        self._cancelled = False
-
-    async def cancel(self) -> None:
-        """Stop reading; unacknowledged entries stay pending for others.
-
-        The loop and the in-flight handlers are cancelled; their entries are
-        claimed by another consumer once idle for ``claim_idle``. The consumer
-        is then removed from the group if it owns no pending entries."""
-        if self._cancelled:
-            return
-        self._cancelled = True
-        self._transport._subscriptions.discard(self)
-        current = asyncio.current_task()
-        tasks = [t for t in (self._loop_task, *self._inflight.values()) if t]
-        tasks = [t for t in tasks if t is not current]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self._forget()
-
-    async def _forget(self) -> None:
-        """``XGROUP DELCONSUMER`` when it would drop nothing (best effort)."""
-        client = self._transport._client
-        group = self._transport.group
-        try:
-            pending = await client.xpending_range(
-                self._key, group, "-", "+", 1, self.consumer
-            )
-            if not pending:
-                await client.xgroup_delconsumer(self._key, group, self.consumer)
-        except _DRIVER_ERRORS:
-            logger.debug(
-                "consumer left in the group",
-                exc_info=True,
-                extra={"action": "forget_failed", "queue": self._queue},
-            )
-
-    # --- the loop -------------------------------------------------------------
-
-    async def _run(self) -> None:
-        transport = self._transport
-        clock = asyncio.get_running_loop().time
-        interval = transport.claim_interval
-        next_claim = clock()
-        cursor = END_OF_SCAN
-        while not self._cancelled:  # also stops if a cancellation got lost
-            try:
-                if clock() >= next_claim:
-                    await self._renew()
-                    cursor = await self._reclaim(cursor)
-                    next_claim = clock() + (interval if cursor == END_OF_SCAN else 0)
-                wait = max(next_claim - clock(), 0.001)
-                free = self._prefetch - len(self._inflight)
-                if free <= 0:
-                    self._slot_freed.clear()
-                    # not wait_for: on 3.11 it can swallow a cancellation
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(wait):
-                            await self._slot_freed.wait()
-                    continue
-                # a blocked read stays under the client's socket timeout
-                # (5 s by default in redis-py 8), which would fail it
-                block = min(wait, MAX_BLOCK)
-                await self._read(free, block_ms=max(1, round(block * 1000)))
-            except ResponseError as exc:
-                if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
-                    await self._pause(exc)
-                    continue
-                transport._groups.discard(self._key)  # the stream was deleted
-                with contextlib.suppress(TransportError):
-                    await transport._ensure(self._key)
-            except _DRIVER_ERRORS as exc:
-                await self._pause(exc)
-
-    async def _pause(self, exc: BaseException) -> None:
-        error = _one_line(exc)
-        extra = {"action": "consume_failed", "queue": self._queue, "error": error}
-        logger.warning("consumer loop failed, retrying", extra=extra)
-        await asyncio.sleep(self._transport.claim_interval)
-
-    async def _read(self, count: int, *, block_ms: int) -> None:
-        response: Any = await self._transport._client.xreadgroup(
-            self._transport.group,
-            self.consumer,
-            {self._key: ">"},
-            count=count,
-            block=block_ms,
-        )
-        for _stream, entries in response or []:
-            for entry_id, fields in entries:
-                self._start(entry_id, fields, deliveries=1)
-
-    async def _renew(self) -> None:
-        """Reset the idle time of the entries being handled."""
-        if not self._inflight:
-            return
-        await self._transport._client.xclaim(
-            self._key,
-            self._transport.group,
-            self.consumer,
-            0,
-            list(self._inflight),
-            justid=True,
-        )
-
-    async def _reclaim(self, cursor: bytes) -> bytes:
-        """Claim idle pending entries (one ``XAUTOCLAIM`` page); the next cursor."""
-        free = self._prefetch - len(self._inflight)
-        if free <= 0:
-            return cursor
-        client = self._transport._client
-        group = self._transport.group
-        response: Any = await client.xautoclaim(
-            self._key,
-            group,
-            self.consumer,
-            self._transport.claim_idle_ms,
-            start_id=cursor,
-            count=free,
-        )
-        claimed = [entry for entry in response[1] if entry and entry[1] is not None]
-        if claimed:
-            async with client.pipeline(transaction=False) as pipe:
-                for entry_id, _fields in claimed:
-                    pipe.xpending_range(
-                        self._key, group, entry_id, entry_id, 1, self.consumer
-                    )
-                found: list[Any] = await pipe.execute()
-            for (entry_id, fields), pending in zip(claimed, found, strict=True):
-                # not pending: acknowledged meanwhile; in flight: ours already
-                if pending and entry_id not in self._inflight:
-                    self._start(
-                        entry_id, fields, deliveries=int(pending[0]["times_delivered"])
-                    )
-        next_cursor: bytes = response[0]
-        return next_cursor
-
-    def _start(self, entry_id: bytes, fields: Fields, *, deliveries: int) -> None:
-        task = asyncio.create_task(self._settle(entry_id, fields, deliveries))
-        self._inflight[entry_id] = task
-
-        def done(_: asyncio.Task[None]) -> None:
-            self._inflight.pop(entry_id, None)
-            self._slot_freed.set()
-
-        task.add_done_callback(done)
-
-    # --- one entry ------------------------------------------------------------
-
-    async def _settle(self, entry_id: bytes, fields: Fields, deliveries: int) -> None:
-        try:
-            await self._deliver(entry_id, fields, deliveries)
-        except asyncio.CancelledError:
-            raise  # left pending: claimed by another consumer later
-        except Exception as exc:  # a driver error settling it: it stays pending
-            error = _one_line(exc)
-            extra = {"action": "settle_failed", "queue": self._queue, "error": error}
-            logger.warning("message left unacknowledged", extra=extra)
-
-    def _open(self, fields: Fields, deliveries: int) -> Envelope | str:
-        """The envelope, or why the entry goes to the DLQ without handling."""
-        body = fields.get(BODY_FIELD)
-        if body is None:
-            return "entry has no body field"
-        try:
-            message = decode(body, limit=self._transport.limit)
-        except MalformedMessage as exc:
-            return exc.reason
-        except Exception as exc:  # json.loads: RecursionError on deep nesting
-            return f"undecodable: {exc!r}"
-        if deliveries > self._max_deliveries:  # its consumers kept dying
-            return f"not acknowledged after {deliveries - 1} deliveries"
-        return message
-
-    async def _deliver(self, entry_id: bytes, fields: Fields, deliveries: int) -> None:
-        transport = self._transport
-        message = self._open(fields, deliveries)
-        if isinstance(message, str):
-            await transport._dead_letter(
-                self._queue, entry_id, fields, message, deliveries
-            )
-            return
-        try:
-            await self._handler(message)
-        except asyncio.CancelledError as exc:
-            if _cancelling():
-                raise
-            failure: BaseException = exc  # raised by the handler itself
-        except MalformedMessage as exc:  # the handler says: never valid
-            await transport._dead_letter(
-                self._queue, entry_id, fields, exc.reason, deliveries
-            )
-            return
-        except Exception as exc:
-            failure = exc
-        else:
-            await transport._ack(self._key, entry_id)
-            return
-        if deliveries < self._max_deliveries:
-            logger.info(
-                "handler failed, message left pending",
-                extra={"action": "redelivered", "queue": self._queue},
-            )
-            return
-        reason = (
-            f"handler failed {deliveries} times: {type(failure).__name__}: {failure}"
-        )
-        await transport._dead_letter(self._queue, entry_id, fields, reason, deliveries)
+        client.pipeline(transaction=True)  # an older redis-py refuses
+    except RedisClusterException as exc:
+        raise TransportError(
+            "RedisTransport on Redis Cluster needs a redis-py with transactions "
+            "on cluster pipelines: pip install -U redis"
+        ) from exc
+    return client
 
 
 class RedisTransport:
@@ -387,7 +141,7 @@ class RedisTransport:
 
     def __init__(
         self,
-        client: Redis,
+        client: Redis | RedisCluster,
         *,
         limit: int = MAX_MESSAGE_BYTES,
         prefix: str = "sagakit",
@@ -397,10 +151,16 @@ class RedisTransport:
         claim_interval: float | None = None,
         delete_acked: bool = True,
     ) -> None:
-        """Use :meth:`connect`; this takes a client that answered ``PING``."""
+        """Use :meth:`connect`; this takes a client that answered ``PING``.
+
+        A ``RedisCluster`` client given here fails a command at once when the
+        node has no free connection; :meth:`connect` makes commands wait."""
         interval = claim_idle / 4 if claim_interval is None else claim_interval
         if claim_idle <= 0 or not 0 < interval < claim_idle:
             raise TransportError("need 0 < claim_interval < claim_idle")
+        self.cluster = isinstance(client, RedisCluster)
+        if self.cluster and ("{" in prefix or "}" in prefix):
+            raise TransportError("on Redis Cluster the prefix may not hold { or }")
         self.limit = limit
         self.prefix = prefix
         self.group = group
@@ -411,6 +171,8 @@ class RedisTransport:
         self.claim_interval = interval
         self.delete_acked = delete_acked
         self._client = client
+        self._turns: asyncio.Semaphore | None = None  # see _turn
+        self._pool_timeout = 0.0
         self._groups: set[str] = set()
         self._ensuring = asyncio.Lock()
         self._subscriptions: set[_Subscription] = set()
@@ -432,6 +194,7 @@ class RedisTransport:
         connect_timeout: float = 10.0,
         max_connections: int = 128,
         pool_timeout: float = 30.0,
+        cluster: bool = False,
     ) -> RedisTransport:
         """Connect and check the server answers.
 
@@ -445,26 +208,33 @@ class RedisTransport:
         free waits up to ``pool_timeout`` seconds for one. Each subscription
         holds a connection while it waits for entries (up to
         ``claim_interval``), so keep the pool well above the number of
-        subscriptions."""
+        subscriptions.
+
+        ``cluster=True``, or a ``redis+cluster://`` or ``rediss+cluster://``
+        URL, connects to Redis Cluster through the node the URL names."""
+        scheme, _, rest = url.partition("://")
+        if scheme.lower() in CLUSTER_SCHEMES:
+            url, cluster = f"{CLUSTER_SCHEMES[scheme.lower()]}://{rest}", True
+        what = "Redis Cluster" if cluster else "Redis"
+        client: Redis | RedisCluster
         try:
-            pool = BlockingConnectionPool.from_url(
-                url,
-                max_connections=max_connections,
-                timeout=pool_timeout,
-                socket_connect_timeout=connect_timeout,
-            )
+            if cluster:
+                client = _cluster_client(url, max_connections, connect_timeout)
+            else:
+                pool = BlockingConnectionPool.from_url(
+                    url,
+                    max_connections=max_connections,
+                    timeout=pool_timeout,
+                    socket_connect_timeout=connect_timeout,
+                )
+                client = Redis.from_pool(pool)
         except ValueError as exc:
-            raise TransportError(f"invalid Redis URL for {_where(url)}") from exc
-        client = Redis.from_pool(pool)
-        try:
-            await client.ping()
-        except _DRIVER_ERRORS as exc:
-            with contextlib.suppress(*_DRIVER_ERRORS):
-                await client.aclose()
+            raise TransportError(f"invalid {what} URL for {_where(url)}") from exc
+        except RedisClusterException as exc:  # a database or a socket path
             raise TransportError(
-                f"cannot connect to Redis at {_where(url)}: {_one_line(exc)}"
+                f"invalid {what} URL for {_where(url)}: {_one_line(exc)}"
             ) from exc
-        return cls(
+        transport = cls(  # before any I/O: a refused option leaks no connection
             client,
             limit=limit,
             prefix=prefix,
@@ -474,13 +244,48 @@ class RedisTransport:
             claim_interval=claim_interval,
             delete_acked=delete_acked,
         )
+        if cluster:  # redis-py fails at once when a node has no free connection
+            transport._turns = asyncio.Semaphore(max_connections)
+            transport._pool_timeout = pool_timeout
+        try:
+            await client.ping()
+        except _DRIVER_ERRORS as exc:
+            with contextlib.suppress(*_DRIVER_ERRORS):
+                await client.aclose()
+            reason = _one_line(exc).rpartition(UNREACHABLE)[2]
+            raise TransportError(
+                f"cannot connect to {what} at {_where(url)}: {reason}"
+            ) from exc
+        return transport
+
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """Around each command or pipeline: on a cluster, wait up to
+        ``pool_timeout`` while ``max_connections`` commands are in flight."""
+        if self._turns is None:
+            yield
+            return
+        try:
+            async with asyncio.timeout(self._pool_timeout):
+                await self._turns.acquire()
+        except TimeoutError:
+            raise RedisConnectionError("No connection available.") from None
+        try:
+            yield
+        finally:
+            self._turns.release()
 
     def stream_key(self, queue: str) -> str:
-        """The stream holding the logical ``queue``."""
-        return f"{self.prefix}:{queue}" if self.prefix else queue
+        """The stream holding the logical ``queue``: ``<prefix>:{<queue>}``."""
+        if self.cluster and (not queue or queue.startswith("}")):
+            raise TransportError(
+                f"queue name {queue!r} cannot be used on Redis Cluster: "
+                "it may not be empty or start with }"
+            )
+        return f"{self.prefix}:{{{queue}}}" if self.prefix else f"{{{queue}}}"
 
     def dead_letter_key(self, queue: str) -> str:
-        """The stream holding the dead letters of ``queue``."""
+        """The stream holding the dead letters of ``queue`` (the same hash tag)."""
         return f"{self.stream_key(queue)}:dlq"
 
     def _check_open(self) -> None:
@@ -495,7 +300,10 @@ class RedisTransport:
             if key in self._groups:
                 return
             try:
-                await self._client.xgroup_create(key, self.group, id="0", mkstream=True)
+                async with self._turn():
+                    await self._client.xgroup_create(
+                        key, self.group, id="0", mkstream=True
+                    )
             except _DRIVER_ERRORS as exc:
                 if not str(exc).startswith("BUSYGROUP"):  # else it exists already
                     raise TransportError(
@@ -516,7 +324,8 @@ class RedisTransport:
         key = self.stream_key(queue)
         await self._ensure(key)
         with _driver_errors(f"publishing to {key}"):
-            await self._client.xadd(key, _outgoing(fields))
+            async with self._turn():
+                await self._client.xadd(key, _outgoing(fields))
 
     async def consume(
         self,
@@ -544,7 +353,7 @@ class RedisTransport:
         return subscription
 
     async def _ack(self, key: str, entry_id: bytes) -> None:
-        async with self._client.pipeline(transaction=False) as pipe:
+        async with self._turn(), self._client.pipeline(transaction=False) as pipe:
             pipe.xack(key, self.group, entry_id)
             if self.delete_acked:
                 pipe.xdel(key, entry_id)
@@ -571,7 +380,7 @@ class RedisTransport:
         if ID_FIELD in fields:
             dead[ID_FIELD] = fields[ID_FIELD]
         key = self.stream_key(queue)
-        async with self._client.pipeline(transaction=True) as pipe:
+        async with self._turn(), self._client.pipeline(transaction=True) as pipe:
             pipe.xadd(self.dead_letter_key(queue), _outgoing(dead))
             pipe.xack(key, self.group, entry_id)
             if self.delete_acked:
@@ -584,7 +393,8 @@ class RedisTransport:
             return []
         key = self.dead_letter_key(queue)
         with _driver_errors(f"reading {key}"):
-            entries: Any = await self._client.xrange(key, "-", "+", count=limit)
+            async with self._turn():
+                entries: Any = await self._client.xrange(key, "-", "+", count=limit)
         return [
             DeadLetter(
                 queue=queue,
@@ -607,10 +417,11 @@ class RedisTransport:
         dlq = self.dead_letter_key(queue)
         await self._ensure(key)
         with _driver_errors(f"replaying {dlq}"):
-            entries: Any = await self._client.xrange(dlq, "-", "+", count=limit)
+            async with self._turn():
+                entries: Any = await self._client.xrange(dlq, "-", "+", count=limit)
             if not entries:
                 return 0
-            async with self._client.pipeline(transaction=True) as pipe:
+            async with self._turn(), self._client.pipeline(transaction=True) as pipe:
                 for _entry_id, fields in entries:
                     again: Fields = {BODY_FIELD: fields.get(BODY_FIELD, b"")}
                     if ID_FIELD in fields:
