@@ -24,9 +24,12 @@ from typing import Any
 
 import httpx
 import pytest
+from examples.workflows.transfer_fund import Bank, Transfer, build_app
 
 from sagakit import Orchestrator, SagaStatus, SQLiteStore
+from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
 from sagakit.examples.trip import TripContext, fully_booked_trip, happy_trip
+from sagakit.ports.workflow_store import WorkflowStatus
 from tests.e2e import dashboard_app
 from tests.e2e.test_cli import sagakit
 
@@ -46,6 +49,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 STATUSES = [s.value for s in SagaStatus]
+WORKFLOW_STATUSES = [s.value for s in WorkflowStatus]
 
 
 def artifacts() -> Path:
@@ -145,10 +149,18 @@ def dashboard(db: Path, tmp: Path, *args: str, token: str | None) -> Iterator[Se
 
 
 async def seed(db: Path) -> dict[str, str]:
-    """One saga in each interesting state; returns their ids by role."""
+    """One saga in each interesting state, and two workflow instances (a
+    transfer from a hostile account name that failed, one due in an hour);
+    returns the sagas' ids by role."""
     store = SQLiteStore(db)
     orch = Orchestrator(store, [dashboard_app.trip_saga, dashboard_app.order_saga])
+    transfers = build_app(SQLiteWorkflowStore(store), Bank(broken=True), max_attempts=1)
     try:
+        hostile = Transfer(source=HOSTILE, target="bob", amount=5)
+        await transfers.start("transfer-hostile", "debit", hostile)
+        await transfers.run_until_idle()
+        later = Transfer(source="alice", target="bob", amount=5)
+        await transfers.start("transfer-later", "debit", later, delay=3600)
         done = await orch.run(dashboard_app.trip_saga, happy_trip())
         undone = await orch.run(dashboard_app.trip_saga, fully_booked_trip())
         dashboard_app.SHIPPING.down = True
@@ -171,9 +183,9 @@ async def seed(db: Path) -> dict[str, str]:
     }
 
 
-def counts(page: Any) -> dict[str, str]:
+def counts(page: Any, statuses: list[str] = STATUSES) -> dict[str, str]:
     return {
-        s: page.locator(f'#counts [data-status="{s}"]').inner_text() for s in STATUSES
+        s: page.locator(f'#counts [data-status="{s}"]').inner_text() for s in statuses
     }
 
 
@@ -257,6 +269,24 @@ def worker_finishes(page: Any, url: str, db: Path, shots: Path) -> None:
     page.screenshot(path=shots / "07-live-counts.png", full_page=True)
 
 
+def workflows_page(page: Any, url: str, shots: Path) -> None:
+    """The nav leads to the workflow list, whose counts stay live too; the
+    failed transfer's hostile account name stays text."""
+    page.goto(f"{url}/")
+    page.click('nav.sections a[href="/workflows"]')
+    page.wait_for_selector("#counts[data-refreshed]")
+    expected = dict(pending="1", running="0", succeeded="0", failed="1")
+    assert counts(page, WORKFLOW_STATUSES) == expected
+    assert page.locator("table.workflows tbody tr").count() == 2
+    page.screenshot(path=shots / "08-workflows.png", full_page=True)
+    page.click('a[href="/workflows/transfer_fund/transfer-hostile"]')
+    page.wait_for_selector("pre#state")
+    assert HOSTILE in page.locator("pre#input").inner_text()
+    assert HOSTILE in page.locator("dd.error").inner_text()
+    assert page.locator("#status").inner_text() == "failed"
+    page.screenshot(path=shots / "09-workflow.png", full_page=True)
+
+
 def test_operator_cancels_and_retries_in_the_browser(tmp_path: Path) -> None:
     executable = chromium()
     try:
@@ -291,6 +321,7 @@ def test_operator_cancels_and_retries_in_the_browser(tmp_path: Path) -> None:
             cancel_running(page, server.url, ids, shots)
             retry_failed(page, server.url, ids, shots)
             worker_finishes(page, server.url, db, shots)
+            workflows_page(page, server.url, shots)
         finally:
             browser.close()
 
@@ -311,7 +342,14 @@ def test_without_a_token_the_dashboard_is_read_only(tmp_path: Path) -> None:
             timeout=5,
         )
         page = httpx.get(f"{server.url}/", timeout=5).text
+        workflows = httpx.get(f"{server.url}/api/workflow-counts", timeout=5).json()
     assert refused.status_code == 403
+    assert workflows["counts"] == {
+        "pending": 1,
+        "running": 0,
+        "succeeded": 0,
+        "failed": 1,
+    }
     assert "read-only" in refused.json()["detail"]
     assert "read-only" in page
     assert "read-only mode: no token" in server.output()

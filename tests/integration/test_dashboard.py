@@ -15,13 +15,18 @@ from typing import Any
 
 import httpx
 import pytest
+from examples.workflows.transfer_fund import Bank, Transfer, build_app
 from fastapi import FastAPI
 
 from sagakit import Orchestrator, RetryPolicy, Saga, SagaStatus, SQLiteStore, Step
+from sagakit.adapters.store.memory import InMemoryStore
+from sagakit.adapters.store.workflow_memory import InMemoryWorkflowStore
+from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
 from sagakit.dashboard import create_app
 from sagakit.dashboard.app import CSP
 from sagakit.dashboard.auth import SESSION_COOKIE
 from sagakit.testing import FakeClock
+from tests.e2e.test_cli_workflows import fill
 
 TOKEN = "s3cret-operator-token"  # noqa: S105 - a test token
 WRONG = "not-the-token"
@@ -219,17 +224,25 @@ async def test_list_filters_by_age(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("params", "message"),
+    ("path", "params", "message"),
     [
-        ({"status": "sleeping"}, "invalid status &#39;sleeping&#39;"),
-        ({"age": "soon"}, "invalid age &#39;soon&#39;"),
-        ({"limit": "0"}, "invalid limit 0"),
+        ("/", {"status": "sleeping"}, "invalid status &#39;sleeping&#39;"),
+        ("/", {"age": "soon"}, "invalid age &#39;soon&#39;"),
+        ("/", {"limit": "0"}, "invalid limit 0"),
+        (
+            "/workflows",
+            {"status": "compensated"},
+            "invalid status &#39;compensated&#39;: use one of pending, running, "
+            "succeeded, failed",
+        ),
+        ("/workflows", {"limit": "lots"}, "invalid limit &#39;lots&#39;"),
+        ("/workflows", {"limit": "501"}, "invalid limit 501: use 1 to 500"),
     ],
 )
 async def test_a_bad_filter_is_a_400_with_the_reason(
-    env: Env, params: dict[str, str], message: str
+    env: Env, path: str, params: dict[str, str], message: str
 ) -> None:
-    page = await env.client.get("/", params=params)
+    page = await env.client.get(path, params=params)
     assert page.status_code == 400
     assert message in page.text
 
@@ -531,3 +544,299 @@ async def test_pages_carry_a_strict_content_security_policy(env: Env) -> None:
     assert css.status_code == 200
     assert js.status_code == 200
     assert "fetch(source" in js.text
+
+
+# -- workflows -------------------------------------------------------------
+
+QUOTED = """say "hi" & 'bye'"""
+
+
+@pytest.fixture
+async def flows(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """The instances ``sagakit workflows`` is tested on (each in a situation
+    an operator meets, run by the examples' apps), a transfer due in two
+    hours with hostile text in its id, input and state, and a saga. The
+    dashboard finds the workflow tables on the saga store, as ``sagakit
+    dashboard`` does."""
+    path = tmp_path / "flows.db"
+    await fill(path)
+    store = SQLiteStore(path)
+    hostile = Transfer(source=QUOTED, target=XSS, amount=1)
+    transfers = build_app(SQLiteWorkflowStore(store), Bank())
+    state = {"note": XSS, XSS: QUOTED}
+    await transfers.start(XSS, "debit", hostile, delay=7200, state=state)
+    await Orchestrator(store, [hostile_saga]).run(hostile_saga)
+    async with client_for(create_app(store)) as client:
+        yield client
+    await store.close()
+
+
+def listed(body: str) -> list[tuple[str, str]]:
+    """(app, id) of the rows of the workflow list, in order."""
+    return re.findall(
+        r'<td class="mono"><a href="/workflows/[^"]+">([^<]+)</a></td>\s*'
+        r"<td>([^<]*)</td>",
+        body,
+    )
+
+
+def cells(body: str, app: str, instance_id: str) -> list[str]:
+    """The cells after the id in the row of ``app/instance_id``."""
+    row = re.search(rf'href="/workflows/{app}/{instance_id}">.*?</tr>', body, re.S)
+    assert row is not None
+    return re.findall(r"<td[^>]*>(.*?)</td>", row.group(0), re.S)
+
+
+HOSTILE_ID = "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;"
+
+
+async def test_workflow_list_shows_instances_newest_first(
+    flows: httpx.AsyncClient,
+) -> None:
+    page = await flows.get("/workflows")
+
+    assert page.status_code == 200
+    body = page.text
+    assert [i for i, _ in listed(body)] == [
+        HOSTILE_ID,
+        "pay-o1",
+        "pay-o2",
+        "approve-42",
+        "pay-o1",
+        "transfer-retry-01",
+        "transfer-broken-01",
+        "transfer-ok-0001",
+    ]
+    for status, n in (("pending", 5), ("running", 1), ("succeeded", 1), ("failed", 1)):
+        assert f'<span class="n" data-status="{status}">{n}</span>' in body
+    assert 'data-src="/api/workflow-counts"' in body
+    app, status, step, due, updated = cells(body, "transfer_fund", "transfer-retry-01")
+    assert (app, status, step) == (
+        "transfer_fund",
+        '<span class="status pending">pending</span>',
+        "credit",
+    )
+    assert due.endswith("s ago")  # its retry timer is due and not run yet
+    assert updated.endswith("ago")
+    assert cells(body, "payment_webhook", "pay-o1")[3].startswith("in 4m")
+    assert cells(body, "approval", "approve-42")[3] == "on call"
+    assert cells(body, "transfer_fund", "transfer-ok-0001")[2:4] == ["", ""]
+    failure = (
+        "step debit failed: BankUnavailable: cannot debit alice (after 2 attempts)"
+    )
+    assert f'title="{failure}"' in body
+    # the nav links both ways, and marks where the page is
+    assert '<a href="/workflows" aria-current="page">workflows</a>' in body
+    sagas = (await flows.get("/")).text
+    assert '<a href="/" aria-current="page">sagas</a>' in sagas
+    assert '<a href="/workflows">workflows</a>' in sagas
+
+
+async def test_workflow_counts_and_list_api_follow_the_filters(
+    flows: httpx.AsyncClient,
+) -> None:
+    everything = (await flows.get("/api/workflow-counts")).json()
+    transfers = (
+        await flows.get("/api/workflow-counts", params={"app": "transfer_fund"})
+    ).json()
+    failed = (await flows.get("/api/workflows", params={"status": "FAILED"})).json()
+    one = (await flows.get("/api/workflows", params={"limit": "1"})).json()
+    bad = await flows.get("/api/workflows", params={"status": "asleep"})
+
+    assert everything == {
+        "counts": {"pending": 5, "running": 1, "succeeded": 1, "failed": 1},
+        "total": 8,
+    }
+    assert transfers == {
+        "counts": {"pending": 3, "running": 0, "succeeded": 1, "failed": 1},
+        "total": 5,
+    }
+    [broken] = failed["workflows"]
+    assert broken["instance_id"] == "transfer-broken-01"
+    assert broken["app"] == "transfer_fund"
+    assert broken["step"] == "debit"
+    assert broken["attempts"] == 2
+    assert "input" not in broken  # the list leaves input and state out
+    assert [w["instance_id"] for w in one["workflows"]] == [XSS]
+    assert bad.status_code == 400
+    assert "invalid status 'asleep'" in bad.json()["detail"]
+
+
+async def test_workflow_list_filters_by_status_app_and_limit(
+    flows: httpx.AsyncClient,
+) -> None:
+    pending = (await flows.get("/workflows", params={"status": "pending"})).text
+    by_app = (await flows.get("/workflows", params={"app": "payment_webhook"})).text
+    limited = (await flows.get("/workflows", params={"limit": "2"})).text
+    nothing = (await flows.get("/workflows", params={"app": "nope"})).text
+
+    assert len(listed(pending)) == 5
+    assert "pay-o2" not in pending
+    assert listed(by_app) == [
+        ("pay-o2", "payment_webhook"),
+        ("pay-o1", "payment_webhook"),
+    ]
+    assert 'data-src="/api/workflow-counts?app=payment_webhook"' in by_app
+    assert '<span class="n" data-status="running">1</span>' in by_app
+    assert 'href="/workflows?status=failed&amp;app=payment_webhook"' in by_app
+    assert listed(limited) == [
+        (HOSTILE_ID, "transfer_fund"),
+        ("pay-o1", "transfer_fund"),
+    ]
+    assert "No workflow instances match these filters." in nothing
+
+
+async def test_workflow_detail_shows_the_call_state_and_history(
+    flows: httpx.AsyncClient,
+) -> None:
+    retrying = await flows.get("/workflows/transfer_fund/transfer-retry-01")
+    failed = await flows.get("/workflows/transfer_fund/transfer-broken-01")
+    done = await flows.get("/workflows/transfer_fund/transfer-ok-0001")
+
+    assert retrying.status_code == 200
+    body = retrying.text
+    assert '<span class="status pending" id="status">pending</span>' in body
+    assert fact("pending call", "credit") in body
+    assert re.search(r"<dt>due</dt>\s*<dd class=\"\">[-\d :]+ \(\d+s ago\)</dd>", body)
+    assert "<h2>Input of credit</h2>" in body
+    assert "&#34;source&#34;: &#34;alice&#34;" in body  # the call's input
+    assert "&#34;credit_failures&#34;: 1" in body  # the state
+    history = re.findall(
+        r'<td>(\w*)</td>\s*<td class="num">(\d+)</td>\s*'
+        r'<td><span class="outcome (\w+)">',
+        body,
+    )
+    assert history == [
+        ("debit", "0", "started"),
+        ("debit", "1", "succeeded"),
+        ("credit", "1", "succeeded"),  # it called itself again, in two seconds
+    ]
+    assert "&#34;next&#34;: &#34;credit&#34;, &#34;delay&#34;: 2.0" in body
+    assert fact("failed step", "debit") in failed.text
+    assert fact("attempts", "2") in failed.text
+    assert (
+        '<dd class="error">step debit failed: BankUnavailable: cannot debit alice '
+        "(after 2 attempts)</dd>" in failed.text
+    )
+    assert '<span class="outcome retrying">retrying</span>' in failed.text
+    assert "Input of" not in done.text  # nothing pending
+    assert fact("steps done", "2") in done.text
+
+
+def fact(label: str, value: str, css: str = "") -> str:
+    return f'<dt>{label}</dt>\n    <dd class="{css}">{value}</dd>'
+
+
+async def test_workflow_detail_of_calls_workers_and_shared_ids(
+    flows: httpx.AsyncClient,
+) -> None:
+    webhook = (await flows.get("/workflows/payment_webhook/pay-o1")).text
+    transfer = (await flows.get("/workflows/transfer_fund/pay-o1")).text
+    waiting = (await flows.get("/workflows/approval/approve-42")).text
+    running = (await flows.get("/workflows/payment_webhook/pay-o2")).text
+
+    assert fact("pending call", "webhook") in webhook  # the app tells them apart
+    assert "(in 4m" in webhook
+    assert "&#34;order_id&#34;: &#34;o1&#34;" in webhook
+    assert fact("pending call", "debit") in transfer
+    assert fact("due", "when called (an external event)") in waiting
+    assert "&#34;asked&#34;: &#34;manager&#34;" in waiting
+    assert fact("running step", "deposit") in running
+    assert '<dd class="mono">worker-7 (lease until ' in running
+
+
+async def test_workflow_detail_api_and_unknown_ids(flows: httpx.AsyncClient) -> None:
+    api = (await flows.get("/api/workflows/transfer_fund/transfer-retry-01")).json()
+    unknown = await flows.get("/workflows/transfer_fund/nosuch")
+    other_app = await flows.get("/workflows/approval/transfer-ok-0001")
+    unknown_api = await flows.get("/api/workflows/transfer_fund/nosuch")
+
+    assert api["status"] == "pending"
+    assert api["step"] == "credit"
+    assert api["input"] == {"source": "alice", "target": "bob", "amount": 10}
+    assert api["state"] == {"credit_failures": 1}
+    assert [(h["step"], h["outcome"]) for h in api["history"]] == [
+        ("debit", "started"),
+        ("debit", "succeeded"),
+        ("credit", "succeeded"),
+    ]
+    assert unknown.status_code == 404
+    assert "workflow transfer_fund/nosuch does not exist" in unknown.text
+    assert '<a href="/workflows">all workflows</a>' in unknown.text
+    assert other_app.status_code == 404
+    assert unknown_api.status_code == 404
+    assert "does not exist" in unknown_api.json()["detail"]
+
+
+async def test_workflow_pages_escape_ids_inputs_and_state(
+    flows: httpx.AsyncClient,
+) -> None:
+    listing = await flows.get("/workflows")
+    link = re.search(r'<a href="(/workflows/transfer_fund/%3C[^"]+)">', listing.text)
+    assert link is not None
+    assert link.group(1) == (
+        "/workflows/transfer_fund/%3Cscript%3Ealert%28%27pwned%27%29%3C%2Fscript%3E"
+    )
+
+    detail = await flows.get(link.group(1))
+    api = await flows.get(f"/api{link.group(1)}")
+    missing = await flows.get("/workflows/%3Cimg%20src%3Dx%3E/%22%3E%3Cb%3E")
+    filtered = await flows.get("/workflows", params={"app": XSS, "status": XSS})
+
+    assert detail.status_code == 200
+    assert fact("id", HOSTILE_ID, "mono") in detail.text
+    quoted = "&#34;say \\&#34;hi\\&#34; &amp; &#39;bye&#39;&#34;"
+    assert f"&#34;source&#34;: {quoted}" in detail.text  # the input
+    assert f"&#34;{HOSTILE_ID}&#34;: {quoted}" in detail.text  # the state
+    assert api.json()["state"] == {"note": XSS, XSS: QUOTED}
+    assert api.json()["instance_id"] == XSS
+    assert missing.status_code == 404
+    assert "&lt;img src=x&gt;/&#34;&gt;&lt;b&gt;" in missing.text
+    assert filtered.status_code == 400
+    for page in (listing, detail, missing, filtered):
+        assert "<script>alert" not in page.text
+        assert "<img" not in page.text
+        assert page.text.count("<script") == 1  # only the dashboard's own
+        assert page.headers["content-security-policy"] == CSP
+    assert HOSTILE_ID in listing.text
+    assert HOSTILE_ID in filtered.text  # in the message of the refused filter
+
+
+async def test_a_database_without_workflow_tables_says_so(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "bare.db", migrate=False)
+    async with client_for(create_app(store)) as client:
+        page = await client.get("/workflows")
+        counts = await client.get("/api/workflow-counts")
+        listing = await client.get("/api/workflows")
+        detail = await client.get("/workflows/transfer_fund/transfer-ok-0001")
+    async with client_for(create_app(InMemoryStore())) as client:
+        in_memory = await client.get("/workflows")
+    await store.close()
+
+    assert page.status_code == 200
+    assert "this database has no workflow tables" in page.text
+    assert "sagakit db migrate" in page.text
+    assert 'id="counts"' not in page.text  # nothing to poll
+    assert counts.status_code == 404
+    assert "no workflow tables" in counts.json()["detail"]
+    assert listing.status_code == 404
+    assert detail.status_code == 404
+    assert "no workflow tables" in detail.text
+    assert in_memory.status_code == 200
+    assert "only inside the process running them" in in_memory.text
+
+
+async def test_a_workflow_store_can_be_passed_in() -> None:
+    workflows = InMemoryWorkflowStore()
+    clock = FakeClock()
+    transfer = Transfer(source="alice", target="bob", amount=10)
+    transfers = build_app(workflows, Bank(), clock=clock)
+    await transfers.start("later", "debit", transfer, delay=60)
+    dashboard = create_app(InMemoryStore(), clock=clock, workflows=workflows)
+    async with client_for(dashboard) as client:
+        listing = await client.get("/workflows")
+        detail = await client.get("/workflows/transfer_fund/later")
+
+    assert listed(listing.text) == [("later", "transfer_fund")]
+    assert fact("pending call", "debit") in detail.text
+    assert "(in 1m)</dd>" in detail.text

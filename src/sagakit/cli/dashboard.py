@@ -84,7 +84,8 @@ def dashboard(
         ),
     ] = None,
 ) -> None:
-    """Serve the web dashboard: list, inspect, retry, resume and cancel sagas."""
+    """Serve the web dashboard: list, inspect, retry, resume and cancel sagas,
+    and browse workflow instances."""
     try:
         import fastapi  # noqa: F401, PLC0415
         import jinja2  # noqa: F401, PLC0415

@@ -1,4 +1,5 @@
-"""A web dashboard over the saga store: list, inspect, retry, resume, cancel.
+"""A web dashboard over the saga store: list, inspect, retry, resume, cancel;
+and, read-only, the instances of workflow-style sagas (``/workflows``).
 
 Needs the ``dashboard`` extra (``pip install 'sagakit[dashboard]'``)::
 

@@ -2,9 +2,10 @@
 operator actions that reuse the CLI's library calls.
 
 Pages are rendered on the server with Jinja2 (autoescaped); a small script
-polls ``/api/counts`` to keep the status counts live. Every response carries a
-strict Content-Security-Policy (no inline script), so even a value that
-escaped escaping could not run.
+polls ``/api/counts`` (``/api/workflow-counts`` on the workflow list) to keep
+the status counts live. Every response carries a strict
+Content-Security-Policy (no inline script), so even a value that escaped
+escaping could not run. The workflow pages live in :mod:`.workflows`.
 """
 
 from __future__ import annotations
@@ -24,15 +25,16 @@ from sagakit.dashboard import views
 from sagakit.dashboard.actions import DONE, ActionRoutes, Operator
 from sagakit.dashboard.auth import TokenGuard
 from sagakit.dashboard.page import Flash, Pages, saga_url
+from sagakit.dashboard.views import DEFAULT_LIMIT, Counts, parse_limit
+from sagakit.dashboard.workflows import WorkflowSource, WorkflowViews
 from sagakit.definition.saga import Saga
 from sagakit.engine.state import SagaStatus
 from sagakit.errors import SagaNotFound
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import SagaRecord, SagaStore
+from sagakit.ports.workflow_store import WorkflowStore
 from sagakit.runtime.clock import SystemClock
 
-MAX_LIMIT = 500
-DEFAULT_LIMIT = 50
 CSP = (
     "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; "
     "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -50,30 +52,9 @@ class Filters:
     limit: int = DEFAULT_LIMIT
 
 
-@dataclass(frozen=True, slots=True)
-class Counts:
-    counts: dict[str, int]
-
-    def as_json(self) -> dict[str, Any]:
-        return {"counts": self.counts, "total": sum(self.counts.values())}
-
-
 async def status_counts(store: SagaStore, saga_name: str | None = None) -> Counts:
     """How many instances are in each status (one COUNT query)."""
-    found = await store.count_by_status(saga_name)
-    return Counts({status.value: found.get(status, 0) for status in SagaStatus})
-
-
-def parse_limit(text: str | None) -> int:
-    if text is None or not text.strip():
-        return DEFAULT_LIMIT
-    try:
-        value = int(text)
-    except ValueError:
-        raise views.FilterError(f"invalid limit {text!r}: use a number") from None
-    if not 1 <= value <= MAX_LIMIT:
-        raise views.FilterError(f"invalid limit {value}: use 1 to {MAX_LIMIT}")
-    return value
+    return Counts.of(await store.count_by_status(saga_name), SagaStatus)
 
 
 def filters_of(request: Request) -> Filters:
@@ -238,12 +219,16 @@ def create_app(
     *,
     token: str | None = None,
     clock: Clock | None = None,
+    workflows: WorkflowStore | None = None,
 ) -> FastAPI:
     """The dashboard over ``store``.
 
     ``sagas`` are the definitions actions may apply to (an action on another
     saga is refused with 409). Without ``token`` the dashboard is read-only:
-    every action answers 403. The caller owns ``store`` and closes it.
+    every action answers 403. ``/workflows`` shows the instances in
+    ``workflows``, by default the workflow tables of ``store`` (SQLite or
+    PostgreSQL, on its connection). The caller owns both stores and closes
+    them.
     """
     clock = clock or SystemClock()
     guard = TokenGuard(token)
@@ -251,6 +236,7 @@ def create_app(
     pages = Pages(guard, actions_enabled=not guard.read_only and bool(ops.saga_names))
     read = Views(store, ops, pages, clock)
     write = ActionRoutes(store, ops, guard, pages, read.detail)
+    flows = WorkflowViews(WorkflowSource(store, workflows), pages, clock)
 
     app = FastAPI(
         title="sagakit dashboard",
@@ -266,6 +252,13 @@ def create_app(
     app.get("/api/counts")(read.counts)
     app.get("/api/sagas")(read.api_list)
     app.get("/api/sagas/{saga_id}")(read.api_show)
+    app.get("/workflows", response_class=HTMLResponse)(flows.index)
+    app.get("/workflows/{app}/{instance_id:path}", response_class=HTMLResponse)(
+        flows.show
+    )
+    app.get("/api/workflow-counts")(flows.counts)
+    app.get("/api/workflows")(flows.api_list)
+    app.get("/api/workflows/{app}/{instance_id:path}")(flows.api_show)
     app.post("/sagas/{saga_id}/{action}")(write.act)
     app.post("/logout")(write.logout)
     return app

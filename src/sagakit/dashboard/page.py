@@ -53,6 +53,12 @@ def saga_url(request: Request, saga_id: str) -> str:
     return f"{root_of(request)}/sagas/{quote(saga_id, safe='')}"
 
 
+def workflow_url(request: Request, app: str, instance_id: str) -> str:
+    """Where a workflow instance is shown: its app and id identify it."""
+    where = f"{quote(app, safe='')}/{quote(instance_id, safe='')}"
+    return f"{root_of(request)}/workflows/{where}"
+
+
 class Pages:
     """Renders templates with what every page needs (auth state, flashes)."""
 
@@ -88,10 +94,19 @@ class Pages:
         status_code: int,
         message: str,
         back: str | None = None,
+        *,
+        section: str = "sagas",
     ) -> HTMLResponse:
+        """An error page; ``section`` (``sagas`` or ``workflows``) is the
+        list it links to."""
         return self.render(
             request,
             "error.html",
-            {"status_code": status_code, "message": message, "back": back},
+            {
+                "status_code": status_code,
+                "message": message,
+                "back": back,
+                "section": section,
+            },
             status_code=status_code,
         )

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 
 from sagakit.cli.render import (
     age,
@@ -23,8 +24,12 @@ from sagakit.cli.render import (
 from sagakit.engine.state import ErrorInfo, SagaStatus
 from sagakit.ports.store import HistoryEntry, SagaRecord
 
+E = TypeVar("E", bound=Enum)
+
 STATUSES: tuple[str, ...] = tuple(s.value for s in SagaStatus)
 DETAIL_LIMIT = 120
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
 AGE_CHOICES: tuple[tuple[str, str], ...] = (
     ("", "any age"),
     ("15m", "newer than 15 min"),
@@ -80,15 +85,45 @@ def parse_age(text: str | None) -> AgeFilter | None:
     return AgeFilter(float(number) * _UNITS[unit], newer=sign != ">")
 
 
-def parse_status(text: str | None) -> SagaStatus | None:
+def parse_enum(text: str | None, kind: type[E]) -> E | None:
+    """A status filter: one of ``kind``'s values, in any case; blank is any."""
     if text is None or not text.strip():
         return None
     try:
-        return SagaStatus(text.strip().lower())
+        return kind(text.strip().lower())
     except ValueError:
-        raise FilterError(
-            f"invalid status {text!r}: use one of {', '.join(STATUSES)}"
-        ) from None
+        choices = ", ".join(str(member.value) for member in kind)
+        raise FilterError(f"invalid status {text!r}: use one of {choices}") from None
+
+
+def parse_status(text: str | None) -> SagaStatus | None:
+    return parse_enum(text, SagaStatus)
+
+
+def parse_limit(text: str | None) -> int:
+    if text is None or not text.strip():
+        return DEFAULT_LIMIT
+    try:
+        value = int(text)
+    except ValueError:
+        raise FilterError(f"invalid limit {text!r}: use a number") from None
+    if not 1 <= value <= MAX_LIMIT:
+        raise FilterError(f"invalid limit {value}: use 1 to {MAX_LIMIT}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Instances per status value, every status listed (``0`` for none)."""
+
+    counts: dict[str, int]
+
+    @classmethod
+    def of(cls, found: Mapping[E, int], statuses: Iterable[E]) -> Counts:
+        return cls({status.value: found.get(status, 0) for status in statuses})
+
+    def as_json(self) -> dict[str, Any]:
+        return {"counts": self.counts, "total": sum(self.counts.values())}
 
 
 def clip(text: str, limit: int = DETAIL_LIMIT) -> str:

@@ -1,4 +1,5 @@
-// sagakit dashboard: keeps the status counts live by polling /api/counts.
+// sagakit dashboard: keeps the status counts live by polling the panel's data-src
+// (/api/counts on the saga list, /api/workflow-counts on the workflow list).
 "use strict";
 (function () {
   const panel = document.getElementById("counts");
