@@ -73,6 +73,16 @@ def terminal_count(url: str) -> int:
     return int(rows[0][0])
 
 
+def driven_by(url: str, pid: int) -> int:
+    """Unfinished sagas leased to the worker process ``pid`` (``host:pid:x``)."""
+    rows = query(
+        url,
+        "SELECT owner FROM sagakit_saga WHERE owner IS NOT NULL AND status NOT IN "
+        "('succeeded', 'compensated', 'failed', 'compensation_failed')",
+    )
+    return sum(1 for r in rows if r["owner"].split(":")[-2] == str(pid))
+
+
 class Workers:
     """Worker subprocesses, their logs, and a cleanup that kills leftovers."""
 
@@ -250,9 +260,16 @@ def test_three_workers_one_killed(workers: Workers, db: str) -> None:
     procs = [workers.start("--lease", str(LEASE)) for _ in range(3)]
     victim = procs[0]
 
+    # the kill must land while the victim drives sagas: with three processes
+    # starting on two cores, the other two can end a third of them before the
+    # victim has claimed any
     wait_until(
-        "a third of the sagas to end",
-        lambda: workers.running() and terminal_count(db) >= count // 3,
+        "a third of the sagas to end while the victim drives some",
+        lambda: (
+            workers.running()
+            and terminal_count(db) >= count // 3
+            and driven_by(db, victim.pid) > 0
+        ),
         60,
     )
     before_kill = committed_effects(db)  # a subset of what was committed at the kill
