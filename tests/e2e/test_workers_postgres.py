@@ -73,16 +73,6 @@ def terminal_count(url: str) -> int:
     return int(rows[0][0])
 
 
-def driven_by(url: str, pid: int) -> int:
-    """Unfinished sagas leased to the worker process ``pid`` (``host:pid:x``)."""
-    rows = query(
-        url,
-        "SELECT owner FROM sagakit_saga WHERE owner IS NOT NULL AND status NOT IN "
-        "('succeeded', 'compensated', 'failed', 'compensation_failed')",
-    )
-    return sum(1 for r in rows if r["owner"].split(":")[-2] == str(pid))
-
-
 class Workers:
     """Worker subprocesses, their logs, and a cleanup that kills leftovers."""
 
@@ -207,17 +197,43 @@ def outcome(url: str) -> Outcome:
     )
 
 
-def committed_effects(url: str) -> set[Key]:
-    """Effects whose step or compensation success is committed in the history."""
-    rows = query(
-        url,
-        "SELECT saga_id, step, kind FROM sagakit_step_history "
-        "WHERE outcome = 'succeeded' AND kind IN ('action', 'compensation')",
-    )
+COMMITTED = (
+    "SELECT saga_id, step, kind FROM sagakit_step_history "
+    "WHERE outcome = 'succeeded' AND kind IN ('action', 'compensation')"
+)
+IN_THE_MIDDLE = (
+    "SELECT count(DISTINCT e.saga_id) FROM effects e "
+    "JOIN sagakit_saga s ON s.saga_id = e.saga_id WHERE e.pid = $1 "
+    "AND s.status NOT IN ('succeeded', 'compensated', 'failed', "
+    "'compensation_failed')"
+)
+MIDDLE_AT_KILL = 3  # unfinished sagas the victim must have run a step of
+
+
+def _effect_keys(rows: list[Any]) -> set[Key]:
     return {
         (r["saga_id"], r["step"] if r["kind"] == "action" else f"undo:{r['step']}")
         for r in rows
     }
+
+
+def committed_effects(url: str) -> set[Key]:
+    """Effects whose step or compensation success is committed in the history."""
+    return _effect_keys(query(url, COMMITTED))
+
+
+async def _before_kill(url: str, pid: int) -> tuple[set[Key], int]:
+    """What is committed now, then how many unfinished sagas the worker ``pid``
+    has run a step of: one connection, in that order, so the kill follows."""
+    import asyncpg  # noqa: PLC0415 - only the PostgreSQL tests need the driver
+
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        committed = _effect_keys(list(await conn.fetch(COMMITTED)))
+        middle = int(await conn.fetchval(IN_THE_MIDDLE, pid))
+    finally:
+        await conn.close()
+    return committed, middle
 
 
 def expected_effects(fails: bool) -> list[str]:
@@ -260,20 +276,25 @@ def test_three_workers_one_killed(workers: Workers, db: str) -> None:
     procs = [workers.start("--lease", str(LEASE)) for _ in range(3)]
     victim = procs[0]
 
-    # the kill must land while the victim drives sagas: with three processes
-    # starting on two cores, the other two can end a third of them before the
-    # victim has claimed any
+    # The kill must land while the victim is in the middle of sagas. With
+    # three processes on two cores the victim may get little work, and the
+    # few sagas it had could end before the kill: so it is killed right after
+    # a check finds it in the middle of several.
+    seen: dict[str, set[Key]] = {}
+
+    def victim_in_the_middle() -> bool:
+        if not (workers.running() and terminal_count(db) >= count // 3):
+            return False
+        seen["committed"], middle = run_sync(_before_kill(db, victim.pid))
+        return middle >= MIDDLE_AT_KILL
+
     wait_until(
-        "a third of the sagas to end while the victim drives some",
-        lambda: (
-            workers.running()
-            and terminal_count(db) >= count // 3
-            and driven_by(db, victim.pid) > 0
-        ),
+        "a third of the sagas to end, the victim in the middle of some",
+        victim_in_the_middle,
         60,
     )
-    before_kill = committed_effects(db)  # a subset of what was committed at the kill
     os.kill(victim.pid, signal.SIGKILL)
+    before_kill = seen["committed"]  # a subset of what was committed at the kill
     killed_at = time.monotonic()
     victim.wait(10)
     assert victim.returncode == -signal.SIGKILL
