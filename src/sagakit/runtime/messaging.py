@@ -138,18 +138,29 @@ class MessagingMixin:
             )
             commands = ()
             # applied by another worker, maybe: then this copy is behind
-            if await self._is_stale(inst) and (record := await self._reload(inst)):
+            record = await self._stored(inst)
+            stale = record is not None and record.version != inst.version
+            if record is not None and stale and self._reload(inst, record):
                 commands = self._caught_up(inst, item, record)
         except StateError as exc:
-            moved = isinstance(exc, ConcurrencyError) or (
-                item.inbox is not None and await self._is_stale(inst)
-            )
-            if moved and item.inbox is not None and not item.strict:
-                reloaded = await self._reload(inst)
-                if reloaded is not None:
-                    if not reloaded.status.terminal:
-                        return None
-                    return self._caught_up(inst, item, reloaded)
+            record = None
+            if item.inbox is not None:
+                try:
+                    record = await self._stored(inst)
+                except StoreError:
+                    if not isinstance(exc, ConcurrencyError):
+                        raise
+            stale = record is not None and record.version != inst.version
+            moved = isinstance(exc, ConcurrencyError) or stale
+            if (
+                moved
+                and record is not None
+                and not item.strict
+                and self._reload(inst, record)
+            ):
+                if not record.status.terminal:
+                    return None
+                return self._caught_up(inst, item, record)
             if isinstance(exc, ConcurrencyError):
                 if not item.handled.done():
                     item.handled.set_exception(exc)
@@ -158,7 +169,7 @@ class MessagingMixin:
                 if not item.handled.done():
                     item.handled.set_exception(exc)
                 return ()
-            if item.inbox is not None and await self._is_stale(inst):
+            if stale:
                 # another worker moved the saga on (a reply it applied took the
                 # lease): this reply may be for a step only it knows of, so it
                 # must not be dropped here; the transport delivers it again
@@ -199,16 +210,13 @@ class MessagingMixin:
             item.handled.set_result(None)
         return (FinishSaga(record.status),)
 
-    async def _reload(self, inst: Instance) -> SagaRecord | None:
-        """Replace ``inst``'s state with the store's if no local step runs for
-        it here; None if it cannot be. History lines not written yet (a
-        ``claimed`` line) stay pending: they go with the next commit."""
+    def _reload(self, inst: Instance, record: SagaRecord) -> bool:
+        """Replace ``inst``'s state with ``record`` (the store's) if no local
+        step runs for it here; False if it cannot be. History lines not
+        written yet (a ``claimed`` line) stay pending: they go with the next
+        commit."""
         if inst.in_flight or inst.tasks:
-            return None
-        try:
-            record = await self.store.get(inst.state.saga_id)
-        except (SagaNotFound, StoreError):
-            return None
+            return False
         logger.info(
             "saga moved on in another worker; reloaded",
             extra={
@@ -220,15 +228,14 @@ class MessagingMixin:
         inst.state = record.state
         inst.version = record.version
         inst.context = inst.saga.context.model_validate(record.context)
-        return record
+        return True
 
-    async def _is_stale(self, inst: Instance) -> bool:
-        """Whether the store has a newer version of the saga than ``inst``."""
+    async def _stored(self, inst: Instance) -> SagaRecord | None:
+        """The saga of ``inst`` as the store has it (None: it is gone)."""
         try:
-            record = await self.store.get(inst.state.saga_id)
+            return await self.store.get(inst.state.saga_id)
         except SagaNotFound:
-            return False
-        return record.version != inst.version
+            return None
 
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[Self]:
