@@ -90,11 +90,15 @@ class OutboxRelay:
             if message.held_by != self.owner:
                 free = True
                 continue
-            task = asyncio.create_task(self._publish(message))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            self._start(message)
         if free:
             self._wake.set()
+
+    def _start(self, message: OutboxMessage) -> None:
+        """Publish ``message`` in a task of its own, counted as in flight."""
+        task = asyncio.create_task(self._publish(message))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
 
     async def run_once(self) -> int:
         """Publish one batch and wait for its confirms; returns how many went out."""
@@ -157,9 +161,7 @@ class OutboxRelay:
                         claimed = len(messages)
                         self.claimed += claimed
                         for message in messages:
-                            task = asyncio.create_task(self._publish(message))
-                            self._in_flight.add(task)
-                            task.add_done_callback(self._in_flight.discard)
+                            self._start(message)
                     delay = self.poll_interval
                 except (StoreError, TransportError) as exc:
                     logger.warning(
