@@ -103,9 +103,10 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from sagakit.adapters.transport.celery_redis_consumer import (
-    _SCHEMES,
     _Subscription,
 )
+
+_SCHEMES = frozenset({"redis", "rediss", "unix"})
 
 
 class CeleryRedisTransport:

@@ -49,9 +49,6 @@ def _text(value: object) -> str:
     return one_line(str(value), 80)
 
 
-_SCHEMES = frozenset({"redis", "rediss", "unix"})
-
-
 class _Subscription:
     """One consumer: a take/restore loop and its handler tasks."""
 
