@@ -36,7 +36,7 @@ from typing import Any
 
 from sagakit.definition.saga import Saga
 from sagakit.engine.state import SagaStatus
-from sagakit.errors import SagaError, SagaNotFound, StateError
+from sagakit.errors import ConcurrencyError, SagaError, SagaNotFound, StateError
 from sagakit.messaging.envelope import decode
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
@@ -272,7 +272,7 @@ async def retry_failed(
     for done, record in enumerate(chosen, start=1):
         try:
             await retry(store, sagas, record.saga_id, by=by, reason=reason, clock=clock)
-        except StateError as exc:
+        except (StateError, ConcurrencyError) as exc:
             result.refused[record.saga_id] = str(exc)
         else:
             result.retried.append(record.saga_id)

@@ -4,10 +4,11 @@
 
     SagaError(Exception)
     ├── DefinitionError(SagaError, ValueError)   duplicate step, empty saga, bad pivot
-    ├── StateError                               stale or duplicate event
-    │   ├── ConcurrencyError                     version conflict on save
-    │   ├── SagaNotFound                         unknown saga id (also LookupError)
-    │   └── DuplicateMessage                     a message consumed before
+    ├── StateError                               an event or request that does not fit
+    ├── ConcurrencyError                         version conflict on save
+    ├── SagaNotFound                             unknown saga id (also LookupError)
+    ├── SagaAlreadyExists                        a saga id that is taken
+    ├── DuplicateMessage                         a message consumed before
     ├── StepFailed                               a saga ended without succeeding
     │   └── CompensationFailed                   ... and a compensation failed too
     ├── StoreError                               driver error kept in ``__cause__``
@@ -35,18 +36,24 @@ class DefinitionError(SagaError, ValueError):
 
 
 class StateError(SagaError):
-    """An event does not fit the saga's current state (stale or duplicate)."""
+    """An event or an operator's request does not fit the saga's current state
+    (a stale reply, retrying a saga that succeeded, cancelling past the pivot)."""
 
 
-class ConcurrencyError(StateError):
-    """Another writer saved the saga first (version conflict)."""
+class ConcurrencyError(SagaError):
+    """Another writer saved the saga first (version conflict): this copy is
+    stale; reload it before going on."""
 
 
-class SagaNotFound(StateError, LookupError):
+class SagaNotFound(SagaError, LookupError):
     """No saga instance has the given id."""
 
 
-class DuplicateMessage(StateError):
+class SagaAlreadyExists(SagaError):
+    """A saga instance with this id exists already."""
+
+
+class DuplicateMessage(SagaError):
     """A message was consumed before (inbox deduplication); nothing changed."""
 
 
@@ -111,6 +118,7 @@ __all__ = [
     "ConcurrencyError",
     "DefinitionError",
     "DuplicateMessage",
+    "SagaAlreadyExists",
     "SagaError",
     "SagaNotFound",
     "StateError",

@@ -12,7 +12,7 @@ from sagakit.adapters.store import event_store_for, open_event_store
 from sagakit.adapters.store.event_memory import InMemoryEventStore
 from sagakit.adapters.store.event_sqlite import SQLiteEventStore
 from sagakit.ports.event_store import EventStore, StagedEvent
-from tests.contracts.event_store_contract import (
+from sagakit.testing.contracts.event_store import (
     EventStoreContract,
     Staging,
     transaction,

@@ -10,7 +10,7 @@ import pytest
 from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.adapters.store.sqlite import SQLiteStore
 from sagakit.ports.store import SagaStore
-from tests.contracts.store_contract import StoreContract
+from sagakit.testing.contracts.store import StoreContract
 
 
 class TestInMemoryStore(StoreContract):

@@ -19,13 +19,13 @@ from sagakit.adapters.transport.inprocess import InProcessTransport
 from sagakit.errors import TransportError
 from sagakit.messaging.envelope import Envelope, decode, encode
 from sagakit.ports.transport import Transport
-from tests.conftest import delete_rabbitmq_queues, delete_redis_keys
-from tests.contracts.transport_contract import (
+from sagakit.testing.contracts.transport import (
     Recorder,
     TransportContract,
     command,
     eventually,
 )
+from tests.conftest import delete_rabbitmq_queues, delete_redis_keys
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

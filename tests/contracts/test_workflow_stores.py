@@ -13,7 +13,7 @@ from sagakit.adapters.store.sqlite import SQLiteStore
 from sagakit.adapters.store.workflow_memory import InMemoryWorkflowStore
 from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
 from sagakit.ports.workflow_store import WorkflowStore
-from tests.contracts.workflow_store_contract import (
+from sagakit.testing.contracts.workflow_store import (
     APP,
     WorkflowStoreContract,
     line,

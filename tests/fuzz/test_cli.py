@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
 from sagakit.cli import dashboard as dashboard_cli
 from sagakit.cli.main import app
-from tests.contracts.workflow_store_contract import line, make
+from sagakit.testing.contracts.workflow_store import line, make
 from tests.fuzz.strategies import FUZZ
 
 pytestmark = pytest.mark.fuzz

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from sagakit.testing.contracts.transport import Recorder, command, eventually
 from tests.conftest import REDIS_URL, delete_rabbitmq_queues, delete_redis_keys
-from tests.contracts.transport_contract import Recorder, command, eventually
 
 if TYPE_CHECKING:
     from sagakit.adapters.transport.celery import CeleryTransport

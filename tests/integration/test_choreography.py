@@ -33,7 +33,7 @@ from sagakit.errors import SagaError, StoreError, TransportError
 from sagakit.messaging import Envelope, decode
 from sagakit.ports.event_store import EventStore, TransactionalOutbox
 from sagakit.testing import FakeClock
-from tests.contracts.event_store_contract import transaction
+from sagakit.testing.contracts.event_store import transaction
 
 BOOKING = Choreography(
     "booking",

@@ -22,8 +22,8 @@ from sagakit.adapters.store.postgres import PostgresStore
 from sagakit.adapters.store.sql import migrations, queries, schema
 from sagakit.errors import DuplicateMessage
 from sagakit.ports.store import InboxEntry
+from sagakit.testing.contracts.store import entry, make_record, message
 from tests.conftest import admin, database_url, run_sync
-from tests.contracts.store_contract import entry, make_record, message
 
 pytestmark = pytest.mark.postgres
 

@@ -12,7 +12,7 @@ from sagakit import StoreError, open_store
 from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.adapters.store.sql import migrations, queries, schema
 from sagakit.adapters.store.sqlite import SQLiteStore, split_statements
-from tests.contracts.store_contract import entry, make_record
+from sagakit.testing.contracts.store import entry, make_record
 
 
 def _schema_of(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:

@@ -11,7 +11,7 @@ from sagakit.definition import Parallel, RetryPolicy, Saga, Step
 from sagakit.engine import (
     Command,
     Compensate,
-    CompensationFailed,
+    CompensationAttemptFailed,
     CompensationSucceeded,
     ErrorInfo,
     Event,
@@ -21,7 +21,7 @@ from sagakit.engine import (
     SagaStarted,
     SagaState,
     SagaStatus,
-    StepFailed,
+    StepAttemptFailed,
     StepStatus,
     StepSucceeded,
     decide,
@@ -69,8 +69,8 @@ def fail(
     retryable: bool = False,
     jitter: float = 0.0,
     error: ErrorInfo = BOOM,
-) -> StepFailed:
-    return StepFailed(step, error, retryable, at=1.0, jitter=jitter)
+) -> StepAttemptFailed:
+    return StepAttemptFailed(step, error, retryable, at=1.0, jitter=jitter)
 
 
 def cok(step: str) -> CompensationSucceeded:
@@ -83,8 +83,8 @@ def cfail(
     retryable: bool = False,
     jitter: float = 0.0,
     error: ErrorInfo = UNDO_2,
-) -> CompensationFailed:
-    return CompensationFailed(step, error, retryable, at=2.0, jitter=jitter)
+) -> CompensationAttemptFailed:
+    return CompensationAttemptFailed(step, error, retryable, at=2.0, jitter=jitter)
 
 
 def run(step: str, attempt: int = 1, delay: float = 0.0) -> RunStep:

@@ -9,7 +9,7 @@ from sagakit.definition import Parallel, RetryPolicy, Saga, Step
 from sagakit.engine import (
     CancelRequested,
     Compensate,
-    CompensationFailed,
+    CompensationAttemptFailed,
     CompensationSucceeded,
     FinishSaga,
     ResumeRequested,
@@ -17,7 +17,7 @@ from sagakit.engine import (
     RunStep,
     SagaStarted,
     SagaStatus,
-    StepFailed,
+    StepAttemptFailed,
     StepStatus,
     StepSucceeded,
     decide,
@@ -67,8 +67,8 @@ def test_retry_a_failed_saga_with_a_fresh_budget() -> None:
         StepSucceeded("a", None, 2.0),
         StepSucceeded("b", None, 3.0),
         StepSucceeded("pivot", None, 4.0),
-        StepFailed("after", BOOM, True, 5.0),
-        StepFailed("after", BOOM, True, 6.0),
+        StepAttemptFailed("after", BOOM, True, 5.0),
+        StepAttemptFailed("after", BOOM, True, 6.0),
     )
     assert d.state.status is SagaStatus.FAILED
     assert d.state.step("after").attempts == 2
@@ -77,7 +77,7 @@ def test_retry_a_failed_saga_with_a_fresh_budget() -> None:
     assert retried.state.status is SagaStatus.RUNNING
     assert retried.state.error is None
     # a fresh budget: one more failure still retries (2 attempts per round)
-    again = decide(SAGA, retried.state, StepFailed("after", BOOM, True, 11.0))
+    again = decide(SAGA, retried.state, StepAttemptFailed("after", BOOM, True, 11.0))
     assert again.commands == (RunStep("after", 4, 0.0),)
     done = decide(SAGA, again.state, StepSucceeded("after", None, 12.0))
     assert done.state.status is SagaStatus.SUCCEEDED
@@ -90,9 +90,9 @@ def test_resume_a_failed_rollback() -> None:
         started().state,
         StepSucceeded("a", None, 2.0),
         StepSucceeded("b", None, 3.0),
-        StepFailed("pivot", BOOM, False, 4.0),
-        CompensationFailed("b", BOOM, True, 5.0),
-        CompensationFailed("b", BOOM, True, 6.0),
+        StepAttemptFailed("pivot", BOOM, False, 4.0),
+        CompensationAttemptFailed("b", BOOM, True, 5.0),
+        CompensationAttemptFailed("b", BOOM, True, 6.0),
     )
     assert d.state.status is SagaStatus.COMPENSATION_FAILED
     resumed = decide(SAGA, d.state, ResumeRequested(10.0))
@@ -141,7 +141,11 @@ def test_cancel_waits_for_steps_in_flight_then_compensates() -> None:
             CancelRequested(9.0),
             "past its pivot",
         ),
-        ((StepFailed("a", BOOM, False, 2.0),), CancelRequested(9.0), "only a running"),
+        (
+            (StepAttemptFailed("a", BOOM, False, 2.0),),
+            CancelRequested(9.0),
+            "only a running",
+        ),
     ],
 )
 def test_operator_actions_are_refused_when_they_do_not_fit(

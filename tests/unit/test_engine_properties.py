@@ -13,7 +13,7 @@ from sagakit.definition import Parallel, RetryPolicy, Saga, Step
 from sagakit.engine import (
     Command,
     Compensate,
-    CompensationFailed,
+    CompensationAttemptFailed,
     CompensationSucceeded,
     ErrorInfo,
     Event,
@@ -23,7 +23,7 @@ from sagakit.engine import (
     SagaStarted,
     SagaState,
     SagaStatus,
-    StepFailed,
+    StepAttemptFailed,
     StepSucceeded,
     decide,
     initial_state,
@@ -232,7 +232,7 @@ class Run:
         sample = data.draw(st.sampled_from([0.0, 0.5, 0.99]))
         error = ErrorInfo("Boom", f"{name} attempt {attempt}")
         retryable = outcome == "retryable"
-        commands = self.feed(StepFailed(name, error, retryable, 1.0, sample))
+        commands = self.feed(StepAttemptFailed(name, error, retryable, 1.0, sample))
         if self.first_failure is None and retryable and attempt < spec.retry.attempts:
             assert len(commands) == 1
             retry = commands[0]
@@ -272,7 +272,9 @@ class Run:
         sample = data.draw(st.sampled_from([0.0, 0.5, 0.99]))
         error = ErrorInfo("UndoFailed", f"{name} attempt {attempt}")
         retryable = outcome == "retryable"
-        commands = self.feed(CompensationFailed(name, error, retryable, 2.0, sample))
+        commands = self.feed(
+            CompensationAttemptFailed(name, error, retryable, 2.0, sample)
+        )
         if retryable and attempt < policy.attempts:
             assert len(commands) == 1
             retry = commands[0]

@@ -14,7 +14,7 @@ from sagakit.engine import (
     SagaResumed,
     SagaStarted,
     SagaStatus,
-    StepFailed,
+    StepAttemptFailed,
     StepStatus,
     StepSucceeded,
     decide,
@@ -104,7 +104,7 @@ def test_remote_compensation_has_its_own_deadline() -> None:
     d = decide(
         ORDER,
         d.state,
-        StepFailed("charge", ErrorInfo("Declined", "no"), False, 103.0),
+        StepAttemptFailed("charge", ErrorInfo("Declined", "no"), False, 103.0),
     )
     assert d.commands == (Compensate("ticket", 1),)
     assert d.state.step("ticket").deadline == 113.0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from importlib import resources
 
+import pytest
+
 import sagakit
 from sagakit import errors
 
@@ -20,6 +22,7 @@ def test_all_is_pinned() -> None:
         "RetryPolicy",
         "SQLiteStore",
         "Saga",
+        "SagaAlreadyExists",
         "SagaError",
         "SagaNotFound",
         "SagaResult",
@@ -43,7 +46,17 @@ def test_every_error_is_a_saga_error_and_an_exception() -> None:
         assert issubclass(kind, errors.SagaError)
         assert issubclass(kind, Exception)
     assert issubclass(errors.DefinitionError, ValueError)
-    assert issubclass(errors.ConcurrencyError, errors.StateError)
+    # four situations, four classes: callers catch the one they mean
+    distinct = (
+        errors.StateError,
+        errors.ConcurrencyError,
+        errors.SagaNotFound,
+        errors.SagaAlreadyExists,
+        errors.DuplicateMessage,
+    )
+    for kind in distinct:
+        assert [k for k in distinct if issubclass(kind, k)] == [kind]
+    assert issubclass(errors.SagaNotFound, LookupError)
     assert issubclass(errors.CompensationFailed, errors.StepFailed)
 
 
@@ -55,3 +68,14 @@ def test_status_values_are_lowercase_and_stored_verbatim() -> None:
     for status in sagakit.SagaStatus:
         assert status.value == status.value.lower()
         assert str(status) == status.value
+
+
+def test_renamed_workflow_names_still_import_with_a_warning() -> None:
+    from sagakit import workflow  # noqa: PLC0415 - the module under test
+
+    with pytest.warns(DeprecationWarning, match="WorkflowStep"):
+        assert workflow.Step is workflow.WorkflowStep  # type: ignore[attr-defined]
+    with pytest.warns(DeprecationWarning, match="WorkflowCall"):
+        assert workflow.StepCall is workflow.WorkflowCall  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError, match="Nope"):
+        _ = workflow.Nope  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ from sagakit.definition import (
 )
 from sagakit.engine import (
     Command,
-    CompensationFailed,
+    CompensationAttemptFailed,
     CompensationSucceeded,
     ErrorInfo,
     Event,
@@ -26,7 +26,7 @@ from sagakit.engine import (
     SagaResumed,
     SagaStarted,
     SagaState,
-    StepFailed,
+    StepAttemptFailed,
     StepSucceeded,
     decide,
     initial_state,
@@ -113,9 +113,9 @@ _EVENTS: dict[str, type[Any]] = {
         SagaStarted,
         SagaResumed,
         StepSucceeded,
-        StepFailed,
+        StepAttemptFailed,
         CompensationSucceeded,
-        CompensationFailed,
+        CompensationAttemptFailed,
     )
 }
 

@@ -27,7 +27,7 @@ from sagakit import admin
 from sagakit.dashboard.auth import SESSION_COOKIE, Credentials, TokenGuard, Verdict
 from sagakit.dashboard.page import Flash, Pages, root_of, saga_url
 from sagakit.definition.saga import Saga
-from sagakit.errors import SagaNotFound, StateError
+from sagakit.errors import ConcurrencyError, SagaNotFound, StateError
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import SagaRecord, SagaStore
 from sagakit.runtime.operator import ACTIONS, Action
@@ -212,7 +212,7 @@ class ActionRoutes:
             )
         except SagaNotFound as exc:
             return self._denied(request, api, Denied(404, str(exc)), back)
-        except StateError as exc:
+        except (StateError, ConcurrencyError) as exc:
             return await self._refused(request, api, creds, saga_id, f"{action}: {exc}")
         if api:
             return JSONResponse(

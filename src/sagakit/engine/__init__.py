@@ -6,7 +6,7 @@ from sagakit.engine.commands import Command, Compensate, FinishSaga, RunStep
 from sagakit.engine.decide import Decision, decide, initial_state
 from sagakit.engine.events import (
     CancelRequested,
-    CompensationFailed,
+    CompensationAttemptFailed,
     CompensationSucceeded,
     DeadlinePassed,
     Event,
@@ -14,7 +14,7 @@ from sagakit.engine.events import (
     RetryRequested,
     SagaResumed,
     SagaStarted,
-    StepFailed,
+    StepAttemptFailed,
     StepSucceeded,
 )
 from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus, StepState, StepStatus
@@ -23,7 +23,7 @@ __all__ = [
     "CancelRequested",
     "Command",
     "Compensate",
-    "CompensationFailed",
+    "CompensationAttemptFailed",
     "CompensationSucceeded",
     "DeadlinePassed",
     "Decision",
@@ -37,7 +37,7 @@ __all__ = [
     "SagaStarted",
     "SagaState",
     "SagaStatus",
-    "StepFailed",
+    "StepAttemptFailed",
     "StepState",
     "StepStatus",
     "StepSucceeded",

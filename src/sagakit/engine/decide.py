@@ -28,7 +28,7 @@ from sagakit.definition.saga import Saga, Step
 from sagakit.engine.commands import Command, Compensate, FinishSaga, RunStep
 from sagakit.engine.events import (
     CancelRequested,
-    CompensationFailed,
+    CompensationAttemptFailed,
     CompensationSucceeded,
     DeadlinePassed,
     Event,
@@ -36,7 +36,7 @@ from sagakit.engine.events import (
     RetryRequested,
     SagaResumed,
     SagaStarted,
-    StepFailed,
+    StepAttemptFailed,
     StepSucceeded,
 )
 from sagakit.engine.state import (
@@ -81,11 +81,11 @@ def decide(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
         return _on_deadline(saga, state, event)
     if isinstance(event, StepSucceeded):
         return _on_step_succeeded(saga, state, event)
-    if isinstance(event, StepFailed):
+    if isinstance(event, StepAttemptFailed):
         return _on_step_failed(saga, state, event)
     if isinstance(event, CompensationSucceeded):
         return _on_compensation_succeeded(saga, state, event)
-    if isinstance(event, CompensationFailed):
+    if isinstance(event, CompensationAttemptFailed):
         return _on_compensation_failed(saga, state, event)
     raise StateError(f"saga {state.saga_id}: unknown event {event!r}")
 
@@ -167,7 +167,9 @@ def _on_step_succeeded(
     return Decision(state, ())
 
 
-def _on_step_failed(saga: Saga[Any], state: SagaState, event: StepFailed) -> Decision:
+def _on_step_failed(
+    saga: Saga[Any], state: SagaState, event: StepAttemptFailed
+) -> Decision:
     current = _running_step(state, event.step, "failure", event.attempt)
     spec = saga.step(event.step)
     if (
@@ -278,7 +280,7 @@ def _on_compensation_succeeded(
 
 
 def _on_compensation_failed(
-    saga: Saga[Any], state: SagaState, event: CompensationFailed
+    saga: Saga[Any], state: SagaState, event: CompensationAttemptFailed
 ) -> Decision:
     current = _compensating_step(
         state, event.step, "compensation failure", event.attempt
@@ -380,12 +382,14 @@ def _on_deadline(saga: Saga[Any], state: SagaState, event: DeadlinePassed) -> De
         if current.status is StepStatus.RUNNING:
             error = _reply_timeout(spec, spec.reply_timeout)
             retryable = spec.retry.retries(TimeoutError(error.message))
-            failed = StepFailed(name, error, retryable, event.at, event.jitter)
+            failed = StepAttemptFailed(name, error, retryable, event.at, event.jitter)
             decision = _on_step_failed(saga, state, failed)
         elif current.status is StepStatus.COMPENSATING:
             error = _reply_timeout(spec, spec.compensation_reply_timeout)
             retryable = spec.compensation_retry.retries(TimeoutError(error.message))
-            comp = CompensationFailed(name, error, retryable, event.at, event.jitter)
+            comp = CompensationAttemptFailed(
+                name, error, retryable, event.at, event.jitter
+            )
             decision = _on_compensation_failed(saga, state, comp)
         else:
             continue

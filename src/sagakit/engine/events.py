@@ -32,7 +32,7 @@ class StepSucceeded:
 
 
 @dataclass(frozen=True, slots=True)
-class StepFailed:
+class StepAttemptFailed:
     """A step attempt failed. ``retryable`` is the policy's verdict on the error
     (budget aside); ``jitter`` is a sample in [0, 1) used for the backoff."""
 
@@ -52,7 +52,7 @@ class CompensationSucceeded:
 
 
 @dataclass(frozen=True, slots=True)
-class CompensationFailed:
+class CompensationAttemptFailed:
     step: str
     error: ErrorInfo
     retryable: bool
@@ -104,7 +104,7 @@ Event = (
     | SagaStarted
     | SagaResumed
     | StepSucceeded
-    | StepFailed
+    | StepAttemptFailed
     | CompensationSucceeded
-    | CompensationFailed
+    | CompensationAttemptFailed
 )

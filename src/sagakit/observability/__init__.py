@@ -15,7 +15,7 @@ from sagakit.observability.observer import (
     MultiObserver,
     Observer,
     SagaStart,
-    StepCall,
+    StepRun,
     StepScope,
 )
 
@@ -30,7 +30,7 @@ __all__ = [
     "OpenTelemetryObserver",
     "PrometheusObserver",
     "SagaStart",
-    "StepCall",
+    "StepRun",
     "StepScope",
 ]
 

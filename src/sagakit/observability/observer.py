@@ -28,7 +28,7 @@ STEP_KINDS = frozenset({"action", "compensation"})
 
 
 @dataclass(frozen=True, slots=True)
-class StepCall:
+class StepRun:
     """One execution of a step's action or compensation."""
 
     saga: str
@@ -104,7 +104,7 @@ class Observer:
         """The instance reached an end status (again, after an operator's retry)."""
 
     def step(
-        self, call: StepCall, trace: Mapping[str, str] | None
+        self, call: StepRun, trace: Mapping[str, str] | None
     ) -> AbstractContextManager[StepScope]:
         """Wraps one local execution of a step or compensation."""
         return _NULL_SCOPE
@@ -115,7 +115,7 @@ class Observer:
 
     def command_headers(
         self,
-        call: StepCall,
+        call: StepRun,
         command: str,
         destination: str,
         trace: Mapping[str, str] | None,
@@ -194,7 +194,7 @@ class MultiObserver(Observer):
 
     @contextmanager
     def step(
-        self, call: StepCall, trace: Mapping[str, str] | None
+        self, call: StepRun, trace: Mapping[str, str] | None
     ) -> Iterator[StepScope]:
         with ExitStack() as stack:
             yield _MultiScope(
@@ -207,7 +207,7 @@ class MultiObserver(Observer):
 
     def command_headers(
         self,
-        call: StepCall,
+        call: StepRun,
         command: str,
         destination: str,
         trace: Mapping[str, str] | None,

@@ -40,7 +40,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from sagakit.messaging.envelope import Envelope
-from sagakit.observability.observer import Observer, SagaStart, StepCall, StepScope
+from sagakit.observability.observer import Observer, SagaStart, StepRun, StepScope
 
 _FAILED_STATUSES = frozenset({"failed", "compensation_failed"})
 
@@ -140,7 +140,7 @@ class OpenTelemetryObserver(Observer):
 
     @contextmanager
     def step(
-        self, call: StepCall, trace: Mapping[str, str] | None
+        self, call: StepRun, trace: Mapping[str, str] | None
     ) -> Iterator[StepScope]:
         verb = "step" if call.kind == "action" else "compensate"
         with self.tracer.start_as_current_span(
@@ -152,7 +152,7 @@ class OpenTelemetryObserver(Observer):
 
     def command_headers(
         self,
-        call: StepCall,
+        call: StepRun,
         command: str,
         destination: str,
         trace: Mapping[str, str] | None,
@@ -198,7 +198,7 @@ class OpenTelemetryObserver(Observer):
             yield _SpanScope(span)
 
 
-def _step_attributes(call: StepCall) -> dict[str, Any]:
+def _step_attributes(call: StepRun) -> dict[str, Any]:
     return {
         "sagakit.saga.name": call.saga,
         "sagakit.saga.id": call.saga_id,

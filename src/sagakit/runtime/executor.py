@@ -21,15 +21,15 @@ from sagakit.definition.remote import Remote
 from sagakit.definition.saga import Saga, Step
 from sagakit.engine.commands import Compensate, RunStep
 from sagakit.engine.events import (
-    CompensationFailed,
+    CompensationAttemptFailed,
     CompensationSucceeded,
     Event,
-    StepFailed,
+    StepAttemptFailed,
     StepSucceeded,
 )
 from sagakit.engine.state import ErrorInfo, SagaState
 from sagakit.errors import SagaError
-from sagakit.observability.observer import NOOP, Observer, StepCall
+from sagakit.observability.observer import NOOP, Observer, StepRun
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import HistoryEntry
 
@@ -75,7 +75,7 @@ async def execute(
     if command.delay > 0:
         await clock.sleep(command.delay)
     kind = "action" if isinstance(command, RunStep) else "compensation"
-    call = StepCall(saga.name, state.saga_id, command.step, kind, command.attempt)
+    call = StepRun(saga.name, state.saga_id, command.step, kind, command.attempt)
     with observer.step(call, trace) as scope:
         outcome = await _run(saga, state, context, command, clock=clock, jitter=jitter)
         scope.ended(outcome[1].outcome, outcome[2])
@@ -124,9 +124,9 @@ async def _run(
         )
         retryable = policy.retries(exc)
         failed: Event = (
-            StepFailed(spec.name, info, retryable, at, jitter())
+            StepAttemptFailed(spec.name, info, retryable, at, jitter())
             if forward
-            else CompensationFailed(spec.name, info, retryable, at, jitter())
+            else CompensationAttemptFailed(spec.name, info, retryable, at, jitter())
         )
         return failed, entry, exc
     at = clock.now()

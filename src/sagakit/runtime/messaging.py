@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Self
 from sagakit.definition.saga import Saga
 from sagakit.engine.commands import Command, Compensate, FinishSaga, RunStep
 from sagakit.engine.events import (
-    CompensationFailed,
+    CompensationAttemptFailed,
     DeadlinePassed,
     Event,
-    StepFailed,
+    StepAttemptFailed,
 )
 from sagakit.errors import (
     ConcurrencyError,
@@ -96,11 +96,11 @@ class MessagingMixin:
             error=info,
         )
         if isinstance(command, RunStep):
-            event: Event = StepFailed(
+            event: Event = StepAttemptFailed(
                 command.step, info, False, now, 0.0, command.attempt
             )
         else:
-            event = CompensationFailed(
+            event = CompensationAttemptFailed(
                 command.step, info, False, now, 0.0, command.attempt
             )
         return event, entry, exc
@@ -142,7 +142,7 @@ class MessagingMixin:
             stale = record is not None and record.version != inst.version
             if record is not None and stale and self._reload(inst, record):
                 commands = self._caught_up(inst, item, record)
-        except StateError as exc:
+        except (StateError, ConcurrencyError, SagaNotFound) as exc:
             record = None
             if item.inbox is not None:
                 try:

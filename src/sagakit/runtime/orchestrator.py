@@ -30,6 +30,7 @@ from sagakit.engine.state import SagaState, SagaStatus
 from sagakit.errors import (
     ConcurrencyError,
     SagaError,
+    SagaNotFound,
     StateError,
     StoreError,
 )
@@ -203,7 +204,7 @@ class Orchestrator(MessagingMixin):
         await self._drive(inst, commands)
         try:
             return inst.done.result()
-        except (ConcurrencyError, StateError):
+        except (ConcurrencyError, StateError, SagaNotFound):
             # another worker took the saga over: follow it in the store
             return await self._poll(inst.state.saga_id)
 
@@ -468,7 +469,7 @@ class Orchestrator(MessagingMixin):
         else:
             try:
                 await self._commit(inst, decision.state, [entry])
-            except (ConcurrencyError, StateError):
+            except (ConcurrencyError, StateError, SagaNotFound):
                 self._active.pop(saga_id, None)
                 return False  # another worker took it
             except BaseException:
@@ -583,7 +584,7 @@ class Orchestrator(MessagingMixin):
         except asyncio.CancelledError:
             self._abandon(inst, None)
             raise
-        except (ConcurrencyError, StateError) as exc:
+        except (ConcurrencyError, StateError, SagaNotFound) as exc:
             logger.warning(
                 "saga taken over",
                 extra={

@@ -18,16 +18,16 @@ from sagakit.definition.remote import Remote
 from sagakit.definition.saga import Saga, Step
 from sagakit.engine.commands import Compensate, RunStep
 from sagakit.engine.events import (
-    CompensationFailed,
+    CompensationAttemptFailed,
     CompensationSucceeded,
     Event,
-    StepFailed,
+    StepAttemptFailed,
     StepSucceeded,
 )
 from sagakit.engine.state import ErrorInfo, SagaState, StepStatus
 from sagakit.errors import SagaError
 from sagakit.messaging.envelope import Envelope, MalformedMessage, encode
-from sagakit.observability.observer import NOOP, Observer, StepCall
+from sagakit.observability.observer import NOOP, Observer, StepRun
 from sagakit.ports.store import HistoryEntry, OutboxMessage
 
 ISSUED_AT = "x-sagakit-issued-at"
@@ -74,7 +74,7 @@ def command_message(
             f"pydantic model or a dict, got {type(payload).__name__}"
         )
     headers = {ISSUED_AT: repr(now + command.delay)}
-    call = StepCall(
+    call = StepRun(
         saga.name,
         state.saga_id,
         spec.name,
@@ -160,11 +160,13 @@ def reply_event(
         )
         retryable = bool(raw.get("retryable", False))
         if message.compensation:
-            event: Event = CompensationFailed(
+            event: Event = CompensationAttemptFailed(
                 spec.name, info, retryable, now, jitter, message.attempt
             )
         else:
-            event = StepFailed(spec.name, info, retryable, now, jitter, message.attempt)
+            event = StepAttemptFailed(
+                spec.name, info, retryable, now, jitter, message.attempt
+            )
         return ReplyEvent(event, entry("failed", error=info))
     if message.compensation:
         return ReplyEvent(
@@ -181,7 +183,9 @@ def reply_event(
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "payload"
             info = ErrorInfo("InvalidReply", f"{where}: {first['msg']}")
-            failed = StepFailed(spec.name, info, False, now, jitter, message.attempt)
+            failed = StepAttemptFailed(
+                spec.name, info, False, now, jitter, message.attempt
+            )
             return ReplyEvent(failed, entry("failed", error=info))
     succeeded = StepSucceeded(spec.name, result, now, message.attempt)
     return ReplyEvent(succeeded, entry("succeeded", result=result))

@@ -20,6 +20,9 @@ external events.
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 from sagakit.ports.workflow_store import (
     WorkflowHistoryEntry,
     WorkflowRecord,
@@ -27,14 +30,30 @@ from sagakit.ports.workflow_store import (
     WorkflowStore,
 )
 from sagakit.workflow.app import WorkflowApp
-from sagakit.workflow.step import Step, StepCall
+from sagakit.workflow.step import WorkflowCall, WorkflowStep
 
 __all__ = [
-    "Step",
-    "StepCall",
     "WorkflowApp",
+    "WorkflowCall",
     "WorkflowHistoryEntry",
     "WorkflowRecord",
     "WorkflowStatus",
+    "WorkflowStep",
     "WorkflowStore",
 ]
+
+_RENAMED = {"Step": WorkflowStep, "StepCall": WorkflowCall}
+
+
+def __getattr__(name: str) -> Any:
+    """The earlier names (``Step``, ``StepCall``) still import, with a
+    warning: a workflow step is not a saga's :class:`sagakit.Step`."""
+    if name in _RENAMED:
+        new = _RENAMED[name]
+        warnings.warn(
+            f"sagakit.workflow.{name} is now {new.__name__}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return new
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

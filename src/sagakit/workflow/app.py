@@ -33,7 +33,7 @@ from sagakit.ports.workflow_store import (
 )
 from sagakit.runtime.clock import SystemClock
 from sagakit.workflow.runner import run_claimed
-from sagakit.workflow.step import CallbackHandler, Step, StepCall, to_json
+from sagakit.workflow.step import CallbackHandler, WorkflowCall, WorkflowStep, to_json
 
 logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -86,7 +86,7 @@ class WorkflowApp:
         self.batch = batch
         self.max_active = max_active
         self.worker_id = worker_id or f"wf-{uuid.uuid4().hex[:12]}"
-        self.steps: dict[str, Step] = {}
+        self.steps: dict[str, WorkflowStep] = {}
         # One logger per app object (not in logging's registry), so handlers
         # added to it never leak to another app of the same name.
         self.logger = logging.Logger(f"sagakit.workflow.{name}")
@@ -96,9 +96,9 @@ class WorkflowApp:
 
     # -- definition --------------------------------------------------------
 
-    def step(self, fn: F) -> Step:
-        """Register ``fn`` as a step; calling the result returns a StepCall."""
-        registered = Step(self, fn)
+    def step(self, fn: F) -> WorkflowStep:
+        """Register ``fn`` as a step; calling the result returns a WorkflowCall."""
+        registered = WorkflowStep(self, fn)
         if registered.name in self.steps:
             raise DefinitionError(
                 f"workflow {self.name}: step {registered.name} is defined twice"
@@ -111,10 +111,10 @@ class WorkflowApp:
         self.logger.setLevel(logging.DEBUG)
         self.logger.addHandler(CallbackHandler(handler))
 
-    def _step(self, step: Step | str, *, where: str) -> Step:
+    def _step(self, step: WorkflowStep | str, *, where: str) -> WorkflowStep:
         name = step if isinstance(step, str) else step.name
         found = self.steps.get(name)
-        if found is None or (isinstance(step, Step) and step is not found):
+        if found is None or (isinstance(step, WorkflowStep) and step is not found):
             known = ", ".join(sorted(self.steps)) or "none"
             raise DefinitionError(
                 f"workflow {self.name}: {where}: step {name!r} is not registered "
@@ -122,7 +122,7 @@ class WorkflowApp:
             )
         return found
 
-    def check_call(self, call: StepCall, *, where: str) -> None:
+    def check_call(self, call: WorkflowCall, *, where: str) -> None:
         """``DefinitionError`` unless ``call`` is a call of one of our steps."""
         self._step(call.step, where=where)
 
@@ -131,7 +131,7 @@ class WorkflowApp:
     async def start(
         self,
         instance_id: str | None,
-        step: Step | str,
+        step: WorkflowStep | str,
         input: Any = None,
         *,
         delay: float = 0.0,

@@ -20,7 +20,7 @@ from sagakit.ports.workflow_store import (
     WorkflowRecord,
     WorkflowStatus,
 )
-from sagakit.workflow.step import StepCall, StepLogger, to_json
+from sagakit.workflow.step import StepLogger, WorkflowCall, to_json
 
 if TYPE_CHECKING:
     from sagakit.workflow.app import WorkflowApp
@@ -181,7 +181,7 @@ def _next(
         return _Outcome(
             finished, _line(app, record, "succeeded", detail={"next": None})
         )
-    if not isinstance(result, StepCall):
+    if not isinstance(result, WorkflowCall):
         raise DefinitionError(
             f"workflow {record.instance_id}: step {record.step} returned "
             f"{type(result).__name__}; return a step call or None"

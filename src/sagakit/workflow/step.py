@@ -1,7 +1,7 @@
 """Steps of a workflow app and the calls they return.
 
 Calling a registered step, ``credit(input, delay=5)``, runs nothing: it
-returns a :class:`StepCall` that the app commits as the instance's next
+returns a :class:`WorkflowCall` that the app commits as the instance's next
 pending call. Inputs travel as JSON and are validated back into the step's
 annotated input type when the step runs.
 """
@@ -41,11 +41,11 @@ def to_json(value: Any, *, about: str) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
-class StepCall:
+class WorkflowCall:
     """A call of ``step`` with ``input``, due after ``delay`` seconds
     (``None``: only when :meth:`WorkflowApp.call` delivers it)."""
 
-    step: Step
+    step: WorkflowStep
     input: Any
     delay: float | None = 0.0
 
@@ -54,12 +54,12 @@ class StepCall:
         return self.step.name
 
 
-class Step:
+class WorkflowStep:
     """A step function registered on a :class:`WorkflowApp`.
 
     The function takes up to four positional arguments, in this order:
     ``input, state, set_state, logger``; it may be sync (run in a thread) or
-    async. It returns ``None`` (the instance succeeded) or a :class:`StepCall`.
+    async. It returns ``None`` (the instance succeeded) or a :class:`WorkflowCall`.
     """
 
     def __init__(self, app: WorkflowApp, fn: StepFunction) -> None:
@@ -88,15 +88,15 @@ class Step:
         self._adapter: TypeAdapter[Any] | None = None
         self._resolved = False
 
-    def __call__(self, input: Any = None, *, delay: float = 0.0) -> StepCall:
+    def __call__(self, input: Any = None, *, delay: float = 0.0) -> WorkflowCall:
         """The call to commit as the next step (nothing runs now)."""
         if delay < 0:
             raise DefinitionError(f"step {self.name}: delay must be >= 0, got {delay}")
-        return StepCall(self, input, float(delay))
+        return WorkflowCall(self, input, float(delay))
 
-    def wait(self, input: Any = None) -> StepCall:
+    def wait(self, input: Any = None) -> WorkflowCall:
         """A call that is never due by itself: it waits for ``app.call``."""
-        return StepCall(self, input, None)
+        return WorkflowCall(self, input, None)
 
     def _input_adapter(self) -> TypeAdapter[Any] | None:
         if not self._resolved:
@@ -159,4 +159,10 @@ class CallbackHandler(logging.Handler):
             self.handleError(record)
 
 
-__all__ = ["CallbackHandler", "Step", "StepCall", "StepLogger", "to_json"]
+__all__ = [
+    "CallbackHandler",
+    "StepLogger",
+    "WorkflowCall",
+    "WorkflowStep",
+    "to_json",
+]

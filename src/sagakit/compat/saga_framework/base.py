@@ -19,7 +19,7 @@ from sagakit.compat.saga_framework.runtime import (
 from sagakit.compat.saga_framework.utils import NO_ACTION, failure_payload
 from sagakit.definition.retry import NO_RETRY, RetryPolicy
 from sagakit.definition.saga import DictContext, Saga, Step
-from sagakit.engine.events import Event, StepFailed, StepSucceeded
+from sagakit.engine.events import Event, StepAttemptFailed, StepSucceeded
 from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus, StepStatus
 from sagakit.errors import DefinitionError, SagaError
 
@@ -220,7 +220,7 @@ class BaseSaga:
             self._succeeding(after, event)
             return
         if (
-            isinstance(event, StepFailed)
+            isinstance(event, StepAttemptFailed)
             and before.failed_step is None
             and after.failed_step == event.step
         ):
