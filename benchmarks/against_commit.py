@@ -1,0 +1,137 @@
+"""Run a benchmark script against this tree and an earlier commit, alternating.
+
+The script is always this tree's (the same workload); only the library under
+it changes: ``src/`` of ``REV`` (taken with ``git archive``) or this tree's,
+put first on ``PYTHONPATH``. The two sides take turns, starting side flipped
+each round, so a load that comes and goes on the machine hits both alike.
+Every row of every run is read from the script's ``--json`` output; the table
+gives, per row, the median over rounds of each side's figure and the ratio
+this tree / ``REV``. Peer rows (DBOS, Celery, the floor) run on both sides
+too: they change with the load only, so their ratio shows how much of a
+difference is noise.
+
+::
+
+    python benchmarks/against_commit.py HEAD~1 benchmarks/postgres_throughput.py \
+        --rounds 3 -- --n 500 --repeats 3
+    python benchmarks/against_commit.py main benchmarks/remote_throughput.py \
+        -- --n 200 --repeats 3
+
+Numbers are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rev", help="the earlier commit (any git revision)")
+    parser.add_argument("script", type=Path, help="a benchmarks/*.py with --json")
+    parser.add_argument("--rounds", type=int, default=3, help="default 3")
+    raw = sys.argv[1:] if argv is None else argv
+    ours, theirs = _split(raw)
+    args = parser.parse_args(ours)
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
+    return args, theirs
+
+
+def _split(raw: list[str]) -> tuple[list[str], list[str]]:
+    """This script's arguments, and those after ``--`` for the benchmark."""
+    if "--" in raw:
+        at = raw.index("--")
+        return raw[:at], raw[at + 1 :]
+    return raw, []
+
+
+def export_src(rev: str, into: Path) -> Path:
+    """``src/`` of ``rev`` under ``into``; exits 2 with a reason if git refuses."""
+    done = subprocess.run(  # noqa: S603 - git with a revision the user names
+        ["git", "-C", str(ROOT), "archive", "--format=tar", rev, "src"],  # noqa: S607
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        reason = done.stderr.decode(errors="replace").strip().splitlines()
+        sys.exit(
+            f"against_commit: cannot read {rev!r}: {reason[-1] if reason else '?'}"
+        )
+    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    return into / "src"
+
+
+def commit_of(rev: str) -> str:
+    out = subprocess.run(  # noqa: S603 - git with a revision the user names
+        ["git", "-C", str(ROOT), "rev-parse", "--short", rev],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return out.stdout.strip() or rev
+
+
+def run_side(script: Path, args: list[str], src: Path, out: Path) -> dict[str, object]:
+    env = dict(
+        os.environ, PYTHONPATH=f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    )
+    cmd = [sys.executable, str(script), *args, "--json", str(out)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)  # noqa: S603
+    if done.returncode != 0 or not out.exists():
+        sys.stderr.write(done.stdout + done.stderr)
+        sys.exit(f"against_commit: {script.name} failed with {src}")
+    report: dict[str, object] = json.loads(out.read_text())
+    report["load"] = f"{os.getloadavg()[0]:.2f}"
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, script_args = parse_args(argv)
+    script = args.script.resolve()
+    base_name, head_name = commit_of(args.rev), "this tree"
+    figures: dict[str, dict[str, list[float]]] = {}
+    loads: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="sagakit-against-") as tmp:
+        sides = {base_name: export_src(args.rev, Path(tmp)), head_name: ROOT / "src"}
+        order = [base_name, head_name]
+        for round_ in range(args.rounds):
+            for side in order if round_ % 2 == 0 else order[::-1]:
+                out = Path(tmp) / f"{round_}-{len(loads)}.json"
+                report = run_side(script, script_args, sides[side], out)
+                loads.append(f"{side}: {report['load']}")
+                print(f"round {round_ + 1}, {side}: done (load {report['load']})")
+                for row in report["results"]:  # type: ignore[attr-defined]
+                    key = f"{row['key']} ({row['library']})"
+                    figures.setdefault(key, {}).setdefault(side, []).append(
+                        row["sagas_per_s"]
+                    )
+    print()
+    print(f"{script.name} {' '.join(script_args)}; {args.rounds} round(s) per side")
+    print(f"{'row':<34} {base_name:>12} {head_name:>12} {'ratio':>7}")
+    for key, by_side in figures.items():
+        base = statistics.median(by_side.get(base_name, [0.0]))
+        head = statistics.median(by_side.get(head_name, [0.0]))
+        ratio = f"{head / base:.2f}x" if base else "n/a"
+        print(f"{key:<34} {base:>12,.1f} {head:>12,.1f} {ratio:>7}")
+    print(
+        "sagas/s, median over rounds of each run's median; load average (1 min) "
+        "after each run: " + ", ".join(loads)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
