@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 NODE_DIR   := tests/asyncapi
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed-$(shell cksum < $(NODE_DIR)/package-lock.json | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck unit bench clean chromium
+.PHONY: demo test lint typecheck unit bench chaos clean chromium
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sqlite_throughput.py
 	$(BIN)/python benchmarks/postgres_throughput.py
 	$(BIN)/python benchmarks/remote_throughput.py
+
+# the long chaos run; `make test` runs a shorter one (1,000 sagas, 8 kills)
+chaos: $(STAMP)
+	CHAOS_SAGAS=$${CHAOS_SAGAS:-4000} CHAOS_KILLS=$${CHAOS_KILLS:-24} $(BIN)/pytest tests/chaos -m chaos -p no:cacheprovider --timeout 1800
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(NODE_DIR)/node_modules
