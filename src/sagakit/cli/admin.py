@@ -35,6 +35,8 @@ from sagakit.errors import SagaError
 from sagakit.ports.store import SagaRecord, SagaStore
 from sagakit.ports.transport import Transport
 from sagakit.runtime import loop as event_loop
+from sagakit.views.format import local_time
+from sagakit.views.input import BadInput
 
 T = TypeVar("T")
 
@@ -74,10 +76,6 @@ TransportOption = Annotated[
         show_default=False,
     ),
 ]
-
-
-class BadInput(SagaError):
-    """An option value the commands cannot use."""
 
 
 def fail(reason: str) -> NoReturn:
@@ -191,7 +189,7 @@ def dead_letters_table(letters: Sequence[admin.DeadLetterInfo], queue: str) -> T
         dead_at = info.letter.dead_at
         table.add_row(
             str(n),
-            render.local_time(dead_at) if dead_at else "",
+            local_time(dead_at) if dead_at else "",
             info.message_type or Text("undecodable", style="red"),
             info.message_id or "",
             info.saga_id or "",

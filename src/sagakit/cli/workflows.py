@@ -21,12 +21,13 @@ from sagakit.adapters.store import database_url, open_store_async
 from sagakit.adapters.store.sqlite import SQLiteStore
 from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
 from sagakit.cli import render
-from sagakit.cli.admin import BadInput, _db_of
+from sagakit.cli.admin import _db_of
 from sagakit.cli.db import _applied
 from sagakit.errors import SagaNotFound
 from sagakit.ports.store import SagaStore
 from sagakit.ports.workflow_store import WorkflowRecord, WorkflowStatus, WorkflowStore
 from sagakit.runtime import loop as event_loop
+from sagakit.views.input import BadInput
 
 T = TypeVar("T")
 
