@@ -21,7 +21,7 @@ from sagakit.adapters.store import database_url, open_store_async
 from sagakit.adapters.store.sqlite import SQLiteStore
 from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
 from sagakit.cli import render
-from sagakit.cli.admin import _db_of
+from sagakit.cli.common import db_of
 from sagakit.cli.db import _applied
 from sagakit.errors import SagaNotFound
 from sagakit.ports.store import SagaStore
@@ -96,7 +96,7 @@ def _with_workflows(
     ctx: typer.Context, work: Callable[[WorkflowStore], Awaitable[T]]
 ) -> T:
     async def run() -> T:
-        async with open_workflow_store(_db_of(ctx)) as store:
+        async with open_workflow_store(db_of(ctx)) as store:
             return await work(store)
 
     return event_loop.run(run())

@@ -66,20 +66,14 @@ def filters_of(request: Request) -> Filters:
     )
 
 
+@dataclass(eq=False)
 class Views:
     """The read-only pages and their JSON twins."""
 
-    def __init__(
-        self,
-        store: SagaStore,
-        ops: Operator,
-        pages: Pages,
-        clock: Clock,
-    ) -> None:
-        self.store = store
-        self.ops = ops
-        self.pages = pages
-        self.clock = clock
+    store: SagaStore
+    ops: Operator
+    pages: Pages
+    clock: Clock
 
     async def _select(self, filters: Filters) -> list[SagaRecord]:
         """The list's rows: ``sagakit list`` with the same filters."""
