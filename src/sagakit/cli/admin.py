@@ -28,7 +28,7 @@ from sagakit.adapters.store import open_store_async
 from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
 from sagakit.adapters.transport import open_transport
 from sagakit.cli import render
-from sagakit.cli.common import db_of, err, fail, sagas_or_fail
+from sagakit.cli.common import TransportOption, db_of, err, fail, sagas_or_fail
 from sagakit.cli.loader import LoadError
 from sagakit.engine.state import SagaStatus
 from sagakit.errors import SagaError
@@ -62,16 +62,6 @@ SagasOption = Annotated[
 ReasonOption = Annotated[
     str | None,
     typer.Option("--reason", metavar="TEXT", help="Why, kept in the history."),
-]
-TransportOption = Annotated[
-    str | None,
-    typer.Option(
-        "--transport",
-        metavar="URL",
-        help="Broker: amqp://, redis://, redis+cluster://, celery+amqp://, "
-        f"celery+redis:// [default: ${TRANSPORT_ENV}]",
-        show_default=False,
-    ),
 ]
 
 

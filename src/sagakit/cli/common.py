@@ -8,6 +8,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
+from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
 from sagakit.cli.loader import LoadError, load_sagas
 from sagakit.definition.saga import Saga
 
@@ -20,6 +21,17 @@ SagasArgument = Annotated[
     typer.Argument(
         metavar="MODULE[:ATTR]",
         help="Where the saga definitions live: myapp.sagas or myapp.sagas:trip",
+    ),
+]
+
+TransportOption = Annotated[
+    str | None,
+    typer.Option(
+        "--transport",
+        metavar="URL",
+        help="Broker: amqp://, redis://, redis+cluster://, celery+amqp://, "
+        f"celery+redis:// [default: ${TRANSPORT_ENV}]",
+        show_default=False,
     ),
 ]
 

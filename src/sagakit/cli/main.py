@@ -35,7 +35,14 @@ from sagakit.adapters.transport import open_transport
 from sagakit.admin import find as find_saga
 from sagakit.choreography import Tracker
 from sagakit.cli import admin, dashboard, db, docs, render, workflows
-from sagakit.cli.common import EXIT_ERROR, SagasArgument, err, fail, sagas_or_fail
+from sagakit.cli.common import (
+    EXIT_ERROR,
+    SagasArgument,
+    TransportOption,
+    err,
+    fail,
+    sagas_or_fail,
+)
 from sagakit.cli.loader import LoadError, load_participant
 from sagakit.engine.state import SagaStatus
 from sagakit.errors import SagaError, SagaNotFound, StoreError
@@ -403,16 +410,7 @@ def participant(
         ),
     ],
     *,
-    transport: Annotated[
-        str | None,
-        typer.Option(
-            "--transport",
-            metavar="URL",
-            help="Broker: amqp://, redis://, redis+cluster://, celery+amqp://, "
-            "celery+redis:// [default: $SAGAKIT_TRANSPORT_URL]",
-            show_default=False,
-        ),
-    ] = None,
+    transport: TransportOption = None,
 ) -> None:
     """Handle a participant service's commands until SIGTERM/SIGINT.
 
