@@ -38,11 +38,10 @@ from sagakit.definition.saga import Saga
 from sagakit.engine.state import SagaStatus
 from sagakit.errors import ConcurrencyError, SagaError, SagaNotFound, StateError
 from sagakit.messaging.envelope import decode
-from sagakit.ports.clock import Clock
+from sagakit.ports.clock import Clock, SystemClock
 from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
 from sagakit.ports.transport import DeadLetter, Transport
 from sagakit.runtime import operator
-from sagakit.runtime.clock import SystemClock
 from sagakit.runtime.orchestrator import Orchestrator
 
 logger = logging.getLogger(__name__)

@@ -17,14 +17,59 @@
 Every public error derives from :class:`SagaError`, so ``except Exception`` and
 ``except SagaError`` both catch everything the library raises on purpose.
 Messages name the saga id and the step where there is one.
+
+:class:`ErrorInfo` is an error once recorded (stored, shown after a restart) and
+:func:`error_info` makes one from an exception. They live here, at the bottom
+of the layer map, so every layer can record an error without importing the
+engine or the runtime.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import traceback
+from dataclasses import dataclass
+from typing import Any
 
-if TYPE_CHECKING:
-    from sagakit.engine.state import ErrorInfo
+_TRACEBACK_FRAMES = 8
+_TRACEBACK_CHARS = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """A recorded error: enough to report it after the process is gone."""
+
+    type: str
+    message: str
+    traceback: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ErrorInfo | None:
+        if data is None:
+            return None
+        return cls(data["type"], data["message"], data.get("traceback"))
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """Describe an exception so it can be stored and shown after a restart."""
+    kind = type(exc)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    # frame lines only: no source lookup, which costs more than the step itself
+    frames = traceback.StackSummary.extract(
+        traceback.walk_tb(exc.__traceback__), lookup_lines=False
+    )[-_TRACEBACK_FRAMES:]
+    lines = [f'  File "{f.filename}", line {f.lineno}, in {f.name}' for f in frames]
+    tb = "\n".join(["Traceback (most recent call last):", *lines, f"{name}: {exc}"])
+    return ErrorInfo(name, str(exc), tb[-_TRACEBACK_CHARS:])
 
 
 class SagaError(Exception):

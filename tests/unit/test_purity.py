@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
 import sagakit
+from tests.unit.test_layers import imports_of
 
 PACKAGE = Path(sagakit.__file__).parent
 PURE = ("definition", "engine")
@@ -38,35 +38,12 @@ DEFINITION_FORBIDDEN = (*ENGINE_FORBIDDEN, "sagakit.engine")
 
 def imported_modules(source: str, module: str) -> set[str]:
     """Absolute names of every module ``source`` imports (at any depth, including
-    ``TYPE_CHECKING`` blocks and ``importlib.import_module("x")`` calls)."""
-    package = module.rsplit(".", 1)[0]
+    ``TYPE_CHECKING`` blocks and ``importlib.import_module("x")`` calls), and of
+    every name taken ``from`` one (it may be a module too)."""
     names: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1])
-                target = f"{base}.{node.module}" if node.module else base
-            else:
-                target = node.module or ""
-            names.add(target)
-            names.update(f"{target}.{alias.name}" for alias in node.names)
-        elif (
-            isinstance(node, ast.Call)
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-            and isinstance(node.args[0].value, str)
-            and (
-                (isinstance(node.func, ast.Name) and node.func.id == "__import__")
-                or (
-                    isinstance(node.func, ast.Attribute)
-                    and node.func.attr == "import_module"
-                )
-            )
-        ):
-            names.add(node.args[0].value)
+    for imp in imports_of(source, module):
+        names.add(imp.module)
+        names.update(f"{imp.module}.{name}" for name in imp.names)
     return names
 
 

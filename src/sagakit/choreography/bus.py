@@ -56,7 +56,7 @@ from sagakit.messaging.envelope import (
     encode,
     new_message_id,
 )
-from sagakit.ports.clock import Clock
+from sagakit.ports.clock import Clock, SystemClock
 from sagakit.ports.event_store import (
     EventOutcome,
     EventRecord,
@@ -66,7 +66,6 @@ from sagakit.ports.event_store import (
 )
 from sagakit.ports.store import SagaStore
 from sagakit.ports.transport import Subscription, Transport
-from sagakit.runtime.clock import SystemClock
 
 logger = logging.getLogger(__name__)
 

@@ -16,14 +16,13 @@ import logging
 
 from sagakit.choreography.definition import Choreography
 from sagakit.errors import SagaError, StoreError
-from sagakit.ports.clock import Clock
+from sagakit.ports.clock import Clock, SystemClock
 from sagakit.ports.event_store import (
     ChoreographyStatus,
     EventRecord,
     EventStore,
     TrackedChoreography,
 )
-from sagakit.runtime.clock import SystemClock
 
 logger = logging.getLogger(__name__)
 

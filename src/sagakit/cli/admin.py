@@ -15,7 +15,7 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -28,23 +28,22 @@ from sagakit.adapters.store import open_store_async
 from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
 from sagakit.adapters.transport import open_transport
 from sagakit.cli import render
-from sagakit.cli.loader import LoadError, load_sagas
-from sagakit.definition.saga import Saga
+from sagakit.cli.common import TransportOption, db_of, err, fail, sagas_or_fail
+from sagakit.cli.loader import LoadError
 from sagakit.engine.state import SagaStatus
 from sagakit.errors import SagaError
 from sagakit.ports.store import SagaRecord, SagaStore
 from sagakit.ports.transport import Transport
 from sagakit.runtime import loop as event_loop
+from sagakit.views.format import local_time
+from sagakit.views.input import BadInput
 
 T = TypeVar("T")
 
-EXIT_ERROR = 2
 BULK_LIMIT = 100
 STATUSES = tuple(s.value for s in SagaStatus)
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-
-err = Console(stderr=True, soft_wrap=True)
 
 dlq_app = typer.Typer(
     name="dlq",
@@ -64,27 +63,6 @@ ReasonOption = Annotated[
     str | None,
     typer.Option("--reason", metavar="TEXT", help="Why, kept in the history."),
 ]
-TransportOption = Annotated[
-    str | None,
-    typer.Option(
-        "--transport",
-        metavar="URL",
-        help="Broker: amqp://, redis://, redis+cluster://, celery+amqp://, "
-        f"celery+redis:// [default: ${TRANSPORT_ENV}]",
-        show_default=False,
-    ),
-]
-
-
-class BadInput(SagaError):
-    """An option value the commands cannot use."""
-
-
-def fail(reason: str) -> NoReturn:
-    err.print(
-        f"error: {reason}", markup=False, highlight=False, soft_wrap=True, style="red"
-    )
-    raise typer.Exit(EXIT_ERROR)
 
 
 def parse_duration(text: str) -> float:
@@ -107,11 +85,6 @@ def operator_name() -> str:
     return f"{user}@cli"
 
 
-def _db_of(ctx: typer.Context) -> str | None:
-    value = getattr(ctx.find_root().obj, "db", None)
-    return value if isinstance(value, str) else None
-
-
 def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
         return event_loop.run(work())
@@ -121,7 +94,7 @@ def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 def _with_store(ctx: typer.Context, work: Callable[[SagaStore], Awaitable[T]]) -> T:
     async def run() -> T:
-        store = await open_store_async(_db_of(ctx))
+        store = await open_store_async(db_of(ctx))
         try:
             return await work(store)
         finally:
@@ -145,13 +118,6 @@ def _with_transport(url: str | None, work: Callable[[Transport], Awaitable[T]]) 
             await carrier.close()
 
     return _run(run)
-
-
-def _sagas(target: str) -> list[Saga[Any]]:
-    try:
-        return load_sagas(target)
-    except LoadError as exc:
-        fail(str(exc))
 
 
 MOST = 1_000_000
@@ -191,7 +157,7 @@ def dead_letters_table(letters: Sequence[admin.DeadLetterInfo], queue: str) -> T
         dead_at = info.letter.dead_at
         table.add_row(
             str(n),
-            render.local_time(dead_at) if dead_at else "",
+            local_time(dead_at) if dead_at else "",
             info.message_type or Text("undecodable", style="red"),
             info.message_id or "",
             info.saga_id or "",
@@ -294,7 +260,7 @@ def _add_retry(app: typer.Typer, out: Console) -> None:
             fail("--saga and --limit go with --all-failed")
         most = BULK_LIMIT if limit is None else limit
         _positive("--limit", most)
-        definitions = _sagas(sagas)
+        definitions = sagas_or_fail(sagas)
         by = operator_name()
         if saga_id is not None:
             record = _with_store(
@@ -337,31 +303,32 @@ def _add_retry(app: typer.Typer, out: Console) -> None:
             )
 
 
-def _add_resume_cancel(app: typer.Typer, out: Console) -> None:
-    @app.command()
-    def resume(
-        ctx: typer.Context,
-        saga_id: Annotated[
-            str, typer.Argument(metavar="ID", help="Saga id or prefix.")
-        ],
-        *,
-        sagas: SagasOption,
-        reason: ReasonOption = None,
-    ) -> None:
-        """Retry the failed compensation of a compensation_failed saga and go on
-        rolling back."""
-        definitions = _sagas(sagas)
-        by = operator_name()
-        record = _with_store(
-            ctx,
-            lambda store: admin.resume(
-                store, definitions, saga_id, by=by, reason=reason
-            ),
-        )
-        _handed_over(out, "resume", record, sagas)
+_HANDOVERS = {
+    "resume": (
+        admin.resume,
+        "Retry the failed compensation of a compensation_failed saga and go on\n"
+        "rolling back.",
+    ),
+    "cancel": (admin.cancel, "Stop a running saga and compensate what it completed."),
+}
 
-    @app.command()
-    def cancel(
+
+def _add_resume_cancel(app: typer.Typer, out: Console) -> None:
+    for action, (request, help_text) in _HANDOVERS.items():
+        _add_handover(app, out, action, request, help_text)
+
+
+def _add_handover(
+    app: typer.Typer,
+    out: Console,
+    action: str,
+    request: Callable[..., Awaitable[SagaRecord]],
+    help_text: str,
+) -> None:
+    """``resume`` or ``cancel``: one saga, handed over to a worker."""
+
+    @app.command(action, help=help_text)
+    def handover(
         ctx: typer.Context,
         saga_id: Annotated[
             str, typer.Argument(metavar="ID", help="Saga id or prefix.")
@@ -370,16 +337,13 @@ def _add_resume_cancel(app: typer.Typer, out: Console) -> None:
         sagas: SagasOption,
         reason: ReasonOption = None,
     ) -> None:
-        """Stop a running saga and compensate what it completed."""
-        definitions = _sagas(sagas)
+        definitions = sagas_or_fail(sagas)
         by = operator_name()
         record = _with_store(
             ctx,
-            lambda store: admin.cancel(
-                store, definitions, saga_id, by=by, reason=reason
-            ),
+            lambda store: request(store, definitions, saga_id, by=by, reason=reason),
         )
-        _handed_over(out, "cancel", record, sagas)
+        _handed_over(out, action, record, sagas)
 
 
 def _add_dlq(out: Console) -> None:

@@ -9,30 +9,21 @@ and exit with status 2.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
 from sagakit.adapters.store import open_store_async
+from sagakit.cli.common import db_of
+from sagakit.cli.common import fail_plain as _fail
 from sagakit.cli.loader import LoadError, load_sagas
 from sagakit.definition.saga import Saga
 from sagakit.errors import SagaError
 from sagakit.runtime import loop as event_loop
 
-EXIT_ERROR = 2
 TOKEN_ENV = "SAGAKIT_DASHBOARD_TOKEN"  # noqa: S105 - a variable name, no secret
 MIN_TOKEN = 16
 MAX_PORT = 65535
-
-
-def _fail(reason: str) -> NoReturn:
-    typer.echo(f"error: {' '.join(reason.split())}", err=True)
-    raise typer.Exit(EXIT_ERROR)
-
-
-def _db_of(ctx: typer.Context) -> str | None:
-    value = getattr(ctx.find_root().obj, "db", None)
-    return value if isinstance(value, str) else None
 
 
 async def serve(
@@ -123,7 +114,7 @@ def dashboard(
         f"dashboard on http://{host}:{port}/ (sagas with actions: {names})", err=True
     )
     try:
-        event_loop.run(serve(_db_of(ctx), definitions, token, host, port))
+        event_loop.run(serve(db_of(ctx), definitions, token, host, port))
     except SagaError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:  # pragma: no cover - uvicorn handles SIGINT itself

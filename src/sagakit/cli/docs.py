@@ -6,46 +6,18 @@ Expected failures print one ``error: <reason>`` line and exit with status 2.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
 from sagakit.asyncapi import document, from_target, mermaid, to_json, to_yaml
-from sagakit.cli.loader import LoadError, load_sagas
+from sagakit.cli.common import fail_plain as _fail
+from sagakit.cli.loader import LoadError, load_sagas, load_target
 from sagakit.errors import SagaError
 
-EXIT_ERROR = 2
 FORMATS = ("yaml", "json")
-
-
-def _fail(reason: str) -> NoReturn:
-    typer.echo(f"error: {' '.join(reason.split())}", err=True)
-    raise typer.Exit(EXIT_ERROR)
-
-
-def _resolve(target: str) -> object:
-    """What ``MODULE[:ATTR]`` names: the module, or its attribute."""
-    module_name, _, attr = target.partition(":")
-    if not module_name:
-        raise LoadError(f"{target!r} names no module; use MODULE or MODULE:ATTR")
-    cwd = str(Path.cwd())
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    if module_name.startswith("."):
-        raise LoadError(f"{target!r} is a relative module name; give the full one")
-    try:
-        module = importlib.import_module(module_name)
-    except (ImportError, ValueError) as exc:  # ValueError: a NUL in the name
-        raise LoadError(f"cannot import {module_name!r}: {exc}") from exc
-    if not attr:
-        return module
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise LoadError(f"module {module_name!r} has no attribute {attr!r}") from None
 
 
 def _servers(values: list[str]) -> dict[str, str]:
@@ -93,7 +65,7 @@ def asyncapi(
         _fail(f"invalid --format {output_format!r}: use yaml or json")
     servers = _servers(server or [])
     try:
-        app = from_target(_resolve(target), servers=servers)
+        app = from_target(load_target(target), servers=servers)
         doc = document(app.model())
         text = to_yaml(doc) if fmt == "yaml" else to_json(doc)
     except (LoadError, SagaError, ImportError) as exc:

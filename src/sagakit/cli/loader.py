@@ -31,6 +31,20 @@ def _import(target: str) -> tuple[Any, str]:
         raise LoadError(f"cannot import {module_name!r}: {exc}") from exc
 
 
+def _attribute(module: Any, attr: str) -> Any:
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        name = module.__name__
+        raise LoadError(f"module {name!r} has no attribute {attr!r}") from None
+
+
+def load_target(target: str) -> object:
+    """What ``MODULE[:ATTR]`` names: the module, or its attribute."""
+    module, attr = _import(target)
+    return _attribute(module, attr) if attr else module
+
+
 def load_participant(target: str) -> Participant:
     """``pkg.mod:name`` -> that Participant (or the only one in ``pkg.mod``)."""
     module, attr = _import(target)
@@ -58,10 +72,7 @@ def load_sagas(target: str) -> list[Saga[Any]]:
         if not found:
             raise LoadError(f"module {module_name!r} defines no Saga")
         return found
-    try:
-        value = getattr(module, attr)
-    except AttributeError:
-        raise LoadError(f"module {module_name!r} has no attribute {attr!r}") from None
+    value = _attribute(module, attr)
     if isinstance(value, Saga):
         return [value]
     if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):

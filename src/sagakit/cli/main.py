@@ -32,9 +32,18 @@ from sagakit.adapters.store import (
 )
 from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
 from sagakit.adapters.transport import open_transport
+from sagakit.admin import find as find_saga
 from sagakit.choreography import Tracker
 from sagakit.cli import admin, dashboard, db, docs, render, workflows
-from sagakit.cli.loader import LoadError, load_participant, load_sagas
+from sagakit.cli.common import (
+    EXIT_ERROR,
+    SagasArgument,
+    TransportOption,
+    err,
+    fail,
+    sagas_or_fail,
+)
+from sagakit.cli.loader import LoadError, load_participant
 from sagakit.engine.state import SagaStatus
 from sagakit.errors import SagaError, SagaNotFound, StoreError
 from sagakit.examples.trip import fully_booked_trip, happy_trip, trip_saga
@@ -44,8 +53,6 @@ from sagakit.runtime import loop as event_loop
 
 T = TypeVar("T")
 
-EXIT_ERROR = 2
-MIN_PREFIX = 6
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 STATUSES = tuple(s.value for s in SagaStatus)
 
@@ -55,11 +62,6 @@ _PIPE_WIDTH = 160
 out = Console(
     width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else _PIPE_WIDTH
 )
-err = Console(stderr=True, soft_wrap=True)  # one log line stays one line
-
-
-class UsageFailure(Exception):
-    """A request the CLI cannot serve; its message is shown as ``error: ...``."""
 
 
 def _error_line(reason: str) -> NoReturn:
@@ -101,7 +103,7 @@ class OneLineErrors(TyperGroup):
                 reason = shown() if callable(shown) else str(exc) or "aborted"
                 hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
                 _error_line(f"{reason}{hint}")
-        except (SagaError, UsageFailure, LoadError) as exc:
+        except (SagaError, LoadError) as exc:
             _error_line(str(exc))
         if not standalone_mode:
             return code
@@ -121,13 +123,6 @@ app = typer.Typer(
 @dataclass(frozen=True, slots=True)
 class Settings:
     db: str | None
-
-
-def fail(reason: str) -> NoReturn:
-    err.print(
-        f"error: {reason}", markup=False, highlight=False, soft_wrap=True, style="red"
-    )
-    raise typer.Exit(EXIT_ERROR)
 
 
 # -- logging ---------------------------------------------------------------
@@ -177,28 +172,8 @@ def with_store(settings: Settings, work: Callable[[SagaStore], Awaitable[T]]) ->
 
     try:
         return event_loop.run(run())
-    except (SagaError, UsageFailure) as exc:
+    except SagaError as exc:
         fail(str(exc))
-
-
-async def resolve(store: SagaStore, ident: str) -> SagaRecord:
-    """The saga with this id, or with this unique id prefix (>= 6 characters)."""
-    try:
-        return await store.get(ident)
-    except SagaNotFound:
-        if len(ident) < MIN_PREFIX:
-            raise UsageFailure(
-                f"no saga with id {ident!r} (an id prefix needs at least "
-                f"{MIN_PREFIX} characters)"
-            ) from None
-    matches = await store.ids_with_prefix(ident, limit=4)
-    if not matches:
-        raise UsageFailure(f"no saga with id or id prefix {ident!r}")
-    if len(matches) > 1:
-        shown = ", ".join(matches[:3])
-        more = ", ..." if len(matches) > 3 else ""  # noqa: PLR2004 - show three
-        raise UsageFailure(f"id prefix {ident!r} is ambiguous: {shown}{more}")
-    return await store.get(matches[0])
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -310,8 +285,8 @@ def show(
 
     async def work(store: SagaStore) -> RenderableType:
         try:
-            record = await resolve(store, saga_id)
-        except UsageFailure:
+            record = await find_saga(store, saga_id)
+        except SagaNotFound:
             report = await choreography_report(store, saga_id)
             if report is None:
                 raise
@@ -338,19 +313,10 @@ async def choreography_report(store: SagaStore, ident: str) -> RenderableType | 
 @app.command()
 def recover(
     ctx: typer.Context,
-    target: Annotated[
-        str,
-        typer.Argument(
-            metavar="MODULE[:ATTR]",
-            help="Where the saga definitions live: myapp.sagas or myapp.sagas:trip",
-        ),
-    ],
+    target: SagasArgument,
 ) -> None:
     """Resume every unfinished saga of these definitions and wait for them."""
-    try:
-        sagas = load_sagas(target)
-    except LoadError as exc:
-        fail(str(exc))
+    sagas = sagas_or_fail(target)
 
     async def work(store: SagaStore) -> list[SagaRecord]:
         orchestrator = Orchestrator(store, sagas)
@@ -367,13 +333,7 @@ def recover(
 @app.command()
 def worker(
     ctx: typer.Context,
-    target: Annotated[
-        str,
-        typer.Argument(
-            metavar="MODULE[:ATTR]",
-            help="Where the saga definitions live: myapp.sagas or myapp.sagas:trip",
-        ),
-    ],
+    target: SagasArgument,
     *,
     lease: Annotated[
         float, typer.Option(help="Seconds before another worker may take over.")
@@ -403,10 +363,7 @@ def worker(
     ] = "sagakit.replies",
 ) -> None:
     """Claim and run sagas from the store until SIGTERM/SIGINT (many may run)."""
-    try:
-        sagas = load_sagas(target)
-    except LoadError as exc:
-        fail(str(exc))
+    sagas = sagas_or_fail(target)
     if lease <= 0:
         fail(f"invalid --lease {lease}: it must be > 0")
     if max_active < 1:
@@ -453,16 +410,7 @@ def participant(
         ),
     ],
     *,
-    transport: Annotated[
-        str | None,
-        typer.Option(
-            "--transport",
-            metavar="URL",
-            help="Broker: amqp://, redis://, redis+cluster://, celery+amqp://, "
-            "celery+redis:// [default: $SAGAKIT_TRANSPORT_URL]",
-            show_default=False,
-        ),
-    ] = None,
+    transport: TransportOption = None,
 ) -> None:
     """Handle a participant service's commands until SIGTERM/SIGINT.
 

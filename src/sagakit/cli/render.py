@@ -2,26 +2,40 @@
 and of workflow instances: lists and reports.
 
 Pure functions from store records to rich renderables; nothing here prints.
+The text inside them (times, ages, errors, JSON) comes from
+:mod:`sagakit.views`, which the dashboard uses too.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from sagakit.engine.state import ErrorInfo, SagaStatus
+from sagakit.engine.state import SagaStatus
 from sagakit.ports.event_store import EventRecord, TrackedChoreography
 from sagakit.ports.store import HistoryEntry, SagaRecord
 from sagakit.ports.workflow_store import (
     WorkflowHistoryEntry,
     WorkflowRecord,
     WorkflowStatus,
+)
+from sagakit.views.format import (
+    WORKFLOW_STEP_LABELS,
+    age,
+    clip,
+    compact_json,
+    compensated_steps,
+    local_time,
+    milliseconds,
+    relative,
+    short_error,
+    timer,
+    total_duration,
 )
 
 STATUS_STYLES: dict[str, str] = {
@@ -40,7 +54,6 @@ STATUS_STYLES: dict[str, str] = {
     "duplicate": "dim",
 }
 _KIND_STYLES = {"saga": "dim", "action": "", "compensation": "magenta"}
-_DETAIL_LIMIT = 120
 
 
 def styled(outcome: str) -> Text:
@@ -48,41 +61,14 @@ def styled(outcome: str) -> Text:
     return Text(outcome, style=STATUS_STYLES.get(outcome, ""))
 
 
-def local_time(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def age(seconds: float) -> str:
-    """``42s``, ``5m``, ``3h``, ``2d``: how long ago, roughly."""
-    seconds = max(0.0, seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
-
-
-def milliseconds(seconds: float) -> str:
-    return f"{seconds * 1000:.0f}"
-
-
-def short_error(error: ErrorInfo) -> str:
-    """``NoRoomsAvailable: no rooms ...``: the exception's own name, not its module."""
-    name = error.type.rsplit(".", 1)[-1]
-    return f"{name}: {error.message}" if error.message else name
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= _DETAIL_LIMIT else text[: _DETAIL_LIMIT - 1] + "…"
-
-
 def _detail(entry: HistoryEntry) -> Text:
     if entry.error is not None:
-        return Text(_clip(short_error(entry.error)), style="red")
+        return Text(clip(short_error(entry.error)), style="red")
     if entry.result is None:
         return Text("")
     value: Any = entry.result
     shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return Text(_clip(shown))
+    return Text(clip(shown))
 
 
 def sagas_table(records: Sequence[SagaRecord], now: float) -> Table:
@@ -105,10 +91,6 @@ def sagas_table(records: Sequence[SagaRecord], now: float) -> Table:
             f"{age(now - r.updated_at)} ago",
         )
     return table
-
-
-def total_duration(record: SagaRecord) -> float:
-    return max(0.0, record.updated_at - record.created_at)
 
 
 def saga_header(record: SagaRecord) -> Table:
@@ -163,15 +145,6 @@ def timeline_table(record: SagaRecord, history: Sequence[HistoryEntry]) -> Table
             _detail(h),
         )
     return table
-
-
-def compensated_steps(history: Sequence[HistoryEntry]) -> list[str]:
-    """Steps whose compensation succeeded, in the order they were undone."""
-    return [
-        h.step
-        for h in history
-        if h.kind == "compensation" and h.outcome == "succeeded" and h.step
-    ]
 
 
 def summary(record: SagaRecord, history: Sequence[HistoryEntry]) -> Text:
@@ -239,19 +212,12 @@ def choreography_report(
             r.event_type,
             styled(r.outcome.value),
             r.message_id,
-            Text(_clip(r.detail or ""), style="red" if r.outcome == "failed" else ""),
+            Text(clip(r.detail or ""), style="red" if r.outcome == "failed" else ""),
         )
     return Group(grid, Text(""), table)
 
 
 # -- workflow instances ----------------------------------------------------
-
-
-def compact_json(value: Any) -> str:
-    """A value on one line: strings as they are, anything else as JSON."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
 _NO_WRAP = frozenset({"status", "due", "created"})
@@ -271,23 +237,6 @@ def listing(title: str, ids: Sequence[str], columns: Sequence[str]) -> Table:
             justify="right" if name == "updated" else "left",
         )
     return table
-
-
-def relative(moment: float, now: float) -> str:
-    """``in 5m`` or ``5m ago``: when ``moment`` is, seen from ``now``."""
-    if moment > now:
-        return f"in {age(moment - now)}"
-    return f"{age(now - moment)} ago"
-
-
-def timer(record: WorkflowRecord, now: float) -> str:
-    """When a pending instance's call is due: ``in 5m``, ``2s ago`` (due and
-    not run yet), or ``on call`` (it waits for an external event)."""
-    if record.status is not WorkflowStatus.PENDING:
-        return ""
-    if record.due_at is None:
-        return "on call"
-    return relative(record.due_at, now)
 
 
 def workflows_table(
@@ -319,13 +268,6 @@ def workflows_table(
     return table
 
 
-_STEP_LABELS = {
-    WorkflowStatus.PENDING: "pending call",
-    WorkflowStatus.RUNNING: "running step",
-    WorkflowStatus.FAILED: "failed step",
-}
-
-
 def workflow_header(record: WorkflowRecord, now: float) -> Table:
     """Key facts of one instance: what, when, its pending call and its timer."""
     grid = Table.grid(padding=(0, 2))
@@ -338,7 +280,7 @@ def workflow_header(record: WorkflowRecord, now: float) -> Table:
     updated = f"{local_time(record.updated_at)} ({relative(record.updated_at, now)})"
     grid.add_row("updated", updated)
     grid.add_row("steps done", str(record.transitions))
-    label = _STEP_LABELS.get(record.status)
+    label = WORKFLOW_STEP_LABELS.get(record.status)
     if label is not None and record.step is not None:
         grid.add_row(label, record.step)
         grid.add_row("input", compact_json(record.input))
@@ -369,9 +311,9 @@ def workflow_history_table(history: Sequence[WorkflowHistoryEntry]) -> Table:
     table.add_column("detail / error", overflow="fold")
     for h in history:
         if h.error is not None:
-            detail = Text(_clip(h.error), style="red")
+            detail = Text(clip(h.error), style="red")
         else:
-            detail = Text("" if h.detail is None else _clip(compact_json(h.detail)))
+            detail = Text("" if h.detail is None else clip(compact_json(h.detail)))
         table.add_row(
             local_time(h.recorded_at),
             h.step or "",

@@ -21,12 +21,13 @@ from sagakit.adapters.store import database_url, open_store_async
 from sagakit.adapters.store.sqlite import SQLiteStore
 from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
 from sagakit.cli import render
-from sagakit.cli.admin import BadInput, _db_of
+from sagakit.cli.common import db_of
 from sagakit.cli.db import _applied
 from sagakit.errors import SagaNotFound
 from sagakit.ports.store import SagaStore
 from sagakit.ports.workflow_store import WorkflowRecord, WorkflowStatus, WorkflowStore
 from sagakit.runtime import loop as event_loop
+from sagakit.views.input import BadInput
 
 T = TypeVar("T")
 
@@ -95,7 +96,7 @@ def _with_workflows(
     ctx: typer.Context, work: Callable[[WorkflowStore], Awaitable[T]]
 ) -> T:
     async def run() -> T:
-        async with open_workflow_store(_db_of(ctx)) as store:
+        async with open_workflow_store(db_of(ctx)) as store:
             return await work(store)
 
     return event_loop.run(run())

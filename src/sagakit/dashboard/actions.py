@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -118,22 +119,15 @@ async def body_fields(request: Request) -> dict[str, str]:
     return {}
 
 
+@dataclass(eq=False)
 class ActionRoutes:
     """The handlers behind ``POST /sagas/{id}/{action}`` and ``/logout``."""
 
-    def __init__(
-        self,
-        store: SagaStore,
-        ops: Operator,
-        guard: TokenGuard,
-        pages: Pages,
-        detail: DetailPage,
-    ) -> None:
-        self.store = store
-        self.ops = ops
-        self.guard = guard
-        self.pages = pages
-        self.detail = detail
+    store: SagaStore
+    ops: Operator
+    guard: TokenGuard
+    pages: Pages
+    detail: DetailPage
 
     def _authorize(self, request: Request, fields: Mapping[str, str]) -> Credentials:
         creds = Credentials(

@@ -30,10 +30,9 @@ from sagakit.dashboard.workflows import WorkflowSource, WorkflowViews
 from sagakit.definition.saga import Saga
 from sagakit.engine.state import SagaStatus
 from sagakit.errors import SagaNotFound
-from sagakit.ports.clock import Clock
+from sagakit.ports.clock import Clock, SystemClock
 from sagakit.ports.store import SagaRecord, SagaStore
 from sagakit.ports.workflow_store import WorkflowStore
-from sagakit.runtime.clock import SystemClock
 
 CSP = (
     "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; "
@@ -67,20 +66,14 @@ def filters_of(request: Request) -> Filters:
     )
 
 
+@dataclass(eq=False)
 class Views:
     """The read-only pages and their JSON twins."""
 
-    def __init__(
-        self,
-        store: SagaStore,
-        ops: Operator,
-        pages: Pages,
-        clock: Clock,
-    ) -> None:
-        self.store = store
-        self.ops = ops
-        self.pages = pages
-        self.clock = clock
+    store: SagaStore
+    ops: Operator
+    pages: Pages
+    clock: Clock
 
     async def _select(self, filters: Filters) -> list[SagaRecord]:
         """The list's rows: ``sagakit list`` with the same filters."""

@@ -1,7 +1,7 @@
 """View models for the dashboard: store records turned into plain values.
 
-Pure functions; nothing here touches HTTP or the store. Formatting reuses the
-CLI's renderers (``sagakit show``), so both show the same numbers.
+Pure functions; nothing here touches HTTP or the store. The text comes from
+:mod:`sagakit.views`, as in the CLI's renderers, so both show the same numbers.
 """
 
 from __future__ import annotations
@@ -13,21 +13,21 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeVar
 
-from sagakit.cli.render import (
+from sagakit.engine.state import ErrorInfo, SagaStatus
+from sagakit.ports.store import HistoryEntry, SagaRecord
+from sagakit.views.format import (
     age,
+    clip,
     compensated_steps,
     local_time,
     milliseconds,
     short_error,
     total_duration,
 )
-from sagakit.engine.state import ErrorInfo, SagaStatus
-from sagakit.ports.store import HistoryEntry, SagaRecord
 
 E = TypeVar("E", bound=Enum)
 
 STATUSES: tuple[str, ...] = tuple(s.value for s in SagaStatus)
-DETAIL_LIMIT = 120
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 AGE_CHOICES: tuple[tuple[str, str], ...] = (
@@ -124,10 +124,6 @@ class Counts:
 
     def as_json(self) -> dict[str, Any]:
         return {"counts": self.counts, "total": sum(self.counts.values())}
-
-
-def clip(text: str, limit: int = DETAIL_LIMIT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def as_text(value: Any) -> str:

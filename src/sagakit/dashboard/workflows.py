@@ -17,8 +17,6 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from sagakit.cli.admin import BadInput
-from sagakit.cli.render import compact_json, local_time, relative, timer
 from sagakit.cli.workflows import workflow_store_for
 from sagakit.dashboard.page import Flash, Pages, root_of, workflow_url
 from sagakit.dashboard.views import (
@@ -26,7 +24,6 @@ from sagakit.dashboard.views import (
     Counts,
     Fact,
     FilterError,
-    clip,
     parse_enum,
     parse_limit,
     pretty_json,
@@ -40,14 +37,18 @@ from sagakit.ports.workflow_store import (
     WorkflowStatus,
     WorkflowStore,
 )
+from sagakit.views.format import (
+    WORKFLOW_STEP_LABELS,
+    clip,
+    compact_json,
+    local_time,
+    relative,
+    timer,
+)
+from sagakit.views.input import BadInput
 
 WORKFLOW_STATUSES: tuple[str, ...] = tuple(s.value for s in WorkflowStatus)
 SECTION = "workflows"
-_STEP_LABELS = {
-    WorkflowStatus.PENDING: "pending call",
-    WorkflowStatus.RUNNING: "running step",
-    WorkflowStatus.FAILED: "failed step",
-}
 
 
 class NoWorkflows(Exception):
@@ -139,7 +140,7 @@ def facts(record: WorkflowRecord, now: float) -> list[Fact]:
         ),
         Fact("steps done", str(record.transitions)),
     ]
-    label = _STEP_LABELS.get(status)
+    label = WORKFLOW_STEP_LABELS.get(status)
     if label is not None and record.step is not None:
         shown.append(Fact(label, record.step))
         if record.attempts:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
+from sagakit.errors import ErrorInfo as ErrorInfo  # noqa: PLC0414 - old home
+
 
 class SagaStatus(StrEnum):
     """Where a saga instance is. Stored verbatim as the lowercase value."""
@@ -41,27 +43,6 @@ class StepStatus(StrEnum):
     COMPENSATING = "compensating"
     COMPENSATED = "compensated"
     COMPENSATION_FAILED = "compensation_failed"
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorInfo:
-    """A recorded error: enough to report it after the process is gone."""
-
-    type: str
-    message: str
-    traceback: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "message": self.message, "traceback": self.traceback}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> ErrorInfo | None:
-        if data is None:
-            return None
-        return cls(data["type"], data["message"], data.get("traceback"))
-
-    def __str__(self) -> str:
-        return f"{self.type}: {self.message}" if self.message else self.type
 
 
 INTERRUPTED = ErrorInfo(

@@ -32,14 +32,12 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from sagakit.definition.retry import NO_RETRY, RetryPolicy
-from sagakit.errors import SagaError, StoreError
+from sagakit.errors import SagaError, StoreError, error_info
 from sagakit.messaging.envelope import Envelope, MalformedMessage, encode
 from sagakit.observability.observer import NOOP, Observer
-from sagakit.ports.clock import Clock
+from sagakit.ports.clock import Clock, SystemClock
 from sagakit.ports.store import SagaStore
 from sagakit.ports.transport import Subscription, Transport
-from sagakit.runtime.clock import SystemClock
-from sagakit.runtime.executor import error_info
 
 logger = logging.getLogger(__name__)
 

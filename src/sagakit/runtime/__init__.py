@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from sagakit.errors import error_info
 from sagakit.runtime.clock import SystemClock
-from sagakit.runtime.executor import error_info
 from sagakit.runtime.orchestrator import Orchestrator
 from sagakit.runtime.result import SagaResult
 from sagakit.runtime.worker import Worker

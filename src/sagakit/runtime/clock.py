@@ -1,15 +1,7 @@
-"""The real clock: wall time and asyncio sleeps."""
+"""The real clock, now beside the Clock port; importable here as before."""
 
 from __future__ import annotations
 
-import asyncio
-import time
+from sagakit.ports.clock import SystemClock
 
-
-class SystemClock:
-    def now(self) -> float:
-        return time.time()
-
-    async def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            await asyncio.sleep(seconds)
+__all__ = ["SystemClock"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,33 +26,14 @@ from sagakit.engine.events import (
     StepAttemptFailed,
     StepSucceeded,
 )
-from sagakit.engine.state import ErrorInfo, SagaState
+from sagakit.engine.state import SagaState
 from sagakit.errors import SagaError
+from sagakit.errors import error_info as error_info  # noqa: PLC0414 - old home
 from sagakit.observability.observer import NOOP, Observer, StepRun
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import HistoryEntry
 
 logger = logging.getLogger(__name__)
-
-_TRACEBACK_FRAMES = 8
-_TRACEBACK_CHARS = 4000
-
-
-def error_info(exc: BaseException) -> ErrorInfo:
-    """Describe an exception so it can be stored and shown after a restart."""
-    kind = type(exc)
-    name = (
-        kind.__qualname__
-        if kind.__module__ == "builtins"
-        else f"{kind.__module__}.{kind.__qualname__}"
-    )
-    # frame lines only: no source lookup, which costs more than the step itself
-    frames = traceback.StackSummary.extract(
-        traceback.walk_tb(exc.__traceback__), lookup_lines=False
-    )[-_TRACEBACK_FRAMES:]
-    lines = [f'  File "{f.filename}", line {f.lineno}, in {f.name}' for f in frames]
-    tb = "\n".join(["Traceback (most recent call last):", *lines, f"{name}: {exc}"])
-    return ErrorInfo(name, str(exc), tb[-_TRACEBACK_CHARS:])
 
 
 async def execute(

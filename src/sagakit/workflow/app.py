@@ -24,14 +24,13 @@ from sagakit.errors import (
     StateError,
     StoreError,
 )
-from sagakit.ports.clock import Clock
+from sagakit.ports.clock import Clock, SystemClock
 from sagakit.ports.workflow_store import (
     WorkflowHistoryEntry,
     WorkflowRecord,
     WorkflowStatus,
     WorkflowStore,
 )
-from sagakit.runtime.clock import SystemClock
 from sagakit.workflow.runner import run_claimed
 from sagakit.workflow.step import CallbackHandler, WorkflowCall, WorkflowStep, to_json
 
