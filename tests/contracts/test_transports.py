@@ -876,7 +876,7 @@ class TestCeleryRedisTransport(CeleryWireContract):
         sent = command(1)
         await transport.publish(queue, sent)
         for _ in range(3):  # three consumers took it and died; a sweep restored it
-            await transport._restore(await take_and_die(client, transport, queue))
+            await transport.restore(await take_and_die(client, transport, queue))
         recorder = Recorder()
         await transport.consume(queue, recorder, max_deliveries=3)
         dead = await eventually(lambda: transport.dead_letters(queue))
