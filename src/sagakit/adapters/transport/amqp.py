@@ -53,11 +53,24 @@ try:
         HeadersType,
     )
     from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
+    from pamqp.commands import Basic
     from pamqp.exceptions import PAMQPException
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
-        "the AMQP transports need aio-pika: pip install 'sagakit[rabbitmq]'"
+        "RabbitTransport and CeleryTransport need aio-pika: "
+        "pip install 'sagakit[rabbitmq]' (or 'sagakit[celery]')"
     ) from exc
+
+__all__ = [
+    "DRIVER_ERRORS",
+    "AbstractIncomingMessage",
+    "AmqpSubscription",
+    "AmqpTransport",
+    "Basic",
+    "HeadersType",
+    "aio_pika",
+    "where",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -57,14 +57,21 @@ import functools
 import logging
 from urllib.parse import urlsplit, urlunsplit
 
-from sagakit.adapters.transport.amqp import AmqpTransport
+from sagakit.adapters.transport.amqp import (
+    AbstractIncomingMessage,
+    AmqpTransport,
+    HeadersType,
+    aio_pika,
+)
 from sagakit.adapters.transport.celery_wire import (
     FAILURE_SUFFIX,
     JSON,
     SUCCESS_SUFFIX,
+    Celery,
     TaskMessage,
     build_task_message,
     envelope_bytes,
+    message_app,
     open_task,
     parse_task_message,
     read_dead_letter,
@@ -77,15 +84,6 @@ from sagakit.messaging.envelope import (
     decode,
 )
 from sagakit.ports.transport import DeadLetter
-
-try:
-    import aio_pika
-    from aio_pika.abc import AbstractIncomingMessage, HeadersType
-    from celery import Celery
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "CeleryTransport needs celery and aio-pika: pip install 'sagakit[celery]'"
-    ) from exc
 
 __all__ = [
     "FAILURE_SUFFIX",
@@ -114,7 +112,7 @@ class CeleryTransport(AmqpTransport):
 
     @functools.cached_property
     def _app(self) -> Celery:
-        return Celery("sagakit", set_as_current=False)  # builds messages only
+        return message_app()
 
     @classmethod
     def _amqp_url(cls, url: str) -> str:

@@ -65,6 +65,7 @@ from sagakit.adapters.transport.celery_redis_consumer import Subscription, logge
 from sagakit.adapters.transport.celery_wire import (
     JSON,
     build_task_message,
+    message_app,
     read_dead_letter,
 )
 from sagakit.adapters.transport.delivery import (
@@ -85,7 +86,10 @@ from sagakit.adapters.transport.kombu_redis import (
 )
 from sagakit.adapters.transport.redis_driver import (
     DRIVER_ERRORS,
+    Pipeline,
+    Redis,
     driver_errors,
+    pooled_client,
     where,
 )
 from sagakit.errors import TransportError
@@ -96,16 +100,6 @@ from sagakit.messaging.envelope import (
     decode,
 )
 from sagakit.ports.transport import DeadLetter, Handler
-
-try:
-    from celery import Celery
-    from redis.asyncio import BlockingConnectionPool, Redis
-    from redis.asyncio.client import Pipeline
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "CeleryRedisTransport needs celery and redis: "
-        "pip install 'sagakit[celery,redis]'"
-    ) from exc
 
 _SCHEMES = frozenset({"redis", "rediss", "unix"})
 
@@ -144,7 +138,7 @@ class CeleryRedisTransport(BaseTransport):
         self.unacked_index_key = unacked_index_key
         self._client = client
         self._take_script = client.register_script(TAKE)
-        self._app = Celery("sagakit", set_as_current=False)  # builds messages only
+        self._app = message_app()
 
     @classmethod
     async def connect(
@@ -170,17 +164,12 @@ class CeleryRedisTransport(BaseTransport):
             raise TransportError(
                 f"CeleryRedisTransport speaks Redis only, not {scheme!r} broker URLs"
             )
-        try:
-            client = Redis.from_pool(
-                BlockingConnectionPool.from_url(
-                    url,
-                    max_connections=max_connections,
-                    timeout=pool_timeout,
-                    socket_connect_timeout=connect_timeout,
-                )
-            )
-        except ValueError as exc:
-            raise TransportError(f"invalid Redis URL for {shown}") from exc
+        client = pooled_client(
+            url,
+            max_connections=max_connections,
+            pool_timeout=pool_timeout,
+            connect_timeout=connect_timeout,
+        )
         try:
             with driver_errors(f"connecting to the Celery broker at {shown}"):
                 await client.ping()

@@ -30,11 +30,30 @@ from sagakit.messaging.envelope import (
 from sagakit.ports.transport import DeadLetter
 
 try:
+    from celery import Celery
     from kombu.serialization import dumps as kombu_dumps
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "the Celery transports need celery: pip install 'sagakit[celery]'"
     ) from exc
+
+__all__ = [
+    "FAILURE_SUFFIX",
+    "JSON",
+    "PICKLE",
+    "SUCCESS_SUFFIX",
+    "Celery",
+    "TaskMessage",
+    "build_task_message",
+    "envelope_bytes",
+    "is_v2_body",
+    "message_app",
+    "open_task",
+    "parse_task_message",
+    "read_dead_letter",
+    "refuse_content",
+    "task_name",
+]
 
 JSON = "application/json"
 SUCCESS_SUFFIX = ".response.success"
@@ -140,7 +159,12 @@ class TaskMessage:
     reply_to: str | None
 
 
-def build_task_message(app: Any, message: Envelope, *, limit: int) -> TaskMessage:
+def message_app() -> Celery:
+    """A Celery app that only builds task messages (never the current app)."""
+    return Celery("sagakit", set_as_current=False)
+
+
+def build_task_message(app: Celery, message: Envelope, *, limit: int) -> TaskMessage:
     """The task message that carries ``message``, built by Celery itself
     (``app.amqp.as_task_v2``) and serialized by kombu's JSON serializer."""
     encode(message, limit=limit)  # the envelope's own size limit

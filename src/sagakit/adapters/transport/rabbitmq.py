@@ -44,7 +44,14 @@ from __future__ import annotations
 
 import logging
 
-from sagakit.adapters.transport.amqp import DRIVER_ERRORS, AmqpTransport
+from sagakit.adapters.transport.amqp import (
+    DRIVER_ERRORS,
+    AbstractIncomingMessage,
+    AmqpTransport,
+    Basic,
+    HeadersType,
+    aio_pika,
+)
 from sagakit.adapters.transport.delivery import (
     DEAD_AT_HEADER,
     DEAD_HEADERS,
@@ -58,15 +65,6 @@ from sagakit.adapters.transport.delivery import (
 )
 from sagakit.messaging.envelope import Envelope, encode
 from sagakit.ports.transport import DeadLetter
-
-try:
-    import aio_pika
-    from aio_pika.abc import AbstractIncomingMessage, HeadersType
-    from pamqp.commands import Basic
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "RabbitTransport needs aio-pika: pip install 'sagakit[rabbitmq]'"
-    ) from exc
 
 __all__ = [
     "CONTENT_TYPE",

@@ -100,7 +100,12 @@ from sagakit.adapters.transport.redis_driver import (
     CLUSTER_SCHEMES,
     DRIVER_ERRORS,
     UNREACHABLE,
+    Redis,
+    RedisCluster,
+    RedisClusterException,
+    RedisConnectionError,
     driver_errors,
+    pooled_client,
     where,
 )
 from sagakit.errors import TransportError
@@ -111,23 +116,19 @@ from sagakit.messaging.envelope import (
 )
 from sagakit.ports.transport import DeadLetter, Handler
 
-try:
-    from redis.asyncio import BlockingConnectionPool, Redis
-    from redis.asyncio.cluster import RedisCluster
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import RedisClusterException
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "RedisTransport needs redis: pip install 'sagakit[redis]'"
-    ) from exc
-
 
 def _cluster_client(
     url: str, max_connections: int, connect_timeout: float
 ) -> RedisCluster:
-    client = RedisCluster.from_url(
-        url, max_connections=max_connections, socket_connect_timeout=connect_timeout
-    )
+    shown = f"Redis Cluster URL for {where(url)}"
+    try:
+        client = RedisCluster.from_url(
+            url, max_connections=max_connections, socket_connect_timeout=connect_timeout
+        )
+    except ValueError as exc:
+        raise TransportError(f"invalid {shown}") from exc
+    except RedisClusterException as exc:  # a database or a socket path
+        raise TransportError(f"invalid {shown}: {error_line(exc)}") from exc
     try:
         client.pipeline(transaction=True)  # an older redis-py refuses
     except RedisClusterException as exc:
@@ -220,23 +221,15 @@ class RedisTransport(BaseTransport):
             url, cluster = f"{CLUSTER_SCHEMES[scheme.lower()]}://{rest}", True
         what = "Redis Cluster" if cluster else "Redis"
         client: Redis | RedisCluster
-        try:
-            if cluster:
-                client = _cluster_client(url, max_connections, connect_timeout)
-            else:
-                pool = BlockingConnectionPool.from_url(
-                    url,
-                    max_connections=max_connections,
-                    timeout=pool_timeout,
-                    socket_connect_timeout=connect_timeout,
-                )
-                client = Redis.from_pool(pool)
-        except ValueError as exc:
-            raise TransportError(f"invalid {what} URL for {where(url)}") from exc
-        except RedisClusterException as exc:  # a database or a socket path
-            raise TransportError(
-                f"invalid {what} URL for {where(url)}: {error_line(exc)}"
-            ) from exc
+        if cluster:
+            client = _cluster_client(url, max_connections, connect_timeout)
+        else:
+            client = pooled_client(
+                url,
+                max_connections=max_connections,
+                pool_timeout=pool_timeout,
+                connect_timeout=connect_timeout,
+            )
         transport = cls(  # before any I/O: a refused option leaks no connection
             client,
             limit=limit,
