@@ -8,6 +8,7 @@ its subscriptions subclass :class:`BaseSubscription` and implement ``_stop``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 
@@ -33,6 +34,27 @@ class BaseSubscription:
 
     async def _stop(self) -> None:
         raise NotImplementedError
+
+
+class LoopSubscription(BaseSubscription):
+    """A subscription whose one loop (``loop_task``) takes messages of
+    ``queue`` and starts a handler task for each, at most ``prefetch`` at a
+    time (the Redis transports)."""
+
+    def __init__(
+        self,
+        transport: BaseTransport,
+        queue: str,
+        handler: Handler,
+        prefetch: int,
+        max_deliveries: int,
+    ) -> None:
+        super().__init__(transport)
+        self._queue = queue
+        self._handler = handler
+        self._prefetch = prefetch
+        self._max_deliveries = max_deliveries
+        self.loop_task: asyncio.Task[None] | None = None
 
 
 class BaseTransport:

@@ -14,7 +14,7 @@ import uuid
 from asyncio import FIRST_COMPLETED
 from typing import TYPE_CHECKING, Any
 
-from sagakit.adapters.transport.base import BaseSubscription
+from sagakit.adapters.transport.base import LoopSubscription
 from sagakit.adapters.transport.celery_wire import open_task
 from sagakit.adapters.transport.delivery import (
     ACK,
@@ -44,7 +44,7 @@ MAX_WAIT = 1.0
 """Longest wait, in seconds, before the priority lists are looked at again."""
 
 
-class Subscription(BaseSubscription):
+class Subscription(LoopSubscription):
     """One consumer: a take/restore loop and its handler tasks."""
 
     def __init__(
@@ -56,17 +56,12 @@ class Subscription(BaseSubscription):
         prefetch: int,
         max_deliveries: int,
     ) -> None:
-        super().__init__(transport)
+        super().__init__(transport, queue, handler, prefetch, max_deliveries)
         self._redis = transport
-        self._queue = queue
         self._name = transport.queue_name(queue)
         self._keys = transport.list_keys(self._name)
-        self._handler = handler
-        self._prefetch = prefetch
-        self._max_deliveries = max_deliveries
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._orphans: list[tuple[str, bytes]] = []  # taken while cancelled
-        self.loop_task: asyncio.Task[None] | None = None
 
     async def _stop(self) -> None:
         """Stop consuming; unacknowledged messages go back to the queue.

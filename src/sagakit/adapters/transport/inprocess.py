@@ -88,7 +88,11 @@ class InProcessTransport(BaseTransport):
                 continue
             if verdict.reason is not None:
                 reason = dead_lettered(logger, queue, verdict.reason)
-                self._dead[queue].append(DeadLetter(queue, body, reason, time.time()))
+                self._dead[queue].append(
+                    DeadLetter(
+                        queue=queue, body=body, reason=reason, dead_at=time.time()
+                    )
+                )
             else:
                 source.put_nowait((body, verdict.deliveries))
 

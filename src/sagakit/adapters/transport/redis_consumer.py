@@ -11,7 +11,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from sagakit.adapters.transport.base import BaseSubscription
+from sagakit.adapters.transport.base import LoopSubscription
 from sagakit.adapters.transport.delivery import (
     ACK,
     deliver,
@@ -54,7 +54,7 @@ def outgoing(fields: Fields) -> dict[FieldT, EncodableT]:
     return {name: value for name, value in fields.items()}
 
 
-class Subscription(BaseSubscription):
+class Subscription(LoopSubscription):
     """One consumer of the group: a read/claim loop and its handler tasks."""
 
     def __init__(
@@ -67,17 +67,12 @@ class Subscription(BaseSubscription):
         prefetch: int,
         max_deliveries: int,
     ) -> None:
-        super().__init__(transport)
+        super().__init__(transport, queue, handler, prefetch, max_deliveries)
         self._redis = transport
-        self._queue = queue
         self._key = transport.stream_key(queue)
         self.consumer = consumer
-        self._handler = handler
-        self._prefetch = prefetch
-        self._max_deliveries = max_deliveries
         self._inflight: dict[bytes, asyncio.Task[None]] = {}
         self._slot_freed = asyncio.Event()
-        self.loop_task: asyncio.Task[None] | None = None
 
     async def _stop(self) -> None:
         """Stop reading; unacknowledged entries stay pending for others.
