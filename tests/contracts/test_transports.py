@@ -7,6 +7,8 @@ import base64
 import contextlib
 import json
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,6 +19,7 @@ import pytest
 
 from sagakit.adapters.transport.inprocess import InProcessTransport
 from sagakit.errors import TransportError
+from sagakit.messaging.codec import CodecTransport, FieldEncryptionCodec
 from sagakit.messaging.envelope import Envelope, decode, encode
 from sagakit.ports.transport import Transport
 from sagakit.testing.contracts.transport import (
@@ -43,6 +46,29 @@ class TestInProcessTransport(TransportContract):
         transport = InProcessTransport()
         yield transport
         await transport.close()
+
+
+class TestCodecTransport(TransportContract):
+    """``CodecTransport`` around the in-process transport, encrypting fields
+    the contract's messages carry (``total``) and one they do not."""
+
+    @pytest.fixture
+    async def transport(self) -> AsyncIterator[Transport]:
+        fernet = pytest.importorskip("cryptography.fernet")
+        codec = FieldEncryptionCodec(fernet.Fernet.generate_key(), ["total", "card"])
+        transport = CodecTransport(InProcessTransport(), codec)
+        yield transport
+        await transport.close()
+
+    def dead_envelope(self, transport: Transport, body: bytes) -> Envelope:
+        """Dead letters keep the encrypted fields as they travelled."""
+        assert isinstance(transport, CodecTransport)
+        travelled = decode(body)
+        assert (
+            travelled.payload["total"]
+            != transport.codec.decode(travelled).payload["total"]
+        )
+        return transport.codec.decode(travelled)
 
 
 @pytest.mark.rabbitmq
@@ -876,7 +902,7 @@ class TestCeleryRedisTransport(CeleryWireContract):
         sent = command(1)
         await transport.publish(queue, sent)
         for _ in range(3):  # three consumers took it and died; a sweep restored it
-            await transport._restore(await take_and_die(client, transport, queue))
+            await transport.restore(await take_and_die(client, transport, queue))
         recorder = Recorder()
         await transport.consume(queue, recorder, max_deliveries=3)
         dead = await eventually(lambda: transport.dead_letters(queue))
@@ -1036,3 +1062,27 @@ async def test_connecting_to_a_closed_port_is_a_transport_error(
         )
     assert str(caught.value) == expected.format(port=port)
     assert isinstance(caught.value.__cause__, cause)
+
+
+NO_AIO_PIKA = """
+import sys
+sys.modules["aio_pika"] = None  # any import of it raises ImportError
+from redis.asyncio import Redis
+from sagakit.adapters.transport.celery_redis import CeleryRedisTransport
+CeleryRedisTransport(Redis())
+assert sys.modules["aio_pika"] is None
+"""
+
+
+def test_celery_on_redis_needs_no_amqp_driver() -> None:
+    """Importing and constructing ``CeleryRedisTransport`` works without
+    aio-pika (the RabbitMQ driver) being importable."""
+    pytest.importorskip("sagakit.adapters.transport.celery_redis")
+    done = subprocess.run(
+        [sys.executable, "-c", NO_AIO_PIKA],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr

@@ -115,33 +115,6 @@ KNOWN_UNTIL_MERGE: frozenset[tuple[str, str]] = frozenset(
         ("sagakit.choreography.bus", "sagakit.adapters.store"),
         # store branch: open_database() replaces the CLI-resident factory
         ("sagakit.dashboard.workflows", "sagakit.cli.workflows"),
-        # transport branch: AMQP plumbing shared by rabbitmq.py and celery.py
-        ("sagakit.adapters.transport.celery", "sagakit.adapters.transport.rabbitmq"),
-        # transport branch: one delivery path, one _Subscription
-        (
-            "sagakit.adapters.transport.celery_redis",
-            "sagakit.adapters.transport.rabbitmq",
-        ),
-        (
-            "sagakit.adapters.transport.celery_redis",
-            "sagakit.adapters.transport.celery_redis_consumer",
-        ),
-        (
-            "sagakit.adapters.transport.celery_redis",
-            "sagakit.adapters.transport.redis_consumer",
-        ),
-        (
-            "sagakit.adapters.transport.celery_redis_consumer",
-            "sagakit.adapters.transport.rabbitmq",
-        ),
-        (
-            "sagakit.adapters.transport.celery_redis_consumer",
-            "sagakit.adapters.transport.redis_consumer",
-        ),
-        (
-            "sagakit.adapters.transport.redis",
-            "sagakit.adapters.transport.redis_consumer",
-        ),
         # store branch: one database object per dialect
         ("sagakit.adapters.store.event_postgres", "sagakit.adapters.store.postgres"),
         ("sagakit.adapters.store.workflow_postgres", "sagakit.adapters.store.postgres"),

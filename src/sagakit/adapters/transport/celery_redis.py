@@ -60,11 +60,18 @@ from bisect import bisect
 from typing import Any
 from urllib.parse import urlsplit
 
-from sagakit.adapters.transport.celery import (
+from sagakit.adapters.transport.base import BaseTransport
+from sagakit.adapters.transport.celery_redis_consumer import Subscription, logger
+from sagakit.adapters.transport.celery_wire import (
     JSON,
     build_task_message,
-    dead_letter_headers,
+    message_app,
     read_dead_letter,
+)
+from sagakit.adapters.transport.delivery import (
+    DELIVERIES_HEADER,
+    counted,
+    dead_letter_headers,
     replay_headers,
     replayed,
 )
@@ -77,11 +84,13 @@ from sagakit.adapters.transport.kombu_redis import (
     priority,
     routed,
 )
-from sagakit.adapters.transport.rabbitmq import DELIVERIES_HEADER, _deliveries
-from sagakit.adapters.transport.redis_consumer import (
-    _DRIVER_ERRORS,
-    _driver_errors,
-    _where,
+from sagakit.adapters.transport.redis_driver import (
+    DRIVER_ERRORS,
+    Pipeline,
+    Redis,
+    driver_errors,
+    pooled_client,
+    where,
 )
 from sagakit.errors import TransportError
 from sagakit.messaging.envelope import (
@@ -92,26 +101,14 @@ from sagakit.messaging.envelope import (
 )
 from sagakit.ports.transport import DeadLetter, Handler
 
-try:
-    from celery import Celery
-    from redis.asyncio import BlockingConnectionPool, Redis
-    from redis.asyncio.client import Pipeline
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "CeleryRedisTransport needs celery and redis: "
-        "pip install 'sagakit[celery,redis]'"
-    ) from exc
-
-from sagakit.adapters.transport.celery_redis_consumer import (
-    _Subscription,
-)
-
 _SCHEMES = frozenset({"redis", "rediss", "unix"})
 
 
-class CeleryRedisTransport:
+class CeleryRedisTransport(BaseTransport):
     """The :class:`~sagakit.ports.transport.Transport` port as Celery tasks on
     a Redis broker, stored as kombu stores them."""
+
+    name = "Celery"
 
     def __init__(
         self,
@@ -125,6 +122,7 @@ class CeleryRedisTransport:
         unacked_index_key: str = "unacked_index",
     ) -> None:
         """Use :meth:`connect`; this takes a client that answered ``PING``."""
+        super().__init__()
         interval = (
             min(visibility_timeout / 4, 60.0)
             if restore_interval is None
@@ -140,9 +138,7 @@ class CeleryRedisTransport:
         self.unacked_index_key = unacked_index_key
         self._client = client
         self._take_script = client.register_script(TAKE)
-        self._app = Celery("sagakit", set_as_current=False)  # builds messages only
-        self._subscriptions: set[_Subscription] = set()
-        self._closed = False
+        self._app = message_app()
 
     @classmethod
     async def connect(
@@ -163,28 +159,23 @@ class CeleryRedisTransport:
         most a minute) is how often each subscription restores messages of
         dead consumers and refreshes its own. Each subscription holds one of
         the ``max_connections`` while it waits for messages."""
-        where, scheme = _where(url), urlsplit(url).scheme
+        shown, scheme = where(url), urlsplit(url).scheme
         if scheme not in _SCHEMES:
             raise TransportError(
                 f"CeleryRedisTransport speaks Redis only, not {scheme!r} broker URLs"
             )
+        client = pooled_client(
+            url,
+            max_connections=max_connections,
+            pool_timeout=pool_timeout,
+            connect_timeout=connect_timeout,
+        )
         try:
-            client = Redis.from_pool(
-                BlockingConnectionPool.from_url(
-                    url,
-                    max_connections=max_connections,
-                    timeout=pool_timeout,
-                    socket_connect_timeout=connect_timeout,
-                )
-            )
-        except ValueError as exc:
-            raise TransportError(f"invalid Redis URL for {where}") from exc
-        try:
-            with _driver_errors(f"connecting to the Celery broker at {where}"):
+            with driver_errors(f"connecting to the Celery broker at {shown}"):
                 await client.ping()
             return cls(client, **options)
         except BaseException:
-            with contextlib.suppress(*_DRIVER_ERRORS):
+            with contextlib.suppress(*DRIVER_ERRORS):
                 await client.aclose()
             raise
 
@@ -262,10 +253,6 @@ class CeleryRedisTransport:
 
     # --- the port -------------------------------------------------------------
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise TransportError("the Celery transport is closed")
-
     async def publish(self, queue: str, message: Envelope) -> None:
         self._check_open()
         name = self.queue_name(queue)
@@ -282,30 +269,21 @@ class CeleryRedisTransport:
             await self._push(name, self.task_message(name, message))
 
     async def _push(self, name: str, message: Message) -> None:
-        with _driver_errors(f"publishing to {name}"):
+        with driver_errors(f"publishing to {name}"):
             await self._client.lpush(
                 self.list_key(name, priority(message)), json.dumps(message)
             )
 
-    async def consume(
-        self,
-        queue: str,
-        handler: Handler,
-        *,
-        prefetch: int = 32,
-        max_deliveries: int = 5,
-    ) -> _Subscription:
-        self._check_open()
-        if prefetch < 1 or max_deliveries < 1:
-            raise TransportError("prefetch and max_deliveries must be >= 1")
-        subscription = _Subscription(
+    async def _subscribe(
+        self, queue: str, handler: Handler, prefetch: int, max_deliveries: int
+    ) -> Subscription:
+        subscription = Subscription(
             self, queue, handler, prefetch=prefetch, max_deliveries=max_deliveries
         )
-        subscription._loop_task = asyncio.create_task(subscription._run())
-        self._subscriptions.add(subscription)
+        subscription.loop_task = asyncio.create_task(subscription.run())
         return subscription
 
-    async def _ack(self, tag: str, key: str = "", again: Message | None = None) -> None:
+    async def ack(self, tag: str, key: str = "", again: Message | None = None) -> None:
         """Acknowledge ``tag`` and, in the same transaction, push ``again`` to
         the list ``key`` (a redelivery or a dead letter)."""
         async with self._client.pipeline(transaction=True) as pipe:
@@ -315,14 +293,16 @@ class CeleryRedisTransport:
             pipe.hdel(self.unacked_key, tag)
             await pipe.execute()
 
-    async def _dead_letter(
+    async def dead_letter(
         self, queue: str, tag: str, message: Message, reason: str
     ) -> None:
-        headers = dead_letter_headers(queue, message.get("headers") or {}, reason)
+        headers = dead_letter_headers(
+            logger, queue, message.get("headers") or {}, reason
+        )
         dead = {**message, "headers": headers}
-        await self._ack(tag, self.dead_letter_key(queue), dead)
+        await self.ack(tag, self.dead_letter_key(queue), dead)
 
-    async def _restore(self, tag: str) -> None:
+    async def restore(self, tag: str) -> None:
         """Put the message of ``tag`` back from ``unacked`` where it was taken
         from, counted as delivered once more (kombu's ``restore_by_tag``)."""
 
@@ -339,7 +319,7 @@ class CeleryRedisTransport:
             if not isinstance(headers, dict):
                 headers = message["headers"] = {}
             headers["redelivered"] = True
-            headers[DELIVERIES_HEADER] = _deliveries(headers) + 1
+            headers[DELIVERIES_HEADER] = counted(headers) + 1
             with contextlib.suppress(AttributeError, KeyError, TypeError):
                 message["properties"]["delivery_info"]["redelivered"] = True
             name = route[1]
@@ -352,7 +332,7 @@ class CeleryRedisTransport:
         if limit < 1:
             return []
         key = self.dead_letter_key(queue)
-        with _driver_errors(f"reading {key}"):
+        with driver_errors(f"reading {key}"):
             items: list[Any] = await self._client.lrange(key, -limit, -1)
         found = []
         for item in reversed(items):  # the oldest is at the tail
@@ -395,20 +375,12 @@ class CeleryRedisTransport:
                 pipe.ltrim(key, 0, -len(items) - 1)
             return len(items)
 
-        with _driver_errors(f"replaying {key}"):
+        with driver_errors(f"replaying {key}"):
             moved: int = await self._client.transaction(
                 move, key, value_from_callable=True
             )
-        return replayed(queue, moved)
+        return replayed(logger, queue, moved)
 
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            for subscription in list(self._subscriptions):
-                with contextlib.suppress(TransportError):
-                    await subscription.cancel()
-        finally:
-            with _driver_errors("closing the connection"):
-                await self._client.aclose()
+    async def _disconnect(self) -> None:
+        with driver_errors("closing the connection"):
+            await self._client.aclose()

@@ -14,9 +14,16 @@ import uuid
 from asyncio import FIRST_COMPLETED
 from typing import TYPE_CHECKING, Any
 
-from sagakit.adapters.transport.celery import (
-    open_task,
-    run_handler,
+from sagakit.adapters.transport.base import LoopSubscription
+from sagakit.adapters.transport.celery_wire import open_task
+from sagakit.adapters.transport.delivery import (
+    ACK,
+    DELIVERIES_HEADER,
+    counted,
+    deliver,
+    error_line,
+    overdue,
+    requeued,
 )
 from sagakit.adapters.transport.kombu_redis import (
     open_item,
@@ -24,15 +31,7 @@ from sagakit.adapters.transport.kombu_redis import (
     priority,
     routed,
 )
-from sagakit.adapters.transport.rabbitmq import DELIVERIES_HEADER, _deliveries
-from sagakit.adapters.transport.redis_consumer import (
-    _DRIVER_ERRORS,
-    _driver_errors,
-    _one_line,
-)
-from sagakit.messaging.envelope import (
-    one_line,
-)
+from sagakit.adapters.transport.redis_driver import DRIVER_ERRORS, driver_errors
 from sagakit.ports.transport import Handler
 
 if TYPE_CHECKING:
@@ -45,11 +44,7 @@ MAX_WAIT = 1.0
 """Longest wait, in seconds, before the priority lists are looked at again."""
 
 
-def _text(value: object) -> str:
-    return one_line(str(value), 80)
-
-
-class _Subscription:
+class Subscription(LoopSubscription):
     """One consumer: a take/restore loop and its handler tasks."""
 
     def __init__(
@@ -61,29 +56,20 @@ class _Subscription:
         prefetch: int,
         max_deliveries: int,
     ) -> None:
-        self._transport = transport
-        self._queue = queue
+        super().__init__(transport, queue, handler, prefetch, max_deliveries)
+        self._redis = transport
         self._name = transport.queue_name(queue)
         self._keys = transport.list_keys(self._name)
-        self._handler = handler
-        self._prefetch = prefetch
-        self._max_deliveries = max_deliveries
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._orphans: list[tuple[str, bytes]] = []  # taken while cancelled
-        self._loop_task: asyncio.Task[None] | None = None
-        self._cancelled = False
 
-    async def cancel(self) -> None:
+    async def _stop(self) -> None:
         """Stop consuming; unacknowledged messages go back to the queue.
 
         The loop and the in-flight handlers are cancelled, then their messages
         are restored from ``unacked`` to the end of the queue read next."""
-        if self._cancelled:
-            return
-        self._cancelled = True
-        self._transport._subscriptions.discard(self)
         current = asyncio.current_task()
-        loop_task = self._loop_task
+        loop_task = self.loop_task
         while (
             loop_task is not None and loop_task is not current and not loop_task.done()
         ):
@@ -95,19 +81,19 @@ class _Subscription:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        with _driver_errors(f"restoring the messages of {self._name}"):
+        with driver_errors(f"restoring the messages of {self._name}"):
             for tag, item in self._orphans:
                 if tag:
                     held.append(tag)
                 else:  # never in unacked, and never handled: dead-lettered
                     await self._deliver(tag, item)
             for tag in held:
-                await self._transport._restore(tag)
+                await self._redis.restore(tag)
 
     # --- the loop -------------------------------------------------------------
 
-    async def _run(self) -> None:
-        transport = self._transport
+    async def run(self) -> None:
+        transport = self._redis
         clock = asyncio.get_running_loop().time
         next_sweep = clock()
         while not self._cancelled:  # also stops if a cancellation got lost
@@ -127,17 +113,17 @@ class _Subscription:
                     # takes fractional seconds; redis-py's annotation says int)
                     head, blmove = self._keys[0], transport._client.blmove
                     await blmove(head, head, wait, "RIGHT", "RIGHT")  # type: ignore[arg-type]
-            except _DRIVER_ERRORS as exc:
+            except DRIVER_ERRORS as exc:
                 extra = {"action": "consume_failed", "queue": self._queue}
                 logger.warning(
                     "consumer loop failed, retrying",
-                    extra={**extra, "error": _one_line(exc)},
+                    extra={**extra, "error": error_line(exc)},
                 )
                 await asyncio.sleep(min(transport.restore_interval, MAX_WAIT))
 
     async def _take(self, count: int) -> bool:
         """Start handlers for up to ``count`` messages; whether there were any."""
-        transport = self._transport
+        transport = self._redis
         keys = [transport.unacked_key, transport.unacked_index_key, *self._keys]
         pending = asyncio.ensure_future(
             transport._take_script(keys=keys, args=[count, time.time(), self._name])
@@ -160,13 +146,11 @@ class _Subscription:
         now = time.time()
         held = {tag: now for tag in self._inflight}  # XX: untagged keys add nothing
         if held:
-            await self._transport._client.zadd(
-                self._transport.unacked_index_key, held, xx=True
-            )
+            await self._redis._client.zadd(self._redis.unacked_index_key, held, xx=True)
 
     async def _restore_visible(self) -> None:
         """Restore this queue's messages taken over ``visibility_timeout`` ago."""
-        transport = self._transport
+        transport = self._redis
         client = transport._client
         ceiling = time.time() - transport.visibility_timeout
         found: list[Any] = await client.zrangebyscore(
@@ -182,7 +166,7 @@ class _Subscription:
                     "unacknowledged message restored",
                     extra={"action": "restored", "queue": self._queue},
                 )
-                await transport._restore(tag)
+                await transport.restore(tag)
 
     def _start(self, tag: str, item: bytes) -> None:
         key = tag or f"untagged-{uuid.uuid4().hex}"  # an item not in unacked
@@ -205,19 +189,19 @@ class _Subscription:
         except Exception as exc:  # a driver error settling it: it stays unacked
             extra = {"action": "settle_failed", "queue": self._queue}
             logger.warning(
-                "message left unacknowledged", extra={**extra, "error": _one_line(exc)}
+                "message left unacknowledged", extra={**extra, "error": error_line(exc)}
             )
 
     async def _deliver(self, tag: str, item: bytes) -> None:
-        transport = self._transport
+        transport = self._redis
         opened = open_item(item, transport.limit)
         if isinstance(opened, str):
             raw = transport.kombu_message(self._name, item, {})
-            await transport._dead_letter(self._queue, tag, raw, opened)
+            await transport.dead_letter(self._queue, tag, raw, opened)
             return
         if not tag:
             reason = "kombu message without a delivery tag"
-            await transport._dead_letter(self._queue, tag, opened.message, reason)
+            await transport.dead_letter(self._queue, tag, opened.message, reason)
             return
         message = open_task(
             opened.body,
@@ -225,29 +209,20 @@ class _Subscription:
             headers=opened.headers,
             limit=transport.limit,
         )
-        deliveries = _deliveries(opened.headers) + 1
-        if deliveries > self._max_deliveries and not isinstance(message, str):
-            message = f"not acknowledged after {deliveries - 1} deliveries"
-        if isinstance(message, str):
-            await transport._dead_letter(self._queue, tag, opened.message, message)
-            return
-        verdict = await run_handler(
-            self._handler,
-            message,
-            queue=self._queue,
-            deliveries=deliveries,
-            max_deliveries=self._max_deliveries,
+        deliveries = counted(opened.headers) + 1
+        message = overdue(message, deliveries, self._max_deliveries)
+        verdict = await deliver(
+            self._handler, message, deliveries, self._max_deliveries
         )
+        if verdict is ACK:
+            await transport.ack(tag)
+            return
         if verdict.reason is not None:
-            await transport._dead_letter(
+            await transport.dead_letter(
                 self._queue, tag, opened.message, verdict.reason
             )
             return
-        if not verdict.deliveries:
-            await transport._ack(tag)
-            return
+        requeued(logger, self._queue, verdict.deliveries)
         headers = {**opened.headers, DELIVERIES_HEADER: verdict.deliveries}
         again = transport.retagged(self._name, opened.message, headers)
-        await transport._ack(
-            tag, transport.list_key(self._name, priority(again)), again
-        )
+        await transport.ack(tag, transport.list_key(self._name, priority(again)), again)

@@ -82,24 +82,31 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from sagakit.adapters.transport.base import BaseTransport
+from sagakit.adapters.transport.delivery import dead_lettered, error_line, replayed
 from sagakit.adapters.transport.redis_consumer import (
-    _DRIVER_ERRORS,
     BODY_FIELD,
-    CLUSTER_SCHEMES,
     DEAD_AT_FIELD,
     DELIVERIES_FIELD,
     ID_FIELD,
-    MAX_REASON_CHARS,
     QUEUE_FIELD,
     REASON_FIELD,
-    UNREACHABLE,
     Fields,
-    _driver_errors,
-    _one_line,
-    _outgoing,
-    _Subscription,
-    _where,
+    Subscription,
     logger,
+    outgoing,
+)
+from sagakit.adapters.transport.redis_driver import (
+    CLUSTER_SCHEMES,
+    DRIVER_ERRORS,
+    UNREACHABLE,
+    Redis,
+    RedisCluster,
+    RedisClusterException,
+    RedisConnectionError,
+    driver_errors,
+    pooled_client,
+    where,
 )
 from sagakit.errors import TransportError
 from sagakit.messaging.envelope import (
@@ -109,23 +116,19 @@ from sagakit.messaging.envelope import (
 )
 from sagakit.ports.transport import DeadLetter, Handler
 
-try:
-    from redis.asyncio import BlockingConnectionPool, Redis
-    from redis.asyncio.cluster import RedisCluster
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import RedisClusterException
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "RedisTransport needs redis: pip install 'sagakit[redis]'"
-    ) from exc
-
 
 def _cluster_client(
     url: str, max_connections: int, connect_timeout: float
 ) -> RedisCluster:
-    client = RedisCluster.from_url(
-        url, max_connections=max_connections, socket_connect_timeout=connect_timeout
-    )
+    shown = f"Redis Cluster URL for {where(url)}"
+    try:
+        client = RedisCluster.from_url(
+            url, max_connections=max_connections, socket_connect_timeout=connect_timeout
+        )
+    except ValueError as exc:
+        raise TransportError(f"invalid {shown}") from exc
+    except RedisClusterException as exc:  # a database or a socket path
+        raise TransportError(f"invalid {shown}: {error_line(exc)}") from exc
     try:
         client.pipeline(transaction=True)  # an older redis-py refuses
     except RedisClusterException as exc:
@@ -136,8 +139,10 @@ def _cluster_client(
     return client
 
 
-class RedisTransport:
+class RedisTransport(BaseTransport):
     """The :class:`~sagakit.ports.transport.Transport` port on Redis Streams."""
+
+    name = "Redis"
 
     def __init__(
         self,
@@ -155,6 +160,7 @@ class RedisTransport:
 
         A ``RedisCluster`` client given here fails a command at once when the
         node has no free connection; :meth:`connect` makes commands wait."""
+        super().__init__()
         interval = claim_idle / 4 if claim_interval is None else claim_interval
         if claim_idle <= 0 or not 0 < interval < claim_idle:
             raise TransportError("need 0 < claim_interval < claim_idle")
@@ -175,9 +181,7 @@ class RedisTransport:
         self._pool_timeout = 0.0
         self._groups: set[str] = set()
         self._ensuring = asyncio.Lock()
-        self._subscriptions: set[_Subscription] = set()
         self._consumers = 0
-        self._closed = False
 
     @classmethod
     async def connect(
@@ -217,23 +221,15 @@ class RedisTransport:
             url, cluster = f"{CLUSTER_SCHEMES[scheme.lower()]}://{rest}", True
         what = "Redis Cluster" if cluster else "Redis"
         client: Redis | RedisCluster
-        try:
-            if cluster:
-                client = _cluster_client(url, max_connections, connect_timeout)
-            else:
-                pool = BlockingConnectionPool.from_url(
-                    url,
-                    max_connections=max_connections,
-                    timeout=pool_timeout,
-                    socket_connect_timeout=connect_timeout,
-                )
-                client = Redis.from_pool(pool)
-        except ValueError as exc:
-            raise TransportError(f"invalid {what} URL for {_where(url)}") from exc
-        except RedisClusterException as exc:  # a database or a socket path
-            raise TransportError(
-                f"invalid {what} URL for {_where(url)}: {_one_line(exc)}"
-            ) from exc
+        if cluster:
+            client = _cluster_client(url, max_connections, connect_timeout)
+        else:
+            client = pooled_client(
+                url,
+                max_connections=max_connections,
+                pool_timeout=pool_timeout,
+                connect_timeout=connect_timeout,
+            )
         transport = cls(  # before any I/O: a refused option leaks no connection
             client,
             limit=limit,
@@ -249,12 +245,12 @@ class RedisTransport:
             transport._pool_timeout = pool_timeout
         try:
             await client.ping()
-        except _DRIVER_ERRORS as exc:
-            with contextlib.suppress(*_DRIVER_ERRORS):
+        except DRIVER_ERRORS as exc:
+            with contextlib.suppress(*DRIVER_ERRORS):
                 await client.aclose()
-            reason = _one_line(exc).rpartition(UNREACHABLE)[2]
+            reason = error_line(exc).rpartition(UNREACHABLE)[2]
             raise TransportError(
-                f"cannot connect to {what} at {_where(url)}: {reason}"
+                f"cannot connect to {what} at {where(url)}: {reason}"
             ) from exc
         return transport
 
@@ -288,10 +284,6 @@ class RedisTransport:
         """The stream holding the dead letters of ``queue`` (the same hash tag)."""
         return f"{self.stream_key(queue)}:dlq"
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise TransportError("the Redis transport is closed")
-
     async def _ensure(self, key: str) -> None:
         """Create the consumer group of ``key`` (and the stream), once."""
         if key in self._groups:
@@ -304,11 +296,11 @@ class RedisTransport:
                     await self._client.xgroup_create(
                         key, self.group, id="0", mkstream=True
                     )
-            except _DRIVER_ERRORS as exc:
+            except DRIVER_ERRORS as exc:
                 if not str(exc).startswith("BUSYGROUP"):  # else it exists already
                     raise TransportError(
                         f"Redis: creating group {self.group} on {key} failed: "
-                        f"{_one_line(exc)}"
+                        f"{error_line(exc)}"
                     ) from exc
             self._groups.add(key)
 
@@ -323,24 +315,16 @@ class RedisTransport:
         self._check_open()
         key = self.stream_key(queue)
         await self._ensure(key)
-        with _driver_errors(f"publishing to {key}"):
+        with driver_errors(f"publishing to {key}"):
             async with self._turn():
-                await self._client.xadd(key, _outgoing(fields))
+                await self._client.xadd(key, outgoing(fields))
 
-    async def consume(
-        self,
-        queue: str,
-        handler: Handler,
-        *,
-        prefetch: int = 32,
-        max_deliveries: int = 5,
-    ) -> _Subscription:
-        self._check_open()
-        if prefetch < 1 or max_deliveries < 1:
-            raise TransportError("prefetch and max_deliveries must be >= 1")
+    async def _subscribe(
+        self, queue: str, handler: Handler, prefetch: int, max_deliveries: int
+    ) -> Subscription:
         await self._ensure(self.stream_key(queue))
         self._consumers += 1
-        subscription = _Subscription(
+        subscription = Subscription(
             self,
             queue,
             f"{self.consumer}-{self._consumers}",
@@ -348,18 +332,17 @@ class RedisTransport:
             prefetch=prefetch,
             max_deliveries=max_deliveries,
         )
-        subscription._loop_task = asyncio.create_task(subscription._run())
-        self._subscriptions.add(subscription)
+        subscription.loop_task = asyncio.create_task(subscription.run())
         return subscription
 
-    async def _ack(self, key: str, entry_id: bytes) -> None:
+    async def ack(self, key: str, entry_id: bytes) -> None:
         async with self._turn(), self._client.pipeline(transaction=False) as pipe:
             pipe.xack(key, self.group, entry_id)
             if self.delete_acked:
                 pipe.xdel(key, entry_id)
             await pipe.execute()
 
-    async def _dead_letter(
+    async def dead_letter(
         self,
         queue: str,
         entry_id: bytes,
@@ -367,9 +350,7 @@ class RedisTransport:
         reason: str,
         deliveries: int,
     ) -> None:
-        reason = reason[:MAX_REASON_CHARS]
-        extra = {"action": "dead_lettered", "queue": queue, "reason": reason}
-        logger.warning("message dead-lettered", extra=extra)
+        reason = dead_lettered(logger, queue, reason)
         dead: Fields = {
             BODY_FIELD: fields.get(BODY_FIELD, b""),
             REASON_FIELD: reason.encode(),
@@ -381,7 +362,7 @@ class RedisTransport:
             dead[ID_FIELD] = fields[ID_FIELD]
         key = self.stream_key(queue)
         async with self._turn(), self._client.pipeline(transaction=True) as pipe:
-            pipe.xadd(self.dead_letter_key(queue), _outgoing(dead))
+            pipe.xadd(self.dead_letter_key(queue), outgoing(dead))
             pipe.xack(key, self.group, entry_id)
             if self.delete_acked:
                 pipe.xdel(key, entry_id)
@@ -392,7 +373,7 @@ class RedisTransport:
         if limit < 1:
             return []
         key = self.dead_letter_key(queue)
-        with _driver_errors(f"reading {key}"):
+        with driver_errors(f"reading {key}"):
             async with self._turn():
                 entries: Any = await self._client.xrange(key, "-", "+", count=limit)
         return [
@@ -416,7 +397,7 @@ class RedisTransport:
         key = self.stream_key(queue)
         dlq = self.dead_letter_key(queue)
         await self._ensure(key)
-        with _driver_errors(f"replaying {dlq}"):
+        with driver_errors(f"replaying {dlq}"):
             async with self._turn():
                 entries: Any = await self._client.xrange(dlq, "-", "+", count=limit)
             if not entries:
@@ -426,26 +407,11 @@ class RedisTransport:
                     again: Fields = {BODY_FIELD: fields.get(BODY_FIELD, b"")}
                     if ID_FIELD in fields:
                         again[ID_FIELD] = fields[ID_FIELD]
-                    pipe.xadd(key, _outgoing(again))
+                    pipe.xadd(key, outgoing(again))
                 pipe.xdel(dlq, *[entry_id for entry_id, _fields in entries])
                 await pipe.execute()
-        logger.info(
-            "dead letters replayed",
-            extra={
-                "action": "dead_letters_replayed",
-                "queue": queue,
-                "n": len(entries),
-            },
-        )
-        return len(entries)
+        return replayed(logger, queue, len(entries))
 
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            for subscription in list(self._subscriptions):
-                await subscription.cancel()
-        finally:
-            with _driver_errors("closing the connection"):
-                await self._client.aclose()
+    async def _disconnect(self) -> None:
+        with driver_errors("closing the connection"):
+            await self._client.aclose()

@@ -8,25 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-from sagakit.errors import TransportError
-from sagakit.messaging.envelope import (
-    Envelope,
-    MalformedMessage,
-    decode,
+from sagakit.adapters.transport.base import LoopSubscription
+from sagakit.adapters.transport.delivery import (
+    ACK,
+    deliver,
+    error_line,
+    open_body,
+    overdue,
 )
+from sagakit.adapters.transport.redis_driver import DRIVER_ERRORS
+from sagakit.errors import TransportError
+from sagakit.messaging.envelope import Envelope
 from sagakit.ports.transport import Handler
 
 if TYPE_CHECKING:
     from sagakit.adapters.transport.redis import RedisTransport
 
 try:
-    from redis.exceptions import RedisClusterException, RedisError, ResponseError
+    from redis.exceptions import ResponseError
     from redis.typing import EncodableT, FieldT
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
@@ -42,72 +44,17 @@ REASON_FIELD = b"reason"
 DEAD_AT_FIELD = b"dead_at"
 QUEUE_FIELD = b"queue"
 DELIVERIES_FIELD = b"deliveries"
-MAX_REASON_CHARS = 2000
 END_OF_SCAN = b"0-0"
 MAX_BLOCK = 1.0  # seconds a read blocks at most, far below socket timeouts
-
-CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
-"""URL schemes naming a Redis Cluster, and what redis-py is given instead."""
-UNREACHABLE = "Please provide at least one reachable node: "
-"""What redis-py's cluster client puts before the reason it cannot connect."""
-
-_DRIVER_ERRORS = (RedisError, RedisClusterException, OSError)
-"""What redis-py raises; ``OSError`` covers sockets and ``TimeoutError``, and
-the cluster client's own errors (a missed slot, a cross-slot transaction) do
-not derive from ``RedisError``."""
 
 Fields = dict[bytes, bytes]
 
 
-def _refused(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ConnectionRefusedError) or (
-            isinstance(seen, OSError) and seen.errno == errno.ECONNREFUSED
-        ):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return "connection refused" in str(exc).lower()
-
-
-def _one_line(exc: BaseException) -> str:
-    if _refused(exc):
-        return "connection refused"
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-@contextlib.contextmanager
-def _driver_errors(action: str) -> Iterator[None]:
-    try:
-        yield
-    except _DRIVER_ERRORS as exc:
-        raise TransportError(f"Redis: {action} failed: {_one_line(exc)}") from exc
-
-
-def _where(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return parts.path
-    try:
-        port = parts.port or 6379
-    except ValueError:
-        port = 6379
-    return f"{parts.hostname or 'localhost'}:{port}"
-
-
-def _cancelling() -> bool:
-    """Whether this task is being cancelled (rather than a handler raising
-    ``CancelledError`` on its own, which counts as a failed delivery)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
-def _outgoing(fields: Fields) -> dict[FieldT, EncodableT]:
+def outgoing(fields: Fields) -> dict[FieldT, EncodableT]:
     return {name: value for name, value in fields.items()}
 
 
-class _Subscription:
+class Subscription(LoopSubscription):
     """One consumer of the group: a read/claim loop and its handler tasks."""
 
     def __init__(
@@ -120,30 +67,21 @@ class _Subscription:
         prefetch: int,
         max_deliveries: int,
     ) -> None:
-        self._transport = transport
-        self._queue = queue
+        super().__init__(transport, queue, handler, prefetch, max_deliveries)
+        self._redis = transport
         self._key = transport.stream_key(queue)
         self.consumer = consumer
-        self._handler = handler
-        self._prefetch = prefetch
-        self._max_deliveries = max_deliveries
         self._inflight: dict[bytes, asyncio.Task[None]] = {}
         self._slot_freed = asyncio.Event()
-        self._loop_task: asyncio.Task[None] | None = None
-        self._cancelled = False
 
-    async def cancel(self) -> None:
+    async def _stop(self) -> None:
         """Stop reading; unacknowledged entries stay pending for others.
 
         The loop and the in-flight handlers are cancelled; their entries are
         claimed by another consumer once idle for ``claim_idle``. The consumer
         is then removed from the group if it owns no pending entries."""
-        if self._cancelled:
-            return
-        self._cancelled = True
-        self._transport._subscriptions.discard(self)
         current = asyncio.current_task()
-        tasks = [t for t in (self._loop_task, *self._inflight.values()) if t]
+        tasks = [t for t in (self.loop_task, *self._inflight.values()) if t]
         tasks = [t for t in tasks if t is not current]
         for task in tasks:
             task.cancel()
@@ -152,16 +90,16 @@ class _Subscription:
 
     async def _forget(self) -> None:
         """``XGROUP DELCONSUMER`` when it would drop nothing (best effort)."""
-        client = self._transport._client
-        group = self._transport.group
+        client = self._redis._client
+        group = self._redis.group
         try:
-            async with self._transport._turn():
+            async with self._redis._turn():
                 pending = await client.xpending_range(
                     self._key, group, "-", "+", 1, self.consumer
                 )
                 if not pending:
                     await client.xgroup_delconsumer(self._key, group, self.consumer)
-        except _DRIVER_ERRORS:
+        except DRIVER_ERRORS:
             logger.debug(
                 "consumer left in the group",
                 exc_info=True,
@@ -170,8 +108,8 @@ class _Subscription:
 
     # --- the loop -------------------------------------------------------------
 
-    async def _run(self) -> None:
-        transport = self._transport
+    async def run(self) -> None:
+        transport = self._redis
         clock = asyncio.get_running_loop().time
         interval = transport.claim_interval
         next_claim = clock()
@@ -202,19 +140,19 @@ class _Subscription:
                 transport._groups.discard(self._key)  # the stream was deleted
                 with contextlib.suppress(TransportError):
                     await transport._ensure(self._key)
-            except _DRIVER_ERRORS as exc:
+            except DRIVER_ERRORS as exc:
                 await self._pause(exc)
 
     async def _pause(self, exc: BaseException) -> None:
-        error = _one_line(exc)
+        error = error_line(exc)
         extra = {"action": "consume_failed", "queue": self._queue, "error": error}
         logger.warning("consumer loop failed, retrying", extra=extra)
-        await asyncio.sleep(self._transport.claim_interval)
+        await asyncio.sleep(self._redis.claim_interval)
 
     async def _read(self, count: int, *, block_ms: int) -> None:
-        async with self._transport._turn():
-            response: Any = await self._transport._client.xreadgroup(
-                self._transport.group,
+        async with self._redis._turn():
+            response: Any = await self._redis._client.xreadgroup(
+                self._redis.group,
                 self.consumer,
                 {self._key: ">"},
                 count=count,
@@ -228,10 +166,10 @@ class _Subscription:
         """Reset the idle time of the entries being handled."""
         if not self._inflight:
             return
-        async with self._transport._turn():
-            await self._transport._client.xclaim(
+        async with self._redis._turn():
+            await self._redis._client.xclaim(
                 self._key,
-                self._transport.group,
+                self._redis.group,
                 self.consumer,
                 0,
                 list(self._inflight),
@@ -243,14 +181,14 @@ class _Subscription:
         free = self._prefetch - len(self._inflight)
         if free <= 0:
             return cursor
-        client = self._transport._client
-        group = self._transport.group
-        async with self._transport._turn():
+        client = self._redis._client
+        group = self._redis.group
+        async with self._redis._turn():
             response: Any = await client.xautoclaim(
                 self._key,
                 group,
                 self.consumer,
-                self._transport.claim_idle_ms,
+                self._redis.claim_idle_ms,
                 start_id=cursor,
                 count=free,
             )
@@ -290,7 +228,7 @@ class _Subscription:
         except asyncio.CancelledError:
             raise  # left pending: claimed by another consumer later
         except Exception as exc:  # a driver error settling it: it stays pending
-            error = _one_line(exc)
+            error = error_line(exc)
             extra = {"action": "settle_failed", "queue": self._queue, "error": error}
             logger.warning("message left unacknowledged", extra=extra)
 
@@ -299,47 +237,25 @@ class _Subscription:
         body = fields.get(BODY_FIELD)
         if body is None:
             return "entry has no body field"
-        try:
-            message = decode(body, limit=self._transport.limit)
-        except MalformedMessage as exc:
-            return exc.reason
-        except Exception as exc:  # json.loads: RecursionError on deep nesting
-            return f"undecodable: {exc!r}"
-        if deliveries > self._max_deliveries:  # its consumers kept dying
-            return f"not acknowledged after {deliveries - 1} deliveries"
-        return message
+        opened = open_body(body, self._redis.limit)
+        return overdue(opened, deliveries, self._max_deliveries)
 
     async def _deliver(self, entry_id: bytes, fields: Fields, deliveries: int) -> None:
-        transport = self._transport
-        message = self._open(fields, deliveries)
-        if isinstance(message, str):
-            await transport._dead_letter(
-                self._queue, entry_id, fields, message, deliveries
+        transport = self._redis
+        verdict = await deliver(
+            self._handler,
+            self._open(fields, deliveries),
+            deliveries,
+            self._max_deliveries,
+        )
+        if verdict is ACK:
+            await transport.ack(self._key, entry_id)
+        elif verdict.reason is not None:
+            await transport.dead_letter(
+                self._queue, entry_id, fields, verdict.reason, deliveries
             )
-            return
-        try:
-            await self._handler(message)
-        except asyncio.CancelledError as exc:
-            if _cancelling():
-                raise
-            failure: BaseException = exc  # raised by the handler itself
-        except MalformedMessage as exc:  # the handler says: never valid
-            await transport._dead_letter(
-                self._queue, entry_id, fields, exc.reason, deliveries
-            )
-            return
-        except Exception as exc:
-            failure = exc
         else:
-            await transport._ack(self._key, entry_id)
-            return
-        if deliveries < self._max_deliveries:
             logger.info(
                 "handler failed, message left pending",
                 extra={"action": "redelivered", "queue": self._queue},
             )
-            return
-        reason = (
-            f"handler failed {deliveries} times: {type(failure).__name__}: {failure}"
-        )
-        await transport._dead_letter(self._queue, entry_id, fields, reason, deliveries)

@@ -1,0 +1,349 @@
+"""AMQP plumbing shared by the RabbitMQ and Celery-on-RabbitMQ transports.
+
+:class:`AmqpTransport` holds a robust aio-pika connection and one publish
+channel with publisher confirms and ``mandatory`` routing; each subscription
+gets a channel of its own (its own QoS prefetch; closing it requeues what it
+held). Queues are durable and declared on first use; each queue ``q`` has a
+dead-letter queue ``q.dlq`` that the adapter itself feeds (the broker's DLX
+would lose the reason). Deliveries are counted in the header
+``x-sagakit-deliveries``: a failed message is republished, confirmed, to the
+end of its queue with the count incremented, then acknowledged. Dead letters
+are read with ``basic.get`` and put back in place with one ``nack(multiple,
+requeue)``; replaying republishes each, confirmed, before acknowledging it.
+
+Subclasses say how a message is opened (``_open``), sent again (``_resend``)
+and reported as a dead letter (``_dead_letter_of``). Driver errors become
+:class:`~sagakit.errors.TransportError` with the driver's exception as
+``__cause__``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Self
+from urllib.parse import urlsplit
+
+from sagakit.adapters.transport.base import BaseSubscription, BaseTransport
+from sagakit.adapters.transport.base import driver_errors as wrap_errors
+from sagakit.adapters.transport.delivery import (
+    ACK,
+    DELIVERIES_HEADER,
+    counted,
+    dead_letter_headers,
+    deliver,
+    error_line,
+    replay_headers,
+    replayed,
+    requeued,
+)
+from sagakit.errors import TransportError
+from sagakit.messaging.envelope import MAX_MESSAGE_BYTES, Envelope
+from sagakit.ports.transport import DeadLetter, Handler
+
+try:
+    import aio_pika
+    from aio_pika.abc import (
+        AbstractChannel,
+        AbstractIncomingMessage,
+        AbstractQueue,
+        AbstractRobustConnection,
+        HeadersType,
+    )
+    from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
+    from pamqp.commands import Basic
+    from pamqp.exceptions import PAMQPException
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "RabbitTransport and CeleryTransport need aio-pika: "
+        "pip install 'sagakit[rabbitmq]' (or 'sagakit[celery]')"
+    ) from exc
+
+__all__ = [
+    "DRIVER_ERRORS",
+    "AbstractIncomingMessage",
+    "AmqpSubscription",
+    "AmqpTransport",
+    "Basic",
+    "HeadersType",
+    "aio_pika",
+    "where",
+]
+
+logger = logging.getLogger(__name__)
+
+DRIVER_ERRORS = (AMQPError, ChannelInvalidStateError, PAMQPException, OSError)
+"""What aio-pika/aiormq raise; ``OSError`` covers sockets and ``TimeoutError``."""
+
+
+def where(url: str) -> str:
+    """``host:port`` of an AMQP URL, for messages."""
+    parts = urlsplit(url)
+    default = 5671 if parts.scheme == "amqps" else 5672
+    try:
+        port = parts.port or default
+    except ValueError:
+        port = default
+    return f"{parts.hostname or 'localhost'}:{port}"
+
+
+class AmqpSubscription(BaseSubscription):
+    """A consumer on a channel of its own."""
+
+    def __init__(
+        self, transport: AmqpTransport, channel: AbstractChannel, queue: AbstractQueue
+    ) -> None:
+        super().__init__(transport)
+        self._amqp = transport
+        self.channel = channel
+        self.queue = queue
+        self.tag: str | None = None
+        self.inflight: set[asyncio.Task[object]] = set()
+
+    async def _stop(self) -> None:
+        """In-flight handlers are cancelled, then the channel is closed, which
+        makes the broker requeue every message it delivered on it and that was
+        not acknowledged."""
+        errors = self._amqp._errors
+        try:
+            if self.tag is not None and not self.channel.is_closed:
+                with errors(f"cancelling the consumer of {self.queue.name}"):
+                    await self.queue.cancel(self.tag)
+        finally:
+            current = asyncio.current_task()
+            tasks = [t for t in self.inflight if t is not current]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if not self.channel.is_closed:
+                with errors(f"closing the channel of {self.queue.name}"):
+                    await self.channel.close()
+
+
+class AmqpTransport(BaseTransport):
+    """Connection, channels, queues and settling, for both AMQP adapters."""
+
+    broker = "RabbitMQ"
+    """How driver errors name the broker."""
+    connect_name = "RabbitMQ"
+    """How a failed connection names the broker."""
+    log = logger
+    default_prefix = ""
+    """What queue names start with (``<prefix>.<queue>``) unless told."""
+
+    def __init__(
+        self,
+        connection: AbstractRobustConnection,
+        channel: AbstractChannel,
+        *,
+        limit: int = MAX_MESSAGE_BYTES,
+        prefix: str | None = None,
+    ) -> None:
+        """Use :meth:`connect`; this takes an open connection and a publish
+        channel with publisher confirms."""
+        super().__init__()
+        self.limit = limit
+        self.prefix = self.default_prefix if prefix is None else prefix
+        self._connection = connection
+        self._channel = channel
+        self._declared: set[str] = set()
+        self._declaring = asyncio.Lock()
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        limit: int = MAX_MESSAGE_BYTES,
+        prefix: str | None = None,
+        connect_timeout: float = 10.0,
+    ) -> Self:
+        """Connect (reconnecting automatically later) and open the publish
+        channel; ``prefix`` defaults to :attr:`default_prefix`."""
+        url = cls._amqp_url(url)
+        try:
+            connection = await aio_pika.connect_robust(url, timeout=connect_timeout)
+        except DRIVER_ERRORS as exc:
+            raise TransportError(
+                f"cannot connect to {cls.connect_name} at {where(url)}: "
+                f"{error_line(exc)}"
+            ) from exc
+        try:
+            with cls._errors("opening the publish channel"):
+                channel = await connection.channel(
+                    publisher_confirms=True, on_return_raises=True
+                )
+        except TransportError:
+            with contextlib.suppress(*DRIVER_ERRORS):
+                await connection.close()
+            raise
+        return cls(connection, channel, limit=limit, prefix=prefix)
+
+    @classmethod
+    def _amqp_url(cls, url: str) -> str:
+        """aio-pika's URL for ``url``."""
+        return url
+
+    @classmethod
+    @contextlib.contextmanager
+    def _errors(cls, action: str) -> Iterator[None]:
+        with wrap_errors(cls.broker, action, DRIVER_ERRORS):
+            yield
+
+    @property
+    def declared_queues(self) -> frozenset[str]:
+        """Broker names of the queues this transport declared (tests, cleanup)."""
+        return frozenset(self._declared)
+
+    def queue_name(self, queue: str) -> str:
+        """The broker's name for the logical ``queue``."""
+        return f"{self.prefix}.{queue}" if self.prefix else queue
+
+    async def _declare(self, channel: AbstractChannel, name: str) -> AbstractQueue:
+        with self._errors(f"declaring queue {name}"):
+            declared = await channel.declare_queue(name, durable=True)
+        self._declared.add(name)
+        return declared
+
+    async def _ensure(self, name: str) -> None:
+        """Declare ``name`` on the publish channel, once per transport."""
+        if name in self._declared:
+            return
+        async with self._declaring:  # one declare, not one per concurrent publish
+            if name not in self._declared:
+                await self._declare(self._channel, name)
+
+    # --- consuming ------------------------------------------------------------
+
+    async def _subscribe(
+        self, queue: str, handler: Handler, prefetch: int, max_deliveries: int
+    ) -> AmqpSubscription:
+        name = self.queue_name(queue)
+        await self._ensure(f"{name}.dlq")
+        with self._errors(f"opening a channel to consume {name}"):
+            channel = await self._connection.channel(publisher_confirms=False)
+            await channel.set_qos(prefetch_count=prefetch)
+        subscription = AmqpSubscription(
+            self, channel, await self._declare(channel, name)
+        )
+        inflight = subscription.inflight
+
+        async def on_message(incoming: AbstractIncomingMessage) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                inflight.add(task)
+            try:
+                await self._deliver(queue, incoming, handler, max_deliveries)
+            except asyncio.CancelledError:
+                raise  # not acknowledged: requeued when the channel closes
+            except Exception:  # a driver error settling it: it stays unacked
+                self.log.warning(
+                    "message left unacknowledged",
+                    exc_info=True,
+                    extra={"action": "settle_failed", "queue": queue},
+                )
+            finally:
+                if task is not None:
+                    inflight.discard(task)
+
+        try:
+            with self._errors(f"consuming {name}"):
+                subscription.tag = await subscription.queue.consume(on_message)
+        except TransportError:
+            await subscription.cancel()
+            raise
+        return subscription
+
+    async def _deliver(
+        self,
+        queue: str,
+        incoming: AbstractIncomingMessage,
+        handler: Handler,
+        max_deliveries: int,
+    ) -> None:
+        headers = incoming.headers
+        verdict = await deliver(
+            handler, self._open(incoming), counted(headers) + 1, max_deliveries
+        )
+        if verdict is ACK:
+            await incoming.ack()
+            return
+        name = self.queue_name(queue)
+        if verdict.reason is None:
+            requeued(self.log, queue, verdict.deliveries)
+            again = {**headers, DELIVERIES_HEADER: verdict.deliveries}
+            await self._resend(name, incoming, again)
+        else:
+            dead = dead_letter_headers(self.log, queue, headers, verdict.reason)
+            await self._resend(f"{name}.dlq", incoming, dead)
+        await incoming.ack()
+
+    def _open(self, incoming: AbstractIncomingMessage) -> Envelope | str:
+        """The envelope ``incoming`` carries, or why it goes to the DLQ."""
+        raise NotImplementedError
+
+    async def _resend(
+        self, name: str, incoming: AbstractIncomingMessage, headers: HeadersType
+    ) -> None:
+        """Publish ``incoming`` again to ``name``, confirmed, with ``headers``."""
+        raise NotImplementedError
+
+    def _dead_letter_of(
+        self, queue: str, incoming: AbstractIncomingMessage
+    ) -> DeadLetter:
+        raise NotImplementedError
+
+    # --- dead letters ---------------------------------------------------------
+
+    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        self._check_open()
+        name = f"{self.queue_name(queue)}.dlq"
+        found: list[DeadLetter] = []
+        with self._errors(f"reading {name}"):
+            channel = await self._connection.channel(publisher_confirms=False)
+            try:
+                dlq = await channel.declare_queue(name, durable=True)
+                self._declared.add(name)
+                last: AbstractIncomingMessage | None = None
+                while len(found) < limit:
+                    incoming = await dlq.get(no_ack=False, fail=False)
+                    if incoming is None:
+                        break
+                    last = incoming
+                    found.append(self._dead_letter_of(queue, incoming))
+                if last is not None:  # put them all back, in place
+                    await last.nack(multiple=True, requeue=True)
+            finally:
+                await channel.close()
+        return found
+
+    async def replay_dead_letters(self, queue: str, limit: int = 100) -> int:
+        """Take dead letters one by one with ``basic.get``, republish each to
+        ``queue`` (confirmed, without the dead-letter and delivery-count
+        headers), then acknowledge it on the dead-letter queue. Messages taken
+        but not yet moved go back to the dead-letter queue if this fails."""
+        self._check_open()
+        name = self.queue_name(queue)
+        dlq_name = f"{name}.dlq"
+        moved = 0
+        with self._errors(f"replaying {dlq_name}"):
+            channel = await self._connection.channel(publisher_confirms=False)
+            try:
+                dlq = await channel.declare_queue(dlq_name, durable=True)
+                self._declared.add(dlq_name)
+                while moved < limit:
+                    incoming = await dlq.get(no_ack=False, fail=False)
+                    if incoming is None:
+                        break
+                    await self._resend(name, incoming, replay_headers(incoming.headers))
+                    await incoming.ack()
+                    moved += 1
+            finally:
+                await channel.close()
+        return replayed(self.log, queue, moved)
+
+    async def _disconnect(self) -> None:
+        with self._errors("closing the connection"):
+            await self._connection.close()
