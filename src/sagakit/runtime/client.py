@@ -29,6 +29,7 @@ from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
 from sagakit.runtime.clock import SystemClock
 from sagakit.runtime.driver import Driver
 from sagakit.runtime.instance import Instance, default_worker_id
+from sagakit.runtime.operator import Action
 from sagakit.runtime.remote import command_messages, remote_of
 from sagakit.runtime.result import SagaResult
 
@@ -255,23 +256,33 @@ class SagaClient:
             await self.clock.sleep(delay)
             delay = min(delay * 2, 1.0)
 
+    async def request(
+        self,
+        saga_id: str,
+        action: Action,
+        *,
+        reason: str | None = None,
+        by: str = "operator",
+    ) -> None:
+        """Commit an operator's ``action`` and hand the saga over to a worker
+        (``StateError`` if it does not fit the saga's state)."""
+        await self.driver.request(saga_id, action, reason=reason, by=by, hand_over=True)
+
     async def retry(self, saga_id: str, *, by: str = "operator") -> None:
         """Run the failed steps of a ``failed`` saga again (fresh retry
         budget), in a worker."""
-        await self.driver.request(saga_id, "retry", by=by, hand_over=True)
+        await self.request(saga_id, "retry", by=by)
 
     async def resume(self, saga_id: str, *, by: str = "operator") -> None:
         """Retry the failed compensation of a ``compensation_failed`` saga and
         go on rolling back, in a worker."""
-        await self.driver.request(saga_id, "resume", by=by, hand_over=True)
+        await self.request(saga_id, "resume", by=by)
 
     async def cancel(
         self, saga_id: str, *, reason: str | None = None, by: str = "operator"
     ) -> None:
         """Stop a running saga and compensate what it completed, in a worker."""
-        await self.driver.request(
-            saga_id, "cancel", reason=reason, by=by, hand_over=True
-        )
+        await self.request(saga_id, "cancel", reason=reason, by=by)
 
     async def close(self) -> None:
         """Close the store."""

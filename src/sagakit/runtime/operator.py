@@ -16,6 +16,7 @@ from sagakit.engine.events import CancelRequested, ResumeRequested, RetryRequest
 from sagakit.ports.store import HistoryEntry
 
 if TYPE_CHECKING:
+    from sagakit.runtime.client import SagaClient
     from sagakit.runtime.orchestrator import Orchestrator
 
 logger = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ Request = RetryRequested | ResumeRequested | CancelRequested
 
 
 async def request(
-    orchestrator: Orchestrator,
+    orchestrator: Orchestrator | SagaClient,
     saga_id: str,
     action: Action,
     *,
@@ -39,7 +40,8 @@ async def request(
     ``retry``: a ``failed`` saga runs its failed steps again. ``resume``: a
     ``compensation_failed`` saga retries its failed compensation and goes on
     rolling back. ``cancel``: a ``running`` saga stops going forward and
-    compensates (refused past the pivot).
+    compensates (refused past the pivot). With ``hand_over``, the saga is
+    not driven here but left (released) for a worker to claim.
     """
     await orchestrator.driver.request(
         saga_id, action, reason=reason, by=by, hand_over=hand_over
