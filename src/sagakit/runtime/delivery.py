@@ -7,18 +7,21 @@ to the fresh state.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
 from sagakit.engine.commands import Command, FinishSaga
+from sagakit.engine.events import Event
 from sagakit.errors import (
     ConcurrencyError,
     DuplicateMessage,
+    SagaError,
     SagaNotFound,
     StateError,
     StoreError,
 )
-from sagakit.ports.store import SagaRecord, SagaStore
+from sagakit.ports.store import HistoryEntry, InboxEntry, SagaRecord, SagaStore
 from sagakit.runtime.instance import Delivery, Instance
 
 if TYPE_CHECKING:
@@ -161,3 +164,43 @@ async def _stored(store: SagaStore, inst: Instance) -> SagaRecord | None:
         return await store.get(inst.state.saga_id)
     except SagaNotFound:
         return None
+
+
+async def enqueue(
+    inst: Instance,
+    event: Event,
+    entries: list[HistoryEntry],
+    inbox: InboxEntry | None,
+    *,
+    strict: bool = False,
+    wait: bool = True,
+) -> None:
+    """Hand an event from outside to the instance's task; with ``wait``,
+    return once it is applied (and raise what applying it raised)."""
+    handled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    inst.queue.put_nowait(Delivery(event, entries, inbox, handled, strict))
+    if not wait:
+        handled.add_done_callback(_consume_result)
+        return
+    driver = inst.driver
+    if driver is None or driver.done():
+        return  # nothing will apply it here; the store still has the truth
+    waiter = asyncio.ensure_future(asyncio.shield(handled))
+    done, _ = await asyncio.wait({waiter, driver}, return_when="FIRST_COMPLETED")
+    if waiter in done:
+        waiter.result()
+    else:
+        waiter.cancel()
+        if not handled.done():
+            raise SagaError(
+                f"saga {inst.state.saga_id} stopped before a delivery was applied"
+            )
+
+
+def _consume_result(done: asyncio.Future[None]) -> None:
+    """Nobody awaits a fire-and-forget delivery: log what it raised."""
+    if not done.cancelled() and done.exception() is not None:
+        logger.warning(
+            "operator action refused",
+            extra={"action": "operator_refused", "error": str(done.exception())},
+        )

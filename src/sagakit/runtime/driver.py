@@ -4,7 +4,8 @@ For every event the loop is: ``decide`` -> commit the new state and the history
 line -> run the commands. A transition is durable before any of its effects
 start, so a crash at any point leaves a state a restarted worker can resume.
 Replies, deadlines and operator requests reach an instance as deliveries on
-its queue (:meth:`Driver.enqueue`); its task applies them like any outcome.
+its queue (:func:`~sagakit.runtime.delivery.enqueue`); its task applies them
+like any outcome.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from sagakit.engine.events import Event, SagaResumed
 from sagakit.engine.state import SagaState, SagaStatus
 from sagakit.errors import (
     ConcurrencyError,
-    SagaError,
     SagaNotFound,
     StateError,
     StoreError,
@@ -185,7 +185,7 @@ class Driver:
         if inst is not None and inst.driver is not None and not inst.driver.done():
             decide(inst.saga, inst.state, event)  # refuse now what will not fit
             # applied by the driver before the outcome of the step running now
-            await self.enqueue(inst, event, [entry], None, strict=True, wait=False)
+            await delivery.enqueue(inst, event, [entry], None, strict=True, wait=False)
         else:
             record = await self.store.get(saga_id)
             inst = Instance.from_record(self.definition(record.saga_name), record)
@@ -463,37 +463,6 @@ class Driver:
         inst.version += 1
         inst.state = state
 
-    async def enqueue(
-        self,
-        inst: Instance,
-        event: Event,
-        entries: list[HistoryEntry],
-        inbox: InboxEntry | None,
-        *,
-        strict: bool = False,
-        wait: bool = True,
-    ) -> None:
-        """Hand an event from outside to the instance's task; with ``wait``,
-        return once it is applied (and raise what applying it raised)."""
-        handled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        inst.queue.put_nowait(Delivery(event, entries, inbox, handled, strict))
-        if not wait:
-            handled.add_done_callback(_consume_result)
-            return
-        driver = inst.driver
-        if driver is None or driver.done():
-            return  # nothing will apply it here; the store still has the truth
-        waiter = asyncio.ensure_future(asyncio.shield(handled))
-        done, _ = await asyncio.wait({waiter, driver}, return_when="FIRST_COMPLETED")
-        if waiter in done:
-            waiter.result()
-        else:
-            waiter.cancel()
-            if not handled.done():
-                raise SagaError(
-                    f"saga {inst.state.saga_id} stopped before a delivery was applied"
-                )
-
     # -- running steps -------------------------------------------------------
 
     async def _execute_into(
@@ -528,12 +497,3 @@ class Driver:
 
 def _lease_lost(saga_id: str) -> NoReturn:
     raise ConcurrencyError(f"saga {saga_id}: another worker took its lease")
-
-
-def _consume_result(done: asyncio.Future[None]) -> None:
-    """Nobody awaits a fire-and-forget delivery: log what it raised."""
-    if not done.cancelled() and done.exception() is not None:
-        logger.warning(
-            "operator action refused",
-            extra={"action": "operator_refused", "error": str(done.exception())},
-        )

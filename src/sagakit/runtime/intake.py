@@ -1,7 +1,7 @@
 """The reply intake: the outbox relay, the reply consumer and the deadline timer.
 
 Replies and passed deadlines become deliveries on an instance's queue
-(:meth:`~sagakit.runtime.driver.Driver.enqueue`); the instance's task
+(:func:`~sagakit.runtime.delivery.enqueue`); the instance's task
 applies them like any other outcome.
 """
 
@@ -17,6 +17,7 @@ from sagakit.errors import SagaError, StoreError
 from sagakit.messaging.envelope import Envelope, MalformedMessage
 from sagakit.ports.store import InboxEntry
 from sagakit.ports.transport import Subscription, Transport
+from sagakit.runtime.delivery import enqueue
 from sagakit.runtime.driver import Driver
 from sagakit.runtime.instance import REPLY_CONSUMER
 from sagakit.runtime.relay import OutboxRelay
@@ -98,7 +99,7 @@ class ReplyIntake:
         )
         inbox = InboxEntry(consumer=REPLY_CONSUMER, message_id=message.id)
         with driver.observer.reply_received(inst.saga.name, message):
-            await driver.enqueue(inst, translated.event, [translated.entry], inbox)
+            await enqueue(inst, translated.event, [translated.entry], inbox)
 
     async def _deadline_loop(self) -> None:
         names = self.names()
@@ -126,6 +127,4 @@ class ReplyIntake:
         now = driver.clock.now()
         entries = timed_out_entries(inst.saga, inst.state, now)
         if entries:
-            await driver.enqueue(
-                inst, DeadlinePassed(now, driver.jitter()), entries, None
-            )
+            await enqueue(inst, DeadlinePassed(now, driver.jitter()), entries, None)
