@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, NoReturn
 
 from sagakit.definition.saga import Saga
@@ -47,6 +48,7 @@ from sagakit.runtime.retry import retry_store
 logger = logging.getLogger("sagakit.runtime.orchestrator")
 
 
+@dataclass(eq=False)
 class Driver:
     """Drives the instances of one process against one store.
 
@@ -56,32 +58,19 @@ class Driver:
     ``definition`` finds the saga of a stored instance by name.
     """
 
-    def __init__(
-        self,
-        store: SagaStore,
-        definition: Callable[[str], Saga[Any]],
-        *,
-        clock: Clock,
-        jitter: Callable[[], float],
-        worker_id: str,
-        lease: float | None = None,
-        store_retry: float = 30.0,
-        reply_queue: str = "sagakit.replies",
-        relay: OutboxRelay | None = None,
-        observer: Observer = NOOP,
-    ) -> None:
-        self.store = store
-        self.definition = definition
-        self.clock = clock
-        self.jitter = jitter
-        self.worker_id = worker_id
-        self.lease = lease
-        self.store_retry = store_retry
-        self.reply_queue = reply_queue
-        self.relay = relay
-        self.observer = observer
-        self.active: dict[str, Instance] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
+    store: SagaStore
+    definition: Callable[[str], Saga[Any]]
+    _: KW_ONLY
+    clock: Clock
+    jitter: Callable[[], float]
+    worker_id: str
+    lease: float | None = None
+    store_retry: float = 30.0
+    reply_queue: str = "sagakit.replies"
+    relay: OutboxRelay | None = None
+    observer: Observer = NOOP
+    active: dict[str, Instance] = field(default_factory=dict, init=False)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
     def ownership(self) -> dict[str, Any]:
         """The keywords a commit passes to the store to keep the lease."""

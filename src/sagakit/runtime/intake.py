@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import KW_ONLY, dataclass, field
 
 from sagakit.engine.events import DeadlinePassed
 from sagakit.errors import SagaError, StoreError
@@ -26,28 +27,20 @@ from sagakit.runtime.remote import reply_event, timed_out_entries
 logger = logging.getLogger("sagakit.runtime.orchestrator")
 
 
+@dataclass(eq=False)
 class ReplyIntake:
     """Takes participants' replies on ``reply_queue`` and fails remote steps
     whose reply deadline passed (checked every ``deadline_interval`` s) for
     the sagas named by ``names()``; ``running`` while :meth:`serving`."""
 
-    def __init__(
-        self,
-        driver: Driver,
-        names: Callable[[], list[str]],
-        *,
-        transport: Transport | None,
-        relay: OutboxRelay | None,
-        reply_queue: str,
-        deadline_interval: float,
-    ) -> None:
-        self.driver = driver
-        self.names = names
-        self.transport = transport
-        self.relay = relay
-        self.reply_queue = reply_queue
-        self.deadline_interval = deadline_interval
-        self.running = False
+    driver: Driver
+    names: Callable[[], list[str]]
+    _: KW_ONLY
+    transport: Transport | None
+    relay: OutboxRelay | None
+    reply_queue: str
+    deadline_interval: float
+    running: bool = field(default=False, init=False)
 
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[None]:
