@@ -397,7 +397,8 @@ class Driver:
         for entry in entries:
             if entry.kind in STEP_KINDS:
                 self.observer.step_finished(inst.saga.name, entry)
-        self.send(outbox)
+        if outbox:
+            self.send(outbox)
         saga_id = inst.state.saga_id
         for command, exc in built.unsendable:  # next, as if the step had failed
             inst.queue.put_nowait(unsendable(saga_id, command, exc, now))
@@ -441,14 +442,18 @@ class Driver:
             extra["outbox"] = outbox
         if inbox is not None:
             extra["inbox"] = inbox
-        await retry_store(
-            lambda: self.store.save(record, inst.version, history, **extra),
-            clock=self.clock,
-            limit=self.store_retry,
-            logger=logger,
-            message="save failed; retrying",
-            extra={"action": "save_retry", "saga_id": state.saga_id},
-        )
+        try:
+            await self.store.save(record, inst.version, history, **extra)
+        except StoreError as exc:
+            await retry_store(
+                lambda: self.store.save(record, inst.version, history, **extra),
+                clock=self.clock,
+                limit=self.store_retry,
+                logger=logger,
+                message="save failed; retrying",
+                extra={"action": "save_retry", "saga_id": state.saga_id},
+                failed=exc,
+            )
         inst.version += 1
         inst.state = state
 

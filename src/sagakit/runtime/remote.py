@@ -8,7 +8,7 @@ crash, is deduplicated by the participant's inbox.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -112,10 +112,8 @@ class CommandMessages:
     """The outbox rows for a decision's remote commands, and the commands
     whose message could not be built, each with the error."""
 
-    messages: list[OutboxMessage] = field(default_factory=list)
-    unsendable: list[tuple[RunStep | Compensate, Exception]] = field(
-        default_factory=list
-    )
+    messages: list[OutboxMessage]
+    unsendable: list[tuple[RunStep | Compensate, Exception]]
 
 
 def command_messages(
@@ -131,7 +129,7 @@ def command_messages(
 ) -> CommandMessages:
     """What ``commands`` (a decision's, ``state`` being its new state) send
     through the outbox; local commands and ``FinishSaga`` send nothing."""
-    built = CommandMessages()
+    built = CommandMessages([], [])
     for command in commands:
         if not isinstance(command, RunStep | Compensate):
             continue

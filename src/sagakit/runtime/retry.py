@@ -23,20 +23,27 @@ async def retry_store(
     logger: logging.Logger | None = None,
     message: str = "",
     extra: dict[str, Any] | None = None,
+    failed: StoreError | None = None,
 ) -> T:
     """``call()``, retried on ``StoreError`` with capped exponential backoff
     (``FIRST_DELAY`` doubling up to ``MAX_DELAY``) for ``limit`` seconds;
     then the last error is raised. With a ``logger``, each retry logs the
-    fixed ``message`` with ``extra`` and the error."""
+    fixed ``message`` with ``extra`` and the error.
+
+    ``failed``: the error of a first call the caller made itself (a hot path
+    that tries once before paying for this helper); retrying starts there."""
     delay, waited = FIRST_DELAY, 0.0
+    error = failed
     while True:
-        try:
-            return await call()
-        except StoreError as exc:
+        if error is not None:
             if waited >= limit:
-                raise
+                raise error
             if logger is not None:
-                logger.warning(message, extra={**(extra or {}), "error": str(exc)})
+                logger.warning(message, extra={**(extra or {}), "error": str(error)})
             await clock.sleep(delay)
             waited += delay
             delay = min(delay * 2, MAX_DELAY)
+        try:
+            return await call()
+        except StoreError as exc:
+            error = exc
