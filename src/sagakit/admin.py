@@ -3,7 +3,7 @@ and the dashboard's actions. Nothing here prints; callers render the results.
 
 **Operator actions hand the work over.** ``retry``, ``resume`` and ``cancel``
 commit one transition (a ``*_requested`` history line, the new state) through a
-short-lived :class:`~sagakit.runtime.Orchestrator` and then release the
+short-lived :class:`~sagakit.runtime.client.SagaClient` and then release the
 instance's lease instead of driving it: the process that asked (a CLI call, a
 web request) returns at once, and the steps or compensations run wherever
 sagas run.
@@ -42,7 +42,7 @@ from sagakit.ports.clock import Clock, SystemClock
 from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
 from sagakit.ports.transport import DeadLetter, Transport
 from sagakit.runtime import operator
-from sagakit.runtime.orchestrator import Orchestrator
+from sagakit.runtime.client import SagaClient
 
 logger = logging.getLogger(__name__)
 
@@ -177,12 +177,10 @@ async def _request(
     clock: Clock | None,
 ) -> SagaRecord:
     record = await find(store, saga_id)
-    orchestrator = Orchestrator(
+    client = SagaClient(
         store, sagas, clock=clock, worker_id=f"admin:{by}", lease=ADMIN_LEASE
     )
-    await operator.request(
-        orchestrator, record.saga_id, action, reason=reason, by=by, hand_over=True
-    )
+    await client.request(record.saga_id, action, reason=reason, by=by)
     logger.info(
         "admin action committed",
         extra={"action": f"admin_{action}", "saga_id": record.saga_id, "by": by},

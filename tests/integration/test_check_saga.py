@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-import sagakit.runtime.orchestrator as orchestrator_module
+import sagakit.runtime.driver as driver_module
 from sagakit import Parallel, RetryPolicy, Saga, SQLiteStore, Step
 from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.definition import Remote
@@ -160,7 +160,7 @@ async def test_catches_a_step_applied_twice(monkeypatch: pytest.MonkeyPatch) -> 
             await execute(saga, state, ctx, command, **kw)
         return await execute(saga, state, ctx, command, **kw)
 
-    monkeypatch.setattr(orchestrator_module, "execute", twice)
+    monkeypatch.setattr(driver_module, "execute", twice)
     report = await check_saga(sequential(), Ctx, max_points=3)
     assert "applied once" in rules(report)
     assert "b action applied 2 times" in report.summary()

@@ -412,7 +412,7 @@ async def test_recover_resumes_without_rerunning_committed_steps(
     crashed = Orchestrator(SQLiteStore(path), [saga])
     saga_id = await crashed.start(saga)
     await asyncio.wait_for(stuck.wait(), 5)
-    for task in list(crashed._tasks):  # abandon it, as a killed process would
+    for task in list(crashed.driver.tasks):  # abandon it, as a killed process would
         task.cancel()
     await asyncio.sleep(0)
 

@@ -32,12 +32,13 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from sagakit.definition.retry import NO_RETRY, RetryPolicy
-from sagakit.errors import SagaError, StoreError, error_info
+from sagakit.errors import SagaError, error_info
 from sagakit.messaging.envelope import Envelope, MalformedMessage, encode
 from sagakit.observability.observer import NOOP, Observer
 from sagakit.ports.clock import Clock, SystemClock
 from sagakit.ports.store import SagaStore
 from sagakit.ports.transport import Subscription, Transport
+from sagakit.runtime.retry import retry_store
 
 logger = logging.getLogger(__name__)
 
@@ -227,20 +228,14 @@ class Participant:
         database restart) for ``store_retry`` seconds. Raising would fail the
         delivery: the transport counts it and, after a few quick failures
         while the database is away, dead-letters a valid command."""
-        delay, waited = 0.05, 0.0
-        while True:
-            try:
-                return await call()
-            except StoreError as exc:
-                if waited >= self.store_retry:
-                    raise
-                logger.warning(
-                    "inbox unavailable; retrying",
-                    extra={"action": "inbox_retry", "error": str(exc)},
-                )
-                await self.clock.sleep(delay)
-                waited += delay
-                delay = min(delay * 2, 2.0)
+        return await retry_store(
+            call,
+            clock=self.clock,
+            limit=self.store_retry,
+            logger=logger,
+            message="inbox unavailable; retrying",
+            extra={"action": "inbox_retry"},
+        )
 
     async def _run(self, message: Envelope) -> Envelope:
         def failure(kind: str, text: str, *, retryable: bool) -> Envelope:

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from sagakit.errors import error_info
+from sagakit.runtime.client import SagaClient
 from sagakit.runtime.clock import SystemClock
 from sagakit.runtime.orchestrator import Orchestrator
 from sagakit.runtime.result import SagaResult
 from sagakit.runtime.worker import Worker
 
-__all__ = ["Orchestrator", "SagaResult", "SystemClock", "Worker", "error_info"]
+__all__ = [
+    "Orchestrator",
+    "SagaClient",
+    "SagaResult",
+    "SystemClock",
+    "Worker",
+    "error_info",
+]

@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -27,13 +28,23 @@ from sagakit.engine.events import (
     StepSucceeded,
 )
 from sagakit.engine.state import SagaState
-from sagakit.errors import SagaError
+from sagakit.errors import ErrorInfo, SagaError
 from sagakit.errors import error_info as error_info  # noqa: PLC0414 - old home
 from sagakit.observability.observer import NOOP, Observer, StepRun
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import HistoryEntry
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    """What running a step (or a compensation) did: the event for the engine,
+    the history line for the store, and the exception user code raised."""
+
+    event: Event
+    entry: HistoryEntry
+    exception: BaseException | None = None
 
 
 async def execute(
@@ -46,7 +57,7 @@ async def execute(
     jitter: Callable[[], float],
     observer: Observer = NOOP,
     trace: Mapping[str, str] | None = None,
-) -> tuple[Event, HistoryEntry, BaseException | None]:
+) -> StepOutcome:
     """Run ``command`` and describe what happened: the event for the engine, the
     history line for the store, and the exception if user code raised one.
 
@@ -58,7 +69,7 @@ async def execute(
     call = StepRun(saga.name, state.saga_id, command.step, kind, command.attempt)
     with observer.step(call, trace) as scope:
         outcome = await _run(saga, state, context, command, clock=clock, jitter=jitter)
-        scope.ended(outcome[1].outcome, outcome[2])
+        scope.ended(outcome.entry.outcome, outcome.exception)
     return outcome
 
 
@@ -70,7 +81,7 @@ async def _run(
     *,
     clock: Clock,
     jitter: Callable[[], float],
-) -> tuple[Event, HistoryEntry, BaseException | None]:
+) -> StepOutcome:
     saga_id = state.saga_id
     spec = saga.step(command.step)
     forward = isinstance(command, RunStep)
@@ -99,26 +110,62 @@ async def _run(
                 "error": str(info),
             },
         )
-        entry = HistoryEntry(
-            saga_id, spec.name, kind, command.attempt, "failed", started, at, error=info
-        )
+        entry = _entry(saga_id, command, "failed", started, at, error=info)
         retryable = policy.retries(exc)
         failed: Event = (
             StepAttemptFailed(spec.name, info, retryable, at, jitter())
             if forward
             else CompensationAttemptFailed(spec.name, info, retryable, at, jitter())
         )
-        return failed, entry, exc
+        return StepOutcome(failed, entry, exc)
     at = clock.now()
     if forward:
-        entry = HistoryEntry(
-            saga_id, spec.name, kind, command.attempt, "succeeded", started, at, result
-        )
-        return StepSucceeded(spec.name, result, at), entry, None
-    entry = HistoryEntry(
-        saga_id, spec.name, kind, command.attempt, "succeeded", started, at
+        entry = _entry(saga_id, command, "succeeded", started, at, result=result)
+        return StepOutcome(StepSucceeded(spec.name, result, at), entry)
+    entry = _entry(saga_id, command, "succeeded", started, at)
+    return StepOutcome(CompensationSucceeded(spec.name, at), entry)
+
+
+def _entry(
+    saga_id: str,
+    command: RunStep | Compensate,
+    outcome: str,
+    started: float,
+    at: float,
+    *,
+    result: Any = None,
+    error: ErrorInfo | None = None,
+) -> HistoryEntry:
+    """The history line of one run of ``command``."""
+    return HistoryEntry(
+        saga_id=saga_id,
+        step=command.step,
+        kind="action" if isinstance(command, RunStep) else "compensation",
+        attempt=command.attempt,
+        outcome=outcome,
+        started_at=started,
+        finished_at=at,
+        result=result,
+        error=error,
     )
-    return CompensationSucceeded(spec.name, at), entry, None
+
+
+def unsendable(
+    saga_id: str, command: RunStep | Compensate, exc: Exception, now: float
+) -> StepOutcome:
+    """A remote command whose message could not be built: it failed at once
+    (not retryable), as if its step had raised ``exc``."""
+    info = error_info(exc)
+    entry = _entry(saga_id, command, "failed", now, now, error=info)
+    if isinstance(command, RunStep):
+        event: Event = StepAttemptFailed(
+            command.step, info, False, now, 0.0, command.attempt
+        )
+    else:
+        event = CompensationAttemptFailed(
+            command.step, info, False, now, 0.0, command.attempt
+        )
+    return StepOutcome(event, entry, exc)
 
 
 async def _call(

@@ -14,10 +14,10 @@ from pydantic import BaseModel
 from sagakit.definition.saga import Saga
 from sagakit.engine.events import Event
 from sagakit.engine.state import SagaState
-from sagakit.ports.store import HistoryEntry, InboxEntry
+from sagakit.ports.store import HistoryEntry, InboxEntry, SagaRecord
+from sagakit.runtime.executor import StepOutcome
 from sagakit.runtime.result import SagaResult
 
-Outcome = tuple[Event, HistoryEntry, BaseException | None]
 REPLY_CONSUMER = "sagakit.orchestrator"
 """Inbox consumer name under which orchestrators record the replies they took."""
 
@@ -59,7 +59,7 @@ class Instance:
     idempotency_key: str | None
     done: asyncio.Future[SagaResult[Any]] | None = None
     exceptions: dict[str, BaseException] = field(default_factory=dict)
-    queue: asyncio.Queue[Outcome | Delivery | LeaseLost] = field(
+    queue: asyncio.Queue[StepOutcome | Delivery | LeaseLost] = field(
         default_factory=asyncio.Queue
     )
     in_flight: int = 0
@@ -74,3 +74,15 @@ class Instance:
     """Driven by a ``run()`` caller's task, which must never be cancelled."""
     finished_elsewhere: bool = False
     """Another worker ended it (found on reload): report nothing again."""
+
+    @classmethod
+    def from_record(cls, saga: Saga[Any], record: SagaRecord) -> Instance:
+        """The instance as the store has it (to drive it here)."""
+        return cls(
+            saga=saga,
+            state=record.state,
+            context=saga.context.model_validate(record.context),
+            version=record.version,
+            created_at=record.created_at,
+            idempotency_key=record.idempotency_key,
+        )

@@ -83,6 +83,14 @@ class OutboxRelay:
             return message
         return dataclasses.replace(message, held_by=self.owner, hold=self.hold)
 
+    def holding(self, messages: list[OutboxMessage], now: float) -> list[OutboxMessage]:
+        """While :meth:`run` goes, ``messages`` written held by this relay (see
+        :meth:`held`), so that it publishes them right after the commit
+        instead of claiming them; as they are otherwise."""
+        if not messages or not self._running:
+            return messages
+        return [self.held(message, now) for message in messages]
+
     def publish_now(self, messages: Iterable[OutboxMessage]) -> None:
         """Publish committed messages this relay holds; free ones are claimed."""
         free = False

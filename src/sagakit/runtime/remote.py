@@ -7,7 +7,7 @@ crash, is deduplicated by the participant's inbox.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ from pydantic_core import to_jsonable_python
 
 from sagakit.definition.remote import Remote
 from sagakit.definition.saga import Saga, Step
-from sagakit.engine.commands import Compensate, RunStep
+from sagakit.engine.commands import Command, Compensate, RunStep
 from sagakit.engine.events import (
     CompensationAttemptFailed,
     CompensationSucceeded,
@@ -105,6 +105,54 @@ def command_message(
         available_at=now + command.delay,
         saga_id=state.saga_id,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CommandMessages:
+    """The outbox rows for a decision's remote commands, and the commands
+    whose message could not be built, each with the error."""
+
+    messages: list[OutboxMessage]
+    unsendable: list[tuple[RunStep | Compensate, Exception]]
+
+
+def command_messages(
+    saga: Saga[Any],
+    state: SagaState,
+    context: BaseModel,
+    commands: Iterable[Command],
+    *,
+    reply_to: str,
+    now: float,
+    observer: Observer = NOOP,
+    trace: Mapping[str, str] | None = None,
+) -> CommandMessages:
+    """What ``commands`` (a decision's, ``state`` being its new state) send
+    through the outbox; local commands and ``FinishSaga`` send nothing."""
+    built = CommandMessages([], [])
+    for command in commands:
+        if not isinstance(command, RunStep | Compensate):
+            continue
+        remote = remote_of(saga, command)
+        if remote is None:
+            continue
+        try:
+            message = command_message(
+                saga,
+                state,
+                context,
+                command,
+                remote,
+                reply_to=reply_to,
+                now=now,
+                observer=observer,
+                trace=trace,
+            )
+        except Exception as exc:  # the caller reports it
+            built.unsendable.append((command, exc))
+        else:
+            built.messages.append(message)
+    return built
 
 
 @dataclass(frozen=True, slots=True)

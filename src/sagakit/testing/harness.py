@@ -406,8 +406,8 @@ class _ProcessTransport:
 
 async def _kill(orch: Orchestrator) -> None:
     """Cancel everything the dead process was doing."""
-    tasks: set[asyncio.Task[Any]] = set(orch._tasks)
-    for inst in list(orch._active.values()):
+    tasks: set[asyncio.Task[Any]] = set(orch.driver.tasks)
+    for inst in list(orch.driver.active.values()):
         tasks |= inst.tasks
         if inst.driver is not None:
             tasks.add(inst.driver)

@@ -30,6 +30,7 @@ from sagakit.errors import StateError, TransportError
 from sagakit.messaging.envelope import Envelope, decode
 from sagakit.ports.store import HistoryEntry, InboxEntry, SagaStore
 from sagakit.ports.transport import DeadLetter, Handler
+from sagakit.runtime.driver import Driver
 from sagakit.runtime.orchestrator import Orchestrator
 
 if TYPE_CHECKING:
@@ -130,8 +131,45 @@ class CeleryWire:
         return None
 
 
+class _CompatDriver(Driver):
+    """A driver that tells the saga object about each change it commits."""
+
+    saga_object: Observer | None = None
+
+    async def apply(
+        self,
+        inst: Instance,
+        event: Event,
+        entries: list[HistoryEntry],
+        inbox: InboxEntry | None = None,
+    ) -> tuple[Command, ...]:
+        watcher = self.saga_object
+        if watcher is None:
+            return await super().apply(inst, event, entries, inbox)
+        before = inst.state
+        try:
+            preview = decide(inst.saga, before, event).state
+        except StateError:
+            preview = None  # stale or duplicate: super() drops it
+        if preview is not None and preview != before:
+            # before the next step's command is built: an on_success callback
+            # may store what that step's action reads
+            watcher._transition(
+                before, preview, event, inst.exceptions, committed=False
+            )
+        commands = await super().apply(inst, event, entries, inbox)
+        if inst.state is not before:
+            watcher._transition(
+                before, inst.state, event, inst.exceptions, committed=True
+            )
+        return commands
+
+
 class CompatOrchestrator(Orchestrator):
     """An orchestrator that tells the saga object about each committed change."""
+
+    driver_type = _CompatDriver
+    driver: _CompatDriver
 
     def __init__(
         self,
@@ -146,41 +184,16 @@ class CompatOrchestrator(Orchestrator):
             transport=transport,
             reply_queue="saga_framework.responses",
         )
-        self._observer = observer
-
-    async def _apply(
-        self,
-        inst: Instance,
-        event: Event,
-        entries: list[HistoryEntry],
-        inbox: InboxEntry | None = None,
-    ) -> tuple[Command, ...]:
-        before = inst.state
-        try:
-            preview = decide(inst.saga, before, event).state
-        except StateError:
-            preview = None  # stale or duplicate: super() drops it
-        if preview is not None and preview != before:
-            # before the next step's command is built: an on_success callback
-            # may store what that step's action reads
-            self._observer._transition(
-                before, preview, event, inst.exceptions, committed=False
-            )
-        commands = await super()._apply(inst, event, entries, inbox)
-        if inst.state is not before:
-            self._observer._transition(
-                before, inst.state, event, inst.exceptions, committed=True
-            )
-        return commands
+        self.driver.saga_object = observer
 
     @contextlib.asynccontextmanager
     async def driving(self) -> AsyncIterator[CompatOrchestrator]:
         """Accept remote steps without the relay loop: ``flush`` publishes."""
-        self._serving = self.transport is not None
+        self.intake.running = self.transport is not None
         try:
             yield self
         finally:
-            self._serving = False
+            self.intake.running = False
 
     async def flush(self) -> None:
         """Publish what the outbox holds."""

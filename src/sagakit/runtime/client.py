@@ -1,0 +1,306 @@
+"""The client: start sagas and act on them without running their steps.
+
+A producer (a web request handler) or an admin tool submits instances,
+reads their results and commits operator requests through the store; a
+worker (``Worker``, an ``Orchestrator``) runs the steps. The orchestrator
+uses a client for these parts, with its own driver, so what it starts it
+drives and what a client commits its workers claim.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from sagakit.definition.saga import Saga
+from sagakit.engine.commands import Command
+from sagakit.engine.decide import decide, initial_state
+from sagakit.engine.events import SagaStarted
+from sagakit.errors import SagaError
+from sagakit.observability.observer import NOOP, Observer, started_result
+from sagakit.ports.clock import Clock
+from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
+from sagakit.runtime.clock import SystemClock
+from sagakit.runtime.driver import Driver
+from sagakit.runtime.instance import Instance, default_worker_id
+from sagakit.runtime.operator import Action
+from sagakit.runtime.remote import command_messages, remote_of
+from sagakit.runtime.result import SagaResult
+
+logger = logging.getLogger("sagakit.runtime.orchestrator")
+
+C = TypeVar("C", bound=BaseModel)
+
+
+class Registry:
+    """Saga definitions by name."""
+
+    def __init__(self, sagas: Iterable[Saga[Any]] = ()) -> None:
+        self.sagas: dict[str, Saga[Any]] = {}
+        self.register(*sagas)
+
+    def register(self, *sagas: Saga[Any]) -> None:
+        for saga in sagas:
+            if not isinstance(saga, Saga):
+                raise SagaError(f"register() takes Saga definitions, got {saga!r}")
+            known = self.sagas.get(saga.name)
+            if known is not None and known is not saga:
+                raise SagaError(
+                    f"another saga named {saga.name!r} is already registered"
+                )
+            self.sagas[saga.name] = saga
+
+    def definition(self, name: str) -> Saga[Any]:
+        try:
+            return self.sagas[name]
+        except KeyError:
+            raise SagaError(
+                f"no saga named {name!r} is registered; known: {sorted(self.sagas)}"
+            ) from None
+
+    def names(self) -> list[str]:
+        return list(self.sagas)
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """What :meth:`SagaClient.begin` did: ``instance`` (to drive, with its
+    first ``commands``) is None if the instance existed already (same
+    idempotency key) or was only submitted."""
+
+    saga_id: str
+    instance: Instance | None = None
+    commands: tuple[Command, ...] = ()
+
+
+class SagaClient:
+    """Submits saga instances for workers and acts on them through ``store``.
+
+    ``submit`` commits a new instance that any worker with its definition
+    registered claims; ``retry``, ``resume`` and ``cancel`` commit the
+    operator's request and hand the saga over to a worker (as ``worker_id``,
+    holding it for ``lease`` seconds until it is released, if given).
+    """
+
+    def __init__(
+        self,
+        store: SagaStore,
+        sagas: Iterable[Saga[Any]] = (),
+        *,
+        clock: Clock | None = None,
+        new_id: Callable[[], str] | None = None,
+        worker_id: str | None = None,
+        lease: float | None = None,
+        reply_queue: str = "sagakit.replies",
+        observer: Observer | None = None,
+        registry: Registry | None = None,
+        driver: Driver | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry or Registry()
+        self.registry.register(*sagas)
+        self.driver = driver or Driver(
+            store,
+            self.registry.definition,
+            clock=clock or SystemClock(),
+            jitter=random.random,
+            worker_id=worker_id or f"client:{default_worker_id()}",
+            lease=lease,
+            reply_queue=reply_queue,
+            observer=NOOP if observer is None else observer,
+        )
+        self.clock = self.driver.clock
+        self._new_id = new_id or (lambda: uuid.uuid4().hex)
+
+    async def submit(
+        self,
+        saga: Saga[C],
+        context: C | Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        saga_id: str | None = None,
+    ) -> str:
+        """Commit a new instance for a worker to run, and return its id (the
+        existing instance's, for an ``idempotency_key`` already used)."""
+        started = await self.begin(
+            saga, context, idempotency_key=idempotency_key, saga_id=saga_id
+        )
+        return started.saga_id
+
+    async def begin(
+        self,
+        saga: Saga[C],
+        context: C | Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        saga_id: str | None = None,
+        drive: bool = False,
+    ) -> Started:
+        """Create and commit a new instance; with ``drive``, owned by the
+        driver's worker and returned with its first commands to drive."""
+        self.registry.register(saga)
+        ctx = _context(saga, context)
+        saga_id = saga_id or self._new_id()
+        driver = self.driver
+        now = self.clock.now()
+        decision = decide(saga, initial_state(saga, saga_id), SagaStarted(now))
+        record = SagaRecord(
+            saga_id=saga_id,
+            saga_name=saga.name,
+            status=decision.state.status,
+            version=1,
+            state=decision.state,
+            context=ctx.model_dump(mode="json"),
+            idempotency_key=idempotency_key,
+            created_at=now,
+            updated_at=now,
+            deadline=decision.state.next_deadline,
+        )
+        with driver.observer.saga_start(saga.name, saga_id) as start:
+            trace = start.carrier
+            started = HistoryEntry(
+                saga_id=saga_id,
+                step=None,
+                kind="saga",
+                attempt=0,
+                outcome="started",
+                started_at=now,
+                finished_at=now,
+                result=started_result(trace),
+            )
+            built = command_messages(
+                saga,
+                decision.state,
+                ctx,
+                decision.commands,
+                reply_to=driver.reply_queue,
+                now=now,
+                observer=driver.observer,
+                trace=trace,
+            )
+            for command, exc in built.unsendable[:1]:
+                remote = remote_of(saga, command)
+                raise SagaError(
+                    f"saga {saga.name!r}: cannot build the "
+                    f"{remote.command if remote else None!r} command of step "
+                    f"{command.step!r}: {exc}"
+                ) from exc
+            outbox = driver.hold(built.messages, now)
+            ownership = driver.ownership() if drive else {}
+            stored, created = await self.store.create(
+                record, [started], outbox=outbox, **ownership
+            )
+            start.created = created
+        if not created:
+            logger.info(
+                "saga already started",
+                extra={
+                    "action": "saga_deduplicated",
+                    "saga_id": stored.saga_id,
+                    "idempotency_key": idempotency_key,
+                },
+            )
+            return Started(stored.saga_id)
+        driver.send(outbox)
+        logger.info(
+            "saga started" if drive else "saga submitted",
+            extra={"action": "saga_started", "saga_id": saga_id, "saga": saga.name},
+        )
+        if not drive:
+            return Started(saga_id)
+        inst = Instance(
+            saga=saga,
+            state=decision.state,
+            context=ctx,
+            version=1,
+            created_at=now,
+            idempotency_key=idempotency_key,
+            trace=trace,
+        )
+        return Started(saga_id, inst, decision.commands)
+
+    async def result(self, saga_id: str) -> SagaResult[Any]:
+        """The saga's current outcome as stored (it may not have ended)."""
+        return self.result_of(await self.store.get(saga_id))
+
+    def result_of(self, record: SagaRecord) -> SagaResult[Any]:
+        """``record`` as a result (its context in the registered model)."""
+        saga = self.registry.sagas.get(record.saga_name)
+        model: type[BaseModel] = saga.context if saga is not None else _AnyContext
+        return SagaResult.from_state(record.state, model.model_validate(record.context))
+
+    async def wait(self, saga_id: str) -> SagaResult[Any]:
+        """Wait until the saga ends (polling the store) and return its result
+        (bound it with ``asyncio.timeout`` if needed)."""
+        record = await self.poll(saga_id)
+        assert record is not None  # noqa: S101 - no ``until``: only an end stops it
+        return self.result_of(record)
+
+    async def poll(
+        self, saga_id: str, *, until: Callable[[], bool] | None = None
+    ) -> SagaRecord | None:
+        """The saga's record once it ended; None as soon as ``until()`` holds."""
+        delay = 0.01
+        while True:
+            if until is not None and until():
+                return None
+            record = await self.store.get(saga_id)
+            if record.status.terminal:
+                return record
+            await self.clock.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def request(
+        self,
+        saga_id: str,
+        action: Action,
+        *,
+        reason: str | None = None,
+        by: str = "operator",
+    ) -> None:
+        """Commit an operator's ``action`` and hand the saga over to a worker
+        (``StateError`` if it does not fit the saga's state)."""
+        await self.driver.request(saga_id, action, reason=reason, by=by, hand_over=True)
+
+    async def retry(self, saga_id: str, *, by: str = "operator") -> None:
+        """Run the failed steps of a ``failed`` saga again (fresh retry
+        budget), in a worker."""
+        await self.request(saga_id, "retry", by=by)
+
+    async def resume(self, saga_id: str, *, by: str = "operator") -> None:
+        """Retry the failed compensation of a ``compensation_failed`` saga and
+        go on rolling back, in a worker."""
+        await self.request(saga_id, "resume", by=by)
+
+    async def cancel(
+        self, saga_id: str, *, reason: str | None = None, by: str = "operator"
+    ) -> None:
+        """Stop a running saga and compensate what it completed, in a worker."""
+        await self.request(saga_id, "cancel", reason=reason, by=by)
+
+    async def close(self) -> None:
+        """Close the store."""
+        await self.store.close()
+
+
+def _context(saga: Saga[C], context: C | Mapping[str, Any] | None) -> C:
+    if isinstance(context, saga.context):
+        return context
+    if context is None:
+        return saga.context()
+    if isinstance(context, BaseModel):
+        raise SagaError(
+            f"saga {saga.name!r} takes a {saga.context.__name__} context, "
+            f"got {type(context).__name__}"
+        )
+    return saga.context.model_validate(context)
+
+
+class _AnyContext(BaseModel):
+    model_config = {"extra": "allow"}

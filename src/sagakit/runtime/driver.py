@@ -1,0 +1,493 @@
+"""The driver: runs the saga instances of one process, one task each.
+
+For every event the loop is: ``decide`` -> commit the new state and the history
+line -> run the commands. A transition is durable before any of its effects
+start, so a crash at any point leaves a state a restarted worker can resume.
+Replies, deadlines and operator requests reach an instance as deliveries on
+its queue (:func:`~sagakit.runtime.delivery.enqueue`); its task applies them
+like any outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any, NoReturn
+
+from sagakit.definition.saga import Saga
+from sagakit.engine.commands import Command, Compensate, FinishSaga, RunStep
+from sagakit.engine.decide import decide
+from sagakit.engine.events import Event, SagaResumed
+from sagakit.engine.state import SagaState, SagaStatus
+from sagakit.errors import (
+    ConcurrencyError,
+    SagaNotFound,
+    StateError,
+    StoreError,
+)
+from sagakit.messaging.envelope import MalformedMessage
+from sagakit.observability.observer import NOOP, STEP_KINDS, Observer, trace_of
+from sagakit.ports.clock import Clock
+from sagakit.ports.store import (
+    HistoryEntry,
+    InboxEntry,
+    OutboxMessage,
+    SagaRecord,
+    SagaStore,
+)
+from sagakit.runtime import delivery, operator
+from sagakit.runtime.executor import StepOutcome, execute, unsendable
+from sagakit.runtime.instance import Delivery, Instance, LeaseLost
+from sagakit.runtime.relay import OutboxRelay
+from sagakit.runtime.remote import command_messages, remote_of
+from sagakit.runtime.result import SagaResult
+from sagakit.runtime.retry import retry_store
+
+logger = logging.getLogger("sagakit.runtime.orchestrator")
+
+
+@dataclass(eq=False)
+class Driver:
+    """Drives the instances of one process against one store.
+
+    It owns the instances driven here (``active``, by saga id) and their
+    tasks; it applies events to them (decide -> commit -> effects) and
+    commits at the next version under this worker's lease, if any.
+    ``definition`` finds the saga of a stored instance by name.
+    """
+
+    store: SagaStore
+    definition: Callable[[str], Saga[Any]]
+    _: KW_ONLY
+    clock: Clock
+    jitter: Callable[[], float]
+    worker_id: str
+    lease: float | None = None
+    store_retry: float = 30.0
+    reply_queue: str = "sagakit.replies"
+    relay: OutboxRelay | None = None
+    observer: Observer = NOOP
+    active: dict[str, Instance] = field(default_factory=dict, init=False)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+
+    def ownership(self) -> dict[str, Any]:
+        """The keywords a commit passes to the store to keep the lease."""
+        if self.lease is None:
+            return {}
+        return {"owner": self.worker_id, "lease": self.lease}
+
+    # -- taking instances ----------------------------------------------------
+
+    def spawn(self, inst: Instance, commands: tuple[Command, ...]) -> None:
+        """Drive ``inst`` (now ``active``) in a task of its own."""
+        self.active[inst.state.saga_id] = inst
+        task = asyncio.create_task(self.drive(inst, commands))
+        inst.driver = task
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def adopt(self, record: SagaRecord, how: str) -> bool:
+        """Drive an instance another worker (or a producer) left; False if lost."""
+        saga = self.definition(record.saga_name)
+        saga_id = record.saga_id
+        inst = Instance.from_record(saga, record)
+        now = self.clock.now()
+        entry = HistoryEntry(
+            saga_id=saga_id,
+            step=None,
+            kind="saga",
+            attempt=0,
+            outcome=how,
+            started_at=now,
+            finished_at=now,
+            result={"worker": self.worker_id},
+        )
+        decision = decide(saga, record.state, SagaResumed(now))
+        self.active[saga_id] = inst
+        if decision.state == record.state:
+            # nothing to commit yet: the line joins the next transition's commit
+            inst.pending_history.append(entry)
+        else:
+            try:
+                await self.commit(inst, decision.state, [entry])
+            except (ConcurrencyError, StateError, SagaNotFound):
+                self.active.pop(saga_id, None)
+                return False  # another worker took it
+            except BaseException:
+                # not driven: left active, its lease would be renewed forever
+                self.active.pop(saga_id, None)
+                raise
+        logger.info(
+            "saga resumed",
+            extra={
+                "action": f"saga_{how}",
+                "saga_id": saga_id,
+                "saga": saga.name,
+                "worker": self.worker_id,
+            },
+        )
+        self.spawn(inst, decision.commands)
+        return True
+
+    async def load(self, saga_id: str) -> Instance | None:
+        """The instance of ``saga_id`` driven here, adopted if need be so that
+        a reply or a deadline can be applied; None if the saga ended."""
+        inst = self.active.get(saga_id)
+        if inst is not None:
+            return inst
+        try:  # a reply must not fail (and be dead-lettered) in an outage
+            record = await retry_store(
+                lambda: self.store.get(saga_id),
+                clock=self.clock,
+                limit=self.store_retry,
+            )
+        except SagaNotFound:
+            raise MalformedMessage(f"reply for unknown saga {saga_id}") from None
+        if record.status.terminal:
+            logger.info(
+                "reply for a finished saga dropped",
+                extra={"action": "reply_late", "saga_id": saga_id},
+            )
+            return None
+        if saga_id in self.active:  # adopted meanwhile
+            return self.active[saga_id]
+        inst = Instance.from_record(self.definition(record.saga_name), record)
+        self.spawn(inst, ())
+        return inst
+
+    async def request(
+        self,
+        saga_id: str,
+        action: operator.Action,
+        *,
+        reason: str | None = None,
+        by: str = "operator",
+        hand_over: bool = False,
+    ) -> None:
+        """Apply an operator's ``action`` (see :func:`operator.request`)."""
+        event, entry = operator.requested(
+            saga_id, action, self.clock.now(), reason=reason, by=by
+        )
+        inst = self.active.get(saga_id)
+        if inst is not None and inst.driver is not None and not inst.driver.done():
+            decide(inst.saga, inst.state, event)  # refuse now what will not fit
+            # applied by the driver before the outcome of the step running now
+            await delivery.enqueue(inst, event, [entry], None, strict=True, wait=False)
+        else:
+            record = await self.store.get(saga_id)
+            inst = Instance.from_record(self.definition(record.saga_name), record)
+            commands = await self.apply(inst, event, [entry])  # may refuse
+            if not hand_over:
+                self.spawn(inst, commands)
+            elif self.lease is not None:
+                await self.store.release(self.worker_id, [saga_id])
+        operator.applied(saga_id, action, by)
+
+    # -- letting go ------------------------------------------------------------
+
+    async def renew_leases(self) -> list[str]:
+        """Extend the leases of the instances driven here; returns the ids
+        lost (another worker claimed them: their next save fails)."""
+        if self.lease is None or not self.active:
+            return []
+        ids = list(self.active)
+        kept = set(await self.store.renew(self.worker_id, ids, lease=self.lease))
+        lost = [i for i in ids if i not in kept and i in self.active]
+        for saga_id in lost:
+            logger.warning(
+                "lease lost",
+                extra={"action": "lease_lost", "saga_id": saga_id},
+            )
+            inst = self.active.get(saga_id)
+            if inst is not None and inst.caller_driven:
+                inst.queue.put_nowait(LeaseLost())  # run() goes on polling
+            elif inst is not None and inst.driver is not None:
+                inst.driver.cancel()  # its state is stale: another worker has it
+        return lost
+
+    async def drain(self) -> None:
+        """Wait until every instance driven in the background has stopped."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+    async def settle(self, poll: float = 0.02) -> None:
+        """Wait until every instance driven here has ended or only waits."""
+        # parked flags change in many places; a short poll is simpler than events
+        while any(not inst.parked for inst in self.active.values()):  # noqa: ASYNC110
+            await asyncio.sleep(poll)
+
+    async def stop(self, *, release: bool = True) -> list[str]:
+        """Cancel every instance driven here (released, with a lease and
+        ``release``); returns their ids."""
+        ids = list(self.active)
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        if release and self.lease is not None and ids:
+            await self.store.release(self.worker_id, ids)
+        return ids
+
+    # -- driving -------------------------------------------------------------
+
+    async def drive(self, inst: Instance, commands: tuple[Command, ...]) -> None:
+        """Run the instance's commands and apply their outcomes until it ends.
+
+        Local steps run here; remote steps only wait: their replies and
+        deadlines arrive on the instance's queue as deliveries.
+        """
+        saga_id = inst.state.saga_id
+        try:
+            if inst.trace is None and self.observer.traces:
+                inst.trace = await self._stored_trace(saga_id)
+            while True:
+                local: list[RunStep | Compensate] = []
+                for command in commands:
+                    if isinstance(command, FinishSaga):
+                        self._finish(inst)
+                        return
+                    if remote_of(inst.saga, command) is None:
+                        local.append(command)
+                if len(local) == 1 and inst.in_flight == 0 and inst.queue.empty():
+                    item: StepOutcome | Delivery | LeaseLost = await self.execute(
+                        inst, local[0]
+                    )
+                else:
+                    for command in local:
+                        inst.in_flight += 1
+                        task = asyncio.create_task(self._execute_into(inst, command))
+                        inst.tasks.add(task)
+                        task.add_done_callback(inst.tasks.discard)
+                    inst.parked = inst.in_flight == 0
+                    item = await inst.queue.get()
+                    inst.parked = False
+                if isinstance(item, Delivery):
+                    commands = await delivery.deliver(self, inst, item)
+                    continue
+                if isinstance(item, LeaseLost):
+                    _lease_lost(saga_id)
+                if item.exception is not None:
+                    inst.exceptions[item.entry.step or ""] = item.exception
+                # an operator's request that came while the step ran goes first:
+                # a cancel must stop the saga before the next step starts
+                await self._apply_operator_requests(inst)
+                commands = await self.apply(inst, item.event, [item.entry])
+        except asyncio.CancelledError:
+            self._abandon(inst, None)
+            raise
+        except (ConcurrencyError, StateError, SagaNotFound) as exc:
+            logger.warning(
+                "saga taken over",
+                extra={
+                    "action": "saga_abandoned",
+                    "saga_id": saga_id,
+                    "reason": str(exc),
+                },
+            )
+            self._abandon(inst, exc)
+        except Exception as exc:
+            logger.exception(
+                "saga stopped by an internal error; it stays resumable",
+                extra={"action": "saga_stopped", "saga_id": saga_id},
+            )
+            self._abandon(inst, exc)
+
+    async def _apply_operator_requests(self, inst: Instance) -> None:
+        waiting: list[StepOutcome | Delivery | LeaseLost] = []
+        while not inst.queue.empty():
+            item = inst.queue.get_nowait()
+            if isinstance(item, Delivery) and item.strict:
+                await delivery.deliver(self, inst, item)
+            else:
+                waiting.append(item)
+        for item in waiting:
+            inst.queue.put_nowait(item)
+
+    def _abandon(self, inst: Instance, exc: BaseException | None) -> None:
+        self.active.pop(inst.state.saga_id, None)
+        for task in list(inst.tasks):
+            task.cancel()
+        if inst.done is not None and not inst.done.done():
+            if exc is None:
+                inst.done.cancel()
+            else:
+                inst.done.set_exception(exc)
+
+    def _finish(self, inst: Instance) -> None:
+        state = inst.state
+        self.active.pop(state.saga_id, None)
+        while not inst.queue.empty():  # replies that came too late: nothing to do
+            item = inst.queue.get_nowait()
+            if isinstance(item, Delivery) and not item.handled.done():
+                item.handled.set_result(None)
+        if not inst.finished_elsewhere:  # else that worker logged and reported it
+            # a rolled-back saga is an expected business outcome; the other
+            # two endings need an operator
+            attention = state.status in (
+                SagaStatus.FAILED,
+                SagaStatus.COMPENSATION_FAILED,
+            )
+            logger.log(
+                logging.WARNING if attention else logging.INFO,
+                "saga finished",
+                extra={
+                    "action": "saga_finished",
+                    "saga_id": state.saga_id,
+                    "saga": state.saga_name,
+                    "status": state.status.value,
+                    "failed_step": state.failed_step,
+                },
+            )
+            self.observer.saga_finished(
+                state.saga_name,
+                state.saga_id,
+                state.status.value,
+                state.failed_step,
+                inst.trace,
+            )
+        if inst.done is not None and not inst.done.done():
+            exc = inst.exceptions.get(state.failed_step or "")
+            inst.done.set_result(SagaResult.from_state(state, inst.context, exc))
+
+    # -- transitions ---------------------------------------------------------
+
+    async def apply(
+        self,
+        inst: Instance,
+        event: Event,
+        entries: list[HistoryEntry],
+        inbox: InboxEntry | None = None,
+    ) -> tuple[Command, ...]:
+        """Decide, then commit the transition before anything else happens.
+
+        Remote commands the decision issues are written to the outbox in the
+        same commit. A decision that changes nothing commits nothing.
+        """
+        decision = decide(inst.saga, inst.state, event)
+        if decision.state == inst.state and not decision.commands and inbox is None:
+            return ()
+        history = [*inst.pending_history, *entries]
+        now = self.clock.now()
+        if decision.state.status.terminal:
+            history.append(
+                HistoryEntry(
+                    saga_id=inst.state.saga_id,
+                    step=None,
+                    kind="saga",
+                    attempt=0,
+                    outcome=decision.state.status.value,
+                    started_at=now,
+                    finished_at=now,
+                )
+            )
+        built = command_messages(
+            inst.saga,
+            decision.state,
+            inst.context,
+            decision.commands,
+            reply_to=self.reply_queue,
+            now=now,
+            observer=self.observer,
+            trace=inst.trace,
+        )
+        outbox = self.hold(built.messages, now)
+        await self.commit(inst, decision.state, history, outbox=outbox, inbox=inbox)
+        inst.pending_history.clear()
+        for entry in entries:
+            if entry.kind in STEP_KINDS:
+                self.observer.step_finished(inst.saga.name, entry)
+        if outbox:
+            self.send(outbox)
+        saga_id = inst.state.saga_id
+        for command, exc in built.unsendable:  # next, as if the step had failed
+            inst.queue.put_nowait(unsendable(saga_id, command, exc, now))
+        return decision.commands
+
+    def hold(self, outbox: list[OutboxMessage], now: float) -> list[OutboxMessage]:
+        """``outbox`` as it is to be committed (held by the running relay)."""
+        if self.relay is None:
+            return outbox
+        return self.relay.holding(outbox, now)
+
+    def send(self, outbox: list[OutboxMessage]) -> None:
+        """After the commit: publish what the relay holds, wake it for the rest."""
+        if outbox and self.relay is not None:
+            self.relay.publish_now(outbox)
+
+    async def commit(
+        self,
+        inst: Instance,
+        state: SagaState,
+        history: list[HistoryEntry],
+        *,
+        outbox: list[OutboxMessage] | None = None,
+        inbox: InboxEntry | None = None,
+    ) -> None:
+        """Save at the next version; retry store errors for ``store_retry`` s."""
+        record = SagaRecord(
+            saga_id=state.saga_id,
+            saga_name=state.saga_name,
+            status=state.status,
+            version=inst.version + 1,
+            state=state,
+            context=inst.context.model_dump(mode="json"),
+            idempotency_key=inst.idempotency_key,
+            created_at=inst.created_at,
+            updated_at=history[-1].finished_at if history else self.clock.now(),
+            deadline=state.next_deadline,
+        )
+        extra: dict[str, Any] = self.ownership()
+        if outbox:
+            extra["outbox"] = outbox
+        if inbox is not None:
+            extra["inbox"] = inbox
+        try:
+            await self.store.save(record, inst.version, history, **extra)
+        except StoreError as exc:
+            await retry_store(
+                lambda: self.store.save(record, inst.version, history, **extra),
+                clock=self.clock,
+                limit=self.store_retry,
+                logger=logger,
+                message="save failed; retrying",
+                extra={"action": "save_retry", "saga_id": state.saga_id},
+                failed=exc,
+            )
+        inst.version += 1
+        inst.state = state
+
+    # -- running steps -------------------------------------------------------
+
+    async def _execute_into(
+        self, inst: Instance, command: RunStep | Compensate
+    ) -> None:
+        outcome = await self.execute(inst, command)
+        inst.in_flight -= 1
+        inst.queue.put_nowait(outcome)
+
+    async def execute(
+        self, inst: Instance, command: RunStep | Compensate
+    ) -> StepOutcome:
+        """Run a local step or compensation of ``inst``."""
+        return await execute(
+            inst.saga,
+            inst.state,
+            inst.context,
+            command,
+            clock=self.clock,
+            jitter=self.jitter,
+            observer=self.observer,
+            trace=inst.trace,
+        )
+
+    async def _stored_trace(self, saga_id: str) -> dict[str, str]:
+        """The trace carrier stored when the saga started (for the observer)."""
+        try:
+            return trace_of(await self.store.history(saga_id))
+        except StoreError:
+            return {}  # tracing must not stop a saga: its spans start a new trace
+
+
+def _lease_lost(saga_id: str) -> NoReturn:
+    raise ConcurrencyError(f"saga {saga_id}: another worker took its lease")

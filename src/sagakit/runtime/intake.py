@@ -1,0 +1,123 @@
+"""The reply intake: the outbox relay, the reply consumer and the deadline timer.
+
+Replies and passed deadlines become deliveries on an instance's queue
+(:func:`~sagakit.runtime.delivery.enqueue`); the instance's task
+applies them like any other outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import KW_ONLY, dataclass, field
+
+from sagakit.engine.events import DeadlinePassed
+from sagakit.errors import SagaError, StoreError
+from sagakit.messaging.envelope import Envelope, MalformedMessage
+from sagakit.ports.store import InboxEntry
+from sagakit.ports.transport import Subscription, Transport
+from sagakit.runtime.delivery import enqueue
+from sagakit.runtime.driver import Driver
+from sagakit.runtime.instance import REPLY_CONSUMER
+from sagakit.runtime.relay import OutboxRelay
+from sagakit.runtime.remote import reply_event, timed_out_entries
+
+logger = logging.getLogger("sagakit.runtime.orchestrator")
+
+
+@dataclass(eq=False)
+class ReplyIntake:
+    """Takes participants' replies on ``reply_queue`` and fails remote steps
+    whose reply deadline passed (checked every ``deadline_interval`` s) for
+    the sagas named by ``names()``; ``running`` while :meth:`serving`."""
+
+    driver: Driver
+    names: Callable[[], list[str]]
+    _: KW_ONLY
+    transport: Transport | None
+    relay: OutboxRelay | None
+    reply_queue: str
+    deadline_interval: float
+    running: bool = field(default=False, init=False)
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[None]:
+        """Run the outbox relay, the reply consumer and the deadline timer."""
+        if self.transport is None or self.relay is None:
+            raise SagaError("serving() needs an orchestrator with a transport")
+        if self.running:
+            raise SagaError("this orchestrator is already serving")
+        if self.driver.lease is None:
+            # embedded: this process owns the database, so holds left by a
+            # previous run (a crash between a commit and its publish) are
+            # stale; without this they would wait out the hold
+            await self.driver.store.release_outbox()
+        subscription: Subscription = await self.transport.consume(
+            self.reply_queue, self.handle_reply
+        )
+        loops = [
+            asyncio.create_task(self.relay.run()),
+            asyncio.create_task(self._deadline_loop()),
+        ]
+        self.running = True
+        try:
+            yield
+        finally:
+            self.running = False
+            await subscription.cancel()
+            for task in loops:
+                task.cancel()
+            for task in loops:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def handle_reply(self, message: Envelope) -> None:
+        """Apply a participant's reply (the reply queue's consumer callback).
+
+        Returns once the reply is committed (or found late or duplicate), so the
+        transport acknowledges only what is durable.
+        """
+        if message.kind != "reply":
+            raise MalformedMessage(f"the reply queue got a {message.kind}, not a reply")
+        if not message.saga_id:
+            raise MalformedMessage(f"reply {message.id} names no saga id")
+        driver = self.driver
+        inst = await driver.load(message.saga_id)
+        if inst is None:
+            return  # the saga ended: a late reply
+        translated = reply_event(
+            inst.saga, message, now=driver.clock.now(), jitter=driver.jitter()
+        )
+        inbox = InboxEntry(consumer=REPLY_CONSUMER, message_id=message.id)
+        with driver.observer.reply_received(inst.saga.name, message):
+            await enqueue(inst, translated.event, [translated.entry], inbox)
+
+    async def _deadline_loop(self) -> None:
+        names = self.names()
+        while True:
+            await asyncio.sleep(self.deadline_interval)
+            try:
+                due = await self.driver.store.due_deadlines(names or self.names())
+                for saga_id in due:
+                    await self.fire_deadline(saga_id)
+            except (StoreError, SagaError) as exc:
+                logger.warning(
+                    "deadline check failed",
+                    extra={"action": "deadline_retry", "error": str(exc)},
+                )
+
+    async def fire_deadline(self, saga_id: str) -> None:
+        """Fail the remote steps of ``saga_id`` whose reply deadline passed."""
+        driver = self.driver
+        try:
+            inst = await driver.load(saga_id)
+        except MalformedMessage:
+            return
+        if inst is None:
+            return
+        now = driver.clock.now()
+        entries = timed_out_entries(inst.saga, inst.state, now)
+        if entries:
+            await enqueue(inst, DeadlinePassed(now, driver.jitter()), entries, None)
