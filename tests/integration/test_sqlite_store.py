@@ -58,7 +58,7 @@ def test_every_named_query_is_valid_sql(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "q.db")
     for name, sql in queries("sqlite").items():
         try:
-            store._conn.execute(f"EXPLAIN {sql}")
+            store.database.conn.execute(f"EXPLAIN {sql}")
         except sqlite3.ProgrammingError:
             pass  # wrong number of bindings: the statement itself parsed
         except sqlite3.OperationalError as exc:  # pragma: no cover - reported
@@ -76,7 +76,7 @@ def test_messaging_queries_use_their_index(
     tmp_path: Path, query: str, args: tuple[object, ...], index: str
 ) -> None:
     store = SQLiteStore(tmp_path / "plan.db")
-    plan = store._conn.execute(
+    plan = store.database.conn.execute(
         f"EXPLAIN QUERY PLAN {queries('sqlite')[query]}", args
     ).fetchall()
     assert any(index in str(row[-1]) for row in plan), plan
@@ -86,7 +86,9 @@ async def test_history_is_append_only(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "h.db")
     await store.create(make_record("s1"), [entry("s1", "started")])
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        store._conn.execute("UPDATE sagakit_step_history SET outcome = 'forged'")
+        store.database.conn.execute(
+            "UPDATE sagakit_step_history SET outcome = 'forged'"
+        )
 
 
 async def test_state_survives_reopening(tmp_path: Path) -> None:

@@ -18,12 +18,11 @@ import typer
 from rich.console import Console, RenderableType
 
 from sagakit.adapters.store import database_url, open_store_async
-from sagakit.adapters.store.sqlite import SQLiteStore
-from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
+from sagakit.adapters.store import workflow_store_for as adapter_workflow_store_for
 from sagakit.cli import render
 from sagakit.cli.admin import BadInput, _db_of
 from sagakit.cli.db import _applied
-from sagakit.errors import SagaNotFound
+from sagakit.errors import SagaNotFound, StoreError
 from sagakit.ports.store import SagaStore
 from sagakit.ports.workflow_store import WorkflowRecord, WorkflowStatus, WorkflowStore
 from sagakit.runtime import loop as event_loop
@@ -57,22 +56,10 @@ StatusOption = Annotated[
 async def workflow_store_for(store: SagaStore, where: str) -> WorkflowStore:
     """The workflow tables of an open saga store, on its connection;
     ``BadInput`` if it has none."""
-    workflows: WorkflowStore
-    if isinstance(store, SQLiteStore):
-        workflows = SQLiteWorkflowStore(store)
-    elif type(store).__name__ == "PostgresStore":  # importing it needs asyncpg
-        from sagakit.adapters.store.postgres import PostgresStore  # noqa: PLC0415
-        from sagakit.adapters.store.workflow_postgres import (  # noqa: PLC0415
-            PostgresWorkflowStore,
-        )
-
-        if not isinstance(store, PostgresStore):  # pragma: no cover - by name
-            raise BadInput(f"{where} keeps no workflow instances")
-        workflows = PostgresWorkflowStore.on(store)
-    else:
-        raise BadInput(
-            f"{where} keeps workflow instances only inside the process running them"
-        )
+    try:
+        workflows = adapter_workflow_store_for(store)
+    except StoreError as exc:
+        raise BadInput(f"{where} {exc}") from None
     if WORKFLOW_TABLES not in await _applied(store):
         raise BadInput(
             f"{where} has no workflow tables; apply the migrations: sagakit db migrate"
