@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection
-from typing import Any
+from typing import Any, Unpack
 
 from sagakit.adapters.store import rows
-from sagakit.adapters.store.postgres_database import DRIVER_ERRORS, PostgresDatabase
+from sagakit.adapters.store.inbox import PostgresInbox
+from sagakit.adapters.store.postgres_database import PoolOptions, PostgresDatabase
 from sagakit.adapters.store.rows import unique_ids
 from sagakit.errors import StoreError
 from sagakit.ports.event_store import (
@@ -43,7 +44,7 @@ def postgres_database_of(source: Any) -> PostgresDatabase:
     return database
 
 
-class PostgresEventStore:
+class PostgresEventStore(PostgresInbox):
     """An :class:`~sagakit.ports.event_store.EventStore` on PostgreSQL."""
 
     def __init__(
@@ -57,13 +58,11 @@ class PostgresEventStore:
 
     @classmethod
     async def connect(
-        cls, dsn: str, *, min_size: int = 1, max_size: int = 10, migrate: bool = True
+        cls, dsn: str, **options: Unpack[PoolOptions]
     ) -> PostgresEventStore:
-        """Open a pool on ``dsn`` and, unless ``migrate=False``, migrate."""
-        database = await PostgresDatabase.connect(
-            dsn, min_size=min_size, max_size=max_size, migrate=migrate
-        )
-        return cls(database, owned=True)
+        """Open a database on ``dsn`` (``min_size``, ``max_size``; migrated
+        unless ``migrate=False``); closing this store closes it."""
+        return cls(await PostgresDatabase.connect(dsn, **options), owned=True)
 
     async def subscribe(
         self, service: str, queue: str, event_types: Collection[str], *, now: float
@@ -79,41 +78,6 @@ class PostgresEventStore:
         )
         return [r["queue"] for r in found]
 
-    async def inbox_reply(self, consumer: str, message_id: str) -> bytes | None:
-        row = await self._fetchrow(
-            f"inbox of {consumer!r}", "inbox_reply", consumer, message_id
-        )
-        if row is None:
-            return None
-        reply: bytes | None = row["reply"]
-        return b"" if reply is None else reply
-
-    async def record_inbox(
-        self, consumer: str, message_id: str, reply: bytes | None
-    ) -> bool:
-        row = await self._fetchrow(
-            f"recording message {message_id!r} for {consumer!r}",
-            "record_inbox",
-            consumer,
-            message_id,
-            reply,
-        )
-        self.database.commits += 1
-        return row is not None
-
-    async def record_inbox_on(
-        self, conn: Any, consumer: str, message_id: str, reply: bytes | None
-    ) -> bool:
-        """The inbox entry on the caller's asyncpg connection (same database),
-        inside the transaction it has open; nothing is committed here."""
-        try:
-            row = await self.database.callers(conn, "record_inbox_on").fetchrow(
-                self.database.sql("record_inbox"), consumer, message_id, reply
-            )
-        except DRIVER_ERRORS as exc:
-            raise self.database.error(f"recording message {message_id!r}", exc) from exc
-        return row is not None
-
     async def stage_event_on(self, conn: Any, event: StagedEvent) -> bool:
         """The staged event on the caller's asyncpg connection (same
         database), inside the transaction it has open; nothing is committed."""
@@ -121,7 +85,7 @@ class PostgresEventStore:
             row = await self.database.callers(conn, "publish_on").fetchrow(
                 self.database.sql("event_outbox_stage"), *dataclasses.astuple(event)
             )
-        except DRIVER_ERRORS as exc:
+        except self.database.driver_errors as exc:
             about = f"staging event {event.message_id!r}"
             raise self.database.error(about, exc) from exc
         return row is not None

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-import time
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any, cast
 
 from sagakit.adapters.store import rows
+from sagakit.adapters.store.inbox import SQLiteInbox
 from sagakit.adapters.store.rows import dumps, unique_ids
 from sagakit.adapters.store.sqlite_database import SQLiteDatabase
 from sagakit.errors import StoreError
@@ -38,7 +38,7 @@ def sqlite_database_of(source: Any) -> SQLiteDatabase | None:
     return database if isinstance(database, SQLiteDatabase) else None
 
 
-class SQLiteEventStore:
+class SQLiteEventStore(SQLiteInbox):
     """An :class:`~sagakit.ports.event_store.EventStore` in one SQLite file.
 
     Pass a path (the file is opened and migrated), or an open
@@ -76,37 +76,6 @@ class SQLiteEventStore:
             f"routes of {event_type!r}", "event_subscribers", (event_type,)
         )
         return [r[0] for r in found]
-
-    async def inbox_reply(self, consumer: str, message_id: str) -> bytes | None:
-        found = self.database.fetchall(
-            f"inbox of {consumer!r}", "inbox_reply", (consumer, message_id)
-        )
-        if not found:
-            return None
-        reply = found[0][0]
-        return b"" if reply is None else bytes(reply)
-
-    async def record_inbox(
-        self, consumer: str, message_id: str, reply: bytes | None
-    ) -> bool:
-        with self.database.transaction(
-            f"recording message {message_id!r} for {consumer!r}"
-        ) as conn:
-            return await self.record_inbox_on(conn, consumer, message_id, reply)
-
-    async def record_inbox_on(
-        self, conn: Any, consumer: str, message_id: str, reply: bytes | None
-    ) -> bool:
-        """The inbox entry on the caller's ``sqlite3.Connection`` to the same
-        file, inside the transaction it has open (nothing is committed)."""
-        try:
-            cur = self.database.callers(conn, "record_inbox_on").execute(
-                self.database.sql("insert_inbox"),
-                (consumer, message_id, reply, time.time()),
-            )
-        except sqlite3.Error as exc:
-            raise self._fail(f"recording message {message_id!r}", exc) from exc
-        return cur.rowcount == 1
 
     async def stage_event_on(self, conn: Any, event: StagedEvent) -> bool:
         """The staged event on the caller's ``sqlite3.Connection`` to the same

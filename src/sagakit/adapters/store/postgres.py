@@ -12,12 +12,14 @@ clocks agree on who owns what.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.event_postgres import PostgresEventStore
+from sagakit.adapters.store.inbox import PostgresInbox
 from sagakit.adapters.store.postgres_database import (
     DRIVER_ERRORS,
+    PoolOptions,
     PostgresDatabase,
     UniqueViolation,
     describe,
@@ -84,7 +86,7 @@ def _outbox_arrays(
     ), ([m.held_by for m in outbox], [m.hold for m in outbox])
 
 
-class PostgresStore:
+class PostgresStore(PostgresInbox):
     """A :class:`~sagakit.ports.store.SagaStore` on PostgreSQL.
 
     Open it with ``await PostgresStore.connect(dsn)`` (it owns the database
@@ -102,19 +104,10 @@ class PostgresStore:
         self._fetchrow = database.fetchrow
 
     @classmethod
-    async def connect(
-        cls,
-        dsn: str,
-        *,
-        min_size: int = 1,
-        max_size: int = 10,
-        migrate: bool = True,
-    ) -> PostgresStore:
-        """Open a pool on ``dsn`` and, unless ``migrate=False``, migrate."""
-        database = await PostgresDatabase.connect(
-            dsn, min_size=min_size, max_size=max_size, migrate=migrate
-        )
-        return cls(database, owned=True)
+    async def connect(cls, dsn: str, **options: Unpack[PoolOptions]) -> PostgresStore:
+        """Open a database on ``dsn`` (``min_size``, ``max_size``; migrated
+        unless ``migrate=False``); closing this store closes it."""
+        return cls(await PostgresDatabase.connect(dsn, **options), owned=True)
 
     @property
     def commits(self) -> int:
@@ -134,18 +127,15 @@ class PostgresStore:
         """The workflow tables of this database, on its connections."""
         return PostgresWorkflowStore(self.database)
 
-    # -- schema ------------------------------------------------------------
+    # -- schema (the database's) -------------------------------------------
 
     async def migrate(
         self, progress: Callable[[Migration], object] | None = None
     ) -> list[int]:
-        """Apply pending migrations in one transaction; returns the versions
-        applied. Concurrent migrators wait on an advisory lock. ``progress``
-        is called after each one (``sagakit db migrate``)."""
+        """See :meth:`PostgresDatabase.migrate`."""
         return await self.database.migrate(progress)
 
     async def applied_migrations(self) -> list[int]:
-        """Versions applied so far (none on a database sagakit never touched)."""
         return await self.database.applied_migrations()
 
     # -- writes ------------------------------------------------------------
@@ -234,12 +224,7 @@ class PostgresStore:
             f"saga {record.saga_id}: save",
             "save_saga_messaging" if messaging else "save_saga",
             record.saga_id,
-            record.status.value,
-            record.version,
-            dumps(record.context),
-            dumps(record.state.to_dict()),
-            record.state.failed_step,
-            record.updated_at,
+            *rows.saga_changes(record),
             expected_version,
             owner,
             lease,
@@ -366,28 +351,6 @@ class PostgresStore:
             "listing due deadlines", "due_deadlines", list(saga_names), limit
         )
         return [r["saga_id"] for r in found]
-
-    async def inbox_reply(self, consumer: str, message_id: str) -> bytes | None:
-        row = await self._fetchrow(
-            f"inbox of {consumer!r}", "inbox_reply", consumer, message_id
-        )
-        if row is None:
-            return None
-        reply: bytes | None = row["reply"]
-        return b"" if reply is None else reply
-
-    async def record_inbox(
-        self, consumer: str, message_id: str, reply: bytes | None
-    ) -> bool:
-        row = await self._fetchrow(
-            f"recording message {message_id!r} for {consumer!r}",
-            "record_inbox",
-            consumer,
-            message_id,
-            reply,
-        )
-        self.database.commits += 1
-        return row is not None
 
     async def close(self) -> None:
         if self._owned:

@@ -11,14 +11,13 @@ trip; an open transaction is still rolled back by asyncpg itself.
 from __future__ import annotations
 
 import errno
-import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import unquote, urlsplit
 
 from sagakit.adapters.store.pg_connections import Connections
-from sagakit.adapters.store.sql import Migration, migrations, queries
+from sagakit.adapters.store.sql import Migration, log_migrated, migrations, queries
 from sagakit.errors import StoreError
 
 try:
@@ -29,8 +28,6 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from asyncpg.pool import PoolConnectionProxy
-
-logger = logging.getLogger(__name__)
 
 _Q = queries("postgres")
 DRIVER_ERRORS = (
@@ -70,6 +67,14 @@ def reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
+class PoolOptions(TypedDict, total=False):
+    """How :meth:`PostgresDatabase.connect` opens a database."""
+
+    min_size: int
+    max_size: int
+    migrate: bool
+
+
 async def _keep_session(_conn: asyncpg.Connection) -> None:
     """Pool reset hook: nothing to undo (see the module docstring)."""
 
@@ -82,6 +87,9 @@ class PostgresDatabase:
 
     Open it with ``await PostgresDatabase.connect(dsn)``.
     """
+
+    driver_errors = DRIVER_ERRORS
+    """What the driver raises; stores turn it into a StoreError (:meth:`error`)."""
 
     def __init__(
         self, pool: asyncpg.Pool, *, where: str, lane: Connections | None = None
@@ -208,16 +216,7 @@ class PostgresDatabase:
                 applied.append(m.version)
                 if progress is not None:
                     progress(m)
-        if applied:
-            logger.info(
-                "schema migrated",
-                extra={
-                    "action": "schema_migrated",
-                    "versions": applied,
-                    "db": self.where,
-                },
-            )
-        return applied
+        return log_migrated(applied, self.where)
 
     async def applied_migrations(self) -> list[int]:
         """Versions applied so far (none on a database sagakit never touched)."""

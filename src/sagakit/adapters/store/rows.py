@@ -74,6 +74,19 @@ def saga_record(row: Row) -> SagaRecord:
     )
 
 
+def saga_changes(record: SagaRecord) -> tuple[Any, ...]:
+    """What a save changes, as both dialects bind it: ``status, version,
+    context, state, failed_step, updated_at``."""
+    return (
+        record.status.value,
+        record.version,
+        dumps(record.context),
+        dumps(record.state.to_dict()),
+        record.state.failed_step,
+        record.updated_at,
+    )
+
+
 def history_entry(row: Row) -> HistoryEntry:
     """``saga_id, step, kind, attempt, outcome, result, error, started_at,
     finished_at``."""

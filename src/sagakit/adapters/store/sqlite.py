@@ -15,6 +15,7 @@ from typing import Any
 
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.event_sqlite import SQLiteEventStore
+from sagakit.adapters.store.inbox import SQLiteInbox
 from sagakit.adapters.store.rows import dumps, unique_ids
 from sagakit.adapters.store.sql import Migration
 from sagakit.adapters.store.sqlite_database import SQLiteDatabase, split_statements
@@ -78,7 +79,7 @@ def _history_rows(history: Sequence[HistoryEntry]) -> list[tuple[Any, ...]]:
     ]
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteInbox):
     """A :class:`~sagakit.ports.store.SagaStore` in one SQLite file.
 
     Pass a path (the file is opened and, unless ``migrate=False``, migrated;
@@ -114,17 +115,15 @@ class SQLiteStore:
         """The workflow tables of this file, on this connection."""
         return SQLiteWorkflowStore(self.database)
 
-    # -- schema ------------------------------------------------------------
+    # -- schema (the database's) -------------------------------------------
 
     def migrate(
         self, progress: Callable[[Migration], object] | None = None
     ) -> list[int]:
-        """Apply pending migrations; returns the versions applied.
-        ``progress`` is called after each one (``sagakit db migrate``)."""
+        """See :meth:`SQLiteDatabase.migrate`."""
         return self.database.migrate(progress)
 
     def applied_migrations(self) -> list[int]:
-        """Versions applied so far (none on a database sagakit never touched)."""
         return self.database.applied_migrations()
 
     # -- writes ------------------------------------------------------------
@@ -196,12 +195,7 @@ class SQLiteStore:
             cur = db.execute(
                 "update_saga",
                 (
-                    record.status.value,
-                    record.version,
-                    dumps(record.context),
-                    dumps(record.state.to_dict()),
-                    record.state.failed_step,
-                    record.updated_at,
+                    *rows.saga_changes(record),
                     record.saga_id,
                     expected_version,
                     owner,
@@ -335,23 +329,6 @@ class SQLiteStore:
     ) -> list[str]:
         params = (time.time(), dumps(list(saga_names)), limit)
         return [r[0] for r in self._read("due_deadlines", params)]
-
-    async def inbox_reply(self, consumer: str, message_id: str) -> bytes | None:
-        found = self._read("inbox_reply", (consumer, message_id))
-        if not found:
-            return None
-        reply = found[0][0]
-        return b"" if reply is None else bytes(reply)
-
-    async def record_inbox(
-        self, consumer: str, message_id: str, reply: bytes | None
-    ) -> bool:
-        _, count = self._write(
-            f"recording message {message_id!r} for {consumer!r}",
-            "insert_inbox",
-            (consumer, message_id, reply, time.time()),
-        )
-        return count == 1
 
     async def close(self) -> None:
         if self._owned:

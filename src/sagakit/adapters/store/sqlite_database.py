@@ -9,7 +9,6 @@ survive a power cut as well, at the price of an fsync per commit.
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,10 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sagakit.adapters.store.sql import Migration, migrations, queries
+from sagakit.adapters.store.sql import Migration, log_migrated, migrations, queries
 from sagakit.errors import StoreError
-
-logger = logging.getLogger(__name__)
 
 _Q = queries("sqlite")
 _SYNC_MODES = ("off", "normal", "full", "extra")
@@ -49,6 +46,9 @@ class SQLiteDatabase:
     The schema is migrated when it opens (unless ``migrate=False``).
     ``path=":memory:"`` keeps everything in memory (tests, benchmarks).
     """
+
+    driver_errors = sqlite3.Error
+    """What the driver raises; stores turn it into a StoreError (:meth:`error`)."""
 
     def __init__(
         self,
@@ -163,16 +163,7 @@ class SQLiteDatabase:
                 applied.append(m.version)
                 if progress is not None:
                     progress(m)
-        if applied:
-            logger.info(
-                "schema migrated",
-                extra={
-                    "action": "schema_migrated",
-                    "versions": applied,
-                    "db": self.path,
-                },
-            )
-        return applied
+        return log_migrated(applied, self.path)
 
     def applied_migrations(self) -> list[int]:
         """Versions applied so far (none on a database sagakit never touched)."""

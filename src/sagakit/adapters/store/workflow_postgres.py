@@ -11,11 +11,15 @@ clock.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.event_postgres import postgres_database_of
-from sagakit.adapters.store.postgres_database import PostgresDatabase, Row
+from sagakit.adapters.store.postgres_database import (
+    PoolOptions,
+    PostgresDatabase,
+    Row,
+)
 from sagakit.adapters.store.rows import dumps
 from sagakit.errors import SagaNotFound
 from sagakit.ports.workflow_store import (
@@ -61,13 +65,11 @@ class PostgresWorkflowStore:
 
     @classmethod
     async def connect(
-        cls, dsn: str, *, min_size: int = 1, max_size: int = 10, migrate: bool = True
+        cls, dsn: str, **options: Unpack[PoolOptions]
     ) -> PostgresWorkflowStore:
-        """Open a pool on ``dsn`` and, unless ``migrate=False``, migrate."""
-        database = await PostgresDatabase.connect(
-            dsn, min_size=min_size, max_size=max_size, migrate=migrate
-        )
-        return cls(database, owned=True)
+        """Open a database on ``dsn`` (``min_size``, ``max_size``; migrated
+        unless ``migrate=False``); closing this store closes it."""
+        return cls(await PostgresDatabase.connect(dsn, **options), owned=True)
 
     async def _fetchrow(self, about: str, query: str, *args: Any) -> Row:
         found = await self._fetch(about, query, *args)
