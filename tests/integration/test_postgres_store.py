@@ -334,3 +334,23 @@ async def test_open_store_async_picks_the_adapter(pg_url: str) -> None:
     assert isinstance(await open_store_async("memory://"), InMemoryStore)
     with pytest.raises(StoreError, match="open_store_async"):
         open_store(pg_url)
+
+
+async def test_open_database_shares_one_pool(pg_url: str) -> None:
+    from sagakit.adapters.store import open_database  # noqa: PLC0415
+    from sagakit.testing.contracts.workflow_store import make  # noqa: PLC0415
+
+    async with await open_database(pg_url) as db:
+        assert isinstance(db.sagas, PostgresStore)
+        database = db.sagas.database
+        assert db.events.database is database  # type: ignore[attr-defined]
+        assert db.workflows is not None
+        assert db.workflows.database is database  # type: ignore[attr-defined]
+        await db.sagas.create(make_record("s1"), [])
+        await db.workflows.create(make("w1"), [])
+        assert await db.events.record_inbox("svc", "m1", None)
+        assert await db.sagas.inbox_reply("svc", "m1") == b""
+    from sagakit.adapters.store import open_database_sync  # noqa: PLC0415
+
+    with pytest.raises(StoreError, match="open_database"):
+        open_database_sync(pg_url)
