@@ -25,10 +25,10 @@ from sagakit.adapters.store.postgres_database import (
     describe,
     reason,
 )
+from sagakit.adapters.store.reads import SagaReads
 from sagakit.adapters.store.rows import dumps, unique_ids
 from sagakit.adapters.store.sql import Migration
 from sagakit.adapters.store.workflow_postgres import PostgresWorkflowStore
-from sagakit.engine.state import SagaStatus
 from sagakit.errors import StoreError
 from sagakit.ports.store import (
     Created,
@@ -86,7 +86,7 @@ def _outbox_arrays(
     ), ([m.held_by for m in outbox], [m.hold for m in outbox])
 
 
-class PostgresStore(PostgresInbox):
+class PostgresStore(PostgresInbox, SagaReads[PostgresDatabase]):
     """A :class:`~sagakit.ports.store.SagaStore` on PostgreSQL.
 
     Open it with ``await PostgresStore.connect(dsn)`` (it owns the database
@@ -273,44 +273,6 @@ class PostgresStore(PostgresInbox):
         self.database.commits += 1
 
     # -- reads -------------------------------------------------------------
-
-    async def get(self, saga_id: str) -> SagaRecord:
-        row = await self._fetchrow(f"saga {saga_id}: read", "get_saga", saga_id)
-        if row is None:
-            raise rows.saga_not_found(saga_id)
-        return rows.saga_record(row)
-
-    async def history(self, saga_id: str) -> list[HistoryEntry]:
-        found = await self._fetch(f"saga {saga_id}: history", "get_history", saga_id)
-        return [rows.history_entry(r) for r in found]
-
-    async def list_sagas(
-        self,
-        *,
-        status: SagaStatus | None = None,
-        saga_name: str | None = None,
-        limit: int = 50,
-        created_before: float | None = None,
-    ) -> list[SagaRecord]:
-        found = await self._fetch(
-            "listing sagas",
-            "list_sagas",
-            None if status is None else SagaStatus(status).value,
-            saga_name,
-            limit,
-            created_before,
-        )
-        return [rows.saga_record(r) for r in found]
-
-    async def count_by_status(
-        self, saga_name: str | None = None
-    ) -> dict[SagaStatus, int]:
-        found = await self._fetch("counting sagas", "count_by_status", saga_name)
-        return {SagaStatus(r["status"]): int(r["n"]) for r in found}
-
-    async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
-        found = await self._fetch("finding ids", "ids_with_prefix", prefix, limit)
-        return [r["saga_id"] for r in found]
 
     async def unfinished(
         self, saga_names: Collection[str] | None = None, limit: int = 1000

@@ -16,11 +16,11 @@ from typing import Any
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.event_sqlite import SQLiteEventStore
 from sagakit.adapters.store.inbox import SQLiteInbox
+from sagakit.adapters.store.reads import SagaReads
 from sagakit.adapters.store.rows import dumps, unique_ids
 from sagakit.adapters.store.sql import Migration
 from sagakit.adapters.store.sqlite_database import SQLiteDatabase, split_statements
 from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
-from sagakit.engine.state import SagaStatus
 from sagakit.ports.store import (
     Created,
     HistoryEntry,
@@ -79,7 +79,7 @@ def _history_rows(history: Sequence[HistoryEntry]) -> list[tuple[Any, ...]]:
     ]
 
 
-class SQLiteStore(SQLiteInbox):
+class SQLiteStore(SQLiteInbox, SagaReads[SQLiteDatabase]):
     """A :class:`~sagakit.ports.store.SagaStore` in one SQLite file.
 
     Pass a path (the file is opened and, unless ``migrate=False``, migrated;
@@ -264,40 +264,6 @@ class SQLiteStore(SQLiteInbox):
 
     def _read(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return self.database.fetchall(query, query, params)
-
-    async def get(self, saga_id: str) -> SagaRecord:
-        found = self._read("get_saga", (saga_id,))
-        if not found:
-            raise rows.saga_not_found(saga_id)
-        return rows.saga_record(found[0])
-
-    async def history(self, saga_id: str) -> list[HistoryEntry]:
-        return [rows.history_entry(r) for r in self._read("get_history", (saga_id,))]
-
-    async def list_sagas(
-        self,
-        *,
-        status: SagaStatus | None = None,
-        saga_name: str | None = None,
-        limit: int = 50,
-        created_before: float | None = None,
-    ) -> list[SagaRecord]:
-        params = (
-            None if status is None else SagaStatus(status).value,
-            saga_name,
-            limit,
-            created_before,
-        )
-        return [rows.saga_record(r) for r in self._read("list_sagas", params)]
-
-    async def count_by_status(
-        self, saga_name: str | None = None
-    ) -> dict[SagaStatus, int]:
-        found = self._read("count_by_status", (saga_name,))
-        return {SagaStatus(status): int(n) for status, n in found}
-
-    async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
-        return [r[0] for r in self._read("ids_with_prefix", (prefix, limit))]
 
     async def unfinished(
         self, saga_names: Collection[str] | None = None, limit: int = 1000

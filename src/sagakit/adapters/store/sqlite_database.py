@@ -116,6 +116,10 @@ class SQLiteDatabase:
         except sqlite3.Error as exc:
             raise self.error(about, exc) from exc
 
+    async def fetch(self, about: str, query: str, *args: Any) -> list[tuple[Any, ...]]:
+        """:meth:`fetchall` with the signature of ``PostgresDatabase.fetch``."""
+        return self.fetchall(about, query, args)
+
     @contextmanager
     def transaction(self, about: str = "transaction") -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on any exception),

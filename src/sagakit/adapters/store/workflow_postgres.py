@@ -20,12 +20,12 @@ from sagakit.adapters.store.postgres_database import (
     PostgresDatabase,
     Row,
 )
+from sagakit.adapters.store.reads import WorkflowReads
 from sagakit.adapters.store.rows import dumps
 from sagakit.errors import SagaNotFound
 from sagakit.ports.workflow_store import (
     WorkflowHistoryEntry,
     WorkflowRecord,
-    WorkflowStatus,
 )
 
 
@@ -45,7 +45,7 @@ def _history_json(history: Sequence[WorkflowHistoryEntry]) -> str:
     )
 
 
-class PostgresWorkflowStore:
+class PostgresWorkflowStore(WorkflowReads[PostgresDatabase]):
     """A :class:`~sagakit.ports.workflow_store.WorkflowStore` on PostgreSQL."""
 
     def __init__(self, database: PostgresDatabase, *, owned: bool = False) -> None:
@@ -95,14 +95,6 @@ class PostgresWorkflowStore:
             self.database.commits += 1
             return record, True
         return await self.get(record.app, record.instance_id), False
-
-    async def get(self, app: str, instance_id: str) -> WorkflowRecord:
-        found = await self._fetch(
-            f"workflow {app}/{instance_id}: read", "workflow_get", app, instance_id
-        )
-        if not found:
-            raise SagaNotFound(f"workflow {app}/{instance_id} does not exist")
-        return rows.workflow_record(found[0])
 
     async def save(
         self,
@@ -178,47 +170,6 @@ class PostgresWorkflowStore:
     async def unfinished(self, app: str) -> int:
         row = await self._fetchrow("counting workflows", "workflow_unfinished", app)
         return int(row[0])
-
-    async def history(self, app: str, instance_id: str) -> list[WorkflowHistoryEntry]:
-        found = await self._fetch(
-            f"workflow {app}/{instance_id}: history",
-            "workflow_history",
-            app,
-            instance_id,
-        )
-        return [rows.workflow_history_entry(r) for r in found]
-
-    async def list_workflows(
-        self,
-        *,
-        status: WorkflowStatus | None = None,
-        app: str | None = None,
-        limit: int = 50,
-        created_before: float | None = None,
-    ) -> list[WorkflowRecord]:
-        found = await self._fetch(
-            "listing workflows",
-            "workflow_list",
-            None if status is None else WorkflowStatus(status).value,
-            app,
-            limit,
-            created_before,
-        )
-        return [rows.workflow_record(r) for r in found]
-
-    async def count_workflows_by_status(
-        self, app: str | None = None
-    ) -> dict[WorkflowStatus, int]:
-        found = await self._fetch("counting workflows", "workflow_count_by_status", app)
-        return {WorkflowStatus(r["status"]): int(r["n"]) for r in found}
-
-    async def ids_with_prefix(
-        self, prefix: str, *, app: str | None = None, limit: int = 10
-    ) -> list[tuple[str, str]]:
-        found = await self._fetch(
-            "finding workflow ids", "workflow_ids_with_prefix", prefix, app, limit
-        )
-        return [(r["app"], r["instance_id"]) for r in found]
 
     async def close(self) -> None:
         if self._owned:

@@ -13,13 +13,13 @@ from typing import Any, cast
 
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.event_sqlite import sqlite_database_of
+from sagakit.adapters.store.reads import WorkflowReads
 from sagakit.adapters.store.rows import dumps
 from sagakit.adapters.store.sqlite_database import SQLiteDatabase
 from sagakit.errors import SagaNotFound
 from sagakit.ports.workflow_store import (
     WorkflowHistoryEntry,
     WorkflowRecord,
-    WorkflowStatus,
 )
 
 
@@ -39,7 +39,7 @@ def _history_rows(history: Sequence[WorkflowHistoryEntry]) -> list[tuple[Any, ..
     ]
 
 
-class SQLiteWorkflowStore:
+class SQLiteWorkflowStore(WorkflowReads[SQLiteDatabase]):
     """A :class:`~sagakit.ports.workflow_store.WorkflowStore` in one SQLite file.
 
     Pass a path (the file is opened and, unless ``migrate=False``, migrated)
@@ -88,14 +88,6 @@ class SQLiteWorkflowStore:
                 return rows.workflow_record(row), False
             db.executemany("workflow_insert_history", _history_rows(history))
         return record, True
-
-    async def get(self, app: str, instance_id: str) -> WorkflowRecord:
-        found = self._read(
-            f"workflow {app}/{instance_id}: read", "workflow_get", (app, instance_id)
-        )
-        if not found:
-            raise SagaNotFound(f"workflow {app}/{instance_id} does not exist")
-        return rows.workflow_record(found[0])
 
     async def save(
         self,
@@ -164,44 +156,6 @@ class SQLiteWorkflowStore:
 
     async def unfinished(self, app: str) -> int:
         return int(self._scalar("workflow_unfinished", (app,)))
-
-    async def history(self, app: str, instance_id: str) -> list[WorkflowHistoryEntry]:
-        found = self._read(
-            f"workflow {app}/{instance_id}: history",
-            "workflow_history",
-            (app, instance_id),
-        )
-        return [rows.workflow_history_entry(r) for r in found]
-
-    async def list_workflows(
-        self,
-        *,
-        status: WorkflowStatus | None = None,
-        app: str | None = None,
-        limit: int = 50,
-        created_before: float | None = None,
-    ) -> list[WorkflowRecord]:
-        wanted = None if status is None else WorkflowStatus(status).value
-        found = self._read(
-            "listing workflows",
-            "workflow_list",
-            (wanted, app, limit, created_before),
-        )
-        return [rows.workflow_record(r) for r in found]
-
-    async def count_workflows_by_status(
-        self, app: str | None = None
-    ) -> dict[WorkflowStatus, int]:
-        found = self._read("counting workflows", "workflow_count_by_status", (app,))
-        return {WorkflowStatus(status): int(n) for status, n in found}
-
-    async def ids_with_prefix(
-        self, prefix: str, *, app: str | None = None, limit: int = 10
-    ) -> list[tuple[str, str]]:
-        found = self._read(
-            "finding workflow ids", "workflow_ids_with_prefix", (prefix, app, limit)
-        )
-        return [(r[0], r[1]) for r in found]
 
     async def close(self) -> None:
         if self._owned:
