@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection
-from typing import Any, Unpack
+from typing import Any
 
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.inbox import PostgresInbox
-from sagakit.adapters.store.postgres_database import PoolOptions, PostgresDatabase
+from sagakit.adapters.store.postgres_database import OnPostgres, PostgresDatabase
 from sagakit.adapters.store.rows import unique_ids
-from sagakit.errors import StoreError
 from sagakit.ports.event_store import (
     ChoreographyStatus,
     EventRecord,
@@ -36,33 +35,14 @@ from sagakit.ports.event_store import (
 )
 
 
-def postgres_database_of(source: Any) -> PostgresDatabase:
-    """The database of an open PostgreSQL store (or the database itself)."""
-    database = source if isinstance(source, PostgresDatabase) else source.database
-    if not isinstance(database, PostgresDatabase):
-        raise StoreError(f"{source!r} is not on a PostgreSQL database")
-    return database
-
-
-class PostgresEventStore(PostgresInbox):
+class PostgresEventStore(OnPostgres, PostgresInbox):
     """An :class:`~sagakit.ports.event_store.EventStore` on PostgreSQL."""
 
     def __init__(
         self, database: PostgresDatabase | Any, *, owned: bool = False
     ) -> None:
-        self.database = postgres_database_of(database)
-        self._owned = owned
-        self.where = self.database.where
+        super().__init__(database, owned=owned)
         self._fetch = self.database.fetch
-        self._fetchrow = self.database.fetchrow
-
-    @classmethod
-    async def connect(
-        cls, dsn: str, **options: Unpack[PoolOptions]
-    ) -> PostgresEventStore:
-        """Open a database on ``dsn`` (``min_size``, ``max_size``; migrated
-        unless ``migrate=False``); closing this store closes it."""
-        return cls(await PostgresDatabase.connect(dsn, **options), owned=True)
 
     async def subscribe(
         self, service: str, queue: str, event_types: Collection[str], *, now: float
@@ -164,10 +144,3 @@ class PostgresEventStore(PostgresInbox):
             "flagging stalled choreographies", "choreography_mark_stalled", now, limit
         )
         return sorted(map(rows.tracked_choreography, found), key=lambda t: t.deadline)
-
-    async def close(self) -> None:
-        if self._owned:
-            await self.database.close()
-
-    def __repr__(self) -> str:
-        return f"PostgresEventStore({self.where!r})"

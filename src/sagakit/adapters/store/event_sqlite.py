@@ -14,12 +14,12 @@ import dataclasses
 import sqlite3
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.inbox import SQLiteInbox
 from sagakit.adapters.store.rows import dumps, unique_ids
-from sagakit.adapters.store.sqlite_database import SQLiteDatabase
+from sagakit.adapters.store.sqlite_database import OnSQLite, SQLiteDatabase
 from sagakit.errors import StoreError
 from sagakit.ports.event_store import (
     ChoreographyStatus,
@@ -30,15 +30,7 @@ from sagakit.ports.event_store import (
 )
 
 
-def sqlite_database_of(source: Any) -> SQLiteDatabase | None:
-    """The database of an open SQLite store (or the database itself)."""
-    if isinstance(source, SQLiteDatabase):
-        return source
-    database = getattr(source, "database", None)
-    return database if isinstance(database, SQLiteDatabase) else None
-
-
-class SQLiteEventStore(SQLiteInbox):
+class SQLiteEventStore(OnSQLite, SQLiteInbox):
     """An :class:`~sagakit.ports.event_store.EventStore` in one SQLite file.
 
     Pass a path (the file is opened and migrated), or an open
@@ -53,13 +45,7 @@ class SQLiteEventStore(SQLiteInbox):
         migrate: bool = True,
         owned: bool = False,
     ) -> None:
-        shared = sqlite_database_of(path)
-        self.database = shared or SQLiteDatabase(
-            cast("str | Path", path), migrate=migrate
-        )
-        self._owned = owned or shared is None
-        self._conn = self.database.conn
-        self.path = self.database.path
+        super().__init__(path, migrate=migrate, owned=owned)
 
     def _fail(self, about: str, exc: sqlite3.Error) -> StoreError:
         return self.database.error(about, exc)
@@ -162,10 +148,3 @@ class SQLiteEventStore(SQLiteInbox):
                 "choreography_mark_stalled", (now, limit)
             ).fetchall()
         return sorted(map(rows.tracked_choreography, found), key=lambda t: t.deadline)
-
-    async def close(self) -> None:
-        if self._owned:
-            await self.database.close()
-
-    def __repr__(self) -> str:
-        return f"SQLiteEventStore({self.path!r})"

@@ -12,14 +12,14 @@ clocks agree on who owns what.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from typing import Any, Unpack
+from typing import Any
 
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.event_postgres import PostgresEventStore
 from sagakit.adapters.store.inbox import PostgresInbox
 from sagakit.adapters.store.postgres_database import (
     DRIVER_ERRORS,
-    PoolOptions,
+    OnPostgres,
     PostgresDatabase,
     UniqueViolation,
     describe,
@@ -86,7 +86,7 @@ def _outbox_arrays(
     ), ([m.held_by for m in outbox], [m.hold for m in outbox])
 
 
-class PostgresStore(PostgresInbox, SagaReads[PostgresDatabase]):
+class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
     """A :class:`~sagakit.ports.store.SagaStore` on PostgreSQL.
 
     Open it with ``await PostgresStore.connect(dsn)`` (it owns the database
@@ -95,24 +95,13 @@ class PostgresStore(PostgresInbox, SagaReads[PostgresDatabase]):
     (round trips) store calls sent, next to ``commits``.
     """
 
-    def __init__(self, database: PostgresDatabase, *, owned: bool = False) -> None:
-        self.database = database
-        self._owned = owned
-        self.where = database.where
+    def __init__(
+        self, database: PostgresDatabase | Any, *, owned: bool = False
+    ) -> None:
+        super().__init__(database, owned=owned)
         # bound once: a statement costs no extra call layer
-        self._fetch = database.fetch
-        self._fetchrow = database.fetchrow
-
-    @classmethod
-    async def connect(cls, dsn: str, **options: Unpack[PoolOptions]) -> PostgresStore:
-        """Open a database on ``dsn`` (``min_size``, ``max_size``; migrated
-        unless ``migrate=False``); closing this store closes it."""
-        return cls(await PostgresDatabase.connect(dsn, **options), owned=True)
-
-    @property
-    def commits(self) -> int:
-        """Transactions committed on this store's database."""
-        return self.database.commits
+        self._fetch = self.database.fetch
+        self._fetchrow = self.database.fetchrow
 
     @property
     def statements(self) -> int:
@@ -313,10 +302,3 @@ class PostgresStore(PostgresInbox, SagaReads[PostgresDatabase]):
             "listing due deadlines", "due_deadlines", list(saga_names), limit
         )
         return [r["saga_id"] for r in found]
-
-    async def close(self) -> None:
-        if self._owned:
-            await self.database.close()
-
-    def __repr__(self) -> str:
-        return f"PostgresStore({self.where!r})"

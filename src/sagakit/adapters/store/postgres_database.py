@@ -13,9 +13,10 @@ from __future__ import annotations
 import errno
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypedDict
+from typing import Any, Self, TypedDict, Unpack
 from urllib.parse import unquote, urlsplit
 
+from sagakit.adapters.store.owned import OnDatabase
 from sagakit.adapters.store.pg_connections import Connections
 from sagakit.adapters.store.sql import Migration, log_migrated, migrations, queries
 from sagakit.errors import StoreError
@@ -236,3 +237,30 @@ class PostgresDatabase:
 
     def __repr__(self) -> str:
         return f"PostgresDatabase({self.where!r})"
+
+
+def postgres_database_of(source: Any) -> PostgresDatabase:
+    """The database of an open PostgreSQL store (or the database itself)."""
+    database = source if isinstance(source, PostgresDatabase) else source.database
+    if not isinstance(database, PostgresDatabase):
+        raise StoreError(f"{source!r} is not on a PostgreSQL database")
+    return database
+
+
+class OnPostgres(OnDatabase[PostgresDatabase]):
+    """What every PostgreSQL store has: its database (an open one, or one
+    :meth:`connect` opens), whether it opened it (then ``close`` closes it),
+    and the database's commit counter."""
+
+    def __init__(
+        self, database: PostgresDatabase | Any, *, owned: bool = False
+    ) -> None:
+        self.database = postgres_database_of(database)
+        self._owned = owned
+        self.where = self.database.where
+
+    @classmethod
+    async def connect(cls, dsn: str, **options: Unpack[PoolOptions]) -> Self:
+        """Open a database on ``dsn`` (``min_size``, ``max_size``; migrated
+        unless ``migrate=False``); closing this store closes it."""
+        return cls(await PostgresDatabase.connect(dsn, **options), owned=True)

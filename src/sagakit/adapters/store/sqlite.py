@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Sequence
-from pathlib import Path
 from typing import Any
 
 from sagakit.adapters.store import rows
@@ -19,7 +18,11 @@ from sagakit.adapters.store.inbox import SQLiteInbox
 from sagakit.adapters.store.reads import SagaReads
 from sagakit.adapters.store.rows import dumps, unique_ids
 from sagakit.adapters.store.sql import Migration
-from sagakit.adapters.store.sqlite_database import SQLiteDatabase, split_statements
+from sagakit.adapters.store.sqlite_database import (
+    OnSQLite,
+    SQLiteDatabase,
+    split_statements,
+)
 from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
 from sagakit.ports.store import (
     Created,
@@ -79,33 +82,13 @@ def _history_rows(history: Sequence[HistoryEntry]) -> list[tuple[Any, ...]]:
     ]
 
 
-class SQLiteStore(SQLiteInbox, SagaReads[SQLiteDatabase]):
+class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
     """A :class:`~sagakit.ports.store.SagaStore` in one SQLite file.
 
     Pass a path (the file is opened and, unless ``migrate=False``, migrated;
     ``close`` closes it) or an open :class:`SQLiteDatabase` to share (``close``
     leaves it open). ``path=":memory:"`` keeps everything in memory.
     """
-
-    def __init__(
-        self,
-        path: str | Path | SQLiteDatabase = "sagakit.db",
-        *,
-        synchronous: str = "normal",
-        migrate: bool = True,
-    ) -> None:
-        self._owned = not isinstance(path, SQLiteDatabase)
-        self.database = (
-            path
-            if isinstance(path, SQLiteDatabase)
-            else SQLiteDatabase(path, synchronous=synchronous, migrate=migrate)
-        )
-        self.path = self.database.path
-
-    @property
-    def commits(self) -> int:
-        """Transactions committed on this store's database."""
-        return self.database.commits
 
     def event_store(self) -> SQLiteEventStore:
         """The choreography tables of this file, on this connection."""
@@ -295,10 +278,3 @@ class SQLiteStore(SQLiteInbox, SagaReads[SQLiteDatabase]):
     ) -> list[str]:
         params = (time.time(), dumps(list(saga_names)), limit)
         return [r[0] for r in self._read("due_deadlines", params)]
-
-    async def close(self) -> None:
-        if self._owned:
-            await self.database.close()
-
-    def __repr__(self) -> str:
-        return f"SQLiteStore({self.path!r})"

@@ -14,8 +14,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from sagakit.adapters.store.owned import OnDatabase
 from sagakit.adapters.store.sql import Migration, log_migrated, migrations, queries
 from sagakit.errors import StoreError
 
@@ -78,6 +79,11 @@ class SQLiteDatabase:
             ) from exc
         if migrate:
             self.migrate()
+
+    @property
+    def where(self) -> str:
+        """The file (for messages)."""
+        return self.path
 
     # -- statements ----------------------------------------------------------
 
@@ -185,3 +191,32 @@ class SQLiteDatabase:
 
     def __repr__(self) -> str:
         return f"SQLiteDatabase({self.path!r})"
+
+
+def sqlite_database_of(source: Any) -> SQLiteDatabase | None:
+    """The database of an open SQLite store (or the database itself)."""
+    if isinstance(source, SQLiteDatabase):
+        return source
+    database = getattr(source, "database", None)
+    return database if isinstance(database, SQLiteDatabase) else None
+
+
+class OnSQLite(OnDatabase[SQLiteDatabase]):
+    """What every SQLite store has: its database (opened from a path, or an
+    open one shared), whether it opened it (then ``close`` closes it), and
+    the database's commit counter."""
+
+    def __init__(
+        self,
+        path: str | Path | SQLiteDatabase | Any = "sagakit.db",
+        *,
+        synchronous: str = "normal",
+        migrate: bool = True,
+        owned: bool = False,
+    ) -> None:
+        shared = sqlite_database_of(path)
+        self.database = shared or SQLiteDatabase(
+            cast("str | Path", path), synchronous=synchronous, migrate=migrate
+        )
+        self._owned = owned or shared is None
+        self.path = self.database.path

@@ -11,12 +11,11 @@ clock.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any, Unpack
+from typing import Any
 
 from sagakit.adapters.store import rows
-from sagakit.adapters.store.event_postgres import postgres_database_of
 from sagakit.adapters.store.postgres_database import (
-    PoolOptions,
+    OnPostgres,
     PostgresDatabase,
     Row,
 )
@@ -45,31 +44,19 @@ def _history_json(history: Sequence[WorkflowHistoryEntry]) -> str:
     )
 
 
-class PostgresWorkflowStore(WorkflowReads[PostgresDatabase]):
+class PostgresWorkflowStore(OnPostgres, WorkflowReads[PostgresDatabase]):
     """A :class:`~sagakit.ports.workflow_store.WorkflowStore` on PostgreSQL."""
 
-    def __init__(self, database: PostgresDatabase, *, owned: bool = False) -> None:
-        self.database = database
-        self._owned = owned
-        self.where = database.where
-        self._fetch = database.fetch
-
-    @property
-    def commits(self) -> int:
-        return self.database.commits
+    def __init__(
+        self, database: PostgresDatabase | Any, *, owned: bool = False
+    ) -> None:
+        super().__init__(database, owned=owned)
+        self._fetch = self.database.fetch
 
     @classmethod
     def on(cls, store: Any) -> PostgresWorkflowStore:
         """The workflow tables on ``store``'s database; ``close`` leaves it open."""
-        return cls(postgres_database_of(store))
-
-    @classmethod
-    async def connect(
-        cls, dsn: str, **options: Unpack[PoolOptions]
-    ) -> PostgresWorkflowStore:
-        """Open a database on ``dsn`` (``min_size``, ``max_size``; migrated
-        unless ``migrate=False``); closing this store closes it."""
-        return cls(await PostgresDatabase.connect(dsn, **options), owned=True)
+        return cls(store)
 
     async def _fetchrow(self, about: str, query: str, *args: Any) -> Row:
         found = await self._fetch(about, query, *args)
@@ -170,10 +157,3 @@ class PostgresWorkflowStore(WorkflowReads[PostgresDatabase]):
     async def unfinished(self, app: str) -> int:
         row = await self._fetchrow("counting workflows", "workflow_unfinished", app)
         return int(row[0])
-
-    async def close(self) -> None:
-        if self._owned:
-            await self.database.close()
-
-    def __repr__(self) -> str:
-        return f"PostgresWorkflowStore({self.where!r})"

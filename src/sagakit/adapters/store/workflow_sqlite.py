@@ -8,14 +8,12 @@ open one shared with the saga and event stores of the file. Claims run inside
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from sagakit.adapters.store import rows
-from sagakit.adapters.store.event_sqlite import sqlite_database_of
 from sagakit.adapters.store.reads import WorkflowReads
 from sagakit.adapters.store.rows import dumps
-from sagakit.adapters.store.sqlite_database import SQLiteDatabase
+from sagakit.adapters.store.sqlite_database import OnSQLite, SQLiteDatabase
 from sagakit.errors import SagaNotFound
 from sagakit.ports.workflow_store import (
     WorkflowHistoryEntry,
@@ -39,32 +37,13 @@ def _history_rows(history: Sequence[WorkflowHistoryEntry]) -> list[tuple[Any, ..
     ]
 
 
-class SQLiteWorkflowStore(WorkflowReads[SQLiteDatabase]):
+class SQLiteWorkflowStore(OnSQLite, WorkflowReads[SQLiteDatabase]):
     """A :class:`~sagakit.ports.workflow_store.WorkflowStore` in one SQLite file.
 
     Pass a path (the file is opened and, unless ``migrate=False``, migrated)
     or an open :class:`SQLiteDatabase` (or ``SQLiteStore``) to share its
     connection; ``close`` closes only what it opened.
     """
-
-    def __init__(
-        self,
-        path: str | Path | SQLiteDatabase | Any = "sagakit.db",
-        *,
-        synchronous: str = "normal",
-        migrate: bool = True,
-    ) -> None:
-        shared = sqlite_database_of(path)
-        self._owned = shared is None
-        self.database = shared or SQLiteDatabase(
-            cast("str | Path", path), synchronous=synchronous, migrate=migrate
-        )
-        self._conn = self.database.conn
-        self.path = self.database.path
-
-    @property
-    def commits(self) -> int:
-        return self.database.commits
 
     async def create(
         self, record: WorkflowRecord, history: Sequence[WorkflowHistoryEntry]
@@ -156,10 +135,3 @@ class SQLiteWorkflowStore(WorkflowReads[SQLiteDatabase]):
 
     async def unfinished(self, app: str) -> int:
         return int(self._scalar("workflow_unfinished", (app,)))
-
-    async def close(self) -> None:
-        if self._owned:
-            await self.database.close()
-
-    def __repr__(self) -> str:
-        return f"SQLiteWorkflowStore({self.path!r})"
