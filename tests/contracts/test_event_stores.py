@@ -11,6 +11,7 @@ import pytest
 from sagakit.adapters.store import event_store_for, open_event_store
 from sagakit.adapters.store.event_memory import InMemoryEventStore
 from sagakit.adapters.store.event_sqlite import SQLiteEventStore
+from sagakit.adapters.store.sqlite import SQLiteStore
 from sagakit.ports.event_store import EventStore, StagedEvent
 from sagakit.testing.contracts.event_store import (
     EventStoreContract,
@@ -115,7 +116,7 @@ class TestPostgresEventStore(EventStoreContract):
 
 
 async def test_event_store_for_shares_the_saga_store(tmp_path: Path) -> None:
-    saga_store = SQLiteEventStore(tmp_path / "a.db")._db
+    saga_store = SQLiteStore(tmp_path / "a.db")
     events = event_store_for(saga_store)
     assert await events.record_inbox("svc", "m1", None)
     assert await saga_store.inbox_reply("svc", "m1") == b""

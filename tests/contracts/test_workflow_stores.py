@@ -46,7 +46,7 @@ class TestSQLiteWorkflowStore(WorkflowStoreContract):
         store = SQLiteWorkflowStore(tmp_path / "h.db")
         await store.create(make("w1"), [line("w1", "started")])
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            store._conn.execute(forgery)
+            store.database.conn.execute(forgery)
         assert [h.outcome for h in await store.history(APP, "w1")] == ["started"]
 
     async def test_shares_an_open_store_and_leaves_it_open(

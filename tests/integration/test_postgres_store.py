@@ -20,7 +20,7 @@ from sagakit.adapters.store import open_store_async
 from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.adapters.store.postgres import PostgresStore
 from sagakit.adapters.store.sql import migrations, queries, schema
-from sagakit.errors import DuplicateMessage
+from sagakit.errors import DuplicateMessage, SagaAlreadyExists
 from sagakit.ports.store import InboxEntry
 from sagakit.testing.contracts.store import entry, make_record, message
 from tests.conftest import admin, database_url, run_sync
@@ -115,7 +115,7 @@ async def test_concurrent_migrators_apply_each_migration_once(
 
 
 async def test_every_named_query_prepares(store: PostgresStore) -> None:
-    async with store._pool.acquire() as conn:
+    async with store.database.pool.acquire() as conn:
         for name, sql in queries("postgres").items():
             try:
                 await conn.prepare(sql)
@@ -162,12 +162,13 @@ class CountingLane:
 
 def counting(store: PostgresStore) -> CountingPool | CountingLane:
     """Count what the store sends, through whichever path it uses."""
-    if store._lane is not None:
-        lane = CountingLane(store._lane)
-        store._lane = lane  # type: ignore[assignment]
+    database = store.database
+    if database._lane is not None:
+        lane = CountingLane(database._lane)
+        database._lane = lane  # type: ignore[assignment]
         return lane
-    pool = CountingPool(store._pool)
-    store._pool = pool  # type: ignore[assignment]
+    pool = CountingPool(database._pool)
+    database._pool = pool  # type: ignore[assignment]
     return pool
 
 
@@ -221,7 +222,7 @@ async def test_save_with_outbox_and_inbox_is_one_statement(
 async def test_outbox_holds_use_the_database_clock(store: PostgresStore) -> None:
     await store.create(make_record("s1"), [], outbox=[message("m1")])
     await store.claim_outbox("relay", lease=60)
-    async with store._pool.acquire() as conn:
+    async with store.database.pool.acquire() as conn:
         row = await conn.fetchrow(
             "SELECT locked_by, locked_until"
             "       - extract(epoch FROM clock_timestamp())::float8 AS left"
@@ -243,7 +244,7 @@ async def test_messaging_queries_use_their_index(
 ) -> None:
     """With seqscan off (the tables are empty), the plan still finds the index:
     it is usable by the query as written (partial-index predicate included)."""
-    async with store._pool.acquire() as conn, conn.transaction():
+    async with store.database.pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")
         rows = await conn.fetch(f"EXPLAIN {queries('postgres')[query]}", *args)
     plan = [r[0] for r in rows]
@@ -268,7 +269,7 @@ async def test_sequential_save_timing(store: PostgresStore) -> None:
 async def test_leases_use_the_database_clock(store: PostgresStore) -> None:
     await store.create(make_record("s1"), [])
     await store.claim("w1", ["order"], lease=60)
-    async with store._pool.acquire() as conn:
+    async with store.database.pool.acquire() as conn:
         left = await conn.fetchval(
             "SELECT lease_until - extract(epoch FROM clock_timestamp())::float8"
             "  FROM sagakit_saga WHERE saga_id = 's1'"
@@ -287,8 +288,17 @@ async def test_history_is_append_only(store: PostgresStore, pg_url: str) -> None
 
 
 async def test_driver_errors_become_store_errors(store: PostgresStore) -> None:
-    await store.create(make_record("s1"), [])
+    # history of a saga that does not exist: a foreign key violation
     with pytest.raises(StoreError, match="saga s1: create failed") as caught:
+        await store.create(make_record("s1"), [entry("ghost", "started")])
+    assert isinstance(caught.value.__cause__, asyncpg.ForeignKeyViolationError)
+
+
+async def test_a_taken_saga_id_keeps_the_driver_error_as_cause(
+    store: PostgresStore,
+) -> None:
+    await store.create(make_record("s1"), [])
+    with pytest.raises(SagaAlreadyExists, match="saga s1") as caught:
         await store.create(make_record("s1"), [])
     assert isinstance(caught.value.__cause__, asyncpg.UniqueViolationError)
 
@@ -324,3 +334,23 @@ async def test_open_store_async_picks_the_adapter(pg_url: str) -> None:
     assert isinstance(await open_store_async("memory://"), InMemoryStore)
     with pytest.raises(StoreError, match="open_store_async"):
         open_store(pg_url)
+
+
+async def test_open_database_shares_one_pool(pg_url: str) -> None:
+    from sagakit.adapters.store import open_database  # noqa: PLC0415
+    from sagakit.testing.contracts.workflow_store import make  # noqa: PLC0415
+
+    async with await open_database(pg_url) as db:
+        assert isinstance(db.sagas, PostgresStore)
+        database = db.sagas.database
+        assert db.events.database is database  # type: ignore[attr-defined]
+        assert db.workflows is not None
+        assert db.workflows.database is database  # type: ignore[attr-defined]
+        await db.sagas.create(make_record("s1"), [])
+        await db.workflows.create(make("w1"), [])
+        assert await db.events.record_inbox("svc", "m1", None)
+        assert await db.sagas.inbox_reply("svc", "m1") == b""
+    from sagakit.adapters.store import open_database_sync  # noqa: PLC0415
+
+    with pytest.raises(StoreError, match="open_database"):
+        open_database_sync(pg_url)

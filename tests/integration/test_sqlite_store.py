@@ -58,7 +58,7 @@ def test_every_named_query_is_valid_sql(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "q.db")
     for name, sql in queries("sqlite").items():
         try:
-            store._conn.execute(f"EXPLAIN {sql}")
+            store.database.conn.execute(f"EXPLAIN {sql}")
         except sqlite3.ProgrammingError:
             pass  # wrong number of bindings: the statement itself parsed
         except sqlite3.OperationalError as exc:  # pragma: no cover - reported
@@ -76,7 +76,7 @@ def test_messaging_queries_use_their_index(
     tmp_path: Path, query: str, args: tuple[object, ...], index: str
 ) -> None:
     store = SQLiteStore(tmp_path / "plan.db")
-    plan = store._conn.execute(
+    plan = store.database.conn.execute(
         f"EXPLAIN QUERY PLAN {queries('sqlite')[query]}", args
     ).fetchall()
     assert any(index in str(row[-1]) for row in plan), plan
@@ -86,7 +86,9 @@ async def test_history_is_append_only(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "h.db")
     await store.create(make_record("s1"), [entry("s1", "started")])
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        store._conn.execute("UPDATE sagakit_step_history SET outcome = 'forged'")
+        store.database.conn.execute(
+            "UPDATE sagakit_step_history SET outcome = 'forged'"
+        )
 
 
 async def test_state_survives_reopening(tmp_path: Path) -> None:
@@ -146,3 +148,39 @@ def test_open_store_env_var_and_memory(
 def test_open_store_rejects_unsupported_urls(url: str) -> None:
     with pytest.raises(StoreError):
         open_store(url)
+
+
+async def test_open_database_gives_every_store_on_one_connection(
+    tmp_path: Path,
+) -> None:
+    from sagakit.adapters.store import open_database  # noqa: PLC0415
+    from sagakit.testing.contracts.workflow_store import (  # noqa: PLC0415
+        APP,
+        make,
+    )
+
+    async with await open_database(f"sqlite:///{tmp_path / 'all.db'}") as db:
+        assert isinstance(db.sagas, SQLiteStore)
+        await db.sagas.create(make_record("s1"), [entry("s1", "started")])
+        assert await db.events.record_inbox("svc", "m1", None)
+        assert db.workflows is not None
+        await db.workflows.create(make("w1"), [])
+        # one connection: each store sees what the others wrote
+        assert await db.sagas.inbox_reply("svc", "m1") == b""
+        assert (await db.workflows.get(APP, "w1")).instance_id == "w1"
+        assert db.sagas.commits == db.events.database.commits  # type: ignore[attr-defined]
+        await db.sagas.close()  # not its database: still open
+        assert (await db.sagas.get("s1")).saga_id == "s1"
+    with pytest.raises(sqlite3.ProgrammingError):
+        db.sagas.database.conn.execute("SELECT 1")  # type: ignore[attr-defined]
+
+
+async def test_open_database_of_memory_keeps_no_workflows() -> None:
+    from sagakit.adapters.store import open_database_sync  # noqa: PLC0415
+
+    db = open_database_sync("memory://")
+    assert isinstance(db.sagas, InMemoryStore)
+    assert await db.events.record_inbox("svc", "m1", None)
+    assert await db.sagas.inbox_reply("svc", "m1") == b""
+    assert db.workflows is None
+    await db.close()

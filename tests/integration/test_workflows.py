@@ -440,7 +440,7 @@ def test_cli_lists_and_shows_instances(
 
 def test_listing_newest_first_uses_the_created_index(tmp_path: Path) -> None:
     store = SQLiteWorkflowStore(tmp_path / "plan.db")
-    plan = store._conn.execute(
+    plan = store.database.conn.execute(
         f"EXPLAIN QUERY PLAN {queries('sqlite')['workflow_list']}",
         (None, None, 50, None),
     ).fetchall()

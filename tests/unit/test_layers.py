@@ -106,21 +106,6 @@ CONFINED: dict[str, tuple[str, ...]] = {
 }
 """Optional libraries and the only modules that may import them."""
 
-# Breaks being removed right now on other branches. The lead deletes each
-# entry when merging the branch that fixes it; an entry that no longer occurs
-# fails test_known_breaks_still_occur, so this list only shrinks. Goal: empty.
-KNOWN_UNTIL_MERGE: frozenset[tuple[str, str]] = frozenset(
-    {
-        # store branch: the bus gets its event store from open_database(url)
-        ("sagakit.choreography.bus", "sagakit.adapters.store"),
-        # store branch: open_database() replaces the CLI-resident factory
-        ("sagakit.dashboard.workflows", "sagakit.cli.workflows"),
-        # store branch: one database object per dialect
-        ("sagakit.adapters.store.event_postgres", "sagakit.adapters.store.postgres"),
-        ("sagakit.adapters.store.workflow_postgres", "sagakit.adapters.store.postgres"),
-    }
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Import:
@@ -286,26 +271,15 @@ def test_every_layer_member_exists() -> None:
 
 
 def test_imports_point_down_the_map() -> None:
-    breaks = [b for b in layer_breaks(GRAPH) if b[:2] not in KNOWN_UNTIL_MERGE]
-    assert breaks == []
+    assert layer_breaks(GRAPH) == []
 
 
 def test_no_adapter_imports_a_siblings_private_name() -> None:
-    found = [
-        p for p in private_sibling_imports(GRAPH) if p[:2] not in KNOWN_UNTIL_MERGE
-    ]
-    assert found == []
+    assert private_sibling_imports(GRAPH) == []
 
 
 def test_optional_libraries_stay_in_their_modules() -> None:
     assert confined_imports(GRAPH) == []
-
-
-def test_known_breaks_still_occur() -> None:
-    """Delete an entry from KNOWN_UNTIL_MERGE once its break is gone."""
-    occurring = {b[:2] for b in layer_breaks(GRAPH)}
-    occurring |= {p[:2] for p in private_sibling_imports(GRAPH)}
-    assert sorted(KNOWN_UNTIL_MERGE - occurring) == []
 
 
 # -- the checker can fail --------------------------------------------------

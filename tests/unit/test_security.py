@@ -39,7 +39,7 @@ DRIVER_CALLS = {
 }
 ALLOWED_BUILT_SQL = {
     # value checked against _SYNC_MODES first; PRAGMA takes no bound parameters
-    "adapters/store/sqlite.py": "f'PRAGMA synchronous={synchronous.upper()}'",
+    "adapters/store/sqlite_database.py": "f'PRAGMA synchronous={synchronous.upper()}'",
 }
 SQL_WORDS = re.compile(
     r"\b(SELECT\s.+\sFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|"

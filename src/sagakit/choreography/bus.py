@@ -49,7 +49,7 @@ from sagakit.choreography.context import (
 from sagakit.choreography.definition import Choreography
 from sagakit.choreography.outbox import StagedPublisher, check_options, new_owner
 from sagakit.choreography.tracker import Tracker
-from sagakit.errors import DefinitionError, DuplicateMessage, SagaError
+from sagakit.errors import DefinitionError, DuplicateMessage, SagaError, StoreError
 from sagakit.messaging.envelope import (
     Envelope,
     MalformedMessage,
@@ -61,6 +61,7 @@ from sagakit.ports.event_store import (
     EventOutcome,
     EventRecord,
     EventStore,
+    EventStoreSource,
     StagedEvent,
     TransactionalOutbox,
 )
@@ -82,12 +83,12 @@ class _Handler:
 
 
 def _as_event_store(store: EventStore | SagaStore) -> EventStore:
+    """An event store as it is; a saga store's event store, on its connection."""
     if hasattr(store, "record_event"):
         return cast(EventStore, store)
-    # adapters come after the runtime layers: import on demand
-    from sagakit.adapters.store import event_store_for  # noqa: PLC0415
-
-    return event_store_for(store)
+    if isinstance(store, EventStoreSource):
+        return store.event_store()
+    raise StoreError(f"{type(store).__name__} keeps no choreography tables")
 
 
 Publishes = Iterable[str] | Mapping[str, type[BaseModel] | None]

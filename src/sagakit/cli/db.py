@@ -10,10 +10,9 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
-from sagakit.adapters.store import database_url, open_store_async
+from sagakit.adapters.store import applied_migrations, database_url, open_store_async
 from sagakit.adapters.store.sql import Migration, migrations, schema
 from sagakit.errors import SagaError
-from sagakit.ports.store import SagaStore
 from sagakit.runtime import loop as event_loop
 
 db_app = typer.Typer(
@@ -42,19 +41,14 @@ def dialect_of(url: str) -> str:
     return "sqlite"
 
 
-async def _applied(store: SagaStore) -> list[int]:
-    found = store.applied_migrations()  # type: ignore[attr-defined]
-    if inspect.isawaitable(found):
-        found = await found
-    return list(found)
-
-
 async def schema_status(url: str | None) -> SchemaStatus:
     target = database_url(url)
     dialect = dialect_of(target)
     store = await open_store_async(target, migrate=False)
     try:
-        return SchemaStatus(dialect, await _applied(store), migrations(dialect))
+        return SchemaStatus(
+            dialect, await applied_migrations(store), migrations(dialect)
+        )
     finally:
         await store.close()
 
@@ -66,7 +60,9 @@ async def migrate(url: str | None, out: Console) -> list[int]:
     store = await open_store_async(target, migrate=False)
     try:
         pending = [
-            m for m in migrations(dialect) if m.version not in await _applied(store)
+            m
+            for m in migrations(dialect)
+            if m.version not in await applied_migrations(store)
         ]
         with Progress(console=out, transient=True) as bar:
             task = bar.add_task("migrating", total=len(pending))

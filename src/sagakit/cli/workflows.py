@@ -17,13 +17,14 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console, RenderableType
 
-from sagakit.adapters.store import database_url, open_store_async
-from sagakit.adapters.store.sqlite import SQLiteStore
-from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
+from sagakit.adapters.store import (
+    database_url,
+    migrated_workflow_store,
+    open_store_async,
+)
 from sagakit.cli import render
 from sagakit.cli.common import db_of
-from sagakit.cli.db import _applied
-from sagakit.errors import SagaNotFound
+from sagakit.errors import SagaNotFound, StoreError
 from sagakit.ports.store import SagaStore
 from sagakit.ports.workflow_store import WorkflowRecord, WorkflowStatus, WorkflowStore
 from sagakit.runtime import loop as event_loop
@@ -31,7 +32,6 @@ from sagakit.views.input import BadInput
 
 T = TypeVar("T")
 
-WORKFLOW_TABLES = 4  # migrations/0004_workflows.sql creates them
 MIN_PREFIX = 6
 MAX_LIMIT = 10_000
 SHOWN_MATCHES = 3
@@ -58,27 +58,10 @@ StatusOption = Annotated[
 async def workflow_store_for(store: SagaStore, where: str) -> WorkflowStore:
     """The workflow tables of an open saga store, on its connection;
     ``BadInput`` if it has none."""
-    workflows: WorkflowStore
-    if isinstance(store, SQLiteStore):
-        workflows = SQLiteWorkflowStore(store)
-    elif type(store).__name__ == "PostgresStore":  # importing it needs asyncpg
-        from sagakit.adapters.store.postgres import PostgresStore  # noqa: PLC0415
-        from sagakit.adapters.store.workflow_postgres import (  # noqa: PLC0415
-            PostgresWorkflowStore,
-        )
-
-        if not isinstance(store, PostgresStore):  # pragma: no cover - by name
-            raise BadInput(f"{where} keeps no workflow instances")
-        workflows = PostgresWorkflowStore.on(store)
-    else:
-        raise BadInput(
-            f"{where} keeps workflow instances only inside the process running them"
-        )
-    if WORKFLOW_TABLES not in await _applied(store):
-        raise BadInput(
-            f"{where} has no workflow tables; apply the migrations: sagakit db migrate"
-        )
-    return workflows
+    try:
+        return await migrated_workflow_store(store)
+    except StoreError as exc:
+        raise BadInput(f"{where} {exc}") from None
 
 
 @asynccontextmanager

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from sagakit.cli.workflows import workflow_store_for
+from sagakit.adapters.store import migrated_workflow_store
 from sagakit.dashboard.page import Flash, Pages, root_of, workflow_url
 from sagakit.dashboard.views import (
     DEFAULT_LIMIT,
@@ -28,7 +28,7 @@ from sagakit.dashboard.views import (
     parse_limit,
     pretty_json,
 )
-from sagakit.errors import SagaNotFound
+from sagakit.errors import SagaNotFound, StoreError
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import SagaStore
 from sagakit.ports.workflow_store import (
@@ -45,7 +45,6 @@ from sagakit.views.format import (
     relative,
     timer,
 )
-from sagakit.views.input import BadInput
 
 WORKFLOW_STATUSES: tuple[str, ...] = tuple(s.value for s in WorkflowStatus)
 SECTION = "workflows"
@@ -67,9 +66,9 @@ class WorkflowSource:
     async def get(self) -> WorkflowStore:
         if self.found is None:
             try:
-                self.found = await workflow_store_for(self.store, "this database")
-            except BadInput as exc:
-                raise NoWorkflows(str(exc)) from None
+                self.found = await migrated_workflow_store(self.store)
+            except StoreError as exc:
+                raise NoWorkflows(f"this database {exc}") from None
         return self.found
 
 

@@ -23,7 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
+
+from sagakit.ports.store import Inbox
 
 
 class ChoreographyStatus(StrEnum):
@@ -96,8 +98,9 @@ class Progress:
     classify: Callable[[frozenset[str]], ChoreographyStatus]
 
 
-class EventStore(Protocol):
-    """Routes, inbox and tracker. Every method is one transaction."""
+class EventStore(Inbox, Protocol):
+    """Routes, inbox (:class:`~sagakit.ports.store.Inbox`) and tracker. Every
+    method is one transaction."""
 
     async def subscribe(
         self, service: str, queue: str, event_types: Collection[str], *, now: float
@@ -107,15 +110,6 @@ class EventStore(Protocol):
 
     async def subscribers(self, event_type: str) -> list[str]:
         """The queues that receive ``event_type``, one per service, sorted."""
-
-    async def inbox_reply(self, consumer: str, message_id: str) -> bytes | None:
-        """What ``consumer`` stored when it took this message, ``b""`` if it
-        stored nothing, ``None`` if it never took it."""
-
-    async def record_inbox(
-        self, consumer: str, message_id: str, reply: bytes | None
-    ) -> bool:
-        """Remember that ``consumer`` took this message; False if it had."""
 
     async def record_event(
         self, record: EventRecord, progress: Progress | None = None
@@ -143,6 +137,16 @@ class EventStore(Protocol):
         returned by one caller only)."""
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class EventStoreSource(Protocol):
+    """A saga store that also gives the choreography tables of its database,
+    on its own connection (so the event bus can take a saga store)."""
+
+    def event_store(self) -> EventStore:
+        """The event store sharing this store's database; closing it leaves
+        the database open."""
 
 
 class TransactionalInbox(Protocol):
@@ -198,6 +202,7 @@ __all__ = [
     "EventOutcome",
     "EventRecord",
     "EventStore",
+    "EventStoreSource",
     "Progress",
     "StagedEvent",
     "TrackedChoreography",

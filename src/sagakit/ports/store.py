@@ -1,10 +1,16 @@
-"""The store port: durable saga instances and their append-only step history."""
+"""The store port: durable saga instances and their append-only step history.
+
+Split by role, so a component can ask for only what it uses:
+:class:`SagaRepository` (instances and history), :class:`SagaLeases`,
+:class:`Outbox`, :class:`Inbox` (also part of the event store) and
+:class:`SagaQueries` (listings for operators). :class:`SagaStore` is all of
+them together, as every adapter provides."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus
 
@@ -79,18 +85,21 @@ class HistoryEntry:
         return max(0.0, self.finished_at - self.started_at)
 
 
-class SagaStore(Protocol):
-    """Durable saga state. Every method is one transaction.
+class Created(NamedTuple):
+    """What :meth:`SagaRepository.create` did: the stored record, and whether
+    this call created it (False: its idempotency key was taken)."""
 
-    Leases: a worker owns the instances it created or claimed until their
-    lease expires. "Now" is the database clock where there is one (PostgreSQL)
-    and ``time.time()`` otherwise.
+    record: SagaRecord
+    created: bool
 
-    Implementations count their commits in ``commits`` so tests and benchmarks
-    can check the write budget.
+
+class SagaRepository(Protocol):
+    """Instances and their history. Every method is one transaction.
+
+    Leases: with ``owner`` and ``lease`` (seconds) both given, a write leases
+    the instance to ``owner`` until now + ``lease``. "Now" is the database
+    clock where there is one (PostgreSQL) and ``time.time()`` otherwise.
     """
-
-    commits: int
 
     async def create(
         self,
@@ -100,9 +109,10 @@ class SagaStore(Protocol):
         owner: str | None = None,
         lease: float | None = None,
         outbox: Sequence[OutboxMessage] = (),
-    ) -> tuple[SagaRecord, bool]:
+    ) -> Created:
         """Insert a new instance; with an idempotency key already used by the same
-        saga, insert nothing and return ``(existing, False)``.
+        saga, insert nothing and return ``(existing, False)``. A saga id that
+        exists already raises ``SagaAlreadyExists``.
 
         With ``owner`` and ``lease`` (seconds) both given, the new instance is
         leased to ``owner`` until now + ``lease``; otherwise it is unowned."""
@@ -134,30 +144,9 @@ class SagaStore(Protocol):
     async def history(self, saga_id: str) -> list[HistoryEntry]:
         """The timeline in the order it was written."""
 
-    async def list_sagas(
-        self,
-        *,
-        status: SagaStatus | None = None,
-        saga_name: str | None = None,
-        limit: int = 50,
-        created_before: float | None = None,
-    ) -> list[SagaRecord]:
-        """Newest first; ``created_before`` (Unix time) keeps only instances
-        created strictly before it."""
 
-    async def count_by_status(
-        self, saga_name: str | None = None
-    ) -> dict[SagaStatus, int]:
-        """How many instances (of ``saga_name``, or of every saga) are in each
-        status; statuses with none are left out."""
-
-    async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
-        """Ids that start with ``prefix``, in id order (for ``sagakit show``)."""
-
-    async def unfinished(
-        self, saga_names: Collection[str] | None = None, limit: int = 1000
-    ) -> list[str]:
-        """Ids of instances that are not in a terminal status, oldest first."""
+class SagaLeases(Protocol):
+    """Which worker runs which instance."""
 
     async def claim(
         self, owner: str, saga_names: Collection[str], *, lease: float, limit: int = 100
@@ -181,9 +170,14 @@ class SagaStore(Protocol):
         """Drop the leases ``owner`` still holds on these instances, so another
         worker can claim them at once (graceful shutdown)."""
 
-    async def close(self) -> None: ...
+    async def unfinished(
+        self, saga_names: Collection[str] | None = None, limit: int = 1000
+    ) -> list[str]:
+        """Ids of instances that are not in a terminal status, oldest first."""
 
-    # -- messaging -----------------------------------------------------------
+
+class Outbox(Protocol):
+    """Messages written with a save, published by a relay after the commit."""
 
     async def claim_outbox(
         self, owner: str, *, lease: float, limit: int = 100
@@ -199,10 +193,9 @@ class SagaStore(Protocol):
         """End the holds of ``owner`` (of everyone if None) on outbox messages,
         so that any relay may claim them at once; returns how many."""
 
-    async def due_deadlines(
-        self, saga_names: Collection[str], *, limit: int = 100
-    ) -> list[str]:
-        """Ids of non-terminal instances whose ``deadline`` has passed."""
+
+class Inbox(Protocol):
+    """Messages a consumer took, so a redelivery runs its handler once."""
 
     async def inbox_reply(self, consumer: str, message_id: str) -> bytes | None:
         """The reply stored when ``consumer`` took this message, ``b""`` if it
@@ -213,3 +206,58 @@ class SagaStore(Protocol):
     ) -> bool:
         """Remember that ``consumer`` took this message (with its reply, to
         resend on a duplicate); False if it was remembered already."""
+
+
+class SagaQueries(Protocol):
+    """Read-only lookups for operators (CLI, dashboard) and the deadline check."""
+
+    async def list_sagas(
+        self,
+        *,
+        status: SagaStatus | None = None,
+        saga_name: str | None = None,
+        limit: int = 50,
+        created_before: float | None = None,
+    ) -> list[SagaRecord]:
+        """Newest first; ``created_before`` (Unix time) keeps only instances
+        created strictly before it."""
+
+    async def count_by_status(
+        self, saga_name: str | None = None
+    ) -> dict[SagaStatus, int]:
+        """How many instances (of ``saga_name``, or of every saga) are in each
+        status; statuses with none are left out."""
+
+    async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Ids that start with ``prefix``, in id order (for ``sagakit show``)."""
+
+    async def due_deadlines(
+        self, saga_names: Collection[str], *, limit: int = 100
+    ) -> list[str]:
+        """Ids of non-terminal instances whose ``deadline`` has passed."""
+
+
+class SagaStore(SagaRepository, SagaLeases, Outbox, Inbox, SagaQueries, Protocol):
+    """Durable saga state: every role together, as each adapter provides it.
+    Every method is one transaction.
+
+    Adapters also count their commits in a ``commits`` attribute (tests and
+    benchmarks check the write budget with it); it is not part of the port.
+    """
+
+    async def close(self) -> None: ...
+
+
+__all__ = [
+    "Created",
+    "HistoryEntry",
+    "Inbox",
+    "InboxEntry",
+    "Outbox",
+    "OutboxMessage",
+    "SagaLeases",
+    "SagaQueries",
+    "SagaRecord",
+    "SagaRepository",
+    "SagaStore",
+]

@@ -13,13 +13,25 @@ import copy
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
+from sagakit.adapters.store import rows
 from sagakit.engine.state import SagaStatus
-from sagakit.errors import ConcurrencyError, DuplicateMessage, SagaNotFound
-from sagakit.ports.store import HistoryEntry, InboxEntry, OutboxMessage, SagaRecord
+from sagakit.ports.store import (
+    Created,
+    HistoryEntry,
+    InboxEntry,
+    OutboxMessage,
+    SagaRecord,
+)
+
+if TYPE_CHECKING:
+    from sagakit.adapters.store.event_memory import InMemoryEventStore
 
 
 class InMemoryStore:
+    """A :class:`~sagakit.ports.store.SagaStore` in dictionaries."""
+
     def __init__(self) -> None:
         self.commits = 0
         self._sagas: dict[str, SagaRecord] = {}
@@ -29,6 +41,14 @@ class InMemoryStore:
         self._outbox: dict[str, tuple[OutboxMessage, float]] = {}  # -> written at
         self._held: dict[str, tuple[str, float]] = {}  # message id -> owner, until
         self._inbox: dict[tuple[str, str], bytes | None] = {}  # -> reply
+
+    def event_store(self) -> InMemoryEventStore:
+        """Choreography tables whose inbox is this store's."""
+        from sagakit.adapters.store.event_memory import (  # noqa: PLC0415 - a cycle
+            InMemoryEventStore,
+        )
+
+        return InMemoryEventStore(self)
 
     def _lease(self, saga_id: str, owner: str | None, lease: float | None) -> None:
         if owner is not None and lease is not None:
@@ -52,13 +72,13 @@ class InMemoryStore:
         owner: str | None = None,
         lease: float | None = None,
         outbox: Sequence[OutboxMessage] = (),
-    ) -> tuple[SagaRecord, bool]:
+    ) -> Created:
         if record.idempotency_key is not None:
             existing = self._keys.get((record.saga_name, record.idempotency_key))
             if existing is not None:
-                return _frozen(self._sagas[existing]), False
+                return Created(_frozen(self._sagas[existing]), False)
         if record.saga_id in self._sagas:
-            raise ConcurrencyError(f"saga {record.saga_id} already exists")
+            raise rows.saga_exists(record.saga_id)
         self._sagas[record.saga_id] = record
         if record.idempotency_key is not None:
             self._keys[(record.saga_name, record.idempotency_key)] = record.saga_id
@@ -66,7 +86,7 @@ class InMemoryStore:
         self._lease(record.saga_id, owner, lease)
         self._write_outbox(outbox)
         self.commits += 1
-        return record, True
+        return Created(record, True)
 
     async def save(
         self,
@@ -81,18 +101,12 @@ class InMemoryStore:
     ) -> None:
         current = self._sagas.get(record.saga_id)
         if current is None:
-            raise SagaNotFound(f"saga {record.saga_id} does not exist")
+            raise rows.saga_not_found(record.saga_id)
         received = None if inbox is None else (inbox.consumer, inbox.message_id)
-        if received is not None and received in self._inbox:
-            raise DuplicateMessage(
-                f"saga {record.saga_id}: message {received[1]!r} was consumed by "
-                f"{received[0]!r} before"
-            )
+        if inbox is not None and received in self._inbox:
+            raise rows.consumed_before(record.saga_id, inbox)
         if current.version != expected_version:
-            raise ConcurrencyError(
-                f"saga {record.saga_id}: version {expected_version} is stale; "
-                "another worker saved it first"
-            )
+            raise rows.stale_saga(record.saga_id, expected_version)
         self._sagas[record.saga_id] = record
         self._history[record.saga_id].extend(history)
         self._lease(record.saga_id, owner, lease)
@@ -105,7 +119,7 @@ class InMemoryStore:
         try:
             return _frozen(self._sagas[saga_id])
         except KeyError:
-            raise SagaNotFound(f"saga {saga_id} does not exist") from None
+            raise rows.saga_not_found(saga_id) from None
 
     async def history(self, saga_id: str) -> list[HistoryEntry]:
         return list(self._history.get(saga_id, ()))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+
+logger = logging.getLogger("sagakit.adapters.store")
 
 _BLOCK = re.compile(r"^-- ([a-z_][a-z0-9_]*) --\s*$", re.MULTILINE)
 
@@ -54,3 +57,13 @@ def migrations(dialect: str) -> tuple[Migration, ...]:
         if m.version != expected:
             raise ValueError(f"{dialect} migrations are not numbered 1..n: {m.version}")
     return tuple(found)
+
+
+def log_migrated(applied: list[int], where: str) -> list[int]:
+    """Log the versions a migration run applied (if any); returns them."""
+    if applied:
+        logger.info(
+            "schema migrated",
+            extra={"action": "schema_migrated", "versions": applied, "db": where},
+        )
+    return applied

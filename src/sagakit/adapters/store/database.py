@@ -1,0 +1,178 @@
+"""``open_database(url)``: every store of one database, on one connection.
+
+The URL's scheme picks the dialect: ``postgresql://`` (or ``postgres://``),
+``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite://:memory:``,
+a plain file path (SQLite), or ``memory://`` (this process only).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from sagakit.errors import StoreError
+from sagakit.ports.event_store import EventStore, EventStoreSource
+from sagakit.ports.store import SagaStore
+from sagakit.ports.workflow_store import WorkflowStore
+
+DEFAULT_DATABASE = "sagakit.db"
+ENV_VAR = "SAGAKIT_DATABASE_URL"
+_POSTGRES = ("postgres://", "postgresql://")
+
+
+def database_url(url: str | None = None) -> str:
+    """The explicit URL, else ``$SAGAKIT_DATABASE_URL``, else ``./sagakit.db``."""
+    return url or os.environ.get(ENV_VAR) or DEFAULT_DATABASE
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(_POSTGRES)
+
+
+def sqlite_path(url: str) -> str:
+    """The file a SQLite URL (or plain path) names; StoreError for any other."""
+    if url.startswith("sqlite://"):
+        # SQLAlchemy style: sqlite:///relative.db, sqlite:////absolute.db
+        path = (
+            url.removeprefix("sqlite:///")
+            if url.startswith("sqlite:///")
+            else url.removeprefix("sqlite://")
+        )
+    elif "://" in url:
+        raise StoreError(
+            f"unsupported database URL scheme: {url.split('://', maxsplit=1)[0]!r}"
+        )
+    else:
+        path = url
+    if not path:
+        raise StoreError(f"database URL {url!r} names no file")
+    if path != ":memory:" and not Path(path).parent.exists():
+        raise StoreError(f"directory of database {path!r} does not exist")
+    return path
+
+
+@dataclass(slots=True)
+class Database:
+    """The stores of one database, sharing its connection: ``sagas``,
+    ``events`` (choreography) and ``workflows`` (None where the database
+    keeps none: ``memory://``, whose workflow instances live in the process
+    running them). Closing it closes the connection; use it as an async
+    context manager."""
+
+    url: str
+    sagas: SagaStore
+    events: EventStore
+    workflows: WorkflowStore | None
+    _close: Callable[[], Awaitable[None]]
+
+    async def close(self) -> None:
+        await self._close()
+
+    async def __aenter__(self) -> Database:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def open_database_sync(url: str | None = None, *, migrate: bool = True) -> Database:
+    """:func:`open_database` for SQLite and ``memory://`` (no event loop
+    needed); PostgreSQL, whose driver is async, is a StoreError."""
+    url = database_url(url)
+    if url == "memory://":
+        from sagakit.adapters.store.event_memory import (  # noqa: PLC0415
+            InMemoryEventStore,
+        )
+        from sagakit.adapters.store.memory import InMemoryStore  # noqa: PLC0415
+
+        sagas = InMemoryStore()
+        return Database(url, sagas, InMemoryEventStore(sagas), None, sagas.close)
+    if is_postgres(url):
+        raise StoreError(
+            "open_database_sync() cannot open PostgreSQL (its driver is async); "
+            f"use 'await open_database(url)': {url.split('@')[-1]!r}"
+        )
+    path = sqlite_path(url)
+    # drivers load lazily
+    from sagakit.adapters.store.sqlite import SQLiteStore  # noqa: PLC0415
+    from sagakit.adapters.store.sqlite_database import SQLiteDatabase  # noqa: PLC0415
+
+    database = SQLiteDatabase(path, migrate=migrate)
+    store = SQLiteStore(database)
+    return Database(
+        url, store, store.event_store(), store.workflow_store(), database.close
+    )
+
+
+async def open_database(url: str | None = None, *, migrate: bool = True) -> Database:
+    """Every store of the database ``url`` names, on one connection (pool).
+
+    ``migrate=False`` opens the database without touching its schema."""
+    url = database_url(url)
+    if not is_postgres(url):
+        return open_database_sync(url, migrate=migrate)
+    from sagakit.adapters.store.postgres import (  # noqa: PLC0415 - needs asyncpg
+        PostgresDatabase,
+        PostgresStore,
+    )
+
+    database = await PostgresDatabase.connect(url, migrate=migrate)
+    store = PostgresStore(database)
+    return Database(
+        url, store, store.event_store(), store.workflow_store(), database.close
+    )
+
+
+def event_store_for(store: object) -> EventStore:
+    """The choreography tables of an open saga store, on its connection."""
+    if isinstance(store, EventStoreSource):
+        return store.event_store()
+    raise StoreError(f"{type(store).__name__} keeps no choreography tables")
+
+
+def workflow_store_for(store: object) -> WorkflowStore:
+    """The workflow tables of an open saga store, on its connection; a
+    StoreError if its database keeps none."""
+    make = getattr(store, "workflow_store", None)
+    if make is None:
+        raise StoreError(
+            "keeps workflow instances only inside the process running them"
+        )
+    workflows: WorkflowStore = make()
+    return workflows
+
+
+WORKFLOW_MIGRATION = 4
+"""The migration that creates the workflow tables (0004_workflows.sql)."""
+
+
+async def applied_migrations(store: object) -> list[int]:
+    """The migration versions applied to an open store's database (none for
+    a store that keeps no schema)."""
+    listed = getattr(store, "applied_migrations", None)
+    if listed is None:
+        return []
+    found = listed()
+    if inspect.isawaitable(found):
+        found = await found
+    return list(found)
+
+
+async def migrated_workflow_store(store: object) -> WorkflowStore:
+    """:func:`workflow_store_for`, once the database has the workflow tables;
+    else a StoreError that says how to add them."""
+    workflows = workflow_store_for(store)
+    if WORKFLOW_MIGRATION not in await applied_migrations(store):
+        raise StoreError(
+            "has no workflow tables; apply the migrations: sagakit db migrate"
+        )
+    return workflows

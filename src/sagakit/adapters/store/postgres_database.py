@@ -1,0 +1,266 @@
+"""One PostgreSQL database: the connections the saga, workflow and event
+stores of that database share.
+
+One-statement calls run on a lean connection lane (:mod:`.pg_connections`);
+transactions and migrations take a connection of a small asyncpg pool.
+Connections keep no session state (advisory locks are transaction-scoped), so
+the pool skips asyncpg's reset query and a released connection costs no round
+trip; an open transaction is still rolled back by asyncpg itself.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Self, TypedDict, Unpack
+from urllib.parse import unquote, urlsplit
+
+from sagakit.adapters.store.owned import OnDatabase
+from sagakit.adapters.store.pg_connections import Connections
+from sagakit.adapters.store.sql import Migration, log_migrated, migrations, queries
+from sagakit.errors import StoreError
+
+try:
+    import asyncpg
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "the PostgreSQL store needs asyncpg: pip install 'sagakit[postgres]'"
+    ) from exc
+
+from asyncpg.pool import PoolConnectionProxy
+
+_Q = queries("postgres")
+DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+"""What the driver raises; the stores turn these into StoreError."""
+UniqueViolation = asyncpg.UniqueViolationError
+_POOL_MAX = 4
+Row = asyncpg.Record
+
+
+def describe(dsn: str) -> str:
+    """``host:port/database`` of a DSN, without credentials (for messages)."""
+    try:
+        parts = urlsplit(dsn)
+        port = parts.port or 5432
+    except ValueError:
+        return "<unparsable DSN>"
+    database = unquote(parts.path.lstrip("/")) or parts.username or "postgres"
+    return f"{parts.hostname or 'localhost'}:{port}/{database}"
+
+
+def reason(exc: BaseException) -> str:
+    """One line saying what the driver reported."""
+    if isinstance(exc, ConnectionRefusedError) or (
+        isinstance(exc, OSError)
+        and (exc.errno == errno.ECONNREFUSED or "Connect call failed" in str(exc))
+    ):
+        return "connection refused (is the server running?)"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+class PoolOptions(TypedDict, total=False):
+    """How :meth:`PostgresDatabase.connect` opens a database."""
+
+    min_size: int
+    max_size: int
+    migrate: bool
+
+
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """Pool reset hook: nothing to undo (see the module docstring)."""
+
+
+class PostgresDatabase:
+    """An open PostgreSQL database: pool and lane, named queries, error
+    wrapping, transactions, migrations and the counters ``commits`` and
+    ``statements`` (round trips of one-statement calls). Stores compose it;
+    whoever opened it closes it.
+
+    Open it with ``await PostgresDatabase.connect(dsn)``.
+    """
+
+    driver_errors = DRIVER_ERRORS
+    """What the driver raises; stores turn it into a StoreError (:meth:`error`)."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, *, where: str, lane: Connections | None = None
+    ) -> None:
+        self._pool = pool
+        self._lane = lane
+        self.where = where
+        self.commits = 0
+        self.statements = 0
+
+    @classmethod
+    async def connect(
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        migrate: bool = True,
+    ) -> PostgresDatabase:
+        """Open a pool on ``dsn`` and, unless ``migrate=False``, migrate."""
+        where = describe(dsn)
+        try:
+            pool = await asyncpg.create_pool(
+                dsn,
+                # statements run on the lane; the pool serves migrations and
+                # transactions, so it stays small (fewer server connections)
+                min_size=min(min_size, _POOL_MAX),
+                max_size=min(max_size, _POOL_MAX),
+                reset=_keep_session,
+            )
+        except (*DRIVER_ERRORS, ValueError) as exc:
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {where}: {reason(exc)}"
+            ) from exc
+        database = cls(pool, where=where, lane=Connections(dsn, max_size=max_size))
+        if migrate:
+            try:
+                await database.migrate()
+            except BaseException:
+                await database.close()
+                raise
+        return database
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The asyncpg pool (for a caller's own transaction on this database)."""
+        return self._pool
+
+    # -- statements ----------------------------------------------------------
+
+    @staticmethod
+    def sql(query: str) -> str:
+        """The text of a named query of ``postgres/queries.sql``."""
+        return _Q[query]
+
+    @staticmethod
+    def callers(conn: Any, method: str) -> Any:
+        """``conn`` if it is an asyncpg connection (a caller's own, for a
+        statement inside its transaction); else a clear StoreError."""
+        if not isinstance(conn, asyncpg.Connection | PoolConnectionProxy):
+            raise StoreError(
+                f"{method} needs an asyncpg connection, not {type(conn).__name__}"
+            )
+        return conn
+
+    def error(self, about: str, exc: BaseException) -> StoreError:
+        """``exc`` as the StoreError to raise ``from`` it."""
+        return StoreError(
+            f"{about} failed on PostgreSQL at {self.where}: {reason(exc)}"
+        )
+
+    async def fetch(self, about: str, query: str, *args: Any) -> list[Row]:
+        """The rows of the named query, one statement in its own transaction."""
+        self.statements += 1
+        try:
+            if self._lane is None:
+                return await self._pool.fetch(_Q[query], *args)
+            async with self._lane.connection() as conn:
+                return await conn.fetch(_Q[query], *args)
+        except DRIVER_ERRORS as exc:
+            raise self.error(about, exc) from exc
+
+    async def fetchrow(self, about: str, query: str, *args: Any) -> Row | None:
+        """The first row of the named query (one statement), or None."""
+        self.statements += 1
+        try:
+            if self._lane is None:
+                return await self._pool.fetchrow(_Q[query], *args)
+            async with self._lane.connection() as conn:
+                return await conn.fetchrow(_Q[query], *args)
+        except DRIVER_ERRORS as exc:
+            raise self.error(about, exc) from exc
+
+    @asynccontextmanager
+    async def transaction(self, about: str) -> AsyncIterator[Any]:
+        """A pooled connection inside a transaction, committed (and counted)
+        when the block ends; a driver error becomes a StoreError saying
+        ``about`` failed. Run named queries on it with :meth:`sql`."""
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                yield conn
+        except DRIVER_ERRORS as exc:
+            raise self.error(about, exc) from exc
+        self.commits += 1
+
+    # -- schema --------------------------------------------------------------
+
+    async def migrate(
+        self, progress: Callable[[Migration], object] | None = None
+    ) -> list[int]:
+        """Apply pending migrations in one transaction; returns the versions
+        applied. Concurrent migrators wait on an advisory lock. ``progress``
+        is called after each one (``sagakit db migrate``)."""
+        applied: list[int] = []
+        async with self.transaction("migration") as conn:
+            await conn.execute(_Q["lock_migrations"])
+            await conn.execute(_Q["create_migrations_table"])
+            done = {r[0] for r in await conn.fetch(_Q["applied_migrations"])}
+            for m in migrations("postgres"):
+                if m.version in done:
+                    continue
+                await conn.execute(m.sql)
+                await conn.execute(_Q["record_migration"], m.version, m.name)
+                applied.append(m.version)
+                if progress is not None:
+                    progress(m)
+        return log_migrated(applied, self.where)
+
+    async def applied_migrations(self) -> list[int]:
+        """Versions applied so far (none on a database sagakit never touched)."""
+        exists = await self.fetchrow("listing migrations", "migrations_table_exists")
+        if exists is None or not exists[0]:
+            return []
+        rows = await self.fetch("listing migrations", "applied_migrations")
+        return [row[0] for row in rows]
+
+    async def close(self) -> None:
+        try:
+            if self._lane is not None:
+                await self._lane.close()
+            await self._pool.close()
+        except DRIVER_ERRORS as exc:
+            raise self.error("closing the pool", exc) from exc
+
+    def __repr__(self) -> str:
+        return f"PostgresDatabase({self.where!r})"
+
+
+def postgres_database_of(source: Any) -> PostgresDatabase:
+    """The database of an open PostgreSQL store (or the database itself)."""
+    database = source if isinstance(source, PostgresDatabase) else source.database
+    if not isinstance(database, PostgresDatabase):
+        raise StoreError(f"{source!r} is not on a PostgreSQL database")
+    return database
+
+
+class OnPostgres(OnDatabase[PostgresDatabase]):
+    """What every PostgreSQL store has: its database (an open one, or one
+    :meth:`connect` opens), whether it opened it (then ``close`` closes it),
+    and the database's commit counter."""
+
+    def __init__(
+        self, database: PostgresDatabase | Any, *, owned: bool = False
+    ) -> None:
+        self.database = postgres_database_of(database)
+        self._owned = owned
+        self.where = self.database.where
+
+    @classmethod
+    async def connect(cls, dsn: str, **options: Unpack[PoolOptions]) -> Self:
+        """Open a database on ``dsn`` (``min_size``, ``max_size``; migrated
+        unless ``migrate=False``); closing this store closes it."""
+        return cls(await PostgresDatabase.connect(dsn, **options), owned=True)

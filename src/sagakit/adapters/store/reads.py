@@ -1,0 +1,124 @@
+"""Reads that run the same named query on both dialects, written once.
+
+A store inherits these over its database's ``fetch`` (``SQLiteDatabase`` and
+``PostgresDatabase`` both offer it, with the same signature), so the lookups
+of the saga and workflow stores are not repeated per dialect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Generic, Protocol, TypeVar
+
+from sagakit.adapters.store import rows
+from sagakit.adapters.store.rows import Row
+from sagakit.engine.state import SagaStatus
+from sagakit.errors import SagaNotFound
+from sagakit.ports.store import HistoryEntry, SagaRecord
+from sagakit.ports.workflow_store import (
+    WorkflowHistoryEntry,
+    WorkflowRecord,
+    WorkflowStatus,
+)
+
+
+class Fetches(Protocol):
+    async def fetch(self, about: str, query: str, *args: Any) -> Sequence[Row]:
+        """The rows of a named query; driver errors become StoreError."""
+
+
+D = TypeVar("D", bound=Fetches)
+
+
+class SagaReads(Generic[D]):
+    """Saga lookups: ``get``, ``history`` and the operators' queries."""
+
+    database: D
+
+    async def get(self, saga_id: str) -> SagaRecord:
+        about = f"saga {saga_id}: read"
+        found = await self.database.fetch(about, "get_saga", saga_id)
+        if not found:
+            raise rows.saga_not_found(saga_id)
+        return rows.saga_record(found[0])
+
+    async def history(self, saga_id: str) -> list[HistoryEntry]:
+        about = f"saga {saga_id}: history"
+        found = await self.database.fetch(about, "get_history", saga_id)
+        return [rows.history_entry(r) for r in found]
+
+    async def list_sagas(
+        self,
+        *,
+        status: SagaStatus | None = None,
+        saga_name: str | None = None,
+        limit: int = 50,
+        created_before: float | None = None,
+    ) -> list[SagaRecord]:
+        wanted = None if status is None else SagaStatus(status).value
+        found = await self.database.fetch(
+            "listing sagas", "list_sagas", wanted, saga_name, limit, created_before
+        )
+        return [rows.saga_record(r) for r in found]
+
+    async def count_by_status(
+        self, saga_name: str | None = None
+    ) -> dict[SagaStatus, int]:
+        found = await self.database.fetch(
+            "counting sagas", "count_by_status", saga_name
+        )
+        return {SagaStatus(r[0]): int(r[1]) for r in found}
+
+    async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        found = await self.database.fetch(
+            "finding ids", "ids_with_prefix", prefix, limit
+        )
+        return [r[0] for r in found]
+
+
+class WorkflowReads(Generic[D]):
+    """Workflow lookups: ``get``, ``history`` and the operators' queries."""
+
+    database: D
+
+    async def get(self, app: str, instance_id: str) -> WorkflowRecord:
+        about = f"workflow {app}/{instance_id}: read"
+        found = await self.database.fetch(about, "workflow_get", app, instance_id)
+        if not found:
+            raise SagaNotFound(f"workflow {app}/{instance_id} does not exist")
+        return rows.workflow_record(found[0])
+
+    async def history(self, app: str, instance_id: str) -> list[WorkflowHistoryEntry]:
+        about = f"workflow {app}/{instance_id}: history"
+        found = await self.database.fetch(about, "workflow_history", app, instance_id)
+        return [rows.workflow_history_entry(r) for r in found]
+
+    async def list_workflows(
+        self,
+        *,
+        status: WorkflowStatus | None = None,
+        app: str | None = None,
+        limit: int = 50,
+        created_before: float | None = None,
+    ) -> list[WorkflowRecord]:
+        wanted = None if status is None else WorkflowStatus(status).value
+        found = await self.database.fetch(
+            "listing workflows", "workflow_list", wanted, app, limit, created_before
+        )
+        return [rows.workflow_record(r) for r in found]
+
+    async def count_workflows_by_status(
+        self, app: str | None = None
+    ) -> dict[WorkflowStatus, int]:
+        found = await self.database.fetch(
+            "counting workflows", "workflow_count_by_status", app
+        )
+        return {WorkflowStatus(r[0]): int(r[1]) for r in found}
+
+    async def ids_with_prefix(
+        self, prefix: str, *, app: str | None = None, limit: int = 10
+    ) -> list[tuple[str, str]]:
+        found = await self.database.fetch(
+            "finding workflow ids", "workflow_ids_with_prefix", prefix, app, limit
+        )
+        return [(r[0], r[1]) for r in found]

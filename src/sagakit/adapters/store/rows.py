@@ -1,0 +1,256 @@
+"""Rows to records and back, shared by the SQLite and PostgreSQL stores.
+
+Both dialects select the same columns in the same order, and both drivers'
+rows index by position (``sqlite3`` tuples, ``asyncpg.Record``), so one
+mapping serves both. JSON columns travel as compact text either way.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus
+from sagakit.errors import (
+    ConcurrencyError,
+    DuplicateMessage,
+    SagaAlreadyExists,
+    SagaNotFound,
+)
+from sagakit.ports.event_store import (
+    ChoreographyStatus,
+    EventOutcome,
+    EventRecord,
+    TrackedChoreography,
+)
+from sagakit.ports.store import HistoryEntry, InboxEntry, OutboxMessage, SagaRecord
+from sagakit.ports.workflow_store import (
+    WorkflowHistoryEntry,
+    WorkflowRecord,
+    WorkflowStatus,
+)
+
+
+class Row(Protocol):
+    """A row by position: a ``sqlite3`` tuple or an ``asyncpg.Record``."""
+
+    def __getitem__(self, index: int, /) -> Any: ...
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text for a JSON column."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def dumps_or_none(value: Any) -> str | None:
+    return None if value is None else dumps(value)
+
+
+def loads_or_none(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def error_json(error: ErrorInfo | None) -> str | None:
+    return None if error is None else dumps(error.to_dict())
+
+
+# -- sagas -------------------------------------------------------------------
+
+
+def saga_record(row: Row) -> SagaRecord:
+    """``saga_id, saga_name, status, version, idempotency_key, context, state,
+    created_at, updated_at, deadline``."""
+    return SagaRecord(
+        saga_id=row[0],
+        saga_name=row[1],
+        status=SagaStatus(row[2]),
+        version=row[3],
+        idempotency_key=row[4],
+        context=json.loads(row[5]),
+        state=SagaState.from_dict(json.loads(row[6])),
+        created_at=row[7],
+        updated_at=row[8],
+        deadline=row[9],
+    )
+
+
+def saga_changes(record: SagaRecord) -> tuple[Any, ...]:
+    """What a save changes, as both dialects bind it: ``status, version,
+    context, state, failed_step, updated_at``."""
+    return (
+        record.status.value,
+        record.version,
+        dumps(record.context),
+        dumps(record.state.to_dict()),
+        record.state.failed_step,
+        record.updated_at,
+    )
+
+
+def history_entry(row: Row) -> HistoryEntry:
+    """``saga_id, step, kind, attempt, outcome, result, error, started_at,
+    finished_at``."""
+    return HistoryEntry(
+        saga_id=row[0],
+        step=row[1],
+        kind=row[2],
+        attempt=row[3],
+        outcome=row[4],
+        result=loads_or_none(row[5]),
+        error=None if row[6] is None else ErrorInfo.from_dict(json.loads(row[6])),
+        started_at=row[7],
+        finished_at=row[8],
+    )
+
+
+def outbox_message(row: Row) -> OutboxMessage:
+    """``message_id, destination, body, saga_id, available_at``."""
+    return OutboxMessage(
+        message_id=row[0],
+        destination=row[1],
+        body=bytes(row[2]),
+        saga_id=row[3],
+        available_at=row[4],
+    )
+
+
+def saga_not_found(saga_id: str) -> SagaNotFound:
+    return SagaNotFound(f"saga {saga_id} does not exist")
+
+
+def saga_exists(saga_id: str) -> SagaAlreadyExists:
+    return SagaAlreadyExists(f"saga {saga_id} exists already")
+
+
+def stale_saga(saga_id: str, expected_version: int) -> ConcurrencyError:
+    return ConcurrencyError(
+        f"saga {saga_id}: version {expected_version} is stale; "
+        "another worker saved it first"
+    )
+
+
+def consumed_before(saga_id: str, inbox: InboxEntry) -> DuplicateMessage:
+    return DuplicateMessage(
+        f"saga {saga_id}: message {inbox.message_id!r} was consumed by "
+        f"{inbox.consumer!r} before"
+    )
+
+
+def unique_ids(ids: Any) -> list[str]:
+    """Ids without repeats, in their first order."""
+    return list(dict.fromkeys(ids))
+
+
+# -- workflows ---------------------------------------------------------------
+
+
+def workflow_record(row: Row) -> WorkflowRecord:
+    """``app, instance_id, status, step, input, due_at, state, version,
+    attempts, transitions, error, created_at, updated_at, owner,
+    lease_until``."""
+    return WorkflowRecord(
+        app=row[0],
+        instance_id=row[1],
+        status=WorkflowStatus(row[2]),
+        step=row[3],
+        input=loads_or_none(row[4]),
+        due_at=row[5],
+        state=json.loads(row[6]),
+        version=row[7],
+        attempts=row[8],
+        transitions=row[9],
+        error=row[10],
+        created_at=row[11],
+        updated_at=row[12],
+        owner=row[13],
+        lease_until=row[14],
+    )
+
+
+def workflow_history_entry(row: Row) -> WorkflowHistoryEntry:
+    """``app, instance_id, step, attempt, outcome, detail, error,
+    recorded_at``."""
+    return WorkflowHistoryEntry(
+        app=row[0],
+        instance_id=row[1],
+        step=row[2],
+        attempt=row[3],
+        outcome=row[4],
+        detail=loads_or_none(row[5]),
+        error=row[6],
+        recorded_at=row[7],
+    )
+
+
+def workflow_columns(record: WorkflowRecord) -> tuple[Any, ...]:
+    """The columns from ``status`` to ``error``, as both dialects bind them."""
+    return (
+        record.status.value,
+        record.step,
+        dumps_or_none(record.input),
+        record.due_at,
+        dumps(record.state),
+        record.version,
+        record.attempts,
+        record.transitions,
+        record.error,
+    )
+
+
+def stale_workflow(name: str, expected_version: int) -> ConcurrencyError:
+    return ConcurrencyError(
+        f"{name}: version {expected_version} is stale; another writer saved it first"
+    )
+
+
+def by_due_then_id(records: list[WorkflowRecord]) -> list[WorkflowRecord]:
+    return sorted(records, key=lambda r: (r.due_at or 0.0, r.instance_id))
+
+
+# -- choreography ------------------------------------------------------------
+
+
+def tracked_choreography(row: Row) -> TrackedChoreography:
+    """``correlation_id, name, status, started_at, updated_at, deadline``."""
+    return TrackedChoreography(
+        correlation_id=row[0],
+        name=row[1],
+        status=ChoreographyStatus(row[2]),
+        started_at=row[3],
+        updated_at=row[4],
+        deadline=row[5],
+    )
+
+
+def event_record(row: Row) -> EventRecord:
+    """``correlation_id, choreography, service, event_type, message_id,
+    outcome, detail, recorded_at``."""
+    return EventRecord(
+        correlation_id=row[0],
+        choreography=row[1],
+        service=row[2],
+        event_type=row[3],
+        message_id=row[4],
+        outcome=EventOutcome(row[5]),
+        detail=row[6],
+        recorded_at=row[7],
+    )
+
+
+def event_log_row(record: EventRecord) -> tuple[Any, ...]:
+    """The event_log_insert parameters of ``record``."""
+    return (
+        record.correlation_id,
+        record.choreography,
+        record.service,
+        record.event_type,
+        record.message_id,
+        record.outcome.value,
+        record.detail,
+        record.recorded_at,
+    )
+
+
+def is_progress(record: EventRecord) -> bool:
+    """Duplicates and failures are not progress."""
+    return record.outcome in (EventOutcome.PUBLISHED, EventOutcome.CONSUMED)
