@@ -56,7 +56,7 @@ class EventOutcome(StrEnum):
     """Its handler raised; the broker delivers it again (or dead-letters it)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EventRecord:
     """One line of a choreography's timeline."""
 
@@ -70,7 +70,7 @@ class EventRecord:
     detail: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TrackedChoreography:
     """The tracker's row for one correlation id. ``updated_at`` is the last
     progress; ``deadline`` is ``updated_at`` plus the declared timeout."""

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, Protocol
 from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SagaRecord:
     """One saga instance as stored. ``version`` grows by one on every save."""
 
@@ -32,7 +32,7 @@ class SagaRecord:
     """Earliest reply deadline of a step waiting on another service, if any."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OutboxMessage:
     """An encoded message to publish once the transaction that wrote it commits.
 
@@ -61,7 +61,7 @@ class InboxEntry:
     message_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HistoryEntry:
     """One line of the step timeline.
 

@@ -11,7 +11,7 @@ from sagakit.messaging.envelope import Envelope
 Handler = Callable[[Envelope], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DeadLetter:
     """A message a consumer could not take, kept with the reason."""
 

@@ -30,7 +30,7 @@ class WorkflowStatus(StrEnum):
         return self in (WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowRecord:
     """One instance as stored. ``step``/``input``/``due_at`` are the pending
     call (``due_at`` None: waits for ``call`` only); ``attempts`` counts the
@@ -53,7 +53,7 @@ class WorkflowRecord:
     lease_until: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowHistoryEntry:
     """One append-only line: what happened to an instance and when."""
 

@@ -191,13 +191,13 @@ def reply_event(
 
     def entry(outcome: str, **extra: Any) -> HistoryEntry:
         return HistoryEntry(
-            message.saga_id or "",
-            spec.name,
-            kind,
-            message.attempt,
-            outcome,
-            started,
-            now,
+            saga_id=message.saga_id or "",
+            step=spec.name,
+            kind=kind,
+            attempt=message.attempt,
+            outcome=outcome,
+            started_at=started,
+            finished_at=now,
             **extra,
         )
 
@@ -255,13 +255,13 @@ def timed_out_entries(
         attempt = step.compensation_attempts if compensating else step.attempts
         lines.append(
             HistoryEntry(
-                before.saga_id,
-                name,
-                "compensation" if compensating else "action",
-                attempt,
-                "timed_out",
-                step.deadline - limit,
-                now,
+                saga_id=before.saga_id,
+                step=name,
+                kind="compensation" if compensating else "action",
+                attempt=attempt,
+                outcome="timed_out",
+                started_at=step.deadline - limit,
+                finished_at=now,
                 error=ErrorInfo("ReplyTimeout", f"no reply within {limit:g}s"),
             )
         )
