@@ -22,19 +22,15 @@ import datetime
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from sagakit._extras import needs_extra
 from sagakit.compat.saga_framework.base import BaseStep
 from sagakit.compat.saga_framework.stateful import AbstractSagaStateRepository
 from sagakit.errors import SagaNotFound, StoreError
 
-try:
+with needs_extra("the SQLAlchemy saga state repository needs sqlalchemy>=2", "compat"):
     from sqlalchemy import JSON, TIMESTAMP, String, func
     from sqlalchemy.exc import SQLAlchemyError
     from sqlalchemy.orm import Mapped, Session, mapped_column
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "the SQLAlchemy saga state repository needs sqlalchemy>=2: "
-        "pip install 'sagakit[compat]'"
-    ) from exc
 
 
 class SagaStateMixin:
