@@ -3,9 +3,7 @@ share (payloads, headers, events stored with an inbox entry)."""
 
 from __future__ import annotations
 
-import inspect
 import json
-import typing
 import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
@@ -15,6 +13,7 @@ from pydantic_core import to_jsonable_python
 
 from sagakit.errors import DuplicateMessage, SagaError
 from sagakit.messaging.envelope import Envelope
+from sagakit.messaging.handler import payload_model as handler_payload_model
 from sagakit.ports.event_store import TransactionalInbox
 
 if TYPE_CHECKING:
@@ -27,17 +26,8 @@ _EVENT_IDS = uuid.UUID("6f1c1f5e-3b7a-4c55-9a43-0d5e0c2b7e11")
 
 
 def payload_model(fn: Callable[..., Any]) -> type[BaseModel] | None:
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # unresolved annotations: pass a dict
-        return None
-    params = list(inspect.signature(fn).parameters)
-    if not params:
-        raise SagaError(f"event handler {fn.__name__} must take the event payload")
-    hint = hints.get(params[0])
-    if isinstance(hint, type) and issubclass(hint, BaseModel):
-        return hint
-    return None
+    """The model an event handler's payload parameter asks for, or None."""
+    return handler_payload_model(fn, "event handler", "event payload")
 
 
 def as_payload(event_type: str, value: Any) -> dict[str, Any]:

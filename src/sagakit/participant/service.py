@@ -23,7 +23,6 @@ import asyncio
 import inspect
 import logging
 import random
-import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -34,6 +33,7 @@ from pydantic_core import to_jsonable_python
 from sagakit.definition.retry import NO_RETRY, RetryPolicy
 from sagakit.errors import SagaError, error_info
 from sagakit.messaging.envelope import Envelope, MalformedMessage, encode
+from sagakit.messaging.handler import payload_model as handler_payload_model
 from sagakit.observability.observer import NOOP, Observer
 from sagakit.ports.clock import Clock, SystemClock
 from sagakit.ports.store import SagaStore
@@ -60,20 +60,6 @@ class _Handler:
     wants_message: bool
     retry: RetryPolicy
     timeout: float | None
-
-
-def _payload_model(fn: Callable[..., Any]) -> type[BaseModel] | None:
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # unresolved annotations: accept a dict
-        return None
-    params = list(inspect.signature(fn).parameters)
-    if not params:
-        raise SagaError(f"handler {fn.__name__} must take the command payload")
-    hint = hints.get(params[0])
-    if isinstance(hint, type) and issubclass(hint, BaseModel):
-        return hint
-    return None
 
 
 class Participant:
@@ -129,7 +115,12 @@ class Participant:
         def register(fn: F) -> F:
             arity = len(inspect.signature(fn).parameters)
             self._handlers[command] = _Handler(
-                command, fn, _payload_model(fn), arity >= _WITH_MESSAGE, retry, timeout
+                command=command,
+                fn=fn,
+                model=handler_payload_model(fn, "handler", "command payload"),
+                wants_message=arity >= _WITH_MESSAGE,
+                retry=retry,
+                timeout=timeout,
             )
             return fn
 
