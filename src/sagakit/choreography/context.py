@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
-from pydantic_core import to_jsonable_python
 
 from sagakit.errors import DuplicateMessage, SagaError
 from sagakit.messaging.envelope import Envelope
+from sagakit.messaging.handler import payload_dict
 from sagakit.messaging.handler import payload_model as handler_payload_model
 from sagakit.ports.event_store import TransactionalInbox
 
@@ -32,15 +32,13 @@ def payload_model(fn: Callable[..., Any]) -> type[BaseModel] | None:
 
 def as_payload(event_type: str, value: Any) -> dict[str, Any]:
     """A pydantic model, a dict or None as an envelope payload."""
-    if value is None:
-        return {}
-    data = to_jsonable_python(value)
-    if not isinstance(data, dict):
-        raise SagaError(
-            f"the payload of {event_type!r} is {type(value).__name__}; pass a "
+    return payload_dict(
+        value,
+        lambda kind: (
+            f"the payload of {event_type!r} is {kind}; pass a "
             "pydantic model, a dict or None"
-        )
-    return data
+        ),
+    )
 
 
 def encode_events(events: Iterable[Envelope]) -> bytes:

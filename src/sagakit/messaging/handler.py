@@ -1,4 +1,5 @@
-"""What a message handler takes: the pydantic model of its first parameter."""
+"""What a message handler takes (the pydantic model of its first parameter)
+and gives back (a payload)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 
 from sagakit.errors import SagaError
 
@@ -31,3 +33,14 @@ def payload_model(
     if isinstance(hint, type) and issubclass(hint, BaseModel):
         return hint
     return None
+
+
+def payload_dict(value: Any, wrong: Callable[[str], str]) -> dict[str, Any]:
+    """``value`` (a pydantic model, a dict or None) as an envelope payload;
+    anything else raises ``SagaError(wrong(<the name of its type>))``."""
+    if value is None:
+        return {}
+    data = to_jsonable_python(value)
+    if not isinstance(data, dict):
+        raise SagaError(wrong(type(value).__name__))
+    return data

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import to_jsonable_python
 
 from sagakit.definition.retry import NO_RETRY, RetryPolicy
 from sagakit.errors import SagaError, error_info
 from sagakit.messaging.envelope import Envelope, MalformedMessage, encode
+from sagakit.messaging.handler import payload_dict
 from sagakit.messaging.handler import payload_model as handler_payload_model
 from sagakit.observability.observer import NOOP, Observer
 from sagakit.ports.clock import Clock, SystemClock
@@ -314,12 +314,10 @@ class Participant:
 
 
 def _as_payload(command: str, value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    data = to_jsonable_python(value)
-    if not isinstance(data, dict):
-        raise SagaError(
-            f"handler of {command!r} returned {type(value).__name__}; return a "
+    return payload_dict(
+        value,
+        lambda kind: (
+            f"handler of {command!r} returned {kind}; return a "
             "pydantic model, a dict or None"
-        )
-    return data
+        ),
+    )
