@@ -40,8 +40,10 @@ class Layer:
 LAYERS: tuple[Layer, ...] = (
     # The exception tree and ErrorInfo/error_info (what a failure looks like
     # once recorded): everyone raises and records errors, so it is the bottom
-    # and imports nothing of sagakit.
-    Layer("errors", ("sagakit.errors",)),
+    # and imports nothing of sagakit. Beside it, _extras: the install hint
+    # for a missing optional package, which the adapters, observers, compat
+    # and the dashboard share (standard library only).
+    Layer("errors", ("sagakit.errors", "sagakit._extras")),
     # The pure DSL: no engine, no I/O (tests/unit/test_purity.py).
     Layer("definition", ("sagakit.definition",)),
     # Pure, deterministic decide() over state, events and commands.

@@ -3,18 +3,17 @@ share (payloads, headers, events stored with an inbox entry)."""
 
 from __future__ import annotations
 
-import inspect
 import json
-import typing
 import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
-from pydantic_core import to_jsonable_python
 
 from sagakit.errors import DuplicateMessage, SagaError
 from sagakit.messaging.envelope import Envelope
+from sagakit.messaging.handler import payload_dict
+from sagakit.messaging.handler import payload_model as handler_payload_model
 from sagakit.ports.event_store import TransactionalInbox
 
 if TYPE_CHECKING:
@@ -27,30 +26,19 @@ _EVENT_IDS = uuid.UUID("6f1c1f5e-3b7a-4c55-9a43-0d5e0c2b7e11")
 
 
 def payload_model(fn: Callable[..., Any]) -> type[BaseModel] | None:
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # unresolved annotations: pass a dict
-        return None
-    params = list(inspect.signature(fn).parameters)
-    if not params:
-        raise SagaError(f"event handler {fn.__name__} must take the event payload")
-    hint = hints.get(params[0])
-    if isinstance(hint, type) and issubclass(hint, BaseModel):
-        return hint
-    return None
+    """The model an event handler's payload parameter asks for, or None."""
+    return handler_payload_model(fn, "event handler", "event payload")
 
 
 def as_payload(event_type: str, value: Any) -> dict[str, Any]:
     """A pydantic model, a dict or None as an envelope payload."""
-    if value is None:
-        return {}
-    data = to_jsonable_python(value)
-    if not isinstance(data, dict):
-        raise SagaError(
-            f"the payload of {event_type!r} is {type(value).__name__}; pass a "
+    return payload_dict(
+        value,
+        lambda kind: (
+            f"the payload of {event_type!r} is {kind}; pass a "
             "pydantic model, a dict or None"
-        )
-    return data
+        ),
+    )
 
 
 def encode_events(events: Iterable[Envelope]) -> bytes:

@@ -59,6 +59,10 @@ SagasOption = Annotated[
         help="Where the saga definitions live: myapp.sagas or myapp.sagas:trip",
     ),
 ]
+LimitOption = Annotated[int, typer.Option("--limit", help="At most this many.")]
+DeadLetterQueue = Annotated[
+    str, typer.Argument(help="The queue the letters came from.")
+]
 ReasonOption = Annotated[
     str | None,
     typer.Option("--reason", metavar="TEXT", help="Why, kept in the history."),
@@ -198,7 +202,7 @@ def _add_list(app: typer.Typer, out: Console) -> None:
                 help="Only sagas created longer ago than this: 30s, 10m, 2h, 1d.",
             ),
         ] = None,
-        limit: Annotated[int, typer.Option("--limit", help="At most this many.")] = 50,
+        limit: LimitOption = 50,
     ) -> None:
         """List sagas, newest first."""
         wanted: SagaStatus | None = None
@@ -349,9 +353,9 @@ def _add_handover(
 def _add_dlq(out: Console) -> None:
     @dlq_app.command("list")
     def dlq_list(
-        queue: Annotated[str, typer.Argument(help="The queue the letters came from.")],
+        queue: DeadLetterQueue,
         transport: TransportOption = None,
-        limit: Annotated[int, typer.Option("--limit", help="At most this many.")] = 100,
+        limit: LimitOption = 100,
     ) -> None:
         """Show a queue's dead letters, oldest first (they stay where they are)."""
         _positive("--limit", limit)
@@ -362,9 +366,9 @@ def _add_dlq(out: Console) -> None:
 
     @dlq_app.command("replay")
     def dlq_replay(
-        queue: Annotated[str, typer.Argument(help="The queue the letters came from.")],
+        queue: DeadLetterQueue,
         transport: TransportOption = None,
-        limit: Annotated[int, typer.Option("--limit", help="At most this many.")] = 100,
+        limit: LimitOption = 100,
     ) -> None:
         """Move dead letters back to their queue, oldest first (fix the handler
         first)."""

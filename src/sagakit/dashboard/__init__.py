@@ -14,14 +14,11 @@ action sets in motion. ``sagakit dashboard`` serves it with uvicorn.
 
 from __future__ import annotations
 
-try:
+from sagakit._extras import needs_extra
+
+with needs_extra("the sagakit dashboard needs FastAPI and Jinja2", "dashboard"):
     import fastapi  # noqa: F401
     import jinja2  # noqa: F401
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "the sagakit dashboard needs FastAPI and Jinja2: "
-        "pip install 'sagakit[dashboard]'"
-    ) from exc
 
 from sagakit.dashboard.app import create_app, status_counts
 

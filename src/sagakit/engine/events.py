@@ -32,9 +32,10 @@ class StepSucceeded:
 
 
 @dataclass(frozen=True, slots=True)
-class StepAttemptFailed:
-    """A step attempt failed. ``retryable`` is the policy's verdict on the error
-    (budget aside); ``jitter`` is a sample in [0, 1) used for the backoff."""
+class _AttemptFailed:
+    """The fields of a failed attempt. ``retryable`` is the policy's verdict on
+    the error (budget aside); ``jitter`` is a sample in [0, 1) used for the
+    backoff. The subclasses stay distinct events: neither is the other."""
 
     step: str
     error: ErrorInfo
@@ -42,6 +43,11 @@ class StepAttemptFailed:
     at: float
     jitter: float = 0.0
     attempt: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepAttemptFailed(_AttemptFailed):
+    """A step attempt failed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +58,8 @@ class CompensationSucceeded:
 
 
 @dataclass(frozen=True, slots=True)
-class CompensationAttemptFailed:
-    step: str
-    error: ErrorInfo
-    retryable: bool
-    at: float
-    jitter: float = 0.0
-    attempt: int | None = None
+class CompensationAttemptFailed(_AttemptFailed):
+    """A compensation attempt failed."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,15 +29,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-try:
+from sagakit._extras import needs_extra
+
+with needs_extra("OpenTelemetryObserver needs opentelemetry-api", "otel"):
     from opentelemetry import context as otel_context
     from opentelemetry import propagate, trace
     from opentelemetry.propagators.textmap import TextMapPropagator
     from opentelemetry.trace import Span, SpanKind, Status, StatusCode
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "OpenTelemetryObserver needs opentelemetry-api: pip install 'sagakit[otel]'"
-    ) from exc
 
 from sagakit.messaging.envelope import Envelope
 from sagakit.observability.observer import Observer, SagaStart, StepRun, StepScope

@@ -21,12 +21,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import NamedTuple
 
-try:
+from sagakit._extras import needs_extra
+
+with needs_extra("PrometheusObserver needs prometheus-client", "prometheus"):
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "PrometheusObserver needs prometheus-client: pip install 'sagakit[prometheus]'"
-    ) from exc
 
 from sagakit.observability.observer import STEP_KINDS, Observer, SagaStart
 from sagakit.ports.store import HistoryEntry

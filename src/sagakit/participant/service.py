@@ -23,17 +23,17 @@ import asyncio
 import inspect
 import logging
 import random
-import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import to_jsonable_python
 
 from sagakit.definition.retry import NO_RETRY, RetryPolicy
 from sagakit.errors import SagaError, error_info
 from sagakit.messaging.envelope import Envelope, MalformedMessage, encode
+from sagakit.messaging.handler import payload_dict
+from sagakit.messaging.handler import payload_model as handler_payload_model
 from sagakit.observability.observer import NOOP, Observer
 from sagakit.ports.clock import Clock, SystemClock
 from sagakit.ports.store import SagaStore
@@ -60,20 +60,6 @@ class _Handler:
     wants_message: bool
     retry: RetryPolicy
     timeout: float | None
-
-
-def _payload_model(fn: Callable[..., Any]) -> type[BaseModel] | None:
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # unresolved annotations: accept a dict
-        return None
-    params = list(inspect.signature(fn).parameters)
-    if not params:
-        raise SagaError(f"handler {fn.__name__} must take the command payload")
-    hint = hints.get(params[0])
-    if isinstance(hint, type) and issubclass(hint, BaseModel):
-        return hint
-    return None
 
 
 class Participant:
@@ -129,7 +115,12 @@ class Participant:
         def register(fn: F) -> F:
             arity = len(inspect.signature(fn).parameters)
             self._handlers[command] = _Handler(
-                command, fn, _payload_model(fn), arity >= _WITH_MESSAGE, retry, timeout
+                command=command,
+                fn=fn,
+                model=handler_payload_model(fn, "handler", "command payload"),
+                wants_message=arity >= _WITH_MESSAGE,
+                retry=retry,
+                timeout=timeout,
             )
             return fn
 
@@ -323,12 +314,10 @@ class Participant:
 
 
 def _as_payload(command: str, value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    data = to_jsonable_python(value)
-    if not isinstance(data, dict):
-        raise SagaError(
-            f"handler of {command!r} returned {type(value).__name__}; return a "
+    return payload_dict(
+        value,
+        lambda kind: (
+            f"handler of {command!r} returned {kind}; return a "
             "pydantic model, a dict or None"
-        )
-    return data
+        ),
+    )

@@ -68,58 +68,88 @@ async def execute(
     kind = "action" if isinstance(command, RunStep) else "compensation"
     call = StepRun(saga.name, state.saga_id, command.step, kind, command.attempt)
     with observer.step(call, trace) as scope:
-        outcome = await _run(saga, state, context, command, clock=clock, jitter=jitter)
+        spec = saga.step(command.step)
+        started = clock.now()
+        try:
+            result = await _attempt(spec, state, context, command)
+        except Exception as exc:
+            outcome = _failed(
+                state.saga_id,
+                spec,
+                command,
+                exc,
+                started=started,
+                clock=clock,
+                jitter=jitter,
+            )
+        else:
+            outcome = _succeeded(
+                state.saga_id, spec, command, result, started=started, clock=clock
+            )
         scope.ended(outcome.entry.outcome, outcome.exception)
     return outcome
 
 
-async def _run(
-    saga: Saga[Any],
-    state: SagaState,
-    context: BaseModel,
+async def _attempt(
+    spec: Step, state: SagaState, context: BaseModel, command: RunStep | Compensate
+) -> Any:
+    """Call the user's action (returning its result as JSON-able data) or
+    compensation (returning None); whatever they raise propagates."""
+    if isinstance(command, RunStep):
+        value = await _call(spec, spec.action, (context,), spec.timeout)
+        return _jsonable(spec, value)
+    args: tuple[Any, ...] = (context,)
+    if spec.compensation_takes_result:
+        args = (context, state.step(spec.name).result)
+    await _call(spec, spec.compensate, args, spec.compensation_timeout)
+    return None
+
+
+def _failed(
+    saga_id: str,
+    spec: Step,
     command: RunStep | Compensate,
+    exc: Exception,
     *,
+    started: float,
     clock: Clock,
     jitter: Callable[[], float],
 ) -> StepOutcome:
-    saga_id = state.saga_id
-    spec = saga.step(command.step)
-    forward = isinstance(command, RunStep)
-    kind = "action" if forward else "compensation"
-    started = clock.now()
-    try:
-        if forward:
-            value = await _call(spec, spec.action, (context,), spec.timeout)
-            result = _jsonable(spec, value)
-        else:
-            args: tuple[Any, ...] = (context,)
-            if spec.compensation_takes_result:
-                args = (context, state.step(spec.name).result)
-            await _call(spec, spec.compensate, args, spec.compensation_timeout)
-    except Exception as exc:
-        at = clock.now()
-        info = error_info(exc)
-        policy = spec.retry if forward else spec.compensation_retry
-        logger.info(
-            "step failed" if forward else "compensation failed",
-            extra={
-                "action": f"{kind}_failed",
-                "saga_id": saga_id,
-                "step": spec.name,
-                "attempt": command.attempt,
-                "error": str(info),
-            },
-        )
-        entry = _entry(saga_id, command, "failed", started, at, error=info)
-        retryable = policy.retries(exc)
-        failed: Event = (
-            StepAttemptFailed(spec.name, info, retryable, at, jitter())
-            if forward
-            else CompensationAttemptFailed(spec.name, info, retryable, at, jitter())
-        )
-        return StepOutcome(failed, entry, exc)
     at = clock.now()
-    if forward:
+    forward = isinstance(command, RunStep)
+    info = error_info(exc)
+    policy = spec.retry if forward else spec.compensation_retry
+    logger.info(
+        "step failed" if forward else "compensation failed",
+        extra={
+            "action": "action_failed" if forward else "compensation_failed",
+            "saga_id": saga_id,
+            "step": spec.name,
+            "attempt": command.attempt,
+            "error": str(info),
+        },
+    )
+    entry = _entry(saga_id, command, "failed", started, at, error=info)
+    retryable = policy.retries(exc)
+    failed: Event = (
+        StepAttemptFailed(spec.name, info, retryable, at, jitter())
+        if forward
+        else CompensationAttemptFailed(spec.name, info, retryable, at, jitter())
+    )
+    return StepOutcome(failed, entry, exc)
+
+
+def _succeeded(
+    saga_id: str,
+    spec: Step,
+    command: RunStep | Compensate,
+    result: Any,
+    *,
+    started: float,
+    clock: Clock,
+) -> StepOutcome:
+    at = clock.now()
+    if isinstance(command, RunStep):
         entry = _entry(saga_id, command, "succeeded", started, at, result=result)
         return StepOutcome(StepSucceeded(spec.name, result, at), entry)
     entry = _entry(saga_id, command, "succeeded", started, at)

@@ -16,17 +16,14 @@ from contextlib import asynccontextmanager
 from typing import Any, Self, TypedDict, Unpack
 from urllib.parse import unquote, urlsplit
 
+from sagakit._extras import needs_extra
 from sagakit.adapters.store.owned import OnDatabase
 from sagakit.adapters.store.pg_connections import Connections
 from sagakit.adapters.store.sql import Migration, log_migrated, migrations, queries
 from sagakit.errors import StoreError
 
-try:
+with needs_extra("the PostgreSQL store needs asyncpg", "postgres"):
     import asyncpg
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "the PostgreSQL store needs asyncpg: pip install 'sagakit[postgres]'"
-    ) from exc
 
 from asyncpg.pool import PoolConnectionProxy
 

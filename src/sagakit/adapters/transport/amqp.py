@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from typing import Self
 from urllib.parse import urlsplit
 
+from sagakit._extras import needs_extra
 from sagakit.adapters.transport.base import BaseSubscription, BaseTransport
 from sagakit.adapters.transport.base import driver_errors as wrap_errors
 from sagakit.adapters.transport.delivery import (
@@ -43,7 +44,9 @@ from sagakit.errors import TransportError
 from sagakit.messaging.envelope import MAX_MESSAGE_BYTES, Envelope
 from sagakit.ports.transport import DeadLetter, Handler
 
-try:
+with needs_extra(
+    "RabbitTransport and CeleryTransport need aio-pika", "rabbitmq", "celery"
+):
     import aio_pika
     from aio_pika.abc import (
         AbstractChannel,
@@ -55,11 +58,6 @@ try:
     from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
     from pamqp.commands import Basic
     from pamqp.exceptions import PAMQPException
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "RabbitTransport and CeleryTransport need aio-pika: "
-        "pip install 'sagakit[rabbitmq]' (or 'sagakit[celery]')"
-    ) from exc
 
 __all__ = [
     "DRIVER_ERRORS",

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sagakit._extras import needs_extra
 from sagakit.adapters.transport.delivery import (
     DEAD_AT_HEADER,
     REASON_HEADER,
@@ -29,13 +30,9 @@ from sagakit.messaging.envelope import (
 )
 from sagakit.ports.transport import DeadLetter
 
-try:
+with needs_extra("the Celery transports need celery", "celery"):
     from celery import Celery
     from kombu.serialization import dumps as kombu_dumps
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "the Celery transports need celery: pip install 'sagakit[celery]'"
-    ) from exc
 
 __all__ = [
     "FAILURE_SUFFIX",

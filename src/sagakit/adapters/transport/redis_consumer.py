@@ -11,6 +11,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+from sagakit._extras import needs_extra
 from sagakit.adapters.transport.base import LoopSubscription
 from sagakit.adapters.transport.delivery import (
     ACK,
@@ -27,13 +28,9 @@ from sagakit.ports.transport import Handler
 if TYPE_CHECKING:
     from sagakit.adapters.transport.redis import RedisTransport
 
-try:
+with needs_extra("RedisTransport needs redis", "redis"):
     from redis.exceptions import ResponseError
     from redis.typing import EncodableT, FieldT
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "RedisTransport needs redis: pip install 'sagakit[redis]'"
-    ) from exc
 
 
 logger = logging.getLogger("sagakit.adapters.transport.redis")

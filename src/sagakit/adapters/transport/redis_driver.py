@@ -9,19 +9,16 @@ import contextlib
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+from sagakit._extras import needs_extra
 from sagakit.adapters.transport.base import driver_errors as wrap_errors
 from sagakit.errors import TransportError
 
-try:
+with needs_extra("the Redis transports need redis", "redis"):
     from redis.asyncio import BlockingConnectionPool, Redis
     from redis.asyncio.client import Pipeline
     from redis.asyncio.cluster import RedisCluster
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import RedisClusterException, RedisError
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "the Redis transports need redis: pip install 'sagakit[redis]'"
-    ) from exc
 
 __all__ = [
     "CLUSTER_SCHEMES",

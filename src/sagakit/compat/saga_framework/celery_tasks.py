@@ -24,19 +24,16 @@ from typing import Any, TypeVar
 
 from pydantic_core import to_jsonable_python
 
+from sagakit._extras import needs_extra
 from sagakit.compat.saga_framework.utils import (
     failure_task_name,
     serialize_saga_error,
     success_task_name,
 )
 
-try:
+with needs_extra("the saga-framework Celery helpers need celery", "compat"):
     from celery.exceptions import Retry
     from celery.signals import task_postrun
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "the saga-framework Celery helpers need celery: pip install 'sagakit[compat]'"
-    ) from exc
 
 logger = logging.getLogger(__name__)
 

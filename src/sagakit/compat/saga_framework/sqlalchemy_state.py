@@ -19,22 +19,19 @@ Every call runs in its own transaction and returns a detached, loaded row.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
+from sagakit._extras import needs_extra
 from sagakit.compat.saga_framework.base import BaseStep
 from sagakit.compat.saga_framework.stateful import AbstractSagaStateRepository
 from sagakit.errors import SagaNotFound, StoreError
 
-try:
+with needs_extra("the SQLAlchemy saga state repository needs sqlalchemy>=2", "compat"):
     from sqlalchemy import JSON, TIMESTAMP, String, func
     from sqlalchemy.exc import SQLAlchemyError
     from sqlalchemy.orm import Mapped, Session, mapped_column
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "the SQLAlchemy saga state repository needs sqlalchemy>=2: "
-        "pip install 'sagakit[compat]'"
-    ) from exc
 
 
 class SagaStateMixin:
@@ -69,17 +66,28 @@ class SQLAlchemySagaStateRepository(AbstractSagaStateRepository, Generic[M]):
         self.session_factory = session_factory
         self.model = model
 
-    def create(self, **fields: Any) -> M:
-        """Insert a new row (status ``not_started``) and return it."""
+    @contextmanager
+    def _session(self, failing: str) -> Iterator[Session]:
+        """A session for the block; a SQLAlchemy error in it becomes
+        ``StoreError("<failing>: <error>")``."""
         try:
             with self.session_factory() as session:
-                row = self.model(**fields)
-                session.add(row)
-                session.commit()
-                session.refresh(row)
-                return row
+                yield session
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot create a {self.model.__name__}: {exc}") from exc
+            raise StoreError(f"{failing}: {exc}") from exc
+
+    @staticmethod
+    def _commit(session: Session, row: M) -> M:
+        session.commit()
+        session.refresh(row)
+        return row
+
+    def create(self, **fields: Any) -> M:
+        """Insert a new row (status ``not_started``) and return it."""
+        with self._session(f"cannot create a {self.model.__name__}") as session:
+            row = self.model(**fields)
+            session.add(row)
+            return self._commit(session, row)
 
     def _load(self, session: Session, saga_id: Any) -> M:
         row = session.get(self.model, saga_id)
@@ -88,27 +96,19 @@ class SQLAlchemySagaStateRepository(AbstractSagaStateRepository, Generic[M]):
         return row
 
     def get_saga_state_by_id(self, saga_id: Any) -> M:
-        try:
-            with self.session_factory() as session:
-                return self._load(session, saga_id)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"saga {saga_id}: cannot read its state: {exc}") from exc
+        with self._session(f"saga {saga_id}: cannot read its state") as session:
+            return self._load(session, saga_id)
 
     def update(self, saga_id: Any, **fields_to_update: Any) -> M:
-        try:
-            with self.session_factory() as session:
-                row = self._load(session, saga_id)
-                for name, value in fields_to_update.items():
-                    if not hasattr(self.model, name):
-                        raise AttributeError(
-                            f"{self.model.__name__} has no column {name!r}"
-                        )
-                    setattr(row, name, value)
-                session.commit()
-                session.refresh(row)
-                return row
-        except SQLAlchemyError as exc:
-            raise StoreError(f"saga {saga_id}: cannot update its state: {exc}") from exc
+        with self._session(f"saga {saga_id}: cannot update its state") as session:
+            row = self._load(session, saga_id)
+            for name, value in fields_to_update.items():
+                if not hasattr(self.model, name):
+                    raise AttributeError(
+                        f"{self.model.__name__} has no column {name!r}"
+                    )
+                setattr(row, name, value)
+            return self._commit(session, row)
 
     def update_status(self, saga_id: Any, status: str) -> M:
         return self.update(saga_id, status=status)
