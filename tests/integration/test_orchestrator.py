@@ -337,6 +337,16 @@ async def test_idempotency_key_starts_once(
     assert len(await store.list_sagas()) == 1
 
 
+async def test_an_unknown_start_option_is_refused_before_anything_starts(
+    orch: Orchestrator, store: SQLiteStore
+) -> None:
+    saga = Saga("order", [Step("a", recorder([], "a"))], context=Order)
+    for start in (orch.run, orch.start, orch.submit, orch.client.submit):
+        with pytest.raises(TypeError, match="idempotncy_key; known: idempotency"):
+            await start(saga, idempotncy_key="typo")  # type: ignore[call-arg]
+    assert await store.list_sagas() == []
+
+
 async def test_context_is_validated(orch: Orchestrator) -> None:
     saga = Saga("order", [Step("a", recorder([], "a"))], context=Order)
     ok = await orch.run(saga, {"order_id": "o-9", "amount": 3})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sagakit.errors import error_info
-from sagakit.runtime.client import SagaClient
+from sagakit.runtime.client import SagaClient, StartOptions
 from sagakit.runtime.clock import SystemClock
 from sagakit.runtime.orchestrator import Orchestrator
 from sagakit.runtime.result import SagaResult
@@ -13,6 +13,7 @@ __all__ = [
     "Orchestrator",
     "SagaClient",
     "SagaResult",
+    "StartOptions",
     "SystemClock",
     "Worker",
     "error_info",

@@ -14,7 +14,7 @@ import random
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from pydantic import BaseModel
 
@@ -36,6 +36,27 @@ from sagakit.runtime.result import SagaResult
 logger = logging.getLogger("sagakit.runtime.orchestrator")
 
 C = TypeVar("C", bound=BaseModel)
+
+
+class StartOptions(TypedDict, total=False):
+    """The keywords every way of starting a saga takes (``start``, ``run``,
+    ``run_sync``, ``submit``): declared once, checked once."""
+
+    idempotency_key: str | None
+    """With a key already used for this saga, nothing new starts: the
+    existing instance's id (or result) is returned."""
+    saga_id: str | None
+    """The new instance's id; a random hex id by default."""
+
+
+def _checked(options: StartOptions) -> StartOptions:
+    unknown = sorted(options.keys() - StartOptions.__annotations__.keys())
+    if unknown:
+        raise TypeError(
+            f"unexpected start option(s) {', '.join(unknown)}; "
+            f"known: {', '.join(StartOptions.__annotations__)}"
+        )
+    return options
 
 
 class Registry:
@@ -122,31 +143,26 @@ class SagaClient:
         self,
         saga: Saga[C],
         context: C | Mapping[str, Any] | None = None,
-        *,
-        idempotency_key: str | None = None,
-        saga_id: str | None = None,
+        **options: Unpack[StartOptions],
     ) -> str:
         """Commit a new instance for a worker to run, and return its id (the
         existing instance's, for an ``idempotency_key`` already used)."""
-        started = await self.begin(
-            saga, context, idempotency_key=idempotency_key, saga_id=saga_id
-        )
-        return started.saga_id
+        return (await self.begin(saga, context, options)).saga_id
 
     async def begin(
         self,
         saga: Saga[C],
-        context: C | Mapping[str, Any] | None = None,
+        context: C | Mapping[str, Any] | None,
+        options: StartOptions,
         *,
-        idempotency_key: str | None = None,
-        saga_id: str | None = None,
         drive: bool = False,
     ) -> Started:
         """Create and commit a new instance; with ``drive``, owned by the
         driver's worker and returned with its first commands to drive."""
+        idempotency_key = _checked(options).get("idempotency_key")
         self.registry.register(saga)
         ctx = _context(saga, context)
-        saga_id = saga_id or self._new_id()
+        saga_id = options.get("saga_id") or self._new_id()
         driver = self.driver
         now = self.clock.now()
         decision = decide(saga, initial_state(saga, saga_id), SagaStarted(now))

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self, TypeVar, Unpack
 
 from pydantic import BaseModel
 
@@ -24,7 +24,7 @@ from sagakit.observability.observer import NOOP, Observer
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import SagaStore
 from sagakit.ports.transport import Transport
-from sagakit.runtime.client import Registry, SagaClient, Started
+from sagakit.runtime.client import Registry, SagaClient, Started, StartOptions
 from sagakit.runtime.clock import SystemClock
 from sagakit.runtime.driver import Driver
 from sagakit.runtime.instance import default_worker_id
@@ -140,16 +140,14 @@ class Orchestrator:
         self,
         saga: Saga[C],
         context: C | Mapping[str, Any] | None = None,
-        *,
-        idempotency_key: str | None = None,
-        saga_id: str | None = None,
+        **options: Unpack[StartOptions],
     ) -> str:
         """Start a saga in the background and return its id.
 
         With an ``idempotency_key`` already used for this saga, nothing new
         starts: the existing instance's id is returned.
         """
-        started = await self._begin(saga, context, idempotency_key, saga_id)
+        started = await self._begin(saga, context, options)
         if started.instance is not None:
             self.driver.spawn(started.instance, started.commands)
         return started.saga_id
@@ -158,13 +156,11 @@ class Orchestrator:
         self,
         saga: Saga[C],
         context: C | Mapping[str, Any] | None = None,
-        *,
-        idempotency_key: str | None = None,
-        saga_id: str | None = None,
+        **options: Unpack[StartOptions],
     ) -> SagaResult[C]:
         """Start a saga and wait for it to end; returns its result (never raises
         for a failed step: see ``SagaResult.raise_for_status``)."""
-        started = await self._begin(saga, context, idempotency_key, saga_id)
+        started = await self._begin(saga, context, options)
         inst = started.instance
         if inst is None:
             return await self.wait(started.saga_id)
@@ -183,38 +179,29 @@ class Orchestrator:
         self,
         saga: Saga[C],
         context: C | Mapping[str, Any] | None = None,
-        *,
-        idempotency_key: str | None = None,
-        saga_id: str | None = None,
+        **options: Unpack[StartOptions],
     ) -> SagaResult[C]:
         """``run`` for synchronous code (Flask, Django views, scripts)."""
-        return asyncio.run(
-            self.run(saga, context, idempotency_key=idempotency_key, saga_id=saga_id)
-        )
+        return asyncio.run(self.run(saga, context, **options))
 
     async def submit(
         self,
         saga: Saga[C],
         context: C | Mapping[str, Any] | None = None,
-        *,
-        idempotency_key: str | None = None,
-        saga_id: str | None = None,
+        **options: Unpack[StartOptions],
     ) -> str:
         """Commit a new instance for a worker to run, and return its id.
 
         For producers (a web request handler) that must not run steps
         themselves; any ``Worker`` with the definition registered claims it.
         """
-        return await self.client.submit(
-            saga, context, idempotency_key=idempotency_key, saga_id=saga_id
-        )
+        return await self.client.submit(saga, context, **options)
 
     async def _begin(
         self,
         saga: Saga[C],
         context: C | Mapping[str, Any] | None,
-        idempotency_key: str | None,
-        saga_id: str | None,
+        options: StartOptions,
     ) -> Started:
         remote = any(s.is_remote or s.compensation_is_remote for s in saga)
         if remote and not self.intake.running:
@@ -222,13 +209,7 @@ class Orchestrator:
                 f"saga {saga.name!r} has remote steps: give the orchestrator a "
                 "transport and run it inside 'async with orchestrator.serving()'"
             )
-        return await self.client.begin(
-            saga,
-            context,
-            idempotency_key=idempotency_key,
-            saga_id=saga_id,
-            drive=True,
-        )
+        return await self.client.begin(saga, context, options, drive=True)
 
     # -- waiting -----------------------------------------------------------
 

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from sagakit import SagaStatus
 from sagakit.engine.state import SagaState, StepState, StepStatus
-from sagakit.ports.store import (
-    HistoryEntry,
-    OutboxMessage,
-    SagaRecord,
-    SagaStore,
-)
+from sagakit.ports.store import HistoryEntry, OutboxMessage, SagaRecord, SagaStore
 
 
 def commits(store: SagaStore) -> int:
@@ -86,6 +83,27 @@ def message(
         available_at=available_at,
         saga_id=saga_id,
     )
+
+
+async def claim_race(
+    claim: Callable[[SagaStore, str], Awaitable[list[str]]],
+    store: SagaStore,
+    peer: SagaStore,
+) -> list[str]:
+    """Two claimers (``store`` and ``peer``) take batches with ``claim(handle,
+    owner)`` until nothing is left; checks that no item went to both and
+    returns everything taken, sorted."""
+
+    async def drain(handle: SagaStore, owner: str) -> list[str]:
+        got: list[str] = []
+        while batch := await claim(handle, owner):
+            got.extend(batch)
+            await asyncio.sleep(0)
+        return got
+
+    first, second = await asyncio.gather(drain(store, "w1"), drain(peer, "w2"))
+    assert not set(first) & set(second)
+    return sorted(first + second)
 
 
 class StoreFixtures:

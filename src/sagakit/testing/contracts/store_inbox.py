@@ -9,10 +9,7 @@ import pytest
 
 from sagakit import SagaStatus
 from sagakit.errors import DuplicateMessage
-from sagakit.ports.store import (
-    InboxEntry,
-    SagaStore,
-)
+from sagakit.ports.store import InboxEntry, SagaStore
 from sagakit.testing.contracts.records import (
     StoreFixtures,
     commits,

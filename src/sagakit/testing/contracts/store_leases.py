@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 
 import pytest
 
 from sagakit import ConcurrencyError, SagaStatus
 from sagakit.ports.store import SagaStore
+from sagakit.testing.contracts import records
 from sagakit.testing.contracts.records import (
-    FUTURE,
-    PAST,
     StoreFixtures,
     entry,
     make_record,
@@ -121,16 +119,11 @@ class SagaLeasesContract(StoreFixtures):
         for i, saga_id in enumerate(ids):
             await store.create(make_record(saga_id, created=float(i)), [])
 
-        async def drain(handle: SagaStore, owner: str) -> list[str]:
-            got: list[str] = []
-            while batch := await handle.claim(owner, ["order"], lease=60, limit=3):
-                got.extend(r.saga_id for r in batch)
-                await asyncio.sleep(0)
-            return got
+        async def claim(handle: SagaStore, owner: str) -> list[str]:
+            batch = await handle.claim(owner, ["order"], lease=60, limit=3)
+            return [r.saga_id for r in batch]
 
-        first, second = await asyncio.gather(drain(store, "w1"), drain(peer, "w2"))
-        assert not set(first) & set(second)
-        assert sorted(first + second) == ids
+        assert await records.claim_race(claim, store, peer) == ids
         assert {r.version for r in await store.list_sagas(limit=100)} == {2}
 
     async def test_renew_only_by_the_owner(self, store: SagaStore) -> None:
@@ -189,23 +182,28 @@ class SagaLeasesContract(StoreFixtures):
         assert claimed.deadline == 50.0
 
     async def test_due_deadlines_filters_and_orders(self, store: SagaStore) -> None:
-        await store.create(make_record("late", deadline=PAST + 2), [])
-        await store.create(make_record("later", deadline=PAST + 1), [])
+        await store.create(make_record("late", deadline=records.PAST + 2), [])
+        await store.create(make_record("later", deadline=records.PAST + 1), [])
         await store.create(
             make_record(
-                "back", status=SagaStatus.COMPENSATING, deadline=PAST + 3, created=1.0
+                "back",
+                status=SagaStatus.COMPENSATING,
+                deadline=records.PAST + 3,
+                created=1.0,
             ),
             [],
         )
-        await store.create(make_record("future", deadline=FUTURE), [])
+        await store.create(make_record("future", deadline=records.FUTURE), [])
         await store.create(make_record("none"), [])
         await store.create(
-            make_record("done", status=SagaStatus.SUCCEEDED, deadline=PAST), []
+            make_record("done", status=SagaStatus.SUCCEEDED, deadline=records.PAST), []
         )
         await store.create(
-            make_record("failed", status=SagaStatus.FAILED, deadline=PAST), []
+            make_record("failed", status=SagaStatus.FAILED, deadline=records.PAST), []
         )
-        await store.create(make_record("refund", name="refund", deadline=PAST), [])
+        await store.create(
+            make_record("refund", name="refund", deadline=records.PAST), []
+        )
         assert await store.due_deadlines(["order"]) == ["later", "late", "back"]
         assert await store.due_deadlines(["order"], limit=2) == ["later", "late"]
         assert await store.due_deadlines(["refund", "order"]) == [
@@ -220,11 +218,13 @@ class SagaLeasesContract(StoreFixtures):
     async def test_a_saved_deadline_is_seen_by_due_deadlines(
         self, store: SagaStore
     ) -> None:
-        record = make_record("s1", deadline=FUTURE)
+        record = make_record("s1", deadline=records.FUTURE)
         await store.create(record, [])
         assert await store.due_deadlines(["order"]) == []
-        await store.save(replace(record, version=2, deadline=PAST), 1, [])
+        await store.save(replace(record, version=2, deadline=records.PAST), 1, [])
         assert await store.due_deadlines(["order"]) == ["s1"]
-        done = replace(record, version=3, status=SagaStatus.SUCCEEDED, deadline=PAST)
+        done = replace(
+            record, version=3, status=SagaStatus.SUCCEEDED, deadline=records.PAST
+        )
         await store.save(done, 2, [])
         assert await store.due_deadlines(["order"]) == []

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 
 import pytest
 
 from sagakit import ConcurrencyError, SagaNotFound, SagaStatus
-from sagakit.ports.store import (
-    InboxEntry,
-    SagaStore,
-)
+from sagakit.ports.store import InboxEntry, SagaStore
+from sagakit.testing.contracts import records
 from sagakit.testing.contracts.records import (
-    FUTURE,
-    PAST,
     StoreFixtures,
     entry,
     make_record,
@@ -35,12 +30,12 @@ class OutboxContract(StoreFixtures):
             replace(record, version=2),
             1,
             [],
-            outbox=[message("m2", available_at=PAST + 1, saga_id=None)],
+            outbox=[message("m2", available_at=records.PAST + 1, saga_id=None)],
         )
         claimed = await store.claim_outbox("relay", lease=60)
         assert claimed == [
             message("m1", body=b"\x00\xffraw"),
-            message("m2", available_at=PAST + 1, saga_id=None),
+            message("m2", available_at=records.PAST + 1, saga_id=None),
         ]
         assert isinstance(claimed[0].body, bytes)
 
@@ -52,16 +47,16 @@ class OutboxContract(StoreFixtures):
             record,
             [],
             outbox=[
-                message("m-c", available_at=PAST + 3),
-                message("m-later", available_at=FUTURE),
-                message("m-a", available_at=PAST + 1),
+                message("m-c", available_at=records.PAST + 3),
+                message("m-later", available_at=records.FUTURE),
+                message("m-a", available_at=records.PAST + 1),
             ],
         )
         await store.save(
             replace(record, version=2),
             1,
             [],
-            outbox=[message("m-b", available_at=PAST + 2)],
+            outbox=[message("m-b", available_at=records.PAST + 2)],
         )
         first = await store.claim_outbox("relay", lease=60, limit=2)
         assert [m.message_id for m in first] == ["m-a", "m-b"]
@@ -146,7 +141,11 @@ class OutboxContract(StoreFixtures):
         await store.create(
             make_record("s1"),
             [],
-            outbox=[message("m1"), message("m2"), message("m3", available_at=PAST + 1)],
+            outbox=[
+                message("m1"),
+                message("m2"),
+                message("m3", available_at=records.PAST + 1),
+            ],
         )
         await store.claim_outbox("relay", lease=-1)
         await store.mark_sent(["m1", "m3", "ghost"])
@@ -189,7 +188,7 @@ class OutboxContract(StoreFixtures):
         await store.save(replace(record, version=2), 1, [])
         with pytest.raises(ConcurrencyError, match="s1"):
             await store.save(
-                replace(record, version=2, deadline=PAST),
+                replace(record, version=2, deadline=records.PAST),
                 1,
                 [entry("s1", "late")],
                 outbox=[message("m1")],
@@ -226,16 +225,13 @@ class OutboxContract(StoreFixtures):
         await store.create(
             make_record("s1"),
             [],
-            outbox=[message(m, available_at=PAST + i) for i, m in enumerate(ids)],
+            outbox=[
+                message(m, available_at=records.PAST + i) for i, m in enumerate(ids)
+            ],
         )
 
-        async def drain(handle: SagaStore, owner: str) -> list[str]:
-            got: list[str] = []
-            while batch := await handle.claim_outbox(owner, lease=60, limit=3):
-                got.extend(m.message_id for m in batch)
-                await asyncio.sleep(0)
-            return got
+        async def claim(handle: SagaStore, owner: str) -> list[str]:
+            batch = await handle.claim_outbox(owner, lease=60, limit=3)
+            return [m.message_id for m in batch]
 
-        first, second = await asyncio.gather(drain(store, "r1"), drain(peer, "r2"))
-        assert not set(first) & set(second)
-        assert sorted(first + second) == ids
+        assert await records.claim_race(claim, store, peer) == ids

@@ -10,10 +10,7 @@ import pytest
 from sagakit import ConcurrencyError, SagaNotFound, SagaStatus
 from sagakit.engine.state import ErrorInfo, StepStatus
 from sagakit.errors import SagaAlreadyExists
-from sagakit.ports.store import (
-    Created,
-    SagaStore,
-)
+from sagakit.ports.store import Created, SagaStore
 from sagakit.testing.contracts.records import (
     StoreFixtures,
     commits,
