@@ -309,3 +309,43 @@ async def test_old_workflow_instances_finish(opened: Database) -> None:
     }
     assert (await app.get("wf-timer")).state == {"deposited": 2, "settled": 2}
     assert sorted(sagas.EFFECTS) == [("deposit", 5), ("settle", 2), ("webhook", 0)]
+
+
+@pytest.mark.parametrize("opened", DIALECTS, indirect=True)
+async def test_old_choreography_rows_read_back_and_finish(opened: Database) -> None:
+    db, dialect = opened, dialect_of(opened)
+    stored = manifest(dialect)["choreographies"]
+    assert stored == {"bk-1": "succeeded", "bk-2": "in_progress"}
+    assert await db.events.subscribers("booking.created") == ["events.billing"]
+    assert await db.events.subscribers("bill.paid") == ["events.parking"]
+    for cid, status in stored.items():
+        tracked = await db.events.tracked(cid)
+        assert tracked is not None
+        assert (tracked.name, tracked.status.value) == ("booking", status)
+    assert len(await db.events.timeline("bk-1")) == 5
+    assert len(await db.events.timeline("bk-2")) == 3
+
+    transport = InProcessTransport()
+    clock = FakeClock(manifest(dialect)["clock_start"] + 10)
+    buses = sagas.booking_buses(transport, db.events, clock=clock)
+    for bus in buses.values():
+        await bus.start()
+    # bk-2's first event again: billing has it in its inbox, so it does not
+    # bill again but resends the bill.paid it stored, which parking (stopped
+    # when it was first sent) now takes
+    for cid in ("bk-1", "bk-2"):
+        await buses["booking"].publish(
+            "booking.created", {"amount": 0}, correlation_id=cid, message_id=f"{cid}.c"
+        )
+    tracker = buses["booking"].tracker
+    for _ in range(1500):
+        if str(await tracker.status("bk-2")) == "succeeded":
+            break
+        await asyncio.sleep(0.01)
+    for bus in buses.values():
+        await bus.stop()
+    await transport.close()
+    assert str(await tracker.status("bk-2")) == "succeeded"
+    assert str(await tracker.status("bk-1")) == "succeeded"
+    assert sagas.EFFECTS == [("park", 2)]
+    assert buses["billing"].duplicates == 2
