@@ -69,10 +69,15 @@ def postgres_copy(pg_template: str) -> Iterator[str]:
     name = f"sagakit_format_{uuid.uuid4().hex[:12]}"
     run_sync(admin(f"CREATE DATABASE {name}"))
     url = database_url(name)
+    # our own dump: drop pg_dump's \restrict lines, which older psql rejects
+    lines = (FIXTURES / "postgres.sql").read_text(encoding="utf-8").splitlines()
+    dump = "\n".join(
+        x for x in lines if not x.startswith(("\\restrict", "\\unrestrict"))
+    )
     try:
         subprocess.run(
             ["psql", "-q", "-v", "ON_ERROR_STOP=1", "-d", url],
-            input=(FIXTURES / "postgres.sql").read_bytes(),
+            input=dump.encode("utf-8"),
             check=True,
             capture_output=True,
         )
