@@ -80,7 +80,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from sagakit.adapters.transport.base import BaseTransport
 from sagakit.adapters.transport.delivery import dead_lettered, error_line, replayed
@@ -139,6 +139,19 @@ def _cluster_client(
     return client
 
 
+class RedisOptions(TypedDict, total=False):
+    """The options :class:`RedisTransport` and its :meth:`~RedisTransport.connect`
+    share (defaults and meaning: ``connect``'s docstring)."""
+
+    limit: int
+    prefix: str
+    group: str
+    consumer: str | None
+    claim_idle: float
+    claim_interval: float | None
+    delete_acked: bool
+
+
 class RedisTransport(BaseTransport):
     """The :class:`~sagakit.ports.transport.Transport` port on Redis Streams."""
 
@@ -188,19 +201,19 @@ class RedisTransport(BaseTransport):
         cls,
         url: str,
         *,
-        limit: int = MAX_MESSAGE_BYTES,
-        prefix: str = "sagakit",
-        group: str = "sagakit",
-        consumer: str | None = None,
-        claim_idle: float = 30.0,
-        claim_interval: float | None = None,
-        delete_acked: bool = True,
         connect_timeout: float = 10.0,
         max_connections: int = 128,
         pool_timeout: float = 30.0,
         cluster: bool = False,
+        **options: Unpack[RedisOptions],
     ) -> RedisTransport:
         """Connect and check the server answers.
+
+        ``limit`` (bytes, default 256 KiB) refuses larger messages;
+        ``prefix`` and ``group`` (both ``sagakit``) name the keys and the
+        consumer group; ``consumer`` names this consumer (``host-pid-random``
+        by default); ``delete_acked`` (default True) deletes entries once
+        acknowledged.
 
         ``claim_idle`` (seconds) is how long a pending entry waits before
         another consumer may take it: the redelivery delay after a failure,
@@ -230,16 +243,8 @@ class RedisTransport(BaseTransport):
                 pool_timeout=pool_timeout,
                 connect_timeout=connect_timeout,
             )
-        transport = cls(  # before any I/O: a refused option leaks no connection
-            client,
-            limit=limit,
-            prefix=prefix,
-            group=group,
-            consumer=consumer,
-            claim_idle=claim_idle,
-            claim_interval=claim_interval,
-            delete_acked=delete_acked,
-        )
+        # before any I/O: a refused option leaks no connection
+        transport = cls(client, **options)
         if cluster:  # redis-py fails at once when a node has no free connection
             transport._turns = asyncio.Semaphore(max_connections)
             transport._pool_timeout = pool_timeout
