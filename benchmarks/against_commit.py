@@ -1,9 +1,10 @@
 """Run a benchmark script against this tree and an earlier commit, alternating.
 
 The script is always this tree's (the same workload); only the library under
-it changes: ``src/`` of ``REV`` (taken with ``git archive``) or this tree's,
-put first on ``PYTHONPATH``. The two sides take turns, starting side flipped
-each round, so a load that comes and goes on the machine hits both alike.
+it changes: ``src/`` of ``REV`` (taken with ``git archive``) or this tree's
+(copied when the run starts), put first on ``PYTHONPATH``. The two sides
+take turns, starting side flipped each round, so a load that comes and goes
+on the machine hits both alike.
 Every row of every run is read from the script's ``--json`` output; the table
 gives, per row, the median over rounds of each side's figure and the ratio
 this tree / ``REV``. Peer rows (DBOS, Celery, the floor) run on both sides
@@ -26,6 +27,7 @@ import argparse
 import io
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -105,7 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, dict[str, list[float]]] = {}
     loads: list[str] = []
     with tempfile.TemporaryDirectory(prefix="sagakit-against-") as tmp:
-        sides = {base_name: export_src(args.rev, Path(tmp)), head_name: ROOT / "src"}
+        # this tree's src is copied too: edits made during a long run stay out
+        head_src = Path(tmp) / "head" / "src"
+        shutil.copytree(
+            ROOT / "src", head_src, ignore=shutil.ignore_patterns("__pycache__")
+        )
+        sides = {
+            base_name: export_src(args.rev, Path(tmp) / "base"),
+            head_name: head_src,
+        }
         order = [base_name, head_name]
         for round_ in range(args.rounds):
             for side in order if round_ % 2 == 0 else order[::-1]:
