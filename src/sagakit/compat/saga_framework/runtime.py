@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mappi
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sagakit.adapters.store import open_store_async
+from sagakit.adapters.transport.base import BaseSubscription, BaseTransport
 from sagakit.definition.saga import Saga
 from sagakit.engine.decide import decide
 from sagakit.engine.events import Event
@@ -72,19 +73,23 @@ def wire_saga_id(saga_id: str | None) -> int | str | None:
     return saga_id
 
 
-class _NoSubscription:
-    async def cancel(self) -> None:
+class _NoSubscription(BaseSubscription):
+    async def _stop(self) -> None:
         return None
 
 
-class CeleryWire:
+class CeleryWire(BaseTransport):
     """The transport port over ``celery_app.send_task`` in saga-framework's format.
 
     It only publishes: replies arrive as Celery tasks registered by
-    ``register_async_step_handlers`` and are handed to the orchestrator.
+    ``register_async_step_handlers`` and are handed to the orchestrator, so
+    its subscriptions consume nothing.
     """
 
+    name = "saga-framework Celery"
+
     def __init__(self, celery_app: CeleryApp) -> None:
+        super().__init__()
         self.celery_app = celery_app
 
     def _send(self, queue: str, message: Envelope) -> None:
@@ -111,24 +116,16 @@ class CeleryWire:
     async def publish_raw(self, queue: str, body: bytes) -> None:
         self._send(queue, decode(body))
 
-    async def consume(
-        self,
-        queue: str,
-        handler: Handler,
-        *,
-        prefetch: int = 32,
-        max_deliveries: int = 5,
-    ) -> _NoSubscription:
-        return _NoSubscription()
+    async def _subscribe(
+        self, queue: str, handler: Handler, prefetch: int, max_deliveries: int
+    ) -> BaseSubscription:
+        return _NoSubscription(self)
 
     async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         return []
 
     async def replay_dead_letters(self, queue: str, limit: int = 100) -> int:
         return 0  # Celery keeps failed tasks itself; nothing is dead-lettered here
-
-    async def close(self) -> None:
-        return None
 
 
 class _CompatDriver(Driver):

@@ -18,10 +18,11 @@ from sagakit.testing.contracts.records import (
     make_record,
     message,
 )
-from sagakit.testing.contracts.store_inbox import InboxContract
-from sagakit.testing.contracts.store_leases import SagaLeasesContract
-from sagakit.testing.contracts.store_outbox import OutboxContract
-from sagakit.testing.contracts.store_repository import SagaRepositoryContract
+from sagakit.testing.contracts.store_instances import (
+    SagaLeasesContract,
+    SagaRepositoryContract,
+)
+from sagakit.testing.contracts.store_messages import InboxContract, OutboxContract
 
 __all__ = [
     "FUTURE",
