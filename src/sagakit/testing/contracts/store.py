@@ -22,6 +22,7 @@ from sagakit.testing.contracts.store_inbox import InboxContract
 from sagakit.testing.contracts.store_leases import SagaLeasesContract
 from sagakit.testing.contracts.store_outbox import OutboxContract
 from sagakit.testing.contracts.store_repository import SagaRepositoryContract
+from sagakit.testing.contracts.store_versions import SagaVersionsContract
 
 __all__ = [
     "FUTURE",
@@ -30,6 +31,7 @@ __all__ = [
     "OutboxContract",
     "SagaLeasesContract",
     "SagaRepositoryContract",
+    "SagaVersionsContract",
     "StoreContract",
     "StoreFixtures",
     "commits",
@@ -40,6 +42,10 @@ __all__ = [
 
 
 class StoreContract(
-    SagaRepositoryContract, SagaLeasesContract, OutboxContract, InboxContract
+    SagaRepositoryContract,
+    SagaLeasesContract,
+    OutboxContract,
+    InboxContract,
+    SagaVersionsContract,
 ):
     """Subclass and provide a ``store`` fixture returning a fresh, empty store."""

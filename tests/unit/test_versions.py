@@ -1,0 +1,165 @@
+"""Definition versions: fingerprints and the registry of versions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+from pydantic import BaseModel
+
+from sagakit import Saga, Step
+from sagakit.definition.remote import Remote
+from sagakit.definition.saga import Parallel
+from sagakit.errors import DefinitionError, DefinitionUnavailable
+from sagakit.ports.store import SagaRecord
+from sagakit.runtime.registry import Registry
+from sagakit.testing.contracts.store import make_record
+
+
+def act(ctx: object) -> str:
+    """One docstring."""
+    return "one body"
+
+
+def act_changed(ctx: object) -> str:
+    """Another docstring, another body: the shape is the same."""
+    return str(ctx) + "another body"
+
+
+def undo(ctx: object) -> None:
+    return None
+
+
+class Reply(BaseModel):
+    """A reply."""
+
+    ticket: str
+
+
+class Payload(BaseModel):
+    amount: int
+
+
+def payload(ctx: object) -> Payload:
+    return Payload(amount=1)
+
+
+def order(*steps: Step | Parallel, version: int = 1) -> Saga[object]:  # type: ignore[type-var]
+    return Saga("order", list(steps), version=version)
+
+
+SHAPE = "import tests.unit.test_versions as t; print(t.order(*t.steps()).fingerprint)"
+
+
+def steps() -> list[Step | Parallel]:
+    return [
+        Step("a", act, compensate=undo),
+        Parallel(Step("b", act), Step("c", Remote("kitchen.cook", reply=Reply))),
+        Step("d", act, pivot=True),
+    ]
+
+
+def test_the_fingerprint_is_stable_across_processes() -> None:
+    here = order(*steps()).fingerprint
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", SHAPE],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": seed, "PYTHONPATH": ":".join(sys.path)},
+        ).stdout.strip()
+        for seed in ("1", "2")
+    }
+    assert runs == {here}
+    assert len(here) == 16
+
+
+def test_bodies_docstrings_retries_and_timeouts_do_not_change_it() -> None:
+    same = order(
+        Step("a", act_changed, compensate=undo, timeout=3.0),
+        Parallel(
+            Step("b", act_changed), Step("c", Remote("kitchen.cook", reply=Reply))
+        ),
+        Step("d", act_changed, pivot=True),
+    )
+    assert same.fingerprint == order(*steps()).fingerprint
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        [Step("x", act), Step("a", act, compensate=undo), Step("d", act, pivot=True)],
+        [Step("a", act), Parallel(Step("b", act), Step("c", act)), Step("d", act)],
+        [
+            Step("a", act, compensate=undo),
+            Step("b", act),
+            Step("c", act),
+            Step("d", act),
+        ],
+        [Step("a", act, compensate=undo), Step("b", act), Step("d", act, pivot=True)],
+    ],
+    ids=["inserted", "no-compensation", "ungrouped", "removed"],
+)
+def test_a_change_of_shape_changes_it(changed: list[Step | Parallel]) -> None:
+    assert order(*changed).fingerprint != order(*steps()).fingerprint
+
+
+def test_remote_commands_and_their_schemas_are_in_it() -> None:
+    def shape(remote: Remote) -> str:
+        return order(Step("c", remote)).fingerprint
+
+    class OtherReply(BaseModel):
+        """Same fields, another docstring and name."""
+
+        ticket: str
+
+    class WiderReply(BaseModel):
+        ticket: str
+        eta: int
+
+    base = shape(Remote("kitchen.cook", reply=Reply))
+    assert shape(Remote("kitchen.cook", reply=OtherReply)) == base
+    assert shape(Remote("kitchen.cook", reply=WiderReply)) != base
+    assert shape(Remote("kitchen.bake", reply=Reply)) != base
+    assert shape(Remote("kitchen.cook", reply=Reply, payload=payload)) != base
+
+
+def test_the_version_must_be_a_positive_integer() -> None:
+    for bad in (0, -1, "2", True):
+        with pytest.raises(DefinitionError, match="version"):
+            Saga("order", [Step("a", act)], version=bad)  # type: ignore[arg-type]
+    assert repr(order(Step("a", act), version=2)) == "Saga('order' v2: a)"
+
+
+def test_versions_register_side_by_side_and_the_newest_starts() -> None:
+    one, two = order(*steps()), order(Step("x", act), *steps(), version=2)
+    registry = Registry([two, one])
+    assert registry.definition("order") is two
+    assert registry.versions["order"] == {1: one, 2: two}
+    registry.register(one)  # the same object again is fine
+    with pytest.raises(DefinitionError, match="already registered as version 1"):
+        registry.register(order(Step("a", act)))
+
+
+def record(version: int, fingerprint: str | None) -> SagaRecord:
+    return replace(
+        make_record("s1"),
+        definition_version=version,
+        fingerprint=fingerprint,
+    )
+
+
+def test_an_instance_is_driven_only_by_its_own_definition() -> None:
+    one, two = order(*steps()), order(Step("x", act), *steps(), version=2)
+    registry = Registry([two])
+    with pytest.raises(DefinitionUnavailable) as missing:
+        registry.definition_of(record(1, one.fingerprint))
+    assert missing.value.reason == "needs order v1, not registered here (have v2)"
+    registry.register(one)
+    assert registry.definition_of(record(1, one.fingerprint)) is one
+    assert registry.definition_of(record(1, None)) is one  # unknown: trusted
+    with pytest.raises(DefinitionUnavailable, match="order v2 changed shape"):
+        registry.definition_of(record(2, one.fingerprint))
