@@ -69,18 +69,36 @@ class Registry:
 
     def reason(self, record: SagaRecord) -> str | None:
         """Why ``record`` cannot be driven with these definitions, or None."""
-        name, version = record.saga_name, record.definition_version
+        return self.reason_for(
+            record.saga_name, record.definition_version, record.fingerprint
+        )
+
+    def reason_for(
+        self, name: str, version: int, fingerprint: str | None
+    ) -> str | None:
+        """Why an instance of ``name`` ``version`` with ``fingerprint`` cannot
+        be driven with these definitions, or None."""
         versions = self.versions.get(name, {})
         saga = versions.get(version)
         if saga is None:
             have = ", ".join(f"v{v}" for v in sorted(versions)) or "none"
             return f"needs {name} v{version}, not registered here (have {have})"
-        if record.fingerprint is not None and record.fingerprint != saga.fingerprint:
+        if fingerprint is not None and fingerprint != saga.fingerprint:
             return (
                 f"{name} v{version} changed shape since this instance started "
-                f"(fingerprint {record.fingerprint}, registered {saga.fingerprint})"
+                f"(fingerprint {fingerprint}, registered {saga.fingerprint})"
             )
         return None
+
+    def migration_target(self, name: str, version: int) -> Saga[Any] | None:
+        """The newest registered definition of ``name`` that declares a
+        migration from ``version``, if any."""
+        found = [
+            saga
+            for saga in self.versions.get(name, {}).values()
+            if version in saga.migrate_from
+        ]
+        return max(found, key=lambda saga: saga.version, default=None)
 
     def keys(self) -> frozenset[str]:
         """The definition keys driven here (see
