@@ -54,6 +54,12 @@ RELEASES = {
     "release_both.py": "from sagas import v1, v2\n",
     "release_appended.py": "from sagas import v1, v2_appended\n",
     "release_wider.py": "from sagas import v1_wider\n",
+    "release_migrating.py": (
+        "from sagas import step\nfrom sagakit import Saga\n"
+        "from sagakit.definition.migration import Migration\n"
+        "v2 = Saga('order', [step('x'), step('a'), step('b2'), step('c')],\n"
+        "          version=2, migrate_from={1: Migration(steps={'b': 'b2'})})\n"
+    ),
     "release_changed.py": (
         "from sagas import step\nfrom sagakit import Saga\n"
         "changed = Saga('order', [step('a'), step('b2'), step('c')])\n"
@@ -193,3 +199,32 @@ def test_list_and_show_report_the_waiting_instance(
     listed = sagakit("--db", str(db), "list", cwd=tmp_path)
     (row,) = [r for r in rows(listed.stdout) if r[0] == saga_id]
     assert row[1:3] == ["order", "succeeded"]
+
+
+def test_a_declared_migration_needs_no_drain_and_is_applied_by_an_operator(
+    scenario: tuple[Path, str], tmp_path: Path
+) -> None:
+    db, saga_id = scenario
+    code, text = check(db, tmp_path, "release_migrating", "--json")
+    assert code == 0, text
+    (row,) = json.loads(text)["sagas"]
+    assert (row["version"], row["migrate"], row["drain"]) == (1, 1, 0)
+    assert row["reasons"] == ["v1 -> v2 by its declared migration"]
+
+    def run(*args: str) -> str:
+        result = sagakit("--db", str(db), *args, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert "would migrate 1 instance(s)" in run(
+        "migrate-instances", "release_migrating", "--dry-run"
+    )
+    assert "migrated 1 instance(s)" in run("migrate-instances", "release_migrating")
+    assert "migrated 0 instance(s)" in run("migrate-instances", "release_migrating")
+    code, text = check(db, tmp_path, "release_migrating", "--json")
+    assert json.loads(text)["sagas"][0]["version"] == 2
+    assert "resumed 1 saga(s)" in run("recover", "release_migrating")
+    shown = run("show", saga_id[:8])
+    assert "migrated" in shown
+    assert "order v2 (shape " in shown
+    assert "succeeded" in shown

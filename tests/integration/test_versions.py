@@ -18,7 +18,11 @@ from pydantic import BaseModel
 
 from sagakit import Orchestrator, Saga, SagaStatus, SQLiteStore, Step
 from sagakit.adapters.store.postgres import PostgresStore
+from sagakit.definition.migration import Migration
 from sagakit.ports.store import SagaStore
+from sagakit.runtime.clock import SystemClock
+from sagakit.runtime.migrate import migratable, migrate_instance
+from sagakit.runtime.registry import Registry
 
 OpenStore = Callable[[], Awaitable[SagaStore]]
 
@@ -158,3 +162,62 @@ async def test_a_new_optional_context_field_keeps_the_fingerprint(
     result = await asyncio.wait_for(orch.wait(saga_id), 5)
     assert result.status is SagaStatus.SUCCEEDED
     assert log == ["a", "b", "b", "c"]
+
+
+def v2_migrating(log: list[str], *, auto: bool) -> Saga[Order]:
+    names = ["x", "a", "b2", "c"]
+    migration = Migration(
+        steps={"b": "b2"}, context=lambda c: {**c, "amount": 5}, auto=auto
+    )
+    return Saga(
+        "order",
+        [step(log, n) for n in names],
+        context=Order,
+        version=2,
+        migrate_from={1: migration},
+    )
+
+
+async def test_an_operator_migration_moves_the_instance_to_v2(
+    open_store: OpenStore,
+) -> None:
+    log: list[str] = []
+    saga_id = await killed_in_b(open_store, log)
+    store = await open_store()
+    v2 = v2_migrating(log, auto=False)
+    orch = Orchestrator(store, [v2])
+    assert await orch.recover() == []
+    waiting = (await store.get(saga_id)).waiting
+    assert waiting is not None
+    assert waiting.endswith("a migration is declared: sagakit migrate-instances")
+
+    registry = Registry([v2])
+    record = await store.get(saga_id)
+    assert migratable(registry, record, auto_only=False)
+    assert not migratable(registry, record, auto_only=True)
+    await migrate_instance(store, registry, record, clock=SystemClock(), by="ops")
+    moved = await store.get(saga_id)
+    assert (moved.definition_version, moved.fingerprint) == (2, v2.fingerprint)
+    assert moved.context == {"amount": 5}
+    assert moved.waiting is None
+    (line,) = [h for h in await store.history(saga_id) if h.outcome == "migrated"]
+    assert line.result == {"from": 1, "to": 2, "by": "ops", "renamed": {"b": "b2"}}
+
+    assert await orch.recover() == [saga_id]
+    result = await asyncio.wait_for(orch.wait(saga_id), 5)
+    assert result.status is SagaStatus.SUCCEEDED
+    # b was in flight: b2 takes it over; x, inserted before, does not run
+    assert log == ["a", "b", "b2", "c"]
+
+
+@pytest.mark.parametrize("lease", [None, 30.0])
+async def test_an_auto_migration_is_applied_on_recover(
+    open_store: OpenStore, lease: float | None
+) -> None:
+    log: list[str] = []
+    saga_id = await killed_in_b(open_store, log)
+    orch = Orchestrator(await open_store(), [v2_migrating(log, auto=True)], lease=lease)
+    assert await orch.recover() == [saga_id]
+    result = await asyncio.wait_for(orch.wait(saga_id), 5)
+    assert result.status is SagaStatus.SUCCEEDED
+    assert log == ["a", "b", "b2", "c"]

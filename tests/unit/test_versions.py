@@ -5,14 +5,18 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
 from sagakit import Saga, Step
+from sagakit.definition.migration import Migration
 from sagakit.definition.remote import Remote
 from sagakit.definition.saga import Parallel
-from sagakit.errors import DefinitionError, DefinitionUnavailable
+from sagakit.engine.migrate import migrated_state
+from sagakit.engine.state import SagaState, SagaStatus, StepState, StepStatus
+from sagakit.errors import DefinitionError, DefinitionUnavailable, StateError
 from sagakit.ports.store import SagaRecord
 from sagakit.runtime.registry import Registry
 from sagakit.testing.contracts.store import make_record
@@ -46,8 +50,8 @@ def payload(ctx: object) -> Payload:
     return Payload(amount=1)
 
 
-def order(*steps: Step | Parallel, version: int = 1) -> Saga[object]:  # type: ignore[type-var]
-    return Saga("order", list(steps), version=version)
+def order(*steps: Step | Parallel, version: int = 1, **kw: Any) -> Saga[Any]:
+    return Saga("order", list(steps), version=version, **kw)
 
 
 SHAPE = "import tests.unit.test_versions as t; print(t.order(*t.steps()).fingerprint)"
@@ -163,3 +167,63 @@ def test_an_instance_is_driven_only_by_its_own_definition() -> None:
     assert registry.definition_of(record(1, None)) is one  # unknown: trusted
     with pytest.raises(DefinitionUnavailable, match="order v2 changed shape"):
         registry.definition_of(record(2, one.fingerprint))
+
+
+def state_of(saga: Saga[Any], **statuses: StepStatus) -> SagaState:
+    steps = {s.name: StepState(statuses.get(s.name, StepStatus.PENDING)) for s in saga}
+    return SagaState(saga_id="s1", saga_name=saga.name, steps=steps, stage=1)
+
+
+def test_a_migration_maps_steps_and_resumes_at_the_first_unfinished_one() -> None:
+    old = order(Step("a", act), Step("b", act), Step("c", act))
+    new = order(
+        Step("x", act),
+        Step("a", act),
+        Step("b2", act),
+        Step("c", act),
+        version=2,
+        migrate_from={1: Migration(steps={"b": "b2"})},
+    )
+    before = replace(
+        state_of(old, a=StepStatus.SUCCEEDED, b=StepStatus.RUNNING), completed=("a",)
+    )
+    after = migrated_state(before, new, new.migrate_from[1])
+    assert after.stage == 2
+    assert {n: s.status for n, s in after.steps.items()} == {
+        "x": StepStatus.PENDING,
+        "a": StepStatus.SUCCEEDED,
+        "b2": StepStatus.RUNNING,
+        "c": StepStatus.PENDING,
+    }
+    assert after.completed == ("a",)
+
+
+def test_a_migration_refuses_what_it_cannot_move_safely() -> None:
+    old = order(Step("a", act), Step("b", act))
+    dropped = order(Step("a", act), version=2)
+    with pytest.raises(StateError, match="in flight"):
+        migrated_state(
+            state_of(old, a=StepStatus.SUCCEEDED, b=StepStatus.RUNNING),
+            dropped,
+            Migration(),
+        )
+    mixed = order(Step("a", act), Parallel(Step("b", act), Step("n", act)), version=2)
+    with pytest.raises(StateError, match="mixes"):
+        migrated_state(
+            state_of(old, a=StepStatus.SUCCEEDED, b=StepStatus.RUNNING),
+            mixed,
+            Migration(),
+        )
+    rolling_back = replace(state_of(old), status=SagaStatus.COMPENSATING)
+    with pytest.raises(StateError, match="only a running instance"):
+        migrated_state(rolling_back, mixed, Migration())
+
+
+def test_migrate_from_is_checked_when_the_saga_is_built() -> None:
+    with pytest.raises(DefinitionError, match="older versions"):
+        order(Step("a", act), version=2, migrate_from={2: Migration()})
+    with pytest.raises(DefinitionError, match="does not have"):
+        order(Step("a", act), version=2, migrate_from={1: Migration(steps={"b": "z"})})
+    saga = order(Step("a", act), version=3, migrate_from={2: lambda c: c})
+    assert saga.migrate_from[2].context is not None
+    assert saga.fingerprint == order(Step("a", act), version=3).fingerprint

@@ -1,7 +1,8 @@
 """``sagakit deploy-check MODULE[:ATTR]``: would deploying these definitions
-strand a live instance?
+strand a live instance? And ``sagakit migrate-instances MODULE[:ATTR]``,
+which applies the migrations they declare.
 
-Read-only: it opens the store without migrating it and never creates a
+deploy-check is read-only: it opens the store without migrating it and never creates a
 database (a SQLite file that does not exist is an error). Exit status: 0 when
 every live instance can continue or be migrated, 1 when some must drain on
 their old version first, 2 with a one-line reason on bad input.
@@ -20,13 +21,17 @@ from rich.text import Text
 
 from sagakit.adapters.store import applied_migrations, database_url, open_store_async
 from sagakit.adapters.store.database import is_postgres, sqlite_path
-from sagakit.cli.common import SagasArgument, db_of, fail, sagas_or_fail
+from sagakit.cli.admin import operator_name
+from sagakit.cli.common import SagasArgument, db_of, err, fail, sagas_or_fail
 from sagakit.definition.saga import Saga
 from sagakit.engine.state import SagaStatus
 from sagakit.errors import SagaError
 from sagakit.ports.store import SagaStore
 from sagakit.runtime import loop as event_loop
+from sagakit.runtime.clock import SystemClock
 from sagakit.runtime.deploy import DeployPlan, LiveCounts, deploy_plan
+from sagakit.runtime.migrate import migratable, migrate_instance
+from sagakit.runtime.registry import Registry
 
 VERSIONS_MIGRATION = 8
 """The schema migration that records each instance's definition version."""
@@ -95,7 +100,71 @@ def plan_table(plan: DeployPlan) -> Table:
     return table
 
 
+async def migrate_instances(
+    url: str | None, sagas: list[Saga[Any]], *, by: str, dry_run: bool
+) -> tuple[list[str], list[str]]:
+    """Apply the declared migrations to every live instance they cover:
+    the ids moved, and one line per instance a migration refused."""
+    registry = Registry(sagas)
+    store = await open_store_async(url)
+    moved: list[str] = []
+    refused: list[str] = []
+    try:
+        for saga_id in await store.unfinished(registry.names(), limit=1_000_000):
+            record = await store.get(saga_id)
+            if not migratable(registry, record, auto_only=False):
+                continue
+            if dry_run:
+                moved.append(saga_id)
+                continue
+            try:
+                await migrate_instance(
+                    store, registry, record, clock=SystemClock(), by=by
+                )
+            except SagaError as exc:
+                refused.append(f"{saga_id}: {exc}")
+            else:
+                moved.append(saga_id)
+    finally:
+        await store.close()
+    return moved, refused
+
+
 def register(app: typer.Typer, out: Console) -> None:
+    _add_deploy_check(app, out)
+    _add_migrate_instances(app, out)
+
+
+def _add_migrate_instances(app: typer.Typer, out: Console) -> None:
+    @app.command("migrate-instances")
+    def migrate_instances_command(
+        ctx: typer.Context,
+        target: SagasArgument,
+        *,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Only say what would move.")
+        ] = False,
+    ) -> None:
+        """Move live instances of versions no longer in MODULE to the version
+        that declares a migration from theirs (recorded in their history).
+        Exit 1 if a migration was refused."""
+        sagas = sagas_or_fail(target)
+        work = migrate_instances(db_of(ctx), sagas, by=operator_name(), dry_run=dry_run)
+        try:
+            moved, refused = event_loop.run(work)
+        except SagaError as exc:
+            fail(str(exc))
+        verb = "would migrate" if dry_run else "migrated"
+        out.print(f"{verb} {len(moved)} instance(s)")
+        for saga_id in moved:
+            out.print(f"  {saga_id}", highlight=False)
+        for line in refused:
+            err.print(f"refused: {line}", markup=False, highlight=False)
+        if refused:
+            raise typer.Exit(1)
+
+
+def _add_deploy_check(app: typer.Typer, out: Console) -> None:
     @app.command("deploy-check")
     def deploy_check(
         ctx: typer.Context,

@@ -150,9 +150,10 @@ class SagaRepository(Protocol):
         outbox: Sequence[OutboxMessage] = (),
         inbox: InboxEntry | None = None,
     ) -> None:
-        """Replace the instance if it is still at ``expected_version`` and append
-        ``history``; raise ``ConcurrencyError`` otherwise (``SagaNotFound`` if
-        it does not exist).
+        """Replace the instance (its definition version and fingerprint
+        included; its ``waiting`` reason cleared) if it is still at
+        ``expected_version`` and append ``history``; raise
+        ``ConcurrencyError`` otherwise (``SagaNotFound`` if it does not exist).
 
         With ``owner`` and ``lease`` both given, the lease is set to ``owner``
         until now + ``lease``; otherwise it is left as it is. ``outbox``

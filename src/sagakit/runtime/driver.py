@@ -148,8 +148,8 @@ class Driver:
 
     async def mark_waiting(self, record: SagaRecord, reason: str) -> None:
         """Record (once) why this process leaves ``record`` alone."""
-        if record.waiting == reason:
-            return
+        if record.waiting is not None and record.waiting.startswith(reason):
+            return  # known already (perhaps with more said about it)
         await self.store.mark_waiting(record.saga_id, reason)
         logger.warning(
             "saga waits for its definition",
@@ -471,6 +471,8 @@ class Driver:
             created_at=inst.created_at,
             updated_at=history[-1].finished_at if history else self.clock.now(),
             deadline=state.next_deadline,
+            definition_version=inst.saga.version,
+            fingerprint=inst.saga.fingerprint,
         )
         extra: dict[str, Any] = self.ownership()
         if outbox:

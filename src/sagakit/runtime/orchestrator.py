@@ -29,6 +29,7 @@ from sagakit.runtime.clock import SystemClock
 from sagakit.runtime.driver import Driver
 from sagakit.runtime.instance import default_worker_id
 from sagakit.runtime.intake import ReplyIntake
+from sagakit.runtime.migrate import report_stranded
 from sagakit.runtime.registry import Registry
 from sagakit.runtime.relay import OutboxRelay
 from sagakit.runtime.result import SagaResult
@@ -283,15 +284,16 @@ class Orchestrator:
         when the previous worker died runs again (at-least-once). With a lease,
         only instances whose lease expired (or that nobody owns) are claimed.
         An instance started on a version not registered here (or whose shape
-        changed) is never driven: it is marked waiting, with the reason.
+        changed) is never driven: it is migrated if a registered version
+        declares an ``auto`` migration from it, else marked waiting with the
+        reason.
         """
         active, names = self.driver.active, self.registry.names()
+        await report_stranded(self.driver, self.registry, limit)
         if self.lease is not None:
             claimed = await self.store.claim(
                 self.worker_id, self.registry.keys(), lease=self.lease, limit=limit
             )
-            if len(claimed) < limit:  # caught up: report what is not ours
-                await self.report_stranded(limit)
             adopted = []
             for record in claimed:
                 if record.saga_id in active:
@@ -309,18 +311,6 @@ class Orchestrator:
             ):
                 resumed.append(saga_id)
         return resumed
-
-    async def report_stranded(self, limit: int = 1000) -> list[str]:
-        """Mark waiting the unfinished instances of the registered sagas whose
-        version is not registered here or changed shape (each once: they are
-        neither claimed nor reported again); returns their ids."""
-        registry = self.registry
-        found = await self.store.stranded(
-            registry.names(), registry.keys(), limit=limit
-        )
-        for record in found:
-            await self.driver.mark_waiting(record, registry.reason(record) or "")
-        return [record.saga_id for record in found]
 
     async def renew_leases(self) -> list[str]:
         """Extend the leases of the instances this worker drives; returns the

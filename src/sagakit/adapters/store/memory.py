@@ -107,12 +107,7 @@ class InMemoryStore:
             raise rows.consumed_before(record.saga_id, inbox)
         if current.version != expected_version:
             raise rows.stale_saga(record.saga_id, expected_version)
-        self._sagas[record.saga_id] = replace(  # what a save does not change
-            record,
-            definition_version=current.definition_version,
-            fingerprint=current.fingerprint,
-            waiting=None,
-        )
+        self._sagas[record.saga_id] = replace(record, waiting=None)
         self._history[record.saga_id].extend(history)
         self._lease(record.saga_id, owner, lease)
         self._write_outbox(outbox)

@@ -222,6 +222,8 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
             _history_json(history),
             record.deadline,
             *messaging,
+            record.definition_version,
+            record.fingerprint,
         )
         if row is not None and row["saved"] == 1:
             self.database.commits += 1

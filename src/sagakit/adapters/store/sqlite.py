@@ -186,6 +186,8 @@ class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
                     owner,
                     until,
                     record.deadline,
+                    record.definition_version,
+                    record.fingerprint,
                 ),
             )
             if cur.rowcount != 1:

@@ -82,6 +82,14 @@ class SagaVersionsContract(StoreFixtures):
         assert claimed.waiting is None
         assert (await store.get("v1")).waiting is None
 
+    async def test_a_save_replaces_the_definition(self, store: SagaStore) -> None:
+        record = versioned("s1", 1, "one")
+        await store.create(record, [])
+        moved = replace(record, version=2, definition_version=2, fingerprint="two")
+        await store.save(moved, 1, [entry("s1", "migrated")])
+        got = await store.get("s1")
+        assert (got.definition_version, got.fingerprint) == (2, "two")
+
     async def test_a_save_clears_the_waiting_reason(self, store: SagaStore) -> None:
         record = versioned("s1", 1, "one")
         await store.create(record, [])

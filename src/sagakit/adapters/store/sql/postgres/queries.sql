@@ -129,13 +129,15 @@ SELECT count(*) > 0 AS created FROM inserted;
 -- save_saga --
 -- One round trip: replace the saga if it is still at version $8 and append
 -- its history ($11). $9 owner and $10 lease seconds (both or neither)
--- refresh the lease; NULL keeps it. $12 is the deadline. saved = 0 with
--- found = true is a version conflict; found = false means no such saga.
+-- refresh the lease; NULL keeps it. $12 is the deadline, $13 and $14 the
+-- definition version and fingerprint (a migration changes them). saved = 0
+-- with found = true is a version conflict; found = false means no such saga.
 WITH updated AS (
     UPDATE sagakit_saga
        SET status = $2, version = $3, context = $4::jsonb, state = $5::jsonb,
            failed_step = $6, updated_at = $7, deadline = $12::double precision,
-           waiting = NULL,
+           waiting = NULL, definition_version = $13::integer,
+           fingerprint = $14::text,
            owner = coalesce($9::text, owner),
            lease_until = coalesce(
                extract(epoch FROM clock_timestamp())::double precision
@@ -167,7 +169,8 @@ SELECT (SELECT count(*) FROM updated) AS saved,
 -- save_saga_messaging --
 -- save_saga, and in the same statement its outbox messages ($13-$17, $20
 -- held by and $21 hold seconds) and an optional inbox entry ($18 consumer,
--- $19 message id, both or neither). A
+-- $19 message id, both or neither); $22 and $23 are the definition version
+-- and fingerprint. A
 -- separate statement so that save_saga does not lock and open the outbox and
 -- inbox on every call.
 -- With an inbox entry the saga row is locked first (target) and the entry
@@ -190,7 +193,8 @@ WITH target AS (
     UPDATE sagakit_saga
        SET status = $2, version = $3, context = $4::jsonb, state = $5::jsonb,
            failed_step = $6, updated_at = $7, deadline = $12::double precision,
-           waiting = NULL,
+           waiting = NULL, definition_version = $22::integer,
+           fingerprint = $23::text,
            owner = coalesce($9::text, owner),
            lease_until = coalesce(
                extract(epoch FROM clock_timestamp())::double precision

@@ -28,10 +28,12 @@ INSERT INTO sagakit_saga (
 
 -- update_saga --
 -- Optimistic: only succeeds when the stored version is the expected one.
--- ?9 owner and ?10 lease_until refresh the lease; NULL keeps it as it is
+-- ?9 owner and ?10 lease_until refresh the lease; NULL keeps it as it is.
+-- ?12 and ?13: the definition version and fingerprint (a migration changes them)
 UPDATE sagakit_saga
    SET status = ?1, version = ?2, context = ?3, state = ?4, failed_step = ?5,
        updated_at = ?6, deadline = ?11, waiting = NULL,
+       definition_version = ?12, fingerprint = ?13,
        owner = coalesce(?9, owner), lease_until = coalesce(?10, lease_until)
  WHERE saga_id = ?7 AND version = ?8;
 
