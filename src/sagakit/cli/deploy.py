@@ -36,6 +36,13 @@ from sagakit.runtime.registry import Registry
 VERSIONS_MIGRATION = 8
 """The schema migration that records each instance's definition version."""
 
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Only say what would move.")
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the plan as JSON (for CI).")
+]
+
 _LIVE = (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
 _STYLES = {"continue": "green", "migrate": "yellow", "drain": "bold red"}
 
@@ -141,9 +148,7 @@ def _add_migrate_instances(app: typer.Typer, out: Console) -> None:
         ctx: typer.Context,
         target: SagasArgument,
         *,
-        dry_run: Annotated[
-            bool, typer.Option("--dry-run", help="Only say what would move.")
-        ] = False,
+        dry_run: DryRunOption = False,
     ) -> None:
         """Move live instances of versions no longer in MODULE to the version
         that declares a migration from theirs (recorded in their history).
@@ -170,9 +175,7 @@ def _add_deploy_check(app: typer.Typer, out: Console) -> None:
         ctx: typer.Context,
         target: SagasArgument,
         *,
-        as_json: Annotated[
-            bool, typer.Option("--json", help="Print the plan as JSON (for CI).")
-        ] = False,
+        as_json: JsonOption = False,
     ) -> None:
         """Compare the definitions in MODULE with the live instances in the
         store: exit 1 if deploying them would strand an instance (it must

@@ -107,6 +107,22 @@ class HistoryEntry:
         return max(0.0, self.finished_at - self.started_at)
 
 
+def saga_line(
+    saga_id: str, outcome: str, at: float, result: Any = None
+) -> HistoryEntry:
+    """A history line about the whole saga (``kind == "saga"``), at ``at``."""
+    return HistoryEntry(
+        saga_id=saga_id,
+        step=None,
+        kind="saga",
+        attempt=0,
+        outcome=outcome,
+        started_at=at,
+        finished_at=at,
+        result=result,
+    )
+
+
 class Created(NamedTuple):
     """What :meth:`SagaRepository.create` did: the stored record, and whether
     this call created it (False: its idempotency key was taken)."""
@@ -302,4 +318,5 @@ __all__ = [
     "SagaRepository",
     "SagaStore",
     "definition_key",
+    "saga_line",
 ]

@@ -25,7 +25,7 @@ from sagakit.engine.events import SagaStarted
 from sagakit.errors import SagaError
 from sagakit.observability.observer import NOOP, Observer, started_result
 from sagakit.ports.clock import Clock
-from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
+from sagakit.ports.store import SagaRecord, SagaStore, saga_line
 from sagakit.runtime.clock import SystemClock
 from sagakit.runtime.driver import Driver
 from sagakit.runtime.instance import Instance, default_worker_id
@@ -137,16 +137,7 @@ class SagaClient:
         )
         with driver.observer.saga_start(saga.name, saga_id) as start:
             trace = start.carrier
-            started = HistoryEntry(
-                saga_id=saga_id,
-                step=None,
-                kind="saga",
-                attempt=0,
-                outcome="started",
-                started_at=now,
-                finished_at=now,
-                result=started_result(trace),
-            )
+            started = saga_line(saga_id, "started", now, started_result(trace))
             built = command_messages(
                 saga,
                 decision.state,

@@ -37,6 +37,7 @@ from sagakit.ports.store import (
     OutboxMessage,
     SagaRecord,
     SagaStore,
+    saga_line,
 )
 from sagakit.runtime import delivery, operator
 from sagakit.runtime.executor import StepOutcome, execute, unsendable
@@ -100,16 +101,7 @@ class Driver:
         saga_id = record.saga_id
         inst = Instance.from_record(saga, record)
         now = self.clock.now()
-        entry = HistoryEntry(
-            saga_id=saga_id,
-            step=None,
-            kind="saga",
-            attempt=0,
-            outcome=how,
-            started_at=now,
-            finished_at=now,
-            result={"worker": self.worker_id},
-        )
+        entry = saga_line(saga_id, how, now, {"worker": self.worker_id})
         decision = decide(saga, record.state, SagaResumed(now))
         self.active[saga_id] = inst
         if decision.state == record.state:
@@ -405,17 +397,8 @@ class Driver:
         history = [*inst.pending_history, *entries]
         now = self.clock.now()
         if decision.state.status.terminal:
-            history.append(
-                HistoryEntry(
-                    saga_id=inst.state.saga_id,
-                    step=None,
-                    kind="saga",
-                    attempt=0,
-                    outcome=decision.state.status.value,
-                    started_at=now,
-                    finished_at=now,
-                )
-            )
+            outcome = decision.state.status.value
+            history.append(saga_line(inst.state.saga_id, outcome, now))
         built = command_messages(
             inst.saga,
             decision.state,

@@ -16,7 +16,7 @@ from dataclasses import replace
 from sagakit.engine.migrate import migrated_state
 from sagakit.errors import ConcurrencyError, SagaNotFound, StateError
 from sagakit.ports.clock import Clock
-from sagakit.ports.store import HistoryEntry, SagaRecord, SagaRepository
+from sagakit.ports.store import SagaRecord, SagaRepository, saga_line
 from sagakit.runtime.driver import Driver
 from sagakit.runtime.registry import Registry
 
@@ -68,21 +68,9 @@ async def migrate_instance(
         fingerprint=target.fingerprint,
         waiting=None,
     )
-    entry = HistoryEntry(
-        saga_id=record.saga_id,
-        step=None,
-        kind="saga",
-        attempt=0,
-        outcome="migrated",
-        started_at=now,
-        finished_at=now,
-        result={
-            "from": old,
-            "to": target.version,
-            "by": by,
-            "renamed": dict(migration.steps),
-        },
-    )
+    result = {"from": old, "to": target.version, "by": by}
+    renamed = {"renamed": dict(migration.steps)}
+    entry = saga_line(record.saga_id, "migrated", now, result | renamed)
     await store.save(moved, record.version, [entry])
     logger.info(
         "saga migrated",
