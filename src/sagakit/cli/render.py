@@ -267,7 +267,7 @@ def workflows_table(
         table.add_row(
             r.instance_id,
             r.app,
-            styled(r.status.value),
+            styled("waiting" if r.waiting else r.status.value),
             r.step or "",
             timer(r, now),
             relative(r.updated_at, now),
@@ -282,7 +282,7 @@ def workflow_header(record: WorkflowRecord, now: float) -> Table:
     grid.add_column(overflow="fold")
     grid.add_row("app", record.app)
     grid.add_row("id", record.instance_id)
-    grid.add_row("status", styled(record.status.value))
+    grid.add_row("status", styled("waiting" if record.waiting else record.status.value))
     grid.add_row("created", local_time(record.created_at))
     updated = f"{local_time(record.updated_at)} ({relative(record.updated_at, now)})"
     grid.add_row("updated", updated)
