@@ -13,16 +13,19 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import BaseModel
 
 from sagakit import Orchestrator, Saga, SagaStatus, SQLiteStore, Step
 from sagakit.adapters.store.postgres import PostgresStore
+from sagakit.dashboard import create_app
 from sagakit.definition.migration import Migration
 from sagakit.ports.store import SagaStore
 from sagakit.runtime.clock import SystemClock
 from sagakit.runtime.migrate import migratable, migrate_instance
 from sagakit.runtime.registry import Registry
+from sagakit.runtime.worker import Worker
 
 OpenStore = Callable[[], Awaitable[SagaStore]]
 
@@ -221,3 +224,45 @@ async def test_an_auto_migration_is_applied_on_recover(
     result = await asyncio.wait_for(orch.wait(saga_id), 5)
     assert result.status is SagaStatus.SUCCEEDED
     assert log == ["a", "b", "b2", "c"]
+
+
+async def test_a_worker_without_the_version_does_not_spin_on_it(
+    open_store: OpenStore,
+) -> None:
+    log: list[str] = []
+    saga_id = await killed_in_b(open_store, log)
+    store = await open_store()
+    worker = Worker(store, [v2(log)], lease=30.0, poll_interval=0.01)
+    await asyncio.wait_for(worker.run(until_idle=True), 5)
+    assert worker.claimed == 0
+    record = await store.get(saga_id)
+    assert record.waiting == "needs order v1, not registered here (have v2)"
+    assert record.version == 2  # created at 1, then a's commit: never claimed
+    assert log == ["a", "b"]
+
+
+async def test_the_dashboard_shows_why_an_instance_waits(tmp_path: Path) -> None:
+    log: list[str] = []
+    path = tmp_path / "dash.db"
+
+    async def sqlite() -> SagaStore:
+        return SQLiteStore(path)
+
+    saga_id = await killed_in_b(sqlite, log)
+    store = SQLiteStore(path)
+    await Orchestrator(store, [v2(log)]).recover()
+    app = create_app(store, [v2(log)])
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        listing = await client.get("/")
+        page = await client.get(f"/sagas/{saga_id}")
+        api = await client.get(f"/api/sagas/{saga_id}")
+    assert "waiting" in listing.text
+    assert page.status_code == 200
+    assert "needs order v1, not registered here (have v2)" in page.text
+    assert "order v1" in page.text
+    body = api.json()
+    assert body["waiting"] == "needs order v1, not registered here (have v2)"
+    assert body["definition_version"] == 1
+    await store.close()
