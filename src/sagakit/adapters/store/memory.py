@@ -107,7 +107,9 @@ class InMemoryStore:
             raise rows.consumed_before(record.saga_id, inbox)
         if current.version != expected_version:
             raise rows.stale_saga(record.saga_id, expected_version)
-        self._sagas[record.saga_id] = replace(record, waiting=None)
+        self._sagas[record.saga_id] = (  # a save clears the waiting reason
+            record if record.waiting is None else replace(record, waiting=None)
+        )
         self._history[record.saga_id].extend(history)
         self._lease(record.saga_id, owner, lease)
         self._write_outbox(outbox)
