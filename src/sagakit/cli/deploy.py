@@ -144,11 +144,8 @@ def register(app: typer.Typer, out: Console) -> None:
 
 def _add_migrate_instances(app: typer.Typer, out: Console) -> None:
     @app.command("migrate-instances")
-    def migrate_instances_command(
-        ctx: typer.Context,
-        target: SagasArgument,
-        *,
-        dry_run: DryRunOption = False,
+    def migrate(
+        ctx: typer.Context, target: SagasArgument, dry_run: DryRunOption = False
     ) -> None:
         """Move live instances of versions no longer in MODULE to the version
         that declares a migration from theirs (recorded in their history).
@@ -171,11 +168,8 @@ def _add_migrate_instances(app: typer.Typer, out: Console) -> None:
 
 def _add_deploy_check(app: typer.Typer, out: Console) -> None:
     @app.command("deploy-check")
-    def deploy_check(
-        ctx: typer.Context,
-        target: SagasArgument,
-        *,
-        as_json: JsonOption = False,
+    def check(
+        ctx: typer.Context, target: SagasArgument, as_json: JsonOption = False
     ) -> None:
         """Compare the definitions in MODULE with the live instances in the
         store: exit 1 if deploying them would strand an instance (it must

@@ -211,6 +211,7 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
                 None if inbox is None else inbox.message_id,
                 *holds,
             )
+        tail = (*messaging, record.definition_version, record.fingerprint)
         row = await self._fetchrow(
             f"saga {record.saga_id}: save",
             "save_saga_messaging" if messaging else "save_saga",
@@ -221,9 +222,7 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
             lease,
             _history_json(history),
             record.deadline,
-            *messaging,
-            record.definition_version,
-            record.fingerprint,
+            *tail,
         )
         if row is not None and row["saved"] == 1:
             self.database.commits += 1
