@@ -81,11 +81,11 @@ def test_the_fingerprint_is_stable_across_processes() -> None:
     assert len(here) == 16
 
 
-def test_bodies_docstrings_retries_and_timeouts_do_not_change_it() -> None:
+def test_bodies_docstrings_tuning_and_group_order_do_not_change_it() -> None:
     same = order(
         Step("a", act_changed, compensate=undo, timeout=3.0),
         Parallel(
-            Step("b", act_changed), Step("c", Remote("kitchen.cook", reply=Reply))
+            Step("c", Remote("kitchen.cook", reply=Reply)), Step("b", act_changed)
         ),
         Step("d", act_changed, pivot=True),
     )

@@ -3,7 +3,8 @@
 Two definitions with the same fingerprint drive a stored instance the same
 way, so an instance started on one can finish on the other. What is in it:
 
-- the stages in order, and which steps run together in a parallel group;
+- the stages in order, and which steps run together in a parallel group
+  (not their order inside it);
 - each step's name, whether it is the pivot, whether it has a compensation
   and ``compensate_on_failure``;
 - for a remote action or compensation: the command name, the queue, the
@@ -16,7 +17,9 @@ titles and descriptions, and the context model (a new optional field must
 not strand anything; a context that no longer validates fails on load).
 
 The hash is SHA-256 of canonical JSON, so it is the same in every process
-and Python run.
+and Python run. The schemas are pydantic's: an upgrade of pydantic that
+changes the schema it generates for a reply or payload model changes the
+fingerprint too (``sagakit deploy-check`` shows it before a deploy).
 """
 
 from __future__ import annotations
@@ -40,9 +43,14 @@ FINGERPRINT_LENGTH = 16
 
 def fingerprint(stages: Sequence[Sequence[Step]]) -> str:
     """The fingerprint of a saga made of ``stages``."""
-    shape = [[_step(step) for step in group] for group in stages]
+    # steps of a parallel group start together: their order there is no shape
+    shape = [sorted((_step(s) for s in group), key=_name) for group in stages]
     text = json.dumps(shape, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:FINGERPRINT_LENGTH]
+
+
+def _name(described: dict[str, Any]) -> str:
+    return str(described["name"])
 
 
 def _step(step: Step) -> dict[str, Any]:
