@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import textwrap
 from pathlib import Path
 
@@ -228,3 +229,24 @@ def test_a_declared_migration_needs_no_drain_and_is_applied_by_an_operator(
     assert "migrated" in shown
     assert "order v2 (shape " in shown
     assert "succeeded" in shown
+
+
+def test_a_database_not_yet_migrated_to_versions_counts_all_as_v1(
+    scenario: tuple[Path, str], tmp_path: Path
+) -> None:
+    db, _ = scenario
+    with sqlite3.connect(db) as conn:  # as if migration 8 were still to come
+        conn.execute("DELETE FROM sagakit_schema_migrations WHERE version = 8")
+    code, text = check(db, tmp_path, "release_both", "--json")
+    assert code == 0, text
+    assert [(s["version"], s["continue"]) for s in json.loads(text)["sagas"]] == [
+        (1, 1)
+    ]
+    code, text = check(db, tmp_path, "release_v2", "--json")
+    assert code == 1
+    assert json.loads(text)["stranded"] == 1
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()  # a database sagakit never wrote to
+    result = sagakit("--db", str(empty), "deploy-check", "release_v2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "no live instances" in result.stdout
