@@ -80,6 +80,16 @@ class DefinitionError(SagaError, ValueError):
     """A saga definition is invalid; raised when the definition is built."""
 
 
+class DefinitionUnavailable(SagaError):
+    """The definition an instance started on is not registered in this
+    process, or changed shape since: this process does not drive it.
+    ``reason`` is the one line shown with the waiting instance."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class StateError(SagaError):
     """An event or an operator's request does not fit the saga's current state
     (a stale reply, retrying a saga that succeeded, cancelling past the pivot)."""
@@ -162,6 +172,7 @@ __all__ = [
     "CompensationFailed",
     "ConcurrencyError",
     "DefinitionError",
+    "DefinitionUnavailable",
     "DuplicateMessage",
     "SagaAlreadyExists",
     "SagaError",

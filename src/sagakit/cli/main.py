@@ -34,7 +34,7 @@ from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
 from sagakit.adapters.transport import open_transport
 from sagakit.admin import find as find_saga
 from sagakit.choreography import Tracker
-from sagakit.cli import admin, dashboard, db, docs, render, workflows
+from sagakit.cli import admin, dashboard, db, deploy, docs, render, workflows
 from sagakit.cli.common import (
     EXIT_ERROR,
     SagasArgument,
@@ -448,6 +448,7 @@ def participant(
 
 db.register(app, out, None)
 admin.register(app, out)
+deploy.register(app, out)
 workflows.register(app, out)
 docs.register(app)
 dashboard.register(app)

@@ -30,10 +30,12 @@ from sagakit.views.format import (
     clip,
     compact_json,
     compensated_steps,
+    definition_label,
     local_time,
     milliseconds,
     relative,
     short_error,
+    status_label,
     timer,
     total_duration,
 )
@@ -52,6 +54,7 @@ STATUS_STYLES: dict[str, str] = {
     "published": "",
     "consumed": "green",
     "duplicate": "dim",
+    "waiting": "bold yellow",
 }
 _KIND_STYLES = {"saga": "dim", "action": "", "compensation": "magenta"}
 
@@ -84,8 +87,8 @@ def sagas_table(records: Sequence[SagaRecord], now: float) -> Table:
     for r in records:
         table.add_row(
             r.saga_id,
-            r.saga_name,
-            styled(r.status.value),
+            r.saga_name if r.definition_version == 1 else definition_label(r),
+            styled(status_label(r)),
             r.state.failed_step or "",
             local_time(r.created_at),
             f"{age(now - r.updated_at)} ago",
@@ -100,7 +103,11 @@ def saga_header(record: SagaRecord) -> Table:
     grid.add_column()
     grid.add_row("saga", record.saga_name)
     grid.add_row("id", record.saga_id)
-    grid.add_row("status", styled(record.status.value))
+    grid.add_row("status", styled(status_label(record)))
+    if record.waiting is not None and not record.status.terminal:
+        grid.add_row("waiting", Text(record.waiting, style="bold yellow"))
+    fingerprint = record.fingerprint or "unknown"
+    grid.add_row("definition", f"{definition_label(record)} (shape {fingerprint})")
     grid.add_row("created", local_time(record.created_at))
     label = "duration" if record.status.terminal else "running for"
     grid.add_row(label, f"{milliseconds(total_duration(record))} ms")
@@ -260,7 +267,7 @@ def workflows_table(
         table.add_row(
             r.instance_id,
             r.app,
-            styled(r.status.value),
+            styled("waiting" if r.waiting else r.status.value),
             r.step or "",
             timer(r, now),
             relative(r.updated_at, now),
@@ -275,7 +282,7 @@ def workflow_header(record: WorkflowRecord, now: float) -> Table:
     grid.add_column(overflow="fold")
     grid.add_row("app", record.app)
     grid.add_row("id", record.instance_id)
-    grid.add_row("status", styled(record.status.value))
+    grid.add_row("status", styled("waiting" if record.waiting else record.status.value))
     grid.add_row("created", local_time(record.created_at))
     updated = f"{local_time(record.updated_at)} ({relative(record.updated_at, now)})"
     grid.add_row("updated", updated)

@@ -19,9 +19,11 @@ from sagakit.views.format import (
     age,
     clip,
     compensated_steps,
+    definition_label,
     local_time,
     milliseconds,
     short_error,
+    status_label,
     total_duration,
 )
 
@@ -161,7 +163,7 @@ def rows(records: Sequence[SagaRecord], now: float) -> list[Row]:
         Row(
             saga_id=r.saga_id,
             saga_name=r.saga_name,
-            status=r.status.value,
+            status=status_label(r),
             failed_step=r.state.failed_step or "",
             error=clip(error_text(r.state.error), 80),
             created=local_time(r.created_at),
@@ -227,11 +229,14 @@ def header(record: SagaRecord) -> list[Fact]:
     facts = [
         Fact("saga", record.saga_name),
         Fact("id", record.saga_id, "mono"),
-        Fact("status", record.status.value, f"status {record.status.value}"),
+        Fact("status", status_label(record), f"status {status_label(record)}"),
+        Fact("definition", definition_label(record), "mono"),
         Fact("created", local_time(record.created_at)),
         Fact("updated", local_time(record.updated_at)),
         Fact(label, f"{milliseconds(total_duration(record))} ms"),
     ]
+    if record.waiting is not None and not record.status.terminal:
+        facts.insert(3, Fact("waiting", record.waiting, "error"))
     if record.idempotency_key is not None:
         facts.append(Fact("idempotency key", record.idempotency_key, "mono"))
     if state.failed_step is not None:
@@ -273,6 +278,9 @@ def record_json(record: SagaRecord) -> dict[str, Any]:
         "saga": record.saga_name,
         "status": record.status.value,
         "version": record.version,
+        "definition_version": record.definition_version,
+        "fingerprint": record.fingerprint,
+        "waiting": record.waiting,
         "created_at": record.created_at,
         "updated_at": record.updated_at,
         "failed_step": state.failed_step,

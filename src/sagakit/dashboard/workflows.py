@@ -115,7 +115,7 @@ def rows(
             url=workflow_url(request, r.app, r.instance_id),
             instance_id=r.instance_id,
             app=r.app,
-            status=r.status.value,
+            status="waiting" if r.waiting else r.status.value,
             step=r.step or "",
             due=timer(r, now),
             updated=relative(r.updated_at, now),
@@ -128,10 +128,11 @@ def rows(
 def facts(record: WorkflowRecord, now: float) -> list[Fact]:
     """What ``sagakit workflows show`` puts above the state and history."""
     status = record.status
+    shown_status = "waiting" if record.waiting else status.value
     shown = [
         Fact("app", record.app),
         Fact("id", record.instance_id, "mono"),
-        Fact("status", status.value, f"status {status.value}"),
+        Fact("status", shown_status, f"status {shown_status}"),
         Fact("created", local_time(record.created_at)),
         Fact(
             "updated",

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from sagakit.definition.fingerprint import fingerprint
+from sagakit.definition.migration import ContextMap, Migration, migrations_of
 from sagakit.definition.remote import DEFAULT_REPLY_TIMEOUT, Remote
 from sagakit.definition.retry import COMPENSATION_RETRY, NO_RETRY, RetryPolicy
 from sagakit.errors import DefinitionError
@@ -227,9 +229,25 @@ class Saga(Generic[C]):
 
     ``context`` is a pydantic model class; an instance of it is passed to every
     step and compensation and persisted after each step.
+
+    ``version`` (default 1) numbers this definition of ``name``: each instance
+    records the version and the structural ``fingerprint`` it started with and
+    finishes on that definition. Register a changed shape under a new version
+    next to the old one until the old instances have drained, or declare in
+    ``migrate_from`` how an instance of an older version becomes one of this
+    version (see :class:`~sagakit.definition.migration.Migration`).
     """
 
-    __slots__ = ("_by_name", "context", "name", "pivot_stage", "stages")
+    __slots__ = (
+        "_by_name",
+        "context",
+        "fingerprint",
+        "migrate_from",
+        "name",
+        "pivot_stage",
+        "stages",
+        "version",
+    )
 
     def __init__(
         self,
@@ -237,8 +255,15 @@ class Saga(Generic[C]):
         steps: Sequence[Step | Parallel],
         *,
         context: type[C] = DictContext,  # type: ignore[assignment]
+        version: int = 1,
+        migrate_from: Mapping[int, Migration | ContextMap] | None = None,
     ) -> None:
         self.name = _check_name("Saga", name)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise DefinitionError(
+                f"saga {name!r}: version must be an integer >= 1, got {version!r}"
+            )
+        self.version = version
         if not (isinstance(context, type) and issubclass(context, BaseModel)):
             raise DefinitionError(
                 f"saga {name!r}: context must be a pydantic BaseModel class, "
@@ -291,6 +316,10 @@ class Saga(Generic[C]):
         self.stages: tuple[tuple[Step, ...], ...] = tuple(stages)
         self._by_name = by_name
         self.pivot_stage = pivot_stage
+        self.fingerprint = fingerprint(self.stages)
+        self.migrate_from = migrations_of(
+            name, version, migrate_from, frozenset(by_name)
+        )
 
     def step(self, name: str) -> Step:
         try:
@@ -313,4 +342,5 @@ class Saga(Generic[C]):
             "[" + " | ".join(s.name for s in g) + "]" if len(g) > 1 else g[0].name
             for g in self.stages
         )
-        return f"Saga({self.name!r}: {shape})"
+        version = f" v{self.version}" if self.version != 1 else ""
+        return f"Saga({self.name!r}{version}: {shape})"

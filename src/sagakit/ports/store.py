@@ -30,6 +30,28 @@ class SagaRecord:
     updated_at: float
     deadline: float | None = None
     """Earliest reply deadline of a step waiting on another service, if any."""
+    definition_version: int = 1
+    """The version of the saga definition the instance started on."""
+    fingerprint: str | None = None
+    """That definition's structural fingerprint (None: unknown, written before
+    versions were recorded; the name and version are trusted)."""
+    waiting: str | None = None
+    """Why no process drives the instance now (its definition is missing or
+    changed where it was looked at); None when nothing is known against it."""
+
+    @property
+    def definition_key(self) -> str:
+        """The definition this instance needs (see :func:`definition_key`)."""
+        return definition_key(self.saga_name, self.definition_version, self.fingerprint)
+
+
+def definition_key(name: str, version: int, fingerprint: str | None = None) -> str:
+    """``name:version``, with ``:fingerprint`` when it is known. A process
+    drives an instance whose key is among those of its registered sagas (each
+    registers both forms, so an instance of unknown shape trusts the name);
+    stores compare the keys they build in SQL the same way."""
+    key = f"{name}:{version}"
+    return key if fingerprint is None else f"{key}:{fingerprint}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,6 +107,22 @@ class HistoryEntry:
         return max(0.0, self.finished_at - self.started_at)
 
 
+def saga_line(
+    saga_id: str, outcome: str, at: float, result: Any = None
+) -> HistoryEntry:
+    """A history line about the whole saga (``kind == "saga"``), at ``at``."""
+    return HistoryEntry(
+        saga_id=saga_id,
+        step=None,
+        kind="saga",
+        attempt=0,
+        outcome=outcome,
+        started_at=at,
+        finished_at=at,
+        result=result,
+    )
+
+
 class Created(NamedTuple):
     """What :meth:`SagaRepository.create` did: the stored record, and whether
     this call created it (False: its idempotency key was taken)."""
@@ -128,9 +166,10 @@ class SagaRepository(Protocol):
         outbox: Sequence[OutboxMessage] = (),
         inbox: InboxEntry | None = None,
     ) -> None:
-        """Replace the instance if it is still at ``expected_version`` and append
-        ``history``; raise ``ConcurrencyError`` otherwise (``SagaNotFound`` if
-        it does not exist).
+        """Replace the instance (its definition version and fingerprint
+        included; its ``waiting`` reason cleared) if it is still at
+        ``expected_version`` and append ``history``; raise
+        ``ConcurrencyError`` otherwise (``SagaNotFound`` if it does not exist).
 
         With ``owner`` and ``lease`` both given, the lease is set to ``owner``
         until now + ``lease``; otherwise it is left as it is. ``outbox``
@@ -152,12 +191,26 @@ class SagaLeases(Protocol):
         self, owner: str, saga_names: Collection[str], *, lease: float, limit: int = 100
     ) -> list[SagaRecord]:
         """Atomically take up to ``limit`` non-terminal instances of ``saga_names``
-        whose lease is missing or expired, oldest first.
+        whose lease is missing or expired, oldest first. An entry of
+        ``saga_names`` is a saga name (any version) or a definition key
+        (:func:`definition_key`: only the instances of that definition).
 
         Each is leased to ``owner`` until now + ``lease`` and its version is
-        bumped, so a save by the previous owner raises ``ConcurrencyError``.
-        Returns the records with their new version. Two concurrent claimers
-        never get the same instance."""
+        bumped, so a save by the previous owner raises ``ConcurrencyError``;
+        its ``waiting`` reason is cleared. Returns the records with their new
+        version. Two concurrent claimers never get the same instance."""
+
+    async def stranded(
+        self, saga_names: Collection[str], keys: Collection[str], *, limit: int = 100
+    ) -> list[SagaRecord]:
+        """Non-terminal instances of ``saga_names`` whose ``definition_key`` is
+        not in ``keys``, with no ``waiting`` reason yet and no live
+        lease, oldest first: those a process with these definitions must
+        report as waiting (with :meth:`mark_waiting`) instead of driving."""
+
+    async def mark_waiting(self, saga_id: str, reason: str) -> None:
+        """Record why no process drives this non-terminal instance (nothing
+        else changes, not even its version). A save or a claim clears it."""
 
     async def renew(
         self, owner: str, saga_ids: Collection[str], *, lease: float
@@ -231,6 +284,10 @@ class SagaQueries(Protocol):
     async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         """Ids that start with ``prefix``, in id order (for ``sagakit show``)."""
 
+    async def live_definitions(self) -> dict[tuple[str, int, str | None], int]:
+        """How many non-terminal instances need each definition, by
+        ``(saga_name, definition_version, fingerprint)``."""
+
     async def due_deadlines(
         self, saga_names: Collection[str], *, limit: int = 100
     ) -> list[str]:
@@ -260,4 +317,6 @@ __all__ = [
     "SagaRecord",
     "SagaRepository",
     "SagaStore",
+    "definition_key",
+    "saga_line",
 ]

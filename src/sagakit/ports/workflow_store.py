@@ -30,6 +30,11 @@ class WorkflowStatus(StrEnum):
         return self in (WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED)
 
 
+WAITING = "waiting: "
+"""How the ``error`` of a pending instance starts when no process that looked
+at it has its pending step registered: it waits for one that has."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowRecord:
     """One instance as stored. ``step``/``input``/``due_at`` are the pending
@@ -51,6 +56,13 @@ class WorkflowRecord:
     updated_at: float
     owner: str | None = None
     lease_until: float | None = None
+
+    @property
+    def waiting(self) -> bool:
+        """Pending on a step that no process that looked has registered."""
+        return self.status is WorkflowStatus.PENDING and (self.error or "").startswith(
+            WAITING
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,6 +160,7 @@ class WorkflowStore(Protocol):
 
 
 __all__ = [
+    "WAITING",
     "WorkflowHistoryEntry",
     "WorkflowRecord",
     "WorkflowStatus",

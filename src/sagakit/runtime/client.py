@@ -25,11 +25,12 @@ from sagakit.engine.events import SagaStarted
 from sagakit.errors import SagaError
 from sagakit.observability.observer import NOOP, Observer, started_result
 from sagakit.ports.clock import Clock
-from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
+from sagakit.ports.store import SagaRecord, SagaStore, saga_line
 from sagakit.runtime.clock import SystemClock
 from sagakit.runtime.driver import Driver
 from sagakit.runtime.instance import Instance, default_worker_id
 from sagakit.runtime.operator import Action
+from sagakit.runtime.registry import Registry
 from sagakit.runtime.remote import command_messages, remote_of
 from sagakit.runtime.result import SagaResult
 
@@ -57,36 +58,6 @@ def _checked(options: StartOptions) -> StartOptions:
             f"known: {', '.join(StartOptions.__annotations__)}"
         )
     return options
-
-
-class Registry:
-    """Saga definitions by name."""
-
-    def __init__(self, sagas: Iterable[Saga[Any]] = ()) -> None:
-        self.sagas: dict[str, Saga[Any]] = {}
-        self.register(*sagas)
-
-    def register(self, *sagas: Saga[Any]) -> None:
-        for saga in sagas:
-            if not isinstance(saga, Saga):
-                raise SagaError(f"register() takes Saga definitions, got {saga!r}")
-            known = self.sagas.get(saga.name)
-            if known is not None and known is not saga:
-                raise SagaError(
-                    f"another saga named {saga.name!r} is already registered"
-                )
-            self.sagas[saga.name] = saga
-
-    def definition(self, name: str) -> Saga[Any]:
-        try:
-            return self.sagas[name]
-        except KeyError:
-            raise SagaError(
-                f"no saga named {name!r} is registered; known: {sorted(self.sagas)}"
-            ) from None
-
-    def names(self) -> list[str]:
-        return list(self.sagas)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +99,7 @@ class SagaClient:
         self.registry.register(*sagas)
         self.driver = driver or Driver(
             store,
-            self.registry.definition,
+            self.registry.definition_of,
             clock=clock or SystemClock(),
             jitter=random.random,
             worker_id=worker_id or f"client:{default_worker_id()}",
@@ -177,19 +148,12 @@ class SagaClient:
             created_at=now,
             updated_at=now,
             deadline=decision.state.next_deadline,
+            definition_version=saga.version,
+            fingerprint=saga.fingerprint,
         )
         with driver.observer.saga_start(saga.name, saga_id) as start:
             trace = start.carrier
-            started = HistoryEntry(
-                saga_id=saga_id,
-                step=None,
-                kind="saga",
-                attempt=0,
-                outcome="started",
-                started_at=now,
-                finished_at=now,
-                result=started_result(trace),
-            )
+            started = saga_line(saga_id, "started", now, started_result(trace))
             built = command_messages(
                 saga,
                 decision.state,
@@ -247,7 +211,9 @@ class SagaClient:
 
     def result_of(self, record: SagaRecord) -> SagaResult[Any]:
         """``record`` as a result (its context in the registered model)."""
-        saga = self.registry.sagas.get(record.saga_name)
+        saga = self.registry.versions.get(record.saga_name, {}).get(
+            record.definition_version, self.registry.sagas.get(record.saga_name)
+        )
         model: type[BaseModel] = saga.context if saga is not None else _AnyContext
         return SagaResult.from_state(record.state, model.model_validate(record.context))
 

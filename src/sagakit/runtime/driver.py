@@ -23,6 +23,7 @@ from sagakit.engine.events import Event, SagaResumed
 from sagakit.engine.state import SagaState, SagaStatus
 from sagakit.errors import (
     ConcurrencyError,
+    DefinitionUnavailable,
     SagaNotFound,
     StateError,
     StoreError,
@@ -36,6 +37,7 @@ from sagakit.ports.store import (
     OutboxMessage,
     SagaRecord,
     SagaStore,
+    saga_line,
 )
 from sagakit.runtime import delivery, operator
 from sagakit.runtime.executor import StepOutcome, execute, unsendable
@@ -55,11 +57,13 @@ class Driver:
     It owns the instances driven here (``active``, by saga id) and their
     tasks; it applies events to them (decide -> commit -> effects) and
     commits at the next version under this worker's lease, if any.
-    ``definition`` finds the saga of a stored instance by name.
+    ``definition`` finds the saga a stored instance started on, or raises
+    ``DefinitionUnavailable`` (the instance is then left to a process that
+    has it, marked waiting).
     """
 
     store: SagaStore
-    definition: Callable[[str], Saga[Any]]
+    definition: Callable[[SagaRecord], Saga[Any]]
     _: KW_ONLY
     clock: Clock
     jitter: Callable[[], float]
@@ -89,21 +93,15 @@ class Driver:
         task.add_done_callback(self.tasks.discard)
 
     async def adopt(self, record: SagaRecord, how: str) -> bool:
-        """Drive an instance another worker (or a producer) left; False if lost."""
-        saga = self.definition(record.saga_name)
+        """Drive an instance another worker (or a producer) left; False if lost
+        or if its definition is not here (then it is marked waiting)."""
+        saga = await self.definition_for(record)
+        if saga is None:
+            return False
         saga_id = record.saga_id
         inst = Instance.from_record(saga, record)
         now = self.clock.now()
-        entry = HistoryEntry(
-            saga_id=saga_id,
-            step=None,
-            kind="saga",
-            attempt=0,
-            outcome=how,
-            started_at=now,
-            finished_at=now,
-            result={"worker": self.worker_id},
-        )
+        entry = saga_line(saga_id, how, now, {"worker": self.worker_id})
         decision = decide(saga, record.state, SagaResumed(now))
         self.active[saga_id] = inst
         if decision.state == record.state:
@@ -131,6 +129,30 @@ class Driver:
         self.spawn(inst, decision.commands)
         return True
 
+    async def definition_for(self, record: SagaRecord) -> Saga[Any] | None:
+        """The definition ``record`` started on, or None when it is not
+        registered here or changed shape (``record`` is then marked waiting)."""
+        try:
+            return self.definition(record)
+        except DefinitionUnavailable as exc:
+            await self.mark_waiting(record, exc.reason)
+            return None
+
+    async def mark_waiting(self, record: SagaRecord, reason: str) -> None:
+        """Record (once) why this process leaves ``record`` alone."""
+        if record.waiting is not None and record.waiting.startswith(reason):
+            return  # known already (perhaps with more said about it)
+        await self.store.mark_waiting(record.saga_id, reason)
+        logger.warning(
+            "saga waits for its definition",
+            extra={
+                "action": "saga_waiting",
+                "saga_id": record.saga_id,
+                "saga": record.saga_name,
+                "reason": reason,
+            },
+        )
+
     async def load(self, saga_id: str) -> Instance | None:
         """The instance of ``saga_id`` driven here, adopted if need be so that
         a reply or a deadline can be applied; None if the saga ended."""
@@ -153,7 +175,12 @@ class Driver:
             return None
         if saga_id in self.active:  # adopted meanwhile
             return self.active[saga_id]
-        inst = Instance.from_record(self.definition(record.saga_name), record)
+        try:
+            saga = self.definition(record)
+        except DefinitionUnavailable as exc:
+            await self.mark_waiting(record, exc.reason)
+            raise
+        inst = Instance.from_record(saga, record)
         self.spawn(inst, ())
         return inst
 
@@ -177,7 +204,7 @@ class Driver:
             await delivery.enqueue(inst, event, [entry], None, strict=True, wait=False)
         else:
             record = await self.store.get(saga_id)
-            inst = Instance.from_record(self.definition(record.saga_name), record)
+            inst = Instance.from_record(self.definition(record), record)
             commands = await self.apply(inst, event, [entry])  # may refuse
             if not hand_over:
                 self.spawn(inst, commands)
@@ -370,17 +397,8 @@ class Driver:
         history = [*inst.pending_history, *entries]
         now = self.clock.now()
         if decision.state.status.terminal:
-            history.append(
-                HistoryEntry(
-                    saga_id=inst.state.saga_id,
-                    step=None,
-                    kind="saga",
-                    attempt=0,
-                    outcome=decision.state.status.value,
-                    started_at=now,
-                    finished_at=now,
-                )
-            )
+            outcome = decision.state.status.value
+            history.append(saga_line(inst.state.saga_id, outcome, now))
         built = command_messages(
             inst.saga,
             decision.state,
@@ -436,6 +454,8 @@ class Driver:
             created_at=inst.created_at,
             updated_at=history[-1].finished_at if history else self.clock.now(),
             deadline=state.next_deadline,
+            definition_version=inst.saga.version,
+            fingerprint=inst.saga.fingerprint,
         )
         extra: dict[str, Any] = self.ownership()
         if outbox:

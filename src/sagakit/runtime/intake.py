@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import KW_ONLY, dataclass, field
 
 from sagakit.engine.events import DeadlinePassed
-from sagakit.errors import SagaError, StoreError
+from sagakit.errors import DefinitionUnavailable, SagaError, StoreError
 from sagakit.messaging.envelope import Envelope, MalformedMessage
 from sagakit.ports.store import InboxEntry
 from sagakit.ports.transport import Subscription, Transport
@@ -113,8 +113,8 @@ class ReplyIntake:
         driver = self.driver
         try:
             inst = await driver.load(saga_id)
-        except MalformedMessage:
-            return
+        except (MalformedMessage, DefinitionUnavailable):
+            return  # not ours to drive: reported waiting
         if inst is None:
             return
         now = driver.clock.now()

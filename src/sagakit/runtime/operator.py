@@ -13,7 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Literal
 
 from sagakit.engine.events import CancelRequested, ResumeRequested, RetryRequested
-from sagakit.ports.store import HistoryEntry
+from sagakit.ports.store import HistoryEntry, saga_line
 
 if TYPE_CHECKING:
     from sagakit.runtime.client import SagaClient
@@ -58,16 +58,8 @@ def requested(
         event = ResumeRequested(now)
     else:
         event = CancelRequested(now, reason or f"cancelled by {by}")
-    entry = HistoryEntry(
-        saga_id=saga_id,
-        step=None,
-        kind="saga",
-        attempt=0,
-        outcome=f"{action}_requested",
-        started_at=now,
-        finished_at=now,
-        result={"by": by} | ({"reason": reason} if reason else {}),
-    )
+    said = {"by": by} | ({"reason": reason} if reason else {})
+    entry = saga_line(saga_id, f"{action}_requested", now, said)
     return event, entry
 
 

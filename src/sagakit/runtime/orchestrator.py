@@ -24,11 +24,13 @@ from sagakit.observability.observer import NOOP, Observer
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import SagaStore
 from sagakit.ports.transport import Transport
-from sagakit.runtime.client import Registry, SagaClient, Started, StartOptions
+from sagakit.runtime.client import SagaClient, Started, StartOptions
 from sagakit.runtime.clock import SystemClock
 from sagakit.runtime.driver import Driver
 from sagakit.runtime.instance import default_worker_id
 from sagakit.runtime.intake import ReplyIntake
+from sagakit.runtime.migrate import report_stranded
+from sagakit.runtime.registry import Registry
 from sagakit.runtime.relay import OutboxRelay
 from sagakit.runtime.result import SagaResult
 
@@ -96,7 +98,7 @@ class Orchestrator:
         self.registry = Registry(sagas)
         self.driver = self.driver_type(
             store,
-            self.registry.definition,
+            self.registry.definition_of,
             clock=self.clock,
             jitter=jitter or random.random,
             worker_id=self.worker_id,
@@ -262,11 +264,16 @@ class Orchestrator:
         Steps that were committed are not run again; a step that was in flight
         when the previous worker died runs again (at-least-once). With a lease,
         only instances whose lease expired (or that nobody owns) are claimed.
+        An instance started on a version not registered here (or whose shape
+        changed) is never driven: it is migrated if a registered version
+        declares an ``auto`` migration from it, else marked waiting with the
+        reason.
         """
         active, names = self.driver.active, self.registry.names()
+        await report_stranded(self.driver, self.registry, limit)
         if self.lease is not None:
             claimed = await self.store.claim(
-                self.worker_id, names, lease=self.lease, limit=limit
+                self.worker_id, self.registry.keys(), lease=self.lease, limit=limit
             )
             adopted = []
             for record in claimed:

@@ -62,6 +62,19 @@ def compact_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
+def status_label(record: SagaRecord) -> str:
+    """The status an operator sees: ``waiting`` for an unfinished instance
+    that no process drives because its definition is missing or changed."""
+    if record.waiting is not None and not record.status.terminal:
+        return "waiting"
+    return record.status.value
+
+
+def definition_label(record: SagaRecord) -> str:
+    """``name vN``: the definition an instance runs on."""
+    return f"{record.saga_name} v{record.definition_version}"
+
+
 def total_duration(record: SagaRecord) -> float:
     return max(0.0, record.updated_at - record.created_at)
 

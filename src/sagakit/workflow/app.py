@@ -33,6 +33,7 @@ from sagakit.ports.workflow_store import (
 )
 from sagakit.workflow.runner import run_claimed
 from sagakit.workflow.step import CallbackHandler, WorkflowCall, WorkflowStep, to_json
+from sagakit.workflow.waiting import REPORT_INTERVAL, report_unregistered
 
 logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -85,6 +86,8 @@ class WorkflowApp:
         self.batch = batch
         self.max_active = max_active
         self.worker_id = worker_id or f"wf-{uuid.uuid4().hex[:12]}"
+        self.reported_at: float | None = None
+        """When instances pending on unregistered steps were last looked for."""
         self.steps: dict[str, WorkflowStep] = {}
         # One logger per app object (not in logging's registry), so handlers
         # added to it never leak to another app of the same name.
@@ -242,9 +245,13 @@ class WorkflowApp:
         )
 
     async def run_once(self) -> int:
-        """Claim what is due and run it; returns the number of steps run."""
+        """Claim what is due and run it; returns the number of steps run.
+        When nothing was due, report the instances pending on a step this app
+        does not register (:meth:`report_unregistered`)."""
         claimed = await self._claim(self.batch)
         await asyncio.gather(*(run_claimed(self, r) for r in claimed))
+        if not claimed:
+            await report_unregistered(self)
         return len(claimed)
 
     async def run_until_idle(self) -> int:
@@ -277,6 +284,7 @@ class WorkflowApp:
                     active.add(task)
                     task.add_done_callback(active.discard)
                 if not claimed:
+                    await report_unregistered(self, every=REPORT_INTERVAL)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), poll_interval)
             if active:

@@ -107,7 +107,9 @@ class InMemoryStore:
             raise rows.consumed_before(record.saga_id, inbox)
         if current.version != expected_version:
             raise rows.stale_saga(record.saga_id, expected_version)
-        self._sagas[record.saga_id] = record
+        self._sagas[record.saga_id] = (  # a save clears the waiting reason
+            record if record.waiting is None else replace(record, waiting=None)
+        )
         self._history[record.saga_id].extend(history)
         self._lease(record.saga_id, owner, lease)
         self._write_outbox(outbox)
@@ -182,19 +184,51 @@ class InMemoryStore:
                 r
                 for r in self._sagas.values()
                 if not r.status.terminal
-                and r.saga_name in saga_names
+                and (r.saga_name in saga_names or r.definition_key in saga_names)
                 and self._expired(r.saga_id, now)
             ),
             key=lambda r: (r.created_at, r.saga_id),
         )[:limit]
         claimed = []
         for r in due:
-            bumped = replace(r, version=r.version + 1)
+            bumped = replace(r, version=r.version + 1, waiting=None)
             self._sagas[r.saga_id] = bumped
             self._leases[r.saga_id] = (owner, now + lease)
             claimed.append(_frozen(bumped))
         self.commits += 1
         return claimed
+
+    async def stranded(
+        self, saga_names: Collection[str], keys: Collection[str], *, limit: int = 100
+    ) -> list[SagaRecord]:
+        now = time.time()
+        found = sorted(
+            (
+                r
+                for r in self._sagas.values()
+                if not r.status.terminal
+                and r.saga_name in saga_names
+                and r.definition_key not in keys
+                and r.waiting is None
+                and self._expired(r.saga_id, now)
+            ),
+            key=lambda r: (r.created_at, r.saga_id),
+        )
+        return [_frozen(r) for r in found[:limit]]
+
+    async def mark_waiting(self, saga_id: str, reason: str) -> None:
+        current = self._sagas.get(saga_id)
+        if current is not None and not current.status.terminal:
+            self._sagas[saga_id] = replace(current, waiting=reason)
+            self.commits += 1
+
+    async def live_definitions(self) -> dict[tuple[str, int, str | None], int]:
+        counts: dict[tuple[str, int, str | None], int] = {}
+        for r in self._sagas.values():
+            if not r.status.terminal:
+                key = (r.saga_name, r.definition_version, r.fingerprint)
+                counts[key] = counts.get(key, 0) + 1
+        return counts
 
     async def renew(
         self, owner: str, saga_ids: Collection[str], *, lease: float

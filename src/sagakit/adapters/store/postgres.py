@@ -164,6 +164,8 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
                 _history_json(history),
                 record.deadline,
                 *outbox_args,
+                record.definition_version,
+                record.fingerprint,
             )
         except StoreError as exc:
             cause = exc.__cause__
@@ -209,6 +211,7 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
                 None if inbox is None else inbox.message_id,
                 *holds,
             )
+        tail = (*messaging, record.definition_version, record.fingerprint)
         row = await self._fetchrow(
             f"saga {record.saga_id}: save",
             "save_saga_messaging" if messaging else "save_saga",
@@ -219,7 +222,7 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
             lease,
             _history_json(history),
             record.deadline,
-            *messaging,
+            *tail,
         )
         if row is not None and row["saved"] == 1:
             self.database.commits += 1
@@ -240,6 +243,21 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
         )
         self.database.commits += 1
         return [rows.saga_record(r) for r in found]
+
+    async def stranded(
+        self, saga_names: Collection[str], keys: Collection[str], *, limit: int = 100
+    ) -> list[SagaRecord]:
+        names, keys = list(saga_names), list(keys)
+        found = await self._fetch(
+            "listing stranded sagas", "stranded_sagas", names, keys, limit
+        )
+        return [rows.saga_record(r) for r in found]
+
+    async def mark_waiting(self, saga_id: str, reason: str) -> None:
+        await self._fetch(
+            f"saga {saga_id}: mark waiting", "mark_waiting", saga_id, reason
+        )
+        self.database.commits += 1
 
     async def renew(
         self, owner: str, saga_ids: Collection[str], *, lease: float
@@ -294,6 +312,10 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
         found = await self._fetch("releasing outbox holds", "release_outbox", owner)
         self.database.commits += 1
         return len(found)
+
+    async def live_definitions(self) -> dict[tuple[str, int, str | None], int]:
+        found = await self._fetch("counting live definitions", "live_definitions")
+        return {(r[0], r[1], r[2]): r[3] for r in found}
 
     async def due_deadlines(
         self, saga_names: Collection[str], *, limit: int = 100

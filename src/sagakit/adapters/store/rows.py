@@ -59,7 +59,8 @@ def error_json(error: ErrorInfo | None) -> str | None:
 
 def saga_record(row: Row) -> SagaRecord:
     """``saga_id, saga_name, status, version, idempotency_key, context, state,
-    created_at, updated_at, deadline``."""
+    created_at, updated_at, deadline, definition_version, fingerprint,
+    waiting``."""
     return SagaRecord(
         saga_id=row[0],
         saga_name=row[1],
@@ -71,6 +72,9 @@ def saga_record(row: Row) -> SagaRecord:
         created_at=row[7],
         updated_at=row[8],
         deadline=row[9],
+        definition_version=row[10],
+        fingerprint=row[11],
+        waiting=row[12],
     )
 
 

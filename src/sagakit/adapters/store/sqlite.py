@@ -62,6 +62,8 @@ def _saga_row(
         owner,
         until,
         record.deadline,
+        record.definition_version,
+        record.fingerprint,
     )
 
 
@@ -184,6 +186,8 @@ class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
                     owner,
                     until,
                     record.deadline,
+                    record.definition_version,
+                    record.fingerprint,
                 ),
             )
             if cur.rowcount != 1:
@@ -243,7 +247,21 @@ class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
         if ids:
             self._write(f"release by {owner!r}", "release_leases", (owner, dumps(ids)))
 
+    async def stranded(
+        self, saga_names: Collection[str], keys: Collection[str], *, limit: int = 100
+    ) -> list[SagaRecord]:
+        params = (dumps(list(saga_names)), dumps(list(keys)), time.time(), limit)
+        found = self._read("stranded_sagas", params)
+        return [rows.saga_record(r) for r in found]
+
+    async def mark_waiting(self, saga_id: str, reason: str) -> None:
+        self._write(f"mark {saga_id} waiting", "mark_waiting", (saga_id, reason))
+
     # -- reads -------------------------------------------------------------
+
+    async def live_definitions(self) -> dict[tuple[str, int, str | None], int]:
+        found = self._read("live_definitions", ())
+        return {(r[0], r[1], r[2]): r[3] for r in found}
 
     def _read(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return self.database.fetchall(query, query, params)

@@ -23,6 +23,7 @@ from sagakit.testing.contracts.store_instances import (
     SagaRepositoryContract,
 )
 from sagakit.testing.contracts.store_messages import InboxContract, OutboxContract
+from sagakit.testing.contracts.store_versions import SagaVersionsContract
 
 __all__ = [
     "FUTURE",
@@ -31,6 +32,7 @@ __all__ = [
     "OutboxContract",
     "SagaLeasesContract",
     "SagaRepositoryContract",
+    "SagaVersionsContract",
     "StoreContract",
     "StoreFixtures",
     "commits",
@@ -41,6 +43,10 @@ __all__ = [
 
 
 class StoreContract(
-    SagaRepositoryContract, SagaLeasesContract, OutboxContract, InboxContract
+    SagaRepositoryContract,
+    SagaLeasesContract,
+    OutboxContract,
+    InboxContract,
+    SagaVersionsContract,
 ):
     """Subclass and provide a ``store`` fixture returning a fresh, empty store."""

@@ -31,17 +31,18 @@ VALUES ($1, $2, extract(epoch FROM clock_timestamp())::double precision);
 -- create_saga --
 -- One round trip: insert the saga (unless its idempotency key is taken) and
 -- its history ($13). $11 owner and $12 lease seconds, both or neither, keep
--- it owned until now + lease; $14 is the deadline. Returns created = false
--- on a taken key.
+-- it owned until now + lease; $14 is the deadline, $15 the definition
+-- version and $16 its fingerprint. Returns created = false on a taken key.
 WITH inserted AS (
     INSERT INTO sagakit_saga (
         saga_id, saga_name, status, version, idempotency_key, context, state,
-        failed_step, created_at, updated_at, owner, lease_until, deadline
+        failed_step, created_at, updated_at, owner, lease_until, deadline,
+        definition_version, fingerprint
     ) VALUES (
         $1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, $11::text,
         extract(epoch FROM clock_timestamp())::double precision
             + $12::double precision,
-        $14::double precision
+        $14::double precision, $15::integer, $16::text
     )
     ON CONFLICT (saga_name, idempotency_key) WHERE idempotency_key IS NOT NULL
     DO NOTHING
@@ -68,18 +69,20 @@ SELECT count(*) > 0 AS created FROM inserted;
 
 -- create_saga_outbox --
 -- create_saga, and its outbox messages ($15-$21: id, destination, body, saga
--- id, available at, held by, hold seconds) in the same statement. A
+-- id, available at, held by, hold seconds) in the same statement; $22 and $23
+-- are the definition version and fingerprint. A
 -- separate statement so that create_saga does not lock and open the outbox
 -- on every call.
 WITH inserted AS (
     INSERT INTO sagakit_saga (
         saga_id, saga_name, status, version, idempotency_key, context, state,
-        failed_step, created_at, updated_at, owner, lease_until, deadline
+        failed_step, created_at, updated_at, owner, lease_until, deadline,
+        definition_version, fingerprint
     ) VALUES (
         $1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, $11::text,
         extract(epoch FROM clock_timestamp())::double precision
             + $12::double precision,
-        $14::double precision
+        $14::double precision, $22::integer, $23::text
     )
     ON CONFLICT (saga_name, idempotency_key) WHERE idempotency_key IS NOT NULL
     DO NOTHING
@@ -126,12 +129,15 @@ SELECT count(*) > 0 AS created FROM inserted;
 -- save_saga --
 -- One round trip: replace the saga if it is still at version $8 and append
 -- its history ($11). $9 owner and $10 lease seconds (both or neither)
--- refresh the lease; NULL keeps it. $12 is the deadline. saved = 0 with
--- found = true is a version conflict; found = false means no such saga.
+-- refresh the lease; NULL keeps it. $12 is the deadline, $13 and $14 the
+-- definition version and fingerprint (a migration changes them). saved = 0
+-- with found = true is a version conflict; found = false means no such saga.
 WITH updated AS (
     UPDATE sagakit_saga
        SET status = $2, version = $3, context = $4::jsonb, state = $5::jsonb,
            failed_step = $6, updated_at = $7, deadline = $12::double precision,
+           waiting = NULL, definition_version = $13::integer,
+           fingerprint = $14::text,
            owner = coalesce($9::text, owner),
            lease_until = coalesce(
                extract(epoch FROM clock_timestamp())::double precision
@@ -163,7 +169,8 @@ SELECT (SELECT count(*) FROM updated) AS saved,
 -- save_saga_messaging --
 -- save_saga, and in the same statement its outbox messages ($13-$17, $20
 -- held by and $21 hold seconds) and an optional inbox entry ($18 consumer,
--- $19 message id, both or neither). A
+-- $19 message id, both or neither); $22 and $23 are the definition version
+-- and fingerprint. A
 -- separate statement so that save_saga does not lock and open the outbox and
 -- inbox on every call.
 -- With an inbox entry the saga row is locked first (target) and the entry
@@ -186,6 +193,8 @@ WITH target AS (
     UPDATE sagakit_saga
        SET status = $2, version = $3, context = $4::jsonb, state = $5::jsonb,
            failed_step = $6, updated_at = $7, deadline = $12::double precision,
+           waiting = NULL, definition_version = $22::integer,
+           fingerprint = $23::text,
            owner = coalesce($9::text, owner),
            lease_until = coalesce(
                extract(epoch FROM clock_timestamp())::double precision
@@ -242,12 +251,12 @@ SELECT (SELECT count(*) FROM updated) AS saved,
 
 -- get_saga --
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
-       created_at, updated_at, deadline
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga WHERE saga_id = $1;
 
 -- find_saga_by_key --
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
-       created_at, updated_at, deadline
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga WHERE saga_name = $1 AND idempotency_key = $2;
 
 -- get_history --
@@ -258,7 +267,7 @@ SELECT saga_id, step, kind, attempt, outcome, result, error, started_at,
 -- list_sagas --
 -- Optional filters are passed as NULL to disable them; $4: created before
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
-       created_at, updated_at, deadline
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
  WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR saga_name = $2)
    AND ($4::double precision IS NULL OR created_at < $4)
@@ -288,11 +297,14 @@ SELECT saga_id FROM sagakit_saga
 -- claim_sagas --
 -- Atomically take unleased or expired non-terminal sagas named in $2, oldest
 -- first; rows another claimer has locked are skipped, not waited for. The
--- version bump makes a save by the previous owner fail.
+-- version bump makes a save by the previous owner fail. An entry of $2 is a
+-- saga name or a definition key (name:version[:fingerprint]).
 WITH candidates AS (
     SELECT saga_id FROM sagakit_saga
      WHERE status IN ('running', 'compensating')
-       AND saga_name = ANY($2::text[])
+       AND (saga_name = ANY($2::text[])
+            OR saga_name || ':' || definition_version
+               || coalesce(':' || fingerprint, '') = ANY($2::text[]))
        AND (lease_until IS NULL
             OR lease_until < extract(epoch FROM clock_timestamp())::double precision)
      ORDER BY created_at, saga_id
@@ -303,16 +315,44 @@ WITH candidates AS (
        SET owner = $1,
            lease_until = extract(epoch FROM clock_timestamp())::double precision
                + $3::double precision,
-           version = s.version + 1
+           version = s.version + 1,
+           waiting = NULL
       FROM candidates AS c
      WHERE s.saga_id = c.saga_id
     RETURNING s.saga_id, s.saga_name, s.status, s.version, s.idempotency_key,
-              s.context, s.state, s.created_at, s.updated_at, s.deadline
+              s.context, s.state, s.created_at, s.updated_at, s.deadline,
+              s.definition_version, s.fingerprint, s.waiting
 )
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
-       created_at, updated_at, deadline
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM claimed
  ORDER BY created_at, saga_id;
+
+-- stranded_sagas --
+-- Non-terminal sagas named in $1 whose definition key is not in $2, not
+-- marked waiting yet and not leased
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
+  FROM sagakit_saga
+ WHERE status IN ('running', 'compensating')
+   AND saga_name = ANY($1::text[])
+   AND NOT (saga_name || ':' || definition_version
+            || coalesce(':' || fingerprint, '') = ANY($2::text[]))
+   AND waiting IS NULL
+   AND (lease_until IS NULL
+        OR lease_until < extract(epoch FROM clock_timestamp())::double precision)
+ ORDER BY created_at, saga_id
+ LIMIT $3;
+
+-- mark_waiting --
+UPDATE sagakit_saga SET waiting = $2
+ WHERE saga_id = $1 AND status IN ('running', 'compensating');
+
+-- live_definitions --
+SELECT saga_name, definition_version, fingerprint, count(*) AS n
+  FROM sagakit_saga
+ WHERE status IN ('running', 'compensating')
+ GROUP BY saga_name, definition_version, fingerprint;
 
 -- renew_leases --
 -- Extend the leases $1 still holds on the non-terminal sagas in $2

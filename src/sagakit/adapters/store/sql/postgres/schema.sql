@@ -22,7 +22,10 @@ CREATE TABLE sagakit_saga (
     updated_at       double precision NOT NULL,
     owner            text,
     lease_until      double precision,
-    deadline         double precision
+    deadline         double precision,
+    definition_version  integer NOT NULL DEFAULT 1,
+    fingerprint      text,
+    waiting          text
 );
 
 CREATE UNIQUE INDEX sagakit_saga_idempotency

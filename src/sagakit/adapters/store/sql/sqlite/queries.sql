@@ -22,15 +22,18 @@ INSERT INTO sagakit_schema_migrations (version, name, applied_at) VALUES (?, ?, 
 -- owner and lease_until are NULL unless the creating worker keeps the saga
 INSERT INTO sagakit_saga (
     saga_id, saga_name, status, version, idempotency_key, context, state,
-    failed_step, created_at, updated_at, owner, lease_until, deadline
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+    failed_step, created_at, updated_at, owner, lease_until, deadline,
+    definition_version, fingerprint
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- update_saga --
 -- Optimistic: only succeeds when the stored version is the expected one.
--- ?9 owner and ?10 lease_until refresh the lease; NULL keeps it as it is
+-- ?9 owner and ?10 lease_until refresh the lease; NULL keeps it as it is.
+-- ?12 and ?13: the definition version and fingerprint (a migration changes them)
 UPDATE sagakit_saga
    SET status = ?1, version = ?2, context = ?3, state = ?4, failed_step = ?5,
-       updated_at = ?6, deadline = ?11,
+       updated_at = ?6, deadline = ?11, waiting = NULL,
+       definition_version = ?12, fingerprint = ?13,
        owner = coalesce(?9, owner), lease_until = coalesce(?10, lease_until)
  WHERE saga_id = ?7 AND version = ?8;
 
@@ -41,12 +44,12 @@ INSERT INTO sagakit_step_history (
 
 -- get_saga --
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
-       created_at, updated_at, deadline
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga WHERE saga_id = ?;
 
 -- find_saga_by_key --
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
-       created_at, updated_at, deadline
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga WHERE saga_name = ? AND idempotency_key = ?;
 
 -- saga_exists --
@@ -59,7 +62,7 @@ SELECT saga_id, step, kind, attempt, outcome, result, error, started_at, finishe
 -- list_sagas --
 -- Optional filters are passed as NULL to disable them; ?4: created before
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
-       created_at, updated_at, deadline
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
  WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR saga_name = ?2)
    AND (?4 IS NULL OR created_at < ?4)
@@ -87,18 +90,47 @@ SELECT saga_id, saga_name FROM sagakit_saga
 -- claim_sagas --
 -- Take unleased or expired non-terminal sagas of the given names (?4, a JSON
 -- array), oldest first; ?2 is now. Runs inside BEGIN IMMEDIATE. The version
--- bump makes a save by the previous owner fail.
+-- bump makes a save by the previous owner fail. An entry of ?4 is a saga name
+-- or a definition key (name:version[:fingerprint]).
 UPDATE sagakit_saga
-   SET owner = ?1, lease_until = ?2 + ?3, version = version + 1
+   SET owner = ?1, lease_until = ?2 + ?3, version = version + 1, waiting = NULL
  WHERE saga_id IN (
        SELECT saga_id FROM sagakit_saga
         WHERE status IN ('running', 'compensating')
-          AND saga_name IN (SELECT value FROM json_each(?4))
+          AND (saga_name IN (SELECT value FROM json_each(?4))
+               OR saga_name || ':' || definition_version
+                  || coalesce(':' || fingerprint, '')
+                  IN (SELECT value FROM json_each(?4)))
           AND (lease_until IS NULL OR lease_until < ?2)
         ORDER BY created_at, saga_id
         LIMIT ?5)
 RETURNING saga_id, saga_name, status, version, idempotency_key, context, state,
-          created_at, updated_at, deadline;
+          created_at, updated_at, deadline, definition_version, fingerprint,
+          waiting;
+
+-- stranded_sagas --
+-- Non-terminal sagas of ?1 (a JSON array) whose definition key is not in ?2
+-- (a JSON array), not marked waiting yet and not leased (?3 is now)
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
+  FROM sagakit_saga
+ WHERE status IN ('running', 'compensating')
+   AND saga_name IN (SELECT value FROM json_each(?1))
+   AND saga_name || ':' || definition_version || coalesce(':' || fingerprint, '')
+       NOT IN (SELECT value FROM json_each(?2))
+   AND waiting IS NULL
+   AND (lease_until IS NULL OR lease_until < ?3)
+ ORDER BY created_at, saga_id
+ LIMIT ?4;
+
+-- mark_waiting --
+UPDATE sagakit_saga SET waiting = ?2
+ WHERE saga_id = ?1 AND status IN ('running', 'compensating');
+
+-- live_definitions --
+SELECT saga_name, definition_version, fingerprint, count(*) FROM sagakit_saga
+ WHERE status IN ('running', 'compensating')
+ GROUP BY saga_name, definition_version, fingerprint;
 
 -- renew_leases --
 -- Extend the leases ?1 still holds on the sagas in ?4 (a JSON array); ?2 is now

@@ -20,7 +20,10 @@ CREATE TABLE sagakit_saga (
     updated_at       REAL NOT NULL,
     owner            TEXT,
     lease_until      REAL,
-    deadline         REAL
+    deadline         REAL,
+    definition_version  INTEGER NOT NULL DEFAULT 1,
+    fingerprint      TEXT,
+    waiting          TEXT
 );
 
 CREATE UNIQUE INDEX sagakit_saga_idempotency

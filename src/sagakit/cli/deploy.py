@@ -1,0 +1,198 @@
+"""``sagakit deploy-check MODULE[:ATTR]``: would deploying these definitions
+strand a live instance? And ``sagakit migrate-instances MODULE[:ATTR]``,
+which applies the migrations they declare.
+
+deploy-check is read-only: it opens the store without migrating it and never creates a
+database (a SQLite file that does not exist is an error). Exit status: 0 when
+every live instance can continue or be migrated, 1 when some must drain on
+their old version first, 2 with a one-line reason on bad input.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from sagakit.adapters.store import applied_migrations, database_url, open_store_async
+from sagakit.adapters.store.database import is_postgres, sqlite_path
+from sagakit.cli.admin import operator_name
+from sagakit.cli.common import SagasArgument, db_of, err, fail, sagas_or_fail
+from sagakit.definition.saga import Saga
+from sagakit.engine.state import SagaStatus
+from sagakit.errors import SagaError
+from sagakit.ports.store import SagaStore
+from sagakit.runtime import loop as event_loop
+from sagakit.runtime.clock import SystemClock
+from sagakit.runtime.deploy import DeployPlan, LiveCounts, deploy_plan
+from sagakit.runtime.migrate import migratable, migrate_instance
+from sagakit.runtime.registry import Registry
+
+VERSIONS_MIGRATION = 8
+"""The schema migration that records each instance's definition version."""
+
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Only say what would move.")
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the plan as JSON (for CI).")
+]
+
+_LIVE = (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
+_STYLES = {"continue": "green", "migrate": "yellow", "drain": "bold red"}
+
+
+def existing_database(url: str | None) -> str:
+    """The URL of ``--db``, if it names a database that exists (opening a
+    SQLite file that does not would create it)."""
+    target = database_url(url)
+    if not is_postgres(target) and target != "memory://":
+        path = sqlite_path(target)
+        if path != ":memory:" and not Path(path).is_file():
+            raise SagaError(f"no database at {path!r}")
+    return target
+
+
+async def live_counts(target: str, sagas: list[Saga[Any]]) -> LiveCounts:
+    """Unfinished instances by saga, version and fingerprint, read as the
+    store is (a schema from before versions: all are v1 of unknown shape)."""
+    store = await open_store_async(target, migrate=False)
+    try:
+        applied = await applied_migrations(store)
+        if target != "memory://" and not applied:
+            return {}  # sagakit never wrote here: nothing is live
+        if target == "memory://" or VERSIONS_MIGRATION in applied:
+            return await store.live_definitions()
+        return await _counts_before_versions(store, sagas)
+    finally:
+        await store.close()
+
+
+async def _counts_before_versions(
+    store: SagaStore, sagas: list[Saga[Any]]
+) -> LiveCounts:
+    counts: dict[tuple[str, int, str | None], int] = {}
+    names = {saga.name for saga in sagas}
+    for name in sorted(names):
+        found = await store.count_by_status(name)
+        live = sum(found.get(status, 0) for status in _LIVE)
+        if live:
+            counts[(name, 1, None)] = live
+    every = await store.count_by_status()
+    others = sum(every.get(status, 0) for status in _LIVE) - sum(counts.values())
+    if others:
+        counts[("(sagas not in the code)", 1, None)] = others
+    return counts
+
+
+def plan_table(plan: DeployPlan) -> Table:
+    table = Table(title="live instances per saga version", title_justify="left")
+    for column in ("saga", "version", "live", "continue", "migrate", "drain"):
+        justify = "left" if column == "saga" else "right"
+        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    table.add_column("why", overflow="fold")
+    for row in plan.rows:
+        counts = [
+            Text(str(n), style=_STYLES[verdict] if n else "dim")
+            for verdict, n in row.counts.items()
+        ]
+        table.add_row(
+            row.saga, f"v{row.version}", str(row.live), *counts, "; ".join(row.reasons)
+        )
+    return table
+
+
+async def migrate_instances(
+    url: str | None, sagas: list[Saga[Any]], *, by: str, dry_run: bool
+) -> tuple[list[str], list[str]]:
+    """Apply the declared migrations to every live instance they cover:
+    the ids moved, and one line per instance a migration refused."""
+    registry = Registry(sagas)
+    store = await open_store_async(url)
+    moved: list[str] = []
+    refused: list[str] = []
+    try:
+        for saga_id in await store.unfinished(registry.names(), limit=1_000_000):
+            record = await store.get(saga_id)
+            if not migratable(registry, record, auto_only=False):
+                continue
+            if dry_run:
+                moved.append(saga_id)
+                continue
+            try:
+                await migrate_instance(
+                    store, registry, record, clock=SystemClock(), by=by
+                )
+            except SagaError as exc:
+                refused.append(f"{saga_id}: {exc}")
+            else:
+                moved.append(saga_id)
+    finally:
+        await store.close()
+    return moved, refused
+
+
+def register(app: typer.Typer, out: Console) -> None:
+    _add_deploy_check(app, out)
+    _add_migrate_instances(app, out)
+
+
+def _add_migrate_instances(app: typer.Typer, out: Console) -> None:
+    @app.command("migrate-instances")
+    def migrate(
+        ctx: typer.Context, target: SagasArgument, dry_run: DryRunOption = False
+    ) -> None:
+        """Move live instances of versions no longer in MODULE to the version
+        that declares a migration from theirs (recorded in their history).
+        Exit 1 if a migration was refused."""
+        sagas = sagas_or_fail(target)
+        work = migrate_instances(db_of(ctx), sagas, by=operator_name(), dry_run=dry_run)
+        try:
+            moved, refused = event_loop.run(work)
+        except SagaError as exc:
+            fail(str(exc))
+        verb = "would migrate" if dry_run else "migrated"
+        out.print(f"{verb} {len(moved)} instance(s)")
+        for saga_id in moved:
+            out.print(f"  {saga_id}", highlight=False)
+        for line in refused:
+            err.print(f"refused: {line}", markup=False, highlight=False)
+        if refused:
+            raise typer.Exit(1)
+
+
+def _add_deploy_check(app: typer.Typer, out: Console) -> None:
+    @app.command("deploy-check")
+    def check(
+        ctx: typer.Context, target: SagasArgument, as_json: JsonOption = False
+    ) -> None:
+        """Compare the definitions in MODULE with the live instances in the
+        store: exit 1 if deploying them would strand an instance (it must
+        drain on its old version first), 0 otherwise. Read-only."""
+        sagas = sagas_or_fail(target)
+        try:
+            target = existing_database(db_of(ctx))
+            live = event_loop.run(live_counts(target, sagas))
+        except SagaError as exc:
+            fail(str(exc))
+        plan = deploy_plan(sagas, live)
+        if as_json:
+            typer.echo(json.dumps(plan.to_json(), indent=2))
+        elif not plan.rows:
+            out.print("no live instances: nothing to strand")
+        else:
+            out.print(plan_table(plan))
+            verdict = (
+                "safe to deploy"
+                if plan.safe
+                else f"{plan.stranded} instance(s) would be stranded: keep their "
+                "versions registered (or let them drain) before deploying"
+            )
+            out.print(verdict, style="green" if plan.safe else "bold red")
+        if not plan.safe:
+            raise typer.Exit(1)
