@@ -149,10 +149,17 @@ class SagaLeases(Protocol):
     """Which worker runs which instance."""
 
     async def claim(
-        self, owner: str, saga_names: Collection[str], *, lease: float, limit: int = 100
+        self,
+        owner: str,
+        saga_names: Collection[str],
+        *,
+        lease: float,
+        limit: int = 100,
+        gone: Collection[str] = (),
     ) -> list[SagaRecord]:
         """Atomically take up to ``limit`` non-terminal instances of ``saga_names``
-        whose lease is missing or expired, oldest first.
+        whose lease is missing or expired, or held by one of the ``gone``
+        owners (known dead: their leases need not run out), oldest first.
 
         Each is leased to ``owner`` until now + ``lease`` and its version is
         bumped, so a save by the previous owner raises ``ConcurrencyError``.
@@ -165,6 +172,10 @@ class SagaLeases(Protocol):
         """Extend to now + ``lease`` the leases ``owner`` still holds on these
         non-terminal instances; returns the ids renewed (an instance claimed by
         another worker meanwhile is not)."""
+
+    async def lease_holders(self, saga_names: Collection[str]) -> list[str]:
+        """The owners holding a lease (expired or not) on non-terminal
+        instances of ``saga_names``, each once."""
 
     async def release(self, owner: str, saga_ids: Collection[str]) -> None:
         """Drop the leases ``owner`` still holds on these instances, so another

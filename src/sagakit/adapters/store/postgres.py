@@ -233,10 +233,17 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
     # -- leases ------------------------------------------------------------
 
     async def claim(
-        self, owner: str, saga_names: Collection[str], *, lease: float, limit: int = 100
+        self,
+        owner: str,
+        saga_names: Collection[str],
+        *,
+        lease: float,
+        limit: int = 100,
+        gone: Collection[str] = (),
     ) -> list[SagaRecord]:
+        names, dead = list(saga_names), list(gone)
         found = await self._fetch(
-            f"claim by {owner!r}", "claim_sagas", owner, list(saga_names), lease, limit
+            f"claim by {owner!r}", "claim_sagas", owner, names, lease, limit, dead
         )
         self.database.commits += 1
         return [rows.saga_record(r) for r in found]
@@ -253,6 +260,12 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
         self.database.commits += 1
         renewed = {r["saga_id"] for r in found}
         return [saga_id for saga_id in ids if saga_id in renewed]
+
+    async def lease_holders(self, saga_names: Collection[str]) -> list[str]:
+        found = await self._fetch(
+            "listing lease holders", "lease_holders", list(saga_names)
+        )
+        return [r["owner"] for r in found]
 
     async def release(self, owner: str, saga_ids: Collection[str]) -> None:
         ids = unique_ids(saga_ids)

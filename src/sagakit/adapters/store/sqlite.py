@@ -219,9 +219,16 @@ class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
     # -- leases ------------------------------------------------------------
 
     async def claim(
-        self, owner: str, saga_names: Collection[str], *, lease: float, limit: int = 100
+        self,
+        owner: str,
+        saga_names: Collection[str],
+        *,
+        lease: float,
+        limit: int = 100,
+        gone: Collection[str] = (),
     ) -> list[SagaRecord]:
-        params = (owner, time.time(), lease, dumps(list(saga_names)), limit)
+        names, dead = dumps(list(saga_names)), dumps(list(gone))
+        params = (owner, time.time(), lease, names, limit, dead)
         claimed, _ = self._write(f"claim by {owner!r}", "claim_sagas", params)
         return sorted(
             map(rows.saga_record, claimed), key=lambda r: (r.created_at, r.saga_id)
@@ -237,6 +244,11 @@ class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
         found, _ = self._write(f"renew by {owner!r}", "renew_leases", params)
         renewed = {r[0] for r in found}
         return [saga_id for saga_id in ids if saga_id in renewed]
+
+    async def lease_holders(self, saga_names: Collection[str]) -> list[str]:
+        names = (dumps(list(saga_names)),)
+        found = self.database.fetchall("listing lease holders", "lease_holders", names)
+        return [r[0] for r in found]
 
     async def release(self, owner: str, saga_ids: Collection[str]) -> None:
         ids = unique_ids(saga_ids)

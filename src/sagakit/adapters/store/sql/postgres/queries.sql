@@ -287,14 +287,16 @@ SELECT saga_id FROM sagakit_saga
 
 -- claim_sagas --
 -- Atomically take unleased or expired non-terminal sagas named in $2, oldest
--- first; rows another claimer has locked are skipped, not waited for. The
--- version bump makes a save by the previous owner fail.
+-- first; rows another claimer has locked are skipped, not waited for. Owners
+-- in $5 are known dead. The version bump makes a save by the previous owner
+-- fail.
 WITH candidates AS (
     SELECT saga_id FROM sagakit_saga
      WHERE status IN ('running', 'compensating')
        AND saga_name = ANY($2::text[])
        AND (lease_until IS NULL
-            OR lease_until < extract(epoch FROM clock_timestamp())::double precision)
+            OR lease_until < extract(epoch FROM clock_timestamp())::double precision
+            OR owner = ANY($5::text[]))
      ORDER BY created_at, saga_id
      LIMIT $4
        FOR UPDATE SKIP LOCKED
@@ -313,6 +315,13 @@ SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline
   FROM claimed
  ORDER BY created_at, saga_id;
+
+-- lease_holders --
+-- The owners of non-terminal sagas named in $1, each once
+SELECT DISTINCT owner FROM sagakit_saga
+ WHERE status IN ('running', 'compensating')
+   AND owner IS NOT NULL
+   AND saga_name = ANY($1::text[]);
 
 -- renew_leases --
 -- Extend the leases $1 still holds on the non-terminal sagas in $2
