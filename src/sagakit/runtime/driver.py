@@ -39,6 +39,7 @@ from sagakit.ports.store import (
 )
 from sagakit.runtime import delivery, operator
 from sagakit.runtime.executor import StepOutcome, execute, unsendable
+from sagakit.runtime.heartbeat import Heartbeat
 from sagakit.runtime.instance import Delivery, Instance, LeaseLost
 from sagakit.runtime.relay import OutboxRelay
 from sagakit.runtime.remote import command_messages, remote_of
@@ -47,6 +48,13 @@ from sagakit.runtime.retry import retry_store
 
 logger = logging.getLogger("sagakit.runtime.orchestrator")
 
+_STARTED_HERE: set[str] = set()
+
+
+def started_here(owner: str) -> bool:
+    """Whether a driver of this process ever leased instances as ``owner``."""
+    return owner in _STARTED_HERE
+
 
 @dataclass(eq=False)
 class Driver:
@@ -54,8 +62,12 @@ class Driver:
 
     It owns the instances driven here (``active``, by saga id) and their
     tasks; it applies events to them (decide -> commit -> effects) and
-    commits at the next version under this worker's lease, if any.
+    commits at the next version under this worker's lease, if any, which a
+    heartbeat renews every ``lease / 3`` s while anything is driven.
     ``definition`` finds the saga of a stored instance by name.
+
+    ``draining``: no step starts any more; an instance whose steps in flight
+    have finished (and are committed) is handed over (``handed``) instead.
     """
 
     store: SagaStore
@@ -71,6 +83,17 @@ class Driver:
     observer: Observer = NOOP
     active: dict[str, Instance] = field(default_factory=dict, init=False)
     tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    draining: bool = field(default=False, init=False)
+    handed: list[str] = field(default_factory=list, init=False)
+    beat: Heartbeat | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        _STARTED_HERE.add(self.worker_id)
+        if self.lease is not None:
+            self.beat = Heartbeat(self.renew_leases, self.lease / 3, self.busy)
+
+    def busy(self) -> bool:
+        return bool(self.active)
 
     def ownership(self) -> dict[str, Any]:
         """The keywords a commit passes to the store to keep the lease."""
@@ -80,9 +103,21 @@ class Driver:
 
     # -- taking instances ----------------------------------------------------
 
+    def own(self, inst: Instance) -> None:
+        """Count ``inst`` as driven here: its lease is renewed from now on."""
+        self.active[inst.state.saga_id] = inst
+        if self.beat is not None:
+            self.beat.start()
+
+    def _drop(self, saga_id: str) -> None:
+        """No longer driven here; the heartbeat stops with the last one."""
+        self.active.pop(saga_id, None)
+        if self.beat is not None:
+            self.beat.idle()
+
     def spawn(self, inst: Instance, commands: tuple[Command, ...]) -> None:
         """Drive ``inst`` (now ``active``) in a task of its own."""
-        self.active[inst.state.saga_id] = inst
+        self.own(inst)
         task = asyncio.create_task(self.drive(inst, commands))
         inst.driver = task
         self.tasks.add(task)
@@ -105,7 +140,7 @@ class Driver:
             result={"worker": self.worker_id},
         )
         decision = decide(saga, record.state, SagaResumed(now))
-        self.active[saga_id] = inst
+        self.own(inst)
         if decision.state == record.state:
             # nothing to commit yet: the line joins the next transition's commit
             inst.pending_history.append(entry)
@@ -113,11 +148,11 @@ class Driver:
             try:
                 await self.commit(inst, decision.state, [entry])
             except (ConcurrencyError, StateError, SagaNotFound):
-                self.active.pop(saga_id, None)
+                self._drop(saga_id)
                 return False  # another worker took it
             except BaseException:
                 # not driven: left active, its lease would be renewed forever
-                self.active.pop(saga_id, None)
+                self._drop(saga_id)
                 raise
         logger.info(
             "saga resumed",
@@ -197,10 +232,12 @@ class Driver:
         lost = [i for i in ids if i not in kept and i in self.active]
         for saga_id in lost:
             logger.warning(
-                "lease lost",
+                "lease lost: another worker drives the saga; stopped here",
                 extra={"action": "lease_lost", "saga_id": saga_id},
             )
             inst = self.active.get(saga_id)
+            if inst is not None:
+                inst.lost = True  # warned once
             if inst is not None and inst.caller_driven:
                 inst.queue.put_nowait(LeaseLost())  # run() goes on polling
             elif inst is not None and inst.driver is not None:
@@ -225,6 +262,10 @@ class Driver:
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        if self.beat is not None:
+            self.beat.stop()
+        ids += self.handed
+        self.handed = []
         if release and self.lease is not None and ids:
             await self.store.release(self.worker_id, ids)
         return ids
@@ -249,6 +290,11 @@ class Driver:
                         return
                     if remote_of(inst.saga, command) is None:
                         local.append(command)
+                if self.draining and local:
+                    if inst.in_flight == 0:
+                        self._hand_over(inst)
+                        return
+                    local = []  # the next owner runs them
                 if len(local) == 1 and inst.in_flight == 0 and inst.queue.empty():
                     item: StepOutcome | Delivery | LeaseLost = await self.execute(
                         inst, local[0]
@@ -277,14 +323,15 @@ class Driver:
             self._abandon(inst, None)
             raise
         except (ConcurrencyError, StateError, SagaNotFound) as exc:
-            logger.warning(
-                "saga taken over",
-                extra={
-                    "action": "saga_abandoned",
-                    "saga_id": saga_id,
-                    "reason": str(exc),
-                },
-            )
+            if not inst.lost:
+                logger.warning(
+                    "saga taken over by another worker; stopped driving it here",
+                    extra={
+                        "action": "saga_abandoned",
+                        "saga_id": saga_id,
+                        "reason": str(exc),
+                    },
+                )
             self._abandon(inst, exc)
         except Exception as exc:
             logger.exception(
@@ -304,8 +351,18 @@ class Driver:
         for item in waiting:
             inst.queue.put_nowait(item)
 
+    def _hand_over(self, inst: Instance) -> None:
+        """Draining: stop driving ``inst`` between two steps (released later)."""
+        saga_id = inst.state.saga_id
+        self.handed.append(saga_id)
+        logger.info(
+            "saga handed over",
+            extra={"action": "saga_handed_over", "saga_id": saga_id},
+        )
+        self._abandon(inst, ConcurrencyError(f"saga {saga_id} was handed over"))
+
     def _abandon(self, inst: Instance, exc: BaseException | None) -> None:
-        self.active.pop(inst.state.saga_id, None)
+        self._drop(inst.state.saga_id)
         for task in list(inst.tasks):
             task.cancel()
         if inst.done is not None and not inst.done.done():
@@ -316,7 +373,7 @@ class Driver:
 
     def _finish(self, inst: Instance) -> None:
         state = inst.state
-        self.active.pop(state.saga_id, None)
+        self._drop(state.saga_id)
         while not inst.queue.empty():  # replies that came too late: nothing to do
             item = inst.queue.get_nowait()
             if isinstance(item, Delivery) and not item.handled.done():

@@ -69,6 +69,8 @@ class Instance:
     """Driven by a ``run()`` caller's task, which must never be cancelled."""
     finished_elsewhere: bool = False
     """Another worker ended it (found on reload): report nothing again."""
+    lost: bool = False
+    """Another worker took its lease (the warning was logged once)."""
 
     @classmethod
     def from_record(cls, saga: Saga[Any], record: SagaRecord) -> Instance:

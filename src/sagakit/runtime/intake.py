@@ -49,11 +49,6 @@ class ReplyIntake:
             raise SagaError("serving() needs an orchestrator with a transport")
         if self.running:
             raise SagaError("this orchestrator is already serving")
-        if self.driver.lease is None:
-            # embedded: this process owns the database, so holds left by a
-            # previous run (a crash between a commit and its publish) are
-            # stale; without this they would wait out the hold
-            await self.driver.store.release_outbox()
         subscription: Subscription = await self.transport.consume(
             self.reply_queue, self.handle_reply
         )

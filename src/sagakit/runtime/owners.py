@@ -16,6 +16,8 @@ import uuid
 from collections.abc import Callable, Iterable
 
 HOST = socket.gethostname()
+_START_FIELD = 19  # starttime, counted after the ")" that ends the name
+_ID_PARTS = 3  # host, pid, random-start
 
 
 def _proc_stat(pid: int) -> tuple[str, str] | None:
@@ -27,9 +29,9 @@ def _proc_stat(pid: int) -> tuple[str, str] | None:
     except OSError:
         return None
     fields = stat[stat.rfind(")") + 2 :].split()  # the name may hold spaces
-    if len(fields) < 20:
+    if len(fields) <= _START_FIELD:
         return None
-    return fields[0], fields[19]
+    return fields[0], fields[_START_FIELD]
 
 
 def _started(pid: int) -> str:
@@ -65,23 +67,31 @@ def process_alive(pid: int, started: str = "") -> bool:
 
 
 def gone(
-    owners: Iterable[str], *, here: Callable[[str], bool], me: str
+    owners: Iterable[str],
+    *,
+    me: str,
+    mine: Callable[[str], bool],
+    take_local: bool,
 ) -> list[str]:
     """The ``owners`` known to be gone without waiting for their leases:
-    those on this host whose process died, and those of this process for
-    which ``here`` says no (``me`` is never gone)."""
+    those on this host whose process died and, with ``take_local``, the
+    other owners of this process (``mine``, or with this pid: the old
+    embedded rule, one process owns the database). ``me`` is never gone."""
     found = []
     for owner in owners:
         parts = owner.rsplit(":", 2)
-        if owner == me or len(parts) != 3 or parts[0] != HOST:
+        if owner == me:
             continue
-        try:
+        if mine(owner):
+            local = True
+        elif len(parts) != _ID_PARTS or parts[0] != HOST or not parts[1].isdigit():
+            continue
+        else:
             pid = int(parts[1])
-        except ValueError:
-            continue
-        if pid == os.getpid():
-            if not here(owner):
+            local = pid == os.getpid()
+            if not local and not process_alive(pid, parts[2].partition("-")[2]):
                 found.append(owner)
-        elif not process_alive(pid, parts[2].partition("-")[2]):
+                continue
+        if local and take_local:
             found.append(owner)
     return found
