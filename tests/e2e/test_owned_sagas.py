@@ -69,7 +69,8 @@ class Procs:
             code = proc.wait(seconds)
         except subprocess.TimeoutExpired:
             proc.kill()
-            pytest.fail(f"process still running: {self.log(proc)[-2000:]}")
+            state = asyncio.run(_state(self.url))
+            pytest.fail(f"process still running ({state}): {self.log(proc)[-2000:]}")
         assert code == 0, self.log(proc)[-2000:]
         return self.log(proc)
 
@@ -113,6 +114,18 @@ def begun_by(effects: Path, pid: int) -> int:
     )
 
 
+async def _state(url: str) -> str:
+    """What the store holds, to explain a process that did not end."""
+    store = await open_store_async(url)
+    try:
+        counts = await store.count_by_status("owned")
+        holders = await store.lease_holders(["owned"])
+        running = await store.unfinished(["owned"], limit=5)
+        return f"statuses {counts}, holders {holders}, unfinished {running}"
+    finally:
+        await store.close()
+
+
 async def _committed(url: str) -> dict[str, tuple[SagaStatus, list[str]]]:
     store = await open_store_async(url)
     try:
@@ -149,7 +162,8 @@ def check_runs(effects: Path, count: int, killed: int | None = None) -> int:
         begins = [pid for kind, pid in lines if kind == "begin"]
         if len(begins) == 1:
             continue
-        assert len(begins) == 2 and begins[0] == killed, (key, lines)
+        assert len(begins) == 2, (key, lines)
+        assert begins[0] == killed, (key, lines)
         assert ("end", begins[1]) in lines, (key, lines)
         twice += 1
     return twice
@@ -194,7 +208,8 @@ def test_four_embedded_processes_one_killed(procs: Procs) -> None:
     twice = check_runs(procs.effects, total, killed=victim.pid)
     check_committed_once(procs.url, total)
     print(
-        f"picked up {pickup:.2f}s after the SIGKILL; {took} taken, {twice} steps ran twice"
+        f"picked up {pickup:.2f}s after the SIGKILL; {took} taken,",
+        f"{twice} steps ran twice",
     )
     assert pickup < 10  # a dead process on this host: no waiting out its lease
 
