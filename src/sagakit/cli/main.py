@@ -345,7 +345,8 @@ def worker(
         bool, typer.Option(help="Exit once there is nothing left to claim.")
     ] = False,
     worker_id: Annotated[
-        str | None, typer.Option("--id", help="Worker id [default: host:pid:random-start]")
+        str | None,
+        typer.Option("--id", help="Worker id [default: host:pid:random-start]"),
     ] = None,
     transport: Annotated[
         str | None,

@@ -39,7 +39,7 @@ from sagakit.ports.store import (
 )
 from sagakit.runtime import delivery, operator
 from sagakit.runtime.executor import StepOutcome, execute, unsendable
-from sagakit.runtime.heartbeat import Heartbeat
+from sagakit.runtime.heartbeat import Heartbeat, ended
 from sagakit.runtime.instance import Delivery, Instance, LeaseLost
 from sagakit.runtime.relay import OutboxRelay
 from sagakit.runtime.remote import command_messages, remote_of
@@ -230,6 +230,8 @@ class Driver:
         ids = list(self.active)
         kept = set(await self.store.renew(self.worker_id, ids, lease=self.lease))
         lost = [i for i in ids if i not in kept and i in self.active]
+        for saga_id in await ended(self.store, lost):  # finishing, not lost
+            lost.remove(saga_id)
         for saga_id in lost:
             logger.warning(
                 "lease lost: another worker drives the saga; stopped here",

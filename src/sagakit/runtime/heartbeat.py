@@ -7,7 +7,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from sagakit.errors import StoreError
+from sagakit.errors import SagaNotFound, StoreError
+from sagakit.ports.store import SagaRepository
 
 logger = logging.getLogger("sagakit.runtime.orchestrator")
 
@@ -57,3 +58,16 @@ class Heartbeat:
             self._sleeping = False
             if self._task is asyncio.current_task():
                 self._task = None
+
+
+async def ended(store: SagaRepository, saga_ids: list[str]) -> list[str]:
+    """Those of ``saga_ids`` that reached a terminal status: a renewal skips
+    them, but their driver may not have seen its last commit yet."""
+    found = []
+    for saga_id in saga_ids:
+        try:
+            if (await store.get(saga_id)).status.terminal:
+                found.append(saga_id)
+        except SagaNotFound:
+            pass
+    return found
