@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -37,6 +38,9 @@ C = TypeVar("C", bound=BaseModel)
 
 DEFAULT_LEASE = 30.0
 """Seconds an instance stays leased to its orchestrator without a heartbeat."""
+
+OWNER_CHECK = 1.0
+"""Seconds between two looks at whether the owners of leased sagas died."""
 
 
 class Orchestrator:
@@ -93,6 +97,7 @@ class Orchestrator:
         self.store = store
         self.worker_id = worker_id or default_worker_id()
         self.embedded = lease is None
+        self._owners_checked = -OWNER_CHECK
         self.lease: float = DEFAULT_LEASE if lease is None else lease
         self.clock: Clock = clock or SystemClock()
         self.transport = transport
@@ -321,14 +326,7 @@ class Orchestrator:
         if self.driver.draining:
             return []
         active, names = self.driver.active, self.registry.names()
-        dead = gone(
-            await self.store.lease_holders(names),
-            me=self.worker_id,
-            mine=started_here,
-            take_local=self.embedded,
-        )
-        for owner in dead:  # what its relay held will not be published by it
-            await self.store.release_outbox(owner)
+        dead = await self._gone_owners(names)
         claimed = await self.store.claim(
             self.worker_id, names, lease=self.lease, limit=limit, gone=dead
         )
@@ -340,6 +338,24 @@ class Orchestrator:
             if await self.driver.adopt(record, how):
                 adopted.append(record.saga_id)
         return adopted
+
+    async def _gone_owners(self, names: list[str]) -> list[str]:
+        """Owners of ``names``' sagas known to be gone (see the class); looked
+        for on the first call, then at most every ``OWNER_CHECK`` seconds
+        (it reads every unfinished saga's owner)."""
+        now = time.monotonic()
+        if now < self._owners_checked + OWNER_CHECK:
+            return []
+        self._owners_checked = now
+        dead = gone(
+            await self.store.lease_holders(names),
+            me=self.worker_id,
+            mine=started_here,
+            take_local=self.embedded,
+        )
+        for owner in dead:  # what its relay held will not be published by it
+            await self.store.release_outbox(owner)
+        return dead
 
     async def renew_leases(self) -> list[str]:
         """Extend the leases of the instances this worker drives; returns the

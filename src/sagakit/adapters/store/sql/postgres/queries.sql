@@ -287,16 +287,41 @@ SELECT saga_id FROM sagakit_saga
 
 -- claim_sagas --
 -- Atomically take unleased or expired non-terminal sagas named in $2, oldest
--- first; rows another claimer has locked are skipped, not waited for. Owners
--- in $5 are known dead. The version bump makes a save by the previous owner
--- fail.
+-- first; rows another claimer has locked are skipped, not waited for. The
+-- version bump makes a save by the previous owner fail.
 WITH candidates AS (
     SELECT saga_id FROM sagakit_saga
      WHERE status IN ('running', 'compensating')
        AND saga_name = ANY($2::text[])
        AND (lease_until IS NULL
-            OR lease_until < extract(epoch FROM clock_timestamp())::double precision
-            OR owner = ANY($5::text[]))
+            OR lease_until < extract(epoch FROM clock_timestamp())::double precision)
+     ORDER BY created_at, saga_id
+     LIMIT $4
+       FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE sagakit_saga AS s
+       SET owner = $1,
+           lease_until = extract(epoch FROM clock_timestamp())::double precision
+               + $3::double precision,
+           version = s.version + 1
+      FROM candidates AS c
+     WHERE s.saga_id = c.saga_id
+    RETURNING s.saga_id, s.saga_name, s.status, s.version, s.idempotency_key,
+              s.context, s.state, s.created_at, s.updated_at, s.deadline
+)
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline
+  FROM claimed
+ ORDER BY created_at, saga_id;
+
+-- claim_sagas_of --
+-- Take the non-terminal sagas named in $2 that owners known to be dead ($5)
+-- still hold, oldest first; like claim_sagas
+WITH candidates AS (
+    SELECT saga_id FROM sagakit_saga
+     WHERE status IN ('running', 'compensating')
+       AND saga_name = ANY($2::text[])
+       AND owner = ANY($5::text[])
      ORDER BY created_at, saga_id
      LIMIT $4
        FOR UPDATE SKIP LOCKED

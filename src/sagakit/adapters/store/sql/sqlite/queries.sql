@@ -86,17 +86,30 @@ SELECT saga_id, saga_name FROM sagakit_saga
 
 -- claim_sagas --
 -- Take unleased or expired non-terminal sagas of the given names (?4, a JSON
--- array), oldest first; ?2 is now; owners in ?6 (a JSON array) are known dead.
--- Runs inside BEGIN IMMEDIATE. The version bump makes a save by the previous
--- owner fail.
+-- array), oldest first; ?2 is now. Runs inside BEGIN IMMEDIATE. The version
+-- bump makes a save by the previous owner fail.
 UPDATE sagakit_saga
    SET owner = ?1, lease_until = ?2 + ?3, version = version + 1
  WHERE saga_id IN (
        SELECT saga_id FROM sagakit_saga
         WHERE status IN ('running', 'compensating')
           AND saga_name IN (SELECT value FROM json_each(?4))
-          AND (lease_until IS NULL OR lease_until < ?2
-               OR owner IN (SELECT value FROM json_each(?6)))
+          AND (lease_until IS NULL OR lease_until < ?2)
+        ORDER BY created_at, saga_id
+        LIMIT ?5)
+RETURNING saga_id, saga_name, status, version, idempotency_key, context, state,
+          created_at, updated_at, deadline;
+
+-- claim_sagas_of --
+-- Take the non-terminal sagas named in ?4 (a JSON array) that owners known to
+-- be dead (?6, a JSON array) still hold, oldest first; like claim_sagas
+UPDATE sagakit_saga
+   SET owner = ?1, lease_until = ?2 + ?3, version = version + 1
+ WHERE saga_id IN (
+       SELECT saga_id FROM sagakit_saga
+        WHERE status IN ('running', 'compensating')
+          AND saga_name IN (SELECT value FROM json_each(?4))
+          AND owner IN (SELECT value FROM json_each(?6))
         ORDER BY created_at, saga_id
         LIMIT ?5)
 RETURNING saga_id, saga_name, status, version, idempotency_key, context, state,
