@@ -175,12 +175,12 @@ def test_four_embedded_processes_one_killed(procs: Procs) -> None:
     share, total = 125, 500
     started = []
     for n in range(4):
-        args = ("embedded", str(n * share), str(share), str(total), "0.3")
+        args = ("embedded", str(n * share), str(share), str(total), "1.0")
         started.append(procs.start(*args))
         time.sleep(0.4)
     victim = started[1]
     wait_until(
-        "the victim to be mid-run", lambda: begun_by(procs.effects, victim.pid) >= 150
+        "the victim to be mid-run", lambda: begun_by(procs.effects, victim.pid) > share
     )
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(10)
