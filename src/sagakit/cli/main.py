@@ -315,7 +315,8 @@ def recover(
     ctx: typer.Context,
     target: SagasArgument,
 ) -> None:
-    """Resume every unfinished saga of these definitions and wait for them."""
+    """Resume the unfinished sagas of these definitions whose owner is gone
+    (lease expired, or a dead process on this host), and wait for them."""
     sagas = sagas_or_fail(target)
 
     async def work(store: SagaStore) -> list[SagaRecord]:
