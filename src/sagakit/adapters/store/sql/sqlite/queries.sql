@@ -103,15 +103,13 @@ RETURNING saga_id, saga_name, status, version, idempotency_key, context, state,
 -- claim_sagas_of --
 -- Take the non-terminal sagas named in ?4 (a JSON array) that owners known to
 -- be dead (?6, a JSON array) still hold, oldest first; like claim_sagas
-UPDATE sagakit_saga
-   SET owner = ?1, lease_until = ?2 + ?3, version = version + 1
- WHERE saga_id IN (
-       SELECT saga_id FROM sagakit_saga
-        WHERE status IN ('running', 'compensating')
-          AND saga_name IN (SELECT value FROM json_each(?4))
-          AND owner IN (SELECT value FROM json_each(?6))
-        ORDER BY created_at, saga_id
-        LIMIT ?5)
+WITH dead AS (SELECT value AS owner FROM json_each(?6)),
+     taken AS (SELECT s.saga_id FROM sagakit_saga AS s JOIN dead USING (owner)
+                WHERE s.status IN ('running', 'compensating')
+                  AND s.saga_name IN (SELECT value FROM json_each(?4))
+                ORDER BY s.created_at, s.saga_id LIMIT ?5)
+UPDATE sagakit_saga SET owner = ?1, lease_until = ?2 + ?3, version = version + 1
+ WHERE saga_id IN (SELECT saga_id FROM taken)
 RETURNING saga_id, saga_name, status, version, idempotency_key, context, state,
           created_at, updated_at, deadline;
 
