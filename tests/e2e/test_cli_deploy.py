@@ -80,12 +80,14 @@ async def killed_in_b(path: Path) -> str:
         "order",
         [Step("a", lambda ctx: "a"), Step("b", b), Step("c", lambda ctx: "c")],
     )
-    crashed = Orchestrator(SQLiteStore(path), [saga])
+    # this test process stays alive, so its lease must run out as a killed
+    # process's would: a short one, not renewed once the task is cancelled
+    crashed = Orchestrator(SQLiteStore(path), [saga], lease=0.2)
     saga_id = await crashed.start(saga)
     await asyncio.wait_for(stuck.wait(), 5)
     for task in list(crashed.driver.tasks):
         task.cancel()
-    await asyncio.sleep(0)
+    await asyncio.sleep(0.3)
     return saga_id
 
 

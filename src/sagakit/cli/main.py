@@ -315,7 +315,8 @@ def recover(
     ctx: typer.Context,
     target: SagasArgument,
 ) -> None:
-    """Resume every unfinished saga of these definitions and wait for them."""
+    """Resume the unfinished sagas of these definitions whose owner is gone
+    (lease expired, or a dead process on this host), and wait for them."""
     sagas = sagas_or_fail(target)
 
     async def work(store: SagaStore) -> list[SagaRecord]:
@@ -345,7 +346,8 @@ def worker(
         bool, typer.Option(help="Exit once there is nothing left to claim.")
     ] = False,
     worker_id: Annotated[
-        str | None, typer.Option("--id", help="Worker id [default: host:pid:random]")
+        str | None,
+        typer.Option("--id", help="Worker id [default: host:pid:random-start]"),
     ] = None,
     transport: Annotated[
         str | None,
@@ -362,7 +364,11 @@ def worker(
         str, typer.Option(help="Queue this service's replies arrive on.")
     ] = "sagakit.replies",
 ) -> None:
-    """Claim and run sagas from the store until SIGTERM/SIGINT (many may run)."""
+    """Claim and run sagas from the store (many may run on one database).
+
+    SIGTERM or SIGINT drains: no new saga is claimed, the steps in flight
+    finish, every saga is released for another worker, and the worker exits
+    0. A second signal stops it at once."""
     sagas = sagas_or_fail(target)
     if lease <= 0:
         fail(f"invalid --lease {lease}: it must be > 0")
@@ -382,14 +388,32 @@ def worker(
             transport=carrier,
             reply_queue=reply_queue,
         )
+        running = asyncio.ensure_future(runner.run(until_idle=until_idle))
+        signals = 0
+
+        def on_signal() -> None:
+            # first: drain (steps in flight finish, sagas are released);
+            # second: stop now (leases run out, or the process is seen dead)
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                err.print("draining: finishing the steps in flight")
+                runner.drain()
+            else:
+                running.cancel()
+
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, runner.stop)
+            loop.add_signal_handler(sig, on_signal)
         err.print(
             f"worker {runner.worker_id} running {', '.join(s.name for s in sagas)}"
         )
         try:
-            await runner.run(until_idle=until_idle)
+            await running
+        except asyncio.CancelledError:
+            if signals <= 1:
+                raise
+            fail("stopped at once on a second signal; the sagas stay resumable")
         finally:
             if carrier is not None:
                 await carrier.close()

@@ -188,12 +188,19 @@ class SagaLeases(Protocol):
     """Which worker runs which instance."""
 
     async def claim(
-        self, owner: str, saga_names: Collection[str], *, lease: float, limit: int = 100
+        self,
+        owner: str,
+        saga_names: Collection[str],
+        *,
+        lease: float,
+        limit: int = 100,
+        gone: Collection[str] = (),
     ) -> list[SagaRecord]:
         """Atomically take up to ``limit`` non-terminal instances of ``saga_names``
-        whose lease is missing or expired, oldest first. An entry of
-        ``saga_names`` is a saga name (any version) or a definition key
-        (:func:`definition_key`: only the instances of that definition).
+        whose lease is missing or expired, or held by one of the ``gone``
+        owners (known dead: their leases need not run out), oldest first. An
+        entry of ``saga_names`` is a saga name (any version) or a definition
+        key (:func:`definition_key`: only the instances of that definition).
 
         Each is leased to ``owner`` until now + ``lease`` and its version is
         bumped, so a save by the previous owner raises ``ConcurrencyError``;
@@ -201,12 +208,18 @@ class SagaLeases(Protocol):
         version. Two concurrent claimers never get the same instance."""
 
     async def stranded(
-        self, saga_names: Collection[str], keys: Collection[str], *, limit: int = 100
+        self,
+        saga_names: Collection[str],
+        keys: Collection[str],
+        *,
+        limit: int = 100,
+        gone: Collection[str] = (),
     ) -> list[SagaRecord]:
         """Non-terminal instances of ``saga_names`` whose ``definition_key`` is
-        not in ``keys``, with no ``waiting`` reason yet and no live
-        lease, oldest first: those a process with these definitions must
-        report as waiting (with :meth:`mark_waiting`) instead of driving."""
+        not in ``keys``, with no ``waiting`` reason yet and no live lease (a
+        lease of one of the ``gone`` owners does not count), oldest first:
+        those a process with these definitions must report as waiting (with
+        :meth:`mark_waiting`) instead of driving."""
 
     async def mark_waiting(self, saga_id: str, reason: str) -> None:
         """Record why no process drives this non-terminal instance (nothing
@@ -218,6 +231,10 @@ class SagaLeases(Protocol):
         """Extend to now + ``lease`` the leases ``owner`` still holds on these
         non-terminal instances; returns the ids renewed (an instance claimed by
         another worker meanwhile is not)."""
+
+    async def lease_holders(self, saga_names: Collection[str]) -> list[str]:
+        """The owners holding a lease (expired or not) on non-terminal
+        instances of ``saga_names``, each once."""
 
     async def release(self, owner: str, saga_ids: Collection[str]) -> None:
         """Drop the leases ``owner`` still holds on these instances, so another

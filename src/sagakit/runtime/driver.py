@@ -19,16 +19,14 @@ from typing import Any, NoReturn
 from sagakit.definition.saga import Saga
 from sagakit.engine.commands import Command, Compensate, FinishSaga, RunStep
 from sagakit.engine.decide import decide
-from sagakit.engine.events import Event, SagaResumed
+from sagakit.engine.events import Event
 from sagakit.engine.state import SagaState, SagaStatus
 from sagakit.errors import (
     ConcurrencyError,
-    DefinitionUnavailable,
     SagaNotFound,
     StateError,
     StoreError,
 )
-from sagakit.messaging.envelope import MalformedMessage
 from sagakit.observability.observer import NOOP, STEP_KINDS, Observer, trace_of
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import (
@@ -41,6 +39,7 @@ from sagakit.ports.store import (
 )
 from sagakit.runtime import delivery, operator
 from sagakit.runtime.executor import StepOutcome, execute, unsendable
+from sagakit.runtime.heartbeat import Heartbeat, ended
 from sagakit.runtime.instance import Delivery, Instance, LeaseLost
 from sagakit.runtime.relay import OutboxRelay
 from sagakit.runtime.remote import command_messages, remote_of
@@ -49,6 +48,13 @@ from sagakit.runtime.retry import retry_store
 
 logger = logging.getLogger("sagakit.runtime.orchestrator")
 
+_STARTED_HERE: set[str] = set()
+
+
+def started_here(owner: str) -> bool:
+    """Whether a driver of this process ever leased instances as ``owner``."""
+    return owner in _STARTED_HERE
+
 
 @dataclass(eq=False)
 class Driver:
@@ -56,10 +62,14 @@ class Driver:
 
     It owns the instances driven here (``active``, by saga id) and their
     tasks; it applies events to them (decide -> commit -> effects) and
-    commits at the next version under this worker's lease, if any.
+    commits at the next version under this worker's lease, if any, which a
+    heartbeat renews every ``lease / 3`` s while anything is driven.
     ``definition`` finds the saga a stored instance started on, or raises
     ``DefinitionUnavailable`` (the instance is then left to a process that
     has it, marked waiting).
+
+    ``draining``: no step starts any more; an instance whose steps in flight
+    have finished (and are committed) is handed over (``handed``) instead.
     """
 
     store: SagaStore
@@ -75,6 +85,17 @@ class Driver:
     observer: Observer = NOOP
     active: dict[str, Instance] = field(default_factory=dict, init=False)
     tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    draining: bool = field(default=False, init=False)
+    handed: list[str] = field(default_factory=list, init=False)
+    beat: Heartbeat | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        _STARTED_HERE.add(self.worker_id)
+        if self.lease is not None:
+            self.beat = Heartbeat(self.renew_leases, self.lease / 3, self.busy)
+
+    def busy(self) -> bool:
+        return bool(self.active)
 
     def ownership(self) -> dict[str, Any]:
         """The keywords a commit passes to the store to keep the lease."""
@@ -84,105 +105,25 @@ class Driver:
 
     # -- taking instances ----------------------------------------------------
 
+    def own(self, inst: Instance) -> None:
+        """Count ``inst`` as driven here: its lease is renewed from now on."""
+        self.active[inst.state.saga_id] = inst
+        if self.beat is not None:
+            self.beat.start()
+
+    def drop(self, saga_id: str) -> None:
+        """No longer driven here; the heartbeat stops with the last one."""
+        self.active.pop(saga_id, None)
+        if self.beat is not None:
+            self.beat.idle()
+
     def spawn(self, inst: Instance, commands: tuple[Command, ...]) -> None:
         """Drive ``inst`` (now ``active``) in a task of its own."""
-        self.active[inst.state.saga_id] = inst
+        self.own(inst)
         task = asyncio.create_task(self.drive(inst, commands))
         inst.driver = task
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-
-    async def adopt(self, record: SagaRecord, how: str) -> bool:
-        """Drive an instance another worker (or a producer) left; False if lost
-        or if its definition is not here (then it is marked waiting)."""
-        saga = await self.definition_for(record)
-        if saga is None:
-            return False
-        saga_id = record.saga_id
-        inst = Instance.from_record(saga, record)
-        now = self.clock.now()
-        entry = saga_line(saga_id, how, now, {"worker": self.worker_id})
-        decision = decide(saga, record.state, SagaResumed(now))
-        self.active[saga_id] = inst
-        if decision.state == record.state:
-            # nothing to commit yet: the line joins the next transition's commit
-            inst.pending_history.append(entry)
-        else:
-            try:
-                await self.commit(inst, decision.state, [entry])
-            except (ConcurrencyError, StateError, SagaNotFound):
-                self.active.pop(saga_id, None)
-                return False  # another worker took it
-            except BaseException:
-                # not driven: left active, its lease would be renewed forever
-                self.active.pop(saga_id, None)
-                raise
-        logger.info(
-            "saga resumed",
-            extra={
-                "action": f"saga_{how}",
-                "saga_id": saga_id,
-                "saga": saga.name,
-                "worker": self.worker_id,
-            },
-        )
-        self.spawn(inst, decision.commands)
-        return True
-
-    async def definition_for(self, record: SagaRecord) -> Saga[Any] | None:
-        """The definition ``record`` started on, or None when it is not
-        registered here or changed shape (``record`` is then marked waiting)."""
-        try:
-            return self.definition(record)
-        except DefinitionUnavailable as exc:
-            await self.mark_waiting(record, exc.reason)
-            return None
-
-    async def mark_waiting(self, record: SagaRecord, reason: str) -> None:
-        """Record (once) why this process leaves ``record`` alone."""
-        if record.waiting is not None and record.waiting.startswith(reason):
-            return  # known already (perhaps with more said about it)
-        await self.store.mark_waiting(record.saga_id, reason)
-        logger.warning(
-            "saga waits for its definition",
-            extra={
-                "action": "saga_waiting",
-                "saga_id": record.saga_id,
-                "saga": record.saga_name,
-                "reason": reason,
-            },
-        )
-
-    async def load(self, saga_id: str) -> Instance | None:
-        """The instance of ``saga_id`` driven here, adopted if need be so that
-        a reply or a deadline can be applied; None if the saga ended."""
-        inst = self.active.get(saga_id)
-        if inst is not None:
-            return inst
-        try:  # a reply must not fail (and be dead-lettered) in an outage
-            record = await retry_store(
-                lambda: self.store.get(saga_id),
-                clock=self.clock,
-                limit=self.store_retry,
-            )
-        except SagaNotFound:
-            raise MalformedMessage(f"reply for unknown saga {saga_id}") from None
-        if record.status.terminal:
-            logger.info(
-                "reply for a finished saga dropped",
-                extra={"action": "reply_late", "saga_id": saga_id},
-            )
-            return None
-        if saga_id in self.active:  # adopted meanwhile
-            return self.active[saga_id]
-        try:
-            saga = self.definition(record)
-        except DefinitionUnavailable as exc:
-            await self.mark_waiting(record, exc.reason)
-            raise
-        inst = Instance.from_record(saga, record)
-        self.spawn(inst, ())
-        return inst
 
     async def request(
         self,
@@ -222,12 +163,16 @@ class Driver:
         ids = list(self.active)
         kept = set(await self.store.renew(self.worker_id, ids, lease=self.lease))
         lost = [i for i in ids if i not in kept and i in self.active]
+        for saga_id in await ended(self.store, lost):  # finishing, not lost
+            lost.remove(saga_id)
         for saga_id in lost:
             logger.warning(
-                "lease lost",
+                "lease lost: another worker drives the saga; stopped here",
                 extra={"action": "lease_lost", "saga_id": saga_id},
             )
             inst = self.active.get(saga_id)
+            if inst is not None:
+                inst.lost = True  # warned once
             if inst is not None and inst.caller_driven:
                 inst.queue.put_nowait(LeaseLost())  # run() goes on polling
             elif inst is not None and inst.driver is not None:
@@ -252,6 +197,10 @@ class Driver:
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        if self.beat is not None:
+            self.beat.stop()
+        ids += self.handed
+        self.handed = []
         if release and self.lease is not None and ids:
             await self.store.release(self.worker_id, ids)
         return ids
@@ -276,6 +225,11 @@ class Driver:
                         return
                     if remote_of(inst.saga, command) is None:
                         local.append(command)
+                if self.draining and local:
+                    if inst.in_flight == 0:
+                        self._hand_over(inst)
+                        return
+                    local = []  # the next owner runs them
                 if len(local) == 1 and inst.in_flight == 0 and inst.queue.empty():
                     item: StepOutcome | Delivery | LeaseLost = await self.execute(
                         inst, local[0]
@@ -304,14 +258,15 @@ class Driver:
             self._abandon(inst, None)
             raise
         except (ConcurrencyError, StateError, SagaNotFound) as exc:
-            logger.warning(
-                "saga taken over",
-                extra={
-                    "action": "saga_abandoned",
-                    "saga_id": saga_id,
-                    "reason": str(exc),
-                },
-            )
+            if not inst.lost:
+                logger.warning(
+                    "saga taken over by another worker; stopped driving it here",
+                    extra={
+                        "action": "saga_abandoned",
+                        "saga_id": saga_id,
+                        "reason": str(exc),
+                    },
+                )
             self._abandon(inst, exc)
         except Exception as exc:
             logger.exception(
@@ -331,8 +286,18 @@ class Driver:
         for item in waiting:
             inst.queue.put_nowait(item)
 
+    def _hand_over(self, inst: Instance) -> None:
+        """Draining: stop driving ``inst`` between two steps (released later)."""
+        saga_id = inst.state.saga_id
+        self.handed.append(saga_id)
+        logger.info(
+            "saga handed over",
+            extra={"action": "saga_handed_over", "saga_id": saga_id},
+        )
+        self._abandon(inst, ConcurrencyError(f"saga {saga_id} was handed over"))
+
     def _abandon(self, inst: Instance, exc: BaseException | None) -> None:
-        self.active.pop(inst.state.saga_id, None)
+        self.drop(inst.state.saga_id)
         for task in list(inst.tasks):
             task.cancel()
         if inst.done is not None and not inst.done.done():
@@ -343,7 +308,7 @@ class Driver:
 
     def _finish(self, inst: Instance) -> None:
         state = inst.state
-        self.active.pop(state.saga_id, None)
+        self.drop(state.saga_id)
         while not inst.queue.empty():  # replies that came too late: nothing to do
             item = inst.queue.get_nowait()
             if isinstance(item, Delivery) and not item.handled.done():

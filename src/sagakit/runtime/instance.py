@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +13,10 @@ from sagakit.engine.events import Event
 from sagakit.engine.state import SagaState
 from sagakit.ports.store import HistoryEntry, InboxEntry, SagaRecord
 from sagakit.runtime.executor import StepOutcome
+from sagakit.runtime.owners import default_worker_id
 from sagakit.runtime.result import SagaResult
+
+__all__ = ["REPLY_CONSUMER", "Delivery", "Instance", "LeaseLost", "default_worker_id"]
 
 REPLY_CONSUMER = "sagakit.orchestrator"
 """Inbox consumer name under which orchestrators record the replies they took."""
@@ -40,11 +40,6 @@ class LeaseLost:
     """Put on the queue of an instance whose lease another worker took, when
     the driver is a ``run()`` caller's own task (not cancelled: it goes on
     to follow the saga in the store)."""
-
-
-def default_worker_id() -> str:
-    """``host:pid:random``: unique per process, readable in the store."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 @dataclass(eq=False)
@@ -74,6 +69,8 @@ class Instance:
     """Driven by a ``run()`` caller's task, which must never be cancelled."""
     finished_elsewhere: bool = False
     """Another worker ended it (found on reload): report nothing again."""
+    lost: bool = False
+    """Another worker took its lease (the warning was logged once)."""
 
     @classmethod
     def from_record(cls, saga: Saga[Any], record: SagaRecord) -> Instance:

@@ -18,6 +18,7 @@ from sagakit.errors import DefinitionUnavailable, SagaError, StoreError
 from sagakit.messaging.envelope import Envelope, MalformedMessage
 from sagakit.ports.store import InboxEntry
 from sagakit.ports.transport import Subscription, Transport
+from sagakit.runtime import adoption
 from sagakit.runtime.delivery import enqueue
 from sagakit.runtime.driver import Driver
 from sagakit.runtime.instance import REPLY_CONSUMER
@@ -49,11 +50,6 @@ class ReplyIntake:
             raise SagaError("serving() needs an orchestrator with a transport")
         if self.running:
             raise SagaError("this orchestrator is already serving")
-        if self.driver.lease is None:
-            # embedded: this process owns the database, so holds left by a
-            # previous run (a crash between a commit and its publish) are
-            # stale; without this they would wait out the hold
-            await self.driver.store.release_outbox()
         subscription: Subscription = await self.transport.consume(
             self.reply_queue, self.handle_reply
         )
@@ -84,7 +80,7 @@ class ReplyIntake:
         if not message.saga_id:
             raise MalformedMessage(f"reply {message.id} names no saga id")
         driver = self.driver
-        inst = await driver.load(message.saga_id)
+        inst = await adoption.load(driver, message.saga_id)
         if inst is None:
             return  # the saga ended: a late reply
         translated = reply_event(
@@ -112,7 +108,7 @@ class ReplyIntake:
         """Fail the remote steps of ``saga_id`` whose reply deadline passed."""
         driver = self.driver
         try:
-            inst = await driver.load(saga_id)
+            inst = await adoption.load(driver, saga_id)
         except (MalformedMessage, DefinitionUnavailable):
             return  # not ours to drive: reported waiting
         if inst is None:

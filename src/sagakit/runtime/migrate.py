@@ -11,12 +11,14 @@ a process applies those declared ``auto=True`` when it recovers.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import replace
 
 from sagakit.engine.migrate import migrated_state
 from sagakit.errors import ConcurrencyError, SagaNotFound, StateError
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import SagaRecord, SagaRepository, saga_line
+from sagakit.runtime import adoption
 from sagakit.runtime.driver import Driver
 from sagakit.runtime.registry import Registry
 
@@ -86,12 +88,17 @@ async def migrate_instance(
     return moved
 
 
-async def report_stranded(driver: Driver, registry: Registry, limit: int) -> list[str]:
+async def report_stranded(
+    driver: Driver, registry: Registry, limit: int, gone: Collection[str] = ()
+) -> list[str]:
     """Settle the unfinished instances of the registered sagas that this
     process cannot drive and nobody holds: migrate those with an ``auto``
     migration, mark the others waiting with the reason (each once: they are
-    neither claimed nor reported again). Returns the ids marked waiting."""
-    found = await driver.store.stranded(registry.names(), registry.keys(), limit=limit)
+    neither claimed nor reported again); a lease of a ``gone`` owner (known
+    dead) does not count as held. Returns the ids marked waiting."""
+    found = await driver.store.stranded(
+        registry.names(), registry.keys(), limit=limit, gone=gone
+    )
     waiting = []
     for record in found:
         reason = registry.reason(record) or ""
@@ -111,6 +118,6 @@ async def report_stranded(driver: Driver, registry: Registry, limit: int) -> lis
                 reason = f"{reason}; its migration was refused: {exc}"
         elif migratable(registry, record, auto_only=False):
             reason = f"{reason}; a migration is declared: sagakit migrate-instances"
-        await driver.mark_waiting(record, reason)
+        await adoption.mark_waiting(driver, record, reason)
         waiting.append(record.saga_id)
     return waiting

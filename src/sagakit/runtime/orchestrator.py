@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, ClassVar, Self, TypeVar, Unpack
 
@@ -24,17 +25,25 @@ from sagakit.observability.observer import NOOP, Observer
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import SagaStore
 from sagakit.ports.transport import Transport
+from sagakit.runtime import adoption
 from sagakit.runtime.client import SagaClient, Started, StartOptions
 from sagakit.runtime.clock import SystemClock
-from sagakit.runtime.driver import Driver
+from sagakit.runtime.driver import Driver, started_here
 from sagakit.runtime.instance import default_worker_id
 from sagakit.runtime.intake import ReplyIntake
 from sagakit.runtime.migrate import report_stranded
+from sagakit.runtime.owners import gone
 from sagakit.runtime.registry import Registry
 from sagakit.runtime.relay import OutboxRelay
 from sagakit.runtime.result import SagaResult
 
 C = TypeVar("C", bound=BaseModel)
+
+DEFAULT_LEASE = 30.0
+"""Seconds an instance stays leased to its orchestrator without a heartbeat."""
+
+OWNER_CHECK = 1.0
+"""Seconds between two looks at whether the owners of leased sagas died."""
 
 
 class Orchestrator:
@@ -43,11 +52,16 @@ class Orchestrator:
     ``sagas`` registers definitions so that ``recover`` can resume their
     instances after a restart; ``start``/``run`` register what they are given.
 
-    Without ``lease`` (the embedded default) one process owns the database and
-    ``recover`` takes every unfinished instance. With ``lease`` (seconds), each
-    instance this orchestrator creates or claims is leased to ``worker_id``;
-    ``recover`` claims only instances whose lease expired, and
-    ``renew_leases`` must run more often than the lease (``Worker`` does it).
+    Each instance this orchestrator creates or claims is leased to
+    ``worker_id`` for ``lease`` seconds (30 by default), renewed every
+    ``lease / 3`` s by a heartbeat that runs while anything is driven here.
+    ``recover`` claims only instances whose owner is gone: its lease expired,
+    or its process (on this host) died. So several processes may share one
+    database, each calling ``recover`` at start-up; none takes a live peer's
+    sagas. Within one process, an orchestrator made without ``lease`` (the
+    embedded default) also takes what other orchestrators of the process
+    leased, as ``recover`` always did: one process, one owner. Given a
+    ``lease``, it waits for theirs to run out, as a ``Worker`` does.
 
     ``store_retry`` is how long a save that failed with a store error (a lost
     connection, a database restart) is retried before the instance is left
@@ -85,7 +99,9 @@ class Orchestrator:
             raise SagaError(f"lease must be > 0 seconds, got {lease}")
         self.store = store
         self.worker_id = worker_id or default_worker_id()
-        self.lease = lease
+        self.embedded = lease is None
+        self._owners_checked = -OWNER_CHECK
+        self.lease: float = DEFAULT_LEASE if lease is None else lease
         self.clock: Clock = clock or SystemClock()
         self.transport = transport
         self.reply_queue = reply_queue
@@ -102,7 +118,7 @@ class Orchestrator:
             clock=self.clock,
             jitter=jitter or random.random,
             worker_id=self.worker_id,
-            lease=lease,
+            lease=self.lease,
             store_retry=store_retry,
             reply_queue=reply_queue,
             relay=self.relay,
@@ -169,7 +185,7 @@ class Orchestrator:
         inst.done = asyncio.get_running_loop().create_future()
         inst.driver = asyncio.current_task()
         inst.caller_driven = True
-        self.driver.active[started.saga_id] = inst
+        self.driver.own(inst)
         await self.driver.drive(inst, started.commands)
         try:
             return inst.done.result()
@@ -205,6 +221,8 @@ class Orchestrator:
         context: C | Mapping[str, Any] | None,
         options: StartOptions,
     ) -> Started:
+        if self.driver.draining:
+            raise SagaError("this orchestrator was stopped: it starts no saga")
         remote = any(s.is_remote or s.compensation_is_remote for s in saga)
         if remote and not self.intake.running:
             raise SagaError(
@@ -222,7 +240,10 @@ class Orchestrator:
         if inst is not None:
             if inst.done is None:
                 inst.done = asyncio.get_running_loop().create_future()
-            return await asyncio.shield(inst.done)
+            try:
+                return await asyncio.shield(inst.done)
+            except (ConcurrencyError, StateError, SagaNotFound):
+                pass  # handed over or taken over: follow it in the store
         return await self._poll(saga_id)
 
     async def _poll(self, saga_id: str) -> SagaResult[Any]:
@@ -251,6 +272,25 @@ class Orchestrator:
         them at once."""
         return await self.driver.stop(release=release)
 
+    async def stop(
+        self, *, drain: bool = True, drain_timeout: float | None = 30.0
+    ) -> list[str]:
+        """Stop this process's part (a rolling restart): recover, start and run
+        take nothing new from now on. With ``drain``, the steps in flight
+        finish and are committed (for up to ``drain_timeout`` s), and no next step
+        starts; then every instance driven here is released, so another
+        process claims it at once. Returns their ids.
+
+        Not ``drain()``, which waits for the sagas driven in the background
+        to end.
+        """
+        self.driver.draining = True
+        if drain:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(drain_timeout):
+                    await self.driver.settle()
+        return await self.driver.stop(release=True)
+
     async def close(self) -> None:
         """Stop driving (unfinished sagas stay resumable) and close the store."""
         await self.stop_driving()
@@ -259,39 +299,56 @@ class Orchestrator:
     # -- recovery ----------------------------------------------------------
 
     async def recover(self, limit: int = 1000) -> list[str]:
-        """Resume unfinished instances of the registered sagas in the background.
+        """Resume unfinished instances of the registered sagas in the background;
+        returns their ids.
 
-        Steps that were committed are not run again; a step that was in flight
-        when the previous worker died runs again (at-least-once). With a lease,
-        only instances whose lease expired (or that nobody owns) are claimed.
+        Only instances whose owner is gone are claimed: nobody owns them, their
+        lease expired, or their owner's process on this host died (see the
+        class). Steps that were committed are not run again; a step that was in
+        flight when the previous owner died runs again (at-least-once).
         An instance started on a version not registered here (or whose shape
         changed) is never driven: it is migrated if a registered version
         declares an ``auto`` migration from it, else marked waiting with the
         reason.
         """
+        if self.driver.draining:
+            return []
         active, names = self.driver.active, self.registry.names()
-        await report_stranded(self.driver, self.registry, limit)
-        if self.lease is not None:
-            claimed = await self.store.claim(
-                self.worker_id, self.registry.keys(), lease=self.lease, limit=limit
-            )
-            adopted = []
-            for record in claimed:
-                if record.saga_id in active:
-                    continue  # cannot happen while our lease holds; be safe
-                if await self.driver.adopt(record, "claimed"):
-                    adopted.append(record.saga_id)
-            return adopted
-        resumed = []
-        for saga_id in await self.store.unfinished(names, limit):
-            if saga_id in active:
-                continue
-            record = await self.store.get(saga_id)
-            if not record.status.terminal and await self.driver.adopt(
-                record, "resumed"
-            ):
-                resumed.append(saga_id)
-        return resumed
+        dead = await self._gone_owners(names)
+        await report_stranded(self.driver, self.registry, limit, dead)
+        claimed = await self.store.claim(
+            self.worker_id,
+            self.registry.keys(),
+            lease=self.lease,
+            limit=limit,
+            gone=dead,
+        )
+        how = "claimed" if not self.embedded else "resumed"
+        adopted = []
+        for record in claimed:
+            if record.saga_id in active:
+                continue  # cannot happen while our lease holds; be safe
+            if await adoption.adopt(self.driver, record, how):
+                adopted.append(record.saga_id)
+        return adopted
+
+    async def _gone_owners(self, names: list[str]) -> list[str]:
+        """Owners of ``names``' sagas known to be gone (see the class); looked
+        for on the first call, then at most every ``OWNER_CHECK`` seconds
+        (it reads every unfinished saga's owner)."""
+        now = time.monotonic()
+        if now < self._owners_checked + OWNER_CHECK:
+            return []
+        self._owners_checked = now
+        dead = gone(
+            await self.store.lease_holders(names),
+            me=self.worker_id,
+            mine=started_here,
+            take_local=self.embedded,
+        )
+        for owner in dead:  # what its relay held will not be published by it
+            await self.store.release_outbox(owner)
+        return dead
 
     async def renew_leases(self) -> list[str]:
         """Extend the leases of the instances this worker drives; returns the

@@ -3,8 +3,9 @@
 Run as many worker processes on one database as you like: each claims
 instances whose lease is free or expired (``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL), renews its leases while it drives them, and hands them back on
-a graceful stop. A worker that dies simply stops renewing; once its leases
-expire another worker claims its instances and resumes them.
+a graceful stop or a drain. A worker that dies simply stops renewing; once
+its leases expire (at once, for a dead process on the same host) another
+worker claims its instances and resumes them.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class Worker:
         self.poll_interval = poll_interval
         self.max_active = max_active
         self._stop = asyncio.Event()
+        self._drain = False
         self.claimed = 0
 
     @property
@@ -77,6 +79,14 @@ class Worker:
         Cancelling ``run`` instead stops it at once: the sagas it drives are
         cancelled and keep their leases, so others claim them when those expire.
         """
+        self._stop.set()
+
+    def drain(self) -> None:
+        """Ask ``run`` to stop for a rolling restart: claim nothing more, let
+        the steps in flight finish and commit, start no next step, release
+        every saga driven here (another worker claims it at once), and return.
+        ``sagakit worker`` does this on SIGTERM."""
+        self._drain = True
         self._stop.set()
 
     async def run(
@@ -93,14 +103,12 @@ class Worker:
 
     async def _run(self, until_idle: bool, drain_timeout: float) -> None:
         orch = self.orchestrator
-        lease = orch.lease or 30.0
-        heartbeat = asyncio.create_task(self._heartbeat(lease / 3))
         logger.info(
             "worker started",
             extra={
                 "action": "worker_started",
                 "worker": self.worker_id,
-                "lease": lease,
+                "lease": orch.lease,
             },
         )
         cancelled = False
@@ -132,6 +140,9 @@ class Worker:
                 # cancelled, not stopped: quit at once like a dead worker; the
                 # instances stay leased until their leases run out
                 await orch.stop_driving(release=False)
+            elif self._drain:
+                with contextlib.suppress(StoreError):
+                    await orch.stop(drain=True, drain_timeout=drain_timeout)
             else:
                 try:
                     async with asyncio.timeout(drain_timeout):
@@ -149,9 +160,6 @@ class Worker:
                     )
                     with contextlib.suppress(StoreError):
                         await orch.stop_driving()
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
             logger.info(
                 "worker stopped",
                 extra={
@@ -160,14 +168,3 @@ class Worker:
                     "claimed": self.claimed,
                 },
             )
-
-    async def _heartbeat(self, every: float) -> None:
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await self.orchestrator.renew_leases()
-            except StoreError as exc:
-                logger.warning(
-                    "lease renewal failed",
-                    extra={"action": "renew_failed", "error": str(exc)},
-                )

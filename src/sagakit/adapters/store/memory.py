@@ -171,12 +171,18 @@ class InMemoryStore:
         )
         return [r.saga_id for r in found[:limit]]
 
-    def _expired(self, saga_id: str, now: float) -> bool:
+    def _free(self, saga_id: str, now: float, gone: Collection[str]) -> bool:
         held = self._leases.get(saga_id)
-        return held is None or held[1] < now
+        return held is None or held[1] < now or held[0] in gone
 
     async def claim(
-        self, owner: str, saga_names: Collection[str], *, lease: float, limit: int = 100
+        self,
+        owner: str,
+        saga_names: Collection[str],
+        *,
+        lease: float,
+        limit: int = 100,
+        gone: Collection[str] = (),
     ) -> list[SagaRecord]:
         now = time.time()
         due = sorted(
@@ -185,7 +191,7 @@ class InMemoryStore:
                 for r in self._sagas.values()
                 if not r.status.terminal
                 and (r.saga_name in saga_names or r.definition_key in saga_names)
-                and self._expired(r.saga_id, now)
+                and self._free(r.saga_id, now, gone)
             ),
             key=lambda r: (r.created_at, r.saga_id),
         )[:limit]
@@ -199,7 +205,12 @@ class InMemoryStore:
         return claimed
 
     async def stranded(
-        self, saga_names: Collection[str], keys: Collection[str], *, limit: int = 100
+        self,
+        saga_names: Collection[str],
+        keys: Collection[str],
+        *,
+        limit: int = 100,
+        gone: Collection[str] = (),
     ) -> list[SagaRecord]:
         now = time.time()
         found = sorted(
@@ -210,7 +221,7 @@ class InMemoryStore:
                 and r.saga_name in saga_names
                 and r.definition_key not in keys
                 and r.waiting is None
-                and self._expired(r.saga_id, now)
+                and self._free(r.saga_id, now, gone)
             ),
             key=lambda r: (r.created_at, r.saga_id),
         )
@@ -245,6 +256,16 @@ class InMemoryStore:
                 renewed.append(saga_id)
         self.commits += 1
         return renewed
+
+    async def lease_holders(self, saga_names: Collection[str]) -> list[str]:
+        holders = (
+            self._leases[r.saga_id][0]
+            for r in self._sagas.values()
+            if not r.status.terminal
+            and r.saga_name in saga_names
+            and r.saga_id in self._leases
+        )
+        return list(dict.fromkeys(holders))
 
     async def release(self, owner: str, saga_ids: Collection[str]) -> None:
         if not saga_ids:

@@ -236,20 +236,39 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
     # -- leases ------------------------------------------------------------
 
     async def claim(
-        self, owner: str, saga_names: Collection[str], *, lease: float, limit: int = 100
+        self,
+        owner: str,
+        saga_names: Collection[str],
+        *,
+        lease: float,
+        limit: int = 100,
+        gone: Collection[str] = (),
     ) -> list[SagaRecord]:
-        found = await self._fetch(
-            f"claim by {owner!r}", "claim_sagas", owner, list(saga_names), lease, limit
-        )
-        self.database.commits += 1
-        return [rows.saga_record(r) for r in found]
+        names, about = list(saga_names), f"claim by {owner!r}"
+        found: list[Any] = []
+        if gone:
+            found = await self._fetch(
+                about, "claim_sagas_of", owner, names, lease, limit, list(gone)
+            )
+            self.database.commits += 1
+        if len(found) < limit:
+            left = limit - len(found)
+            found += await self._fetch(about, "claim_sagas", owner, names, lease, left)
+            self.database.commits += 1
+        claimed = map(rows.saga_record, found)
+        return sorted(claimed, key=lambda r: (r.created_at, r.saga_id))
 
     async def stranded(
-        self, saga_names: Collection[str], keys: Collection[str], *, limit: int = 100
+        self,
+        saga_names: Collection[str],
+        keys: Collection[str],
+        *,
+        limit: int = 100,
+        gone: Collection[str] = (),
     ) -> list[SagaRecord]:
         names, keys = list(saga_names), list(keys)
         found = await self._fetch(
-            "listing stranded sagas", "stranded_sagas", names, keys, limit
+            "listing stranded sagas", "stranded_sagas", names, keys, limit, list(gone)
         )
         return [rows.saga_record(r) for r in found]
 
@@ -271,6 +290,12 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
         self.database.commits += 1
         renewed = {r["saga_id"] for r in found}
         return [saga_id for saga_id in ids if saga_id in renewed]
+
+    async def lease_holders(self, saga_names: Collection[str]) -> list[str]:
+        found = await self._fetch(
+            "listing lease holders", "lease_holders", list(saga_names)
+        )
+        return [r["owner"] for r in found]
 
     async def release(self, owner: str, saga_ids: Collection[str]) -> None:
         ids = unique_ids(saga_ids)

@@ -223,10 +223,23 @@ class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
     # -- leases ------------------------------------------------------------
 
     async def claim(
-        self, owner: str, saga_names: Collection[str], *, lease: float, limit: int = 100
+        self,
+        owner: str,
+        saga_names: Collection[str],
+        *,
+        lease: float,
+        limit: int = 100,
+        gone: Collection[str] = (),
     ) -> list[SagaRecord]:
-        params = (owner, time.time(), lease, dumps(list(saga_names)), limit)
-        claimed, _ = self._write(f"claim by {owner!r}", "claim_sagas", params)
+        names, about = dumps(list(saga_names)), f"claim by {owner!r}"
+        params = (owner, time.time(), lease, names, limit)
+        claimed: list[tuple[Any, ...]] = []
+        if gone:
+            of_gone = (*params, dumps(list(gone)))
+            claimed, _ = self._write(about, "claim_sagas_of", of_gone)
+            params = (owner, time.time(), lease, names, limit - len(claimed))
+        if len(claimed) < limit:
+            claimed += self._write(about, "claim_sagas", params)[0]
         return sorted(
             map(rows.saga_record, claimed), key=lambda r: (r.created_at, r.saga_id)
         )
@@ -242,15 +255,31 @@ class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
         renewed = {r[0] for r in found}
         return [saga_id for saga_id in ids if saga_id in renewed]
 
+    async def lease_holders(self, saga_names: Collection[str]) -> list[str]:
+        names = (dumps(list(saga_names)),)
+        found = self.database.fetchall("listing lease holders", "lease_holders", names)
+        return [r[0] for r in found]
+
     async def release(self, owner: str, saga_ids: Collection[str]) -> None:
         ids = unique_ids(saga_ids)
         if ids:
             self._write(f"release by {owner!r}", "release_leases", (owner, dumps(ids)))
 
     async def stranded(
-        self, saga_names: Collection[str], keys: Collection[str], *, limit: int = 100
+        self,
+        saga_names: Collection[str],
+        keys: Collection[str],
+        *,
+        limit: int = 100,
+        gone: Collection[str] = (),
     ) -> list[SagaRecord]:
-        params = (dumps(list(saga_names)), dumps(list(keys)), time.time(), limit)
+        params = (
+            dumps(list(saga_names)),
+            dumps(list(keys)),
+            time.time(),
+            limit,
+            dumps(list(gone)),
+        )
         found = self._read("stranded_sagas", params)
         return [rows.saga_record(r) for r in found]
 

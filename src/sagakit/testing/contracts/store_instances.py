@@ -217,6 +217,29 @@ class SagaLeasesContract(StoreFixtures):
         claimed = await store.claim("w2", ["order"], lease=60)
         assert [r.saga_id for r in claimed] == ["lapsed"]
 
+    async def test_claim_takes_fresh_leases_of_gone_owners(
+        self, store: SagaStore
+    ) -> None:
+        await store.create(make_record("dead", created=1.0), [], owner="w1", lease=60)
+        await store.create(make_record("live", created=2.0), [], owner="w2", lease=60)
+        assert await store.claim("w3", ["order"], lease=60, gone=["w9"]) == []
+        claimed = await store.claim("w3", ["order"], lease=60, gone=["w1"])
+        assert [(r.saga_id, r.version) for r in claimed] == [("dead", 2)]
+        assert await store.claim("w4", ["order"], lease=60, gone=["w1"]) == []
+
+    async def test_lease_holders_names_each_owner_of_unfinished_sagas_once(
+        self, store: SagaStore
+    ) -> None:
+        assert await store.lease_holders(["order"]) == []
+        await store.create(make_record("a"), [], owner="w1", lease=60)
+        await store.create(make_record("b"), [], owner="w1", lease=-1)
+        await store.create(make_record("c"), [], owner="w2", lease=60)
+        await store.create(make_record("d"), [])  # unowned
+        done = make_record("e", status=SagaStatus.SUCCEEDED)
+        await store.create(done, [], owner="w3", lease=60)
+        assert sorted(await store.lease_holders(["order"])) == ["w1", "w2"]
+        assert await store.lease_holders(["other"]) == []
+
     async def test_create_without_lease_is_claimable(self, store: SagaStore) -> None:
         await store.create(make_record("s1"), [], owner="w1")  # no lease: unowned
         assert [r.saga_id for r in await store.claim("w2", ["order"], lease=60)] == [

@@ -110,7 +110,8 @@ RETURNING saga_id, saga_name, status, version, idempotency_key, context, state,
 
 -- stranded_sagas --
 -- Non-terminal sagas of ?1 (a JSON array) whose definition key is not in ?2
--- (a JSON array), not marked waiting yet and not leased (?3 is now)
+-- (a JSON array), not marked waiting yet and not leased (?3 is now), or
+-- leased by an owner in ?5 (a JSON array), known dead
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
@@ -119,7 +120,8 @@ SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
    AND saga_name || ':' || definition_version || coalesce(':' || fingerprint, '')
        NOT IN (SELECT value FROM json_each(?2))
    AND waiting IS NULL
-   AND (lease_until IS NULL OR lease_until < ?3)
+   AND (lease_until IS NULL OR lease_until < ?3
+        OR owner IN (SELECT value FROM json_each(?5)))
  ORDER BY created_at, saga_id
  LIMIT ?4;
 
@@ -131,6 +133,31 @@ UPDATE sagakit_saga SET waiting = ?2
 SELECT saga_name, definition_version, fingerprint, count(*) FROM sagakit_saga
  WHERE status IN ('running', 'compensating')
  GROUP BY saga_name, definition_version, fingerprint;
+
+-- claim_sagas_of --
+-- Take the non-terminal sagas named in ?4 (a JSON array) that owners known to
+-- be dead (?6, a JSON array) still hold, oldest first; like claim_sagas
+WITH dead AS (SELECT value AS owner FROM json_each(?6)),
+     taken AS (SELECT s.saga_id FROM sagakit_saga AS s JOIN dead USING (owner)
+                WHERE s.status IN ('running', 'compensating')
+                  AND (s.saga_name IN (SELECT value FROM json_each(?4))
+                       OR s.saga_name || ':' || s.definition_version
+                          || coalesce(':' || s.fingerprint, '')
+                          IN (SELECT value FROM json_each(?4)))
+                ORDER BY s.created_at, s.saga_id LIMIT ?5)
+UPDATE sagakit_saga
+   SET owner = ?1, lease_until = ?2 + ?3, version = version + 1, waiting = NULL
+ WHERE saga_id IN (SELECT saga_id FROM taken)
+RETURNING saga_id, saga_name, status, version, idempotency_key, context, state,
+          created_at, updated_at, deadline, definition_version, fingerprint,
+          waiting;
+
+-- lease_holders --
+-- The owners of non-terminal sagas named in ?1 (a JSON array), each once
+SELECT DISTINCT owner FROM sagakit_saga
+ WHERE status IN ('running', 'compensating')
+   AND owner IS NOT NULL
+   AND saga_name IN (SELECT value FROM json_each(?1));
 
 -- renew_leases --
 -- Extend the leases ?1 still holds on the sagas in ?4 (a JSON array); ?2 is now

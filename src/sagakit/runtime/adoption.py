@@ -1,0 +1,121 @@
+"""Taking over a stored instance: to drive it (``adopt``, after a claim or
+a recover), or to apply a reply or a deadline to it (``load``); one whose
+definition is not registered here is marked waiting instead."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sagakit.definition.saga import Saga
+from sagakit.engine.decide import decide
+from sagakit.engine.events import SagaResumed
+from sagakit.errors import (
+    ConcurrencyError,
+    DefinitionUnavailable,
+    SagaNotFound,
+    StateError,
+)
+from sagakit.messaging.envelope import MalformedMessage
+from sagakit.ports.store import SagaRecord, saga_line
+from sagakit.runtime.driver import Driver
+from sagakit.runtime.instance import Instance
+from sagakit.runtime.retry import retry_store
+
+logger = logging.getLogger("sagakit.runtime.driver")
+
+
+async def adopt(driver: Driver, record: SagaRecord, how: str) -> bool:
+    """Drive an instance another worker (or a producer) left; False if lost
+    or if its definition is not here (then it is marked waiting)."""
+    saga = await definition_for(driver, record)
+    if saga is None:
+        return False
+    saga_id = record.saga_id
+    inst = Instance.from_record(saga, record)
+    now = driver.clock.now()
+    entry = saga_line(saga_id, how, now, {"worker": driver.worker_id})
+    decision = decide(saga, record.state, SagaResumed(now))
+    driver.own(inst)
+    if decision.state == record.state:
+        # nothing to commit yet: the line joins the next transition's commit
+        inst.pending_history.append(entry)
+    else:
+        try:
+            await driver.commit(inst, decision.state, [entry])
+        except (ConcurrencyError, StateError, SagaNotFound):
+            driver.drop(saga_id)
+            return False  # another worker took it
+        except BaseException:
+            # not driven: left active, its lease would be renewed forever
+            driver.drop(saga_id)
+            raise
+    logger.info(
+        "saga resumed",
+        extra={
+            "action": f"saga_{how}",
+            "saga_id": saga_id,
+            "saga": saga.name,
+            "worker": driver.worker_id,
+        },
+    )
+    driver.spawn(inst, decision.commands)
+    return True
+
+
+async def definition_for(driver: Driver, record: SagaRecord) -> Saga[Any] | None:
+    """The definition ``record`` started on, or None when it is not
+    registered here or changed shape (``record`` is then marked waiting)."""
+    try:
+        return driver.definition(record)
+    except DefinitionUnavailable as exc:
+        await mark_waiting(driver, record, exc.reason)
+        return None
+
+
+async def mark_waiting(driver: Driver, record: SagaRecord, reason: str) -> None:
+    """Record (once) why this process leaves ``record`` alone."""
+    if record.waiting is not None and record.waiting.startswith(reason):
+        return  # known already (perhaps with more said about it)
+    await driver.store.mark_waiting(record.saga_id, reason)
+    logger.warning(
+        "saga waits for its definition",
+        extra={
+            "action": "saga_waiting",
+            "saga_id": record.saga_id,
+            "saga": record.saga_name,
+            "reason": reason,
+        },
+    )
+
+
+async def load(driver: Driver, saga_id: str) -> Instance | None:
+    """The instance of ``saga_id`` driven here, adopted if need be so that
+    a reply or a deadline can be applied; None if the saga ended."""
+    inst = driver.active.get(saga_id)
+    if inst is not None:
+        return inst
+    try:  # a reply must not fail (and be dead-lettered) in an outage
+        record = await retry_store(
+            lambda: driver.store.get(saga_id),
+            clock=driver.clock,
+            limit=driver.store_retry,
+        )
+    except SagaNotFound:
+        raise MalformedMessage(f"reply for unknown saga {saga_id}") from None
+    if record.status.terminal:
+        logger.info(
+            "reply for a finished saga dropped",
+            extra={"action": "reply_late", "saga_id": saga_id},
+        )
+        return None
+    if saga_id in driver.active:  # adopted meanwhile
+        return driver.active[saga_id]
+    try:
+        saga = driver.definition(record)
+    except DefinitionUnavailable as exc:
+        await mark_waiting(driver, record, exc.reason)
+        raise
+    inst = Instance.from_record(saga, record)
+    driver.spawn(inst, ())
+    return inst
