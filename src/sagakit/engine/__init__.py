@@ -10,12 +10,14 @@ from sagakit.engine.events import (
     CompensationSucceeded,
     DeadlinePassed,
     Event,
+    PauseRequested,
     ResumeRequested,
     RetryRequested,
     SagaResumed,
     SagaStarted,
     StepAttemptFailed,
     StepSucceeded,
+    UnpauseRequested,
 )
 from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus, StepState, StepStatus
 
@@ -30,6 +32,7 @@ __all__ = [
     "ErrorInfo",
     "Event",
     "FinishSaga",
+    "PauseRequested",
     "ResumeRequested",
     "RetryRequested",
     "RunStep",
@@ -41,6 +44,7 @@ __all__ = [
     "StepState",
     "StepStatus",
     "StepSucceeded",
+    "UnpauseRequested",
     "decide",
     "initial_state",
 ]

@@ -32,13 +32,16 @@ from sagakit.engine.events import (
     CompensationSucceeded,
     DeadlinePassed,
     Event,
+    PauseRequested,
     ResumeRequested,
     RetryRequested,
     SagaResumed,
     SagaStarted,
     StepAttemptFailed,
     StepSucceeded,
+    UnpauseRequested,
 )
+from sagakit.engine.pause import hold, pause, unpause
 from sagakit.engine.state import (
     INTERRUPTED,
     ErrorInfo,
@@ -68,6 +71,17 @@ def initial_state(saga: Saga[Any], saga_id: str) -> SagaState:
 def decide(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
     if isinstance(event, (RetryRequested, ResumeRequested, CancelRequested)):
         return _operator(saga, state, event)
+    if isinstance(event, PauseRequested):
+        return Decision(pause(state, event), ())
+    if isinstance(event, UnpauseRequested):
+        return Decision(*unpause(saga, state, event))
+    if state.paused:  # outcomes are recorded; what would start is held back
+        decision = _outcome(saga, state, event)
+        return Decision(*hold(decision.state, decision.commands))
+    return _outcome(saga, state, event)
+
+
+def _outcome(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
     if state.status.terminal:
         raise StateError(
             f"saga {state.saga_id}: already {state.status.value}, "
@@ -463,6 +477,10 @@ def _operator(
         raise StateError(
             f"saga {state.saga_id} is {state.status.value}: only a running saga "
             "can be cancelled"
+        )
+    if state.paused:
+        raise StateError(
+            f"saga {state.saga_id} is paused: unpause it before cancelling it"
         )
     if _past_pivot(saga, state):
         raise StateError(

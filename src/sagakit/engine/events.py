@@ -97,8 +97,26 @@ class CancelRequested:
     reason: str = "cancelled by an operator"
 
 
+@dataclass(frozen=True, slots=True)
+class PauseRequested:
+    """An operator pauses a running or compensating saga: steps in flight
+    finish and are recorded, but no new step or compensation starts."""
+
+    at: float
+    reason: str = "paused by an operator"
+
+
+@dataclass(frozen=True, slots=True)
+class UnpauseRequested:
+    """An operator lets a paused saga go on: what the pause held back starts."""
+
+    at: float
+
+
 Event = (
     CancelRequested
+    | PauseRequested
+    | UnpauseRequested
     | ResumeRequested
     | RetryRequested
     | DeadlinePassed

@@ -117,6 +117,10 @@ class SagaState:
     error: ErrorInfo | None = None
     compensation_step: str | None = None
     compensation_error: ErrorInfo | None = None
+    paused: bool = False
+    """An operator paused the saga: outcomes are recorded, nothing new starts."""
+    held: tuple[str, ...] = ()
+    """Steps whose run (or compensation) the pause held back, in issue order."""
 
     def step(self, name: str) -> StepState:
         return self.steps.get(name) or StepState()
@@ -156,6 +160,8 @@ class SagaState:
             error=self.error,
             compensation_step=self.compensation_step,
             compensation_error=self.compensation_error,
+            paused=self.paused,
+            held=self.held,
         )
 
     @property
@@ -178,7 +184,7 @@ class SagaState:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "saga_id": self.saga_id,
             "saga_name": self.saga_name,
             "status": self.status.value,
@@ -195,6 +201,11 @@ class SagaState:
                 self.compensation_error.to_dict() if self.compensation_error else None
             ),
         }
+        if self.paused:  # absent when not paused: older states load unchanged
+            out["paused"] = True
+        if self.held:
+            out["held"] = list(self.held)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SagaState:
@@ -211,6 +222,8 @@ class SagaState:
             error=ErrorInfo.from_dict(data.get("error")),
             compensation_step=data.get("compensation_step"),
             compensation_error=ErrorInfo.from_dict(data.get("compensation_error")),
+            paused=data.get("paused", False),
+            held=tuple(data.get("held", ())),
         )
 
 

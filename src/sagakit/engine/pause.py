@@ -1,0 +1,75 @@
+"""Pausing a saga: its outcomes are recorded, but nothing new starts.
+
+While a saga is paused, every ``RunStep`` or ``Compensate`` a decision issues
+is held back: the step's state moves as usual (so the saga knows where it
+stands) and its name joins ``SagaState.held``, without a reply deadline, as
+nothing was sent. Unpausing issues exactly the held commands, with fresh
+deadlines, so the saga continues where it stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from sagakit.definition.saga import Saga
+from sagakit.engine.commands import Command, Compensate, RunStep
+from sagakit.engine.events import PauseRequested, UnpauseRequested
+from sagakit.engine.state import SagaState, StepStatus
+from sagakit.errors import StateError
+
+
+def pause(state: SagaState, event: PauseRequested) -> SagaState:
+    """``state`` paused; ``StateError`` if it has ended or is paused already."""
+    if state.status.terminal:
+        raise StateError(
+            f"saga {state.saga_id} is {state.status.value}: only a running or "
+            "compensating saga can be paused"
+        )
+    if state.paused:
+        raise StateError(f"saga {state.saga_id} is already paused")
+    return replace(state, paused=True)
+
+
+def unpause(
+    saga: Saga[Any], state: SagaState, event: UnpauseRequested
+) -> tuple[SagaState, tuple[Command, ...]]:
+    """``state`` going on, and the commands the pause held back."""
+    if not state.paused:
+        raise StateError(
+            f"saga {state.saga_id} is {state.status.value} and not paused: "
+            "only a paused saga can be unpaused"
+        )
+    commands: list[Command] = []
+    for name in state.held:
+        current, spec = state.step(name), saga.step(name)
+        if current.status is StepStatus.RUNNING:
+            timeout = spec.reply_timeout if spec.is_remote else None
+            commands.append(RunStep(name, current.attempts))
+        elif current.status is StepStatus.COMPENSATING:
+            remote = spec.compensation_is_remote
+            timeout = spec.compensation_reply_timeout if remote else None
+            commands.append(Compensate(name, current.compensation_attempts))
+        else:  # settled meanwhile (a crash marked it interrupted)
+            continue
+        deadline = None if timeout is None else event.at + timeout
+        state = state.with_step(name, deadline=deadline)
+    return replace(state, paused=False, held=()), tuple(commands)
+
+
+def hold(
+    state: SagaState, commands: tuple[Command, ...]
+) -> tuple[SagaState, tuple[Command, ...]]:
+    """What a paused saga keeps of a decision: its state, minus the runs."""
+    if state.status.terminal:  # ended by a step that was in flight
+        return replace(state, paused=False, held=()), commands
+    held = list(state.held)
+    kept: list[Command] = []
+    for command in commands:
+        if isinstance(command, (RunStep, Compensate)):
+            if command.step not in held:
+                held.append(command.step)
+            state = state.with_step(command.step, deadline=None)
+        else:
+            kept.append(command)
+    return replace(state, held=tuple(held)), tuple(kept)
