@@ -47,6 +47,7 @@ from sagakit.runtime.client import SagaClient
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "BulkAction",
     "BulkRetry",
     "DeadLetterInfo",
     "SagaDetail",
@@ -55,11 +56,15 @@ __all__ = [
     "describe",
     "find",
     "list_sagas",
+    "pause",
+    "pause_all",
     "replay_dead_letters",
     "resume",
     "retry",
     "retry_failed",
     "show",
+    "unpause",
+    "unpause_all",
 ]
 
 MIN_PREFIX = 6
@@ -89,6 +94,15 @@ class BulkRetry:
     """What :func:`retry_failed` did: ids retried, and ids refused with why."""
 
     retried: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BulkAction:
+    """What :func:`pause_all` or :func:`unpause_all` did: ids acted on, and
+    ids refused with why (a saga that ended or changed meanwhile)."""
+
+    done: list[str] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)
 
 
@@ -234,6 +248,126 @@ async def cancel(
     return await _request(
         store, sagas, saga_id, "cancel", by=by, reason=reason, clock=clock
     )
+
+
+async def pause(
+    store: SagaStore,
+    sagas: Iterable[Saga[Any]],
+    saga_id: str,
+    *,
+    by: str = "operator",
+    reason: str | None = None,
+    clock: Clock | None = None,
+) -> SagaRecord:
+    """Pause a running or compensating saga: steps in flight finish and are
+    recorded, no new step starts until :func:`unpause`."""
+    return await _request(
+        store, sagas, saga_id, "pause", by=by, reason=reason, clock=clock
+    )
+
+
+async def unpause(
+    store: SagaStore,
+    sagas: Iterable[Saga[Any]],
+    saga_id: str,
+    *,
+    by: str = "operator",
+    reason: str | None = None,
+    clock: Clock | None = None,
+) -> SagaRecord:
+    """Let a paused saga go on where it stopped; a worker or ``recover``
+    runs what the pause held back."""
+    return await _request(
+        store, sagas, saga_id, "unpause", by=by, reason=reason, clock=clock
+    )
+
+
+async def pause_all(
+    store: SagaStore,
+    sagas: Sequence[Saga[Any]],
+    saga: str,
+    *,
+    version: int | None = None,
+    by: str = "operator",
+    reason: str | None = None,
+    limit: int = 10_000,
+    clock: Clock | None = None,
+) -> BulkAction:
+    """Pause every running or compensating instance of ``saga`` (only those
+    started on definition ``version``, if given) that is not paused yet."""
+    return await _bulk(
+        store,
+        sagas,
+        saga,
+        "pause",
+        version=version,
+        by=by,
+        reason=reason,
+        limit=limit,
+        clock=clock,
+    )
+
+
+async def unpause_all(
+    store: SagaStore,
+    sagas: Sequence[Saga[Any]],
+    saga: str,
+    *,
+    version: int | None = None,
+    by: str = "operator",
+    reason: str | None = None,
+    limit: int = 10_000,
+    clock: Clock | None = None,
+) -> BulkAction:
+    """Unpause every paused instance of ``saga`` (of ``version``, if given)."""
+    return await _bulk(
+        store,
+        sagas,
+        saga,
+        "unpause",
+        version=version,
+        by=by,
+        reason=reason,
+        limit=limit,
+        clock=clock,
+    )
+
+
+async def _bulk(
+    store: SagaStore,
+    sagas: Sequence[Saga[Any]],
+    saga: str,
+    action: operator.Action,
+    *,
+    version: int | None,
+    by: str,
+    reason: str | None,
+    limit: int,
+    clock: Clock | None,
+) -> BulkAction:
+    if limit < 1:
+        raise SagaError(f"limit must be at least 1, got {limit}")
+    known = {s.name for s in sagas}
+    if saga not in known:
+        raise SagaError(
+            f"no definition of saga {saga!r} among {', '.join(sorted(known))}"
+        )
+    result = BulkAction()
+    for saga_id in await store.unfinished([saga], limit=limit):
+        record = await store.get(saga_id)
+        if version is not None and record.definition_version != version:
+            continue
+        if record.state.paused != (action == "unpause"):
+            continue  # already as asked
+        try:
+            await _request(
+                store, sagas, saga_id, action, by=by, reason=reason, clock=clock
+            )
+        except (StateError, ConcurrencyError) as exc:
+            result.refused[saga_id] = str(exc)
+        else:
+            result.done.append(saga_id)
+    return result
 
 
 async def retry_failed(

@@ -1,5 +1,5 @@
 """Admin commands: ``list`` (with ``--older-than``), ``retry``, ``resume``,
-``cancel`` and ``dlq list|replay``.
+``cancel``, ``pause``, ``unpause`` and ``dlq list|replay``.
 
 Thin: parse, call :mod:`sagakit.admin`, render. ``retry``/``resume``/``cancel``
 commit the request and hand the saga over: a running ``sagakit worker``, or
@@ -175,6 +175,8 @@ def register(app: typer.Typer, out: Console) -> None:
     _add_list(app, out)
     _add_retry(app, out)
     _add_resume_cancel(app, out)
+    for action, (one, every, help_text) in _PAUSING.items():
+        _add_pausing(app, out, action, one=one, every=every, help_text=help_text)
     _add_dlq(out)
     app.add_typer(dlq_app)
 
@@ -348,6 +350,83 @@ def _add_handover(
             lambda store: request(store, definitions, saga_id, by=by, reason=reason),
         )
         _handed_over(out, action, record, sagas)
+
+
+_PAUSING = {
+    "pause": (
+        admin.pause,
+        admin.pause_all,
+        "Start no new step of a running or compensating saga (steps in flight\n"
+        "finish and are recorded) until unpause.",
+    ),
+    "unpause": (
+        admin.unpause,
+        admin.unpause_all,
+        "Let a paused saga go on where it stopped.",
+    ),
+}
+
+
+def _add_pausing(
+    app: typer.Typer,
+    out: Console,
+    action: str,
+    *,
+    one: Callable[..., Awaitable[SagaRecord]],
+    every: Callable[..., Awaitable[admin.BulkAction]],
+    help_text: str,
+) -> None:
+    """``pause`` or ``unpause``: one saga, or every instance of a saga name."""
+
+    @app.command(action, help=help_text)
+    def pausing(
+        ctx: typer.Context,
+        saga_id: Annotated[
+            str | None,
+            typer.Argument(metavar="ID", help="Saga id or unique prefix (or --saga)."),
+        ] = None,
+        *,
+        sagas: SagasOption,
+        saga: Annotated[
+            str | None,
+            typer.Option(
+                "--saga", metavar="NAME", help="Every unfinished instance of it."
+            ),
+        ] = None,
+        version: Annotated[
+            int | None,
+            typer.Option(
+                "--version", metavar="N", help="With --saga: only definition vN."
+            ),
+        ] = None,
+        reason: ReasonOption = None,
+    ) -> None:
+        if (saga_id is None) == (saga is None):
+            fail("give one saga ID, or --saga NAME (not both)")
+        if version is not None:
+            if saga is None:
+                fail("--version goes with --saga")
+            _positive("--version", version)
+        definitions = sagas_or_fail(sagas)
+        by = operator_name()
+        if saga_id is not None:
+            record = _with_store(
+                ctx,
+                lambda store: one(store, definitions, saga_id, by=by, reason=reason),
+            )
+            _handed_over(out, action, record, sagas)
+            return
+        result = _with_store(
+            ctx,
+            lambda store: every(
+                store, definitions, saga, version=version, by=by, reason=reason
+            ),
+        )
+        out.print(f"{action}d {len(result.done)} saga(s)", highlight=False)
+        for saga_ref in result.done:
+            out.print(f"  {saga_ref}", highlight=False)
+        for saga_ref, why in result.refused.items():
+            err.print(f"skipped {saga_ref}: {why}", markup=False, highlight=False)
 
 
 def _add_dlq(out: Console) -> None:

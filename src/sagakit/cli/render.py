@@ -55,6 +55,8 @@ STATUS_STYLES: dict[str, str] = {
     "consumed": "green",
     "duplicate": "dim",
     "waiting": "bold yellow",
+    "running (paused)": "bold yellow",
+    "compensating (paused)": "bold yellow",
 }
 _KIND_STYLES = {"saga": "dim", "action": "", "compensation": "magenta"}
 

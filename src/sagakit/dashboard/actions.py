@@ -1,10 +1,12 @@
 """Operator actions from the dashboard: the same library calls as the CLI.
 
-Retry, resume and cancel call :func:`sagakit.admin.retry`,
-:func:`~sagakit.admin.resume` and :func:`~sagakit.admin.cancel`, as
-``sagakit retry|resume|cancel`` do: the request is committed and the instance
-handed over (``operator.request(..., hand_over=True)``). The dashboard never
-runs steps itself; a worker (``sagakit worker`` or ``recover``) drives it.
+Retry, resume, cancel, pause and unpause call :func:`sagakit.admin.retry`,
+:func:`~sagakit.admin.resume`, :func:`~sagakit.admin.cancel`,
+:func:`~sagakit.admin.pause` and :func:`~sagakit.admin.unpause`, as
+``sagakit retry|resume|cancel|pause|unpause`` do: the request is committed
+and the instance handed over (``operator.request(..., hand_over=True)``). The
+dashboard never runs steps itself; a worker (``sagakit worker`` or
+``recover``) drives it.
 
 ``POST /sagas/{id}/{action}`` answers API clients (``Authorization: Bearer``)
 with JSON, and HTML forms with a redirect back to the saga and a flash
@@ -43,9 +45,17 @@ DONE = {
     "retry": "Retry requested",
     "resume": "Resume requested",
     "cancel": "Cancel requested",
+    "pause": "Pause requested",
+    "unpause": "Unpause requested",
 }
 _BY_NAME: dict[str, Action] = {a: a for a in ACTIONS}
-_CALLS = {"retry": admin.retry, "resume": admin.resume, "cancel": admin.cancel}
+_CALLS = {
+    "retry": admin.retry,
+    "resume": admin.resume,
+    "cancel": admin.cancel,
+    "pause": admin.pause,
+    "unpause": admin.unpause,
+}
 
 DetailPage = Callable[[Request, SagaRecord, Iterable[Flash], int], Awaitable[Response]]
 

@@ -144,6 +144,7 @@ class Views:
                 "context_json": views.pretty_json(record.context),
                 "state": record.state,
                 "action": views.ACTION_FOR_STATUS.get(record.status),
+                "actions": views.actions_for(record),
                 "definition_loaded": self.ops.knows(record.saga_name),
                 "saga_url": saga_url(request, record.saga_id),
             },

@@ -48,13 +48,30 @@ ACTION_FOR_STATUS: dict[SagaStatus, str] = {
     SagaStatus.COMPENSATION_FAILED: "resume",
     SagaStatus.RUNNING: "cancel",
 }
-ACTION_LABELS = {"retry": "Retry", "resume": "Resume", "cancel": "Cancel saga"}
+ACTION_LABELS = {
+    "retry": "Retry",
+    "resume": "Resume",
+    "cancel": "Cancel saga",
+    "pause": "Pause",
+    "unpause": "Unpause",
+}
 ACTION_HELP = {
+    "pause": "Start no new step (steps in flight finish and are recorded).",
+    "unpause": "Go on where the saga stopped.",
     "retry": "Run the failed steps again (after fixing their cause).",
     "resume": "Retry the failed compensation and go on rolling back.",
     "cancel": "Stop going forward and compensate what completed "
     "(refused past the pivot).",
 }
+
+
+def actions_for(record: SagaRecord) -> list[str]:
+    """The operator actions the saga's page offers (a paused saga: unpause)."""
+    if record.state.paused and not record.status.terminal:
+        return ["unpause"]  # a paused saga cannot be cancelled
+    offered = ACTION_FOR_STATUS.get(record.status)
+    actions = [] if offered is None else [offered]
+    return actions if record.status.terminal else [*actions, "pause"]
 
 
 class FilterError(ValueError):
@@ -281,6 +298,7 @@ def record_json(record: SagaRecord) -> dict[str, Any]:
         "definition_version": record.definition_version,
         "fingerprint": record.fingerprint,
         "waiting": record.waiting,
+        "paused": state.paused,
         "created_at": record.created_at,
         "updated_at": record.updated_at,
         "failed_step": state.failed_step,

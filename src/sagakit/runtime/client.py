@@ -266,6 +266,19 @@ class SagaClient:
         """Stop a running saga and compensate what it completed, in a worker."""
         await self.request(saga_id, "cancel", reason=reason, by=by)
 
+    async def pause(
+        self, saga_id: str, *, reason: str | None = None, by: str = "operator"
+    ) -> None:
+        """Start no new step of a running or compensating saga until
+        :meth:`unpause` (steps in flight finish and are recorded)."""
+        await self.request(saga_id, "pause", reason=reason, by=by)
+
+    async def unpause(
+        self, saga_id: str, *, reason: str | None = None, by: str = "operator"
+    ) -> None:
+        """Let a paused saga go on where it stopped, in a worker."""
+        await self.request(saga_id, "unpause", reason=reason, by=by)
+
     async def close(self) -> None:
         """Close the store."""
         await self.store.close()

@@ -1,4 +1,4 @@
-"""Operator actions on saga instances: retry, resume, cancel.
+"""Operator actions on saga instances: retry, resume, cancel, pause, unpause.
 
 Each action is an engine event committed like any other transition
 (:meth:`~sagakit.runtime.driver.Driver.request`). When this process drives
@@ -12,7 +12,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Literal
 
-from sagakit.engine.events import CancelRequested, ResumeRequested, RetryRequested
+from sagakit.engine.events import (
+    CancelRequested,
+    PauseRequested,
+    ResumeRequested,
+    RetryRequested,
+    UnpauseRequested,
+)
 from sagakit.ports.store import HistoryEntry, saga_line
 
 if TYPE_CHECKING:
@@ -21,9 +27,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Action = Literal["retry", "resume", "cancel"]
-ACTIONS: tuple[Action, ...] = ("retry", "resume", "cancel")
-Request = RetryRequested | ResumeRequested | CancelRequested
+Action = Literal["retry", "resume", "cancel", "pause", "unpause"]
+ACTIONS: tuple[Action, ...] = ("retry", "resume", "cancel", "pause", "unpause")
+Request = (
+    RetryRequested
+    | ResumeRequested
+    | CancelRequested
+    | PauseRequested
+    | UnpauseRequested
+)
 
 
 async def request(
@@ -40,8 +52,11 @@ async def request(
     ``retry``: a ``failed`` saga runs its failed steps again. ``resume``: a
     ``compensation_failed`` saga retries its failed compensation and goes on
     rolling back. ``cancel``: a ``running`` saga stops going forward and
-    compensates (refused past the pivot). With ``hand_over``, the saga is
-    not driven here but left (released) for a worker to claim.
+    compensates (refused past the pivot). ``pause``: a running or
+    compensating saga starts no new step (steps in flight finish and are
+    recorded) until ``unpause``, which starts what was held. With
+    ``hand_over``, the saga is not driven here but left (released) for a
+    worker to claim.
     """
     await orchestrator.driver.request(
         saga_id, action, reason=reason, by=by, hand_over=hand_over
@@ -56,6 +71,10 @@ def requested(
         event: Request = RetryRequested(now)
     elif action == "resume":
         event = ResumeRequested(now)
+    elif action == "pause":
+        event = PauseRequested(now, reason or f"paused by {by}")
+    elif action == "unpause":
+        event = UnpauseRequested(now)
     else:
         event = CancelRequested(now, reason or f"cancelled by {by}")
     said = {"by": by} | ({"reason": reason} if reason else {})

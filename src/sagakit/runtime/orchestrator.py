@@ -370,6 +370,19 @@ class Orchestrator:
         """Stop a running saga and compensate what it completed."""
         await self.driver.request(saga_id, "cancel", reason=reason, by=by)
 
+    async def pause(
+        self, saga_id: str, *, reason: str | None = None, by: str = "operator"
+    ) -> None:
+        """Start no new step of a running or compensating saga (steps in
+        flight finish and are recorded) until :meth:`unpause`."""
+        await self.driver.request(saga_id, "pause", reason=reason, by=by)
+
+    async def unpause(
+        self, saga_id: str, *, reason: str | None = None, by: str = "operator"
+    ) -> None:
+        """Let a paused saga go on where it stopped."""
+        await self.driver.request(saga_id, "unpause", reason=reason, by=by)
+
     @property
     def active(self) -> int:
         """How many instances this orchestrator is driving now."""

@@ -64,9 +64,12 @@ def compact_json(value: Any) -> str:
 
 def status_label(record: SagaRecord) -> str:
     """The status an operator sees: ``waiting`` for an unfinished instance
-    that no process drives because its definition is missing or changed."""
+    that no process drives because its definition is missing or changed,
+    ``running (paused)`` or ``compensating (paused)`` for a paused one."""
     if record.waiting is not None and not record.status.terminal:
         return "waiting"
+    if record.state.paused and not record.status.terminal:
+        return f"{record.status.value} (paused)"
     return record.status.value
 
 
