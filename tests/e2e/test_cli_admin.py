@@ -1,5 +1,5 @@
 """Admin commands as subprocesses: list --older-than, retry, resume, cancel,
-retry --all-failed, and dlq list|replay against RabbitMQ and Redis.
+pause/unpause, retry --all-failed, and dlq list|replay against RabbitMQ and Redis.
 
 The sagas live in ``tests.e2e.admin_app``; what they break on is fixed by
 setting ``ADMIN_FIXED=1`` in the environment of the process that runs them.
@@ -42,7 +42,8 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The CLI's cwd: ``tests.e2e.admin_app`` must be importable from it."""
     monkeypatch.setenv("ADMIN_EFFECTS", str(tmp_path / "effects.txt"))
     monkeypatch.delenv("ADMIN_FIXED", raising=False)
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
     return tmp_path
 
 
@@ -222,6 +223,52 @@ def test_cancel_a_running_saga_compensates_it(
     assert "only a running saga" in late.stderr
 
 
+def test_pause_and_unpause_by_saga_name_and_by_id(workdir: Path) -> None:
+    db = workdir / "p.db"
+
+    async def submit() -> list[str]:
+        orch = Orchestrator(SQLiteStore(db), [admin_app.shipping])
+        ids = [
+            await orch.submit(admin_app.shipping, admin_app.Order(order=f"p-{n}"))
+            for n in range(2)
+        ]
+        await orch.close()
+        return ids
+
+    ids = asyncio.run(submit())
+    paused = cli(
+        db, "pause", "--saga", "shipping", "--sagas", APP, "--reason", "deploy"
+    )
+    assert paused.returncode == 0, paused.stderr
+    assert "paused 2 saga(s)" in paused.stdout
+    assert set(SAGA_ID.findall(paused.stdout)) == set(ids)
+    listed = cli(db, "list")
+    assert [r[2] for r in rows(listed.stdout)] == ["running (paused)"] * 2
+    # a recover adopts them, runs nothing and ends: they wait for an operator
+    recovered = cli(db, "recover", APP, env=FIXED)
+    assert recovered.returncode == 0, recovered.stderr
+    assert effects(workdir) == []
+
+    one = cli(db, "unpause", ids[0][:8], "--sagas", APP)
+    assert one.returncode == 0, one.stderr
+    assert "unpause committed for shipping" in one.stdout
+    rest = cli(db, "unpause", "--saga", "shipping", "--version", "1", "--sagas", APP)
+    assert "unpaused 1 saga(s)" in rest.stdout
+    assert SAGA_ID.findall(rest.stdout) == [ids[1]]
+    assert cli(db, "recover", APP, env=FIXED).returncode == 0
+    for saga_id in ids:
+        record, history = stored(db, saga_id)
+        assert record.status is SagaStatus.SUCCEEDED
+        outcomes = [h.outcome for h in history if h.kind == "saga"]
+        assert "pause_requested" in outcomes
+        assert "unpause_requested" in outcomes
+    assert sorted(effects(workdir)) == sorted(
+        f"p-{n} {step}" for n in range(2) for step in ("reserve", "charge", "ship")
+    )
+    shown = cli(db, "show", ids[0])
+    assert "pause_requested" in shown.stdout
+
+
 def test_retry_all_failed(workdir: Path) -> None:
     db = workdir / "b.db"
     ids = run_sagas(db, "shipping", "shipping", "undoing", "shipping")
@@ -258,6 +305,12 @@ def test_retry_all_failed(workdir: Path) -> None:
         ["retry", "f" * 32, "--sagas", APP],
         ["resume", "abc", "--sagas", APP],
         ["cancel", "f" * 32, "--sagas", "no.such.module"],
+        ["pause", "--sagas", APP],
+        ["pause", "abcdef12", "--saga", "shipping", "--sagas", APP],
+        ["pause", "--saga", "shipping", "--version", "0", "--sagas", APP],
+        ["pause", "--saga", "nope", "--sagas", APP],
+        ["unpause", "abcdef12", "--version", "2", "--sagas", APP],
+        ["unpause", "f" * 32, "--sagas", APP],
         ["dlq", "list", "q"],
         ["dlq", "list", "q", "--transport", "memory://"],
         ["dlq", "replay", "q", "--transport", "redis://127.0.0.1:1/0"],

@@ -322,7 +322,8 @@ def recover(
     async def work(store: SagaStore) -> list[SagaRecord]:
         orchestrator = Orchestrator(store, sagas)
         resumed = await orchestrator.recover()
-        await orchestrator.drain()
+        await orchestrator.drain()  # paused sagas stay paused, and released
+        await orchestrator.stop_driving()
         return [await store.get(saga_id) for saga_id in resumed]
 
     records = with_store(settings_of(ctx), work)

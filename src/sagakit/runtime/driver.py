@@ -179,10 +179,17 @@ class Driver:
                 inst.driver.cancel()  # its state is stale: another worker has it
         return lost
 
-    async def drain(self) -> None:
-        """Wait until every instance driven in the background has stopped."""
+    async def drain(self, poll: float = 0.25) -> None:
+        """Wait until every instance driven in the background has stopped,
+        or only paused ones wait (parked) for an operator."""
         while self.tasks:
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+            if self.active and self.paused() == len(self.active):
+                return
+            await asyncio.wait(list(self.tasks), timeout=poll)
+
+    def paused(self) -> int:
+        """How many instances driven here are paused and parked."""
+        return sum(i.parked and i.state.paused for i in self.active.values())
 
     async def settle(self, poll: float = 0.02) -> None:
         """Wait until every instance driven here has ended or only waits."""

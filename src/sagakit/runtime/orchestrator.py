@@ -258,7 +258,8 @@ class Orchestrator:
         return await self.client.result(saga_id)
 
     async def drain(self) -> None:
-        """Wait until every saga driven in the background has stopped."""
+        """Wait until every saga driven in the background has stopped (or, if
+        paused, waits for an operator)."""
         await self.driver.drain()
 
     async def settle(self, poll: float = 0.02) -> None:
@@ -387,6 +388,11 @@ class Orchestrator:
     def active(self) -> int:
         """How many instances this orchestrator is driving now."""
         return len(self.driver.active)
+
+    @property
+    def paused(self) -> int:
+        """How many of them are paused and wait (parked) for an operator."""
+        return self.driver.paused()
 
     # -- messaging ---------------------------------------------------------
 

@@ -126,7 +126,8 @@ class Worker:
                             extra={"action": "claim_retry", "error": str(exc)},
                         )
                 self.claimed += got
-                if until_idle and not failed and got == 0 and orch.active == 0:
+                idle = orch.active == orch.paused  # paused ones wait for an operator
+                if until_idle and not failed and got == 0 and idle:
                     break
                 if got == 0 or orch.active >= self.max_active:
                     with contextlib.suppress(TimeoutError):
