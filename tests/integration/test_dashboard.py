@@ -463,6 +463,29 @@ async def test_cancel_a_running_saga(env: Env) -> None:
     assert "reserve" not in env.switch.log  # it never ran
 
 
+async def test_pause_and_unpause_a_running_saga(env: Env) -> None:
+    saga_id = await env.orch.submit(env.order)  # committed, waiting for a worker
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    before = (await env.client.get(f"/sagas/{saga_id}")).text
+    assert f'action="/sagas/{saga_id}/pause"' in before
+    assert f'action="/sagas/{saga_id}/cancel"' in before
+
+    paused = await env.client.post(f"/sagas/{saga_id}/pause", headers=bearer)
+
+    assert paused.status_code == 200
+    assert paused.json()["message"] == "Pause requested"
+    page = (await env.client.get(f"/sagas/{saga_id}")).text
+    assert "running (paused)" in page
+    assert f'action="/sagas/{saga_id}/unpause"' in page
+    assert f'action="/sagas/{saga_id}/cancel"' not in page  # refused while paused
+    assert (await env.store.get(saga_id)).state.paused
+    again = await env.client.post(f"/sagas/{saga_id}/pause", headers=bearer)
+    assert again.status_code == 409
+    unpaused = await env.client.post(f"/sagas/{saga_id}/unpause", headers=bearer)
+    assert unpaused.status_code == 200
+    assert not (await env.store.get(saga_id)).state.paused
+
+
 async def test_an_action_that_does_not_fit_is_a_409_and_changes_nothing(
     env: Env,
 ) -> None:
