@@ -119,9 +119,9 @@ def _compensation_deadline(spec: Step, at: float, delay: float = 0.0) -> float |
 
 def _start_stage(saga: Saga[Any], state: SagaState, stage: int, at: float) -> Decision:
     if stage >= len(saga.stages):
-        done = replace(state, status=SagaStatus.SUCCEEDED, stage=stage)
+        done = state.but(status=SagaStatus.SUCCEEDED, stage=stage)
         return Decision(done, (FinishSaga(SagaStatus.SUCCEEDED),))
-    state = replace(state, stage=stage)
+    state = state.but(stage=stage)
     commands: list[Command] = []
     for s in saga.stages[stage]:
         state = state.with_step(
@@ -172,7 +172,7 @@ def _on_step_succeeded(
         error=None,
         deadline=None,
     )
-    state = replace(state, completed=(*state.completed, event.step))
+    state = state.but(completed=(*state.completed, event.step))
     if state.status is SagaStatus.COMPENSATING:
         return _settle_failure(saga, state, event.at)
     stage_names = [s.name for s in saga.stages[state.stage]]
@@ -289,7 +289,7 @@ def _on_compensation_succeeded(
     _compensating_step(state, event.step, "compensation success", event.attempt)
     state = state.with_step(event.step, status=StepStatus.COMPENSATED, deadline=None)
     assert state.compensations is not None  # noqa: S101 - checked above
-    state = replace(state, compensations=state.compensations[1:])
+    state = state.but(compensations=state.compensations[1:])
     return _next_compensation(saga, state, event.at)
 
 

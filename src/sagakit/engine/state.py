@@ -164,6 +164,30 @@ class SagaState:
             held=self.held,
         )
 
+    def but(self, **changes: Any) -> SagaState:
+        """A copy with ``changes``: ``dataclasses.replace`` for the engine's
+        hot path, at half its cost."""
+        get = changes.get
+        new = SagaState(
+            saga_id=self.saga_id,
+            saga_name=self.saga_name,
+            status=get("status", self.status),
+            stage=get("stage", self.stage),
+            steps=get("steps", self.steps),
+            completed=get("completed", self.completed),
+            compensations=get("compensations", self.compensations),
+            failed_step=get("failed_step", self.failed_step),
+            error=get("error", self.error),
+            compensation_step=get("compensation_step", self.compensation_step),
+            compensation_error=get("compensation_error", self.compensation_error),
+            paused=get("paused", self.paused),
+            held=get("held", self.held),
+        )
+        if len(changes) > len(_SAGA_FIELDS & changes.keys()):
+            unknown = sorted(changes.keys() - _SAGA_FIELDS)
+            raise TypeError(f"SagaState has no field(s) {unknown}")
+        return new
+
     @property
     def next_deadline(self) -> float | None:
         """The earliest reply deadline of a step still waiting, if any."""
@@ -229,3 +253,4 @@ class SagaState:
 
 _PENDING = StepState()
 _STEP_FIELDS = frozenset(f.name for f in fields(StepState))
+_SAGA_FIELDS = frozenset(f.name for f in fields(SagaState)) - {"saga_id", "saga_name"}
