@@ -22,6 +22,7 @@ from sagakit.runtime.driver import Driver
 from sagakit.runtime.instance import Instance
 from sagakit.runtime.retry import retry_store
 
+# the driver's log lines, under its logger as before they moved here
 logger = logging.getLogger("sagakit.runtime.driver")
 
 
