@@ -244,19 +244,12 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
         limit: int = 100,
         gone: Collection[str] = (),
     ) -> list[SagaRecord]:
-        names, about = list(saga_names), f"claim by {owner!r}"
-        found: list[Any] = []
-        if gone:
-            found = await self._fetch(
-                about, "claim_sagas_of", owner, names, lease, limit, list(gone)
-            )
-            self.database.commits += 1
-        if len(found) < limit:
-            left = limit - len(found)
-            found += await self._fetch(about, "claim_sagas", owner, names, lease, left)
-            self.database.commits += 1
-        claimed = map(rows.saga_record, found)
-        return sorted(claimed, key=lambda r: (r.created_at, r.saga_id))
+        names, dead = list(saga_names), list(gone)
+        found = await self._fetch(
+            f"claim by {owner!r}", "claim_sagas", owner, names, lease, limit, dead
+        )
+        self.database.commits += 1
+        return [rows.saga_record(r) for r in found]
 
     async def stranded(
         self,

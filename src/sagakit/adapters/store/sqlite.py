@@ -231,15 +231,9 @@ class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
         limit: int = 100,
         gone: Collection[str] = (),
     ) -> list[SagaRecord]:
-        names, about = dumps(list(saga_names)), f"claim by {owner!r}"
-        params = (owner, time.time(), lease, names, limit)
-        claimed: list[tuple[Any, ...]] = []
-        if gone:
-            of_gone = (*params, dumps(list(gone)))
-            claimed, _ = self._write(about, "claim_sagas_of", of_gone)
-            params = (owner, time.time(), lease, names, limit - len(claimed))
-        if len(claimed) < limit:
-            claimed += self._write(about, "claim_sagas", params)[0]
+        names, dead = dumps(list(saga_names)), dumps(list(gone))
+        params = (owner, time.time(), lease, names, limit, dead)
+        claimed, _ = self._write(f"claim by {owner!r}", "claim_sagas", params)
         return sorted(
             map(rows.saga_record, claimed), key=lambda r: (r.created_at, r.saga_id)
         )

@@ -295,10 +295,11 @@ SELECT saga_id FROM sagakit_saga
  LIMIT $2;
 
 -- claim_sagas --
--- Atomically take unleased or expired non-terminal sagas named in $2, oldest
--- first; rows another claimer has locked are skipped, not waited for. The
--- version bump makes a save by the previous owner fail. An entry of $2 is a
--- saga name or a definition key (name:version[:fingerprint]).
+-- Atomically take non-terminal sagas named in $2 that are unleased, whose
+-- lease expired or whose owner is in $5 (known dead), oldest first; rows
+-- another claimer has locked are skipped, not waited for. The version bump
+-- makes a save by the previous owner fail. An entry of $2 is a saga name or
+-- a definition key (name:version[:fingerprint]).
 WITH candidates AS (
     SELECT saga_id FROM sagakit_saga
      WHERE status IN ('running', 'compensating')
@@ -306,7 +307,8 @@ WITH candidates AS (
             OR saga_name || ':' || definition_version
                || coalesce(':' || fingerprint, '') = ANY($2::text[]))
        AND (lease_until IS NULL
-            OR lease_until < extract(epoch FROM clock_timestamp())::double precision)
+            OR lease_until < extract(epoch FROM clock_timestamp())::double precision
+            OR owner = ANY($5::text[]))
      ORDER BY created_at, saga_id
      LIMIT $4
        FOR UPDATE SKIP LOCKED
@@ -354,37 +356,6 @@ SELECT saga_name, definition_version, fingerprint, count(*) AS n
   FROM sagakit_saga
  WHERE status IN ('running', 'compensating')
  GROUP BY saga_name, definition_version, fingerprint;
-
--- claim_sagas_of --
--- Take the non-terminal sagas named in $2 that owners known to be dead ($5)
--- still hold, oldest first; like claim_sagas
-WITH candidates AS (
-    SELECT saga_id FROM sagakit_saga
-     WHERE status IN ('running', 'compensating')
-       AND (saga_name = ANY($2::text[])
-            OR saga_name || ':' || definition_version
-               || coalesce(':' || fingerprint, '') = ANY($2::text[]))
-       AND owner = ANY($5::text[])
-     ORDER BY created_at, saga_id
-     LIMIT $4
-       FOR UPDATE SKIP LOCKED
-), claimed AS (
-    UPDATE sagakit_saga AS s
-       SET owner = $1,
-           lease_until = extract(epoch FROM clock_timestamp())::double precision
-               + $3::double precision,
-           version = s.version + 1,
-           waiting = NULL
-      FROM candidates AS c
-     WHERE s.saga_id = c.saga_id
-    RETURNING s.saga_id, s.saga_name, s.status, s.version, s.idempotency_key,
-              s.context, s.state, s.created_at, s.updated_at, s.deadline,
-              s.definition_version, s.fingerprint, s.waiting
-)
-SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
-       created_at, updated_at, deadline, definition_version, fingerprint, waiting
-  FROM claimed
- ORDER BY created_at, saga_id;
 
 -- lease_holders --
 -- The owners of non-terminal sagas named in $1, each once

@@ -88,8 +88,9 @@ SELECT saga_id, saga_name FROM sagakit_saga
  LIMIT ?;
 
 -- claim_sagas --
--- Take unleased or expired non-terminal sagas of the given names (?4, a JSON
--- array), oldest first; ?2 is now. Runs inside BEGIN IMMEDIATE. The version
+-- Take non-terminal sagas of the given names (?4, a JSON array) that are
+-- unleased, whose lease expired or whose owner is in ?6 (a JSON array, known
+-- dead), oldest first; ?2 is now. Runs inside BEGIN IMMEDIATE. The version
 -- bump makes a save by the previous owner fail. An entry of ?4 is a saga name
 -- or a definition key (name:version[:fingerprint]).
 UPDATE sagakit_saga
@@ -101,7 +102,8 @@ UPDATE sagakit_saga
                OR saga_name || ':' || definition_version
                   || coalesce(':' || fingerprint, '')
                   IN (SELECT value FROM json_each(?4)))
-          AND (lease_until IS NULL OR lease_until < ?2)
+          AND (lease_until IS NULL OR lease_until < ?2
+               OR owner IN (SELECT value FROM json_each(?6)))
         ORDER BY created_at, saga_id
         LIMIT ?5)
 RETURNING saga_id, saga_name, status, version, idempotency_key, context, state,
@@ -133,24 +135,6 @@ UPDATE sagakit_saga SET waiting = ?2
 SELECT saga_name, definition_version, fingerprint, count(*) FROM sagakit_saga
  WHERE status IN ('running', 'compensating')
  GROUP BY saga_name, definition_version, fingerprint;
-
--- claim_sagas_of --
--- Take the non-terminal sagas named in ?4 (a JSON array) that owners known to
--- be dead (?6, a JSON array) still hold, oldest first; like claim_sagas
-WITH dead AS (SELECT value AS owner FROM json_each(?6)),
-     taken AS (SELECT s.saga_id FROM sagakit_saga AS s JOIN dead USING (owner)
-                WHERE s.status IN ('running', 'compensating')
-                  AND (s.saga_name IN (SELECT value FROM json_each(?4))
-                       OR s.saga_name || ':' || s.definition_version
-                          || coalesce(':' || s.fingerprint, '')
-                          IN (SELECT value FROM json_each(?4)))
-                ORDER BY s.created_at, s.saga_id LIMIT ?5)
-UPDATE sagakit_saga
-   SET owner = ?1, lease_until = ?2 + ?3, version = version + 1, waiting = NULL
- WHERE saga_id IN (SELECT saga_id FROM taken)
-RETURNING saga_id, saga_name, status, version, idempotency_key, context, state,
-          created_at, updated_at, deadline, definition_version, fingerprint,
-          waiting;
 
 -- lease_holders --
 -- The owners of non-terminal sagas named in ?1 (a JSON array), each once
