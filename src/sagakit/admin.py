@@ -345,13 +345,7 @@ async def _bulk(
     limit: int,
     clock: Clock | None,
 ) -> BulkAction:
-    if limit < 1:
-        raise SagaError(f"limit must be at least 1, got {limit}")
-    known = {s.name for s in sagas}
-    if saga not in known:
-        raise SagaError(
-            f"no definition of saga {saga!r} among {', '.join(sorted(known))}"
-        )
+    _bulk_scope(sagas, saga, limit)
     result = BulkAction()
     for saga_id in await store.unfinished([saga], limit=limit):
         record = await store.get(saga_id)
@@ -370,6 +364,19 @@ async def _bulk(
     return result
 
 
+def _bulk_scope(sagas: Sequence[Saga[Any]], saga: str | None, limit: int) -> set[str]:
+    """The names a bulk action may touch; a SagaError for a bad ``limit`` or
+    a ``saga`` none of ``sagas`` defines."""
+    if limit < 1:
+        raise SagaError(f"limit must be at least 1, got {limit}")
+    known = {s.name for s in sagas}
+    if saga is not None and saga not in known:
+        raise SagaError(
+            f"no definition of saga {saga!r} among {', '.join(sorted(known))}"
+        )
+    return known
+
+
 async def retry_failed(
     store: SagaStore,
     sagas: Sequence[Saga[Any]],
@@ -385,13 +392,7 @@ async def retry_failed(
     named ``saga``, if given), newest first: the ones ``sagakit list --status
     failed`` shows first. A saga that changed meanwhile is refused and
     skipped, not fatal."""
-    if limit < 1:
-        raise SagaError(f"limit must be at least 1, got {limit}")
-    known = {s.name for s in sagas}
-    if saga is not None and saga not in known:
-        raise SagaError(
-            f"no definition of saga {saga!r} among {', '.join(sorted(known))}"
-        )
+    known = _bulk_scope(sagas, saga, limit)
     found: list[SagaRecord] = []
     for name in sorted(known if saga is None else {saga}):
         found += await store.list_sagas(
