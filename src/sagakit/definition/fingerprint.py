@@ -11,7 +11,13 @@ way, so an instance started on one can finish on the other. What is in it:
   JSON schema of the reply model and of the payload builder's return
   annotation when it names a pydantic model.
 
+For a graph (a step declares ``after``), each step's dependencies too; a
+step of a ``fail_fast`` parallel group says so; a saga whose compensation
+failures ``continue`` says so. These keys appear only when they differ from a
+plain list of stages, so adding them left every older fingerprint unchanged.
+
 What is not: function bodies and docstrings, retry policies and timeouts
+and a fail-fast group's ``grace``
 (tuning, safe to change under a running instance), ``blocking``, schema
 titles and descriptions, and the context model (a new optional field must
 not strand anything; a context that no longer validates fails on load).
@@ -27,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -41,10 +47,22 @@ FINGERPRINT_LENGTH = 16
 """Hex digits kept of the SHA-256 (64 bits: plenty to tell shapes apart)."""
 
 
-def fingerprint(stages: Sequence[Sequence[Step]]) -> str:
-    """The fingerprint of a saga made of ``stages``."""
+def fingerprint(
+    stages: Sequence[Sequence[Step]],
+    *,
+    deps: Mapping[str, Sequence[str]] | None = None,
+    fail_fast: Collection[str] = (),
+    on_compensation_failure: str = "stop",
+) -> str:
+    """The fingerprint of a saga made of ``stages``; ``deps`` (each step's
+    dependencies) for a graph, ``fail_fast`` the steps of fail-fast groups."""
     # steps of a parallel group start together: their order there is no shape
-    shape = [sorted((_step(s) for s in group), key=_name) for group in stages]
+    shape: Any = [
+        sorted((_step(s, deps, fail_fast) for s in group), key=_name)
+        for group in stages
+    ]
+    if on_compensation_failure != "stop":
+        shape = {"stages": shape, "on_compensation_failure": on_compensation_failure}
     text = json.dumps(shape, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:FINGERPRINT_LENGTH]
 
@@ -53,14 +71,21 @@ def _name(described: dict[str, Any]) -> str:
     return str(described["name"])
 
 
-def _step(step: Step) -> dict[str, Any]:
-    return {
+def _step(
+    step: Step, deps: Mapping[str, Sequence[str]] | None, fail_fast: Collection[str]
+) -> dict[str, Any]:
+    out = {
         "name": step.name,
         "pivot": step.pivot,
         "action": _callee(step.action),
         "compensation": None if step.compensate is None else _callee(step.compensate),
         "compensate_on_failure": step.compensate_on_failure,
     }
+    if deps is not None:
+        out["after"] = sorted(deps[step.name])
+    if step.name in fail_fast:
+        out["on_failure"] = "fail_fast"
+    return out
 
 
 def _callee(fn: Callable[..., Any] | Remote) -> Any:
