@@ -71,6 +71,10 @@ class Instance:
     """Another worker ended it (found on reload): report nothing again."""
     lost: bool = False
     """Another worker took its lease (the warning was logged once)."""
+    running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    """The task of each local forward step running here in the background."""
+    cancelled: set[str] = field(default_factory=set)
+    """Steps whose run a fail-fast group cancelled (see ``runtime.cancel``)."""
 
     @classmethod
     def from_record(cls, saga: Saga[Any], record: SagaRecord) -> Instance:
