@@ -160,6 +160,8 @@ def _cycle(deps: Mapping[str, tuple[str, ...]], stuck: set[str]) -> list[str]:
         name = next(d for d in deps[name] if d in stuck)
     loop = path[seen[name] :]
     loop.reverse()  # from "waits for" to "runs before"
+    first = loop.index(min(loop))
+    loop = loop[first:] + loop[:first]
     return [*loop, loop[0]]
 
 

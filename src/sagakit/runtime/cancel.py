@@ -56,7 +56,11 @@ async def _after_grace(
     command: CancelSteps,
     clock: Clock,
 ) -> None:
-    await clock.sleep(command.grace)
+    grace = asyncio.ensure_future(clock.sleep(command.grace))
+    try:  # ends with the run, or when the grace is over
+        await asyncio.wait({task, grace}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        grace.cancel()
     if not task.done() and inst.running.get(name) is task:
         _cancel(inst, name, task)
 

@@ -206,13 +206,14 @@ def _check_no_start_after_failure(saga: Saga[Any], run: RunRecord, bad: Any) -> 
     ]
     if not ends:
         return
-    stage_of = {s.name: i for i, g in enumerate(saga.stages) for s in g}
+    below = saga.graph.descendants
     committed = run.committed_at_crash
 
     def sibling(e: Effect) -> bool:
-        """A step of the same stage, started with the one that failed (its
-        task may start after that one failed), or resumed after the crash."""
-        if stage_of[e.step] != stage_of[failed]:
+        """A step independent of the one that failed (as the steps of a
+        stage are), started while it ran (its task may start after that one
+        failed), or resumed after the crash."""
+        if e.step in below[failed] or failed in below[e.step]:
             return False
         resumed = (
             e.generation > 1
