@@ -227,7 +227,11 @@ class Run:
             for n in graph.order
             if after.step(n).status is failing and before.step(n).status is not failing
         )
-        for name in graph.order:
+        # the step the event is about first: a fail-fast failure can take
+        # back held runs of its siblings in the same transition
+        about = getattr(event, "step", None)
+        order = sorted(graph.order, key=lambda n: n != about)
+        for name in order:
             old, new = before.step(name), after.step(name)
             if old.status is StepStatus.RUNNING and new.status is not old.status:
                 if isinstance(event, StepSucceeded) and event.step == name:
