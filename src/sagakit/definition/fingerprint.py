@@ -9,7 +9,9 @@ way, so an instance started on one can finish on the other. What is in it:
   and ``compensate_on_failure``;
 - for a remote action or compensation: the command name, the queue, the
   JSON schema of the reply model and of the payload builder's return
-  annotation when it names a pydantic model.
+  annotation when it names a pydantic model;
+- for a sub-saga: the child saga's name and version (the child's own shape
+  is in the child instances' fingerprint).
 
 For a graph (a step declares ``after``), each step's dependencies too; a
 step of a ``fail_fast`` parallel group says so; a saga whose compensation
@@ -39,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from sagakit.definition.remote import Remote
+from sagakit.definition.subsaga import SubSaga
 
 if TYPE_CHECKING:
     from sagakit.definition.saga import Step
@@ -88,7 +91,9 @@ def _step(
     return out
 
 
-def _callee(fn: Callable[..., Any] | Remote) -> Any:
+def _callee(fn: Callable[..., Any] | Remote | SubSaga[Any]) -> Any:
+    if isinstance(fn, SubSaga):
+        return {"saga": fn.saga.name, "version": fn.saga.version}
     if not isinstance(fn, Remote):
         return "local"
     return {

@@ -20,6 +20,13 @@ from sagakit.definition.graph import FailFast
 from sagakit.definition.migration import ContextMap, Migration, migrations_of
 from sagakit.definition.remote import DEFAULT_REPLY_TIMEOUT, Remote
 from sagakit.definition.retry import COMPENSATION_RETRY, NO_RETRY, RetryPolicy
+from sagakit.definition.subsaga import (
+    SubSaga,
+    check_cycles,
+    check_step,
+    children_of,
+    family,
+)
 from sagakit.errors import DefinitionError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,99}$")
@@ -97,11 +104,15 @@ class Step:
     makes it a root, started with the saga. Without ``after`` a step waits
     for every step of the previous item of the saga's list, as in a plain
     sequence of stages.
+
+    A :class:`~sagakit.definition.subsaga.SubSaga` action runs another saga
+    as a child instance; the step's compensation is then the child's
+    rollback (see :mod:`sagakit.definition.subsaga`).
     """
 
     name: str
-    action: Callable[..., Any] | Remote
-    compensate: Callable[..., Any] | Remote | None = None
+    action: Callable[..., Any] | Remote | SubSaga[Any]
+    compensate: Callable[..., Any] | Remote | SubSaga[Any] | None = None
     retry: RetryPolicy = NO_RETRY
     compensation_retry: RetryPolicy = COMPENSATION_RETRY
     timeout: float | None = None
@@ -115,7 +126,9 @@ class Step:
     def __post_init__(self) -> None:
         _check_name("Step", self.name)
         self._check_after()
-        if isinstance(self.action, Remote):
+        if isinstance(self.action, SubSaga):
+            check_step(self)
+        elif isinstance(self.action, Remote):
             self._check_payload(self.action, 1, "action")
         elif not callable(self.action):
             raise DefinitionError(f"step {self.name!r}: action must be callable")
@@ -129,7 +142,7 @@ class Step:
             if self.compensate.payload is not None:
                 takes_result = bool(_accepts(self.compensate.payload, 2))
                 object.__setattr__(self, "compensation_takes_result", takes_result)
-        elif self.compensate is not None:
+        elif self.compensate is not None and not self.rolls_back_child:
             if not callable(self.compensate):
                 raise DefinitionError(
                     f"step {self.name!r}: compensate must be callable"
@@ -228,6 +241,16 @@ class Step:
     @property
     def compensation_is_remote(self) -> bool:
         return isinstance(self.compensate, Remote)
+
+    @property
+    def is_sub_saga(self) -> bool:
+        """The action runs another saga as a child instance."""
+        return isinstance(self.action, SubSaga)
+
+    @property
+    def rolls_back_child(self) -> bool:
+        """The compensation is the rollback of the step's child saga."""
+        return isinstance(self.compensate, SubSaga)
 
     @property
     def reply_timeout(self) -> float:
@@ -330,11 +353,17 @@ class Saga(Generic[C]):
 
     ``stages`` groups the steps for display: the stages as written, or for a
     graph, each step at its longest distance from a root.
+
+    ``children`` maps each sub-saga step to its child saga, and ``family``
+    lists every saga below this one (children, their children...), each
+    once; a saga that contains itself is refused.
     """
 
     __slots__ = (
         "_by_name",
+        "children",
         "context",
+        "family",
         "fingerprint",
         "graph",
         "items",
@@ -412,6 +441,9 @@ class Saga(Generic[C]):
                     pivot = s
             items.append((group, fast))
         self._by_name = by_name
+        self.children: dict[str, Saga[Any]] = children_of(list(by_name.values()))
+        check_cycles(name, self.children)
+        self.family: tuple[Saga[Any], ...] = tuple(family(self.children))
         self.graph = graph.build(name, items)
         if pivot is not None:
             graph.check_pivot(name, self.graph, pivot, list(by_name.values()))
