@@ -43,7 +43,7 @@ from sagakit.ports.store import (
     SagaStore,
     saga_line,
 )
-from sagakit.runtime import delivery, operator
+from sagakit.runtime import delivery, operator, subsaga
 from sagakit.runtime.cancel import cancel_steps, cancelled, was_cancelled
 from sagakit.runtime.executor import StepOutcome, execute, unsendable
 from sagakit.runtime.heartbeat import Heartbeat, ended
@@ -77,6 +77,11 @@ class Driver:
 
     ``draining``: no step starts any more; an instance whose steps in flight
     have finished (and are committed) is handed over (``handed``) instead.
+
+    A sub-saga step's child is watched by a task of its parent's instance
+    (:mod:`~sagakit.runtime.subsaga`): woken through ``children`` when the
+    child ends here, else looking at the store every ``child_poll`` seconds
+    at most.
     """
 
     store: SagaStore
@@ -90,11 +95,13 @@ class Driver:
     reply_queue: str = "sagakit.replies"
     relay: OutboxRelay | None = None
     observer: Observer = NOOP
+    child_poll: float = 1.0
     active: dict[str, Instance] = field(default_factory=dict, init=False)
     tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
     draining: bool = field(default=False, init=False)
     handed: list[str] = field(default_factory=list, init=False)
     beat: Heartbeat | None = field(default=None, init=False)
+    children: subsaga.ChildWatch = field(default_factory=subsaga.ChildWatch, init=False)
 
     def __post_init__(self) -> None:
         _STARTED_HERE.add(self.worker_id)
@@ -231,21 +238,12 @@ class Driver:
         try:
             if inst.trace is None and self.observer.traces:
                 inst.trace = await self._stored_trace(saga_id)
+            if not self.draining:
+                subsaga.watch_all(self, inst)
             while True:
-                local: list[RunStep | Compensate] = []
-                for command in commands:
-                    if isinstance(command, FinishSaga):
-                        self._finish(inst)
-                        return
-                    if isinstance(command, CancelSteps):
-                        cancel_steps(inst, command, self.clock)
-                    elif remote_of(inst.saga, command) is None:
-                        local.append(command)
-                if self.draining and local:
-                    if inst.in_flight == 0:
-                        self._hand_over(inst)
-                        return
-                    local = []  # the next owner runs them
+                local = self._issue(inst, commands)
+                if local is None:
+                    return
                 if len(local) == 1 and inst.in_flight == 0 and inst.queue.empty():
                     item: StepOutcome | Delivery | LeaseLost = await self.execute(
                         inst, local[0]
@@ -293,6 +291,34 @@ class Driver:
             )
             self._abandon(inst, exc)
 
+    def _issue(
+        self, inst: Instance, commands: tuple[Command, ...]
+    ) -> list[RunStep | Compensate] | None:
+        """Carry out ``commands`` but the local runs, which are returned;
+        None once ``inst`` is not driven here any more (it ended, or was
+        handed over). Remote commands left with the commit (the outbox);
+        sub-saga ones are watched (:mod:`~sagakit.runtime.subsaga`)."""
+        local: list[RunStep | Compensate] = []
+        children: list[RunStep | Compensate] = []
+        for command in commands:
+            if isinstance(command, FinishSaga):
+                self._finish(inst)
+                return None
+            if isinstance(command, CancelSteps):
+                cancel_steps(inst, command, self.clock)
+            elif subsaga.is_child_command(inst.saga, command):
+                children.append(command)
+            elif remote_of(inst.saga, command) is None:
+                local.append(command)
+        if self.draining and (local or children):
+            if inst.in_flight == 0:
+                self._hand_over(inst)
+                return None
+            return []  # the next owner runs them
+        for command in children:
+            subsaga.watch(self, inst, command)
+        return local
+
     async def _apply_operator_requests(self, inst: Instance) -> None:
         waiting: list[StepOutcome | Delivery | LeaseLost] = []
         while not inst.queue.empty():
@@ -318,6 +344,7 @@ class Driver:
         self.drop(inst.state.saga_id)
         for task in list(inst.tasks):
             task.cancel()
+        subsaga.stop_watching(inst)
         if inst.done is not None and not inst.done.done():
             if exc is None:
                 inst.done.cancel()
@@ -327,6 +354,8 @@ class Driver:
     def _finish(self, inst: Instance) -> None:
         state = inst.state
         self.drop(state.saga_id)
+        subsaga.stop_watching(inst)
+        self.children.ended(state.saga_id)  # its parent's watcher, if here
         while not inst.queue.empty():  # replies that came too late: nothing to do
             item = inst.queue.get_nowait()
             if isinstance(item, Delivery) and not item.handled.done():

@@ -223,11 +223,16 @@ class Orchestrator:
     ) -> Started:
         if self.driver.draining:
             raise SagaError("this orchestrator was stopped: it starts no saga")
-        remote = any(s.is_remote or s.compensation_is_remote for s in saga)
+        remote = any(
+            s.is_remote or s.compensation_is_remote
+            for one in (saga, *saga.family)
+            for s in one
+        )
         if remote and not self.intake.running:
             raise SagaError(
-                f"saga {saga.name!r} has remote steps: give the orchestrator a "
-                "transport and run it inside 'async with orchestrator.serving()'"
+                f"saga {saga.name!r} has remote steps (or its sub-sagas have): "
+                "give the orchestrator a transport and run it inside "
+                "'async with orchestrator.serving()'"
             )
         return await self.client.begin(saga, context, options, drive=True)
 
