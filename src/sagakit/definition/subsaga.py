@@ -179,3 +179,12 @@ def family(children: Mapping[str, Saga[Any]]) -> list[Saga[Any]]:
             if not any(saga is seen for seen in found):
                 found.append(saga)
     return found
+
+
+def has_remote_steps(saga: Saga[Any]) -> bool:
+    """Some step of ``saga`` or of its sub-sagas sends a command."""
+    return any(
+        s.is_remote or s.compensation_is_remote
+        for one in (saga, *saga.family)
+        for s in one
+    )

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Self, TypeVar, Unpack
 from pydantic import BaseModel
 
 from sagakit.definition.saga import Saga
+from sagakit.definition.subsaga import has_remote_steps
 from sagakit.errors import ConcurrencyError, SagaError, SagaNotFound, StateError
 from sagakit.messaging.envelope import Envelope
 from sagakit.observability.observer import NOOP, Observer
@@ -223,12 +224,7 @@ class Orchestrator:
     ) -> Started:
         if self.driver.draining:
             raise SagaError("this orchestrator was stopped: it starts no saga")
-        remote = any(
-            s.is_remote or s.compensation_is_remote
-            for one in (saga, *saga.family)
-            for s in one
-        )
-        if remote and not self.intake.running:
+        if has_remote_steps(saga) and not self.intake.running:
             raise SagaError(
                 f"saga {saga.name!r} has remote steps (or its sub-sagas have): "
                 "give the orchestrator a transport and run it inside "

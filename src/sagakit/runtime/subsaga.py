@@ -119,10 +119,19 @@ def watch(driver: Driver, inst: Instance, command: RunStep | Compensate) -> None
         return
     task = asyncio.create_task(_watch(driver, inst, command))
     inst.watchers[key] = task
+    driver.tasks.add(task)  # stopped with the driver's other tasks
 
     def forget(done: asyncio.Task[None]) -> None:
+        driver.tasks.discard(done)
         if inst.watchers.get(key) is done:
             del inst.watchers[key]
+        failed = None if done.cancelled() else done.exception()
+        if isinstance(failed, Exception):
+            logger.error(
+                "sub-saga watch stopped by an internal error",
+                exc_info=failed,
+                extra={"action": "child_watch_failed", "saga_id": key[0]},
+            )
 
     task.add_done_callback(forget)
 
