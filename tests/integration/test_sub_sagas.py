@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from sagakit import (
     Orchestrator,
+    Parallel,
     RetryPolicy,
     Saga,
     SagaStatus,
@@ -287,3 +288,55 @@ async def test_a_child_driven_by_another_worker_reaches_its_parent(
     assert result.results["pay"] == {"slow": "slow-ok"}
     await a.stop_driving()
     await b.stop_driving()
+
+
+async def test_a_fail_fast_group_cancels_its_running_child(store: SagaStore) -> None:
+    gate = asyncio.Event()
+    started = asyncio.Event()
+    log: list[str] = []
+
+    async def slow(ctx: Payment) -> str:
+        started.set()
+        await gate.wait()
+        log.append("slow")
+        return "slow-ok"
+
+    async def undo_slow(ctx: Payment) -> None:
+        log.append("undo slow")
+
+    async def out_of_stock(ctx: Order) -> None:
+        await started.wait()
+        raise LookupError("out of stock")
+
+    payment = Saga(
+        "payment",
+        [Step("slow", slow, compensate=undo_slow), Step("late", Shop().step("late"))],
+        context=Payment,
+    )
+    order = Saga(
+        "order",
+        [
+            Parallel(
+                Step("pay", SubSaga(payment, context=lambda o: {"amount": 1})),
+                Step("pack", out_of_stock),
+                on_failure="fail_fast",
+            )
+        ],
+        context=Order,
+    )
+    orch = Orchestrator(store, [order])
+    await orch.start(order, Order(), saga_id="o-7")
+    await started.wait()
+    child_here = orch.driver.active["o-7/pay"]
+    while child_here.queue.empty():  # the cancel is queued while slow runs
+        await asyncio.sleep(0.01)
+    gate.set()
+    result = await orch.wait("o-7")
+    assert result.status is SagaStatus.COMPENSATED
+    child = await store.get("o-7/pay")
+    assert child.status is SagaStatus.COMPENSATED
+    assert child.state.error is not None
+    assert child.state.error.type == "Cancelled"
+    assert log == ["slow", "undo slow"]  # late never ran
+    assert result.failed_step == "pack"
+    await orch.drain()

@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from sagakit import DefinitionError, Parallel, RetryPolicy, Saga, Step, SubSaga
+from sagakit.asyncapi.diagram import mermaid
 from sagakit.definition import Remote
 from sagakit.runtime.registry import Registry
 
@@ -139,3 +140,12 @@ def test_the_fingerprint_names_the_child_and_its_version() -> None:
     assert order(child("refunds")).fingerprint != one.fingerprint
     local = Saga("order", [Step("pay", act, compensate=undo)])
     assert local.fingerprint != one.fingerprint
+
+
+def test_the_diagram_shows_the_child_and_its_rollback() -> None:
+    saga = Saga(
+        "order", [Step("reserve", act, compensate=undo), Step("pay", SubSaga(child()))]
+    )
+    drawn = mermaid(saga)
+    assert "<b>pay</b><br/>sub-saga payment" in drawn
+    assert "undo pay<br/>roll back payment" in drawn

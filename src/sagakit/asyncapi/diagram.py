@@ -14,6 +14,7 @@ from typing import Any
 
 from sagakit.definition.remote import Remote
 from sagakit.definition.saga import Saga, Step
+from sagakit.definition.subsaga import SubSaga
 
 PIVOT_MARK = "PIVOT: point of no return"
 
@@ -30,6 +31,8 @@ def _label(step: Step) -> str:
     parts = [f"<b>{_text(step.name)}</b>"]
     if isinstance(step.action, Remote):
         parts.append(_remote(step.action))
+    elif isinstance(step.action, SubSaga):
+        parts.append(f"sub-saga {_text(step.action.saga.name)}")
     if step.pivot:
         parts.append(PIVOT_MARK)
     return "<br/>".join(parts)
@@ -39,6 +42,8 @@ def _undo(step: Step) -> str:
     what = step.compensate
     if isinstance(what, Remote):
         body = _remote(what)
+    elif isinstance(what, SubSaga):
+        body = f"roll back {_text(what.saga.name)}"
     else:
         body = _text(getattr(what, "__name__", type(what).__name__))
     return f"undo {_text(step.name)}<br/>{body}"

@@ -306,6 +306,7 @@ class Driver:
                 return None
             if isinstance(command, CancelSteps):
                 cancel_steps(inst, command, self.clock)
+                subsaga.cancel_children(self, inst, command)
             elif subsaga.is_child_command(inst.saga, command):
                 children.append(command)
             elif remote_of(inst.saga, command) is None:

@@ -32,7 +32,7 @@ from pydantic_core import to_jsonable_python
 
 from sagakit.definition.saga import Saga
 from sagakit.definition.subsaga import SubSaga
-from sagakit.engine.commands import Compensate, RunStep
+from sagakit.engine.commands import CancelSteps, Compensate, RunStep
 from sagakit.engine.events import (
     CompensationAttemptFailed,
     CompensationSucceeded,
@@ -149,6 +149,42 @@ def watch_all(driver: Driver, inst: Instance) -> None:
         elif spec.rolls_back_child and step.status is StepStatus.COMPENSATING:
             attempt = max(1, step.compensation_attempts)
             watch(driver, inst, Compensate(name, attempt))
+
+
+def cancel_children(driver: Driver, inst: Instance, command: CancelSteps) -> None:
+    """A fail-fast group cancels its sub-saga steps still running: their
+    children are cancelled (as by an operator: steps in flight finish, the
+    completed ones are compensated) ``grace`` seconds from now, unless they
+    ended by then. If this process dies first, the children run to their
+    end and are rolled back with their parent."""
+    for name in command.steps:
+        if not inst.saga.step(name).is_sub_saga:
+            continue
+        parent = ParentLink(inst.state.saga_id, name)
+        attempt = inst.state.step(name).attempts
+        task = asyncio.create_task(_cancel(driver, parent, attempt, command.grace))
+        driver.tasks.add(task)
+        task.add_done_callback(driver.tasks.discard)
+
+
+async def _cancel(
+    driver: Driver, parent: ParentLink, attempt: int, grace: float
+) -> None:
+    if grace > 0:
+        await driver.clock.sleep(grace)
+    cid = child_id(parent.saga_id, parent.step, attempt)
+    try:
+        await driver.request(
+            cid,
+            "cancel",
+            reason=f"a step of the group of {parent.step} failed in its parent",
+            by=f"parent {parent.saga_id}",
+        )
+    except SagaError as exc:  # ended, not made yet, past its pivot, paused
+        logger.info(
+            "sub-saga not cancelled",
+            extra={"action": "child_not_cancelled", "saga_id": cid, "reason": str(exc)},
+        )
 
 
 def stop_watching(inst: Instance) -> None:
@@ -462,6 +498,7 @@ def _action_failed(
 
 __all__ = [
     "ChildWatch",
+    "cancel_children",
     "child_id",
     "is_child_command",
     "stop_watching",
