@@ -18,6 +18,7 @@ from sagakit import (
     Parallel,
     RetryPolicy,
     Saga,
+    SagaNotFound,
     SagaStatus,
     Step,
     StepStatus,
@@ -328,7 +329,8 @@ async def test_a_fail_fast_group_cancels_its_running_child(store: SagaStore) -> 
     await orch.start(order, Order(), saga_id="o-7")
     await started.wait()
     child_here = orch.driver.active["o-7/pay"]
-    while child_here.queue.empty():  # the cancel is queued while slow runs
+    # the cancel is queued while slow runs (nothing to wait on but the queue)
+    while child_here.queue.empty():  # noqa: ASYNC110
         await asyncio.sleep(0.01)
     gate.set()
     result = await orch.wait("o-7")
@@ -339,4 +341,78 @@ async def test_a_fail_fast_group_cancels_its_running_child(store: SagaStore) -> 
     assert child.state.error.type == "Cancelled"
     assert log == ["slow", "undo slow"]  # late never ran
     assert result.failed_step == "pack"
+    await orch.drain()
+
+
+class Flaky:
+    """A step that fails until fixed."""
+
+    def __init__(self) -> None:
+        self.fixed = False
+        self.runs = 0
+
+    async def __call__(self, ctx: Any) -> str:
+        self.runs += 1
+        if not self.fixed:
+            raise RuntimeError("carrier down")
+        return "shipped"
+
+
+def after_the_pivot(child: Saga[Any]) -> Saga[Order]:
+    return Saga(
+        "order",
+        [
+            Step("bill", Shop().step("bill"), pivot=True),
+            Step("ship", SubSaga(child, context=lambda o: {"amount": o.total})),
+        ],
+        context=Order,
+    )
+
+
+async def test_retrying_a_parent_runs_a_fresh_child_for_one_compensated(
+    store: SagaStore,
+) -> None:
+    flaky = Flaky()
+    shipping = Saga("shipping", [Step("ship", flaky)], context=Payment)
+    order = after_the_pivot(shipping)
+    orch = Orchestrator(store, [order])
+    result = await orch.run(order, Order(), saga_id="o-8")
+    assert result.status is SagaStatus.FAILED
+    assert (await store.get("o-8/ship")).status is SagaStatus.COMPENSATED
+
+    flaky.fixed = True
+    await orch.retry("o-8")
+    result = await orch.wait("o-8")
+    assert result.status is SagaStatus.SUCCEEDED
+    fresh = await store.get("o-8/ship#2")
+    assert fresh.status is SagaStatus.SUCCEEDED
+    assert fresh.state.parent == ParentLink("o-8", "ship")
+    assert result.results["ship"] == {"ship": "shipped"}
+    await orch.drain()
+
+
+async def test_retrying_a_parent_retries_a_child_failed_past_its_pivot(
+    store: SagaStore,
+) -> None:
+    flaky = Flaky()
+    shipping = Saga(
+        "shipping",
+        [Step("label", Shop().step("label"), pivot=True), Step("ship", flaky)],
+        context=Payment,
+    )
+    order = after_the_pivot(shipping)
+    orch = Orchestrator(store, [order])
+    result = await orch.run(order, Order(), saga_id="o-9")
+    assert result.status is SagaStatus.FAILED
+    assert (await store.get("o-9/ship")).status is SagaStatus.FAILED
+
+    flaky.fixed = True
+    await orch.retry("o-9")
+    result = await orch.wait("o-9")
+    assert result.status is SagaStatus.SUCCEEDED
+    child = await store.get("o-9/ship")  # the same child, retried
+    assert child.status is SagaStatus.SUCCEEDED
+    with pytest.raises(SagaNotFound):
+        await store.get("o-9/ship#2")
+    assert flaky.runs == 2
     await orch.drain()
