@@ -238,8 +238,6 @@ class Driver:
         try:
             if inst.trace is None and self.observer.traces:
                 inst.trace = await self._stored_trace(saga_id)
-            if not self.draining:
-                subsaga.watch_all(self, inst)
             while True:
                 local = self._issue(inst, commands)
                 if local is None:
@@ -297,7 +295,8 @@ class Driver:
         """Carry out ``commands`` but the local runs, which are returned;
         None once ``inst`` is not driven here any more (it ended, or was
         handed over). Remote commands left with the commit (the outbox);
-        sub-saga ones are watched (:mod:`~sagakit.runtime.subsaga`)."""
+        the sub-saga steps running or compensating are watched
+        (:mod:`~sagakit.runtime.subsaga`)."""
         local: list[RunStep | Compensate] = []
         children: list[RunStep | Compensate] = []
         for command in commands:
@@ -316,8 +315,10 @@ class Driver:
                 self._hand_over(inst)
                 return None
             return []  # the next owner runs them
-        for command in children:
-            subsaga.watch(self, inst, command)
+        if inst.saga.children and not self.draining:
+            # from the state, not the commands: also after a reload, or a
+            # takeover whatever its way here (see runtime.subsaga)
+            subsaga.watch_all(self, inst)
         return local
 
     async def _apply_operator_requests(self, inst: Instance) -> None:
