@@ -201,6 +201,10 @@ class Driver:
                 return
             await asyncio.wait(list(self.tasks), timeout=poll)
 
+    def watching(self) -> int:
+        """How many instances driven here only wait (parked) for a child."""
+        return sum(i.parked and bool(i.watchers) for i in self.active.values())
+
     def paused(self) -> int:
         """How many instances driven here are paused and parked."""
         return sum(i.parked and i.state.paused for i in self.active.values())

@@ -391,6 +391,11 @@ class Orchestrator:
         return len(self.driver.active)
 
     @property
+    def watching(self) -> int:
+        """How many of them only wait for the child of a sub-saga step."""
+        return self.driver.watching()
+
+    @property
     def paused(self) -> int:
         """How many of them are paused and wait (parked) for an operator."""
         return self.driver.paused()
