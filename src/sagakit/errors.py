@@ -105,7 +105,27 @@ class SagaNotFound(SagaError, LookupError):
 
 
 class SagaAlreadyExists(SagaError):
-    """A saga instance with this id exists already."""
+    """An instance with this id exists already: starting it again (with
+    another idempotency key, or a workflow ``start`` with another call) is
+    refused, on every store and however the starts race.
+
+    ``saga_id`` is the id (a workflow's instance id), ``status`` the existing
+    instance's status (``None`` if it could not be read: it was deleted
+    meanwhile) and ``app`` the workflow app (``None`` for a saga).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        saga_id: str,
+        status: str | None,
+        app: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.saga_id = saga_id
+        self.status = status
+        self.app = app
 
 
 class DuplicateMessage(SagaError):

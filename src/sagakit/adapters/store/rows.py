@@ -122,8 +122,13 @@ def saga_not_found(saga_id: str) -> SagaNotFound:
     return SagaNotFound(f"saga {saga_id} does not exist")
 
 
-def saga_exists(saga_id: str) -> SagaAlreadyExists:
-    return SagaAlreadyExists(f"saga {saga_id} exists already")
+def saga_exists(saga_id: str, status: str | None) -> SagaAlreadyExists:
+    """The error of creating ``saga_id`` again; ``status`` is the existing
+    instance's (None: it could not be read)."""
+    known = "" if status is None else f" (status {status})"
+    return SagaAlreadyExists(
+        f"saga {saga_id} exists already{known}", saga_id=saga_id, status=status
+    )
 
 
 def stale_saga(saga_id: str, expected_version: int) -> ConcurrencyError:

@@ -53,7 +53,8 @@ SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
   FROM sagakit_saga WHERE saga_name = ? AND idempotency_key = ?;
 
 -- saga_exists --
-SELECT 1 FROM sagakit_saga WHERE saga_id = ?;
+-- Its status: a row when the saga exists
+SELECT status FROM sagakit_saga WHERE saga_id = ?;
 
 -- get_history --
 SELECT saga_id, step, kind, attempt, outcome, result, error, started_at, finished_at
