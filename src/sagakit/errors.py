@@ -8,6 +8,7 @@
     ├── ConcurrencyError                         version conflict on save
     ├── SagaNotFound                             unknown saga id (also LookupError)
     ├── SagaAlreadyExists                        a saga id that is taken
+    ├── FatalError                               raised by a step: never retried
     ├── DuplicateMessage                         a message consumed before
     ├── StepFailed                               a saga ended without succeeding
     │   └── CompensationFailed                   ... and a compensation failed too
@@ -128,6 +129,18 @@ class SagaAlreadyExists(SagaError):
         self.app = app
 
 
+class FatalError(SagaError):
+    """Raise it from a step to fail at once: it is never retried.
+
+    A workflow step (:mod:`sagakit.workflow`) that raises it ends its instance
+    ``failed`` with the message recorded, whatever ``max_attempts`` says; a
+    saga step, a compensation or a participant handler that raises it gives
+    up at once too, whatever its ``RetryPolicy`` says. Subclass it for
+    errors of your own that retrying cannot fix (a declined card, a closed
+    account).
+    """
+
+
 class DuplicateMessage(SagaError):
     """A message was consumed before (inbox deduplication); nothing changed."""
 
@@ -194,6 +207,7 @@ __all__ = [
     "DefinitionError",
     "DefinitionUnavailable",
     "DuplicateMessage",
+    "FatalError",
     "SagaAlreadyExists",
     "SagaError",
     "SagaNotFound",
