@@ -156,7 +156,7 @@ def unique_ids(ids: Any) -> list[str]:
 def workflow_record(row: Row) -> WorkflowRecord:
     """``app, instance_id, status, step, input, due_at, state, version,
     attempts, transitions, error, created_at, updated_at, owner,
-    lease_until``."""
+    lease_until, result, start_digest``."""
     return WorkflowRecord(
         app=row[0],
         instance_id=row[1],
@@ -173,6 +173,8 @@ def workflow_record(row: Row) -> WorkflowRecord:
         updated_at=row[12],
         owner=row[13],
         lease_until=row[14],
+        result=loads_or_none(row[15]),
+        start_digest=row[16],
     )
 
 
