@@ -16,6 +16,9 @@ external events.
     await app.start("order-1", deposit, {"amount": 10})
     await app.call("order-1", "webhook", "CONFIRMED")
     await app.run(stop_event)
+
+Starting an existing id again with another call raises
+:class:`SagaAlreadyExists` (the same call returns it).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from sagakit.errors import SagaAlreadyExists
 from sagakit.ports.workflow_store import (
     WorkflowHistoryEntry,
     WorkflowRecord,
@@ -33,6 +37,7 @@ from sagakit.workflow.app import WorkflowApp
 from sagakit.workflow.step import WorkflowCall, WorkflowStep
 
 __all__ = [
+    "SagaAlreadyExists",
     "WorkflowApp",
     "WorkflowCall",
     "WorkflowHistoryEntry",

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from sagakit.errors import (
     ConcurrencyError,
     DefinitionError,
+    SagaAlreadyExists,
     StateError,
     StoreError,
 )
@@ -32,7 +33,13 @@ from sagakit.ports.workflow_store import (
     WorkflowStore,
 )
 from sagakit.workflow.runner import run_claimed
-from sagakit.workflow.step import CallbackHandler, WorkflowCall, WorkflowStep, to_json
+from sagakit.workflow.step import (
+    CallbackHandler,
+    WorkflowCall,
+    WorkflowStep,
+    start_digest,
+    to_json,
+)
 from sagakit.workflow.waiting import REPORT_INTERVAL, report_unregistered
 
 logger = logging.getLogger(__name__)
@@ -140,11 +147,21 @@ class WorkflowApp:
         state: dict[str, Any] | None = None,
     ) -> str:
         """Commit a new instance whose first call is ``step(input)``, due
-        after ``delay``. Idempotent: an existing id is returned unchanged."""
+        after ``delay``, and return its id.
+
+        Starting an existing id again with the same call (step, input and
+        ``state``; the delay aside) returns it unchanged, whatever it has done
+        since: a retried request starts nothing twice. With another call it
+        raises :class:`~sagakit.errors.SagaAlreadyExists`, carrying the
+        instance's id and status, on every store and however concurrent
+        starts race. An instance written before start digests were kept
+        (before migration 0009) is returned."""
         first = self._step(step, where="start")
         instance_id = instance_id or uuid.uuid4().hex
         now = self.clock.now()
         payload = to_json(input, about=f"input of step {first.name}")
+        initial = to_json(state or {}, about="initial state")
+        digest = start_digest(first.name, payload, initial)
         record = WorkflowRecord(
             app=self.name,
             instance_id=instance_id,
@@ -152,13 +169,14 @@ class WorkflowApp:
             step=first.name,
             input=payload,
             due_at=now + delay,
-            state=to_json(state or {}, about="initial state"),
+            state=initial,
             version=1,
             attempts=0,
             transitions=0,
             error=None,
             created_at=now,
             updated_at=now,
+            start_digest=digest,
         )
         line = WorkflowHistoryEntry(
             app=self.name,
@@ -169,7 +187,17 @@ class WorkflowApp:
             recorded_at=now,
             detail={"delay": delay},
         )
-        _, created = await self.store.create(record, [line])
+        stored, created = await self.store.create(record, [line])
+        if not created and stored.start_digest not in (None, digest):
+            status = stored.status.value
+            raise SagaAlreadyExists(
+                f"workflow {self.name}/{instance_id} exists already (status "
+                f"{status}), started with another call; start it with the same "
+                "step, input and state, or use another id",
+                saga_id=instance_id,
+                status=status,
+                app=self.name,
+            )
         if created:
             self.logger.info(
                 "workflow started",
@@ -227,6 +255,7 @@ class WorkflowApp:
         await self.store.save(delivered, record.version, [line])
 
     async def get(self, instance_id: str) -> WorkflowRecord:
+        """The instance as stored (``SagaNotFound`` if there is none)."""
         return await self.store.get(self.name, instance_id)
 
     async def history(self, instance_id: str) -> list[WorkflowHistoryEntry]:

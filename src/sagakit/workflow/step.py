@@ -9,6 +9,7 @@ annotated input type when the step runs.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import json
 import logging
@@ -38,6 +39,15 @@ def to_json(value: Any, *, about: str) -> Any:
     except (PydanticSerializationError, TypeError, ValueError) as exc:
         raise DefinitionError(f"{about} is not JSON: {exc}") from exc
     return plain
+
+
+def start_digest(step: str, input: Any, state: dict[str, Any]) -> str:
+    """A hash of the call that starts an instance (its JSON ``input`` and
+    initial ``state``): equal for equal JSON, whatever the key order."""
+    text = json.dumps(
+        [step, input, state], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,5 +174,6 @@ __all__ = [
     "StepLogger",
     "WorkflowCall",
     "WorkflowStep",
+    "start_digest",
     "to_json",
 ]

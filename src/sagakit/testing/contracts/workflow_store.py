@@ -1,4 +1,6 @@
-"""The workflow store contract: written once, subclassed per adapter."""
+"""The workflow store contract: written once, subclassed per adapter. It
+includes :class:`~sagakit.testing.contracts.workflow_app.WorkflowAppContract`
+(starts and results, through a ``WorkflowApp``)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from sagakit.ports.workflow_store import (
     WorkflowStatus,
     WorkflowStore,
 )
+from sagakit.testing.contracts.workflow_app import WorkflowAppContract
 
 APP = "payments"
 STEPS = ("debit", "credit")
@@ -59,17 +62,9 @@ def line(instance_id: str, outcome: str, **kw: Any) -> WorkflowHistoryEntry:
     )
 
 
-class WorkflowStoreContract:
+class WorkflowStoreContract(WorkflowAppContract):
     """Subclass and provide a ``store`` fixture returning a fresh, empty store
     (and ``peer``, a second handle on the same data, where there can be one)."""
-
-    @pytest.fixture
-    def store(self) -> WorkflowStore:
-        raise NotImplementedError
-
-    @pytest.fixture
-    def peer(self, store: WorkflowStore) -> WorkflowStore:
-        return store
 
     async def test_create_then_get_round_trips(self, store: WorkflowStore) -> None:
         record = make("w1", state={"tries": 1, "seen": [1, "a"]})
