@@ -11,11 +11,14 @@ external events.
 
     @app.step
     def webhook(input, state, set_state, logger):
-        ...                                     # None: the instance succeeded
+        if input == "DECLINED":
+            raise FatalError("card declined")   # failed at once, no retries
+        return {"paid": True}                   # succeeded, with this result
 
     await app.start("order-1", deposit, {"amount": 10})
     await app.call("order-1", "webhook", "CONFIRMED")
     await app.run(stop_event)
+    await app.result("order-1")                 # {"paid": True}
 
 Starting an existing id again with another call raises
 :class:`SagaAlreadyExists` (the same call returns it).
@@ -26,7 +29,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from sagakit.errors import SagaAlreadyExists
+from sagakit.errors import FatalError, SagaAlreadyExists
 from sagakit.ports.workflow_store import (
     WorkflowHistoryEntry,
     WorkflowRecord,
@@ -37,6 +40,7 @@ from sagakit.workflow.app import WorkflowApp
 from sagakit.workflow.step import WorkflowCall, WorkflowStep
 
 __all__ = [
+    "FatalError",
     "SagaAlreadyExists",
     "WorkflowApp",
     "WorkflowCall",

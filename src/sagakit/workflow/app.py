@@ -2,10 +2,11 @@
 
 Each instance waits on one pending step call in the store. ``run`` claims
 due instances with a lease and runs their step; what the step returns (the
-next call, with an optional delay) is committed with its new state in one
-transaction. A delay is a durable timer: it survives restarts and moves
-between workers. ``call`` delivers an external event to an instance that is
-pending on that step, replacing the pending input and making it due now.
+next call, with an optional delay, or any other JSON value: the instance's
+result) is committed with its new state in one transaction. A delay is a
+durable timer: it survives restarts and moves between workers. ``call``
+delivers an external event to an instance that is pending on that step,
+replacing the pending input and making it due now.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sagakit.errors import (
     DefinitionError,
     SagaAlreadyExists,
     StateError,
+    StepFailed,
     StoreError,
 )
 from sagakit.ports.clock import Clock, SystemClock
@@ -52,7 +54,8 @@ class WorkflowApp:
 
     ``max_attempts``: starts of one step call before the instance fails
     (retries back off exponentially from ``retry_delay`` up to
-    ``max_retry_delay`` seconds, as durable delayed calls).
+    ``max_retry_delay`` seconds, as durable delayed calls); a step that
+    raises :class:`~sagakit.errors.FatalError` fails it at once.
     ``max_transitions``: steps an instance may complete before it fails.
     ``lease``: seconds before another worker may re-run a step whose worker
     stopped renewing (at-least-once). ``log_handler`` receives every record
@@ -257,6 +260,25 @@ class WorkflowApp:
     async def get(self, instance_id: str) -> WorkflowRecord:
         """The instance as stored (``SagaNotFound`` if there is none)."""
         return await self.store.get(self.name, instance_id)
+
+    async def result(self, instance_id: str) -> Any:
+        """The value a succeeded instance ended with: what its last step
+        returned (None if it returned None). ``StepFailed`` (its message is
+        the recorded error) if the instance failed; ``StateError`` if it has
+        not finished."""
+        record = await self.get(instance_id)
+        where = f"workflow {self.name}/{instance_id}"
+        if record.status is WorkflowStatus.SUCCEEDED:
+            return record.result
+        if record.status is WorkflowStatus.FAILED:
+            raise StepFailed(
+                f"{where}: {record.error}",
+                saga_id=instance_id,
+                step=record.step,
+                error=None,
+                status=record.status.value,
+            )
+        raise StateError(f"{where} has not finished ({record.status.value})")
 
     async def history(self, instance_id: str) -> list[WorkflowHistoryEntry]:
         return await self.store.history(self.name, instance_id)

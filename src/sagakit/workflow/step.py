@@ -69,7 +69,10 @@ class WorkflowStep:
 
     The function takes up to four positional arguments, in this order:
     ``input, state, set_state, logger``; it may be sync (run in a thread) or
-    async. It returns ``None`` (the instance succeeded) or a :class:`WorkflowCall`.
+    async. It returns a :class:`WorkflowCall` (the next step), or anything
+    else: the instance succeeded with that value as its result (JSON: a
+    pydantic model or a dataclass is dumped; ``None`` is fine). Raising
+    :class:`~sagakit.errors.FatalError` fails the instance without retries.
     """
 
     def __init__(self, app: WorkflowApp, fn: StepFunction) -> None:

@@ -1,5 +1,6 @@
 """The workflow store contract, as a :class:`~sagakit.workflow.WorkflowApp`
-sees it: starting an existing instance again.
+sees it: starting an existing instance again, and how an instance ends (the
+value its last step returned, or a :class:`~sagakit.errors.FatalError`).
 
 :class:`~sagakit.testing.contracts.workflow_store.WorkflowStoreContract`
 includes it; it needs the same ``store`` and ``peer`` fixtures.
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sagakit.errors import SagaAlreadyExists
+from sagakit.errors import FatalError, SagaAlreadyExists, StepFailed
 from sagakit.ports.workflow_store import WorkflowStatus, WorkflowStore
 from sagakit.testing.clock import FakeClock
 from sagakit.workflow import WorkflowApp
@@ -21,23 +22,28 @@ ORDERS = "orders"
 
 
 def orders(store: WorkflowStore, clock: FakeClock, **options: Any) -> WorkflowApp:
-    """An app whose first step ``take`` calls ``pay``, which ends the
-    instance."""
+    """An app whose first step ``take`` raises ``FatalError`` on the input
+    ``"fatal"``, returns an ``object()`` on ``"opaque"`` and otherwise
+    calls ``pay``, which ends the instance with a JSON result."""
     app = WorkflowApp(ORDERS, store, clock=clock, **options)
 
     @app.step
     def take(order: Any) -> Any:
+        if order == "fatal":
+            raise FatalError("card declined")
+        if order == "opaque":
+            return object()
         return pay(order)
 
     @app.step
-    def pay(order: Any) -> None:
-        return None
+    def pay(order: Any) -> Any:
+        return {"paid": order, "lines": [1, 2.5, "é"], "gift": None}
 
     return app
 
 
 class WorkflowAppContract:
-    """Start semantics of workflow instances, on a store.
+    """Start semantics and results of workflow instances, on a store.
 
     Subclass it (or ``WorkflowStoreContract``) and provide a ``store``
     fixture returning a fresh, empty store, and ``peer``, a second handle on
@@ -104,3 +110,49 @@ class WorkflowAppContract:
         )
         assert same == ["o2"] * 4
         assert len(await apps[0].history("o2")) == 1
+
+    async def test_a_returned_value_is_the_result(
+        self, store: WorkflowStore, peer: WorkflowStore
+    ) -> None:
+        app = orders(store, FakeClock())
+        await app.start("o1", "take", "o1")
+        assert await app.run_until_idle() == 2
+        ended = await peer.get(ORDERS, "o1")
+        assert ended.status is WorkflowStatus.SUCCEEDED
+        assert ended.result == {"paid": "o1", "lines": [1, 2.5, "é"], "gift": None}
+        assert (ended.step, ended.input, ended.error) == (None, None, None)
+        assert await app.result("o1") == ended.result
+        assert (await store.list_workflows())[0].result == ended.result
+
+    async def test_a_fatal_error_fails_the_instance_at_once(
+        self, store: WorkflowStore
+    ) -> None:
+        app = orders(store, FakeClock(), max_attempts=5)
+        await app.start("o1", "take", "fatal")
+        assert await app.run_until_idle() == 1
+        failed = await app.get("o1")
+        assert failed.status is WorkflowStatus.FAILED
+        assert failed.error == "step take failed: FatalError: card declined"
+        assert (failed.step, failed.attempts, failed.result) == ("take", 1, None)
+        history = await app.history("o1")
+        assert [(h.outcome, h.error) for h in history] == [
+            ("started", None),
+            ("failed", "FatalError: card declined"),
+        ]
+        with pytest.raises(StepFailed, match="card declined") as caught:
+            await app.result("o1")
+        assert (caught.value.saga_id, caught.value.status) == ("o1", "failed")
+
+    async def test_a_result_that_is_not_json_fails_the_instance(
+        self, store: WorkflowStore
+    ) -> None:
+        app = orders(store, FakeClock())
+        await app.start("o1", "take", "opaque")
+        await app.run_until_idle()
+        failed = await app.get("o1")
+        assert failed.status is WorkflowStatus.FAILED
+        assert failed.attempts == 1  # not retried: retrying cannot fix it
+        assert failed.error is not None
+        assert "step take: the object it returned, not a step call, is not JSON" in (
+            failed.error
+        )
