@@ -186,42 +186,6 @@ def test_show_a_failed_transfer(db: Path, tmp_path: Path) -> None:
     assert [r[3] for r in history] == ["started", "retrying", "failed"]
 
 
-def test_show_the_result_a_workflow_ended_with(endings: Path, tmp_path: Path) -> None:
-    out = show(endings, tmp_path, "checkout-ok")
-    assert "status      succeeded" in out
-    result = out.split("\nresult\n", 1)[1].split("\n\n", 1)[0]
-    assert result.splitlines() == [
-        "{",
-        '  "note": "merci é",',
-        '  "order": "o1",',
-        '  "total": 12.5',
-        "}",
-    ]
-    history = [r for r in rows(out) if len(r) == 5]
-    assert [(r[1], r[3], r[4]) for r in history] == [
-        ("charge", "started", '{"delay": 0.0}'),
-        ("charge", "succeeded", '{"next": null}'),
-    ]
-
-
-def test_show_a_workflow_failed_by_a_fatal_error(endings: Path, tmp_path: Path) -> None:
-    out = show(endings, tmp_path, "checkout-stolen")
-    assert "status       failed" in out
-    assert "attempts     1" in out  # five were allowed: not retried
-    assert "error        step charge failed: FatalError: card of order o2" in out
-    assert "\nresult\n" not in out
-    history = [r for r in rows(out) if len(r) == 5]
-    assert [(r[3], r[4]) for r in history] == [
-        ("started", '{"delay": 0.0}'),
-        ("failed", "FatalError: card of order o2 reported stolen"),
-    ]
-    listed_ = listed(endings, tmp_path)
-    assert [(r[0], r[2]) for r in listed_] == [
-        ("checkout-stolen", "failed"),
-        ("checkout-ok", "succeeded"),
-    ]
-
-
 def test_show_timers_calls_and_workers(db: Path, tmp_path: Path) -> None:
     webhook = show(db, tmp_path, "pay-o1", "--app", "payment_webhook")
     assert "pending call  webhook" in webhook
@@ -292,3 +256,42 @@ def test_a_bare_workflows_prints_help(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "list" in result.stdout
     assert "show" in result.stdout
+
+
+# After the tests above: their timers are read against the wall clock.
+
+
+def test_show_the_result_a_workflow_ended_with(endings: Path, tmp_path: Path) -> None:
+    out = show(endings, tmp_path, "checkout-ok")
+    assert "status      succeeded" in out
+    result = out.split("\nresult\n", 1)[1].split("\n\n", 1)[0]
+    assert result.splitlines() == [
+        "{",
+        '  "note": "merci é",',
+        '  "order": "o1",',
+        '  "total": 12.5',
+        "}",
+    ]
+    history = [r for r in rows(out) if len(r) == 5]
+    assert [(r[1], r[3], r[4]) for r in history] == [
+        ("charge", "started", '{"delay": 0.0}'),
+        ("charge", "succeeded", '{"next": null}'),
+    ]
+
+
+def test_show_a_workflow_failed_by_a_fatal_error(endings: Path, tmp_path: Path) -> None:
+    out = show(endings, tmp_path, "checkout-stolen")
+    assert "status       failed" in out
+    assert "attempts     1" in out  # five were allowed: not retried
+    assert "error        step charge failed: FatalError: card of order o2" in out
+    assert "\nresult\n" not in out
+    history = [r for r in rows(out) if len(r) == 5]
+    assert [(r[3], r[4]) for r in history] == [
+        ("started", '{"delay": 0.0}'),
+        ("failed", "FatalError: card of order o2 reported stolen"),
+    ]
+    listed_ = listed(endings, tmp_path)
+    assert [(r[0], r[2]) for r in listed_] == [
+        ("checkout-stolen", "failed"),
+        ("checkout-ok", "succeeded"),
+    ]
