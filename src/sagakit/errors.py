@@ -8,6 +8,7 @@
     ├── ConcurrencyError                         version conflict on save
     ├── SagaNotFound                             unknown saga id (also LookupError)
     ├── SagaAlreadyExists                        a saga id that is taken
+    ├── FatalError                               raised by a step: never retried
     ├── DuplicateMessage                         a message consumed before
     ├── StepFailed                               a saga ended without succeeding
     │   └── CompensationFailed                   ... and a compensation failed too
@@ -105,7 +106,39 @@ class SagaNotFound(SagaError, LookupError):
 
 
 class SagaAlreadyExists(SagaError):
-    """A saga instance with this id exists already."""
+    """An instance with this id exists already: starting it again (with
+    another idempotency key, or a workflow ``start`` with another call) is
+    refused, on every store and however the starts race.
+
+    ``saga_id`` is the id (a workflow's instance id), ``status`` the existing
+    instance's status (``None`` if it could not be read: it was deleted
+    meanwhile) and ``app`` the workflow app (``None`` for a saga).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        saga_id: str,
+        status: str | None,
+        app: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.saga_id = saga_id
+        self.status = status
+        self.app = app
+
+
+class FatalError(SagaError):
+    """Raise it from a step to fail at once: it is never retried.
+
+    A workflow step (:mod:`sagakit.workflow`) that raises it ends its instance
+    ``failed`` with the message recorded, whatever ``max_attempts`` says; a
+    saga step, a compensation or a participant handler that raises it gives
+    up at once too, whatever its ``RetryPolicy`` says. Subclass it for
+    errors of your own that retrying cannot fix (a declined card, a closed
+    account).
+    """
 
 
 class DuplicateMessage(SagaError):
@@ -174,6 +207,7 @@ __all__ = [
     "DefinitionError",
     "DefinitionUnavailable",
     "DuplicateMessage",
+    "FatalError",
     "SagaAlreadyExists",
     "SagaError",
     "SagaNotFound",

@@ -22,6 +22,7 @@ from sagakit.cli.main import app as cli
 from sagakit.errors import (
     ConcurrencyError,
     DefinitionError,
+    SagaAlreadyExists,
     SagaNotFound,
     StateError,
 )
@@ -99,9 +100,12 @@ async def test_start_is_idempotent(store: WorkflowStore, clock: FakeClock) -> No
     bank = Bank()
     app = build_app(store, bank, clock=clock)
     assert await app.start("t", "debit", transfer()) == "t"
-    assert await app.start("t", "debit", transfer(99)) == "t"
+    assert await app.start("t", "debit", transfer()) == "t"
+    with pytest.raises(SagaAlreadyExists, match="started with another call"):
+        await app.start("t", "debit", transfer(99))
     await app.run_until_idle()
     assert bank.effects == [("debit", "alice", 10), ("credit", "bob", 10)]
+    assert await app.start("t", "debit", transfer()) == "t"  # done: still it
     generated = await app.start(None, "debit", transfer())
     assert len(generated) == 32
 

@@ -17,6 +17,7 @@ def test_all_is_pinned() -> None:
         "DefinitionError",
         "DictContext",
         "ErrorInfo",
+        "FatalError",
         "Orchestrator",
         "Parallel",
         "RetryPolicy",

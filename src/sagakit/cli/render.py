@@ -336,13 +336,19 @@ def workflow_history_table(history: Sequence[WorkflowHistoryEntry]) -> Table:
 def workflow_report(
     record: WorkflowRecord, history: Sequence[WorkflowHistoryEntry], now: float
 ) -> RenderableType:
-    """Header, state and history, as ``sagakit workflows show`` prints them."""
-    state = json.dumps(record.state, indent=2, ensure_ascii=False, sort_keys=True)
-    return Group(
-        workflow_header(record, now),
-        Text(""),
+    """Header, result (of a succeeded instance), state and history, as
+    ``sagakit workflows show`` prints them."""
+    parts: list[RenderableType] = [workflow_header(record, now), Text("")]
+    if record.status is WorkflowStatus.SUCCEEDED:
+        parts += [Text("result", style="bold"), Text(_pretty(record.result)), Text("")]
+    parts += [
         Text("state", style="bold"),
-        Text(state),
+        Text(_pretty(record.state)),
         Text(""),
         workflow_history_table(history),
-    )
+    ]
+    return Group(*parts)
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)

@@ -190,11 +190,11 @@ def history_lines(history: Sequence[WorkflowHistoryEntry]) -> list[HistoryLine]:
 
 
 def record_json(record: WorkflowRecord, *, full: bool = False) -> dict[str, Any]:
-    """An instance as the JSON API returns it: every stored field, the input
-    and state only when ``full``."""
+    """An instance as the JSON API returns it: every stored field, the input,
+    state and result only when ``full``."""
     data = asdict(record)
     if not full:
-        del data["input"], data["state"]
+        del data["input"], data["state"], data["result"]
     return data
 
 
@@ -269,6 +269,9 @@ class WorkflowViews:
                 if record.step is None
                 else pretty_json(record.input),
                 "state_json": pretty_json(record.state),
+                "result_json": pretty_json(record.result)
+                if record.status is WorkflowStatus.SUCCEEDED
+                else None,
                 "history": history_lines(history),
                 "workflow_url": workflow_url(request, record.app, record.instance_id),
             },

@@ -39,7 +39,11 @@ at it has its pending step registered: it waits for one that has."""
 class WorkflowRecord:
     """One instance as stored. ``step``/``input``/``due_at`` are the pending
     call (``due_at`` None: waits for ``call`` only); ``attempts`` counts the
-    starts of that call; ``transitions`` the steps completed so far."""
+    starts of that call; ``transitions`` the steps completed so far.
+    ``result`` is the JSON value a succeeded instance ended with (what its
+    last step returned; None if it returned None). ``start_digest`` hashes
+    the call that started the instance, so that starting it again with
+    another call is refused; stores write it once, on ``create``."""
 
     app: str
     instance_id: str
@@ -56,6 +60,9 @@ class WorkflowRecord:
     updated_at: float
     owner: str | None = None
     lease_until: float | None = None
+    result: Any = None
+    start_digest: str | None = None
+    """None for an instance written before digests were kept."""
 
     @property
     def waiting(self) -> bool:
@@ -86,7 +93,8 @@ class WorkflowStore(Protocol):
         self, record: WorkflowRecord, history: Sequence[WorkflowHistoryEntry]
     ) -> tuple[WorkflowRecord, bool]:
         """Insert the instance; if ``(app, instance_id)`` exists, return the
-        stored one and ``False`` (nothing written)."""
+        stored one and ``False`` (nothing written). Of concurrent creates of
+        one instance, exactly one returns ``True``."""
 
     async def get(self, app: str, instance_id: str) -> WorkflowRecord:
         """The instance, or ``SagaNotFound``."""
@@ -97,8 +105,9 @@ class WorkflowStore(Protocol):
         expected_version: int,
         history: Sequence[WorkflowHistoryEntry],
     ) -> None:
-        """Replace the instance (owner and lease included) and append history
-        in one transaction, if its stored version is ``expected_version``;
+        """Replace the instance (owner, lease and result included; not its
+        ``created_at`` and ``start_digest``) and append history in one
+        transaction, if its stored version is ``expected_version``;
         else ``ConcurrencyError`` (``SagaNotFound`` if it does not exist)."""
 
     async def claim(

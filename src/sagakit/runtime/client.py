@@ -47,7 +47,10 @@ class StartOptions(TypedDict, total=False):
     """With a key already used for this saga, nothing new starts: the
     existing instance's id (or result) is returned."""
     saga_id: str | None
-    """The new instance's id; a random hex id by default."""
+    """The new instance's id; a random hex id by default. An id that is
+    taken raises :class:`~sagakit.errors.SagaAlreadyExists` (with the
+    existing instance's id and status), unless ``idempotency_key`` names
+    an instance already started: that one is returned."""
 
 
 def _checked(options: StartOptions) -> StartOptions:
@@ -117,7 +120,8 @@ class SagaClient:
         **options: Unpack[StartOptions],
     ) -> str:
         """Commit a new instance for a worker to run, and return its id (the
-        existing instance's, for an ``idempotency_key`` already used)."""
+        existing instance's, for an ``idempotency_key`` already used;
+        ``SagaAlreadyExists`` for a ``saga_id`` that is taken)."""
         return (await self.begin(saga, context, options)).saga_id
 
     async def begin(

@@ -2,10 +2,11 @@
 
 Each instance waits on one pending step call in the store. ``run`` claims
 due instances with a lease and runs their step; what the step returns (the
-next call, with an optional delay) is committed with its new state in one
-transaction. A delay is a durable timer: it survives restarts and moves
-between workers. ``call`` delivers an external event to an instance that is
-pending on that step, replacing the pending input and making it due now.
+next call, with an optional delay, or any other JSON value: the instance's
+result) is committed with its new state in one transaction. A delay is a
+durable timer: it survives restarts and moves between workers. ``call``
+delivers an external event to an instance that is pending on that step,
+replacing the pending input and making it due now.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from typing import Any, TypeVar
 from sagakit.errors import (
     ConcurrencyError,
     DefinitionError,
+    SagaAlreadyExists,
     StateError,
+    StepFailed,
     StoreError,
 )
 from sagakit.ports.clock import Clock, SystemClock
@@ -32,7 +35,13 @@ from sagakit.ports.workflow_store import (
     WorkflowStore,
 )
 from sagakit.workflow.runner import run_claimed
-from sagakit.workflow.step import CallbackHandler, WorkflowCall, WorkflowStep, to_json
+from sagakit.workflow.step import (
+    CallbackHandler,
+    WorkflowCall,
+    WorkflowStep,
+    start_digest,
+    to_json,
+)
 from sagakit.workflow.waiting import REPORT_INTERVAL, report_unregistered
 
 logger = logging.getLogger(__name__)
@@ -45,7 +54,8 @@ class WorkflowApp:
 
     ``max_attempts``: starts of one step call before the instance fails
     (retries back off exponentially from ``retry_delay`` up to
-    ``max_retry_delay`` seconds, as durable delayed calls).
+    ``max_retry_delay`` seconds, as durable delayed calls); a step that
+    raises :class:`~sagakit.errors.FatalError` fails it at once.
     ``max_transitions``: steps an instance may complete before it fails.
     ``lease``: seconds before another worker may re-run a step whose worker
     stopped renewing (at-least-once). ``log_handler`` receives every record
@@ -140,11 +150,21 @@ class WorkflowApp:
         state: dict[str, Any] | None = None,
     ) -> str:
         """Commit a new instance whose first call is ``step(input)``, due
-        after ``delay``. Idempotent: an existing id is returned unchanged."""
+        after ``delay``, and return its id.
+
+        Starting an existing id again with the same call (step, input and
+        ``state``; the delay aside) returns it unchanged, whatever it has done
+        since: a retried request starts nothing twice. With another call it
+        raises :class:`~sagakit.errors.SagaAlreadyExists`, carrying the
+        instance's id and status, on every store and however concurrent
+        starts race. An instance written before start digests were kept
+        (before migration 0009) is returned."""
         first = self._step(step, where="start")
         instance_id = instance_id or uuid.uuid4().hex
         now = self.clock.now()
         payload = to_json(input, about=f"input of step {first.name}")
+        initial = to_json(state or {}, about="initial state")
+        digest = start_digest(first.name, payload, initial)
         record = WorkflowRecord(
             app=self.name,
             instance_id=instance_id,
@@ -152,13 +172,14 @@ class WorkflowApp:
             step=first.name,
             input=payload,
             due_at=now + delay,
-            state=to_json(state or {}, about="initial state"),
+            state=initial,
             version=1,
             attempts=0,
             transitions=0,
             error=None,
             created_at=now,
             updated_at=now,
+            start_digest=digest,
         )
         line = WorkflowHistoryEntry(
             app=self.name,
@@ -169,7 +190,17 @@ class WorkflowApp:
             recorded_at=now,
             detail={"delay": delay},
         )
-        _, created = await self.store.create(record, [line])
+        stored, created = await self.store.create(record, [line])
+        if not created and stored.start_digest not in (None, digest):
+            status = stored.status.value
+            raise SagaAlreadyExists(
+                f"workflow {self.name}/{instance_id} exists already (status "
+                f"{status}), started with another call; start it with the same "
+                "step, input and state, or use another id",
+                saga_id=instance_id,
+                status=status,
+                app=self.name,
+            )
         if created:
             self.logger.info(
                 "workflow started",
@@ -227,7 +258,27 @@ class WorkflowApp:
         await self.store.save(delivered, record.version, [line])
 
     async def get(self, instance_id: str) -> WorkflowRecord:
+        """The instance as stored (``SagaNotFound`` if there is none)."""
         return await self.store.get(self.name, instance_id)
+
+    async def result(self, instance_id: str) -> Any:
+        """The value a succeeded instance ended with: what its last step
+        returned (None if it returned None). ``StepFailed`` (its message is
+        the recorded error) if the instance failed; ``StateError`` if it has
+        not finished."""
+        record = await self.get(instance_id)
+        where = f"workflow {self.name}/{instance_id}"
+        if record.status is WorkflowStatus.SUCCEEDED:
+            return record.result
+        if record.status is WorkflowStatus.FAILED:
+            raise StepFailed(
+                f"{where}: {record.error}",
+                saga_id=instance_id,
+                step=record.step,
+                error=None,
+                status=record.status.value,
+            )
+        raise StateError(f"{where} has not finished ({record.status.value})")
 
     async def history(self, instance_id: str) -> list[WorkflowHistoryEntry]:
         return await self.store.history(self.name, instance_id)

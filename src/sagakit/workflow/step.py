@@ -9,6 +9,7 @@ annotated input type when the step runs.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import json
 import logging
@@ -40,6 +41,15 @@ def to_json(value: Any, *, about: str) -> Any:
     return plain
 
 
+def start_digest(step: str, input: Any, state: dict[str, Any]) -> str:
+    """A hash of the call that starts an instance (its JSON ``input`` and
+    initial ``state``): equal for equal JSON, whatever the key order."""
+    text = json.dumps(
+        [step, input, state], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class WorkflowCall:
     """A call of ``step`` with ``input``, due after ``delay`` seconds
@@ -59,7 +69,10 @@ class WorkflowStep:
 
     The function takes up to four positional arguments, in this order:
     ``input, state, set_state, logger``; it may be sync (run in a thread) or
-    async. It returns ``None`` (the instance succeeded) or a :class:`WorkflowCall`.
+    async. It returns a :class:`WorkflowCall` (the next step), or anything
+    else: the instance succeeded with that value as its result (JSON: a
+    pydantic model or a dataclass is dumped; ``None`` is fine). Raising
+    :class:`~sagakit.errors.FatalError` fails the instance without retries.
     """
 
     def __init__(self, app: WorkflowApp, fn: StepFunction) -> None:
@@ -164,5 +177,6 @@ __all__ = [
     "StepLogger",
     "WorkflowCall",
     "WorkflowStep",
+    "start_digest",
     "to_json",
 ]

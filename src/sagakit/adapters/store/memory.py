@@ -77,8 +77,9 @@ class InMemoryStore:
             existing = self._keys.get((record.saga_name, record.idempotency_key))
             if existing is not None:
                 return Created(_frozen(self._sagas[existing]), False)
-        if record.saga_id in self._sagas:
-            raise rows.saga_exists(record.saga_id)
+        taken = self._sagas.get(record.saga_id)
+        if taken is not None:
+            raise rows.saga_exists(record.saga_id, taken.status.value)
         self._sagas[record.saga_id] = record
         if record.idempotency_key is not None:
             self._keys[(record.saga_name, record.idempotency_key)] = record.saga_id

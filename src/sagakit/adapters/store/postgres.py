@@ -29,7 +29,7 @@ from sagakit.adapters.store.reads import SagaReads
 from sagakit.adapters.store.rows import dumps, unique_ids
 from sagakit.adapters.store.sql import Migration
 from sagakit.adapters.store.workflow_postgres import PostgresWorkflowStore
-from sagakit.errors import StoreError
+from sagakit.errors import SagaNotFound, StoreError
 from sagakit.ports.store import (
     Created,
     HistoryEntry,
@@ -170,7 +170,8 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
         except StoreError as exc:
             cause = exc.__cause__
             if isinstance(cause, UniqueViolation) and cause.table_name == _SAGAS:
-                raise rows.saga_exists(record.saga_id) from cause
+                status = await self._status_of(record.saga_id)
+                raise rows.saga_exists(record.saga_id, status) from cause
             raise
         self.database.commits += 1
         if row is not None and row["created"]:
@@ -185,6 +186,14 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
                 "is taken but its saga cannot be read"
             )
         return Created(rows.saga_record(existing), False)
+
+    async def _status_of(self, saga_id: str) -> str | None:
+        """The status of a saga whose id a create found taken (committed: the
+        unique index waited for its writer); None if it is gone since."""
+        try:
+            return (await self.get(saga_id)).status.value
+        except SagaNotFound:
+            return None
 
     async def save(
         self,

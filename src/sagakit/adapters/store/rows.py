@@ -122,8 +122,13 @@ def saga_not_found(saga_id: str) -> SagaNotFound:
     return SagaNotFound(f"saga {saga_id} does not exist")
 
 
-def saga_exists(saga_id: str) -> SagaAlreadyExists:
-    return SagaAlreadyExists(f"saga {saga_id} exists already")
+def saga_exists(saga_id: str, status: str | None) -> SagaAlreadyExists:
+    """The error of creating ``saga_id`` again; ``status`` is the existing
+    instance's (None: it could not be read)."""
+    known = "" if status is None else f" (status {status})"
+    return SagaAlreadyExists(
+        f"saga {saga_id} exists already{known}", saga_id=saga_id, status=status
+    )
 
 
 def stale_saga(saga_id: str, expected_version: int) -> ConcurrencyError:
@@ -151,7 +156,7 @@ def unique_ids(ids: Any) -> list[str]:
 def workflow_record(row: Row) -> WorkflowRecord:
     """``app, instance_id, status, step, input, due_at, state, version,
     attempts, transitions, error, created_at, updated_at, owner,
-    lease_until``."""
+    lease_until, result, start_digest``."""
     return WorkflowRecord(
         app=row[0],
         instance_id=row[1],
@@ -168,6 +173,8 @@ def workflow_record(row: Row) -> WorkflowRecord:
         updated_at=row[12],
         owner=row[13],
         lease_until=row[14],
+        result=loads_or_none(row[15]),
+        start_digest=row[16],
     )
 
 

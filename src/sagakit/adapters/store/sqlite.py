@@ -153,8 +153,9 @@ class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
             try:
                 db.execute("insert_saga", _saga_row(record, owner, until))
             except sqlite3.IntegrityError as exc:
-                if db.execute("saga_exists", (record.saga_id,)).fetchone():
-                    raise rows.saga_exists(record.saga_id) from exc
+                taken = db.execute("saga_exists", (record.saga_id,)).fetchone()
+                if taken is not None:
+                    raise rows.saga_exists(record.saga_id, taken[0]) from exc
                 raise
             db.executemany("insert_history", _history_rows(history))
             if outbox:

@@ -60,7 +60,11 @@ class InMemoryWorkflowStore:
                 f"workflow {record.app}/{record.instance_id}: version "
                 f"{expected_version} is stale; another writer saved it first"
             )
-        self._rows[key] = replace(copy.deepcopy(record), created_at=current.created_at)
+        self._rows[key] = replace(
+            copy.deepcopy(record),
+            created_at=current.created_at,
+            start_digest=current.start_digest,
+        )
         self._history[key].extend(history)
         self.commits += 1
 

@@ -77,6 +77,8 @@ class PostgresWorkflowStore(OnPostgres, WorkflowReads[PostgresDatabase]):
             record.owner,
             record.lease_until,
             _history_json(history),
+            rows.dumps_or_none(record.result),
+            record.start_digest,
         )
         if row["created"]:
             self.database.commits += 1
@@ -101,6 +103,7 @@ class PostgresWorkflowStore(OnPostgres, WorkflowReads[PostgresDatabase]):
             expected_version,
             record.lease_until,
             _history_json(history),
+            rows.dumps_or_none(record.result),
         )
         if row["saved"] == 1:
             self.database.commits += 1

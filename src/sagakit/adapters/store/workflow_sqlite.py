@@ -60,6 +60,8 @@ class SQLiteWorkflowStore(OnSQLite, WorkflowReads[SQLiteDatabase]):
                     record.updated_at,
                     record.owner,
                     record.lease_until,
+                    rows.dumps_or_none(record.result),
+                    record.start_digest,
                 ),
             )
             if cur.rowcount != 1:
@@ -87,6 +89,7 @@ class SQLiteWorkflowStore(OnSQLite, WorkflowReads[SQLiteDatabase]):
                     record.owner,
                     expected_version,
                     record.lease_until,
+                    rows.dumps_or_none(record.result),
                 ),
             )
             if cur.rowcount != 1:

@@ -4,6 +4,7 @@ counts (``SagaRepository``, ``SagaQueries``), leases and reply deadlines
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import pytest
@@ -93,15 +94,50 @@ class SagaRepositoryContract(StoreFixtures):
         first = await store.create(make_record("s1", context={"n": 1}), [])
         assert first == Created(first.record, True)
         assert first.created
-        with pytest.raises(SagaAlreadyExists, match="s1"):
+        with pytest.raises(SagaAlreadyExists, match="s1") as caught:
             await store.create(
                 make_record("s1", context={"n": 2}),
                 [entry("s1", "again")],
                 outbox=[message("m1")],
             )
+        assert (caught.value.saga_id, caught.value.status) == ("s1", "running")
+        assert caught.value.app is None
+        assert str(caught.value) == "saga s1 exists already (status running)"
         assert (await store.get("s1")).context == {"n": 1}
         assert await store.history("s1") == []
         assert await store.claim_outbox("relay", lease=60) == []
+
+    async def test_a_taken_id_reports_the_existing_status_whatever_the_key(
+        self, store: SagaStore
+    ) -> None:
+        await store.create(make_record("s1", status=SagaStatus.COMPENSATED), [])
+        with pytest.raises(SagaAlreadyExists) as caught:
+            await store.create(make_record("s1", key="fresh"), [])
+        assert caught.value.status == "compensated"
+        _, created = await store.create(make_record("s2", key="fresh"), [])
+        assert created  # the refused create did not take the key either
+
+    async def test_concurrent_creates_of_one_id_give_one_instance(
+        self, store: SagaStore, peer: SagaStore
+    ) -> None:
+        outcomes = await asyncio.gather(
+            *(
+                (store if n % 2 else peer).create(
+                    make_record("s1", context={"n": n}), [entry("s1", f"by {n}")]
+                )
+                for n in range(4)
+            ),
+            return_exceptions=True,
+        )
+        created = [o for o in outcomes if isinstance(o, Created)]
+        refused = [o for o in outcomes if isinstance(o, SagaAlreadyExists)]
+        assert len(created) == 1, outcomes
+        assert created[0].created
+        assert len(refused) == 3, outcomes
+        assert {(e.saga_id, e.status) for e in refused} == {("s1", "running")}
+        winner = created[0].record.context["n"]
+        assert (await store.get("s1")).context == {"n": winner}
+        assert [h.outcome for h in await store.history("s1")] == [f"by {winner}"]
 
     async def test_idempotency_key_is_per_saga_name(self, store: SagaStore) -> None:
         await store.create(make_record("s1", key="k", name="order"), [])

@@ -438,15 +438,16 @@ SELECT reply FROM sagakit_inbox WHERE consumer = $1 AND message_id = $2;
 
 -- workflow_insert --
 -- A workflow instance and its history ($16, a jsonb array) in one statement;
--- an existing (app, instance_id) is kept as it is (created = false)
+-- an existing (app, instance_id) is kept as it is (created = false). $17 is
+-- the result, $18 the start digest.
 WITH inserted AS (
     INSERT INTO sagakit_workflow (
         app, instance_id, status, step, input, due_at, state, version,
         attempts, transitions, error, created_at, updated_at, owner,
-        lease_until
+        lease_until, result, start_digest
     ) VALUES (
         $1, $2, $3, $4, $5::jsonb, $6, $7::jsonb, $8, $9, $10, $11, $12, $13,
-        $14, $15
+        $14, $15, $17::jsonb, $18::text
     )
     ON CONFLICT (app, instance_id) DO NOTHING
     RETURNING app, instance_id
@@ -469,18 +470,21 @@ SELECT count(*) > 0 AS created FROM inserted;
 
 -- workflow_get --
 SELECT app, instance_id, status, step, input, due_at, state, version, attempts,
-       transitions, error, created_at, updated_at, owner, lease_until
+       transitions, error, created_at, updated_at, owner, lease_until, result,
+       start_digest
   FROM sagakit_workflow
  WHERE app = $1 AND instance_id = $2;
 
 -- workflow_save --
 -- Optimistic replace ($14 is the expected version) and its history ($16) in
--- one statement; found tells a stale version from a missing instance
+-- one statement; found tells a stale version from a missing instance. $17 is
+-- the result; the start digest is written once, by workflow_insert.
 WITH updated AS (
     UPDATE sagakit_workflow
        SET status = $3, step = $4, input = $5::jsonb, due_at = $6,
            state = $7::jsonb, version = $8, attempts = $9, transitions = $10,
-           error = $11, updated_at = $12, owner = $13, lease_until = $15
+           error = $11, updated_at = $12, owner = $13, lease_until = $15,
+           result = $17::jsonb
      WHERE app = $1 AND instance_id = $2 AND version = $14
     RETURNING app, instance_id
 ), appended AS (
@@ -525,7 +529,7 @@ UPDATE sagakit_workflow AS w
  WHERE w.app = $1 AND w.instance_id = c.instance_id
 RETURNING w.app, w.instance_id, w.status, w.step, w.input, w.due_at, w.state,
           w.version, w.attempts, w.transitions, w.error, w.created_at,
-          w.updated_at, w.owner, w.lease_until;
+          w.updated_at, w.owner, w.lease_until, w.result, w.start_digest;
 
 -- workflow_renew --
 UPDATE sagakit_workflow
@@ -555,7 +559,8 @@ SELECT app, instance_id, step, attempt, outcome, detail, error, recorded_at
 -- Newest first. Optional filters are passed as NULL to disable them: $1
 -- status, $2 app, $4 created before; $3 is the limit
 SELECT app, instance_id, status, step, input, due_at, state, version, attempts,
-       transitions, error, created_at, updated_at, owner, lease_until
+       transitions, error, created_at, updated_at, owner, lease_until, result,
+       start_digest
   FROM sagakit_workflow
  WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR app = $2)
    AND ($4::double precision IS NULL OR created_at < $4)

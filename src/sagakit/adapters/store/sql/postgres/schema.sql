@@ -104,6 +104,8 @@ CREATE TABLE sagakit_workflow (
     updated_at   double precision NOT NULL,
     owner        text,
     lease_until  double precision,
+    result       jsonb,
+    start_digest text,
     PRIMARY KEY (app, instance_id)
 );
 

@@ -53,7 +53,8 @@ SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
   FROM sagakit_saga WHERE saga_name = ? AND idempotency_key = ?;
 
 -- saga_exists --
-SELECT 1 FROM sagakit_saga WHERE saga_id = ?;
+-- Its status: a row when the saga exists
+SELECT status FROM sagakit_saga WHERE saga_id = ?;
 
 -- get_history --
 SELECT saga_id, step, kind, attempt, outcome, result, error, started_at, finished_at
@@ -214,22 +215,25 @@ SELECT reply FROM sagakit_inbox WHERE consumer = ? AND message_id = ?;
 -- A workflow instance; an existing (app, instance_id) is kept as it is
 INSERT INTO sagakit_workflow (
     app, instance_id, status, step, input, due_at, state, version, attempts,
-    transitions, error, created_at, updated_at, owner, lease_until
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    transitions, error, created_at, updated_at, owner, lease_until, result,
+    start_digest
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (app, instance_id) DO NOTHING;
 
 -- workflow_get --
 SELECT app, instance_id, status, step, input, due_at, state, version, attempts,
-       transitions, error, created_at, updated_at, owner, lease_until
+       transitions, error, created_at, updated_at, owner, lease_until, result,
+       start_digest
   FROM sagakit_workflow
  WHERE app = ?1 AND instance_id = ?2;
 
 -- workflow_update --
--- Optimistic: only succeeds when the stored version is ?14
+-- Optimistic: only succeeds when the stored version is ?14. The start
+-- digest is written once, by workflow_insert.
 UPDATE sagakit_workflow
    SET status = ?3, step = ?4, input = ?5, due_at = ?6, state = ?7,
        version = ?8, attempts = ?9, transitions = ?10, error = ?11,
-       updated_at = ?12, owner = ?13, lease_until = ?15
+       updated_at = ?12, owner = ?13, lease_until = ?15, result = ?16
  WHERE app = ?1 AND instance_id = ?2 AND version = ?14;
 
 -- workflow_insert_history --
@@ -254,7 +258,7 @@ UPDATE sagakit_workflow
         LIMIT ?6)
 RETURNING app, instance_id, status, step, input, due_at, state, version,
           attempts, transitions, error, created_at, updated_at, owner,
-          lease_until;
+          lease_until, result, start_digest;
 
 -- workflow_renew --
 UPDATE sagakit_workflow
@@ -283,7 +287,8 @@ SELECT app, instance_id, step, attempt, outcome, detail, error, recorded_at
 -- Newest first. Optional filters are passed as NULL to disable them: ?1
 -- status, ?2 app, ?4 created before; ?3 is the limit
 SELECT app, instance_id, status, step, input, due_at, state, version, attempts,
-       transitions, error, created_at, updated_at, owner, lease_until
+       transitions, error, created_at, updated_at, owner, lease_until, result,
+       start_digest
   FROM sagakit_workflow
  WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR app = ?2)
    AND (?4 IS NULL OR created_at < ?4)

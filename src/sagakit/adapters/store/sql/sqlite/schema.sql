@@ -97,6 +97,8 @@ CREATE TABLE sagakit_workflow (
     updated_at   REAL NOT NULL,
     owner        TEXT,
     lease_until  REAL,
+    result       TEXT,
+    start_digest TEXT,
     PRIMARY KEY (app, instance_id)
 );
 
