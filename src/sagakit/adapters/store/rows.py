@@ -8,6 +8,7 @@ mapping serves both. JSON columns travel as compact text either way.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus
@@ -21,6 +22,7 @@ from sagakit.ports.event_store import (
     ChoreographyStatus,
     EventOutcome,
     EventRecord,
+    Progress,
     TrackedChoreography,
 )
 from sagakit.ports.store import HistoryEntry, InboxEntry, OutboxMessage, SagaRecord
@@ -151,7 +153,7 @@ def unique_ids(ids: Any) -> list[str]:
 def workflow_record(row: Row) -> WorkflowRecord:
     """``app, instance_id, status, step, input, due_at, state, version,
     attempts, transitions, error, created_at, updated_at, owner,
-    lease_until``."""
+    lease_until, definition_version, fingerprint``."""
     return WorkflowRecord(
         app=row[0],
         instance_id=row[1],
@@ -168,6 +170,8 @@ def workflow_record(row: Row) -> WorkflowRecord:
         updated_at=row[12],
         owner=row[13],
         lease_until=row[14],
+        definition_version=row[15],
+        fingerprint=row[16],
     )
 
 
@@ -201,6 +205,16 @@ def workflow_columns(record: WorkflowRecord) -> tuple[Any, ...]:
     )
 
 
+def workflow_definition(record: WorkflowRecord) -> tuple[int, str | None]:
+    """``definition_version, fingerprint``, bound last by both dialects."""
+    return (record.definition_version, record.fingerprint)
+
+
+def live_counts(found: Sequence[Row], width: int) -> dict[Any, int]:
+    """Rows of ``width`` grouping columns then a count: the counts by key."""
+    return {tuple(r[i] for i in range(width)): int(r[width]) for r in found}
+
+
 def stale_workflow(name: str, expected_version: int) -> ConcurrencyError:
     return ConcurrencyError(
         f"{name}: version {expected_version} is stale; another writer saved it first"
@@ -215,7 +229,8 @@ def by_due_then_id(records: list[WorkflowRecord]) -> list[WorkflowRecord]:
 
 
 def tracked_choreography(row: Row) -> TrackedChoreography:
-    """``correlation_id, name, status, started_at, updated_at, deadline``."""
+    """``correlation_id, name, status, started_at, updated_at, deadline,
+    definition_version, fingerprint``."""
     return TrackedChoreography(
         correlation_id=row[0],
         name=row[1],
@@ -223,6 +238,8 @@ def tracked_choreography(row: Row) -> TrackedChoreography:
         started_at=row[3],
         updated_at=row[4],
         deadline=row[5],
+        definition_version=row[6],
+        fingerprint=row[7],
     )
 
 
@@ -253,6 +270,11 @@ def event_log_row(record: EventRecord) -> tuple[Any, ...]:
         record.detail,
         record.recorded_at,
     )
+
+
+def definition_of(progress: Progress) -> tuple[int, str | None]:
+    """The tracker row's ``definition_version, fingerprint`` for ``progress``."""
+    return (progress.version, progress.fingerprint)
 
 
 def is_progress(record: EventRecord) -> bool:
