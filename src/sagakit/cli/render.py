@@ -31,6 +31,7 @@ from sagakit.views.format import (
     compact_json,
     compensated_steps,
     definition_label,
+    definition_shape,
     local_time,
     milliseconds,
     relative,
@@ -108,8 +109,7 @@ def saga_header(record: SagaRecord) -> Table:
     grid.add_row("status", styled(status_label(record)))
     if record.waiting is not None and not record.status.terminal:
         grid.add_row("waiting", Text(record.waiting, style="bold yellow"))
-    fingerprint = record.fingerprint or "unknown"
-    grid.add_row("definition", f"{definition_label(record)} (shape {fingerprint})")
+    grid.add_row("definition", definition_shape(record))
     grid.add_row("created", local_time(record.created_at))
     label = "duration" if record.status.terminal else "running for"
     grid.add_row(label, f"{milliseconds(total_duration(record))} ms")
@@ -268,7 +268,7 @@ def workflows_table(
     for r in records:
         table.add_row(
             r.instance_id,
-            r.app,
+            r.app if r.definition_version == 1 else definition_label(r),
             styled("waiting" if r.waiting else r.status.value),
             r.step or "",
             timer(r, now),
@@ -285,6 +285,7 @@ def workflow_header(record: WorkflowRecord, now: float) -> Table:
     grid.add_row("app", record.app)
     grid.add_row("id", record.instance_id)
     grid.add_row("status", styled("waiting" if record.waiting else record.status.value))
+    grid.add_row("definition", definition_shape(record))
     grid.add_row("created", local_time(record.created_at))
     updated = f"{local_time(record.updated_at)} ({relative(record.updated_at, now)})"
     grid.add_row("updated", updated)

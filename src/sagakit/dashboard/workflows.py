@@ -41,6 +41,8 @@ from sagakit.views.format import (
     WORKFLOW_STEP_LABELS,
     clip,
     compact_json,
+    definition_label,
+    definition_shape,
     local_time,
     relative,
     timer,
@@ -114,7 +116,7 @@ def rows(
         WorkflowRow(
             url=workflow_url(request, r.app, r.instance_id),
             instance_id=r.instance_id,
-            app=r.app,
+            app=r.app if r.definition_version == 1 else definition_label(r),
             status="waiting" if r.waiting else r.status.value,
             step=r.step or "",
             due=timer(r, now),
@@ -133,6 +135,7 @@ def facts(record: WorkflowRecord, now: float) -> list[Fact]:
         Fact("app", record.app),
         Fact("id", record.instance_id, "mono"),
         Fact("status", shown_status, f"status {shown_status}"),
+        Fact("definition", definition_shape(record), "mono"),
         Fact("created", local_time(record.created_at)),
         Fact(
             "updated",

@@ -68,7 +68,8 @@ class WorkflowRecord:
 
     @property
     def waiting(self) -> bool:
-        """Pending on a step that no process that looked has registered."""
+        """Pending, and no process that looked at it could run it (its pending
+        step or its version of the app is not registered there)."""
         return self.status is WorkflowStatus.PENDING and (self.error or "").startswith(
             WAITING
         )
