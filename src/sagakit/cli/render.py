@@ -60,6 +60,7 @@ STATUS_STYLES: dict[str, str] = {
     "compensating (paused)": "bold yellow",
 }
 _KIND_STYLES = {"saga": "dim", "action": "", "compensation": "magenta"}
+_EVENT_DETAIL_STYLES = {"failed": "red", "waiting": "yellow"}
 
 
 def styled(outcome: str) -> Text:
@@ -200,6 +201,11 @@ def choreography_report(
     grid.add_row("choreography", name)
     grid.add_row("correlation id", correlation_id)
     if tracked is not None:
+        shape = tracked.fingerprint or "unknown"
+        grid.add_row(
+            "definition",
+            f"{tracked.name} v{tracked.definition_version} (shape {shape})",
+        )
         grid.add_row("status", styled(tracked.status.value))
         grid.add_row("started", local_time(tracked.started_at))
         grid.add_row("last progress", local_time(tracked.updated_at))
@@ -221,7 +227,7 @@ def choreography_report(
             r.event_type,
             styled(r.outcome.value),
             r.message_id,
-            Text(clip(r.detail or ""), style="red" if r.outcome == "failed" else ""),
+            Text(clip(r.detail or ""), style=_EVENT_DETAIL_STYLES.get(r.outcome, "")),
         )
     return Group(grid, Text(""), table)
 
