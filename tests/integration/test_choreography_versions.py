@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from sagakit.adapters.store.event_sqlite import SQLiteEventStore
+from sagakit.adapters.store import Database
 from sagakit.adapters.transport.inprocess import InProcessTransport
 from sagakit.choreography import (
     Choreography,
@@ -45,21 +44,9 @@ CHANGED_V1 = Choreography("booking", [Flow("booking.created"), Flow("bill.paid")
 NEEDS_V1 = "needs booking v1, not registered here (have v2)"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[EventStore]:
-    opened: EventStore
-    if request.param == "sqlite":
-        opened = SQLiteEventStore(tmp_path / "events.db")
-    else:
-        from sagakit.adapters.store.event_postgres import (  # noqa: PLC0415
-            PostgresEventStore,
-        )
-
-        opened = await PostgresEventStore.connect(request.getfixturevalue("pg_url"))
-    yield opened
-    await opened.close()
+@pytest.fixture
+def store(sql_database: Database) -> EventStore:
+    return sql_database.events
 
 
 async def settle(check: Callable[[], bool], rounds: int = 2000) -> None:

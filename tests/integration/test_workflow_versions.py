@@ -5,16 +5,14 @@ a process that has the step runs it and clears the reason."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
-from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
+from sagakit.adapters.store import Database
 from sagakit.cli.main import app as cli
 from sagakit.errors import DefinitionError, StateError
 from sagakit.ports.workflow_store import WorkflowStatus, WorkflowStore
@@ -22,21 +20,10 @@ from sagakit.testing import FakeClock
 from sagakit.workflow import WorkflowApp
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[WorkflowStore]:
-    opened: WorkflowStore
-    if request.param == "sqlite":
-        opened = SQLiteWorkflowStore(tmp_path / "workflows.db")
-    else:
-        from sagakit.adapters.store.workflow_postgres import (  # noqa: PLC0415
-            PostgresWorkflowStore,
-        )
-
-        opened = await PostgresWorkflowStore.connect(request.getfixturevalue("pg_url"))
-    yield opened
-    await opened.close()
+@pytest.fixture
+def store(sql_database: Database) -> WorkflowStore:
+    assert sql_database.workflows is not None
+    return sql_database.workflows
 
 
 def release(store: WorkflowStore, clock: FakeClock, *, with_ship: bool) -> WorkflowApp:
@@ -61,7 +48,7 @@ def release(store: WorkflowStore, clock: FakeClock, *, with_ship: bool) -> Workf
 
 
 async def test_a_pending_step_that_is_not_registered_is_reported(
-    store: WorkflowStore, tmp_path: Path
+    store: WorkflowStore, sql_database: Database
 ) -> None:
     clock = FakeClock()
     old = release(store, clock, with_ship=True)
@@ -82,9 +69,9 @@ async def test_a_pending_step_that_is_not_registered_is_reported(
     assert await new.run_until_idle() == 0
     assert len(await new.history(iid)) == len(history)  # reported once
 
-    if isinstance(store, SQLiteWorkflowStore):
+    if not sql_database.url.startswith("postgres"):
         runner = CliRunner()
-        db = str(tmp_path / "workflows.db")
+        db = sql_database.url
         listed = await asyncio.to_thread(
             runner.invoke,
             cli,
@@ -169,7 +156,7 @@ async def killed_in_b(store: WorkflowStore, clock: FakeClock, ran: Ran) -> str:
 
 
 async def test_a_release_without_the_instance_version_reports_it_waiting(
-    store: WorkflowStore, tmp_path: Path
+    store: WorkflowStore, sql_database: Database
 ) -> None:
     clock, ran = FakeClock(), []
     iid = await killed_in_b(store, clock, ran)
@@ -197,8 +184,8 @@ async def test_a_release_without_the_instance_version_reports_it_waiting(
     assert await new.run_until_idle() == 4
     assert ran[1:] == [(2, "x"), (2, "a"), (2, "b2"), (2, "c")]
 
-    if isinstance(store, SQLiteWorkflowStore):
-        db = str(tmp_path / "workflows.db")
+    if not sql_database.url.startswith("postgres"):
+        db = sql_database.url
         listed = await cli_output(db, "workflows", "list")
         row = next(line for line in listed.splitlines() if "o-1" in line)
         assert "waiting" in row
