@@ -39,9 +39,10 @@ from collections.abc import Iterable
 
 from sagakit.choreography.definition import Choreography
 from sagakit.definition.versions import unavailable
-from sagakit.errors import SagaError
+from sagakit.errors import DefinitionError, SagaError
 from sagakit.messaging.envelope import Envelope, MalformedMessage
-from sagakit.ports.event_store import EventOutcome, EventStore
+from sagakit.ports.event_store import EventOutcome, EventStore, LiveChoreographies
+from sagakit.runtime.deploy import DeployRow, Judged, judge_rows
 
 logger = logging.getLogger("sagakit.choreography.bus")
 
@@ -116,18 +117,52 @@ class Declared:
         """Why this bus must not handle ``message`` (its choreography is
         declared here, but not in its version and shape), or None."""
         name = message.headers.get(CHOREOGRAPHY_HEADER)
-        versions = self.versions.get(name or "")
-        if name is None or versions is None:
+        if name is None or name not in self.versions:
             return None
-        version = version_of(message) or 1
+        fingerprint = message.headers.get(FINGERPRINT_HEADER)
+        return self.reason_for(name, version_of(message) or 1, fingerprint)
+
+    def reason_for(
+        self, name: str, version: int, fingerprint: str | None
+    ) -> str | None:
+        """Why a conversation of ``name`` ``version`` with ``fingerprint``
+        cannot go on with the versions declared here, or None."""
+        versions = self.versions.get(name, {})
         found = versions.get(version)
-        return unavailable(
-            name,
-            version,
-            message.headers.get(FINGERPRINT_HEADER),
-            None if found is None else found.fingerprint,
-            versions,
-        )
+        registered = None if found is None else found.fingerprint
+        return unavailable(name, version, fingerprint, registered, versions)
+
+
+def deploy_rows(
+    choreographies: Iterable[Choreography], live: LiveChoreographies
+) -> list[DeployRow]:
+    """What deploying services that declare ``choreographies`` does to the
+    ``live`` (unfinished) choreographies, per name and version (``sagakit
+    deploy-check``): those whose version is declared continue, the others
+    would be stranded (their events refused). Names not declared are left
+    out: their events are handled without a version check."""
+    declared = Declared(_distinct(choreographies))
+    judged = {key: n for key, n in live.items() if key[0] in declared.versions}
+
+    def judge(key: tuple[str, int, str | None]) -> Judged:
+        why = declared.reason_for(*key)
+        return ("continue", None) if why is None else ("drain", why)
+
+    return judge_rows(judged, "choreography", judge)
+
+
+def _distinct(choreographies: Iterable[Choreography]) -> list[Choreography]:
+    """``choreographies`` without repeats of a name and version of the same
+    shape (several buses declare the same ones)."""
+    found: dict[tuple[str, int], Choreography] = {}
+    for each in choreographies:
+        known = found.setdefault((each.name, each.version), each)
+        if known.fingerprint != each.fingerprint:
+            raise DefinitionError(
+                f"choreography {each.name!r} v{each.version} is declared twice, "
+                "with different flows"
+            )
+    return list(found.values())
 
 
 async def first_refusal(

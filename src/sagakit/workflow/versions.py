@@ -22,13 +22,14 @@ fingerprint: any version 1 that registers their pending step runs them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from sagakit.definition.fingerprint import digest
 from sagakit.definition.versions import unavailable
 from sagakit.errors import DefinitionError
-from sagakit.ports.workflow_store import WorkflowRecord
+from sagakit.ports.workflow_store import LiveWorkflows, WorkflowRecord
+from sagakit.runtime.deploy import DeployRow, Judged, judge_rows
 
 if TYPE_CHECKING:
     from sagakit.workflow.app import WorkflowApp
@@ -79,27 +80,69 @@ def previous_versions(
 
 
 def reason_for(
-    app: WorkflowApp, version: int, fingerprint: str | None, step: str | None
+    name: str,
+    versions: Mapping[int, WorkflowApp],
+    version: int,
+    fingerprint: str | None,
+    step: str | None,
 ) -> str | None:
-    """Why an instance of ``app`` that started on ``version`` with
-    ``fingerprint`` and waits on ``step`` cannot run on the versions ``app``
-    runs here (itself and its previous ones), or None."""
-    versions = app.versions
+    """Why an instance of app ``name`` that started on ``version`` with
+    ``fingerprint`` and waits on ``step`` cannot run on ``versions`` (the
+    versions of the app registered here), or None."""
     found = versions.get(version)
     if found is not None and step is not None and step not in found.steps:
         known = ", ".join(sorted(found.steps)) or "none"
         numbered = "" if version == 1 else f" v{version}"
         return (
-            f"step {step!r} is not registered on app {app.name!r}{numbered} "
+            f"step {step!r} is not registered on app {name!r}{numbered} "
             f"here (steps: {known})"
         )
     registered = None if found is None else found.fingerprint
-    return unavailable(app.name, version, fingerprint, registered, versions)
+    return unavailable(name, version, fingerprint, registered, versions)
 
 
 def reason(app: WorkflowApp, record: WorkflowRecord) -> str | None:
-    """:func:`reason_for` the stored ``record``."""
-    return reason_for(app, record.definition_version, record.fingerprint, record.step)
+    """Why ``app`` (with its previous versions) cannot run ``record``."""
+    return reason_for(
+        app.name,
+        app.versions,
+        record.definition_version,
+        record.fingerprint,
+        record.step,
+    )
+
+
+def apps_by_name(apps: Iterable[WorkflowApp]) -> dict[str, dict[int, WorkflowApp]]:
+    """Every version of ``apps`` (their previous ones included) by app name
+    and version; ``DefinitionError`` if one version is given twice with
+    different shapes."""
+    found: dict[str, dict[int, WorkflowApp]] = {}
+    for app in apps:
+        versions = found.setdefault(app.name, {})
+        for version, each in app.versions.items():
+            known = versions.setdefault(version, each)
+            if known.fingerprint != each.fingerprint:
+                raise DefinitionError(
+                    f"workflow {app.name} v{version} is defined twice, with "
+                    "different steps"
+                )
+    return found
+
+
+def deploy_rows(apps: Iterable[WorkflowApp], live: LiveWorkflows) -> list[DeployRow]:
+    """What deploying ``apps`` does to the ``live`` instances of every app,
+    per app and version (``sagakit deploy-check``): those whose version and
+    pending step are registered continue, the others would be stranded."""
+    known = apps_by_name(apps)
+
+    def judge(key: tuple[str, int, str | None, str | None]) -> Judged:
+        name, version, fingerprint, step = key
+        if name not in known:
+            return "drain", f"no workflow app named {name!r} in the code"
+        why = reason_for(name, known[name], version, fingerprint, step)
+        return ("continue", None) if why is None else ("drain", why)
+
+    return judge_rows(live, "app", judge)
 
 
 async def claim_due(
