@@ -39,6 +39,7 @@ from sagakit.views.format import (
     status_label,
     timer,
     total_duration,
+    workflow_status_label,
 )
 
 STATUS_STYLES: dict[str, str] = {
@@ -275,7 +276,7 @@ def workflows_table(
         table.add_row(
             r.instance_id,
             r.app if r.definition_version == 1 else definition_label(r),
-            styled("waiting" if r.waiting else r.status.value),
+            styled(workflow_status_label(r)),
             r.step or "",
             timer(r, now),
             relative(r.updated_at, now),
@@ -290,7 +291,7 @@ def workflow_header(record: WorkflowRecord, now: float) -> Table:
     grid.add_column(overflow="fold")
     grid.add_row("app", record.app)
     grid.add_row("id", record.instance_id)
-    grid.add_row("status", styled("waiting" if record.waiting else record.status.value))
+    grid.add_row("status", styled(workflow_status_label(record)))
     grid.add_row("definition", definition_shape(record))
     grid.add_row("created", local_time(record.created_at))
     updated = f"{local_time(record.updated_at)} ({relative(record.updated_at, now)})"

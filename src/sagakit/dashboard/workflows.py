@@ -46,6 +46,7 @@ from sagakit.views.format import (
     local_time,
     relative,
     timer,
+    workflow_status_label,
 )
 
 WORKFLOW_STATUSES: tuple[str, ...] = tuple(s.value for s in WorkflowStatus)
@@ -117,7 +118,7 @@ def rows(
             url=workflow_url(request, r.app, r.instance_id),
             instance_id=r.instance_id,
             app=r.app if r.definition_version == 1 else definition_label(r),
-            status="waiting" if r.waiting else r.status.value,
+            status=workflow_status_label(r),
             step=r.step or "",
             due=timer(r, now),
             updated=relative(r.updated_at, now),
@@ -130,7 +131,7 @@ def rows(
 def facts(record: WorkflowRecord, now: float) -> list[Fact]:
     """What ``sagakit workflows show`` puts above the state and history."""
     status = record.status
-    shown_status = "waiting" if record.waiting else status.value
+    shown_status = workflow_status_label(record)
     shown = [
         Fact("app", record.app),
         Fact("id", record.instance_id, "mono"),
@@ -267,6 +268,7 @@ class WorkflowViews:
             {
                 "section": SECTION,
                 "record": record,
+                "shown_status": workflow_status_label(record),
                 "facts": facts(record, self.clock.now()),
                 "call_input": None
                 if record.step is None

@@ -73,6 +73,12 @@ def status_label(record: SagaRecord) -> str:
     return record.status.value
 
 
+def workflow_status_label(record: WorkflowRecord) -> str:
+    """The status an operator sees: ``waiting`` for a pending instance no
+    process that looked at it could run (its version or step is missing)."""
+    return "waiting" if record.waiting else record.status.value
+
+
 def definition_label(record: SagaRecord | WorkflowRecord) -> str:
     """``name vN``: the definition an instance runs on."""
     name = record.app if isinstance(record, WorkflowRecord) else record.saga_name
