@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from sagakit.adapters.store import Database
+from sagakit.adapters.store.event_memory import InMemoryEventStore
 from sagakit.adapters.transport.inprocess import InProcessTransport
 from sagakit.choreography import (
     Choreography,
@@ -22,7 +23,7 @@ from sagakit.choreography import (
     Flow,
 )
 from sagakit.errors import DefinitionError, DefinitionUnavailable
-from sagakit.messaging import decode
+from sagakit.messaging import MalformedMessage, decode
 from sagakit.ports.event_store import EventStore
 from sagakit.testing import FakeClock
 
@@ -211,3 +212,19 @@ def test_a_version_is_an_integer_from_1_and_given_once() -> None:
     assert V1.fingerprint == Choreography("booking", V1.steps, timeout=5).fingerprint
     assert V1.fingerprint != CHANGED_V1.fingerprint
     assert repr(V2) == "Choreography('booking' v2, 4 steps)"
+
+
+async def test_a_version_that_is_not_a_number_is_dead_lettered_at_once() -> None:
+    transport = InProcessTransport()
+    store = InMemoryEventStore()
+    billing = Billing(store, transport, V1)
+    event = booking_bus(store, transport, V1).event(
+        "booking.created", {}, correlation_id="b1"
+    )
+    bad = event.model_copy(
+        update={"headers": {**event.headers, "choreography_version": "one"}}
+    )
+    with pytest.raises(MalformedMessage, match="choreography version 'one'"):
+        await billing.bus.handle(bad)
+    assert billing.seen == []
+    await transport.close()

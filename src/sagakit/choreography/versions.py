@@ -109,8 +109,9 @@ class Declared:
         name = message.headers.get(CHOREOGRAPHY_HEADER)
         if name is None:
             return self.newest_with(message.type)
-        version = version_of(message)
-        found = self.versions.get(name, {}).get(version or 1)
+        if name not in self.versions:
+            return None  # not declared here: its version is not looked at
+        found = self.versions[name].get(version_of(message) or 1)
         return found if found is not None and message.type in found.events else None
 
     def reason(self, message: Envelope) -> str | None:

@@ -60,7 +60,7 @@ def previous_versions(
                 f"workflow {app.name}: previous takes WorkflowApp objects, "
                 f"got {older!r}"
             )
-        for version, each in {**older.previous, older.version: older}.items():
+        for version, each in older.versions.items():
             if each.name != app.name:
                 raise DefinitionError(
                     f"workflow {app.name}: previous version {each!r} is another "
