@@ -14,13 +14,16 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+
+if TYPE_CHECKING:
+    from sagakit.adapters.store import Database
 
 POSTGRES_URL = os.environ.get(
     "SAGAKIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -81,6 +84,23 @@ def pg_url(pg_template: str) -> Iterator[str]:
     run_sync(admin(f"CREATE DATABASE {name} TEMPLATE {pg_template}"))
     yield database_url(name)
     run_sync(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def sql_database(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Database]:
+    """A fresh, open database of each SQL dialect: a SQLite file in
+    ``tmp_path`` (its URL is the path), then PostgreSQL (:func:`pg_url`)."""
+    from sagakit.adapters.store import open_database  # noqa: PLC0415
+
+    if request.param == "sqlite":
+        url = str(tmp_path / "sagakit.db")
+    else:
+        url = request.getfixturevalue("pg_url")
+    db = await open_database(url)
+    yield db
+    await db.close()
 
 
 # --- RabbitMQ ------------------------------------------------------------------

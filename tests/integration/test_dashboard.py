@@ -26,6 +26,7 @@ from sagakit.dashboard import create_app
 from sagakit.dashboard.app import CSP
 from sagakit.dashboard.auth import SESSION_COOKIE
 from sagakit.testing import FakeClock
+from sagakit.workflow import WorkflowApp
 from tests.e2e.test_cli_workflows import fill
 
 TOKEN = "s3cret-operator-token"  # noqa: S105 - a test token
@@ -863,3 +864,31 @@ async def test_a_workflow_store_can_be_passed_in() -> None:
     assert listed(listing.text) == [("later", "transfer_fund")]
     assert fact("pending call", "debit") in detail.text
     assert "(in 1m)</dd>" in detail.text
+
+
+async def test_workflow_pages_show_the_version_and_why_an_instance_waits() -> None:
+    workflows = InMemoryWorkflowStore()
+    clock = FakeClock()
+    transfer = Transfer(source="alice", target="bob", amount=10)
+    old = build_app(workflows, Bank(), clock=clock)
+    await old.start("old", "debit", transfer)
+    new = WorkflowApp("transfer_fund", workflows, clock=clock, version=2)
+
+    @new.step
+    def pay(input: Any) -> None:
+        return None
+
+    await new.start("new", "pay", {}, delay=60)
+    assert await new.run_until_idle() == 0  # reports "old" waiting
+    dashboard = create_app(InMemoryStore(), clock=clock, workflows=workflows)
+    async with client_for(dashboard) as client:
+        listing = (await client.get("/workflows")).text
+        detail = (await client.get("/workflows/transfer_fund/old")).text
+
+    reason = "waiting: needs transfer_fund v1, not registered here (have v2)"
+    assert listed(listing) == [("old", "transfer_fund"), ("new", "transfer_fund v2")]
+    assert f'<span class="status waiting" title="{reason}">' in listing
+    assert '<span class="status waiting" id="status">waiting</span>' in detail
+    shape = f"transfer_fund v1 (shape {old.fingerprint})"
+    assert fact("definition", shape, "mono") in detail
+    assert fact("error", reason, "error") in detail

@@ -31,6 +31,7 @@ from sagakit.views.format import (
     compact_json,
     compensated_steps,
     definition_label,
+    definition_shape,
     local_time,
     milliseconds,
     relative,
@@ -38,6 +39,7 @@ from sagakit.views.format import (
     status_label,
     timer,
     total_duration,
+    workflow_status_label,
 )
 
 STATUS_STYLES: dict[str, str] = {
@@ -59,6 +61,7 @@ STATUS_STYLES: dict[str, str] = {
     "compensating (paused)": "bold yellow",
 }
 _KIND_STYLES = {"saga": "dim", "action": "", "compensation": "magenta"}
+_EVENT_DETAIL_STYLES = {"failed": "red", "waiting": "yellow"}
 
 
 def styled(outcome: str) -> Text:
@@ -108,8 +111,7 @@ def saga_header(record: SagaRecord) -> Table:
     grid.add_row("status", styled(status_label(record)))
     if record.waiting is not None and not record.status.terminal:
         grid.add_row("waiting", Text(record.waiting, style="bold yellow"))
-    fingerprint = record.fingerprint or "unknown"
-    grid.add_row("definition", f"{definition_label(record)} (shape {fingerprint})")
+    grid.add_row("definition", definition_shape(record))
     grid.add_row("created", local_time(record.created_at))
     label = "duration" if record.status.terminal else "running for"
     grid.add_row(label, f"{milliseconds(total_duration(record))} ms")
@@ -200,6 +202,11 @@ def choreography_report(
     grid.add_row("choreography", name)
     grid.add_row("correlation id", correlation_id)
     if tracked is not None:
+        shape = tracked.fingerprint or "unknown"
+        grid.add_row(
+            "definition",
+            f"{tracked.name} v{tracked.definition_version} (shape {shape})",
+        )
         grid.add_row("status", styled(tracked.status.value))
         grid.add_row("started", local_time(tracked.started_at))
         grid.add_row("last progress", local_time(tracked.updated_at))
@@ -221,7 +228,7 @@ def choreography_report(
             r.event_type,
             styled(r.outcome.value),
             r.message_id,
-            Text(clip(r.detail or ""), style="red" if r.outcome == "failed" else ""),
+            Text(clip(r.detail or ""), style=_EVENT_DETAIL_STYLES.get(r.outcome, "")),
         )
     return Group(grid, Text(""), table)
 
@@ -268,8 +275,8 @@ def workflows_table(
     for r in records:
         table.add_row(
             r.instance_id,
-            r.app,
-            styled("waiting" if r.waiting else r.status.value),
+            r.app if r.definition_version == 1 else definition_label(r),
+            styled(workflow_status_label(r)),
             r.step or "",
             timer(r, now),
             relative(r.updated_at, now),
@@ -284,7 +291,8 @@ def workflow_header(record: WorkflowRecord, now: float) -> Table:
     grid.add_column(overflow="fold")
     grid.add_row("app", record.app)
     grid.add_row("id", record.instance_id)
-    grid.add_row("status", styled("waiting" if record.waiting else record.status.value))
+    grid.add_row("status", styled(workflow_status_label(record)))
+    grid.add_row("definition", definition_shape(record))
     grid.add_row("created", local_time(record.created_at))
     updated = f"{local_time(record.updated_at)} ({relative(record.updated_at, now)})"
     grid.add_row("updated", updated)

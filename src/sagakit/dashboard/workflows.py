@@ -41,9 +41,12 @@ from sagakit.views.format import (
     WORKFLOW_STEP_LABELS,
     clip,
     compact_json,
+    definition_label,
+    definition_shape,
     local_time,
     relative,
     timer,
+    workflow_status_label,
 )
 
 WORKFLOW_STATUSES: tuple[str, ...] = tuple(s.value for s in WorkflowStatus)
@@ -114,8 +117,8 @@ def rows(
         WorkflowRow(
             url=workflow_url(request, r.app, r.instance_id),
             instance_id=r.instance_id,
-            app=r.app,
-            status="waiting" if r.waiting else r.status.value,
+            app=r.app if r.definition_version == 1 else definition_label(r),
+            status=workflow_status_label(r),
             step=r.step or "",
             due=timer(r, now),
             updated=relative(r.updated_at, now),
@@ -128,11 +131,12 @@ def rows(
 def facts(record: WorkflowRecord, now: float) -> list[Fact]:
     """What ``sagakit workflows show`` puts above the state and history."""
     status = record.status
-    shown_status = "waiting" if record.waiting else status.value
+    shown_status = workflow_status_label(record)
     shown = [
         Fact("app", record.app),
         Fact("id", record.instance_id, "mono"),
         Fact("status", shown_status, f"status {shown_status}"),
+        Fact("definition", definition_shape(record), "mono"),
         Fact("created", local_time(record.created_at)),
         Fact(
             "updated",
@@ -264,6 +268,7 @@ class WorkflowViews:
             {
                 "section": SECTION,
                 "record": record,
+                "shown_status": workflow_status_label(record),
                 "facts": facts(record, self.clock.now()),
                 "call_input": None
                 if record.step is None

@@ -44,7 +44,13 @@ FINGERPRINT_LENGTH = 16
 def fingerprint(stages: Sequence[Sequence[Step]]) -> str:
     """The fingerprint of a saga made of ``stages``."""
     # steps of a parallel group start together: their order there is no shape
-    shape = [sorted((_step(s) for s in group), key=_name) for group in stages]
+    return digest([sorted((_step(s) for s in group), key=_name) for group in stages])
+
+
+def digest(shape: Any) -> str:
+    """The fingerprint of any JSON ``shape``: SHA-256 of its canonical JSON
+    (sorted keys, no spaces), cut to :data:`FINGERPRINT_LENGTH` hex digits.
+    Workflow apps and choreographies fingerprint their shapes with it too."""
     text = json.dumps(shape, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:FINGERPRINT_LENGTH]
 
@@ -89,17 +95,18 @@ def _returned_model(fn: Callable[..., Any] | None) -> type[BaseModel] | None:
 def _schema(model: type[BaseModel] | None) -> Any:
     if model is None:
         return None
-    return _structural(model.model_json_schema())
+    return structural(model.model_json_schema())
 
 
-def _structural(node: Any) -> Any:
-    """``node`` without the words (titles, descriptions) a docstring changes."""
+def structural(node: Any) -> Any:
+    """A JSON schema ``node`` without the words (titles, descriptions) a
+    docstring changes: what is left is its shape."""
     if isinstance(node, dict):
         return {
-            key: _structural(value)
+            key: structural(value)
             for key, value in node.items()
             if not (key in ("title", "description") and isinstance(value, str))
         }
     if isinstance(node, list):
-        return [_structural(value) for value in node]
+        return [structural(value) for value in node]
     return node

@@ -18,6 +18,7 @@ from sagakit.definition.fingerprint import fingerprint
 from sagakit.definition.migration import ContextMap, Migration, migrations_of
 from sagakit.definition.remote import DEFAULT_REPLY_TIMEOUT, Remote
 from sagakit.definition.retry import COMPENSATION_RETRY, NO_RETRY, RetryPolicy
+from sagakit.definition.versions import check_version
 from sagakit.errors import DefinitionError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,99}$")
@@ -259,11 +260,7 @@ class Saga(Generic[C]):
         migrate_from: Mapping[int, Migration | ContextMap] | None = None,
     ) -> None:
         self.name = _check_name("Saga", name)
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise DefinitionError(
-                f"saga {name!r}: version must be an integer >= 1, got {version!r}"
-            )
-        self.version = version
+        self.version = check_version(f"saga {name!r}", version)
         if not (isinstance(context, type) and issubclass(context, BaseModel)):
             raise DefinitionError(
                 f"saga {name!r}: context must be a pydantic BaseModel class, "

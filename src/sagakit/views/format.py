@@ -73,9 +73,22 @@ def status_label(record: SagaRecord) -> str:
     return record.status.value
 
 
-def definition_label(record: SagaRecord) -> str:
+def workflow_status_label(record: WorkflowRecord) -> str:
+    """The status an operator sees: ``waiting`` for a pending instance no
+    process that looked at it could run (its version or step is missing)."""
+    return "waiting" if record.waiting else record.status.value
+
+
+def definition_label(record: SagaRecord | WorkflowRecord) -> str:
     """``name vN``: the definition an instance runs on."""
-    return f"{record.saga_name} v{record.definition_version}"
+    name = record.app if isinstance(record, WorkflowRecord) else record.saga_name
+    return f"{name} v{record.definition_version}"
+
+
+def definition_shape(record: SagaRecord | WorkflowRecord) -> str:
+    """``name vN (shape F)``: the definition and fingerprint an instance
+    started on (``unknown`` if it started before fingerprints were kept)."""
+    return f"{definition_label(record)} (shape {record.fingerprint or 'unknown'})"
 
 
 def total_duration(record: SagaRecord) -> float:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from sagakit.definition.fingerprint import structural
 from sagakit.errors import DefinitionError
 
 if TYPE_CHECKING:
@@ -123,6 +124,16 @@ class WorkflowStep:
             if hint is not None and hint is not Any:
                 self._adapter = TypeAdapter(hint)
         return self._adapter
+
+    def input_schema(self) -> Any:
+        """The JSON schema of the annotated input type, without titles and
+        descriptions (None: not annotated, or annotated with a type pydantic
+        has no JSON schema for): part of the app's fingerprint."""
+        try:
+            adapter = self._input_adapter()
+            return None if adapter is None else structural(adapter.json_schema())
+        except Exception:  # no schema to compare: the name is the shape
+            return None
 
     def decode(self, raw: Any) -> Any:
         """The stored JSON input, validated into the annotated input type."""

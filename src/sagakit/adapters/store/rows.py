@@ -8,6 +8,7 @@ mapping serves both. JSON columns travel as compact text either way.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus
@@ -21,6 +22,7 @@ from sagakit.ports.event_store import (
     ChoreographyStatus,
     EventOutcome,
     EventRecord,
+    Progress,
     TrackedChoreography,
 )
 from sagakit.ports.store import HistoryEntry, InboxEntry, OutboxMessage, SagaRecord
@@ -156,7 +158,7 @@ def unique_ids(ids: Any) -> list[str]:
 def workflow_record(row: Row) -> WorkflowRecord:
     """``app, instance_id, status, step, input, due_at, state, version,
     attempts, transitions, error, created_at, updated_at, owner,
-    lease_until, result, start_digest``."""
+    lease_until, result, start_digest, definition_version, fingerprint``."""
     return WorkflowRecord(
         app=row[0],
         instance_id=row[1],
@@ -175,6 +177,8 @@ def workflow_record(row: Row) -> WorkflowRecord:
         lease_until=row[14],
         result=loads_or_none(row[15]),
         start_digest=row[16],
+        definition_version=row[17],
+        fingerprint=row[18],
     )
 
 
@@ -208,6 +212,16 @@ def workflow_columns(record: WorkflowRecord) -> tuple[Any, ...]:
     )
 
 
+def workflow_definition(record: WorkflowRecord) -> tuple[int, str | None]:
+    """``definition_version, fingerprint``, bound last by both dialects."""
+    return (record.definition_version, record.fingerprint)
+
+
+def live_counts(found: Sequence[Row], width: int) -> dict[Any, int]:
+    """Rows of ``width`` grouping columns then a count: the counts by key."""
+    return {tuple(r[i] for i in range(width)): int(r[width]) for r in found}
+
+
 def stale_workflow(name: str, expected_version: int) -> ConcurrencyError:
     return ConcurrencyError(
         f"{name}: version {expected_version} is stale; another writer saved it first"
@@ -222,7 +236,8 @@ def by_due_then_id(records: list[WorkflowRecord]) -> list[WorkflowRecord]:
 
 
 def tracked_choreography(row: Row) -> TrackedChoreography:
-    """``correlation_id, name, status, started_at, updated_at, deadline``."""
+    """``correlation_id, name, status, started_at, updated_at, deadline,
+    definition_version, fingerprint``."""
     return TrackedChoreography(
         correlation_id=row[0],
         name=row[1],
@@ -230,6 +245,8 @@ def tracked_choreography(row: Row) -> TrackedChoreography:
         started_at=row[3],
         updated_at=row[4],
         deadline=row[5],
+        definition_version=row[6],
+        fingerprint=row[7],
     )
 
 
@@ -260,6 +277,11 @@ def event_log_row(record: EventRecord) -> tuple[Any, ...]:
         record.detail,
         record.recorded_at,
     )
+
+
+def definition_of(progress: Progress) -> tuple[int, str | None]:
+    """The tracker row's ``definition_version, fingerprint`` for ``progress``."""
+    return (progress.version, progress.fingerprint)
 
 
 def is_progress(record: EventRecord) -> bool:

@@ -6,63 +6,23 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from typing import Any
 
 import pytest
 
 from sagakit.errors import ConcurrencyError, SagaNotFound
 from sagakit.ports.workflow_store import (
-    WorkflowHistoryEntry,
     WorkflowRecord,
     WorkflowStatus,
     WorkflowStore,
 )
+from sagakit.testing.contracts.definitions import WorkflowVersionsContract
 from sagakit.testing.contracts.workflow_app import WorkflowAppContract
+from sagakit.testing.contracts.workflow_records import APP, STEPS, line, make
 
-APP = "payments"
-STEPS = ("debit", "credit")
-
-
-def make(
-    instance_id: str,
-    *,
-    app: str = APP,
-    step: str = "debit",
-    due_at: float | None = 100.0,
-    status: WorkflowStatus = WorkflowStatus.PENDING,
-    state: dict[str, Any] | None = None,
-    input: Any = None,
-) -> WorkflowRecord:
-    return WorkflowRecord(
-        app=app,
-        instance_id=instance_id,
-        status=status,
-        step=step,
-        input={"amount": 10, "note": "é"} if input is None else input,
-        due_at=due_at,
-        state=state if state is not None else {"tries": 0},
-        version=1,
-        attempts=0,
-        transitions=0,
-        error=None,
-        created_at=50.0,
-        updated_at=50.0,
-    )
+__all__ = ["APP", "STEPS", "WorkflowStoreContract", "line", "make"]
 
 
-def line(instance_id: str, outcome: str, **kw: Any) -> WorkflowHistoryEntry:
-    return WorkflowHistoryEntry(
-        app=kw.pop("app", APP),
-        instance_id=instance_id,
-        step=kw.pop("step", "debit"),
-        attempt=kw.pop("attempt", 0),
-        outcome=outcome,
-        recorded_at=kw.pop("recorded_at", 50.0),
-        **kw,
-    )
-
-
-class WorkflowStoreContract(WorkflowAppContract):
+class WorkflowStoreContract(WorkflowAppContract, WorkflowVersionsContract):
     """Subclass and provide a ``store`` fixture returning a fresh, empty store
     (and ``peer``, a second handle on the same data, where there can be one)."""
 

@@ -99,6 +99,8 @@ CREATE TABLE sagakit_workflow (
     lease_until  REAL,
     result       TEXT,
     start_digest TEXT,
+    definition_version  INTEGER NOT NULL DEFAULT 1,
+    fingerprint  TEXT,
     PRIMARY KEY (app, instance_id)
 );
 
@@ -149,7 +151,9 @@ CREATE TABLE sagakit_choreography (
     status          TEXT NOT NULL,
     started_at      REAL NOT NULL,
     updated_at      REAL NOT NULL,
-    deadline        REAL NOT NULL
+    deadline        REAL NOT NULL,
+    definition_version  INTEGER NOT NULL DEFAULT 1,
+    fingerprint     TEXT
 );
 
 CREATE INDEX sagakit_choreography_deadline ON sagakit_choreography (deadline)
