@@ -28,11 +28,11 @@ from sagakit.ports.transport import Transport
 from sagakit.runtime import adoption
 from sagakit.runtime.client import SagaClient, Started, StartOptions
 from sagakit.runtime.clock import SystemClock
-from sagakit.runtime.driver import Driver, started_here
+from sagakit.runtime.driver import Driver
 from sagakit.runtime.instance import default_worker_id
 from sagakit.runtime.intake import ReplyIntake
 from sagakit.runtime.migrate import report_stranded
-from sagakit.runtime.owners import gone
+from sagakit.runtime.owners import gone, started_here
 from sagakit.runtime.registry import Registry
 from sagakit.runtime.relay import OutboxRelay
 from sagakit.runtime.result import SagaResult
