@@ -174,16 +174,22 @@ def state_of(saga: Saga[Any], **statuses: StepStatus) -> SagaState:
     return SagaState(saga_id="s1", saga_name=saga.name, steps=steps, stage=1)
 
 
-def test_a_migration_maps_steps_and_resumes_at_the_first_unfinished_one() -> None:
+def renaming_b(*inserted: Step) -> tuple[Saga[Any], Saga[Any]]:
+    """v1 ``a, b, c``; v2 ``*inserted, a, b2, c`` with a migration from v1."""
     old = order(Step("a", act), Step("b", act), Step("c", act))
     new = order(
-        Step("x", act),
+        *inserted,
         Step("a", act),
         Step("b2", act),
         Step("c", act),
         version=2,
         migrate_from={1: Migration(steps={"b": "b2"})},
     )
+    return old, new
+
+
+def test_a_migration_maps_steps_and_resumes_at_the_first_unfinished_one() -> None:
+    old, new = renaming_b(Step("x", act))
     before = replace(
         state_of(old, a=StepStatus.SUCCEEDED, b=StepStatus.RUNNING), completed=("a",)
     )
@@ -196,6 +202,19 @@ def test_a_migration_maps_steps_and_resumes_at_the_first_unfinished_one() -> Non
         "c": StepStatus.PENDING,
     }
     assert after.completed == ("a",)
+
+
+def test_a_migration_renames_what_a_pause_holds() -> None:
+    old, new = renaming_b()
+    before = replace(
+        state_of(old, a=StepStatus.SUCCEEDED, b=StepStatus.RUNNING),
+        completed=("a",),
+        paused=True,
+        held=("b",),
+        held_due={"b": 12.5},
+    )
+    after = migrated_state(before, new, new.migrate_from[1])
+    assert (after.paused, after.held, after.held_due) == (True, ("b2",), {"b2": 12.5})
 
 
 def test_a_migration_refuses_what_it_cannot_move_safely() -> None:
