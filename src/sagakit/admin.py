@@ -135,9 +135,12 @@ async def list_sagas(
     older_than: float | None = None,
     limit: int = 50,
     clock: Clock | None = None,
+    waiting: bool = False,
 ) -> list[SagaRecord]:
     """Sagas newest first; ``older_than`` (seconds) keeps those created more
-    than that long ago."""
+    than that long ago; ``waiting`` only the unfinished ones no process
+    drives because their definition is missing or changed where they were
+    looked at (``SagaRecord.waiting`` says why)."""
     if limit < 1:
         raise SagaError(f"limit must be at least 1, got {limit}")
     before = None
@@ -146,7 +149,11 @@ async def list_sagas(
             raise SagaError(f"older_than must be >= 0 seconds, got {older_than}")
         before = (clock or SystemClock()).now() - older_than
     return await store.list_sagas(
-        status=status, saga_name=saga, limit=limit, created_before=before
+        status=status,
+        saga_name=saga,
+        limit=limit,
+        created_before=before,
+        waiting=waiting,
     )
 
 

@@ -246,3 +246,36 @@ def test_migrate_from_is_checked_when_the_saga_is_built() -> None:
     saga = order(Step("a", act), version=3, migrate_from={2: lambda c: c})
     assert saga.migrate_from[2].context is not None
     assert saga.fingerprint == order(Step("a", act), version=3).fingerprint
+
+
+def test_left_waiting_counts_what_a_release_cannot_drive_by_saga_and_version() -> None:
+    from sagakit.runtime.migrate import LeftWaiting, left_waiting  # noqa: PLC0415
+
+    old, new = renaming_b()
+    trip = Saga("trip", [Step("go", act)])
+    registry = Registry([new, trip])
+    live = {
+        ("order", 1, old.fingerprint): 3,
+        ("order", 1, None): 1,
+        ("order", 2, new.fingerprint): 2,
+        ("order", 2, "changed"): 1,
+        ("trip", 1, trip.fingerprint): 4,
+        ("ghost", 1, None): 5,  # not this release's saga: not its business
+    }
+    declared = "; a migration is declared: sagakit migrate-instances"
+    assert left_waiting(registry, live) == [
+        LeftWaiting(
+            "order", 1, 4, f"needs order v1, not registered here (have v2){declared}"
+        ),
+        LeftWaiting(
+            "order",
+            2,
+            1,
+            "order v2 changed shape since this instance started "
+            f"(fingerprint changed, registered {new.fingerprint})",
+        ),
+    ]
+    assert str(left_waiting(registry, live)[0]).startswith(
+        "4 saga(s) of order v1 left waiting: needs order v1"
+    )
+    assert left_waiting(Registry([old, new, trip]), live)[0].version == 2
