@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,16 @@ import pytest
 from sagakit import Orchestrator, RetryPolicy, Saga, SagaStatus, Step, admin
 from sagakit.adapters.store import open_store_async
 from sagakit.definition import Parallel
-from sagakit.ports.store import SagaStore
-from sagakit.runtime import owners
+from sagakit.engine import (
+    CancelRequested,
+    SagaStarted,
+    StepStatus,
+    StepSucceeded,
+    decide,
+    initial_state,
+)
+from sagakit.ports.store import SagaRecord, SagaStore
+from sagakit.runtime import adoption, owners
 
 QUIET = 0.3
 """How long nothing may start while a saga is paused."""
@@ -333,3 +342,53 @@ def test_a_live_owner_elsewhere_drives_its_sagas_a_dead_one_does_not() -> None:
         other.kill()
         other.wait(10)
     assert not owners.drives(there, "s1", me=me)
+
+
+async def test_an_adoption_reloads_a_pause_committed_since_its_claim(
+    store: SagaStore,
+) -> None:
+    """A process (elsewhere, alive) claimed a cancelled saga whose step three
+    was in flight when its last owner died; a pause lands before it commits
+    the adoption: it reloads, and holds the compensation it would start."""
+    log: list[str] = []
+    undo_two = Gate(log, "undo two")
+    undo_two.open.set()
+    definition = rolling_back(log, undo_two)
+    decision = decide(definition, initial_state(definition, "s1"), SagaStarted(0))
+    for event in (
+        StepSucceeded("one", None, 1),
+        StepSucceeded("two", None, 2),
+        CancelRequested(3),  # three runs on: the rollback waits for it
+    ):
+        decision = decide(definition, decision.state, event)
+    state = decision.state
+    record = SagaRecord(
+        saga_id="s1",
+        saga_name=definition.name,
+        status=state.status,
+        version=1,
+        state=state,
+        context={},
+        idempotency_key=None,
+        created_at=0,
+        updated_at=3,
+        definition_version=definition.version,
+        fingerprint=definition.fingerprint,
+    )
+    # another host: alive while its lease is (new: no driver here had its id)
+    owner = f"elsewhere:1:{uuid.uuid4().hex}"
+    await store.create(record, [], owner=owner, lease=60)
+    await admin.pause(store, [definition], "s1")
+    adopter = Orchestrator(store, [definition], worker_id=owner)
+    assert await adoption.adopt(adopter.driver, record, "claimed")  # stale copy
+    await asyncio.wait_for(adopter.settle(), 10)
+    paused = await store.get("s1")
+    assert paused.state.paused
+    assert paused.state.held == ("two",)
+    assert paused.state.step("three").status is StepStatus.FAILED  # interrupted
+    assert log == []
+    await admin.unpause(store, [definition], "s1")
+    final = await asyncio.wait_for(adopter.wait("s1"), 10)
+    assert final.status is SagaStatus.COMPENSATED
+    assert log == ["undo two", "undo one"]
+    await adopter.stop_driving()
