@@ -78,9 +78,15 @@ def test_four_embedded_processes_one_killed(procs: Procs) -> None:
         started.append(procs.start(*args))
         time.sleep(0.4)
     victim = started[1]
-    wait_until(
-        "the victim to be mid-run", lambda: begun_by(procs.effects, victim.pid) > share
-    )
+
+    def mid_run() -> bool:
+        # all its sagas exist (their first step began: it starts right after
+        # the create), else the others would wait for TOTAL sagas forever
+        found = runs(procs.effects)
+        created = all((f"s{i}", "one") in found for i in range(share, 2 * share))
+        return created and begun_by(procs.effects, victim.pid) > share
+
+    wait_until("the victim to be mid-run", mid_run)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(10)
     killed_at = time.monotonic()
