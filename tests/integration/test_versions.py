@@ -23,7 +23,7 @@ from sagakit.dashboard import create_app
 from sagakit.definition.migration import Migration
 from sagakit.ports.store import SagaStore
 from sagakit.runtime.clock import SystemClock
-from sagakit.runtime.migrate import migratable, migrate_instance
+from sagakit.runtime.migrate import LeftWaiting, migratable, migrate_instance
 from sagakit.runtime.registry import Registry
 from sagakit.runtime.worker import Worker
 
@@ -95,7 +95,7 @@ async def killed_in_b(open_store: OpenStore, log: list[str]) -> str:
 
 @pytest.mark.parametrize("lease", [None, 30.0])
 async def test_a_release_without_the_old_version_leaves_the_instance_waiting(
-    open_store: OpenStore, lease: float | None
+    open_store: OpenStore, lease: float | None, caplog: pytest.LogCaptureFixture
 ) -> None:
     log: list[str] = []
     saga_id = await killed_in_b(open_store, log)
@@ -103,8 +103,13 @@ async def test_a_release_without_the_old_version_leaves_the_instance_waiting(
 
     store = await open_store()
     new_release = Orchestrator(store, [v2(log)], lease=lease)
+    caplog.set_level("WARNING", logger="sagakit.runtime.migrate")
     assert await new_release.recover() == []
     assert await new_release.recover() == []  # not claimed in a loop either
+    reason = "needs order v1, not registered here (have v2)"
+    said = [r.getMessage() for r in caplog.records if r.name.endswith("migrate")]
+    assert said == [f"1 saga(s) of order v1 left waiting: {reason}"]  # once
+    assert await new_release.waiting() == [LeftWaiting("order", 1, 1, reason)]
     await asyncio.sleep(0.05)
     assert log == ["a", "b"]  # x, b2 and c never ran on the old instance
     record = await store.get(saga_id)
@@ -121,6 +126,7 @@ async def test_a_release_without_the_old_version_leaves_the_instance_waiting(
     assert log == ["a", "b", "b", "c"]  # finished on v1: b again, then c
     assert result.results == {"a": "a", "b": "b", "c": "c"}
     assert (await store.get(saga_id)).waiting is None
+    assert await both.waiting() == []
 
 
 async def test_new_instances_start_on_the_newest_version(

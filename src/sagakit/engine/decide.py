@@ -77,7 +77,7 @@ def decide(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
         return Decision(*unpause(saga, state, event))
     if state.paused:  # outcomes are recorded; what would start is held back
         decision = _outcome(saga, state, event)
-        return Decision(*hold(decision.state, decision.commands))
+        return Decision(*hold(decision.state, decision.commands, event.at))
     return _outcome(saga, state, event)
 
 

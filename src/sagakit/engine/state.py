@@ -121,6 +121,9 @@ class SagaState:
     """An operator paused the saga: outcomes are recorded, nothing new starts."""
     held: tuple[str, ...] = ()
     """Steps whose run (or compensation) the pause held back, in issue order."""
+    held_due: dict[str, float] = field(default_factory=dict)
+    """When each held retry was due (the time it was decided plus its
+    backoff), by step: an unpause waits out what is left of it."""
 
     def step(self, name: str) -> StepState:
         return self.steps.get(name) or StepState()
@@ -162,6 +165,7 @@ class SagaState:
             compensation_error=self.compensation_error,
             paused=self.paused,
             held=self.held,
+            held_due=self.held_due,
         )
 
     def but(self, **changes: Any) -> SagaState:
@@ -182,6 +186,7 @@ class SagaState:
             compensation_error=get("compensation_error", self.compensation_error),
             paused=get("paused", self.paused),
             held=get("held", self.held),
+            held_due=get("held_due", self.held_due),
         )
         if len(changes) > len(_SAGA_FIELDS & changes.keys()):
             unknown = sorted(changes.keys() - _SAGA_FIELDS)
@@ -229,6 +234,8 @@ class SagaState:
             out["paused"] = True
         if self.held:
             out["held"] = list(self.held)
+        if self.held_due:
+            out["held_due"] = dict(self.held_due)
         return out
 
     @classmethod
@@ -248,6 +255,7 @@ class SagaState:
             compensation_error=ErrorInfo.from_dict(data.get("compensation_error")),
             paused=data.get("paused", False),
             held=tuple(data.get("held", ())),
+            held_due=dict(data.get("held_due", {})),
         )
 
 

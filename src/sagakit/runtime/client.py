@@ -78,9 +78,10 @@ class SagaClient:
     """Submits saga instances for workers and acts on them through ``store``.
 
     ``submit`` commits a new instance that any worker with its definition
-    registered claims; ``retry``, ``resume`` and ``cancel`` commit the
-    operator's request and hand the saga over to a worker (as ``worker_id``,
-    holding it for ``lease`` seconds until it is released, if given).
+    registered claims; ``retry``, ``resume``, ``cancel``, ``pause`` and
+    ``unpause`` commit the operator's request and hand the saga over to a
+    worker (as ``worker_id``, holding it for ``lease`` seconds until it is
+    released, if given), or leave it to the live worker that drives it.
     """
 
     def __init__(
@@ -250,8 +251,10 @@ class SagaClient:
         reason: str | None = None,
         by: str = "operator",
     ) -> None:
-        """Commit an operator's ``action`` and hand the saga over to a worker
-        (``StateError`` if it does not fit the saga's state)."""
+        """Commit an operator's ``action`` and hand the saga over to a worker,
+        or leave it to the live worker that drives it, which records its step
+        in flight and goes on as asked (``StateError`` if the action does not
+        fit the saga's state)."""
         await self.driver.request(saga_id, action, reason=reason, by=by, hand_over=True)
 
     async def retry(self, saga_id: str, *, by: str = "operator") -> None:

@@ -21,6 +21,7 @@ from sagakit.ports.store import (
     Created,
     HistoryEntry,
     InboxEntry,
+    Lease,
     OutboxMessage,
     SagaRecord,
 )
@@ -134,6 +135,7 @@ class InMemoryStore:
         saga_name: str | None = None,
         limit: int = 50,
         created_before: float | None = None,
+        waiting: bool = False,
     ) -> list[SagaRecord]:
         wanted = None if status is None else SagaStatus(status)
         found = [
@@ -142,6 +144,7 @@ class InMemoryStore:
             if (wanted is None or r.status is wanted)
             and (saga_name is None or r.saga_name == saga_name)
             and (created_before is None or r.created_at < created_before)
+            and (not waiting or (r.waiting is not None and not r.status.terminal))
         ]
         found.sort(key=lambda r: (r.created_at, r.saga_id), reverse=True)
         return found[:limit]
@@ -257,6 +260,18 @@ class InMemoryStore:
                 renewed.append(saga_id)
         self.commits += 1
         return renewed
+
+    async def leases(self, saga_ids: Collection[str]) -> dict[str, Lease]:
+        now = time.time()
+        found = {}
+        for saga_id in saga_ids:
+            record = self._sagas.get(saga_id)
+            if record is None or record.status.terminal:
+                continue
+            owner, until = self._leases.get(saga_id, (None, None))
+            live = until is not None and until >= now
+            found[saga_id] = Lease(owner, live, record.version)
+        return found
 
     async def lease_holders(self, saga_names: Collection[str]) -> list[str]:
         holders = (

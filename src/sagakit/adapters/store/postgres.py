@@ -34,6 +34,7 @@ from sagakit.ports.store import (
     Created,
     HistoryEntry,
     InboxEntry,
+    Lease,
     OutboxMessage,
     SagaRecord,
 )
@@ -292,6 +293,13 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
         self.database.commits += 1
         renewed = {r["saga_id"] for r in found}
         return [saga_id for saga_id in ids if saga_id in renewed]
+
+    async def leases(self, saga_ids: Collection[str]) -> dict[str, Lease]:
+        ids = unique_ids(saga_ids)
+        if not ids:
+            return {}
+        found = await self._fetch("reading leases", "saga_leases", ids)
+        return {r["saga_id"]: Lease(r["owner"], r["live"], r["version"]) for r in found}
 
     async def lease_holders(self, saga_names: Collection[str]) -> list[str]:
         found = await self._fetch(

@@ -73,10 +73,17 @@ class SagaReads(Generic[D]):
         saga_name: str | None = None,
         limit: int = 50,
         created_before: float | None = None,
+        waiting: bool = False,
     ) -> list[SagaRecord]:
         wanted = None if status is None else SagaStatus(status).value
         found = await self.database.fetch(
-            "listing sagas", "list_sagas", wanted, saga_name, limit, created_before
+            "listing sagas",
+            "list_sagas",
+            wanted,
+            saga_name,
+            limit,
+            created_before,
+            waiting,
         )
         return [rows.saga_record(r) for r in found]
 

@@ -12,7 +12,7 @@ import pytest
 from sagakit import ConcurrencyError, SagaNotFound, SagaStatus
 from sagakit.engine.state import ErrorInfo, StepStatus
 from sagakit.errors import SagaAlreadyExists
-from sagakit.ports.store import Created, SagaStore
+from sagakit.ports.store import Created, Lease, SagaStore
 from sagakit.testing.contracts import records
 from sagakit.testing.contracts.records import (
     StoreFixtures,
@@ -367,6 +367,28 @@ class SagaLeasesContract(StoreFixtures):
             "s1"
         ]
         assert await store.renew("w1", ["s1", "s2"], lease=60) == ["s2"]
+
+    async def test_leases_say_who_holds_each_unfinished_saga(
+        self, store: SagaStore
+    ) -> None:
+        await store.create(make_record("free"), [])
+        await store.create(make_record("held"), [], owner="w1", lease=60)
+        await store.create(make_record("lapsed"), [], owner="w2", lease=-1)
+        await store.create(
+            make_record("done", status=SagaStatus.SUCCEEDED), [], owner="w1", lease=60
+        )
+        ids = ["free", "held", "lapsed", "done", "ghost", "held"]
+        assert await store.leases(ids) == {
+            "free": Lease(None, False, 1),
+            "held": Lease("w1", True, 1),
+            "lapsed": Lease("w2", False, 1),
+        }
+        assert await store.leases([]) == {}
+        # a save without an owner keeps the lease; a release drops it
+        await store.save(replace(make_record("held"), version=2), 1, [])
+        assert (await store.leases(["held"]))["held"] == Lease("w1", True, 2)
+        await store.release("w1", ["held"])
+        assert (await store.leases(["held"]))["held"] == Lease(None, False, 2)
 
     async def test_release_makes_sagas_claimable_at_once(
         self, store: SagaStore

@@ -265,12 +265,15 @@ SELECT saga_id, step, kind, attempt, outcome, result, error, started_at,
   FROM sagakit_step_history WHERE saga_id = $1 ORDER BY id;
 
 -- list_sagas --
--- Optional filters are passed as NULL to disable them; $4: created before
+-- Optional filters are passed as NULL to disable them; $4: created before;
+-- $5 true: only unfinished sagas marked waiting
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
  WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR saga_name = $2)
    AND ($4::double precision IS NULL OR created_at < $4)
+   AND (NOT $5::boolean
+        OR (waiting IS NOT NULL AND status IN ('running', 'compensating')))
  ORDER BY created_at DESC, saga_id DESC
  LIMIT $3;
 
@@ -373,6 +376,16 @@ UPDATE sagakit_saga
    AND owner = $1
    AND status IN ('running', 'compensating')
 RETURNING saga_id;
+
+-- saga_leases --
+-- Owner, whether its lease is live (by the database clock) and version of the
+-- non-terminal sagas in $1
+SELECT saga_id, owner,
+       coalesce(lease_until >= extract(epoch FROM clock_timestamp())::double precision,
+                false) AS live,
+       version
+  FROM sagakit_saga
+ WHERE saga_id = ANY($1::text[]) AND status IN ('running', 'compensating');
 
 -- release_leases --
 -- Hand the sagas in $2 that $1 still holds back at once

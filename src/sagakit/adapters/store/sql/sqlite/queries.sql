@@ -61,12 +61,14 @@ SELECT saga_id, step, kind, attempt, outcome, result, error, started_at, finishe
   FROM sagakit_step_history WHERE saga_id = ? ORDER BY id;
 
 -- list_sagas --
--- Optional filters are passed as NULL to disable them; ?4: created before
+-- Optional filters are passed as NULL to disable them; ?4: created before;
+-- ?5 true: only unfinished sagas marked waiting
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
  WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR saga_name = ?2)
    AND (?4 IS NULL OR created_at < ?4)
+   AND (NOT ?5 OR (waiting IS NOT NULL AND status IN ('running', 'compensating')))
  ORDER BY created_at DESC, saga_id DESC
  LIMIT ?3;
 
@@ -152,6 +154,13 @@ UPDATE sagakit_saga
    AND status IN ('running', 'compensating')
    AND saga_id IN (SELECT value FROM json_each(?4))
 RETURNING saga_id;
+
+-- saga_leases --
+-- Owner, whether its lease is live (?2 is now) and version of the non-terminal
+-- sagas in ?1 (a JSON array)
+SELECT saga_id, owner, coalesce(lease_until >= ?2, 0), version FROM sagakit_saga
+ WHERE saga_id IN (SELECT value FROM json_each(?1))
+   AND status IN ('running', 'compensating');
 
 -- release_leases --
 -- Hand the sagas in ?2 (a JSON array) that ?1 still holds back at once
