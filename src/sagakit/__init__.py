@@ -14,11 +14,13 @@ import logging
 from sagakit.adapters.store import open_store
 from sagakit.adapters.store.sqlite import SQLiteStore
 from sagakit.definition import DictContext, Parallel, RetryPolicy, Saga, Step
+from sagakit.engine.results import Results
 from sagakit.engine.state import ErrorInfo, SagaStatus, StepStatus
 from sagakit.errors import (
     CompensationFailed,
     ConcurrencyError,
     DefinitionError,
+    ResultError,
     SagaAlreadyExists,
     SagaError,
     SagaNotFound,
@@ -39,6 +41,8 @@ __all__ = [
     "ErrorInfo",
     "Orchestrator",
     "Parallel",
+    "ResultError",
+    "Results",
     "RetryPolicy",
     "SQLiteStore",
     "Saga",

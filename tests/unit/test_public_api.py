@@ -19,6 +19,8 @@ def test_all_is_pinned() -> None:
         "ErrorInfo",
         "Orchestrator",
         "Parallel",
+        "ResultError",
+        "Results",
         "RetryPolicy",
         "SQLiteStore",
         "Saga",
