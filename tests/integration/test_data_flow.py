@@ -7,7 +7,7 @@ in-process transport)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from sagakit.adapters.transport.inprocess import InProcessTransport
 from sagakit.definition import Remote
 from sagakit.participant import Participant
 from sagakit.ports.store import SagaStore
+from tests.conftest import OpenSagaStore
 
 
 class Cart(BaseModel):
@@ -128,33 +129,6 @@ class Billing:
             self.refunds.append(cmd)
 
 
-StoreFactory = Callable[[], Awaitable[SagaStore]]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def open_store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[StoreFactory]:
-    """Opens the orchestrator's store, a new connection each call (a restarted
-    process opens it again)."""
-    opened: list[SagaStore] = []
-
-    async def factory() -> SagaStore:
-        if request.param == "sqlite":
-            store: SagaStore = SQLiteStore(tmp_path / "shop.db")
-        else:
-            from sagakit.adapters.store.postgres import PostgresStore  # noqa: PLC0415
-
-            url = request.getfixturevalue("pg_url")
-            store = await PostgresStore.connect(url, migrate=False, max_size=2)
-        opened.append(store)
-        return store
-
-    yield factory
-    for store in opened:
-        await store.close()
-
-
 @pytest.fixture
 async def billing(tmp_path: Path) -> AsyncIterator[Billing]:
     transport = InProcessTransport()
@@ -170,11 +144,11 @@ def orchestrator(store: SagaStore, billing: Billing, saga: Saga[Any]) -> Orchest
 
 
 async def test_later_steps_and_payload_builders_see_earlier_results(
-    open_store: StoreFactory, billing: Billing
+    open_saga_store: OpenSagaStore, billing: Billing
 ) -> None:
     shop = Shop()
     saga = shop.saga()
-    orch = orchestrator(await open_store(), billing, saga)
+    orch = orchestrator(await open_saga_store(), billing, saga)
     async with orch.serving():
         result = await asyncio.wait_for(orch.run(saga, Cart(items=4)), 10)
     assert result.status is SagaStatus.SUCCEEDED, result.error
@@ -189,11 +163,11 @@ async def test_later_steps_and_payload_builders_see_earlier_results(
 
 
 async def test_compensations_see_the_results_of_other_steps(
-    open_store: StoreFactory, billing: Billing
+    open_saga_store: OpenSagaStore, billing: Billing
 ) -> None:
     shop = Shop()
     saga = shop.saga()
-    orch = orchestrator(await open_store(), billing, saga)
+    orch = orchestrator(await open_saga_store(), billing, saga)
     async with orch.serving():
         run = orch.run(saga, Cart(items=2, fail_shipping=True))
         result = await asyncio.wait_for(run, 10)
@@ -209,12 +183,12 @@ async def test_compensations_see_the_results_of_other_steps(
 
 
 async def test_a_recovered_saga_sees_the_results_recorded_before_the_crash(
-    open_store: StoreFactory, billing: Billing
+    open_saga_store: OpenSagaStore, billing: Billing
 ) -> None:
     shop = Shop()
     shop.hang_hold = True
     saga = shop.saga()
-    crashed = orchestrator(await open_store(), billing, saga)
+    crashed = orchestrator(await open_saga_store(), billing, saga)
     async with crashed.serving():
         saga_id = await crashed.start(saga, Cart(items=5, fail_shipping=True))
         await asyncio.wait_for(shop.holding.wait(), 5)
@@ -223,7 +197,7 @@ async def test_a_recovered_saga_sees_the_results_recorded_before_the_crash(
         await asyncio.sleep(0)
 
     restarted_shop = Shop()
-    restarted = orchestrator(await open_store(), billing, restarted_shop.saga())
+    restarted = orchestrator(await open_saga_store(), billing, restarted_shop.saga())
     async with restarted.serving():
         assert await restarted.recover() == [saga_id]
         result = await asyncio.wait_for(restarted.wait(saga_id), 10)
