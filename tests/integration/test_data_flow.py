@@ -27,6 +27,7 @@ from sagakit.adapters.transport.inprocess import InProcessTransport
 from sagakit.definition import Remote
 from sagakit.participant import Participant
 from sagakit.ports.store import SagaStore
+from sagakit.testing import check_saga
 from tests.conftest import OpenSagaStore
 
 
@@ -255,3 +256,12 @@ async def test_asking_for_a_result_that_is_not_there_fails_the_step(
     assert "step 'late' has not run yet" in result.error.message
     history = await store.history(result.saga_id)
     assert [h.attempt for h in history if h.kind == "action"] == [1]
+
+
+async def test_check_saga_passes_results_to_the_steps_it_instruments() -> None:
+    shop = Shop()
+    report = await check_saga(shop.saga(), Cart(items=2))
+    report.assert_ok()
+    assert shop.seen["hold"] == Quote(amount=20, currency="EUR")
+    assert shop.seen["ship"] == Charged(charge_id=1)  # the stub's reply
+    assert shop.seen["void_quote"]["quote"] == {"amount": 20, "currency": "EUR"}
