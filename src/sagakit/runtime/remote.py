@@ -64,11 +64,9 @@ def command_message(
     spec = saga.step(command.step)
     payload: Any = {}
     if remote.payload is not None:
-        wants = (
-            spec.compensation_wants_results
-            if compensation
-            else (spec.action_wants_results)
-        )
+        wants = spec.action_wants_results
+        if compensation:
+            wants = spec.compensation_wants_results
         kwargs = results_kwargs(saga, state, wanted=wants)
         if compensation and spec.compensation_takes_result:
             own = state.step(spec.name).result
