@@ -13,7 +13,8 @@
     ├── StepFailed                               a saga ended without succeeding
     │   └── CompensationFailed                   ... and a compensation failed too
     ├── StoreError                               driver error kept in ``__cause__``
-    └── TransportError
+    ├── TransportError
+    └── ResultError                              a step result missing or invalid
 
 Every public error derives from :class:`SagaError`, so ``except Exception`` and
 ``except SagaError`` both catch everything the library raises on purpose.
@@ -201,6 +202,18 @@ class TransportError(SagaError):
     """A transport failed; the driver's exception is kept in ``__cause__``."""
 
 
+class ResultError(SagaError, LookupError):
+    """A step result asked for is not there, or does not validate against its
+    model: ``results.get`` of a step that has not completed, or a step's
+    return value that does not match its ``output`` model. Raised in a step,
+    it fails the attempt without retry (the outcome would be the same)."""
+
+    def __init__(self, message: str, *, saga_id: str, step: str) -> None:
+        super().__init__(message)
+        self.saga_id = saga_id
+        self.step = step
+
+
 __all__ = [
     "CompensationFailed",
     "ConcurrencyError",
@@ -208,6 +221,7 @@ __all__ = [
     "DefinitionUnavailable",
     "DuplicateMessage",
     "FatalError",
+    "ResultError",
     "SagaAlreadyExists",
     "SagaError",
     "SagaNotFound",

@@ -132,6 +132,24 @@ def test_show_succeeded_saga(demo: tuple[Path, str], tmp_path: Path) -> None:
     assert "send_itinerary" in result.stdout
 
 
+def test_show_lists_each_steps_status_and_result(
+    demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    db, _ = demo
+    failed_id = ids_by_status(db, tmp_path)["compensated"]
+    result = sagakit("--db", str(db), "show", failed_id, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "steps" in [line.strip() for line in result.stdout.splitlines()]
+    # columns: step, status, result (what later steps read as ``results``)
+    steps = {r[0]: (r[1], r[2]) for r in rows(result.stdout) if len(r) == 3}
+    assert steps["book_hotel"] == ("failed", "")
+    for booked, prefix in (("book_flight", "FL-"), ("book_tours", "TR-")):
+        status, reference = steps[booked]
+        assert status == "compensated"
+        assert reference.startswith(prefix)
+    assert steps["confirm_trip"] == ("pending", "")  # never started
+
+
 def test_unknown_id_is_one_error_line(demo: tuple[Path, str], tmp_path: Path) -> None:
     db, _ = demo
     assert_one_error_line(sagakit("--db", str(db), "show", "f" * 32, cwd=tmp_path))

@@ -279,6 +279,29 @@ async def test_detail_shows_the_timeline_like_sagakit_show(env: Env) -> None:
     assert 'action="/sagas/' not in rolled_back.text  # nothing to do
 
 
+async def test_detail_lists_each_steps_status_and_result(env: Env) -> None:
+    failed = await env.orch.run(env.order)
+
+    page = await env.client.get(f"/sagas/{failed.saga_id}")
+    api = await env.client.get(f"/api/sagas/{failed.saga_id}")
+
+    steps = re.findall(
+        r"<tr>\s*<td>(\w+)</td>\s*<td><span class=\"outcome \w+\">(\w+)</span></td>"
+        r'\s*<td class="detail" title="([^"]*)">([^<]*)</td>',
+        page.text,
+    )
+    assert steps == [
+        ("reserve", "succeeded", "reserve-ref", "reserve-ref"),
+        ("charge", "succeeded", "charge-ref", "charge-ref"),
+        ("ship", "failed", "", ""),
+    ]
+    assert api.json()["steps"] == {
+        "reserve": {"status": "succeeded", "result": "reserve-ref"},
+        "charge": {"status": "succeeded", "result": "charge-ref"},
+        "ship": {"status": "failed", "result": None},
+    }
+
+
 async def test_detail_by_prefix_redirects_and_unknown_is_404(env: Env) -> None:
     failed = await env.orch.run(env.order)
 

@@ -29,35 +29,29 @@ from sagakit.errors import (
 from sagakit.ports.workflow_store import WorkflowStatus, WorkflowStore
 from sagakit.testing import FakeClock
 from sagakit.workflow import WorkflowApp
-from tests.conftest import run_sync
+from tests.conftest import BACKENDS, Stores, run_sync
 
 Opener = Callable[[], Awaitable[WorkflowStore]]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 async def open_store(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[Opener]:
     """Opens stores on one database (a new handle per call, as after a restart)."""
-    opened: list[WorkflowStore] = []
 
-    async def open_() -> WorkflowStore:
-        store: WorkflowStore
-        if request.param == "sqlite":
-            store = SQLiteWorkflowStore(tmp_path / "workflows.db")
-        else:
-            pg_url = request.getfixturevalue("pg_url")
-            from sagakit.adapters.store.workflow_postgres import (  # noqa: PLC0415
-                PostgresWorkflowStore,
-            )
+    async def postgres(url: str) -> WorkflowStore:
+        from sagakit.adapters.store.workflow_postgres import (  # noqa: PLC0415
+            PostgresWorkflowStore,
+        )
 
-            store = await PostgresWorkflowStore.connect(pg_url, migrate=False)
-        opened.append(store)
-        return store
+        return await PostgresWorkflowStore.connect(url, migrate=False)
 
-    yield open_
-    for store in opened:
-        await store.close()
+    stores: Stores[WorkflowStore] = Stores(
+        request, lambda: SQLiteWorkflowStore(tmp_path / "workflows.db"), postgres
+    )
+    yield stores
+    await stores.close()
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ def test_all_is_pinned() -> None:
         "FatalError",
         "Orchestrator",
         "Parallel",
+        "ResultError",
+        "Results",
         "RetryPolicy",
         "SQLiteStore",
         "Saga",

@@ -35,8 +35,10 @@ from sagakit.views.format import (
     local_time,
     milliseconds,
     relative,
+    result_text,
     short_error,
     status_label,
+    step_results,
     timer,
     total_duration,
     workflow_status_label,
@@ -130,6 +132,17 @@ def saga_header(record: SagaRecord) -> Table:
     return grid
 
 
+def steps_table(record: SagaRecord) -> Table:
+    """Each step of the saga, its status and its recorded result."""
+    table = Table(title="steps", title_justify="left")
+    table.add_column("step", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("result", overflow="fold")
+    for name, status, result in step_results(record):
+        table.add_row(name, styled(status), clip(result_text(result)))
+    return table
+
+
 def timeline_table(record: SagaRecord, history: Sequence[HistoryEntry]) -> Table:
     """The step timeline: one row per history line, in the order they were
     written (so by completion); start and end are ms from the saga start."""
@@ -183,8 +196,14 @@ def summary(record: SagaRecord, history: Sequence[HistoryEntry]) -> Text:
 
 
 def saga_report(record: SagaRecord, history: Sequence[HistoryEntry]) -> RenderableType:
-    """Header and timeline, as ``sagakit show`` prints them."""
-    return Group(saga_header(record), Text(""), timeline_table(record, history))
+    """Header, steps and timeline, as ``sagakit show`` prints them."""
+    return Group(
+        saga_header(record),
+        Text(""),
+        steps_table(record),
+        Text(""),
+        timeline_table(record, history),
+    )
 
 
 def choreography_report(

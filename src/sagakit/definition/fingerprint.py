@@ -9,7 +9,8 @@ way, so an instance started on one can finish on the other. What is in it:
   and ``compensate_on_failure``;
 - for a remote action or compensation: the command name, the queue, the
   JSON schema of the reply model and of the payload builder's return
-  annotation when it names a pydantic model.
+  annotation when it names a pydantic model;
+- the JSON schema of a local step's ``output`` model, when it declares one.
 
 What is not: function bodies and docstrings, retry policies and timeouts
 (tuning, safe to change under a running instance), ``blocking``, schema
@@ -60,13 +61,16 @@ def _name(described: dict[str, Any]) -> str:
 
 
 def _step(step: Step) -> dict[str, Any]:
-    return {
+    described = {
         "name": step.name,
         "pivot": step.pivot,
         "action": _callee(step.action),
         "compensation": None if step.compensate is None else _callee(step.compensate),
         "compensate_on_failure": step.compensate_on_failure,
     }
+    if step.output is not None:  # absent otherwise: older shapes hash the same
+        described["output"] = _schema(step.output)
+    return described
 
 
 def _callee(fn: Callable[..., Any] | Remote) -> Any:

@@ -95,6 +95,17 @@ def total_duration(record: SagaRecord) -> float:
     return max(0.0, record.updated_at - record.created_at)
 
 
+def step_results(record: SagaRecord) -> list[tuple[str, str, Any]]:
+    """``(step, status, result)`` for each step in the saga's state: the
+    results later steps read as ``results``."""
+    return [(name, s.status.value, s.result) for name, s in record.state.steps.items()]
+
+
+def result_text(value: Any) -> str:
+    """A recorded result on one line; nothing for none."""
+    return "" if value is None else compact_json(value)
+
+
 def compensated_steps(history: Sequence[HistoryEntry]) -> list[str]:
     """Steps whose compensation succeeded, in the order they were undone."""
     return [
