@@ -173,7 +173,10 @@ class CompensationFailed(StepFailed):
     """A compensation failed after its retries; the saga needs an operator.
 
     Keeps both the original step error (``error``) and the compensation error
-    (``compensation_error``).
+    (``compensation_error``, the first one to fail); ``compensation_errors``
+    lists (step, error) of every compensation that failed for good (more
+    than one when the saga's rollback policy is ``continue``, or when
+    compensations running together failed).
     """
 
     def __init__(
@@ -186,12 +189,16 @@ class CompensationFailed(StepFailed):
         status: str,
         compensation_step: str | None,
         compensation_error: ErrorInfo | None,
+        compensation_errors: tuple[tuple[str, ErrorInfo], ...] = (),
     ) -> None:
         super().__init__(
             message, saga_id=saga_id, step=step, error=error, status=status
         )
         self.compensation_step = compensation_step
         self.compensation_error = compensation_error
+        if not compensation_errors and compensation_step and compensation_error:
+            compensation_errors = ((compensation_step, compensation_error),)
+        self.compensation_errors = compensation_errors
 
 
 class StoreError(SagaError):

@@ -123,8 +123,13 @@ def test_cancel_waits_for_steps_in_flight_then_compensates() -> None:
     assert cancelled.state.status is SagaStatus.COMPENSATING
     assert cancelled.state.error == ErrorInfo("Cancelled", "customer changed mind")
     d = decide(saga, cancelled.state, StepSucceeded("c", None, 5.0))
-    assert d.commands == (Compensate("c", 1),)
+    # the siblings are undone together, a once both are
+    assert d.commands == (Compensate("c", 1), Compensate("b", 1))
     assert d.state.step("d").status is StepStatus.PENDING
+    d = decide(saga, d.state, CompensationSucceeded("b", 6.0))
+    assert d.commands == ()
+    d = decide(saga, d.state, CompensationSucceeded("c", 7.0))
+    assert d.commands == (Compensate("a", 1),)
 
 
 @pytest.mark.parametrize(

@@ -122,13 +122,12 @@ def saga_header(record: SagaRecord) -> Table:
         grid.add_row("failed step", state.failed_step)
     if state.error is not None:
         grid.add_row("error", Text(short_error(state.error), style="red"))
-    if state.compensation_step is not None:
-        grid.add_row("compensation failed", state.compensation_step)
-    if state.compensation_error is not None:
-        grid.add_row(
-            "compensation error",
-            Text(short_error(state.compensation_error), style="bold red"),
-        )
+    failures = state.compensation_errors
+    if failures:
+        grid.add_row("compensation failed", ", ".join(step for step, _ in failures))
+    for step, error in failures:
+        label = "compensation error" if len(failures) == 1 else f"undo {step} error"
+        grid.add_row(label, Text(short_error(error), style="bold red"))
     return grid
 
 
@@ -188,10 +187,9 @@ def summary(record: SagaRecord, history: Sequence[HistoryEntry]) -> Text:
         undone = compensated_steps(history)
         if undone:
             line.append(f"; undone: {', '.join(undone)}")
-        if state.compensation_step is not None:
-            line.append(
-                f"; compensating {state.compensation_step} failed", style="bold red"
-            )
+        if state.compensation_errors:
+            failed = ", ".join(step for step, _ in state.compensation_errors)
+            line.append(f"; compensating {failed} failed", style="bold red")
     return line
 
 

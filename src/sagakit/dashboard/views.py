@@ -288,12 +288,12 @@ def header(record: SagaRecord) -> list[Fact]:
         facts.append(Fact("failed step", state.failed_step))
     if state.error is not None:
         facts.append(Fact("error", short_error(state.error), "error"))
-    if state.compensation_step is not None:
-        facts.append(Fact("compensation failed", state.compensation_step))
-    if state.compensation_error is not None:
-        facts.append(
-            Fact("compensation error", short_error(state.compensation_error), "error")
-        )
+    failures = state.compensation_errors
+    if failures:
+        facts.append(Fact("compensation failed", ", ".join(s for s, _ in failures)))
+    for step, error in failures:
+        label = "compensation error" if len(failures) == 1 else f"undo {step} error"
+        facts.append(Fact(label, short_error(error), "error"))
     return facts
 
 
@@ -310,8 +310,9 @@ def summary(record: SagaRecord, history: Sequence[HistoryEntry]) -> str:
         undone = compensated_steps(history)
         if undone:
             line += f"; undone: {', '.join(undone)}"
-        if state.compensation_step is not None:
-            line += f"; compensating {state.compensation_step} failed"
+        if state.compensation_errors:
+            failed = ", ".join(step for step, _ in state.compensation_errors)
+            line += f"; compensating {failed} failed"
     return line
 
 
@@ -337,6 +338,10 @@ def record_json(record: SagaRecord) -> dict[str, Any]:
             if state.compensation_error is None
             else state.compensation_error.to_dict()
         ),
+        "compensation_errors": [
+            {"step": step, "error": error.to_dict()}
+            for step, error in state.compensation_errors
+        ],
     }
 
 

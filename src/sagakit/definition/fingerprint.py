@@ -12,7 +12,13 @@ way, so an instance started on one can finish on the other. What is in it:
   annotation when it names a pydantic model;
 - the JSON schema of a local step's ``output`` model, when it declares one.
 
+For a graph (a step declares ``after``), each step's dependencies too; a
+step of a ``fail_fast`` parallel group says so; a saga whose compensation
+failures ``continue`` says so. These keys appear only when they differ from a
+plain list of stages, so adding them left every older fingerprint unchanged.
+
 What is not: function bodies and docstrings, retry policies and timeouts
+and a fail-fast group's ``grace``
 (tuning, safe to change under a running instance), ``blocking``, schema
 titles and descriptions, and the context model (a new optional field must
 not strand anything; a context that no longer validates fails on load).
@@ -28,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -42,10 +48,23 @@ FINGERPRINT_LENGTH = 16
 """Hex digits kept of the SHA-256 (64 bits: plenty to tell shapes apart)."""
 
 
-def fingerprint(stages: Sequence[Sequence[Step]]) -> str:
-    """The fingerprint of a saga made of ``stages``."""
+def fingerprint(
+    stages: Sequence[Sequence[Step]],
+    *,
+    deps: Mapping[str, Sequence[str]] | None = None,
+    fail_fast: Collection[str] = (),
+    on_compensation_failure: str = "stop",
+) -> str:
+    """The fingerprint of a saga made of ``stages``; ``deps`` (each step's
+    dependencies) for a graph, ``fail_fast`` the steps of fail-fast groups."""
     # steps of a parallel group start together: their order there is no shape
-    return digest([sorted((_step(s) for s in group), key=_name) for group in stages])
+    shape: Any = [
+        sorted((_step(s, deps, fail_fast) for s in group), key=_name)
+        for group in stages
+    ]
+    if on_compensation_failure != "stop":
+        shape = {"stages": shape, "on_compensation_failure": on_compensation_failure}
+    return digest(shape)
 
 
 def digest(shape: Any) -> str:
@@ -60,8 +79,10 @@ def _name(described: dict[str, Any]) -> str:
     return str(described["name"])
 
 
-def _step(step: Step) -> dict[str, Any]:
-    described = {
+def _step(
+    step: Step, deps: Mapping[str, Sequence[str]] | None, fail_fast: Collection[str]
+) -> dict[str, Any]:
+    out = {
         "name": step.name,
         "pivot": step.pivot,
         "action": _callee(step.action),
@@ -69,8 +90,12 @@ def _step(step: Step) -> dict[str, Any]:
         "compensate_on_failure": step.compensate_on_failure,
     }
     if step.output is not None:  # absent otherwise: older shapes hash the same
-        described["output"] = _schema(step.output)
-    return described
+        out["output"] = _schema(step.output)
+    if deps is not None:
+        out["after"] = sorted(deps[step.name])
+    if step.name in fail_fast:
+        out["on_failure"] = "fail_fast"
+    return out
 
 
 def _callee(fn: Callable[..., Any] | Remote) -> Any:

@@ -10,11 +10,13 @@ import inspect
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from sagakit.definition import graph
 from sagakit.definition.fingerprint import fingerprint
+from sagakit.definition.graph import FailFast
 from sagakit.definition.migration import ContextMap, Migration, migrations_of
 from sagakit.definition.remote import DEFAULT_REPLY_TIMEOUT, Remote
 from sagakit.definition.retry import COMPENSATION_RETRY, NO_RETRY, RetryPolicy
@@ -70,6 +72,13 @@ class Step:
     loop instead, which saves the thread hop (about 0.1 ms per call): for
     quick functions that never wait on I/O. Such a function cannot be
     interrupted, so it cannot have a ``timeout``.
+
+    ``after`` names the steps this one waits for, making the saga a graph
+    (DAG): the step starts as soon as all of them succeeded, and is
+    compensated only once everything downstream of it has been. ``after=()``
+    makes it a root, started with the saga. Without ``after`` a step waits
+    for every step of the previous item of the saga's list, as in a plain
+    sequence of stages.
     """
 
     name: str
@@ -88,9 +97,11 @@ class Step:
     """The action (or its payload builder) declares a ``results`` parameter."""
     compensation_wants_results: bool = field(default=False, init=False, compare=False)
     """The compensation (or its payload builder) declares ``results``."""
+    after: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _check_name("Step", self.name)
+        self._check_after()
         self._check_calls()
         for attr in ("timeout", "compensation_timeout"):
             value = getattr(self, attr)
@@ -132,6 +143,31 @@ class Step:
                 f"step {self.name!r}: compensate_on_failure=True needs a compensation"
             )
         self._check_output()
+
+    def _check_after(self) -> None:
+        after: object = self.after
+        if after is None:
+            return
+        if isinstance(after, str) or not isinstance(after, Sequence):
+            raise DefinitionError(
+                f"step {self.name!r}: after must be a tuple of step names, "
+                f"got {after!r}"
+            )
+        names = tuple(after)
+        for dep in names:
+            if not isinstance(dep, str):
+                raise DefinitionError(
+                    f"step {self.name!r}: after must name steps, got {dep!r}"
+                )
+        if self.name in names:
+            raise DefinitionError(f"step {self.name!r} cannot run after itself")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise DefinitionError(
+                f"step {self.name!r}: after names {', '.join(map(repr, twice))} "
+                "more than once"
+            )
+        object.__setattr__(self, "after", names)
 
     def _check_output(self) -> None:
         if self.output is None:
@@ -214,13 +250,31 @@ class Step:
         return DEFAULT_REPLY_TIMEOUT
 
 
+OnFailure = Literal["wait_all", "fail_fast"]
+OnCompensationFailure = Literal["stop", "continue"]
+
+
 @dataclass(frozen=True, slots=True, init=False)
 class Parallel:
-    """Steps started together; the saga moves on when all of them succeeded."""
+    """Steps started together; the saga moves on when all of them succeeded.
+
+    ``on_failure="wait_all"`` (the default) lets the other steps of the group
+    run to their end when one fails for good; ``"fail_fast"`` cancels those
+    still running, ``grace`` seconds after the failure (a step that finishes
+    within the grace is recorded as usual). Cancelling reaches ``async``
+    steps only: a plain function runs in a thread, which cannot be
+    interrupted, and a remote participant cannot be recalled, so those are
+    waited for. A cancelled step counts as failed (``Cancelled``, not
+    retried): it is not compensated unless it is ``compensate_on_failure``.
+    """
 
     steps: tuple[Step, ...]
+    on_failure: OnFailure
+    grace: float
 
-    def __init__(self, *steps: Step) -> None:
+    def __init__(
+        self, *steps: Step, on_failure: OnFailure = "wait_all", grace: float = 0.0
+    ) -> None:
         if not steps:
             raise DefinitionError("Parallel() needs at least one step")
         for s in steps:
@@ -230,14 +284,51 @@ class Parallel:
                 raise DefinitionError(
                     f"step {s.name!r}: a pivot cannot run in a parallel group"
                 )
+        names = ", ".join(repr(s.name) for s in steps)
+        if on_failure not in ("wait_all", "fail_fast"):
+            raise DefinitionError(
+                f"Parallel({names}): on_failure must be 'wait_all' or 'fail_fast', "
+                f"got {on_failure!r}"
+            )
+        if (
+            isinstance(grace, bool)
+            or not isinstance(grace, (int, float))
+            or not grace >= 0
+            or grace == float("inf")
+        ):
+            raise DefinitionError(
+                f"Parallel({names}): grace must be a number of seconds >= 0, "
+                f"got {grace!r}"
+            )
+        if grace and on_failure != "fail_fast":
+            raise DefinitionError(
+                f"Parallel({names}): grace applies to on_failure='fail_fast' only"
+            )
         object.__setattr__(self, "steps", tuple(steps))
+        object.__setattr__(self, "on_failure", on_failure)
+        object.__setattr__(self, "grace", float(grace))
 
 
 class Saga(Generic[C]):
     """An orchestrated saga: stages of steps run in order, compensated in reverse.
 
+    ``steps`` lists stages (a ``Step``, or a ``Parallel`` group of steps
+    started together); a step that declares ``after`` depends on the steps it
+    names instead of the previous stage, which makes the saga a graph: every
+    step starts as soon as its dependencies succeeded, and on a failure the
+    completed steps are compensated in reverse dependency order, independent
+    branches (and the steps of a parallel group) concurrently.
+
     ``context`` is a pydantic model class; an instance of it is passed to every
     step and compensation and persisted after each step.
+
+    ``on_compensation_failure`` says what a compensation that fails for good
+    does to the rollback: ``"stop"`` (the default) starts no further
+    compensation, lets those already running finish, and ends
+    ``compensation_failed`` for an operator to ``resume``; ``"continue"``
+    records the failure and still attempts every other compensation (those
+    upstream of the failed one included), then ends ``compensation_failed``
+    listing every compensation error.
 
     ``version`` (default 1) numbers this definition of ``name``: each instance
     records the version and the structural ``fingerprint`` it started with and
@@ -245,14 +336,21 @@ class Saga(Generic[C]):
     next to the old one until the old instances have drained, or declare in
     ``migrate_from`` how an instance of an older version becomes one of this
     version (see :class:`~sagakit.definition.migration.Migration`).
+
+    ``stages`` groups the steps for display: the stages as written, or for a
+    graph, each step at its longest distance from a root.
     """
 
     __slots__ = (
         "_by_name",
         "context",
         "fingerprint",
+        "graph",
+        "items",
         "migrate_from",
         "name",
+        "on_compensation_failure",
+        "pivot",
         "pivot_stage",
         "stages",
         "version",
@@ -266,6 +364,7 @@ class Saga(Generic[C]):
         context: type[C] = DictContext,  # type: ignore[assignment]
         version: int = 1,
         migrate_from: Mapping[int, Migration | ContextMap] | None = None,
+        on_compensation_failure: OnCompensationFailure = "stop",
     ) -> None:
         self.name = _check_name("Saga", name)
         self.version = check_version(f"saga {name!r}", version)
@@ -275,20 +374,30 @@ class Saga(Generic[C]):
                 f"got {context!r}"
             )
         self.context: type[C] = context
+        if on_compensation_failure not in ("stop", "continue"):
+            raise DefinitionError(
+                f"saga {name!r}: on_compensation_failure must be 'stop' or "
+                f"'continue', got {on_compensation_failure!r}"
+            )
+        self.on_compensation_failure: OnCompensationFailure = on_compensation_failure
         if isinstance(steps, (Step, Parallel)) or not isinstance(steps, Sequence):
             raise DefinitionError(
                 f"saga {name!r}: steps must be a list of Step/Parallel"
             )
         if not steps:
             raise DefinitionError(f"saga {name!r} is empty: it needs at least one step")
-        stages: list[tuple[Step, ...]] = []
+        self.items: tuple[Step | Parallel, ...] = tuple(steps)
+        items: list[tuple[tuple[Step, ...], FailFast | None]] = []
         by_name: dict[str, Step] = {}
-        pivot_stage: int | None = None
-        for index, item in enumerate(steps):
+        pivot: Step | None = None
+        for item in steps:
+            fast: FailFast | None = None
             if isinstance(item, Step):
                 group: tuple[Step, ...] = (item,)
             elif isinstance(item, Parallel):
                 group = item.steps
+                if item.on_failure == "fail_fast":
+                    fast = FailFast(tuple(s.name for s in group), item.grace)
             else:
                 raise DefinitionError(
                     f"saga {name!r}: steps must be Step or Parallel, got {item!r}"
@@ -299,31 +408,52 @@ class Saga(Generic[C]):
                         f"saga {name!r}: duplicate step name {s.name!r}"
                     )
                 by_name[s.name] = s
-                if pivot_stage is not None and (
-                    s.compensate is not None or s.compensate_on_failure
-                ):
-                    pivot = stages[pivot_stage][0].name
-                    raise DefinitionError(
-                        f"saga {name!r}: step {s.name!r} comes after the pivot "
-                        f"{pivot!r} "
-                        "and cannot have a compensation (steps after the pivot are "
-                        "retried, never compensated)"
-                    )
                 if s.pivot:
-                    if pivot_stage is not None:
-                        pivot = stages[pivot_stage][0].name
+                    if pivot is not None:
                         raise DefinitionError(
-                            f"saga {name!r}: two pivots, {pivot!r} and {s.name!r}; "
-                            "a saga has at most one"
+                            f"saga {name!r}: two pivots, {pivot.name!r} and "
+                            f"{s.name!r}; a saga has at most one"
                         )
-                    pivot_stage = index
-            stages.append(group)
-        self.stages: tuple[tuple[Step, ...], ...] = tuple(stages)
+                    pivot = s
+            items.append((group, fast))
         self._by_name = by_name
-        self.pivot_stage = pivot_stage
-        self.fingerprint = fingerprint(self.stages)
+        self.graph = graph.build(name, items)
+        if pivot is not None:
+            graph.check_pivot(name, self.graph, pivot, list(by_name.values()))
+        self.pivot: str | None = None if pivot is None else pivot.name
+        self.stages: tuple[tuple[Step, ...], ...] = self.graph.layers(
+            list(by_name.values())
+        )
+        self.pivot_stage = None if pivot is None else self.graph.level[pivot.name]
+        self.fingerprint = fingerprint(
+            self.stages,
+            deps=self.graph.deps if self.graph.explicit else None,
+            fail_fast=frozenset(self.graph.fail_fast),
+            on_compensation_failure=on_compensation_failure,
+        )
         self.migrate_from = migrations_of(
             name, version, migrate_from, frozenset(by_name)
+        )
+
+    def rebuilt(self, wrap: Callable[[Step], Step]) -> Saga[C]:
+        """The same saga (shape, options, version) with each step ``wrap``-ped
+        (which must keep its name and shape): for instrumenting a saga."""
+        items: list[Step | Parallel] = [
+            wrap(item)
+            if isinstance(item, Step)
+            else Parallel(
+                *(wrap(s) for s in item.steps),
+                on_failure=item.on_failure,
+                grace=item.grace,
+            )
+            for item in self.items
+        ]
+        return Saga(
+            self.name,
+            items,
+            context=self.context,
+            version=self.version,
+            on_compensation_failure=self.on_compensation_failure,
         )
 
     def step(self, name: str) -> Step:

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from sagakit.engine.commands import Command, Compensate, FinishSaga, RunStep
-from sagakit.engine.decide import Decision, decide, initial_state
+from sagakit.engine.commands import (
+    CancelSteps,
+    Command,
+    Compensate,
+    Decision,
+    FinishSaga,
+    RunStep,
+)
+from sagakit.engine.decide import decide, initial_state
 from sagakit.engine.events import (
     CancelRequested,
     CompensationAttemptFailed,
@@ -23,6 +30,7 @@ from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus, StepState, St
 
 __all__ = [
     "CancelRequested",
+    "CancelSteps",
     "Command",
     "Compensate",
     "CompensationAttemptFailed",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sagakit.engine.state import SagaStatus
+from sagakit.engine.state import SagaState, SagaStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,4 +26,24 @@ class FinishSaga:
     status: SagaStatus
 
 
-Command = RunStep | Compensate | FinishSaga
+@dataclass(frozen=True, slots=True)
+class CancelSteps:
+    """Cancel the local runs of ``steps`` (forward actions of a fail-fast
+    group whose sibling failed for good) ``grace`` seconds from now, unless
+    they finished by then. Only ``async`` actions can be cancelled: the
+    runtime reports each cancelled run as a failed attempt (``Cancelled``,
+    not retryable) and waits for the others to finish."""
+
+    steps: tuple[str, ...]
+    grace: float = 0.0
+
+
+Command = RunStep | Compensate | CancelSteps | FinishSaga
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What ``decide`` made of an event: the new state and what to do next."""
+
+    state: SagaState
+    commands: tuple[Command, ...]

@@ -7,25 +7,37 @@ user step is an ordinary event, never an exception.
 
 Rules it guarantees (checked by property tests):
 
-* stages run in order; a stage's steps start together;
-* after the first permanent failure no forward step starts;
-* compensations run one at a time, exactly for completed steps that have one
-  (plus failed steps marked ``compensate_on_failure``), in reverse completion
-  order, and only once every in-flight step has settled;
+* a step starts as soon as every step it depends on succeeded (for a list of
+  stages: stages run in order, a stage's steps start together); the saga
+  succeeds when every step did;
+* after the first permanent failure no forward step starts; the other steps of
+  a ``fail_fast`` group still running are cancelled (``CancelSteps``);
+* compensations run exactly for completed steps that have one (plus failed
+  steps marked ``compensate_on_failure``), once every in-flight step has
+  settled, each only after everything downstream of its step was undone:
+  independent branches concurrently (see :mod:`sagakit.engine.rollback`);
 * a failure after the pivot succeeded ends in ``failed`` with nothing
   compensated;
 * a compensation that fails beyond its policy ends in ``compensation_failed``,
-  keeping both the original and the compensation error.
+  keeping the original and every compensation error (at once under the
+  ``stop`` policy, after every other compensation was tried under
+  ``continue``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from sagakit.definition.remote import Remote
 from sagakit.definition.saga import Saga, Step
-from sagakit.engine.commands import Command, Compensate, FinishSaga, RunStep
+from sagakit.engine.commands import (
+    CancelSteps,
+    Command,
+    Decision,
+    FinishSaga,
+    RunStep,
+)
 from sagakit.engine.events import (
     CancelRequested,
     CompensationAttemptFailed,
@@ -42,6 +54,15 @@ from sagakit.engine.events import (
     UnpauseRequested,
 )
 from sagakit.engine.pause import hold, pause, unpause
+from sagakit.engine.rollback import (
+    check_attempt,
+    on_compensation_failed,
+    on_compensation_succeeded,
+    past_pivot,
+    resume_requested,
+    resume_rollback,
+    settle_failure,
+)
 from sagakit.engine.state import (
     INTERRUPTED,
     ErrorInfo,
@@ -52,11 +73,11 @@ from sagakit.engine.state import (
 )
 from sagakit.errors import StateError
 
+__all__ = ["Decision", "decide", "initial_state"]
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    state: SagaState
-    commands: tuple[Command, ...]
+_PENDING = StepStatus.PENDING
+_RUNNING = StepStatus.RUNNING
+_SUCCEEDED = StepStatus.SUCCEEDED
 
 
 def initial_state(saga: Saga[Any], saga_id: str) -> SagaState:
@@ -87,20 +108,20 @@ def _outcome(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
             f"saga {state.saga_id}: already {state.status.value}, "
             f"{type(event).__name__} ignored"
         )
+    if isinstance(event, StepSucceeded):
+        return _on_step_succeeded(saga, state, event)
+    if isinstance(event, StepAttemptFailed):
+        return _on_step_failed(saga, state, event)
+    if isinstance(event, CompensationSucceeded):
+        return on_compensation_succeeded(saga, state, event)
+    if isinstance(event, CompensationAttemptFailed):
+        return on_compensation_failed(saga, state, event)
     if isinstance(event, SagaStarted):
         return _on_started(saga, state, event.at)
     if isinstance(event, SagaResumed):
         return _on_resumed(saga, state, event.at)
     if isinstance(event, DeadlinePassed):
         return _on_deadline(saga, state, event)
-    if isinstance(event, StepSucceeded):
-        return _on_step_succeeded(saga, state, event)
-    if isinstance(event, StepAttemptFailed):
-        return _on_step_failed(saga, state, event)
-    if isinstance(event, CompensationSucceeded):
-        return _on_compensation_succeeded(saga, state, event)
-    if isinstance(event, CompensationAttemptFailed):
-        return _on_compensation_failed(saga, state, event)
     raise StateError(f"saga {state.saga_id}: unknown event {event!r}")
 
 
@@ -111,35 +132,61 @@ def _action_deadline(spec: Step, at: float, delay: float = 0.0) -> float | None:
     return at + delay + spec.reply_timeout if spec.is_remote else None
 
 
-def _compensation_deadline(spec: Step, at: float, delay: float = 0.0) -> float | None:
-    if not spec.compensation_is_remote:
-        return None
-    return at + delay + spec.compensation_reply_timeout
+def _startable(saga: Saga[Any], state: SagaState, name: str) -> bool:
+    """Pending, every dependency succeeded, and not overtaken: nothing
+    downstream of it has started (a step a migration inserted upstream of
+    where the instance stood never runs)."""
+    steps = state.steps
+    if steps[name].status is not _PENDING:
+        return False
+    graph = saga.graph
+    return all(steps[d].status is _SUCCEEDED for d in graph.deps[name]) and all(
+        steps[d].status is _PENDING for d in graph.descendants[name]
+    )
 
 
-def _start_stage(saga: Saga[Any], state: SagaState, stage: int, at: float) -> Decision:
-    if stage >= len(saga.stages):
-        done = state.but(status=SagaStatus.SUCCEEDED, stage=stage)
-        return Decision(done, (FinishSaga(SagaStatus.SUCCEEDED),))
-    state = state.but(stage=stage)
+def _start(saga: Saga[Any], state: SagaState, names: list[str], at: float) -> Decision:
+    """Start ``names`` (each at attempt 1)."""
+    level = saga.graph.level
+    stage = state.stage
     commands: list[Command] = []
-    for s in saga.stages[stage]:
+    for name in names:
         state = state.with_step(
-            s.name,
-            status=StepStatus.RUNNING,
+            name,
+            status=_RUNNING,
             attempts=1,
-            deadline=_action_deadline(s, at),
+            deadline=_action_deadline(saga.step(name), at),
         )
-        commands.append(RunStep(s.name, 1))
+        commands.append(RunStep(name, 1))
+        stage = max(stage, level[name])
+    if stage != state.stage:
+        state = state.but(stage=stage)
     return Decision(state, tuple(commands))
 
 
+def _go_on(
+    saga: Saga[Any], state: SagaState, at: float, commands: tuple[Command, ...] = ()
+) -> Decision:
+    """Running forward with ``commands`` issued: also start every step that
+    may start; with nothing left to run, the saga succeeded."""
+    ready = [n for n in saga.graph.order if _startable(saga, state, n)]
+    if ready:
+        started = _start(saga, state, ready, at)
+        return Decision(started.state, (*commands, *started.commands))
+    if commands or any(s.status is _RUNNING for s in state.steps.values()):
+        return Decision(state, commands)
+    return _succeeded(saga, state)
+
+
+def _succeeded(saga: Saga[Any], state: SagaState) -> Decision:
+    done = state.but(status=SagaStatus.SUCCEEDED, stage=len(saga.stages))
+    return Decision(done, (FinishSaga(SagaStatus.SUCCEEDED),))
+
+
 def _on_started(saga: Saga[Any], state: SagaState, at: float) -> Decision:
-    if state.stage != 0 or any(
-        s.status is not StepStatus.PENDING for s in state.steps.values()
-    ):
+    if state.stage != 0 or any(s.status is not _PENDING for s in state.steps.values()):
         raise StateError(f"saga {state.saga_id}: already started")
-    return _start_stage(saga, state, 0, at)
+    return _start(saga, state, list(saga.graph.roots), at)
 
 
 def _running_step(
@@ -148,16 +195,12 @@ def _running_step(
     current = state.steps.get(step)
     if current is None:
         raise StateError(f"saga {state.saga_id}: {what} for unknown step {step!r}")
-    if current.status is not StepStatus.RUNNING:
+    if current.status is not _RUNNING:
         raise StateError(
             f"saga {state.saga_id}: {what} for step {step!r} which is "
             f"{current.status.value} (stale or duplicate)"
         )
-    if attempt is not None and attempt != current.attempts:
-        raise StateError(
-            f"saga {state.saga_id}: {what} for attempt {attempt} of step {step!r}, "
-            f"which is at attempt {current.attempts} (stale)"
-        )
+    check_attempt(state, what, f"step {step!r}", attempt, current.attempts)
     return current
 
 
@@ -167,18 +210,33 @@ def _on_step_succeeded(
     _running_step(state, event.step, "success", event.attempt)
     state = state.with_step(
         event.step,
-        status=StepStatus.SUCCEEDED,
+        status=_SUCCEEDED,
         result=event.result,
         error=None,
         deadline=None,
     )
     state = state.but(completed=(*state.completed, event.step))
     if state.status is SagaStatus.COMPENSATING:
-        return _settle_failure(saga, state, event.at)
-    stage_names = [s.name for s in saga.stages[state.stage]]
-    if all(state.step(n).status is StepStatus.SUCCEEDED for n in stage_names):
-        return _start_stage(saga, state, state.stage + 1, event.at)
-    return Decision(state, ())
+        return settle_failure(saga, state, event.at)
+    # the hot path: only the dependents of this step can start now
+    steps = state.steps
+    deps = saga.graph.deps
+    ready = [
+        d
+        for d in saga.graph.dependents[event.step]
+        if steps[d].status is _PENDING
+        and all(steps[n].status is _SUCCEEDED for n in deps[d])
+    ]
+    if ready:
+        return _start(saga, state, ready, event.at)
+    waiting = False
+    for s in steps.values():
+        if s.status is _RUNNING:
+            return Decision(state, ())
+        waiting = waiting or s.status is _PENDING
+    if waiting:  # a join still waits, or steps a migration left behind
+        return _go_on(saga, state, event.at)
+    return _succeeded(saga, state)
 
 
 def _on_step_failed(
@@ -213,114 +271,50 @@ def _fail_step(
         state = replace(
             state, status=SagaStatus.COMPENSATING, failed_step=step, error=error
         )
-    return _settle_failure(saga, state, at)
+    state, cancel = _fail_fast(saga, state, step)
+    decision = settle_failure(saga, state, at)
+    return Decision(decision.state, (*cancel, *decision.commands))
 
 
-def _in_flight(state: SagaState) -> bool:
-    return any(s.status is StepStatus.RUNNING for s in state.steps.values())
+def _fail_fast(
+    saga: Saga[Any], state: SagaState, step: str
+) -> tuple[SagaState, tuple[Command, ...]]:
+    """``step`` failed for good: if it is the first of a fail-fast group to,
+    cancel the group's other steps still running (local ones; a remote
+    participant cannot be recalled). A run the pause held back was never
+    sent: it is taken back at once."""
+    group = saga.graph.fail_fast.get(step)
+    if group is None:
+        return state, ()
+    others = [n for n in group.steps if n != step]
+    if any(state.step(n).status is StepStatus.FAILED for n in others):
+        return state, ()  # not the first: the cancel went out already
+    cancel: list[str] = []
+    for name in others:
+        current = state.step(name)
+        if current.status is not _RUNNING:
+            continue
+        if name in state.held:
+            state = _take_back(saga, state, name, current)
+        elif not saga.step(name).is_remote:
+            cancel.append(name)
+    return state, ((CancelSteps(tuple(cancel), group.grace),) if cancel else ())
 
 
-def _past_pivot(saga: Saga[Any], state: SagaState) -> bool:
-    if saga.pivot_stage is None:
-        return False
-    pivot = saga.stages[saga.pivot_stage][0].name
-    return state.step(pivot).status is StepStatus.SUCCEEDED
-
-
-def _settle_failure(saga: Saga[Any], state: SagaState, at: float) -> Decision:
-    """After a failure: wait for in-flight steps, then roll back (or give up)."""
-    if _in_flight(state):
-        return Decision(state, ())
-    if _past_pivot(saga, state):
-        state = replace(state, status=SagaStatus.FAILED, compensations=())
-        return Decision(state, (FinishSaga(SagaStatus.FAILED),))
-    queue = tuple(
-        name
-        for name in reversed(state.completed)
-        if saga.step(name).compensate is not None
-    )
-    state = replace(state, compensations=queue)
-    return _next_compensation(saga, state, at)
-
-
-# -- compensation ----------------------------------------------------------
-
-
-def _next_compensation(saga: Saga[Any], state: SagaState, at: float) -> Decision:
-    assert state.compensations is not None  # noqa: S101 - internal invariant
-    if not state.compensations:
-        state = replace(state, status=SagaStatus.COMPENSATED)
-        return Decision(state, (FinishSaga(SagaStatus.COMPENSATED),))
-    head = state.compensations[0]
+def _take_back(
+    saga: Saga[Any], state: SagaState, name: str, current: StepState
+) -> SagaState:
+    """A held run of ``name`` that will not be sent: never started, or (a
+    retry) failed with the error of its last attempt."""
+    held = tuple(n for n in state.held if n != name)
+    if current.attempts <= 1:
+        return state.with_step(name, status=_PENDING, attempts=0).but(held=held)
     state = state.with_step(
-        head,
-        status=StepStatus.COMPENSATING,
-        compensation_attempts=1,
-        deadline=_compensation_deadline(saga.step(head), at),
+        name, status=StepStatus.FAILED, attempts=current.attempts - 1
     )
-    return Decision(state, (Compensate(head, 1),))
-
-
-def _compensating_step(
-    state: SagaState, step: str, what: str, attempt: int | None = None
-) -> StepState:
-    if (
-        state.status is not SagaStatus.COMPENSATING
-        or not state.compensations
-        or state.compensations[0] != step
-        or state.step(step).status is not StepStatus.COMPENSATING
-    ):
-        raise StateError(
-            f"saga {state.saga_id}: {what} for step {step!r} which is not being "
-            "compensated (stale or duplicate)"
-        )
-    current = state.step(step)
-    if attempt is not None and attempt != current.compensation_attempts:
-        raise StateError(
-            f"saga {state.saga_id}: {what} for attempt {attempt} of compensating "
-            f"{step!r}, which is at attempt {current.compensation_attempts} (stale)"
-        )
-    return current
-
-
-def _on_compensation_succeeded(
-    saga: Saga[Any], state: SagaState, event: CompensationSucceeded
-) -> Decision:
-    _compensating_step(state, event.step, "compensation success", event.attempt)
-    state = state.with_step(event.step, status=StepStatus.COMPENSATED, deadline=None)
-    assert state.compensations is not None  # noqa: S101 - checked above
-    state = state.but(compensations=state.compensations[1:])
-    return _next_compensation(saga, state, event.at)
-
-
-def _on_compensation_failed(
-    saga: Saga[Any], state: SagaState, event: CompensationAttemptFailed
-) -> Decision:
-    current = _compensating_step(
-        state, event.step, "compensation failure", event.attempt
-    )
-    spec = saga.step(event.step)
-    policy = spec.compensation_retry
-    made = current.compensation_attempts - current.compensation_retry_base
-    if event.retryable and made < policy.attempts:
-        attempt = current.compensation_attempts + 1
-        delay = policy.delay(current.compensation_attempts, event.jitter)
-        state = state.with_step(
-            event.step,
-            compensation_attempts=attempt,
-            deadline=_compensation_deadline(spec, event.at, delay),
-        )
-        return Decision(state, (Compensate(event.step, attempt, delay),))
-    state = state.with_step(
-        event.step, status=StepStatus.COMPENSATION_FAILED, deadline=None
-    )
-    state = replace(
-        state,
-        status=SagaStatus.COMPENSATION_FAILED,
-        compensation_step=event.step,
-        compensation_error=event.error,
-    )
-    return Decision(state, (FinishSaga(SagaStatus.COMPENSATION_FAILED),))
+    if saga.step(name).compensate_on_failure:
+        state = state.but(completed=(*state.completed, name))
+    return state.but(held=held)
 
 
 # -- recovery and deadlines ------------------------------------------------
@@ -330,51 +324,29 @@ def _on_resumed(saga: Saga[Any], state: SagaState, at: float) -> Decision:
     """Re-issue the work an interrupted worker left unfinished.
 
     Local forward steps that were running are run again while the saga runs
-    forward (at-least-once for the step in flight; committed steps never
+    forward (at-least-once for the steps in flight; committed steps never
     re-run). Remote steps keep waiting: their command is in the outbox or
     delivered, and their reply deadline still holds. When the saga was already
     rolling back, a local step that was in flight counts as failed with an
-    unknown outcome and is compensated if it asks for that.
+    unknown outcome and is compensated if it asks for that; local
+    compensations in flight run again.
     """
-    running = [
-        s
-        for s in saga.stages[min(state.stage, len(saga.stages) - 1)]
-        if state.step(s.name).status is StepStatus.RUNNING
-    ]
+    steps = state.steps
     if state.status is SagaStatus.RUNNING:
         commands = tuple(
-            RunStep(s.name, max(1, state.step(s.name).attempts))
-            for s in running
-            if not s.is_remote
+            RunStep(n, max(1, steps[n].attempts))
+            for n in saga.graph.order
+            if steps[n].status is _RUNNING and not saga.step(n).is_remote
         )
-        if not running:  # crashed between commits of a stage transition
-            done = all(
-                state.step(s.name).status is StepStatus.SUCCEEDED
-                for s in saga.stages[state.stage]
-            )  # else the stage never started (state saved before SagaStarted)
-            stage = state.stage + 1 if done else state.stage
-            return _start_stage(saga, state, stage, at)
-        return Decision(state, commands)
-    # compensating
-    if state.compensations is None:
-        for name, s in list(state.steps.items()):
-            if s.status is StepStatus.RUNNING and not saga.step(name).is_remote:
-                state = state.with_step(
-                    name, status=StepStatus.FAILED, error=INTERRUPTED
-                )
-                if saga.step(name).compensate_on_failure:
-                    state = replace(state, completed=(*state.completed, name))
-        return _settle_failure(saga, state, at)
-    if not state.compensations:
-        return _next_compensation(saga, state, at)
-    head = state.compensations[0]
-    if saga.step(head).compensation_is_remote:
-        return Decision(state, ())  # its reply, or its deadline, will come
-    attempt = max(1, state.step(head).compensation_attempts)
-    state = state.with_step(
-        head, status=StepStatus.COMPENSATING, compensation_attempts=attempt
-    )
-    return Decision(state, (Compensate(head, attempt),))
+        return _go_on(saga, state, at, commands)
+    if state.compensations is not None:
+        return resume_rollback(saga, state, at)
+    for name in saga.graph.order:
+        if steps[name].status is _RUNNING and not saga.step(name).is_remote:
+            state = state.with_step(name, status=StepStatus.FAILED, error=INTERRUPTED)
+            if saga.step(name).compensate_on_failure:
+                state = replace(state, completed=(*state.completed, name))
+    return settle_failure(saga, state, at)
 
 
 def _reply_timeout(spec: Step, seconds: float) -> ErrorInfo:
@@ -393,7 +365,7 @@ def _on_deadline(saga: Saga[Any], state: SagaState, event: DeadlinePassed) -> De
         spec = saga.step(name)
         if state.status.terminal:
             break
-        if current.status is StepStatus.RUNNING:
+        if current.status is _RUNNING:
             error = _reply_timeout(spec, spec.reply_timeout)
             retryable = spec.retry.retries(TimeoutError(error.message))
             failed = StepAttemptFailed(name, error, retryable, event.at, event.jitter)
@@ -404,7 +376,7 @@ def _on_deadline(saga: Saga[Any], state: SagaState, event: DeadlinePassed) -> De
             comp = CompensationAttemptFailed(
                 name, error, retryable, event.at, event.jitter
             )
-            decision = _on_compensation_failed(saga, state, comp)
+            decision = on_compensation_failed(saga, state, comp)
         else:
             continue
         state = decision.state
@@ -421,58 +393,9 @@ def _operator(
     event: RetryRequested | ResumeRequested | CancelRequested,
 ) -> Decision:
     if isinstance(event, RetryRequested):
-        if state.status is not SagaStatus.FAILED:
-            raise StateError(
-                f"saga {state.saga_id} is {state.status.value}: only a failed saga "
-                "(a step failed after the pivot) can be retried"
-            )
-        state = replace(
-            state,
-            status=SagaStatus.RUNNING,
-            compensations=None,
-            failed_step=None,
-            error=None,
-        )
-        commands: list[Command] = []
-        for s in saga.stages[state.stage]:
-            current = state.step(s.name)
-            if current.status is not StepStatus.FAILED:
-                continue
-            attempt = current.attempts + 1
-            state = state.with_step(
-                s.name,
-                status=StepStatus.RUNNING,
-                attempts=attempt,
-                retry_base=current.attempts,
-                deadline=_action_deadline(s, event.at),
-            )
-            commands.append(RunStep(s.name, attempt))
-        return Decision(state, tuple(commands))
+        return _retry(saga, state, event)
     if isinstance(event, ResumeRequested):
-        if (
-            state.status is not SagaStatus.COMPENSATION_FAILED
-            or not state.compensations
-        ):
-            raise StateError(
-                f"saga {state.saga_id} is {state.status.value}: only a "
-                "compensation_failed saga can be resumed"
-            )
-        head = state.compensations[0]
-        current = state.step(head)
-        attempt = current.compensation_attempts + 1
-        state = replace(
-            state,
-            status=SagaStatus.COMPENSATING,
-            compensation_step=None,
-            compensation_error=None,
-        ).with_step(
-            head,
-            status=StepStatus.COMPENSATING,
-            compensation_attempts=attempt,
-            compensation_retry_base=current.compensation_attempts,
-            deadline=_compensation_deadline(saga.step(head), event.at),
-        )
-        return Decision(state, (Compensate(head, attempt),))
+        return resume_requested(saga, state, event)
     if state.status is not SagaStatus.RUNNING:
         raise StateError(
             f"saga {state.saga_id} is {state.status.value}: only a running saga "
@@ -482,11 +405,42 @@ def _operator(
         raise StateError(
             f"saga {state.saga_id} is paused: unpause it before cancelling it"
         )
-    if _past_pivot(saga, state):
+    if past_pivot(saga, state):
         raise StateError(
             f"saga {state.saga_id} is past its pivot: it can no longer be "
             "cancelled (it will be finished forward)"
         )
     error = ErrorInfo("Cancelled", event.reason)
     state = replace(state, status=SagaStatus.COMPENSATING, error=error)
-    return _settle_failure(saga, state, event.at)
+    return settle_failure(saga, state, event.at)
+
+
+def _retry(saga: Saga[Any], state: SagaState, event: RetryRequested) -> Decision:
+    """Run the failed steps again (fresh budgets), and what waited for them."""
+    if state.status is not SagaStatus.FAILED:
+        raise StateError(
+            f"saga {state.saga_id} is {state.status.value}: only a failed saga "
+            "(a step failed after the pivot) can be retried"
+        )
+    state = replace(
+        state,
+        status=SagaStatus.RUNNING,
+        compensations=None,
+        failed_step=None,
+        error=None,
+    )
+    commands: list[Command] = []
+    for name in saga.graph.order:
+        current = state.step(name)
+        if current.status is not StepStatus.FAILED:
+            continue
+        attempt = current.attempts + 1
+        state = state.with_step(
+            name,
+            status=_RUNNING,
+            attempts=attempt,
+            retry_base=current.attempts,
+            deadline=_action_deadline(saga.step(name), event.at),
+        )
+        commands.append(RunStep(name, attempt))
+    return _go_on(saga, state, event.at, tuple(commands))

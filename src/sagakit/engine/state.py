@@ -100,10 +100,18 @@ class SagaState:
     """Everything the engine needs to decide what happens next.
 
     ``completed`` lists steps in the order they finished (successes, plus failed
-    steps whose own compensation must run); ``compensations`` is the queue of
-    compensations still to run, head first, or ``None`` before rollback starts.
-    ``failed_step``/``error`` keep the first failure; ``compensation_error`` the
-    compensation failure that stopped the rollback.
+    steps whose own compensation must run); ``compensations`` lists the
+    compensations that have not succeeded yet, last completed step first, or
+    is ``None`` before rollback starts: those whose step is ``COMPENSATING``
+    are in flight, those ``COMPENSATION_FAILED`` failed for good, the
+    others wait for everything downstream of their step to be undone.
+    (States written by the stage engine, whose queue ran head first, read
+    the same way.) ``stage`` is the highest stage (``Saga.stages`` index)
+    started, kept for storage and display.
+    ``failed_step``/``error`` keep the first failure;
+    ``compensation_step``/``compensation_error`` the first compensation that
+    failed for good, ``later_compensation_errors`` the others (all of them:
+    ``compensation_errors``).
     """
 
     saga_id: str
@@ -124,6 +132,9 @@ class SagaState:
     held_due: dict[str, float] = field(default_factory=dict)
     """When each held retry was due (the time it was decided plus its
     backoff), by step: an unpause waits out what is left of it."""
+    later_compensation_errors: tuple[tuple[str, ErrorInfo], ...] = ()
+    """(step, error) of each compensation that failed for good after the
+    first (``compensation_step``/``compensation_error``), in order."""
 
     def step(self, name: str) -> StepState:
         return self.steps.get(name) or StepState()
@@ -166,6 +177,7 @@ class SagaState:
             paused=self.paused,
             held=self.held,
             held_due=self.held_due,
+            later_compensation_errors=self.later_compensation_errors,
         )
 
     def but(self, **changes: Any) -> SagaState:
@@ -187,11 +199,23 @@ class SagaState:
             paused=get("paused", self.paused),
             held=get("held", self.held),
             held_due=get("held_due", self.held_due),
+            later_compensation_errors=get(
+                "later_compensation_errors", self.later_compensation_errors
+            ),
         )
         if len(changes) > len(_SAGA_FIELDS & changes.keys()):
             unknown = sorted(changes.keys() - _SAGA_FIELDS)
             raise TypeError(f"SagaState has no field(s) {unknown}")
         return new
+
+    @property
+    def compensation_errors(self) -> tuple[tuple[str, ErrorInfo], ...]:
+        """(step, error) of every compensation that failed for good, first
+        failure first."""
+        if self.compensation_step is None or self.compensation_error is None:
+            return self.later_compensation_errors
+        first = (self.compensation_step, self.compensation_error)
+        return (first, *self.later_compensation_errors)
 
     @property
     def next_deadline(self) -> float | None:
@@ -236,11 +260,20 @@ class SagaState:
             out["held"] = list(self.held)
         if self.held_due:
             out["held_due"] = dict(self.held_due)
+        if self.later_compensation_errors:  # absent when none: as before it
+            out["later_compensation_errors"] = [
+                {"step": step, "error": error.to_dict()}
+                for step, error in self.later_compensation_errors
+            ]
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SagaState:
         comps = data.get("compensations")
+        later = tuple(
+            (e["step"], ErrorInfo(**e["error"]))
+            for e in data.get("later_compensation_errors", ())
+        )
         return cls(
             saga_id=data["saga_id"],
             saga_name=data["saga_name"],
@@ -256,6 +289,7 @@ class SagaState:
             paused=data.get("paused", False),
             held=tuple(data.get("held", ())),
             held_due=dict(data.get("held_due", {})),
+            later_compensation_errors=later,
         )
 
 

@@ -220,7 +220,8 @@ class SagaClient:
             record.definition_version, self.registry.sagas.get(record.saga_name)
         )
         model: type[BaseModel] = saga.context if saga is not None else _AnyContext
-        return SagaResult.from_state(record.state, model.model_validate(record.context))
+        context = model.model_validate(record.context)
+        return SagaResult.from_state(record.state, context, saga=saga)
 
     async def wait(self, saga_id: str) -> SagaResult[Any]:
         """Wait until the saga ends (polling the store) and return its result

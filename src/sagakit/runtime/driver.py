@@ -17,7 +17,13 @@ from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, NoReturn
 
 from sagakit.definition.saga import Saga
-from sagakit.engine.commands import Command, Compensate, FinishSaga, RunStep
+from sagakit.engine.commands import (
+    CancelSteps,
+    Command,
+    Compensate,
+    FinishSaga,
+    RunStep,
+)
 from sagakit.engine.decide import decide
 from sagakit.engine.events import Event
 from sagakit.engine.state import SagaState, SagaStatus
@@ -38,6 +44,7 @@ from sagakit.ports.store import (
     saga_line,
 )
 from sagakit.runtime import delivery, operator, owners, refresh
+from sagakit.runtime.cancel import cancel_steps, cancelled, was_cancelled
 from sagakit.runtime.executor import StepOutcome, execute, unsendable
 from sagakit.runtime.heartbeat import Heartbeat, ended
 from sagakit.runtime.instance import (
@@ -225,7 +232,9 @@ class Driver:
                     if isinstance(command, FinishSaga):
                         self._finish(inst)
                         return
-                    if remote_of(inst.saga, command) is None:
+                    if isinstance(command, CancelSteps):
+                        cancel_steps(inst, command, self.clock)
+                    elif remote_of(inst.saga, command) is None:
                         local.append(command)
                 if self.draining and local:
                     if inst.in_flight == 0:
@@ -284,6 +293,8 @@ class Driver:
             task = asyncio.create_task(self._execute_into(inst, command))
             inst.tasks.add(task)
             task.add_done_callback(inst.tasks.discard)
+            if isinstance(command, RunStep):
+                inst.step_tasks[command.step] = task
         # parked while nothing runs here for it
         inst.parked = inst.in_flight == 0
         if inst.parked and inst.state.paused and self.look is not None:
@@ -358,7 +369,9 @@ class Driver:
             )
         if inst.done is not None and not inst.done.done():
             exc = inst.exceptions.get(state.failed_step or "")
-            inst.done.set_result(SagaResult.from_state(state, inst.context, exc))
+            inst.done.set_result(
+                SagaResult.from_state(state, inst.context, exc, saga=inst.saga)
+            )
 
     # -- transitions ---------------------------------------------------------
 
@@ -468,7 +481,16 @@ class Driver:
     async def _execute_into(
         self, inst: Instance, command: RunStep | Compensate
     ) -> None:
-        outcome = await self.execute(inst, command)
+        started = self.clock.now()
+        try:
+            outcome = await self.execute(inst, command)
+        except asyncio.CancelledError:
+            if not isinstance(command, RunStep) or not was_cancelled(inst, command):
+                raise
+            outcome = cancelled(inst.state.saga_id, command, started, self.clock.now())
+        finally:
+            if inst.step_tasks.get(command.step) is asyncio.current_task():
+                del inst.step_tasks[command.step]
         inst.in_flight -= 1
         inst.queue.put_nowait(outcome)
 

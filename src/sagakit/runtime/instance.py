@@ -106,6 +106,10 @@ class Instance:
     owed: dict[tuple[str, str], Command] = field(default_factory=dict)
     """Local work a reload found issued but not running here (an unpause
     committed by another process): the driver starts it next."""
+    step_tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    """The task of each local forward step running here in the background."""
+    cancelled: set[str] = field(default_factory=set)
+    """Steps whose run a fail-fast group cancelled (see ``runtime.cancel``)."""
 
     @classmethod
     def from_record(cls, saga: Saga[Any], record: SagaRecord) -> Instance:

@@ -7,7 +7,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus
+from sagakit.definition.saga import Saga
+from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus, StepStatus
 from sagakit.errors import CompensationFailed, StepFailed
 
 C = TypeVar("C", bound=BaseModel)
@@ -20,6 +21,13 @@ class SagaResult(Generic[C]):
     ``exception`` is the original exception of the failed step when it was
     raised in this process (``None`` after a restart; ``error`` always has the
     recorded description).
+
+    ``compensation_errors`` lists (step, error) of every compensation that
+    failed for good, ``compensation_step``/``compensation_error`` being the
+    first. ``pivot_reached`` says whether the saga's pivot succeeded (the
+    point of no return: it will not be compensated any more), and
+    ``committed_past_pivot`` which steps after the pivot succeeded, in
+    dependency order (both need the definition: empty without it).
     """
 
     saga_id: str
@@ -32,6 +40,9 @@ class SagaResult(Generic[C]):
     compensation_step: str | None = None
     compensation_error: ErrorInfo | None = None
     exception: BaseException | None = field(default=None, compare=False, repr=False)
+    compensation_errors: tuple[tuple[str, ErrorInfo], ...] = ()
+    pivot_reached: bool = False
+    committed_past_pivot: tuple[str, ...] = ()
 
     @property
     def succeeded(self) -> bool:
@@ -39,8 +50,24 @@ class SagaResult(Generic[C]):
 
     @classmethod
     def from_state(
-        cls, state: SagaState, context: C, exception: BaseException | None = None
+        cls,
+        state: SagaState,
+        context: C,
+        exception: BaseException | None = None,
+        *,
+        saga: Saga[Any] | None = None,
     ) -> SagaResult[C]:
+        """The result of ``state``; with its ``saga``, what the pivot did."""
+        reached = False
+        past: tuple[str, ...] = ()
+        if saga is not None and saga.pivot is not None:
+            reached = state.step(saga.pivot).status is StepStatus.SUCCEEDED
+            below = saga.graph.descendants[saga.pivot]
+            past = tuple(
+                n
+                for n in saga.graph.order
+                if n in below and state.step(n).status is StepStatus.SUCCEEDED
+            )
         return cls(
             saga_id=state.saga_id,
             saga_name=state.saga_name,
@@ -52,6 +79,9 @@ class SagaResult(Generic[C]):
             compensation_step=state.compensation_step,
             compensation_error=state.compensation_error,
             exception=exception,
+            compensation_errors=state.compensation_errors,
+            pivot_reached=reached,
+            committed_past_pivot=past,
         )
 
     def raise_for_status(self) -> SagaResult[C]:
@@ -60,17 +90,21 @@ class SagaResult(Generic[C]):
         if self.status is SagaStatus.SUCCEEDED:
             return self
         if self.status is SagaStatus.COMPENSATION_FAILED:
+            failures = self.compensation_errors or (
+                ((self.compensation_step or "?"), self.compensation_error),
+            )
+            undone = "; ".join(f"{step!r} failed ({e})" for step, e in failures)
             raise CompensationFailed(
                 f"saga {self.saga_id} ({self.saga_name}): step "
                 f"{self.failed_step!r} failed ({self.error}) and compensating "
-                f"{self.compensation_step!r} failed "
-                f"({self.compensation_error})",
+                f"{undone}",
                 saga_id=self.saga_id,
                 step=self.failed_step,
                 error=self.error,
                 status=self.status.value,
                 compensation_step=self.compensation_step,
                 compensation_error=self.compensation_error,
+                compensation_errors=self.compensation_errors,
             ) from self.exception
         if not self.status.terminal:
             raise StepFailed(

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.adapters.transport.inprocess import InProcessTransport
 from sagakit.definition.remote import Remote
-from sagakit.definition.saga import Parallel, Saga, Step
+from sagakit.definition.saga import Saga, Step
 from sagakit.engine.state import SagaState
 from sagakit.errors import SagaNotFound
 from sagakit.messaging.envelope import Envelope
@@ -161,11 +161,7 @@ def instrument(saga: Saga[Any], run: RunRecord) -> Saga[Any]:
             changes["compensate"] = _local(run, spec, "compensation")
         return replace(spec, **changes)
 
-    stages: list[Step | Parallel] = [
-        wrap(g[0]) if len(g) == 1 else Parallel(*(wrap(s) for s in g))
-        for g in saga.stages
-    ]
-    return Saga(saga.name, stages, context=saga.context)
+    return saga.rebuilt(wrap)
 
 
 # -- remote participants --------------------------------------------------------

@@ -70,12 +70,10 @@ class FailurePoint:
         return None
 
 
-def _stage_of(saga: Saga[Any]) -> dict[str, int]:
-    return {s.name: index for index, group in enumerate(saga.stages) for s in group}
-
-
 def _after_pivot(saga: Saga[Any], step: str) -> bool:
-    return saga.pivot_stage is not None and _stage_of(saga)[step] > saga.pivot_stage
+    """Downstream of the pivot: retried, never compensated."""
+    pivot = saga.pivot
+    return pivot is not None and step in saga.graph.descendants[pivot]
 
 
 def _retries(step: Step, kind: str) -> bool:
@@ -94,20 +92,29 @@ def _fails(saga: Saga[Any], step: Step, mode: Mode) -> FailurePoint:
     return FailurePoint((Injection(step.name, "action", mode),), expected=expected)
 
 
+def _last_undoable(saga: Saga[Any]) -> Step:
+    """The pivot, or else the first step of the last stage."""
+    return saga.step(saga.pivot) if saga.pivot else saga.stages[-1][0]
+
+
 def failing_run(saga: Saga[Any]) -> FailurePoint:
-    """The failure that rolls back the most: the last stage before (or at) the
-    pivot fails, so every earlier compensation runs."""
-    last = len(saga.stages) - 1 if saga.pivot_stage is None else saga.pivot_stage
-    step = saga.stages[last][0]
+    """The failure that rolls back the most: the pivot (or the last step)
+    fails, so every compensation upstream of it runs."""
+    step = _last_undoable(saga)
     return _fails(saga, step, "reject" if step.is_remote else "always")
 
 
 def _trigger(saga: Saga[Any], step: Step) -> Step | None:
-    """A step whose failure makes ``step``'s compensation run."""
-    stage = _stage_of(saga)[step.name]
-    last = len(saga.stages) - 1 if saga.pivot_stage is None else saga.pivot_stage
-    if last > stage:
-        return saga.stages[last][0]
+    """A step whose failure surely makes ``step``'s compensation run (every
+    step upstream of a failing one has completed): the pivot, or the step
+    furthest downstream of it."""
+    if saga.pivot is not None:
+        return saga.step(saga.pivot)
+    below = saga.graph.descendants[step.name]
+    for stage in reversed(saga.stages):
+        for later in stage:
+            if later.name in below:
+                return later
     return step if step.compensate_on_failure else None
 
 
