@@ -21,11 +21,14 @@ from sagakit.definition import (
     Step,
     SubSaga,
 )
+from sagakit.engine.results import Results
 from sagakit.engine.state import ErrorInfo, SagaStatus, StepStatus
 from sagakit.errors import (
     CompensationFailed,
     ConcurrencyError,
     DefinitionError,
+    FatalError,
+    ResultError,
     SagaAlreadyExists,
     SagaError,
     SagaNotFound,
@@ -44,8 +47,11 @@ __all__ = [
     "DefinitionError",
     "DictContext",
     "ErrorInfo",
+    "FatalError",
     "Orchestrator",
     "Parallel",
+    "ResultError",
+    "Results",
     "RetryPolicy",
     "SQLiteStore",
     "Saga",

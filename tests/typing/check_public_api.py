@@ -7,6 +7,7 @@ from pydantic import BaseModel
 from sagakit import (
     Orchestrator,
     Parallel,
+    Results,
     RetryPolicy,
     Saga,
     SagaResult,
@@ -52,8 +53,8 @@ def trip_of(holiday: Holiday) -> Trip:
     return Trip(nights=holiday.travellers)
 
 
-def nights(ctx: Trip, results: dict[str, object]) -> int:
-    return ctx.nights
+def nights(ctx: Trip, results: Results) -> int:
+    return ctx.nights + len(results)
 
 
 holiday: Saga[Holiday] = Saga(

@@ -76,6 +76,7 @@ def test_the_step_can_be_rebuilt_with_its_own_child_rollback() -> None:
         ({"retry": RetryPolicy(attempts=3)}, "not retried"),
         ({"compensation_retry": RetryPolicy(attempts=1)}, "rollback of a child"),
         ({"compensate": undo, "compensate_on_failure": True}, "compensate_on_failure"),
+        ({"output": Pay}, r"SubSaga\(\.\.\., output=\.\.\.\)"),
     ],
 )
 def test_what_a_sub_saga_step_cannot_have(options: dict[str, Any], match: str) -> None:
@@ -86,12 +87,15 @@ def test_what_a_sub_saga_step_cannot_have(options: dict[str, Any], match: str) -
 def test_sub_saga_arguments_are_checked() -> None:
     with pytest.raises(DefinitionError, match="takes a Saga"):
         SubSaga(act)  # type: ignore[arg-type]
-    with pytest.raises(DefinitionError, match="context must be a function"):
+    with pytest.raises(DefinitionError, match="context must take the parent.s context"):
         SubSaga(child(), context=lambda a, b: Pay())  # type: ignore[arg-type,misc]
     with pytest.raises(DefinitionError, match="output must take"):
         SubSaga(child(), output=lambda a, b, c: None)
-    assert SubSaga(child(), output=lambda ctx, results: 1).output_takes_results
-    assert not SubSaga(child(), output=lambda ctx: 1).output_takes_results
+    assert SubSaga(child(), output=lambda ctx, results: 1).output_wants_results
+    assert not SubSaga(child(), output=lambda ctx: 1).output_wants_results
+    assert SubSaga(child(), context=lambda ctx, results: {}).context_wants_results
+    with pytest.raises(DefinitionError, match="output must take"):
+        SubSaga(child(), output=lambda ctx, other: 1)  # results only by name
 
 
 def test_a_saga_that_contains_itself_is_refused() -> None:

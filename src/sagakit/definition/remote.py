@@ -31,8 +31,9 @@ class Remote:
     ``command`` is the message type, ``service.action``; it goes to ``queue``
     (by default the ``service`` part). ``payload`` builds the command body from
     the saga context (and, for a compensation, the step's recorded result):
-    a pydantic model or a dict. ``reply`` validates a successful reply's
-    payload, which becomes the step result.
+    a pydantic model or a dict; declaring a parameter named ``results`` gives
+    it the results of earlier steps. ``reply`` validates a successful reply's
+    payload, which becomes the step result (it is the step's output model).
     """
 
     command: str

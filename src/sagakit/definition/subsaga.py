@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from sagakit.definition.retry import COMPENSATION_RETRY, NO_RETRY
+from sagakit.definition.signature import RESULTS, UNKNOWN, CallShape, call_shape
 from sagakit.errors import DefinitionError
 
 if TYPE_CHECKING:
@@ -47,51 +48,59 @@ class SubSaga(Generic[CC]):
     ``context(parent_ctx)`` builds the child's context (a model of the
     child's context class, or a dict validated as one); without it the
     parent's context data is validated as the child's context.
-    ``output(child_ctx)`` or ``output(child_ctx, child_results)`` makes the
-    step's result (JSON-able) from the child that succeeded; without it the
-    result is the child's results, by step name.
+    ``output(child_ctx)`` makes the step's result (JSON-able) from the child
+    that succeeded; without it the result is the child's results, by step
+    name. Either may declare a parameter named ``results``: ``context``
+    then gets the results of the parent's earlier steps, ``output`` those of
+    the child's steps (a :class:`~sagakit.engine.results.Results`).
     """
 
     saga: Saga[CC]
-    context: Callable[[Any], CC | Mapping[str, Any]] | None
+    context: Callable[..., CC | Mapping[str, Any]] | None
     output: Callable[..., Any] | None
-    output_takes_results: bool
+    context_wants_results: bool
+    output_wants_results: bool
 
     def __init__(
         self,
         saga: Saga[CC],
         *,
-        context: Callable[[Any], CC | Mapping[str, Any]] | None = None,
+        context: Callable[..., CC | Mapping[str, Any]] | None = None,
         output: Callable[..., Any] | None = None,
     ) -> None:
-        from sagakit.definition.saga import Saga, _accepts  # noqa: PLC0415 - cycle
+        from sagakit.definition.saga import Saga  # noqa: PLC0415 - a cycle
 
         if not isinstance(saga, Saga):
             raise DefinitionError(f"SubSaga() takes a Saga, got {saga!r}")
         name = saga.name
-        if context is not None and (
-            not callable(context) or _accepts(context, 1) is False
+        wants = []
+        for what, fn, takes in (
+            ("context", context, "the parent's context"),
+            ("output", output, "the child's context"),
         ):
-            raise DefinitionError(
-                f"SubSaga({name!r}): context must be a function of the parent's context"
-            )
-        takes_results = False
-        if output is not None:
-            one = callable(output) and _accepts(output, 1)
-            two = callable(output) and _accepts(output, 2)
-            if one is False and two is False:
+            shape = _shape(fn)
+            if not shape.accepts(1):
                 raise DefinitionError(
-                    f"SubSaga({name!r}): output must take (child_ctx) or "
-                    "(child_ctx, child_results)"
+                    f"SubSaga({name!r}): {what} must take {takes}, and may take "
+                    f"the results of steps as a parameter named {RESULTS!r}"
                 )
-            takes_results = bool(two)
+            wants.append(shape.results)
         object.__setattr__(self, "saga", saga)
         object.__setattr__(self, "context", context)
         object.__setattr__(self, "output", output)
-        object.__setattr__(self, "output_takes_results", takes_results)
+        object.__setattr__(self, "context_wants_results", wants[0])
+        object.__setattr__(self, "output_wants_results", wants[1])
 
     def __repr__(self) -> str:
         return f"SubSaga({self.saga.name!r} v{self.saga.version})"
+
+
+def _shape(fn: object) -> CallShape:
+    if fn is None:
+        return UNKNOWN
+    if not callable(fn):
+        return CallShape(maximum=0, required=1)  # accepts nothing
+    return call_shape(fn)
 
 
 def check_step(step: Step) -> None:
@@ -106,6 +115,11 @@ def check_step(step: Step) -> None:
                 f"{where}: a sub-saga step has no {attr} (give the child's steps "
                 "timeouts)"
             )
+    if step.output is not None:
+        raise DefinitionError(
+            f"{where}: the result of a sub-saga step is made by "
+            "SubSaga(..., output=...)"
+        )
     if step.retry != NO_RETRY:
         raise DefinitionError(
             f"{where}: a sub-saga step is not retried (the child's steps have "

@@ -24,6 +24,7 @@ from sagakit.engine.events import (
     StepAttemptFailed,
     StepSucceeded,
 )
+from sagakit.engine.results import first_error, results_kwargs
 from sagakit.engine.state import ErrorInfo, SagaState, StepStatus
 from sagakit.errors import SagaError
 from sagakit.messaging.envelope import Envelope, MalformedMessage, encode
@@ -63,10 +64,15 @@ def command_message(
     spec = saga.step(command.step)
     payload: Any = {}
     if remote.payload is not None:
+        wants = spec.action_wants_results
+        if compensation:
+            wants = spec.compensation_wants_results
+        kwargs = results_kwargs(saga, state, wanted=wants)
         if compensation and spec.compensation_takes_result:
-            payload = remote.payload(context, state.step(spec.name).result)
+            own = state.step(spec.name).result
+            payload = remote.payload(context, own, **kwargs)
         else:
-            payload = remote.payload(context)
+            payload = remote.payload(context, **kwargs)
     body = to_jsonable_python(payload) if payload is not None else {}
     if not isinstance(body, dict):
         raise SagaError(
@@ -228,9 +234,7 @@ def reply_event(
                 mode="json"
             )
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "payload"
-            info = ErrorInfo("InvalidReply", f"{where}: {first['msg']}")
+            info = ErrorInfo("InvalidReply", first_error(exc, "payload"))
             failed = StepAttemptFailed(
                 spec.name, info, False, now, jitter, message.attempt
             )

@@ -43,6 +43,7 @@ from sagakit.engine.events import (
     StepAttemptFailed,
     StepSucceeded,
 )
+from sagakit.engine.results import results_kwargs
 from sagakit.engine.state import ParentLink, SagaStatus, StepStatus
 from sagakit.errors import (
     ConcurrencyError,
@@ -294,7 +295,7 @@ async def _create(
     from sagakit.runtime.client import SagaClient  # noqa: PLC0415 - a cycle
 
     try:
-        context = _context(sub, inst.context)
+        context = _context(sub, inst)
     except Exception as exc:
         return error_info(exc)
     cid = child_id(parent.saga_id, parent.step, attempt)
@@ -314,21 +315,24 @@ async def _create(
     return None
 
 
-def _context(sub: SubSaga[Any], parent: BaseModel) -> BaseModel:
+def _context(sub: SubSaga[Any], parent: Instance) -> BaseModel:
+    """The child's context, built from its parent's."""
     model: type[BaseModel] = sub.saga.context
     if sub.context is None:
-        return model.model_validate(parent.model_dump(mode="json"))
-    built = sub.context(parent)
+        return model.model_validate(parent.context.model_dump(mode="json"))
+    wanted = sub.context_wants_results
+    kwargs = results_kwargs(parent.saga, parent.state, wanted=wanted)
+    built = sub.context(parent.context, **kwargs)
     return built if isinstance(built, model) else model.model_validate(built)
 
 
 def _output(sub: SubSaga[Any], record: SagaRecord) -> Any:
-    results = record.state.results
+    """The step's result from the child that succeeded (``record``)."""
     if sub.output is None:
-        return results
+        return record.state.results
     context = sub.saga.context.model_validate(record.context)
-    args = (context, results) if sub.output_takes_results else (context,)
-    return to_jsonable_python(sub.output(*args))
+    kwargs = results_kwargs(sub.saga, record.state, wanted=sub.output_wants_results)
+    return to_jsonable_python(sub.output(context, **kwargs))
 
 
 def _child_error(cid: str, record: SagaRecord | None) -> ErrorInfo:
