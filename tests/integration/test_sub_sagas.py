@@ -6,8 +6,7 @@ another worker than its parent."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,9 +23,9 @@ from sagakit import (
     StepStatus,
     SubSaga,
 )
-from sagakit.adapters.store import open_store_async
 from sagakit.engine.state import ParentLink
 from sagakit.ports.store import SagaStore
+from tests.conftest import OpenSagaStore
 
 ONCE = RetryPolicy(attempts=1)
 
@@ -51,17 +50,10 @@ class Broken(Exception):
     pass
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[SagaStore]:
-    if request.param == "sqlite":
-        url = str(tmp_path / "children.db")
-    else:
-        url = request.getfixturevalue("pg_url")
-    opened = await open_store_async(url)
-    yield opened
-    await opened.close()
+@pytest.fixture
+async def store(open_saga_store: OpenSagaStore) -> SagaStore:
+    """This test's store: a SQLite file, then PostgreSQL."""
+    return await open_saga_store()
 
 
 class Shop:

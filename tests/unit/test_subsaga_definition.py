@@ -87,7 +87,7 @@ def test_what_a_sub_saga_step_cannot_have(options: dict[str, Any], match: str) -
 def test_sub_saga_arguments_are_checked() -> None:
     with pytest.raises(DefinitionError, match="takes a Saga"):
         SubSaga(act)  # type: ignore[arg-type]
-    with pytest.raises(DefinitionError, match="context must take the parent.s context"):
+    with pytest.raises(DefinitionError, match="context must take the parent"):
         SubSaga(child(), context=lambda a, b: Pay())  # type: ignore[arg-type,misc]
     with pytest.raises(DefinitionError, match="output must take"):
         SubSaga(child(), output=lambda a, b, c: None)
