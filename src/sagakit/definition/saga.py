@@ -18,7 +18,11 @@ from sagakit.definition import graph
 from sagakit.definition.fingerprint import fingerprint
 from sagakit.definition.graph import FailFast
 from sagakit.definition.migration import ContextMap, Migration, migrations_of
-from sagakit.definition.remote import DEFAULT_REPLY_TIMEOUT, Remote
+from sagakit.definition.remote import (
+    DEFAULT_REPLY_TIMEOUT,
+    Remote,
+    check_step_remotes,
+)
 from sagakit.definition.retry import COMPENSATION_RETRY, NO_RETRY, RetryPolicy
 from sagakit.errors import DefinitionError
 
@@ -140,6 +144,11 @@ class Step:
                     f"step {self.name!r}: compensate must take (ctx) or (ctx, result)"
                 )
             object.__setattr__(self, "compensation_takes_result", bool(two))
+        check_step_remotes(
+            self.name, self.action, self.compensate, self.compensation_timeout
+        )
+        if isinstance(self.action, Remote) and self.action.on_timeout is not None:
+            self._check_payload(self.action.on_timeout, 1, "on_timeout")
         for attr in ("timeout", "compensation_timeout"):
             value = getattr(self, attr)
             if value is not None and (
