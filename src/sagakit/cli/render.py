@@ -48,6 +48,7 @@ STATUS_STYLES: dict[str, str] = {
     SagaStatus.COMPENSATION_FAILED.value: "bold red",
     SagaStatus.FAILED.value: "red",
     "started": "dim",
+    "sent": "green",
     "resumed": "cyan",
     "in_progress": "cyan",
     "stalled": "bold red",
@@ -58,7 +59,12 @@ STATUS_STYLES: dict[str, str] = {
     "running (paused)": "bold yellow",
     "compensating (paused)": "bold yellow",
 }
-_KIND_STYLES = {"saga": "dim", "action": "", "compensation": "magenta"}
+_KIND_STYLES = {
+    "saga": "dim",
+    "action": "",
+    "compensation": "magenta",
+    "cancel": "yellow",
+}
 
 
 def styled(outcome: str) -> Text:
