@@ -24,8 +24,18 @@ from sagakit import (
 )
 from sagakit.adapters.transport.inprocess import InProcessTransport
 from sagakit.definition import Remote
+from sagakit.engine import (
+    Compensate,
+    SagaStarted,
+    StepAttemptFailed,
+    StepSucceeded,
+    decide,
+    initial_state,
+)
+from sagakit.engine.state import ErrorInfo
 from sagakit.messaging import Envelope
 from sagakit.participant import CommandRejected, Participant
+from sagakit.ports.store import SagaRecord
 
 
 class Order(BaseModel):
@@ -316,3 +326,46 @@ async def test_a_cancel_whose_payload_cannot_be_built_is_recorded(
     assert line.outcome == "failed"
     assert line.error is not None
     assert line.error.message == "nothing to cancel with"
+
+
+async def test_recovery_sends_an_undo_left_unsent(world: World) -> None:
+    """A worker died after committing the start of a fire-and-forget undo
+    but before counting it sent (its message could not be built then): the
+    next worker sends it and finishes the rollback."""
+    saga = undo_saga()
+    state = initial_state(saga, "left")
+    for event in (
+        SagaStarted(1.0),
+        StepSucceeded("reserve", None, 2.0),
+        StepSucceeded("ticket", {"ticket_id": 103}, 3.0),
+        StepAttemptFailed("charge", ErrorInfo("Declined", "no"), False, 4.0),
+    ):
+        decision = decide(saga, state, event)
+        state = decision.state
+    assert decision.commands == (Compensate("ticket", 1),)
+    record = SagaRecord(
+        saga_id="left",
+        saga_name=saga.name,
+        status=state.status,
+        version=1,
+        state=state,
+        context=Order(order_id=3).model_dump(),
+        idempotency_key=None,
+        created_at=1.0,
+        updated_at=4.0,
+        fingerprint=saga.fingerprint,
+    )
+    await world.store.create(record, [])
+    orch = world.orchestrator()
+    orch.register(saga)
+    async with orch.serving():
+        assert await orch.recover() == ["left"]
+        result = await asyncio.wait_for(orch.wait("left"), 10)
+        await asyncio.wait_for(world.undo_received.wait(), 10)
+    assert result.status is SagaStatus.COMPENSATED
+    assert world.undone == [("ticket", 1)]
+    history = await world.store.history("left")
+    assert [(h.step, h.kind, h.outcome) for h in history][:2] == [
+        (None, "saga", "resumed"),
+        ("ticket", "compensation", "sent"),
+    ]

@@ -10,6 +10,7 @@ from typing import Any
 from sagakit.definition.saga import Saga
 from sagakit.engine.decide import decide
 from sagakit.engine.events import SagaResumed
+from sagakit.engine.unawaited import unawaited
 from sagakit.errors import (
     ConcurrencyError,
     DefinitionUnavailable,
@@ -38,12 +39,15 @@ async def adopt(driver: Driver, record: SagaRecord, how: str) -> bool:
     entry = saga_line(saga_id, how, now, {"worker": driver.worker_id})
     decision = decide(saga, record.state, SagaResumed(now))
     driver.own(inst)
-    if decision.state == record.state:
+    commands = decision.commands
+    # a fire-and-forget compensation to send again goes through the outbox
+    resend = any(unawaited(saga, c) for c in commands)
+    if decision.state == record.state and not resend:
         # nothing to commit yet: the line joins the next transition's commit
         inst.pending_history.append(entry)
     else:
         try:
-            await driver.commit(inst, decision.state, [entry])
+            commands = await driver.transition(inst, decision, [entry])
         except (ConcurrencyError, StateError, SagaNotFound):
             driver.drop(saga_id)
             return False  # another worker took it
@@ -60,7 +64,7 @@ async def adopt(driver: Driver, record: SagaRecord, how: str) -> bool:
             "worker": driver.worker_id,
         },
     )
-    driver.spawn(inst, decision.commands)
+    driver.spawn(inst, commands)
     return True
 
 

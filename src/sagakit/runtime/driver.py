@@ -21,6 +21,7 @@ from sagakit.engine.commands import (
     CancelSteps,
     Command,
     Compensate,
+    Decision,
     FinishSaga,
     RunStep,
 )
@@ -385,6 +386,17 @@ class Driver:
         decision = decide(inst.saga, inst.state, event)
         if decision.state == inst.state and not decision.commands and inbox is None:
             return ()
+        return await self.transition(inst, decision, entries, inbox)
+
+    async def transition(
+        self,
+        inst: Instance,
+        decision: Decision,
+        entries: list[HistoryEntry],
+        inbox: InboxEntry | None = None,
+    ) -> tuple[Command, ...]:
+        """Commit ``decision`` (with ``entries`` and what it sends) and
+        return the commands left to run here."""
         now = self.clock.now()
         built = outgoing(
             inst.saga,
