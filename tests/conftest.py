@@ -14,19 +14,30 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+
+if TYPE_CHECKING:
+    from sagakit.adapters.store import Database
+    from sagakit.ports.store import SagaStore
 
 POSTGRES_URL = os.environ.get(
     "SAGAKIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 TEMPLATE = f"sagakit_template_{os.getpid()}"  # one per pytest run
 T = TypeVar("T")
+
+
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=Closable)
 
 
 def database_url(name: str) -> str:
@@ -81,6 +92,74 @@ def pg_url(pg_template: str) -> Iterator[str]:
     run_sync(admin(f"CREATE DATABASE {name} TEMPLATE {pg_template}"))
     yield database_url(name)
     run_sync(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def sql_database(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Database]:
+    """A fresh, open database of each SQL dialect: a SQLite file in
+    ``tmp_path`` (its URL is the path), then PostgreSQL (:func:`pg_url`)."""
+    from sagakit.adapters.store import open_database  # noqa: PLC0415
+
+    if request.param == "sqlite":
+        url = str(tmp_path / "sagakit.db")
+    else:
+        url = request.getfixturevalue("pg_url")
+    db = await open_database(url)
+    yield db
+    await db.close()
+
+
+class Stores(Generic[S]):
+    """Opens one test's stores on one database, SQLite or PostgreSQL after
+    ``request.param``: a new handle each call, as a restarted process opens
+    it; ``close`` closes them all."""
+
+    def __init__(
+        self,
+        request: pytest.FixtureRequest,
+        sqlite: Callable[[], S],
+        postgres: Callable[[str], Awaitable[S]],
+    ) -> None:
+        self.request, self.sqlite, self.postgres = request, sqlite, postgres
+        self.opened: list[S] = []
+
+    async def __call__(self) -> S:
+        if self.request.param == "sqlite":
+            store = self.sqlite()
+        else:
+            store = await self.postgres(self.request.getfixturevalue("pg_url"))
+        self.opened.append(store)
+        return store
+
+    async def close(self) -> None:
+        for store in self.opened:
+            await store.close()
+
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+"""``params`` of a fixture built on :class:`Stores`."""
+
+OpenSagaStore = Callable[[], Awaitable["SagaStore"]]
+
+
+@pytest.fixture(params=BACKENDS)
+async def open_saga_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[OpenSagaStore]:
+    """Opens this test's saga store (see :class:`Stores`)."""
+    from sagakit import SQLiteStore  # noqa: PLC0415
+    from sagakit.adapters.store.postgres import PostgresStore  # noqa: PLC0415
+
+    async def postgres(url: str) -> SagaStore:
+        return await PostgresStore.connect(url, migrate=False, max_size=2)
+
+    stores: Stores[SagaStore] = Stores(
+        request, lambda: SQLiteStore(tmp_path / "sagas.db"), postgres
+    )
+    yield stores
+    await stores.close()
 
 
 # --- RabbitMQ ------------------------------------------------------------------

@@ -28,7 +28,7 @@ from examples.create_order.messages import (
     TicketCreated,
 )
 from sagakit.messaging import Envelope
-from sagakit.participant import Participant
+from sagakit.participant import CommandRejected, Participant
 
 logger = logging.getLogger(__name__)
 
@@ -117,12 +117,17 @@ async def approve_ticket(cmd: ApproveTicket, message: Envelope) -> TicketApprove
     await _maybe_wait("approve_ticket", message)
     async with kitchen_db.transaction() as conn:
         row = await conn.fetchrow(
-            "SELECT ticket_id, status FROM kitchen.tickets WHERE saga_id = $1 "
-            "FOR UPDATE",
-            message.saga_id,
+            "SELECT ticket_id, saga_id, status FROM kitchen.tickets "
+            "WHERE ticket_id = $1 FOR UPDATE",
+            cmd.ticket_id,
         )
         if row is None:
-            raise TicketNotFound(f"no ticket for order {cmd.order_id}")
+            raise TicketNotFound(f"no ticket {cmd.ticket_id}")
+        if row["saga_id"] != message.saga_id:
+            raise CommandRejected(
+                f"ticket {cmd.ticket_id} belongs to another order, not "
+                f"{message.saga_id}"
+            )
         if row["status"] == CREATED:
             await conn.execute(
                 "UPDATE kitchen.tickets SET status = $2 WHERE ticket_id = $1",

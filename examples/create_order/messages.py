@@ -39,9 +39,10 @@ class CancelTicket(BaseModel):
 
 
 class ApproveTicket(BaseModel):
-    """``kitchen.approve_ticket``: the order is paid; start cooking."""
+    """``kitchen.approve_ticket``: the order is paid; start cooking the ticket
+    that ``kitchen.create_ticket`` replied with."""
 
-    order_id: str
+    ticket_id: int
 
 
 class TicketApproved(BaseModel):

@@ -13,6 +13,12 @@ Once the card is authorized the order goes through: the steps after the pivot
 are retried until they succeed. A declined card (or an unknown consumer)
 undoes the ticket and rejects the order.
 
+Data flows between the steps through their results: ``authorize_card``
+charges the amount of the order as ``create_pending_order`` stored it, and
+``approve_ticket`` and ``cancel_ticket`` name the ticket that the kitchen's
+reply to ``create_ticket`` returned. The payload builders declare a
+``results`` parameter to read them.
+
 Run it with ``sagakit worker examples.create_order.order_service --transport
 amqp://...``; the local steps use ``$SAGAKIT_DATABASE_URL``.
 """
@@ -32,7 +38,7 @@ from examples.create_order.messages import (
     TicketCreated,
     VerifyConsumer,
 )
-from sagakit import RetryPolicy, Saga, Step
+from sagakit import Results, RetryPolicy, Saga, Step
 from sagakit.definition import Remote
 
 REPLY_TIMEOUT = 30.0
@@ -66,6 +72,15 @@ class CreateOrder(BaseModel):
     amount: int = Field(gt=0)
 
 
+class PendingOrder(BaseModel):
+    """The order as ``create_pending_order`` stored it: its step result."""
+
+    order_id: str
+    consumer_id: str
+    amount: int
+    status: str
+
+
 def _queue(service: str) -> str:
     return f"{queue_prefix()}{service}"
 
@@ -73,7 +88,7 @@ def _queue(service: str) -> str:
 # -- local steps --------------------------------------------------------------
 
 
-async def create_pending_order(ctx: CreateOrder) -> dict[str, str]:
+async def create_pending_order(ctx: CreateOrder) -> PendingOrder:
     async with orders_db.transaction() as conn:
         created = await conn.fetchval(
             "INSERT INTO orders.orders (order_id, consumer_id, amount, status) "
@@ -86,7 +101,14 @@ async def create_pending_order(ctx: CreateOrder) -> dict[str, str]:
         )
         if created is not None:  # a re-run after a crash changes nothing
             await orders_db.record(conn, ctx.order_id, "create_pending")
-    return {"order_id": ctx.order_id, "status": PENDING}
+        row = await conn.fetchrow(
+            "SELECT order_id, consumer_id, amount, status FROM orders.orders "
+            "WHERE order_id = $1",
+            ctx.order_id,
+        )
+    if row is None:  # inserted above, never deleted
+        raise LookupError(f"order {ctx.order_id} is gone")
+    return PendingOrder.model_validate(dict(row))
 
 
 async def _set_status(ctx: CreateOrder, status: str) -> None:
@@ -122,24 +144,32 @@ def create_ticket(ctx: CreateOrder) -> CreateTicket:
     return CreateTicket(order_id=ctx.order_id, consumer_id=ctx.consumer_id)
 
 
-def cancel_ticket(ctx: CreateOrder, created: dict[str, int]) -> CancelTicket:
-    return CancelTicket(ticket_id=created["ticket_id"])
+def cancel_ticket(ctx: CreateOrder, results: Results) -> CancelTicket:
+    created = results.get("create_ticket", TicketCreated)
+    return CancelTicket(ticket_id=created.ticket_id)
 
 
-def authorize_card(ctx: CreateOrder) -> AuthorizeCard:
+def authorize_card(ctx: CreateOrder, results: Results) -> AuthorizeCard:
+    order = results.get("create_pending_order", PendingOrder)
     return AuthorizeCard(
-        order_id=ctx.order_id, consumer_id=ctx.consumer_id, amount=ctx.amount
+        order_id=order.order_id, consumer_id=order.consumer_id, amount=order.amount
     )
 
 
-def approve_ticket(ctx: CreateOrder) -> ApproveTicket:
-    return ApproveTicket(order_id=ctx.order_id)
+def approve_ticket(ctx: CreateOrder, results: Results) -> ApproveTicket:
+    created = results.get("create_ticket", TicketCreated)
+    return ApproveTicket(ticket_id=created.ticket_id)
 
 
 create_order_saga: Saga[CreateOrder] = Saga(
     "create_order",
     [
-        Step("create_pending_order", create_pending_order, compensate=reject_order),
+        Step(
+            "create_pending_order",
+            create_pending_order,
+            compensate=reject_order,
+            output=PendingOrder,
+        ),
         Step(
             "verify_consumer",
             Remote(

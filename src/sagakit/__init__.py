@@ -14,11 +14,14 @@ import logging
 from sagakit.adapters.store import open_store
 from sagakit.adapters.store.sqlite import SQLiteStore
 from sagakit.definition import DictContext, Parallel, RetryPolicy, Saga, Step
+from sagakit.engine.results import Results
 from sagakit.engine.state import ErrorInfo, SagaStatus, StepStatus
 from sagakit.errors import (
     CompensationFailed,
     ConcurrencyError,
     DefinitionError,
+    FatalError,
+    ResultError,
     SagaAlreadyExists,
     SagaError,
     SagaNotFound,
@@ -37,8 +40,11 @@ __all__ = [
     "DefinitionError",
     "DictContext",
     "ErrorInfo",
+    "FatalError",
     "Orchestrator",
     "Parallel",
+    "ResultError",
+    "Results",
     "RetryPolicy",
     "SQLiteStore",
     "Saga",

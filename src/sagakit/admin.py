@@ -13,13 +13,14 @@ sagas run.
 - Without workers, ``sagakit recover MODULE`` (or ``Orchestrator.recover()``)
   finishes it.
 
-A saga a worker is driving right now can be cancelled: the cancel is
-committed, that worker's next save of the saga is refused (the version moved
-on), and a worker claims it again and compensates. As after a crash, a local
-step that was running when the cancel came counts as failed with an unknown
-outcome: it is compensated only if its ``Step`` has
-``compensate_on_failure=True``. That worker may hold on to the saga until its
-lease runs out, so the compensations can start up to one lease later.
+**A saga a live worker drives stays with it.** A ``pause``, ``unpause`` or
+``cancel`` of a saga whose lease a live process holds is committed without
+taking that lease: the worker's next commit of the saga is refused (the
+version moved on), so it reloads the saga, records the outcome of its step
+in flight and goes on as the request says (compensating, or holding the
+next step). No step runs twice because of a request. A paused saga the
+worker parks goes on within a second of an ``unpause``. Only a saga nobody
+drives (no lease, an expired one, a dead process's) is handed over as above.
 
 A request that does not fit the saga's state (retrying a saga that
 succeeded, cancelling one past its pivot) raises
@@ -135,9 +136,12 @@ async def list_sagas(
     older_than: float | None = None,
     limit: int = 50,
     clock: Clock | None = None,
+    waiting: bool = False,
 ) -> list[SagaRecord]:
     """Sagas newest first; ``older_than`` (seconds) keeps those created more
-    than that long ago."""
+    than that long ago; ``waiting`` only the unfinished ones no process
+    drives because their definition is missing or changed where they were
+    looked at (``SagaRecord.waiting`` says why)."""
     if limit < 1:
         raise SagaError(f"limit must be at least 1, got {limit}")
     before = None
@@ -146,7 +150,11 @@ async def list_sagas(
             raise SagaError(f"older_than must be >= 0 seconds, got {older_than}")
         before = (clock or SystemClock()).now() - older_than
     return await store.list_sagas(
-        status=status, saga_name=saga, limit=limit, created_before=before
+        status=status,
+        saga_name=saga,
+        limit=limit,
+        created_before=before,
+        waiting=waiting,
     )
 
 

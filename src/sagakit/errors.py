@@ -8,11 +8,13 @@
     ├── ConcurrencyError                         version conflict on save
     ├── SagaNotFound                             unknown saga id (also LookupError)
     ├── SagaAlreadyExists                        a saga id that is taken
+    ├── FatalError                               raised by a step: never retried
     ├── DuplicateMessage                         a message consumed before
     ├── StepFailed                               a saga ended without succeeding
     │   └── CompensationFailed                   ... and a compensation failed too
     ├── StoreError                               driver error kept in ``__cause__``
-    └── TransportError
+    ├── TransportError
+    └── ResultError                              a step result missing or invalid
 
 Every public error derives from :class:`SagaError`, so ``except Exception`` and
 ``except SagaError`` both catch everything the library raises on purpose.
@@ -105,7 +107,39 @@ class SagaNotFound(SagaError, LookupError):
 
 
 class SagaAlreadyExists(SagaError):
-    """A saga instance with this id exists already."""
+    """An instance with this id exists already: starting it again (with
+    another idempotency key, or a workflow ``start`` with another call) is
+    refused, on every store and however the starts race.
+
+    ``saga_id`` is the id (a workflow's instance id), ``status`` the existing
+    instance's status (``None`` if it could not be read: it was deleted
+    meanwhile) and ``app`` the workflow app (``None`` for a saga).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        saga_id: str,
+        status: str | None,
+        app: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.saga_id = saga_id
+        self.status = status
+        self.app = app
+
+
+class FatalError(SagaError):
+    """Raise it from a step to fail at once: it is never retried.
+
+    A workflow step (:mod:`sagakit.workflow`) that raises it ends its instance
+    ``failed`` with the message recorded, whatever ``max_attempts`` says; a
+    saga step, a compensation or a participant handler that raises it gives
+    up at once too, whatever its ``RetryPolicy`` says. Subclass it for
+    errors of your own that retrying cannot fix (a declined card, a closed
+    account).
+    """
 
 
 class DuplicateMessage(SagaError):
@@ -175,12 +209,26 @@ class TransportError(SagaError):
     """A transport failed; the driver's exception is kept in ``__cause__``."""
 
 
+class ResultError(SagaError, LookupError):
+    """A step result asked for is not there, or does not validate against its
+    model: ``results.get`` of a step that has not completed, or a step's
+    return value that does not match its ``output`` model. Raised in a step,
+    it fails the attempt without retry (the outcome would be the same)."""
+
+    def __init__(self, message: str, *, saga_id: str, step: str) -> None:
+        super().__init__(message)
+        self.saga_id = saga_id
+        self.step = step
+
+
 __all__ = [
     "CompensationFailed",
     "ConcurrencyError",
     "DefinitionError",
     "DefinitionUnavailable",
     "DuplicateMessage",
+    "FatalError",
+    "ResultError",
     "SagaAlreadyExists",
     "SagaError",
     "SagaNotFound",

@@ -39,6 +39,7 @@ def test_show_prints_a_choreography_timeline(tmp_path: Path) -> None:
     result = sagakit("--db", str(db), "show", "signup-1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "signup" in result.stdout
+    assert f"signup v1 (shape {FLOW.fingerprint})" in result.stdout
     assert "stalled" in result.stdout  # its deadline passed long ago
     # columns: ms, time, service, event, outcome, message, detail
     events = [r for r in rows(result.stdout) if len(r) == 7]

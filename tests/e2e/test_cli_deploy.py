@@ -187,10 +187,18 @@ def test_list_and_show_report_the_waiting_instance(
     result = sagakit("--db", str(db), "recover", "release_v2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "resumed 0 saga(s)" in result.stdout
+    left = "1 saga(s) of order v1 left waiting: needs order v1, not registered here"
+    assert f"{left} (have v2)" in " ".join(result.stdout.split())
     listed = sagakit("--db", str(db), "list", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     (row,) = [r for r in rows(listed.stdout) if r[0] == saga_id]
     assert row[1:3] == ["order", "waiting"]
+    waiting = sagakit("--db", str(db), "list", "--status", "WAITING", cwd=tmp_path)
+    assert waiting.returncode == 0, waiting.stderr
+    assert [r[0] for r in rows(waiting.stdout)] == [saga_id]
+    bad = sagakit("--db", str(db), "list", "--status", "parked", cwd=tmp_path)
+    assert_one_error_line(bad)
+    assert "waiting" in bad.stderr
     shown = sagakit("--db", str(db), "show", saga_id[:8], cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "waiting" in shown.stdout
@@ -199,9 +207,12 @@ def test_list_and_show_report_the_waiting_instance(
 
     finished = sagakit("--db", str(db), "recover", "release_both", cwd=tmp_path)
     assert "resumed 1 saga(s)" in finished.stdout, finished.stderr
+    assert "left waiting" not in finished.stdout
     listed = sagakit("--db", str(db), "list", cwd=tmp_path)
     (row,) = [r for r in rows(listed.stdout) if r[0] == saga_id]
     assert row[1:3] == ["order", "succeeded"]
+    waiting = sagakit("--db", str(db), "list", "--status", "waiting", cwd=tmp_path)
+    assert rows(waiting.stdout) == []
 
 
 def test_a_declared_migration_needs_no_drain_and_is_applied_by_an_operator(

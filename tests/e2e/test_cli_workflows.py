@@ -15,7 +15,7 @@ from examples.workflows.transfer_fund import Bank, Transfer, build_app
 
 from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
 from sagakit.testing import FakeClock
-from sagakit.workflow import WorkflowApp
+from sagakit.workflow import FatalError, WorkflowApp
 from tests.e2e.test_cli import assert_one_error_line, rows, sagakit
 
 pytestmark = pytest.mark.e2e
@@ -68,6 +68,32 @@ async def fill(path: Path) -> None:
     clock.advance(1)
     await ok.start("pay-o1", "debit", TRANSFER, delay=3600)  # not run
     await store.close()
+
+
+async def fill_endings(path: Path) -> None:
+    """Two ended checkouts: ``checkout-ok`` with the receipt its step
+    returned, ``checkout-stolen`` failed at once on a ``FatalError`` (though
+    five attempts were allowed)."""
+    store = SQLiteWorkflowStore(path)
+    app = WorkflowApp("checkout", store, clock=FakeClock(), max_attempts=5)
+
+    @app.step
+    def charge(order: dict[str, str]) -> dict[str, Any]:
+        if order["card"] == "stolen":
+            raise FatalError(f"card of order {order['id']} reported stolen")
+        return {"order": order["id"], "total": 12.5, "note": "merci é"}
+
+    await app.start("checkout-ok", "charge", {"id": "o1", "card": "visa"})
+    await app.start("checkout-stolen", "charge", {"id": "o2", "card": "stolen"})
+    await app.run_until_idle()
+    await store.close()
+
+
+@pytest.fixture(scope="module")
+def endings(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("endings") / "endings.db"
+    asyncio.run(fill_endings(path))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -230,3 +256,42 @@ def test_a_bare_workflows_prints_help(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "list" in result.stdout
     assert "show" in result.stdout
+
+
+# After the tests above: their timers are read against the wall clock.
+
+
+def test_show_the_result_a_workflow_ended_with(endings: Path, tmp_path: Path) -> None:
+    out = show(endings, tmp_path, "checkout-ok")
+    assert "status      succeeded" in out
+    result = out.split("\nresult\n", 1)[1].split("\n\n", 1)[0]
+    assert result.splitlines() == [
+        "{",
+        '  "note": "merci é",',
+        '  "order": "o1",',
+        '  "total": 12.5',
+        "}",
+    ]
+    history = [r for r in rows(out) if len(r) == 5]
+    assert [(r[1], r[3], r[4]) for r in history] == [
+        ("charge", "started", '{"delay": 0.0}'),
+        ("charge", "succeeded", '{"next": null}'),
+    ]
+
+
+def test_show_a_workflow_failed_by_a_fatal_error(endings: Path, tmp_path: Path) -> None:
+    out = show(endings, tmp_path, "checkout-stolen")
+    assert "status       failed" in out
+    assert "attempts     1" in out  # five were allowed: not retried
+    assert "error        step charge failed: FatalError: card of order o2" in out
+    assert "\nresult\n" not in out
+    history = [r for r in rows(out) if len(r) == 5]
+    assert [(r[3], r[4]) for r in history] == [
+        ("started", '{"delay": 0.0}'),
+        ("failed", "FatalError: card of order o2 reported stolen"),
+    ]
+    listed_ = listed(endings, tmp_path)
+    assert [(r[0], r[2]) for r in listed_] == [
+        ("checkout-stolen", "failed"),
+        ("checkout-ok", "succeeded"),
+    ]

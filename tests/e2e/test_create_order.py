@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from sagakit.ports.store import HistoryEntry, SagaRecord
 from tests.conftest import delete_rabbitmq_queues, run_sync
 
 pytestmark = [
@@ -253,19 +254,27 @@ class Cluster:
         )
         return str(row["status"])
 
-    def history(self, saga_id: str) -> list[tuple[str, str | None, int, str]]:
-        """(kind, step, attempt, outcome) per history line, through the store."""
+    def stored(self, saga_id: str) -> tuple[SagaRecord, list[HistoryEntry]]:
+        """The saga's record and history lines, through the store."""
         from sagakit.adapters.store.postgres import PostgresStore  # noqa: PLC0415
 
-        async def read() -> list[tuple[str, str | None, int, str]]:
+        async def read() -> tuple[SagaRecord, list[HistoryEntry]]:
             store = await PostgresStore.connect(self.db, migrate=False, max_size=1)
             try:
-                lines = await store.history(saga_id)
+                return await store.get(saga_id), await store.history(saga_id)
             finally:
                 await store.close()
-            return [(h.kind, h.step, h.attempt, h.outcome) for h in lines]
 
         return run_sync(read())
+
+    def history(self, saga_id: str) -> list[tuple[str, str | None, int, str]]:
+        """(kind, step, attempt, outcome) per history line."""
+        lines = self.stored(saga_id)[1]
+        return [(h.kind, h.step, h.attempt, h.outcome) for h in lines]
+
+    def results(self, saga_id: str) -> dict[str, Any]:
+        """The result recorded per step."""
+        return self.stored(saga_id)[0].state.results
 
     # -- the broker --------------------------------------------------------
 
@@ -330,6 +339,30 @@ def test_order_is_approved_with_each_effect_once(cluster: Cluster) -> None:
         )
     ]
     assert actions(history, "compensation") == []
+    # results flowed between the steps: the kitchen approved the ticket its
+    # reply to create_ticket named, and accounting authorized the amount of
+    # the order as the order service stored it
+    (ticket,) = query(
+        cluster.db,
+        "SELECT ticket_id, status FROM kitchen.tickets WHERE saga_id = $1",
+        saga_id,
+    )
+    assert ticket["status"] == "APPROVED"
+    results = cluster.results(saga_id)
+    assert results["create_ticket"] == {"ticket_id": ticket["ticket_id"]}
+    assert results["approve_ticket"] == {"ticket_id": ticket["ticket_id"]}
+    assert results["create_pending_order"] == {
+        "order_id": saga_id,
+        "consumer_id": "alice",
+        "amount": 25,
+        "status": "PENDING",
+    }
+    (authorized,) = query(
+        cluster.db,
+        "SELECT amount FROM accounting.authorizations WHERE saga_id = $1",
+        saga_id,
+    )
+    assert authorized["amount"] == 25
 
 
 def test_declined_card_cancels_the_ticket_and_rejects_the_order(

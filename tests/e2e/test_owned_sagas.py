@@ -10,13 +10,9 @@ their pid (see ``owned_app.py``), so the effects file shows every run.
 from __future__ import annotations
 
 import asyncio
-import collections
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,106 +20,9 @@ import pytest
 from sagakit import SagaStatus
 from sagakit.adapters.store import open_store_async
 from sagakit.runtime import SagaClient
+from tests.e2e.processes import Procs, begun_by, runs, wait_until
 
-APP = Path(__file__).with_name("owned_app.py")
-ROOT = APP.parents[2]
 pytestmark = pytest.mark.e2e
-
-Runs = dict[tuple[str, str], list[tuple[str, int]]]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "owned.db")
-    return str(request.getfixturevalue("pg_url"))
-
-
-class Procs:
-    def __init__(self, url: str, effects: Path, logs: Path) -> None:
-        self.url, self.effects, self.logs = url, effects, logs
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, *args: str, module: bool = False) -> subprocess.Popen[bytes]:
-        if module:
-            command = [sys.executable, "-m", "sagakit.cli.main", "--db", self.url]
-        else:
-            command = [sys.executable, str(APP), self.url, str(self.effects)]
-        log = self.logs / f"proc{len(self.procs)}.log"
-        with log.open("wb") as sink:
-            proc = subprocess.Popen(
-                [*command, *args],
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-                env={**os.environ, "OWNED_EFFECTS": str(self.effects)},
-            )
-        self.procs.append(proc)
-        return proc
-
-    def log(self, proc: subprocess.Popen[bytes]) -> str:
-        return (self.logs / f"proc{self.procs.index(proc)}.log").read_text()
-
-    def finish(self, proc: subprocess.Popen[bytes], seconds: float = 60) -> str:
-        try:
-            code = proc.wait(seconds)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            state = asyncio.run(_state(self.url))
-            pytest.fail(f"process still running ({state}): {self.log(proc)[-2000:]}")
-        assert code == 0, self.log(proc)[-2000:]
-        return self.log(proc)
-
-    def kill_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-
-
-@pytest.fixture
-def procs(url: str, tmp_path: Path) -> Procs:
-    running = Procs(url, tmp_path / "effects.txt", tmp_path)
-    yield running  # type: ignore[misc]
-    running.kill_all()
-
-
-def runs(effects: Path) -> Runs:
-    found: Runs = collections.defaultdict(list)
-    lines = effects.read_text().splitlines() if effects.exists() else []
-    for line in lines:
-        saga_id, step, kind, pid = line.split()
-        found[saga_id, step].append((kind, int(pid)))
-    return found
-
-
-def wait_until(what: str, check: Callable[[], bool], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def begun_by(effects: Path, pid: int) -> int:
-    return sum(
-        1
-        for lines in runs(effects).values()
-        for kind, p in lines
-        if (kind, p) == ("begin", pid)
-    )
-
-
-async def _state(url: str) -> str:
-    """What the store holds, to explain a process that did not end."""
-    store = await open_store_async(url)
-    try:
-        counts = await store.count_by_status("owned")
-        holders = await store.lease_holders(["owned"])
-        running = await store.unfinished(["owned"], limit=5)
-        return f"statuses {counts}, holders {holders}, unfinished {running}"
-    finally:
-        await store.close()
 
 
 async def _committed(url: str) -> dict[str, tuple[SagaStatus, list[str]]]:
@@ -179,9 +78,15 @@ def test_four_embedded_processes_one_killed(procs: Procs) -> None:
         started.append(procs.start(*args))
         time.sleep(0.4)
     victim = started[1]
-    wait_until(
-        "the victim to be mid-run", lambda: begun_by(procs.effects, victim.pid) > share
-    )
+
+    def mid_run() -> bool:
+        # all its sagas exist (their first step began: it starts right after
+        # the create), else the others would wait for TOTAL sagas forever
+        found = runs(procs.effects)
+        created = all((f"s{i}", "one") in found for i in range(share, 2 * share))
+        return created and begun_by(procs.effects, victim.pid) > share
+
+    wait_until("the victim to be mid-run", mid_run)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(10)
     killed_at = time.monotonic()

@@ -43,14 +43,20 @@ def query(url: str, sql: str) -> list[Any]:
     return run_sync(_query(url, sql))
 
 
-def app(url: str, *args: str, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as sink:
+def spawn(script: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:
+    """``python script *args`` from the repository root, output added to
+    ``log``."""
+    with log.open("ab") as sink:
         return subprocess.Popen(
-            [sys.executable, str(APP_FILE), url, *args],
+            [sys.executable, str(script), *args],
             stdout=sink,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
+
+
+def app(url: str, *args: str, log: Path) -> subprocess.Popen[bytes]:
+    return spawn(APP_FILE, url, *args, log=log)
 
 
 def test_two_workers_one_killed(pg_url: str, tmp_path: Path) -> None:

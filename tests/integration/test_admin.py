@@ -225,8 +225,8 @@ async def test_cancel_of_a_saga_a_worker_drives_is_compensated_by_a_worker(
                 lambda ctx: log.append("first"),
                 compensate=lambda ctx: log.append("undo first"),
             ),
-            # its outcome is lost when the cancel takes the saga over: it is
-            # compensated only because it asks for that
+            # the worker keeps the saga: the step's outcome is recorded, and it
+            # is compensated because it succeeded
             Step(
                 "slow",
                 slow,
@@ -245,7 +245,7 @@ async def test_cancel_of_a_saga_a_worker_drives_is_compensated_by_a_worker(
             store, [definition], saga_id, by="carol", reason="customer asked"
         )
         assert record.status is SagaStatus.COMPENSATING
-        gate.set()  # the step in flight ends; its owner's save is refused
+        gate.set()  # the step in flight ends; its owner records it, then undoes it
         async with asyncio.timeout(20):
             while (await store.get(saga_id)).status is not SagaStatus.COMPENSATED:  # noqa: ASYNC110 - another owner finishes it
                 await asyncio.sleep(0.05)
@@ -260,6 +260,9 @@ async def test_cancel_of_a_saga_a_worker_drives_is_compensated_by_a_worker(
     assert "never" not in log
     assert log == ["first", "slow", "undo slow", "undo first"]
     history = await store.history(saga_id)
+    assert [h.outcome for h in history if h.step == "slow" and h.kind == "action"] == [
+        "succeeded"
+    ]
     assert [h.result for h in history if h.outcome == "cancel_requested"] == [
         {"by": "carol", "reason": "customer asked"}
     ]

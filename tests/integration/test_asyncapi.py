@@ -677,6 +677,29 @@ def test_mermaid_escapes_nothing_it_does_not_need_to() -> None:
     assert "join0 --> succeeded" in chart
 
 
+def test_mermaid_of_a_dag_draws_its_dependencies() -> None:
+    def act(ctx: Any) -> None:
+        return None
+
+    saga: Saga[Any] = Saga(
+        "dag",
+        [
+            Step("reserve", act, act),
+            Step("pack", act, act, after=("reserve",)),
+            Step("invoice", act, after=()),
+            Step("ship", act, pivot=True, after=("pack", "invoice")),
+        ],
+    )
+    chart = mermaid(saga)
+    assert "parallel group" not in chart
+    for edge in ("start --> s0", "start --> s2", "s0 --> s1", "s1 --> s3"):
+        assert f"    {edge}\n" in chart
+    assert "s2 --> s3" in chart
+    assert "s3 --> succeeded" in chart
+    assert "s0 --> succeeded" not in chart
+    assert "u1 -.-> u0" in chart  # pack is undone before reserve
+
+
 # -- the CLI ----------------------------------------------------------------------
 
 

@@ -276,6 +276,8 @@ async def test_events_published_in_a_handler_carry_correlation_and_cause(
     assert reserved.headers == {
         "source": "parking",
         "choreography": "booking",
+        "choreography_version": "1",
+        "choreography_fingerprint": BOOKING.fingerprint,
         "caused_by": paid.id,
     }
     assert reserved.payload == {"booking_id": "b4", "slot": "A"}

@@ -26,6 +26,7 @@ from sagakit.dashboard import create_app
 from sagakit.dashboard.app import CSP
 from sagakit.dashboard.auth import SESSION_COOKIE
 from sagakit.testing import FakeClock
+from sagakit.workflow import WorkflowApp
 from tests.e2e.test_cli_workflows import fill
 
 TOKEN = "s3cret-operator-token"  # noqa: S105 - a test token
@@ -276,6 +277,29 @@ async def test_detail_shows_the_timeline_like_sagakit_show(env: Env) -> None:
     assert "undone: hold" in rolled_back.text
     assert "LookupError: out of stock" in rolled_back.text
     assert 'action="/sagas/' not in rolled_back.text  # nothing to do
+
+
+async def test_detail_lists_each_steps_status_and_result(env: Env) -> None:
+    failed = await env.orch.run(env.order)
+
+    page = await env.client.get(f"/sagas/{failed.saga_id}")
+    api = await env.client.get(f"/api/sagas/{failed.saga_id}")
+
+    steps = re.findall(
+        r"<tr>\s*<td>(\w+)</td>\s*<td><span class=\"outcome \w+\">(\w+)</span></td>"
+        r'\s*<td class="detail" title="([^"]*)">([^<]*)</td>',
+        page.text,
+    )
+    assert steps == [
+        ("reserve", "succeeded", "reserve-ref", "reserve-ref"),
+        ("charge", "succeeded", "charge-ref", "charge-ref"),
+        ("ship", "failed", "", ""),
+    ]
+    assert api.json()["steps"] == {
+        "reserve": {"status": "succeeded", "result": "reserve-ref"},
+        "charge": {"status": "succeeded", "result": "charge-ref"},
+        "ship": {"status": "failed", "result": None},
+    }
 
 
 async def test_detail_by_prefix_redirects_and_unknown_is_404(env: Env) -> None:
@@ -863,3 +887,31 @@ async def test_a_workflow_store_can_be_passed_in() -> None:
     assert listed(listing.text) == [("later", "transfer_fund")]
     assert fact("pending call", "debit") in detail.text
     assert "(in 1m)</dd>" in detail.text
+
+
+async def test_workflow_pages_show_the_version_and_why_an_instance_waits() -> None:
+    workflows = InMemoryWorkflowStore()
+    clock = FakeClock()
+    transfer = Transfer(source="alice", target="bob", amount=10)
+    old = build_app(workflows, Bank(), clock=clock)
+    await old.start("old", "debit", transfer)
+    new = WorkflowApp("transfer_fund", workflows, clock=clock, version=2)
+
+    @new.step
+    def pay(input: Any) -> None:
+        return None
+
+    await new.start("new", "pay", {}, delay=60)
+    assert await new.run_until_idle() == 0  # reports "old" waiting
+    dashboard = create_app(InMemoryStore(), clock=clock, workflows=workflows)
+    async with client_for(dashboard) as client:
+        listing = (await client.get("/workflows")).text
+        detail = (await client.get("/workflows/transfer_fund/old")).text
+
+    reason = "waiting: needs transfer_fund v1, not registered here (have v2)"
+    assert listed(listing) == [("old", "transfer_fund"), ("new", "transfer_fund v2")]
+    assert f'<span class="status waiting" title="{reason}">' in listing
+    assert '<span class="status waiting" id="status">waiting</span>' in detail
+    shape = f"transfer_fund v1 (shape {old.fingerprint})"
+    assert fact("definition", shape, "mono") in detail
+    assert fact("error", reason, "error") in detail

@@ -107,10 +107,11 @@ class Services:
     def __init__(self) -> None:
         self.orders: dict[str, str] = {}
         self.tickets: dict[str, str] = {}
+        self.ticket_ids: dict[str, int] = {}  # saga id -> its ticket
 
     async def create_pending_order(self, ctx: order_service.CreateOrder) -> Any:
-        self.orders.setdefault(ctx.order_id, order_service.PENDING)
-        return {"order_id": ctx.order_id, "status": order_service.PENDING}
+        status = self.orders.setdefault(ctx.order_id, order_service.PENDING)
+        return ctx.model_dump() | {"status": status}
 
     async def reject_order(self, ctx: order_service.CreateOrder) -> None:
         if self.orders.get(ctx.order_id) == order_service.PENDING:
@@ -148,22 +149,33 @@ class Services:
                 raise CommandRejected(f"unknown consumer {cmd.consumer_id!r}")
             return ConsumerVerified(consumer_id=cmd.consumer_id, name="Ada")
 
+        def ticket_of(message: Envelope, ticket_id: int) -> str:
+            """The saga of ``ticket_id``, which must be the message's."""
+            saga_id = message.saga_id or ""
+            if self.ticket_ids.get(saga_id) != ticket_id:
+                raise CommandRejected(f"ticket {ticket_id} is not {saga_id}'s")
+            return saga_id
+
         @kitchen.handler("kitchen.create_ticket")
         async def create_ticket(cmd: CreateTicket, message: Envelope) -> TicketCreated:
-            self.tickets.setdefault(message.saga_id or "", "CREATED")
-            return TicketCreated(ticket_id=len(self.tickets))
+            saga_id = message.saga_id or ""
+            self.tickets.setdefault(saga_id, "CREATED")
+            ticket_id = self.ticket_ids.setdefault(saga_id, 100 + len(self.tickets))
+            return TicketCreated(ticket_id=ticket_id)
 
         @kitchen.handler("kitchen.cancel_ticket")
         async def cancel_ticket(cmd: CancelTicket, message: Envelope) -> None:
-            self.tickets[message.saga_id or ""] = "CANCELLED"
+            self.tickets[ticket_of(message, cmd.ticket_id)] = "CANCELLED"
 
         @kitchen.handler("kitchen.approve_ticket")
         async def approve_ticket(cmd: ApproveTicket, message: Envelope) -> Any:
-            self.tickets[message.saga_id or ""] = "APPROVED"
-            return TicketApproved(ticket_id=1)
+            self.tickets[ticket_of(message, cmd.ticket_id)] = "APPROVED"
+            return TicketApproved(ticket_id=cmd.ticket_id)
 
         @accounting.handler("accounting.authorize")
         async def authorize(cmd: AuthorizeCard) -> CardAuthorized:
+            if cmd.amount != 30:  # the amount of the order the saga stored
+                raise CommandRejected(f"authorizing {cmd.amount}, not 30")
             return CardAuthorized(authorization_id=7)
 
         return [kitchen, accounting, consumers]

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 
-from sagakit import StoreError, open_store
+from sagakit import SagaAlreadyExists, StoreError, open_store
 from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.adapters.store.sql import migrations, queries, schema
 from sagakit.adapters.store.sqlite import SQLiteStore, split_statements
+from sagakit.ports.store import Created
 from sagakit.testing.contracts.store import entry, make_record
 
 
@@ -184,3 +187,36 @@ async def test_open_database_of_memory_keeps_no_workflows() -> None:
     assert await db.sagas.inbox_reply("svc", "m1") == b""
     assert db.workflows is None
     await db.close()
+
+
+def test_processes_creating_one_saga_id_give_one_instance(tmp_path: Path) -> None:
+    """Four connections on their own threads, as four processes sharing the
+    file, create one id at once: one instance, ``SagaAlreadyExists`` with its
+    status for the others (the IntegrityError never leaks)."""
+    path = tmp_path / "race.db"
+    asyncio.run(SQLiteStore(path).close())  # migrated once, up front
+    ready = threading.Barrier(4)
+    outcomes: list[Created | SagaAlreadyExists] = []
+
+    async def attempt(store: SQLiteStore, n: int) -> Created | SagaAlreadyExists:
+        try:
+            return await store.create(make_record("s1", context={"n": n}), [])
+        except SagaAlreadyExists as exc:
+            return exc
+        finally:
+            await store.close()
+
+    def create(n: int) -> None:
+        store = SQLiteStore(path)
+        ready.wait()
+        outcomes.append(asyncio.run(attempt(store, n)))
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    created = [o for o in outcomes if isinstance(o, Created)]
+    refused = [o for o in outcomes if isinstance(o, SagaAlreadyExists)]
+    assert len(created) == 1, outcomes
+    assert [(e.saga_id, e.status) for e in refused] == [("s1", "running")] * 3

@@ -23,7 +23,14 @@ from typing import Any
 import pytest
 
 from sagakit import Orchestrator
-from sagakit.adapters.store import Database, applied_migrations, open_database
+from sagakit.adapters.store import (
+    Database,
+    applied_migrations,
+    event_store_for,
+    open_database,
+    open_store_async,
+    workflow_store_for,
+)
 from sagakit.adapters.store.sql import migrations
 from sagakit.adapters.transport.inprocess import InProcessTransport
 from sagakit.messaging import decode
@@ -354,3 +361,40 @@ async def test_old_choreography_rows_read_back_and_finish(opened: Database) -> N
     assert str(await tracker.status("bk-1")) == "succeeded"
     assert sagas.EFFECTS == [("park", 2)]
     assert buses["billing"].duplicates == 2
+
+
+@pytest.mark.parametrize(
+    "copy",
+    ["sqlite_copy", pytest.param("postgres_copy", marks=pytest.mark.postgres)],
+)
+async def test_old_rows_are_version_1_of_unknown_shape(
+    request: pytest.FixtureRequest, copy: str
+) -> None:
+    """Workflow instances and choreographies written before versions were
+    kept count as version 1 of unknown fingerprint: before migration 0010
+    (what ``sagakit deploy-check`` reads ahead of a deploy) and after."""
+    url = request.getfixturevalue(copy)
+    live_workflows = {
+        ("payments", 1, None, "settle"): 1,
+        ("payments", 1, None, "webhook"): 1,
+        ("payments", 1, None, "deposit"): 1,
+    }
+    live_choreographies = {("booking", 1, None): 1}
+    for migrate in (False, True):
+        store = await open_store_async(url, migrate=migrate)
+        try:
+            assert (9 in await applied_migrations(store)) is migrate
+            workflows = workflow_store_for(store)
+            assert await workflows.live_workflows() == live_workflows
+            events = event_store_for(store)
+            assert await events.live_choreographies() == live_choreographies
+        finally:
+            await store.close()
+    async with await open_database(url) as db:
+        assert db.workflows is not None
+        for instance_id in manifest(dialect_of(db))["workflows"]:
+            wf = await db.workflows.get(sagas.WORKFLOW_APP, instance_id)
+            assert (wf.definition_version, wf.fingerprint) == (1, None)
+        tracked = await db.events.tracked("bk-2")
+        assert tracked is not None
+        assert (tracked.definition_version, tracked.fingerprint) == (1, None)

@@ -10,7 +10,6 @@ it on v1.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -18,40 +17,18 @@ import pytest
 from pydantic import BaseModel
 
 from sagakit import Orchestrator, Saga, SagaStatus, SQLiteStore, Step
-from sagakit.adapters.store.postgres import PostgresStore
 from sagakit.dashboard import create_app
 from sagakit.definition.migration import Migration
 from sagakit.ports.store import SagaStore
 from sagakit.runtime.clock import SystemClock
-from sagakit.runtime.migrate import migratable, migrate_instance
+from sagakit.runtime.migrate import LeftWaiting, migratable, migrate_instance
 from sagakit.runtime.registry import Registry
 from sagakit.runtime.worker import Worker
-
-OpenStore = Callable[[], Awaitable[SagaStore]]
+from tests.conftest import OpenSagaStore
 
 
 class Order(BaseModel):
     amount: int = 0
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def open_store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[OpenStore]:
-    opened: list[SagaStore] = []
-
-    async def make() -> SagaStore:
-        if request.param == "sqlite":
-            store: SagaStore = SQLiteStore(tmp_path / "versions.db")
-        else:
-            url = request.getfixturevalue("pg_url")
-            store = await PostgresStore.connect(url)
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        await store.close()
 
 
 def step(log: list[str], name: str) -> Step:
@@ -78,13 +55,13 @@ def v2(log: list[str]) -> Saga[Order]:
     return Saga("order", [step(log, n) for n in names], context=Order, version=2)
 
 
-async def killed_in_b(open_store: OpenStore, log: list[str]) -> str:
+async def killed_in_b(open_saga_store: OpenSagaStore, log: list[str]) -> str:
     """An instance of v1 whose process died while ``b`` ran."""
     stuck = asyncio.Event()
     saga = v1(log, stuck)
     # every process owns what it drives; a short lease stands for a killed
     # process's lease running out (a dead pid on this host is tested in e2e)
-    crashed = Orchestrator(await open_store(), [saga], lease=0.2)
+    crashed = Orchestrator(await open_saga_store(), [saga], lease=0.2)
     saga_id = await crashed.start(saga)
     await asyncio.wait_for(stuck.wait(), 5)
     for task in list(crashed.driver.tasks):  # abandoned, as a killed process
@@ -95,16 +72,23 @@ async def killed_in_b(open_store: OpenStore, log: list[str]) -> str:
 
 @pytest.mark.parametrize("lease", [None, 30.0])
 async def test_a_release_without_the_old_version_leaves_the_instance_waiting(
-    open_store: OpenStore, lease: float | None
+    open_saga_store: OpenSagaStore,
+    lease: float | None,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     log: list[str] = []
-    saga_id = await killed_in_b(open_store, log)
+    saga_id = await killed_in_b(open_saga_store, log)
     assert log == ["a", "b"]
 
-    store = await open_store()
+    store = await open_saga_store()
     new_release = Orchestrator(store, [v2(log)], lease=lease)
+    caplog.set_level("WARNING", logger="sagakit.runtime.migrate")
     assert await new_release.recover() == []
     assert await new_release.recover() == []  # not claimed in a loop either
+    reason = "needs order v1, not registered here (have v2)"
+    said = [r.getMessage() for r in caplog.records if r.name.endswith("migrate")]
+    assert said == [f"1 saga(s) of order v1 left waiting: {reason}"]  # once
+    assert await new_release.waiting() == [LeftWaiting("order", 1, 1, reason)]
     await asyncio.sleep(0.05)
     assert log == ["a", "b"]  # x, b2 and c never ran on the old instance
     record = await store.get(saga_id)
@@ -114,20 +98,21 @@ async def test_a_release_without_the_old_version_leaves_the_instance_waiting(
     assert record.waiting == "needs order v1, not registered here (have v2)"
     assert new_release.active == 0
 
-    both = Orchestrator(await open_store(), [v1(log), v2(log)], lease=lease)
+    both = Orchestrator(await open_saga_store(), [v1(log), v2(log)], lease=lease)
     assert await both.recover() == [saga_id]
     result = await asyncio.wait_for(both.wait(saga_id), 5)
     assert result.status is SagaStatus.SUCCEEDED
     assert log == ["a", "b", "b", "c"]  # finished on v1: b again, then c
     assert result.results == {"a": "a", "b": "b", "c": "c"}
     assert (await store.get(saga_id)).waiting is None
+    assert await both.waiting() == []
 
 
 async def test_new_instances_start_on_the_newest_version(
-    open_store: OpenStore,
+    open_saga_store: OpenSagaStore,
 ) -> None:
     log: list[str] = []
-    store = await open_store()
+    store = await open_saga_store()
     orch = Orchestrator(store, [v2(log), v1(log)])
     result = await orch.run(orch.definition("order"), Order())
     assert result.status is SagaStatus.SUCCEEDED
@@ -137,12 +122,12 @@ async def test_new_instances_start_on_the_newest_version(
 
 
 async def test_a_changed_shape_under_the_same_version_is_not_driven(
-    open_store: OpenStore,
+    open_saga_store: OpenSagaStore,
 ) -> None:
     log: list[str] = []
-    saga_id = await killed_in_b(open_store, log)
+    saga_id = await killed_in_b(open_saga_store, log)
     changed = Saga("order", [step(log, n) for n in ("a", "b2", "c")], context=Order)
-    store = await open_store()
+    store = await open_saga_store()
     assert await Orchestrator(store, [changed]).recover() == []
     record = await store.get(saga_id)
     assert record.waiting is not None
@@ -151,18 +136,18 @@ async def test_a_changed_shape_under_the_same_version_is_not_driven(
 
 
 async def test_a_new_optional_context_field_keeps_the_fingerprint(
-    open_store: OpenStore,
+    open_saga_store: OpenSagaStore,
 ) -> None:
     class Wider(Order):
         note: str | None = None
 
     log: list[str] = []
-    saga_id = await killed_in_b(open_store, log)
+    saga_id = await killed_in_b(open_saga_store, log)
     wider = Saga(
         "order", [step(log, n) for n in ("a", "b", "c")], context=Wider, version=1
     )
     assert wider.fingerprint == v1([]).fingerprint
-    orch = Orchestrator(await open_store(), [wider])
+    orch = Orchestrator(await open_saga_store(), [wider])
     assert await orch.recover() == [saga_id]
     result = await asyncio.wait_for(orch.wait(saga_id), 5)
     assert result.status is SagaStatus.SUCCEEDED
@@ -184,11 +169,11 @@ def v2_migrating(log: list[str], *, auto: bool) -> Saga[Order]:
 
 
 async def test_an_operator_migration_moves_the_instance_to_v2(
-    open_store: OpenStore,
+    open_saga_store: OpenSagaStore,
 ) -> None:
     log: list[str] = []
-    saga_id = await killed_in_b(open_store, log)
-    store = await open_store()
+    saga_id = await killed_in_b(open_saga_store, log)
+    store = await open_saga_store()
     v2 = v2_migrating(log, auto=False)
     orch = Orchestrator(store, [v2])
     assert await orch.recover() == []
@@ -217,11 +202,13 @@ async def test_an_operator_migration_moves_the_instance_to_v2(
 
 @pytest.mark.parametrize("lease", [None, 30.0])
 async def test_an_auto_migration_is_applied_on_recover(
-    open_store: OpenStore, lease: float | None
+    open_saga_store: OpenSagaStore, lease: float | None
 ) -> None:
     log: list[str] = []
-    saga_id = await killed_in_b(open_store, log)
-    orch = Orchestrator(await open_store(), [v2_migrating(log, auto=True)], lease=lease)
+    saga_id = await killed_in_b(open_saga_store, log)
+    orch = Orchestrator(
+        await open_saga_store(), [v2_migrating(log, auto=True)], lease=lease
+    )
     assert await orch.recover() == [saga_id]
     result = await asyncio.wait_for(orch.wait(saga_id), 5)
     assert result.status is SagaStatus.SUCCEEDED
@@ -229,11 +216,11 @@ async def test_an_auto_migration_is_applied_on_recover(
 
 
 async def test_a_worker_without_the_version_does_not_spin_on_it(
-    open_store: OpenStore,
+    open_saga_store: OpenSagaStore,
 ) -> None:
     log: list[str] = []
-    saga_id = await killed_in_b(open_store, log)
-    store = await open_store()
+    saga_id = await killed_in_b(open_saga_store, log)
+    store = await open_saga_store()
     worker = Worker(store, [v2(log)], lease=30.0, poll_interval=0.01)
     await asyncio.wait_for(worker.run(until_idle=True), 5)
     assert worker.claimed == 0

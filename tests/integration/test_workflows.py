@@ -22,41 +22,36 @@ from sagakit.cli.main import app as cli
 from sagakit.errors import (
     ConcurrencyError,
     DefinitionError,
+    SagaAlreadyExists,
     SagaNotFound,
     StateError,
 )
 from sagakit.ports.workflow_store import WorkflowStatus, WorkflowStore
 from sagakit.testing import FakeClock
 from sagakit.workflow import WorkflowApp
-from tests.conftest import run_sync
+from tests.conftest import BACKENDS, Stores, run_sync
 
 Opener = Callable[[], Awaitable[WorkflowStore]]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 async def open_store(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[Opener]:
     """Opens stores on one database (a new handle per call, as after a restart)."""
-    opened: list[WorkflowStore] = []
 
-    async def open_() -> WorkflowStore:
-        store: WorkflowStore
-        if request.param == "sqlite":
-            store = SQLiteWorkflowStore(tmp_path / "workflows.db")
-        else:
-            pg_url = request.getfixturevalue("pg_url")
-            from sagakit.adapters.store.workflow_postgres import (  # noqa: PLC0415
-                PostgresWorkflowStore,
-            )
+    async def postgres(url: str) -> WorkflowStore:
+        from sagakit.adapters.store.workflow_postgres import (  # noqa: PLC0415
+            PostgresWorkflowStore,
+        )
 
-            store = await PostgresWorkflowStore.connect(pg_url, migrate=False)
-        opened.append(store)
-        return store
+        return await PostgresWorkflowStore.connect(url, migrate=False)
 
-    yield open_
-    for store in opened:
-        await store.close()
+    stores: Stores[WorkflowStore] = Stores(
+        request, lambda: SQLiteWorkflowStore(tmp_path / "workflows.db"), postgres
+    )
+    yield stores
+    await stores.close()
 
 
 @pytest.fixture
@@ -99,9 +94,12 @@ async def test_start_is_idempotent(store: WorkflowStore, clock: FakeClock) -> No
     bank = Bank()
     app = build_app(store, bank, clock=clock)
     assert await app.start("t", "debit", transfer()) == "t"
-    assert await app.start("t", "debit", transfer(99)) == "t"
+    assert await app.start("t", "debit", transfer()) == "t"
+    with pytest.raises(SagaAlreadyExists, match="started with another call"):
+        await app.start("t", "debit", transfer(99))
     await app.run_until_idle()
     assert bank.effects == [("debit", "alice", 10), ("credit", "bob", 10)]
+    assert await app.start("t", "debit", transfer()) == "t"  # done: still it
     generated = await app.start(None, "debit", transfer())
     assert len(generated) == 32
 

@@ -40,6 +40,7 @@ def test_after_makes_a_graph_with_precomputed_relations() -> None:
     assert graph.descendants["pay"] == {"ship"}
     assert graph.roots == ("reserve", "pay")
     assert graph.explicit
+    assert not graph.linear
     # display stages: each step at its longest distance from a root
     assert [[s.name for s in g] for g in saga.stages] == [
         ["reserve", "pay"],
@@ -55,6 +56,9 @@ def test_a_list_of_stages_keeps_its_stages_and_depends_on_the_previous_one() -> 
         [Step("a", act), Parallel(Step("b", act), Step("c", act)), Step("d", act)],
     )
     assert not saga.graph.explicit
+    assert not saga.graph.linear
+    assert Saga("s", [Step("a", act), Step("b", act)]).graph.linear
+    assert not Saga("s", [Step("a", act), Step("b", act, after=())]).graph.linear
     assert saga.graph.deps == {"a": (), "b": ("a",), "c": ("a",), "d": ("b", "c")}
     assert [[s.name for s in g] for g in saga.stages] == [["a"], ["b", "c"], ["d"]]
 

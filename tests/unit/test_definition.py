@@ -18,7 +18,7 @@ from sagakit.definition import (
     Saga,
     Step,
 )
-from sagakit.errors import DefinitionError, SagaError
+from sagakit.errors import DefinitionError, FatalError, SagaError
 
 # -- dummy callables ---------------------------------------------------------
 
@@ -637,6 +637,8 @@ class Fatal(Transient):
         (RetryPolicy(give_up_on=(ValueError,)), ValueError(), False),
         (RetryPolicy(give_up_on=(ValueError,)), TypeError(), True),
         (RetryPolicy(retry_on=()), ValueError(), False),
+        (RetryPolicy(), FatalError("declined"), False),  # never retried
+        (RetryPolicy(retry_on=(FatalError,)), FatalError("declined"), False),
     ],
 )
 def test_retries(policy: RetryPolicy, error: BaseException, expected: bool) -> None:

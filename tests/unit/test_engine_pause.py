@@ -109,15 +109,20 @@ def test_a_compensating_saga_holds_its_next_compensation() -> None:
     assert not d.state.paused  # an ended saga is not paused
 
 
-def test_a_failed_compensation_ends_a_paused_saga() -> None:
-    d = run(
-        SAGA,
+def undo_a_fails_while_paused(saga: Saga[Any], *, retryable: bool) -> Decision:
+    """b fails for good at 2, the saga is paused at 3, undoing a fails at 4."""
+    return run(
+        saga,
         SagaStarted(0),
         StepSucceeded("a", 1, 1),
         StepAttemptFailed("b", BOOM, False, 2),
         PauseRequested(3),
-        CompensationAttemptFailed("a", BOOM, False, 4),
+        CompensationAttemptFailed("a", BOOM, retryable, 4),
     )
+
+
+def test_a_failed_compensation_ends_a_paused_saga() -> None:
+    d = undo_a_fails_while_paused(SAGA, retryable=False)
     assert d.state.status is SagaStatus.COMPENSATION_FAILED
     assert d.commands == (FinishSaga(SagaStatus.COMPENSATION_FAILED),)
 
@@ -150,6 +155,88 @@ def test_a_paused_saga_adopted_after_a_crash_stays_parked() -> None:
     assert run(SAGA, SagaResumed(3), state=d.state).state == d.state
     d = run(SAGA, UnpauseRequested(4), state=d.state)
     assert d.commands == (RunStep("a", 1),)
+
+
+# -- held retries keep what is left of their backoff ---------------------------
+
+BACKOFF = RetryPolicy(attempts=2, backoff=10, jitter=0)
+SLOW = Saga(
+    "slow",
+    [
+        Step("a", act, compensate=act, compensation_retry=BACKOFF),
+        Step("b", act, retry=BACKOFF),
+        Step("r", Remote("svc.do"), retry=BACKOFF, timeout=7),
+    ],
+)
+
+
+def b_retry_held_at_3() -> Decision:
+    """b fails (retryably) at 3 while paused: its retry, due at 13, is held."""
+    events = (SagaStarted(0), StepSucceeded("a", 1, 1), PauseRequested(2))
+    return run(SLOW, *events, StepAttemptFailed("b", BOOM, True, 3))
+
+
+def test_a_held_retry_keeps_its_due_time() -> None:
+    d = b_retry_held_at_3()
+    assert d.commands == ()
+    assert d.state.held == ("b",)
+    assert d.state.held_due == {"b": 13}
+
+
+@pytest.mark.parametrize(
+    ("unpaused_at", "delay"), [(5, 8), (12.5, 0.5), (13, 0), (100, 0)]
+)
+def test_an_unpaused_retry_waits_what_is_left_of_its_backoff(
+    unpaused_at: float, delay: float
+) -> None:
+    d = run(SLOW, UnpauseRequested(unpaused_at), state=b_retry_held_at_3().state)
+    assert d.commands == (RunStep("b", 2, delay),)
+    assert d.state.held == ()
+    assert d.state.held_due == {}
+
+
+def test_an_unpaused_remote_retry_gets_its_deadline_after_the_backoff() -> None:
+    d = run(SLOW, SagaStarted(0), StepSucceeded("a", 1, 1), StepSucceeded("b", 2, 2))
+    d = run(
+        SLOW, PauseRequested(3), StepAttemptFailed("r", BOOM, True, 4), state=d.state
+    )
+    assert d.state.held_due == {"r": 14}
+    assert d.state.step("r").deadline is None  # nothing was sent
+    d = run(SLOW, UnpauseRequested(6), state=d.state)
+    assert d.commands == (RunStep("r", 2, 8),)
+    assert d.state.step("r").deadline == 6 + 8 + 7
+
+
+def test_a_held_compensation_retry_keeps_its_due_time() -> None:
+    d = undo_a_fails_while_paused(SLOW, retryable=True)
+    assert d.state.held == ("a",)
+    assert d.state.held_due == {"a": 14}
+    d = run(SLOW, UnpauseRequested(10), state=d.state)
+    assert d.commands == (Compensate("a", 2, 4),)
+
+
+def test_a_held_run_without_backoff_has_no_due_time() -> None:
+    d = run(SLOW, SagaStarted(0), PauseRequested(1), StepSucceeded("a", 1, 2))
+    assert d.state.held == ("b",)
+    assert d.state.held_due == {}
+    assert run(SLOW, UnpauseRequested(3), state=d.state).commands == (RunStep("b", 1),)
+
+
+def test_readopting_a_held_retry_keeps_its_due_time() -> None:
+    d = run(SLOW, SagaResumed(5), state=b_retry_held_at_3().state)
+    assert d.commands == ()
+    assert d.state.held_due == {"b": 13}
+
+
+def test_a_held_retry_stored_without_a_due_time_runs_at_unpause() -> None:
+    stored = b_retry_held_at_3().state.to_dict()
+    assert stored["held_due"] == {"b": 13}
+    assert SagaState.from_dict(json.loads(json.dumps(stored))).held_due == {"b": 13}
+    del stored["held_due"]  # as an earlier release wrote it
+    older = SagaState.from_dict(stored)
+    assert older.held_due == {}
+    d = run(SLOW, UnpauseRequested(5), state=older)
+    assert d.commands == (RunStep("b", 2),)
 
 
 @pytest.mark.parametrize(
@@ -190,6 +277,7 @@ def test_a_state_stored_before_pausing_existed_loads_as_not_paused() -> None:
     stored = state.to_dict()
     assert "paused" not in stored
     assert "held" not in stored
+    assert "held_due" not in stored
     assert SagaState.from_dict(stored) == state
     paused = run(SAGA, PauseRequested(1), StepSucceeded("a", 1, 2), state=state).state
     assert SagaState.from_dict(json.loads(json.dumps(paused.to_dict()))) == paused

@@ -93,21 +93,23 @@ class Sim:
                     self.unsent.append(failed)
                 else:
                     done.append(command)
+            self.note(decision.state, done)
             issued = len(decision.commands)
             decision = sent(self.saga, decision, done, 1.0)
-            self.note(done)
             commands = decision.commands[issued:]
         self.state = decision.state
         self.check()
 
-    def note(self, done: list[Compensate]) -> None:
+    def note(self, state: SagaState, done: list[Compensate]) -> None:
+        """``done`` are sent from ``state``: check nothing downstream of
+        them is left to undo."""
         below = self.saga.graph.descendants
         for command in done:
             name = command.step
             assert name not in self.undone, f"{name} undone twice"
             for d in below[name]:
-                status = self.state.step(d).status
-                if d in self.state.completed and self.saga.step(d).compensate:
+                status = state.step(d).status
+                if d in state.completed and self.saga.step(d).compensate:
                     assert d in self.undone or status is (
                         StepStatus.COMPENSATION_FAILED
                     ), f"{name} undone before {d}"

@@ -3,8 +3,10 @@ wait (:mod:`sagakit.runtime.unawaited`)."""
 
 from __future__ import annotations
 
+import pytest
 from pydantic import BaseModel
 
+from sagakit import Results
 from sagakit.definition import Remote, Saga, Step
 from sagakit.engine import (
     Compensate,
@@ -20,6 +22,7 @@ from sagakit.engine import (
     initial_state,
 )
 from sagakit.engine.state import ErrorInfo
+from sagakit.errors import DefinitionError
 from sagakit.messaging.envelope import Envelope, decode
 from sagakit.runtime.unawaited import ignored_reply, outgoing
 
@@ -139,3 +142,34 @@ def test_replies_to_commands_nobody_waits_for_are_ignored() -> None:
     assert not ignored_reply(CHAIN, reply("b", "k.b"))
     assert not ignored_reply(CHAIN, reply("a", "k.a", compensation=True))
     assert not ignored_reply(CHAIN, reply("zz", "k.zz"))
+
+
+def test_a_cancel_payload_builder_may_read_the_results() -> None:
+    def cancel(ctx: Ctx, results: Results) -> dict[str, int]:
+        return {"reserved": results["a"]}
+
+    saga = Saga(
+        "reads",
+        [
+            Step("a", lambda ctx: 41),
+            Step(
+                "d",
+                Remote("k.d", on_timeout=Remote("k.cancel_d", cancel)),
+                timeout=10,
+            ),
+        ],
+        context=Ctx,
+    )
+    d = decide(saga, initial_state(saga, "s1"), SagaStarted(1.0))
+    d = decide(saga, d.state, StepSucceeded("a", 41, 2.0))
+    d = decide(saga, d.state, DeadlinePassed(20.0))
+    out = outgoing(saga, d, Ctx(), reply_to="replies", now=20.0)
+    assert decode(out.messages[0].body).payload == {"reserved": 41}
+
+
+def test_an_on_timeout_builder_that_cannot_be_called_is_refused() -> None:
+    def cancel(ctx: Ctx, *, other: int) -> dict[str, int]:
+        return {}
+
+    with pytest.raises(DefinitionError, match="the on_timeout payload builder"):
+        Step("d", Remote("k.d", on_timeout=Remote("k.cancel_d", cancel)))

@@ -174,16 +174,22 @@ def state_of(saga: Saga[Any], **statuses: StepStatus) -> SagaState:
     return SagaState(saga_id="s1", saga_name=saga.name, steps=steps, stage=1)
 
 
-def test_a_migration_maps_steps_and_resumes_at_the_first_unfinished_one() -> None:
+def renaming_b(*inserted: Step) -> tuple[Saga[Any], Saga[Any]]:
+    """v1 ``a, b, c``; v2 ``*inserted, a, b2, c`` with a migration from v1."""
     old = order(Step("a", act), Step("b", act), Step("c", act))
     new = order(
-        Step("x", act),
+        *inserted,
         Step("a", act),
         Step("b2", act),
         Step("c", act),
         version=2,
         migrate_from={1: Migration(steps={"b": "b2"})},
     )
+    return old, new
+
+
+def test_a_migration_maps_steps_and_resumes_at_the_first_unfinished_one() -> None:
+    old, new = renaming_b(Step("x", act))
     before = replace(
         state_of(old, a=StepStatus.SUCCEEDED, b=StepStatus.RUNNING), completed=("a",)
     )
@@ -196,6 +202,19 @@ def test_a_migration_maps_steps_and_resumes_at_the_first_unfinished_one() -> Non
         "c": StepStatus.PENDING,
     }
     assert after.completed == ("a",)
+
+
+def test_a_migration_renames_what_a_pause_holds() -> None:
+    old, new = renaming_b()
+    before = replace(
+        state_of(old, a=StepStatus.SUCCEEDED, b=StepStatus.RUNNING),
+        completed=("a",),
+        paused=True,
+        held=("b",),
+        held_due={"b": 12.5},
+    )
+    after = migrated_state(before, new, new.migrate_from[1])
+    assert (after.paused, after.held, after.held_due) == (True, ("b2",), {"b2": 12.5})
 
 
 def test_a_migration_refuses_what_it_cannot_move_safely() -> None:
@@ -227,3 +246,36 @@ def test_migrate_from_is_checked_when_the_saga_is_built() -> None:
     saga = order(Step("a", act), version=3, migrate_from={2: lambda c: c})
     assert saga.migrate_from[2].context is not None
     assert saga.fingerprint == order(Step("a", act), version=3).fingerprint
+
+
+def test_left_waiting_counts_what_a_release_cannot_drive_by_saga_and_version() -> None:
+    from sagakit.runtime.migrate import LeftWaiting, left_waiting  # noqa: PLC0415
+
+    old, new = renaming_b()
+    trip = Saga("trip", [Step("go", act)])
+    registry = Registry([new, trip])
+    live = {
+        ("order", 1, old.fingerprint): 3,
+        ("order", 1, None): 1,
+        ("order", 2, new.fingerprint): 2,
+        ("order", 2, "changed"): 1,
+        ("trip", 1, trip.fingerprint): 4,
+        ("ghost", 1, None): 5,  # not this release's saga: not its business
+    }
+    declared = "; a migration is declared: sagakit migrate-instances"
+    assert left_waiting(registry, live) == [
+        LeftWaiting(
+            "order", 1, 4, f"needs order v1, not registered here (have v2){declared}"
+        ),
+        LeftWaiting(
+            "order",
+            2,
+            1,
+            "order v2 changed shape since this instance started "
+            f"(fingerprint changed, registered {new.fingerprint})",
+        ),
+    ]
+    assert str(left_waiting(registry, live)[0]).startswith(
+        "4 saga(s) of order v1 left waiting: needs order v1"
+    )
+    assert left_waiting(Registry([old, new, trip]), live)[0].version == 2

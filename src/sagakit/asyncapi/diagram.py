@@ -53,13 +53,33 @@ def mermaid(saga: Saga[Any]) -> str:
     ids = {step.name: f"s{i}" for i, step in enumerate(saga)}
     lines = ["flowchart TD", f"    %% saga {_text(saga.name)}", '    start(("start"))']
     edges: list[str] = []
+    draw = _graph if saga.graph.explicit else _stages
+    draw(saga, ids, lines, edges)
+    lines.append('    succeeded(("succeeded"))')
+    lines.extend(edges)
+    lines.extend(_compensations(saga, ids))
+    lines.append("    classDef pivot stroke-width:4px")
+    lines.append("    classDef undo stroke-dasharray:4 3")
+    pivots = [ids[s.name] for s in saga if s.pivot]
+    if pivots:
+        lines.append(f"    class {','.join(pivots)} pivot")
+    return "\n".join(lines) + "\n"
+
+
+def _node(step: Step, node: str) -> str:
+    shape = ("{{", "}}") if step.pivot else ("[", "]")
+    return f'    {node}{shape[0]}"{_label(step)}"{shape[1]}'
+
+
+def _stages(
+    saga: Saga[Any], ids: dict[str, str], lines: list[str], edges: list[str]
+) -> None:
+    """A list of stages: a chain, parallel groups between fork and join."""
     previous = "start"
     for index, stage in enumerate(saga.stages):
         if len(stage) == 1:
-            step = stage[0]
-            node = ids[step.name]
-            shape = ("{{", "}}") if step.pivot else ("[", "]")
-            lines.append(f'    {node}{shape[0]}"{_label(step)}"{shape[1]}')
+            node = ids[stage[0].name]
+            lines.append(_node(stage[0], node))
             edges.append(f"    {previous} --> {node}")
             previous = node
             continue
@@ -74,16 +94,21 @@ def mermaid(saga: Saga[Any]) -> str:
         edges.extend(f"    {fork} --> {ids[s.name]}" for s in stage)
         edges.extend(f"    {ids[s.name]} --> {join}" for s in stage)
         previous = join
-    lines.append('    succeeded(("succeeded"))')
     edges.append(f"    {previous} --> succeeded")
-    lines.extend(edges)
-    lines.extend(_compensations(saga, ids))
-    lines.append("    classDef pivot stroke-width:4px")
-    lines.append("    classDef undo stroke-dasharray:4 3")
-    pivots = [ids[s.name] for s in saga if s.pivot]
-    if pivots:
-        lines.append(f"    class {','.join(pivots)} pivot")
-    return "\n".join(lines) + "\n"
+
+
+def _graph(
+    saga: Saga[Any], ids: dict[str, str], lines: list[str], edges: list[str]
+) -> None:
+    """A saga declared with ``after``: one node per step, an edge per
+    dependency, from ``start`` to the roots and from the last steps."""
+    graph = saga.graph
+    lines.extend(_node(saga.step(name), ids[name]) for name in graph.order)
+    for name in graph.order:
+        for dep in graph.deps[name] or ("start",):
+            edges.append(f"    {ids.get(dep, dep)} --> {ids[name]}")
+        if not graph.dependents[name]:
+            edges.append(f"    {ids[name]} --> succeeded")
 
 
 def _compensations(saga: Saga[Any], ids: dict[str, str]) -> list[str]:

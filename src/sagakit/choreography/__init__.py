@@ -23,6 +23,10 @@
   timeline per correlation id and flags choreographies that stop moving.
   Give every bus the choreographies its events belong to: a bus records
   progress only for the ones it knows.
+- ``Choreography(..., version=N)`` numbers a choreography's conversation;
+  events carry the version they belong to, and a bus that lacks it reports
+  the event and leaves it to the broker instead of handling it (see
+  :mod:`sagakit.choreography.versions`).
 
 **Fan-out.** Each service consumes one queue of its own (``events.<service>``
 by default). ``start`` writes a route per handled event type, ``(event type,

@@ -38,7 +38,6 @@ from pydantic import BaseModel, ValidationError
 
 from sagakit.choreography.context import (
     CAUSE_HEADER,
-    CHOREOGRAPHY_HEADER,
     SOURCE_HEADER,
     EventContext,
     as_payload,
@@ -49,7 +48,21 @@ from sagakit.choreography.context import (
 from sagakit.choreography.definition import Choreography
 from sagakit.choreography.outbox import StagedPublisher, check_options, new_owner
 from sagakit.choreography.tracker import Tracker
-from sagakit.errors import DefinitionError, DuplicateMessage, SagaError, StoreError
+from sagakit.choreography.versions import (
+    CHOREOGRAPHY_HEADER,
+    FINGERPRINT_HEADER,
+    VERSION_HEADER,
+    Declared,
+    first_refusal,
+    headers_of,
+)
+from sagakit.errors import (
+    DefinitionError,
+    DefinitionUnavailable,
+    DuplicateMessage,
+    SagaError,
+    StoreError,
+)
 from sagakit.messaging.envelope import (
     Envelope,
     MalformedMessage,
@@ -167,11 +180,8 @@ class EventBus:
         self.max_deliveries = max_deliveries
         self._transport = transport
         self._store = None if store is None else _as_event_store(store)
-        self._choreographies: dict[str, Choreography] = {}
-        for choreography in choreographies:
-            if choreography.name in self._choreographies:
-                raise SagaError(f"choreography {choreography.name!r} given twice")
-            self._choreographies[choreography.name] = choreography
+        self.declared = Declared(choreographies)
+        """The choreographies (and versions) this bus's events belong to."""
         self._publishes = _published(service, publishes)
         self._handlers: dict[str, _Handler] = {}
         self._subscription: Subscription | None = None
@@ -258,10 +268,9 @@ class EventBus:
         return 0 if self._publisher is None else self._publisher.published
 
     def choreography_of(self, event_type: str) -> Choreography | None:
-        """The declared choreography this event type belongs to, if any."""
-        return next(
-            (c for c in self._choreographies.values() if event_type in c.events), None
-        )
+        """The declared choreography this event type belongs to, if any (its
+        newest version: the one a new conversation starts on)."""
+        return self.declared.newest_with(event_type)
 
     async def start(self, *, watch: float | None = None, outbox: bool = True) -> None:
         """Register this service's routes and consume its queue until ``stop``;
@@ -313,14 +322,24 @@ class EventBus:
         message_id: str | None = None,
         choreography: str | None = None,
         caused_by: str | None = None,
+        version: int | None = None,
+        fingerprint: str | None = None,
     ) -> Envelope:
-        """The envelope of an event of this service (not sent)."""
-        if choreography is None:
-            declared = self.choreography_of(event_type)
-            choreography = None if declared is None else declared.name
+        """The envelope of an event of this service (not sent). Without
+        ``choreography``, it belongs to the newest version of the declared
+        choreography that has ``event_type``, if any; with it, to that
+        choreography's ``version`` and ``fingerprint`` (those of the event a
+        handler answers)."""
         headers = {SOURCE_HEADER: self.service}
-        if choreography is not None:
+        declared = None if choreography else self.choreography_of(event_type)
+        if declared is not None:
+            headers.update(headers_of(declared))
+        elif choreography is not None:
             headers[CHOREOGRAPHY_HEADER] = choreography
+            if version is not None:
+                headers[VERSION_HEADER] = str(version)
+            if fingerprint is not None:
+                headers[FINGERPRINT_HEADER] = fingerprint
         if caused_by is not None:
             headers[CAUSE_HEADER] = caused_by
         return Envelope(
@@ -465,6 +484,7 @@ class EventBus:
         if stored is not None:
             await self._duplicate(message, stored)
             return
+        await self._check_version(message)
         payload: Any = dict(message.payload)
         if handler.model is not None:
             try:
@@ -501,6 +521,17 @@ class EventBus:
         for event in ctx.outgoing:
             await self._send(event)
 
+    async def _check_version(self, message: Envelope) -> None:
+        """Refuse (``DefinitionUnavailable``: delivered again, then
+        dead-lettered) an event of a choreography version this bus lacks,
+        with a warning and one ``waiting`` timeline line."""
+        why = self.declared.reason(message)
+        if why is None:
+            return
+        if await first_refusal(self.store, self.service, message, why):
+            await self._record(message, EventOutcome.WAITING, why)
+        raise DefinitionUnavailable(f"{self.service}: {message.type}: {why}")
+
     async def _duplicate(self, message: Envelope, stored: bytes | None) -> None:
         self.duplicates += 1
         logger.info(
@@ -521,11 +552,7 @@ class EventBus:
     ) -> None:
         """Add a timeline line (and progress, for a declared choreography)."""
         name = event.headers.get(CHOREOGRAPHY_HEADER)
-        declared = (
-            self._choreographies.get(name) if name else self.choreography_of(event.type)
-        )
-        if declared is not None and event.type not in declared.events:
-            declared = None
+        declared = None if outcome is EventOutcome.WAITING else self.declared.of(event)
         record = EventRecord(
             correlation_id=event.correlation_id,
             choreography=name or (None if declared is None else declared.name),

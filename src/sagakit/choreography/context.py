@@ -10,6 +10,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
 
+from sagakit.choreography.versions import (
+    CHOREOGRAPHY_HEADER,
+    FINGERPRINT_HEADER,
+    version_of,
+)
 from sagakit.errors import DuplicateMessage, SagaError
 from sagakit.messaging.envelope import Envelope
 from sagakit.messaging.handler import payload_dict
@@ -19,7 +24,6 @@ from sagakit.ports.event_store import TransactionalInbox
 if TYPE_CHECKING:
     from sagakit.choreography.bus import EventBus
 
-CHOREOGRAPHY_HEADER = "choreography"
 SOURCE_HEADER = "source"
 CAUSE_HEADER = "caused_by"
 _EVENT_IDS = uuid.UUID("6f1c1f5e-3b7a-4c55-9a43-0d5e0c2b7e11")
@@ -77,6 +81,13 @@ class EventContext:
     def choreography(self) -> str | None:
         return self.message.headers.get(CHOREOGRAPHY_HEADER)
 
+    @property
+    def choreography_version(self) -> int | None:
+        """The version of the choreography this event belongs to (None if it
+        belongs to none): a handler serving several versions tells them apart
+        with it. Events it publishes carry the same version."""
+        return version_of(self.message)
+
     async def publish(self, event_type: str, payload: Any = None) -> Envelope:
         """Queue an event for when the handler returns; returns its envelope.
 
@@ -96,6 +107,8 @@ class EventContext:
             correlation_id=self.correlation_id,
             message_id=uuid.uuid5(_EVENT_IDS, name).hex,
             choreography=self.choreography,
+            version=self.choreography_version,
+            fingerprint=self.message.headers.get(FINGERPRINT_HEADER),
             caused_by=self.message.id,
         )
         self.outgoing.append(event)

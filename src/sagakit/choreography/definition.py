@@ -25,6 +25,11 @@ declaration only tells the tracker what the events mean:
   choreography is **compensated**; until then it is **compensating**;
 - any of them refreshes the deadline: no event within ``timeout`` seconds and
   the tracker flags the choreography **stalled**.
+
+``version`` (default 1) numbers the declaration, and its ``fingerprint``
+covers the flows: see :mod:`sagakit.choreography.versions` for what a
+version means to the services and what they do with an event of a version
+they lack.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+from sagakit.definition.fingerprint import digest
+from sagakit.definition.versions import check_version
 from sagakit.errors import DefinitionError
 from sagakit.ports.event_store import ChoreographyStatus, Progress
 
@@ -49,13 +56,20 @@ class Flow:
 
 
 class Choreography:
-    """A named sequence of :class:`Flow` steps and its progress timeout."""
+    """A named sequence of :class:`Flow` steps, its progress timeout and its
+    ``version`` (default 1)."""
 
     def __init__(
-        self, name: str, steps: Sequence[Flow], *, timeout: float = 60.0
+        self,
+        name: str,
+        steps: Sequence[Flow],
+        *,
+        timeout: float = 60.0,
+        version: int = 1,
     ) -> None:
         if not name:
             raise DefinitionError("a choreography needs a name")
+        self.version = check_version(f"choreography {name!r}", version)
         if not steps:
             raise DefinitionError(f"choreography {name!r} has no steps")
         if not timeout > 0:
@@ -116,9 +130,18 @@ class Choreography:
         return ChoreographyStatus.IN_PROGRESS
 
     @cached_property
+    def fingerprint(self) -> str:
+        """The structural fingerprint of the flows: each step's forward,
+        compensating and failure events, in order (not the timeout)."""
+        return digest([[f.event, f.compensated_by, f.failed_by] for f in self.steps])
+
+    @cached_property
     def progress(self) -> Progress:
         """What the event store needs to track this choreography."""
-        return Progress(self.name, self.timeout, self.status)
+        return Progress(
+            self.name, self.timeout, self.status, self.version, self.fingerprint
+        )
 
     def __repr__(self) -> str:
-        return f"Choreography({self.name!r}, {len(self.steps)} steps)"
+        version = f" v{self.version}" if self.version != 1 else ""
+        return f"Choreography({self.name!r}{version}, {len(self.steps)} steps)"

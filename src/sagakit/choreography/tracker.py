@@ -13,6 +13,7 @@ for each; a later event of the choreography sets its status again.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from sagakit.choreography.definition import Choreography
 from sagakit.errors import SagaError, StoreError
@@ -74,14 +75,7 @@ class Tracker:
         if tracked is None:
             return None
         if tracked.status in _ACTIVE and tracked.deadline < self.clock.now():
-            return TrackedChoreography(
-                correlation_id=tracked.correlation_id,
-                name=tracked.name,
-                status=ChoreographyStatus.STALLED,
-                started_at=tracked.started_at,
-                updated_at=tracked.updated_at,
-                deadline=tracked.deadline,
-            )
+            return replace(tracked, status=ChoreographyStatus.STALLED)
         return tracked
 
     async def status(self, correlation_id: str) -> ChoreographyStatus | None:

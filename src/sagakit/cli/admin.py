@@ -42,6 +42,8 @@ T = TypeVar("T")
 
 BULK_LIMIT = 100
 STATUSES = tuple(s.value for s in SagaStatus)
+WAITING = "waiting"
+LIST_STATUSES = (*STATUSES, WAITING)
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 
@@ -190,7 +192,9 @@ def _add_list(app: typer.Typer, out: Console) -> None:
             typer.Option(
                 "--status",
                 metavar="STATUS",
-                help=f"Only this status: {', '.join(STATUSES)}",
+                help=f"Only this status: {', '.join(LIST_STATUSES)} (waiting: "
+                "unfinished, its definition version not registered where it "
+                "was looked at)",
             ),
         ] = None,
         saga: Annotated[
@@ -208,11 +212,13 @@ def _add_list(app: typer.Typer, out: Console) -> None:
     ) -> None:
         """List sagas, newest first."""
         wanted: SagaStatus | None = None
-        if status is not None:
+        waiting = status is not None and status.lower() == WAITING
+        if status is not None and not waiting:
             try:
                 wanted = SagaStatus(status.lower())
             except ValueError:
-                fail(f"invalid --status {status!r}: use one of {', '.join(STATUSES)}")
+                known = ", ".join(LIST_STATUSES)
+                fail(f"invalid --status {status!r}: use one of {known}")
         _positive("--limit", limit)
         age: float | None = None
         if older_than is not None:
@@ -224,7 +230,12 @@ def _add_list(app: typer.Typer, out: Console) -> None:
         records = _with_store(
             ctx,
             lambda store: admin.list_sagas(
-                store, status=wanted, saga=saga, older_than=age, limit=limit
+                store,
+                status=wanted,
+                saga=saga,
+                older_than=age,
+                limit=limit,
+                waiting=waiting,
             ),
         )
         out.print(render.sagas_table(records, time.time()))

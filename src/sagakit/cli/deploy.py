@@ -2,15 +2,22 @@
 strand a live instance? And ``sagakit migrate-instances MODULE[:ATTR]``,
 which applies the migrations they declare.
 
-deploy-check is read-only: it opens the store without migrating it and never creates a
-database (a SQLite file that does not exist is an error). Exit status: 0 when
-every live instance can continue or be migrated, 1 when some must drain on
-their old version first, 2 with a one-line reason on bad input.
+deploy-check judges the sagas, workflow apps and choreographies MODULE
+defines (those of its event buses too). Live saga instances are judged
+always; workflow instances when MODULE defines at least one workflow app
+(an app it lacks then strands its instances); choreographies only under the
+names MODULE declares (a service that does not declare one handles its
+events without a version check). It is read-only: it opens the store
+without migrating it and never creates a database (a SQLite file that does
+not exist is an error). Exit status: 0 when every live instance can
+continue or be migrated, 1 when some must drain on their old version first,
+2 with a one-line reason on bad input.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,22 +26,35 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sagakit.adapters.store import applied_migrations, database_url, open_store_async
-from sagakit.adapters.store.database import is_postgres, sqlite_path
+from sagakit.adapters.store import (
+    applied_migrations,
+    database_url,
+    event_store_for,
+    open_store_async,
+    workflow_store_for,
+)
+from sagakit.adapters.store.database import WORKFLOW_MIGRATION, is_postgres, sqlite_path
+from sagakit.choreography import versions as choreography_versions
 from sagakit.cli.admin import operator_name
 from sagakit.cli.common import SagasArgument, db_of, err, fail, sagas_or_fail
+from sagakit.cli.loader import Definitions, LoadError, load_definitions
 from sagakit.definition.saga import Saga
 from sagakit.engine.state import SagaStatus
 from sagakit.errors import SagaError
+from sagakit.ports.event_store import LiveChoreographies
 from sagakit.ports.store import SagaStore
+from sagakit.ports.workflow_store import LiveWorkflows
 from sagakit.runtime import loop as event_loop
 from sagakit.runtime.clock import SystemClock
-from sagakit.runtime.deploy import DeployPlan, LiveCounts, deploy_plan
+from sagakit.runtime.deploy import DeployPlan, DeployRow, LiveCounts, deploy_plan
 from sagakit.runtime.migrate import migratable, migrate_instance
 from sagakit.runtime.registry import Registry
+from sagakit.workflow import versions as workflow_versions
 
 VERSIONS_MIGRATION = 8
 """The schema migration that records each instance's definition version."""
+CHOREOGRAPHY_MIGRATION = 5
+"""The schema migration that creates the choreography tables."""
 
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Only say what would move.")
@@ -58,19 +78,48 @@ def existing_database(url: str | None) -> str:
     return target
 
 
-async def live_counts(target: str, sagas: list[Saga[Any]]) -> LiveCounts:
-    """Unfinished instances by saga, version and fingerprint, read as the
-    store is (a schema from before versions: all are v1 of unknown shape)."""
+@dataclass(slots=True)
+class Live:
+    """Unfinished instances of each kind, by definition."""
+
+    sagas: LiveCounts
+    workflows: LiveWorkflows
+    choreographies: LiveChoreographies
+
+
+async def live_counts(target: str, sagas: list[Saga[Any]]) -> Live:
+    """Unfinished instances by kind, name, version and fingerprint, read as
+    the store is (a schema from before versions: all are v1 of unknown
+    shape; one without workflow or choreography tables: none of those)."""
     store = await open_store_async(target, migrate=False)
     try:
         applied = await applied_migrations(store)
-        if target != "memory://" and not applied:
-            return {}  # sagakit never wrote here: nothing is live
-        if target == "memory://" or VERSIONS_MIGRATION in applied:
-            return await store.live_definitions()
-        return await _counts_before_versions(store, sagas)
+        if target == "memory://" or not applied:
+            return Live({}, {}, {})  # sagakit never wrote here: nothing is live
+        if VERSIONS_MIGRATION in applied:
+            sagas_live: LiveCounts = await store.live_definitions()
+        else:
+            sagas_live = await _counts_before_versions(store, sagas)
+        workflows: LiveWorkflows = {}
+        if WORKFLOW_MIGRATION in applied:
+            workflows = await workflow_store_for(store).live_workflows()
+        choreographies: LiveChoreographies = {}
+        if CHOREOGRAPHY_MIGRATION in applied:
+            choreographies = await event_store_for(store).live_choreographies()
+        return Live(sagas_live, workflows, choreographies)
     finally:
         await store.close()
+
+
+def plan_of(code: Definitions, live: Live) -> DeployPlan:
+    """The verdicts on every live instance if ``code`` were deployed."""
+    plan = deploy_plan(code.sagas, live.sagas)
+    if code.workflows:
+        plan.workflows = workflow_versions.deploy_rows(code.workflows, live.workflows)
+    plan.choreographies = choreography_versions.deploy_rows(
+        code.choreographies, live.choreographies
+    )
+    return plan
 
 
 async def _counts_before_versions(
@@ -90,21 +139,32 @@ async def _counts_before_versions(
     return counts
 
 
-def plan_table(plan: DeployPlan) -> Table:
-    table = Table(title="live instances per saga version", title_justify="left")
-    for column in ("saga", "version", "live", "continue", "migrate", "drain"):
-        justify = "left" if column == "saga" else "right"
+def plan_table(rows: list[DeployRow], kind: str, title: str) -> Table:
+    """One kind's rows: ``kind`` names the first column (saga, app...)."""
+    table = Table(title=f"live instances per {title} version", title_justify="left")
+    for column in (kind, "version", "live", "continue", "migrate", "drain"):
+        justify = "left" if column == kind else "right"
         table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     table.add_column("why", overflow="fold")
-    for row in plan.rows:
+    for row in rows:
         counts = [
             Text(str(n), style=_STYLES[verdict] if n else "dim")
             for verdict, n in row.counts.items()
         ]
         table.add_row(
-            row.saga, f"v{row.version}", str(row.live), *counts, "; ".join(row.reasons)
+            row.name, f"v{row.version}", str(row.live), *counts, "; ".join(row.reasons)
         )
     return table
+
+
+def plan_tables(plan: DeployPlan) -> list[Table]:
+    """A table per kind that has live instances."""
+    kinds = (
+        (plan.rows, "saga", "saga"),
+        (plan.workflows, "app", "workflow app"),
+        (plan.choreographies, "choreography", "choreography"),
+    )
+    return [plan_table(rows, kind, title) for rows, kind, title in kinds if rows]
 
 
 async def migrate_instances(
@@ -171,22 +231,24 @@ def _add_deploy_check(app: typer.Typer, out: Console) -> None:
     def check(
         ctx: typer.Context, target: SagasArgument, as_json: JsonOption = False
     ) -> None:
-        """Compare the definitions in MODULE with the live instances in the
-        store: exit 1 if deploying them would strand an instance (it must
-        drain on its old version first), 0 otherwise. Read-only."""
-        sagas = sagas_or_fail(target)
+        """Compare the sagas, workflow apps and choreographies in MODULE with
+        the live instances in the store: exit 1 if deploying them would
+        strand an instance (it must drain on its old version first), 0
+        otherwise. Read-only."""
         try:
-            target = existing_database(db_of(ctx))
-            live = event_loop.run(live_counts(target, sagas))
-        except SagaError as exc:
+            code = load_definitions(target)
+            url = existing_database(db_of(ctx))
+            live = event_loop.run(live_counts(url, code.sagas))
+            plan = plan_of(code, live)
+        except (LoadError, SagaError) as exc:
             fail(str(exc))
-        plan = deploy_plan(sagas, live)
         if as_json:
             typer.echo(json.dumps(plan.to_json(), indent=2))
-        elif not plan.rows:
+        elif not plan.every_row:
             out.print("no live instances: nothing to strand")
         else:
-            out.print(plan_table(plan))
+            for table in plan_tables(plan):
+                out.print(table)
             verdict = (
                 "safe to deploy"
                 if plan.safe

@@ -1,15 +1,20 @@
-"""Load saga definitions named on the command line as ``module`` or ``module:attr``."""
+"""Load definitions named on the command line as ``module`` or ``module:attr``:
+sagas, participants, and (for ``deploy-check``) workflow apps and
+choreographies too."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sagakit.choreography import Choreography, EventBus
 from sagakit.definition.saga import Saga
 from sagakit.participant.service import Participant
+from sagakit.workflow import WorkflowApp
 
 
 class LoadError(Exception):
@@ -81,4 +86,55 @@ def load_sagas(target: str) -> list[Saga[Any]]:
             return items
     raise LoadError(
         f"{target!r} is {type(value).__name__}, not a Saga or a list of them"
+    )
+
+
+@dataclass(slots=True)
+class Definitions:
+    """What a module defines that has versions: sagas, workflow apps and
+    choreographies (those of its event buses included)."""
+
+    sagas: list[Saga[Any]] = field(default_factory=list)
+    workflows: list[WorkflowApp] = field(default_factory=list)
+    choreographies: list[Choreography] = field(default_factory=list)
+
+    def add(self, value: object) -> bool:
+        """Keep ``value`` if it is one of those (or an event bus); False if not."""
+        if isinstance(value, Saga):
+            self.sagas.append(value)
+        elif isinstance(value, WorkflowApp):
+            self.workflows.append(value)
+        elif isinstance(value, Choreography):
+            self.choreographies.append(value)
+        elif isinstance(value, EventBus):
+            self.choreographies.extend(value.declared.all())
+        else:
+            return False
+        return True
+
+
+def load_definitions(target: str) -> Definitions:
+    """``pkg.mod`` -> every Saga, WorkflowApp, Choreography and EventBus (its
+    choreographies) defined at module level; ``pkg.mod:name`` -> that one, or
+    those of that list/tuple."""
+    module, attr = _import(target)
+    found = Definitions()
+    if not attr:
+        kept = [found.add(v) for v in vars(module).values()]
+        if not any(kept):
+            raise LoadError(
+                f"module {module.__name__!r} defines no Saga, WorkflowApp, "
+                "Choreography or EventBus"
+            )
+        return found
+    value = _attribute(module, attr)
+    if found.add(value):
+        return found
+    if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
+        items = list(value)
+        if items and all([found.add(v) for v in items]):
+            return found
+    raise LoadError(
+        f"{target!r} is {type(value).__name__}, not a Saga, WorkflowApp, "
+        "Choreography or EventBus, or a list of them"
     )

@@ -50,6 +50,7 @@ from sagakit.examples.trip import fully_booked_trip, happy_trip, trip_saga
 from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
 from sagakit.runtime import Orchestrator, Worker
 from sagakit.runtime import loop as event_loop
+from sagakit.runtime.migrate import LeftWaiting
 
 T = TypeVar("T")
 
@@ -316,20 +317,24 @@ def recover(
     target: SagasArgument,
 ) -> None:
     """Resume the unfinished sagas of these definitions whose owner is gone
-    (lease expired, or a dead process on this host), and wait for them."""
+    (lease expired, or a dead process on this host), and wait for them; say
+    how many are left waiting for a definition version, and why."""
     sagas = sagas_or_fail(target)
 
-    async def work(store: SagaStore) -> list[SagaRecord]:
+    async def work(store: SagaStore) -> tuple[list[SagaRecord], list[LeftWaiting]]:
         orchestrator = Orchestrator(store, sagas)
         resumed = await orchestrator.recover()
         await orchestrator.drain()  # paused sagas stay paused, and released
         await orchestrator.stop_driving()
-        return [await store.get(saga_id) for saga_id in resumed]
+        records = [await store.get(saga_id) for saga_id in resumed]
+        return records, await orchestrator.waiting()
 
-    records = with_store(settings_of(ctx), work)
+    records, waiting = with_store(settings_of(ctx), work)
     out.print(f"resumed {len(records)} saga(s)")
     if records:
         out.print(render.sagas_table(records, time.time()))
+    for left in waiting:
+        out.print(str(left), markup=False, highlight=False)
 
 
 @app.command()

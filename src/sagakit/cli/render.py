@@ -31,13 +31,17 @@ from sagakit.views.format import (
     compact_json,
     compensated_steps,
     definition_label,
+    definition_shape,
     local_time,
     milliseconds,
     relative,
+    result_text,
     short_error,
     status_label,
+    step_results,
     timer,
     total_duration,
+    workflow_status_label,
 )
 
 STATUS_STYLES: dict[str, str] = {
@@ -65,6 +69,7 @@ _KIND_STYLES = {
     "compensation": "magenta",
     "cancel": "yellow",
 }
+_EVENT_DETAIL_STYLES = {"failed": "red", "waiting": "yellow"}
 
 
 def styled(outcome: str) -> Text:
@@ -114,8 +119,7 @@ def saga_header(record: SagaRecord) -> Table:
     grid.add_row("status", styled(status_label(record)))
     if record.waiting is not None and not record.status.terminal:
         grid.add_row("waiting", Text(record.waiting, style="bold yellow"))
-    fingerprint = record.fingerprint or "unknown"
-    grid.add_row("definition", f"{definition_label(record)} (shape {fingerprint})")
+    grid.add_row("definition", definition_shape(record))
     grid.add_row("created", local_time(record.created_at))
     label = "duration" if record.status.terminal else "running for"
     grid.add_row(label, f"{milliseconds(total_duration(record))} ms")
@@ -131,6 +135,17 @@ def saga_header(record: SagaRecord) -> Table:
         label = "compensation error" if len(failures) == 1 else f"undo {step} error"
         grid.add_row(label, Text(short_error(error), style="bold red"))
     return grid
+
+
+def steps_table(record: SagaRecord) -> Table:
+    """Each step of the saga, its status and its recorded result."""
+    table = Table(title="steps", title_justify="left")
+    table.add_column("step", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("result", overflow="fold")
+    for name, status, result in step_results(record):
+        table.add_row(name, styled(status), clip(result_text(result)))
+    return table
 
 
 def timeline_table(record: SagaRecord, history: Sequence[HistoryEntry]) -> Table:
@@ -185,8 +200,14 @@ def summary(record: SagaRecord, history: Sequence[HistoryEntry]) -> Text:
 
 
 def saga_report(record: SagaRecord, history: Sequence[HistoryEntry]) -> RenderableType:
-    """Header and timeline, as ``sagakit show`` prints them."""
-    return Group(saga_header(record), Text(""), timeline_table(record, history))
+    """Header, steps and timeline, as ``sagakit show`` prints them."""
+    return Group(
+        saga_header(record),
+        Text(""),
+        steps_table(record),
+        Text(""),
+        timeline_table(record, history),
+    )
 
 
 def choreography_report(
@@ -204,6 +225,11 @@ def choreography_report(
     grid.add_row("choreography", name)
     grid.add_row("correlation id", correlation_id)
     if tracked is not None:
+        shape = tracked.fingerprint or "unknown"
+        grid.add_row(
+            "definition",
+            f"{tracked.name} v{tracked.definition_version} (shape {shape})",
+        )
         grid.add_row("status", styled(tracked.status.value))
         grid.add_row("started", local_time(tracked.started_at))
         grid.add_row("last progress", local_time(tracked.updated_at))
@@ -225,7 +251,7 @@ def choreography_report(
             r.event_type,
             styled(r.outcome.value),
             r.message_id,
-            Text(clip(r.detail or ""), style="red" if r.outcome == "failed" else ""),
+            Text(clip(r.detail or ""), style=_EVENT_DETAIL_STYLES.get(r.outcome, "")),
         )
     return Group(grid, Text(""), table)
 
@@ -272,8 +298,8 @@ def workflows_table(
     for r in records:
         table.add_row(
             r.instance_id,
-            r.app,
-            styled("waiting" if r.waiting else r.status.value),
+            r.app if r.definition_version == 1 else definition_label(r),
+            styled(workflow_status_label(r)),
             r.step or "",
             timer(r, now),
             relative(r.updated_at, now),
@@ -288,7 +314,8 @@ def workflow_header(record: WorkflowRecord, now: float) -> Table:
     grid.add_column(overflow="fold")
     grid.add_row("app", record.app)
     grid.add_row("id", record.instance_id)
-    grid.add_row("status", styled("waiting" if record.waiting else record.status.value))
+    grid.add_row("status", styled(workflow_status_label(record)))
+    grid.add_row("definition", definition_shape(record))
     grid.add_row("created", local_time(record.created_at))
     updated = f"{local_time(record.updated_at)} ({relative(record.updated_at, now)})"
     grid.add_row("updated", updated)
@@ -340,13 +367,19 @@ def workflow_history_table(history: Sequence[WorkflowHistoryEntry]) -> Table:
 def workflow_report(
     record: WorkflowRecord, history: Sequence[WorkflowHistoryEntry], now: float
 ) -> RenderableType:
-    """Header, state and history, as ``sagakit workflows show`` prints them."""
-    state = json.dumps(record.state, indent=2, ensure_ascii=False, sort_keys=True)
-    return Group(
-        workflow_header(record, now),
-        Text(""),
+    """Header, result (of a succeeded instance), state and history, as
+    ``sagakit workflows show`` prints them."""
+    parts: list[RenderableType] = [workflow_header(record, now), Text("")]
+    if record.status is WorkflowStatus.SUCCEEDED:
+        parts += [Text("result", style="bold"), Text(_pretty(record.result)), Text("")]
+    parts += [
         Text("state", style="bold"),
-        Text(state),
+        Text(_pretty(record.state)),
         Text(""),
         workflow_history_table(history),
-    )
+    ]
+    return Group(*parts)
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)

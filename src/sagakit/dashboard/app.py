@@ -140,6 +140,7 @@ class Views:
                 "record": record,
                 "facts": views.header(record),
                 "summary": views.summary(record, history),
+                "steps": views.steps(record),
                 "timeline": views.timeline(record, history),
                 "context_json": views.pretty_json(record.context),
                 "state": record.state,
@@ -189,6 +190,7 @@ class Views:
             views.record_json(record)
             | {
                 "context": record.context,
+                "steps": views.steps_json(record),
                 "history": [views.history_json(h) for h in history],
             }
         )

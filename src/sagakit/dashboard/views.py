@@ -22,8 +22,10 @@ from sagakit.views.format import (
     definition_label,
     local_time,
     milliseconds,
+    result_text,
     short_error,
     status_label,
+    step_results,
     total_duration,
 )
 
@@ -230,6 +232,32 @@ def timeline(record: SagaRecord, history: Sequence[HistoryEntry]) -> list[Timeli
             )
         )
     return lines
+
+
+@dataclass(frozen=True, slots=True)
+class StepLine:
+    """One step of the saga: its status and recorded result."""
+
+    step: str
+    status: str
+    result: str
+    full_result: str
+
+
+def steps(record: SagaRecord) -> list[StepLine]:
+    lines = []
+    for name, status, result in step_results(record):
+        full = result_text(result)
+        lines.append(StepLine(name, status, clip(full), full))
+    return lines
+
+
+def steps_json(record: SagaRecord) -> dict[str, Any]:
+    """Each step's status and result, as the JSON API returns them."""
+    return {
+        name: {"status": status, "result": result}
+        for name, status, result in step_results(record)
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,9 +41,12 @@ from sagakit.views.format import (
     WORKFLOW_STEP_LABELS,
     clip,
     compact_json,
+    definition_label,
+    definition_shape,
     local_time,
     relative,
     timer,
+    workflow_status_label,
 )
 
 WORKFLOW_STATUSES: tuple[str, ...] = tuple(s.value for s in WorkflowStatus)
@@ -114,8 +117,8 @@ def rows(
         WorkflowRow(
             url=workflow_url(request, r.app, r.instance_id),
             instance_id=r.instance_id,
-            app=r.app,
-            status="waiting" if r.waiting else r.status.value,
+            app=r.app if r.definition_version == 1 else definition_label(r),
+            status=workflow_status_label(r),
             step=r.step or "",
             due=timer(r, now),
             updated=relative(r.updated_at, now),
@@ -128,11 +131,12 @@ def rows(
 def facts(record: WorkflowRecord, now: float) -> list[Fact]:
     """What ``sagakit workflows show`` puts above the state and history."""
     status = record.status
-    shown_status = "waiting" if record.waiting else status.value
+    shown_status = workflow_status_label(record)
     shown = [
         Fact("app", record.app),
         Fact("id", record.instance_id, "mono"),
         Fact("status", shown_status, f"status {shown_status}"),
+        Fact("definition", definition_shape(record), "mono"),
         Fact("created", local_time(record.created_at)),
         Fact(
             "updated",
@@ -190,11 +194,11 @@ def history_lines(history: Sequence[WorkflowHistoryEntry]) -> list[HistoryLine]:
 
 
 def record_json(record: WorkflowRecord, *, full: bool = False) -> dict[str, Any]:
-    """An instance as the JSON API returns it: every stored field, the input
-    and state only when ``full``."""
+    """An instance as the JSON API returns it: every stored field, the input,
+    state and result only when ``full``."""
     data = asdict(record)
     if not full:
-        del data["input"], data["state"]
+        del data["input"], data["state"], data["result"]
     return data
 
 
@@ -264,11 +268,15 @@ class WorkflowViews:
             {
                 "section": SECTION,
                 "record": record,
+                "shown_status": workflow_status_label(record),
                 "facts": facts(record, self.clock.now()),
                 "call_input": None
                 if record.step is None
                 else pretty_json(record.input),
                 "state_json": pretty_json(record.state),
+                "result_json": pretty_json(record.result)
+                if record.status is WorkflowStatus.SUCCEEDED
+                else None,
                 "history": history_lines(history),
                 "workflow_url": workflow_url(request, record.app, record.instance_id),
             },

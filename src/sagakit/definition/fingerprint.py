@@ -9,7 +9,8 @@ way, so an instance started on one can finish on the other. What is in it:
   and ``compensate_on_failure``;
 - for a remote action or compensation: the command name, the queue, the
   JSON schema of the reply model and of the payload builder's return
-  annotation when it names a pydantic model; ``awaited=False`` too.
+  annotation when it names a pydantic model; ``awaited=False`` too;
+- the JSON schema of a local step's ``output`` model, when it declares one.
 
 For a graph (a step declares ``after``), each step's dependencies too; a
 step of a ``fail_fast`` parallel group says so; a saga whose compensation
@@ -63,6 +64,13 @@ def fingerprint(
     ]
     if on_compensation_failure != "stop":
         shape = {"stages": shape, "on_compensation_failure": on_compensation_failure}
+    return digest(shape)
+
+
+def digest(shape: Any) -> str:
+    """The fingerprint of any JSON ``shape``: SHA-256 of its canonical JSON
+    (sorted keys, no spaces), cut to :data:`FINGERPRINT_LENGTH` hex digits.
+    Workflow apps and choreographies fingerprint their shapes with it too."""
     text = json.dumps(shape, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:FINGERPRINT_LENGTH]
 
@@ -81,6 +89,8 @@ def _step(
         "compensation": None if step.compensate is None else _callee(step.compensate),
         "compensate_on_failure": step.compensate_on_failure,
     }
+    if step.output is not None:  # absent otherwise: older shapes hash the same
+        out["output"] = _schema(step.output)
     if deps is not None:
         out["after"] = sorted(deps[step.name])
     if step.name in fail_fast:
@@ -117,17 +127,18 @@ def _returned_model(fn: Callable[..., Any] | None) -> type[BaseModel] | None:
 def _schema(model: type[BaseModel] | None) -> Any:
     if model is None:
         return None
-    return _structural(model.model_json_schema())
+    return structural(model.model_json_schema())
 
 
-def _structural(node: Any) -> Any:
-    """``node`` without the words (titles, descriptions) a docstring changes."""
+def structural(node: Any) -> Any:
+    """A JSON schema ``node`` without the words (titles, descriptions) a
+    docstring changes: what is left is its shape."""
     if isinstance(node, dict):
         return {
-            key: _structural(value)
+            key: structural(value)
             for key, value in node.items()
             if not (key in ("title", "description") and isinstance(value, str))
         }
     if isinstance(node, list):
-        return [_structural(value) for value in node]
+        return [structural(value) for value in node]
     return node

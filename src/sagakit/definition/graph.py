@@ -51,6 +51,9 @@ class Graph:
     """The fail-fast group of each step that is in one."""
     explicit: bool
     """Some step declares ``after``: the shape is not a plain list of stages."""
+    linear: bool = False
+    """A single chain: one root, and every step has at most one dependency
+    and one dependent."""
 
     def layers(self, steps: Sequence[Step]) -> tuple[tuple[Step, ...], ...]:
         """``steps`` (in definition order) grouped by level: the stages a
@@ -117,6 +120,9 @@ def build(
         roots=tuple(n for n in order if not deps[n]),
         fail_fast=fail_fast,
         explicit=explicit,
+        linear=sum(not d for d in deps.values()) == 1
+        and all(len(d) <= 1 for d in deps.values())
+        and all(len(d) <= 1 for d in dependents.values()),
     )
 
 

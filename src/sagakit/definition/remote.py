@@ -39,8 +39,9 @@ class Remote:
     ``command`` is the message type, ``service.action``; it goes to ``queue``
     (by default the ``service`` part). ``payload`` builds the command body from
     the saga context (and, for a compensation, the step's recorded result):
-    a pydantic model or a dict. ``reply`` validates a successful reply's
-    payload, which becomes the step result.
+    a pydantic model or a dict; declaring a parameter named ``results`` gives
+    it the results of earlier steps. ``reply`` validates a successful reply's
+    payload, which becomes the step result (it is the step's output model).
 
     ``awaited=False`` (compensations only) sends the command without a
     ``reply_to`` and waits for nothing: the compensation counts as
@@ -56,7 +57,8 @@ class Remote:
     rolled back as usual): typically ``Remote("kitchen.cancel_ticket")``, so
     that a participant that finishes late can undo its work. It is fire and
     forget, sent once per timed-out attempt, and names the step and the
-    attempt it cancels; its ``payload`` builder takes ``(ctx)``.
+    attempt it cancels; its ``payload`` builder takes ``(ctx)`` (and
+    ``results``, like any payload builder).
     """
 
     command: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sagakit.errors import DefinitionError
+from sagakit.errors import DefinitionError, FatalError
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +16,7 @@ class RetryPolicy:
     ``min(max_backoff, backoff * multiplier ** (n - 1))``, shortened by a random
     share of up to ``jitter`` (0 = exact, 1 = anywhere between 0 and the delay).
     An error retries when it is an instance of ``retry_on`` and not of
-    ``give_up_on``.
+    ``give_up_on``; a :class:`~sagakit.errors.FatalError` never does.
     """
 
     attempts: int = 1
@@ -56,7 +56,7 @@ class RetryPolicy:
     def retries(self, error: BaseException) -> bool:
         """Whether this kind of error is worth another attempt (budget aside)."""
         return isinstance(error, self.retry_on) and not isinstance(
-            error, self.give_up_on
+            error, (FatalError, *self.give_up_on)
         )
 
     def delay(self, failed_attempt: int, jitter_sample: float) -> float:

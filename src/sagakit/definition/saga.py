@@ -24,6 +24,8 @@ from sagakit.definition.remote import (
     check_step_remotes,
 )
 from sagakit.definition.retry import COMPENSATION_RETRY, NO_RETRY, RetryPolicy
+from sagakit.definition.signature import UNKNOWN, CallShape, checked_shape
+from sagakit.definition.versions import check_version
 from sagakit.errors import DefinitionError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,99}$")
@@ -48,40 +50,20 @@ def _check_name(kind: str, name: object) -> str:
     return name
 
 
-def _positional_arity(fn: Callable[..., Any]) -> tuple[int, int] | None:
-    """(required, maximum) positional parameters, or None if not introspectable."""
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return None
-    required = maximum = 0
-    for p in sig.parameters.values():
-        if p.kind is p.VAR_POSITIONAL:
-            return (required, 1 << 16)
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            maximum += 1
-            if p.default is p.empty:
-                required += 1
-        elif p.kind is p.KEYWORD_ONLY and p.default is p.empty:
-            return (1 << 16, 0)  # cannot be called positionally at all
-    return (required, maximum)
-
-
-def _accepts(fn: Callable[..., Any], n: int) -> bool | None:
-    arity = _positional_arity(fn)
-    if arity is None:
-        return None
-    required, maximum = arity
-    return required <= n <= maximum
-
-
 @dataclass(frozen=True, slots=True)
 class Step:
     """One local step: an action and, optionally, the compensation that undoes it.
 
     ``action(ctx)`` may be a function or a coroutine function; its return value
     (JSON-able) is recorded as the step result. ``compensate(ctx)`` or
-    ``compensate(ctx, result)`` undoes a completed action.
+    ``compensate(ctx, result)`` undoes a completed action. With
+    ``output=Model`` the action's return value must validate as ``Model`` (a
+    mismatch fails the attempt, never retried); its JSON form is recorded.
+
+    Any action, compensation or ``Remote`` payload builder that declares a
+    parameter named ``results`` gets, by keyword, a
+    :class:`~sagakit.engine.results.Results`: the results of the steps that
+    completed before the call, e.g. ``results.get("reserve", Reserved)``.
 
     ``pivot=True`` marks the point of no return: once the pivot succeeds, later
     failures are not compensated; later steps must be retriable and have no
@@ -114,41 +96,22 @@ class Step:
     compensate_on_failure: bool = False
     blocking: bool = True
     compensation_takes_result: bool = field(default=False, init=False, compare=False)
+    output: type[BaseModel] | None = None
+    action_wants_results: bool = field(default=False, init=False, compare=False)
+    """The action (or its payload builder) declares a ``results`` parameter."""
+    compensation_wants_results: bool = field(default=False, init=False, compare=False)
+    """The compensation (or its payload builder) declares ``results``."""
     after: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _check_name("Step", self.name)
         self._check_after()
-        if isinstance(self.action, Remote):
-            self._check_payload(self.action, 1, "action")
-        elif not callable(self.action):
-            raise DefinitionError(f"step {self.name!r}: action must be callable")
-        elif _accepts(self.action, 1) is False:
-            raise DefinitionError(
-                f"step {self.name!r}: action must take exactly one positional argument "
-                "(the saga context)"
-            )
-        if isinstance(self.compensate, Remote):
-            self._check_payload(self.compensate, 2, "compensation")
-            if self.compensate.payload is not None:
-                takes_result = bool(_accepts(self.compensate.payload, 2))
-                object.__setattr__(self, "compensation_takes_result", takes_result)
-        elif self.compensate is not None:
-            if not callable(self.compensate):
-                raise DefinitionError(
-                    f"step {self.name!r}: compensate must be callable"
-                )
-            one, two = _accepts(self.compensate, 1), _accepts(self.compensate, 2)
-            if one is False and two is False:
-                raise DefinitionError(
-                    f"step {self.name!r}: compensate must take (ctx) or (ctx, result)"
-                )
-            object.__setattr__(self, "compensation_takes_result", bool(two))
+        self._check_calls()
         check_step_remotes(
             self.name, self.action, self.compensate, self.compensation_timeout
         )
         if isinstance(self.action, Remote) and self.action.on_timeout is not None:
-            self._check_payload(self.action.on_timeout, 1, "on_timeout")
+            self._payload_shape(self.action.on_timeout, "on_timeout", (1,))
         for attr in ("timeout", "compensation_timeout"):
             value = getattr(self, attr)
             if value is not None and (
@@ -188,6 +151,7 @@ class Step:
             raise DefinitionError(
                 f"step {self.name!r}: compensate_on_failure=True needs a compensation"
             )
+        self._check_output()
 
     def _check_after(self) -> None:
         after: object = self.after
@@ -214,16 +178,53 @@ class Step:
             )
         object.__setattr__(self, "after", names)
 
-    def _check_payload(self, remote: Remote, most: int, what: str) -> None:
-        if remote.payload is None:
+    def _check_output(self) -> None:
+        if self.output is None:
             return
-        if _accepts(remote.payload, 1) is False and (
-            most == 1 or _accepts(remote.payload, 2) is False
-        ):
-            shape = "(ctx)" if most == 1 else "(ctx) or (ctx, result)"
+        if not (isinstance(self.output, type) and issubclass(self.output, BaseModel)):
             raise DefinitionError(
-                f"step {self.name!r}: the {what} payload builder must take {shape}"
+                f"step {self.name!r}: output must be a pydantic model class, "
+                f"got {self.output!r}"
             )
+        if isinstance(self.action, Remote):
+            raise DefinitionError(
+                f"step {self.name!r}: the output of a remote step is its reply; "
+                f"declare it as Remote({self.action.command!r}, reply=...)"
+            )
+
+    def _check_calls(self) -> None:
+        """Check that the runtime can call the action, the compensation and
+        their payload builders, and note which ones take what."""
+        action, compensate = self.action, self.compensate
+        if isinstance(action, Remote):
+            shape = self._payload_shape(action, "action", (1,))
+        elif not callable(action):
+            raise DefinitionError(f"step {self.name!r}: action must be callable")
+        else:
+            rule = "action must take exactly one positional argument (the saga context)"
+            shape = checked_shape(self.name, action, (1,), rule)
+        object.__setattr__(self, "action_wants_results", shape.results)
+        if compensate is None:
+            return
+        if isinstance(compensate, Remote):
+            shape = self._payload_shape(compensate, "compensation", (2, 1))
+        elif not callable(compensate):
+            raise DefinitionError(f"step {self.name!r}: compensate must be callable")
+        else:
+            rule = "compensate must take (ctx) or (ctx, result)"
+            shape = checked_shape(self.name, compensate, (2, 1), rule)
+        takes_result = shape.known and shape.accepts(2)
+        object.__setattr__(self, "compensation_takes_result", takes_result)
+        object.__setattr__(self, "compensation_wants_results", shape.results)
+
+    def _payload_shape(
+        self, remote: Remote, what: str, counts: tuple[int, ...]
+    ) -> CallShape:
+        if remote.payload is None:
+            return UNKNOWN
+        shape = "(ctx)" if counts == (1,) else "(ctx) or (ctx, result)"
+        rule = f"the {what} payload builder must take {shape}"
+        return checked_shape(self.name, remote.payload, counts, rule)
 
     @property
     def is_async(self) -> bool:
@@ -233,6 +234,14 @@ class Step:
     def is_remote(self) -> bool:
         """The action is a command to another service."""
         return isinstance(self.action, Remote)
+
+    @property
+    def output_model(self) -> type[BaseModel] | None:
+        """The model the step's result is validated against: ``output``, or
+        the ``reply`` model of a remote action."""
+        if isinstance(self.action, Remote):
+            return self.action.reply
+        return self.output
 
     @property
     def compensation_is_remote(self) -> bool:
@@ -367,11 +376,7 @@ class Saga(Generic[C]):
         on_compensation_failure: OnCompensationFailure = "stop",
     ) -> None:
         self.name = _check_name("Saga", name)
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise DefinitionError(
-                f"saga {name!r}: version must be an integer >= 1, got {version!r}"
-            )
-        self.version = version
+        self.version = check_version(f"saga {name!r}", version)
         if not (isinstance(context, type) and issubclass(context, BaseModel)):
             raise DefinitionError(
                 f"saga {name!r}: context must be a pydantic BaseModel class, "

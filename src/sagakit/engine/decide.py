@@ -101,7 +101,7 @@ def decide(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
         return Decision(*unpause(saga, state, event))
     if state.paused:  # outcomes are recorded; what would start is held back
         decision = _outcome(saga, state, event)
-        return Decision(*hold(decision.state, decision.commands))
+        return Decision(*hold(decision.state, decision.commands, event.at))
     return _outcome(saga, state, event)
 
 
@@ -178,6 +178,10 @@ def _go_on(
         return Decision(started.state, (*commands, *started.commands))
     if commands or any(s.status is _RUNNING for s in state.steps.values()):
         return Decision(state, commands)
+    return _succeeded(saga, state)
+
+
+def _succeeded(saga: Saga[Any], state: SagaState) -> Decision:
     done = state.but(status=SagaStatus.SUCCEEDED, stage=len(saga.stages))
     return Decision(done, (FinishSaga(SagaStatus.SUCCEEDED),))
 
@@ -217,10 +221,25 @@ def _on_step_succeeded(
     state = state.but(completed=(*state.completed, event.step))
     if state.status is SagaStatus.COMPENSATING:
         return settle_failure(saga, state, event.at)
-    ready = [d for d in saga.graph.dependents[event.step] if _startable(saga, state, d)]
+    # the hot path: only the dependents of this step can start now
+    steps = state.steps
+    deps = saga.graph.deps
+    ready = [
+        d
+        for d in saga.graph.dependents[event.step]
+        if steps[d].status is _PENDING
+        and all(steps[n].status is _SUCCEEDED for n in deps[d])
+    ]
     if ready:
         return _start(saga, state, ready, event.at)
-    return _go_on(saga, state, event.at)
+    waiting = False
+    for s in steps.values():
+        if s.status is _RUNNING:
+            return Decision(state, ())
+        waiting = waiting or s.status is _PENDING
+    if waiting:  # a join still waits, or steps a migration left behind
+        return _go_on(saga, state, event.at)
+    return _succeeded(saga, state)
 
 
 def _on_step_failed(

@@ -62,7 +62,17 @@ def migrated_state(
         for n in state.completed
         if saga.has_step(migration.step_name(n))
     )
-    return replace(state, steps=steps, stage=stage, completed=completed)
+    # a paused instance's held steps run in flight: their new names exist
+    held = tuple(migration.step_name(n) for n in state.held)
+    due = {migration.step_name(n): at for n, at in state.held_due.items()}
+    return replace(
+        state,
+        steps=steps,
+        stage=stage,
+        completed=completed,
+        held=held,
+        held_due=due,
+    )
 
 
 def _resume_stage(saga: Saga[Any], known: dict[str, StepState]) -> int:

@@ -3,8 +3,10 @@
 While a saga is paused, every ``RunStep`` or ``Compensate`` a decision issues
 is held back: the step's state moves as usual (so the saga knows where it
 stands) and its name joins ``SagaState.held``, without a reply deadline, as
-nothing was sent. Unpausing issues exactly the held commands, with fresh
-deadlines, so the saga continues where it stopped.
+nothing was sent. A held retry keeps its due time (``SagaState.held_due``:
+when it was decided plus its backoff). Unpausing issues exactly the held
+commands, each after what is left of its backoff and with a fresh reply
+deadline, so the saga continues where it stopped.
 """
 
 from __future__ import annotations
@@ -44,33 +46,38 @@ def unpause(
     commands: list[Command] = []
     for name in state.held:
         current, spec = state.step(name), saga.step(name)
+        # a state held before due times were kept has none: at once
+        delay = max(0.0, state.held_due.get(name, event.at) - event.at)
         if current.status is StepStatus.RUNNING:
             timeout = spec.reply_timeout if spec.is_remote else None
-            commands.append(RunStep(name, current.attempts))
+            commands.append(RunStep(name, current.attempts, delay))
         elif current.status is StepStatus.COMPENSATING:
             awaited = waits_for_reply(spec.compensate)
             timeout = spec.compensation_reply_timeout if awaited else None
-            commands.append(Compensate(name, current.compensation_attempts))
+            commands.append(Compensate(name, current.compensation_attempts, delay))
         else:  # settled meanwhile (a crash marked it interrupted)
             continue
-        deadline = None if timeout is None else event.at + timeout
+        deadline = None if timeout is None else event.at + delay + timeout
         state = state.with_step(name, deadline=deadline)
-    return replace(state, paused=False, held=()), tuple(commands)
+    return replace(state, paused=False, held=(), held_due={}), tuple(commands)
 
 
 def hold(
-    state: SagaState, commands: tuple[Command, ...]
+    state: SagaState, commands: tuple[Command, ...], at: float
 ) -> tuple[SagaState, tuple[Command, ...]]:
-    """What a paused saga keeps of a decision: its state, minus the runs."""
+    """What a paused saga keeps of a decision made at ``at``: its state, minus
+    the runs (and when each delayed one was due)."""
     if state.status.terminal:  # ended by a step that was in flight
-        return replace(state, paused=False, held=()), commands
-    held = list(state.held)
+        return replace(state, paused=False, held=(), held_due={}), commands
+    held, due = list(state.held), dict(state.held_due)
     kept: list[Command] = []
     for command in commands:
         if isinstance(command, (RunStep, Compensate)):
             if command.step not in held:
                 held.append(command.step)
+                if command.delay > 0:
+                    due[command.step] = at + command.delay
             state = state.with_step(command.step, deadline=None)
         else:
             kept.append(command)
-    return replace(state, held=tuple(held)), tuple(kept)
+    return replace(state, held=tuple(held), held_due=due), tuple(kept)

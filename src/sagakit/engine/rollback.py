@@ -16,6 +16,7 @@ saga waits for those in flight, then ends ``compensation_failed``. Under
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -71,32 +72,48 @@ def advance(saga: Saga[Any], state: SagaState, at: float) -> Decision:
     listed = state.compensations
     assert listed is not None  # noqa: S101 - internal invariant
     steps = state.steps
-    unsettled: set[str] = set()
-    in_flight = failed = False
-    for name in listed:
-        status = steps[name].status
-        if status is _COMPENSATION_FAILED:
-            failed = True
-            continue
-        unsettled.add(name)
-        if status is _COMPENSATING:
-            in_flight = True
+    statuses = [steps[name].status for name in listed]
+    failed = _COMPENSATION_FAILED in statuses
+    in_flight = _COMPENSATING in statuses
+    if failed:
+        unsettled = {
+            name
+            for name, status in zip(listed, statuses, strict=True)
+            if status is not _COMPENSATION_FAILED
+        }
+    else:
+        unsettled = set(listed)
     if not unsettled or (failed and saga.on_compensation_failure == "stop"):
         if in_flight:  # stopping: those already running settle first
             return Decision(state, ())
         end = SagaStatus.COMPENSATION_FAILED if failed else SagaStatus.COMPENSATED
         return Decision(replace(state, status=end), (FinishSaga(end),))
-    descendants = saga.graph.descendants
+    ready = _ready(saga, state, unsettled)
     commands: list[Command] = []
-    for name in listed:
-        if (
-            name in unsettled
-            and steps[name].status is not _COMPENSATING
-            and descendants[name].isdisjoint(unsettled)
-        ):
+    for name in listed if len(ready) > 1 else ready:  # in the listed order
+        if name in ready:
             state, command = _start(saga, state, name, at)
             commands.append(command)
     return Decision(state, tuple(commands))
+
+
+def _ready(saga: Saga[Any], state: SagaState, unsettled: set[str]) -> set[str]:
+    """The unsettled compensations not started that have nothing unsettled
+    downstream of their step."""
+    graph = saga.graph
+    if graph.linear:  # the common shape: only the one furthest down may run
+        name = max(unsettled, key=graph.level.__getitem__)
+        candidates: Iterable[str] = (name,)
+    else:
+        candidates = unsettled
+    steps = state.steps
+    descendants = graph.descendants
+    return {
+        name
+        for name in candidates
+        if steps[name].status is not _COMPENSATING
+        and descendants[name].isdisjoint(unsettled)
+    }
 
 
 def _start(
@@ -120,9 +137,7 @@ def compensating_step(
     if (
         state.status is not SagaStatus.COMPENSATING
         or current is None
-        or current.status is not _COMPENSATING
-        or not state.compensations
-        or step not in state.compensations
+        or current.status is not _COMPENSATING  # only a listed one is
     ):
         raise StateError(
             f"saga {state.saga_id}: {what} for step {step!r} which is not being "
@@ -156,7 +171,11 @@ def on_compensation_succeeded(
     compensating_step(state, event.step, "compensation success", event.attempt)
     state = state.with_step(event.step, status=StepStatus.COMPENSATED, deadline=None)
     assert state.compensations is not None  # noqa: S101 - checked above
-    rest = tuple(n for n in state.compensations if n != event.step)
+    listed = state.compensations
+    if listed[0] == event.step:  # a sequence is undone head first
+        rest = listed[1:]
+    else:
+        rest = tuple(n for n in listed if n != event.step)
     return advance(saga, state.but(compensations=rest), event.at)
 
 

@@ -129,6 +129,9 @@ class SagaState:
     """An operator paused the saga: outcomes are recorded, nothing new starts."""
     held: tuple[str, ...] = ()
     """Steps whose run (or compensation) the pause held back, in issue order."""
+    held_due: dict[str, float] = field(default_factory=dict)
+    """When each held retry was due (the time it was decided plus its
+    backoff), by step: an unpause waits out what is left of it."""
     later_compensation_errors: tuple[tuple[str, ErrorInfo], ...] = ()
     """(step, error) of each compensation that failed for good after the
     first (``compensation_step``/``compensation_error``), in order."""
@@ -173,6 +176,7 @@ class SagaState:
             compensation_error=self.compensation_error,
             paused=self.paused,
             held=self.held,
+            held_due=self.held_due,
             later_compensation_errors=self.later_compensation_errors,
         )
 
@@ -194,6 +198,7 @@ class SagaState:
             compensation_error=get("compensation_error", self.compensation_error),
             paused=get("paused", self.paused),
             held=get("held", self.held),
+            held_due=get("held_due", self.held_due),
             later_compensation_errors=get(
                 "later_compensation_errors", self.later_compensation_errors
             ),
@@ -253,6 +258,8 @@ class SagaState:
             out["paused"] = True
         if self.held:
             out["held"] = list(self.held)
+        if self.held_due:
+            out["held_due"] = dict(self.held_due)
         if self.later_compensation_errors:  # absent when none: as before it
             out["later_compensation_errors"] = [
                 {"step": step, "error": error.to_dict()}
@@ -281,6 +288,7 @@ class SagaState:
             compensation_error=ErrorInfo.from_dict(data.get("compensation_error")),
             paused=data.get("paused", False),
             held=tuple(data.get("held", ())),
+            held_due=dict(data.get("held_due", {})),
             later_compensation_errors=later,
         )
 

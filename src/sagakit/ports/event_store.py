@@ -54,6 +54,10 @@ class EventOutcome(StrEnum):
     """Delivered again (same message id): the handler did not run."""
     FAILED = "failed"
     """Its handler raised; the broker delivers it again (or dead-letters it)."""
+    WAITING = "waiting"
+    """Not handled: the service lacks the choreography version the event
+    carries (the detail says which); the broker delivers it again, to a
+    process that may have it, or dead-letters it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +85,15 @@ class TrackedChoreography:
     started_at: float
     updated_at: float
     deadline: float
+    definition_version: int = 1
+    """The version of the choreography its first tracked event carried."""
+    fingerprint: str | None = None
+    """That version's structural fingerprint (None: unknown, tracked before
+    fingerprints were kept)."""
+
+
+LiveChoreographies = dict[tuple[str, int, str | None], int]
+"""Unfinished choreographies by ``(name, definition_version, fingerprint)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +103,16 @@ class Progress:
     ``classify`` maps the event types seen so far for a correlation id (this
     one included) to its status; the store calls it inside the transaction
     that records the event, after locking the choreography's row, so
-    concurrent recorders never lose each other's events.
+    concurrent recorders never lose each other's events. ``version`` and
+    ``fingerprint`` are those of the definition the event belongs to; the
+    row keeps the ones of the event that created it.
     """
 
     choreography: str
     timeout: float
     classify: Callable[[frozenset[str]], ChoreographyStatus]
+    version: int = 1
+    fingerprint: str | None = None
 
 
 class EventStore(Inbox, Protocol):
@@ -135,6 +152,13 @@ class EventStore(Inbox, Protocol):
         """Set to ``stalled`` the in-progress or compensating choreographies
         whose deadline is before ``now``; returns those it changed (each is
         returned by one caller only)."""
+
+    async def live_choreographies(self) -> LiveChoreographies:
+        """How many tracked choreographies that have not ended (in progress,
+        compensating or stalled) started on each definition, by ``(name,
+        definition_version, fingerprint)`` (``sagakit deploy-check``). Those
+        tracked before versions were kept count as version 1 of unknown
+        fingerprint."""
 
     async def close(self) -> None: ...
 
@@ -203,6 +227,7 @@ __all__ = [
     "EventRecord",
     "EventStore",
     "EventStoreSource",
+    "LiveChoreographies",
     "Progress",
     "StagedEvent",
     "TrackedChoreography",

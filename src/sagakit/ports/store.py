@@ -123,6 +123,17 @@ def saga_line(
     )
 
 
+class Lease(NamedTuple):
+    """How an unfinished instance is held (:meth:`SagaLeases.leases`)."""
+
+    owner: str | None
+    """Who holds (or last held) its lease; None: nobody."""
+    live: bool
+    """The lease has not expired (by the store's clock)."""
+    version: int
+    """The instance's stored version."""
+
+
 class Created(NamedTuple):
     """What :meth:`SagaRepository.create` did: the stored record, and whether
     this call created it (False: its idempotency key was taken)."""
@@ -232,6 +243,14 @@ class SagaLeases(Protocol):
         non-terminal instances; returns the ids renewed (an instance claimed by
         another worker meanwhile is not)."""
 
+    async def leases(self, saga_ids: Collection[str]) -> dict[str, Lease]:
+        """How each of these unfinished instances is held: its owner, whether
+        that lease is live (not expired by the store's clock, the database's on
+        PostgreSQL) and its version. Ended or unknown ids are left out.
+
+        An operator's request reads it to leave a live owner in charge, and an
+        owner to see that a paused instance it parks was changed elsewhere."""
+
     async def lease_holders(self, saga_names: Collection[str]) -> list[str]:
         """The owners holding a lease (expired or not) on non-terminal
         instances of ``saga_names``, each once."""
@@ -288,9 +307,11 @@ class SagaQueries(Protocol):
         saga_name: str | None = None,
         limit: int = 50,
         created_before: float | None = None,
+        waiting: bool = False,
     ) -> list[SagaRecord]:
         """Newest first; ``created_before`` (Unix time) keeps only instances
-        created strictly before it."""
+        created strictly before it; ``waiting`` only unfinished instances
+        marked waiting (see :meth:`SagaLeases.mark_waiting`)."""
 
     async def count_by_status(
         self, saga_name: str | None = None
@@ -327,6 +348,7 @@ __all__ = [
     "HistoryEntry",
     "Inbox",
     "InboxEntry",
+    "Lease",
     "Outbox",
     "OutboxMessage",
     "SagaLeases",

@@ -32,14 +32,22 @@ class WorkflowStatus(StrEnum):
 
 WAITING = "waiting: "
 """How the ``error`` of a pending instance starts when no process that looked
-at it has its pending step registered: it waits for one that has."""
+at it can run it (its pending step, or the version of the app it started on,
+is not registered there): it waits for one that can."""
+
+LiveWorkflows = dict[tuple[str, int, str | None, str | None], int]
+"""Unfinished instances by ``(app, definition_version, fingerprint, step)``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowRecord:
     """One instance as stored. ``step``/``input``/``due_at`` are the pending
     call (``due_at`` None: waits for ``call`` only); ``attempts`` counts the
-    starts of that call; ``transitions`` the steps completed so far."""
+    starts of that call; ``transitions`` the steps completed so far.
+    ``result`` is the JSON value a succeeded instance ended with (what its
+    last step returned; None if it returned None). ``start_digest`` hashes
+    the call that started the instance, so that starting it again with
+    another call is refused; stores write it once, on ``create``."""
 
     app: str
     instance_id: str
@@ -56,10 +64,19 @@ class WorkflowRecord:
     updated_at: float
     owner: str | None = None
     lease_until: float | None = None
+    result: Any = None
+    start_digest: str | None = None
+    """None for an instance written before digests were kept."""
+    definition_version: int = 1
+    """The version of the app (its steps) the instance started on."""
+    fingerprint: str | None = None
+    """That version's structural fingerprint (None: unknown, written before
+    fingerprints were kept; the version is trusted)."""
 
     @property
     def waiting(self) -> bool:
-        """Pending on a step that no process that looked has registered."""
+        """Pending, and no process that looked at it could run it (its pending
+        step or its version of the app is not registered there)."""
         return self.status is WorkflowStatus.PENDING and (self.error or "").startswith(
             WAITING
         )
@@ -86,7 +103,8 @@ class WorkflowStore(Protocol):
         self, record: WorkflowRecord, history: Sequence[WorkflowHistoryEntry]
     ) -> tuple[WorkflowRecord, bool]:
         """Insert the instance; if ``(app, instance_id)`` exists, return the
-        stored one and ``False`` (nothing written)."""
+        stored one and ``False`` (nothing written). Of concurrent creates of
+        one instance, exactly one returns ``True``."""
 
     async def get(self, app: str, instance_id: str) -> WorkflowRecord:
         """The instance, or ``SagaNotFound``."""
@@ -97,8 +115,9 @@ class WorkflowStore(Protocol):
         expected_version: int,
         history: Sequence[WorkflowHistoryEntry],
     ) -> None:
-        """Replace the instance (owner and lease included) and append history
-        in one transaction, if its stored version is ``expected_version``;
+        """Replace the instance (owner, lease and result included; not its
+        ``created_at`` and ``start_digest``) and append history in one
+        transaction, if its stored version is ``expected_version``;
         else ``ConcurrencyError`` (``SagaNotFound`` if it does not exist)."""
 
     async def claim(
@@ -110,26 +129,46 @@ class WorkflowStore(Protocol):
         now: float,
         lease: float,
         limit: int = 100,
+        version: int | None = None,
+        fingerprint: str | None = None,
     ) -> list[WorkflowRecord]:
         """Take pending instances due by ``now`` whose step is in ``steps``,
         and running ones whose lease expired: each becomes running, owned by
         ``owner`` until ``now + lease``, its version and attempts bumped.
-        Concurrent claimers never get the same instance."""
+        Concurrent claimers never get the same instance.
+
+        With ``version``, only instances that started on that definition
+        version; with ``fingerprint`` too, only those whose fingerprint is
+        that one or unknown (None)."""
 
     async def renew(
         self, app: str, owner: str, instance_id: str, *, now: float, lease: float
     ) -> bool:
         """Extend ``owner``'s lease; ``False`` if it no longer holds it."""
 
-    async def next_due(self, app: str, steps: Collection[str]) -> float | None:
+    async def next_due(
+        self,
+        app: str,
+        steps: Collection[str],
+        *,
+        version: int | None = None,
+        fingerprint: str | None = None,
+    ) -> float | None:
         """The earliest ``due_at`` of a pending instance (or a lease end of a
-        running one), or None."""
+        running one) that :meth:`claim` with the same ``steps``, ``version``
+        and ``fingerprint`` would take, or None."""
 
     async def unfinished(self, app: str) -> int:
         """How many instances of ``app`` are pending or running."""
 
     async def history(self, app: str, instance_id: str) -> list[WorkflowHistoryEntry]:
         """The instance's history in the order it was written."""
+
+    async def live_workflows(self) -> LiveWorkflows:
+        """How many pending or running instances of every app need each
+        definition and step, by ``(app, definition_version, fingerprint,
+        step)`` (``sagakit deploy-check``). Instances written before versions
+        were kept count as version 1 of unknown fingerprint."""
 
     async def list_workflows(
         self,
@@ -161,6 +200,7 @@ class WorkflowStore(Protocol):
 
 __all__ = [
     "WAITING",
+    "LiveWorkflows",
     "WorkflowHistoryEntry",
     "WorkflowRecord",
     "WorkflowStatus",

@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from sagakit.definition.saga import Saga
+from sagakit.engine.commands import Command
 from sagakit.engine.decide import decide
 from sagakit.engine.events import SagaResumed
 from sagakit.engine.unawaited import unawaited
@@ -18,7 +19,8 @@ from sagakit.errors import (
     StateError,
 )
 from sagakit.messaging.envelope import MalformedMessage
-from sagakit.ports.store import SagaRecord, saga_line
+from sagakit.ports.store import HistoryEntry, SagaRecord, saga_line
+from sagakit.runtime import refresh
 from sagakit.runtime.driver import Driver
 from sagakit.runtime.instance import Instance
 from sagakit.runtime.retry import retry_store
@@ -37,24 +39,16 @@ async def adopt(driver: Driver, record: SagaRecord, how: str) -> bool:
     inst = Instance.from_record(saga, record)
     now = driver.clock.now()
     entry = saga_line(saga_id, how, now, {"worker": driver.worker_id})
-    decision = decide(saga, record.state, SagaResumed(now))
     driver.own(inst)
-    commands = decision.commands
-    # a fire-and-forget compensation to send again goes through the outbox
-    resend = any(unawaited(saga, c) for c in commands)
-    if decision.state == record.state and not resend:
-        # nothing to commit yet: the line joins the next transition's commit
-        inst.pending_history.append(entry)
-    else:
-        try:
-            commands = await driver.transition(inst, decision, [entry])
-        except (ConcurrencyError, StateError, SagaNotFound):
-            driver.drop(saga_id)
-            return False  # another worker took it
-        except BaseException:
-            # not driven: left active, its lease would be renewed forever
-            driver.drop(saga_id)
-            raise
+    try:
+        commands = await _resume(driver, inst, entry, now)
+    except (ConcurrencyError, StateError, SagaNotFound):
+        driver.drop(saga_id)
+        return False  # another worker took it
+    except BaseException:
+        # not driven: left active, its lease would be renewed forever
+        driver.drop(saga_id)
+        raise
     logger.info(
         "saga resumed",
         extra={
@@ -66,6 +60,30 @@ async def adopt(driver: Driver, record: SagaRecord, how: str) -> bool:
     )
     driver.spawn(inst, commands)
     return True
+
+
+async def _resume(
+    driver: Driver, inst: Instance, entry: HistoryEntry, now: float
+) -> tuple[Command, ...]:
+    """Commit ``SagaResumed`` (or, if it changes nothing, keep the line for
+    the next commit); an operator's change committed since the claim is
+    reloaded first (:func:`refresh.reload`)."""
+    for _ in range(refresh.MAX_RELOADS):
+        decision = decide(inst.saga, inst.state, SagaResumed(now))
+        # a fire-and-forget compensation to send again goes through the outbox
+        resend = any(unawaited(inst.saga, c) for c in decision.commands)
+        if decision.state == inst.state and not resend:
+            # nothing to commit yet: the line joins the next transition's commit
+            inst.pending_history.append(entry)
+            return decision.commands
+        try:
+            return await driver.transition(inst, decision, [entry])
+        except ConcurrencyError:
+            if not await refresh.reload(driver, inst):
+                raise
+            inst.owed.clear()  # SagaResumed decides what runs on what it reloaded
+            continue
+    raise ConcurrencyError(f"saga {inst.state.saga_id} kept changing as it was adopted")
 
 
 async def definition_for(driver: Driver, record: SagaRecord) -> Saga[Any] | None:

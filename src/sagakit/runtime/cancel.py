@@ -37,7 +37,7 @@ def cancel_steps(inst: Instance, command: CancelSteps, clock: Clock) -> None:
     """Cancel, after ``command.grace`` s, the runs of ``command.steps`` that
     can be interrupted and are still going."""
     for name in command.steps:
-        task = inst.running.get(name)
+        task = inst.step_tasks.get(name)
         action = inst.saga.step(name).action
         if task is None or task.done() or not inspect.iscoroutinefunction(action):
             continue  # finished, or cannot be interrupted: waited for
@@ -61,7 +61,7 @@ async def _after_grace(
         await asyncio.wait({task, grace}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         grace.cancel()
-    if not task.done() and inst.running.get(name) is task:
+    if not task.done() and inst.step_tasks.get(name) is task:
         _cancel(inst, name, task)
 
 

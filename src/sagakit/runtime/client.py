@@ -47,7 +47,10 @@ class StartOptions(TypedDict, total=False):
     """With a key already used for this saga, nothing new starts: the
     existing instance's id (or result) is returned."""
     saga_id: str | None
-    """The new instance's id; a random hex id by default."""
+    """The new instance's id; a random hex id by default. An id that is
+    taken raises :class:`~sagakit.errors.SagaAlreadyExists` (with the
+    existing instance's id and status), unless ``idempotency_key`` names
+    an instance already started: that one is returned."""
 
 
 def _checked(options: StartOptions) -> StartOptions:
@@ -75,9 +78,10 @@ class SagaClient:
     """Submits saga instances for workers and acts on them through ``store``.
 
     ``submit`` commits a new instance that any worker with its definition
-    registered claims; ``retry``, ``resume`` and ``cancel`` commit the
-    operator's request and hand the saga over to a worker (as ``worker_id``,
-    holding it for ``lease`` seconds until it is released, if given).
+    registered claims; ``retry``, ``resume``, ``cancel``, ``pause`` and
+    ``unpause`` commit the operator's request and hand the saga over to a
+    worker (as ``worker_id``, holding it for ``lease`` seconds until it is
+    released, if given), or leave it to the live worker that drives it.
     """
 
     def __init__(
@@ -117,7 +121,8 @@ class SagaClient:
         **options: Unpack[StartOptions],
     ) -> str:
         """Commit a new instance for a worker to run, and return its id (the
-        existing instance's, for an ``idempotency_key`` already used)."""
+        existing instance's, for an ``idempotency_key`` already used;
+        ``SagaAlreadyExists`` for a ``saga_id`` that is taken)."""
         return (await self.begin(saga, context, options)).saga_id
 
     async def begin(
@@ -247,8 +252,10 @@ class SagaClient:
         reason: str | None = None,
         by: str = "operator",
     ) -> None:
-        """Commit an operator's ``action`` and hand the saga over to a worker
-        (``StateError`` if it does not fit the saga's state)."""
+        """Commit an operator's ``action`` and hand the saga over to a worker,
+        or leave it to the live worker that drives it, which records its step
+        in flight and goes on as asked (``StateError`` if the action does not
+        fit the saga's state)."""
         await self.driver.request(saga_id, action, reason=reason, by=by, hand_over=True)
 
     async def retry(self, saga_id: str, *, by: str = "operator") -> None:

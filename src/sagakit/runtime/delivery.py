@@ -2,7 +2,8 @@
 
 A late or duplicate reply changes nothing. If another worker moved the saga
 on meanwhile, the instance is reloaded from the store and the reply applied
-to the fresh state.
+to the fresh state; so is one an operator changed from another process
+while this driver holds its lease (:mod:`sagakit.runtime.refresh`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sagakit.errors import (
     StoreError,
 )
 from sagakit.ports.store import HistoryEntry, InboxEntry, SagaRecord, SagaStore
+from sagakit.runtime import refresh
 from sagakit.runtime.instance import Delivery, Instance
 
 if TYPE_CHECKING:
@@ -74,6 +76,8 @@ async def _deliver_once(
         if record is not None and stale and _reload(inst, record):
             commands = _caught_up(inst, item, record)
     except (StateError, ConcurrencyError, SagaNotFound) as exc:
+        if isinstance(exc, ConcurrencyError) and await refresh.reload(driver, inst):
+            return None  # an operator's change under this lease: apply again
         record = None
         if item.inbox is not None:
             try:

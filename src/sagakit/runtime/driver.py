@@ -44,11 +44,18 @@ from sagakit.ports.store import (
     SagaStore,
     saga_line,
 )
-from sagakit.runtime import delivery, operator
+from sagakit.runtime import delivery, operator, owners, refresh
 from sagakit.runtime.cancel import cancel_steps, cancelled, was_cancelled
 from sagakit.runtime.executor import StepOutcome, execute, unsendable
 from sagakit.runtime.heartbeat import Heartbeat, ended
-from sagakit.runtime.instance import Delivery, Instance, LeaseLost
+from sagakit.runtime.instance import (
+    Delivery,
+    Instance,
+    Item,
+    LeaseLost,
+    Refresh,
+    work_key,
+)
 from sagakit.runtime.relay import OutboxRelay
 from sagakit.runtime.remote import remote_of
 from sagakit.runtime.result import SagaResult
@@ -56,13 +63,6 @@ from sagakit.runtime.retry import retry_store
 from sagakit.runtime.unawaited import outgoing
 
 logger = logging.getLogger("sagakit.runtime.orchestrator")
-
-_STARTED_HERE: set[str] = set()
-
-
-def started_here(owner: str) -> bool:
-    """Whether a driver of this process ever leased instances as ``owner``."""
-    return owner in _STARTED_HERE
 
 
 @dataclass(eq=False)
@@ -97,11 +97,18 @@ class Driver:
     draining: bool = field(default=False, init=False)
     handed: list[str] = field(default_factory=list, init=False)
     beat: Heartbeat | None = field(default=None, init=False)
+    look: Heartbeat | None = field(default=None, init=False)
+    """Looks at the paused instances parked here while there are any."""
 
     def __post_init__(self) -> None:
-        _STARTED_HERE.add(self.worker_id)
+        owners.started(self)
         if self.lease is not None:
             self.beat = Heartbeat(self.renew_leases, self.lease / 3, self.busy)
+            self.look = Heartbeat(
+                lambda: refresh.look_at_paused(self),
+                refresh.PAUSED_LOOK,
+                lambda: self.paused() > 0,
+            )
 
     def busy(self) -> bool:
         return bool(self.active)
@@ -144,23 +151,9 @@ class Driver:
         hand_over: bool = False,
     ) -> None:
         """Apply an operator's ``action`` (see :func:`operator.request`)."""
-        event, entry = operator.requested(
-            saga_id, action, self.clock.now(), reason=reason, by=by
+        await operator.handle(
+            self, saga_id, action, reason=reason, by=by, hand_over=hand_over
         )
-        inst = self.active.get(saga_id)
-        if inst is not None and inst.driver is not None and not inst.driver.done():
-            decide(inst.saga, inst.state, event)  # refuse now what will not fit
-            # applied by the driver before the outcome of the step running now
-            await delivery.enqueue(inst, event, [entry], None, strict=True, wait=False)
-        else:
-            record = await self.store.get(saga_id)
-            inst = Instance.from_record(self.definition(record), record)
-            commands = await self.apply(inst, event, [entry])  # may refuse
-            if not hand_over:
-                self.spawn(inst, commands)
-            elif self.lease is not None:
-                await self.store.release(self.worker_id, [saga_id])
-        operator.applied(saga_id, action, by)
 
     # -- letting go ------------------------------------------------------------
 
@@ -213,8 +206,9 @@ class Driver:
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*list(self.tasks), return_exceptions=True)
-        if self.beat is not None:
-            self.beat.stop()
+        for beat in (self.beat, self.look):
+            if beat is not None:
+                beat.stop()
         ids += self.handed
         self.handed = []
         if release and self.lease is not None and ids:
@@ -234,6 +228,7 @@ class Driver:
             if inst.trace is None and self.observer.traces:
                 inst.trace = await self._stored_trace(saga_id)
             while True:
+                commands = refresh.owed(inst, commands)
                 local: list[RunStep | Compensate] = []
                 for command in commands:
                     if isinstance(command, FinishSaga):
@@ -251,23 +246,14 @@ class Driver:
                         self._hand_over(inst)
                         return
                     local = []  # the next owner runs them
-                if len(local) == 1 and inst.in_flight == 0 and inst.queue.empty():
-                    item: StepOutcome | Delivery | LeaseLost = await self.execute(
-                        inst, local[0]
-                    )
-                else:
-                    for command in local:
-                        inst.in_flight += 1
-                        task = asyncio.create_task(self._execute_into(inst, command))
-                        inst.tasks.add(task)
-                        task.add_done_callback(inst.tasks.discard)
-                        if isinstance(command, RunStep):
-                            inst.running[command.step] = task
-                    inst.parked = inst.in_flight == 0
-                    item = await inst.queue.get()
-                    inst.parked = False
+                item = await self._start(inst, local)
                 if isinstance(item, Delivery):
                     commands = await delivery.deliver(self, inst, item)
+                    continue
+                if isinstance(item, Refresh):  # changed by another process
+                    if not await refresh.reload(self, inst):
+                        _lease_lost(saga_id)
+                    commands = ()
                     continue
                 if isinstance(item, LeaseLost):
                     _lease_lost(saga_id)
@@ -276,7 +262,10 @@ class Driver:
                 # an operator's request that came while the step ran goes first:
                 # a cancel must stop the saga before the next step starts
                 await self._apply_operator_requests(inst)
-                commands = await self.apply(inst, item.event, [item.entry])
+                commands = await refresh.apply_owned(
+                    self, inst, item.event, [item.entry]
+                )
+                inst.running.discard((item.entry.kind, item.entry.step or ""))
         except asyncio.CancelledError:
             self._abandon(inst, None)
             raise
@@ -298,8 +287,30 @@ class Driver:
             )
             self._abandon(inst, exc)
 
+    async def _start(self, inst: Instance, local: list[RunStep | Compensate]) -> Item:
+        """Start the ``local`` work; returns the instance's next item (a lone
+        step runs in this task, its outcome that item)."""
+        inst.running.update(map(work_key, local))
+        if len(local) == 1 and inst.in_flight == 0 and inst.queue.empty():
+            return await self.execute(inst, local[0])
+        for command in local:
+            inst.in_flight += 1
+            task = asyncio.create_task(self._execute_into(inst, command))
+            inst.tasks.add(task)
+            task.add_done_callback(inst.tasks.discard)
+            if isinstance(command, RunStep):
+                inst.step_tasks[command.step] = task
+        # parked while nothing runs here for it
+        inst.parked = inst.in_flight == 0
+        if inst.parked and inst.state.paused and self.look is not None:
+            self.look.start()
+        try:
+            return await inst.queue.get()
+        finally:
+            inst.parked = False
+
     async def _apply_operator_requests(self, inst: Instance) -> None:
-        waiting: list[StepOutcome | Delivery | LeaseLost] = []
+        waiting: list[Item] = []
         while not inst.queue.empty():
             item = inst.queue.get_nowait()
             if isinstance(item, Delivery) and item.strict:
@@ -446,7 +457,10 @@ class Driver:
         outbox: list[OutboxMessage] | None = None,
         inbox: InboxEntry | None = None,
     ) -> None:
-        """Save at the next version; retry store errors for ``store_retry`` s."""
+        """Save at the next version; retry store errors for ``store_retry`` s.
+
+        With a ``lease``, the save leases the instance to this worker, unless
+        ``inst.visiting`` (then its lease is left as it is)."""
         record = SagaRecord(
             saga_id=state.saga_id,
             saga_name=state.saga_name,
@@ -461,7 +475,7 @@ class Driver:
             definition_version=inst.saga.version,
             fingerprint=inst.saga.fingerprint,
         )
-        extra: dict[str, Any] = self.ownership()
+        extra: dict[str, Any] = {} if inst.visiting else self.ownership()
         if outbox:
             extra["outbox"] = outbox
         if inbox is not None:
@@ -494,8 +508,8 @@ class Driver:
                 raise
             outcome = cancelled(inst.state.saga_id, command, started, self.clock.now())
         finally:
-            if inst.running.get(command.step) is asyncio.current_task():
-                del inst.running[command.step]
+            if inst.step_tasks.get(command.step) is asyncio.current_task():
+                del inst.step_tasks[command.step]
         inst.in_flight -= 1
         inst.queue.put_nowait(outcome)
 

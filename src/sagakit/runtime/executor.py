@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from sagakit.definition.remote import Remote
@@ -27,8 +27,9 @@ from sagakit.engine.events import (
     StepAttemptFailed,
     StepSucceeded,
 )
+from sagakit.engine.results import first_error, results_kwargs
 from sagakit.engine.state import SagaState
-from sagakit.errors import ErrorInfo, SagaError
+from sagakit.errors import ErrorInfo, ResultError, SagaError
 from sagakit.errors import error_info as error_info  # noqa: PLC0414 - old home
 from sagakit.observability.observer import NOOP, Observer, StepRun
 from sagakit.ports.clock import Clock
@@ -71,7 +72,7 @@ async def execute(
         spec = saga.step(command.step)
         started = clock.now()
         try:
-            result = await _attempt(spec, state, context, command)
+            result = await _attempt(saga, spec, state, context, command)
         except Exception as exc:
             outcome = _failed(
                 state.saga_id,
@@ -91,17 +92,23 @@ async def execute(
 
 
 async def _attempt(
-    spec: Step, state: SagaState, context: BaseModel, command: RunStep | Compensate
+    saga: Saga[Any],
+    spec: Step,
+    state: SagaState,
+    context: BaseModel,
+    command: RunStep | Compensate,
 ) -> Any:
     """Call the user's action (returning its result as JSON-able data) or
     compensation (returning None); whatever they raise propagates."""
     if isinstance(command, RunStep):
-        value = await _call(spec, spec.action, (context,), spec.timeout)
-        return _jsonable(spec, value)
+        kwargs = results_kwargs(saga, state, wanted=spec.action_wants_results)
+        value = await _call(spec, spec.action, (context,), kwargs, spec.timeout)
+        return _recorded(spec, state, value)
     args: tuple[Any, ...] = (context,)
     if spec.compensation_takes_result:
         args = (context, state.step(spec.name).result)
-    await _call(spec, spec.compensate, args, spec.compensation_timeout)
+    kwargs = results_kwargs(saga, state, wanted=spec.compensation_wants_results)
+    await _call(spec, spec.compensate, args, kwargs, spec.compensation_timeout)
     return None
 
 
@@ -130,7 +137,8 @@ def _failed(
         },
     )
     entry = _entry(saga_id, command, "failed", started, at, error=info)
-    retryable = policy.retries(exc)
+    # a result that does not fit its model would not fit the next time either
+    retryable = policy.retries(exc) and not isinstance(exc, ResultError)
     failed: Event = (
         StepAttemptFailed(spec.name, info, retryable, at, jitter())
         if forward
@@ -202,6 +210,7 @@ async def _call(
     spec: Step,
     fn: Callable[..., Any] | Remote | None,
     args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
     limit: float | None,
 ) -> Any:
     assert fn is not None  # noqa: S101 - compensate exists when a Compensate is issued
@@ -211,12 +220,12 @@ async def _call(
             "with an orchestrator that has a transport"
         )
     if inspect.iscoroutinefunction(fn):
-        awaitable = fn(*args)
+        awaitable = fn(*args, **kwargs)
     elif not spec.blocking:  # on the loop: no thread hop (and no timeout)
-        value = fn(*args)
+        value = fn(*args, **kwargs)
         return await value if inspect.isawaitable(value) else value
     else:
-        awaitable = asyncio.to_thread(fn, *args)
+        awaitable = asyncio.to_thread(fn, *args, **kwargs)
     if limit is None:
         value = await awaitable
     else:
@@ -233,6 +242,25 @@ async def _call(
     if inspect.isawaitable(value):
         value = await value
     return value
+
+
+def _recorded(spec: Step, state: SagaState, value: Any) -> Any:
+    """What the action returned, as the JSON recorded for the step: checked
+    against the step's ``output`` model if it has one."""
+    model = spec.output
+    if model is not None:
+        try:
+            value = model.model_validate(value)
+        except ValidationError as exc:
+            raise ResultError(
+                f"saga {state.saga_id}: step {spec.name!r} returned "
+                f"{type(value).__name__}, not a valid {model.__name__} "
+                f"({first_error(exc)})",
+                saga_id=state.saga_id,
+                step=spec.name,
+            ) from exc
+        return value.model_dump(mode="json")
+    return _jsonable(spec, value)
 
 
 def _jsonable(spec: Step, value: Any) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from sagakit.definition.saga import Saga
+from sagakit.engine.commands import Command, Compensate, RunStep
 from sagakit.engine.events import Event
 from sagakit.engine.state import SagaState
 from sagakit.ports.store import HistoryEntry, InboxEntry, SagaRecord
@@ -16,7 +17,16 @@ from sagakit.runtime.executor import StepOutcome
 from sagakit.runtime.owners import default_worker_id
 from sagakit.runtime.result import SagaResult
 
-__all__ = ["REPLY_CONSUMER", "Delivery", "Instance", "LeaseLost", "default_worker_id"]
+__all__ = [
+    "REPLY_CONSUMER",
+    "Delivery",
+    "Instance",
+    "Item",
+    "LeaseLost",
+    "Refresh",
+    "default_worker_id",
+    "work_key",
+]
 
 REPLY_CONSUMER = "sagakit.orchestrator"
 """Inbox consumer name under which orchestrators record the replies they took."""
@@ -42,6 +52,24 @@ class LeaseLost:
     to follow the saga in the store)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """Put on the queue of a paused instance parked here when the store has a
+    newer version of it: an operator changed it from another process (an
+    unpause), so it is reloaded and goes on."""
+
+
+Item = StepOutcome | Delivery | LeaseLost | Refresh
+"""What an instance's queue carries to its driving task."""
+
+
+def work_key(command: RunStep | Compensate) -> tuple[str, str]:
+    """``("action" | "compensation", step)``: a local run, as
+    :attr:`Instance.running` counts it."""
+    kind = "action" if isinstance(command, RunStep) else "compensation"
+    return kind, command.step
+
+
 @dataclass(eq=False)
 class Instance:
     """An instance driven here: its engine state, context and work queue."""
@@ -54,9 +82,7 @@ class Instance:
     idempotency_key: str | None
     done: asyncio.Future[SagaResult[Any]] | None = None
     exceptions: dict[str, BaseException] = field(default_factory=dict)
-    queue: asyncio.Queue[StepOutcome | Delivery | LeaseLost] = field(
-        default_factory=asyncio.Queue
-    )
+    queue: asyncio.Queue[Item] = field(default_factory=asyncio.Queue)
     in_flight: int = 0
     driver: asyncio.Task[None] | None = None
     parked: bool = False
@@ -71,7 +97,16 @@ class Instance:
     """Another worker ended it (found on reload): report nothing again."""
     lost: bool = False
     """Another worker took its lease (the warning was logged once)."""
-    running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    running: set[tuple[str, str]] = field(default_factory=set)
+    """The local steps and compensations started here whose outcome is not
+    applied yet (see :func:`work_key`)."""
+    visiting: bool = False
+    """Loaded only to commit an operator's request while another live driver
+    holds the lease: its commit leaves that lease alone."""
+    owed: dict[tuple[str, str], Command] = field(default_factory=dict)
+    """Local work a reload found issued but not running here (an unpause
+    committed by another process): the driver starts it next."""
+    step_tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     """The task of each local forward step running here in the background."""
     cancelled: set[str] = field(default_factory=set)
     """Steps whose run a fail-fast group cancelled (see ``runtime.cancel``)."""

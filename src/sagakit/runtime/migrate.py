@@ -6,19 +6,24 @@ state and context are mapped, its definition version and fingerprint
 replaced, and a ``migrated`` line (from, to, by whom) joins its history, in
 one save. ``sagakit migrate-instances`` applies them on an operator's word;
 a process applies those declared ``auto=True`` when it recovers.
+
+The instances a process can neither drive nor migrate are left waiting,
+with the reason; :func:`left_waiting` counts them by saga and version.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
-from dataclasses import replace
+from collections import Counter
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, replace
 
 from sagakit.engine.migrate import migrated_state
 from sagakit.errors import ConcurrencyError, SagaNotFound, StateError
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import SagaRecord, SagaRepository, saga_line
 from sagakit.runtime import adoption
+from sagakit.runtime.deploy import LiveCounts
 from sagakit.runtime.driver import Driver
 from sagakit.runtime.registry import Registry
 
@@ -99,7 +104,7 @@ async def report_stranded(
     found = await driver.store.stranded(
         registry.names(), registry.keys(), limit=limit, gone=gone
     )
-    waiting = []
+    waiting: list[SagaRecord] = []
     for record in found:
         reason = registry.reason(record) or ""
         if migratable(registry, record, auto_only=True):
@@ -117,7 +122,76 @@ async def report_stranded(
             except StateError as exc:
                 reason = f"{reason}; its migration was refused: {exc}"
         elif migratable(registry, record, auto_only=False):
-            reason = f"{reason}; a migration is declared: sagakit migrate-instances"
+            reason += MIGRATION_DECLARED
         await adoption.mark_waiting(driver, record, reason)
-        waiting.append(record.saga_id)
-    return waiting
+        waiting.append(replace(record, waiting=reason))
+    for left in _grouped(
+        (r.saga_name, r.definition_version, r.waiting, 1) for r in waiting
+    ):
+        logger.warning(
+            str(left),
+            extra={
+                "action": "sagas_left_waiting",
+                "saga": left.saga,
+                "version": left.version,
+                "count": left.count,
+                "reason": left.reason,
+            },
+        )
+    return [r.saga_id for r in waiting]
+
+
+MIGRATION_DECLARED = "; a migration is declared: sagakit migrate-instances"
+"""Said of an instance waiting for an operator to apply its migration."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeftWaiting:
+    """Unfinished instances of one saga version a process leaves waiting."""
+
+    saga: str
+    version: int
+    count: int
+    reason: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.count} saga(s) of {self.saga} v{self.version} left waiting: "
+            f"{self.reason}"
+        )
+
+
+def left_waiting(registry: Registry, live: LiveCounts) -> list[LeftWaiting]:
+    """Of ``live`` (unfinished instances by saga, version and fingerprint, as
+    ``live_definitions`` counts them), those of the sagas registered in
+    ``registry`` that it cannot drive, by saga and version, with why."""
+    found: list[tuple[str, int, str | None, int]] = []
+    for (name, version, fingerprint), count in sorted(
+        live.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or "")
+    ):
+        reason = registry.reason_for(name, version, fingerprint)
+        if name not in registry.versions or reason is None:
+            continue
+        declared = registry.migration_target(name, version) is not None
+        if declared and version not in registry.versions[name]:
+            reason += MIGRATION_DECLARED
+        found.append((name, version, reason, count))
+    return _grouped(found)
+
+
+def _grouped(
+    found: Iterable[tuple[str, int, str | None, int]],
+) -> list[LeftWaiting]:
+    """``(saga, version, reason, count)`` as one :class:`LeftWaiting` per saga
+    and version, in the order first met; distinct reasons are joined."""
+    counts: Counter[tuple[str, int]] = Counter()
+    reasons: dict[tuple[str, int], list[str]] = {}
+    for name, version, reason, count in found:
+        counts[name, version] += count
+        said = reasons.setdefault((name, version), [])
+        if reason and reason not in said:
+            said.append(reason)
+    return [
+        LeftWaiting(name, version, count, " / ".join(reasons[name, version]))
+        for (name, version), count in counts.items()
+    ]

@@ -28,11 +28,11 @@ from sagakit.ports.transport import Transport
 from sagakit.runtime import adoption
 from sagakit.runtime.client import SagaClient, Started, StartOptions
 from sagakit.runtime.clock import SystemClock
-from sagakit.runtime.driver import Driver, started_here
+from sagakit.runtime.driver import Driver
 from sagakit.runtime.instance import default_worker_id
 from sagakit.runtime.intake import ReplyIntake
-from sagakit.runtime.migrate import report_stranded
-from sagakit.runtime.owners import gone
+from sagakit.runtime.migrate import LeftWaiting, left_waiting, report_stranded
+from sagakit.runtime.owners import gone, started_here
 from sagakit.runtime.registry import Registry
 from sagakit.runtime.relay import OutboxRelay
 from sagakit.runtime.result import SagaResult
@@ -310,7 +310,8 @@ class Orchestrator:
         An instance started on a version not registered here (or whose shape
         changed) is never driven: it is migrated if a registered version
         declares an ``auto`` migration from it, else marked waiting with the
-        reason.
+        reason (one warning per saga and version says how many and why;
+        :meth:`waiting` counts all of them).
         """
         if self.driver.draining:
             return []
@@ -332,6 +333,12 @@ class Orchestrator:
             if await adoption.adopt(self.driver, record, how):
                 adopted.append(record.saga_id)
         return adopted
+
+    async def waiting(self) -> list[LeftWaiting]:
+        """The unfinished instances of the registered sagas that this
+        orchestrator leaves waiting (their version is not registered here,
+        or changed shape), by saga and version, with why."""
+        return left_waiting(self.registry, await self.store.live_definitions())
 
     async def _gone_owners(self, names: list[str]) -> list[str]:
         """Owners of ``names``' sagas known to be gone (see the class); looked

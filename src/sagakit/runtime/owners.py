@@ -6,6 +6,10 @@ process's start time (so a pid the system reused is not taken for the old
 process). An owner on this host whose process is gone has left its
 instances behind at once, without waiting out its lease; an owner elsewhere
 (or with an id of the user's choosing) is gone when its lease expires.
+
+The drivers of this process register here (:func:`started`), so that an
+operator's request can tell whether a live lease's owner in this process
+still drives the instance (:func:`drives`).
 """
 
 from __future__ import annotations
@@ -13,11 +17,50 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
 
 HOST = socket.gethostname()
 _START_FIELD = 19  # starttime, counted after the ")" that ends the name
 _ID_PARTS = 3  # host, pid, random-start
+
+
+class Driving(Protocol):
+    """What this module sees of a driver: its owner id and what it drives."""
+
+    @property
+    def worker_id(self) -> str: ...
+
+    @property
+    def active(self) -> Mapping[str, object]: ...
+
+
+_STARTED: set[str] = set()
+_DRIVERS: weakref.WeakSet[Driving] = weakref.WeakSet()
+
+
+def started(driver: Driving) -> None:
+    """Count ``driver`` among this process's drivers."""
+    _STARTED.add(driver.worker_id)
+    _DRIVERS.add(driver)
+
+
+def started_here(owner: str) -> bool:
+    """Whether a driver of this process ever leased instances as ``owner``."""
+    return owner in _STARTED
+
+
+def drives(owner: str, saga_id: str, *, me: str) -> bool:
+    """Whether ``owner``, holding a live lease on ``saga_id``, is a live
+    driver of it: one of this process that drives it now, or one elsewhere
+    not known to be gone (see :func:`gone`). ``me`` drives nothing this way
+    (the caller knows what it drives)."""
+    if owner == me:
+        return False
+    if started_here(owner):
+        return any(d.worker_id == owner and saga_id in d.active for d in list(_DRIVERS))
+    return not gone([owner], me=me, mine=started_here, take_local=False)
 
 
 def _proc_stat(pid: int) -> tuple[str, str] | None:

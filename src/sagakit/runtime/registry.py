@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sagakit.definition.saga import Saga
+from sagakit.definition.versions import unavailable
 from sagakit.errors import DefinitionError, DefinitionUnavailable, SagaError
 from sagakit.ports.store import SagaRecord, definition_key
 
@@ -80,15 +81,8 @@ class Registry:
         be driven with these definitions, or None."""
         versions = self.versions.get(name, {})
         saga = versions.get(version)
-        if saga is None:
-            have = ", ".join(f"v{v}" for v in sorted(versions)) or "none"
-            return f"needs {name} v{version}, not registered here (have {have})"
-        if fingerprint is not None and fingerprint != saga.fingerprint:
-            return (
-                f"{name} v{version} changed shape since this instance started "
-                f"(fingerprint {fingerprint}, registered {saga.fingerprint})"
-            )
-        return None
+        registered = None if saga is None else saga.fingerprint
+        return unavailable(name, version, fingerprint, registered, versions)
 
     def migration_target(self, name: str, version: int) -> Saga[Any] | None:
         """The newest registered definition of ``name`` that declares a

@@ -24,6 +24,7 @@ from sagakit.engine.events import (
     StepAttemptFailed,
     StepSucceeded,
 )
+from sagakit.engine.results import first_error, results_kwargs
 from sagakit.engine.state import ErrorInfo, SagaState, StepStatus
 from sagakit.errors import SagaError
 from sagakit.messaging.envelope import Envelope, MalformedMessage, encode
@@ -65,6 +66,9 @@ def command_message(
     args: tuple[Any, ...] = (context,)
     if compensation and spec.compensation_takes_result:
         args = (context, state.step(spec.name).result)
+    wants = spec.action_wants_results
+    if compensation:
+        wants = spec.compensation_wants_results
     call = StepRun(
         saga.name,
         state.saga_id,
@@ -76,6 +80,7 @@ def command_message(
         call,
         remote,
         args,
+        results_kwargs(saga, state, wanted=wants),
         message_id=command_id(state.saga_id, spec.name, command.attempt, compensation),
         reply_to=reply_to if remote.awaited else None,
         delay=command.delay,
@@ -89,6 +94,7 @@ def outbox_message(
     call: StepRun,
     remote: Remote,
     args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
     *,
     message_id: str,
     reply_to: str | None,
@@ -98,8 +104,8 @@ def outbox_message(
     trace: Mapping[str, str] | None = None,
 ) -> OutboxMessage:
     """The outbox row that sends ``remote`` for ``call``, its payload built
-    from ``args``; raises if the payload cannot be built."""
-    payload: Any = {} if remote.payload is None else remote.payload(*args)
+    from ``args`` and ``kwargs``; raises if the payload cannot be built."""
+    payload: Any = {} if remote.payload is None else remote.payload(*args, **kwargs)
     body = to_jsonable_python(payload) if payload is not None else {}
     if not isinstance(body, dict):
         raise SagaError(
@@ -254,9 +260,7 @@ def reply_event(
                 mode="json"
             )
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "payload"
-            info = ErrorInfo("InvalidReply", f"{where}: {first['msg']}")
+            info = ErrorInfo("InvalidReply", first_error(exc, "payload"))
             failed = StepAttemptFailed(
                 spec.name, info, False, now, jitter, message.attempt
             )

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from sagakit.definition.remote import Remote
 from sagakit.definition.saga import Saga
+from sagakit.definition.signature import call_shape
 from sagakit.engine.commands import (
     Command,
     Compensate,
@@ -32,6 +33,7 @@ from sagakit.engine.commands import (
     RunStep,
     SendCancel,
 )
+from sagakit.engine.results import results_kwargs
 from sagakit.engine.state import SagaState
 from sagakit.engine.unawaited import sent, unawaited
 from sagakit.errors import error_info
@@ -142,11 +144,13 @@ def _cancel(
     assert remote is not None  # noqa: S101 - issued when there is one
     saga_id = state.saga_id
     call = StepRun(saga.name, saga_id, command.step, "action", command.attempt)
+    wants = remote.payload is not None and call_shape(remote.payload).results
     try:
         message = outbox_message(
             call,
             remote,
             (context,),
+            results_kwargs(saga, state, wanted=wants),
             message_id=cancel_id(saga_id, command.step, command.attempt),
             reply_to=None,
             now=now,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import inspect
 import itertools
 import time
@@ -124,7 +125,7 @@ def _local(run: RunRecord, spec: Step, kind: Literal["action", "compensation"]) 
     fn = spec.action if kind == "action" else spec.compensate
     assert callable(fn)  # noqa: S101 - only called for local callables
 
-    async def call(args: tuple[Any, ...]) -> Any:
+    async def call(*args: Any, **kwargs: Any) -> Any:
         if _GENERATION.get() in run.dead:
             raise asyncio.CancelledError  # a dead process starts nothing
         attempt = run.next_attempt(spec.name, kind)
@@ -134,7 +135,7 @@ def _local(run: RunRecord, spec: Step, kind: Literal["action", "compensation"]) 
             run.record(spec.name, kind, attempt, "injected")
             raise InjectedFailure(f"{spec.name} {kind} (attempt {attempt})")
         try:
-            value = fn(*args)
+            value = fn(*args, **kwargs)
             if inspect.isawaitable(value):
                 value = await value
         except Exception:
@@ -143,17 +144,9 @@ def _local(run: RunRecord, spec: Step, kind: Literal["action", "compensation"]) 
         run.record(spec.name, kind, attempt, "ok")
         return value
 
-    if kind == "compensation" and spec.compensation_takes_result:
-
-        async def with_result(ctx: Any, result: Any) -> Any:
-            return await call((ctx, result))
-
-        return with_result
-
-    async def plain(ctx: Any) -> Any:
-        return await call((ctx,))
-
-    return plain
+    # the signature of ``fn`` (through ``__wrapped__``) tells the step what
+    # to pass: the compensation's own result, ``results``
+    return functools.wraps(fn)(call)
 
 
 def instrument(saga: Saga[Any], run: RunRecord) -> Saga[Any]:

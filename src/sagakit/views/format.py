@@ -73,13 +73,37 @@ def status_label(record: SagaRecord) -> str:
     return record.status.value
 
 
-def definition_label(record: SagaRecord) -> str:
+def workflow_status_label(record: WorkflowRecord) -> str:
+    """The status an operator sees: ``waiting`` for a pending instance no
+    process that looked at it could run (its version or step is missing)."""
+    return "waiting" if record.waiting else record.status.value
+
+
+def definition_label(record: SagaRecord | WorkflowRecord) -> str:
     """``name vN``: the definition an instance runs on."""
-    return f"{record.saga_name} v{record.definition_version}"
+    name = record.app if isinstance(record, WorkflowRecord) else record.saga_name
+    return f"{name} v{record.definition_version}"
+
+
+def definition_shape(record: SagaRecord | WorkflowRecord) -> str:
+    """``name vN (shape F)``: the definition and fingerprint an instance
+    started on (``unknown`` if it started before fingerprints were kept)."""
+    return f"{definition_label(record)} (shape {record.fingerprint or 'unknown'})"
 
 
 def total_duration(record: SagaRecord) -> float:
     return max(0.0, record.updated_at - record.created_at)
+
+
+def step_results(record: SagaRecord) -> list[tuple[str, str, Any]]:
+    """``(step, status, result)`` for each step in the saga's state: the
+    results later steps read as ``results``."""
+    return [(name, s.status.value, s.result) for name, s in record.state.steps.items()]
+
+
+def result_text(value: Any) -> str:
+    """A recorded result on one line; nothing for none."""
+    return "" if value is None else compact_json(value)
 
 
 def compensated_steps(history: Sequence[HistoryEntry]) -> list[str]:

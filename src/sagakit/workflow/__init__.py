@@ -11,11 +11,17 @@ external events.
 
     @app.step
     def webhook(input, state, set_state, logger):
-        ...                                     # None: the instance succeeded
+        if input == "DECLINED":
+            raise FatalError("card declined")   # failed at once, no retries
+        return {"paid": True}                   # succeeded, with this result
 
     await app.start("order-1", deposit, {"amount": 10})
     await app.call("order-1", "webhook", "CONFIRMED")
     await app.run(stop_event)
+    await app.result("order-1")                 # {"paid": True}
+
+Starting an existing id again with another call raises
+:class:`SagaAlreadyExists` (the same call returns it).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from sagakit.errors import FatalError, SagaAlreadyExists
 from sagakit.ports.workflow_store import (
     WorkflowHistoryEntry,
     WorkflowRecord,
@@ -33,6 +40,8 @@ from sagakit.workflow.app import WorkflowApp
 from sagakit.workflow.step import WorkflowCall, WorkflowStep
 
 __all__ = [
+    "FatalError",
+    "SagaAlreadyExists",
     "WorkflowApp",
     "WorkflowCall",
     "WorkflowHistoryEntry",

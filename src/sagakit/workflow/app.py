@@ -2,10 +2,11 @@
 
 Each instance waits on one pending step call in the store. ``run`` claims
 due instances with a lease and runs their step; what the step returns (the
-next call, with an optional delay) is committed with its new state in one
-transaction. A delay is a durable timer: it survives restarts and moves
-between workers. ``call`` delivers an external event to an instance that is
-pending on that step, replacing the pending input and making it due now.
+next call, with an optional delay, or any other JSON value: the instance's
+result) is committed with its new state in one transaction. A delay is a
+durable timer: it survives restarts and moves between workers. ``call``
+delivers an external event to an instance that is pending on that step,
+replacing the pending input and making it due now.
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any, TypeVar
 
+from sagakit.definition.versions import check_version
 from sagakit.errors import (
     ConcurrencyError,
     DefinitionError,
+    SagaAlreadyExists,
     StateError,
+    StepFailed,
     StoreError,
 )
 from sagakit.ports.clock import Clock, SystemClock
@@ -32,7 +36,19 @@ from sagakit.ports.workflow_store import (
     WorkflowStore,
 )
 from sagakit.workflow.runner import run_claimed
-from sagakit.workflow.step import CallbackHandler, WorkflowCall, WorkflowStep, to_json
+from sagakit.workflow.step import (
+    CallbackHandler,
+    WorkflowCall,
+    WorkflowStep,
+    start_digest,
+    to_json,
+)
+from sagakit.workflow.versions import (
+    claim_due,
+    fingerprint,
+    next_due,
+    previous_versions,
+)
 from sagakit.workflow.waiting import REPORT_INTERVAL, report_unregistered
 
 logger = logging.getLogger(__name__)
@@ -45,11 +61,21 @@ class WorkflowApp:
 
     ``max_attempts``: starts of one step call before the instance fails
     (retries back off exponentially from ``retry_delay`` up to
-    ``max_retry_delay`` seconds, as durable delayed calls).
+    ``max_retry_delay`` seconds, as durable delayed calls); a step that
+    raises :class:`~sagakit.errors.FatalError` fails it at once.
     ``max_transitions``: steps an instance may complete before it fails.
     ``lease``: seconds before another worker may re-run a step whose worker
     stopped renewing (at-least-once). ``log_handler`` receives every record
     the steps log and the app's own ``step_*`` records.
+
+    ``version`` (default 1) numbers this app's set of steps: each instance
+    records it, with the app's structural :attr:`fingerprint`, when it
+    starts, and only an app of that version and shape runs it. ``previous``
+    are older versions of the same app (``WorkflowApp`` objects of the same
+    name, with their steps) that this one keeps running until their
+    instances finish: :meth:`run` claims the instances of every version,
+    each run by its own version; :meth:`start` starts new ones on this one.
+    See :mod:`sagakit.workflow.versions`.
     """
 
     def __init__(
@@ -67,6 +93,8 @@ class WorkflowApp:
         max_active: int = 100,
         worker_id: str | None = None,
         log_handler: LogHandler | None = None,
+        version: int = 1,
+        previous: Iterable[WorkflowApp] = (),
     ) -> None:
         if not name:
             raise DefinitionError("a workflow app needs a name")
@@ -76,6 +104,7 @@ class WorkflowApp:
                 "max_active must be >= 1"
             )
         self.name = name
+        self.version = check_version(f"workflow {name}", version)
         self.store = store
         self.clock: Clock = clock or SystemClock()
         self.max_attempts = max_attempts
@@ -89,6 +118,10 @@ class WorkflowApp:
         self.reported_at: float | None = None
         """When instances pending on unregistered steps were last looked for."""
         self.steps: dict[str, WorkflowStep] = {}
+        self.previous: dict[int, WorkflowApp] = previous_versions(self, previous)
+        """The older versions this app also runs, by version."""
+        self.claims = 0  # claims made: which version asks first (claim_due)
+        self._fingerprint: str | None = None
         # One logger per app object (not in logging's registry), so handlers
         # added to it never leak to another app of the same name.
         self.logger = logging.Logger(f"sagakit.workflow.{name}")
@@ -106,7 +139,20 @@ class WorkflowApp:
                 f"workflow {self.name}: step {registered.name} is defined twice"
             )
         self.steps[registered.name] = registered
+        self._fingerprint = None
         return registered
+
+    @property
+    def fingerprint(self) -> str:
+        """The structural fingerprint of the steps registered so far."""
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.steps.values())
+        return self._fingerprint
+
+    @property
+    def versions(self) -> dict[int, WorkflowApp]:
+        """Every version this app runs, by version: itself and its previous."""
+        return {**self.previous, self.version: self}
 
     def add_log_handler(self, handler: LogHandler) -> None:
         """Also hand every record of this app's steps to ``handler``."""
@@ -140,11 +186,21 @@ class WorkflowApp:
         state: dict[str, Any] | None = None,
     ) -> str:
         """Commit a new instance whose first call is ``step(input)``, due
-        after ``delay``. Idempotent: an existing id is returned unchanged."""
+        after ``delay``, and return its id.
+
+        Starting an existing id again with the same call (step, input and
+        ``state``; the delay aside) returns it unchanged, whatever it has done
+        since: a retried request starts nothing twice. With another call it
+        raises :class:`~sagakit.errors.SagaAlreadyExists`, carrying the
+        instance's id and status, on every store and however concurrent
+        starts race. An instance written before start digests were kept
+        (before migration 0009) is returned."""
         first = self._step(step, where="start")
         instance_id = instance_id or uuid.uuid4().hex
         now = self.clock.now()
         payload = to_json(input, about=f"input of step {first.name}")
+        initial = to_json(state or {}, about="initial state")
+        digest = start_digest(first.name, payload, initial)
         record = WorkflowRecord(
             app=self.name,
             instance_id=instance_id,
@@ -152,13 +208,16 @@ class WorkflowApp:
             step=first.name,
             input=payload,
             due_at=now + delay,
-            state=to_json(state or {}, about="initial state"),
+            state=initial,
             version=1,
             attempts=0,
             transitions=0,
             error=None,
             created_at=now,
             updated_at=now,
+            start_digest=digest,
+            definition_version=self.version,
+            fingerprint=self.fingerprint,
         )
         line = WorkflowHistoryEntry(
             app=self.name,
@@ -169,7 +228,17 @@ class WorkflowApp:
             recorded_at=now,
             detail={"delay": delay},
         )
-        _, created = await self.store.create(record, [line])
+        stored, created = await self.store.create(record, [line])
+        if not created and stored.start_digest not in (None, digest):
+            status = stored.status.value
+            raise SagaAlreadyExists(
+                f"workflow {self.name}/{instance_id} exists already (status "
+                f"{status}), started with another call; start it with the same "
+                "step, input and state, or use another id",
+                saga_id=instance_id,
+                status=status,
+                app=self.name,
+            )
         if created:
             self.logger.info(
                 "workflow started",
@@ -189,9 +258,15 @@ class WorkflowApp:
         payload: Any = None,
     ) -> None:
         """Deliver an external event: the instance must be pending on
-        ``step_name``; its input becomes ``payload`` and it is due now."""
-        step = self._step(step_name, where=f"call on {instance_id}")
+        ``step_name``; its input becomes ``payload`` and it is due now.
+
+        The step is looked up in the version the instance started on; an
+        instance of a version this process does not run takes the event all
+        the same (only a process that has the version runs it)."""
         record = await self.store.get(self.name, instance_id)
+        started_on = self.versions.get(record.definition_version)
+        if started_on is not None:
+            started_on._step(step_name, where=f"call on {instance_id}")
         where = f"workflow {self.name}/{instance_id}"
         if record.status.terminal:
             raise StateError(f"{where} has finished ({record.status.value})")
@@ -200,7 +275,7 @@ class WorkflowApp:
                 f"{where} is running step {record.step} (worker {record.owner}); "
                 f"{step_name!r} can only be delivered while it is pending"
             )
-        if record.step != step.name:
+        if record.step != step_name:
             raise StateError(
                 f"{where} is pending on step {record.step!r}, not {step_name!r}"
             )
@@ -218,7 +293,7 @@ class WorkflowApp:
         line = WorkflowHistoryEntry(
             app=self.name,
             instance_id=instance_id,
-            step=step.name,
+            step=step_name,
             attempt=record.attempts,
             outcome="delivered",
             recorded_at=now,
@@ -227,29 +302,43 @@ class WorkflowApp:
         await self.store.save(delivered, record.version, [line])
 
     async def get(self, instance_id: str) -> WorkflowRecord:
+        """The instance as stored (``SagaNotFound`` if there is none)."""
         return await self.store.get(self.name, instance_id)
+
+    async def result(self, instance_id: str) -> Any:
+        """The value a succeeded instance ended with: what its last step
+        returned (None if it returned None). ``StepFailed`` (its message is
+        the recorded error) if the instance failed; ``StateError`` if it has
+        not finished."""
+        record = await self.get(instance_id)
+        where = f"workflow {self.name}/{instance_id}"
+        if record.status is WorkflowStatus.SUCCEEDED:
+            return record.result
+        if record.status is WorkflowStatus.FAILED:
+            raise StepFailed(
+                f"{where}: {record.error}",
+                saga_id=instance_id,
+                step=record.step,
+                error=None,
+                status=record.status.value,
+            )
+        raise StateError(f"{where} has not finished ({record.status.value})")
 
     async def history(self, instance_id: str) -> list[WorkflowHistoryEntry]:
         return await self.store.history(self.name, instance_id)
 
     # -- the loop ----------------------------------------------------------
 
-    async def _claim(self, limit: int) -> list[WorkflowRecord]:
-        return await self.store.claim(
-            self.name,
-            self.worker_id,
-            list(self.steps),
-            now=self.clock.now(),
-            lease=self.lease,
-            limit=limit,
-        )
+    async def _claim(self, limit: int) -> list[tuple[WorkflowApp, WorkflowRecord]]:
+        return await claim_due(self, limit)
 
     async def run_once(self) -> int:
         """Claim what is due and run it; returns the number of steps run.
-        When nothing was due, report the instances pending on a step this app
-        does not register (:meth:`report_unregistered`)."""
+        When nothing was due, report the instances this app cannot run (their
+        pending step or their version is not registered here): see
+        :func:`~sagakit.workflow.waiting.report_unregistered`."""
         claimed = await self._claim(self.batch)
-        await asyncio.gather(*(run_claimed(self, r) for r in claimed))
+        await asyncio.gather(*(run_claimed(app, r) for app, r in claimed))
         if not claimed:
             await report_unregistered(self)
         return len(claimed)
@@ -271,7 +360,7 @@ class WorkflowApp:
         try:
             while not stop.is_set():
                 room = self.max_active - len(active)
-                claimed: list[WorkflowRecord] = []
+                claimed: list[tuple[WorkflowApp, WorkflowRecord]] = []
                 if room > 0:
                     try:
                         claimed = await self._claim(min(room, self.batch))
@@ -279,8 +368,8 @@ class WorkflowApp:
                         logger.exception(
                             "claim failed", extra={"action": "claim_failed"}
                         )
-                for record in claimed:
-                    task = asyncio.create_task(run_claimed(self, record))
+                for app, record in claimed:
+                    task = asyncio.create_task(run_claimed(app, record))
                     active.add(task)
                     task.add_done_callback(active.discard)
                 if not claimed:
@@ -307,7 +396,7 @@ class WorkflowApp:
         while True:
             ran = await self.run_until_idle()
             total += ran
-            due = await self.store.next_due(self.name, list(self.steps))
+            due = await next_due(self)
             now = self.clock.now()
             if due is None or due > target or (due <= now and not ran):
                 break

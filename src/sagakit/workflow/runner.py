@@ -1,8 +1,11 @@
 """Running one claimed instance: its step, then one commit of what follows.
 
-The step's outcome (the next call, success, a retry or the failure) and the
-state it set are saved in one transaction, guarded by the version the claim
-returned: a worker whose lease was taken over commits nothing.
+The step's outcome (the next call, success with the value it returned, a
+retry or the failure) and the state it set are saved in one transaction,
+guarded by the version the claim returned: a worker whose lease was taken
+over commits nothing. A :class:`~sagakit.errors.FatalError` (or a
+``DefinitionError``: retrying cannot fix a definition) fails the instance at
+once; any other exception is retried up to the app's ``max_attempts``.
 """
 
 from __future__ import annotations
@@ -14,13 +17,19 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from sagakit.errors import ConcurrencyError, DefinitionError, SagaNotFound, StoreError
+from sagakit.errors import (
+    ConcurrencyError,
+    DefinitionError,
+    FatalError,
+    SagaNotFound,
+    StoreError,
+)
 from sagakit.ports.workflow_store import (
     WorkflowHistoryEntry,
     WorkflowRecord,
     WorkflowStatus,
 )
-from sagakit.workflow.step import StepLogger, WorkflowCall, to_json
+from sagakit.workflow.step import StepLogger, WorkflowCall, WorkflowStep, to_json
 
 if TYPE_CHECKING:
     from sagakit.workflow.app import WorkflowApp
@@ -103,7 +112,7 @@ async def run_claimed(app: WorkflowApp, record: WorkflowRecord) -> None:
                 step.decode(record.input), copy.deepcopy(box[0]), set_state, log
             )
             outcome = _next(app, record, result, box[0])
-        except DefinitionError as exc:  # retrying cannot fix a definition
+        except (DefinitionError, FatalError) as exc:  # never retried
             outcome = _failed(app, record, describe(exc))
         except Exception as exc:
             outcome = _retry_or_fail(app, record, exc)
@@ -174,17 +183,17 @@ def _next(
         owner=None,
         lease_until=None,
     )
-    if result is None:
+    if not isinstance(result, WorkflowCall):
         finished = replace(
-            done, status=WorkflowStatus.SUCCEEDED, step=None, input=None, due_at=None
+            done,
+            status=WorkflowStatus.SUCCEEDED,
+            step=None,
+            input=None,
+            due_at=None,
+            result=_result_of(record, result),
         )
         return _Outcome(
             finished, _line(app, record, "succeeded", detail={"next": None})
-        )
-    if not isinstance(result, WorkflowCall):
-        raise DefinitionError(
-            f"workflow {record.instance_id}: step {record.step} returned "
-            f"{type(result).__name__}; return a step call or None"
         )
     app.check_call(result, where=f"step {record.step}")
     if done.transitions >= app.max_transitions:
@@ -203,6 +212,18 @@ def _next(
     )
     detail = {"next": result.name, "delay": result.delay}
     return _Outcome(pending, _line(app, record, "succeeded", detail=detail))
+
+
+def _result_of(record: WorkflowRecord, value: Any) -> Any:
+    """What a step returned, as the JSON result to end the instance with."""
+    where = f"workflow {record.instance_id}: step {record.step}"
+    if isinstance(value, WorkflowStep):
+        raise DefinitionError(
+            f"{where} returned the step {value.name} itself; return a call of "
+            f"it, {value.name}(input), to run it next"
+        )
+    kind = type(value).__name__
+    return to_json(value, about=f"{where}: the {kind} it returned, not a step call,")
 
 
 def _failed(app: WorkflowApp, record: WorkflowRecord, error: str) -> _Outcome:

@@ -9,6 +9,7 @@ annotated input type when the step runs.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import json
 import logging
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from sagakit.definition.fingerprint import structural
 from sagakit.errors import DefinitionError
 
 if TYPE_CHECKING:
@@ -38,6 +40,15 @@ def to_json(value: Any, *, about: str) -> Any:
     except (PydanticSerializationError, TypeError, ValueError) as exc:
         raise DefinitionError(f"{about} is not JSON: {exc}") from exc
     return plain
+
+
+def start_digest(step: str, input: Any, state: dict[str, Any]) -> str:
+    """A hash of the call that starts an instance (its JSON ``input`` and
+    initial ``state``): equal for equal JSON, whatever the key order."""
+    text = json.dumps(
+        [step, input, state], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +70,10 @@ class WorkflowStep:
 
     The function takes up to four positional arguments, in this order:
     ``input, state, set_state, logger``; it may be sync (run in a thread) or
-    async. It returns ``None`` (the instance succeeded) or a :class:`WorkflowCall`.
+    async. It returns a :class:`WorkflowCall` (the next step), or anything
+    else: the instance succeeded with that value as its result (JSON: a
+    pydantic model or a dataclass is dumped; ``None`` is fine). Raising
+    :class:`~sagakit.errors.FatalError` fails the instance without retries.
     """
 
     def __init__(self, app: WorkflowApp, fn: StepFunction) -> None:
@@ -110,6 +124,16 @@ class WorkflowStep:
             if hint is not None and hint is not Any:
                 self._adapter = TypeAdapter(hint)
         return self._adapter
+
+    def input_schema(self) -> Any:
+        """The JSON schema of the annotated input type, without titles and
+        descriptions (None: not annotated, or annotated with a type pydantic
+        has no JSON schema for): part of the app's fingerprint."""
+        try:
+            adapter = self._input_adapter()
+            return None if adapter is None else structural(adapter.json_schema())
+        except Exception:  # no schema to compare: the name is the shape
+            return None
 
     def decode(self, raw: Any) -> Any:
         """The stored JSON input, validated into the annotated input type."""
@@ -164,5 +188,6 @@ __all__ = [
     "StepLogger",
     "WorkflowCall",
     "WorkflowStep",
+    "start_digest",
     "to_json",
 ]

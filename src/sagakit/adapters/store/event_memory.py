@@ -12,7 +12,7 @@ runs the outbox path (claim, publish, forget) in tests without a database.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import Any
@@ -23,6 +23,7 @@ from sagakit.ports.event_store import (
     ChoreographyStatus,
     EventOutcome,
     EventRecord,
+    LiveChoreographies,
     Progress,
     StagedEvent,
     TrackedChoreography,
@@ -114,14 +115,18 @@ class InMemoryEventStore:
             and r.outcome in (EventOutcome.PUBLISHED, EventOutcome.CONSUMED)
         )
         status = progress.classify(seen)
-        current = self._tracked.get(cid)
-        self._tracked[cid] = TrackedChoreography(
+        current = self._tracked.get(cid) or TrackedChoreography(
             correlation_id=cid,
-            name=current.name if current else progress.choreography,
+            name=progress.choreography,
             status=status,
-            started_at=current.started_at if current else now,
+            started_at=now,
             updated_at=now,
-            deadline=now + progress.timeout,
+            deadline=now,
+            definition_version=progress.version,
+            fingerprint=progress.fingerprint,
+        )
+        self._tracked[cid] = replace(
+            current, status=status, updated_at=now, deadline=now + progress.timeout
         )
         return status
 
@@ -156,6 +161,15 @@ class InMemoryEventStore:
             )
             changed.append(self._tracked[t.correlation_id])
         return changed
+
+    async def live_choreographies(self) -> LiveChoreographies:
+        return dict(
+            Counter(
+                (t.name, t.definition_version, t.fingerprint)
+                for t in self._tracked.values()
+                if not t.status.terminal
+            )
+        )
 
     async def close(self) -> None:
         return None

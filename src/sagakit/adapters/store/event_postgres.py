@@ -25,6 +25,7 @@ from typing import Any
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.inbox import PostgresInbox
 from sagakit.adapters.store.postgres_database import OnPostgres, PostgresDatabase
+from sagakit.adapters.store.reads import ChoreographyReads
 from sagakit.adapters.store.rows import unique_ids
 from sagakit.ports.event_store import (
     ChoreographyStatus,
@@ -35,7 +36,9 @@ from sagakit.ports.event_store import (
 )
 
 
-class PostgresEventStore(OnPostgres, PostgresInbox):
+class PostgresEventStore(
+    OnPostgres, PostgresInbox, ChoreographyReads[PostgresDatabase]
+):
     """An :class:`~sagakit.ports.event_store.EventStore` on PostgreSQL."""
 
     def __init__(
@@ -104,7 +107,12 @@ class PostgresEventStore(OnPostgres, PostgresInbox):
         db = self.database
         async with db.transaction(about) as conn:
             await conn.execute(
-                db.sql("choreography_lock"), cid, progress.choreography, now, deadline
+                db.sql("choreography_lock"),
+                cid,
+                progress.choreography,
+                now,
+                deadline,
+                *rows.definition_of(progress),
             )
             await conn.execute(db.sql("event_log_insert"), *log)
             seen = await conn.fetch(

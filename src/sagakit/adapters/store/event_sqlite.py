@@ -18,6 +18,7 @@ from typing import Any
 
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.inbox import SQLiteInbox
+from sagakit.adapters.store.reads import ChoreographyReads
 from sagakit.adapters.store.rows import dumps, unique_ids
 from sagakit.adapters.store.sqlite_database import OnSQLite, SQLiteDatabase
 from sagakit.errors import StoreError
@@ -30,7 +31,7 @@ from sagakit.ports.event_store import (
 )
 
 
-class SQLiteEventStore(OnSQLite, SQLiteInbox):
+class SQLiteEventStore(OnSQLite, SQLiteInbox, ChoreographyReads[SQLiteDatabase]):
     """An :class:`~sagakit.ports.event_store.EventStore` in one SQLite file.
 
     Pass a path (the file is opened and migrated), or an open
@@ -108,7 +109,14 @@ class SQLiteEventStore(OnSQLite, SQLiteInbox):
             if progress is not None:
                 deadline = now + progress.timeout
                 db.execute(
-                    "choreography_lock", (cid, progress.choreography, now, deadline)
+                    "choreography_lock",
+                    (
+                        cid,
+                        progress.choreography,
+                        now,
+                        deadline,
+                        *rows.definition_of(progress),
+                    ),
                 )
             db.execute("event_log_insert", rows.event_log_row(record))
             if progress is not None:

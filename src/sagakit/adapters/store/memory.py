@@ -21,6 +21,7 @@ from sagakit.ports.store import (
     Created,
     HistoryEntry,
     InboxEntry,
+    Lease,
     OutboxMessage,
     SagaRecord,
 )
@@ -77,8 +78,9 @@ class InMemoryStore:
             existing = self._keys.get((record.saga_name, record.idempotency_key))
             if existing is not None:
                 return Created(_frozen(self._sagas[existing]), False)
-        if record.saga_id in self._sagas:
-            raise rows.saga_exists(record.saga_id)
+        taken = self._sagas.get(record.saga_id)
+        if taken is not None:
+            raise rows.saga_exists(record.saga_id, taken.status.value)
         self._sagas[record.saga_id] = record
         if record.idempotency_key is not None:
             self._keys[(record.saga_name, record.idempotency_key)] = record.saga_id
@@ -133,6 +135,7 @@ class InMemoryStore:
         saga_name: str | None = None,
         limit: int = 50,
         created_before: float | None = None,
+        waiting: bool = False,
     ) -> list[SagaRecord]:
         wanted = None if status is None else SagaStatus(status)
         found = [
@@ -141,6 +144,7 @@ class InMemoryStore:
             if (wanted is None or r.status is wanted)
             and (saga_name is None or r.saga_name == saga_name)
             and (created_before is None or r.created_at < created_before)
+            and (not waiting or (r.waiting is not None and not r.status.terminal))
         ]
         found.sort(key=lambda r: (r.created_at, r.saga_id), reverse=True)
         return found[:limit]
@@ -256,6 +260,18 @@ class InMemoryStore:
                 renewed.append(saga_id)
         self.commits += 1
         return renewed
+
+    async def leases(self, saga_ids: Collection[str]) -> dict[str, Lease]:
+        now = time.time()
+        found = {}
+        for saga_id in saga_ids:
+            record = self._sagas.get(saga_id)
+            if record is None or record.status.terminal:
+                continue
+            owner, until = self._leases.get(saga_id, (None, None))
+            live = until is not None and until >= now
+            found[saga_id] = Lease(owner, live, record.version)
+        return found
 
     async def lease_holders(self, saga_names: Collection[str]) -> list[str]:
         holders = (

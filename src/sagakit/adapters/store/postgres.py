@@ -29,11 +29,12 @@ from sagakit.adapters.store.reads import SagaReads
 from sagakit.adapters.store.rows import dumps, unique_ids
 from sagakit.adapters.store.sql import Migration
 from sagakit.adapters.store.workflow_postgres import PostgresWorkflowStore
-from sagakit.errors import StoreError
+from sagakit.errors import SagaNotFound, StoreError
 from sagakit.ports.store import (
     Created,
     HistoryEntry,
     InboxEntry,
+    Lease,
     OutboxMessage,
     SagaRecord,
 )
@@ -170,7 +171,8 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
         except StoreError as exc:
             cause = exc.__cause__
             if isinstance(cause, UniqueViolation) and cause.table_name == _SAGAS:
-                raise rows.saga_exists(record.saga_id) from cause
+                status = await self._status_of(record.saga_id)
+                raise rows.saga_exists(record.saga_id, status) from cause
             raise
         self.database.commits += 1
         if row is not None and row["created"]:
@@ -185,6 +187,14 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
                 "is taken but its saga cannot be read"
             )
         return Created(rows.saga_record(existing), False)
+
+    async def _status_of(self, saga_id: str) -> str | None:
+        """The status of a saga whose id a create found taken (committed: the
+        unique index waited for its writer); None if it is gone since."""
+        try:
+            return (await self.get(saga_id)).status.value
+        except SagaNotFound:
+            return None
 
     async def save(
         self,
@@ -283,6 +293,13 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
         self.database.commits += 1
         renewed = {r["saga_id"] for r in found}
         return [saga_id for saga_id in ids if saga_id in renewed]
+
+    async def leases(self, saga_ids: Collection[str]) -> dict[str, Lease]:
+        ids = unique_ids(saga_ids)
+        if not ids:
+            return {}
+        found = await self._fetch("reading leases", "saga_leases", ids)
+        return {r["saga_id"]: Lease(r["owner"], r["live"], r["version"]) for r in found}
 
     async def lease_holders(self, saga_names: Collection[str]) -> list[str]:
         found = await self._fetch(

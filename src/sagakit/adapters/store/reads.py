@@ -11,15 +11,22 @@ from collections.abc import Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from sagakit.adapters.store import rows
+from sagakit.adapters.store.database import applied_migrations
 from sagakit.adapters.store.rows import Row
 from sagakit.engine.state import SagaStatus
 from sagakit.errors import SagaNotFound
+from sagakit.ports.event_store import LiveChoreographies
 from sagakit.ports.store import HistoryEntry, SagaRecord
 from sagakit.ports.workflow_store import (
+    LiveWorkflows,
     WorkflowHistoryEntry,
     WorkflowRecord,
     WorkflowStatus,
 )
+
+DEFINITIONS_MIGRATION = 10
+"""The migration that records the definition of workflow instances and
+tracked choreographies (0010_workflow_choreography_versions.sql)."""
 
 
 class Fetches(Protocol):
@@ -28,6 +35,18 @@ class Fetches(Protocol):
 
 
 D = TypeVar("D", bound=Fetches)
+
+
+async def _live(
+    database: Fetches, about: str, query: str, width: int
+) -> dict[Any, int]:
+    """Counts by the ``width`` definition columns of ``query``, or of
+    ``query_before_versions`` on a schema not migrated to 0010 yet
+    (``sagakit deploy-check`` reads a database before the release that
+    migrates it is deployed)."""
+    if DEFINITIONS_MIGRATION not in await applied_migrations(database):
+        query = f"{query}_before_versions"
+    return rows.live_counts(await database.fetch(about, query), width)
 
 
 class SagaReads(Generic[D]):
@@ -54,10 +73,17 @@ class SagaReads(Generic[D]):
         saga_name: str | None = None,
         limit: int = 50,
         created_before: float | None = None,
+        waiting: bool = False,
     ) -> list[SagaRecord]:
         wanted = None if status is None else SagaStatus(status).value
         found = await self.database.fetch(
-            "listing sagas", "list_sagas", wanted, saga_name, limit, created_before
+            "listing sagas",
+            "list_sagas",
+            wanted,
+            saga_name,
+            limit,
+            created_before,
+            waiting,
         )
         return [rows.saga_record(r) for r in found]
 
@@ -122,3 +148,17 @@ class WorkflowReads(Generic[D]):
             "finding workflow ids", "workflow_ids_with_prefix", prefix, app, limit
         )
         return [(r[0], r[1]) for r in found]
+
+    async def live_workflows(self) -> LiveWorkflows:
+        return await _live(self.database, "counting live workflows", "workflow_live", 4)
+
+
+class ChoreographyReads(Generic[D]):
+    """Tracker lookups written once for both dialects."""
+
+    database: D
+
+    async def live_choreographies(self) -> LiveChoreographies:
+        return await _live(
+            self.database, "counting live choreographies", "choreography_live", 3
+        )

@@ -8,6 +8,7 @@ mapping serves both. JSON columns travel as compact text either way.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus
@@ -21,6 +22,7 @@ from sagakit.ports.event_store import (
     ChoreographyStatus,
     EventOutcome,
     EventRecord,
+    Progress,
     TrackedChoreography,
 )
 from sagakit.ports.store import HistoryEntry, InboxEntry, OutboxMessage, SagaRecord
@@ -122,8 +124,13 @@ def saga_not_found(saga_id: str) -> SagaNotFound:
     return SagaNotFound(f"saga {saga_id} does not exist")
 
 
-def saga_exists(saga_id: str) -> SagaAlreadyExists:
-    return SagaAlreadyExists(f"saga {saga_id} exists already")
+def saga_exists(saga_id: str, status: str | None) -> SagaAlreadyExists:
+    """The error of creating ``saga_id`` again; ``status`` is the existing
+    instance's (None: it could not be read)."""
+    known = "" if status is None else f" (status {status})"
+    return SagaAlreadyExists(
+        f"saga {saga_id} exists already{known}", saga_id=saga_id, status=status
+    )
 
 
 def stale_saga(saga_id: str, expected_version: int) -> ConcurrencyError:
@@ -151,7 +158,7 @@ def unique_ids(ids: Any) -> list[str]:
 def workflow_record(row: Row) -> WorkflowRecord:
     """``app, instance_id, status, step, input, due_at, state, version,
     attempts, transitions, error, created_at, updated_at, owner,
-    lease_until``."""
+    lease_until, result, start_digest, definition_version, fingerprint``."""
     return WorkflowRecord(
         app=row[0],
         instance_id=row[1],
@@ -168,6 +175,10 @@ def workflow_record(row: Row) -> WorkflowRecord:
         updated_at=row[12],
         owner=row[13],
         lease_until=row[14],
+        result=loads_or_none(row[15]),
+        start_digest=row[16],
+        definition_version=row[17],
+        fingerprint=row[18],
     )
 
 
@@ -201,6 +212,16 @@ def workflow_columns(record: WorkflowRecord) -> tuple[Any, ...]:
     )
 
 
+def workflow_definition(record: WorkflowRecord) -> tuple[int, str | None]:
+    """``definition_version, fingerprint``, bound last by both dialects."""
+    return (record.definition_version, record.fingerprint)
+
+
+def live_counts(found: Sequence[Row], width: int) -> dict[Any, int]:
+    """Rows of ``width`` grouping columns then a count: the counts by key."""
+    return {tuple(r[i] for i in range(width)): int(r[width]) for r in found}
+
+
 def stale_workflow(name: str, expected_version: int) -> ConcurrencyError:
     return ConcurrencyError(
         f"{name}: version {expected_version} is stale; another writer saved it first"
@@ -215,7 +236,8 @@ def by_due_then_id(records: list[WorkflowRecord]) -> list[WorkflowRecord]:
 
 
 def tracked_choreography(row: Row) -> TrackedChoreography:
-    """``correlation_id, name, status, started_at, updated_at, deadline``."""
+    """``correlation_id, name, status, started_at, updated_at, deadline,
+    definition_version, fingerprint``."""
     return TrackedChoreography(
         correlation_id=row[0],
         name=row[1],
@@ -223,6 +245,8 @@ def tracked_choreography(row: Row) -> TrackedChoreography:
         started_at=row[3],
         updated_at=row[4],
         deadline=row[5],
+        definition_version=row[6],
+        fingerprint=row[7],
     )
 
 
@@ -253,6 +277,11 @@ def event_log_row(record: EventRecord) -> tuple[Any, ...]:
         record.detail,
         record.recorded_at,
     )
+
+
+def definition_of(progress: Progress) -> tuple[int, str | None]:
+    """The tracker row's ``definition_version, fingerprint`` for ``progress``."""
+    return (progress.version, progress.fingerprint)
 
 
 def is_progress(record: EventRecord) -> bool:

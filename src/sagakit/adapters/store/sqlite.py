@@ -28,6 +28,7 @@ from sagakit.ports.store import (
     Created,
     HistoryEntry,
     InboxEntry,
+    Lease,
     OutboxMessage,
     SagaRecord,
 )
@@ -153,8 +154,9 @@ class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
             try:
                 db.execute("insert_saga", _saga_row(record, owner, until))
             except sqlite3.IntegrityError as exc:
-                if db.execute("saga_exists", (record.saga_id,)).fetchone():
-                    raise rows.saga_exists(record.saga_id) from exc
+                taken = db.execute("saga_exists", (record.saga_id,)).fetchone()
+                if taken is not None:
+                    raise rows.saga_exists(record.saga_id, taken[0]) from exc
                 raise
             db.executemany("insert_history", _history_rows(history))
             if outbox:
@@ -248,6 +250,13 @@ class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
         found, _ = self._write(f"renew by {owner!r}", "renew_leases", params)
         renewed = {r[0] for r in found}
         return [saga_id for saga_id in ids if saga_id in renewed]
+
+    async def leases(self, saga_ids: Collection[str]) -> dict[str, Lease]:
+        ids = unique_ids(saga_ids)
+        if not ids:
+            return {}
+        found = self._read("saga_leases", (dumps(ids), time.time()))
+        return {r[0]: Lease(r[1], bool(r[2]), r[3]) for r in found}
 
     async def lease_holders(self, saga_names: Collection[str]) -> list[str]:
         names = (dumps(list(saga_names)),)

@@ -7,17 +7,26 @@ append-only history) but loses everything when the process ends.
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 
 from sagakit.errors import ConcurrencyError, SagaNotFound
 from sagakit.ports.workflow_store import (
+    LiveWorkflows,
     WorkflowHistoryEntry,
     WorkflowRecord,
     WorkflowStatus,
 )
 
 _Key = tuple[str, str]
+
+
+def _of(row: WorkflowRecord, version: int | None, fingerprint: str | None) -> bool:
+    """Whether ``row`` is of that definition (None: any), as claims filter."""
+    return (version is None or row.definition_version == version) and (
+        fingerprint is None or row.fingerprint in (None, fingerprint)
+    )
 
 
 class InMemoryWorkflowStore:
@@ -60,7 +69,11 @@ class InMemoryWorkflowStore:
                 f"workflow {record.app}/{record.instance_id}: version "
                 f"{expected_version} is stale; another writer saved it first"
             )
-        self._rows[key] = replace(copy.deepcopy(record), created_at=current.created_at)
+        self._rows[key] = replace(
+            copy.deepcopy(record),
+            created_at=current.created_at,
+            start_digest=current.start_digest,
+        )
         self._history[key].extend(history)
         self.commits += 1
 
@@ -86,12 +99,16 @@ class InMemoryWorkflowStore:
         now: float,
         lease: float,
         limit: int = 100,
+        version: int | None = None,
+        fingerprint: str | None = None,
     ) -> list[WorkflowRecord]:
         due = sorted(
             (
                 row
                 for (a, _), row in self._rows.items()
-                if a == app and self._claimable(row, steps, now)
+                if a == app
+                and _of(row, version, fingerprint)
+                and self._claimable(row, steps, now)
             ),
             key=lambda r: (r.due_at or 0.0, r.instance_id),
         )[:limit]
@@ -126,11 +143,21 @@ class InMemoryWorkflowStore:
         self.commits += 1
         return True
 
-    async def next_due(self, app: str, steps: Collection[str]) -> float | None:
+    async def next_due(
+        self,
+        app: str,
+        steps: Collection[str],
+        *,
+        version: int | None = None,
+        fingerprint: str | None = None,
+    ) -> float | None:
         moments = [
             row.due_at if row.status is WorkflowStatus.PENDING else row.lease_until
             for (a, _), row in self._rows.items()
-            if a == app and not row.status.terminal and row.step in steps
+            if a == app
+            and not row.status.terminal
+            and row.step in steps
+            and _of(row, version, fingerprint)
         ]
         known = [m for m in moments if m is not None]
         return min(known) if known else None
@@ -144,6 +171,15 @@ class InMemoryWorkflowStore:
 
     async def history(self, app: str, instance_id: str) -> list[WorkflowHistoryEntry]:
         return list(self._history.get((app, instance_id), []))
+
+    async def live_workflows(self) -> LiveWorkflows:
+        return dict(
+            Counter(
+                (r.app, r.definition_version, r.fingerprint, r.step)
+                for r in self._rows.values()
+                if not r.status.terminal
+            )
+        )
 
     async def list_workflows(
         self,

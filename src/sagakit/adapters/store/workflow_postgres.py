@@ -77,6 +77,9 @@ class PostgresWorkflowStore(OnPostgres, WorkflowReads[PostgresDatabase]):
             record.owner,
             record.lease_until,
             _history_json(history),
+            rows.dumps_or_none(record.result),
+            record.start_digest,
+            *rows.workflow_definition(record),
         )
         if row["created"]:
             self.database.commits += 1
@@ -101,6 +104,8 @@ class PostgresWorkflowStore(OnPostgres, WorkflowReads[PostgresDatabase]):
             expected_version,
             record.lease_until,
             _history_json(history),
+            rows.dumps_or_none(record.result),
+            *rows.workflow_definition(record),
         )
         if row["saved"] == 1:
             self.database.commits += 1
@@ -118,6 +123,8 @@ class PostgresWorkflowStore(OnPostgres, WorkflowReads[PostgresDatabase]):
         now: float,
         lease: float,
         limit: int = 100,
+        version: int | None = None,
+        fingerprint: str | None = None,
     ) -> list[WorkflowRecord]:
         found = await self._fetch(
             f"workflow claim by {owner!r}",
@@ -128,6 +135,8 @@ class PostgresWorkflowStore(OnPostgres, WorkflowReads[PostgresDatabase]):
             lease,
             sorted(steps),
             limit,
+            version,
+            fingerprint,
         )
         self.database.commits += 1
         return rows.by_due_then_id([rows.workflow_record(r) for r in found])
@@ -147,9 +156,21 @@ class PostgresWorkflowStore(OnPostgres, WorkflowReads[PostgresDatabase]):
         self.database.commits += 1
         return bool(found)
 
-    async def next_due(self, app: str, steps: Collection[str]) -> float | None:
+    async def next_due(
+        self,
+        app: str,
+        steps: Collection[str],
+        *,
+        version: int | None = None,
+        fingerprint: str | None = None,
+    ) -> float | None:
         row = await self._fetchrow(
-            "workflow next due", "workflow_next_due", app, sorted(steps)
+            "workflow next due",
+            "workflow_next_due",
+            app,
+            sorted(steps),
+            version,
+            fingerprint,
         )
         due: float | None = row[0]
         return due

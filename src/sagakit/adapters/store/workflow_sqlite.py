@@ -60,6 +60,9 @@ class SQLiteWorkflowStore(OnSQLite, WorkflowReads[SQLiteDatabase]):
                     record.updated_at,
                     record.owner,
                     record.lease_until,
+                    rows.dumps_or_none(record.result),
+                    record.start_digest,
+                    *rows.workflow_definition(record),
                 ),
             )
             if cur.rowcount != 1:
@@ -87,6 +90,8 @@ class SQLiteWorkflowStore(OnSQLite, WorkflowReads[SQLiteDatabase]):
                     record.owner,
                     expected_version,
                     record.lease_until,
+                    rows.dumps_or_none(record.result),
+                    *rows.workflow_definition(record),
                 ),
             )
             if cur.rowcount != 1:
@@ -104,8 +109,11 @@ class SQLiteWorkflowStore(OnSQLite, WorkflowReads[SQLiteDatabase]):
         now: float,
         lease: float,
         limit: int = 100,
+        version: int | None = None,
+        fingerprint: str | None = None,
     ) -> list[WorkflowRecord]:
-        params = (app, owner, now, lease, dumps(sorted(steps)), limit)
+        steps_json = dumps(sorted(steps))
+        params = (app, owner, now, lease, steps_json, limit, version, fingerprint)
         with self.database.transaction(f"workflow claim by {owner!r}"):
             found = self.database.execute("workflow_claim", params).fetchall()
         return rows.by_due_then_id([rows.workflow_record(r) for r in found])
@@ -127,9 +135,16 @@ class SQLiteWorkflowStore(OnSQLite, WorkflowReads[SQLiteDatabase]):
     def _scalar(self, query: str, params: Sequence[Any]) -> Any:
         return self._read(query, query, params)[0][0]
 
-    async def next_due(self, app: str, steps: Collection[str]) -> float | None:
+    async def next_due(
+        self,
+        app: str,
+        steps: Collection[str],
+        *,
+        version: int | None = None,
+        fingerprint: str | None = None,
+    ) -> float | None:
         due: float | None = self._scalar(
-            "workflow_next_due", (app, dumps(sorted(steps)))
+            "workflow_next_due", (app, dumps(sorted(steps)), version, fingerprint)
         )
         return due
 

@@ -20,6 +20,7 @@ from sagakit.ports.event_store import (
     StagedEvent,
     TransactionalOutbox,
 )
+from sagakit.testing.contracts.definitions import ChoreographyVersionsContract
 
 FLOW = Choreography(
     "order",
@@ -104,7 +105,7 @@ class Staging:
         return object()
 
 
-class EventStoreContract:
+class EventStoreContract(ChoreographyVersionsContract):
     async def test_routes_fan_out_to_one_queue_per_service(
         self, store: EventStore
     ) -> None:

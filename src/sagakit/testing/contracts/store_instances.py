@@ -4,6 +4,7 @@ counts (``SagaRepository``, ``SagaQueries``), leases and reply deadlines
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from sagakit import ConcurrencyError, SagaNotFound, SagaStatus
 from sagakit.engine.state import ErrorInfo, StepStatus
 from sagakit.errors import SagaAlreadyExists
-from sagakit.ports.store import Created, SagaStore
+from sagakit.ports.store import Created, Lease, SagaStore
 from sagakit.testing.contracts import records
 from sagakit.testing.contracts.records import (
     StoreFixtures,
@@ -93,15 +94,50 @@ class SagaRepositoryContract(StoreFixtures):
         first = await store.create(make_record("s1", context={"n": 1}), [])
         assert first == Created(first.record, True)
         assert first.created
-        with pytest.raises(SagaAlreadyExists, match="s1"):
+        with pytest.raises(SagaAlreadyExists, match="s1") as caught:
             await store.create(
                 make_record("s1", context={"n": 2}),
                 [entry("s1", "again")],
                 outbox=[message("m1")],
             )
+        assert (caught.value.saga_id, caught.value.status) == ("s1", "running")
+        assert caught.value.app is None
+        assert str(caught.value) == "saga s1 exists already (status running)"
         assert (await store.get("s1")).context == {"n": 1}
         assert await store.history("s1") == []
         assert await store.claim_outbox("relay", lease=60) == []
+
+    async def test_a_taken_id_reports_the_existing_status_whatever_the_key(
+        self, store: SagaStore
+    ) -> None:
+        await store.create(make_record("s1", status=SagaStatus.COMPENSATED), [])
+        with pytest.raises(SagaAlreadyExists) as caught:
+            await store.create(make_record("s1", key="fresh"), [])
+        assert caught.value.status == "compensated"
+        _, created = await store.create(make_record("s2", key="fresh"), [])
+        assert created  # the refused create did not take the key either
+
+    async def test_concurrent_creates_of_one_id_give_one_instance(
+        self, store: SagaStore, peer: SagaStore
+    ) -> None:
+        outcomes = await asyncio.gather(
+            *(
+                (store if n % 2 else peer).create(
+                    make_record("s1", context={"n": n}), [entry("s1", f"by {n}")]
+                )
+                for n in range(4)
+            ),
+            return_exceptions=True,
+        )
+        created = [o for o in outcomes if isinstance(o, Created)]
+        refused = [o for o in outcomes if isinstance(o, SagaAlreadyExists)]
+        assert len(created) == 1, outcomes
+        assert created[0].created
+        assert len(refused) == 3, outcomes
+        assert {(e.saga_id, e.status) for e in refused} == {("s1", "running")}
+        winner = created[0].record.context["n"]
+        assert (await store.get("s1")).context == {"n": winner}
+        assert [h.outcome for h in await store.history("s1")] == [f"by {winner}"]
 
     async def test_idempotency_key_is_per_saga_name(self, store: SagaStore) -> None:
         await store.create(make_record("s1", key="k", name="order"), [])
@@ -331,6 +367,28 @@ class SagaLeasesContract(StoreFixtures):
             "s1"
         ]
         assert await store.renew("w1", ["s1", "s2"], lease=60) == ["s2"]
+
+    async def test_leases_say_who_holds_each_unfinished_saga(
+        self, store: SagaStore
+    ) -> None:
+        await store.create(make_record("free"), [])
+        await store.create(make_record("held"), [], owner="w1", lease=60)
+        await store.create(make_record("lapsed"), [], owner="w2", lease=-1)
+        await store.create(
+            make_record("done", status=SagaStatus.SUCCEEDED), [], owner="w1", lease=60
+        )
+        ids = ["free", "held", "lapsed", "done", "ghost", "held"]
+        assert await store.leases(ids) == {
+            "free": Lease(None, False, 1),
+            "held": Lease("w1", True, 1),
+            "lapsed": Lease("w2", False, 1),
+        }
+        assert await store.leases([]) == {}
+        # a save without an owner keeps the lease; a release drops it
+        await store.save(replace(make_record("held"), version=2), 1, [])
+        assert (await store.leases(["held"]))["held"] == Lease("w1", True, 2)
+        await store.release("w1", ["held"])
+        assert (await store.leases(["held"]))["held"] == Lease(None, False, 2)
 
     async def test_release_makes_sagas_claimable_at_once(
         self, store: SagaStore

@@ -108,3 +108,18 @@ class SagaVersionsContract(StoreFixtures):
             ("order", 1, "one"): 2,
             ("order", 2, None): 1,
         }
+
+    async def test_listing_only_the_waiting_instances(self, store: SagaStore) -> None:
+        await store.create(versioned("a", 1, "one", created=1.0), [])
+        await store.create(versioned("b", 1, "one", created=2.0), [])
+        await store.create(versioned("c", 1, "one", name="trip", created=3.0), [])
+        await store.create(versioned("d", 2, "two", created=4.0), [])
+        for saga_id in ("a", "b", "c"):
+            await store.mark_waiting(saga_id, "needs v1")
+        listed = await store.list_sagas(waiting=True)
+        assert [r.saga_id for r in listed] == ["c", "b", "a"]
+        assert {r.waiting for r in listed} == {"needs v1"}
+        only = await store.list_sagas(waiting=True, saga_name="order", limit=1)
+        assert [r.saga_id for r in only] == ["b"]
+        assert len(await store.list_sagas()) == 4
+        assert await store.list_sagas(waiting=True, status=SagaStatus.FAILED) == []

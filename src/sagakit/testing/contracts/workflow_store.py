@@ -1,75 +1,30 @@
-"""The workflow store contract: written once, subclassed per adapter."""
+"""The workflow store contract: written once, subclassed per adapter. It
+includes :class:`~sagakit.testing.contracts.workflow_app.WorkflowAppContract`
+(starts and results, through a ``WorkflowApp``)."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from typing import Any
 
 import pytest
 
 from sagakit.errors import ConcurrencyError, SagaNotFound
 from sagakit.ports.workflow_store import (
-    WorkflowHistoryEntry,
     WorkflowRecord,
     WorkflowStatus,
     WorkflowStore,
 )
+from sagakit.testing.contracts.definitions import WorkflowVersionsContract
+from sagakit.testing.contracts.workflow_app import WorkflowAppContract
+from sagakit.testing.contracts.workflow_records import APP, STEPS, line, make
 
-APP = "payments"
-STEPS = ("debit", "credit")
-
-
-def make(
-    instance_id: str,
-    *,
-    app: str = APP,
-    step: str = "debit",
-    due_at: float | None = 100.0,
-    status: WorkflowStatus = WorkflowStatus.PENDING,
-    state: dict[str, Any] | None = None,
-    input: Any = None,
-) -> WorkflowRecord:
-    return WorkflowRecord(
-        app=app,
-        instance_id=instance_id,
-        status=status,
-        step=step,
-        input={"amount": 10, "note": "é"} if input is None else input,
-        due_at=due_at,
-        state=state if state is not None else {"tries": 0},
-        version=1,
-        attempts=0,
-        transitions=0,
-        error=None,
-        created_at=50.0,
-        updated_at=50.0,
-    )
+__all__ = ["APP", "STEPS", "WorkflowStoreContract", "line", "make"]
 
 
-def line(instance_id: str, outcome: str, **kw: Any) -> WorkflowHistoryEntry:
-    return WorkflowHistoryEntry(
-        app=kw.pop("app", APP),
-        instance_id=instance_id,
-        step=kw.pop("step", "debit"),
-        attempt=kw.pop("attempt", 0),
-        outcome=outcome,
-        recorded_at=kw.pop("recorded_at", 50.0),
-        **kw,
-    )
-
-
-class WorkflowStoreContract:
+class WorkflowStoreContract(WorkflowAppContract, WorkflowVersionsContract):
     """Subclass and provide a ``store`` fixture returning a fresh, empty store
     (and ``peer``, a second handle on the same data, where there can be one)."""
-
-    @pytest.fixture
-    def store(self) -> WorkflowStore:
-        raise NotImplementedError
-
-    @pytest.fixture
-    def peer(self, store: WorkflowStore) -> WorkflowStore:
-        return store
 
     async def test_create_then_get_round_trips(self, store: WorkflowStore) -> None:
         record = make("w1", state={"tries": 1, "seen": [1, "a"]})
@@ -84,10 +39,53 @@ class WorkflowStoreContract:
             make("w1", step="credit"), [line("w1", "started")]
         )
         assert not created
-        assert existing.step == "debit"
+        assert existing == make("w1")
         assert len(await store.history(APP, "w1")) == 1
         _, other = await store.create(make("w1", app="refunds"), [])
         assert other
+
+    async def test_concurrent_creates_of_one_instance_create_it_once(
+        self, store: WorkflowStore, peer: WorkflowStore
+    ) -> None:
+        outcomes = await asyncio.gather(
+            *(
+                (store if n % 2 else peer).create(
+                    make("w1", input={"n": n}), [line("w1", f"by {n}")]
+                )
+                for n in range(4)
+            )
+        )
+        assert [created for _, created in outcomes].count(True) == 1
+        (winner,) = [record for record, created in outcomes if created]
+        assert all(record == winner for record, _ in outcomes)
+        assert [h.outcome for h in await store.history(APP, "w1")] == [
+            f"by {winner.input['n']}"
+        ]
+
+    async def test_result_and_start_digest_round_trip(
+        self, store: WorkflowStore
+    ) -> None:
+        started = replace(make("w1"), start_digest="d1")
+        await store.create(started, [])
+        assert await store.get(APP, "w1") == started
+        ended = replace(
+            started,
+            status=WorkflowStatus.SUCCEEDED,
+            step=None,
+            input=None,
+            version=2,
+            result={"paid": [1, 2.5, "é"], "none": None},
+            start_digest="forged",  # written once, by create
+        )
+        await store.save(ended, 1, [])
+        got = await store.get(APP, "w1")
+        assert got == replace(ended, start_digest="d1")
+        assert (await store.list_workflows())[0] == got
+        for value in ("text", 0, False, [None]):
+            again = replace(got, version=got.version + 1, result=value)
+            await store.save(again, got.version, [])
+            got = await store.get(APP, "w1")
+            assert got.result == value
 
     async def test_get_unknown_raises_not_found(self, store: WorkflowStore) -> None:
         with pytest.raises(SagaNotFound, match="nope"):

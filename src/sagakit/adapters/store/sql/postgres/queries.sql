@@ -265,12 +265,15 @@ SELECT saga_id, step, kind, attempt, outcome, result, error, started_at,
   FROM sagakit_step_history WHERE saga_id = $1 ORDER BY id;
 
 -- list_sagas --
--- Optional filters are passed as NULL to disable them; $4: created before
+-- Optional filters are passed as NULL to disable them; $4: created before;
+-- $5 true: only unfinished sagas marked waiting
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
  WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR saga_name = $2)
    AND ($4::double precision IS NULL OR created_at < $4)
+   AND (NOT $5::boolean
+        OR (waiting IS NOT NULL AND status IN ('running', 'compensating')))
  ORDER BY created_at DESC, saga_id DESC
  LIMIT $3;
 
@@ -374,6 +377,16 @@ UPDATE sagakit_saga
    AND status IN ('running', 'compensating')
 RETURNING saga_id;
 
+-- saga_leases --
+-- Owner, whether its lease is live (by the database clock) and version of the
+-- non-terminal sagas in $1
+SELECT saga_id, owner,
+       coalesce(lease_until >= extract(epoch FROM clock_timestamp())::double precision,
+                false) AS live,
+       version
+  FROM sagakit_saga
+ WHERE saga_id = ANY($1::text[]) AND status IN ('running', 'compensating');
+
 -- release_leases --
 -- Hand the sagas in $2 that $1 still holds back at once
 UPDATE sagakit_saga
@@ -438,15 +451,17 @@ SELECT reply FROM sagakit_inbox WHERE consumer = $1 AND message_id = $2;
 
 -- workflow_insert --
 -- A workflow instance and its history ($16, a jsonb array) in one statement;
--- an existing (app, instance_id) is kept as it is (created = false)
+-- an existing (app, instance_id) is kept as it is (created = false). $17 is
+-- the result, $18 the start digest, $19 and $20 its definition version and
+-- fingerprint.
 WITH inserted AS (
     INSERT INTO sagakit_workflow (
         app, instance_id, status, step, input, due_at, state, version,
         attempts, transitions, error, created_at, updated_at, owner,
-        lease_until
+        lease_until, result, start_digest, definition_version, fingerprint
     ) VALUES (
         $1, $2, $3, $4, $5::jsonb, $6, $7::jsonb, $8, $9, $10, $11, $12, $13,
-        $14, $15
+        $14, $15, $17::jsonb, $18::text, $19, $20
     )
     ON CONFLICT (app, instance_id) DO NOTHING
     RETURNING app, instance_id
@@ -469,18 +484,22 @@ SELECT count(*) > 0 AS created FROM inserted;
 
 -- workflow_get --
 SELECT app, instance_id, status, step, input, due_at, state, version, attempts,
-       transitions, error, created_at, updated_at, owner, lease_until
+       transitions, error, created_at, updated_at, owner, lease_until, result,
+       start_digest, definition_version, fingerprint
   FROM sagakit_workflow
  WHERE app = $1 AND instance_id = $2;
 
 -- workflow_save --
 -- Optimistic replace ($14 is the expected version) and its history ($16) in
--- one statement; found tells a stale version from a missing instance
+-- one statement; found tells a stale version from a missing instance. $17 is
+-- the result, $18 and $19 the definition version and fingerprint; the start
+-- digest is written once, by workflow_insert.
 WITH updated AS (
     UPDATE sagakit_workflow
        SET status = $3, step = $4, input = $5::jsonb, due_at = $6,
            state = $7::jsonb, version = $8, attempts = $9, transitions = $10,
-           error = $11, updated_at = $12, owner = $13, lease_until = $15
+           error = $11, updated_at = $12, owner = $13, lease_until = $15,
+           result = $17::jsonb, definition_version = $18, fingerprint = $19
      WHERE app = $1 AND instance_id = $2 AND version = $14
     RETURNING app, instance_id
 ), appended AS (
@@ -504,14 +523,18 @@ SELECT (SELECT count(*) FROM updated) AS saved,
 
 -- workflow_claim --
 -- Take pending instances of $1 due by $3 (now) whose step is in $5, and
--- running ones whose lease expired, earliest first; rows another claimer has
--- locked are skipped. The version bump makes a save by a previous owner fail.
+-- running ones whose lease expired, earliest first; with $7, only those of
+-- definition version $7, and with $8 too, of fingerprint $8 or unknown. Rows
+-- another claimer has locked are skipped. The version bump makes a save by a
+-- previous owner fail.
 WITH candidates AS (
     SELECT instance_id FROM sagakit_workflow
      WHERE app = $1
        AND step = ANY($5::text[])
        AND ((status = 'pending' AND due_at <= $3::double precision)
             OR (status = 'running' AND lease_until < $3::double precision))
+       AND ($7::integer IS NULL OR definition_version = $7)
+       AND ($8::text IS NULL OR fingerprint IS NULL OR fingerprint = $8)
      ORDER BY due_at, instance_id
      LIMIT $6
        FOR UPDATE SKIP LOCKED
@@ -525,7 +548,8 @@ UPDATE sagakit_workflow AS w
  WHERE w.app = $1 AND w.instance_id = c.instance_id
 RETURNING w.app, w.instance_id, w.status, w.step, w.input, w.due_at, w.state,
           w.version, w.attempts, w.transitions, w.error, w.created_at,
-          w.updated_at, w.owner, w.lease_until;
+          w.updated_at, w.owner, w.lease_until, w.result, w.start_digest,
+          w.definition_version, w.fingerprint;
 
 -- workflow_renew --
 UPDATE sagakit_workflow
@@ -534,16 +558,33 @@ UPDATE sagakit_workflow
 RETURNING instance_id;
 
 -- workflow_next_due --
--- The earliest moment something of $1 (steps in $2) becomes claimable
+-- The earliest moment something of $1 (steps in $2; definition version $3
+-- and fingerprint $4 or unknown, each unless NULL) becomes claimable
 SELECT min(CASE WHEN status = 'pending' THEN due_at ELSE lease_until END)
   FROM sagakit_workflow
  WHERE app = $1
    AND status IN ('pending', 'running')
-   AND step = ANY($2::text[]);
+   AND step = ANY($2::text[])
+   AND ($3::integer IS NULL OR definition_version = $3)
+   AND ($4::text IS NULL OR fingerprint IS NULL OR fingerprint = $4);
 
 -- workflow_unfinished --
 SELECT count(*) FROM sagakit_workflow
  WHERE app = $1 AND status IN ('pending', 'running');
+
+-- workflow_live --
+-- Pending or running instances by app, definition and pending step
+SELECT app, definition_version, fingerprint, step, count(*)
+  FROM sagakit_workflow
+ WHERE status IN ('pending', 'running')
+ GROUP BY app, definition_version, fingerprint, step;
+
+-- workflow_live_before_versions --
+-- workflow_live on a schema from before 0009: every instance is version 1
+SELECT app, 1, NULL::text, step, count(*)
+  FROM sagakit_workflow
+ WHERE status IN ('pending', 'running')
+ GROUP BY app, step;
 
 -- workflow_history --
 SELECT app, instance_id, step, attempt, outcome, detail, error, recorded_at
@@ -555,7 +596,8 @@ SELECT app, instance_id, step, attempt, outcome, detail, error, recorded_at
 -- Newest first. Optional filters are passed as NULL to disable them: $1
 -- status, $2 app, $4 created before; $3 is the limit
 SELECT app, instance_id, status, step, input, due_at, state, version, attempts,
-       transitions, error, created_at, updated_at, owner, lease_until
+       transitions, error, created_at, updated_at, owner, lease_until, result,
+       start_digest, definition_version, fingerprint
   FROM sagakit_workflow
  WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR app = $2)
    AND ($4::double precision IS NULL OR created_at < $4)
@@ -600,12 +642,14 @@ SELECT correlation_id, choreography, service, event_type, message_id, outcome,
  ORDER BY id;
 
 -- choreography_lock --
--- Create the tracker's row of $1 (choreography $2) at $3, due by $4, or lock
--- the existing row (kept as it is) until the end of the transaction, so that
--- concurrent recorders of one correlation id take turns.
+-- Create the tracker's row of $1 (choreography $2, definition version $5 and
+-- fingerprint $6) at $3, due by $4, or lock the existing row (kept as it is)
+-- until the end of the transaction, so that concurrent recorders of one
+-- correlation id take turns.
 INSERT INTO sagakit_choreography (
-    correlation_id, name, status, started_at, updated_at, deadline
-) VALUES ($1, $2, 'in_progress', $3, $3, $4)
+    correlation_id, name, status, started_at, updated_at, deadline,
+    definition_version, fingerprint
+) VALUES ($1, $2, 'in_progress', $3, $3, $4, $5, $6)
 ON CONFLICT (correlation_id) DO UPDATE SET name = sagakit_choreography.name;
 
 -- choreography_seen --
@@ -620,13 +664,15 @@ UPDATE sagakit_choreography
  WHERE correlation_id = $1;
 
 -- choreography_get --
-SELECT correlation_id, name, status, started_at, updated_at, deadline
+SELECT correlation_id, name, status, started_at, updated_at, deadline,
+       definition_version, fingerprint
   FROM sagakit_choreography
  WHERE correlation_id = $1;
 
 -- choreography_list --
 -- $1 NULL means every status
-SELECT correlation_id, name, status, started_at, updated_at, deadline
+SELECT correlation_id, name, status, started_at, updated_at, deadline,
+       definition_version, fingerprint
   FROM sagakit_choreography
  WHERE $1::text IS NULL OR status = $1
  ORDER BY updated_at DESC, correlation_id
@@ -644,7 +690,21 @@ UPDATE sagakit_choreography AS c
            FOR UPDATE SKIP LOCKED) AS due
  WHERE c.correlation_id = due.correlation_id
 RETURNING c.correlation_id, c.name, c.status, c.started_at, c.updated_at,
-          c.deadline;
+          c.deadline, c.definition_version, c.fingerprint;
+
+-- choreography_live --
+-- Choreographies that have not ended, by definition
+SELECT name, definition_version, fingerprint, count(*)
+  FROM sagakit_choreography
+ WHERE status IN ('in_progress', 'compensating', 'stalled')
+ GROUP BY name, definition_version, fingerprint;
+
+-- choreography_live_before_versions --
+-- choreography_live on a schema from before 0009: every one is version 1
+SELECT name, 1, NULL::text, count(*)
+  FROM sagakit_choreography
+ WHERE status IN ('in_progress', 'compensating', 'stalled')
+ GROUP BY name;
 
 -- event_outbox_stage --
 -- Stage event $1 of service $2 on the caller's connection, in its

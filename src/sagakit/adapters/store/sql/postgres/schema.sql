@@ -104,6 +104,10 @@ CREATE TABLE sagakit_workflow (
     updated_at   double precision NOT NULL,
     owner        text,
     lease_until  double precision,
+    result       jsonb,
+    start_digest text,
+    definition_version  integer NOT NULL DEFAULT 1,
+    fingerprint  text,
     PRIMARY KEY (app, instance_id)
 );
 
@@ -154,7 +158,9 @@ CREATE TABLE sagakit_choreography (
     status          text NOT NULL,
     started_at      double precision NOT NULL,
     updated_at      double precision NOT NULL,
-    deadline        double precision NOT NULL
+    deadline        double precision NOT NULL,
+    definition_version  integer NOT NULL DEFAULT 1,
+    fingerprint     text
 );
 
 CREATE INDEX sagakit_choreography_deadline ON sagakit_choreography (deadline)

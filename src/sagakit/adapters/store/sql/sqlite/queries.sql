@@ -53,19 +53,22 @@ SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
   FROM sagakit_saga WHERE saga_name = ? AND idempotency_key = ?;
 
 -- saga_exists --
-SELECT 1 FROM sagakit_saga WHERE saga_id = ?;
+-- Its status: a row when the saga exists
+SELECT status FROM sagakit_saga WHERE saga_id = ?;
 
 -- get_history --
 SELECT saga_id, step, kind, attempt, outcome, result, error, started_at, finished_at
   FROM sagakit_step_history WHERE saga_id = ? ORDER BY id;
 
 -- list_sagas --
--- Optional filters are passed as NULL to disable them; ?4: created before
+-- Optional filters are passed as NULL to disable them; ?4: created before;
+-- ?5 true: only unfinished sagas marked waiting
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
  WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR saga_name = ?2)
    AND (?4 IS NULL OR created_at < ?4)
+   AND (NOT ?5 OR (waiting IS NOT NULL AND status IN ('running', 'compensating')))
  ORDER BY created_at DESC, saga_id DESC
  LIMIT ?3;
 
@@ -152,6 +155,13 @@ UPDATE sagakit_saga
    AND saga_id IN (SELECT value FROM json_each(?4))
 RETURNING saga_id;
 
+-- saga_leases --
+-- Owner, whether its lease is live (?2 is now) and version of the non-terminal
+-- sagas in ?1 (a JSON array)
+SELECT saga_id, owner, coalesce(lease_until >= ?2, 0), version FROM sagakit_saga
+ WHERE saga_id IN (SELECT value FROM json_each(?1))
+   AND status IN ('running', 'compensating');
+
 -- release_leases --
 -- Hand the sagas in ?2 (a JSON array) that ?1 still holds back at once
 UPDATE sagakit_saga
@@ -214,22 +224,26 @@ SELECT reply FROM sagakit_inbox WHERE consumer = ? AND message_id = ?;
 -- A workflow instance; an existing (app, instance_id) is kept as it is
 INSERT INTO sagakit_workflow (
     app, instance_id, status, step, input, due_at, state, version, attempts,
-    transitions, error, created_at, updated_at, owner, lease_until
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    transitions, error, created_at, updated_at, owner, lease_until, result,
+    start_digest, definition_version, fingerprint
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (app, instance_id) DO NOTHING;
 
 -- workflow_get --
 SELECT app, instance_id, status, step, input, due_at, state, version, attempts,
-       transitions, error, created_at, updated_at, owner, lease_until
+       transitions, error, created_at, updated_at, owner, lease_until, result,
+       start_digest, definition_version, fingerprint
   FROM sagakit_workflow
  WHERE app = ?1 AND instance_id = ?2;
 
 -- workflow_update --
--- Optimistic: only succeeds when the stored version is ?14
+-- Optimistic: only succeeds when the stored version is ?14. The start
+-- digest is written once, by workflow_insert.
 UPDATE sagakit_workflow
    SET status = ?3, step = ?4, input = ?5, due_at = ?6, state = ?7,
        version = ?8, attempts = ?9, transitions = ?10, error = ?11,
-       updated_at = ?12, owner = ?13, lease_until = ?15
+       updated_at = ?12, owner = ?13, lease_until = ?15, result = ?16,
+       definition_version = ?17, fingerprint = ?18
  WHERE app = ?1 AND instance_id = ?2 AND version = ?14;
 
 -- workflow_insert_history --
@@ -239,8 +253,10 @@ INSERT INTO sagakit_workflow_history (
 
 -- workflow_claim --
 -- Take pending instances of ?1 due by ?3 (now) whose step is in ?5 (a JSON
--- array), and running ones whose lease expired, earliest first. Runs inside
--- BEGIN IMMEDIATE. The version bump makes a save by a previous owner fail.
+-- array), and running ones whose lease expired, earliest first; with ?7,
+-- only those of definition version ?7, and with ?8 too, of fingerprint ?8 or
+-- unknown. Runs inside BEGIN IMMEDIATE. The version bump makes a save by a
+-- previous owner fail.
 UPDATE sagakit_workflow
    SET status = 'running', owner = ?2, lease_until = ?3 + ?4,
        version = version + 1, attempts = attempts + 1, updated_at = ?3
@@ -250,11 +266,13 @@ UPDATE sagakit_workflow
           AND step IN (SELECT value FROM json_each(?5))
           AND ((status = 'pending' AND due_at <= ?3)
                OR (status = 'running' AND lease_until < ?3))
+          AND (?7 IS NULL OR definition_version = ?7)
+          AND (?8 IS NULL OR fingerprint IS NULL OR fingerprint = ?8)
         ORDER BY due_at, instance_id
         LIMIT ?6)
 RETURNING app, instance_id, status, step, input, due_at, state, version,
           attempts, transitions, error, created_at, updated_at, owner,
-          lease_until;
+          lease_until, result, start_digest, definition_version, fingerprint;
 
 -- workflow_renew --
 UPDATE sagakit_workflow
@@ -262,16 +280,33 @@ UPDATE sagakit_workflow
  WHERE app = ?1 AND instance_id = ?3 AND owner = ?2 AND status = 'running';
 
 -- workflow_next_due --
--- The earliest moment something of ?1 (steps in ?2) becomes claimable
+-- The earliest moment something of ?1 (steps in ?2; definition version ?3
+-- and fingerprint ?4 or unknown, each unless NULL) becomes claimable
 SELECT min(CASE WHEN status = 'pending' THEN due_at ELSE lease_until END)
   FROM sagakit_workflow
  WHERE app = ?1
    AND status IN ('pending', 'running')
-   AND step IN (SELECT value FROM json_each(?2));
+   AND step IN (SELECT value FROM json_each(?2))
+   AND (?3 IS NULL OR definition_version = ?3)
+   AND (?4 IS NULL OR fingerprint IS NULL OR fingerprint = ?4);
 
 -- workflow_unfinished --
 SELECT count(*) FROM sagakit_workflow
  WHERE app = ?1 AND status IN ('pending', 'running');
+
+-- workflow_live --
+-- Pending or running instances by app, definition and pending step
+SELECT app, definition_version, fingerprint, step, count(*)
+  FROM sagakit_workflow
+ WHERE status IN ('pending', 'running')
+ GROUP BY app, definition_version, fingerprint, step;
+
+-- workflow_live_before_versions --
+-- workflow_live on a schema from before 0009: every instance is version 1
+SELECT app, 1, NULL, step, count(*)
+  FROM sagakit_workflow
+ WHERE status IN ('pending', 'running')
+ GROUP BY app, step;
 
 -- workflow_history --
 SELECT app, instance_id, step, attempt, outcome, detail, error, recorded_at
@@ -283,7 +318,8 @@ SELECT app, instance_id, step, attempt, outcome, detail, error, recorded_at
 -- Newest first. Optional filters are passed as NULL to disable them: ?1
 -- status, ?2 app, ?4 created before; ?3 is the limit
 SELECT app, instance_id, status, step, input, due_at, state, version, attempts,
-       transitions, error, created_at, updated_at, owner, lease_until
+       transitions, error, created_at, updated_at, owner, lease_until, result,
+       start_digest, definition_version, fingerprint
   FROM sagakit_workflow
  WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR app = ?2)
    AND (?4 IS NULL OR created_at < ?4)
@@ -328,11 +364,13 @@ SELECT correlation_id, choreography, service, event_type, message_id, outcome,
  ORDER BY id;
 
 -- choreography_lock --
--- Create the tracker's row of ?1 (choreography ?2) at ?3, due by ?4; an
--- existing row is kept. Runs inside BEGIN IMMEDIATE.
+-- Create the tracker's row of ?1 (choreography ?2, definition version ?5 and
+-- fingerprint ?6) at ?3, due by ?4; an existing row is kept. Runs inside
+-- BEGIN IMMEDIATE.
 INSERT INTO sagakit_choreography (
-    correlation_id, name, status, started_at, updated_at, deadline
-) VALUES (?1, ?2, 'in_progress', ?3, ?3, ?4)
+    correlation_id, name, status, started_at, updated_at, deadline,
+    definition_version, fingerprint
+) VALUES (?1, ?2, 'in_progress', ?3, ?3, ?4, ?5, ?6)
 ON CONFLICT (correlation_id) DO NOTHING;
 
 -- choreography_seen --
@@ -347,13 +385,15 @@ UPDATE sagakit_choreography
  WHERE correlation_id = ?1;
 
 -- choreography_get --
-SELECT correlation_id, name, status, started_at, updated_at, deadline
+SELECT correlation_id, name, status, started_at, updated_at, deadline,
+       definition_version, fingerprint
   FROM sagakit_choreography
  WHERE correlation_id = ?;
 
 -- choreography_list --
 -- ?1 NULL means every status
-SELECT correlation_id, name, status, started_at, updated_at, deadline
+SELECT correlation_id, name, status, started_at, updated_at, deadline,
+       definition_version, fingerprint
   FROM sagakit_choreography
  WHERE ?1 IS NULL OR status = ?1
  ORDER BY updated_at DESC, correlation_id
@@ -368,7 +408,22 @@ UPDATE sagakit_choreography
         WHERE status IN ('in_progress', 'compensating') AND deadline < ?1
         ORDER BY deadline, correlation_id
         LIMIT ?2)
-RETURNING correlation_id, name, status, started_at, updated_at, deadline;
+RETURNING correlation_id, name, status, started_at, updated_at, deadline,
+          definition_version, fingerprint;
+
+-- choreography_live --
+-- Choreographies that have not ended, by definition
+SELECT name, definition_version, fingerprint, count(*)
+  FROM sagakit_choreography
+ WHERE status IN ('in_progress', 'compensating', 'stalled')
+ GROUP BY name, definition_version, fingerprint;
+
+-- choreography_live_before_versions --
+-- choreography_live on a schema from before 0009: every one is version 1
+SELECT name, 1, NULL, count(*)
+  FROM sagakit_choreography
+ WHERE status IN ('in_progress', 'compensating', 'stalled')
+ GROUP BY name;
 
 -- event_outbox_stage --
 -- Stage an event on the caller's connection, in its transaction; an id staged

@@ -97,6 +97,10 @@ CREATE TABLE sagakit_workflow (
     updated_at   REAL NOT NULL,
     owner        TEXT,
     lease_until  REAL,
+    result       TEXT,
+    start_digest TEXT,
+    definition_version  INTEGER NOT NULL DEFAULT 1,
+    fingerprint  TEXT,
     PRIMARY KEY (app, instance_id)
 );
 
@@ -147,7 +151,9 @@ CREATE TABLE sagakit_choreography (
     status          TEXT NOT NULL,
     started_at      REAL NOT NULL,
     updated_at      REAL NOT NULL,
-    deadline        REAL NOT NULL
+    deadline        REAL NOT NULL,
+    definition_version  INTEGER NOT NULL DEFAULT 1,
+    fingerprint     TEXT
 );
 
 CREATE INDEX sagakit_choreography_deadline ON sagakit_choreography (deadline)
