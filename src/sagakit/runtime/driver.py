@@ -21,6 +21,7 @@ from sagakit.engine.commands import (
     CancelSteps,
     Command,
     Compensate,
+    Decision,
     FinishSaga,
     RunStep,
 )
@@ -56,9 +57,10 @@ from sagakit.runtime.instance import (
     work_key,
 )
 from sagakit.runtime.relay import OutboxRelay
-from sagakit.runtime.remote import command_messages, remote_of
+from sagakit.runtime.remote import remote_of
 from sagakit.runtime.result import SagaResult
 from sagakit.runtime.retry import retry_store
+from sagakit.runtime.unawaited import outgoing
 
 logger = logging.getLogger("sagakit.runtime.orchestrator")
 
@@ -234,7 +236,10 @@ class Driver:
                         return
                     if isinstance(command, CancelSteps):
                         cancel_steps(inst, command, self.clock)
-                    elif remote_of(inst.saga, command) is None:
+                    elif (  # a SendCancel is in the outbox already
+                        isinstance(command, RunStep | Compensate)
+                        and remote_of(inst.saga, command) is None
+                    ):
                         local.append(command)
                 if self.draining and local:
                     if inst.in_flight == 0:
@@ -385,26 +390,40 @@ class Driver:
         """Decide, then commit the transition before anything else happens.
 
         Remote commands the decision issues are written to the outbox in the
-        same commit. A decision that changes nothing commits nothing.
+        same commit; a fire-and-forget compensation among them counts as
+        succeeded in that commit (see :mod:`sagakit.runtime.unawaited`). A
+        decision that changes nothing commits nothing.
         """
         decision = decide(inst.saga, inst.state, event)
         if decision.state == inst.state and not decision.commands and inbox is None:
             return ()
-        history = [*inst.pending_history, *entries]
+        return await self.transition(inst, decision, entries, inbox)
+
+    async def transition(
+        self,
+        inst: Instance,
+        decision: Decision,
+        entries: list[HistoryEntry],
+        inbox: InboxEntry | None = None,
+    ) -> tuple[Command, ...]:
+        """Commit ``decision`` (with ``entries`` and what it sends) and
+        return the commands left to run here."""
         now = self.clock.now()
-        if decision.state.status.terminal:
-            outcome = decision.state.status.value
-            history.append(saga_line(inst.state.saga_id, outcome, now))
-        built = command_messages(
+        built = outgoing(
             inst.saga,
-            decision.state,
+            decision,
             inst.context,
-            decision.commands,
             reply_to=self.reply_queue,
             now=now,
             observer=self.observer,
             trace=inst.trace,
         )
+        decision = built.decision  # fire-and-forget compensations sent: done
+        entries = [*entries, *built.entries]
+        history = [*inst.pending_history, *entries]
+        if decision.state.status.terminal:
+            outcome = decision.state.status.value
+            history.append(saga_line(inst.state.saga_id, outcome, now))
         outbox = self.hold(built.messages, now)
         await self.commit(inst, decision.state, history, outbox=outbox, inbox=inbox)
         inst.pending_history.clear()

@@ -213,7 +213,8 @@ def _stubs(
     """Participants that succeed for every remote command nobody else handles."""
     by_queue: dict[str, Participant] = {}
     for spec in saga:
-        for target in (spec.action, spec.compensate):
+        cancel = spec.action.on_timeout if isinstance(spec.action, Remote) else None
+        for target in (spec.action, spec.compensate, cancel):
             if not isinstance(target, Remote) or target.destination in covered:
                 continue
             queue = target.destination
@@ -326,9 +327,14 @@ class _ProcessStore:
         **kw: Any,
     ) -> None:
         kw["outbox"] = _now(kw.get("outbox", ()))
-        await self._commit(
-            lambda: self._base.save(record, expected_version, history, **kw)
-        )
+
+        async def write() -> None:
+            await self._base.save(record, expected_version, history, **kw)
+            for h in history:  # a fire-and-forget compensation: done once sent
+                if h.kind == "compensation" and h.outcome == "sent" and h.step:
+                    self._run.record(h.step, h.kind, h.attempt, "sent", remote=True)
+
+        await self._commit(write)
 
     async def claim_outbox(
         self, owner: str, *, lease: float, limit: int = 100

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sagakit.definition.remote import Remote
 from sagakit.definition.saga import Saga, Step
 from sagakit.engine.state import SagaStatus
 
@@ -139,13 +140,18 @@ def injection_points(saga: Saga[Any]) -> list[FailurePoint]:
             continue  # nothing after it can fail and be rolled back
         mode: Mode = "reject" if trigger.is_remote else "always"
         cause = Injection(trigger.name, "action", mode)
+        # a fire-and-forget compensation is done once sent: its participant
+        # failing changes nothing
+        sent = isinstance(step.compensate, Remote) and not step.compensate.awaited
         points.append(
             FailurePoint(
                 (cause, Injection(step.name, "compensation", "always")),
-                expected=SagaStatus.COMPENSATION_FAILED,
+                expected=SagaStatus.COMPENSATED
+                if sent
+                else SagaStatus.COMPENSATION_FAILED,
             )
         )
-        if _retries(step, "compensation"):
+        if _retries(step, "compensation") and not sent:
             points.append(
                 FailurePoint(
                     (cause, Injection(step.name, "compensation", "once")),
