@@ -578,6 +578,68 @@ def test_payload_model_comes_from_the_builder_annotation() -> None:
     ]
 
 
+def fire_and_forget_saga() -> Saga[Any]:
+    def cancel(ctx: BaseModel) -> Ping:
+        return Ping(n=2)
+
+    return Saga(
+        "forgetful",
+        [
+            Step(
+                "ping",
+                Remote(
+                    "echo.ping",
+                    reply=Pong,
+                    on_timeout=Remote("echo.cancel_ping", cancel),
+                ),
+                compensate=Remote("echo.unping", awaited=False),
+            ),
+            Step("pong", Remote("echo.pong")),
+        ],
+    )
+
+
+def test_commands_sent_without_a_reply_wait_have_no_reply() -> None:
+    doc = document(describe(sagas=[fire_and_forget_saga()]).model())
+    messages = doc["components"]["messages"]
+    for command in ("echo.ping", "echo.pong", "echo.unping", "echo.cancel_ping"):
+        assert command in messages
+    assert "echo.ping.reply" in messages
+    assert "echo.unping.reply" not in messages
+    assert "echo.cancel_ping.reply" not in messages
+    assert messages["echo.cancel_ping"]["payload"]["properties"]["payload"] == {
+        "$ref": "#/components/schemas/Ping"
+    }
+    assert messages["echo.cancel_ping"]["x-sagakit-usages"] == [
+        {"actor": "forgetful", "role": "on_timeout", "step": "ping"}
+    ]
+    ops = doc["operations"]
+    assert "reply" in ops["forgetful.send.echo.ping"]
+    for command in ("echo.unping", "echo.cancel_ping"):
+        op = ops[f"forgetful.send.{command}"]
+        assert "reply" not in op
+        assert "no reply awaited" in op["summary"]
+    replies = ops["forgetful.receive.replies"]["messages"]
+    assert len(replies) == 2  # echo.ping's and echo.pong's
+
+
+@pytest.mark.slow
+def test_official_parser_accepts_commands_without_replies(tmp_path: Path) -> None:
+    node = node_or_skip()
+    doc = document(describe(sagas=[fire_and_forget_saga()]).model())
+    path = tmp_path / "forgetful.yaml"
+    path.write_text(to_yaml(doc), encoding="utf-8")
+    errors, _, status = parse(node, path)
+    assert errors == [], "\n".join(errors)
+    assert status == 0
+
+
+def test_mermaid_shows_what_is_sent_without_a_reply_wait() -> None:
+    chart = mermaid(fire_and_forget_saga())
+    assert "on timeout: echo.cancel_ping" in chart
+    assert "command echo.unping<br/>queue echo<br/>no reply awaited" in chart
+
+
 # -- Mermaid ----------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 import sagakit.runtime.driver as driver_module
-from sagakit import Parallel, RetryPolicy, Saga, SQLiteStore, Step
+from sagakit import Parallel, RetryPolicy, Saga, SagaStatus, SQLiteStore, Step
 from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.definition import Remote
 from sagakit.engine import rollback
@@ -201,3 +201,69 @@ async def test_catches_a_participant_that_handles_a_command_twice() -> None:
     )
     assert "participant inbox" in rules(report)
     assert "handled 2 times" in report.summary()
+
+
+def fire_and_forget_saga() -> Saga[Ctx]:
+    """Two branches whose undo is a command nobody waits for, joined by a
+    local step, then a remote pivot."""
+    return Saga(
+        "fire_and_forget",
+        [
+            Step("local", ok, compensate=undo),
+            Step(
+                "ticket",
+                Remote("kitchen.create", lambda ctx: {"n": ctx.n}),
+                compensate=Remote(
+                    "kitchen.cancel", lambda ctx: {"n": ctx.n}, awaited=False
+                ),
+                after=("local",),
+            ),
+            Step(
+                "hold",
+                Remote("bank.hold"),
+                compensate=Remote("bank.release", awaited=False),
+                after=("local",),
+            ),
+            Step(
+                "charge",
+                Remote("accounting.charge"),
+                pivot=True,
+                after=("ticket", "hold"),
+            ),
+        ],
+        context=Ctx,
+    )
+
+
+async def test_fire_and_forget_compensations_pass() -> None:
+    report = await check_saga(fire_and_forget_saga(), Ctx)
+    report.assert_ok()
+    print(report.summary())
+    # a participant that fails an undo it was not waited for changes nothing
+    failing = [
+        r
+        for r in report.results
+        if any(
+            i.kind == "compensation" and i.mode == "always" for i in r.point.injections
+        )
+        and r.point.crash is None
+    ]
+    assert {r.point.injections[1].step for r in failing} == {"local", "ticket", "hold"}
+    for r in failing:
+        sent = r.point.injections[1].step != "local"
+        assert r.status is (
+            SagaStatus.COMPENSATED if sent else SagaStatus.COMPENSATION_FAILED
+        )
+
+
+async def test_catches_a_fire_and_forget_compensation_never_counted_done(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(
+        "sagakit.runtime.unawaited.sent", lambda saga, decision, done, at: decision
+    )
+    report = await check_saga(
+        fire_and_forget_saga(), Ctx, max_points=3, run_timeout=1.0
+    )
+    assert "terminal status" in rules(report)
+    assert "stopped in compensating" in report.summary()

@@ -286,6 +286,21 @@ def _return_model(fn: Callable[..., Any] | None) -> type[BaseModel] | None:
     return None
 
 
+def _send_summary(saga: str, step: str, role: str, remote: Remote) -> str:
+    """What a saga's send operation does, and whether it waits for a reply."""
+    if role == "on_timeout":
+        return (
+            f"Saga {saga} sends {remote.command} when step {step}'s reply does "
+            "not come in time, to cancel what it asked for (fire and forget: "
+            "no reply_to, no reply awaited)."
+        )
+    what = "undo" if role == "compensation" else "run"
+    text = f"Saga {saga} sends {remote.command} to {what} step {step}."
+    if not remote.awaited:
+        text += " Fire and forget: no reply_to, no reply awaited."
+    return text
+
+
 class _Builder:
     def __init__(self, app: AsyncAPIApp) -> None:
         self.app = app
@@ -367,23 +382,27 @@ class _Builder:
         replies = self._reply_channel
         received: list[str] = []
         for step in saga:
+            cancel = step.action.on_timeout if isinstance(step.action, Remote) else None
             for role, remote in (
                 ("action", step.action),
                 ("compensation", step.compensate),
+                ("on_timeout", cancel),
             ):
                 if not isinstance(remote, Remote):
                     continue
                 command = self._message(
                     "command", remote.command, _return_model(remote.payload)
                 )
-                reply = self._message("reply", remote.command, remote.reply)
-                for m in (command, reply):
-                    m.usages.append(Usage(saga.name, role, step.name))
+                command.usages.append(Usage(saga.name, role, step.name))
                 channel = self._channel("commands", remote.destination)
                 channel.carry(command.id)
-                replies.carry(reply.id)
-                received.append(reply.id)
-                what = "undo" if role == "compensation" else "run"
+                answer: Reply | None = None
+                if role != "on_timeout" and remote.awaited:
+                    reply = self._message("reply", remote.command, remote.reply)
+                    reply.usages.append(Usage(saga.name, role, step.name))
+                    replies.carry(reply.id)
+                    received.append(reply.id)
+                    answer = Reply(replies.id, (reply.id,))
                 self._operation(
                     Operation(
                         id=safe_id(f"{saga.name}.send.{remote.command}"),
@@ -392,9 +411,8 @@ class _Builder:
                         actor=saga.name,
                         actor_kind="saga",
                         messages=[command.id],
-                        summary=f"Saga {saga.name} sends {remote.command} to {what} "
-                        f"step {step.name}.",
-                        reply=Reply(replies.id, (reply.id,)),
+                        summary=_send_summary(saga.name, step.name, role, remote),
+                        reply=answer,
                     )
                 )
         if received:

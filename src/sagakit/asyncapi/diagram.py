@@ -5,7 +5,8 @@ between a ``fork`` and a ``join`` node, inside a subgraph), ``succeeded``.
 Each compensable step has a dashed ``undo`` edge to its compensation, and the
 compensations are chained by dashed edges in reverse stage order down to
 ``compensated``, the order they run in. The pivot is a hexagon marked
-``PIVOT``; a remote step shows its command and queue.
+``PIVOT``; a remote step shows its command and queue (and its
+``on_timeout`` command; a command sent without a reply wait says so).
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ def _text(value: str) -> str:
 
 
 def _remote(remote: Remote) -> str:
-    return f"command {_text(remote.command)}<br/>queue {_text(remote.destination)}"
+    text = f"command {_text(remote.command)}<br/>queue {_text(remote.destination)}"
+    return text if remote.awaited else f"{text}<br/>no reply awaited"
 
 
 def _label(step: Step) -> str:
     parts = [f"<b>{_text(step.name)}</b>"]
     if isinstance(step.action, Remote):
         parts.append(_remote(step.action))
+        if step.action.on_timeout is not None:
+            parts.append(f"on timeout: {_text(step.action.on_timeout.command)}")
     elif isinstance(step.action, SubSaga):
         parts.append(f"sub-saga {_text(step.action.saga.name)}")
     if step.pivot:

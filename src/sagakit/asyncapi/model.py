@@ -52,7 +52,8 @@ class Usage:
 
     actor: str
     role: str
-    """``action``, ``compensation``, ``handler``, ``publisher``, ``subscriber``."""
+    """``action``, ``compensation``, ``on_timeout``, ``handler``,
+    ``publisher``, ``subscriber``."""
     step: str | None = None
 
 

@@ -52,6 +52,7 @@ STATUS_STYLES: dict[str, str] = {
     SagaStatus.COMPENSATION_FAILED.value: "bold red",
     SagaStatus.FAILED.value: "red",
     "started": "dim",
+    "sent": "green",
     "resumed": "cyan",
     "in_progress": "cyan",
     "stalled": "bold red",
@@ -62,7 +63,12 @@ STATUS_STYLES: dict[str, str] = {
     "running (paused)": "bold yellow",
     "compensating (paused)": "bold yellow",
 }
-_KIND_STYLES = {"saga": "dim", "action": "", "compensation": "magenta"}
+_KIND_STYLES = {
+    "saga": "dim",
+    "action": "",
+    "compensation": "magenta",
+    "cancel": "yellow",
+}
 _EVENT_DETAIL_STYLES = {"failed": "red", "waiting": "yellow"}
 
 

@@ -9,7 +9,7 @@ way, so an instance started on one can finish on the other. What is in it:
   and ``compensate_on_failure``;
 - for a remote action or compensation: the command name, the queue, the
   JSON schema of the reply model and of the payload builder's return
-  annotation when it names a pydantic model;
+  annotation when it names a pydantic model; ``awaited=False`` too;
 - for a sub-saga: the child saga's name and version (the child's own shape
   is in the child instances' fingerprint);
 - the JSON schema of a local step's ``output`` model, when it declares one.
@@ -20,7 +20,7 @@ failures ``continue`` says so. These keys appear only when they differ from a
 plain list of stages, so adding them left every older fingerprint unchanged.
 
 What is not: function bodies and docstrings, retry policies and timeouts
-and a fail-fast group's ``grace``
+and a fail-fast group's ``grace``, a remote action's ``on_timeout`` command
 (tuning, safe to change under a running instance), ``blocking``, schema
 titles and descriptions, and the context model (a new optional field must
 not strand anything; a context that no longer validates fails on load).
@@ -106,12 +106,15 @@ def _callee(fn: Callable[..., Any] | Remote | SubSaga[Any]) -> Any:
         return {"saga": fn.saga.name, "version": fn.saga.version}
     if not isinstance(fn, Remote):
         return "local"
-    return {
+    out = {
         "command": fn.command,
         "queue": fn.destination,
         "reply": _schema(fn.reply),
         "payload": _schema(_returned_model(fn.payload)),
     }
+    if not fn.awaited:  # a stored compensation in flight waits, or does not
+        out["awaited"] = False
+    return out
 
 
 def _returned_model(fn: Callable[..., Any] | None) -> type[BaseModel] | None:

@@ -18,7 +18,11 @@ from sagakit.definition import graph
 from sagakit.definition.fingerprint import fingerprint
 from sagakit.definition.graph import FailFast
 from sagakit.definition.migration import ContextMap, Migration, migrations_of
-from sagakit.definition.remote import DEFAULT_REPLY_TIMEOUT, Remote
+from sagakit.definition.remote import (
+    DEFAULT_REPLY_TIMEOUT,
+    Remote,
+    check_step_remotes,
+)
 from sagakit.definition.retry import COMPENSATION_RETRY, NO_RETRY, RetryPolicy
 from sagakit.definition.signature import UNKNOWN, CallShape, checked_shape
 from sagakit.definition.subsaga import (
@@ -114,6 +118,11 @@ class Step:
         _check_name("Step", self.name)
         self._check_after()
         self._check_calls()
+        check_step_remotes(
+            self.name, self.action, self.compensate, self.compensation_timeout
+        )
+        if isinstance(self.action, Remote) and self.action.on_timeout is not None:
+            self._payload_shape(self.action.on_timeout, "on_timeout", (1,))
         for attr in ("timeout", "compensation_timeout"):
             value = getattr(self, attr)
             if value is not None and (

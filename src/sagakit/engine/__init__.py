@@ -9,6 +9,7 @@ from sagakit.engine.commands import (
     Decision,
     FinishSaga,
     RunStep,
+    SendCancel,
 )
 from sagakit.engine.decide import decide, initial_state
 from sagakit.engine.events import (
@@ -50,6 +51,7 @@ __all__ = [
     "SagaStarted",
     "SagaState",
     "SagaStatus",
+    "SendCancel",
     "StepAttemptFailed",
     "StepState",
     "StepStatus",

@@ -38,7 +38,18 @@ class CancelSteps:
     grace: float = 0.0
 
 
-Command = RunStep | Compensate | CancelSteps | FinishSaga
+@dataclass(frozen=True, slots=True)
+class SendCancel:
+    """Send the ``on_timeout`` command of ``step``'s remote action for
+    ``attempt``, whose reply deadline passed: fire and forget, through the
+    outbox in the same commit as the timeout (the step's failure or retry
+    is decided in the same decision)."""
+
+    step: str
+    attempt: int
+
+
+Command = RunStep | Compensate | CancelSteps | SendCancel | FinishSaga
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,8 @@ Rules it guarantees (checked by property tests):
   independent branches concurrently (see :mod:`sagakit.engine.rollback`);
 * a failure after the pivot succeeded ends in ``failed`` with nothing
   compensated;
+* a remote action whose reply deadline passes sends its ``on_timeout``
+  command (``SendCancel``) in the decision that fails or retries it;
 * a compensation that fails beyond its policy ends in ``compensation_failed``,
   keeping the original and every compensation error (at once under the
   ``stop`` policy, after every other compensation was tried under
@@ -38,6 +40,7 @@ from sagakit.engine.commands import (
     Decision,
     FinishSaga,
     RunStep,
+    SendCancel,
 )
 from sagakit.engine.events import (
     CancelRequested,
@@ -364,7 +367,8 @@ def _reply_timeout(spec: Step, seconds: float) -> ErrorInfo:
 
 
 def _on_deadline(saga: Saga[Any], state: SagaState, event: DeadlinePassed) -> Decision:
-    """Fail every remote action or compensation whose reply deadline passed."""
+    """Fail every remote action or compensation whose reply deadline passed
+    (an action's ``on_timeout`` command goes out first: ``SendCancel``)."""
     commands: list[Command] = []
     for name in list(state.steps):
         current = state.step(name)
@@ -374,6 +378,8 @@ def _on_deadline(saga: Saga[Any], state: SagaState, event: DeadlinePassed) -> De
         if state.status.terminal:
             break
         if current.status is _RUNNING:
+            if isinstance(spec.action, Remote) and spec.action.on_timeout is not None:
+                commands.append(SendCancel(name, current.attempts))
             error = _reply_timeout(spec, spec.reply_timeout)
             retryable = spec.retry.retries(TimeoutError(error.message))
             failed = StepAttemptFailed(name, error, retryable, event.at, event.jitter)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from sagakit.definition.remote import waits_for_reply
 from sagakit.definition.saga import Saga
 from sagakit.engine.commands import Command, Compensate, RunStep
 from sagakit.engine.events import PauseRequested, UnpauseRequested
@@ -51,8 +52,8 @@ def unpause(
             timeout = spec.reply_timeout if spec.is_remote else None
             commands.append(RunStep(name, current.attempts, delay))
         elif current.status is StepStatus.COMPENSATING:
-            remote = spec.compensation_is_remote
-            timeout = spec.compensation_reply_timeout if remote else None
+            awaited = waits_for_reply(spec.compensate)
+            timeout = spec.compensation_reply_timeout if awaited else None
             commands.append(Compensate(name, current.compensation_attempts, delay))
         else:  # settled meanwhile (a crash marked it interrupted)
             continue

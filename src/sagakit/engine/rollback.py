@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
+from sagakit.definition.remote import waits_for_reply
 from sagakit.definition.saga import Saga, Step
 from sagakit.engine.commands import Command, Compensate, Decision, FinishSaga
 from sagakit.engine.events import (
@@ -36,8 +37,9 @@ _COMPENSATION_FAILED = StepStatus.COMPENSATION_FAILED
 
 
 def compensation_deadline(spec: Step, at: float, delay: float = 0.0) -> float | None:
-    """When a remote compensation sent at ``at`` (after ``delay``) times out."""
-    if not spec.compensation_is_remote:
+    """When a remote compensation sent at ``at`` (after ``delay``) times out;
+    ``None`` for one that is local or not awaited (``awaited=False``)."""
+    if not waits_for_reply(spec.compensate):
         return None
     return at + delay + spec.compensation_reply_timeout
 
@@ -208,15 +210,16 @@ def on_compensation_failed(
 
 def resume_rollback(saga: Saga[Any], state: SagaState, at: float) -> Decision:
     """A new worker takes over a rollback: local compensations that were in
-    flight run again (at least once); remote ones keep waiting for their
-    reply or deadline."""
+    flight run again (at least once), and so are fire-and-forget ones (sent
+    again: the same message, which the participant's inbox drops if it got
+    it); awaited remote ones keep waiting for their reply or deadline."""
     assert state.compensations is not None  # noqa: S101 - caller checks
     commands: list[Command] = []
     for name in state.compensations:
         current = state.step(name)
         if current.status is not _COMPENSATING:
             continue
-        if saga.step(name).compensation_is_remote:
+        if waits_for_reply(saga.step(name).compensate):
             continue  # its reply, or its deadline, will come
         attempt = max(1, current.compensation_attempts)
         state = state.with_step(name, compensation_attempts=attempt)

@@ -111,7 +111,8 @@ class Observer:
 
     def step_finished(self, saga: str, entry: HistoryEntry) -> None:
         """A step outcome was committed: local or remote, ``succeeded``,
-        ``failed`` or ``timed_out``; ``entry.duration`` is how long it took."""
+        ``failed`` or ``timed_out`` (or ``sent``: a fire-and-forget
+        compensation); ``entry.duration`` is how long it took."""
 
     def command_headers(
         self,

@@ -11,7 +11,8 @@ application's choice.
   ``compensation_failed`` (counted again if an operator's retry ends it again).
 - ``sagakit_step_duration_seconds{saga,step,kind,outcome}``: committed step
   outcomes, local or remote; ``kind`` is ``action`` or ``compensation``,
-  ``outcome`` is ``succeeded``, ``failed`` or ``timed_out``.
+  ``outcome`` is ``succeeded``, ``failed``, ``timed_out`` or ``sent`` (a
+  fire-and-forget compensation).
 """
 
 from __future__ import annotations

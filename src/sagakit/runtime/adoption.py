@@ -11,6 +11,7 @@ from sagakit.definition.saga import Saga
 from sagakit.engine.commands import Command
 from sagakit.engine.decide import decide
 from sagakit.engine.events import SagaResumed
+from sagakit.engine.unawaited import unawaited
 from sagakit.errors import (
     ConcurrencyError,
     DefinitionUnavailable,
@@ -69,18 +70,19 @@ async def _resume(
     reloaded first (:func:`refresh.reload`)."""
     for _ in range(refresh.MAX_RELOADS):
         decision = decide(inst.saga, inst.state, SagaResumed(now))
-        if decision.state == inst.state:
+        # a fire-and-forget compensation to send again goes through the outbox
+        resend = any(unawaited(inst.saga, c) for c in decision.commands)
+        if decision.state == inst.state and not resend:
             # nothing to commit yet: the line joins the next transition's commit
             inst.pending_history.append(entry)
             return decision.commands
         try:
-            await driver.commit(inst, decision.state, [entry])
+            return await driver.transition(inst, decision, [entry])
         except ConcurrencyError:
             if not await refresh.reload(driver, inst):
                 raise
             inst.owed.clear()  # SagaResumed decides what runs on what it reloaded
             continue
-        return decision.commands
     raise ConcurrencyError(f"saga {inst.state.saga_id} kept changing as it was adopted")
 
 

@@ -21,6 +21,7 @@ from sagakit.engine.commands import (
     CancelSteps,
     Command,
     Compensate,
+    Decision,
     FinishSaga,
     RunStep,
 )
@@ -56,9 +57,10 @@ from sagakit.runtime.instance import (
     work_key,
 )
 from sagakit.runtime.relay import OutboxRelay
-from sagakit.runtime.remote import command_messages, remote_of
+from sagakit.runtime.remote import remote_of
 from sagakit.runtime.result import SagaResult
 from sagakit.runtime.retry import retry_store
+from sagakit.runtime.unawaited import outgoing
 
 logger = logging.getLogger("sagakit.runtime.orchestrator")
 
@@ -194,10 +196,6 @@ class Driver:
                 return
             await asyncio.wait(list(self.tasks), timeout=poll)
 
-    def watching(self) -> int:
-        """How many instances driven here only wait (parked) for a child."""
-        return sum(i.parked and bool(i.watchers) for i in self.active.values())
-
     def paused(self) -> int:
         """How many instances driven here are paused and parked."""
         return sum(i.parked and i.state.paused for i in self.active.values())
@@ -285,11 +283,9 @@ class Driver:
     def _issue(
         self, inst: Instance, commands: tuple[Command, ...]
     ) -> list[RunStep | Compensate] | None:
-        """Carry out ``commands`` but the local runs, which are returned;
-        None once ``inst`` is not driven here any more (it ended, or was
-        handed over). Remote commands left with the commit (the outbox);
-        the sub-saga steps running or compensating are watched
-        (:mod:`~sagakit.runtime.subsaga`)."""
+        """Carry out ``commands`` but the local runs, which are returned
+        (None once ``inst`` ended or was handed over); sub-saga steps are
+        watched (:mod:`~sagakit.runtime.subsaga`)."""
         local: list[RunStep | Compensate] = []
         children: list[RunStep | Compensate] = []
         for command in commands:
@@ -299,6 +295,8 @@ class Driver:
             if isinstance(command, CancelSteps):
                 cancel_steps(inst, command, self.clock)
                 subsaga.cancel_children(self, inst, command)
+            elif not isinstance(command, RunStep | Compensate):
+                continue  # a SendCancel is in the outbox already
             elif subsaga.is_child_command(inst.saga, command):
                 children.append(command)
             elif remote_of(inst.saga, command) is None:
@@ -420,26 +418,40 @@ class Driver:
         """Decide, then commit the transition before anything else happens.
 
         Remote commands the decision issues are written to the outbox in the
-        same commit. A decision that changes nothing commits nothing.
+        same commit; a fire-and-forget compensation among them counts as
+        succeeded in that commit (see :mod:`sagakit.runtime.unawaited`). A
+        decision that changes nothing commits nothing.
         """
         decision = decide(inst.saga, inst.state, event)
         if decision.state == inst.state and not decision.commands and inbox is None:
             return ()
-        history = [*inst.pending_history, *entries]
+        return await self.transition(inst, decision, entries, inbox)
+
+    async def transition(
+        self,
+        inst: Instance,
+        decision: Decision,
+        entries: list[HistoryEntry],
+        inbox: InboxEntry | None = None,
+    ) -> tuple[Command, ...]:
+        """Commit ``decision`` (with ``entries`` and what it sends) and
+        return the commands left to run here."""
         now = self.clock.now()
-        if decision.state.status.terminal:
-            outcome = decision.state.status.value
-            history.append(saga_line(inst.state.saga_id, outcome, now))
-        built = command_messages(
+        built = outgoing(
             inst.saga,
-            decision.state,
+            decision,
             inst.context,
-            decision.commands,
             reply_to=self.reply_queue,
             now=now,
             observer=self.observer,
             trace=inst.trace,
         )
+        decision = built.decision  # fire-and-forget compensations sent: done
+        entries = [*entries, *built.entries]
+        history = [*inst.pending_history, *entries]
+        if decision.state.status.terminal:
+            outcome = decision.state.status.value
+            history.append(saga_line(inst.state.saga_id, outcome, now))
         outbox = self.hold(built.messages, now)
         await self.commit(inst, decision.state, history, outbox=outbox, inbox=inbox)
         inst.pending_history.clear()

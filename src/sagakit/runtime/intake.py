@@ -24,6 +24,7 @@ from sagakit.runtime.driver import Driver
 from sagakit.runtime.instance import REPLY_CONSUMER
 from sagakit.runtime.relay import OutboxRelay
 from sagakit.runtime.remote import reply_event, timed_out_entries
+from sagakit.runtime.unawaited import ignored_reply
 
 logger = logging.getLogger("sagakit.runtime.orchestrator")
 
@@ -83,6 +84,12 @@ class ReplyIntake:
         inst = await adoption.load(driver, message.saga_id)
         if inst is None:
             return  # the saga ended: a late reply
+        if ignored_reply(inst.saga, message):
+            logger.info(
+                "reply to a command sent without a reply wait; ignored",
+                extra={"action": "reply_ignored", "saga_id": message.saga_id},
+            )
+            return
         translated = reply_event(
             inst.saga, message, now=driver.clock.now(), jitter=driver.jitter()
         )

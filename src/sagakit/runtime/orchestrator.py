@@ -26,7 +26,7 @@ from sagakit.observability.observer import NOOP, Observer
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import SagaStore
 from sagakit.ports.transport import Transport
-from sagakit.runtime import adoption
+from sagakit.runtime import adoption, subsaga
 from sagakit.runtime.client import SagaClient, Started, StartOptions
 from sagakit.runtime.clock import SystemClock
 from sagakit.runtime.driver import Driver
@@ -400,7 +400,7 @@ class Orchestrator:
     @property
     def watching(self) -> int:
         """How many of them only wait for the child of a sub-saga step."""
-        return self.driver.watching()
+        return subsaga.watching(self.driver)
 
     @property
     def paused(self) -> int:

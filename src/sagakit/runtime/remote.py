@@ -59,27 +59,16 @@ def command_message(
 ) -> OutboxMessage:
     """The outbox row that sends ``command``; raises if the payload cannot be
     built (the caller turns that into a step failure). ``observer`` adds its
-    headers (the trace context) to the message."""
+    headers (the trace context) to the message. A command sent without
+    awaiting its reply (``awaited=False``) names no ``reply_to``."""
     compensation = isinstance(command, Compensate)
     spec = saga.step(command.step)
-    payload: Any = {}
-    if remote.payload is not None:
-        wants = spec.action_wants_results
-        if compensation:
-            wants = spec.compensation_wants_results
-        kwargs = results_kwargs(saga, state, wanted=wants)
-        if compensation and spec.compensation_takes_result:
-            own = state.step(spec.name).result
-            payload = remote.payload(context, own, **kwargs)
-        else:
-            payload = remote.payload(context, **kwargs)
-    body = to_jsonable_python(payload) if payload is not None else {}
-    if not isinstance(body, dict):
-        raise SagaError(
-            f"step {spec.name!r}: the payload of {remote.command!r} must be a "
-            f"pydantic model or a dict, got {type(payload).__name__}"
-        )
-    headers = {ISSUED_AT: repr(now + command.delay)}
+    args: tuple[Any, ...] = (context,)
+    if compensation and spec.compensation_takes_result:
+        args = (context, state.step(spec.name).result)
+    wants = spec.action_wants_results
+    if compensation:
+        wants = spec.compensation_wants_results
     call = StepRun(
         saga.name,
         state.saga_id,
@@ -87,18 +76,55 @@ def command_message(
         "compensation" if compensation else "action",
         command.attempt,
     )
+    return outbox_message(
+        call,
+        remote,
+        args,
+        results_kwargs(saga, state, wanted=wants),
+        message_id=command_id(state.saga_id, spec.name, command.attempt, compensation),
+        reply_to=reply_to if remote.awaited else None,
+        delay=command.delay,
+        now=now,
+        observer=observer,
+        trace=trace,
+    )
+
+
+def outbox_message(
+    call: StepRun,
+    remote: Remote,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    *,
+    message_id: str,
+    reply_to: str | None,
+    now: float,
+    delay: float = 0.0,
+    observer: Observer = NOOP,
+    trace: Mapping[str, str] | None = None,
+) -> OutboxMessage:
+    """The outbox row that sends ``remote`` for ``call``, its payload built
+    from ``args`` and ``kwargs``; raises if the payload cannot be built."""
+    payload: Any = {} if remote.payload is None else remote.payload(*args, **kwargs)
+    body = to_jsonable_python(payload) if payload is not None else {}
+    if not isinstance(body, dict):
+        raise SagaError(
+            f"step {call.step!r}: the payload of {remote.command!r} must be a "
+            f"pydantic model or a dict, got {type(payload).__name__}"
+        )
+    headers = {ISSUED_AT: repr(now + delay)}
     headers.update(
         observer.command_headers(call, remote.command, remote.destination, trace)
     )
     message = Envelope(
-        id=command_id(state.saga_id, spec.name, command.attempt, compensation),
+        id=message_id,
         kind="command",
         type=remote.command,
-        correlation_id=f"{state.saga_id}:{spec.name}:{command.attempt}",
-        saga_id=state.saga_id,
-        step=spec.name,
-        attempt=command.attempt,
-        compensation=compensation,
+        correlation_id=f"{call.saga_id}:{call.step}:{call.attempt}",
+        saga_id=call.saga_id,
+        step=call.step,
+        attempt=call.attempt,
+        compensation=call.kind == "compensation",
         reply_to=reply_to,
         payload=body,
         headers=headers,
@@ -108,8 +134,8 @@ def command_message(
         message_id=message.id,
         destination=remote.destination,
         body=encode(message),
-        available_at=now + command.delay,
-        saga_id=state.saga_id,
+        available_at=now + delay,
+        saga_id=call.saga_id,
     )
 
 

@@ -188,6 +188,11 @@ async def _cancel(
         )
 
 
+def watching(driver: Driver) -> int:
+    """How many instances ``driver`` drives only wait (parked) for a child."""
+    return sum(i.parked and bool(i.watchers) for i in driver.active.values())
+
+
 def stop_watching(inst: Instance) -> None:
     for task in list(inst.watchers.values()):
         task.cancel()
@@ -508,4 +513,5 @@ __all__ = [
     "stop_watching",
     "watch",
     "watch_all",
+    "watching",
 ]

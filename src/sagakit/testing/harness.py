@@ -91,6 +91,8 @@ class RunRecord:
 
     point: FailurePoint
     effects: list[Effect] = field(default_factory=list)
+    root: str = ""
+    """The saga's id (its sub-sagas' ids are under it)."""
     commits: int = 0
     committed_at_crash: SagaState | None = None
     crashed: bool = False
@@ -236,7 +238,8 @@ def _stubs(
     """Participants that succeed for every remote command nobody else handles."""
     by_queue: dict[str, Participant] = {}
     for spec in (s for one in (saga, *saga.family) for s in one):
-        for target in (spec.action, spec.compensate):
+        cancel = spec.action.on_timeout if isinstance(spec.action, Remote) else None
+        for target in (spec.action, spec.compensate, cancel):
             if not isinstance(target, Remote) or target.destination in covered:
                 continue
             queue = target.destination
@@ -350,9 +353,15 @@ class _ProcessStore:
         **kw: Any,
     ) -> None:
         kw["outbox"] = _now(kw.get("outbox", ()))
-        await self._commit(
-            lambda: self._base.save(record, expected_version, history, **kw)
-        )
+
+        async def write() -> None:
+            await self._base.save(record, expected_version, history, **kw)
+            for h in history:  # a fire-and-forget compensation: done once sent
+                if h.kind == "compensation" and h.outcome == "sent" and h.step:
+                    step = path_of(self._run.root, record.saga_id) + h.step
+                    self._run.record(step, h.kind, h.attempt, "sent", remote=True)
+
+        await self._commit(write)
 
     async def claim_outbox(
         self, owner: str, *, lease: float, limit: int = 100
@@ -491,7 +500,7 @@ async def run_point(
     saga: Saga[Any], point: FailurePoint, saga_id: str, opts: RunOptions
 ) -> RunRecord:
     """Run ``saga`` once at ``point`` (recovering after its crash, if any)."""
-    run = RunRecord(point)
+    run = RunRecord(point, root=saga_id)
     checked = instrument(saga, run)
     store = opts.store_factory()
     transport = InProcessTransport() if has_remote_steps(saga) else None

@@ -3,9 +3,10 @@
 * the saga reaches the terminal status the failure point calls for;
 * compensations run exactly once for the completed steps that have one (and
   failed ``compensate_on_failure`` steps), each only after the compensations
-  of every step downstream of it ended; when a compensation fails for good,
-  the others are all attempted under the ``continue`` policy, and none starts
-  afterwards under ``stop``;
+  of every step downstream of it ended (a fire-and-forget one,
+  ``awaited=False``, runs and ends when its command is committed: ``sent``
+  once); when a compensation fails for good, the others are all attempted
+  under the ``continue`` policy, and none starts afterwards under ``stop``;
 * no forward step starts after the first permanent failure;
 * no effect is applied twice: a committed step never runs again after a
   crash (the step in flight at the crash may run twice), and a participant
@@ -22,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from sagakit.definition.remote import Remote
 from sagakit.definition.saga import Saga
 from sagakit.engine.state import SagaStatus, StepStatus
 from sagakit.testing.harness import Effect, RunRecord
@@ -88,11 +90,26 @@ def expected_compensations(saga: Saga[Any], run: RunRecord) -> list[str]:
 
 
 def observed_compensations(run: RunRecord) -> list[str]:
+    """Steps whose compensation was applied (or, fire and forget, sent)."""
     seen: list[str] = []
     for e in run.effects:
-        if e.kind == "compensation" and e.outcome == "ok" and e.step not in seen:
+        if (
+            e.kind == "compensation"
+            and e.outcome in ("ok", "sent")
+            and e.step not in seen
+        ):
             seen.append(e.step)
     return seen
+
+
+def _unawaited(saga: Saga[Any]) -> set[str]:
+    """Steps whose compensation is fire and forget: it starts and ends when
+    its command is committed (``sent``); the participant runs it later."""
+    return {
+        s.name
+        for s in saga
+        if isinstance(s.compensate, Remote) and not s.compensate.awaited
+    }
 
 
 def check_run(saga: Saga[Any], run: RunRecord) -> list[Violation]:
@@ -170,8 +187,14 @@ def _check_compensation_order(
     the ``continue`` policy); under ``stop`` none starts after a failure."""
     starts: dict[str, int] = {}
     ends: dict[str, int] = {}
+    unawaited = _unawaited(saga)
     for e in run.effects:
         if e.kind != "compensation":
+            continue
+        if e.step in unawaited:
+            if e.outcome == "sent":
+                starts.setdefault(e.step, e.seq)
+                ends[e.step] = e.seq
             continue
         if e.outcome == "started":
             starts.setdefault(e.step, e.seq)
@@ -253,6 +276,10 @@ def _check_once(saga: Saga[Any], run: RunRecord, bad: Any) -> None:
         if n > allowed:
             runs = [str(e) for e in run.effects if (e.step, e.kind) == (step, kind)]
             bad("applied once", f"{step} {kind} applied {n} times: {runs}")
+    sent = Counter(e.step for e in run.effects if e.outcome == "sent")
+    for step, n in sorted(sent.items()):
+        if n > 1:
+            bad("applied once", f"{step} compensation sent {n} times")
     handled = Counter(
         e.message_id for e in run.effects if e.remote and e.outcome == "ok"
     )

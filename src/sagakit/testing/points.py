@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from sagakit.definition.remote import Remote
 from sagakit.definition.saga import Saga, Step
 from sagakit.definition.subsaga import SubSaga
 from sagakit.engine.state import SagaStatus
@@ -192,13 +193,19 @@ def injection_points(saga: Saga[Any]) -> list[FailurePoint]:
             continue  # nothing after it can fail and be rolled back
         cause = _failing(trigger, "reject" if trigger.is_remote else "always")
         for name, undone in _undone(step):
+            # a fire-and-forget compensation is done once sent: its
+            # participant failing changes nothing
+            remote = undone.compensate
+            sent = isinstance(remote, Remote) and not remote.awaited
             points.append(
                 FailurePoint(
                     (*cause, Injection(name, "compensation", "always")),
-                    expected=SagaStatus.COMPENSATION_FAILED,
+                    expected=SagaStatus.COMPENSATED
+                    if sent
+                    else SagaStatus.COMPENSATION_FAILED,
                 )
             )
-            if _retries(undone, "compensation"):
+            if _retries(undone, "compensation") and not sent:
                 points.append(
                     FailurePoint(
                         (*cause, Injection(name, "compensation", "once")),

@@ -107,11 +107,12 @@ def result_text(value: Any) -> str:
 
 
 def compensated_steps(history: Sequence[HistoryEntry]) -> list[str]:
-    """Steps whose compensation succeeded, in the order they were undone."""
+    """Steps whose compensation succeeded (or, fire and forget, was sent),
+    in the order they were undone."""
     return [
         h.step
         for h in history
-        if h.kind == "compensation" and h.outcome == "succeeded" and h.step
+        if h.kind == "compensation" and h.outcome in ("succeeded", "sent") and h.step
     ]
 
 
