@@ -15,8 +15,9 @@ at any boundary heals: a parent that committed its step but died before the
 child existed creates it when it is recovered (its step runs again); one
 that died before it learnt of the child's end finds the ended child; one
 that died before a rollback was asked (or ended) asks again or waits again.
-Each instance driven here has its sub-saga steps watched (``watch_all``),
-whichever way it came to be driven here.
+Each instance driven here has its sub-saga steps watched from its state
+after every transition (``watch_all``), whichever way it came to be driven
+here (started, recovered, reloaded, taken over for a reply or a request).
 """
 
 from __future__ import annotations
@@ -131,7 +132,11 @@ def watch(driver: Driver, inst: Instance, command: RunStep | Compensate) -> None
             logger.error(
                 "sub-saga watch stopped by an internal error",
                 exc_info=failed,
-                extra={"action": "child_watch_failed", "saga_id": key[0]},
+                extra={
+                    "action": "child_watch_failed",
+                    "saga_id": inst.state.saga_id,
+                    "step": command.step,
+                },
             )
 
     task.add_done_callback(forget)
