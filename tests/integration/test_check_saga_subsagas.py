@@ -12,7 +12,7 @@ from sagakit import Parallel, RetryPolicy, Saga, SagaError, Step, SubSaga
 from sagakit.definition import Remote
 from sagakit.engine.state import ParentLink
 from sagakit.ports.store import SagaRecord
-from sagakit.runtime import subsaga
+from sagakit.runtime import children, subsaga
 from sagakit.testing import CheckReport, check_saga
 
 
@@ -154,7 +154,7 @@ async def test_a_child_made_again_after_a_crash_is_caught(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     made = iter(range(1, 1000))
-    real = subsaga.child_id
+    real = children.child_id
 
     def fresh(parent_id: str, step: str, attempt: int = 1) -> str:
         return real(parent_id, step, attempt + 1000 * next(made))
@@ -164,8 +164,8 @@ async def test_a_child_made_again_after_a_crash_is_caught(
     ) -> SagaRecord | None:
         return None  # never finds the child it made before
 
-    monkeypatch.setattr(subsaga, "child_id", fresh)
-    monkeypatch.setattr(subsaga, "_child", nothing)
+    monkeypatch.setattr(children, "child_id", fresh)
+    monkeypatch.setattr(children, "current", nothing)
     report = await check_saga(SHAPES["a child"](), Ctx, max_points=40)
     assert not report.ok  # a second child ran (and the first is never undone)
 

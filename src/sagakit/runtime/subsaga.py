@@ -1,31 +1,32 @@
 """Sub-sagas at run time: creating children, watching them, rolling them back.
 
-The ``RunStep`` of a sub-saga step starts a watcher for the parent instance:
-it finds the child (id :func:`child_id`, so creating it is idempotent) or
-creates it, recording its parent, and drives it here; it waits for the child
-to end and hands the step's outcome to the parent as a delivery, like a
-reply. The ``Compensate`` of such a step asks a succeeded child to roll back
-(``RollbackRequested``, or ``ResumeRequested`` for a child whose rollback an
-earlier attempt saw fail), drives it here, and reports once it ended.
+The ``RunStep`` of a sub-saga step starts a watcher for the parent
+instance: it finds the child (its id is
+:func:`~sagakit.runtime.children.child_id`, so creating it is idempotent)
+or creates it, recording its parent, and drives it here; it waits for the
+child to end and hands the step's outcome to the parent as a delivery, like
+a reply. The ``Compensate`` of such a step asks a succeeded child to roll
+back (``RollbackRequested``, or ``ResumeRequested`` for a child whose
+rollback an earlier attempt saw fail), drives it here, and reports once it
+ended.
 
 The child's end is its terminal commit: a watcher in this process is woken
-at once (:class:`ChildWatch`); a child driven by another process is seen by
-polling the store (every ``Driver.child_poll`` seconds at most). So a crash
-at any boundary heals: a parent that committed its step but died before the
-child existed creates it when it is recovered (its step runs again); one
-that died before it learnt of the child's end finds the ended child; one
-that died before a rollback was asked (or ended) asks again or waits again.
-Each instance driven here has its sub-saga steps watched from its state
-after every transition (``watch_all``), whichever way it came to be driven
-here (started, recovered, reloaded, taken over for a reply or a request).
+at once (:class:`~sagakit.runtime.children.ChildWatch`); a child driven by
+another process is seen by polling the store (every ``Driver.child_poll``
+seconds at most). So a crash at any boundary heals: a parent that committed
+its step but died before the child existed creates it when it is recovered
+(its step runs again); one that died before it learnt of the child's end
+finds the ended child; one that died before a rollback was asked (or ended)
+asks again or waits again. Each instance driven here has its sub-saga steps
+watched from its state after every transition (``watch_all``), whichever
+way it came to be driven here (started, recovered, reloaded, taken over for
+a reply or a request).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -33,13 +34,12 @@ from pydantic_core import to_jsonable_python
 
 from sagakit.definition.saga import Saga
 from sagakit.definition.subsaga import SubSaga
-from sagakit.engine.commands import CancelSteps, Compensate, RunStep
+from sagakit.engine.commands import Compensate, RunStep
 from sagakit.engine.events import (
     CompensationAttemptFailed,
     CompensationSucceeded,
     Event,
     ResumeRequested,
-    RetryRequested,
     RollbackRequested,
     StepAttemptFailed,
     StepSucceeded,
@@ -47,16 +47,15 @@ from sagakit.engine.events import (
 from sagakit.engine.results import results_kwargs
 from sagakit.engine.state import ParentLink, SagaStatus, StepStatus
 from sagakit.errors import (
-    ConcurrencyError,
     ErrorInfo,
     SagaAlreadyExists,
     SagaError,
-    SagaNotFound,
-    StateError,
     StoreError,
     error_info,
 )
-from sagakit.ports.store import HistoryEntry, SagaRecord, saga_line
+from sagakit.ports.store import HistoryEntry, SagaRecord
+from sagakit.runtime import children
+from sagakit.runtime.children import ChildWatch, cancel_children, child_id
 from sagakit.runtime.delivery import enqueue
 from sagakit.runtime.executor import _entry as run_entry
 from sagakit.runtime.instance import Instance
@@ -66,43 +65,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("sagakit.runtime.orchestrator")
 
-FIRST_POLL = 0.05
-"""Seconds before the first look at a child driven elsewhere (then doubling
-up to ``Driver.child_poll``)."""
 OUTAGE_PAUSE = 1.0
 """Seconds a watcher waits after a store error before it looks again."""
-
-
-def child_id(parent_id: str, step: str, attempt: int = 1) -> str:
-    """The id of the child that attempt ``attempt`` of ``step`` runs:
-    ``<parent>/<step>``, and ``<parent>/<step>#<attempt>`` for the fresh
-    child of an operator's retry."""
-    base = f"{parent_id}/{step}"
-    return base if attempt <= 1 else f"{base}#{attempt}"
-
-
-class ChildWatch:
-    """Wakes the watchers of a saga, in this process, when it ends."""
-
-    def __init__(self) -> None:
-        self._waiting: dict[str, list[asyncio.Event]] = {}
-
-    def ended(self, saga_id: str) -> None:
-        for event in self._waiting.pop(saga_id, ()):
-            event.set()
-
-    @contextlib.contextmanager
-    def waiting(self, saga_id: str) -> Iterator[asyncio.Event]:
-        event = asyncio.Event()
-        self._waiting.setdefault(saga_id, []).append(event)
-        try:
-            yield event
-        finally:
-            waiters = self._waiting.get(saga_id, [])
-            if event in waiters:
-                waiters.remove(event)
-            if not waiters:
-                self._waiting.pop(saga_id, None)
 
 
 def is_child_command(saga: Saga[Any], command: RunStep | Compensate) -> bool:
@@ -157,42 +121,6 @@ def watch_all(driver: Driver, inst: Instance) -> None:
             watch(driver, inst, Compensate(name, attempt))
 
 
-def cancel_children(driver: Driver, inst: Instance, command: CancelSteps) -> None:
-    """A fail-fast group cancels its sub-saga steps still running: their
-    children are cancelled (as by an operator: steps in flight finish, the
-    completed ones are compensated) ``grace`` seconds from now, unless they
-    ended by then. If this process dies first, the children run to their
-    end and are rolled back with their parent."""
-    for name in command.steps:
-        if not inst.saga.step(name).is_sub_saga:
-            continue
-        parent = ParentLink(inst.state.saga_id, name)
-        attempt = inst.state.step(name).attempts
-        task = asyncio.create_task(_cancel(driver, parent, attempt, command.grace))
-        driver.tasks.add(task)
-        task.add_done_callback(driver.tasks.discard)
-
-
-async def _cancel(
-    driver: Driver, parent: ParentLink, attempt: int, grace: float
-) -> None:
-    if grace > 0:
-        await driver.clock.sleep(grace)
-    cid = child_id(parent.saga_id, parent.step, attempt)
-    try:
-        await driver.request(
-            cid,
-            "cancel",
-            reason=f"a step of the group of {parent.step} failed in its parent",
-            by=f"parent {parent.saga_id}",
-        )
-    except SagaError as exc:  # ended, not made yet, past its pivot, paused
-        logger.info(
-            "sub-saga not cancelled",
-            extra={"action": "child_not_cancelled", "saga_id": cid, "reason": str(exc)},
-        )
-
-
 def watching(driver: Driver) -> int:
     """How many instances ``driver`` drives only wait (parked) for a child."""
     return sum(i.parked and bool(i.watchers) for i in driver.active.values())
@@ -239,16 +167,16 @@ async def _run(
     sub = spec.action
     assert isinstance(sub, SubSaga)  # noqa: S101 - only sub-saga steps come here
     parent = ParentLink(inst.state.saga_id, spec.name)
-    record = await _child(driver, parent, command.attempt)
-    if record is not None and record.saga_id != child_id(
+    record = await children.current(driver, parent, command.attempt)
+    if record is not None and record.saga_id != children.child_id(
         parent.saga_id, spec.name, command.attempt
     ):
-        record = await _retried(driver, record, parent, command.attempt)
+        record = await children.retried(driver, record, parent, command.attempt)
     if record is None:
         error = await _create(driver, inst, sub, parent, command.attempt)
         if error is not None:
             return _action_failed(inst, command, error, started, driver.clock.now())
-        cid = child_id(parent.saga_id, spec.name, command.attempt)
+        cid = children.child_id(parent.saga_id, spec.name, command.attempt)
     elif record.state.parent != parent:
         error = ErrorInfo(
             "SubSagaError",
@@ -257,10 +185,12 @@ async def _run(
         return _action_failed(inst, command, error, started, driver.clock.now())
     else:
         cid = record.saga_id
-    ended = await _ended(driver, cid)
+    ended = await children.ended(driver, cid)
     now = driver.clock.now()
     if ended is None or ended.status is not SagaStatus.SUCCEEDED:
-        return _action_failed(inst, command, _child_error(cid, ended), started, now)
+        return _action_failed(
+            inst, command, children.child_error(cid, ended), started, now
+        )
     try:
         result = _output(sub, ended)
     except Exception as exc:
@@ -269,32 +199,6 @@ async def _run(
         inst.state.saga_id, command, "succeeded", started, now, result=result
     )
     return StepSucceeded(spec.name, result, now, command.attempt), entry
-
-
-async def _child(driver: Driver, parent: ParentLink, attempt: int) -> SagaRecord | None:
-    """The child that ``attempt`` of the step runs or ran: its own, or the
-    latest of an earlier attempt (an operator's retry of a child that
-    failed past its pivot retries that child)."""
-    for n in range(attempt, 0, -1):
-        record = await _get(driver, child_id(parent.saga_id, parent.step, n))
-        if record is not None:
-            return record
-    return None
-
-
-async def _retried(
-    driver: Driver, record: SagaRecord, parent: ParentLink, attempt: int
-) -> SagaRecord | None:
-    """``record`` (an earlier attempt's child) if this attempt retries it:
-    it failed past its pivot (it is asked to retry), or it was asked to
-    already; None if this attempt starts a fresh child."""
-    if await _asked(driver, record.saga_id, parent, "action", attempt):
-        return record
-    if record.status is not SagaStatus.FAILED:
-        return None
-    line = _request_line(record.saga_id, "retry", parent, attempt, driver)
-    refused = await _request(driver, record, RetryRequested(line.started_at), line)
-    return record if refused is None else None
 
 
 async def _create(
@@ -308,7 +212,7 @@ async def _create(
         context = _context(sub, inst)
     except Exception as exc:
         return error_info(exc)
-    cid = child_id(parent.saga_id, parent.step, attempt)
+    cid = children.child_id(parent.saga_id, parent.step, attempt)
     client = SagaClient(driver.store, driver=driver)
     try:
         started = await client.begin(
@@ -345,28 +249,6 @@ def _output(sub: SubSaga[Any], record: SagaRecord) -> Any:
     return to_jsonable_python(sub.output(context, **kwargs))
 
 
-def _child_error(cid: str, record: SagaRecord | None) -> ErrorInfo:
-    """The error a parent step records for a child that did not succeed (or
-    whose rollback failed): the child's error, or its first compensation
-    error when its compensations failed, with what happened in the message."""
-    if record is None:
-        return ErrorInfo("SubSagaError", f"sub-saga {cid} no longer exists")
-    state = record.state
-    cause = state.error or ErrorInfo("SubSagaFailed", "")
-    message = f"sub-saga {cid} ended {record.status.value}"
-    if state.failed_step:
-        message += f" ({state.failed_step} failed)"
-    if cause.message:
-        message += f": {cause.message}"
-    failures = state.compensation_errors
-    if failures:
-        cause = failures[0][1]
-        message += "; " + "; ".join(
-            f"compensating {step} failed: {error.message}" for step, error in failures
-        )
-    return ErrorInfo(cause.type, message, cause.traceback)
-
-
 # -- rolling a child back --------------------------------------------------------
 
 
@@ -375,13 +257,13 @@ async def _roll_back(
 ) -> tuple[Event, HistoryEntry]:
     spec = inst.saga.step(command.step)
     parent = ParentLink(inst.state.saga_id, spec.name)
-    record = await _child(driver, parent, inst.state.step(spec.name).attempts)
+    record = await children.current(driver, parent, inst.state.step(spec.name).attempts)
     while True:
         ended, error = await _undo(driver, record, parent, command.attempt)
         if ended:
             break
         assert record is not None  # noqa: S101 - only a child is waited for
-        record = await _ended(driver, record.saga_id)
+        record = await children.ended(driver, record.saga_id)
     now = driver.clock.now()
     if error is None:
         entry = run_entry(inst.state.saga_id, command, "succeeded", started, now)
@@ -409,94 +291,25 @@ async def _undo(
         error = f"sub-saga {record.saga_id} failed past its pivot: it cannot be undone"
         return True, ErrorInfo("SubSagaError", error)
     if status is SagaStatus.SUCCEEDED:
-        line = _request_line(record.saga_id, "rollback", parent, attempt, driver)
+        line = children.request_line(
+            record.saga_id, "rollback", parent, attempt, driver
+        )
         reason = f"rolled back by {parent.saga_id} (step {parent.step})"
         request: Event = RollbackRequested(line.started_at, reason)
     elif status is SagaStatus.COMPENSATION_FAILED:
-        if await _asked(driver, record.saga_id, parent, "compensation", attempt):
-            return True, _child_error(record.saga_id, record)
-        line = _request_line(record.saga_id, "resume", parent, attempt, driver)
+        if await children.asked(
+            driver, record.saga_id, parent, "compensation", attempt
+        ):
+            return True, children.child_error(record.saga_id, record)
+        line = children.request_line(record.saga_id, "resume", parent, attempt, driver)
         request = ResumeRequested(line.started_at)
     else:
         return False, None
-    refused = await _request(driver, record, request, line)
+    refused = await children.request(driver, record, request, line)
     return refused is not None, refused
 
 
 # -- the store ---------------------------------------------------------------------
-
-
-async def _get(driver: Driver, saga_id: str) -> SagaRecord | None:
-    try:
-        return await driver.store.get(saga_id)
-    except SagaNotFound:
-        return None
-
-
-async def _ended(driver: Driver, saga_id: str) -> SagaRecord | None:
-    """The child once it ended (None if it vanished): woken by its end in
-    this process, else looking at the store from time to time."""
-    delay = FIRST_POLL
-    while True:
-        with driver.children.waiting(saga_id) as ended:
-            record = await _get(driver, saga_id)
-            if record is None or record.status.terminal:
-                return record
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await ended.wait()
-        delay = min(delay * 2, driver.child_poll)
-
-
-def _request_line(
-    saga_id: str, action: str, parent: ParentLink, attempt: int, driver: Driver
-) -> HistoryEntry:
-    """The child's history line of a request of its parent's step: who
-    asked, and for which attempt of the step's action (``retry``) or
-    compensation (``rollback``, ``resume``)."""
-    kind = "action" if action == "retry" else "compensation"
-    said = {"by": f"parent {parent.saga_id}"} | _asking(parent, kind, attempt)
-    return saga_line(saga_id, f"{action}_requested", driver.clock.now(), said)
-
-
-def _asking(parent: ParentLink, kind: str, attempt: int) -> dict[str, Any]:
-    return {"parent": parent.saga_id, "step": parent.step, kind: attempt}
-
-
-async def _asked(
-    driver: Driver, saga_id: str, parent: ParentLink, kind: str, attempt: int
-) -> bool:
-    """Whether ``attempt`` of the parent step's ``kind`` (action or
-    compensation) asked the child something already (a request survives a
-    crash of the parent's worker)."""
-    asking = _asking(parent, kind, attempt)
-    for line in await driver.store.history(saga_id):
-        said = line.result if line.kind == "saga" else None
-        if isinstance(said, dict) and all(said.get(k) == v for k, v in asking.items()):
-            return True
-    return False
-
-
-async def _request(
-    driver: Driver, record: SagaRecord, event: Event, line: HistoryEntry
-) -> ErrorInfo | None:
-    """Apply ``event`` to the child and drive it here; the error if it is
-    refused (None too if the child moved meanwhile: it is looked at again)."""
-    if record.saga_id in driver.active:
-        return None  # driven here already: its end will come
-    try:
-        saga = driver.definition(record)
-    except SagaError as exc:
-        return error_info(exc)
-    child = Instance.from_record(saga, record)
-    try:
-        commands = await driver.apply(child, event, [line])
-    except StateError as exc:
-        return error_info(exc)
-    except (ConcurrencyError, SagaNotFound):
-        return None
-    driver.spawn(child, commands)
-    return None
 
 
 # -- outcomes --------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The instances a saga ran as sub-sagas, as ``check_saga`` finds them.
 
 A child's id is ``<parent id>/<step>`` (see
-:func:`sagakit.runtime.subsaga.child_id`), so the family of a saga is the
+:func:`sagakit.runtime.children.child_id`), so the family of a saga is the
 ids under its own, and the step path of an instance (``pay``,
 ``pay/refund``) is the part of its id after the saga's.
 """
