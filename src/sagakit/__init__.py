@@ -13,7 +13,14 @@ import logging
 
 from sagakit.adapters.store import open_store
 from sagakit.adapters.store.sqlite import SQLiteStore
-from sagakit.definition import DictContext, Parallel, RetryPolicy, Saga, Step
+from sagakit.definition import (
+    DictContext,
+    Parallel,
+    RetryPolicy,
+    Saga,
+    Step,
+    SubSaga,
+)
 from sagakit.engine.results import Results
 from sagakit.engine.state import ErrorInfo, SagaStatus, StepStatus
 from sagakit.errors import (
@@ -58,6 +65,7 @@ __all__ = [
     "StepFailed",
     "StepStatus",
     "StoreError",
+    "SubSaga",
     "TransportError",
     "__version__",
     "open_store",

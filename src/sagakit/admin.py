@@ -53,6 +53,7 @@ __all__ = [
     "DeadLetterInfo",
     "SagaDetail",
     "cancel",
+    "children_of",
     "dead_letters",
     "describe",
     "find",
@@ -84,10 +85,12 @@ Progress = Callable[[int, int], object]
 
 @dataclass(frozen=True, slots=True)
 class SagaDetail:
-    """One saga: its record and its timeline (results, payloads, errors)."""
+    """One saga: its record, its timeline (results, payloads, errors) and
+    the sub-sagas its steps ran (its parent is in ``record.state.parent``)."""
 
     record: SagaRecord
     history: list[HistoryEntry]
+    children: list[SagaRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,9 +183,28 @@ async def find(store: SagaStore, ident: str) -> SagaRecord:
 
 
 async def show(store: SagaStore, saga_id: str) -> SagaDetail:
-    """The saga (by id or unique prefix) and its whole timeline."""
+    """The saga (by id or unique prefix), its whole timeline and its
+    sub-sagas."""
     record = await find(store, saga_id)
-    return SagaDetail(record, await store.history(record.saga_id))
+    history = await store.history(record.saga_id)
+    return SagaDetail(record, history, await children_of(store, record))
+
+
+async def children_of(
+    store: SagaStore, record: SagaRecord, limit: int = 100
+) -> list[SagaRecord]:
+    """The sub-saga instances that ``record``'s steps ran (their ids are
+    ``<id>/<step>``), in id order."""
+    found = []
+    for child_id in await store.ids_with_prefix(f"{record.saga_id}/", limit=limit):
+        try:
+            child = await store.get(child_id)
+        except SagaNotFound:
+            continue  # deleted meanwhile
+        parent = child.state.parent
+        if parent is not None and parent.saga_id == record.saga_id:
+            found.append(child)
+    return found
 
 
 # -- operator actions --------------------------------------------------------

@@ -7,11 +7,13 @@ from pydantic import BaseModel
 from sagakit import (
     Orchestrator,
     Parallel,
+    Results,
     RetryPolicy,
     Saga,
     SagaResult,
     SQLiteStore,
     Step,
+    SubSaga,
 )
 
 
@@ -41,3 +43,25 @@ async def use() -> int:
     orchestrator = Orchestrator(SQLiteStore(":memory:"), [trip])
     result: SagaResult[Trip] = await orchestrator.run(trip, Trip(nights=2))
     return result.context.nights
+
+
+class Holiday(BaseModel):
+    travellers: int = 2
+
+
+def trip_of(holiday: Holiday) -> Trip:
+    return Trip(nights=holiday.travellers)
+
+
+def nights(ctx: Trip, results: Results) -> int:
+    return ctx.nights + len(results)
+
+
+holiday: Saga[Holiday] = Saga(
+    "holiday",
+    [
+        Step("trip", SubSaga(trip, context=trip_of, output=nights)),
+        Step("again", SubSaga(trip, context=lambda h: {"nights": 3})),
+    ],
+    context=Holiday,
+)

@@ -35,6 +35,7 @@ def test_all_is_pinned() -> None:
         "StepFailed",
         "StepStatus",
         "StoreError",
+        "SubSaga",
         "TransportError",
         "__version__",
         "open_store",

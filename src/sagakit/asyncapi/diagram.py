@@ -15,6 +15,7 @@ from typing import Any
 
 from sagakit.definition.remote import Remote
 from sagakit.definition.saga import Saga, Step
+from sagakit.definition.subsaga import SubSaga
 
 PIVOT_MARK = "PIVOT: point of no return"
 
@@ -34,6 +35,8 @@ def _label(step: Step) -> str:
         parts.append(_remote(step.action))
         if step.action.on_timeout is not None:
             parts.append(f"on timeout: {_text(step.action.on_timeout.command)}")
+    elif isinstance(step.action, SubSaga):
+        parts.append(f"sub-saga {_text(step.action.saga.name)}")
     if step.pivot:
         parts.append(PIVOT_MARK)
     return "<br/>".join(parts)
@@ -43,6 +46,8 @@ def _undo(step: Step) -> str:
     what = step.compensate
     if isinstance(what, Remote):
         body = _remote(what)
+    elif isinstance(what, SubSaga):
+        body = f"roll back {_text(what.saga.name)}"
     else:
         body = _text(getattr(what, "__name__", type(what).__name__))
     return f"undo {_text(step.name)}<br/>{body}"

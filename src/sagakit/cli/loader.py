@@ -69,7 +69,20 @@ def load_participant(target: str) -> Participant:
 
 def load_sagas(target: str) -> list[Saga[Any]]:
     """``pkg.mod`` -> every Saga defined at module level; ``pkg.mod:name`` -> that
-    Saga, or the Sagas of that list/tuple."""
+    Saga, or the Sagas of that list/tuple; each followed by the sagas it runs
+    as sub-sagas."""
+    return _with_children(_load_sagas(target))
+
+
+def _with_children(sagas: list[Saga[Any]]) -> list[Saga[Any]]:
+    found: list[Saga[Any]] = []
+    for saga in (one for given in sagas for one in (given, *given.family)):
+        if not any(saga is seen for seen in found):
+            found.append(saga)
+    return found
+
+
+def _load_sagas(target: str) -> list[Saga[Any]]:
     module, attr = _import(target)
     module_name = module.__name__
     if not attr:

@@ -32,6 +32,7 @@ from sagakit.adapters.store import (
 )
 from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
 from sagakit.adapters.transport import open_transport
+from sagakit.admin import children_of
 from sagakit.admin import find as find_saga
 from sagakit.choreography import Tracker
 from sagakit.cli import admin, dashboard, db, deploy, docs, render, workflows
@@ -292,7 +293,8 @@ def show(
             if report is None:
                 raise
             return report
-        return render.saga_report(record, await store.history(record.saga_id))
+        history = await store.history(record.saga_id)
+        return render.saga_report(record, history, await children_of(store, record))
 
     out.print(with_store(settings_of(ctx), work))
 

@@ -109,14 +109,23 @@ def sagas_table(records: Sequence[SagaRecord], now: float) -> Table:
     return table
 
 
-def saga_header(record: SagaRecord) -> Table:
-    """Key facts of one saga: what, when, how long, and what went wrong."""
+def saga_header(record: SagaRecord, children: Sequence[SagaRecord] = ()) -> Table:
+    """Key facts of one saga: what, when, how long, what went wrong, and
+    the sagas it is linked to (its parent, the sub-sagas it ran)."""
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
     grid.add_row("saga", record.saga_name)
     grid.add_row("id", record.saga_id)
     grid.add_row("status", styled(status_label(record)))
+    parent = record.state.parent
+    if parent is not None:
+        grid.add_row("parent", f"{parent.saga_id} (step {parent.step})")
+    for child in children:
+        step = child.state.parent.step if child.state.parent else "?"
+        line = Text(f"{child.saga_id} ({child.saga_name}) ")
+        line.append_text(styled(status_label(child)))
+        grid.add_row(f"sub-saga {step}", line)
     if record.waiting is not None and not record.status.terminal:
         grid.add_row("waiting", Text(record.waiting, style="bold yellow"))
     grid.add_row("definition", definition_shape(record))
@@ -199,10 +208,14 @@ def summary(record: SagaRecord, history: Sequence[HistoryEntry]) -> Text:
     return line
 
 
-def saga_report(record: SagaRecord, history: Sequence[HistoryEntry]) -> RenderableType:
+def saga_report(
+    record: SagaRecord,
+    history: Sequence[HistoryEntry],
+    children: Sequence[SagaRecord] = (),
+) -> RenderableType:
     """Header, steps and timeline, as ``sagakit show`` prints them."""
     return Group(
-        saga_header(record),
+        saga_header(record, children),
         Text(""),
         steps_table(record),
         Text(""),

@@ -68,7 +68,9 @@ class Operator:
     ) -> None:
         self.store = store
         self.sagas = list(sagas)
-        self.saga_names = frozenset(s.name for s in self.sagas)
+        self.saga_names = frozenset(  # with the sub-sagas they run
+            one.name for s in self.sagas for one in (s, *s.family)
+        )
         self.clock = clock
 
     def knows(self, saga_name: str) -> bool:

@@ -33,6 +33,7 @@ from sagakit.errors import SagaNotFound
 from sagakit.ports.clock import Clock, SystemClock
 from sagakit.ports.store import SagaRecord, SagaStore
 from sagakit.ports.workflow_store import WorkflowStore
+from sagakit.runtime.operator import ACTIONS
 
 CSP = (
     "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; "
@@ -122,7 +123,8 @@ class Views:
         status_code: int = 200,
     ) -> Response:
         history = await self.store.history(record.saga_id)
-        shown = admin.SagaDetail(record, history)
+        children = await admin.children_of(self.store, record)
+        shown = admin.SagaDetail(record, history, children)
         return self._detail(request, shown, flashes, status_code)
 
     def _detail(
@@ -148,6 +150,8 @@ class Views:
                 "actions": views.actions_for(record),
                 "definition_loaded": self.ops.knows(record.saga_name),
                 "saga_url": saga_url(request, record.saga_id),
+                "parent": views.parent_of(record),
+                "children": views.children(shown.children),
             },
             status_code=status_code,
             flashes=flashes,
@@ -158,6 +162,10 @@ class Views:
         try:
             shown = await admin.show(self.store, saga_id)
         except SagaNotFound as exc:
+            if saga_id.rpartition("/")[2] in ACTIONS:  # an action's URL
+                refused = self.pages.error(request, 405, "actions are POST only")
+                refused.headers["Allow"] = "POST"
+                return refused
             return self.pages.error(request, 404, str(exc))
         record = shown.record
         if record.saga_id != saga_id:
@@ -192,6 +200,10 @@ class Views:
                 "context": record.context,
                 "steps": views.steps_json(record),
                 "history": [views.history_json(h) for h in history],
+                "children": [
+                    {"step": c.step, "saga_id": c.saga_id, "status": c.status}
+                    for c in views.children(shown.children)
+                ],
             }
         )
 
@@ -244,10 +256,11 @@ def create_app(
     app.middleware("http")(security_headers)
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
     app.get("/", response_class=HTMLResponse)(read.index)
-    app.get("/sagas/{saga_id}", response_class=HTMLResponse)(read.show)
+    # a sub-saga's id holds "/": the id is the rest of the path
+    app.get("/sagas/{saga_id:path}", response_class=HTMLResponse)(read.show)
     app.get("/api/counts")(read.counts)
     app.get("/api/sagas")(read.api_list)
-    app.get("/api/sagas/{saga_id}")(read.api_show)
+    app.get("/api/sagas/{saga_id:path}")(read.api_show)
     app.get("/workflows", response_class=HTMLResponse)(flows.index)
     app.get("/workflows/{app}/{instance_id:path}", response_class=HTMLResponse)(
         flows.show
@@ -255,6 +268,6 @@ def create_app(
     app.get("/api/workflow-counts")(flows.counts)
     app.get("/api/workflows")(flows.api_list)
     app.get("/api/workflows/{app}/{instance_id:path}")(flows.api_show)
-    app.post("/sagas/{saga_id}/{action}")(write.act)
+    app.post("/sagas/{saga_id:path}/{action}")(write.act)
     app.post("/logout")(write.logout)
     return app

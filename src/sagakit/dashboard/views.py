@@ -316,12 +316,42 @@ def summary(record: SagaRecord, history: Sequence[HistoryEntry]) -> str:
     return line
 
 
+@dataclass(frozen=True, slots=True)
+class Related:
+    """A saga linked to the one shown: its parent (``saga`` and ``status``
+    unknown: empty), or a sub-saga one of its steps ran."""
+
+    step: str
+    saga_id: str
+    saga: str
+    status: str
+
+
+def parent_of(record: SagaRecord) -> Related | None:
+    parent = record.state.parent
+    return None if parent is None else Related(parent.step, parent.saga_id, "", "")
+
+
+def children(records: Sequence[SagaRecord]) -> list[Related]:
+    return [
+        Related(
+            r.state.parent.step if r.state.parent else "",
+            r.saga_id,
+            r.saga_name,
+            status_label(r),
+        )
+        for r in records
+    ]
+
+
 def record_json(record: SagaRecord) -> dict[str, Any]:
     """A saga as the JSON API returns it."""
     state = record.state
+    parent = state.parent
     return {
         "saga_id": record.saga_id,
         "saga": record.saga_name,
+        "parent": None if parent is None else parent.to_dict(),
         "status": record.status.value,
         "version": record.version,
         "definition_version": record.definition_version,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sagakit.definition.remote import DEFAULT_REPLY_TIMEOUT, Remote
 from sagakit.definition.retry import COMPENSATION_RETRY, NO_RETRY, RetryPolicy
 from sagakit.definition.saga import DictContext, Parallel, Saga, Step
+from sagakit.definition.subsaga import SubSaga
 
 __all__ = [
     "COMPENSATION_RETRY",
@@ -16,4 +17,5 @@ __all__ = [
     "RetryPolicy",
     "Saga",
     "Step",
+    "SubSaga",
 ]

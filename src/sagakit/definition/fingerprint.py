@@ -10,6 +10,8 @@ way, so an instance started on one can finish on the other. What is in it:
 - for a remote action or compensation: the command name, the queue, the
   JSON schema of the reply model and of the payload builder's return
   annotation when it names a pydantic model; ``awaited=False`` too;
+- for a sub-saga: the child saga's name and version (the child's own shape
+  is in the child instances' fingerprint);
 - the JSON schema of a local step's ``output`` model, when it declares one.
 
 For a graph (a step declares ``after``), each step's dependencies too; a
@@ -40,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from sagakit.definition.remote import Remote
+from sagakit.definition.subsaga import SubSaga
 
 if TYPE_CHECKING:
     from sagakit.definition.saga import Step
@@ -98,7 +101,9 @@ def _step(
     return out
 
 
-def _callee(fn: Callable[..., Any] | Remote) -> Any:
+def _callee(fn: Callable[..., Any] | Remote | SubSaga[Any]) -> Any:
+    if isinstance(fn, SubSaga):
+        return {"saga": fn.saga.name, "version": fn.saga.version}
     if not isinstance(fn, Remote):
         return "local"
     out = {

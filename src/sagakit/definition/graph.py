@@ -188,7 +188,8 @@ def check_pivot(saga: str, graph: Graph, pivot: Step, steps: Sequence[Step]) -> 
             "it (make the pivot wait for them, or them for the pivot)"
         )
     for s in steps:
-        if s.name in below and (s.compensate is not None or s.compensate_on_failure):
+        undone = s.compensate is not None and not s.rolls_back_child  # never run
+        if s.name in below and (undone or s.compensate_on_failure):
             raise DefinitionError(
                 f"saga {saga!r}: step {s.name!r} comes after the pivot "
                 f"{pivot.name!r} and cannot have a compensation (steps after the "

@@ -25,6 +25,13 @@ from sagakit.definition.remote import (
 )
 from sagakit.definition.retry import COMPENSATION_RETRY, NO_RETRY, RetryPolicy
 from sagakit.definition.signature import UNKNOWN, CallShape, checked_shape
+from sagakit.definition.subsaga import (
+    SubSaga,
+    check_cycles,
+    check_step,
+    children_of,
+    family,
+)
 from sagakit.definition.versions import check_version
 from sagakit.errors import DefinitionError
 
@@ -83,11 +90,15 @@ class Step:
     makes it a root, started with the saga. Without ``after`` a step waits
     for every step of the previous item of the saga's list, as in a plain
     sequence of stages.
+
+    A :class:`~sagakit.definition.subsaga.SubSaga` action runs another saga
+    as a child instance; the step's compensation is then the child's
+    rollback (see :mod:`sagakit.definition.subsaga`).
     """
 
     name: str
-    action: Callable[..., Any] | Remote
-    compensate: Callable[..., Any] | Remote | None = None
+    action: Callable[..., Any] | Remote | SubSaga[Any]
+    compensate: Callable[..., Any] | Remote | SubSaga[Any] | None = None
     retry: RetryPolicy = NO_RETRY
     compensation_retry: RetryPolicy = COMPENSATION_RETRY
     timeout: float | None = None
@@ -195,8 +206,11 @@ class Step:
     def _check_calls(self) -> None:
         """Check that the runtime can call the action, the compensation and
         their payload builders, and note which ones take what."""
-        action, compensate = self.action, self.compensate
-        if isinstance(action, Remote):
+        action = self.action
+        if isinstance(action, SubSaga):
+            check_step(self)  # sets the child's rollback as the compensation
+            shape = UNKNOWN
+        elif isinstance(action, Remote):
             shape = self._payload_shape(action, "action", (1,))
         elif not callable(action):
             raise DefinitionError(f"step {self.name!r}: action must be callable")
@@ -204,7 +218,8 @@ class Step:
             rule = "action must take exactly one positional argument (the saga context)"
             shape = checked_shape(self.name, action, (1,), rule)
         object.__setattr__(self, "action_wants_results", shape.results)
-        if compensate is None:
+        compensate = self.compensate
+        if compensate is None or isinstance(compensate, SubSaga):
             return
         if isinstance(compensate, Remote):
             shape = self._payload_shape(compensate, "compensation", (2, 1))
@@ -246,6 +261,16 @@ class Step:
     @property
     def compensation_is_remote(self) -> bool:
         return isinstance(self.compensate, Remote)
+
+    @property
+    def is_sub_saga(self) -> bool:
+        """The action runs another saga as a child instance."""
+        return isinstance(self.action, SubSaga)
+
+    @property
+    def rolls_back_child(self) -> bool:
+        """The compensation is the rollback of the step's child saga."""
+        return isinstance(self.compensate, SubSaga)
 
     @property
     def reply_timeout(self) -> float:
@@ -348,11 +373,17 @@ class Saga(Generic[C]):
 
     ``stages`` groups the steps for display: the stages as written, or for a
     graph, each step at its longest distance from a root.
+
+    ``children`` maps each sub-saga step to its child saga, and ``family``
+    lists every saga below this one (children, their children...), each
+    once; a saga that contains itself is refused.
     """
 
     __slots__ = (
         "_by_name",
+        "children",
         "context",
+        "family",
         "fingerprint",
         "graph",
         "items",
@@ -426,6 +457,9 @@ class Saga(Generic[C]):
                     pivot = s
             items.append((group, fast))
         self._by_name = by_name
+        self.children: dict[str, Saga[Any]] = children_of(list(by_name.values()))
+        check_cycles(name, self.children)
+        self.family: tuple[Saga[Any], ...] = tuple(family(self.children))
         self.graph = graph.build(name, items)
         if pivot is not None:
             graph.check_pivot(name, self.graph, pivot, list(by_name.values()))

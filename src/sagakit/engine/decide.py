@@ -33,6 +33,7 @@ from typing import Any
 
 from sagakit.definition.remote import Remote
 from sagakit.definition.saga import Saga, Step
+from sagakit.engine.child import children_in_flight, rollback_requested
 from sagakit.engine.commands import (
     CancelSteps,
     Command,
@@ -50,6 +51,7 @@ from sagakit.engine.events import (
     PauseRequested,
     ResumeRequested,
     RetryRequested,
+    RollbackRequested,
     SagaResumed,
     SagaStarted,
     StepAttemptFailed,
@@ -95,6 +97,8 @@ def initial_state(saga: Saga[Any], saga_id: str) -> SagaState:
 def decide(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
     if isinstance(event, (RetryRequested, ResumeRequested, CancelRequested)):
         return _operator(saga, state, event)
+    if isinstance(event, RollbackRequested):  # from its parent (sub-sagas)
+        return rollback_requested(saga, state, event)
     if isinstance(event, PauseRequested):
         return Decision(pause(state, event), ())
     if isinstance(event, UnpauseRequested):
@@ -332,7 +336,8 @@ def _on_resumed(saga: Saga[Any], state: SagaState, at: float) -> Decision:
     delivered, and their reply deadline still holds. When the saga was already
     rolling back, a local step that was in flight counts as failed with an
     unknown outcome and is compensated if it asks for that; local
-    compensations in flight run again.
+    compensations in flight run again. A sub-saga's child runs on: its step
+    is watched again (see :mod:`sagakit.engine.child`).
     """
     steps = state.steps
     if state.status is SagaStatus.RUNNING:
@@ -344,12 +349,15 @@ def _on_resumed(saga: Saga[Any], state: SagaState, at: float) -> Decision:
         return _go_on(saga, state, at, commands)
     if state.compensations is not None:
         return resume_rollback(saga, state, at)
+    children = children_in_flight(saga, state)  # they run on: watched again
     for name in saga.graph.order:
-        if steps[name].status is _RUNNING and not saga.step(name).is_remote:
+        spec = saga.step(name)
+        if steps[name].status is _RUNNING and not (spec.is_remote or spec.is_sub_saga):
             state = state.with_step(name, status=StepStatus.FAILED, error=INTERRUPTED)
-            if saga.step(name).compensate_on_failure:
+            if spec.compensate_on_failure:
                 state = replace(state, completed=(*state.completed, name))
-    return settle_failure(saga, state, at)
+    decision = settle_failure(saga, state, at)
+    return Decision(decision.state, (*children, *decision.commands))
 
 
 def _reply_timeout(spec: Step, seconds: float) -> ErrorInfo:

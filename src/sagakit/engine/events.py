@@ -113,8 +113,20 @@ class UnpauseRequested:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class RollbackRequested:
+    """The parent of a ``succeeded`` sub-saga compensates the step that ran
+    it: every completed step of this saga is compensated, as after a
+    failure, and it ends ``compensated`` (or ``compensation_failed``).
+    Refused past the pivot."""
+
+    at: float
+    reason: str = "rolled back by its parent"
+
+
 Event = (
     CancelRequested
+    | RollbackRequested
     | PauseRequested
     | UnpauseRequested
     | ResumeRequested

@@ -96,6 +96,21 @@ class StepState:
 
 
 @dataclass(frozen=True, slots=True)
+class ParentLink:
+    """The saga instance (and its step) that runs this one as a sub-saga."""
+
+    saga_id: str
+    step: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"saga_id": self.saga_id, "step": self.step}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ParentLink | None:
+        return None if data is None else cls(data["saga_id"], data["step"])
+
+
+@dataclass(frozen=True, slots=True)
 class SagaState:
     """Everything the engine needs to decide what happens next.
 
@@ -135,6 +150,8 @@ class SagaState:
     later_compensation_errors: tuple[tuple[str, ErrorInfo], ...] = ()
     """(step, error) of each compensation that failed for good after the
     first (``compensation_step``/``compensation_error``), in order."""
+    parent: ParentLink | None = None
+    """The saga that runs this one as a sub-saga, if one does."""
 
     def step(self, name: str) -> StepState:
         return self.steps.get(name) or StepState()
@@ -178,6 +195,7 @@ class SagaState:
             held=self.held,
             held_due=self.held_due,
             later_compensation_errors=self.later_compensation_errors,
+            parent=self.parent,
         )
 
     def but(self, **changes: Any) -> SagaState:
@@ -202,6 +220,7 @@ class SagaState:
             later_compensation_errors=get(
                 "later_compensation_errors", self.later_compensation_errors
             ),
+            parent=get("parent", self.parent),
         )
         if len(changes) > len(_SAGA_FIELDS & changes.keys()):
             unknown = sorted(changes.keys() - _SAGA_FIELDS)
@@ -265,6 +284,8 @@ class SagaState:
                 {"step": step, "error": error.to_dict()}
                 for step, error in self.later_compensation_errors
             ]
+        if self.parent is not None:  # absent for a saga no other one runs
+            out["parent"] = self.parent.to_dict()
         return out
 
     @classmethod
@@ -290,6 +311,7 @@ class SagaState:
             held=tuple(data.get("held", ())),
             held_due=dict(data.get("held_due", {})),
             later_compensation_errors=later,
+            parent=ParentLink.from_dict(data.get("parent")),
         )
 
 

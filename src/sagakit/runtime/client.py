@@ -22,6 +22,7 @@ from sagakit.definition.saga import Saga
 from sagakit.engine.commands import Command
 from sagakit.engine.decide import decide, initial_state
 from sagakit.engine.events import SagaStarted
+from sagakit.engine.state import ParentLink
 from sagakit.errors import SagaError
 from sagakit.observability.observer import NOOP, Observer, started_result
 from sagakit.ports.clock import Clock
@@ -132,16 +133,21 @@ class SagaClient:
         options: StartOptions,
         *,
         drive: bool = False,
+        parent: ParentLink | None = None,
     ) -> Started:
         """Create and commit a new instance; with ``drive``, owned by the
-        driver's worker and returned with its first commands to drive."""
+        driver's worker and returned with its first commands to drive; with
+        ``parent``, as the child of that saga's step (a sub-saga)."""
         idempotency_key = _checked(options).get("idempotency_key")
         self.registry.register(saga)
         ctx = _context(saga, context)
         saga_id = options.get("saga_id") or self._new_id()
         driver = self.driver
         now = self.clock.now()
-        decision = decide(saga, initial_state(saga, saga_id), SagaStarted(now))
+        initial = initial_state(saga, saga_id)
+        if parent is not None:
+            initial = initial.but(parent=parent)
+        decision = decide(saga, initial, SagaStarted(now))
         record = SagaRecord(
             saga_id=saga_id,
             saga_name=saga.name,

@@ -190,7 +190,11 @@ async def enqueue(
     if driver is None or driver.done():
         return  # nothing will apply it here; the store still has the truth
     waiter = asyncio.ensure_future(asyncio.shield(handled))
-    done, _ = await asyncio.wait({waiter, driver}, return_when="FIRST_COMPLETED")
+    try:
+        done, _ = await asyncio.wait({waiter, driver}, return_when="FIRST_COMPLETED")
+    except asyncio.CancelledError:
+        waiter.cancel()  # else what applying it raises is never retrieved
+        raise
     if waiter in done:
         waiter.result()
     else:

@@ -44,7 +44,7 @@ from sagakit.ports.store import (
     SagaStore,
     saga_line,
 )
-from sagakit.runtime import delivery, operator, owners, refresh
+from sagakit.runtime import delivery, operator, owners, refresh, subsaga
 from sagakit.runtime.cancel import cancel_steps, cancelled, was_cancelled
 from sagakit.runtime.executor import StepOutcome, execute, unsendable
 from sagakit.runtime.heartbeat import Heartbeat, ended
@@ -79,6 +79,11 @@ class Driver:
 
     ``draining``: no step starts any more; an instance whose steps in flight
     have finished (and are committed) is handed over (``handed``) instead.
+
+    A sub-saga step's child is watched by a task of its parent's instance
+    (:mod:`~sagakit.runtime.subsaga`): woken through ``children`` when the
+    child ends here, else looking at the store every ``child_poll`` seconds
+    at most.
     """
 
     store: SagaStore
@@ -92,6 +97,7 @@ class Driver:
     reply_queue: str = "sagakit.replies"
     relay: OutboxRelay | None = None
     observer: Observer = NOOP
+    child_poll: float = 1.0
     active: dict[str, Instance] = field(default_factory=dict, init=False)
     tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
     draining: bool = field(default=False, init=False)
@@ -99,6 +105,7 @@ class Driver:
     beat: Heartbeat | None = field(default=None, init=False)
     look: Heartbeat | None = field(default=None, init=False)
     """Looks at the paused instances parked here while there are any."""
+    children: subsaga.ChildWatch = field(default_factory=subsaga.ChildWatch, init=False)
 
     def __post_init__(self) -> None:
         owners.started(self)
@@ -229,23 +236,9 @@ class Driver:
                 inst.trace = await self._stored_trace(saga_id)
             while True:
                 commands = refresh.owed(inst, commands)
-                local: list[RunStep | Compensate] = []
-                for command in commands:
-                    if isinstance(command, FinishSaga):
-                        self._finish(inst)
-                        return
-                    if isinstance(command, CancelSteps):
-                        cancel_steps(inst, command, self.clock)
-                    elif (  # a SendCancel is in the outbox already
-                        isinstance(command, RunStep | Compensate)
-                        and remote_of(inst.saga, command) is None
-                    ):
-                        local.append(command)
-                if self.draining and local:
-                    if inst.in_flight == 0:
-                        self._hand_over(inst)
-                        return
-                    local = []  # the next owner runs them
+                local = self._issue(inst, commands)
+                if local is None:
+                    return
                 item = await self._start(inst, local)
                 if isinstance(item, Delivery):
                     commands = await delivery.deliver(self, inst, item)
@@ -286,6 +279,38 @@ class Driver:
                 extra={"action": "saga_stopped", "saga_id": saga_id},
             )
             self._abandon(inst, exc)
+
+    def _issue(
+        self, inst: Instance, commands: tuple[Command, ...]
+    ) -> list[RunStep | Compensate] | None:
+        """Carry out ``commands`` but the local runs, which are returned
+        (None once ``inst`` ended or was handed over); sub-saga steps are
+        watched (:mod:`~sagakit.runtime.subsaga`)."""
+        local: list[RunStep | Compensate] = []
+        children: list[RunStep | Compensate] = []
+        for command in commands:
+            if isinstance(command, FinishSaga):
+                self._finish(inst)
+                return None
+            if isinstance(command, CancelSteps):
+                cancel_steps(inst, command, self.clock)
+                subsaga.cancel_children(self, inst, command)
+            elif not isinstance(command, RunStep | Compensate):
+                continue  # a SendCancel is in the outbox already
+            elif subsaga.is_child_command(inst.saga, command):
+                children.append(command)
+            elif remote_of(inst.saga, command) is None:
+                local.append(command)
+        if self.draining and (local or children):
+            if inst.in_flight == 0:
+                self._hand_over(inst)
+                return None
+            return []  # the next owner runs them
+        if inst.saga.children and not self.draining:
+            # from the state, not the commands: also after a reload, or a
+            # takeover whatever its way here (see runtime.subsaga)
+            subsaga.watch_all(self, inst)
+        return local
 
     async def _start(self, inst: Instance, local: list[RunStep | Compensate]) -> Item:
         """Start the ``local`` work; returns the instance's next item (a lone
@@ -334,6 +359,7 @@ class Driver:
         self.drop(inst.state.saga_id)
         for task in list(inst.tasks):
             task.cancel()
+        subsaga.stop_watching(inst)
         if inst.done is not None and not inst.done.done():
             if exc is None:
                 inst.done.cancel()
@@ -343,6 +369,8 @@ class Driver:
     def _finish(self, inst: Instance) -> None:
         state = inst.state
         self.drop(state.saga_id)
+        subsaga.stop_watching(inst)
+        self.children.ended(state.saga_id)  # its parent's watcher, if here
         while not inst.queue.empty():  # replies that came too late: nothing to do
             item = inst.queue.get_nowait()
             if isinstance(item, Delivery) and not item.handled.done():

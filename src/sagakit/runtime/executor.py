@@ -19,6 +19,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from sagakit.definition.remote import Remote
 from sagakit.definition.saga import Saga, Step
+from sagakit.definition.subsaga import SubSaga
 from sagakit.engine.commands import Compensate, RunStep
 from sagakit.engine.events import (
     CompensationAttemptFailed,
@@ -208,12 +209,13 @@ def unsendable(
 
 async def _call(
     spec: Step,
-    fn: Callable[..., Any] | Remote | None,
+    fn: Callable[..., Any] | Remote | SubSaga[Any] | None,
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
     limit: float | None,
 ) -> Any:
     assert fn is not None  # noqa: S101 - compensate exists when a Compensate is issued
+    assert not isinstance(fn, SubSaga)  # noqa: S101 - run by runtime.subsaga
     if isinstance(fn, Remote):
         raise SagaError(
             f"step {spec.name!r} sends {fn.command!r} to another service: run it "

@@ -110,6 +110,11 @@ class Instance:
     """The task of each local forward step running here in the background."""
     cancelled: set[str] = field(default_factory=set)
     """Steps whose run a fail-fast group cancelled (see ``runtime.cancel``)."""
+    watchers: dict[tuple[str, str, int], asyncio.Task[None]] = field(
+        default_factory=dict
+    )
+    """The task watching each sub-saga step's child, by (step, action or
+    compensation, attempt) (see ``runtime.subsaga``)."""
 
     @classmethod
     def from_record(cls, saga: Saga[Any], record: SagaRecord) -> Instance:

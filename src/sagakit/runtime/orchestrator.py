@@ -19,13 +19,14 @@ from typing import Any, ClassVar, Self, TypeVar, Unpack
 from pydantic import BaseModel
 
 from sagakit.definition.saga import Saga
+from sagakit.definition.subsaga import has_remote_steps
 from sagakit.errors import ConcurrencyError, SagaError, SagaNotFound, StateError
 from sagakit.messaging.envelope import Envelope
 from sagakit.observability.observer import NOOP, Observer
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import SagaStore
 from sagakit.ports.transport import Transport
-from sagakit.runtime import adoption
+from sagakit.runtime import adoption, subsaga
 from sagakit.runtime.client import SagaClient, Started, StartOptions
 from sagakit.runtime.clock import SystemClock
 from sagakit.runtime.driver import Driver
@@ -223,11 +224,11 @@ class Orchestrator:
     ) -> Started:
         if self.driver.draining:
             raise SagaError("this orchestrator was stopped: it starts no saga")
-        remote = any(s.is_remote or s.compensation_is_remote for s in saga)
-        if remote and not self.intake.running:
+        if has_remote_steps(saga) and not self.intake.running:
             raise SagaError(
-                f"saga {saga.name!r} has remote steps: give the orchestrator a "
-                "transport and run it inside 'async with orchestrator.serving()'"
+                f"saga {saga.name!r} has remote steps (or its sub-sagas have): "
+                "give the orchestrator a transport and run it inside "
+                "'async with orchestrator.serving()'"
             )
         return await self.client.begin(saga, context, options, drive=True)
 
@@ -395,6 +396,11 @@ class Orchestrator:
     def active(self) -> int:
         """How many instances this orchestrator is driving now."""
         return len(self.driver.active)
+
+    @property
+    def watching(self) -> int:
+        """How many of them only wait for the child of a sub-saga step."""
+        return subsaga.watching(self.driver)
 
     @property
     def paused(self) -> int:

@@ -28,25 +28,30 @@ class Registry:
         self.register(*sagas)
 
     def register(self, *sagas: Saga[Any]) -> None:
-        for saga in sagas:
-            if not isinstance(saga, Saga):
-                raise SagaError(f"register() takes Saga definitions, got {saga!r}")
-            versions = self.versions.setdefault(saga.name, {})
-            known = versions.get(saga.version)
-            if known is saga:
-                continue
-            if known is not None:
-                raise DefinitionError(
-                    f"another saga named {saga.name!r} is already registered "
-                    f"as version {saga.version}; give a changed definition a "
-                    "new version"
-                )
-            versions[saga.version] = saga
-            self.sagas[saga.name] = versions[max(versions)]
-            self._keys = self._keys | {
-                definition_key(saga.name, saga.version),
-                definition_key(saga.name, saga.version, saga.fingerprint),
-            }
+        """Register ``sagas`` and the sagas they run as sub-sagas."""
+        for given in sagas:
+            if not isinstance(given, Saga):
+                raise SagaError(f"register() takes Saga definitions, got {given!r}")
+            for saga in (given, *given.family):
+                self._register(saga)
+
+    def _register(self, saga: Saga[Any]) -> None:
+        versions = self.versions.setdefault(saga.name, {})
+        known = versions.get(saga.version)
+        if known is saga:
+            return
+        if known is not None:
+            raise DefinitionError(
+                f"another saga named {saga.name!r} is already registered "
+                f"as version {saga.version}; give a changed definition a "
+                "new version"
+            )
+        versions[saga.version] = saga
+        self.sagas[saga.name] = versions[max(versions)]
+        self._keys = self._keys | {
+            definition_key(saga.name, saga.version),
+            definition_key(saga.name, saga.version, saga.fingerprint),
+        }
 
     def definition(self, name: str) -> Saga[Any]:
         """The newest registered version of ``name``."""

@@ -32,7 +32,9 @@ class Worker:
 
     ``lease``: seconds another worker waits before taking over the instances of
     a worker that stopped renewing; leases are renewed every ``lease / 3``.
-    ``max_active`` bounds the instances driven at once; ``poll_interval`` is
+    ``max_active`` bounds the instances driven at once (a parent that only
+    waits for its sub-saga's child does not count: the child, which may be
+    claimed after a crash, does the work); ``poll_interval`` is
     the pause between claims when there was nothing to claim. ``observer``:
     tracing and metrics hooks (see ``Orchestrator``).
     """
@@ -114,7 +116,8 @@ class Worker:
         cancelled = False
         try:
             while not self._stop.is_set():
-                room = self.max_active - orch.active
+                busy = orch.active - orch.watching
+                room = self.max_active - busy
                 got, failed = 0, False
                 if room > 0:
                     try:
@@ -129,7 +132,7 @@ class Worker:
                 idle = orch.active == orch.paused  # paused ones wait for an operator
                 if until_idle and not failed and got == 0 and idle:
                     break
-                if got == 0 or orch.active >= self.max_active:
+                if got == 0 or orch.active - orch.watching >= self.max_active:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.poll_interval):
                             await self._stop.wait()

@@ -22,8 +22,9 @@ from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.definition.saga import Saga
 from sagakit.engine.state import SagaStatus
 from sagakit.ports.store import SagaStore
+from sagakit.testing.family import check_checkable, check_family
 from sagakit.testing.harness import Effect, ParticipantFactory, RunOptions, run_point
-from sagakit.testing.invariants import Violation, check_run
+from sagakit.testing.invariants import Violation
 from sagakit.testing.points import (
     FailurePoint,
     crash_points,
@@ -149,11 +150,17 @@ async def check_saga(
     twice (``duplicate_commands``), so participants must deduplicate by
     message id (``Participant`` does).
 
+    A sub-saga step runs its child (instrumented too): the child's steps
+    fail and crash like the saga's, and each instance is checked on its own
+    (see :mod:`sagakit.testing.family`); a saga that runs the same saga as
+    a sub-saga in two places is refused (their effects would mix).
+
     Local steps run in the event loop (sync functions too), with retry delays
     skipped. ``max_points`` keeps that many points, spread over the crash
     points first; ``run_timeout`` bounds each run. The report lists every point,
     its outcome and its violations; call ``report.assert_ok()`` in a test.
     """
+    check_checkable(saga)
     opts = RunOptions(
         context=_context_factory(context_factory),
         participants=participants,
@@ -166,7 +173,7 @@ async def check_saga(
 
     async def one(point: FailurePoint) -> int:
         run = await run_point(saga, point, f"check-{next(counter)}", opts)
-        violations = check_run(saga, run)
+        violations = check_family(saga, run)
         report.results.append(
             PointResult(
                 point,

@@ -27,6 +27,7 @@ from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.adapters.transport.inprocess import InProcessTransport
 from sagakit.definition.remote import Remote
 from sagakit.definition.saga import Saga, Step
+from sagakit.definition.subsaga import SubSaga, has_remote_steps
 from sagakit.engine.state import SagaState
 from sagakit.errors import SagaNotFound
 from sagakit.messaging.envelope import Envelope
@@ -35,6 +36,7 @@ from sagakit.ports.store import HistoryEntry, OutboxMessage, SagaRecord, SagaSto
 from sagakit.ports.transport import DeadLetter, Handler, Subscription, Transport
 from sagakit.runtime.orchestrator import Orchestrator
 from sagakit.testing.clock import FakeClock
+from sagakit.testing.lineage import family_of, path_of
 from sagakit.testing.points import FailurePoint, InjectedFailure
 
 REPLY_QUEUE = "sagakit.check.replies"
@@ -89,11 +91,20 @@ class RunRecord:
 
     point: FailurePoint
     effects: list[Effect] = field(default_factory=list)
+    root: str = ""
+    """The saga's id (its sub-sagas' ids are under it)."""
     commits: int = 0
     committed_at_crash: SagaState | None = None
     crashed: bool = False
     final: SagaRecord | None = None
     history: list[HistoryEntry] = field(default_factory=list)
+    family: dict[str, tuple[SagaRecord, list[HistoryEntry]]] = field(
+        default_factory=dict
+    )
+    """The sub-sagas' instances as they ended, by step path from the saga
+    (``pay``, ``pay/refund``...), with their histories."""
+    committed_family: dict[str, SagaState] = field(default_factory=dict)
+    """The sub-sagas' committed states when the process died, by path."""
     error: str | None = None
     _calls: dict[tuple[str, str], int] = field(default_factory=dict)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
@@ -121,27 +132,33 @@ async def _forever() -> None:
 # -- instrumented definition ----------------------------------------------------
 
 
-def _local(run: RunRecord, spec: Step, kind: Literal["action", "compensation"]) -> Any:
+def _local(
+    run: RunRecord,
+    spec: Step,
+    kind: Literal["action", "compensation"],
+    prefix: str = "",
+) -> Any:
     fn = spec.action if kind == "action" else spec.compensate
     assert callable(fn)  # noqa: S101 - only called for local callables
+    name = prefix + spec.name
 
     async def call(*args: Any, **kwargs: Any) -> Any:
         if _GENERATION.get() in run.dead:
             raise asyncio.CancelledError  # a dead process starts nothing
-        attempt = run.next_attempt(spec.name, kind)
-        run.record(spec.name, kind, attempt, "started")
-        injection = run.point.injection(spec.name, kind)
+        attempt = run.next_attempt(name, kind)
+        run.record(name, kind, attempt, "started")
+        injection = run.point.injection(name, kind)
         if injection is not None and injection.fails(attempt):
-            run.record(spec.name, kind, attempt, "injected")
-            raise InjectedFailure(f"{spec.name} {kind} (attempt {attempt})")
+            run.record(name, kind, attempt, "injected")
+            raise InjectedFailure(f"{name} {kind} (attempt {attempt})")
         try:
             value = fn(*args, **kwargs)
             if inspect.isawaitable(value):
                 value = await value
         except Exception:
-            run.record(spec.name, kind, attempt, "failed")
+            run.record(name, kind, attempt, "failed")
             raise
-        run.record(spec.name, kind, attempt, "ok")
+        run.record(name, kind, attempt, "ok")
         return value
 
     # the signature of ``fn`` (through ``__wrapped__``) tells the step what
@@ -149,16 +166,24 @@ def _local(run: RunRecord, spec: Step, kind: Literal["action", "compensation"]) 
     return functools.wraps(fn)(call)
 
 
-def instrument(saga: Saga[Any], run: RunRecord) -> Saga[Any]:
+def instrument(saga: Saga[Any], run: RunRecord, prefix: str = "") -> Saga[Any]:
     """The same saga with every local action and compensation recorded and
-    failing where the point says."""
+    failing where the point says; the steps of a sub-saga (instrumented
+    too) are recorded as ``<step>/<child step>``."""
 
     def wrap(spec: Step) -> Step:
         changes: dict[str, Any] = {}
-        if not isinstance(spec.action, Remote):
-            changes["action"] = _local(run, spec, "action")
-        if spec.compensate is not None and not isinstance(spec.compensate, Remote):
-            changes["compensate"] = _local(run, spec, "compensation")
+        if isinstance(spec.action, SubSaga):
+            sub = spec.action
+            child = instrument(sub.saga, run, f"{prefix}{spec.name}/")
+            changes["action"] = SubSaga(child, context=sub.context, output=sub.output)
+            if spec.rolls_back_child:
+                changes["compensate"] = changes["action"]
+        elif not isinstance(spec.action, Remote):
+            changes["action"] = _local(run, spec, "action", prefix)
+        local = not isinstance(spec.compensate, Remote | SubSaga)
+        if spec.compensate is not None and local:
+            changes["compensate"] = _local(run, spec, "compensation", prefix)
         return replace(spec, **changes)
 
     return saga.rebuilt(wrap)
@@ -212,7 +237,7 @@ def _stubs(
 ) -> list[Participant]:
     """Participants that succeed for every remote command nobody else handles."""
     by_queue: dict[str, Participant] = {}
-    for spec in saga:
+    for spec in (s for one in (saga, *saga.family) for s in one):
         cancel = spec.action.on_timeout if isinstance(spec.action, Remote) else None
         for target in (spec.action, spec.compensate, cancel):
             if not isinstance(target, Remote) or target.destination in covered:
@@ -230,8 +255,9 @@ def _stubs(
     return list(by_queue.values())
 
 
-def _instrument_participant(part: Participant, run: RunRecord) -> None:
-    """Record each handler execution and fail it where the point says."""
+def _instrument_participant(part: Participant, run: RunRecord, root: str) -> None:
+    """Record each handler execution and fail it where the point says (a
+    command of a sub-saga of the saga ``root`` as ``<step>/<child step>``)."""
     handlers = part._handlers
     for command, spec in list(handlers.items()):
         original, wants_message = spec.fn, spec.wants_message
@@ -242,7 +268,7 @@ def _instrument_participant(part: Participant, run: RunRecord) -> None:
             _fn: Callable[..., Any] = original,
             _wants: bool = wants_message,
         ) -> Any:
-            step = message.step or "?"
+            step = path_of(root, message.saga_id) + (message.step or "?")
             kind: Literal["action", "compensation"] = (
                 "compensation" if message.compensation else "action"
             )
@@ -332,7 +358,8 @@ class _ProcessStore:
             await self._base.save(record, expected_version, history, **kw)
             for h in history:  # a fire-and-forget compensation: done once sent
                 if h.kind == "compensation" and h.outcome == "sent" and h.step:
-                    self._run.record(h.step, h.kind, h.attempt, "sent", remote=True)
+                    step = path_of(self._run.root, record.saga_id) + h.step
+                    self._run.record(step, h.kind, h.attempt, "sent", remote=True)
 
         await self._commit(write)
 
@@ -473,11 +500,10 @@ async def run_point(
     saga: Saga[Any], point: FailurePoint, saga_id: str, opts: RunOptions
 ) -> RunRecord:
     """Run ``saga`` once at ``point`` (recovering after its crash, if any)."""
-    run = RunRecord(point)
+    run = RunRecord(point, root=saga_id)
     checked = instrument(saga, run)
     store = opts.store_factory()
-    remote = any(s.is_remote or s.compensation_is_remote for s in saga)
-    transport = InProcessTransport() if remote else None
+    transport = InProcessTransport() if has_remote_steps(saga) else None
     inbox = InMemoryStore()
     participants: list[Participant] = []
     clock = FakeClock(start=time.time())
@@ -489,7 +515,7 @@ async def run_point(
             covered = {p.queue for p in given}
             participants = given + _stubs(saga, transport, inbox, covered)
             for part in participants:
-                _instrument_participant(part, run)
+                _instrument_participant(part, run, saga_id)
                 if part._transport is None or part._store is None:
                     part.attach(transport, inbox)  # defined at import time
                 await part.start()
@@ -516,6 +542,7 @@ async def run_point(
     try:
         run.final = await store.get(saga_id)
         run.history = await store.history(saga_id)
+        run.family = await family_of(store, saga_id)
     except SagaNotFound:
         run.final = None
     await store.close()
@@ -543,6 +570,8 @@ async def _drive(
         run.committed_at_crash = (await store.get(saga_id)).state
     except SagaNotFound:
         return  # it died before the saga existed: nothing to recover
+    family = await family_of(store, saga_id)
+    run.committed_family = {path: record.state for path, (record, _) in family.items()}
     run.generation = _Generation(2)
     async with _process(
         saga, run, store=store, transport=transport, clock=clock, opts=opts

@@ -80,7 +80,7 @@ def expected_compensations(saga: Saga[Any], run: RunRecord) -> list[str]:
             ok = started[-1] if started else None
         if ok is None:
             continue
-        interrupted = _interrupted(run, spec.name)
+        interrupted = not spec.is_sub_saga and _interrupted(run, spec.name)
         if interrupted and not spec.compensate_on_failure:
             continue
         stage = stage_of[spec.name]

@@ -6,11 +6,12 @@ crash at one commit. Each point knows the terminal status the saga must reach.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from sagakit.definition.remote import Remote
 from sagakit.definition.saga import Saga, Step
+from sagakit.definition.subsaga import SubSaga
 from sagakit.engine.state import SagaStatus
 
 Mode = Literal["always", "once", "reject"]
@@ -86,11 +87,32 @@ def _retries(step: Step, kind: str) -> bool:
     return remote or policy.retries(InjectedFailure("probe"))
 
 
-def _fails(saga: Saga[Any], step: Step, mode: Mode) -> FailurePoint:
-    expected = (
+def _through(saga: Saga[Any], step: Step, status: SagaStatus) -> SagaStatus:
+    """What ``saga`` ends as when ``step``'s child ends ``status`` (and
+    nothing else fails)."""
+    if status is SagaStatus.SUCCEEDED:
+        return status
+    return (
         SagaStatus.FAILED if _after_pivot(saga, step.name) else SagaStatus.COMPENSATED
     )
-    return FailurePoint((Injection(step.name, "action", mode),), expected=expected)
+
+
+def _prefixed(step: Step, injections: tuple[Injection, ...]) -> tuple[Injection, ...]:
+    """``injections`` of the child of ``step``, named from its parent."""
+    return tuple(replace(i, step=f"{step.name}/{i.step}") for i in injections)
+
+
+def _failing(step: Step, mode: Mode) -> tuple[Injection, ...]:
+    """What makes ``step`` fail for good: its action failing, or for a
+    sub-saga step, its child's failing run."""
+    if isinstance(step.action, SubSaga):
+        return _prefixed(step, failing_run(step.action.saga).injections)
+    return (Injection(step.name, "action", mode),)
+
+
+def _fails(saga: Saga[Any], step: Step, mode: Mode) -> FailurePoint:
+    expected = _through(saga, step, SagaStatus.COMPENSATED)
+    return FailurePoint(_failing(step, mode), expected=expected)
 
 
 def _last_undoable(saga: Saga[Any]) -> Step:
@@ -100,7 +122,8 @@ def _last_undoable(saga: Saga[Any]) -> Step:
 
 def failing_run(saga: Saga[Any]) -> FailurePoint:
     """The failure that rolls back the most: the pivot (or the last step)
-    fails, so every compensation upstream of it runs."""
+    fails (for a sub-saga, its child's failing run), so every compensation
+    upstream of it runs."""
     step = _last_undoable(saga)
     return _fails(saga, step, "reject" if step.is_remote else "always")
 
@@ -119,11 +142,41 @@ def _trigger(saga: Saga[Any], step: Step) -> Step | None:
     return step if step.compensate_on_failure else None
 
 
+def _child_points(saga: Saga[Any], step: Step) -> list[FailurePoint]:
+    """The points of ``step``'s child, as points of ``saga``."""
+    assert isinstance(step.action, SubSaga)  # noqa: S101 - the caller checks
+    return [
+        FailurePoint(
+            _prefixed(step, point.injections),
+            expected=_through(saga, step, point.expected),
+        )
+        for point in injection_points(step.action.saga)
+        if point.injections
+    ]
+
+
+def _undone(step: Step) -> list[tuple[str, Step]]:
+    """(name from ``step``'s saga, step) of every compensation the rollback
+    of ``step`` runs: its own, or those of its child (and theirs)."""
+    if not step.rolls_back_child:
+        return [(step.name, step)] if step.compensate is not None else []
+    assert isinstance(step.action, SubSaga)  # noqa: S101 - rolls back a child
+    return [
+        (f"{step.name}/{name}", inner)
+        for below in step.action.saga
+        for name, inner in _undone(below)
+    ]
+
+
 def injection_points(saga: Saga[Any]) -> list[FailurePoint]:
-    """Every step's action failing, and every compensation failing."""
+    """Every step's action failing, and every compensation failing (for a
+    sub-saga step, every point of its child, and every compensation of the
+    child failing as the step is compensated)."""
     points = [FailurePoint()]
     for step in saga:
-        if step.is_remote:
+        if step.is_sub_saga:
+            points.extend(_child_points(saga, step))
+        elif step.is_remote:
             points.append(_fails(saga, step, "reject"))
             if step.retry.attempts > 1:
                 points.append(_fails(saga, step, "always"))
@@ -133,31 +186,32 @@ def injection_points(saga: Saga[Any]) -> list[FailurePoint]:
             once = FailurePoint((Injection(step.name, "action", "once"),))
             points.append(once)
     for step in saga:
-        if step.compensate is None:
+        if step.compensate is None or _after_pivot(saga, step.name):
             continue
         trigger = _trigger(saga, step)
         if trigger is None:
             continue  # nothing after it can fail and be rolled back
-        mode: Mode = "reject" if trigger.is_remote else "always"
-        cause = Injection(trigger.name, "action", mode)
-        # a fire-and-forget compensation is done once sent: its participant
-        # failing changes nothing
-        sent = isinstance(step.compensate, Remote) and not step.compensate.awaited
-        points.append(
-            FailurePoint(
-                (cause, Injection(step.name, "compensation", "always")),
-                expected=SagaStatus.COMPENSATED
-                if sent
-                else SagaStatus.COMPENSATION_FAILED,
-            )
-        )
-        if _retries(step, "compensation") and not sent:
+        cause = _failing(trigger, "reject" if trigger.is_remote else "always")
+        for name, undone in _undone(step):
+            # a fire-and-forget compensation is done once sent: its
+            # participant failing changes nothing
+            remote = undone.compensate
+            sent = isinstance(remote, Remote) and not remote.awaited
             points.append(
                 FailurePoint(
-                    (cause, Injection(step.name, "compensation", "once")),
-                    expected=SagaStatus.COMPENSATED,
+                    (*cause, Injection(name, "compensation", "always")),
+                    expected=SagaStatus.COMPENSATED
+                    if sent
+                    else SagaStatus.COMPENSATION_FAILED,
                 )
             )
+            if _retries(undone, "compensation") and not sent:
+                points.append(
+                    FailurePoint(
+                        (*cause, Injection(name, "compensation", "once")),
+                        expected=SagaStatus.COMPENSATED,
+                    )
+                )
     return points
 
 
