@@ -54,16 +54,24 @@ def test_a_worker_killed_while_children_run(pg_url: str, tmp_path: Path) -> None
 
     victim = _run(pg_url, effects, "worker", log=tmp_path / "victim.log")
     other = _run(pg_url, effects, "worker", log=tmp_path / "other.log")
-    deadline = time.monotonic() + 60
-    while not any(line.endswith(" charge") for line in _lines(effects)):
-        assert victim.poll() is None, (tmp_path / "victim.log").read_text()[-2000:]
-        assert time.monotonic() < deadline, "no child ever charged"
-        time.sleep(0.01)
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait(10)
-    late = _run(pg_url, effects, "worker", log=tmp_path / "late.log")
-    for proc, name in ((other, "other"), (late, "late")):
-        assert proc.wait(90) == 0, (tmp_path / f"{name}.log").read_text()[-2000:]
+    started = [victim, other]
+    try:
+        deadline = time.monotonic() + 60
+        while not any(line.endswith(" charge") for line in _lines(effects)):
+            assert victim.poll() is None, (tmp_path / "victim.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "no child ever charged"
+            time.sleep(0.01)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(10)
+        late = _run(pg_url, effects, "worker", log=tmp_path / "late.log")
+        started.append(late)
+        for proc, name in ((other, "other"), (late, "late")):
+            assert proc.wait(90) == 0, (tmp_path / f"{name}.log").read_text()[-2000:]
+    finally:  # a failed check must not leave workers behind
+        for proc in started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
 
     statuses = asyncio.run(_statuses(pg_url))
     for i in range(ORDERS):
