@@ -152,7 +152,7 @@ async def test_catches_committed_steps_rerun_after_a_crash(
         return decision  # forgets what committed
 
     monkeypatch.setattr(engine, "_on_resumed", restart)
-    report = await check_saga(sequential(), Ctx)
+    report = await check_saga(sequential(), Ctx, run_timeout=2.0)
     assert "no re-run after a crash" in rules(report)
     assert all(v.point.endswith(tuple("0123456789")) for v in report.violations)
 
