@@ -7,6 +7,8 @@ sk-seq-ok     sagakit ``PostgresStore``, one saga at a time, all steps succeed
 sk-seq-fail   the same, step 3 raises: steps 2 and 1 are compensated
 sk-conc-ok    ``--concurrency`` sagas in flight (``asyncio.gather`` over batches)
 sk-conc-fail  the same on the failure path
+floor-*       the same four hand-written (benchmarks/floor.py): asyncpg, one
+              commit per transition, no framework: the per-saga floor
 dbos-*        the same four with DBOS workflows and steps (durable defaults)
 
 sagakit steps are ``async def``. DBOS runs its plain idiom when sequential (a
@@ -50,6 +52,11 @@ import asyncpg
 from sagakit import Orchestrator, Saga, SagaStatus, Step
 from sagakit.adapters.store.postgres import PostgresStore, describe
 
+# benchmarks/floor.py, also when this script is run from elsewhere (runpy)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from floor import PostgresFloor
+from floor import measure as floor_measure
+
 try:
     import dbos
 except ImportError:  # the `bench` extra is not installed
@@ -66,6 +73,9 @@ TARGET_SEQUENTIAL = 300.0  # sagakit sagas/s, one at a time, success path
 TARGET_CONCURRENT = 700.0  # sagakit sagas/s, --concurrency in flight, success path
 TARGET_COMMITS = {"success": 4.0, "failure": 6.0}  # sagakit commits per saga
 TARGET_RATIO = 5.0  # sagakit / DBOS on each matching scenario
+# sagakit / the hand-written floor (benchmarks/floor.py): one at a time, and
+# with --concurrency in flight (where group commit shares commits)
+TARGET_FLOOR = {"seq": 0.8, "conc": 1.5}
 
 
 class Boom(Exception):
@@ -79,7 +89,7 @@ class Boom(Exception):
 class Scenario:
     key: str  # first column of the table; stable, the smoke test reads it
     label: str
-    library: str  # "sagakit" or "dbos"
+    library: str  # "sagakit", "floor" (hand-written, benchmarks/floor.py) or "dbos"
     mode: str  # "seq" (one saga at a time) or "conc" (--concurrency in flight)
     path: str  # "success" or "failure"
     concurrency: int
@@ -105,14 +115,23 @@ class Result:
 
 def scenarios(n: int, concurrency: int, dbos_mode: str) -> list[Scenario]:
     rows = []
-    for library, count in (("sagakit", n), ("dbos", max(1, n // DBOS_DIVISOR))):
-        short = "sk" if library == "sagakit" else "dbos"
+    shorts = {"sagakit": "sk", "floor": "floor", "dbos": "dbos"}
+    for library, count in (
+        ("sagakit", n),
+        ("floor", n),
+        ("dbos", max(1, n // DBOS_DIVISOR)),
+    ):
+        short = shorts[library]
         for mode, conc in (("seq", 1), ("conc", concurrency)):
             for path in ("success", "failure"):
                 key = f"{short}-{mode}-{'ok' if path == 'success' else 'fail'}"
                 if library == "sagakit":
                     how = "sagakit, PostgresStore" + (
                         f", {conc} in flight (gather)" if conc > 1 else ""
+                    )
+                elif library == "floor":
+                    how = "hand-written, asyncpg, a commit per transition" + (
+                        f", {conc} in flight" if conc > 1 else ""
                     )
                 elif conc == 1:
                     how = "DBOS, sync workflow called directly"
@@ -215,6 +234,19 @@ def measure_sagakit(s: Scenario, url: str, repeats: int) -> Result:
             return Result(s, runs, commits / done, statements / done)
         finally:
             await orchestrator.close()
+
+    return asyncio.run(main())
+
+
+def measure_floor(s: Scenario, url: str, repeats: int) -> Result:
+    """The hand-written floor (benchmarks/floor.py), measured like sagakit."""
+
+    async def main() -> Result:
+        floor = await PostgresFloor.open(url, POOL_SIZE)
+        runs, commits = await floor_measure(
+            floor, s.n, repeats, s.concurrency, failing=s.path == "failure"
+        )
+        return Result(s, runs, commits, None)
 
     return asyncio.run(main())
 
@@ -413,16 +445,29 @@ def measure_dbos(
 # -- report --------------------------------------------------------------------
 
 
-def ratio(result: Result, dbos_by_pair: dict[str, Result]) -> float | None:
+def ratio(result: Result, by_pair: dict[str, Result]) -> float | None:
+    """sagakit's rate over the baseline's (DBOS or the floor) on its pair."""
     if result.scenario.library != "sagakit":
         return None
-    baseline = dbos_by_pair.get(result.scenario.pair)
+    baseline = by_pair.get(result.scenario.pair)
     if baseline is None:
         return None
     return result.sagas_per_s / baseline.sagas_per_s
 
 
-def table(results: list[Result], dbos_by_pair: dict[str, Result]) -> list[str]:
+def per_commit(result: Result) -> str:
+    """Saga transitions per commit (4 per successful saga, 6 per compensated)."""
+    if not result.commits_per_saga:
+        return "-"
+    transitions = TARGET_COMMITS[result.scenario.path]
+    return f"{transitions / result.commits_per_saga:.1f}"
+
+
+def table(
+    results: list[Result],
+    dbos_by_pair: dict[str, Result],
+    floor_by_pair: dict[str, Result],
+) -> list[str]:
     header = (
         "scenario",
         "what",
@@ -432,6 +477,8 @@ def table(results: list[Result], dbos_by_pair: dict[str, Result]) -> list[str]:
         "sagas/s",
         "runs min-max",
         "commits/saga",
+        "transitions/commit",
+        "sagakit/floor",
         "sagakit/DBOS",
     )
     rows = [header]
@@ -439,6 +486,7 @@ def table(results: list[Result], dbos_by_pair: dict[str, Result]) -> list[str]:
         s = r.scenario
         commits = "-" if r.commits_per_saga is None else f"{r.commits_per_saga:.2f}"
         value = ratio(r, dbos_by_pair)
+        to_floor = ratio(r, floor_by_pair)
         shown = "-" if s.library != "sagakit" else "n/a"
         rows.append(
             (
@@ -450,10 +498,12 @@ def table(results: list[Result], dbos_by_pair: dict[str, Result]) -> list[str]:
                 f"{r.sagas_per_s:,.0f}",
                 f"{min(r.runs):,.0f}-{max(r.runs):,.0f}",
                 commits,
+                per_commit(r),
+                shown if to_floor is None else f"{to_floor:.2f}x",
                 shown if value is None else f"{value:.2f}x",
             )
         )
-    numeric = {3, 4, 5, 6, 7, 8}
+    numeric = {3, 4, 5, 6, 7, 8, 9, 10}
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for row in rows:
@@ -471,11 +521,25 @@ def verdict(ok: bool | None) -> str:
 
 
 def targets(
-    results: list[Result], dbos_by_pair: dict[str, Result]
+    results: list[Result],
+    dbos_by_pair: dict[str, Result],
+    floor_by_pair: dict[str, Result],
 ) -> list[tuple[str, bool | None]]:
     """(line, passed) per target; passed is None when it could not be measured."""
     sk = {r.scenario.pair: r for r in results if r.scenario.library == "sagakit"}
     checks: list[tuple[str, bool | None]] = []
+    for pair, r in sk.items():
+        goal = TARGET_FLOOR[r.scenario.mode]
+        value = ratio(r, floor_by_pair)
+        ok = None if value is None else value >= goal
+        shown = "floor not measured" if value is None else f"{value:.2f}x"
+        checks.append(
+            (
+                f"target: sagakit >= {goal}x the hand-written floor on {pair} "
+                f"({shown}): {verdict(ok)}",
+                ok,
+            )
+        )
     for pair, floor, what in (
         ("seq-ok", TARGET_SEQUENTIAL, "sequential"),
         ("conc-ok", TARGET_CONCURRENT, "concurrent"),
@@ -613,6 +677,8 @@ def main(argv: list[str] | None = None) -> int:
         for s in rows:
             if s.library == "sagakit":
                 results.append(measure_sagakit(s, urls["sagakit"], args.repeats))
+            elif s.library == "floor":
+                results.append(measure_floor(s, urls["sagakit"], args.repeats))
         dbos_results, note = measure_dbos(
             [s for s in rows if s.library == "dbos"],
             urls["dbos"],
@@ -630,7 +696,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {note}; measuring sagakit only, ratios are n/a")
     print()
     dbos_by_pair = {r.scenario.pair: r for r in results if r.scenario.library == "dbos"}
-    for line in table(results, dbos_by_pair):
+    floor_by_pair = {
+        r.scenario.pair: r for r in results if r.scenario.library == "floor"
+    }
+    for line in table(results, dbos_by_pair, floor_by_pair):
         print(line)
     print()
     elapsed = time.perf_counter() - started
@@ -639,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
         f"total time {elapsed:,.1f} s; load average {load_at_start} at the start, "
         f"{load} at the end (other work on the machine skews the numbers)"
     )
-    checks = targets(results, dbos_by_pair)
+    checks = targets(results, dbos_by_pair, floor_by_pair)
     for line, _ in checks:
         print(line)
     if args.json is not None:
@@ -667,6 +736,7 @@ def main(argv: list[str] | None = None) -> int:
                     "commits_per_saga": r.commits_per_saga,
                     "statements_per_saga": r.statements_per_saga,
                     "ratio_vs_dbos": ratio(r, dbos_by_pair),
+                    "ratio_vs_floor": ratio(r, floor_by_pair),
                 }
                 for r in results
             ],

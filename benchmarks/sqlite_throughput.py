@@ -40,6 +40,11 @@ from sagakit import Orchestrator, Saga, SagaStatus, SQLiteStore, Step
 from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.ports.store import SagaStore
 
+# benchmarks/floor.py, also when this script is run from elsewhere (runpy)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from floor import SQLiteFloor
+from floor import measure as floor_measure
+
 try:
     import saga as saga_py
 except ImportError:  # the `bench` extra is not installed
@@ -105,7 +110,7 @@ def sagakit_saga(*, is_async: bool, failing: bool) -> Saga[Any]:
 class Scenario:
     key: str  # first column of the table; stable, the smoke test reads it
     label: str
-    library: str  # "saga-py" or "sagakit"
+    library: str  # "saga-py", "sagakit" or "floor" (hand-written: benchmarks/floor.py)
     store: str  # "-", "memory", "sqlite-normal" or "sqlite-full"
     steps: str  # "sync" or "async"
     path: str  # "success" or "failure"
@@ -307,6 +312,34 @@ def scenarios(n: int, concurrency: int) -> list[Scenario]:
                     heavy,
                 )
             )
+    for steps in ("async", "sync"):
+        rows.append(
+            Scenario(
+                f"g-{steps}",
+                f"sagakit, SQLite NORMAL, {concurrency} in flight",
+                "sagakit",
+                "sqlite-normal",
+                steps,
+                "failure",
+                concurrency,
+                heavy,
+            )
+        )
+    for mode, conc in (("seq", 1), ("conc", concurrency)):
+        for path, short in (("success", "ok"), ("failure", "fail")):
+            rows.append(
+                Scenario(
+                    f"floor-{mode}-{short}",
+                    "hand-written, sqlite3, a commit per transition"
+                    + (f", {conc} in flight" if conc > 1 else ""),
+                    "floor",
+                    "sqlite-normal",
+                    "async",
+                    path,
+                    conc,
+                    n if path == "success" and conc == 1 else heavy,
+                )
+            )
     return rows
 
 
@@ -314,6 +347,8 @@ def run_scenario(s: Scenario, repeats: int, db_dir: Path) -> Result:
     if s.library == "saga-py":
         runs = measure(sagapy_runner(failing=s.path == "failure"), s.n, repeats)
         return Result(s, runs, None)
+    if s.library == "floor":
+        return measure_floor(s, repeats, db_dir)
 
     def make_store() -> SagaStore:
         if s.store == "memory":
@@ -334,6 +369,32 @@ def run_scenario(s: Scenario, repeats: int, db_dir: Path) -> Result:
     return Result(s, runs, commits)
 
 
+def measure_floor(s: Scenario, repeats: int, db_dir: Path) -> Result:
+    """The hand-written floor (benchmarks/floor.py), measured like sagakit."""
+    floor = SQLiteFloor(str(db_dir / f"{s.key}.db"))
+    runs, commits = asyncio.run(
+        floor_measure(floor, s.n, repeats, s.concurrency, failing=s.path == "failure")
+    )
+    return Result(s, runs, commits)
+
+
+def floor_of(result: Result, floors: dict[tuple[int, str], Result]) -> float | None:
+    """sagakit's rate over the floor's with as many in flight on the same
+    path (SQLite NORMAL rows only)."""
+    s = result.scenario
+    if s.library != "sagakit" or s.store != "sqlite-normal":
+        return None
+    return ratio(result, floors.get((s.concurrency, s.path)))
+
+
+def per_commit(result: Result) -> str:
+    """Saga transitions per commit (4 per successful saga, 6 per compensated)."""
+    if not result.commits_per_saga:
+        return "-"
+    transitions = 4 if result.scenario.path == "success" else 6
+    return f"{transitions / result.commits_per_saga:.1f}"
+
+
 # -- report --------------------------------------------------------------------
 
 
@@ -351,7 +412,11 @@ def format_ratio(value: float | None) -> str:
     return f"{value:.4f}x (1/{1 / value:,.0f})"
 
 
-def table(results: list[Result], baselines: dict[str, Result]) -> list[str]:
+def table(
+    results: list[Result],
+    baselines: dict[str, Result],
+    floors: dict[tuple[int, str], Result],
+) -> list[str]:
     header = (
         "scenario",
         "what",
@@ -361,12 +426,15 @@ def table(results: list[Result], baselines: dict[str, Result]) -> list[str]:
         "n",
         "sagas/s",
         "commits/saga",
+        "transitions/commit",
+        "vs floor",
         "vs saga-py",
     )
     rows = [header]
     for r in results:
         s = r.scenario
         commits = "-" if r.commits_per_saga is None else f"{r.commits_per_saga:.2f}"
+        to_floor = floor_of(r, floors)
         rows.append(
             (
                 s.key,
@@ -377,10 +445,14 @@ def table(results: list[Result], baselines: dict[str, Result]) -> list[str]:
                 str(s.n),
                 f"{r.sagas_per_s:,.0f}",
                 commits,
-                format_ratio(ratio(r, baselines.get(s.path))),
+                per_commit(r),
+                "-" if to_floor is None else f"{to_floor:.2f}x",
+                "-"
+                if s.library == "floor"
+                else format_ratio(ratio(r, baselines.get(s.path))),
             )
         )
-    numeric = {4, 5, 6, 7}
+    numeric = {4, 5, 6, 7, 8, 9}
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for row in rows:
@@ -466,9 +538,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def load_average() -> str:
+    """The 1-minute load average, or "n/a" where the OS has none."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "n/a"
+
+
+def floor_targets(
+    results: list[Result], floors: dict[tuple[int, str], Result]
+) -> list[str]:
+    """sagakit (async steps, SQLite NORMAL) against the hand-written floor:
+    >= 0.8x one at a time, >= 1.5x with sagas in flight (group commit)."""
+    lines = []
+    for r in results:
+        s = r.scenario
+        value = floor_of(r, floors)
+        if s.steps != "async" or value is None:
+            continue
+        goal = 0.8 if s.concurrency == 1 else 1.5
+        verdict = "PASS" if value >= goal else "MISS"
+        lines.append(
+            f"target: sagakit >= {goal}x the hand-written floor on {s.key} "
+            f"({s.path}, {s.concurrency} in flight: {value:.2f}x): {verdict}"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
+    load_at_start = load_average()
     with tempfile.TemporaryDirectory(prefix="sagakit-bench-", dir=args.dir) as tmp:
         db_dir = Path(tmp)
         saga_py_version = None
@@ -497,7 +598,12 @@ def main(argv: list[str] | None = None) -> int:
         baselines = {
             r.scenario.path: r for r in results if r.scenario.library == "saga-py"
         }
-        for line in table(results, baselines):
+        floors = {
+            (r.scenario.concurrency, r.scenario.path): r
+            for r in results
+            if r.scenario.library == "floor"
+        }
+        for line in table(results, baselines, floors):
             print(line)
         print()
         overhead = to_thread_cost(results)
@@ -510,8 +616,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         target_line, rates = target_check(results)
         elapsed = time.perf_counter() - started
-        print(f"total time {elapsed:,.1f} s")
+        load = load_average()
+        print(
+            f"total time {elapsed:,.1f} s; load average {load_at_start} at the "
+            f"start, {load} at the end (other work on the machine skews the numbers)"
+        )
         print(target_line)
+        for line in floor_targets(results, floors):
+            print(line)
     if args.json is not None:
         report = {
             "meta": {
@@ -524,6 +636,7 @@ def main(argv: list[str] | None = None) -> int:
                 "repeats": args.repeats,
                 "concurrency": args.concurrency,
                 "seconds": elapsed,
+                "load_average": {"start": load_at_start, "end": load},
             },
             "results": [
                 {
@@ -532,6 +645,7 @@ def main(argv: list[str] | None = None) -> int:
                     "runs": r.runs,
                     "commits_per_saga": r.commits_per_saga,
                     "ratio_vs_saga_py": ratio(r, baselines.get(r.scenario.path)),
+                    "ratio_vs_floor": floor_of(r, floors),
                 }
                 for r in results
             ],

@@ -11,6 +11,7 @@ from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.adapters.store.sqlite import SQLiteStore
 from sagakit.ports.store import SagaStore
 from sagakit.testing.contracts.store import StoreContract
+from sagakit.testing.contracts.store_batches import GroupSavesContract
 
 
 class TestInMemoryStore(StoreContract):
@@ -19,7 +20,7 @@ class TestInMemoryStore(StoreContract):
         return InMemoryStore()
 
 
-class TestSQLiteStore(StoreContract):
+class TestSQLiteStore(StoreContract, GroupSavesContract):
     @pytest.fixture
     def store(self, tmp_path: Path) -> SagaStore:
         return SQLiteStore(tmp_path / "contract.db")
@@ -30,7 +31,7 @@ class TestSQLiteStore(StoreContract):
 
 
 @pytest.mark.postgres
-class TestPostgresStore(StoreContract):
+class TestPostgresStore(StoreContract, GroupSavesContract):
     @pytest.fixture
     async def store(self, pg_url: str) -> AsyncIterator[SagaStore]:
         postgres = pytest.importorskip("sagakit.adapters.store.postgres")

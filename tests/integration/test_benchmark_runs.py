@@ -16,9 +16,9 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "sqlite_throughput
 SAGA_PY_ROWS = ["a", "f-saga-py"]
 SAGAKIT_ROWS = [
     f"{key}-{steps}"
-    for key in ("b", "c", "d", "e", "f-memory", "f-sqlite")
+    for key in ("b", "c", "d", "e", "f-memory", "f-sqlite", "g")
     for steps in ("async", "sync")
-]
+] + [f"floor-{mode}-{path}" for mode in ("seq", "conc") for path in ("ok", "fail")]
 ARGS = ["--n", "50", "--repeats", "1"]
 # Runs the script with `import saga` failing, as if the bench extra were missing.
 WITHOUT_SAGA_PY = (
@@ -67,6 +67,10 @@ def test_benchmark_prints_a_row_per_scenario(tmp_path: Path) -> None:
     assert sorted(rows) == sorted(expected)
     assert all(rate > 0 for rate in rows.values()), rows
     assert re.search(r"^target: .*: (PASS|MISS)$", done.stdout, re.MULTILINE)
+    # sagakit against the hand-written floor, one at a time and in flight
+    floor_targets = re.findall(r"^target: .* floor on (\S+) ", done.stdout, re.M)
+    assert floor_targets == ["c-async", "e-async", "f-sqlite-async", "g-async"]
+    assert re.search(r"load average [\d.]+ at the start", done.stdout)
     report = json.loads(out.read_text())
     assert sorted(r["key"] for r in report["results"]) == sorted(expected)
 

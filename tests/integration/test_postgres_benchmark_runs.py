@@ -17,6 +17,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "postgres_throughput.py"
 SAGAKIT_ROWS = ["sk-seq-ok", "sk-seq-fail", "sk-conc-ok", "sk-conc-fail"]
+FLOOR_ROWS = ["floor-seq-ok", "floor-seq-fail", "floor-conc-ok", "floor-conc-fail"]
 DBOS_ROWS = ["dbos-seq-ok", "dbos-seq-fail", "dbos-conc-ok", "dbos-conc-fail"]
 
 
@@ -55,10 +56,14 @@ def test_postgres_benchmark_prints_a_row_per_scenario(
 
     assert done.returncode == 0, done.stderr
     rows = table_rows(done.stdout)
-    assert all(rows.get(key, 0) > 0 for key in SAGAKIT_ROWS), rows
+    assert all(rows.get(key, 0) > 0 for key in SAGAKIT_ROWS + FLOOR_ROWS), rows
     # DBOS rows are there unless the script said why not
     if "note: dbos" not in done.stdout and "note: DBOS" not in done.stdout:
-        assert sorted(rows) == sorted(SAGAKIT_ROWS + DBOS_ROWS)
+        assert sorted(rows) == sorted(SAGAKIT_ROWS + FLOOR_ROWS + DBOS_ROWS)
+    floor_targets = re.findall(r"^target: .* floor on (\S+) ", done.stdout, re.M)
+    assert sorted(floor_targets) == sorted(k.removeprefix("sk-") for k in SAGAKIT_ROWS)
     assert re.search(r"^target: .*: (PASS|MISS|n/a)$", done.stdout, re.MULTILINE)
     report = json.loads(out.read_text())
     assert sorted(r["key"] for r in report["results"]) == sorted(rows)
+    sagakit = [r for r in report["results"] if r["library"] == "sagakit"]
+    assert all(r["ratio_vs_floor"] > 0 for r in sagakit)

@@ -294,13 +294,18 @@ async def test_driver_errors_become_store_errors(store: PostgresStore) -> None:
     assert isinstance(caught.value.__cause__, asyncpg.ForeignKeyViolationError)
 
 
-async def test_a_taken_saga_id_keeps_the_driver_error_as_cause(
+async def test_a_taken_saga_id_says_the_status_and_writes_nothing(
     store: PostgresStore,
 ) -> None:
-    await store.create(make_record("s1"), [])
+    """The insert skips a taken id (one create of a pipelined batch must not
+    fail the others); the store then reads which saga holds it."""
+    await store.create(make_record("s1"), [entry("s1", "started")])
     with pytest.raises(SagaAlreadyExists, match="saga s1") as caught:
-        await store.create(make_record("s1"), [])
-    assert isinstance(caught.value.__cause__, asyncpg.UniqueViolationError)
+        await store.create(make_record("s1", key="k"), [entry("s1", "again")])
+    assert caught.value.status == "running"
+    assert [h.outcome for h in await store.history("s1")] == ["started"]
+    # the refused create took no idempotency key either
+    assert (await store.create(make_record("s2", key="k"), [])).created
 
 
 def free_port() -> int:

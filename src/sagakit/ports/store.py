@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus
 
@@ -195,6 +195,51 @@ class SagaRepository(Protocol):
         """The timeline in the order it was written."""
 
 
+@dataclass(frozen=True, slots=True)
+class Save:
+    """The arguments of one :meth:`SagaRepository.save`, as
+    :meth:`GroupSaves.save_many` takes them."""
+
+    record: SagaRecord
+    expected_version: int
+    history: Sequence[HistoryEntry]
+    owner: str | None = None
+    lease: float | None = None
+    outbox: Sequence[OutboxMessage] = ()
+    inbox: InboxEntry | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    """The arguments of one :meth:`SagaRepository.create`, as
+    :meth:`GroupSaves.create_many` takes them."""
+
+    record: SagaRecord
+    history: Sequence[HistoryEntry]
+    owner: str | None = None
+    lease: float | None = None
+    outbox: Sequence[OutboxMessage] = ()
+
+
+@runtime_checkable
+class GroupSaves(Protocol):
+    """A store that commits the writes of several instances together."""
+
+    async def create_many(self, creates: Sequence[Create]) -> list[Created | Exception]:
+        """Every create of ``creates`` in one transaction, each as
+        :meth:`SagaRepository.create` would do it alone: its ``Created``, or
+        the ``SagaAlreadyExists`` it would raise (then nothing of it is
+        written). A ``StoreError`` is raised and commits none."""
+
+    async def save_many(self, saves: Sequence[Save]) -> list[Exception | None]:
+        """Every save of ``saves`` (of different instances) in one
+        transaction, so one commit: each exactly as :meth:`SagaRepository.save`
+        would do it alone. What a save would raise (``ConcurrencyError``,
+        ``SagaNotFound``, ``DuplicateMessage``) is returned in its place and
+        writes nothing of that save, while the others are committed. A
+        ``StoreError`` (the transaction failed) is raised and commits none."""
+
+
 class SagaLeases(Protocol):
     """Which worker runs which instance."""
 
@@ -344,7 +389,9 @@ class SagaStore(SagaRepository, SagaLeases, Outbox, Inbox, SagaQueries, Protocol
 
 
 __all__ = [
+    "Create",
     "Created",
+    "GroupSaves",
     "HistoryEntry",
     "Inbox",
     "InboxEntry",
@@ -356,6 +403,7 @@ __all__ = [
     "SagaRecord",
     "SagaRepository",
     "SagaStore",
+    "Save",
     "definition_key",
     "saga_line",
 ]

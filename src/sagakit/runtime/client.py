@@ -184,7 +184,7 @@ class SagaClient:
                 ) from exc
             outbox = driver.hold(built.messages, now)
             ownership = driver.ownership() if drive else {}
-            stored, created = await self.store.create(
+            stored, created = await driver.saves.create(
                 record, [started], outbox=outbox, **ownership
             )
             start.created = created

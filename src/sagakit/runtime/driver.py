@@ -47,6 +47,7 @@ from sagakit.ports.store import (
 from sagakit.runtime import delivery, operator, owners, refresh, subsaga
 from sagakit.runtime.cancel import cancel_steps, cancelled, was_cancelled
 from sagakit.runtime.executor import StepOutcome, execute, unsendable
+from sagakit.runtime.group import saves_of
 from sagakit.runtime.heartbeat import Heartbeat, ended
 from sagakit.runtime.instance import (
     Delivery,
@@ -98,6 +99,7 @@ class Driver:
     relay: OutboxRelay | None = None
     observer: Observer = NOOP
     child_poll: float = 1.0
+    group_commit: bool = True
     active: dict[str, Instance] = field(default_factory=dict, init=False)
     tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
     draining: bool = field(default=False, init=False)
@@ -106,9 +108,12 @@ class Driver:
     look: Heartbeat | None = field(default=None, init=False)
     """Looks at the paused instances parked here while there are any."""
     children: subsaga.ChildWatch = field(default_factory=subsaga.ChildWatch, init=False)
+    saves: Any = field(default=None, init=False)
+    """Where commits go: the store, or a :class:`GroupCommit` on it."""
 
     def __post_init__(self) -> None:
         owners.started(self)
+        self.saves = saves_of(self.store, self.group_commit)
         if self.lease is not None:
             self.beat = Heartbeat(self.renew_leases, self.lease / 3, self.busy)
             self.look = Heartbeat(
@@ -509,10 +514,10 @@ class Driver:
         if inbox is not None:
             extra["inbox"] = inbox
         try:
-            await self.store.save(record, inst.version, history, **extra)
+            await self.saves.save(record, inst.version, history, **extra)
         except StoreError as exc:
             await retry_store(
-                lambda: self.store.save(record, inst.version, history, **extra),
+                lambda: self.saves.save(record, inst.version, history, **extra),
                 clock=self.clock,
                 limit=self.store_retry,
                 logger=logger,

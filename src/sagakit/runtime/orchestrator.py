@@ -73,6 +73,12 @@ class Orchestrator:
     reply deadlines are checked every ``deadline_interval`` seconds; all three
     run inside ``async with orchestrator.serving():`` (``Worker`` does it).
 
+    ``group_commit`` (on by default, where the store supports it:
+    PostgreSQL and SQLite) commits the transitions of different sagas that
+    are ready at the same moment in one transaction and one round trip; each
+    saga's transition is still durable before its effects run
+    (:mod:`sagakit.runtime.group`).
+
     ``observer`` receives tracing and metrics hooks (``sagakit.observability``:
     ``OpenTelemetryObserver``, ``PrometheusObserver``); none by default.
     """
@@ -95,6 +101,7 @@ class Orchestrator:
         reply_queue: str = "sagakit.replies",
         deadline_interval: float = 0.5,
         observer: Observer | None = None,
+        group_commit: bool = True,
     ) -> None:
         if lease is not None and not lease > 0:
             raise SagaError(f"lease must be > 0 seconds, got {lease}")
@@ -124,6 +131,7 @@ class Orchestrator:
             reply_queue=reply_queue,
             relay=self.relay,
             observer=self.observer,
+            group_commit=group_commit,
         )
         self.client = SagaClient(
             store, new_id=new_id, registry=self.registry, driver=self.driver

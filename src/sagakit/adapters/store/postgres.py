@@ -29,14 +29,16 @@ from sagakit.adapters.store.reads import SagaReads
 from sagakit.adapters.store.rows import dumps, unique_ids
 from sagakit.adapters.store.sql import Migration
 from sagakit.adapters.store.workflow_postgres import PostgresWorkflowStore
-from sagakit.errors import SagaNotFound, StoreError
+from sagakit.errors import SagaAlreadyExists, SagaNotFound, StoreError
 from sagakit.ports.store import (
+    Create,
     Created,
     HistoryEntry,
     InboxEntry,
     Lease,
     OutboxMessage,
     SagaRecord,
+    Save,
 )
 
 __all__ = ["PostgresDatabase", "PostgresStore", "describe"]
@@ -85,6 +87,76 @@ def _outbox_arrays(
         [m.saga_id for m in outbox],
         [m.available_at for m in outbox],
     ), ([m.held_by for m in outbox], [m.hold for m in outbox])
+
+
+def _create_call(create: Create, outbox: bool) -> tuple[Any, ...]:
+    """The named statement of ``create`` and its arguments: without an
+    outbox, one that does not touch it (cheaper)."""
+    record = create.record
+    owner, lease = _both(create.owner, create.lease)
+    outbox_args: tuple[Any, ...] = ()
+    if outbox:
+        first, holds = (
+            _outbox_arrays(create.outbox)
+            if create.outbox
+            else ((None,) * 5, (None,) * 2)
+        )
+        outbox_args = (*first, *holds)
+    return (
+        "create_saga_outbox" if outbox else "create_saga",
+        *rows.new_saga(record),
+        owner,
+        lease,
+        _history_json(create.history),
+        record.deadline,
+        *outbox_args,
+        record.definition_version,
+        record.fingerprint,
+    )
+
+
+def _save_call(save: Save, messaging: bool) -> tuple[Any, ...]:
+    """The named statement of ``save`` and its arguments. Without messaging,
+    a statement that does not touch the outbox and inbox: each costs a lock
+    and an open per call even when empty."""
+    record, inbox = save.record, save.inbox
+    owner, lease = _both(save.owner, save.lease)
+    tail: tuple[Any, ...] = ()
+    if messaging:
+        first, holds = (
+            _outbox_arrays(save.outbox) if save.outbox else ((None,) * 5, (None,) * 2)
+        )
+        tail = (
+            *first,
+            None if inbox is None else inbox.consumer,
+            None if inbox is None else inbox.message_id,
+            *holds,
+        )
+    return (
+        "save_saga_messaging" if messaging else "save_saga",
+        record.saga_id,
+        *rows.saga_changes(record),
+        save.expected_version,
+        owner,
+        lease,
+        _history_json(save.history),
+        record.deadline,
+        *tail,
+        record.definition_version,
+        record.fingerprint,
+    )
+
+
+def _save_problem(save: Save, row: Any) -> Exception | None:
+    """What the save whose statement returned ``row`` raises, if anything."""
+    if row is not None and row["saved"] == 1:
+        return None
+    saga_id = save.record.saga_id
+    if row is None or not row["found"]:
+        return rows.saga_not_found(saga_id)
+    if save.inbox is not None and row["duplicate"]:
+        return rows.consumed_before(saga_id, save.inbox)
+    return rows.stale_saga(saga_id, save.expected_version)
 
 
 class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
@@ -139,35 +211,10 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
         lease: float | None = None,
         outbox: Sequence[OutboxMessage] = (),
     ) -> Created:
+        create = Create(record, history, owner, lease, outbox)
         about = f"saga {record.saga_id}: create"
-        owner, lease = _both(owner, lease)
-        # Without an outbox, a statement that does not touch it (cheaper).
-        outbox_args: tuple[Any, ...] = ()
-        if outbox:
-            first, holds = _outbox_arrays(outbox)
-            outbox_args = (*first, *holds)
         try:
-            row = await self._fetchrow(
-                about,
-                "create_saga_outbox" if outbox else "create_saga",
-                record.saga_id,
-                record.saga_name,
-                record.status.value,
-                record.version,
-                record.idempotency_key,
-                dumps(record.context),
-                dumps(record.state.to_dict()),
-                record.state.failed_step,
-                record.created_at,
-                record.updated_at,
-                owner,
-                lease,
-                _history_json(history),
-                record.deadline,
-                *outbox_args,
-                record.definition_version,
-                record.fingerprint,
-            )
+            row = await self._fetchrow(about, *_create_call(create, bool(outbox)))
         except StoreError as exc:
             cause = exc.__cause__
             if isinstance(cause, UniqueViolation) and cause.table_name == _SAGAS:
@@ -175,13 +222,47 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
                 raise rows.saga_exists(record.saga_id, status) from cause
             raise
         self.database.commits += 1
+        return await self._created(create, row)
+
+    async def create_many(self, creates: Sequence[Create]) -> list[Created | Exception]:
+        """See :class:`~sagakit.ports.store.GroupSaves`: pipelined in one
+        implicit transaction (one round trip)."""
+        if not creates:
+            return []
+        outbox = any(c.outbox for c in creates)
+        calls = [_create_call(c, outbox) for c in creates]
+        found = await self.database.fetchmany(
+            f"creating {len(creates)} sagas", calls[0][0], [c[1:] for c in calls]
+        )
+        self.database.commits += 1
+        results: list[Created | Exception] = []
+        for create, row in zip(creates, found, strict=True):
+            try:
+                results.append(await self._created(create, row))
+            except SagaAlreadyExists as exc:
+                results.append(exc)
+        return results
+
+    async def _created(self, create: Create, row: Any) -> Created:
+        """What the create whose statement returned ``row`` did: inserted,
+        or found its idempotency key taken (then the saga holding it), or
+        its saga id (SagaAlreadyExists)."""
+        record = create.record
         if row is not None and row["created"]:
             return Created(record, True)
-        # The key is taken by a committed row; this statement sees it.
-        existing = await self._fetchrow(
-            about, "find_saga_by_key", record.saga_name, record.idempotency_key
-        )
+        # The key or the id is taken by a committed row; this statement sees it.
+        existing = None
+        if record.idempotency_key is not None:
+            existing = await self._fetchrow(
+                f"saga {record.saga_id}: create",
+                "find_saga_by_key",
+                record.saga_name,
+                record.idempotency_key,
+            )
         if existing is None:
+            status = await self._status_of(record.saga_id)
+            if status is not None:
+                raise rows.saga_exists(record.saga_id, status)
             raise StoreError(
                 f"saga {record.saga_id}: idempotency key {record.idempotency_key!r} "
                 "is taken but its saga cannot be read"
@@ -207,41 +288,29 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
         outbox: Sequence[OutboxMessage] = (),
         inbox: InboxEntry | None = None,
     ) -> None:
-        owner, lease = _both(owner, lease)
-        # Without messaging, a statement that does not touch the outbox and
-        # inbox: each costs a lock and an open per call even when empty.
-        messaging: tuple[Any, ...] = ()
-        if outbox or inbox is not None:
-            first, holds = (
-                _outbox_arrays(outbox) if outbox else ((None,) * 5, (None,) * 2)
-            )
-            messaging = (
-                *first,
-                None if inbox is None else inbox.consumer,
-                None if inbox is None else inbox.message_id,
-                *holds,
-            )
-        tail = (*messaging, record.definition_version, record.fingerprint)
+        save = Save(record, expected_version, history, owner, lease, outbox, inbox)
+        messaging = bool(outbox) or inbox is not None
         row = await self._fetchrow(
-            f"saga {record.saga_id}: save",
-            "save_saga_messaging" if messaging else "save_saga",
-            record.saga_id,
-            *rows.saga_changes(record),
-            expected_version,
-            owner,
-            lease,
-            _history_json(history),
-            record.deadline,
-            *tail,
+            f"saga {record.saga_id}: save", *_save_call(save, messaging)
         )
-        if row is not None and row["saved"] == 1:
-            self.database.commits += 1
-            return
-        if row is None or not row["found"]:
-            raise rows.saga_not_found(record.saga_id)
-        if inbox is not None and row["duplicate"]:
-            raise rows.consumed_before(record.saga_id, inbox)
-        raise rows.stale_saga(record.saga_id, expected_version)
+        problem = _save_problem(save, row)
+        if problem is not None:
+            raise problem
+        self.database.commits += 1
+
+    async def save_many(self, saves: Sequence[Save]) -> list[Exception | None]:
+        """See :class:`~sagakit.ports.store.GroupSaves`: one statement per
+        save, pipelined in one implicit transaction (one round trip)."""
+        if not saves:
+            return []
+        # one statement text for the batch: the messaging one if any needs it
+        messaging = any(s.outbox or s.inbox is not None for s in saves)
+        calls = [_save_call(s, messaging) for s in saves]
+        found = await self.database.fetchmany(
+            f"saving {len(saves)} sagas", calls[0][0], [c[1:] for c in calls]
+        )
+        self.database.commits += 1
+        return [_save_problem(s, row) for s, row in zip(saves, found, strict=True)]
 
     # -- leases ------------------------------------------------------------
 

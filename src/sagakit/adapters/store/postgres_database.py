@@ -181,6 +181,22 @@ class PostgresDatabase:
         except DRIVER_ERRORS as exc:
             raise self.error(about, exc) from exc
 
+    async def fetchmany(
+        self, about: str, query: str, args: list[tuple[Any, ...]]
+    ) -> list[Row]:
+        """The named query once per argument tuple, pipelined in one round
+        trip and one implicit transaction (all or nothing); the first row of
+        each run."""
+        self.statements += 1
+        try:
+            if self._lane is None:
+                async with self._pool.acquire() as conn:
+                    return await conn.fetchmany(_Q[query], args)
+            async with self._lane.connection() as conn:
+                return await conn.fetchmany(_Q[query], args)
+        except DRIVER_ERRORS as exc:
+            raise self.error(about, exc) from exc
+
     @asynccontextmanager
     async def transaction(self, about: str) -> AsyncIterator[Any]:
         """A pooled connection inside a transaction, committed (and counted)

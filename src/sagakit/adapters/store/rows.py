@@ -80,6 +80,24 @@ def saga_record(row: Row) -> SagaRecord:
     )
 
 
+def new_saga(record: SagaRecord) -> tuple[Any, ...]:
+    """What a create inserts first, as both dialects bind it: ``saga_id,
+    saga_name, status, version, idempotency_key, context, state,
+    failed_step, created_at, updated_at``."""
+    return (
+        record.saga_id,
+        record.saga_name,
+        record.status.value,
+        record.version,
+        record.idempotency_key,
+        dumps(record.context),
+        dumps(record.state.to_dict()),
+        record.state.failed_step,
+        record.created_at,
+        record.updated_at,
+    )
+
+
 def saga_changes(record: SagaRecord) -> tuple[Any, ...]:
     """What a save changes, as both dialects bind it: ``status, version,
     context, state, failed_step, updated_at``."""

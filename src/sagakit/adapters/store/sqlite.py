@@ -24,14 +24,25 @@ from sagakit.adapters.store.sqlite_database import (
     split_statements,
 )
 from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
+from sagakit.errors import (
+    ConcurrencyError,
+    DuplicateMessage,
+    SagaAlreadyExists,
+    SagaNotFound,
+)
 from sagakit.ports.store import (
+    Create,
     Created,
     HistoryEntry,
     InboxEntry,
     Lease,
     OutboxMessage,
     SagaRecord,
+    Save,
 )
+
+_REFUSED = (ConcurrencyError, SagaNotFound, DuplicateMessage, SagaAlreadyExists)
+"""What one save of a batch fails with alone (see ``save_many``)."""
 
 __all__ = ["SQLiteDatabase", "SQLiteStore", "split_statements"]
 
@@ -50,16 +61,7 @@ def _saga_row(
 ) -> tuple[Any, ...]:
     """The insert_saga parameters."""
     return (
-        record.saga_id,
-        record.saga_name,
-        record.status.value,
-        record.version,
-        record.idempotency_key,
-        dumps(record.context),
-        dumps(record.state.to_dict()),
-        record.state.failed_step,
-        record.created_at,
-        record.updated_at,
+        *rows.new_saga(record),
         owner,
         until,
         record.deadline,
@@ -92,6 +94,10 @@ class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
     ``close`` closes it) or an open :class:`SQLiteDatabase` to share (``close``
     leaves it open). ``path=":memory:"`` keeps everything in memory.
     """
+
+    blocking_writes = True
+    """Writes run on the event loop's thread and never yield to it (see
+    :mod:`sagakit.runtime.group`)."""
 
     def event_store(self) -> SQLiteEventStore:
         """The choreography tables of this file, on this connection."""
@@ -142,25 +148,35 @@ class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
         lease: float | None = None,
         outbox: Sequence[OutboxMessage] = (),
     ) -> Created:
-        owner, until = _lease_until(owner, lease)
-        db = self.database
-        with db.transaction(f"saga {record.saga_id}: create"):
-            if record.idempotency_key is not None:
-                row = db.execute(
-                    "find_saga_by_key", (record.saga_name, record.idempotency_key)
-                ).fetchone()
-                if row is not None:
-                    return Created(rows.saga_record(row), False)
-            try:
-                db.execute("insert_saga", _saga_row(record, owner, until))
-            except sqlite3.IntegrityError as exc:
-                taken = db.execute("saga_exists", (record.saga_id,)).fetchone()
-                if taken is not None:
-                    raise rows.saga_exists(record.saga_id, taken[0]) from exc
-                raise
-            db.executemany("insert_history", _history_rows(history))
-            if outbox:
-                self._write_outbox(outbox)
+        create = Create(record, history, owner, lease, outbox)
+        with self.database.transaction(f"saga {record.saga_id}: create"):
+            return self._create(create)
+
+    async def create_many(self, creates: Sequence[Create]) -> list[Created | Exception]:
+        """See :class:`~sagakit.ports.store.GroupSaves`: one transaction,
+        a savepoint per create."""
+        return self._each(f"creating {len(creates)} sagas", self._create, creates)
+
+    def _create(self, create: Create) -> Created:
+        """``create`` in the open transaction; raises SagaAlreadyExists."""
+        record, db = create.record, self.database
+        owner, until = _lease_until(create.owner, create.lease)
+        if record.idempotency_key is not None:
+            row = db.execute(
+                "find_saga_by_key", (record.saga_name, record.idempotency_key)
+            ).fetchone()
+            if row is not None:
+                return Created(rows.saga_record(row), False)
+        try:
+            db.execute("insert_saga", _saga_row(record, owner, until))
+        except sqlite3.IntegrityError as exc:
+            taken = db.execute("saga_exists", (record.saga_id,)).fetchone()
+            if taken is not None:
+                raise rows.saga_exists(record.saga_id, taken[0]) from exc
+            raise
+        db.executemany("insert_history", _history_rows(create.history))
+        if create.outbox:
+            self._write_outbox(create.outbox)
         return Created(record, True)
 
     async def save(
@@ -174,32 +190,63 @@ class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
         outbox: Sequence[OutboxMessage] = (),
         inbox: InboxEntry | None = None,
     ) -> None:
-        owner, until = _lease_until(owner, lease)
+        save = Save(record, expected_version, history, owner, lease, outbox, inbox)
+        with self.database.transaction(f"saga {record.saga_id}: save"):
+            self._save(save)
+
+    async def save_many(self, saves: Sequence[Save]) -> list[Exception | None]:
+        """See :class:`~sagakit.ports.store.GroupSaves`: one transaction,
+        a savepoint per save (undone alone when it fails)."""
+        done = self._each(f"saving {len(saves)} sagas", self._save, saves)
+        return [r if isinstance(r, Exception) else None for r in done]
+
+    def _each(
+        self, about: str, write: Callable[[Any], Any], items: Sequence[Any]
+    ) -> list[Any]:
+        """``write`` each item in one transaction, under a savepoint of its
+        own: what each returned, or the refusal it raised (its writes undone)."""
+        done: list[Any] = []
+        if not items:
+            return done
+        with self.database.transaction(about) as conn:
+            for item in items:
+                conn.execute("SAVEPOINT one")
+                try:
+                    done.append(write(item))
+                except _REFUSED as exc:
+                    conn.execute("ROLLBACK TO one")
+                    done.append(exc)
+                conn.execute("RELEASE one")
+        return done
+
+    def _save(self, save: Save) -> None:
+        """``save`` in the open transaction, or raise what it fails with."""
+        record = save.record
+        owner, until = _lease_until(save.owner, save.lease)
         db = self.database
-        with db.transaction(f"saga {record.saga_id}: save"):
-            if inbox is not None:
-                self._receive(record.saga_id, inbox)
-            cur = db.execute(
-                "update_saga",
-                (
-                    *rows.saga_changes(record),
-                    record.saga_id,
-                    expected_version,
-                    owner,
-                    until,
-                    record.deadline,
-                    record.definition_version,
-                    record.fingerprint,
-                ),
-            )
-            if cur.rowcount != 1:
-                if db.execute("saga_exists", (record.saga_id,)).fetchone() is None:
-                    raise rows.saga_not_found(record.saga_id)
-                raise rows.stale_saga(record.saga_id, expected_version)
-            if history:
-                db.executemany("insert_history", _history_rows(history))
-            if outbox:
-                self._write_outbox(outbox)
+        if save.inbox is not None:
+            self._receive(record.saga_id, save.inbox)
+        cur = db.execute(
+            "update_saga",
+            (
+                *rows.saga_changes(record),
+                record.saga_id,
+                save.expected_version,
+                owner,
+                until,
+                record.deadline,
+                record.definition_version,
+                record.fingerprint,
+            ),
+        )
+        if cur.rowcount != 1:
+            if db.execute("saga_exists", (record.saga_id,)).fetchone() is None:
+                raise rows.saga_not_found(record.saga_id)
+            raise rows.stale_saga(record.saga_id, save.expected_version)
+        if save.history:
+            db.executemany("insert_history", _history_rows(save.history))
+        if save.outbox:
+            self._write_outbox(save.outbox)
 
     def _receive(self, saga_id: str, inbox: InboxEntry) -> None:
         """Record the inbox entry in the open transaction, or raise (rolling

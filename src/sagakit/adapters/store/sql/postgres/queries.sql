@@ -32,7 +32,8 @@ VALUES ($1, $2, extract(epoch FROM clock_timestamp())::double precision);
 -- One round trip: insert the saga (unless its idempotency key is taken) and
 -- its history ($13). $11 owner and $12 lease seconds, both or neither, keep
 -- it owned until now + lease; $14 is the deadline, $15 the definition
--- version and $16 its fingerprint. Returns created = false on a taken key.
+-- version and $16 its fingerprint. Returns created = false on a taken key or
+-- saga id (no error: one create of a pipelined batch cannot fail the others).
 WITH inserted AS (
     INSERT INTO sagakit_saga (
         saga_id, saga_name, status, version, idempotency_key, context, state,
@@ -44,8 +45,7 @@ WITH inserted AS (
             + $12::double precision,
         $14::double precision, $15::integer, $16::text
     )
-    ON CONFLICT (saga_name, idempotency_key) WHERE idempotency_key IS NOT NULL
-    DO NOTHING
+    ON CONFLICT DO NOTHING
     RETURNING saga_id
 ), appended AS (
     INSERT INTO sagakit_step_history (
@@ -84,8 +84,7 @@ WITH inserted AS (
             + $12::double precision,
         $14::double precision, $22::integer, $23::text
     )
-    ON CONFLICT (saga_name, idempotency_key) WHERE idempotency_key IS NOT NULL
-    DO NOTHING
+    ON CONFLICT DO NOTHING
     RETURNING saga_id
 ), appended AS (
     INSERT INTO sagakit_step_history (

@@ -1,0 +1,214 @@
+"""The hand-written floor: the benchmark's 3-step saga with no framework.
+
+Each saga keeps one row (status, position, a small JSON state) and appends a
+history line per transition, committing every transition on its own as a
+durable saga must: 4 commits per successful saga (start, then one per step)
+and 6 per compensated one (start, steps 1 and 2, the failure of step 3, then
+one per compensation), the same counts sagakit has without group commit.
+Each write is one statement (a CTE updates the row and appends the line), so
+one round trip, on the driver sagakit uses: asyncpg with a pool for
+PostgreSQL, the standard ``sqlite3`` module (WAL, ``synchronous=NORMAL``) for
+SQLite. Sagas in flight are gathered in batches, as in sagakit's rows.
+
+The floor is what a careful hand-written saga costs per saga; sagakit/floor
+above 1 means the framework beats it (by sharing commits between sagas).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+PG_SCHEMA = """
+DROP TABLE IF EXISTS floor_history;
+DROP TABLE IF EXISTS floor_saga;
+CREATE TABLE floor_saga (
+    id text PRIMARY KEY, status text NOT NULL, position integer NOT NULL,
+    state jsonb NOT NULL, updated_at double precision NOT NULL
+);
+CREATE TABLE floor_history (
+    id bigserial PRIMARY KEY, saga_id text NOT NULL REFERENCES floor_saga,
+    step text NOT NULL, outcome text NOT NULL, at double precision NOT NULL
+);
+"""
+PG_START = """
+WITH s AS (
+    INSERT INTO floor_saga (id, status, position, state, updated_at)
+    VALUES ($1, 'running', 0, $2::jsonb, $3) RETURNING id
+)
+INSERT INTO floor_history (saga_id, step, outcome, at)
+SELECT id, 'saga', 'started', $3 FROM s
+"""
+PG_MOVE = """
+WITH s AS (
+    UPDATE floor_saga SET status = $2, position = $3, state = $4::jsonb,
+           updated_at = $5
+     WHERE id = $1 AND position = $3 - 1 RETURNING id
+)
+INSERT INTO floor_history (saga_id, step, outcome, at)
+SELECT id, $6, $7, $5 FROM s
+"""
+SQLITE_SCHEMA = """
+DROP TABLE IF EXISTS floor_history;
+DROP TABLE IF EXISTS floor_saga;
+CREATE TABLE floor_saga (
+    id text PRIMARY KEY, status text NOT NULL, position integer NOT NULL,
+    state text NOT NULL, updated_at real NOT NULL
+);
+CREATE TABLE floor_history (
+    id integer PRIMARY KEY, saga_id text NOT NULL REFERENCES floor_saga,
+    step text NOT NULL, outcome text NOT NULL, at real NOT NULL
+);
+"""
+STEPS = ("one", "two", "three")
+
+Write = Callable[[str, tuple[Any, ...]], Awaitable[None]]
+
+
+async def step() -> None:
+    return None
+
+
+async def failing_step() -> None:
+    raise RuntimeError("step 3 failed")
+
+
+async def saga(write: Write, *, failing: bool) -> str:
+    """One saga: every transition committed before the next step runs."""
+    saga_id = uuid.uuid4().hex
+    done: list[str] = []
+    position = 0
+
+    async def move(status: str, step_name: str, outcome: str) -> None:
+        nonlocal position
+        position += 1
+        state = json.dumps({"completed": done, "status": status})
+        await write(
+            "move", (saga_id, status, position, state, time.time(), step_name, outcome)
+        )
+
+    await write("start", (saga_id, json.dumps({"completed": []}), time.time()))
+    for i, name in enumerate(STEPS):
+        try:
+            await (failing_step() if failing and i == len(STEPS) - 1 else step())
+        except RuntimeError:
+            await move("compensating", name, "failed")
+            for undone in reversed(list(done)):
+                await step()  # the compensation
+                done.remove(undone)
+                last = not done
+                await move("compensated" if last else "compensating", undone, "undone")
+            return "compensated"
+        done.append(name)
+        last = i == len(STEPS) - 1
+        await move("succeeded" if last else "running", name, "succeeded")
+    return "succeeded"
+
+
+async def run(write: Write, count: int, concurrency: int, *, failing: bool) -> float:
+    """Seconds to run ``count`` sagas, ``concurrency`` at a time."""
+    expected = "compensated" if failing else "succeeded"
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for first in range(0, count, concurrency):
+        batch = min(concurrency, count - first)
+        ended = await asyncio.gather(
+            *(saga(write, failing=failing) for _ in range(batch))
+        )
+        if any(e != expected for e in ended):
+            raise RuntimeError(f"a floor saga did not end {expected}")
+    return loop.time() - start
+
+
+async def measure(
+    floor: PostgresFloor | SQLiteFloor,
+    n: int,
+    repeats: int,
+    concurrency: int,
+    *,
+    failing: bool,
+) -> tuple[list[float], float]:
+    """Sagas/s of ``repeats`` timed runs after a warm-up (``n // 10``), and
+    the commits per saga they made; closes ``floor``."""
+    try:
+        await run(floor.write, max(1, n // 10), concurrency, failing=failing)
+        runs: list[float] = []
+        commits = floor.commits
+        for _ in range(repeats):
+            gc.collect()
+            runs.append(n / await run(floor.write, n, concurrency, failing=failing))
+        return runs, (floor.commits - commits) / (n * repeats)
+    finally:
+        await floor.close()
+
+
+class PostgresFloor:
+    """The floor on PostgreSQL: an asyncpg pool, a statement per transition."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.commits = 0
+
+    @classmethod
+    async def open(cls, url: str, pool_size: int) -> PostgresFloor:
+        import asyncpg  # noqa: PLC0415 - only PostgreSQL runs need it
+
+        pool = await asyncpg.create_pool(url, min_size=pool_size, max_size=pool_size)
+        await pool.execute(PG_SCHEMA)
+        return cls(pool)
+
+    async def write(self, what: str, args: tuple[Any, ...]) -> None:
+        await self.pool.execute(PG_START if what == "start" else PG_MOVE, *args)
+        self.commits += 1
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+class SQLiteFloor:
+    """The floor on SQLite: one connection, a transaction per transition."""
+
+    def __init__(self, path: str) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.executescript(SQLITE_SCHEMA)
+        self.commits = 0
+
+    async def write(self, what: str, args: tuple[Any, ...]) -> None:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        if what == "start":
+            saga_id, state, at = args
+            conn.execute(
+                "INSERT INTO floor_saga VALUES (?, 'running', 0, ?, ?)",
+                (saga_id, state, at),
+            )
+            conn.execute(
+                "INSERT INTO floor_history (saga_id, step, outcome, at) "
+                "VALUES (?, 'saga', 'started', ?)",
+                (saga_id, at),
+            )
+        else:
+            saga_id, status, position, state, at, step_name, outcome = args
+            conn.execute(
+                "UPDATE floor_saga SET status = ?, position = ?, state = ?, "
+                "updated_at = ? WHERE id = ? AND position = ?",
+                (status, position, state, at, saga_id, position - 1),
+            )
+            conn.execute(
+                "INSERT INTO floor_history (saga_id, step, outcome, at) "
+                "VALUES (?, ?, ?, ?)",
+                (saga_id, step_name, outcome, at),
+            )
+        conn.execute("COMMIT")
+        self.commits += 1
+
+    async def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,237 @@
+"""Group commit: the saves of different sagas that are ready at the same
+moment reach the store together, in one transaction and one round trip.
+
+A save returns only once the batch it is in has committed, so each saga's
+transition is still durable before its effects run and before its caller is
+told; only the commit is shared. There is no timer: the first save after a
+quiet moment is flushed on the next turn of the event loop, together with
+every save that became ready in the same turn (fifty sagas resumed by one
+reply batch, say); saves that come while a batch commits wait for the next,
+which takes whatever is queued when the previous commit returns.
+
+A save that fails alone (a stale version, a duplicate inbox entry, a saga
+deleted since) fails only its own caller. A batch whose transaction fails
+(a lost connection, a lock wait that ended in a deadlock) is tried again one
+save at a time, so one bad save cannot fail the others; each caller gets
+what its own save did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from sagakit.errors import StoreError
+from sagakit.ports.store import (
+    Create,
+    Created,
+    GroupSaves,
+    HistoryEntry,
+    InboxEntry,
+    OutboxMessage,
+    SagaRecord,
+    SagaRepository,
+    Save,
+)
+
+
+class BatchingStore(SagaRepository, GroupSaves, Protocol):
+    """A store that writes alone and in batches."""
+
+
+MAX_BATCH = 256
+"""Saves per transaction at most (more wait for the next one)."""
+
+_Waiting = tuple[Any, "asyncio.Future[Any]"]  # a Create or a Save, its caller
+
+
+class GroupCommit:
+    """The ``create`` and ``save`` of ``store``, committing concurrent ones
+    together (creates in one transaction, saves in another, side by side).
+
+    On a store whose calls wait for the database (PostgreSQL), a write
+    that finds nothing in flight goes straight to it, and the writes that
+    come while it is in flight queue for the next batch: a saga run alone
+    pays nothing for group commit. A store whose writes run on the event
+    loop's thread without yielding (``blocking_writes``: SQLite) batches
+    every write on the next turn of the loop, since only then can the sagas
+    ready in this turn add theirs.
+
+    ``batches`` counts the transactions it ran and ``writes`` the creates
+    and saves they held, so ``writes / batches`` is transitions per commit.
+    """
+
+    def __init__(self, store: BatchingStore, *, max_batch: int = MAX_BATCH) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.store = store
+        self.max_batch = max_batch
+        self.direct = not getattr(store, "blocking_writes", False)
+        self._alone_in_flight = 0
+        self.batches = 0
+        self.writes = 0
+        self._queue: list[_Waiting] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def create(
+        self,
+        record: SagaRecord,
+        history: Sequence[HistoryEntry],
+        *,
+        owner: str | None = None,
+        lease: float | None = None,
+        outbox: Sequence[OutboxMessage] = (),
+    ) -> Created:
+        """As :meth:`~sagakit.ports.store.SagaRepository.create`, in the
+        next batch."""
+        if self._quiet():
+            self._alone_in_flight += 1
+            try:
+                return await self.store.create(
+                    record, history, owner=owner, lease=lease, outbox=outbox
+                )
+            finally:
+                self._alone_in_flight -= 1
+        created: Created = await self._queued(
+            Create(record, history, owner, lease, outbox)
+        )
+        return created
+
+    async def save(
+        self,
+        record: SagaRecord,
+        expected_version: int,
+        history: Sequence[HistoryEntry],
+        *,
+        owner: str | None = None,
+        lease: float | None = None,
+        outbox: Sequence[OutboxMessage] = (),
+        inbox: InboxEntry | None = None,
+    ) -> None:
+        """As :meth:`~sagakit.ports.store.SagaRepository.save`, in the next
+        batch. Cancelled before its batch is sent, it writes nothing."""
+        if self._quiet():
+            self._alone_in_flight += 1
+            try:
+                await self.store.save(
+                    record,
+                    expected_version,
+                    history,
+                    owner=owner,
+                    lease=lease,
+                    outbox=outbox,
+                    inbox=inbox,
+                )
+            finally:
+                self._alone_in_flight -= 1
+            return
+        await self._queued(
+            Save(record, expected_version, history, owner, lease, outbox, inbox)
+        )
+
+    def _quiet(self) -> bool:
+        """Nothing in flight, and the store lets others write meanwhile."""
+        return self.direct and self._flusher is None and not self._alone_in_flight
+
+    def _queued(self, write: Create | Save) -> asyncio.Future[Any]:
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((write, done))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        return done
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch = [w for w in self._queue[: self.max_batch] if not w[1].done()]
+                del self._queue[: self.max_batch]
+                creates = [w for w in batch if isinstance(w[0], Create)]
+                saves = [w for w in batch if isinstance(w[0], Save)]
+                if creates and saves:
+                    await asyncio.gather(self._commit(creates), self._commit(saves))
+                elif batch:
+                    await self._commit(batch)
+        finally:
+            self._flusher = None
+            for _, done in self._queue:  # only when this task itself was cancelled
+                done.cancel()
+            self._queue.clear()
+
+    async def _commit(self, batch: list[_Waiting]) -> None:
+        """One kind of write (creates or saves), as one transaction."""
+        try:
+            if len(batch) == 1:
+                await self._alone(batch[0])
+                return
+            # one lock order for every batch: two batches (processes) that
+            # touch the same rows queue behind each other instead of deadlocking
+            batch.sort(key=lambda w: w[0].record.saga_id)
+            writes = [w for w, _ in batch]
+            try:
+                if isinstance(writes[0], Create):
+                    done: list[Any] = await self.store.create_many(writes)
+                else:
+                    done = await self.store.save_many(writes)
+            except StoreError:
+                for waiting in batch:  # find which failed; the others commit
+                    await self._alone(waiting)
+                return
+            self.batches += 1
+            self.writes += len(batch)
+            for (_, future), result in zip(batch, done, strict=True):
+                _settle(future, result)
+        except Exception as exc:  # not a store error: each caller sees it
+            for _, future in batch:
+                _settle(future, exc)
+        except BaseException:
+            for _, future in batch:
+                future.cancel()
+            raise
+
+    async def _alone(self, waiting: _Waiting) -> None:
+        write, done = waiting
+        try:
+            if isinstance(write, Create):
+                result: Any = await self.store.create(
+                    write.record,
+                    write.history,
+                    owner=write.owner,
+                    lease=write.lease,
+                    outbox=write.outbox,
+                )
+            else:
+                result = None
+                await self.store.save(
+                    write.record,
+                    write.expected_version,
+                    write.history,
+                    owner=write.owner,
+                    lease=write.lease,
+                    outbox=write.outbox,
+                    inbox=write.inbox,
+                )
+        except Exception as exc:
+            _settle(done, exc)
+        else:
+            self.batches += 1
+            self.writes += 1
+            _settle(done, result)
+
+
+def _settle(done: asyncio.Future[Any], result: Any) -> None:
+    """A write's outcome to its caller: an exception is raised there."""
+    if done.done():  # its caller was cancelled meanwhile
+        return
+    if isinstance(result, Exception):
+        done.set_exception(result)
+    else:
+        done.set_result(result)
+
+
+def saves_of(store: SagaRepository, group: bool = True) -> GroupCommit | SagaRepository:
+    """What a driver saves through: a :class:`GroupCommit` on ``store`` if
+    ``group`` and the store commits batches, else the store itself."""
+    if group and isinstance(store, GroupSaves):
+        return GroupCommit(store)
+    return store
