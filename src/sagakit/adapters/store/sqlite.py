@@ -203,20 +203,26 @@ class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
     def _each(
         self, about: str, write: Callable[[Any], Any], items: Sequence[Any]
     ) -> list[Any]:
-        """``write`` each item in one transaction, under a savepoint of its
-        own: what each returned, or the refusal it raised (its writes undone)."""
+        """``write`` each item in one transaction: what each returned, or the
+        refusal it raised, which left nothing of it written (its first write
+        is the one refused; only an inbox entry, written before the saga, needs
+        a savepoint to be undone)."""
         done: list[Any] = []
         if not items:
             return done
         with self.database.transaction(about) as conn:
             for item in items:
-                conn.execute("SAVEPOINT one")
+                undo = getattr(item, "inbox", None) is not None
+                if undo:
+                    conn.execute("SAVEPOINT one")
                 try:
                     done.append(write(item))
                 except _REFUSED as exc:
-                    conn.execute("ROLLBACK TO one")
+                    if undo:
+                        conn.execute("ROLLBACK TO one")
                     done.append(exc)
-                conn.execute("RELEASE one")
+                if undo:
+                    conn.execute("RELEASE one")
         return done
 
     def _save(self, save: Save) -> None:
