@@ -142,3 +142,40 @@ async def test_sagas_in_flight_commit_together_and_end_right(
     for result in results:
         stored = await store.get(result.saga_id)
         assert stored.status is result.status
+
+
+async def test_a_lone_saga_writes_at_once(store: SQLiteStore) -> None:
+    """One saga at a time has nobody to share a commit with: its writes go
+    straight to the store, without waiting a turn of the loop for a batch."""
+
+    async def act(ctx: object) -> None:
+        return None
+
+    saga = Saga("lone", [Step("a", act, compensate=act), Step("b", act)])
+    orchestrator = Orchestrator(store, [saga])
+    group = orchestrator.driver.saves
+    assert isinstance(group, GroupCommit)
+
+    for _ in range(5):
+        assert (await orchestrator.run(saga)).status is SagaStatus.SUCCEEDED
+
+    assert group.writes == 0  # none waited for a batch
+
+
+async def test_sagas_started_together_share_commits_even_without_yielding(
+    store: SQLiteStore,
+) -> None:
+    """Steps that never yield run a saga to its end in one go; started
+    together, the others wait on the loop, so their writes are batched."""
+
+    async def act(ctx: object) -> None:
+        return None
+
+    saga = Saga("eager", [Step("a", act, compensate=act), Step("b", act)])
+    orchestrator = Orchestrator(store, [saga])
+    before = store.commits
+
+    results = await asyncio.gather(*(orchestrator.run(saga) for _ in range(30)))
+
+    assert {r.status for r in results} == {SagaStatus.SUCCEEDED}
+    assert store.commits - before < 30  # alone: 3 commits each, 90

@@ -113,7 +113,7 @@ class Driver:
 
     def __post_init__(self) -> None:
         owners.started(self)
-        self.saves = saves_of(self.store, self.group_commit)
+        self.saves = saves_of(self.store, self.group_commit, lambda: len(self.active))
         if self.lease is not None:
             self.beat = Heartbeat(self.renew_leases, self.lease / 3, self.busy)
             self.look = Heartbeat(

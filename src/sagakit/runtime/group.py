@@ -19,7 +19,7 @@ what its own save did.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from sagakit.errors import StoreError
@@ -54,20 +54,29 @@ class GroupCommit:
     that finds nothing in flight goes straight to it, and the writes that
     come while it is in flight queue for the next batch: a saga run alone
     pays nothing for group commit. A store whose writes run on the event
-    loop's thread without yielding (``blocking_writes``: SQLite) batches
-    every write on the next turn of the loop, since only then can the sagas
-    ready in this turn add theirs.
+    loop's thread without yielding (``blocking_writes``: SQLite) batches a
+    write on the next turn of the loop while other instances are driven
+    (``driven`` counts them) or other tasks wait to run (sagas started
+    together whose steps never yield): they may add theirs meanwhile. A
+    write of the only saga around goes at once.
 
     ``batches`` counts the transactions it ran and ``writes`` the creates
     and saves they held, so ``writes / batches`` is transitions per commit.
     """
 
-    def __init__(self, store: BatchingStore, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        store: BatchingStore,
+        *,
+        max_batch: int = MAX_BATCH,
+        driven: Callable[[], int] = lambda: 2,
+    ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.store = store
         self.max_batch = max_batch
         self.direct = not getattr(store, "blocking_writes", False)
+        self.driven = driven
         self._alone_in_flight = 0
         self.batches = 0
         self.writes = 0
@@ -85,7 +94,7 @@ class GroupCommit:
     ) -> Created:
         """As :meth:`~sagakit.ports.store.SagaRepository.create`, in the
         next batch."""
-        if self._quiet():
+        if self._quiet(alone=0):
             self._alone_in_flight += 1
             try:
                 return await self.store.create(
@@ -111,7 +120,7 @@ class GroupCommit:
     ) -> None:
         """As :meth:`~sagakit.ports.store.SagaRepository.save`, in the next
         batch. Cancelled before its batch is sent, it writes nothing."""
-        if self._quiet():
+        if self._quiet(alone=1):
             self._alone_in_flight += 1
             try:
                 await self.store.save(
@@ -130,9 +139,13 @@ class GroupCommit:
             Save(record, expected_version, history, owner, lease, outbox, inbox)
         )
 
-    def _quiet(self) -> bool:
-        """Nothing in flight, and the store lets others write meanwhile."""
-        return self.direct and self._flusher is None and not self._alone_in_flight
+    def _quiet(self, alone: int) -> bool:
+        """Nothing in flight, and nothing to wait for: the store lets others
+        write meanwhile, or no more than ``alone`` instances are driven (the
+        writer's own, if it has one)."""
+        if self._flusher is not None or self._alone_in_flight:
+            return False
+        return self.direct or (self.driven() <= alone and not _loop_busy())
 
     def _queued(self, write: Create | Save) -> asyncio.Future[Any]:
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -219,6 +232,14 @@ class GroupCommit:
             _settle(done, result)
 
 
+def _loop_busy() -> bool:
+    """Whether several callbacks wait to run on the loop (asyncio's ready
+    queue; a loop that does not show it counts as idle). One is common for
+    a lone saga: its own task's wake-up."""
+    ready = getattr(asyncio.get_running_loop(), "_ready", None)
+    return ready is not None and len(ready) > 1
+
+
 def _settle(done: asyncio.Future[Any], result: Any) -> None:
     """A write's outcome to its caller: an exception is raised there."""
     if done.done():  # its caller was cancelled meanwhile
@@ -229,9 +250,11 @@ def _settle(done: asyncio.Future[Any], result: Any) -> None:
         done.set_result(result)
 
 
-def saves_of(store: SagaRepository, group: bool = True) -> GroupCommit | SagaRepository:
+def saves_of(
+    store: SagaRepository, group: bool = True, driven: Callable[[], int] = lambda: 2
+) -> GroupCommit | SagaRepository:
     """What a driver saves through: a :class:`GroupCommit` on ``store`` if
     ``group`` and the store commits batches, else the store itself."""
     if group and isinstance(store, GroupSaves):
-        return GroupCommit(store)
+        return GroupCommit(store, driven=driven)
     return store
