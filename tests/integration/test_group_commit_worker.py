@@ -1,0 +1,83 @@
+"""Group commit under a Worker, on each SQL store: the sagas a worker drives
+at once share commits, and every one of them ends with its whole history."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pydantic import BaseModel
+
+from sagakit import Orchestrator, Saga, SagaStatus, Step
+from sagakit.runtime import Worker
+from tests.conftest import OpenSagaStore
+
+SAGAS = 60
+
+
+class Job(BaseModel):
+    n: int
+
+
+def job_saga() -> Saga[Job]:
+    async def act(ctx: Job) -> int:
+        await asyncio.sleep(0.001)  # an I/O-bound step: the sagas overlap
+        return ctx.n
+
+    async def undo(ctx: Job) -> None:
+        return None
+
+    async def maybe_fail(ctx: Job) -> None:
+        if ctx.n % 3 == 0:
+            raise RuntimeError(f"job {ctx.n} refused")
+
+    return Saga(
+        "job",
+        [
+            Step("reserve", act, compensate=undo),
+            Step("charge", act, compensate=undo),
+            Step("confirm", maybe_fail),
+        ],
+        context=Job,
+    )
+
+
+async def test_a_worker_shares_commits_and_loses_nothing(
+    open_saga_store: OpenSagaStore,
+) -> None:
+    saga = job_saga()
+    producer = Orchestrator(await open_saga_store(), [saga])
+    ids = [await producer.submit(saga, Job(n=n)) for n in range(SAGAS)]
+    store = await open_saga_store()
+    worker = Worker(store, [saga], lease=30.0, poll_interval=0.05, max_active=SAGAS)
+    before = store.commits  # type: ignore[attr-defined]
+
+    await asyncio.wait_for(worker.run(until_idle=True), timeout=60)
+
+    # alone: a claim, then 3 commits per success and 5 per failure (~220);
+    # together a few dozen at most
+    commits = store.commits - before  # type: ignore[attr-defined]
+    assert commits < SAGAS * 2
+    for n, saga_id in enumerate(ids):
+        record = await store.get(saga_id)
+        failing = n % 3 == 0
+        expected = SagaStatus.COMPENSATED if failing else SagaStatus.SUCCEEDED
+        assert record.status is expected, (saga_id, record.status)
+        kinds = [
+            (h.step, h.kind, h.outcome)
+            for h in await store.history(saga_id)
+            if h.outcome != "claimed"  # the worker's claim, a line of its own
+        ]
+        assert kinds[0] == (None, "saga", "started")
+        assert kinds[1:3] == [
+            ("reserve", "action", "succeeded"),
+            ("charge", "action", "succeeded"),
+        ]
+        assert kinds[-1] == (None, "saga", expected.value)
+        if failing:
+            assert kinds[3:-1] == [
+                ("confirm", "action", "failed"),
+                ("charge", "compensation", "succeeded"),
+                ("reserve", "compensation", "succeeded"),
+            ]
+        else:
+            assert kinds[3:-1] == [("confirm", "action", "succeeded")]
