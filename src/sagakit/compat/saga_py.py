@@ -42,13 +42,12 @@ Differences from saga-py 1.1.0, on purpose:
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sagakit.adapters.store.memory import InMemoryStore
+from sagakit.compat.sync import call_sync
 from sagakit.definition.retry import NO_RETRY
 from sagakit.definition.saga import DictContext, Step
 from sagakit.definition.saga import Saga as Definition
@@ -189,13 +188,7 @@ class Saga:
 
     def execute(self) -> None:
         """Run the saga; raise :class:`SagaError` if an action failed."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            asyncio.run(self.execute_async())
-            return
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, self.execute_async()).result()
+        call_sync(self.execute_async())
 
 
 class SagaBuilder:
