@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from unittest.mock import Mock, call
 
 import pytest
 
@@ -167,3 +168,70 @@ async def test_execute_async_and_execute_inside_a_running_loop() -> None:
     await built.execute_async()
     built.execute()  # a helper thread runs it
     assert len(log) == 2 * N
+
+
+@pytest.mark.parametrize("lib", [saga, ours], ids=["saga-py", "compat"])
+def test_saga_calls_act_and_compensate_on_action_doubles(lib: Any) -> None:
+    """``Saga`` takes saga-py's ``Action`` interface, test doubles included."""
+    first = Mock(spec=lib.Action)
+    first.act.return_value = {"order_id": 7}
+    second = Mock(spec=lib.Action)
+    second.act.return_value = None
+    third = Mock(spec=lib.Action)
+    third.act.side_effect = ValueError("declined")
+    last = Mock(spec=lib.Action)
+
+    with pytest.raises(lib.SagaError) as caught:
+        lib.Saga([first, second, third, last]).execute()
+
+    assert first.act.call_args_list == [call()]
+    assert second.act.call_args_list == [call(order_id=7)]
+    assert third.act.call_args_list == [call()]  # None passes no arguments on
+    assert last.act.call_count == 0
+    for undone in (third, second, first):
+        assert undone.compensate.call_args_list == [call()]
+    assert last.compensate.call_count == 0
+    assert isinstance(caught.value.action, ValueError)
+    assert caught.value.compensations == []
+
+
+def test_objects_shaped_like_an_action_are_run_in_order() -> None:
+    log: list[str] = []
+
+    class Booking:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def act(self, **kwargs: Any) -> dict[str, Any]:
+            log.append(f"{self.name}({sorted(kwargs)})")
+            return {self.name: True}
+
+        def compensate(self) -> None:
+            log.append(f"undo {self.name}")
+
+    ours.Saga([Booking("flight"), Booking("hotel")]).execute()
+    assert log == ["flight([])", "hotel(['flight'])"]
+
+
+def test_action_passes_its_arguments_to_its_compensation() -> None:
+    got: list[dict[str, Any]] = []
+    action = ours.Action(lambda **kw: {"n": kw["n"] + 1}, lambda **kw: got.append(kw))
+    assert action.act(n=1) == {"n": 2}
+    action.compensate()
+    assert got == [{"n": 1}]
+    bare = ours.Action(lambda: None, lambda: got.append({}))
+    assert bare.act() is None
+    bare.compensate()  # called with no arguments, as its action was
+    assert got == [{"n": 1}, {}]
+
+
+def test_a_non_dict_return_is_still_caught_as_a_type_error() -> None:
+    undone: list[str] = []
+    built = ours.SagaBuilder.create().action(lambda: 42, lambda: undone.append("c0"))
+    with pytest.raises(TypeError) as caught:
+        built.build().execute()
+    assert isinstance(caught.value, ours.ActionReturnError)
+    assert isinstance(caught.value, ours.SagaError)
+    assert isinstance(caught.value.action, TypeError)
+    assert "dict or None" in str(caught.value.action)
+    assert undone == ["c0"]

@@ -1,10 +1,13 @@
 """Migration helpers: APIs shaped like other saga libraries, run by sagakit.
 
-- :mod:`sagakit.compat.saga_py`: ``SagaBuilder`` as in ``saga-py``;
+- :mod:`sagakit.compat.saga_py`: ``Saga``, ``Action`` and ``SagaBuilder`` as
+  in ``saga-py``;
+- :mod:`sagakit.compat.py_saga`: ``Saga``, ``Step``, ``FuncStep`` and
+  ``State`` as in ``py-saga`` (``pysaga``);
 - :mod:`sagakit.compat.saga_framework`: ``BaseSaga``, ``AsyncSaga``,
   ``StatefulSaga`` and the Celery helpers of ``saga-framework``.
 
-Both keep the call shapes of the originals so existing code can switch its
+They keep the call shapes of the originals so existing code can switch its
 imports first and move to native :class:`~sagakit.Saga` definitions later
 (see ``docs/migrating.md``). Where the originals misbehave, these follow
 sagakit's engine; the differences are listed in each module's docstring.

@@ -1,4 +1,5 @@
-"""``saga-py`` (``from saga import SagaBuilder``) on sagakit's engine.
+"""``saga-py`` (``from saga import Saga, Action, SagaBuilder, SagaError``) on
+sagakit's engine.
 
 ::
 
@@ -16,15 +17,18 @@
         exc.action          # what the failed action raised
         exc.compensations   # what failing compensations raised, in run order
 
-The semantics are saga-py's: actions run in order; a dict an action returns
-is passed as keyword arguments to the next action, and a compensation is
-called with the keyword arguments its action received (with none when it
-received none). When an action raises, the compensations of that action and
-of every earlier one run in reverse order, every one of them even if some
-fail, and :class:`SagaError` is raised with the action's exception and the
-compensation exceptions. Each action is a sagakit :class:`~sagakit.Step` run
-by an :class:`~sagakit.Orchestrator` on an in-memory store, in the calling
-thread.
+The interface is saga-py's: :class:`Saga` takes a list of action objects and
+calls ``act(**kwargs)`` and ``compensate()`` on them, so an :class:`Action`,
+any object shaped like one, and test doubles such as ``Mock(spec=Action)``
+all work. :class:`Action` pairs an action with its compensation and calls the
+compensation with the keyword arguments the action received (with none when
+it received none). Actions run in order; a dict an action returns is passed
+as keyword arguments to the next action. When an action raises, the
+compensations of that action and of every earlier one run in reverse order,
+every one of them even if some fail, and :class:`SagaError` is raised with
+the action's exception and the compensation exceptions. Each action is a
+sagakit :class:`~sagakit.Step` run by an :class:`~sagakit.Orchestrator` on an
+in-memory store (saga-py keeps nothing either), in the calling thread.
 
 Differences from saga-py 1.1.0, on purpose:
 
@@ -33,22 +37,23 @@ Differences from saga-py 1.1.0, on purpose:
   ``except Exception``. Its message names the saga id and the failed action;
   ``exc.action`` and ``exc.compensations`` are as in saga-py.
 - An action returning something other than a dict or ``None`` is a failed
-  action: the compensations run and :class:`SagaError` carries a
-  ``TypeError``. saga-py raises the bare ``TypeError`` and compensates
-  nothing, leaving every completed action in place.
+  action: the compensations run (its own included) and
+  :class:`ActionReturnError`, a :class:`SagaError` that is also a
+  ``TypeError``, is raised with the ``TypeError`` as ``exc.action``. saga-py
+  raises the bare ``TypeError`` and compensates nothing, leaving every
+  completed action in place.
 - ``execute()`` called while an event loop runs (inside async code) runs the
   saga in a helper thread; ``await saga.execute_async()`` avoids that.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sagakit.adapters.store.memory import InMemoryStore
+from sagakit.compat.sync import call_sync
 from sagakit.definition.retry import NO_RETRY
 from sagakit.definition.saga import DictContext, Step
 from sagakit.definition.saga import Saga as Definition
@@ -85,12 +90,49 @@ class SagaError(_SagakitError):
         self.step = step
 
 
-@dataclass(frozen=True, slots=True)
-class Action:
-    """An action and the compensation that reverses it."""
+class ActionReturnError(SagaError, TypeError):
+    """An action returned something other than a dict or ``None``.
 
-    action: Callable[..., Any]
-    compensation: Callable[..., Any]
+    Raised after the compensations ran; ``action`` is the ``TypeError`` saga-py
+    would have raised, and code that catches ``TypeError`` still catches it.
+    """
+
+
+class ActionLike(Protocol):
+    """What :class:`Saga` calls: an :class:`Action` or anything shaped like one."""
+
+    def act(self, **kwargs: Any) -> Any: ...
+
+    def compensate(self) -> Any: ...
+
+
+class Action:
+    """An action and the compensation that reverses it.
+
+    ``act(**kwargs)`` calls the action with the keyword arguments the previous
+    action returned and returns what it returns; ``compensate()`` calls the
+    compensation with the keyword arguments the last ``act`` received, or
+    with none when it received none.
+    """
+
+    def __init__(
+        self, action: Callable[..., Any], compensation: Callable[..., Any]
+    ) -> None:
+        self._action = action
+        self._compensation = compensation
+        self._kwargs: dict[str, Any] | None = None
+
+    def act(self, **kwargs: Any) -> Any:
+        """Run the action; a dict it returns goes to the next action."""
+        self._kwargs = kwargs
+        return self._action(**kwargs)
+
+    def compensate(self) -> None:
+        """Run the compensation with the arguments the action received."""
+        if self._kwargs:
+            self._compensation(**self._kwargs)
+        else:
+            self._compensation()
 
 
 class _ActionFailed(Exception):
@@ -105,50 +147,48 @@ class _Run:
     that a step succeeded or failed.
     """
 
-    actions: Sequence[Action]
-    current: dict[str, Any] = field(default_factory=dict)
-    inputs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    actions: Sequence[ActionLike]
+    kwargs: dict[str, Any] = field(default_factory=dict)
     action_error: BaseException | None = None
+    bad_return: bool = False
     compensation_errors: list[BaseException] = field(default_factory=list)
 
     def act(self, index: int) -> Callable[[DictContext], Any]:
         async def action(_: DictContext) -> None:
-            kwargs = self.current
-            self.inputs[index] = kwargs
             try:
-                returned = self.actions[index].action(**kwargs) or {}
-            except BaseException as exc:
+                returned = self.actions[index].act(**self.kwargs) or {}
+            except BaseException as exc:  # saga-py compensates even an exit
                 self.action_error = exc
                 raise _ActionFailed(f"action {index} raised {exc!r}") from None
             if type(returned) is not dict:
+                self.bad_return = True
                 self.action_error = TypeError(
                     f"action return type should be dict or None but is {type(returned)}"
                 )
                 raise _ActionFailed(str(self.action_error))
-            self.current = returned
+            self.kwargs = returned
 
         return action
 
     def compensate(self, index: int) -> Callable[[DictContext], Any]:
         async def compensation(_: DictContext) -> None:
-            kwargs = self.inputs.get(index)
-            undo = self.actions[index].compensation
             try:
-                if kwargs:
-                    undo(**kwargs)
-                else:
-                    undo()
-            except BaseException as exc:
+                self.actions[index].compensate()
+            except BaseException as exc:  # every compensation runs, as in saga-py
                 self.compensation_errors.append(exc)
 
         return compensation
 
 
 class Saga:
-    """A series of actions, run by sagakit; build it with :class:`SagaBuilder`."""
+    """Runs a list of actions (:class:`Action` or alike) through sagakit.
 
-    def __init__(self, actions: Sequence[Action], *, name: str = "saga_py") -> None:
-        self.actions = list(actions)
+    ``actions`` is kept as given, as saga-py keeps it; it is read when
+    :meth:`execute` runs.
+    """
+
+    def __init__(self, actions: Sequence[ActionLike], *, name: str = "saga_py") -> None:
+        self.actions = actions
         self.name = name
 
     def _definition(self, run: _Run) -> Definition[DictContext]:
@@ -160,15 +200,15 @@ class Saga:
                 compensate_on_failure=True,  # saga-py undoes the failed action too
                 compensation_retry=NO_RETRY,
             )
-            for i in range(len(self.actions))
+            for i in range(len(run.actions))
         ]
         return Definition(self.name, steps)
 
     async def execute_async(self) -> None:
         """Run the saga; raise :class:`SagaError` if an action failed."""
-        if not self.actions:
+        run = _Run(list(self.actions))
+        if not run.actions:
             return
-        run = _Run(self.actions)
         definition = self._definition(run)
         orchestrator = Orchestrator(InMemoryStore(), [definition])
         try:
@@ -180,7 +220,8 @@ class Saga:
         error = run.action_error
         if error is None:  # the engine failed the step: not the user's action
             error = result.exception or RuntimeError(str(result.error))
-        raise SagaError(
+        kind = ActionReturnError if run.bad_return else SagaError
+        raise kind(
             error,
             run.compensation_errors,
             saga_id=result.saga_id,
@@ -189,20 +230,14 @@ class Saga:
 
     def execute(self) -> None:
         """Run the saga; raise :class:`SagaError` if an action failed."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            asyncio.run(self.execute_async())
-            return
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, self.execute_async()).result()
+        call_sync(self.execute_async())
 
 
 class SagaBuilder:
     """Collects actions and their compensations, then builds a :class:`Saga`."""
 
     def __init__(self) -> None:
-        self.actions: list[Action] = []
+        self.actions: list[ActionLike] = []
 
     @staticmethod
     def create() -> SagaBuilder:
@@ -219,4 +254,4 @@ class SagaBuilder:
         return Saga(self.actions)
 
 
-__all__ = ["Action", "Saga", "SagaBuilder", "SagaError"]
+__all__ = ["Action", "ActionReturnError", "Saga", "SagaBuilder", "SagaError"]

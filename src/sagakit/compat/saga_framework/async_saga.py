@@ -21,7 +21,6 @@ from sagakit.compat.saga_framework.runtime import (
     COMMAND_PREFIX,
     CeleryApp,
     CeleryWire,
-    call_sync,
     run_once,
 )
 from sagakit.compat.saga_framework.utils import (
@@ -29,6 +28,7 @@ from sagakit.compat.saga_framework.utils import (
     failure_task_name,
     success_task_name,
 )
+from sagakit.compat.sync import call_sync
 from sagakit.definition.remote import Remote
 from sagakit.definition.saga import DictContext, Step
 from sagakit.errors import SagaError

@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 
 from sagakit.compat.saga_framework.runtime import (
     CeleryWire,
-    call_sync,
     run_once,
 )
 from sagakit.compat.saga_framework.utils import NO_ACTION, failure_payload
+from sagakit.compat.sync import call_sync
 from sagakit.definition.retry import NO_RETRY, RetryPolicy
 from sagakit.definition.saga import DictContext, Saga, Step
 from sagakit.engine.events import Event, StepAttemptFailed, StepSucceeded

@@ -14,11 +14,9 @@ working; the envelope id is the Celery task id.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sagakit.adapters.store import open_store_async
@@ -217,14 +215,3 @@ async def run_once(
     finally:
         await orchestrator.close()
     return value
-
-
-def call_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to the end from synchronous code (a helper thread if this
-    thread already runs an event loop)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
