@@ -106,6 +106,8 @@ class Driver:
     look: Heartbeat | None = field(default=None, init=False)
     """Looks at the paused instances parked here while there are any."""
     children: subsaga.ChildWatch = field(default_factory=subsaga.ChildWatch, init=False)
+    freed: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    """Set whenever an instance stops being driven here (a worker claims)."""
 
     def __post_init__(self) -> None:
         owners.started(self)
@@ -137,6 +139,7 @@ class Driver:
     def drop(self, saga_id: str) -> None:
         """No longer driven here; the heartbeat stops with the last one."""
         self.active.pop(saga_id, None)
+        self.freed.set()
         if self.beat is not None:
             self.beat.idle()
 
