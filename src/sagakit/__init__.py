@@ -10,23 +10,14 @@ run it with an :class:`Orchestrator` on a durable store::
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-from sagakit.adapters.store import open_store
-from sagakit.adapters.store.sqlite import SQLiteStore
-from sagakit.definition import (
-    DictContext,
-    Parallel,
-    RetryPolicy,
-    Saga,
-    Step,
-    SubSaga,
-)
-from sagakit.engine.results import Results
-from sagakit.engine.state import ErrorInfo, SagaStatus, StepStatus
+from sagakit._lazy import lazy_exports
 from sagakit.errors import (
     CompensationFailed,
     ConcurrencyError,
     DefinitionError,
+    ErrorInfo,
     FatalError,
     ResultError,
     SagaAlreadyExists,
@@ -37,7 +28,22 @@ from sagakit.errors import (
     StoreError,
     TransportError,
 )
-from sagakit.runtime import Orchestrator, SagaResult
+
+if TYPE_CHECKING:  # imported on first use: see sagakit._lazy
+    from sagakit.adapters.store import open_store
+    from sagakit.adapters.store.sqlite import SQLiteStore
+    from sagakit.definition import (
+        DictContext,
+        Parallel,
+        RetryPolicy,
+        Saga,
+        Step,
+        SubSaga,
+    )
+    from sagakit.engine.results import Results
+    from sagakit.engine.state import SagaStatus, StepStatus
+    from sagakit.runtime.orchestrator import Orchestrator
+    from sagakit.runtime.result import SagaResult
 
 __version__ = "0.1.0.dev0"
 
@@ -70,5 +76,25 @@ __all__ = [
     "__version__",
     "open_store",
 ]
+
+lazy_exports(
+    __name__,
+    {
+        "sagakit.adapters.store": ("open_store",),
+        "sagakit.adapters.store.sqlite": ("SQLiteStore",),
+        "sagakit.definition": (
+            "DictContext",
+            "Parallel",
+            "RetryPolicy",
+            "Saga",
+            "Step",
+            "SubSaga",
+        ),
+        "sagakit.engine.results": ("Results",),
+        "sagakit.engine.state": ("SagaStatus", "StepStatus"),
+        "sagakit.runtime.orchestrator": ("Orchestrator",),
+        "sagakit.runtime.result": ("SagaResult",),
+    },
+)
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

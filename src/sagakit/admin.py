@@ -33,17 +33,17 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sagakit.definition.saga import Saga
 from sagakit.engine.state import SagaStatus
 from sagakit.errors import ConcurrencyError, SagaError, SagaNotFound, StateError
-from sagakit.messaging.envelope import decode
-from sagakit.ports.clock import Clock, SystemClock
 from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
-from sagakit.ports.transport import DeadLetter, Transport
-from sagakit.runtime import operator
-from sagakit.runtime.client import SagaClient
+
+if TYPE_CHECKING:  # the readings (``sagakit list``, ``show``) load none of these
+    from sagakit.definition.saga import Saga
+    from sagakit.ports.clock import Clock
+    from sagakit.ports.transport import DeadLetter, Transport
+    from sagakit.runtime import operator
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +122,8 @@ class DeadLetterInfo:
     @property
     def payload(self) -> Any:
         """The envelope's payload, or ``None`` for an undecodable body."""
+        from sagakit.messaging.envelope import decode  # noqa: PLC0415 - see top
+
         try:
             return decode(self.letter.body).payload
         except Exception:  # the body is whatever was dead-lettered
@@ -151,7 +153,11 @@ async def list_sagas(
     if older_than is not None:
         if older_than < 0:
             raise SagaError(f"older_than must be >= 0 seconds, got {older_than}")
-        before = (clock or SystemClock()).now() - older_than
+        if clock is None:
+            from sagakit.ports.clock import SystemClock  # noqa: PLC0415 - see top
+
+            clock = SystemClock()
+        before = clock.now() - older_than
     return await store.list_sagas(
         status=status,
         saga_name=saga,
@@ -220,6 +226,8 @@ async def _request(
     reason: str | None,
     clock: Clock | None,
 ) -> SagaRecord:
+    from sagakit.runtime.client import SagaClient  # noqa: PLC0415 - see top
+
     record = await find(store, saga_id)
     client = SagaClient(
         store, sagas, clock=clock, worker_id=f"admin:{by}", lease=ADMIN_LEASE
@@ -448,6 +456,8 @@ async def retry_failed(
 
 def describe(letter: DeadLetter) -> DeadLetterInfo:
     """What a dead letter's body says (``None`` fields if it is not an envelope)."""
+    from sagakit.messaging.envelope import decode  # noqa: PLC0415 - see top
+
     try:
         message = decode(letter.body)
     except Exception:  # undecodable is why many letters are dead

@@ -42,8 +42,9 @@ LAYERS: tuple[Layer, ...] = (
     # once recorded): everyone raises and records errors, so it is the bottom
     # and imports nothing of sagakit. Beside it, _extras: the install hint
     # for a missing optional package, which the adapters, observers, compat
-    # and the dashboard share (standard library only).
-    Layer("errors", ("sagakit.errors", "sagakit._extras")),
+    # and the dashboard share, and _lazy: the re-exporting packages' names
+    # imported on first use (both standard library only).
+    Layer("errors", ("sagakit.errors", "sagakit._extras", "sagakit._lazy")),
     # The pure DSL: no engine, no I/O (tests/unit/test_purity.py).
     Layer("definition", ("sagakit.definition",)),
     # Pure, deterministic decide() over state, events and commands.

@@ -10,33 +10,36 @@ and bad input print one ``error: ...`` line and exit with status 2.
 
 from __future__ import annotations
 
-import getpass
 import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.progress import Progress
-from rich.table import Table
-from rich.text import Text
 
-from sagakit import admin
 from sagakit.adapters.store import open_store_async
 from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
-from sagakit.adapters.transport import open_transport
-from sagakit.cli import render
-from sagakit.cli.common import TransportOption, db_of, err, fail, sagas_or_fail
+from sagakit.cli.common import (
+    TransportOption,
+    db_of,
+    err,
+    fail,
+    run_async,
+    sagas_or_fail,
+)
 from sagakit.cli.loader import LoadError
-from sagakit.engine.state import SagaStatus
+from sagakit.engine.status import SagaStatus
 from sagakit.errors import SagaError
-from sagakit.ports.store import SagaRecord, SagaStore
-from sagakit.ports.transport import Transport
-from sagakit.runtime import loop as event_loop
-from sagakit.views.format import local_time
 from sagakit.views.input import BadInput
+
+if TYPE_CHECKING:  # a command imports what it runs when it runs
+    from rich.console import Console
+    from rich.table import Table
+
+    from sagakit import admin
+    from sagakit.ports.store import SagaRecord, SagaStore
+    from sagakit.ports.transport import Transport
 
 T = TypeVar("T")
 
@@ -51,6 +54,7 @@ dlq_app = typer.Typer(
     name="dlq",
     help="Inspect and replay a queue's dead letters.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # as the sagakit command: see cli.main
 )
 
 SagasOption = Annotated[
@@ -84,6 +88,8 @@ def parse_duration(text: str) -> float:
 
 
 def operator_name() -> str:
+    import getpass
+
     try:
         user = getpass.getuser()
     except (OSError, KeyError):  # no login name in some containers
@@ -93,7 +99,7 @@ def operator_name() -> str:
 
 def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
-        return event_loop.run(work())
+        return run_async(work())
     except (SagaError, LoadError) as exc:
         fail(str(exc))
 
@@ -115,6 +121,8 @@ def _with_transport(url: str | None, work: Callable[[Transport], Awaitable[T]]) 
         fail(f"dead letters live on a broker: --transport URL or ${TRANSPORT_ENV}")
     if broker.lower().startswith("memory:"):
         fail("the in-process transport's dead letters live only in its own process")
+
+    from sagakit.adapters.transport import open_transport
 
     async def run() -> T:
         carrier = await open_transport(broker)
@@ -138,6 +146,10 @@ def _positive(option: str, value: int) -> None:
 
 
 def _handed_over(out: Console, action: str, record: SagaRecord, target: str) -> None:
+    from rich.text import Text
+
+    from sagakit.cli import render
+
     line = Text()
     line.append(f"{action} committed for {record.saga_name} {record.saga_id}: ")
     line.append_text(render.styled(record.status.value))
@@ -150,6 +162,11 @@ def _handed_over(out: Console, action: str, record: SagaRecord, target: str) -> 
 
 
 def dead_letters_table(letters: Sequence[admin.DeadLetterInfo], queue: str) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
+    from sagakit.views.format import local_time
+
     table = Table(
         title=f"{len(letters)} dead letter(s) of {queue}", title_justify="left"
     )
@@ -178,7 +195,9 @@ def register(app: typer.Typer, out: Console) -> None:
     _add_retry(app, out)
     _add_resume_cancel(app, out)
     for action, (one, every, help_text) in _PAUSING.items():
-        _add_pausing(app, out, action, one=one, every=every, help_text=help_text)
+        _add_pausing(
+            app, out, action, one_name=one, every_name=every, help_text=help_text
+        )
     _add_dlq(out)
     app.add_typer(dlq_app)
 
@@ -211,6 +230,9 @@ def _add_list(app: typer.Typer, out: Console) -> None:
         limit: LimitOption = 50,
     ) -> None:
         """List sagas, newest first."""
+        from sagakit import admin
+        from sagakit.cli import render
+
         wanted: SagaStatus | None = None
         waiting = status is not None and status.lower() == WAITING
         if status is not None and not waiting:
@@ -271,6 +293,8 @@ def _add_retry(app: typer.Typer, out: Console) -> None:
         reason: ReasonOption = None,
     ) -> None:
         """Run the failed steps of a failed saga again (after fixing the cause)."""
+        from sagakit import admin
+
         if (saga_id is None) == (not all_failed):
             fail("give one saga ID, or --all-failed (not both)")
         if not all_failed and (saga is not None or limit is not None):
@@ -288,6 +312,8 @@ def _add_retry(app: typer.Typer, out: Console) -> None:
             )
             _handed_over(out, "retry", record, sagas)
             return
+
+        from rich.progress import Progress
 
         with Progress(console=out, transient=True) as bar:
             task = bar.add_task("retrying failed sagas", total=None)
@@ -320,13 +346,13 @@ def _add_retry(app: typer.Typer, out: Console) -> None:
             )
 
 
-_HANDOVERS = {
+_HANDOVERS = {  # the sagakit.admin function, by command
     "resume": (
-        admin.resume,
+        "resume",
         "Retry the failed compensation of a compensation_failed saga and go on\n"
         "rolling back.",
     ),
-    "cancel": (admin.cancel, "Stop a running saga and compensate what it completed."),
+    "cancel": ("cancel", "Stop a running saga and compensate what it completed."),
 }
 
 
@@ -336,11 +362,7 @@ def _add_resume_cancel(app: typer.Typer, out: Console) -> None:
 
 
 def _add_handover(
-    app: typer.Typer,
-    out: Console,
-    action: str,
-    request: Callable[..., Awaitable[SagaRecord]],
-    help_text: str,
+    app: typer.Typer, out: Console, action: str, request_name: str, help_text: str
 ) -> None:
     """``resume`` or ``cancel``: one saga, handed over to a worker."""
 
@@ -354,6 +376,9 @@ def _add_handover(
         sagas: SagasOption,
         reason: ReasonOption = None,
     ) -> None:
+        from sagakit import admin
+
+        request: Callable[..., Awaitable[SagaRecord]] = getattr(admin, request_name)
         definitions = sagas_or_fail(sagas)
         by = operator_name()
         record = _with_store(
@@ -363,16 +388,16 @@ def _add_handover(
         _handed_over(out, action, record, sagas)
 
 
-_PAUSING = {
+_PAUSING = {  # the sagakit.admin functions for one saga and for all, by command
     "pause": (
-        admin.pause,
-        admin.pause_all,
+        "pause",
+        "pause_all",
         "Start no new step of a running or compensating saga (steps in flight\n"
         "finish and are recorded) until unpause.",
     ),
     "unpause": (
-        admin.unpause,
-        admin.unpause_all,
+        "unpause",
+        "unpause_all",
         "Let a paused saga go on where it stopped.",
     ),
 }
@@ -383,8 +408,8 @@ def _add_pausing(
     out: Console,
     action: str,
     *,
-    one: Callable[..., Awaitable[SagaRecord]],
-    every: Callable[..., Awaitable[admin.BulkAction]],
+    one_name: str,
+    every_name: str,
     help_text: str,
 ) -> None:
     """``pause`` or ``unpause``: one saga, or every instance of a saga name."""
@@ -418,6 +443,10 @@ def _add_pausing(
             if saga is None:
                 fail("--version goes with --saga")
             _positive("--version", version)
+        from sagakit import admin
+
+        one: Callable[..., Awaitable[SagaRecord]] = getattr(admin, one_name)
+        every: Callable[..., Awaitable[admin.BulkAction]] = getattr(admin, every_name)
         definitions = sagas_or_fail(sagas)
         by = operator_name()
         if saga_id is not None:
@@ -448,6 +477,8 @@ def _add_dlq(out: Console) -> None:
         limit: LimitOption = 100,
     ) -> None:
         """Show a queue's dead letters, oldest first (they stay where they are)."""
+        from sagakit import admin
+
         _positive("--limit", limit)
         letters = _with_transport(
             transport, lambda carrier: admin.dead_letters(carrier, queue, limit=limit)
@@ -463,6 +494,10 @@ def _add_dlq(out: Console) -> None:
         """Move dead letters back to their queue, oldest first (fix the handler
         first)."""
         _positive("--limit", limit)
+        from rich.progress import Progress
+
+        from sagakit import admin
+
         with Progress(console=out, transient=True) as bar:
             task = bar.add_task(f"replaying {queue}", total=None)
 

@@ -1,20 +1,63 @@
 """What the commands share: the one-line error exit, the saga definitions
-argument, and the root ``--db``."""
+argument, the root ``--db``, and consoles and an event loop that load when
+a command uses them (``sagakit --help`` loads neither rich nor asyncio)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, NoReturn
+from collections.abc import Coroutine
+from types import TracebackType
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
-from rich.console import Console
 
 from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
 from sagakit.cli.loader import LoadError, load_sagas
-from sagakit.definition.saga import Saga
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from sagakit.definition.saga import Saga
+
+T = TypeVar("T")
 
 EXIT_ERROR = 2
 
-err = Console(stderr=True, soft_wrap=True)  # one log line stays one line
+
+class LazyConsole:
+    """Stands for a rich ``Console(**options)`` made when first used."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._made: Console | None = None
+
+    def real(self) -> Console:
+        if self._made is None:
+            from rich.console import Console
+
+            self._made = Console(**self._options)
+        return self._made
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real(), name)
+
+    def __enter__(self) -> Console:  # rich's Live enters its console
+        return self.real().__enter__()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.real().__exit__(kind, exc, tb)
+
+
+def console(**options: Any) -> Console:
+    """A rich ``Console(**options)``, made (and rich imported) on first use."""
+    return cast("Console", LazyConsole(**options))
+
+
+err = console(stderr=True, soft_wrap=True)  # one log line stays one line
 
 SagasArgument = Annotated[
     str,
@@ -34,6 +77,14 @@ TransportOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on sagakit's event loop (uvloop when installed): asyncio
+    and the loop load here, when a command runs, not when the CLI starts."""
+    from sagakit.runtime import loop
+
+    return loop.run(main)
 
 
 def fail(reason: str) -> NoReturn:

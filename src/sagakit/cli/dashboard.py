@@ -9,17 +9,18 @@ and exit with status 2.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from sagakit.adapters.store import open_store_async
-from sagakit.cli.common import db_of
+from sagakit.cli.common import db_of, run_async
 from sagakit.cli.common import fail_plain as _fail
 from sagakit.cli.loader import LoadError, load_sagas
-from sagakit.definition.saga import Saga
 from sagakit.errors import SagaError
-from sagakit.runtime import loop as event_loop
+
+if TYPE_CHECKING:
+    from sagakit.definition.saga import Saga
 
 TOKEN_ENV = "SAGAKIT_DASHBOARD_TOKEN"  # noqa: S105 - a variable name, no secret
 MIN_TOKEN = 16
@@ -34,9 +35,9 @@ async def serve(
     port: int,
 ) -> None:
     """Open the store, serve the dashboard until SIGINT/SIGTERM, close it."""
-    import uvicorn  # noqa: PLC0415 - the dashboard extra loads lazily
+    import uvicorn  # the dashboard extra
 
-    from sagakit.dashboard import create_app  # noqa: PLC0415
+    from sagakit.dashboard import create_app
 
     store = await open_store_async(db)
     try:
@@ -78,9 +79,9 @@ def dashboard(
     """Serve the web dashboard: list, inspect, retry, resume and cancel sagas,
     and browse workflow instances."""
     try:
-        import fastapi  # noqa: F401, PLC0415
-        import jinja2  # noqa: F401, PLC0415
-        import uvicorn  # noqa: F401, PLC0415
+        import fastapi  # noqa: F401
+        import jinja2  # noqa: F401
+        import uvicorn  # noqa: F401
     except ImportError as exc:
         _fail(f"the dashboard needs {exc.name}: pip install 'sagakit[dashboard]'")
     if not 0 < port <= MAX_PORT:
@@ -114,7 +115,7 @@ def dashboard(
         f"dashboard on http://{host}:{port}/ (sagas with actions: {names})", err=True
     )
     try:
-        event_loop.run(serve(db_of(ctx), definitions, token, host, port))
+        run_async(serve(db_of(ctx), definitions, token, host, port))
     except SagaError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:  # pragma: no cover - uvicorn handles SIGINT itself

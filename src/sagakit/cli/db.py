@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import Progress
 
 from sagakit.adapters.store import applied_migrations, database_url, open_store_async
-from sagakit.adapters.store.sql import Migration, migrations, schema
+from sagakit.cli.common import run_async
 from sagakit.errors import SagaError
-from sagakit.runtime import loop as event_loop
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from sagakit.adapters.store.sql import Migration
 
 db_app = typer.Typer(
     name="db",
     help="Inspect and migrate the store's schema.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # as the sagakit command: see cli.main
 )
 
 
@@ -42,6 +45,8 @@ def dialect_of(url: str) -> str:
 
 
 async def schema_status(url: str | None) -> SchemaStatus:
+    from sagakit.adapters.store.sql import migrations
+
     target = database_url(url)
     dialect = dialect_of(target)
     store = await open_store_async(target, migrate=False)
@@ -57,6 +62,10 @@ async def migrate(url: str | None, out: Console) -> list[int]:
     """Apply every pending migration, one progress step each."""
     target = database_url(url)
     dialect = dialect_of(target)
+    from rich.progress import Progress
+
+    from sagakit.adapters.store.sql import migrations
+
     store = await open_store_async(target, migrate=False)
     try:
         pending = [
@@ -81,7 +90,7 @@ async def migrate(url: str | None, out: Console) -> list[int]:
 
 
 def run_migrate(url: str | None, out: Console) -> None:
-    applied = event_loop.run(migrate(url, out))
+    applied = run_async(migrate(url, out))
     where = database_url(url).split("@")[-1]
     if applied:
         names = ", ".join(f"{v:04d}" for v in applied)
@@ -105,7 +114,7 @@ def register(app: typer.Typer, out: Console, settings_db: object) -> None:
     @db_app.command("status")
     def db_status(ctx: typer.Context) -> None:
         """Show applied and pending migrations."""
-        status = event_loop.run(schema_status(db_of(ctx)))
+        status = run_async(schema_status(db_of(ctx)))
         for m in status.available:
             mark = "applied" if m.version in status.applied else "pending"
             out.print(f"{m.version:04d}_{m.name}  {mark}", highlight=False)
@@ -127,6 +136,8 @@ def register(app: typer.Typer, out: Console, settings_db: object) -> None:
         chosen = dialect or dialect_of(database_url(db_of(ctx)))
         if chosen not in ("sqlite", "postgres"):
             raise SagaError(f"unknown dialect {chosen!r}: use sqlite or postgres")
+        from sagakit.adapters.store.sql import schema
+
         out.print(schema(chosen), markup=False, highlight=False)
 
     @app.command("migrate")

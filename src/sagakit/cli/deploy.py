@@ -19,12 +19,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from sagakit.adapters.store import (
     applied_migrations,
@@ -34,22 +31,28 @@ from sagakit.adapters.store import (
     workflow_store_for,
 )
 from sagakit.adapters.store.database import WORKFLOW_MIGRATION, is_postgres, sqlite_path
-from sagakit.choreography import versions as choreography_versions
 from sagakit.cli.admin import operator_name
-from sagakit.cli.common import SagasArgument, db_of, err, fail, sagas_or_fail
+from sagakit.cli.common import (
+    SagasArgument,
+    db_of,
+    err,
+    fail,
+    run_async,
+    sagas_or_fail,
+)
 from sagakit.cli.loader import Definitions, LoadError, load_definitions
-from sagakit.definition.saga import Saga
-from sagakit.engine.state import SagaStatus
+from sagakit.engine.status import SagaStatus
 from sagakit.errors import SagaError
-from sagakit.ports.event_store import LiveChoreographies
-from sagakit.ports.store import SagaStore
-from sagakit.ports.workflow_store import LiveWorkflows
-from sagakit.runtime import loop as event_loop
-from sagakit.runtime.clock import SystemClock
-from sagakit.runtime.deploy import DeployPlan, DeployRow, LiveCounts, deploy_plan
-from sagakit.runtime.migrate import migratable, migrate_instance
-from sagakit.runtime.registry import Registry
-from sagakit.workflow import versions as workflow_versions
+
+if TYPE_CHECKING:  # imported by the commands that use them
+    from rich.console import Console
+    from rich.table import Table
+
+    from sagakit.definition.saga import Saga
+    from sagakit.ports.event_store import LiveChoreographies
+    from sagakit.ports.store import SagaStore
+    from sagakit.ports.workflow_store import LiveWorkflows
+    from sagakit.runtime.deploy import DeployPlan, DeployRow, LiveCounts
 
 VERSIONS_MIGRATION = 8
 """The schema migration that records each instance's definition version."""
@@ -113,6 +116,10 @@ async def live_counts(target: str, sagas: list[Saga[Any]]) -> Live:
 
 def plan_of(code: Definitions, live: Live) -> DeployPlan:
     """The verdicts on every live instance if ``code`` were deployed."""
+    from sagakit.choreography import versions as choreography_versions
+    from sagakit.runtime.deploy import deploy_plan
+    from sagakit.workflow import versions as workflow_versions
+
     plan = deploy_plan(code.sagas, live.sagas)
     if code.workflows:
         plan.workflows = workflow_versions.deploy_rows(code.workflows, live.workflows)
@@ -141,6 +148,9 @@ async def _counts_before_versions(
 
 def plan_table(rows: list[DeployRow], kind: str, title: str) -> Table:
     """One kind's rows: ``kind`` names the first column (saga, app...)."""
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=f"live instances per {title} version", title_justify="left")
     for column in (kind, "version", "live", "continue", "migrate", "drain"):
         justify = "left" if column == kind else "right"
@@ -172,6 +182,10 @@ async def migrate_instances(
 ) -> tuple[list[str], list[str]]:
     """Apply the declared migrations to every live instance they cover:
     the ids moved, and one line per instance a migration refused."""
+    from sagakit.runtime.clock import SystemClock
+    from sagakit.runtime.migrate import migratable, migrate_instance
+    from sagakit.runtime.registry import Registry
+
     registry = Registry(sagas)
     store = await open_store_async(url)
     moved: list[str] = []
@@ -213,7 +227,7 @@ def _add_migrate_instances(app: typer.Typer, out: Console) -> None:
         sagas = sagas_or_fail(target)
         work = migrate_instances(db_of(ctx), sagas, by=operator_name(), dry_run=dry_run)
         try:
-            moved, refused = event_loop.run(work)
+            moved, refused = run_async(work)
         except SagaError as exc:
             fail(str(exc))
         verb = "would migrate" if dry_run else "migrated"
@@ -238,7 +252,7 @@ def _add_deploy_check(app: typer.Typer, out: Console) -> None:
         try:
             code = load_definitions(target)
             url = existing_database(db_of(ctx))
-            live = event_loop.run(live_counts(url, code.sagas))
+            live = run_async(live_counts(url, code.sagas))
             plan = plan_of(code, live)
         except (LoadError, SagaError) as exc:
             fail(str(exc))

@@ -12,7 +12,6 @@ from typing import Annotated
 
 import typer
 
-from sagakit.asyncapi import document, from_target, mermaid, to_json, to_yaml
 from sagakit.cli.common import fail_plain as _fail
 from sagakit.cli.loader import LoadError, load_sagas, load_target
 from sagakit.errors import SagaError
@@ -60,6 +59,8 @@ def asyncapi(
     ] = None,
 ) -> None:
     """Print the AsyncAPI 3.0.0 document of sagas and participant services."""
+    from sagakit.asyncapi import document, from_target, to_json, to_yaml
+
     fmt = output_format.lower()
     if fmt not in FORMATS:
         _fail(f"invalid --format {output_format!r}: use yaml or json")
@@ -90,6 +91,8 @@ def diagram(
     ] = None,
 ) -> None:
     """Print a saga as a Mermaid flowchart (stages, pivot, compensations)."""
+    from sagakit.asyncapi import mermaid
+
     try:
         sagas = load_sagas(target)
     except LoadError as exc:

@@ -9,12 +9,13 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sagakit.choreography import Choreography, EventBus
-from sagakit.definition.saga import Saga
-from sagakit.participant.service import Participant
-from sagakit.workflow import WorkflowApp
+if TYPE_CHECKING:  # imported where used: the CLI starts without them
+    from sagakit.choreography import Choreography
+    from sagakit.definition.saga import Saga
+    from sagakit.participant.service import Participant
+    from sagakit.workflow import WorkflowApp
 
 
 class LoadError(Exception):
@@ -52,6 +53,8 @@ def load_target(target: str) -> object:
 
 def load_participant(target: str) -> Participant:
     """``pkg.mod:name`` -> that Participant (or the only one in ``pkg.mod``)."""
+    from sagakit.participant.service import Participant
+
     module, attr = _import(target)
     if not attr:
         found = [v for v in vars(module).values() if isinstance(v, Participant)]
@@ -83,6 +86,8 @@ def _with_children(sagas: list[Saga[Any]]) -> list[Saga[Any]]:
 
 
 def _load_sagas(target: str) -> list[Saga[Any]]:
+    from sagakit.definition.saga import Saga
+
     module, attr = _import(target)
     module_name = module.__name__
     if not attr:
@@ -113,6 +118,10 @@ class Definitions:
 
     def add(self, value: object) -> bool:
         """Keep ``value`` if it is one of those (or an event bus); False if not."""
+        from sagakit.choreography import Choreography, EventBus
+        from sagakit.definition.saga import Saga
+        from sagakit.workflow import WorkflowApp
+
         if isinstance(value, Saga):
             self.sagas.append(value)
         elif isinstance(value, WorkflowApp):

@@ -8,50 +8,40 @@ one ``error: <reason>`` line to stderr and exit with status 2.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
-from rich.console import Console, RenderableType
-from rich.rule import Rule
 from typer.core import TyperGroup
 
 from sagakit import __version__
-from sagakit.adapters.store import (
-    ENV_VAR,
-    database_url,
-    event_store_for,
-    open_store_async,
-)
+from sagakit.adapters.store import ENV_VAR, database_url, open_store_async
 from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
-from sagakit.adapters.transport import open_transport
-from sagakit.admin import children_of
-from sagakit.admin import find as find_saga
-from sagakit.choreography import Tracker
-from sagakit.cli import admin, dashboard, db, deploy, docs, render, workflows
+from sagakit.cli import admin, dashboard, db, deploy, docs, workflows
 from sagakit.cli.common import (
     EXIT_ERROR,
     SagasArgument,
     TransportOption,
+    console,
     err,
     fail,
+    run_async,
     sagas_or_fail,
 )
 from sagakit.cli.loader import LoadError, load_participant
-from sagakit.engine.state import SagaStatus
+from sagakit.engine.status import SagaStatus
 from sagakit.errors import SagaError, SagaNotFound, StoreError
-from sagakit.examples.trip import fully_booked_trip, happy_trip, trip_saga
-from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
-from sagakit.runtime import Orchestrator, Worker
-from sagakit.runtime import loop as event_loop
-from sagakit.runtime.migrate import LeftWaiting
+
+if TYPE_CHECKING:  # the commands import what they run when they run
+    from rich.console import RenderableType
+
+    from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
+    from sagakit.runtime.migrate import LeftWaiting
 
 T = TypeVar("T")
 
@@ -61,7 +51,7 @@ STATUSES = tuple(s.value for s in SagaStatus)
 # Piped output is not squeezed to 80 columns (ids must survive a `grep`);
 # $COLUMNS still wins.
 _PIPE_WIDTH = 160
-out = Console(
+out = console(
     width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else _PIPE_WIDTH
 )
 
@@ -119,6 +109,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: rich's costs 60-80 ms a --help
 )
 
 
@@ -173,7 +164,7 @@ def with_store(settings: Settings, work: Callable[[SagaStore], Awaitable[T]]) ->
             await store.close()
 
     try:
-        return event_loop.run(run())
+        return run_async(run())
     except SagaError as exc:
         fail(str(exc))
 
@@ -233,6 +224,11 @@ def cli(
 @app.command()
 def demo(ctx: typer.Context) -> None:
     """Run the trip-booking saga twice: one succeeds, one compensates."""
+    from rich.rule import Rule
+
+    from sagakit.examples.trip import fully_booked_trip, happy_trip, trip_saga
+    from sagakit.runtime.orchestrator import Orchestrator
+
     settings = settings_of(ctx)
     target = database_url(settings.db)
 
@@ -266,6 +262,8 @@ def demo(ctx: typer.Context) -> None:
 
 
 def _print_run(record: SagaRecord, history: list[HistoryEntry]) -> None:
+    from sagakit.cli import render
+
     out.print(render.timeline_table(record, history))
     out.print(render.summary(record, history), soft_wrap=True)
     out.print()
@@ -284,6 +282,9 @@ def show(
 ) -> None:
     """Show one saga (outcome, step timeline) or, given a choreography's
     correlation id, its status and event timeline."""
+    from sagakit.admin import children_of
+    from sagakit.admin import find as find_saga
+    from sagakit.cli import render
 
     async def work(store: SagaStore) -> RenderableType:
         try:
@@ -301,6 +302,10 @@ def show(
 
 async def choreography_report(store: SagaStore, ident: str) -> RenderableType | None:
     """The events of correlation id ``ident``, or None if there are none."""
+    from sagakit.adapters.store import event_store_for
+    from sagakit.choreography import Tracker
+    from sagakit.cli import render
+
     try:
         events = event_store_for(store)
     except StoreError:  # a store without choreography tables
@@ -321,6 +326,9 @@ def recover(
     """Resume the unfinished sagas of these definitions whose owner is gone
     (lease expired, or a dead process on this host), and wait for them; say
     how many are left waiting for a definition version, and why."""
+    from sagakit.cli import render
+    from sagakit.runtime.orchestrator import Orchestrator
+
     sagas = sagas_or_fail(target)
 
     async def work(store: SagaStore) -> tuple[list[SagaRecord], list[LeftWaiting]]:
@@ -382,6 +390,12 @@ def worker(
         fail(f"invalid --lease {lease}: it must be > 0")
     if max_active < 1:
         fail(f"invalid --max-active {max_active}: it must be at least 1")
+
+    import asyncio
+    import signal
+
+    from sagakit.adapters.transport import open_transport
+    from sagakit.runtime.worker import Worker
 
     broker = transport or os.environ.get(TRANSPORT_ENV)
 
@@ -454,6 +468,11 @@ def participant(
     broker = transport or os.environ.get(TRANSPORT_ENV)
     if not broker:
         fail(f"a participant needs a broker: --transport URL or ${TRANSPORT_ENV}")
+
+    import asyncio
+    import signal
+
+    from sagakit.adapters.transport import open_transport
 
     async def work(store: SagaStore) -> int:
         carrier = await open_transport(broker)

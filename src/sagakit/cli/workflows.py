@@ -12,23 +12,25 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.console import Console, RenderableType
 
 from sagakit.adapters.store import (
     database_url,
     migrated_workflow_store,
     open_store_async,
 )
-from sagakit.cli import render
-from sagakit.cli.common import db_of
+from sagakit.cli.common import db_of, run_async
 from sagakit.errors import SagaNotFound, StoreError
-from sagakit.ports.store import SagaStore
-from sagakit.ports.workflow_store import WorkflowRecord, WorkflowStatus, WorkflowStore
-from sagakit.runtime import loop as event_loop
+from sagakit.ports.workflow_status import WorkflowStatus
 from sagakit.views.input import BadInput
+
+if TYPE_CHECKING:  # a command imports what it runs when it runs
+    from rich.console import Console, RenderableType
+
+    from sagakit.ports.store import SagaStore
+    from sagakit.ports.workflow_store import WorkflowRecord, WorkflowStore
 
 T = TypeVar("T")
 
@@ -41,6 +43,7 @@ workflows_app = typer.Typer(
     name="workflows",
     help="Inspect workflow instances (WorkflowApp) in the store.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # as the sagakit command: see cli.main
 )
 
 AppOption = Annotated[
@@ -82,7 +85,7 @@ def _with_workflows(
         async with open_workflow_store(db_of(ctx)) as store:
             return await work(store)
 
-    return event_loop.run(run())
+    return run_async(run())
 
 
 def parse_status(value: str | None) -> WorkflowStatus | None:
@@ -135,6 +138,8 @@ def register(app: typer.Typer, out: Console) -> None:
         """List workflow instances, newest first."""
         wanted = parse_status(status)
 
+        from sagakit.cli import render
+
         async def work(store: WorkflowStore) -> RenderableType:
             records = await store.list_workflows(
                 status=wanted, app=app_name, limit=limit
@@ -154,6 +159,7 @@ def register(app: typer.Typer, out: Console) -> None:
         app_name: AppOption = None,
     ) -> None:
         """Show one instance: its pending call and timer, state and history."""
+        from sagakit.cli import render
 
         async def work(store: WorkflowStore) -> RenderableType:
             record = await resolve(store, instance_id, app_name)

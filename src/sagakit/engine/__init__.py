@@ -2,33 +2,44 @@
 
 from __future__ import annotations
 
-from sagakit.engine.commands import (
-    CancelSteps,
-    Command,
-    Compensate,
-    Decision,
-    FinishSaga,
-    RunStep,
-    SendCancel,
-)
-from sagakit.engine.decide import decide, initial_state
-from sagakit.engine.events import (
-    CancelRequested,
-    CompensationAttemptFailed,
-    CompensationSucceeded,
-    DeadlinePassed,
-    Event,
-    PauseRequested,
-    ResumeRequested,
-    RetryRequested,
-    RollbackRequested,
-    SagaResumed,
-    SagaStarted,
-    StepAttemptFailed,
-    StepSucceeded,
-    UnpauseRequested,
-)
-from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus, StepState, StepStatus
+from typing import TYPE_CHECKING
+
+from sagakit._lazy import lazy_exports
+
+if TYPE_CHECKING:  # imported on first use: see sagakit._lazy
+    from sagakit.engine.commands import (
+        CancelSteps,
+        Command,
+        Compensate,
+        Decision,
+        FinishSaga,
+        RunStep,
+        SendCancel,
+    )
+    from sagakit.engine.decide import decide, initial_state
+    from sagakit.engine.events import (
+        CancelRequested,
+        CompensationAttemptFailed,
+        CompensationSucceeded,
+        DeadlinePassed,
+        Event,
+        PauseRequested,
+        ResumeRequested,
+        RetryRequested,
+        RollbackRequested,
+        SagaResumed,
+        SagaStarted,
+        StepAttemptFailed,
+        StepSucceeded,
+        UnpauseRequested,
+    )
+    from sagakit.engine.state import (
+        ErrorInfo,
+        SagaState,
+        SagaStatus,
+        StepState,
+        StepStatus,
+    )
 
 __all__ = [
     "CancelRequested",
@@ -60,3 +71,45 @@ __all__ = [
     "decide",
     "initial_state",
 ]
+
+lazy_exports(
+    __name__,
+    {
+        "sagakit.engine.commands": (
+            "CancelSteps",
+            "Command",
+            "Compensate",
+            "Decision",
+            "FinishSaga",
+            "RunStep",
+            "SendCancel",
+        ),
+        "sagakit.engine.decide": (
+            "decide",
+            "initial_state",
+        ),
+        "sagakit.engine.events": (
+            "CancelRequested",
+            "CompensationAttemptFailed",
+            "CompensationSucceeded",
+            "DeadlinePassed",
+            "Event",
+            "PauseRequested",
+            "ResumeRequested",
+            "RetryRequested",
+            "RollbackRequested",
+            "SagaResumed",
+            "SagaStarted",
+            "StepAttemptFailed",
+            "StepSucceeded",
+            "UnpauseRequested",
+        ),
+        "sagakit.engine.state": (
+            "ErrorInfo",
+            "SagaState",
+            "SagaStatus",
+            "StepState",
+            "StepStatus",
+        ),
+    },
+)

@@ -3,47 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from enum import StrEnum
 from typing import Any
 
+from sagakit.engine.status import SagaStatus as SagaStatus  # noqa: PLC0414 - old home
+from sagakit.engine.status import StepStatus as StepStatus  # noqa: PLC0414 - old home
 from sagakit.errors import ErrorInfo as ErrorInfo  # noqa: PLC0414 - old home
-
-
-class SagaStatus(StrEnum):
-    """Where a saga instance is. Stored verbatim as the lowercase value."""
-
-    RUNNING = "running"
-    COMPENSATING = "compensating"
-    SUCCEEDED = "succeeded"
-    COMPENSATED = "compensated"
-    COMPENSATION_FAILED = "compensation_failed"
-    FAILED = "failed"
-    """A step after the pivot failed for good: nothing can be compensated."""
-
-    @property
-    def terminal(self) -> bool:
-        return self in _TERMINAL
-
-
-_TERMINAL = frozenset(
-    {
-        SagaStatus.SUCCEEDED,
-        SagaStatus.COMPENSATED,
-        SagaStatus.COMPENSATION_FAILED,
-        SagaStatus.FAILED,
-    }
-)
-
-
-class StepStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    COMPENSATING = "compensating"
-    COMPENSATED = "compensated"
-    COMPENSATION_FAILED = "compensation_failed"
-
 
 INTERRUPTED = ErrorInfo(
     "Interrupted", "the worker stopped while the step ran; its outcome is unknown"

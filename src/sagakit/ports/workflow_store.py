@@ -11,24 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Protocol
 
-
-class WorkflowStatus(StrEnum):
-    """Where a workflow instance is. Stored verbatim as the lowercase value."""
-
-    PENDING = "pending"
-    """Waiting for its step call to be due (a timer, a retry or an event)."""
-    RUNNING = "running"
-    """A worker claimed it and runs its step."""
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED)
-
+from sagakit.ports.workflow_status import (
+    WorkflowStatus as WorkflowStatus,  # noqa: PLC0414 - its old home
+)
 
 WAITING = "waiting: "
 """How the ``error`` of a pending instance starts when no process that looked

@@ -110,6 +110,8 @@ class Driver:
     children: subsaga.ChildWatch = field(default_factory=subsaga.ChildWatch, init=False)
     saves: Any = field(default=None, init=False)
     """Where commits go: the store, or a :class:`GroupCommit` on it."""
+    freed: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    """Set whenever an instance stops being driven here (a worker claims)."""
 
     def __post_init__(self) -> None:
         owners.started(self)
@@ -142,6 +144,7 @@ class Driver:
     def drop(self, saga_id: str) -> None:
         """No longer driven here; the heartbeat stops with the last one."""
         self.active.pop(saga_id, None)
+        self.freed.set()
         if self.beat is not None:
             self.beat.idle()
 

@@ -34,7 +34,8 @@ class Worker:
     a worker that stopped renewing; leases are renewed every ``lease / 3``.
     ``max_active`` bounds the instances driven at once (a parent that only
     waits for its sub-saga's child does not count: the child, which may be
-    claimed after a crash, does the work); ``poll_interval`` is
+    claimed after a crash, does the work): a worker at ``max_active``
+    claims again as soon as one of its instances ends. ``poll_interval`` is
     the pause between claims when there was nothing to claim. ``observer``:
     tracing and metrics hooks (see ``Orchestrator``).
     """
@@ -82,6 +83,7 @@ class Worker:
         cancelled and keep their leases, so others claim them when those expire.
         """
         self._stop.set()
+        self.orchestrator.driver.freed.set()  # wakes a pause in run()
 
     def drain(self) -> None:
         """Ask ``run`` to stop for a rolling restart: claim nothing more, let
@@ -89,7 +91,7 @@ class Worker:
         every saga driven here (another worker claims it at once), and return.
         ``sagakit worker`` does this on SIGTERM."""
         self._drain = True
-        self._stop.set()
+        self.stop()
 
     async def run(
         self, *, until_idle: bool = False, drain_timeout: float = 30.0
@@ -114,8 +116,10 @@ class Worker:
             },
         )
         cancelled = False
+        freed = orch.driver.freed
         try:
             while not self._stop.is_set():
+                freed.clear()  # before counting: a slot freed from now on wakes us
                 busy = orch.active - orch.watching
                 room = self.max_active - busy
                 got, failed = 0, False
@@ -132,10 +136,10 @@ class Worker:
                 idle = orch.active == orch.paused  # paused ones wait for an operator
                 if until_idle and not failed and got == 0 and idle:
                     break
-                if got == 0 or orch.active - orch.watching >= self.max_active:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self.poll_interval):
-                            await self._stop.wait()
+                if orch.active - orch.watching >= self.max_active:
+                    await self._pause(freed, wake_on_free=True)  # claim once one ends
+                elif got == 0:  # nothing to claim: look again in a poll interval
+                    await self._pause(freed, wake_on_free=until_idle and not failed)
         except asyncio.CancelledError:
             cancelled = True
             raise
@@ -172,3 +176,17 @@ class Worker:
                     "claimed": self.claimed,
                 },
             )
+
+    async def _pause(self, freed: asyncio.Event, *, wake_on_free: bool) -> None:
+        """Wait ``poll_interval`` s, or less: until ``stop()``, or with
+        ``wake_on_free`` until an instance driven here ends (``freed``, which
+        ``stop()`` sets too). Frees seen without ``wake_on_free`` are let go
+        by: nothing was claimable, so claiming again at each would only load
+        the store."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.poll_interval):
+                while True:
+                    await freed.wait()
+                    if wake_on_free or self._stop.is_set():
+                        return
+                    freed.clear()

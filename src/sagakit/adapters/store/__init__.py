@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sagakit.adapters.store.database import (
     DEFAULT_DATABASE,
     ENV_VAR,
@@ -18,8 +20,10 @@ from sagakit.adapters.store.database import (
     workflow_store_for,
 )
 from sagakit.errors import StoreError
-from sagakit.ports.event_store import EventStore
-from sagakit.ports.store import SagaStore
+
+if TYPE_CHECKING:  # the CLI reads ENV_VAR and database_url() without them
+    from sagakit.ports.event_store import EventStore
+    from sagakit.ports.store import SagaStore
 
 __all__ = [
     "DEFAULT_DATABASE",

@@ -13,11 +13,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from sagakit.errors import StoreError
-from sagakit.ports.event_store import EventStore, EventStoreSource
-from sagakit.ports.store import SagaStore
-from sagakit.ports.workflow_store import WorkflowStore
+
+if TYPE_CHECKING:  # reading a URL (the CLI's start-up) needs none of them
+    from sagakit.ports.event_store import EventStore
+    from sagakit.ports.store import SagaStore
+    from sagakit.ports.workflow_store import WorkflowStore
 
 DEFAULT_DATABASE = "sagakit.db"
 ENV_VAR = "SAGAKIT_DATABASE_URL"
@@ -134,6 +137,8 @@ async def open_database(url: str | None = None, *, migrate: bool = True) -> Data
 
 def event_store_for(store: object) -> EventStore:
     """The choreography tables of an open saga store, on its connection."""
+    from sagakit.ports.event_store import EventStoreSource  # noqa: PLC0415 - see top
+
     if isinstance(store, EventStoreSource):
         return store.event_store()
     raise StoreError(f"{type(store).__name__} keeps no choreography tables")

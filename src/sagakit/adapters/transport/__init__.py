@@ -21,9 +21,12 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from sagakit.errors import TransportError
-from sagakit.ports.transport import Transport
+
+if TYPE_CHECKING:  # the port speaks pydantic envelopes: not needed to pick one
+    from sagakit.ports.transport import Transport
 
 ENV_VAR = "SAGAKIT_TRANSPORT_URL"
 DEFAULT_TRANSPORT = "memory://"

@@ -1,0 +1,139 @@
+"""What ``sagakit`` imports before it does anything: the start-up guard.
+
+Timing is ``benchmarks/cli_startup.py``'s job; here each command runs in a
+fresh interpreter that reports the modules it loaded, and the heavy ones a
+command does not need must not be among them: drivers, web and tracing
+libraries, the AsyncAPI builder, sagakit's runtime and pydantic models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+DRIVERS = {"asyncpg", "aio_pika", "aiormq", "redis", "celery", "kombu", "psycopg"}
+LIBRARIES = {
+    "fastapi",
+    "starlette",
+    "jinja2",
+    "uvicorn",
+    "opentelemetry",
+    "prometheus_client",
+    "yaml",
+    "sqlalchemy",
+    "httpx",
+}
+HEAVY_SAGAKIT = (
+    "sagakit.definition",
+    "sagakit.runtime.orchestrator",
+    "sagakit.runtime.driver",
+    "sagakit.runtime.worker",
+    "sagakit.messaging",
+    "sagakit.asyncapi",
+    "sagakit.choreography",
+    "sagakit.workflow",
+    "sagakit.participant",
+    "sagakit.dashboard",
+    "sagakit.observability",
+    "sagakit.examples",
+)
+
+# Runs the CLI in-process and writes sys.modules, whatever the exit status.
+PROBE = """
+import atexit, json, sys
+out, args = sys.argv[1], sys.argv[2:]
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+sys.argv = ["sagakit", *args]
+from sagakit.cli.main import main
+main()
+"""
+
+
+def loaded(tmp_path: Path, *args: str) -> list[str]:
+    """The modules loaded by ``sagakit ARGS`` (which must exit 0)."""
+    report = tmp_path / "modules.json"
+    env = {k: v for k, v in os.environ.items() if k != "SAGAKIT_DATABASE_URL"}
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(report), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    modules: list[str] = json.loads(report.read_text())
+    return modules
+
+
+def tops(modules: list[str]) -> set[str]:
+    return {m.split(".")[0] for m in modules}
+
+
+def heavy_sagakit(modules: list[str]) -> list[str]:
+    return [m for m in modules if m.startswith(HEAVY_SAGAKIT)]
+
+
+def migrated_sqlite(tmp_path: Path) -> Path:
+    db = tmp_path / "empty.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "sagakit.cli.main", "--db", str(db), "migrate"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return db
+
+
+def test_help_loads_no_driver_no_pydantic_no_rich(tmp_path: Path) -> None:
+    modules = loaded(tmp_path, "--help")
+
+    assert tops(modules) & (DRIVERS | LIBRARIES) == set()
+    # typer's rich help (markdown, pygments) and its pydantic coercion of
+    # option values are left out too; so are rich and asyncio themselves
+    assert tops(modules) & {"pydantic", "rich", "markdown_it", "pygments"} == set()
+    assert "asyncio" not in modules
+    assert heavy_sagakit(modules) == []
+    assert "sagakit.cli.main" in modules  # the probe did run the CLI
+
+
+@pytest.mark.parametrize("args", [["--version"], ["db", "--help"], ["dlq", "--help"]])
+def test_other_quick_commands_load_no_driver(tmp_path: Path, args: list[str]) -> None:
+    modules = loaded(tmp_path, *args)
+
+    assert tops(modules) & (DRIVERS | LIBRARIES) == set()
+    assert tops(modules) & {"markdown_it", "pygments"} == set()
+    assert heavy_sagakit(modules) == []
+
+
+def test_list_on_sqlite_loads_the_store_alone(tmp_path: Path) -> None:
+    db = migrated_sqlite(tmp_path)
+
+    modules = loaded(tmp_path, "--db", str(db), "list")
+
+    assert tops(modules) & (DRIVERS | LIBRARIES) == set()
+    assert heavy_sagakit(modules) == []
+    assert "sagakit.adapters.store.sqlite" in modules
+    assert "sagakit.adapters.store.postgres" not in modules
+    # pydantic comes with typer (>= 0.2x coerces every option value through a
+    # pydantic TypeAdapter), not with sagakit: none of sagakit's models loaded
+    assert "sagakit.engine.results" not in modules
+
+
+@pytest.mark.postgres
+def test_list_on_postgres_loads_its_driver_alone(tmp_path: Path, pg_url: str) -> None:
+    modules = loaded(tmp_path, "--db", pg_url, "list")
+
+    assert tops(modules) & (DRIVERS | LIBRARIES) == {"asyncpg"}
+    assert heavy_sagakit(modules) == []
+    assert "sagakit.adapters.store.postgres" in modules
