@@ -241,7 +241,7 @@ class Driver:
         saga_id = inst.state.saga_id
         try:
             if inst.trace is None and self.observer.traces:
-                inst.trace = await self._stored_trace(saga_id)
+                inst.trace = await stored_trace(self.store, saga_id)
             while True:
                 commands = refresh.owed(inst, commands)
                 local = self._issue(inst, commands)
@@ -564,13 +564,14 @@ class Driver:
             trace=inst.trace,
         )
 
-    async def _stored_trace(self, saga_id: str) -> dict[str, str]:
-        """The trace carrier stored when the saga started (for the observer)."""
-        try:
-            return trace_of(await self.store.history(saga_id))
-        except StoreError:
-            return {}  # tracing must not stop a saga: its spans start a new trace
-
 
 def _lease_lost(saga_id: str) -> NoReturn:
     raise ConcurrencyError(f"saga {saga_id}: another worker took its lease")
+
+
+async def stored_trace(store: SagaStore, saga_id: str) -> dict[str, str]:
+    """The trace carrier stored when the saga started (for the observer)."""
+    try:
+        return trace_of(await store.history(saga_id))
+    except StoreError:
+        return {}  # tracing must not stop a saga: its spans start a new trace
