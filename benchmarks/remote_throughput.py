@@ -295,14 +295,15 @@ class SagakitSide:
             reply_queue=services.reply_queue_of(tag),
         )
         self.replies = 0
-        handle = self.orchestrator.handle_reply
+        intake = self.orchestrator.intake
+        handle = intake.handle_reply
 
         async def counting(message: Any) -> None:
             self.replies += 1
             await handle(message)
 
         # the reply consumer is subscribed with this attribute in serving()
-        self.orchestrator.handle_reply = counting  # type: ignore[method-assign]
+        intake.handle_reply = counting  # type: ignore[method-assign]
         self.stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> SagakitSide:

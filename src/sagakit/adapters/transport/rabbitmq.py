@@ -42,16 +42,20 @@ with the driver's exception as ``__cause__``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Sequence
+from typing import Any
 
 from sagakit.adapters.transport.amqp import (
     DRIVER_ERRORS,
-    AbstractIncomingMessage,
     AmqpTransport,
     Basic,
     HeadersType,
+    Incoming,
     aio_pika,
 )
+from sagakit.adapters.transport.amqp_publisher import batchable, publish_many
 from sagakit.adapters.transport.delivery import (
     DEAD_AT_HEADER,
     DEAD_HEADERS,
@@ -60,9 +64,11 @@ from sagakit.adapters.transport.delivery import (
     QUEUE_HEADER,
     REASON_HEADER,
     dead_at,
+    error_line,
     open_body,
     text,
 )
+from sagakit.errors import TransportError
 from sagakit.messaging.envelope import Envelope, encode
 from sagakit.ports.transport import DeadLetter
 
@@ -85,6 +91,12 @@ CONTENT_TYPE = "application/json"
 PERSISTENT = 2  # delivery_mode: written to disk by the broker
 
 
+def _properties(message_id: str | None) -> Basic.Properties:
+    return Basic.Properties(
+        content_type=CONTENT_TYPE, delivery_mode=PERSISTENT, message_id=message_id
+    )
+
+
 class RabbitTransport(AmqpTransport):
     """The :class:`~sagakit.ports.transport.Transport` port on RabbitMQ."""
 
@@ -101,6 +113,55 @@ class RabbitTransport(AmqpTransport):
     async def publish_raw(self, queue: str, body: bytes) -> None:
         await self._publish(self.queue_name(queue), body, message_id=None, headers={})
 
+    async def publish_many(
+        self, messages: Sequence[tuple[str, bytes]]
+    ) -> list[Awaitable[Any]]:
+        """Write ``messages`` in one go; each awaitable (a future, not a
+        task) ends on its confirm, or raises the driver's error (see
+        :mod:`~sagakit.adapters.transport.amqp_publisher`)."""
+        self._check_open()
+        outgoing = []
+        for queue, body in messages:
+            name = self.queue_name(queue)
+            await self._ensure(name)
+            outgoing.append((name, body, _properties(None)))
+        with self._errors("publishing"):
+            channel = await self._channel.get_underlay_channel()
+            if batchable(channel):
+                sent = await publish_many(channel, outgoing)
+                return [
+                    self._confirm(name, future)
+                    for (name, _, _), future in zip(outgoing, sent, strict=True)
+                ]
+        return [
+            self._publish(name, body, message_id=None, headers={})
+            for name, body, _ in outgoing
+        ]
+
+    def _confirm(
+        self, name: str, confirmation: asyncio.Future[object]
+    ) -> asyncio.Future[None]:
+        """A future that ends with ``confirmation``, a driver error turned
+        into a ``TransportError`` (a callback: no task per message)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def settle(confirmed: asyncio.Future[object]) -> None:
+            if done.done():
+                return
+            if confirmed.cancelled():
+                done.cancel()
+            elif (exc := confirmed.exception()) is not None:
+                error = TransportError(
+                    f"{self.broker}: publishing to {name} failed: {error_line(exc)}"
+                )
+                error.__cause__ = exc
+                done.set_exception(error)
+            else:
+                done.set_result(None)
+
+        confirmation.add_done_callback(settle)
+        return done
+
     async def _publish(
         self,
         name: str,
@@ -115,16 +176,16 @@ class RabbitTransport(AmqpTransport):
             # the hot path (every command and reply): the frame's properties
             # straight to the driver's channel, without building an
             # aio_pika.Message (a few dozen attribute sets per message)
-            properties = Basic.Properties(
-                content_type=CONTENT_TYPE,
-                delivery_mode=PERSISTENT,
-                message_id=message_id,
-            )
+            properties = _properties(message_id)
             with self._errors(f"publishing to {name}"):
                 channel = await self._channel.get_underlay_channel()
-                await channel.basic_publish(
-                    body, routing_key=name, properties=properties, mandatory=True
-                )
+                if batchable(channel):  # no drain wait, one confirm future
+                    sent = await publish_many(channel, [(name, body, properties)])
+                    await sent[0]
+                else:
+                    await channel.basic_publish(
+                        body, routing_key=name, properties=properties, mandatory=True
+                    )
             return
         amqp_message = aio_pika.Message(
             body,
@@ -136,19 +197,17 @@ class RabbitTransport(AmqpTransport):
         with self._errors(f"publishing to {name}"):
             await self._channel.default_exchange.publish(amqp_message, routing_key=name)
 
-    def _open(self, incoming: AbstractIncomingMessage) -> Envelope | str:
+    def _open(self, incoming: Incoming) -> Envelope | str:
         return open_body(incoming.body, self.limit)
 
     async def _resend(
-        self, name: str, incoming: AbstractIncomingMessage, headers: HeadersType
+        self, name: str, incoming: Incoming, headers: HeadersType
     ) -> None:
         await self._publish(
             name, incoming.body, message_id=incoming.message_id, headers=headers
         )
 
-    def _dead_letter_of(
-        self, queue: str, incoming: AbstractIncomingMessage
-    ) -> DeadLetter:
+    def _dead_letter_of(self, queue: str, incoming: Incoming) -> DeadLetter:
         return DeadLetter(
             queue=queue,
             body=incoming.body,
