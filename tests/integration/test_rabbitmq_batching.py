@@ -1,17 +1,24 @@
-"""RabbitMQ: acknowledgements batched with ``multiple`` and publishes written
-many at once (``publish_many``), against the real broker."""
+"""RabbitMQ: acknowledgements batched with ``multiple``, publishes written
+many at once (``publish_many``) and batches of envelopes (opt-in), against
+the real broker."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from pydantic import BaseModel
 
+from sagakit import Orchestrator, Saga, SagaStatus, SQLiteStore, Step
+from sagakit.definition import Remote
 from sagakit.errors import TransportError
-from sagakit.messaging.envelope import Envelope, encode
+from sagakit.messaging.envelope import Envelope, decode, encode
+from sagakit.participant import Participant
 from sagakit.ports.transport import BatchPublisher
-from sagakit.testing.contracts.transport import Recorder, command
+from sagakit.testing.contracts.transport import Recorder, command, eventually
 from tests.conftest import delete_rabbitmq_queues
 
 if TYPE_CHECKING:
@@ -110,3 +117,136 @@ async def test_publish_many_to_a_deleted_queue_fails_that_message(
     assert kept is None
     assert isinstance(gone, TransportError)
     assert await ready(transport, "kept") == 2
+
+
+# -- batches (opt-in) ------------------------------------------------------------
+
+
+@pytest.fixture
+async def batching(rabbit_transport: RabbitTransport) -> RabbitTransport:
+    rabbit_transport.batch = True
+    return rabbit_transport
+
+
+async def test_messages_published_together_travel_as_one_batch(
+    batching: RabbitTransport,
+) -> None:
+    """Twenty publishes at the same moment: one broker message, twenty
+    envelopes handled one by one."""
+    first = command(0)
+    await batching.publish("together", first)  # alone: declares the queue
+    sent = [command(i) for i in range(1, 21)]
+    await asyncio.gather(*(batching.publish("together", m) for m in sent))
+    assert await ready(batching, "together") == 2
+    sent.append(first)
+    recorder = Recorder(expected=len(sent))
+    await batching.consume("together", recorder)
+    async with asyncio.timeout(10):
+        await recorder.done.wait()
+    assert sorted(m.id for m in recorder.handled) == sorted(m.id for m in sent)
+
+
+async def test_a_batch_element_that_keeps_failing_is_dead_lettered_alone(
+    batching: RabbitTransport,
+) -> None:
+    """The others are handled once; the failing one is sent again alone,
+    counted, until it goes to the dead-letter queue with its reason."""
+    first = command(9)
+    await batching.publish("parts", first)  # alone: declares the queue
+    sent = [command(i) for i in range(3)]
+    await asyncio.gather(*(batching.publish("parts", m) for m in sent))
+    assert await ready(batching, "parts") == 2
+    bad = sent[1].id
+    recorder = Recorder(expected=3, fail=lambda message, _: message.id == bad)
+    await batching.consume("parts", recorder, max_deliveries=3)
+    dead = await eventually(lambda: batching.dead_letters("parts"))
+    assert [decode(d.body).id for d in dead] == [bad]
+    assert "handler failed 3 times" in dead[0].reason
+    assert sorted(m.id for m in recorder.handled) == sorted(
+        m.id for m in [first, *sent] if m.id != bad
+    )
+    assert [m.id for m in recorder.calls].count(bad) == 3
+
+
+async def test_a_malformed_batch_is_dead_lettered_whole_and_a_bad_element_alone(
+    batching: RabbitTransport,
+) -> None:
+    good = command(1)
+    await batching.publish_raw("mixed", b'{"batch":7,"messages":[{}]}')
+    await batching.publish_raw(
+        "mixed", b'{"batch":1,"messages":[' + encode(good) + b',{"v":1}]}'
+    )
+    recorder = Recorder(expected=1)
+    await batching.consume("mixed", recorder)
+    dead = await eventually(lambda: batching.dead_letters("mixed"), count=2)
+    reasons = sorted(d.reason for d in dead)
+    assert "unsupported batch version 7" in reasons[1]
+    assert reasons[0].startswith("kind:") or "kind" in reasons[0]
+    assert [m.id for m in recorder.handled] == [good.id]
+
+
+async def test_remote_sagas_run_over_batches(tmp_path: Path, rabbitmq_url: str) -> None:
+    """Orchestrator and participant both batching: concurrent sagas
+    succeed, each command handled once."""
+    from sagakit.adapters.transport.rabbitmq import RabbitTransport  # noqa: PLC0415
+
+    prefix = f"sagakit-test-{uuid.uuid4().hex[:12]}"
+    url = f"{rabbitmq_url}?batch=true"
+    orchestrating = await RabbitTransport.connect(url, prefix=prefix)
+    serving = await RabbitTransport.connect(rabbitmq_url, prefix=prefix)
+    serving.batch = True
+    assert orchestrating.batch
+    assert serving.batch
+    handled: list[int] = []
+    kitchen = Participant("kitchen", serving, SQLiteStore(tmp_path / "kitchen.db"))
+
+    @kitchen.handler("kitchen.ticket")
+    async def ticket(cmd: dict[str, int]) -> dict[str, int]:
+        handled.append(cmd["n"])
+        return {"ticket": cmd["n"]}
+
+    saga = Saga(
+        "batched",
+        [
+            Step(
+                "ticket", Remote("kitchen.ticket", lambda ctx: {"n": ctx.n}), timeout=30
+            )
+        ],
+        context=Numbered,
+    )
+    orch = Orchestrator(
+        SQLiteStore(tmp_path / "orders.db"), [saga], transport=orchestrating
+    )
+    try:
+        await kitchen.start()
+        async with orch.serving():
+            results = await asyncio.gather(
+                *(orch.run(saga, Numbered(n=n)) for n in range(30))
+            )
+        assert {r.status for r in results} == {SagaStatus.SUCCEEDED}
+        assert sorted(handled) == list(range(30))
+        assert sorted(r.results["ticket"]["ticket"] for r in results) == list(range(30))
+    finally:
+        await kitchen.stop()
+        await orch.close()
+        await orchestrating.close()
+        await serving.close()
+        await delete_rabbitmq_queues(
+            *sorted(orchestrating.declared_queues | serving.declared_queues)
+        )
+
+
+class Numbered(BaseModel):
+    n: int = 0
+
+
+def test_the_batch_url_parameter_must_say_true_or_false() -> None:
+    from sagakit.adapters.transport.rabbitmq import batch_option  # noqa: PLC0415
+
+    assert batch_option("amqp://h/?batch=true&heartbeat=5") == (
+        "amqp://h/?heartbeat=5",
+        True,
+    )
+    assert batch_option("amqp://h/") == ("amqp://h/", False)
+    with pytest.raises(TransportError, match="batch='maybe'"):
+        batch_option("amqp://h/?batch=maybe")

@@ -41,6 +41,7 @@ from sagakit.adapters.transport.delivery import (
     requeued,
 )
 from sagakit.errors import TransportError
+from sagakit.messaging.batch import Part
 from sagakit.messaging.envelope import MAX_MESSAGE_BYTES, Envelope
 from sagakit.ports.transport import DeadLetter, Handler
 
@@ -176,7 +177,7 @@ class AmqpTransport(BaseTransport):
     ) -> Self:
         """Connect (reconnecting automatically later) and open the publish
         channel; ``prefix`` defaults to :attr:`default_prefix`."""
-        url = cls._amqp_url(url)
+        given, url = url, cls._amqp_url(url)
         try:
             connection = await aio_pika.connect_robust(url, timeout=connect_timeout)
         except DRIVER_ERRORS as exc:
@@ -193,12 +194,17 @@ class AmqpTransport(BaseTransport):
             with contextlib.suppress(*DRIVER_ERRORS):
                 await connection.close()
             raise
-        return cls(connection, channel, limit=limit, prefix=prefix)
+        transport = cls(connection, channel, limit=limit, prefix=prefix)
+        transport._configure(given)
+        return transport
 
     @classmethod
     def _amqp_url(cls, url: str) -> str:
         """aio-pika's URL for ``url``."""
         return url
+
+    def _configure(self, url: str) -> None:
+        """Take this adapter's own options from the URL it was given."""
 
     @classmethod
     @contextlib.contextmanager
@@ -288,9 +294,14 @@ class AmqpTransport(BaseTransport):
         """Handle ``incoming``; returns once it may be acknowledged (handled,
         or sent again or to the dead-letter queue, confirmed)."""
         headers = incoming.headers
-        verdict = await deliver(
-            handler, self._open(incoming), counted(headers) + 1, max_deliveries
-        )
+        opened = self._open(incoming)
+        deliveries = counted(headers) + 1
+        if isinstance(opened, list):
+            await self._deliver_parts(
+                queue, incoming, opened, handler, (deliveries, max_deliveries)
+            )
+            return
+        verdict = await deliver(handler, opened, deliveries, max_deliveries)
         if verdict is ACK:
             return
         name = self.queue_name(queue)
@@ -302,8 +313,44 @@ class AmqpTransport(BaseTransport):
             dead = dead_letter_headers(self.log, queue, headers, verdict.reason)
             await self._resend(f"{name}.dlq", incoming, dead)
 
-    def _open(self, incoming: Incoming) -> Envelope | str:
-        """The envelope ``incoming`` carries, or why it goes to the DLQ."""
+    async def _deliver_parts(
+        self,
+        queue: str,
+        incoming: Incoming,
+        parts: list[Part],
+        handler: Handler,
+        counts: tuple[int, int],
+    ) -> None:
+        """Handle each envelope of a batch on its own (concurrently, as if
+        each had come alone); one that failed is sent again alone, counted,
+        or dead-lettered alone with its reason, before the batch is settled."""
+        deliveries, max_deliveries = counts  # this delivery's, and the most
+        verdicts = await asyncio.gather(
+            *(deliver(handler, p.opened, deliveries, max_deliveries) for p in parts)
+        )
+        name = self.queue_name(queue)
+        headers = incoming.headers
+        for part, verdict in zip(parts, verdicts, strict=True):
+            if verdict is ACK:
+                continue
+            message_id = part.opened.id if isinstance(part.opened, Envelope) else None
+            if verdict.reason is None:
+                requeued(self.log, queue, verdict.deliveries)
+                again = {**headers, DELIVERIES_HEADER: verdict.deliveries}
+                await self._resend_body(name, part.body(), message_id, again)
+            else:
+                dead = dead_letter_headers(self.log, queue, headers, verdict.reason)
+                await self._resend_body(f"{name}.dlq", part.body(), message_id, dead)
+
+    def _open(self, incoming: Incoming) -> Envelope | list[Part] | str:
+        """The envelope ``incoming`` carries (the parts of a batch, where the
+        adapter reads batches), or why it goes to the DLQ."""
+        raise NotImplementedError
+
+    async def _resend_body(
+        self, name: str, body: bytes, message_id: str | None, headers: HeadersType
+    ) -> None:
+        """Publish ``body`` (one envelope of a batch) to ``name``, confirmed."""
         raise NotImplementedError
 
     async def _resend(
