@@ -49,10 +49,14 @@ class Coalescer:
                 batch, self._waiting = self._waiting, []
                 try:
                     confirms = await self._send_many([(n, b) for n, b, _ in batch])
-                except TransportError as exc:
+                except Exception as exc:  # each publisher gets it; the loop goes on
+                    error = exc
+                    if not isinstance(exc, TransportError):
+                        error = TransportError(f"publishing failed: {exc!r}")
+                        error.__cause__ = exc
                     for _, _, done in batch:
                         if not done.done():
-                            done.set_exception(exc)
+                            done.set_exception(error)
                     continue
                 for (_, _, done), confirm in zip(batch, confirms, strict=True):
                     _settle_with(done, asyncio.ensure_future(confirm))
