@@ -128,7 +128,9 @@ class Result:
         return self.messages / self.sagas if self.sagas else 0.0
 
 
-def scenarios(n: int, concurrency: int, celery_pool: str) -> list[Scenario]:
+def scenarios(
+    n: int, concurrency: int, celery_pool: str, batch: bool = False
+) -> list[Scenario]:
     rows = []
     for mode, conc in (("seq", 1), ("conc", concurrency)):
         flight = f", {conc} in flight" if conc > 1 else ", one at a time"
@@ -142,6 +144,17 @@ def scenarios(n: int, concurrency: int, celery_pool: str) -> list[Scenario]:
                 n,
             )
         )
+        if batch:
+            rows.append(
+                Scenario(
+                    f"skb-{mode}",
+                    f"sagakit, RabbitTransport ?batch=true{flight}",
+                    "sagakit-batch",
+                    mode,
+                    conc,
+                    n,
+                )
+            )
         rows.append(
             Scenario(
                 f"celery-{mode}",
@@ -295,14 +308,15 @@ class SagakitSide:
             reply_queue=services.reply_queue_of(tag),
         )
         self.replies = 0
-        handle = self.orchestrator.handle_reply
+        intake = self.orchestrator.intake
+        handle = intake.handle_reply
 
         async def counting(message: Any) -> None:
             self.replies += 1
             await handle(message)
 
         # the reply consumer is subscribed with this attribute in serving()
-        self.orchestrator.handle_reply = counting  # type: ignore[method-assign]
+        intake.handle_reply = counting  # type: ignore[method-assign]
         self.stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> SagakitSide:
@@ -452,37 +466,43 @@ class Setup:
     procs: Processes
     pg_url: str | None = None
     sagakit_queues: list[str] = field(default_factory=list)
+    batch_queues: list[str] = field(default_factory=list)  # with --batch
     celery_queues: list[str] = field(default_factory=list)
     floor_queues: list[str] = field(default_factory=list)  # echo a, b, c; replies
+
+
+def batch_url(url: str) -> str:
+    """``url`` asking the RabbitMQ transport to batch (``batch=true``)."""
+    return url + ("&" if "?" in url else "?") + "batch=true"
 
 
 def start_processes(setup: Setup) -> None:
     args, tag, tmp = setup.args, setup.tag, setup.tmp
     services = import_bench_module("remote_services")
-    sk_env = child_env(tag, {})
-    for service in services.SERVICES:
-        setup.procs.start(
-            f"sagakit-{service}",
-            [
-                sys.executable,
-                "-m",
-                "sagakit.cli.main",
-                "--db",
-                str(tmp / f"participant-{service}.db"),
-                "participant",
-                f"remote_services:{service}",
-                "--transport",
-                args.broker,
-            ],
-            sk_env,
-        )
-    logical = [services.queue_of(tag, s) for s in services.SERVICES]
-    logical.append(services.reply_queue_of(tag))
-    for queue in logical:
-        setup.sagakit_queues += [
-            f"{SAGAKIT_PREFIX}.{queue}",
-            f"{SAGAKIT_PREFIX}.{queue}.dlq",
-        ]
+    sides = [(tag, args.broker, setup.sagakit_queues)]
+    if args.batch:  # participants of their own, batching their replies
+        sides.append((f"{tag}b", batch_url(args.broker), setup.batch_queues))
+    for side_tag, url, queues in sides:
+        for service in services.SERVICES:
+            setup.procs.start(
+                f"sagakit-{side_tag}-{service}",
+                [
+                    sys.executable,
+                    "-m",
+                    "sagakit.cli.main",
+                    "--db",
+                    str(tmp / f"participant-{side_tag}-{service}.db"),
+                    "participant",
+                    f"remote_services:{service}",
+                    "--transport",
+                    url,
+                ],
+                child_env(side_tag, {}),
+            )
+        logical = [services.queue_of(side_tag, s) for s in services.SERVICES]
+        logical.append(services.reply_queue_of(side_tag))
+        for queue in logical:
+            queues += [f"{SAGAKIT_PREFIX}.{queue}", f"{SAGAKIT_PREFIX}.{queue}.dlq"]
 
     celery_env = child_env(
         tag,
@@ -543,9 +563,9 @@ def start_processes(setup: Setup) -> None:
     setup.floor_queues.append(f"floor-{tag}-replies")
 
 
-async def open_store(setup: Setup) -> SagaStore:
+async def open_store(setup: Setup, name: str = "orchestrator") -> SagaStore:
     if setup.args.store == "sqlite":
-        return SQLiteStore(setup.tmp / "orchestrator.db")
+        return SQLiteStore(setup.tmp / f"{name}.db")
     from sagakit.adapters.store.postgres import PostgresStore  # noqa: PLC0415
 
     assert setup.pg_url is not None  # noqa: S101 - set by main for postgres
@@ -568,6 +588,7 @@ async def measure(setup: Setup, rows: list[Scenario]) -> list[Result]:
     await wait_for_consumers(
         args.broker,
         [q for q in setup.sagakit_queues if not q.endswith(".dlq")][:-1]
+        + [q for q in setup.batch_queues if not q.endswith(".dlq")][:-1]
         + setup.celery_queues[:-1]
         + setup.floor_queues[:-1],
         setup.procs,
@@ -585,12 +606,26 @@ async def measure(setup: Setup, rows: list[Scenario]) -> list[Result]:
         store = await open_store(setup)
         transport = await RabbitTransport.connect(args.broker, prefix=SAGAKIT_PREFIX)
         floor = FloorSide(args.broker, setup.floor_queues[:-1], setup.floor_queues[-1])
-        async with SagakitSide(store, transport, setup.tag) as sk, floor:
+        batching = contextlib.AsyncExitStack()
+        async with SagakitSide(store, transport, setup.tag) as sk, floor, batching:
             celery = driver
+            skb = sk
+            if args.batch:
+                skb = await batching.enter_async_context(
+                    SagakitSide(
+                        await open_store(setup, "orchestrator-batch"),
+                        await RabbitTransport.connect(
+                            batch_url(args.broker), prefix=SAGAKIT_PREFIX
+                        ),
+                        f"{setup.tag}b",
+                    )
+                )
 
             async def run(s: Scenario, count: int) -> tuple[float, int]:
                 if s.library == "sagakit":
                     return await sk.timed(count, s.concurrency)
+                if s.library == "sagakit-batch":
+                    return await skb.timed(count, s.concurrency)
                 if s.library == "floor":
                     return await floor.timed(count, s.concurrency)
                 return await loop.run_in_executor(
@@ -627,8 +662,9 @@ def ratio(
     against: str = "celery",
     library: str = "sagakit",
 ) -> float | None:
-    """``result``'s rate over ``against``'s in the same mode (``library`` rows)."""
-    if result.scenario.library != library:
+    """``result``'s rate over ``against``'s in the same mode (``library``
+    rows; ``sagakit`` covers the batching rows too)."""
+    if not result.scenario.library.startswith(library):
         return None
     peer = by_key.get(f"{against}-{result.scenario.mode}")
     if peer is None or not peer.runs or not result.runs:
@@ -787,6 +823,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="threads or processes per Celery worker unless the pool is solo;"
         " default 8",
     )
+    parser.add_argument(
+        "--batch",
+        action="store_true",
+        help="also run sagakit with RabbitMQ batching (rows skb-*: orchestrator"
+        " and participants with batch=true, their own processes and queues)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     for name in ("n", "repeats", "concurrency", "celery_concurrency"):
@@ -810,7 +852,10 @@ def cleanup(setup: Setup) -> Iterator[None]:
             asyncio.run(
                 delete_from_broker(
                     setup.args.broker,
-                    setup.sagakit_queues + setup.celery_queues + setup.floor_queues,
+                    setup.sagakit_queues
+                    + setup.batch_queues
+                    + setup.celery_queues
+                    + setup.floor_queues,
                     setup.celery_queues,
                 )
             )
@@ -844,7 +889,7 @@ def main(argv: list[str] | None = None) -> int:
         + ("" if args.celery_pool == "solo" else f" x{args.celery_concurrency}")
         + f"; event loop of sagakit and the floor: {event_loop.loop_name()}"
     )
-    rows = scenarios(args.n, args.concurrency, args.celery_pool)
+    rows = scenarios(args.n, args.concurrency, args.celery_pool, args.batch)
     with tempfile.TemporaryDirectory(prefix="sagakit-remote-bench-") as tmp_name:
         setup = Setup(args, tag, Path(tmp_name), Processes(Path(tmp_name)))
         with cleanup(setup):

@@ -24,6 +24,7 @@ import pytest
 
 if TYPE_CHECKING:
     from sagakit.adapters.store import Database
+    from sagakit.adapters.transport.rabbitmq import RabbitTransport
     from sagakit.ports.store import SagaStore
 
 POSTGRES_URL = os.environ.get(
@@ -194,6 +195,20 @@ def rabbitmq_url() -> str:
             pytest.fail(reason)
         pytest.skip(reason)
     return RABBITMQ_URL
+
+
+@pytest.fixture
+async def rabbit_transport(rabbitmq_url: str) -> AsyncIterator[RabbitTransport]:
+    """A ``RabbitTransport`` with a queue prefix of its own; its queues are
+    deleted afterwards."""
+    rabbitmq = pytest.importorskip("sagakit.adapters.transport.rabbitmq")
+    prefix = f"sagakit-test-{uuid.uuid4().hex[:12]}"
+    transport = await rabbitmq.RabbitTransport.connect(rabbitmq_url, prefix=prefix)
+    try:
+        yield transport
+    finally:
+        await transport.close()
+        await delete_rabbitmq_queues(*sorted(transport.declared_queues))
 
 
 # --- Redis ---------------------------------------------------------------------

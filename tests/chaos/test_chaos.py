@@ -140,8 +140,11 @@ def test_chaos_kill(cluster: Cluster, db: str) -> None:
 )
 def test_chaos_restart_services(cluster: Cluster, db: str) -> None:
     count = 300
-    cluster.max_active = 4  # slow enough for both restarts to land mid-run
-    cluster.env["CHAOS_DELAY_MS"] = "100-200"
+    # slow enough for both restarts to land mid-run, and for sagas to be
+    # left unfinished after the broker restart however quick the remote
+    # path is (at 100-200 ms the batched path ended all 300 during it)
+    cluster.max_active = 4
+    cluster.env["CHAOS_DELAY_MS"] = "200-400"
     began = time.monotonic()
     submit(db, count, cluster.env)
     cluster.start_all(workers=2, instances=1)

@@ -76,15 +76,8 @@ class TestRabbitTransport(TransportContract):
     """Each test gets its own queue prefix; its queues are deleted afterwards."""
 
     @pytest.fixture
-    async def transport(self, rabbitmq_url: str) -> AsyncIterator[RabbitTransport]:
-        rabbitmq = pytest.importorskip("sagakit.adapters.transport.rabbitmq")
-        prefix = f"sagakit-test-{uuid.uuid4().hex[:12]}"
-        transport = await rabbitmq.RabbitTransport.connect(rabbitmq_url, prefix=prefix)
-        try:
-            yield transport
-        finally:
-            await transport.close()
-            await delete_rabbitmq_queues(*sorted(transport.declared_queues))
+    async def transport(self, rabbit_transport: RabbitTransport) -> RabbitTransport:
+        return rabbit_transport
 
     async def test_messages_are_persistent_json_with_the_envelope_id(
         self, transport: RabbitTransport, queue: str, rabbitmq_url: str

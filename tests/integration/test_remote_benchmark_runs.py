@@ -10,10 +10,18 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.rabbitmq, pytest.mark.celery, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.rabbitmq,
+    pytest.mark.celery,
+    pytest.mark.slow,
+    pytest.mark.timeout(200),  # three more participant processes with --batch
+]
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "remote_throughput.py"
-ROWS = ["sk-seq", "celery-seq", "floor-seq", "sk-conc", "celery-conc", "floor-conc"]
+ROWS = [
+    *("sk-seq", "skb-seq", "celery-seq", "floor-seq"),
+    *("sk-conc", "skb-conc", "celery-conc", "floor-conc"),
+]
 
 
 def table_rows(stdout: str) -> dict[str, list[str]]:
@@ -43,12 +51,12 @@ def test_remote_benchmark_prints_a_row_per_scenario(
         [
             sys.executable,
             str(SCRIPT),
-            *("--n", "5", "--repeats", "1", "--concurrency", "5"),
+            *("--n", "5", "--repeats", "1", "--concurrency", "5", "--batch"),
             *("--broker", rabbitmq_url, "--json", str(out)),
         ],
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=180,
         check=False,
     )
 
@@ -60,9 +68,11 @@ def test_remote_benchmark_prints_a_row_per_scenario(
         assert sagas_per_s > 0, key
         assert messages_per_saga > 0, key
         # sagakit/floor: a ratio on the sagakit rows, "-" on the others
-        assert cells[8].endswith("x") == key.startswith("sk-"), cells
+        assert cells[8].endswith("x") == key.startswith("sk"), cells
     for key in ("floor-seq", "floor-conc"):
         assert number(rows[key][6]) == 6, rows[key]  # 3 requests + 3 echoes
+    for key in ("sk-seq", "sk-conc", "skb-seq", "skb-conc"):
+        assert number(rows[key][6]) >= 6, rows[key]  # 3 commands + 3 replies
     targets = re.findall(r"^target: .*: (PASS|MISS)$", done.stdout, re.MULTILINE)
     assert len(targets) == 2
     ceilings = re.findall(r"^ceiling: .*\d\.\d\dx", done.stdout, re.MULTILINE)

@@ -211,11 +211,32 @@ def decode(data: bytes | str, *, limit: int = MAX_MESSAGE_BYTES) -> Envelope:
     size = len(data if isinstance(data, bytes) else data.encode("utf-8", "replace"))
     if size > limit:
         raise MalformedMessage(f"{size} bytes is over the {limit}-byte limit")
-    raw = _parse(data)
+    raw, deep = parse_json(data)
     if not isinstance(raw, dict):
         raise MalformedMessage(f"not a JSON object but {type(raw).__name__}")
-    if _may_need_tree_check(data):
+    if deep:
         _check_tree(raw)
+    return envelope_of(raw)
+
+
+def parse_json(data: bytes | str) -> tuple[Any, bool]:
+    """What ``data`` holds, parsed as :func:`decode` parses it (UTF-8, no
+    NaN, no duplicate keys), and whether parts of it still need
+    :func:`check_nesting`; or ``MalformedMessage``."""
+    return _parse(data), _may_need_tree_check(data)
+
+
+def check_nesting(raw: Any) -> None:
+    """``MalformedMessage`` if ``raw`` nests deeper than an envelope may or
+    holds a lone surrogate."""
+    _check_tree(raw)
+
+
+def envelope_of(raw: Any) -> Envelope:
+    """The envelope a parsed JSON object describes (version 1, strictly
+    validated), or ``MalformedMessage``."""
+    if not isinstance(raw, dict):
+        raise MalformedMessage(f"not a JSON object but {type(raw).__name__}")
     if "v" not in raw:
         raise MalformedMessage("no envelope version (field 'v')")
     version = raw["v"]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from sagakit.messaging.envelope import Envelope
 
@@ -64,3 +64,16 @@ class Transport(Protocol):
         fixing what made the handler fail."""
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class BatchPublisher(Protocol):
+    """A transport that can write many raw messages at once (optional)."""
+
+    async def publish_many(
+        self, messages: Sequence[tuple[str, bytes]]
+    ) -> list[Awaitable[Any]]:
+        """Hand ``(queue, body)`` messages to the broker together, without
+        waiting for them to be durable; each awaitable ends once the broker
+        has its message (raising if it was refused), in any order. The
+        outbox relay uses it to confirm many messages at once."""

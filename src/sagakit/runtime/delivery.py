@@ -189,20 +189,21 @@ async def enqueue(
     driver = inst.driver
     if driver is None or driver.done():
         return  # nothing will apply it here; the store still has the truth
-    waiter = asyncio.ensure_future(asyncio.shield(handled))
-    try:
-        done, _ = await asyncio.wait({waiter, driver}, return_when="FIRST_COMPLETED")
-    except asyncio.CancelledError:
-        waiter.cancel()  # else what applying it raises is never retrieved
-        raise
-    if waiter in done:
-        waiter.result()
-    else:
-        waiter.cancel()
+
+    def stopped(_: object) -> None:
         if not handled.done():
-            raise SagaError(
-                f"saga {inst.state.saga_id} stopped before a delivery was applied"
+            handled.set_exception(
+                SagaError(
+                    f"saga {inst.state.saga_id} stopped before a delivery was applied"
+                )
             )
+
+    # a callback, not asyncio.wait(): no waiter task or future per delivery
+    driver.add_done_callback(stopped)
+    try:
+        await handled  # cancelled with this task: the delivery is applied anyway
+    finally:
+        driver.remove_done_callback(stopped)
 
 
 def _consume_result(done: asyncio.Future[None]) -> None:

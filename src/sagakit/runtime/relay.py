@@ -15,7 +15,11 @@ deduplicate by message id.
 Publishes are not awaited one by one: a broker confirm can take as long as
 the whole round trip to a participant and back (RabbitMQ confirms a
 persistent message once it is on disk or acknowledged), so publishing goes
-on while earlier confirms are outstanding.
+on while earlier confirms are outstanding. A transport that can publish
+many messages at once (:class:`~sagakit.ports.transport.BatchPublisher`)
+gets everything that is due in one call from one sending loop, and each
+confirm is taken by a callback: no task per message. Others get a task per
+message.
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 from sagakit.errors import StoreError, TransportError
 from sagakit.ports.store import OutboxMessage, SagaStore
-from sagakit.ports.transport import Transport
+from sagakit.ports.transport import BatchPublisher, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +67,10 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._flush_now = asyncio.Event()
         self._confirmed: list[str] = []
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight: set[asyncio.Future[Any]] = set()
+        self._batches = transport if isinstance(transport, BatchPublisher) else None
+        self._outgoing: list[OutboxMessage] = []
+        self._send = asyncio.Event()
         self._running = False
         self._starved = False  # the last claim found no room: claim again on a confirm
 
@@ -103,10 +112,65 @@ class OutboxRelay:
             self._wake.set()
 
     def _start(self, message: OutboxMessage) -> None:
-        """Publish ``message`` in a task of its own, counted as in flight."""
+        """Publish ``message``: handed to the sending loop of a batch
+        publisher, else in a task of its own; counted as in flight."""
+        if self._batches is not None and self._running:
+            self._outgoing.append(message)
+            self._send.set()
+            return
         task = asyncio.create_task(self._publish(message))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
+
+    async def _send_loop(self, publisher: BatchPublisher) -> None:
+        """Publish what :meth:`_start` handed over, a batch per call; the
+        confirms are taken by :meth:`_sent`."""
+        while True:
+            await self._send.wait()
+            self._send.clear()
+            while self._outgoing:
+                batch = self._outgoing[: self.batch]
+                del self._outgoing[: self.batch]
+                try:
+                    confirms = await publisher.publish_many(
+                        [(m.destination, m.body) for m in batch]
+                    )
+                except TransportError as exc:
+                    for message in batch:
+                        self._failed(message, exc)
+                    continue
+                for message, confirm in zip(batch, confirms, strict=True):
+                    future = asyncio.ensure_future(confirm)
+                    self._in_flight.add(future)
+                    future.add_done_callback(functools.partial(self._sent, message))
+
+    def _sent(self, message: OutboxMessage, done: asyncio.Future[Any]) -> None:
+        """A confirm (or a refusal) of a message the sending loop published."""
+        self._in_flight.discard(done)
+        if self._starved:
+            self._wake.set()
+        if done.cancelled():
+            return  # stopping: still held, released for others
+        if (exc := done.exception()) is not None:
+            self._failed(message, exc)
+        else:
+            self._confirm(message)
+
+    def _failed(self, message: OutboxMessage, exc: BaseException) -> None:
+        # still held: published again once the hold expires
+        logger.warning(
+            "publish failed; retried after the hold",
+            extra={
+                "action": "relay_publish_failed",
+                "message_id": message.message_id,
+                "error": str(exc),
+            },
+        )
+
+    def _confirm(self, message: OutboxMessage) -> None:
+        self._confirmed.append(message.message_id)
+        if len(self._confirmed) >= self.batch:
+            self._flush_now.set()
 
     async def run_once(self) -> int:
         """Publish one batch and wait for its confirms; returns how many went out."""
@@ -123,22 +187,12 @@ class OutboxRelay:
         try:
             await self.transport.publish_raw(message.destination, message.body)
         except TransportError as exc:
-            # still held: published again once the hold expires
-            logger.warning(
-                "publish failed; retried after the hold",
-                extra={
-                    "action": "relay_publish_failed",
-                    "message_id": message.message_id,
-                    "error": str(exc),
-                },
-            )
+            self._failed(message, exc)
             return
         finally:
             if self._starved:
                 self._wake.set()
-        self._confirmed.append(message.message_id)
-        if len(self._confirmed) >= self.batch:
-            self._flush_now.set()
+        self._confirm(message)
 
     async def _flush(self) -> None:
         if self._confirmed:
@@ -154,13 +208,18 @@ class OutboxRelay:
         """Publish until cancelled; store and broker errors are retried."""
         self._running = True
         flusher = asyncio.create_task(self._flush_loop())
+        sender = None
+        if self._batches is not None:
+            sender = asyncio.create_task(self._send_loop(self._batches))
         delay = self.poll_interval
         try:
             while True:
                 self._wake.clear()
                 claimed = 0
                 try:
-                    room = self.max_in_flight - len(self._in_flight)
+                    room = (
+                        self.max_in_flight - len(self._in_flight) - len(self._outgoing)
+                    )
                     self._starved = room <= 0
                     if room > 0:
                         messages = await self.store.claim_outbox(
@@ -184,9 +243,12 @@ class OutboxRelay:
                         await self._wake.wait()
         finally:
             self._running = False
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            self._outgoing.clear()  # not published: released below
+            for loop in (flusher, sender):
+                if loop is not None:
+                    loop.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await loop
             if self._in_flight:  # let publishes under way finish (briefly):
                 # a cancelled one waits out its hold before another relay sends it
                 await asyncio.wait(set(self._in_flight), timeout=self.drain_timeout)

@@ -41,6 +41,7 @@ from sagakit.adapters.transport.delivery import (
     requeued,
 )
 from sagakit.errors import TransportError
+from sagakit.messaging.batch import Part
 from sagakit.messaging.envelope import MAX_MESSAGE_BYTES, Envelope
 from sagakit.ports.transport import DeadLetter, Handler
 
@@ -56,8 +57,16 @@ with needs_extra(
         HeadersType,
     )
     from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
+    from aiormq.abc import DeliveredMessage
     from pamqp.commands import Basic
     from pamqp.exceptions import PAMQPException
+
+from sagakit.adapters.transport.amqp_consumer import (
+    Acks,
+    Delivered,
+    Incoming,
+    RawConsumer,
+)
 
 __all__ = [
     "DRIVER_ERRORS",
@@ -66,6 +75,7 @@ __all__ = [
     "AmqpTransport",
     "Basic",
     "HeadersType",
+    "Incoming",
     "aio_pika",
     "where",
 ]
@@ -91,30 +101,37 @@ class AmqpSubscription(BaseSubscription):
     """A consumer on a channel of its own."""
 
     def __init__(
-        self, transport: AmqpTransport, channel: AbstractChannel, queue: AbstractQueue
+        self,
+        transport: AmqpTransport,
+        channel: AbstractChannel,
+        queue: AbstractQueue,
+        acks: Acks,
     ) -> None:
         super().__init__(transport)
         self._amqp = transport
         self.channel = channel
         self.queue = queue
-        self.tag: str | None = None
+        self.acks = acks
+        self.consumer: RawConsumer | None = None
         self.inflight: set[asyncio.Task[object]] = set()
 
     async def _stop(self) -> None:
-        """In-flight handlers are cancelled, then the channel is closed, which
-        makes the broker requeue every message it delivered on it and that was
-        not acknowledged."""
+        """In-flight handlers are cancelled, what they finished is
+        acknowledged, then the channel is closed, which makes the broker
+        requeue every message it delivered on it and that was not
+        acknowledged."""
         errors = self._amqp._errors
         try:
-            if self.tag is not None and not self.channel.is_closed:
+            if self.consumer is not None and not self.channel.is_closed:
                 with errors(f"cancelling the consumer of {self.queue.name}"):
-                    await self.queue.cancel(self.tag)
+                    await self.consumer.cancel()
         finally:
             current = asyncio.current_task()
             tasks = [t for t in self.inflight if t is not current]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.acks.stop()
             if not self.channel.is_closed:
                 with errors(f"closing the channel of {self.queue.name}"):
                     await self.channel.close()
@@ -160,7 +177,7 @@ class AmqpTransport(BaseTransport):
     ) -> Self:
         """Connect (reconnecting automatically later) and open the publish
         channel; ``prefix`` defaults to :attr:`default_prefix`."""
-        url = cls._amqp_url(url)
+        given, url = url, cls._amqp_url(url)
         try:
             connection = await aio_pika.connect_robust(url, timeout=connect_timeout)
         except DRIVER_ERRORS as exc:
@@ -177,12 +194,17 @@ class AmqpTransport(BaseTransport):
             with contextlib.suppress(*DRIVER_ERRORS):
                 await connection.close()
             raise
-        return cls(connection, channel, limit=limit, prefix=prefix)
+        transport = cls(connection, channel, limit=limit, prefix=prefix)
+        transport._configure(given)
+        return transport
 
     @classmethod
     def _amqp_url(cls, url: str) -> str:
         """aio-pika's URL for ``url``."""
         return url
+
+    def _configure(self, url: str) -> None:
+        """Take this adapter's own options from the URL it was given."""
 
     @classmethod
     @contextlib.contextmanager
@@ -223,17 +245,21 @@ class AmqpTransport(BaseTransport):
         with self._errors(f"opening a channel to consume {name}"):
             channel = await self._connection.channel(publisher_confirms=False)
             await channel.set_qos(prefetch_count=prefetch)
+        acks = Acks(self.log, queue, DRIVER_ERRORS)
         subscription = AmqpSubscription(
-            self, channel, await self._declare(channel, name)
+            self, channel, await self._declare(channel, name), acks
         )
         inflight = subscription.inflight
 
-        async def on_message(incoming: AbstractIncomingMessage) -> None:
+        async def on_message(message: DeliveredMessage) -> None:
+            # aiormq runs each delivery in a task of its own
             task = asyncio.current_task()
             if task is not None:
                 inflight.add(task)
+            delivered = Delivered(message)
+            acks.received(delivered)
             try:
-                await self._deliver(queue, incoming, handler, max_deliveries)
+                await self._deliver(queue, delivered, handler, max_deliveries)
             except asyncio.CancelledError:
                 raise  # not acknowledged: requeued when the channel closes
             except Exception:  # a driver error settling it: it stays unacked
@@ -242,13 +268,17 @@ class AmqpTransport(BaseTransport):
                     exc_info=True,
                     extra={"action": "settle_failed", "queue": queue},
                 )
+            else:
+                acks.settled(delivered)
             finally:
                 if task is not None:
                     inflight.discard(task)
 
+        consumer = RawConsumer(channel, name, on_message)
         try:
             with self._errors(f"consuming {name}"):
-                subscription.tag = await subscription.queue.consume(on_message)
+                await consumer.start()
+                subscription.consumer = consumer
         except TransportError:
             await subscription.cancel()
             raise
@@ -257,16 +287,22 @@ class AmqpTransport(BaseTransport):
     async def _deliver(
         self,
         queue: str,
-        incoming: AbstractIncomingMessage,
+        incoming: Incoming,
         handler: Handler,
         max_deliveries: int,
     ) -> None:
+        """Handle ``incoming``; returns once it may be acknowledged (handled,
+        or sent again or to the dead-letter queue, confirmed)."""
         headers = incoming.headers
-        verdict = await deliver(
-            handler, self._open(incoming), counted(headers) + 1, max_deliveries
-        )
+        opened = self._open(incoming)
+        deliveries = counted(headers) + 1
+        if isinstance(opened, list):
+            await self._deliver_parts(
+                queue, incoming, opened, handler, (deliveries, max_deliveries)
+            )
+            return
+        verdict = await deliver(handler, opened, deliveries, max_deliveries)
         if verdict is ACK:
-            await incoming.ack()
             return
         name = self.queue_name(queue)
         if verdict.reason is None:
@@ -276,21 +312,54 @@ class AmqpTransport(BaseTransport):
         else:
             dead = dead_letter_headers(self.log, queue, headers, verdict.reason)
             await self._resend(f"{name}.dlq", incoming, dead)
-        await incoming.ack()
 
-    def _open(self, incoming: AbstractIncomingMessage) -> Envelope | str:
-        """The envelope ``incoming`` carries, or why it goes to the DLQ."""
+    async def _deliver_parts(
+        self,
+        queue: str,
+        incoming: Incoming,
+        parts: list[Part],
+        handler: Handler,
+        counts: tuple[int, int],
+    ) -> None:
+        """Handle each envelope of a batch on its own (concurrently, as if
+        each had come alone); one that failed is sent again alone, counted,
+        or dead-lettered alone with its reason, before the batch is settled."""
+        deliveries, max_deliveries = counts  # this delivery's, and the most
+        verdicts = await asyncio.gather(
+            *(deliver(handler, p.opened, deliveries, max_deliveries) for p in parts)
+        )
+        name = self.queue_name(queue)
+        headers = incoming.headers
+        for part, verdict in zip(parts, verdicts, strict=True):
+            if verdict is ACK:
+                continue
+            message_id = part.opened.id if isinstance(part.opened, Envelope) else None
+            if verdict.reason is None:
+                requeued(self.log, queue, verdict.deliveries)
+                again = {**headers, DELIVERIES_HEADER: verdict.deliveries}
+                await self._resend_body(name, part.body(), message_id, again)
+            else:
+                dead = dead_letter_headers(self.log, queue, headers, verdict.reason)
+                await self._resend_body(f"{name}.dlq", part.body(), message_id, dead)
+
+    def _open(self, incoming: Incoming) -> Envelope | list[Part] | str:
+        """The envelope ``incoming`` carries (the parts of a batch, where the
+        adapter reads batches), or why it goes to the DLQ."""
+        raise NotImplementedError
+
+    async def _resend_body(
+        self, name: str, body: bytes, message_id: str | None, headers: HeadersType
+    ) -> None:
+        """Publish ``body`` (one envelope of a batch) to ``name``, confirmed."""
         raise NotImplementedError
 
     async def _resend(
-        self, name: str, incoming: AbstractIncomingMessage, headers: HeadersType
+        self, name: str, incoming: Incoming, headers: HeadersType
     ) -> None:
         """Publish ``incoming`` again to ``name``, confirmed, with ``headers``."""
         raise NotImplementedError
 
-    def _dead_letter_of(
-        self, queue: str, incoming: AbstractIncomingMessage
-    ) -> DeadLetter:
+    def _dead_letter_of(self, queue: str, incoming: Incoming) -> DeadLetter:
         raise NotImplementedError
 
     # --- dead letters ---------------------------------------------------------

@@ -58,9 +58,9 @@ import logging
 from urllib.parse import urlsplit, urlunsplit
 
 from sagakit.adapters.transport.amqp import (
-    AbstractIncomingMessage,
     AmqpTransport,
     HeadersType,
+    Incoming,
     aio_pika,
 )
 from sagakit.adapters.transport.celery_wire import (
@@ -163,7 +163,7 @@ class CeleryTransport(AmqpTransport):
         with self._errors(f"publishing to {name}"):
             await self._channel.default_exchange.publish(message, routing_key=name)
 
-    def _open(self, incoming: AbstractIncomingMessage) -> Envelope | str:
+    def _open(self, incoming: Incoming) -> Envelope | str:
         return open_task(
             incoming.body,
             content_type=incoming.content_type,
@@ -172,7 +172,7 @@ class CeleryTransport(AmqpTransport):
         )
 
     async def _resend(
-        self, name: str, incoming: AbstractIncomingMessage, headers: HeadersType
+        self, name: str, incoming: Incoming, headers: HeadersType
     ) -> None:
         """Publish ``incoming`` again, as it came, with other headers."""
         await self._send(
@@ -190,9 +190,7 @@ class CeleryTransport(AmqpTransport):
             ),
         )
 
-    def _dead_letter_of(
-        self, queue: str, incoming: AbstractIncomingMessage
-    ) -> DeadLetter:
+    def _dead_letter_of(self, queue: str, incoming: Incoming) -> DeadLetter:
         return read_dead_letter(
             queue, incoming.body, incoming.content_type, incoming.headers
         )

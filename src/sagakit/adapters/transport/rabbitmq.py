@@ -42,16 +42,22 @@ with the driver's exception as ``__cause__``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sagakit.adapters.transport.amqp import (
     DRIVER_ERRORS,
-    AbstractIncomingMessage,
     AmqpTransport,
     Basic,
     HeadersType,
+    Incoming,
     aio_pika,
 )
+from sagakit.adapters.transport.amqp_batching import Coalescer
+from sagakit.adapters.transport.amqp_publisher import batchable, publish_many
 from sagakit.adapters.transport.delivery import (
     DEAD_AT_HEADER,
     DEAD_HEADERS,
@@ -60,9 +66,12 @@ from sagakit.adapters.transport.delivery import (
     QUEUE_HEADER,
     REASON_HEADER,
     dead_at,
-    open_body,
+    error_line,
     text,
 )
+from sagakit.errors import TransportError
+from sagakit.messaging.batch import Part, group
+from sagakit.messaging.batch import open_body as open_any
 from sagakit.messaging.envelope import Envelope, encode
 from sagakit.ports.transport import DeadLetter
 
@@ -85,6 +94,33 @@ CONTENT_TYPE = "application/json"
 PERSISTENT = 2  # delivery_mode: written to disk by the broker
 
 
+def _properties(message_id: str | None) -> Basic.Properties:
+    return Basic.Properties(
+        content_type=CONTENT_TYPE, delivery_mode=PERSISTENT, message_id=message_id
+    )
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def batch_option(url: str) -> tuple[str, bool]:
+    """``url`` without its ``batch`` query parameter, and that parameter
+    (``true``/``false``, default false; anything else is a ``TransportError``)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    values = [v for k, v in query if k == "batch"]
+    if not values:
+        return url, False
+    value = values[-1].strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise TransportError(
+            f"the transport URL's batch={values[-1][:20]!r} is not true or false"
+        )
+    kept = urlencode([(k, v) for k, v in query if k != "batch"])
+    return urlunsplit(parts._replace(query=kept)), value in _TRUE
+
+
 class RabbitTransport(AmqpTransport):
     """The :class:`~sagakit.ports.transport.Transport` port on RabbitMQ."""
 
@@ -92,14 +128,105 @@ class RabbitTransport(AmqpTransport):
     log = logger
     default_prefix = "sagakit"
 
+    _coalescer: Coalescer | None = None
+    batch = False
+    """Whether messages published together to one queue go as one broker
+    message (see :mod:`~sagakit.adapters.transport.amqp_batching`): the
+    URL's ``batch`` parameter, or set it after connecting."""
+
+    @classmethod
+    def _amqp_url(cls, url: str) -> str:
+        return batch_option(url)[0]
+
+    def _configure(self, url: str) -> None:
+        """``?batch=true`` in the URL turns :attr:`batch` on."""
+        self.batch = batch_option(url)[1]
+
     async def publish(self, queue: str, message: Envelope) -> None:
         body = encode(message, limit=self.limit)
-        await self._publish(
-            self.queue_name(queue), body, message_id=message.id, headers={}
-        )
+        await self._send(self.queue_name(queue), body, message.id)
 
     async def publish_raw(self, queue: str, body: bytes) -> None:
-        await self._publish(self.queue_name(queue), body, message_id=None, headers={})
+        await self._send(self.queue_name(queue), body, None)
+
+    async def _send(self, name: str, body: bytes, message_id: str | None) -> None:
+        if not self.batch:
+            await self._publish(name, body, message_id=message_id, headers={})
+            return
+        self._check_open()
+        await self._ensure(name)
+        if self._coalescer is None:
+            self._coalescer = Coalescer(self._write_many)
+        await self._coalescer.publish(name, body)
+
+    async def publish_many(
+        self, messages: Sequence[tuple[str, bytes]]
+    ) -> list[Awaitable[Any]]:
+        """Write ``messages`` in one go (batched per queue with ``batch``);
+        each awaitable (a future, not a task) ends on the confirm of what
+        carries its message, or raises ``TransportError`` (see
+        :mod:`~sagakit.adapters.transport.amqp_publisher`)."""
+        self._check_open()
+        outgoing = []
+        for queue, body in messages:
+            name = self.queue_name(queue)
+            await self._ensure(name)
+            outgoing.append((name, body))
+        return await self._write_many(outgoing)
+
+    async def _write_many(
+        self, outgoing: Sequence[tuple[str, bytes]]
+    ) -> list[Awaitable[Any]]:
+        """:meth:`publish_many` for broker queue names already declared."""
+        if self.batch:
+            carried = group(outgoing, self.limit)
+        else:
+            carried = [(name, body, [i]) for i, (name, body) in enumerate(outgoing)]
+        with self._errors("publishing"):
+            channel = await self._channel.get_underlay_channel()
+            if batchable(channel):
+                sent = await publish_many(
+                    channel,
+                    [(name, body, _properties(None)) for name, body, _ in carried],
+                )
+                confirms: dict[int, Awaitable[Any]] = {}
+                for (name, _, members), future in zip(carried, sent, strict=True):
+                    confirm = self._confirm(name, future)
+                    confirms.update(dict.fromkeys(members, confirm))
+                return [confirms[index] for index in range(len(outgoing))]
+        return [  # a driver without what publish_many needs: one by one
+            self._publish(name, body, message_id=None, headers={})
+            for name, body in outgoing
+        ]
+
+    async def _disconnect(self) -> None:
+        if self._coalescer is not None:
+            await self._coalescer.close()
+        await super()._disconnect()
+
+    def _confirm(
+        self, name: str, confirmation: asyncio.Future[object]
+    ) -> asyncio.Future[None]:
+        """A future that ends with ``confirmation``, a driver error turned
+        into a ``TransportError`` (a callback: no task per message)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def settle(confirmed: asyncio.Future[object]) -> None:
+            if done.done():
+                return
+            if confirmed.cancelled():
+                done.cancel()
+            elif (exc := confirmed.exception()) is not None:
+                error = TransportError(
+                    f"{self.broker}: publishing to {name} failed: {error_line(exc)}"
+                )
+                error.__cause__ = exc
+                done.set_exception(error)
+            else:
+                done.set_result(None)
+
+        confirmation.add_done_callback(settle)
+        return done
 
     async def _publish(
         self,
@@ -115,16 +242,16 @@ class RabbitTransport(AmqpTransport):
             # the hot path (every command and reply): the frame's properties
             # straight to the driver's channel, without building an
             # aio_pika.Message (a few dozen attribute sets per message)
-            properties = Basic.Properties(
-                content_type=CONTENT_TYPE,
-                delivery_mode=PERSISTENT,
-                message_id=message_id,
-            )
+            properties = _properties(message_id)
             with self._errors(f"publishing to {name}"):
                 channel = await self._channel.get_underlay_channel()
-                await channel.basic_publish(
-                    body, routing_key=name, properties=properties, mandatory=True
-                )
+                if batchable(channel):  # no drain wait, one confirm future
+                    sent = await publish_many(channel, [(name, body, properties)])
+                    await sent[0]
+                else:
+                    await channel.basic_publish(
+                        body, routing_key=name, properties=properties, mandatory=True
+                    )
             return
         amqp_message = aio_pika.Message(
             body,
@@ -136,19 +263,22 @@ class RabbitTransport(AmqpTransport):
         with self._errors(f"publishing to {name}"):
             await self._channel.default_exchange.publish(amqp_message, routing_key=name)
 
-    def _open(self, incoming: AbstractIncomingMessage) -> Envelope | str:
-        return open_body(incoming.body, self.limit)
+    def _open(self, incoming: Incoming) -> Envelope | list[Part] | str:
+        return open_any(incoming.body, self.limit)
+
+    async def _resend_body(
+        self, name: str, body: bytes, message_id: str | None, headers: HeadersType
+    ) -> None:
+        await self._publish(name, body, message_id=message_id, headers=headers)
 
     async def _resend(
-        self, name: str, incoming: AbstractIncomingMessage, headers: HeadersType
+        self, name: str, incoming: Incoming, headers: HeadersType
     ) -> None:
         await self._publish(
             name, incoming.body, message_id=incoming.message_id, headers=headers
         )
 
-    def _dead_letter_of(
-        self, queue: str, incoming: AbstractIncomingMessage
-    ) -> DeadLetter:
+    def _dead_letter_of(self, queue: str, incoming: Incoming) -> DeadLetter:
         return DeadLetter(
             queue=queue,
             body=incoming.body,
