@@ -746,3 +746,23 @@ def test_execute_again_runs_the_saga_again_and_replies_go_to_the_newest_run(
     finally:
         asyncio.run(store.close())
     assert (first.status.value, second.status.value) == ("running", "succeeded")
+
+
+def test_the_in_process_store_keeps_only_the_newest_finished_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sagakit.compat.saga_framework import BaseSaga, SyncStep, runtime  # noqa: PLC0415
+
+    monkeypatch.setattr(runtime, "KEPT_IN_MEMORY", 2)
+
+    class Kept(BaseSaga):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.steps = [SyncStep(name="a")]
+
+    for saga_id in range(4):
+        Kept(saga_id).execute()
+    store = runtime._process_store.store
+    kept = asyncio.run(store.ids_with_prefix("Kept:", limit=10))
+    assert kept == ["Kept:2", "Kept:3"]
+    assert asyncio.run(store.history("Kept:0")) == []  # its history went too
