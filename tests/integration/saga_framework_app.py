@@ -151,8 +151,8 @@ def build(config: Config) -> Service:
     class CreateOrderSaga(StatefulSaga):
         store_url: ClassVar[str | None] = config.store_url
 
-        def __init__(self, *args: Any) -> None:
-            super().__init__(*args)
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
             self.steps = [
                 SyncStep("reserve", action=self.act, compensation=self.undo),
                 AsyncStep(
@@ -188,9 +188,9 @@ def build(config: Config) -> Service:
             assert isinstance(step, AsyncStep)
             row = self.row()
             payload = {"refuse": row.refuse, "failures": row.authorize_failures}
+            note(log, "action", saga_id=self.saga_id, step=step.name)
             message_id = self.send_message_to_other_service(step, payload)
             self.saga_state_repository.update(self.saga_id, last_message_id=message_id)
-            note(log, "action", saga_id=self.saga_id, step=step.name)
 
         def undo(self, step: BaseStep) -> None:
             note(log, "compensation", saga_id=self.saga_id, step=step.name)

@@ -6,6 +6,9 @@
   ``State`` as in ``py-saga`` (``pysaga``);
 - :mod:`sagakit.compat.saga_framework`: ``BaseSaga``, ``AsyncSaga``,
   ``StatefulSaga`` and the Celery helpers of ``saga-framework``.
+- :mod:`sagakit.compat.pg_saga`: ``Saga`` (steps that return the next
+  step's call), ``SagaError``, ``SagaReturn`` and the log entries of
+  ``pg-saga``, on :mod:`sagakit.workflow`.
 
 They keep the call shapes of the originals so existing code can switch its
 imports first and move to native :class:`~sagakit.Saga` definitions later

@@ -246,7 +246,10 @@ def _retry_or_fail(
     error = describe(exc)
     if record.attempts >= app.max_attempts:
         return _failed(app, record, f"{error} (after {record.attempts} attempts)")
-    delay = min(app.retry_delay * 2 ** (record.attempts - 1), app.max_retry_delay)
+    # the exponent is capped: a float cannot hold 2 ** 1024 (max_attempts may
+    # be huge: pg-saga's compat retries until the step succeeds)
+    backoff = 2 ** min(record.attempts - 1, 64)
+    delay = min(app.retry_delay * backoff, app.max_retry_delay)
     now = app.clock.now()
     retry = replace(
         record,

@@ -42,6 +42,7 @@ class InMemoryStore:
         self._outbox: dict[str, tuple[OutboxMessage, float]] = {}  # -> written at
         self._held: dict[str, tuple[str, float]] = {}  # message id -> owner, until
         self._inbox: dict[tuple[str, str], bytes | None] = {}  # -> reply
+        self._inbox_of: dict[str, list[tuple[str, str]]] = {}  # saga id -> keys
 
     def event_store(self) -> InMemoryEventStore:
         """Choreography tables whose inbox is this store's."""
@@ -117,7 +118,26 @@ class InMemoryStore:
         self._write_outbox(outbox)
         if received is not None:
             self._inbox[received] = None
+            self._inbox_of.setdefault(record.saga_id, []).append(received)
         self.commits += 1
+
+    def forget(self, saga_ids: Collection[str]) -> None:
+        """Drop these instances and everything kept about them (history,
+        lease, idempotency key, outbox, the replies they consumed): for a
+        long-lived process that bounds what it keeps."""
+        for saga_id in saga_ids:
+            record = self._sagas.pop(saga_id, None)
+            if record is not None and record.idempotency_key is not None:
+                self._keys.pop((record.saga_name, record.idempotency_key), None)
+            self._history.pop(saga_id, None)
+            self._leases.pop(saga_id, None)
+            for key in self._inbox_of.pop(saga_id, ()):
+                self._inbox.pop(key, None)
+        gone = set(saga_ids)
+        for message_id, (message, _) in list(self._outbox.items()):
+            if message.saga_id in gone:
+                del self._outbox[message_id]
+                self._held.pop(message_id, None)
 
     async def get(self, saga_id: str) -> SagaRecord:
         try:

@@ -30,7 +30,15 @@ class Connections:
         self._all: set[asyncpg.Connection] = set()
 
     async def _connect(self) -> asyncpg.Connection:
-        conn = await asyncpg.connect(self._dsn)
+        # shielded: a caller cancelled while asyncpg connects (a loop being
+        # stopped) must not lose the connection it was about to get, which
+        # would stay open, unreferenced, until the garbage collector warns
+        connecting = asyncio.ensure_future(asyncpg.connect(self._dsn))
+        try:
+            conn = await asyncio.shield(connecting)
+        except asyncio.CancelledError:
+            connecting.add_done_callback(_close_late)
+            raise
         self._all.add(conn)
         return conn
 
@@ -115,3 +123,10 @@ class Connections:
         for conn in list(self._all):
             conn.terminate()
         self._all.clear()
+
+
+def _close_late(connecting: asyncio.Future[asyncpg.Connection]) -> None:
+    """Close a connection that arrived after its caller gave up."""
+    if connecting.cancelled() or connecting.exception() is not None:
+        return
+    connecting.result().terminate()

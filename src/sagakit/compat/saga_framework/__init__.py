@@ -1,43 +1,39 @@
 """``saga-framework`` (``from saga_framework import ...``) on sagakit's engine.
 
-Switch the import, keep the classes::
+Change the imports, keep the code: ``saga_framework`` becomes
+``sagakit.compat.saga_framework``, and its modules keep their names
+(``base_saga``, ``async_saga``, ``stateful_saga``, ``saga_handlers``,
+``celery_utils``, ``utils``)::
 
     from sagakit.compat.saga_framework import (
         AsyncSaga, AsyncStep, BaseSaga, StatefulSaga, SyncStep,
         AbstractSagaStateRepository, saga_step_handler, auto_retry_then_reraise,
     )
 
-Each saga object becomes a sagakit :class:`~sagakit.Saga` whose steps run
-under sagakit's engine, with its state in a sagakit store (``store_url``).
-``AsyncStep`` commands and ``saga_step_handler`` responses keep
-saga-framework's Celery wire format (``task(saga_id, payload)``, replies
-``{task}.response.success|failure``), so orchestrators and step handler
-services can migrate one at a time.
+The classes call the same methods with the same arguments, in the same
+order, as saga-framework 0.1; Celery apps (or test doubles of them) see the
+same ``send_task(name, args=[saga_id, payload], queue=...)`` calls and the
+same ``app.task(name=..., bind=True)`` registrations, and response tasks read
+nothing of the Celery task but its ``name``. Each saga runs on sagakit's
+engine, its progress in a sagakit store (``store_url``,
+``$SAGAKIT_DATABASE_URL``, or this process's memory by default: see
+:mod:`~sagakit.compat.saga_framework.runtime`).
 
-Where sagakit differs from saga-framework 0.1, on purpose:
-
-- a duplicate or late ``.response.success``/``.failure`` is dropped: the next
-  step does not run again, callbacks do not fire twice;
-- ``on_compensation_failure`` gets the step whose compensation failed as
-  ``compensation_failed_step`` (the original passes the step that failed);
-- ``StatefulSaga`` writes ``<step>.succeeded`` and ``<step>.failed`` (the
-  original's handlers bypass the methods that would), and
-  ``compensation_failed`` when the rollback stops;
-- ``execute()`` only starts a saga, once per saga id; callbacks run after the
-  engine committed the change they report, and an exception a callback raises
-  is re-raised once the call ends (the saga's state is already safe).
+One difference, on purpose: a duplicate or late ``.response.success`` or
+``.failure`` is dropped (saga-framework runs the next steps, and
+``on_saga_success`` or the rollback, again). See ``docs/migrating.md``.
 """
 
 from __future__ import annotations
 
 from sagakit.compat.saga_framework.async_saga import AsyncSaga, AsyncStep
-from sagakit.compat.saga_framework.base import (
+from sagakit.compat.saga_framework.base_saga import (
     BaseSaga,
     BaseStep,
     RemoteStepError,
     SyncStep,
 )
-from sagakit.compat.saga_framework.stateful import (
+from sagakit.compat.saga_framework.stateful_saga import (
     AbstractSagaStateRepository,
     StatefulSaga,
 )
@@ -51,21 +47,22 @@ from sagakit.compat.saga_framework.utils import (
 )
 
 _CELERY_HELPERS = {
-    "auto_retry_then_reraise",
-    "close_sqlalchemy_db_connection_after_celery_task_ends",
-    "no_response_saga_step_handler",
-    "saga_step_handler",
-    "send_saga_response",
+    "auto_retry_then_reraise": "celery_utils",
+    "close_sqlalchemy_db_connection_after_celery_task_ends": "celery_utils",
+    "no_response_saga_step_handler": "saga_handlers",
+    "saga_step_handler": "saga_handlers",
+    "send_saga_response": "saga_handlers",
 }
 
 
 def __getattr__(name: str) -> object:
     """The Celery helpers import celery: only when asked for."""
-    if name in _CELERY_HELPERS:
-        from sagakit.compat.saga_framework import celery_tasks  # noqa: PLC0415
+    module = _CELERY_HELPERS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib  # noqa: PLC0415
 
-        return getattr(celery_tasks, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
 __all__ = [

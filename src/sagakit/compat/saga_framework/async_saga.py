@@ -1,44 +1,30 @@
-"""``AsyncSaga`` and ``AsyncStep``: steps carried out by other services via Celery.
+"""``AsyncSaga`` and ``AsyncStep``, as ``saga_framework.async_saga``: steps
+carried out by other services through Celery.
 
-An :class:`AsyncStep` becomes a sagakit step with a
-:class:`~sagakit.definition.remote.Remote` action. Its ``action`` still runs
-(it builds the command: whatever it passes to
-``send_message_to_other_service`` is the payload) and sagakit sends the
-Celery task ``base_task_name`` with ``args=[saga_id, payload]`` to ``queue``
-through the store's outbox. The step succeeds or fails when the orchestrator's
-Celery worker runs ``{base_task_name}.response.success`` or ``.failure``
-(registered by :meth:`AsyncSaga.register_async_step_handlers`).
+An :class:`AsyncStep`'s action sends the step handler's Celery task
+(``send_message_to_other_service``, which calls ``celery_app.send_task`` as
+saga-framework does), then the saga waits. The orchestrator's Celery worker
+registers ``{base_task_name}.response.success`` and ``.failure`` tasks
+(:meth:`AsyncSaga.register_async_step_handlers`); each builds the saga object
+for the id it gets and calls :meth:`AsyncSaga.on_async_step_success` or
+:meth:`~AsyncSaga.on_async_step_failure`, which apply the reply to the saga's
+newest run (see :mod:`~sagakit.compat.saga_framework.flow`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, ClassVar, Self
+from typing import Any
 
-from sagakit.compat.saga_framework.base import BaseSaga, BaseStep
-from sagakit.compat.saga_framework.runtime import (
-    COMMAND_PREFIX,
-    CeleryApp,
-    CeleryWire,
-    run_once,
-)
+from sagakit.compat.saga_framework.base_saga import BaseSaga, BaseStep
 from sagakit.compat.saga_framework.utils import (
     NO_ACTION,
     failure_task_name,
     success_task_name,
 )
-from sagakit.compat.sync import call_sync
-from sagakit.definition.remote import Remote
-from sagakit.definition.saga import DictContext, Step
-from sagakit.errors import SagaError
-from sagakit.messaging.envelope import Envelope, new_message_id
-from sagakit.runtime.remote import command_id
 
-logger = logging.getLogger(__name__)
-
-NO_REPLY_TIMEOUT = 30 * 24 * 3600.0
-"""saga-framework waits for a reply forever; sagakit records a deadline."""
+logger = logging.getLogger("sagakit.compat.saga_framework")
 
 
 class AsyncStep(BaseStep):
@@ -51,182 +37,109 @@ class AsyncStep(BaseStep):
         on_success: Callable[..., Any] = NO_ACTION,
         on_failure: Callable[..., Any] = NO_ACTION,
         *args: Any,
-        timeout: float | None = None,
         **kwargs: Any,
     ) -> None:
         self.base_task_name = base_task_name
         self.queue = queue
         self.on_success = on_success
         self.on_failure = on_failure
-        self.timeout = timeout
         super().__init__(*args, **kwargs)
 
 
 class AsyncSaga(BaseSaga):
-    """A saga whose async steps send Celery tasks; ``celery_app`` sends them.
+    """A saga whose async steps are Celery tasks of other services."""
 
-    Its state lives in the sagakit store at ``store_url`` (by default
-    ``$SAGAKIT_DATABASE_URL``), shared by the process that calls ``execute()``
-    and the Celery worker that handles the responses.
-    """
-
-    store_url: ClassVar[str | None] = None
     celery_app: Any = None
 
     def __init__(self, celery_app: Any, *args: Any, **kwargs: Any) -> None:
         self.celery_app = celery_app
-        self._outgoing: dict[str, Any] | None = None
         super().__init__(*args, **kwargs)
+
+    def on_async_step_success(self, step: AsyncStep, payload: Any) -> None:
+        """The step handler succeeded: ``step.on_success``, then the steps
+        that follow (or ``on_saga_success``). A reply the saga does not wait
+        for (a duplicate) changes nothing."""
+        logger.info(
+            "Saga %s: running on_success for %r step",
+            self.saga_id,
+            step.name,
+            extra={"action": "reply_received", "saga_id": self.saga_id},
+        )
+        self._flow.receive(step, True, payload)
+
+    def on_async_step_failure(self, step: AsyncStep, payload: Any) -> None:
+        """The step handler failed: ``step.on_failure``, ``compensate``, then
+        the rollback. A reply the saga does not wait for changes nothing."""
+        logger.info(
+            "Saga %s: running on_failure for %r step",
+            self.saga_id,
+            step.name,
+            extra={"action": "reply_received", "saga_id": self.saga_id},
+        )
+        self._flow.receive(step, False, payload)
 
     @property
     def async_steps(self) -> list[AsyncStep]:
         return [step for step in self.steps if isinstance(step, AsyncStep)]
 
-    def get_async_step_by_success_task_name(self, name: str) -> AsyncStep:
+    def get_async_step_by_success_task_name(self, success_task_name_: str) -> AsyncStep:
         for step in self.async_steps:
-            if success_task_name(step.base_task_name) == name:
+            if success_task_name(step.base_task_name) == success_task_name_:
                 return step
-        raise KeyError(f"no step found with success task name {name}")
+        raise KeyError(f"no step found with success task name {success_task_name_}")
 
-    def get_async_step_by_failure_task_name(self, name: str) -> AsyncStep:
+    def get_async_step_by_failure_task_name(self, failure_task_name_: str) -> AsyncStep:
         for step in self.async_steps:
-            if failure_task_name(step.base_task_name) == name:
+            if failure_task_name(step.base_task_name) == failure_task_name_:
                 return step
-        raise KeyError(f"no step found with failure task name {name}")
-
-    # -- sending ------------------------------------------------------------
-
-    def send_message_to_other_service(
-        self, step: AsyncStep, payload: dict[str, Any], task_name: str | None = None
-    ) -> str:
-        """Set the payload of ``step``'s Celery task; returns the task id.
-
-        The task is sent once the step's start is committed (from the outbox).
-        """
-        if task_name is not None and task_name != step.base_task_name:
-            raise SagaError(
-                f"saga {self.saga_id}: step {step.name!r} sends "
-                f"{step.base_task_name!r}, not {task_name!r}"
-            )
-        self._outgoing = payload
-        return command_id(str(self.saga_id), step.name, 1, False)
-
-    def _step(self, step: BaseStep) -> Step:
-        if not isinstance(step, AsyncStep):
-            return super()._step(step)
-
-        def build(_: DictContext) -> dict[str, Any]:
-            self._outgoing = None
-            self.run_step(step)
-            return self._outgoing or {}
-
-        return Step(
-            step.name,
-            Remote(
-                COMMAND_PREFIX + step.base_task_name, payload=build, queue=step.queue
-            ),
-            compensate=self._compensation(step),
-            compensation_retry=self.compensation_retry,
-            timeout=step.timeout or NO_REPLY_TIMEOUT,
-        )
-
-    def _wire(self) -> CeleryWire | None:
-        if self.celery_app is None and not self.async_steps:
-            return None  # nothing to send
-        if self.celery_app is None:
-            raise SagaError(f"saga {self.saga_id}: AsyncSaga needs a celery_app")
-        wire: CeleryApp = self.celery_app
-        return CeleryWire(wire)
-
-    # -- responses ----------------------------------------------------------
-
-    def on_step_success(self, step: BaseStep, payload: Any) -> None:
-        if isinstance(step, AsyncStep):
-            self.on_async_step_success(step, payload)
-
-    def on_step_failure(self, failed_step: BaseStep, payload: dict[str, Any]) -> None:
-        if isinstance(failed_step, AsyncStep):
-            self.on_async_step_failure(failed_step, payload)
-
-    def on_async_step_success(self, step: AsyncStep, payload: Any) -> None:
-        """The step's success response was applied; the engine runs what follows."""
-        step.on_success(step, payload)
-
-    def on_async_step_failure(self, step: AsyncStep, payload: Any) -> None:
-        """The step's failure response was applied; compensations follow."""
-        step.on_failure(step, payload)
-
-    def handle_response(
-        self, step: AsyncStep, payload: Any, *, ok: bool, message_id: str | None = None
-    ) -> None:
-        """Apply a step handler's response (what the registered tasks call)."""
-        call_sync(
-            self.handle_response_async(step, payload, ok=ok, message_id=message_id)
-        )
-
-    async def handle_response_async(
-        self, step: AsyncStep, payload: Any, *, ok: bool, message_id: str | None = None
-    ) -> None:
-        saga_id = str(self.saga_id)
-        error = None
-        if not ok:
-            raw = payload if isinstance(payload, dict) else {"message": str(payload)}
-            error = {
-                "type": str(raw.get("type") or "RemoteError"),
-                "message": str(raw.get("message") or ""),
-            }
-        reply = Envelope(
-            id=message_id or new_message_id(),
-            kind="reply",
-            type=COMMAND_PREFIX + step.base_task_name,
-            correlation_id=f"{saga_id}:{step.name}:1",
-            saga_id=saga_id,
-            step=step.name,
-            attempt=1,
-            ok=ok,
-            payload=payload if ok and isinstance(payload, dict) else {},
-            error=error,
-        )
-        self._incoming[step.name] = payload
-        await run_once(
-            self.store_url,
-            self.definition(),
-            self,
-            self._wire(),
-            lambda orchestrator: orchestrator.handle_reply(reply),
-        )
-        self._raise_callback_errors()
+        raise KeyError(f"no step found with failure task name {failure_task_name_}")
 
     @classmethod
     def register_async_step_handlers(cls, celery_app: Any) -> None:
-        """Register the ``.response.success|failure`` tasks of every async step."""
-        cls._register(celery_app, lambda saga_id: cls(celery_app, saga_id))
+        """Register the ``.response.success|failure`` task of every async step."""
+        template = cls(None, None)
+        for step in template.async_steps:
+            cls.register_success_handler_for_step(celery_app, step)
+            cls.register_failure_handler_for_step(celery_app, step)
 
     @classmethod
-    def _register(cls, celery_app: Any, factory: Callable[[Any], Self]) -> None:
-        template = factory(None)
-        for step in template.async_steps:
-            for ok in (True, False):
-                name = (success_task_name if ok else failure_task_name)(
-                    step.base_task_name
-                )
-                celery_app.task(name=name, bind=True)(_response_task(factory, ok))
+    def register_success_handler_for_step(
+        cls, celery_app: Any, step: AsyncStep
+    ) -> None:
+        def on_success_handler(celery_task: Any, saga_id: Any, payload: Any) -> None:
+            saga = cls(celery_app=celery_app, saga_id=saga_id)
+            step_ = saga.get_async_step_by_success_task_name(celery_task.name)
+            saga.on_async_step_success(step_, payload)
 
-
-def _response_task(
-    factory: Callable[[Any], AsyncSaga], ok: bool
-) -> Callable[[Any, Any, Any], None]:
-    def on_response(celery_task: Any, saga_id: Any, payload: Any) -> None:
-        saga = factory(saga_id)
-        name: str = celery_task.name
-        step = (
-            saga.get_async_step_by_success_task_name(name)
-            if ok
-            else saga.get_async_step_by_failure_task_name(name)
+        celery_app.task(name=success_task_name(step.base_task_name), bind=True)(
+            on_success_handler
         )
-        saga.handle_response(step, payload, ok=ok, message_id=celery_task.request.id)
 
-    return on_response
+    @classmethod
+    def register_failure_handler_for_step(
+        cls, celery_app: Any, step: AsyncStep
+    ) -> None:
+        def on_failure_handler(celery_task: Any, saga_id: Any, payload: Any) -> None:
+            saga = cls(celery_app, saga_id)
+            step_ = saga.get_async_step_by_failure_task_name(celery_task.name)
+            saga.on_async_step_failure(step_, payload)
+
+        celery_app.task(name=failure_task_name(step.base_task_name), bind=True)(
+            on_failure_handler
+        )
+
+    def send_message_to_other_service(
+        self, step: AsyncStep, payload: Any, task_name: str | None = None
+    ) -> Any:
+        """Send ``step``'s Celery task (or ``task_name``: a compensation sends
+        its own) with ``args=[saga_id, payload]`` to the step's queue; returns
+        the task id."""
+        task_result = self.celery_app.send_task(
+            task_name or step.base_task_name,
+            args=[self.saga_id, payload],
+            queue=step.queue,
+        )
+        return task_result.id
 
 
 __all__ = ["AsyncSaga", "AsyncStep"]

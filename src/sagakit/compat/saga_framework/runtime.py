@@ -1,74 +1,106 @@
-"""How saga-framework sagas run on sagakit: one short orchestrator run per call.
+"""How saga-framework sagas run on sagakit: one short orchestrator session per call.
 
-``execute()`` and every ``{task}.response.success|failure`` Celery task open
-the saga store, apply one thing (the start, or one reply) through a sagakit
-:class:`~sagakit.Orchestrator`, let the local steps that follow run, publish
-the commands the outbox holds, and close. Between calls the saga's state is in
-the store, so a duplicate or late reply is recognised there and dropped.
+``execute()`` and every ``on_async_step_success``/``failure`` (what the
+registered ``{task}.response.success|failure`` Celery tasks call) open the
+saga store, apply one thing through a sagakit
+:class:`~sagakit.Orchestrator` (a start, or one reply), let the local steps
+that follow run, and close. Between calls the saga's progress is in the
+store, which is how a duplicate or late reply is recognised and dropped.
 
-Commands go straight to Celery (``app.send_task(base_task_name,
-args=[saga_id, payload], queue=...)``, JSON), in saga-framework's wire format,
-so step handlers written with saga-framework's ``saga_step_handler`` keep
-working; the envelope id is the Celery task id.
+Where the state lives: the class's ``store_url``, else
+``$SAGAKIT_DATABASE_URL``, else a store kept in this process's memory (the
+default: nothing to configure, no file written, as saga-framework required
+none). Give processes that share sagas (the web process calling
+``execute()`` and the Celery worker handling the responses) one database.
+
+Each saga object's instances are named ``<saga name>:<saga id>``; calling
+``execute()`` again for an id runs the saga again (as saga-framework does) as
+a new instance ``<saga name>:<saga id>~2`` (``~3``...). Replies go to the
+newest.
+
+Nothing is published by sagakit: an async step's ``action`` sends its Celery
+task itself (``send_message_to_other_service``), so the engine's command
+for it goes to :class:`SilentTransport`.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
-from sagakit.adapters.store import open_store_async
+from sagakit.adapters.store import ENV_VAR, open_store_async
+from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.adapters.transport.base import BaseSubscription, BaseTransport
+from sagakit.compat.sync import call_sync
 from sagakit.definition.saga import Saga
-from sagakit.engine.decide import decide
-from sagakit.engine.events import Event
-from sagakit.engine.state import SagaState
-from sagakit.errors import StateError, TransportError
-from sagakit.messaging.envelope import Envelope, decode
-from sagakit.ports.store import HistoryEntry, InboxEntry, SagaStore
+from sagakit.engine.state import SagaStatus
+from sagakit.errors import SagaAlreadyExists, SagaNotFound
+from sagakit.messaging.envelope import Envelope
+from sagakit.observability.observer import Observer
+from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
 from sagakit.ports.transport import DeadLetter, Handler
-from sagakit.runtime.driver import Driver
 from sagakit.runtime.orchestrator import Orchestrator
-
-if TYPE_CHECKING:
-    from sagakit.engine.commands import Command
-    from sagakit.runtime.instance import Instance
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-COMMAND_PREFIX = "celery."
-"""A step's sagakit command type is this prefix and its Celery task name."""
+
+RERUN = "~"
+"""Separates a saga id from the number of a later run of it."""
+
+KEPT_IN_MEMORY = 10_000
+"""Finished instances the in-process default store keeps (the oldest go)."""
 
 
-class CeleryApp(Protocol):
-    """What the compat layer uses of a ``celery.Celery`` application."""
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A step handler's reply to apply: ``hooks`` runs ``on_success`` or
+    ``on_failure`` and ``compensate`` first (False: ``compensate`` itself
+    asked to fail the step)."""
 
-    def send_task(self, name: str, *args: Any, **kwargs: Any) -> Any: ...
+    step: str
+    ok: bool
+    payload: Any
+    hooks: bool = True
 
 
-class Observer(Protocol):
-    """The saga object: told about each transition as it is about to be
-    committed (``committed=False``), then once it is."""
+class Target(Protocol):
+    """The saga object's flow, which a session reports to."""
 
-    def _transition(
+    def step_finished(self, entry: HistoryEntry) -> None: ...
+
+    def saga_finished(self, status: SagaStatus, failed_step: str | None) -> None: ...
+
+    async def apply(self, session: Session, reply: Reply) -> None: ...
+
+
+class _Hooks(Observer):
+    """Hands the engine's committed step outcomes and endings to the saga
+    object, after each commit and before anything that follows runs."""
+
+    def __init__(self, target: Target, finished: Callable[[str], None]) -> None:
+        self.target = target
+        self.finished = finished
+
+    def step_finished(self, saga: str, entry: HistoryEntry) -> None:
+        self.target.step_finished(entry)
+
+    def saga_finished(
         self,
-        before: SagaState,
-        after: SagaState,
-        event: Event,
-        exceptions: Mapping[str, BaseException],
-        *,
-        committed: bool,
-    ) -> None: ...
-
-
-def wire_saga_id(saga_id: str | None) -> int | str | None:
-    """saga-framework's ids are integers (database keys): send digits as one."""
-    if saga_id is not None and saga_id.isdecimal():
-        return int(saga_id)
-    return saga_id
+        saga: str,
+        saga_id: str,
+        status: str,
+        failed_step: str | None,
+        trace: Mapping[str, str] | None,
+    ) -> None:
+        self.finished(saga_id)
+        self.target.saga_finished(SagaStatus(status), failed_step)
 
 
 class _NoSubscription(BaseSubscription):
@@ -76,43 +108,17 @@ class _NoSubscription(BaseSubscription):
         return None
 
 
-class CeleryWire(BaseTransport):
-    """The transport port over ``celery_app.send_task`` in saga-framework's format.
+class SilentTransport(BaseTransport):
+    """The transport port, publishing nothing: an async step's action sends
+    its Celery task itself, and replies arrive as Celery tasks."""
 
-    It only publishes: replies arrive as Celery tasks registered by
-    ``register_async_step_handlers`` and are handed to the orchestrator, so
-    its subscriptions consume nothing.
-    """
-
-    name = "saga-framework Celery"
-
-    def __init__(self, celery_app: CeleryApp) -> None:
-        super().__init__()
-        self.celery_app = celery_app
-
-    def _send(self, queue: str, message: Envelope) -> None:
-        if not message.type.startswith(COMMAND_PREFIX):
-            raise TransportError(f"cannot send {message.type!r} as a Celery task")
-        task = message.type.removeprefix(COMMAND_PREFIX)
-        try:
-            self.celery_app.send_task(
-                task,
-                args=[wire_saga_id(message.saga_id), message.payload],
-                queue=queue,
-                task_id=message.id,
-                serializer="json",
-            )
-        except Exception as exc:
-            raise TransportError(
-                f"saga {message.saga_id}: sending Celery task {task!r} to {queue} "
-                f"failed: {exc}"
-            ) from exc
+    name = "saga-framework"
 
     async def publish(self, queue: str, message: Envelope) -> None:
-        self._send(queue, message)
+        return None
 
     async def publish_raw(self, queue: str, body: bytes) -> None:
-        self._send(queue, decode(body))
+        return None
 
     async def _subscribe(
         self, queue: str, handler: Handler, prefetch: int, max_deliveries: int
@@ -123,95 +129,174 @@ class CeleryWire(BaseTransport):
         return []
 
     async def replay_dead_letters(self, queue: str, limit: int = 100) -> int:
-        return 0  # Celery keeps failed tasks itself; nothing is dead-lettered here
+        return 0
 
 
-class _CompatDriver(Driver):
-    """A driver that tells the saga object about each change it commits."""
+class _ProcessStore:
+    """The default store: one per process, keeping the newest finished
+    instances (:data:`KEPT_IN_MEMORY`)."""
 
-    saga_object: Observer | None = None
+    def __init__(self) -> None:
+        self.store = InMemoryStore()
+        self.finished: collections.deque[str] = collections.deque()
+        self.lock = threading.Lock()
 
-    async def apply(
-        self,
-        inst: Instance,
-        event: Event,
-        entries: list[HistoryEntry],
-        inbox: InboxEntry | None = None,
-    ) -> tuple[Command, ...]:
-        watcher = self.saga_object
-        if watcher is None:
-            return await super().apply(inst, event, entries, inbox)
-        before = inst.state
-        try:
-            preview = decide(inst.saga, before, event).state
-        except StateError:
-            preview = None  # stale or duplicate: super() drops it
-        if preview is not None and preview != before:
-            # before the next step's command is built: an on_success callback
-            # may store what that step's action reads
-            watcher._transition(
-                before, preview, event, inst.exceptions, committed=False
-            )
-        commands = await super().apply(inst, event, entries, inbox)
-        if inst.state is not before:
-            watcher._transition(
-                before, inst.state, event, inst.exceptions, committed=True
-            )
-        return commands
+    def ended(self, saga_id: str) -> None:
+        with self.lock:
+            self.finished.append(saga_id)
+            old = []
+            while len(self.finished) > KEPT_IN_MEMORY:
+                old.append(self.finished.popleft())
+        if old:
+            self.store.forget(old)
 
 
-class CompatOrchestrator(Orchestrator):
-    """An orchestrator that tells the saga object about each committed change."""
+_process_store = _ProcessStore()
 
-    driver_type = _CompatDriver
-    driver: _CompatDriver
+
+# -- replies that arrive while this process drives the same saga -------------
+
+_active: dict[str, collections.deque[Reply]] = {}
+_active_lock = threading.Lock()
+
+
+def defer(base: str, work: Reply) -> bool:
+    """Queue ``work`` for the session that drives ``base`` in this process
+    right now (a reply sent back from inside one of its steps, as a fake or
+    eager Celery app does); False if none does."""
+    with _active_lock:
+        queue = _active.get(base)
+        if queue is None:
+            return False
+        queue.append(work)
+        return True
+
+
+def _claim(base: str) -> bool:
+    with _active_lock:
+        if base in _active:
+            return False
+        _active[base] = collections.deque()
+        return True
+
+
+def _next_deferred(base: str) -> Reply | None:
+    """The next queued work, or None (then ``base`` is no longer driven here)."""
+    with _active_lock:
+        queue = _active[base]
+        if queue:
+            return queue.popleft()
+        del _active[base]
+        return None
+
+
+# -- sessions --------------------------------------------------------------
+
+
+class Session:
+    """One call's access to a saga: the store and an orchestrator reporting
+    to the saga object. ``base`` is ``<saga name>:<saga id>``."""
 
     def __init__(
         self,
         store: SagaStore,
+        orchestrator: Orchestrator,
         definition: Saga[Any],
-        observer: Observer,
-        transport: CeleryWire | None,
+        base: str,
     ) -> None:
-        super().__init__(
-            store,
-            [definition],
-            transport=transport,
-            reply_queue="saga_framework.responses",
-        )
-        self.driver.saga_object = observer
+        self.store = store
+        self.orchestrator = orchestrator
+        self.definition = definition
+        self.base = base
 
-    @contextlib.asynccontextmanager
-    async def driving(self) -> AsyncIterator[CompatOrchestrator]:
-        """Accept remote steps without the relay loop: ``flush`` publishes."""
-        self.intake.running = self.transport is not None
-        try:
-            yield self
-        finally:
-            self.intake.running = False
+    def run_id(self, number: int) -> str:
+        """The instance id of run ``number`` (1: the first) of this saga id."""
+        return self.base if number == 1 else f"{self.base}{RERUN}{number}"
 
-    async def flush(self) -> None:
-        """Publish what the outbox holds."""
-        if self.relay is not None:
-            while await self.relay.run_once():
+    async def _probe(self) -> tuple[SagaRecord | None, int]:
+        """The newest run (None if there is none) and the number of the next."""
+        found, number = None, 1
+        while True:
+            try:
+                found = await self.store.get(self.run_id(number))
+            except SagaNotFound:
+                return found, number
+            number += 1
+
+    async def latest(self) -> SagaRecord | None:
+        """The newest run of this saga id, or None."""
+        return (await self._probe())[0]
+
+    async def start(self) -> str:
+        """Start a new run of this saga id; returns its instance id."""
+        while True:
+            saga_id = self.run_id((await self._probe())[1])
+            try:
+                await self.orchestrator.start(self.definition, None, saga_id=saga_id)
+            except SagaAlreadyExists:
+                continue  # another process started a run meanwhile
+            return saga_id
+
+    async def reply(self, message: Envelope) -> None:
+        await self.orchestrator.handle_reply(message)
+
+    async def settle(self) -> None:
+        await self.orchestrator.settle()
+        relay = self.orchestrator.relay
+        if relay is not None:
+            while await relay.run_once():
                 pass
 
 
-async def run_once(
-    store_url: str | None,
-    definition: Saga[Any],
-    observer: Observer,
-    transport: CeleryWire | None,
-    body: Callable[[CompatOrchestrator], Awaitable[T]],
-) -> T:
-    """Open the store, run ``body``, let local steps finish, publish, close."""
-    store = await open_store_async(store_url)
-    orchestrator = CompatOrchestrator(store, definition, observer, transport)
+@contextlib.asynccontextmanager
+async def _store(store_url: str | None) -> AsyncIterator[tuple[SagaStore, bool]]:
+    """The store a saga class uses, and whether it is the process's own."""
+    url = store_url or os.environ.get(ENV_VAR)
+    if url is None:
+        yield _process_store.store, True
+        return
+    store = await open_store_async(url)
     try:
-        async with orchestrator.driving():
-            value = await body(orchestrator)
-            await orchestrator.settle()
-            await orchestrator.flush()
+        yield store, False
     finally:
-        await orchestrator.close()
-    return value
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def session(
+    store_url: str | None, definition: Saga[Any], target: Target, base: str
+) -> AsyncIterator[Session]:
+    """A session on ``base``: on the way out, the local steps that follow run
+    and the replies deferred meanwhile (:func:`defer`) are applied."""
+    async with _store(store_url) as (store, shared):
+        ended = _process_store.ended if shared else _ignore
+        orchestrator = Orchestrator(
+            store,
+            [definition],
+            transport=SilentTransport(),
+            reply_queue="saga_framework.responses",
+            observer=_Hooks(target, ended),
+        )
+        current = Session(store, orchestrator, definition, base)
+        owner = _claim(base)
+        orchestrator.intake.running = True  # remote steps, without the relay loop
+        try:
+            yield current
+            await current.settle()
+            while owner and (work := _next_deferred(base)) is not None:
+                await target.apply(current, work)
+                await current.settle()
+            owner = False
+        finally:
+            if owner:
+                with _active_lock:
+                    _active.pop(base, None)
+            orchestrator.intake.running = False
+            await orchestrator.stop_driving()
+
+
+def _ignore(saga_id: str) -> None:
+    return None
+
+
+__all__ = ["Reply", "Session", "SilentTransport", "call_sync", "defer", "session"]

@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 from sagakit._extras import needs_extra
-from sagakit.compat.saga_framework.base import BaseStep
-from sagakit.compat.saga_framework.stateful import AbstractSagaStateRepository
+from sagakit.compat.saga_framework.base_saga import BaseStep
+from sagakit.compat.saga_framework.stateful_saga import AbstractSagaStateRepository
 from sagakit.errors import SagaNotFound, StoreError
 
 with needs_extra("the SQLAlchemy saga state repository needs sqlalchemy>=2", "compat"):
