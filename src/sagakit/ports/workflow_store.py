@@ -139,7 +139,9 @@ class WorkflowStore(Protocol):
 
         With ``version``, only instances that started on that definition
         version; with ``fingerprint`` too, only those whose fingerprint is
-        that one or unknown (None)."""
+        that one or unknown (None). SQL stores serve a claim of one
+        ``version`` from an index, whatever the number of instances; one
+        without reads all of the app's unfinished instances."""
 
     async def renew(
         self, app: str, owner: str, instance_id: str, *, now: float, lease: float

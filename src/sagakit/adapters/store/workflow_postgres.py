@@ -128,7 +128,7 @@ class PostgresWorkflowStore(OnPostgres, WorkflowReads[PostgresDatabase]):
     ) -> list[WorkflowRecord]:
         found = await self._fetch(
             f"workflow claim by {owner!r}",
-            "workflow_claim",
+            rows.per_version("workflow_claim", version),
             app,
             owner,
             now,
@@ -164,15 +164,15 @@ class PostgresWorkflowStore(OnPostgres, WorkflowReads[PostgresDatabase]):
         version: int | None = None,
         fingerprint: str | None = None,
     ) -> float | None:
-        row = await self._fetchrow(
+        found = await self._fetch(
             "workflow next due",
-            "workflow_next_due",
+            rows.per_version("workflow_next_due", version),
             app,
             sorted(steps),
             version,
             fingerprint,
         )
-        due: float | None = row[0]
+        due: float | None = found[0][0] if found else None
         return due
 
     async def unfinished(self, app: str) -> int:

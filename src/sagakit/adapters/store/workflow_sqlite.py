@@ -114,8 +114,9 @@ class SQLiteWorkflowStore(OnSQLite, WorkflowReads[SQLiteDatabase]):
     ) -> list[WorkflowRecord]:
         steps_json = dumps(sorted(steps))
         params = (app, owner, now, lease, steps_json, limit, version, fingerprint)
+        query = rows.per_version("workflow_claim", version)
         with self.database.transaction(f"workflow claim by {owner!r}"):
-            found = self.database.execute("workflow_claim", params).fetchall()
+            found = self.database.execute(query, params).fetchall()
         return rows.by_due_then_id([rows.workflow_record(r) for r in found])
 
     async def renew(
@@ -143,9 +144,11 @@ class SQLiteWorkflowStore(OnSQLite, WorkflowReads[SQLiteDatabase]):
         version: int | None = None,
         fingerprint: str | None = None,
     ) -> float | None:
-        due: float | None = self._scalar(
-            "workflow_next_due", (app, dumps(sorted(steps)), version, fingerprint)
+        query = rows.per_version("workflow_next_due", version)
+        found = self._read(
+            query, query, (app, dumps(sorted(steps)), version, fingerprint)
         )
+        due: float | None = found[0][0] if found else None
         return due
 
     async def unfinished(self, app: str) -> int:
