@@ -165,3 +165,39 @@ async def test_two_workers_never_run_an_instance_twice(open_store: Opener) -> No
     async with running(one), running(two):
         await finished(one, ids)
     assert collections.Counter(ran) == dict.fromkeys(ids, 1)
+
+
+class Counted:
+    """A store that counts claims and next_due calls, and says when it has
+    been asked for the next due time ``enough`` times."""
+
+    def __init__(self, store: WorkflowStore, enough: int) -> None:
+        self.store, self.enough = store, enough
+        self.claims = self.looks = 0
+        self.asked = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def claim(self, *args: Any, **kwargs: Any) -> Any:
+        self.claims += 1
+        return await self.store.claim(*args, **kwargs)
+
+    async def next_due(self, *args: Any, **kwargs: Any) -> Any:
+        self.looks += 1
+        if self.looks >= self.enough:
+            self.asked.set()
+        return await self.store.next_due(*args, **kwargs)
+
+
+async def test_an_idle_worker_only_reads(store: WorkflowStore) -> None:
+    await build(store, []).start("asleep", "tick", delay=HOUR)
+    counted = Counted(store, enough=5)
+    app = build(counted, [])  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    loop = asyncio.create_task(app.run(stop, poll_interval=0.01))
+    await asyncio.wait_for(counted.asked.wait(), SETTLE)
+    stop.set()
+    await asyncio.wait_for(loop, SETTLE)
+    assert counted.claims == 1  # its first look; then next_due said "not yet"
+    assert counted.looks >= 5
