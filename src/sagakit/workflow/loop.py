@@ -17,6 +17,7 @@ due before it planned to look again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from typing import TYPE_CHECKING
@@ -70,7 +71,8 @@ class Alarm:
         if here:
             self._event.set()
         else:
-            self._loop.call_soon_threadsafe(self._event.set)
+            with contextlib.suppress(RuntimeError):  # its loop has closed
+                self._loop.call_soon_threadsafe(self._event.set)
 
     def looking(self) -> None:
         """The loop looks at the store now: whatever is rung from here on
@@ -144,7 +146,7 @@ async def run_loop(app: WorkflowApp, stop: asyncio.Event, poll_interval: float) 
                 if len(claimed) == wanted:
                     continue  # more may be due now
             if not claimed:
-                await report_unregistered(app, every=REPORT_INTERVAL)
+                await _report(app)
             due_now = await _sleep_until_due(app, alarm, poll_interval)
         if active:
             await asyncio.gather(*active)
@@ -153,6 +155,14 @@ async def run_loop(app: WorkflowApp, stop: asyncio.Event, poll_interval: float) 
         watch.cancel()
         for task in active:
             task.cancel()
+
+
+async def _report(app: WorkflowApp) -> None:
+    """Mark waiting what ``app`` cannot run, every REPORT_INTERVAL seconds."""
+    try:
+        await report_unregistered(app, every=REPORT_INTERVAL)
+    except StoreError:
+        logger.exception("report failed", extra={"action": "report_failed"})
 
 
 async def _sleep_until_due(app: WorkflowApp, alarm: Alarm, cap: float) -> bool:
