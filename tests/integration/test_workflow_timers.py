@@ -201,3 +201,19 @@ async def test_an_idle_worker_only_reads(store: WorkflowStore) -> None:
     await asyncio.wait_for(loop, SETTLE)
     assert counted.claims == 1  # its first look; then next_due said "not yet"
     assert counted.looks >= 5
+
+
+async def test_results_ready_together_are_committed_together(
+    store: WorkflowStore,
+) -> None:
+    ran: list[str] = []
+    app = build(store, ran, max_active=40, batch=40)
+    ids = [f"i{n:02}" for n in range(40)]
+    for instance_id in ids:
+        await app.start(instance_id, "tick")
+    assert await app.run_until_idle() == 40
+    assert sorted(ran) == ids
+    assert app.saves.saves == 40
+    assert app.saves.batches < 40  # one commit held several step results
+    for instance_id in ids:
+        assert (await app.get(instance_id)).status is WorkflowStatus.SUCCEEDED

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 
 class WorkflowStatus(StrEnum):
@@ -200,11 +200,35 @@ class WorkflowStore(Protocol):
     async def close(self) -> None: ...
 
 
+class WorkflowSave(NamedTuple):
+    """The arguments of one :meth:`WorkflowStore.save`."""
+
+    record: WorkflowRecord
+    expected_version: int
+    history: Sequence[WorkflowHistoryEntry]
+
+
+@runtime_checkable
+class WorkflowSaveMany(Protocol):
+    """A workflow store that commits the saves of several instances together
+    (the worker's steps that finish at the same moment: one commit)."""
+
+    async def save_many(self, saves: Sequence[WorkflowSave]) -> list[Exception | None]:
+        """Every save of ``saves`` (each of another instance) in one
+        transaction, each exactly as :meth:`WorkflowStore.save` would do it
+        alone: what that would raise (``ConcurrencyError``, ``SagaNotFound``)
+        is returned in its place and writes nothing of that save, while the
+        others are committed. A ``StoreError`` (the transaction failed) is
+        raised and commits none."""
+
+
 __all__ = [
     "WAITING",
     "LiveWorkflows",
     "WorkflowHistoryEntry",
     "WorkflowRecord",
+    "WorkflowSave",
+    "WorkflowSaveMany",
     "WorkflowStatus",
     "WorkflowStore",
 ]

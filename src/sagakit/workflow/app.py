@@ -33,6 +33,7 @@ from sagakit.ports.workflow_store import (
     WorkflowStatus,
     WorkflowStore,
 )
+from sagakit.workflow.commit import GroupSaves
 from sagakit.workflow.loop import Alarm, run_loop
 from sagakit.workflow.runner import run_claimed
 from sagakit.workflow.step import (
@@ -122,6 +123,9 @@ class WorkflowApp:
         self.claims = 0  # claims made: which version asks first (claim_due)
         self.alarms: set[Alarm] = set()
         """The alarms of this app's running loops (:meth:`run`)."""
+        self.saves = GroupSaves(store)
+        """Where its steps' results are saved: together when they are ready
+        together (:mod:`sagakit.workflow.commit`)."""
         self._fingerprint: str | None = None
         # One logger per app object (not in logging's registry), so handlers
         # added to it never leak to another app of the same name.

@@ -158,7 +158,7 @@ async def run_claimed(app: WorkflowApp, record: WorkflowRecord) -> float | None:
                 },
             )
     try:
-        await app.store.save(outcome.record, record.version, [outcome.line])
+        await app.saves.save(outcome.record, record.version, [outcome.line])
     except (ConcurrencyError, SagaNotFound):
         log.warning("lease lost; step result dropped", extra={"action": "lease_lost"})
         return None

@@ -1,6 +1,8 @@
-"""The workflow store contract for claims in batches and the next due time:
-leases hold across batches, a lease ending now is not yet over, versions
-are claimed apart, and instances waiting for an event are never due.
+"""The workflow store contract for batches and the next due time: leases
+hold across batch claims, a lease ending now is not yet over, versions are
+claimed apart, instances waiting for an event are never due, and saves
+committed together (``save_many``, where a store has it) each do what they
+would do alone.
 
 :class:`~sagakit.testing.contracts.workflow_store.WorkflowStoreContract`
 includes it; it needs the same ``store`` fixture.
@@ -12,9 +14,14 @@ from dataclasses import replace
 
 import pytest
 
-from sagakit.errors import ConcurrencyError
-from sagakit.ports.workflow_store import WorkflowStore
-from sagakit.testing.contracts.workflow_records import APP, STEPS, make
+from sagakit.errors import ConcurrencyError, SagaNotFound
+from sagakit.ports.workflow_store import (
+    WorkflowSave,
+    WorkflowSaveMany,
+    WorkflowStatus,
+    WorkflowStore,
+)
+from sagakit.testing.contracts.workflow_records import APP, STEPS, line, make
 
 
 class WorkflowClaimContract:
@@ -74,3 +81,36 @@ class WorkflowClaimContract:
         assert await store.next_due(APP, STEPS) == 300.0
         claimed = await store.claim(APP, "w", STEPS, now=1e9, lease=10.0, version=1)
         assert [r.instance_id for r in claimed] == ["timer"]
+
+    async def test_saves_committed_together_each_do_what_they_would_alone(
+        self, store: WorkflowStore
+    ) -> None:
+        if not isinstance(store, WorkflowSaveMany):
+            pytest.skip(f"{type(store).__name__} has no save_many")
+        for instance_id in ("w1", "w2"):
+            await store.create(make(instance_id), [line(instance_id, "started")])
+        claimed = await store.claim(APP, "w", STEPS, now=200.0, lease=10.0)
+        ended = [
+            replace(r, status=WorkflowStatus.SUCCEEDED, version=r.version + 1)
+            for r in claimed
+        ]
+        done = await store.save_many(
+            [
+                WorkflowSave(ended[0], claimed[0].version, [line("w1", "ended")]),
+                WorkflowSave(ended[1], 1, [line("w2", "stale")]),
+                WorkflowSave(make("ghost"), 1, [line("ghost", "lost")]),
+            ]
+        )
+        assert done[0] is None
+        assert isinstance(done[1], ConcurrencyError)
+        assert "w2" in str(done[1])
+        assert isinstance(done[2], SagaNotFound)
+        assert await store.get(APP, "w1") == ended[0]
+        assert await store.get(APP, "w2") == claimed[1]
+        assert [h.outcome for h in await store.history(APP, "w1")] == [
+            "started",
+            "ended",
+        ]
+        assert [h.outcome for h in await store.history(APP, "w2")] == ["started"]
+        with pytest.raises(SagaNotFound):
+            await store.get(APP, "ghost")

@@ -521,6 +521,62 @@ SELECT (SELECT count(*) FROM updated) AS saved,
        EXISTS (SELECT 1 FROM sagakit_workflow
                 WHERE app = $1 AND instance_id = $2) AS found;
 
+-- workflow_save_many --
+-- workflow_save of several instances in one statement, each column an array
+-- ($1 .. $19 as workflow_save binds them, history $16 a jsonb array per
+-- instance, as text): one row per save, in order, saying whether it was
+-- saved and, if not, whether the instance exists.
+WITH given AS (
+    SELECT *
+      FROM unnest(
+               $1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+               $6::double precision[], $7::text[], $8::integer[],
+               $9::integer[], $10::integer[], $11::text[],
+               $12::double precision[], $13::text[], $14::integer[],
+               $15::double precision[], $16::text[], $17::text[],
+               $18::integer[], $19::text[]
+           ) WITH ORDINALITY AS g(
+               app, instance_id, status, step, input, due_at, state, version,
+               attempts, transitions, error, updated_at, owner, expected,
+               lease_until, history, result, definition_version, fingerprint,
+               n
+           )
+), updated AS (
+    UPDATE sagakit_workflow AS w
+       SET status = g.status, step = g.step, input = g.input::jsonb,
+           due_at = g.due_at, state = g.state::jsonb, version = g.version,
+           attempts = g.attempts, transitions = g.transitions,
+           error = g.error, updated_at = g.updated_at, owner = g.owner,
+           lease_until = g.lease_until, result = g.result::jsonb,
+           definition_version = g.definition_version,
+           fingerprint = g.fingerprint
+      FROM given AS g
+     WHERE w.app = g.app AND w.instance_id = g.instance_id
+       AND w.version = g.expected
+    RETURNING w.app, w.instance_id
+), appended AS (
+    INSERT INTO sagakit_workflow_history (
+        app, instance_id, step, attempt, outcome, detail, error, recorded_at
+    )
+    SELECT g.app, g.instance_id, h.step, h.attempt, h.outcome, h.detail,
+           h.error, h.recorded_at
+      FROM given AS g
+      JOIN updated AS u ON u.app = g.app AND u.instance_id = g.instance_id,
+           ROWS FROM (jsonb_to_recordset(g.history::jsonb) AS (
+               step text, attempt integer, outcome text, detail jsonb,
+               error text, recorded_at double precision
+           )) WITH ORDINALITY AS h(
+               step, attempt, outcome, detail, error, recorded_at, n
+           )
+     ORDER BY g.n, h.n
+)
+SELECT EXISTS (SELECT 1 FROM updated AS u
+                WHERE u.app = g.app AND u.instance_id = g.instance_id) AS saved,
+       EXISTS (SELECT 1 FROM sagakit_workflow AS w
+                WHERE w.app = g.app AND w.instance_id = g.instance_id) AS found
+  FROM given AS g
+ ORDER BY g.n;
+
 -- workflow_claim --
 -- Take instances of $1 and definition version $7 whose step is in $5 and
 -- whose fingerprint is $8 or unknown (NULL $8: any) that are claimable at $3
