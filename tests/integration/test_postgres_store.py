@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import socket
 import time
 import uuid
@@ -249,6 +250,38 @@ async def test_messaging_queries_use_their_index(
         rows = await conn.fetch(f"EXPLAIN {queries('postgres')[query]}", *args)
     plan = [r[0] for r in rows]
     assert any(index in line for line in plan), "\n".join(plan)
+
+
+@pytest.mark.parametrize(
+    ("query", "args", "index"),
+    [
+        (
+            "workflow_claim",
+            ("a", "w", 1.0, 30.0, ["s"], 100, 1, "fp"),
+            "sagakit_workflow_wake",
+        ),
+        ("workflow_next_due", ("a", ["s"], 1, "fp"), "sagakit_workflow_wake"),
+        (
+            "workflow_list_of_app_in_status",
+            ("running", "a", 500, math.inf),
+            "sagakit_workflow_status",
+        ),
+    ],
+)
+async def test_workflow_timer_queries_search_one_range_of_an_index(
+    store: PostgresStore, query: str, args: tuple[Any, ...], index: str
+) -> None:
+    """The claim, the next due time and the idle worker's listing read one
+    range of an index in order, in the generic plan a prepared statement
+    ends up with too (seqscan off: the tables are empty)."""
+    async with store.database.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        rows = await conn.fetch(f"EXPLAIN {queries('postgres')[query]}", *args)
+    plan = [r[0] for r in rows]
+    scans = (f"Index Scan using {index} ", f"Index Scan Backward using {index} ")
+    assert any(scan in line for line in plan for scan in scans), "\n".join(plan)
+    assert not any(line.strip().startswith("->  Sort") for line in plan), plan
 
 
 async def test_sequential_save_timing(store: PostgresStore) -> None:

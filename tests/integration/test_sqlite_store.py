@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import sqlite3
 import threading
@@ -83,6 +84,37 @@ def test_messaging_queries_use_their_index(
         f"EXPLAIN QUERY PLAN {queries('sqlite')[query]}", args
     ).fetchall()
     assert any(index in str(row[-1]) for row in plan), plan
+
+
+WAKE = "sagakit_workflow_wake (app=? AND definition_version=? AND <expr>"
+
+
+@pytest.mark.parametrize(
+    ("query", "args", "search"),
+    [
+        ("workflow_claim", ("a", "w", 1.0, 30.0, '["s"]', 100, 1, "fp"), WAKE),
+        ("workflow_next_due", ("a", '["s"]', 1, "fp"), WAKE),
+        (
+            "workflow_list_of_app_in_status",
+            ("running", "a", 500, math.inf),
+            "sagakit_workflow_status (app=? AND status=? AND created_at<?)",
+        ),
+    ],
+)
+def test_workflow_timer_queries_search_one_range_of_an_index(
+    tmp_path: Path, query: str, args: tuple[object, ...], search: str
+) -> None:
+    """The claim, the next due time and the idle worker's listing read one
+    range of an index in order: no scan of the app's instances, no sort."""
+    store = SQLiteStore(tmp_path / "plan.db")
+    plan = [
+        str(row[-1])
+        for row in store.database.conn.execute(
+            f"EXPLAIN QUERY PLAN {queries('sqlite')[query]}", args
+        )
+    ]
+    assert any(f"USING INDEX {search}" in line for line in plan), plan
+    assert not any("TEMP B-TREE" in line for line in plan), plan
 
 
 async def test_history_is_append_only(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from sagakit.ports.workflow_status import (
     WorkflowStatus as WorkflowStatus,  # noqa: PLC0414 - its old home
@@ -126,7 +126,9 @@ class WorkflowStore(Protocol):
 
         With ``version``, only instances that started on that definition
         version; with ``fingerprint`` too, only those whose fingerprint is
-        that one or unknown (None)."""
+        that one or unknown (None). SQL stores serve a claim of one
+        ``version`` from an index, whatever the number of instances; one
+        without reads all of the app's unfinished instances."""
 
     async def renew(
         self, app: str, owner: str, instance_id: str, *, now: float, lease: float
@@ -185,11 +187,35 @@ class WorkflowStore(Protocol):
     async def close(self) -> None: ...
 
 
+class WorkflowSave(NamedTuple):
+    """The arguments of one :meth:`WorkflowStore.save`."""
+
+    record: WorkflowRecord
+    expected_version: int
+    history: Sequence[WorkflowHistoryEntry]
+
+
+@runtime_checkable
+class WorkflowSaveMany(Protocol):
+    """A workflow store that commits the saves of several instances together
+    (the worker's steps that finish at the same moment: one commit)."""
+
+    async def save_many(self, saves: Sequence[WorkflowSave]) -> list[Exception | None]:
+        """Every save of ``saves`` (each of another instance) in one
+        transaction, each exactly as :meth:`WorkflowStore.save` would do it
+        alone: what that would raise (``ConcurrencyError``, ``SagaNotFound``)
+        is returned in its place and writes nothing of that save, while the
+        others are committed. A ``StoreError`` (the transaction failed) is
+        raised and commits none."""
+
+
 __all__ = [
     "WAITING",
     "LiveWorkflows",
     "WorkflowHistoryEntry",
     "WorkflowRecord",
+    "WorkflowSave",
+    "WorkflowSaveMany",
     "WorkflowStatus",
     "WorkflowStore",
 ]

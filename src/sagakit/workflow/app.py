@@ -12,7 +12,6 @@ replacing the pending input and making it due now.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Iterable
@@ -26,7 +25,6 @@ from sagakit.errors import (
     SagaAlreadyExists,
     StateError,
     StepFailed,
-    StoreError,
 )
 from sagakit.ports.clock import Clock, SystemClock
 from sagakit.ports.workflow_store import (
@@ -35,6 +33,8 @@ from sagakit.ports.workflow_store import (
     WorkflowStatus,
     WorkflowStore,
 )
+from sagakit.workflow.commit import GroupSaves
+from sagakit.workflow.loop import Alarm, run_loop
 from sagakit.workflow.runner import run_claimed
 from sagakit.workflow.step import (
     CallbackHandler,
@@ -49,7 +49,7 @@ from sagakit.workflow.versions import (
     next_due,
     previous_versions,
 )
-from sagakit.workflow.waiting import REPORT_INTERVAL, report_unregistered
+from sagakit.workflow.waiting import report_unregistered
 
 logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -121,6 +121,11 @@ class WorkflowApp:
         self.previous: dict[int, WorkflowApp] = previous_versions(self, previous)
         """The older versions this app also runs, by version."""
         self.claims = 0  # claims made: which version asks first (claim_due)
+        self.alarms: set[Alarm] = set()
+        """The alarms of this app's running loops (:meth:`run`)."""
+        self.saves = GroupSaves(store)
+        """Where its steps' results are saved: together when they are ready
+        together (:mod:`sagakit.workflow.commit`)."""
         self._fingerprint: str | None = None
         # One logger per app object (not in logging's registry), so handlers
         # added to it never leak to another app of the same name.
@@ -240,6 +245,7 @@ class WorkflowApp:
                 app=self.name,
             )
         if created:
+            self._due(record.due_at)
             self.logger.info(
                 "workflow started",
                 extra={
@@ -300,6 +306,7 @@ class WorkflowApp:
             detail={"input": value},
         )
         await self.store.save(delivered, record.version, [line])
+        self._due(now)
 
     async def get(self, instance_id: str) -> WorkflowRecord:
         """The instance as stored (``SagaNotFound`` if there is none)."""
@@ -354,33 +361,18 @@ class WorkflowApp:
         self, stop: asyncio.Event | None = None, *, poll_interval: float = 0.2
     ) -> None:
         """Claim and run due steps until ``stop`` is set (then finish the
-        steps in flight). Cancelling stops at once: leases then expire."""
-        stop = stop or asyncio.Event()
-        active: set[asyncio.Task[None]] = set()
-        try:
-            while not stop.is_set():
-                room = self.max_active - len(active)
-                claimed: list[tuple[WorkflowApp, WorkflowRecord]] = []
-                if room > 0:
-                    try:
-                        claimed = await self._claim(min(room, self.batch))
-                    except StoreError:
-                        logger.exception(
-                            "claim failed", extra={"action": "claim_failed"}
-                        )
-                for app, record in claimed:
-                    task = asyncio.create_task(run_claimed(app, record))
-                    active.add(task)
-                    task.add_done_callback(active.discard)
-                if not claimed:
-                    await report_unregistered(self, every=REPORT_INTERVAL)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), poll_interval)
-            if active:
-                await asyncio.gather(*active)
-        finally:
-            for task in active:
-                task.cancel()
+        steps in flight). Cancelling stops at once: leases then expire.
+
+        It sleeps until the next instance is due, ``poll_interval`` seconds
+        at most: instances that other processes start or wake are found
+        within it, while this app's own starts and events wake it at once.
+        See :mod:`sagakit.workflow.loop`."""
+        await run_loop(self, stop or asyncio.Event(), poll_interval)
+
+    def _due(self, when: float | None) -> None:
+        """Tell this app's running loops that an instance is due at ``when``."""
+        for alarm in self.alarms:
+            alarm.due(when)
 
     async def advance(self, seconds: float) -> int:
         """Move a fake clock ``seconds`` ahead, running each step when it

@@ -51,9 +51,8 @@ class _Outcome:
 
 
 async def _keep_lease(app: WorkflowApp, record: WorkflowRecord) -> None:
-    """Renew the lease every third of it while the step runs."""
+    """Renew the lease now, then every third of it while the step runs."""
     while True:
-        await asyncio.sleep(app.lease / 3)
         try:
             held = await app.store.renew(
                 app.name,
@@ -71,13 +70,38 @@ async def _keep_lease(app: WorkflowApp, record: WorkflowRecord) -> None:
                     "instance_id": record.instance_id,
                 },
             )
-            continue
+            held = True
         if not held:
             return
+        await asyncio.sleep(app.lease / 3)
 
 
-async def run_claimed(app: WorkflowApp, record: WorkflowRecord) -> None:
-    """Run the pending step of ``record`` (claimed by ``app``) and commit."""
+class _LeaseKeeper:
+    """Renews a running step's lease every third of it (:func:`_keep_lease`),
+    from a timer: a step that ends within a third of its lease, as most do,
+    costs no task."""
+
+    def __init__(self, app: WorkflowApp, record: WorkflowRecord) -> None:
+        self._renewer: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(
+            app.lease / 3, self._start, app, record
+        )
+
+    def _start(self, app: WorkflowApp, record: WorkflowRecord) -> None:
+        self._renewer = asyncio.create_task(_keep_lease(app, record))
+
+    async def stop(self) -> None:
+        self._timer.cancel()
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+
+
+async def run_claimed(app: WorkflowApp, record: WorkflowRecord) -> float | None:
+    """Run the pending step of ``record`` (claimed by ``app``) and commit;
+    returns when the call it committed next is due (None: the instance
+    finished, waits for an event, or nothing was committed)."""
     base = {
         "app": app.name,
         "instance_id": record.instance_id,
@@ -87,7 +111,7 @@ async def run_claimed(app: WorkflowApp, record: WorkflowRecord) -> None:
     log = StepLogger(app.logger, base)
     step = app.steps.get(record.step or "")
     if step is None:  # claims filter on known steps; only a race gets here
-        return
+        return None
     if record.attempts > app.max_attempts:
         error = (
             f"step {step.name} was started {record.attempts - 1} times without "
@@ -106,7 +130,7 @@ async def run_claimed(app: WorkflowApp, record: WorkflowRecord) -> None:
                 )
             box[0] = to_json(new, about=f"state of workflow {record.instance_id}")
 
-        renewer = asyncio.create_task(_keep_lease(app, record))
+        lease = _LeaseKeeper(app, record)
         try:
             result = await step.invoke(
                 step.decode(record.input), copy.deepcopy(box[0]), set_state, log
@@ -117,9 +141,7 @@ async def run_claimed(app: WorkflowApp, record: WorkflowRecord) -> None:
         except Exception as exc:
             outcome = _retry_or_fail(app, record, exc)
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            await lease.stop()
         extra = {"action": f"step_{outcome.line.outcome}", "error": outcome.line.error}
         if outcome.line.outcome == "succeeded":
             log.info(
@@ -136,22 +158,24 @@ async def run_claimed(app: WorkflowApp, record: WorkflowRecord) -> None:
                 },
             )
     try:
-        await app.store.save(outcome.record, record.version, [outcome.line])
+        await app.saves.save(outcome.record, record.version, [outcome.line])
     except (ConcurrencyError, SagaNotFound):
         log.warning("lease lost; step result dropped", extra={"action": "lease_lost"})
+        return None
     except StoreError:
         logger.exception(
             "saving a step result failed", extra={"action": "save_failed", **base}
         )
-    else:
-        if outcome.record.status.terminal:
-            log.info(
-                "workflow finished",
-                extra={
-                    "action": "workflow_finished",
-                    "status": outcome.record.status.value,
-                },
-            )
+        return None
+    if outcome.record.status.terminal:
+        log.info(
+            "workflow finished",
+            extra={
+                "action": "workflow_finished",
+                "status": outcome.record.status.value,
+            },
+        )
+    return outcome.record.due_at
 
 
 def _line(
@@ -172,20 +196,20 @@ def _next(
     app: WorkflowApp, record: WorkflowRecord, result: Any, state: dict[str, Any]
 ) -> _Outcome:
     now = app.clock.now()
-    done = replace(
-        record,
-        state=state,
-        version=record.version + 1,
-        transitions=record.transitions + 1,
-        attempts=0,
-        error=None,
-        updated_at=now,
-        owner=None,
-        lease_until=None,
-    )
+    done: dict[str, Any] = {
+        "state": state,
+        "version": record.version + 1,
+        "transitions": record.transitions + 1,
+        "attempts": 0,
+        "error": None,
+        "updated_at": now,
+        "owner": None,
+        "lease_until": None,
+    }
     if not isinstance(result, WorkflowCall):
         finished = replace(
-            done,
+            record,
+            **done,
             status=WorkflowStatus.SUCCEEDED,
             step=None,
             input=None,
@@ -196,7 +220,7 @@ def _next(
             finished, _line(app, record, "succeeded", detail={"next": None})
         )
     app.check_call(result, where=f"step {record.step}")
-    if done.transitions >= app.max_transitions:
+    if record.transitions + 1 >= app.max_transitions:
         raise DefinitionError(
             f"workflow {record.instance_id}: more than max_transitions="
             f"{app.max_transitions} steps (step {record.step} -> {result.name}); "
@@ -204,7 +228,8 @@ def _next(
         )
     payload = to_json(result.input, about=f"input of step {result.name}")
     pending = replace(
-        done,
+        record,
+        **done,
         status=WorkflowStatus.PENDING,
         step=result.name,
         input=payload,

@@ -7,6 +7,7 @@ of the saga and workflow stores are not repeated per dialect.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -128,8 +129,12 @@ class WorkflowReads(Generic[D]):
         created_before: float | None = None,
     ) -> list[WorkflowRecord]:
         wanted = None if status is None else WorkflowStatus(status).value
+        query, before = "workflow_list", created_before
+        if wanted is not None and app is not None:  # one range of an index
+            query = "workflow_list_of_app_in_status"
+            before = math.inf if created_before is None else created_before
         found = await self.database.fetch(
-            "listing workflows", "workflow_list", wanted, app, limit, created_before
+            "listing workflows", query, wanted, app, limit, before
         )
         return [rows.workflow_record(r) for r in found]
 

@@ -246,6 +246,12 @@ def stale_workflow(name: str, expected_version: int) -> ConcurrencyError:
     )
 
 
+def per_version(query: str, version: int | None) -> str:
+    """The named workflow query for one definition ``version`` (it searches
+    one range of the wake-up index), or its ``_any_version`` twin."""
+    return query if version is not None else f"{query}_any_version"
+
+
 def by_due_then_id(records: list[WorkflowRecord]) -> list[WorkflowRecord]:
     return sorted(records, key=lambda r: (r.due_at or 0.0, r.instance_id))
 

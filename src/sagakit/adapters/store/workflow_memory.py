@@ -16,6 +16,7 @@ from sagakit.ports.workflow_store import (
     LiveWorkflows,
     WorkflowHistoryEntry,
     WorkflowRecord,
+    WorkflowSave,
     WorkflowStatus,
 )
 
@@ -76,6 +77,19 @@ class InMemoryWorkflowStore:
         )
         self._history[key].extend(history)
         self.commits += 1
+
+    async def save_many(self, saves: Sequence[WorkflowSave]) -> list[Exception | None]:
+        done: list[Exception | None] = []
+        commits = self.commits
+        for save in saves:
+            try:
+                await self.save(*save)
+            except (ConcurrencyError, SagaNotFound) as exc:
+                done.append(exc)
+            else:
+                done.append(None)
+        self.commits = commits + 1
+        return done
 
     def _claimable(
         self, row: WorkflowRecord, steps: Collection[str], now: float

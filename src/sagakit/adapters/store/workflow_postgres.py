@@ -25,6 +25,7 @@ from sagakit.errors import SagaNotFound
 from sagakit.ports.workflow_store import (
     WorkflowHistoryEntry,
     WorkflowRecord,
+    WorkflowSave,
 )
 
 
@@ -41,6 +42,26 @@ def _history_json(history: Sequence[WorkflowHistoryEntry]) -> str:
             }
             for h in history
         ]
+    )
+
+
+def _save_params(
+    record: WorkflowRecord,
+    expected_version: int,
+    history: Sequence[WorkflowHistoryEntry],
+) -> tuple[Any, ...]:
+    """What ``workflow_save`` binds (``workflow_save_many``: per column)."""
+    return (
+        record.app,
+        record.instance_id,
+        *rows.workflow_columns(record),
+        record.updated_at,
+        record.owner,
+        expected_version,
+        record.lease_until,
+        _history_json(history),
+        rows.dumps_or_none(record.result),
+        *rows.workflow_definition(record),
     )
 
 
@@ -96,16 +117,7 @@ class PostgresWorkflowStore(OnPostgres, WorkflowReads[PostgresDatabase]):
         row = await self._fetchrow(
             f"{name}: save",
             "workflow_save",
-            record.app,
-            record.instance_id,
-            *rows.workflow_columns(record),
-            record.updated_at,
-            record.owner,
-            expected_version,
-            record.lease_until,
-            _history_json(history),
-            rows.dumps_or_none(record.result),
-            *rows.workflow_definition(record),
+            *_save_params(record, expected_version, history),
         )
         if row["saved"] == 1:
             self.database.commits += 1
@@ -113,6 +125,25 @@ class PostgresWorkflowStore(OnPostgres, WorkflowReads[PostgresDatabase]):
         if not row["found"]:
             raise SagaNotFound(f"{name} does not exist")
         raise rows.stale_workflow(name, expected_version)
+
+    async def save_many(self, saves: Sequence[WorkflowSave]) -> list[Exception | None]:
+        bound = [_save_params(*save) for save in saves]
+        found = await self._fetch(
+            f"{len(saves)} workflow saves",
+            "workflow_save_many",
+            *(list(column) for column in zip(*bound, strict=True)),
+        )
+        self.database.commits += 1
+        done: list[Exception | None] = []
+        for (record, expected, _), row in zip(saves, found, strict=True):
+            name = f"workflow {record.app}/{record.instance_id}"
+            if row["saved"]:
+                done.append(None)
+            elif row["found"]:
+                done.append(rows.stale_workflow(name, expected))
+            else:
+                done.append(SagaNotFound(f"{name} does not exist"))
+        return done
 
     async def claim(
         self,
@@ -128,7 +159,7 @@ class PostgresWorkflowStore(OnPostgres, WorkflowReads[PostgresDatabase]):
     ) -> list[WorkflowRecord]:
         found = await self._fetch(
             f"workflow claim by {owner!r}",
-            "workflow_claim",
+            rows.per_version("workflow_claim", version),
             app,
             owner,
             now,
@@ -164,15 +195,15 @@ class PostgresWorkflowStore(OnPostgres, WorkflowReads[PostgresDatabase]):
         version: int | None = None,
         fingerprint: str | None = None,
     ) -> float | None:
-        row = await self._fetchrow(
+        found = await self._fetch(
             "workflow next due",
-            "workflow_next_due",
+            rows.per_version("workflow_next_due", version),
             app,
             sorted(steps),
             version,
             fingerprint,
         )
-        due: float | None = row[0]
+        due: float | None = found[0][0] if found else None
         return due
 
     async def unfinished(self, app: str) -> int:

@@ -18,6 +18,7 @@ from sagakit.errors import SagaNotFound
 from sagakit.ports.workflow_store import (
     WorkflowHistoryEntry,
     WorkflowRecord,
+    WorkflowSave,
 )
 
 
@@ -78,27 +79,40 @@ class SQLiteWorkflowStore(OnSQLite, WorkflowReads[SQLiteDatabase]):
         history: Sequence[WorkflowHistoryEntry],
     ) -> None:
         name = f"workflow {record.app}/{record.instance_id}"
+        with self.database.transaction(f"{name}: save"):
+            failed = self._save(WorkflowSave(record, expected_version, history))
+        if failed is not None:
+            raise failed
+
+    async def save_many(self, saves: Sequence[WorkflowSave]) -> list[Exception | None]:
+        with self.database.transaction(f"{len(saves)} workflow saves"):
+            return [self._save(save) for save in saves]
+
+    def _save(self, save: WorkflowSave) -> Exception | None:
+        """``save`` inside the caller's transaction; what it would raise."""
+        record, expected_version, history = save
         db = self.database
         key = (record.app, record.instance_id)
-        with db.transaction(f"{name}: save"):
-            cur = db.execute(
-                "workflow_update",
-                (
-                    *key,
-                    *rows.workflow_columns(record),
-                    record.updated_at,
-                    record.owner,
-                    expected_version,
-                    record.lease_until,
-                    rows.dumps_or_none(record.result),
-                    *rows.workflow_definition(record),
-                ),
-            )
-            if cur.rowcount != 1:
-                if db.execute("workflow_get", key).fetchone() is None:
-                    raise SagaNotFound(f"{name} does not exist")
-                raise rows.stale_workflow(name, expected_version)
+        cur = db.execute(
+            "workflow_update",
+            (
+                *key,
+                *rows.workflow_columns(record),
+                record.updated_at,
+                record.owner,
+                expected_version,
+                record.lease_until,
+                rows.dumps_or_none(record.result),
+                *rows.workflow_definition(record),
+            ),
+        )
+        if cur.rowcount == 1:
             db.executemany("workflow_insert_history", _history_rows(history))
+            return None
+        name = f"workflow {record.app}/{record.instance_id}"
+        if db.execute("workflow_get", key).fetchone() is None:
+            return SagaNotFound(f"{name} does not exist")
+        return rows.stale_workflow(name, expected_version)
 
     async def claim(
         self,
@@ -114,8 +128,9 @@ class SQLiteWorkflowStore(OnSQLite, WorkflowReads[SQLiteDatabase]):
     ) -> list[WorkflowRecord]:
         steps_json = dumps(sorted(steps))
         params = (app, owner, now, lease, steps_json, limit, version, fingerprint)
+        query = rows.per_version("workflow_claim", version)
         with self.database.transaction(f"workflow claim by {owner!r}"):
-            found = self.database.execute("workflow_claim", params).fetchall()
+            found = self.database.execute(query, params).fetchall()
         return rows.by_due_then_id([rows.workflow_record(r) for r in found])
 
     async def renew(
@@ -143,9 +158,11 @@ class SQLiteWorkflowStore(OnSQLite, WorkflowReads[SQLiteDatabase]):
         version: int | None = None,
         fingerprint: str | None = None,
     ) -> float | None:
-        due: float | None = self._scalar(
-            "workflow_next_due", (app, dumps(sorted(steps)), version, fingerprint)
+        query = rows.per_version("workflow_next_due", version)
+        found = self._read(
+            query, query, (app, dumps(sorted(steps)), version, fingerprint)
         )
+        due: float | None = found[0][0] if found else None
         return due
 
     async def unfinished(self, app: str) -> int:

@@ -1,6 +1,8 @@
 """The workflow store contract: written once, subclassed per adapter. It
 includes :class:`~sagakit.testing.contracts.workflow_app.WorkflowAppContract`
-(starts and results, through a ``WorkflowApp``)."""
+(starts and results, through a ``WorkflowApp``) and
+:class:`~sagakit.testing.contracts.workflow_claims.WorkflowClaimContract`
+(batch claims, leases and the next due time)."""
 
 from __future__ import annotations
 
@@ -17,12 +19,15 @@ from sagakit.ports.workflow_store import (
 )
 from sagakit.testing.contracts.definitions import WorkflowVersionsContract
 from sagakit.testing.contracts.workflow_app import WorkflowAppContract
+from sagakit.testing.contracts.workflow_claims import WorkflowClaimContract
 from sagakit.testing.contracts.workflow_records import APP, STEPS, line, make
 
 __all__ = ["APP", "STEPS", "WorkflowStoreContract", "line", "make"]
 
 
-class WorkflowStoreContract(WorkflowAppContract, WorkflowVersionsContract):
+class WorkflowStoreContract(
+    WorkflowAppContract, WorkflowClaimContract, WorkflowVersionsContract
+):
     """Subclass and provide a ``store`` fixture returning a fresh, empty store
     (and ``peer``, a second handle on the same data, where there can be one)."""
 

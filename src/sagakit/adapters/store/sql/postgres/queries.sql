@@ -520,21 +520,106 @@ SELECT (SELECT count(*) FROM updated) AS saved,
        EXISTS (SELECT 1 FROM sagakit_workflow
                 WHERE app = $1 AND instance_id = $2) AS found;
 
+-- workflow_save_many --
+-- workflow_save of several instances in one statement, each column an array
+-- ($1 .. $19 as workflow_save binds them, history $16 a jsonb array per
+-- instance, as text): one row per save, in order, saying whether it was
+-- saved and, if not, whether the instance exists.
+WITH given AS (
+    SELECT *
+      FROM unnest(
+               $1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+               $6::double precision[], $7::text[], $8::integer[],
+               $9::integer[], $10::integer[], $11::text[],
+               $12::double precision[], $13::text[], $14::integer[],
+               $15::double precision[], $16::text[], $17::text[],
+               $18::integer[], $19::text[]
+           ) WITH ORDINALITY AS g(
+               app, instance_id, status, step, input, due_at, state, version,
+               attempts, transitions, error, updated_at, owner, expected,
+               lease_until, history, result, definition_version, fingerprint,
+               n
+           )
+), updated AS (
+    UPDATE sagakit_workflow AS w
+       SET status = g.status, step = g.step, input = g.input::jsonb,
+           due_at = g.due_at, state = g.state::jsonb, version = g.version,
+           attempts = g.attempts, transitions = g.transitions,
+           error = g.error, updated_at = g.updated_at, owner = g.owner,
+           lease_until = g.lease_until, result = g.result::jsonb,
+           definition_version = g.definition_version,
+           fingerprint = g.fingerprint
+      FROM given AS g
+     WHERE w.app = g.app AND w.instance_id = g.instance_id
+       AND w.version = g.expected
+    RETURNING w.app, w.instance_id
+), appended AS (
+    INSERT INTO sagakit_workflow_history (
+        app, instance_id, step, attempt, outcome, detail, error, recorded_at
+    )
+    SELECT g.app, g.instance_id, h.step, h.attempt, h.outcome, h.detail,
+           h.error, h.recorded_at
+      FROM given AS g
+      JOIN updated AS u ON u.app = g.app AND u.instance_id = g.instance_id,
+           ROWS FROM (jsonb_to_recordset(g.history::jsonb) AS (
+               step text, attempt integer, outcome text, detail jsonb,
+               error text, recorded_at double precision
+           )) WITH ORDINALITY AS h(
+               step, attempt, outcome, detail, error, recorded_at, n
+           )
+     ORDER BY g.n, h.n
+)
+SELECT EXISTS (SELECT 1 FROM updated AS u
+                WHERE u.app = g.app AND u.instance_id = g.instance_id) AS saved,
+       EXISTS (SELECT 1 FROM sagakit_workflow AS w
+                WHERE w.app = g.app AND w.instance_id = g.instance_id) AS found
+  FROM given AS g
+ ORDER BY g.n;
+
 -- workflow_claim --
--- Take pending instances of $1 due by $3 (now) whose step is in $5, and
--- running ones whose lease expired, earliest first; with $7, only those of
--- definition version $7, and with $8 too, of fingerprint $8 or unknown. Rows
--- another claimer has locked are skipped. The version bump makes a save by a
--- previous owner fail.
+-- Take instances of $1 and definition version $7 whose step is in $5 and
+-- whose fingerprint is $8 or unknown (NULL $8: any) that are claimable at $3
+-- (now): pending ones due by then, running ones whose lease expired.
+-- Earliest wake-up first, at most $6; rows another claimer has locked are
+-- skipped. The search is one range of sagakit_workflow_wake (its expression
+-- and WHERE repeated exactly); step and fingerprint only filter what it
+-- finds. The version bump makes a save by a previous owner fail.
 WITH candidates AS (
     SELECT instance_id FROM sagakit_workflow
-     WHERE app = $1
+     WHERE app = $1 AND definition_version = $7::integer
+       AND status IN ('pending', 'running')
+       AND CASE status WHEN 'pending' THEN due_at ELSE lease_until END <= $3::double precision
+       AND (status = 'pending' OR lease_until < $3::double precision)
        AND step = ANY($5::text[])
-       AND ((status = 'pending' AND due_at <= $3::double precision)
-            OR (status = 'running' AND lease_until < $3::double precision))
-       AND ($7::integer IS NULL OR definition_version = $7)
        AND ($8::text IS NULL OR fingerprint IS NULL OR fingerprint = $8)
-     ORDER BY due_at, instance_id
+     ORDER BY CASE status WHEN 'pending' THEN due_at ELSE lease_until END, instance_id
+     LIMIT $6
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE sagakit_workflow AS w
+   SET status = 'running', owner = $2,
+       lease_until = $3::double precision + $4::double precision,
+       version = w.version + 1, attempts = w.attempts + 1,
+       updated_at = $3::double precision
+  FROM candidates AS c
+ WHERE w.app = $1 AND w.instance_id = c.instance_id
+RETURNING w.app, w.instance_id, w.status, w.step, w.input, w.due_at, w.state,
+          w.version, w.attempts, w.transitions, w.error, w.created_at,
+          w.updated_at, w.owner, w.lease_until, w.result, w.start_digest,
+          w.definition_version, w.fingerprint;
+
+-- workflow_claim_any_version --
+-- workflow_claim of every definition version ($7 is NULL): the index cannot
+-- order across versions, so this reads all of $1's unfinished ones.
+WITH candidates AS (
+    SELECT instance_id FROM sagakit_workflow
+     WHERE app = $1 AND $7::integer IS NULL
+       AND status IN ('pending', 'running')
+       AND CASE status WHEN 'pending' THEN due_at ELSE lease_until END <= $3::double precision
+       AND (status = 'pending' OR lease_until < $3::double precision)
+       AND step = ANY($5::text[])
+       AND ($8::text IS NULL OR fingerprint IS NULL OR fingerprint = $8)
+     ORDER BY CASE status WHEN 'pending' THEN due_at ELSE lease_until END, instance_id
      LIMIT $6
        FOR UPDATE SKIP LOCKED
 )
@@ -557,14 +642,26 @@ UPDATE sagakit_workflow
 RETURNING instance_id;
 
 -- workflow_next_due --
--- The earliest moment something of $1 (steps in $2; definition version $3
--- and fingerprint $4 or unknown, each unless NULL) becomes claimable
-SELECT min(CASE WHEN status = 'pending' THEN due_at ELSE lease_until END)
+-- When the first instance workflow_claim (same $1 app, $2 steps, $3 version,
+-- $4 fingerprint) would take becomes claimable; no row if none ever does.
+-- The first entry of one range of sagakit_workflow_wake.
+SELECT CASE status WHEN 'pending' THEN due_at ELSE lease_until END AS wake
   FROM sagakit_workflow
- WHERE app = $1
+ WHERE app = $1 AND definition_version = $3::integer
+   AND status IN ('pending', 'running')
+   AND CASE status WHEN 'pending' THEN due_at ELSE lease_until END IS NOT NULL
+   AND step = ANY($2::text[])
+   AND ($4::text IS NULL OR fingerprint IS NULL OR fingerprint = $4)
+ ORDER BY wake
+ LIMIT 1;
+
+-- workflow_next_due_any_version --
+-- workflow_next_due of every definition version ($3 is NULL)
+SELECT min(CASE status WHEN 'pending' THEN due_at ELSE lease_until END)
+  FROM sagakit_workflow
+ WHERE app = $1 AND $3::integer IS NULL
    AND status IN ('pending', 'running')
    AND step = ANY($2::text[])
-   AND ($3::integer IS NULL OR definition_version = $3)
    AND ($4::text IS NULL OR fingerprint IS NULL OR fingerprint = $4);
 
 -- workflow_unfinished --
@@ -600,6 +697,17 @@ SELECT app, instance_id, status, step, input, due_at, state, version, attempts,
   FROM sagakit_workflow
  WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR app = $2)
    AND ($4::double precision IS NULL OR created_at < $4)
+ ORDER BY created_at DESC, instance_id DESC, app DESC
+ LIMIT $3;
+
+-- workflow_list_of_app_in_status --
+-- workflow_list of app $2 in status $1 (both given), created before $4
+-- (Infinity: any): one range of sagakit_workflow_status, newest first
+SELECT app, instance_id, status, step, input, due_at, state, version, attempts,
+       transitions, error, created_at, updated_at, owner, lease_until, result,
+       start_digest, definition_version, fingerprint
+  FROM sagakit_workflow
+ WHERE app = $2 AND status = $1 AND created_at < $4::double precision
  ORDER BY created_at DESC, instance_id DESC, app DESC
  LIMIT $3;
 

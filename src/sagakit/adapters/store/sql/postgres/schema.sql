@@ -111,7 +111,8 @@ CREATE TABLE sagakit_workflow (
     PRIMARY KEY (app, instance_id)
 );
 
-CREATE INDEX sagakit_workflow_due ON sagakit_workflow (app, status, due_at);
+CREATE INDEX sagakit_workflow_status
+    ON sagakit_workflow (app, status, created_at, instance_id);
 
 CREATE TABLE sagakit_workflow_history (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -196,3 +197,11 @@ CREATE TRIGGER sagakit_workflow_history_append_only
     FOR EACH ROW EXECUTE FUNCTION sagakit_workflow_history_append_only();
 
 CREATE INDEX sagakit_workflow_created ON sagakit_workflow (created_at);
+
+-- Unfinished instances by wake-up time (0011): see workflow_claim.
+CREATE INDEX sagakit_workflow_wake ON sagakit_workflow (
+    app,
+    definition_version,
+    (CASE status WHEN 'pending' THEN due_at ELSE lease_until END),
+    instance_id
+) WHERE status IN ('pending', 'running');

@@ -252,23 +252,45 @@ INSERT INTO sagakit_workflow_history (
 ) VALUES (?, ?, ?, ?, ?, ?, ?, ?);
 
 -- workflow_claim --
--- Take pending instances of ?1 due by ?3 (now) whose step is in ?5 (a JSON
--- array), and running ones whose lease expired, earliest first; with ?7,
--- only those of definition version ?7, and with ?8 too, of fingerprint ?8 or
--- unknown. Runs inside BEGIN IMMEDIATE. The version bump makes a save by a
--- previous owner fail.
+-- Take instances of ?1 and definition version ?7 whose step is in ?5 (a JSON
+-- array) and whose fingerprint is ?8 or unknown (NULL ?8: any) that are
+-- claimable at ?3 (now): pending ones due by then, running ones whose lease
+-- expired. Earliest wake-up first, at most ?6. The search is one range of
+-- sagakit_workflow_wake (its expression and WHERE repeated exactly); step and
+-- fingerprint only filter what it finds. Runs inside BEGIN IMMEDIATE. The
+-- version bump makes a save by a previous owner fail.
+UPDATE sagakit_workflow
+   SET status = 'running', owner = ?2, lease_until = ?3 + ?4,
+       version = version + 1, attempts = attempts + 1, updated_at = ?3
+ WHERE app = ?1 AND instance_id IN (
+       SELECT instance_id FROM sagakit_workflow
+        WHERE app = ?1 AND definition_version = ?7
+          AND status IN ('pending', 'running')
+          AND CASE status WHEN 'pending' THEN due_at ELSE lease_until END <= ?3
+          AND (status = 'pending' OR lease_until < ?3)
+          AND step IN (SELECT value FROM json_each(?5))
+          AND (?8 IS NULL OR fingerprint IS NULL OR fingerprint = ?8)
+        ORDER BY CASE status WHEN 'pending' THEN due_at ELSE lease_until END, instance_id
+        LIMIT ?6)
+RETURNING app, instance_id, status, step, input, due_at, state, version,
+          attempts, transitions, error, created_at, updated_at, owner,
+          lease_until, result, start_digest, definition_version, fingerprint;
+
+-- workflow_claim_any_version --
+-- workflow_claim of every definition version (?7 is not used): the index
+-- cannot order across versions, so this reads all of ?1's unfinished ones.
 UPDATE sagakit_workflow
    SET status = 'running', owner = ?2, lease_until = ?3 + ?4,
        version = version + 1, attempts = attempts + 1, updated_at = ?3
  WHERE app = ?1 AND instance_id IN (
        SELECT instance_id FROM sagakit_workflow
         WHERE app = ?1
+          AND status IN ('pending', 'running')
+          AND CASE status WHEN 'pending' THEN due_at ELSE lease_until END <= ?3
+          AND (status = 'pending' OR lease_until < ?3)
           AND step IN (SELECT value FROM json_each(?5))
-          AND ((status = 'pending' AND due_at <= ?3)
-               OR (status = 'running' AND lease_until < ?3))
-          AND (?7 IS NULL OR definition_version = ?7)
           AND (?8 IS NULL OR fingerprint IS NULL OR fingerprint = ?8)
-        ORDER BY due_at, instance_id
+        ORDER BY CASE status WHEN 'pending' THEN due_at ELSE lease_until END, instance_id
         LIMIT ?6)
 RETURNING app, instance_id, status, step, input, due_at, state, version,
           attempts, transitions, error, created_at, updated_at, owner,
@@ -280,14 +302,27 @@ UPDATE sagakit_workflow
  WHERE app = ?1 AND instance_id = ?3 AND owner = ?2 AND status = 'running';
 
 -- workflow_next_due --
--- The earliest moment something of ?1 (steps in ?2; definition version ?3
--- and fingerprint ?4 or unknown, each unless NULL) becomes claimable
-SELECT min(CASE WHEN status = 'pending' THEN due_at ELSE lease_until END)
+-- When the first instance workflow_claim (same ?1 app, ?2 steps, ?3 version,
+-- ?4 fingerprint) would take becomes claimable; no row if none ever does.
+-- The first entry of one range of sagakit_workflow_wake (> -1e308 skips
+-- the NULLs, instances waiting for an event, in a form SQLite seeks with).
+SELECT CASE status WHEN 'pending' THEN due_at ELSE lease_until END AS wake
+  FROM sagakit_workflow
+ WHERE app = ?1 AND definition_version = ?3
+   AND status IN ('pending', 'running')
+   AND CASE status WHEN 'pending' THEN due_at ELSE lease_until END > -1e308
+   AND step IN (SELECT value FROM json_each(?2))
+   AND (?4 IS NULL OR fingerprint IS NULL OR fingerprint = ?4)
+ ORDER BY wake
+ LIMIT 1;
+
+-- workflow_next_due_any_version --
+-- workflow_next_due of every definition version (?3 is not used)
+SELECT min(CASE status WHEN 'pending' THEN due_at ELSE lease_until END)
   FROM sagakit_workflow
  WHERE app = ?1
    AND status IN ('pending', 'running')
    AND step IN (SELECT value FROM json_each(?2))
-   AND (?3 IS NULL OR definition_version = ?3)
    AND (?4 IS NULL OR fingerprint IS NULL OR fingerprint = ?4);
 
 -- workflow_unfinished --
@@ -323,6 +358,17 @@ SELECT app, instance_id, status, step, input, due_at, state, version, attempts,
   FROM sagakit_workflow
  WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR app = ?2)
    AND (?4 IS NULL OR created_at < ?4)
+ ORDER BY created_at DESC, instance_id DESC, app DESC
+ LIMIT ?3;
+
+-- workflow_list_of_app_in_status --
+-- workflow_list of app ?2 in status ?1 (both given), created before ?4
+-- (Infinity: any): one range of sagakit_workflow_status, newest first
+SELECT app, instance_id, status, step, input, due_at, state, version, attempts,
+       transitions, error, created_at, updated_at, owner, lease_until, result,
+       start_digest, definition_version, fingerprint
+  FROM sagakit_workflow
+ WHERE app = ?2 AND status = ?1 AND created_at < ?4
  ORDER BY created_at DESC, instance_id DESC, app DESC
  LIMIT ?3;
 
