@@ -200,7 +200,12 @@ def test_bad_options_are_one_error_line(tmp_path: Path, args: list[str]) -> None
 
 
 def test_an_unknown_event_loop_is_one_error_line(tmp_path: Path) -> None:
-    result = sagakit("list", cwd=tmp_path, env={"SAGAKIT_EVENT_LOOP": "trio"})
+    result = sagakit(
+        "recover",
+        "sagakit.examples.trip",
+        cwd=tmp_path,
+        env={"SAGAKIT_EVENT_LOOP": "trio"},
+    )
     assert_one_error_line(result)
     assert "SAGAKIT_EVENT_LOOP" in result.stderr
 
@@ -226,9 +231,15 @@ def test_database_url_from_environment(demo: tuple[Path, str], tmp_path: Path) -
 
 
 def test_default_database_is_in_the_working_directory(tmp_path: Path) -> None:
-    result = sagakit("list", cwd=tmp_path)
+    refused = sagakit("list", cwd=tmp_path)  # read-only: creates nothing
+    assert refused.returncode == 2
+    assert "no saga database at 'sagakit.db'" in refused.stderr
+    assert not (tmp_path / "sagakit.db").exists()
+
+    result = sagakit("recover", "sagakit.examples.trip", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "sagakit.db").exists()
+    assert sagakit("list", cwd=tmp_path).returncode == 0
 
 
 def test_version(tmp_path: Path) -> None:
@@ -243,3 +254,21 @@ def test_recover_with_nothing_to_do(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "resumed 0 saga(s)" in result.stdout
+
+
+def test_read_only_commands_create_no_database(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.db"
+    for args in (["list"], ["show", "abc"], ["list", "--status", "failed"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "sagakit.cli.main", "--db", str(missing), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert done.stderr.strip().splitlines() == [
+            f"error: no saga database at {str(missing)!r}: nothing to read (see --db)"
+        ]
+        assert not missing.exists()
+    assert list(tmp_path.iterdir()) == []

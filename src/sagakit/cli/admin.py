@@ -24,6 +24,7 @@ from sagakit.cli.common import (
     TransportOption,
     db_of,
     err,
+    existing_database_or_fail,
     fail,
     run_async,
     sagas_or_fail,
@@ -104,7 +105,17 @@ def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
         fail(str(exc))
 
 
-def _with_store(ctx: typer.Context, work: Callable[[SagaStore], Awaitable[T]]) -> T:
+def _with_store(
+    ctx: typer.Context,
+    work: Callable[[SagaStore], Awaitable[T]],
+    *,
+    read_only: bool = False,
+) -> T:
+    """Run ``work`` on the store of ``--db``; ``read_only``: refuse (exit 2)
+    a SQLite file that does not exist instead of creating it."""
+    if read_only:
+        existing_database_or_fail(db_of(ctx))
+
     async def run() -> T:
         store = await open_store_async(db_of(ctx))
         try:
@@ -259,6 +270,7 @@ def _add_list(app: typer.Typer, out: Console) -> None:
                 limit=limit,
                 waiting=waiting,
             ),
+            read_only=True,
         )
         out.print(render.sagas_table(records, time.time()))
 

@@ -113,3 +113,26 @@ def db_of(ctx: typer.Context) -> str | None:
     """The root ``--db`` (None: ``$SAGAKIT_DATABASE_URL`` or the default)."""
     value = getattr(ctx.find_root().obj, "db", None)
     return value if isinstance(value, str) else None
+
+
+def existing_database_or_fail(url: str | None) -> None:
+    """A read-only command's check: a SQLite file that is not there is a
+    one-line error (exit 2), not a new empty database."""
+    from pathlib import Path
+
+    from sagakit.adapters.store.database import (
+        database_url,
+        is_postgres,
+        sqlite_path,
+    )
+    from sagakit.errors import StoreError
+
+    resolved = database_url(url)
+    if resolved == "memory://" or is_postgres(resolved):
+        return
+    try:
+        path = sqlite_path(resolved)
+    except StoreError as exc:
+        fail(str(exc))
+    if path != ":memory:" and not Path(path).exists():
+        fail(f"no saga database at {path!r}: nothing to read (see --db)")

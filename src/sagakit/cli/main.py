@@ -29,6 +29,7 @@ from sagakit.cli.common import (
     TransportOption,
     console,
     err,
+    existing_database_or_fail,
     fail,
     run_async,
     sagas_or_fail,
@@ -152,9 +153,17 @@ def configure_logging(level: str) -> None:
 # -- store access ----------------------------------------------------------
 
 
-def with_store(settings: Settings, work: Callable[[SagaStore], Awaitable[T]]) -> T:
+def with_store(
+    settings: Settings,
+    work: Callable[[SagaStore], Awaitable[T]],
+    *,
+    read_only: bool = False,
+) -> T:
     """Open the configured store, run ``work`` on it, close it; expected
-    failures end the command with ``error: ...``."""
+    failures end the command with ``error: ...``. ``read_only``: a SQLite
+    file that does not exist is refused (exit 2), not created."""
+    if read_only:
+        existing_database_or_fail(settings.db)
 
     async def run() -> T:
         store = await open_store_async(settings.db)
@@ -297,7 +306,7 @@ def show(
         history = await store.history(record.saga_id)
         return render.saga_report(record, history, await children_of(store, record))
 
-    out.print(with_store(settings_of(ctx), work))
+    out.print(with_store(settings_of(ctx), work, read_only=True))
 
 
 async def choreography_report(store: SagaStore, ident: str) -> RenderableType | None:

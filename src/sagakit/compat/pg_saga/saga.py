@@ -45,6 +45,7 @@ from sagakit.errors import DefinitionError, FatalError
 from sagakit.ports.clock import Clock
 from sagakit.ports.workflow_store import WorkflowStore
 from sagakit.workflow import WorkflowApp
+from sagakit.workflow.commit import GroupSaves
 from sagakit.workflow.step import WorkflowCall
 from sagakit.workflow.versions import claim_due
 
@@ -227,6 +228,8 @@ class Saga:
                     self._app.store = workflows
                 else:
                     self._app.store = where
+                # results are saved through the store just opened
+                self._app.saves = GroupSaves(self._app.store)
                 self._opened = True
         return self._app.store
 
