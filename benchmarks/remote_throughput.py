@@ -566,6 +566,10 @@ def start_processes(setup: Setup) -> None:
 async def open_store(setup: Setup, name: str = "orchestrator") -> SagaStore:
     if setup.args.store == "sqlite":
         return SQLiteStore(setup.tmp / f"{name}.db")
+    if setup.args.store == "memory":  # the remote path without a store's cost
+        from sagakit.adapters.store.memory import InMemoryStore  # noqa: PLC0415
+
+        return InMemoryStore()
     from sagakit.adapters.store.postgres import PostgresStore  # noqa: PLC0415
 
     assert setup.pg_url is not None  # noqa: S101 - set by main for postgres
@@ -793,10 +797,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--store",
-        choices=("sqlite", "postgres"),
+        choices=("sqlite", "postgres", "memory"),
         default="sqlite",
         help="sagakit's orchestrator store: a SQLite file in a temp directory "
-        "(default) or a fresh PostgreSQL database",
+        "(default), a fresh PostgreSQL database, or memory (no durability: "
+        "what the remote path costs without the store's commits)",
     )
     parser.add_argument(
         "--broker",
