@@ -10,7 +10,7 @@ CREATE TABLE sagakit_schema_migrations (
 );
 
 CREATE TABLE sagakit_saga (
-    saga_id          text PRIMARY KEY,
+    saga_id          text COLLATE "C" PRIMARY KEY,
     saga_name        text NOT NULL,
     status           text NOT NULL,
     version          integer NOT NULL,
@@ -36,10 +36,74 @@ CREATE INDEX sagakit_saga_status ON sagakit_saga (status, created_at);
 
 CREATE INDEX sagakit_saga_created ON sagakit_saga (created_at);
 
-CREATE INDEX sagakit_saga_claim ON sagakit_saga (status, lease_until);
-
 CREATE INDEX sagakit_saga_deadline ON sagakit_saga (deadline)
     WHERE deadline IS NOT NULL AND status IN ('running', 'compensating');
+
+CREATE INDEX sagakit_saga_name ON sagakit_saga (saga_name, created_at);
+
+CREATE INDEX sagakit_saga_name_status
+    ON sagakit_saga (saga_name, status, created_at);
+
+CREATE INDEX sagakit_saga_waiting ON sagakit_saga (created_at)
+    WHERE waiting IS NOT NULL;
+
+CREATE INDEX sagakit_saga_unfinished ON sagakit_saga (created_at, saga_id)
+    WHERE status IN ('running', 'compensating');
+
+-- Sagas per name and status: sagakit_saga_count plus the changes not
+-- folded into it yet (see the trigger function)
+CREATE TABLE sagakit_saga_count (
+    saga_name  text NOT NULL,
+    status     text NOT NULL,
+    n          bigint NOT NULL,
+    PRIMARY KEY (saga_name, status)
+);
+
+CREATE TABLE sagakit_saga_count_change (
+    saga_name  text NOT NULL,
+    status     text NOT NULL,
+    n          integer NOT NULL
+);
+
+CREATE FUNCTION sagakit_saga_count_change() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        INSERT INTO sagakit_saga_count_change (saga_name, status, n)
+        VALUES (OLD.saga_name, OLD.status, -1);
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO sagakit_saga_count_change (saga_name, status, n)
+        VALUES (NEW.saga_name, NEW.status, 1);
+    END IF;
+    -- One change in 256 (on average) folds the changes into the counts,
+    -- unless another transaction is folding: folds never wait for each other
+    IF random() < 1.0 / 256
+       AND pg_try_advisory_xact_lock(7318267413062125618) THEN
+        WITH folded AS (
+            DELETE FROM sagakit_saga_count_change
+            RETURNING saga_name, status, n
+        )
+        INSERT INTO sagakit_saga_count AS c (saga_name, status, n)
+        SELECT saga_name, status, sum(n) FROM folded
+         GROUP BY saga_name, status
+        ON CONFLICT (saga_name, status) DO UPDATE SET n = c.n + excluded.n;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER sagakit_saga_count_insert_delete
+    AFTER INSERT OR DELETE ON sagakit_saga
+    FOR EACH ROW EXECUTE FUNCTION sagakit_saga_count_change();
+
+CREATE TRIGGER sagakit_saga_count_update
+    AFTER UPDATE OF saga_name, status ON sagakit_saga
+    FOR EACH ROW
+    WHEN (OLD.status IS DISTINCT FROM NEW.status
+          OR OLD.saga_name IS DISTINCT FROM NEW.saga_name)
+    EXECUTE FUNCTION sagakit_saga_count_change();
+
 
 CREATE TABLE sagakit_step_history (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
