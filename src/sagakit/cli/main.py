@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import sys
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -35,7 +34,7 @@ from sagakit.adapters.transport import open_transport
 from sagakit.admin import children_of
 from sagakit.admin import find as find_saga
 from sagakit.choreography import Tracker
-from sagakit.cli import admin, dashboard, db, deploy, docs, render, workflows
+from sagakit.cli import admin, dashboard, db, deploy, docs, recover, render, workflows
 from sagakit.cli.common import (
     EXIT_ERROR,
     SagasArgument,
@@ -51,7 +50,6 @@ from sagakit.examples.trip import fully_booked_trip, happy_trip, trip_saga
 from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
 from sagakit.runtime import Orchestrator, Worker
 from sagakit.runtime import loop as event_loop
-from sagakit.runtime.migrate import LeftWaiting
 
 T = TypeVar("T")
 
@@ -314,32 +312,6 @@ async def choreography_report(store: SagaStore, ident: str) -> RenderableType | 
 
 
 @app.command()
-def recover(
-    ctx: typer.Context,
-    target: SagasArgument,
-) -> None:
-    """Resume the unfinished sagas of these definitions whose owner is gone
-    (lease expired, or a dead process on this host), and wait for them; say
-    how many are left waiting for a definition version, and why."""
-    sagas = sagas_or_fail(target)
-
-    async def work(store: SagaStore) -> tuple[list[SagaRecord], list[LeftWaiting]]:
-        orchestrator = Orchestrator(store, sagas)
-        resumed = await orchestrator.recover()
-        await orchestrator.drain()  # paused sagas stay paused, and released
-        await orchestrator.stop_driving()
-        records = [await store.get(saga_id) for saga_id in resumed]
-        return records, await orchestrator.waiting()
-
-    records, waiting = with_store(settings_of(ctx), work)
-    out.print(f"resumed {len(records)} saga(s)")
-    if records:
-        out.print(render.sagas_table(records, time.time()))
-    for left in waiting:
-        out.print(str(left), markup=False, highlight=False)
-
-
-@app.command()
 def worker(
     ctx: typer.Context,
     target: SagasArgument,
@@ -480,6 +452,7 @@ def participant(
 
 db.register(app, out, None)
 admin.register(app, out)
+recover.register(app, out)
 deploy.register(app, out)
 workflows.register(app, out)
 docs.register(app)
