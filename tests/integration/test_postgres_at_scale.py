@@ -1,7 +1,7 @@
-"""PostgreSQL specifics of migration 0012. The number of sagas per name and
-status is kept as changes that triggers append, folded now and then into
-totals: the counts stay exact whoever writes, concurrently or not, and
-however the changes were folded. Saga ids compare byte by byte whatever the
+"""PostgreSQL specifics of migration 0012. The number of ended sagas per
+name and status is kept by triggers in rows that no two writers change at
+once: the counts stay exact whoever writes, concurrently or not, and no
+writer waits for another. Saga ids compare byte by byte whatever the
 database's collation, so that an id prefix is a range of the primary key."""
 
 from __future__ import annotations
@@ -57,32 +57,74 @@ async def test_concurrent_writers_keep_the_counts_exact(
         assert await store.count_by_status("order") == expected
 
 
-async def test_folded_and_pending_changes_add_up(pg_url: str) -> None:
-    """With a fixed seed the same changes fold at the same points every run:
-    some are folded into sagakit_saga_count, the rest still pending."""
+async def test_a_writer_never_waits_for_another_to_count(pg_url: str) -> None:
+    """Two transactions end sagas of one name at once: the second takes
+    another row of the count instead of waiting for the first's (a lock
+    wait would run into lock_timeout); both counts add up."""
+    import asyncpg  # noqa: PLC0415 - the PostgreSQL tests only
+
+    store = await PostgresStore.connect(pg_url)
+    first: Any = await asyncpg.connect(pg_url)
+    second: Any = await asyncpg.connect(pg_url)
+    end = "UPDATE sagakit_saga SET status = 'succeeded' WHERE saga_id = $1"
+    try:
+        for saga_id in ("a", "b", "c"):
+            await store.create(make_record(saga_id), [])
+        await store.save(
+            replace(make_record("c"), version=2, status=SagaStatus.FAILED), 1, []
+        )
+        one, two = first.transaction(), second.transaction()
+        await one.start()
+        await two.start()
+        await first.execute(end, "a")  # holds a row of (order, succeeded)
+        await second.execute("SET LOCAL lock_timeout = '200ms'")
+        await second.execute(end, "b")
+        await second.execute(end, "c")  # and (order, failed) goes down
+        await two.commit()
+        await one.commit()
+        rows = await first.fetchval(
+            "SELECT count(*) FROM sagakit_saga_count WHERE status = 'succeeded'"
+        )
+        assert rows == 2  # one per writer at once
+        expected = {SagaStatus.SUCCEEDED: 3}
+        assert await scanned(store) == expected
+        assert await store.count_by_status() == expected
+        assert await store.count_by_status("order") == expected
+    finally:
+        await first.close()
+        await second.close()
+        await store.close()
+
+
+async def test_counts_follow_raw_inserts_updates_and_deletes(pg_url: str) -> None:
+    """Whatever writes the table, the triggers keep the ended counts."""
     import asyncpg  # noqa: PLC0415 - the PostgreSQL tests only
 
     conn: Any = await asyncpg.connect(pg_url)
     store = await PostgresStore.connect(pg_url)
     try:
-        await conn.execute("SELECT setseed(0.25)")
         await conn.execute(
             "INSERT INTO sagakit_saga (saga_id, saga_name, status, version,"
             " context, state, created_at, updated_at)"
-            " SELECT 's' || i, 'order', 'running', 1, '{}', '{}', i, i"
-            " FROM generate_series(1, 3000) AS i"
+            " SELECT 's' || i, CASE WHEN i % 3 = 0 THEN 'refund' ELSE 'order' END,"
+            " CASE WHEN i % 2 = 0 THEN 'succeeded' ELSE 'running' END,"
+            " 1, '{}', '{}', i, i FROM generate_series(1, 3000) AS i"
         )
         await conn.execute(
-            "UPDATE sagakit_saga SET status = 'succeeded' WHERE created_at <= 1000"
+            "UPDATE sagakit_saga SET status = 'failed' WHERE created_at <= 1000"
         )
-        folded = await conn.fetchval("SELECT sum(n) FROM sagakit_saga_count")
-        pending = await conn.fetchval("SELECT count(*) FROM sagakit_saga_count_change")
-        assert folded > 0  # a fold happened
-        assert 0 < pending < 4000  # and the changes since are still pending
+        await conn.execute(  # reopened (retried), renamed, deleted
+            "UPDATE sagakit_saga SET status = 'running' WHERE created_at <= 100"
+        )
+        await conn.execute(
+            "UPDATE sagakit_saga SET saga_name = 'order'"
+            " WHERE saga_name = 'refund' AND created_at > 2500"
+        )
         await conn.execute("DELETE FROM sagakit_saga WHERE created_at > 2900")
-        expected = {SagaStatus.RUNNING: 1900, SagaStatus.SUCCEEDED: 1000}
-        assert await scanned(store) == expected
-        assert await store.count_by_status() == expected
+        for name in (None, "order", "refund"):
+            rows = await store.database.fetch("scan", "count_by_status_scan", name)
+            expected = {SagaStatus(r[0]): int(r[1]) for r in rows}
+            assert await store.count_by_status(name) == expected
     finally:
         await store.close()
         await conn.close()

@@ -81,9 +81,12 @@ def test_sqlite_reads_of_ids_counts_and_unfinished(sqlite_store: SQLiteStore) ->
     names = json.dumps(["order"])
     plan = _sqlite_plan(sqlite_store, "ids_with_prefix", ("abc", prefix_end("abc"), 4))
     assert "(saga_id>? AND saga_id<?)" in plan, plan
-    counts = _sqlite_plan(sqlite_store, "count_by_status", (None,))
-    assert "sagakit_saga_count" in counts
-    assert "sagakit_saga " not in counts.replace("sagakit_saga_count", "")
+    for query, args in [("count_by_status", ()), ("count_saga_by_status", ("order",))]:
+        counts = _sqlite_plan(sqlite_store, query, args)
+        assert " sagakit_saga_count" in counts, counts
+        # the unfinished ones only, from an index: never every saga
+        assert "SCAN sagakit_saga " not in counts, counts
+        assert "COVERING INDEX sagakit_saga_" in counts, counts
     for query, args in [
         ("unfinished_sagas", (names, "some-id", 500)),
         ("claim_sagas", ("w1", NOW, 30.0, names, 500, "[]", "some-id")),
@@ -143,7 +146,8 @@ async def _pg_plan(conn: Any, query: str, args: tuple[Any, ...], mode: str) -> s
         await conn.execute(f"PREPARE planned AS {sql}")
         try:
             given = ", ".join(_literal(arg) for arg in args)
-            rows = await conn.fetch(f"EXPLAIN EXECUTE planned({given})")
+            call = f"planned({given})" if args else "planned"
+            rows = await conn.fetch(f"EXPLAIN EXECUTE {call}")
         finally:
             await conn.execute("DEALLOCATE planned")
     return "\n".join(row[0] for row in rows)
@@ -182,9 +186,15 @@ async def test_postgres_ids_counts_claims_and_deadlines(pg: Any, mode: str) -> N
     # a range of the key, not a filter over every id
     assert "Index Cond: ((saga_id >= " in plan, plan
     assert "(saga_id < " in plan, plan
-    counts = await _pg_plan(pg, "count_by_status", (None,), mode)
-    assert "sagakit_saga_count" in counts, counts
-    assert " sagakit_saga " not in counts, counts
+    for query, args in [("count_by_status", ()), ("count_saga_by_status", ("order",))]:
+        counts = await _pg_plan(pg, query, args, mode)
+        assert "sagakit_saga_count" in counts, counts
+        # the unfinished ones only, from an index: never every saga
+        assert "Seq Scan on sagakit_saga " not in counts, counts
+        unfinished = "status = ANY ('{running,compensating}'::text[])"
+        assert "sagakit_saga_unfinished" in counts or any(
+            "Index Cond:" in line and unfinished in line for line in counts.splitlines()
+        ), counts
     after = await pg.fetchval(
         "SELECT saga_id FROM sagakit_saga WHERE status = 'running'"
         " ORDER BY created_at LIMIT 1"

@@ -26,7 +26,7 @@ from sagakit.ports.workflow_store import (
 )
 
 COUNTS_MIGRATION = 12
-"""The migration that keeps the number of sagas per name and status
+"""The migration that keeps the number of ended sagas per name and status
 (0012_saga_store_at_scale.sql)."""
 
 DEFINITIONS_MIGRATION = 10
@@ -96,10 +96,13 @@ class SagaReads(Generic[D]):
     async def count_by_status(
         self, saga_name: str | None = None
     ) -> dict[SagaStatus, int]:
-        query = "count_by_status"
         if not await self._counts_kept():
-            query = "count_by_status_scan"
-        found = await self.database.fetch("counting sagas", query, saga_name)
+            args: tuple[Any, ...] = ("count_by_status_scan", saga_name)
+        elif saga_name is None:
+            args = ("count_by_status",)
+        else:
+            args = ("count_saga_by_status", saga_name)
+        found = await self.database.fetch("counting sagas", *args)
         return {SagaStatus(r[0]): int(r[1]) for r in found}
 
     async def _counts_kept(self) -> bool:

@@ -48,8 +48,8 @@ CREATE INDEX sagakit_saga_waiting ON sagakit_saga (created_at)
 CREATE INDEX sagakit_saga_unfinished ON sagakit_saga (created_at, saga_id)
     WHERE status IN ('running', 'compensating');
 
--- Sagas per name and status, kept by the triggers below in the transaction
--- that inserts, changes or deletes them (rows at 0 stay)
+-- Ended sagas per name and status, kept by the triggers below in the
+-- transaction that ends (or reopens) a saga; rows at 0 stay
 CREATE TABLE sagakit_saga_count (
     saga_name  TEXT NOT NULL,
     status     TEXT NOT NULL,
@@ -59,6 +59,7 @@ CREATE TABLE sagakit_saga_count (
 
 CREATE TRIGGER sagakit_saga_count_insert
     AFTER INSERT ON sagakit_saga
+    WHEN NEW.status NOT IN ('running', 'compensating')
 BEGIN
     INSERT INTO sagakit_saga_count (saga_name, status, n)
     VALUES (NEW.saga_name, NEW.status, 1)
@@ -67,17 +68,22 @@ END;
 
 CREATE TRIGGER sagakit_saga_count_update
     AFTER UPDATE OF saga_name, status ON sagakit_saga
-    WHEN OLD.status IS NOT NEW.status OR OLD.saga_name IS NOT NEW.saga_name
+    WHEN (OLD.status IS NOT NEW.status OR OLD.saga_name IS NOT NEW.saga_name)
+         AND (OLD.status NOT IN ('running', 'compensating')
+              OR NEW.status NOT IN ('running', 'compensating'))
 BEGIN
     UPDATE sagakit_saga_count SET n = n - 1
-     WHERE saga_name = OLD.saga_name AND status = OLD.status;
+     WHERE saga_name = OLD.saga_name AND status = OLD.status
+       AND OLD.status NOT IN ('running', 'compensating');
     INSERT INTO sagakit_saga_count (saga_name, status, n)
-    VALUES (NEW.saga_name, NEW.status, 1)
+    SELECT NEW.saga_name, NEW.status, 1
+     WHERE NEW.status NOT IN ('running', 'compensating')
     ON CONFLICT (saga_name, status) DO UPDATE SET n = n + 1;
 END;
 
 CREATE TRIGGER sagakit_saga_count_delete
     AFTER DELETE ON sagakit_saga
+    WHEN OLD.status NOT IN ('running', 'compensating')
 BEGIN
     UPDATE sagakit_saga_count SET n = n - 1
      WHERE saga_name = OLD.saga_name AND status = OLD.status;
