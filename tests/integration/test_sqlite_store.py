@@ -13,7 +13,7 @@ import pytest
 
 from sagakit import SagaAlreadyExists, StoreError, open_store
 from sagakit.adapters.store.memory import InMemoryStore
-from sagakit.adapters.store.sql import migrations, queries, schema
+from sagakit.adapters.store.sql import Migration, in_order, migrations, queries, schema
 from sagakit.adapters.store.sqlite import SQLiteStore, split_statements
 from sagakit.ports.store import Created
 from sagakit.testing.contracts.store import entry, make_record
@@ -43,6 +43,17 @@ def test_migrations_produce_exactly_schema_sql(tmp_path: Path) -> None:
         v for (v,) in migrated.execute("SELECT version FROM sagakit_schema_migrations")
     ]
     assert applied == [m.version for m in migrations("sqlite")]
+
+
+def test_migration_numbers_may_leave_a_gap() -> None:
+    def numbered(*versions: int) -> list[Migration]:
+        return [Migration(v, f"m{v}", "") for v in versions]
+
+    ordered = in_order("sqlite", numbered(12, 1, 2))  # 3..11: merged later
+    assert [m.version for m in ordered] == [1, 2, 12]
+    for wrong in (numbered(2, 3), numbered(1, 2, 2)):
+        with pytest.raises(ValueError, match="not numbered 1, 2"):
+            in_order("sqlite", wrong)
 
 
 def test_opening_twice_applies_nothing_new(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
@@ -22,7 +21,7 @@ from typer.core import TyperGroup
 from sagakit import __version__
 from sagakit.adapters.store import ENV_VAR, database_url, open_store_async
 from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
-from sagakit.cli import admin, dashboard, db, deploy, docs, workflows
+from sagakit.cli import admin, dashboard, db, deploy, docs, recover, workflows
 from sagakit.cli.common import (
     EXIT_ERROR,
     SagasArgument,
@@ -42,7 +41,6 @@ if TYPE_CHECKING:  # the commands import what they run when they run
     from rich.console import RenderableType
 
     from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
-    from sagakit.runtime.migrate import LeftWaiting
 
 T = TypeVar("T")
 
@@ -328,35 +326,6 @@ async def choreography_report(store: SagaStore, ident: str) -> RenderableType | 
 
 
 @app.command()
-def recover(
-    ctx: typer.Context,
-    target: SagasArgument,
-) -> None:
-    """Resume the unfinished sagas of these definitions whose owner is gone
-    (lease expired, or a dead process on this host), and wait for them; say
-    how many are left waiting for a definition version, and why."""
-    from sagakit.cli import render
-    from sagakit.runtime.orchestrator import Orchestrator
-
-    sagas = sagas_or_fail(target)
-
-    async def work(store: SagaStore) -> tuple[list[SagaRecord], list[LeftWaiting]]:
-        orchestrator = Orchestrator(store, sagas)
-        resumed = await orchestrator.recover()
-        await orchestrator.drain()  # paused sagas stay paused, and released
-        await orchestrator.stop_driving()
-        records = [await store.get(saga_id) for saga_id in resumed]
-        return records, await orchestrator.waiting()
-
-    records, waiting = with_store(settings_of(ctx), work)
-    out.print(f"resumed {len(records)} saga(s)")
-    if records:
-        out.print(render.sagas_table(records, time.time()))
-    for left in waiting:
-        out.print(str(left), markup=False, highlight=False)
-
-
-@app.command()
 def worker(
     ctx: typer.Context,
     target: SagasArgument,
@@ -508,6 +477,7 @@ def participant(
 
 db.register(app, out, None)
 admin.register(app, out)
+recover.register(app, out)
 deploy.register(app, out)
 workflows.register(app, out)
 docs.register(app)

@@ -251,12 +251,17 @@ class SagaLeases(Protocol):
         lease: float,
         limit: int = 100,
         gone: Collection[str] = (),
+        after: str | None = None,
     ) -> list[SagaRecord]:
         """Atomically take up to ``limit`` non-terminal instances of ``saga_names``
         whose lease is missing or expired, or held by one of the ``gone``
-        owners (known dead: their leases need not run out), oldest first. An
-        entry of ``saga_names`` is a saga name (any version) or a definition
-        key (:func:`definition_key`: only the instances of that definition).
+        owners (known dead: their leases need not run out), oldest first
+        (by ``created_at``, then id). An entry of ``saga_names`` is a saga
+        name (any version) or a definition key (:func:`definition_key`: only
+        the instances of that definition). With ``after`` (an instance's id),
+        only instances after it in that order: a recovery taking every
+        instance batch by batch passes the last id of the previous batch, so
+        that no batch reads again what an earlier one skipped.
 
         Each is leased to ``owner`` until now + ``lease`` and its version is
         bumped, so a save by the previous owner raises ``ConcurrencyError``;
@@ -305,9 +310,16 @@ class SagaLeases(Protocol):
         worker can claim them at once (graceful shutdown)."""
 
     async def unfinished(
-        self, saga_names: Collection[str] | None = None, limit: int = 1000
+        self,
+        saga_names: Collection[str] | None = None,
+        limit: int = 1000,
+        *,
+        after: str | None = None,
     ) -> list[str]:
-        """Ids of instances that are not in a terminal status, oldest first."""
+        """Ids of at most ``limit`` instances of ``saga_names`` (None: of every
+        saga) that are not in a terminal status, oldest first (by
+        ``created_at``, then id); with ``after`` (the last id of the previous
+        page), those after it: every one, page by page."""
 
 
 class Outbox(Protocol):

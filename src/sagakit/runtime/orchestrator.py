@@ -24,7 +24,7 @@ from sagakit.errors import ConcurrencyError, SagaError, SagaNotFound, StateError
 from sagakit.messaging.envelope import Envelope
 from sagakit.observability.observer import NOOP, Observer
 from sagakit.ports.clock import Clock
-from sagakit.ports.store import SagaStore
+from sagakit.ports.store import SagaRecord, SagaStore
 from sagakit.ports.transport import Transport
 from sagakit.runtime import adoption, subsaga
 from sagakit.runtime.client import SagaClient, Started, StartOptions
@@ -34,6 +34,7 @@ from sagakit.runtime.instance import default_worker_id
 from sagakit.runtime.intake import ReplyIntake
 from sagakit.runtime.migrate import LeftWaiting, left_waiting, report_stranded
 from sagakit.runtime.owners import gone, started_here
+from sagakit.runtime.recovery import RECOVERY_BATCH, Recovery, RecoveryProgress
 from sagakit.runtime.registry import Registry
 from sagakit.runtime.relay import OutboxRelay
 from sagakit.runtime.result import SagaResult
@@ -308,9 +309,23 @@ class Orchestrator:
 
     # -- recovery ----------------------------------------------------------
 
-    async def recover(self, limit: int = 1000) -> list[str]:
-        """Resume unfinished instances of the registered sagas in the background;
-        returns their ids.
+    async def recover(
+        self,
+        limit: int | None = None,
+        *,
+        batch: int = RECOVERY_BATCH,
+        progress: Callable[[RecoveryProgress], object] | None = None,
+    ) -> list[str]:
+        """Resume the unfinished instances of the registered sagas in the
+        background; returns their ids.
+
+        Every one is taken, oldest first, ``batch`` at a time (one claim per
+        batch, each after the last instance of the one before), until none
+        is left or ``limit`` were taken: ``limit`` caps what this call takes
+        (a ``Worker`` passes its free slots; None takes all, which a process
+        must be able to drive at once: ``sagakit recover`` runs
+        :meth:`recovery` batch by batch instead). ``progress`` is called
+        after each batch.
 
         Only instances whose owner is gone are claimed: nobody owns them, their
         lease expired, or their owner's process on this host died (see the
@@ -322,26 +337,68 @@ class Orchestrator:
         reason (one warning per saga and version says how many and why;
         :meth:`waiting` counts all of them).
         """
-        if self.driver.draining:
-            return []
-        active, names = self.driver.active, self.registry.names()
-        dead = await self._gone_owners(names)
-        await report_stranded(self.driver, self.registry, limit, dead)
+        recovery = self.recovery(limit=limit, batch=batch)
+        resumed: list[str] = []
+        while not recovery.done:
+            resumed += await recovery.next_batch()
+            if progress is not None:
+                progress(recovery.progress)
+        return resumed
+
+    def recovery(
+        self, *, limit: int | None = None, batch: int = RECOVERY_BATCH
+    ) -> Recovery:
+        """A pass of :meth:`recover` that takes one batch per
+        ``await recovery.next_batch()``, so that the caller decides when to
+        take the next (after the last one ended, say)."""
+        dead: list[str] | None = None
+
+        async def claim(
+            after: str | None, size: int
+        ) -> tuple[list[SagaRecord], list[str]]:
+            nonlocal dead
+            if self.driver.draining:
+                recovery.stop()
+                return [], []
+            if dead is None:  # the owners gone when the pass started
+                dead = await self._gone_owners(self.registry.names())
+            return await self._recover_batch(after, size, dead)
+
+        recovery = Recovery(claim, limit=limit, batch=batch)
+        return recovery
+
+    async def _recover_batch(
+        self, after: str | None, size: int, dead: list[str]
+    ) -> tuple[list[SagaRecord], list[str]]:
+        """Report the stranded instances of a batch, claim one and drive
+        what it took: the records claimed, and the ids now driven here."""
+        await report_stranded(self.driver, self.registry, size, dead)
         claimed = await self.store.claim(
             self.worker_id,
             self.registry.keys(),
             lease=self.lease,
-            limit=limit,
+            limit=size,
             gone=dead,
+            after=after,
         )
         how = "claimed" if not self.embedded else "resumed"
         adopted = []
         for record in claimed:
-            if record.saga_id in active:
+            if record.saga_id in self.driver.active:
                 continue  # cannot happen while our lease holds; be safe
             if await adoption.adopt(self.driver, record, how):
                 adopted.append(record.saga_id)
-        return adopted
+        return claimed, adopted
+
+    async def unfinished(self) -> int:
+        """How many instances of the registered sagas are unfinished in the
+        store (driven here or not, waiting for a definition or for an
+        operator): what a recovery stopped early leaves behind."""
+        left = 0
+        for name in self.registry.names():
+            counts = await self.store.count_by_status(name)
+            left += sum(n for status, n in counts.items() if not status.terminal)
+        return left
 
     async def waiting(self) -> list[LeftWaiting]:
         """The unfinished instances of the registered sagas that this

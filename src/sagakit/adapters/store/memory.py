@@ -181,17 +181,31 @@ class InMemoryStore:
     async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         return sorted(i for i in self._sagas if i.startswith(prefix))[:limit]
 
+    def _after(self, saga_id: str | None) -> tuple[float, str] | None:
+        """Where in claim order ``saga_id`` is (None: before the first)."""
+        if saga_id is None:
+            return None
+        record = self._sagas.get(saga_id)
+        # an id not stored has no place: nothing comes after it
+        return (float("inf"), "") if record is None else _order(record)
+
     async def unfinished(
-        self, saga_names: Collection[str] | None = None, limit: int = 1000
+        self,
+        saga_names: Collection[str] | None = None,
+        limit: int = 1000,
+        *,
+        after: str | None = None,
     ) -> list[str]:
+        cursor = self._after(after)
         found = sorted(
             (
                 r
                 for r in self._sagas.values()
                 if not r.status.terminal
                 and (saga_names is None or r.saga_name in saga_names)
+                and (cursor is None or _order(r) > cursor)
             ),
-            key=lambda r: r.created_at,
+            key=_order,
         )
         return [r.saga_id for r in found[:limit]]
 
@@ -207,8 +221,10 @@ class InMemoryStore:
         lease: float,
         limit: int = 100,
         gone: Collection[str] = (),
+        after: str | None = None,
     ) -> list[SagaRecord]:
         now = time.time()
+        cursor = self._after(after)
         due = sorted(
             (
                 r
@@ -216,8 +232,9 @@ class InMemoryStore:
                 if not r.status.terminal
                 and (r.saga_name in saga_names or r.definition_key in saga_names)
                 and self._free(r.saga_id, now, gone)
+                and (cursor is None or _order(r) > cursor)
             ),
-            key=lambda r: (r.created_at, r.saga_id),
+            key=_order,
         )[:limit]
         claimed = []
         for r in due:
@@ -382,6 +399,11 @@ class InMemoryStore:
 
     async def close(self) -> None:
         return None
+
+
+def _order(record: SagaRecord) -> tuple[float, str]:
+    """Where a record comes in claim order: oldest first, then by id."""
+    return (record.created_at, record.saga_id)
 
 
 def _frozen(record: SagaRecord) -> SagaRecord:

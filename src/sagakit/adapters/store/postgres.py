@@ -322,10 +322,18 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
         lease: float,
         limit: int = 100,
         gone: Collection[str] = (),
+        after: str | None = None,
     ) -> list[SagaRecord]:
         names, dead = list(saga_names), list(gone)
         found = await self._fetch(
-            f"claim by {owner!r}", "claim_sagas", owner, names, lease, limit, dead
+            f"claim by {owner!r}",
+            "claim_sagas",
+            owner,
+            names,
+            lease,
+            limit,
+            dead,
+            after,
         )
         self.database.commits += 1
         return [rows.saga_record(r) for r in found]
@@ -386,11 +394,15 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
     # -- reads -------------------------------------------------------------
 
     async def unfinished(
-        self, saga_names: Collection[str] | None = None, limit: int = 1000
+        self,
+        saga_names: Collection[str] | None = None,
+        limit: int = 1000,
+        *,
+        after: str | None = None,
     ) -> list[str]:
         names = None if saga_names is None else list(saga_names)
         found = await self._fetch(
-            "listing unfinished sagas", "unfinished_sagas", names, limit
+            "listing unfinished sagas", "unfinished_sagas", names, after, limit
         )
         return [r["saga_id"] for r in found]
 

@@ -8,6 +8,7 @@ of the saga and workflow stores are not repeated per dialect.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -25,6 +26,10 @@ from sagakit.ports.workflow_store import (
     WorkflowStatus,
 )
 
+COUNTS_MIGRATION = 12
+"""The migration that keeps the number of ended sagas per name and status
+(0012_saga_store_at_scale.sql)."""
+
 DEFINITIONS_MIGRATION = 10
 """The migration that records the definition of workflow instances and
 tracked choreographies (0010_workflow_choreography_versions.sql)."""
@@ -33,6 +38,11 @@ tracked choreographies (0010_workflow_choreography_versions.sql)."""
 class Fetches(Protocol):
     async def fetch(self, about: str, query: str, *args: Any) -> Sequence[Row]:
         """The rows of a named query; driver errors become StoreError."""
+
+    async def fetch_replanned(
+        self, about: str, query: str, *args: Any
+    ) -> Sequence[Row]:
+        """:meth:`fetch`, never with a plan cached for other arguments."""
 
 
 D = TypeVar("D", bound=Fetches)
@@ -54,6 +64,7 @@ class SagaReads(Generic[D]):
     """Saga lookups: ``get``, ``history`` and the operators' queries."""
 
     database: D
+    _counting = False
 
     async def get(self, saga_id: str) -> SagaRecord:
         about = f"saga {saga_id}: read"
@@ -77,30 +88,80 @@ class SagaReads(Generic[D]):
         waiting: bool = False,
     ) -> list[SagaRecord]:
         wanted = None if status is None else SagaStatus(status).value
-        found = await self.database.fetch(
-            "listing sagas",
-            "list_sagas",
-            wanted,
-            saga_name,
-            limit,
-            created_before,
-            waiting,
-        )
+        query, args = listing(wanted, saga_name, limit, created_before, waiting)
+        # the best index depends on the values: a status or name with no
+        # instance must not reuse a plan made for one that has many
+        found = await self.database.fetch_replanned("listing sagas", query, *args)
         return [rows.saga_record(r) for r in found]
 
     async def count_by_status(
         self, saga_name: str | None = None
     ) -> dict[SagaStatus, int]:
-        found = await self.database.fetch(
-            "counting sagas", "count_by_status", saga_name
-        )
+        if not await self._counts_kept():
+            args: tuple[Any, ...] = ("count_by_status_scan", saga_name)
+        elif saga_name is None:
+            args = ("count_by_status",)
+        else:
+            args = ("count_saga_by_status", saga_name)
+        found = await self.database.fetch("counting sagas", *args)
         return {SagaStatus(r[0]): int(r[1]) for r in found}
 
+    async def _counts_kept(self) -> bool:
+        """Whether the database keeps counts (migration 0012); once it does,
+        it always will, so only a "no" is asked again (``sagakit db migrate``
+        may run meanwhile)."""
+        if not self._counting:
+            applied = await applied_migrations(self.database)
+            self._counting = COUNTS_MIGRATION in applied
+        return self._counting
+
     async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
-        found = await self.database.fetch(
-            "finding ids", "ids_with_prefix", prefix, limit
-        )
+        end = prefix_end(prefix)
+        if end is None:
+            args: tuple[Any, ...] = ("ids_from_prefix", prefix, limit)
+        else:
+            args = ("ids_with_prefix", prefix, end, limit)
+        found = await self.database.fetch("finding ids", *args)
         return [r[0] for r in found]
+
+
+def listing(
+    status: str | None,
+    saga_name: str | None,
+    limit: int,
+    created_before: float | None,
+    waiting: bool,
+) -> tuple[str, tuple[Any, ...]]:
+    """The ``list_sagas`` statement for these filters, and its arguments: one
+    statement per combination, so that each reads its own index in order."""
+    if waiting:
+        return "list_waiting_sagas", (saga_name, status, limit, created_before)
+    if saga_name is not None and status is not None:
+        return "list_sagas_by_name_status", (saga_name, status, limit, created_before)
+    if saga_name is not None:
+        return "list_sagas_by_name", (saga_name, limit, created_before)
+    if status is not None:
+        return "list_sagas_by_status", (status, limit, created_before)
+    return "list_sagas", (limit, created_before)
+
+
+_SURROGATES = range(0xD800, 0xE000)
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The least string above every string that starts with ``prefix``, in
+    code point order (SQLite's BINARY and PostgreSQL's "C" collation on
+    UTF-8: byte order), so that ``prefix <= id < prefix_end(prefix)`` is a
+    range of the primary key; None if there is none (``""``, or only
+    U+10FFFF)."""
+    chars = list(prefix)
+    while chars:
+        following = ord(chars.pop()) + 1
+        if following in _SURROGATES:
+            following = _SURROGATES.stop
+        if following <= sys.maxunicode:
+            return "".join(chars) + chr(following)
+    return None
 
 
 class WorkflowReads(Generic[D]):

@@ -285,9 +285,10 @@ class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
         lease: float,
         limit: int = 100,
         gone: Collection[str] = (),
+        after: str | None = None,
     ) -> list[SagaRecord]:
         names, dead = dumps(list(saga_names)), dumps(list(gone))
-        params = (owner, time.time(), lease, names, limit, dead)
+        params = (owner, time.time(), lease, names, limit, dead, after)
         claimed, _ = self._write(f"claim by {owner!r}", "claim_sagas", params)
         return sorted(
             map(rows.saga_record, claimed), key=lambda r: (r.created_at, r.saga_id)
@@ -352,10 +353,14 @@ class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
         return self.database.fetchall(query, query, params)
 
     async def unfinished(
-        self, saga_names: Collection[str] | None = None, limit: int = 1000
+        self,
+        saga_names: Collection[str] | None = None,
+        limit: int = 1000,
+        *,
+        after: str | None = None,
     ) -> list[str]:
-        found = self._read("unfinished_sagas", (limit,))
-        return [r[0] for r in found if saga_names is None or r[1] in saga_names]
+        names = None if saga_names is None else dumps(list(saga_names))
+        return [r[0] for r in self._read("unfinished_sagas", (names, after, limit))]
 
     # -- messaging ---------------------------------------------------------
 

@@ -126,6 +126,13 @@ class SQLiteDatabase:
         """:meth:`fetchall` with the signature of ``PostgresDatabase.fetch``."""
         return self.fetchall(about, query, args)
 
+    async def fetch_replanned(
+        self, about: str, query: str, *args: Any
+    ) -> list[tuple[Any, ...]]:
+        """:meth:`fetch` (SQLite plans a statement without looking at its
+        arguments: there is no cached plan to avoid, unlike PostgreSQL)."""
+        return self.fetchall(about, query, args)
+
     @contextmanager
     def transaction(self, about: str = "transaction") -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on any exception),

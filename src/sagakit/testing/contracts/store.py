@@ -2,7 +2,8 @@
 
 ``StoreContract`` runs every role's suite; a store that plays only some
 roles subclasses those: :class:`SagaRepositoryContract`,
-:class:`SagaLeasesContract`, :class:`OutboxContract`, :class:`InboxContract`.
+:class:`SagaLeasesContract`, :class:`OutboxContract`, :class:`InboxContract`,
+:class:`SagaQueriesContract`.
 Each asks for a ``store`` fixture (fresh, empty) and may override ``peer``
 (a second connection to the same data, for races).
 """
@@ -23,6 +24,7 @@ from sagakit.testing.contracts.store_instances import (
     SagaRepositoryContract,
 )
 from sagakit.testing.contracts.store_messages import InboxContract, OutboxContract
+from sagakit.testing.contracts.store_queries import SagaQueriesContract
 from sagakit.testing.contracts.store_versions import SagaVersionsContract
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "InboxContract",
     "OutboxContract",
     "SagaLeasesContract",
+    "SagaQueriesContract",
     "SagaRepositoryContract",
     "SagaVersionsContract",
     "StoreContract",
@@ -48,5 +51,6 @@ class StoreContract(
     OutboxContract,
     InboxContract,
     SagaVersionsContract,
+    SagaQueriesContract,
 ):
     """Subclass and provide a ``store`` fixture returning a fresh, empty store."""

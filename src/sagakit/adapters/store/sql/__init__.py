@@ -52,11 +52,19 @@ def migrations(dialect: str) -> tuple[Migration, ...]:
             found.append(
                 Migration(int(match.group(1)), match.group(2), entry.read_text("utf-8"))
             )
-    found.sort(key=lambda m: m.version)
-    for expected, m in enumerate(found, start=1):
-        if m.version != expected:
-            raise ValueError(f"{dialect} migrations are not numbered 1..n: {m.version}")
-    return tuple(found)
+    return in_order(dialect, found)
+
+
+def in_order(dialect: str, found: list[Migration]) -> tuple[Migration, ...]:
+    """``found`` by version. Numbers are unique and start at 1; a gap is
+    allowed (a number taken by a change merged later): the runner applies
+    whatever is missing, in order, so migrations on either side of a gap must
+    not depend on each other."""
+    ordered = sorted(found, key=lambda m: m.version)
+    versions = [m.version for m in ordered]
+    if (versions and versions[0] != 1) or len(set(versions)) != len(versions):
+        raise ValueError(f"{dialect} migrations are not numbered 1, 2, ...: {versions}")
+    return tuple(ordered)
 
 
 def log_migrated(applied: list[int], where: str) -> list[int]:

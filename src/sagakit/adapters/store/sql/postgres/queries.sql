@@ -263,45 +263,138 @@ SELECT saga_id, step, kind, attempt, outcome, result, error, started_at,
        finished_at
   FROM sagakit_step_history WHERE saga_id = $1 ORDER BY id;
 
+-- plan_for_arguments --
+-- Inside a transaction: plan its statements for their arguments every time
+-- (PostgresDatabase.fetch_replanned)
+SET LOCAL plan_cache_mode = force_custom_plan;
+
 -- list_sagas --
--- Optional filters are passed as NULL to disable them; $4: created before;
--- $5 true: only unfinished sagas marked waiting
+-- Newest first: $1 the limit, $2 created before (NULL: any time). Each
+-- filter has a statement of its own (list_sagas_by_*), so that every one
+-- reads its index in order and stops at the limit, whatever plan is cached.
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
- WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR saga_name = $2)
-   AND ($4::double precision IS NULL OR created_at < $4)
-   AND (NOT $5::boolean
-        OR (waiting IS NOT NULL AND status IN ('running', 'compensating')))
+ WHERE created_at < coalesce($2::double precision, 'Infinity')
+ ORDER BY created_at DESC, saga_id DESC
+ LIMIT $1;
+
+-- list_sagas_by_status --
+-- list_sagas of status $1; $2 the limit, $3 created before
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
+  FROM sagakit_saga
+ WHERE status = $1 AND created_at < coalesce($3::double precision, 'Infinity')
+ ORDER BY created_at DESC, saga_id DESC
+ LIMIT $2;
+
+-- list_sagas_by_name --
+-- list_sagas of saga $1; $2 the limit, $3 created before
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
+  FROM sagakit_saga
+ WHERE saga_name = $1 AND created_at < coalesce($3::double precision, 'Infinity')
+ ORDER BY created_at DESC, saga_id DESC
+ LIMIT $2;
+
+-- list_sagas_by_name_status --
+-- list_sagas of saga $1 in status $2; $3 the limit, $4 created before
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
+  FROM sagakit_saga
+ WHERE saga_name = $1 AND status = $2
+   AND created_at < coalesce($4::double precision, 'Infinity')
+ ORDER BY created_at DESC, saga_id DESC
+ LIMIT $3;
+
+-- list_waiting_sagas --
+-- list_sagas of the unfinished sagas marked waiting (few: the partial index
+-- holds only them), of saga $1 and status $2 (NULL: any); $3 the limit, $4
+-- created before
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
+  FROM sagakit_saga
+ WHERE waiting IS NOT NULL AND status IN ('running', 'compensating')
+   AND created_at < coalesce($4::double precision, 'Infinity')
+   AND ($1::text IS NULL OR saga_name = $1::text)
+   AND ($2::text IS NULL OR status = $2::text)
  ORDER BY created_at DESC, saga_id DESC
  LIMIT $3;
 
 -- count_by_status --
--- Instances per status, of saga $1 (NULL: of every saga)
+-- Sagas per status: the ended ones as the triggers of migration 0012 keep
+-- them (summed over their rows), the unfinished ones (few) read from
+-- sagakit_saga_status
+SELECT status, sum(n)::bigint AS n FROM sagakit_saga_count
+ GROUP BY status
+HAVING sum(n) > 0
+UNION ALL
+SELECT status, count(*) AS n FROM sagakit_saga
+ WHERE status IN ('running', 'compensating')
+ GROUP BY status;
+
+-- count_saga_by_status --
+-- count_by_status of saga $1 (its unfinished ones from
+-- sagakit_saga_name_status)
+SELECT status, sum(n)::bigint AS n FROM sagakit_saga_count
+ WHERE saga_name = $1
+ GROUP BY status
+HAVING sum(n) > 0
+UNION ALL
+SELECT status, count(*) AS n FROM sagakit_saga
+ WHERE saga_name = $1 AND status IN ('running', 'compensating')
+ GROUP BY status;
+
+-- count_by_status_scan --
+-- count_by_status on a schema from before 0012 (no counts kept): reads
+-- every saga
 SELECT status, count(*) AS n FROM sagakit_saga
  WHERE ($1::text IS NULL OR saga_name = $1::text)
  GROUP BY status;
 
 -- ids_with_prefix --
+-- Ids from $1 (a prefix) up to $2 (excluded: the least string above every id
+-- that starts with $1), in byte order ("C"): a range of the primary key; $3
+-- the limit
 SELECT saga_id FROM sagakit_saga
- WHERE left(saga_id, length($1)) = $1
- ORDER BY saga_id
+ WHERE saga_id COLLATE "C" >= $1 AND saga_id COLLATE "C" < $2
+   AND left(saga_id, length($1)) = $1
+ ORDER BY saga_id COLLATE "C"
+ LIMIT $3;
+
+-- ids_from_prefix --
+-- ids_with_prefix for a prefix that has no upper bound ('' or only
+-- U+10FFFF): every id from $1 on; $2 the limit
+SELECT saga_id FROM sagakit_saga
+ WHERE saga_id COLLATE "C" >= $1 AND left(saga_id, length($1)) = $1
+ ORDER BY saga_id COLLATE "C"
  LIMIT $2;
 
 -- unfinished_sagas --
--- $1 NULL means every saga name
+-- Ids of the unfinished sagas named in $1 (NULL: of every saga) in claim
+-- order (created_at, saga_id), after saga $2 (NULL: from the first; an id
+-- not stored: none): a page of at most $3, read in order from
+-- sagakit_saga_unfinished
 SELECT saga_id FROM sagakit_saga
  WHERE status IN ('running', 'compensating')
+   AND created_at >= CASE WHEN $2::text IS NULL THEN '-Infinity'::double precision
+       ELSE coalesce((SELECT created_at FROM sagakit_saga WHERE saga_id = $2::text),
+                     'Infinity') END
+   AND ($2::text IS NULL
+        OR created_at > (SELECT created_at FROM sagakit_saga
+                          WHERE saga_id = $2::text)
+        OR saga_id > $2::text)
    AND ($1::text[] IS NULL OR saga_name = ANY($1::text[]))
  ORDER BY created_at, saga_id
- LIMIT $2;
+ LIMIT $3;
 
 -- claim_sagas --
 -- Atomically take non-terminal sagas named in $2 that are unleased, whose
 -- lease expired or whose owner is in $5 (known dead), oldest first; rows
 -- another claimer has locked are skipped, not waited for. The version bump
 -- makes a save by the previous owner fail. An entry of $2 is a saga name or
--- a definition key (name:version[:fingerprint]).
+-- a definition key (name:version[:fingerprint]). With $6, only sagas after
+-- saga $6 in that order (the next batch of a recovery).
 WITH candidates AS (
     SELECT saga_id FROM sagakit_saga
      WHERE status IN ('running', 'compensating')
@@ -311,6 +404,14 @@ WITH candidates AS (
        AND (lease_until IS NULL
             OR lease_until < extract(epoch FROM clock_timestamp())::double precision
             OR owner = ANY($5::text[]))
+       AND created_at >= CASE WHEN $6::text IS NULL
+           THEN '-Infinity'::double precision
+           ELSE coalesce((SELECT created_at FROM sagakit_saga
+                           WHERE saga_id = $6::text), 'Infinity') END
+       AND ($6::text IS NULL
+            OR created_at > (SELECT created_at FROM sagakit_saga
+                              WHERE saga_id = $6::text)
+            OR saga_id > $6::text)
      ORDER BY created_at, saga_id
      LIMIT $4
        FOR UPDATE SKIP LOCKED

@@ -10,7 +10,7 @@ CREATE TABLE sagakit_schema_migrations (
 );
 
 CREATE TABLE sagakit_saga (
-    saga_id          text PRIMARY KEY,
+    saga_id          text COLLATE "C" PRIMARY KEY,
     saga_name        text NOT NULL,
     status           text NOT NULL,
     version          integer NOT NULL,
@@ -36,10 +36,86 @@ CREATE INDEX sagakit_saga_status ON sagakit_saga (status, created_at);
 
 CREATE INDEX sagakit_saga_created ON sagakit_saga (created_at);
 
-CREATE INDEX sagakit_saga_claim ON sagakit_saga (status, lease_until);
-
 CREATE INDEX sagakit_saga_deadline ON sagakit_saga (deadline)
     WHERE deadline IS NOT NULL AND status IN ('running', 'compensating');
+
+CREATE INDEX sagakit_saga_name ON sagakit_saga (saga_name, created_at);
+
+CREATE INDEX sagakit_saga_name_status
+    ON sagakit_saga (saga_name, status, created_at);
+
+CREATE INDEX sagakit_saga_waiting ON sagakit_saga (created_at)
+    WHERE waiting IS NOT NULL;
+
+CREATE INDEX sagakit_saga_unfinished ON sagakit_saga (created_at, saga_id)
+    WHERE status IN ('running', 'compensating');
+
+-- Ended sagas per name and status, in as many rows (shards) as writers at
+-- once (see the functions); the unfinished ones are counted from
+-- sagakit_saga_status
+CREATE TABLE sagakit_saga_count (
+    saga_name  text NOT NULL,
+    status     text NOT NULL,
+    shard      integer NOT NULL,
+    n          bigint NOT NULL,
+    PRIMARY KEY (saga_name, status, shard)
+);
+
+-- Add change to the count of a name and status in a row of it that no other
+-- transaction is changing (a new row if all are): writers never wait for
+-- each other, and there are as many rows as writers at once at most
+CREATE FUNCTION sagakit_saga_count_add(counted text, ended text, change integer)
+    RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    free integer;
+BEGIN
+    SELECT c.shard INTO free FROM sagakit_saga_count AS c
+     WHERE c.saga_name = counted AND c.status = ended
+     LIMIT 1 FOR UPDATE SKIP LOCKED;
+    IF FOUND THEN
+        UPDATE sagakit_saga_count AS c SET n = c.n + change
+         WHERE c.saga_name = counted AND c.status = ended AND c.shard = free;
+    ELSE
+        INSERT INTO sagakit_saga_count AS c (saga_name, status, shard, n)
+        VALUES (counted, ended, pg_backend_pid(), change)
+        ON CONFLICT (saga_name, status, shard)
+        DO UPDATE SET n = c.n + excluded.n;
+    END IF;
+END;
+$$;
+
+CREATE FUNCTION sagakit_saga_count_change() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' AND OLD.status NOT IN ('running', 'compensating') THEN
+        PERFORM sagakit_saga_count_add(OLD.saga_name, OLD.status, -1);
+    END IF;
+    IF TG_OP <> 'DELETE' AND NEW.status NOT IN ('running', 'compensating') THEN
+        PERFORM sagakit_saga_count_add(NEW.saga_name, NEW.status, 1);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER sagakit_saga_count_insert
+    AFTER INSERT ON sagakit_saga
+    FOR EACH ROW WHEN (NEW.status NOT IN ('running', 'compensating'))
+    EXECUTE FUNCTION sagakit_saga_count_change();
+
+CREATE TRIGGER sagakit_saga_count_update
+    AFTER UPDATE OF saga_name, status ON sagakit_saga
+    FOR EACH ROW
+    WHEN ((OLD.status IS DISTINCT FROM NEW.status
+           OR OLD.saga_name IS DISTINCT FROM NEW.saga_name)
+          AND (OLD.status NOT IN ('running', 'compensating')
+               OR NEW.status NOT IN ('running', 'compensating')))
+    EXECUTE FUNCTION sagakit_saga_count_change();
+
+CREATE TRIGGER sagakit_saga_count_delete
+    AFTER DELETE ON sagakit_saga
+    FOR EACH ROW WHEN (OLD.status NOT IN ('running', 'compensating'))
+    EXECUTE FUNCTION sagakit_saga_count_change();
+
 
 CREATE TABLE sagakit_step_history (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

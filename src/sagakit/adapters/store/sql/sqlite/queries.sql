@@ -61,45 +61,133 @@ SELECT saga_id, step, kind, attempt, outcome, result, error, started_at, finishe
   FROM sagakit_step_history WHERE saga_id = ? ORDER BY id;
 
 -- list_sagas --
--- Optional filters are passed as NULL to disable them; ?4: created before;
--- ?5 true: only unfinished sagas marked waiting
+-- Newest first: ?1 the limit, ?2 created before (NULL: any time). Each
+-- filter has a statement of its own (list_sagas_by_*), so that every one
+-- reads its index in order and stops at the limit (a "?n IS NULL OR ..."
+-- filter would keep SQLite from using the index).
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
- WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR saga_name = ?2)
-   AND (?4 IS NULL OR created_at < ?4)
-   AND (NOT ?5 OR (waiting IS NOT NULL AND status IN ('running', 'compensating')))
+ WHERE created_at < coalesce(?2, 9e999)
+ ORDER BY created_at DESC, saga_id DESC
+ LIMIT ?1;
+
+-- list_sagas_by_status --
+-- list_sagas of status ?1; ?2 the limit, ?3 created before
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
+  FROM sagakit_saga
+ WHERE status = ?1 AND created_at < coalesce(?3, 9e999)
+ ORDER BY created_at DESC, saga_id DESC
+ LIMIT ?2;
+
+-- list_sagas_by_name --
+-- list_sagas of saga ?1; ?2 the limit, ?3 created before
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
+  FROM sagakit_saga
+ WHERE saga_name = ?1 AND created_at < coalesce(?3, 9e999)
+ ORDER BY created_at DESC, saga_id DESC
+ LIMIT ?2;
+
+-- list_sagas_by_name_status --
+-- list_sagas of saga ?1 in status ?2; ?3 the limit, ?4 created before
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
+  FROM sagakit_saga
+ WHERE saga_name = ?1 AND status = ?2 AND created_at < coalesce(?4, 9e999)
+ ORDER BY created_at DESC, saga_id DESC
+ LIMIT ?3;
+
+-- list_waiting_sagas --
+-- list_sagas of the unfinished sagas marked waiting (few: the partial
+-- index holds only them), of saga ?1 and status ?2 (NULL: any); ?3 the
+-- limit, ?4 created before. "+status" keeps the planner off
+-- sagakit_saga_status, which holds every unfinished saga.
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
+  FROM sagakit_saga
+ WHERE waiting IS NOT NULL AND +status IN ('running', 'compensating')
+   AND created_at < coalesce(?4, 9e999)
+   AND (?1 IS NULL OR saga_name = ?1) AND (?2 IS NULL OR status = ?2)
  ORDER BY created_at DESC, saga_id DESC
  LIMIT ?3;
 
 -- count_by_status --
--- Instances per status, of saga ?1 (NULL: of every saga)
+-- Sagas per status: the ended ones as the triggers of migration 0012 keep
+-- them, the unfinished ones (few) read from sagakit_saga_status
+SELECT status, sum(n) FROM sagakit_saga_count
+ GROUP BY status
+HAVING sum(n) > 0
+UNION ALL
 SELECT status, count(*) FROM sagakit_saga
- WHERE (?1 IS NULL OR saga_name = ?1)
+ WHERE status IN ('running', 'compensating')
+ GROUP BY status;
+
+-- count_saga_by_status --
+-- count_by_status of saga ?1 (its unfinished ones from
+-- sagakit_saga_name_status)
+SELECT status, sum(n) FROM sagakit_saga_count
+ WHERE saga_name = ?1
+ GROUP BY status
+HAVING sum(n) > 0
+UNION ALL
+SELECT status, count(*) FROM sagakit_saga
+ WHERE saga_name = ?1 AND status IN ('running', 'compensating')
+ GROUP BY status;
+
+-- count_by_status_scan --
+-- count_by_status on a schema from before 0012 (no counts kept): reads
+-- every saga
+SELECT status, count(*) FROM sagakit_saga
+ WHERE ?1 IS NULL OR saga_name = ?1
  GROUP BY status;
 
 -- ids_with_prefix --
+-- Ids from ?1 (a prefix) up to ?2 (excluded: the least string above every
+-- id that starts with ?1): a range of the primary key; ?3 the limit
 SELECT saga_id FROM sagakit_saga
- WHERE substr(saga_id, 1, length(?1)) = ?1
+ WHERE saga_id >= ?1 AND saga_id < ?2 AND substr(saga_id, 1, length(?1)) = ?1
+ ORDER BY saga_id
+ LIMIT ?3;
+
+-- ids_from_prefix --
+-- ids_with_prefix for a prefix that has no upper bound ('' or only
+-- U+10FFFF): every id from ?1 on; ?2 the limit
+SELECT saga_id FROM sagakit_saga
+ WHERE saga_id >= ?1 AND substr(saga_id, 1, length(?1)) = ?1
  ORDER BY saga_id
  LIMIT ?2;
 
 -- unfinished_sagas --
-SELECT saga_id, saga_name FROM sagakit_saga
+-- Ids of the unfinished sagas named in ?1 (a JSON array; NULL: of every
+-- saga) in claim order (created_at, saga_id), after saga ?2 (NULL: from the
+-- first; an id not stored: none): a page of at most ?3, read in order from sagakit_saga_unfinished
+-- (without statistics the planner would rather read sagakit_saga_status and
+-- sort every unfinished saga; INDEXED BY makes this fail if it cannot)
+SELECT saga_id FROM sagakit_saga INDEXED BY sagakit_saga_unfinished
  WHERE status IN ('running', 'compensating')
- ORDER BY created_at
- LIMIT ?;
+   AND created_at >= CASE WHEN ?2 IS NULL THEN -9e999 ELSE coalesce(
+       (SELECT created_at FROM sagakit_saga WHERE saga_id = ?2), 9e999) END
+   AND (?2 IS NULL
+        OR created_at > (SELECT created_at FROM sagakit_saga WHERE saga_id = ?2)
+        OR saga_id > ?2)
+   AND (?1 IS NULL OR saga_name IN (SELECT value FROM json_each(?1)))
+ ORDER BY created_at, saga_id
+ LIMIT ?3;
 
 -- claim_sagas --
 -- Take non-terminal sagas of the given names (?4, a JSON array) that are
 -- unleased, whose lease expired or whose owner is in ?6 (a JSON array, known
 -- dead), oldest first; ?2 is now. Runs inside BEGIN IMMEDIATE. The version
 -- bump makes a save by the previous owner fail. An entry of ?4 is a saga name
--- or a definition key (name:version[:fingerprint]).
+-- or a definition key (name:version[:fingerprint]). With ?7, only sagas
+-- after saga ?7 in that order (the next batch of a recovery). Reads
+-- sagakit_saga_unfinished in order, as unfinished_sagas does.
 UPDATE sagakit_saga
    SET owner = ?1, lease_until = ?2 + ?3, version = version + 1, waiting = NULL
  WHERE saga_id IN (
-       SELECT saga_id FROM sagakit_saga
+       SELECT saga_id FROM sagakit_saga INDEXED BY sagakit_saga_unfinished
         WHERE status IN ('running', 'compensating')
           AND (saga_name IN (SELECT value FROM json_each(?4))
                OR saga_name || ':' || definition_version
@@ -107,6 +195,12 @@ UPDATE sagakit_saga
                   IN (SELECT value FROM json_each(?4)))
           AND (lease_until IS NULL OR lease_until < ?2
                OR owner IN (SELECT value FROM json_each(?6)))
+          AND created_at >= CASE WHEN ?7 IS NULL THEN -9e999 ELSE coalesce(
+              (SELECT created_at FROM sagakit_saga WHERE saga_id = ?7), 9e999) END
+          AND (?7 IS NULL
+               OR created_at > (SELECT created_at FROM sagakit_saga
+                                 WHERE saga_id = ?7)
+               OR saga_id > ?7)
         ORDER BY created_at, saga_id
         LIMIT ?5)
 RETURNING saga_id, saga_name, status, version, idempotency_key, context, state,

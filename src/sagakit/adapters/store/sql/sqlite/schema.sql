@@ -34,10 +34,60 @@ CREATE INDEX sagakit_saga_status ON sagakit_saga (status, created_at);
 
 CREATE INDEX sagakit_saga_created ON sagakit_saga (created_at);
 
-CREATE INDEX sagakit_saga_claim ON sagakit_saga (status, lease_until);
-
 CREATE INDEX sagakit_saga_deadline ON sagakit_saga (deadline)
     WHERE deadline IS NOT NULL AND status IN ('running', 'compensating');
+
+CREATE INDEX sagakit_saga_name ON sagakit_saga (saga_name, created_at);
+
+CREATE INDEX sagakit_saga_name_status
+    ON sagakit_saga (saga_name, status, created_at);
+
+CREATE INDEX sagakit_saga_waiting ON sagakit_saga (created_at)
+    WHERE waiting IS NOT NULL;
+
+CREATE INDEX sagakit_saga_unfinished ON sagakit_saga (created_at, saga_id)
+    WHERE status IN ('running', 'compensating');
+
+-- Ended sagas per name and status, kept by the triggers below in the
+-- transaction that ends (or reopens) a saga; rows at 0 stay
+CREATE TABLE sagakit_saga_count (
+    saga_name  TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    n          INTEGER NOT NULL,
+    PRIMARY KEY (saga_name, status)
+) WITHOUT ROWID;
+
+CREATE TRIGGER sagakit_saga_count_insert
+    AFTER INSERT ON sagakit_saga
+    WHEN NEW.status NOT IN ('running', 'compensating')
+BEGIN
+    INSERT INTO sagakit_saga_count (saga_name, status, n)
+    VALUES (NEW.saga_name, NEW.status, 1)
+    ON CONFLICT (saga_name, status) DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER sagakit_saga_count_update
+    AFTER UPDATE OF saga_name, status ON sagakit_saga
+    WHEN (OLD.status IS NOT NEW.status OR OLD.saga_name IS NOT NEW.saga_name)
+         AND (OLD.status NOT IN ('running', 'compensating')
+              OR NEW.status NOT IN ('running', 'compensating'))
+BEGIN
+    UPDATE sagakit_saga_count SET n = n - 1
+     WHERE saga_name = OLD.saga_name AND status = OLD.status
+       AND OLD.status NOT IN ('running', 'compensating');
+    INSERT INTO sagakit_saga_count (saga_name, status, n)
+    SELECT NEW.saga_name, NEW.status, 1
+     WHERE NEW.status NOT IN ('running', 'compensating')
+    ON CONFLICT (saga_name, status) DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER sagakit_saga_count_delete
+    AFTER DELETE ON sagakit_saga
+    WHEN OLD.status NOT IN ('running', 'compensating')
+BEGIN
+    UPDATE sagakit_saga_count SET n = n - 1
+     WHERE saga_name = OLD.saga_name AND status = OLD.status;
+END;
 
 CREATE TABLE sagakit_step_history (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,

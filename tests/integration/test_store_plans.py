@@ -1,0 +1,211 @@
+"""The plans of the saga store's reads and claims: each uses its index, so
+that it stays fast with a million stored sagas (``benchmarks/scale_sagas.py``
+measures them).
+
+SQLite keeps no statistics (sagakit never runs ``ANALYZE``), so its plans do
+not depend on the data: an empty file shows them. PostgreSQL plans by its
+statistics, so its database holds 20,000 sagas shaped like a busy store's
+(most succeeded, 1% running, none compensating, one in ten of another saga)
+and is analyzed; both the plan for the arguments and the generic plan that a
+prepared statement gets after five calls are checked where both are used.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sagakit.adapters.store.reads import listing, prefix_end
+from sagakit.adapters.store.sql import queries
+from sagakit.adapters.store.sqlite import SQLiteStore
+
+NOW = 2_000_000_000.0
+SAGAS = 20_000
+
+# (label, named query, arguments, index it must read)
+_LISTINGS: list[tuple[str, str, tuple[Any, ...], str]] = [
+    ("newest", *listing(None, None, 50, None, False), "sagakit_saga_created"),
+    ("before", *listing(None, None, 50, 1.5e9, False), "sagakit_saga_created"),
+    (
+        "empty status",
+        *listing("compensating", None, 50, None, False),
+        "sagakit_saga_status",
+    ),
+    (
+        "unknown saga",
+        *listing(None, "nothing", 50, None, False),
+        "sagakit_saga_name",
+    ),
+    (
+        "saga and empty status",
+        *listing("compensating", "refund", 50, None, False),
+        "sagakit_saga_name_status",
+    ),
+    ("waiting", *listing(None, "order", 50, None, True), "sagakit_saga_waiting"),
+]
+
+
+def _sqlite_plan(store: SQLiteStore, query: str, args: tuple[Any, ...]) -> str:
+    rows = store.database.conn.execute(
+        f"EXPLAIN QUERY PLAN {queries('sqlite')[query]}", args
+    ).fetchall()
+    return "\n".join(row[3] for row in rows)
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> SQLiteStore:
+    return SQLiteStore(tmp_path / "plans.db")
+
+
+@pytest.mark.parametrize(
+    ("label", "query", "args", "index"), _LISTINGS, ids=[c[0] for c in _LISTINGS]
+)
+def test_sqlite_lists_read_their_index_in_order(
+    sqlite_store: SQLiteStore,
+    label: str,
+    query: str,
+    args: tuple[Any, ...],
+    index: str,
+) -> None:
+    plan = _sqlite_plan(sqlite_store, query, args)
+    assert f"USING INDEX {index} " in plan, plan
+    assert "SCAN sagakit_saga" not in plan, plan
+    assert "TEMP B-TREE FOR ORDER BY" not in plan, plan  # at most the tie-break
+
+
+def test_sqlite_reads_of_ids_counts_and_unfinished(sqlite_store: SQLiteStore) -> None:
+    names = json.dumps(["order"])
+    plan = _sqlite_plan(sqlite_store, "ids_with_prefix", ("abc", prefix_end("abc"), 4))
+    assert "(saga_id>? AND saga_id<?)" in plan, plan
+    for query, args in [("count_by_status", ()), ("count_saga_by_status", ("order",))]:
+        counts = _sqlite_plan(sqlite_store, query, args)
+        assert " sagakit_saga_count" in counts, counts
+        # the unfinished ones only, from an index: never every saga
+        assert "SCAN sagakit_saga " not in counts, counts
+        assert "COVERING INDEX sagakit_saga_" in counts, counts
+    for query, args in [
+        ("unfinished_sagas", (names, "some-id", 500)),
+        ("claim_sagas", ("w1", NOW, 30.0, names, 500, "[]", "some-id")),
+    ]:
+        plan = _sqlite_plan(sqlite_store, query, args)
+        assert "USING INDEX sagakit_saga_unfinished (created_at>?)" in plan, plan
+        assert "TEMP B-TREE FOR ORDER BY" not in plan, plan
+
+
+# -- PostgreSQL ------------------------------------------------------------------
+
+_FILL = """
+INSERT INTO sagakit_saga (
+    saga_id, saga_name, status, version, context, state, created_at, updated_at,
+    waiting)
+SELECT md5(i::text),
+       CASE WHEN i % 10 = 0 THEN 'refund' ELSE 'order' END,
+       CASE WHEN i % 100 = 0 THEN 'running'
+            WHEN i % 100 < 90 THEN 'succeeded'
+            WHEN i % 100 < 96 THEN 'compensated'
+            ELSE 'failed' END,
+       1, '{}'::jsonb, '{}'::jsonb, 1e9 + i, 1e9 + i,
+       CASE WHEN i % 1000 = 0 THEN 'needs order v2' END
+  FROM generate_series(1, $1::integer) AS i
+"""
+
+
+@pytest.fixture
+async def pg(pg_url: str) -> AsyncIterator[Any]:
+    """A connection to a migrated database of 20,000 analyzed sagas."""
+    import asyncpg  # noqa: PLC0415 - the PostgreSQL tests only
+
+    conn = await asyncpg.connect(pg_url)
+    await conn.execute(_FILL, SAGAS)
+    await conn.execute("ANALYZE sagakit_saga")
+    yield conn
+    await conn.close()
+
+
+def _literal(value: Any) -> str:
+    """A test's own argument as SQL (EXECUTE takes no bound parameters)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, list):
+        return f"ARRAY[{', '.join(map(_literal, value))}]::text[]"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)
+
+
+async def _pg_plan(conn: Any, query: str, args: tuple[Any, ...], mode: str) -> str:
+    """The plan of a named query for ``args``, as PostgreSQL makes it under
+    ``plan_cache_mode = mode`` for a prepared statement."""
+    sql = queries("postgres")[query]
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
+        await conn.execute(f"PREPARE planned AS {sql}")
+        try:
+            given = ", ".join(_literal(arg) for arg in args)
+            call = f"planned({given})" if args else "planned"
+            rows = await conn.fetch(f"EXPLAIN EXECUTE {call}")
+        finally:
+            await conn.execute("DEALLOCATE planned")
+    return "\n".join(row[0] for row in rows)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("label", "query", "args", "index"), _LISTINGS, ids=[c[0] for c in _LISTINGS]
+)
+async def test_postgres_lists_read_their_index(
+    pg: Any, label: str, query: str, args: tuple[Any, ...], index: str
+) -> None:
+    """Planned for their arguments, as ``fetch_replanned`` runs them: a
+    cached generic plan would read a whole index for an empty status."""
+    plan = await _pg_plan(pg, query, args, "force_custom_plan")
+    assert f"using {index} on sagakit_saga" in plan, plan
+    assert "Seq Scan" not in plan, plan
+
+
+@pytest.mark.postgres
+async def test_postgres_generic_plan_of_a_list_would_scan(pg: Any) -> None:
+    """Why lists are replanned: the generic plan of the status list reads
+    the creation index backwards for any status, every saga for one that
+    none has."""
+    query, args = listing("compensating", None, 50, None, False)
+    plan = await _pg_plan(pg, query, args, "force_generic_plan")
+    assert "sagakit_saga_status" not in plan, plan
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("mode", ["force_custom_plan", "force_generic_plan"])
+async def test_postgres_ids_counts_claims_and_deadlines(pg: Any, mode: str) -> None:
+    prefix = await pg.fetchval("SELECT left(md5('77'), 8)")
+    plan = await _pg_plan(pg, "ids_with_prefix", (prefix, prefix_end(prefix), 4), mode)
+    assert "sagakit_saga_pkey" in plan, plan
+    # a range of the key, not a filter over every id
+    assert "Index Cond: ((saga_id >= " in plan, plan
+    assert "(saga_id < " in plan, plan
+    for query, args in [("count_by_status", ()), ("count_saga_by_status", ("order",))]:
+        counts = await _pg_plan(pg, query, args, mode)
+        assert "sagakit_saga_count" in counts, counts
+        # the unfinished ones only, from an index: never every saga
+        assert "Seq Scan on sagakit_saga " not in counts, counts
+        unfinished = "status = ANY ('{running,compensating}'::text[])"
+        assert "sagakit_saga_unfinished" in counts or any(
+            "Index Cond:" in line and unfinished in line for line in counts.splitlines()
+        ), counts
+    after = await pg.fetchval(
+        "SELECT saga_id FROM sagakit_saga WHERE status = 'running'"
+        " ORDER BY created_at LIMIT 1"
+    )
+    claim = ("w1", ["order"], 30.0, 500, [], after)
+    for query, args in [
+        ("claim_sagas", claim),
+        ("unfinished_sagas", (None, after, 500)),
+    ]:
+        plan = await _pg_plan(pg, query, args, mode)
+        assert "using sagakit_saga_unfinished" in plan, plan
+        assert "Seq Scan on sagakit_saga" not in plan, plan
+    plan = await _pg_plan(pg, "due_deadlines", (["order"], 100), mode)
+    assert "using sagakit_saga_deadline" in plan, plan
