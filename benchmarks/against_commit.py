@@ -5,11 +5,12 @@ it changes: ``src/`` of ``REV`` (taken with ``git archive``) or this tree's
 (copied when the run starts), put first on ``PYTHONPATH``. The two sides
 take turns, starting side flipped each round, so a load that comes and goes
 on the machine hits both alike.
-Every row of every run is read from the script's ``--json`` output; the table
-gives, per row, the median over rounds of each side's figure and the ratio
-this tree / ``REV``. Peer rows (DBOS, Celery, the floor) run on both sides
-too: they change with the load only, so their ratio shows how much of a
-difference is noise.
+Every row of every run is read from the script's ``--json`` output (its
+``sagas_per_s``, or ``per_s`` for a row that times a call, such as the reads
+of ``scale_sagas.py``); the table gives, per row, the median over rounds of
+each side's figure and the ratio this tree / ``REV`` (higher is faster).
+Peer rows (DBOS, Celery, the floor) run on both sides too: they change with
+the load only, so their ratio shows how much of a difference is noise.
 
 ::
 
@@ -125,9 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {round_ + 1}, {side}: done (load {report['load']})")
                 for row in report["results"]:  # type: ignore[attr-defined]
                     key = f"{row['key']} ({row['library']})"
-                    figures.setdefault(key, {}).setdefault(side, []).append(
-                        row["sagas_per_s"]
-                    )
+                    figure = row.get("sagas_per_s", row.get("per_s"))
+                    if figure is not None:
+                        figures.setdefault(key, {}).setdefault(side, []).append(figure)
     print()
     print(f"{script.name} {' '.join(script_args)}; {args.rounds} round(s) per side")
     print(f"{'row':<34} {base_name:>12} {head_name:>12} {'ratio':>7}")
@@ -137,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         ratio = f"{head / base:.2f}x" if base else "n/a"
         print(f"{key:<34} {base:>12,.1f} {head:>12,.1f} {ratio:>7}")
     print(
-        "sagas/s, median over rounds of each run's median; load average (1 min) "
-        "after each run: " + ", ".join(loads)
+        "sagas/s (calls/s for a row that times a call), median over rounds of "
+        "each run's median; load average (1 min) after each run: " + ", ".join(loads)
     )
     return 0
 

@@ -6,14 +6,12 @@ counts the store keeps agree with the sagas it holds."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sagakit import Orchestrator, Saga, SagaError, SagaStatus, Step, admin
-from sagakit.adapters.store import open_store_async
+from sagakit.adapters.store import Database
 from sagakit.errors import SagaNotFound
 from sagakit.ports.store import SagaStore
 from sagakit.runtime.recovery import RecoveryProgress
@@ -22,17 +20,10 @@ ONE_STEP: Saga[Any] = Saga("one_step", [Step("a", lambda ctx: "done")])
 OTHER: Saga[Any] = Saga("other", [Step("b", lambda ctx: "done")])
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[SagaStore]:
-    if request.param == "sqlite":
-        url = str(tmp_path / "recovery.db")
-    else:
-        url = request.getfixturevalue("pg_url")
-    opened = await open_store_async(url)
-    yield opened
-    await opened.close()
+@pytest.fixture
+def store(sql_database: Database) -> SagaStore:
+    """The saga store of a fresh database of each dialect (conftest)."""
+    return sql_database.sagas
 
 
 async def submitted(store: SagaStore, saga: Saga[Any], n: int) -> list[str]:

@@ -1,3 +1,4 @@
+<<<<<<< HEAD
 """``benchmarks/scale.py`` dispatches to the scale benchmarks; nothing here is
 about speed."""
 
@@ -5,25 +6,74 @@ from __future__ import annotations
 
 import subprocess
 import sys
+=======
+"""The scale benchmark runs end to end with a tiny store, on SQLite and on
+PostgreSQL; nothing here is about speed (``benchmarks/scale_sagas.py``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+>>>>>>> scale
 from pathlib import Path
 
 import pytest
 
+<<<<<<< HEAD
 pytestmark = pytest.mark.slow
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "scale.py"
+=======
+from tests.conftest import POSTGRES_URL
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "scale_sagas.py"
+TINY = [
+    *("--n", "400", "--unfinished", "30", "--other", "20", "--repeats", "1"),
+    *("--throughput-n", "10", "--concurrency", "5", "--rounds", "1"),
+]
+READS = [
+    "floor-get",
+    "show-prefix",
+    "show-missing",
+    "count",
+    "count-name",
+    "list",
+    "list-status",
+    "list-status-rare",
+    "list-status-empty",
+    "list-name",
+    "list-name-status",
+    "list-name-empty-status",
+    "list-name-unknown",
+    "list-before",
+    "list-waiting",
+]
+THROUGHPUT = ["seq-empty", "seq-full", "conc-empty", "conc-full"]
+>>>>>>> scale
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
+<<<<<<< HEAD
         [sys.executable, str(SCRIPT), *args],
         capture_output=True,
         text=True,
         timeout=110,
+=======
+        [sys.executable, str(SCRIPT), *TINY, *args],
+        capture_output=True,
+        text=True,
+        timeout=170,
+>>>>>>> scale
         check=False,
     )
 
 
+<<<<<<< HEAD
 def test_help_names_both_parts() -> None:
     done = run("--help")
     assert done.returncode == 0
@@ -46,3 +96,32 @@ def test_timers_run_through_the_dispatcher() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "== timers (scale_timers.py)" in done.stdout
     assert "idle worker CPU" in done.stdout
+=======
+def check(done: subprocess.CompletedProcess[str], report: Path) -> None:
+    assert done.returncode == 0, done.stderr
+    printed = [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
+    assert all(key in printed for key in READS), done.stdout
+    assert "recover():" in done.stdout
+    assert all(row in printed for row in ("seq", "conc")), done.stdout
+    assert "load average" in done.stdout
+    rows = json.loads(report.read_text())["results"]
+    assert [r["key"] for r in rows] == [*READS, "recover", *THROUGHPUT]
+
+
+def test_scale_benchmark_runs_on_sqlite(tmp_path: Path) -> None:
+    report = tmp_path / "scale.json"
+    check(
+        run("--store", "sqlite", "--dir", str(tmp_path), "--json", str(report)), report
+    )
+
+
+@pytest.mark.postgres
+def test_scale_benchmark_runs_on_postgres(pg_template: str, tmp_path: Path) -> None:
+    report = tmp_path / "scale.json"
+    prefix = f"sagakit_scale_{uuid.uuid4().hex[:8]}"  # apart from a manual run's
+    done = run(
+        *("--store", "postgres", "--dsn", POSTGRES_URL, "--db-prefix", prefix),
+        *("--json", str(report)),
+    )
+    check(done, report)
+>>>>>>> scale

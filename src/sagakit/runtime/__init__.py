@@ -11,11 +11,14 @@ if TYPE_CHECKING:  # imported on first use: see sagakit._lazy
     from sagakit.runtime.client import SagaClient, StartOptions
     from sagakit.runtime.clock import SystemClock
     from sagakit.runtime.orchestrator import Orchestrator
+    from sagakit.runtime.recovery import Recovery, RecoveryProgress
     from sagakit.runtime.result import SagaResult
     from sagakit.runtime.worker import Worker
 
 __all__ = [
     "Orchestrator",
+    "Recovery",
+    "RecoveryProgress",
     "SagaClient",
     "SagaResult",
     "StartOptions",
@@ -34,6 +37,7 @@ lazy_exports(
         ),
         "sagakit.runtime.clock": ("SystemClock",),
         "sagakit.runtime.orchestrator": ("Orchestrator",),
+        "sagakit.runtime.recovery": ("Recovery", "RecoveryProgress"),
         "sagakit.runtime.result": ("SagaResult",),
         "sagakit.runtime.worker": ("Worker",),
     },

@@ -66,19 +66,23 @@ BEGIN
     ON CONFLICT (saga_name, status) DO UPDATE SET n = n + 1;
 END;
 
-CREATE TRIGGER sagakit_saga_count_update
+CREATE TRIGGER sagakit_saga_count_end
     AFTER UPDATE OF saga_name, status ON sagakit_saga
-    WHEN (OLD.status IS NOT NEW.status OR OLD.saga_name IS NOT NEW.saga_name)
-         AND (OLD.status NOT IN ('running', 'compensating')
-              OR NEW.status NOT IN ('running', 'compensating'))
+    WHEN NEW.status NOT IN ('running', 'compensating')
+         AND (OLD.status IS NOT NEW.status OR OLD.saga_name IS NOT NEW.saga_name)
+BEGIN
+    INSERT INTO sagakit_saga_count (saga_name, status, n)
+    VALUES (NEW.saga_name, NEW.status, 1)
+    ON CONFLICT (saga_name, status) DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER sagakit_saga_count_reopen
+    AFTER UPDATE OF saga_name, status ON sagakit_saga
+    WHEN OLD.status NOT IN ('running', 'compensating')
+         AND (OLD.status IS NOT NEW.status OR OLD.saga_name IS NOT NEW.saga_name)
 BEGIN
     UPDATE sagakit_saga_count SET n = n - 1
-     WHERE saga_name = OLD.saga_name AND status = OLD.status
-       AND OLD.status NOT IN ('running', 'compensating');
-    INSERT INTO sagakit_saga_count (saga_name, status, n)
-    SELECT NEW.saga_name, NEW.status, 1
-     WHERE NEW.status NOT IN ('running', 'compensating')
-    ON CONFLICT (saga_name, status) DO UPDATE SET n = n + 1;
+     WHERE saga_name = OLD.saga_name AND status = OLD.status;
 END;
 
 CREATE TRIGGER sagakit_saga_count_delete
