@@ -61,7 +61,7 @@ async def open_store(args: argparse.Namespace) -> AsyncIterator[WorkflowStore]:
     """A fresh, migrated workflow store: a temp SQLite file, or a database
     ``--db-name`` created (and dropped at the end) on ``--dsn``'s server."""
     if args.store == "sqlite":
-        from sagakit.adapters.store.workflow_sqlite import (  # noqa: PLC0415
+        from sagakit.adapters.store.workflow_sqlite import (  # noqa: PLC0415 - per store
             SQLiteWorkflowStore,
         )
 
@@ -72,7 +72,7 @@ async def open_store(args: argparse.Namespace) -> AsyncIterator[WorkflowStore]:
             finally:
                 await store.close()
         return
-    from sagakit.adapters.store.workflow_postgres import (  # noqa: PLC0415
+    from sagakit.adapters.store.workflow_postgres import (  # noqa: PLC0415 - per store
         PostgresWorkflowStore,
     )
 
@@ -125,7 +125,7 @@ def instance(app: WorkflowApp, instance_id: str, due: float) -> WorkflowRecord:
 
 async def insert(store: WorkflowStore, records: Sequence[WorkflowRecord]) -> None:
     """The fast path (see the module docstring), a transaction a chunk."""
-    db: Any = store.database  # type: ignore[attr-defined]
+    db: Any = store.database  # type: ignore[attr-defined]  # SQL stores have one
     for at in range(0, len(records), CHUNK):
         chunk = records[at : at + CHUNK]
         found = [_row(r) for r in chunk]
@@ -177,7 +177,7 @@ async def hand_written(store: WorkflowStore, fired: Fired, dues: list[float]) ->
     """The floor: due times kept in memory; at each, one ``UPDATE`` and a
     commit on the store's own database (no framework; on PostgreSQL each in
     a task of its own, on its pool)."""
-    db: Any = store.database  # type: ignore[attr-defined]
+    db: Any = store.database  # type: ignore[attr-defined]  # SQL stores have one
 
     async def update(key: tuple[str, str], due: float) -> None:
         async with db.pool.acquire() as conn:

@@ -29,7 +29,7 @@ Opener = Callable[[], Awaitable[WorkflowStore]]
 
 
 async def _on_postgres(url: str) -> WorkflowStore:
-    from sagakit.adapters.store.workflow_postgres import (  # noqa: PLC0415
+    from sagakit.adapters.store.workflow_postgres import (  # noqa: PLC0415 - the extra
         PostgresWorkflowStore,
     )
 
@@ -193,7 +193,7 @@ class Counted:
 async def test_an_idle_worker_only_reads(store: WorkflowStore) -> None:
     await build(store, []).start("asleep", "tick", delay=HOUR)
     counted = Counted(store, enough=5)
-    app = build(counted, [])  # type: ignore[arg-type]
+    app = build(counted, [])  # type: ignore[arg-type]  # a store by duck typing
     stop = asyncio.Event()
     loop = asyncio.create_task(app.run(stop, poll_interval=0.01))
     await asyncio.wait_for(counted.asked.wait(), SETTLE)
