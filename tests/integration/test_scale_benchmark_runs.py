@@ -1,12 +1,3 @@
-<<<<<<< HEAD
-"""``benchmarks/scale.py`` dispatches to the scale benchmarks; nothing here is
-about speed."""
-
-from __future__ import annotations
-
-import subprocess
-import sys
-=======
 """The scale benchmark runs end to end with a tiny store, on SQLite and on
 PostgreSQL; nothing here is about speed (``benchmarks/scale_sagas.py``)."""
 
@@ -16,16 +7,10 @@ import json
 import subprocess
 import sys
 import uuid
->>>>>>> scale
 from pathlib import Path
 
 import pytest
 
-<<<<<<< HEAD
-pytestmark = pytest.mark.slow
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "scale.py"
-=======
 from tests.conftest import POSTGRES_URL
 
 pytestmark = pytest.mark.slow
@@ -53,50 +38,18 @@ READS = [
     "list-waiting",
 ]
 THROUGHPUT = ["seq-empty", "seq-full", "conc-empty", "conc-full"]
->>>>>>> scale
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-<<<<<<< HEAD
-        [sys.executable, str(SCRIPT), *args],
-        capture_output=True,
-        text=True,
-        timeout=110,
-=======
         [sys.executable, str(SCRIPT), *TINY, *args],
         capture_output=True,
         text=True,
         timeout=170,
->>>>>>> scale
         check=False,
     )
 
 
-<<<<<<< HEAD
-def test_help_names_both_parts() -> None:
-    done = run("--help")
-    assert done.returncode == 0
-    assert "scale.py sagas" in done.stdout
-    assert "scale.py timers" in done.stdout
-
-
-def test_an_unknown_part_is_a_one_line_error() -> None:
-    done = run("nope")
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        "scale.py: unknown part 'nope': use one of sagas, timers"
-    ]
-
-
-def test_timers_run_through_the_dispatcher() -> None:
-    done = run(
-        "timers", "--n", "200", "--rate", "100", "--seconds", "0.5", "--idle", "0.3"
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "== timers (scale_timers.py)" in done.stdout
-    assert "idle worker CPU" in done.stdout
-=======
 def check(done: subprocess.CompletedProcess[str], report: Path) -> None:
     assert done.returncode == 0, done.stderr
     printed = [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
@@ -124,4 +77,3 @@ def test_scale_benchmark_runs_on_postgres(pg_template: str, tmp_path: Path) -> N
         *("--json", str(report)),
     )
     check(done, report)
->>>>>>> scale
