@@ -13,7 +13,8 @@ prepared statement gets after five calls are checked where both are used.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import pytest
 from sagakit.adapters.store.reads import listing, prefix_end
 from sagakit.adapters.store.sql import queries
 from sagakit.adapters.store.sqlite import SQLiteStore
+from tests.conftest import admin, database_url, run_sync
 
 NOW = 2_000_000_000.0
 SAGAS = 20_000
@@ -114,14 +116,34 @@ SELECT md5(i::text),
 """
 
 
-@pytest.fixture
-async def pg(pg_url: str) -> AsyncIterator[Any]:
-    """A connection to a migrated database of 20,000 analyzed sagas."""
+@pytest.fixture(scope="module")
+def filled_pg_url(pg_template: str) -> Iterator[str]:
+    """A migrated database of 20,000 analyzed sagas, filled once for the
+    module: the tests only plan reads, so they can share it."""
     import asyncpg  # noqa: PLC0415 - the PostgreSQL tests only
 
-    conn = await asyncpg.connect(pg_url)
-    await conn.execute(_FILL, SAGAS)
-    await conn.execute("ANALYZE sagakit_saga")
+    name = f"sagakit_test_plans_{uuid.uuid4().hex[:12]}"
+    run_sync(admin(f"CREATE DATABASE {name} TEMPLATE {pg_template}"))
+
+    async def fill() -> None:
+        conn = await asyncpg.connect(database_url(name))
+        try:
+            await conn.execute(_FILL, SAGAS)
+            await conn.execute("ANALYZE sagakit_saga")
+        finally:
+            await conn.close()
+
+    run_sync(fill())
+    yield database_url(name)
+    run_sync(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+async def pg(filled_pg_url: str) -> AsyncIterator[Any]:
+    """A connection of this test's own to the filled database."""
+    import asyncpg  # noqa: PLC0415 - the PostgreSQL tests only
+
+    conn = await asyncpg.connect(filled_pg_url)
     yield conn
     await conn.close()
 
