@@ -9,16 +9,20 @@ process around it (tests/e2e/test_cli.py runs the real command)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import sqlite3
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
 
+from sagakit.cli import dashboard as dashboard_cli
 from sagakit.cli.main import app
 
 APP = "tests.e2e.recover_app:saga"
+TOKEN = "a-long-enough-token-0123"  # noqa: S105 - a test token
 RUNNER = CliRunner()
 
 
@@ -81,6 +85,7 @@ READ_ONLY = [
     ["db", "status"],
     ["workflows", "list"],
     ["workflows", "show", "abcdef"],
+    ["dashboard"],
 ]
 
 
@@ -152,3 +157,87 @@ def test_dlq_of_an_unknown_redis_queue_says_so(redis_url: str) -> None:
 @pytest.mark.parametrize("queue", ["héllo", "q" * 300])
 def test_dlq_names_amqp_cannot_carry(rabbitmq_url: str, queue: str) -> None:
     refused(sagakit("dlq", "list", queue, "--transport", rabbitmq_url), "queue name")
+
+
+# -- the dashboard ---------------------------------------------------------------
+
+
+def free_port() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
+
+
+def test_a_port_in_use_is_one_line(database: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        refused(
+            sagakit("dashboard", "--port", port),
+            f"cannot listen on 127.0.0.1:{port}",
+            "in use",
+        )
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--host", ""], ["empty --host"]),
+        (["--host", "no-such-host.invalid"], ["cannot resolve --host"]),
+        (["--host", "999.1.1.1"], ["cannot resolve --host"]),
+        (["--host", "0.0.0.0"], ["not a loopback address", "--allow-remote"]),  # noqa: S104
+        (["--host", "0.0.0.0", "--allow-remote"], ["needs a token"]),  # noqa: S104
+        (
+            ["--host", "0.0.0.0", "--allow-remote", "--token", TOKEN],  # noqa: S104
+            ["--allowed-host"],
+        ),
+        (["--token", "too-short"], ["too short", "16"]),
+        (["--token", TOKEN, "--tokens-file", "ops.txt"], ["not both"]),
+        (["--tokens-file", "absent.txt"], ["--tokens-file"]),
+        (["--port", "70000"], ["invalid --port"]),
+    ],
+)
+def test_the_dashboard_refuses_to_listen(
+    database: Path, args: list[str], words: list[str]
+) -> None:
+    refused(sagakit("dashboard", *args), *words)
+
+
+def test_what_the_dashboard_is_started_with(
+    database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loopback: the loopback names; remote (allowed): sign-in everywhere,
+    the names given, and the tokens of a file, each with its operator."""
+    started: list[dict[str, Any]] = []
+
+    async def serve(*args: Any, **options: Any) -> None:
+        args[3].close()  # the socket it was given, bound
+        started.append({"token": args[2], **options})
+
+    monkeypatch.setattr(dashboard_cli, "serve", serve)
+    Path("ops.txt").write_text(f"# operators\nalice {TOKEN}\nbob {TOKEN}-b\n")
+
+    local_run = sagakit("dashboard", "--port", free_port(), "--token", TOKEN)
+    assert local_run.exit_code == 0, local_run.stderr
+    remote = sagakit(
+        "dashboard",
+        "--port",
+        free_port(),
+        "--host",
+        "0.0.0.0",  # noqa: S104 - listened on, with the flag, for the test
+        "--allow-remote",
+        "--allowed-host",
+        "Dash.Example.com",
+        "--tokens-file",
+        "ops.txt",
+    )
+    assert remote.exit_code == 0, remote.stderr
+
+    local, wide = started
+    assert local["login_required"] is False
+    assert local["hosts"] == {"localhost", "127.0.0.1", "::1"}
+    assert local["token"] == TOKEN
+    assert wide["login_required"] is True
+    assert wide["hosts"] == {"localhost", "127.0.0.1", "::1", "dash.example.com"}
+    assert wide["token"] == {"alice": TOKEN, "bob": f"{TOKEN}-b"}
