@@ -192,7 +192,7 @@ class AmqpTransport(BaseTransport):
         self._connection = connection
         self._channel = channel
         self._declared: set[str] = set()
-        self._valid_names: set[str] = set()
+        self._names: dict[str, str] = {}  # logical queue -> checked broker name
         self._declaring = asyncio.Lock()
 
     @classmethod
@@ -249,10 +249,11 @@ class AmqpTransport(BaseTransport):
     def queue_name(self, queue: str) -> str:
         """The broker's name for the logical ``queue``; a TransportError if
         AMQP cannot carry it (with its ``.dlq`` twin)."""
-        name = f"{self.prefix}.{queue}" if self.prefix else queue
-        if name not in self._valid_names:
+        name = self._names.get(queue)
+        if name is None:  # once per queue: the publish path only looks it up
+            name = f"{self.prefix}.{queue}" if self.prefix else queue
             check_queue_name(name)
-            self._valid_names.add(name)
+            self._names[queue] = name
         return name
 
     async def has_queue(self, queue: str) -> bool:
