@@ -57,6 +57,7 @@ __all__ = [
     "dead_letters",
     "describe",
     "find",
+    "has_queue",
     "list_sagas",
     "pause",
     "pause_all",
@@ -472,6 +473,17 @@ def _raw_id(body: bytes) -> str | None:
         return None
     value = raw.get("id") if isinstance(raw, dict) else None
     return value if isinstance(value, str) else None
+
+
+async def has_queue(transport: Transport, queue: str) -> bool | None:
+    """Whether the broker has ``queue`` (or its dead-letter queue), looked
+    up without creating it; None when the transport cannot tell (see
+    :class:`~sagakit.ports.transport.QueueLookup`)."""
+    from sagakit.ports.transport import QueueLookup  # noqa: PLC0415 - see top
+
+    if isinstance(transport, QueueLookup):
+        return await transport.has_queue(queue)
+    return None
 
 
 async def dead_letters(

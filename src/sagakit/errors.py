@@ -12,7 +12,8 @@
     ├── DuplicateMessage                         a message consumed before
     ├── StepFailed                               a saga ended without succeeding
     │   └── CompensationFailed                   ... and a compensation failed too
-    ├── StoreError                               driver error kept in ``__cause__``
+    ├── StoreError                               driver error kept in ``__cause__``;
+    │                                            ``read_only``: retrying cannot help
     ├── TransportError
     └── ResultError                              a step result missing or invalid
 
@@ -201,8 +202,48 @@ class CompensationFailed(StepFailed):
         self.compensation_errors = compensation_errors
 
 
+_READ_ONLY_SQLITE = frozenset(
+    {
+        3,  # SQLITE_PERM: access permission denied
+        8,  # SQLITE_READONLY: attempt to write a readonly database
+        776,  # SQLITE_READONLY_ROLLBACK: a hot journal it may not roll back
+        1032,  # SQLITE_READONLY_DBMOVED: the file was moved or deleted
+        1544,  # SQLITE_READONLY_DIRECTORY: the directory is read-only
+    }
+)
+"""SQLite's (extended) result codes that retrying cannot fix: the file
+refuses this process's writes. READONLY_RECOVERY and READONLY_CANTLOCK are
+not among them: they pass once another connection is done."""
+_READ_ONLY_SQLSTATES = frozenset(
+    {
+        "25006",  # read_only_sql_transaction: a standby, or a read-only setting
+        "42501",  # insufficient_privilege: the role may not write
+    }
+)
+
+
+_CAUSES_LOOKED_AT = 8
+
+
 class StoreError(SagaError):
     """The store failed; the driver's exception is kept in ``__cause__``."""
+
+    @property
+    def read_only(self) -> bool:
+        """The database refuses this process's writes, and retrying will not
+        change that: a read-only SQLite file or directory, a read-only
+        PostgreSQL transaction (a standby, ``default_transaction_read_only``)
+        or a role without the privilege. Retries give up at once on it."""
+        cause = self.__cause__
+        for _ in range(_CAUSES_LOOKED_AT):  # a chain may loop back
+            if cause is None:
+                return False
+            if getattr(cause, "sqlite_errorcode", None) in _READ_ONLY_SQLITE:
+                return True
+            if getattr(cause, "sqlstate", None) in _READ_ONLY_SQLSTATES:
+                return True
+            cause = cause.__cause__
+        return False
 
 
 class TransportError(SagaError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -19,6 +20,11 @@ pytestmark = pytest.mark.e2e
 
 def test_sqlite_status_migrate_status(tmp_path: Path) -> None:
     db = str(tmp_path / "fresh.db")
+    missing = sagakit("--db", db, "db", "status", cwd=tmp_path)
+    assert_one_error_line(missing)  # read-only: creates no database
+    assert "no saga database" in missing.stderr
+    assert not Path(db).exists()
+    sqlite3.connect(db).close()  # an empty database: every migration pending
     before = sagakit("--db", db, "db", "status", cwd=tmp_path)
     assert before.returncode == 0, before.stderr
     assert "0001_initial  pending" in before.stdout

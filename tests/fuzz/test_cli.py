@@ -2,14 +2,18 @@
 
 Whatever the arguments, a command exits 0 or 2, never with a traceback; on 2,
 stderr is exactly one line starting ``error:``. Nothing here may block: the
-dashboard's server is replaced by a no-op, workers run ``--until-idle``, and
-participant targets never name a real Participant.
+dashboard's server is replaced by a no-op (its socket is still bound, so a
+port in use is drawn too), workers run ``--until-idle``, and participant
+targets never name a real Participant. ``dlq list|replay`` also run against
+the real RabbitMQ and Redis with hostile queue names (long, non-ASCII): the
+lookups are passive, so nothing is created there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,7 +49,13 @@ limits = st.one_of(
 )
 floats = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(str),
-    st.sampled_from(["0", "-1", "abc", "nan", "inf", "1e400"]),
+    st.sampled_from(["0", "-1", "abc", "nan", "inf", "-inf", "1e400", "1e300"]),
+)
+HOSTS = ["", " ", "localhost", "::1", "0.0.0.0", "999.1.1.1", "[::1]"]  # noqa: S104
+queue_names = st.one_of(
+    texts,
+    st.text(min_size=250, max_size=300),
+    st.sampled_from(["héllo", "q" * 300, "", " ", "a/b", "x.dlq", "日本", "\x00"]),
 )
 urls = st.sampled_from(
     [
@@ -137,7 +147,11 @@ COMMANDS: dict[str, st.SearchStrategy[list[str]]] = {
             }
         ),
     ),
-    "recover": command(["recover"], arg(targets)),
+    "recover": command(
+        ["recover"],
+        arg(targets),
+        options(**{"--limit": limits, "--batch-size": limits, "--store-retry": floats}),
+    ),
     "worker": command(
         ["worker"],
         arg(targets),
@@ -149,6 +163,7 @@ COMMANDS: dict[str, st.SearchStrategy[list[str]]] = {
                 "--id": texts,
                 "--transport": urls,
                 "--reply-queue": texts,
+                "--store-retry": floats,
             }
         ),
     ),
@@ -175,11 +190,13 @@ COMMANDS: dict[str, st.SearchStrategy[list[str]]] = {
         ["cancel"], arg(ids), options(**{"--sagas": targets, "--reason": texts})
     ),
     "dlq-list": command(
-        ["dlq", "list"], arg(texts), options(**{"--transport": urls, "--limit": limits})
+        ["dlq", "list"],
+        arg(queue_names),
+        options(**{"--transport": urls, "--limit": limits}),
     ),
     "dlq-replay": command(
         ["dlq", "replay"],
-        arg(texts),
+        arg(queue_names),
         options(**{"--transport": urls, "--limit": limits}),
     ),
     "workflows-list": command(
@@ -213,12 +230,18 @@ COMMANDS: dict[str, st.SearchStrategy[list[str]]] = {
         ["dashboard"],
         options(
             **{
-                "--port": limits,
-                "--host": texts,
+                "--port": st.one_of(limits, st.sampled_from(["0", "65536", "8080"])),
+                "--host": st.one_of(
+                    texts,
+                    st.sampled_from(HOSTS),
+                ),
                 "--sagas": targets,
-                "--token": texts,
+                "--token": st.one_of(texts, st.just("a-long-enough-token-0123")),
+                "--tokens-file": st.sampled_from(["tokens.txt", "missing.txt", "."]),
+                "--allowed-host": texts,
             }
         ),
+        st.lists(st.just("--allow-remote"), max_size=1),
     ),
     "asyncapi": command(
         ["asyncapi"],
@@ -247,7 +270,11 @@ global_options = options(
 
 
 async def _no_server(*args: object, **kwargs: object) -> None:
-    """Stands in for uvicorn: the dashboard command returns at once."""
+    """Stands in for uvicorn: the dashboard command returns at once (and
+    closes the socket it bound)."""
+    for arg_ in args:
+        if isinstance(arg_, socket.socket):
+            arg_.close()
 
 
 async def _seed_workflows() -> None:
@@ -270,6 +297,9 @@ SETUP = {
 @contextlib.contextmanager
 def sandbox() -> Iterator[Path]:
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
+        Path("tokens.txt").write_text(
+            "# operators\nalice an-alice-token-0123456\nbob short\n", "utf-8"
+        )
         yield Path(tmp)
 
 
@@ -303,3 +333,24 @@ def test_any_arguments_exit_0_or_2_with_one_error_line(
         if name in SETUP:
             asyncio.run(SETUP[name]())
         check(prefix + args)
+
+
+BROKERS = {
+    "rabbitmq": pytest.param("rabbitmq_url", marks=pytest.mark.rabbitmq),
+    "redis": pytest.param("redis_url", marks=pytest.mark.redis),
+}
+
+
+@pytest.mark.parametrize("broker", list(BROKERS.values()), ids=list(BROKERS))
+@CLI
+@given(data=st.data())
+def test_dead_letter_commands_on_a_real_broker(
+    broker: str, request: pytest.FixtureRequest, data: st.DataObject
+) -> None:
+    """Any queue name: a table, or one error line (an unknown queue, a name
+    the broker cannot carry); no queue is declared by a look."""
+    url = request.getfixturevalue(broker)
+    queue = data.draw(queue_names, label="queue")
+    action = data.draw(st.sampled_from(["list", "replay"]), label="action")
+    with sandbox():
+        check(["dlq", action, queue, "--transport", url])

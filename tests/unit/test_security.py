@@ -10,12 +10,15 @@
   ``format`` and passed to a driver; the ``.sql`` files hold no interpolation.
 * The dashboard compares tokens in constant time (``hmac.compare_digest``);
   the negative HTTP tests are in ``tests/integration/test_dashboard.py``.
+* The bandit-style lint stays on: ruff's ``S`` rules are selected, none is
+  ignored for the package, and each ``# noqa: S...`` in it says why.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -191,3 +194,20 @@ def test_dashboard_tokens_are_compared_in_constant_time() -> None:
                 ast.unparse(node)
             )
             assert "_token" not in attrs, ast.unparse(node)
+
+
+def test_the_bandit_rules_stay_on() -> None:
+    config = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text("utf-8"))
+    lint = config["tool"]["ruff"]["lint"]
+    assert "S" in lint["select"]
+    assert not [code for code in lint.get("ignore", []) if code.startswith("S")]
+    for files, codes in lint.get("per-file-ignores", {}).items():
+        if files.startswith("src/"):  # the contract suites are tests: S101 only
+            assert [c for c in codes if c.startswith("S")] in ([], ["S101"]), files
+    unexplained = [
+        f"{path.relative_to(SRC.parent)}:{n}"
+        for path in PYTHON
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"# noqa: S\d+(,\s*\w+)*\s*$", line)
+    ]
+    assert unexplained == []

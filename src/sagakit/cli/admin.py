@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from sagakit.adapters.store import open_store_async
 from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
 from sagakit.cli.common import (
     TransportOption,
+    count_or_fail,
     db_of,
     err,
-    existing_database_or_fail,
     fail,
     run_async,
     sagas_or_fail,
+    with_store,
 )
 from sagakit.cli.loader import LoadError
 from sagakit.engine.status import SagaStatus
@@ -49,6 +49,8 @@ STATUSES = tuple(s.value for s in SagaStatus)
 WAITING = "waiting"
 LIST_STATUSES = (*STATUSES, WAITING)
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_AGE = 36500 * 86400.0
+"""Longest ``--older-than``: a hundred years."""
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 
 dlq_app = typer.Typer(
@@ -85,7 +87,10 @@ def parse_duration(text: str) -> float:
             f"invalid duration {text!r}: use a number and a unit, "
             "e.g. 30s, 10m, 2h or 1d"
         )
-    return sum(float(n) * UNITS[u] for n, u in parts)
+    seconds = sum(float(n) * UNITS[u] for n, u in parts)
+    if not seconds <= MAX_AGE:  # inf too
+        raise BadInput(f"invalid duration {text[:40]!r}: at most 36500d (100 years)")
+    return seconds
 
 
 def operator_name() -> str:
@@ -111,19 +116,8 @@ def _with_store(
     *,
     read_only: bool = False,
 ) -> T:
-    """Run ``work`` on the store of ``--db``; ``read_only``: refuse (exit 2)
-    a SQLite file that does not exist instead of creating it."""
-    if read_only:
-        existing_database_or_fail(db_of(ctx))
-
-    async def run() -> T:
-        store = await open_store_async(db_of(ctx))
-        try:
-            return await work(store)
-        finally:
-            await store.close()
-
-    return _run(run)
+    """:func:`sagakit.cli.common.with_store` on the store of ``--db``."""
+    return with_store(db_of(ctx), work, read_only=read_only)
 
 
 def _with_transport(url: str | None, work: Callable[[Transport], Awaitable[T]]) -> T:
@@ -145,15 +139,15 @@ def _with_transport(url: str | None, work: Callable[[Transport], Awaitable[T]]) 
     return _run(run)
 
 
-MOST = 1_000_000
-"""Largest ``--limit``: beyond it a database's integers overflow (SQLite)."""
+async def _known_queue(carrier: Transport, queue: str) -> None:
+    """A SagaError if the broker says it has no such queue."""
+    from sagakit import admin
 
-
-def _positive(option: str, value: int) -> None:
-    if value < 1:
-        fail(f"invalid {option} {value}: it must be at least 1")
-    if value > MOST:
-        fail(f"invalid {option} {value}: it must be at most {MOST}")
+    if await admin.has_queue(carrier, queue) is False:
+        raise SagaError(
+            f"no queue {queue!r} on the broker: nothing consumes it and "
+            "nothing was dead-lettered from it (check the name)"
+        )
 
 
 def _handed_over(out: Console, action: str, record: SagaRecord, target: str) -> None:
@@ -252,7 +246,7 @@ def _add_list(app: typer.Typer, out: Console) -> None:
             except ValueError:
                 known = ", ".join(LIST_STATUSES)
                 fail(f"invalid --status {status!r}: use one of {known}")
-        _positive("--limit", limit)
+        count_or_fail("--limit", limit)
         age: float | None = None
         if older_than is not None:
             try:
@@ -312,7 +306,7 @@ def _add_retry(app: typer.Typer, out: Console) -> None:
         if not all_failed and (saga is not None or limit is not None):
             fail("--saga and --limit go with --all-failed")
         most = BULK_LIMIT if limit is None else limit
-        _positive("--limit", most)
+        count_or_fail("--limit", most)
         definitions = sagas_or_fail(sagas)
         by = operator_name()
         if saga_id is not None:
@@ -454,7 +448,7 @@ def _add_pausing(
         if version is not None:
             if saga is None:
                 fail("--version goes with --saga")
-            _positive("--version", version)
+            count_or_fail("--version", version)
         from sagakit import admin
 
         one: Callable[..., Awaitable[SagaRecord]] = getattr(admin, one_name)
@@ -488,14 +482,17 @@ def _add_dlq(out: Console) -> None:
         transport: TransportOption = None,
         limit: LimitOption = 100,
     ) -> None:
-        """Show a queue's dead letters, oldest first (they stay where they are)."""
+        """Show a queue's dead letters, oldest first (they stay where they are).
+        A queue the broker does not have is an error (it is not created)."""
         from sagakit import admin
 
-        _positive("--limit", limit)
-        letters = _with_transport(
-            transport, lambda carrier: admin.dead_letters(carrier, queue, limit=limit)
-        )
-        out.print(dead_letters_table(letters, queue))
+        count_or_fail("--limit", limit)
+
+        async def read(carrier: Transport) -> list[admin.DeadLetterInfo]:
+            await _known_queue(carrier, queue)
+            return await admin.dead_letters(carrier, queue, limit=limit)
+
+        out.print(dead_letters_table(_with_transport(transport, read), queue))
 
     @dlq_app.command("replay")
     def dlq_replay(
@@ -505,7 +502,7 @@ def _add_dlq(out: Console) -> None:
     ) -> None:
         """Move dead letters back to their queue, oldest first (fix the handler
         first)."""
-        _positive("--limit", limit)
+        count_or_fail("--limit", limit)
         from rich.progress import Progress
 
         from sagakit import admin
@@ -516,10 +513,11 @@ def _add_dlq(out: Console) -> None:
             def step(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            moved = _with_transport(
-                transport,
-                lambda carrier: admin.replay_dead_letters(
+            async def replay(carrier: Transport) -> int:
+                await _known_queue(carrier, queue)
+                return await admin.replay_dead_letters(
                     carrier, queue, limit=limit, progress=step
-                ),
-            )
+                )
+
+            moved = _with_transport(transport, replay)
         out.print(f"replayed {moved} dead letter(s) to {queue}", highlight=False)

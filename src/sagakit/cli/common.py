@@ -4,7 +4,8 @@ a command uses them (``sagakit --help`` loads neither rich nor asyncio)."""
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+import math
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from sagakit.definition.saga import Saga
+    from sagakit.ports.store import SagaStore
 
 T = TypeVar("T")
 
@@ -78,6 +80,16 @@ TransportOption = Annotated[
     ),
 ]
 
+StoreRetryOption = Annotated[
+    float,
+    typer.Option(
+        "--store-retry",
+        metavar="SECONDS",
+        help="How long a failing save is retried before its saga is left "
+        "resumable (a read-only store: not at all).",
+    ),
+]
+
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
     """Run ``main`` on sagakit's event loop (uvloop when installed): asyncio
@@ -85,6 +97,34 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
     from sagakit.runtime import loop
 
     return loop.run(main)
+
+
+MOST = 1_000_000
+"""Largest count an option takes (``--limit``, ``--max-active``): beyond it
+a database's integers overflow (SQLite), and no process holds that many."""
+MAX_SECONDS = 7 * 86400.0
+"""Longest duration an option takes (``--lease``, ``--store-retry``): a week."""
+
+
+def count_or_fail(option: str, value: int) -> int:
+    """``value`` if it is 1 to :data:`MOST`; else the command ends saying so."""
+    if value < 1:
+        fail(f"invalid {option} {value}: it must be at least 1")
+    if value > MOST:
+        fail(f"invalid {option} {value}: it must be at most {MOST}")
+    return value
+
+
+def seconds_or_fail(option: str, value: float, *, zero: bool = False) -> float:
+    """``value`` if it is a finite number of seconds above 0 (or 0, with
+    ``zero``) and at most :data:`MAX_SECONDS`; else the command ends saying
+    so (``inf``, ``nan`` and ``1e300`` are refused)."""
+    low = "0 or more" if zero else "more than 0"
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        fail(f"invalid {option} {value}: use a number of seconds, {low}")
+    if value > MAX_SECONDS:
+        fail(f"invalid {option} {value}: it must be at most {MAX_SECONDS:.0f} (a week)")
+    return value
 
 
 def fail(reason: str) -> NoReturn:
@@ -134,5 +174,71 @@ def existing_database_or_fail(url: str | None) -> None:
         path = sqlite_path(resolved)
     except StoreError as exc:
         fail(str(exc))
-    if path != ":memory:" and not Path(path).exists():
+    if path != ":memory:" and not Path(path).is_file():
         fail(f"no saga database at {path!r}: nothing to read (see --db)")
+
+
+async def open_read_only(url: str | None) -> SagaStore:
+    """The store of ``url`` as it is, for a read-only command: never
+    migrated (call :func:`existing_database_or_fail` first: never created);
+    a ``StoreError`` if its schema lacks migrations this sagakit needs."""
+    from sagakit.adapters.store import (
+        applied_migrations,
+        database_url,
+        open_store_async,
+    )
+    from sagakit.adapters.store.database import is_postgres
+    from sagakit.adapters.store.sql import migrations
+    from sagakit.errors import StoreError
+
+    store = await open_store_async(url, migrate=False)
+    target = database_url(url)
+    if target == "memory://":
+        return store
+    try:
+        applied = set(await applied_migrations(store))
+        dialect = "postgres" if is_postgres(target) else "sqlite"
+        pending = [m for m in migrations(dialect) if m.version not in applied]
+    except BaseException:
+        await store.close()
+        raise
+    if pending:
+        await store.close()
+        where = target.split("@")[-1]
+        raise StoreError(
+            f"{where} lacks {len(pending)} schema migration(s) this sagakit "
+            "needs, and a read-only command applies none: sagakit db migrate"
+        )
+    return store
+
+
+def with_store(
+    url: str | None,
+    work: Callable[[SagaStore], Awaitable[T]],
+    *,
+    read_only: bool = False,
+) -> T:
+    """Open the store of ``url`` (``--db``), run ``work`` on it, close it;
+    expected failures end the command with ``error: ...``. ``read_only``: a
+    SQLite file that does not exist is refused (exit 2), not created, and
+    the schema is not migrated (:func:`open_read_only`)."""
+    from sagakit.adapters.store import open_store_async
+    from sagakit.errors import SagaError
+
+    if read_only:
+        existing_database_or_fail(url)
+
+    async def run() -> T:
+        if read_only:
+            store = await open_read_only(url)
+        else:
+            store = await open_store_async(url)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    try:
+        return run_async(run())
+    except (SagaError, LoadError) as exc:
+        fail(str(exc))

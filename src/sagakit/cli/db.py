@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from sagakit.adapters.store import applied_migrations, database_url, open_store_async
-from sagakit.cli.common import run_async
+from sagakit.cli.common import existing_database_or_fail, run_async
 from sagakit.errors import SagaError
 
 if TYPE_CHECKING:
@@ -113,7 +113,9 @@ def register(app: typer.Typer, out: Console, settings_db: object) -> None:
 
     @db_app.command("status")
     def db_status(ctx: typer.Context) -> None:
-        """Show applied and pending migrations."""
+        """Show applied and pending migrations (a SQLite file that does not
+        exist is an error, not created)."""
+        existing_database_or_fail(db_of(ctx))
         status = run_async(schema_status(db_of(ctx)))
         for m in status.available:
             mark = "applied" if m.version in status.applied else "pending"

@@ -19,20 +19,22 @@ import typer
 from typer.core import TyperGroup
 
 from sagakit import __version__
-from sagakit.adapters.store import ENV_VAR, database_url, open_store_async
+from sagakit.adapters.store import ENV_VAR, database_url
 from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
 from sagakit.cli import admin, dashboard, db, deploy, docs, recover, workflows
 from sagakit.cli.common import (
     EXIT_ERROR,
     SagasArgument,
+    StoreRetryOption,
     TransportOption,
     console,
+    count_or_fail,
     err,
-    existing_database_or_fail,
     fail,
-    run_async,
     sagas_or_fail,
+    seconds_or_fail,
 )
+from sagakit.cli.common import with_store as with_store_at
 from sagakit.cli.loader import LoadError, load_participant
 from sagakit.engine.status import SagaStatus
 from sagakit.errors import SagaError, SagaNotFound, StoreError
@@ -157,23 +159,8 @@ def with_store(
     *,
     read_only: bool = False,
 ) -> T:
-    """Open the configured store, run ``work`` on it, close it; expected
-    failures end the command with ``error: ...``. ``read_only``: a SQLite
-    file that does not exist is refused (exit 2), not created."""
-    if read_only:
-        existing_database_or_fail(settings.db)
-
-    async def run() -> T:
-        store = await open_store_async(settings.db)
-        try:
-            return await work(store)
-        finally:
-            await store.close()
-
-    try:
-        return run_async(run())
-    except SagaError as exc:
-        fail(str(exc))
+    """:func:`sagakit.cli.common.with_store` on the configured store."""
+    return with_store_at(settings.db, work, read_only=read_only)
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -221,6 +208,8 @@ def cli(
     ] = False,
 ) -> None:
     """Run and inspect sagas stored by sagakit."""
+    if db is not None and not db.strip():
+        fail("empty --db: give a store URL or a SQLite path (or leave it out)")
     level = log_level.upper()
     if level not in LOG_LEVELS:
         fail(f"invalid --log-level {log_level!r}: use one of {', '.join(LOG_LEVELS)}")
@@ -357,17 +346,19 @@ def worker(
     reply_queue: Annotated[
         str, typer.Option(help="Queue this service's replies arrive on.")
     ] = "sagakit.replies",
+    store_retry: StoreRetryOption = 30.0,
 ) -> None:
     """Claim and run sagas from the store (many may run on one database).
 
     SIGTERM or SIGINT drains: no new saga is claimed, the steps in flight
     finish, every saga is released for another worker, and the worker exits
-    0. A second signal stops it at once."""
+    0. A second signal stops it at once. With --until-idle, a store that
+    stays unwritable past --store-retry (at once if read-only) is an error
+    (exit 2)."""
     sagas = sagas_or_fail(target)
-    if lease <= 0:
-        fail(f"invalid --lease {lease}: it must be > 0")
-    if max_active < 1:
-        fail(f"invalid --max-active {max_active}: it must be at least 1")
+    seconds_or_fail("--lease", lease)
+    seconds_or_fail("--store-retry", store_retry, zero=True)
+    count_or_fail("--max-active", max_active)
 
     import asyncio
     import signal
@@ -387,6 +378,7 @@ def worker(
             max_active=max_active,
             transport=carrier,
             reply_queue=reply_queue,
+            store_retry=store_retry,
         )
         running = asyncio.ensure_future(runner.run(until_idle=until_idle))
         signals = 0

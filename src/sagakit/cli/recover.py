@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sagakit.cli.common import SagasArgument, db_of, err, fail, sagas_or_fail
+from sagakit.cli.common import (
+    SagasArgument,
+    StoreRetryOption,
+    count_or_fail,
+    db_of,
+    err,
+    fail,
+    sagas_or_fail,
+    seconds_or_fail,
+)
 
 if TYPE_CHECKING:  # the command imports what it runs when it runs
     from rich.console import Console
@@ -76,7 +85,7 @@ async def recover_sagas(
     import contextlib
     import signal
 
-    from sagakit.errors import SagaError
+    from sagakit.errors import SagaError, StoreError
 
     recovery = orchestrator.recovery(limit=limit, batch=batch)
     loop = asyncio.get_running_loop()
@@ -97,6 +106,12 @@ async def recover_sagas(
             ids = await recovery.next_batch()
             await orchestrator.drain()  # paused sagas stay paused, and released
             done.resumed += ids
+            refused = orchestrator.driver.store_failure
+            if refused is not None:  # past --store-retry, or read-only
+                raise StoreError(
+                    "the store refused a save; the sagas left unfinished "
+                    f"stay resumable: {refused}"
+                ) from refused
             progress = recovery.progress
             done.batches = progress.batches
             if progress.claimed or ids:
@@ -125,12 +140,15 @@ def register(app: typer.Typer, out: Console) -> None:
         *,
         limit: LimitOption = None,
         batch_size: BatchOption = None,
+        store_retry: StoreRetryOption = 30.0,
     ) -> None:
         """Resume every unfinished saga of these definitions whose owner is
         gone (lease expired, or a dead process on this host), batch by batch,
         and wait for them; say how many are left waiting for a definition
         version, and why. SIGINT/SIGTERM stops after the current batch (exit
-        status 130/143) and says how many are left."""
+        status 130/143) and says how many are left. A store that refuses a
+        save past --store-retry (at once if it is read-only) stops it with
+        an error (exit 2)."""
         import asyncio
         import signal
 
@@ -143,16 +161,16 @@ def register(app: typer.Typer, out: Console) -> None:
         if batch_size is None:
             batch_size = RECOVERY_BATCH
         sagas = sagas_or_fail(target)
-        if limit is not None and limit < 1:
-            fail(f"invalid --limit {limit}: it must be at least 1")
-        if batch_size < 1:
-            fail(f"invalid --batch-size {batch_size}: it must be at least 1")
+        if limit is not None:
+            count_or_fail("--limit", limit)
+        count_or_fail("--batch-size", batch_size)
+        seconds_or_fail("--store-retry", store_retry, zero=True)
         done = Recovered()
 
         async def work() -> None:
             store = await open_store_async(db_of(ctx))
             try:
-                orchestrator = Orchestrator(store, sagas)
+                orchestrator = Orchestrator(store, sagas, store_retry=store_retry)
                 await recover_sagas(
                     store, orchestrator, limit=limit, batch=batch_size, done=done
                 )

@@ -21,7 +21,7 @@ from sagakit.adapters.store import (
     migrated_workflow_store,
     open_store_async,
 )
-from sagakit.cli.common import db_of, run_async
+from sagakit.cli.common import db_of, existing_database_or_fail, run_async
 from sagakit.errors import SagaNotFound, StoreError
 from sagakit.ports.workflow_status import WorkflowStatus
 from sagakit.views.input import BadInput
@@ -81,6 +81,8 @@ async def open_workflow_store(url: str | None) -> AsyncIterator[WorkflowStore]:
 def _with_workflows(
     ctx: typer.Context, work: Callable[[WorkflowStore], Awaitable[T]]
 ) -> T:
+    existing_database_or_fail(db_of(ctx))
+
     async def run() -> T:
         async with open_workflow_store(db_of(ctx)) as store:
             return await work(store)

@@ -16,19 +16,20 @@ the saga's status 409; none of them changes anything.
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from sagakit import admin
 from sagakit.dashboard.auth import SESSION_COOKIE, Credentials, TokenGuard, Verdict
-from sagakit.dashboard.page import Flash, Pages, root_of, saga_url
+from sagakit.dashboard.forms import Denied, body_fields
+from sagakit.dashboard.login import TOO_MANY, remember
+from sagakit.dashboard.page import Flash, Pages, client_of, saga_url
 from sagakit.definition.saga import Saga
 from sagakit.errors import ConcurrencyError, SagaNotFound, StateError
 from sagakit.ports.clock import Clock
@@ -38,7 +39,6 @@ from sagakit.runtime.operator import ACTIONS, Action
 logger = logging.getLogger(__name__)
 
 BY = "dashboard"
-MAX_BODY = 16 * 1024
 MAX_REASON = 500
 HTTP_UNAUTHORIZED = 401
 DONE = {
@@ -102,38 +102,9 @@ class Operator:
         )
 
 
-class Denied(Exception):
-    """An action request turned away before anything was done."""
-
-    def __init__(self, status_code: int, message: str) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
-
-
-async def body_fields(request: Request) -> dict[str, str]:
-    """String fields of a urlencoded form or a JSON object body."""
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise Denied(413, "request body too large")
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind == "application/json" and body:
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise Denied(400, "request body is not JSON") from None
-        if not isinstance(data, dict):
-            raise Denied(400, "request body must be a JSON object")
-        return {k: v for k, v in data.items() if isinstance(v, str)}
-    if kind == "application/x-www-form-urlencoded":
-        parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-        return {k: v[0] for k, v in parsed.items() if v}
-    return {}
-
-
 @dataclass(eq=False)
 class ActionRoutes:
-    """The handlers behind ``POST /sagas/{id}/{action}`` and ``/logout``."""
+    """The handlers behind ``POST /sagas/{id}/{action}``."""
 
     store: SagaStore
     ops: Operator
@@ -142,13 +113,21 @@ class ActionRoutes:
     detail: DetailPage
 
     def _authorize(self, request: Request, fields: Mapping[str, str]) -> Credentials:
+        """The request's credentials once they are allowed (the operator
+        they name is ``request.state.operator``); else :class:`Denied`."""
         creds = Credentials(
             authorization=request.headers.get("authorization"),
             form_token=fields.get("token") or None,
             session=request.cookies.get(SESSION_COOKIE),
             csrf=fields.get("csrf"),
+            client=client_of(request),
         )
-        verdict = self.guard.check(creds)
+        checked = self.guard.check(creds)
+        verdict = checked.verdict
+        request.state.operator = checked.operator
+        if verdict is Verdict.THROTTLED:
+            wait = str(math.ceil(checked.retry_after))
+            raise Denied(429, TOO_MANY, {"Retry-After": wait})
         if verdict is Verdict.READ_ONLY:
             raise Denied(
                 403,
@@ -171,22 +150,16 @@ class ActionRoutes:
             )
         else:
             response = self.pages.error(request, exc.status_code, exc.message, back)
+        response.headers.update(exc.headers)
         if exc.status_code == HTTP_UNAUTHORIZED:
             response.headers["WWW-Authenticate"] = 'Bearer realm="sagakit"'
         return response
 
     def _remember(self, request: Request, response: Response) -> None:
-        """Set the session cookie after a form sent the right token."""
-        value = self.guard.session_value()
-        if value is not None:
-            response.set_cookie(
-                SESSION_COOKIE,
-                value,
-                httponly=True,
-                samesite="strict",
-                secure=request.url.scheme == "https",
-                path=root_of(request) or "/",
-            )
+        """Open a session after a form sent the right token."""
+        operator = getattr(request.state, "operator", None)
+        if operator is not None:
+            remember(self.guard, request, response, operator)
 
     async def act(self, request: Request, saga_id: str, action: str) -> Response:
         api = "authorization" in request.headers
@@ -245,12 +218,6 @@ class ActionRoutes:
         response = await self.detail(request, current, [Flash("error", message)], 409)
         if creds.form_token:
             self._remember(request, response)
-        return response
-
-    async def logout(self, request: Request) -> Response:
-        """Forget the session cookie."""
-        response = RedirectResponse(f"{root_of(request)}/", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path=root_of(request) or "/")
         return response
 
 

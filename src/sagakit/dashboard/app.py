@@ -10,7 +10,7 @@ escaping could not run. The workflow pages live in :mod:`.workflows`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,18 +18,21 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 from starlette.middleware.base import RequestResponseEndpoint
 
 from sagakit import __version__, admin
 from sagakit.dashboard import views
 from sagakit.dashboard.actions import DONE, ActionRoutes, Operator
-from sagakit.dashboard.auth import TokenGuard
+from sagakit.dashboard.auth import SESSION_TTL, TokenGuard
+from sagakit.dashboard.login import LoginRoutes
+from sagakit.dashboard.middleware import MAX_BODY, Gate, error_handlers
 from sagakit.dashboard.page import Flash, Pages, saga_url
 from sagakit.dashboard.views import DEFAULT_LIMIT, Counts, parse_limit
 from sagakit.dashboard.workflows import WorkflowSource, WorkflowViews
 from sagakit.definition.saga import Saga
 from sagakit.engine.state import SagaStatus
-from sagakit.errors import SagaNotFound
+from sagakit.errors import SagaError, SagaNotFound
 from sagakit.ports.clock import Clock, SystemClock
 from sagakit.ports.store import SagaRecord, SagaStore
 from sagakit.ports.workflow_store import WorkflowStore
@@ -225,26 +228,42 @@ def create_app(
     store: SagaStore,
     sagas: Iterable[Saga[Any]] = (),
     *,
-    token: str | None = None,
+    token: str | Mapping[str, str] | None = None,
     clock: Clock | None = None,
     workflows: WorkflowStore | None = None,
+    hosts: Iterable[str] | None = None,
+    login_required: bool = False,
+    session_ttl: float = SESSION_TTL,
+    max_body: int = MAX_BODY,
 ) -> FastAPI:
     """The dashboard over ``store``.
 
     ``sagas`` are the definitions actions may apply to (an action on another
     saga is refused with 409). Without ``token`` the dashboard is read-only:
-    every action answers 403. ``/workflows`` shows the instances in
-    ``workflows``, by default the workflow tables of ``store`` (SQLite or
-    PostgreSQL, on its connection). The caller owns both stores and closes
-    them.
+    every action answers 403. ``token`` is one operator's token, or
+    ``{name: token}`` for several (each at least 16 characters; the name a
+    request signed in as is ``request.state.operator``). ``/workflows``
+    shows the instances in ``workflows``, by default the workflow tables of
+    ``store`` (SQLite or PostgreSQL, on its connection). The caller owns
+    both stores and closes them.
+
+    ``hosts``: the host names clients may use (the ``Host`` header; others
+    are refused, against DNS rebinding); None accepts any. With
+    ``login_required`` every page needs a signed-in operator (``/login``, or
+    a Bearer token), not only the actions. Sessions last ``session_ttl``
+    seconds; request bodies over ``max_body`` bytes are refused while read.
+    See :mod:`sagakit.dashboard.middleware`.
     """
     clock = clock or SystemClock()
-    guard = TokenGuard(token)
+    guard = TokenGuard(token, clock=clock, session_ttl=session_ttl)
+    if login_required and guard.read_only:
+        raise SagaError("login_required needs a token to sign in with")
     ops = Operator(store, sagas, clock)
     pages = Pages(guard, actions_enabled=not guard.read_only and bool(ops.saga_names))
     read = Views(store, ops, pages, clock)
     write = ActionRoutes(store, ops, guard, pages, read.detail)
     flows = WorkflowViews(WorkflowSource(store, workflows), pages, clock)
+    signing = LoginRoutes(guard, pages)
 
     app = FastAPI(
         title="sagakit dashboard",
@@ -253,7 +272,18 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
     )
-    app.middleware("http")(security_headers)
+    app.add_middleware(
+        Gate,
+        guard=guard,
+        html=pages.error,
+        hosts=None if hosts is None else frozenset(h.lower() for h in hosts),
+        max_body=max_body,
+        login_required=login_required,
+    )
+    app.middleware("http")(security_headers)  # outside the gate: on its answers too
+    http_error, server_error = error_handlers(pages.error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, server_error)
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
     app.get("/", response_class=HTMLResponse)(read.index)
     # a sub-saga's id holds "/": the id is the rest of the path
@@ -269,5 +299,7 @@ def create_app(
     app.get("/api/workflows")(flows.api_list)
     app.get("/api/workflows/{app}/{instance_id:path}")(flows.api_show)
     app.post("/sagas/{saga_id:path}/{action}")(write.act)
-    app.post("/logout")(write.logout)
+    app.get("/login", response_class=HTMLResponse)(signing.form)
+    app.post("/login")(signing.sign_in)
+    app.post("/logout")(signing.logout)
     return app

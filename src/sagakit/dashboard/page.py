@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from sagakit import __version__
@@ -49,6 +49,22 @@ def root_of(request: Request) -> str:
     return root.rstrip("/")
 
 
+def wants_json(request: Request) -> bool:
+    """An API client: under ``/api/``, with an ``Authorization`` header, or
+    asking for JSON rather than HTML."""
+    if request.url.path.startswith(f"{root_of(request)}/api/"):
+        return True
+    if "authorization" in request.headers:
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def client_of(request: Request) -> str:
+    """The client's address (what the throttle counts by)."""
+    return request.client.host if request.client is not None else ""
+
+
 def saga_url(request: Request, saga_id: str) -> str:
     return f"{root_of(request)}/sagas/{quote(saga_id, safe='')}"
 
@@ -76,13 +92,14 @@ class Pages:
         status_code: int = 200,
         flashes: Iterable[Flash] = (),
     ) -> HTMLResponse:
-        authed = self.guard.has_session(request.cookies.get(SESSION_COOKIE))
+        session = self.guard.session(request.cookies.get(SESSION_COOKIE))
         html = self.env.get_template(name).render(
             root=root_of(request),
             read_only=self.guard.read_only,
             actions_enabled=self.actions_enabled,
-            authed=authed,
-            csrf=(self.guard.csrf_value() or "") if authed else "",
+            authed=session is not None,
+            operator=None if session is None else session.operator,
+            csrf="" if session is None else session.csrf,
             flashes=list(flashes),
             **context,
         )
@@ -96,9 +113,12 @@ class Pages:
         back: str | None = None,
         *,
         section: str = "sagas",
-    ) -> HTMLResponse:
+    ) -> Response:
         """An error page; ``section`` (``sagas`` or ``workflows``) is the
-        list it links to."""
+        list it links to. An API client (:func:`wants_json`) gets
+        ``{"detail": message}`` instead."""
+        if wants_json(request):
+            return JSONResponse({"detail": message}, status_code=status_code)
         return self.render(
             request,
             "error.html",

@@ -269,7 +269,7 @@ class Participant:
                 info = error_info(exc)
                 if handler.retry.retries(exc) and attempt < handler.retry.attempts:
                     await self.clock.sleep(
-                        handler.retry.delay(attempt, random.random())  # noqa: S311
+                        handler.retry.delay(attempt, random.random())  # noqa: S311 - jitter
                     )
                     continue
                 logger.info(

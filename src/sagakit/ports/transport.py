@@ -77,3 +77,14 @@ class BatchPublisher(Protocol):
         waiting for them to be durable; each awaitable ends once the broker
         has its message (raising if it was refused), in any order. The
         outbox relay uses it to confirm many messages at once."""
+
+
+@runtime_checkable
+class QueueLookup(Protocol):
+    """A transport that can tell whether a queue exists (optional): read-only
+    commands (``sagakit dlq list``) use it to say a name is unknown instead
+    of creating the queue."""
+
+    async def has_queue(self, queue: str) -> bool:
+        """Whether the broker has ``queue`` or its dead-letter queue, looked
+        up without creating either."""

@@ -112,6 +112,8 @@ class Driver:
     """Where commits go: the store, or a :class:`GroupCommit` on it."""
     freed: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     """Set whenever an instance stops being driven here (a worker claims)."""
+    store_failure: StoreError | None = field(default=None, init=False)
+    """The last save refused for good (its instance stopped, resumable)."""
 
     def __post_init__(self) -> None:
         owners.started(self)
@@ -282,10 +284,9 @@ class Driver:
                 )
             self._abandon(inst, exc)
         except Exception as exc:
-            logger.exception(
-                "saga stopped by an internal error; it stays resumable",
-                extra={"action": "saga_stopped", "saga_id": saga_id},
-            )
+            if isinstance(exc, StoreError):  # past store_retry, or read-only
+                self.store_failure = exc
+            _stopped(saga_id, exc)
             self._abandon(inst, exc)
 
     def _issue(
@@ -562,6 +563,21 @@ class Driver:
             jitter=self.jitter,
             observer=self.observer,
             trace=inst.trace,
+        )
+
+
+def _stopped(saga_id: str, exc: Exception) -> None:
+    """Log an instance stopped by an error: a store's refusal (after its
+    retries) on one line, anything else with its traceback."""
+    if isinstance(exc, StoreError):
+        logger.warning(
+            "saga stopped: the store refused its save; it stays resumable",
+            extra={"action": "saga_stopped", "saga_id": saga_id, "error": str(exc)},
+        )
+    else:
+        logger.exception(
+            "saga stopped by an internal error; it stays resumable",
+            extra={"action": "saga_stopped", "saga_id": saga_id},
         )
 
 

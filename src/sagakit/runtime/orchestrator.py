@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -104,8 +105,14 @@ class Orchestrator:
         observer: Observer | None = None,
         group_commit: bool = True,
     ) -> None:
-        if lease is not None and not lease > 0:
-            raise SagaError(f"lease must be > 0 seconds, got {lease}")
+        if lease is not None and not 0 < lease < math.inf:
+            raise SagaError(
+                f"lease must be a finite number > 0 of seconds, got {lease}"
+            )
+        if not 0 <= store_retry < math.inf:
+            raise SagaError(
+                f"store_retry must be a finite number >= 0, got {store_retry}"
+            )
         self.store = store
         self.worker_id = worker_id or default_worker_id()
         self.embedded = lease is None

@@ -27,8 +27,10 @@ async def retry_store(
 ) -> T:
     """``call()``, retried on ``StoreError`` with capped exponential backoff
     (``FIRST_DELAY`` doubling up to ``MAX_DELAY``) for ``limit`` seconds;
-    then the last error is raised. With a ``logger``, each retry logs the
-    fixed ``message`` with ``extra`` and the error.
+    then the last error is raised, and at once one that retrying cannot fix
+    (``StoreError.read_only``: the database refuses writes). With a
+    ``logger``, each retry logs the fixed ``message`` with ``extra`` and the
+    error.
 
     ``failed``: the error of a first call the caller made itself (a hot path
     that tries once before paying for this helper); retrying starts there."""
@@ -36,7 +38,7 @@ async def retry_store(
     error = failed
     while True:
         if error is not None:
-            if waited >= limit:
+            if waited >= limit or error.read_only:
                 raise error
             if logger is not None:
                 logger.warning(message, extra={**(extra or {}), "error": str(error)})

@@ -37,7 +37,10 @@ class Worker:
     claimed after a crash, does the work): a worker at ``max_active``
     claims again as soon as one of its instances ends. ``poll_interval`` is
     the pause between claims when there was nothing to claim. ``observer``:
-    tracing and metrics hooks (see ``Orchestrator``).
+    tracing and metrics hooks (see ``Orchestrator``). ``store_retry``: how
+    long a failing save is retried (see ``Orchestrator``), and how long
+    ``run(until_idle=True)`` keeps claiming through a store outage before
+    it gives up with a ``StoreError`` (at once when the store is read-only).
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class Worker:
         transport: Transport | None = None,
         reply_queue: str = "sagakit.replies",
         observer: Observer | None = None,
+        store_retry: float = 30.0,
     ) -> None:
         if max_active < 1:
             raise SagaError(f"max_active must be >= 1, got {max_active}")
@@ -65,6 +69,7 @@ class Worker:
             transport=transport,
             reply_queue=reply_queue,
             observer=observer,
+            store_retry=store_retry,
         )
         self.poll_interval = poll_interval
         self.max_active = max_active
@@ -98,7 +103,13 @@ class Worker:
     ) -> None:
         """Claim and drive until ``stop()`` (or, with ``until_idle``, until there
         is nothing left to claim or drive). With a transport, the outbox relay,
-        the reply consumer and the deadline timer run alongside."""
+        the reply consumer and the deadline timer run alongside.
+
+        With ``until_idle``, a store that keeps failing is an error: once
+        claims have failed for ``store_retry`` seconds in a row (at once if
+        it is read-only), or a saga stopped because its save was refused,
+        the worker stops as it would when idle and raises ``StoreError``.
+        Without it, the worker keeps claiming through any outage."""
         if self.orchestrator.transport is None:
             await self._run(until_idle, drain_timeout)
             return
@@ -117,6 +128,7 @@ class Worker:
         )
         cancelled = False
         freed = orch.driver.freed
+        outage = Outage(orch.clock, orch.store_retry)
         try:
             while not self._stop.is_set():
                 freed.clear()  # before counting: a slot freed from now on wakes us
@@ -126,13 +138,19 @@ class Worker:
                 if room > 0:
                     try:
                         got = len(await orch.recover(limit=room))
+                        outage.over()
                     except StoreError as exc:
                         failed = True  # not idle: unknown what is left to claim
-                        logger.warning(
-                            "claim failed; retrying",
-                            extra={"action": "claim_retry", "error": str(exc)},
-                        )
+                        outage.failed(exc)
+                        refused = orch.driver.store_failure
+                        if not (until_idle and outage.give_up(refused)):
+                            logger.warning(
+                                "claim failed; retrying",
+                                extra={"action": "claim_retry", "error": str(exc)},
+                            )
                 self.claimed += got
+                if until_idle and outage.give_up(orch.driver.store_failure):
+                    break
                 idle = orch.active == orch.paused  # paused ones wait for an operator
                 if until_idle and not failed and got == 0 and idle:
                     break
@@ -144,38 +162,46 @@ class Worker:
             cancelled = True
             raise
         finally:
-            if cancelled:
-                # cancelled, not stopped: quit at once like a dead worker; the
-                # instances stay leased until their leases run out
-                await orch.stop_driving(release=False)
-            elif self._drain:
+            await self._let_go(cancelled, drain_timeout)
+        if outage.error is not None:
+            raise outage.error
+
+    async def _let_go(self, cancelled: bool, drain_timeout: float) -> None:
+        """Stop driving: at once when cancelled; else drain (``drain()``),
+        or let what runs end within ``drain_timeout``; release the rest."""
+        orch = self.orchestrator
+        if cancelled:
+            # cancelled, not stopped: quit at once like a dead worker; the
+            # instances stay leased until their leases run out
+            await orch.stop_driving(release=False)
+        elif self._drain:
+            with contextlib.suppress(StoreError):
+                await orch.stop(drain=True, drain_timeout=drain_timeout)
+        else:
+            try:
+                async with asyncio.timeout(drain_timeout):
+                    await orch.settle()
+                # what is left only waits for replies: hand it over now
                 with contextlib.suppress(StoreError):
-                    await orch.stop(drain=True, drain_timeout=drain_timeout)
-            else:
-                try:
-                    async with asyncio.timeout(drain_timeout):
-                        await orch.settle()
-                    # what is left only waits for replies: hand it over now
-                    with contextlib.suppress(StoreError):
-                        await orch.stop_driving()
-                except TimeoutError:
-                    logger.warning(
-                        "stopping with sagas in flight; they stay resumable",
-                        extra={
-                            "action": "worker_drain_timeout",
-                            "active": orch.active,
-                        },
-                    )
-                    with contextlib.suppress(StoreError):
-                        await orch.stop_driving()
-            logger.info(
-                "worker stopped",
-                extra={
-                    "action": "worker_stopped",
-                    "worker": self.worker_id,
-                    "claimed": self.claimed,
-                },
-            )
+                    await orch.stop_driving()
+            except TimeoutError:
+                logger.warning(
+                    "stopping with sagas in flight; they stay resumable",
+                    extra={
+                        "action": "worker_drain_timeout",
+                        "active": orch.active,
+                    },
+                )
+                with contextlib.suppress(StoreError):
+                    await orch.stop_driving()
+        logger.info(
+            "worker stopped",
+            extra={
+                "action": "worker_stopped",
+                "worker": self.worker_id,
+                "claimed": self.claimed,
+            },
+        )
 
     async def _pause(self, freed: asyncio.Event, *, wake_on_free: bool) -> None:
         """Wait ``poll_interval`` s, or less: until ``stop()``, or with
@@ -190,3 +216,46 @@ class Worker:
                     if wake_on_free or self._stop.is_set():
                         return
                     freed.clear()
+
+
+class Outage:
+    """How long the store has failed a worker's claims in a row, and whether
+    ``run(until_idle=True)`` gives up: ``error`` is then what it raises."""
+
+    def __init__(self, clock: Clock, budget: float) -> None:
+        self.clock = clock
+        self.budget = budget
+        self.since: float | None = None
+        self.last: StoreError | None = None
+        self.error: StoreError | None = None
+
+    def over(self) -> None:
+        self.since = self.last = None
+
+    def failed(self, exc: StoreError) -> None:
+        if self.since is None:
+            self.since = self.clock.now()
+        self.last = exc
+
+    def give_up(self, refused_save: StoreError | None = None) -> bool:
+        """True once claims failed past the budget (or against a read-only
+        store), or a save was refused for good: ``error`` says which."""
+        if self.error is not None:
+            return True
+        if refused_save is not None:
+            self.error = StoreError(
+                f"gave up: a saga stopped because the store refused its save "
+                f"(it stays resumable): {refused_save}"
+            )
+            self.error.__cause__ = refused_save
+        elif self.last is not None and self.since is not None:
+            failing = self.clock.now() - self.since
+            if self.last.read_only or failing >= self.budget:
+                why = (
+                    "the store refuses writes"
+                    if self.last.read_only
+                    else f"claims failed for {failing:.1f} s"
+                )
+                self.error = StoreError(f"gave up: {why}: {self.last}")
+                self.error.__cause__ = self.last
+        return self.error is not None

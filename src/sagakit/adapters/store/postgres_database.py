@@ -231,8 +231,12 @@ class PostgresDatabase:
     ) -> list[int]:
         """Apply pending migrations in one transaction; returns the versions
         applied. Concurrent migrators wait on an advisory lock. ``progress``
-        is called after each one (``sagakit db migrate``)."""
+        is called after each one (``sagakit db migrate``). A database that
+        has them all is only read (a read-only role or standby opens too)."""
         applied: list[int] = []
+        have = set(await self.applied_migrations())
+        if all(m.version in have for m in migrations("postgres")):
+            return applied
         async with self.transaction("migration") as conn:
             await conn.execute(_Q["lock_migrations"])
             await conn.execute(_Q["create_migrations_table"])

@@ -56,7 +56,11 @@ with needs_extra(
         AbstractRobustConnection,
         HeadersType,
     )
-    from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
+    from aio_pika.exceptions import (
+        AMQPError,
+        ChannelInvalidStateError,
+        ChannelNotFoundEntity,
+    )
     from aiormq.abc import DeliveredMessage
     from pamqp.commands import Basic
     from pamqp.exceptions import PAMQPException
@@ -84,6 +88,30 @@ logger = logging.getLogger(__name__)
 
 DRIVER_ERRORS = (AMQPError, ChannelInvalidStateError, PAMQPException, OSError)
 """What aio-pika/aiormq raise; ``OSError`` covers sockets and ``TimeoutError``."""
+
+
+_QUEUE_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:@#,/+ "
+)
+MAX_QUEUE_NAME = 255 - len(".dlq")
+"""AMQP names are short strings of at most 255 bytes; ``.dlq`` is added."""
+
+
+def check_queue_name(name: str) -> None:
+    """A TransportError unless AMQP (as aio-pika sends it) carries ``name``
+    and its ``.dlq`` twin: at most :data:`MAX_QUEUE_NAME` characters among
+    ASCII letters, digits and ``-_.:@#,/+`` and space."""
+    if len(name) > MAX_QUEUE_NAME:
+        raise TransportError(
+            f"queue name {name[:40]!r}... is {len(name)} characters long: "
+            f"AMQP takes at most {MAX_QUEUE_NAME} (with '.dlq' added)"
+        )
+    odd = sorted(set(name) - _QUEUE_CHARS)
+    if odd:
+        raise TransportError(
+            f"queue name {name!r} has characters AMQP does not allow "
+            f"({''.join(odd)!r}): use ASCII letters, digits and -_.:@#,/+"
+        )
 
 
 def where(url: str) -> str:
@@ -164,6 +192,7 @@ class AmqpTransport(BaseTransport):
         self._connection = connection
         self._channel = channel
         self._declared: set[str] = set()
+        self._names: dict[str, str] = {}  # logical queue -> checked broker name
         self._declaring = asyncio.Lock()
 
     @classmethod
@@ -218,8 +247,34 @@ class AmqpTransport(BaseTransport):
         return frozenset(self._declared)
 
     def queue_name(self, queue: str) -> str:
-        """The broker's name for the logical ``queue``."""
-        return f"{self.prefix}.{queue}" if self.prefix else queue
+        """The broker's name for the logical ``queue``; a TransportError if
+        AMQP cannot carry it (with its ``.dlq`` twin)."""
+        name = self._names.get(queue)
+        if name is None:  # once per queue: the publish path only looks it up
+            name = f"{self.prefix}.{queue}" if self.prefix else queue
+            check_queue_name(name)
+            self._names[queue] = name
+        return name
+
+    async def has_queue(self, queue: str) -> bool:
+        """See :class:`~sagakit.ports.transport.QueueLookup` (passive declares)."""
+        self._check_open()
+        name = self.queue_name(queue)
+        return await self._exists(name) or await self._exists(f"{name}.dlq")
+
+    async def _exists(self, name: str) -> bool:
+        """A passive declare of ``name``, on a channel of its own (a queue
+        that is not there closes the channel)."""
+        with self._errors(f"looking up queue {name}"):
+            channel = await self._connection.channel(publisher_confirms=False)
+            try:
+                await channel.declare_queue(name, passive=True)
+            except ChannelNotFoundEntity:
+                return False
+            finally:
+                with contextlib.suppress(*DRIVER_ERRORS):
+                    await channel.close()
+        return True
 
     async def _declare(self, channel: AbstractChannel, name: str) -> AbstractQueue:
         with self._errors(f"declaring queue {name}"):
@@ -368,11 +423,12 @@ class AmqpTransport(BaseTransport):
         self._check_open()
         name = f"{self.queue_name(queue)}.dlq"
         found: list[DeadLetter] = []
+        if not await self._exists(name):  # read-only: never declared here
+            return found
         with self._errors(f"reading {name}"):
             channel = await self._connection.channel(publisher_confirms=False)
             try:
-                dlq = await channel.declare_queue(name, durable=True)
-                self._declared.add(name)
+                dlq = await channel.declare_queue(name, passive=True)
                 last: AbstractIncomingMessage | None = None
                 while len(found) < limit:
                     incoming = await dlq.get(no_ack=False, fail=False)
@@ -395,11 +451,12 @@ class AmqpTransport(BaseTransport):
         name = self.queue_name(queue)
         dlq_name = f"{name}.dlq"
         moved = 0
+        if not await self._exists(dlq_name):
+            return replayed(self.log, queue, moved)
         with self._errors(f"replaying {dlq_name}"):
             channel = await self._connection.channel(publisher_confirms=False)
             try:
-                dlq = await channel.declare_queue(dlq_name, durable=True)
-                self._declared.add(dlq_name)
+                dlq = await channel.declare_queue(dlq_name, passive=True)
                 while moved < limit:
                     incoming = await dlq.get(no_ack=False, fail=False)
                     if incoming is None:

@@ -373,6 +373,15 @@ class RedisTransport(BaseTransport):
                 pipe.xdel(key, entry_id)
             await pipe.execute()
 
+    async def has_queue(self, queue: str) -> bool:
+        """See :class:`~sagakit.ports.transport.QueueLookup` (``EXISTS``)."""
+        self._check_open()
+        keys = (self.stream_key(queue), self.dead_letter_key(queue))
+        with driver_errors(f"looking up {keys[0]}"):
+            async with self._turn():
+                found: Any = await self._client.exists(*keys)
+        return bool(found)
+
     async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         self._check_open()
         if limit < 1:
