@@ -45,6 +45,8 @@ from sagakit.engine.commands import (
 from sagakit.engine.events import (
     CancelRequested,
     CompensationAttemptFailed,
+    CompensationRetryRequested,
+    CompensationSkipped,
     CompensationSucceeded,
     DeadlinePassed,
     Event,
@@ -52,13 +54,16 @@ from sagakit.engine.events import (
     ResumeRequested,
     RetryRequested,
     RollbackRequested,
+    SagaForked,
     SagaResumed,
     SagaStarted,
     StepAttemptFailed,
+    StepMarkedCompensated,
     StepSucceeded,
     UnpauseRequested,
 )
 from sagakit.engine.pause import hold, pause, unpause
+from sagakit.engine.repair import repair
 from sagakit.engine.rollback import (
     check_attempt,
     on_compensation_failed,
@@ -94,8 +99,18 @@ def initial_state(saga: Saga[Any], saga_id: str) -> SagaState:
     )
 
 
+_OPERATOR = (
+    RetryRequested,
+    ResumeRequested,
+    CancelRequested,
+    CompensationRetryRequested,
+    StepMarkedCompensated,
+    CompensationSkipped,
+)
+
+
 def decide(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
-    if isinstance(event, (RetryRequested, ResumeRequested, CancelRequested)):
+    if isinstance(event, _OPERATOR):
         return _operator(saga, state, event)
     if isinstance(event, RollbackRequested):  # from its parent (sub-sagas)
         return rollback_requested(saga, state, event)
@@ -127,6 +142,8 @@ def _outcome(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
         return _on_started(saga, state, event.at)
     if isinstance(event, SagaResumed):
         return _on_resumed(saga, state, event.at)
+    if isinstance(event, SagaForked):
+        return _on_forked(saga, state, event.at)
     if isinstance(event, DeadlinePassed):
         return _on_deadline(saga, state, event)
     raise StateError(f"saga {state.saga_id}: unknown event {event!r}")
@@ -194,6 +211,14 @@ def _on_started(saga: Saga[Any], state: SagaState, at: float) -> Decision:
     if state.stage != 0 or any(s.status is not _PENDING for s in state.steps.values()):
         raise StateError(f"saga {state.saga_id}: already started")
     return _start(saga, state, list(saga.graph.roots), at)
+
+
+def _on_forked(saga: Saga[Any], state: SagaState, at: float) -> Decision:
+    """A fork (see :func:`~sagakit.engine.repair.fork_state`) starts: the
+    steps before the one it re-runs from succeeded already."""
+    if any(s.status not in (_PENDING, _SUCCEEDED) for s in state.steps.values()):
+        raise StateError(f"saga {state.saga_id}: already started")
+    return _go_on(saga, state, at)
 
 
 def _running_step(
@@ -404,8 +429,20 @@ def _on_deadline(saga: Saga[Any], state: SagaState, event: DeadlinePassed) -> De
 def _operator(
     saga: Saga[Any],
     state: SagaState,
-    event: RetryRequested | ResumeRequested | CancelRequested,
+    event: RetryRequested
+    | ResumeRequested
+    | CancelRequested
+    | CompensationRetryRequested
+    | StepMarkedCompensated
+    | CompensationSkipped,
 ) -> Decision:
+    if isinstance(
+        event, (CompensationRetryRequested, StepMarkedCompensated, CompensationSkipped)
+    ):
+        decision = repair(saga, state, event)
+        if not state.paused:
+            return decision
+        return Decision(*hold(decision.state, decision.commands, event.at))
     if isinstance(event, RetryRequested):
         return _retry(saga, state, event)
     if isinstance(event, ResumeRequested):
