@@ -21,8 +21,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.base import RequestResponseEndpoint
 
 from sagakit import __version__, admin
-from sagakit.dashboard import views
-from sagakit.dashboard.actions import DONE, ActionRoutes, Operator
+from sagakit.dashboard import operate, views
+from sagakit.dashboard.actions import DONE, FORK, ActionRoutes, Operator
 from sagakit.dashboard.auth import TokenGuard
 from sagakit.dashboard.page import Flash, Pages, saga_url
 from sagakit.dashboard.views import DEFAULT_LIMIT, Counts, parse_limit
@@ -34,6 +34,7 @@ from sagakit.ports.clock import Clock, SystemClock
 from sagakit.ports.store import SagaRecord, SagaStore
 from sagakit.ports.workflow_store import WorkflowStore
 from sagakit.runtime.operator import ACTIONS
+from sagakit.views.audit import audit_lines
 
 CSP = (
     "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; "
@@ -152,6 +153,9 @@ class Views:
                 "saga_url": saga_url(request, record.saga_id),
                 "parent": views.parent_of(record),
                 "children": views.children(shown.children),
+                "repairs": operate.repairs(record),
+                "fork_steps": operate.fork_steps(record, history),
+                "audit": audit_lines(history),
             },
             status_code=status_code,
             flashes=flashes,
@@ -162,7 +166,7 @@ class Views:
         try:
             shown = await admin.show(self.store, saga_id)
         except SagaNotFound as exc:
-            if saga_id.rpartition("/")[2] in ACTIONS:  # an action's URL
+            if saga_id.rpartition("/")[2] in (*ACTIONS, FORK):  # an action's URL
                 refused = self.pages.error(request, 405, "actions are POST only")
                 refused.headers["Allow"] = "POST"
                 return refused
@@ -174,7 +178,10 @@ class Views:
         done = request.query_params.get("flash")
         if done in DONE:
             status = record.status.value
-            flashes.append(Flash("ok", f"{DONE[done]}: the saga is now {status}."))
+            then = await self.ops.next_step(record)
+            flashes.append(
+                Flash("ok", f"{DONE[done]}: the saga is now {status}; {then}.")
+            )
         return self._detail(request, shown, flashes)
 
     async def counts(self, saga: str | None = None) -> JSONResponse:

@@ -1,14 +1,20 @@
-"""The dashboard's operator token: who may retry, resume or cancel.
+"""The dashboard's operator token and who signed in with it: who may act.
 
-API clients send ``Authorization: Bearer TOKEN``. The HTML forms send the token
-in a ``token`` field once; the answer then sets a session cookie (an HMAC of the
-token, never the token itself; ``HttpOnly``, ``SameSite=Strict``), and later
-forms carry a CSRF field derived from the token as well. Every comparison is
-constant-time. Without a configured token the dashboard is read-only.
+API clients send ``Authorization: Bearer TOKEN`` and name themselves in
+each action (an ``operator`` field, or an ``X-Sagakit-Operator`` header).
+The HTML forms send the token and the operator's name in ``token`` and
+``operator`` fields once; the answer then sets a session cookie (the name,
+and an HMAC of it under the token, never the token itself; ``HttpOnly``,
+``SameSite=Strict``), and later forms carry a CSRF field derived from the
+token and the name as well. The name goes into the saga's history with
+every action. Every comparison is constant-time. Without a configured
+token the dashboard is read-only.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -34,18 +40,44 @@ class Credentials:
     form_token: str | None = None
     session: str | None = None
     csrf: str | None = None
+    operator: str | None = None
+    """The name an API call or a sign-in form gives."""
 
     @property
     def is_api(self) -> bool:
         return self.authorization is not None
 
 
-def _mac(token: str, label: bytes) -> str:
-    return hmac.new(token.encode(), label, hashlib.sha256).hexdigest()
+def _mac(token: str, label: bytes, name: str = "") -> str:
+    message = label + b"\0" + name.encode() if name else label
+    return hmac.new(token.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _encoded(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
+
+
+def _decoded(text: str) -> str | None:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+    except (binascii.Error, ValueError):
+        return None
 
 
 def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
+
+
+MAX_NAME = 100
+
+
+def operator_name(text: str | None) -> str | None:
+    """``text`` as an operator's name (stripped), or None if it is blank,
+    longer than :data:`MAX_NAME` or holds control characters."""
+    name = (text or "").strip()
+    if not name or len(name) > MAX_NAME or not name.isprintable():
+        return None
+    return name
 
 
 class TokenGuard:
@@ -58,17 +90,39 @@ class TokenGuard:
     def read_only(self) -> bool:
         return self._token is None
 
-    def session_value(self) -> str | None:
-        """The session cookie's value for this token."""
-        return None if self._token is None else _mac(self._token, _SESSION_LABEL)
+    def session_value(self, operator: str) -> str | None:
+        """The session cookie's value for ``operator`` signed in with this
+        token: the name and its HMAC."""
+        if self._token is None:
+            return None
+        return f"{_encoded(operator)}.{_mac(self._token, _SESSION_LABEL, operator)}"
 
-    def csrf_value(self) -> str | None:
+    def csrf_value(self, operator: str) -> str | None:
         """The CSRF field value forms carry along with the session cookie."""
-        return None if self._token is None else _mac(self._token, _CSRF_LABEL)
+        if self._token is None:
+            return None
+        return _mac(self._token, _CSRF_LABEL, operator)
+
+    def session_operator(self, session: str | None) -> str | None:
+        """Who signed in, if ``session`` is a session cookie of this token."""
+        if self._token is None or session is None:
+            return None
+        encoded, _, _mac_text = session.partition(".")
+        name = _decoded(encoded)
+        if not name:
+            return None
+        expected = self.session_value(name)
+        return name if expected is not None and _same(session, expected) else None
 
     def has_session(self, session: str | None) -> bool:
-        expected = self.session_value()
-        return expected is not None and session is not None and _same(session, expected)
+        return self.session_operator(session) is not None
+
+    def operator_of(self, creds: Credentials) -> str | None:
+        """Who acts with ``creds`` (allowed by :meth:`check`): the name the
+        call or the sign-in form gives, else the one the session holds."""
+        if creds.authorization is not None or creds.form_token:
+            return operator_name(creds.operator)
+        return self.session_operator(creds.session)
 
     def check(self, creds: Credentials) -> Verdict:
         if self._token is None:
@@ -87,10 +141,11 @@ class TokenGuard:
                 else Verdict.WRONG
             )
         if creds.session is not None:
-            expected_csrf = self.csrf_value()
-            assert expected_csrf is not None  # noqa: S101 - a token is configured
-            if not self.has_session(creds.session):
+            operator = self.session_operator(creds.session)
+            if operator is None:
                 return Verdict.WRONG
+            expected_csrf = self.csrf_value(operator)
+            assert expected_csrf is not None  # noqa: S101 - a token is configured
             if creds.csrf is None or not _same(creds.csrf, expected_csrf):
                 return Verdict.WRONG
             return Verdict.ALLOWED

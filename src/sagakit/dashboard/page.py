@@ -76,13 +76,15 @@ class Pages:
         status_code: int = 200,
         flashes: Iterable[Flash] = (),
     ) -> HTMLResponse:
-        authed = self.guard.has_session(request.cookies.get(SESSION_COOKIE))
+        operator = self.guard.session_operator(request.cookies.get(SESSION_COOKIE))
+        authed = operator is not None
         html = self.env.get_template(name).render(
             root=root_of(request),
             read_only=self.guard.read_only,
             actions_enabled=self.actions_enabled,
             authed=authed,
-            csrf=(self.guard.csrf_value() or "") if authed else "",
+            operator=operator or "",
+            csrf=(self.guard.csrf_value(operator) or "") if operator else "",
             flashes=list(flashes),
             **context,
         )
