@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sagakit.definition import Parallel, RetryPolicy, Saga, Step, SubSaga
 from sagakit.engine import (
@@ -33,6 +35,7 @@ from sagakit.engine.decide import Decision
 from sagakit.engine.repair import changes, fork_state
 from sagakit.engine.state import ErrorInfo, ParentLink, SagaState
 from sagakit.errors import StateError
+from tests.unit.test_engine_properties import PROPERTY_SETTINGS, Run, sagas, simulate
 
 BOOM = ErrorInfo("Boom", "no")
 ONCE = RetryPolicy(attempts=1)
@@ -398,3 +401,62 @@ def test_changes_name_what_moved() -> None:
     ]
     paused = decide(SAGA, initial_state(SAGA, "s2"), PauseRequested(1.0, "x")).state
     assert changes(initial_state(SAGA, "s2"), paused) == ["paused"]
+
+
+# -- random rollbacks an operator repairs ----------------------------------------
+
+
+class RepairRun(Run):
+    """The property tests' simulator, with an operator who, when a rollback
+    ends ``compensation_failed``, retries one compensation, marks a step
+    compensated or skips its compensation (the compensations marked or
+    skipped count as settled: none of them may run afterwards)."""
+
+    repairs: int = 0
+
+    def go_on(self, data: st.DataObject) -> bool:
+        state = self.state
+        if state.status is not SagaStatus.COMPENSATION_FAILED or self.repairs >= 3:
+            return super().go_on(data)
+        listed = state.compensations or ()
+        step = data.draw(st.sampled_from(listed))
+        failed = state.step(step).status is StepStatus.COMPENSATION_FAILED
+        kinds = ["mark", "skip", *(["retry"] if failed else [])]
+        kind = data.draw(st.sampled_from(kinds))
+        at = float(len(self.events))
+        self.repairs += 1
+        if step in self.compensation_failed:
+            self.compensation_failed.remove(step)
+        if kind == "retry":
+            self.feed(CompensationRetryRequested(step, at))
+            return True
+        self.compensated.append(step)  # settled: never compensated again
+        event = StepMarkedCompensated(step, at, "r")
+        self.feed(event if kind == "mark" else CompensationSkipped(step, at, "r"))
+        return True
+
+
+@PROPERTY_SETTINGS
+@given(saga=sagas, data=st.data())
+def test_repaired_rollbacks_keep_the_engine_guarantees(
+    saga: Saga[Any], data: st.DataObject
+) -> None:
+    """Whatever an operator does to the compensations of a rollback that
+    failed, every transition keeps the engine's guarantees (compensations
+    in reverse dependency order, only for completed steps, none past the
+    pivot, none twice), and the saga ends compensated once each
+    compensation succeeded, was marked done or skipped."""
+    run = simulate(saga, data, RepairRun)
+    final = run.state
+    assert final.status.terminal
+    assert len(run.compensated) == len(set(run.compensated))
+    to_undo = run.to_undo()
+    if final.status is SagaStatus.COMPENSATED:
+        assert set(run.compensated) == to_undo
+        assert final.compensation_errors == ()
+    elif final.status is SagaStatus.COMPENSATION_FAILED:
+        failed = {s for s, _ in final.compensation_errors}
+        assert failed == set(run.compensation_failed)
+        assert set(final.compensations or ()) == to_undo - set(run.compensated)
+    for name in to_undo - set(run.compensated):
+        assert final.step(name).status is not StepStatus.COMPENSATION_SKIPPED
