@@ -1,5 +1,11 @@
 """Admin operations: the API behind ``sagakit list|show|retry|resume|cancel|dlq``
-and the dashboard's actions. Nothing here prints; callers render the results.
+and the dashboard's actions (the actions on one compensation and forks are
+in :mod:`sagakit.admin.repair`, exported here). Nothing here prints;
+callers render the results.
+
+**Every action names who asks and why** (``by=``, ``reason=``; blank is a
+:class:`~sagakit.errors.SagaError`). Both go into the saga's history with
+the action, and what it changed (the audit trail ``sagakit show`` lists).
 
 **Operator actions hand the work over.** ``retry``, ``resume`` and ``cancel``
 commit one transition (a ``*_requested`` history line, the new state) through a
@@ -33,6 +39,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from sagakit.engine.state import SagaStatus
@@ -268,11 +275,19 @@ def action_client(
     a crash before it hands the saga over leaves it to the next worker at
     once (a dead process's lease is not waited out)."""
     from sagakit.runtime.client import SagaClient  # noqa: PLC0415 - see top
-    from sagakit.runtime.owners import default_worker_id  # noqa: PLC0415
 
     return SagaClient(
-        store, sagas, clock=clock, worker_id=default_worker_id(), lease=ADMIN_LEASE
+        store, sagas, clock=clock, worker_id=_admin_id(), lease=ADMIN_LEASE
     )
+
+
+@cache
+def _admin_id() -> str:
+    """This process's owner id for the sagas its actions hold (one for all
+    of them: a dashboard acts many times)."""
+    from sagakit.runtime.owners import default_worker_id  # noqa: PLC0415
+
+    return default_worker_id()
 
 
 async def retry(
