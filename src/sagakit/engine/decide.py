@@ -99,18 +99,13 @@ def initial_state(saga: Saga[Any], saga_id: str) -> SagaState:
     )
 
 
-_OPERATOR = (
-    RetryRequested,
-    ResumeRequested,
-    CancelRequested,
-    CompensationRetryRequested,
-    StepMarkedCompensated,
-    CompensationSkipped,
-)
+_REPAIRS = (CompensationRetryRequested, StepMarkedCompensated, CompensationSkipped)
+"""An operator's actions on one compensation (see :mod:`.repair`): checked
+after the outcomes, so they cost those nothing."""
 
 
 def decide(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
-    if isinstance(event, _OPERATOR):
+    if isinstance(event, (RetryRequested, ResumeRequested, CancelRequested)):
         return _operator(saga, state, event)
     if isinstance(event, RollbackRequested):  # from its parent (sub-sagas)
         return rollback_requested(saga, state, event)
@@ -126,6 +121,8 @@ def decide(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
 
 def _outcome(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
     if state.status.terminal:
+        if isinstance(event, _REPAIRS):  # on a compensation_failed saga
+            return repair(saga, state, event)
         raise StateError(
             f"saga {state.saga_id}: already {state.status.value}, "
             f"{type(event).__name__} ignored"
@@ -142,10 +139,12 @@ def _outcome(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
         return _on_started(saga, state, event.at)
     if isinstance(event, SagaResumed):
         return _on_resumed(saga, state, event.at)
-    if isinstance(event, SagaForked):
-        return _on_forked(saga, state, event.at)
     if isinstance(event, DeadlinePassed):
         return _on_deadline(saga, state, event)
+    if isinstance(event, _REPAIRS):  # held by a pause, if paused
+        return repair(saga, state, event)
+    if isinstance(event, SagaForked):
+        return _on_forked(saga, state, event.at)
     raise StateError(f"saga {state.saga_id}: unknown event {event!r}")
 
 
@@ -429,20 +428,8 @@ def _on_deadline(saga: Saga[Any], state: SagaState, event: DeadlinePassed) -> De
 def _operator(
     saga: Saga[Any],
     state: SagaState,
-    event: RetryRequested
-    | ResumeRequested
-    | CancelRequested
-    | CompensationRetryRequested
-    | StepMarkedCompensated
-    | CompensationSkipped,
+    event: RetryRequested | ResumeRequested | CancelRequested,
 ) -> Decision:
-    if isinstance(
-        event, (CompensationRetryRequested, StepMarkedCompensated, CompensationSkipped)
-    ):
-        decision = repair(saga, state, event)
-        if not state.paused:
-            return decision
-        return Decision(*hold(decision.state, decision.commands, event.at))
     if isinstance(event, RetryRequested):
         return _retry(saga, state, event)
     if isinstance(event, ResumeRequested):
