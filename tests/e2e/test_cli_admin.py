@@ -35,6 +35,7 @@ pytestmark = pytest.mark.e2e
 APP = "tests.e2e.admin_app"
 ROOT = Path(__file__).resolve().parents[2]
 FIXED = {"ADMIN_FIXED": "1"}
+EVERY_FAILED = ("retry", "--all-failed", "--sagas", APP, "--reason", "carrier up")
 
 
 @pytest.fixture
@@ -47,8 +48,12 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+OPERATOR = {"SAGAKIT_OPERATOR": "alice"}
+
+
 def cli(db: Path, *args: str, env: dict[str, str] | None = None) -> Any:
-    return sagakit("--db", str(db), *args, cwd=db.parent, env=env)
+    """``sagakit --db DB ARGS``, as operator alice (``$SAGAKIT_OPERATOR``)."""
+    return sagakit("--db", str(db), *args, cwd=db.parent, env=OPERATOR | (env or {}))
 
 
 def run_sagas(db: Path, *names: str, clock: FakeClock | None = None) -> list[str]:
@@ -129,9 +134,9 @@ def test_retry_a_failed_saga_after_the_fix(workdir: Path) -> None:
     assert effects(workdir).count("o-0 ship") == 2
     (note,) = [h.result for h in history if h.outcome == "retry_requested"]
     assert note["reason"] == "carrier up"
-    assert note["by"].endswith("@cli")
+    assert note["by"] == "alice"
 
-    again = cli(db, "retry", saga_id, "--sagas", APP)  # it succeeded: refused
+    again = cli(db, "retry", saga_id, "--sagas", APP, "--reason", "x")  # succeeded
     assert_one_error_line(again)
     assert "only a failed saga" in again.stderr
 
@@ -141,7 +146,7 @@ def test_resume_a_compensation_failed_saga(workdir: Path) -> None:
     (saga_id,) = run_sagas(db, "undoing")
     assert stored(db, saga_id)[0].status is SagaStatus.COMPENSATION_FAILED
 
-    resumed = cli(db, "resume", saga_id, "--sagas", APP)
+    resumed = cli(db, "resume", saga_id, "--sagas", APP, "--reason", "undo fixed")
     assert resumed.returncode == 0, resumed.stderr
     assert "compensating" in resumed.stdout
     assert cli(db, "recover", APP, env=FIXED).returncode == 0
@@ -218,7 +223,7 @@ def test_cancel_a_running_saga_compensates_it(
     ]
     assert any(h.outcome == "cancel_requested" for h in history)
 
-    late = cli(db, "cancel", saga_id, "--sagas", APP)
+    late = cli(db, "cancel", saga_id, "--sagas", APP, "--reason", "again")
     assert_one_error_line(late)
     assert "only a running saga" in late.stderr
 
@@ -249,10 +254,11 @@ def test_pause_and_unpause_by_saga_name_and_by_id(workdir: Path) -> None:
     assert recovered.returncode == 0, recovered.stderr
     assert effects(workdir) == []
 
-    one = cli(db, "unpause", ids[0][:8], "--sagas", APP)
+    one = cli(db, "unpause", ids[0][:8], "--sagas", APP, "--reason", "deployed")
     assert one.returncode == 0, one.stderr
     assert "unpause committed for shipping" in one.stdout
-    rest = cli(db, "unpause", "--saga", "shipping", "--version", "1", "--sagas", APP)
+    every_v1 = ("--saga", "shipping", "--version", "1")
+    rest = cli(db, "unpause", *every_v1, "--sagas", APP, "--reason", "deployed")
     assert "unpaused 1 saga(s)" in rest.stdout
     assert SAGA_ID.findall(rest.stdout) == [ids[1]]
     assert cli(db, "recover", APP, env=FIXED).returncode == 0
@@ -274,7 +280,7 @@ def test_retry_all_failed(workdir: Path) -> None:
     ids = run_sagas(db, "shipping", "shipping", "undoing", "shipping")
     shipping = [ids[0], ids[1], ids[3]]
 
-    first = cli(db, "retry", "--all-failed", "--sagas", APP, "--limit", "2")
+    first = cli(db, *EVERY_FAILED, "--limit", "2")
     assert first.returncode == 0, first.stderr
     assert "retried 2 failed saga(s)" in first.stdout
     assert set(SAGA_ID.findall(first.stdout)) == {ids[3], ids[1]}  # newest first
@@ -287,10 +293,10 @@ def test_retry_all_failed(workdir: Path) -> None:
         SagaStatus.SUCCEEDED,
     ]
 
-    rest = cli(db, "retry", "--all-failed", "--sagas", APP, "--saga", "shipping")
+    rest = cli(db, *EVERY_FAILED, "--saga", "shipping")
     assert "retried 1 failed saga(s)" in rest.stdout
     assert SAGA_ID.findall(rest.stdout) == [shipping[0]]
-    none = cli(db, "retry", "--all-failed", "--sagas", APP, "--saga", "undoing")
+    none = cli(db, *EVERY_FAILED, "--saga", "undoing")
     assert "retried 0 failed saga(s)" in none.stdout
 
 

@@ -217,13 +217,19 @@ def cancel_running(page: Any, url: str, ids: dict[str, str], shots: Path) -> Non
     page.wait_for_selector("form.action")
     assert HOSTILE in page.locator("pre.context").inner_text()
     page.fill('input[name="token"]', TOKEN)
+    page.fill('input[name="operator"]', "maria")
     page.fill('input[name="reason"]', "traveller changed plans")
     page.screenshot(path=shots / "03-running.png", full_page=True)
     page.click("form.action button[type=submit]")
     page.wait_for_selector(".flash.ok")
-    assert page.locator(".flash.ok").inner_text() == (
-        "Cancel requested: the saga is now compensating."
+    assert (
+        page.locator(".flash.ok")
+        .inner_text()
+        .startswith(
+            "Cancel requested: the saga is now compensating; no worker owns this saga"
+        )
     )
+    assert page.locator("table.audit td.operator").inner_text() == "maria"
     assert page.locator("#status").inner_text() == "compensating"
     assert "Cancelled: traveller changed plans" in page.content()
     page.screenshot(path=shots / "04-cancelled.png", full_page=True)
@@ -235,11 +241,16 @@ def retry_failed(page: Any, url: str, ids: dict[str, str], shots: Path) -> None:
     page.click(f'a[href="/sagas/{ids["failed"]}"]')
     page.wait_for_selector("form.action")
     assert page.locator('input[name="token"]').count() == 0
+    page.fill('form.action input[name="reason"]', "payment service is back")
     page.screenshot(path=shots / "05-failed.png", full_page=True)
     page.click("form.action button[type=submit]")
     page.wait_for_selector(".flash.ok")
-    assert page.locator(".flash.ok").inner_text() == (
-        "Retry requested: the saga is now running."
+    assert (
+        page.locator(".flash.ok")
+        .inner_text()
+        .startswith(
+            "Retry requested: the saga is now running; no worker owns this saga"
+        )
     )
     assert page.locator("#status").inner_text() == "running"
     page.screenshot(path=shots / "06-retried.png", full_page=True)

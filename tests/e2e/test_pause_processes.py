@@ -76,8 +76,10 @@ def recorded(
 
 
 def cli(procs: Procs, *args: str) -> str:
-    """Run ``sagakit ARGS --sagas TARGET`` to its end; its output."""
-    return procs.finish(procs.start(*args, "--sagas", TARGET, module=True))
+    """Run ``sagakit ARGS --sagas TARGET --as ops`` to its end; its output."""
+    return procs.finish(
+        procs.start(*args, "--sagas", TARGET, "--as", "ops", module=True)
+    )
 
 
 async def paused_by_the_cli(
@@ -134,7 +136,9 @@ async def test_a_cli_pause_records_the_step_in_flight_and_holds_the_next(
     assert record.state.held == ("three",)
     assert record.state.step("two").result == "two"
 
-    assert "unpause committed for forward" in cli(procs, "unpause", saga_id)
+    assert "unpause committed for forward" in cli(
+        procs, "unpause", saga_id, "--reason", "deployed"
+    )
     await eventually("the saga to end", ended(store, saga_id))
     assert (await store.get(saga_id)).status is SagaStatus.SUCCEEDED
     once_each(procs, "forward", ["one", "two", "three"], pid)
@@ -160,7 +164,7 @@ async def test_a_cli_pause_records_the_compensation_in_flight(
     assert record.status is SagaStatus.COMPENSATING
     assert record.state.held == ("one",)
 
-    cli(procs, "unpause", saga_id)
+    cli(procs, "unpause", saga_id, "--reason", "deployed")
     await eventually("the saga to end", ended(store, saga_id))
     assert (await store.get(saga_id)).status is SagaStatus.COMPENSATED
     once_each(procs, "rollback", ["one", "two", "undo-two", "undo-one"], pid)

@@ -179,15 +179,40 @@ COMMANDS: dict[str, st.SearchStrategy[list[str]]] = {
                 "--saga": texts,
                 "--limit": limits,
                 "--reason": texts,
+                "--as": texts,
             }
         ),
         flags,
     ),
     "resume": command(
-        ["resume"], arg(ids), options(**{"--sagas": targets, "--reason": texts})
+        ["resume"],
+        arg(ids),
+        options(**{"--sagas": targets, "--reason": texts, "--as": texts}),
     ),
     "cancel": command(
-        ["cancel"], arg(ids), options(**{"--sagas": targets, "--reason": texts})
+        ["cancel"],
+        arg(ids),
+        options(**{"--sagas": targets, "--reason": texts, "--as": texts}),
+    ),
+    "mark-compensated": command(
+        ["mark-compensated"],
+        arg(ids),
+        arg(texts),
+        options(**{"--sagas": targets, "--reason": texts, "--as": texts}),
+    ),
+    "fork": command(
+        ["fork"],
+        arg(ids),
+        options(
+            **{
+                "--from": texts,
+                "--context": texts,
+                "--id": texts,
+                "--sagas": targets,
+                "--reason": texts,
+                "--as": texts,
+            }
+        ),
     ),
     "dlq-list": command(
         ["dlq", "list"],

@@ -175,7 +175,13 @@ async def test_retry_is_committed_then_finished_by_recover(store: SagaStore) -> 
     assert switch.log == ["reserve", "charge", "ship", "ship"]
     history = await store.history(result.saga_id)
     notes = [h.result for h in history if h.outcome == "retry_requested"]
-    assert notes == [{"by": "alice", "reason": "carrier is back"}]
+    assert notes == [
+        {
+            "by": "alice",
+            "reason": "carrier is back",
+            "changed": ["status failed -> running", "step ship failed -> running"],
+        }
+    ]
 
 
 async def test_resume_finishes_a_failed_rollback(store: SagaStore) -> None:
@@ -184,7 +190,9 @@ async def test_resume_finishes_a_failed_rollback(store: SagaStore) -> None:
     result = await Orchestrator(store, [definition]).run(definition)
     assert result.status is SagaStatus.COMPENSATION_FAILED
     switch.broken = False
-    record = await admin.resume(store, [definition], result.saga_id, by="bob")
+    record = await admin.resume(
+        store, [definition], result.saga_id, by="bob", reason="fixed the undo"
+    )
     assert record.status is SagaStatus.COMPENSATING
     await finish(store, [definition])
     assert (await store.get(result.saga_id)).status is SagaStatus.COMPENSATED
@@ -199,10 +207,13 @@ async def test_refusals_change_nothing(store: SagaStore) -> None:
     before = await store.get(ok.saga_id)
     for action in (admin.retry, admin.resume, admin.cancel):
         with pytest.raises(StateError, match="succeeded"):
-            await action(store, [definition], ok.saga_id)
+            await action(store, [definition], ok.saga_id, by="eve", reason="try")
+    for by, reason in (("", "why"), ("eve", " "), ("eve", "")):
+        with pytest.raises(SagaError, match="needs"):
+            await admin.retry(store, [definition], ok.saga_id, by=by, reason=reason)
     assert (await store.get(ok.saga_id)).version == before.version
     with pytest.raises(SagaNotFound):
-        await admin.retry(store, [definition], "0" * 32)
+        await admin.retry(store, [definition], "0" * 32, by="eve", reason="try")
 
 
 async def test_cancel_of_a_saga_a_worker_drives_is_compensated_by_a_worker(
@@ -263,9 +274,9 @@ async def test_cancel_of_a_saga_a_worker_drives_is_compensated_by_a_worker(
     assert [h.outcome for h in history if h.step == "slow" and h.kind == "action"] == [
         "succeeded"
     ]
-    assert [h.result for h in history if h.outcome == "cancel_requested"] == [
-        {"by": "carol", "reason": "customer asked"}
-    ]
+    (line,) = [h.result for h in history if h.outcome == "cancel_requested"]
+    assert line["by"] == "carol"
+    assert line["reason"] == "customer asked"
 
 
 async def test_cancel_past_the_pivot_is_refused(store: SagaStore) -> None:
@@ -284,7 +295,7 @@ async def test_cancel_past_the_pivot_is_refused(store: SagaStore) -> None:
     await asyncio.wait_for(started.wait(), 5)
     before = await store.get(saga_id)
     with pytest.raises(StateError, match="past its pivot"):
-        await admin.cancel(store, [definition], saga_id)
+        await admin.cancel(store, [definition], saga_id, by="eve", reason="no")
     assert (await store.get(saga_id)).version == before.version
     gate.set()
     final = await asyncio.wait_for(orch.wait(saga_id), 5)
@@ -314,6 +325,7 @@ async def test_retry_failed_retries_the_newest_first_within_the_limit(
         definitions,
         limit=2,
         by="dave",
+        reason="carrier is back",
         progress=lambda d, t: seen.append((d, t)),
     )
     assert first.retried == [failed[2], failed[1]]
@@ -324,11 +336,12 @@ async def test_retry_failed_retries_the_newest_first_within_the_limit(
     assert statuses == [SagaStatus.FAILED] + [SagaStatus.SUCCEEDED] * 2
     assert (await store.get(stuck)).status is SagaStatus.COMPENSATION_FAILED
 
-    second = await admin.retry_failed(store, definitions, saga="shipping")
+    said = {"by": "dave", "reason": "carrier is back"}
+    second = await admin.retry_failed(store, definitions, saga="shipping", **said)
     assert second.retried == failed[:1]
-    assert (await admin.retry_failed(store, definitions)).retried == []
+    assert (await admin.retry_failed(store, definitions, **said)).retried == []
     with pytest.raises(SagaError, match="no definition of saga 'nope'"):
-        await admin.retry_failed(store, definitions, saga="nope")
+        await admin.retry_failed(store, definitions, saga="nope", **said)
 
 
 # -- dead letters --------------------------------------------------------------------
@@ -391,7 +404,10 @@ async def test_admin_needs_no_store_of_its_own(tmp_path: Path) -> None:
     """The functions take the store they are given and leave it open."""
     store = SQLiteStore(tmp_path / "s.db")
     assert await admin.list_sagas(store) == []
-    assert await admin.retry_failed(store, [shipping(Switch())]) == admin.BulkRetry()
+    assert (
+        await admin.retry_failed(store, [shipping(Switch())], by="x", reason="y")
+        == admin.BulkRetry()
+    )
     await store.close()
 
 

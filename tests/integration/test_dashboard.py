@@ -135,7 +135,16 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
 
 
 def form(**fields: str) -> dict[str, Any]:
-    return {"data": fields}
+    """A form post: who (used when it signs in with the token) and why."""
+    return {"data": {"operator": "alice", "reason": "operator test"} | fields}
+
+
+BEARER = {"Authorization": f"Bearer {TOKEN}", "X-Sagakit-Operator": "alice"}
+
+
+def api(reason: str = "operator test", **fields: str) -> dict[str, Any]:
+    """An API call's keywords: the token, who (a header) and why."""
+    return {"headers": BEARER, "json": {"reason": reason} | fields}
 
 
 # -- reading ---------------------------------------------------------------
@@ -276,7 +285,8 @@ async def test_detail_shows_the_timeline_like_sagakit_show(env: Env) -> None:
     assert "<td>hold</td>" in rolled_back.text
     assert "undone: hold" in rolled_back.text
     assert "LookupError: out of stock" in rolled_back.text
-    assert 'action="/sagas/' not in rolled_back.text  # nothing to do
+    # nothing to retry, resume or cancel: only a fork is offered
+    assert re.findall(r'action="/sagas/\w+/(\w+)"', rolled_back.text) == ["fork"]
 
 
 async def test_detail_lists_each_steps_status_and_result(env: Env) -> None:
@@ -426,9 +436,7 @@ async def test_retry_a_failed_saga_after_the_fix_through_the_api(env: Env) -> No
     env.switch.broken = False
 
     answer = await env.client.post(
-        f"/sagas/{failed.saga_id}/retry",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        json={"reason": "carrier is back"},
+        f"/sagas/{failed.saga_id}/retry", **api(reason="carrier is back")
     )
 
     assert answer.status_code == 200
@@ -437,10 +445,14 @@ async def test_retry_a_failed_saga_after_the_fix_through_the_api(env: Env) -> No
         "action": "retry",
         "status": "running",
         "message": "Retry requested",
+        "by": "alice",
+        "next": "no worker owns this saga now: a running `sagakit worker MODULE` "
+        "claims it at its next poll; with none running, start one or run "
+        "`sagakit recover MODULE`",
     }
     history = await env.store.history(failed.saga_id)
     requested = [h for h in history if h.outcome == "retry_requested"]
-    assert requested[0].result["by"] == "dashboard"
+    assert requested[0].result["by"] == "alice"
     assert requested[0].result["reason"] == "carrier is back"
     assert await env.finish(failed.saga_id) is SagaStatus.SUCCEEDED
     assert env.switch.log[-1] == "ship"
@@ -462,7 +474,8 @@ async def test_retry_through_the_form_redirects_with_a_flash(env: Env) -> None:
     assert "HttpOnly" in cookie
     assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
     page = (await env.client.get(answer.headers["location"])).text
-    assert "Retry requested: the saga is now running." in page
+    assert "Retry requested: the saga is now running; no worker owns" in page
+    assert 'signed in as <strong class="operator">alice</strong>' in page
     assert '<span class="status running" id="status">running</span>' in page
     assert await env.finish(failed.saga_id) is SagaStatus.SUCCEEDED
 
@@ -480,7 +493,7 @@ async def test_cancel_a_running_saga(env: Env) -> None:
     after = (await env.client.get(answer.headers["location"])).text
     record = await env.store.get(saga_id)
     assert record.status in (SagaStatus.COMPENSATING, SagaStatus.COMPENSATED)
-    assert f"Cancel requested: the saga is now {record.status.value}." in after
+    assert f"Cancel requested: the saga is now {record.status.value};" in after
     assert "Cancelled: customer asked" in after
     if not record.status.terminal:
         assert await env.finish(saga_id) is SagaStatus.COMPENSATED
@@ -489,12 +502,11 @@ async def test_cancel_a_running_saga(env: Env) -> None:
 
 async def test_pause_and_unpause_a_running_saga(env: Env) -> None:
     saga_id = await env.orch.submit(env.order)  # committed, waiting for a worker
-    bearer = {"Authorization": f"Bearer {TOKEN}"}
     before = (await env.client.get(f"/sagas/{saga_id}")).text
     assert f'action="/sagas/{saga_id}/pause"' in before
     assert f'action="/sagas/{saga_id}/cancel"' in before
 
-    paused = await env.client.post(f"/sagas/{saga_id}/pause", headers=bearer)
+    paused = await env.client.post(f"/sagas/{saga_id}/pause", **api())
 
     assert paused.status_code == 200
     assert paused.json()["message"] == "Pause requested"
@@ -503,9 +515,9 @@ async def test_pause_and_unpause_a_running_saga(env: Env) -> None:
     assert f'action="/sagas/{saga_id}/unpause"' in page
     assert f'action="/sagas/{saga_id}/cancel"' not in page  # refused while paused
     assert (await env.store.get(saga_id)).state.paused
-    again = await env.client.post(f"/sagas/{saga_id}/pause", headers=bearer)
+    again = await env.client.post(f"/sagas/{saga_id}/pause", **api())
     assert again.status_code == 409
-    unpaused = await env.client.post(f"/sagas/{saga_id}/unpause", headers=bearer)
+    unpaused = await env.client.post(f"/sagas/{saga_id}/unpause", **api())
     assert unpaused.status_code == 200
     assert not (await env.store.get(saga_id)).state.paused
 
@@ -517,15 +529,12 @@ async def test_an_action_that_does_not_fit_is_a_409_and_changes_nothing(
     before = await env.version(compensated.saga_id)
     url = f"/sagas/{compensated.saga_id}/retry"
 
-    api = await env.client.post(url, headers={"Authorization": f"Bearer {TOKEN}"})
+    by_api = await env.client.post(url, **api())
     html = await env.client.post(url, **form(token=TOKEN))
-    cancel = await env.client.post(
-        f"/sagas/{compensated.saga_id}/cancel",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-    )
+    cancel = await env.client.post(f"/sagas/{compensated.saga_id}/cancel", **api())
 
-    assert api.status_code == 409
-    assert "only a failed saga" in api.json()["detail"]
+    assert by_api.status_code == 409
+    assert "only a failed saga" in by_api.json()["detail"]
     assert html.status_code == 409
     assert '<div class="flash error" role="alert">Refused retry' in html.text
     assert "only a failed saga" in html.text
@@ -536,15 +545,9 @@ async def test_an_action_that_does_not_fit_is_a_409_and_changes_nothing(
 
 async def test_unknown_saga_action_and_missing_definition(env: Env) -> None:
     hostile = await env.orch.run(hostile_saga)  # the dashboard has no definition
-    bearer = {"Authorization": f"Bearer {TOKEN}"}
-
-    missing = await env.client.post("/sagas/nosuchsaga/retry", headers=bearer)
-    bad_action = await env.client.post(
-        f"/sagas/{hostile.saga_id}/delete", headers=bearer
-    )
-    undefined = await env.client.post(
-        f"/sagas/{hostile.saga_id}/cancel", headers=bearer
-    )
+    missing = await env.client.post("/sagas/nosuchsaga/retry", **api())
+    bad_action = await env.client.post(f"/sagas/{hostile.saga_id}/delete", **api())
+    undefined = await env.client.post(f"/sagas/{hostile.saga_id}/cancel", **api())
 
     assert missing.status_code == 404
     assert bad_action.status_code == 404

@@ -305,7 +305,9 @@ async def test_an_action_with_the_token_signs_its_operator_in(
 ) -> None:
     saga_id, app, _ = await with_failed_saga(store)
     async with client(app) as http:
-        acted = await http.post(f"/sagas/{saga_id}/retry", data={"token": ALICE})
+        acted = await http.post(
+            f"/sagas/{saga_id}/retry", data={"token": ALICE, "reason": "test"}
+        )
         who = await http.get("/whoami")
     assert acted.status_code == 303
     assert who.json() == {"operator": "alice"}
@@ -327,7 +329,11 @@ async def test_repeated_wrong_tokens_are_throttled(store: SQLiteStore) -> None:
         )
         login_throttled = await sign_in(http, ALICE)
         clock.advance(61.0)
-        right = await http.post(url, headers={"Authorization": f"Bearer {ALICE}"})
+        right = await http.post(
+            url,
+            headers={"Authorization": f"Bearer {ALICE}"},
+            json={"reason": "carrier is back"},
+        )
 
     assert [r.status_code for r in wrong] == [403] * FAILURES
     assert right_but_throttled.status_code == 429

@@ -89,7 +89,13 @@ async def test_resume_finishes_a_failed_rollback(tmp_path: Path) -> None:
     assert switch.log == ["reserve", "ship", "undo reserve", "undo reserve"]
     history = await orch.store.history(result.saga_id)
     requested = [h for h in history if h.outcome == "resume_requested"]
-    assert requested[0].result == {"by": "alice"}
+    assert requested[0].result == {
+        "by": "alice",
+        "changed": [
+            "status compensation_failed -> compensating",
+            "step reserve compensation_failed -> compensating",
+        ],
+    }
 
 
 async def test_cancel_a_running_saga_compensates_it(tmp_path: Path) -> None:

@@ -74,6 +74,9 @@ async def recorded(store: SagaStore, saga_id: str, step: str, kind: str) -> None
             await asyncio.sleep(0.02)
 
 
+SAID = {"by": "ops", "reason": "test"}
+
+
 async def operator_lines(store: SagaStore, saga_id: str) -> list[tuple[str, Any]]:
     return [
         (h.outcome, h.result)
@@ -171,7 +174,7 @@ async def test_a_paused_saga_finishes_its_step_then_waits(
     assert record.state.step("two").result == "two"
     assert record.state.held == ("three",)
     assert orch.paused == 1  # parked where it is driven
-    await operator.unpause(saga_id, by="alice")
+    await operator.unpause(saga_id, by="alice", reason="done")
     final = await asyncio.wait_for(orch.wait(saga_id), 10)
     assert final.status is SagaStatus.SUCCEEDED
     assert log == ["one", "two", "three"]
@@ -181,8 +184,14 @@ async def test_a_paused_saga_finishes_its_step_then_waits(
         ("action", "three", "succeeded"),
     ]
     assert await operator_lines(store, saga_id) == [
-        ("pause_requested", {"by": "alice", "reason": "maintenance"}),
-        ("unpause_requested", {"by": "alice"}),
+        (
+            "pause_requested",
+            {"by": "alice", "reason": "maintenance", "changed": ["paused"]},
+        ),
+        (
+            "unpause_requested",
+            {"by": "alice", "reason": "done", "changed": ["unpaused"]},
+        ),
     ]
 
 
@@ -196,7 +205,7 @@ async def test_a_paused_rollback_finishes_its_compensation_then_waits(
     operator = Operator(orch, definition, elsewhere)
     saga_id = await orch.start(definition)
     await asyncio.wait_for(undo_two.started.wait(), 10)
-    await operator.pause(saga_id)
+    await operator.pause(saga_id, by="alice", reason="look first")
     undo_two.open.set()
     await recorded(store, saga_id, "two", "compensation")
     await asyncio.sleep(QUIET)
@@ -205,7 +214,7 @@ async def test_a_paused_rollback_finishes_its_compensation_then_waits(
     assert record.status is SagaStatus.COMPENSATING
     assert record.state.paused
     assert record.state.held == ("one",)
-    await operator.unpause(saga_id)
+    await operator.unpause(saga_id, by="alice", reason="done")
     final = await asyncio.wait_for(orch.wait(saga_id), 10)
     assert final.status is SagaStatus.COMPENSATED
     assert log == ["undo two", "undo one"]
@@ -230,9 +239,14 @@ async def test_pause_by_saga_name_pauses_all_its_running_instances(
     result = await admin.pause_all(store, sagas, "paused", by="bob", reason="deploy")
     assert sorted(result.done) == sorted(ids)
     assert result.refused == {}
-    again = await admin.pause_all(store, sagas, "paused", version=1)
+    again = await admin.pause_all(
+        store, sagas, "paused", version=1, by="bob", reason="deploy"
+    )
     assert again.done == []  # paused already: nothing to do
-    assert (await admin.pause_all(store, sagas, "paused", version=2)).done == []
+    v2 = await admin.pause_all(
+        store, sagas, "paused", version=2, by="bob", reason="deploy"
+    )
+    assert v2.done == []
 
     # a worker adopts them while paused: they stay parked, the other runs
     worker = Orchestrator(store, sagas)
@@ -247,7 +261,9 @@ async def test_pause_by_saga_name_pauses_all_its_running_instances(
         assert record.state.paused
     await worker.stop_driving()
 
-    result = await admin.unpause_all(store, sagas, "paused", by="bob")
+    result = await admin.unpause_all(
+        store, sagas, "paused", by="bob", reason="deployed"
+    )
     assert sorted(result.done) == sorted(ids)
     finisher = Orchestrator(store, sagas)
     await finisher.recover()
@@ -256,8 +272,11 @@ async def test_pause_by_saga_name_pauses_all_its_running_instances(
         assert final.status is SagaStatus.SUCCEEDED
     assert log == ["b", "a", "a", "a"]
     assert await operator_lines(store, ids[0]) == [
-        ("pause_requested", {"by": "bob", "reason": "deploy"}),
-        ("unpause_requested", {"by": "bob"}),
+        ("pause_requested", {"by": "bob", "reason": "deploy", "changed": ["paused"]}),
+        (
+            "unpause_requested",
+            {"by": "bob", "reason": "deployed", "changed": ["unpaused"]},
+        ),
     ]
 
 
@@ -269,11 +288,11 @@ async def test_pause_requests_that_do_not_fit_are_refused(store: SagaStore) -> N
     result = await orch.run(definition)
     before = await store.get(result.saga_id)
     with pytest.raises(StateError, match="only a running or compensating"):
-        await admin.pause(store, [definition], result.saga_id)
+        await admin.pause(store, [definition], result.saga_id, **SAID)
     with pytest.raises(StateError, match="not paused"):
-        await admin.unpause(store, [definition], result.saga_id)
+        await admin.unpause(store, [definition], result.saga_id, **SAID)
     with pytest.raises(SagaError, match="no definition of saga 'nope'"):
-        await admin.pause_all(store, [definition], "nope")
+        await admin.pause_all(store, [definition], "nope", **SAID)
     assert (await store.get(result.saga_id)).version == before.version
 
 
@@ -311,13 +330,13 @@ async def test_an_unpause_from_elsewhere_issues_work_the_owner_then_runs(
     owner = Orchestrator(store, [definition])
     saga_id = await owner.start(definition)
     await asyncio.wait_for(asyncio.gather(a.started.wait(), b.started.wait()), 10)
-    await admin.pause(store, [definition], saga_id)
+    await admin.pause(store, [definition], saga_id, **SAID)
     a.open.set()
     await recorded(store, saga_id, "a", "action")
     await asyncio.sleep(QUIET)
     assert (await store.get(saga_id)).state.held == ("a",)
     assert log.count("a") == 1
-    await admin.unpause(store, [definition], saga_id)
+    await admin.unpause(store, [definition], saga_id, **SAID)
     b.open.set()
     final = await asyncio.wait_for(owner.wait(saga_id), 10)
     assert final.status is SagaStatus.SUCCEEDED
@@ -378,7 +397,7 @@ async def test_an_adoption_reloads_a_pause_committed_since_its_claim(
     # another host: alive while its lease is (new: no driver here had its id)
     owner = f"elsewhere:1:{uuid.uuid4().hex}"
     await store.create(record, [], owner=owner, lease=60)
-    await admin.pause(store, [definition], "s1")
+    await admin.pause(store, [definition], "s1", **SAID)
     adopter = Orchestrator(store, [definition], worker_id=owner)
     assert await adoption.adopt(adopter.driver, record, "claimed")  # stale copy
     await asyncio.wait_for(adopter.settle(), 10)
@@ -387,7 +406,7 @@ async def test_an_adoption_reloads_a_pause_committed_since_its_claim(
     assert paused.state.held == ("two",)
     assert paused.state.step("three").status is StepStatus.FAILED  # interrupted
     assert log == []
-    await admin.unpause(store, [definition], "s1")
+    await admin.unpause(store, [definition], "s1", **SAID)
     final = await asyncio.wait_for(adopter.wait("s1"), 10)
     assert final.status is SagaStatus.COMPENSATED
     assert log == ["undo two", "undo one"]

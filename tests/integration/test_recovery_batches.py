@@ -103,7 +103,7 @@ async def test_a_paused_saga_is_taken_once_per_pass(store: SagaStore) -> None:
     """``sagakit recover`` lets each batch end: a paused saga is parked and
     released, yet the pass goes on after it instead of taking it again."""
     ids = await submitted(store, ONE_STEP, 3)
-    await admin.pause(store, [ONE_STEP], ids[1], by="test")
+    await admin.pause(store, [ONE_STEP], ids[1], by="test", reason="hold it")
     orchestrator = Orchestrator(store, [ONE_STEP])
     recovery = orchestrator.recovery(batch=1)
     while not recovery.done:

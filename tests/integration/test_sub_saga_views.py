@@ -124,7 +124,7 @@ async def test_the_dashboard_links_both_ways_and_acts_on_a_child(
         assert result.status is SagaStatus.SUCCEEDED
         refused = await client.post(
             "/sagas/o-2%2Fpay/cancel",
-            headers={"Authorization": f"Bearer {TOKEN}"},
+            headers={"Authorization": f"Bearer {TOKEN}", "X-Sagakit-Operator": "ops"},
             data={"reason": "too late"},
         )
         assert refused.status_code == 409

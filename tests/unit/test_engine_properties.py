@@ -15,6 +15,7 @@ from sagakit.engine import (
     Command,
     Compensate,
     CompensationAttemptFailed,
+    CompensationRetryRequested,
     CompensationSucceeded,
     ErrorInfo,
     Event,
@@ -274,7 +275,9 @@ class Run:
                         and d in self.compensation_failed
                     )
                     assert undone, f"{name} compensated before its dependent {d}"
-                if self.saga.on_compensation_failure == "stop":
+                # under stop, only an operator starts one after a failure
+                retried = isinstance(event, CompensationRetryRequested)
+                if self.saga.on_compensation_failure == "stop" and not retried:
                     assert not after.compensation_errors, "started after a stop"
 
     def accept(
@@ -387,20 +390,26 @@ class Run:
         self.compensation_failed.clear()
         self.feed(ResumeRequested(at=float(len(self.events))))
 
+    def go_on(self, data: st.DataObject) -> bool:
+        """The saga ended: whether an operator made it go on (a resume)."""
+        if (
+            self.state.status is SagaStatus.COMPENSATION_FAILED
+            and self.resumes < MAX_RESUMES
+            and data.draw(st.booleans())
+        ):
+            self.resume()
+            return True
+        return False
 
-def simulate(saga: Saga[Any], data: st.DataObject) -> Run:
-    run = Run(saga, states=[initial_state(saga, "prop-1")])
+
+def simulate(saga: Saga[Any], data: st.DataObject, kind: type[Run] = Run) -> Run:
+    run = kind(saga, states=[initial_state(saga, "prop-1")])
     run.feed(SagaStarted(at=0.0))
     while True:
         assert len(run.events) < EVENT_BOUND, "did not end within the bound"
         state = run.state
         if state.status.terminal:
-            if (
-                state.status is SagaStatus.COMPENSATION_FAILED
-                and run.resumes < MAX_RESUMES
-                and data.draw(st.booleans())
-            ):
-                run.resume()
+            if run.go_on(data):
                 continue
             return run
         roll = data.draw(st.integers(0, 19))

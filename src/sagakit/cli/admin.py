@@ -1,9 +1,13 @@
 """Admin commands: ``list`` (with ``--older-than``), ``retry``, ``resume``,
-``cancel``, ``pause``, ``unpause`` and ``dlq list|replay``.
+``cancel``, ``pause``, ``unpause`` and ``dlq list|replay`` (the actions on
+one compensation and ``fork`` are in :mod:`sagakit.cli.repair`).
 
 Thin: parse, call :mod:`sagakit.admin`, render. ``retry``/``resume``/``cancel``
 commit the request and hand the saga over: a running ``sagakit worker``, or
-``sagakit recover MODULE``, runs the steps or compensations. Refusals (a
+``sagakit recover MODULE``, runs the steps or compensations; the command
+says whether a live worker drives the saga, or how to start one. Every
+action needs who asks (``--as NAME`` or ``$SAGAKIT_OPERATOR``) and why
+(``--reason TEXT``), both kept in the saga's history. Refusals (a
 :class:`~sagakit.errors.StateError` such as retrying a saga that succeeded)
 and bad input print one ``error: ...`` line and exit with status 2.
 """
@@ -74,7 +78,18 @@ DeadLetterQueue = Annotated[
 ]
 ReasonOption = Annotated[
     str | None,
-    typer.Option("--reason", metavar="TEXT", help="Why, kept in the history."),
+    typer.Option(
+        "--reason", metavar="TEXT", help="Why (needed): kept in the saga's history."
+    ),
+]
+OPERATOR_ENV = "SAGAKIT_OPERATOR"
+OperatorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        metavar="NAME",
+        help=f"Who you are (needed, or ${OPERATOR_ENV}): kept in the saga's history.",
+    ),
 ]
 
 
@@ -94,13 +109,33 @@ def parse_duration(text: str) -> float:
 
 
 def operator_name() -> str:
+    """Who runs a command that records it without asking (``migrate-instances``):
+    ``$SAGAKIT_OPERATOR``, else the login name, as ``user@cli``."""
     import getpass
 
+    named = os.environ.get(OPERATOR_ENV, "").strip()
+    if named:
+        return named
     try:
         user = getpass.getuser()
     except (OSError, KeyError):  # no login name in some containers
         user = "unknown"
     return f"{user}@cli"
+
+
+def who_and_why(name: str | None, reason: str | None) -> tuple[str, str]:
+    """The operator (``--as``, else ``$SAGAKIT_OPERATOR``) and the reason
+    of an action; exit 2 with one line if either is missing."""
+    who = (name or os.environ.get(OPERATOR_ENV) or "").strip()
+    if not who:
+        fail(
+            f"say who you are: --as NAME or ${OPERATOR_ENV} (it is kept in the "
+            "saga's history)"
+        )
+    why = (reason or "").strip()
+    if not why:
+        fail("say why: --reason TEXT (it is kept in the saga's history)")
+    return who, why
 
 
 def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -150,20 +185,50 @@ async def _known_queue(carrier: Transport, queue: str) -> None:
         )
 
 
-def _handed_over(out: Console, action: str, record: SagaRecord, target: str) -> None:
+def handed_over(
+    out: Console, action: str, record: SagaRecord, target: str, owner: str | None
+) -> None:
+    """What an action did, and who runs what it started: the live worker
+    that drives the saga, or how to start one."""
     from rich.text import Text
 
     from sagakit.cli import render
+    from sagakit.views.audit import next_step
 
     line = Text()
     line.append(f"{action} committed for {record.saga_name} {record.saga_id}: ")
     line.append_text(render.styled(record.status.value))
     out.print(line, soft_wrap=True)
-    out.print(
-        f"a running worker picks it up, or run: sagakit recover {target}",
-        highlight=False,
-        soft_wrap=True,
-    )
+    said = next_step(record.status.terminal, owner, target)
+    out.print(said, highlight=False, soft_wrap=True)
+
+
+def perform(
+    ctx: typer.Context,
+    out: Console,
+    command: str,
+    call_name: str,
+    *args: str,
+    sagas: str,
+    operator: str | None,
+    reason: str | None,
+) -> None:
+    """One action on one saga: ``sagakit.admin.<call_name>(store,
+    definitions, *args, by=..., reason=...)`` on the store of ``--db``, then
+    what it did and who runs what it started (exit 2 with one line for a
+    missing name or reason, or a refusal)."""
+    from sagakit import admin
+
+    by, why = who_and_why(operator, reason)
+    definitions = sagas_or_fail(sagas)
+    call: Callable[..., Awaitable[SagaRecord]] = getattr(admin, call_name)
+
+    async def both(store: SagaStore) -> tuple[SagaRecord, str | None]:
+        record = await call(store, definitions, *args, by=by, reason=why)
+        return record, await admin.driver_of(store, record.saga_id)
+
+    record, owner = _with_store(ctx, both)
+    handed_over(out, command, record, sagas, owner)
 
 
 def dead_letters_table(letters: Sequence[admin.DeadLetterInfo], queue: str) -> Table:
@@ -297,6 +362,7 @@ def _add_retry(app: typer.Typer, out: Console) -> None:
             ),
         ] = None,
         reason: ReasonOption = None,
+        operator: OperatorOption = None,
     ) -> None:
         """Run the failed steps of a failed saga again (after fixing the cause)."""
         from sagakit import admin
@@ -307,17 +373,12 @@ def _add_retry(app: typer.Typer, out: Console) -> None:
             fail("--saga and --limit go with --all-failed")
         most = BULK_LIMIT if limit is None else limit
         count_or_fail("--limit", most)
-        definitions = sagas_or_fail(sagas)
-        by = operator_name()
         if saga_id is not None:
-            record = _with_store(
-                ctx,
-                lambda store: admin.retry(
-                    store, definitions, saga_id, by=by, reason=reason
-                ),
-            )
-            _handed_over(out, "retry", record, sagas)
+            opts: dict[str, Any] = {"operator": operator, "reason": reason}
+            perform(ctx, out, "retry", "retry", saga_id, sagas=sagas, **opts)
             return
+        by, why = who_and_why(operator, reason)
+        definitions = sagas_or_fail(sagas)
 
         from rich.progress import Progress
 
@@ -335,7 +396,7 @@ def _add_retry(app: typer.Typer, out: Console) -> None:
                     saga=saga,
                     limit=most,
                     by=by,
-                    reason=reason,
+                    reason=why,
                     progress=step,
                 ),
             )
@@ -381,17 +442,10 @@ def _add_handover(
         *,
         sagas: SagasOption,
         reason: ReasonOption = None,
+        operator: OperatorOption = None,
     ) -> None:
-        from sagakit import admin
-
-        request: Callable[..., Awaitable[SagaRecord]] = getattr(admin, request_name)
-        definitions = sagas_or_fail(sagas)
-        by = operator_name()
-        record = _with_store(
-            ctx,
-            lambda store: request(store, definitions, saga_id, by=by, reason=reason),
-        )
-        _handed_over(out, action, record, sagas)
+        opts: dict[str, Any] = {"operator": operator, "reason": reason}
+        perform(ctx, out, action, request_name, saga_id, sagas=sagas, **opts)
 
 
 _PAUSING = {  # the sagakit.admin functions for one saga and for all, by command
@@ -442,6 +496,7 @@ def _add_pausing(
             ),
         ] = None,
         reason: ReasonOption = None,
+        operator: OperatorOption = None,
     ) -> None:
         if (saga_id is None) == (saga is None):
             fail("give one saga ID, or --saga NAME (not both)")
@@ -449,23 +504,19 @@ def _add_pausing(
             if saga is None:
                 fail("--version goes with --saga")
             count_or_fail("--version", version)
+        if saga_id is not None:
+            opts: dict[str, Any] = {"operator": operator, "reason": reason}
+            perform(ctx, out, action, one_name, saga_id, sagas=sagas, **opts)
+            return
         from sagakit import admin
 
-        one: Callable[..., Awaitable[SagaRecord]] = getattr(admin, one_name)
         every: Callable[..., Awaitable[admin.BulkAction]] = getattr(admin, every_name)
+        by, why = who_and_why(operator, reason)
         definitions = sagas_or_fail(sagas)
-        by = operator_name()
-        if saga_id is not None:
-            record = _with_store(
-                ctx,
-                lambda store: one(store, definitions, saga_id, by=by, reason=reason),
-            )
-            _handed_over(out, action, record, sagas)
-            return
         result = _with_store(
             ctx,
             lambda store: every(
-                store, definitions, saga, version=version, by=by, reason=reason
+                store, definitions, saga, version=version, by=by, reason=why
             ),
         )
         out.print(f"{action}d {len(result.done)} saga(s)", highlight=False)

@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 from sagakit import __version__
 from sagakit.adapters.store import ENV_VAR, database_url
 from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
-from sagakit.cli import admin, dashboard, db, deploy, docs, recover, workflows
+from sagakit.cli import admin, dashboard, db, deploy, docs, recover, repair, workflows
 from sagakit.cli.common import (
     EXIT_ERROR,
     SagasArgument,
@@ -469,6 +469,7 @@ def participant(
 
 db.register(app, out, None)
 admin.register(app, out)
+repair.register(app, out)
 recover.register(app, out)
 deploy.register(app, out)
 workflows.register(app, out)

@@ -24,6 +24,7 @@ from sagakit.ports.workflow_store import (
     WorkflowRecord,
     WorkflowStatus,
 )
+from sagakit.views.audit import audit_lines
 from sagakit.views.format import (
     WORKFLOW_STEP_LABELS,
     age,
@@ -51,6 +52,7 @@ STATUS_STYLES: dict[str, str] = {
     SagaStatus.COMPENSATED.value: "yellow",
     SagaStatus.COMPENSATION_FAILED.value: "bold red",
     SagaStatus.FAILED.value: "red",
+    "compensation_skipped": "yellow",
     "started": "dim",
     "sent": "green",
     "resumed": "cyan",
@@ -185,6 +187,26 @@ def timeline_table(record: SagaRecord, history: Sequence[HistoryEntry]) -> Table
     return table
 
 
+def audit_table(history: Sequence[HistoryEntry]) -> Table | None:
+    """The operator actions in the history (the audit trail): when, who,
+    what, on which step, why and what it changed; None if there are none."""
+    lines = audit_lines(history)
+    if not lines:
+        return None
+    table = Table(title="operator actions", title_justify="left")
+    table.add_column("time", no_wrap=True)
+    table.add_column("by", no_wrap=True)
+    table.add_column("action", no_wrap=True)
+    table.add_column("step", no_wrap=True)
+    table.add_column("reason", overflow="fold")
+    table.add_column("changed", overflow="fold")
+    for line in lines:
+        table.add_row(
+            line.when, line.by, line.action, line.step, line.reason, line.what
+        )
+    return table
+
+
 def summary(record: SagaRecord, history: Sequence[HistoryEntry]) -> Text:
     """One line: the outcome, how long it took, and what it left behind."""
     status = record.status
@@ -213,13 +235,16 @@ def saga_report(
     history: Sequence[HistoryEntry],
     children: Sequence[SagaRecord] = (),
 ) -> RenderableType:
-    """Header, steps and timeline, as ``sagakit show`` prints them."""
+    """Header, steps, timeline and operator actions, as ``sagakit show``
+    prints them."""
+    audit = audit_table(history)
     return Group(
         saga_header(record, children),
         Text(""),
         steps_table(record),
         Text(""),
         timeline_table(record, history),
+        *(() if audit is None else (Text(""), audit)),
     )
 
 

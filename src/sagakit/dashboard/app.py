@@ -22,8 +22,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.base import RequestResponseEndpoint
 
 from sagakit import __version__, admin
-from sagakit.dashboard import views
-from sagakit.dashboard.actions import DONE, ActionRoutes, Operator
+from sagakit.dashboard import operate, views
+from sagakit.dashboard.actions import DONE, FORK, ActionRoutes, Operator
 from sagakit.dashboard.auth import SESSION_TTL, TokenGuard
 from sagakit.dashboard.login import LoginRoutes
 from sagakit.dashboard.middleware import MAX_BODY, Gate, error_handlers
@@ -37,6 +37,7 @@ from sagakit.ports.clock import Clock, SystemClock
 from sagakit.ports.store import SagaRecord, SagaStore
 from sagakit.ports.workflow_store import WorkflowStore
 from sagakit.runtime.operator import ACTIONS
+from sagakit.views.audit import audit_lines
 
 CSP = (
     "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; "
@@ -155,6 +156,9 @@ class Views:
                 "saga_url": saga_url(request, record.saga_id),
                 "parent": views.parent_of(record),
                 "children": views.children(shown.children),
+                "repairs": operate.repairs(record),
+                "fork_steps": operate.fork_steps(record, history),
+                "audit": audit_lines(history),
             },
             status_code=status_code,
             flashes=flashes,
@@ -165,7 +169,7 @@ class Views:
         try:
             shown = await admin.show(self.store, saga_id)
         except SagaNotFound as exc:
-            if saga_id.rpartition("/")[2] in ACTIONS:  # an action's URL
+            if saga_id.rpartition("/")[2] in (*ACTIONS, FORK):  # an action's URL
                 refused = self.pages.error(request, 405, "actions are POST only")
                 refused.headers["Allow"] = "POST"
                 return refused
@@ -177,7 +181,10 @@ class Views:
         done = request.query_params.get("flash")
         if done in DONE:
             status = record.status.value
-            flashes.append(Flash("ok", f"{DONE[done]}: the saga is now {status}."))
+            then = await self.ops.next_step(record)
+            flashes.append(
+                Flash("ok", f"{DONE[done]}: the saga is now {status}; {then}.")
+            )
         return self._detail(request, shown, flashes)
 
     async def counts(self, saga: str | None = None) -> JSONResponse:

@@ -12,6 +12,12 @@ after :data:`SESSION_TTL` seconds. Every token comparison is constant-time,
 and a client that sends wrong tokens :data:`FAILURES` times within
 :data:`WINDOW` seconds is refused (429) until the window has passed.
 Without a token the dashboard is read-only.
+
+Who acts goes into the saga's history with every action. A named token names
+its operator. The single shared token names nobody: whoever uses it says who
+they are when signing in (a ``operator`` field next to the token) or in each
+API call (an ``operator`` field or an ``X-Sagakit-Operator`` header), and an
+action without a name is refused.
 """
 
 from __future__ import annotations
@@ -62,6 +68,9 @@ class Credentials:
     session: str | None = None
     csrf: str | None = None
     client: str = ""
+    operator: str | None = None
+    """The name an API call or a sign-in form gives (used with the shared
+    token, which names nobody)."""
 
     @property
     def is_api(self) -> bool:
@@ -99,6 +108,15 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not value.strip():
         return None
     return value.strip()
+
+
+def operator_name(text: str | None) -> str | None:
+    """``text`` as an operator's name (stripped), or None if it is blank,
+    longer than :data:`MAX_NAME` or holds control characters."""
+    name = (text or "").strip()
+    if not name or len(name) > MAX_NAME or not name.isprintable():
+        return None
+    return name
 
 
 def operator_tokens(token: str | Mapping[str, str] | None) -> dict[str, str]:
@@ -228,6 +246,11 @@ class TokenGuard:
     def read_only(self) -> bool:
         return not self._tokens
 
+    @property
+    def shared(self) -> bool:
+        """One token for everyone (``token="..."``): it names nobody."""
+        return list(self._tokens) == [DEFAULT_OPERATOR]
+
     def operator_of(self, token: str) -> str | None:
         """The operator whose token this is; every token is compared, in
         constant time, whichever matches."""
@@ -264,6 +287,8 @@ class TokenGuard:
             operator = self.operator_of(token)
             if operator is None:
                 return Checked(Verdict.WRONG)
+            if self.shared:  # the caller says who they are
+                return Checked(Verdict.ALLOWED, operator_name(creds.operator))
             return Checked(Verdict.ALLOWED, operator)
         if creds.session is not None:
             session = self.sessions.get(creds.session)

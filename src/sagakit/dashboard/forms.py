@@ -36,6 +36,8 @@ async def body_fields(request: Request) -> dict[str, str]:
             raise Denied(400, "request body is not JSON") from None
         if not isinstance(data, dict):
             raise Denied(400, "request body must be a JSON object")
+        if isinstance(data.get("context"), dict):  # a fork's edited context
+            data["context"] = json.dumps(data["context"])
         return {k: v for k, v in data.items() if isinstance(v, str)}
     if kind == "application/x-www-form-urlencoded":
         parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)

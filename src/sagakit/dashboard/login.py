@@ -96,13 +96,18 @@ class LoginRoutes:
         target = fields.get("next")
         checked = self.guard.check(
             Credentials(
-                form_token=fields.get("token") or None, client=client_of(request)
+                form_token=fields.get("token") or None,
+                client=client_of(request),
+                operator=fields.get("operator"),
             )
         )
         if checked.verdict is Verdict.THROTTLED:
             response = self._page(request, target, [Flash("error", TOO_MANY)], 429)
             response.headers["Retry-After"] = str(math.ceil(checked.retry_after))
             return response
+        if checked.verdict is Verdict.ALLOWED and checked.operator is None:
+            nameless = Flash("error", "say who you are: your name is needed")
+            return self._page(request, target, [nameless], 400)
         if checked.verdict is not Verdict.ALLOWED or checked.operator is None:
             logger.warning(
                 "dashboard sign-in refused",

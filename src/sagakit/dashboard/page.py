@@ -96,9 +96,10 @@ class Pages:
         html = self.env.get_template(name).render(
             root=root_of(request),
             read_only=self.guard.read_only,
+            shared=self.guard.shared,
             actions_enabled=self.actions_enabled,
             authed=session is not None,
-            operator=None if session is None else session.operator,
+            operator="" if session is None else session.operator,
             csrf="" if session is None else session.csrf,
             flashes=list(flashes),
             **context,

@@ -45,6 +45,8 @@ from sagakit.engine.commands import (
 from sagakit.engine.events import (
     CancelRequested,
     CompensationAttemptFailed,
+    CompensationRetryRequested,
+    CompensationSkipped,
     CompensationSucceeded,
     DeadlinePassed,
     Event,
@@ -52,13 +54,16 @@ from sagakit.engine.events import (
     ResumeRequested,
     RetryRequested,
     RollbackRequested,
+    SagaForked,
     SagaResumed,
     SagaStarted,
     StepAttemptFailed,
+    StepMarkedCompensated,
     StepSucceeded,
     UnpauseRequested,
 )
 from sagakit.engine.pause import hold, pause, unpause
+from sagakit.engine.repair import repair
 from sagakit.engine.rollback import (
     check_attempt,
     on_compensation_failed,
@@ -94,6 +99,11 @@ def initial_state(saga: Saga[Any], saga_id: str) -> SagaState:
     )
 
 
+_REPAIRS = (CompensationRetryRequested, StepMarkedCompensated, CompensationSkipped)
+"""An operator's actions on one compensation (see :mod:`.repair`): checked
+after the outcomes, so they cost those nothing."""
+
+
 def decide(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
     if isinstance(event, (RetryRequested, ResumeRequested, CancelRequested)):
         return _operator(saga, state, event)
@@ -111,6 +121,8 @@ def decide(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
 
 def _outcome(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
     if state.status.terminal:
+        if isinstance(event, _REPAIRS):  # on a compensation_failed saga
+            return repair(saga, state, event)
         raise StateError(
             f"saga {state.saga_id}: already {state.status.value}, "
             f"{type(event).__name__} ignored"
@@ -129,6 +141,10 @@ def _outcome(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
         return _on_resumed(saga, state, event.at)
     if isinstance(event, DeadlinePassed):
         return _on_deadline(saga, state, event)
+    if isinstance(event, _REPAIRS):  # held by a pause, if paused
+        return repair(saga, state, event)
+    if isinstance(event, SagaForked):
+        return _on_forked(saga, state, event.at)
     raise StateError(f"saga {state.saga_id}: unknown event {event!r}")
 
 
@@ -194,6 +210,14 @@ def _on_started(saga: Saga[Any], state: SagaState, at: float) -> Decision:
     if state.stage != 0 or any(s.status is not _PENDING for s in state.steps.values()):
         raise StateError(f"saga {state.saga_id}: already started")
     return _start(saga, state, list(saga.graph.roots), at)
+
+
+def _on_forked(saga: Saga[Any], state: SagaState, at: float) -> Decision:
+    """A fork (see :func:`~sagakit.engine.repair.fork_state`) starts: the
+    steps before the one it re-runs from succeeded already."""
+    if any(s.status not in (_PENDING, _SUCCEEDED) for s in state.steps.values()):
+        raise StateError(f"saga {state.saga_id}: already started")
+    return _go_on(saga, state, at)
 
 
 def _running_step(

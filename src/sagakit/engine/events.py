@@ -124,6 +124,50 @@ class RollbackRequested:
     reason: str = "rolled back by its parent"
 
 
+@dataclass(frozen=True, slots=True)
+class CompensationRetryRequested:
+    """An operator fixed what broke the compensation of ``step``, which
+    failed for good: it runs again (a fresh budget), alone; the others that
+    failed stay as they are (``ResumeRequested`` retries them all)."""
+
+    step: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepMarkedCompensated:
+    """An operator undid ``step`` by hand, outside the saga: its
+    compensation counts as succeeded without running, and the rollback
+    goes on."""
+
+    step: str
+    at: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompensationSkipped:
+    """An operator decided that ``step`` stays done: its compensation will
+    not run (the step is ``compensation_skipped``), and the rollback goes
+    on without it."""
+
+    step: str
+    at: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SagaForked:
+    """A new instance forked from another one's recorded results (the steps
+    before the one it re-runs from are succeeded already) starts: every
+    step that may start does."""
+
+    at: float
+
+
+Repair = CompensationRetryRequested | StepMarkedCompensated | CompensationSkipped
+"""The operator actions on one compensation."""
+
 Event = (
     CancelRequested
     | RollbackRequested
@@ -131,6 +175,10 @@ Event = (
     | UnpauseRequested
     | ResumeRequested
     | RetryRequested
+    | CompensationRetryRequested
+    | StepMarkedCompensated
+    | CompensationSkipped
+    | SagaForked
     | DeadlinePassed
     | SagaStarted
     | SagaResumed

@@ -27,7 +27,12 @@ from sagakit.errors import ResultError
 T = TypeVar("T")
 
 _UNDONE = frozenset(
-    {StepStatus.COMPENSATING, StepStatus.COMPENSATED, StepStatus.COMPENSATION_FAILED}
+    {
+        StepStatus.COMPENSATING,
+        StepStatus.COMPENSATED,
+        StepStatus.COMPENSATION_FAILED,
+        StepStatus.COMPENSATION_SKIPPED,
+    }
 )
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
 

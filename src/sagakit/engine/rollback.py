@@ -92,7 +92,7 @@ def advance(saga: Saga[Any], state: SagaState, at: float) -> Decision:
     commands: list[Command] = []
     for name in listed if len(ready) > 1 else ready:  # in the listed order
         if name in ready:
-            state, command = _start(saga, state, name, at)
+            state, command = start_compensation(saga, state, name, at)
             commands.append(command)
     return Decision(state, tuple(commands))
 
@@ -116,9 +116,10 @@ def _ready(saga: Saga[Any], state: SagaState, unsettled: set[str]) -> set[str]:
     }
 
 
-def _start(
+def start_compensation(
     saga: Saga[Any], state: SagaState, name: str, at: float
 ) -> tuple[SagaState, Compensate]:
+    """Start the compensation of ``name`` (its next attempt)."""
     attempt = state.step(name).compensation_attempts + 1
     state = state.with_step(
         name,

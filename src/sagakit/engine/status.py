@@ -43,3 +43,5 @@ class StepStatus(StrEnum):
     COMPENSATING = "compensating"
     COMPENSATED = "compensated"
     COMPENSATION_FAILED = "compensation_failed"
+    COMPENSATION_SKIPPED = "compensation_skipped"
+    """An operator decided the step stays done: its compensation never runs."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict, TypeVar, Unpack
 
@@ -21,12 +21,12 @@ from pydantic import BaseModel
 from sagakit.definition.saga import Saga
 from sagakit.engine.commands import Command
 from sagakit.engine.decide import decide, initial_state
-from sagakit.engine.events import SagaStarted
-from sagakit.engine.state import ParentLink
+from sagakit.engine.events import SagaForked, SagaStarted
+from sagakit.engine.state import ParentLink, SagaState
 from sagakit.errors import SagaError
 from sagakit.observability.observer import NOOP, Observer, started_result
 from sagakit.ports.clock import Clock
-from sagakit.ports.store import SagaRecord, SagaStore, saga_line
+from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore, saga_line
 from sagakit.runtime.clock import SystemClock
 from sagakit.runtime.driver import Driver
 from sagakit.runtime.instance import Instance, default_worker_id
@@ -115,6 +115,10 @@ class SagaClient:
         self.clock = self.driver.clock
         self._new_id = new_id or (lambda: uuid.uuid4().hex)
 
+    def new_id(self) -> str:
+        """A new instance's id (a random hex id by default)."""
+        return self._new_id()
+
     async def submit(
         self,
         saga: Saga[C],
@@ -134,20 +138,25 @@ class SagaClient:
         *,
         drive: bool = False,
         parent: ParentLink | None = None,
+        fork: SagaState | None = None,
+        lines: Sequence[HistoryEntry] = (),
     ) -> Started:
         """Create and commit a new instance; with ``drive``, owned by the
         driver's worker and returned with its first commands to drive; with
-        ``parent``, as the child of that saga's step (a sub-saga)."""
+        ``parent``, as the child of that saga's step (a sub-saga); with
+        ``fork``, from that state (see :mod:`~sagakit.runtime.fork`).
+        ``lines`` follow the ``started`` line in its history."""
         idempotency_key = _checked(options).get("idempotency_key")
         self.registry.register(saga)
         ctx = _context(saga, context)
-        saga_id = options.get("saga_id") or self._new_id()
+        saga_id = options.get("saga_id") or self.new_id()
         driver = self.driver
         now = self.clock.now()
-        initial = initial_state(saga, saga_id)
+        initial = initial_state(saga, saga_id) if fork is None else fork
         if parent is not None:
             initial = initial.but(parent=parent)
-        decision = decide(saga, initial, SagaStarted(now))
+        first = SagaStarted(now) if fork is None else SagaForked(now)
+        decision = decide(saga, initial, first)
         record = SagaRecord(
             saga_id=saga_id,
             saga_name=saga.name,
@@ -185,7 +194,7 @@ class SagaClient:
             outbox = driver.hold(built.messages, now)
             ownership = driver.ownership() if drive else {}
             stored, created = await driver.saves.create(
-                record, [started], outbox=outbox, **ownership
+                record, [started, *lines], outbox=outbox, **ownership
             )
             start.created = created
         if not created:
@@ -257,12 +266,17 @@ class SagaClient:
         *,
         reason: str | None = None,
         by: str = "operator",
+        step: str | None = None,
     ) -> None:
         """Commit an operator's ``action`` and hand the saga over to a worker,
         or leave it to the live worker that drives it, which records its step
         in flight and goes on as asked (``StateError`` if the action does not
-        fit the saga's state)."""
-        await self.driver.request(saga_id, action, reason=reason, by=by, hand_over=True)
+        fit the saga's state). ``step``: the one whose compensation
+        ``retry_compensation``, ``mark_compensated`` or
+        ``skip_compensation`` acts on."""
+        await self.driver.request(
+            saga_id, action, reason=reason, by=by, hand_over=True, step=step
+        )
 
     async def retry(self, saga_id: str, *, by: str = "operator") -> None:
         """Run the failed steps of a ``failed`` saga again (fresh retry

@@ -166,10 +166,11 @@ class Driver:
         reason: str | None = None,
         by: str = "operator",
         hand_over: bool = False,
+        step: str | None = None,
     ) -> None:
         """Apply an operator's ``action`` (see :func:`operator.request`)."""
         await operator.handle(
-            self, saga_id, action, reason=reason, by=by, hand_over=hand_over
+            self, saga_id, action, reason=reason, by=by, hand_over=hand_over, step=step
         )
 
     # -- letting go ------------------------------------------------------------

@@ -1,5 +1,11 @@
 """Admin operations: the API behind ``sagakit list|show|retry|resume|cancel|dlq``
-and the dashboard's actions. Nothing here prints; callers render the results.
+and the dashboard's actions (the actions on one compensation and forks are
+in :mod:`sagakit.admin.repair`, exported here). Nothing here prints;
+callers render the results.
+
+**Every action names who asks and why** (``by=``, ``reason=``; blank is a
+:class:`~sagakit.errors.SagaError`). Both go into the saga's history with
+the action, and what it changed (the audit trail ``sagakit show`` lists).
 
 **Operator actions hand the work over.** ``retry``, ``resume`` and ``cancel``
 commit one transition (a ``*_requested`` history line, the new state) through a
@@ -33,6 +39,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from sagakit.engine.state import SagaStatus
@@ -44,6 +51,7 @@ if TYPE_CHECKING:  # the readings (``sagakit list``, ``show``) load none of thes
     from sagakit.ports.clock import Clock
     from sagakit.ports.transport import DeadLetter, Transport
     from sagakit.runtime import operator
+    from sagakit.runtime.client import SagaClient
 
 logger = logging.getLogger(__name__)
 
@@ -56,16 +64,22 @@ __all__ = [
     "children_of",
     "dead_letters",
     "describe",
+    "driver_of",
     "find",
+    "fork",
     "has_queue",
     "list_sagas",
+    "mark_compensated",
     "pause",
     "pause_all",
     "replay_dead_letters",
     "resume",
     "retry",
+    "retry_compensation",
     "retry_failed",
+    "said",
     "show",
+    "skip_compensation",
     "unpause",
     "unpause_all",
 ]
@@ -217,23 +231,37 @@ async def children_of(
 # -- operator actions --------------------------------------------------------
 
 
-async def _request(
+def said(by: str, reason: str) -> tuple[str, str]:
+    """``by`` and ``reason`` stripped; ``SagaError`` if either is blank: an
+    operator action records who asked for it and why."""
+    who, why = (by or "").strip(), (reason or "").strip()
+    if not who:
+        raise SagaError(
+            "an operator action needs the operator's name (who asks): it is "
+            "kept in the saga's history"
+        )
+    if not why:
+        raise SagaError(
+            "an operator action needs a reason: it is kept in the saga's history"
+        )
+    return who, why
+
+
+async def request(
     store: SagaStore,
     sagas: Iterable[Saga[Any]],
     saga_id: str,
     action: operator.Action,
     *,
     by: str,
-    reason: str | None,
+    reason: str,
     clock: Clock | None,
+    step: str | None = None,
 ) -> SagaRecord:
-    from sagakit.runtime.client import SagaClient  # noqa: PLC0415 - see top
-
+    by, reason = said(by, reason)
     record = await find(store, saga_id)
-    client = SagaClient(
-        store, sagas, clock=clock, worker_id=f"admin:{by}", lease=ADMIN_LEASE
-    )
-    await client.request(record.saga_id, action, reason=reason, by=by)
+    client = action_client(store, sagas, clock)
+    await client.request(record.saga_id, action, reason=reason, by=by, step=step)
     logger.info(
         "admin action committed",
         extra={"action": f"admin_{action}", "saga_id": record.saga_id, "by": by},
@@ -241,18 +269,40 @@ async def _request(
     return await store.get(record.saga_id)
 
 
+def action_client(
+    store: SagaStore, sagas: Iterable[Saga[Any]], clock: Clock | None
+) -> SagaClient:
+    """A client that holds what it acts on under this process's own id, so
+    a crash before it hands the saga over leaves it to the next worker at
+    once (a dead process's lease is not waited out)."""
+    from sagakit.runtime.client import SagaClient  # noqa: PLC0415 - see top
+
+    return SagaClient(
+        store, sagas, clock=clock, worker_id=_admin_id(), lease=ADMIN_LEASE
+    )
+
+
+@cache
+def _admin_id() -> str:
+    """This process's owner id for the sagas its actions hold (one for all
+    of them: a dashboard acts many times)."""
+    from sagakit.runtime.owners import default_worker_id  # noqa: PLC0415
+
+    return default_worker_id()
+
+
 async def retry(
     store: SagaStore,
     sagas: Iterable[Saga[Any]],
     saga_id: str,
     *,
-    by: str = "operator",
-    reason: str | None = None,
+    by: str,
+    reason: str,
     clock: Clock | None = None,
 ) -> SagaRecord:
     """Run the failed steps of a ``failed`` saga again (fresh retry budget);
     a worker or ``recover`` runs them. Returns the record as committed."""
-    return await _request(
+    return await request(
         store, sagas, saga_id, "retry", by=by, reason=reason, clock=clock
     )
 
@@ -262,13 +312,13 @@ async def resume(
     sagas: Iterable[Saga[Any]],
     saga_id: str,
     *,
-    by: str = "operator",
-    reason: str | None = None,
+    by: str,
+    reason: str,
     clock: Clock | None = None,
 ) -> SagaRecord:
     """Retry the failed compensation of a ``compensation_failed`` saga and go
     on rolling back; a worker or ``recover`` runs it."""
-    return await _request(
+    return await request(
         store, sagas, saga_id, "resume", by=by, reason=reason, clock=clock
     )
 
@@ -278,13 +328,13 @@ async def cancel(
     sagas: Iterable[Saga[Any]],
     saga_id: str,
     *,
-    by: str = "operator",
-    reason: str | None = None,
+    by: str,
+    reason: str,
     clock: Clock | None = None,
 ) -> SagaRecord:
     """Stop a ``running`` saga and compensate what it completed (refused past
     its pivot); a worker or ``recover`` runs the compensations."""
-    return await _request(
+    return await request(
         store, sagas, saga_id, "cancel", by=by, reason=reason, clock=clock
     )
 
@@ -294,13 +344,13 @@ async def pause(
     sagas: Iterable[Saga[Any]],
     saga_id: str,
     *,
-    by: str = "operator",
-    reason: str | None = None,
+    by: str,
+    reason: str,
     clock: Clock | None = None,
 ) -> SagaRecord:
     """Pause a running or compensating saga: steps in flight finish and are
     recorded, no new step starts until :func:`unpause`."""
-    return await _request(
+    return await request(
         store, sagas, saga_id, "pause", by=by, reason=reason, clock=clock
     )
 
@@ -310,13 +360,13 @@ async def unpause(
     sagas: Iterable[Saga[Any]],
     saga_id: str,
     *,
-    by: str = "operator",
-    reason: str | None = None,
+    by: str,
+    reason: str,
     clock: Clock | None = None,
 ) -> SagaRecord:
     """Let a paused saga go on where it stopped; a worker or ``recover``
     runs what the pause held back."""
-    return await _request(
+    return await request(
         store, sagas, saga_id, "unpause", by=by, reason=reason, clock=clock
     )
 
@@ -327,8 +377,8 @@ async def pause_all(
     saga: str,
     *,
     version: int | None = None,
-    by: str = "operator",
-    reason: str | None = None,
+    by: str,
+    reason: str,
     limit: int = 10_000,
     clock: Clock | None = None,
 ) -> BulkAction:
@@ -353,8 +403,8 @@ async def unpause_all(
     saga: str,
     *,
     version: int | None = None,
-    by: str = "operator",
-    reason: str | None = None,
+    by: str,
+    reason: str,
     limit: int = 10_000,
     clock: Clock | None = None,
 ) -> BulkAction:
@@ -380,11 +430,12 @@ async def _bulk(
     *,
     version: int | None,
     by: str,
-    reason: str | None,
+    reason: str,
     limit: int,
     clock: Clock | None,
 ) -> BulkAction:
     _bulk_scope(sagas, saga, limit)
+    by, reason = said(by, reason)
     result = BulkAction()
     for saga_id in await store.unfinished([saga], limit=limit):
         record = await store.get(saga_id)
@@ -393,7 +444,7 @@ async def _bulk(
         if record.state.paused != (action == "unpause"):
             continue  # already as asked
         try:
-            await _request(
+            await request(
                 store, sagas, saga_id, action, by=by, reason=reason, clock=clock
             )
         except (StateError, ConcurrencyError) as exc:
@@ -422,8 +473,8 @@ async def retry_failed(
     *,
     saga: str | None = None,
     limit: int = 100,
-    by: str = "operator",
-    reason: str | None = None,
+    by: str,
+    reason: str,
     progress: Progress | None = None,
     clock: Clock | None = None,
 ) -> BulkRetry:
@@ -432,6 +483,7 @@ async def retry_failed(
     failed`` shows first. A saga that changed meanwhile is refused and
     skipped, not fatal."""
     known = _bulk_scope(sagas, saga, limit)
+    by, reason = said(by, reason)
     found: list[SagaRecord] = []
     for name in sorted(known if saga is None else {saga}):
         found += await store.list_sagas(
@@ -523,3 +575,13 @@ async def replay_dead_letters(
         extra={"action": "dlq_replayed", "queue": queue, "moved": moved},
     )
     return moved
+
+
+# the actions on one compensation, and forks (they use the helpers above)
+from sagakit.admin.repair import (  # noqa: E402
+    driver_of,
+    fork,
+    mark_compensated,
+    retry_compensation,
+    skip_compensation,
+)
