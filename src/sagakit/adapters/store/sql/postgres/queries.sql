@@ -322,10 +322,14 @@ SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
  LIMIT $3;
 
 -- count_by_status --
--- Sagas per status: the ended ones as the triggers of migration 0012 keep
--- them (summed over their rows), the unfinished ones (few) read from
--- sagakit_saga_status
-SELECT status, sum(n)::bigint AS n FROM sagakit_saga_count
+-- Sagas per status: the ended ones as the triggers of migration 0015 keep
+-- them (the totals folded so far plus the changes since: a few thousand
+-- rows at most), the unfinished ones (few) read from sagakit_saga_status
+SELECT status, sum(n)::bigint AS n FROM (
+    SELECT status, n FROM sagakit_saga_count
+    UNION ALL
+    SELECT status, change FROM sagakit_saga_count_change
+) AS ended
  GROUP BY status
 HAVING sum(n) > 0
 UNION ALL
@@ -336,8 +340,11 @@ SELECT status, count(*) AS n FROM sagakit_saga
 -- count_saga_by_status --
 -- count_by_status of saga $1 (its unfinished ones from
 -- sagakit_saga_name_status)
-SELECT status, sum(n)::bigint AS n FROM sagakit_saga_count
- WHERE saga_name = $1
+SELECT status, sum(n)::bigint AS n FROM (
+    SELECT status, n FROM sagakit_saga_count WHERE saga_name = $1
+    UNION ALL
+    SELECT status, change FROM sagakit_saga_count_change WHERE saga_name = $1
+) AS ended
  GROUP BY status
 HAVING sum(n) > 0
 UNION ALL
