@@ -69,6 +69,25 @@ def test_library_sets_wal_mode(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_page_cache_and_memory_map_sizes(tmp_path: Path) -> None:
+    def sizes(store: SQLiteStore) -> tuple[int, int]:
+        conn = store.database.conn
+        (cache,) = conn.execute("PRAGMA cache_size").fetchone()
+        (mapped,) = conn.execute("PRAGMA mmap_size").fetchone()
+        return cache, mapped
+
+    cache, mapped = sizes(SQLiteStore(tmp_path / "a.db"))
+    assert cache == -64 * 1024  # KiB
+    assert mapped > 0  # SQLite's build may cap it below 2 GB
+    assert sizes(SQLiteStore(tmp_path / "b.db", cache_mb=8, mmap_mb=0)) == (
+        -8 * 1024,
+        0,
+    )
+    for bad in ({"cache_mb": -1}, {"mmap_mb": 1.5}, {"cache_mb": True}):
+        with pytest.raises(StoreError, match="must be an int >= 0"):
+            SQLiteStore(tmp_path / "c.db", **bad)  # type: ignore[arg-type]
+
+
 def test_every_named_query_is_valid_sql(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "q.db")
     for name, sql in queries("sqlite").items():
