@@ -27,6 +27,7 @@ from sagakit.cli.common import (
     existing_database_or_fail,
     fail,
     run_async,
+    run_read,
     sagas_or_fail,
 )
 from sagakit.cli.loader import LoadError
@@ -123,7 +124,12 @@ def _with_store(
         finally:
             await store.close()
 
-    return _run(run)
+    if not read_only:
+        return _run(run)
+    try:
+        return run_read(db_of(ctx), run)
+    except (SagaError, LoadError) as exc:
+        fail(str(exc))
 
 
 def _with_transport(url: str | None, work: Callable[[Transport], Awaitable[T]]) -> T:

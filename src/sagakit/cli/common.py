@@ -4,7 +4,7 @@ a command uses them (``sagakit --help`` loads neither rich nor asyncio)."""
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
@@ -85,6 +85,29 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
     from sagakit.runtime import loop
 
     return loop.run(main)
+
+
+def run_read(url: str | None, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a read-only command's coroutine (``make()``) on the store of
+    ``url``. A SQLite (or in-memory) store never waits: its coroutine runs to
+    its end at once, with no event loop, and asyncio is not even imported
+    (a sixth of ``sagakit list``'s start-up). Should one wait or want a
+    running loop all the same, it is run again from the start on sagakit's
+    loop: a read can be. PostgreSQL's run on the loop."""
+    from sagakit.adapters.store.database import database_url, is_postgres
+
+    if is_postgres(database_url(url)):
+        return run_async(make())
+    work = make()
+    try:
+        work.send(None)
+    except StopIteration as done:
+        return cast("T", done.value)
+    except RuntimeError:  # it wanted a running loop after all
+        pass
+    else:
+        work.close()  # it waited
+    return run_async(make())
 
 
 def fail(reason: str) -> NoReturn:

@@ -22,6 +22,7 @@ from sagakit import __version__
 from sagakit.adapters.store import ENV_VAR, database_url, open_store_async
 from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
 from sagakit.cli import admin, dashboard, db, deploy, docs, recover, workflows
+from sagakit.cli.coercion import plain_values
 from sagakit.cli.common import (
     EXIT_ERROR,
     SagasArgument,
@@ -31,6 +32,7 @@ from sagakit.cli.common import (
     existing_database_or_fail,
     fail,
     run_async,
+    run_read,
     sagas_or_fail,
 )
 from sagakit.cli.loader import LoadError, load_participant
@@ -80,6 +82,7 @@ class OneLineErrors(TyperGroup):
         windows_expand_args: bool = True,
         **extra: Any,
     ) -> Any:
+        plain_values(self)  # no pydantic to read "--limit 5"
         try:
             code = super().main(
                 args, prog_name, complete_var, False, windows_expand_args, **extra
@@ -171,7 +174,7 @@ def with_store(
             await store.close()
 
     try:
-        return run_async(run())
+        return run_read(settings.db, run) if read_only else run_async(run())
     except SagaError as exc:
         fail(str(exc))
 
