@@ -168,8 +168,6 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
     (round trips) store calls sent, next to ``commits``.
     """
 
-    counts_migration = 15  # 0015_saga_count_changes.sql: totals and changes
-
     def __init__(
         self, database: PostgresDatabase | Any, *, owned: bool = False
     ) -> None:

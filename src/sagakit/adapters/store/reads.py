@@ -26,10 +26,9 @@ from sagakit.ports.workflow_store import (
     WorkflowStatus,
 )
 
-COUNTS_MIGRATION = 12
-"""The migration that keeps the number of ended sagas per name and status
-(0012_saga_store_at_scale.sql); on PostgreSQL the counts queries read the
-tables of 0015_saga_count_changes.sql (``PostgresStore.counts_migration``)."""
+COUNTS_MIGRATION = 15
+"""The migration that keeps the number of sagas per name and status, every
+status counted (0015_saga_count_changes.sql)."""
 
 DEFINITIONS_MIGRATION = 10
 """The migration that records the definition of workflow instances and
@@ -65,9 +64,6 @@ class SagaReads(Generic[D]):
     """Saga lookups: ``get``, ``history`` and the operators' queries."""
 
     database: D
-    counts_migration = COUNTS_MIGRATION
-    """The migration whose tables the ``count_by_status`` queries read;
-    before it, the counts are read from every saga."""
     _counting = False
 
     async def get(self, saga_id: str) -> SagaRecord:
@@ -111,12 +107,12 @@ class SagaReads(Generic[D]):
         return {SagaStatus(r[0]): int(r[1]) for r in found}
 
     async def _counts_kept(self) -> bool:
-        """Whether the database keeps counts (``counts_migration``); once it
-        does, it always will, so only a "no" is asked again (``sagakit db
-        migrate`` may run meanwhile)."""
+        """Whether the database keeps counts (migration 0015); once it does,
+        it always will, so only a "no" is asked again (``sagakit db migrate``
+        may run meanwhile)."""
         if not self._counting:
             applied = await applied_migrations(self.database)
-            self._counting = self.counts_migration in applied
+            self._counting = COUNTS_MIGRATION in applied
         return self._counting
 
     async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:

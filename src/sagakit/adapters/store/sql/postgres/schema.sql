@@ -50,8 +50,7 @@ CREATE INDEX sagakit_saga_waiting ON sagakit_saga (created_at)
 CREATE INDEX sagakit_saga_unfinished ON sagakit_saga (created_at, saga_id)
     WHERE status IN ('running', 'compensating');
 
--- Ended sagas per name and status (the unfinished ones are counted from
--- sagakit_saga_status): the totals folded so far, one row per name and
+-- Sagas per name and status: the totals folded so far, one row per name and
 -- status, plus the changes appended since (see the functions)
 CREATE TABLE sagakit_saga_count (
     saga_name  text NOT NULL,
@@ -96,27 +95,31 @@ BEGIN
 END;
 $$;
 
--- Append the change of a saga that ends, reopens, is renamed or deleted.
--- Every 1,024th change folds, once per transaction at most: a transaction
--- with many changes does not read its own folded ones again and again.
+-- Append the change of a saga that is created, changes status or name, or
+-- is deleted. Every 1,024th change folds, once per transaction at most: a
+-- transaction with many changes does not read its own folded ones again
+-- and again.
 CREATE FUNCTION sagakit_saga_count_change() RETURNS trigger
     LANGUAGE plpgsql AS $$
 DECLARE
     made bigint;
-    due boolean := false;
+    appended integer := 1;
 BEGIN
-    IF TG_OP <> 'INSERT' AND OLD.status NOT IN ('running', 'compensating') THEN
+    IF TG_OP = 'INSERT' THEN
         INSERT INTO sagakit_saga_count_change (saga_name, status, change)
-        VALUES (OLD.saga_name, OLD.status, -1) RETURNING id INTO made;
-        due := made % 1024 = 0;
-    END IF;
-    IF TG_OP <> 'DELETE' AND NEW.status NOT IN ('running', 'compensating') THEN
+        VALUES (NEW.saga_name, NEW.status, 1);
+    ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO sagakit_saga_count_change (saga_name, status, change)
-        VALUES (NEW.saga_name, NEW.status, 1) RETURNING id INTO made;
-        due := due OR made % 1024 = 0;
+        VALUES (OLD.saga_name, OLD.status, -1);
+    ELSE
+        INSERT INTO sagakit_saga_count_change (saga_name, status, change)
+        VALUES (OLD.saga_name, OLD.status, -1), (NEW.saga_name, NEW.status, 1);
+        appended := 2;
     END IF;
-    IF due AND current_setting('sagakit.count_folded', true)
-               IS DISTINCT FROM 'yes' THEN
+    made := currval('sagakit_saga_count_change_id_seq');
+    IF made % 1024 < appended
+       AND current_setting('sagakit.count_folded', true) IS DISTINCT FROM 'yes'
+    THEN
         PERFORM set_config('sagakit.count_folded', 'yes', true);
         PERFORM sagakit_saga_count_fold();
     END IF;
@@ -126,22 +129,18 @@ $$;
 
 CREATE TRIGGER sagakit_saga_count_insert
     AFTER INSERT ON sagakit_saga
-    FOR EACH ROW WHEN (NEW.status NOT IN ('running', 'compensating'))
-    EXECUTE FUNCTION sagakit_saga_count_change();
+    FOR EACH ROW EXECUTE FUNCTION sagakit_saga_count_change();
 
 CREATE TRIGGER sagakit_saga_count_update
     AFTER UPDATE OF saga_name, status ON sagakit_saga
     FOR EACH ROW
-    WHEN ((OLD.status IS DISTINCT FROM NEW.status
-           OR OLD.saga_name IS DISTINCT FROM NEW.saga_name)
-          AND (OLD.status NOT IN ('running', 'compensating')
-               OR NEW.status NOT IN ('running', 'compensating')))
+    WHEN (OLD.status IS DISTINCT FROM NEW.status
+          OR OLD.saga_name IS DISTINCT FROM NEW.saga_name)
     EXECUTE FUNCTION sagakit_saga_count_change();
 
 CREATE TRIGGER sagakit_saga_count_delete
     AFTER DELETE ON sagakit_saga
-    FOR EACH ROW WHEN (OLD.status NOT IN ('running', 'compensating'))
-    EXECUTE FUNCTION sagakit_saga_count_change();
+    FOR EACH ROW EXECUTE FUNCTION sagakit_saga_count_change();
 
 
 CREATE TABLE sagakit_step_history (
