@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from sagakit import SagaStatus
 from sagakit.adapters.store.reads import listing, prefix_end
 from sagakit.adapters.store.sql import queries
 from sagakit.adapters.store.sqlite import SQLiteStore
@@ -174,6 +175,33 @@ async def test_postgres_generic_plan_of_a_list_would_scan(pg: Any) -> None:
     query, args = listing("compensating", None, 50, None, False)
     plan = await _pg_plan(pg, query, args, "force_generic_plan")
     assert "sagakit_saga_status" not in plan, plan
+
+
+@pytest.mark.postgres
+async def test_postgres_lists_never_run_a_generic_plan(pg_url: str) -> None:
+    """``list_sagas`` prepares its statement for each call: the generic plan
+    PostgreSQL would make after five calls of a cached one never runs."""
+    import asyncpg  # noqa: PLC0415 - the PostgreSQL tests only
+
+    from sagakit.adapters.store.postgres import (  # noqa: PLC0415
+        PostgresDatabase,
+        PostgresStore,
+    )
+
+    pool = await asyncpg.create_pool(pg_url, min_size=1, max_size=1)
+    store = PostgresStore(PostgresDatabase(pool, where="one connection"))
+    try:
+        for _ in range(8):
+            await store.list_sagas(status=SagaStatus.COMPENSATING)
+            await store.list_sagas(saga_name="nothing")
+        async with pool.acquire() as conn:  # the connection they ran on
+            plans = await conn.fetch(
+                "SELECT statement, generic_plans FROM pg_prepared_statements"
+            )
+        lists = [p for p in plans if "pg_prepared_statements" not in p["statement"]]
+        assert all(p["generic_plans"] == 0 for p in lists), lists
+    finally:
+        await pool.close()
 
 
 @pytest.mark.postgres

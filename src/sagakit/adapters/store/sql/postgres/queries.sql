@@ -263,11 +263,6 @@ SELECT saga_id, step, kind, attempt, outcome, result, error, started_at,
        finished_at
   FROM sagakit_step_history WHERE saga_id = $1 ORDER BY id;
 
--- plan_for_arguments --
--- Inside a transaction: plan its statements for their arguments every time
--- (PostgresDatabase.fetch_replanned)
-SET LOCAL plan_cache_mode = force_custom_plan;
-
 -- list_sagas --
 -- Newest first: $1 the limit, $2 created before (NULL: any time). Each
 -- filter has a statement of its own (list_sagas_by_*), so that every one
