@@ -87,8 +87,7 @@ dropped): empty / bare is what the counts cost on the save path."""
 COUNT_TRIGGERS = {
     "sqlite": [
         "DROP TRIGGER sagakit_saga_count_insert",
-        "DROP TRIGGER sagakit_saga_count_end",
-        "DROP TRIGGER sagakit_saga_count_reopen",
+        "DROP TRIGGER sagakit_saga_count_update",
         "DROP TRIGGER sagakit_saga_count_delete",
     ],
     "postgres": [
