@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import importlib
 import json
@@ -67,7 +68,7 @@ from scale_fill import (
 )
 
 from sagakit import Orchestrator, SagaStatus, SQLiteStore, admin
-from sagakit.errors import SagaNotFound
+from sagakit.errors import SagaNotFound, StoreError
 from sagakit.ports.store import SagaStore
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -75,6 +76,7 @@ DSN_ENV = "SAGAKIT_TEST_POSTGRES_URL"
 TARGET_MS = 20.0
 TARGET_THROUGHPUT = 0.9  # full store / empty store
 POOL_SIZE = 20
+RESTARTS = 5  # attempts of a throughput side after a lost connection
 
 
 # -- stores ----------------------------------------------------------------------
@@ -390,17 +392,34 @@ async def throughput(
     for round_ in range(rounds):
         first = round_ % len(SIDES)
         for side in SIDES[first:] + SIDES[:first]:
+            for row, rate in (await _side(where, side, n, concurrency)).items():
+                figures[row].setdefault(side, []).append(rate)
+    return figures
+
+
+async def _side(where: Stores, side: str, n: int, concurrency: int) -> dict[str, Rate]:
+    """One side's rows of a round; run again from the start after a lost
+    connection (other test suites restart a shared server)."""
+    for attempt in range(RESTARTS):
+        try:
             store = await where.open(where.places[side])
             orchestrator = Orchestrator(store, [RUN])
             server = ServerCPU(store)
             try:
                 await sagas_per_s(orchestrator, max(1, n // 10), 1, server)  # warm-up
-                for row, conc in (("seq", 1), ("conc", concurrency)):
-                    rate = await sagas_per_s(orchestrator, n, conc, server)
-                    figures[row].setdefault(side, []).append(rate)
+                return {
+                    row: await sagas_per_s(orchestrator, n, conc, server)
+                    for row, conc in (("seq", 1), ("conc", concurrency))
+                }
             finally:
-                await orchestrator.close()
-    return figures
+                with contextlib.suppress(StoreError, OSError):
+                    await orchestrator.close()
+        except (StoreError, OSError) as exc:
+            if attempt == RESTARTS - 1:
+                raise
+            print(f"note: {type(exc).__name__} on the {side} store; running it again")
+            await asyncio.sleep(3)
+    raise AssertionError("unreachable")
 
 
 # -- report ----------------------------------------------------------------------
