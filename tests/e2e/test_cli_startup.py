@@ -8,6 +8,7 @@ libraries, the AsyncAPI builder, sagakit's runtime and pydantic models.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -125,9 +126,30 @@ def test_list_on_sqlite_loads_the_store_alone(tmp_path: Path) -> None:
     assert heavy_sagakit(modules) == []
     assert "sagakit.adapters.store.sqlite" in modules
     assert "sagakit.adapters.store.postgres" not in modules
-    # pydantic comes with typer (>= 0.2x coerces every option value through a
-    # pydantic TypeAdapter), not with sagakit: none of sagakit's models loaded
+    # typer (>= 0.2x) would convert every option value through a pydantic
+    # TypeAdapter: sagakit's plain values do without (cli.coercion); and a
+    # SQLite store's reads never wait, so no event loop runs them
+    assert tops(modules) & {"pydantic", "pydantic_core", "asyncio", "uvloop"} == set()
     assert "sagakit.engine.results" not in modules
+
+
+def test_show_on_sqlite_loads_no_event_loop(tmp_path: Path) -> None:
+    from sagakit.adapters.store.sqlite import SQLiteStore  # noqa: PLC0415
+    from sagakit.testing.contracts.store import make_record  # noqa: PLC0415
+
+    db = migrated_sqlite(tmp_path)
+
+    async def one_saga() -> None:
+        store = SQLiteStore(db)
+        await store.create(make_record("abc12345"), [])
+        await store.close()
+
+    asyncio.run(one_saga())
+
+    modules = loaded(tmp_path, "--db", str(db), "show", "abc123")
+
+    assert tops(modules) & {"pydantic", "asyncio", "uvloop"} == set()
+    assert heavy_sagakit(modules) == []
 
 
 @pytest.mark.postgres

@@ -37,7 +37,10 @@ READS = [
     "list-before",
     "list-waiting",
 ]
-THROUGHPUT = ["seq-empty", "seq-full", "conc-empty", "conc-full"]
+THROUGHPUT = [
+    *("seq-full", "seq-empty", "seq-bare"),
+    *("conc-full", "conc-empty", "conc-bare"),
+]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

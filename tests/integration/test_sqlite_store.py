@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sagakit import SagaAlreadyExists, StoreError, open_store
+from sagakit import SagaAlreadyExists, SagaStatus, StoreError, open_store
 from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.adapters.store.sql import Migration, in_order, migrations, queries, schema
 from sagakit.adapters.store.sqlite import SQLiteStore, split_statements
@@ -67,6 +67,25 @@ def test_library_sets_wal_mode(tmp_path: Path) -> None:
     SQLiteStore(tmp_path / "wal.db")
     conn = sqlite3.connect(tmp_path / "wal.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_page_cache_and_memory_map_sizes(tmp_path: Path) -> None:
+    def sizes(store: SQLiteStore) -> tuple[int, int]:
+        conn = store.database.conn
+        (cache,) = conn.execute("PRAGMA cache_size").fetchone()
+        (mapped,) = conn.execute("PRAGMA mmap_size").fetchone()
+        return cache, mapped
+
+    cache, mapped = sizes(SQLiteStore(tmp_path / "a.db"))
+    assert cache == -64 * 1024  # KiB
+    assert mapped > 0  # SQLite's build may cap it below 2 GB
+    assert sizes(SQLiteStore(tmp_path / "b.db", cache_mb=8, mmap_mb=0)) == (
+        -8 * 1024,
+        0,
+    )
+    for bad in ({"cache_mb": -1}, {"mmap_mb": 1.5}, {"cache_mb": True}):
+        with pytest.raises(StoreError, match="must be an int >= 0"):
+            SQLiteStore(tmp_path / "c.db", **bad)  # type: ignore[arg-type]
 
 
 def test_every_named_query_is_valid_sql(tmp_path: Path) -> None:
@@ -263,3 +282,51 @@ def test_processes_creating_one_saga_id_give_one_instance(tmp_path: Path) -> Non
     refused = [o for o in outcomes if isinstance(o, SagaAlreadyExists)]
     assert len(created) == 1, outcomes
     assert [(e.saga_id, e.status) for e in refused] == [("s1", "running")] * 3
+
+
+def test_migration_0015_counts_the_unfinished_sagas_too(tmp_path: Path) -> None:
+    """0012 counted the ended sagas (the unfinished were read from an
+    index); 0015 adds the unfinished ones, and every status is counted from
+    there on."""
+    path = tmp_path / "before.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    q = queries("sqlite")
+    conn.execute(q["create_migrations_table"])
+    for m in migrations("sqlite"):
+        if m.version < 15:
+            for statement in split_statements(m.sql):
+                conn.execute(statement)
+            conn.execute(q["record_migration"], (m.version, m.name, 0.0))
+    conn.execute(
+        "WITH RECURSIVE i(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM i WHERE n < 30)"
+        " INSERT INTO sagakit_saga (saga_id, saga_name, status, version, context,"
+        " state, created_at, updated_at)"
+        " SELECT 's' || n, CASE WHEN n % 3 = 0 THEN 'refund' ELSE 'order' END,"
+        " CASE WHEN n % 2 = 0 THEN 'succeeded' WHEN n % 5 = 0 THEN 'compensating'"
+        " ELSE 'running' END, 1, '{}', '{}', n, n FROM i"
+    )
+    conn.close()
+
+    store = SQLiteStore(path)  # migrates 0015
+    scan = store.database.conn.execute(
+        "SELECT saga_name, status, count(*) FROM sagakit_saga GROUP BY 1, 2"
+    ).fetchall()
+    kept = store.database.conn.execute(
+        "SELECT saga_name, status, n FROM sagakit_saga_count WHERE n > 0"
+    ).fetchall()
+    assert sorted(kept) == sorted(scan)
+    store.database.conn.execute(
+        "UPDATE sagakit_saga SET status = 'failed' WHERE saga_id IN ('s1', 's5')"
+    )
+    store.database.conn.execute("DELETE FROM sagakit_saga WHERE saga_id = 's2'")
+    expected = {
+        (SagaStatus(s), n)
+        for s, n in store.database.conn.execute(
+            "SELECT status, count(*) FROM sagakit_saga GROUP BY 1"
+        )
+    }
+
+    async def counted() -> dict[SagaStatus, int]:
+        return await store.count_by_status()
+
+    assert set(asyncio.run(counted()).items()) == expected

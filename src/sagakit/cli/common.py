@@ -127,6 +127,29 @@ def seconds_or_fail(option: str, value: float, *, zero: bool = False) -> float:
     return value
 
 
+def run_read(url: str | None, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a read-only command's coroutine (``make()``) on the store of
+    ``url``. A SQLite (or in-memory) store never waits: its coroutine runs to
+    its end at once, with no event loop, and asyncio is not even imported
+    (a sixth of ``sagakit list``'s start-up). Should one wait or want a
+    running loop all the same, it is run again from the start on sagakit's
+    loop: a read can be. PostgreSQL's run on the loop."""
+    from sagakit.adapters.store.database import database_url, is_postgres
+
+    if is_postgres(database_url(url)):
+        return run_async(make())
+    work = make()
+    try:
+        work.send(None)
+    except StopIteration as done:
+        return cast("T", done.value)
+    except RuntimeError:  # it wanted a running loop after all
+        pass
+    else:
+        work.close()  # it waited
+    return run_async(make())
+
+
 def fail(reason: str) -> NoReturn:
     """End the command with ``error: <reason>`` (red on a terminal), status 2."""
     err.print(
@@ -239,6 +262,6 @@ def with_store(
             await store.close()
 
     try:
-        return run_async(run())
+        return run_read(url, run) if read_only else run_async(run())
     except (SagaError, LoadError) as exc:
         fail(str(exc))

@@ -22,6 +22,7 @@ from sagakit import __version__
 from sagakit.adapters.store import ENV_VAR, database_url
 from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
 from sagakit.cli import admin, dashboard, db, deploy, docs, recover, repair, workflows
+from sagakit.cli.coercion import plain_values
 from sagakit.cli.common import (
     EXIT_ERROR,
     SagasArgument,
@@ -82,6 +83,7 @@ class OneLineErrors(TyperGroup):
         windows_expand_args: bool = True,
         **extra: Any,
     ) -> Any:
+        plain_values(self)  # no pydantic to read "--limit 5"
         try:
             code = super().main(
                 args, prog_name, complete_var, False, windows_expand_args, **extra

@@ -10,20 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from sagakit.engine.state import SagaStatus
-from sagakit.ports.event_store import EventRecord, TrackedChoreography
-from sagakit.ports.store import HistoryEntry, SagaRecord
-from sagakit.ports.workflow_store import (
-    WorkflowHistoryEntry,
-    WorkflowRecord,
-    WorkflowStatus,
-)
+from sagakit.ports.workflow_status import WorkflowStatus
 from sagakit.views.audit import audit_lines
 from sagakit.views.format import (
     WORKFLOW_STEP_LABELS,
@@ -44,6 +38,11 @@ from sagakit.views.format import (
     total_duration,
     workflow_status_label,
 )
+
+if TYPE_CHECKING:  # what `list` renders loads no workflow or choreography port
+    from sagakit.ports.event_store import EventRecord, TrackedChoreography
+    from sagakit.ports.store import HistoryEntry, SagaRecord
+    from sagakit.ports.workflow_store import WorkflowHistoryEntry, WorkflowRecord
 
 STATUS_STYLES: dict[str, str] = {
     SagaStatus.RUNNING.value: "cyan",

@@ -174,14 +174,17 @@ class PostgresDatabase:
         """:meth:`fetch`, planned for these arguments on every call: for reads
         whose best plan depends on the values (a status or saga name with no
         instance, or most of them), where the generic plan PostgreSQL caches
-        after five calls of a prepared statement could read every saga. A
-        transaction of its own sets ``plan_cache_mode`` for it: three more
-        round trips, which an operator's read can afford."""
+        after five calls of a prepared statement could read every saga. The
+        statement is prepared for this call alone (its first execution gets
+        a plan of its own): one more round trip, which an operator's read
+        can afford."""
         self.statements += 1
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute(_Q["plan_for_arguments"])
-                return await conn.fetch(_Q[query], *args)
+            if self._lane is None:
+                async with self._pool.acquire() as conn:
+                    return await (await conn.prepare(_Q[query])).fetch(*args)
+            async with self._lane.connection() as conn:
+                return await (await conn.prepare(_Q[query])).fetch(*args)
         except DRIVER_ERRORS as exc:
             raise self.error(about, exc) from exc
 

@@ -26,9 +26,9 @@ from sagakit.ports.workflow_store import (
     WorkflowStatus,
 )
 
-COUNTS_MIGRATION = 12
-"""The migration that keeps the number of ended sagas per name and status
-(0012_saga_store_at_scale.sql)."""
+COUNTS_MIGRATION = 15
+"""The migration that keeps the number of sagas per name and status, every
+status counted (0015_saga_count_changes.sql)."""
 
 DEFINITIONS_MIGRATION = 10
 """The migration that records the definition of workflow instances and
@@ -107,7 +107,7 @@ class SagaReads(Generic[D]):
         return {SagaStatus(r[0]): int(r[1]) for r in found}
 
     async def _counts_kept(self) -> bool:
-        """Whether the database keeps counts (migration 0012); once it does,
+        """Whether the database keeps counts (migration 0015); once it does,
         it always will, so only a "no" is asked again (``sagakit db migrate``
         may run meanwhile)."""
         if not self._counting:

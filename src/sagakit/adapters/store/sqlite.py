@@ -10,10 +10,9 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagakit.adapters.store import rows
-from sagakit.adapters.store.event_sqlite import SQLiteEventStore
 from sagakit.adapters.store.inbox import SQLiteInbox
 from sagakit.adapters.store.reads import SagaReads
 from sagakit.adapters.store.rows import dumps, unique_ids
@@ -23,7 +22,6 @@ from sagakit.adapters.store.sqlite_database import (
     SQLiteDatabase,
     split_statements,
 )
-from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
 from sagakit.errors import (
     ConcurrencyError,
     DuplicateMessage,
@@ -40,6 +38,10 @@ from sagakit.ports.store import (
     SagaRecord,
     Save,
 )
+
+if TYPE_CHECKING:  # made when asked for: a saga store's reads need neither
+    from sagakit.adapters.store.event_sqlite import SQLiteEventStore
+    from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
 
 _REFUSED = (ConcurrencyError, SagaNotFound, DuplicateMessage, SagaAlreadyExists)
 """What one save of a batch fails with alone (see ``save_many``)."""
@@ -101,10 +103,18 @@ class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
 
     def event_store(self) -> SQLiteEventStore:
         """The choreography tables of this file, on this connection."""
+        from sagakit.adapters.store.event_sqlite import (  # noqa: PLC0415 - on use
+            SQLiteEventStore,
+        )
+
         return SQLiteEventStore(self.database)
 
     def workflow_store(self) -> SQLiteWorkflowStore:
         """The workflow tables of this file, on this connection."""
+        from sagakit.adapters.store.workflow_sqlite import (  # noqa: PLC0415 - on use
+            SQLiteWorkflowStore,
+        )
+
         return SQLiteWorkflowStore(self.database)
 
     # -- schema (the database's) -------------------------------------------

@@ -22,6 +22,12 @@ from sagakit.errors import StoreError
 
 _Q = queries("sqlite")
 _SYNC_MODES = ("off", "normal", "full", "extra")
+CACHE_MB = 64
+"""Page cache of the connection, at most (SQLite's own default is 2 MB):
+the pages of a store's indexes that a write reads stay in memory."""
+MMAP_MB = 2048
+"""The file mapped in memory, up to this size (SQLite caps it, commonly at
+2 GB): a page the cache lacks is read without a system call."""
 
 
 def split_statements(script: str) -> list[str]:
@@ -46,6 +52,10 @@ class SQLiteDatabase:
 
     The schema is migrated when it opens (unless ``migrate=False``).
     ``path=":memory:"`` keeps everything in memory (tests, benchmarks).
+    ``cache_mb`` (64) bounds the connection's page cache and ``mmap_mb``
+    (2048) the part of the file read through a memory map (0: none): at a
+    million stored sagas, SQLite's defaults (2 MB, no map) read index pages
+    from the file on every write.
     """
 
     driver_errors = sqlite3.Error
@@ -57,11 +67,16 @@ class SQLiteDatabase:
         *,
         synchronous: str = "normal",
         migrate: bool = True,
+        cache_mb: int = CACHE_MB,
+        mmap_mb: int = MMAP_MB,
     ) -> None:
         if synchronous.lower() not in _SYNC_MODES:
             raise StoreError(
                 f"synchronous must be one of {_SYNC_MODES}, got {synchronous!r}"
             )
+        for name, size in (("cache_mb", cache_mb), ("mmap_mb", mmap_mb)):
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise StoreError(f"{name} must be an int >= 0, got {size!r}")
         self.path = str(path)
         self.commits = 0
         try:
@@ -73,6 +88,9 @@ class SQLiteDatabase:
             self.conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.execute("PRAGMA busy_timeout=10000")
+            # checked above: ints; negative cache_size is KiB, not pages
+            self.conn.execute(f"PRAGMA cache_size=-{cache_mb * 1024}")
+            self.conn.execute(f"PRAGMA mmap_size={mmap_mb * 1024 * 1024}")
         except sqlite3.Error as exc:
             raise StoreError(
                 f"cannot open SQLite database {self.path!r}: {exc}"
@@ -220,10 +238,16 @@ class OnSQLite(OnDatabase[SQLiteDatabase]):
         synchronous: str = "normal",
         migrate: bool = True,
         owned: bool = False,
+        cache_mb: int = CACHE_MB,
+        mmap_mb: int = MMAP_MB,
     ) -> None:
         shared = sqlite_database_of(path)
         self.database = shared or SQLiteDatabase(
-            cast("str | Path", path), synchronous=synchronous, migrate=migrate
+            cast("str | Path", path),
+            synchronous=synchronous,
+            migrate=migrate,
+            cache_mb=cache_mb,
+            mmap_mb=mmap_mb,
         )
         self._owned = owned or shared is None
         self.path = self.database.path

@@ -6,7 +6,11 @@ import logging
 import re
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 logger = logging.getLogger("sagakit.adapters.store")
 
@@ -20,8 +24,21 @@ class Migration:
     sql: str
 
 
+@cache
+def _files() -> Traversable:
+    """This package's folder: read as plain files when it is one (no
+    importlib.resources, and its zipfile and tempfile, at start-up), through
+    importlib.resources otherwise (a zipped install)."""
+    here = Path(__file__).parent
+    if (here / "sqlite" / "queries.sql").is_file():
+        return here
+    from importlib import resources  # noqa: PLC0415 - a zipped install only
+
+    return resources.files(__package__)
+
+
 def _read(dialect: str, name: str) -> str:
-    return resources.files(__package__).joinpath(dialect, name).read_text("utf-8")
+    return _files().joinpath(dialect, name).read_text("utf-8")
 
 
 @cache
@@ -44,7 +61,7 @@ def schema(dialect: str) -> str:
 
 @cache
 def migrations(dialect: str) -> tuple[Migration, ...]:
-    folder = resources.files(__package__).joinpath(dialect, "migrations")
+    folder = _files().joinpath(dialect, "migrations")
     found = []
     for entry in folder.iterdir():
         match = re.match(r"^(\d{4})_([a-z0-9_]+)\.sql$", entry.name)

@@ -263,11 +263,6 @@ SELECT saga_id, step, kind, attempt, outcome, result, error, started_at,
        finished_at
   FROM sagakit_step_history WHERE saga_id = $1 ORDER BY id;
 
--- plan_for_arguments --
--- Inside a transaction: plan its statements for their arguments every time
--- (PostgresDatabase.fetch_replanned)
-SET LOCAL plan_cache_mode = force_custom_plan;
-
 -- list_sagas --
 -- Newest first: $1 the limit, $2 created before (NULL: any time). Each
 -- filter has a statement of its own (list_sagas_by_*), so that every one
@@ -322,32 +317,30 @@ SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
  LIMIT $3;
 
 -- count_by_status --
--- Sagas per status: the ended ones as the triggers of migration 0012 keep
--- them (summed over their rows), the unfinished ones (few) read from
--- sagakit_saga_status
-SELECT status, sum(n)::bigint AS n FROM sagakit_saga_count
+-- Sagas per status, as the triggers of migration 0015 keep them: the
+-- totals folded so far plus the changes since (a few thousand rows at
+-- most, however many sagas are stored or running)
+SELECT status, sum(n)::bigint AS n FROM (
+    SELECT status, n FROM sagakit_saga_count
+    UNION ALL
+    SELECT status, change FROM sagakit_saga_count_change
+) AS counted
  GROUP BY status
-HAVING sum(n) > 0
-UNION ALL
-SELECT status, count(*) AS n FROM sagakit_saga
- WHERE status IN ('running', 'compensating')
- GROUP BY status;
+HAVING sum(n) > 0;
 
 -- count_saga_by_status --
--- count_by_status of saga $1 (its unfinished ones from
--- sagakit_saga_name_status)
-SELECT status, sum(n)::bigint AS n FROM sagakit_saga_count
- WHERE saga_name = $1
+-- count_by_status of saga $1
+SELECT status, sum(n)::bigint AS n FROM (
+    SELECT status, n FROM sagakit_saga_count WHERE saga_name = $1
+    UNION ALL
+    SELECT status, change FROM sagakit_saga_count_change WHERE saga_name = $1
+) AS counted
  GROUP BY status
-HAVING sum(n) > 0
-UNION ALL
-SELECT status, count(*) AS n FROM sagakit_saga
- WHERE saga_name = $1 AND status IN ('running', 'compensating')
- GROUP BY status;
+HAVING sum(n) > 0;
 
 -- count_by_status_scan --
--- count_by_status on a schema from before 0012 (no counts kept): reads
--- every saga
+-- count_by_status on a schema from before 0015 (no counts kept of every
+-- status): reads every saga
 SELECT status, count(*) AS n FROM sagakit_saga
  WHERE ($1::text IS NULL OR saga_name = $1::text)
  GROUP BY status;

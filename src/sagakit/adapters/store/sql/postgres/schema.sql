@@ -50,48 +50,78 @@ CREATE INDEX sagakit_saga_waiting ON sagakit_saga (created_at)
 CREATE INDEX sagakit_saga_unfinished ON sagakit_saga (created_at, saga_id)
     WHERE status IN ('running', 'compensating');
 
--- Ended sagas per name and status, in as many rows (shards) as writers at
--- once (see the functions); the unfinished ones are counted from
--- sagakit_saga_status
+-- Sagas per name and status: the totals folded so far, one row per name and
+-- status, plus the changes appended since (see the functions)
 CREATE TABLE sagakit_saga_count (
     saga_name  text NOT NULL,
     status     text NOT NULL,
-    shard      integer NOT NULL,
     n          bigint NOT NULL,
-    PRIMARY KEY (saga_name, status, shard)
+    PRIMARY KEY (saga_name, status)
 );
 
--- Add change to the count of a name and status in a row of it that no other
--- transaction is changing (a new row if all are): writers never wait for
--- each other, and there are as many rows as writers at once at most
-CREATE FUNCTION sagakit_saga_count_add(counted text, ended text, change integer)
-    RETURNS void LANGUAGE plpgsql AS $$
+CREATE TABLE sagakit_saga_count_change (
+    id         bigint GENERATED ALWAYS AS IDENTITY,
+    saga_name  text NOT NULL,
+    status     text NOT NULL,
+    change     integer NOT NULL
+);
+
+-- Fold the committed changes into the totals; returns how many it folded
+-- (0 if another transaction is folding, or in a transaction that is not
+-- READ COMMITTED, where a fold could meet a conflict). Any session may call
+-- it at any time: counts read the same before and after.
+CREATE FUNCTION sagakit_saga_count_fold() RETURNS bigint
+    LANGUAGE plpgsql AS $$
 DECLARE
-    free integer;
+    folded bigint;
 BEGIN
-    SELECT c.shard INTO free FROM sagakit_saga_count AS c
-     WHERE c.saga_name = counted AND c.status = ended
-     LIMIT 1 FOR UPDATE SKIP LOCKED;
-    IF FOUND THEN
-        UPDATE sagakit_saga_count AS c SET n = c.n + change
-         WHERE c.saga_name = counted AND c.status = ended AND c.shard = free;
-    ELSE
-        INSERT INTO sagakit_saga_count AS c (saga_name, status, shard, n)
-        VALUES (counted, ended, pg_backend_pid(), change)
-        ON CONFLICT (saga_name, status, shard)
-        DO UPDATE SET n = c.n + excluded.n;
+    IF current_setting('transaction_isolation') <> 'read committed'
+       OR NOT pg_try_advisory_xact_lock(7318267413062125618) THEN
+        RETURN 0;
     END IF;
+    WITH gone AS (
+        DELETE FROM sagakit_saga_count_change
+        RETURNING saga_name, status, change
+    ), summed AS (
+        SELECT saga_name, status, sum(change) AS n, count(*) AS changes
+          FROM gone GROUP BY saga_name, status
+    ), added AS (
+        INSERT INTO sagakit_saga_count AS c (saga_name, status, n)
+        SELECT saga_name, status, n FROM summed
+        ON CONFLICT (saga_name, status) DO UPDATE SET n = c.n + excluded.n
+    )
+    SELECT coalesce(sum(changes), 0) INTO folded FROM summed;
+    RETURN folded;
 END;
 $$;
 
+-- Append the change of a saga that is created, changes status or name, or
+-- is deleted. Every 1,024th change folds, once per transaction at most: a
+-- transaction with many changes does not read its own folded ones again
+-- and again.
 CREATE FUNCTION sagakit_saga_count_change() RETURNS trigger
     LANGUAGE plpgsql AS $$
+DECLARE
+    made bigint;
+    appended integer := 1;
 BEGIN
-    IF TG_OP <> 'INSERT' AND OLD.status NOT IN ('running', 'compensating') THEN
-        PERFORM sagakit_saga_count_add(OLD.saga_name, OLD.status, -1);
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO sagakit_saga_count_change (saga_name, status, change)
+        VALUES (NEW.saga_name, NEW.status, 1);
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO sagakit_saga_count_change (saga_name, status, change)
+        VALUES (OLD.saga_name, OLD.status, -1);
+    ELSE
+        INSERT INTO sagakit_saga_count_change (saga_name, status, change)
+        VALUES (OLD.saga_name, OLD.status, -1), (NEW.saga_name, NEW.status, 1);
+        appended := 2;
     END IF;
-    IF TG_OP <> 'DELETE' AND NEW.status NOT IN ('running', 'compensating') THEN
-        PERFORM sagakit_saga_count_add(NEW.saga_name, NEW.status, 1);
+    made := currval('sagakit_saga_count_change_id_seq');
+    IF made % 1024 < appended
+       AND current_setting('sagakit.count_folded', true) IS DISTINCT FROM 'yes'
+    THEN
+        PERFORM set_config('sagakit.count_folded', 'yes', true);
+        PERFORM sagakit_saga_count_fold();
     END IF;
     RETURN NULL;
 END;
@@ -99,22 +129,18 @@ $$;
 
 CREATE TRIGGER sagakit_saga_count_insert
     AFTER INSERT ON sagakit_saga
-    FOR EACH ROW WHEN (NEW.status NOT IN ('running', 'compensating'))
-    EXECUTE FUNCTION sagakit_saga_count_change();
+    FOR EACH ROW EXECUTE FUNCTION sagakit_saga_count_change();
 
 CREATE TRIGGER sagakit_saga_count_update
     AFTER UPDATE OF saga_name, status ON sagakit_saga
     FOR EACH ROW
-    WHEN ((OLD.status IS DISTINCT FROM NEW.status
-           OR OLD.saga_name IS DISTINCT FROM NEW.saga_name)
-          AND (OLD.status NOT IN ('running', 'compensating')
-               OR NEW.status NOT IN ('running', 'compensating')))
+    WHEN (OLD.status IS DISTINCT FROM NEW.status
+          OR OLD.saga_name IS DISTINCT FROM NEW.saga_name)
     EXECUTE FUNCTION sagakit_saga_count_change();
 
 CREATE TRIGGER sagakit_saga_count_delete
     AFTER DELETE ON sagakit_saga
-    FOR EACH ROW WHEN (OLD.status NOT IN ('running', 'compensating'))
-    EXECUTE FUNCTION sagakit_saga_count_change();
+    FOR EACH ROW EXECUTE FUNCTION sagakit_saga_count_change();
 
 
 CREATE TABLE sagakit_step_history (

@@ -114,31 +114,20 @@ SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
  LIMIT ?3;
 
 -- count_by_status --
--- Sagas per status: the ended ones as the triggers of migration 0012 keep
--- them, the unfinished ones (few) read from sagakit_saga_status
+-- Sagas per status, as the triggers of migration 0015 keep them (one row
+-- per saga name and status, however many sagas are stored or running)
 SELECT status, sum(n) FROM sagakit_saga_count
  GROUP BY status
-HAVING sum(n) > 0
-UNION ALL
-SELECT status, count(*) FROM sagakit_saga
- WHERE status IN ('running', 'compensating')
- GROUP BY status;
+HAVING sum(n) > 0;
 
 -- count_saga_by_status --
--- count_by_status of saga ?1 (its unfinished ones from
--- sagakit_saga_name_status)
-SELECT status, sum(n) FROM sagakit_saga_count
- WHERE saga_name = ?1
- GROUP BY status
-HAVING sum(n) > 0
-UNION ALL
-SELECT status, count(*) FROM sagakit_saga
- WHERE saga_name = ?1 AND status IN ('running', 'compensating')
- GROUP BY status;
+-- count_by_status of saga ?1
+SELECT status, n FROM sagakit_saga_count
+ WHERE saga_name = ?1 AND n > 0;
 
 -- count_by_status_scan --
--- count_by_status on a schema from before 0012 (no counts kept): reads
--- every saga
+-- count_by_status on a schema from before 0015 (no counts kept of every
+-- status): reads every saga
 SELECT status, count(*) FROM sagakit_saga
  WHERE ?1 IS NULL OR saga_name = ?1
  GROUP BY status;

@@ -48,8 +48,8 @@ CREATE INDEX sagakit_saga_waiting ON sagakit_saga (created_at)
 CREATE INDEX sagakit_saga_unfinished ON sagakit_saga (created_at, saga_id)
     WHERE status IN ('running', 'compensating');
 
--- Ended sagas per name and status, kept by the triggers below in the
--- transaction that ends (or reopens) a saga; rows at 0 stay
+-- Sagas per name and status, every status counted, kept by the triggers
+-- below in the transaction that writes a saga; rows at 0 stay
 CREATE TABLE sagakit_saga_count (
     saga_name  TEXT NOT NULL,
     status     TEXT NOT NULL,
@@ -59,35 +59,25 @@ CREATE TABLE sagakit_saga_count (
 
 CREATE TRIGGER sagakit_saga_count_insert
     AFTER INSERT ON sagakit_saga
-    WHEN NEW.status NOT IN ('running', 'compensating')
 BEGIN
     INSERT INTO sagakit_saga_count (saga_name, status, n)
     VALUES (NEW.saga_name, NEW.status, 1)
     ON CONFLICT (saga_name, status) DO UPDATE SET n = n + 1;
 END;
 
-CREATE TRIGGER sagakit_saga_count_end
+CREATE TRIGGER sagakit_saga_count_update
     AFTER UPDATE OF saga_name, status ON sagakit_saga
-    WHEN NEW.status NOT IN ('running', 'compensating')
-         AND (OLD.status IS NOT NEW.status OR OLD.saga_name IS NOT NEW.saga_name)
-BEGIN
-    INSERT INTO sagakit_saga_count (saga_name, status, n)
-    VALUES (NEW.saga_name, NEW.status, 1)
-    ON CONFLICT (saga_name, status) DO UPDATE SET n = n + 1;
-END;
-
-CREATE TRIGGER sagakit_saga_count_reopen
-    AFTER UPDATE OF saga_name, status ON sagakit_saga
-    WHEN OLD.status NOT IN ('running', 'compensating')
-         AND (OLD.status IS NOT NEW.status OR OLD.saga_name IS NOT NEW.saga_name)
+    WHEN OLD.status IS NOT NEW.status OR OLD.saga_name IS NOT NEW.saga_name
 BEGIN
     UPDATE sagakit_saga_count SET n = n - 1
      WHERE saga_name = OLD.saga_name AND status = OLD.status;
+    INSERT INTO sagakit_saga_count (saga_name, status, n)
+    VALUES (NEW.saga_name, NEW.status, 1)
+    ON CONFLICT (saga_name, status) DO UPDATE SET n = n + 1;
 END;
 
 CREATE TRIGGER sagakit_saga_count_delete
     AFTER DELETE ON sagakit_saga
-    WHEN OLD.status NOT IN ('running', 'compensating')
 BEGIN
     UPDATE sagakit_saga_count SET n = n - 1
      WHERE saga_name = OLD.saga_name AND status = OLD.status;
