@@ -32,9 +32,9 @@ with needs_extra(
 
 __all__ = ["Outgoing", "batchable", "publish_many"]
 
-Outgoing = tuple[str, bytes, "Basic.Properties"]
-"""A message to publish: routing key (a queue, on the default exchange),
-body and properties."""
+Outgoing = tuple[str, str, bytes, "Basic.Properties"]
+"""A message to publish: exchange (``""``, the default one: the routing key
+names a queue), routing key, body and properties."""
 
 _NEEDED = (
     "lock",
@@ -71,11 +71,13 @@ async def publish_many(
     async with channel.lock:
         size = channel.max_content_size
         frames: list[Any] = []
-        for routing_key, body, properties in messages:
+        for exchange, routing_key, body, properties in messages:
             if not properties.message_id:  # returns are matched by message id
                 properties.message_id = uuid.uuid4().hex
             frames.append(
-                Basic.Publish(exchange="", routing_key=routing_key, mandatory=True)
+                Basic.Publish(
+                    exchange=exchange, routing_key=routing_key, mandatory=True
+                )
             )
             frames.append(ContentHeader(properties=properties, body_size=len(body)))
             frames.extend(_bodies(body, size))
@@ -85,7 +87,7 @@ async def publish_many(
         await channel.write_queue.put(payload)
         futures: list[asyncio.Future[object]] = []
         by_id: dict[str, int] = channel.message_id_delivery_tag
-        for _, _, properties in messages:
+        for *_, properties in messages:
             channel.delivery_tag += 1
             tag: int = channel.delivery_tag
             confirmation: asyncio.Future[object] = channel.create_future()
