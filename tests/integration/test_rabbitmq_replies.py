@@ -5,13 +5,20 @@ forwarding what waits for a process that left."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from pydantic import BaseModel
 
+from sagakit import Orchestrator, Saga, SagaStatus, SQLiteStore, Step
 from sagakit.adapters.transport.amqp_replies import owner_queue
+from sagakit.definition import Remote
 from sagakit.messaging.envelope import Envelope, encode
+from sagakit.participant import Participant
 from sagakit.ports.transport import ReplyRouting
 from sagakit.testing.contracts.transport import Recorder, command
 from tests.conftest import amqp_transport, rabbitmq_ready
@@ -156,3 +163,67 @@ async def test_replies_batched_for_one_owner_reach_its_queue(
     )
     await own.wait()
     assert sorted(m.payload["n"] for m in own.handled) == list(range(5))
+
+
+# -- orchestrators ---------------------------------------------------------------
+
+
+class Held(BaseModel):
+    n: int = 0
+
+
+def held_saga(queue: str) -> Saga[Held]:
+    return Saga(
+        "held",
+        [Step("hold", Remote("desk.hold", lambda ctx: {"n": ctx.n}, queue=queue))],
+        context=Held,
+    )
+
+
+async def test_a_reply_for_a_saga_another_process_took_over_is_applied(
+    rabbit_transport: RabbitTransport, tmp_path: Path
+) -> None:
+    """The command went out from ``first``, so its reply comes to
+    ``first``'s own queue; meanwhile ``first`` handed the saga over and
+    ``second`` claimed it. ``first`` applies the reply on the stored state
+    (taking the saga back) and the saga ends once."""
+    transport = rabbit_transport
+    queue = f"desk-{uuid.uuid4().hex[:8]}"
+    saga = held_saga(queue)
+    store = SQLiteStore(tmp_path / "sagas.db")
+    received, release = asyncio.Event(), asyncio.Event()
+    desk = Participant(
+        "desk", transport, SQLiteStore(tmp_path / "desk.db"), queue=queue
+    )
+
+    @desk.handler("desk.hold")
+    async def hold(cmd: dict[str, int]) -> dict[str, int]:
+        received.set()
+        await release.wait()
+        return {"n": cmd["n"]}
+
+    await desk.start()
+    first = Orchestrator(store, [saga], transport=transport, lease=30.0)
+    second = Orchestrator(store, [saga], transport=transport, lease=30.0)
+    async with first.serving(), second.serving():
+        saga_id = await first.start(saga, Held(n=4))
+        async with asyncio.timeout(10):
+            await received.wait()
+        assert await first.stop_driving() == [saga_id]  # released
+        assert await second.recover() == [saga_id]
+        release.set()
+        async with asyncio.timeout(10):
+            while (await store.get(saga_id)).status is not SagaStatus.SUCCEEDED:  # noqa: ASYNC110 - a store has no event for it
+                await asyncio.sleep(0.02)
+        assert first.active == 0
+    history = await store.history(saga_id)
+    assert [(h.step, h.outcome) for h in history if h.kind == "action"] == [
+        ("hold", "succeeded")
+    ]
+    assert (await store.get(saga_id)).state.step("hold").result == {"n": 4}
+    with sqlite3.connect(tmp_path / "sagas.db") as conn:
+        (owner,) = conn.execute(
+            "SELECT owner FROM sagakit_saga WHERE saga_id = ?", (saga_id,)
+        ).fetchone()
+    assert owner == first.worker_id  # the reply came to first's own queue
+    await desk.stop()

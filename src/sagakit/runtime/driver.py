@@ -96,6 +96,8 @@ class Driver:
     lease: float | None = None
     store_retry: float = 30.0
     reply_queue: str = "sagakit.replies"
+    reply_key: str | None = None
+    """Named in the commands sent from here (see ``runtime.intake``)."""
     relay: OutboxRelay | None = None
     observer: Observer = NOOP
     child_poll: float = 1.0
@@ -453,6 +455,7 @@ class Driver:
             now=now,
             observer=self.observer,
             trace=inst.trace,
+            reply_key=self.reply_key,
         )
         decision = built.decision  # fire-and-forget compensations sent: done
         entries = [*entries, *built.entries]

@@ -37,7 +37,8 @@ class Worker:
     claimed after a crash, does the work): a worker at ``max_active``
     claims again as soon as one of its instances ends. ``poll_interval`` is
     the pause between claims when there was nothing to claim. ``observer``:
-    tracing and metrics hooks (see ``Orchestrator``).
+    tracing and metrics hooks, ``reply_routing``: a reply queue of its own
+    (both: see ``Orchestrator``).
     """
 
     def __init__(
@@ -53,6 +54,7 @@ class Worker:
         transport: Transport | None = None,
         reply_queue: str = "sagakit.replies",
         observer: Observer | None = None,
+        reply_routing: bool = True,
     ) -> None:
         if max_active < 1:
             raise SagaError(f"max_active must be >= 1, got {max_active}")
@@ -65,6 +67,7 @@ class Worker:
             transport=transport,
             reply_queue=reply_queue,
             observer=observer,
+            reply_routing=reply_routing,
         )
         self.poll_interval = poll_interval
         self.max_active = max_active
