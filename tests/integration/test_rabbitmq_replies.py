@@ -186,7 +186,8 @@ async def test_a_reply_for_a_saga_another_process_took_over_is_applied(
     """The command went out from ``first``, so its reply comes to
     ``first``'s own queue; meanwhile ``first`` handed the saga over and
     ``second`` claimed it. ``first`` applies the reply on the stored state
-    (taking the saga back) and the saga ends once."""
+    (taking the saga back) and the saga ends once; ``second``'s copy, which
+    only waited, stops at its next lease renewal."""
     transport = rabbit_transport
     queue = f"desk-{uuid.uuid4().hex[:8]}"
     saga = held_saga(queue)
@@ -214,6 +215,10 @@ async def test_a_reply_for_a_saga_another_process_took_over_is_applied(
         release.set()
         async with asyncio.timeout(10):
             while (await store.get(saga_id)).status is not SagaStatus.SUCCEEDED:  # noqa: ASYNC110 - a store has no event for it
+                await asyncio.sleep(0.02)
+        await second.renew_leases()
+        async with asyncio.timeout(10):
+            while second.active:  # noqa: ASYNC110 - its copy stops in its task
                 await asyncio.sleep(0.02)
         assert first.active == 0
     history = await store.history(saga_id)

@@ -48,7 +48,7 @@ from sagakit.runtime import delivery, operator, owners, refresh, subsaga
 from sagakit.runtime.cancel import cancel_steps, cancelled, was_cancelled
 from sagakit.runtime.executor import StepOutcome, execute, unsendable
 from sagakit.runtime.group import saves_of
-from sagakit.runtime.heartbeat import Heartbeat, ended
+from sagakit.runtime.heartbeat import Heartbeat, renew
 from sagakit.runtime.instance import (
     Delivery,
     Instance,
@@ -177,26 +177,7 @@ class Driver:
     async def renew_leases(self) -> list[str]:
         """Extend the leases of the instances driven here; returns the ids
         lost (another worker claimed them: their next save fails)."""
-        if self.lease is None or not self.active:
-            return []
-        ids = list(self.active)
-        kept = set(await self.store.renew(self.worker_id, ids, lease=self.lease))
-        lost = [i for i in ids if i not in kept and i in self.active]
-        for saga_id in await ended(self.store, lost):  # finishing, not lost
-            lost.remove(saga_id)
-        for saga_id in lost:
-            logger.warning(
-                "lease lost: another worker drives the saga; stopped here",
-                extra={"action": "lease_lost", "saga_id": saga_id},
-            )
-            inst = self.active.get(saga_id)
-            if inst is not None:
-                inst.lost = True  # warned once
-            if inst is not None and inst.caller_driven:
-                inst.queue.put_nowait(LeaseLost())  # run() goes on polling
-            elif inst is not None and inst.driver is not None:
-                inst.driver.cancel()  # its state is stale: another worker has it
-        return lost
+        return await renew(self)
 
     async def drain(self, poll: float = 0.25) -> None:
         """Wait until every instance driven in the background has stopped,
