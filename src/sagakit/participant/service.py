@@ -336,14 +336,16 @@ class Participant:
         payload: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
     ) -> Envelope:
-        reply = message.reply(
-            ok=ok, payload=payload, error=error, sent_at=self.clock.now()
-        )
         headers = dict(message.headers)
         self.observer.inject(headers)  # the handler's trace context goes back
         # a fixed id per command: duplicates of this reply are deduplicated too
-        return reply.model_copy(
-            update={"id": f"{message.id}.reply", "headers": headers}
+        return message.reply(
+            ok=ok,
+            payload=payload,
+            error=error,
+            sent_at=self.clock.now(),
+            id=f"{message.id}.reply",
+            headers=headers,
         )
 
 

@@ -63,6 +63,7 @@ with needs_extra(
 
 from sagakit.adapters.transport.amqp_consumer import Incoming
 from sagakit.adapters.transport.amqp_subscription import AmqpSubscription, subscribe
+from sagakit.adapters.transport.amqp_writes import Writes
 
 __all__ = [
     "DRIVER_ERRORS",
@@ -127,6 +128,8 @@ class AmqpTransport(BaseTransport):
         self._declared: set[str] = set()
         self._declaring = asyncio.Lock()
         self.routes = ReplyRoutes(self)
+        self.writes = Writes()
+        """What this transport writes in one turn of the loop, in one write."""
 
     @classmethod
     async def connect(
@@ -342,5 +345,6 @@ class AmqpTransport(BaseTransport):
         return await amqp_dead_letters.replay(self, queue, limit)
 
     async def _disconnect(self) -> None:
+        self.writes.flush()
         with self._errors("closing the connection"):
             await self._connection.close()

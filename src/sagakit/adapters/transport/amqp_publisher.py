@@ -30,6 +30,8 @@ with needs_extra(
     from pamqp.commands import Basic
     from pamqp.header import ContentHeader
 
+from sagakit.adapters.transport.amqp_writes import Writes
+
 __all__ = ["Outgoing", "batchable", "publish_many"]
 
 Outgoing = tuple[str, str, bytes, "Basic.Properties"]
@@ -63,9 +65,10 @@ def _bodies(body: bytes, size: int) -> list[ContentBody]:
 
 
 async def publish_many(
-    channel: Any, messages: Sequence[Outgoing]
+    channel: Any, messages: Sequence[Outgoing], writes: Writes | None = None
 ) -> list[asyncio.Future[object]]:
-    """Write ``messages`` (``mandatory``) to ``channel`` in one go; returns a
+    """Write ``messages`` (``mandatory``) to ``channel`` in one go (with what
+    else ``writes`` sends in this turn of the loop, if given); returns a
     future per message, resolved by its confirm (or failed by a nack, a
     return or the channel closing). Check :func:`batchable` first."""
     async with channel.lock:
@@ -84,7 +87,10 @@ async def publish_many(
         payload = ChannelFrame.marshall(channel_number=channel.number, frames=frames)
         # queued, not written yet: the writer runs only once this task
         # yields, after the confirms are registered under the broker's tags
-        await channel.write_queue.put(payload)
+        if writes is None:
+            await channel.write_queue.put(payload)
+        else:
+            writes.add(channel.write_queue, payload.payload)
         futures: list[asyncio.Future[object]] = []
         by_id: dict[str, int] = channel.message_id_delivery_tag
         for *_, properties in messages:

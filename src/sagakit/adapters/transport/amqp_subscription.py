@@ -99,7 +99,7 @@ async def subscribe(
         with contextlib.suppress(*host.driver_errors):
             await channel.close()
         raise
-    acks = Acks(host.log, queue, host.driver_errors)
+    acks = Acks(host.log, queue, host.writes)
     subscription = AmqpSubscription(host, channel, declared, acks)
     inflight = subscription.inflight
 

@@ -171,9 +171,11 @@ class RabbitTransport(AmqpTransport):
             with self._errors(f"publishing to {to[1]}"):
                 channel, batches = await self._underlay()
                 if batches:  # no drain wait, one confirm future
-                    sent = await publish_many(channel, [(*to, body, properties)])
+                    outgoing = [(*to, body, properties)]
+                    sent = await publish_many(channel, outgoing, self.writes)
                     await sent[0]
                 else:
+                    self.writes.flush()  # what waits goes first (tag order)
                     await channel.basic_publish(
                         body,
                         exchange=to[0],
@@ -223,6 +225,7 @@ class RabbitTransport(AmqpTransport):
                 sent = await publish_many(
                     channel,
                     [(*to, body, _properties(None)) for to, body, _ in carried],
+                    self.writes,
                 )
                 confirms: dict[int, Awaitable[Any]] = {}
                 for (to, _, members), future in zip(carried, sent, strict=True):
@@ -235,6 +238,7 @@ class RabbitTransport(AmqpTransport):
 
     async def _send_alone(self, to: Destination, body: bytes) -> None:
         """One message of a batch the driver cannot write at once."""
+        self.writes.flush()  # what waits goes first (tag order)
         with self._errors(f"publishing to {to[1]}"):
             channel = await self._channel.get_underlay_channel()
             await channel.basic_publish(
@@ -288,6 +292,7 @@ class RabbitTransport(AmqpTransport):
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=message_id,
         )
+        self.writes.flush()  # what waits goes first (tag order)
         with self._errors(f"publishing to {name}"):
             await self._channel.default_exchange.publish(amqp_message, routing_key=name)
 
