@@ -63,6 +63,7 @@ class Services:
             EFFECTS_VAR: str(self.effects),
         }
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.owner_queues: list[str] = []  # deleted after, whatever happens
         asyncio.run(SQLiteStore(self.db).close())  # migrated before any process
 
     def start(self, name: str, *command: str, gated: bool = False) -> None:
@@ -158,7 +159,8 @@ class Services:
 
     def queues(self) -> list[str]:
         names = [f"{self.prefix}desk", self.reply_queue]
-        return [f"sagakit.{n}{dlq}" for n in names for dlq in ("", ".dlq")]
+        found = [f"sagakit.{n}{dlq}" for n in names for dlq in ("", ".dlq")]
+        return found + self.owner_queues
 
 
 @pytest.fixture
@@ -213,6 +215,7 @@ def test_a_reply_for_a_killed_worker_is_applied_by_the_one_that_recovers(
 
     # the reply goes to the dead worker's own queue, and waits there
     queue = owner_queue(f"sagakit.{services.reply_queue}", reply_key(dead))
+    services.owner_queues.append(queue)
     services.gate.touch()
     wait_until(
         "the reply to reach the dead worker's queue",
