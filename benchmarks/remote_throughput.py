@@ -94,6 +94,7 @@ SAGAKIT_PREFIX = "sagakit"  # RabbitTransport's default, which the CLI uses
 STEPS = 3
 CELERY_MESSAGES = 2 * STEPS + 1  # step tasks, response tasks, the finish notice
 TARGET_RATIO = 5.0  # sagakit / Celery, sagas/s
+FLOOR_TARGET = 0.85  # sagakit / the floor, sagas/s (issue 17)
 READY_TIMEOUT = 60.0  # seconds for the subprocesses to start consuming
 BATCH_TIMEOUT = 120.0  # seconds for one batch of sagas to end
 POOL_SIZE = 20  # asyncpg pool of the orchestrator with --store postgres
@@ -788,7 +789,30 @@ def targets(results: list[Result]) -> list[tuple[str, bool | None]]:
                 ok,
             )
         )
+        floor = by_key.get(f"floor-{mode}")
+        value = None if sk is None else ratio(sk, by_key, "floor")
+        ok = None if value is None else value >= FLOOR_TARGET
+        shown = "n/a" if value is None else f"{value:.2f}x"
+        verdict = "n/a" if ok is None else ("PASS" if ok else "MISS")
+        cpu = None if sk is None or floor is None else cpu_ratio(sk, floor)
+        cpu_shown = "n/a" if cpu is None else f"{cpu:.2f}x"
+        checks.append(
+            (
+                f"target: sagakit >= {FLOOR_TARGET}x the floor, {words} ({shown}; "
+                f"CPU per saga here+services, floor/sagakit: {cpu_shown}): "
+                f"{verdict}",
+                ok,
+            )
+        )
     return checks
+
+
+def cpu_ratio(sk: Result, floor: Result) -> float | None:
+    """The floor's CPU per saga (this process + services) over sagakit's:
+    the throughput ratio a CPU-bound run would show, the broker aside."""
+    ours = sk.cpu_ms(sk.cpu_here + sk.cpu_services)
+    theirs = floor.cpu_ms(floor.cpu_here + floor.cpu_services)
+    return theirs / ours if ours > 0 and theirs > 0 else None
 
 
 def ceiling_lines(results: list[Result]) -> list[str]:
