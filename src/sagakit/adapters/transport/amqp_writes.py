@@ -39,6 +39,8 @@ class Writes:
         self._payloads: list[bytes] = []
         self._hooks: list[Callable[[], None]] = []
         self._scheduled = False
+        self._backlog: list[ChannelFrame] = []  # waiting for room in the queue
+        self._drainer: asyncio.Task[None] | None = None
         self.writes = 0
         """Frames handed to the connection's writer (tests, benchmarks)."""
 
@@ -48,6 +50,7 @@ class Writes:
         turn."""
         if queue is not self._queue:  # another connection: the old one's first
             self.flush()
+            self._forget_backlog()  # the old connection is gone: so are they
             self._queue = queue
         self._payloads.append(payload)
         self._schedule()
@@ -75,7 +78,32 @@ class Writes:
             if self._payloads and self._queue is not None:
                 payloads, self._payloads = self._payloads, []
                 payload = payloads[0] if len(payloads) == 1 else b"".join(payloads)
-                self._queue.put_nowait(
-                    ChannelFrame(payload=payload, should_close=False)
+                self._put(
+                    self._queue, ChannelFrame(payload=payload, should_close=False)
                 )
                 self.writes += 1
+
+    def _put(self, queue: asyncio.Queue[Any], frame: ChannelFrame) -> None:
+        """Into the writer's queue (it holds a few frames at most: while it
+        is full, frames wait here, in order, for a task that puts them)."""
+        if not self._backlog and not queue.full():
+            queue.put_nowait(frame)
+            return
+        self._backlog.append(frame)
+        if self._drainer is None:
+            self._drainer = asyncio.ensure_future(self._drain(queue))
+
+    async def _drain(self, queue: asyncio.Queue[Any]) -> None:
+        try:
+            while self._backlog:
+                await queue.put(self._backlog[0])
+                self._backlog.pop(0)
+        finally:
+            if self._drainer is asyncio.current_task():
+                self._drainer = None
+
+    def _forget_backlog(self) -> None:
+        self._backlog.clear()
+        if self._drainer is not None:
+            self._drainer.cancel()
+            self._drainer = None
