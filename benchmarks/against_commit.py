@@ -11,6 +11,9 @@ of ``scale_sagas.py``); the table gives, per row, the median over rounds of
 each side's figure and the ratio this tree / ``REV`` (higher is faster).
 Peer rows (DBOS, Celery, the floor) run on both sides too: they change with
 the load only, so their ratio shows how much of a difference is noise.
+Where rows carry them (``remote_throughput.py``), a second table gives each
+side's median ratio to the floor measured in the same run, and its CPU per
+saga (this process + the service processes).
 
 ::
 
@@ -106,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     script = args.script.resolve()
     base_name, head_name = commit_of(args.rev), "this tree"
     figures: dict[str, dict[str, list[float]]] = {}
+    extras: dict[str, dict[str, list[tuple[float, float]]]] = {}
     loads: list[str] = []
     with tempfile.TemporaryDirectory(prefix="sagakit-against-") as tmp:
         # this tree's src is copied too: edits made during a long run stay out
@@ -129,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
                     figure = row.get("sagas_per_s", row.get("per_s"))
                     if figure is not None:
                         figures.setdefault(key, {}).setdefault(side, []).append(figure)
+                    if row.get("ratio_vs_floor") is not None:
+                        cpu = row.get("cpu_ms_here", 0.0) + row.get(
+                            "cpu_ms_services", 0.0
+                        )
+                        pair = (row["ratio_vs_floor"], cpu)
+                        extras.setdefault(key, {}).setdefault(side, []).append(pair)
     print()
     print(f"{script.name} {' '.join(script_args)}; {args.rounds} round(s) per side")
     print(f"{'row':<34} {base_name:>12} {head_name:>12} {'ratio':>7}")
@@ -141,6 +151,23 @@ def main(argv: list[str] | None = None) -> int:
         "sagas/s (calls/s for a row that times a call), median over rounds of "
         "each run's median; load average (1 min) after each run: " + ", ".join(loads)
     )
+    if extras:
+        print()
+        print(
+            f"{'row':<34} {'vs floor, ' + base_name:>24} {'vs floor, ' + head_name:>20}"
+        )
+        for key, by_side in extras.items():
+            cells = []
+            for side in (base_name, head_name):
+                pairs = by_side.get(side, [])
+                ratio_ = statistics.median(p[0] for p in pairs) if pairs else 0.0
+                cpu_ = statistics.median(p[1] for p in pairs) if pairs else 0.0
+                cells.append(f"{ratio_:.2f}x ({cpu_:.2f} ms CPU)")
+            print(f"{key:<34} {cells[0]:>24} {cells[1]:>20}")
+        print(
+            "ratio to the floor of the same run, and CPU ms per saga of this "
+            "process + the service processes, medians over rounds"
+        )
     return 0
 
 

@@ -94,6 +94,7 @@ SAGAKIT_PREFIX = "sagakit"  # RabbitTransport's default, which the CLI uses
 STEPS = 3
 CELERY_MESSAGES = 2 * STEPS + 1  # step tasks, response tasks, the finish notice
 TARGET_RATIO = 5.0  # sagakit / Celery, sagas/s
+FLOOR_TARGET = 0.85  # sagakit / the floor, sagas/s (issue 17)
 READY_TIMEOUT = 60.0  # seconds for the subprocesses to start consuming
 BATCH_TIMEOUT = 120.0  # seconds for one batch of sagas to end
 POOL_SIZE = 20  # asyncpg pool of the orchestrator with --store postgres
@@ -118,6 +119,8 @@ class Result:
     runs: list[float] = field(default_factory=list)  # sagas/s of each timed run
     messages: int = 0  # broker messages over the timed runs
     sagas: int = 0
+    cpu_here: float = 0.0  # CPU seconds of this process over the timed runs
+    cpu_services: float = 0.0  # of the side's service processes (see cpu_of)
 
     @property
     def sagas_per_s(self) -> float:
@@ -126,6 +129,9 @@ class Result:
     @property
     def messages_per_saga(self) -> float:
         return self.messages / self.sagas if self.sagas else 0.0
+
+    def cpu_ms(self, seconds: float) -> float:
+        return 1000 * seconds / self.sagas if self.sagas else 0.0
 
 
 def scenarios(
@@ -227,6 +233,38 @@ class Processes:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=15)
         self.running.clear()
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far; 0 if unknown
+    (no ``/proc``). Threads count; children (a prefork pool's) do not."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+SERVICE_PROCESSES = {
+    "sagakit": "sagakit-{tag}-",
+    "sagakit-batch": "sagakit-{tag}b-",
+    "celery": "celery-",
+    "floor": "floor-",
+}
+"""Names of each side's service processes (participants, Celery workers with
+the Celery orchestrator, echo services) start with these."""
+
+
+def cpu_of(procs: Processes, library: str, tag: str) -> float:
+    """CPU seconds so far of the service processes of ``library``'s side."""
+    prefix = SERVICE_PROCESSES[library].format(tag=tag)
+    return sum(
+        process_cpu(p.pid)
+        for name, p in procs.running.items()
+        if name.startswith(prefix)
+    )
 
 
 async def consumer_count(url: str, queue: str) -> int:
@@ -643,8 +681,14 @@ async def measure(setup: Setup, rows: list[Scenario]) -> list[Result]:
                 for _ in range(args.repeats):
                     for s in systems:
                         setup.procs.check_alive()
+                        here = time.process_time()
+                        there = cpu_of(setup.procs, s.library, setup.tag)
                         seconds, messages = await run(s, s.n)
                         result = results[s.key]
+                        result.cpu_here += time.process_time() - here
+                        result.cpu_services += (
+                            cpu_of(setup.procs, s.library, setup.tag) - there
+                        )
                         result.runs.append(s.n / seconds)
                         result.messages += messages
                         result.sagas += s.n
@@ -695,6 +739,7 @@ def table(results: list[Result]) -> list[str]:
         "msgs/saga",
         "sagakit/Celery",
         "sagakit/floor",
+        "CPU ms/saga here+services",
     )
     rows = [header]
     for r in results:
@@ -712,9 +757,10 @@ def table(results: list[Result]) -> list[str]:
                 f"{r.messages_per_saga:.2f}",
                 "-" if value is None else f"{value:.2f}x",
                 "-" if of_floor is None else f"{of_floor:.2f}x",
+                f"{r.cpu_ms(r.cpu_here):.2f}+{r.cpu_ms(r.cpu_services):.2f}",
             )
         )
-    numeric = {2, 3, 4, 5, 6, 7, 8}
+    numeric = {2, 3, 4, 5, 6, 7, 8, 9}
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for row in rows:
@@ -743,7 +789,30 @@ def targets(results: list[Result]) -> list[tuple[str, bool | None]]:
                 ok,
             )
         )
+        floor = by_key.get(f"floor-{mode}")
+        value = None if sk is None else ratio(sk, by_key, "floor")
+        ok = None if value is None else value >= FLOOR_TARGET
+        shown = "n/a" if value is None else f"{value:.2f}x"
+        verdict = "n/a" if ok is None else ("PASS" if ok else "MISS")
+        cpu = None if sk is None or floor is None else cpu_ratio(sk, floor)
+        cpu_shown = "n/a" if cpu is None else f"{cpu:.2f}x"
+        checks.append(
+            (
+                f"target: sagakit >= {FLOOR_TARGET}x the floor, {words} ({shown}; "
+                f"CPU per saga here+services, floor/sagakit: {cpu_shown}): "
+                f"{verdict}",
+                ok,
+            )
+        )
     return checks
+
+
+def cpu_ratio(sk: Result, floor: Result) -> float | None:
+    """The floor's CPU per saga (this process + services) over sagakit's:
+    the throughput ratio a CPU-bound run would show, the broker aside."""
+    ours = sk.cpu_ms(sk.cpu_here + sk.cpu_services)
+    theirs = floor.cpu_ms(floor.cpu_here + floor.cpu_services)
+    return theirs / ours if ours > 0 and theirs > 0 else None
 
 
 def ceiling_lines(results: list[Result]) -> list[str]:
@@ -846,6 +915,19 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
 
 
+def reply_exchanges(setup: Setup) -> list[str]:
+    """The exchanges sagakit's reply routing declares for its reply queues
+    (see ``sagakit.adapters.transport.amqp_replies``); the orchestrators'
+    own reply queues are deleted when they stop serving."""
+    names = setup.sagakit_queues + setup.batch_queues
+    return [
+        f"{q}.{kind}"
+        for q in names
+        if q.endswith("replies")
+        for kind in ("owners", "any")
+    ]
+
+
 @contextlib.contextmanager
 def cleanup(setup: Setup) -> Iterator[None]:
     """Stop the subprocesses, delete the queues and the database, whatever happens."""
@@ -861,7 +943,7 @@ def cleanup(setup: Setup) -> Iterator[None]:
                     + setup.batch_queues
                     + setup.celery_queues
                     + setup.floor_queues,
-                    setup.celery_queues,
+                    setup.celery_queues + reply_exchanges(setup),
                 )
             )
         if setup.pg_url is not None:
@@ -923,6 +1005,12 @@ def main(argv: list[str] | None = None) -> int:
         "the requests it published and the echoes it consumed"
     )
     print(
+        "CPU ms/saga: user + system CPU per saga of this process (sagakit's "
+        "orchestrator, the floor's driver, the Celery side's driver thread) + "
+        "of the side's service processes (three participants, three echo "
+        "services, four Celery workers); the broker's is not counted"
+    )
+    print(
         f"total time {elapsed:,.1f} s; load average {load_at_start} at the start, "
         f"{load_average()} at the end (other work on the machine skews the numbers)"
     )
@@ -958,6 +1046,8 @@ def main(argv: list[str] | None = None) -> int:
                     "messages_per_saga": r.messages_per_saga,
                     "ratio_vs_celery": ratio(r, by_key),
                     "ratio_vs_floor": ratio(r, by_key, "floor"),
+                    "cpu_ms_here": r.cpu_ms(r.cpu_here),
+                    "cpu_ms_services": r.cpu_ms(r.cpu_services),
                 }
                 for r in results
             ],

@@ -8,13 +8,21 @@ run on their own event loop in a helper thread, away from the test's loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Coroutine,
+    Iterator,
+)
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar
@@ -24,6 +32,7 @@ import pytest
 
 if TYPE_CHECKING:
     from sagakit.adapters.store import Database
+    from sagakit.adapters.transport.amqp import AmqpTransport
     from sagakit.adapters.transport.rabbitmq import RabbitTransport
     from sagakit.ports.store import SagaStore
 
@@ -39,6 +48,7 @@ class Closable(Protocol):
 
 
 S = TypeVar("S", bound=Closable)
+A = TypeVar("A", bound="AmqpTransport")
 
 
 def database_url(name: str) -> str:
@@ -170,8 +180,10 @@ RABBITMQ_URL = os.environ.get(
 )
 
 
-async def delete_rabbitmq_queues(*names: str) -> None:
-    """Delete the named queues; with no names, just check the server answers."""
+async def delete_rabbitmq_queues(*names: str, exchanges: Collection[str] = ()) -> None:
+    """Delete the named queues (and ``exchanges``, and the reply exchanges
+    a queue used as a reply queue may have: ``<name>.owners``, ``<name>.any``);
+    with no names, just check the server answers."""
     import aio_pika  # noqa: PLC0415 - only the RabbitMQ tests need the driver
 
     connection = await aio_pika.connect(RABBITMQ_URL, timeout=5)
@@ -179,8 +191,25 @@ async def delete_rabbitmq_queues(*names: str) -> None:
         channel = await connection.channel()
         for name in names:
             await channel.queue_delete(name)
+        routes = [f"{name}.{kind}" for name in names for kind in ("owners", "any")]
+        for name in (*exchanges, *routes):
+            await channel.exchange_delete(name)  # no such exchange: fine
     finally:
         await connection.close()
+
+
+async def rabbitmq_ready(name: str) -> int | None:
+    """Messages ready in the RabbitMQ queue ``name`` (None: no such queue)."""
+    import aio_pika  # noqa: PLC0415 - only the RabbitMQ tests need the driver
+
+    connection = await aio_pika.connect(RABBITMQ_URL, timeout=5)
+    async with connection:
+        channel = await connection.channel()
+        try:
+            declared = await channel.declare_queue(name, passive=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return None
+        return declared.declaration_result.message_count or 0
 
 
 @pytest.fixture(scope="session")
@@ -197,18 +226,29 @@ def rabbitmq_url() -> str:
     return RABBITMQ_URL
 
 
+@contextlib.asynccontextmanager
+async def amqp_transport(kind: type[A], url: str) -> AsyncIterator[A]:
+    """An AMQP transport (``RabbitTransport``, ``CeleryTransport``) with a
+    queue prefix of its own; its queues and exchanges are deleted after."""
+    prefix = f"sagakit-test-{uuid.uuid4().hex[:12]}"
+    transport = await kind.connect(url, prefix=prefix)
+    try:
+        yield transport
+    finally:
+        await transport.close()
+        await delete_rabbitmq_queues(
+            *sorted(transport.declared_queues),
+            exchanges=sorted(transport.declared_exchanges),
+        )
+
+
 @pytest.fixture
 async def rabbit_transport(rabbitmq_url: str) -> AsyncIterator[RabbitTransport]:
     """A ``RabbitTransport`` with a queue prefix of its own; its queues are
     deleted afterwards."""
     rabbitmq = pytest.importorskip("sagakit.adapters.transport.rabbitmq")
-    prefix = f"sagakit-test-{uuid.uuid4().hex[:12]}"
-    transport = await rabbitmq.RabbitTransport.connect(rabbitmq_url, prefix=prefix)
-    try:
+    async with amqp_transport(rabbitmq.RabbitTransport, rabbitmq_url) as transport:
         yield transport
-    finally:
-        await transport.close()
-        await delete_rabbitmq_queues(*sorted(transport.declared_queues))
 
 
 # --- Redis ---------------------------------------------------------------------

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -67,6 +67,20 @@ class Procs:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
+
+
+def stop(procs: Iterable[subprocess.Popen[bytes]], seconds: float = 15) -> None:
+    """SIGTERM the processes still running, then SIGKILL any that is slow."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 def runs(effects: Path) -> Runs:

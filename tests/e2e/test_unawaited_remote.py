@@ -23,6 +23,7 @@ import pytest
 from sagakit.adapters.store.postgres import PostgresStore
 from sagakit.runtime import Orchestrator
 from tests.conftest import delete_rabbitmq_queues, run_sync
+from tests.e2e.processes import stop
 from tests.e2e.test_create_order import query, wait_until
 from tests.e2e.unawaited_app import PREFIX_VAR, Order, sagas
 
@@ -93,15 +94,7 @@ class Services:
         return True
 
     def stop_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop(self.procs.values(), seconds=10)
 
     def queues(self) -> list[str]:
         names = [f"{self.prefix}{n}" for n in ("kitchen", "accounting")]

@@ -250,3 +250,24 @@ def test_the_batch_url_parameter_must_say_true_or_false() -> None:
     assert batch_option("amqp://h/") == ("amqp://h/", False)
     with pytest.raises(TransportError, match="batch='maybe'"):
         batch_option("amqp://h/?batch=maybe")
+
+
+async def test_frames_wait_in_order_while_the_writer_queue_is_full() -> None:
+    """aiormq's writer queue holds a few frames: what a transport gathers
+    while it is full waits, in order, and goes in as room frees up."""
+    from sagakit.adapters.transport.amqp_writes import Writes  # noqa: PLC0415
+
+    queue: asyncio.Queue[object] = asyncio.Queue(maxsize=1)
+    writes = Writes()
+    for payload in (b"a", b"b", b"c"):
+        writes.add(queue, payload)
+        writes.flush()  # one frame each
+    got = []
+    async with asyncio.timeout(5):
+        for _ in range(3):
+            got.append(getattr(await queue.get(), "payload", None))
+    assert got == [b"a", b"b", b"c"]
+    writes.add(queue, b"d")
+    writes.add(queue, b"e")
+    await asyncio.sleep(0)  # the next turn of the loop: one frame of both
+    assert getattr(queue.get_nowait(), "payload", None) == b"de"

@@ -69,12 +69,15 @@ def test_remote_benchmark_prints_a_row_per_scenario(
         assert messages_per_saga > 0, key
         # sagakit/floor: a ratio on the sagakit rows, "-" on the others
         assert cells[8].endswith("x") == key.startswith("sk"), cells
+        here, services = cells[9].split("+")  # CPU ms per saga
+        assert number(here) >= 0, cells
+        assert number(services) >= 0, cells
     for key in ("floor-seq", "floor-conc"):
         assert number(rows[key][6]) == 6, rows[key]  # 3 requests + 3 echoes
     for key in ("sk-seq", "sk-conc", "skb-seq", "skb-conc"):
         assert number(rows[key][6]) >= 6, rows[key]  # 3 commands + 3 replies
     targets = re.findall(r"^target: .*: (PASS|MISS)$", done.stdout, re.MULTILINE)
-    assert len(targets) == 2
+    assert len(targets) == 4  # vs Celery and vs the floor, both modes
     ceilings = re.findall(r"^ceiling: .*\d\.\d\dx", done.stdout, re.MULTILINE)
     assert len(ceilings) >= 1, done.stdout
     report = json.loads(out.read_text())

@@ -372,9 +372,24 @@ def _reply(saga_id: str, step: str, command: str, payload: dict[str, int]) -> En
     return reply.model_copy(update={"id": f"{sent.id}.reply"})
 
 
-async def test_a_stale_worker_reloads_to_place_a_reply(
-    tmp_path: Path,
-) -> None:
+Workers = tuple[SQLiteStore, Saga[Order], Orchestrator, Orchestrator]
+
+
+@pytest.fixture
+async def two_workers(tmp_path: Path) -> AsyncIterator[Workers]:
+    """Two orchestrators with leases serving on one store and one in-process
+    transport with no participants (the tests reply)."""
+    store = SQLiteStore(tmp_path / "orders.db")
+    transport = InProcessTransport()
+    saga = order_saga(charge_timeout=60)
+    first = Orchestrator(store, [saga], transport=transport, lease=30.0)
+    second = Orchestrator(store, [saga], transport=transport, lease=30.0)
+    async with first.serving(), second.serving():
+        yield store, saga, first, second
+    await transport.close()
+
+
+async def test_a_stale_worker_reloads_to_place_a_reply(two_workers: Workers) -> None:
     """Regression (chaos tests): replies reach any worker, and one that applies
     a reply takes the saga over. The former owner, still driving its old copy,
     took the next reply for a step it had not seen start as a late reply and
@@ -382,37 +397,56 @@ async def test_a_stale_worker_reloads_to_place_a_reply(
     was compensated instead of succeeding. Then it sent such replies back to
     the queue and dropped its copy (with two workers, a third of the replies
     went round again). Now it reloads the saga and applies the reply."""
-    store = SQLiteStore(tmp_path / "orders.db")
-    transport = InProcessTransport()  # no participants: the test replies
-    saga = order_saga(charge_timeout=60)
-    first = Orchestrator(store, [saga], transport=transport, lease=30.0)
-    second = Orchestrator(store, [saga], transport=transport, lease=30.0)
-    async with first.serving(), second.serving():
-        saga_id = await first.start(saga, Order(order_id=5))
-        # the ticket reply reaches the second worker: it takes the saga over
-        await second.handle_reply(
-            _reply(saga_id, "ticket", "kitchen.create_ticket", {"ticket_id": 105})
-        )
-        assert (await store.get(saga_id)).state.step("charge").status.value == (
-            "running"
-        )
-        charged = _reply(saga_id, "charge", "accounting.charge", {})
-        # the first worker's copy still waits for the ticket: it reloads the
-        # saga and applies the charge reply, which ends it
-        await first.handle_reply(charged)
-        assert (await store.get(saga_id)).status is SagaStatus.SUCCEEDED
-        assert first.active == 0
-        # the same reply delivered again, to the worker with the old copy now
-        await second.handle_reply(charged)
-        assert second.active == 0
-        record = await store.get(saga_id)
+    store, saga, first, second = two_workers
+    saga_id = await first.start(saga, Order(order_id=5))
+    # the ticket reply reaches the second worker: it takes the saga over
+    await second.handle_reply(
+        _reply(saga_id, "ticket", "kitchen.create_ticket", {"ticket_id": 105})
+    )
+    assert (await store.get(saga_id)).state.step("charge").status.value == ("running")
+    charged = _reply(saga_id, "charge", "accounting.charge", {})
+    # the first worker's copy still waits for the ticket: it reloads the
+    # saga and applies the charge reply, which ends it
+    await first.handle_reply(charged)
+    assert (await store.get(saga_id)).status is SagaStatus.SUCCEEDED
+    assert first.active == 0
+    # the same reply delivered again, to the worker with the old copy now
+    await second.handle_reply(charged)
+    assert second.active == 0
+    record = await store.get(saga_id)
     assert record.status is SagaStatus.SUCCEEDED
     history = await store.history(saga_id)
     assert [(h.step, h.outcome) for h in history if h.kind == "action"] == [
         ("ticket", "succeeded"),
         ("charge", "succeeded"),
     ]
-    await transport.close()
+
+
+async def test_a_run_whose_saga_another_worker_ended_returns_its_result(
+    two_workers: Workers,
+) -> None:
+    """Replies through the shared queue reach any worker: when another one
+    applies the last reply, this process's copy only waits for a reply that
+    will not come. Its next lease renewal finds the saga ended and ``run()``
+    returns the stored result (it used to wait for the reply deadline)."""
+    store, saga, first, second = two_workers
+    running = asyncio.create_task(first.run(saga, Order(order_id=6)))
+    while first.active == 0:  # noqa: ASYNC110 - the saga starts in the task
+        await asyncio.sleep(0.01)
+    (saga_id,) = first.driver.active
+    for step, command, payload in (
+        ("ticket", "kitchen.create_ticket", {"ticket_id": 106}),
+        ("charge", "accounting.charge", {}),
+    ):
+        await second.handle_reply(_reply(saga_id, step, command, payload))
+    assert (await store.get(saga_id)).status is SagaStatus.SUCCEEDED
+    assert not running.done()
+    assert await first.renew_leases() == []  # ended, not lost
+    async with asyncio.timeout(10):
+        result = await running
+    assert result.status is SagaStatus.SUCCEEDED
+    assert result.results["ticket"] == {"ticket_id": 106}
+    assert first.active == 0
 
 
 class _NoWait:

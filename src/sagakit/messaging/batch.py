@@ -17,9 +17,9 @@ the bytes to send it again or dead-letter it alone.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sagakit.messaging.envelope import (
     Envelope,
@@ -38,6 +38,8 @@ __all__ = [
     "group",
     "open_body",
 ]
+
+K = TypeVar("K", bound=Hashable)
 
 BATCH_VERSION = 1
 MAX_BATCH = 100
@@ -116,16 +118,16 @@ def _parts(raw: dict[str, Any], deep: bool) -> list[Part] | str:
 
 
 def group(
-    messages: Sequence[tuple[str, bytes]], limit: int
-) -> list[tuple[str, bytes, list[int]]]:
-    """``messages`` (queue, encoded envelope) as broker messages: those to
-    the same queue, in order, batched up to :data:`MAX_BATCH` and ``limit``
-    bytes; each with the indexes of the messages it carries. A message
-    that shares its queue with no other goes as it is."""
-    by_queue: dict[str, list[int]] = {}
+    messages: Sequence[tuple[K, bytes]], limit: int
+) -> list[tuple[K, bytes, list[int]]]:
+    """``messages`` (where to, encoded envelope) as broker messages: those
+    to the same place (a queue), in order, batched up to :data:`MAX_BATCH`
+    and ``limit`` bytes; each with the indexes of the messages it carries.
+    A message that shares its place with no other goes as it is."""
+    by_queue: dict[K, list[int]] = {}
     for index, (queue, _) in enumerate(messages):
         by_queue.setdefault(queue, []).append(index)
-    grouped: list[tuple[str, bytes, list[int]]] = []
+    grouped: list[tuple[K, bytes, list[int]]] = []
     for queue, indexes in by_queue.items():
         members: list[int] = []
         size = len(_HEAD) + len(_TAIL) - 1  # n members, n - 1 commas
@@ -141,8 +143,8 @@ def group(
 
 
 def _sent(
-    queue: str, messages: Sequence[tuple[str, bytes]], members: list[int]
-) -> tuple[str, bytes, list[int]]:
+    queue: K, messages: Sequence[tuple[K, bytes]], members: list[int]
+) -> tuple[K, bytes, list[int]]:
     if len(members) == 1:
         return queue, messages[members[0]][1], members
     return queue, encode_batch([messages[i][1] for i in members]), members

@@ -84,9 +84,13 @@ class Envelope(BaseModel):
         payload: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
         sent_at: float = 0.0,
+        id: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Envelope:
-        """The reply to this command (same type, saga, step, attempt)."""
+        """The reply to this command (same type, saga, step, attempt), with
+        ``id`` (a new one by default) and ``headers`` (the command's)."""
         return Envelope(
+            id=id or new_message_id(),
             kind="reply",
             type=self.type,
             correlation_id=self.correlation_id,
@@ -97,7 +101,7 @@ class Envelope(BaseModel):
             ok=ok,
             payload=payload or {},
             error=error,
-            headers=self.headers,
+            headers=self.headers if headers is None else headers,
             sent_at=sent_at,
         )
 

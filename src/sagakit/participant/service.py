@@ -15,6 +15,11 @@ redelivery, or the orchestrator's outbox publishing twice) gets the stored
 reply again without running the handler. The handler runs again only if the
 process died after the handler returned but before its reply was stored; make
 handlers idempotent or keep their effects in the same database transaction.
+
+A reply goes to the queue its command names (``reply_to``); on a transport
+that routes replies (:class:`~sagakit.ports.transport.ReplyRouting`), to
+the own queue of the process that sent the command, when the command names
+its key.
 """
 
 from __future__ import annotations
@@ -37,7 +42,12 @@ from sagakit.messaging.handler import payload_model as handler_payload_model
 from sagakit.observability.observer import NOOP, Observer
 from sagakit.ports.clock import Clock, SystemClock
 from sagakit.ports.store import SagaStore
-from sagakit.ports.transport import Subscription, Transport
+from sagakit.ports.transport import (
+    REPLY_KEY_HEADER,
+    ReplyRouting,
+    Subscription,
+    Transport,
+)
 from sagakit.runtime.retry import retry_store
 
 logger = logging.getLogger(__name__)
@@ -93,6 +103,7 @@ class Participant:
         self.store_retry = store_retry
         self._handlers: dict[str, _Handler] = {}
         self._subscription: Subscription | None = None
+        self._routing: tuple[Transport, ReplyRouting | None] | None = None
         self.handled = 0
         self.duplicates = 0
 
@@ -188,8 +199,8 @@ class Participant:
                     "saga_id": message.saga_id,
                 },
             )
-            if stored and message.reply_to:
-                await self.transport.publish_raw(message.reply_to, stored)
+            if stored:
+                await self._send_reply(message, stored)
             return
         with self.observer.handling(self.service, message) as scope:
             reply = await self._run(message)
@@ -211,8 +222,31 @@ class Participant:
             )
             body = stored or body
         self.handled += 1
-        if message.reply_to:
-            await self.transport.publish_raw(message.reply_to, body)
+        await self._send_reply(message, body)
+
+    async def _send_reply(self, command: Envelope, body: bytes) -> None:
+        """Send the reply ``body`` where ``command`` asks for it (nowhere
+        if it names no ``reply_to``)."""
+        reply_to = command.reply_to
+        if not reply_to:
+            return
+        transport = self.transport
+        key = command.headers.get(REPLY_KEY_HEADER)
+        routing = self._routing_of(transport) if key else None
+        if key and routing is not None:
+            await routing.publish_reply(reply_to, key, body)
+        else:
+            await transport.publish_raw(reply_to, body)
+
+    def _routing_of(self, transport: Transport) -> ReplyRouting | None:
+        """``transport`` if it routes replies (looked at once per transport)."""
+        if self._routing is None or self._routing[0] is not transport:
+            found: object = transport
+            self._routing = (
+                transport,
+                found if isinstance(found, ReplyRouting) else None,
+            )
+        return self._routing[1]
 
     async def _store_call(self, call: Callable[[], Awaitable[T]]) -> T:
         """``call`` the inbox store; retry a store error (a lost connection, a
@@ -302,14 +336,16 @@ class Participant:
         payload: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
     ) -> Envelope:
-        reply = message.reply(
-            ok=ok, payload=payload, error=error, sent_at=self.clock.now()
-        )
         headers = dict(message.headers)
         self.observer.inject(headers)  # the handler's trace context goes back
         # a fixed id per command: duplicates of this reply are deduplicated too
-        return reply.model_copy(
-            update={"id": f"{message.id}.reply", "headers": headers}
+        return message.reply(
+            ok=ok,
+            payload=payload,
+            error=error,
+            sent_at=self.clock.now(),
+            id=f"{message.id}.reply",
+            headers=headers,
         )
 
 

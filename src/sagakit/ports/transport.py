@@ -88,3 +88,36 @@ class QueueLookup(Protocol):
     async def has_queue(self, queue: str) -> bool:
         """Whether the broker has ``queue`` or its dead-letter queue, looked
         up without creating either."""
+
+
+REPLY_KEY_HEADER = "x-sagakit-reply-key"
+"""Envelope header of a command whose reply should reach the process that
+sent it: that process's key (see :class:`ReplyRouting`). Replies carry it
+back, as they carry every header of their command."""
+
+
+@runtime_checkable
+class ReplyRouting(Protocol):
+    """A transport that can route a reply to the process awaiting it
+    (optional): each such process has a queue of its own next to the shared
+    reply queue, and what cannot reach it goes to the shared queue, where
+    any process applies it."""
+
+    async def consume_own_replies(
+        self,
+        queue: str,
+        key: str,
+        handler: Handler,
+        *,
+        prefetch: int = 32,
+        max_deliveries: int = 5,
+    ) -> Subscription:
+        """Consume the replies of the reply queue ``queue`` sent to ``key``."""
+
+    async def publish_reply(self, queue: str, key: str, body: bytes) -> None:
+        """Publish reply bytes to ``key``'s own queue of ``queue``, or to
+        ``queue`` itself when nobody consumes under ``key``."""
+
+    async def forward_replies(self, queue: str, key: str) -> int:
+        """Move the replies waiting for ``key`` (a process that left) to
+        ``queue`` itself, unless it is consumed; returns how many moved."""

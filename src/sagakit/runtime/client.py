@@ -183,6 +183,7 @@ class SagaClient:
                 now=now,
                 observer=driver.observer,
                 trace=trace,
+                reply_key=driver.reply_key,
             )
             for command, exc in built.unsendable[:1]:
                 remote = remote_of(saga, command)

@@ -48,7 +48,7 @@ from sagakit.runtime import delivery, operator, owners, refresh, subsaga
 from sagakit.runtime.cancel import cancel_steps, cancelled, was_cancelled
 from sagakit.runtime.executor import StepOutcome, execute, unsendable
 from sagakit.runtime.group import saves_of
-from sagakit.runtime.heartbeat import Heartbeat, ended
+from sagakit.runtime.heartbeat import Heartbeat, renew
 from sagakit.runtime.instance import (
     Delivery,
     Instance,
@@ -96,6 +96,8 @@ class Driver:
     lease: float | None = None
     store_retry: float = 30.0
     reply_queue: str = "sagakit.replies"
+    reply_key: str | None = None
+    """Named in the commands sent from here (see ``runtime.intake``)."""
     relay: OutboxRelay | None = None
     observer: Observer = NOOP
     child_poll: float = 1.0
@@ -178,26 +180,7 @@ class Driver:
     async def renew_leases(self) -> list[str]:
         """Extend the leases of the instances driven here; returns the ids
         lost (another worker claimed them: their next save fails)."""
-        if self.lease is None or not self.active:
-            return []
-        ids = list(self.active)
-        kept = set(await self.store.renew(self.worker_id, ids, lease=self.lease))
-        lost = [i for i in ids if i not in kept and i in self.active]
-        for saga_id in await ended(self.store, lost):  # finishing, not lost
-            lost.remove(saga_id)
-        for saga_id in lost:
-            logger.warning(
-                "lease lost: another worker drives the saga; stopped here",
-                extra={"action": "lease_lost", "saga_id": saga_id},
-            )
-            inst = self.active.get(saga_id)
-            if inst is not None:
-                inst.lost = True  # warned once
-            if inst is not None and inst.caller_driven:
-                inst.queue.put_nowait(LeaseLost())  # run() goes on polling
-            elif inst is not None and inst.driver is not None:
-                inst.driver.cancel()  # its state is stale: another worker has it
-        return lost
+        return await renew(self)
 
     async def drain(self, poll: float = 0.25) -> None:
         """Wait until every instance driven in the background has stopped,
@@ -455,6 +438,7 @@ class Driver:
             now=now,
             observer=self.observer,
             trace=inst.trace,
+            reply_key=self.reply_key,
         )
         decision = built.decision  # fire-and-forget compensations sent: done
         entries = [*entries, *built.entries]

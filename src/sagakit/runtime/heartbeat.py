@@ -1,4 +1,5 @@
-"""A heartbeat: renews a process's leases while it drives anything."""
+"""A heartbeat: renews a process's leases while it drives anything, and
+what a renewal finds (:func:`renew`)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sagakit.errors import SagaNotFound, StoreError
 from sagakit.ports.store import SagaRepository
+from sagakit.runtime.instance import LeaseLost, Refresh
+
+if TYPE_CHECKING:
+    from sagakit.runtime.driver import Driver
 
 logger = logging.getLogger("sagakit.runtime.orchestrator")
 
@@ -71,3 +77,41 @@ async def ended(store: SagaRepository, saga_ids: list[str]) -> list[str]:
         except SagaNotFound:
             pass
     return found
+
+
+async def renew(driver: Driver) -> list[str]:
+    """Extend the leases of the instances ``driver`` drives; returns the ids
+    lost (another worker claimed them: their next save fails), whose copies
+    here stop. A copy that only waits for a reply of a saga another worker
+    ended stops too (not counted as lost)."""
+    if driver.lease is None or not driver.active:
+        return []
+    active = driver.active
+    ids = list(active)
+    kept = set(await driver.store.renew(driver.worker_id, ids, lease=driver.lease))
+    lost = [i for i in ids if i not in kept and i in active]
+    for saga_id in await ended(driver.store, lost):  # finishing, not lost
+        lost.remove(saga_id)
+        inst = active.get(saga_id)
+        if inst is not None and inst.parked and not inst.lost:
+            # only waiting here, yet ended: another worker applied its last
+            # reply; its run() or wait() follows it in the store
+            logger.info(
+                "saga ended by another worker",
+                extra={"action": "saga_ended_elsewhere", "saga_id": saga_id},
+            )
+            inst.lost = True
+            inst.queue.put_nowait(Refresh())
+    for saga_id in lost:
+        logger.warning(
+            "lease lost: another worker drives the saga; stopped here",
+            extra={"action": "lease_lost", "saga_id": saga_id},
+        )
+        inst = active.get(saga_id)
+        if inst is not None:
+            inst.lost = True  # warned once
+        if inst is not None and inst.caller_driven:
+            inst.queue.put_nowait(LeaseLost())  # run() goes on polling
+        elif inst is not None and inst.driver is not None:
+            inst.driver.cancel()  # its state is stale: another worker has it
+    return lost

@@ -3,6 +3,15 @@
 Replies and passed deadlines become deliveries on an instance's queue
 (:func:`~sagakit.runtime.delivery.enqueue`); the instance's task
 applies them like any other outcome.
+
+On a transport that routes replies
+(:class:`~sagakit.ports.transport.ReplyRouting`), the intake also consumes
+a reply queue of this process's own, and the commands sent meanwhile name
+its key: their replies come here, where their sagas are in memory. Replies
+that reach another process (through the shared reply queue: its owner is
+gone, or it took too long) are applied there as before; the store's
+versions decide. When serving ends, what is left in the own queue goes to
+the shared one.
 """
 
 from __future__ import annotations
@@ -17,11 +26,12 @@ from sagakit.engine.events import DeadlinePassed
 from sagakit.errors import DefinitionUnavailable, SagaError, StoreError
 from sagakit.messaging.envelope import Envelope, MalformedMessage
 from sagakit.ports.store import InboxEntry
-from sagakit.ports.transport import Subscription, Transport
+from sagakit.ports.transport import ReplyRouting, Subscription, Transport
 from sagakit.runtime import adoption
 from sagakit.runtime.delivery import enqueue
 from sagakit.runtime.driver import Driver
 from sagakit.runtime.instance import REPLY_CONSUMER
+from sagakit.runtime.owners import reply_key
 from sagakit.runtime.relay import OutboxRelay
 from sagakit.runtime.remote import reply_event, timed_out_entries
 from sagakit.runtime.unawaited import ignored_reply
@@ -42,18 +52,42 @@ class ReplyIntake:
     relay: OutboxRelay | None
     reply_queue: str
     deadline_interval: float
+    reply_routing: bool = True
+    """Consume a reply queue of this process's own where the transport can
+    route replies (see the module)."""
     running: bool = field(default=False, init=False)
+
+    @property
+    def _routing(self) -> ReplyRouting | None:
+        transport: object = self.transport  # any Transport may also route
+        if self.reply_routing and isinstance(transport, ReplyRouting):
+            return transport
+        return None
 
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[None]:
-        """Run the outbox relay, the reply consumer and the deadline timer."""
+        """Run the outbox relay, the reply consumer(s) and the deadline timer."""
         if self.transport is None or self.relay is None:
             raise SagaError("serving() needs an orchestrator with a transport")
         if self.running:
             raise SagaError("this orchestrator is already serving")
-        subscription: Subscription = await self.transport.consume(
-            self.reply_queue, self.handle_reply
-        )
+        subscriptions: list[Subscription] = []
+        routing, key = self._routing, reply_key(self.driver.worker_id)
+        try:
+            subscriptions.append(
+                await self.transport.consume(self.reply_queue, self.handle_reply)
+            )
+            if routing is not None:
+                subscriptions.append(
+                    await routing.consume_own_replies(
+                        self.reply_queue, key, self.handle_reply
+                    )
+                )
+                self.driver.reply_key = key
+        except BaseException:
+            for subscription in subscriptions:
+                await subscription.cancel()
+            raise
         loops = [
             asyncio.create_task(self.relay.run()),
             asyncio.create_task(self._deadline_loop()),
@@ -63,12 +97,37 @@ class ReplyIntake:
             yield
         finally:
             self.running = False
-            await subscription.cancel()
+            self.driver.reply_key = None
+            for subscription in subscriptions:
+                await subscription.cancel()
             for task in loops:
                 task.cancel()
             for task in loops:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if routing is not None:  # late replies: for whoever serves on
+                await self.forward_replies([self.driver.worker_id])
+
+    async def forward_replies(self, owners: list[str]) -> None:
+        """Move the replies waiting in the own reply queues of ``owners``
+        (processes that left) to the shared reply queue (no-op without
+        reply routing); a failure is logged: what is left there moves on
+        its own after a while (see the transport)."""
+        routing = self._routing
+        if routing is None:
+            return
+        for owner in owners:
+            try:
+                await routing.forward_replies(self.reply_queue, reply_key(owner))
+            except SagaError as exc:
+                logger.warning(
+                    "forwarding replies failed",
+                    extra={
+                        "action": "replies_forward_failed",
+                        "owner": owner,
+                        "error": str(exc),
+                    },
+                )
 
     async def handle_reply(self, message: Envelope) -> None:
         """Apply a participant's reply (the reply queue's consumer callback).

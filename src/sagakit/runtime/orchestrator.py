@@ -74,6 +74,10 @@ class Orchestrator:
     outbox (published by a relay), replies arrive on ``reply_queue``, and
     reply deadlines are checked every ``deadline_interval`` seconds; all three
     run inside ``async with orchestrator.serving():`` (``Worker`` does it).
+    Where the transport can route replies (RabbitMQ and Celery on RabbitMQ)
+    and ``reply_routing`` is on (the default), this orchestrator also has a
+    reply queue of its own, and the replies to the commands it sends come
+    there (see :mod:`sagakit.runtime.intake`).
 
     ``group_commit`` (on by default, where the store supports it:
     PostgreSQL and SQLite) commits the transitions of different sagas that
@@ -104,6 +108,7 @@ class Orchestrator:
         deadline_interval: float = 0.5,
         observer: Observer | None = None,
         group_commit: bool = True,
+        reply_routing: bool = True,
     ) -> None:
         if lease is not None and not 0 < lease < math.inf:
             raise SagaError(
@@ -151,6 +156,7 @@ class Orchestrator:
             relay=self.relay,
             reply_queue=reply_queue,
             deadline_interval=deadline_interval,
+            reply_routing=reply_routing,
         )
 
     @property
@@ -429,6 +435,7 @@ class Orchestrator:
         )
         for owner in dead:  # what its relay held will not be published by it
             await self.store.release_outbox(owner)
+        await self.intake.forward_replies(dead)  # nor its replies taken there
         return dead
 
     async def renew_leases(self) -> list[str]:

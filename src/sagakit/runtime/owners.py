@@ -14,7 +14,9 @@ still drives the instance (:func:`drives`).
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import socket
 import uuid
 import weakref
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 HOST = socket.gethostname()
+_PLAIN = re.compile(r"[A-Za-z0-9_.:@-]{1,100}")
 _START_FIELD = 19  # starttime, counted after the ")" that ends the name
 _ID_PARTS = 3  # host, pid, random-start
 
@@ -88,6 +91,15 @@ def default_worker_id() -> str:
     start = _started(pid)
     tail = uuid.uuid4().hex[:6] + (f"-{start}" if start else "")
     return f"{HOST}:{pid}:{tail}"
+
+
+def reply_key(worker_id: str) -> str:
+    """The key under which replies reach ``worker_id``'s own reply queue: the
+    id itself when it is short and plain (letters, digits, ``_.:@-``), else
+    a digest of it."""
+    if _PLAIN.fullmatch(worker_id):
+        return worker_id
+    return "w-" + hashlib.sha256(worker_id.encode("utf-8", "replace")).hexdigest()[:32]
 
 
 def process_alive(pid: int, started: str = "") -> bool:

@@ -30,6 +30,7 @@ from sagakit.errors import SagaError
 from sagakit.messaging.envelope import Envelope, MalformedMessage, encode
 from sagakit.observability.observer import NOOP, Observer, StepRun
 from sagakit.ports.store import HistoryEntry, OutboxMessage
+from sagakit.ports.transport import REPLY_KEY_HEADER
 
 ISSUED_AT = "x-sagakit-issued-at"
 """Header with the time the command was issued; replies carry it back."""
@@ -56,11 +57,14 @@ def command_message(
     now: float,
     observer: Observer = NOOP,
     trace: Mapping[str, str] | None = None,
+    reply_key: str | None = None,
 ) -> OutboxMessage:
     """The outbox row that sends ``command``; raises if the payload cannot be
     built (the caller turns that into a step failure). ``observer`` adds its
     headers (the trace context) to the message. A command sent without
-    awaiting its reply (``awaited=False``) names no ``reply_to``."""
+    awaiting its reply (``awaited=False``) names no ``reply_to``; one that
+    awaits it names ``reply_key`` too, if given: the key of the process
+    whose own reply queue should get the reply (:data:`REPLY_KEY_HEADER`)."""
     compensation = isinstance(command, Compensate)
     spec = saga.step(command.step)
     args: tuple[Any, ...] = (context,)
@@ -87,6 +91,7 @@ def command_message(
         now=now,
         observer=observer,
         trace=trace,
+        reply_key=reply_key if remote.awaited else None,
     )
 
 
@@ -102,6 +107,7 @@ def outbox_message(
     delay: float = 0.0,
     observer: Observer = NOOP,
     trace: Mapping[str, str] | None = None,
+    reply_key: str | None = None,
 ) -> OutboxMessage:
     """The outbox row that sends ``remote`` for ``call``, its payload built
     from ``args`` and ``kwargs``; raises if the payload cannot be built."""
@@ -113,6 +119,8 @@ def outbox_message(
             f"pydantic model or a dict, got {type(payload).__name__}"
         )
     headers = {ISSUED_AT: repr(now + delay)}
+    if reply_key is not None and reply_to is not None:
+        headers[REPLY_KEY_HEADER] = reply_key
     headers.update(
         observer.command_headers(call, remote.command, remote.destination, trace)
     )
@@ -158,6 +166,7 @@ def command_messages(
     now: float,
     observer: Observer = NOOP,
     trace: Mapping[str, str] | None = None,
+    reply_key: str | None = None,
 ) -> CommandMessages:
     """What ``commands`` (a decision's, ``state`` being its new state) send
     through the outbox; local commands and ``FinishSaga`` send nothing."""
@@ -179,6 +188,7 @@ def command_messages(
                 now=now,
                 observer=observer,
                 trace=trace,
+                reply_key=reply_key,
             )
         except Exception as exc:  # the caller reports it
             built.unsendable.append((command, exc))

@@ -75,6 +75,7 @@ def outgoing(
     now: float,
     observer: Observer = NOOP,
     trace: Mapping[str, str] | None = None,
+    reply_key: str | None = None,
 ) -> Outgoing:
     """What committing ``decision`` sends, and the decision it becomes once
     its fire-and-forget compensations count as done."""
@@ -103,6 +104,7 @@ def outgoing(
             now=now,
             observer=observer,
             trace=trace,
+            reply_key=reply_key,
         )
         out.messages.extend(built.messages)
         out.unsendable.extend(built.unsendable)

@@ -41,6 +41,7 @@ class Worker:
     long a failing save is retried (see ``Orchestrator``), and how long
     ``run(until_idle=True)`` keeps claiming through a store outage before
     it gives up with a ``StoreError`` (at once when the store is read-only).
+    ``reply_routing``: a reply queue of its own (see ``Orchestrator``).
     """
 
     def __init__(
@@ -57,6 +58,7 @@ class Worker:
         reply_queue: str = "sagakit.replies",
         observer: Observer | None = None,
         store_retry: float = 30.0,
+        reply_routing: bool = True,
     ) -> None:
         if max_active < 1:
             raise SagaError(f"max_active must be >= 1, got {max_active}")
@@ -70,6 +72,7 @@ class Worker:
             reply_queue=reply_queue,
             observer=observer,
             store_retry=store_retry,
+            reply_routing=reply_routing,
         )
         self.poll_interval = poll_interval
         self.max_active = max_active

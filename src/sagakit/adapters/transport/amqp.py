@@ -5,14 +5,18 @@ channel with publisher confirms and ``mandatory`` routing; each subscription
 gets a channel of its own (its own QoS prefetch; closing it requeues what it
 held). Queues are durable and declared on first use; each queue ``q`` has a
 dead-letter queue ``q.dlq`` that the adapter itself feeds (the broker's DLX
-would lose the reason). Deliveries are counted in the header
-``x-sagakit-deliveries``: a failed message is republished, confirmed, to the
-end of its queue with the count incremented, then acknowledged. Dead letters
-are read with ``basic.get`` and put back in place with one ``nack(multiple,
-requeue)``; replaying republishes each, confirmed, before acknowledging it.
+would lose the reason). What a consumer receives is settled by
+:mod:`~sagakit.adapters.transport.amqp_settle` (deliveries are counted in
+the header ``x-sagakit-deliveries``: a failed message is republished,
+confirmed, to the end of its queue with the count incremented, then
+acknowledged); dead letters are read and replayed by
+:mod:`~sagakit.adapters.transport.amqp_dead_letters`; replies are routed to
+the process that sent their command by
+:mod:`~sagakit.adapters.transport.amqp_replies`.
 
-Subclasses say how a message is opened (``_open``), sent again (``_resend``)
-and reported as a dead letter (``_dead_letter_of``). Driver errors become
+Subclasses say how a message is opened (``open_message``), sent again
+(``resend``, ``resend_body``), sent to a reply exchange (``_publish_routed``)
+and reported as a dead letter (``dead_letter_of``). Driver errors become
 :class:`~sagakit.errors.TransportError` with the driver's exception as
 ``__cause__``.
 """
@@ -22,24 +26,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Self
 from urllib.parse import urlsplit
 
 from sagakit._extras import needs_extra
-from sagakit.adapters.transport.base import BaseSubscription, BaseTransport
-from sagakit.adapters.transport.base import driver_errors as wrap_errors
-from sagakit.adapters.transport.delivery import (
-    ACK,
-    DELIVERIES_HEADER,
-    counted,
-    dead_letter_headers,
-    deliver,
-    error_line,
-    replay_headers,
-    replayed,
-    requeued,
+from sagakit.adapters.transport import amqp_dead_letters
+from sagakit.adapters.transport.amqp_replies import (
+    DEFAULT_REPLY_TTL,
+    ReplyRoutes,
+    valid_key,
 )
+from sagakit.adapters.transport.base import BaseTransport
+from sagakit.adapters.transport.base import driver_errors as wrap_errors
+from sagakit.adapters.transport.delivery import error_line
 from sagakit.errors import TransportError
 from sagakit.messaging.batch import Part
 from sagakit.messaging.envelope import MAX_MESSAGE_BYTES, Envelope
@@ -51,6 +51,7 @@ with needs_extra(
     import aio_pika
     from aio_pika.abc import (
         AbstractChannel,
+        AbstractExchange,
         AbstractIncomingMessage,
         AbstractQueue,
         AbstractRobustConnection,
@@ -61,19 +62,16 @@ with needs_extra(
         ChannelInvalidStateError,
         ChannelNotFoundEntity,
     )
-    from aiormq.abc import DeliveredMessage
     from pamqp.commands import Basic
     from pamqp.exceptions import PAMQPException
 
-from sagakit.adapters.transport.amqp_consumer import (
-    Acks,
-    Delivered,
-    Incoming,
-    RawConsumer,
-)
+from sagakit.adapters.transport.amqp_consumer import Incoming
+from sagakit.adapters.transport.amqp_subscription import AmqpSubscription, subscribe
+from sagakit.adapters.transport.amqp_writes import Writes
 
 __all__ = [
     "DRIVER_ERRORS",
+    "AbstractExchange",
     "AbstractIncomingMessage",
     "AmqpSubscription",
     "AmqpTransport",
@@ -125,46 +123,6 @@ def where(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{port}"
 
 
-class AmqpSubscription(BaseSubscription):
-    """A consumer on a channel of its own."""
-
-    def __init__(
-        self,
-        transport: AmqpTransport,
-        channel: AbstractChannel,
-        queue: AbstractQueue,
-        acks: Acks,
-    ) -> None:
-        super().__init__(transport)
-        self._amqp = transport
-        self.channel = channel
-        self.queue = queue
-        self.acks = acks
-        self.consumer: RawConsumer | None = None
-        self.inflight: set[asyncio.Task[object]] = set()
-
-    async def _stop(self) -> None:
-        """In-flight handlers are cancelled, what they finished is
-        acknowledged, then the channel is closed, which makes the broker
-        requeue every message it delivered on it and that was not
-        acknowledged."""
-        errors = self._amqp._errors
-        try:
-            if self.consumer is not None and not self.channel.is_closed:
-                with errors(f"cancelling the consumer of {self.queue.name}"):
-                    await self.consumer.cancel()
-        finally:
-            current = asyncio.current_task()
-            tasks = [t for t in self.inflight if t is not current]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self.acks.stop()
-            if not self.channel.is_closed:
-                with errors(f"closing the channel of {self.queue.name}"):
-                    await self.channel.close()
-
-
 class AmqpTransport(BaseTransport):
     """Connection, channels, queues and settling, for both AMQP adapters."""
 
@@ -175,6 +133,10 @@ class AmqpTransport(BaseTransport):
     log = logger
     default_prefix = ""
     """What queue names start with (``<prefix>.<queue>``) unless told."""
+    driver_errors = DRIVER_ERRORS
+    reply_ttl = DEFAULT_REPLY_TTL
+    """Seconds a reply waits in its owner's queue before it moves to the
+    shared reply queue (see :mod:`~sagakit.adapters.transport.amqp_replies`)."""
 
     def __init__(
         self,
@@ -194,6 +156,9 @@ class AmqpTransport(BaseTransport):
         self._declared: set[str] = set()
         self._names: dict[str, str] = {}  # logical queue -> checked broker name
         self._declaring = asyncio.Lock()
+        self.routes = ReplyRoutes(self)
+        self.writes = Writes()
+        """What this transport writes in one turn of the loop, in one write."""
 
     @classmethod
     async def connect(
@@ -241,10 +206,22 @@ class AmqpTransport(BaseTransport):
         with wrap_errors(cls.broker, action, DRIVER_ERRORS):
             yield
 
+    def errors(self, action: str) -> contextlib.AbstractContextManager[None]:
+        """Driver errors inside become ``TransportError`` saying ``action`` failed."""
+        return self._errors(action)
+
     @property
     def declared_queues(self) -> frozenset[str]:
         """Broker names of the queues this transport declared (tests, cleanup)."""
         return frozenset(self._declared)
+
+    @property
+    def declared_exchanges(self) -> frozenset[str]:
+        """Names of the (reply) exchanges this transport declared."""
+        return frozenset(self.routes.declared)
+
+    def note_declared(self, name: str) -> None:
+        self._declared.add(name)
 
     def queue_name(self, queue: str) -> str:
         """The broker's name for the logical ``queue``; a TransportError if
@@ -260,9 +237,9 @@ class AmqpTransport(BaseTransport):
         """See :class:`~sagakit.ports.transport.QueueLookup` (passive declares)."""
         self._check_open()
         name = self.queue_name(queue)
-        return await self._exists(name) or await self._exists(f"{name}.dlq")
+        return await self.exists(name) or await self.exists(f"{name}.dlq")
 
-    async def _exists(self, name: str) -> bool:
+    async def exists(self, name: str) -> bool:
         """A passive declare of ``name``, on a channel of its own (a queue
         that is not there closes the channel)."""
         with self._errors(f"looking up queue {name}"):
@@ -282,13 +259,42 @@ class AmqpTransport(BaseTransport):
         self._declared.add(name)
         return declared
 
-    async def _ensure(self, name: str) -> None:
-        """Declare ``name`` on the publish channel, once per transport."""
+    async def consumer_channel(self, prefetch: int) -> AbstractChannel:
+        """A new (robust) channel with ``prefetch`` as its QoS prefetch count."""
+        with self._errors("opening a channel to consume"):
+            channel = await self._connection.channel(publisher_confirms=False)
+            await channel.set_qos(prefetch_count=prefetch)
+        return channel
+
+    async def ensure(self, name: str) -> None:
+        """Declare the queue ``name`` on the publish channel, once."""
         if name in self._declared:
             return
         async with self._declaring:  # one declare, not one per concurrent publish
             if name not in self._declared:
                 await self._declare(self._channel, name)
+
+    @contextlib.asynccontextmanager
+    async def borrowed_channel(self, action: str) -> AsyncIterator[AbstractChannel]:
+        """A short-lived channel (not restored when the broker closes it);
+        driver errors inside become ``TransportError`` saying ``action``."""
+        self._check_open()
+        with self._errors(action):
+            channel = await aio_pika.Channel(self._connection, publisher_confirms=False)
+            try:
+                yield channel
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+
+    @contextlib.asynccontextmanager
+    async def borrowed_queue(
+        self, name: str, action: str
+    ) -> AsyncIterator[AbstractQueue]:
+        """The queue ``name``, which exists (a passive declare: nothing is
+        created), on a short-lived channel."""
+        async with self.borrowed_channel(action) as channel:
+            yield await channel.declare_queue(name, passive=True)
 
     # --- consuming ------------------------------------------------------------
 
@@ -296,178 +302,103 @@ class AmqpTransport(BaseTransport):
         self, queue: str, handler: Handler, prefetch: int, max_deliveries: int
     ) -> AmqpSubscription:
         name = self.queue_name(queue)
-        await self._ensure(f"{name}.dlq")
-        with self._errors(f"opening a channel to consume {name}"):
-            channel = await self._connection.channel(publisher_confirms=False)
-            await channel.set_qos(prefetch_count=prefetch)
-        acks = Acks(self.log, queue, DRIVER_ERRORS)
-        subscription = AmqpSubscription(
-            self, channel, await self._declare(channel, name), acks
+
+        async def declare(channel: AbstractChannel) -> AbstractQueue:
+            return await self._declare(channel, name)
+
+        return await subscribe(
+            self, queue, declare, handler, (prefetch, max_deliveries)
         )
-        inflight = subscription.inflight
 
-        async def on_message(message: DeliveredMessage) -> None:
-            # aiormq runs each delivery in a task of its own
-            task = asyncio.current_task()
-            if task is not None:
-                inflight.add(task)
-            delivered = Delivered(message)
-            acks.received(delivered)
-            try:
-                await self._deliver(queue, delivered, handler, max_deliveries)
-            except asyncio.CancelledError:
-                raise  # not acknowledged: requeued when the channel closes
-            except Exception:  # a driver error settling it: it stays unacked
-                self.log.warning(
-                    "message left unacknowledged",
-                    exc_info=True,
-                    extra={"action": "settle_failed", "queue": queue},
-                )
-            else:
-                acks.settled(delivered)
-            finally:
-                if task is not None:
-                    inflight.discard(task)
+    # --- replies to the process that sent the command -------------------------
 
-        consumer = RawConsumer(channel, name, on_message)
-        try:
-            with self._errors(f"consuming {name}"):
-                await consumer.start()
-                subscription.consumer = consumer
-        except TransportError:
-            await subscription.cancel()
-            raise
+    async def consume_own_replies(
+        self,
+        queue: str,
+        key: str,
+        handler: Handler,
+        *,
+        prefetch: int = 32,
+        max_deliveries: int = 5,
+    ) -> AmqpSubscription:
+        """Consume the replies of the reply queue ``queue`` addressed to
+        ``key`` (see :mod:`~sagakit.adapters.transport.amqp_replies`); one
+        that fails goes on to ``queue`` itself (or its dead-letter queue)."""
+        self._check_open()
+        if not valid_key(key):
+            raise TransportError(f"{key[:40]!r} cannot name a reply queue")
+        if prefetch < 1 or max_deliveries < 1:
+            raise TransportError("prefetch and max_deliveries must be >= 1")
+        shared, ttl = self.queue_name(queue), self.reply_ttl
+
+        async def declare(channel: AbstractChannel) -> AbstractQueue:
+            return await self.routes.owner_queue(channel, shared, key, ttl)
+
+        limits = (prefetch, max_deliveries)
+        subscription = await subscribe(self, queue, declare, handler, limits)
+        self._subscriptions.add(subscription)
         return subscription
 
-    async def _deliver(
-        self,
-        queue: str,
-        incoming: Incoming,
-        handler: Handler,
-        max_deliveries: int,
-    ) -> None:
-        """Handle ``incoming``; returns once it may be acknowledged (handled,
-        or sent again or to the dead-letter queue, confirmed)."""
-        headers = incoming.headers
-        opened = self._open(incoming)
-        deliveries = counted(headers) + 1
-        if isinstance(opened, list):
-            await self._deliver_parts(
-                queue, incoming, opened, handler, (deliveries, max_deliveries)
-            )
+    async def publish_reply(self, queue: str, key: str, body: bytes) -> None:
+        """Publish a reply to ``key``'s queue of the reply queue ``queue``
+        (to ``queue`` itself when nobody has such a queue, or ``key`` cannot
+        name one)."""
+        if not valid_key(key):
+            await self.publish_raw(queue, body)
             return
-        verdict = await deliver(handler, opened, deliveries, max_deliveries)
-        if verdict is ACK:
-            return
-        name = self.queue_name(queue)
-        if verdict.reason is None:
-            requeued(self.log, queue, verdict.deliveries)
-            again = {**headers, DELIVERIES_HEADER: verdict.deliveries}
-            await self._resend(name, incoming, again)
-        else:
-            dead = dead_letter_headers(self.log, queue, headers, verdict.reason)
-            await self._resend(f"{name}.dlq", incoming, dead)
+        self._check_open()
+        exchange = await self.routes.exchange(self._channel, self.queue_name(queue))
+        await self._publish_routed(exchange, key, body)
 
-    async def _deliver_parts(
-        self,
-        queue: str,
-        incoming: Incoming,
-        parts: list[Part],
-        handler: Handler,
-        counts: tuple[int, int],
+    async def forward_replies(self, queue: str, key: str) -> int:
+        """Move what waits in ``key``'s queue of ``queue`` to ``queue`` and
+        delete that queue, unless someone consumes it; how many moved."""
+        if not valid_key(key):
+            return 0
+        return await self.routes.forward(self.queue_name(queue), key)
+
+    async def _publish_routed(
+        self, exchange: AbstractExchange, key: str, body: bytes
     ) -> None:
-        """Handle each envelope of a batch on its own (concurrently, as if
-        each had come alone); one that failed is sent again alone, counted,
-        or dead-lettered alone with its reason, before the batch is settled."""
-        deliveries, max_deliveries = counts  # this delivery's, and the most
-        verdicts = await asyncio.gather(
-            *(deliver(handler, p.opened, deliveries, max_deliveries) for p in parts)
-        )
-        name = self.queue_name(queue)
-        headers = incoming.headers
-        for part, verdict in zip(parts, verdicts, strict=True):
-            if verdict is ACK:
-                continue
-            message_id = part.opened.id if isinstance(part.opened, Envelope) else None
-            if verdict.reason is None:
-                requeued(self.log, queue, verdict.deliveries)
-                again = {**headers, DELIVERIES_HEADER: verdict.deliveries}
-                await self._resend_body(name, part.body(), message_id, again)
-            else:
-                dead = dead_letter_headers(self.log, queue, headers, verdict.reason)
-                await self._resend_body(f"{name}.dlq", part.body(), message_id, dead)
+        """Publish ``body`` (an encoded reply) to ``exchange`` under ``key``."""
+        raise NotImplementedError
 
-    def _open(self, incoming: Incoming) -> Envelope | list[Part] | str:
+    # --- what each adapter says -----------------------------------------------
+
+    async def publish_raw(self, queue: str, body: bytes) -> None:
+        raise NotImplementedError
+
+    def open_message(self, incoming: Incoming) -> Envelope | list[Part] | str:
         """The envelope ``incoming`` carries (the parts of a batch, where the
         adapter reads batches), or why it goes to the DLQ."""
         raise NotImplementedError
 
-    async def _resend_body(
+    async def resend_body(
         self, name: str, body: bytes, message_id: str | None, headers: HeadersType
     ) -> None:
         """Publish ``body`` (one envelope of a batch) to ``name``, confirmed."""
         raise NotImplementedError
 
-    async def _resend(
-        self, name: str, incoming: Incoming, headers: HeadersType
-    ) -> None:
+    async def resend(self, name: str, incoming: Incoming, headers: HeadersType) -> None:
         """Publish ``incoming`` again to ``name``, confirmed, with ``headers``."""
         raise NotImplementedError
 
-    def _dead_letter_of(self, queue: str, incoming: Incoming) -> DeadLetter:
+    def dead_letter_of(self, queue: str, incoming: Incoming) -> DeadLetter:
         raise NotImplementedError
 
     # --- dead letters ---------------------------------------------------------
 
     async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
-        self._check_open()
-        name = f"{self.queue_name(queue)}.dlq"
-        found: list[DeadLetter] = []
-        if not await self._exists(name):  # read-only: never declared here
-            return found
-        with self._errors(f"reading {name}"):
-            channel = await self._connection.channel(publisher_confirms=False)
-            try:
-                dlq = await channel.declare_queue(name, passive=True)
-                last: AbstractIncomingMessage | None = None
-                while len(found) < limit:
-                    incoming = await dlq.get(no_ack=False, fail=False)
-                    if incoming is None:
-                        break
-                    last = incoming
-                    found.append(self._dead_letter_of(queue, incoming))
-                if last is not None:  # put them all back, in place
-                    await last.nack(multiple=True, requeue=True)
-            finally:
-                await channel.close()
-        return found
+        return await amqp_dead_letters.read(self, queue, limit)
 
     async def replay_dead_letters(self, queue: str, limit: int = 100) -> int:
         """Take dead letters one by one with ``basic.get``, republish each to
         ``queue`` (confirmed, without the dead-letter and delivery-count
         headers), then acknowledge it on the dead-letter queue. Messages taken
         but not yet moved go back to the dead-letter queue if this fails."""
-        self._check_open()
-        name = self.queue_name(queue)
-        dlq_name = f"{name}.dlq"
-        moved = 0
-        if not await self._exists(dlq_name):
-            return replayed(self.log, queue, moved)
-        with self._errors(f"replaying {dlq_name}"):
-            channel = await self._connection.channel(publisher_confirms=False)
-            try:
-                dlq = await channel.declare_queue(dlq_name, passive=True)
-                while moved < limit:
-                    incoming = await dlq.get(no_ack=False, fail=False)
-                    if incoming is None:
-                        break
-                    await self._resend(name, incoming, replay_headers(incoming.headers))
-                    await incoming.ack()
-                    moved += 1
-            finally:
-                await channel.close()
-        return replayed(self.log, queue, moved)
+        return await amqp_dead_letters.replay(self, queue, limit)
 
     async def _disconnect(self) -> None:
+        self.writes.flush()
         with self._errors("closing the connection"):
             await self._connection.close()

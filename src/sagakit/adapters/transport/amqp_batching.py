@@ -19,7 +19,11 @@ from typing import Any
 
 from sagakit.errors import TransportError
 
-SendMany = Callable[[Sequence[tuple[str, bytes]]], Awaitable[list[Awaitable[Any]]]]
+Destination = tuple[str, str]
+"""Where a message goes: an exchange (``""``: the default one) and a routing key."""
+SendMany = Callable[
+    [Sequence[tuple[Destination, bytes]]], Awaitable[list[Awaitable[Any]]]
+]
 
 
 class Coalescer:
@@ -27,15 +31,15 @@ class Coalescer:
 
     def __init__(self, send_many: SendMany) -> None:
         self._send_many = send_many
-        self._waiting: list[tuple[str, bytes, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[Destination, bytes, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def publish(self, name: str, body: bytes) -> None:
-        """Publish ``body`` to the broker queue ``name`` with whatever else
-        is published now; returns on the broker's confirm."""
+    async def publish(self, to: Destination, body: bytes) -> None:
+        """Publish ``body`` to ``to`` with whatever else is published now;
+        returns on the broker's confirm."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((name, body, done))
+        self._waiting.append((to, body, done))
         if self._task is None:
             self._task = asyncio.create_task(self._run())
         self._wake.set()

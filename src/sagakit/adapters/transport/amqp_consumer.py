@@ -8,8 +8,10 @@ adapters use) in aiormq's task, and restores the consumer itself after the
 robust connection reconnects.
 
 :class:`Acks` settles deliveries: what the handlers finished is acknowledged
-by one loop, many at once with ``multiple`` when no delivery below them is
-still being handled, else one by one. A delivery that was never settled
+right before the transport's next socket write
+(:mod:`~sagakit.adapters.transport.amqp_writes`), many at once with
+``multiple`` when no delivery below them is still being handled, else one
+by one. A delivery that was never settled
 (its handler was cancelled, or settling it failed) blocks every
 ``multiple`` ack above it, so it is never acknowledged by accident: it is
 redelivered when the channel closes.
@@ -17,8 +19,6 @@ redelivered when the channel closes.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
@@ -30,7 +30,10 @@ with needs_extra(
 ):
     from aio_pika.abc import AbstractChannel, HeadersType
     from aiormq.abc import AbstractChannel as DriverChannel
-    from aiormq.abc import DeliveredMessage
+    from aiormq.abc import ChannelFrame, DeliveredMessage
+    from pamqp.commands import Basic
+
+from sagakit.adapters.transport.amqp_writes import Writes
 
 __all__ = ["Acks", "Delivered", "Incoming", "RawConsumer"]
 
@@ -98,23 +101,20 @@ class Delivered:
 
 
 class Acks:
-    """The acknowledgements of one consumer's channel, sent by one loop."""
+    """The acknowledgements of one consumer's channel, handed to the
+    transport's :class:`~sagakit.adapters.transport.amqp_writes.Writes`
+    right before it writes (no task: what was settled by then goes
+    together, with ``multiple`` where it can)."""
 
-    def __init__(
-        self,
-        log: logging.Logger,
-        queue: str,
-        errors: tuple[type[BaseException], ...],
-    ) -> None:
+    def __init__(self, log: logging.Logger, queue: str, writes: Writes) -> None:
         self.log = log
         self.queue = queue
-        self.errors = errors
-        self.sent = 0  # ack frames written (tests, benchmarks)
+        self.writes = writes
+        self.sent = 0  # ack frames sent (tests, benchmarks)
         self._channel: DriverChannel | None = None
         self._open: set[int] = set()  # delivered, not settled
         self._settled: list[int] = []  # settled, not acknowledged yet
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._waiting = False  # a flush of the writes will acknowledge them
 
     def received(self, delivered: Delivered) -> None:
         """``delivered`` is being handled (not to be acknowledged yet)."""
@@ -130,46 +130,39 @@ class Acks:
             return  # its channel is gone: the broker delivers it again
         self._open.discard(delivered.tag)
         self._settled.append(delivered.tag)
-        if self._task is None:
-            self._task = asyncio.create_task(self._run())
-        self._wake.set()
+        if not self._waiting:
+            self._waiting = True
+            self.writes.before_flush(self.flush)
 
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await self.flush()
-
-    async def flush(self) -> None:
-        """Acknowledge what is settled now."""
-        if not self._settled or self._channel is None:
+    def flush(self) -> None:
+        """Acknowledge what is settled now (handed to the writes)."""
+        self._waiting = False
+        channel = self._channel
+        if not self._settled or channel is None:
             return
-        channel, tags = self._channel, sorted(self._settled)
+        tags = sorted(self._settled)
         self._settled = []
-        lowest_open = min(self._open, default=None)
-        below = [t for t in tags if lowest_open is None or t < lowest_open]
-        try:
-            if below:  # every delivery up to it is settled
-                await channel.basic_ack(below[-1], multiple=True, wait=False)
-                self.sent += 1
-            for tag in tags[len(below) :]:
-                await channel.basic_ack(tag, wait=False)
-                self.sent += 1
-        except self.errors:  # the channel is going: the broker delivers them again
+        if channel.is_closed:  # the channel is going: the broker delivers them again
             self.log.warning(
                 "messages left unacknowledged",
-                exc_info=True,
                 extra={"action": "settle_failed", "queue": self.queue},
             )
+            return
+        lowest_open = min(self._open, default=None)
+        below = [t for t in tags if lowest_open is None or t < lowest_open]
+        frames = []
+        if below:  # every delivery up to it is settled
+            frames.append(Basic.Ack(delivery_tag=below[-1], multiple=True))
+        frames.extend(Basic.Ack(delivery_tag=tag) for tag in tags[len(below) :])
+        marshalled = ChannelFrame.marshall(channel_number=channel.number, frames=frames)
+        driver: Any = channel  # aiormq's Channel: its connection's writer queue
+        self.writes.add(driver.write_queue, marshalled.payload)
+        self.sent += len(frames)
 
     async def stop(self) -> None:
-        """Acknowledge what is settled, then stop the loop."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.flush()
+        """Acknowledge what is settled now (before the channel closes)."""
+        self.flush()
+        self.writes.flush()
 
 
 Callback = Callable[[DeliveredMessage], Coroutine[Any, Any, None]]

@@ -30,11 +30,13 @@ with needs_extra(
     from pamqp.commands import Basic
     from pamqp.header import ContentHeader
 
+from sagakit.adapters.transport.amqp_writes import Writes
+
 __all__ = ["Outgoing", "batchable", "publish_many"]
 
-Outgoing = tuple[str, bytes, "Basic.Properties"]
-"""A message to publish: routing key (a queue, on the default exchange),
-body and properties."""
+Outgoing = tuple[str, str, bytes, "Basic.Properties"]
+"""A message to publish: exchange (``""``, the default one: the routing key
+names a queue), routing key, body and properties."""
 
 _NEEDED = (
     "lock",
@@ -63,29 +65,35 @@ def _bodies(body: bytes, size: int) -> list[ContentBody]:
 
 
 async def publish_many(
-    channel: Any, messages: Sequence[Outgoing]
+    channel: Any, messages: Sequence[Outgoing], writes: Writes | None = None
 ) -> list[asyncio.Future[object]]:
-    """Write ``messages`` (``mandatory``) to ``channel`` in one go; returns a
+    """Write ``messages`` (``mandatory``) to ``channel`` in one go (with what
+    else ``writes`` sends in this turn of the loop, if given); returns a
     future per message, resolved by its confirm (or failed by a nack, a
     return or the channel closing). Check :func:`batchable` first."""
     async with channel.lock:
         size = channel.max_content_size
         frames: list[Any] = []
-        for routing_key, body, properties in messages:
+        for exchange, routing_key, body, properties in messages:
             if not properties.message_id:  # returns are matched by message id
                 properties.message_id = uuid.uuid4().hex
             frames.append(
-                Basic.Publish(exchange="", routing_key=routing_key, mandatory=True)
+                Basic.Publish(
+                    exchange=exchange, routing_key=routing_key, mandatory=True
+                )
             )
             frames.append(ContentHeader(properties=properties, body_size=len(body)))
             frames.extend(_bodies(body, size))
         payload = ChannelFrame.marshall(channel_number=channel.number, frames=frames)
         # queued, not written yet: the writer runs only once this task
         # yields, after the confirms are registered under the broker's tags
-        await channel.write_queue.put(payload)
+        if writes is None:
+            await channel.write_queue.put(payload)
+        else:
+            writes.add(channel.write_queue, payload.payload)
         futures: list[asyncio.Future[object]] = []
         by_id: dict[str, int] = channel.message_id_delivery_tag
-        for _, _, properties in messages:
+        for *_, properties in messages:
             channel.delivery_tag += 1
             tag: int = channel.delivery_tag
             confirmation: asyncio.Future[object] = channel.create_future()

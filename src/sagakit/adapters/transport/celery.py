@@ -58,6 +58,7 @@ import logging
 from urllib.parse import urlsplit, urlunsplit
 
 from sagakit.adapters.transport.amqp import (
+    AbstractExchange,
     AmqpTransport,
     HeadersType,
     Incoming,
@@ -147,23 +148,32 @@ class CeleryTransport(AmqpTransport):
 
     async def publish_raw(self, queue: str, body: bytes) -> None:
         self._check_open()
+        await self._send(self.queue_name(queue), self._raw_message(body))
+
+    def _raw_message(self, body: bytes) -> aio_pika.Message:
+        """The task message for envelope bytes; other bytes as they are."""
         try:
             message = decode(body, limit=self.limit)
         except MalformedMessage:  # not an envelope: sent as it is, to be dead-lettered
-            amqp_message = aio_pika.Message(
+            return aio_pika.Message(
                 body, content_type=JSON, delivery_mode=aio_pika.DeliveryMode.PERSISTENT
             )
-        else:
-            amqp_message = self.task_message(message)
-        await self._send(self.queue_name(queue), amqp_message)
+        return self.task_message(message)
+
+    async def _publish_routed(
+        self, exchange: AbstractExchange, key: str, body: bytes
+    ) -> None:
+        message = self._raw_message(body)
+        with self._errors(f"publishing to {exchange.name}"):
+            await exchange.publish(message, routing_key=key)
 
     async def _send(self, name: str, message: aio_pika.Message) -> None:
         self._check_open()
-        await self._ensure(name)
+        await self.ensure(name)
         with self._errors(f"publishing to {name}"):
             await self._channel.default_exchange.publish(message, routing_key=name)
 
-    def _open(self, incoming: Incoming) -> Envelope | str:
+    def open_message(self, incoming: Incoming) -> Envelope | str:
         return open_task(
             incoming.body,
             content_type=incoming.content_type,
@@ -171,9 +181,7 @@ class CeleryTransport(AmqpTransport):
             limit=self.limit,
         )
 
-    async def _resend(
-        self, name: str, incoming: Incoming, headers: HeadersType
-    ) -> None:
+    async def resend(self, name: str, incoming: Incoming, headers: HeadersType) -> None:
         """Publish ``incoming`` again, as it came, with other headers."""
         await self._send(
             name,
@@ -190,7 +198,7 @@ class CeleryTransport(AmqpTransport):
             ),
         )
 
-    def _dead_letter_of(self, queue: str, incoming: Incoming) -> DeadLetter:
+    def dead_letter_of(self, queue: str, incoming: Incoming) -> DeadLetter:
         return read_dead_letter(
             queue, incoming.body, incoming.content_type, incoming.headers
         )

@@ -50,13 +50,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sagakit.adapters.transport.amqp import (
     DRIVER_ERRORS,
+    AbstractExchange,
     AmqpTransport,
     Basic,
     HeadersType,
     Incoming,
     aio_pika,
 )
-from sagakit.adapters.transport.amqp_batching import Coalescer
+from sagakit.adapters.transport.amqp_batching import Coalescer, Destination
 from sagakit.adapters.transport.amqp_publisher import batchable, publish_many
 from sagakit.adapters.transport.delivery import (
     DEAD_AT_HEADER,
@@ -129,6 +130,8 @@ class RabbitTransport(AmqpTransport):
     default_prefix = "sagakit"
 
     _coalescer: Coalescer | None = None
+    _checked: object = None
+    _batches = False
     batch = False
     """Whether messages published together to one queue go as one broker
     message (see :mod:`~sagakit.adapters.transport.amqp_batching`): the
@@ -144,20 +147,54 @@ class RabbitTransport(AmqpTransport):
 
     async def publish(self, queue: str, message: Envelope) -> None:
         body = encode(message, limit=self.limit)
-        await self._send(self.queue_name(queue), body, message.id)
+        await self._send(("", self.queue_name(queue)), body, message.id)
 
     async def publish_raw(self, queue: str, body: bytes) -> None:
-        await self._send(self.queue_name(queue), body, None)
+        await self._send(("", self.queue_name(queue)), body, None)
 
-    async def _send(self, name: str, body: bytes, message_id: str | None) -> None:
-        if not self.batch:
-            await self._publish(name, body, message_id=message_id, headers={})
-            return
+    async def _publish_routed(
+        self, exchange: AbstractExchange, key: str, body: bytes
+    ) -> None:
+        await self._send((exchange.name, key), body, None)
+
+    async def _send(self, to: Destination, body: bytes, message_id: str | None) -> None:
+        """Publish ``body`` to ``to`` (a queue, when its exchange is the
+        default one: declared first); returns on the broker's confirm."""
         self._check_open()
-        await self._ensure(name)
+        if not to[0]:
+            await self.ensure(to[1])
+        if not self.batch:
+            # the hot path (every command and reply): the frame's properties
+            # straight to the driver's channel, without building an
+            # aio_pika.Message (a few dozen attribute sets per message)
+            properties = _properties(message_id)
+            with self._errors(f"publishing to {to[1]}"):
+                channel, batches = await self._underlay()
+                if batches:  # no drain wait, one confirm future
+                    outgoing = [(*to, body, properties)]
+                    sent = await publish_many(channel, outgoing, self.writes)
+                    await sent[0]
+                else:
+                    self.writes.flush()  # what waits goes first (tag order)
+                    await channel.basic_publish(
+                        body,
+                        exchange=to[0],
+                        routing_key=to[1],
+                        properties=properties,
+                        mandatory=True,
+                    )
+            return
         if self._coalescer is None:
             self._coalescer = Coalescer(self._write_many)
-        await self._coalescer.publish(name, body)
+        await self._coalescer.publish(to, body)
+
+    async def _underlay(self) -> tuple[Any, bool]:
+        """The driver's publish channel, and whether :func:`publish_many`
+        works on it (checked once per channel: a reconnect brings another)."""
+        channel = await self._channel.get_underlay_channel()
+        if channel is not self._checked:
+            self._checked, self._batches = channel, batchable(channel)
+        return channel, self._batches
 
     async def publish_many(
         self, messages: Sequence[tuple[str, bytes]]
@@ -167,37 +204,50 @@ class RabbitTransport(AmqpTransport):
         carries its message, or raises ``TransportError`` (see
         :mod:`~sagakit.adapters.transport.amqp_publisher`)."""
         self._check_open()
-        outgoing = []
+        outgoing: list[tuple[Destination, bytes]] = []
         for queue, body in messages:
             name = self.queue_name(queue)
-            await self._ensure(name)
-            outgoing.append((name, body))
+            await self.ensure(name)
+            outgoing.append((("", name), body))
         return await self._write_many(outgoing)
 
     async def _write_many(
-        self, outgoing: Sequence[tuple[str, bytes]]
+        self, outgoing: Sequence[tuple[Destination, bytes]]
     ) -> list[Awaitable[Any]]:
-        """:meth:`publish_many` for broker queue names already declared."""
+        """:meth:`publish_many` to destinations already declared."""
         if self.batch:
             carried = group(outgoing, self.limit)
         else:
-            carried = [(name, body, [i]) for i, (name, body) in enumerate(outgoing)]
+            carried = [(to, body, [i]) for i, (to, body) in enumerate(outgoing)]
         with self._errors("publishing"):
-            channel = await self._channel.get_underlay_channel()
-            if batchable(channel):
+            channel, batches = await self._underlay()
+            if batches:
                 sent = await publish_many(
                     channel,
-                    [(name, body, _properties(None)) for name, body, _ in carried],
+                    [(*to, body, _properties(None)) for to, body, _ in carried],
+                    self.writes,
                 )
                 confirms: dict[int, Awaitable[Any]] = {}
-                for (name, _, members), future in zip(carried, sent, strict=True):
-                    confirm = self._confirm(name, future)
+                for (to, _, members), future in zip(carried, sent, strict=True):
+                    confirm = self._confirm(to[1], future)
                     confirms.update(dict.fromkeys(members, confirm))
                 return [confirms[index] for index in range(len(outgoing))]
         return [  # a driver without what publish_many needs: one by one
-            self._publish(name, body, message_id=None, headers={})
-            for name, body in outgoing
+            self._send_alone(to, body) for to, body in outgoing
         ]
+
+    async def _send_alone(self, to: Destination, body: bytes) -> None:
+        """One message of a batch the driver cannot write at once."""
+        self.writes.flush()  # what waits goes first (tag order)
+        with self._errors(f"publishing to {to[1]}"):
+            channel = await self._channel.get_underlay_channel()
+            await channel.basic_publish(
+                body,
+                exchange=to[0],
+                routing_key=to[1],
+                properties=_properties(None),
+                mandatory=True,
+            )
 
     async def _disconnect(self) -> None:
         if self._coalescer is not None:
@@ -229,30 +279,12 @@ class RabbitTransport(AmqpTransport):
         return done
 
     async def _publish(
-        self,
-        name: str,
-        body: bytes,
-        *,
-        message_id: str | None,
-        headers: HeadersType,
+        self, name: str, body: bytes, *, message_id: str | None, headers: HeadersType
     ) -> None:
+        """Publish to the queue ``name`` with ``headers`` (a message sent
+        again, or dead-lettered: not the hot path), confirmed."""
         self._check_open()
-        await self._ensure(name)
-        if not headers:
-            # the hot path (every command and reply): the frame's properties
-            # straight to the driver's channel, without building an
-            # aio_pika.Message (a few dozen attribute sets per message)
-            properties = _properties(message_id)
-            with self._errors(f"publishing to {name}"):
-                channel = await self._channel.get_underlay_channel()
-                if batchable(channel):  # no drain wait, one confirm future
-                    sent = await publish_many(channel, [(name, body, properties)])
-                    await sent[0]
-                else:
-                    await channel.basic_publish(
-                        body, routing_key=name, properties=properties, mandatory=True
-                    )
-            return
+        await self.ensure(name)
         amqp_message = aio_pika.Message(
             body,
             headers=headers,
@@ -260,25 +292,24 @@ class RabbitTransport(AmqpTransport):
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=message_id,
         )
+        self.writes.flush()  # what waits goes first (tag order)
         with self._errors(f"publishing to {name}"):
             await self._channel.default_exchange.publish(amqp_message, routing_key=name)
 
-    def _open(self, incoming: Incoming) -> Envelope | list[Part] | str:
+    def open_message(self, incoming: Incoming) -> Envelope | list[Part] | str:
         return open_any(incoming.body, self.limit)
 
-    async def _resend_body(
+    async def resend_body(
         self, name: str, body: bytes, message_id: str | None, headers: HeadersType
     ) -> None:
         await self._publish(name, body, message_id=message_id, headers=headers)
 
-    async def _resend(
-        self, name: str, incoming: Incoming, headers: HeadersType
-    ) -> None:
+    async def resend(self, name: str, incoming: Incoming, headers: HeadersType) -> None:
         await self._publish(
             name, incoming.body, message_id=incoming.message_id, headers=headers
         )
 
-    def _dead_letter_of(self, queue: str, incoming: Incoming) -> DeadLetter:
+    def dead_letter_of(self, queue: str, incoming: Incoming) -> DeadLetter:
         return DeadLetter(
             queue=queue,
             body=incoming.body,
