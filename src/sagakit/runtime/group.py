@@ -256,13 +256,15 @@ class GroupCommit:
     ) -> Created:
         """As :meth:`~sagakit.ports.store.SagaRepository.create`, in the
         next batch."""
-        create = Create(record, history, owner, lease, outbox)
         if not self._quiet(alone=0):
+            create = Create(record, history, owner, lease, outbox)
             created: Created = await self._batcher.queued(self._creates, create)
             return created
         self._alone_in_flight += 1
         try:
-            return await self._creates.one(create)
+            return await self.store.create(
+                record, history, owner=owner, lease=lease, outbox=outbox
+            )
         finally:
             self._alone_in_flight -= 1
 
@@ -279,13 +281,21 @@ class GroupCommit:
     ) -> None:
         """As :meth:`~sagakit.ports.store.SagaRepository.save`, in the next
         batch. Cancelled before its batch is sent, it writes nothing."""
-        save = Save(record, expected_version, history, owner, lease, outbox, inbox)
         if not self._quiet(alone=1):
+            save = Save(record, expected_version, history, owner, lease, outbox, inbox)
             await self._batcher.queued(self._saves, save)
             return
         self._alone_in_flight += 1
         try:
-            await self._saves.one(save)
+            await self.store.save(
+                record,
+                expected_version,
+                history,
+                owner=owner,
+                lease=lease,
+                outbox=outbox,
+                inbox=inbox,
+            )
         finally:
             self._alone_in_flight -= 1
 
