@@ -8,7 +8,9 @@ on the machine hits both alike.
 Every row of every run is read from the script's ``--json`` output (its
 ``sagas_per_s``, or ``per_s`` for a row that times a call, such as the reads
 of ``scale_sagas.py``); the table gives, per row, the median over rounds of
-each side's figure and the ratio this tree / ``REV`` (higher is faster).
+each side's figure and the ratio this tree / ``REV`` (higher is faster);
+rows that report ``cpu_us_per_saga`` also get each side's median CPU time
+per saga and its ratio this tree / ``REV`` (lower is cheaper).
 Peer rows (DBOS, Celery, the floor) run on both sides too: they change with
 the load only, so their ratio shows how much of a difference is noise.
 Where rows carry them (``remote_throughput.py``), a second table gives each
@@ -110,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     base_name, head_name = commit_of(args.rev), "this tree"
     figures: dict[str, dict[str, list[float]]] = {}
     extras: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    cpu: dict[str, dict[str, list[float]]] = {}
     loads: list[str] = []
     with tempfile.TemporaryDirectory(prefix="sagakit-against-") as tmp:
         # this tree's src is copied too: edits made during a long run stay out
@@ -139,14 +142,20 @@ def main(argv: list[str] | None = None) -> int:
                         )
                         pair = (row["ratio_vs_floor"], cpu)
                         extras.setdefault(key, {}).setdefault(side, []).append(pair)
+                    used = row.get("cpu_us_per_saga")
+                    if used is not None:
+                        cpu.setdefault(key, {}).setdefault(side, []).append(used)
     print()
     print(f"{script.name} {' '.join(script_args)}; {args.rounds} round(s) per side")
     print(f"{'row':<34} {base_name:>12} {head_name:>12} {'ratio':>7}")
     for key, by_side in figures.items():
-        base = statistics.median(by_side.get(base_name, [0.0]))
-        head = statistics.median(by_side.get(head_name, [0.0]))
-        ratio = f"{head / base:.2f}x" if base else "n/a"
-        print(f"{key:<34} {base:>12,.1f} {head:>12,.1f} {ratio:>7}")
+        print(f"{key:<34} {_compare(by_side, base_name, head_name)}")
+    if cpu:
+        print()
+        print("CPU us per saga (this process); lower is cheaper")
+        print(f"{'row':<34} {base_name:>12} {head_name:>12} {'ratio':>7}")
+        for key, by_side in cpu.items():
+            print(f"{key:<34} {_compare(by_side, base_name, head_name)}")
     print(
         "sagas/s (calls/s for a row that times a call), median over rounds of "
         "each run's median; load average (1 min) after each run: " + ", ".join(loads)
@@ -169,6 +178,14 @@ def main(argv: list[str] | None = None) -> int:
             "process + the service processes, medians over rounds"
         )
     return 0
+
+
+def _compare(by_side: dict[str, list[float]], base_name: str, head_name: str) -> str:
+    """Each side's median and the ratio head / base."""
+    base = statistics.median(by_side.get(base_name, [0.0]))
+    head = statistics.median(by_side.get(head_name, [0.0]))
+    ratio = f"{head / base:.2f}x" if base else "n/a"
+    return f"{base:>12,.1f} {head:>12,.1f} {ratio:>7}"
 
 
 if __name__ == "__main__":

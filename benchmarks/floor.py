@@ -133,17 +133,23 @@ async def measure(
     concurrency: int,
     *,
     failing: bool,
-) -> tuple[list[float], float]:
-    """Sagas/s of ``repeats`` timed runs after a warm-up (``n // 10``), and
-    the commits per saga they made; closes ``floor``."""
+) -> tuple[list[float], float, float]:
+    """Sagas/s of ``repeats`` timed runs after a warm-up (``n // 10``), the
+    commits per saga they made and this process's CPU microseconds per saga
+    (``time.process_time``: the database server's are not in it); closes
+    ``floor``."""
     try:
         await run(floor.write, max(1, n // 10), concurrency, failing=failing)
         runs: list[float] = []
         commits = floor.commits
+        cpu = 0.0
         for _ in range(repeats):
             gc.collect()
+            cpu -= time.process_time()
             runs.append(n / await run(floor.write, n, concurrency, failing=failing))
-        return runs, (floor.commits - commits) / (n * repeats)
+            cpu += time.process_time()
+        done = n * repeats
+        return runs, (floor.commits - commits) / done, cpu / done * 1e6
     finally:
         await floor.close()
 

@@ -107,6 +107,9 @@ class Result:
     runs: list[float]  # sagas/s of each timed run
     commits_per_saga: float | None
     statements_per_saga: float | None
+    cpu_us_per_saga: float | None = None
+    """This process's CPU time (``time.process_time``) per saga over the timed
+    runs, in microseconds (the server's is not in it)."""
 
     @property
     def sagas_per_s(self) -> float:
@@ -224,14 +227,17 @@ def measure_sagakit(s: Scenario, url: str, repeats: int) -> Result:
             await timed(max(1, s.n // 10))
             runs: list[float] = []
             commits = statements = 0
+            cpu = 0.0
             for _ in range(repeats):
                 gc.collect()
+                cpu -= time.process_time()
                 seconds, c, st = await timed(s.n)
+                cpu += time.process_time()
                 runs.append(s.n / seconds)
                 commits += c
                 statements += st
             done = s.n * repeats
-            return Result(s, runs, commits / done, statements / done)
+            return Result(s, runs, commits / done, statements / done, cpu / done * 1e6)
         finally:
             await orchestrator.close()
 
@@ -243,10 +249,10 @@ def measure_floor(s: Scenario, url: str, repeats: int) -> Result:
 
     async def main() -> Result:
         floor = await PostgresFloor.open(url, POOL_SIZE)
-        runs, commits = await floor_measure(
+        runs, commits, cpu = await floor_measure(
             floor, s.n, repeats, s.concurrency, failing=s.path == "failure"
         )
-        return Result(s, runs, commits, None)
+        return Result(s, runs, commits, None, cpu)
 
     return asyncio.run(main())
 
@@ -433,10 +439,13 @@ def measure_dbos(
             timed = dbos_timed(s, flows, mode)
             timed(max(1, s.n // 10))  # warm-up
             runs = []
+            cpu = 0.0
             for _ in range(repeats):
                 gc.collect()
+                cpu -= time.process_time()
                 runs.append(s.n / timed(s.n))
-            results.append(Result(s, runs, None, None))
+                cpu += time.process_time()
+            results.append(Result(s, runs, None, None, cpu / (s.n * repeats) * 1e6))
     finally:
         api.destroy()
     return results, None
@@ -476,6 +485,7 @@ def table(
         "n",
         "sagas/s",
         "runs min-max",
+        "cpu us/saga",
         "commits/saga",
         "transitions/commit",
         "sagakit/floor",
@@ -497,13 +507,14 @@ def table(
                 str(s.n),
                 f"{r.sagas_per_s:,.0f}",
                 f"{min(r.runs):,.0f}-{max(r.runs):,.0f}",
+                "-" if r.cpu_us_per_saga is None else f"{r.cpu_us_per_saga:,.1f}",
                 commits,
                 per_commit(r),
                 shown if to_floor is None else f"{to_floor:.2f}x",
                 shown if value is None else f"{value:.2f}x",
             )
         )
-    numeric = {3, 4, 5, 6, 7, 8, 9, 10}
+    numeric = {3, 4, 5, 6, 7, 8, 9, 10, 11}
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for row in rows:
@@ -735,6 +746,7 @@ def main(argv: list[str] | None = None) -> int:
                     "runs": r.runs,
                     "commits_per_saga": r.commits_per_saga,
                     "statements_per_saga": r.statements_per_saga,
+                    "cpu_us_per_saga": r.cpu_us_per_saga,
                     "ratio_vs_dbos": ratio(r, dbos_by_pair),
                     "ratio_vs_floor": ratio(r, floor_by_pair),
                 }

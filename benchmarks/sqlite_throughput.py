@@ -123,6 +123,9 @@ class Result:
     scenario: Scenario
     runs: list[float]  # sagas/s of each timed run
     commits_per_saga: float | None
+    cpu_us_per_saga: float | None = None
+    """This process's CPU time (``time.process_time``) per saga over the timed
+    runs, in microseconds: steadier than sagas/s on a shared machine."""
 
     @property
     def sagas_per_s(self) -> float:
@@ -132,15 +135,19 @@ class Result:
 Timed = Callable[[int], tuple[float, int]]  # n -> (seconds, commits)
 
 
-def measure(timed: Timed, n: int, repeats: int) -> list[float]:
-    """One warm-up run, then ``repeats`` timed runs of ``n`` sagas each."""
+def measure(timed: Timed, n: int, repeats: int) -> tuple[list[float], float]:
+    """One warm-up run, then ``repeats`` timed runs of ``n`` sagas each:
+    their sagas/s and the CPU microseconds per saga."""
     timed(max(1, n // 10))
     runs: list[float] = []
+    cpu = 0.0
     for _ in range(repeats):
         gc.collect()
+        cpu -= time.process_time()
         seconds, _ = timed(n)
+        cpu += time.process_time()
         runs.append(n / seconds)
-    return runs
+    return runs, cpu / (n * repeats) * 1e6
 
 
 # -- saga-py -------------------------------------------------------------------
@@ -208,12 +215,13 @@ def measure_sagakit(
     concurrency: int,
     n: int,
     repeats: int,
-) -> tuple[list[float], float | None]:
-    """Run warm-up and repeats in one event loop on one store and orchestrator."""
+) -> tuple[list[float], float, float]:
+    """Run warm-up and repeats in one event loop on one store and
+    orchestrator: sagas/s per run, commits and CPU microseconds per saga."""
     saga = sagakit_saga(is_async=is_async, failing=failing)
     expected = SagaStatus.COMPENSATED if failing else SagaStatus.SUCCEEDED
 
-    async def main() -> tuple[list[float], float | None]:
+    async def main() -> tuple[list[float], float, float]:
         store = make_store()
         orchestrator = Orchestrator(store, [saga])
         loop = asyncio.get_running_loop()
@@ -240,12 +248,16 @@ def measure_sagakit(
             await timed(max(1, n // 10))
             runs: list[float] = []
             commits = 0
+            cpu = 0.0
             for _ in range(repeats):
                 gc.collect()
+                cpu -= time.process_time()
                 seconds, delta = await timed(n)
+                cpu += time.process_time()
                 runs.append(n / seconds)
                 commits += delta
-            return runs, commits / (n * repeats)
+            done = n * repeats
+            return runs, commits / done, cpu / done * 1e6
         finally:
             await orchestrator.close()
 
@@ -345,8 +357,8 @@ def scenarios(n: int, concurrency: int) -> list[Scenario]:
 
 def run_scenario(s: Scenario, repeats: int, db_dir: Path) -> Result:
     if s.library == "saga-py":
-        runs = measure(sagapy_runner(failing=s.path == "failure"), s.n, repeats)
-        return Result(s, runs, None)
+        runs, cpu = measure(sagapy_runner(failing=s.path == "failure"), s.n, repeats)
+        return Result(s, runs, None, cpu)
     if s.library == "floor":
         return measure_floor(s, repeats, db_dir)
 
@@ -358,7 +370,7 @@ def run_scenario(s: Scenario, repeats: int, db_dir: Path) -> Result:
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         return SQLiteStore(path, synchronous=s.store.removeprefix("sqlite-"))
 
-    runs, commits = measure_sagakit(
+    runs, commits, cpu = measure_sagakit(
         make_store,
         is_async=s.steps == "async",
         failing=s.path == "failure",
@@ -366,16 +378,16 @@ def run_scenario(s: Scenario, repeats: int, db_dir: Path) -> Result:
         n=s.n,
         repeats=repeats,
     )
-    return Result(s, runs, commits)
+    return Result(s, runs, commits, cpu)
 
 
 def measure_floor(s: Scenario, repeats: int, db_dir: Path) -> Result:
     """The hand-written floor (benchmarks/floor.py), measured like sagakit."""
     floor = SQLiteFloor(str(db_dir / f"{s.key}.db"))
-    runs, commits = asyncio.run(
+    runs, commits, cpu = asyncio.run(
         floor_measure(floor, s.n, repeats, s.concurrency, failing=s.path == "failure")
     )
-    return Result(s, runs, commits)
+    return Result(s, runs, commits, cpu)
 
 
 def floor_of(result: Result, floors: dict[tuple[int, str], Result]) -> float | None:
@@ -425,6 +437,7 @@ def table(
         "in flight",
         "n",
         "sagas/s",
+        "cpu us/saga",
         "commits/saga",
         "transitions/commit",
         "vs floor",
@@ -444,6 +457,7 @@ def table(
                 str(s.concurrency),
                 str(s.n),
                 f"{r.sagas_per_s:,.0f}",
+                "-" if r.cpu_us_per_saga is None else f"{r.cpu_us_per_saga:,.1f}",
                 commits,
                 per_commit(r),
                 "-" if to_floor is None else f"{to_floor:.2f}x",
@@ -452,7 +466,7 @@ def table(
                 else format_ratio(ratio(r, baselines.get(s.path))),
             )
         )
-    numeric = {4, 5, 6, 7, 8, 9}
+    numeric = {4, 5, 6, 7, 8, 9, 10}
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for row in rows:
@@ -644,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
                     "sagas_per_s": r.sagas_per_s,
                     "runs": r.runs,
                     "commits_per_saga": r.commits_per_saga,
+                    "cpu_us_per_saga": r.cpu_us_per_saga,
                     "ratio_vs_saga_py": ratio(r, baselines.get(r.scenario.path)),
                     "ratio_vs_floor": floor_of(r, floors),
                 }

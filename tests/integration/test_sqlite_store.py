@@ -7,7 +7,9 @@ import math
 import re
 import sqlite3
 import threading
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,6 +166,41 @@ async def test_state_survives_reopening(tmp_path: Path) -> None:
     reopened = SQLiteStore(path)
     assert (await reopened.get("s1")).idempotency_key == "k"
     assert len(await reopened.history("s1")) == 1
+
+
+async def test_a_save_keeping_status_and_deadline_updates_in_place(
+    tmp_path: Path,
+) -> None:
+    """A save that keeps status and deadline sets neither (their indexes stay
+    untouched); one that changes them, or finds the saga marked waiting
+    meanwhile, runs the full update, which clears the mark."""
+    store = SQLiteStore(tmp_path / "p.db")
+    conn = store.database.conn
+    ran: list[str] = []
+    conn.set_trace_callback(ran.append)
+    first = make_record("s1")
+    await store.create(first, [entry("s1", "started")])
+
+    async def save(version: int, **changes: Any) -> list[str]:
+        ran.clear()
+        record = replace(first, version=version, **changes)
+        await store.save(record, version - 1, [entry("s1", f"v{version}")])
+        updates = [s for s in ran if s.startswith("UPDATE sagakit_saga")]
+        # the first column each sets: the full update's is status; the trace
+        # may show a statement more than once (SQLite re-runs it)
+        return list(dict.fromkeys(s.split()[3] for s in updates))
+
+    assert await save(2, updated_at=200.0) == ["version"]
+    conn.execute("UPDATE sagakit_saga SET waiting = 'a worker without it'")
+    assert await save(3) == ["version", "status"]  # in place finds no row
+    assert await save(4, deadline=150.0) == ["status"]
+    assert await save(5, deadline=150.0) == ["version"]
+    assert await save(6, status=SagaStatus.SUCCEEDED) == ["status"]
+    row = conn.execute(
+        "SELECT version, status, deadline, waiting, updated_at FROM sagakit_saga"
+    ).fetchone()
+    assert row == (6, "succeeded", None, None, 100.0)  # the last save's
+    assert len(await store.history("s1")) == 6
 
 
 def test_bad_synchronous_mode_is_a_clear_error(tmp_path: Path) -> None:

@@ -957,3 +957,28 @@ def test_with_step_keeps_every_field_of_both_values() -> None:
     for f in fields(StepState):
         changed = base.with_step("b", **{f.name: marker})
         assert getattr(changed.step("b"), f.name) is marker, f.name
+
+
+def test_but_sets_each_field_of_both_values_by_name() -> None:
+    """``but`` passes fields by position: each change must land in the field
+    it names and leave the others as they were (a reordered or added field
+    fails here)."""
+    from dataclasses import fields  # noqa: PLC0415
+
+    from sagakit.engine.state import SagaState, StepState  # noqa: PLC0415
+
+    base_step = StepState()
+    base = SagaState(saga_id="s", saga_name="n")
+    for value, kind in ((base, SagaState), (base_step, StepState)):
+        names = [f.name for f in fields(kind)]
+        for name in names:
+            if name in ("saga_id", "saga_name"):
+                continue
+            marker = object()
+            changed = value.but(**{name: marker})  # type: ignore[attr-defined]
+            assert getattr(changed, name) is marker, name
+            for other in names:
+                if other != name:
+                    assert getattr(changed, other) == getattr(value, other), other
+        with pytest.raises(TypeError, match="no field"):
+            value.but(nonsense=1)  # type: ignore[attr-defined]

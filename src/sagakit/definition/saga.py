@@ -392,6 +392,7 @@ class Saga(Generic[C]):
         "on_compensation_failure",
         "pivot",
         "pivot_stage",
+        "sends",
         "stages",
         "version",
     )
@@ -457,6 +458,11 @@ class Saga(Generic[C]):
                     pivot = s
             items.append((group, fast))
         self._by_name = by_name
+        self.sends = any(
+            s.is_remote or s.compensation_is_remote for s in by_name.values()
+        )
+        """Some step's action or compensation is a command to another
+        service (``Remote``): without one, a decision sends nothing."""
         self.children: dict[str, Saga[Any]] = children_of(list(by_name.values()))
         check_cycles(name, self.children)
         self.family: tuple[Saga[Any], ...] = tuple(family(self.children))

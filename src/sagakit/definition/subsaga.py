@@ -197,8 +197,4 @@ def family(children: Mapping[str, Saga[Any]]) -> list[Saga[Any]]:
 
 def has_remote_steps(saga: Saga[Any]) -> bool:
     """Some step of ``saga`` or of its sub-sagas sends a command."""
-    return any(
-        s.is_remote or s.compensation_is_remote
-        for one in (saga, *saga.family)
-        for s in one
-    )
+    return saga.sends or any(one.sends for one in saga.family)

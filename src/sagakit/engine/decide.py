@@ -28,7 +28,6 @@ Rules it guarantees (checked by property tests):
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from sagakit.definition.remote import Remote
@@ -88,6 +87,7 @@ __all__ = ["Decision", "decide", "initial_state"]
 _PENDING = StepStatus.PENDING
 _RUNNING = StepStatus.RUNNING
 _SUCCEEDED = StepStatus.SUCCEEDED
+_PENDING_STEP = StepState()
 
 
 def initial_state(saga: Saga[Any], saga_id: str) -> SagaState:
@@ -168,23 +168,31 @@ def _startable(saga: Saga[Any], state: SagaState, name: str) -> bool:
     )
 
 
-def _start(saga: Saga[Any], state: SagaState, names: list[str], at: float) -> Decision:
-    """Start ``names`` (each at attempt 1)."""
+def _start(
+    saga: Saga[Any],
+    state: SagaState,
+    names: list[str],
+    at: float,
+    steps: dict[str, StepState] | None = None,
+    **changes: Any,
+) -> Decision:
+    """Start ``names`` (each at attempt 1). ``steps`` (a copy of the state's,
+    changed in place) and ``changes`` go into the same new state: one copy
+    of it for the whole transition."""
     level = saga.graph.level
     stage = state.stage
+    if steps is None:
+        steps = dict(state.steps)
     commands: list[Command] = []
     for name in names:
-        state = state.with_step(
-            name,
+        steps[name] = (steps.get(name) or _PENDING_STEP).but(
             status=_RUNNING,
             attempts=1,
             deadline=_action_deadline(saga.step(name), at),
         )
         commands.append(RunStep(name, 1))
         stage = max(stage, level[name])
-    if stage != state.stage:
-        state = state.but(stage=stage)
-    return Decision(state, tuple(commands))
+    return Decision(state.but(steps=steps, stage=stage, **changes), tuple(commands))
 
 
 def _go_on(
@@ -201,8 +209,9 @@ def _go_on(
     return _succeeded(saga, state)
 
 
-def _succeeded(saga: Saga[Any], state: SagaState) -> Decision:
-    done = state.but(status=SagaStatus.SUCCEEDED, stage=len(saga.stages))
+def _succeeded(saga: Saga[Any], state: SagaState, **changes: Any) -> Decision:
+    """The saga succeeded (with ``changes`` in the same copy of its state)."""
+    done = state.but(status=SagaStatus.SUCCEEDED, stage=len(saga.stages), **changes)
     return Decision(done, (FinishSaga(SagaStatus.SUCCEEDED),))
 
 
@@ -238,19 +247,17 @@ def _running_step(
 def _on_step_succeeded(
     saga: Saga[Any], state: SagaState, event: StepSucceeded
 ) -> Decision:
-    _running_step(state, event.step, "success", event.attempt)
-    state = state.with_step(
-        event.step,
-        status=_SUCCEEDED,
-        result=event.result,
-        error=None,
-        deadline=None,
+    current = _running_step(state, event.step, "success", event.attempt)
+    steps = dict(state.steps)
+    steps[event.step] = current.but(
+        status=_SUCCEEDED, result=event.result, error=None, deadline=None
     )
-    state = state.but(completed=(*state.completed, event.step))
+    completed = (*state.completed, event.step)
     if state.status is SagaStatus.COMPENSATING:
-        return settle_failure(saga, state, event.at)
+        return settle_failure(
+            saga, state.but(steps=steps, completed=completed), event.at
+        )
     # the hot path: only the dependents of this step can start now
-    steps = state.steps
     deps = saga.graph.deps
     ready = [
         d
@@ -258,16 +265,16 @@ def _on_step_succeeded(
         if steps[d].status is _PENDING
         and all(steps[n].status is _SUCCEEDED for n in deps[d])
     ]
-    if ready:
-        return _start(saga, state, ready, event.at)
+    if ready:  # one copy of the state for the success and the starts
+        return _start(saga, state, ready, event.at, steps, completed=completed)
     waiting = False
     for s in steps.values():
         if s.status is _RUNNING:
-            return Decision(state, ())
+            return Decision(state.but(steps=steps, completed=completed), ())
         waiting = waiting or s.status is _PENDING
     if waiting:  # a join still waits, or steps a migration left behind
-        return _go_on(saga, state, event.at)
-    return _succeeded(saga, state)
+        return _go_on(saga, state.but(steps=steps, completed=completed), event.at)
+    return _succeeded(saga, state, steps=steps, completed=completed)
 
 
 def _on_step_failed(
@@ -297,11 +304,9 @@ def _fail_step(
 ) -> Decision:
     state = state.with_step(step, status=StepStatus.FAILED, error=error, deadline=None)
     if saga.step(step).compensate_on_failure:
-        state = replace(state, completed=(*state.completed, step))
+        state = state.but(completed=(*state.completed, step))
     if state.status is SagaStatus.RUNNING:
-        state = replace(
-            state, status=SagaStatus.COMPENSATING, failed_step=step, error=error
-        )
+        state = state.but(status=SagaStatus.COMPENSATING, failed_step=step, error=error)
     state, cancel = _fail_fast(saga, state, step)
     decision = settle_failure(saga, state, at)
     return Decision(decision.state, (*cancel, *decision.commands))
@@ -379,7 +384,7 @@ def _on_resumed(saga: Saga[Any], state: SagaState, at: float) -> Decision:
         if steps[name].status is _RUNNING and not (spec.is_remote or spec.is_sub_saga):
             state = state.with_step(name, status=StepStatus.FAILED, error=INTERRUPTED)
             if spec.compensate_on_failure:
-                state = replace(state, completed=(*state.completed, name))
+                state = state.but(completed=(*state.completed, name))
     decision = settle_failure(saga, state, at)
     return Decision(decision.state, (*children, *decision.commands))
 
@@ -449,7 +454,7 @@ def _operator(
             "cancelled (it will be finished forward)"
         )
     error = ErrorInfo("Cancelled", event.reason)
-    state = replace(state, status=SagaStatus.COMPENSATING, error=error)
+    state = state.but(status=SagaStatus.COMPENSATING, error=error)
     return settle_failure(saga, state, event.at)
 
 
@@ -460,8 +465,7 @@ def _retry(saga: Saga[Any], state: SagaState, event: RetryRequested) -> Decision
             f"saga {state.saga_id} is {state.status.value}: only a failed saga "
             "(a step failed after the pivot) can be retried"
         )
-    state = replace(
-        state,
+    state = state.but(
         status=SagaStatus.RUNNING,
         compensations=None,
         failed_step=None,

@@ -11,7 +11,6 @@ deadline, so the saga continues where it stopped.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from sagakit.definition.remote import waits_for_reply
@@ -31,7 +30,7 @@ def pause(state: SagaState, event: PauseRequested) -> SagaState:
         )
     if state.paused:
         raise StateError(f"saga {state.saga_id} is already paused")
-    return replace(state, paused=True)
+    return state.but(paused=True)
 
 
 def unpause(
@@ -59,7 +58,7 @@ def unpause(
             continue
         deadline = None if timeout is None else event.at + delay + timeout
         state = state.with_step(name, deadline=deadline)
-    return replace(state, paused=False, held=(), held_due={}), tuple(commands)
+    return state.but(paused=False, held=(), held_due={}), tuple(commands)
 
 
 def hold(
@@ -68,7 +67,7 @@ def hold(
     """What a paused saga keeps of a decision made at ``at``: its state, minus
     the runs (and when each delayed one was due)."""
     if state.status.terminal:  # ended by a step that was in flight
-        return replace(state, paused=False, held=(), held_due={}), commands
+        return state.but(paused=False, held=(), held_due={}), commands
     held, due = list(state.held), dict(state.held_due)
     kept: list[Command] = []
     for command in commands:
@@ -80,4 +79,4 @@ def hold(
             state = state.with_step(command.step, deadline=None)
         else:
             kept.append(command)
-    return replace(state, held=tuple(held), held_due=due), tuple(kept)
+    return state.but(held=tuple(held), held_due=due), tuple(kept)

@@ -17,7 +17,6 @@ saga waits for those in flight, then ends ``compensation_failed``. Under
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import Any
 
 from sagakit.definition.remote import waits_for_reply
@@ -55,7 +54,7 @@ def settle_failure(saga: Saga[Any], state: SagaState, at: float) -> Decision:
     if any(s.status is _RUNNING for s in state.steps.values()):
         return Decision(state, ())
     if past_pivot(saga, state):
-        state = replace(state, status=SagaStatus.FAILED, compensations=())
+        state = state.but(status=SagaStatus.FAILED, compensations=())
         return Decision(state, (FinishSaga(SagaStatus.FAILED),))
     if state.compensations is None:
         queue = tuple(
@@ -63,7 +62,7 @@ def settle_failure(saga: Saga[Any], state: SagaState, at: float) -> Decision:
             for name in reversed(state.completed)
             if saga.step(name).compensate is not None
         )
-        state = replace(state, compensations=queue)
+        state = state.but(compensations=queue)
     return advance(saga, state, at)
 
 
@@ -87,7 +86,7 @@ def advance(saga: Saga[Any], state: SagaState, at: float) -> Decision:
         if in_flight:  # stopping: those already running settle first
             return Decision(state, ())
         end = SagaStatus.COMPENSATION_FAILED if failed else SagaStatus.COMPENSATED
-        return Decision(replace(state, status=end), (FinishSaga(end),))
+        return Decision(state.but(status=end), (FinishSaga(end),))
     ready = _ready(saga, state, unsettled)
     commands: list[Command] = []
     for name in listed if len(ready) > 1 else ready:  # in the listed order
@@ -200,12 +199,10 @@ def on_compensation_failed(
         return Decision(state, (Compensate(event.step, attempt, delay),))
     state = state.with_step(event.step, status=_COMPENSATION_FAILED, deadline=None)
     if state.compensation_step is None:
-        state = replace(
-            state, compensation_step=event.step, compensation_error=event.error
-        )
+        state = state.but(compensation_step=event.step, compensation_error=event.error)
     else:
         later = (*state.later_compensation_errors, (event.step, event.error))
-        state = replace(state, later_compensation_errors=later)
+        state = state.but(later_compensation_errors=later)
     return advance(saga, state, event.at)
 
 
@@ -241,8 +238,7 @@ def resume_requested(
             "compensation_failed saga can be resumed"
         )
     listed = state.compensations
-    state = replace(
-        state,
+    state = state.but(
         status=SagaStatus.COMPENSATING,
         compensation_step=None,
         compensation_error=None,

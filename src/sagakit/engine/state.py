@@ -27,6 +27,25 @@ class StepState:
     """Attempts made before the last operator retry (the policy counts after)."""
     compensation_retry_base: int = 0
 
+    def but(self, **changes: Any) -> StepState:
+        """A copy with ``changes`` (``dataclasses.replace`` at a third of its
+        cost: the engine's hottest path)."""
+        get = changes.get
+        new = StepState(
+            get("status", self.status),
+            get("attempts", self.attempts),
+            get("compensation_attempts", self.compensation_attempts),
+            get("result", self.result),
+            get("error", self.error),
+            get("deadline", self.deadline),
+            get("retry_base", self.retry_base),
+            get("compensation_retry_base", self.compensation_retry_base),
+        )
+        if len(changes) > len(_STEP_FIELDS & changes.keys()):
+            unknown = sorted(changes.keys() - _STEP_FIELDS)
+            raise TypeError(f"StepState has no field(s) {unknown}")
+        return new
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status.value}
         if self.deadline is not None:
@@ -121,70 +140,33 @@ class SagaState:
         return self.steps.get(name) or StepState()
 
     def with_step(self, name: str, **changes: Any) -> SagaState:
-        # the engine's hottest path: build both values directly, which costs
-        # a third of dataclasses.replace
-        old = self.steps.get(name) or _PENDING
-        new = StepState(
-            status=changes.get("status", old.status),
-            attempts=changes.get("attempts", old.attempts),
-            compensation_attempts=changes.get(
-                "compensation_attempts", old.compensation_attempts
-            ),
-            result=changes.get("result", old.result),
-            error=changes.get("error", old.error),
-            deadline=changes.get("deadline", old.deadline),
-            retry_base=changes.get("retry_base", old.retry_base),
-            compensation_retry_base=changes.get(
-                "compensation_retry_base", old.compensation_retry_base
-            ),
-        )
-        if len(changes) > len(_STEP_FIELDS & changes.keys()):
-            unknown = sorted(changes.keys() - _STEP_FIELDS)
-            raise TypeError(f"StepState has no field(s) {unknown}")
+        """A copy whose step ``name`` has ``changes`` (see :meth:`StepState.but`)."""
         steps = dict(self.steps)
-        steps[name] = new
-        return SagaState(
-            saga_id=self.saga_id,
-            saga_name=self.saga_name,
-            status=self.status,
-            stage=self.stage,
-            steps=steps,
-            completed=self.completed,
-            compensations=self.compensations,
-            failed_step=self.failed_step,
-            error=self.error,
-            compensation_step=self.compensation_step,
-            compensation_error=self.compensation_error,
-            paused=self.paused,
-            held=self.held,
-            held_due=self.held_due,
-            later_compensation_errors=self.later_compensation_errors,
-            parent=self.parent,
-        )
+        steps[name] = (self.steps.get(name) or _PENDING).but(**changes)
+        return self.but(steps=steps)
 
     def but(self, **changes: Any) -> SagaState:
         """A copy with ``changes``: ``dataclasses.replace`` for the engine's
-        hot path, at half its cost."""
+        hot path, at a third of its cost (positional arguments, in field
+        order)."""
         get = changes.get
         new = SagaState(
-            saga_id=self.saga_id,
-            saga_name=self.saga_name,
-            status=get("status", self.status),
-            stage=get("stage", self.stage),
-            steps=get("steps", self.steps),
-            completed=get("completed", self.completed),
-            compensations=get("compensations", self.compensations),
-            failed_step=get("failed_step", self.failed_step),
-            error=get("error", self.error),
-            compensation_step=get("compensation_step", self.compensation_step),
-            compensation_error=get("compensation_error", self.compensation_error),
-            paused=get("paused", self.paused),
-            held=get("held", self.held),
-            held_due=get("held_due", self.held_due),
-            later_compensation_errors=get(
-                "later_compensation_errors", self.later_compensation_errors
-            ),
-            parent=get("parent", self.parent),
+            self.saga_id,
+            self.saga_name,
+            get("status", self.status),
+            get("stage", self.stage),
+            get("steps", self.steps),
+            get("completed", self.completed),
+            get("compensations", self.compensations),
+            get("failed_step", self.failed_step),
+            get("error", self.error),
+            get("compensation_step", self.compensation_step),
+            get("compensation_error", self.compensation_error),
+            get("paused", self.paused),
+            get("held", self.held),
+            get("held_due", self.held_due),
+            get("later_compensation_errors", self.later_compensation_errors),
+            get("parent", self.parent),
         )
         if len(changes) > len(_SAGA_FIELDS & changes.keys()):
             unknown = sorted(changes.keys() - _SAGA_FIELDS)

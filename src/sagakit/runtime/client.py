@@ -29,7 +29,7 @@ from sagakit.ports.clock import Clock
 from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore, saga_line
 from sagakit.runtime.clock import SystemClock
 from sagakit.runtime.driver import Driver
-from sagakit.runtime.instance import Instance, default_worker_id
+from sagakit.runtime.instance import Instance, context_json, default_worker_id
 from sagakit.runtime.operator import Action
 from sagakit.runtime.registry import Registry
 from sagakit.runtime.remote import command_messages, remote_of
@@ -163,7 +163,7 @@ class SagaClient:
             status=decision.state.status,
             version=1,
             state=decision.state,
-            context=ctx.model_dump(mode="json"),
+            context=context_json(ctx),
             idempotency_key=idempotency_key,
             created_at=now,
             updated_at=now,

@@ -55,6 +55,7 @@ from sagakit.runtime.instance import (
     Item,
     LeaseLost,
     Refresh,
+    context_json,
     work_key,
 )
 from sagakit.runtime.relay import OutboxRelay
@@ -489,7 +490,7 @@ class Driver:
             status=state.status,
             version=inst.version + 1,
             state=state,
-            context=inst.context.model_dump(mode="json"),
+            context=context_json(inst.context),
             idempotency_key=inst.idempotency_key,
             created_at=inst.created_at,
             updated_at=history[-1].finished_at if history else self.clock.now(),

@@ -14,13 +14,17 @@ deleted since) fails only its own caller. A batch whose transaction fails
 (a lost connection, a lock wait that ended in a deadlock) is tried again one
 save at a time, so one bad save cannot fail the others; each caller gets
 what its own save did.
+
+:class:`Batcher` is that design for any kind of write; :class:`GroupCommit`
+uses it for the saga store's creates and saves, and the workflow apps for
+their step results (:mod:`sagakit.workflow.commit`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from sagakit.errors import StoreError
 from sagakit.ports.store import (
@@ -41,9 +45,161 @@ class BatchingStore(SagaRepository, GroupSaves, Protocol):
 
 
 MAX_BATCH = 256
-"""Saves per transaction at most (more wait for the next one)."""
+"""Writes per transaction at most (more wait for the next one)."""
 
-_Waiting = tuple[Any, "asyncio.Future[Any]"]  # a Create or a Save, its caller
+W = TypeVar("W")
+W_contra = TypeVar("W_contra", contravariant=True)
+
+
+class Kind(Protocol[W_contra]):
+    """One kind of write: how it commits alone, how many commit in one
+    transaction (what each did: its result, or the refusal it failed with
+    alone) and the order a batch takes (one lock order for every batch: two
+    processes whose batches touch the same rows queue instead of
+    deadlocking)."""
+
+    def order(self, write: W_contra) -> Any: ...
+
+    async def one(self, write: W_contra) -> Any: ...
+
+    async def many(self, writes: Sequence[W_contra]) -> Sequence[Any]: ...
+
+
+_Waiting = tuple[Any, "asyncio.Future[Any]"]  # a write, its caller's future
+
+
+class Batcher(Generic[W]):
+    """Writes queued for the next batch: a task commits what is queued, one
+    transaction per kind (the kinds side by side, in the order given), then
+    what came meanwhile. ``batches`` counts the transactions it ran and
+    ``writes`` the writes they held."""
+
+    def __init__(self, kinds: Sequence[Kind[W]], *, max_batch: int = MAX_BATCH) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.kinds = tuple(kinds)
+        self.max_batch = max_batch
+        self.batches = 0
+        self.writes = 0
+        self._queue: list[tuple[Kind[W], W, asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    @property
+    def flushing(self) -> bool:
+        """A batch is queued or being committed."""
+        return self._flusher is not None
+
+    def queued(self, kind: Kind[W], write: W) -> asyncio.Future[Any]:
+        """``write`` in the next batch: the future of what it did (cancelled
+        before its batch is sent, it writes nothing)."""
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((kind, write, done))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        return done
+
+    async def one(self, kind: Kind[W], write: W) -> Any:
+        """``write`` alone, now, counted as a batch of one."""
+        result = await kind.one(write)
+        self.batches += 1
+        self.writes += 1
+        return result
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                taken = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+                commits = []
+                for kind in self.kinds:
+                    batch = [(w, f) for k, w, f in taken if k is kind and not f.done()]
+                    if batch:
+                        commits.append(self._commit(kind, batch))
+                if len(commits) == 1:
+                    await commits[0]
+                elif commits:
+                    await asyncio.gather(*commits)
+        finally:
+            self._flusher = None
+            for _, _, done in self._queue:  # only when this task was cancelled
+                done.cancel()
+            self._queue.clear()
+
+    async def _commit(self, kind: Kind[W], batch: list[_Waiting]) -> None:
+        """One kind of write, as one transaction."""
+        try:
+            if len(batch) == 1:
+                await self._alone(kind, batch[0])
+                return
+            batch.sort(key=lambda w: kind.order(w[0]))
+            try:
+                done = await kind.many([w for w, _ in batch])
+            except StoreError:
+                for waiting in batch:  # find which failed; the others commit
+                    await self._alone(kind, waiting)
+                return
+            self.batches += 1
+            self.writes += len(batch)
+            for (_, future), result in zip(batch, done, strict=True):
+                _settle(future, result)
+        except Exception as exc:  # not a store error: each caller sees it
+            for _, future in batch:
+                _settle(future, exc)
+        except BaseException:
+            for _, future in batch:
+                future.cancel()
+            raise
+
+    async def _alone(self, kind: Kind[W], waiting: _Waiting) -> None:
+        write, done = waiting
+        try:
+            result = await self.one(kind, write)
+        except Exception as exc:
+            _settle(done, exc)
+        else:
+            _settle(done, result)
+
+
+class _Creates:
+    def __init__(self, store: BatchingStore) -> None:
+        self.store = store
+
+    def order(self, write: Create) -> str:
+        return write.record.saga_id
+
+    async def one(self, write: Create) -> Created:
+        return await self.store.create(
+            write.record,
+            write.history,
+            owner=write.owner,
+            lease=write.lease,
+            outbox=write.outbox,
+        )
+
+    async def many(self, writes: Sequence[Create]) -> Sequence[Any]:
+        return await self.store.create_many(writes)
+
+
+class _Saves:
+    def __init__(self, store: BatchingStore) -> None:
+        self.store = store
+
+    def order(self, write: Save) -> str:
+        return write.record.saga_id
+
+    async def one(self, write: Save) -> None:
+        await self.store.save(
+            write.record,
+            write.expected_version,
+            write.history,
+            owner=write.owner,
+            lease=write.lease,
+            outbox=write.outbox,
+            inbox=write.inbox,
+        )
+
+    async def many(self, writes: Sequence[Save]) -> Sequence[Any]:
+        return await self.store.save_many(writes)
 
 
 class GroupCommit:
@@ -71,17 +227,23 @@ class GroupCommit:
         max_batch: int = MAX_BATCH,
         driven: Callable[[], int] = lambda: 2,
     ) -> None:
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.store = store
+        self._creates, self._saves = _Creates(store), _Saves(store)
+        self._batcher: Batcher[Any] = Batcher(
+            (self._creates, self._saves), max_batch=max_batch
+        )
         self.max_batch = max_batch
         self.direct = not getattr(store, "blocking_writes", False)
         self.driven = driven
         self._alone_in_flight = 0
-        self.batches = 0
-        self.writes = 0
-        self._queue: list[_Waiting] = []
-        self._flusher: asyncio.Task[None] | None = None
+
+    @property
+    def batches(self) -> int:
+        return self._batcher.batches
+
+    @property
+    def writes(self) -> int:
+        return self._batcher.writes
 
     async def create(
         self,
@@ -94,18 +256,17 @@ class GroupCommit:
     ) -> Created:
         """As :meth:`~sagakit.ports.store.SagaRepository.create`, in the
         next batch."""
-        if self._quiet(alone=0):
-            self._alone_in_flight += 1
-            try:
-                return await self.store.create(
-                    record, history, owner=owner, lease=lease, outbox=outbox
-                )
-            finally:
-                self._alone_in_flight -= 1
-        created: Created = await self._queued(
-            Create(record, history, owner, lease, outbox)
-        )
-        return created
+        if not self._quiet(alone=0):
+            create = Create(record, history, owner, lease, outbox)
+            created: Created = await self._batcher.queued(self._creates, create)
+            return created
+        self._alone_in_flight += 1
+        try:
+            return await self.store.create(
+                record, history, owner=owner, lease=lease, outbox=outbox
+            )
+        finally:
+            self._alone_in_flight -= 1
 
     async def save(
         self,
@@ -120,116 +281,31 @@ class GroupCommit:
     ) -> None:
         """As :meth:`~sagakit.ports.store.SagaRepository.save`, in the next
         batch. Cancelled before its batch is sent, it writes nothing."""
-        if self._quiet(alone=1):
-            self._alone_in_flight += 1
-            try:
-                await self.store.save(
-                    record,
-                    expected_version,
-                    history,
-                    owner=owner,
-                    lease=lease,
-                    outbox=outbox,
-                    inbox=inbox,
-                )
-            finally:
-                self._alone_in_flight -= 1
+        if not self._quiet(alone=1):
+            save = Save(record, expected_version, history, owner, lease, outbox, inbox)
+            await self._batcher.queued(self._saves, save)
             return
-        await self._queued(
-            Save(record, expected_version, history, owner, lease, outbox, inbox)
-        )
+        self._alone_in_flight += 1
+        try:
+            await self.store.save(
+                record,
+                expected_version,
+                history,
+                owner=owner,
+                lease=lease,
+                outbox=outbox,
+                inbox=inbox,
+            )
+        finally:
+            self._alone_in_flight -= 1
 
     def _quiet(self, alone: int) -> bool:
         """Nothing in flight, and nothing to wait for: the store lets others
         write meanwhile, or no more than ``alone`` instances are driven (the
         writer's own, if it has one)."""
-        if self._flusher is not None or self._alone_in_flight:
+        if self._batcher.flushing or self._alone_in_flight:
             return False
         return self.direct or (self.driven() <= alone and not _loop_busy())
-
-    def _queued(self, write: Create | Save) -> asyncio.Future[Any]:
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((write, done))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
-        return done
-
-    async def _flush(self) -> None:
-        try:
-            while self._queue:
-                batch = [w for w in self._queue[: self.max_batch] if not w[1].done()]
-                del self._queue[: self.max_batch]
-                creates = [w for w in batch if isinstance(w[0], Create)]
-                saves = [w for w in batch if isinstance(w[0], Save)]
-                if creates and saves:
-                    await asyncio.gather(self._commit(creates), self._commit(saves))
-                elif batch:
-                    await self._commit(batch)
-        finally:
-            self._flusher = None
-            for _, done in self._queue:  # only when this task itself was cancelled
-                done.cancel()
-            self._queue.clear()
-
-    async def _commit(self, batch: list[_Waiting]) -> None:
-        """One kind of write (creates or saves), as one transaction."""
-        try:
-            if len(batch) == 1:
-                await self._alone(batch[0])
-                return
-            # one lock order for every batch: two batches (processes) that
-            # touch the same rows queue behind each other instead of deadlocking
-            batch.sort(key=lambda w: w[0].record.saga_id)
-            writes = [w for w, _ in batch]
-            try:
-                if isinstance(writes[0], Create):
-                    done: list[Any] = await self.store.create_many(writes)
-                else:
-                    done = await self.store.save_many(writes)
-            except StoreError:
-                for waiting in batch:  # find which failed; the others commit
-                    await self._alone(waiting)
-                return
-            self.batches += 1
-            self.writes += len(batch)
-            for (_, future), result in zip(batch, done, strict=True):
-                _settle(future, result)
-        except Exception as exc:  # not a store error: each caller sees it
-            for _, future in batch:
-                _settle(future, exc)
-        except BaseException:
-            for _, future in batch:
-                future.cancel()
-            raise
-
-    async def _alone(self, waiting: _Waiting) -> None:
-        write, done = waiting
-        try:
-            if isinstance(write, Create):
-                result: Any = await self.store.create(
-                    write.record,
-                    write.history,
-                    owner=write.owner,
-                    lease=write.lease,
-                    outbox=write.outbox,
-                )
-            else:
-                result = None
-                await self.store.save(
-                    write.record,
-                    write.expected_version,
-                    write.history,
-                    owner=write.owner,
-                    lease=write.lease,
-                    outbox=write.outbox,
-                    inbox=write.inbox,
-                )
-        except Exception as exc:
-            _settle(done, exc)
-        else:
-            self.batches += 1
-            self.writes += 1
-            _settle(done, result)
 
 
 def _loop_busy() -> bool:

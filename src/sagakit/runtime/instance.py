@@ -31,6 +31,24 @@ __all__ = [
 REPLY_CONSUMER = "sagakit.orchestrator"
 """Inbox consumer name under which orchestrators record the replies they took."""
 
+_MODEL_DUMP = BaseModel.model_dump
+
+
+def context_json(context: BaseModel) -> dict[str, Any]:
+    """``context.model_dump(mode="json")``, as stored with every commit.
+
+    A model that keeps pydantic's ``model_dump`` is serialized by its
+    serializer directly (whose defaults are ``model_dump``'s): the same dict,
+    without the wrapper's cost, most of the call for a small context. One
+    that overrides ``model_dump`` gets its own."""
+    kind = type(context)
+    if kind.model_dump is not _MODEL_DUMP:
+        return context.model_dump(mode="json")
+    dumped: dict[str, Any] = kind.__pydantic_serializer__.to_python(
+        context, mode="json"
+    )
+    return dumped
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:

@@ -80,6 +80,8 @@ def outgoing(
     """What committing ``decision`` sends, and the decision it becomes once
     its fire-and-forget compensations count as done."""
     out = Outgoing(decision)
+    if not saga.sends:  # only remote steps send (and time out, and go unawaited)
+        return out
     commands: tuple[Command, ...] = decision.commands
     while commands:
         state = out.decision.state
