@@ -49,9 +49,6 @@ CATALOG = {
         SELECT trigger_name, event_object_table, action_timing,
                event_manipulation, action_statement
           FROM information_schema.triggers WHERE trigger_schema = DATABASE()""",
-    "routines": """
-        SELECT routine_name, routine_type, routine_definition
-          FROM information_schema.routines WHERE routine_schema = DATABASE()""",
 }
 
 

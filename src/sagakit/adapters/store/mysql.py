@@ -11,14 +11,13 @@ compare its version. "Now", for leases, is the database clock.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Collection, Sequence
 from typing import Any
 
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.event_mysql import MySQLEventStore
 from sagakit.adapters.store.inbox import MySQLInbox
-from sagakit.adapters.store.mysql_database import MySQLDatabase, OnMySQL
+from sagakit.adapters.store.mysql_database import MySQLDatabase, OnMySQL, Step
 from sagakit.adapters.store.reads import SagaReads
 from sagakit.adapters.store.rows import dumps, unique_ids
 from sagakit.adapters.store.workflow_mysql import MySQLWorkflowStore
@@ -36,6 +35,8 @@ from sagakit.ports.store import (
 
 __all__ = ["MySQLDatabase", "MySQLStore"]
 
+Steps = list[Step]
+
 
 def _lease(owner: str | None, lease: float | None) -> tuple[str | None, float | None]:
     """Owner and lease seconds to store, or ``(None, None)`` to leave them."""
@@ -44,54 +45,68 @@ def _lease(owner: str | None, lease: float | None) -> tuple[str | None, float | 
     return owner, lease
 
 
-def _outbox_json(outbox: Sequence[OutboxMessage]) -> str | None:
-    """Outbox messages as the JSON array the blocks unpack (None: none)."""
-    if not outbox:
-        return None
-    return dumps(
-        [
-            {
-                "message_id": m.message_id,
-                "destination": m.destination,
-                "body": base64.b64encode(m.body).decode("ascii"),
-                "saga_id": m.saga_id,
-                "available_at": m.available_at,
-                "held_by": m.held_by,
-                "hold": m.hold,
-            }
-            for m in outbox
-        ]
-    )
+def _rows(history: Sequence[HistoryEntry], outbox: Sequence[OutboxMessage]) -> Steps:
+    """The blocks that write a transition's history lines and outbox
+    messages (each only if the saga was written)."""
+    steps: Steps = [("history_row", row) for row in rows.history_rows(history)]
+    steps += [
+        (
+            "outbox_row",
+            (
+                m.message_id,
+                m.destination,
+                m.body,
+                m.saga_id,
+                m.available_at,
+                m.held_by,
+                m.hold,
+            ),
+        )
+        for m in outbox
+    ]
+    return steps
 
 
-def _create_args(create: Create) -> tuple[Any, ...]:
+def _create_steps(create: Create) -> Steps:
+    """The blocks of one create; the last answers whether it inserted."""
     record = create.record
-    return (
+    insert = (
         *rows.new_saga(record),
         *_lease(create.owner, create.lease),
-        rows.history_json(create.history),
+        None,
         record.deadline,
         record.definition_version,
         record.fingerprint,
-        _outbox_json(create.outbox),
     )
+    return [
+        ("create_saga", insert),
+        *_rows(create.history, create.outbox),
+        ("created", ()),
+    ]
 
 
-def _save_args(save: Save) -> tuple[Any, ...]:
+def _save_steps(save: Save) -> Steps:
+    """The blocks of one save; the last says what it did."""
     record, inbox = save.record, save.inbox
-    return (
+    update = (
         record.saga_id,
         *rows.saga_changes(record),
         save.expected_version,
         *_lease(save.owner, save.lease),
-        rows.history_json(save.history),
         record.deadline,
-        _outbox_json(save.outbox),
-        None if inbox is None else inbox.consumer,
-        None if inbox is None else inbox.message_id,
         record.definition_version,
         record.fingerprint,
     )
+    first: Step = ("save_saga", update)
+    received: tuple[str | None, str | None] = (None, None)
+    if inbox is not None:
+        received = (inbox.consumer, inbox.message_id)
+        first = ("save_saga_received", (*update, *received))
+    return [
+        first,
+        *_rows(save.history, save.outbox),
+        ("saved", (*received, save.expected_version)),
+    ]
 
 
 def _save_problem(save: Save, row: Sequence[Any]) -> Exception | None:
@@ -137,8 +152,8 @@ class MySQLStore(OnMySQL, MySQLInbox, SagaReads[MySQLDatabase]):
         outbox: Sequence[OutboxMessage] = (),
     ) -> Created:
         create = Create(record, history, owner, lease, outbox)
-        (row,) = await self.database.write(
-            f"saga {record.saga_id}: create", "create_saga", *_create_args(create)
+        ((row,),) = await self.database.script(
+            f"saga {record.saga_id}: create", _create_steps(create)
         )
         if row[0]:
             return Created(record, True)
@@ -149,10 +164,9 @@ class MySQLStore(OnMySQL, MySQLInbox, SagaReads[MySQLDatabase]):
         one round trip."""
         if not creates:
             return []
-        found = await self.database.write_many(
+        found = await self.database.script(
             f"creating {len(creates)} sagas",
-            "create_saga",
-            [_create_args(c) for c in creates],
+            [step for c in creates for step in _create_steps(c)],
         )
         results: list[Created | Exception] = []
         for create, ((created,),) in zip(creates, found, strict=True):
@@ -177,11 +191,8 @@ class MySQLStore(OnMySQL, MySQLInbox, SagaReads[MySQLDatabase]):
         inbox: InboxEntry | None = None,
     ) -> None:
         save = Save(record, expected_version, history, owner, lease, outbox, inbox)
-        (row,) = await self.database.write(
-            f"saga {record.saga_id}: save",
-            "save_saga",
-            *_save_args(save),
-            counted=False,
+        ((row,),) = await self.database.script(
+            f"saga {record.saga_id}: save", _save_steps(save), counted=False
         )
         problem = _save_problem(save, row)
         if problem is not None:
@@ -193,8 +204,9 @@ class MySQLStore(OnMySQL, MySQLInbox, SagaReads[MySQLDatabase]):
         one round trip; a refused save writes nothing of its own."""
         if not saves:
             return []
-        found = await self.database.write_many(
-            f"saving {len(saves)} sagas", "save_saga", [_save_args(s) for s in saves]
+        found = await self.database.script(
+            f"saving {len(saves)} sagas",
+            [step for s in saves for step in _save_steps(s)],
         )
         return [_save_problem(s, rs[0]) for s, rs in zip(saves, found, strict=True)]
 

@@ -5,8 +5,9 @@ The named blocks of ``mysql/queries.sql`` use ``$n`` parameters, as on
 PostgreSQL; a block may hold several statements, which go to the server in
 one round trip (the connections allow multi-statements). A write is its
 block between ``START TRANSACTION`` and ``COMMIT``, in that same round trip
-(:meth:`MySQLDatabase.write`); several writes committed together are several
-blocks in one (:meth:`MySQLDatabase.write_many`).
+(:meth:`MySQLDatabase.write`); a write of several parts (a saga, its history
+lines, its outbox messages), or several writes committed together, is a
+sequence of blocks in one (:meth:`MySQLDatabase.script`).
 
 Sessions run at READ COMMITTED (as PostgreSQL does: claims lock only the
 rows they take), in UTC, and in strict SQL mode (a value too long for its
@@ -55,6 +56,8 @@ _ATTEMPTS = 5
 _PARAM = re.compile(r"\$(\d+)")
 _BIGGEST = 1.7976931348623157e308
 Row = tuple[Any, ...]
+Step = tuple[str, Sequence[Any]]
+"""A named block and its arguments, one step of a :meth:`MySQLDatabase.script`."""
 
 
 @cache
@@ -303,24 +306,20 @@ class MySQLDatabase:
         """The named block in a transaction of its own, committed (and
         counted, unless ``counted=False``: a caller that counts only what
         changed something), in one round trip: the rows of its last SELECT."""
-        (found,) = await self.write_many(about, query, [args], counted=counted)
-        return found
+        found = await self.script(about, [(query, args)], counted=counted)
+        return found[-1] if found else []
 
-    async def write_many(
-        self,
-        about: str,
-        query: str,
-        args: Sequence[Sequence[Any]],
-        *,
-        counted: bool = True,
+    async def script(
+        self, about: str, steps: Sequence[Step], *, counted: bool = True
     ) -> list[list[Row]]:
-        """The named block once per argument tuple, all in one transaction
-        and one round trip: the rows of each run's last SELECT. A deadlock
-        (the server rolled everything back) is retried; any other error rolls
-        the transaction back and becomes a StoreError."""
+        """The named blocks of ``steps`` (a block and its arguments each), in
+        order, in one transaction and one round trip: the rows of each of
+        their SELECTs. A deadlock (the server rolled everything back) is
+        retried; any other error rolls the transaction back and becomes a
+        StoreError."""
         texts, values = [_compiled("begin")[0]], list[Any]()
-        for each in args:
-            text, bound_args = bound(query, each)
+        for query, args in steps:
+            text, bound_args = bound(query, args)
             texts.append(text)
             values.extend(bound_args)
         texts.append(_compiled("commit")[0])
@@ -329,7 +328,7 @@ class MySQLDatabase:
             self.statements += 1
             try:
                 async with self.connection() as conn:
-                    found = await self._script(conn, script, values, len(args))
+                    found = await self._script(conn, script, values)
             except DRIVER_ERRORS as exc:
                 if errno(exc) in _RETRIED and attempt < _ATTEMPTS:
                     continue
@@ -339,9 +338,7 @@ class MySQLDatabase:
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
-    async def _script(
-        conn: Any, script: str, values: list[Any], runs: int
-    ) -> list[list[Row]]:
+    async def _script(conn: Any, script: str, values: list[Any]) -> list[list[Row]]:
         """Execute a whole transaction script on ``conn``; roll back what an
         error left open before raising it."""
         try:
@@ -353,8 +350,6 @@ class MySQLDatabase:
                 async with conn.cursor() as cur:
                     await cur.execute("ROLLBACK")
             raise
-        if len(found) != runs:
-            raise StoreError(f"expected {runs} result(s), got {len(found)}")
         return found
 
     @asynccontextmanager
@@ -392,7 +387,9 @@ class MySQLDatabase:
             async with self.connection() as conn:
                 await self.run(conn, "lock_migrations")
                 try:
-                    await self.run(conn, "create_migrations_table")
+                    (exists,), _ = await self.run(conn, "migrations_table_exists")
+                    if not exists[0][0]:  # IF NOT EXISTS would warn: a round trip
+                        await self.run(conn, "create_migrations_table")
                     (done,), _ = await self.run(conn, "applied_migrations")
                     for m in migrations("mysql"):
                         if m.version in {row[0] for row in done}:

@@ -77,6 +77,45 @@ def history_json(history: Sequence[HistoryEntry]) -> str:
     )
 
 
+def history_rows(history: Sequence[HistoryEntry]) -> list[tuple[Any, ...]]:
+    """History lines as the rows SQLite and MySQL insert: ``saga_id, step,
+    kind, attempt, outcome, result, error, started_at, finished_at``."""
+    return [
+        (
+            h.saga_id,
+            h.step,
+            h.kind,
+            h.attempt,
+            h.outcome,
+            dumps_or_none(h.result),
+            error_json(h.error),
+            h.started_at,
+            h.finished_at,
+        )
+        for h in history
+    ]
+
+
+def workflow_history_rows(
+    history: Sequence[WorkflowHistoryEntry],
+) -> list[tuple[Any, ...]]:
+    """Workflow history lines as the rows SQLite and MySQL insert: ``app,
+    instance_id, step, attempt, outcome, detail, error, recorded_at``."""
+    return [
+        (
+            h.app,
+            h.instance_id,
+            h.step,
+            h.attempt,
+            h.outcome,
+            dumps_or_none(h.detail),
+            h.error,
+            h.recorded_at,
+        )
+        for h in history
+    ]
+
+
 def workflow_history_json(history: Sequence[WorkflowHistoryEntry]) -> str:
     """Workflow history lines as one JSON array of objects keyed by the
     ``sagakit_workflow_history`` columns they fill."""

@@ -14,7 +14,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from sagakit.adapters.store import rows
-from sagakit.adapters.store.mysql_database import MySQLDatabase, OnMySQL
+from sagakit.adapters.store.mysql_database import MySQLDatabase, OnMySQL, Step
 from sagakit.adapters.store.reads import WorkflowReads
 from sagakit.adapters.store.rows import dumps
 from sagakit.ports.workflow_store import (
@@ -22,6 +22,20 @@ from sagakit.ports.workflow_store import (
     WorkflowRecord,
     WorkflowSave,
 )
+
+
+def _history_steps(history: Sequence[WorkflowHistoryEntry]) -> list[Step]:
+    """Blocks that write history lines (if the instance was written)."""
+    return [("workflow_history_row", r) for r in rows.workflow_history_rows(history)]
+
+
+def _save_steps(save: WorkflowSave) -> list[Step]:
+    """The blocks of one save; the last says what it did."""
+    return [
+        ("workflow_save", rows.workflow_save_params(*save)),
+        *_history_steps(save.history),
+        ("workflow_saved", ()),
+    ]
 
 
 class MySQLWorkflowStore(OnMySQL, WorkflowReads[MySQLDatabase]):
@@ -35,13 +49,16 @@ class MySQLWorkflowStore(OnMySQL, WorkflowReads[MySQLDatabase]):
     async def create(
         self, record: WorkflowRecord, history: Sequence[WorkflowHistoryEntry]
     ) -> tuple[WorkflowRecord, bool]:
-        ((created,),) = await self.database.write(
+        ((row,),) = await self.database.script(
             f"workflow {record.app}/{record.instance_id}: create",
-            "workflow_insert",
-            *rows.workflow_insert_params(record, history),
+            [
+                ("workflow_insert", rows.workflow_insert_params(record, history)),
+                *_history_steps(history),
+                ("created", ()),
+            ],
             counted=False,
         )
-        if created:
+        if row[0]:
             self.database.commits += 1
             return record, True
         return await self.get(record.app, record.instance_id), False
@@ -52,10 +69,9 @@ class MySQLWorkflowStore(OnMySQL, WorkflowReads[MySQLDatabase]):
         expected_version: int,
         history: Sequence[WorkflowHistoryEntry],
     ) -> None:
-        ((saved, found),) = await self.database.write(
+        (((saved, found),),) = await self.database.script(
             f"workflow {record.app}/{record.instance_id}: save",
-            "workflow_save",
-            *rows.workflow_save_params(record, expected_version, history),
+            _save_steps(WorkflowSave(record, expected_version, history)),
             counted=False,
         )
         problem = rows.workflow_save_problem(record, expected_version, saved, found)
@@ -66,10 +82,9 @@ class MySQLWorkflowStore(OnMySQL, WorkflowReads[MySQLDatabase]):
     async def save_many(self, saves: Sequence[WorkflowSave]) -> list[Exception | None]:
         if not saves:
             return []
-        found = await self.database.write_many(
+        found = await self.database.script(
             f"{len(saves)} workflow saves",
-            "workflow_save",
-            [rows.workflow_save_params(*save) for save in saves],
+            [step for save in saves for step in _save_steps(save)],
         )
         return [
             rows.workflow_save_problem(record, expected, saved, exists)

@@ -7,11 +7,12 @@
 -- Statements that depend on an earlier one read what it found from session
 -- variables (@sk_*), which every block sets before it reads them.
 -- "Now" for saga leases is the database clock, UNIX_TIMESTAMP(NOW(6)), with
--- the session's time zone at UTC (no DST jumps). Lists are JSON arrays, read
--- with JSON_TABLE: history as an array of objects whose keys are the
--- columns (as on PostgreSQL), outbox messages as an array of objects with
--- the body in base64. Locking reads that take a batch (claims) read an index
--- in the claim order (FORCE INDEX): a sort would lock every row it sorts.
+-- the session's time zone at UTC (no DST jumps). A write's history lines
+-- and outbox messages are a block each (history_row, outbox_row): MariaDB
+-- unpacks a JSON array (JSON_TABLE) many times slower than it inserts a
+-- row; lists of ids and names are JSON arrays. Locking reads that take a
+-- batch (claims) read an index in the claim order (FORCE INDEX): a sort
+-- would lock every row it sorts.
 
 -- begin --
 START TRANSACTION;
@@ -48,12 +49,12 @@ INSERT INTO sagakit_schema_migrations (version, name, applied_at)
 VALUES ($1, $2, UNIX_TIMESTAMP(NOW(6)));
 
 -- create_saga --
--- Insert the saga (unless its id or its idempotency key is taken) and its
--- history ($13). $11 owner and $12 lease seconds, both or neither, keep it
--- owned until now + lease; $14 is the deadline, $15 the definition version
--- and $16 its fingerprint; $17 the outbox messages (NULL: none). Returns
--- created = 0 on a taken key or id (no error: one create of a batch cannot
--- fail the others).
+-- Insert the saga unless its id or its idempotency key is taken (no error:
+-- one create of a batch cannot fail the others). $11 owner and $12 lease
+-- seconds, both or neither, keep it owned until now + lease; $14 is the
+-- deadline, $15 the definition version and $16 its fingerprint ($13 is not
+-- used). @sk_write says whether it was inserted: the history_row and
+-- outbox_row blocks that follow write only then; created answers.
 INSERT INTO sagakit_saga (
     saga_id, saga_name, status, version, idempotency_key, context, state,
     failed_step, created_at, updated_at, owner, lease_until, deadline,
@@ -63,118 +64,78 @@ INSERT INTO sagakit_saga (
     UNIX_TIMESTAMP(NOW(6)) + $12, $14, $15, $16
 )
 ON DUPLICATE KEY UPDATE saga_id = sagakit_saga.saga_id;
-SET @sk_created = ROW_COUNT() = 1;
+SET @sk_write = ROW_COUNT() = 1;
+
+-- created --
+SELECT @sk_write AS created;
+
+-- history_row --
+-- One history line of the saga written by the block before, if it wrote:
+-- saga_id, step, kind, attempt, outcome, result, error, started_at,
+-- finished_at (one row per block: far cheaper than unpacking a JSON array)
 INSERT INTO sagakit_step_history (
     saga_id, step, kind, attempt, outcome, result, error, started_at,
     finished_at
 )
-SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome,
-       IF(JSON_TYPE(h.result) = 'NULL', NULL, h.result),
-       IF(JSON_TYPE(h.error) = 'NULL', NULL, h.error),
-       h.started_at, h.finished_at
-  FROM JSON_TABLE($13, '$[*]' COLUMNS (
-           n FOR ORDINALITY,
-           saga_id LONGTEXT PATH '$.saga_id',
-           step LONGTEXT PATH '$.step',
-           kind LONGTEXT PATH '$.kind',
-           attempt INT PATH '$.attempt',
-           outcome LONGTEXT PATH '$.outcome',
-           result JSON PATH '$.result',
-           error JSON PATH '$.error',
-           started_at DOUBLE PATH '$.started_at',
-           finished_at DOUBLE PATH '$.finished_at')) AS h
- WHERE @sk_created
- ORDER BY h.n;
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM DUAL WHERE @sk_write;
+
+-- outbox_row --
+-- One outbox message of the write before, if it wrote: message id,
+-- destination, body, saga id, available at, held by and hold seconds (both
+-- or neither). An id written already keeps the first message.
 INSERT INTO sagakit_outbox (
     message_id, destination, body, saga_id, available_at, created_at,
     locked_by, locked_until
 )
-SELECT m.message_id, m.destination, FROM_BASE64(m.body), m.saga_id,
-       m.available_at, UNIX_TIMESTAMP(NOW(6)), m.held_by,
-       UNIX_TIMESTAMP(NOW(6)) + m.hold
-  FROM JSON_TABLE(COALESCE($17, '[]'), '$[*]' COLUMNS (
-           n FOR ORDINALITY,
-           message_id LONGTEXT PATH '$.message_id',
-           destination LONGTEXT PATH '$.destination',
-           body LONGTEXT PATH '$.body',
-           saga_id LONGTEXT PATH '$.saga_id',
-           available_at DOUBLE PATH '$.available_at',
-           held_by LONGTEXT PATH '$.held_by',
-           hold DOUBLE PATH '$.hold')) AS m
- WHERE @sk_created
- ORDER BY m.n
+SELECT $1, $2, $3, $4, $5, UNIX_TIMESTAMP(NOW(6)), $6,
+       UNIX_TIMESTAMP(NOW(6)) + $7
+  FROM DUAL WHERE @sk_write
 ON DUPLICATE KEY UPDATE message_id = sagakit_outbox.message_id;
-SELECT @sk_created AS created;
 
 -- save_saga --
--- Replace the saga if it is still at version $8 and append its history
--- ($11). The row is locked first, so its version read here is the one the
--- update sees. $9 owner and $10 lease seconds (both or neither) refresh the
--- lease; NULL keeps it. $12 is the deadline, $13 the outbox messages (NULL:
--- none), $14 and $15 an inbox entry's consumer and message id (both or
--- neither), $16 and $17 the definition version and fingerprint. With an
--- inbox entry, the saga is updated only if the entry is new. saved = 1 is
--- success; otherwise found = 0 means no such saga, duplicate = 1 a message
--- consumed before, anything else a version conflict.
+-- Replace the saga if it is still at version $8. The row is locked first, so
+-- its version read here is the one the update sees. $9 owner and $10 lease
+-- seconds (both or neither) refresh the lease; NULL keeps it. $11 is the
+-- deadline, $12 and $13 the definition version and fingerprint. @sk_write
+-- says whether it was saved (see history_row, outbox_row and saved).
+SET @sk_version = (SELECT version FROM sagakit_saga WHERE saga_id = $1
+                      FOR UPDATE);
+SET @sk_write = @sk_version <=> $8;
+UPDATE sagakit_saga
+   SET status = $2, version = $3, context = $4, state = $5, failed_step = $6,
+       updated_at = $7, deadline = $11, waiting = NULL,
+       definition_version = $12, fingerprint = $13,
+       owner = COALESCE($9, owner),
+       lease_until = COALESCE(UNIX_TIMESTAMP(NOW(6)) + $10, lease_until)
+ WHERE saga_id = $1 AND @sk_write;
+
+-- save_saga_received --
+-- save_saga with an inbox entry ($14 consumer, $15 message id): the saga is
+-- saved only if the entry is new, so a duplicate writes nothing.
 SET @sk_version = (SELECT version FROM sagakit_saga WHERE saga_id = $1
                       FOR UPDATE);
 INSERT INTO sagakit_inbox (consumer, message_id, received_at)
-SELECT $14, $15, UNIX_TIMESTAMP(NOW(6)) FROM DUAL
- WHERE $14 IS NOT NULL AND @sk_version <=> $8
+SELECT $14, $15, UNIX_TIMESTAMP(NOW(6)) FROM DUAL WHERE @sk_version <=> $8
 ON DUPLICATE KEY UPDATE consumer = sagakit_inbox.consumer;
-SET @sk_saved = @sk_version <=> $8 AND ($14 IS NULL OR ROW_COUNT() = 1);
+SET @sk_write = @sk_version <=> $8 AND ROW_COUNT() = 1;
 UPDATE sagakit_saga
    SET status = $2, version = $3, context = $4, state = $5, failed_step = $6,
-       updated_at = $7, deadline = $12, waiting = NULL,
-       definition_version = $16, fingerprint = $17,
+       updated_at = $7, deadline = $11, waiting = NULL,
+       definition_version = $12, fingerprint = $13,
        owner = COALESCE($9, owner),
        lease_until = COALESCE(UNIX_TIMESTAMP(NOW(6)) + $10, lease_until)
- WHERE saga_id = $1 AND @sk_saved;
-INSERT INTO sagakit_step_history (
-    saga_id, step, kind, attempt, outcome, result, error, started_at,
-    finished_at
-)
-SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome,
-       IF(JSON_TYPE(h.result) = 'NULL', NULL, h.result),
-       IF(JSON_TYPE(h.error) = 'NULL', NULL, h.error),
-       h.started_at, h.finished_at
-  FROM JSON_TABLE($11, '$[*]' COLUMNS (
-           n FOR ORDINALITY,
-           saga_id LONGTEXT PATH '$.saga_id',
-           step LONGTEXT PATH '$.step',
-           kind LONGTEXT PATH '$.kind',
-           attempt INT PATH '$.attempt',
-           outcome LONGTEXT PATH '$.outcome',
-           result JSON PATH '$.result',
-           error JSON PATH '$.error',
-           started_at DOUBLE PATH '$.started_at',
-           finished_at DOUBLE PATH '$.finished_at')) AS h
- WHERE @sk_saved
- ORDER BY h.n;
-INSERT INTO sagakit_outbox (
-    message_id, destination, body, saga_id, available_at, created_at,
-    locked_by, locked_until
-)
-SELECT m.message_id, m.destination, FROM_BASE64(m.body), m.saga_id,
-       m.available_at, UNIX_TIMESTAMP(NOW(6)), m.held_by,
-       UNIX_TIMESTAMP(NOW(6)) + m.hold
-  FROM JSON_TABLE(COALESCE($13, '[]'), '$[*]' COLUMNS (
-           n FOR ORDINALITY,
-           message_id LONGTEXT PATH '$.message_id',
-           destination LONGTEXT PATH '$.destination',
-           body LONGTEXT PATH '$.body',
-           saga_id LONGTEXT PATH '$.saga_id',
-           available_at DOUBLE PATH '$.available_at',
-           held_by LONGTEXT PATH '$.held_by',
-           hold DOUBLE PATH '$.hold')) AS m
- WHERE @sk_saved
- ORDER BY m.n
-ON DUPLICATE KEY UPDATE message_id = sagakit_outbox.message_id;
-SELECT @sk_saved AS saved, @sk_version IS NOT NULL AS found,
-       $14 IS NOT NULL AND NOT @sk_saved
-           AND (@sk_version <=> $8
+ WHERE saga_id = $1 AND @sk_write;
+
+-- saved --
+-- What the save before did, after its rows: saved = 1 is success; otherwise
+-- found = 0 means no such saga, duplicate = 1 a message consumed before
+-- (inbox entry $1, $2; NULL: none), anything else a version conflict ($3 the
+-- expected version).
+SELECT @sk_write AS saved, @sk_version IS NOT NULL AS found,
+       $1 IS NOT NULL AND NOT @sk_write
+           AND (@sk_version <=> $3
                 OR EXISTS (SELECT 1 FROM sagakit_inbox
-                            WHERE consumer = $14 AND message_id = $15))
+                            WHERE consumer = $1 AND message_id = $2))
            AS duplicate;
 
 -- get_saga --
@@ -517,9 +478,10 @@ ON DUPLICATE KEY UPDATE consumer = sagakit_inbox.consumer;
 SELECT reply FROM sagakit_inbox WHERE consumer = $1 AND message_id = $2;
 
 -- workflow_insert --
--- A workflow instance and its history ($16, a JSON array); an existing
--- (app, instance_id) is kept as it is (created = 0). $17 is the result, $18
--- the start digest, $19 and $20 its definition version and fingerprint.
+-- A workflow instance; an existing (app, instance_id) is kept as it is
+-- (created = 0). $17 is the result, $18 the start digest, $19 and $20 its
+-- definition version and fingerprint ($16 is not used: its history follows
+-- in workflow_history_row blocks).
 INSERT INTO sagakit_workflow (
     app, instance_id, status, step, input, due_at, state, version,
     attempts, transitions, error, created_at, updated_at, owner,
@@ -529,24 +491,16 @@ INSERT INTO sagakit_workflow (
     $18, $19, $20
 )
 ON DUPLICATE KEY UPDATE app = sagakit_workflow.app;
-SET @sk_created = ROW_COUNT() = 1;
+SET @sk_write = ROW_COUNT() = 1;
+
+-- workflow_history_row --
+-- One history line of the instance written by the block before, if it
+-- wrote: app, instance_id, step, attempt, outcome, detail, error,
+-- recorded_at
 INSERT INTO sagakit_workflow_history (
     app, instance_id, step, attempt, outcome, detail, error, recorded_at
 )
-SELECT $1, $2, h.step, h.attempt, h.outcome,
-       IF(JSON_TYPE(h.detail) = 'NULL', NULL, h.detail), h.error,
-       h.recorded_at
-  FROM JSON_TABLE($16, '$[*]' COLUMNS (
-           n FOR ORDINALITY,
-           step LONGTEXT PATH '$.step',
-           attempt INT PATH '$.attempt',
-           outcome LONGTEXT PATH '$.outcome',
-           detail JSON PATH '$.detail',
-           error LONGTEXT PATH '$.error',
-           recorded_at DOUBLE PATH '$.recorded_at')) AS h
- WHERE @sk_created
- ORDER BY h.n;
-SELECT @sk_created AS created;
+SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM DUAL WHERE @sk_write;
 
 -- workflow_get --
 SELECT app, instance_id, status, step, input, due_at, state, version, attempts,
@@ -556,36 +510,24 @@ SELECT app, instance_id, status, step, input, due_at, state, version, attempts,
  WHERE app = $1 AND instance_id = $2;
 
 -- workflow_save --
--- Optimistic replace ($14 is the expected version; the row is locked first)
--- and its history ($16); found tells a stale version from a missing
--- instance. $17 is the result, $18 and $19 the definition version and
--- fingerprint; the start digest is written once, by workflow_insert.
+-- Optimistic replace ($14 is the expected version; the row is locked
+-- first); its history follows in workflow_history_row blocks ($16 is not
+-- used), then workflow_saved. $17 is the result, $18 and $19 the definition
+-- version and fingerprint; the start digest is written once, by
+-- workflow_insert.
 SET @sk_version = (SELECT version FROM sagakit_workflow
                     WHERE app = $1 AND instance_id = $2 FOR UPDATE);
-SET @sk_saved = @sk_version <=> $14;
+SET @sk_write = @sk_version <=> $14;
 UPDATE sagakit_workflow
    SET status = $3, step = $4, input = $5, due_at = $6, state = $7,
        version = $8, attempts = $9, transitions = $10, error = $11,
        updated_at = $12, owner = $13, lease_until = $15, result = $17,
        definition_version = $18, fingerprint = $19
- WHERE app = $1 AND instance_id = $2 AND @sk_saved;
-INSERT INTO sagakit_workflow_history (
-    app, instance_id, step, attempt, outcome, detail, error, recorded_at
-)
-SELECT $1, $2, h.step, h.attempt, h.outcome,
-       IF(JSON_TYPE(h.detail) = 'NULL', NULL, h.detail), h.error,
-       h.recorded_at
-  FROM JSON_TABLE($16, '$[*]' COLUMNS (
-           n FOR ORDINALITY,
-           step LONGTEXT PATH '$.step',
-           attempt INT PATH '$.attempt',
-           outcome LONGTEXT PATH '$.outcome',
-           detail JSON PATH '$.detail',
-           error LONGTEXT PATH '$.error',
-           recorded_at DOUBLE PATH '$.recorded_at')) AS h
- WHERE @sk_saved
- ORDER BY h.n;
-SELECT @sk_saved AS saved, @sk_version IS NOT NULL AS found;
+ WHERE app = $1 AND instance_id = $2 AND @sk_write;
+
+-- workflow_saved --
+-- What workflow_save did: saved, and whether the instance exists
+SELECT @sk_write AS saved, @sk_version IS NOT NULL AS found;
 
 -- workflow_claim --
 -- Take instances of $1 and definition version $7 whose step is in $5 (a

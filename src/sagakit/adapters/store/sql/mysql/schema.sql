@@ -1,6 +1,6 @@
 -- The full current MySQL/MariaDB schema of sagakit. Migrations in
 -- migrations/ must produce exactly this; a test applies both to empty
--- databases and compares columns, indexes, constraints, routines and
+-- databases and compares tables, columns, indexes, foreign keys and
 -- triggers. Ids and names compare in code point order (utf8mb4_bin); times
 -- are epoch seconds (DOUBLE); JSON columns hold compact JSON text; a
 -- virtual column that is NULL outside a part of the rows and an index on it
@@ -47,45 +47,29 @@ CREATE TABLE IF NOT EXISTS sagakit_saga (
     KEY sagakit_saga_unfinished (unfinished_at, saga_id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
--- Ended sagas per name and status, in as many rows (shards) as writers at
--- once (see sagakit_saga_count_add); the unfinished ones are counted from
--- sagakit_saga_status
+-- Ended sagas per name and status, kept by the triggers below in the
+-- transaction that ends (or reopens) a saga, in up to 16 rows (shards) each:
+-- a writer adds to the row of its connection's shard, so writers of
+-- different shards never wait for each other (1 in 16 share one and wait
+-- for the other's commit). The unfinished ones are counted from
+-- sagakit_saga_status.
 CREATE TABLE IF NOT EXISTS sagakit_saga_count (
     saga_name  VARCHAR(255) NOT NULL,
     status     VARCHAR(32) NOT NULL,
-    shard      BIGINT NOT NULL,
+    shard      INT NOT NULL,
     n          BIGINT NOT NULL,
     PRIMARY KEY (saga_name, status, shard)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 DELIMITER //
 
--- Add delta to the count of a name and status in a row of it that no other
--- transaction is changing (a new row, this connection's, if all are):
--- writers never wait for each other
-CREATE PROCEDURE IF NOT EXISTS sagakit_saga_count_add(
-    counted VARCHAR(255), ended VARCHAR(32), delta INT)
-    MODIFIES SQL DATA
-BEGIN
-    DECLARE free BIGINT DEFAULT NULL;
-    SET free = (SELECT c.shard FROM sagakit_saga_count AS c
-                 WHERE c.saga_name = counted AND c.status = ended
-                 LIMIT 1 FOR UPDATE SKIP LOCKED);
-    IF free IS NOT NULL THEN
-        UPDATE sagakit_saga_count SET n = n + delta
-         WHERE saga_name = counted AND status = ended AND shard = free;
-    ELSE
-        INSERT INTO sagakit_saga_count (saga_name, status, shard, n)
-        VALUES (counted, ended, CONNECTION_ID(), delta)
-        ON DUPLICATE KEY UPDATE n = n + delta;
-    END IF;
-END //
-
 CREATE TRIGGER IF NOT EXISTS sagakit_saga_count_insert
     AFTER INSERT ON sagakit_saga FOR EACH ROW
 BEGIN
     IF NEW.status NOT IN ('running', 'compensating') THEN
-        CALL sagakit_saga_count_add(NEW.saga_name, NEW.status, 1);
+        INSERT INTO sagakit_saga_count (saga_name, status, shard, n)
+        VALUES (NEW.saga_name, NEW.status, CONNECTION_ID() % 16, 1)
+        ON DUPLICATE KEY UPDATE n = n + 1;
     END IF;
 END //
 
@@ -94,10 +78,14 @@ CREATE TRIGGER IF NOT EXISTS sagakit_saga_count_update
 BEGIN
     IF NOT (OLD.status <=> NEW.status AND OLD.saga_name <=> NEW.saga_name) THEN
         IF OLD.status NOT IN ('running', 'compensating') THEN
-            CALL sagakit_saga_count_add(OLD.saga_name, OLD.status, -1);
+            INSERT INTO sagakit_saga_count (saga_name, status, shard, n)
+            VALUES (OLD.saga_name, OLD.status, CONNECTION_ID() % 16, -1)
+            ON DUPLICATE KEY UPDATE n = n - 1;
         END IF;
         IF NEW.status NOT IN ('running', 'compensating') THEN
-            CALL sagakit_saga_count_add(NEW.saga_name, NEW.status, 1);
+            INSERT INTO sagakit_saga_count (saga_name, status, shard, n)
+            VALUES (NEW.saga_name, NEW.status, CONNECTION_ID() % 16, 1)
+            ON DUPLICATE KEY UPDATE n = n + 1;
         END IF;
     END IF;
 END //
@@ -106,7 +94,9 @@ CREATE TRIGGER IF NOT EXISTS sagakit_saga_count_delete
     AFTER DELETE ON sagakit_saga FOR EACH ROW
 BEGIN
     IF OLD.status NOT IN ('running', 'compensating') THEN
-        CALL sagakit_saga_count_add(OLD.saga_name, OLD.status, -1);
+        INSERT INTO sagakit_saga_count (saga_name, status, shard, n)
+        VALUES (OLD.saga_name, OLD.status, CONNECTION_ID() % 16, -1)
+        ON DUPLICATE KEY UPDATE n = n - 1;
     END IF;
 END //
 
