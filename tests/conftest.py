@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from sagakit.adapters.store import Database
     from sagakit.adapters.transport.rabbitmq import RabbitTransport
     from sagakit.ports.store import SagaStore
+    from sagakit.ports.workflow_store import WorkflowStore
 
 POSTGRES_URL = os.environ.get(
     "SAGAKIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -97,42 +98,50 @@ def pg_url(pg_template: str) -> Iterator[str]:
     run_sync(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ]
+)
 async def sql_database(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[Database]:
     """A fresh, open database of each SQL dialect: a SQLite file in
-    ``tmp_path`` (its URL is the path), then PostgreSQL (:func:`pg_url`)."""
+    ``tmp_path`` (its URL is the path), then PostgreSQL (:func:`pg_url`) and
+    MySQL (:func:`mysql_url`)."""
     from sagakit.adapters.store import open_database  # noqa: PLC0415
 
     if request.param == "sqlite":
         url = str(tmp_path / "sagakit.db")
     else:
-        url = request.getfixturevalue("pg_url")
+        url = request.getfixturevalue(SERVER_URLS[request.param])
     db = await open_database(url)
     yield db
     await db.close()
 
 
 class Stores(Generic[S]):
-    """Opens one test's stores on one database, SQLite or PostgreSQL after
-    ``request.param``: a new handle each call, as a restarted process opens
-    it; ``close`` closes them all."""
+    """Opens one test's stores on one database, SQLite, PostgreSQL or MySQL
+    after ``request.param``: a new handle each call, as a restarted process
+    opens it; ``close`` closes them all. ``server`` opens a server's URL."""
 
     def __init__(
         self,
         request: pytest.FixtureRequest,
         sqlite: Callable[[], S],
-        postgres: Callable[[str], Awaitable[S]],
+        server: Callable[[str], Awaitable[S]],
     ) -> None:
-        self.request, self.sqlite, self.postgres = request, sqlite, postgres
+        self.request, self.sqlite, self.server = request, sqlite, server
         self.opened: list[S] = []
 
     async def __call__(self) -> S:
         if self.request.param == "sqlite":
             store = self.sqlite()
         else:
-            store = await self.postgres(self.request.getfixturevalue("pg_url"))
+            url = self.request.getfixturevalue(SERVER_URLS[self.request.param])
+            store = await self.server(url)
         self.opened.append(store)
         return store
 
@@ -141,8 +150,32 @@ class Stores(Generic[S]):
             await store.close()
 
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+BACKENDS = [
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("mysql", marks=pytest.mark.mysql),
+]
 """``params`` of a fixture built on :class:`Stores`."""
+SERVER_URLS = {"postgres": "pg_url", "mysql": "mysql_url"}
+"""The fixture that gives a database of each server's."""
+
+
+async def workflow_store_at(url: str, **pool: int) -> WorkflowStore:
+    """A workflow store on a server's database (PostgreSQL or MySQL)."""
+    from sagakit.adapters.store.database import is_mysql  # noqa: PLC0415
+
+    if is_mysql(url):
+        from sagakit.adapters.store.workflow_mysql import (  # noqa: PLC0415
+            MySQLWorkflowStore,
+        )
+
+        return await MySQLWorkflowStore.connect(url, migrate=False, **pool)
+    from sagakit.adapters.store.workflow_postgres import (  # noqa: PLC0415
+        PostgresWorkflowStore,
+    )
+
+    return await PostgresWorkflowStore.connect(url, migrate=False, **pool)
+
 
 OpenSagaStore = Callable[[], Awaitable["SagaStore"]]
 
@@ -153,13 +186,19 @@ async def open_saga_store(
 ) -> AsyncIterator[OpenSagaStore]:
     """Opens this test's saga store (see :class:`Stores`)."""
     from sagakit import SQLiteStore  # noqa: PLC0415
-    from sagakit.adapters.store.postgres import PostgresStore  # noqa: PLC0415
+    from sagakit.adapters.store.database import is_mysql  # noqa: PLC0415
 
-    async def postgres(url: str) -> SagaStore:
+    async def server(url: str) -> SagaStore:
+        if is_mysql(url):
+            from sagakit.adapters.store.mysql import MySQLStore  # noqa: PLC0415
+
+            return await MySQLStore.connect(url, migrate=False, max_size=2)
+        from sagakit.adapters.store.postgres import PostgresStore  # noqa: PLC0415
+
         return await PostgresStore.connect(url, migrate=False, max_size=2)
 
     stores: Stores[SagaStore] = Stores(
-        request, lambda: SQLiteStore(tmp_path / "sagas.db"), postgres
+        request, lambda: SQLiteStore(tmp_path / "sagas.db"), server
     )
     yield stores
     await stores.close()
