@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python benchmarks/sqlite_throughput.py
 	$(BIN)/python benchmarks/postgres_throughput.py
+	$(BIN)/python benchmarks/mysql_throughput.py
 	$(BIN)/python benchmarks/remote_throughput.py
 
 # the long chaos run; `make test` runs a shorter one (1,000 sagas, 8 kills)

@@ -7,8 +7,10 @@ and 6 per compensated one (start, steps 1 and 2, the failure of step 3, then
 one per compensation), the same counts sagakit has without group commit.
 Each write is one statement (a CTE updates the row and appends the line), so
 one round trip, on the driver sagakit uses: asyncpg with a pool for
-PostgreSQL, the standard ``sqlite3`` module (WAL, ``synchronous=NORMAL``) for
-SQLite. Sagas in flight are gathered in batches, as in sagakit's rows.
+PostgreSQL, asyncmy with a pool for MySQL (the statements of a transition in
+one multi-statement round trip), the standard ``sqlite3`` module (WAL,
+``synchronous=NORMAL``) for SQLite. Sagas in flight are gathered in batches,
+as in sagakit's rows.
 
 The floor is what a careful hand-written saga costs per saga; sagakit/floor
 above 1 means the framework beats it (by sharing commits between sagas).
@@ -65,6 +67,37 @@ CREATE TABLE floor_history (
     id integer PRIMARY KEY, saga_id text NOT NULL REFERENCES floor_saga,
     step text NOT NULL, outcome text NOT NULL, at real NOT NULL
 );
+"""
+MYSQL_SCHEMA = """
+DROP TABLE IF EXISTS floor_history;
+DROP TABLE IF EXISTS floor_saga;
+CREATE TABLE floor_saga (
+    id VARCHAR(64) PRIMARY KEY, status VARCHAR(32) NOT NULL,
+    position INT NOT NULL, state JSON NOT NULL, updated_at DOUBLE NOT NULL
+) ENGINE = InnoDB;
+CREATE TABLE floor_history (
+    id BIGINT AUTO_INCREMENT PRIMARY KEY, saga_id VARCHAR(64) NOT NULL,
+    step VARCHAR(64) NOT NULL, outcome VARCHAR(32) NOT NULL, at DOUBLE NOT NULL,
+    FOREIGN KEY (saga_id) REFERENCES floor_saga (id)
+) ENGINE = InnoDB;
+"""
+# One round trip per transition, as sagakit's MySQL store does it: the
+# statements of a transaction go together (multi-statements)
+MYSQL_START = """
+START TRANSACTION;
+INSERT INTO floor_saga (id, status, position, state, updated_at)
+VALUES (%s, 'running', 0, %s, %s);
+INSERT INTO floor_history (saga_id, step, outcome, at)
+VALUES (%s, 'saga', 'started', %s);
+COMMIT
+"""
+MYSQL_MOVE = """
+START TRANSACTION;
+UPDATE floor_saga SET status = %s, position = %s, state = %s, updated_at = %s
+ WHERE id = %s AND position = %s;
+INSERT INTO floor_history (saga_id, step, outcome, at)
+SELECT %s, %s, %s, %s FROM DUAL WHERE ROW_COUNT() = 1;
+COMMIT
 """
 STEPS = ("one", "two", "three")
 
@@ -127,7 +160,7 @@ async def run(write: Write, count: int, concurrency: int, *, failing: bool) -> f
 
 
 async def measure(
-    floor: PostgresFloor | SQLiteFloor,
+    floor: PostgresFloor | MySQLFloor | SQLiteFloor,
     n: int,
     repeats: int,
     concurrency: int,
@@ -175,6 +208,58 @@ class PostgresFloor:
 
     async def close(self) -> None:
         await self.pool.close()
+
+
+class MySQLFloor:
+    """The floor on MySQL/MariaDB: an asyncmy pool, a round trip (and a
+    commit) per transition."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.commits = 0
+
+    @classmethod
+    async def open(cls, url: str, pool_size: int) -> MySQLFloor:
+        import asyncmy  # noqa: PLC0415 - only MySQL runs need it
+        from asyncmy.constants import CLIENT  # noqa: PLC0415
+
+        from sagakit.adapters.store.mysql_database import options  # noqa: PLC0415
+
+        pool = await asyncmy.create_pool(
+            minsize=pool_size,
+            maxsize=pool_size,
+            **options(url),
+            autocommit=True,
+            client_flag=CLIENT.MULTI_STATEMENTS,
+        )
+        floor = cls(pool)
+        await floor._run(MYSQL_SCHEMA, ())
+        return floor
+
+    async def _run(self, script: str, args: tuple[Any, ...]) -> None:
+        async with self.pool.acquire() as conn, conn.cursor() as cur:
+            await cur.execute(script, args)
+            while await cur.nextset():
+                pass
+
+    async def write(self, what: str, args: tuple[Any, ...]) -> None:
+        if what == "start":
+            saga_id, state, at = args
+            await self._run(MYSQL_START, (saga_id, state, at, saga_id, at))
+        else:
+            saga_id, status, position, state, at, step_name, outcome = args
+            await self._run(
+                MYSQL_MOVE,
+                (
+                    *(status, position, state, at, saga_id, position - 1),
+                    *(saga_id, step_name, outcome, at),
+                ),
+            )
+        self.commits += 1
+
+    async def close(self) -> None:
+        self.pool.close()
+        await self.pool.wait_closed()
 
 
 class SQLiteFloor:

@@ -1,8 +1,10 @@
-"""Shared fixtures: a fresh PostgreSQL database per test, cloned from a template.
+"""Shared fixtures: a fresh PostgreSQL database per test, cloned from a template,
+and a clean, migrated MySQL/MariaDB database per test.
 
-The server comes from ``$SAGAKIT_TEST_POSTGRES_URL``. When it cannot be reached
-the tests that need it are skipped, or fail when ``CI=true``. Admin statements
-run on their own event loop in a helper thread, away from the test's loop.
+The servers come from ``$SAGAKIT_TEST_POSTGRES_URL`` and
+``$SAGAKIT_TEST_MYSQL_URL``. When one cannot be reached the tests that need it
+are skipped, or fail when ``CI=true``. Admin statements run on their own event
+loop in a helper thread, away from the test's loop.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from sagakit.adapters.transport.amqp import AmqpTransport
     from sagakit.adapters.transport.rabbitmq import RabbitTransport
     from sagakit.ports.store import SagaStore
+    from sagakit.ports.workflow_store import WorkflowStore
 
 POSTGRES_URL = os.environ.get(
     "SAGAKIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -105,42 +108,50 @@ def pg_url(pg_template: str) -> Iterator[str]:
     run_sync(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ]
+)
 async def sql_database(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[Database]:
     """A fresh, open database of each SQL dialect: a SQLite file in
-    ``tmp_path`` (its URL is the path), then PostgreSQL (:func:`pg_url`)."""
+    ``tmp_path`` (its URL is the path), then PostgreSQL (:func:`pg_url`) and
+    MySQL (:func:`mysql_url`)."""
     from sagakit.adapters.store import open_database  # noqa: PLC0415
 
     if request.param == "sqlite":
         url = str(tmp_path / "sagakit.db")
     else:
-        url = request.getfixturevalue("pg_url")
+        url = request.getfixturevalue(SERVER_URLS[request.param])
     db = await open_database(url)
     yield db
     await db.close()
 
 
 class Stores(Generic[S]):
-    """Opens one test's stores on one database, SQLite or PostgreSQL after
-    ``request.param``: a new handle each call, as a restarted process opens
-    it; ``close`` closes them all."""
+    """Opens one test's stores on one database, SQLite, PostgreSQL or MySQL
+    after ``request.param``: a new handle each call, as a restarted process
+    opens it; ``close`` closes them all. ``server`` opens a server's URL."""
 
     def __init__(
         self,
         request: pytest.FixtureRequest,
         sqlite: Callable[[], S],
-        postgres: Callable[[str], Awaitable[S]],
+        server: Callable[[str], Awaitable[S]],
     ) -> None:
-        self.request, self.sqlite, self.postgres = request, sqlite, postgres
+        self.request, self.sqlite, self.server = request, sqlite, server
         self.opened: list[S] = []
 
     async def __call__(self) -> S:
         if self.request.param == "sqlite":
             store = self.sqlite()
         else:
-            store = await self.postgres(self.request.getfixturevalue("pg_url"))
+            url = self.request.getfixturevalue(SERVER_URLS[self.request.param])
+            store = await self.server(url)
         self.opened.append(store)
         return store
 
@@ -149,8 +160,32 @@ class Stores(Generic[S]):
             await store.close()
 
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+BACKENDS = [
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("mysql", marks=pytest.mark.mysql),
+]
 """``params`` of a fixture built on :class:`Stores`."""
+SERVER_URLS = {"postgres": "pg_url", "mysql": "mysql_url"}
+"""The fixture that gives a database of each server's."""
+
+
+async def workflow_store_at(url: str, **pool: int) -> WorkflowStore:
+    """A workflow store on a server's database (PostgreSQL or MySQL)."""
+    from sagakit.adapters.store.database import is_mysql  # noqa: PLC0415
+
+    if is_mysql(url):
+        from sagakit.adapters.store.workflow_mysql import (  # noqa: PLC0415
+            MySQLWorkflowStore,
+        )
+
+        return await MySQLWorkflowStore.connect(url, migrate=False, **pool)
+    from sagakit.adapters.store.workflow_postgres import (  # noqa: PLC0415
+        PostgresWorkflowStore,
+    )
+
+    return await PostgresWorkflowStore.connect(url, migrate=False, **pool)
+
 
 OpenSagaStore = Callable[[], Awaitable["SagaStore"]]
 
@@ -161,16 +196,137 @@ async def open_saga_store(
 ) -> AsyncIterator[OpenSagaStore]:
     """Opens this test's saga store (see :class:`Stores`)."""
     from sagakit import SQLiteStore  # noqa: PLC0415
-    from sagakit.adapters.store.postgres import PostgresStore  # noqa: PLC0415
+    from sagakit.adapters.store.database import is_mysql  # noqa: PLC0415
 
-    async def postgres(url: str) -> SagaStore:
+    async def server(url: str) -> SagaStore:
+        if is_mysql(url):
+            from sagakit.adapters.store.mysql import MySQLStore  # noqa: PLC0415
+
+            return await MySQLStore.connect(url, migrate=False, max_size=2)
+        from sagakit.adapters.store.postgres import PostgresStore  # noqa: PLC0415
+
         return await PostgresStore.connect(url, migrate=False, max_size=2)
 
     stores: Stores[SagaStore] = Stores(
-        request, lambda: SQLiteStore(tmp_path / "sagas.db"), postgres
+        request, lambda: SQLiteStore(tmp_path / "sagas.db"), server
     )
     yield stores
     await stores.close()
+
+
+# --- MySQL / MariaDB -----------------------------------------------------------
+
+MYSQL_URL = os.environ.get("SAGAKIT_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+MYSQL_PREFIX = f"sagakit_test_{os.getpid()}"  # this pytest run's databases
+# What a test wrote, deleted in an order the foreign keys allow; the workflow
+# history refuses DELETE (append-only), so it is truncated, when it has rows
+MYSQL_TABLES = (
+    "sagakit_step_history",
+    "sagakit_saga",
+    "sagakit_saga_count",
+    "sagakit_outbox",
+    "sagakit_inbox",
+    "sagakit_workflow",
+    "sagakit_event_route",
+    "sagakit_event_log",
+    "sagakit_choreography",
+    "sagakit_event_outbox",
+)
+
+
+def mysql_database_url(name: str) -> str:
+    """``MYSQL_URL`` pointing at another database on the same server."""
+    return urlunsplit(urlsplit(MYSQL_URL)._replace(path=f"/{name}"))
+
+
+async def mysql_admin(*statements: str, url: str = MYSQL_URL) -> list[Any]:
+    """Run ``statements`` on one connection; the rows of the last."""
+    import asyncmy  # noqa: PLC0415 - only the MySQL tests need the driver
+
+    from sagakit.adapters.store.mysql_database import options  # noqa: PLC0415
+
+    conn = await asyncmy.connect(**options(url), autocommit=True, connect_timeout=5)
+    try:
+        rows: list[Any] = []
+        async with conn.cursor() as cur:
+            for statement in statements:
+                await cur.execute(statement)
+                rows = list(await cur.fetchall())
+        return rows
+    finally:
+        conn.close()
+
+
+class MySQLDatabases:
+    """Migrated databases of this pytest run, one per test at a time.
+
+    MySQL cannot clone a database, and creating and migrating one costs
+    most of a second of DDL here: so each test gets a database of this run
+    that no other test is using, emptied of what the test before it wrote
+    (a few milliseconds)."""
+
+    def __init__(self) -> None:
+        self.free: list[str] = []
+        self.made = 0
+
+    def take(self) -> str:
+        if self.free:
+            return self.free.pop()
+        self.made += 1
+        name = f"{MYSQL_PREFIX}_{self.made}"
+
+        async def make() -> None:
+            from sagakit.adapters.store.mysql_database import (  # noqa: PLC0415
+                MySQLDatabase,
+            )
+
+            await mysql_admin(f"CREATE DATABASE {name}")
+            database = await MySQLDatabase.connect(mysql_database_url(name), max_size=1)
+            await database.close()
+
+        run_sync(make())
+        return name
+
+    def give_back(self, name: str) -> None:
+        url = mysql_database_url(name)
+        history = run_sync(
+            mysql_admin(
+                "SELECT EXISTS (SELECT 1 FROM sagakit_workflow_history)", url=url
+            )
+        )
+        wipe = [f"DELETE FROM {table}" for table in MYSQL_TABLES]  # noqa: S608 - ours
+        if history[0][0]:
+            wipe.insert(0, "TRUNCATE TABLE sagakit_workflow_history")
+        run_sync(mysql_admin(*wipe, url=url))
+        self.free.append(name)
+
+    def drop_all(self) -> None:
+        names = [f"{MYSQL_PREFIX}_{n}" for n in range(1, self.made + 1)]
+        run_sync(mysql_admin(*(f"DROP DATABASE IF EXISTS {n}" for n in names)))
+
+
+@pytest.fixture(scope="session")
+def mysql_databases() -> Iterator[MySQLDatabases]:
+    """This run's MySQL databases (skip, or fail when ``CI=true``, when the
+    server cannot be reached); dropped at the end."""
+    try:
+        import sagakit.adapters.store.mysql  # noqa: F401, PLC0415 - the driver
+
+        run_sync(mysql_admin("SELECT 1"))
+    except Exception as exc:  # any failure means "no server here"
+        where = urlsplit(MYSQL_URL).netloc.rpartition("@")[2]  # no password
+        unavailable(f"MySQL unavailable at {where}: {exc}".splitlines()[0])
+    databases = MySQLDatabases()
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture
+def mysql_url(mysql_databases: MySQLDatabases) -> Iterator[str]:
+    """URL of a migrated MySQL database of this test's own, empty."""
+    name = mysql_databases.take()
+    yield mysql_database_url(name)
+    mysql_databases.give_back(name)
 
 
 # --- RabbitMQ ------------------------------------------------------------------

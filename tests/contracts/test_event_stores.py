@@ -1,10 +1,13 @@
-"""The event store contract against every adapter (PostgreSQL when reachable)."""
+"""The event store contract against every adapter (PostgreSQL and MySQL when
+reachable)."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,6 +81,50 @@ class PostgresStaging(Staging):
         return sqlite3.connect(":memory:")
 
 
+@contextlib.asynccontextmanager
+async def mysql_transaction(conn: Any) -> AsyncIterator[None]:
+    """A transaction on a caller's own asyncmy connection."""
+    await conn.begin()
+    try:
+        yield
+    except BaseException:
+        await conn.rollback()
+        raise
+    await conn.commit()
+
+
+class MySQLStaging(Staging):
+    """An asyncmy connection of the test's own to the store's database."""
+
+    def __init__(self, store: EventStore, url: str) -> None:
+        super().__init__(store)
+        self.url = url
+
+    async def _stage(self, events: tuple[StagedEvent, ...], fail: bool) -> list[bool]:
+        import asyncmy  # noqa: PLC0415 - only the MySQL tests need the driver
+
+        from sagakit.adapters.store.mysql_database import options  # noqa: PLC0415
+
+        conn = await asyncmy.connect(**options(self.url), autocommit=True)
+        try:
+            async with mysql_transaction(conn):
+                done = [await self.outbox.stage_event_on(conn, e) for e in events]
+                if fail:
+                    raise RuntimeError("roll back")
+        finally:
+            conn.close()
+        return done
+
+    async def commit(self, *events: StagedEvent) -> list[bool]:
+        return await self._stage(events, False)
+
+    async def roll_back(self, *events: StagedEvent) -> None:
+        await self._stage(events, True)
+
+    def wrong_connection(self) -> sqlite3.Connection:
+        return sqlite3.connect(":memory:")
+
+
 class TestInMemoryEventStore(EventStoreContract):
     @pytest.fixture
     def store(self) -> EventStore:
@@ -123,3 +170,16 @@ async def test_event_store_for_shares_the_saga_store(tmp_path: Path) -> None:
     await events.close()  # not its connection: still open
     assert await saga_store.inbox_reply("svc", "m1") == b""
     await saga_store.close()
+
+
+@pytest.mark.mysql
+class TestMySQLEventStore(EventStoreContract):
+    @pytest.fixture
+    async def store(self, mysql_url: str) -> AsyncIterator[EventStore]:
+        store = await open_event_store(mysql_url)
+        yield store
+        await store.close()
+
+    @pytest.fixture
+    def staging(self, store: EventStore, mysql_url: str) -> Staging:
+        return MySQLStaging(store, mysql_url)

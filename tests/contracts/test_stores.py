@@ -1,4 +1,5 @@
-"""The store contract against every adapter (PostgreSQL when it is reachable)."""
+"""The store contract against every adapter (PostgreSQL and MySQL when they
+are reachable)."""
 
 from __future__ import annotations
 
@@ -44,5 +45,23 @@ class TestPostgresStore(StoreContract, GroupSavesContract):
         """Another pool on the same database: claims race for real."""
         postgres = pytest.importorskip("sagakit.adapters.store.postgres")
         peer = await postgres.PostgresStore.connect(pg_url, migrate=False)
+        yield peer
+        await peer.close()
+
+
+@pytest.mark.mysql
+class TestMySQLStore(StoreContract, GroupSavesContract):
+    @pytest.fixture
+    async def store(self, mysql_url: str) -> AsyncIterator[SagaStore]:
+        mysql = pytest.importorskip("sagakit.adapters.store.mysql")
+        store = await mysql.MySQLStore.connect(mysql_url, migrate=False)
+        yield store
+        await store.close()
+
+    @pytest.fixture
+    async def peer(self, store: SagaStore, mysql_url: str) -> AsyncIterator[SagaStore]:
+        """Another pool on the same database: claims race for real."""
+        mysql = pytest.importorskip("sagakit.adapters.store.mysql")
+        peer = await mysql.MySQLStore.connect(mysql_url, migrate=False)
         yield peer
         await peer.close()

@@ -19,6 +19,7 @@ from sagakit.testing.contracts.workflow_store import (
     line,
     make,
 )
+from tests.conftest import mysql_admin
 
 FORGERIES = (
     "UPDATE sagakit_workflow_history SET outcome = 'forged'",
@@ -105,6 +106,54 @@ class TestPostgresWorkflowStore(WorkflowStoreContract):
             await store.create(make("w1"), [])
             await store.close()
             again = PostgresWorkflowStore.on(db)
+            assert await again.get(APP, "w1") == make("w1")
+        finally:
+            await db.close()
+
+
+@pytest.mark.mysql
+class TestMySQLWorkflowStore(WorkflowStoreContract):
+    @pytest.fixture
+    async def store(self, mysql_url: str) -> AsyncIterator[WorkflowStore]:
+        module = pytest.importorskip("sagakit.adapters.store.workflow_mysql")
+        store = await module.MySQLWorkflowStore.connect(mysql_url, migrate=False)
+        yield store
+        await store.close()
+
+    @pytest.fixture
+    async def peer(
+        self, store: WorkflowStore, mysql_url: str
+    ) -> AsyncIterator[WorkflowStore]:
+        """Another pool on the same database: claims race for real."""
+        module = pytest.importorskip("sagakit.adapters.store.workflow_mysql")
+        peer = await module.MySQLWorkflowStore.connect(mysql_url, migrate=False)
+        yield peer
+        await peer.close()
+
+    @pytest.mark.parametrize("forgery", FORGERIES)
+    async def test_history_is_append_only(
+        self, store: WorkflowStore, mysql_url: str, forgery: str
+    ) -> None:
+        asyncmy = pytest.importorskip("asyncmy")
+        await store.create(make("w1"), [line("w1", "started")])
+        with pytest.raises(asyncmy.errors.OperationalError, match="append-only"):
+            await mysql_admin(forgery, url=mysql_url)
+        assert [h.outcome for h in await store.history(APP, "w1")] == ["started"]
+
+    async def test_shares_an_open_store_and_leaves_it_open(
+        self, mysql_url: str
+    ) -> None:
+        from sagakit.adapters.store.mysql import MySQLStore  # noqa: PLC0415
+        from sagakit.adapters.store.workflow_mysql import (  # noqa: PLC0415
+            MySQLWorkflowStore,
+        )
+
+        db = await MySQLStore.connect(mysql_url, migrate=False)
+        try:
+            store = MySQLWorkflowStore.on(db)
+            await store.create(make("w1"), [])
+            await store.close()
+            again = MySQLWorkflowStore.on(db)
             assert await again.get(APP, "w1") == make("w1")
         finally:
             await db.close()

@@ -1,5 +1,6 @@
-"""Worker processes on PostgreSQL share parents and their sub-sagas; one is
-SIGKILLed while children run, and the others finish every family."""
+"""Worker processes on PostgreSQL (or MySQL) share parents and their
+sub-sagas; one is SIGKILLed while children run, and the others finish every
+family."""
 
 from __future__ import annotations
 
@@ -15,13 +16,23 @@ from pathlib import Path
 import pytest
 
 from sagakit import SagaStatus
-from sagakit.adapters.store.postgres import PostgresStore
+from sagakit.adapters.store import open_store_async
 
 APP = Path(__file__).with_name("subsaga_worker_app.py")
 ROOT = APP.parents[2]
 ORDERS = 12
 FAIL_EVERY = 4  # subsaga_worker_app: index % 4 == 3 fails at ship
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("pg_url", marks=pytest.mark.postgres, id="postgres"),
+        pytest.param("mysql_url", marks=pytest.mark.mysql, id="mysql"),
+    ]
+)
+def server_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue(request.param))
 
 
 def _run(url: str, effects: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:
@@ -39,7 +50,7 @@ def _lines(effects: Path) -> list[str]:
 
 
 async def _statuses(url: str) -> dict[str, SagaStatus]:
-    store = await PostgresStore.connect(url)
+    store = await open_store_async(url)
     try:
         records = await store.list_sagas(limit=1000)
         return {r.saga_id: r.status for r in records}
@@ -47,13 +58,15 @@ async def _statuses(url: str) -> dict[str, SagaStatus]:
         await store.close()
 
 
-def test_a_worker_killed_while_children_run(pg_url: str, tmp_path: Path) -> None:
+def test_a_worker_killed_while_children_run(server_url: str, tmp_path: Path) -> None:
     effects = tmp_path / "effects.txt"
-    submit = _run(pg_url, effects, "submit", str(ORDERS), log=tmp_path / "submit.log")
+    submit = _run(
+        server_url, effects, "submit", str(ORDERS), log=tmp_path / "submit.log"
+    )
     assert submit.wait(60) == 0, (tmp_path / "submit.log").read_text()[-2000:]
 
-    victim = _run(pg_url, effects, "worker", log=tmp_path / "victim.log")
-    other = _run(pg_url, effects, "worker", log=tmp_path / "other.log")
+    victim = _run(server_url, effects, "worker", log=tmp_path / "victim.log")
+    other = _run(server_url, effects, "worker", log=tmp_path / "other.log")
     started = [victim, other]
     try:
         deadline = time.monotonic() + 60
@@ -63,7 +76,7 @@ def test_a_worker_killed_while_children_run(pg_url: str, tmp_path: Path) -> None
             time.sleep(0.01)
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(10)
-        late = _run(pg_url, effects, "worker", log=tmp_path / "late.log")
+        late = _run(server_url, effects, "worker", log=tmp_path / "late.log")
         started.append(late)
         for proc, name in ((other, "other"), (late, "late")):
             assert proc.wait(90) == 0, (tmp_path / f"{name}.log").read_text()[-2000:]
@@ -73,7 +86,7 @@ def test_a_worker_killed_while_children_run(pg_url: str, tmp_path: Path) -> None
                 proc.kill()
                 proc.wait(10)
 
-    statuses = asyncio.run(_statuses(pg_url))
+    statuses = asyncio.run(_statuses(server_url))
     for i in range(ORDERS):
         expected = (
             SagaStatus.COMPENSATED

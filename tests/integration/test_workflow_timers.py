@@ -20,7 +20,7 @@ import pytest
 from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
 from sagakit.ports.workflow_store import WorkflowRecord, WorkflowStatus, WorkflowStore
 from sagakit.workflow import WorkflowApp
-from tests.conftest import BACKENDS, Stores
+from tests.conftest import BACKENDS, Stores, workflow_store_at
 
 HOUR = 3600.0
 SETTLE = 60.0  # seconds a test waits for the instances it needs before failing
@@ -28,12 +28,8 @@ SETTLE = 60.0  # seconds a test waits for the instances it needs before failing
 Opener = Callable[[], Awaitable[WorkflowStore]]
 
 
-async def _on_postgres(url: str) -> WorkflowStore:
-    from sagakit.adapters.store.workflow_postgres import (  # noqa: PLC0415 - the extra
-        PostgresWorkflowStore,
-    )
-
-    return await PostgresWorkflowStore.connect(url, migrate=False, max_size=4)
+async def _on_server(url: str) -> WorkflowStore:
+    return await workflow_store_at(url, max_size=4)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -43,7 +39,7 @@ async def open_store(
     """Opens handles on one database, as separate processes would."""
     path = tmp_path / "timers.db"
     stores: Stores[WorkflowStore] = Stores(
-        request, lambda: SQLiteWorkflowStore(path), _on_postgres
+        request, lambda: SQLiteWorkflowStore(path), _on_server
     )
     yield stores
     await stores.close()

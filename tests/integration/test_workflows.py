@@ -29,7 +29,13 @@ from sagakit.errors import (
 from sagakit.ports.workflow_store import WorkflowStatus, WorkflowStore
 from sagakit.testing import FakeClock
 from sagakit.workflow import WorkflowApp
-from tests.conftest import BACKENDS, Stores, run_sync
+from tests.conftest import (
+    BACKENDS,
+    SERVER_URLS,
+    Stores,
+    run_sync,
+    workflow_store_at,
+)
 
 Opener = Callable[[], Awaitable[WorkflowStore]]
 
@@ -40,15 +46,10 @@ async def open_store(
 ) -> AsyncIterator[Opener]:
     """Opens stores on one database (a new handle per call, as after a restart)."""
 
-    async def postgres(url: str) -> WorkflowStore:
-        from sagakit.adapters.store.workflow_postgres import (  # noqa: PLC0415
-            PostgresWorkflowStore,
-        )
-
-        return await PostgresWorkflowStore.connect(url, migrate=False)
-
     stores: Stores[WorkflowStore] = Stores(
-        request, lambda: SQLiteWorkflowStore(tmp_path / "workflows.db"), postgres
+        request,
+        lambda: SQLiteWorkflowStore(tmp_path / "workflows.db"),
+        workflow_store_at,
     )
     yield stores
     await stores.close()
@@ -392,18 +393,16 @@ async def test_waiting_step_runs_only_when_called(clock: FakeClock) -> None:
 # -- inspection: sagakit workflows list / show ----------------------------------
 
 
-@pytest.mark.parametrize(
-    "dialect", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.mark.parametrize("dialect", BACKENDS)
 def test_cli_lists_and_shows_instances(
     request: pytest.FixtureRequest, tmp_path: Path, dialect: str
 ) -> None:
-    """The CLI opens either store as it is; a transfer retrying on a timer
+    """The CLI opens each store as it is; a transfer retrying on a timer
     shows its pending call, state and history."""
     url = (
         str(tmp_path / "cli.db")
         if dialect == "sqlite"
-        else request.getfixturevalue("pg_url")
+        else request.getfixturevalue(SERVER_URLS[dialect])
     )
 
     async def fill() -> None:
@@ -411,11 +410,7 @@ def test_cli_lists_and_shows_instances(
         if dialect == "sqlite":
             store = SQLiteWorkflowStore(url)
         else:
-            from sagakit.adapters.store.workflow_postgres import (  # noqa: PLC0415
-                PostgresWorkflowStore,
-            )
-
-            store = await PostgresWorkflowStore.connect(url, migrate=False)
+            store = await workflow_store_at(url)
         app = build_app(store, Bank(failing_credits=1), clock=FakeClock())
         await app.start("transfer-cli-1", "debit", transfer())
         await app.run_until_idle()

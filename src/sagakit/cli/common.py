@@ -185,13 +185,13 @@ def existing_database_or_fail(url: str | None) -> None:
 
     from sagakit.adapters.store.database import (
         database_url,
-        is_postgres,
+        is_server,
         sqlite_path,
     )
     from sagakit.errors import StoreError
 
     resolved = database_url(url)
-    if resolved == "memory://" or is_postgres(resolved):
+    if resolved == "memory://" or is_server(resolved):
         return
     try:
         path = sqlite_path(resolved)

@@ -36,12 +36,15 @@ class SchemaStatus:
         return [m for m in self.available if m.version not in self.applied]
 
 
+DIALECTS = ("sqlite", "postgres", "mysql")
+
+
 def dialect_of(url: str) -> str:
-    if url.startswith(("postgres://", "postgresql://")):
-        return "postgres"
     if url == "memory://":
         raise SagaError("the memory:// store has no schema")
-    return "sqlite"
+    from sagakit.adapters.store.database import dialect
+
+    return dialect(url)
 
 
 async def schema_status(url: str | None) -> SchemaStatus:
@@ -131,13 +134,15 @@ def register(app: typer.Typer, out: Console, settings_db: object) -> None:
         ctx: typer.Context,
         dialect: Annotated[
             str | None,
-            typer.Option(help="sqlite or postgres [default: that of --db]"),
+            typer.Option(help="sqlite, postgres or mysql [default: that of --db]"),
         ] = None,
     ) -> None:
         """Print the full current schema (schema.sql)."""
         chosen = dialect or dialect_of(database_url(db_of(ctx)))
-        if chosen not in ("sqlite", "postgres"):
-            raise SagaError(f"unknown dialect {chosen!r}: use sqlite or postgres")
+        if chosen not in DIALECTS:
+            raise SagaError(
+                f"unknown dialect {chosen!r}: use sqlite, postgres or mysql"
+            )
         from sagakit.adapters.store.sql import schema
 
         out.print(schema(chosen), markup=False, highlight=False)

@@ -30,7 +30,12 @@ from sagakit.adapters.store import (
     open_store_async,
     workflow_store_for,
 )
-from sagakit.adapters.store.database import WORKFLOW_MIGRATION, is_postgres, sqlite_path
+from sagakit.adapters.store.database import (
+    WORKFLOW_MIGRATION,
+    is_server,
+    schema_has,
+    sqlite_path,
+)
 from sagakit.cli.admin import operator_name
 from sagakit.cli.common import (
     SagasArgument,
@@ -74,7 +79,7 @@ def existing_database(url: str | None) -> str:
     """The URL of ``--db``, if it names a database that exists (opening a
     SQLite file that does not would create it)."""
     target = database_url(url)
-    if not is_postgres(target) and target != "memory://":
+    if not is_server(target) and target != "memory://":
         path = sqlite_path(target)
         if path != ":memory:" and not Path(path).is_file():
             raise SagaError(f"no database at {path!r}")
@@ -99,15 +104,15 @@ async def live_counts(target: str, sagas: list[Saga[Any]]) -> Live:
         applied = await applied_migrations(store)
         if target == "memory://" or not applied:
             return Live({}, {}, {})  # sagakit never wrote here: nothing is live
-        if VERSIONS_MIGRATION in applied:
+        if await schema_has(store, VERSIONS_MIGRATION):
             sagas_live: LiveCounts = await store.live_definitions()
         else:
             sagas_live = await _counts_before_versions(store, sagas)
         workflows: LiveWorkflows = {}
-        if WORKFLOW_MIGRATION in applied:
+        if await schema_has(store, WORKFLOW_MIGRATION):
             workflows = await workflow_store_for(store).live_workflows()
         choreographies: LiveChoreographies = {}
-        if CHOREOGRAPHY_MIGRATION in applied:
+        if await schema_has(store, CHOREOGRAPHY_MIGRATION):
             choreographies = await event_store_for(store).live_choreographies()
         return Live(sagas_live, workflows, choreographies)
     finally:

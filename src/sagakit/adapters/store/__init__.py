@@ -12,10 +12,13 @@ from sagakit.adapters.store.database import (
     applied_migrations,
     database_url,
     event_store_for,
+    is_mysql,
     is_postgres,
+    is_server,
     migrated_workflow_store,
     open_database,
     open_database_sync,
+    schema_has,
     sqlite_path,
     workflow_store_for,
 )
@@ -38,23 +41,25 @@ __all__ = [
     "open_event_store",
     "open_store",
     "open_store_async",
+    "schema_has",
     "workflow_store_for",
 ]
 
 
 def open_store(url: str | None = None, *, migrate: bool = True) -> SagaStore:
     """Open the saga store a URL names (see :func:`open_database`; not
-    PostgreSQL, whose driver is async). Closing the store closes its database.
+    PostgreSQL or MySQL, whose drivers are async). Closing the store closes
+    its database.
     ``migrate=False`` opens the database without touching its schema."""
     url = database_url(url)
     if url == "memory://":
         from sagakit.adapters.store.memory import InMemoryStore  # noqa: PLC0415
 
         return InMemoryStore()
-    if is_postgres(url):
+    if is_server(url):
         raise StoreError(
-            "open_store() cannot open PostgreSQL (its driver is async); use "
-            f"'await open_store_async(url)': {url.split('@')[-1]!r}"
+            f"open_store() cannot open {url.split(':')[0]} (its driver is async); "
+            f"use 'await open_store_async(url)': {url.split('@')[-1]!r}"
         )
     path = sqlite_path(url)
     from sagakit.adapters.store.sqlite import SQLiteStore  # noqa: PLC0415 - lazily
@@ -65,8 +70,12 @@ def open_store(url: str | None = None, *, migrate: bool = True) -> SagaStore:
 async def open_store_async(
     url: str | None = None, *, migrate: bool = True
 ) -> SagaStore:
-    """Open the saga store a URL names, PostgreSQL included."""
+    """Open the saga store a URL names, PostgreSQL and MySQL included."""
     url = database_url(url)
+    if is_mysql(url):
+        from sagakit.adapters.store.mysql import MySQLStore  # noqa: PLC0415
+
+        return await MySQLStore.connect(url, migrate=migrate)
     if is_postgres(url):
         from sagakit.adapters.store.postgres import PostgresStore  # noqa: PLC0415
 
@@ -76,9 +85,15 @@ async def open_store_async(
 
 async def open_event_store(url: str | None = None) -> EventStore:
     """Open (and migrate) the event store a URL names, like
-    :func:`open_store_async`: SQLite, ``postgresql://`` or ``memory://``.
-    Closing it closes its database."""
+    :func:`open_store_async`: SQLite, ``postgresql://``, ``mysql://`` or
+    ``memory://``. Closing it closes its database."""
     url = database_url(url)
+    if is_mysql(url):
+        from sagakit.adapters.store.event_mysql import (  # noqa: PLC0415
+            MySQLEventStore,
+        )
+
+        return await MySQLEventStore.connect(url)
     if is_postgres(url):
         from sagakit.adapters.store.event_postgres import (  # noqa: PLC0415
             PostgresEventStore,

@@ -1,8 +1,9 @@
 """``open_database(url)``: every store of one database, on one connection.
 
 The URL's scheme picks the dialect: ``postgresql://`` (or ``postgres://``),
-``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite://:memory:``,
-a plain file path (SQLite), or ``memory://`` (this process only).
+``mysql://`` (or ``mariadb://``), ``sqlite:///relative.db``,
+``sqlite:////absolute.db``, ``sqlite://:memory:``, a plain file path (SQLite),
+or ``memory://`` (this process only).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # reading a URL (the CLI's start-up) needs none of them
 DEFAULT_DATABASE = "sagakit.db"
 ENV_VAR = "SAGAKIT_DATABASE_URL"
 _POSTGRES = ("postgres://", "postgresql://")
+_MYSQL = ("mysql://", "mariadb://")
 
 
 def database_url(url: str | None = None) -> str:
@@ -34,6 +36,27 @@ def database_url(url: str | None = None) -> str:
 
 def is_postgres(url: str) -> bool:
     return url.startswith(_POSTGRES)
+
+
+def is_mysql(url: str) -> bool:
+    return url.startswith(_MYSQL)
+
+
+def is_server(url: str) -> bool:
+    """Whether the URL names a database server (PostgreSQL, MySQL), whose
+    drivers are async."""
+    return url.startswith(_POSTGRES + _MYSQL)
+
+
+def dialect(url: str) -> str:
+    """``postgres``, ``mysql`` or ``sqlite``: whose SQL files a URL's database
+    uses (a StoreError for ``memory://`` and unknown schemes)."""
+    if is_postgres(url):
+        return "postgres"
+    if is_mysql(url):
+        return "mysql"
+    sqlite_path(url)
+    return "sqlite"
 
 
 def sqlite_path(url: str) -> str:
@@ -89,7 +112,7 @@ class Database:
 
 def open_database_sync(url: str | None = None, *, migrate: bool = True) -> Database:
     """:func:`open_database` for SQLite and ``memory://`` (no event loop
-    needed); PostgreSQL, whose driver is async, is a StoreError."""
+    needed); PostgreSQL and MySQL, whose drivers are async, are a StoreError."""
     url = database_url(url)
     if url == "memory://":
         from sagakit.adapters.store.event_memory import (  # noqa: PLC0415
@@ -99,10 +122,10 @@ def open_database_sync(url: str | None = None, *, migrate: bool = True) -> Datab
 
         sagas = InMemoryStore()
         return Database(url, sagas, InMemoryEventStore(sagas), None, sagas.close)
-    if is_postgres(url):
+    if is_server(url):
         raise StoreError(
-            "open_database_sync() cannot open PostgreSQL (its driver is async); "
-            f"use 'await open_database(url)': {url.split('@')[-1]!r}"
+            f"open_database_sync() cannot open {url.split(':')[0]} (its driver is "
+            f"async); use 'await open_database(url)': {url.split('@')[-1]!r}"
         )
     path = sqlite_path(url)
     # drivers load lazily
@@ -121,6 +144,21 @@ async def open_database(url: str | None = None, *, migrate: bool = True) -> Data
 
     ``migrate=False`` opens the database without touching its schema."""
     url = database_url(url)
+    if is_mysql(url):
+        from sagakit.adapters.store.mysql import (  # noqa: PLC0415 - needs asyncmy
+            MySQLDatabase,
+            MySQLStore,
+        )
+
+        mysql = await MySQLDatabase.connect(url, migrate=migrate)
+        on_mysql = MySQLStore(mysql)
+        return Database(
+            url,
+            on_mysql,
+            on_mysql.event_store(),
+            on_mysql.workflow_store(),
+            mysql.close,
+        )
     if not is_postgres(url):
         return open_database_sync(url, migrate=migrate)
     from sagakit.adapters.store.postgres import (  # noqa: PLC0415 - needs asyncpg
@@ -172,11 +210,21 @@ async def applied_migrations(store: object) -> list[int]:
     return list(found)
 
 
+async def schema_has(store: object, version: int) -> bool:
+    """Whether the schema of an open store (or database) has what migration
+    ``version`` of the SQLite and PostgreSQL stores adds (a store numbered
+    otherwise, MySQL's, answers for itself)."""
+    has = getattr(store, "schema_has", None)
+    if has is not None:
+        return bool(await has(version))
+    return version in await applied_migrations(store)
+
+
 async def migrated_workflow_store(store: object) -> WorkflowStore:
     """:func:`workflow_store_for`, once the database has the workflow tables;
     else a StoreError that says how to add them."""
     workflows = workflow_store_for(store)
-    if WORKFLOW_MIGRATION not in await applied_migrations(store):
+    if not await schema_has(store, WORKFLOW_MIGRATION):
         raise StoreError(
             "has no workflow tables; apply the migrations: sagakit db migrate"
         )

@@ -5,9 +5,10 @@ these methods (they use only the public database object)."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from sagakit.adapters.store.mysql_database import MySQLDatabase
     from sagakit.adapters.store.postgres_database import PostgresDatabase
     from sagakit.adapters.store.sqlite_database import SQLiteDatabase
 
@@ -53,16 +54,29 @@ class SQLiteInbox:
         return cur.rowcount == 1
 
 
-class PostgresInbox:
-    """:class:`~sagakit.ports.store.Inbox` on a PostgreSQL database."""
+class _FetchesRow(Protocol):
+    async def fetchrow(self, about: str, query: str, *args: Any) -> Any: ...
 
-    database: PostgresDatabase
+
+D = TypeVar("D", bound=_FetchesRow)
+
+
+class ServerReplies(Generic[D]):
+    """``inbox_reply`` on a database server (one ``fetchrow``)."""
+
+    database: D
 
     async def inbox_reply(self, consumer: str, message_id: str) -> bytes | None:
         about = f"inbox of {consumer!r}"
         return _reply(
             await self.database.fetchrow(about, "inbox_reply", consumer, message_id)
         )
+
+
+class PostgresInbox(ServerReplies["PostgresDatabase"]):
+    """:class:`~sagakit.ports.store.Inbox` on a PostgreSQL database."""
+
+    database: PostgresDatabase
 
     async def record_inbox(
         self, consumer: str, message_id: str, reply: bytes | None
@@ -87,3 +101,37 @@ class PostgresInbox:
         except db.driver_errors as exc:
             raise db.error(f"recording message {message_id!r}", exc) from exc
         return row is not None
+
+
+class MySQLInbox(ServerReplies["MySQLDatabase"]):
+    """:class:`~sagakit.ports.store.Inbox` on a MySQL database."""
+
+    database: MySQLDatabase
+
+    async def record_inbox(
+        self, consumer: str, message_id: str, reply: bytes | None
+    ) -> bool:
+        about = f"recording message {message_id!r} for {consumer!r}"
+        new = await self.database.execute(
+            about, "record_inbox", consumer, message_id, reply
+        )
+        self.database.commits += 1
+        return new == 1
+
+    async def record_inbox_on(
+        self, conn: Any, consumer: str, message_id: str, reply: bytes | None
+    ) -> bool:
+        """The inbox entry on the caller's asyncmy connection (same database),
+        inside the transaction it has open; nothing is committed here."""
+        db = self.database
+        try:
+            _, new = await db.run(
+                db.callers(conn, "record_inbox_on"),
+                "record_inbox",
+                consumer,
+                message_id,
+                reply,
+            )
+        except db.driver_errors as exc:
+            raise db.error(f"recording message {message_id!r}", exc) from exc
+        return new == 1

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+
+from sagakit.errors import StoreError
+
+if TYPE_CHECKING:
+    from sagakit.adapters.store.sql import Migration
 
 
 class Opened(Protocol):
@@ -38,3 +44,52 @@ class OnDatabase(Generic[DB]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.database.where!r})"
+
+
+class Served(Opened, Protocol):
+    """A database server's database object (PostgreSQL, MySQL)."""
+
+    @property
+    def statements(self) -> int: ...
+
+    async def migrate(
+        self, progress: Callable[[Migration], object] | None = None
+    ) -> list[int]: ...
+
+    async def applied_migrations(self) -> list[int]: ...
+
+
+S = TypeVar("S", bound=Served)
+
+
+class OnServer(OnDatabase[S]):
+    """What every store on a database server has: its database (an open one,
+    one ``connect`` opens, or another store's), the database's statement
+    counter (round trips) and its schema. A subclass names the database
+    class (``kind``) and the server (``dialect``, for messages)."""
+
+    kind: ClassVar[type[Any]]
+    dialect: ClassVar[str]
+
+    def __init__(self, database: Any, *, owned: bool = False) -> None:
+        found = database if isinstance(database, self.kind) else None
+        found = found or getattr(database, "database", None)
+        if not isinstance(found, self.kind):
+            raise StoreError(f"{database!r} is not on a {self.dialect} database")
+        self.database = found
+        self._owned = owned
+        self.where = found.where
+
+    @property
+    def statements(self) -> int:
+        """Statements (round trips) sent on this store's database."""
+        return self.database.statements
+
+    async def migrate(
+        self, progress: Callable[[Migration], object] | None = None
+    ) -> list[int]:
+        """Apply the database's pending migrations (see its ``migrate``)."""
+        return await self.database.migrate(progress)
+
+    async def applied_migrations(self) -> list[int]:
+        return await self.database.applied_migrations()

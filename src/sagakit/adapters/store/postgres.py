@@ -11,7 +11,7 @@ clocks agree on who owns what.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sagakit.adapters.store import rows
@@ -26,10 +26,9 @@ from sagakit.adapters.store.postgres_database import (
     reason,
 )
 from sagakit.adapters.store.reads import SagaReads
-from sagakit.adapters.store.rows import dumps, unique_ids
-from sagakit.adapters.store.sql import Migration
+from sagakit.adapters.store.rows import unique_ids
 from sagakit.adapters.store.workflow_postgres import PostgresWorkflowStore
-from sagakit.errors import SagaAlreadyExists, SagaNotFound, StoreError
+from sagakit.errors import SagaAlreadyExists, StoreError
 from sagakit.ports.store import (
     Create,
     Created,
@@ -54,25 +53,6 @@ def _both(owner: str | None, lease: float | None) -> tuple[str | None, float | N
     if owner is None or lease is None:
         return None, None
     return owner, lease
-
-
-def _history_json(history: Sequence[HistoryEntry]) -> str:
-    return dumps(
-        [
-            {
-                "saga_id": h.saga_id,
-                "step": h.step,
-                "kind": h.kind,
-                "attempt": h.attempt,
-                "outcome": h.outcome,
-                "result": h.result,
-                "error": None if h.error is None else h.error.to_dict(),
-                "started_at": h.started_at,
-                "finished_at": h.finished_at,
-            }
-            for h in history
-        ]
-    )
 
 
 def _outbox_arrays(
@@ -107,7 +87,7 @@ def _create_call(create: Create, outbox: bool) -> tuple[Any, ...]:
         *rows.new_saga(record),
         owner,
         lease,
-        _history_json(create.history),
+        rows.history_json(create.history),
         record.deadline,
         *outbox_args,
         record.definition_version,
@@ -139,7 +119,7 @@ def _save_call(save: Save, messaging: bool) -> tuple[Any, ...]:
         save.expected_version,
         owner,
         lease,
-        _history_json(save.history),
+        rows.history_json(save.history),
         record.deadline,
         *tail,
         record.definition_version,
@@ -176,11 +156,6 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
         self._fetch = self.database.fetch
         self._fetchrow = self.database.fetchrow
 
-    @property
-    def statements(self) -> int:
-        """Statements (round trips) sent on this store's database."""
-        return self.database.statements
-
     def event_store(self) -> PostgresEventStore:
         """The choreography tables of this database, on its connections."""
         return PostgresEventStore(self.database)
@@ -188,17 +163,6 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
     def workflow_store(self) -> PostgresWorkflowStore:
         """The workflow tables of this database, on its connections."""
         return PostgresWorkflowStore(self.database)
-
-    # -- schema (the database's) -------------------------------------------
-
-    async def migrate(
-        self, progress: Callable[[Migration], object] | None = None
-    ) -> list[int]:
-        """See :meth:`PostgresDatabase.migrate`."""
-        return await self.database.migrate(progress)
-
-    async def applied_migrations(self) -> list[int]:
-        return await self.database.applied_migrations()
 
     # -- writes ------------------------------------------------------------
 
@@ -245,37 +209,10 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
 
     async def _created(self, create: Create, row: Any) -> Created:
         """What the create whose statement returned ``row`` did: inserted,
-        or found its idempotency key taken (then the saga holding it), or
-        its saga id (SagaAlreadyExists)."""
-        record = create.record
+        or found its idempotency key or its saga id taken (see ``taken``)."""
         if row is not None and row["created"]:
-            return Created(record, True)
-        # The key or the id is taken by a committed row; this statement sees it.
-        existing = None
-        if record.idempotency_key is not None:
-            existing = await self._fetchrow(
-                f"saga {record.saga_id}: create",
-                "find_saga_by_key",
-                record.saga_name,
-                record.idempotency_key,
-            )
-        if existing is None:
-            status = await self._status_of(record.saga_id)
-            if status is not None:
-                raise rows.saga_exists(record.saga_id, status)
-            raise StoreError(
-                f"saga {record.saga_id}: idempotency key {record.idempotency_key!r} "
-                "is taken but its saga cannot be read"
-            )
-        return Created(rows.saga_record(existing), False)
-
-    async def _status_of(self, saga_id: str) -> str | None:
-        """The status of a saga whose id a create found taken (committed: the
-        unique index waited for its writer); None if it is gone since."""
-        try:
-            return (await self.get(saga_id)).status.value
-        except SagaNotFound:
-            return None
+            return Created(create.record, True)
+        return await self.taken(create)
 
     async def save(
         self,

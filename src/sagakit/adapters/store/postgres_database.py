@@ -17,7 +17,7 @@ from typing import Any, Self, TypedDict, Unpack
 from urllib.parse import unquote, urlsplit
 
 from sagakit._extras import needs_extra
-from sagakit.adapters.store.owned import OnDatabase
+from sagakit.adapters.store.owned import OnServer
 from sagakit.adapters.store.pg_connections import Connections
 from sagakit.adapters.store.sql import Migration, log_migrated, migrations, queries
 from sagakit.errors import StoreError
@@ -274,25 +274,11 @@ class PostgresDatabase:
         return f"PostgresDatabase({self.where!r})"
 
 
-def postgres_database_of(source: Any) -> PostgresDatabase:
-    """The database of an open PostgreSQL store (or the database itself)."""
-    database = source if isinstance(source, PostgresDatabase) else source.database
-    if not isinstance(database, PostgresDatabase):
-        raise StoreError(f"{source!r} is not on a PostgreSQL database")
-    return database
+class OnPostgres(OnServer[PostgresDatabase]):
+    """What every PostgreSQL store has (see :class:`OnServer`)."""
 
-
-class OnPostgres(OnDatabase[PostgresDatabase]):
-    """What every PostgreSQL store has: its database (an open one, or one
-    :meth:`connect` opens), whether it opened it (then ``close`` closes it),
-    and the database's commit counter."""
-
-    def __init__(
-        self, database: PostgresDatabase | Any, *, owned: bool = False
-    ) -> None:
-        self.database = postgres_database_of(database)
-        self._owned = owned
-        self.where = self.database.where
+    kind = PostgresDatabase
+    dialect = "PostgreSQL"
 
     @classmethod
     async def connect(cls, dsn: str, **options: Unpack[PoolOptions]) -> Self:

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from sagakit.adapters.store import rows
-from sagakit.adapters.store.database import applied_migrations
+from sagakit.adapters.store.database import schema_has
 from sagakit.adapters.store.rows import Row
 from sagakit.engine.state import SagaStatus
-from sagakit.errors import SagaNotFound
+from sagakit.errors import SagaNotFound, StoreError
 from sagakit.ports.event_store import LiveChoreographies
-from sagakit.ports.store import HistoryEntry, SagaRecord
+from sagakit.ports.store import Create, Created, HistoryEntry, SagaRecord
 from sagakit.ports.workflow_store import (
     LiveWorkflows,
     WorkflowHistoryEntry,
@@ -55,7 +55,7 @@ async def _live(
     ``query_before_versions`` on a schema not migrated to 0010 yet
     (``sagakit deploy-check`` reads a database before the release that
     migrates it is deployed)."""
-    if DEFINITIONS_MIGRATION not in await applied_migrations(database):
+    if not await schema_has(database, DEFINITIONS_MIGRATION):
         query = f"{query}_before_versions"
     return rows.live_counts(await database.fetch(about, query), width)
 
@@ -72,6 +72,36 @@ class SagaReads(Generic[D]):
         if not found:
             raise rows.saga_not_found(saga_id)
         return rows.saga_record(found[0])
+
+    async def taken(self, create: Create) -> Created:
+        """What a create that inserted nothing found (committed: the unique
+        index waited for its writer): the saga holding its idempotency key,
+        or its id taken (``SagaAlreadyExists``)."""
+        record = create.record
+        about = f"saga {record.saga_id}: create"
+        existing = None
+        if record.idempotency_key is not None:
+            found = await self.database.fetch(
+                about, "find_saga_by_key", record.saga_name, record.idempotency_key
+            )
+            existing = found[0] if found else None
+        if existing is None:
+            status = await self._status_of(record.saga_id)
+            if status is not None:
+                raise rows.saga_exists(record.saga_id, status)
+            raise StoreError(
+                f"saga {record.saga_id}: idempotency key {record.idempotency_key!r} "
+                "is taken but its saga cannot be read"
+            )
+        return Created(rows.saga_record(existing), False)
+
+    async def _status_of(self, saga_id: str) -> str | None:
+        """The status of a saga whose id a create found taken; None if it is
+        gone since."""
+        try:
+            return (await self.get(saga_id)).status.value
+        except SagaNotFound:
+            return None
 
     async def history(self, saga_id: str) -> list[HistoryEntry]:
         about = f"saga {saga_id}: history"
@@ -111,8 +141,7 @@ class SagaReads(Generic[D]):
         it always will, so only a "no" is asked again (``sagakit db migrate``
         may run meanwhile)."""
         if not self._counting:
-            applied = await applied_migrations(self.database)
-            self._counting = COUNTS_MIGRATION in applied
+            self._counting = await schema_has(self.database, COUNTS_MIGRATION)
         return self._counting
 
     async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:

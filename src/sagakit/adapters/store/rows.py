@@ -56,6 +56,84 @@ def error_json(error: ErrorInfo | None) -> str | None:
     return None if error is None else dumps(error.to_dict())
 
 
+def history_json(history: Sequence[HistoryEntry]) -> str:
+    """History lines as one JSON array of objects keyed by the
+    ``sagakit_step_history`` columns (PostgreSQL and MySQL unpack it)."""
+    return dumps(
+        [
+            {
+                "saga_id": h.saga_id,
+                "step": h.step,
+                "kind": h.kind,
+                "attempt": h.attempt,
+                "outcome": h.outcome,
+                "result": h.result,
+                "error": None if h.error is None else h.error.to_dict(),
+                "started_at": h.started_at,
+                "finished_at": h.finished_at,
+            }
+            for h in history
+        ]
+    )
+
+
+def history_rows(history: Sequence[HistoryEntry]) -> list[tuple[Any, ...]]:
+    """History lines as the rows SQLite and MySQL insert: ``saga_id, step,
+    kind, attempt, outcome, result, error, started_at, finished_at``."""
+    return [
+        (
+            h.saga_id,
+            h.step,
+            h.kind,
+            h.attempt,
+            h.outcome,
+            dumps_or_none(h.result),
+            error_json(h.error),
+            h.started_at,
+            h.finished_at,
+        )
+        for h in history
+    ]
+
+
+def workflow_history_rows(
+    history: Sequence[WorkflowHistoryEntry],
+) -> list[tuple[Any, ...]]:
+    """Workflow history lines as the rows SQLite and MySQL insert: ``app,
+    instance_id, step, attempt, outcome, detail, error, recorded_at``."""
+    return [
+        (
+            h.app,
+            h.instance_id,
+            h.step,
+            h.attempt,
+            h.outcome,
+            dumps_or_none(h.detail),
+            h.error,
+            h.recorded_at,
+        )
+        for h in history
+    ]
+
+
+def workflow_history_json(history: Sequence[WorkflowHistoryEntry]) -> str:
+    """Workflow history lines as one JSON array of objects keyed by the
+    ``sagakit_workflow_history`` columns they fill."""
+    return dumps(
+        [
+            {
+                "step": h.step,
+                "attempt": h.attempt,
+                "outcome": h.outcome,
+                "detail": h.detail,
+                "error": h.error,
+                "recorded_at": h.recorded_at,
+            }
+            for h in history
+        ]
+    )
+
+
 # -- sagas -------------------------------------------------------------------
 
 
@@ -233,6 +311,59 @@ def workflow_columns(record: WorkflowRecord) -> tuple[Any, ...]:
 def workflow_definition(record: WorkflowRecord) -> tuple[int, str | None]:
     """``definition_version, fingerprint``, bound last by both dialects."""
     return (record.definition_version, record.fingerprint)
+
+
+def workflow_insert_params(
+    record: WorkflowRecord, history: Sequence[WorkflowHistoryEntry]
+) -> tuple[Any, ...]:
+    """What ``workflow_insert`` binds on PostgreSQL and MySQL."""
+    return (
+        record.app,
+        record.instance_id,
+        *workflow_columns(record),
+        record.created_at,
+        record.updated_at,
+        record.owner,
+        record.lease_until,
+        workflow_history_json(history),
+        dumps_or_none(record.result),
+        record.start_digest,
+        *workflow_definition(record),
+    )
+
+
+def workflow_save_params(
+    record: WorkflowRecord,
+    expected_version: int,
+    history: Sequence[WorkflowHistoryEntry],
+) -> tuple[Any, ...]:
+    """What ``workflow_save`` binds on PostgreSQL and MySQL
+    (``workflow_save_many`` on PostgreSQL: per column)."""
+    return (
+        record.app,
+        record.instance_id,
+        *workflow_columns(record),
+        record.updated_at,
+        record.owner,
+        expected_version,
+        record.lease_until,
+        workflow_history_json(history),
+        dumps_or_none(record.result),
+        *workflow_definition(record),
+    )
+
+
+def workflow_save_problem(
+    record: WorkflowRecord, expected_version: int, saved: Any, found: Any
+) -> Exception | None:
+    """What a workflow save raises when its statement said ``saved`` and
+    ``found`` (the instance exists), if anything."""
+    if saved:
+        return None
+    name = f"workflow {record.app}/{record.instance_id}"
+    if found:
+        return stale_workflow(name, expected_version)
+    return SagaNotFound(f"{name} does not exist")
 
 
 def live_counts(found: Sequence[Row], width: int) -> dict[Any, int]:

@@ -108,23 +108,6 @@ def _saga_row(
     )
 
 
-def _history_rows(history: Sequence[HistoryEntry]) -> list[tuple[Any, ...]]:
-    return [
-        (
-            h.saga_id,
-            h.step,
-            h.kind,
-            h.attempt,
-            h.outcome,
-            rows.dumps_or_none(h.result),
-            rows.error_json(h.error),
-            h.started_at,
-            h.finished_at,
-        )
-        for h in history
-    ]
-
-
 class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
     """A :class:`~sagakit.ports.store.SagaStore` in one SQLite file.
 
@@ -224,7 +207,7 @@ class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
             if taken is not None:
                 raise rows.saga_exists(record.saga_id, taken[0]) from exc
             raise
-        db.executemany("insert_history", _history_rows(create.history))
+        db.executemany("insert_history", rows.history_rows(create.history))
         if create.outbox:
             self._write_outbox(create.outbox)
         self._written.wrote(record)
@@ -303,7 +286,7 @@ class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
                 raise rows.saga_not_found(record.saga_id)
             raise rows.stale_saga(record.saga_id, save.expected_version)
         if save.history:
-            db.executemany("insert_history", _history_rows(save.history))
+            db.executemany("insert_history", rows.history_rows(save.history))
         if save.outbox:
             self._write_outbox(save.outbox)
         self._written.wrote(record)

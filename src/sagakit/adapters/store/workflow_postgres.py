@@ -20,49 +20,11 @@ from sagakit.adapters.store.postgres_database import (
     Row,
 )
 from sagakit.adapters.store.reads import WorkflowReads
-from sagakit.adapters.store.rows import dumps
-from sagakit.errors import SagaNotFound
 from sagakit.ports.workflow_store import (
     WorkflowHistoryEntry,
     WorkflowRecord,
     WorkflowSave,
 )
-
-
-def _history_json(history: Sequence[WorkflowHistoryEntry]) -> str:
-    return dumps(
-        [
-            {
-                "step": h.step,
-                "attempt": h.attempt,
-                "outcome": h.outcome,
-                "detail": h.detail,
-                "error": h.error,
-                "recorded_at": h.recorded_at,
-            }
-            for h in history
-        ]
-    )
-
-
-def _save_params(
-    record: WorkflowRecord,
-    expected_version: int,
-    history: Sequence[WorkflowHistoryEntry],
-) -> tuple[Any, ...]:
-    """What ``workflow_save`` binds (``workflow_save_many``: per column)."""
-    return (
-        record.app,
-        record.instance_id,
-        *rows.workflow_columns(record),
-        record.updated_at,
-        record.owner,
-        expected_version,
-        record.lease_until,
-        _history_json(history),
-        rows.dumps_or_none(record.result),
-        *rows.workflow_definition(record),
-    )
 
 
 class PostgresWorkflowStore(OnPostgres, WorkflowReads[PostgresDatabase]):
@@ -88,19 +50,7 @@ class PostgresWorkflowStore(OnPostgres, WorkflowReads[PostgresDatabase]):
     ) -> tuple[WorkflowRecord, bool]:
         about = f"workflow {record.app}/{record.instance_id}: create"
         row = await self._fetchrow(
-            about,
-            "workflow_insert",
-            record.app,
-            record.instance_id,
-            *rows.workflow_columns(record),
-            record.created_at,
-            record.updated_at,
-            record.owner,
-            record.lease_until,
-            _history_json(history),
-            rows.dumps_or_none(record.result),
-            record.start_digest,
-            *rows.workflow_definition(record),
+            about, "workflow_insert", *rows.workflow_insert_params(record, history)
         )
         if row["created"]:
             self.database.commits += 1
@@ -113,21 +63,20 @@ class PostgresWorkflowStore(OnPostgres, WorkflowReads[PostgresDatabase]):
         expected_version: int,
         history: Sequence[WorkflowHistoryEntry],
     ) -> None:
-        name = f"workflow {record.app}/{record.instance_id}"
         row = await self._fetchrow(
-            f"{name}: save",
+            f"workflow {record.app}/{record.instance_id}: save",
             "workflow_save",
-            *_save_params(record, expected_version, history),
+            *rows.workflow_save_params(record, expected_version, history),
         )
-        if row["saved"] == 1:
-            self.database.commits += 1
-            return
-        if not row["found"]:
-            raise SagaNotFound(f"{name} does not exist")
-        raise rows.stale_workflow(name, expected_version)
+        problem = rows.workflow_save_problem(
+            record, expected_version, row["saved"], row["found"]
+        )
+        if problem is not None:
+            raise problem
+        self.database.commits += 1
 
     async def save_many(self, saves: Sequence[WorkflowSave]) -> list[Exception | None]:
-        bound = [_save_params(*save) for save in saves]
+        bound = [rows.workflow_save_params(*save) for save in saves]
         found = await self._fetch(
             f"{len(saves)} workflow saves",
             "workflow_save_many",
@@ -136,13 +85,9 @@ class PostgresWorkflowStore(OnPostgres, WorkflowReads[PostgresDatabase]):
         self.database.commits += 1
         done: list[Exception | None] = []
         for (record, expected, _), row in zip(saves, found, strict=True):
-            name = f"workflow {record.app}/{record.instance_id}"
-            if row["saved"]:
-                done.append(None)
-            elif row["found"]:
-                done.append(rows.stale_workflow(name, expected))
-            else:
-                done.append(SagaNotFound(f"{name} does not exist"))
+            done.append(
+                rows.workflow_save_problem(record, expected, row["saved"], row["found"])
+            )
         return done
 
     async def claim(

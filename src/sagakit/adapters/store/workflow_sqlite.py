@@ -22,22 +22,6 @@ from sagakit.ports.workflow_store import (
 )
 
 
-def _history_rows(history: Sequence[WorkflowHistoryEntry]) -> list[tuple[Any, ...]]:
-    return [
-        (
-            h.app,
-            h.instance_id,
-            h.step,
-            h.attempt,
-            h.outcome,
-            rows.dumps_or_none(h.detail),
-            h.error,
-            h.recorded_at,
-        )
-        for h in history
-    ]
-
-
 class SQLiteWorkflowStore(OnSQLite, WorkflowReads[SQLiteDatabase]):
     """A :class:`~sagakit.ports.workflow_store.WorkflowStore` in one SQLite file.
 
@@ -69,7 +53,9 @@ class SQLiteWorkflowStore(OnSQLite, WorkflowReads[SQLiteDatabase]):
             if cur.rowcount != 1:
                 row = db.execute("workflow_get", key).fetchone()
                 return rows.workflow_record(row), False
-            db.executemany("workflow_insert_history", _history_rows(history))
+            db.executemany(
+                "workflow_insert_history", rows.workflow_history_rows(history)
+            )
         return record, True
 
     async def save(
@@ -107,7 +93,9 @@ class SQLiteWorkflowStore(OnSQLite, WorkflowReads[SQLiteDatabase]):
             ),
         )
         if cur.rowcount == 1:
-            db.executemany("workflow_insert_history", _history_rows(history))
+            db.executemany(
+                "workflow_insert_history", rows.workflow_history_rows(history)
+            )
             return None
         name = f"workflow {record.app}/{record.instance_id}"
         if db.execute("workflow_get", key).fetchone() is None:

@@ -92,3 +92,29 @@ def log_migrated(applied: list[int], where: str) -> list[int]:
             extra={"action": "schema_migrated", "versions": applied, "db": where},
         )
     return applied
+
+
+def statements(script: str) -> list[str]:
+    """The statements of a MySQL script, as the mysql client splits it: each
+    ends with the delimiter at the end of a line (``;``, or what a
+    ``DELIMITER`` line sets, for the bodies of procedures and triggers);
+    comment lines never end one, and those between statements are dropped."""
+    found: list[str] = []
+    buffer: list[str] = []
+    delimiter = ";"
+    for line in script.splitlines():
+        text = line.strip()
+        if not buffer and (not text or text.startswith("--")):
+            continue
+        if not buffer and text.upper().startswith("DELIMITER "):
+            delimiter = text.split(None, 1)[1]
+            continue
+        if text.endswith(delimiter) and not text.startswith("--"):
+            buffer.append(line.rstrip()[: -len(delimiter)])
+            found.append("\n".join(buffer).strip())
+            buffer = []
+        else:
+            buffer.append(line)
+    if "".join(buffer).strip():
+        raise ValueError(f"incomplete SQL statement: {' '.join(buffer)[:80]!r}")
+    return found

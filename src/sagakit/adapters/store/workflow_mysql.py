@@ -1,0 +1,159 @@
+"""Workflow instances in MySQL or MariaDB.
+
+``MySQLWorkflowStore.connect(url)`` opens (and migrates) a
+:class:`MySQLDatabase`; ``MySQLWorkflowStore(database)`` composes an open
+one, and ``MySQLWorkflowStore.on(store)`` shares a saga store's. Every write
+is one transaction in one round trip (several saves: still one); claims use
+``FOR UPDATE SKIP LOCKED`` in index order, so any number of worker processes
+may share the database. "Now" is the caller's clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from sagakit.adapters.store import rows
+from sagakit.adapters.store.mysql_database import MySQLDatabase, OnMySQL, Step
+from sagakit.adapters.store.reads import WorkflowReads
+from sagakit.adapters.store.rows import dumps
+from sagakit.ports.workflow_store import (
+    WorkflowHistoryEntry,
+    WorkflowRecord,
+    WorkflowSave,
+)
+
+
+def _history_steps(history: Sequence[WorkflowHistoryEntry]) -> list[Step]:
+    """Blocks that write history lines (if the instance was written)."""
+    return [("workflow_history_row", r) for r in rows.workflow_history_rows(history)]
+
+
+def _save_steps(save: WorkflowSave) -> list[Step]:
+    """The blocks of one save; the last says what it did."""
+    return [
+        ("workflow_save", rows.workflow_save_params(*save)),
+        *_history_steps(save.history),
+        ("workflow_saved", ()),
+    ]
+
+
+class MySQLWorkflowStore(OnMySQL, WorkflowReads[MySQLDatabase]):
+    """A :class:`~sagakit.ports.workflow_store.WorkflowStore` on MySQL."""
+
+    @classmethod
+    def on(cls, store: Any) -> MySQLWorkflowStore:
+        """The workflow tables on ``store``'s database; ``close`` leaves it open."""
+        return cls(store)
+
+    async def create(
+        self, record: WorkflowRecord, history: Sequence[WorkflowHistoryEntry]
+    ) -> tuple[WorkflowRecord, bool]:
+        ((row,),) = await self.database.script(
+            f"workflow {record.app}/{record.instance_id}: create",
+            [
+                ("workflow_insert", rows.workflow_insert_params(record, history)),
+                *_history_steps(history),
+                ("created", ()),
+            ],
+            counted=False,
+        )
+        if row[0]:
+            self.database.commits += 1
+            return record, True
+        return await self.get(record.app, record.instance_id), False
+
+    async def save(
+        self,
+        record: WorkflowRecord,
+        expected_version: int,
+        history: Sequence[WorkflowHistoryEntry],
+    ) -> None:
+        (((saved, found),),) = await self.database.script(
+            f"workflow {record.app}/{record.instance_id}: save",
+            _save_steps(WorkflowSave(record, expected_version, history)),
+            counted=False,
+        )
+        problem = rows.workflow_save_problem(record, expected_version, saved, found)
+        if problem is not None:
+            raise problem
+        self.database.commits += 1
+
+    async def save_many(self, saves: Sequence[WorkflowSave]) -> list[Exception | None]:
+        if not saves:
+            return []
+        found = await self.database.script(
+            f"{len(saves)} workflow saves",
+            [step for save in saves for step in _save_steps(save)],
+        )
+        return [
+            rows.workflow_save_problem(record, expected, saved, exists)
+            for (record, expected, _), ((saved, exists),) in zip(
+                saves, found, strict=True
+            )
+        ]
+
+    async def claim(
+        self,
+        app: str,
+        owner: str,
+        steps: Collection[str],
+        *,
+        now: float,
+        lease: float,
+        limit: int = 100,
+        version: int | None = None,
+        fingerprint: str | None = None,
+    ) -> list[WorkflowRecord]:
+        found = await self.database.write(
+            f"workflow claim by {owner!r}",
+            rows.per_version("workflow_claim", version),
+            app,
+            owner,
+            now,
+            lease,
+            dumps(sorted(steps)),
+            limit,
+            version,
+            fingerprint,
+        )
+        return rows.by_due_then_id([rows.workflow_record(r) for r in found])
+
+    async def renew(
+        self, app: str, owner: str, instance_id: str, *, now: float, lease: float
+    ) -> bool:
+        found = await self.database.write(
+            f"workflow lease renewal by {owner!r}",
+            "workflow_renew",
+            app,
+            owner,
+            instance_id,
+            now,
+            lease,
+        )
+        return bool(found)
+
+    async def next_due(
+        self,
+        app: str,
+        steps: Collection[str],
+        *,
+        version: int | None = None,
+        fingerprint: str | None = None,
+    ) -> float | None:
+        found = await self.database.fetch(
+            "workflow next due",
+            rows.per_version("workflow_next_due", version),
+            app,
+            dumps(sorted(steps)),
+            version,
+            fingerprint,
+        )
+        due: float | None = found[0][0] if found else None
+        return due
+
+    async def unfinished(self, app: str) -> int:
+        found = await self.database.fetch(
+            "counting workflows", "workflow_unfinished", app
+        )
+        return int(found[0][0])
