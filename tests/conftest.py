@@ -217,9 +217,9 @@ async def rabbit_transport(rabbitmq_url: str) -> AsyncIterator[RabbitTransport]:
 NATS_URL = os.environ.get("SAGAKIT_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
-async def delete_nats_streams(prefix: str | None = None) -> None:
-    """Delete the streams named ``<prefix>_…``; with none, just check the
-    server answers with JetStream."""
+async def delete_nats_streams(start: str | None = None) -> None:
+    """Delete the streams whose names start with ``start``; with none, just
+    check the server answers with JetStream."""
     import nats  # noqa: PLC0415 - only the NATS tests need the driver
 
     client = await nats.connect(
@@ -228,9 +228,9 @@ async def delete_nats_streams(prefix: str | None = None) -> None:
     try:
         js = client.jetstream()
         await js.account_info()
-        if prefix is not None:
+        if start is not None:
             for info in await js.streams_info():
-                if info.config.name and info.config.name.startswith(f"{prefix}_"):
+                if info.config.name and info.config.name.startswith(start):
                     await js.delete_stream(info.config.name)
     finally:
         await client.close()
@@ -259,7 +259,7 @@ async def nats_transport(nats_url: str) -> AsyncIterator[NatsTransport]:
         yield transport
     finally:
         await transport.close()
-        await delete_nats_streams(prefix)
+        await delete_nats_streams(f"{prefix}_")
 
 
 # --- Redis ---------------------------------------------------------------------

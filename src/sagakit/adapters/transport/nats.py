@@ -56,9 +56,9 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from sagakit._extras import needs_extra
 from sagakit.adapters.transport.base import BaseTransport
@@ -149,7 +149,11 @@ class NatsTransport(BaseTransport):
         cls, url: str, *, connect_timeout: float = 10.0, **options: Any
     ) -> NatsTransport:
         """Connect to the server a ``nats://`` (or ``tls://``) URL names and
-        check JetStream is enabled; ``options`` are those of the constructor."""
+        check JetStream is enabled; ``options`` are those of the constructor,
+        which the URL's query may give too
+        (``nats://host:4222?ack_wait=5&prefix=shop``)."""
+        url, given = url_options(url)
+        options = {**given, **options}
         where = _where(url)
 
         async def quiet(_exc: Exception) -> None:  # errors surface where they matter
@@ -380,6 +384,38 @@ class NatsTransport(BaseTransport):
     async def _disconnect(self) -> None:
         with driver_errors("closing the connection"):
             await self._client.close()
+
+
+_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "prefix": str,
+    "group": str,
+    "ack_wait": float,
+    "retry_delay": float,
+    "dedupe_window": float,
+    "replicas": int,
+}
+
+
+def url_options(url: str) -> tuple[str, dict[str, Any]]:
+    """``url`` without its query, and the constructor options the query
+    gives (an unknown name or a value that is not a number is a
+    ``TransportError``)."""
+    parts = urlsplit(url)
+    options: dict[str, Any] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        kind = _URL_OPTIONS.get(name)
+        if kind is None:
+            known = ", ".join(_URL_OPTIONS)
+            raise TransportError(
+                f"unknown NATS URL option {name[:40]!r} (known: {known})"
+            )
+        try:
+            options[name] = kind(value)
+        except ValueError:
+            raise TransportError(
+                f"the NATS URL option {name}={value[:20]!r} is not a number"
+            ) from None
+    return urlunsplit(parts._replace(query="")), options
 
 
 def _where(url: str) -> str:
