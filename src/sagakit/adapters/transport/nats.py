@@ -156,21 +156,30 @@ class NatsTransport(BaseTransport):
         options = {**given, **options}
         where = _where(url)
 
-        async def quiet(_exc: Exception) -> None:  # errors surface where they matter
-            return None
+        failures: list[Exception] = []
+
+        async def failed(exc: Exception) -> None:  # raised where it matters
+            failures[:] = [exc]
 
         try:
             client = await nats.connect(
                 url,
                 connect_timeout=connect_timeout,
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                error_cb=quiet,
+                allow_reconnect=False,
+                max_reconnect_attempts=1,  # try twice, then raise
+                reconnect_time_wait=0.1,
+                error_cb=failed,
             )
         except (*DRIVER_ERRORS, ValueError) as exc:
+            cause = failures[0] if failures else exc
             raise TransportError(
-                f"cannot connect to NATS at {where}: {error_line(exc)}"
-            ) from exc
+                f"cannot connect to NATS at {where}: {error_line(cause)}"
+            ) from cause
+        # once connected, reconnect for as long as it takes (nats-py reads
+        # these options when the connection is lost)
+        client.options.update(
+            allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=2.0
+        )
         try:
             transport = cls(client, **options)
             await transport._js.account_info()
