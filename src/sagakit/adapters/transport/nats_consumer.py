@@ -143,12 +143,15 @@ class Subscription(LoopSubscription):
                         async with asyncio.timeout(wait):
                             await self._slot_freed.wait()
                     continue
+                # one message per fetch: nats-py's batched fetch, once it has
+                # a message, waits for the batch to fill or the request to
+                # expire before returning any (latency for every saga step);
+                # a single fetch returns as soon as a message is there
                 try:
-                    fetched = await self._pull.fetch(free, timeout=min(wait, MAX_BLOCK))
+                    (msg,) = await self._pull.fetch(1, timeout=min(wait, MAX_BLOCK))
                 except NatsTimeout:
                     continue
-                for msg in fetched:
-                    self._start(msg)
+                self._start(msg)
             except DRIVER_ERRORS as exc:
                 error = error_line(exc)
                 extra = {
