@@ -44,6 +44,9 @@ DRIVER_ERRORS = (NatsError, OSError)
 MAX_BLOCK = 1.0
 """Seconds one fetch waits for messages at most (so a cancelled fetch's
 request lingers on the server no longer than this)."""
+BACKLOG_WAIT = 0.05
+"""Seconds a batched fetch of a backlog waits for its last messages (others
+may have taken them) before returning those it has."""
 MSG_ID_HEADER = "Nats-Msg-Id"
 ID_HEADER = "x-sagakit-id"
 """The envelope id on a dead letter (``Nats-Msg-Id`` is not kept there)."""
@@ -102,6 +105,8 @@ class Subscription(LoopSubscription):
         self._inflight: dict[str, tuple[Msg, asyncio.Task[None]]] = {}
         """By ack subject (one per delivery)."""
         self._slot_freed = asyncio.Event()
+        self._backlog = 0
+        """Messages waiting on the server behind the last one fetched."""
 
     async def _stop(self) -> None:
         """Stop fetching; the messages being handled are cancelled and given
@@ -143,15 +148,7 @@ class Subscription(LoopSubscription):
                         async with asyncio.timeout(wait):
                             await self._slot_freed.wait()
                     continue
-                # one message per fetch: nats-py's batched fetch, once it has
-                # a message, waits for the batch to fill or the request to
-                # expire before returning any (latency for every saga step);
-                # a single fetch returns as soon as a message is there
-                try:
-                    (msg,) = await self._pull.fetch(1, timeout=min(wait, MAX_BLOCK))
-                except NatsTimeout:
-                    continue
-                self._start(msg)
+                await self._fetch(free, min(wait, MAX_BLOCK))
             except DRIVER_ERRORS as exc:
                 error = error_line(exc)
                 extra = {
@@ -161,6 +158,27 @@ class Subscription(LoopSubscription):
                 }
                 logger.warning("consumer loop failed, retrying", extra=extra)
                 await asyncio.sleep(min(interval, MAX_BLOCK))
+
+    async def _fetch(self, free: int, block: float) -> None:
+        """Fetch what the last message said was waiting behind it (up to
+        ``free``), else wait up to ``block`` for one message.
+
+        nats-py's batched fetch, once it has a message, waits for the batch to
+        fill or the request to expire before returning any: asking for more
+        than is there would hold every saga step back. A message's metadata
+        tells how many were pending behind it when it was sent."""
+        batch = min(free, self._backlog)
+        try:
+            if batch > 1:
+                fetched = await self._pull.fetch(batch, timeout=BACKLOG_WAIT)
+            else:
+                fetched = await self._pull.fetch(1, timeout=block)
+        except NatsTimeout:
+            self._backlog = 0
+            return
+        for msg in fetched:
+            self._start(msg)
+        self._backlog = fetched[-1].metadata.num_pending or 0
 
     async def _renew(self) -> None:
         """Tell the server the messages being handled are still in progress
