@@ -89,6 +89,8 @@ def driver_errors(action: str) -> Iterator[None]:
 class Subscription(LoopSubscription):
     """One fetcher on the queue's durable pull consumer, with its handler tasks."""
 
+    log = logger
+
     def __init__(
         self,
         transport: NatsTransport,
@@ -102,9 +104,8 @@ class Subscription(LoopSubscription):
         super().__init__(transport, queue, handler, prefetch, max_deliveries)
         self._nats = transport
         self._pull = pull
-        self._inflight: dict[str, tuple[Msg, asyncio.Task[None]]] = {}
-        """By ack subject (one per delivery)."""
-        self._slot_freed = asyncio.Event()
+        self._held: dict[str, Msg] = {}
+        """The messages being handled, by ack subject (one per delivery)."""
         self._backlog = 0
         """Messages waiting on the server behind the last one fetched."""
 
@@ -112,16 +113,8 @@ class Subscription(LoopSubscription):
         """Stop fetching; the messages being handled are cancelled and given
         back (``NAK``) so another consumer gets them at once; messages a
         lingering fetch brings in later come back after ``ack_wait``."""
-        current = asyncio.current_task()
-        messages = [msg for msg, _task in self._inflight.values()]
-        handling = [task for _msg, task in self._inflight.values()]
-        tasks = [t for t in (self.loop_task, *handling) if t]
-        for task in tasks:
-            if task is not current:
-                task.cancel()
-        await asyncio.gather(
-            *(t for t in tasks if t is not current), return_exceptions=True
-        )
+        messages = list(self._held.values())
+        await self.stop_tasks()
         queue = self._pull._sub._pending_queue  # fetched, never handed out
         while not queue.empty():
             messages.append(queue.get_nowait())
@@ -141,12 +134,9 @@ class Subscription(LoopSubscription):
                     await self._renew()
                     next_renew = clock() + interval
                 wait = max(next_renew - clock(), 0.001)
-                free = self._prefetch - len(self._inflight)
+                free = self.free
                 if free <= 0:
-                    self._slot_freed.clear()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(wait):
-                            await self._slot_freed.wait()
+                    await self.wait_for_slot(wait)
                     continue
                 await self._fetch(free, min(wait, MAX_BLOCK))
             except DRIVER_ERRORS as exc:
@@ -183,29 +173,20 @@ class Subscription(LoopSubscription):
     async def _renew(self) -> None:
         """Tell the server the messages being handled are still in progress
         (their ``ack_wait`` starts again)."""
-        for msg, _task in list(self._inflight.values()):
+        for msg in list(self._held.values()):
             with contextlib.suppress(*DRIVER_ERRORS):
                 await msg.in_progress()
 
     def _start(self, msg: Msg) -> None:
-        task = asyncio.create_task(self._settle(msg))
-        self._inflight[msg.reply] = (msg, task)
-
-        def done(_: asyncio.Task[None]) -> None:
-            self._inflight.pop(msg.reply, None)
-            self._slot_freed.set()
-
-        task.add_done_callback(done)
+        # cancelled: given back by _stop; failing to settle: ack_wait brings it back
+        self._held[msg.reply] = msg
+        self.start(msg.reply, self._settle(msg))
 
     async def _settle(self, msg: Msg) -> None:
         try:
             await self._deliver(msg)
-        except asyncio.CancelledError:
-            raise  # given back by _stop
-        except Exception as exc:  # a driver error settling it: ack_wait brings it back
-            error = error_line(exc)
-            extra = {"action": "settle_failed", "queue": self._queue, "error": error}
-            logger.warning("message left unacknowledged", extra=extra)
+        finally:
+            self._held.pop(msg.reply, None)
 
     async def _deliver(self, msg: Msg) -> None:
         deliveries = msg.metadata.num_delivered or 1
