@@ -35,6 +35,7 @@ import pytest
 if TYPE_CHECKING:
     from sagakit.adapters.store import Database
     from sagakit.adapters.transport.amqp import AmqpTransport
+    from sagakit.adapters.transport.nats import NatsTransport
     from sagakit.adapters.transport.rabbitmq import RabbitTransport
     from sagakit.ports.store import SagaStore
     from sagakit.ports.workflow_store import WorkflowStore
@@ -405,6 +406,56 @@ async def rabbit_transport(rabbitmq_url: str) -> AsyncIterator[RabbitTransport]:
     rabbitmq = pytest.importorskip("sagakit.adapters.transport.rabbitmq")
     async with amqp_transport(rabbitmq.RabbitTransport, rabbitmq_url) as transport:
         yield transport
+
+
+# --- NATS ----------------------------------------------------------------------
+
+NATS_URL = os.environ.get("SAGAKIT_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+async def delete_nats_streams(start: str | None = None) -> None:
+    """Delete the streams whose names start with ``start``; with none, just
+    check the server answers with JetStream."""
+    import nats  # noqa: PLC0415 - only the NATS tests need the driver
+
+    client = await nats.connect(
+        NATS_URL, connect_timeout=5, allow_reconnect=False, max_reconnect_attempts=0
+    )
+    try:
+        js = client.jetstream()
+        await js.account_info()
+        if start is not None:
+            for info in await js.streams_info():
+                if info.config.name and info.config.name.startswith(start):
+                    await js.delete_stream(info.config.name)
+    finally:
+        await client.close()
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    """``NATS_URL`` once the server answers with JetStream (skip, or fail when
+    ``CI=true``)."""
+    try:
+        run_sync(delete_nats_streams())
+    except Exception as exc:  # any failure means "no server here"
+        where = urlsplit(NATS_URL).netloc.rpartition("@")[2]  # no password
+        unavailable(f"NATS JetStream unavailable at {where}: {exc!r}".splitlines()[0])
+    return NATS_URL
+
+
+@pytest.fixture
+async def nats_transport(nats_url: str) -> AsyncIterator[NatsTransport]:
+    """A ``NatsTransport`` with a prefix of its own; its streams are deleted
+    afterwards."""
+    module = pytest.importorskip("sagakit.adapters.transport.nats")
+    prefix = f"sagakit-test-{uuid.uuid4().hex[:12]}"
+    transport = await module.NatsTransport.connect(nats_url, prefix=prefix)
+    try:
+        yield transport
+    finally:
+        await transport.close()
+        await delete_nats_streams(f"{prefix}_")
 
 
 # --- Redis ---------------------------------------------------------------------

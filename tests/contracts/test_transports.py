@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from sagakit.adapters.transport.celery import CeleryTransport
     from sagakit.adapters.transport.celery_redis import CeleryRedisTransport
+    from sagakit.adapters.transport.nats import NatsTransport
     from sagakit.adapters.transport.rabbitmq import RabbitTransport
     from sagakit.adapters.transport.redis import RedisTransport
 
@@ -69,6 +70,15 @@ class TestCodecTransport(TransportContract):
             != transport.codec.decode(travelled).payload["total"]
         )
         return transport.codec.decode(travelled)
+
+
+@pytest.mark.nats
+class TestNatsTransport(TransportContract):
+    """Each test gets its own stream prefix; its streams are deleted afterwards."""
+
+    @pytest.fixture
+    async def transport(self, nats_transport: NatsTransport) -> NatsTransport:
+        return nats_transport
 
 
 @pytest.mark.rabbitmq

@@ -1,5 +1,6 @@
 """The CreateOrder example as four processes: the order-service worker and the
-consumer, kitchen and accounting participants, over RabbitMQ, on PostgreSQL.
+consumer, kitchen and accounting participants, over RabbitMQ (and, for the
+killed kitchen, NATS JetStream), on PostgreSQL.
 
 Each test starts its own processes through the ``sagakit`` CLI, on a fresh
 database and under a queue prefix of its own, and counts the effects the
@@ -21,8 +22,9 @@ from typing import Any
 
 import pytest
 
+from sagakit.adapters.transport import open_transport
 from sagakit.ports.store import HistoryEntry, SagaRecord
-from tests.conftest import delete_rabbitmq_queues, run_sync
+from tests.conftest import delete_nats_streams, delete_rabbitmq_queues, run_sync
 
 pytestmark = [
     pytest.mark.e2e,
@@ -80,8 +82,8 @@ def wait_until(what: str, check: Callable[[], bool], seconds: float = WAIT) -> N
 class Cluster:
     """The services of one test: processes, their logs, their queues."""
 
-    def __init__(self, db: str, amqp: str, logs: Path) -> None:
-        self.db, self.amqp, self.logs = db, amqp, logs
+    def __init__(self, db: str, broker: str, logs: Path) -> None:
+        self.db, self.broker, self.logs = db, broker, logs
         self.prefix = f"co-{uuid.uuid4().hex[:10]}."
         self.reply_queue = f"{self.prefix}replies"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -108,12 +110,12 @@ class Cluster:
                 "worker",
                 ORDER_SERVICE,
                 "--transport",
-                self.amqp,
+                self.broker,
                 "--reply-queue",
                 self.reply_queue,
             ]
         else:
-            command = ["participant", PARTICIPANTS[name], "--transport", self.amqp]
+            command = ["participant", PARTICIPANTS[name], "--transport", self.broker]
         self.starts[name] += 1
         with self.log_path(name).open("wb") as sink:
             self.procs[name] = subprocess.Popen(
@@ -279,10 +281,8 @@ class Cluster:
     # -- the broker --------------------------------------------------------
 
     def publish_raw(self, queue: str, body: bytes) -> None:
-        from sagakit.adapters.transport.rabbitmq import RabbitTransport  # noqa: PLC0415
-
         async def publish() -> None:
-            transport = await RabbitTransport.connect(self.amqp)
+            transport = await open_transport(self.broker)
             try:
                 await transport.publish_raw(queue, body)
             finally:
@@ -291,10 +291,8 @@ class Cluster:
         run_sync(publish())
 
     def dead_letters(self) -> dict[str, int]:
-        from sagakit.adapters.transport.rabbitmq import RabbitTransport  # noqa: PLC0415
-
         async def count() -> dict[str, int]:
-            transport = await RabbitTransport.connect(self.amqp)
+            transport = await open_transport(self.broker)
             try:
                 queues = [f"{self.prefix}{p}" for p in PARTICIPANTS]
                 queues.append(self.reply_queue)
@@ -306,13 +304,37 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(pg_url: str, rabbitmq_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    group = Cluster(pg_url, rabbitmq_url, tmp_path)
+def cluster(
+    request: pytest.FixtureRequest, pg_url: str, tmp_path: Path
+) -> Iterator[Cluster]:
+    """The services over RabbitMQ, or over NATS JetStream when a test asks
+    (``indirect`` parametrization with ``"nats"``; a short ``ack_wait`` so a
+    killed service's messages come back soon)."""
+    broker = getattr(request, "param", "rabbitmq")
+    if broker == "nats":
+        url = f"{request.getfixturevalue('nats_url')}?ack_wait=2"
+    else:
+        url = request.getfixturevalue("rabbitmq_url")
+    group = Cluster(pg_url, url, tmp_path)
     try:
         yield group
     finally:
         group.stop_all()
-        run_sync(delete_rabbitmq_queues(*group.queues()))
+        if broker == "nats":
+            from sagakit.adapters.transport.nats import token  # noqa: PLC0415
+
+            run_sync(delete_nats_streams(f"sagakit_{token(group.prefix)}"))
+        else:
+            run_sync(delete_rabbitmq_queues(*group.queues()))
+
+
+BROKERS = pytest.mark.parametrize(
+    "cluster",
+    ["rabbitmq", pytest.param("nats", marks=pytest.mark.nats)],
+    indirect=True,
+)
+"""Run a test over each broker (on NATS only the killed kitchen: it covers
+the happy path too and keeps the suite short)."""
 
 
 def actions(history: list[tuple[str, str | None, int, str]], kind: str) -> list[Any]:
@@ -411,6 +433,7 @@ def test_declined_card_cancels_the_ticket_and_rejects_the_order(
     )
 
 
+@BROKERS
 def test_kitchen_killed_mid_command_creates_the_ticket_once(cluster: Cluster) -> None:
     slow = {"CREATE_ORDER_KITCHEN_DELAY": "create_ticket=60"}
     cluster.start_all(kitchen=slow)

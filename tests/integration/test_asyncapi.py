@@ -350,9 +350,10 @@ def test_servers_keep_protocols_and_drop_credentials() -> None:
         prod="amqp://orders:s3cr3t@rabbit.internal:5672/orders?token=t0k3n",
         cache="rediss://:hunter2@redis.internal:6380/1",
         legacy="celery+amqp://guest:guest@celery.internal//",
+        stream="nats://bus:pa55@nats.internal:4222?ack_wait=5",
     )
     text = json.dumps(doc)
-    for secret in ("s3cr3t", "hunter2", "t0k3n", "guest", "orders:"):
+    for secret in ("s3cr3t", "hunter2", "t0k3n", "guest", "orders:", "pa55"):
         assert secret not in text
     servers = doc["servers"]
     assert servers["prod"]["host"] == "rabbit.internal:5672"
@@ -360,6 +361,8 @@ def test_servers_keep_protocols_and_drop_credentials() -> None:
     assert servers["prod"]["pathname"] == "/orders"
     assert servers["cache"]["protocol"] == "rediss"
     assert servers["legacy"]["protocol"] == "amqp"
+    assert servers["stream"]["protocol"] == "nats"
+    assert servers["stream"]["host"] == "nats.internal:4222"
     assert servers["prod"]["security"] == [
         {"$ref": "#/components/securitySchemes/userPassword"}
     ]
@@ -368,7 +371,7 @@ def test_servers_keep_protocols_and_drop_credentials() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["memory://", "http://x", "amqp:///vhost", "amqp://h:x/"]
+    "url", ["memory://", "http://x", "amqp:///vhost", "amqp://h:x/", "celery+nats://h"]
 )
 def test_bad_server_urls_are_definition_errors(url: str) -> None:
     with pytest.raises(DefinitionError, match="server 'x'"):

@@ -69,7 +69,13 @@ from sagakit.participant.service import Participant
 DEFAULT_REPLY_QUEUE = "sagakit.replies"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 T = TypeVar("T")
-_PROTOCOLS = {"amqp": "amqp", "amqps": "amqps", "redis": "redis", "rediss": "rediss"}
+_PROTOCOLS = {
+    "amqp": "amqp",
+    "amqps": "amqps",
+    "redis": "redis",
+    "rediss": "rediss",
+    "nats": "nats",
+}
 _CLUSTER_PROTOCOLS = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
@@ -229,11 +235,11 @@ def parse_server(name: str, url: str) -> Server:
     protocol = _CLUSTER_PROTOCOLS.get(scheme) or _PROTOCOLS.get(
         scheme.removeprefix("celery+")
     )
-    if protocol is None:
+    if protocol is None or (celery and protocol == "nats"):
         raise DefinitionError(
             f"server {name!r}: unsupported URL scheme {parts.scheme!r}: use amqp://, "
             "amqps://, redis://, rediss://, redis+cluster://, rediss+cluster://, "
-            "celery+amqp:// or celery+redis://"
+            "nats://, celery+amqp:// or celery+redis://"
         )
     try:
         port = parts.port
@@ -247,6 +253,8 @@ def parse_server(name: str, url: str) -> Server:
     path = parts.path if parts.path not in ("", "/") else None
     if protocol.startswith("amqp"):
         what = "RabbitMQ, Celery's wire format" if celery else "RabbitMQ"
+    elif protocol == "nats":
+        what = "NATS JetStream"
     else:
         what = "Redis Streams"
     return Server(

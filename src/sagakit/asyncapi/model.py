@@ -36,7 +36,7 @@ class Server:
 
     name: str
     protocol: str
-    """``amqp``, ``amqps``, ``redis`` or ``rediss``."""
+    """``amqp``, ``amqps``, ``redis``, ``rediss`` or ``nats``."""
     host: str
     """``host[:port]``; never user or password."""
     pathname: str | None = None

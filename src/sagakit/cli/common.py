@@ -74,7 +74,7 @@ TransportOption = Annotated[
     typer.Option(
         "--transport",
         metavar="URL",
-        help="Broker: amqp://, redis://, redis+cluster://, celery+amqp://, "
+        help="Broker: amqp://, redis://, redis+cluster://, nats://, celery+amqp://, "
         f"celery+redis:// [default: ${TRANSPORT_ENV}]",
         show_default=False,
     ),

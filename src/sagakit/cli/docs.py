@@ -53,8 +53,8 @@ def asyncapi(
         typer.Option(
             "--server",
             metavar="NAME=URL",
-            help="A broker (amqp://, redis://, redis+cluster://); credentials are left "
-            "out. Repeatable.",
+            help="A broker (amqp://, redis://, redis+cluster://, nats://); "
+            "credentials are left out. Repeatable.",
         ),
     ] = None,
 ) -> None:

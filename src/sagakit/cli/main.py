@@ -340,7 +340,7 @@ def worker(
             "--transport",
             metavar="URL",
             help="Broker for remote steps: amqp://, redis://, redis+cluster://, "
-            "celery+amqp://, celery+redis:// "
+            "nats://, celery+amqp://, celery+redis:// "
             "[default: $SAGAKIT_TRANSPORT_URL; none if unset]",
             show_default=False,
         ),

@@ -1,4 +1,5 @@
-"""Transport adapters: in-process (default), RabbitMQ, Redis Streams, Celery.
+"""Transport adapters: in-process (default), RabbitMQ, Redis Streams, NATS
+JetStream, Celery.
 
 ``open_transport(url)`` picks one from a URL:
 
@@ -10,6 +11,8 @@
 ``redis+cluster://host:6379``   :class:`RedisTransport` on Redis Cluster,
                                 through any one node (also
                                 ``rediss+cluster://``)
+``nats://host:4222``            :class:`NatsTransport` (NATS JetStream;
+                                also ``tls://``… as ``nats+tls://``)
 ``celery+amqp://…``             :class:`CeleryTransport` (Celery's wire
                                 format on RabbitMQ)
 ``celery+redis://host:6379/0``  :class:`CeleryRedisTransport` (Celery's
@@ -56,6 +59,12 @@ async def open_transport(url: str | None = None) -> Transport:
         from sagakit.adapters.transport.redis import RedisTransport  # noqa: PLC0415
 
         return await RedisTransport.connect(url)
+    if scheme in ("nats", "nats+tls"):
+        from sagakit.adapters.transport.nats import NatsTransport  # noqa: PLC0415
+
+        if scheme == "nats+tls":
+            url = "tls://" + url.split("://", 1)[1]
+        return await NatsTransport.connect(url)
     if scheme in ("celery+redis", "celery+rediss"):
         from sagakit.adapters.transport.celery_redis import (  # noqa: PLC0415
             CeleryRedisTransport,
@@ -69,5 +78,5 @@ async def open_transport(url: str | None = None) -> Transport:
     shown = url.split("@")[-1]
     raise TransportError(
         f"unsupported transport URL {shown!r}: use memory://, amqp://, redis://, "
-        "redis+cluster://, celery+amqp:// or celery+redis://"
+        "redis+cluster://, nats://, celery+amqp:// or celery+redis://"
     )

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+import logging
+from collections.abc import Coroutine, Hashable, Iterator
+from typing import Any
 
 from sagakit.adapters.transport.delivery import error_line
 from sagakit.errors import TransportError
@@ -39,7 +41,12 @@ class BaseSubscription:
 class LoopSubscription(BaseSubscription):
     """A subscription whose one loop (``loop_task``) takes messages of
     ``queue`` and starts a handler task for each, at most ``prefetch`` at a
-    time (the Redis transports)."""
+    time (Redis Streams, NATS): the loop asks :attr:`free` how many it may
+    take, waits with :meth:`wait_for_slot` when none, and hands each message
+    to :meth:`start`; :meth:`stop_tasks` cancels the loop and the handlers."""
+
+    log = logging.getLogger("sagakit.adapters.transport")
+    """Where a message left unsettled is logged (each adapter its own)."""
 
     def __init__(
         self,
@@ -55,6 +62,54 @@ class LoopSubscription(BaseSubscription):
         self._prefetch = prefetch
         self._max_deliveries = max_deliveries
         self.loop_task: asyncio.Task[None] | None = None
+        self._inflight: dict[Any, asyncio.Task[None]] = {}
+        """The handler task of each message being handled, by its key."""
+        self._slot_freed = asyncio.Event()
+
+    @property
+    def free(self) -> int:
+        """How many more messages may be handled at once."""
+        return self._prefetch - len(self._inflight)
+
+    async def wait_for_slot(self, seconds: float) -> None:
+        """Until a handler ends, or ``seconds`` pass."""
+        self._slot_freed.clear()
+        # not wait_for: on 3.11 it can swallow a cancellation
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._slot_freed.wait()
+
+    def start(self, key: Hashable, handling: Coroutine[Any, Any, None]) -> None:
+        """Run ``handling`` (handle and settle one message) as the task of
+        ``key``; an error settling it is logged, and the message is left to
+        the broker's redelivery."""
+        task = asyncio.create_task(self._settled(handling))
+        self._inflight[key] = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._inflight.pop(key, None)
+            self._slot_freed.set()
+
+        task.add_done_callback(done)
+
+    async def _settled(self, handling: Coroutine[Any, Any, None]) -> None:
+        try:
+            await handling
+        except asyncio.CancelledError:
+            raise  # cancelled by stop_tasks: the broker delivers it again
+        except Exception as exc:  # a driver error settling it
+            error = error_line(exc)
+            extra = {"action": "settle_failed", "queue": self._queue, "error": error}
+            self.log.warning("message left unacknowledged", extra=extra)
+
+    async def stop_tasks(self) -> None:
+        """Cancel the loop and the handlers (not the calling task) and wait."""
+        current = asyncio.current_task()
+        tasks = [t for t in (self.loop_task, *self._inflight.values()) if t]
+        tasks = [t for t in tasks if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class BaseTransport:

@@ -54,6 +54,8 @@ def outgoing(fields: Fields) -> dict[FieldT, EncodableT]:
 class Subscription(LoopSubscription):
     """One consumer of the group: a read/claim loop and its handler tasks."""
 
+    log = logger
+
     def __init__(
         self,
         transport: RedisTransport,
@@ -68,8 +70,6 @@ class Subscription(LoopSubscription):
         self._redis = transport
         self._key = transport.stream_key(queue)
         self.consumer = consumer
-        self._inflight: dict[bytes, asyncio.Task[None]] = {}
-        self._slot_freed = asyncio.Event()
 
     async def _stop(self) -> None:
         """Stop reading; unacknowledged entries stay pending for others.
@@ -77,12 +77,7 @@ class Subscription(LoopSubscription):
         The loop and the in-flight handlers are cancelled; their entries are
         claimed by another consumer once idle for ``claim_idle``. The consumer
         is then removed from the group if it owns no pending entries."""
-        current = asyncio.current_task()
-        tasks = [t for t in (self.loop_task, *self._inflight.values()) if t]
-        tasks = [t for t in tasks if t is not current]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.stop_tasks()
         await self._forget()
 
     async def _forget(self) -> None:
@@ -118,13 +113,9 @@ class Subscription(LoopSubscription):
                     cursor = await self._reclaim(cursor)
                     next_claim = clock() + (interval if cursor == END_OF_SCAN else 0)
                 wait = max(next_claim - clock(), 0.001)
-                free = self._prefetch - len(self._inflight)
+                free = self.free
                 if free <= 0:
-                    self._slot_freed.clear()
-                    # not wait_for: on 3.11 it can swallow a cancellation
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(wait):
-                            await self._slot_freed.wait()
+                    await self.wait_for_slot(wait)
                     continue
                 # a blocked read stays under the client's socket timeout
                 # (5 s by default in redis-py 8), which would fail it
@@ -175,7 +166,7 @@ class Subscription(LoopSubscription):
 
     async def _reclaim(self, cursor: bytes) -> bytes:
         """Claim idle pending entries (one ``XAUTOCLAIM`` page); the next cursor."""
-        free = self._prefetch - len(self._inflight)
+        free = self.free
         if free <= 0:
             return cursor
         client = self._redis._client
@@ -208,26 +199,10 @@ class Subscription(LoopSubscription):
         return next_cursor
 
     def _start(self, entry_id: bytes, fields: Fields, *, deliveries: int) -> None:
-        task = asyncio.create_task(self._settle(entry_id, fields, deliveries))
-        self._inflight[entry_id] = task
-
-        def done(_: asyncio.Task[None]) -> None:
-            self._inflight.pop(entry_id, None)
-            self._slot_freed.set()
-
-        task.add_done_callback(done)
+        # cancelled or failing to settle: left pending, claimed later
+        self.start(entry_id, self._deliver(entry_id, fields, deliveries))
 
     # --- one entry ------------------------------------------------------------
-
-    async def _settle(self, entry_id: bytes, fields: Fields, deliveries: int) -> None:
-        try:
-            await self._deliver(entry_id, fields, deliveries)
-        except asyncio.CancelledError:
-            raise  # left pending: claimed by another consumer later
-        except Exception as exc:  # a driver error settling it: it stays pending
-            error = error_line(exc)
-            extra = {"action": "settle_failed", "queue": self._queue, "error": error}
-            logger.warning("message left unacknowledged", extra=extra)
 
     def _open(self, fields: Fields, deliveries: int) -> Envelope | str:
         """The envelope, or why the entry goes to the DLQ without handling."""

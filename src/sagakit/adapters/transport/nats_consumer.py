@@ -1,0 +1,204 @@
+"""The consuming side of :class:`~sagakit.adapters.transport.nats.NatsTransport`
+(one subscription: its fetch loop over a durable pull consumer and its
+handler tasks) and what both sides share: the driver's errors, the names of
+streams and subjects, header values. The behaviour is described in
+:mod:`sagakit.adapters.transport.nats`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from sagakit._extras import needs_extra
+from sagakit.adapters.transport.base import LoopSubscription
+from sagakit.adapters.transport.base import driver_errors as wrap_errors
+from sagakit.adapters.transport.delivery import (
+    ACK,
+    deliver,
+    error_line,
+    open_body,
+    overdue,
+    requeued,
+)
+from sagakit.ports.transport import Handler
+
+if TYPE_CHECKING:
+    from sagakit.adapters.transport.nats import NatsTransport
+
+with needs_extra("NatsTransport needs nats-py", "nats"):
+    from nats.aio.msg import Msg
+    from nats.errors import Error as NatsError
+    from nats.errors import TimeoutError as NatsTimeout
+    from nats.js.client import JetStreamContext
+
+logger = logging.getLogger("sagakit.adapters.transport.nats")
+
+DRIVER_ERRORS = (NatsError, OSError)
+"""What nats-py raises (its JetStream errors derive from ``nats.errors.Error``;
+``OSError`` covers sockets and ``TimeoutError``)."""
+MAX_BLOCK = 1.0
+"""Seconds one fetch waits for messages at most (so a cancelled fetch's
+request lingers on the server no longer than this)."""
+BACKLOG_WAIT = 0.05
+"""Seconds a batched fetch of a backlog waits for its last messages (others
+may have taken them) before returning those it has."""
+MSG_ID_HEADER = "Nats-Msg-Id"
+ID_HEADER = "x-sagakit-id"
+"""The envelope id on a dead letter (``Nats-Msg-Id`` is not kept there)."""
+
+_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+
+
+def token(queue: str) -> str:
+    """``queue`` as one subject token and stream-name part: letters, digits
+    and ``-`` as they are, every other byte (``_`` included) as ``_xx`` hex,
+    so two queues never share a token and ``_dlq`` never ends one."""
+    if not queue:
+        return "_"
+    return "".join(chr(b) if b in _SAFE else f"_{b:02x}" for b in queue.encode("utf-8"))
+
+
+def header_text(value: str) -> str:
+    """A header value on one line (NATS headers cannot hold line breaks)."""
+    return json.dumps(value)[1:-1]
+
+
+def header_value(value: str | None) -> str:
+    """The text :func:`header_text` wrote (``""`` when absent)."""
+    if not value:
+        return ""
+    try:
+        decoded = json.loads(f'"{value}"')
+    except ValueError:
+        return value
+    return decoded if isinstance(decoded, str) else value
+
+
+@contextlib.contextmanager
+def driver_errors(action: str) -> Iterator[None]:
+    """nats-py's errors as ``TransportError("NATS: <action> failed: ...")``."""
+    with wrap_errors("NATS", action, DRIVER_ERRORS):
+        yield
+
+
+class Subscription(LoopSubscription):
+    """One fetcher on the queue's durable pull consumer, with its handler tasks."""
+
+    log = logger
+
+    def __init__(
+        self,
+        transport: NatsTransport,
+        queue: str,
+        pull: JetStreamContext.PullSubscription,
+        handler: Handler,
+        *,
+        prefetch: int,
+        max_deliveries: int,
+    ) -> None:
+        super().__init__(transport, queue, handler, prefetch, max_deliveries)
+        self._nats = transport
+        self._pull = pull
+        self._held: dict[str, Msg] = {}
+        """The messages being handled, by ack subject (one per delivery)."""
+        self._backlog = 0
+        """Messages waiting on the server behind the last one fetched."""
+
+    async def _stop(self) -> None:
+        """Stop fetching; the messages being handled are cancelled and given
+        back (``NAK``) so another consumer gets them at once; messages a
+        lingering fetch brings in later come back after ``ack_wait``."""
+        messages = list(self._held.values())
+        await self.stop_tasks()
+        queue = self._pull._sub._pending_queue  # fetched, never handed out
+        while not queue.empty():
+            messages.append(queue.get_nowait())
+        for msg in messages:
+            with contextlib.suppress(*DRIVER_ERRORS):
+                await msg.nak()
+        with contextlib.suppress(*DRIVER_ERRORS):
+            await self._pull.unsubscribe()
+
+    async def run(self) -> None:
+        clock = asyncio.get_running_loop().time
+        interval = self._nats.ack_wait / 3
+        next_renew = clock() + interval
+        while not self._cancelled:  # also stops if a cancellation got lost
+            try:
+                if clock() >= next_renew:
+                    await self._renew()
+                    next_renew = clock() + interval
+                wait = max(next_renew - clock(), 0.001)
+                free = self.free
+                if free <= 0:
+                    await self.wait_for_slot(wait)
+                    continue
+                await self._fetch(free, min(wait, MAX_BLOCK))
+            except DRIVER_ERRORS as exc:
+                error = error_line(exc)
+                extra = {
+                    "action": "consume_failed",
+                    "queue": self._queue,
+                    "error": error,
+                }
+                logger.warning("consumer loop failed, retrying", extra=extra)
+                await asyncio.sleep(min(interval, MAX_BLOCK))
+
+    async def _fetch(self, free: int, block: float) -> None:
+        """Fetch what the last message said was waiting behind it (up to
+        ``free``), else wait up to ``block`` for one message.
+
+        nats-py's batched fetch, once it has a message, waits for the batch to
+        fill or the request to expire before returning any: asking for more
+        than is there would hold every saga step back. A message's metadata
+        tells how many were pending behind it when it was sent."""
+        batch = min(free, self._backlog)
+        try:
+            if batch > 1:
+                fetched = await self._pull.fetch(batch, timeout=BACKLOG_WAIT)
+            else:
+                fetched = await self._pull.fetch(1, timeout=block)
+        except NatsTimeout:
+            self._backlog = 0
+            return
+        for msg in fetched:
+            self._start(msg)
+        self._backlog = fetched[-1].metadata.num_pending or 0
+
+    async def _renew(self) -> None:
+        """Tell the server the messages being handled are still in progress
+        (their ``ack_wait`` starts again)."""
+        for msg in list(self._held.values()):
+            with contextlib.suppress(*DRIVER_ERRORS):
+                await msg.in_progress()
+
+    def _start(self, msg: Msg) -> None:
+        # cancelled: given back by _stop; failing to settle: ack_wait brings it back
+        self._held[msg.reply] = msg
+        self.start(msg.reply, self._settle(msg))
+
+    async def _settle(self, msg: Msg) -> None:
+        try:
+            await self._deliver(msg)
+        finally:
+            self._held.pop(msg.reply, None)
+
+    async def _deliver(self, msg: Msg) -> None:
+        deliveries = msg.metadata.num_delivered or 1
+        opened = overdue(
+            open_body(msg.data, self._nats.limit), deliveries, self._max_deliveries
+        )
+        verdict = await deliver(self._handler, opened, deliveries, self._max_deliveries)
+        if verdict is ACK:
+            await msg.ack()
+        elif verdict.reason is not None:
+            await self._nats.dead_letter(self._queue, msg, verdict.reason, deliveries)
+            await msg.term()
+        else:
+            requeued(logger, self._queue, deliveries)
+            await msg.nak(delay=self._nats.retry_delay or None)
