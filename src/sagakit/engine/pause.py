@@ -58,8 +58,10 @@ def unpause(
         else:  # settled meanwhile (a crash marked it interrupted)
             continue
         deadline = None if timeout is None else event.at + delay + timeout
-        state = state.with_step(name, deadline=deadline)
-    return replace(state, paused=False, held=(), held_due={}), tuple(commands)
+        # a parked poison step gets its crash budget back
+        state = state.with_step(name, deadline=deadline, crashes=0)
+    going = replace(state, paused=False, held=(), held_due={}, parked=None)
+    return going, tuple(commands)
 
 
 def hold(
@@ -68,7 +70,8 @@ def hold(
     """What a paused saga keeps of a decision made at ``at``: its state, minus
     the runs (and when each delayed one was due)."""
     if state.status.terminal:  # ended by a step that was in flight
-        return replace(state, paused=False, held=(), held_due={}), commands
+        ended = replace(state, paused=False, held=(), held_due={}, parked=None)
+        return ended, commands
     held, due = list(state.held), dict(state.held_due)
     kept: list[Command] = []
     for command in commands:

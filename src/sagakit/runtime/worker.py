@@ -57,6 +57,7 @@ class Worker:
         reply_queue: str = "sagakit.replies",
         observer: Observer | None = None,
         store_retry: float = 30.0,
+        max_crash_attempts: int | None = 3,
     ) -> None:
         if max_active < 1:
             raise SagaError(f"max_active must be >= 1, got {max_active}")
@@ -70,6 +71,7 @@ class Worker:
             reply_queue=reply_queue,
             observer=observer,
             store_retry=store_retry,
+            max_crash_attempts=max_crash_attempts,
         )
         self.poll_interval = poll_interval
         self.max_active = max_active
