@@ -348,6 +348,8 @@ def settings() -> dict[str, Any]:
         "nemeses": nemeses,
         "sagas": int(os.environ.get("JEPSEN_SAGAS", "20")),
         "events": int(os.environ.get("JEPSEN_EVENTS", "1")),
+        # each costs every user of the server an outage: a few are enough
+        "pg_crashes": int(os.environ.get("JEPSEN_PG_CRASHES", "2")),
         "workers": int(os.environ.get("JEPSEN_WORKERS", "2")),
         "participants": int(os.environ.get("JEPSEN_PARTICIPANTS", "2")),
         "seed": int(os.environ.get("JEPSEN_SEED", time.time_ns() % 100_000)),

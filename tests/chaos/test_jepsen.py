@@ -98,10 +98,11 @@ def test_jepsen_set(setup: tuple[Cluster, jepsen.Proxy]) -> None:
         acked = jepsen.submit(cluster, first, size["sagas"], run)
         ids = [saga_id(e) for e in acked]
         events = 0
+        budget = size["pg_crashes" if nemesis == "pg-crash" else "events"]
         deadline = began + size["deadline"]
         # the first event at once (a small phase may end within a second),
         # the others while sagas are still unfinished
-        while events < size["events"]:
+        while events < budget:
             cluster.supervise()
             jepsen.apply(nemesis, cluster, proxy, rng, run)
             events += 1
