@@ -63,7 +63,7 @@ LOGGED = {
 }
 
 
-_AWAY = ("shutting down", "starting up", "connection", "refused")
+_AWAY = ("shutting down", "starting up", "connection", "refused", "too many clients")
 
 
 async def _fetch(url: str, sql: str, *args: Any) -> list[Any]:

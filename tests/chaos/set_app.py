@@ -19,7 +19,8 @@ removal of an element never added is recorded there as ``phantom``.
 
 ``python -m tests.chaos.set_app submit DSN FIRST COUNT`` commits sagas for
 elements FIRST..FIRST+COUNT-1 (ids ``set-0000042``) and prints each one
-acknowledged (committed) as ``ack ELEMENT``.
+acknowledged (committed) as ``ack ELEMENT``; a submit the store failed (a
+restart) is tried again under the same saga id.
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from typing import Any
 
 from pydantic import BaseModel
 
 from sagakit import Saga, Step
 from sagakit.definition import Remote
+from sagakit.errors import SagaAlreadyExists, StoreError
 from sagakit.messaging import Envelope
 from sagakit.participant import CommandRejected, Participant
 from tests.chaos.chaos_app import _retrying
@@ -164,8 +167,23 @@ async def submit(dsn: str, first: int, count: int) -> None:
     orch = Orchestrator(store, [jepsen_set], reply_queue=REPLY_QUEUE)
 
     async def one(element: int) -> None:
-        await orch.submit(jepsen_set, Item(element=element), saga_id=saga_id(element))
-        print(f"ack {element}", flush=True)
+        # a client retries a submit the store failed (a restart): under the
+        # same saga id, so an earlier try that did commit is not doubled
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                await orch.submit(
+                    jepsen_set, Item(element=element), saga_id=saga_id(element)
+                )
+            except SagaAlreadyExists:
+                pass  # the try that failed had committed
+            except StoreError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+                continue
+            print(f"ack {element}", flush=True)
+            return
 
     try:
         for start in range(first, first + count, 100):
