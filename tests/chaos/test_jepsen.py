@@ -40,7 +40,7 @@ def db(pg_url: str) -> str:
 
 
 @pytest.fixture
-def setup(
+def jepsen_cluster(
     db: str, rabbitmq_url: str, tmp_path: Path
 ) -> Iterator[tuple[Cluster, jepsen.Proxy]]:
     size = jepsen.settings()
@@ -85,8 +85,8 @@ def settle(cluster: Cluster, ids: list[str], deadline: float, what: str) -> None
         time.sleep(0.2)
 
 
-def test_jepsen_set(setup: tuple[Cluster, jepsen.Proxy]) -> None:
-    cluster, proxy = setup
+def test_jepsen_set(jepsen_cluster: tuple[Cluster, jepsen.Proxy]) -> None:
+    cluster, proxy = jepsen_cluster
     size = jepsen.settings()
     rng = random.Random(size["seed"])
     run = jepsen.Run(seed=size["seed"])
