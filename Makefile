@@ -58,9 +58,15 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/mysql_throughput.py
 	$(BIN)/python benchmarks/remote_throughput.py
 
-# the long chaos run; `make test` runs a shorter one (1,000 sagas, 8 kills)
+# the long chaos run; `make test` runs a shorter one (1,000 sagas, 8 kills;
+# the Jepsen-style set workload: 20 sagas and one event per nemesis, no
+# PostgreSQL crash). Records: artifacts/jepsen/*.json
 chaos: $(STAMP)
-	CHAOS_SAGAS=$${CHAOS_SAGAS:-4000} CHAOS_KILLS=$${CHAOS_KILLS:-24} $(BIN)/pytest tests/chaos -m chaos -p no:cacheprovider --timeout 1800
+	CHAOS_SAGAS=$${CHAOS_SAGAS:-4000} CHAOS_KILLS=$${CHAOS_KILLS:-24} \
+	JEPSEN_SAGAS=$${JEPSEN_SAGAS:-2000} JEPSEN_EVENTS=$${JEPSEN_EVENTS:-12} \
+	JEPSEN_NEMESES=$${JEPSEN_NEMESES:-kill,pause,partition,pg-crash} \
+	JEPSEN_DEADLINE=$${JEPSEN_DEADLINE:-1200} \
+	$(BIN)/pytest tests/chaos -m chaos -p no:cacheprovider -s --timeout 3600
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(NODE_DIR)/node_modules

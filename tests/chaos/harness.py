@@ -63,7 +63,7 @@ LOGGED = {
 }
 
 
-_AWAY = ("shutting down", "starting up", "connection", "refused")
+_AWAY = ("shutting down", "starting up", "connection", "refused", "too many clients")
 
 
 async def _fetch(url: str, sql: str, *args: Any) -> list[Any]:
@@ -121,8 +121,21 @@ class Proc:
 class Cluster:
     """The processes of one test run: names, restarts, kills and logs."""
 
-    def __init__(self, db: str, amqp: str, logs: Path) -> None:
+    def __init__(
+        self,
+        db: str,
+        amqp: str,
+        logs: Path,
+        *,
+        app: str = APP,
+        participants: tuple[str, ...] = PARTICIPANTS,
+        routes: Callable[[str], tuple[str, str]] | None = None,
+    ) -> None:
         self.db, self.amqp, self.logs = db, amqp, logs
+        self.app, self.participants = app, participants
+        # the database and broker URLs a process is given, by its name (the
+        # Jepsen harness routes each process through a proxy of its own)
+        self.routes = routes or (lambda name: (db, amqp))
         self.max_active = 300  # per worker
         self.prefix = f"chaos-{uuid.uuid4().hex[:10]}."
         self.reply_queue = f"{self.prefix}replies"
@@ -140,12 +153,13 @@ class Cluster:
 
     def start(self, name: str) -> None:
         role = name.rpartition("-")[0]
+        db, amqp = self.routes(name)
         if role == "worker":
             command = [
                 "worker",
-                APP,
+                self.app,
                 "--transport",
-                self.amqp,
+                amqp,
                 "--reply-queue",
                 self.reply_queue,
                 "--lease",
@@ -154,7 +168,7 @@ class Cluster:
                 str(self.max_active),
             ]
         else:
-            command = ["participant", f"{APP}:{role}", "--transport", self.amqp]
+            command = ["participant", f"{self.app}:{role}", "--transport", amqp]
         self.starts[name] += 1
         log = self.logs / f"{name}.{self.starts[name]}.log"
         with log.open("wb") as sink:
@@ -164,7 +178,7 @@ class Cluster:
                     "-m",
                     "sagakit.cli.main",
                     "--db",
-                    self.db,
+                    db,
                     "--log-level",
                     "INFO",
                     *command,
@@ -172,12 +186,12 @@ class Cluster:
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
-                env=self.env,
+                env={**self.env, "SAGAKIT_DATABASE_URL": db},
             )
         self.procs[name] = Proc(role, popen, log)
 
     def start_all(self, workers: int, instances: int) -> None:
-        for role in PARTICIPANTS:
+        for role in self.participants:
             for i in range(instances):
                 self.start(f"{role}-{i}")
         for i in range(workers):
@@ -250,7 +264,7 @@ class Cluster:
         return {key: n for key, line in LOGGED.items() if (n := text.count(line))}
 
     def queues(self) -> list[str]:
-        names = [f"{self.prefix}{p}" for p in PARTICIPANTS] + [self.reply_queue]
+        names = [f"{self.prefix}{p}" for p in self.participants] + [self.reply_queue]
         return [f"sagakit.{n}{dlq}" for n in names for dlq in ("", ".dlq")]
 
     def dead_letters(self) -> dict[str, int]:
@@ -259,7 +273,7 @@ class Cluster:
         async def count() -> dict[str, int]:
             transport = await RabbitTransport.connect(self.amqp)
             try:
-                queues = [f"{self.prefix}{p}" for p in PARTICIPANTS]
+                queues = [f"{self.prefix}{p}" for p in self.participants]
                 queues.append(self.reply_queue)
                 return {q: len(await transport.dead_letters(q)) for q in queues}
             finally:
@@ -366,9 +380,11 @@ def _run(*command: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(list(command), capture_output=True, timeout=120, check=False)
 
 
-def pg_ctl(action: str) -> subprocess.CompletedProcess[bytes]:
+def pg_ctl(action: str, *options: str) -> subprocess.CompletedProcess[bytes]:
     (version,) = os.listdir("/etc/postgresql")
-    return _run("pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action)
+    return _run(
+        "pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action, *options
+    )
 
 
 def pg_ready() -> bool:
@@ -395,10 +411,12 @@ def ensure_services() -> None:
     assert rabbit_ready(), "RabbitMQ did not start"
 
 
-def restart_postgres(outage: float) -> float:
+def restart_postgres(outage: float, *, crash: bool = False) -> float:
+    """Stop PostgreSQL (with ``crash``: ``-m immediate``, no checkpoint, as a
+    power cut would) and start it again after ``outage`` seconds."""
     began = time.monotonic()
     try:
-        stopped = pg_ctl("stop")
+        stopped = pg_ctl("stop", "-m", "immediate") if crash else pg_ctl("stop")
         assert stopped.returncode == 0, stopped.stderr.decode()
         time.sleep(outage)
     finally:

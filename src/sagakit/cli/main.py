@@ -349,6 +349,13 @@ def worker(
         str, typer.Option(help="Queue this service's replies arrive on.")
     ] = "sagakit.replies",
     store_retry: StoreRetryOption = 30.0,
+    max_crash_attempts: Annotated[
+        int,
+        typer.Option(
+            help="Takeovers finding a local step in flight (its process died "
+            "running it) before its saga is parked for an operator; 0: never."
+        ),
+    ] = 3,
 ) -> None:
     """Claim and run sagas from the store (many may run on one database).
 
@@ -361,6 +368,8 @@ def worker(
     seconds_or_fail("--lease", lease)
     seconds_or_fail("--store-retry", store_retry, zero=True)
     count_or_fail("--max-active", max_active)
+    if max_crash_attempts:
+        count_or_fail("--max-crash-attempts", max_crash_attempts)
 
     import asyncio
     import signal
@@ -381,6 +390,7 @@ def worker(
             transport=carrier,
             reply_queue=reply_queue,
             store_retry=store_retry,
+            max_crash_attempts=max_crash_attempts or None,
         )
         running = asyncio.ensure_future(runner.run(until_idle=until_idle))
         signals = 0

@@ -62,6 +62,7 @@ from sagakit.engine.events import (
     UnpauseRequested,
 )
 from sagakit.engine.pause import hold, pause, unpause
+from sagakit.engine.poison import count_crashes
 from sagakit.engine.repair import repair
 from sagakit.engine.rollback import (
     check_attempt,
@@ -116,6 +117,18 @@ def decide(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
     if state.paused:  # outcomes are recorded; what would start is held back
         decision = _outcome(saga, state, event)
         return Decision(*hold(decision.state, decision.commands, event.at))
+    if isinstance(event, SagaResumed) and event.max_crashes is not None:
+        decision = _outcome(saga, state, event)
+        return Decision(
+            *count_crashes(
+                saga,
+                state,
+                decision.state,
+                decision.commands,
+                at=event.at,
+                max_crashes=event.max_crashes,
+            )
+        )
     return _outcome(saga, state, event)
 
 

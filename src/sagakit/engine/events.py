@@ -15,9 +15,15 @@ class SagaStarted:
 
 @dataclass(frozen=True, slots=True)
 class SagaResumed:
-    """A worker picked up an unfinished saga (after a crash or restart)."""
+    """A worker picked up an unfinished saga (after a crash or restart).
+
+    ``max_crashes``: a local step (or compensation) found in flight by this
+    many takeovers in a row kept killing the process that ran it (a poison
+    saga): the saga is parked (paused, :attr:`SagaState.parked` says why)
+    instead of run again. None: never parked."""
 
     at: float
+    max_crashes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,8 +57,9 @@ def unpause(
         else:  # settled meanwhile (a crash marked it interrupted)
             continue
         deadline = None if timeout is None else event.at + delay + timeout
-        state = state.with_step(name, deadline=deadline)
-    return state.but(paused=False, held=(), held_due={}), tuple(commands)
+        # a parked poison step gets its crash budget back
+        state = state.with_step(name, deadline=deadline, crashes=0)
+    return state.but(paused=False, held=(), held_due={}, parked=None), tuple(commands)
 
 
 def hold(
@@ -67,7 +68,7 @@ def hold(
     """What a paused saga keeps of a decision made at ``at``: its state, minus
     the runs (and when each delayed one was due)."""
     if state.status.terminal:  # ended by a step that was in flight
-        return state.but(paused=False, held=(), held_due={}), commands
+        return state.but(paused=False, held=(), held_due={}, parked=None), commands
     held, due = list(state.held), dict(state.held_due)
     kept: list[Command] = []
     for command in commands:

@@ -26,6 +26,9 @@ class StepState:
     retry_base: int = 0
     """Attempts made before the last operator retry (the policy counts after)."""
     compensation_retry_base: int = 0
+    crashes: int = 0
+    """Takeovers that found this step's local run (or compensation) in
+    flight: its process stopped (crashed) while it ran. An unpause resets it."""
 
     def but(self, **changes: Any) -> StepState:
         """A copy with ``changes`` (``dataclasses.replace`` at a third of its
@@ -40,6 +43,7 @@ class StepState:
             get("deadline", self.deadline),
             get("retry_base", self.retry_base),
             get("compensation_retry_base", self.compensation_retry_base),
+            get("crashes", self.crashes),
         )
         if len(changes) > len(_STEP_FIELDS & changes.keys()):
             unknown = sorted(changes.keys() - _STEP_FIELDS)
@@ -54,6 +58,8 @@ class StepState:
             out["retry_base"] = self.retry_base
         if self.compensation_retry_base:
             out["compensation_retry_base"] = self.compensation_retry_base
+        if self.crashes:
+            out["crashes"] = self.crashes
         if self.attempts:
             out["attempts"] = self.attempts
         if self.compensation_attempts:
@@ -75,6 +81,7 @@ class StepState:
             deadline=data.get("deadline"),
             retry_base=data.get("retry_base", 0),
             compensation_retry_base=data.get("compensation_retry_base", 0),
+            crashes=data.get("crashes", 0),
         )
 
 
@@ -135,6 +142,9 @@ class SagaState:
     first (``compensation_step``/``compensation_error``), in order."""
     parent: ParentLink | None = None
     """The saga that runs this one as a sub-saga, if one does."""
+    parked: str | None = None
+    """Why the saga paused itself (a poison step: see ``SagaResumed``);
+    None when it did not. Cleared by an unpause."""
 
     def step(self, name: str) -> StepState:
         return self.steps.get(name) or StepState()
@@ -167,6 +177,7 @@ class SagaState:
             get("held_due", self.held_due),
             get("later_compensation_errors", self.later_compensation_errors),
             get("parent", self.parent),
+            get("parked", self.parked),
         )
         if len(changes) > len(_SAGA_FIELDS & changes.keys()):
             unknown = sorted(changes.keys() - _SAGA_FIELDS)
@@ -232,6 +243,8 @@ class SagaState:
             ]
         if self.parent is not None:  # absent for a saga no other one runs
             out["parent"] = self.parent.to_dict()
+        if self.parked is not None:
+            out["parked"] = self.parked
         return out
 
     @classmethod
@@ -258,6 +271,7 @@ class SagaState:
             held_due=dict(data.get("held_due", {})),
             later_compensation_errors=later,
             parent=ParentLink.from_dict(data.get("parent")),
+            parked=data.get("parked"),
         )
 
 

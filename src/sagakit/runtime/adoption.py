@@ -69,15 +69,28 @@ async def _resume(
     the next commit); an operator's change committed since the claim is
     reloaded first (:func:`refresh.reload`)."""
     for _ in range(refresh.MAX_RELOADS):
-        decision = decide(inst.saga, inst.state, SagaResumed(now))
+        resumed = SagaResumed(now, driver.max_crashes)
+        decision = decide(inst.saga, inst.state, resumed)
         # a fire-and-forget compensation to send again goes through the outbox
         resend = any(unawaited(inst.saga, c) for c in decision.commands)
         if decision.state == inst.state and not resend:
             # nothing to commit yet: the line joins the next transition's commit
             inst.pending_history.append(entry)
             return decision.commands
+        lines = [entry]
+        parked = decision.state.parked
+        if parked is not None and inst.state.parked is None:
+            lines.append(saga_line(inst.state.saga_id, "parked", now, parked))
+            logger.warning(
+                "poison saga parked",
+                extra={
+                    "action": "saga_parked",
+                    "saga_id": inst.state.saga_id,
+                    "reason": parked,
+                },
+            )
         try:
-            return await driver.transition(inst, decision, [entry])
+            return await driver.transition(inst, decision, lines)
         except ConcurrencyError:
             if not await refresh.reload(driver, inst):
                 raise

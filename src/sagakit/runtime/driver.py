@@ -95,6 +95,9 @@ class Driver:
     jitter: Callable[[], float]
     worker_id: str
     lease: float | None = None
+    max_crashes: int | None = 3
+    """Takeovers finding a local step in flight before its saga is parked
+    (:mod:`sagakit.engine.poison`); None: never."""
     store_retry: float = 30.0
     reply_queue: str = "sagakit.replies"
     reply_key: str | None = None

@@ -66,6 +66,11 @@ class Orchestrator:
     leased, as ``recover`` always did: one process, one owner. Given a
     ``lease``, it waits for theirs to run out, as a ``Worker`` does.
 
+    ``max_crash_attempts``: a local step found in flight by that many
+    takeovers (its process died while running it, every time) parks its
+    saga, paused with the reason in ``state.parked``, instead of running it
+    again; an operator's ``unpause`` runs it again. None: never parked.
+
     ``store_retry`` is how long a save that failed with a store error (a lost
     connection, a database restart) is retried before the instance is left
     for another worker.
@@ -109,7 +114,15 @@ class Orchestrator:
         observer: Observer | None = None,
         group_commit: bool = True,
         reply_routing: bool = True,
+        max_crash_attempts: int | None = 3,
     ) -> None:
+        if max_crash_attempts is not None and not (
+            isinstance(max_crash_attempts, int) and max_crash_attempts >= 1
+        ):
+            raise SagaError(
+                f"max_crash_attempts must be an int >= 1 or None, "
+                f"got {max_crash_attempts!r}"
+            )
         if lease is not None and not 0 < lease < math.inf:
             raise SagaError(
                 f"lease must be a finite number > 0 of seconds, got {lease}"
@@ -140,6 +153,7 @@ class Orchestrator:
             jitter=jitter or random.random,
             worker_id=self.worker_id,
             lease=self.lease,
+            max_crashes=max_crash_attempts,
             store_retry=store_retry,
             reply_queue=reply_queue,
             relay=self.relay,

@@ -59,6 +59,7 @@ class Worker:
         observer: Observer | None = None,
         store_retry: float = 30.0,
         reply_routing: bool = True,
+        max_crash_attempts: int | None = 3,
     ) -> None:
         if max_active < 1:
             raise SagaError(f"max_active must be >= 1, got {max_active}")
@@ -73,6 +74,7 @@ class Worker:
             observer=observer,
             store_retry=store_retry,
             reply_routing=reply_routing,
+            max_crash_attempts=max_crash_attempts,
         )
         self.poll_interval = poll_interval
         self.max_active = max_active
