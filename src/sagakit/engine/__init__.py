@@ -8,6 +8,7 @@ from sagakit._lazy import lazy_exports
 
 if TYPE_CHECKING:  # imported on first use: see sagakit._lazy
     from sagakit.engine.commands import (
+        AcquireLocks,
         CancelSteps,
         Command,
         Compensate,
@@ -23,6 +24,11 @@ if TYPE_CHECKING:  # imported on first use: see sagakit._lazy
         CompensationSucceeded,
         DeadlinePassed,
         Event,
+        LockKeyFailed,
+        LockReleaseRequested,
+        LocksAcquired,
+        LocksBusy,
+        LocksFreed,
         PauseRequested,
         ResumeRequested,
         RetryRequested,
@@ -42,6 +48,7 @@ if TYPE_CHECKING:  # imported on first use: see sagakit._lazy
     )
 
 __all__ = [
+    "AcquireLocks",
     "CancelRequested",
     "CancelSteps",
     "Command",
@@ -53,6 +60,11 @@ __all__ = [
     "ErrorInfo",
     "Event",
     "FinishSaga",
+    "LockKeyFailed",
+    "LockReleaseRequested",
+    "LocksAcquired",
+    "LocksBusy",
+    "LocksFreed",
     "PauseRequested",
     "ResumeRequested",
     "RetryRequested",
@@ -76,6 +88,7 @@ lazy_exports(
     __name__,
     {
         "sagakit.engine.commands": (
+            "AcquireLocks",
             "CancelSteps",
             "Command",
             "Compensate",
@@ -94,6 +107,11 @@ lazy_exports(
             "CompensationSucceeded",
             "DeadlinePassed",
             "Event",
+            "LockKeyFailed",
+            "LockReleaseRequested",
+            "LocksAcquired",
+            "LocksBusy",
+            "LocksFreed",
             "PauseRequested",
             "ResumeRequested",
             "RetryRequested",

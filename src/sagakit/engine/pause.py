@@ -6,7 +6,9 @@ stands) and its name joins ``SagaState.held``, without a reply deadline, as
 nothing was sent. A held retry keeps its due time (``SagaState.held_due``:
 when it was decided plus its backoff). Unpausing issues exactly the held
 commands, each after what is left of its backoff and with a fresh reply
-deadline, so the saga continues where it stopped.
+deadline, so the saga continues where it stopped. A step that waits for
+its locks asks for them again only after the unpause (the pause takes it out
+of the lock queues: see :mod:`sagakit.engine.locks`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Any
 
 from sagakit.definition.remote import waits_for_reply
 from sagakit.definition.saga import Saga
-from sagakit.engine.commands import Command, Compensate, RunStep
+from sagakit.engine.commands import AcquireLocks, Command, Compensate, RunStep
 from sagakit.engine.events import PauseRequested, UnpauseRequested
+from sagakit.engine.locks import ask_again
 from sagakit.engine.state import SagaState, StepStatus
 from sagakit.errors import StateError
 
@@ -59,7 +62,8 @@ def unpause(
             continue
         deadline = None if timeout is None else event.at + delay + timeout
         state = state.with_step(name, deadline=deadline)
-    return replace(state, paused=False, held=(), held_due={}), tuple(commands)
+    state = replace(state, paused=False, held=(), held_due={})
+    return state, (*commands, *ask_again(state))
 
 
 def hold(
@@ -78,6 +82,6 @@ def hold(
                 if command.delay > 0:
                     due[command.step] = at + command.delay
             state = state.with_step(command.step, deadline=None)
-        else:
+        elif not isinstance(command, AcquireLocks):  # asked for after the unpause
             kept.append(command)
     return replace(state, held=tuple(held), held_due=due), tuple(kept)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from sagakit.engine.lockstate import LockState
 from sagakit.engine.status import SagaStatus as SagaStatus  # noqa: PLC0414 - old home
 from sagakit.engine.status import StepStatus as StepStatus  # noqa: PLC0414 - old home
 from sagakit.errors import ErrorInfo as ErrorInfo  # noqa: PLC0414 - old home
@@ -116,6 +117,8 @@ class SagaState:
     first (``compensation_step``/``compensation_error``), in order."""
     parent: ParentLink | None = None
     """The saga that runs this one as a sub-saga, if one does."""
+    locks: LockState | None = None
+    """The semantic locks it holds and waits for (None: none at all)."""
 
     def step(self, name: str) -> StepState:
         return self.steps.get(name) or StepState()
@@ -160,6 +163,7 @@ class SagaState:
             held_due=self.held_due,
             later_compensation_errors=self.later_compensation_errors,
             parent=self.parent,
+            locks=self.locks,
         )
 
     def but(self, **changes: Any) -> SagaState:
@@ -185,6 +189,7 @@ class SagaState:
                 "later_compensation_errors", self.later_compensation_errors
             ),
             parent=get("parent", self.parent),
+            locks=get("locks", self.locks),
         )
         if len(changes) > len(_SAGA_FIELDS & changes.keys()):
             unknown = sorted(changes.keys() - _SAGA_FIELDS)
@@ -250,6 +255,8 @@ class SagaState:
             ]
         if self.parent is not None:  # absent for a saga no other one runs
             out["parent"] = self.parent.to_dict()
+        if self.locks is not None:  # absent without locks: as before them
+            out["locks"] = self.locks.to_dict()
         return out
 
     @classmethod
@@ -276,6 +283,7 @@ class SagaState:
             held_due=dict(data.get("held_due", {})),
             later_compensation_errors=later,
             parent=ParentLink.from_dict(data.get("parent")),
+            locks=LockState.from_dict(data.get("locks")),
         )
 
 

@@ -34,7 +34,7 @@ from sagakit.errors import (
     StateError,
     StoreError,
 )
-from sagakit.observability.observer import NOOP, STEP_KINDS, Observer, trace_of
+from sagakit.observability.observer import NOOP, STEP_KINDS, Observer
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import (
     HistoryEntry,
@@ -44,17 +44,18 @@ from sagakit.ports.store import (
     SagaStore,
     saga_line,
 )
-from sagakit.runtime import delivery, operator, owners, refresh, subsaga
+from sagakit.runtime import delivery, locking, operator, owners, refresh, subsaga
 from sagakit.runtime.cancel import cancel_steps, cancelled, was_cancelled
 from sagakit.runtime.executor import StepOutcome, execute, unsendable
 from sagakit.runtime.group import saves_of
-from sagakit.runtime.heartbeat import Heartbeat, ended
+from sagakit.runtime.heartbeat import Heartbeat, renew_driven
 from sagakit.runtime.instance import (
     Delivery,
     Instance,
     Item,
     LeaseLost,
     Refresh,
+    stored_trace,
     work_key,
 )
 from sagakit.runtime.relay import OutboxRelay
@@ -84,7 +85,7 @@ class Driver:
     A sub-saga step's child is watched by a task of its parent's instance
     (:mod:`~sagakit.runtime.subsaga`): woken through ``children`` when the
     child ends here, else looking at the store every ``child_poll`` seconds
-    at most.
+    at most. ``locks`` wakes those that queue for locks (``lock_poll``).
     """
 
     store: SagaStore
@@ -99,6 +100,7 @@ class Driver:
     relay: OutboxRelay | None = None
     observer: Observer = NOOP
     child_poll: float = 1.0
+    lock_poll: float = 0.25
     group_commit: bool = True
     active: dict[str, Instance] = field(default_factory=dict, init=False)
     tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
@@ -112,9 +114,11 @@ class Driver:
     """Where commits go: the store, or a :class:`GroupCommit` on it."""
     freed: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     """Set whenever an instance stops being driven here (a worker claims)."""
+    locks: locking.LockWatch = field(init=False)
 
     def __post_init__(self) -> None:
         owners.started(self)
+        self.locks = locking.LockWatch(self)
         self.saves = saves_of(self.store, self.group_commit, lambda: len(self.active))
         if self.lease is not None:
             self.beat = Heartbeat(self.renew_leases, self.lease / 3, self.busy)
@@ -140,6 +144,8 @@ class Driver:
         self.active[inst.state.saga_id] = inst
         if self.beat is not None:
             self.beat.start()
+        if inst.state.locks is not None:  # it may queue for locks
+            self.locks.start()
 
     def drop(self, saga_id: str) -> None:
         """No longer driven here; the heartbeat stops with the last one."""
@@ -175,26 +181,7 @@ class Driver:
     async def renew_leases(self) -> list[str]:
         """Extend the leases of the instances driven here; returns the ids
         lost (another worker claimed them: their next save fails)."""
-        if self.lease is None or not self.active:
-            return []
-        ids = list(self.active)
-        kept = set(await self.store.renew(self.worker_id, ids, lease=self.lease))
-        lost = [i for i in ids if i not in kept and i in self.active]
-        for saga_id in await ended(self.store, lost):  # finishing, not lost
-            lost.remove(saga_id)
-        for saga_id in lost:
-            logger.warning(
-                "lease lost: another worker drives the saga; stopped here",
-                extra={"action": "lease_lost", "saga_id": saga_id},
-            )
-            inst = self.active.get(saga_id)
-            if inst is not None:
-                inst.lost = True  # warned once
-            if inst is not None and inst.caller_driven:
-                inst.queue.put_nowait(LeaseLost())  # run() goes on polling
-            elif inst is not None and inst.driver is not None:
-                inst.driver.cancel()  # its state is stale: another worker has it
-        return lost
+        return await renew_driven(self)
 
     async def drain(self, poll: float = 0.25) -> None:
         """Wait until every instance driven in the background has stopped,
@@ -244,6 +231,8 @@ class Driver:
                 inst.trace = await stored_trace(self.store, saga_id)
             while True:
                 commands = refresh.owed(inst, commands)
+                if inst.saga.lock_steps and locking.asks(commands):
+                    commands = await locking.ask_for(self, inst, commands)
                 local = self._issue(inst, commands)
                 if local is None:
                     return
@@ -442,8 +431,19 @@ class Driver:
         entries: list[HistoryEntry],
         inbox: InboxEntry | None = None,
     ) -> tuple[Command, ...]:
-        """Commit ``decision`` (with ``entries`` and what it sends) and
-        return the commands left to run here."""
+        """Commit ``decision`` and its locks; the commands to run here."""
+        if inst.saga.lock_steps and locking.asks(decision.commands):
+            return await locking.transition(self, inst, decision, entries, inbox)
+        return await self.commit_decision(inst, decision, entries, inbox)
+
+    async def commit_decision(
+        self,
+        inst: Instance,
+        decision: Decision,
+        entries: list[HistoryEntry],
+        inbox: InboxEntry | None = None,
+    ) -> tuple[Command, ...]:
+        """:meth:`transition`, the locks asked for settled (see locking)."""
         now = self.clock.now()
         built = outgoing(
             inst.saga,
@@ -516,11 +516,14 @@ class Driver:
             extra["outbox"] = outbox
         if inbox is not None:
             extra["inbox"] = inbox
+        saves, change = self.saves, None
+        if state.locks is not inst.state.locks:  # only sagas with locks: rare
+            saves, history, change = locking.saving(self, inst, record, history, extra)
         try:
-            await self.saves.save(record, inst.version, history, **extra)
+            await saves.save(record, inst.version, history, **extra)
         except StoreError as exc:
             await retry_store(
-                lambda: self.saves.save(record, inst.version, history, **extra),
+                lambda: saves.save(record, inst.version, history, **extra),
                 clock=self.clock,
                 limit=self.store_retry,
                 logger=logger,
@@ -530,6 +533,8 @@ class Driver:
             )
         inst.version += 1
         inst.state = state
+        if change is not None:
+            self.locks.notice(change, state)
 
     # -- running steps -------------------------------------------------------
 
@@ -567,11 +572,3 @@ class Driver:
 
 def _lease_lost(saga_id: str) -> NoReturn:
     raise ConcurrencyError(f"saga {saga_id}: another worker took its lease")
-
-
-async def stored_trace(store: SagaStore, saga_id: str) -> dict[str, str]:
-    """The trace carrier stored when the saga started (for the observer)."""
-    try:
-        return trace_of(await store.history(saga_id))
-    except StoreError:
-        return {}  # tracing must not stop a saga: its spans start a new trace

@@ -6,9 +6,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sagakit.errors import SagaNotFound, StoreError
 from sagakit.ports.store import SagaRepository
+from sagakit.runtime.instance import LeaseLost
+
+if TYPE_CHECKING:
+    from sagakit.runtime.driver import Driver
 
 logger = logging.getLogger("sagakit.runtime.orchestrator")
 
@@ -71,3 +76,29 @@ async def ended(store: SagaRepository, saga_ids: list[str]) -> list[str]:
         except SagaNotFound:
             pass
     return found
+
+
+async def renew_driven(driver: Driver) -> list[str]:
+    """Extend the leases of the instances ``driver`` drives; returns the ids
+    lost (another worker claimed them: their next save fails), whose
+    driving stops (a ``run()`` caller's own task goes on polling)."""
+    if driver.lease is None or not driver.active:
+        return []
+    ids = list(driver.active)
+    kept = set(await driver.store.renew(driver.worker_id, ids, lease=driver.lease))
+    lost = [i for i in ids if i not in kept and i in driver.active]
+    for saga_id in await ended(driver.store, lost):  # finishing, not lost
+        lost.remove(saga_id)
+    for saga_id in lost:
+        logger.warning(
+            "lease lost: another worker drives the saga; stopped here",
+            extra={"action": "lease_lost", "saga_id": saga_id},
+        )
+        inst = driver.active.get(saga_id)
+        if inst is not None:
+            inst.lost = True  # warned once
+        if inst is not None and inst.caller_driven:
+            inst.queue.put_nowait(LeaseLost())  # run() goes on polling
+        elif inst is not None and inst.driver is not None:
+            inst.driver.cancel()  # its state is stale: another worker has it
+    return lost

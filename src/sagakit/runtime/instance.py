@@ -12,7 +12,9 @@ from sagakit.definition.saga import Saga
 from sagakit.engine.commands import Command, Compensate, RunStep
 from sagakit.engine.events import Event
 from sagakit.engine.state import SagaState
-from sagakit.ports.store import HistoryEntry, InboxEntry, SagaRecord
+from sagakit.errors import StoreError
+from sagakit.observability.observer import trace_of
+from sagakit.ports.store import HistoryEntry, InboxEntry, SagaRecord, SagaStore
 from sagakit.runtime.executor import StepOutcome
 from sagakit.runtime.owners import default_worker_id
 from sagakit.runtime.result import SagaResult
@@ -25,6 +27,7 @@ __all__ = [
     "LeaseLost",
     "Refresh",
     "default_worker_id",
+    "stored_trace",
     "work_key",
 ]
 
@@ -127,3 +130,11 @@ class Instance:
             created_at=record.created_at,
             idempotency_key=record.idempotency_key,
         )
+
+
+async def stored_trace(store: SagaStore, saga_id: str) -> dict[str, str]:
+    """The trace carrier stored when the saga started (for the observer)."""
+    try:
+        return trace_of(await store.history(saga_id))
+    except StoreError:
+        return {}  # tracing must not stop a saga: its spans start a new trace
