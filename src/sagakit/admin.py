@@ -1,5 +1,6 @@
 """Admin operations: the API behind ``sagakit list|show|retry|resume|cancel|dlq``
-and the dashboard's actions. Nothing here prints; callers render the results.
+(and ``locks``) and the dashboard's actions. Nothing here prints; callers
+render the results.
 
 **Operator actions hand the work over.** ``retry``, ``resume`` and ``cancel``
 commit one transition (a ``*_requested`` history line, the new state) through a
@@ -41,7 +42,9 @@ from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
 
 if TYPE_CHECKING:  # the readings (``sagakit list``, ``show``) load none of these
     from sagakit.definition.saga import Saga
+    from sagakit.locks import Released
     from sagakit.ports.clock import Clock
+    from sagakit.ports.locks import LockTable
     from sagakit.ports.transport import DeadLetter, Transport
     from sagakit.runtime import operator
 
@@ -58,8 +61,10 @@ __all__ = [
     "describe",
     "find",
     "list_sagas",
+    "locks",
     "pause",
     "pause_all",
+    "release_lock",
     "replay_dead_letters",
     "resume",
     "retry",
@@ -449,6 +454,39 @@ async def retry_failed(
         if progress is not None:
             progress(done, len(chosen))
     return result
+
+
+# -- semantic locks ----------------------------------------------------------
+
+
+async def locks(
+    store: SagaStore,
+    *,
+    prefix: str | None = None,
+    saga_id: str | None = None,
+    limit: int = 100,
+) -> LockTable:
+    """Who holds the semantic locks whose keys start with ``prefix`` (or
+    those of one saga) and who queues for them, by key and queue order
+    (``sagakit locks``, the dashboard's ``/api/locks``)."""
+    from sagakit import locks as semantic  # noqa: PLC0415 - see top
+
+    return await semantic.table(store, prefix=prefix, saga_id=saga_id, limit=limit)
+
+
+async def release_lock(
+    store: SagaStore,
+    key: str,
+    *,
+    reason: str,
+    by: str = "operator",
+    clock: Clock | None = None,
+) -> Released:
+    """Take ``key`` from the saga that holds it, with ``reason`` and ``by``
+    in that saga's history (see :func:`sagakit.locks.release`)."""
+    from sagakit import locks as semantic  # noqa: PLC0415 - see top
+
+    return await semantic.release(store, key, reason=reason, by=by, clock=clock)
 
 
 # -- dead letters ------------------------------------------------------------

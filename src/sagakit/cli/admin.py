@@ -18,14 +18,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from sagakit.adapters.store import open_store_async
 from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
 from sagakit.cli.common import (
     TransportOption,
     db_of,
     err,
-    existing_database_or_fail,
     fail,
+    on_store,
     run_async,
     sagas_or_fail,
 )
@@ -113,17 +112,7 @@ def _with_store(
 ) -> T:
     """Run ``work`` on the store of ``--db``; ``read_only``: refuse (exit 2)
     a SQLite file that does not exist instead of creating it."""
-    if read_only:
-        existing_database_or_fail(db_of(ctx))
-
-    async def run() -> T:
-        store = await open_store_async(db_of(ctx))
-        try:
-            return await work(store)
-        finally:
-            await store.close()
-
-    return _run(run)
+    return on_store(db_of(ctx), work, read_only=read_only, refused=(LoadError,))
 
 
 def _with_transport(url: str | None, work: Callable[[Transport], Awaitable[T]]) -> T:

@@ -4,7 +4,7 @@ a command uses them (``sagakit --help`` loads neither rich nor asyncio)."""
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from sagakit.definition.saga import Saga
+    from sagakit.ports.store import SagaStore
 
 T = TypeVar("T")
 
@@ -136,3 +137,34 @@ def existing_database_or_fail(url: str | None) -> None:
         fail(str(exc))
     if path != ":memory:" and not Path(path).exists():
         fail(f"no saga database at {path!r}: nothing to read (see --db)")
+
+
+def on_store(
+    url: str | None,
+    work: Callable[[SagaStore], Awaitable[T]],
+    *,
+    read_only: bool = False,
+    refused: tuple[type[Exception], ...] = (),
+) -> T:
+    """Open the store ``url`` names (None: the default), run ``work`` on it
+    and close it. A ``SagaError`` (or what ``refused`` adds) ends the command
+    with one error line (exit 2). ``read_only``: a SQLite file that does not
+    exist is refused, not created."""
+    from sagakit.adapters.store import open_store_async
+    from sagakit.errors import SagaError
+
+    if read_only:
+        existing_database_or_fail(url)
+
+    async def run() -> T:
+        store = await open_store_async(url)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    caught: tuple[type[Exception], ...] = (SagaError, *refused)
+    try:
+        return run_async(run())
+    except caught as exc:
+        fail(str(exc))

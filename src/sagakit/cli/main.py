@@ -19,18 +19,26 @@ import typer
 from typer.core import TyperGroup
 
 from sagakit import __version__
-from sagakit.adapters.store import ENV_VAR, database_url, open_store_async
+from sagakit.adapters.store import ENV_VAR, database_url
 from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
-from sagakit.cli import admin, dashboard, db, deploy, docs, recover, workflows
+from sagakit.cli import (
+    admin,
+    dashboard,
+    db,
+    deploy,
+    docs,
+    locks,
+    recover,
+    workflows,
+)
 from sagakit.cli.common import (
     EXIT_ERROR,
     SagasArgument,
     TransportOption,
     console,
     err,
-    existing_database_or_fail,
     fail,
-    run_async,
+    on_store,
     sagas_or_fail,
 )
 from sagakit.cli.loader import LoadError, load_participant
@@ -160,20 +168,7 @@ def with_store(
     """Open the configured store, run ``work`` on it, close it; expected
     failures end the command with ``error: ...``. ``read_only``: a SQLite
     file that does not exist is refused (exit 2), not created."""
-    if read_only:
-        existing_database_or_fail(settings.db)
-
-    async def run() -> T:
-        store = await open_store_async(settings.db)
-        try:
-            return await work(store)
-        finally:
-            await store.close()
-
-    try:
-        return run_async(run())
-    except SagaError as exc:
-        fail(str(exc))
+    return on_store(settings.db, work, read_only=read_only)
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -477,6 +472,7 @@ def participant(
 
 db.register(app, out, None)
 admin.register(app, out)
+locks.register(app, out)
 recover.register(app, out)
 deploy.register(app, out)
 workflows.register(app, out)
