@@ -51,9 +51,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/postgres_throughput.py
 	$(BIN)/python benchmarks/remote_throughput.py
 
-# the long chaos run; `make test` runs a shorter one (1,000 sagas, 8 kills)
+# the long chaos runs; `make test` runs shorter ones (1,000 sagas, 8 kills;
+# 120 sagas on hot lock keys, 4 kills)
 chaos: $(STAMP)
-	CHAOS_SAGAS=$${CHAOS_SAGAS:-4000} CHAOS_KILLS=$${CHAOS_KILLS:-24} $(BIN)/pytest tests/chaos -m chaos -p no:cacheprovider --timeout 1800
+	CHAOS_SAGAS=$${CHAOS_SAGAS:-4000} CHAOS_KILLS=$${CHAOS_KILLS:-24} \
+	LOCK_CHAOS_SAGAS=$${LOCK_CHAOS_SAGAS:-1000} LOCK_CHAOS_KILLS=$${LOCK_CHAOS_KILLS:-12} \
+	$(BIN)/pytest tests/chaos -m chaos -p no:cacheprovider --timeout 1800
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(NODE_DIR)/node_modules

@@ -151,17 +151,15 @@ async def test_sagas_on_one_key_take_it_one_at_a_time(store: SagaStore) -> None:
     ]
 
 
-async def test_a_busy_key_in_fail_mode_compensates_at_once(store: SagaStore) -> None:
+async def refused_behind_a_holder(store: SagaStore, lock: Lock) -> Any:
+    """Saga ``a`` holds the seat (its step waits); saga ``b`` asks for it
+    with ``lock`` after a first step, and ends: its result. ``a`` then ends."""
     ledger = Ledger()
     saga = Saga(
         "booking",
         [
             Step("quote", ledger.step("quote"), compensate=ledger.step("unquote")),
-            Step(
-                "reserve",
-                ledger.step("reserve", gated=True),
-                locks=[Lock("seat:{ctx.seat}", mode="fail")],
-            ),
+            Step("reserve", ledger.step("reserve", gated=True), locks=[lock]),
         ],
         context=Seat,
     )
@@ -169,44 +167,32 @@ async def test_a_busy_key_in_fail_mode_compensates_at_once(store: SagaStore) -> 
     first = await orch.start(saga, Seat(other="a"), saga_id="a")
     await ledger.began("1A/a/0:reserve").wait()
     result = await orch.run(saga, Seat(other="b"), saga_id="b")
+    table = await store.list_locks()
+    assert [(h.key, h.saga_id) for h in table.holders] == [("seat:1A", "a")]
+    assert table.waiters == []  # b left the queue, if it was in it
+    ledger.gate("1A/a/0:reserve").set()
+    assert (await orch.wait(first)).status is SagaStatus.SUCCEEDED
     assert result.status is SagaStatus.COMPENSATED
+    assert ("1A/b/0", "unquote") in ledger.lines
+    assert ("1A/b/0", "reserve") not in ledger.lines  # it never ran
+    return result
+
+
+async def test_a_busy_key_in_fail_mode_compensates_at_once(store: SagaStore) -> None:
+    result = await refused_behind_a_holder(store, Lock("seat:{ctx.seat}", mode="fail"))
     assert result.error is not None
     assert result.error.type == "LockUnavailable"
     assert "seat:1A is held by saga a" in result.error.message
-    assert ("1A/b/0", "unquote") in ledger.lines
-    assert ("1A/b/0", "reserve") not in ledger.lines
-    ledger.gate("1A/a/0:reserve").set()
-    assert (await orch.wait(first)).status is SagaStatus.SUCCEEDED
+    outcomes = [h.outcome for h in await store.history("b") if h.kind == "lock"]
+    assert outcomes == ["failed"]
 
 
 async def test_a_wait_longer_than_the_timeout_fails_the_step(store: SagaStore) -> None:
-    ledger = Ledger()
-    saga = Saga(
-        "booking",
-        [
-            Step("quote", ledger.step("quote"), compensate=ledger.step("unquote")),
-            Step(
-                "reserve",
-                ledger.step("reserve", gated=True),
-                locks=[Lock("seat:{ctx.seat}", timeout=0.2)],
-            ),
-        ],
-        context=Seat,
-    )
-    orch = Orchestrator(store, [saga])
-    first = await orch.start(saga, Seat(other="a"), saga_id="a")
-    await ledger.began("1A/a/0:reserve").wait()
-    result = await orch.run(saga, Seat(other="b"), saga_id="b")
-    assert result.status is SagaStatus.COMPENSATED
+    result = await refused_behind_a_holder(store, Lock("seat:{ctx.seat}", timeout=0.2))
     assert result.error is not None
     assert result.error.type == "LockTimeout"
     outcomes = [h.outcome for h in await store.history("b") if h.kind == "lock"]
     assert outcomes == ["waiting", "timed_out"]
-    table = await store.list_locks()
-    assert [(h.key, h.saga_id) for h in table.holders] == [("seat:1A", "a")]
-    assert table.waiters == []  # b left the queue
-    ledger.gate("1A/a/0:reserve").set()
-    assert (await orch.wait(first)).status is SagaStatus.SUCCEEDED
 
 
 async def test_two_sagas_waiting_for_each_other_one_gives_way(
