@@ -10,7 +10,11 @@ Every row of every run is read from the script's ``--json`` output (its
 of ``scale_sagas.py``); the table gives, per row, the median over rounds of
 each side's figure and the ratio this tree / ``REV`` (higher is faster).
 Peer rows (DBOS, Celery, the floor) run on both sides too: they change with
-the load only, so their ratio shows how much of a difference is noise.
+the load only, so their ratio shows how much of a difference is noise. The
+last row is the CPU time (user + system) each run of the script took, its
+median per side: the same work on both sides, and on a loaded machine a
+steadier figure than the wall-clock rows (it leaves out a database server's
+own work).
 
 ::
 
@@ -28,6 +32,7 @@ import argparse
 import io
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -92,13 +97,21 @@ def run_side(script: Path, args: list[str], src: Path, out: Path) -> dict[str, o
         os.environ, PYTHONPATH=f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
     )
     cmd = [sys.executable, str(script), *args, "--json", str(out)]
+    before = _children_cpu()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)  # noqa: S603
     if done.returncode != 0 or not out.exists():
         sys.stderr.write(done.stdout + done.stderr)
         sys.exit(f"against_commit: {script.name} failed with {src}")
     report: dict[str, object] = json.loads(out.read_text())
     report["load"] = f"{os.getloadavg()[0]:.2f}"
+    report["cpu"] = _children_cpu() - before
     return report
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of the child processes waited for so far."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     script = args.script.resolve()
     base_name, head_name = commit_of(args.rev), "this tree"
     figures: dict[str, dict[str, list[float]]] = {}
+    cpu: dict[str, list[float]] = {}
     loads: list[str] = []
     with tempfile.TemporaryDirectory(prefix="sagakit-against-") as tmp:
         # this tree's src is copied too: edits made during a long run stay out
@@ -123,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 out = Path(tmp) / f"{round_}-{len(loads)}.json"
                 report = run_side(script, script_args, sides[side], out)
                 loads.append(f"{side}: {report['load']}")
+                cpu.setdefault(side, []).append(float(report["cpu"]))  # type: ignore[arg-type]
                 print(f"round {round_ + 1}, {side}: done (load {report['load']})")
                 for row in report["results"]:  # type: ignore[attr-defined]
                     key = f"{row['key']} ({row['library']})"
@@ -137,6 +152,13 @@ def main(argv: list[str] | None = None) -> int:
         head = statistics.median(by_side.get(head_name, [0.0]))
         ratio = f"{head / base:.2f}x" if base else "n/a"
         print(f"{key:<34} {base:>12,.1f} {head:>12,.1f} {ratio:>7}")
+    base_cpu = statistics.median(cpu[base_name])
+    head_cpu = statistics.median(cpu[head_name])
+    ratio = f"{head_cpu / base_cpu:.3f}x" if base_cpu else "n/a"
+    label = "CPU s per run (lower: less)"
+    print(f"{label:<34} {base_cpu:>12,.2f} {head_cpu:>12,.2f} {ratio:>7}")
+    for side, runs in cpu.items():
+        print(f"  CPU s of each run, {side}: {', '.join(f'{c:.2f}' for c in runs)}")
     print(
         "sagas/s (calls/s for a row that times a call), median over rounds of "
         "each run's median; load average (1 min) after each run: " + ", ".join(loads)

@@ -44,7 +44,15 @@ from sagakit.ports.store import (
     SagaStore,
     saga_line,
 )
-from sagakit.runtime import delivery, locking, operator, owners, refresh, subsaga
+from sagakit.runtime import (
+    delivery,
+    locking,
+    lockwatch,
+    operator,
+    owners,
+    refresh,
+    subsaga,
+)
 from sagakit.runtime.cancel import cancel_steps, cancelled, was_cancelled
 from sagakit.runtime.executor import StepOutcome, execute, unsendable
 from sagakit.runtime.group import saves_of
@@ -114,11 +122,11 @@ class Driver:
     """Where commits go: the store, or a :class:`GroupCommit` on it."""
     freed: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     """Set whenever an instance stops being driven here (a worker claims)."""
-    locks: locking.LockWatch = field(init=False)
+    locks: lockwatch.LockWatch = field(init=False)
 
     def __post_init__(self) -> None:
         owners.started(self)
-        self.locks = locking.LockWatch(self)
+        self.locks = lockwatch.LockWatch(self)
         self.saves = saves_of(self.store, self.group_commit, lambda: len(self.active))
         if self.lease is not None:
             self.beat = Heartbeat(self.renew_leases, self.lease / 3, self.busy)
