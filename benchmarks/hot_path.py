@@ -9,6 +9,9 @@ engine   ``decide`` over the events of a 3-step saga that succeeds (started,
          three successes): the engine with no I/O at all
 memory   ``Orchestrator.run`` of that saga on ``InMemoryStore``, three async
          no-op steps, one saga at a time (engine, driver, store calls)
+locked   the same with a semantic lock (a key of its own per saga) on the
+         first step and one held until the second: what locks cost when
+         nobody else wants the key (on a tree that has them)
 floor    the same three awaits with a record written per transition into a
          dict, hand-written: what any saga runner must do at the least
 saga-py  saga-py's in-memory run of three no-op steps (a peer), when the
@@ -61,6 +64,24 @@ SAGA = Saga(
 )
 
 
+def _locked_saga() -> Saga[Any] | None:
+    try:
+        from sagakit import Lock  # noqa: PLC0415 - an older tree has none
+    except ImportError:
+        return None
+    return Saga(
+        "hot_path_locked",
+        [
+            Step("one", act, compensate=undo, locks=["a:{ctx.k}"]),
+            Step("two", act, compensate=undo, locks=[Lock("b:{ctx.k}", until="two")]),
+            Step("three", act, compensate=undo),
+        ],
+    )
+
+
+LOCKED = _locked_saga()
+
+
 def engine(n: int) -> None:
     for i in range(n):
         state = initial_state(SAGA, f"s{i}")
@@ -74,6 +95,17 @@ def memory(n: int) -> None:
         orch = Orchestrator(InMemoryStore(), [SAGA])
         for _ in range(n):
             await orch.run(SAGA, {})
+
+    asyncio.run(go())
+
+
+def locked(n: int) -> None:
+    assert LOCKED is not None  # noqa: S101 - only called when it is there
+
+    async def go() -> None:
+        orch = Orchestrator(InMemoryStore(), [LOCKED])
+        for i in range(n):
+            await orch.run(LOCKED, {"k": i})
 
     asyncio.run(go())
 
@@ -130,6 +162,8 @@ def main() -> int:
         ("memory", "sagakit", memory, args.n),
         ("floor", "floor", floor, args.n * 10),
     ]
+    if LOCKED is not None:
+        rows.insert(2, ("locked", "sagakit", locked, args.n))
     if saga_py is not None:
         rows.append(("saga-py", "saga-py", saga_py_run, args.n * 10))
     results = []
