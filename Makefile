@@ -58,11 +58,13 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/mysql_throughput.py
 	$(BIN)/python benchmarks/remote_throughput.py
 
-# the long chaos run; `make test` runs a shorter one (1,000 sagas, 8 kills;
-# the Jepsen-style set workload: 20 sagas and one event per nemesis, no
-# PostgreSQL crash). Records: artifacts/jepsen/*.json
+# the long chaos runs; `make test` runs shorter ones (1,000 sagas, 8 kills;
+# 120 sagas on hot lock keys, 4 kills; the Jepsen-style set workload: 20
+# sagas and one event per nemesis, no PostgreSQL crash). Records:
+# artifacts/jepsen/*.json
 chaos: $(STAMP)
 	CHAOS_SAGAS=$${CHAOS_SAGAS:-4000} CHAOS_KILLS=$${CHAOS_KILLS:-24} \
+	LOCK_CHAOS_SAGAS=$${LOCK_CHAOS_SAGAS:-1000} LOCK_CHAOS_KILLS=$${LOCK_CHAOS_KILLS:-12} \
 	JEPSEN_SAGAS=$${JEPSEN_SAGAS:-2000} JEPSEN_EVENTS=$${JEPSEN_EVENTS:-12} \
 	JEPSEN_NEMESES=$${JEPSEN_NEMESES:-kill,pause,partition,pg-crash} \
 	JEPSEN_DEADLINE=$${JEPSEN_DEADLINE:-1200} \

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # imported on first use: see sagakit._lazy
     from sagakit.adapters.store.sqlite import SQLiteStore
     from sagakit.definition import (
         DictContext,
+        Lock,
         Parallel,
         RetryPolicy,
         Saga,
@@ -54,6 +55,7 @@ __all__ = [
     "DictContext",
     "ErrorInfo",
     "FatalError",
+    "Lock",
     "Orchestrator",
     "Parallel",
     "ResultError",
@@ -84,6 +86,7 @@ lazy_exports(
         "sagakit.adapters.store.sqlite": ("SQLiteStore",),
         "sagakit.definition": (
             "DictContext",
+            "Lock",
             "Parallel",
             "RetryPolicy",
             "Saga",

@@ -14,6 +14,7 @@
     │   └── CompensationFailed                   ... and a compensation failed too
     ├── StoreError                               driver error kept in ``__cause__``;
     │                                            ``read_only``: retrying cannot help
+    ├── LockUnavailable                          a save's locks are held by others
     ├── TransportError
     └── ResultError                              a step result missing or invalid
 
@@ -246,6 +247,29 @@ class StoreError(SagaError):
         return False
 
 
+class LockUnavailable(SagaError):
+    """A save asked for semantic locks that other sagas hold (or queue for
+    first), or to wait where waiting would deadlock; nothing was written.
+
+    ``holders`` names, by busy key, the saga in the way; ``cycle`` lists the
+    other sagas of the wait-for cycle that waiting would close (empty unless
+    it is a deadlock). The runtime turns it into ``LocksBusy``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        saga_id: str,
+        holders: dict[str, str],
+        cycle: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.saga_id = saga_id
+        self.holders = holders
+        self.cycle = cycle
+
+
 class TransportError(SagaError):
     """A transport failed; the driver's exception is kept in ``__cause__``."""
 
@@ -269,6 +293,7 @@ __all__ = [
     "DefinitionUnavailable",
     "DuplicateMessage",
     "FatalError",
+    "LockUnavailable",
     "ResultError",
     "SagaAlreadyExists",
     "SagaError",

@@ -58,8 +58,10 @@ LAYERS: tuple[Layer, ...] = (
     # the programming models can report to it. otel.py and prometheus.py are
     # the only modules importing their libraries (see CONFINED below).
     Layer("observability", ("sagakit.observability",)),
-    # The orchestrator, its driver, workers, relay and recovery.
-    Layer("runtime", ("sagakit.runtime",)),
+    # The orchestrator, its driver, workers, relay and recovery; beside it,
+    # locks.py: semantic locks from outside a saga (who holds a key, an
+    # operator's release) on the ports, for participants and operators.
+    Layer("runtime", ("sagakit.runtime", "sagakit.locks")),
     # The three programming models: each stands on the runtime and the ports
     # alone, never on another model.
     Layer(

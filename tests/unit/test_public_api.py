@@ -18,6 +18,7 @@ def test_all_is_pinned() -> None:
         "DictContext",
         "ErrorInfo",
         "FatalError",
+        "Lock",
         "Orchestrator",
         "Parallel",
         "ResultError",

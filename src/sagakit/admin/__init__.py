@@ -1,6 +1,7 @@
 """Admin operations: the API behind ``sagakit list|show|retry|resume|cancel|dlq``
 and the dashboard's actions (the actions on one compensation and forks are
-in :mod:`sagakit.admin.repair`, exported here). Nothing here prints;
+in :mod:`sagakit.admin.repair`, exported here; ``locks`` and
+``release_lock`` read and release semantic locks). Nothing here prints;
 callers render the results.
 
 **Every action names who asks and why** (``by=``, ``reason=``; blank is a
@@ -69,9 +70,11 @@ __all__ = [
     "fork",
     "has_queue",
     "list_sagas",
+    "locks",
     "mark_compensated",
     "pause",
     "pause_all",
+    "release_lock",
     "replay_dead_letters",
     "resume",
     "retry",
@@ -578,6 +581,7 @@ async def replay_dead_letters(
 
 
 # the actions on one compensation, and forks (they use the helpers above)
+from sagakit.admin.lock_actions import locks, release_lock  # noqa: E402
 from sagakit.admin.repair import (  # noqa: E402
     driver_of,
     fork,

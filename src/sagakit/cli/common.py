@@ -134,9 +134,9 @@ def run_read(url: str | None, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     (a sixth of ``sagakit list``'s start-up). Should one wait or want a
     running loop all the same, it is run again from the start on sagakit's
     loop: a read can be. PostgreSQL's run on the loop."""
-    from sagakit.adapters.store.database import database_url, is_postgres
+    from sagakit.adapters.store.database import database_url, is_server
 
-    if is_postgres(database_url(url)):
+    if is_server(database_url(url)):
         return run_async(make())
     work = make()
     try:
@@ -210,7 +210,7 @@ async def open_read_only(url: str | None) -> SagaStore:
         database_url,
         open_store_async,
     )
-    from sagakit.adapters.store.database import is_postgres
+    from sagakit.adapters.store.database import dialect
     from sagakit.adapters.store.sql import migrations
     from sagakit.errors import StoreError
 
@@ -220,8 +220,7 @@ async def open_read_only(url: str | None) -> SagaStore:
         return store
     try:
         applied = set(await applied_migrations(store))
-        dialect = "postgres" if is_postgres(target) else "sqlite"
-        pending = [m for m in migrations(dialect) if m.version not in applied]
+        pending = [m for m in migrations(dialect(target)) if m.version not in applied]
     except BaseException:
         await store.close()
         raise
@@ -240,11 +239,13 @@ def with_store(
     work: Callable[[SagaStore], Awaitable[T]],
     *,
     read_only: bool = False,
+    refused: tuple[type[Exception], ...] = (),
 ) -> T:
     """Open the store of ``url`` (``--db``), run ``work`` on it, close it;
-    expected failures end the command with ``error: ...``. ``read_only``: a
-    SQLite file that does not exist is refused (exit 2), not created, and
-    the schema is not migrated (:func:`open_read_only`)."""
+    a ``SagaError`` (or what ``refused`` adds) ends the command with one
+    ``error: ...`` line (exit 2). ``read_only``: a SQLite file that does not
+    exist is refused (exit 2), not created, and the schema is not migrated
+    (:func:`open_read_only`)."""
     from sagakit.adapters.store import open_store_async
     from sagakit.errors import SagaError
 
@@ -261,7 +262,8 @@ def with_store(
         finally:
             await store.close()
 
+    caught: tuple[type[Exception], ...] = (SagaError, LoadError, *refused)
     try:
         return run_read(url, run) if read_only else run_async(run())
-    except (SagaError, LoadError) as exc:
+    except caught as exc:
         fail(str(exc))

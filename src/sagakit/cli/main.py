@@ -21,7 +21,17 @@ from typer.core import TyperGroup
 from sagakit import __version__
 from sagakit.adapters.store import ENV_VAR, database_url
 from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
-from sagakit.cli import admin, dashboard, db, deploy, docs, recover, repair, workflows
+from sagakit.cli import (
+    admin,
+    dashboard,
+    db,
+    deploy,
+    docs,
+    locks,
+    recover,
+    repair,
+    workflows,
+)
 from sagakit.cli.coercion import plain_values
 from sagakit.cli.common import (
     EXIT_ERROR,
@@ -482,6 +492,7 @@ def participant(
 db.register(app, out, None)
 admin.register(app, out)
 repair.register(app, out)
+locks.register(app, out)
 recover.register(app, out)
 deploy.register(app, out)
 workflows.register(app, out)

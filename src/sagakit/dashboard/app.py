@@ -38,6 +38,7 @@ from sagakit.ports.store import SagaRecord, SagaStore
 from sagakit.ports.workflow_store import WorkflowStore
 from sagakit.runtime.operator import ACTIONS
 from sagakit.views.audit import audit_lines
+from sagakit.views.locks import locks_json
 
 CSP = (
     "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; "
@@ -198,6 +199,13 @@ class Views:
             return JSONResponse({"detail": str(exc)}, status_code=400)
         return JSONResponse({"sagas": [views.record_json(r) for r in records]})
 
+    async def api_locks(
+        self, prefix: str | None = None, saga: str | None = None
+    ) -> JSONResponse:
+        """Holders and waiters of semantic locks (``sagakit locks``)."""
+        found = await admin.locks(self.store, prefix=prefix or None, saga_id=saga)
+        return JSONResponse(locks_json(found, self.clock.now()))
+
     async def api_show(self, saga_id: str) -> JSONResponse:
         try:
             shown = await admin.show(self.store, saga_id)
@@ -297,6 +305,7 @@ def create_app(
     app.get("/sagas/{saga_id:path}", response_class=HTMLResponse)(read.show)
     app.get("/api/counts")(read.counts)
     app.get("/api/sagas")(read.api_list)
+    app.get("/api/locks")(read.api_locks)
     app.get("/api/sagas/{saga_id:path}")(read.api_show)
     app.get("/workflows", response_class=HTMLResponse)(flows.index)
     app.get("/workflows/{app}/{instance_id:path}", response_class=HTMLResponse)(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sagakit.definition.lock import Lock
 from sagakit.definition.remote import DEFAULT_REPLY_TIMEOUT, Remote
 from sagakit.definition.retry import COMPENSATION_RETRY, NO_RETRY, RetryPolicy
 from sagakit.definition.saga import DictContext, Parallel, Saga, Step
@@ -12,6 +13,7 @@ __all__ = [
     "DEFAULT_REPLY_TIMEOUT",
     "NO_RETRY",
     "DictContext",
+    "Lock",
     "Parallel",
     "Remote",
     "RetryPolicy",

@@ -10,13 +10,14 @@ import inspect
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict
 
 from sagakit.definition import graph
 from sagakit.definition.fingerprint import fingerprint
 from sagakit.definition.graph import FailFast
+from sagakit.definition.lock import Lock, check_saga_locks, step_locks
 from sagakit.definition.migration import ContextMap, Migration, migrations_of
 from sagakit.definition.remote import (
     DEFAULT_REPLY_TIMEOUT,
@@ -94,6 +95,11 @@ class Step:
     A :class:`~sagakit.definition.subsaga.SubSaga` action runs another saga
     as a child instance; the step's compensation is then the child's
     rollback (see :mod:`sagakit.definition.subsaga`).
+
+    ``locks`` lists the business keys the saga holds from the step's start
+    (key templates such as ``"seat:{ctx.flight}:{ctx.seat}"``, or
+    :class:`~sagakit.definition.lock.Lock` for a mode, a timeout or an
+    earlier release): see :mod:`sagakit.definition.lock`.
     """
 
     name: str
@@ -113,9 +119,11 @@ class Step:
     compensation_wants_results: bool = field(default=False, init=False, compare=False)
     """The compensation (or its payload builder) declares ``results``."""
     after: tuple[str, ...] | None = None
+    locks: Sequence[str | Lock] = ()
 
     def __post_init__(self) -> None:
         _check_name("Step", self.name)
+        object.__setattr__(self, "locks", step_locks(self.name, self.locks))
         self._check_after()
         self._check_calls()
         check_step_remotes(
@@ -240,6 +248,11 @@ class Step:
         shape = "(ctx)" if counts == (1,) else "(ctx) or (ctx, result)"
         rule = f"the {what} payload builder must take {shape}"
         return checked_shape(self.name, remote.payload, counts, rule)
+
+    @property
+    def lock_specs(self) -> tuple[Lock, ...]:
+        """``locks`` as the ``Lock`` objects they were made into."""
+        return cast(tuple[Lock, ...], self.locks)  # normalised in __post_init__
 
     @property
     def is_async(self) -> bool:
@@ -387,6 +400,7 @@ class Saga(Generic[C]):
         "fingerprint",
         "graph",
         "items",
+        "lock_steps",
         "migrate_from",
         "name",
         "on_compensation_failure",
@@ -470,6 +484,12 @@ class Saga(Generic[C]):
         if pivot is not None:
             graph.check_pivot(name, self.graph, pivot, list(by_name.values()))
         self.pivot: str | None = None if pivot is None else pivot.name
+        self.lock_steps: frozenset[str] = check_saga_locks(
+            name,
+            {s.name: s.lock_specs for s in by_name.values() if s.locks},
+            self.graph.descendants,
+            context,
+        )
         self.stages: tuple[tuple[Step, ...], ...] = self.graph.layers(
             list(by_name.values())
         )

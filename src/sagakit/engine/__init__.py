@@ -8,6 +8,7 @@ from sagakit._lazy import lazy_exports
 
 if TYPE_CHECKING:  # imported on first use: see sagakit._lazy
     from sagakit.engine.commands import (
+        AcquireLocks,
         CancelSteps,
         Command,
         Compensate,
@@ -25,6 +26,11 @@ if TYPE_CHECKING:  # imported on first use: see sagakit._lazy
         CompensationSucceeded,
         DeadlinePassed,
         Event,
+        LockKeyFailed,
+        LockReleaseRequested,
+        LocksAcquired,
+        LocksBusy,
+        LocksFreed,
         PauseRequested,
         ResumeRequested,
         RetryRequested,
@@ -46,6 +52,7 @@ if TYPE_CHECKING:  # imported on first use: see sagakit._lazy
     )
 
 __all__ = [
+    "AcquireLocks",
     "CancelRequested",
     "CancelSteps",
     "Command",
@@ -59,6 +66,11 @@ __all__ = [
     "ErrorInfo",
     "Event",
     "FinishSaga",
+    "LockKeyFailed",
+    "LockReleaseRequested",
+    "LocksAcquired",
+    "LocksBusy",
+    "LocksFreed",
     "PauseRequested",
     "ResumeRequested",
     "RetryRequested",
@@ -84,6 +96,7 @@ lazy_exports(
     __name__,
     {
         "sagakit.engine.commands": (
+            "AcquireLocks",
             "CancelSteps",
             "Command",
             "Compensate",
@@ -104,6 +117,11 @@ lazy_exports(
             "CompensationSucceeded",
             "DeadlinePassed",
             "Event",
+            "LockKeyFailed",
+            "LockReleaseRequested",
+            "LocksAcquired",
+            "LocksBusy",
+            "LocksFreed",
             "PauseRequested",
             "ResumeRequested",
             "RetryRequested",

@@ -49,7 +49,16 @@ class SendCancel:
     attempt: int
 
 
-Command = RunStep | Compensate | CancelSteps | SendCancel | FinishSaga
+@dataclass(frozen=True, slots=True)
+class AcquireLocks:
+    """Take the locks of ``step`` (render its keys, ask the store) and, if
+    they are granted, start it in the same commit (``LocksAcquired``); else
+    report ``LocksBusy`` (it waits, or fails) or ``LockKeyFailed``."""
+
+    step: str
+
+
+Command = RunStep | Compensate | CancelSteps | SendCancel | FinishSaga | AcquireLocks
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,11 @@ Rules it guarantees (checked by property tests):
 * a compensation that fails beyond its policy ends in ``compensation_failed``,
   keeping the original and every compensation error (at once under the
   ``stop`` policy, after every other compensation was tried under
-  ``continue``).
+  ``continue``);
+* a step that declares locks starts only in the commit that takes them
+  (``AcquireLocks`` -> ``LocksAcquired``), waits or fails when they are
+  busy, and an instance that ends holds no lock (see
+  :mod:`sagakit.engine.locks`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 
 from sagakit.definition.remote import Remote
 from sagakit.definition.saga import Saga, Step
+from sagakit.engine import locks
 from sagakit.engine.child import children_in_flight, rollback_requested
 from sagakit.engine.commands import (
     CancelSteps,
@@ -49,6 +54,11 @@ from sagakit.engine.events import (
     CompensationSucceeded,
     DeadlinePassed,
     Event,
+    LockKeyFailed,
+    LockReleaseRequested,
+    LocksAcquired,
+    LocksBusy,
+    LocksFreed,
     PauseRequested,
     ResumeRequested,
     RetryRequested,
@@ -103,33 +113,38 @@ def initial_state(saga: Saga[Any], saga_id: str) -> SagaState:
 _REPAIRS = (CompensationRetryRequested, StepMarkedCompensated, CompensationSkipped)
 """An operator's actions on one compensation (see :mod:`.repair`): checked
 after the outcomes, so they cost those nothing."""
+_OPERATOR = (RetryRequested, ResumeRequested, CancelRequested, LockReleaseRequested)
 
 
 def decide(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
-    if isinstance(event, (RetryRequested, ResumeRequested, CancelRequested)):
-        return _operator(saga, state, event)
-    if isinstance(event, RollbackRequested):  # from its parent (sub-sagas)
-        return rollback_requested(saga, state, event)
-    if isinstance(event, PauseRequested):
-        return Decision(pause(state, event), ())
-    if isinstance(event, UnpauseRequested):
-        return Decision(*unpause(saga, state, event))
-    if state.paused:  # outcomes are recorded; what would start is held back
+    if isinstance(event, _OPERATOR):
+        decision = _operator(saga, state, event)
+    elif isinstance(event, RollbackRequested):  # from its parent (sub-sagas)
+        decision = rollback_requested(saga, state, event)
+    elif isinstance(event, PauseRequested):
+        decision = Decision(pause(state, event), ())
+    elif isinstance(event, UnpauseRequested):
+        decision = Decision(*unpause(saga, state, event))
+    elif state.paused:  # outcomes are recorded; what would start is held back
         decision = _outcome(saga, state, event)
-        return Decision(*hold(decision.state, decision.commands, event.at))
-    if isinstance(event, SagaResumed) and event.max_crashes is not None:
-        decision = _outcome(saga, state, event)
-        return Decision(
+        decision = Decision(*hold(decision.state, decision.commands, event.at))
+    elif isinstance(event, SagaResumed) and event.max_crashes is not None:
+        resumed = _outcome(saga, state, event)
+        decision = Decision(
             *count_crashes(
                 saga,
                 state,
-                decision.state,
-                decision.commands,
+                resumed.state,
+                resumed.commands,
                 at=event.at,
                 max_crashes=event.max_crashes,
             )
         )
-    return _outcome(saga, state, event)
+    else:
+        decision = _outcome(saga, state, event)
+    if decision.state.locks is None:  # no lock held or awaited: the usual case
+        return decision
+    return locks.settle(decision)
 
 
 def _outcome(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
@@ -158,6 +173,8 @@ def _outcome(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
         return repair(saga, state, event)
     if isinstance(event, SagaForked):
         return _on_forked(saga, state, event.at)
+    if isinstance(event, (LocksAcquired, LocksBusy, LockKeyFailed, LocksFreed)):
+        return _on_locks(saga, state, event)
     raise StateError(f"saga {state.saga_id}: unknown event {event!r}")
 
 
@@ -191,12 +208,15 @@ def _start(
 ) -> Decision:
     """Start ``names`` (each at attempt 1). ``steps`` (a copy of the state's,
     changed in place) and ``changes`` go into the same new state: one copy
-    of it for the whole transition."""
+    of it for the whole transition. Steps that take locks wait for them
+    first (see :mod:`sagakit.engine.locks`)."""
     level = saga.graph.level
     stage = state.stage
     if steps is None:
         steps = dict(state.steps)
     commands: list[Command] = []
+    if saga.lock_steps:
+        state, names, commands = locks.gate(saga, state, names, at)
     for name in names:
         steps[name] = (steps.get(name) or _PENDING_STEP).but(
             status=_RUNNING,
@@ -313,10 +333,18 @@ def _on_step_failed(
 
 
 def _fail_step(
-    saga: Saga[Any], state: SagaState, step: str, error: ErrorInfo, at: float
+    saga: Saga[Any],
+    state: SagaState,
+    step: str,
+    error: ErrorInfo,
+    at: float,
+    *,
+    ran: bool = True,
 ) -> Decision:
+    """``step`` failed for good (``ran=False``: it never started, as when
+    its locks were refused; then its compensation never runs)."""
     state = state.with_step(step, status=StepStatus.FAILED, error=error, deadline=None)
-    if saga.step(step).compensate_on_failure:
+    if ran and saga.step(step).compensate_on_failure:
         state = state.but(completed=(*state.completed, step))
     if state.status is SagaStatus.RUNNING:
         state = state.but(status=SagaStatus.COMPENSATING, failed_step=step, error=error)
@@ -437,7 +465,45 @@ def _on_deadline(saga: Saga[Any], state: SagaState, event: DeadlinePassed) -> De
             continue
         state = decision.state
         commands.extend(decision.commands)
+    for name, error in locks.expired(state, event.at):  # waited too long
+        decision = _fail_step(saga, state, name, error, event.at, ran=False)
+        state = decision.state
+        commands.extend(decision.commands)
     return Decision(state, tuple(commands))
+
+
+# -- semantic locks (see sagakit.engine.locks) -------------------------------
+
+
+def _on_locks(
+    saga: Saga[Any],
+    state: SagaState,
+    event: LocksAcquired | LocksBusy | LockKeyFailed | LocksFreed,
+) -> Decision:
+    if isinstance(event, LocksFreed):
+        return Decision(state, locks.ask_again(state))
+    if isinstance(event, LockKeyFailed):
+        locks.waiting_for(state, event.step, "lock key failure")
+        return _fail_step(saga, state, event.step, event.error, event.at, ran=False)
+    if isinstance(event, LocksBusy):
+        waited = locks.busy(saga, state, event)
+        if isinstance(waited, ErrorInfo):
+            return _fail_step(saga, state, event.step, waited, event.at, ran=False)
+        return Decision(waited, ())
+    state = locks.acquired(saga, state, event)
+    name, current = event.step, state.step(event.step)
+    attempt = current.attempts + 1  # 1, or the next one of an operator's retry
+    state = state.with_step(
+        name,
+        status=_RUNNING,
+        attempts=attempt,
+        retry_base=current.attempts,
+        deadline=_action_deadline(saga.step(name), event.at),
+    )
+    level = saga.graph.level[name]
+    if level > state.stage:
+        state = state.but(stage=level)
+    return Decision(state, (RunStep(name, attempt),))
 
 
 # -- operator actions ------------------------------------------------------
@@ -446,8 +512,10 @@ def _on_deadline(saga: Saga[Any], state: SagaState, event: DeadlinePassed) -> De
 def _operator(
     saga: Saga[Any],
     state: SagaState,
-    event: RetryRequested | ResumeRequested | CancelRequested,
+    event: RetryRequested | ResumeRequested | CancelRequested | LockReleaseRequested,
 ) -> Decision:
+    if isinstance(event, LockReleaseRequested):
+        return Decision(locks.release_requested(state, event), ())
     if isinstance(event, RetryRequested):
         return _retry(saga, state, event)
     if isinstance(event, ResumeRequested):
@@ -488,6 +556,9 @@ def _retry(saga: Saga[Any], state: SagaState, event: RetryRequested) -> Decision
     for name in saga.graph.order:
         current = state.step(name)
         if current.status is not StepStatus.FAILED:
+            continue
+        if name in saga.lock_steps:  # its locks first (they went at the end)
+            state = state.with_step(name, status=_PENDING)
             continue
         attempt = current.attempts + 1
         state = state.with_step(

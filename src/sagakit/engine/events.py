@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from sagakit.engine.state import ErrorInfo
@@ -141,6 +142,16 @@ class CompensationRetryRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class LocksAcquired:
+    """The store granted ``step`` its locks in the commit that starts it:
+    ``keys`` are what its ``Lock`` declarations rendered to, in their order."""
+
+    step: str
+    keys: tuple[str, ...]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class StepMarkedCompensated:
     """An operator undid ``step`` by hand, outside the saga: its
     compensation counts as succeeded without running, and the rollback
@@ -174,6 +185,50 @@ class SagaForked:
 Repair = CompensationRetryRequested | StepMarkedCompensated | CompensationSkipped
 """The operator actions on one compensation."""
 
+
+@dataclass(frozen=True, slots=True)
+class LocksBusy:
+    """Some of ``step``'s ``keys`` are held by other sagas, or others queue
+    for them first: ``holders`` names, by busy key, the saga in the way.
+    ``deadlock`` lists the sagas of the wait-for cycle that waiting would
+    close (then the step fails instead)."""
+
+    step: str
+    keys: tuple[str, ...]
+    holders: Mapping[str, str]
+    at: float
+    deadlock: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class LockKeyFailed:
+    """A lock key of ``step`` could not be rendered (a field names nothing):
+    the step fails without running."""
+
+    step: str
+    error: ErrorInfo
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LocksFreed:
+    """The keys a waiting step queues for may be free now: the steps that
+    wait ask for their locks again."""
+
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LockReleaseRequested:
+    """An operator releases ``key`` from the saga that holds it (which goes
+    on without it)."""
+
+    key: str
+    at: float
+    reason: str
+    by: str = "operator"
+
+
 Event = (
     CancelRequested
     | RollbackRequested
@@ -192,4 +247,9 @@ Event = (
     | StepAttemptFailed
     | CompensationSucceeded
     | CompensationAttemptFailed
+    | LocksAcquired
+    | LocksBusy
+    | LockKeyFailed
+    | LocksFreed
+    | LockReleaseRequested
 )

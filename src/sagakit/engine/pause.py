@@ -6,7 +6,9 @@ stands) and its name joins ``SagaState.held``, without a reply deadline, as
 nothing was sent. A held retry keeps its due time (``SagaState.held_due``:
 when it was decided plus its backoff). Unpausing issues exactly the held
 commands, each after what is left of its backoff and with a fresh reply
-deadline, so the saga continues where it stopped.
+deadline, so the saga continues where it stopped. A step that waits for
+its locks asks for them again only after the unpause (the pause takes it out
+of the lock queues: see :mod:`sagakit.engine.locks`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Any
 
 from sagakit.definition.remote import waits_for_reply
 from sagakit.definition.saga import Saga
-from sagakit.engine.commands import Command, Compensate, RunStep
+from sagakit.engine.commands import AcquireLocks, Command, Compensate, RunStep
 from sagakit.engine.events import PauseRequested, UnpauseRequested
+from sagakit.engine.locks import ask_again
 from sagakit.engine.state import SagaState, StepStatus
 from sagakit.errors import StateError
 
@@ -59,7 +62,8 @@ def unpause(
         deadline = None if timeout is None else event.at + delay + timeout
         # a parked poison step gets its crash budget back
         state = state.with_step(name, deadline=deadline, crashes=0)
-    return state.but(paused=False, held=(), held_due={}, parked=None), tuple(commands)
+    state = state.but(paused=False, held=(), held_due={}, parked=None)
+    return state, (*commands, *ask_again(state))
 
 
 def hold(
@@ -78,6 +82,6 @@ def hold(
                 if command.delay > 0:
                     due[command.step] = at + command.delay
             state = state.with_step(command.step, deadline=None)
-        else:
+        elif not isinstance(command, AcquireLocks):  # asked for after the unpause
             kept.append(command)
     return state.but(held=tuple(held), held_due=due), tuple(kept)

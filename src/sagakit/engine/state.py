@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from sagakit.engine.lockstate import LockState
 from sagakit.engine.status import SagaStatus as SagaStatus  # noqa: PLC0414 - old home
 from sagakit.engine.status import StepStatus as StepStatus  # noqa: PLC0414 - old home
 from sagakit.errors import ErrorInfo as ErrorInfo  # noqa: PLC0414 - old home
@@ -145,6 +146,8 @@ class SagaState:
     parked: str | None = None
     """Why the saga paused itself (a poison step: see ``SagaResumed``);
     None when it did not. Cleared by an unpause."""
+    locks: LockState | None = None
+    """The semantic locks it holds and waits for (None: none at all)."""
 
     def step(self, name: str) -> StepState:
         return self.steps.get(name) or StepState()
@@ -178,6 +181,7 @@ class SagaState:
             get("later_compensation_errors", self.later_compensation_errors),
             get("parent", self.parent),
             get("parked", self.parked),
+            get("locks", self.locks),
         )
         if len(changes) > len(_SAGA_FIELDS & changes.keys()):
             unknown = sorted(changes.keys() - _SAGA_FIELDS)
@@ -245,6 +249,8 @@ class SagaState:
             out["parent"] = self.parent.to_dict()
         if self.parked is not None:
             out["parked"] = self.parked
+        if self.locks is not None:  # absent without locks: as before them
+            out["locks"] = self.locks.to_dict()
         return out
 
     @classmethod
@@ -272,6 +278,7 @@ class SagaState:
             later_compensation_errors=later,
             parent=ParentLink.from_dict(data.get("parent")),
             parked=data.get("parked"),
+            locks=LockState.from_dict(data.get("locks")),
         )
 
 

@@ -4,7 +4,8 @@ Split by role, so a component can ask for only what it uses:
 :class:`SagaRepository` (instances and history), :class:`SagaLeases`,
 :class:`Outbox`, :class:`Inbox` (also part of the event store) and
 :class:`SagaQueries` (listings for operators). :class:`SagaStore` is all of
-them together, as every adapter provides."""
+them together, as every adapter provides, with :class:`SagaLocks` (the
+semantic locks, :mod:`sagakit.ports.locks`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus
+from sagakit.ports.locks import LockChange, SagaLocks
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,6 +178,7 @@ class SagaRepository(Protocol):
         lease: float | None = None,
         outbox: Sequence[OutboxMessage] = (),
         inbox: InboxEntry | None = None,
+        locks: LockChange | None = None,
     ) -> None:
         """Replace the instance (its definition version and fingerprint
         included; its ``waiting`` reason cleared) if it is still at
@@ -186,7 +189,9 @@ class SagaRepository(Protocol):
         until now + ``lease``; otherwise it is left as it is. ``outbox``
         messages and the ``inbox`` entry are written in the same transaction;
         if the inbox entry exists already, nothing is written and
-        ``DuplicateMessage`` is raised."""
+        ``DuplicateMessage`` is raised. So is ``locks``, the change to the
+        instance's semantic locks (see :class:`~sagakit.ports.locks.LockChange`:
+        ``LockUnavailable`` when a key is busy, and nothing is written)."""
 
     async def get(self, saga_id: str) -> SagaRecord:
         """The instance, or ``SagaNotFound``."""
@@ -389,7 +394,9 @@ class SagaQueries(Protocol):
         """Ids of non-terminal instances whose ``deadline`` has passed."""
 
 
-class SagaStore(SagaRepository, SagaLeases, Outbox, Inbox, SagaQueries, Protocol):
+class SagaStore(
+    SagaRepository, SagaLeases, Outbox, Inbox, SagaQueries, SagaLocks, Protocol
+):
     """Durable saga state: every role together, as each adapter provides it.
     Every method is one transaction.
 

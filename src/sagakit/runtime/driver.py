@@ -27,14 +27,14 @@ from sagakit.engine.commands import (
 )
 from sagakit.engine.decide import decide
 from sagakit.engine.events import Event
-from sagakit.engine.state import SagaState, SagaStatus
+from sagakit.engine.state import SagaState
 from sagakit.errors import (
     ConcurrencyError,
     SagaNotFound,
     StateError,
     StoreError,
 )
-from sagakit.observability.observer import NOOP, STEP_KINDS, Observer, trace_of
+from sagakit.observability.observer import NOOP, STEP_KINDS, Observer
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import (
     HistoryEntry,
@@ -44,7 +44,15 @@ from sagakit.ports.store import (
     SagaStore,
     saga_line,
 )
-from sagakit.runtime import delivery, operator, owners, refresh, subsaga
+from sagakit.runtime import (
+    delivery,
+    locking,
+    lockwatch,
+    operator,
+    owners,
+    refresh,
+    subsaga,
+)
 from sagakit.runtime.cancel import cancel_steps, cancelled, was_cancelled
 from sagakit.runtime.executor import StepOutcome, execute, unsendable
 from sagakit.runtime.group import saves_of
@@ -56,6 +64,8 @@ from sagakit.runtime.instance import (
     LeaseLost,
     Refresh,
     context_json,
+    report_finished,
+    stored_trace,
     work_key,
 )
 from sagakit.runtime.relay import OutboxRelay
@@ -85,7 +95,7 @@ class Driver:
     A sub-saga step's child is watched by a task of its parent's instance
     (:mod:`~sagakit.runtime.subsaga`): woken through ``children`` when the
     child ends here, else looking at the store every ``child_poll`` seconds
-    at most.
+    at most. ``locks`` wakes those that queue for locks (``lock_poll``).
     """
 
     store: SagaStore
@@ -105,6 +115,7 @@ class Driver:
     relay: OutboxRelay | None = None
     observer: Observer = NOOP
     child_poll: float = 1.0
+    lock_poll: float = 0.25
     group_commit: bool = True
     active: dict[str, Instance] = field(default_factory=dict, init=False)
     tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
@@ -120,9 +131,11 @@ class Driver:
     """Set whenever an instance stops being driven here (a worker claims)."""
     store_failure: StoreError | None = field(default=None, init=False)
     """The last save refused for good (its instance stopped, resumable)."""
+    locks: lockwatch.LockWatch = field(init=False)
 
     def __post_init__(self) -> None:
         owners.started(self)
+        self.locks = lockwatch.LockWatch(self)
         self.saves = saves_of(self.store, self.group_commit, lambda: len(self.active))
         if self.lease is not None:
             self.beat = Heartbeat(self.renew_leases, self.lease / 3, self.busy)
@@ -148,6 +161,8 @@ class Driver:
         self.active[inst.state.saga_id] = inst
         if self.beat is not None:
             self.beat.start()
+        if inst.state.locks is not None:  # it may queue for locks
+            self.locks.start()
 
     def drop(self, saga_id: str) -> None:
         """No longer driven here; the heartbeat stops with the last one."""
@@ -234,6 +249,8 @@ class Driver:
                 inst.trace = await stored_trace(self.store, saga_id)
             while True:
                 commands = refresh.owed(inst, commands)
+                if inst.saga.lock_steps and locking.asks(commands):
+                    commands = await locking.ask_for(self, inst, commands)
                 local = self._issue(inst, commands)
                 if local is None:
                     return
@@ -373,30 +390,7 @@ class Driver:
             if isinstance(item, Delivery) and not item.handled.done():
                 item.handled.set_result(None)
         if not inst.finished_elsewhere:  # else that worker logged and reported it
-            # a rolled-back saga is an expected business outcome; the other
-            # two endings need an operator
-            attention = state.status in (
-                SagaStatus.FAILED,
-                SagaStatus.COMPENSATION_FAILED,
-            )
-            logger.log(
-                logging.WARNING if attention else logging.INFO,
-                "saga finished",
-                extra={
-                    "action": "saga_finished",
-                    "saga_id": state.saga_id,
-                    "saga": state.saga_name,
-                    "status": state.status.value,
-                    "failed_step": state.failed_step,
-                },
-            )
-            self.observer.saga_finished(
-                state.saga_name,
-                state.saga_id,
-                state.status.value,
-                state.failed_step,
-                inst.trace,
-            )
+            report_finished(self.observer, inst)
         if inst.done is not None and not inst.done.done():
             exc = inst.exceptions.get(state.failed_step or "")
             inst.done.set_result(
@@ -431,8 +425,19 @@ class Driver:
         entries: list[HistoryEntry],
         inbox: InboxEntry | None = None,
     ) -> tuple[Command, ...]:
-        """Commit ``decision`` (with ``entries`` and what it sends) and
-        return the commands left to run here."""
+        """Commit ``decision`` and its locks; the commands to run here."""
+        if inst.saga.lock_steps and locking.asks(decision.commands):
+            return await locking.transition(self, inst, decision, entries, inbox)
+        return await self.commit_decision(inst, decision, entries, inbox)
+
+    async def commit_decision(
+        self,
+        inst: Instance,
+        decision: Decision,
+        entries: list[HistoryEntry],
+        inbox: InboxEntry | None = None,
+    ) -> tuple[Command, ...]:
+        """:meth:`transition`, the locks asked for settled (see locking)."""
         now = self.clock.now()
         built = outgoing(
             inst.saga,
@@ -506,11 +511,14 @@ class Driver:
             extra["outbox"] = outbox
         if inbox is not None:
             extra["inbox"] = inbox
+        saves, change = self.saves, None
+        if state.locks is not inst.state.locks:  # only sagas with locks: rare
+            saves, history, change = locking.saving(self, inst, record, history, extra)
         try:
-            await self.saves.save(record, inst.version, history, **extra)
+            await saves.save(record, inst.version, history, **extra)
         except StoreError as exc:
             await retry_store(
-                lambda: self.saves.save(record, inst.version, history, **extra),
+                lambda: saves.save(record, inst.version, history, **extra),
                 clock=self.clock,
                 limit=self.store_retry,
                 logger=logger,
@@ -520,6 +528,8 @@ class Driver:
             )
         inst.version += 1
         inst.state = state
+        if change is not None:
+            self.locks.notice(change, state)
 
     # -- running steps -------------------------------------------------------
 
@@ -572,11 +582,3 @@ def _stopped(saga_id: str, exc: Exception) -> None:
 
 def _lease_lost(saga_id: str) -> NoReturn:
     raise ConcurrencyError(f"saga {saga_id}: another worker took its lease")
-
-
-async def stored_trace(store: SagaStore, saga_id: str) -> dict[str, str]:
-    """The trace carrier stored when the saga started (for the observer)."""
-    try:
-        return trace_of(await store.history(saga_id))
-    except StoreError:
-        return {}  # tracing must not stop a saga: its spans start a new trace

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +13,10 @@ from sagakit.definition.saga import Saga
 from sagakit.engine.commands import Command, Compensate, RunStep
 from sagakit.engine.events import Event
 from sagakit.engine.state import SagaState
-from sagakit.ports.store import HistoryEntry, InboxEntry, SagaRecord
+from sagakit.engine.status import SagaStatus
+from sagakit.errors import StoreError
+from sagakit.observability.observer import Observer, trace_of
+from sagakit.ports.store import HistoryEntry, InboxEntry, SagaRecord, SagaStore
 from sagakit.runtime.executor import StepOutcome
 from sagakit.runtime.owners import default_worker_id
 from sagakit.runtime.result import SagaResult
@@ -25,6 +29,8 @@ __all__ = [
     "LeaseLost",
     "Refresh",
     "default_worker_id",
+    "report_finished",
+    "stored_trace",
     "work_key",
 ]
 
@@ -48,6 +54,9 @@ def context_json(context: BaseModel) -> dict[str, Any]:
         context, mode="json"
     )
     return dumped
+
+
+logger = logging.getLogger("sagakit.runtime.orchestrator")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,3 +154,36 @@ class Instance:
             created_at=record.created_at,
             idempotency_key=record.idempotency_key,
         )
+
+
+async def stored_trace(store: SagaStore, saga_id: str) -> dict[str, str]:
+    """The trace carrier stored when the saga started (for the observer)."""
+    try:
+        return trace_of(await store.history(saga_id))
+    except StoreError:
+        return {}  # tracing must not stop a saga: its spans start a new trace
+
+
+def report_finished(observer: Observer, inst: Instance) -> None:
+    """Log and report that ``inst`` ended here. A rolled-back saga is an
+    expected business outcome; the other two endings need an operator."""
+    state = inst.state
+    attention = state.status in (SagaStatus.FAILED, SagaStatus.COMPENSATION_FAILED)
+    logger.log(
+        logging.WARNING if attention else logging.INFO,
+        "saga finished",
+        extra={
+            "action": "saga_finished",
+            "saga_id": state.saga_id,
+            "saga": state.saga_name,
+            "status": state.status.value,
+            "failed_step": state.failed_step,
+        },
+    )
+    observer.saga_finished(
+        state.saga_name,
+        state.saga_id,
+        state.status.value,
+        state.failed_step,
+        inst.trace,
+    )

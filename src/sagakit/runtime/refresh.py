@@ -71,6 +71,8 @@ async def reload(driver: Driver, inst: Instance) -> bool:
         work_key(command): command
         for command in outstanding(saga, record.state, inst.running)
     }
+    if inst.state.locks is not None:  # it may wait for locks: watched
+        driver.locks.start()
     return True
 
 

@@ -106,6 +106,8 @@ class RunRecord:
     committed_family: dict[str, SagaState] = field(default_factory=dict)
     """The sub-sagas' committed states when the process died, by path."""
     error: str | None = None
+    locks_left: list[str] = field(default_factory=list)
+    """Lock keys the store says the saga holds or queues for at the end."""
     _calls: dict[tuple[str, str], int] = field(default_factory=dict)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
     generation: _Generation = field(default_factory=lambda: _Generation(1))
@@ -541,6 +543,8 @@ async def run_point(
             await transport.close()
     try:
         run.final = await store.get(saga_id)
+        left = await store.list_locks(saga_id=saga_id)
+        run.locks_left = [h.key for h in left.holders] + [w.key for w in left.waiters]
         run.history = await store.history(saga_id)
         run.family = await family_of(store, saga_id)
     except SagaNotFound:

@@ -10,7 +10,9 @@
 * no forward step starts after the first permanent failure;
 * no effect is applied twice: a committed step never runs again after a
   crash (the step in flight at the crash may run twice), and a participant
-  runs its handler at most once per command message id.
+  runs its handler at most once per command message id;
+* a saga that ended holds no semantic lock and queues for none, in its
+  state and in the store.
 
 Completion order comes from the effects log (when each local action returned)
 and, within a stage that has remote steps, from the order the orchestrator
@@ -142,6 +144,9 @@ def check_run(saga: Saga[Any], run: RunRecord) -> list[Violation]:
     _check_compensations(saga, run, bad)
     _check_no_start_after_failure(saga, run, bad)
     _check_once(saga, run, bad)
+    if status.terminal and (final.state.locks is not None or run.locks_left):
+        left = ", ".join(run.locks_left) or str(final.state.locks)
+        bad("locks released", f"ended {status.value} still holding {left}")
     return out
 
 

@@ -16,7 +16,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sagakit.adapters.store import rows
+from sagakit.adapters.store.locks_memory import MemoryLocks
 from sagakit.engine.state import SagaStatus
+from sagakit.ports.locks import LockChange, LockHolder, LockTable
 from sagakit.ports.store import (
     Created,
     HistoryEntry,
@@ -43,6 +45,7 @@ class InMemoryStore:
         self._held: dict[str, tuple[str, float]] = {}  # message id -> owner, until
         self._inbox: dict[tuple[str, str], bytes | None] = {}  # -> reply
         self._inbox_of: dict[str, list[tuple[str, str]]] = {}  # saga id -> keys
+        self._locks = MemoryLocks()
 
     def event_store(self) -> InMemoryEventStore:
         """Choreography tables whose inbox is this store's."""
@@ -101,6 +104,7 @@ class InMemoryStore:
         lease: float | None = None,
         outbox: Sequence[OutboxMessage] = (),
         inbox: InboxEntry | None = None,
+        locks: LockChange | None = None,
     ) -> None:
         current = self._sagas.get(record.saga_id)
         if current is None:
@@ -110,6 +114,8 @@ class InMemoryStore:
             raise rows.consumed_before(record.saga_id, inbox)
         if current.version != expected_version:
             raise rows.stale_saga(record.saga_id, expected_version)
+        if locks:  # first: a refusal writes nothing
+            self._locks.apply(record.saga_id, locks, time.time())
         self._sagas[record.saga_id] = (  # a save clears the waiting reason
             record if record.waiting is None else replace(record, waiting=None)
         )
@@ -382,6 +388,24 @@ class InMemoryStore:
             and r.saga_name in saga_names
         )
         return [saga_id for _, saga_id in due[:limit]]
+
+    # -- semantic locks ----------------------------------------------------
+
+    async def lock_holders(self, keys: Collection[str]) -> dict[str, LockHolder]:
+        held = self._locks.holders
+        return {key: held[key] for key in keys if key in held}
+
+    async def list_locks(
+        self,
+        *,
+        prefix: str | None = None,
+        saga_id: str | None = None,
+        limit: int = 100,
+    ) -> LockTable:
+        return self._locks.table(prefix, saga_id, limit)
+
+    async def locks_ready(self, saga_ids: Collection[str]) -> list[str]:
+        return self._locks.ready(saga_ids)
 
     async def inbox_reply(self, consumer: str, message_id: str) -> bytes | None:
         if (consumer, message_id) not in self._inbox:

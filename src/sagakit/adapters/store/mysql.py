@@ -21,7 +21,8 @@ from sagakit.adapters.store.mysql_database import MySQLDatabase, OnMySQL, Step
 from sagakit.adapters.store.reads import SagaReads
 from sagakit.adapters.store.rows import dumps, unique_ids
 from sagakit.adapters.store.workflow_mysql import MySQLWorkflowStore
-from sagakit.errors import SagaAlreadyExists
+from sagakit.errors import SagaAlreadyExists, StoreError
+from sagakit.ports.locks import LockChange, LockHolder, LockTable
 from sagakit.ports.store import (
     Create,
     Created,
@@ -123,6 +124,12 @@ def _save_problem(save: Save, row: Sequence[Any]) -> Exception | None:
     return rows.stale_saga(saga_id, save.expected_version)
 
 
+NO_LOCKS = (
+    "semantic locks (Step(..., locks=...)) are not supported on the MySQL "
+    "store yet: use SQLite or PostgreSQL for sagas that take them"
+)
+
+
 class MySQLStore(OnMySQL, MySQLInbox, SagaReads[MySQLDatabase]):
     """A :class:`~sagakit.ports.store.SagaStore` on MySQL or MariaDB.
 
@@ -131,6 +138,10 @@ class MySQLStore(OnMySQL, MySQLInbox, SagaReads[MySQLDatabase]):
     stores (``close`` leaves it open). ``statements`` counts the round trips
     store calls made, next to ``commits``.
     """
+
+    supports_locks = False
+    """Semantic locks are not built on MySQL yet: a save that takes one is a
+    ``StoreError`` saying so (nothing is written)."""
 
     def event_store(self) -> MySQLEventStore:
         """The choreography tables of this database, on its connections."""
@@ -189,7 +200,10 @@ class MySQLStore(OnMySQL, MySQLInbox, SagaReads[MySQLDatabase]):
         lease: float | None = None,
         outbox: Sequence[OutboxMessage] = (),
         inbox: InboxEntry | None = None,
+        locks: LockChange | None = None,
     ) -> None:
+        if locks:
+            raise StoreError(NO_LOCKS)
         save = Save(record, expected_version, history, owner, lease, outbox, inbox)
         ((row,),) = await self.database.script(
             f"saga {record.saga_id}: save", _save_steps(save), counted=False
@@ -209,6 +223,23 @@ class MySQLStore(OnMySQL, MySQLInbox, SagaReads[MySQLDatabase]):
             [step for s in saves for step in _save_steps(s)],
         )
         return [_save_problem(s, rs[0]) for s, rs in zip(saves, found, strict=True)]
+
+    # -- semantic locks: not on MySQL yet (a save that takes one is refused)
+
+    async def lock_holders(self, keys: Collection[str]) -> dict[str, LockHolder]:
+        return {}  # nobody can hold one here
+
+    async def list_locks(
+        self,
+        *,
+        prefix: str | None = None,
+        saga_id: str | None = None,
+        limit: int = 100,
+    ) -> LockTable:
+        return LockTable([], [])
+
+    async def locks_ready(self, saga_ids: Collection[str]) -> list[str]:
+        return []
 
     # -- leases ------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import Any
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.event_postgres import PostgresEventStore
 from sagakit.adapters.store.inbox import PostgresInbox
+from sagakit.adapters.store.locks_sql import LockReads, apply_change
 from sagakit.adapters.store.postgres_database import (
     DRIVER_ERRORS,
     OnPostgres,
@@ -29,6 +30,7 @@ from sagakit.adapters.store.reads import SagaReads
 from sagakit.adapters.store.rows import unique_ids
 from sagakit.adapters.store.workflow_postgres import PostgresWorkflowStore
 from sagakit.errors import SagaAlreadyExists, StoreError
+from sagakit.ports.locks import LockChange
 from sagakit.ports.store import (
     Create,
     Created,
@@ -139,7 +141,16 @@ def _save_problem(save: Save, row: Any) -> Exception | None:
     return rows.stale_saga(saga_id, save.expected_version)
 
 
-class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
+def _as_list(values: list[Any]) -> list[Any]:
+    return values
+
+
+class PostgresStore(
+    OnPostgres,
+    PostgresInbox,
+    SagaReads[PostgresDatabase],
+    LockReads[PostgresDatabase],
+):
     """A :class:`~sagakit.ports.store.SagaStore` on PostgreSQL.
 
     Open it with ``await PostgresStore.connect(dsn)`` (it owns the database
@@ -147,6 +158,8 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
     stores (``close`` leaves it open). ``statements`` counts the statements
     (round trips) store calls sent, next to ``commits``.
     """
+
+    as_array = staticmethod(_as_list)
 
     def __init__(
         self, database: PostgresDatabase | Any, *, owned: bool = False
@@ -224,9 +237,13 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
         lease: float | None = None,
         outbox: Sequence[OutboxMessage] = (),
         inbox: InboxEntry | None = None,
+        locks: LockChange | None = None,
     ) -> None:
         save = Save(record, expected_version, history, owner, lease, outbox, inbox)
         messaging = bool(outbox) or inbox is not None
+        if locks:
+            await self._save_with_locks(save, messaging, locks)
+            return
         row = await self._fetchrow(
             f"saga {record.saga_id}: save", *_save_call(save, messaging)
         )
@@ -234,6 +251,26 @@ class PostgresStore(OnPostgres, PostgresInbox, SagaReads[PostgresDatabase]):
         if problem is not None:
             raise problem
         self.database.commits += 1
+
+    async def _save_with_locks(
+        self, save: Save, messaging: bool, change: LockChange
+    ) -> None:
+        """``save`` and ``change`` in one transaction, serialised with the
+        other lock changes (see ``lock_serialise``); what refuses either
+        rolls both back."""
+        sql = self.database.sql
+        saga_id = save.record.saga_id
+        async with self.database.transaction(f"saga {saga_id}: save") as conn:
+
+            async def run(query: str, *args: Any) -> list[Any]:
+                return list(await conn.fetch(sql(query), *args))
+
+            await conn.execute(sql("lock_serialise"))
+            query, *args = _save_call(save, messaging)
+            problem = _save_problem(save, await conn.fetchrow(sql(query), *args))
+            if problem is not None:
+                raise problem
+            await apply_change(run, saga_id, change, as_array=_as_list, now=None)
 
     async def save_many(self, saves: Sequence[Save]) -> list[Exception | None]:
         """See :class:`~sagakit.ports.store.GroupSaves`: one statement per

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.inbox import SQLiteInbox
+from sagakit.adapters.store.locks_sql import LockReads, apply_change
 from sagakit.adapters.store.reads import SagaReads
 from sagakit.adapters.store.rows import dumps, unique_ids
 from sagakit.adapters.store.sql import Migration
@@ -29,6 +30,7 @@ from sagakit.errors import (
     SagaAlreadyExists,
     SagaNotFound,
 )
+from sagakit.ports.locks import LockChange
 from sagakit.ports.store import (
     Create,
     Created,
@@ -108,7 +110,9 @@ def _saga_row(
     )
 
 
-class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
+class SQLiteStore(
+    OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase], LockReads[SQLiteDatabase]
+):
     """A :class:`~sagakit.ports.store.SagaStore` in one SQLite file.
 
     Pass a path (the file is opened and, unless ``migrate=False``, migrated;
@@ -223,10 +227,19 @@ class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
         lease: float | None = None,
         outbox: Sequence[OutboxMessage] = (),
         inbox: InboxEntry | None = None,
+        locks: LockChange | None = None,
     ) -> None:
         save = Save(record, expected_version, history, owner, lease, outbox, inbox)
         with self.database.transaction(f"saga {record.saga_id}: save"):
             self._save(save)
+            if locks:  # a refusal raises: the whole save is rolled back
+                await apply_change(
+                    self._run, record.saga_id, locks, as_array=dumps, now=time.time()
+                )
+
+    async def _run(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
+        """A named statement in the open transaction (it never yields)."""
+        return self.database.execute(query, args).fetchall()
 
     async def save_many(self, saves: Sequence[Save]) -> list[Exception | None]:
         """See :class:`~sagakit.ports.store.GroupSaves`: one transaction,

@@ -3,7 +3,7 @@
 ``StoreContract`` runs every role's suite; a store that plays only some
 roles subclasses those: :class:`SagaRepositoryContract`,
 :class:`SagaLeasesContract`, :class:`OutboxContract`, :class:`InboxContract`,
-:class:`SagaQueriesContract`.
+:class:`SagaQueriesContract`, :class:`SagaLocksContract`.
 Each asks for a ``store`` fixture (fresh, empty) and may override ``peer``
 (a second connection to the same data, for races).
 """
@@ -23,6 +23,7 @@ from sagakit.testing.contracts.store_instances import (
     SagaLeasesContract,
     SagaRepositoryContract,
 )
+from sagakit.testing.contracts.store_locks import SagaLocksContract
 from sagakit.testing.contracts.store_messages import InboxContract, OutboxContract
 from sagakit.testing.contracts.store_queries import SagaQueriesContract
 from sagakit.testing.contracts.store_versions import SagaVersionsContract
@@ -33,6 +34,7 @@ __all__ = [
     "InboxContract",
     "OutboxContract",
     "SagaLeasesContract",
+    "SagaLocksContract",
     "SagaQueriesContract",
     "SagaRepositoryContract",
     "SagaVersionsContract",
@@ -52,5 +54,6 @@ class StoreContract(
     InboxContract,
     SagaVersionsContract,
     SagaQueriesContract,
+    SagaLocksContract,
 ):
     """Subclass and provide a ``store`` fixture returning a fresh, empty store."""

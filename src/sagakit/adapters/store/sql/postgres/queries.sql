@@ -945,3 +945,145 @@ SELECT message_id, service, event_type, correlation_id, body, created_at
 -- event_outbox_delete --
 -- Forget the staged events in $1: they were published
 DELETE FROM sagakit_event_outbox WHERE message_id = ANY($1::text[]);
+
+-- lock_serialise --
+-- Inside a save that changes semantic locks: one such transaction at a time,
+-- so the busy checks and the wait-for cycle check see every other change
+SELECT pg_advisory_xact_lock(7318267413062125618);
+
+-- lock_release --
+-- Saga $1 lets go of the keys $2 it holds
+DELETE FROM sagakit_lock WHERE saga_id = $1 AND lock_key = ANY($2::text[]);
+
+-- lock_unwait --
+-- Saga $1 leaves the queues of the (key, step) pairs $2, $3
+DELETE FROM sagakit_lock_waiter AS w
+ USING unnest($2::text[], $3::text[]) AS u(lock_key, step)
+ WHERE w.saga_id = $1 AND w.lock_key = u.lock_key AND w.step = u.step;
+
+-- lock_busy --
+-- Of the keys $2 that saga $1 asks for with steps $3, those it cannot take,
+-- each with the saga in the way: another holder, else the first other saga
+-- queued before this step's own place in the key's queue (before any if it
+-- has none)
+SELECT lock_key, blocker FROM (
+    SELECT u.lock_key, COALESCE(
+        (SELECT h.saga_id FROM sagakit_lock AS h
+          WHERE h.lock_key = u.lock_key AND h.saga_id <> $1),
+        (SELECT e.saga_id FROM sagakit_lock_waiter AS e
+          WHERE e.lock_key = u.lock_key AND e.saga_id <> $1
+            AND e.position < COALESCE(
+                (SELECT m.position FROM sagakit_lock_waiter AS m
+                  WHERE m.lock_key = u.lock_key AND m.saga_id = $1
+                    AND m.step = u.step),
+                9223372036854775807)
+          ORDER BY e.position
+          LIMIT 1)) AS blocker
+      FROM unnest($2::text[], $3::text[]) AS u(lock_key, step)
+) AS asked
+ WHERE blocker IS NOT NULL;
+
+-- lock_acquire --
+-- Saga $1 takes the keys $2 for steps $3 (found free: a key it holds already
+-- stays as it is) at $4 (NULL: now); lock_unwait leaves their queues
+INSERT INTO sagakit_lock (lock_key, saga_id, step, acquired_at)
+SELECT u.lock_key, $1, u.step,
+       COALESCE($4::double precision, extract(epoch FROM clock_timestamp()))
+  FROM unnest($2::text[], $3::text[]) AS u(lock_key, step)
+ON CONFLICT (lock_key) DO NOTHING;
+
+-- lock_wait --
+-- Saga $1 queues its steps $3 for the keys $2 since $4, at the back of each
+-- key's queue (a place it has already is kept)
+INSERT INTO sagakit_lock_waiter (lock_key, saga_id, step, since)
+SELECT u.lock_key, $1, u.step, u.since
+  FROM unnest($2::text[], $3::text[], $4::double precision[])
+       AS u(lock_key, step, since)
+ON CONFLICT (lock_key, saga_id, step) DO NOTHING;
+
+-- lock_reach --
+-- Every saga that saga $1 waits for, directly or through others, with
+-- reached = true for those: the holder of each key a saga queues for and
+-- the saga just before it in that queue (the one before that is reached
+-- through it). $1 itself is among them with reached = true if it waits for
+-- itself: a deadlock.
+WITH RECURSIVE reach (saga_id, reached) AS (
+    SELECT $1::text COLLATE "C", false
+    UNION
+    SELECT b.blocker, true
+      FROM reach AS r
+      CROSS JOIN LATERAL (
+          SELECT h.saga_id AS blocker
+            FROM sagakit_lock_waiter AS w
+            JOIN sagakit_lock AS h ON h.lock_key = w.lock_key
+           WHERE w.saga_id = r.saga_id AND h.saga_id <> r.saga_id
+          UNION ALL
+          SELECT (SELECT e.saga_id FROM sagakit_lock_waiter AS e
+                   WHERE e.lock_key = w.lock_key AND e.position < w.position
+                   ORDER BY e.position DESC
+                   LIMIT 1)
+            FROM sagakit_lock_waiter AS w
+           WHERE w.saga_id = r.saga_id
+      ) AS b
+     WHERE b.blocker IS NOT NULL AND b.blocker <> r.saga_id
+)
+SELECT DISTINCT saga_id FROM reach WHERE reached;
+
+-- lock_edges --
+-- The waits-for edges (waiter, blocker) out of the sagas $1, as lock_reach
+-- follows them (to name the sagas of a deadlock)
+SELECT w.saga_id AS waiter, h.saga_id AS blocker
+  FROM sagakit_lock_waiter AS w
+  JOIN sagakit_lock AS h ON h.lock_key = w.lock_key
+ WHERE w.saga_id = ANY($1::text[]) AND h.saga_id <> w.saga_id
+UNION
+SELECT w.saga_id, (SELECT e.saga_id FROM sagakit_lock_waiter AS e
+                    WHERE e.lock_key = w.lock_key AND e.position < w.position
+                    ORDER BY e.position DESC
+                    LIMIT 1)
+  FROM sagakit_lock_waiter AS w
+ WHERE w.saga_id = ANY($1::text[]);
+
+-- lock_holders --
+-- The holders of the keys $1
+SELECT lock_key, saga_id, step, acquired_at
+  FROM sagakit_lock
+ WHERE lock_key = ANY($1::text[]);
+
+-- lock_list --
+-- Holders of keys starting with $1 (NULL: any), of saga $2 (NULL: any), by
+-- key; $3 the limit
+SELECT lock_key, saga_id, step, acquired_at
+  FROM sagakit_lock
+ WHERE ($1::text IS NULL OR starts_with(lock_key, $1::text))
+   AND ($2::text IS NULL OR saga_id = $2::text)
+ ORDER BY lock_key
+ LIMIT $3;
+
+-- lock_waiters --
+-- Queue places for keys starting with $1 (NULL: any), of saga $2 (NULL:
+-- any), by key and queue order; $3 the limit
+SELECT lock_key, saga_id, step, since, position
+  FROM sagakit_lock_waiter
+ WHERE ($1::text IS NULL OR starts_with(lock_key, $1::text))
+   AND ($2::text IS NULL OR saga_id = $2::text)
+ ORDER BY lock_key, position
+ LIMIT $3;
+
+-- locks_ready --
+-- Those of the sagas $1 that queue with a step none of whose places is
+-- blocked: no other saga holds the key, none queues for it before
+SELECT DISTINCT w.saga_id
+  FROM sagakit_lock_waiter AS w
+ WHERE w.saga_id = ANY($1::text[])
+   AND NOT EXISTS (
+       SELECT 1 FROM sagakit_lock_waiter AS x
+        WHERE x.saga_id = w.saga_id AND x.step = w.step
+          AND (EXISTS (SELECT 1 FROM sagakit_lock AS h
+                        WHERE h.lock_key = x.lock_key
+                          AND h.saga_id <> x.saga_id)
+               OR EXISTS (SELECT 1 FROM sagakit_lock_waiter AS e
+                           WHERE e.lock_key = x.lock_key
+                             AND e.saga_id <> x.saga_id
+                             AND e.position < x.position)))
+ ORDER BY w.saga_id;

@@ -307,3 +307,27 @@ CREATE INDEX sagakit_workflow_wake ON sagakit_workflow (
     (CASE status WHEN 'pending' THEN due_at ELSE lease_until END),
     instance_id
 ) WHERE status IN ('pending', 'running');
+
+-- Semantic locks (0013): holders, and each key's queue by position
+CREATE TABLE sagakit_lock (
+    lock_key     text COLLATE "C" PRIMARY KEY,
+    saga_id      text COLLATE "C" NOT NULL,
+    step         text NOT NULL,
+    acquired_at  double precision NOT NULL
+);
+
+CREATE INDEX sagakit_lock_saga ON sagakit_lock (saga_id);
+
+CREATE TABLE sagakit_lock_waiter (
+    position   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    lock_key   text COLLATE "C" NOT NULL,
+    saga_id    text COLLATE "C" NOT NULL,
+    step       text NOT NULL,
+    since      double precision NOT NULL,
+    UNIQUE (lock_key, saga_id, step)
+);
+
+CREATE INDEX sagakit_lock_waiter_queue
+    ON sagakit_lock_waiter (lock_key, position);
+
+CREATE INDEX sagakit_lock_waiter_saga ON sagakit_lock_waiter (saga_id);

@@ -600,3 +600,144 @@ RETURNING rowid, message_id, service, event_type, correlation_id, body,
 -- event_outbox_delete --
 -- Forget the staged events in ?1 (a JSON array): they were published
 DELETE FROM sagakit_event_outbox WHERE message_id IN (SELECT value FROM json_each(?1));
+
+-- lock_release --
+-- Saga ?1 lets go of the keys ?2 (a JSON array) it holds
+DELETE FROM sagakit_lock
+ WHERE saga_id = ?1 AND lock_key IN (SELECT value FROM json_each(?2));
+
+-- lock_unwait --
+-- Saga ?1 leaves the queues of the (key, step) pairs ?2, ?3 (JSON arrays)
+DELETE FROM sagakit_lock_waiter
+ WHERE saga_id = ?1
+   AND (lock_key, step) IN (
+       SELECT k.value, s.value
+         FROM json_each(?2) AS k JOIN json_each(?3) AS s ON s.key = k.key);
+
+-- lock_busy --
+-- Of the keys ?2 that saga ?1 asks for with steps ?3, those it cannot take,
+-- each with the saga in the way: another holder, else the first other saga
+-- queued before this step's own place in the key's queue (before any if it
+-- has none)
+SELECT lock_key, blocker FROM (
+    SELECT k.value AS lock_key, COALESCE(
+        (SELECT h.saga_id FROM sagakit_lock AS h
+          WHERE h.lock_key = k.value AND h.saga_id <> ?1),
+        (SELECT e.saga_id FROM sagakit_lock_waiter AS e
+          WHERE e.lock_key = k.value AND e.saga_id <> ?1
+            AND e.position < COALESCE(
+                (SELECT m.position FROM sagakit_lock_waiter AS m
+                  WHERE m.lock_key = k.value AND m.saga_id = ?1
+                    AND m.step = s.value),
+                9223372036854775807)
+          ORDER BY e.position
+          LIMIT 1)) AS blocker
+      FROM json_each(?2) AS k JOIN json_each(?3) AS s ON s.key = k.key
+)
+ WHERE blocker IS NOT NULL;
+
+-- lock_acquire --
+-- Saga ?1 takes the keys ?2 for steps ?3 at ?4 (found free: a key it holds
+-- already stays as it is); lock_unwait leaves their queues
+INSERT INTO sagakit_lock (lock_key, saga_id, step, acquired_at)
+SELECT k.value, ?1, s.value, ?4
+  FROM json_each(?2) AS k JOIN json_each(?3) AS s ON s.key = k.key
+ WHERE true
+ON CONFLICT (lock_key) DO NOTHING;
+
+-- lock_wait --
+-- Saga ?1 queues its steps ?3 for the keys ?2 since ?4 (JSON arrays), at the
+-- back of each key's queue (a place it has already is kept)
+INSERT INTO sagakit_lock_waiter (lock_key, saga_id, step, since)
+SELECT k.value, ?1, s.value, t.value
+  FROM json_each(?2) AS k
+  JOIN json_each(?3) AS s ON s.key = k.key
+  JOIN json_each(?4) AS t ON t.key = k.key
+ WHERE true
+ ORDER BY k.key
+ON CONFLICT (lock_key, saga_id, step) DO NOTHING;
+
+-- lock_reach --
+-- Every saga that saga ?1 waits for, directly or through others, with
+-- reached = 1 for those: the holder of each key a saga queues for and the
+-- saga just before it in that queue (the one before that is reached through
+-- it). ?1 itself is among them if it waits for itself: a deadlock.
+WITH RECURSIVE edge (waiter, blocker) AS (
+    SELECT w.saga_id, h.saga_id
+      FROM sagakit_lock_waiter AS w
+      JOIN sagakit_lock AS h ON h.lock_key = w.lock_key
+     WHERE h.saga_id <> w.saga_id
+    UNION ALL
+    SELECT w.saga_id, (SELECT e.saga_id FROM sagakit_lock_waiter AS e
+                        WHERE e.lock_key = w.lock_key
+                          AND e.position < w.position
+                        ORDER BY e.position DESC
+                        LIMIT 1)
+      FROM sagakit_lock_waiter AS w
+), reach (saga_id, reached) AS (
+    SELECT ?1, 0
+    UNION
+    SELECT e.blocker, 1
+      FROM reach AS r JOIN edge AS e ON e.waiter = r.saga_id
+     WHERE e.blocker IS NOT NULL AND e.blocker <> r.saga_id
+)
+SELECT DISTINCT saga_id FROM reach WHERE reached = 1;
+
+-- lock_edges --
+-- The waits-for edges (waiter, blocker) out of the sagas ?1 (a JSON array),
+-- as lock_reach follows them (to name the sagas of a deadlock)
+SELECT w.saga_id AS waiter, h.saga_id AS blocker
+  FROM sagakit_lock_waiter AS w
+  JOIN sagakit_lock AS h ON h.lock_key = w.lock_key
+ WHERE w.saga_id IN (SELECT value FROM json_each(?1)) AND h.saga_id <> w.saga_id
+UNION
+SELECT w.saga_id, (SELECT e.saga_id FROM sagakit_lock_waiter AS e
+                    WHERE e.lock_key = w.lock_key AND e.position < w.position
+                    ORDER BY e.position DESC
+                    LIMIT 1)
+  FROM sagakit_lock_waiter AS w
+ WHERE w.saga_id IN (SELECT value FROM json_each(?1));
+
+-- lock_holders --
+-- The holders of the keys ?1 (a JSON array)
+SELECT lock_key, saga_id, step, acquired_at
+  FROM sagakit_lock
+ WHERE lock_key IN (SELECT value FROM json_each(?1));
+
+-- lock_list --
+-- Holders of keys starting with ?1 (NULL: any), of saga ?2 (NULL: any), by
+-- key; ?3 the limit
+SELECT lock_key, saga_id, step, acquired_at
+  FROM sagakit_lock
+ WHERE (?1 IS NULL OR substr(lock_key, 1, length(?1)) = ?1)
+   AND (?2 IS NULL OR saga_id = ?2)
+ ORDER BY lock_key
+ LIMIT ?3;
+
+-- lock_waiters --
+-- Queue places for keys starting with ?1 (NULL: any), of saga ?2 (NULL:
+-- any), by key and queue order; ?3 the limit
+SELECT lock_key, saga_id, step, since, position
+  FROM sagakit_lock_waiter
+ WHERE (?1 IS NULL OR substr(lock_key, 1, length(?1)) = ?1)
+   AND (?2 IS NULL OR saga_id = ?2)
+ ORDER BY lock_key, position
+ LIMIT ?3;
+
+-- locks_ready --
+-- Those of the sagas ?1 (a JSON array) that queue with a step none of whose
+-- places is blocked: no other saga holds the key, none queues for it before
+SELECT DISTINCT w.saga_id
+  FROM sagakit_lock_waiter AS w
+ WHERE w.saga_id IN (SELECT value FROM json_each(?1))
+   AND NOT EXISTS (
+       SELECT 1 FROM sagakit_lock_waiter AS x
+        WHERE x.saga_id = w.saga_id AND x.step = w.step
+          AND (EXISTS (SELECT 1 FROM sagakit_lock AS h
+                        WHERE h.lock_key = x.lock_key
+                          AND h.saga_id <> x.saga_id)
+               OR EXISTS (SELECT 1 FROM sagakit_lock_waiter AS e
+                           WHERE e.lock_key = x.lock_key
+                             AND e.saga_id <> x.saga_id
+                             AND e.position < x.position)))
+ ORDER BY w.saga_id;

@@ -241,3 +241,27 @@ CREATE INDEX sagakit_workflow_wake ON sagakit_workflow (
     (CASE status WHEN 'pending' THEN due_at ELSE lease_until END),
     instance_id
 ) WHERE status IN ('pending', 'running');
+
+-- Semantic locks (0013): holders, and each key's queue by position
+CREATE TABLE sagakit_lock (
+    lock_key     TEXT PRIMARY KEY,
+    saga_id      TEXT NOT NULL,
+    step         TEXT NOT NULL,
+    acquired_at  REAL NOT NULL
+) WITHOUT ROWID;
+
+CREATE INDEX sagakit_lock_saga ON sagakit_lock (saga_id);
+
+CREATE TABLE sagakit_lock_waiter (
+    position   INTEGER PRIMARY KEY,
+    lock_key   TEXT NOT NULL,
+    saga_id    TEXT NOT NULL,
+    step       TEXT NOT NULL,
+    since      REAL NOT NULL,
+    UNIQUE (lock_key, saga_id, step)
+);
+
+CREATE INDEX sagakit_lock_waiter_queue
+    ON sagakit_lock_waiter (lock_key, position);
+
+CREATE INDEX sagakit_lock_waiter_saga ON sagakit_lock_waiter (saga_id);

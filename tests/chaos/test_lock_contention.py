@@ -1,0 +1,228 @@
+"""Semantic locks under contention, with worker processes SIGKILLed.
+
+Sagas of ``lock_app`` contend for three hot keys in two steps each, on one
+PostgreSQL database, driven by two ``sagakit worker`` processes that are
+killed at random and started again. However the kills fall: no two sagas
+ever hold one key at once (the steps' rows, stamped by the database clock,
+never interleave between two holders of a key), every saga ends (none waits
+forever: deadlocks are broken, a dead holder's sagas are resumed
+elsewhere), every lock is released at the end, and a saga that did not
+succeed either was meant to fail or lost a lock (a deadlock, or a busy key
+in ``mode="fail"``). ``LOCK_CHAOS_SAGAS`` sagas (120; ``make chaos``: 1000)
+and ``LOCK_CHAOS_KILLS`` kills (4; 12).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.harness import query
+from tests.chaos.lock_app import FAIL_EVERY, SCHEMA, plan, saga_id
+from tests.conftest import admin, run_sync
+
+pytestmark = [
+    pytest.mark.chaos,
+    pytest.mark.e2e,
+    pytest.mark.postgres,
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+]
+
+ROOT = Path(__file__).parents[2]
+APP = "tests.chaos.lock_app"
+DEADLINE = float(os.environ.get("LOCK_CHAOS_DEADLINE", "600"))
+LOCK_ERRORS = {"LockDeadlock", "LockUnavailable"}
+
+
+class Workers:
+    """``sagakit worker`` processes on one database, killed and restarted."""
+
+    def __init__(self, db: str, logs: Path) -> None:
+        self.db, self.logs = db, logs
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.starts: Counter[str] = Counter()
+
+    def start(self, name: str) -> None:
+        self.starts[name] += 1
+        log = self.logs / f"{name}.{self.starts[name]}.log"
+        with log.open("wb") as sink:
+            self.procs[name] = subprocess.Popen(
+                [
+                    sys.executable,
+                    *("-m", "sagakit.cli.main", "--db", self.db),
+                    *("--log-level", "WARNING", "worker", APP),
+                    *("--lease", "5", "--max-active", "400"),
+                ],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env={**os.environ, "SAGAKIT_DATABASE_URL": self.db},
+            )
+
+    def kill(self, name: str) -> None:
+        self.procs[name].send_signal(signal.SIGKILL)
+        self.procs[name].wait(10)
+        self.start(name)
+
+    def supervise(self) -> None:
+        for name, proc in list(self.procs.items()):
+            if proc.poll() is not None:
+                self.start(name)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+    def internal_errors(self) -> list[str]:
+        """The logs of processes where a saga stopped on an internal error
+        (a lost connection is retried, and logged, but is no such error)."""
+        return [
+            log.name
+            for log in sorted(self.logs.glob("*.log"))
+            if "saga stopped by an internal error" in log.read_text(errors="replace")
+        ]
+
+
+def _statuses(db: str) -> Counter[str]:
+    rows = query(db, "SELECT status, count(*) FROM sagakit_saga GROUP BY status")
+    return Counter({r[0]: r[1] for r in rows})
+
+
+def _locks(db: str) -> tuple[int, int]:
+    """How many keys are held, and how many queue places are taken."""
+    held = query(db, "SELECT count(*) FROM sagakit_lock")[0][0]
+    queued = query(db, "SELECT count(*) FROM sagakit_lock_waiter")[0][0]
+    return held, queued
+
+
+def _overlaps(db: str) -> list[str]:
+    """Two sagas holding one key at once, per the rows their steps wrote."""
+    rows = query(
+        db,
+        "SELECT e.saga_id, e.step, e.at, s.context FROM lockchaos.effects e "
+        "JOIN sagakit_saga s ON s.saga_id = e.saga_id",
+    )
+    return overlapping(
+        [
+            (saga, step, at, json.loads(ctx) if isinstance(ctx, str) else ctx)
+            for saga, step, at, ctx in rows
+        ]
+    )
+
+
+def overlapping(rows: list[tuple[str, str, float, dict[str, int]]]) -> list[str]:
+    """Of ``rows`` (saga, step, when, context), the places where two sagas
+    held a key at once: a saga holds ``hot:<a>`` from its first ``first``
+    row to its last row, and ``hot:<b>`` from its first ``second`` row."""
+    spans: dict[str, dict[str, float]] = {}
+    ctx: dict[str, dict[str, int]] = {}
+    for saga, step, at, context in rows:
+        span = spans.setdefault(saga, {})
+        span["last"] = max(span.get("last", at), at)
+        if step in ("first", "second"):
+            span[step] = min(span.get(step, at), at)
+        ctx[saga] = context
+    held: dict[int, dict[str, tuple[float, float]]] = {}
+    for saga, span in spans.items():
+        for step, field in (("first", "a"), ("second", "b")):
+            if step not in span:
+                continue
+            by_saga = held.setdefault(ctx[saga][field], {})
+            begin, end = by_saga.get(saga, (span[step], span["last"]))
+            by_saga[saga] = (min(begin, span[step]), end)  # a == b: held once
+    found = []
+    for key, by_saga in sorted(held.items()):
+        ordered = sorted((begin, end, saga) for saga, (begin, end) in by_saga.items())
+        for (_, end, saga), (begin, _, other) in itertools.pairwise(ordered):
+            if begin < end:
+                found.append(f"hot:{key}: {other} took it at {begin}, {saga} at {end}")
+    return found
+
+
+def test_the_overlap_check_sees_two_holders() -> None:
+    one, two = {"a": 0, "b": 1}, {"a": 1, "b": 0}
+    apart = [("x", "first", 1, one), ("x", "finish", 2, one), ("y", "first", 3, two)]
+    assert overlapping([*apart, ("y", "second", 4, two)]) == []
+    # y took hot:0 in its second step while x, which held it, still ran
+    late = [*apart, ("y", "second", 1.5, two)]
+    assert overlapping(late) == ["hot:0: y took it at 1.5, x at 2"]
+
+
+def test_hot_keys_under_worker_kills(pg_url: str, tmp_path: Path) -> None:
+    count = int(os.environ.get("LOCK_CHAOS_SAGAS", "120"))
+    kills = int(os.environ.get("LOCK_CHAOS_KILLS", "4"))
+    seed = int(os.environ.get("LOCK_CHAOS_SEED", time.time_ns() % 100_000))
+    rng = random.Random(seed)
+    run_sync(admin(SCHEMA, url=pg_url))
+    submitted = subprocess.run(
+        [sys.executable, "-m", APP, "submit", pg_url, str(count), str(seed)],
+        capture_output=True,
+        timeout=300,
+        check=False,
+        cwd=ROOT,
+    )
+    assert submitted.returncode == 0, submitted.stderr.decode()[-3000:]
+    workers = Workers(pg_url, tmp_path)
+    try:
+        began = time.monotonic()
+        for name in ("w0", "w1"):
+            workers.start(name)
+        killed: list[str] = []
+        next_kill = began + rng.uniform(1, 3)
+        while True:
+            done = _statuses(pg_url)
+            if done["running"] + done["compensating"] == 0:
+                break
+            now = time.monotonic()
+            if now - began > DEADLINE:
+                pytest.fail(
+                    f"sagas still waiting after {DEADLINE:g}s (seed {seed}, kills "
+                    f"{killed}): {dict(done)}; locks {_locks(pg_url)}"
+                )
+            workers.supervise()
+            if len(killed) < kills and now >= next_kill:
+                victim = rng.choice(sorted(workers.procs))
+                workers.kill(victim)
+                killed.append(f"{victim}@{now - began:.1f}s")
+                next_kill = now + rng.uniform(1, 3)
+            time.sleep(0.2)
+        ran = time.monotonic() - began
+    finally:
+        workers.stop()
+
+    statuses = _statuses(pg_url)
+    assert set(statuses) <= {"succeeded", "compensated"}, dict(statuses)
+    assert _locks(pg_url) == (0, 0)
+    assert _overlaps(pg_url) == []
+    errors: Counter[str] = Counter()
+    for saga, ctx in plan(count, seed):
+        record = query(
+            pg_url,
+            "SELECT status, state -> 'error' ->> 'type' FROM sagakit_saga "
+            "WHERE saga_id = $1",
+            saga_id(ctx.index),
+        )[0]
+        status, error = record[0], record[1]
+        if status == "compensated" and not ctx.fail:
+            assert error in LOCK_ERRORS, (saga.name, ctx, error)
+        errors[error or status] += 1
+    assert len(killed) >= min(kills, 2), f"the sagas ended before the kills: {killed}"
+    assert workers.internal_errors() == []
+    print(
+        f"\n[lock contention] {count} sagas on 3 hot keys, seed {seed}, "
+        f"{ran:.1f}s; kills {killed}\noutcomes {dict(statuses)}; "
+        f"by error {dict(errors)} (every {FAIL_EVERY}th fails at finish)"
+    )

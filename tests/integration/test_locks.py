@@ -1,0 +1,415 @@
+"""Semantic locks on a real store (SQLite, PostgreSQL): sagas on one key
+take it one at a time, in the order they asked; a busy key fails a step
+(``mode="fail"``) or times it out; a deadlock between two sagas fails one
+of them; ``until`` frees a key early; an operator's release, a participant's
+check, and ``check_saga`` over a saga with locks. Worker processes killed
+while holding locks: ``tests/e2e/test_lock_crash.py`` and
+``tests/chaos/test_lock_contention.py``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import BaseModel
+
+from sagakit import Lock, Orchestrator, Saga, SagaStatus, Step, admin, locks
+from sagakit.adapters.store import open_store_async
+from sagakit.adapters.store.memory import InMemoryStore
+from sagakit.dashboard import create_app
+from sagakit.errors import StateError
+from sagakit.messaging.envelope import Envelope
+from sagakit.participant import CommandRejected, require_lock
+from sagakit.ports.store import SagaStore
+from sagakit.testing import check_saga
+
+
+class Seat(BaseModel):
+    seat: str = "1A"
+    other: str = "2B"
+    fail: bool = False
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[SagaStore]:
+    if request.param == "sqlite":
+        url = str(tmp_path / "locks.db")
+    else:
+        url = request.getfixturevalue("pg_url")
+    opened = await open_store_async(url)
+    yield opened
+    await opened.close()
+
+
+class Ledger:
+    """What the steps did, in order: ``(saga_id, what)``."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+        self.gates: dict[str, asyncio.Event] = {}
+        self.started: dict[str, asyncio.Event] = {}
+
+    def gate(self, name: str) -> asyncio.Event:
+        return self.gates.setdefault(name, asyncio.Event())
+
+    def began(self, name: str) -> asyncio.Event:
+        return self.started.setdefault(name, asyncio.Event())
+
+    def step(self, what: str, *, gated: bool = False, fails: bool = False) -> Any:
+        async def run(ctx: Seat, results: Any = None) -> str:
+            saga_id = ctx_id(ctx)
+            self.lines.append((saga_id, what))
+            self.began(f"{saga_id}:{what}").set()
+            if gated:
+                await self.gate(f"{saga_id}:{what}").wait()
+            await asyncio.sleep(0)
+            if fails and ctx.fail:
+                raise RuntimeError("declined")
+            return what
+
+        return run
+
+
+def ctx_id(ctx: Seat) -> str:
+    return f"{ctx.seat}/{ctx.other}/{int(ctx.fail)}"
+
+
+def exclusive(lines: list[tuple[str, str]], begin: str, end: set[str]) -> None:
+    """Between a saga's ``begin`` and the last of its ``end`` lines no other
+    saga began: the key was never held by two."""
+    holder: str | None = None
+    for saga_id, what in lines:
+        if what == begin:
+            assert holder is None, f"{saga_id} began while {holder} held the key"
+            holder = saga_id
+        elif what in end and saga_id == holder:
+            holder = None
+
+
+async def eventually(check: Any, what: str) -> None:
+    """Until ``check()`` (an awaitable's truth) holds; fails after ~10 s."""
+    for _ in range(1000):
+        if await check():
+            return
+        await asyncio.sleep(0.01)
+    pytest.fail(f"never: {what}")
+
+
+async def test_sagas_on_one_key_take_it_one_at_a_time(store: SagaStore) -> None:
+    ledger = Ledger()
+
+    async def reserve(ctx: Seat) -> str:
+        if ctx.other == "0":  # the first holds the key until all queue
+            await ledger.gate("all queued").wait()
+        return str(await ledger.step("reserve")(ctx))
+
+    saga = Saga(
+        "booking",
+        [
+            Step(
+                "reserve",
+                reserve,
+                compensate=ledger.step("release"),
+                locks=["seat:{ctx.seat}"],
+            ),
+            Step("pay", ledger.step("pay", fails=True)),
+        ],
+        context=Seat,
+    )
+    orch = Orchestrator(store, [saga])
+    contexts = [Seat(other=str(n), fail=n % 3 == 1) for n in range(9)]
+    ids = []
+    for n, context in enumerate(contexts):
+        ids.append(await orch.start(saga, context, saga_id=ctx_id(context)))
+
+        async def queued(n: int = n) -> bool:
+            return len((await store.list_locks()).waiters) == n
+
+        await eventually(queued, f"{n} sagas queued")
+    ledger.gate("all queued").set()
+    results = [await orch.wait(i) for i in ids]
+    assert [r.status for r in results] == [
+        SagaStatus.COMPENSATED if c.fail else SagaStatus.SUCCEEDED for c in contexts
+    ]
+    exclusive(ledger.lines, "reserve", {"pay", "release"})
+    began = [s for s, what in ledger.lines if what == "reserve"]
+    assert began == ids  # first come, first served
+    assert await store.list_locks() == ([], [])
+    kinds = [
+        (h.outcome, h.result) for h in await store.history(ids[1]) if h.kind == "lock"
+    ]
+    assert kinds == [
+        ("waiting", {"keys": ["seat:1A"], "holders": {"seat:1A": ids[0]}}),
+        ("acquired", {"keys": ["seat:1A"]}),
+        ("released", {"keys": ["seat:1A"]}),
+    ]
+
+
+async def refused_behind_a_holder(store: SagaStore, lock: Lock) -> Any:
+    """Saga ``a`` holds the seat (its step waits); saga ``b`` asks for it
+    with ``lock`` after a first step, and ends: its result. ``a`` then ends."""
+    ledger = Ledger()
+    saga = Saga(
+        "booking",
+        [
+            Step("quote", ledger.step("quote"), compensate=ledger.step("unquote")),
+            Step("reserve", ledger.step("reserve", gated=True), locks=[lock]),
+        ],
+        context=Seat,
+    )
+    orch = Orchestrator(store, [saga])
+    first = await orch.start(saga, Seat(other="a"), saga_id="a")
+    await ledger.began("1A/a/0:reserve").wait()
+    result = await orch.run(saga, Seat(other="b"), saga_id="b")
+    table = await store.list_locks()
+    assert [(h.key, h.saga_id) for h in table.holders] == [("seat:1A", "a")]
+    assert table.waiters == []  # b left the queue, if it was in it
+    ledger.gate("1A/a/0:reserve").set()
+    assert (await orch.wait(first)).status is SagaStatus.SUCCEEDED
+    assert result.status is SagaStatus.COMPENSATED
+    assert ("1A/b/0", "unquote") in ledger.lines
+    assert ("1A/b/0", "reserve") not in ledger.lines  # it never ran
+    return result
+
+
+async def test_a_busy_key_in_fail_mode_compensates_at_once(store: SagaStore) -> None:
+    result = await refused_behind_a_holder(store, Lock("seat:{ctx.seat}", mode="fail"))
+    assert result.error is not None
+    assert result.error.type == "LockUnavailable"
+    assert "seat:1A is held by saga a" in result.error.message
+    outcomes = [h.outcome for h in await store.history("b") if h.kind == "lock"]
+    assert outcomes == ["failed"]
+
+
+async def test_a_wait_longer_than_the_timeout_fails_the_step(store: SagaStore) -> None:
+    result = await refused_behind_a_holder(store, Lock("seat:{ctx.seat}", timeout=0.2))
+    assert result.error is not None
+    assert result.error.type == "LockTimeout"
+    outcomes = [h.outcome for h in await store.history("b") if h.kind == "lock"]
+    assert outcomes == ["waiting", "timed_out"]
+
+
+async def test_two_sagas_waiting_for_each_other_one_gives_way(
+    store: SagaStore,
+) -> None:
+    ledger = Ledger()
+    both = asyncio.Event()
+
+    async def first(ctx: Seat) -> str:
+        ledger.lines.append((ctx_id(ctx), "first"))
+        if sum(what == "first" for _, what in ledger.lines) == 2:
+            both.set()
+        await both.wait()
+        return "first"
+
+    saga = Saga(
+        "crossing",
+        [
+            Step(
+                "first", first, compensate=ledger.step("undo"), locks=["k:{ctx.seat}"]
+            ),
+            Step("second", ledger.step("second"), locks=["k:{ctx.other}"]),
+        ],
+        context=Seat,
+    )
+    orch = Orchestrator(store, [saga])
+    a = await orch.start(saga, Seat(seat="x", other="y"), saga_id="a")
+    b = await orch.start(saga, Seat(seat="y", other="x"), saga_id="b")
+    results = {r.saga_id: r for r in [await orch.wait(a), await orch.wait(b)]}
+    statuses = sorted(r.status.value for r in results.values())
+    assert statuses == ["compensated", "succeeded"]
+    loser = next(r for r in results.values() if r.status is SagaStatus.COMPENSATED)
+    assert loser.error is not None
+    assert loser.error.type == "LockDeadlock"
+    other = "a" if loser.saga_id == "b" else "b"
+    assert f"{loser.saga_id} -> {other} -> {loser.saga_id}" in loser.error.message
+    assert await store.list_locks() == ([], [])
+
+
+async def test_until_frees_the_key_before_the_saga_ends(store: SagaStore) -> None:
+    ledger = Ledger()
+    saga = Saga(
+        "booking",
+        [
+            Step(
+                "reserve",
+                ledger.step("reserve"),
+                locks=[Lock("seat:{ctx.seat}", until="reserve")],
+            ),
+            Step("pay", ledger.step("pay", gated=True)),
+        ],
+        context=Seat,
+    )
+    orch = Orchestrator(store, [saga])
+    a = await orch.start(saga, Seat(other="a"), saga_id="a")
+    await ledger.began("1A/a/0:pay").wait()
+    b = await orch.start(saga, Seat(other="b"), saga_id="b")
+    await ledger.began("1A/b/0:pay").wait()  # b took the seat while a pays
+    for saga_id in ("a", "b"):
+        ledger.gate(f"1A/{saga_id}/0:pay").set()
+    assert (await orch.wait(a)).status is SagaStatus.SUCCEEDED
+    assert (await orch.wait(b)).status is SagaStatus.SUCCEEDED
+
+
+async def test_a_key_freed_in_another_process_wakes_the_waiter(
+    store: SagaStore, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    ledger = Ledger()
+    saga = Saga(
+        "booking",
+        [
+            Step(
+                "reserve", ledger.step("reserve", gated=True), locks=["seat:{ctx.seat}"]
+            )
+        ],
+        context=Seat,
+    )
+    second = await open_store_async(
+        str(tmp_path / "locks.db")
+        if request.node.callspec.params["store"] == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    try:
+        here = Orchestrator(store, [saga], lease=5)
+        there = Orchestrator(second, [saga], lease=5)
+        there.driver.lock_poll = 0.05
+        a = await here.start(saga, Seat(other="a"), saga_id="a")
+        await ledger.began("1A/a/0:reserve").wait()
+        b = await there.start(saga, Seat(other="b"), saga_id="b")
+
+        async def queued() -> bool:
+            return [w.saga_id for w in (await store.list_locks()).waiters] == ["b"]
+
+        await eventually(queued, "b queues")
+        ledger.gate("1A/a/0:reserve").set()
+        ledger.gate("1A/b/0:reserve").set()
+        assert (await here.wait(a)).status is SagaStatus.SUCCEEDED
+        assert (await there.wait(b)).status is SagaStatus.SUCCEEDED
+        await there.stop_driving()
+    finally:
+        await second.close()
+
+
+async def test_an_operator_releases_a_key_from_a_running_saga(
+    store: SagaStore,
+) -> None:
+    ledger = Ledger()
+    saga = Saga(
+        "booking",
+        [
+            Step("reserve", ledger.step("reserve"), locks=["seat:{ctx.seat}"]),
+            Step("pay", ledger.step("pay", gated=True)),
+        ],
+        context=Seat,
+    )
+    orch = Orchestrator(store, [saga], lease=5)
+    a = await orch.start(saga, Seat(other="a"), saga_id="a")
+    await ledger.began("1A/a/0:pay").wait()
+    b = await orch.start(saga, Seat(other="b"), saga_id="b")
+
+    async def queued() -> bool:
+        return [w.saga_id for w in (await admin.locks(store)).waiters] == ["b"]
+
+    await eventually(queued, "b queues")
+    transport = httpx.ASGITransport(app=create_app(store))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as web:
+        shown = (await web.get("/api/locks", params={"prefix": "seat:"})).json()
+    assert [(h["key"], h["saga_id"], h["waiting"]) for h in shown["holders"]] == [
+        ("seat:1A", "a", 1)
+    ]
+    assert [(w["saga_id"], w["place"]) for w in shown["waiters"]] == [("b", 1)]
+    released = await admin.release_lock(store, "seat:1A", reason="stuck", by="ana")
+    assert released.record.saga_id == "a"
+    assert released.record.state.locks is None
+    await ledger.began("1A/b/0:pay").wait()  # b goes on while a still pays
+    for saga_id in ("a", "b"):
+        ledger.gate(f"1A/{saga_id}/0:pay").set()
+    assert (await orch.wait(a)).status is SagaStatus.SUCCEEDED
+    assert (await orch.wait(b)).status is SagaStatus.SUCCEEDED
+    lines = [h for h in await store.history("a") if h.outcome == "lock_released"]
+    assert [line.result for line in lines] == [
+        {"key": "seat:1A", "step": "reserve", "by": "ana", "reason": "stuck"}
+    ]
+    with pytest.raises(StateError, match="no saga holds lock 'seat:1A'"):
+        await admin.release_lock(store, "seat:1A", reason="again", by="ana")
+
+
+async def test_a_participant_checks_the_sender_holds_the_key(
+    store: SagaStore,
+) -> None:
+    saga = Saga(
+        "booking",
+        [
+            Step("reserve", lambda ctx: None, locks=["seat:{ctx.seat}"]),
+            Step("pay", lambda ctx: None, pivot=True),
+        ],
+        context=Seat,
+    )
+    orch = Orchestrator(store, [saga])
+    gate = asyncio.Event()
+
+    def message(saga_id: str) -> Envelope:
+        return Envelope(
+            kind="command",
+            type="stock.reserve",
+            correlation_id=f"{saga_id}:reserve:1",
+            saga_id=saga_id,
+        )
+
+    assert await locks.holder(store, "seat:1A") is None
+    with pytest.raises(CommandRejected, match="nobody holds it"):
+        await require_lock(store, "seat:1A", message("a"))
+
+    async def wait(ctx: Seat) -> None:
+        await gate.wait()
+
+    paused = Saga(
+        "held",
+        [
+            Step("reserve", lambda ctx: None, locks=["seat:{ctx.seat}"]),
+            Step("wait", wait),
+        ],
+        context=Seat,
+    )
+    a = await orch.start(paused, Seat(), saga_id="a")
+
+    async def taken() -> bool:
+        return await locks.holder(store, "seat:1A") is not None
+
+    await eventually(taken, "a holds the seat")
+    held = await require_lock(store, "seat:1A", message("a"))
+    assert (held.saga_id, held.step) == ("a", "reserve")
+    assert await locks.holds(store, "seat:1A", "a")
+    with pytest.raises(CommandRejected, match="saga a holds it"):
+        await require_lock(store, "seat:1A", message("b"))
+    gate.set()
+    assert (await orch.wait(a)).status is SagaStatus.SUCCEEDED
+    assert saga.lock_steps == {"reserve"}
+
+
+async def test_check_saga_finds_every_lock_released() -> None:
+    saga = Saga(
+        "booking",
+        [
+            Step("quote", lambda ctx: 1, compensate=lambda ctx: None),
+            Step(
+                "reserve",
+                lambda ctx: 2,
+                compensate=lambda ctx: None,
+                locks=["seat:{ctx.seat}", Lock("row:{ctx.other}", until="pay")],
+            ),
+            Step("pay", lambda ctx: 3, pivot=True, locks=["card:{ctx.seat}"]),
+            Step("ship", lambda ctx: 4),
+        ],
+        context=Seat,
+    )
+    report = await check_saga(saga, Seat(), store_factory=InMemoryStore)
+    report.assert_ok()
+    assert report.outcomes["compensated"] > 0
+    assert report.outcomes["succeeded"] > 0
