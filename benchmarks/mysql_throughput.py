@@ -141,13 +141,10 @@ async def run_floor(url: str, pair: str, n: int, repeats: int, conc: int) -> Row
     opener = MySQLFloor if is_mysql(url) else PostgresFloor
     floor = await opener.open(url, POOL_SIZE)
     in_flight = conc if pair.startswith("conc") else 1
-    cpu = time.process_time()
-    runs, commits = await floor_measure(
+    runs, commits, cpu_us = await floor_measure(
         floor, n, repeats, in_flight, failing=pair.endswith("fail")
     )
-    # the warm-up (n // 10) is in the CPU time too: share it out
-    cpu_ms = (time.process_time() - cpu) * 1000 / (n * repeats + max(1, n // 10))
-    return Row("", "floor", pair, n, runs, cpu_ms, commits)
+    return Row("", "floor", pair, n, runs, cpu_us / 1000, commits)
 
 
 def table(rows: list[Row]) -> list[str]:

@@ -100,7 +100,9 @@ def test_poison_saga_is_parked_and_an_unpause_runs_it(db: str, tmp_path: Path) -
     assert "parked" in shown.stdout, shown.stdout
     # the operator fixed the cause, and unpauses it: it runs once more, and ends
     Path(f"{runs}.poison").unlink()
-    unpaused = sagakit(db, runs, "unpause", SAGA_ID, "--sagas", APP)
+    unpaused = sagakit(
+        db, runs, "unpause", SAGA_ID, "--sagas", APP, "--as", "ana", "--reason", "fixed"
+    )
     assert unpaused.returncode == 0, unpaused.stdout + unpaused.stderr
     done = worker(db, runs)
     assert done.returncode == 0, done.stderr

@@ -53,10 +53,11 @@ async def test_a_worker_shares_commits_and_loses_nothing(
 
     await asyncio.wait_for(worker.run(until_idle=True), timeout=60)
 
-    # alone: a claim, then 3 commits per success and 5 per failure (~220);
-    # together a few dozen at most
+    # alone: a claim, the crash count the claim of a submitted saga's step
+    # commits (poison sagas), then 3 commits per success and 5 per failure
+    # (~280); together far fewer
     commits = store.commits - before  # type: ignore[attr-defined]
-    assert commits < SAGAS * 2
+    assert commits < SAGAS * 2.5
     for n, saga_id in enumerate(ids):
         record = await store.get(saga_id)
         failing = n % 3 == 0
