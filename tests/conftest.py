@@ -103,10 +103,19 @@ def pg_template() -> Iterator[str]:
 @pytest.fixture
 def pg_url(pg_template: str) -> Iterator[str]:
     """URL of a fresh, migrated database of this test's own; dropped after."""
+    with cloned_database(pg_template) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def cloned_database(template: str) -> Iterator[str]:
+    """URL of a new database cloned from ``template``, dropped on exit."""
     name = f"sagakit_test_{uuid.uuid4().hex[:12]}"
-    run_sync(admin(f"CREATE DATABASE {name} TEMPLATE {pg_template}"))
-    yield database_url(name)
-    run_sync(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    run_sync(admin(f"CREATE DATABASE {name} TEMPLATE {template}"))
+    try:
+        yield database_url(name)
+    finally:
+        run_sync(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 @pytest.fixture(

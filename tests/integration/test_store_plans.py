@@ -13,7 +13,6 @@ prepared statement gets after five calls are checked where both are used.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from sagakit import SagaStatus
 from sagakit.adapters.store.reads import listing, prefix_end
 from sagakit.adapters.store.sql import queries
 from sagakit.adapters.store.sqlite import SQLiteStore
-from tests.conftest import admin, database_url, run_sync
+from tests.conftest import cloned_database, run_sync
 
 NOW = 2_000_000_000.0
 SAGAS = 20_000
@@ -122,20 +121,17 @@ def filled_pg_url(pg_template: str) -> Iterator[str]:
     module: the tests only plan reads, so they can share it."""
     import asyncpg  # noqa: PLC0415 - the PostgreSQL tests only
 
-    name = f"sagakit_test_plans_{uuid.uuid4().hex[:12]}"
-    run_sync(admin(f"CREATE DATABASE {name} TEMPLATE {pg_template}"))
-
-    async def fill() -> None:
-        conn = await asyncpg.connect(database_url(name))
+    async def fill(url: str) -> None:
+        conn = await asyncpg.connect(url)
         try:
             await conn.execute(_FILL, SAGAS)
             await conn.execute("ANALYZE sagakit_saga")
         finally:
             await conn.close()
 
-    run_sync(fill())
-    yield database_url(name)
-    run_sync(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    with cloned_database(pg_template) as url:
+        run_sync(fill(url))
+        yield url
 
 
 @pytest.fixture
