@@ -14,6 +14,7 @@
     │   └── CompensationFailed                   ... and a compensation failed too
     ├── StoreError                               driver error kept in ``__cause__``
     ├── TransportError
+    ├── HookError                                a hook refused a notification
     └── ResultError                              a step result missing or invalid
 
 Every public error derives from :class:`SagaError`, so ``except Exception`` and
@@ -209,6 +210,11 @@ class TransportError(SagaError):
     """A transport failed; the driver's exception is kept in ``__cause__``."""
 
 
+class HookError(SagaError):
+    """A hook did not take a notification (a webhook answered an error, did
+    not answer, or a callback raised); the notifier tries again later."""
+
+
 class ResultError(SagaError, LookupError):
     """A step result asked for is not there, or does not validate against its
     model: ``results.get`` of a step that has not completed, or a step's
@@ -228,6 +234,7 @@ __all__ = [
     "DefinitionUnavailable",
     "DuplicateMessage",
     "FatalError",
+    "HookError",
     "ResultError",
     "SagaAlreadyExists",
     "SagaError",

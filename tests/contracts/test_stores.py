@@ -14,13 +14,17 @@ from sagakit.testing.contracts.store import StoreContract
 from sagakit.testing.contracts.store_batches import GroupSavesContract
 
 
-class TestInMemoryStore(StoreContract):
+class OnMemory:
+    """``store``: a fresh in-memory store."""
+
     @pytest.fixture
     def store(self) -> SagaStore:
         return InMemoryStore()
 
 
-class TestSQLiteStore(StoreContract, GroupSavesContract):
+class OnSQLite:
+    """``store`` and ``peer``: two handles on one fresh SQLite file."""
+
     @pytest.fixture
     def store(self, tmp_path: Path) -> SagaStore:
         return SQLiteStore(tmp_path / "contract.db")
@@ -30,8 +34,10 @@ class TestSQLiteStore(StoreContract, GroupSavesContract):
         return SQLiteStore(tmp_path / "contract.db")
 
 
-@pytest.mark.postgres
-class TestPostgresStore(StoreContract, GroupSavesContract):
+class OnPostgres:
+    """``store`` and ``peer``: two pools on one fresh PostgreSQL database,
+    so claims race for real."""
+
     @pytest.fixture
     async def store(self, pg_url: str) -> AsyncIterator[SagaStore]:
         postgres = pytest.importorskip("sagakit.adapters.store.postgres")
@@ -41,8 +47,20 @@ class TestPostgresStore(StoreContract, GroupSavesContract):
 
     @pytest.fixture
     async def peer(self, store: SagaStore, pg_url: str) -> AsyncIterator[SagaStore]:
-        """Another pool on the same database: claims race for real."""
         postgres = pytest.importorskip("sagakit.adapters.store.postgres")
         peer = await postgres.PostgresStore.connect(pg_url, migrate=False)
         yield peer
         await peer.close()
+
+
+class TestInMemoryStore(OnMemory, StoreContract):
+    pass
+
+
+class TestSQLiteStore(OnSQLite, StoreContract, GroupSavesContract):
+    pass
+
+
+@pytest.mark.postgres
+class TestPostgresStore(OnPostgres, StoreContract, GroupSavesContract):
+    pass

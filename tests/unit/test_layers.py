@@ -59,7 +59,9 @@ LAYERS: tuple[Layer, ...] = (
     # the only modules importing their libraries (see CONFINED below).
     Layer("observability", ("sagakit.observability",)),
     # The orchestrator, its driver, workers, relay and recovery.
-    Layer("runtime", ("sagakit.runtime",)),
+    # Hooks (the notifier, webhooks) run beside the orchestrator on the same
+    # ports; Worker runs a notifier, so they share the rung.
+    Layer("runtime", ("sagakit.runtime", "sagakit.hooks")),
     # The three programming models: each stands on the runtime and the ports
     # alone, never on another model.
     Layer(

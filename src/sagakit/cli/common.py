@@ -4,6 +4,7 @@ a command uses them (``sagakit --help`` loads neither rich nor asyncio)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from sagakit.definition.saga import Saga
+    from sagakit.hooks import Hooks
 
 T = TypeVar("T")
 
@@ -136,3 +138,20 @@ def existing_database_or_fail(url: str | None) -> None:
         fail(str(exc))
     if path != ":memory:" and not Path(path).exists():
         fail(f"no saga database at {path!r}: nothing to read (see --db)")
+
+
+WEBHOOK_SECRET_ENV = "SAGAKIT_WEBHOOK_SECRET"  # noqa: S105 - a variable's name
+"""Where ``--webhook`` finds the secret its requests are signed with."""
+
+
+def webhook_hooks(url: str | None) -> Hooks | None:
+    """``--webhook URL``: hooks posting to it, signed with the secret in
+    ``$SAGAKIT_WEBHOOK_SECRET`` (never an option: ``ps`` would show it)."""
+    if url is None:
+        return None
+    secret = os.environ.get(WEBHOOK_SECRET_ENV)
+    if not secret:
+        fail(f"--webhook needs ${WEBHOOK_SECRET_ENV}, the secret to sign with")
+    from sagakit.hooks import Hooks
+
+    return Hooks(webhook=url, secret=secret)

@@ -24,6 +24,7 @@ from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
 from sagakit.cli import admin, dashboard, db, deploy, docs, recover, workflows
 from sagakit.cli.common import (
     EXIT_ERROR,
+    WEBHOOK_SECRET_ENV,
     SagasArgument,
     TransportOption,
     console,
@@ -32,12 +33,13 @@ from sagakit.cli.common import (
     fail,
     run_async,
     sagas_or_fail,
+    webhook_hooks,
 )
 from sagakit.cli.loader import LoadError, load_participant
 from sagakit.engine.status import SagaStatus
 from sagakit.errors import SagaError, SagaNotFound, StoreError
 
-if TYPE_CHECKING:  # the commands import what they run when they run
+if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
@@ -357,6 +359,16 @@ def worker(
     reply_queue: Annotated[
         str, typer.Option(help="Queue this service's replies arrive on.")
     ] = "sagakit.replies",
+    webhook: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook",
+            metavar="URL",
+            help="POST signed JSON here when a saga ends failed or "
+            f"compensation_failed or is stuck (secret: ${WEBHOOK_SECRET_ENV})",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Claim and run sagas from the store (many may run on one database).
 
@@ -364,6 +376,7 @@ def worker(
     finish, every saga is released for another worker, and the worker exits
     0. A second signal stops it at once."""
     sagas = sagas_or_fail(target)
+    hooks = webhook_hooks(webhook)
     if lease <= 0:
         fail(f"invalid --lease {lease}: it must be > 0")
     if max_active < 1:
@@ -387,6 +400,7 @@ def worker(
             max_active=max_active,
             transport=carrier,
             reply_queue=reply_queue,
+            hooks=hooks,
         )
         running = asyncio.ensure_future(runner.run(until_idle=until_idle))
         signals = 0

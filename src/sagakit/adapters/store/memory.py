@@ -16,6 +16,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sagakit.adapters.store import rows
+from sagakit.adapters.store.notification_memory import (
+    InMemoryNotificationStore,
+    NotificationLedger,
+)
 from sagakit.engine.state import SagaStatus
 from sagakit.ports.store import (
     Created,
@@ -43,6 +47,7 @@ class InMemoryStore:
         self._held: dict[str, tuple[str, float]] = {}  # message id -> owner, until
         self._inbox: dict[tuple[str, str], bytes | None] = {}  # -> reply
         self._inbox_of: dict[str, list[tuple[str, str]]] = {}  # saga id -> keys
+        self.notifications = NotificationLedger()  # what the SQL triggers write
 
     def event_store(self) -> InMemoryEventStore:
         """Choreography tables whose inbox is this store's."""
@@ -51,6 +56,10 @@ class InMemoryStore:
         )
 
         return InMemoryEventStore(self)
+
+    def notification_store(self) -> InMemoryNotificationStore:
+        """Notifications for hooks, kept beside these instances."""
+        return InMemoryNotificationStore(self)
 
     def _lease(self, saga_id: str, owner: str | None, lease: float | None) -> None:
         if owner is not None and lease is not None:
@@ -86,6 +95,7 @@ class InMemoryStore:
         if record.idempotency_key is not None:
             self._keys[(record.saga_name, record.idempotency_key)] = record.saga_id
         self._history[record.saga_id] = list(history)
+        self.notifications.written(None, record)
         self._lease(record.saga_id, owner, lease)
         self._write_outbox(outbox)
         self.commits += 1
@@ -114,6 +124,7 @@ class InMemoryStore:
             record if record.waiting is None else replace(record, waiting=None)
         )
         self._history[record.saga_id].extend(history)
+        self.notifications.written(current, record)
         self._lease(record.saga_id, owner, lease)
         self._write_outbox(outbox)
         if received is not None:

@@ -15,6 +15,7 @@ from typing import Any
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.event_sqlite import SQLiteEventStore
 from sagakit.adapters.store.inbox import SQLiteInbox
+from sagakit.adapters.store.notification_sqlite import SQLiteNotificationStore
 from sagakit.adapters.store.reads import SagaReads
 from sagakit.adapters.store.rows import dumps, unique_ids
 from sagakit.adapters.store.sql import Migration
@@ -106,6 +107,10 @@ class SQLiteStore(OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase]):
     def workflow_store(self) -> SQLiteWorkflowStore:
         """The workflow tables of this file, on this connection."""
         return SQLiteWorkflowStore(self.database)
+
+    def notification_store(self) -> SQLiteNotificationStore:
+        """The notifications for hooks of this file, on this connection."""
+        return SQLiteNotificationStore(self.database)
 
     # -- schema (the database's) -------------------------------------------
 

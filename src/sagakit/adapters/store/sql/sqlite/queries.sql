@@ -599,3 +599,87 @@ RETURNING rowid, message_id, service, event_type, correlation_id, body,
 -- event_outbox_delete --
 -- Forget the staged events in ?1 (a JSON array): they were published
 DELETE FROM sagakit_event_outbox WHERE message_id IN (SELECT value FROM json_each(?1));
+
+-- notification_add --
+-- A notification (0016), pending and due at ?8 (now), unless its event id
+-- is known: ?1 event id, ?2 kind, ?3 saga id, ?4 saga name, ?5 version, ?6
+-- detail (JSON text), ?7 occurred at. Returns it if written.
+INSERT INTO sagakit_notification (
+    event_id, kind, saga_id, saga_name, version, detail, occurred_at, status,
+    attempts, next_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', 0, ?8)
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id;
+
+-- notification_claim --
+-- Hold for ?1 until ?2 (now) + ?3 up to ?4 pending notifications that are
+-- due and that nobody holds (or whose hold expired), of the sagas named in
+-- ?5 (a JSON array; NULL: of any or none), the earliest due first. Runs
+-- inside BEGIN IMMEDIATE.
+UPDATE sagakit_notification
+   SET locked_by = ?1, locked_until = ?2 + ?3
+ WHERE event_id IN (
+       SELECT event_id FROM sagakit_notification
+        WHERE status = 'pending' AND next_at <= ?2
+          AND (locked_until IS NULL OR locked_until < ?2)
+          AND (?5 IS NULL OR saga_name IN (SELECT value FROM json_each(?5)))
+        ORDER BY next_at, event_id
+        LIMIT ?4)
+RETURNING event_id, kind, saga_id, saga_name, version, detail, occurred_at,
+          status, attempts, delivered_to, last_error, finished_at, next_at;
+
+-- notification_delivered --
+-- Notification ?1 reached every hook (?2, a JSON array of their names) at ?3
+UPDATE sagakit_notification
+   SET status = 'delivered', attempts = attempts + 1, delivered_to = ?2,
+       last_error = NULL, finished_at = ?3, locked_by = NULL,
+       locked_until = NULL
+ WHERE event_id = ?1;
+
+-- notification_failed --
+-- An attempt at notification ?1 failed with ?3 (?2: the hooks that have it,
+-- a JSON array) at ?5: due again ?4 seconds later, or dropped when ?4 is NULL
+UPDATE sagakit_notification
+   SET status = CASE WHEN ?4 IS NULL THEN 'dropped' ELSE 'pending' END,
+       attempts = attempts + 1, delivered_to = ?2, last_error = ?3,
+       next_at = CASE WHEN ?4 IS NULL THEN next_at ELSE ?5 + ?4 END,
+       finished_at = CASE WHEN ?4 IS NULL THEN ?5 END,
+       locked_by = NULL, locked_until = NULL
+ WHERE event_id = ?1;
+
+-- notification_list --
+-- The notifications in status ?1 (NULL: any), most recent events first; ?2
+-- the limit
+SELECT event_id, kind, saga_id, saga_name, version, detail, occurred_at,
+       status, attempts, delivered_to, last_error, finished_at
+  FROM sagakit_notification
+ WHERE (?1 IS NULL OR status = ?1)
+ ORDER BY occurred_at DESC, event_id DESC
+ LIMIT ?2;
+
+-- notification_prune --
+-- Forget the notifications of events that occurred before ?1
+DELETE FROM sagakit_notification WHERE occurred_at < ?1 RETURNING event_id;
+
+-- unattended_sagas --
+-- Unfinished sagas not updated since ?1, named in ?2 (a JSON array; NULL:
+-- any), that nobody holds, whose lease expired by ?4 (now), that wait for a
+-- definition or that are paused, oldest first (from
+-- sagakit_saga_unfinished), after saga ?5 (NULL: from the first); ?3 the
+-- limit. The last two columns: the owner, and whether its lease is live.
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline, definition_version, fingerprint,
+       waiting, owner, coalesce(lease_until >= ?4, 0) AS live
+  FROM sagakit_saga INDEXED BY sagakit_saga_unfinished
+ WHERE status IN ('running', 'compensating')
+   AND updated_at < ?1
+   AND (?2 IS NULL OR saga_name IN (SELECT value FROM json_each(?2)))
+   AND created_at >= CASE WHEN ?5 IS NULL THEN -9e999 ELSE coalesce(
+       (SELECT created_at FROM sagakit_saga WHERE saga_id = ?5), 9e999) END
+   AND (?5 IS NULL
+        OR created_at > (SELECT created_at FROM sagakit_saga WHERE saga_id = ?5)
+        OR saga_id > ?5)
+   AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?4
+        OR waiting IS NOT NULL OR json_extract(state, '$.paused') = 1)
+ ORDER BY created_at, saga_id
+ LIMIT ?3;
