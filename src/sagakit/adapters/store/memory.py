@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -167,18 +167,34 @@ class InMemoryStore:
         limit: int = 50,
         created_before: float | None = None,
         waiting: bool = False,
+        before_id: str | None = None,
     ) -> list[SagaRecord]:
         wanted = None if status is None else SagaStatus(status)
+        cursor = None if created_before is None else (created_before, before_id or "")
         found = [
             r
             for r in self._sagas.values()
             if (wanted is None or r.status is wanted)
             and (saga_name is None or r.saga_name == saga_name)
-            and (created_before is None or r.created_at < created_before)
+            and (cursor is None or (r.created_at, r.saga_id) < cursor)
             and (not waiting or (r.waiting is not None and not r.status.terminal))
         ]
-        found.sort(key=lambda r: (r.created_at, r.saga_id), reverse=True)
-        return found[:limit]
+        return _newest(found)[:limit]
+
+    async def find_by_key(
+        self, idempotency_key: str, limit: int = 20
+    ) -> list[SagaRecord]:
+        found = [
+            r for r in self._sagas.values() if r.idempotency_key == idempotency_key
+        ]
+        return _newest(found)[:limit]
+
+    async def search_context(
+        self, text: str, *, limit: int = 50, scan: int = 10_000
+    ) -> list[SagaRecord]:
+        wanted = text.lower()
+        newest = _newest(self._sagas.values())[:scan]
+        return [r for r in newest if wanted in rows.dumps(r.context).lower()][:limit]
 
     async def count_by_status(
         self, saga_name: str | None = None
@@ -415,6 +431,11 @@ class InMemoryStore:
 def _order(record: SagaRecord) -> tuple[float, str]:
     """Where a record comes in claim order: oldest first, then by id."""
     return (record.created_at, record.saga_id)
+
+
+def _newest(records: Iterable[SagaRecord]) -> list[SagaRecord]:
+    """``records`` newest first: the order of ``list_sagas``."""
+    return sorted(records, key=_order, reverse=True)
 
 
 def _frozen(record: SagaRecord) -> SagaRecord:

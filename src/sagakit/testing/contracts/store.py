@@ -3,7 +3,7 @@
 ``StoreContract`` runs every role's suite; a store that plays only some
 roles subclasses those: :class:`SagaRepositoryContract`,
 :class:`SagaLeasesContract`, :class:`OutboxContract`, :class:`InboxContract`,
-:class:`SagaQueriesContract`.
+:class:`SagaQueriesContract`, :class:`SagaSearchContract`.
 Each asks for a ``store`` fixture (fresh, empty) and may override ``peer``
 (a second connection to the same data, for races).
 """
@@ -25,6 +25,7 @@ from sagakit.testing.contracts.store_instances import (
 )
 from sagakit.testing.contracts.store_messages import InboxContract, OutboxContract
 from sagakit.testing.contracts.store_queries import SagaQueriesContract
+from sagakit.testing.contracts.store_search import SagaSearchContract
 from sagakit.testing.contracts.store_versions import SagaVersionsContract
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "SagaLeasesContract",
     "SagaQueriesContract",
     "SagaRepositoryContract",
+    "SagaSearchContract",
     "SagaVersionsContract",
     "StoreContract",
     "StoreFixtures",
@@ -52,5 +54,6 @@ class StoreContract(
     InboxContract,
     SagaVersionsContract,
     SagaQueriesContract,
+    SagaSearchContract,
 ):
     """Subclass and provide a ``store`` fixture returning a fresh, empty store."""

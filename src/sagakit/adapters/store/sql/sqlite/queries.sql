@@ -61,54 +61,64 @@ SELECT saga_id, step, kind, attempt, outcome, result, error, started_at, finishe
   FROM sagakit_step_history WHERE saga_id = ? ORDER BY id;
 
 -- list_sagas --
--- Newest first: ?1 the limit, ?2 created before (NULL: any time). Each
+-- Newest first: ?1 the limit, ?2 created before (NULL: any time); with ?3
+-- (a saga id), created at ?2 and before that id too: the page after the
+-- saga created at ?2 with id ?3 (keyset paging). Each
 -- filter has a statement of its own (list_sagas_by_*), so that every one
 -- reads its index in order and stops at the limit (a "?n IS NULL OR ..."
 -- filter would keep SQLite from using the index).
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
- WHERE created_at < coalesce(?2, 9e999)
+ WHERE created_at <= coalesce(?2, 9e999)
+   AND (created_at < coalesce(?2, 9e999) OR saga_id < ?3)
  ORDER BY created_at DESC, saga_id DESC
  LIMIT ?1;
 
 -- list_sagas_by_status --
--- list_sagas of status ?1; ?2 the limit, ?3 created before
+-- list_sagas of status ?1; ?2 the limit, ?3 created before, ?4
+-- the id before
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
- WHERE status = ?1 AND created_at < coalesce(?3, 9e999)
+ WHERE status = ?1 AND created_at <= coalesce(?3, 9e999)
+   AND (created_at < coalesce(?3, 9e999) OR saga_id < ?4)
  ORDER BY created_at DESC, saga_id DESC
  LIMIT ?2;
 
 -- list_sagas_by_name --
--- list_sagas of saga ?1; ?2 the limit, ?3 created before
+-- list_sagas of saga ?1; ?2 the limit, ?3 created before, ?4 the
+-- id before
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
- WHERE saga_name = ?1 AND created_at < coalesce(?3, 9e999)
+ WHERE saga_name = ?1 AND created_at <= coalesce(?3, 9e999)
+   AND (created_at < coalesce(?3, 9e999) OR saga_id < ?4)
  ORDER BY created_at DESC, saga_id DESC
  LIMIT ?2;
 
 -- list_sagas_by_name_status --
--- list_sagas of saga ?1 in status ?2; ?3 the limit, ?4 created before
+-- list_sagas of saga ?1 in status ?2; ?3 the limit, ?4 created
+-- before, ?5 the id before
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
- WHERE saga_name = ?1 AND status = ?2 AND created_at < coalesce(?4, 9e999)
+ WHERE saga_name = ?1 AND status = ?2 AND created_at <= coalesce(?4, 9e999)
+   AND (created_at < coalesce(?4, 9e999) OR saga_id < ?5)
  ORDER BY created_at DESC, saga_id DESC
  LIMIT ?3;
 
 -- list_waiting_sagas --
 -- list_sagas of the unfinished sagas marked waiting (few: the partial
 -- index holds only them), of saga ?1 and status ?2 (NULL: any); ?3 the
--- limit, ?4 created before. "+status" keeps the planner off
+-- limit, ?4 created before, ?5 the id before. "+status" keeps the planner off
 -- sagakit_saga_status, which holds every unfinished saga.
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
  WHERE waiting IS NOT NULL AND +status IN ('running', 'compensating')
-   AND created_at < coalesce(?4, 9e999)
+   AND created_at <= coalesce(?4, 9e999)
+   AND (created_at < coalesce(?4, 9e999) OR saga_id < ?5)
    AND (?1 IS NULL OR saga_name = ?1) AND (?2 IS NULL OR status = ?2)
  ORDER BY created_at DESC, saga_id DESC
  LIMIT ?3;
@@ -683,3 +693,26 @@ SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
         OR waiting IS NOT NULL OR json_extract(state, '$.paused') = 1)
  ORDER BY created_at, saga_id
  LIMIT ?3;
+
+-- find_sagas_by_key --
+-- Sagas (of any name) whose idempotency key is ?1, newest first, from
+-- sagakit_saga_key (0016); ?2 the limit
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
+  FROM sagakit_saga INDEXED BY sagakit_saga_key
+ WHERE idempotency_key = ?1
+ ORDER BY created_at DESC, saga_id DESC
+ LIMIT ?2;
+
+-- search_sagas_context --
+-- Among the ?3 newest sagas (read in order from sagakit_saga_created), those
+-- whose context as JSON text holds ?1 (lower case; matched lower-cased,
+-- ASCII letters only), newest first; ?2 the limit
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
+  FROM (SELECT * FROM sagakit_saga
+         ORDER BY created_at DESC, saga_id DESC
+         LIMIT ?3) AS newest
+ WHERE instr(lower(newest.context), ?1) > 0
+ ORDER BY created_at DESC, saga_id DESC
+ LIMIT ?2;
