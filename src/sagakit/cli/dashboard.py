@@ -33,6 +33,8 @@ async def serve(
     token: str | None,
     host: str,
     port: int,
+    *,
+    module: str | None = None,
 ) -> None:
     """Open the store, serve the dashboard until SIGINT/SIGTERM, close it."""
     import uvicorn  # the dashboard extra
@@ -41,7 +43,7 @@ async def serve(
 
     store = await open_store_async(db)
     try:
-        app = create_app(store, sagas, token=token)
+        app = create_app(store, sagas, token=token, worker_hint=module)
         # log_config=None: uvicorn logs through the handlers the CLI set up
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=True
@@ -115,7 +117,7 @@ def dashboard(
         f"dashboard on http://{host}:{port}/ (sagas with actions: {names})", err=True
     )
     try:
-        run_async(serve(db_of(ctx), definitions, token, host, port))
+        run_async(serve(db_of(ctx), definitions, token, host, port, module=sagas))
     except SagaError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:  # pragma: no cover - uvicorn handles SIGINT itself

@@ -48,14 +48,18 @@ class InMemoryStore:
         self._inbox: dict[tuple[str, str], bytes | None] = {}  # -> reply
         self._inbox_of: dict[str, list[tuple[str, str]]] = {}  # saga id -> keys
         self.notifications = NotificationLedger()  # what the SQL triggers write
+        self._events: InMemoryEventStore | None = None
 
     def event_store(self) -> InMemoryEventStore:
-        """Choreography tables whose inbox is this store's."""
+        """Choreography tables whose inbox is this store's: the same ones on
+        every call, as a database's are."""
         from sagakit.adapters.store.event_memory import (  # noqa: PLC0415 - a cycle
             InMemoryEventStore,
         )
 
-        return InMemoryEventStore(self)
+        if self._events is None:
+            self._events = InMemoryEventStore(self)
+        return self._events
 
     def notification_store(self) -> InMemoryNotificationStore:
         """Notifications for hooks, kept beside these instances."""
