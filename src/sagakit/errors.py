@@ -16,6 +16,7 @@
     │                                            ``read_only``: retrying cannot help
     ├── LockUnavailable                          a save's locks are held by others
     ├── TransportError
+    ├── HookError                                a hook refused a notification
     └── ResultError                              a step result missing or invalid
 
 Every public error derives from :class:`SagaError`, so ``except Exception`` and
@@ -274,6 +275,11 @@ class TransportError(SagaError):
     """A transport failed; the driver's exception is kept in ``__cause__``."""
 
 
+class HookError(SagaError):
+    """A hook did not take a notification (a webhook answered an error, did
+    not answer, or a callback raised); the notifier tries again later."""
+
+
 class ResultError(SagaError, LookupError):
     """A step result asked for is not there, or does not validate against its
     model: ``results.get`` of a step that has not completed, or a step's
@@ -293,6 +299,7 @@ __all__ = [
     "DefinitionUnavailable",
     "DuplicateMessage",
     "FatalError",
+    "HookError",
     "LockUnavailable",
     "ResultError",
     "SagaAlreadyExists",

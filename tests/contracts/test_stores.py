@@ -17,13 +17,17 @@ from sagakit.testing.contracts.store_batches import GroupSavesContract
 from sagakit.testing.contracts.store_locks import _sagas, _save, take
 
 
-class TestInMemoryStore(StoreContract):
+class OnMemory:
+    """``store``: a fresh in-memory store."""
+
     @pytest.fixture
     def store(self) -> SagaStore:
         return InMemoryStore()
 
 
-class TestSQLiteStore(StoreContract, GroupSavesContract):
+class OnSQLite:
+    """``store`` and ``peer``: two handles on one fresh SQLite file."""
+
     @pytest.fixture
     def store(self, tmp_path: Path) -> SagaStore:
         return SQLiteStore(tmp_path / "contract.db")
@@ -33,8 +37,10 @@ class TestSQLiteStore(StoreContract, GroupSavesContract):
         return SQLiteStore(tmp_path / "contract.db")
 
 
-@pytest.mark.postgres
-class TestPostgresStore(StoreContract, GroupSavesContract):
+class OnPostgres:
+    """``store`` and ``peer``: two pools on one fresh PostgreSQL database,
+    so claims race for real."""
+
     @pytest.fixture
     async def store(self, pg_url: str) -> AsyncIterator[SagaStore]:
         postgres = pytest.importorskip("sagakit.adapters.store.postgres")
@@ -44,15 +50,16 @@ class TestPostgresStore(StoreContract, GroupSavesContract):
 
     @pytest.fixture
     async def peer(self, store: SagaStore, pg_url: str) -> AsyncIterator[SagaStore]:
-        """Another pool on the same database: claims race for real."""
         postgres = pytest.importorskip("sagakit.adapters.store.postgres")
         peer = await postgres.PostgresStore.connect(pg_url, migrate=False)
         yield peer
         await peer.close()
 
 
-@pytest.mark.mysql
-class TestMySQLStore(StoreContract, GroupSavesContract):
+class OnMySQL:
+    """``store`` and ``peer``: two pools on one fresh MySQL database, so
+    claims race for real."""
+
     @pytest.fixture
     async def store(self, mysql_url: str) -> AsyncIterator[SagaStore]:
         mysql = pytest.importorskip("sagakit.adapters.store.mysql")
@@ -62,12 +69,27 @@ class TestMySQLStore(StoreContract, GroupSavesContract):
 
     @pytest.fixture
     async def peer(self, store: SagaStore, mysql_url: str) -> AsyncIterator[SagaStore]:
-        """Another pool on the same database: claims race for real."""
         mysql = pytest.importorskip("sagakit.adapters.store.mysql")
         peer = await mysql.MySQLStore.connect(mysql_url, migrate=False)
         yield peer
         await peer.close()
 
+
+class TestInMemoryStore(OnMemory, StoreContract):
+    pass
+
+
+class TestSQLiteStore(OnSQLite, StoreContract, GroupSavesContract):
+    pass
+
+
+@pytest.mark.postgres
+class TestPostgresStore(OnPostgres, StoreContract, GroupSavesContract):
+    pass
+
+
+@pytest.mark.mysql
+class TestMySQLStore(OnMySQL, StoreContract, GroupSavesContract):
     async def test_a_save_that_takes_locks_is_refused_and_writes_nothing(
         self, store: SagaStore
     ) -> None:

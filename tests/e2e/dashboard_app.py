@@ -1,6 +1,7 @@
-"""Sagas for the dashboard's browser test: the trip example and an order saga
+"""Sagas for the dashboard's browser test: the trip example, an order saga
 whose ``ship`` step fails while ``SHIPPING.down`` is set (in the process that
-seeds the database; a worker process starts with it up).
+seeds the database; a worker process starts with it up), and a shipment
+that pays through a sub-saga.
 
 Usage: sagakit --db DB dashboard --sagas tests.e2e.dashboard_app
        sagakit --db DB recover tests.e2e.dashboard_app
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from sagakit import Saga, Step
+from sagakit import Saga, Step, SubSaga
 from sagakit.examples.trip import trip_saga
 
 
@@ -53,4 +54,37 @@ order_saga: Saga[Order] = Saga(
     context=Order,
 )
 
-__all__ = ["SHIPPING", "order_saga", "trip_saga"]
+
+class Payment(BaseModel):
+    amount: int = 30
+
+
+def authorize(ctx: Payment) -> str:
+    return f"A-{ctx.amount}"
+
+
+def void(ctx: Payment, reference: str) -> None:
+    return None
+
+
+def capture(ctx: Payment) -> str:
+    return "P-1"
+
+
+payment_saga: Saga[Payment] = Saga(
+    "payment",
+    [Step("authorize", authorize, compensate=void), Step("capture", capture)],
+    context=Payment,
+)
+
+shipment_saga: Saga[Order] = Saga(
+    "shipment",
+    [
+        Step("reserve", reserve, compensate=release),
+        Step("pay", SubSaga(payment_saga, context=lambda order: Payment())),
+        Step("ship", ship),
+    ],
+    context=Order,
+)
+
+__all__ = ["SHIPPING", "order_saga", "payment_saga", "shipment_saga", "trip_saga"]

@@ -27,8 +27,15 @@ import pytest
 from examples.workflows.transfer_fund import Bank, Transfer, build_app
 
 from sagakit import Orchestrator, SagaStatus, SQLiteStore
+from sagakit.adapters.store.event_sqlite import SQLiteEventStore
 from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
 from sagakit.examples.trip import TripContext, fully_booked_trip, happy_trip
+from sagakit.ports.event_store import (
+    ChoreographyStatus,
+    EventOutcome,
+    EventRecord,
+    Progress,
+)
 from sagakit.ports.workflow_store import WorkflowStatus
 from tests.e2e import dashboard_app
 from tests.e2e.test_cli import sagakit
@@ -146,6 +153,57 @@ def dashboard(db: Path, tmp: Path, *args: str, token: str | None) -> Iterator[Se
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+
+
+@dataclass
+class Watch:
+    """What the browser saw go wrong: dialogs (an ``alert()`` would be an
+    XSS), script errors, console errors (a CSP refusal says "Refused to
+    ..."), and answers >= 400 (but the favicon the dashboard has none of)."""
+
+    dialogs: list[str]
+    errors: list[str]
+
+
+@contextmanager
+def browsing(db: Path, tmp: Path) -> Iterator[tuple[Server, Any, Watch]]:
+    """The dashboard on ``db`` (with the token and the test's sagas) and a
+    page of headless Chromium watched for errors, until the block ends."""
+    executable = chromium()
+    try:
+        from playwright.sync_api import sync_playwright  # noqa: PLC0415
+    except ImportError:
+        unavailable("the playwright package is not installed (pip install playwright)")
+    watch = Watch([], [])
+
+    def on_dialog(dialog: Any) -> None:
+        watch.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def on_console(message: Any) -> None:
+        if message.type == "error" and "status of 404" not in message.text:
+            watch.errors.append(message.text)
+
+    def on_response(response: Any) -> None:
+        if response.status >= 400 and not response.url.endswith("/favicon.ico"):
+            watch.errors.append(f"{response.status} {response.url}")
+
+    with (
+        dashboard(db, tmp, "--sagas", "tests.e2e.dashboard_app", token=TOKEN) as server,
+        sync_playwright() as pw,
+    ):
+        browser = pw.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("dialog", on_dialog)
+            page.on("pageerror", lambda e: watch.errors.append(str(e)))
+            page.on("console", on_console)
+            page.on("response", on_response)
+            yield server, page, watch
+        finally:
+            browser.close()
 
 
 async def seed(db: Path) -> dict[str, str]:
@@ -299,45 +357,17 @@ def workflows_page(page: Any, url: str, shots: Path) -> None:
 
 
 def test_operator_cancels_and_retries_in_the_browser(tmp_path: Path) -> None:
-    executable = chromium()
-    try:
-        from playwright.sync_api import Dialog, sync_playwright  # noqa: PLC0415
-    except ImportError:
-        unavailable("the playwright package is not installed (pip install playwright)")
     db = tmp_path / "dash.db"
     ids = asyncio.run(seed(db))
     shots = artifacts()
-    dialogs: list[str] = []
-    errors: list[str] = []
-
-    with (
-        dashboard(
-            db, tmp_path, "--sagas", "tests.e2e.dashboard_app", token=TOKEN
-        ) as server,
-        sync_playwright() as pw,
-    ):
-        browser = pw.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
-
-        def on_dialog(dialog: Dialog) -> None:  # an alert() would be an XSS
-            dialogs.append(dialog.message)
-            dialog.dismiss()
-
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("dialog", on_dialog)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            list_page(page, server.url, ids, shots)
-            cancel_running(page, server.url, ids, shots)
-            retry_failed(page, server.url, ids, shots)
-            worker_finishes(page, server.url, db, shots)
-            workflows_page(page, server.url, shots)
-        finally:
-            browser.close()
-
-    assert dialogs == []  # nothing user-controlled ran as script
-    assert errors == []
+    with browsing(db, tmp_path) as (server, page, watch):
+        list_page(page, server.url, ids, shots)
+        cancel_running(page, server.url, ids, shots)
+        retry_failed(page, server.url, ids, shots)
+        worker_finishes(page, server.url, db, shots)
+        workflows_page(page, server.url, shots)
+    assert watch.dialogs == []  # nothing user-controlled ran as script
+    assert watch.errors == []
     assert "dashboard action denied" not in server.output()
 
 
@@ -365,3 +395,183 @@ def test_without_a_token_the_dashboard_is_read_only(tmp_path: Path) -> None:
     assert "read-only" in page
     assert "read-only mode: no token" in server.output()
     assert "SAGAKIT_DASHBOARD_TOKEN" in server.output()
+
+
+# -- finding and reading sagas -------------------------------------------------
+
+CORRELATION = "booking-7f3a"
+
+
+async def seed_reading(db: Path) -> dict[str, str]:
+    """What an operator looks for: a parallel trip that rolled back, a
+    shipment paid by a sub-saga, a saga whose worker died (its lease ran
+    out), one submitted that nobody claimed, a choreography's events, and
+    enough sagas for three pages of two."""
+    store = SQLiteStore(db)
+    sagas = [dashboard_app.trip_saga, dashboard_app.shipment_saga]
+    orch = Orchestrator(store, sagas)
+    try:
+        undone = await orch.run(
+            dashboard_app.trip_saga, fully_booked_trip(), idempotency_key="order-81"
+        )
+        shipped = await orch.run(dashboard_app.shipment_saga, saga_id="shipment-1")
+        orphan = await orch.submit(
+            dashboard_app.trip_saga,
+            TripContext(traveller="Grace Hopper", destination="Bergen"),
+        )
+        (taken,) = await store.claim("crashed-worker", ["trip"], lease=-1.0)
+        assert taken.saga_id == orphan  # its lease is over: the worker is gone
+        unclaimed = await orch.submit(
+            dashboard_app.trip_saga,
+            TripContext(traveller="Alan Turing", destination="Oslo"),
+        )
+        events = SQLiteEventStore(store.database)
+        progress = Progress(
+            "booking", 60.0, lambda seen: ChoreographyStatus.COMPENSATED
+        )
+        for at, service, kind in [
+            (1.0, "booking", "booking.requested"),
+            (2.0, "parking", "parking.unavailable"),
+            (3.0, "booking", "booking.cancelled"),
+        ]:
+            record = EventRecord(
+                correlation_id=CORRELATION,
+                choreography="booking",
+                service=service,
+                event_type=kind,
+                message_id=f"{kind}-1",
+                outcome=EventOutcome.PUBLISHED,
+                recorded_at=1_700_000_000.0 + at,
+            )
+            await events.record_event(record, progress)
+    finally:
+        await orch.close()
+    assert undone.status is SagaStatus.COMPENSATED
+    assert shipped.status is SagaStatus.SUCCEEDED
+    return {
+        "compensated": undone.saga_id,
+        "shipment": shipped.saga_id,
+        "orphaned": orphan,
+        "unclaimed": unclaimed,
+    }
+
+
+def pages_and_orphans(page: Any, url: str, ids: dict[str, str], shots: Path) -> None:
+    """Two sagas a page, three pages (five sagas: the child too), each once;
+    the one whose worker died is marked orphaned, the unclaimed one so."""
+    page.goto(f"{url}/?limit=2")
+    seen: list[str] = []
+    for number in (1, 2, 3):
+        links = page.locator("table.sagas tbody tr td.mono > a")
+        seen += [links.nth(i).inner_text() for i in range(links.count())]
+        if number == 1:
+            orphaned = page.locator("tr", has=page.locator(".badge.orphaned"))
+            assert ids["unclaimed"] in page.locator("table.sagas").inner_text()
+            assert page.locator(".badge.unclaimed").count() == 1
+            assert orphaned.count() == 1
+            assert ids["orphaned"] in orphaned.inner_text()
+            page.screenshot(path=shots / "10-page-1-orphaned.png", full_page=True)
+        if number < 3:
+            with page.expect_navigation():
+                page.click("nav.pager a.next")
+    assert len(seen) == len(set(seen)) == 5
+    assert page.locator("nav.pager a.next").count() == 0  # the last page
+    page.screenshot(path=shots / "11-page-3.png", full_page=True)
+    with page.expect_navigation():
+        page.click("nav.pager a.first")
+    assert (
+        page.locator("table.sagas tbody tr td.mono > a").first.inner_text() == (seen[0])
+    )
+
+
+def orphan_page(page: Any, url: str, ids: dict[str, str], shots: Path) -> None:
+    """The orphaned saga says who left it and how to start a worker."""
+    page.goto(f"{url}/sagas/{ids['orphaned']}")
+    page.wait_for_selector("#nobody-drives")
+    notice = page.locator("#nobody-drives").inner_text()
+    assert "crashed-worker stopped driving it (its lease expired)" in notice
+    assert "sagakit worker tests.e2e.dashboard_app" in notice
+    assert page.locator("#driver-badge").inner_text() == "orphaned"
+    facts = page.locator("dl.facts").inner_text()
+    assert "last change" in facts
+    assert page.locator("p.summary").inner_text().startswith("running for ")
+    # the three bookings it was left with: in flight since its last change
+    assert page.locator("svg#gantt rect.bar.action.inflight").count() == 3
+    assert page.locator("svg#graph g.node.running").count() == 3
+    page.screenshot(path=shots / "12-orphaned.png", full_page=True)
+
+
+def search_box(page: Any, url: str, ids: dict[str, str], shots: Path) -> None:
+    """By idempotency key, by context text, by correlation id (a
+    choreography: its timeline opens), by the start of an id."""
+    page.goto(f"{url}/")
+    page.fill('form.search input[name="q"]', "order-81")
+    page.click("form.search button")
+    page.wait_for_selector("h2.results")
+    assert page.locator("table.sagas tbody tr").count() == 1
+    assert "idempotency key" in page.locator("table.sagas tbody").inner_text()
+    page.fill('form.search input[name="q"]', "grace hopper")
+    page.click("form.search button")
+    page.wait_for_url("**q=grace+hopper")
+    row = page.locator("table.sagas tbody tr")
+    assert row.count() == 1
+    assert ids["orphaned"] in row.inner_text()
+    assert "context" in row.inner_text()
+    page.screenshot(path=shots / "13-search-context.png", full_page=True)
+    page.fill('form.search input[name="q"]', ids["shipment"][:7])
+    page.click("form.search button")
+    page.wait_for_url(f"**q={ids['shipment'][:7]}")
+    found = page.locator("table.sagas tbody").inner_text()
+    assert ids["shipment"] in found
+    assert f"{ids['shipment']}/pay" in found
+    page.fill('form.search input[name="q"]', CORRELATION)
+    page.click("form.search button")
+    page.wait_for_selector("p.conversation a")
+    page.click("p.conversation a")
+    page.wait_for_selector("table.events")
+    assert page.locator("table.events tbody tr").count() == 3
+    assert page.locator("#status").inner_text() == "compensated"
+    page.screenshot(path=shots / "14-choreography.png", full_page=True)
+
+
+def charts(page: Any, url: str, ids: dict[str, str], shots: Path) -> None:
+    """The rolled-back trip: its three bookings side by side in time, their
+    compensations after; the graph coloured by status. The shipment's graph
+    links its sub-saga step to the child, which links back."""
+    page.goto(f"{url}/sagas/{ids['compensated']}")
+    page.wait_for_selector("svg#gantt")
+    bookings = [
+        page.locator(f"svg#gantt rect.bar.action >> nth={i}").bounding_box()
+        for i in range(3)
+    ]
+    lanes = {round(box["y"]) for box in bookings}
+    assert len(lanes) == 3  # a lane each
+    assert max(b["x"] for b in bookings) < min(b["x"] + b["width"] for b in bookings)
+    assert page.locator("svg#gantt rect.bar.compensation").count() == 2
+    assert page.locator("svg#gantt rect.bar.action.failed").count() == 1
+    graph = page.locator("svg#graph")
+    assert graph.locator("g.node").count() == 5
+    assert graph.locator('g.node.failed[data-step="book_hotel"]').count() == 1
+    assert graph.locator('g.node.compensated[data-step="book_flight"]').count() == 1
+    assert graph.locator('g.node.pending.pivot[data-step="confirm_trip"]').count() == 1
+    assert graph.locator("path.edge").count() == 4  # 3 into confirm_trip, 1 out
+    page.screenshot(path=shots / "15-charts.png", full_page=True)
+    page.goto(f"{url}/sagas/{ids['shipment']}")
+    page.click('svg#graph a g.node[data-step="pay"]')
+    page.wait_for_url(f"**/sagas/{ids['shipment']}%2Fpay")
+    assert "Sub-saga of" in page.locator("section.family").inner_text()
+    assert page.locator("svg#graph g.node.succeeded").count() == 2
+    page.screenshot(path=shots / "16-sub-saga.png", full_page=True)
+
+
+def test_operator_finds_and_reads_sagas_in_the_browser(tmp_path: Path) -> None:
+    db = tmp_path / "reading.db"
+    ids = asyncio.run(seed_reading(db))
+    shots = artifacts()
+    with browsing(db, tmp_path) as (server, page, watch):
+        pages_and_orphans(page, server.url, ids, shots)
+        orphan_page(page, server.url, ids, shots)
+        search_box(page, server.url, ids, shots)
+        charts(page, server.url, ids, shots)
+    assert watch.dialogs == []
+    assert watch.errors == []  # no script error, nothing the CSP refused

@@ -50,6 +50,25 @@ _LISTINGS: list[tuple[str, str, tuple[Any, ...], str]] = [
     ("waiting", *listing(None, "order", 50, None, True), "sagakit_saga_waiting"),
 ]
 
+# The dashboard's next pages (keyset: after the last saga shown)
+_PAGES: list[tuple[str, str, tuple[Any, ...], str]] = [
+    (
+        "next page",
+        *listing(None, None, 50, 1.5e9, False, before_id="some-id"),
+        "sagakit_saga_created",
+    ),
+    (
+        "next page of a saga",
+        *listing(None, "refund", 50, 1.5e9, False, before_id="some-id"),
+        "sagakit_saga_name",
+    ),
+    (
+        "next page of a status",
+        *listing("failed", None, 50, 1.5e9, False, before_id="some-id"),
+        "sagakit_saga_status",
+    ),
+]
+
 
 def _sqlite_plan(store: SQLiteStore, query: str, args: tuple[Any, ...]) -> str:
     rows = store.database.conn.execute(
@@ -64,7 +83,9 @@ def sqlite_store(tmp_path: Path) -> SQLiteStore:
 
 
 @pytest.mark.parametrize(
-    ("label", "query", "args", "index"), _LISTINGS, ids=[c[0] for c in _LISTINGS]
+    ("label", "query", "args", "index"),
+    _LISTINGS + _PAGES,
+    ids=[c[0] for c in _LISTINGS + _PAGES],
 )
 def test_sqlite_lists_read_their_index_in_order(
     sqlite_store: SQLiteStore,
@@ -95,6 +116,21 @@ def test_sqlite_reads_of_ids_counts_and_unfinished(sqlite_store: SQLiteStore) ->
         plan = _sqlite_plan(sqlite_store, query, args)
         assert "USING INDEX sagakit_saga_unfinished (created_at>?)" in plan, plan
         assert "TEMP B-TREE FOR ORDER BY" not in plan, plan
+
+
+def test_sqlite_search_notifications_and_unattended(sqlite_store: SQLiteStore) -> None:
+    by_key = _sqlite_plan(sqlite_store, "find_sagas_by_key", ("booking-81", 20))
+    assert "USING INDEX sagakit_saga_key (idempotency_key=?)" in by_key, by_key
+    search = _sqlite_plan(sqlite_store, "search_sagas_context", ("oslo", 50, 10_000))
+    assert "USING INDEX sagakit_saga_created" in search, search
+    unattended = _sqlite_plan(
+        sqlite_store, "unattended_sagas", (NOW, json.dumps(["order"]), 200, NOW, "x")
+    )
+    assert "USING INDEX sagakit_saga_unfinished (created_at>?)" in unattended
+    claim = _sqlite_plan(
+        sqlite_store, "notification_claim", ("w1", NOW, 30.0, 50, None)
+    )
+    assert "USING INDEX sagakit_notification_due (next_at<?)" in claim, claim
 
 
 # -- PostgreSQL ------------------------------------------------------------------
@@ -252,3 +288,32 @@ async def test_postgres_ids_counts_claims_and_deadlines(pg: Any, mode: str) -> N
         assert "Seq Scan on sagakit_saga" not in plan, plan
     plan = await _pg_plan(pg, "due_deadlines", (["order"], 100), mode)
     assert "using sagakit_saga_deadline" in plan, plan
+
+
+@pytest.mark.postgres
+async def test_postgres_pages_search_and_unattended(pg: Any) -> None:
+    """One database for all (filling it is what takes time): next pages read
+    an index in order, a key its index, a context search the newest sagas
+    only, the stuck-saga sweep the unfinished ones only."""
+    await pg.execute(
+        "UPDATE sagakit_saga SET idempotency_key = 'k' || created_at"
+        " WHERE created_at::bigint % 3 = 0"
+    )
+    await pg.execute("ANALYZE sagakit_saga")
+    for label, query, args, _ in _PAGES:
+        plan = await _pg_plan(pg, query, args, "force_custom_plan")
+        assert "Index Scan Backward using sagakit_saga_" in plan, (label, plan)
+        assert "Seq Scan" not in plan, (label, plan)
+    for mode in ("force_custom_plan", "force_generic_plan"):
+        plan = await _pg_plan(pg, "find_sagas_by_key", ("k1000000300", 20), mode)
+        assert "using sagakit_saga_key" in plan, plan
+        plan = await _pg_plan(pg, "search_sagas_context", ("oslo", 50, 10_000), mode)
+        assert "using sagakit_saga_created" in plan, plan  # the newest only
+        assert "Seq Scan on sagakit_saga" not in plan, plan
+        unattended = (NOW, ["order"], 200, None)
+        plan = await _pg_plan(pg, "unattended_sagas", unattended, mode)
+        # the unfinished ones only (of the name, or of every saga)
+        assert "sagakit_saga_unfinished" in plan or (
+            "Index Scan on sagakit_saga_name_status" in plan
+        ), plan
+        assert "Seq Scan on sagakit_saga" not in plan, plan

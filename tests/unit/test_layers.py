@@ -61,7 +61,9 @@ LAYERS: tuple[Layer, ...] = (
     # The orchestrator, its driver, workers, relay and recovery; beside it,
     # locks.py: semantic locks from outside a saga (who holds a key, an
     # operator's release) on the ports, for participants and operators.
-    Layer("runtime", ("sagakit.runtime", "sagakit.locks")),
+    # Hooks (the notifier, webhooks) run beside the orchestrator on the same
+    # ports; Worker runs a notifier, so they share the rung.
+    Layer("runtime", ("sagakit.runtime", "sagakit.locks", "sagakit.hooks")),
     # The three programming models: each stands on the runtime and the ports
     # alone, never on another model.
     Layer(

@@ -60,12 +60,14 @@ __all__ = [
     "BulkAction",
     "BulkRetry",
     "DeadLetterInfo",
+    "Driver",
     "SagaDetail",
     "cancel",
     "children_of",
     "dead_letters",
     "describe",
     "driver_of",
+    "drivers",
     "find",
     "fork",
     "has_queue",
@@ -160,11 +162,13 @@ async def list_sagas(
     limit: int = 50,
     clock: Clock | None = None,
     waiting: bool = False,
+    after: tuple[float, str] | None = None,
 ) -> list[SagaRecord]:
     """Sagas newest first; ``older_than`` (seconds) keeps those created more
     than that long ago; ``waiting`` only the unfinished ones no process
     drives because their definition is missing or changed where they were
-    looked at (``SagaRecord.waiting`` says why)."""
+    looked at (``SagaRecord.waiting`` says why). ``after`` (the
+    ``created_at`` and id of the last saga of a page) gives the next page."""
     if limit < 1:
         raise SagaError(f"limit must be at least 1, got {limit}")
     before = None
@@ -176,12 +180,16 @@ async def list_sagas(
 
             clock = SystemClock()
         before = clock.now() - older_than
+    before_id = None
+    if after is not None and (before is None or after[0] < before):
+        before, before_id = after
     return await store.list_sagas(
         status=status,
         saga_name=saga,
         limit=limit,
         created_before=before,
         waiting=waiting,
+        before_id=before_id,
     )
 
 
@@ -581,9 +589,9 @@ async def replay_dead_letters(
 
 
 # the actions on one compensation, and forks (they use the helpers above)
+from sagakit.admin.driving import Driver, driver_of, drivers  # noqa: E402
 from sagakit.admin.lock_actions import locks, release_lock  # noqa: E402
 from sagakit.admin.repair import (  # noqa: E402
-    driver_of,
     fork,
     mark_compensated,
     retry_compensation,

@@ -1,8 +1,7 @@
 """The operator actions on one compensation, and forks (see
 :mod:`sagakit.engine.repair` and :mod:`sagakit.runtime.fork`), as
 :mod:`sagakit.admin` exports them: ``retry_compensation``,
-``mark_compensated``, ``skip_compensation``, ``fork``; and ``driver_of``,
-which tells whether a live worker drives a saga after an action.
+``mark_compensated``, ``skip_compensation``, ``fork``.
 
 Like the other actions they commit and hand the saga over: a worker, or
 ``sagakit recover MODULE``, runs what they start (a fork is a new instance
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("sagakit.admin")
 
 __all__ = [
-    "driver_of",
     "fork",
     "mark_compensated",
     "retry_compensation",
@@ -140,14 +138,3 @@ async def fork(
         extra={"action": "admin_fork", "saga_id": record.saga_id, "by": by},
     )
     return forked
-
-
-async def driver_of(store: SagaStore, saga_id: str) -> str | None:
-    """The live worker that drives ``saga_id`` now, if any (None: nobody
-    does, and a worker or ``recover`` takes it when one runs)."""
-    from sagakit.runtime.owners import drives  # noqa: PLC0415 - see top
-
-    lease = (await store.leases([saga_id])).get(saga_id)
-    if lease is None or lease.owner is None or not lease.live:
-        return None
-    return lease.owner if drives(lease.owner, saga_id, me="") else None

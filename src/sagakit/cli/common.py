@@ -5,6 +5,7 @@ a command uses them (``sagakit --help`` loads neither rich nor asyncio)."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from sagakit.definition.saga import Saga
+    from sagakit.hooks import Hooks
     from sagakit.ports.store import SagaStore
 
 T = TypeVar("T")
@@ -267,3 +269,20 @@ def with_store(
         return run_read(url, run) if read_only else run_async(run())
     except caught as exc:
         fail(str(exc))
+
+
+WEBHOOK_SECRET_ENV = "SAGAKIT_WEBHOOK_SECRET"  # noqa: S105 - a variable's name
+"""Where ``--webhook`` finds the secret its requests are signed with."""
+
+
+def webhook_hooks(url: str | None) -> Hooks | None:
+    """``--webhook URL``: hooks posting to it, signed with the secret in
+    ``$SAGAKIT_WEBHOOK_SECRET`` (never an option: ``ps`` would show it)."""
+    if url is None:
+        return None
+    secret = os.environ.get(WEBHOOK_SECRET_ENV)
+    if not secret:
+        fail(f"--webhook needs ${WEBHOOK_SECRET_ENV}, the secret to sign with")
+    from sagakit.hooks import Hooks
+
+    return Hooks(webhook=url, secret=secret)

@@ -264,6 +264,7 @@ def dashboard(
                 listening,
                 hosts=hosts,
                 login_required=not local,
+                worker_hint=sagas,
             )
         )
     except SagaError as exc:

@@ -35,6 +35,7 @@ from sagakit.cli import (
 from sagakit.cli.coercion import plain_values
 from sagakit.cli.common import (
     EXIT_ERROR,
+    WEBHOOK_SECRET_ENV,
     SagasArgument,
     StoreRetryOption,
     TransportOption,
@@ -44,13 +45,14 @@ from sagakit.cli.common import (
     fail,
     sagas_or_fail,
     seconds_or_fail,
+    webhook_hooks,
 )
 from sagakit.cli.common import with_store as with_store_at
 from sagakit.cli.loader import LoadError, load_participant
 from sagakit.engine.status import SagaStatus
 from sagakit.errors import SagaError, SagaNotFound, StoreError
 
-if TYPE_CHECKING:  # the commands import what they run when they run
+if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
@@ -366,6 +368,16 @@ def worker(
             "running it) before its saga is parked for an operator; 0: never."
         ),
     ] = 3,
+    webhook: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook",
+            metavar="URL",
+            help="POST signed JSON here when a saga ends failed or "
+            f"compensation_failed or is stuck (secret: ${WEBHOOK_SECRET_ENV})",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Claim and run sagas from the store (many may run on one database).
 
@@ -375,6 +387,7 @@ def worker(
     stays unwritable past --store-retry (at once if read-only) is an error
     (exit 2)."""
     sagas = sagas_or_fail(target)
+    hooks = webhook_hooks(webhook)
     seconds_or_fail("--lease", lease)
     seconds_or_fail("--store-retry", store_retry, zero=True)
     count_or_fail("--max-active", max_active)
@@ -401,6 +414,7 @@ def worker(
             reply_queue=reply_queue,
             store_retry=store_retry,
             max_crash_attempts=max_crash_attempts or None,
+            hooks=hooks,
         )
         running = asyncio.ensure_future(runner.run(until_idle=until_idle))
         signals = 0

@@ -30,6 +30,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from sagakit import admin
+from sagakit.admin import Driver
 from sagakit.dashboard.auth import SESSION_COOKIE, Credentials, TokenGuard, Verdict
 from sagakit.dashboard.forms import Denied, body_fields
 from sagakit.dashboard.login import TOO_MANY, remember
@@ -80,9 +81,16 @@ class Operator:
     """Applies actions to the instances of the loaded saga definitions."""
 
     def __init__(
-        self, store: SagaStore, sagas: Iterable[Saga[Any]], clock: Clock | None
+        self,
+        store: SagaStore,
+        sagas: Iterable[Saga[Any]],
+        clock: Clock | None,
+        worker_hint: str | None = None,
     ) -> None:
         self.store = store
+        self.worker_hint = worker_hint or "MODULE"
+        """What ``sagakit worker`` takes to run these sagas (the ``--sagas``
+        module), for the pages to say how to start one."""
         self.sagas = list(sagas)
         self.saga_names = frozenset(  # with the sub-sagas they run
             one.name for s in self.sagas for one in (s, *s.family)
@@ -149,7 +157,11 @@ class Operator:
     async def next_step(self, record: SagaRecord) -> str:
         """Who runs what an action on ``record`` started."""
         owner = await admin.driver_of(self.store, record.saga_id)
-        return next_step(record.status.terminal, owner)
+        return next_step(record.status.terminal, owner, self.worker_hint)
+
+    def then(self, record: SagaRecord, driver: Driver) -> str:
+        """:meth:`next_step` for a saga whose driver is known."""
+        return next_step(record.status.terminal, driver.live_owner, self.worker_hint)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,9 @@ Pages are rendered on the server with Jinja2 (autoescaped); a small script
 polls ``/api/counts`` (``/api/workflow-counts`` on the workflow list) to keep
 the status counts live. Every response carries a strict
 Content-Security-Policy (no inline script), so even a value that escaped
-escaping could not run. The workflow pages live in :mod:`.workflows`.
+escaping could not run. The list and its search live in :mod:`.listing`,
+a choreography's page in :mod:`.choreographies`, the workflow pages in
+:mod:`.workflows`; the saga page's pictures are laid out in :mod:`.charts`.
 """
 
 from __future__ import annotations
@@ -22,16 +24,21 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.base import RequestResponseEndpoint
 
 from sagakit import __version__, admin
-from sagakit.dashboard import operate, views
+from sagakit.admin import Driver
+from sagakit.dashboard import charts, operate, views
 from sagakit.dashboard.actions import DONE, FORK, ActionRoutes, Operator
 from sagakit.dashboard.auth import SESSION_TTL, TokenGuard
+from sagakit.dashboard.choreographies import (
+    ChoreographyViews,
+    EventSource,
+    choreography_url,
+)
+from sagakit.dashboard.listing import ListViews, status_counts
 from sagakit.dashboard.login import LoginRoutes
 from sagakit.dashboard.middleware import MAX_BODY, Gate, error_handlers
 from sagakit.dashboard.page import Flash, Pages, saga_url
-from sagakit.dashboard.views import DEFAULT_LIMIT, Counts, parse_limit
 from sagakit.dashboard.workflows import WorkflowSource, WorkflowViews
 from sagakit.definition.saga import Saga
-from sagakit.engine.state import SagaStatus
 from sagakit.errors import SagaError, SagaNotFound
 from sagakit.ports.clock import Clock, SystemClock
 from sagakit.ports.store import SagaRecord, SagaStore
@@ -40,6 +47,8 @@ from sagakit.runtime.operator import ACTIONS
 from sagakit.views.audit import audit_lines
 from sagakit.views.locks import locks_json
 
+__all__ = ["CSP", "create_app", "status_counts"]
+
 CSP = (
     "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; "
     "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -47,78 +56,18 @@ CSP = (
 _STATIC = Path(__file__).parent / "static"
 
 
-@dataclass(frozen=True, slots=True)
-class Filters:
-    """What the list shows: ``""`` means any."""
-
-    status: str = ""
-    saga: str = ""
-    age: str = ""
-    limit: int = DEFAULT_LIMIT
-
-
-async def status_counts(store: SagaStore, saga_name: str | None = None) -> Counts:
-    """How many instances are in each status (one COUNT query)."""
-    return Counts.of(await store.count_by_status(saga_name), SagaStatus)
-
-
-def filters_of(request: Request) -> Filters:
-    q = request.query_params
-    return Filters(
-        status=(q.get("status") or "").strip().lower(),
-        saga=(q.get("saga") or "").strip(),
-        age=(q.get("age") or "").strip(),
-        limit=parse_limit(q.get("limit")),
-    )
-
-
 @dataclass(eq=False)
 class Views:
-    """The read-only pages and their JSON twins."""
+    """The saga page and its JSON twin."""
 
     store: SagaStore
     ops: Operator
     pages: Pages
     clock: Clock
+    events: EventSource
 
-    async def _select(self, filters: Filters) -> list[SagaRecord]:
-        """The list's rows: ``sagakit list`` with the same filters."""
-        age = views.parse_age(filters.age)
-        records = await admin.list_sagas(
-            self.store,
-            status=views.parse_status(filters.status),
-            saga=filters.saga or None,
-            older_than=None if age is None or age.newer else age.seconds,
-            limit=filters.limit,
-            clock=self.clock,
-        )
-        if age is not None and age.newer:  # newest first: the newer ones lead
-            now = self.clock.now()
-            records = [r for r in records if age.keeps(r, now)]
-        return records
-
-    async def index(self, request: Request) -> HTMLResponse:
-        flashes: list[Flash] = []
-        status_code = 200
-        try:
-            filters = filters_of(request)
-            records = await self._select(filters)
-        except views.FilterError as exc:
-            filters, records, status_code = Filters(), [], 400
-            flashes.append(Flash("error", str(exc)))
-        counts = await status_counts(self.store, filters.saga or None)
-        return self.pages.render(
-            request,
-            "list.html",
-            {
-                "filters": filters,
-                "rows": views.rows(records, self.clock.now()),
-                "counts": counts,
-                "saga_names": sorted(self.ops.saga_names),
-            },
-            status_code=status_code,
-            flashes=flashes,
-        )
+    async def driver(self, record: SagaRecord) -> Driver:
+        return (await admin.drivers(self.store, [record]))[record.saga_id]
 
     async def detail(
         self,
@@ -130,23 +79,41 @@ class Views:
         history = await self.store.history(record.saga_id)
         children = await admin.children_of(self.store, record)
         shown = admin.SagaDetail(record, history, children)
-        return self._detail(request, shown, flashes, status_code)
+        driver = await self.driver(record)
+        return self._detail(request, shown, driver, flashes, status_code)
 
     def _detail(
         self,
         request: Request,
         shown: admin.SagaDetail,
+        driver: Driver,
         flashes: Iterable[Flash] = (),
         status_code: int = 200,
     ) -> Response:
         record, history = shown.record, shown.history
+        now = self.clock.now()
+        definition = charts.definition_of(self.ops.sagas, record)
+        order = () if definition is None else definition.graph.order
+
+        def child_url(child_id: str) -> str:
+            return saga_url(request, child_id)
+
         return self.pages.render(
             request,
             "detail.html",
             {
                 "record": record,
-                "facts": views.header(record),
-                "summary": views.summary(record, history),
+                "facts": views.header(record, now=now),
+                "driver": driver,
+                "worker_hint": self.ops.worker_hint,
+                "then": self.ops.then(record, driver),
+                "gantt": charts.gantt(record, history, now, order),
+                "graph": (
+                    None
+                    if definition is None
+                    else charts.step_graph(definition, record, child_url)
+                ),
+                "summary": views.summary(record, history, now),
                 "steps": views.steps(record),
                 "timeline": views.timeline(record, history),
                 "context_json": views.pretty_json(record.context),
@@ -174,30 +141,22 @@ class Views:
                 refused = self.pages.error(request, 405, "actions are POST only")
                 refused.headers["Allow"] = "POST"
                 return refused
+            if await self.events.conversation(saga_id) is not None:
+                return RedirectResponse(choreography_url(request, saga_id), 307)
             return self.pages.error(request, 404, str(exc))
         record = shown.record
         if record.saga_id != saga_id:
             return RedirectResponse(saga_url(request, record.saga_id), 307)
+        driver = await self.driver(record)
         flashes = []
         done = request.query_params.get("flash")
         if done in DONE:
             status = record.status.value
-            then = await self.ops.next_step(record)
+            then = self.ops.then(record, driver)
             flashes.append(
                 Flash("ok", f"{DONE[done]}: the saga is now {status}; {then}.")
             )
-        return self._detail(request, shown, flashes)
-
-    async def counts(self, saga: str | None = None) -> JSONResponse:
-        found = await status_counts(self.store, saga or None)
-        return JSONResponse(found.as_json())
-
-    async def api_list(self, request: Request) -> JSONResponse:
-        try:
-            records = await self._select(filters_of(request))
-        except views.FilterError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=400)
-        return JSONResponse({"sagas": [views.record_json(r) for r in records]})
+        return self._detail(request, shown, driver, flashes)
 
     async def api_locks(
         self, prefix: str | None = None, saga: str | None = None
@@ -212,9 +171,11 @@ class Views:
         except SagaNotFound as exc:
             return JSONResponse({"detail": str(exc)}, status_code=404)
         record, history = shown.record, shown.history
+        driver = await self.driver(record)
         return JSONResponse(
             views.record_json(record)
             | {
+                "driver": driver.as_json(),
                 "context": record.context,
                 "steps": views.steps_json(record),
                 "history": [views.history_json(h) for h in history],
@@ -250,16 +211,21 @@ def create_app(
     login_required: bool = False,
     session_ttl: float = SESSION_TTL,
     max_body: int = MAX_BODY,
+    worker_hint: str | None = None,
 ) -> FastAPI:
     """The dashboard over ``store``.
 
     ``sagas`` are the definitions actions may apply to (an action on another
-    saga is refused with 409). Without ``token`` the dashboard is read-only:
-    every action answers 403. ``token`` is one operator's token, or
+    saga is refused with 409) and whose graphs the saga pages draw. Without
+    ``token`` the dashboard is read-only: every action answers 403.
+    ``token`` is one operator's token, or
     ``{name: token}`` for several (each at least 16 characters; the name a
     request signed in as is ``request.state.operator``). ``/workflows``
     shows the instances in ``workflows``, by default the workflow tables of
-    ``store`` (SQLite or PostgreSQL, on its connection). The caller owns
+    ``store`` (SQLite or PostgreSQL, on its connection);
+    ``/choreographies/ID`` the events of a correlation id in its
+    choreography tables. ``worker_hint`` is the module ``sagakit worker``
+    would run these sagas from (pages say how to start one). The caller owns
     both stores and closes them.
 
     ``hosts``: the host names clients may use (the ``Host`` header; others
@@ -273,12 +239,15 @@ def create_app(
     guard = TokenGuard(token, clock=clock, session_ttl=session_ttl)
     if login_required and guard.read_only:
         raise SagaError("login_required needs a token to sign in with")
-    ops = Operator(store, sagas, clock)
+    ops = Operator(store, sagas, clock, worker_hint)
     pages = Pages(guard, actions_enabled=not guard.read_only and bool(ops.saga_names))
-    read = Views(store, ops, pages, clock)
+    events = EventSource(store)
+    read = Views(store, ops, pages, clock, events)
+    listed = ListViews(store, ops, pages, clock, events)
     write = ActionRoutes(store, ops, guard, pages, read.detail)
     flows = WorkflowViews(WorkflowSource(store, workflows), pages, clock)
     signing = LoginRoutes(guard, pages)
+    talks = ChoreographyViews(events, pages)
 
     app = FastAPI(
         title="sagakit dashboard",
@@ -300,13 +269,18 @@ def create_app(
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, server_error)
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
-    app.get("/", response_class=HTMLResponse)(read.index)
+    app.get("/", response_class=HTMLResponse)(listed.index)
     # a sub-saga's id holds "/": the id is the rest of the path
     app.get("/sagas/{saga_id:path}", response_class=HTMLResponse)(read.show)
-    app.get("/api/counts")(read.counts)
-    app.get("/api/sagas")(read.api_list)
+    app.get("/api/counts")(listed.counts)
+    app.get("/api/sagas")(listed.api_list)
+    app.get("/api/search")(listed.api_search)
     app.get("/api/locks")(read.api_locks)
     app.get("/api/sagas/{saga_id:path}")(read.api_show)
+    app.get("/choreographies/{correlation_id:path}", response_class=HTMLResponse)(
+        talks.show
+    )
+    app.get("/api/choreographies/{correlation_id:path}")(talks.api_show)
     app.get("/workflows", response_class=HTMLResponse)(flows.index)
     app.get("/workflows/{app}/{instance_id:path}", response_class=HTMLResponse)(
         flows.show

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeVar
 
+from sagakit.admin.driving import Driver
 from sagakit.engine.state import ErrorInfo, SagaStatus
 from sagakit.ports.store import HistoryEntry, SagaRecord
 from sagakit.views.format import (
@@ -166,7 +167,8 @@ def error_text(error: ErrorInfo | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One saga in the list."""
+    """One saga in the list; ``driver`` is ``orphaned`` or ``unclaimed`` for
+    an unfinished one that no process drives (``driver_text`` says why)."""
 
     saga_id: str
     saga_name: str
@@ -175,21 +177,37 @@ class Row:
     error: str
     created: str
     updated_ago: str
+    driver: str = ""
+    driver_text: str = ""
+    parent: str = ""
 
 
-def rows(records: Sequence[SagaRecord], now: float) -> list[Row]:
-    return [
-        Row(
-            saga_id=r.saga_id,
-            saga_name=r.saga_name,
-            status=status_label(r),
-            failed_step=r.state.failed_step or "",
-            error=clip(error_text(r.state.error), 80),
-            created=local_time(r.created_at),
-            updated_ago=f"{age(now - r.updated_at)} ago",
+def rows(
+    records: Sequence[SagaRecord],
+    now: float,
+    drivers: Mapping[str, Driver] | None = None,
+) -> list[Row]:
+    found = drivers or {}
+    out = []
+    for r in records:
+        driver = found.get(r.saga_id)
+        idle = driver is not None and driver.idle
+        parent = r.state.parent
+        out.append(
+            Row(
+                saga_id=r.saga_id,
+                saga_name=r.saga_name,
+                status=status_label(r),
+                failed_step=r.state.failed_step or "",
+                error=clip(error_text(r.state.error), 80),
+                created=local_time(r.created_at),
+                updated_ago=f"{age(now - r.updated_at)} ago",
+                driver=driver.state.value if driver is not None and idle else "",
+                driver_text=driver.text if driver is not None and idle else "",
+                parent="" if parent is None else parent.saga_id,
+            )
         )
-        for r in records
-    ]
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,10 +285,11 @@ class Fact:
     css: str = ""
 
 
-def header(record: SagaRecord) -> list[Fact]:
-    """The key facts ``sagakit show`` puts above the timeline."""
+def header(record: SagaRecord, *, now: float | None = None) -> list[Fact]:
+    """The key facts ``sagakit show`` puts above the timeline; for an
+    unfinished saga, with ``now``, how long it has run and since when nothing
+    changed (not the time between its creation and its last change)."""
     state = record.state
-    label = "duration" if record.status.terminal else "running for"
     facts = [
         Fact("saga", record.saga_name),
         Fact("id", record.saga_id, "mono"),
@@ -278,8 +297,13 @@ def header(record: SagaRecord) -> list[Fact]:
         Fact("definition", definition_label(record), "mono"),
         Fact("created", local_time(record.created_at)),
         Fact("updated", local_time(record.updated_at)),
-        Fact(label, f"{milliseconds(total_duration(record))} ms"),
     ]
+    if record.status.terminal or now is None:
+        label = "duration" if record.status.terminal else "running for"
+        facts.append(Fact(label, f"{milliseconds(total_duration(record))} ms"))
+    else:
+        facts.append(Fact("running for", age(now - record.created_at)))
+        facts.append(Fact("last change", f"{age(now - record.updated_at)} ago"))
     if record.waiting is not None and not record.status.terminal:
         facts.insert(3, Fact("waiting", record.waiting, "error"))
     if record.idempotency_key is not None:
@@ -297,10 +321,15 @@ def header(record: SagaRecord) -> list[Fact]:
     return facts
 
 
-def summary(record: SagaRecord, history: Sequence[HistoryEntry]) -> str:
-    """The one-line outcome ``sagakit demo`` prints, as plain text."""
+def summary(
+    record: SagaRecord, history: Sequence[HistoryEntry], now: float | None = None
+) -> str:
+    """The one-line outcome ``sagakit demo`` prints, as plain text (for an
+    unfinished saga, with ``now``: how long it has been running)."""
     state = record.state
     line = f"{record.status.value} in {milliseconds(total_duration(record))} ms"
+    if now is not None and not record.status.terminal:
+        line = f"{record.status.value} for {age(now - record.created_at)}"
     if record.status is SagaStatus.SUCCEEDED:
         refs = ", ".join(f"{k}={as_text(v)}" for k, v in state.results.items())
         return f"{line}: {refs}" if refs else line

@@ -370,10 +370,27 @@ class SagaQueries(Protocol):
         limit: int = 50,
         created_before: float | None = None,
         waiting: bool = False,
+        before_id: str | None = None,
     ) -> list[SagaRecord]:
-        """Newest first; ``created_before`` (Unix time) keeps only instances
-        created strictly before it; ``waiting`` only unfinished instances
-        marked waiting (see :meth:`SagaLeases.mark_waiting`)."""
+        """Newest first (by ``created_at``, then id); ``created_before`` (Unix
+        time) keeps only instances created strictly before it, or with
+        ``before_id`` too, those before the instance created then with that
+        id: the next page after it (keyset paging); ``waiting`` only
+        unfinished instances marked waiting (see
+        :meth:`SagaLeases.mark_waiting`)."""
+
+    async def find_by_key(
+        self, idempotency_key: str, limit: int = 20
+    ) -> list[SagaRecord]:
+        """Instances (of any saga) started with this idempotency key, newest
+        first."""
+
+    async def search_context(
+        self, text: str, *, limit: int = 50, scan: int = 10_000
+    ) -> list[SagaRecord]:
+        """Among the ``scan`` newest instances, those whose context, as JSON
+        text, contains ``text`` (ignoring the case of ASCII letters), newest
+        first: a bounded scan, for an operator's search."""
 
     async def count_by_status(
         self, saga_name: str | None = None

@@ -18,8 +18,11 @@ from typing import Any
 
 from sagakit.definition.saga import Saga
 from sagakit.errors import SagaError, StoreError
-from sagakit.observability.observer import Observer
+from sagakit.hooks.config import Hooks
+from sagakit.hooks.notifier import Notifier
+from sagakit.observability.observer import MultiObserver, Observer
 from sagakit.ports.clock import Clock
+from sagakit.ports.notification_store import LockWaits
 from sagakit.ports.store import SagaStore
 from sagakit.ports.transport import Transport
 from sagakit.runtime.orchestrator import Orchestrator
@@ -42,6 +45,10 @@ class Worker:
     ``run(until_idle=True)`` keeps claiming through a store outage before
     it gives up with a ``StoreError`` (at once when the store is read-only).
     ``reply_routing``: a reply queue of its own (see ``Orchestrator``).
+    ``hooks``: who to tell
+    when a saga of ``sagas`` ends badly, gets stuck or waits on a lock too
+    long; a :class:`~sagakit.hooks.Notifier` delivers them while the worker
+    runs (``lock_waits``: where it finds lock waits).
     """
 
     def __init__(
@@ -60,9 +67,20 @@ class Worker:
         store_retry: float = 30.0,
         reply_routing: bool = True,
         max_crash_attempts: int | None = 3,
+        hooks: Hooks | None = None,
+        lock_waits: LockWaits | None = None,
     ) -> None:
         if max_active < 1:
             raise SagaError(f"max_active must be >= 1, got {max_active}")
+        sagas = list(sagas)
+        self.notifier = None
+        if hooks is not None:
+            names = {one.name for saga in sagas for one in (saga, *saga.family)}
+            self.notifier = Notifier(
+                store, hooks, saga_names=names, lock_waits=lock_waits
+            )
+            wake = self.notifier.observer
+            observer = wake if observer is None else MultiObserver(observer, wake)
         self.orchestrator = Orchestrator(
             store,
             sagas,
@@ -108,17 +126,19 @@ class Worker:
     ) -> None:
         """Claim and drive until ``stop()`` (or, with ``until_idle``, until there
         is nothing left to claim or drive). With a transport, the outbox relay,
-        the reply consumer and the deadline timer run alongside.
+        the reply consumer and the deadline timer run alongside; with hooks,
+        the notifier.
 
         With ``until_idle``, a store that keeps failing is an error: once
         claims have failed for ``store_retry`` seconds in a row (at once if
         it is read-only), or a saga stopped because its save was refused,
         the worker stops as it would when idle and raises ``StoreError``.
         Without it, the worker keeps claiming through any outage."""
-        if self.orchestrator.transport is None:
-            await self._run(until_idle, drain_timeout)
-            return
-        async with self.orchestrator.serving():
+        async with contextlib.AsyncExitStack() as stack:
+            if self.notifier is not None:
+                await stack.enter_async_context(self.notifier.running())
+            if self.orchestrator.transport is not None:
+                await stack.enter_async_context(self.orchestrator.serving())
             await self._run(until_idle, drain_timeout)
 
     async def _run(self, until_idle: bool, drain_timeout: float) -> None:

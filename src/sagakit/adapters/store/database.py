@@ -20,6 +20,7 @@ from sagakit.errors import StoreError
 
 if TYPE_CHECKING:  # reading a URL (the CLI's start-up) needs none of them
     from sagakit.ports.event_store import EventStore
+    from sagakit.ports.notification_store import NotificationStore
     from sagakit.ports.store import SagaStore
     from sagakit.ports.workflow_store import WorkflowStore
 
@@ -192,6 +193,16 @@ def workflow_store_for(store: object) -> WorkflowStore:
         )
     workflows: WorkflowStore = make()
     return workflows
+
+
+def notification_store_for(store: object) -> NotificationStore:
+    """The notifications for hooks of an open saga store, on its connection
+    (migration 0016); a StoreError for a store that keeps none."""
+    make = getattr(store, "notification_store", None)
+    if make is None:
+        raise StoreError(f"{type(store).__name__} keeps no notifications for hooks")
+    notifications: NotificationStore = make()
+    return notifications
 
 
 WORKFLOW_MIGRATION = 4

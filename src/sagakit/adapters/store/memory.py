@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.locks_memory import MemoryLocks
+from sagakit.adapters.store.notification_memory import (
+    InMemoryNotificationStore,
+    NotificationLedger,
+)
 from sagakit.engine.state import SagaStatus
 from sagakit.ports.locks import LockChange, LockHolder, LockTable
 from sagakit.ports.store import (
@@ -46,14 +50,23 @@ class InMemoryStore:
         self._inbox: dict[tuple[str, str], bytes | None] = {}  # -> reply
         self._inbox_of: dict[str, list[tuple[str, str]]] = {}  # saga id -> keys
         self._locks = MemoryLocks()
+        self.notifications = NotificationLedger()  # what the SQL triggers write
+        self._events: InMemoryEventStore | None = None
 
     def event_store(self) -> InMemoryEventStore:
-        """Choreography tables whose inbox is this store's."""
+        """Choreography tables whose inbox is this store's: the same ones on
+        every call, as a database's are."""
         from sagakit.adapters.store.event_memory import (  # noqa: PLC0415 - a cycle
             InMemoryEventStore,
         )
 
-        return InMemoryEventStore(self)
+        if self._events is None:
+            self._events = InMemoryEventStore(self)
+        return self._events
+
+    def notification_store(self) -> InMemoryNotificationStore:
+        """Notifications for hooks, kept beside these instances."""
+        return InMemoryNotificationStore(self)
 
     def _lease(self, saga_id: str, owner: str | None, lease: float | None) -> None:
         if owner is not None and lease is not None:
@@ -89,6 +102,7 @@ class InMemoryStore:
         if record.idempotency_key is not None:
             self._keys[(record.saga_name, record.idempotency_key)] = record.saga_id
         self._history[record.saga_id] = list(history)
+        self.notifications.written(None, record)
         self._lease(record.saga_id, owner, lease)
         self._write_outbox(outbox)
         self.commits += 1
@@ -120,6 +134,7 @@ class InMemoryStore:
             record if record.waiting is None else replace(record, waiting=None)
         )
         self._history[record.saga_id].extend(history)
+        self.notifications.written(current, record)
         self._lease(record.saga_id, owner, lease)
         self._write_outbox(outbox)
         if received is not None:
@@ -162,18 +177,34 @@ class InMemoryStore:
         limit: int = 50,
         created_before: float | None = None,
         waiting: bool = False,
+        before_id: str | None = None,
     ) -> list[SagaRecord]:
         wanted = None if status is None else SagaStatus(status)
+        cursor = None if created_before is None else (created_before, before_id or "")
         found = [
             r
             for r in self._sagas.values()
             if (wanted is None or r.status is wanted)
             and (saga_name is None or r.saga_name == saga_name)
-            and (created_before is None or r.created_at < created_before)
+            and (cursor is None or (r.created_at, r.saga_id) < cursor)
             and (not waiting or (r.waiting is not None and not r.status.terminal))
         ]
-        found.sort(key=lambda r: (r.created_at, r.saga_id), reverse=True)
-        return found[:limit]
+        return _newest(found)[:limit]
+
+    async def find_by_key(
+        self, idempotency_key: str, limit: int = 20
+    ) -> list[SagaRecord]:
+        found = [
+            r for r in self._sagas.values() if r.idempotency_key == idempotency_key
+        ]
+        return _newest(found)[:limit]
+
+    async def search_context(
+        self, text: str, *, limit: int = 50, scan: int = 10_000
+    ) -> list[SagaRecord]:
+        wanted = text.lower()
+        newest = _newest(self._sagas.values())[:scan]
+        return [r for r in newest if wanted in rows.dumps(r.context).lower()][:limit]
 
     async def count_by_status(
         self, saga_name: str | None = None
@@ -428,6 +459,11 @@ class InMemoryStore:
 def _order(record: SagaRecord) -> tuple[float, str]:
     """Where a record comes in claim order: oldest first, then by id."""
     return (record.created_at, record.saga_id)
+
+
+def _newest(records: Iterable[SagaRecord]) -> list[SagaRecord]:
+    """``records`` newest first: the order of ``list_sagas``."""
+    return sorted(records, key=_order, reverse=True)
 
 
 def _frozen(record: SagaRecord) -> SagaRecord:

@@ -18,6 +18,7 @@ from sagakit.adapters.store import rows
 from sagakit.adapters.store.event_postgres import PostgresEventStore
 from sagakit.adapters.store.inbox import PostgresInbox
 from sagakit.adapters.store.locks_sql import LockReads, apply_change
+from sagakit.adapters.store.notification_postgres import PostgresNotificationStore
 from sagakit.adapters.store.postgres_database import (
     DRIVER_ERRORS,
     OnPostgres,
@@ -176,6 +177,10 @@ class PostgresStore(
     def workflow_store(self) -> PostgresWorkflowStore:
         """The workflow tables of this database, on its connections."""
         return PostgresWorkflowStore(self.database)
+
+    def notification_store(self) -> PostgresNotificationStore:
+        """The notifications for hooks of this database, on its connections."""
+        return PostgresNotificationStore(self.database)
 
     # -- writes ------------------------------------------------------------
 

@@ -116,12 +116,31 @@ class SagaReads(Generic[D]):
         limit: int = 50,
         created_before: float | None = None,
         waiting: bool = False,
+        before_id: str | None = None,
     ) -> list[SagaRecord]:
         wanted = None if status is None else SagaStatus(status).value
-        query, args = listing(wanted, saga_name, limit, created_before, waiting)
+        query, args = listing(
+            wanted, saga_name, limit, created_before, waiting, before_id=before_id
+        )
         # the best index depends on the values: a status or name with no
         # instance must not reuse a plan made for one that has many
         found = await self.database.fetch_replanned("listing sagas", query, *args)
+        return [rows.saga_record(r) for r in found]
+
+    async def find_by_key(
+        self, idempotency_key: str, limit: int = 20
+    ) -> list[SagaRecord]:
+        found = await self.database.fetch(
+            "finding sagas by key", "find_sagas_by_key", idempotency_key, limit
+        )
+        return [rows.saga_record(r) for r in found]
+
+    async def search_context(
+        self, text: str, *, limit: int = 50, scan: int = 10_000
+    ) -> list[SagaRecord]:
+        found = await self.database.fetch(
+            "searching contexts", "search_sagas_context", text.lower(), limit, scan
+        )
         return [rows.saga_record(r) for r in found]
 
     async def count_by_status(
@@ -160,18 +179,21 @@ def listing(
     limit: int,
     created_before: float | None,
     waiting: bool,
+    *,
+    before_id: str | None = None,
 ) -> tuple[str, tuple[Any, ...]]:
     """The ``list_sagas`` statement for these filters, and its arguments: one
     statement per combination, so that each reads its own index in order."""
+    page = (created_before, None if created_before is None else before_id)
     if waiting:
-        return "list_waiting_sagas", (saga_name, status, limit, created_before)
+        return "list_waiting_sagas", (saga_name, status, limit, *page)
     if saga_name is not None and status is not None:
-        return "list_sagas_by_name_status", (saga_name, status, limit, created_before)
+        return "list_sagas_by_name_status", (saga_name, status, limit, *page)
     if saga_name is not None:
-        return "list_sagas_by_name", (saga_name, limit, created_before)
+        return "list_sagas_by_name", (saga_name, limit, *page)
     if status is not None:
-        return "list_sagas_by_status", (status, limit, created_before)
-    return "list_sagas", (limit, created_before)
+        return "list_sagas_by_status", (status, limit, *page)
+    return "list_sagas", (limit, *page)
 
 
 _SURROGATES = range(0xD800, 0xE000)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.inbox import SQLiteInbox
 from sagakit.adapters.store.locks_sql import LockReads, apply_change
+from sagakit.adapters.store.notification_sqlite import SQLiteNotificationStore
 from sagakit.adapters.store.reads import SagaReads
 from sagakit.adapters.store.rows import dumps, unique_ids
 from sagakit.adapters.store.sql import Migration
@@ -143,6 +144,10 @@ class SQLiteStore(
         )
 
         return SQLiteWorkflowStore(self.database)
+
+    def notification_store(self) -> SQLiteNotificationStore:
+        """The notifications for hooks of this file, on this connection."""
+        return SQLiteNotificationStore(self.database)
 
     # -- schema (the database's) -------------------------------------------
 

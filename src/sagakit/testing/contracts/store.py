@@ -3,7 +3,8 @@
 ``StoreContract`` runs every role's suite; a store that plays only some
 roles subclasses those: :class:`SagaRepositoryContract`,
 :class:`SagaLeasesContract`, :class:`OutboxContract`, :class:`InboxContract`,
-:class:`SagaQueriesContract`, :class:`SagaLocksContract`.
+:class:`SagaQueriesContract`, :class:`SagaLocksContract`,
+:class:`SagaSearchContract`.
 Each asks for a ``store`` fixture (fresh, empty) and may override ``peer``
 (a second connection to the same data, for races).
 """
@@ -26,6 +27,7 @@ from sagakit.testing.contracts.store_instances import (
 from sagakit.testing.contracts.store_locks import SagaLocksContract
 from sagakit.testing.contracts.store_messages import InboxContract, OutboxContract
 from sagakit.testing.contracts.store_queries import SagaQueriesContract
+from sagakit.testing.contracts.store_search import SagaSearchContract
 from sagakit.testing.contracts.store_versions import SagaVersionsContract
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "SagaLocksContract",
     "SagaQueriesContract",
     "SagaRepositoryContract",
+    "SagaSearchContract",
     "SagaVersionsContract",
     "StoreContract",
     "StoreFixtures",
@@ -55,5 +58,6 @@ class StoreContract(
     SagaVersionsContract,
     SagaQueriesContract,
     SagaLocksContract,
+    SagaSearchContract,
 ):
     """Subclass and provide a ``store`` fixture returning a fresh, empty store."""

@@ -264,53 +264,63 @@ SELECT saga_id, step, kind, attempt, outcome, result, error, started_at,
   FROM sagakit_step_history WHERE saga_id = $1 ORDER BY id;
 
 -- list_sagas --
--- Newest first: $1 the limit, $2 created before (NULL: any time). Each
+-- Newest first: $1 the limit, $2 created before (NULL: any time); with $3
+-- (a saga id), created at $2 and before that id too: the page after the
+-- saga created at $2 with id $3 (keyset paging). Each
 -- filter has a statement of its own (list_sagas_by_*), so that every one
 -- reads its index in order and stops at the limit, whatever plan is cached.
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
- WHERE created_at < coalesce($2::double precision, 'Infinity')
+ WHERE created_at <= coalesce($2::double precision, 'Infinity')
+   AND (created_at < coalesce($2::double precision, 'Infinity') OR saga_id < $3::text)
  ORDER BY created_at DESC, saga_id DESC
  LIMIT $1;
 
 -- list_sagas_by_status --
--- list_sagas of status $1; $2 the limit, $3 created before
+-- list_sagas of status $1; $2 the limit, $3 created before, $4
+-- the id before
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
- WHERE status = $1 AND created_at < coalesce($3::double precision, 'Infinity')
+ WHERE status = $1 AND created_at <= coalesce($3::double precision, 'Infinity')
+   AND (created_at < coalesce($3::double precision, 'Infinity') OR saga_id < $4::text)
  ORDER BY created_at DESC, saga_id DESC
  LIMIT $2;
 
 -- list_sagas_by_name --
--- list_sagas of saga $1; $2 the limit, $3 created before
+-- list_sagas of saga $1; $2 the limit, $3 created before, $4 the
+-- id before
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
- WHERE saga_name = $1 AND created_at < coalesce($3::double precision, 'Infinity')
+ WHERE saga_name = $1 AND created_at <= coalesce($3::double precision, 'Infinity')
+   AND (created_at < coalesce($3::double precision, 'Infinity') OR saga_id < $4::text)
  ORDER BY created_at DESC, saga_id DESC
  LIMIT $2;
 
 -- list_sagas_by_name_status --
--- list_sagas of saga $1 in status $2; $3 the limit, $4 created before
+-- list_sagas of saga $1 in status $2; $3 the limit, $4 created
+-- before, $5 the id before
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
  WHERE saga_name = $1 AND status = $2
-   AND created_at < coalesce($4::double precision, 'Infinity')
+   AND created_at <= coalesce($4::double precision, 'Infinity')
+   AND (created_at < coalesce($4::double precision, 'Infinity') OR saga_id < $5::text)
  ORDER BY created_at DESC, saga_id DESC
  LIMIT $3;
 
 -- list_waiting_sagas --
 -- list_sagas of the unfinished sagas marked waiting (few: the partial index
 -- holds only them), of saga $1 and status $2 (NULL: any); $3 the limit, $4
--- created before
+-- created before, $5 the id before
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
  WHERE waiting IS NOT NULL AND status IN ('running', 'compensating')
-   AND created_at < coalesce($4::double precision, 'Infinity')
+   AND created_at <= coalesce($4::double precision, 'Infinity')
+   AND (created_at < coalesce($4::double precision, 'Infinity') OR saga_id < $5::text)
    AND ($1::text IS NULL OR saga_name = $1::text)
    AND ($2::text IS NULL OR status = $2::text)
  ORDER BY created_at DESC, saga_id DESC
@@ -1087,3 +1097,138 @@ SELECT DISTINCT w.saga_id
                              AND e.saga_id <> x.saga_id
                              AND e.position < x.position)))
  ORDER BY w.saga_id;
+
+-- notification_add --
+-- Notifications (0016) as parallel arrays: $1 event ids, $2 kinds, $3 saga
+-- ids, $4 saga names, $5 versions, $6 details (JSON text), $7 occurred at;
+-- pending and due now, unless the event id is known. Returns those written.
+INSERT INTO sagakit_notification (
+    event_id, kind, saga_id, saga_name, version, detail, occurred_at, status,
+    attempts, next_at)
+SELECT e, k, s, n, v, d::jsonb, o, 'pending', 0,
+       extract(epoch FROM clock_timestamp())::double precision
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[],
+              $6::text[], $7::double precision[]) AS t(e, k, s, n, v, d, o)
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id;
+
+-- notification_claim --
+-- Hold for $1 until now + $2 seconds up to $3 pending notifications that are
+-- due and that nobody holds (or whose hold expired), of the sagas named in
+-- $4 (NULL: of any or none), the earliest due first; rows another claimer
+-- has locked are skipped, not waited for.
+WITH candidates AS (
+    SELECT event_id FROM sagakit_notification
+     WHERE status = 'pending'
+       AND next_at <= extract(epoch FROM clock_timestamp())::double precision
+       AND (locked_until IS NULL
+            OR locked_until < extract(epoch FROM clock_timestamp())::double precision)
+       AND ($4::text[] IS NULL OR saga_name = ANY($4::text[]))
+     ORDER BY next_at, event_id
+     LIMIT $3
+       FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE sagakit_notification AS n
+       SET locked_by = $1,
+           locked_until = extract(epoch FROM clock_timestamp())::double precision
+               + $2::double precision
+      FROM candidates AS c
+     WHERE n.event_id = c.event_id
+    RETURNING n.event_id, n.kind, n.saga_id, n.saga_name, n.version, n.detail,
+              n.occurred_at, n.status, n.attempts, n.delivered_to,
+              n.last_error, n.finished_at, n.next_at
+)
+SELECT event_id, kind, saga_id, saga_name, version, detail, occurred_at,
+       status, attempts, delivered_to, last_error, finished_at
+  FROM claimed
+ ORDER BY next_at, event_id;
+
+-- notification_delivered --
+-- Notification $1 reached every hook ($2, a JSON array of their names)
+UPDATE sagakit_notification
+   SET status = 'delivered', attempts = attempts + 1,
+       delivered_to = $2::text::jsonb, last_error = NULL,
+       finished_at = extract(epoch FROM clock_timestamp())::double precision,
+       locked_by = NULL, locked_until = NULL
+ WHERE event_id = $1;
+
+-- notification_failed --
+-- An attempt at notification $1 failed with $3 ($2: the hooks that have it,
+-- a JSON array): due again in $4 seconds, or dropped when $4 is NULL
+UPDATE sagakit_notification
+   SET status = CASE WHEN $4::double precision IS NULL THEN 'dropped'
+                     ELSE 'pending' END,
+       attempts = attempts + 1, delivered_to = $2::text::jsonb, last_error = $3,
+       next_at = CASE WHEN $4::double precision IS NULL THEN next_at
+                      ELSE extract(epoch FROM clock_timestamp())::double precision
+                           + $4::double precision END,
+       finished_at = CASE WHEN $4::double precision IS NULL
+                          THEN extract(epoch FROM clock_timestamp())::double precision
+                     END,
+       locked_by = NULL, locked_until = NULL
+ WHERE event_id = $1;
+
+-- notification_list --
+-- The notifications in status $1 (NULL: any), most recent events first; $2
+-- the limit
+SELECT event_id, kind, saga_id, saga_name, version, detail, occurred_at,
+       status, attempts, delivered_to, last_error, finished_at
+  FROM sagakit_notification
+ WHERE ($1::text IS NULL OR status = $1::text)
+ ORDER BY occurred_at DESC, event_id DESC
+ LIMIT $2;
+
+-- notification_prune --
+-- Forget the notifications of events that occurred before $1
+DELETE FROM sagakit_notification WHERE occurred_at < $1 RETURNING event_id;
+
+-- unattended_sagas --
+-- Unfinished sagas not updated since $1, named in $2 (NULL: any), that
+-- nobody holds, whose lease expired, that wait for a definition or that are
+-- paused, oldest first (from sagakit_saga_unfinished), after saga $4
+-- (NULL: from the first); $3 the limit. The last two columns: the owner,
+-- and whether its lease is live.
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline, definition_version, fingerprint,
+       waiting, owner,
+       coalesce(lease_until >= extract(epoch FROM clock_timestamp())
+                                   ::double precision, false) AS live
+  FROM sagakit_saga
+ WHERE status IN ('running', 'compensating')
+   AND updated_at < $1
+   AND ($2::text[] IS NULL OR saga_name = ANY($2::text[]))
+   AND created_at >= CASE WHEN $4::text IS NULL THEN '-Infinity'::double precision
+       ELSE coalesce((SELECT created_at FROM sagakit_saga WHERE saga_id = $4::text),
+                     'Infinity') END
+   AND ($4::text IS NULL
+        OR created_at > (SELECT created_at FROM sagakit_saga
+                          WHERE saga_id = $4::text)
+        OR saga_id > $4::text)
+   AND (owner IS NULL OR lease_until IS NULL
+        OR lease_until < extract(epoch FROM clock_timestamp())::double precision
+        OR waiting IS NOT NULL OR state->>'paused' = 'true')
+ ORDER BY created_at, saga_id
+ LIMIT $3;
+
+-- find_sagas_by_key --
+-- Sagas (of any name) whose idempotency key is $1, newest first, from
+-- sagakit_saga_key (0016); $2 the limit
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
+  FROM sagakit_saga
+ WHERE idempotency_key = $1
+ ORDER BY created_at DESC, saga_id DESC
+ LIMIT $2;
+
+-- search_sagas_context --
+-- Among the $3 newest sagas (read in order from sagakit_saga_created), those
+-- whose context as JSON text holds $1 (lower case; matched lower-cased),
+-- newest first; $2 the limit
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
+  FROM (SELECT * FROM sagakit_saga
+         ORDER BY created_at DESC, saga_id DESC
+         LIMIT $3) AS newest
+ WHERE strpos(lower(newest.context::text), $1) > 0
+ ORDER BY created_at DESC, saga_id DESC
+ LIMIT $2;

@@ -331,3 +331,59 @@ CREATE INDEX sagakit_lock_waiter_queue
     ON sagakit_lock_waiter (lock_key, position);
 
 CREATE INDEX sagakit_lock_waiter_saga ON sagakit_lock_waiter (saga_id);
+
+-- Notifications for hooks (0016): a row per event, written by the triggers
+-- below in the transaction that ends a saga badly, or by a notifier
+CREATE TABLE sagakit_notification (
+    event_id      text PRIMARY KEY,
+    kind          text NOT NULL,
+    saga_id       text,
+    saga_name     text,
+    version       integer,
+    detail        jsonb,
+    occurred_at   double precision NOT NULL,
+    status        text NOT NULL,
+    attempts      integer NOT NULL,
+    next_at       double precision NOT NULL,
+    delivered_to  jsonb,
+    last_error    text,
+    finished_at   double precision,
+    locked_by     text,
+    locked_until  double precision
+);
+
+CREATE INDEX sagakit_notification_due ON sagakit_notification (next_at)
+    WHERE status = 'pending';
+
+CREATE INDEX sagakit_notification_occurred
+    ON sagakit_notification (occurred_at);
+
+CREATE FUNCTION sagakit_saga_notify_end() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO sagakit_notification (
+        event_id, kind, saga_id, saga_name, version, occurred_at, status,
+        attempts, next_at)
+    VALUES (
+        'saga.' || NEW.status || ':' || NEW.saga_id || ':' || NEW.version,
+        'saga.' || NEW.status, NEW.saga_id, NEW.saga_name, NEW.version,
+        NEW.updated_at, 'pending', 0, NEW.updated_at)
+    ON CONFLICT (event_id) DO NOTHING;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER sagakit_saga_notify_insert
+    AFTER INSERT ON sagakit_saga
+    FOR EACH ROW WHEN (NEW.status IN ('failed', 'compensation_failed'))
+    EXECUTE FUNCTION sagakit_saga_notify_end();
+
+CREATE TRIGGER sagakit_saga_notify_end
+    AFTER UPDATE OF status ON sagakit_saga
+    FOR EACH ROW
+    WHEN (NEW.status IN ('failed', 'compensation_failed')
+          AND OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION sagakit_saga_notify_end();
+
+CREATE INDEX sagakit_saga_key ON sagakit_saga (idempotency_key)
+    WHERE idempotency_key IS NOT NULL;

@@ -73,54 +73,64 @@ SELECT saga_id, step, kind, attempt, outcome, result, error, started_at, finishe
   FROM sagakit_step_history WHERE saga_id = ? ORDER BY id;
 
 -- list_sagas --
--- Newest first: ?1 the limit, ?2 created before (NULL: any time). Each
+-- Newest first: ?1 the limit, ?2 created before (NULL: any time); with ?3
+-- (a saga id), created at ?2 and before that id too: the page after the
+-- saga created at ?2 with id ?3 (keyset paging). Each
 -- filter has a statement of its own (list_sagas_by_*), so that every one
 -- reads its index in order and stops at the limit (a "?n IS NULL OR ..."
 -- filter would keep SQLite from using the index).
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
- WHERE created_at < coalesce(?2, 9e999)
+ WHERE created_at <= coalesce(?2, 9e999)
+   AND (created_at < coalesce(?2, 9e999) OR saga_id < ?3)
  ORDER BY created_at DESC, saga_id DESC
  LIMIT ?1;
 
 -- list_sagas_by_status --
--- list_sagas of status ?1; ?2 the limit, ?3 created before
+-- list_sagas of status ?1; ?2 the limit, ?3 created before, ?4
+-- the id before
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
- WHERE status = ?1 AND created_at < coalesce(?3, 9e999)
+ WHERE status = ?1 AND created_at <= coalesce(?3, 9e999)
+   AND (created_at < coalesce(?3, 9e999) OR saga_id < ?4)
  ORDER BY created_at DESC, saga_id DESC
  LIMIT ?2;
 
 -- list_sagas_by_name --
--- list_sagas of saga ?1; ?2 the limit, ?3 created before
+-- list_sagas of saga ?1; ?2 the limit, ?3 created before, ?4 the
+-- id before
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
- WHERE saga_name = ?1 AND created_at < coalesce(?3, 9e999)
+ WHERE saga_name = ?1 AND created_at <= coalesce(?3, 9e999)
+   AND (created_at < coalesce(?3, 9e999) OR saga_id < ?4)
  ORDER BY created_at DESC, saga_id DESC
  LIMIT ?2;
 
 -- list_sagas_by_name_status --
--- list_sagas of saga ?1 in status ?2; ?3 the limit, ?4 created before
+-- list_sagas of saga ?1 in status ?2; ?3 the limit, ?4 created
+-- before, ?5 the id before
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
- WHERE saga_name = ?1 AND status = ?2 AND created_at < coalesce(?4, 9e999)
+ WHERE saga_name = ?1 AND status = ?2 AND created_at <= coalesce(?4, 9e999)
+   AND (created_at < coalesce(?4, 9e999) OR saga_id < ?5)
  ORDER BY created_at DESC, saga_id DESC
  LIMIT ?3;
 
 -- list_waiting_sagas --
 -- list_sagas of the unfinished sagas marked waiting (few: the partial
 -- index holds only them), of saga ?1 and status ?2 (NULL: any); ?3 the
--- limit, ?4 created before. "+status" keeps the planner off
+-- limit, ?4 created before, ?5 the id before. "+status" keeps the planner off
 -- sagakit_saga_status, which holds every unfinished saga.
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
  WHERE waiting IS NOT NULL AND +status IN ('running', 'compensating')
-   AND created_at < coalesce(?4, 9e999)
+   AND created_at <= coalesce(?4, 9e999)
+   AND (created_at < coalesce(?4, 9e999) OR saga_id < ?5)
    AND (?1 IS NULL OR saga_name = ?1) AND (?2 IS NULL OR status = ?2)
  ORDER BY created_at DESC, saga_id DESC
  LIMIT ?3;
@@ -741,3 +751,110 @@ SELECT DISTINCT w.saga_id
                              AND e.saga_id <> x.saga_id
                              AND e.position < x.position)))
  ORDER BY w.saga_id;
+
+-- notification_add --
+-- A notification (0016), pending and due at ?8 (now), unless its event id
+-- is known: ?1 event id, ?2 kind, ?3 saga id, ?4 saga name, ?5 version, ?6
+-- detail (JSON text), ?7 occurred at. Returns it if written.
+INSERT INTO sagakit_notification (
+    event_id, kind, saga_id, saga_name, version, detail, occurred_at, status,
+    attempts, next_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', 0, ?8)
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id;
+
+-- notification_claim --
+-- Hold for ?1 until ?2 (now) + ?3 up to ?4 pending notifications that are
+-- due and that nobody holds (or whose hold expired), of the sagas named in
+-- ?5 (a JSON array; NULL: of any or none), the earliest due first. Runs
+-- inside BEGIN IMMEDIATE.
+UPDATE sagakit_notification
+   SET locked_by = ?1, locked_until = ?2 + ?3
+ WHERE event_id IN (
+       SELECT event_id FROM sagakit_notification
+        WHERE status = 'pending' AND next_at <= ?2
+          AND (locked_until IS NULL OR locked_until < ?2)
+          AND (?5 IS NULL OR saga_name IN (SELECT value FROM json_each(?5)))
+        ORDER BY next_at, event_id
+        LIMIT ?4)
+RETURNING event_id, kind, saga_id, saga_name, version, detail, occurred_at,
+          status, attempts, delivered_to, last_error, finished_at, next_at;
+
+-- notification_delivered --
+-- Notification ?1 reached every hook (?2, a JSON array of their names) at ?3
+UPDATE sagakit_notification
+   SET status = 'delivered', attempts = attempts + 1, delivered_to = ?2,
+       last_error = NULL, finished_at = ?3, locked_by = NULL,
+       locked_until = NULL
+ WHERE event_id = ?1;
+
+-- notification_failed --
+-- An attempt at notification ?1 failed with ?3 (?2: the hooks that have it,
+-- a JSON array) at ?5: due again ?4 seconds later, or dropped when ?4 is NULL
+UPDATE sagakit_notification
+   SET status = CASE WHEN ?4 IS NULL THEN 'dropped' ELSE 'pending' END,
+       attempts = attempts + 1, delivered_to = ?2, last_error = ?3,
+       next_at = CASE WHEN ?4 IS NULL THEN next_at ELSE ?5 + ?4 END,
+       finished_at = CASE WHEN ?4 IS NULL THEN ?5 END,
+       locked_by = NULL, locked_until = NULL
+ WHERE event_id = ?1;
+
+-- notification_list --
+-- The notifications in status ?1 (NULL: any), most recent events first; ?2
+-- the limit
+SELECT event_id, kind, saga_id, saga_name, version, detail, occurred_at,
+       status, attempts, delivered_to, last_error, finished_at
+  FROM sagakit_notification
+ WHERE (?1 IS NULL OR status = ?1)
+ ORDER BY occurred_at DESC, event_id DESC
+ LIMIT ?2;
+
+-- notification_prune --
+-- Forget the notifications of events that occurred before ?1
+DELETE FROM sagakit_notification WHERE occurred_at < ?1 RETURNING event_id;
+
+-- unattended_sagas --
+-- Unfinished sagas not updated since ?1, named in ?2 (a JSON array; NULL:
+-- any), that nobody holds, whose lease expired by ?4 (now), that wait for a
+-- definition or that are paused, oldest first (from
+-- sagakit_saga_unfinished), after saga ?5 (NULL: from the first); ?3 the
+-- limit. The last two columns: the owner, and whether its lease is live.
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline, definition_version, fingerprint,
+       waiting, owner, coalesce(lease_until >= ?4, 0) AS live
+  FROM sagakit_saga INDEXED BY sagakit_saga_unfinished
+ WHERE status IN ('running', 'compensating')
+   AND updated_at < ?1
+   AND (?2 IS NULL OR saga_name IN (SELECT value FROM json_each(?2)))
+   AND created_at >= CASE WHEN ?5 IS NULL THEN -9e999 ELSE coalesce(
+       (SELECT created_at FROM sagakit_saga WHERE saga_id = ?5), 9e999) END
+   AND (?5 IS NULL
+        OR created_at > (SELECT created_at FROM sagakit_saga WHERE saga_id = ?5)
+        OR saga_id > ?5)
+   AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?4
+        OR waiting IS NOT NULL OR json_extract(state, '$.paused') = 1)
+ ORDER BY created_at, saga_id
+ LIMIT ?3;
+
+-- find_sagas_by_key --
+-- Sagas (of any name) whose idempotency key is ?1, newest first, from
+-- sagakit_saga_key (0016); ?2 the limit
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
+  FROM sagakit_saga INDEXED BY sagakit_saga_key
+ WHERE idempotency_key = ?1
+ ORDER BY created_at DESC, saga_id DESC
+ LIMIT ?2;
+
+-- search_sagas_context --
+-- Among the ?3 newest sagas (read in order from sagakit_saga_created), those
+-- whose context as JSON text holds ?1 (lower case; matched lower-cased,
+-- ASCII letters only), newest first; ?2 the limit
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
+  FROM (SELECT * FROM sagakit_saga
+         ORDER BY created_at DESC, saga_id DESC
+         LIMIT ?3) AS newest
+ WHERE instr(lower(newest.context), ?1) > 0
+ ORDER BY created_at DESC, saga_id DESC
+ LIMIT ?2;
