@@ -241,6 +241,7 @@ MYSQL_TABLES = (
     "sagakit_event_log",
     "sagakit_choreography",
     "sagakit_event_outbox",
+    "sagakit_notification",
 )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sagakit import StoreError, open_store
+from sagakit import SagaStatus, StoreError, open_store
 from sagakit.adapters.store import open_database, open_database_sync, open_store_async
 from sagakit.adapters.store.sql import migrations, schema, statements
 from sagakit.ports.store import Create, InboxEntry, Save
@@ -122,8 +122,36 @@ async def test_a_migration_cut_short_runs_again(
     await mysql_admin(*first, url=url)
     store = await MySQLStore.connect(url)
     try:
-        assert await store.applied_migrations() == [1]
+        assert await store.applied_migrations() == [
+            m.version for m in migrations("mysql")
+        ]
         await store.create(make_record("s1"), [entry("s1", "started")])
+    finally:
+        await store.close()
+
+
+async def test_the_hooks_migration_cut_short_runs_again(
+    empty_database: Callable[[], str],
+) -> None:
+    """0002 died after its table, one trigger and the key index: run again,
+    it skips them (the index through its procedure) and adds the rest."""
+    url = empty_database()
+    store = await MySQLStore.connect(url)
+    await store.close()
+    await mysql_admin(
+        "DROP TRIGGER sagakit_saga_notify_end",
+        "DELETE FROM sagakit_schema_migrations WHERE version = 2",
+        url=url,
+    )
+    store = await MySQLStore.connect(url)
+    try:
+        assert await store.applied_migrations() == [1, 2]
+        record = make_record("s1")
+        await store.create(record, [entry("s1", "started")])
+        await store.save(replace(record, version=2, status=SagaStatus.FAILED), 1, [])
+        found = await store.notification_store().notifications()
+        assert [n.event_id for n in found] == ["saga.failed:s1:2"]
+        assert [r.saga_id for r in await store.find_by_key("k-none")] == []
     finally:
         await store.close()
 

@@ -18,6 +18,7 @@ from sagakit.adapters.store import rows
 from sagakit.adapters.store.event_mysql import MySQLEventStore
 from sagakit.adapters.store.inbox import MySQLInbox
 from sagakit.adapters.store.mysql_database import MySQLDatabase, OnMySQL, Step
+from sagakit.adapters.store.notification_mysql import MySQLNotificationStore
 from sagakit.adapters.store.reads import SagaReads
 from sagakit.adapters.store.rows import dumps, unique_ids
 from sagakit.adapters.store.workflow_mysql import MySQLWorkflowStore
@@ -150,6 +151,10 @@ class MySQLStore(OnMySQL, MySQLInbox, SagaReads[MySQLDatabase]):
     def workflow_store(self) -> MySQLWorkflowStore:
         """The workflow tables of this database, on its connections."""
         return MySQLWorkflowStore(self.database)
+
+    def notification_store(self) -> MySQLNotificationStore:
+        """The notifications for hooks of this database, on its connections."""
+        return MySQLNotificationStore(self.database)
 
     # -- writes ------------------------------------------------------------
 

@@ -417,9 +417,9 @@ class MySQLDatabase:
 
     async def schema_has(self, version: int) -> bool:
         """Whether the schema has what migration ``version`` of the SQLite
-        and PostgreSQL stores adds: all of it is in this store's first
-        migration."""
-        return 1 in await self.applied_migrations()
+        and PostgreSQL stores adds: this store's migration of that content
+        (:data:`MYSQL_MIGRATION`; the first holds everything up to 0012)."""
+        return MYSQL_MIGRATION.get(version, 1) in await self.applied_migrations()
 
     async def close(self) -> None:
         self._pool.terminate()
@@ -430,6 +430,11 @@ class MySQLDatabase:
 
     def __repr__(self) -> str:
         return f"MySQLDatabase({self.where!r})"
+
+
+MYSQL_MIGRATION = {16: 2}
+"""The MySQL migration that adds what a SQLite/PostgreSQL migration adds,
+where it is not the first (hooks and search: 0016 there, 0002 here)."""
 
 
 class OnMySQL(OnServer[MySQLDatabase]):

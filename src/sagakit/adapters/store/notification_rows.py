@@ -80,7 +80,7 @@ D = TypeVar("D", bound=Fetches)
 
 
 class NotificationReads(Generic[D]):
-    """The listing, written once for both dialects."""
+    """The listing, written once for every dialect."""
 
     database: D
 
@@ -92,3 +92,75 @@ class NotificationReads(Generic[D]):
             "listing notifications", "notification_list", wanted, limit
         )
         return [notification(r) for r in found]
+
+
+class OnServerNotifications(NotificationReads[D]):
+    """What PostgreSQL and MySQL do alike, on the database's clock; a
+    dialect says how a named write runs (:meth:`change`)."""
+
+    async def change(self, about: str, query: str, *args: Any) -> Sequence[Row]:
+        """Run the named write on its own (committed); the rows it returns."""
+        return await self.database.fetch(about, query, *args)
+
+    async def claim_notifications(
+        self,
+        owner: str,
+        *,
+        hold: float,
+        limit: int = 50,
+        saga_names: Collection[str] | None = None,
+    ) -> list[Notification]:
+        found = await self.change(
+            "claiming notifications",
+            "notification_claim",
+            owner,
+            hold,
+            limit,
+            self.names(saga_names),
+        )
+        return [notification(r) for r in found]  # in claim order
+
+    async def notification_delivered(
+        self, event_id: str, delivered_to: Collection[str]
+    ) -> None:
+        about = f"notification {event_id}: delivered"
+        await self.change(
+            about, "notification_delivered", event_id, hooks_json(delivered_to)
+        )
+
+    async def notification_failed(
+        self,
+        event_id: str,
+        *,
+        delivered_to: Collection[str],
+        error: str,
+        retry_in: float | None,
+    ) -> None:
+        hooks = hooks_json(delivered_to)
+        about = f"notification {event_id}: failed"
+        await self.change(
+            about, "notification_failed", event_id, hooks, error, retry_in
+        )
+
+    async def unattended(
+        self,
+        *,
+        unchanged_since: float,
+        saga_names: Collection[str] | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[Unattended]:
+        found = await self.database.fetch(
+            "finding unattended sagas",
+            "unattended_sagas",
+            unchanged_since,
+            self.names(saga_names),
+            limit,
+            after,
+        )
+        return [unattended(r) for r in found]
+
+    @staticmethod
+    def names(saga_names: Collection[str] | None) -> Any:
+        """Saga names as this dialect's queries take them."""
+        return names_json(saga_names)

@@ -154,52 +154,60 @@ SELECT saga_id, step, kind, attempt, outcome, result, error, started_at,
   FROM sagakit_step_history WHERE saga_id = $1 ORDER BY id;
 
 -- list_sagas --
--- Newest first: $1 the limit, $2 created before (NULL: any time). Each
--- filter has a statement of its own (list_sagas_by_*), so that every one
--- reads its index in order and stops at the limit.
+-- Newest first: $1 the limit, $2 created before (NULL: any time); with $3
+-- (a saga id), created at $2 and before that id too: the page after the
+-- saga created at $2 with id $3 (keyset paging). Each filter has a
+-- statement of its own (list_sagas_by_*), so that every one reads its index
+-- in order and stops at the limit.
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
- WHERE created_at < COALESCE($2, 1.7976931348623157e308)
+ WHERE created_at <= COALESCE($2, 1.7976931348623157e308)
+   AND (created_at < COALESCE($2, 1.7976931348623157e308) OR saga_id < $3)
  ORDER BY created_at DESC, saga_id DESC
  LIMIT $1;
 
 -- list_sagas_by_status --
--- list_sagas of status $1; $2 the limit, $3 created before
+-- list_sagas of status $1; $2 the limit, $3 created before, $4 the id before
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
- WHERE status = $1 AND created_at < COALESCE($3, 1.7976931348623157e308)
+ WHERE status = $1 AND created_at <= COALESCE($3, 1.7976931348623157e308)
+   AND (created_at < COALESCE($3, 1.7976931348623157e308) OR saga_id < $4)
  ORDER BY created_at DESC, saga_id DESC
  LIMIT $2;
 
 -- list_sagas_by_name --
--- list_sagas of saga $1; $2 the limit, $3 created before
+-- list_sagas of saga $1; $2 the limit, $3 created before, $4 the id before
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
- WHERE saga_name = $1 AND created_at < COALESCE($3, 1.7976931348623157e308)
+ WHERE saga_name = $1 AND created_at <= COALESCE($3, 1.7976931348623157e308)
+   AND (created_at < COALESCE($3, 1.7976931348623157e308) OR saga_id < $4)
  ORDER BY created_at DESC, saga_id DESC
  LIMIT $2;
 
 -- list_sagas_by_name_status --
--- list_sagas of saga $1 in status $2; $3 the limit, $4 created before
+-- list_sagas of saga $1 in status $2; $3 the limit, $4 created before, $5
+-- the id before
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
  WHERE saga_name = $1 AND status = $2
-   AND created_at < COALESCE($4, 1.7976931348623157e308)
+   AND created_at <= COALESCE($4, 1.7976931348623157e308)
+   AND (created_at < COALESCE($4, 1.7976931348623157e308) OR saga_id < $5)
  ORDER BY created_at DESC, saga_id DESC
  LIMIT $3;
 
 -- list_waiting_sagas --
 -- list_sagas of the unfinished sagas marked waiting (few: waiting_since is
 -- NULL for the others), of saga $1 and status $2 (NULL: any); $3 the limit,
--- $4 created before
+-- $4 created before, $5 the id before
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
- WHERE waiting_since < COALESCE($4, 1.7976931348623157e308)
+ WHERE waiting_since <= COALESCE($4, 1.7976931348623157e308)
+   AND (waiting_since < COALESCE($4, 1.7976931348623157e308) OR saga_id < $5)
    AND status IN ('running', 'compensating')
    AND ($1 IS NULL OR saga_name = $1)
    AND ($2 IS NULL OR status = $2)
@@ -830,3 +838,134 @@ DELETE o FROM JSON_TABLE($1, '$[*]' COLUMNS (
            id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin
                PATH '$')) AS j
        STRAIGHT_JOIN sagakit_event_outbox AS o ON o.message_id = j.id;
+
+-- notification_add --
+-- A notification (0002), pending and due now, unless its event id is known:
+-- $1 event id, $2 kind, $3 saga id, $4 saga name, $5 version, $6 detail
+-- (JSON text), $7 occurred at. Returns 1 if written, else 0.
+INSERT INTO sagakit_notification (
+    event_id, kind, saga_id, saga_name, version, detail, occurred_at, status,
+    attempts, next_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, UNIX_TIMESTAMP(NOW(6)))
+ON DUPLICATE KEY UPDATE event_id = sagakit_notification.event_id;
+SELECT ROW_COUNT();
+
+-- notification_claim --
+-- Hold for $1 until now + $2 seconds up to $3 pending notifications that are
+-- due and that nobody holds (or whose hold expired), of the sagas named in
+-- $4 (a JSON array; NULL: of any or none), the earliest due first; rows
+-- another claimer has locked are skipped, not waited for.
+SET @sk_now = UNIX_TIMESTAMP(NOW(6));
+SET @sk_ids = (
+    SELECT JSON_ARRAYAGG(c.event_id) FROM (
+        SELECT event_id FROM sagakit_notification
+               FORCE INDEX (sagakit_notification_due)
+         WHERE due_at <= @sk_now
+           AND (locked_until IS NULL OR locked_until < @sk_now)
+           AND ($4 IS NULL OR saga_name IN (
+               SELECT j.v FROM JSON_TABLE($4, '$[*]' COLUMNS (
+                   v VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin
+                     PATH '$')) AS j))
+         ORDER BY due_at, event_id
+         LIMIT $3
+           FOR UPDATE SKIP LOCKED) AS c);
+UPDATE JSON_TABLE(COALESCE(@sk_ids, '[]'), '$[*]' COLUMNS (
+           id VARCHAR(600) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin
+               PATH '$')) AS j
+       STRAIGHT_JOIN sagakit_notification AS n ON n.event_id = j.id
+   SET n.locked_by = $1, n.locked_until = @sk_now + $2;
+SELECT n.event_id, n.kind, n.saga_id, n.saga_name, n.version, n.detail,
+       n.occurred_at, n.status, n.attempts, n.delivered_to, n.last_error,
+       n.finished_at, n.next_at
+  FROM JSON_TABLE(COALESCE(@sk_ids, '[]'), '$[*]' COLUMNS (
+           id VARCHAR(600) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin
+               PATH '$')) AS j
+       STRAIGHT_JOIN sagakit_notification AS n ON n.event_id = j.id
+ ORDER BY n.next_at, n.event_id;
+
+-- notification_delivered --
+-- Notification $1 reached every hook ($2, a JSON array of their names)
+UPDATE sagakit_notification
+   SET status = 'delivered', attempts = attempts + 1, delivered_to = $2,
+       last_error = NULL, finished_at = UNIX_TIMESTAMP(NOW(6)),
+       locked_by = NULL, locked_until = NULL
+ WHERE event_id = $1;
+
+-- notification_failed --
+-- An attempt at notification $1 failed with $3 ($2: the hooks that have it,
+-- a JSON array): due again in $4 seconds, or dropped when $4 is NULL
+UPDATE sagakit_notification
+   SET status = IF($4 IS NULL, 'dropped', 'pending'),
+       attempts = attempts + 1, delivered_to = $2, last_error = $3,
+       next_at = IF($4 IS NULL, next_at, UNIX_TIMESTAMP(NOW(6)) + $4),
+       finished_at = IF($4 IS NULL, UNIX_TIMESTAMP(NOW(6)), NULL),
+       locked_by = NULL, locked_until = NULL
+ WHERE event_id = $1;
+
+-- notification_list --
+-- The notifications in status $1 (NULL: any), most recent events first; $2
+-- the limit
+SELECT event_id, kind, saga_id, saga_name, version, detail, occurred_at,
+       status, attempts, delivered_to, last_error, finished_at
+  FROM sagakit_notification
+ WHERE ($1 IS NULL OR status = $1)
+ ORDER BY occurred_at DESC, event_id DESC
+ LIMIT $2;
+
+-- notification_prune --
+-- Forget the notifications of events that occurred before $1; returns how
+-- many
+DELETE FROM sagakit_notification WHERE occurred_at < $1;
+SELECT ROW_COUNT();
+
+-- unattended_sagas --
+-- Unfinished sagas not updated since $1, named in $2 (a JSON array; NULL:
+-- any), that nobody holds, whose lease expired, that wait for a definition
+-- or that are paused, oldest first (from sagakit_saga_unfinished), after
+-- saga $4 (NULL: from the first); $3 the limit. The last two columns: the
+-- owner, and whether its lease is live.
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline, definition_version, fingerprint,
+       waiting, owner, COALESCE(lease_until >= UNIX_TIMESTAMP(NOW(6)), 0) AS live
+  FROM sagakit_saga FORCE INDEX (sagakit_saga_unfinished)
+ WHERE unfinished_at >= CASE WHEN $4 IS NULL THEN -1.7976931348623157e308
+       ELSE COALESCE((SELECT created_at FROM sagakit_saga WHERE saga_id = $4),
+                     1.7976931348623157e308) END
+   AND ($4 IS NULL
+        OR unfinished_at > (SELECT created_at FROM sagakit_saga
+                             WHERE saga_id = $4)
+        OR saga_id > $4)
+   AND updated_at < $1
+   AND ($2 IS NULL OR saga_name IN (
+       SELECT j.v FROM JSON_TABLE($2, '$[*]' COLUMNS (
+           v VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$'))
+           AS j))
+   AND (owner IS NULL OR lease_until IS NULL
+        OR lease_until < UNIX_TIMESTAMP(NOW(6))
+        OR waiting IS NOT NULL
+        OR JSON_UNQUOTE(JSON_EXTRACT(state, '$.paused')) = 'true')
+ ORDER BY unfinished_at, saga_id
+ LIMIT $3;
+
+-- find_sagas_by_key --
+-- Sagas (of any name) whose idempotency key is $1, newest first, from
+-- sagakit_saga_key (0002); $2 the limit
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
+  FROM sagakit_saga FORCE INDEX (sagakit_saga_key)
+ WHERE idempotency_key = $1
+ ORDER BY created_at DESC, saga_id DESC
+ LIMIT $2;
+
+-- search_sagas_context --
+-- Among the $3 newest sagas (read in order from sagakit_saga_created), those
+-- whose context as JSON text holds $1 (lower case; matched lower-cased),
+-- newest first; $2 the limit
+SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting
+  FROM (SELECT * FROM sagakit_saga
+         ORDER BY created_at DESC, saga_id DESC
+         LIMIT $3) AS newest
+ WHERE LOCATE($1, LOWER(CAST(newest.context AS CHAR))) > 0
+ ORDER BY created_at DESC, saga_id DESC
+ LIMIT $2;

@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS sagakit_saga (
     KEY sagakit_saga_name (saga_name, created_at),
     KEY sagakit_saga_name_status (saga_name, status, created_at),
     KEY sagakit_saga_waiting (waiting_since),
-    KEY sagakit_saga_unfinished (unfinished_at, saga_id)
+    KEY sagakit_saga_unfinished (unfinished_at, saga_id),
+    KEY sagakit_saga_key (idempotency_key, created_at)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- Ended sagas per name and status, kept by the triggers below in the
@@ -255,3 +256,66 @@ CREATE TABLE IF NOT EXISTS sagakit_event_outbox (
     UNIQUE KEY sagakit_event_outbox_seq (seq),
     KEY sagakit_event_outbox_service (service, seq)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Notifications for hooks (0002): a row per event, written by the triggers
+-- below in the transaction that ends a saga badly, or by a notifier
+CREATE TABLE IF NOT EXISTS sagakit_notification (
+    event_id      VARCHAR(600) NOT NULL,
+    kind          VARCHAR(64) NOT NULL,
+    saga_id       VARCHAR(255),
+    saga_name     VARCHAR(255),
+    version       INT,
+    detail        JSON,
+    occurred_at   DOUBLE NOT NULL,
+    status        VARCHAR(32) NOT NULL,
+    attempts      INT NOT NULL,
+    next_at       DOUBLE NOT NULL,
+    delivered_to  JSON,
+    last_error    TEXT,
+    finished_at   DOUBLE,
+    locked_by     VARCHAR(255),
+    locked_until  DOUBLE,
+    due_at        DOUBLE AS (IF(status = 'pending', next_at, NULL)) VIRTUAL,
+    PRIMARY KEY (event_id),
+    KEY sagakit_notification_due (due_at, event_id),
+    KEY sagakit_notification_occurred (occurred_at)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+DELIMITER //
+
+CREATE PROCEDURE IF NOT EXISTS sagakit_saga_notify(
+    IN ended VARCHAR(32) CHARACTER SET utf8mb4,
+    IN id VARCHAR(255) CHARACTER SET utf8mb4,
+    IN name VARCHAR(255) CHARACTER SET utf8mb4,
+    IN at_version INT,
+    IN at DOUBLE)
+BEGIN
+    INSERT INTO sagakit_notification (
+        event_id, kind, saga_id, saga_name, version, occurred_at, status,
+        attempts, next_at)
+    VALUES (
+        CONCAT('saga.', ended, ':', id, ':', at_version), CONCAT('saga.', ended),
+        id, name, at_version, at, 'pending', 0, at)
+    ON DUPLICATE KEY UPDATE event_id = sagakit_notification.event_id;
+END //
+
+CREATE TRIGGER IF NOT EXISTS sagakit_saga_notify_insert
+    AFTER INSERT ON sagakit_saga FOR EACH ROW
+BEGIN
+    IF NEW.status IN ('failed', 'compensation_failed') THEN
+        CALL sagakit_saga_notify(
+            NEW.status, NEW.saga_id, NEW.saga_name, NEW.version, NEW.updated_at);
+    END IF;
+END //
+
+CREATE TRIGGER IF NOT EXISTS sagakit_saga_notify_end
+    AFTER UPDATE ON sagakit_saga FOR EACH ROW
+BEGIN
+    IF NEW.status IN ('failed', 'compensation_failed')
+       AND NOT (OLD.status <=> NEW.status) THEN
+        CALL sagakit_saga_notify(
+            NEW.status, NEW.saga_id, NEW.saga_name, NEW.version, NEW.updated_at);
+    END IF;
+END //
+
+DELIMITER ;
