@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sagakit import Orchestrator, RetryPolicy, Saga, SagaStatus, Step
+from sagakit import Orchestrator, RetryPolicy, Saga, SagaStatus, SQLiteStore, Step
 from sagakit.adapters.store import notification_store_for
 from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.hooks import HookEvent, HookRetry, Hooks, Notifier, verify_signature
@@ -18,6 +19,7 @@ from sagakit.ports.notification_store import LockWait, NotificationStatus
 from sagakit.ports.store import SagaStore
 from sagakit.runtime.worker import Worker
 from sagakit.testing import FakeClock
+from sagakit.testing.contracts.store_locks import _sagas, _save, queue, take
 from tests.conftest import OpenSagaStore
 from tests.hook_receiver import Receiver
 
@@ -199,6 +201,33 @@ async def test_long_lock_waits_are_told_once() -> None:
     assert event.saga is None  # no such saga in this store
     assert event.detail["key"] == "seat:LH400:12A"
     assert event.detail["holder"] == "o-1"
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_lock_waits_are_read_from_the_stores_own_locks(
+    kind: str, tmp_path: Path
+) -> None:
+    store = InMemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "l.db")
+    await _sagas(store, "holder", "waiter")
+    await _save(store, "holder", take("seat:12A"))
+    await _save(store, "waiter", queue("seat:12A", since=100.0))
+    told: list[HookEvent] = []
+    hooks = Hooks(callback=told.append, lock_wait_after=30, stuck_after=None)
+    clock = FakeClock(start=120.0)
+    notifier = Notifier(store, hooks, clock=clock, sweep_interval=1e-9)
+    await notifier.run_once()
+    assert told == []  # 20 s of waiting: not yet
+    clock.advance(15)
+    await notifier.run_once()
+    await notifier.run_once()  # found again: nothing new
+    (event,) = told
+    assert event.kind.value == "lock.waiting"
+    assert event.saga_id == "waiter"
+    assert event.detail["key"] == "seat:12A"
+    assert event.detail["holder"] == "holder"
+    assert event.detail["step"] == "reserve"
+    assert event.detail["waited"] == 35.0
+    await store.close()
 
 
 async def test_an_old_notification_is_dropped_unsent() -> None:

@@ -85,7 +85,8 @@ class Hooks:
     for ``stuck_after`` seconds and nobody drives it (unclaimed, its
     owner's lease expired, or waiting for a definition), or has been paused
     for ``paused_after``; ``lock.waiting`` when a saga has waited for a lock
-    ``lock_wait_after`` seconds (from a notifier's ``lock_waits`` source).
+    ``lock_wait_after`` seconds (read from the store's semantic locks, or
+    a notifier's ``lock_waits``).
     ``events`` picks some of them; a threshold of None turns its event off.
 
     Each delivery waits ``timeout`` seconds at most; failures are retried by

@@ -40,6 +40,7 @@ from sagakit.hooks.event import (
     stuck_notification,
     stuck_reason,
 )
+from sagakit.hooks.lockwaits import StoreLockWaits
 from sagakit.observability.observer import Observer
 from sagakit.ports.clock import Clock, SystemClock
 from sagakit.ports.notification_store import (
@@ -90,7 +91,8 @@ def notifications_of(store: SagaStore) -> NotificationStore:
 class Notifier:
     """Tells ``hooks`` about the sagas of ``store`` (of ``saga_names`` only,
     if given) that ended badly, got stuck, or wait on a lock (from
-    ``lock_waits``, the lock store, when there is one).
+    ``lock_waits``; by default the store's own semantic locks, read by
+    :class:`~sagakit.hooks.lockwaits.StoreLockWaits`).
 
     Run it with ``async with notifier.running():`` (or ``await
     notifier.run()`` in a task): due notifications are claimed every
@@ -128,6 +130,9 @@ class Notifier:
         self.hooks = hooks
         self.notes = notifications or notifications_of(store)
         self.saga_names = None if saga_names is None else frozenset(saga_names)
+        self.clock: Clock = clock or SystemClock()
+        if lock_waits is None:
+            lock_waits = StoreLockWaits(store, clock=self.clock)
         self.lock_waits = lock_waits
         self.worker_id = worker_id or (
             f"notifier:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -135,7 +140,6 @@ class Notifier:
         self.interval = interval
         self.sweep_interval = sweep_interval
         self.batch = batch
-        self.clock: Clock = clock or SystemClock()
         self.jitter = jitter or random.random
         self.hold = hold or hooks.timeout * (len(hooks.targets) + 1) + 1.0
         self.observer: Observer = _WakeOnBadEnding(self.wake)

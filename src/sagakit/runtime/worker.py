@@ -48,7 +48,8 @@ class Worker:
     ``hooks``: who to tell
     when a saga of ``sagas`` ends badly, gets stuck or waits on a lock too
     long; a :class:`~sagakit.hooks.Notifier` delivers them while the worker
-    runs (``lock_waits``: where it finds lock waits).
+    runs (``lock_waits``: where it finds lock waits, by default the
+    store's semantic locks).
     """
 
     def __init__(
