@@ -233,13 +233,27 @@ def test_a_declared_migration_needs_no_drain_and_is_applied_by_an_operator(
     assert "would migrate 1 instance(s)" in run(
         "migrate-instances", "release_migrating", "--dry-run"
     )
-    assert "migrated 1 instance(s)" in run("migrate-instances", "release_migrating")
-    assert "migrated 0 instance(s)" in run("migrate-instances", "release_migrating")
+    said = ("--as", "maria", "--reason", "v2 ships the new address check")
+    for missing in (said[:2], said[2:]):  # who and why are both needed
+        refused = sagakit(
+            "--db", str(db), "migrate-instances", "release_migrating", *missing,
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert_one_error_line(refused)
+        assert "--as NAME" in refused.stderr or "--reason TEXT" in refused.stderr
+    assert "migrated 1 instance(s)" in run(
+        "migrate-instances", "release_migrating", *said
+    )
+    assert "migrated 0 instance(s)" in run(
+        "migrate-instances", "release_migrating", *said
+    )
     code, text = check(db, tmp_path, "release_migrating", "--json")
     assert json.loads(text)["sagas"][0]["version"] == 2
     assert "resumed 1 saga(s)" in run("recover", "release_migrating")
     shown = run("show", saga_id[:8])
     assert "migrated" in shown
+    assert "maria" in shown  # the audit trail: who and why
+    assert "v2 ships the new address check" in shown
     assert "order v2 (shape " in shown
     assert "succeeded" in shown
 

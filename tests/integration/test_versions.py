@@ -185,13 +185,21 @@ async def test_an_operator_migration_moves_the_instance_to_v2(
     record = await store.get(saga_id)
     assert migratable(registry, record, auto_only=False)
     assert not migratable(registry, record, auto_only=True)
-    await migrate_instance(store, registry, record, clock=SystemClock(), by="ops")
+    await migrate_instance(
+        store, registry, record, clock=SystemClock(), by="ops", reason="v2 ships"
+    )
     moved = await store.get(saga_id)
     assert (moved.definition_version, moved.fingerprint) == (2, v2.fingerprint)
     assert moved.context == {"amount": 5}
     assert moved.waiting is None
     (line,) = [h for h in await store.history(saga_id) if h.outcome == "migrated"]
-    assert line.result == {"from": 1, "to": 2, "by": "ops", "renamed": {"b": "b2"}}
+    assert line.result == {
+        "from": 1,
+        "to": 2,
+        "by": "ops",
+        "reason": "v2 ships",
+        "renamed": {"b": "b2"},
+    }
 
     assert await orch.recover() == [saga_id]
     result = await asyncio.wait_for(orch.wait(saga_id), 5)

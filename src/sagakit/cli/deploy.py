@@ -36,7 +36,7 @@ from sagakit.adapters.store.database import (
     schema_has,
     sqlite_path,
 )
-from sagakit.cli.admin import operator_name
+from sagakit.cli.admin import OperatorOption, ReasonOption, who_and_why
 from sagakit.cli.common import (
     SagasArgument,
     db_of,
@@ -183,10 +183,16 @@ def plan_tables(plan: DeployPlan) -> list[Table]:
 
 
 async def migrate_instances(
-    url: str | None, sagas: list[Saga[Any]], *, by: str, dry_run: bool
+    url: str | None,
+    sagas: list[Saga[Any]],
+    *,
+    by: str,
+    reason: str,
+    dry_run: bool,
 ) -> tuple[list[str], list[str]]:
-    """Apply the declared migrations to every live instance they cover:
-    the ids moved, and one line per instance a migration refused."""
+    """Apply the declared migrations to every live instance they cover, as
+    operator ``by`` for ``reason`` (in each one's history): the ids moved,
+    and one line per instance a migration refused."""
     from sagakit.runtime.clock import SystemClock
     from sagakit.runtime.migrate import migratable, migrate_instance
     from sagakit.runtime.registry import Registry
@@ -205,7 +211,7 @@ async def migrate_instances(
                 continue
             try:
                 await migrate_instance(
-                    store, registry, record, clock=SystemClock(), by=by
+                    store, registry, record, clock=SystemClock(), by=by, reason=reason
                 )
             except SagaError as exc:
                 refused.append(f"{saga_id}: {exc}")
@@ -224,13 +230,22 @@ def register(app: typer.Typer, out: Console) -> None:
 def _add_migrate_instances(app: typer.Typer, out: Console) -> None:
     @app.command("migrate-instances")
     def migrate(
-        ctx: typer.Context, target: SagasArgument, dry_run: DryRunOption = False
+        ctx: typer.Context,
+        target: SagasArgument,
+        dry_run: DryRunOption = False,
+        operator: OperatorOption = None,
+        reason: ReasonOption = None,
     ) -> None:
         """Move live instances of versions no longer in MODULE to the version
-        that declares a migration from theirs (recorded in their history).
-        Exit 1 if a migration was refused."""
+        that declares a migration from theirs: who (--as or
+        $SAGAKIT_OPERATOR) and why (--reason), both needed unless --dry-run,
+        go into their history. Exit 1 if a migration was refused."""
+        if dry_run:
+            by, why = "", ""
+        else:
+            by, why = who_and_why(operator, reason)
         sagas = sagas_or_fail(target)
-        work = migrate_instances(db_of(ctx), sagas, by=operator_name(), dry_run=dry_run)
+        work = migrate_instances(db_of(ctx), sagas, by=by, reason=why, dry_run=dry_run)
         try:
             moved, refused = run_async(work)
         except SagaError as exc:

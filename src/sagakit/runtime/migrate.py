@@ -48,10 +48,12 @@ async def migrate_instance(
     *,
     clock: Clock,
     by: str,
+    reason: str,
 ) -> SagaRecord:
     """Move ``record`` to the version that declares a migration from its own,
     and save it (``StateError`` if it cannot move, ``ConcurrencyError`` if it
-    changed meanwhile)."""
+    changed meanwhile); who moved it and why go into its ``migrated``
+    history line (the audit trail)."""
     old = record.definition_version
     target = registry.migration_target(record.saga_name, old)
     if target is None:
@@ -75,7 +77,7 @@ async def migrate_instance(
         fingerprint=target.fingerprint,
         waiting=None,
     )
-    result = {"from": old, "to": target.version, "by": by}
+    result = {"from": old, "to": target.version, "by": by, "reason": reason}
     renamed = {"renamed": dict(migration.steps)}
     entry = saga_line(record.saga_id, "migrated", now, result | renamed)
     await store.save(moved, record.version, [entry])
@@ -115,6 +117,7 @@ async def report_stranded(
                     record,
                     clock=driver.clock,
                     by=driver.worker_id,
+                    reason=AUTO_REASON,
                 )
                 continue
             except (ConcurrencyError, SagaNotFound):
@@ -141,6 +144,8 @@ async def report_stranded(
     return [r.saga_id for r in waiting]
 
 
+AUTO_REASON = "its migration is declared auto=True"
+"""Why a process migrated an instance without an operator (in its history)."""
 MIGRATION_DECLARED = "; a migration is declared: sagakit migrate-instances"
 """Said of an instance waiting for an operator to apply its migration."""
 
