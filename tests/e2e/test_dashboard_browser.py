@@ -37,6 +37,7 @@ from sagakit.ports.event_store import (
     Progress,
 )
 from sagakit.ports.workflow_store import WorkflowStatus
+from sagakit.testing.contracts.store_locks import _save, queue, take
 from tests.e2e import dashboard_app
 from tests.e2e.test_cli import sagakit
 
@@ -400,6 +401,7 @@ def test_without_a_token_the_dashboard_is_read_only(tmp_path: Path) -> None:
 # -- finding and reading sagas -------------------------------------------------
 
 CORRELATION = "booking-7f3a"
+ROOM = "room:bergen:12"
 
 
 async def seed_reading(db: Path) -> dict[str, str]:
@@ -419,12 +421,14 @@ async def seed_reading(db: Path) -> dict[str, str]:
             dashboard_app.trip_saga,
             TripContext(traveller="Grace Hopper", destination="Bergen"),
         )
+        await _save(store, orphan, take(ROOM, step="book_hotel"))
         (taken,) = await store.claim("crashed-worker", ["trip"], lease=-1.0)
         assert taken.saga_id == orphan  # its lease is over: the worker is gone
         unclaimed = await orch.submit(
             dashboard_app.trip_saga,
             TripContext(traveller="Alan Turing", destination="Oslo"),
         )
+        await _save(store, unclaimed, queue(ROOM, step="book_hotel", since=time.time()))
         events = SQLiteEventStore(store.database)
         progress = Progress(
             "booking", 60.0, lambda seen: ChoreographyStatus.COMPENSATED
@@ -564,6 +568,24 @@ def charts(page: Any, url: str, ids: dict[str, str], shots: Path) -> None:
     page.screenshot(path=shots / "16-sub-saga.png", full_page=True)
 
 
+def held_locks(page: Any, url: str, ids: dict[str, str], shots: Path) -> None:
+    """The locks page lists who holds the room and who queues for it; the
+    waiting saga's page links the key and its holder."""
+    page.click("nav.sections >> text=locks")
+    page.wait_for_url(f"{url}/locks")
+    holders = page.locator("#lock-holders").inner_text()
+    assert ROOM in holders
+    assert ids["orphaned"] in holders
+    assert ids["unclaimed"] in page.locator("#lock-waiters").inner_text()
+    page.screenshot(path=shots / "17-locks.png", full_page=True)
+    page.click(f'#lock-waiters a:text("{ids["unclaimed"]}")')
+    page.wait_for_url(f"**/sagas/{ids['unclaimed']}")
+    section = page.locator("section.saga-locks")
+    assert "this saga" in section.inner_text()
+    section.locator(f'a:text("{ids["orphaned"]}")').wait_for()
+    section.screenshot(path=shots / "18-saga-locks.png")
+
+
 def test_operator_finds_and_reads_sagas_in_the_browser(tmp_path: Path) -> None:
     db = tmp_path / "reading.db"
     ids = asyncio.run(seed_reading(db))
@@ -573,5 +595,6 @@ def test_operator_finds_and_reads_sagas_in_the_browser(tmp_path: Path) -> None:
         orphan_page(page, server.url, ids, shots)
         search_box(page, server.url, ids, shots)
         charts(page, server.url, ids, shots)
+        held_locks(page, server.url, ids, shots)
     assert watch.dialogs == []
     assert watch.errors == []  # no script error, nothing the CSP refused

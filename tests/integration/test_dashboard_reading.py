@@ -131,7 +131,7 @@ async def test_after_an_action_nobody_drives_it_says_so(env: Env) -> None:
     assert "Cancel requested: the saga is now compensating; no worker owns" in text
     assert "claims it at its next poll" in text
     assert "`sagakit recover myapp.sagas`" in text  # the module the app was given
-    notice = "No process is driving this saga (driven by nobody: no process"
+    notice = "No process is driving this saga (nobody: no process has claimed it)"
     assert notice in text
 
 

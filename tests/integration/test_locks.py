@@ -320,10 +320,17 @@ async def test_an_operator_releases_a_key_from_a_running_saga(
     transport = httpx.ASGITransport(app=create_app(store))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as web:
         shown = (await web.get("/api/locks", params={"prefix": "seat:"})).json()
+        listed = (await web.get("/locks", params={"prefix": "seat:"})).text
+        waiter = (await web.get("/sagas/b")).text
     assert [(h["key"], h["saga_id"], h["waiting"]) for h in shown["holders"]] == [
         ("seat:1A", "a", 1)
     ]
     assert [(w["saga_id"], w["place"]) for w in shown["waiters"]] == [("b", 1)]
+    for saga_id in ("a", "b"):  # the locks page links each saga
+        assert f'<a href="/sagas/{saga_id}">{saga_id}</a>' in listed
+    # b's page: the key it queues for, and who holds it (a link to a)
+    assert '<a href="/locks?prefix=seat%3A1A">seat:1A</a>' in waiter
+    assert '<a href="/sagas/a">a</a>' in waiter
     released = await admin.release_lock(store, "seat:1A", reason="stuck", by="ana")
     assert released.record.saga_id == "a"
     assert released.record.state.locks is None

@@ -34,6 +34,7 @@ from sagakit.dashboard.choreographies import (
     choreography_url,
 )
 from sagakit.dashboard.listing import ListViews, status_counts
+from sagakit.dashboard.locks import LockViews
 from sagakit.dashboard.login import LoginRoutes
 from sagakit.dashboard.middleware import MAX_BODY, Gate, error_handlers
 from sagakit.dashboard.page import Flash, Pages, saga_url
@@ -45,7 +46,6 @@ from sagakit.ports.store import SagaRecord, SagaStore
 from sagakit.ports.workflow_store import WorkflowStore
 from sagakit.runtime.operator import ACTIONS
 from sagakit.views.audit import audit_lines
-from sagakit.views.locks import locks_json
 
 __all__ = ["CSP", "create_app", "status_counts"]
 
@@ -65,6 +65,7 @@ class Views:
     pages: Pages
     clock: Clock
     events: EventSource
+    locked: LockViews
 
     async def driver(self, record: SagaRecord) -> Driver:
         return (await admin.drivers(self.store, [record]))[record.saga_id]
@@ -79,14 +80,22 @@ class Views:
         history = await self.store.history(record.saga_id)
         children = await admin.children_of(self.store, record)
         shown = admin.SagaDetail(record, history, children)
-        driver = await self.driver(record)
-        return self._detail(request, shown, driver, flashes, status_code)
+        driver, held = await self.driver(record), await self.held(record)
+        return self._detail(
+            request, shown, driver, held, flashes=flashes, status_code=status_code
+        )
+
+    async def held(self, record: SagaRecord) -> dict[str, Any]:
+        """The keys the saga holds and the queues it waits in."""
+        return await self.locked.of_saga(record.saga_id)
 
     def _detail(
         self,
         request: Request,
         shown: admin.SagaDetail,
         driver: Driver,
+        held: dict[str, Any],
+        *,
         flashes: Iterable[Flash] = (),
         status_code: int = 200,
     ) -> Response:
@@ -105,6 +114,7 @@ class Views:
                 "record": record,
                 "facts": views.header(record, now=now),
                 "driver": driver,
+                "held": held,
                 "worker_hint": self.ops.worker_hint,
                 "then": self.ops.then(record, driver),
                 "gantt": charts.gantt(record, history, now, order),
@@ -147,7 +157,7 @@ class Views:
         record = shown.record
         if record.saga_id != saga_id:
             return RedirectResponse(saga_url(request, record.saga_id), 307)
-        driver = await self.driver(record)
+        driver, held = await self.driver(record), await self.held(record)
         flashes = []
         done = request.query_params.get("flash")
         if done in DONE:
@@ -156,14 +166,7 @@ class Views:
             flashes.append(
                 Flash("ok", f"{DONE[done]}: the saga is now {status}; {then}.")
             )
-        return self._detail(request, shown, driver, flashes)
-
-    async def api_locks(
-        self, prefix: str | None = None, saga: str | None = None
-    ) -> JSONResponse:
-        """Holders and waiters of semantic locks (``sagakit locks``)."""
-        found = await admin.locks(self.store, prefix=prefix or None, saga_id=saga)
-        return JSONResponse(locks_json(found, self.clock.now()))
+        return self._detail(request, shown, driver, held, flashes=flashes)
 
     async def api_show(self, saga_id: str) -> JSONResponse:
         try:
@@ -242,7 +245,8 @@ def create_app(
     ops = Operator(store, sagas, clock, worker_hint)
     pages = Pages(guard, actions_enabled=not guard.read_only and bool(ops.saga_names))
     events = EventSource(store)
-    read = Views(store, ops, pages, clock, events)
+    locked = LockViews(store, pages, clock)
+    read = Views(store, ops, pages, clock, events, locked)
     listed = ListViews(store, ops, pages, clock, events)
     write = ActionRoutes(store, ops, guard, pages, read.detail)
     flows = WorkflowViews(WorkflowSource(store, workflows), pages, clock)
@@ -275,7 +279,8 @@ def create_app(
     app.get("/api/counts")(listed.counts)
     app.get("/api/sagas")(listed.api_list)
     app.get("/api/search")(listed.api_search)
-    app.get("/api/locks")(read.api_locks)
+    app.get("/locks", response_class=HTMLResponse)(locked.page)
+    app.get("/api/locks")(locked.api)
     app.get("/api/sagas/{saga_id:path}")(read.api_show)
     app.get("/choreographies/{correlation_id:path}", response_class=HTMLResponse)(
         talks.show
