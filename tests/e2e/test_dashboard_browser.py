@@ -584,6 +584,16 @@ def held_locks(page: Any, url: str, ids: dict[str, str], shots: Path) -> None:
     assert "this saga" in section.inner_text()
     section.locator(f'a:text("{ids["orphaned"]}")').wait_for()
     section.screenshot(path=shots / "18-saga-locks.png")
+    page.goto(f"{url}/locks")  # the holder died: an operator releases the room
+    form = page.locator("section.release form")
+    form.locator('input[name="token"]').fill(TOKEN)
+    form.locator('input[name="operator"]').fill("maria")
+    form.locator('input[name="reason"]').fill("its worker crashed; the guest waits")
+    form.locator("button").click()
+    page.wait_for_url("**/locks?prefix=*released=*")
+    assert f"Released {ROOM}." in page.locator(".flash.ok").inner_text()
+    assert "No key held." in page.locator("#lock-holders").inner_text()
+    page.screenshot(path=shots / "19-released.png", full_page=True)
 
 
 def test_operator_finds_and_reads_sagas_in_the_browser(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from sagakit.messaging.envelope import Envelope
 from sagakit.participant import CommandRejected, require_lock
 from sagakit.ports.store import SagaStore
 from sagakit.testing import check_saga
+from sagakit.testing.contracts.store_locks import _sagas, _save, queue, take
 
 
 class Seat(BaseModel):
@@ -420,3 +421,49 @@ async def test_check_saga_finds_every_lock_released() -> None:
     report.assert_ok()
     assert report.outcomes["compensated"] > 0
     assert report.outcomes["succeeded"] > 0
+
+
+async def test_an_operator_releases_a_key_on_the_dashboard(store: SagaStore) -> None:
+    await _sagas(store, "holder", "waiter")
+    await _save(store, "holder", take("seat:9C"))
+    await _save(store, "waiter", queue("seat:9C"))
+    token = "a-token-of-24-characters"  # noqa: S105 - a test token
+    app = create_app(store, token=token)
+    bearer = {"Authorization": f"Bearer {token}", "X-Sagakit-Operator": "ana"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as web:
+        page = (await web.get("/locks")).text
+        assert 'action="/locks/release"' in page
+        why = await web.post("/locks/release", json={"key": "seat:9C"}, headers=bearer)
+        assert why.status_code == 400  # no reason: nothing released
+        assert await store.lock_holders(["seat:9C"]) != {}
+        nobody = await web.post(
+            "/locks/release", json={"key": "seat:9C", "reason": "x"}
+        )
+        assert nobody.status_code == 401
+        done = await web.post(
+            "/locks/release",
+            json={"key": "seat:9C", "reason": "holder is stuck"},
+            headers=bearer,
+        )
+        assert done.json() == {
+            "key": "seat:9C", "saga_id": "holder", "by": "ana", "released": True
+        }  # fmt: skip
+        again = await web.post(
+            "/locks/release", json={"key": "seat:9C", "reason": "x"}, headers=bearer
+        )
+        assert again.status_code == 409
+        assert "no saga holds lock 'seat:9C'" in again.json()["detail"]
+        read_only = create_app(store)
+        transport = httpx.ASGITransport(app=read_only)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as web:
+        refused = await web.post(
+            "/locks/release", json={"key": "seat:9C", "reason": "x"}, headers=bearer
+        )
+        assert refused.status_code == 403
+    assert await store.lock_holders(["seat:9C"]) == {}  # the waiter takes it next
+    assert [w.saga_id for w in (await store.list_locks()).waiters] == ["waiter"]
+    lines = [h for h in await store.history("holder") if h.outcome == "lock_released"]
+    assert [line.result for line in lines] == [
+        {"key": "seat:9C", "step": "reserve", "by": "ana", "reason": "holder is stuck"}
+    ]

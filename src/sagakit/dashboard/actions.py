@@ -216,7 +216,7 @@ class ActionRoutes:
     pages: Pages
     detail: DetailPage
 
-    def _authorize(self, request: Request, fields: Mapping[str, str]) -> Credentials:
+    def authorize(self, request: Request, fields: Mapping[str, str]) -> Credentials:
         """The request's credentials once they are allowed (the operator
         they name is ``request.state.operator``); else :class:`Denied`."""
         creds = Credentials(
@@ -247,7 +247,7 @@ class ActionRoutes:
             raise Denied(403, "the operator token is wrong")
         return creds
 
-    def _denied(self, request: Request, api: bool, exc: Denied, back: str) -> Response:
+    def denied(self, request: Request, api: bool, exc: Denied, back: str) -> Response:
         response: Response
         if api:
             response = JSONResponse(
@@ -260,7 +260,7 @@ class ActionRoutes:
             response.headers["WWW-Authenticate"] = 'Bearer realm="sagakit"'
         return response
 
-    def _remember(self, request: Request, response: Response, by: str) -> None:
+    def remember(self, request: Request, response: Response, by: str) -> None:
         """Open a session for ``by`` after a form sent the right token."""
         remember(self.guard, request, response, by)
 
@@ -268,12 +268,10 @@ class ActionRoutes:
         api = "authorization" in request.headers
         back = saga_url(request, saga_id)
         if action not in _BY_NAME and action != FORK:
-            return self._denied(
-                request, api, Denied(404, f"no action {action!r}"), back
-            )
+            return self.denied(request, api, Denied(404, f"no action {action!r}"), back)
         try:
             fields = await body_fields(request)
-            creds = self._authorize(request, fields)
+            creds = self.authorize(request, fields)
             wish = _wish(request.state.operator, action, fields)
         except Denied as exc:
             logger.warning(
@@ -285,12 +283,12 @@ class ActionRoutes:
                     "http_status": exc.status_code,
                 },
             )
-            return self._denied(request, api, exc, back)
+            return self.denied(request, api, exc, back)
         try:
             found = await admin.find(self.store, saga_id)
             record = await self._apply(found, action, wish)
         except SagaNotFound as exc:
-            return self._denied(request, api, Denied(404, str(exc)), back)
+            return self.denied(request, api, Denied(404, str(exc)), back)
         except (StateError, ConcurrencyError) as exc:
             return await self._refused(
                 request, api, creds, saga_id, f"{action}: {exc}", by=wish.by
@@ -310,7 +308,7 @@ class ActionRoutes:
         where = saga_url(request, record.saga_id)
         response = RedirectResponse(f"{where}?flash={action}", status_code=303)
         if creds.form_token:
-            self._remember(request, response, wish.by)
+            self.remember(request, response, wish.by)
         return response
 
     async def _apply(self, found: SagaRecord, action: str, wish: Wish) -> SagaRecord:
@@ -347,7 +345,7 @@ class ActionRoutes:
         current = await admin.find(self.store, saga_id)
         response = await self.detail(request, current, [Flash("error", message)], 409)
         if creds.form_token:
-            self._remember(request, response, by)
+            self.remember(request, response, by)
         return response
 
 

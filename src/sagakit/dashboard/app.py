@@ -249,6 +249,7 @@ def create_app(
     read = Views(store, ops, pages, clock, events, locked)
     listed = ListViews(store, ops, pages, clock, events)
     write = ActionRoutes(store, ops, guard, pages, read.detail)
+    locked.actions = write
     flows = WorkflowViews(WorkflowSource(store, workflows), pages, clock)
     signing = LoginRoutes(guard, pages)
     talks = ChoreographyViews(events, pages)
@@ -281,6 +282,7 @@ def create_app(
     app.get("/api/search")(listed.api_search)
     app.get("/locks", response_class=HTMLResponse)(locked.page)
     app.get("/api/locks")(locked.api)
+    app.post("/locks/release")(locked.release)
     app.get("/api/sagas/{saga_id:path}")(read.api_show)
     app.get("/choreographies/{correlation_id:path}", response_class=HTMLResponse)(
         talks.show

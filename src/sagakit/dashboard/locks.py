@@ -1,19 +1,25 @@
 """The semantic locks, as ``sagakit locks`` lists them: who holds each key
 (since when, how many queue for it) and who waits, each saga and key a
 link. ``/locks`` (``?prefix=`` or ``?saga=``), its JSON twin ``/api/locks``,
-and the saga page's own locks."""
+the saga page's own locks, and ``POST /locks/release`` (``sagakit locks
+release``: a key taken from its holder, with who and why in that saga's
+history; signed in as for the saga actions)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from sagakit import admin
-from sagakit.dashboard.page import Pages, root_of
+from sagakit.dashboard.actions import MAX_REASON, ActionRoutes, Denied
+from sagakit.dashboard.forms import body_fields
+from sagakit.dashboard.page import Flash, Pages, root_of
+from sagakit.errors import StateError
 from sagakit.ports.clock import Clock
 from sagakit.ports.locks import LockTable
 from sagakit.ports.store import SagaStore
@@ -30,11 +36,15 @@ def key_url(request: Request, key: str) -> str:
 
 @dataclass(eq=False)
 class LockViews:
-    """``/locks`` and ``/api/locks``."""
+    """``/locks``, ``/api/locks`` and ``POST /locks/release``; ``actions``
+    checks who may release (as for the saga actions)."""
 
     store: SagaStore
     pages: Pages
     clock: Clock
+    actions: ActionRoutes | None = None
+    """Set once the action routes exist (they need the saga page, which
+    shows locks)."""
 
     async def table(self, prefix: str | None, saga: str | None) -> dict[str, Any]:
         prefix = (prefix or "").strip()[:MAX_FILTER] or None
@@ -57,6 +67,10 @@ class LockViews:
         self, request: Request, prefix: str | None = None, saga: str | None = None
     ) -> HTMLResponse:
         shown = await self.table(prefix, saga)
+        flashes = []
+        released = request.query_params.get("released")
+        if released:
+            flashes.append(Flash("ok", f"Released {released[:MAX_FILTER]}."))
         return self.pages.render(
             request,
             "locks.html",
@@ -67,13 +81,49 @@ class LockViews:
                 "holders": shown["holders"],
                 "waiters": shown["waiters"],
             },
+            flashes=flashes,
         )
+
+    async def release(self, request: Request) -> Response:
+        """Take a key from its holder (``key``, ``reason`` and who: the
+        signed-in operator, or ``operator``)."""
+        api = "authorization" in request.headers
+        back = f"{root_of(request)}/locks"
+        actions = self.actions
+        assert actions is not None  # noqa: S101 - create_app sets it
+        try:
+            fields = await body_fields(request)
+            creds = actions.authorize(request, fields)
+            by, key, reason = _release_of(request.state.operator, fields)
+            done = await admin.release_lock(self.store, key, reason=reason, by=by)
+        except Denied as exc:
+            return actions.denied(request, api, exc, back)
+        except StateError as exc:
+            return actions.denied(request, api, Denied(409, str(exc)), back)
+        if api:
+            return JSONResponse(
+                {"key": key, "saga_id": done.record.saga_id, "by": by, "released": True}
+            )
+        query = urlencode({"prefix": key, "released": key})
+        response = RedirectResponse(f"{back}?{query}", status_code=303)
+        if creds.form_token:
+            actions.remember(request, response, by)
+        return response
 
     async def api(
         self, prefix: str | None = None, saga: str | None = None
     ) -> JSONResponse:
         """Holders and waiters of semantic locks (``sagakit locks``)."""
         return JSONResponse(await self.table(prefix, saga))
+
+
+def _release_of(by: str | None, fields: Mapping[str, str]) -> tuple[str, str, str]:
+    """Who releases which key and why; ``Denied`` (400) for what is missing."""
+    key = (fields.get("key") or "").strip()
+    reason = (fields.get("reason") or "").strip()[:MAX_REASON]
+    if by is None or not reason or not key:
+        raise Denied(400, "a release needs a key, who you are and a reason")
+    return by, key, reason
 
 
 __all__ = ["LockViews", "key_url"]
