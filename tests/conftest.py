@@ -241,6 +241,8 @@ MYSQL_TABLES = (
     "sagakit_event_log",
     "sagakit_choreography",
     "sagakit_event_outbox",
+    "sagakit_lock",
+    "sagakit_lock_waiter",
 )
 
 

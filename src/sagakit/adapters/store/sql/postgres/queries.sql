@@ -522,10 +522,15 @@ SELECT message_id, destination, body, saga_id, available_at
  ORDER BY available_at, created_at, message_id;
 
 -- release_outbox --
--- End the holds of $1 (of everyone if NULL): the messages are free to claim
-UPDATE sagakit_outbox SET locked_by = NULL, locked_until = NULL
- WHERE locked_until IS NOT NULL AND ($1::text IS NULL OR locked_by = $1::text)
-RETURNING message_id;
+-- End the holds of $1 (of everyone if NULL): the messages are free to claim;
+-- returns how many
+WITH released AS (
+    UPDATE sagakit_outbox SET locked_by = NULL, locked_until = NULL
+     WHERE locked_until IS NOT NULL
+       AND ($1::text IS NULL OR locked_by = $1::text)
+    RETURNING 1
+)
+SELECT count(*) FROM released;
 
 -- delete_outbox --
 -- Forget the messages in $1: they were published
