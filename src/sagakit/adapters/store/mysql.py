@@ -21,7 +21,7 @@ from sagakit.adapters.store.locks_sql import LockReads, apply_change
 from sagakit.adapters.store.mysql_database import MySQLDatabase, OnMySQL, Step
 from sagakit.adapters.store.reads import SagaReads
 from sagakit.adapters.store.rows import dumps
-from sagakit.adapters.store.server_sagas import ServerSagas
+from sagakit.adapters.store.sagas_sql import SqlSagas
 from sagakit.adapters.store.workflow_mysql import MySQLWorkflowStore
 from sagakit.errors import SagaAlreadyExists
 from sagakit.ports.locks import LockChange
@@ -29,11 +29,10 @@ from sagakit.ports.store import (
     Create,
     Created,
     HistoryEntry,
-    InboxEntry,
     OutboxMessage,
-    SagaRecord,
     Save,
 )
+from sagakit.ports.writes import RecordWrites
 
 __all__ = ["MySQLDatabase", "MySQLStore"]
 
@@ -130,7 +129,8 @@ class MySQLStore(
     MySQLInbox,
     SagaReads[MySQLDatabase],
     LockReads[MySQLDatabase],
-    ServerSagas[MySQLDatabase],
+    SqlSagas[MySQLDatabase],
+    RecordWrites,
 ):
     """A :class:`~sagakit.ports.store.SagaStore` on MySQL or MariaDB.
 
@@ -150,21 +150,12 @@ class MySQLStore(
 
     # -- writes ------------------------------------------------------------
 
-    async def create(
-        self,
-        record: SagaRecord,
-        history: Sequence[HistoryEntry],
-        *,
-        owner: str | None = None,
-        lease: float | None = None,
-        outbox: Sequence[OutboxMessage] = (),
-    ) -> Created:
-        create = Create(record, history, owner, lease, outbox)
+    async def create_one(self, create: Create) -> Created:
         ((row,),) = await self.database.script(
-            f"saga {record.saga_id}: create", _create_steps(create)
+            f"saga {create.record.saga_id}: create", _create_steps(create)
         )
         if row[0]:
-            return Created(record, True)
+            return Created(create.record, True)
         return await self.taken(create)
 
     async def create_many(self, creates: Sequence[Create]) -> list[Created | Exception]:
@@ -187,24 +178,12 @@ class MySQLStore(
                 results.append(exc)
         return results
 
-    async def save(
-        self,
-        record: SagaRecord,
-        expected_version: int,
-        history: Sequence[HistoryEntry],
-        *,
-        owner: str | None = None,
-        lease: float | None = None,
-        outbox: Sequence[OutboxMessage] = (),
-        inbox: InboxEntry | None = None,
-        locks: LockChange | None = None,
-    ) -> None:
-        save = Save(record, expected_version, history, owner, lease, outbox, inbox)
+    async def save_one(self, save: Save, locks: LockChange | None) -> None:
         if locks:
             await self._save_with_locks(save, locks)
             return
         ((row,),) = await self.database.script(
-            f"saga {record.saga_id}: save", _save_steps(save), counted=False
+            f"saga {save.record.saga_id}: save", _save_steps(save), counted=False
         )
         problem = _save_problem(save, row)
         if problem is not None:

@@ -27,19 +27,17 @@ from sagakit.adapters.store.postgres_database import (
     reason,
 )
 from sagakit.adapters.store.reads import SagaReads
-from sagakit.adapters.store.server_sagas import ServerSagas
+from sagakit.adapters.store.sagas_sql import SqlSagas
 from sagakit.adapters.store.workflow_postgres import PostgresWorkflowStore
 from sagakit.errors import SagaAlreadyExists, StoreError
 from sagakit.ports.locks import LockChange
 from sagakit.ports.store import (
     Create,
     Created,
-    HistoryEntry,
-    InboxEntry,
     OutboxMessage,
-    SagaRecord,
     Save,
 )
+from sagakit.ports.writes import RecordWrites
 
 __all__ = ["PostgresDatabase", "PostgresStore", "describe"]
 
@@ -149,7 +147,8 @@ class PostgresStore(
     PostgresInbox,
     SagaReads[PostgresDatabase],
     LockReads[PostgresDatabase],
-    ServerSagas[PostgresDatabase],
+    SqlSagas[PostgresDatabase],
+    RecordWrites,
 ):
     """A :class:`~sagakit.ports.store.SagaStore` on PostgreSQL.
 
@@ -179,19 +178,13 @@ class PostgresStore(
 
     # -- writes ------------------------------------------------------------
 
-    async def create(
-        self,
-        record: SagaRecord,
-        history: Sequence[HistoryEntry],
-        *,
-        owner: str | None = None,
-        lease: float | None = None,
-        outbox: Sequence[OutboxMessage] = (),
-    ) -> Created:
-        create = Create(record, history, owner, lease, outbox)
+    async def create_one(self, create: Create) -> Created:
+        record = create.record
         about = f"saga {record.saga_id}: create"
         try:
-            row = await self._fetchrow(about, *_create_call(create, bool(outbox)))
+            row = await self._fetchrow(
+                about, *_create_call(create, bool(create.outbox))
+            )
         except StoreError as exc:
             cause = exc.__cause__
             if isinstance(cause, UniqueViolation) and cause.table_name == _SAGAS:
@@ -227,25 +220,13 @@ class PostgresStore(
             return Created(create.record, True)
         return await self.taken(create)
 
-    async def save(
-        self,
-        record: SagaRecord,
-        expected_version: int,
-        history: Sequence[HistoryEntry],
-        *,
-        owner: str | None = None,
-        lease: float | None = None,
-        outbox: Sequence[OutboxMessage] = (),
-        inbox: InboxEntry | None = None,
-        locks: LockChange | None = None,
-    ) -> None:
-        save = Save(record, expected_version, history, owner, lease, outbox, inbox)
-        messaging = bool(outbox) or inbox is not None
+    async def save_one(self, save: Save, locks: LockChange | None) -> None:
+        messaging = bool(save.outbox) or save.inbox is not None
         if locks:
             await self._save_with_locks(save, messaging, locks)
             return
         row = await self._fetchrow(
-            f"saga {record.saga_id}: save", *_save_call(save, messaging)
+            f"saga {save.record.saga_id}: save", *_save_call(save, messaging)
         )
         problem = _save_problem(save, row)
         if problem is not None:

@@ -1,11 +1,12 @@
-"""What the saga stores on a database server (PostgreSQL, MySQL) do the same
-way: leases, claims, the operators' reads and the outbox, each one named
-query of the dialect's ``queries.sql``.
+"""What the SQL saga stores (SQLite, PostgreSQL, MySQL) do the same way:
+leases, claims, the operators' reads and the outbox, each one named query
+of the dialect's ``queries.sql`` with the same arguments.
 
-Each statement here runs on its own (the database's clock is "now"), so the
-stores differ only in how a list travels (``as_array``: a list for asyncpg,
-JSON text for MySQL) and in how a write runs and is counted (``write``:
-rows of one committed statement or block).
+The stores differ only in how a list travels (``as_array``: a list for
+asyncpg, JSON text for SQLite and MySQL), in what "now" is (``now_args``:
+nothing on a server, whose clock is "now"; this process's clock for SQLite,
+passed after the other arguments) and in how a write runs and is counted
+(``write``: the rows of one committed statement or block).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class Fetches(Protocol):
 D = TypeVar("D", bound=Fetches)
 
 
-class ServerSagas(Generic[D]):
+class SqlSagas(Generic[D]):
     """Leases, claims, reads and the outbox over ``database``'s named
     queries (see the module)."""
 
@@ -36,6 +37,10 @@ class ServerSagas(Generic[D]):
     async def write(self, about: str, query: str, *args: Any) -> Sequence[Row]:
         """The rows of the named write, committed and counted."""
         raise NotImplementedError
+
+    def now_args(self) -> tuple[Any, ...]:
+        """What a query that reads "now" takes after its other arguments."""
+        return ()
 
     # -- leases ------------------------------------------------------------
 
@@ -59,8 +64,10 @@ class ServerSagas(Generic[D]):
             limit,
             dead,
             after,
+            *self.now_args(),
         )
-        return [rows.saga_record(r) for r in found]
+        claimed = [rows.saga_record(r) for r in found]
+        return sorted(claimed, key=lambda r: (r.created_at, r.saga_id))
 
     async def stranded(
         self,
@@ -78,6 +85,7 @@ class ServerSagas(Generic[D]):
             listed(list(keys)),
             limit,
             listed(list(gone)),
+            *self.now_args(),
         )
         return [rows.saga_record(r) for r in found]
 
@@ -98,6 +106,7 @@ class ServerSagas(Generic[D]):
             owner,
             self.as_array(ids),
             lease,
+            *self.now_args(),
         )
         renewed = {r[0] for r in found}
         return [saga_id for saga_id in ids if saga_id in renewed]
@@ -107,7 +116,7 @@ class ServerSagas(Generic[D]):
         if not ids:
             return {}
         found = await self.database.fetch(
-            "reading leases", "saga_leases", self.as_array(ids)
+            "reading leases", "saga_leases", self.as_array(ids), *self.now_args()
         )
         return {r[0]: Lease(r[1], bool(r[2]), r[3]) for r in found}
 
@@ -149,7 +158,7 @@ class ServerSagas(Generic[D]):
     ) -> list[str]:
         names = self.as_array(list(saga_names))
         found = await self.database.fetch(
-            "listing due deadlines", "due_deadlines", names, limit
+            "listing due deadlines", "due_deadlines", names, limit, *self.now_args()
         )
         return [r[0] for r in found]
 
@@ -159,7 +168,12 @@ class ServerSagas(Generic[D]):
         self, owner: str, *, lease: float, limit: int = 100
     ) -> list[OutboxMessage]:
         found = await self.write(
-            f"outbox claim by {owner!r}", "claim_outbox", owner, lease, limit
+            f"outbox claim by {owner!r}",
+            "claim_outbox",
+            owner,
+            lease,
+            limit,
+            *self.now_args(),
         )
         return [rows.outbox_message(r) for r in found]
 
