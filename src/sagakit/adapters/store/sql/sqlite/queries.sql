@@ -394,7 +394,8 @@ RETURNING app, instance_id, status, step, input, due_at, state, version,
 -- workflow_renew --
 UPDATE sagakit_workflow
    SET lease_until = ?4 + ?5
- WHERE app = ?1 AND instance_id = ?3 AND owner = ?2 AND status = 'running';
+ WHERE app = ?1 AND instance_id = ?3 AND owner = ?2 AND status = 'running'
+RETURNING instance_id;
 
 -- workflow_next_due --
 -- When the first instance workflow_claim (same ?1 app, ?2 steps, ?3 version,
