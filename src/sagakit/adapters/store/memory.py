@@ -234,8 +234,10 @@ class InMemoryStore(RecordWrites):
         for r in due:
             bumped = replace(r, version=r.version + 1, waiting=None)
             self._sagas[r.saga_id] = bumped
+            held = self._leases.get(r.saga_id)
             self._leases[r.saga_id] = (owner, now + lease)
-            claimed.append(_frozen(bumped))
+            taken = None if held is None else held[0]
+            claimed.append(replace(_frozen(bumped), previous_owner=taken))
         self.commits += 1
         return claimed
 

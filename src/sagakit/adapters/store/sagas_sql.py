@@ -38,6 +38,11 @@ class SqlSagas(Generic[D]):
         """The rows of the named write, committed and counted."""
         raise NotImplementedError
 
+    async def claim_rows(self, about: str, *args: Any) -> Sequence[Row]:
+        """The rows of ``claim_sagas`` (the claimed sagas, each with the
+        owner it was taken from), committed and counted."""
+        return await self.write(about, "claim_sagas", *args)
+
     def now_args(self) -> tuple[Any, ...]:
         """What a query that reads "now" takes after its other arguments."""
         return ()
@@ -55,9 +60,8 @@ class SqlSagas(Generic[D]):
         after: str | None = None,
     ) -> list[SagaRecord]:
         names, dead = self.as_array(list(saga_names)), self.as_array(list(gone))
-        found = await self.write(
+        found = await self.claim_rows(
             f"claim by {owner!r}",
-            "claim_sagas",
             owner,
             names,
             lease,

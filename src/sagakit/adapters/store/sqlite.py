@@ -314,6 +314,17 @@ class SQLiteStore(
         """One named statement in its own transaction: its rows."""
         return self._write(about, query, args)[0]
 
+    async def claim_rows(self, about: str, *args: Any) -> list[Any]:
+        """The candidates and who holds them, then the claim of those, in
+        one transaction (an update's RETURNING sees only new values)."""
+        owner, _, lease, *_, now = args
+        db = self.database
+        with db.transaction(about):
+            before = dict(db.execute("claim_candidates", args).fetchall())
+            ids = dumps(list(before))
+            found = db.execute("claim_ids", (owner, ids, lease, now)).fetchall()
+        return [(*r, before[r[0]]) for r in found]
+
     def now_args(self) -> tuple[float]:
         """ "Now" for the queries that read it: this process's clock."""
         return (time.time(),)

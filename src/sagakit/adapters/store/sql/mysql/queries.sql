@@ -281,10 +281,12 @@ SELECT saga_id FROM sagakit_saga FORCE INDEX (sagakit_saga_unfinished)
 -- The version bump makes a save by the previous owner fail. An entry of $2
 -- is a saga name or a definition key (name:version[:fingerprint]). With $6,
 -- only sagas after saga $6 in that order (the next batch of a recovery).
--- $1 is the owner, $3 the lease seconds, $4 the limit.
+-- $1 is the owner, $3 the lease seconds, $4 the limit. Each row ends with
+-- the owner whose lease the claim took (NULL: none).
 SET @sk_ids = (
-    SELECT JSON_ARRAYAGG(c.saga_id) FROM (
-        SELECT saga_id FROM sagakit_saga FORCE INDEX (sagakit_saga_unfinished)
+    SELECT JSON_ARRAYAGG(JSON_OBJECT('id', c.saga_id, 'owner', c.owner)) FROM (
+        SELECT saga_id, owner
+          FROM sagakit_saga FORCE INDEX (sagakit_saga_unfinished)
          WHERE unfinished_at >= CASE WHEN $6 IS NULL
                THEN -1.7976931348623157e308
                ELSE COALESCE((SELECT created_at FROM sagakit_saga
@@ -313,7 +315,7 @@ SET @sk_ids = (
            FOR UPDATE SKIP LOCKED) AS c);
 UPDATE JSON_TABLE(COALESCE(@sk_ids, '[]'), '$[*]' COLUMNS (
            id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin
-               PATH '$')) AS j
+               PATH '$.id')) AS j
        STRAIGHT_JOIN sagakit_saga AS s ON s.saga_id = j.id
    SET s.owner = $1,
        s.lease_until = UNIX_TIMESTAMP(NOW(6)) + $3,
@@ -321,10 +323,12 @@ UPDATE JSON_TABLE(COALESCE(@sk_ids, '[]'), '$[*]' COLUMNS (
        s.waiting = NULL;
 SELECT s.saga_id, s.saga_name, s.status, s.version, s.idempotency_key,
        s.context, s.state, s.created_at, s.updated_at, s.deadline,
-       s.definition_version, s.fingerprint, s.waiting
+       s.definition_version, s.fingerprint, s.waiting, j.owner
   FROM JSON_TABLE(COALESCE(@sk_ids, '[]'), '$[*]' COLUMNS (
            id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin
-               PATH '$')) AS j
+               PATH '$.id',
+           owner VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin
+               PATH '$.owner')) AS j
        STRAIGHT_JOIN sagakit_saga AS s ON s.saga_id = j.id
  ORDER BY s.created_at, s.saga_id;
 

@@ -387,9 +387,10 @@ SELECT saga_id FROM sagakit_saga
 -- another claimer has locked are skipped, not waited for. The version bump
 -- makes a save by the previous owner fail. An entry of $2 is a saga name or
 -- a definition key (name:version[:fingerprint]). With $6, only sagas after
--- saga $6 in that order (the next batch of a recovery).
+-- saga $6 in that order (the next batch of a recovery). Each row ends with
+-- the owner whose lease the claim took (NULL: none).
 WITH candidates AS (
-    SELECT saga_id FROM sagakit_saga
+    SELECT saga_id, owner FROM sagakit_saga
      WHERE status IN ('running', 'compensating')
        AND (saga_name = ANY($2::text[])
             OR saga_name || ':' || definition_version
@@ -419,10 +420,12 @@ WITH candidates AS (
      WHERE s.saga_id = c.saga_id
     RETURNING s.saga_id, s.saga_name, s.status, s.version, s.idempotency_key,
               s.context, s.state, s.created_at, s.updated_at, s.deadline,
-              s.definition_version, s.fingerprint, s.waiting
+              s.definition_version, s.fingerprint, s.waiting,
+              c.owner AS previous_owner
 )
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
-       created_at, updated_at, deadline, definition_version, fingerprint, waiting
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting,
+       previous_owner
   FROM claimed
  ORDER BY created_at, saga_id;
 

@@ -177,33 +177,39 @@ SELECT saga_id FROM sagakit_saga INDEXED BY sagakit_saga_unfinished
  ORDER BY created_at, saga_id
  LIMIT ?3;
 
--- claim_sagas --
--- Take non-terminal sagas of the given names (?2, a JSON array) that are
--- unleased, whose lease expired or whose owner is in ?5 (a JSON array, known
--- dead), oldest first; ?7 is now. Runs inside BEGIN IMMEDIATE. The version
--- bump makes a save by the previous owner fail. An entry of ?2 is a saga name
--- or a definition key (name:version[:fingerprint]). With ?6, only sagas
--- after saga ?6 in that order (the next batch of a recovery). Reads
--- sagakit_saga_unfinished in order, as unfinished_sagas does.
+-- claim_candidates --
+-- The sagas a claim takes, with who holds them (NULL: nobody): non-terminal
+-- sagas of the given names (?2, a JSON array) that are unleased, whose
+-- lease expired or whose owner is in ?5 (a JSON array, known dead), oldest
+-- first, at most ?4; ?7 is now (?1, ?3: the claimer and its lease, which
+-- claim_ids takes). Runs inside BEGIN IMMEDIATE, before claim_ids. An entry
+-- of ?2 is a saga name or a definition key (name:version[:fingerprint]).
+-- With ?6, only sagas after saga ?6 in that order (the next batch of a
+-- recovery). Reads sagakit_saga_unfinished in order, as unfinished_sagas
+-- does.
+SELECT saga_id, owner FROM sagakit_saga INDEXED BY sagakit_saga_unfinished
+ WHERE status IN ('running', 'compensating')
+   AND (saga_name IN (SELECT value FROM json_each(?2))
+        OR saga_name || ':' || definition_version
+           || coalesce(':' || fingerprint, '')
+           IN (SELECT value FROM json_each(?2)))
+   AND (lease_until IS NULL OR lease_until < ?7
+        OR owner IN (SELECT value FROM json_each(?5)))
+   AND created_at >= CASE WHEN ?6 IS NULL THEN -9e999 ELSE coalesce(
+       (SELECT created_at FROM sagakit_saga WHERE saga_id = ?6), 9e999) END
+   AND (?6 IS NULL
+        OR created_at > (SELECT created_at FROM sagakit_saga
+                          WHERE saga_id = ?6)
+        OR saga_id > ?6)
+ ORDER BY created_at, saga_id
+ LIMIT ?4;
+
+-- claim_ids --
+-- Lease the sagas ?2 (a JSON array, from claim_candidates) to ?1 until ?4
+-- (now) + ?3. The version bump makes a save by the previous owner fail.
 UPDATE sagakit_saga
-   SET owner = ?1, lease_until = ?7 + ?3, version = version + 1, waiting = NULL
- WHERE saga_id IN (
-       SELECT saga_id FROM sagakit_saga INDEXED BY sagakit_saga_unfinished
-        WHERE status IN ('running', 'compensating')
-          AND (saga_name IN (SELECT value FROM json_each(?2))
-               OR saga_name || ':' || definition_version
-                  || coalesce(':' || fingerprint, '')
-                  IN (SELECT value FROM json_each(?2)))
-          AND (lease_until IS NULL OR lease_until < ?7
-               OR owner IN (SELECT value FROM json_each(?5)))
-          AND created_at >= CASE WHEN ?6 IS NULL THEN -9e999 ELSE coalesce(
-              (SELECT created_at FROM sagakit_saga WHERE saga_id = ?6), 9e999) END
-          AND (?6 IS NULL
-               OR created_at > (SELECT created_at FROM sagakit_saga
-                                 WHERE saga_id = ?6)
-               OR saga_id > ?6)
-        ORDER BY created_at, saga_id
-        LIMIT ?4)
+   SET owner = ?1, lease_until = ?4 + ?3, version = version + 1, waiting = NULL
+ WHERE saga_id IN (SELECT value FROM json_each(?2))
 RETURNING saga_id, saga_name, status, version, idempotency_key, context, state,
           created_at, updated_at, deadline, definition_version, fingerprint,
           waiting;
