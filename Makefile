@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 NODE_DIR   := tests/asyncapi
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed-$(shell cksum < $(NODE_DIR)/package-lock.json | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck audit unit bench chaos clean chromium
+.PHONY: demo test lint typecheck audit docs unit bench chaos clean chromium
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,7 +45,13 @@ typecheck: $(STAMP)
 audit: $(STAMP)
 	$(BIN)/python .ci/audit.py
 
-test: lint typecheck audit $(NODE_STAMP) chromium
+# the documentation site (mkdocs.yml, docs/): any warning fails the build,
+# a broken link or a docstring mkdocstrings cannot read included; the pages'
+# code blocks run in tests/e2e/test_docs.py
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+
+test: lint typecheck audit docs $(NODE_STAMP) chromium
 	$(BIN)/pytest
 
 unit: $(STAMP)
@@ -71,4 +77,4 @@ chaos: $(STAMP)
 	$(BIN)/pytest tests/chaos -m chaos -p no:cacheprovider -s --timeout 3600
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(NODE_DIR)/node_modules
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache .hypothesis $(NODE_DIR)/node_modules
