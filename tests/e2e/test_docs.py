@@ -152,6 +152,7 @@ def test_the_conventions_are_read() -> None:
         ("first\n...\nlast\n", "first\nlast\n", True),
         ("first\nlast\n", "first\nx\nlast\n", False),
     ],
+    ids=["same", "different", "ellipsis-in-line", "lines", "no-lines", "extra-line"],
 )
 def test_output_matching(expected: str, printed: str, ok: bool) -> None:
     assert matches(expected, printed) is ok
