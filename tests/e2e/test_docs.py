@@ -17,6 +17,7 @@ The conventions (docs/contributing-docs.md):
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -164,3 +165,16 @@ def test_every_page_is_in_the_site() -> None:
     nav = (ROOT / "mkdocs.yml").read_text()
     pages = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
     assert {p for p in pages if f" {p}\n" not in nav} == set()
+
+
+def test_the_reference_reads_sphinx_roles_as_code() -> None:
+    """docs/ext/sphinx_roles.py: what mkdocstrings shows of a docstring."""
+    path = ROOT / "docs" / "ext" / "sphinx_roles.py"
+    spec = importlib.util.spec_from_file_location("sphinx_roles", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = "Run :class:`~sagakit.Saga` with :func:`sagakit.admin.retry`::\n\n    x\n"
+    assert module.markdown(text) == "Run `Saga` with `sagakit.admin.retry`:\n\n    x\n"
+    assert module.markdown("A block:\n\n::\n\n    x\n") == "A block:\n\n    x\n"
