@@ -33,8 +33,8 @@ demo: $(STAMP)
 	$(BIN)/sagakit demo
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check src tests benchmarks examples
-	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples docs/ext
+	$(BIN)/ruff check src tests benchmarks examples docs/ext
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
