@@ -51,8 +51,13 @@ audit: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 
+# the suite on TEST_WORKERS processes (pytest-xdist), then, alone, the tests
+# that restart a shared server (marker "exclusive"): they would break the
+# other process's tests
+TEST_WORKERS ?= 2
 test: lint typecheck audit docs $(NODE_STAMP) chromium
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not exclusive"
+	$(BIN)/pytest -m exclusive
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
