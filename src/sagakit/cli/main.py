@@ -232,6 +232,7 @@ def cli(
 @app.command()
 def demo(ctx: typer.Context) -> None:
     """Run the trip-booking saga twice: one succeeds, one compensates."""
+    from rich.markup import escape
     from rich.rule import Rule
 
     from sagakit.examples.trip import fully_booked_trip, happy_trip, trip_saga
@@ -259,14 +260,23 @@ def demo(ctx: typer.Context) -> None:
 
     out.print(f"Running the trip saga twice on [bold]{target}[/bold]\n")
     records = with_store(settings, work)
-    prefix = "sagakit" if settings.db is None else f"sagakit --db {settings.db}"
+    from sagakit.cli.invocation import invocation
+
+    how = invocation()
+    prefix = how.command if settings.db is None else f"{how.command} --db {settings.db}"
     failed = next((r for r in records if r.status is not SagaStatus.SUCCEEDED), None)
     example = (failed or records[0]).saga_id[:8]
     out.print(
-        f"Next: [bold]{prefix} show {example}[/bold] for one saga, "
-        f"[bold]{prefix} list[/bold] for all of them.",
+        f"Next: [bold]{escape(prefix)} show {example}[/bold] for one saga, "
+        f"[bold]{escape(prefix)} list[/bold] for all of them.",
         soft_wrap=True,
     )
+    if how.activate is not None:
+        out.print(
+            f"(sagakit is not on your PATH: run [bold]source {escape(how.activate)}"
+            "[/bold] once in this shell to type plain sagakit)",
+            soft_wrap=True,
+        )
 
 
 def _print_run(record: SagaRecord, history: list[HistoryEntry]) -> None:
