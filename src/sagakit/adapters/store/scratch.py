@@ -49,14 +49,29 @@ async def _on_server(url: str, query: str, name: str) -> None:
         await conn.close()
 
 
-@contextlib.asynccontextmanager
-async def scratch_database(url: str) -> AsyncIterator[str]:
-    """The URL of a new, empty database on the server of ``url`` (which
-    must let its user create databases); dropped on exit, even if
-    connections to it are still open."""
-    name = f"{PREFIX}{secrets.token_hex(6)}"
+async def create_database(url: str, prefix: str = PREFIX) -> str:
+    """Make a new, empty database named ``prefix`` and random hex on the
+    server of ``url`` (whose user must be allowed to create databases);
+    its URL."""
+    name = f"{prefix}{secrets.token_hex(6)}"
     await _on_server(url, "create_database", name)
+    return database_at(url, name)
+
+
+async def drop_database(url: str, server: str | None = None) -> None:
+    """Drop the database ``url`` names, even if connections to it are open,
+    from ``server`` (a URL of another database on the same server; by
+    default its ``postgres`` database)."""
+    name = urlsplit(url).path.lstrip("/")
+    await _on_server(server or database_at(url, "postgres"), "drop_database", name)
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(url: str, prefix: str = PREFIX) -> AsyncIterator[str]:
+    """The URL of a new, empty database on the server of ``url``; dropped on
+    exit, even if connections to it are still open."""
+    made = await create_database(url, prefix)
     try:
-        yield database_at(url, name)
+        yield made
     finally:
-        await _on_server(url, "drop_database", name)
+        await drop_database(made, url)
