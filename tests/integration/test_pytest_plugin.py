@@ -109,7 +109,7 @@ def test_no_fixture_of_the_project_s_tests_takes_a_plugin_name() -> None:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
         and node.name.startswith("sagakit_")
     }
-    assert len(ours) == 9
+    assert len(ours) == 10
     theirs = {
         node.name
         for path in (ROOT / "tests").rglob("*.py")
@@ -134,11 +134,12 @@ def test_stores_clock_and_a_testbed_with_a_participant(user: pytest.Pytester) ->
             assert await sagakit_sqlite_store.list_sagas() == []
             assert (tmp_path / "sagakit.db").exists()
 
-        async def test_a_remote_step_succeeds(sagakit_testbed):
+        async def test_a_remote_step_succeeds(sagakit_testbed, sagakit_orchestrator):
             kitchen = sagakit_testbed.participant("kitchen")
             kitchen.handler("kitchen.create_ticket")(lambda cmd: {"ticket": 7})
             kitchen.handler("kitchen.cancel_ticket")(lambda cmd: None)
-            result = await sagakit_testbed.run(order_saga(), Order())
+            await sagakit_testbed.start()  # the participant too
+            result = await sagakit_orchestrator.run(order_saga(), Order())
             assert result.status is SagaStatus.SUCCEEDED
 
         async def test_a_refusal_compensates(sagakit_testbed):

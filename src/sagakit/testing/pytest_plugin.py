@@ -18,6 +18,7 @@ project's own):
 * ``sagakit_testbed``: a started :class:`~sagakit.testing.testbed.Testbed`:
   an orchestrator on ``sagakit_store`` with ``sagakit_clock``, serving
   ``sagakit_transport``, with the participants the test attaches;
+* ``sagakit_orchestrator``: the testbed's orchestrator;
 * ``sagakit_check``: ``await sagakit_check(saga, context)`` runs
   :func:`~sagakit.testing.check_saga` and fails the test with the report
   when an invariant breaks.
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from sagakit.adapters.transport.inprocess import InProcessTransport
     from sagakit.definition.saga import Saga
     from sagakit.ports.store import SagaStore
+    from sagakit.runtime.orchestrator import Orchestrator
     from sagakit.testing.check import CheckReport
     from sagakit.testing.clock import FakeClock
     from sagakit.testing.testbed import Testbed
@@ -204,6 +206,13 @@ async def sagakit_testbed(
         sagakit_store, clock=sagakit_clock, transport=sagakit_transport
     ) as bed:
         yield bed
+
+
+@pytest.fixture
+def sagakit_orchestrator(sagakit_testbed: Testbed) -> Orchestrator:
+    """The testbed's orchestrator (fake clock, serving the in-process
+    transport); ``sagakit_testbed.advance(seconds)`` skips time."""
+    return sagakit_testbed.orchestrator
 
 
 @pytest.fixture
