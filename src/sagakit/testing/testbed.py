@@ -21,13 +21,16 @@ from typing import Any, Self
 from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.adapters.transport.inprocess import InProcessTransport
 from sagakit.definition.saga import Saga
+from sagakit.engine.state import SagaStatus
 from sagakit.participant import Participant
 from sagakit.ports.store import SagaStore
 from sagakit.runtime.orchestrator import Orchestrator
 from sagakit.runtime.result import SagaResult
 from sagakit.testing.clock import FakeClock
 
-DEADLINE_CHECK = 0.01
+MOST = 1_000_000
+"""Sagas :meth:`Testbed.advance` looks at, of each unfinished status."""
+DEADLINE_CHECK = 0.05
 """Seconds between two checks of reply deadlines (real time): a deadline the
 fake clock has passed fires at once."""
 
@@ -135,14 +138,18 @@ class Testbed:
 
     async def advance(self, seconds: float) -> list[str]:
         """Move the clock ``seconds`` forward and fire the reply deadlines
-        that passed; the ids of the sagas they woke up."""
+        that passed (by this clock, whatever time the store keeps); the ids
+        of the sagas whose deadline fired."""
         self.clock.advance(seconds)
-        names = self.orchestrator.registry.names()
-        due = await self.store.due_deadlines(names)
-        for saga_id in due:
-            await self.orchestrator.fire_deadline(saga_id)
+        now = self.clock.now()
+        fired = []
+        for status in (SagaStatus.RUNNING, SagaStatus.COMPENSATING):
+            for record in await self.store.list_sagas(status=status, limit=MOST):
+                if record.deadline is not None and record.deadline <= now:
+                    await self.orchestrator.fire_deadline(record.saga_id)
+                    fired.append(record.saga_id)
         await self.orchestrator.settle()
-        return due
+        return fired
 
     async def result(self, saga_id: str) -> SagaResult[Any]:
         """The saga's outcome once nothing runs here any more (it may wait
