@@ -54,8 +54,13 @@ typecheck: $(STAMP)
 audit: $(STAMP)
 	$(BIN)/python .ci/audit.py
 
+# the suite on TEST_WORKERS processes (pytest-xdist), then, alone, the tests
+# that restart a shared server (marker "exclusive"): they would break the
+# other process's tests
+TEST_WORKERS ?= 2
 test: lint typecheck audit $(NODE_STAMP) chromium
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not exclusive"
+	$(BIN)/pytest -m exclusive
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
