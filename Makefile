@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 NODE_DIR   := tests/asyncapi
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed-$(shell cksum < $(NODE_DIR)/package-lock.json | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck audit docs unit bench chaos clean chromium
+.PHONY: demo test lint typecheck audit docs unit bench chaos clean chromium \
+	example-create-order example-parking
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +32,14 @@ chromium:
 
 demo: $(STAMP)
 	$(BIN)/sagakit demo
+
+# Each example end to end: start its services, run its scenarios, print the
+# outcome, stop everything (needs PostgreSQL and RabbitMQ; docs/how-to/examples.md)
+example-create-order: $(STAMP)
+	$(BIN)/python -m examples.runner create-order
+
+example-parking: $(STAMP)
+	$(BIN)/python -m examples.runner parking
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks examples docs/ext
