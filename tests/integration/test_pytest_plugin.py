@@ -266,7 +266,9 @@ def test_the_how_to_s_test_module_passes(user: pytest.Pytester) -> None:
     """docs/how-to/testing.md: its test module, with its conftest.py (the
     testbed on SQLite), as a user would copy them."""
     blocks = re.findall(r"```python\n(.*?)```", HOW_TO.read_text(), re.DOTALL)
-    module, conftest = blocks
+    # the test module and the conftest.py (the page's check_saga snippet,
+    # outside pytest, runs in tests/e2e/test_docs.py)
+    module, conftest = (b for b in blocks if b.startswith("import pytest"))
     user.makepyfile(test_how_to=module)
     user.makeconftest(conftest)
     run(user).assert_outcomes(passed=4)
