@@ -1095,3 +1095,13 @@ SELECT DISTINCT w.saga_id
                              AND e.saga_id <> x.saga_id
                              AND e.position < x.position)))
  ORDER BY w.saga_id;
+
+-- create_database --
+-- The statement that makes database $1, a throw-away one for a test
+-- (sagakit.adapters.store.scratch): a name cannot be a bind parameter, so
+-- the server quotes it and the caller runs what this returns
+SELECT format('CREATE DATABASE %I', $1::text);
+
+-- drop_database --
+-- The statement that drops database $1 and ends its connections
+SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', $1::text);
