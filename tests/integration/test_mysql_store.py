@@ -133,19 +133,19 @@ async def test_a_migration_cut_short_runs_again(
 async def test_the_hooks_migration_cut_short_runs_again(
     empty_database: Callable[[], str],
 ) -> None:
-    """0002 died after its table, one trigger and the key index: run again,
+    """0003 died after its table, one trigger and the key index: run again,
     it skips them (the index through its procedure) and adds the rest."""
     url = empty_database()
     store = await MySQLStore.connect(url)
     await store.close()
     await mysql_admin(
         "DROP TRIGGER sagakit_saga_notify_end",
-        "DELETE FROM sagakit_schema_migrations WHERE version = 2",
+        "DELETE FROM sagakit_schema_migrations WHERE version = 3",
         url=url,
     )
     store = await MySQLStore.connect(url)
     try:
-        assert await store.applied_migrations() == [1, 2]
+        assert await store.applied_migrations() == [1, 2, 3]
         record = make_record("s1")
         await store.create(record, [entry("s1", "started")])
         await store.save(replace(record, version=2, status=SagaStatus.FAILED), 1, [])

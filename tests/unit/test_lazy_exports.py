@@ -20,6 +20,7 @@ LAZY = (
     "sagakit.engine",
     "sagakit.ports",
     "sagakit.runtime",
+    "sagakit.testing",
     "sagakit.hooks",
 )
 

@@ -1,5 +1,5 @@
 """Notifications for hooks in MySQL/MariaDB, beside the saga tables (the
-MySQL store's migration 0002, what SQLite's and PostgreSQL's 0016 add).
+MySQL store's migration 0003, what SQLite's and PostgreSQL's 0016 add).
 
 Composes the saga store's :class:`MySQLDatabase`; each method is one
 transaction in one round trip, and claims skip rows another notifier has

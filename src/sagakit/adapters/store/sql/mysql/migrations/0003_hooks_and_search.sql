@@ -1,4 +1,4 @@
--- 0002: what the SQLite and PostgreSQL stores' migration 0016 adds:
+-- 0003: what the SQLite and PostgreSQL stores' migration 0016 adds:
 -- notifications for hooks, and the dashboard's search by idempotency key.
 -- A saga that ends failed or compensation_failed gets a notification row in
 -- the transaction that ends it (the triggers below), whatever process or
@@ -68,11 +68,11 @@ END //
 
 DELIMITER ;
 
-DROP PROCEDURE IF EXISTS sagakit_migration_0002;
+DROP PROCEDURE IF EXISTS sagakit_migration_0003;
 
 DELIMITER //
 
-CREATE PROCEDURE sagakit_migration_0002()
+CREATE PROCEDURE sagakit_migration_0003()
 BEGIN
     IF NOT EXISTS (
         SELECT 1 FROM information_schema.statistics
@@ -85,6 +85,6 @@ END //
 
 DELIMITER ;
 
-CALL sagakit_migration_0002();
+CALL sagakit_migration_0003();
 
-DROP PROCEDURE sagakit_migration_0002;
+DROP PROCEDURE sagakit_migration_0003;
