@@ -482,7 +482,6 @@ remote_saga: Saga[Order] = Saga(
         ({"sagas": order_saga}, "sagas must be a list of Saga definitions"),
         ({"sagas": ["order"]}, "sagas must hold Saga definitions"),
         ({"sagas": []}, "run='orchestrator' with no sagas"),
-        ({"sagas": [remote_saga]}, "saga 'remote' has remote steps: pass transport="),
         ({"transport": "kafka://x"}, "unsupported transport URL 'kafka://x'"),
         ({"transport": object()}, "transport must be a URL or a transport object"),
         ({"drain_timeout": -1}, "drain_timeout must be a finite number >= 0"),
@@ -503,6 +502,29 @@ def test_bad_configuration_is_refused_when_the_app_is_built(
     with pytest.raises(SagaError, match=message.replace("(", r"\(")) as caught:
         sagakit_lifespan(**given)
     assert str(caught.value).startswith("sagakit_lifespan: ")
+
+
+async def test_remote_steps_without_a_transport_fail_at_startup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SAGAKIT_TRANSPORT_URL", raising=False)
+    app = FastAPI(lifespan=sagakit_lifespan("memory://", [remote_saga]))
+    with pytest.raises(SagaError, match="saga 'remote' has remote steps: pass"):
+        async with Served(app):
+            pass
+    monkeypatch.setenv("SAGAKIT_TRANSPORT_URL", "kafka://broker")
+    with pytest.raises(SagaError, match="unsupported transport URL 'kafka://broker'"):
+        async with Served(app):
+            pass
+    # an app that only submits needs no transport: a worker sends the commands
+    submitting = FastAPI(
+        lifespan=sagakit_lifespan(
+            "sqlite:///:memory:", [remote_saga], run=None, migrate=True
+        )
+    )
+    monkeypatch.delenv("SAGAKIT_TRANSPORT_URL")
+    async with Served(submitting):
+        pass
 
 
 def test_migrate_with_a_store_object_and_bad_mounts_are_refused() -> None:

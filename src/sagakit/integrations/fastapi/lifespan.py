@@ -19,18 +19,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any, Literal
 
 from sagakit.adapters.store import applied_migrations, open_store_async
 from sagakit.adapters.store.database import database_url
+from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
 from sagakit.adapters.transport import open_transport
 from sagakit.choreography.bus import EventBus
 from sagakit.definition.saga import Saga
 from sagakit.errors import SagaError
 from sagakit.integrations.fastapi.sagas import STATE_KEY, Sagas
-from sagakit.integrations.fastapi.settings import Settings, check_store_url
+from sagakit.integrations.fastapi.settings import (
+    Settings,
+    check_store_url,
+    check_transport_url,
+)
 from sagakit.ports.store import SagaStore
 from sagakit.ports.transport import Transport
 from sagakit.runtime.orchestrator import Orchestrator
@@ -140,9 +146,16 @@ class SagakitLifespan:
         s = self.settings
         if s.transport_object is not None:
             return s.transport_object
-        if s.transport_url is None:
+        url = s.transport_url or os.environ.get(TRANSPORT_ENV)
+        if url is None:
+            why = s.needs_transport()
+            if why is not None:
+                raise SagaError(
+                    f"{why}: pass sagakit_lifespan(..., transport='amqp://...') "
+                    f"or set ${TRANSPORT_ENV}"
+                )
             return None
-        transport = await open_transport(s.transport_url)
+        transport = await open_transport(check_transport_url(url))
         stack.push_async_callback(transport.close)
         return transport
 
@@ -193,7 +206,7 @@ class SagakitLifespan:
         store: SagaStore,
         transport: Transport | None,
     ) -> None:
-        if transport is None:  # checked in Settings: kept for the type checker
+        if transport is None:  # refused in _transport: kept for the type checker
             raise SagaError("an event bus needs a transport")
         bus.attach(transport, store)
         await bus.start(watch=self.settings.watch)
@@ -231,13 +244,14 @@ def sagakit_lifespan(
     (``lease``: 30 by default; ``max_active``); None runs nothing: ``start``
     commits, and a ``sagakit worker`` claims.
 
-    ``transport`` (a URL such as ``amqp://...``, or a transport object)
-    carries remote steps' commands and replies (on ``reply_queue``), and a
-    choreography ``bus``'s events; ``watch``: seconds between the bus's
-    stalled checks. ``drain_timeout``: seconds shutdown waits for the steps
-    in flight. ``lifespan``: the app's own, run inside this one (it enters
-    before the runner starts and exits after it drained); the state it
-    yields is merged into the request state.
+    ``transport`` (a URL such as ``amqp://...``, or a transport object;
+    None reads ``$SAGAKIT_TRANSPORT_URL`` at startup, and runs without one
+    if it is unset) carries remote steps' commands and replies (on
+    ``reply_queue``), and a choreography ``bus``'s events; ``watch``:
+    seconds between the bus's stalled checks. ``drain_timeout``: seconds
+    shutdown waits for the steps in flight. ``lifespan``: the app's own,
+    run inside this one (it enters before the runner starts and exits after
+    it drained); the state it yields is merged into the request state.
     """
     settings = Settings.checked(
         store=store,

@@ -111,6 +111,16 @@ class Settings:
     orchestrator: dict[str, Any] = field(default_factory=dict)
     worker: dict[str, Any] = field(default_factory=dict)
 
+    def needs_transport(self) -> str | None:
+        """Why this app cannot start without a transport (None: it can)."""
+        if self.bus is not None:
+            return f"the event bus {self.bus.service!r} sends events"
+        if self.run is not None:
+            for name, saga in sorted(self.sagas.items()):
+                if has_remote_steps(saga):
+                    return f"saga {name!r} has remote steps"
+        return None
+
     @classmethod
     def checked(
         cls,
@@ -166,18 +176,8 @@ class Settings:
                 f"run={run!r} with no sagas: pass sagas=[...] (or run=None for "
                 "an app that only reads the store)"
             )
-        if run is not None and transport is None:
-            remote = sorted(n for n, s in registered.items() if has_remote_steps(s))
-            if remote:
-                raise _fail(
-                    f"saga {remote[0]!r} has remote steps: pass transport= "
-                    "(amqp://..., redis://..., or a transport object)"
-                )
-        if bus is not None:
-            if not isinstance(bus, EventBus):
-                raise _fail(f"bus must be an EventBus, got {bus!r}")
-            if transport is None:
-                raise _fail(f"the event bus {bus.service!r} needs transport=")
+        if bus is not None and not isinstance(bus, EventBus):
+            raise _fail(f"bus must be an EventBus, got {bus!r}")
         if watch is not None:
             if bus is None:
                 raise _fail("watch is the event bus's stalled check: pass bus= too")
