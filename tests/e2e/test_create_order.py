@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,12 @@ import pytest
 
 from sagakit.adapters.transport import open_transport
 from sagakit.ports.store import HistoryEntry, SagaRecord
-from tests.conftest import delete_nats_streams, delete_rabbitmq_queues, run_sync
+from tests.conftest import (
+    delete_nats_streams,
+    delete_rabbitmq_queues,
+    free_ports,
+    run_sync,
+)
 
 pytestmark = [
     pytest.mark.e2e,
@@ -76,13 +80,6 @@ def query(url: str, sql: str, *args: Any) -> list[Any]:
     return run_sync(_fetch(url, sql, *args))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def wait_until(what: str, check: Callable[[], bool], seconds: float = WAIT) -> None:
     deadline = time.monotonic() + seconds
     while not check():
@@ -98,7 +95,7 @@ class Cluster:
         self.db, self.broker, self.logs = db, broker, logs
         self.prefix = f"co-{uuid.uuid4().hex[:10]}."
         self.reply_queue = f"{self.prefix}replies"
-        self.port = free_port()
+        (self.port,) = free_ports(1)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.exited: list[subprocess.Popen[bytes]] = []
         self.starts: collections.Counter[str] = collections.Counter()

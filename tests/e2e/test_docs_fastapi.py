@@ -20,7 +20,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import cloned_database
+from tests.conftest import cloned_database, free_ports
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
 
@@ -53,13 +52,6 @@ def commands(text: str) -> list[str]:
     joined = re.sub(r"\\\n\s*", " ", text)
     lines = (line.split(" #", 1)[0].strip() for line in joined.splitlines())
     return [line for line in lines if line and not line.startswith("#")]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def clone_stand_in(where: Path) -> Path:
@@ -85,7 +77,7 @@ class Reader:
 
     def __init__(self, clone: Path, database: str, logs: Path) -> None:
         self.clone, self.database, self.logs = clone, database, logs
-        self.port = str(free_port())
+        self.port = str(free_ports(1)[0])
         env = {k: v for k, v in os.environ.items() if not k.startswith("SAGAKIT_")}
         self.env = {
             **env,

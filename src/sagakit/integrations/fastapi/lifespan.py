@@ -97,7 +97,9 @@ class SagakitLifespan:
                 orchestrator = Orchestrator(
                     store, s.sagas.values(), transport=transport, **s.orchestrator
                 )
-            sagas = Sagas(store, s.sagas, orchestrator)
+            sagas = Sagas(
+                store, s.sagas, orchestrator, reply_queue=s.orchestrator["reply_queue"]
+            )
             state: dict[str, Any] = {STATE_KEY: sagas}
             app.state.sagakit = sagas
             stack.callback(self._forget)

@@ -43,6 +43,8 @@ class Sagas:
         store: SagaStore,
         sagas: Mapping[str, Saga[Any]],
         orchestrator: Orchestrator | None = None,
+        *,
+        reply_queue: str = "sagakit.replies",
     ) -> None:
         self.store = store
         self.sagas = dict(sagas)
@@ -50,7 +52,7 @@ class Sagas:
         self.client: SagaClient = (
             orchestrator.client
             if orchestrator is not None
-            else SagaClient(store, self.sagas.values())
+            else SagaClient(store, self.sagas.values(), reply_queue=reply_queue)
         )
 
     def definition(self, saga: Saga[Any] | str) -> Saga[Any]:
