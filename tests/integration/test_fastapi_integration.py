@@ -33,6 +33,7 @@ from sagakit.integrations.fastapi import (
     result_json,
     sagakit_lifespan,
 )
+from sagakit.messaging.envelope import decode
 from sagakit.runtime import Worker
 from tests.conftest import cloned_database
 
@@ -525,6 +526,23 @@ async def test_remote_steps_without_a_transport_fail_at_startup(
     monkeypatch.delenv("SAGAKIT_TRANSPORT_URL")
     async with Served(submitting):
         pass
+
+
+async def test_a_submitting_app_sends_first_commands_to_its_reply_queue(
+    tmp_path: Path,
+) -> None:
+    """The first step's command leaves with the start a submit-only app
+    commits: it must name the reply queue the workers listen on."""
+    store_url = f"sqlite:///{tmp_path / 'submit.db'}"
+    lifespan = sagakit_lifespan(
+        store_url, [remote_saga], run=None, migrate=True, reply_queue="shop.replies"
+    )
+    async with Served(FastAPI(lifespan=lifespan)):
+        await lifespan.sagas.start(remote_saga, {"order_id": "r", "amount": 1})
+        store = lifespan.sagas.store
+        (sent,) = await store.claim_outbox("test", lease=5)
+    assert sent.destination == "svc"
+    assert decode(sent.body).reply_to == "shop.replies"
 
 
 def test_migrate_with_a_store_object_and_bad_mounts_are_refused() -> None:
