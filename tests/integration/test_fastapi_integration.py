@@ -24,6 +24,8 @@ from starlette.types import Message, Receive, Scope, Send
 from sagakit import Saga, SagaNotFound, Step
 from sagakit.adapters.store import open_store_async
 from sagakit.adapters.store.memory import InMemoryStore
+from sagakit.adapters.store.sqlite import SQLiteStore
+from sagakit.adapters.transport.inprocess import InProcessTransport
 from sagakit.definition import Remote
 from sagakit.errors import SagaError
 from sagakit.integrations.fastapi import (
@@ -34,6 +36,7 @@ from sagakit.integrations.fastapi import (
     sagakit_lifespan,
 )
 from sagakit.messaging.envelope import decode
+from sagakit.participant import Participant
 from sagakit.runtime import Worker
 from tests.conftest import cloned_database
 
@@ -526,6 +529,72 @@ async def test_remote_steps_without_a_transport_fail_at_startup(
     monkeypatch.delenv("SAGAKIT_TRANSPORT_URL")
     async with Served(submitting):
         pass
+
+
+class Ticket(BaseModel):
+    ticket_id: str
+
+
+def ask_kitchen(order: Order) -> Order:
+    return order
+
+
+kitchen_saga: Saga[Order] = Saga(
+    "kitchen_order",
+    [
+        Step(
+            "ticket",
+            Remote("kitchen.ticket", ask_kitchen, queue="kitchen", reply=Ticket),
+            timeout=WAIT,
+        )
+    ],
+    context=Order,
+)
+
+
+@pytest.mark.parametrize("run", ["orchestrator", "worker"])
+async def test_remote_steps_run_over_the_transport_given(
+    run: str, tmp_path: Path
+) -> None:
+    """A transport object: the runner serves replies on it; the kitchen, a
+    participant the app's own lifespan starts, answers on it too."""
+    transport = InProcessTransport()
+    kitchen = Participant("kitchen", transport, SQLiteStore(tmp_path / "kitchen.db"))
+
+    @kitchen.handler("kitchen.ticket")
+    async def ticket(order: Order) -> Ticket:
+        return Ticket(ticket_id=f"T-{order.order_id}")
+
+    @asynccontextmanager
+    async def own(app: FastAPI) -> AsyncIterator[None]:
+        await kitchen.start()
+        yield
+        await kitchen.stop()
+
+    lifespan = sagakit_lifespan(
+        f"sqlite:///{tmp_path / 'orders.db'}",
+        [kitchen_saga],
+        migrate=True,
+        run=run,  # type: ignore[arg-type]
+        transport=transport,
+        lifespan=own,
+    )
+    app = FastAPI(lifespan=lifespan)
+
+    @app.post("/orders/{order_id}")
+    async def place(order_id: str, sagas: SagasDep) -> dict[str, Any]:
+        order = Order(order_id=order_id, amount=3)
+        saga_id = await sagas.start(kitchen_saga, order, idempotency_key=order_id)
+        async with asyncio.timeout(WAIT):
+            return result_json(await sagas.wait(saga_id))
+
+    async with Served(app) as client:
+        ended = (await client.post("/orders/k-1")).json()
+    assert (ended["status"], ended["results"]) == (
+        "succeeded",
+        {"ticket": {"ticket_id": "T-k-1"}},
+    )
+    assert kitchen.handled == 1
 
 
 async def test_a_submitting_app_sends_first_commands_to_its_reply_queue(
