@@ -277,11 +277,17 @@ async def until(check: Any) -> None:
             await asyncio.sleep(0.01)
 
 
+@pytest.mark.parametrize("run", ["orchestrator", "worker"])
 async def test_shutdown_drains_the_step_in_flight_and_the_next_start_resumes(
-    pg_url: str,
+    run: str, pg_url: str
 ) -> None:
     held = Held()
-    lifespan = sagakit_lifespan(pg_url, [held.saga], drain_timeout=WAIT)
+    lifespan = sagakit_lifespan(
+        pg_url,
+        [held.saga],
+        drain_timeout=WAIT,
+        run=run,  # type: ignore[arg-type]
+    )
     app = held.app(lifespan)
     served = Served(app)
     client = await served.__aenter__()
@@ -312,11 +318,17 @@ async def test_shutdown_drains_the_step_in_flight_and_the_next_start_resumes(
     assert held.ran == ["slow", "after"]
 
 
+@pytest.mark.parametrize("run", ["orchestrator", "worker"])
 async def test_drain_timeout_bounds_shutdown_and_leaves_the_saga_resumable(
-    pg_url: str,
+    run: str, pg_url: str
 ) -> None:
     held = Held()
-    lifespan = sagakit_lifespan(pg_url, [held.saga], drain_timeout=0)
+    lifespan = sagakit_lifespan(
+        pg_url,
+        [held.saga],
+        drain_timeout=0,
+        run=run,  # type: ignore[arg-type]
+    )
     async with Served(held.app(lifespan)) as client:
         saga_id = (await client.post("/held")).json()["saga_id"]
         async with asyncio.timeout(WAIT):

@@ -102,7 +102,7 @@ class SagakitLifespan:
             )
             state: dict[str, Any] = {STATE_KEY: sagas}
             app.state.sagakit = sagas
-            stack.callback(self._forget)
+            stack.callback(self._forget, app)
             self._current = sagas
             if self.app_lifespan is not None:
                 own = await stack.enter_async_context(self.app_lifespan(app))
@@ -125,8 +125,10 @@ class SagakitLifespan:
             yield state
             logger.info("sagakit stopping", extra={"action": "sagakit_stopping"})
 
-    def _forget(self) -> None:
+    def _forget(self, app: Any) -> None:
         self._current = None
+        if getattr(app.state, STATE_KEY, None) is not None:
+            delattr(app.state, STATE_KEY)
 
     async def _store(self, stack: AsyncExitStack) -> SagaStore:
         s = self.settings

@@ -59,11 +59,16 @@ class Sagas:
         """The registered definition ``saga`` names (a name or the object)."""
         name = saga if isinstance(saga, str) else saga.name
         known = self.sagas.get(name)
-        if known is None or (not isinstance(saga, str) and known is not saga):
+        if known is None:
             registered = ", ".join(sorted(self.sagas)) or "none"
             raise SagaError(
                 f"saga {name!r} is not registered with sagakit_lifespan(sagas=...) "
                 f"(registered: {registered})"
+            )
+        if not isinstance(saga, str) and known is not saga:
+            raise SagaError(
+                f"saga {name!r} is another definition than the one given to "
+                "sagakit_lifespan(sagas=...): pass that one (or its name)"
             )
         return known
 
