@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 NODE_DIR   := tests/asyncapi
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed-$(shell cksum < $(NODE_DIR)/package-lock.json | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck audit unit bench chaos clean chromium
+.PHONY: demo test lint typecheck audit docs unit bench chaos clean chromium \
+	example-create-order example-parking
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,9 +33,17 @@ chromium:
 demo: $(STAMP)
 	$(BIN)/sagakit demo
 
+# Each example end to end: start its services, run its scenarios, print the
+# outcome, stop everything (needs PostgreSQL and RabbitMQ; docs/how-to/examples.md)
+example-create-order: $(STAMP)
+	$(BIN)/python -m examples.runner create-order
+
+example-parking: $(STAMP)
+	$(BIN)/python -m examples.runner parking
+
 lint: $(STAMP)
-	$(BIN)/ruff format --check src tests benchmarks examples
-	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples docs/ext
+	$(BIN)/ruff check src tests benchmarks examples docs/ext
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -45,8 +54,19 @@ typecheck: $(STAMP)
 audit: $(STAMP)
 	$(BIN)/python .ci/audit.py
 
-test: lint typecheck audit $(NODE_STAMP) chromium
-	$(BIN)/pytest
+# the documentation site (mkdocs.yml, docs/): any warning fails the build,
+# a broken link or a docstring mkdocstrings cannot read included; the pages'
+# code blocks run in tests/e2e/test_docs.py
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+
+# the suite on TEST_WORKERS processes (pytest-xdist), then, alone, the tests
+# that restart a shared server (marker "exclusive"): they would break the
+# other process's tests
+TEST_WORKERS ?= 2
+test: lint typecheck audit docs $(NODE_STAMP) chromium
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not exclusive"
+	$(BIN)/pytest -m exclusive
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
@@ -71,4 +91,4 @@ chaos: $(STAMP)
 	$(BIN)/pytest tests/chaos -m chaos -p no:cacheprovider -s --timeout 3600
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(NODE_DIR)/node_modules
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache .hypothesis $(NODE_DIR)/node_modules

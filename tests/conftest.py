@@ -40,6 +40,10 @@ if TYPE_CHECKING:
     from sagakit.ports.store import SagaStore
     from sagakit.ports.workflow_store import WorkflowStore
 
+# sagakit's own pytest plugin, which an installed sagakit loads by its entry
+# point under this same name (so it is not loaded twice)
+pytest_plugins = ["sagakit.testing.pytest_plugin"]
+
 POSTGRES_URL = os.environ.get(
     "SAGAKIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -241,6 +245,8 @@ MYSQL_TABLES = (
     "sagakit_event_log",
     "sagakit_choreography",
     "sagakit_event_outbox",
+    "sagakit_lock",
+    "sagakit_lock_waiter",
 )
 
 

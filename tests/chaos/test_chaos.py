@@ -134,6 +134,7 @@ def test_chaos_kill(cluster: Cluster, db: str) -> None:
     )
 
 
+@pytest.mark.exclusive
 @pytest.mark.skipif(
     not Path("/etc/postgresql").is_dir() or os.geteuid() != 0,
     reason="restarts the local PostgreSQL and RabbitMQ: needs root",

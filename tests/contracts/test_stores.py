@@ -10,11 +10,9 @@ import pytest
 
 from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.adapters.store.sqlite import SQLiteStore
-from sagakit.errors import StoreError
 from sagakit.ports.store import SagaStore
 from sagakit.testing.contracts.store import StoreContract
 from sagakit.testing.contracts.store_batches import GroupSavesContract
-from sagakit.testing.contracts.store_locks import _sagas, _save, take
 
 
 class TestInMemoryStore(StoreContract):
@@ -67,12 +65,3 @@ class TestMySQLStore(StoreContract, GroupSavesContract):
         peer = await mysql.MySQLStore.connect(mysql_url, migrate=False)
         yield peer
         await peer.close()
-
-    async def test_a_save_that_takes_locks_is_refused_and_writes_nothing(
-        self, store: SagaStore
-    ) -> None:
-        await _sagas(store, "a")
-        with pytest.raises(StoreError, match="not supported on the MySQL store"):
-            await _save(store, "a", take("seat:1"))
-        assert (await store.get("a")).version == 1
-        assert await store.lock_holders(["seat:1"]) == {}

@@ -103,6 +103,11 @@ def test_list_filters(demo: tuple[Path, str], tmp_path: Path) -> None:
     assert rows(other.stdout) == []
     one = sagakit("--db", str(db), "list", "--limit", "1", cwd=tmp_path)
     assert [r[2] for r in rows(one.stdout)] == ["compensated"]  # newest first
+    assert "1 of 2 saga(s)" in one.stdout
+    assert "1 saga(s)" in only.stdout
+    aged = ["list", "--older-than", "0s", "--limit", "1"]
+    some = sagakit("--db", str(db), *aged, cwd=tmp_path)  # no count kept
+    assert "1 of more than 1 saga(s)" in some.stdout
 
 
 def test_show_failed_saga_timeline(demo: tuple[Path, str], tmp_path: Path) -> None:

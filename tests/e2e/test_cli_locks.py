@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from sagakit import Orchestrator, Saga, SQLiteStore, Step
+from sagakit import Orchestrator, Saga, Step
+from sagakit.adapters.store import open_store_async
 from tests.e2e.test_cli import assert_one_error_line, rows, sagakit
 
 pytestmark = pytest.mark.e2e
@@ -18,12 +19,12 @@ class Seat(BaseModel):
     seat: str
 
 
-def left_holding(db: Path) -> None:
+def left_holding(db: Path | str) -> None:
     """Saga ``holder`` holds ``seat:1A`` and ``waiter`` queues for it; then
     the process that drove them stops (the locks stay with the sagas)."""
 
     async def go() -> None:
-        store = SQLiteStore(db)
+        store = await open_store_async(str(db))
         never = asyncio.Event()
 
         async def reserve(ctx: Seat) -> None:
@@ -121,3 +122,24 @@ def test_reading_locks_creates_no_database(tmp_path: Path) -> None:
         assert_one_error_line(result)
         assert "no saga database" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.mysql
+def test_locks_and_a_release_on_mysql(mysql_url: str, tmp_path: Path) -> None:
+    left_holding(mysql_url)
+    listed = sagakit("--db", mysql_url, "locks", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "2 lock(s) held, 1 waiting" in listed.stdout
+    assert [row[:2] for row in rows(listed.stdout)] == [
+        ["seat:1A", "holder"],
+        ["seat:2B", "other"],
+        ["seat:1A", "waiter"],
+    ]
+    released = sagakit(
+        "--db", mysql_url, "locks", "release", "seat:1A", "--reason", "desk",
+        "--as", "ana", cwd=tmp_path,
+    )  # fmt: skip
+    assert released.returncode == 0, released.stderr
+    assert "released seat:1A from saga holder (booking) by ana" in released.stdout
+    after = sagakit("--db", mysql_url, "locks", "--prefix", "seat:1", cwd=tmp_path)
+    assert [row[1] for row in rows(after.stdout)] == ["waiter"]

@@ -390,6 +390,7 @@ def _restart_postgres(outage: float) -> float:
     return time.monotonic() - began
 
 
+@pytest.mark.exclusive
 @pytest.mark.skipif(
     not Path("/etc/postgresql").is_dir() or os.geteuid() != 0,
     reason="restarts the local PostgreSQL cluster: needs pg_ctlcluster as root",

@@ -53,11 +53,12 @@ async def test_a_worker_shares_commits_and_loses_nothing(
 
     await asyncio.wait_for(worker.run(until_idle=True), timeout=60)
 
-    # alone: a claim, the crash count the claim of a submitted saga's step
-    # commits (poison sagas), then 3 commits per success and 5 per failure
-    # (~280); together far fewer
+    # alone: a claim (which commits nothing more: a submitted saga was
+    # leased to nobody, so no crash is counted), then 3 commits per success
+    # and 5 per failure (~220); together far fewer
     commits = store.commits - before  # type: ignore[attr-defined]
-    assert commits < SAGAS * 2.5
+    print(f"{commits / SAGAS:.2f} commits per saga")
+    assert commits < SAGAS * 2
     for n, saga_id in enumerate(ids):
         record = await store.get(saga_id)
         failing = n % 3 == 0

@@ -1,4 +1,4 @@
-"""Semantic locks on a real store (SQLite, PostgreSQL): sagas on one key
+"""Semantic locks on a real store (SQLite, PostgreSQL, MySQL): sagas on one key
 take it one at a time, in the order they asked; a busy key fails a step
 (``mode="fail"``) or times it out; a deadlock between two sagas fails one
 of them; ``until`` frees a key early; an operator's release, a participant's
@@ -34,15 +34,25 @@ class Seat(BaseModel):
     fail: bool = False
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url_of(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database of this test's store (the same on every call)."""
+    kind = request.node.callspec.params["store"]
+    if kind == "sqlite":
+        return str(tmp_path / "locks.db")
+    return str(request.getfixturevalue({"postgres": "pg_url"}.get(kind, f"{kind}_url")))
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ]
+)
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[SagaStore]:
-    if request.param == "sqlite":
-        url = str(tmp_path / "locks.db")
-    else:
-        url = request.getfixturevalue("pg_url")
-    opened = await open_store_async(url)
+    opened = await open_store_async(url_of(request, tmp_path))
     yield opened
     await opened.close()
 
@@ -270,11 +280,7 @@ async def test_a_key_freed_in_another_process_wakes_the_waiter(
         ],
         context=Seat,
     )
-    second = await open_store_async(
-        str(tmp_path / "locks.db")
-        if request.node.callspec.params["store"] == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
+    second = await open_store_async(url_of(request, tmp_path))
     try:
         here = Orchestrator(store, [saga], lease=5)
         there = Orchestrator(second, [saga], lease=5)

@@ -119,6 +119,37 @@ async def test_a_slow_handler_keeps_its_message(short_ack: NatsTransport) -> Non
     assert len(calls) == 1
 
 
+async def test_a_trickle_of_messages_shares_the_open_pull_request(
+    nats_transport: NatsTransport,
+) -> None:
+    """Messages published one at a time, each after the last was handled,
+    reach the subscription on the pull request it keeps open: it does not
+    ask the server again for each (a round trip per message; nats-py's
+    batched fetch would instead hold a message back until its batch fills)."""
+    handled: asyncio.Queue[str] = asyncio.Queue()
+
+    async def handler(message: Envelope) -> None:
+        handled.put_nowait(message.id)
+
+    subscription = await nats_transport.consume("q", handler, prefetch=8)
+    pull = subscription._pull
+    client, asks = pull._nc, [0]
+    publish = client.publish
+
+    async def counted(subject: str, *args: object, **kwargs: object) -> None:
+        asks[0] += subject == pull._nms
+        await publish(subject, *args, **kwargs)  # type: ignore[arg-type]
+
+    client.publish = counted  # type: ignore[method-assign]
+    sent = [command(i) for i in range(40)]
+    for message in sent:
+        await nats_transport.publish("q", message)
+        assert await asyncio.wait_for(handled.get(), 10) == message.id
+    # one request per second open at most, whatever the machine's speed:
+    # 40 asks would be one per message
+    assert asks[0] <= len(sent) // 2, f"{asks[0]} pull requests for {len(sent)}"
+
+
 async def test_queue_names_map_to_distinct_streams(
     nats_transport: NatsTransport,
 ) -> None:

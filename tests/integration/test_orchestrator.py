@@ -62,13 +62,14 @@ def fail_with(exc: BaseException, log: list[str] | None = None, name: str = "") 
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SQLiteStore:
-    return SQLiteStore(tmp_path / "sagas.db")
+def store(sagakit_sqlite_store: SQLiteStore) -> SQLiteStore:
+    """sagakit's pytest plugin's: a file in tmp_path, closed after the test."""
+    return sagakit_sqlite_store
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock(sagakit_clock: FakeClock) -> FakeClock:
+    return sagakit_clock
 
 
 @pytest.fixture

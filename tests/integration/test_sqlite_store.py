@@ -104,8 +104,8 @@ def test_every_named_query_is_valid_sql(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("query", "args", "index"),
     [
-        ("due_deadlines", (1.0, '["order"]', 100), "sagakit_saga_deadline"),
-        ("claim_outbox", ("relay", 1.0, 60.0, 100), "sagakit_outbox_available"),
+        ("due_deadlines", ('["order"]', 100, 1.0), "sagakit_saga_deadline"),
+        ("claim_outbox", ("relay", 60.0, 100, 1.0), "sagakit_outbox_available"),
     ],
 )
 def test_messaging_queries_use_their_index(

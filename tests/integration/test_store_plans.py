@@ -90,7 +90,7 @@ def test_sqlite_reads_of_ids_counts_and_unfinished(sqlite_store: SQLiteStore) ->
         assert "sagakit_saga " not in counts.replace("sagakit_saga_count", ""), counts
     for query, args in [
         ("unfinished_sagas", (names, "some-id", 500)),
-        ("claim_sagas", ("w1", NOW, 30.0, names, 500, "[]", "some-id")),
+        ("claim_candidates", ("w1", names, 30.0, 500, "[]", "some-id", NOW)),
     ]:
         plan = _sqlite_plan(sqlite_store, query, args)
         assert "USING INDEX sagakit_saga_unfinished (created_at>?)" in plan, plan

@@ -162,8 +162,30 @@ async def test_expired_lease_is_taken_over(tmp_path: Path) -> None:
     ]
     assert ran[1][3] - claimed_at >= LEASE * 0.9  # not before the lease ran out
     history = await store.history(saga_id)
-    # each claim commits its line with the step's crash count (poison sagas)
+    # "dead" took the submitted saga from nobody: its claim changed nothing
+    # to commit (its line waited for its next commit, which never came); the
+    # heir took it from "dead" with step one in flight: a crash, committed
     claims = [h.result for h in history if h.outcome == "claimed"]
-    assert claims == [{"worker": "dead"}, {"worker": "heir"}]
+    assert claims == [{"worker": "heir"}]
+    assert record.state.step("one").crashes == 1
     for s in (store, dead.orchestrator.store, heir.orchestrator.store):
+        await s.close()
+
+
+async def test_a_submitted_saga_is_not_a_crash_at_its_first_claim(
+    tmp_path: Path,
+) -> None:
+    """A producer's saga, leased to nobody, runs at its first claim even when
+    one crash parks a saga: nothing crashed."""
+    db = tmp_path / "sagas.db"
+    (saga_id,) = await submit(db, 1)
+    ran: Ran = []
+    w = worker(db, job_saga(ran, "w"), "w", max_crash_attempts=1)
+    await asyncio.wait_for(w.run(until_idle=True), timeout=20)
+    store = SQLiteStore(db)
+    record = await store.get(saga_id)
+    assert record.status is SagaStatus.SUCCEEDED, record.state.parked
+    assert record.state.step("one").crashes == 0
+    assert [s for _, _, s, _ in ran] == ["one", "two"]
+    for s in (store, w.orchestrator.store):
         await s.close()

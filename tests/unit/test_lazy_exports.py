@@ -15,7 +15,13 @@ import sagakit
 from sagakit._lazy import LazyPackage
 
 PACKAGE = Path(sagakit.__file__).parent
-LAZY = ("sagakit", "sagakit.engine", "sagakit.ports", "sagakit.runtime")
+LAZY = (
+    "sagakit",
+    "sagakit.engine",
+    "sagakit.ports",
+    "sagakit.runtime",
+    "sagakit.testing",
+)
 
 
 def type_checking_imports(package: str) -> dict[str, str]:

@@ -59,7 +59,9 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "BulkAction",
     "BulkRetry",
+    "BulkSagaAction",
     "DeadLetterInfo",
+    "SagaAction",
     "SagaDetail",
     "cancel",
     "children_of",
@@ -294,135 +296,101 @@ def _admin_id() -> str:
     return default_worker_id()
 
 
-async def retry(
-    store: SagaStore,
-    sagas: Iterable[Saga[Any]],
-    saga_id: str,
-    *,
-    by: str,
-    reason: str,
-    clock: Clock | None = None,
-) -> SagaRecord:
+class Action:
+    """An admin function of one operator action (named after it): its
+    subclasses say on what it acts."""
+
+    def __init__(self, action: operator.Action, doc: str, name: str = "") -> None:
+        self.action = action
+        self.__name__ = self.__qualname__ = name or action
+        self.__doc__ = doc
+
+
+class SagaAction(Action):
+    """An operator action on one saga (:func:`retry`, :func:`resume`,
+    :func:`cancel`, :func:`pause`, :func:`unpause`): called, it commits the
+    request and returns the record as committed."""
+
+    async def __call__(
+        self,
+        store: SagaStore,
+        sagas: Iterable[Saga[Any]],
+        saga_id: str,
+        *,
+        by: str,
+        reason: str,
+        clock: Clock | None = None,
+    ) -> SagaRecord:
+        return await request(
+            store, sagas, saga_id, self.action, by=by, reason=reason, clock=clock
+        )
+
+
+class BulkSagaAction(Action):
+    """An operator action on every fitting instance of one saga
+    (:func:`pause_all`, :func:`unpause_all`)."""
+
+    async def __call__(
+        self,
+        store: SagaStore,
+        sagas: Sequence[Saga[Any]],
+        saga: str,
+        *,
+        version: int | None = None,
+        by: str,
+        reason: str,
+        limit: int = 10_000,
+        clock: Clock | None = None,
+    ) -> BulkAction:
+        return await _bulk(
+            store,
+            sagas,
+            saga,
+            self.action,
+            version=version,
+            by=by,
+            reason=reason,
+            limit=limit,
+            clock=clock,
+        )
+
+
+retry = SagaAction(
+    "retry",
     """Run the failed steps of a ``failed`` saga again (fresh retry budget);
-    a worker or ``recover`` runs them. Returns the record as committed."""
-    return await request(
-        store, sagas, saga_id, "retry", by=by, reason=reason, clock=clock
-    )
-
-
-async def resume(
-    store: SagaStore,
-    sagas: Iterable[Saga[Any]],
-    saga_id: str,
-    *,
-    by: str,
-    reason: str,
-    clock: Clock | None = None,
-) -> SagaRecord:
+    a worker or ``recover`` runs them. Returns the record as committed.""",
+)
+resume = SagaAction(
+    "resume",
     """Retry the failed compensation of a ``compensation_failed`` saga and go
-    on rolling back; a worker or ``recover`` runs it."""
-    return await request(
-        store, sagas, saga_id, "resume", by=by, reason=reason, clock=clock
-    )
-
-
-async def cancel(
-    store: SagaStore,
-    sagas: Iterable[Saga[Any]],
-    saga_id: str,
-    *,
-    by: str,
-    reason: str,
-    clock: Clock | None = None,
-) -> SagaRecord:
+    on rolling back; a worker or ``recover`` runs it.""",
+)
+cancel = SagaAction(
+    "cancel",
     """Stop a ``running`` saga and compensate what it completed (refused past
-    its pivot); a worker or ``recover`` runs the compensations."""
-    return await request(
-        store, sagas, saga_id, "cancel", by=by, reason=reason, clock=clock
-    )
-
-
-async def pause(
-    store: SagaStore,
-    sagas: Iterable[Saga[Any]],
-    saga_id: str,
-    *,
-    by: str,
-    reason: str,
-    clock: Clock | None = None,
-) -> SagaRecord:
+    its pivot); a worker or ``recover`` runs the compensations.""",
+)
+pause = SagaAction(
+    "pause",
     """Pause a running or compensating saga: steps in flight finish and are
-    recorded, no new step starts until :func:`unpause`."""
-    return await request(
-        store, sagas, saga_id, "pause", by=by, reason=reason, clock=clock
-    )
-
-
-async def unpause(
-    store: SagaStore,
-    sagas: Iterable[Saga[Any]],
-    saga_id: str,
-    *,
-    by: str,
-    reason: str,
-    clock: Clock | None = None,
-) -> SagaRecord:
+    recorded, no new step starts until :func:`unpause`.""",
+)
+unpause = SagaAction(
+    "unpause",
     """Let a paused saga go on where it stopped; a worker or ``recover``
-    runs what the pause held back."""
-    return await request(
-        store, sagas, saga_id, "unpause", by=by, reason=reason, clock=clock
-    )
-
-
-async def pause_all(
-    store: SagaStore,
-    sagas: Sequence[Saga[Any]],
-    saga: str,
-    *,
-    version: int | None = None,
-    by: str,
-    reason: str,
-    limit: int = 10_000,
-    clock: Clock | None = None,
-) -> BulkAction:
-    """Pause every running or compensating instance of ``saga`` (only those
-    started on definition ``version``, if given) that is not paused yet."""
-    return await _bulk(
-        store,
-        sagas,
-        saga,
-        "pause",
-        version=version,
-        by=by,
-        reason=reason,
-        limit=limit,
-        clock=clock,
-    )
-
-
-async def unpause_all(
-    store: SagaStore,
-    sagas: Sequence[Saga[Any]],
-    saga: str,
-    *,
-    version: int | None = None,
-    by: str,
-    reason: str,
-    limit: int = 10_000,
-    clock: Clock | None = None,
-) -> BulkAction:
-    """Unpause every paused instance of ``saga`` (of ``version``, if given)."""
-    return await _bulk(
-        store,
-        sagas,
-        saga,
-        "unpause",
-        version=version,
-        by=by,
-        reason=reason,
-        limit=limit,
-        clock=clock,
-    )
+    runs what the pause held back.""",
+)
+pause_all = BulkSagaAction(
+    "pause",
+    name="pause_all",
+    doc="""Pause every running or compensating instance of ``saga`` (only those
+    started on definition ``version``, if given) that is not paused yet.""",
+)
+unpause_all = BulkSagaAction(
+    "unpause",
+    name="unpause_all",
+    doc="""Unpause every paused instance of ``saga`` (of ``version``, if given).""",
+)
 
 
 async def _bulk(

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sagakit.admin import action_client, find, request, said
+from sagakit.admin import Action, action_client, find, request, said
 from sagakit.ports.store import SagaRecord, SagaStore
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("sagakit.admin")
 
 __all__ = [
+    "CompensationAction",
     "driver_of",
     "fork",
     "mark_compensated",
@@ -35,81 +36,52 @@ __all__ = [
 ]
 
 
-async def retry_compensation(
-    store: SagaStore,
-    sagas: Iterable[Saga[Any]],
-    saga_id: str,
-    step: str,
-    *,
-    by: str,
-    reason: str,
-    clock: Clock | None = None,
-) -> SagaRecord:
+class CompensationAction(Action):
+    """An operator action on the compensation of one step of one saga."""
+
+    async def __call__(
+        self,
+        store: SagaStore,
+        sagas: Iterable[Saga[Any]],
+        saga_id: str,
+        step: str,
+        *,
+        by: str,
+        reason: str,
+        clock: Clock | None = None,
+    ) -> SagaRecord:
+        return await request(
+            store,
+            sagas,
+            saga_id,
+            self.action,
+            by=by,
+            reason=reason,
+            clock=clock,
+            step=step,
+        )
+
+
+retry_compensation = CompensationAction(
+    "retry_compensation",
     """Run the compensation of ``step``, which failed for good, again (a
     fresh budget), then go on rolling back; a worker or ``recover`` runs it.
     Refused past the pivot, for a step whose compensation has not failed,
-    and while a live worker drives the saga (pause it first)."""
-    return await request(
-        store,
-        sagas,
-        saga_id,
-        "retry_compensation",
-        by=by,
-        reason=reason,
-        clock=clock,
-        step=step,
-    )
-
-
-async def mark_compensated(
-    store: SagaStore,
-    sagas: Iterable[Saga[Any]],
-    saga_id: str,
-    step: str,
-    *,
-    by: str,
-    reason: str,
-    clock: Clock | None = None,
-) -> SagaRecord:
+    and while a live worker drives the saga (pause it first).""",
+)
+mark_compensated = CompensationAction(
+    "mark_compensated",
     """Record that ``step`` was undone by hand, outside the saga: its
     compensation counts as succeeded without running, and the rollback
     goes on. Refused past the pivot, for a step that has no compensation
-    or whose compensation ended or runs now."""
-    return await request(
-        store,
-        sagas,
-        saga_id,
-        "mark_compensated",
-        by=by,
-        reason=reason,
-        clock=clock,
-        step=step,
-    )
-
-
-async def skip_compensation(
-    store: SagaStore,
-    sagas: Iterable[Saga[Any]],
-    saga_id: str,
-    step: str,
-    *,
-    by: str,
-    reason: str,
-    clock: Clock | None = None,
-) -> SagaRecord:
+    or whose compensation ended or runs now.""",
+)
+skip_compensation = CompensationAction(
+    "skip_compensation",
     """Leave ``step`` done: its compensation never runs (the step is
     ``compensation_skipped``) and the rollback goes on without it. Refused
-    as :func:`mark_compensated` is."""
-    return await request(
-        store,
-        sagas,
-        saga_id,
-        "skip_compensation",
-        by=by,
-        reason=reason,
-        clock=clock,
-        step=step,
-    )
+    as :func:`mark_compensated` is.""",
+)
 
 
 async def fork(

@@ -72,9 +72,11 @@ SagasOption = Annotated[
         help="Where the saga definitions live: myapp.sagas or myapp.sagas:trip",
     ),
 ]
-LimitOption = Annotated[int, typer.Option("--limit", help="At most this many.")]
+LimitOption = Annotated[
+    int, typer.Option("--limit", metavar="N", help="At most this many.")
+]
 DeadLetterQueue = Annotated[
-    str, typer.Argument(help="The queue the letters came from.")
+    str, typer.Argument(metavar="QUEUE", help="The queue the letters came from.")
 ]
 ReasonOption = Annotated[
     str | None,
@@ -319,19 +321,25 @@ def _add_list(app: typer.Typer, out: Console) -> None:
             except BadInput as exc:
                 fail(f"--older-than: {exc}")
 
-        records = _with_store(
-            ctx,
-            lambda store: admin.list_sagas(
+        async def listing(store: SagaStore) -> tuple[list[SagaRecord], str | None]:
+            found = await admin.list_sagas(
                 store,
                 status=wanted,
                 saga=saga,
                 older_than=age,
-                limit=limit,
+                limit=limit + 1,  # one more: are there more than shown?
                 waiting=waiting,
-            ),
-            read_only=True,
-        )
-        out.print(render.sagas_table(records, time.time()))
+            )
+            if len(found) <= limit:
+                return found, None
+            if age is not None or waiting:  # no count kept of these
+                return found[:limit], f"more than {limit}"
+            counts = await store.count_by_status(saga)
+            total = counts.get(wanted, 0) if wanted else sum(counts.values())
+            return found[:limit], str(max(total, len(found)))
+
+        records, matching = _with_store(ctx, listing, read_only=True)
+        out.print(render.sagas_table(records, time.time(), matching))
 
 
 def _add_retry(app: typer.Typer, out: Console) -> None:
@@ -357,7 +365,8 @@ def _add_retry(app: typer.Typer, out: Console) -> None:
             int | None,
             typer.Option(
                 "--limit",
-                help="With --all-failed: at most this many. [default: 100]",
+                metavar="N",
+                help="With --all-failed: at most this many.  [default: 100]",
                 show_default=False,
             ),
         ] = None,

@@ -75,7 +75,7 @@ TransportOption = Annotated[
         "--transport",
         metavar="URL",
         help="Broker: amqp://, redis://, redis+cluster://, nats://, celery+amqp://, "
-        f"celery+redis:// [default: ${TRANSPORT_ENV}]",
+        f"celery+redis://  [default: ${TRANSPORT_ENV}]",
         show_default=False,
     ),
 ]
@@ -106,12 +106,13 @@ MAX_SECONDS = 7 * 86400.0
 """Longest duration an option takes (``--lease``, ``--store-retry``): a week."""
 
 
-def count_or_fail(option: str, value: int) -> int:
-    """``value`` if it is 1 to :data:`MOST`; else the command ends saying so."""
+def count_or_fail(option: str, value: int, most: int = MOST) -> int:
+    """``value`` if it is 1 to ``most``; else the command ends saying so, in
+    the same words for every count option."""
     if value < 1:
         fail(f"invalid {option} {value}: it must be at least 1")
-    if value > MOST:
-        fail(f"invalid {option} {value}: it must be at most {MOST}")
+    if value > most:
+        fail(f"invalid {option} {value}: it must be at most {most}")
     return value
 
 

@@ -169,8 +169,12 @@ def _hosts(
 def dashboard(
     ctx: typer.Context,
     *,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    host: Annotated[
+        str, typer.Option(metavar="HOST", help="Address to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(metavar="PORT", help="Port to listen on.")
+    ] = 8080,
     sagas: Annotated[
         str | None,
         typer.Option(
@@ -185,9 +189,9 @@ def dashboard(
             "--token",
             envvar=TOKEN_ENV,
             metavar="TOKEN",
-            help=f"Operator token for actions, at least {MIN_TOKEN} characters "
-            f"[default: ${TOKEN_ENV}; without: read-only]. Prefer the "
-            "variable: arguments show in ps.",
+            help=f"Operator token for actions, at least {MIN_TOKEN} characters; "
+            "prefer the variable (arguments show in ps).  "
+            f"[default: ${TOKEN_ENV}; without: read-only]",
             show_default=False,
             show_envvar=False,
         ),

@@ -134,7 +134,10 @@ def register(app: typer.Typer, out: Console, settings_db: object) -> None:
         ctx: typer.Context,
         dialect: Annotated[
             str | None,
-            typer.Option(help="sqlite, postgres or mysql [default: that of --db]"),
+            typer.Option(
+                metavar="DIALECT",
+                help="sqlite, postgres or mysql.  [default: that of --db]",
+            ),
         ] = None,
     ) -> None:
         """Print the full current schema (schema.sql)."""
@@ -149,7 +152,7 @@ def register(app: typer.Typer, out: Console, settings_db: object) -> None:
 
     @app.command("migrate")
     def migrate_alias(ctx: typer.Context) -> None:
-        """Apply pending schema migrations (same as ``db migrate``)."""
+        """Apply pending schema migrations (same as: sagakit db migrate)."""
         run_migrate(db_of(ctx), out)
 
     app.add_typer(db_app)

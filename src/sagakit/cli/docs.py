@@ -45,7 +45,7 @@ def asyncapi(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", metavar="FILE", help="Write here [default: stdout]."
+            "--output", "-o", metavar="FILE", help="Write here.  [default: stdout]"
         ),
     ] = None,
     server: Annotated[
@@ -86,7 +86,7 @@ def diagram(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", metavar="FILE", help="Write here [default: stdout]."
+            "--output", "-o", metavar="FILE", help="Write here.  [default: stdout]"
         ),
     ] = None,
 ) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from sagakit.cli.admin import operator_name
-from sagakit.cli.common import MOST, db_of, fail, with_store
+from sagakit.cli.common import count_or_fail, db_of, fail, with_store
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -73,14 +73,14 @@ def register(app: typer.Typer, out: Console) -> None:
             typer.Option("--saga", metavar="ID", help="Only this saga's locks."),
         ] = None,
         limit: Annotated[
-            int, typer.Option("--limit", help="At most this many of each.")
+            int,
+            typer.Option("--limit", metavar="N", help="At most this many of each."),
         ] = 100,
     ) -> None:
         """List the holders and waiters of semantic locks, by key."""
         if ctx.invoked_subcommand is not None:
             return
-        if not 1 <= limit <= MOST:
-            fail(f"invalid --limit {limit}: it must be between 1 and {MOST}")
+        count_or_fail("--limit", limit)
         from sagakit import admin
         from sagakit.views.locks import locks_json
 

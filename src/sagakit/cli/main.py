@@ -46,6 +46,7 @@ from sagakit.cli.common import (
     seconds_or_fail,
 )
 from sagakit.cli.common import with_store as with_store_at
+from sagakit.cli.helpstyle import plain_metavars
 from sagakit.cli.loader import LoadError, load_participant
 from sagakit.engine.status import SagaStatus
 from sagakit.errors import SagaError, SagaNotFound, StoreError
@@ -94,6 +95,7 @@ class OneLineErrors(TyperGroup):
         **extra: Any,
     ) -> Any:
         plain_values(self)  # no pydantic to read "--limit 5"
+        plain_metavars(self)  # "ID", not "{ID}" nor "ID <str>"
         try:
             code = super().main(
                 args, prog_name, complete_var, False, windows_expand_args, **extra
@@ -120,7 +122,7 @@ app = typer.Typer(
     name="sagakit",
     help="Run and inspect sagas stored by sagakit.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # click's plain help: rich's costs 60-80 ms a --help
 )
@@ -197,7 +199,7 @@ def cli(
         typer.Option(
             "--db",
             metavar="URL",
-            help=f"Store URL or SQLite path [default: ${ENV_VAR}, else ./sagakit.db]",
+            help=f"Store URL or SQLite path.  [default: ${ENV_VAR}, else ./sagakit.db]",
             show_default=False,
         ),
     ] = None,
@@ -232,6 +234,7 @@ def cli(
 @app.command()
 def demo(ctx: typer.Context) -> None:
     """Run the trip-booking saga twice: one succeeds, one compensates."""
+    from rich.markup import escape
     from rich.rule import Rule
 
     from sagakit.examples.trip import fully_booked_trip, happy_trip, trip_saga
@@ -259,14 +262,23 @@ def demo(ctx: typer.Context) -> None:
 
     out.print(f"Running the trip saga twice on [bold]{target}[/bold]\n")
     records = with_store(settings, work)
-    prefix = "sagakit" if settings.db is None else f"sagakit --db {settings.db}"
+    from sagakit.cli.invocation import invocation
+
+    how = invocation()
+    prefix = how.command if settings.db is None else f"{how.command} --db {settings.db}"
     failed = next((r for r in records if r.status is not SagaStatus.SUCCEEDED), None)
     example = (failed or records[0]).saga_id[:8]
     out.print(
-        f"Next: [bold]{prefix} show {example}[/bold] for one saga, "
-        f"[bold]{prefix} list[/bold] for all of them.",
+        f"Next: [bold]{escape(prefix)} show {example}[/bold] for one saga, "
+        f"[bold]{escape(prefix)} list[/bold] for all of them.",
         soft_wrap=True,
     )
+    if how.activate is not None:
+        out.print(
+            f"(sagakit is not on your PATH: run [bold]source {escape(how.activate)}"
+            "[/bold] once in this shell to type plain sagakit)",
+            soft_wrap=True,
+        )
 
 
 def _print_run(record: SagaRecord, history: list[HistoryEntry]) -> None:
@@ -283,8 +295,9 @@ def show(
     saga_id: Annotated[
         str,
         typer.Argument(
+            metavar="ID",
             help="Saga id, or a unique prefix of it; or a choreography's "
-            "correlation id."
+            "correlation id.",
         ),
     ],
 ) -> None:
@@ -332,17 +345,26 @@ def worker(
     target: SagasArgument,
     *,
     lease: Annotated[
-        float, typer.Option(help="Seconds before another worker may take over.")
+        float,
+        typer.Option(
+            metavar="SECONDS", help="Seconds before another worker may take over."
+        ),
     ] = 30.0,
     max_active: Annotated[
-        int, typer.Option(help="Sagas driven at once by this worker.")
+        int, typer.Option(metavar="N", help="Sagas driven at once by this worker.")
     ] = 200,
     until_idle: Annotated[
-        bool, typer.Option(help="Exit once there is nothing left to claim.")
+        bool,
+        typer.Option("--until-idle", help="Exit once there is nothing left to claim."),
     ] = False,
     worker_id: Annotated[
         str | None,
-        typer.Option("--id", help="Worker id [default: host:pid:random-start]"),
+        typer.Option(
+            "--id",
+            metavar="ID",
+            help="Worker id.  [default: host:pid:random-start]",
+            show_default=False,
+        ),
     ] = None,
     transport: Annotated[
         str | None,
@@ -350,20 +372,22 @@ def worker(
             "--transport",
             metavar="URL",
             help="Broker for remote steps: amqp://, redis://, redis+cluster://, "
-            "nats://, celery+amqp://, celery+redis:// "
-            "[default: $SAGAKIT_TRANSPORT_URL; none if unset]",
+            "nats://, celery+amqp://, celery+redis://  "
+            f"[default: ${TRANSPORT_ENV}; none if unset]",
             show_default=False,
         ),
     ] = None,
     reply_queue: Annotated[
-        str, typer.Option(help="Queue this service's replies arrive on.")
+        str,
+        typer.Option(metavar="QUEUE", help="Queue this service's replies arrive on."),
     ] = "sagakit.replies",
     store_retry: StoreRetryOption = 30.0,
     max_crash_attempts: Annotated[
         int,
         typer.Option(
+            metavar="N",
             help="Takeovers finding a local step in flight (its process died "
-            "running it) before its saga is parked for an operator; 0: never."
+            "running it) before its saga is parked for an operator; 0: never.",
         ),
     ] = 3,
 ) -> None:
@@ -383,8 +407,10 @@ def worker(
 
     import asyncio
     import signal
+    from contextlib import nullcontext
 
     from sagakit.adapters.transport import open_transport
+    from sagakit.cli.progress import Progress, live_progress
     from sagakit.runtime.worker import Worker
 
     broker = transport or os.environ.get(TRANSPORT_ENV)
@@ -422,8 +448,15 @@ def worker(
         err.print(
             f"worker {runner.worker_id} running {', '.join(s.name for s in sagas)}"
         )
+
+        def describe() -> Progress:
+            active = runner.orchestrator.active
+            label = f"working until idle ({active} running)"
+            return Progress(label, runner.claimed, unit="saga(s) claimed")
+
         try:
-            await running
+            with live_progress(err, describe) if until_idle else nullcontext():
+                await running
         except asyncio.CancelledError:
             if signals <= 1:
                 raise
@@ -452,7 +485,7 @@ def participant(
 ) -> None:
     """Handle a participant service's commands until SIGTERM/SIGINT.
 
-    ``--db`` is the participant's own inbox store (deduplication)."""
+    The store of --db is the participant's own inbox (deduplication)."""
     try:
         service = load_participant(target)
     except LoadError as exc:

@@ -1,5 +1,6 @@
 """``sagakit recover``: resume every unfinished saga of some definitions,
-batch by batch, with a line per batch on stderr.
+batch by batch, with a line per batch on stderr (and, on a terminal, a
+progress bar of the sagas finished so far).
 
 Each batch is claimed, run and finished (or parked, or left waiting for a
 reply) before the next is claimed, so memory and open work stay bounded by
@@ -41,6 +42,7 @@ LimitOption = Annotated[
     int | None,
     typer.Option(
         "--limit",
+        metavar="N",
         help="Resume at most this many (then say how many are left).",
         show_default=False,
     ),
@@ -49,7 +51,8 @@ BatchOption = Annotated[
     int | None,
     typer.Option(
         "--batch-size",
-        help="Sagas claimed, run and finished before the next [default: 500].",
+        metavar="N",
+        help="Sagas claimed, run and finished before the next batch.  [default: 500]",
         show_default=False,
     ),
 ]
@@ -85,9 +88,21 @@ async def recover_sagas(
     import contextlib
     import signal
 
+    from sagakit.cli.progress import Progress, live_progress
     from sagakit.errors import SagaError, StoreError
 
     recovery = orchestrator.recovery(limit=limit, batch=batch)
+    total = await orchestrator.unfinished()
+    if limit is not None:
+        total = min(total, limit)
+
+    def describe() -> Progress:
+        """Finished so far: resumed, less those still driven here."""
+        finished = recovery.progress.resumed - orchestrator.active
+        batch_no = recovery.progress.batches
+        label = f"recovering (batch {batch_no})" if batch_no else "recovering"
+        return Progress(label, max(finished, 0), total)
+
     loop = asyncio.get_running_loop()
     me = asyncio.current_task()
 
@@ -102,24 +117,25 @@ async def recover_sagas(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
     try:
-        while not recovery.done:
-            ids = await recovery.next_batch()
-            await orchestrator.drain()  # paused sagas stay paused, and released
-            done.resumed += ids
-            refused = orchestrator.driver.store_failure
-            if refused is not None:  # past --store-retry, or read-only
-                raise StoreError(
-                    "the store refused a save; the sagas left unfinished "
-                    f"stay resumable: {refused}"
-                ) from refused
-            progress = recovery.progress
-            done.batches = progress.batches
-            if progress.claimed or ids:
-                err.print(
-                    f"batch {progress.batches}: resumed {len(ids)} saga(s), "
-                    f"{progress.resumed} so far",
-                    highlight=False,
-                )
+        with live_progress(err, describe):
+            while not recovery.done:
+                ids = await recovery.next_batch()
+                await orchestrator.drain()  # paused sagas stay paused, released
+                done.resumed += ids
+                refused = orchestrator.driver.store_failure
+                if refused is not None:  # past --store-retry, or read-only
+                    raise StoreError(
+                        "the store refused a save; the sagas left unfinished "
+                        f"stay resumable: {refused}"
+                    ) from refused
+                progress = recovery.progress
+                done.batches = progress.batches
+                if progress.claimed or ids:
+                    err.print(
+                        f"batch {progress.batches}: resumed {len(ids)} saga(s), "
+                        f"{progress.resumed} so far",
+                        highlight=False,
+                    )
         done.complete = recovery.exhausted
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -88,9 +88,13 @@ def _detail(entry: HistoryEntry) -> Text:
     return Text(clip(shown))
 
 
-def sagas_table(records: Sequence[SagaRecord], now: float) -> Table:
-    """The ``sagakit list`` table, newest first."""
-    table = Table(title=f"{len(records)} saga(s)", title_justify="left")
+def sagas_table(
+    records: Sequence[SagaRecord], now: float, matching: str | None = None
+) -> Table:
+    """The ``sagakit list`` table, newest first; titled "3 of 30 saga(s)"
+    when ``matching`` (how many match, as said) is given."""
+    shown = f"{len(records)} of {matching}" if matching else str(len(records))
+    table = Table(title=f"{shown} saga(s)", title_justify="left")
     width = max((len(r.saga_id) for r in records), default=2)
     table.add_column("id", no_wrap=True, min_width=width, style="bold")
     table.add_column("saga")

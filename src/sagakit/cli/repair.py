@@ -75,7 +75,10 @@ def _add_step_action(
         ctx: typer.Context,
         saga_id: SagaId,
         step: Annotated[
-            str, typer.Argument(metavar="STEP", help="The step whose compensation.")
+            str,
+            typer.Argument(
+                metavar="STEP", help="The step whose compensation this acts on."
+            ),
         ],
         *,
         sagas: SagasOption,

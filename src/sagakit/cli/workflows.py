@@ -21,7 +21,12 @@ from sagakit.adapters.store import (
     migrated_workflow_store,
     open_store_async,
 )
-from sagakit.cli.common import db_of, existing_database_or_fail, run_async
+from sagakit.cli.common import (
+    count_or_fail,
+    db_of,
+    existing_database_or_fail,
+    run_async,
+)
 from sagakit.errors import SagaNotFound, StoreError
 from sagakit.ports.workflow_status import WorkflowStatus
 from sagakit.views.input import BadInput
@@ -134,10 +139,11 @@ def register(app: typer.Typer, out: Console) -> None:
         app_name: AppOption = None,
         limit: Annotated[
             int,
-            typer.Option("--limit", min=1, max=MAX_LIMIT, help="At most this many."),
+            typer.Option("--limit", metavar="N", help="At most this many."),
         ] = 50,
     ) -> None:
         """List workflow instances, newest first."""
+        count_or_fail("--limit", limit, MAX_LIMIT)
         wanted = parse_status(status)
 
         from sagakit.cli import render

@@ -128,7 +128,11 @@ def decide(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
     elif state.paused:  # outcomes are recorded; what would start is held back
         decision = _outcome(saga, state, event)
         decision = Decision(*hold(decision.state, decision.commands, event.at))
-    elif isinstance(event, SagaResumed) and event.max_crashes is not None:
+    elif (
+        isinstance(event, SagaResumed)
+        and event.max_crashes is not None
+        and event.crashed
+    ):
         resumed = _outcome(saga, state, event)
         decision = Decision(
             *count_crashes(

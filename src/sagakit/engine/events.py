@@ -21,10 +21,17 @@ class SagaResumed:
     ``max_crashes``: a local step (or compensation) found in flight by this
     many takeovers in a row kept killing the process that ran it (a poison
     saga): the saga is parked (paused, :attr:`SagaState.parked` says why)
-    instead of run again. None: never parked."""
+    instead of run again. None: never parked.
+
+    ``crashed``: whether the saga was taken from another owner that stopped
+    holding it without handing it back (its lease ran out, or it was known
+    gone): only then was a step in flight running there, and counts. A saga
+    handed over before anything ran (submitted, drained, released by an
+    operator's command) counts nothing."""
 
     at: float
     max_crashes: int | None = None
+    crashed: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,16 @@
 """Poison sagas: a local step that kills its process every time is parked.
 
-A takeover (``SagaResumed``) runs again the local steps and compensations
-that were in flight when their process stopped: each such re-run counts one
-crash on the step (``StepState.crashes``, committed with the takeover, before
-the step runs again). When a step reaches ``SagaResumed.max_crashes``, the
-saga pauses itself instead (``SagaState.parked`` says why): nothing runs, a
-plain restart leaves it paused, and an operator's unpause runs the held
-steps again with their crash counts reset. A saga submitted for workers is
-taken over at its first claim too: that claim counts as well, so its step
-runs ``max_crashes - 1`` times before it is parked.
+A takeover from an owner that stopped (``SagaResumed`` with ``crashed``:
+the lease ran out or the owner is known gone) runs again the local steps
+and compensations that were in flight when their process stopped: each such
+re-run counts one crash on the step (``StepState.crashes``, committed with
+the takeover, before the step runs again). When a step reaches
+``SagaResumed.max_crashes``, the saga pauses itself instead
+(``SagaState.parked`` says why): nothing runs, a plain restart leaves it
+paused, and an operator's unpause runs the held steps again with their crash
+counts reset. A saga handed over before its step ran (submitted for
+workers, drained, unpaused from the CLI: nobody held its lease) counts
+nothing, so its step runs ``max_crashes`` times before it is parked.
 """
 
 from __future__ import annotations

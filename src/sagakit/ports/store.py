@@ -10,7 +10,7 @@ semantic locks, :mod:`sagakit.ports.locks`)."""
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus
@@ -40,6 +40,12 @@ class SagaRecord:
     waiting: str | None = None
     """Why no process drives the instance now (its definition is missing or
     changed where it was looked at); None when nothing is known against it."""
+    previous_owner: str | None = field(default=None, compare=False)
+    """On a record :meth:`SagaLeases.claim` returned: who held the instance's
+    lease before this claim took it (its lease ran out, or the owner was
+    known gone), None if nobody did (never leased, or handed back with
+    ``release``: submitted, drained, changed by an operator's command).
+    None on every other record; not part of equality."""
 
     @property
     def definition_key(self) -> str:
@@ -271,7 +277,9 @@ class SagaLeases(Protocol):
         Each is leased to ``owner`` until now + ``lease`` and its version is
         bumped, so a save by the previous owner raises ``ConcurrencyError``;
         its ``waiting`` reason is cleared. Returns the records with their new
-        version. Two concurrent claimers never get the same instance."""
+        version, each with the owner it was taken from
+        (``SagaRecord.previous_owner``). Two concurrent claimers never get
+        the same instance."""
 
     async def stranded(
         self,

@@ -41,7 +41,7 @@ async def adopt(driver: Driver, record: SagaRecord, how: str) -> bool:
     entry = saga_line(saga_id, how, now, {"worker": driver.worker_id})
     driver.own(inst)
     try:
-        commands = await _resume(driver, inst, entry, now)
+        commands = await _resume(driver, inst, entry, now, _crashed(driver, record))
     except (ConcurrencyError, StateError, SagaNotFound):
         driver.drop(saga_id)
         return False  # another worker took it
@@ -63,13 +63,14 @@ async def adopt(driver: Driver, record: SagaRecord, how: str) -> bool:
 
 
 async def _resume(
-    driver: Driver, inst: Instance, entry: HistoryEntry, now: float
+    driver: Driver, inst: Instance, entry: HistoryEntry, now: float, crashed: bool
 ) -> tuple[Command, ...]:
     """Commit ``SagaResumed`` (or, if it changes nothing, keep the line for
     the next commit); an operator's change committed since the claim is
-    reloaded first (:func:`refresh.reload`)."""
+    reloaded first (:func:`refresh.reload`). ``crashed``: taken from an
+    owner that stopped (see ``SagaResumed``)."""
     for _ in range(refresh.MAX_RELOADS):
-        resumed = SagaResumed(now, driver.max_crashes)
+        resumed = SagaResumed(now, driver.max_crashes, crashed)
         decision = decide(inst.saga, inst.state, resumed)
         # a fire-and-forget compensation to send again goes through the outbox
         resend = any(unawaited(inst.saga, c) for c in decision.commands)
@@ -97,6 +98,14 @@ async def _resume(
             inst.owed.clear()  # SagaResumed decides what runs on what it reloaded
             continue
     raise ConcurrencyError(f"saga {inst.state.saga_id} kept changing as it was adopted")
+
+
+def _crashed(driver: Driver, record: SagaRecord) -> bool:
+    """Whether ``record`` (as a claim returned it) was taken from another
+    owner, one that stopped without handing it back: only then can a step
+    found in flight have been running, and count as a crash."""
+    taken = record.previous_owner
+    return taken is not None and taken != driver.worker_id
 
 
 async def definition_for(driver: Driver, record: SagaRecord) -> Saga[Any] | None:

@@ -27,17 +27,15 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from sagakit.errors import StoreError
+from sagakit.ports.locks import LockChange
 from sagakit.ports.store import (
     Create,
     Created,
     GroupSaves,
-    HistoryEntry,
-    InboxEntry,
-    OutboxMessage,
-    SagaRecord,
     SagaRepository,
     Save,
 )
+from sagakit.ports.writes import RecordWrites
 
 
 class BatchingStore(SagaRepository, GroupSaves, Protocol):
@@ -202,7 +200,7 @@ class _Saves:
         return await self.store.save_many(writes)
 
 
-class GroupCommit:
+class GroupCommit(RecordWrites):
     """The ``create`` and ``save`` of ``store``, committing concurrent ones
     together (creates in one transaction, saves in another, side by side).
 
@@ -245,56 +243,42 @@ class GroupCommit:
     def writes(self) -> int:
         return self._batcher.writes
 
-    async def create(
-        self,
-        record: SagaRecord,
-        history: Sequence[HistoryEntry],
-        *,
-        owner: str | None = None,
-        lease: float | None = None,
-        outbox: Sequence[OutboxMessage] = (),
-    ) -> Created:
+    async def create_one(self, create: Create) -> Created:
         """As :meth:`~sagakit.ports.store.SagaRepository.create`, in the
         next batch."""
         if not self._quiet(alone=0):
-            create = Create(record, history, owner, lease, outbox)
             created: Created = await self._batcher.queued(self._creates, create)
             return created
         self._alone_in_flight += 1
         try:
             return await self.store.create(
-                record, history, owner=owner, lease=lease, outbox=outbox
+                create.record,
+                create.history,
+                owner=create.owner,
+                lease=create.lease,
+                outbox=create.outbox,
             )
         finally:
             self._alone_in_flight -= 1
 
-    async def save(
-        self,
-        record: SagaRecord,
-        expected_version: int,
-        history: Sequence[HistoryEntry],
-        *,
-        owner: str | None = None,
-        lease: float | None = None,
-        outbox: Sequence[OutboxMessage] = (),
-        inbox: InboxEntry | None = None,
-    ) -> None:
+    async def save_one(self, save: Save, locks: LockChange | None) -> None:
         """As :meth:`~sagakit.ports.store.SagaRepository.save`, in the next
-        batch. Cancelled before its batch is sent, it writes nothing."""
-        if not self._quiet(alone=1):
-            save = Save(record, expected_version, history, owner, lease, outbox, inbox)
+        batch (a save that changes locks goes alone). Cancelled before its
+        batch is sent, it writes nothing."""
+        if not locks and not self._quiet(alone=1):
             await self._batcher.queued(self._saves, save)
             return
         self._alone_in_flight += 1
         try:
             await self.store.save(
-                record,
-                expected_version,
-                history,
-                owner=owner,
-                lease=lease,
-                outbox=outbox,
-                inbox=inbox,
+                save.record,
+                save.expected_version,
+                save.history,
+                owner=save.owner,
+                lease=save.lease,
+                outbox=save.outbox,
+                inbox=save.inbox,
+                locks=locks,
             )
         finally:
             self._alone_in_flight -= 1

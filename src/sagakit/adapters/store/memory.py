@@ -20,19 +20,21 @@ from sagakit.adapters.store.locks_memory import MemoryLocks
 from sagakit.engine.state import SagaStatus
 from sagakit.ports.locks import LockChange, LockHolder, LockTable
 from sagakit.ports.store import (
+    Create,
     Created,
     HistoryEntry,
-    InboxEntry,
     Lease,
     OutboxMessage,
     SagaRecord,
+    Save,
 )
+from sagakit.ports.writes import RecordWrites
 
 if TYPE_CHECKING:
     from sagakit.adapters.store.event_memory import InMemoryEventStore
 
 
-class InMemoryStore:
+class InMemoryStore(RecordWrites):
     """A :class:`~sagakit.ports.store.SagaStore` in dictionaries."""
 
     def __init__(self) -> None:
@@ -69,15 +71,9 @@ class InMemoryStore:
             kept = replace(message, held_by=None, hold=None)  # as a database reads it
             self._outbox[message.message_id] = (kept, now)
 
-    async def create(
-        self,
-        record: SagaRecord,
-        history: Sequence[HistoryEntry],
-        *,
-        owner: str | None = None,
-        lease: float | None = None,
-        outbox: Sequence[OutboxMessage] = (),
-    ) -> Created:
+    async def create_one(self, create: Create) -> Created:
+        record, history = create.record, create.history
+        owner, lease, outbox = create.owner, create.lease, create.outbox
         if record.idempotency_key is not None:
             existing = self._keys.get((record.saga_name, record.idempotency_key))
             if existing is not None:
@@ -94,18 +90,10 @@ class InMemoryStore:
         self.commits += 1
         return Created(record, True)
 
-    async def save(
-        self,
-        record: SagaRecord,
-        expected_version: int,
-        history: Sequence[HistoryEntry],
-        *,
-        owner: str | None = None,
-        lease: float | None = None,
-        outbox: Sequence[OutboxMessage] = (),
-        inbox: InboxEntry | None = None,
-        locks: LockChange | None = None,
-    ) -> None:
+    async def save_one(self, save: Save, locks: LockChange | None) -> None:
+        record, history, inbox = save.record, save.history, save.inbox
+        owner, lease, outbox = save.owner, save.lease, save.outbox
+        expected_version = save.expected_version
         current = self._sagas.get(record.saga_id)
         if current is None:
             raise rows.saga_not_found(record.saga_id)
@@ -246,8 +234,10 @@ class InMemoryStore:
         for r in due:
             bumped = replace(r, version=r.version + 1, waiting=None)
             self._sagas[r.saga_id] = bumped
+            held = self._leases.get(r.saga_id)
             self._leases[r.saga_id] = (owner, now + lease)
-            claimed.append(_frozen(bumped))
+            taken = None if held is None else held[0]
+            claimed.append(replace(_frozen(bumped), previous_owner=taken))
         self.commits += 1
         return claimed
 

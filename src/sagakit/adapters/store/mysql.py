@@ -11,28 +11,28 @@ compare its version. "Now", for leases, is the database clock.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.event_mysql import MySQLEventStore
 from sagakit.adapters.store.inbox import MySQLInbox
+from sagakit.adapters.store.locks_sql import LockReads, apply_change
 from sagakit.adapters.store.mysql_database import MySQLDatabase, OnMySQL, Step
 from sagakit.adapters.store.reads import SagaReads
-from sagakit.adapters.store.rows import dumps, unique_ids
+from sagakit.adapters.store.rows import dumps
+from sagakit.adapters.store.sagas_sql import SqlSagas
 from sagakit.adapters.store.workflow_mysql import MySQLWorkflowStore
-from sagakit.errors import SagaAlreadyExists, StoreError
-from sagakit.ports.locks import LockChange, LockHolder, LockTable
+from sagakit.errors import SagaAlreadyExists
+from sagakit.ports.locks import LockChange
 from sagakit.ports.store import (
     Create,
     Created,
     HistoryEntry,
-    InboxEntry,
-    Lease,
     OutboxMessage,
-    SagaRecord,
     Save,
 )
+from sagakit.ports.writes import RecordWrites
 
 __all__ = ["MySQLDatabase", "MySQLStore"]
 
@@ -124,13 +124,14 @@ def _save_problem(save: Save, row: Sequence[Any]) -> Exception | None:
     return rows.stale_saga(saga_id, save.expected_version)
 
 
-NO_LOCKS = (
-    "semantic locks (Step(..., locks=...)) are not supported on the MySQL "
-    "store yet: use SQLite or PostgreSQL for sagas that take them"
-)
-
-
-class MySQLStore(OnMySQL, MySQLInbox, SagaReads[MySQLDatabase]):
+class MySQLStore(
+    OnMySQL,
+    MySQLInbox,
+    SagaReads[MySQLDatabase],
+    LockReads[MySQLDatabase],
+    SqlSagas[MySQLDatabase],
+    RecordWrites,
+):
     """A :class:`~sagakit.ports.store.SagaStore` on MySQL or MariaDB.
 
     Open it with ``await MySQLStore.connect(url)`` (it owns the database it
@@ -138,10 +139,6 @@ class MySQLStore(OnMySQL, MySQLInbox, SagaReads[MySQLDatabase]):
     stores (``close`` leaves it open). ``statements`` counts the round trips
     store calls made, next to ``commits``.
     """
-
-    supports_locks = False
-    """Semantic locks are not built on MySQL yet: a save that takes one is a
-    ``StoreError`` saying so (nothing is written)."""
 
     def event_store(self) -> MySQLEventStore:
         """The choreography tables of this database, on its connections."""
@@ -153,21 +150,12 @@ class MySQLStore(OnMySQL, MySQLInbox, SagaReads[MySQLDatabase]):
 
     # -- writes ------------------------------------------------------------
 
-    async def create(
-        self,
-        record: SagaRecord,
-        history: Sequence[HistoryEntry],
-        *,
-        owner: str | None = None,
-        lease: float | None = None,
-        outbox: Sequence[OutboxMessage] = (),
-    ) -> Created:
-        create = Create(record, history, owner, lease, outbox)
+    async def create_one(self, create: Create) -> Created:
         ((row,),) = await self.database.script(
-            f"saga {record.saga_id}: create", _create_steps(create)
+            f"saga {create.record.saga_id}: create", _create_steps(create)
         )
         if row[0]:
-            return Created(record, True)
+            return Created(create.record, True)
         return await self.taken(create)
 
     async def create_many(self, creates: Sequence[Create]) -> list[Created | Exception]:
@@ -190,28 +178,36 @@ class MySQLStore(OnMySQL, MySQLInbox, SagaReads[MySQLDatabase]):
                 results.append(exc)
         return results
 
-    async def save(
-        self,
-        record: SagaRecord,
-        expected_version: int,
-        history: Sequence[HistoryEntry],
-        *,
-        owner: str | None = None,
-        lease: float | None = None,
-        outbox: Sequence[OutboxMessage] = (),
-        inbox: InboxEntry | None = None,
-        locks: LockChange | None = None,
-    ) -> None:
+    async def save_one(self, save: Save, locks: LockChange | None) -> None:
         if locks:
-            raise StoreError(NO_LOCKS)
-        save = Save(record, expected_version, history, owner, lease, outbox, inbox)
+            await self._save_with_locks(save, locks)
+            return
         ((row,),) = await self.database.script(
-            f"saga {record.saga_id}: save", _save_steps(save), counted=False
+            f"saga {save.record.saga_id}: save", _save_steps(save), counted=False
         )
         problem = _save_problem(save, row)
         if problem is not None:
             raise problem
         self.database.commits += 1
+
+    async def _save_with_locks(self, save: Save, change: LockChange) -> None:
+        """``save`` and ``change`` in one transaction, serialised with the
+        other lock changes (``lock_serialise``); what refuses either rolls
+        both back."""
+        database, saga_id = self.database, save.record.saga_id
+        async with database.transaction(f"saga {saga_id}: save") as conn:
+
+            async def run(query: str, *args: Any) -> list[Any]:
+                found, _ = await database.run(conn, query, *args)
+                return found[-1] if found else []
+
+            await run("lock_serialise")
+            for query, args in _save_steps(save):
+                row = await run(query, *args)
+            problem = _save_problem(save, row[0])
+            if problem is not None:
+                raise problem
+            await apply_change(run, saga_id, change, as_array=dumps, now=None)
 
     async def save_many(self, saves: Sequence[Save]) -> list[Exception | None]:
         """See :class:`~sagakit.ports.store.GroupSaves`: one transaction,
@@ -224,154 +220,6 @@ class MySQLStore(OnMySQL, MySQLInbox, SagaReads[MySQLDatabase]):
         )
         return [_save_problem(s, rs[0]) for s, rs in zip(saves, found, strict=True)]
 
-    # -- semantic locks: not on MySQL yet (a save that takes one is refused)
-
-    async def lock_holders(self, keys: Collection[str]) -> dict[str, LockHolder]:
-        return {}  # nobody can hold one here
-
-    async def list_locks(
-        self,
-        *,
-        prefix: str | None = None,
-        saga_id: str | None = None,
-        limit: int = 100,
-    ) -> LockTable:
-        return LockTable([], [])
-
-    async def locks_ready(self, saga_ids: Collection[str]) -> list[str]:
-        return []
-
-    # -- leases ------------------------------------------------------------
-
-    async def claim(
-        self,
-        owner: str,
-        saga_names: Collection[str],
-        *,
-        lease: float,
-        limit: int = 100,
-        gone: Collection[str] = (),
-        after: str | None = None,
-    ) -> list[SagaRecord]:
-        names, dead = dumps(list(saga_names)), dumps(list(gone))
-        found = await self.database.write(
-            f"claim by {owner!r}",
-            "claim_sagas",
-            owner,
-            names,
-            lease,
-            limit,
-            dead,
-            after,
-        )
-        return [rows.saga_record(r) for r in found]
-
-    async def stranded(
-        self,
-        saga_names: Collection[str],
-        keys: Collection[str],
-        *,
-        limit: int = 100,
-        gone: Collection[str] = (),
-    ) -> list[SagaRecord]:
-        found = await self.database.fetch(
-            "listing stranded sagas",
-            "stranded_sagas",
-            dumps(list(saga_names)),
-            dumps(list(keys)),
-            limit,
-            dumps(list(gone)),
-        )
-        return [rows.saga_record(r) for r in found]
-
-    async def mark_waiting(self, saga_id: str, reason: str) -> None:
-        about = f"saga {saga_id}: mark waiting"
-        await self.database.execute(about, "mark_waiting", saga_id, reason)
-        self.database.commits += 1
-
-    async def renew(
-        self, owner: str, saga_ids: Collection[str], *, lease: float
-    ) -> list[str]:
-        ids = unique_ids(saga_ids)
-        if not ids:
-            return []
-        found = await self.database.write(
-            f"lease renewal by {owner!r}", "renew_leases", owner, dumps(ids), lease
-        )
-        renewed = {r[0] for r in found}
-        return [saga_id for saga_id in ids if saga_id in renewed]
-
-    async def leases(self, saga_ids: Collection[str]) -> dict[str, Lease]:
-        ids = unique_ids(saga_ids)
-        if not ids:
-            return {}
-        found = await self.database.fetch("reading leases", "saga_leases", dumps(ids))
-        return {r[0]: Lease(r[1], bool(r[2]), r[3]) for r in found}
-
-    async def lease_holders(self, saga_names: Collection[str]) -> list[str]:
-        found = await self.database.fetch(
-            "listing lease holders", "lease_holders", dumps(list(saga_names))
-        )
-        return [r[0] for r in found]
-
-    async def release(self, owner: str, saga_ids: Collection[str]) -> None:
-        ids = unique_ids(saga_ids)
-        if not ids:
-            return
-        about = f"lease release by {owner!r}"
-        await self.database.execute(about, "release_leases", owner, dumps(ids))
-        self.database.commits += 1
-
-    # -- reads -------------------------------------------------------------
-
-    async def unfinished(
-        self,
-        saga_names: Collection[str] | None = None,
-        limit: int = 1000,
-        *,
-        after: str | None = None,
-    ) -> list[str]:
-        names = None if saga_names is None else dumps(list(saga_names))
-        found = await self.database.fetch(
-            "listing unfinished sagas", "unfinished_sagas", names, after, limit
-        )
-        return [r[0] for r in found]
-
-    async def live_definitions(self) -> dict[tuple[str, int, str | None], int]:
-        found = await self.database.fetch(
-            "counting live definitions", "live_definitions"
-        )
-        return {(r[0], r[1], r[2]): int(r[3]) for r in found}
-
-    async def due_deadlines(
-        self, saga_names: Collection[str], *, limit: int = 100
-    ) -> list[str]:
-        found = await self.database.fetch(
-            "listing due deadlines", "due_deadlines", dumps(list(saga_names)), limit
-        )
-        return [r[0] for r in found]
-
-    # -- messaging ---------------------------------------------------------
-
-    async def claim_outbox(
-        self, owner: str, *, lease: float, limit: int = 100
-    ) -> list[OutboxMessage]:
-        found = await self.database.write(
-            f"outbox claim by {owner!r}", "claim_outbox", owner, lease, limit
-        )
-        return [rows.outbox_message(r) for r in found]
-
-    async def mark_sent(self, message_ids: Collection[str]) -> None:
-        ids = unique_ids(message_ids)
-        if not ids:
-            return
-        await self.database.execute(
-            "marking messages sent", "delete_outbox", dumps(ids)
-        )
-        self.database.commits += 1
-
-    async def release_outbox(self, owner: str | None = None) -> int:
-        found = await self.database.write(
-            "releasing outbox holds", "release_outbox", owner
-        )
-        return int(found[0][0])
+    async def write(self, about: str, query: str, *args: Any) -> list[Any]:
+        """The block in a transaction of its own: its rows (counted)."""
+        return await self.database.write(about, query, *args)

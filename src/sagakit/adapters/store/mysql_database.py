@@ -24,11 +24,11 @@ import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import cache
-from typing import Any, Self, TypedDict, Unpack
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sagakit._extras import needs_extra
-from sagakit.adapters.store.owned import OnServer
+from sagakit.adapters.store.owned import Migrations, OnServer
 from sagakit.adapters.store.sql import (
     Migration,
     log_migrated,
@@ -51,6 +51,9 @@ _SESSION = (
     " sql_mode = 'STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,"
     "NO_ENGINE_SUBSTITUTION'"
 )
+_OWN_MIGRATION = {13: 2}
+"""This store's migration that adds what the PostgreSQL one numbered so
+adds (the others are all in 0001)."""
 _RETRIED = (1213,)  # deadlock: the server rolled the transaction back
 _ATTEMPTS = 5
 _PARAM = re.compile(r"\$(\d+)")
@@ -164,15 +167,7 @@ async def _results(cur: Any) -> list[list[Row]]:
             return found
 
 
-class PoolOptions(TypedDict, total=False):
-    """How :meth:`MySQLDatabase.connect` opens a database."""
-
-    min_size: int
-    max_size: int
-    migrate: bool
-
-
-class MySQLDatabase:
+class MySQLDatabase(Migrations):
     """An open MySQL or MariaDB database: pool, named queries, error
     wrapping, transactions, migrations and the counters ``commits`` and
     ``statements`` (round trips). Stores compose it; whoever opened it closes
@@ -407,19 +402,11 @@ class MySQLDatabase:
             raise self.error("migration", exc) from exc
         return log_migrated(applied, self.where)
 
-    async def applied_migrations(self) -> list[int]:
-        """Versions applied so far (none on a database sagakit never touched)."""
-        exists = await self.fetchrow("listing migrations", "migrations_table_exists")
-        if exists is None or not exists[0]:
-            return []
-        rows = await self.fetch("listing migrations", "applied_migrations")
-        return [row[0] for row in rows]
-
     async def schema_has(self, version: int) -> bool:
         """Whether the schema has what migration ``version`` of the SQLite
-        and PostgreSQL stores adds: all of it is in this store's first
-        migration."""
-        return 1 in await self.applied_migrations()
+        and PostgreSQL stores adds: their semantic locks (13) are this
+        store's 0002, all the rest is in its first migration."""
+        return _OWN_MIGRATION.get(version, 1) in await self.applied_migrations()
 
     async def close(self) -> None:
         self._pool.terminate()
@@ -428,21 +415,12 @@ class MySQLDatabase:
         except DRIVER_ERRORS as exc:
             raise self.error("closing the pool", exc) from exc
 
-    def __repr__(self) -> str:
-        return f"MySQLDatabase({self.where!r})"
-
 
 class OnMySQL(OnServer[MySQLDatabase]):
     """What every MySQL store has (see :class:`OnServer`)."""
 
     kind = MySQLDatabase
     dialect = "MySQL"
-
-    @classmethod
-    async def connect(cls, url: str, **options: Unpack[PoolOptions]) -> Self:
-        """Open a database on ``url`` (``min_size``, ``max_size``; migrated
-        unless ``migrate=False``); closing this store closes it."""
-        return cls(await MySQLDatabase.connect(url, **options), owned=True)
 
     async def schema_has(self, version: int) -> bool:
         """See :meth:`MySQLDatabase.schema_has`."""

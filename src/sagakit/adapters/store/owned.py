@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Generic,
+    Protocol,
+    Self,
+    TypedDict,
+    TypeVar,
+    Unpack,
+)
 
 from sagakit.errors import StoreError
 
@@ -46,6 +56,36 @@ class OnDatabase(Generic[DB]):
         return f"{type(self).__name__}({self.database.where!r})"
 
 
+class PoolOptions(TypedDict, total=False):
+    """How a server's database object's ``connect`` opens a database."""
+
+    min_size: int
+    max_size: int
+    migrate: bool
+
+
+class Migrations:
+    """What a server's database object reads of its schema the same way on
+    every server: the versions applied, through its named queries."""
+
+    where: str
+
+    async def fetch(self, about: str, query: str, *args: Any) -> Any: ...
+
+    async def fetchrow(self, about: str, query: str, *args: Any) -> Any: ...
+
+    async def applied_migrations(self) -> list[int]:
+        """Versions applied so far (none on a database sagakit never touched)."""
+        exists = await self.fetchrow("listing migrations", "migrations_table_exists")
+        if exists is None or not exists[0]:
+            return []
+        rows = await self.fetch("listing migrations", "applied_migrations")
+        return [row[0] for row in rows]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.where!r})"
+
+
 class Served(Opened, Protocol):
     """A database server's database object (PostgreSQL, MySQL)."""
 
@@ -79,6 +119,12 @@ class OnServer(OnDatabase[S]):
         self.database = found
         self._owned = owned
         self.where = found.where
+
+    @classmethod
+    async def connect(cls, url: str, **options: Unpack[PoolOptions]) -> Self:
+        """Open a database on ``url`` (``min_size``, ``max_size``; migrated
+        unless ``migrate=False``); closing this store closes it."""
+        return cls(await cls.kind.connect(url, **options), owned=True)
 
     @property
     def statements(self) -> int:

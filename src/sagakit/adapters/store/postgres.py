@@ -11,7 +11,7 @@ clocks agree on who owns what.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sagakit.adapters.store import rows
@@ -27,20 +27,17 @@ from sagakit.adapters.store.postgres_database import (
     reason,
 )
 from sagakit.adapters.store.reads import SagaReads
-from sagakit.adapters.store.rows import unique_ids
+from sagakit.adapters.store.sagas_sql import SqlSagas
 from sagakit.adapters.store.workflow_postgres import PostgresWorkflowStore
 from sagakit.errors import SagaAlreadyExists, StoreError
 from sagakit.ports.locks import LockChange
 from sagakit.ports.store import (
     Create,
     Created,
-    HistoryEntry,
-    InboxEntry,
-    Lease,
     OutboxMessage,
-    SagaRecord,
     Save,
 )
+from sagakit.ports.writes import RecordWrites
 
 __all__ = ["PostgresDatabase", "PostgresStore", "describe"]
 
@@ -150,6 +147,8 @@ class PostgresStore(
     PostgresInbox,
     SagaReads[PostgresDatabase],
     LockReads[PostgresDatabase],
+    SqlSagas[PostgresDatabase],
+    RecordWrites,
 ):
     """A :class:`~sagakit.ports.store.SagaStore` on PostgreSQL.
 
@@ -179,19 +178,13 @@ class PostgresStore(
 
     # -- writes ------------------------------------------------------------
 
-    async def create(
-        self,
-        record: SagaRecord,
-        history: Sequence[HistoryEntry],
-        *,
-        owner: str | None = None,
-        lease: float | None = None,
-        outbox: Sequence[OutboxMessage] = (),
-    ) -> Created:
-        create = Create(record, history, owner, lease, outbox)
+    async def create_one(self, create: Create) -> Created:
+        record = create.record
         about = f"saga {record.saga_id}: create"
         try:
-            row = await self._fetchrow(about, *_create_call(create, bool(outbox)))
+            row = await self._fetchrow(
+                about, *_create_call(create, bool(create.outbox))
+            )
         except StoreError as exc:
             cause = exc.__cause__
             if isinstance(cause, UniqueViolation) and cause.table_name == _SAGAS:
@@ -227,25 +220,13 @@ class PostgresStore(
             return Created(create.record, True)
         return await self.taken(create)
 
-    async def save(
-        self,
-        record: SagaRecord,
-        expected_version: int,
-        history: Sequence[HistoryEntry],
-        *,
-        owner: str | None = None,
-        lease: float | None = None,
-        outbox: Sequence[OutboxMessage] = (),
-        inbox: InboxEntry | None = None,
-        locks: LockChange | None = None,
-    ) -> None:
-        save = Save(record, expected_version, history, owner, lease, outbox, inbox)
-        messaging = bool(outbox) or inbox is not None
+    async def save_one(self, save: Save, locks: LockChange | None) -> None:
+        messaging = bool(save.outbox) or save.inbox is not None
         if locks:
             await self._save_with_locks(save, messaging, locks)
             return
         row = await self._fetchrow(
-            f"saga {record.saga_id}: save", *_save_call(save, messaging)
+            f"saga {save.record.saga_id}: save", *_save_call(save, messaging)
         )
         problem = _save_problem(save, row)
         if problem is not None:
@@ -286,131 +267,8 @@ class PostgresStore(
         self.database.commits += 1
         return [_save_problem(s, row) for s, row in zip(saves, found, strict=True)]
 
-    # -- leases ------------------------------------------------------------
-
-    async def claim(
-        self,
-        owner: str,
-        saga_names: Collection[str],
-        *,
-        lease: float,
-        limit: int = 100,
-        gone: Collection[str] = (),
-        after: str | None = None,
-    ) -> list[SagaRecord]:
-        names, dead = list(saga_names), list(gone)
-        found = await self._fetch(
-            f"claim by {owner!r}",
-            "claim_sagas",
-            owner,
-            names,
-            lease,
-            limit,
-            dead,
-            after,
-        )
+    async def write(self, about: str, query: str, *args: Any) -> list[Any]:
+        """One statement, its own transaction: its rows (counted)."""
+        found = await self._fetch(about, query, *args)
         self.database.commits += 1
-        return [rows.saga_record(r) for r in found]
-
-    async def stranded(
-        self,
-        saga_names: Collection[str],
-        keys: Collection[str],
-        *,
-        limit: int = 100,
-        gone: Collection[str] = (),
-    ) -> list[SagaRecord]:
-        names, keys = list(saga_names), list(keys)
-        found = await self._fetch(
-            "listing stranded sagas", "stranded_sagas", names, keys, limit, list(gone)
-        )
-        return [rows.saga_record(r) for r in found]
-
-    async def mark_waiting(self, saga_id: str, reason: str) -> None:
-        await self._fetch(
-            f"saga {saga_id}: mark waiting", "mark_waiting", saga_id, reason
-        )
-        self.database.commits += 1
-
-    async def renew(
-        self, owner: str, saga_ids: Collection[str], *, lease: float
-    ) -> list[str]:
-        ids = unique_ids(saga_ids)
-        if not ids:
-            return []
-        found = await self._fetch(
-            f"lease renewal by {owner!r}", "renew_leases", owner, ids, lease
-        )
-        self.database.commits += 1
-        renewed = {r["saga_id"] for r in found}
-        return [saga_id for saga_id in ids if saga_id in renewed]
-
-    async def leases(self, saga_ids: Collection[str]) -> dict[str, Lease]:
-        ids = unique_ids(saga_ids)
-        if not ids:
-            return {}
-        found = await self._fetch("reading leases", "saga_leases", ids)
-        return {r["saga_id"]: Lease(r["owner"], r["live"], r["version"]) for r in found}
-
-    async def lease_holders(self, saga_names: Collection[str]) -> list[str]:
-        found = await self._fetch(
-            "listing lease holders", "lease_holders", list(saga_names)
-        )
-        return [r["owner"] for r in found]
-
-    async def release(self, owner: str, saga_ids: Collection[str]) -> None:
-        ids = unique_ids(saga_ids)
-        if not ids:
-            return
-        await self._fetch(f"lease release by {owner!r}", "release_leases", owner, ids)
-        self.database.commits += 1
-
-    # -- reads -------------------------------------------------------------
-
-    async def unfinished(
-        self,
-        saga_names: Collection[str] | None = None,
-        limit: int = 1000,
-        *,
-        after: str | None = None,
-    ) -> list[str]:
-        names = None if saga_names is None else list(saga_names)
-        found = await self._fetch(
-            "listing unfinished sagas", "unfinished_sagas", names, after, limit
-        )
-        return [r["saga_id"] for r in found]
-
-    # -- messaging ---------------------------------------------------------
-
-    async def claim_outbox(
-        self, owner: str, *, lease: float, limit: int = 100
-    ) -> list[OutboxMessage]:
-        found = await self._fetch(
-            f"outbox claim by {owner!r}", "claim_outbox", owner, lease, limit
-        )
-        self.database.commits += 1
-        return [rows.outbox_message(r) for r in found]
-
-    async def mark_sent(self, message_ids: Collection[str]) -> None:
-        ids = unique_ids(message_ids)
-        if not ids:
-            return
-        await self._fetch("marking messages sent", "delete_outbox", ids)
-        self.database.commits += 1
-
-    async def release_outbox(self, owner: str | None = None) -> int:
-        found = await self._fetch("releasing outbox holds", "release_outbox", owner)
-        self.database.commits += 1
-        return len(found)
-
-    async def live_definitions(self) -> dict[tuple[str, int, str | None], int]:
-        found = await self._fetch("counting live definitions", "live_definitions")
-        return {(r[0], r[1], r[2]): r[3] for r in found}
-
-    async def due_deadlines(
-        self, saga_names: Collection[str], *, limit: int = 100
-    ) -> list[str]:
-        found = await self._fetch(
-            "listing due deadlines", "due_deadlines", list(saga_names), limit
-        )
-        return [r["saga_id"] for r in found]
+        return found

@@ -13,11 +13,11 @@ from __future__ import annotations
 import errno
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Self, TypedDict, Unpack
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from sagakit._extras import needs_extra
-from sagakit.adapters.store.owned import OnServer
+from sagakit.adapters.store.owned import Migrations, OnServer
 from sagakit.adapters.store.pg_connections import Connections
 from sagakit.adapters.store.sql import Migration, log_migrated, migrations, queries
 from sagakit.errors import StoreError
@@ -65,19 +65,11 @@ def reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
-class PoolOptions(TypedDict, total=False):
-    """How :meth:`PostgresDatabase.connect` opens a database."""
-
-    min_size: int
-    max_size: int
-    migrate: bool
-
-
 async def _keep_session(_conn: asyncpg.Connection) -> None:
     """Pool reset hook: nothing to undo (see the module docstring)."""
 
 
-class PostgresDatabase:
+class PostgresDatabase(Migrations):
     """An open PostgreSQL database: pool and lane, named queries, error
     wrapping, transactions, migrations and the counters ``commits`` and
     ``statements`` (round trips of one-statement calls). Stores compose it;
@@ -254,14 +246,6 @@ class PostgresDatabase:
                     progress(m)
         return log_migrated(applied, self.where)
 
-    async def applied_migrations(self) -> list[int]:
-        """Versions applied so far (none on a database sagakit never touched)."""
-        exists = await self.fetchrow("listing migrations", "migrations_table_exists")
-        if exists is None or not exists[0]:
-            return []
-        rows = await self.fetch("listing migrations", "applied_migrations")
-        return [row[0] for row in rows]
-
     async def close(self) -> None:
         try:
             if self._lane is not None:
@@ -270,18 +254,9 @@ class PostgresDatabase:
         except DRIVER_ERRORS as exc:
             raise self.error("closing the pool", exc) from exc
 
-    def __repr__(self) -> str:
-        return f"PostgresDatabase({self.where!r})"
-
 
 class OnPostgres(OnServer[PostgresDatabase]):
     """What every PostgreSQL store has (see :class:`OnServer`)."""
 
     kind = PostgresDatabase
     dialect = "PostgreSQL"
-
-    @classmethod
-    async def connect(cls, dsn: str, **options: Unpack[PoolOptions]) -> Self:
-        """Open a database on ``dsn`` (``min_size``, ``max_size``; migrated
-        unless ``migrate=False``); closing this store closes it."""
-        return cls(await PostgresDatabase.connect(dsn, **options), owned=True)

@@ -38,6 +38,8 @@ class Row(Protocol):
 
     def __getitem__(self, index: int, /) -> Any: ...
 
+    def __len__(self) -> int: ...
+
 
 def dumps(value: Any) -> str:
     """Compact JSON text for a JSON column."""
@@ -137,10 +139,14 @@ def workflow_history_json(history: Sequence[WorkflowHistoryEntry]) -> str:
 # -- sagas -------------------------------------------------------------------
 
 
+_CLAIMED = 13
+"""Columns of a saga row; a claim's rows add the previous owner."""
+
+
 def saga_record(row: Row) -> SagaRecord:
     """``saga_id, saga_name, status, version, idempotency_key, context, state,
     created_at, updated_at, deadline, definition_version, fingerprint,
-    waiting``."""
+    waiting`` and, from a claim, ``previous_owner``."""
     return SagaRecord(
         saga_id=row[0],
         saga_name=row[1],
@@ -155,6 +161,7 @@ def saga_record(row: Row) -> SagaRecord:
         definition_version=row[10],
         fingerprint=row[11],
         waiting=row[12],
+        previous_owner=row[13] if len(row) > _CLAIMED else None,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,8 @@ from sagakit.adapters.store import rows
 from sagakit.adapters.store.inbox import SQLiteInbox
 from sagakit.adapters.store.locks_sql import LockReads, apply_change
 from sagakit.adapters.store.reads import SagaReads
-from sagakit.adapters.store.rows import dumps, unique_ids
+from sagakit.adapters.store.rows import dumps
+from sagakit.adapters.store.sagas_sql import SqlSagas
 from sagakit.adapters.store.sql import Migration
 from sagakit.adapters.store.sqlite_database import (
     OnSQLite,
@@ -34,13 +35,12 @@ from sagakit.ports.locks import LockChange
 from sagakit.ports.store import (
     Create,
     Created,
-    HistoryEntry,
     InboxEntry,
-    Lease,
     OutboxMessage,
     SagaRecord,
     Save,
 )
+from sagakit.ports.writes import RecordWrites
 
 if TYPE_CHECKING:  # made when asked for: a saga store's reads need neither
     from sagakit.adapters.store.event_sqlite import SQLiteEventStore
@@ -111,7 +111,12 @@ def _saga_row(
 
 
 class SQLiteStore(
-    OnSQLite, SQLiteInbox, SagaReads[SQLiteDatabase], LockReads[SQLiteDatabase]
+    OnSQLite,
+    SQLiteInbox,
+    SagaReads[SQLiteDatabase],
+    LockReads[SQLiteDatabase],
+    SqlSagas[SQLiteDatabase],
+    RecordWrites,
 ):
     """A :class:`~sagakit.ports.store.SagaStore` in one SQLite file.
 
@@ -176,17 +181,8 @@ class SQLiteStore(
             ],
         )
 
-    async def create(
-        self,
-        record: SagaRecord,
-        history: Sequence[HistoryEntry],
-        *,
-        owner: str | None = None,
-        lease: float | None = None,
-        outbox: Sequence[OutboxMessage] = (),
-    ) -> Created:
-        create = Create(record, history, owner, lease, outbox)
-        with self.database.transaction(f"saga {record.saga_id}: create"):
+    async def create_one(self, create: Create) -> Created:
+        with self.database.transaction(f"saga {create.record.saga_id}: create"):
             return self._create(create)
 
     async def create_many(self, creates: Sequence[Create]) -> list[Created | Exception]:
@@ -217,24 +213,13 @@ class SQLiteStore(
         self._written.wrote(record)
         return Created(record, True)
 
-    async def save(
-        self,
-        record: SagaRecord,
-        expected_version: int,
-        history: Sequence[HistoryEntry],
-        *,
-        owner: str | None = None,
-        lease: float | None = None,
-        outbox: Sequence[OutboxMessage] = (),
-        inbox: InboxEntry | None = None,
-        locks: LockChange | None = None,
-    ) -> None:
-        save = Save(record, expected_version, history, owner, lease, outbox, inbox)
-        with self.database.transaction(f"saga {record.saga_id}: save"):
+    async def save_one(self, save: Save, locks: LockChange | None) -> None:
+        saga_id = save.record.saga_id
+        with self.database.transaction(f"saga {saga_id}: save"):
             self._save(save)
             if locks:  # a refusal raises: the whole save is rolled back
                 await apply_change(
-                    self._run, record.saga_id, locks, as_array=dumps, now=time.time()
+                    self._run, saga_id, locks, as_array=dumps, now=time.time()
                 )
 
     async def _run(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -325,114 +310,35 @@ class SQLiteStore(
             cur = self.database.execute(query, params)
             return cur.fetchall(), cur.rowcount
 
-    # -- leases ------------------------------------------------------------
+    async def write(self, about: str, query: str, *args: Any) -> list[Any]:
+        """One named statement in its own transaction: its rows."""
+        return self._write(about, query, args)[0]
 
-    async def claim(
-        self,
-        owner: str,
-        saga_names: Collection[str],
-        *,
-        lease: float,
-        limit: int = 100,
-        gone: Collection[str] = (),
-        after: str | None = None,
-    ) -> list[SagaRecord]:
-        names, dead = dumps(list(saga_names)), dumps(list(gone))
-        params = (owner, time.time(), lease, names, limit, dead, after)
-        claimed, _ = self._write(f"claim by {owner!r}", "claim_sagas", params)
-        return sorted(
-            map(rows.saga_record, claimed), key=lambda r: (r.created_at, r.saga_id)
-        )
+    async def claim_rows(self, about: str, *args: Any) -> list[Any]:
+        """The candidates and who holds them, then the claim of those, in
+        one transaction (an update's RETURNING sees only new values)."""
+        owner, _, lease, *_, now = args
+        db = self.database
+        with db.transaction(about):
+            before = dict(db.execute("claim_candidates", args).fetchall())
+            ids = dumps(list(before))
+            found = db.execute("claim_ids", (owner, ids, lease, now)).fetchall()
+        return [(*r, before[r[0]]) for r in found]
 
-    async def renew(
-        self, owner: str, saga_ids: Collection[str], *, lease: float
-    ) -> list[str]:
-        ids = unique_ids(saga_ids)
-        if not ids:
-            return []
-        params = (owner, time.time(), lease, dumps(ids))
-        found, _ = self._write(f"renew by {owner!r}", "renew_leases", params)
-        renewed = {r[0] for r in found}
-        return [saga_id for saga_id in ids if saga_id in renewed]
+    def now_args(self) -> tuple[float]:
+        """ "Now" for the queries that read it: this process's clock."""
+        return (time.time(),)
 
-    async def leases(self, saga_ids: Collection[str]) -> dict[str, Lease]:
-        ids = unique_ids(saga_ids)
-        if not ids:
-            return {}
-        found = self._read("saga_leases", (dumps(ids), time.time()))
-        return {r[0]: Lease(r[1], bool(r[2]), r[3]) for r in found}
-
-    async def lease_holders(self, saga_names: Collection[str]) -> list[str]:
-        names = (dumps(list(saga_names)),)
-        found = self.database.fetchall("listing lease holders", "lease_holders", names)
-        return [r[0] for r in found]
-
-    async def release(self, owner: str, saga_ids: Collection[str]) -> None:
-        ids = unique_ids(saga_ids)
-        if ids:
-            self._write(f"release by {owner!r}", "release_leases", (owner, dumps(ids)))
-
-    async def stranded(
-        self,
-        saga_names: Collection[str],
-        keys: Collection[str],
-        *,
-        limit: int = 100,
-        gone: Collection[str] = (),
-    ) -> list[SagaRecord]:
-        params = (
-            dumps(list(saga_names)),
-            dumps(list(keys)),
-            time.time(),
-            limit,
-            dumps(list(gone)),
-        )
-        found = self._read("stranded_sagas", params)
-        return [rows.saga_record(r) for r in found]
-
-    async def mark_waiting(self, saga_id: str, reason: str) -> None:
-        self._write(f"mark {saga_id} waiting", "mark_waiting", (saga_id, reason))
-
-    # -- reads -------------------------------------------------------------
-
-    async def live_definitions(self) -> dict[tuple[str, int, str | None], int]:
-        found = self._read("live_definitions", ())
-        return {(r[0], r[1], r[2]): r[3] for r in found}
-
-    def _read(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        return self.database.fetchall(query, query, params)
-
-    async def unfinished(
-        self,
-        saga_names: Collection[str] | None = None,
-        limit: int = 1000,
-        *,
-        after: str | None = None,
-    ) -> list[str]:
-        names = None if saga_names is None else dumps(list(saga_names))
-        return [r[0] for r in self._read("unfinished_sagas", (names, after, limit))]
-
-    # -- messaging ---------------------------------------------------------
+    # -- messaging (what the shared queries leave in no order) --------------
 
     async def claim_outbox(
         self, owner: str, *, lease: float, limit: int = 100
     ) -> list[OutboxMessage]:
-        params = (owner, time.time(), lease, limit)
+        params = (owner, lease, limit, time.time())
         claimed, _ = self._write(f"outbox claim by {owner!r}", "claim_outbox", params)
         claimed.sort(key=lambda r: (r[4], r[5], r[0]))
         return [rows.outbox_message(r) for r in claimed]
 
-    async def mark_sent(self, message_ids: Collection[str]) -> None:
-        ids = unique_ids(message_ids)
-        if ids:
-            self._write("marking messages sent", "delete_outbox", (dumps(ids),))
-
     async def release_outbox(self, owner: str | None = None) -> int:
         about = "releasing outbox holds"
         return self._write(about, "release_outbox", (owner,))[1]
-
-    async def due_deadlines(
-        self, saga_names: Collection[str], *, limit: int = 100
-    ) -> list[str]:
-        params = (time.time(), dumps(list(saga_names)), limit)
-        return [r[0] for r in self._read("due_deadlines", params)]

@@ -10,13 +10,13 @@ may share the database. "Now" is the caller's clock.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.mysql_database import MySQLDatabase, OnMySQL, Step
 from sagakit.adapters.store.reads import WorkflowReads
-from sagakit.adapters.store.rows import dumps
+from sagakit.adapters.store.workflows_sql import SqlWorkflows
 from sagakit.ports.workflow_store import (
     WorkflowHistoryEntry,
     WorkflowRecord,
@@ -38,7 +38,9 @@ def _save_steps(save: WorkflowSave) -> list[Step]:
     ]
 
 
-class MySQLWorkflowStore(OnMySQL, WorkflowReads[MySQLDatabase]):
+class MySQLWorkflowStore(
+    OnMySQL, WorkflowReads[MySQLDatabase], SqlWorkflows[MySQLDatabase]
+):
     """A :class:`~sagakit.ports.workflow_store.WorkflowStore` on MySQL."""
 
     @classmethod
@@ -63,18 +65,16 @@ class MySQLWorkflowStore(OnMySQL, WorkflowReads[MySQLDatabase]):
             return record, True
         return await self.get(record.app, record.instance_id), False
 
-    async def save(
-        self,
-        record: WorkflowRecord,
-        expected_version: int,
-        history: Sequence[WorkflowHistoryEntry],
-    ) -> None:
+    async def save_one(self, save: WorkflowSave) -> None:
+        record = save.record
         (((saved, found),),) = await self.database.script(
             f"workflow {record.app}/{record.instance_id}: save",
-            _save_steps(WorkflowSave(record, expected_version, history)),
+            _save_steps(save),
             counted=False,
         )
-        problem = rows.workflow_save_problem(record, expected_version, saved, found)
+        problem = rows.workflow_save_problem(
+            record, save.expected_version, saved, found
+        )
         if problem is not None:
             raise problem
         self.database.commits += 1
@@ -93,67 +93,6 @@ class MySQLWorkflowStore(OnMySQL, WorkflowReads[MySQLDatabase]):
             )
         ]
 
-    async def claim(
-        self,
-        app: str,
-        owner: str,
-        steps: Collection[str],
-        *,
-        now: float,
-        lease: float,
-        limit: int = 100,
-        version: int | None = None,
-        fingerprint: str | None = None,
-    ) -> list[WorkflowRecord]:
-        found = await self.database.write(
-            f"workflow claim by {owner!r}",
-            rows.per_version("workflow_claim", version),
-            app,
-            owner,
-            now,
-            lease,
-            dumps(sorted(steps)),
-            limit,
-            version,
-            fingerprint,
-        )
-        return rows.by_due_then_id([rows.workflow_record(r) for r in found])
-
-    async def renew(
-        self, app: str, owner: str, instance_id: str, *, now: float, lease: float
-    ) -> bool:
-        found = await self.database.write(
-            f"workflow lease renewal by {owner!r}",
-            "workflow_renew",
-            app,
-            owner,
-            instance_id,
-            now,
-            lease,
-        )
-        return bool(found)
-
-    async def next_due(
-        self,
-        app: str,
-        steps: Collection[str],
-        *,
-        version: int | None = None,
-        fingerprint: str | None = None,
-    ) -> float | None:
-        found = await self.database.fetch(
-            "workflow next due",
-            rows.per_version("workflow_next_due", version),
-            app,
-            dumps(sorted(steps)),
-            version,
-            fingerprint,
-        )
-        due: float | None = found[0][0] if found else None
-        return due
-
-    async def unfinished(self, app: str) -> int:
-        found = await self.database.fetch(
-            "counting workflows", "workflow_unfinished", app
-        )
-        return int(found[0][0])
+    async def write(self, about: str, query: str, *args: Any) -> list[Any]:
+        """The block in a transaction of its own: its rows (counted)."""
+        return await self.database.write(about, query, *args)

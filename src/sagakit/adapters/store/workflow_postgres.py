@@ -10,7 +10,7 @@ clock.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sagakit.adapters.store import rows
@@ -20,6 +20,7 @@ from sagakit.adapters.store.postgres_database import (
     Row,
 )
 from sagakit.adapters.store.reads import WorkflowReads
+from sagakit.adapters.store.workflows_sql import SqlWorkflows
 from sagakit.ports.workflow_store import (
     WorkflowHistoryEntry,
     WorkflowRecord,
@@ -27,8 +28,12 @@ from sagakit.ports.workflow_store import (
 )
 
 
-class PostgresWorkflowStore(OnPostgres, WorkflowReads[PostgresDatabase]):
+class PostgresWorkflowStore(
+    OnPostgres, WorkflowReads[PostgresDatabase], SqlWorkflows[PostgresDatabase]
+):
     """A :class:`~sagakit.ports.workflow_store.WorkflowStore` on PostgreSQL."""
+
+    as_array = staticmethod(list)
 
     def __init__(
         self, database: PostgresDatabase | Any, *, owned: bool = False
@@ -57,19 +62,15 @@ class PostgresWorkflowStore(OnPostgres, WorkflowReads[PostgresDatabase]):
             return record, True
         return await self.get(record.app, record.instance_id), False
 
-    async def save(
-        self,
-        record: WorkflowRecord,
-        expected_version: int,
-        history: Sequence[WorkflowHistoryEntry],
-    ) -> None:
+    async def save_one(self, save: WorkflowSave) -> None:
+        record = save.record
         row = await self._fetchrow(
             f"workflow {record.app}/{record.instance_id}: save",
             "workflow_save",
-            *rows.workflow_save_params(record, expected_version, history),
+            *rows.workflow_save_params(*save),
         )
         problem = rows.workflow_save_problem(
-            record, expected_version, row["saved"], row["found"]
+            record, save.expected_version, row["saved"], row["found"]
         )
         if problem is not None:
             raise problem
@@ -90,67 +91,8 @@ class PostgresWorkflowStore(OnPostgres, WorkflowReads[PostgresDatabase]):
             )
         return done
 
-    async def claim(
-        self,
-        app: str,
-        owner: str,
-        steps: Collection[str],
-        *,
-        now: float,
-        lease: float,
-        limit: int = 100,
-        version: int | None = None,
-        fingerprint: str | None = None,
-    ) -> list[WorkflowRecord]:
-        found = await self._fetch(
-            f"workflow claim by {owner!r}",
-            rows.per_version("workflow_claim", version),
-            app,
-            owner,
-            now,
-            lease,
-            sorted(steps),
-            limit,
-            version,
-            fingerprint,
-        )
+    async def write(self, about: str, query: str, *args: Any) -> list[Any]:
+        """One statement, its own transaction: its rows (counted)."""
+        found = await self._fetch(about, query, *args)
         self.database.commits += 1
-        return rows.by_due_then_id([rows.workflow_record(r) for r in found])
-
-    async def renew(
-        self, app: str, owner: str, instance_id: str, *, now: float, lease: float
-    ) -> bool:
-        found = await self._fetch(
-            f"workflow lease renewal by {owner!r}",
-            "workflow_renew",
-            app,
-            owner,
-            instance_id,
-            now,
-            lease,
-        )
-        self.database.commits += 1
-        return bool(found)
-
-    async def next_due(
-        self,
-        app: str,
-        steps: Collection[str],
-        *,
-        version: int | None = None,
-        fingerprint: str | None = None,
-    ) -> float | None:
-        found = await self._fetch(
-            "workflow next due",
-            rows.per_version("workflow_next_due", version),
-            app,
-            sorted(steps),
-            version,
-            fingerprint,
-        )
-        due: float | None = found[0][0] if found else None
-        return due
-
-    async def unfinished(self, app: str) -> int:
-        row = await self._fetchrow("counting workflows", "workflow_unfinished", app)
-        return int(row[0])
+        return found

@@ -7,13 +7,13 @@ open one shared with the saga and event stores of the file. Claims run inside
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.reads import WorkflowReads
-from sagakit.adapters.store.rows import dumps
 from sagakit.adapters.store.sqlite_database import OnSQLite, SQLiteDatabase
+from sagakit.adapters.store.workflows_sql import SqlWorkflows
 from sagakit.errors import SagaNotFound
 from sagakit.ports.workflow_store import (
     WorkflowHistoryEntry,
@@ -22,7 +22,9 @@ from sagakit.ports.workflow_store import (
 )
 
 
-class SQLiteWorkflowStore(OnSQLite, WorkflowReads[SQLiteDatabase]):
+class SQLiteWorkflowStore(
+    OnSQLite, WorkflowReads[SQLiteDatabase], SqlWorkflows[SQLiteDatabase]
+):
     """A :class:`~sagakit.ports.workflow_store.WorkflowStore` in one SQLite file.
 
     Pass a path (the file is opened and, unless ``migrate=False``, migrated)
@@ -58,15 +60,10 @@ class SQLiteWorkflowStore(OnSQLite, WorkflowReads[SQLiteDatabase]):
             )
         return record, True
 
-    async def save(
-        self,
-        record: WorkflowRecord,
-        expected_version: int,
-        history: Sequence[WorkflowHistoryEntry],
-    ) -> None:
-        name = f"workflow {record.app}/{record.instance_id}"
+    async def save_one(self, save: WorkflowSave) -> None:
+        name = f"workflow {save.record.app}/{save.record.instance_id}"
         with self.database.transaction(f"{name}: save"):
-            failed = self._save(WorkflowSave(record, expected_version, history))
+            failed = self._save(save)
         if failed is not None:
             raise failed
 
@@ -102,56 +99,7 @@ class SQLiteWorkflowStore(OnSQLite, WorkflowReads[SQLiteDatabase]):
             return SagaNotFound(f"{name} does not exist")
         return rows.stale_workflow(name, expected_version)
 
-    async def claim(
-        self,
-        app: str,
-        owner: str,
-        steps: Collection[str],
-        *,
-        now: float,
-        lease: float,
-        limit: int = 100,
-        version: int | None = None,
-        fingerprint: str | None = None,
-    ) -> list[WorkflowRecord]:
-        steps_json = dumps(sorted(steps))
-        params = (app, owner, now, lease, steps_json, limit, version, fingerprint)
-        query = rows.per_version("workflow_claim", version)
-        with self.database.transaction(f"workflow claim by {owner!r}"):
-            found = self.database.execute(query, params).fetchall()
-        return rows.by_due_then_id([rows.workflow_record(r) for r in found])
-
-    async def renew(
-        self, app: str, owner: str, instance_id: str, *, now: float, lease: float
-    ) -> bool:
-        with self.database.transaction(f"workflow lease renewal by {owner!r}"):
-            cur = self.database.execute(
-                "workflow_renew", (app, owner, instance_id, now, lease)
-            )
-        return cur.rowcount == 1
-
-    def _read(
-        self, about: str, query: str, params: Sequence[Any]
-    ) -> list[tuple[Any, ...]]:
-        return self.database.fetchall(about, query, params)
-
-    def _scalar(self, query: str, params: Sequence[Any]) -> Any:
-        return self._read(query, query, params)[0][0]
-
-    async def next_due(
-        self,
-        app: str,
-        steps: Collection[str],
-        *,
-        version: int | None = None,
-        fingerprint: str | None = None,
-    ) -> float | None:
-        query = rows.per_version("workflow_next_due", version)
-        found = self._read(
-            query, query, (app, dumps(sorted(steps)), version, fingerprint)
-        )
-        due: float | None = found[0][0] if found else None
-        return due
-
-    async def unfinished(self, app: str) -> int:
-        return int(self._scalar("workflow_unfinished", (app,)))
+    async def write(self, about: str, query: str, *args: Any) -> list[Any]:
+        """One named statement in its own transaction: its rows."""
+        with self.database.transaction(about):
+            return self.database.execute(query, args).fetchall()

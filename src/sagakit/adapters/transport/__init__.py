@@ -3,22 +3,19 @@ JetStream, Celery.
 
 ``open_transport(url)`` picks one from a URL:
 
-==============================  ==========================================
-``memory://``                   :class:`InProcessTransport` (this process)
-``amqp://user:pw@host/vhost``   :class:`RabbitTransport`
-``redis://host:6379/0``         :class:`RedisTransport` (Redis Streams;
-                                also ``rediss://``)
-``redis+cluster://host:6379``   :class:`RedisTransport` on Redis Cluster,
-                                through any one node (also
-                                ``rediss+cluster://``)
-``nats://host:4222``            :class:`NatsTransport` (NATS JetStream;
-                                also ``tls://``… as ``nats+tls://``)
-``celery+amqp://…``             :class:`CeleryTransport` (Celery's wire
-                                format on RabbitMQ)
-``celery+redis://host:6379/0``  :class:`CeleryRedisTransport` (Celery's
-                                wire format on a Redis broker, as kombu
-                                stores it; also ``celery+rediss://``)
-==============================  ==========================================
+- ``memory://``: :class:`InProcessTransport` (this process)
+- ``amqp://user:pw@host/vhost``: :class:`RabbitTransport`
+- ``redis://host:6379/0``: :class:`RedisTransport` (Redis Streams; also
+  ``rediss://``)
+- ``redis+cluster://host:6379``: :class:`RedisTransport` on Redis Cluster,
+  through any one node (also ``rediss+cluster://``)
+- ``nats://host:4222``: :class:`NatsTransport` (NATS JetStream; also
+  ``tls://``… as ``nats+tls://``)
+- ``celery+amqp://…``: :class:`CeleryTransport` (Celery's wire format on
+  RabbitMQ)
+- ``celery+redis://host:6379/0``: :class:`CeleryRedisTransport` (Celery's
+  wire format on a Redis broker, as kombu stores it; also
+  ``celery+rediss://``)
 """
 
 from __future__ import annotations

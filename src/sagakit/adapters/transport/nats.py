@@ -24,9 +24,13 @@ are, any other byte as ``_xx`` hex, see :func:`token`):
 **Consuming.** Every subscription of a queue fetches from one durable pull
 consumer (``group``, ``sagakit`` by default) with explicit acks, so
 subscriptions in any number of processes compete for the messages. Each
-fetches only as many messages as it has free slots (``prefetch``), so a
-message it holds is always being handled; while a handler runs, its message
-is marked in progress every ``ack_wait / 3``, so a slow handler keeps it.
+keeps one pull request open (for a second at most) for as many messages as
+it had free slots (``prefetch``) when it asked; the server sends each
+message as soon as it is there and the subscription starts handling it at
+once, asking again only when the request is filled or expires. So a message
+it holds is always being handled, and a trickle of messages costs no round
+trip each; while a handler runs, its message is marked in progress every
+``ack_wait / 3``, so a slow handler keeps it.
 
 **Redelivery.** JetStream counts deliveries itself. A handler that raises
 gets its message ``NAK``-ed (redelivered after ``retry_delay``, at once by

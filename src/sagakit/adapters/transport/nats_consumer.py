@@ -42,11 +42,14 @@ DRIVER_ERRORS = (NatsError, OSError)
 """What nats-py raises (its JetStream errors derive from ``nats.errors.Error``;
 ``OSError`` covers sockets and ``TimeoutError``)."""
 MAX_BLOCK = 1.0
-"""Seconds one fetch waits for messages at most (so a cancelled fetch's
-request lingers on the server no longer than this)."""
-BACKLOG_WAIT = 0.05
-"""Seconds a batched fetch of a backlog waits for its last messages (others
-may have taken them) before returning those it has."""
+"""Seconds one pull request stays open at most (so the request of a
+cancelled subscription lingers on the server no longer than this)."""
+EXPIRY_GRACE = 0.25
+"""Seconds past a pull request's expiry after which the loop asks again even
+if the server's expiry notice (status 408) did not come."""
+STATUS_HEADER = "Status"
+"""The header of a JetStream status message (no payload of the stream)."""
+HEARTBEAT = "100"
 MSG_ID_HEADER = "Nats-Msg-Id"
 ID_HEADER = "x-sagakit-id"
 """The envelope id on a dead letter (``Nats-Msg-Id`` is not kept there)."""
@@ -106,8 +109,10 @@ class Subscription(LoopSubscription):
         self._pull = pull
         self._held: dict[str, Msg] = {}
         """The messages being handled, by ack subject (one per delivery)."""
-        self._backlog = 0
-        """Messages waiting on the server behind the last one fetched."""
+        self._open = 0
+        """Messages the open pull request may still bring (0: none open)."""
+        self._open_until = 0.0
+        """When the open pull request has surely expired (loop time)."""
 
     async def _stop(self) -> None:
         """Stop fetching; the messages being handled are cancelled and given
@@ -134,12 +139,15 @@ class Subscription(LoopSubscription):
                     await self._renew()
                     next_renew = clock() + interval
                 wait = max(next_renew - clock(), 0.001)
-                free = self.free
-                if free <= 0:
-                    await self.wait_for_slot(wait)
-                    continue
-                await self._fetch(free, min(wait, MAX_BLOCK))
+                if self._open <= 0 or clock() >= self._open_until:
+                    free = self.free
+                    if free <= 0:
+                        await self.wait_for_slot(wait)
+                        continue
+                    await self._pull_request(free, clock())
+                await self._take(min(wait, self._open_until - clock()))
             except DRIVER_ERRORS as exc:
+                self._open = 0  # ask again once the connection is back
                 error = error_line(exc)
                 extra = {
                     "action": "consume_failed",
@@ -149,26 +157,43 @@ class Subscription(LoopSubscription):
                 logger.warning("consumer loop failed, retrying", extra=extra)
                 await asyncio.sleep(min(interval, MAX_BLOCK))
 
-    async def _fetch(self, free: int, block: float) -> None:
-        """Fetch what the last message said was waiting behind it (up to
-        ``free``), else wait up to ``block`` for one message.
+    async def _pull_request(self, batch: int, now: float) -> None:
+        """Ask the server for up to ``batch`` messages, each sent as soon as
+        it is there, for :data:`MAX_BLOCK` seconds: one request stays open
+        while messages trickle in (nats-py's batched ``fetch`` would hold the
+        first back until the batch filled), and a new one is made only when
+        it is filled or has expired, sized to the slots free then."""
+        request = {"batch": batch, "expires": int(MAX_BLOCK * 1e9)}
+        pull = self._pull
+        await pull._nc.publish(pull._nms, json.dumps(request).encode(), pull._deliver)
+        self._open = batch
+        # the server's expiry (408) normally ends it; this is in case it is lost
+        self._open_until = now + MAX_BLOCK + EXPIRY_GRACE
 
-        nats-py's batched fetch, once it has a message, waits for the batch to
-        fill or the request to expire before returning any: asking for more
-        than is there would hold every saga step back. A message's metadata
-        tells how many were pending behind it when it was sent."""
-        batch = min(free, self._backlog)
+    async def _take(self, block: float) -> None:
+        """Start handling the next message the open request brings (waiting
+        up to ``block`` seconds); a status message (the request expired, or
+        the server has nothing for a no-wait request) closes the request."""
+        sub = self._pull._sub
         try:
-            if batch > 1:
-                fetched = await self._pull.fetch(batch, timeout=BACKLOG_WAIT)
-            else:
-                fetched = await self._pull.fetch(1, timeout=block)
+            msg = await sub.next_msg(timeout=max(block, 0.001))
         except NatsTimeout:
-            self._backlog = 0
             return
-        for msg in fetched:
+        self._took(msg)
+        queue = sub._pending_queue  # what came meanwhile: no task each
+        while self._open > 0 and not queue.empty():
+            msg = queue.get_nowait()
+            sub._pending_size -= len(msg.data)
+            queue.task_done()
+            self._took(msg)
+
+    def _took(self, msg: Msg) -> None:
+        status = msg.headers.get(STATUS_HEADER) if msg.headers else None
+        if status is None:
+            self._open -= 1
             self._start(msg)
-        self._backlog = fetched[-1].metadata.num_pending or 0
+        elif status != HEARTBEAT:
+            self._open = 0  # 404, 408 or 409: this request brings no more
 
     async def _renew(self) -> None:
         """Tell the server the messages being handled are still in progress

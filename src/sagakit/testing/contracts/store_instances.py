@@ -263,6 +263,21 @@ class SagaLeasesContract(StoreFixtures):
         assert [(r.saga_id, r.version) for r in claimed] == [("dead", 2)]
         assert await store.claim("w4", ["order"], lease=60, gone=["w1"]) == []
 
+    async def test_a_claim_says_whose_lease_it_took(self, store: SagaStore) -> None:
+        await store.create(make_record("never", created=1.0), [])
+        await store.create(make_record("lapsed", created=2.0), [], owner="w1", lease=-1)
+        await store.create(make_record("gone", created=3.0), [], owner="w2", lease=60)
+        await store.create(make_record("handed", created=4.0), [], owner="w3", lease=60)
+        await store.release("w3", ["handed"])
+        claimed = await store.claim("w4", ["order"], lease=-1, gone=["w2"])
+        taken = {r.saga_id: r.previous_owner for r in claimed}
+        assert taken == {"never": None, "lapsed": "w1", "gone": "w2", "handed": None}
+        again = await store.claim("w5", ["order"], lease=60, limit=1)
+        assert [(r.saga_id, r.previous_owner) for r in again] == [("never", "w4")]
+        # only what a claim returns says it; the record itself does not keep it
+        assert (await store.get("never")).previous_owner is None
+        assert again[0] == await store.get("never")
+
     async def test_lease_holders_names_each_owner_of_unfinished_sagas_once(
         self, store: SagaStore
     ) -> None:

@@ -48,17 +48,7 @@ async def _queues(store: Any) -> list[tuple[str, str]]:
 
 
 class SagaLocksContract(StoreFixtures):
-    """Locks held and queued for by saga instances, changed with their saves.
-    A store whose ``supports_locks`` is False (MySQL, for now) refuses any
-    save that takes one instead: the test of that replaces the others."""
-
-    @pytest.fixture(autouse=True)
-    def _locks_supported(self, request: pytest.FixtureRequest) -> None:
-        if not request.function.__qualname__.startswith("SagaLocksContract."):
-            return  # a test of another contract the class takes
-        store = request.getfixturevalue("store")
-        if not getattr(store, "supports_locks", True):
-            pytest.skip(f"{type(store).__name__} has no semantic locks yet")
+    """Locks held and queued for by saga instances, changed with their saves."""
 
     async def test_a_save_takes_free_keys_with_its_commit(self, store: Any) -> None:
         await _sagas(store, "a")

@@ -281,10 +281,12 @@ SELECT saga_id FROM sagakit_saga FORCE INDEX (sagakit_saga_unfinished)
 -- The version bump makes a save by the previous owner fail. An entry of $2
 -- is a saga name or a definition key (name:version[:fingerprint]). With $6,
 -- only sagas after saga $6 in that order (the next batch of a recovery).
--- $1 is the owner, $3 the lease seconds, $4 the limit.
+-- $1 is the owner, $3 the lease seconds, $4 the limit. Each row ends with
+-- the owner whose lease the claim took (NULL: none).
 SET @sk_ids = (
-    SELECT JSON_ARRAYAGG(c.saga_id) FROM (
-        SELECT saga_id FROM sagakit_saga FORCE INDEX (sagakit_saga_unfinished)
+    SELECT JSON_ARRAYAGG(JSON_OBJECT('id', c.saga_id, 'owner', c.owner)) FROM (
+        SELECT saga_id, owner
+          FROM sagakit_saga FORCE INDEX (sagakit_saga_unfinished)
          WHERE unfinished_at >= CASE WHEN $6 IS NULL
                THEN -1.7976931348623157e308
                ELSE COALESCE((SELECT created_at FROM sagakit_saga
@@ -313,7 +315,7 @@ SET @sk_ids = (
            FOR UPDATE SKIP LOCKED) AS c);
 UPDATE JSON_TABLE(COALESCE(@sk_ids, '[]'), '$[*]' COLUMNS (
            id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin
-               PATH '$')) AS j
+               PATH '$.id')) AS j
        STRAIGHT_JOIN sagakit_saga AS s ON s.saga_id = j.id
    SET s.owner = $1,
        s.lease_until = UNIX_TIMESTAMP(NOW(6)) + $3,
@@ -321,10 +323,12 @@ UPDATE JSON_TABLE(COALESCE(@sk_ids, '[]'), '$[*]' COLUMNS (
        s.waiting = NULL;
 SELECT s.saga_id, s.saga_name, s.status, s.version, s.idempotency_key,
        s.context, s.state, s.created_at, s.updated_at, s.deadline,
-       s.definition_version, s.fingerprint, s.waiting
+       s.definition_version, s.fingerprint, s.waiting, j.owner
   FROM JSON_TABLE(COALESCE(@sk_ids, '[]'), '$[*]' COLUMNS (
            id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin
-               PATH '$')) AS j
+               PATH '$.id',
+           owner VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin
+               PATH '$.owner')) AS j
        STRAIGHT_JOIN sagakit_saga AS s ON s.saga_id = j.id
  ORDER BY s.created_at, s.saga_id;
 
@@ -830,3 +834,198 @@ DELETE o FROM JSON_TABLE($1, '$[*]' COLUMNS (
            id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin
                PATH '$')) AS j
        STRAIGHT_JOIN sagakit_event_outbox AS o ON o.message_id = j.id;
+
+-- lock_serialise --
+-- Inside a save that changes semantic locks: one such transaction at a time
+-- (the guard row stays locked until it ends), so the busy checks and the
+-- wait-for cycle check see every other change. The row is written back if
+-- it was ever deleted.
+INSERT INTO sagakit_lock_guard (id) VALUES (1)
+ON DUPLICATE KEY UPDATE id = sagakit_lock_guard.id;
+
+-- lock_release --
+-- Saga $1 lets go of the keys $2 (a JSON array) it holds
+DELETE FROM sagakit_lock
+ WHERE saga_id = $1 AND lock_key IN (
+       SELECT k.v FROM JSON_TABLE($2, '$[*]' COLUMNS (
+           v VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$'))
+           AS k);
+
+-- lock_unwait --
+-- Saga $1 leaves the queues of the (key, step) pairs $2, $3 (JSON arrays)
+DELETE w FROM sagakit_lock_waiter AS w
+  JOIN JSON_TABLE($2, '$[*]' COLUMNS (
+           n FOR ORDINALITY,
+           lock_key VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin
+               PATH '$')) AS k
+    ON w.lock_key = k.lock_key
+  JOIN JSON_TABLE($3, '$[*]' COLUMNS (
+           n FOR ORDINALITY,
+           step VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin
+               PATH '$')) AS s
+    ON s.n = k.n AND w.step = s.step
+ WHERE w.saga_id = $1;
+
+-- lock_busy --
+-- Of the keys $2 that saga $1 asks for with steps $3 (JSON arrays), those it
+-- cannot take, each with the saga in the way: another holder, else the first
+-- other saga queued before this step's own place in the key's queue (before
+-- any if it has none)
+SELECT lock_key, blocker FROM (
+    SELECT k.lock_key, COALESCE(
+        (SELECT h.saga_id FROM sagakit_lock AS h
+          WHERE h.lock_key = k.lock_key AND h.saga_id <> $1),
+        (SELECT e.saga_id FROM sagakit_lock_waiter AS e
+          WHERE e.lock_key = k.lock_key AND e.saga_id <> $1
+            AND e.position < COALESCE(
+                (SELECT m.position FROM sagakit_lock_waiter AS m
+                  WHERE m.lock_key = k.lock_key AND m.saga_id = $1
+                    AND m.step = s.step),
+                9223372036854775807)
+          ORDER BY e.position
+          LIMIT 1)) AS blocker
+      FROM JSON_TABLE($2, '$[*]' COLUMNS (
+               n FOR ORDINALITY,
+               lock_key VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin
+                   PATH '$')) AS k
+      JOIN JSON_TABLE($3, '$[*]' COLUMNS (
+               n FOR ORDINALITY,
+               step VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin
+                   PATH '$')) AS s
+        ON s.n = k.n
+) AS asked
+ WHERE blocker IS NOT NULL;
+
+-- lock_acquire --
+-- Saga $1 takes the keys $2 for steps $3 (JSON arrays, found free: a key it
+-- holds already stays as it is) at $4 (NULL: now); lock_unwait leaves their
+-- queues
+INSERT INTO sagakit_lock (lock_key, saga_id, step, acquired_at)
+SELECT k.lock_key, $1, s.step, COALESCE($4, UNIX_TIMESTAMP(NOW(6)))
+  FROM JSON_TABLE($2, '$[*]' COLUMNS (
+           n FOR ORDINALITY,
+           lock_key VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin
+               PATH '$')) AS k
+  JOIN JSON_TABLE($3, '$[*]' COLUMNS (
+           n FOR ORDINALITY,
+           step VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin
+               PATH '$')) AS s
+    ON s.n = k.n
+ON DUPLICATE KEY UPDATE lock_key = sagakit_lock.lock_key;
+
+-- lock_wait --
+-- Saga $1 queues its steps $3 for the keys $2 since $4 (JSON arrays), at the
+-- back of each key's queue (a place it has already is kept)
+INSERT INTO sagakit_lock_waiter (lock_key, saga_id, step, since)
+SELECT k.lock_key, $1, s.step, t.since
+  FROM JSON_TABLE($2, '$[*]' COLUMNS (
+           n FOR ORDINALITY,
+           lock_key VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin
+               PATH '$')) AS k
+  JOIN JSON_TABLE($3, '$[*]' COLUMNS (
+           n FOR ORDINALITY,
+           step VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin
+               PATH '$')) AS s
+    ON s.n = k.n
+  JOIN JSON_TABLE($4, '$[*]' COLUMNS (
+           n FOR ORDINALITY, since DOUBLE PATH '$')) AS t
+    ON t.n = k.n
+ ORDER BY k.n
+ON DUPLICATE KEY UPDATE lock_key = sagakit_lock_waiter.lock_key;
+
+-- lock_reach --
+-- Every saga that saga $1 waits for, directly or through others: the holder
+-- of each key a saga queues for and the saga just before it in that queue
+-- (the one before that is reached through it). $1 itself is among them if it
+-- waits for itself: a deadlock.
+WITH RECURSIVE edge (waiter, blocker) AS (
+    SELECT w.saga_id, h.saga_id
+      FROM sagakit_lock_waiter AS w
+      JOIN sagakit_lock AS h ON h.lock_key = w.lock_key
+     WHERE h.saga_id <> w.saga_id
+    UNION ALL
+    SELECT w.saga_id, (SELECT e.saga_id FROM sagakit_lock_waiter AS e
+                        WHERE e.lock_key = w.lock_key
+                          AND e.position < w.position
+                        ORDER BY e.position DESC
+                        LIMIT 1)
+      FROM sagakit_lock_waiter AS w
+), reach (saga_id, reached) AS (
+    SELECT CAST($1 AS CHAR(255)) COLLATE utf8mb4_bin, 0
+    UNION
+    SELECT e.blocker, 1
+      FROM reach AS r JOIN edge AS e ON e.waiter = r.saga_id
+     WHERE e.blocker IS NOT NULL AND e.blocker <> r.saga_id
+)
+SELECT DISTINCT saga_id FROM reach WHERE reached = 1;
+
+-- lock_edges --
+-- The waits-for edges (waiter, blocker) out of the sagas $1 (a JSON array),
+-- as lock_reach follows them (to name the sagas of a deadlock)
+SELECT w.saga_id AS waiter, h.saga_id AS blocker
+  FROM sagakit_lock_waiter AS w
+  JOIN sagakit_lock AS h ON h.lock_key = w.lock_key
+ WHERE w.saga_id IN (
+       SELECT j.v FROM JSON_TABLE($1, '$[*]' COLUMNS (
+           v VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$'))
+           AS j)
+   AND h.saga_id <> w.saga_id
+UNION
+SELECT w.saga_id, (SELECT e.saga_id FROM sagakit_lock_waiter AS e
+                    WHERE e.lock_key = w.lock_key AND e.position < w.position
+                    ORDER BY e.position DESC
+                    LIMIT 1)
+  FROM sagakit_lock_waiter AS w
+ WHERE w.saga_id IN (
+       SELECT j.v FROM JSON_TABLE($1, '$[*]' COLUMNS (
+           v VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$'))
+           AS j);
+
+-- lock_holders --
+-- The holders of the keys $1 (a JSON array)
+SELECT l.lock_key, l.saga_id, l.step, l.acquired_at
+  FROM JSON_TABLE($1, '$[*]' COLUMNS (
+           k VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin
+               PATH '$')) AS j
+       STRAIGHT_JOIN sagakit_lock AS l ON l.lock_key = j.k;
+
+-- lock_list --
+-- Holders of keys starting with $1 (NULL: any), of saga $2 (NULL: any), by
+-- key; $3 the limit
+SELECT lock_key, saga_id, step, acquired_at
+  FROM sagakit_lock
+ WHERE ($1 IS NULL OR LEFT(lock_key, CHAR_LENGTH($1)) = $1)
+   AND ($2 IS NULL OR saga_id = $2)
+ ORDER BY lock_key
+ LIMIT $3;
+
+-- lock_waiters --
+-- Queue places for keys starting with $1 (NULL: any), of saga $2 (NULL:
+-- any), by key and queue order; $3 the limit
+SELECT lock_key, saga_id, step, since, position
+  FROM sagakit_lock_waiter
+ WHERE ($1 IS NULL OR LEFT(lock_key, CHAR_LENGTH($1)) = $1)
+   AND ($2 IS NULL OR saga_id = $2)
+ ORDER BY lock_key, position
+ LIMIT $3;
+
+-- locks_ready --
+-- Those of the sagas $1 (a JSON array) that queue with a step none of whose
+-- places is blocked: no other saga holds the key, none queues for it before
+SELECT DISTINCT w.saga_id
+  FROM sagakit_lock_waiter AS w
+ WHERE w.saga_id IN (
+       SELECT j.v FROM JSON_TABLE($1, '$[*]' COLUMNS (
+           v VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$'))
+           AS j)
+   AND NOT EXISTS (
+       SELECT 1 FROM sagakit_lock_waiter AS x
+        WHERE x.saga_id = w.saga_id AND x.step = w.step
+          AND (EXISTS (SELECT 1 FROM sagakit_lock AS h
+                        WHERE h.lock_key = x.lock_key
+                          AND h.saga_id <> x.saga_id)
+               OR EXISTS (SELECT 1 FROM sagakit_lock_waiter AS e
+                           WHERE e.lock_key = x.lock_key
+                             AND e.saga_id <> x.saga_id
+                             AND e.position < x.position)))
+ ORDER BY w.saga_id;

@@ -255,3 +255,33 @@ CREATE TABLE IF NOT EXISTS sagakit_event_outbox (
     UNIQUE KEY sagakit_event_outbox_seq (seq),
     KEY sagakit_event_outbox_service (service, seq)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Semantic locks: holders, first-come queues, and the row a save that
+-- changes them locks first (see migrations/0002_semantic_locks.sql).
+CREATE TABLE IF NOT EXISTS sagakit_lock (
+    lock_key     VARCHAR(255) NOT NULL,
+    saga_id      VARCHAR(255) NOT NULL,
+    step         VARCHAR(255) NOT NULL,
+    acquired_at  DOUBLE NOT NULL,
+    PRIMARY KEY (lock_key),
+    KEY sagakit_lock_saga (saga_id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+CREATE TABLE IF NOT EXISTS sagakit_lock_waiter (
+    position   BIGINT NOT NULL AUTO_INCREMENT,
+    lock_key   VARCHAR(255) NOT NULL,
+    saga_id    VARCHAR(255) NOT NULL,
+    step       VARCHAR(255) NOT NULL,
+    since      DOUBLE NOT NULL,
+    PRIMARY KEY (position),
+    UNIQUE KEY sagakit_lock_waiter_place (lock_key, saga_id, step),
+    KEY sagakit_lock_waiter_queue (lock_key, position),
+    KEY sagakit_lock_waiter_saga (saga_id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+CREATE TABLE IF NOT EXISTS sagakit_lock_guard (
+    id  INT NOT NULL,
+    PRIMARY KEY (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+INSERT IGNORE INTO sagakit_lock_guard (id) VALUES (1);

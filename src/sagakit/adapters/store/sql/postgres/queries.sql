@@ -387,9 +387,10 @@ SELECT saga_id FROM sagakit_saga
 -- another claimer has locked are skipped, not waited for. The version bump
 -- makes a save by the previous owner fail. An entry of $2 is a saga name or
 -- a definition key (name:version[:fingerprint]). With $6, only sagas after
--- saga $6 in that order (the next batch of a recovery).
+-- saga $6 in that order (the next batch of a recovery). Each row ends with
+-- the owner whose lease the claim took (NULL: none).
 WITH candidates AS (
-    SELECT saga_id FROM sagakit_saga
+    SELECT saga_id, owner FROM sagakit_saga
      WHERE status IN ('running', 'compensating')
        AND (saga_name = ANY($2::text[])
             OR saga_name || ':' || definition_version
@@ -419,10 +420,12 @@ WITH candidates AS (
      WHERE s.saga_id = c.saga_id
     RETURNING s.saga_id, s.saga_name, s.status, s.version, s.idempotency_key,
               s.context, s.state, s.created_at, s.updated_at, s.deadline,
-              s.definition_version, s.fingerprint, s.waiting
+              s.definition_version, s.fingerprint, s.waiting,
+              c.owner AS previous_owner
 )
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
-       created_at, updated_at, deadline, definition_version, fingerprint, waiting
+       created_at, updated_at, deadline, definition_version, fingerprint, waiting,
+       previous_owner
   FROM claimed
  ORDER BY created_at, saga_id;
 
@@ -522,10 +525,15 @@ SELECT message_id, destination, body, saga_id, available_at
  ORDER BY available_at, created_at, message_id;
 
 -- release_outbox --
--- End the holds of $1 (of everyone if NULL): the messages are free to claim
-UPDATE sagakit_outbox SET locked_by = NULL, locked_until = NULL
- WHERE locked_until IS NOT NULL AND ($1::text IS NULL OR locked_by = $1::text)
-RETURNING message_id;
+-- End the holds of $1 (of everyone if NULL): the messages are free to claim;
+-- returns how many
+WITH released AS (
+    UPDATE sagakit_outbox SET locked_by = NULL, locked_until = NULL
+     WHERE locked_until IS NOT NULL
+       AND ($1::text IS NULL OR locked_by = $1::text)
+    RETURNING 1
+)
+SELECT count(*) FROM released;
 
 -- delete_outbox --
 -- Forget the messages in $1: they were published
@@ -1087,3 +1095,13 @@ SELECT DISTINCT w.saga_id
                              AND e.saga_id <> x.saga_id
                              AND e.position < x.position)))
  ORDER BY w.saga_id;
+
+-- create_database --
+-- The statement that makes database $1, a throw-away one for a test
+-- (sagakit.adapters.store.scratch): a name cannot be a bind parameter, so
+-- the server quotes it and the caller runs what this returns
+SELECT format('CREATE DATABASE %I', $1::text);
+
+-- drop_database --
+-- The statement that drops database $1 and ends its connections
+SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', $1::text);

@@ -177,41 +177,47 @@ SELECT saga_id FROM sagakit_saga INDEXED BY sagakit_saga_unfinished
  ORDER BY created_at, saga_id
  LIMIT ?3;
 
--- claim_sagas --
--- Take non-terminal sagas of the given names (?4, a JSON array) that are
--- unleased, whose lease expired or whose owner is in ?6 (a JSON array, known
--- dead), oldest first; ?2 is now. Runs inside BEGIN IMMEDIATE. The version
--- bump makes a save by the previous owner fail. An entry of ?4 is a saga name
--- or a definition key (name:version[:fingerprint]). With ?7, only sagas
--- after saga ?7 in that order (the next batch of a recovery). Reads
--- sagakit_saga_unfinished in order, as unfinished_sagas does.
+-- claim_candidates --
+-- The sagas a claim takes, with who holds them (NULL: nobody): non-terminal
+-- sagas of the given names (?2, a JSON array) that are unleased, whose
+-- lease expired or whose owner is in ?5 (a JSON array, known dead), oldest
+-- first, at most ?4; ?7 is now (?1, ?3: the claimer and its lease, which
+-- claim_ids takes). Runs inside BEGIN IMMEDIATE, before claim_ids. An entry
+-- of ?2 is a saga name or a definition key (name:version[:fingerprint]).
+-- With ?6, only sagas after saga ?6 in that order (the next batch of a
+-- recovery). Reads sagakit_saga_unfinished in order, as unfinished_sagas
+-- does.
+SELECT saga_id, owner FROM sagakit_saga INDEXED BY sagakit_saga_unfinished
+ WHERE status IN ('running', 'compensating')
+   AND (saga_name IN (SELECT value FROM json_each(?2))
+        OR saga_name || ':' || definition_version
+           || coalesce(':' || fingerprint, '')
+           IN (SELECT value FROM json_each(?2)))
+   AND (lease_until IS NULL OR lease_until < ?7
+        OR owner IN (SELECT value FROM json_each(?5)))
+   AND created_at >= CASE WHEN ?6 IS NULL THEN -9e999 ELSE coalesce(
+       (SELECT created_at FROM sagakit_saga WHERE saga_id = ?6), 9e999) END
+   AND (?6 IS NULL
+        OR created_at > (SELECT created_at FROM sagakit_saga
+                          WHERE saga_id = ?6)
+        OR saga_id > ?6)
+ ORDER BY created_at, saga_id
+ LIMIT ?4;
+
+-- claim_ids --
+-- Lease the sagas ?2 (a JSON array, from claim_candidates) to ?1 until ?4
+-- (now) + ?3. The version bump makes a save by the previous owner fail.
 UPDATE sagakit_saga
-   SET owner = ?1, lease_until = ?2 + ?3, version = version + 1, waiting = NULL
- WHERE saga_id IN (
-       SELECT saga_id FROM sagakit_saga INDEXED BY sagakit_saga_unfinished
-        WHERE status IN ('running', 'compensating')
-          AND (saga_name IN (SELECT value FROM json_each(?4))
-               OR saga_name || ':' || definition_version
-                  || coalesce(':' || fingerprint, '')
-                  IN (SELECT value FROM json_each(?4)))
-          AND (lease_until IS NULL OR lease_until < ?2
-               OR owner IN (SELECT value FROM json_each(?6)))
-          AND created_at >= CASE WHEN ?7 IS NULL THEN -9e999 ELSE coalesce(
-              (SELECT created_at FROM sagakit_saga WHERE saga_id = ?7), 9e999) END
-          AND (?7 IS NULL
-               OR created_at > (SELECT created_at FROM sagakit_saga
-                                 WHERE saga_id = ?7)
-               OR saga_id > ?7)
-        ORDER BY created_at, saga_id
-        LIMIT ?5)
+   SET owner = ?1, lease_until = ?4 + ?3, version = version + 1, waiting = NULL
+ WHERE saga_id IN (SELECT value FROM json_each(?2))
 RETURNING saga_id, saga_name, status, version, idempotency_key, context, state,
           created_at, updated_at, deadline, definition_version, fingerprint,
           waiting;
 
 -- stranded_sagas --
 -- Non-terminal sagas of ?1 (a JSON array) whose definition key is not in ?2
--- (a JSON array), not marked waiting yet and not leased (?3 is now), or
--- leased by an owner in ?5 (a JSON array), known dead
+-- (a JSON array), not marked waiting yet and not leased (?5 is now), or
+-- leased by an owner in ?4 (a JSON array), known dead
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
        created_at, updated_at, deadline, definition_version, fingerprint, waiting
   FROM sagakit_saga
@@ -220,10 +226,10 @@ SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
    AND saga_name || ':' || definition_version || coalesce(':' || fingerprint, '')
        NOT IN (SELECT value FROM json_each(?2))
    AND waiting IS NULL
-   AND (lease_until IS NULL OR lease_until < ?3
-        OR owner IN (SELECT value FROM json_each(?5)))
+   AND (lease_until IS NULL OR lease_until < ?5
+        OR owner IN (SELECT value FROM json_each(?4)))
  ORDER BY created_at, saga_id
- LIMIT ?4;
+ LIMIT ?3;
 
 -- mark_waiting --
 UPDATE sagakit_saga SET waiting = ?2
@@ -242,12 +248,12 @@ SELECT DISTINCT owner FROM sagakit_saga
    AND saga_name IN (SELECT value FROM json_each(?1));
 
 -- renew_leases --
--- Extend the leases ?1 still holds on the sagas in ?4 (a JSON array); ?2 is now
+-- Extend the leases ?1 still holds on the sagas in ?2 (a JSON array); ?4 is now
 UPDATE sagakit_saga
-   SET lease_until = ?2 + ?3
+   SET lease_until = ?4 + ?3
  WHERE owner = ?1
    AND status IN ('running', 'compensating')
-   AND saga_id IN (SELECT value FROM json_each(?4))
+   AND saga_id IN (SELECT value FROM json_each(?2))
 RETURNING saga_id;
 
 -- saga_leases --
@@ -264,16 +270,16 @@ UPDATE sagakit_saga
  WHERE owner = ?1 AND saga_id IN (SELECT value FROM json_each(?2));
 
 -- due_deadlines --
--- Non-terminal sagas named in ?2 (a JSON array) whose deadline (?1 is now)
+-- Non-terminal sagas named in ?1 (a JSON array) whose deadline (?3 is now)
 -- has passed, earliest deadline first. Without statistics the planner would
 -- scan every running saga through sagakit_saga_claim; the partial deadline
 -- index reads only the due ones, in order (and this fails if it cannot).
 SELECT saga_id FROM sagakit_saga INDEXED BY sagakit_saga_deadline
  WHERE status IN ('running', 'compensating')
-   AND deadline <= ?1
-   AND saga_name IN (SELECT value FROM json_each(?2))
+   AND deadline <= ?3
+   AND saga_name IN (SELECT value FROM json_each(?1))
  ORDER BY deadline, saga_id
- LIMIT ?3;
+ LIMIT ?2;
 
 -- insert_outbox --
 -- Writing an id that exists already keeps the first message; a message its
@@ -285,16 +291,16 @@ INSERT INTO sagakit_outbox (
 ON CONFLICT (message_id) DO NOTHING;
 
 -- claim_outbox --
--- Hold for ?1 until ?2 (now) + ?3 the messages that are due and that nobody
+-- Hold for ?1 until ?4 (now) + ?2 the messages that are due and that nobody
 -- holds (or whose hold expired), oldest first. Runs inside BEGIN IMMEDIATE.
 UPDATE sagakit_outbox
-   SET locked_by = ?1, locked_until = ?2 + ?3
+   SET locked_by = ?1, locked_until = ?4 + ?2
  WHERE message_id IN (
        SELECT message_id FROM sagakit_outbox
-        WHERE available_at <= ?2
-          AND (locked_until IS NULL OR locked_until < ?2)
+        WHERE available_at <= ?4
+          AND (locked_until IS NULL OR locked_until < ?4)
         ORDER BY available_at, created_at, message_id
-        LIMIT ?4)
+        LIMIT ?3)
 RETURNING message_id, destination, body, saga_id, available_at, created_at;
 
 -- release_outbox --
@@ -394,7 +400,8 @@ RETURNING app, instance_id, status, step, input, due_at, state, version,
 -- workflow_renew --
 UPDATE sagakit_workflow
    SET lease_until = ?4 + ?5
- WHERE app = ?1 AND instance_id = ?3 AND owner = ?2 AND status = 'running';
+ WHERE app = ?1 AND instance_id = ?3 AND owner = ?2 AND status = 'running'
+RETURNING instance_id;
 
 -- workflow_next_due --
 -- When the first instance workflow_claim (same ?1 app, ?2 steps, ?3 version,
