@@ -101,7 +101,7 @@ class SagakitLifespan:
                 store, s.sagas, orchestrator, reply_queue=s.orchestrator["reply_queue"]
             )
             state: dict[str, Any] = {STATE_KEY: sagas}
-            app.state.sagakit = sagas
+            setattr(app.state, STATE_KEY, sagas)
             stack.callback(self._forget, app)
             self._current = sagas
             if self.app_lifespan is not None:
