@@ -19,12 +19,27 @@ charges the amount of the order as ``create_pending_order`` stored it, and
 reply to ``create_ticket`` returned. The payload builders declare a
 ``results`` parameter to read them.
 
-Run it with ``sagakit worker examples.create_order.order_service --transport
-amqp://...``; the local steps use ``$SAGAKIT_DATABASE_URL``.
+The service is a FastAPI app (``sagakit.integrations.fastapi``): ``POST
+/orders`` starts a saga, ``GET /orders/{order_id}`` reads it, and a worker
+runs in the app's process, claiming orders whoever placed them (this API,
+``place_order``). Run it with::
+
+    uvicorn examples.create_order.order_service:app --port 8000
+
+with ``$SAGAKIT_DATABASE_URL`` (``postgresql://...``) and
+``$SAGAKIT_TRANSPORT_URL`` (``amqp://...``) set. More workers on the same
+database: ``sagakit worker examples.create_order.order_service``.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
 from examples.create_order.database import ServiceDatabase, queue_prefix
@@ -38,8 +53,10 @@ from examples.create_order.messages import (
     TicketCreated,
     VerifyConsumer,
 )
-from sagakit import Results, RetryPolicy, Saga, Step
+from sagakit import Results, RetryPolicy, Saga, SagaNotFound, Step
+from sagakit.cli.main import configure_logging
 from sagakit.definition import Remote
+from sagakit.integrations.fastapi import SagasDep, result_json, sagakit_lifespan
 
 REPLY_TIMEOUT = 30.0
 """Seconds a remote step waits for its reply before it fails."""
@@ -215,3 +232,63 @@ create_order_saga: Saga[CreateOrder] = Saga(
     ],
     context=CreateOrder,
 )
+
+
+# -- the HTTP API -------------------------------------------------------------
+
+
+@asynccontextmanager
+async def service_logging(app: FastAPI) -> AsyncIterator[None]:
+    """The service's own startup: log what sagakit does, one line per event
+    (``$CREATE_ORDER_LOG_LEVEL``, INFO by default)."""
+    configure_logging(os.environ.get("CREATE_ORDER_LOG_LEVEL", "INFO"))
+    yield
+
+
+app = FastAPI(
+    title="order service",
+    lifespan=sagakit_lifespan(
+        None,  # $SAGAKIT_DATABASE_URL; the broker: $SAGAKIT_TRANSPORT_URL
+        [create_order_saga],
+        migrate=True,
+        run="worker",
+        reply_queue=f"{queue_prefix()}replies",
+        lifespan=service_logging,
+    ),
+)
+
+
+class NewOrder(BaseModel):
+    """An order to place; send an ``order_id`` to make a retry safe."""
+
+    consumer_id: str = Field(min_length=1)
+    amount: int = Field(gt=0)
+    order_id: str | None = Field(default=None, min_length=1)
+
+
+@app.post("/orders", status_code=202)
+async def post_order(body: NewOrder, sagas: SagasDep) -> dict[str, str]:
+    """Start a CreateOrder saga; its id is the order id. The same order id
+    sent again starts nothing new (it is the idempotency key)."""
+    order_id = body.order_id or uuid.uuid4().hex
+    context = CreateOrder(
+        order_id=order_id, consumer_id=body.consumer_id, amount=body.amount
+    )
+    saga_id = await sagas.start(
+        create_order_saga, context, saga_id=order_id, idempotency_key=order_id
+    )
+    return {"order_id": saga_id}
+
+
+@app.get("/orders/{order_id}")
+async def order_details(order_id: str, sagas: SagasDep) -> dict[str, Any]:
+    """The order's saga (status, step results, error) and its row's status."""
+    try:
+        saga = result_json(await sagas.result(order_id))
+    except SagaNotFound as exc:
+        raise HTTPException(status_code=404, detail=f"order {order_id}") from exc
+    async with orders_db.transaction() as conn:
+        status = await conn.fetchval(
+            "SELECT status FROM orders.orders WHERE order_id = $1", order_id
+        )
+    return {"order_id": order_id, "status": status, "saga": saga}

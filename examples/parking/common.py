@@ -7,6 +7,11 @@ same database, so a handler can commit its business write and its inbox
 entry together, and an HTTP endpoint its business write and the event it
 stages (``bus.publish_on``). Each service's bus publishes what it staged.
 
+Each service's lifespan is ``sagakit_lifespan``
+(``sagakit.integrations.fastapi``): it opens the store and the broker,
+starts the bus and stops it on shutdown; the service's own setup (logging,
+its schema and pool) runs inside it, ready before the bus consumes.
+
 Environment:
 
 - ``SAGAKIT_DATABASE_URL``: ``postgresql://...`` (required)
@@ -21,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -29,10 +34,9 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
 from examples.parking.events import parking_booking
-from sagakit.adapters.store import open_event_store
-from sagakit.adapters.transport import open_transport
 from sagakit.choreography import EventBus
 from sagakit.cli.main import configure_logging
+from sagakit.integrations.fastapi import sagakit_lifespan
 
 DATABASE_ENV = "SAGAKIT_DATABASE_URL"
 TRANSPORT_ENV = "SAGAKIT_TRANSPORT_URL"
@@ -93,21 +97,17 @@ class Database:
 def service_app(
     bus: EventBus, db: Database, *, watch: bool = False, **fastapi: Any
 ) -> FastAPI:
-    """A FastAPI app whose lifespan opens the database, the event store and
-    the broker, and starts the bus (with the stalled check if ``watch``)."""
+    """A FastAPI app whose lifespan is sagakit's (``sagakit_lifespan``): it
+    opens the store and the broker and starts the bus (with the stalled
+    check if ``watch``); the service's own lifespan, inside it, sets up
+    logging and the service's schema and pool before the bus consumes."""
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def service(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(os.environ.get("PARKING_LOG_LEVEL", "INFO"))
-        url = _required(DATABASE_ENV, ("postgresql:", "postgres:"))
-        store = await open_event_store(url)
-        transport = await open_transport(_required(TRANSPORT_ENV, ("amqp",)))
-        await db.open(url)
-        bus.attach(transport, store)
-        every = float(os.environ.get(WATCH_ENV) or 5) if watch else None
-        await bus.start(watch=every)
+        await db.open(os.environ[DATABASE_ENV])
         logger.info(
-            "service ready",
+            "service starting",
             extra={
                 "service": bus.service,
                 "queue": bus.queue,
@@ -117,10 +117,21 @@ def service_app(
         try:
             yield
         finally:
-            await bus.stop()
-            await transport.close()
-            await store.close()
             await db.close()
+
+    sagakit = sagakit_lifespan(
+        None,  # $SAGAKIT_DATABASE_URL, and the broker: $SAGAKIT_TRANSPORT_URL
+        run=None,  # no orchestrated saga here: the bus does the work
+        migrate=True,
+        bus=bus,
+        watch=float(os.environ.get(WATCH_ENV) or 5) if watch else None,
+        lifespan=service,
+    )
+
+    def lifespan(app: FastAPI) -> AbstractAsyncContextManager[dict[str, Any]]:
+        _required(DATABASE_ENV, ("postgresql:", "postgres:"))  # before any opens
+        _required(TRANSPORT_ENV, ("amqp",))
+        return sagakit(app)
 
     app = FastAPI(lifespan=lifespan, **fastapi)
 

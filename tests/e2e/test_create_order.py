@@ -1,10 +1,13 @@
-"""The CreateOrder example as four processes: the order-service worker and the
-consumer, kitchen and accounting participants, over RabbitMQ (and, for the
-killed kitchen, NATS JetStream), on PostgreSQL.
+"""The CreateOrder example as four processes: the order service (a FastAPI
+app under uvicorn, running a worker) and the consumer, kitchen and
+accounting participants, over RabbitMQ (and, for the killed kitchen, NATS
+JetStream), on PostgreSQL.
 
-Each test starts its own processes through the ``sagakit`` CLI, on a fresh
-database and under a queue prefix of its own, and counts the effects the
-services recorded (``<schema>.effects``) to show that each happened once.
+Each test starts its own processes (uvicorn, the ``sagakit`` CLI), on a fresh
+database and under a queue prefix of its own, places orders through the
+order service's HTTP API (and one with ``place_order``), and counts the
+effects the services recorded (``<schema>.effects``) to show that each
+happened once.
 """
 
 from __future__ import annotations
@@ -20,11 +23,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from sagakit.adapters.transport import open_transport
 from sagakit.ports.store import HistoryEntry, SagaRecord
-from tests.conftest import delete_nats_streams, delete_rabbitmq_queues, run_sync
+from tests.conftest import (
+    delete_nats_streams,
+    delete_rabbitmq_queues,
+    free_ports,
+    run_sync,
+)
 
 pytestmark = [
     pytest.mark.e2e,
@@ -39,7 +48,7 @@ PARTICIPANTS = {
     "kitchen": "examples.create_order.kitchen_service:kitchen",
     "accounting": "examples.create_order.accounting_service:accounting",
 }
-ORDER_SERVICE = "examples.create_order.order_service"
+ORDER_SERVICE = "examples.create_order.order_service:app"
 SCHEMAS = ("orders", "consumers", "kitchen", "accounting")
 WAIT = 30.0  # seconds any one wait may take
 
@@ -86,6 +95,7 @@ class Cluster:
         self.db, self.broker, self.logs = db, broker, logs
         self.prefix = f"co-{uuid.uuid4().hex[:10]}."
         self.reply_queue = f"{self.prefix}replies"
+        (self.port,) = free_ports(1)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.exited: list[subprocess.Popen[bytes]] = []
         self.starts: collections.Counter[str] = collections.Counter()
@@ -93,6 +103,7 @@ class Cluster:
             **os.environ,
             "SAGAKIT_DATABASE_URL": db,
             "CREATE_ORDER_QUEUE_PREFIX": self.prefix,
+            "SAGAKIT_TRANSPORT_URL": broker,
         }
 
     # -- processes ---------------------------------------------------------
@@ -105,30 +116,24 @@ class Cluster:
         return self.log_path(name).read_text(errors="replace")
 
     def start(self, name: str, *, env: dict[str, str] | None = None) -> None:
-        if name == "order":
+        if name == "order":  # the app's transport: $SAGAKIT_TRANSPORT_URL
+            command = ["uvicorn", ORDER_SERVICE, "--port", str(self.port)]
+        else:
             command = [
-                "worker",
-                ORDER_SERVICE,
+                "sagakit.cli.main",
+                "--db",
+                self.db,
+                "--log-level",
+                "INFO",
+                "participant",
+                PARTICIPANTS[name],
                 "--transport",
                 self.broker,
-                "--reply-queue",
-                self.reply_queue,
             ]
-        else:
-            command = ["participant", PARTICIPANTS[name], "--transport", self.broker]
         self.starts[name] += 1
         with self.log_path(name).open("wb") as sink:
             self.procs[name] = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "sagakit.cli.main",
-                    "--db",
-                    self.db,
-                    "--log-level",
-                    "INFO",
-                    *command,
-                ],
+                [sys.executable, "-m", *command],
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
@@ -138,7 +143,11 @@ class Cluster:
     def wait_ready(self, *names: str) -> None:
         """Until each process says it consumes its queue (or fail with its log)."""
         for name in names:
-            banner = "worker " if name == "order" else f"participant {name} handling"
+            banner = (
+                "Application startup complete."
+                if name == "order"
+                else f"participant {name} handling"
+            )
             self.wait_for_log(name, banner)
 
     def start_all(self, **env: dict[str, str]) -> None:
@@ -181,6 +190,25 @@ class Cluster:
     # -- orders ------------------------------------------------------------
 
     def place(self, consumer_id: str, amount: int) -> str:
+        """An order placed through the order service's API; its id."""
+        order = {"consumer_id": consumer_id, "amount": amount}
+        url = f"http://127.0.0.1:{self.port}/orders"
+        placed = httpx.post(url, json=order, timeout=WAIT)
+        assert placed.status_code == 202, placed.text
+        order_id: str = placed.json()["order_id"]
+        again = httpx.post(url, json={**order, "order_id": order_id}, timeout=WAIT)
+        assert again.json() == {"order_id": order_id}  # one order per id
+        return order_id
+
+    def order(self, order_id: str) -> dict[str, Any]:
+        """``GET /orders/{id}``: the saga and the order row's status."""
+        got = httpx.get(f"http://127.0.0.1:{self.port}/orders/{order_id}", timeout=WAIT)
+        assert got.is_success, got.text
+        found: dict[str, Any] = got.json()
+        return found
+
+    def place_with_cli(self, consumer_id: str, amount: int) -> str:
+        """An order committed by ``place_order`` (the app's worker claims it)."""
         done = subprocess.run(
             [
                 sys.executable,
@@ -202,6 +230,7 @@ class Cluster:
         return done.stdout.strip()
 
     def saga(self, saga_id: str) -> tuple[str, int]:
+        """Status and version, as stored."""
         (row,) = query(
             self.db,
             "SELECT status, version FROM sagakit_saga WHERE saga_id = $1",
@@ -347,6 +376,8 @@ def test_order_is_approved_with_each_effect_once(cluster: Cluster) -> None:
 
     assert cluster.wait_for_end(saga_id) == "succeeded"
     assert cluster.order_status(saga_id) == "APPROVED"
+    shown = cluster.order(saga_id)
+    assert (shown["status"], shown["saga"]["status"]) == ("APPROVED", "succeeded")
     assert cluster.effects(saga_id) == APPROVED_EFFECTS
     history = cluster.history(saga_id)
     assert actions(history, "action") == [
@@ -395,6 +426,9 @@ def test_declined_card_cancels_the_ticket_and_rejects_the_order(
 
     assert cluster.wait_for_end(saga_id) == "compensated"
     assert cluster.order_status(saga_id) == "REJECTED"
+    shown = cluster.order(saga_id)["saga"]
+    assert (shown["status"], shown["failed_step"]) == ("compensated", "authorize_card")
+    assert "card declined" in shown["error"]
     (ticket,) = query(
         cluster.db, "SELECT status FROM kitchen.tickets WHERE saga_id = $1", saga_id
     )
@@ -424,7 +458,7 @@ def test_declined_card_cancels_the_ticket_and_rejects_the_order(
     assert "card declined" in error["error"]
 
     # a suspended consumer is turned away before the kitchen hears of it
-    turned_away = cluster.place("mallory", 10)
+    turned_away = cluster.place_with_cli("mallory", 10)
     assert cluster.wait_for_end(turned_away) == "compensated"
     assert cluster.order_status(turned_away) == "REJECTED"
     assert cluster.tickets(turned_away) == 0

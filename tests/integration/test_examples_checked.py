@@ -23,6 +23,7 @@ from examples.create_order.messages import (
     TicketCreated,
     VerifyConsumer,
 )
+from examples.flask_celery import orders as flask_orders
 from pydantic import BaseModel
 
 from sagakit import Parallel, RetryPolicy, Saga, Step
@@ -191,3 +192,43 @@ async def test_create_order_example() -> None:
     print(report.summary())
     report.assert_ok()
     assert len(report.results) > 40
+
+
+# -- Flask + Celery: the real definition, the tasks as in-process participants --
+
+
+def shop_participants(transport: Transport, store: SagaStore) -> Iterable[Participant]:
+    """examples/flask_celery/tasks.py's tasks, as participants on the
+    example's queues: idempotent by saga id, a card over 1000 declined."""
+    stock = Participant("stock", transport, store, queue=flask_orders.queue("stock"))
+    payment = Participant(
+        "payment", transport, store, queue=flask_orders.queue("payment")
+    )
+    reserved: set[str] = set()
+
+    @stock.handler("stock.reserve")
+    async def reserve(cmd: flask_orders.StockRequest) -> flask_orders.Reserved:
+        reserved.add(cmd.order_id)
+        return flask_orders.Reserved(reservation_id=f"R-{cmd.order_id}")
+
+    @stock.handler("stock.release")
+    async def release(cmd: flask_orders.StockRequest) -> None:
+        reserved.discard(cmd.order_id)
+
+    @payment.handler("payment.charge")
+    async def charge(cmd: flask_orders.Charge) -> flask_orders.Charged:
+        if cmd.amount > 1000:
+            raise CommandRejected(f"card declined: {cmd.amount} is over the limit")
+        return flask_orders.Charged(payment_id=f"P-{cmd.order_id}")
+
+    return [stock, payment]
+
+
+async def test_flask_celery_example() -> None:
+    report = await check_saga(
+        flask_orders.order_saga,
+        lambda: flask_orders.Order(order_id="o-1", item="tea", quantity=2, amount=25),
+        participants=shop_participants,
+    )
+    print(report.summary())
+    report.assert_ok()

@@ -96,6 +96,11 @@ LAYERS: tuple[Layer, ...] = (
     ),
     # The two front ends: thin; neither imports the other.
     Layer("front ends", ("sagakit.cli", "sagakit.dashboard"), independent=True),
+    # Framework integrations: a web app's lifespan, dependencies and the
+    # dashboard mounted under the app's auth. They wire the library into a
+    # host framework the way the CLI wires it into a shell, and mount the
+    # dashboard, so they sit right above the front ends.
+    Layer("integrations", ("sagakit.integrations",)),
     # The console script wires every command, and ``sagakit dashboard`` starts
     # the dashboard: the only modules that see both front ends.
     Layer("entry", ("sagakit.cli.main", "sagakit.cli.dashboard")),
@@ -104,8 +109,12 @@ LAYERS: tuple[Layer, ...] = (
 CONFINED: dict[str, tuple[str, ...]] = {
     "opentelemetry": ("sagakit.observability.otel",),
     "prometheus_client": ("sagakit.observability.prometheus",),
-    "fastapi": ("sagakit.dashboard", "sagakit.cli.dashboard"),
-    "starlette": ("sagakit.dashboard",),
+    "fastapi": (
+        "sagakit.dashboard",
+        "sagakit.cli.dashboard",
+        "sagakit.integrations.fastapi",
+    ),
+    "starlette": ("sagakit.dashboard", "sagakit.integrations.fastapi"),
     "jinja2": ("sagakit.dashboard", "sagakit.cli.dashboard"),
     "uvicorn": ("sagakit.cli.dashboard",),
     "typer": ("sagakit.cli",),
@@ -306,6 +315,7 @@ FAKE_MODULES = (
     "sagakit.dashboard",
     "sagakit.dashboard.views",
     "sagakit.views",
+    "sagakit.integrations.fastapi",
 )
 
 
@@ -359,6 +369,10 @@ def test_checker_reports_an_upward_and_a_sibling_private_import() -> None:
         ("sagakit.workflow.app", "from sagakit.runtime.clock import SystemClock", 0),
         ("sagakit.engine.state", "from sagakit.errors import SagaError", 0),
         ("sagakit.engine.state", "from .state import ErrorInfo", 0),
+        ("sagakit.integrations.fastapi", "from sagakit.dashboard import x", 0),
+        ("sagakit.integrations.fastapi", "from sagakit.runtime import clock", 0),
+        ("sagakit.dashboard", "from sagakit.integrations import fastapi", 1),
+        ("sagakit.cli.render", "import sagakit.integrations.fastapi", 1),
     ],
 )
 def test_checker_direction(module: str, source: str, expected: int) -> None:
@@ -374,3 +388,8 @@ def test_checker_places_longest_prefix_and_root_exactly() -> None:
 def test_checker_reports_a_library_outside_its_home() -> None:
     graph = {"sagakit.runtime.worker": [Import("opentelemetry.trace", ("Tracer",))]}
     assert confined_imports(graph) == [("sagakit.runtime.worker", "opentelemetry")]
+    web = {
+        "sagakit.integrations.fastapi.lifespan": [Import("fastapi", ("FastAPI",))],
+        "sagakit.integrations.flask": [Import("starlette.types", ("ASGIApp",))],
+    }
+    assert confined_imports(web) == [("sagakit.integrations.flask", "starlette")]
