@@ -474,7 +474,10 @@ async def test_dashboard_without_the_apps_check_and_before_startup(
         assert answer.status_code == 503
         assert "not running" in answer.json()["detail"]
     async with Served(app) as client:
-        assert (await client.get("/sagakit/api/sagas")).json() == {"sagas": []}
+        assert (await client.get("/sagakit/api/sagas")).json() == {
+            "sagas": [],
+            "next": None,
+        }
         assert (await client.get("/no/api/sagas")).status_code == 403
 
 
