@@ -51,6 +51,7 @@ LOGGED = {
     "requeued": "handler failed, message requeued",
     "dead_lettered": "message dead-lettered",
     "unacked": "message left unacknowledged",
+    "settle_failed": "settling failed; message requeued",
     "inbox_retry": "inbox unavailable; retrying",
     "save_retry": "save failed; retrying",
     "claim_retry": "claim failed; retrying",
