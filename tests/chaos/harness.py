@@ -52,6 +52,7 @@ LOGGED = {
     "dead_lettered": "message dead-lettered",
     "unacked": "message left unacknowledged",
     "settle_failed": "settling failed; message requeued",
+    "reply_retry": "reply publish failed; retrying",
     "inbox_retry": "inbox unavailable; retrying",
     "save_retry": "save failed; retrying",
     "claim_retry": "claim failed; retrying",

@@ -143,10 +143,7 @@ async def test_a_participant_replies_to_a_command_it_took_before_an_outage(
         await far.consume("orders.replies", replies)
         stock = Participant("stock", near, store)
 
-        @stock.handler("stock.ship")
-        async def ship(cmd: dict[str, Any]) -> dict[str, Any]:
-            return {"shipped": True}
-
+        stock.handler("stock.ship")(ship)
         before, during = (ship_command(n) for n in (1, 2))
         await stock.handle(before)  # its reply queue is declared now
         await outage(link, near, stock.handle(during))
@@ -203,3 +200,39 @@ async def declare_queue(name: str) -> None:
     async with connection:
         channel = await connection.channel()
         await channel.declare_queue(name, durable=True)
+
+
+async def test_a_participant_retries_a_reply_the_broker_refused(
+    rabbit_transport: RabbitTransport,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A reply that fails to go out is retried in place: raised, it failed
+    the delivery, and each failure counted towards dead-lettering the
+    command (whose stored reply would then never be sent)."""
+    stock = Participant("stock", rabbit_transport, SQLiteStore(tmp_path / "inbox.db"))
+    stock.handler("stock.ship")(ship)
+    replies = Recorder(2)
+    await rabbit_transport.consume("orders.replies", replies)
+    before, refused = (ship_command(n) for n in (1, 2))
+    await stock.handle(before)
+    reply_queue = rabbit_transport.queue_name("orders.replies")
+    await delete_rabbitmq_queues(reply_queue)  # unroutable: the broker refuses
+    handling = asyncio.ensure_future(stock.handle(refused))
+    await until(
+        "a refused reply",
+        lambda: any(
+            r.message.startswith("reply publish failed") for r in caplog.records
+        ),
+    )
+    await declare_queue(reply_queue)
+    async with asyncio.timeout(GUARD):
+        await handling  # did not raise
+    await rabbit_transport.consume("orders.replies", replies)  # consumed again
+    await replies.wait()
+    assert {m.id for m in replies.handled} >= {f"{refused.id}.reply"}
+    assert stock.handled == 2
+
+
+async def ship(cmd: dict[str, Any]) -> dict[str, Any]:
+    return {"shipped": True}
