@@ -23,6 +23,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -172,9 +173,10 @@ class PrivatePostgres:
             time.sleep(0.2)
 
     def close(self) -> None:
+        """Stop at once (its files are thrown away) and remove them."""
         try:
             if self.ready():
-                self.stop()
+                self.stop(crash=True)
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -261,7 +263,12 @@ class PrivateRabbit:
             self.await_startup(60)
 
     def close(self) -> None:
+        """Kill the node (its files are thrown away: no clean stop needed)
+        and remove its files."""
         try:
+            pid = int((self.root / "rabbitmq.pid").read_text().strip())
+            os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):  # no pid written: ask it to stop
             self.ctl("stop", timeout=60)
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
