@@ -41,7 +41,9 @@ class Worker:
     long a failing save is retried (see ``Orchestrator``), and how long
     ``run(until_idle=True)`` keeps claiming through a store outage before
     it gives up with a ``StoreError`` (at once when the store is read-only).
-    ``reply_routing``: a reply queue of its own (see ``Orchestrator``).
+    ``reply_routing``: a reply queue of its own, and ``resend_after``: the
+    command of a remote step whose reply is late sent again (see
+    ``Orchestrator``).
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class Worker:
         store_retry: float = 30.0,
         reply_routing: bool = True,
         max_crash_attempts: int | None = 3,
+        resend_after: float | None = None,
     ) -> None:
         if max_active < 1:
             raise SagaError(f"max_active must be >= 1, got {max_active}")
@@ -75,6 +78,7 @@ class Worker:
             store_retry=store_retry,
             reply_routing=reply_routing,
             max_crash_attempts=max_crash_attempts,
+            resend_after=resend_after,
         )
         self.poll_interval = poll_interval
         self.max_active = max_active
