@@ -60,13 +60,12 @@ audit: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 
-# the suite on TEST_WORKERS processes (pytest-xdist), then, alone, the tests
-# that restart a shared server (marker "exclusive"): they would break the
-# other process's tests
+# the suite on TEST_WORKERS processes (pytest-xdist); the tests that stop or
+# crash a server do it to private servers of their own (tests/private_services.py),
+# all in one process (xdist_group), so the pair starts once
 TEST_WORKERS ?= 2
 test: lint typecheck audit docs $(NODE_STAMP) chromium
-	$(BIN)/pytest -n $(TEST_WORKERS) -m "not exclusive"
-	$(BIN)/pytest -m exclusive
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from sagakit.adapters.transport.rabbitmq import RabbitTransport
     from sagakit.ports.store import SagaStore
     from sagakit.ports.workflow_store import WorkflowStore
+    from tests.private_services import PrivatePostgres, PrivateRabbit
 
 # sagakit's own pytest plugin, which an installed sagakit loads by its entry
 # point under this same name (so it is not loaded twice)
@@ -59,9 +60,9 @@ S = TypeVar("S", bound=Closable)
 A = TypeVar("A", bound="AmqpTransport")
 
 
-def database_url(name: str) -> str:
-    """``POSTGRES_URL`` pointing at another database on the same server."""
-    return urlunsplit(urlsplit(POSTGRES_URL)._replace(path=f"/{name}"))
+def database_url(name: str, server: str = POSTGRES_URL) -> str:
+    """``server`` (``POSTGRES_URL``) pointing at another database on it."""
+    return urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
@@ -84,7 +85,7 @@ async def admin(*statements: str, url: str = POSTGRES_URL) -> None:
 def pg_template() -> Iterator[str]:
     """A migrated database that each test's database is cloned from."""
     try:
-        from sagakit.adapters.store.postgres import PostgresStore  # noqa: PLC0415
+        import sagakit.adapters.store.postgres  # noqa: F401, PLC0415 - the driver
 
         run_sync(admin("SELECT 1"))
     except Exception as exc:  # any failure means "no server here"
@@ -93,15 +94,27 @@ def pg_template() -> Iterator[str]:
             pytest.fail(reason)
         pytest.skip(reason)
 
+    with migrated_template(POSTGRES_URL) as template:
+        yield template
+
+
+@contextlib.contextmanager
+def migrated_template(server: str) -> Iterator[str]:
+    """A database :data:`TEMPLATE` on ``server``, migrated; dropped on exit."""
+    from sagakit.adapters.store.postgres import PostgresStore  # noqa: PLC0415
+
     async def migrate() -> None:
-        store = await PostgresStore.connect(database_url(TEMPLATE), max_size=1)
+        url = database_url(TEMPLATE, server)
+        store = await PostgresStore.connect(url, max_size=1)
         await store.close()
 
     drop = f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)"
-    run_sync(admin(drop, f"CREATE DATABASE {TEMPLATE}"))
+    run_sync(admin(drop, f"CREATE DATABASE {TEMPLATE}", url=server))
     run_sync(migrate())
-    yield TEMPLATE
-    run_sync(admin(drop))
+    try:
+        yield TEMPLATE
+    finally:
+        run_sync(admin(drop, url=server))
 
 
 @pytest.fixture
@@ -112,14 +125,15 @@ def pg_url(pg_template: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def cloned_database(template: str) -> Iterator[str]:
-    """URL of a new database cloned from ``template``, dropped on exit."""
+def cloned_database(template: str, server: str = POSTGRES_URL) -> Iterator[str]:
+    """URL of a new database on ``server`` cloned from ``template``, dropped
+    on exit."""
     name = f"sagakit_test_{uuid.uuid4().hex[:12]}"
-    run_sync(admin(f"CREATE DATABASE {name} TEMPLATE {template}"))
+    run_sync(admin(f"CREATE DATABASE {name} TEMPLATE {template}", url=server))
     try:
-        yield database_url(name)
+        yield database_url(name, server)
     finally:
-        run_sync(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        run_sync(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", url=server))
 
 
 @pytest.fixture(
@@ -618,3 +632,67 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         for process in processes:
             process.kill()
             process.wait()
+
+
+# --- private servers, to restart -----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def private_servers() -> Iterator[tuple[PrivatePostgres, PrivateRabbit]]:
+    """A PostgreSQL server and a RabbitMQ node of this session's own (see
+    :mod:`tests.private_services`), for the tests that restart them; the
+    shared servers are never stopped. Skipped, or failed when ``CI=true``,
+    if they cannot be started; stopped and removed at the end."""
+    from tests.private_services import (  # noqa: PLC0415 - only restart tests
+        PrivatePostgres,
+        PrivateRabbit,
+        ServiceError,
+    )
+
+    started: list[PrivatePostgres | PrivateRabbit] = []
+    try:
+        try:
+            rabbit = PrivateRabbit()
+            started.append(rabbit)
+            rabbit.start_detached()  # boots while PostgreSQL is made
+            postgres = PrivatePostgres()
+            started.append(postgres)
+            postgres.start_new()
+            rabbit.await_startup(60)
+        except ServiceError as exc:
+            unavailable(f"private servers did not start: {exc}".splitlines()[0])
+        yield postgres, rabbit
+    finally:
+        for server in started:
+            with contextlib.suppress(ServiceError):
+                server.close()
+
+
+@pytest.fixture(scope="session")
+def private_pg_template(
+    private_servers: tuple[PrivatePostgres, PrivateRabbit],
+) -> Iterator[str]:
+    """Like :func:`pg_template`, on the private PostgreSQL server."""
+    with migrated_template(private_servers[0].url) as template:
+        yield template
+
+
+@pytest.fixture
+def private_pg_url(
+    private_servers: tuple[PrivatePostgres, PrivateRabbit], private_pg_template: str
+) -> Iterator[str]:
+    """Like :func:`pg_url`, on the private PostgreSQL server."""
+    postgres = private_servers[0]
+    postgres.ensure()  # a test before may have left it stopped
+    with cloned_database(private_pg_template, postgres.url) as url:
+        yield url
+
+
+@pytest.fixture
+def private_rabbitmq_url(
+    private_servers: tuple[PrivatePostgres, PrivateRabbit],
+) -> str:
+    """Like :func:`rabbitmq_url`, on the private RabbitMQ node."""
+    rabbit = private_servers[1]
+    rabbit.ensure()
+    return rabbit.url

@@ -51,6 +51,8 @@ LOGGED = {
     "requeued": "handler failed, message requeued",
     "dead_lettered": "message dead-lettered",
     "unacked": "message left unacknowledged",
+    "settle_failed": "settling failed; message requeued",
+    "reply_retry": "reply publish failed; retrying",
     "inbox_retry": "inbox unavailable; retrying",
     "save_retry": "save failed; retrying",
     "claim_retry": "claim failed; retrying",
@@ -371,69 +373,6 @@ def check(db: str, count: int) -> Report:
         ),
         inbox={r["consumer"]: r["count"] for r in inbox},
     )
-
-
-# -- services ----------------------------------------------------------------------
-
-
-def _run(*command: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(list(command), capture_output=True, timeout=120, check=False)
-
-
-def pg_ctl(action: str, *options: str) -> subprocess.CompletedProcess[bytes]:
-    (version,) = os.listdir("/etc/postgresql")
-    return _run(
-        "pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action, *options
-    )
-
-
-def pg_ready() -> bool:
-    return _run("pg_isready", "-h", "127.0.0.1", "-q").returncode == 0
-
-
-def rabbit_ready() -> bool:
-    return _run("rabbitmqctl", "await_startup", "--timeout", "5").returncode == 0
-
-
-def ensure_services() -> None:
-    """Leave PostgreSQL and RabbitMQ running, whatever happened."""
-    if not pg_ready():
-        pg_ctl("start")
-    deadline = time.monotonic() + 60
-    while not pg_ready() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    if not rabbit_ready():
-        _run("rabbitmqctl", "start_app")
-        if not rabbit_ready():
-            _run("rabbitmq-server", "-detached")
-            _run("rabbitmqctl", "await_startup", "--timeout", "60")
-    assert pg_ready(), "PostgreSQL is not accepting connections"
-    assert rabbit_ready(), "RabbitMQ did not start"
-
-
-def restart_postgres(outage: float, *, crash: bool = False) -> float:
-    """Stop PostgreSQL (with ``crash``: ``-m immediate``, no checkpoint, as a
-    power cut would) and start it again after ``outage`` seconds."""
-    began = time.monotonic()
-    try:
-        stopped = pg_ctl("stop", "-m", "immediate") if crash else pg_ctl("stop")
-        assert stopped.returncode == 0, stopped.stderr.decode()
-        time.sleep(outage)
-    finally:
-        ensure_services()
-    return time.monotonic() - began
-
-
-def restart_rabbitmq() -> float:
-    began = time.monotonic()
-    try:
-        stopped = _run("rabbitmqctl", "stop_app")
-        assert stopped.returncode == 0, stopped.stderr.decode()
-        started = _run("rabbitmqctl", "start_app")
-        assert started.returncode == 0, started.stderr.decode()
-    finally:
-        ensure_services()
-    return time.monotonic() - began
 
 
 def seconds_since(mark: float) -> str:

@@ -22,13 +22,13 @@ saga has ended, then checks:
   not), no unsent outbox message (``unfinished``, ``outbox_left``).
 
 Nemeses: ``kill`` (SIGKILL a random process; it starts again), ``pause``
-(SIGSTOP a random process for longer than the lease, then SIGCONT: the
-woken owner's writes must be fenced off by the version its lease claim
-bumped), ``partition`` (drop, black-hole or delay one process's connections
-to PostgreSQL or RabbitMQ for a few seconds) and ``pg-crash`` (SIGKILL a
-worker so that recovery runs, then stop PostgreSQL with ``-m immediate`` and
-start it again). The run (operations, nemesis timeline, results) is written
-as JSON under ``artifacts/jepsen/`` (git-ignored).
+(SIGSTOP a random process for longer than the lease, then SIGCONT: the woken
+owner's writes must be fenced off by the version its lease claim bumped),
+``partition`` (drop, black-hole or delay one process's connections to PostgreSQL
+or RabbitMQ for a few seconds) and ``pg-crash`` (SIGKILL a worker so that
+recovery runs, then stop PostgreSQL with ``-m immediate`` and start it again: a
+private server, :mod:`tests.private_services`). The run (operations, nemesis
+timeline, results) is written as JSON under ``artifacts/jepsen/`` (git-ignored).
 """
 
 from __future__ import annotations
@@ -43,12 +43,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tests.chaos.harness import ROOT, Cluster, query, restart_postgres
+from tests.chaos.harness import ROOT, Cluster, query
 from tests.chaos.set_app import compensated, saga_id
 from tests.conftest import free_ports
+
+if TYPE_CHECKING:
+    from tests.private_services import PrivatePostgres
 
 NEMESES = ("kill", "pause", "partition", "pg-crash")
 LEASE = 3.0  # the Cluster's worker --lease
@@ -167,9 +170,16 @@ def submit(cluster: Cluster, first: int, count: int, run: Run) -> list[int]:
 
 
 def apply(
-    nemesis: str, cluster: Cluster, proxy: Proxy, rng: random.Random, run: Run
+    nemesis: str,
+    cluster: Cluster,
+    proxy: Proxy,
+    rng: random.Random,
+    run: Run,
+    *,
+    postgres: PrivatePostgres | None = None,
 ) -> None:
-    """Apply one ``nemesis`` event, and heal it."""
+    """Apply one ``nemesis`` event, and heal it (``pg-crash`` crashes
+    ``postgres``, the cluster's private server)."""
     names = sorted(cluster.procs)
     if nemesis == "kill":
         victim = rng.choice(names)
@@ -204,7 +214,8 @@ def apply(
         cluster.kill(victim)  # its sagas are recovered by the others...
         time.sleep(rng.uniform(0.1, 0.5))
         entry = run.event("pg-crash", killed=victim)
-        took = restart_postgres(rng.uniform(0.5, 2.0), crash=True)  # ...meanwhile
+        assert postgres is not None, "pg-crash needs the private PostgreSQL"
+        took = postgres.restart(rng.uniform(0.5, 2.0), crash=True)  # ...meanwhile
         entry["healed"] = run.at()
         entry["outage"] = round(took, 2)
     else:
@@ -336,12 +347,9 @@ def table(phases: list[dict[str, Any]]) -> str:
 
 def settings() -> dict[str, Any]:
     """The run's size, from the environment (``make chaos`` sets a long one)."""
-    # a PostgreSQL crash costs ~30 s of WAL replay on a busy machine (and
-    # every other test on the server a failure): in make chaos only
+    # a PostgreSQL crash (of a private server: tests.private_services) costs
+    # its WAL replay and a server start: in make chaos only
     nemeses = os.environ.get("JEPSEN_NEMESES", "kill,pause,partition").split(",")
-    if "pg-crash" in nemeses:
-        assert os.geteuid() == 0, "pg-crash stops the local PostgreSQL: needs root"
-        assert Path("/etc/postgresql").is_dir(), "pg-crash: no local PostgreSQL"
     unknown = set(nemeses) - set(NEMESES)
     assert not unknown, f"JEPSEN_NEMESES: unknown {sorted(unknown)}; use {NEMESES}"
     return {

@@ -3,10 +3,12 @@
 ``chaos_app`` runs a three-step remote saga: orchestrator workers and the
 ``stock`` and ``payment`` participants, each a ``sagakit`` CLI process, over
 RabbitMQ on one PostgreSQL database (a fresh one, and a queue prefix of its
-own, per test). Whatever happens to the processes and services, every saga
-must end as meant (every fifth is declined at ``ship`` and compensated), each
-effect must be recorded once, by the command's first message id, and nothing
-may be dead-lettered. The counts are printed (``pytest -s`` shows them).
+own, per test). The test that restarts the servers runs on private ones
+(:mod:`tests.private_services`): the shared servers are never stopped.
+Whatever happens to the processes and services, every saga must end as meant
+(every fifth is declined at ``ship`` and compensated), each effect must be
+recorded once, by the command's first message id, and nothing may be
+dead-lettered. The counts are printed (``pytest -s`` shows them).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -24,15 +27,15 @@ from tests.chaos.harness import (
     Cluster,
     all_terminal,
     check,
-    ensure_services,
-    restart_postgres,
-    restart_rabbitmq,
     seconds_since,
     statuses,
     stuck,
     submit,
 )
 from tests.conftest import admin, delete_rabbitmq_queues, run_sync
+
+if TYPE_CHECKING:
+    from tests.private_services import PrivatePostgres, PrivateRabbit
 
 pytestmark = [
     pytest.mark.chaos,
@@ -61,8 +64,20 @@ def cluster(db: str, rabbitmq_url: str, tmp_path: Path) -> Iterator[Cluster]:
         try:
             group.stop_all()
         finally:
-            ensure_services()
             run_sync(delete_rabbitmq_queues(*group.queues()))
+
+
+@pytest.fixture
+def private_cluster(
+    private_pg_url: str, private_rabbitmq_url: str, tmp_path: Path
+) -> Iterator[Cluster]:
+    """A :func:`cluster` on the private servers (see the module)."""
+    run_sync(admin(SCHEMA, url=private_pg_url))
+    group = Cluster(private_pg_url, private_rabbitmq_url, tmp_path)
+    try:
+        yield group
+    finally:
+        group.stop_all()  # its queues go with the private node
 
 
 def wait_for_all(cluster: Cluster, count: int, began: float) -> None:
@@ -134,12 +149,13 @@ def test_chaos_kill(cluster: Cluster, db: str) -> None:
     )
 
 
-@pytest.mark.exclusive
-@pytest.mark.skipif(
-    not Path("/etc/postgresql").is_dir() or os.geteuid() != 0,
-    reason="restarts the local PostgreSQL and RabbitMQ: needs root",
-)
-def test_chaos_restart_services(cluster: Cluster, db: str) -> None:
+@pytest.mark.xdist_group("private_servers")  # one private pair per run
+def test_chaos_restart_services(
+    private_cluster: Cluster,
+    private_servers: tuple[PrivatePostgres, PrivateRabbit],
+) -> None:
+    cluster, db = private_cluster, private_cluster.db
+    postgres, rabbit = private_servers
     count = 300
     # slow enough for both restarts to land mid-run, and for sagas to be
     # left unfinished after the broker restart however quick the remote
@@ -163,11 +179,11 @@ def test_chaos_restart_services(cluster: Cluster, db: str) -> None:
 
     wait_ended(count // 5)
     pg_at, pg_before = seconds_since(running), ended()
-    pg_took = restart_postgres(3.0)
+    pg_took = postgres.restart(3.0)
     pg_after = ended()
     wait_ended(pg_after + count // 6)
     mq_at, mq_before = seconds_since(running), ended()
-    mq_took = restart_rabbitmq()
+    mq_took = rabbit.restart_app()
     mq_after = ended()
     assert mq_after < count, "the run ended before the broker restart"
     restarted_before_end = dict(cluster.exits)

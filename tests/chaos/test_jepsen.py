@@ -13,13 +13,17 @@ import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.chaos import jepsen
-from tests.chaos.harness import Cluster, ensure_services, stuck
+from tests.chaos.harness import Cluster, stuck
 from tests.chaos.set_app import SCHEMA, saga_id
 from tests.conftest import admin, delete_rabbitmq_queues, run_sync
+
+if TYPE_CHECKING:
+    from tests.private_services import PrivatePostgres, PrivateRabbit
 
 pytestmark = [
     pytest.mark.chaos,
@@ -34,9 +38,23 @@ APP = "tests.chaos.set_app"
 
 
 @pytest.fixture
-def db(pg_url: str) -> str:
-    run_sync(admin(SCHEMA, url=pg_url))
-    return pg_url
+def postgres(request: pytest.FixtureRequest) -> PrivatePostgres | None:
+    """The private PostgreSQL server the ``pg-crash`` nemesis crashes (None
+    without it: the shared server is never stopped)."""
+    if "pg-crash" not in jepsen.settings()["nemeses"]:
+        return None
+    servers: tuple[PrivatePostgres, PrivateRabbit]
+    servers = request.getfixturevalue("private_servers")
+    return servers[0]
+
+
+@pytest.fixture
+def db(request: pytest.FixtureRequest, postgres: PrivatePostgres | None) -> str:
+    url: str = request.getfixturevalue(
+        "pg_url" if postgres is None else "private_pg_url"
+    )
+    run_sync(admin(SCHEMA, url=url))
+    return url
 
 
 @pytest.fixture
@@ -59,7 +77,6 @@ def jepsen_cluster(
             group.stop_all()
         finally:
             proxy.stop()
-            ensure_services()
             run_sync(delete_rabbitmq_queues(*group.queues()))
 
 
@@ -85,7 +102,9 @@ def settle(cluster: Cluster, ids: list[str], deadline: float, what: str) -> None
         time.sleep(0.2)
 
 
-def test_jepsen_set(jepsen_cluster: tuple[Cluster, jepsen.Proxy]) -> None:
+def test_jepsen_set(
+    jepsen_cluster: tuple[Cluster, jepsen.Proxy], postgres: PrivatePostgres | None
+) -> None:
     cluster, proxy = jepsen_cluster
     size = jepsen.settings()
     rng = random.Random(size["seed"])
@@ -104,7 +123,7 @@ def test_jepsen_set(jepsen_cluster: tuple[Cluster, jepsen.Proxy]) -> None:
         # the others while sagas are still unfinished
         while events < budget:
             cluster.supervise()
-            jepsen.apply(nemesis, cluster, proxy, rng, run)
+            jepsen.apply(nemesis, cluster, proxy, rng, run, postgres=postgres)
             events += 1
             if not jepsen.unfinished(cluster.db, ids):
                 break

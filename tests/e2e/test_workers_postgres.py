@@ -4,12 +4,14 @@
 they return. A SIGKILLed worker's instances are claimed by the others once its
 lease expires: a step whose success was committed before the kill never runs
 again; the step in flight at the kill may run twice (at-least-once). A
-database restart mid-run is ridden out by the workers themselves.
+database restart mid-run is ridden out by the workers themselves (on a
+private server: :mod:`tests.private_services`).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import signal
@@ -19,11 +21,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.conftest import admin, run_sync
+
+if TYPE_CHECKING:
+    from tests.private_services import PrivatePostgres, PrivateRabbit
 
 APP = Path(__file__).with_name("pg_worker_app.py")
 ROOT = APP.parents[2]
@@ -36,18 +41,25 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.e2e]
 Key = tuple[str, str]  # (saga_id, "one" | "undo:one" | ...)
 
 
+EFFECTS = (
+    "CREATE TABLE effects (id bigint GENERATED ALWAYS AS IDENTITY "
+    "PRIMARY KEY, saga_id text NOT NULL, step text NOT NULL, "
+    "pid integer NOT NULL)"
+)
+
+
 @pytest.fixture
 def db(pg_url: str) -> str:
     """``pg_url`` with the ``effects`` table the app's steps write to."""
-    run_sync(
-        admin(
-            "CREATE TABLE effects (id bigint GENERATED ALWAYS AS IDENTITY "
-            "PRIMARY KEY, saga_id text NOT NULL, step text NOT NULL, "
-            "pid integer NOT NULL)",
-            url=pg_url,
-        )
-    )
+    run_sync(admin(EFFECTS, url=pg_url))
     return pg_url
+
+
+@pytest.fixture
+def private_db(private_pg_url: str) -> str:
+    """:func:`db` on the private PostgreSQL server (restarted by a test)."""
+    run_sync(admin(EFFECTS, url=private_pg_url))
+    return private_pg_url
 
 
 async def _query(url: str, sql: str) -> list[Any]:
@@ -123,13 +135,25 @@ class Workers:
                 proc.wait(10)
 
 
-@pytest.fixture
-def workers(db: str, tmp_path: Path) -> Iterator[Workers]:
-    group = Workers(db, tmp_path)
+@contextlib.contextmanager
+def running_workers(db: str, logs: Path) -> Iterator[Workers]:
+    group = Workers(db, logs)
     try:
         yield group
     finally:
         group.kill_all()
+
+
+@pytest.fixture
+def workers(db: str, tmp_path: Path) -> Iterator[Workers]:
+    with running_workers(db, tmp_path) as group:
+        yield group
+
+
+@pytest.fixture
+def private_workers(private_db: str, tmp_path: Path) -> Iterator[Workers]:
+    with running_workers(private_db, tmp_path) as group:
+        yield group
 
 
 def submit(url: str, count: int) -> None:
@@ -357,45 +381,13 @@ def test_three_workers_one_killed(workers: Workers, db: str) -> None:
     )
 
 
-def _pg_ctl(action: str) -> subprocess.CompletedProcess[bytes]:
-    (version,) = os.listdir("/etc/postgresql")
-    return subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def _pg_ready() -> bool:
-    done = subprocess.run(
-        ["pg_isready", "-h", "127.0.0.1", "-q"], timeout=10, check=False
-    )
-    return done.returncode == 0
-
-
-def _restart_postgres(outage: float) -> float:
-    """Stop the server for ``outage`` seconds and start it again; leave it
-    running and accepting connections, whatever happens."""
-    began = time.monotonic()
-    try:
-        stopped = _pg_ctl("stop")
-        assert stopped.returncode == 0, stopped.stderr.decode()
-        time.sleep(outage)
-    finally:
-        if not _pg_ready():
-            started = _pg_ctl("start")
-            assert started.returncode == 0, started.stderr.decode()
-        wait_until("PostgreSQL to accept connections", _pg_ready, 60)
-    return time.monotonic() - began
-
-
-@pytest.mark.exclusive
-@pytest.mark.skipif(
-    not Path("/etc/postgresql").is_dir() or os.geteuid() != 0,
-    reason="restarts the local PostgreSQL cluster: needs pg_ctlcluster as root",
-)
-def test_postgres_restart_mid_run(workers: Workers, db: str) -> None:
+@pytest.mark.xdist_group("private_servers")  # one private pair per run
+def test_postgres_restart_mid_run(
+    private_workers: Workers,
+    private_db: str,
+    private_servers: tuple[PrivatePostgres, PrivateRabbit],
+) -> None:
+    workers, db = private_workers, private_db
     count = 300
     submit(db, count)
     args = ("--lease", str(LEASE), "--max-active", "5", "--sleep-ms", "15-30")
@@ -407,7 +399,7 @@ def test_postgres_restart_mid_run(workers: Workers, db: str) -> None:
         60,
     )
     terminal_before = terminal_count(db)
-    downtime = _restart_postgres(LEASE + 1)
+    downtime = private_servers[0].restart(LEASE + 1)
     terminal_after = terminal_count(db)
     assert terminal_after < count, "the run ended before the restart"
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from sagakit import (
     Parallel,
     RetryPolicy,
     Saga,
+    SagaError,
     SagaStatus,
     SQLiteStore,
     Step,
@@ -696,3 +698,64 @@ async def test_run_follows_its_saga_when_another_worker_takes_the_lease(
     assert result.status is SagaStatus.SUCCEEDED
     assert result.saga_id == "s6"
     await transport.close()
+
+
+async def lossy_accounting(
+    world: World, lose: Callable[[Envelope, int], Envelope | None]
+) -> list[Envelope]:
+    """Put a consumer of the accounting queue in front of its participant:
+    each copy of a command goes on as ``lose(copy, n)`` says (None: lost on
+    the way). The copies it saw are returned (filled as they come)."""
+    await world.accounting.stop()
+    copies: list[Envelope] = []
+
+    async def forward(message: Envelope) -> None:
+        copies.append(message)
+        passed = lose(message, len(copies))
+        if passed is not None:
+            await world.accounting.handle(passed)
+
+    await world.transport.consume("accounting", forward)
+    return copies
+
+
+async def run_resending(world: World, order_id: int) -> None:
+    """Run an order (whose charge would wait a minute for a lost reply) on
+    an orchestrator that sends late commands again; it must succeed."""
+    orch = world.orchestrator(resend_after=0.1)
+    async with orch.serving():
+        result = await asyncio.wait_for(
+            orch.run(order_saga(charge_timeout=60), Order(order_id=order_id)), 10
+        )
+    assert result.status is SagaStatus.SUCCEEDED, result.error
+
+
+async def test_a_lost_command_is_sent_again_with_its_id(world: World) -> None:
+    copies = await lossy_accounting(world, lambda m, n: None if n == 1 else m)
+    await run_resending(world, 11)
+    assert len(copies) >= 2
+    assert {m.id for m in copies} == {copies[0].id}  # the participant dedupes
+    assert world.charges == [50]
+
+
+async def test_a_lost_reply_comes_again_from_the_participants_inbox(
+    world: World,
+) -> None:
+    def reply_lost_once(message: Envelope, n: int) -> Envelope:
+        if n > 1:
+            return message
+        return message.model_copy(update={"reply_to": "nowhere"})
+
+    copies = await lossy_accounting(world, reply_lost_once)
+    await run_resending(world, 12)
+    assert len(copies) >= 2
+    assert world.charges == [50]  # the handler ran once: the stored reply came
+    assert world.accounting.duplicates >= 1
+
+
+async def test_resend_after_must_be_a_positive_number_of_seconds(
+    world: World,
+) -> None:
+    for bad in (0, -1, math.inf):
+        with pytest.raises(SagaError, match="resend_after"):
+            world.orchestrator(resend_after=bad)

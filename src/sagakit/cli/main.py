@@ -392,6 +392,15 @@ def worker(
             "running it) before its saga is parked for an operator; 0: never.",
         ),
     ] = 3,
+    resend_after: Annotated[
+        float,
+        typer.Option(
+            metavar="SECONDS",
+            help="Send a remote step's command again (same message id: the "
+            "participant deduplicates it) when its reply has not come after "
+            "as many seconds, and again every as many; 0: never.",
+        ),
+    ] = 0.0,
     webhook: Annotated[
         str | None,
         typer.Option(
@@ -417,6 +426,7 @@ def worker(
     count_or_fail("--max-active", max_active)
     if max_crash_attempts:
         count_or_fail("--max-crash-attempts", max_crash_attempts)
+    seconds_or_fail("--resend-after", resend_after, zero=True)
 
     import asyncio
     import signal
@@ -440,6 +450,7 @@ def worker(
             reply_queue=reply_queue,
             store_retry=store_retry,
             max_crash_attempts=max_crash_attempts or None,
+            resend_after=resend_after or None,
             hooks=hooks,
         )
         running = asyncio.ensure_future(runner.run(until_idle=until_idle))

@@ -25,6 +25,7 @@ its key.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import random
@@ -35,7 +36,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from sagakit.definition.retry import NO_RETRY, RetryPolicy
-from sagakit.errors import SagaError, error_info
+from sagakit.errors import SagaError, TransportError, error_info
 from sagakit.messaging.envelope import Envelope, MalformedMessage, encode
 from sagakit.messaging.handler import payload_dict
 from sagakit.messaging.handler import payload_model as handler_payload_model
@@ -48,7 +49,7 @@ from sagakit.ports.transport import (
     Subscription,
     Transport,
 )
-from sagakit.runtime.retry import retry_store
+from sagakit.runtime.retry import retry_outage, retry_store
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class Participant:
     ``observer`` (``sagakit.observability``) traces each handled command as a
     child of the orchestrator's command span; the reply carries it back.
     ``store_retry``: seconds an inbox store error is retried in place before
-    the delivery fails.
+    the delivery fails; so is a reply the transport failed to publish.
     """
 
     def __init__(
@@ -226,7 +227,11 @@ class Participant:
 
     async def _send_reply(self, command: Envelope, body: bytes) -> None:
         """Send the reply ``body`` where ``command`` asks for it (nowhere
-        if it names no ``reply_to``)."""
+        if it names no ``reply_to``). A transport error is retried for
+        ``store_retry`` seconds, like the inbox's: raised, it would fail
+        the delivery, and a command whose replies kept failing while the
+        broker was away would be dead-lettered, its stored reply never sent.
+        """
         reply_to = command.reply_to
         if not reply_to:
             return
@@ -234,9 +239,22 @@ class Participant:
         key = command.headers.get(REPLY_KEY_HEADER)
         routing = self._routing_of(transport) if key else None
         if key and routing is not None:
-            await routing.publish_reply(reply_to, key, body)
+            publish = functools.partial(routing.publish_reply, reply_to, key, body)
         else:
-            await transport.publish_raw(reply_to, body)
+            publish = functools.partial(transport.publish_raw, reply_to, body)
+        try:
+            await publish()
+        except TransportError as exc:
+            await retry_outage(
+                publish,
+                TransportError,
+                clock=self.clock,
+                limit=self.store_retry,
+                logger=logger,
+                message="reply publish failed; retrying",
+                extra={"action": "reply_retry", "message_id": command.id},
+                failed=exc,
+            )
 
     def _routing_of(self, transport: Transport) -> ReplyRouting | None:
         """``transport`` if it routes replies (looked at once per transport)."""

@@ -21,6 +21,7 @@ from sagakit.errors import (
 from sagakit.messaging.envelope import MalformedMessage
 from sagakit.ports.store import HistoryEntry, SagaRecord, saga_line
 from sagakit.runtime import refresh
+from sagakit.runtime.delivery import refuse_queued
 from sagakit.runtime.driver import Driver
 from sagakit.runtime.instance import Instance
 from sagakit.runtime.retry import retry_store
@@ -44,10 +45,12 @@ async def adopt(driver: Driver, record: SagaRecord, how: str) -> bool:
         commands = await _resume(driver, inst, entry, now, _crashed(driver, record))
     except (ConcurrencyError, StateError, SagaNotFound):
         driver.drop(saga_id)
+        refuse_queued(inst, "another worker took it over")
         return False  # another worker took it
     except BaseException:
         # not driven: left active, its lease would be renewed forever
         driver.drop(saga_id)
+        refuse_queued(inst, "its takeover failed")
         raise
     logger.info(
         "saga resumed",

@@ -187,7 +187,14 @@ async def enqueue(
         handled.add_done_callback(_consume_result)
         return
     driver = inst.driver
-    if driver is None or driver.done():
+    if driver is None:
+        # being taken over here (adoption commits first): its task, once
+        # spawned, applies it; if the takeover fails it is refused
+        # (:func:`refuse_queued`). Returning now would let a reply be
+        # acknowledged before it is applied, and lost with a failed takeover.
+        await handled
+        return
+    if driver.done():
         return  # nothing will apply it here; the store still has the truth
 
     def stopped(_: object) -> None:
@@ -204,6 +211,18 @@ async def enqueue(
         await handled  # cancelled with this task: the delivery is applied anyway
     finally:
         driver.remove_done_callback(stopped)
+
+
+def refuse_queued(inst: Instance, why: str) -> None:
+    """Fail the deliveries waiting in ``inst``'s queue, which will not be
+    applied here (its takeover failed, or its driving stopped): a reply's
+    transport delivers it again, to whoever drives the saga then."""
+    while not inst.queue.empty():
+        item = inst.queue.get_nowait()
+        if isinstance(item, Delivery) and not item.handled.done():
+            item.handled.set_exception(
+                SagaError(f"saga {inst.state.saga_id}: {why}; not applied here")
+            )
 
 
 def _consume_result(done: asyncio.Future[None]) -> None:

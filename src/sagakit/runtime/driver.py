@@ -371,6 +371,7 @@ class Driver:
 
     def _abandon(self, inst: Instance, exc: BaseException | None) -> None:
         self.drop(inst.state.saga_id)
+        delivery.refuse_queued(inst, "it is no longer driven here")
         for task in list(inst.tasks):
             task.cancel()
         subsaga.stop_watching(inst)

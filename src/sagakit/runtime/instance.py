@@ -133,6 +133,10 @@ class Instance:
     owed: dict[tuple[str, str], Command] = field(default_factory=dict)
     """Local work a reload found issued but not running here (an unpause
     committed by another process): the driver starts it next."""
+    resent: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    """Remote commands sent again from here because their reply was late:
+    how many times, by (step, action or compensation, attempt) (see
+    ``runtime.resend``)."""
     step_tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     """The task of each local forward step running here in the background."""
     cancelled: set[str] = field(default_factory=set)

@@ -34,6 +34,7 @@ from sagakit.runtime.instance import REPLY_CONSUMER
 from sagakit.runtime.owners import reply_key
 from sagakit.runtime.relay import OutboxRelay
 from sagakit.runtime.remote import reply_event, timed_out_entries
+from sagakit.runtime.resend import LateReplies
 from sagakit.runtime.unawaited import ignored_reply
 
 logger = logging.getLogger("sagakit.runtime.orchestrator")
@@ -55,7 +56,11 @@ class ReplyIntake:
     reply_routing: bool = True
     """Consume a reply queue of this process's own where the transport can
     route replies (see the module)."""
+    resend_after: float | None = None
+    """Send again, every as many seconds, the command of a remote step whose
+    reply has not come (see :mod:`~sagakit.runtime.resend`); None: never."""
     running: bool = field(default=False, init=False)
+    late: LateReplies | None = field(default=None, init=False)
 
     @property
     def _routing(self) -> ReplyRouting | None:
@@ -88,6 +93,8 @@ class ReplyIntake:
             for subscription in subscriptions:
                 await subscription.cancel()
             raise
+        if self.resend_after is not None:
+            self.late = LateReplies(self.driver, self.transport, self.resend_after)
         loops = [
             asyncio.create_task(self.relay.run()),
             asyncio.create_task(self._deadline_loop()),
@@ -105,6 +112,8 @@ class ReplyIntake:
             for task in loops:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if self.late is not None:
+                await self.late.stop()
             if routing is not None:  # late replies: for whoever serves on
                 await self.forward_replies([self.driver.worker_id])
 
@@ -160,6 +169,8 @@ class ReplyIntake:
         names = self.names()
         while True:
             await asyncio.sleep(self.deadline_interval)
+            if self.late is not None:
+                self.late.check()
             try:
                 due = await self.driver.store.due_deadlines(names or self.names())
                 for saga_id in due:

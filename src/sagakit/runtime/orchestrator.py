@@ -82,7 +82,11 @@ class Orchestrator:
     Where the transport can route replies (RabbitMQ and Celery on RabbitMQ)
     and ``reply_routing`` is on (the default), this orchestrator also has a
     reply queue of its own, and the replies to the commands it sends come
-    there (see :mod:`sagakit.runtime.intake`).
+    there (see :mod:`sagakit.runtime.intake`). With ``resend_after``, the
+    command of a remote step whose reply has not come that many seconds
+    after it was issued is sent again (same message id: the participant's
+    inbox deduplicates it), and again every ``resend_after`` seconds, until
+    the reply comes or the step times out (:mod:`sagakit.runtime.resend`).
 
     ``group_commit`` (on by default, where the store supports it:
     PostgreSQL and SQLite) commits the transitions of different sagas that
@@ -115,6 +119,7 @@ class Orchestrator:
         group_commit: bool = True,
         reply_routing: bool = True,
         max_crash_attempts: int | None = 3,
+        resend_after: float | None = None,
     ) -> None:
         if max_crash_attempts is not None and not (
             isinstance(max_crash_attempts, int) and max_crash_attempts >= 1
@@ -126,6 +131,11 @@ class Orchestrator:
         if lease is not None and not 0 < lease < math.inf:
             raise SagaError(
                 f"lease must be a finite number > 0 of seconds, got {lease}"
+            )
+        if resend_after is not None and not 0 < resend_after < math.inf:
+            raise SagaError(
+                f"resend_after must be a finite number > 0 of seconds or None, "
+                f"got {resend_after}"
             )
         if not 0 <= store_retry < math.inf:
             raise SagaError(
@@ -171,6 +181,7 @@ class Orchestrator:
             reply_queue=reply_queue,
             deadline_interval=deadline_interval,
             reply_routing=reply_routing,
+            resend_after=resend_after,
         )
 
     @property

@@ -7,7 +7,7 @@ crash, is deduplicated by the participant's inbox.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -279,30 +279,55 @@ def reply_event(
     return ReplyEvent(succeeded, entry("succeeded", result=result))
 
 
+@dataclass(frozen=True, slots=True)
+class Awaiting:
+    """A remote action or compensation waiting for its reply."""
+
+    step: str
+    compensating: bool
+    attempt: int
+    deadline: float
+    limit: float
+    """Its reply timeout: it was issued at ``deadline - limit``."""
+
+    @property
+    def issued(self) -> float:
+        return self.deadline - self.limit
+
+    @property
+    def kind(self) -> str:
+        return "compensation" if self.compensating else "action"
+
+
+def awaiting(saga: Saga[Any], state: SagaState) -> Iterator[Awaiting]:
+    """The steps of ``state`` whose remote command waits for its reply."""
+    for name, step in state.steps.items():
+        if step.deadline is None:
+            continue
+        compensating = step.status is StepStatus.COMPENSATING
+        if not compensating and step.status is not StepStatus.RUNNING:
+            continue
+        spec: Step = saga.step(name)
+        limit = spec.compensation_reply_timeout if compensating else spec.reply_timeout
+        attempt = step.compensation_attempts if compensating else step.attempts
+        yield Awaiting(name, compensating, attempt, step.deadline, limit)
+
+
 def timed_out_entries(
     saga: Saga[Any], before: SagaState, now: float
 ) -> list[HistoryEntry]:
     """History lines for the remote steps whose reply deadline passed."""
-    lines = []
-    for name, step in before.steps.items():
-        if step.deadline is None or step.deadline > now:
-            continue
-        spec: Step = saga.step(name)
-        compensating = step.status is StepStatus.COMPENSATING
-        if not compensating and step.status is not StepStatus.RUNNING:
-            continue
-        limit = spec.compensation_reply_timeout if compensating else spec.reply_timeout
-        attempt = step.compensation_attempts if compensating else step.attempts
-        lines.append(
-            HistoryEntry(
-                saga_id=before.saga_id,
-                step=name,
-                kind="compensation" if compensating else "action",
-                attempt=attempt,
-                outcome="timed_out",
-                started_at=step.deadline - limit,
-                finished_at=now,
-                error=ErrorInfo("ReplyTimeout", f"no reply within {limit:g}s"),
-            )
+    return [
+        HistoryEntry(
+            saga_id=before.saga_id,
+            step=waiting.step,
+            kind=waiting.kind,
+            attempt=waiting.attempt,
+            outcome="timed_out",
+            started_at=waiting.issued,
+            finished_at=now,
+            error=ErrorInfo("ReplyTimeout", f"no reply within {waiting.limit:g}s"),
         )
-    return lines
+        for waiting in awaiting(saga, before)
+        if waiting.deadline <= now
+    ]

@@ -1,4 +1,5 @@
-"""Retrying a store call through an outage (a lost connection, a restart)."""
+"""Retrying a store call (or a publish) through an outage (a lost
+connection, a restart)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from sagakit.errors import StoreError
+from sagakit.errors import SagaError, StoreError
 from sagakit.ports.clock import Clock
 
 T = TypeVar("T")
@@ -34,11 +35,36 @@ async def retry_store(
 
     ``failed``: the error of a first call the caller made itself (a hot path
     that tries once before paying for this helper); retrying starts there."""
+    return await retry_outage(
+        call,
+        StoreError,
+        clock=clock,
+        limit=limit,
+        logger=logger,
+        message=message,
+        extra=extra,
+        failed=failed,
+    )
+
+
+async def retry_outage(
+    call: Callable[[], Awaitable[T]],
+    errors: type[SagaError],
+    *,
+    clock: Clock,
+    limit: float,
+    logger: logging.Logger | None = None,
+    message: str = "",
+    extra: dict[str, Any] | None = None,
+    failed: SagaError | None = None,
+) -> T:
+    """:func:`retry_store` for the ``errors`` of any service that can be
+    away for a while (a ``TransportError`` while the broker restarts)."""
     delay, waited = FIRST_DELAY, 0.0
     error = failed
     while True:
         if error is not None:
-            if waited >= limit or error.read_only:
+            if waited >= limit or getattr(error, "read_only", False):
                 raise error
             if logger is not None:
                 logger.warning(message, extra={**(extra or {}), "error": str(error)})
@@ -47,5 +73,5 @@ async def retry_store(
             delay = min(delay * 2, MAX_DELAY)
         try:
             return await call()
-        except StoreError as exc:
+        except errors as exc:
             error = exc

@@ -44,12 +44,13 @@ class Worker:
     long a failing save is retried (see ``Orchestrator``), and how long
     ``run(until_idle=True)`` keeps claiming through a store outage before
     it gives up with a ``StoreError`` (at once when the store is read-only).
-    ``reply_routing``: a reply queue of its own (see ``Orchestrator``).
-    ``hooks``: who to tell
-    when a saga of ``sagas`` ends badly, gets stuck or waits on a lock too
-    long; a :class:`~sagakit.hooks.Notifier` delivers them while the worker
-    runs (``lock_waits``: where it finds lock waits, by default the
-    store's semantic locks).
+    ``reply_routing``: a reply queue of its own, and ``resend_after``: the
+    command of a remote step whose reply is late sent again (see
+    ``Orchestrator``).
+    ``hooks``: who to tell when a saga of ``sagas`` ends badly, gets stuck
+    or waits on a lock too long; a :class:`~sagakit.hooks.Notifier` delivers
+    them while the worker runs (``lock_waits``: where it finds lock waits,
+    by default the store's semantic locks).
     """
 
     def __init__(
@@ -68,6 +69,7 @@ class Worker:
         store_retry: float = 30.0,
         reply_routing: bool = True,
         max_crash_attempts: int | None = 3,
+        resend_after: float | None = None,
         hooks: Hooks | None = None,
         lock_waits: LockWaits | None = None,
     ) -> None:
@@ -94,6 +96,7 @@ class Worker:
             store_retry=store_retry,
             reply_routing=reply_routing,
             max_crash_attempts=max_crash_attempts,
+            resend_after=resend_after,
         )
         self.poll_interval = poll_interval
         self.max_active = max_active

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
-from typing import Self
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 from sagakit._extras import needs_extra
@@ -258,6 +258,28 @@ class AmqpTransport(BaseTransport):
             declared = await channel.declare_queue(name, durable=True)
         self._declared.add(name)
         return declared
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection to the broker is up now (when it drops,
+        it is reopened by itself, and so are the channels on it)."""
+        return self._connection.connected.is_set()
+
+    async def publish_ready(self) -> None:
+        """Until the publish channel is open. After a reconnect aio-pika
+        says the connection is ready before it has reopened the channels on
+        it, and in between a robust channel still hands out its closed
+        driver channel: a publish made then failed, though a moment later
+        it would have gone out (a participant's reply, and the command it
+        answers left unacknowledged on a consumer channel reopened first)."""
+        ready = getattr(self._channel, "ready", None)  # a robust channel's
+        if ready is not None:
+            await ready()
+
+    async def publish_channel(self) -> Any:
+        """The driver's publish channel, open (see :meth:`publish_ready`)."""
+        await self.publish_ready()
+        return await self._channel.get_underlay_channel()
 
     async def consumer_channel(self, prefetch: int) -> AbstractChannel:
         """A new (robust) channel with ``prefetch`` as its QoS prefetch count."""

@@ -11,10 +11,12 @@ robust connection reconnects.
 right before the transport's next socket write
 (:mod:`~sagakit.adapters.transport.amqp_writes`), many at once with
 ``multiple`` when no delivery below them is still being handled, else one
-by one. A delivery that was never settled
-(its handler was cancelled, or settling it failed) blocks every
-``multiple`` ack above it, so it is never acknowledged by accident: it is
-redelivered when the channel closes.
+by one. A delivery that could not be settled (its handler failed, and
+sending it on failed too) is given back with ``basic.reject`` and
+``requeue``, to be delivered again: left unacknowledged on a channel that
+stays open, it would never come back. One whose handler was cancelled
+blocks every ``multiple`` ack above it, so it is never acknowledged by
+accident: it is redelivered when the channel closes.
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ class Acks:
         self._channel: DriverChannel | None = None
         self._open: set[int] = set()  # delivered, not settled
         self._settled: list[int] = []  # settled, not acknowledged yet
+        self._returned: list[int] = []  # to give back to the broker (requeue)
         self._waiting = False  # a flush of the writes will acknowledge them
 
     def received(self, delivered: Delivered) -> None:
@@ -122,26 +125,38 @@ class Acks:
             self._channel = delivered.channel
             self._open.clear()
             self._settled.clear()
+            self._returned.clear()
         self._open.add(delivered.tag)
 
     def settled(self, delivered: Delivered) -> None:
         """Acknowledge ``delivered`` soon (with others settled by then)."""
+        self._close(delivered, self._settled)
+
+    def requeue(self, delivered: Delivered) -> None:
+        """Give ``delivered`` back to the broker soon (``basic.reject`` with
+        ``requeue``), to be delivered again: it could not be settled (sent
+        on, or dead-lettered), and left unacknowledged on a channel that
+        stays open it would never come back."""
+        self._close(delivered, self._returned)
+
+    def _close(self, delivered: Delivered, into: list[int]) -> None:
         if delivered.channel is not self._channel:
             return  # its channel is gone: the broker delivers it again
         self._open.discard(delivered.tag)
-        self._settled.append(delivered.tag)
+        into.append(delivered.tag)
         if not self._waiting:
             self._waiting = True
             self.writes.before_flush(self.flush)
 
     def flush(self) -> None:
-        """Acknowledge what is settled now (handed to the writes)."""
+        """Acknowledge what is settled now, and give back what is to be
+        delivered again (handed to the writes)."""
         self._waiting = False
         channel = self._channel
-        if not self._settled or channel is None:
+        if not (self._settled or self._returned) or channel is None:
             return
-        tags = sorted(self._settled)
-        self._settled = []
+        tags, returned = sorted(self._settled), self._returned
+        self._settled, self._returned = [], []
         if channel.is_closed:  # the channel is going: the broker delivers them again
             self.log.warning(
                 "messages left unacknowledged",
@@ -150,8 +165,11 @@ class Acks:
             return
         lowest_open = min(self._open, default=None)
         below = [t for t in tags if lowest_open is None or t < lowest_open]
-        frames = []
-        if below:  # every delivery up to it is settled
+        # rejected first: an ack with ``multiple`` after them leaves them be
+        frames: list[Any] = [
+            Basic.Reject(delivery_tag=tag, requeue=True) for tag in returned
+        ]
+        if below:  # every delivery up to it is settled (or given back)
             frames.append(Basic.Ack(delivery_tag=below[-1], multiple=True))
         frames.extend(Basic.Ack(delivery_tag=tag) for tag in tags[len(below) :])
         marshalled = ChannelFrame.marshall(channel_number=channel.number, frames=frames)

@@ -33,7 +33,12 @@ with needs_extra(
 if TYPE_CHECKING:
     from sagakit.adapters.transport.amqp import AmqpTransport
 
-__all__ = ["AmqpSubscription", "Declare", "subscribe"]
+__all__ = ["REQUEUE_PAUSE", "AmqpSubscription", "Declare", "subscribe"]
+
+REQUEUE_PAUSE = 1.0
+"""Seconds a delivery that could not be settled (sent on after its handler
+failed, or dead-lettered: the broker refused) waits before it is given back
+to the broker, to be delivered again."""
 
 Declare = Callable[[AbstractChannel], Awaitable[AbstractQueue]]
 """Declares the queue to consume on the subscription's channel."""
@@ -114,12 +119,14 @@ async def subscribe(
             await settle(host, queue, delivered, handler, max_deliveries)
         except asyncio.CancelledError:
             raise  # not acknowledged: requeued when the channel closes
-        except Exception:  # a driver error settling it: it stays unacked
+        except Exception:  # a driver error sending it on: delivered again
             host.log.warning(
-                "message left unacknowledged",
+                "settling failed; message requeued",
                 exc_info=True,
                 extra={"action": "settle_failed", "queue": queue},
             )
+            await asyncio.sleep(REQUEUE_PAUSE)  # not a hot loop while it fails
+            acks.requeue(delivered)
         else:
             acks.settled(delivered)
         finally:

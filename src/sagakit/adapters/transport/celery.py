@@ -165,12 +165,14 @@ class CeleryTransport(AmqpTransport):
     ) -> None:
         message = self._raw_message(body)
         with self._errors(f"publishing to {exchange.name}"):
+            await self.publish_ready()
             await exchange.publish(message, routing_key=key)
 
     async def _send(self, name: str, message: aio_pika.Message) -> None:
         self._check_open()
         await self.ensure(name)
         with self._errors(f"publishing to {name}"):
+            await self.publish_ready()
             await self._channel.default_exchange.publish(message, routing_key=name)
 
     def open_message(self, incoming: Incoming) -> Envelope | str:

@@ -191,7 +191,7 @@ class RabbitTransport(AmqpTransport):
     async def _underlay(self) -> tuple[Any, bool]:
         """The driver's publish channel, and whether :func:`publish_many`
         works on it (checked once per channel: a reconnect brings another)."""
-        channel = await self._channel.get_underlay_channel()
+        channel = await self.publish_channel()
         if channel is not self._checked:
             self._checked, self._batches = channel, batchable(channel)
         return channel, self._batches
@@ -240,7 +240,7 @@ class RabbitTransport(AmqpTransport):
         """One message of a batch the driver cannot write at once."""
         self.writes.flush()  # what waits goes first (tag order)
         with self._errors(f"publishing to {to[1]}"):
-            channel = await self._channel.get_underlay_channel()
+            channel = await self.publish_channel()
             await channel.basic_publish(
                 body,
                 exchange=to[0],
@@ -294,6 +294,7 @@ class RabbitTransport(AmqpTransport):
         )
         self.writes.flush()  # what waits goes first (tag order)
         with self._errors(f"publishing to {name}"):
+            await self.publish_ready()
             await self._channel.default_exchange.publish(amqp_message, routing_key=name)
 
     def open_message(self, incoming: Incoming) -> Envelope | list[Part] | str:
