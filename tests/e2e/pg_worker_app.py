@@ -1,10 +1,11 @@
-"""A worker process on PostgreSQL for the multi-worker tests.
+"""A worker process on PostgreSQL or MySQL for the multi-worker tests.
 
-Usage: python pg_worker_app.py DSN worker [--lease 2] [--idle 3] [--max-active 50]
-                                          [--sleep-ms 1-5]
-   or: python pg_worker_app.py DSN submit N
+Usage: python -m tests.e2e.pg_worker_app URL worker [--lease 2] [--idle 3]
+                                         [--max-active 50] [--sleep-ms 1-5]
+   or: python -m tests.e2e.pg_worker_app URL submit N
 
-``submit`` commits N sagas (ids ``saga-00000``...) for workers to claim; every
+``URL`` is ``postgresql://...`` or ``mysql://...``. ``submit`` commits N
+sagas (ids ``saga-00000``...) for workers to claim; every
 fifth one (index % 5 == 4) is meant to fail at step ``three`` and be
 compensated. ``worker`` runs a :class:`~sagakit.runtime.Worker` until it has
 been idle (nothing driven, nothing claimed, nothing unfinished in the
@@ -33,23 +34,16 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-import asyncpg
 from pydantic import BaseModel
 
 from sagakit import Saga, Step, StoreError
-from sagakit.adapters.store.postgres import PostgresStore
+from sagakit.adapters.store import open_store_async
+from sagakit.ports.store import SagaStore
 from sagakit.runtime import Orchestrator, Worker
+from tests.e2e.effects_table import Recorder
 
 SAGA = "pg-job"
 FAIL_EVERY = 5
-_LOST_CONNECTION = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,  # e.g. a connection lost mid-transaction
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-)
 
 
 class Job(BaseModel):
@@ -72,33 +66,18 @@ def meant_to_fail(index: int) -> bool:
 class Effects:
     """Records effects in the ``effects`` table, one transaction each."""
 
-    def __init__(self, dsn: str, sleep: tuple[float, float]) -> None:
-        self.dsn = dsn
+    def __init__(self, url: str, sleep: tuple[float, float]) -> None:
+        self.recorder = Recorder(url, "saga_id")
         self.sleep = sleep
         self.pid = os.getpid()
-        self._pool: asyncpg.Pool | None = None
-
-    async def open(self) -> None:
-        self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=10)
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
 
     async def record(self, ctx: Job, what: str) -> None:
-        assert self._pool is not None
         await asyncio.sleep(random.uniform(*self.sleep))
         deadline = time.monotonic() + 30
         while True:
             try:
-                async with self._pool.acquire() as conn, conn.transaction():
-                    await conn.execute(
-                        "INSERT INTO effects (saga_id, step, pid) VALUES ($1, $2, $3)",
-                        saga_id(ctx.index),
-                        what,
-                        self.pid,
-                    )
-            except _LOST_CONNECTION:
+                await self.recorder.record(saga_id(ctx.index), what, self.pid)
+            except self.recorder.lost_connection:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.1)
@@ -135,7 +114,7 @@ def build(effects: Effects) -> Saga[Job]:
 
 
 async def submit(dsn: str, count: int) -> None:
-    store = await PostgresStore.connect(dsn, max_size=8)
+    store = await open_store_async(dsn)
     saga = build(Effects(dsn, (0.0, 0.0)))
     orch = Orchestrator(store, [saga])
     try:
@@ -156,7 +135,7 @@ async def submit(dsn: str, count: int) -> None:
     print(json.dumps({"submitted": count}))
 
 
-async def _stop_when_idle(worker: Worker, store: PostgresStore, idle: float) -> None:
+async def _stop_when_idle(worker: Worker, store: SagaStore, idle: float) -> None:
     quiet_since, seen = time.monotonic(), worker.claimed
     while True:
         await asyncio.sleep(0.2)
@@ -177,8 +156,8 @@ async def _stop_when_idle(worker: Worker, store: PostgresStore, idle: float) -> 
 async def work(dsn: str, args: argparse.Namespace) -> None:
     low, _, high = args.sleep_ms.partition("-")
     effects = Effects(dsn, (float(low) / 1000, float(high or low) / 1000))
-    store = await PostgresStore.connect(dsn, migrate=False)
-    await effects.open()
+    store = await open_store_async(dsn, migrate=False)
+    await effects.recorder.open()
     worker = Worker(
         store, [build(effects)], lease=args.lease, max_active=args.max_active
     )
@@ -191,7 +170,7 @@ async def work(dsn: str, args: argparse.Namespace) -> None:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        await effects.close()
+        await effects.recorder.close()
         await store.close()
     print(
         json.dumps(

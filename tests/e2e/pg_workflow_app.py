@@ -1,8 +1,9 @@
-"""A workflow worker process on PostgreSQL for the multi-worker test.
+"""A workflow worker process on PostgreSQL or MySQL for the multi-worker test.
 
-Usage: python pg_workflow_app.py DSN submit N
-   or: python pg_workflow_app.py DSN worker [--lease 2] [--idle 2]
+Usage: python -m tests.e2e.pg_workflow_app URL submit N
+   or: python -m tests.e2e.pg_workflow_app URL worker [--lease 2] [--idle 2]
 
+``URL`` is ``postgresql://...`` or ``mysql://...``.
 ``submit`` starts N instances (``wf-00000``...) of one -> two -> three, with
 short random delays between the steps. ``worker`` runs the app until no
 instance is unfinished for ``--idle`` seconds (or SIGTERM), then prints one
@@ -23,11 +24,12 @@ import sys
 import time
 from typing import Any
 
-import asyncpg
 from pydantic import BaseModel
 
-from sagakit.adapters.store.workflow_postgres import PostgresWorkflowStore
+from sagakit.adapters.store import open_store_async, workflow_store_for
+from sagakit.ports.workflow_store import WorkflowStore
 from sagakit.workflow import WorkflowApp
+from tests.e2e.effects_table import Recorder
 
 APP = "pg-workflow"
 
@@ -40,20 +42,13 @@ def instance_id(index: int) -> str:
     return f"wf-{index:05}"
 
 
-def build(
-    store: PostgresWorkflowStore, pool: asyncpg.Pool | None, **kw: Any
-) -> WorkflowApp:
+def build(store: WorkflowStore, effects: Recorder | None, **kw: Any) -> WorkflowApp:
     app = WorkflowApp(APP, store, **kw)
 
     async def effect(job: Job, step: str) -> None:
         await asyncio.sleep(random.uniform(0.005, 0.02))
-        assert pool is not None
-        await pool.execute(
-            "INSERT INTO effects (instance_id, step, pid) VALUES ($1, $2, $3)",
-            instance_id(job.index),
-            step,
-            os.getpid(),
-        )
+        assert effects is not None
+        await effects.record(instance_id(job.index), step, os.getpid())
 
     @app.step
     async def one(input: Job) -> Any:
@@ -73,19 +68,22 @@ def build(
 
 
 async def submit(dsn: str, count: int) -> None:
-    store = await PostgresWorkflowStore.connect(dsn, migrate=False)
+    sagas = await open_store_async(dsn, migrate=False)
+    store = workflow_store_for(sagas)
     try:
         app = build(store, None)
         for index in range(count):
             await app.start(instance_id(index), "one", Job(index=index))
     finally:
-        await store.close()
+        await sagas.close()
 
 
 async def worker(dsn: str, lease: float, idle: float) -> None:
-    store = await PostgresWorkflowStore.connect(dsn, migrate=False)
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=5)
-    app = build(store, pool, lease=lease, max_active=50)
+    sagas = await open_store_async(dsn, migrate=False)
+    store = workflow_store_for(sagas)
+    effects = Recorder(dsn, "instance_id")
+    await effects.open(max_size=5)
+    app = build(store, effects, lease=lease, max_active=50)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
 
@@ -103,8 +101,8 @@ async def worker(dsn: str, lease: float, idle: float) -> None:
         await app.run(stop, poll_interval=0.05)
     finally:
         await watcher
-        await pool.close()
-        await store.close()
+        await effects.close()
+        await sagas.close()
     print(json.dumps({"worker": app.worker_id, "pid": os.getpid()}), flush=True)
 
 

@@ -1,4 +1,6 @@
-"""Several worker processes on one PostgreSQL database: kills and restarts.
+"""Several worker processes on one database: kills and restarts.
+
+The kill runs on PostgreSQL and on MySQL; the restart on PostgreSQL.
 
 ``pg_worker_app.py`` steps record each effect in the ``effects`` table before
 they return. A SIGKILLed worker's instances are claimed by the others once its
@@ -25,64 +27,50 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import admin, run_sync
+from tests.conftest import BACKENDS, SERVER_URLS, run_sync
+from tests.e2e import effects_table
 
 if TYPE_CHECKING:
     from tests.private_services import PrivatePostgres, PrivateRabbit
 
-APP = Path(__file__).with_name("pg_worker_app.py")
-ROOT = APP.parents[2]
+APP = "tests.e2e.pg_worker_app"
+ROOT = Path(__file__).parents[2]
 LEASE = 2.0
 FAIL_EVERY = 5  # pg_worker_app: index % 5 == 4 fails at step three
 TERMINAL = ("succeeded", "compensated")
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.e2e]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 Key = tuple[str, str]  # (saga_id, "one" | "undo:one" | ...)
 
 
-EFFECTS = (
-    "CREATE TABLE effects (id bigint GENERATED ALWAYS AS IDENTITY "
-    "PRIMARY KEY, saga_id text NOT NULL, step text NOT NULL, "
-    "pid integer NOT NULL)"
-)
-
-
-@pytest.fixture
-def db(pg_url: str) -> str:
-    """``pg_url`` with the ``effects`` table the app's steps write to."""
-    run_sync(admin(EFFECTS, url=pg_url))
-    return pg_url
+@pytest.fixture(params=BACKENDS[1:])  # the servers: PostgreSQL, MySQL
+def db(request: pytest.FixtureRequest) -> str:
+    """A database of each server, with the ``effects`` table the app's steps
+    write to."""
+    url = str(request.getfixturevalue(SERVER_URLS[request.param]))
+    run_sync(effects_table.create(url, "saga_id"))
+    return url
 
 
 @pytest.fixture
 def private_db(private_pg_url: str) -> str:
     """:func:`db` on the private PostgreSQL server (restarted by a test)."""
-    run_sync(admin(EFFECTS, url=private_pg_url))
+    run_sync(effects_table.create(private_pg_url, "saga_id"))
     return private_pg_url
 
 
-async def _query(url: str, sql: str) -> list[Any]:
-    import asyncpg  # noqa: PLC0415 - only the PostgreSQL tests need the driver
-
-    conn = await asyncpg.connect(url, timeout=5)
-    try:
-        return list(await conn.fetch(sql))
-    finally:
-        await conn.close()
-
-
-def query(url: str, sql: str) -> list[Any]:
-    return run_sync(_query(url, sql))
+def query(url: str, sql: str) -> list[dict[str, Any]]:
+    return run_sync(effects_table.fetch(url, sql))[0]
 
 
 def terminal_count(url: str) -> int:
     rows = query(
         url,
-        "SELECT count(*) FROM sagakit_saga WHERE status IN "
+        "SELECT count(*) AS n FROM sagakit_saga WHERE status IN "
         "('succeeded', 'compensated')",
     )
-    return int(rows[0][0])
+    return int(rows[0]["n"])
 
 
 class Workers:
@@ -96,7 +84,7 @@ class Workers:
         log = self.logs / f"worker-{len(self.procs)}.log"
         with log.open("wb") as sink:
             proc = subprocess.Popen(
-                [sys.executable, str(APP), self.url, "worker", *args],
+                [sys.executable, "-m", APP, self.url, "worker", *args],
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
@@ -158,7 +146,7 @@ def private_workers(private_db: str, tmp_path: Path) -> Iterator[Workers]:
 
 def submit(url: str, count: int) -> None:
     done = subprocess.run(
-        [sys.executable, str(APP), url, "submit", str(count)],
+        [sys.executable, "-m", APP, url, "submit", str(count)],
         capture_output=True,
         timeout=60,
         check=False,
@@ -192,7 +180,7 @@ def outcome(url: str) -> Outcome:
     sagas = query(url, "SELECT saga_id, status, context FROM sagakit_saga")
     history = query(
         url,
-        "SELECT saga_id, step, kind, outcome, result, error->>'type' AS error "
+        "SELECT saga_id, step, kind, outcome, result, error "
         "FROM sagakit_step_history ORDER BY id",
     )
     effects = query(url, "SELECT saga_id, step, pid FROM effects ORDER BY id")
@@ -203,8 +191,9 @@ def outcome(url: str) -> Outcome:
     claims: dict[str, list[str]] = collections.defaultdict(list)
     errors: dict[str, list[str]] = collections.defaultdict(list)
     for h in history:
-        if h["error"] is not None:
-            errors[h["saga_id"]].append(f"{h['kind']} {h['step']}: {h['error']}")
+        if h["error"] is not None:  # JSON text: its "type"
+            error = (json.loads(h["error"]) or {}).get("type")
+            errors[h["saga_id"]].append(f"{h['kind']} {h['step']}: {error}")
         if h["kind"] in ("action", "compensation"):
             steps[h["saga_id"]].append((h["kind"], h["step"], h["outcome"]))
         elif h["outcome"] == "claimed":
@@ -225,9 +214,9 @@ COMMITTED = (
     "SELECT saga_id, step, kind FROM sagakit_step_history "
     "WHERE outcome = 'succeeded' AND kind IN ('action', 'compensation')"
 )
-IN_THE_MIDDLE = (
-    "SELECT count(DISTINCT e.saga_id) FROM effects e "
-    "JOIN sagakit_saga s ON s.saga_id = e.saga_id WHERE e.pid = $1 "
+IN_THE_MIDDLE = (  # {pid}: an int, formatted in (placeholders differ)
+    "SELECT count(DISTINCT e.saga_id) AS n FROM effects e "
+    "JOIN sagakit_saga s ON s.saga_id = e.saga_id WHERE e.pid = {pid} "
     "AND s.status NOT IN ('succeeded', 'compensated', 'failed', "
     "'compensation_failed')"
 )
@@ -249,15 +238,10 @@ def committed_effects(url: str) -> set[Key]:
 async def _before_kill(url: str, pid: int) -> tuple[set[Key], int]:
     """What is committed now, then how many unfinished sagas the worker ``pid``
     has run a step of: one connection, in that order, so the kill follows."""
-    import asyncpg  # noqa: PLC0415 - only the PostgreSQL tests need the driver
-
-    conn = await asyncpg.connect(url, timeout=5)
-    try:
-        committed = _effect_keys(list(await conn.fetch(COMMITTED)))
-        middle = int(await conn.fetchval(IN_THE_MIDDLE, pid))
-    finally:
-        await conn.close()
-    return committed, middle
+    committed, middle = await effects_table.fetch(
+        url, COMMITTED, IN_THE_MIDDLE.format(pid=int(pid))
+    )
+    return _effect_keys(committed), int(middle[0]["n"])
 
 
 def expected_effects(fails: bool) -> list[str]:
@@ -293,7 +277,7 @@ def check_sagas(result: Outcome, count: int) -> None:
 
 
 def test_three_workers_one_killed(workers: Workers, db: str) -> None:
-    count = 2000
+    count = 1000
     began = time.monotonic()
     submit(db, count)
     submitted = time.monotonic()
@@ -381,6 +365,7 @@ def test_three_workers_one_killed(workers: Workers, db: str) -> None:
     )
 
 
+@pytest.mark.postgres
 @pytest.mark.xdist_group("private_servers")  # one private pair per run
 def test_postgres_restart_mid_run(
     private_workers: Workers,
@@ -412,9 +397,10 @@ def test_postgres_restart_mid_run(
     check_sagas(result, count)
     left = query(
         db,
-        "SELECT count(*) FROM sagakit_saga WHERE status IN ('running', 'compensating')",
+        "SELECT count(*) AS n FROM sagakit_saga "
+        "WHERE status IN ('running', 'compensating')",
     )
-    assert left[0][0] == 0
+    assert left[0]["n"] == 0
     for sid, fails in result.fails.items():
         for label in expected_effects(fails):
             assert result.effects[(sid, label)] >= 1, (sid, label)

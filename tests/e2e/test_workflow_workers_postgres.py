@@ -1,4 +1,5 @@
-"""Two workflow worker processes on one PostgreSQL database; one is SIGKILLed.
+"""Two workflow worker processes on one database (PostgreSQL, then MySQL);
+one is SIGKILLed.
 
 The survivor takes over the victim's instances once their leases expire:
 every instance finishes, a step committed before the kill never runs again
@@ -19,36 +20,36 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import admin, run_sync
+from tests.conftest import BACKENDS, SERVER_URLS, run_sync
+from tests.e2e import effects_table
 
 APP_FILE = Path(__file__).with_name("pg_workflow_app.py")
 ROOT = APP_FILE.parents[2]
 COUNT = 200
 STEPS = ("one", "two", "three")
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.e2e]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
-async def _query(url: str, sql: str) -> list[Any]:
-    import asyncpg  # noqa: PLC0415 - only the PostgreSQL tests need the driver
-
-    conn = await asyncpg.connect(url, timeout=5)
-    try:
-        return list(await conn.fetch(sql))
-    finally:
-        await conn.close()
+@pytest.fixture(params=BACKENDS[1:])  # the servers: PostgreSQL, MySQL
+def db(request: pytest.FixtureRequest) -> str:
+    """A database of each server, with an ``effects`` table."""
+    url = str(request.getfixturevalue(SERVER_URLS[request.param]))
+    run_sync(effects_table.create(url, "instance_id"))
+    return url
 
 
-def query(url: str, sql: str) -> list[Any]:
-    return run_sync(_query(url, sql))
+def query(url: str, sql: str) -> list[dict[str, Any]]:
+    return run_sync(effects_table.fetch(url, sql))[0]
 
 
 def spawn(script: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:
-    """``python script *args`` from the repository root, output added to
-    ``log``."""
+    """``python -m <script's module> *args`` from the repository root (so
+    that it can import ``tests``), output added to ``log``."""
+    module = ".".join(script.relative_to(ROOT).with_suffix("").parts)
     with log.open("ab") as sink:
         return subprocess.Popen(
-            [sys.executable, str(script), *args],
+            [sys.executable, "-m", module, *args],
             stdout=sink,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -59,27 +60,19 @@ def app(url: str, *args: str, log: Path) -> subprocess.Popen[bytes]:
     return spawn(APP_FILE, url, *args, log=log)
 
 
-def test_two_workers_one_killed(pg_url: str, tmp_path: Path) -> None:
-    run_sync(
-        admin(
-            "CREATE TABLE effects (id bigint GENERATED ALWAYS AS IDENTITY "
-            "PRIMARY KEY, instance_id text NOT NULL, step text NOT NULL, "
-            "pid integer NOT NULL)",
-            url=pg_url,
-        )
-    )
-    submitter = app(pg_url, "submit", str(COUNT), log=tmp_path / "submit.log")
+def test_two_workers_one_killed(db: str, tmp_path: Path) -> None:
+    submitter = app(db, "submit", str(COUNT), log=tmp_path / "submit.log")
     assert submitter.wait(60) == 0, (tmp_path / "submit.log").read_text()[-3000:]
     logs = [tmp_path / "worker-0.log", tmp_path / "worker-1.log"]
-    procs = [app(pg_url, "worker", "--lease", "2", log=log) for log in logs]
+    procs = [app(db, "worker", "--lease", "2", log=log) for log in logs]
     try:
         deadline = time.monotonic() + 60
         while True:
             (done,) = query(
-                pg_url,
-                "SELECT count(*) FROM sagakit_workflow WHERE status = 'succeeded'",
+                db,
+                "SELECT count(*) AS n FROM sagakit_workflow WHERE status = 'succeeded'",
             )
-            if done[0] >= COUNT // 4:
+            if done["n"] >= COUNT // 4:
                 break
             assert time.monotonic() < deadline, logs[0].read_text()[-3000:]
             time.sleep(0.02)
@@ -93,9 +86,11 @@ def test_two_workers_one_killed(pg_url: str, tmp_path: Path) -> None:
                 proc.kill()
                 proc.wait(10)
 
-    statuses = query(pg_url, "SELECT status, count(*) FROM sagakit_workflow GROUP BY 1")
-    assert {r[0]: r[1] for r in statuses} == {"succeeded": COUNT}
-    effects = query(pg_url, "SELECT instance_id, step, pid FROM effects")
+    statuses = query(
+        db, "SELECT status, count(*) AS n FROM sagakit_workflow GROUP BY status"
+    )
+    assert {r["status"]: r["n"] for r in statuses} == {"succeeded": COUNT}
+    effects = query(db, "SELECT instance_id, step, pid FROM effects")
     counts = collections.Counter((r["instance_id"], r["step"]) for r in effects)
     assert set(counts) == {(f"wf-{i:05}", s) for i in range(COUNT) for s in STEPS}
     assert max(counts.values()) <= 2
@@ -108,7 +103,7 @@ def test_two_workers_one_killed(pg_url: str, tmp_path: Path) -> None:
             assert r["pid"] in (victim.pid, survivor.pid)
     assert len(twice) <= 50  # at most the victim's in-flight steps (max_active)
     committed = query(
-        pg_url,
+        db,
         "SELECT instance_id, step, count(*) AS n FROM sagakit_workflow_history "
         "WHERE outcome = 'succeeded' GROUP BY 1, 2",
     )
