@@ -179,12 +179,6 @@ class MySQLDatabase(Migrations):
     """What the driver raises; stores turn it into a StoreError (:meth:`error`)."""
     reason = staticmethod(reason)
 
-    def __init__(self, pool: Any, *, where: str) -> None:
-        self._pool = pool
-        self.where = where
-        self.commits = 0
-        self.statements = 0
-
     @classmethod
     async def connect(
         cls, url: str, *, min_size: int = 1, max_size: int = 10, migrate: bool = True
@@ -337,24 +331,18 @@ class MySQLDatabase(Migrations):
         return found
 
     @asynccontextmanager
-    async def transaction(self, about: str) -> AsyncIterator[Any]:
-        """A pooled connection inside a transaction, committed (and counted)
-        when the block ends, rolled back if it raises; a driver error becomes
-        a StoreError saying ``about`` failed. Run named blocks on it with
-        :meth:`run`."""
-        try:
-            async with self.connection() as conn:
-                await conn.begin()
-                try:
-                    yield conn
-                except BaseException:
-                    if conn.connected:
-                        await conn.rollback()
-                    raise
-                await conn.commit()
-        except DRIVER_ERRORS as exc:
-            raise self.error(about, exc) from exc
-        self.commits += 1
+    async def begun(self) -> AsyncIterator[Any]:
+        """A pooled connection inside a transaction (see :meth:`transaction`).
+        Run named blocks on it with :meth:`run`."""
+        async with self.connection() as conn:
+            await conn.begin()
+            try:
+                yield conn
+            except BaseException:
+                if conn.connected:
+                    await conn.rollback()
+                raise
+            await conn.commit()
 
     # -- schema --------------------------------------------------------------
 

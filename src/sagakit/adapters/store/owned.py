@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -72,12 +73,38 @@ class Migrations:
     how the driver's errors read (``reason``)."""
 
     where: str
+    commits: int
+    statements: int
+    _pool: Any
     dialect: ClassVar[str]
     driver_errors: ClassVar[tuple[type[BaseException], ...]]
+
+    def __init__(self, pool: Any, *, where: str) -> None:
+        self._pool = pool
+        self.where = where
+        self.commits = 0
+        self.statements = 0
 
     async def fetch(self, about: str, query: str, *args: Any) -> Any: ...
 
     async def fetchrow(self, about: str, query: str, *args: Any) -> Any: ...
+
+    def begun(self) -> AbstractAsyncContextManager[Any]:
+        """A pooled connection inside a transaction, committed when the
+        block ends (rolled back if it raises)."""
+        raise NotImplementedError
+
+    @asynccontextmanager
+    async def transaction(self, about: str) -> AsyncIterator[Any]:
+        """A pooled connection inside a transaction (:meth:`begun`),
+        committed (and counted) when the block ends, rolled back if it
+        raises; a driver error becomes a StoreError saying ``about`` failed."""
+        try:
+            async with self.begun() as conn:
+                yield conn
+        except self.driver_errors as exc:
+            raise self.error(about, exc) from exc
+        self.commits += 1
 
     @staticmethod
     def reason(exc: BaseException) -> str:

@@ -83,14 +83,13 @@ class PostgresDatabase(Migrations):
     """What the driver raises; stores turn it into a StoreError (:meth:`error`)."""
     reason = staticmethod(reason)
 
+    _pool: asyncpg.Pool
+
     def __init__(
         self, pool: asyncpg.Pool, *, where: str, lane: Connections | None = None
     ) -> None:
-        self._pool = pool
+        super().__init__(pool, where=where)
         self._lane = lane
-        self.where = where
-        self.commits = 0
-        self.statements = 0
 
     @classmethod
     async def connect(
@@ -196,16 +195,11 @@ class PostgresDatabase(Migrations):
             raise self.error(about, exc) from exc
 
     @asynccontextmanager
-    async def transaction(self, about: str) -> AsyncIterator[Any]:
-        """A pooled connection inside a transaction, committed (and counted)
-        when the block ends; a driver error becomes a StoreError saying
-        ``about`` failed. Run named queries on it with :meth:`sql`."""
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                yield conn
-        except DRIVER_ERRORS as exc:
-            raise self.error(about, exc) from exc
-        self.commits += 1
+    async def begun(self) -> AsyncIterator[Any]:
+        """A pooled connection inside a transaction (see :meth:`transaction`).
+        Run named queries on it with :meth:`sql`."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield conn
 
     # -- schema --------------------------------------------------------------
 
