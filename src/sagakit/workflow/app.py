@@ -15,7 +15,6 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from typing import Any, TypeVar
 
 from sagakit.definition.versions import check_version
@@ -34,6 +33,7 @@ from sagakit.ports.workflow_store import (
     WorkflowStore,
 )
 from sagakit.workflow.commit import GroupSaves
+from sagakit.workflow.delivery import deliver
 from sagakit.workflow.loop import Alarm, run_loop
 from sagakit.workflow.runner import run_claimed
 from sagakit.workflow.step import (
@@ -287,25 +287,16 @@ class WorkflowApp:
             )
         now = self.clock.now()
         value = to_json(payload, about=f"payload of {step_name}")
-        delivered = replace(
+        await deliver(
+            self.store,
             record,
-            input=value,
-            due_at=now,
-            attempts=0,
-            error=None,
-            version=record.version + 1,
-            updated_at=now,
-        )
-        line = WorkflowHistoryEntry(
-            app=self.name,
-            instance_id=instance_id,
             step=step_name,
+            value=value,
+            due_at=now,
             attempt=record.attempts,
-            outcome="delivered",
-            recorded_at=now,
             detail={"input": value},
+            now=now,
         )
-        await self.store.save(delivered, record.version, [line])
         self._due(now)
 
     async def get(self, instance_id: str) -> WorkflowRecord:

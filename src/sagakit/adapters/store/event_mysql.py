@@ -23,24 +23,27 @@ from collections.abc import Collection
 from typing import Any
 
 from sagakit.adapters.store import rows
+from sagakit.adapters.store.events_sql import ServerEvents
 from sagakit.adapters.store.inbox import MySQLInbox
 from sagakit.adapters.store.mysql_database import MySQLDatabase, OnMySQL, errno
-from sagakit.adapters.store.reads import ChoreographyReads
 from sagakit.adapters.store.rows import dumps, unique_ids
 from sagakit.ports.event_store import (
     ChoreographyStatus,
     EventRecord,
     Progress,
     StagedEvent,
-    TrackedChoreography,
 )
 
 _DEADLOCK = 1213
 _ATTEMPTS = 5
 
 
-class MySQLEventStore(OnMySQL, MySQLInbox, ChoreographyReads[MySQLDatabase]):
+class MySQLEventStore(OnMySQL, MySQLInbox, ServerEvents[MySQLDatabase]):
     """An :class:`~sagakit.ports.event_store.EventStore` on MySQL."""
+
+    async def write(self, about: str, query: str, *args: Any) -> list[Any]:
+        """The named block in a transaction of its own, committed and counted."""
+        return await self.database.write(about, query, *args)
 
     async def subscribe(
         self, service: str, queue: str, event_types: Collection[str], *, now: float
@@ -49,11 +52,6 @@ class MySQLEventStore(OnMySQL, MySQLInbox, ChoreographyReads[MySQLDatabase]):
         async with db.transaction(f"subscribing {service!r}") as conn:
             for event_type in sorted(set(event_types)):
                 await db.run(conn, "event_subscribe", event_type, service, queue, now)
-
-    async def subscribers(self, event_type: str) -> list[str]:
-        about = f"routes of {event_type!r}"
-        found = await self.database.fetch(about, "event_subscribers", event_type)
-        return [r[0] for r in found]
 
     async def stage_event_on(self, conn: Any, event: StagedEvent) -> bool:
         """The staged event on the caller's asyncmy connection (same
@@ -68,20 +66,6 @@ class MySQLEventStore(OnMySQL, MySQLInbox, ChoreographyReads[MySQLDatabase]):
         except db.driver_errors as exc:
             raise db.error(f"staging event {event.message_id!r}", exc) from exc
         return new == 1
-
-    async def claim_staged(
-        self, service: str, owner: str, *, now: float, hold: float, limit: int = 100
-    ) -> list[StagedEvent]:
-        found = await self.database.write(
-            f"claiming events staged by {service!r}",
-            "event_outbox_claim",
-            service,
-            owner,
-            now,
-            hold,
-            limit,
-        )
-        return [StagedEvent(*r) for r in found]  # the columns, in order
 
     async def forget_staged(self, message_ids: Collection[str]) -> None:
         ids = unique_ids(message_ids)
@@ -143,30 +127,3 @@ class MySQLEventStore(OnMySQL, MySQLInbox, ChoreographyReads[MySQLDatabase]):
             await conn.commit()
         db.commits += 1
         return status
-
-    async def timeline(self, correlation_id: str) -> list[EventRecord]:
-        about = f"timeline of {correlation_id}"
-        found = await self.database.fetch(about, "event_timeline", correlation_id)
-        return [rows.event_record(r) for r in found]
-
-    async def tracked(self, correlation_id: str) -> TrackedChoreography | None:
-        about = f"choreography {correlation_id}"
-        found = await self.database.fetch(about, "choreography_get", correlation_id)
-        return rows.tracked_choreography(found[0]) if found else None
-
-    async def list_tracked(
-        self, *, status: ChoreographyStatus | None = None, limit: int = 100
-    ) -> list[TrackedChoreography]:
-        value = None if status is None else ChoreographyStatus(status).value
-        found = await self.database.fetch(
-            "listing choreographies", "choreography_list", value, limit
-        )
-        return [rows.tracked_choreography(r) for r in found]
-
-    async def mark_stalled(
-        self, *, now: float, limit: int = 100
-    ) -> list[TrackedChoreography]:
-        found = await self.database.write(
-            "flagging stalled choreographies", "choreography_mark_stalled", now, limit
-        )
-        return sorted(map(rows.tracked_choreography, found), key=lambda t: t.deadline)

@@ -23,22 +23,19 @@ from collections.abc import Collection
 from typing import Any
 
 from sagakit.adapters.store import rows
+from sagakit.adapters.store.events_sql import ServerEvents
 from sagakit.adapters.store.inbox import PostgresInbox
 from sagakit.adapters.store.postgres_database import OnPostgres, PostgresDatabase
-from sagakit.adapters.store.reads import ChoreographyReads
 from sagakit.adapters.store.rows import unique_ids
 from sagakit.ports.event_store import (
     ChoreographyStatus,
     EventRecord,
     Progress,
     StagedEvent,
-    TrackedChoreography,
 )
 
 
-class PostgresEventStore(
-    OnPostgres, PostgresInbox, ChoreographyReads[PostgresDatabase]
-):
+class PostgresEventStore(OnPostgres, PostgresInbox, ServerEvents[PostgresDatabase]):
     """An :class:`~sagakit.ports.event_store.EventStore` on PostgreSQL."""
 
     def __init__(
@@ -47,6 +44,10 @@ class PostgresEventStore(
         super().__init__(database, owned=owned)
         self._fetch = self.database.fetch
 
+    async def write(self, about: str, query: str, *args: Any) -> list[Any]:
+        """One statement, committed (not counted, as every one-statement call)."""
+        return await self._fetch(about, query, *args)
+
     async def subscribe(
         self, service: str, queue: str, event_types: Collection[str], *, now: float
     ) -> None:
@@ -54,12 +55,6 @@ class PostgresEventStore(
         db = self.database
         async with db.transaction(f"subscribing {service!r}") as conn:
             await conn.executemany(db.sql("event_subscribe"), routes)
-
-    async def subscribers(self, event_type: str) -> list[str]:
-        found = await self._fetch(
-            f"routes of {event_type!r}", "event_subscribers", event_type
-        )
-        return [r["queue"] for r in found]
 
     async def stage_event_on(self, conn: Any, event: StagedEvent) -> bool:
         """The staged event on the caller's asyncpg connection (same
@@ -72,20 +67,6 @@ class PostgresEventStore(
             about = f"staging event {event.message_id!r}"
             raise self.database.error(about, exc) from exc
         return row is not None
-
-    async def claim_staged(
-        self, service: str, owner: str, *, now: float, hold: float, limit: int = 100
-    ) -> list[StagedEvent]:
-        found = await self._fetch(
-            f"claiming events staged by {service!r}",
-            "event_outbox_claim",
-            service,
-            owner,
-            now,
-            hold,
-            limit,
-        )
-        return [StagedEvent(*r) for r in found]  # the columns, in order
 
     async def forget_staged(self, message_ids: Collection[str]) -> None:
         ids = unique_ids(message_ids)
@@ -123,32 +104,3 @@ class PostgresEventStore(
                 db.sql("choreography_update"), cid, status.value, now, deadline
             )
         return status
-
-    async def timeline(self, correlation_id: str) -> list[EventRecord]:
-        found = await self._fetch(
-            f"timeline of {correlation_id}", "event_timeline", correlation_id
-        )
-        return [rows.event_record(r) for r in found]
-
-    async def tracked(self, correlation_id: str) -> TrackedChoreography | None:
-        found = await self._fetch(
-            f"choreography {correlation_id}", "choreography_get", correlation_id
-        )
-        return rows.tracked_choreography(found[0]) if found else None
-
-    async def list_tracked(
-        self, *, status: ChoreographyStatus | None = None, limit: int = 100
-    ) -> list[TrackedChoreography]:
-        value = None if status is None else ChoreographyStatus(status).value
-        found = await self._fetch(
-            "listing choreographies", "choreography_list", value, limit
-        )
-        return [rows.tracked_choreography(r) for r in found]
-
-    async def mark_stalled(
-        self, *, now: float, limit: int = 100
-    ) -> list[TrackedChoreography]:
-        found = await self._fetch(
-            "flagging stalled choreographies", "choreography_mark_stalled", now, limit
-        )
-        return sorted(map(rows.tracked_choreography, found), key=lambda t: t.deadline)

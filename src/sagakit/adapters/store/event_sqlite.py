@@ -58,12 +58,6 @@ class SQLiteEventStore(OnSQLite, SQLiteInbox, ChoreographyReads[SQLiteDatabase])
         with self.database.transaction(f"subscribing {service!r}"):
             self.database.executemany("event_subscribe", routes)
 
-    async def subscribers(self, event_type: str) -> list[str]:
-        found = self.database.fetchall(
-            f"routes of {event_type!r}", "event_subscribers", (event_type,)
-        )
-        return [r[0] for r in found]
-
     async def stage_event_on(self, conn: Any, event: StagedEvent) -> bool:
         """The staged event on the caller's ``sqlite3.Connection`` to the same
         file, inside the transaction it has open (nothing is committed)."""
@@ -126,27 +120,6 @@ class SQLiteEventStore(OnSQLite, SQLiteInbox, ChoreographyReads[SQLiteDatabase])
                 status = progress.classify(frozenset(r[0] for r in seen))
                 db.execute("choreography_update", (cid, status.value, now, deadline))
         return status
-
-    async def timeline(self, correlation_id: str) -> list[EventRecord]:
-        found = self.database.fetchall(
-            f"timeline of {correlation_id}", "event_timeline", (correlation_id,)
-        )
-        return [rows.event_record(r) for r in found]
-
-    async def tracked(self, correlation_id: str) -> TrackedChoreography | None:
-        found = self.database.fetchall(
-            f"choreography {correlation_id}", "choreography_get", (correlation_id,)
-        )
-        return rows.tracked_choreography(found[0]) if found else None
-
-    async def list_tracked(
-        self, *, status: ChoreographyStatus | None = None, limit: int = 100
-    ) -> list[TrackedChoreography]:
-        value = None if status is None else ChoreographyStatus(status).value
-        found = self.database.fetchall(
-            "listing choreographies", "choreography_list", (value, limit)
-        )
-        return [rows.tracked_choreography(r) for r in found]
 
     async def mark_stalled(
         self, *, now: float, limit: int = 100

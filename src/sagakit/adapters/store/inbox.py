@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from sagakit.errors import StoreError
+
 if TYPE_CHECKING:
     from sagakit.adapters.store.mysql_database import MySQLDatabase
     from sagakit.adapters.store.postgres_database import PostgresDatabase
@@ -54,15 +56,27 @@ class SQLiteInbox:
         return cur.rowcount == 1
 
 
-class _FetchesRow(Protocol):
+class _Server(Protocol):
+    commits: int
+
+    @property
+    def driver_errors(self) -> tuple[type[BaseException], ...]: ...
+
     async def fetchrow(self, about: str, query: str, *args: Any) -> Any: ...
 
+    def callers(self, conn: Any, method: str) -> Any: ...
 
-D = TypeVar("D", bound=_FetchesRow)
+    def error(self, about: str, exc: BaseException) -> StoreError: ...
+
+
+D = TypeVar("D", bound=_Server)
 
 
 class ServerReplies(Generic[D]):
-    """``inbox_reply`` on a database server (one ``fetchrow``)."""
+    """The inbox on a database server: ``inbox_reply`` (one ``fetchrow``)
+    and the recording of an entry, on its own (committed and counted) or
+    on the caller's connection; a dialect says how the ``record_inbox``
+    statement runs (:meth:`recorded`, :meth:`recorded_on`)."""
 
     database: D
 
@@ -72,35 +86,48 @@ class ServerReplies(Generic[D]):
             await self.database.fetchrow(about, "inbox_reply", consumer, message_id)
         )
 
+    async def recorded(self, about: str, *args: Any) -> bool:
+        """Run ``record_inbox`` on its own (committed); whether it was new."""
+        raise NotImplementedError
+
+    async def recorded_on(self, conn: Any, *args: Any) -> bool:
+        """Run ``record_inbox`` on ``conn``; whether it was new. Driver errors
+        are the caller's to wrap."""
+        raise NotImplementedError
+
+    async def record_inbox(
+        self, consumer: str, message_id: str, reply: bytes | None
+    ) -> bool:
+        about = f"recording message {message_id!r} for {consumer!r}"
+        new = await self.recorded(about, consumer, message_id, reply)
+        self.database.commits += 1
+        return new
+
+    async def record_inbox_on(
+        self, conn: Any, consumer: str, message_id: str, reply: bytes | None
+    ) -> bool:
+        """The inbox entry on the caller's connection (an asyncpg one on
+        PostgreSQL, an asyncmy one on MySQL; same database), inside the
+        transaction it has open; nothing is committed here."""
+        db = self.database
+        try:
+            own = db.callers(conn, "record_inbox_on")
+            return await self.recorded_on(own, consumer, message_id, reply)
+        except db.driver_errors as exc:
+            raise db.error(f"recording message {message_id!r}", exc) from exc
+
 
 class PostgresInbox(ServerReplies["PostgresDatabase"]):
     """:class:`~sagakit.ports.store.Inbox` on a PostgreSQL database."""
 
     database: PostgresDatabase
 
-    async def record_inbox(
-        self, consumer: str, message_id: str, reply: bytes | None
-    ) -> bool:
-        about = f"recording message {message_id!r} for {consumer!r}"
-        row = await self.database.fetchrow(
-            about, "record_inbox", consumer, message_id, reply
-        )
-        self.database.commits += 1
-        return row is not None
+    async def recorded(self, about: str, *args: Any) -> bool:
+        return await self.database.fetchrow(about, "record_inbox", *args) is not None
 
-    async def record_inbox_on(
-        self, conn: Any, consumer: str, message_id: str, reply: bytes | None
-    ) -> bool:
-        """The inbox entry on the caller's asyncpg connection (same database),
-        inside the transaction it has open; nothing is committed here."""
-        db = self.database
-        try:
-            row = await db.callers(conn, "record_inbox_on").fetchrow(
-                db.sql("record_inbox"), consumer, message_id, reply
-            )
-        except db.driver_errors as exc:
-            raise db.error(f"recording message {message_id!r}", exc) from exc
-        return row is not None
+    async def recorded_on(self, conn: Any, *args: Any) -> bool:
+        sql = self.database.sql("record_inbox")
+        return await conn.fetchrow(sql, *args) is not None
 
 
 class MySQLInbox(ServerReplies["MySQLDatabase"]):
@@ -108,30 +135,9 @@ class MySQLInbox(ServerReplies["MySQLDatabase"]):
 
     database: MySQLDatabase
 
-    async def record_inbox(
-        self, consumer: str, message_id: str, reply: bytes | None
-    ) -> bool:
-        about = f"recording message {message_id!r} for {consumer!r}"
-        new = await self.database.execute(
-            about, "record_inbox", consumer, message_id, reply
-        )
-        self.database.commits += 1
-        return new == 1
+    async def recorded(self, about: str, *args: Any) -> bool:
+        return await self.database.execute(about, "record_inbox", *args) == 1
 
-    async def record_inbox_on(
-        self, conn: Any, consumer: str, message_id: str, reply: bytes | None
-    ) -> bool:
-        """The inbox entry on the caller's asyncmy connection (same database),
-        inside the transaction it has open; nothing is committed here."""
-        db = self.database
-        try:
-            _, new = await db.run(
-                db.callers(conn, "record_inbox_on"),
-                "record_inbox",
-                consumer,
-                message_id,
-                reply,
-            )
-        except db.driver_errors as exc:
-            raise db.error(f"recording message {message_id!r}", exc) from exc
-        return new == 1
+    async def recorded_on(self, conn: Any, *args: Any) -> bool:
+        _, new = await self.database.run(conn, "record_inbox", *args)
+        return bool(new == 1)

@@ -22,7 +22,7 @@ from sagakit.adapters.store.mysql_database import MySQLDatabase, OnMySQL, Step
 from sagakit.adapters.store.notification_mysql import MySQLNotificationStore
 from sagakit.adapters.store.reads import SagaReads
 from sagakit.adapters.store.rows import dumps
-from sagakit.adapters.store.sagas_sql import SqlSagas
+from sagakit.adapters.store.sagas_sql import SqlSagas, save_problem
 from sagakit.adapters.store.workflow_mysql import MySQLWorkflowStore
 from sagakit.errors import SagaAlreadyExists
 from sagakit.ports.locks import LockChange
@@ -115,14 +115,9 @@ def _save_problem(save: Save, row: Sequence[Any]) -> Exception | None:
     """What the save whose block returned ``row`` (saved, found, duplicate)
     raises, if anything."""
     saved, found, duplicate = row
-    if saved:
-        return None
-    saga_id = save.record.saga_id
-    if not found:
-        return rows.saga_not_found(saga_id)
-    if save.inbox is not None and duplicate:
-        return rows.consumed_before(saga_id, save.inbox)
-    return rows.stale_saga(saga_id, save.expected_version)
+    return save_problem(
+        save, saved=bool(saved), found=bool(found), duplicate=bool(duplicate)
+    )
 
 
 class MySQLStore(

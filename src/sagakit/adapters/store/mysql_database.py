@@ -174,14 +174,10 @@ class MySQLDatabase(Migrations):
     it. Open it with ``await MySQLDatabase.connect(url)``.
     """
 
+    dialect = "MySQL"
     driver_errors = DRIVER_ERRORS
     """What the driver raises; stores turn it into a StoreError (:meth:`error`)."""
-
-    def __init__(self, pool: Any, *, where: str) -> None:
-        self._pool = pool
-        self.where = where
-        self.commits = 0
-        self.statements = 0
+    reason = staticmethod(reason)
 
     @classmethod
     async def connect(
@@ -201,17 +197,8 @@ class MySQLDatabase(Migrations):
                 init_command=_SESSION,
             )
         except (*DRIVER_ERRORS, ValueError) as exc:
-            raise StoreError(
-                f"cannot connect to MySQL at {where}: {reason(exc)}"
-            ) from exc
-        database = cls(pool, where=where)
-        if migrate:
-            try:
-                await database.migrate()
-            except BaseException:
-                await database.close()
-                raise
-        return database
+            raise cls.unreachable(where, exc) from exc
+        return await cls(pool, where=where).opened(migrate=migrate)
 
     # -- connections ---------------------------------------------------------
 
@@ -246,10 +233,6 @@ class MySQLDatabase(Migrations):
                 f"{method} needs an asyncmy connection, not {type(conn).__name__}"
             )
         return conn
-
-    def error(self, about: str, exc: BaseException) -> StoreError:
-        """``exc`` as the StoreError to raise ``from`` it."""
-        return StoreError(f"{about} failed on MySQL at {self.where}: {reason(exc)}")
 
     # -- statements ----------------------------------------------------------
 
@@ -348,24 +331,18 @@ class MySQLDatabase(Migrations):
         return found
 
     @asynccontextmanager
-    async def transaction(self, about: str) -> AsyncIterator[Any]:
-        """A pooled connection inside a transaction, committed (and counted)
-        when the block ends, rolled back if it raises; a driver error becomes
-        a StoreError saying ``about`` failed. Run named blocks on it with
-        :meth:`run`."""
-        try:
-            async with self.connection() as conn:
-                await conn.begin()
-                try:
-                    yield conn
-                except BaseException:
-                    if conn.connected:
-                        await conn.rollback()
-                    raise
-                await conn.commit()
-        except DRIVER_ERRORS as exc:
-            raise self.error(about, exc) from exc
-        self.commits += 1
+    async def begun(self) -> AsyncIterator[Any]:
+        """A pooled connection inside a transaction (see :meth:`transaction`).
+        Run named blocks on it with :meth:`run`."""
+        async with self.connection() as conn:
+            await conn.begin()
+            try:
+                yield conn
+            except BaseException:
+                if conn.connected:
+                    await conn.rollback()
+                raise
+            await conn.commit()
 
     # -- schema --------------------------------------------------------------
 
@@ -411,17 +388,14 @@ class MySQLDatabase(Migrations):
 
     async def close(self) -> None:
         self._pool.terminate()
-        try:
-            await self._pool.wait_closed()
-        except DRIVER_ERRORS as exc:
-            raise self.error("closing the pool", exc) from exc
+        await self.closing(self._pool.wait_closed())
 
 
 class OnMySQL(OnServer[MySQLDatabase]):
     """What every MySQL store has (see :class:`OnServer`)."""
 
     kind = MySQLDatabase
-    dialect = "MySQL"
+    dialect = MySQLDatabase.dialect
 
     async def schema_has(self, version: int) -> bool:
         """See :meth:`MySQLDatabase.schema_has`."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -65,14 +66,87 @@ class PoolOptions(TypedDict, total=False):
 
 
 class Migrations:
-    """What a server's database object reads of its schema the same way on
-    every server: the versions applied, through its named queries."""
+    """What a server's database object does the same way on every server:
+    how its errors read, its opening (migrated, or closed again) and the
+    versions applied, through its named queries. A subclass names the
+    server (``dialect``), what its driver raises (``driver_errors``) and
+    how the driver's errors read (``reason``)."""
 
     where: str
+    commits: int
+    statements: int
+    _pool: Any
+    dialect: ClassVar[str]
+    driver_errors: ClassVar[tuple[type[BaseException], ...]]
+
+    def __init__(self, pool: Any, *, where: str) -> None:
+        self._pool = pool
+        self.where = where
+        self.commits = 0
+        self.statements = 0
 
     async def fetch(self, about: str, query: str, *args: Any) -> Any: ...
 
     async def fetchrow(self, about: str, query: str, *args: Any) -> Any: ...
+
+    def begun(self) -> AbstractAsyncContextManager[Any]:
+        """A pooled connection inside a transaction, committed when the
+        block ends (rolled back if it raises)."""
+        raise NotImplementedError
+
+    @asynccontextmanager
+    async def transaction(self, about: str) -> AsyncIterator[Any]:
+        """A pooled connection inside a transaction (:meth:`begun`),
+        committed (and counted) when the block ends, rolled back if it
+        raises; a driver error becomes a StoreError saying ``about`` failed."""
+        try:
+            async with self.begun() as conn:
+                yield conn
+        except self.driver_errors as exc:
+            raise self.error(about, exc) from exc
+        self.commits += 1
+
+    @staticmethod
+    def reason(exc: BaseException) -> str:
+        """One line saying what the driver reported."""
+        raise NotImplementedError
+
+    async def migrate(
+        self, progress: Callable[[Migration], object] | None = None
+    ) -> list[int]:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    def error(self, about: str, exc: BaseException) -> StoreError:
+        """``exc`` as the StoreError to raise ``from`` it."""
+        why = self.reason(exc)
+        return StoreError(f"{about} failed on {self.dialect} at {self.where}: {why}")
+
+    @classmethod
+    def unreachable(cls, where: str, exc: BaseException) -> StoreError:
+        """The StoreError of a ``connect`` that failed with ``exc``."""
+        why = cls.reason(exc)
+        return StoreError(f"cannot connect to {cls.dialect} at {where}: {why}")
+
+    async def opened(self, *, migrate: bool) -> Self:
+        """This database, migrated unless ``migrate`` is false; closed again
+        if migrating fails."""
+        if migrate:
+            try:
+                await self.migrate()
+            except BaseException:
+                await self.close()
+                raise
+        return self
+
+    async def closing(self, pool: Awaitable[object]) -> None:
+        """Await the closing of the pool; a driver error becomes a StoreError."""
+        try:
+            await pool
+        except self.driver_errors as exc:
+            raise self.error("closing the pool", exc) from exc
 
     async def applied_migrations(self) -> list[int]:
         """Versions applied so far (none on a database sagakit never touched)."""

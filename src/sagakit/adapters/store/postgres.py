@@ -28,7 +28,7 @@ from sagakit.adapters.store.postgres_database import (
     reason,
 )
 from sagakit.adapters.store.reads import SagaReads
-from sagakit.adapters.store.sagas_sql import SqlSagas
+from sagakit.adapters.store.sagas_sql import SqlSagas, save_problem
 from sagakit.adapters.store.workflow_postgres import PostgresWorkflowStore
 from sagakit.errors import SagaAlreadyExists, StoreError
 from sagakit.ports.locks import LockChange
@@ -129,14 +129,14 @@ def _save_call(save: Save, messaging: bool) -> tuple[Any, ...]:
 
 def _save_problem(save: Save, row: Any) -> Exception | None:
     """What the save whose statement returned ``row`` raises, if anything."""
-    if row is not None and row["saved"] == 1:
-        return None
-    saga_id = save.record.saga_id
-    if row is None or not row["found"]:
-        return rows.saga_not_found(saga_id)
-    if save.inbox is not None and row["duplicate"]:
-        return rows.consumed_before(saga_id, save.inbox)
-    return rows.stale_saga(saga_id, save.expected_version)
+    if row is None:
+        return save_problem(save, saved=False, found=False, duplicate=False)
+    return save_problem(
+        save,
+        saved=row["saved"] == 1,
+        found=bool(row["found"]),
+        duplicate=save.inbox is not None and bool(row["duplicate"]),
+    )
 
 
 def _as_list(values: list[Any]) -> list[Any]:

@@ -78,17 +78,18 @@ class PostgresDatabase(Migrations):
     Open it with ``await PostgresDatabase.connect(dsn)``.
     """
 
+    dialect = "PostgreSQL"
     driver_errors = DRIVER_ERRORS
     """What the driver raises; stores turn it into a StoreError (:meth:`error`)."""
+    reason = staticmethod(reason)
+
+    _pool: asyncpg.Pool
 
     def __init__(
         self, pool: asyncpg.Pool, *, where: str, lane: Connections | None = None
     ) -> None:
-        self._pool = pool
+        super().__init__(pool, where=where)
         self._lane = lane
-        self.where = where
-        self.commits = 0
-        self.statements = 0
 
     @classmethod
     async def connect(
@@ -111,17 +112,9 @@ class PostgresDatabase(Migrations):
                 reset=_keep_session,
             )
         except (*DRIVER_ERRORS, ValueError) as exc:
-            raise StoreError(
-                f"cannot connect to PostgreSQL at {where}: {reason(exc)}"
-            ) from exc
-        database = cls(pool, where=where, lane=Connections(dsn, max_size=max_size))
-        if migrate:
-            try:
-                await database.migrate()
-            except BaseException:
-                await database.close()
-                raise
-        return database
+            raise cls.unreachable(where, exc) from exc
+        lane = Connections(dsn, max_size=max_size)
+        return await cls(pool, where=where, lane=lane).opened(migrate=migrate)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -144,12 +137,6 @@ class PostgresDatabase(Migrations):
                 f"{method} needs an asyncpg connection, not {type(conn).__name__}"
             )
         return conn
-
-    def error(self, about: str, exc: BaseException) -> StoreError:
-        """``exc`` as the StoreError to raise ``from`` it."""
-        return StoreError(
-            f"{about} failed on PostgreSQL at {self.where}: {reason(exc)}"
-        )
 
     async def fetch(self, about: str, query: str, *args: Any) -> list[Row]:
         """The rows of the named query, one statement in its own transaction."""
@@ -208,16 +195,11 @@ class PostgresDatabase(Migrations):
             raise self.error(about, exc) from exc
 
     @asynccontextmanager
-    async def transaction(self, about: str) -> AsyncIterator[Any]:
-        """A pooled connection inside a transaction, committed (and counted)
-        when the block ends; a driver error becomes a StoreError saying
-        ``about`` failed. Run named queries on it with :meth:`sql`."""
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                yield conn
-        except DRIVER_ERRORS as exc:
-            raise self.error(about, exc) from exc
-        self.commits += 1
+    async def begun(self) -> AsyncIterator[Any]:
+        """A pooled connection inside a transaction (see :meth:`transaction`).
+        Run named queries on it with :meth:`sql`."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield conn
 
     # -- schema --------------------------------------------------------------
 
@@ -247,16 +229,16 @@ class PostgresDatabase(Migrations):
         return log_migrated(applied, self.where)
 
     async def close(self) -> None:
-        try:
-            if self._lane is not None:
-                await self._lane.close()
-            await self._pool.close()
-        except DRIVER_ERRORS as exc:
-            raise self.error("closing the pool", exc) from exc
+        await self.closing(self._close())
+
+    async def _close(self) -> None:
+        if self._lane is not None:
+            await self._lane.close()
+        await self._pool.close()
 
 
 class OnPostgres(OnServer[PostgresDatabase]):
     """What every PostgreSQL store has (see :class:`OnServer`)."""
 
     kind = PostgresDatabase
-    dialect = "PostgreSQL"
+    dialect = PostgresDatabase.dialect

@@ -17,7 +17,12 @@ from sagakit.adapters.store.database import schema_has
 from sagakit.adapters.store.rows import Row
 from sagakit.engine.state import SagaStatus
 from sagakit.errors import SagaNotFound, StoreError
-from sagakit.ports.event_store import LiveChoreographies
+from sagakit.ports.event_store import (
+    ChoreographyStatus,
+    EventRecord,
+    LiveChoreographies,
+    TrackedChoreography,
+)
 from sagakit.ports.store import Create, Created, HistoryEntry, SagaRecord
 from sagakit.ports.workflow_store import (
     LiveWorkflows,
@@ -271,7 +276,7 @@ class WorkflowReads(Generic[D]):
 
 
 class ChoreographyReads(Generic[D]):
-    """Tracker lookups written once for both dialects."""
+    """Routes and tracker lookups written once for every dialect."""
 
     database: D
 
@@ -279,3 +284,26 @@ class ChoreographyReads(Generic[D]):
         return await _live(
             self.database, "counting live choreographies", "choreography_live", 3
         )
+
+    async def subscribers(self, event_type: str) -> list[str]:
+        about = f"routes of {event_type!r}"
+        found = await self.database.fetch(about, "event_subscribers", event_type)
+        return [r[0] for r in found]
+
+    async def timeline(self, correlation_id: str) -> list[EventRecord]:
+        about = f"timeline of {correlation_id}"
+        found = await self.database.fetch(about, "event_timeline", correlation_id)
+        return [rows.event_record(r) for r in found]
+
+    async def tracked(self, correlation_id: str) -> TrackedChoreography | None:
+        about = f"choreography {correlation_id}"
+        found = await self.database.fetch(about, "choreography_get", correlation_id)
+        return rows.tracked_choreography(found[0]) if found else None
+
+    async def list_tracked(
+        self, *, status: ChoreographyStatus | None = None, limit: int = 100
+    ) -> list[TrackedChoreography]:
+        value = None if status is None else ChoreographyStatus(status).value
+        about = "listing choreographies"
+        found = await self.database.fetch(about, "choreography_list", value, limit)
+        return [rows.tracked_choreography(r) for r in found]

@@ -16,7 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.rows import Row, unique_ids
-from sagakit.ports.store import Lease, OutboxMessage, SagaRecord
+from sagakit.ports.store import Lease, OutboxMessage, SagaRecord, Save
 
 
 class Fetches(Protocol):
@@ -25,6 +25,21 @@ class Fetches(Protocol):
 
 
 D = TypeVar("D", bound=Fetches)
+
+
+def save_problem(
+    save: Save, *, saved: bool, found: bool, duplicate: bool
+) -> Exception | None:
+    """What a save raises, if anything, after its statement said whether it
+    saved, found the saga and found the inbox message consumed before."""
+    if saved:
+        return None
+    saga_id = save.record.saga_id
+    if not found:
+        return rows.saga_not_found(saga_id)
+    if save.inbox is not None and duplicate:
+        return rows.consumed_before(saga_id, save.inbox)
+    return rows.stale_saga(saga_id, save.expected_version)
 
 
 class SqlSagas(Generic[D]):

@@ -10,7 +10,6 @@ registers the pending step may claim them.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from sagakit.errors import ConcurrencyError, SagaAlreadyExists, StateError
@@ -20,7 +19,7 @@ from sagakit.ports.workflow_store import (
     WorkflowStatus,
     WorkflowStore,
 )
-from sagakit.workflow import WorkflowApp
+from sagakit.workflow import WorkflowApp, delivery
 from sagakit.workflow.step import start_digest
 
 
@@ -99,23 +98,13 @@ async def deliver(
     if record.status.terminal:
         raise StateError(f"{where} has finished ({record.status.value})")
     now = app.clock.now()
-    moved = replace(
+    await delivery.deliver(
+        store,
         record,
         step=step,
-        input=input,
+        value=input,
         due_at=_due(now, delay),
-        attempts=0,
-        error=None,
-        version=record.version + 1,
-        updated_at=now,
-    )
-    line = WorkflowHistoryEntry(
-        app=app.name,
-        instance_id=instance,
-        step=step,
         attempt=0,
-        outcome="delivered",
-        recorded_at=now,
         detail={"input": input, "delay": delay},
+        now=now,
     )
-    await store.save(moved, record.version, [line])
