@@ -47,7 +47,7 @@ async def fill(path: Path) -> float:
     await retry.start("transfer-retry-01", "debit", TRANSFER)
     await retry.run_until_idle()
     clock.advance(1)
-    payments = PaymentService(store, clock=clock)
+    payments = PaymentService(store, clock=clock, timeout=WEBHOOK_TIMEOUT)
     webhook_due = clock.now() + WEBHOOK_TIMEOUT
     await payments.pay("o1", 10)
     await payments.app.run_until_idle()

@@ -1,5 +1,5 @@
 """The consuming side of :class:`~sagakit.adapters.transport.nats.NatsTransport`
-(one subscription: its fetch loop over a durable pull consumer and its
+(one subscription: its pull loop over a durable pull consumer and its
 handler tasks) and what both sides share: the driver's errors, the names of
 streams and subjects, header values. The behaviour is described in
 :mod:`sagakit.adapters.transport.nats`.
@@ -90,7 +90,7 @@ def driver_errors(action: str) -> Iterator[None]:
 
 
 class Subscription(LoopSubscription):
-    """One fetcher on the queue's durable pull consumer, with its handler tasks."""
+    """One pull loop on the queue's durable pull consumer, with its handler tasks."""
 
     log = logger
 
@@ -115,12 +115,12 @@ class Subscription(LoopSubscription):
         """When the open pull request has surely expired (loop time)."""
 
     async def _stop(self) -> None:
-        """Stop fetching; the messages being handled are cancelled and given
+        """Stop pulling; the messages being handled are cancelled and given
         back (``NAK``) so another consumer gets them at once; messages a
-        lingering fetch brings in later come back after ``ack_wait``."""
+        pull request still open brings in later come back after ``ack_wait``."""
         messages = list(self._held.values())
         await self.stop_tasks()
-        queue = self._pull._sub._pending_queue  # fetched, never handed out
+        queue = self._pull._sub._pending_queue  # pulled, never handed out
         while not queue.empty():
             messages.append(queue.get_nowait())
         for msg in messages:
