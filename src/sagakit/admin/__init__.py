@@ -36,21 +36,19 @@ succeeded, cancelling one past its pivot) raises
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from sagakit.engine.state import SagaStatus
-from sagakit.errors import ConcurrencyError, SagaError, SagaNotFound, StateError
+from sagakit.errors import SagaError, SagaNotFound
 from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
 
 if TYPE_CHECKING:  # the readings (``sagakit list``, ``show``) load none of these
     from sagakit.definition.saga import Saga
     from sagakit.ports.clock import Clock
-    from sagakit.ports.transport import DeadLetter, Transport
     from sagakit.runtime import operator
     from sagakit.runtime.client import SagaClient
 
@@ -98,9 +96,6 @@ ADMIN_LEASE = 10.0
 """Seconds an action holds the instance before handing it over (it releases at
 once; the lease only matters if the process dies in between)."""
 
-REPLAY_BATCH = 10
-"""Dead letters moved per transport call by :func:`replay_dead_letters`."""
-
 Progress = Callable[[int, int], object]
 """``progress(done, total)``, called after each unit of work."""
 
@@ -113,43 +108,6 @@ class SagaDetail:
     record: SagaRecord
     history: list[HistoryEntry]
     children: list[SagaRecord] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class BulkRetry:
-    """What :func:`retry_failed` did: ids retried, and ids refused with why."""
-
-    retried: list[str] = field(default_factory=list)
-    refused: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class BulkAction:
-    """What :func:`pause_all` or :func:`unpause_all` did: ids acted on, and
-    ids refused with why (a saga that ended or changed meanwhile)."""
-
-    done: list[str] = field(default_factory=list)
-    refused: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterInfo:
-    """A dead letter and what its body says, if it decodes as an envelope."""
-
-    letter: DeadLetter
-    message_type: str | None
-    message_id: str | None
-    saga_id: str | None
-
-    @property
-    def payload(self) -> Any:
-        """The envelope's payload, or ``None`` for an undecodable body."""
-        from sagakit.messaging.envelope import decode  # noqa: PLC0415 - see top
-
-        try:
-            return decode(self.letter.body).payload
-        except Exception:  # the body is whatever was dead-lettered
-            return None
 
 
 # -- reading -----------------------------------------------------------------
@@ -334,35 +292,6 @@ class SagaAction(Action):
         )
 
 
-class BulkSagaAction(Action):
-    """An operator action on every fitting instance of one saga
-    (:func:`pause_all`, :func:`unpause_all`)."""
-
-    async def __call__(
-        self,
-        store: SagaStore,
-        sagas: Sequence[Saga[Any]],
-        saga: str,
-        *,
-        version: int | None = None,
-        by: str,
-        reason: str,
-        limit: int = 10_000,
-        clock: Clock | None = None,
-    ) -> BulkAction:
-        return await _bulk(
-            store,
-            sagas,
-            saga,
-            self.action,
-            version=version,
-            by=by,
-            reason=reason,
-            limit=limit,
-            clock=clock,
-        )
-
-
 retry = SagaAction(
     "retry",
     """Run the failed steps of a ``failed`` saga again (fresh retry budget);
@@ -388,175 +317,25 @@ unpause = SagaAction(
     """Let a paused saga go on where it stopped; a worker or ``recover``
     runs what the pause held back.""",
 )
-pause_all = BulkSagaAction(
-    "pause",
-    name="pause_all",
-    doc="""Pause every running or compensating instance of ``saga`` (only those
-    started on definition ``version``, if given) that is not paused yet.""",
+
+
+# bulk actions, dead letters, the actions on one compensation, and forks
+# (they use the helpers above)
+from sagakit.admin.bulk import (  # noqa: E402
+    BulkAction,
+    BulkRetry,
+    BulkSagaAction,
+    pause_all,
+    retry_failed,
+    unpause_all,
 )
-unpause_all = BulkSagaAction(
-    "unpause",
-    name="unpause_all",
-    doc="""Unpause every paused instance of ``saga`` (of ``version``, if given).""",
+from sagakit.admin.dead_letters import (  # noqa: E402
+    DeadLetterInfo,
+    dead_letters,
+    describe,
+    has_queue,
+    replay_dead_letters,
 )
-
-
-async def _bulk(
-    store: SagaStore,
-    sagas: Sequence[Saga[Any]],
-    saga: str,
-    action: operator.Action,
-    *,
-    version: int | None,
-    by: str,
-    reason: str,
-    limit: int,
-    clock: Clock | None,
-) -> BulkAction:
-    _bulk_scope(sagas, saga, limit)
-    by, reason = said(by, reason)
-    result = BulkAction()
-    for saga_id in await store.unfinished([saga], limit=limit):
-        record = await store.get(saga_id)
-        if version is not None and record.definition_version != version:
-            continue
-        if record.state.paused != (action == "unpause"):
-            continue  # already as asked
-        try:
-            await request(
-                store, sagas, saga_id, action, by=by, reason=reason, clock=clock
-            )
-        except (StateError, ConcurrencyError) as exc:
-            result.refused[saga_id] = str(exc)
-        else:
-            result.done.append(saga_id)
-    return result
-
-
-def _bulk_scope(sagas: Sequence[Saga[Any]], saga: str | None, limit: int) -> set[str]:
-    """The names a bulk action may touch; a SagaError for a bad ``limit`` or
-    a ``saga`` none of ``sagas`` defines."""
-    if limit < 1:
-        raise SagaError(f"limit must be at least 1, got {limit}")
-    known = {s.name for s in sagas}
-    if saga is not None and saga not in known:
-        raise SagaError(
-            f"no definition of saga {saga!r} among {', '.join(sorted(known))}"
-        )
-    return known
-
-
-async def retry_failed(
-    store: SagaStore,
-    sagas: Sequence[Saga[Any]],
-    *,
-    saga: str | None = None,
-    limit: int = 100,
-    by: str,
-    reason: str,
-    progress: Progress | None = None,
-    clock: Clock | None = None,
-) -> BulkRetry:
-    """Retry up to ``limit`` ``failed`` sagas of these definitions (only those
-    named ``saga``, if given), newest first: the ones ``sagakit list --status
-    failed`` shows first. A saga that changed meanwhile is refused and
-    skipped, not fatal."""
-    known = _bulk_scope(sagas, saga, limit)
-    by, reason = said(by, reason)
-    found: list[SagaRecord] = []
-    for name in sorted(known if saga is None else {saga}):
-        found += await store.list_sagas(
-            status=SagaStatus.FAILED, saga_name=name, limit=limit
-        )
-    found.sort(key=lambda r: (r.created_at, r.saga_id), reverse=True)
-    chosen = found[:limit]
-    result = BulkRetry()
-    for done, record in enumerate(chosen, start=1):
-        try:
-            await retry(store, sagas, record.saga_id, by=by, reason=reason, clock=clock)
-        except (StateError, ConcurrencyError) as exc:
-            result.refused[record.saga_id] = str(exc)
-        else:
-            result.retried.append(record.saga_id)
-        if progress is not None:
-            progress(done, len(chosen))
-    return result
-
-
-# -- dead letters ------------------------------------------------------------
-
-
-def describe(letter: DeadLetter) -> DeadLetterInfo:
-    """What a dead letter's body says (``None`` fields if it is not an envelope)."""
-    from sagakit.messaging.envelope import decode  # noqa: PLC0415 - see top
-
-    try:
-        message = decode(letter.body)
-    except Exception:  # undecodable is why many letters are dead
-        return DeadLetterInfo(letter, None, _raw_id(letter.body), None)
-    return DeadLetterInfo(letter, message.type, message.id, message.saga_id)
-
-
-def _raw_id(body: bytes) -> str | None:
-    try:
-        raw = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    value = raw.get("id") if isinstance(raw, dict) else None
-    return value if isinstance(value, str) else None
-
-
-async def has_queue(transport: Transport, queue: str) -> bool | None:
-    """Whether the broker has ``queue`` (or its dead-letter queue), looked
-    up without creating it; None when the transport cannot tell (see
-    :class:`~sagakit.ports.transport.QueueLookup`)."""
-    from sagakit.ports.transport import QueueLookup  # noqa: PLC0415 - see top
-
-    if isinstance(transport, QueueLookup):
-        return await transport.has_queue(queue)
-    return None
-
-
-async def dead_letters(
-    transport: Transport, queue: str, *, limit: int = 100
-) -> list[DeadLetterInfo]:
-    """Dead letters of ``queue``, oldest first (left where they are)."""
-    if limit < 1:
-        raise SagaError(f"limit must be at least 1, got {limit}")
-    return [describe(d) for d in await transport.dead_letters(queue, limit)]
-
-
-async def replay_dead_letters(
-    transport: Transport,
-    queue: str,
-    *,
-    limit: int = 100,
-    progress: Progress | None = None,
-) -> int:
-    """Move up to ``limit`` dead letters back to ``queue``, oldest first (fix
-    the handler first); returns how many moved. ``progress(done, total)``
-    follows the batches; ``total`` is what was dead when the replay began."""
-    if limit < 1:
-        raise SagaError(f"limit must be at least 1, got {limit}")
-    total = len(await transport.dead_letters(queue, limit))
-    moved = 0
-    while moved < total:
-        got = await transport.replay_dead_letters(
-            queue, min(REPLAY_BATCH, total - moved)
-        )
-        if got == 0:
-            break  # someone else replayed or took them meanwhile
-        moved += got
-        if progress is not None:
-            progress(moved, total)
-    logger.info(
-        "dead letters replayed",
-        extra={"action": "dlq_replayed", "queue": queue, "moved": moved},
-    )
-    return moved
-
-
-# the actions on one compensation, and forks (they use the helpers above)
 from sagakit.admin.driving import Driver, driver_of, drivers  # noqa: E402
 from sagakit.admin.lock_actions import locks, release_lock  # noqa: E402
 from sagakit.admin.repair import (  # noqa: E402
