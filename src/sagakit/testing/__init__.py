@@ -27,7 +27,6 @@ if TYPE_CHECKING:  # imported on first use: see sagakit._lazy
         check_saga_sync,
     )
     from sagakit.testing.clock import FakeClock, in_memory_orchestrator
-    from sagakit.testing.harness import CrashSimulated, Effect
     from sagakit.testing.invariants import Violation
     from sagakit.testing.points import (
         Crash,
@@ -35,6 +34,7 @@ if TYPE_CHECKING:  # imported on first use: see sagakit._lazy
         InjectedFailure,
         Injection,
     )
+    from sagakit.testing.run_record import CrashSimulated, Effect
     from sagakit.testing.testbed import Testbed
 
 __all__ = [
@@ -64,7 +64,7 @@ lazy_exports(
             "check_saga_sync",
         ),
         "sagakit.testing.clock": ("FakeClock", "in_memory_orchestrator"),
-        "sagakit.testing.harness": ("CrashSimulated", "Effect"),
+        "sagakit.testing.run_record": ("CrashSimulated", "Effect"),
         "sagakit.testing.invariants": ("Violation",),
         "sagakit.testing.points": (
             "Crash",

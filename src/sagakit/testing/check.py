@@ -23,7 +23,7 @@ from sagakit.definition.saga import Saga
 from sagakit.engine.state import SagaStatus
 from sagakit.ports.store import SagaStore
 from sagakit.testing.family import check_checkable, check_family
-from sagakit.testing.harness import Effect, ParticipantFactory, RunOptions, run_point
+from sagakit.testing.harness import ParticipantFactory, RunOptions, run_point
 from sagakit.testing.invariants import Violation
 from sagakit.testing.points import (
     FailurePoint,
@@ -31,6 +31,7 @@ from sagakit.testing.points import (
     failing_run,
     injection_points,
 )
+from sagakit.testing.run_record import Effect
 
 _SHOWN_EFFECTS = 40
 

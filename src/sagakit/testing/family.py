@@ -3,7 +3,7 @@
 The saga and every child instance it ran are checked with the invariants of
 :mod:`sagakit.testing.invariants`, each against its own definition, state
 and effects: a child's effects are recorded as ``<step>/<child step>``
-(:func:`~sagakit.testing.harness.instrument`), so the view of a child is the
+(:func:`~sagakit.testing.instrument.instrument`), so the view of a child is the
 effects under its step, renamed. The saga must reach the status the point
 calls for; a child, the status its parent's step says it has: ``succeeded``
 for a step that succeeded, ``compensated`` for one compensated (the child
@@ -28,9 +28,9 @@ from sagakit.definition.saga import Saga, Step
 from sagakit.engine.state import SagaStatus, StepStatus
 from sagakit.errors import SagaError
 from sagakit.ports.store import HistoryEntry, SagaRecord
-from sagakit.testing.harness import Effect, RunRecord
 from sagakit.testing.invariants import Violation, check_run
 from sagakit.testing.points import FailurePoint
+from sagakit.testing.run_record import Effect, RunRecord
 
 _UNDONE = (StepStatus.COMPENSATED, StepStatus.COMPENSATION_FAILED)
 _UNSUCCESSFUL = (

@@ -11,294 +11,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import functools
-import inspect
-import itertools
 import time
-import typing
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal, cast
-
-from pydantic import BaseModel
+from dataclasses import dataclass, replace
+from typing import Any, cast
 
 from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.adapters.transport.inprocess import InProcessTransport
-from sagakit.definition.remote import Remote
-from sagakit.definition.saga import Saga, Step
-from sagakit.definition.subsaga import SubSaga, has_remote_steps
-from sagakit.engine.state import SagaState
+from sagakit.definition.saga import Saga
+from sagakit.definition.subsaga import has_remote_steps
 from sagakit.errors import SagaNotFound
 from sagakit.messaging.envelope import Envelope
-from sagakit.participant.service import CommandRejected, Participant
+from sagakit.participant.service import Participant
 from sagakit.ports.store import HistoryEntry, OutboxMessage, SagaRecord, SagaStore
 from sagakit.ports.transport import DeadLetter, Handler, Subscription, Transport
 from sagakit.runtime.orchestrator import Orchestrator
 from sagakit.testing.clock import FakeClock
+from sagakit.testing.instrument import instrument, instrument_participant, stubs
 from sagakit.testing.lineage import family_of, path_of
-from sagakit.testing.points import FailurePoint, InjectedFailure
+from sagakit.testing.points import FailurePoint
+from sagakit.testing.run_record import (
+    GENERATION,
+    CrashSimulated,
+    Generation,
+    RunRecord,
+)
 
 REPLY_QUEUE = "sagakit.check.replies"
-_GENERATION: contextvars.ContextVar[int] = contextvars.ContextVar(
-    "sagakit_check_generation", default=0
-)
 
 ParticipantFactory = Callable[[Transport, SagaStore], Iterable[Participant]]
 """Builds the participants of remote steps on the checker's transport and
 inbox store."""
 
 
-class CrashSimulated(BaseException):
-    """The simulated death of the process at a commit (not an ``Exception``:
-    nothing in the library may catch it and carry on)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Effect:
-    """One thing that happened at a step: ``outcome`` is ``started``, ``ok``,
-    ``failed`` (user code raised) or ``injected`` (the checker failed it).
-    ``generation`` is the process it happened in (2 = after the crash);
-    ``message_id`` is the command of a remote step."""
-
-    seq: int
-    generation: int
-    step: str
-    kind: str
-    attempt: int
-    outcome: str
-    remote: bool = False
-    message_id: str | None = None
-
-    def __str__(self) -> str:
-        where = f" msg={self.message_id}" if self.message_id else ""
-        return (
-            f"#{self.seq} g{self.generation} {self.step}.{self.kind}"
-            f"[{self.attempt}] {self.outcome}{where}"
-        )
-
-
-@dataclass
-class _Generation:
-    number: int
-    dead: bool = False
-    crashed: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-@dataclass
-class RunRecord:
-    """What one run observed."""
-
-    point: FailurePoint
-    effects: list[Effect] = field(default_factory=list)
-    root: str = ""
-    """The saga's id (its sub-sagas' ids are under it)."""
-    commits: int = 0
-    committed_at_crash: SagaState | None = None
-    crashed: bool = False
-    final: SagaRecord | None = None
-    history: list[HistoryEntry] = field(default_factory=list)
-    family: dict[str, tuple[SagaRecord, list[HistoryEntry]]] = field(
-        default_factory=dict
-    )
-    """The sub-sagas' instances as they ended, by step path from the saga
-    (``pay``, ``pay/refund``...), with their histories."""
-    committed_family: dict[str, SagaState] = field(default_factory=dict)
-    """The sub-sagas' committed states when the process died, by path."""
-    error: str | None = None
-    locks_left: list[str] = field(default_factory=list)
-    """Lock keys the store says the saga holds or queues for at the end."""
-    _calls: dict[tuple[str, str], int] = field(default_factory=dict)
-    _seq: itertools.count[int] = field(default_factory=itertools.count)
-    generation: _Generation = field(default_factory=lambda: _Generation(1))
-    dead: set[int] = field(default_factory=set)
-
-    def record(
-        self, step: str, kind: str, attempt: int, outcome: str, **kw: Any
-    ) -> None:
-        gen = _GENERATION.get() or self.generation.number
-        self.effects.append(
-            Effect(next(self._seq), gen, step, kind, attempt, outcome, **kw)
-        )
-
-    def next_attempt(self, step: str, kind: str) -> int:
-        n = self._calls.get((step, kind), 0) + 1
-        self._calls[(step, kind)] = n
-        return n
-
-
 async def _forever() -> None:
     await asyncio.Event().wait()
-
-
-# -- instrumented definition ----------------------------------------------------
-
-
-def _local(
-    run: RunRecord,
-    spec: Step,
-    kind: Literal["action", "compensation"],
-    prefix: str = "",
-) -> Any:
-    fn = spec.action if kind == "action" else spec.compensate
-    assert callable(fn)  # noqa: S101 - only called for local callables
-    name = prefix + spec.name
-
-    async def call(*args: Any, **kwargs: Any) -> Any:
-        if _GENERATION.get() in run.dead:
-            raise asyncio.CancelledError  # a dead process starts nothing
-        attempt = run.next_attempt(name, kind)
-        run.record(name, kind, attempt, "started")
-        injection = run.point.injection(name, kind)
-        if injection is not None and injection.fails(attempt):
-            run.record(name, kind, attempt, "injected")
-            raise InjectedFailure(f"{name} {kind} (attempt {attempt})")
-        try:
-            value = fn(*args, **kwargs)
-            if inspect.isawaitable(value):
-                value = await value
-        except Exception:
-            run.record(name, kind, attempt, "failed")
-            raise
-        run.record(name, kind, attempt, "ok")
-        return value
-
-    # the signature of ``fn`` (through ``__wrapped__``) tells the step what
-    # to pass: the compensation's own result, ``results``
-    return functools.wraps(fn)(call)
-
-
-def instrument(saga: Saga[Any], run: RunRecord, prefix: str = "") -> Saga[Any]:
-    """The same saga with every local action and compensation recorded and
-    failing where the point says; the steps of a sub-saga (instrumented
-    too) are recorded as ``<step>/<child step>``."""
-
-    def wrap(spec: Step) -> Step:
-        changes: dict[str, Any] = {}
-        if isinstance(spec.action, SubSaga):
-            sub = spec.action
-            child = instrument(sub.saga, run, f"{prefix}{spec.name}/")
-            changes["action"] = SubSaga(child, context=sub.context, output=sub.output)
-            if spec.rolls_back_child:
-                changes["compensate"] = changes["action"]
-        elif not isinstance(spec.action, Remote):
-            changes["action"] = _local(run, spec, "action", prefix)
-        local = not isinstance(spec.compensate, Remote | SubSaga)
-        if spec.compensate is not None and local:
-            changes["compensate"] = _local(run, spec, "compensation", prefix)
-        return replace(spec, **changes)
-
-    return saga.rebuilt(wrap)
-
-
-# -- remote participants --------------------------------------------------------
-
-
-def _stub_value(annotation: Any) -> Any:
-    origin = typing.get_origin(annotation)
-    if origin is not None:
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if origin in (list, tuple, set, Sequence):
-            return []
-        if origin is dict:
-            return {}
-        return _stub_value(args[0]) if args else None
-    if isinstance(annotation, type):
-        if issubclass(annotation, BaseModel):
-            return _stub_reply(annotation)
-        for kind, value in ((bool, True), (int, 1), (float, 1.0), (str, "stub")):
-            if issubclass(annotation, kind):
-                return value
-    return None
-
-
-def _stub_reply(model: type[BaseModel] | None) -> dict[str, Any]:
-    """A plausible reply for ``model``: defaults, or a simple value per field."""
-    if model is None:
-        return {}
-    data = {
-        name: _stub_value(info.annotation)
-        for name, info in model.model_fields.items()
-        if info.is_required()
-    }
-    try:
-        return model.model_validate(data).model_dump(mode="json")
-    except Exception:  # a constrained field: the user should pass participants
-        return data
-
-
-def _stub_handler(reply: dict[str, Any]) -> Callable[[dict[str, Any]], Any]:
-    def handler(payload: dict[str, Any]) -> dict[str, Any]:
-        return dict(reply)
-
-    return handler
-
-
-def _stubs(
-    saga: Saga[Any], transport: Transport, store: SagaStore, covered: set[str]
-) -> list[Participant]:
-    """Participants that succeed for every remote command nobody else handles."""
-    by_queue: dict[str, Participant] = {}
-    for spec in (s for one in (saga, *saga.family) for s in one):
-        cancel = spec.action.on_timeout if isinstance(spec.action, Remote) else None
-        for target in (spec.action, spec.compensate, cancel):
-            if not isinstance(target, Remote) or target.destination in covered:
-                continue
-            queue = target.destination
-            part = by_queue.get(queue)
-            if part is None:
-                part = by_queue[queue] = Participant(
-                    f"stub.{queue}", transport, store, queue=queue, prefetch=4
-                )
-            if target.command in part.commands:
-                continue
-            reply = _stub_reply(target.reply if target is spec.action else None)
-            part.handler(target.command)(_stub_handler(reply))
-    return list(by_queue.values())
-
-
-def _instrument_participant(part: Participant, run: RunRecord, root: str) -> None:
-    """Record each handler execution and fail it where the point says (a
-    command of a sub-saga of the saga ``root`` as ``<step>/<child step>``)."""
-    handlers = part._handlers
-    for command, spec in list(handlers.items()):
-        original, wants_message = spec.fn, spec.wants_message
-
-        async def handle(
-            payload: Any,
-            message: Envelope,
-            _fn: Callable[..., Any] = original,
-            _wants: bool = wants_message,
-        ) -> Any:
-            step = path_of(root, message.saga_id) + (message.step or "?")
-            kind: Literal["action", "compensation"] = (
-                "compensation" if message.compensation else "action"
-            )
-            attempt = message.attempt or 1
-            run.record(
-                step, kind, attempt, "started", remote=True, message_id=message.id
-            )
-            injection = run.point.injection(step, kind)
-            if injection is not None and injection.fails(attempt):
-                run.record(
-                    step, kind, attempt, "injected", remote=True, message_id=message.id
-                )
-                if injection.mode == "reject":
-                    raise CommandRejected(f"{step} {kind} rejected by the checker")
-                raise InjectedFailure(f"{step} {kind} (attempt {attempt})")
-            try:
-                value = _fn(payload, message) if _wants else _fn(payload)
-                if inspect.isawaitable(value):
-                    value = await value
-            except Exception:
-                run.record(
-                    step, kind, attempt, "failed", remote=True, message_id=message.id
-                )
-                raise
-            run.record(step, kind, attempt, "ok", remote=True, message_id=message.id)
-            return value
-
-        handlers[command] = replace(spec, fn=handle, wants_message=True)
 
 
 # -- a store and a transport that belong to one process ------------------------
@@ -308,7 +55,7 @@ class _ProcessStore:
     """The store as one process sees it: it can crash at a commit, and once
     the process is dead nothing it does reaches the database."""
 
-    def __init__(self, base: SagaStore, run: RunRecord, gen: _Generation) -> None:
+    def __init__(self, base: SagaStore, run: RunRecord, gen: Generation) -> None:
         self._base = base
         self._run = run
         self._gen = gen
@@ -386,7 +133,7 @@ class _ProcessTransport:
     """The broker as one process sees it: when the process dies, messages its
     handlers hold are not acknowledged and go back to their queue."""
 
-    def __init__(self, base: Transport, gen: _Generation, *, duplicate: bool) -> None:
+    def __init__(self, base: Transport, gen: Generation, *, duplicate: bool) -> None:
         self._base = base
         self._gen = gen
         self._duplicate = duplicate
@@ -464,7 +211,7 @@ async def _process(
     opts: RunOptions,
 ) -> AsyncIterator[Orchestrator]:
     gen = run.generation
-    _GENERATION.set(gen.number)
+    GENERATION.set(gen.number)
     orch = Orchestrator(
         cast(SagaStore, _ProcessStore(store, run, gen)),
         [saga],
@@ -486,7 +233,7 @@ async def _process(
             await _kill(orch)
 
 
-async def _until(gen: _Generation, work: asyncio.Task[Any]) -> None:
+async def _until(gen: Generation, work: asyncio.Task[Any]) -> None:
     crashed = asyncio.create_task(gen.crashed.wait())
     try:
         await asyncio.wait({work, crashed}, return_when=asyncio.FIRST_COMPLETED)
@@ -515,9 +262,9 @@ async def run_point(
                 list(opts.participants(transport, inbox)) if opts.participants else []
             )
             covered = {p.queue for p in given}
-            participants = given + _stubs(saga, transport, inbox, covered)
+            participants = given + stubs(saga, transport, inbox, covered)
             for part in participants:
-                _instrument_participant(part, run, saga_id)
+                instrument_participant(part, run, saga_id)
                 if part._transport is None or part._store is None:
                     part.attach(transport, inbox)  # defined at import time
                 await part.start()
@@ -576,7 +323,7 @@ async def _drive(
         return  # it died before the saga existed: nothing to recover
     family = await family_of(store, saga_id)
     run.committed_family = {path: record.state for path, (record, _) in family.items()}
-    run.generation = _Generation(2)
+    run.generation = Generation(2)
     async with _process(
         saga, run, store=store, transport=transport, clock=clock, opts=opts
     ) as orch:

@@ -28,7 +28,7 @@ from typing import Any
 from sagakit.definition.remote import Remote
 from sagakit.definition.saga import Saga
 from sagakit.engine.state import SagaStatus, StepStatus
-from sagakit.testing.harness import Effect, RunRecord
+from sagakit.testing.run_record import Effect, RunRecord
 
 
 @dataclass(frozen=True, slots=True)
