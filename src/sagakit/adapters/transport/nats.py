@@ -148,6 +148,11 @@ class NatsTransport(BaseTransport):
         self._streams: set[str] = set()
         self._ensuring = asyncio.Lock()
 
+    @property
+    def client(self) -> Client:
+        """The nats-py connection this transport uses."""
+        return self._client
+
     @classmethod
     async def connect(
         cls, url: str, *, connect_timeout: float = 10.0, **options: Any
@@ -288,15 +293,16 @@ class NatsTransport(BaseTransport):
                 await self._js.consumer_info(stream, self.group)
             except NotFoundError:
                 await self._js.add_consumer(stream, config)
-            pull = await self._js.pull_subscribe_bind(durable=self.group, stream=stream)
         subscription = Subscription(
             self,
             queue,
-            pull,
+            stream,
             handler,
             prefetch=prefetch,
             max_deliveries=max_deliveries,
         )
+        with driver_errors(f"subscribing to {stream}"):
+            await subscription.listen()
         subscription.loop_task = asyncio.create_task(subscription.run())
         return subscription
 

@@ -32,9 +32,9 @@ if TYPE_CHECKING:
 
 with needs_extra("NatsTransport needs nats-py", "nats"):
     from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription as CoreSubscription
     from nats.errors import Error as NatsError
-    from nats.errors import TimeoutError as NatsTimeout
-    from nats.js.client import JetStreamContext
+    from nats.js.api import DEFAULT_PREFIX as JS_API
 
 logger = logging.getLogger("sagakit.adapters.transport.nats")
 
@@ -90,7 +90,11 @@ def driver_errors(action: str) -> Iterator[None]:
 
 
 class Subscription(LoopSubscription):
-    """One pull loop on the queue's durable pull consumer, with its handler tasks."""
+    """One pull loop on the queue's durable pull consumer, with its handler
+    tasks. The pull requests and what they bring go through nats-py's public
+    core API: each request is published to the consumer's ``MSG.NEXT``
+    subject with this subscription's own inbox as its reply subject, and
+    the inbox's callback starts each message's handling the moment it comes."""
 
     log = logger
 
@@ -98,7 +102,7 @@ class Subscription(LoopSubscription):
         self,
         transport: NatsTransport,
         queue: str,
-        pull: JetStreamContext.PullSubscription,
+        stream: str,
         handler: Handler,
         *,
         prefetch: int,
@@ -106,28 +110,36 @@ class Subscription(LoopSubscription):
     ) -> None:
         super().__init__(transport, queue, handler, prefetch, max_deliveries)
         self._nats = transport
-        self._pull = pull
+        self._next = f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.{transport.group}"
+        """Where a pull request goes (the consumer's ``MSG.NEXT`` subject)."""
+        self._inbox = transport.client.new_inbox()
+        self._sub: CoreSubscription | None = None
         self._held: dict[str, Msg] = {}
         """The messages being handled, by ack subject (one per delivery)."""
         self._open = 0
         """Messages the open pull request may still bring (0: none open)."""
         self._open_until = 0.0
         """When the open pull request has surely expired (loop time)."""
+        self._request_over = asyncio.Event()
+        """Set when the open request can bring no more (filled, or ended by
+        the server)."""
+
+    async def listen(self) -> None:
+        """Subscribe to the inbox the pull requests' messages come to."""
+        self._sub = await self._nats.client.subscribe(self._inbox, cb=self._came)
 
     async def _stop(self) -> None:
         """Stop pulling; the messages being handled are cancelled and given
         back (``NAK``) so another consumer gets them at once; messages a
         pull request still open brings in later come back after ``ack_wait``."""
+        if self._sub is not None:
+            with contextlib.suppress(*DRIVER_ERRORS):
+                await self._sub.unsubscribe()
         messages = list(self._held.values())
         await self.stop_tasks()
-        queue = self._pull._sub._pending_queue  # pulled, never handed out
-        while not queue.empty():
-            messages.append(queue.get_nowait())
         for msg in messages:
             with contextlib.suppress(*DRIVER_ERRORS):
                 await msg.nak()
-        with contextlib.suppress(*DRIVER_ERRORS):
-            await self._pull.unsubscribe()
 
     async def run(self) -> None:
         clock = asyncio.get_running_loop().time
@@ -145,7 +157,7 @@ class Subscription(LoopSubscription):
                         await self.wait_for_slot(wait)
                         continue
                     await self._pull_request(free, clock())
-                await self._take(min(wait, self._open_until - clock()))
+                await self._until_over(min(wait, self._open_until - clock()))
             except DRIVER_ERRORS as exc:
                 self._open = 0  # ask again once the connection is back
                 error = error_line(exc)
@@ -164,36 +176,37 @@ class Subscription(LoopSubscription):
         first back until the batch filled), and a new one is made only when
         it is filled or has expired, sized to the slots free then."""
         request = {"batch": batch, "expires": int(MAX_BLOCK * 1e9)}
-        pull = self._pull
-        await pull._nc.publish(pull._nms, json.dumps(request).encode(), pull._deliver)
+        self._request_over.clear()
         self._open = batch
         # the server's expiry (408) normally ends it; this is in case it is lost
         self._open_until = now + MAX_BLOCK + EXPIRY_GRACE
+        await self._nats.client.publish(
+            self._next, json.dumps(request).encode(), reply=self._inbox
+        )
 
-    async def _take(self, block: float) -> None:
-        """Start handling the next message the open request brings (waiting
-        up to ``block`` seconds); a status message (the request expired, or
-        the server has nothing for a no-wait request) closes the request."""
-        sub = self._pull._sub
-        try:
-            msg = await sub.next_msg(timeout=max(block, 0.001))
-        except NatsTimeout:
+    async def _until_over(self, block: float) -> None:
+        """Until the open request can bring no more, or ``block`` seconds."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(block, 0.001)):
+                await self._request_over.wait()
+
+    async def _came(self, msg: Msg) -> None:
+        """The inbox's callback: start handling a message the open request
+        brought; a status message (the request expired, or the server has
+        nothing for it) closes the request."""
+        if self._cancelled:
+            with contextlib.suppress(*DRIVER_ERRORS):
+                await msg.nak()  # stopping: another consumer gets it at once
             return
-        self._took(msg)
-        queue = sub._pending_queue  # what came meanwhile: no task each
-        while self._open > 0 and not queue.empty():
-            msg = queue.get_nowait()
-            sub._pending_size -= len(msg.data)
-            queue.task_done()
-            self._took(msg)
-
-    def _took(self, msg: Msg) -> None:
         status = msg.headers.get(STATUS_HEADER) if msg.headers else None
         if status is None:
             self._open -= 1
             self._start(msg)
+            if self._open <= 0:
+                self._request_over.set()
         elif status != HEARTBEAT:
             self._open = 0  # 404, 408 or 409: this request brings no more
+            self._request_over.set()
 
     async def _renew(self) -> None:
         """Tell the server the messages being handled are still in progress
