@@ -11,12 +11,13 @@ at once on one (``mode="fail"``). Keys ``a`` and ``b`` are drawn from a few
 hot ones, in either order, so sagas also deadlock across their two steps;
 one of each cycle is failed (``LockDeadlock``) and compensates.
 
-Every step and compensation appends rows ``(saga_id, step, kind, at, pid)``
-to ``lockchaos.effects`` when it begins and ends (``at`` is the database
-clock): a saga holds ``hot:<a>`` from before ``first`` begins until after
-its last row, and ``hot:<b>`` from before ``second`` begins. Workers run it
-with ``sagakit worker tests.chaos.lock_app``; ``python -m
-tests.chaos.lock_app submit DSN N SEED`` commits N sagas for them to claim.
+Every step and compensation appends a row ``(saga_id, step, pid, at)`` to
+the ``effects`` table (:mod:`tests.e2e.effects_table`, PostgreSQL or MySQL)
+when it begins and when it ends (``at`` is the database clock): a saga holds
+``hot:<a>`` from before ``first`` begins until after its last row, and
+``hot:<b>`` from before ``second`` begins. Workers run it with ``sagakit
+worker tests.chaos.lock_app``; ``python -m tests.chaos.lock_app submit URL N
+SEED`` commits N sagas for them to claim.
 """
 
 from __future__ import annotations
@@ -27,27 +28,14 @@ import random
 import sys
 from typing import Any
 
-import asyncpg
 from pydantic import BaseModel
 
 from sagakit import Lock, Saga, Step
+from tests.e2e.effects_table import Recorder
 
 HOT = 3
 FAIL_EVERY = 5
 IMPATIENT_EVERY = 7
-
-SCHEMA = """
-CREATE SCHEMA lockchaos;
-CREATE TABLE lockchaos.effects (
-    id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    saga_id  text NOT NULL,
-    step     text NOT NULL,
-    kind     text NOT NULL,
-    at       double precision NOT NULL
-             DEFAULT extract(epoch FROM clock_timestamp()),
-    pid      integer NOT NULL
-);
-"""
 
 
 class Contended(BaseModel):
@@ -58,32 +46,25 @@ class Contended(BaseModel):
     hold_ms: int = 10
 
 
-_pool: asyncpg.Pool | None = None
+_recorder: Recorder | None = None
 
 
-async def _record(ctx: Contended, step: str, kind: str) -> None:
-    global _pool  # noqa: PLW0603 - one pool per worker process
-    if _pool is None:
-        _pool = await asyncpg.create_pool(
-            os.environ["SAGAKIT_DATABASE_URL"], min_size=1, max_size=4
-        )
-    await _pool.execute(
-        "INSERT INTO lockchaos.effects (saga_id, step, kind, pid) "
-        "VALUES ($1, $2, $3, $4)",
-        saga_id(ctx.index),
-        step,
-        kind,
-        os.getpid(),
-    )
+async def _record(ctx: Contended, step: str) -> None:
+    global _recorder  # noqa: PLW0603 - one pool per worker process
+    if _recorder is None:
+        recorder = Recorder(os.environ["SAGAKIT_DATABASE_URL"], "saga_id")
+        await recorder.open(max_size=4)
+        _recorder = recorder
+    await _recorder.record(saga_id(ctx.index), step, os.getpid())
 
 
 def _step(name: str, *, fails: bool = False) -> Any:
     async def run(ctx: Contended) -> str:
-        await _record(ctx, name, "begin")
+        await _record(ctx, name)  # as it begins
         await asyncio.sleep(ctx.hold_ms / 1000)
         if fails and ctx.fail:
             raise RuntimeError(f"saga {ctx.index} cannot finish")
-        await _record(ctx, name, "end")
+        await _record(ctx, name)  # as it ends
         return name
 
     return run
@@ -134,11 +115,11 @@ def plan(count: int, seed: int) -> list[tuple[Saga[Contended], Contended]]:
     return out
 
 
-async def submit(dsn: str, count: int, seed: int) -> None:
-    from sagakit.adapters.store.postgres import PostgresStore  # noqa: PLC0415
+async def submit(url: str, count: int, seed: int) -> None:
+    from sagakit.adapters.store import open_store_async  # noqa: PLC0415
     from sagakit.runtime import Orchestrator  # noqa: PLC0415
 
-    store = await PostgresStore.connect(dsn, migrate=False, max_size=8)
+    store = await open_store_async(url, migrate=False)
     orch = Orchestrator(store, [contended, impatient])
     try:
         planned = plan(count, seed)
@@ -154,6 +135,6 @@ async def submit(dsn: str, count: int, seed: int) -> None:
 
 
 if __name__ == "__main__":
-    _, mode, dsn, n, seed = sys.argv
+    _, mode, url, n, seed = sys.argv
     assert mode == "submit", mode
-    asyncio.run(submit(dsn, int(n), int(seed)))
+    asyncio.run(submit(url, int(n), int(seed)))

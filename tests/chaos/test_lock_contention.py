@@ -1,7 +1,7 @@
 """Semantic locks under contention, with worker processes SIGKILLed.
 
 Sagas of ``lock_app`` contend for three hot keys in two steps each, on one
-PostgreSQL database, driven by two ``sagakit worker`` processes that are
+database (PostgreSQL, then MySQL), driven by two ``sagakit worker`` processes that are
 killed at random and started again. However the kills fall: no two sagas
 ever hold one key at once (the steps' rows, stamped by the database clock,
 never interleave between two holders of a key), every saga ends (none waits
@@ -24,17 +24,17 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.chaos.harness import query
-from tests.chaos.lock_app import FAIL_EVERY, SCHEMA, plan, saga_id
-from tests.conftest import admin, run_sync
+from tests.chaos.lock_app import FAIL_EVERY, plan, saga_id
+from tests.conftest import BACKENDS, SERVER_URLS, run_sync
+from tests.e2e import effects_table
 
 pytestmark = [
     pytest.mark.chaos,
     pytest.mark.e2e,
-    pytest.mark.postgres,
     pytest.mark.slow,
     pytest.mark.timeout(900),
 ]
@@ -96,30 +96,45 @@ class Workers:
         ]
 
 
+@pytest.fixture(params=BACKENDS[1:])  # the servers: PostgreSQL, MySQL
+def db(request: pytest.FixtureRequest) -> str:
+    """A database of each server, with an ``effects`` table stamped by the
+    database's clock."""
+    url = str(request.getfixturevalue(SERVER_URLS[request.param]))
+    run_sync(effects_table.create(url, "saga_id", clock=True))
+    return url
+
+
+def query(url: str, sql: str) -> list[dict[str, Any]]:
+    return run_sync(effects_table.fetch(url, sql))[0]
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
 def _statuses(db: str) -> Counter[str]:
-    rows = query(db, "SELECT status, count(*) FROM sagakit_saga GROUP BY status")
-    return Counter({r[0]: r[1] for r in rows})
+    rows = query(db, "SELECT status, count(*) AS n FROM sagakit_saga GROUP BY status")
+    return Counter({r["status"]: int(r["n"]) for r in rows})
 
 
 def _locks(db: str) -> tuple[int, int]:
     """How many keys are held, and how many queue places are taken."""
-    held = query(db, "SELECT count(*) FROM sagakit_lock")[0][0]
-    queued = query(db, "SELECT count(*) FROM sagakit_lock_waiter")[0][0]
-    return held, queued
+    held = query(db, "SELECT count(*) AS n FROM sagakit_lock")[0]["n"]
+    queued = query(db, "SELECT count(*) AS n FROM sagakit_lock_waiter")[0]["n"]
+    return int(held), int(queued)
 
 
 def _overlaps(db: str) -> list[str]:
     """Two sagas holding one key at once, per the rows their steps wrote."""
     rows = query(
         db,
-        "SELECT e.saga_id, e.step, e.at, s.context FROM lockchaos.effects e "
+        "SELECT e.saga_id, e.step, e.at, s.context FROM effects e "
         "JOIN sagakit_saga s ON s.saga_id = e.saga_id",
     )
+    assert rows, "the steps wrote no effect rows: nothing to check"
     return overlapping(
-        [
-            (saga, step, at, json.loads(ctx) if isinstance(ctx, str) else ctx)
-            for saga, step, at, ctx in rows
-        ]
+        [(r["saga_id"], r["step"], float(r["at"]), _json(r["context"])) for r in rows]
     )
 
 
@@ -161,21 +176,20 @@ def test_the_overlap_check_sees_two_holders() -> None:
     assert overlapping(late) == ["hot:0: y took it at 1.5, x at 2"]
 
 
-def test_hot_keys_under_worker_kills(pg_url: str, tmp_path: Path) -> None:
+def test_hot_keys_under_worker_kills(db: str, tmp_path: Path) -> None:
     count = int(os.environ.get("LOCK_CHAOS_SAGAS", "120"))
     kills = int(os.environ.get("LOCK_CHAOS_KILLS", "4"))
     seed = int(os.environ.get("LOCK_CHAOS_SEED", time.time_ns() % 100_000))
     rng = random.Random(seed)
-    run_sync(admin(SCHEMA, url=pg_url))
     submitted = subprocess.run(
-        [sys.executable, "-m", APP, "submit", pg_url, str(count), str(seed)],
+        [sys.executable, "-m", APP, "submit", db, str(count), str(seed)],
         capture_output=True,
         timeout=300,
         check=False,
         cwd=ROOT,
     )
     assert submitted.returncode == 0, submitted.stderr.decode()[-3000:]
-    workers = Workers(pg_url, tmp_path)
+    workers = Workers(db, tmp_path)
     try:
         began = time.monotonic()
         for name in ("w0", "w1"):
@@ -183,14 +197,14 @@ def test_hot_keys_under_worker_kills(pg_url: str, tmp_path: Path) -> None:
         killed: list[str] = []
         next_kill = began + rng.uniform(1, 3)
         while True:
-            done = _statuses(pg_url)
+            done = _statuses(db)
             if done["running"] + done["compensating"] == 0:
                 break
             now = time.monotonic()
             if now - began > DEADLINE:
                 pytest.fail(
                     f"sagas still waiting after {DEADLINE:g}s (seed {seed}, kills "
-                    f"{killed}): {dict(done)}; locks {_locks(pg_url)}"
+                    f"{killed}): {dict(done)}; locks {_locks(db)}"
                 )
             workers.supervise()
             if len(killed) < kills and now >= next_kill:
@@ -203,19 +217,19 @@ def test_hot_keys_under_worker_kills(pg_url: str, tmp_path: Path) -> None:
     finally:
         workers.stop()
 
-    statuses = _statuses(pg_url)
+    statuses = _statuses(db)
     assert set(statuses) <= {"succeeded", "compensated"}, dict(statuses)
-    assert _locks(pg_url) == (0, 0)
-    assert _overlaps(pg_url) == []
+    assert _locks(db) == (0, 0)
+    assert _overlaps(db) == []
     errors: Counter[str] = Counter()
     for saga, ctx in plan(count, seed):
-        record = query(
-            pg_url,
-            "SELECT status, state -> 'error' ->> 'type' FROM sagakit_saga "
-            "WHERE saga_id = $1",
-            saga_id(ctx.index),
-        )[0]
-        status, error = record[0], record[1]
+        (record,) = query(
+            db,
+            "SELECT status, state FROM sagakit_saga "  # noqa: S608 - our own ids
+            f"WHERE saga_id = '{saga_id(ctx.index)}'",
+        )
+        status = record["status"]
+        error = (_json(record["state"]).get("error") or {}).get("type")
         if status == "compensated" and not ctx.fail:
             assert error in LOCK_ERRORS, (saga.name, ctx, error)
         errors[error or status] += 1

@@ -12,6 +12,12 @@ from typing import Any
 
 from sagakit.adapters.store.database import is_mysql
 
+_CLOCK = {
+    "postgres": ", at double precision NOT NULL "
+    "DEFAULT extract(epoch FROM clock_timestamp())",
+    "mysql": ", at DOUBLE NOT NULL DEFAULT (UNIX_TIMESTAMP(SYSDATE(6)))",
+}
+"""The ``at`` column: the database's clock when the row was written."""
 _DDL = {
     "postgres": "id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
     "{key} text NOT NULL, step text NOT NULL, pid integer NOT NULL",
@@ -48,10 +54,13 @@ async def fetch(url: str, *statements: str) -> list[list[dict[str, Any]]]:
         await pg.close()
 
 
-async def create(url: str, key: str) -> None:
+async def create(url: str, key: str, *, clock: bool = False) -> None:
     """A new, empty ``effects`` table keyed by the column ``key`` (a MySQL
-    test database is reused by later tests: one left behind is dropped)."""
-    columns = _DDL["mysql" if is_mysql(url) else "postgres"].format(key=key)
+    test database is reused by later tests: one left behind is dropped);
+    with ``clock``, each row also gets ``at``, the database's clock (epoch
+    seconds) when it was written, so rows of several processes order alike."""
+    dialect = "mysql" if is_mysql(url) else "postgres"
+    columns = _DDL[dialect].format(key=key) + (_CLOCK[dialect] if clock else "")
     await fetch(
         url, "DROP TABLE IF EXISTS effects", f"CREATE TABLE effects ({columns})"
     )
