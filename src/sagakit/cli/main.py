@@ -8,6 +8,7 @@ one ``error: <reason>`` line to stderr and exit with status 2.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -561,7 +562,12 @@ dashboard.register(app)
 def main() -> None:
     # what app() runs, each subcommand built when used (typer's excepthook
     # only reprints a traceback: pretty_exceptions_enable=False)
-    lazy_command(app)(prog_name="sagakit", standalone_mode=True)
+    try:
+        lazy_command(app)(prog_name="sagakit", standalone_mode=True)
+    finally:
+        # the process ends here: the interpreter's last collection need not
+        # walk every object the start-up made (a fifteenth of `sagakit list`)
+        gc.freeze()
 
 
 if __name__ == "__main__":
