@@ -1,38 +1,6 @@
-"""Admin operations: the API behind ``sagakit list|show|retry|resume|cancel|dlq``
-and the dashboard's actions (the actions on one compensation and forks are
-in :mod:`sagakit.admin.repair`, exported here; ``locks`` and
-``release_lock`` read and release semantic locks). Nothing here prints;
-callers render the results.
-
-**Every action names who asks and why** (``by=``, ``reason=``; blank is a
-:class:`~sagakit.errors.SagaError`). Both go into the saga's history with
-the action, and what it changed (the audit trail ``sagakit show`` lists).
-
-**Operator actions hand the work over.** ``retry``, ``resume`` and ``cancel``
-commit one transition (a ``*_requested`` history line, the new state) through a
-short-lived :class:`~sagakit.runtime.client.SagaClient` and then release the
-instance's lease instead of driving it: the process that asked (a CLI call, a
-web request) returns at once, and the steps or compensations run wherever
-sagas run.
-
-- With workers (``sagakit worker``), one of them claims the instance at its
-  next poll and runs the retried steps, or the compensations.
-- Without workers, ``sagakit recover MODULE`` (or ``Orchestrator.recover()``)
-  finishes it.
-
-**A saga a live worker drives stays with it.** A ``pause``, ``unpause`` or
-``cancel`` of a saga whose lease a live process holds is committed without
-taking that lease: the worker's next commit of the saga is refused (the
-version moved on), so it reloads the saga, records the outcome of its step
-in flight and goes on as the request says (compensating, or holding the
-next step). No step runs twice because of a request. A paused saga the
-worker parks goes on within a second of an ``unpause``. Only a saga nobody
-drives (no lease, an expired one, a dead process's) is handed over as above.
-
-A request that does not fit the saga's state (retrying a saga that
-succeeded, cancelling one past its pivot) raises
-:class:`~sagakit.errors.StateError` and changes nothing.
-"""
+"""Operator actions on stored sagas: ``retry``, ``resume``, ``cancel``,
+``pause``, the bulk ones and the dead letters. :mod:`sagakit.admin` (its
+docstring tells how they hand the work over) exports them."""
 
 from __future__ import annotations
 
@@ -43,9 +11,10 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from sagakit.admin.reading import find
 from sagakit.engine.state import SagaStatus
-from sagakit.errors import ConcurrencyError, SagaError, SagaNotFound, StateError
-from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
+from sagakit.errors import ConcurrencyError, SagaError, StateError
+from sagakit.ports.store import SagaRecord, SagaStore
 
 if TYPE_CHECKING:  # the readings (``sagakit list``, ``show``) load none of these
     from sagakit.definition.saga import Saga
@@ -56,43 +25,6 @@ if TYPE_CHECKING:  # the readings (``sagakit list``, ``show``) load none of thes
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "BulkAction",
-    "BulkRetry",
-    "BulkSagaAction",
-    "DeadLetterInfo",
-    "Driver",
-    "SagaAction",
-    "SagaDetail",
-    "cancel",
-    "children_of",
-    "dead_letters",
-    "describe",
-    "driver_of",
-    "drivers",
-    "find",
-    "fork",
-    "has_queue",
-    "list_sagas",
-    "locks",
-    "mark_compensated",
-    "pause",
-    "pause_all",
-    "release_lock",
-    "replay_dead_letters",
-    "resume",
-    "retry",
-    "retry_compensation",
-    "retry_failed",
-    "said",
-    "show",
-    "skip_compensation",
-    "unpause",
-    "unpause_all",
-]
-
-MIN_PREFIX = 6
-"""Shortest id prefix :func:`find` accepts."""
 
 ADMIN_LEASE = 10.0
 """Seconds an action holds the instance before handing it over (it releases at
@@ -103,16 +35,6 @@ REPLAY_BATCH = 10
 
 Progress = Callable[[int, int], object]
 """``progress(done, total)``, called after each unit of work."""
-
-
-@dataclass(frozen=True, slots=True)
-class SagaDetail:
-    """One saga: its record, its timeline (results, payloads, errors) and
-    the sub-sagas its steps ran (its parent is in ``record.state.parent``)."""
-
-    record: SagaRecord
-    history: list[HistoryEntry]
-    children: list[SagaRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,95 +72,6 @@ class DeadLetterInfo:
             return decode(self.letter.body).payload
         except Exception:  # the body is whatever was dead-lettered
             return None
-
-
-# -- reading -----------------------------------------------------------------
-
-
-async def list_sagas(
-    store: SagaStore,
-    *,
-    status: SagaStatus | None = None,
-    saga: str | None = None,
-    older_than: float | None = None,
-    limit: int = 50,
-    clock: Clock | None = None,
-    waiting: bool = False,
-    after: tuple[float, str] | None = None,
-) -> list[SagaRecord]:
-    """Sagas newest first; ``older_than`` (seconds) keeps those created more
-    than that long ago; ``waiting`` only the unfinished ones no process
-    drives because their definition is missing or changed where they were
-    looked at (``SagaRecord.waiting`` says why). ``after`` (the
-    ``created_at`` and id of the last saga of a page) gives the next page."""
-    if limit < 1:
-        raise SagaError(f"limit must be at least 1, got {limit}")
-    before = None
-    if older_than is not None:
-        if older_than < 0:
-            raise SagaError(f"older_than must be >= 0 seconds, got {older_than}")
-        if clock is None:
-            from sagakit.ports.clock import SystemClock  # noqa: PLC0415 - see top
-
-            clock = SystemClock()
-        before = clock.now() - older_than
-    before_id = None
-    if after is not None and (before is None or after[0] < before):
-        before, before_id = after
-    return await store.list_sagas(
-        status=status,
-        saga_name=saga,
-        limit=limit,
-        created_before=before,
-        waiting=waiting,
-        before_id=before_id,
-    )
-
-
-async def find(store: SagaStore, ident: str) -> SagaRecord:
-    """The saga with this id, or with this unique id prefix (>= 6 characters);
-    ``SagaNotFound`` otherwise (also for an ambiguous prefix)."""
-    try:
-        return await store.get(ident)
-    except SagaNotFound:
-        if len(ident) < MIN_PREFIX:
-            raise SagaNotFound(
-                f"no saga with id {ident!r} (an id prefix needs at least "
-                f"{MIN_PREFIX} characters)"
-            ) from None
-    matches = await store.ids_with_prefix(ident, limit=4)
-    if not matches:
-        raise SagaNotFound(f"no saga with id or id prefix {ident!r}")
-    if len(matches) > 1:
-        shown = ", ".join(matches[:3])
-        more = ", ..." if len(matches) > 3 else ""  # noqa: PLR2004 - show three
-        raise SagaNotFound(f"id prefix {ident!r} is ambiguous: {shown}{more}")
-    return await store.get(matches[0])
-
-
-async def show(store: SagaStore, saga_id: str) -> SagaDetail:
-    """The saga (by id or unique prefix), its whole timeline and its
-    sub-sagas."""
-    record = await find(store, saga_id)
-    history = await store.history(record.saga_id)
-    return SagaDetail(record, history, await children_of(store, record))
-
-
-async def children_of(
-    store: SagaStore, record: SagaRecord, limit: int = 100
-) -> list[SagaRecord]:
-    """The sub-saga instances that ``record``'s steps ran (their ids are
-    ``<id>/<step>``), in id order."""
-    found = []
-    for child_id in await store.ids_with_prefix(f"{record.saga_id}/", limit=limit):
-        try:
-            child = await store.get(child_id)
-        except SagaNotFound:
-            continue  # deleted meanwhile
-        parent = child.state.parent
-        if parent is not None and parent.saga_id == record.saga_id:
-            found.append(child)
-    return found
 
 
 # -- operator actions --------------------------------------------------------
@@ -554,14 +387,3 @@ async def replay_dead_letters(
         extra={"action": "dlq_replayed", "queue": queue, "moved": moved},
     )
     return moved
-
-
-# the actions on one compensation, and forks (they use the helpers above)
-from sagakit.admin.driving import Driver, driver_of, drivers  # noqa: E402
-from sagakit.admin.lock_actions import locks, release_lock  # noqa: E402
-from sagakit.admin.repair import (  # noqa: E402
-    fork,
-    mark_compensated,
-    retry_compensation,
-    skip_compensation,
-)
