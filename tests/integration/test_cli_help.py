@@ -12,6 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from sagakit.cli.lazytree import LazyCommands, lazy_command
 from sagakit.cli.main import app
 
 LEFTOVERS = {
@@ -131,3 +132,38 @@ def test_shell_completion_completes_commands_and_options() -> None:
     )
     assert "complete" in script.output
     assert "_sagakit_completion" in script.output
+
+
+def help_of(root: Any, path: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    code = root.main([*path, "--help"], prog_name="sagakit", standalone_mode=False)
+    assert code == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p, _ in COMMANDS],
+    ids=[" ".join(p) or "sagakit" for p, _ in COMMANDS],
+)
+def test_the_lazy_tree_prints_the_same_help(
+    path: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # what the sagakit script runs: the tree built command by command
+    root = lazy_command(app)
+
+    shown = help_of(root, path, capsys)
+
+    assert shown == help_of(typer.main.get_command(app), path, capsys)
+    assert isinstance(root.commands, LazyCommands)
+    assert root.commands.built == path[:1]  # the command asked for, no other
+
+
+def test_the_lazy_tree_holds_every_command_in_order() -> None:
+    root = lazy_command(app)
+    ctx = typer.Context(root, info_name="sagakit")
+
+    assert root.list_commands(ctx) == ROOT.list_commands(ctx)
+    assert root.commands.built == []
+    assert root.get_command(ctx, "nonesuch") is None
+    assert root.get_command(ctx, "list").name == "list"
+    assert root.commands.built == ["list"]

@@ -17,6 +17,7 @@ from sagakit._lazy import LazyPackage
 PACKAGE = Path(sagakit.__file__).parent
 LAZY = (
     "sagakit",
+    "sagakit.admin",
     "sagakit.engine",
     "sagakit.ports",
     "sagakit.runtime",

@@ -2,7 +2,9 @@
 and the dashboard's actions (the actions on one compensation and forks are
 in :mod:`sagakit.admin.repair`, exported here; ``locks`` and
 ``release_lock`` read and release semantic locks). Nothing here prints;
-callers render the results.
+callers render the results. Each name loads its module on first use
+(:mod:`sagakit._lazy`): ``sagakit list`` reads through
+:mod:`sagakit.admin.reading` and loads none of the actions.
 
 **Every action names who asks and why** (``by=``, ``reason=``; blank is a
 :class:`~sagakit.errors.SagaError`). Both go into the saga's history with
@@ -36,23 +38,53 @@ succeeded, cancelling one past its pivot) raises
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sagakit.engine.state import SagaStatus
-from sagakit.errors import SagaError, SagaNotFound
-from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
+from sagakit._lazy import lazy_exports
 
-if TYPE_CHECKING:  # the readings (``sagakit list``, ``show``) load none of these
-    from sagakit.definition.saga import Saga
-    from sagakit.ports.clock import Clock
-    from sagakit.runtime import operator
-    from sagakit.runtime.client import SagaClient
-
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:  # imported on first use: see sagakit._lazy
+    from sagakit.admin.actions import (
+        BulkAction,
+        BulkRetry,
+        BulkSagaAction,
+        DeadLetterInfo,
+        SagaAction,
+        cancel,
+        dead_letters,
+        describe,
+        has_queue,
+        pause,
+        pause_all,
+        replay_dead_letters,
+        resume,
+        retry,
+        retry_failed,
+        said,
+        unpause,
+        unpause_all,
+    )
+    from sagakit.admin.driving import (
+        Driver,
+        driver_of,
+        drivers,
+    )
+    from sagakit.admin.lock_actions import (
+        locks,
+        release_lock,
+    )
+    from sagakit.admin.reading import (
+        SagaDetail,
+        children_of,
+        find,
+        list_sagas,
+        show,
+    )
+    from sagakit.admin.repair import (
+        fork,
+        mark_compensated,
+        retry_compensation,
+        skip_compensation,
+    )
 
 __all__ = [
     "BulkAction",
@@ -89,258 +121,50 @@ __all__ = [
     "unpause_all",
 ]
 
-MIN_PREFIX = 6
-"""Shortest id prefix :func:`find` accepts."""
-
-ADMIN_LEASE = 10.0
-"""Seconds an action holds the instance before handing it over (it releases at
-once; the lease only matters if the process dies in between)."""
-
-Progress = Callable[[int, int], object]
-"""``progress(done, total)``, called after each unit of work."""
-
-
-@dataclass(frozen=True, slots=True)
-class SagaDetail:
-    """One saga: its record, its timeline (results, payloads, errors) and
-    the sub-sagas its steps ran (its parent is in ``record.state.parent``)."""
-
-    record: SagaRecord
-    history: list[HistoryEntry]
-    children: list[SagaRecord] = field(default_factory=list)
-
-
-# -- reading -----------------------------------------------------------------
-
-
-async def list_sagas(
-    store: SagaStore,
-    *,
-    status: SagaStatus | None = None,
-    saga: str | None = None,
-    older_than: float | None = None,
-    limit: int = 50,
-    clock: Clock | None = None,
-    waiting: bool = False,
-    after: tuple[float, str] | None = None,
-) -> list[SagaRecord]:
-    """Sagas newest first; ``older_than`` (seconds) keeps those created more
-    than that long ago; ``waiting`` only the unfinished ones no process
-    drives because their definition is missing or changed where they were
-    looked at (``SagaRecord.waiting`` says why). ``after`` (the
-    ``created_at`` and id of the last saga of a page) gives the next page."""
-    if limit < 1:
-        raise SagaError(f"limit must be at least 1, got {limit}")
-    before = None
-    if older_than is not None:
-        if older_than < 0:
-            raise SagaError(f"older_than must be >= 0 seconds, got {older_than}")
-        if clock is None:
-            from sagakit.ports.clock import SystemClock  # noqa: PLC0415 - see top
-
-            clock = SystemClock()
-        before = clock.now() - older_than
-    before_id = None
-    if after is not None and (before is None or after[0] < before):
-        before, before_id = after
-    return await store.list_sagas(
-        status=status,
-        saga_name=saga,
-        limit=limit,
-        created_before=before,
-        waiting=waiting,
-        before_id=before_id,
-    )
-
-
-async def find(store: SagaStore, ident: str) -> SagaRecord:
-    """The saga with this id, or with this unique id prefix (>= 6 characters);
-    ``SagaNotFound`` otherwise (also for an ambiguous prefix)."""
-    try:
-        return await store.get(ident)
-    except SagaNotFound:
-        if len(ident) < MIN_PREFIX:
-            raise SagaNotFound(
-                f"no saga with id {ident!r} (an id prefix needs at least "
-                f"{MIN_PREFIX} characters)"
-            ) from None
-    matches = await store.ids_with_prefix(ident, limit=4)
-    if not matches:
-        raise SagaNotFound(f"no saga with id or id prefix {ident!r}")
-    if len(matches) > 1:
-        shown = ", ".join(matches[:3])
-        more = ", ..." if len(matches) > 3 else ""  # noqa: PLR2004 - show three
-        raise SagaNotFound(f"id prefix {ident!r} is ambiguous: {shown}{more}")
-    return await store.get(matches[0])
-
-
-async def show(store: SagaStore, saga_id: str) -> SagaDetail:
-    """The saga (by id or unique prefix), its whole timeline and its
-    sub-sagas."""
-    record = await find(store, saga_id)
-    history = await store.history(record.saga_id)
-    return SagaDetail(record, history, await children_of(store, record))
-
-
-async def children_of(
-    store: SagaStore, record: SagaRecord, limit: int = 100
-) -> list[SagaRecord]:
-    """The sub-saga instances that ``record``'s steps ran (their ids are
-    ``<id>/<step>``), in id order."""
-    found = []
-    for child_id in await store.ids_with_prefix(f"{record.saga_id}/", limit=limit):
-        try:
-            child = await store.get(child_id)
-        except SagaNotFound:
-            continue  # deleted meanwhile
-        parent = child.state.parent
-        if parent is not None and parent.saga_id == record.saga_id:
-            found.append(child)
-    return found
-
-
-# -- operator actions --------------------------------------------------------
-
-
-def said(by: str, reason: str) -> tuple[str, str]:
-    """``by`` and ``reason`` stripped; ``SagaError`` if either is blank: an
-    operator action records who asked for it and why."""
-    who, why = (by or "").strip(), (reason or "").strip()
-    if not who:
-        raise SagaError(
-            "an operator action needs the operator's name (who asks): it is "
-            "kept in the saga's history"
-        )
-    if not why:
-        raise SagaError(
-            "an operator action needs a reason: it is kept in the saga's history"
-        )
-    return who, why
-
-
-async def request(
-    store: SagaStore,
-    sagas: Iterable[Saga[Any]],
-    saga_id: str,
-    action: operator.Action,
-    *,
-    by: str,
-    reason: str,
-    clock: Clock | None,
-    step: str | None = None,
-) -> SagaRecord:
-    by, reason = said(by, reason)
-    record = await find(store, saga_id)
-    client = action_client(store, sagas, clock)
-    await client.request(record.saga_id, action, reason=reason, by=by, step=step)
-    logger.info(
-        "admin action committed",
-        extra={"action": f"admin_{action}", "saga_id": record.saga_id, "by": by},
-    )
-    return await store.get(record.saga_id)
-
-
-def action_client(
-    store: SagaStore, sagas: Iterable[Saga[Any]], clock: Clock | None
-) -> SagaClient:
-    """A client that holds what it acts on under this process's own id, so
-    a crash before it hands the saga over leaves it to the next worker at
-    once (a dead process's lease is not waited out)."""
-    from sagakit.runtime.client import SagaClient  # noqa: PLC0415 - see top
-
-    return SagaClient(
-        store, sagas, clock=clock, worker_id=_admin_id(), lease=ADMIN_LEASE
-    )
-
-
-@cache
-def _admin_id() -> str:
-    """This process's owner id for the sagas its actions hold (one for all
-    of them: a dashboard acts many times)."""
-    from sagakit.runtime.owners import default_worker_id  # noqa: PLC0415
-
-    return default_worker_id()
-
-
-class Action:
-    """An admin function of one operator action (named after it): its
-    subclasses say on what it acts."""
-
-    def __init__(self, action: operator.Action, doc: str, name: str = "") -> None:
-        self.action = action
-        self.__name__ = self.__qualname__ = name or action
-        self.__doc__ = doc
-
-
-class SagaAction(Action):
-    """An operator action on one saga (:func:`retry`, :func:`resume`,
-    :func:`cancel`, :func:`pause`, :func:`unpause`): called, it commits the
-    request and returns the record as committed."""
-
-    async def __call__(
-        self,
-        store: SagaStore,
-        sagas: Iterable[Saga[Any]],
-        saga_id: str,
-        *,
-        by: str,
-        reason: str,
-        clock: Clock | None = None,
-    ) -> SagaRecord:
-        return await request(
-            store, sagas, saga_id, self.action, by=by, reason=reason, clock=clock
-        )
-
-
-retry = SagaAction(
-    "retry",
-    """Run the failed steps of a ``failed`` saga again (fresh retry budget);
-    a worker or ``recover`` runs them. Returns the record as committed.""",
-)
-resume = SagaAction(
-    "resume",
-    """Retry the failed compensation of a ``compensation_failed`` saga and go
-    on rolling back; a worker or ``recover`` runs it.""",
-)
-cancel = SagaAction(
-    "cancel",
-    """Stop a ``running`` saga and compensate what it completed (refused past
-    its pivot); a worker or ``recover`` runs the compensations.""",
-)
-pause = SagaAction(
-    "pause",
-    """Pause a running or compensating saga: steps in flight finish and are
-    recorded, no new step starts until :func:`unpause`.""",
-)
-unpause = SagaAction(
-    "unpause",
-    """Let a paused saga go on where it stopped; a worker or ``recover``
-    runs what the pause held back.""",
-)
-
-
-# bulk actions, dead letters, the actions on one compensation, and forks
-# (they use the helpers above)
-from sagakit.admin.bulk import (  # noqa: E402
-    BulkAction,
-    BulkRetry,
-    BulkSagaAction,
-    pause_all,
-    retry_failed,
-    unpause_all,
-)
-from sagakit.admin.dead_letters import (  # noqa: E402
-    DeadLetterInfo,
-    dead_letters,
-    describe,
-    has_queue,
-    replay_dead_letters,
-)
-from sagakit.admin.driving import Driver, driver_of, drivers  # noqa: E402
-from sagakit.admin.lock_actions import locks, release_lock  # noqa: E402
-from sagakit.admin.repair import (  # noqa: E402
-    fork,
-    mark_compensated,
-    retry_compensation,
-    skip_compensation,
+lazy_exports(
+    __name__,
+    {
+        "sagakit.admin.actions": (
+            "BulkAction",
+            "BulkRetry",
+            "BulkSagaAction",
+            "DeadLetterInfo",
+            "SagaAction",
+            "cancel",
+            "dead_letters",
+            "describe",
+            "has_queue",
+            "pause",
+            "pause_all",
+            "replay_dead_letters",
+            "resume",
+            "retry",
+            "retry_failed",
+            "said",
+            "unpause",
+            "unpause_all",
+        ),
+        "sagakit.admin.driving": (
+            "Driver",
+            "driver_of",
+            "drivers",
+        ),
+        "sagakit.admin.lock_actions": (
+            "locks",
+            "release_lock",
+        ),
+        "sagakit.admin.reading": (
+            "SagaDetail",
+            "children_of",
+            "find",
+            "list_sagas",
+            "show",
+        ),
+        "sagakit.admin.repair": (
+            "fork",
+            "mark_compensated",
+            "retry_compensation",
+            "skip_compensation",
+        ),
+    },
 )

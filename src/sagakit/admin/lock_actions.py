@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sagakit.admin import said
+from sagakit.admin.actions import said
 
 if TYPE_CHECKING:
     from sagakit.locks import Released

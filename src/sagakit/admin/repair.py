@@ -15,7 +15,8 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sagakit.admin import Action, action_client, find, request, said
+from sagakit.admin.actions import Action, action_client, request, said
+from sagakit.admin.reading import find
 from sagakit.ports.store import SagaRecord, SagaStore
 
 if TYPE_CHECKING:

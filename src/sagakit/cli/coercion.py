@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sagakit.cli.lazytree import each_subcommand
+
 _NAMES = {str: "string", int: "integer", float: "float", bool: "boolean"}
 _TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
 _FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
@@ -69,8 +71,7 @@ def _convert(command: Any, plain: type[Any]) -> None:
     found = getattr(command, "get_help_option", None)
     if callable(found):
         command.get_help_option = _with_plain_help(found, plain)
-    for sub in getattr(command, "commands", {}).values():
-        _convert(sub, plain)
+    each_subcommand(command, lambda sub: _convert(sub, plain))
 
 
 def _with_plain_help(

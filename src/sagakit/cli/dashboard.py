@@ -16,8 +16,6 @@ as is every other expected failure.
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -29,7 +27,9 @@ from sagakit.cli.common import fail_plain as _fail
 from sagakit.cli.loader import LoadError, load_sagas
 from sagakit.errors import SagaError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # socket (and ipaddress) load when the dashboard starts
+    import socket
+
     from sagakit.definition.saga import Saga
 
 TOKEN_ENV = "SAGAKIT_DASHBOARD_TOKEN"  # noqa: S105 - a variable name, no secret
@@ -42,6 +42,8 @@ WILDCARDS = ("0.0.0.0", "::")  # noqa: S104 - names to recognise, not to bind
 def listening_socket(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port`` and listening; ``OSError`` (a name
     that does not resolve, a port in use) says why not."""
+    import socket
+
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
@@ -60,6 +62,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
 def is_loopback(host: str) -> bool:
     """Every address ``host`` resolves to is a loopback one (``OSError``
     if it does not resolve)."""
+    import ipaddress
+    import socket
+
     found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     return all(ipaddress.ip_address(entry[4][0]).is_loopback for entry in found)
 

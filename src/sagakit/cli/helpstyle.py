@@ -5,13 +5,15 @@ or braces around required arguments (``{ID}``).
 Options name their metavar where they are declared; an argument shows its
 metavar (or its name, upper-cased) alone, in the usage line as in the
 argument list. :func:`plain_metavars` applies that to a command and its
-subcommands, however deep; on a typer without these methods it changes
-nothing but the metavars.
+subcommands, however deep (a lazy one when it is built); on a typer without
+these methods it changes nothing but the metavars.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from sagakit.cli.lazytree import each_subcommand
 
 
 def plain_metavars(command: Any) -> None:
@@ -19,8 +21,7 @@ def plain_metavars(command: Any) -> None:
     for param in getattr(command, "params", ()):
         if getattr(param, "param_type_name", "") == "argument":
             _plain_argument(param)
-    for sub in getattr(command, "commands", {}).values():
-        plain_metavars(sub)
+    each_subcommand(command, plain_metavars)
 
 
 def _plain_argument(param: Any) -> None:

@@ -18,7 +18,6 @@ from rich.text import Text
 
 from sagakit.engine.state import SagaStatus
 from sagakit.ports.workflow_status import WorkflowStatus
-from sagakit.views.audit import audit_lines
 from sagakit.views.format import (
     WORKFLOW_STEP_LABELS,
     age,
@@ -193,6 +192,8 @@ def timeline_table(record: SagaRecord, history: Sequence[HistoryEntry]) -> Table
 def audit_table(history: Sequence[HistoryEntry]) -> Table | None:
     """The operator actions in the history (the audit trail): when, who,
     what, on which step, why and what it changed; None if there are none."""
+    from sagakit.views.audit import audit_lines
+
     lines = audit_lines(history)
     if not lines:
         return None

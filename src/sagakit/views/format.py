@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagakit.errors import ErrorInfo
 from sagakit.ports.store import HistoryEntry, SagaRecord
-from sagakit.ports.workflow_store import WorkflowRecord, WorkflowStatus
+from sagakit.ports.workflow_status import WorkflowStatus
+
+if TYPE_CHECKING:  # ``sagakit list`` (sagas alone) loads no workflow port
+    from sagakit.ports.workflow_store import WorkflowRecord
 
 DETAIL_LIMIT = 120
 
@@ -81,7 +84,7 @@ def workflow_status_label(record: WorkflowRecord) -> str:
 
 def definition_label(record: SagaRecord | WorkflowRecord) -> str:
     """``name vN``: the definition an instance runs on."""
-    name = record.app if isinstance(record, WorkflowRecord) else record.saga_name
+    name = record.saga_name if isinstance(record, SagaRecord) else record.app
     return f"{name} v{record.definition_version}"
 
 

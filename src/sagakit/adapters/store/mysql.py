@@ -12,18 +12,15 @@ compare its version. "Now", for leases, is the database clock.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagakit.adapters.store import rows
-from sagakit.adapters.store.event_mysql import MySQLEventStore
 from sagakit.adapters.store.inbox import MySQLInbox
 from sagakit.adapters.store.locks_sql import LockReads, apply_change
 from sagakit.adapters.store.mysql_database import MySQLDatabase, OnMySQL, Step
-from sagakit.adapters.store.notification_mysql import MySQLNotificationStore
 from sagakit.adapters.store.reads import SagaReads
 from sagakit.adapters.store.rows import dumps
 from sagakit.adapters.store.sagas_sql import SqlSagas, save_problem
-from sagakit.adapters.store.workflow_mysql import MySQLWorkflowStore
 from sagakit.errors import SagaAlreadyExists
 from sagakit.ports.locks import LockChange
 from sagakit.ports.store import (
@@ -34,6 +31,11 @@ from sagakit.ports.store import (
     Save,
 )
 from sagakit.ports.writes import RecordWrites
+
+if TYPE_CHECKING:  # made when asked for: a saga store's reads need none
+    from sagakit.adapters.store.event_mysql import MySQLEventStore
+    from sagakit.adapters.store.notification_mysql import MySQLNotificationStore
+    from sagakit.adapters.store.workflow_mysql import MySQLWorkflowStore
 
 __all__ = ["MySQLDatabase", "MySQLStore"]
 
@@ -138,14 +140,26 @@ class MySQLStore(
 
     def event_store(self) -> MySQLEventStore:
         """The choreography tables of this database, on its connections."""
+        from sagakit.adapters.store.event_mysql import (  # noqa: PLC0415 - on use
+            MySQLEventStore,
+        )
+
         return MySQLEventStore(self.database)
 
     def workflow_store(self) -> MySQLWorkflowStore:
         """The workflow tables of this database, on its connections."""
+        from sagakit.adapters.store.workflow_mysql import (  # noqa: PLC0415 - on use
+            MySQLWorkflowStore,
+        )
+
         return MySQLWorkflowStore(self.database)
 
     def notification_store(self) -> MySQLNotificationStore:
         """The notifications for hooks of this database, on its connections."""
+        from sagakit.adapters.store.notification_mysql import (  # noqa: PLC0415 - on use
+            MySQLNotificationStore,
+        )
+
         return MySQLNotificationStore(self.database)
 
     # -- writes ------------------------------------------------------------

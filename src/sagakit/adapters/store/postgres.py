@@ -12,13 +12,11 @@ clocks agree on who owns what.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagakit.adapters.store import rows
-from sagakit.adapters.store.event_postgres import PostgresEventStore
 from sagakit.adapters.store.inbox import PostgresInbox
 from sagakit.adapters.store.locks_sql import LockReads, apply_change
-from sagakit.adapters.store.notification_postgres import PostgresNotificationStore
 from sagakit.adapters.store.postgres_database import (
     DRIVER_ERRORS,
     OnPostgres,
@@ -29,7 +27,6 @@ from sagakit.adapters.store.postgres_database import (
 )
 from sagakit.adapters.store.reads import SagaReads
 from sagakit.adapters.store.sagas_sql import SqlSagas, save_problem
-from sagakit.adapters.store.workflow_postgres import PostgresWorkflowStore
 from sagakit.errors import SagaAlreadyExists, StoreError
 from sagakit.ports.locks import LockChange
 from sagakit.ports.store import (
@@ -39,6 +36,11 @@ from sagakit.ports.store import (
     Save,
 )
 from sagakit.ports.writes import RecordWrites
+
+if TYPE_CHECKING:  # made when asked for: a saga store's reads need none
+    from sagakit.adapters.store.event_postgres import PostgresEventStore
+    from sagakit.adapters.store.notification_postgres import PostgresNotificationStore
+    from sagakit.adapters.store.workflow_postgres import PostgresWorkflowStore
 
 __all__ = ["PostgresDatabase", "PostgresStore", "describe"]
 
@@ -171,14 +173,26 @@ class PostgresStore(
 
     def event_store(self) -> PostgresEventStore:
         """The choreography tables of this database, on its connections."""
+        from sagakit.adapters.store.event_postgres import (  # noqa: PLC0415 - on use
+            PostgresEventStore,
+        )
+
         return PostgresEventStore(self.database)
 
     def workflow_store(self) -> PostgresWorkflowStore:
         """The workflow tables of this database, on its connections."""
+        from sagakit.adapters.store.workflow_postgres import (  # noqa: PLC0415 - on use
+            PostgresWorkflowStore,
+        )
+
         return PostgresWorkflowStore(self.database)
 
     def notification_store(self) -> PostgresNotificationStore:
         """The notifications for hooks of this database, on its connections."""
+        from sagakit.adapters.store.notification_postgres import (  # noqa: PLC0415 - on use
+            PostgresNotificationStore,
+        )
+
         return PostgresNotificationStore(self.database)
 
     # -- writes ------------------------------------------------------------

@@ -10,26 +10,28 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.database import schema_has
 from sagakit.adapters.store.rows import Row
 from sagakit.engine.state import SagaStatus
 from sagakit.errors import SagaNotFound, StoreError
-from sagakit.ports.event_store import (
-    ChoreographyStatus,
-    EventRecord,
-    LiveChoreographies,
-    TrackedChoreography,
-)
 from sagakit.ports.store import Create, Created, HistoryEntry, SagaRecord
-from sagakit.ports.workflow_store import (
-    LiveWorkflows,
-    WorkflowHistoryEntry,
-    WorkflowRecord,
-    WorkflowStatus,
-)
+from sagakit.ports.workflow_status import WorkflowStatus
+
+if TYPE_CHECKING:  # a saga store's reads (``sagakit list``) load neither port
+    from sagakit.ports.event_store import (
+        ChoreographyStatus,
+        EventRecord,
+        LiveChoreographies,
+        TrackedChoreography,
+    )
+    from sagakit.ports.workflow_store import (
+        LiveWorkflows,
+        WorkflowHistoryEntry,
+        WorkflowRecord,
+    )
 
 COUNTS_MIGRATION = 15
 """The migration that keeps the number of sagas per name and status, every
@@ -303,6 +305,10 @@ class ChoreographyReads(Generic[D]):
     async def list_tracked(
         self, *, status: ChoreographyStatus | None = None, limit: int = 100
     ) -> list[TrackedChoreography]:
+        from sagakit.ports.event_store import (  # noqa: PLC0415 - see top
+            ChoreographyStatus,
+        )
+
         value = None if status is None else ChoreographyStatus(status).value
         about = "listing choreographies"
         found = await self.database.fetch(about, "choreography_list", value, limit)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus
 from sagakit.errors import (
@@ -18,19 +18,12 @@ from sagakit.errors import (
     SagaAlreadyExists,
     SagaNotFound,
 )
-from sagakit.ports.event_store import (
-    ChoreographyStatus,
-    EventOutcome,
-    EventRecord,
-    Progress,
-    TrackedChoreography,
-)
 from sagakit.ports.store import HistoryEntry, InboxEntry, OutboxMessage, SagaRecord
-from sagakit.ports.workflow_store import (
-    WorkflowHistoryEntry,
-    WorkflowRecord,
-    WorkflowStatus,
-)
+
+if TYPE_CHECKING:  # loaded by the rows of workflows and events: a saga store's
+    # reads (``sagakit list``) need neither port
+    from sagakit.ports.event_store import EventRecord, Progress, TrackedChoreography
+    from sagakit.ports.workflow_store import WorkflowHistoryEntry, WorkflowRecord
 
 
 class Row(Protocol):
@@ -262,6 +255,11 @@ def workflow_record(row: Row) -> WorkflowRecord:
     """``app, instance_id, status, step, input, due_at, state, version,
     attempts, transitions, error, created_at, updated_at, owner,
     lease_until, result, start_digest, definition_version, fingerprint``."""
+    from sagakit.ports.workflow_store import (  # noqa: PLC0415 - see top
+        WorkflowRecord,
+        WorkflowStatus,
+    )
+
     return WorkflowRecord(
         app=row[0],
         instance_id=row[1],
@@ -288,6 +286,10 @@ def workflow_record(row: Row) -> WorkflowRecord:
 def workflow_history_entry(row: Row) -> WorkflowHistoryEntry:
     """``app, instance_id, step, attempt, outcome, detail, error,
     recorded_at``."""
+    from sagakit.ports.workflow_store import (  # noqa: PLC0415 - see top
+        WorkflowHistoryEntry,
+    )
+
     return WorkflowHistoryEntry(
         app=row[0],
         instance_id=row[1],
@@ -400,6 +402,11 @@ def by_due_then_id(records: list[WorkflowRecord]) -> list[WorkflowRecord]:
 def tracked_choreography(row: Row) -> TrackedChoreography:
     """``correlation_id, name, status, started_at, updated_at, deadline,
     definition_version, fingerprint``."""
+    from sagakit.ports.event_store import (  # noqa: PLC0415 - see top
+        ChoreographyStatus,
+        TrackedChoreography,
+    )
+
     return TrackedChoreography(
         correlation_id=row[0],
         name=row[1],
@@ -415,6 +422,11 @@ def tracked_choreography(row: Row) -> TrackedChoreography:
 def event_record(row: Row) -> EventRecord:
     """``correlation_id, choreography, service, event_type, message_id,
     outcome, detail, recorded_at``."""
+    from sagakit.ports.event_store import (  # noqa: PLC0415 - see top
+        EventOutcome,
+        EventRecord,
+    )
+
     return EventRecord(
         correlation_id=row[0],
         choreography=row[1],
@@ -448,4 +460,4 @@ def definition_of(progress: Progress) -> tuple[int, str | None]:
 
 def is_progress(record: EventRecord) -> bool:
     """Duplicates and failures are not progress."""
-    return record.outcome in (EventOutcome.PUBLISHED, EventOutcome.CONSUMED)
+    return record.outcome in ("published", "consumed")  # EventOutcome's values

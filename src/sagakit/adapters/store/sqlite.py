@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.inbox import SQLiteInbox
 from sagakit.adapters.store.locks_sql import LockReads, apply_change
-from sagakit.adapters.store.notification_sqlite import SQLiteNotificationStore
 from sagakit.adapters.store.reads import SagaReads
 from sagakit.adapters.store.rows import dumps
 from sagakit.adapters.store.sagas_sql import SqlSagas
@@ -43,8 +42,9 @@ from sagakit.ports.store import (
 )
 from sagakit.ports.writes import RecordWrites
 
-if TYPE_CHECKING:  # made when asked for: a saga store's reads need neither
+if TYPE_CHECKING:  # made when asked for: a saga store's reads need none
     from sagakit.adapters.store.event_sqlite import SQLiteEventStore
+    from sagakit.adapters.store.notification_sqlite import SQLiteNotificationStore
     from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
 
 _REFUSED = (ConcurrencyError, SagaNotFound, DuplicateMessage, SagaAlreadyExists)
@@ -152,6 +152,10 @@ class SQLiteStore(
 
     def notification_store(self) -> SQLiteNotificationStore:
         """The notifications for hooks of this file, on this connection."""
+        from sagakit.adapters.store.notification_sqlite import (  # noqa: PLC0415 - on use
+            SQLiteNotificationStore,
+        )
+
         return SQLiteNotificationStore(self.database)
 
     # -- schema (the database's) -------------------------------------------
