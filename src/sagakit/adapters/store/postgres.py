@@ -127,28 +127,52 @@ def _save_call(save: Save, messaging: bool) -> tuple[Any, ...]:
     )
 
 
-def _saves_arrays(saves: Sequence[Save]) -> tuple[Any, ...]:
-    """The arguments of ``save_sagas`` for ``saves`` (none with messaging):
-    save_saga's, each an array with an element per save, and the history
-    of them all as one JSON array."""
-    columns = zip(
-        *(
-            (
-                save.record.saga_id,
-                *rows.saga_changes(save.record),
-                save.expected_version,
-                *_both(save.owner, save.lease),
-                save.record.deadline,
-                save.record.definition_version,
-                save.record.fingerprint,
-            )
-            for save in saves
-        ),
-        strict=True,
+def _as_arrays(
+    writes: Sequence[Create] | Sequence[Save], columns: Sequence[tuple[Any, ...]]
+) -> tuple[Any, ...]:
+    """The arguments of ``create_sagas`` or ``save_sagas``: those of
+    create_saga or save_saga (``columns``, a tuple per write without its
+    history, deadline, definition version and fingerprint), each an array
+    with an element per write, with the history of them all as one JSON
+    array where the single statement has each write's."""
+    records = [w.record for w in writes]
+    return (
+        *(list(c) for c in zip(*columns, strict=True)),
+        rows.history_json([h for w in writes for h in w.history]),
+        [r.deadline for r in records],
+        [r.definition_version for r in records],
+        [r.fingerprint for r in records],
     )
-    (*first, deadline, version, fingerprint) = (list(c) for c in columns)
-    history = rows.history_json([h for save in saves for h in save.history])
-    return (*first, history, deadline, version, fingerprint)
+
+
+def _creates_arrays(creates: Sequence[Create]) -> tuple[Any, ...]:
+    """The arguments of ``create_sagas`` (creates without an outbox)."""
+    return _as_arrays(
+        creates,
+        [(*rows.new_saga(c.record), *_both(c.owner, c.lease)) for c in creates],
+    )
+
+
+def _saves_arrays(saves: Sequence[Save]) -> tuple[Any, ...]:
+    """The arguments of ``save_sagas`` (saves without messaging)."""
+    return _as_arrays(
+        saves,
+        [
+            (
+                s.record.saga_id,
+                *rows.saga_changes(s.record),
+                s.expected_version,
+                *_both(s.owner, s.lease),
+            )
+            for s in saves
+        ],
+    )
+
+
+def _distinct(writes: Sequence[Create] | Sequence[Save]) -> bool:
+    """Whether no saga has two writes in ``writes`` (one statement for the
+    batch needs that)."""
+    return len({w.record.saga_id for w in writes}) == len(writes)
 
 
 def _save_problem(save: Save, row: Any) -> Exception | None:
@@ -224,15 +248,20 @@ class PostgresStore(
         return await self._created(create, row)
 
     async def create_many(self, creates: Sequence[Create]) -> list[Created | Exception]:
-        """See :class:`~sagakit.ports.store.GroupSaves`: pipelined in one
-        implicit transaction (one round trip)."""
+        """See :class:`~sagakit.ports.store.GroupSaves`: one round trip and
+        one transaction; one statement for creates of distinct sagas without
+        an outbox, else one per create, pipelined."""
         if not creates:
             return []
+        about = f"creating {len(creates)} sagas"
         outbox = any(c.outbox for c in creates)
-        calls = [_create_call(c, outbox) for c in creates]
-        found = await self.database.fetchmany(
-            f"creating {len(creates)} sagas", calls[0][0], [c[1:] for c in calls]
-        )
+        if not outbox and _distinct(creates):
+            found = await self._fetch(about, "create_sagas", *_creates_arrays(creates))
+        else:
+            calls = [_create_call(c, outbox) for c in creates]
+            found = await self.database.fetchmany(
+                about, calls[0][0], [c[1:] for c in calls]
+            )
         self.database.commits += 1
         results: list[Created | Exception] = []
         for create, row in zip(creates, found, strict=True):
@@ -292,7 +321,7 @@ class PostgresStore(
             return []
         # one statement text for the batch: the messaging one if any needs it
         messaging = any(s.outbox or s.inbox is not None for s in saves)
-        if not messaging and len({s.record.saga_id for s in saves}) == len(saves):
+        if not messaging and _distinct(saves):
             return await self._save_set(saves)
         calls = [_save_call(s, messaging) for s in saves]
         found = await self.database.fetchmany(

@@ -185,6 +185,39 @@ class GroupSavesContract(StoreFixtures):
         assert await store.history("again") == []
         assert (await store.get("taken")).version == 1
 
+    async def test_plain_creates_each_create_once(self, store: Any) -> None:
+        # no outbox: PostgreSQL creates these in one statement
+        await store.create(make_record("old", key="k-old"), [])
+        await self._created(store, "taken")
+        creates = [
+            Create(make_record("n1"), [entry("n1", "started")]),
+            Create(make_record("again", key="k-old"), [entry("again", "x")]),
+            Create(make_record("taken"), [entry("taken", "x")]),
+            Create(make_record("d1", key="k-dup"), [entry("d1", "started")]),
+            Create(make_record("d2", key="k-dup"), [entry("d2", "x")]),
+            Create(make_record("n2"), [], owner="w1", lease=30),
+        ]
+
+        done = await store.create_many(creates)
+
+        assert [getattr(d, "created", None) for d in done] == [
+            True,
+            False,
+            None,
+            True,
+            False,
+            True,
+        ]
+        assert done[1].record.saga_id == "old"
+        assert isinstance(done[2], SagaAlreadyExists)
+        assert done[4].record.saga_id == "d1"  # the key its batch took first
+        assert [h.outcome for h in await store.history("n1")] == ["started"]
+        assert [h.outcome for h in await store.history("d1")] == ["started"]
+        for gone in ("again", "d2"):
+            assert await store.history(gone) == []
+        assert [h.outcome for h in await store.history("taken")] == ["started"]
+        assert (await store.get("n2")).version == 1
+
     async def test_empty_batches_write_nothing(self, store: Any) -> None:
         before = commits(store)
         assert await store.save_many([]) == []

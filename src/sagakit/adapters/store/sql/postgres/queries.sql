@@ -67,6 +67,52 @@ WITH inserted AS (
 )
 SELECT count(*) > 0 AS created FROM inserted;
 
+-- create_sagas --
+-- create_saga for many sagas in one statement (group commit): every argument
+-- is an array with an element per saga (each saga id at most once), except
+-- $13, the history of them all as one jsonb array (each line names its
+-- saga). One row per saga, in their order: created = false on a taken key
+-- or saga id (a key taken by an earlier saga of the same batch too).
+WITH input AS (
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::integer[], $5::text[],
+        $6::text[], $7::text[], $8::text[], $9::double precision[],
+        $10::double precision[], $11::text[], $12::double precision[],
+        $14::double precision[], $15::integer[], $16::text[]
+    ) WITH ORDINALITY AS i(
+        saga_id, saga_name, status, version, idempotency_key, context, state,
+        failed_step, created_at, updated_at, owner, lease, deadline,
+        definition_version, fingerprint, n
+    )
+), inserted AS (
+    INSERT INTO sagakit_saga (
+        saga_id, saga_name, status, version, idempotency_key, context, state,
+        failed_step, created_at, updated_at, owner, lease_until, deadline,
+        definition_version, fingerprint
+    )
+    SELECT saga_id, saga_name, status, version, idempotency_key,
+           context::jsonb, state::jsonb, failed_step, created_at, updated_at,
+           owner,
+           extract(epoch FROM clock_timestamp())::double precision + lease,
+           deadline, definition_version, fingerprint
+      FROM input ORDER BY n
+    ON CONFLICT DO NOTHING
+    RETURNING saga_id
+), appended AS (
+    INSERT INTO sagakit_step_history (
+        saga_id, step, kind, attempt, outcome, result, error, started_at,
+        finished_at
+    )
+    SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
+           h.started_at, h.finished_at
+      FROM sagakit_history_lines($13::jsonb) AS h
+     WHERE h.saga_id IN (SELECT saga_id FROM inserted)
+     ORDER BY h.n
+)
+SELECT i.saga_id IN (SELECT saga_id FROM inserted) AS created
+  FROM input AS i
+ ORDER BY i.n;
+
 -- create_saga_outbox --
 -- create_saga, and its outbox messages ($15-$21: id, destination, body, saga
 -- id, available at, held by, hold seconds) in the same statement; $22 and $23
