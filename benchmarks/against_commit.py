@@ -13,9 +13,11 @@ rows that report ``cpu_us_per_saga`` also get each side's median CPU time
 per saga and its ratio this tree / ``REV`` (lower is cheaper).
 Peer rows (DBOS, Celery, the floor) run on both sides too: they change with
 the load only, so their ratio shows how much of a difference is noise.
-Where rows carry them (``remote_throughput.py``), a second table gives each
-side's median ratio to the floor measured in the same run, and its CPU per
-saga (this process + the service processes).
+Where rows carry them (``remote_throughput.py``, ``postgres_throughput.py``),
+a second table gives each side's median ratio to the floor measured in the
+same run, and its CPU per saga (this process + the service processes, or +
+the PostgreSQL backends for rows that report ``server_cpu_us_per_saga``,
+whose figures get a table of their own too).
 
 ::
 
@@ -40,6 +42,7 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, dict[str, list[float]]] = {}
     extras: dict[str, dict[str, list[tuple[float, float]]]] = {}
     cpu: dict[str, dict[str, list[float]]] = {}
+    server: dict[str, dict[str, list[float]]] = {}
     loads: list[str] = []
     with tempfile.TemporaryDirectory(prefix="sagakit-against-") as tmp:
         # this tree's src is copied too: edits made during a long run stay out
@@ -137,25 +141,30 @@ def main(argv: list[str] | None = None) -> int:
                     if figure is not None:
                         figures.setdefault(key, {}).setdefault(side, []).append(figure)
                     if row.get("ratio_vs_floor") is not None:
-                        cpu = row.get("cpu_ms_here", 0.0) + row.get(
-                            "cpu_ms_services", 0.0
-                        )
-                        pair = (row["ratio_vs_floor"], cpu)
+                        pair = (row["ratio_vs_floor"], _cpu_ms_with_services(row))
                         extras.setdefault(key, {}).setdefault(side, []).append(pair)
-                    used = row.get("cpu_us_per_saga")
-                    if used is not None:
-                        cpu.setdefault(key, {}).setdefault(side, []).append(used)
+                    for name, into in (
+                        ("cpu_us_per_saga", cpu),
+                        ("server_cpu_us_per_saga", server),
+                    ):
+                        used = row.get(name)
+                        if used is not None:
+                            into.setdefault(key, {}).setdefault(side, []).append(used)
     print()
     print(f"{script.name} {' '.join(script_args)}; {args.rounds} round(s) per side")
     print(f"{'row':<34} {base_name:>12} {head_name:>12} {'ratio':>7}")
     for key, by_side in figures.items():
         print(f"{key:<34} {_compare(by_side, base_name, head_name)}")
-    if cpu:
-        print()
-        print("CPU us per saga (this process); lower is cheaper")
-        print(f"{'row':<34} {base_name:>12} {head_name:>12} {'ratio':>7}")
-        for key, by_side in cpu.items():
-            print(f"{key:<34} {_compare(by_side, base_name, head_name)}")
+    for used, what in (
+        (cpu, "this process"),
+        (server, "the database server's backends"),
+    ):
+        if used:
+            print()
+            print(f"CPU us per saga ({what}); lower is cheaper")
+            print(f"{'row':<34} {base_name:>12} {head_name:>12} {'ratio':>7}")
+            for key, by_side in used.items():
+                print(f"{key:<34} {_compare(by_side, base_name, head_name)}")
     print(
         "sagas/s (calls/s for a row that times a call), median over rounds of "
         "each run's median; load average (1 min) after each run: " + ", ".join(loads)
@@ -178,6 +187,17 @@ def main(argv: list[str] | None = None) -> int:
             "process + the service processes, medians over rounds"
         )
     return 0
+
+
+def _cpu_ms_with_services(row: dict[str, Any]) -> float:
+    """CPU ms per saga of the benchmark's process and the services it used:
+    the service processes (``remote_throughput.py``) or the database
+    server's backends (``postgres_throughput.py``)."""
+    if "cpu_ms_here" in row:
+        return float(row["cpu_ms_here"] + row.get("cpu_ms_services", 0.0))
+    here = row.get("cpu_us_per_saga") or 0.0
+    server = row.get("server_cpu_us_per_saga") or 0.0
+    return float(here + server) / 1000
 
 
 def _compare(by_side: dict[str, list[float]], base_name: str, head_name: str) -> str:

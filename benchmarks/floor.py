@@ -25,7 +25,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 PG_SCHEMA = """
 DROP TABLE IF EXISTS floor_history;
@@ -104,6 +104,15 @@ STEPS = ("one", "two", "three")
 Write = Callable[[str, tuple[Any, ...]], Awaitable[None]]
 
 
+class Meter(Protocol):
+    """Something measured around each timed run only (the database server's
+    CPU time, say): started before the run, stopped after it."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 async def step() -> None:
     return None
 
@@ -166,11 +175,12 @@ async def measure(
     concurrency: int,
     *,
     failing: bool,
+    meter: Meter | None = None,
 ) -> tuple[list[float], float, float]:
     """Sagas/s of ``repeats`` timed runs after a warm-up (``n // 10``), the
     commits per saga they made and this process's CPU microseconds per saga
-    (``time.process_time``: the database server's are not in it); closes
-    ``floor``."""
+    (``time.process_time``: the database server's are not in it, ``meter``
+    can take them); closes ``floor``."""
     try:
         await run(floor.write, max(1, n // 10), concurrency, failing=failing)
         runs: list[float] = []
@@ -178,9 +188,13 @@ async def measure(
         cpu = 0.0
         for _ in range(repeats):
             gc.collect()
+            if meter is not None:
+                await meter.start()
             cpu -= time.process_time()
             runs.append(n / await run(floor.write, n, concurrency, failing=failing))
             cpu += time.process_time()
+            if meter is not None:
+                await meter.stop()
         done = n * repeats
         return runs, (floor.commits - commits) / done, cpu / done * 1e6
     finally:

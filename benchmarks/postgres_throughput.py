@@ -110,6 +110,10 @@ class Result:
     cpu_us_per_saga: float | None = None
     """This process's CPU time (``time.process_time``) per saga over the timed
     runs, in microseconds (the server's is not in it)."""
+    server_cpu_us_per_saga: float | None = None
+    """The CPU time of the PostgreSQL backends serving the benchmark's
+    database per saga over the timed runs, in microseconds (read from
+    ``/proc``: None for a server on another machine)."""
 
     @property
     def sagas_per_s(self) -> float:
@@ -164,6 +168,59 @@ async def recreate_database(dsn: str, name: str, *, create: bool = True) -> None
         await conn.close()
 
 
+def cpu_of(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (None: not readable);
+    ``scale_sagas.py`` reads the server's with it too."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ServerCPU:
+    """CPU seconds of the PostgreSQL backends serving one database (but not
+    this meter's own connection), read from ``/proc`` around each timed run:
+    ``seconds`` is their sum, or None if a backend's could not be read (a
+    server on another machine)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self._before: dict[int, float] = {}
+        self.seconds: float | None = 0.0
+
+    @classmethod
+    async def open(cls, url: str) -> ServerCPU:
+        return cls(await asyncpg.connect(url, timeout=10))
+
+    async def _read(self) -> dict[int, float] | None:
+        pids = await self._conn.fetch(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        found = {pid: cpu_of(pid) for (pid,) in pids}
+        if any(seconds is None for seconds in found.values()):
+            return None
+        return {pid: seconds for pid, seconds in found.items() if seconds is not None}
+
+    async def start(self) -> None:
+        self._before = await self._read() or {}
+
+    async def stop(self) -> None:
+        after = await self._read()
+        if after is None or self.seconds is None:
+            self.seconds = None
+            return
+        self.seconds += sum(t - self._before.get(pid, 0.0) for pid, t in after.items())
+
+    def per_saga_us(self, sagas: int) -> float | None:
+        return None if self.seconds is None else self.seconds / sagas * 1e6
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+
 # -- sagakit -------------------------------------------------------------------
 
 
@@ -199,6 +256,7 @@ def measure_sagakit(s: Scenario, url: str, repeats: int) -> Result:
     async def main() -> Result:
         store = await PostgresStore.connect(url, max_size=POOL_SIZE)
         orchestrator = Orchestrator(store, [saga])
+        server = await ServerCPU.open(url)
         loop = asyncio.get_running_loop()
 
         async def timed(count: int) -> tuple[float, int, int]:
@@ -230,15 +288,25 @@ def measure_sagakit(s: Scenario, url: str, repeats: int) -> Result:
             cpu = 0.0
             for _ in range(repeats):
                 gc.collect()
+                await server.start()
                 cpu -= time.process_time()
                 seconds, c, st = await timed(s.n)
                 cpu += time.process_time()
+                await server.stop()
                 runs.append(s.n / seconds)
                 commits += c
                 statements += st
             done = s.n * repeats
-            return Result(s, runs, commits / done, statements / done, cpu / done * 1e6)
+            return Result(
+                s,
+                runs,
+                commits / done,
+                statements / done,
+                cpu / done * 1e6,
+                server.per_saga_us(done),
+            )
         finally:
+            await server.close()
             await orchestrator.close()
 
     return asyncio.run(main())
@@ -249,10 +317,19 @@ def measure_floor(s: Scenario, url: str, repeats: int) -> Result:
 
     async def main() -> Result:
         floor = await PostgresFloor.open(url, POOL_SIZE)
-        runs, commits, cpu = await floor_measure(
-            floor, s.n, repeats, s.concurrency, failing=s.path == "failure"
-        )
-        return Result(s, runs, commits, None, cpu)
+        server = await ServerCPU.open(url)
+        try:
+            runs, commits, cpu = await floor_measure(
+                floor,
+                s.n,
+                repeats,
+                s.concurrency,
+                failing=s.path == "failure",
+                meter=server,
+            )
+        finally:
+            await server.close()
+        return Result(s, runs, commits, None, cpu, server.per_saga_us(s.n * repeats))
 
     return asyncio.run(main())
 
@@ -486,6 +563,7 @@ def table(
         "sagas/s",
         "runs min-max",
         "cpu us/saga",
+        "server us/saga",
         "commits/saga",
         "transitions/commit",
         "sagakit/floor",
@@ -508,13 +586,16 @@ def table(
                 f"{r.sagas_per_s:,.0f}",
                 f"{min(r.runs):,.0f}-{max(r.runs):,.0f}",
                 "-" if r.cpu_us_per_saga is None else f"{r.cpu_us_per_saga:,.1f}",
+                "-"
+                if r.server_cpu_us_per_saga is None
+                else f"{r.server_cpu_us_per_saga:,.1f}",
                 commits,
                 per_commit(r),
                 shown if to_floor is None else f"{to_floor:.2f}x",
                 shown if value is None else f"{value:.2f}x",
             )
         )
-    numeric = {3, 4, 5, 6, 7, 8, 9, 10, 11}
+    numeric = {3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for row in rows:
@@ -747,6 +828,7 @@ def main(argv: list[str] | None = None) -> int:
                     "commits_per_saga": r.commits_per_saga,
                     "statements_per_saga": r.statements_per_saga,
                     "cpu_us_per_saga": r.cpu_us_per_saga,
+                    "server_cpu_us_per_saga": r.server_cpu_us_per_saga,
                     "ratio_vs_dbos": ratio(r, dbos_by_pair),
                     "ratio_vs_floor": ratio(r, floor_by_pair),
                 }

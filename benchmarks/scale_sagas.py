@@ -178,16 +178,6 @@ async def build(where: Stores, plan: Plan) -> tuple[float, dict[str, float]]:
     return time.perf_counter() - started, counts
 
 
-def _cpu_of(pid: int) -> float | None:
-    """User + system CPU seconds of process ``pid`` (None: not readable)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class ServerCPU:
     """CPU seconds of the PostgreSQL backends serving one database, read
     from ``/proc`` (a server on this machine; None elsewhere, and on
@@ -202,7 +192,8 @@ class ServerCPU:
         rows = await self._pool.fetch(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
         )
-        found = {pid: _cpu_of(pid) for (pid,) in rows}
+        cpu_of = _next_door("postgres_throughput").cpu_of
+        found = {pid: cpu_of(pid) for (pid,) in rows}
         if any(seconds is None for seconds in found.values()):
             return None
         return cast("dict[int, float]", found)

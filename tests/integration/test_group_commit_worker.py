@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from sagakit import Orchestrator, Saga, SagaStatus, Step
 from sagakit.runtime import Worker
+from sagakit.runtime.group import GroupCommit
 from tests.conftest import OpenSagaStore
 
 SAGAS = 60
@@ -83,3 +84,46 @@ async def test_a_worker_shares_commits_and_loses_nothing(
             ]
         else:
             assert kinds[3:-1] == [("confirm", "action", "succeeded")]
+
+
+async def yielding_saga(
+    open_saga_store: OpenSagaStore, name: str
+) -> tuple[Orchestrator, GroupCommit, Saga[object]]:
+    """An orchestrator on this test's store, what it saves through and a
+    2-step saga whose steps yield to the loop once."""
+
+    async def act(ctx: object) -> None:
+        await asyncio.sleep(0)
+
+    saga: Saga[object] = Saga(name, [Step("a", act, compensate=act), Step("b", act)])
+    orchestrator = Orchestrator(await open_saga_store(), [saga])
+    group = orchestrator.driver.saves
+    assert isinstance(group, GroupCommit)
+    return orchestrator, group, saga
+
+
+async def test_sagas_in_step_share_each_commit(open_saga_store: OpenSagaStore) -> None:
+    """Sagas started together and resumed together: the first of them to
+    write does not go alone (while the others are about to write too) but
+    shares the batch of the rest, on the stores that write without blocking
+    the loop (PostgreSQL, MySQL) as on SQLite."""
+    orchestrator, group, saga = await yielding_saga(open_saga_store, "wave")
+
+    results = await asyncio.gather(*(orchestrator.run(saga) for _ in range(40)))
+
+    assert {r.status for r in results} == {SagaStatus.SUCCEEDED}
+    # create, a, b: 3 transitions per saga, every one in a batch
+    assert group.writes == 3 * len(results)
+    await orchestrator.close()
+
+
+async def test_a_lone_saga_writes_at_once(open_saga_store: OpenSagaStore) -> None:
+    """One saga at a time has nobody to share a commit with: its writes go
+    straight to the store, on every store."""
+    orchestrator, group, saga = await yielding_saga(open_saga_store, "lone")
+
+    for _ in range(3):
+        assert (await orchestrator.run(saga)).status is SagaStatus.SUCCEEDED
+
+    assert group.writes == 0  # none waited for a batch
+    await orchestrator.close()

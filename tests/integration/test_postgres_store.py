@@ -43,6 +43,10 @@ CATALOG = {
     "triggers": """
         SELECT tgrelid::regclass::text, tgname, pg_get_triggerdef(oid)
           FROM pg_trigger WHERE NOT tgisinternal""",
+    "storage": """
+        SELECT relname, reloptions
+          FROM pg_class WHERE relnamespace = 'public'::regnamespace
+           AND reloptions IS NOT NULL""",
     "functions": """
         SELECT proname, pg_get_functiondef(oid)
           FROM pg_proc WHERE pronamespace = 'public'::regnamespace""",

@@ -204,10 +204,13 @@ class GroupCommit(RecordWrites):
     """The ``create`` and ``save`` of ``store``, committing concurrent ones
     together (creates in one transaction, saves in another, side by side).
 
-    On a store whose calls wait for the database (PostgreSQL), a write
-    that finds nothing in flight goes straight to it, and the writes that
-    come while it is in flight queue for the next batch: a saga run alone
-    pays nothing for group commit. A store whose writes run on the event
+    On a store whose calls wait for the database (PostgreSQL, MySQL), a
+    write that finds nothing in flight and no other task ready to run goes
+    straight to it, and the writes that come while it is in flight queue
+    for the next batch: a saga run alone pays nothing for group commit.
+    With other tasks ready (sagas resumed by the same commit, about to
+    write too) it waits for the next turn of the loop and shares their
+    batch, rather than committing alone beside it. A store whose writes run on the event
     loop's thread without yielding (``blocking_writes``: SQLite) batches a
     write on the next turn of the loop while other instances are driven
     (``driven`` counts them) or other tasks wait to run (sagas started
@@ -284,12 +287,14 @@ class GroupCommit(RecordWrites):
             self._alone_in_flight -= 1
 
     def _quiet(self, alone: int) -> bool:
-        """Nothing in flight, and nothing to wait for: the store lets others
-        write meanwhile, or no more than ``alone`` instances are driven (the
-        writer's own, if it has one)."""
+        """Nothing in flight, and nothing to wait for: no other task ready
+        to run if the store lets others write meanwhile, or else also no
+        more than ``alone`` instances driven (the writer's own, if any)."""
         if self._batcher.flushing or self._alone_in_flight:
             return False
-        return self.direct or (self.driven() <= alone and not _loop_busy())
+        if self.direct:
+            return not _loop_busy()
+        return self.driven() <= alone and not _loop_busy()
 
 
 def _loop_busy() -> bool:

@@ -129,6 +129,54 @@ def _save_call(save: Save, messaging: bool) -> tuple[Any, ...]:
     )
 
 
+def _as_arrays(
+    writes: Sequence[Create] | Sequence[Save], columns: Sequence[tuple[Any, ...]]
+) -> tuple[Any, ...]:
+    """The arguments of ``create_sagas`` or ``save_sagas``: those of
+    create_saga or save_saga (``columns``, a tuple per write without its
+    history, deadline, definition version and fingerprint), each an array
+    with an element per write, with the history of them all as one JSON
+    array where the single statement has each write's."""
+    records = [w.record for w in writes]
+    return (
+        *(list(c) for c in zip(*columns, strict=True)),
+        rows.history_json([h for w in writes for h in w.history]),
+        [r.deadline for r in records],
+        [r.definition_version for r in records],
+        [r.fingerprint for r in records],
+    )
+
+
+def _creates_arrays(creates: Sequence[Create]) -> tuple[Any, ...]:
+    """The arguments of ``create_sagas`` (creates without an outbox)."""
+    return _as_arrays(
+        creates,
+        [(*rows.new_saga(c.record), *_both(c.owner, c.lease)) for c in creates],
+    )
+
+
+def _saves_arrays(saves: Sequence[Save]) -> tuple[Any, ...]:
+    """The arguments of ``save_sagas`` (saves without messaging)."""
+    return _as_arrays(
+        saves,
+        [
+            (
+                s.record.saga_id,
+                *rows.saga_changes(s.record),
+                s.expected_version,
+                *_both(s.owner, s.lease),
+            )
+            for s in saves
+        ],
+    )
+
+
+def _distinct(writes: Sequence[Create] | Sequence[Save]) -> bool:
+    """Whether no saga has two writes in ``writes`` (one statement for the
+    batch needs that)."""
+    return len({w.record.saga_id for w in writes}) == len(writes)
+
+
 def _save_problem(save: Save, row: Any) -> Exception | None:
     """What the save whose statement returned ``row`` raises, if anything."""
     if row is None:
@@ -214,15 +262,20 @@ class PostgresStore(
         return await self._created(create, row)
 
     async def create_many(self, creates: Sequence[Create]) -> list[Created | Exception]:
-        """See :class:`~sagakit.ports.store.GroupSaves`: pipelined in one
-        implicit transaction (one round trip)."""
+        """See :class:`~sagakit.ports.store.GroupSaves`: one round trip and
+        one transaction; one statement for creates of distinct sagas without
+        an outbox, else one per create, pipelined."""
         if not creates:
             return []
+        about = f"creating {len(creates)} sagas"
         outbox = any(c.outbox for c in creates)
-        calls = [_create_call(c, outbox) for c in creates]
-        found = await self.database.fetchmany(
-            f"creating {len(creates)} sagas", calls[0][0], [c[1:] for c in calls]
-        )
+        if not outbox and _distinct(creates):
+            found = await self._fetch(about, "create_sagas", *_creates_arrays(creates))
+        else:
+            calls = [_create_call(c, outbox) for c in creates]
+            found = await self.database.fetchmany(
+                about, calls[0][0], [c[1:] for c in calls]
+            )
         self.database.commits += 1
         results: list[Created | Exception] = []
         for create, row in zip(creates, found, strict=True):
@@ -273,15 +326,29 @@ class PostgresStore(
             await apply_change(run, saga_id, change, as_array=_as_list, now=None)
 
     async def save_many(self, saves: Sequence[Save]) -> list[Exception | None]:
-        """See :class:`~sagakit.ports.store.GroupSaves`: one statement per
-        save, pipelined in one implicit transaction (one round trip)."""
+        """See :class:`~sagakit.ports.store.GroupSaves`: one round trip and
+        one transaction. Saves of distinct sagas without outbox or inbox
+        (the in-process sagas' transitions) are one statement, which the
+        server runs for ~40% of the CPU of one per save; otherwise one
+        statement per save, pipelined in one implicit transaction."""
         if not saves:
             return []
         # one statement text for the batch: the messaging one if any needs it
         messaging = any(s.outbox or s.inbox is not None for s in saves)
+        if not messaging and _distinct(saves):
+            return await self._save_set(saves)
         calls = [_save_call(s, messaging) for s in saves]
         found = await self.database.fetchmany(
             f"saving {len(saves)} sagas", calls[0][0], [c[1:] for c in calls]
+        )
+        self.database.commits += 1
+        return [_save_problem(s, row) for s, row in zip(saves, found, strict=True)]
+
+    async def _save_set(self, saves: Sequence[Save]) -> list[Exception | None]:
+        """Saves of distinct sagas with no messaging as one statement
+        (``save_sagas``), whose rows come in the order of ``saves``."""
+        found = await self._fetch(
+            f"saving {len(saves)} sagas", "save_sagas", *_saves_arrays(saves)
         )
         self.database.commits += 1
         return [_save_problem(s, row) for s, row in zip(saves, found, strict=True)]

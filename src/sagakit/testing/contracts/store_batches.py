@@ -102,6 +102,42 @@ class GroupSavesContract(StoreFixtures):
         claimed = await store.claim_outbox("relay", lease=60)
         assert [m.message_id for m in claimed] == ["m-new"]
 
+    async def test_refused_plain_saves_write_nothing_and_spare_the_others(
+        self, store: Any
+    ) -> None:
+        # no outbox or inbox: PostgreSQL saves these in one statement
+        await self._created(store, "p1", "p2", "p3")
+        await store.save(replace(make_record("p2"), version=2), 1, [])  # moved on
+        saves = [
+            Save(replace(make_record("p1"), version=2), 1, [entry("p1", "ok")]),
+            Save(replace(make_record("p2"), version=2), 1, [entry("p2", "ok")]),
+            Save(replace(make_record("gone"), version=2), 1, [entry("gone", "ok")]),
+            Save(
+                replace(make_record("p3"), version=2, status=SagaStatus.FAILED),
+                1,
+                [entry("p3", "one"), entry("p3", "two")],
+                owner="w1",
+                lease=30,
+            ),
+        ]
+
+        done = await store.save_many(saves)
+
+        assert done[0] is None
+        assert isinstance(done[1], ConcurrencyError)
+        assert isinstance(done[2], SagaNotFound)
+        assert done[3] is None
+        assert [h.outcome for h in await store.history("p1")] == ["started", "ok"]
+        assert [h.outcome for h in await store.history("p2")] == ["started"]
+        assert [h.outcome for h in await store.history("p3")] == [
+            "started",
+            "one",
+            "two",
+        ]
+        assert await store.history("gone") == []
+        got = await store.get("p3")
+        assert (got.version, got.status) == (2, SagaStatus.FAILED)
+
     async def test_one_inbox_entry_twice_in_a_batch_is_consumed_once(
         self, store: Any
     ) -> None:
@@ -148,6 +184,39 @@ class GroupSavesContract(StoreFixtures):
         assert [m.message_id for m in with_pending] == ["m-n2"]
         assert await store.history("again") == []
         assert (await store.get("taken")).version == 1
+
+    async def test_plain_creates_each_create_once(self, store: Any) -> None:
+        # no outbox: PostgreSQL creates these in one statement
+        await store.create(make_record("old", key="k-old"), [])
+        await self._created(store, "taken")
+        creates = [
+            Create(make_record("n1"), [entry("n1", "started")]),
+            Create(make_record("again", key="k-old"), [entry("again", "x")]),
+            Create(make_record("taken"), [entry("taken", "x")]),
+            Create(make_record("d1", key="k-dup"), [entry("d1", "started")]),
+            Create(make_record("d2", key="k-dup"), [entry("d2", "x")]),
+            Create(make_record("n2"), [], owner="w1", lease=30),
+        ]
+
+        done = await store.create_many(creates)
+
+        assert [getattr(d, "created", None) for d in done] == [
+            True,
+            False,
+            None,
+            True,
+            False,
+            True,
+        ]
+        assert done[1].record.saga_id == "old"
+        assert isinstance(done[2], SagaAlreadyExists)
+        assert done[4].record.saga_id == "d1"  # the key its batch took first
+        assert [h.outcome for h in await store.history("n1")] == ["started"]
+        assert [h.outcome for h in await store.history("d1")] == ["started"]
+        for gone in ("again", "d2"):
+            assert await store.history(gone) == []
+        assert [h.outcome for h in await store.history("taken")] == ["started"]
+        assert (await store.get("n2")).version == 1
 
     async def test_empty_batches_write_nothing(self, store: Any) -> None:
         before = commits(store)

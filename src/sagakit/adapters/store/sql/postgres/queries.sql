@@ -67,6 +67,52 @@ WITH inserted AS (
 )
 SELECT count(*) > 0 AS created FROM inserted;
 
+-- create_sagas --
+-- create_saga for many sagas in one statement (group commit): every argument
+-- is an array with an element per saga (each saga id at most once), except
+-- $13, the history of them all as one jsonb array (each line names its
+-- saga). One row per saga, in their order: created = false on a taken key
+-- or saga id (a key taken by an earlier saga of the same batch too).
+WITH input AS (
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::integer[], $5::text[],
+        $6::text[], $7::text[], $8::text[], $9::double precision[],
+        $10::double precision[], $11::text[], $12::double precision[],
+        $14::double precision[], $15::integer[], $16::text[]
+    ) WITH ORDINALITY AS i(
+        saga_id, saga_name, status, version, idempotency_key, context, state,
+        failed_step, created_at, updated_at, owner, lease, deadline,
+        definition_version, fingerprint, n
+    )
+), inserted AS (
+    INSERT INTO sagakit_saga (
+        saga_id, saga_name, status, version, idempotency_key, context, state,
+        failed_step, created_at, updated_at, owner, lease_until, deadline,
+        definition_version, fingerprint
+    )
+    SELECT saga_id, saga_name, status, version, idempotency_key,
+           context::jsonb, state::jsonb, failed_step, created_at, updated_at,
+           owner,
+           extract(epoch FROM clock_timestamp())::double precision + lease,
+           deadline, definition_version, fingerprint
+      FROM input ORDER BY n
+    ON CONFLICT DO NOTHING
+    RETURNING saga_id
+), appended AS (
+    INSERT INTO sagakit_step_history (
+        saga_id, step, kind, attempt, outcome, result, error, started_at,
+        finished_at
+    )
+    SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
+           h.started_at, h.finished_at
+      FROM sagakit_history_lines($13::jsonb) AS h
+     WHERE h.saga_id IN (SELECT saga_id FROM inserted)
+     ORDER BY h.n
+)
+SELECT i.saga_id IN (SELECT saga_id FROM inserted) AS created
+  FROM input AS i
+ ORDER BY i.n;
+
 -- create_saga_outbox --
 -- create_saga, and its outbox messages ($15-$21: id, destination, body, saga
 -- id, available at, held by, hold seconds) in the same statement; $22 and $23
@@ -164,6 +210,57 @@ WITH updated AS (
 )
 SELECT (SELECT count(*) FROM updated) AS saved,
        EXISTS (SELECT 1 FROM sagakit_saga WHERE saga_id = $1) AS found;
+
+-- save_sagas --
+-- save_saga for many sagas in one statement (group commit): every argument
+-- is an array with an element per saga, in one lock order ($1, saga ids,
+-- each at most once), except $11, the history of them all as one jsonb
+-- array (each line names its saga). A saga is replaced only if still at its
+-- expected version ($8), and only its lines are appended. One row per saga:
+-- saved, and found (false: no such saga) as save_saga returns them.
+WITH input AS (
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::integer[], $4::text[], $5::text[],
+        $6::text[], $7::double precision[], $8::integer[], $9::text[],
+        $10::double precision[], $12::double precision[], $13::integer[],
+        $14::text[]
+    ) WITH ORDINALITY AS i(
+        saga_id, status, version, context, state, failed_step, updated_at,
+        expected, owner, lease, deadline, definition_version, fingerprint, n
+    )
+), updated AS (
+    UPDATE sagakit_saga AS s
+       SET status = i.status, version = i.version,
+           context = i.context::jsonb, state = i.state::jsonb,
+           failed_step = i.failed_step, updated_at = i.updated_at,
+           deadline = i.deadline, waiting = NULL,
+           definition_version = i.definition_version,
+           fingerprint = i.fingerprint,
+           owner = coalesce(i.owner, s.owner),
+           lease_until = coalesce(
+               extract(epoch FROM clock_timestamp())::double precision
+                   + i.lease,
+               s.lease_until)
+      FROM input AS i
+     WHERE s.saga_id = i.saga_id AND s.version = i.expected
+    RETURNING s.saga_id
+), appended AS (
+    INSERT INTO sagakit_step_history (
+        saga_id, step, kind, attempt, outcome, result, error, started_at,
+        finished_at
+    )
+    SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
+           h.started_at, h.finished_at
+      FROM sagakit_history_lines($11::jsonb) AS h
+     WHERE h.saga_id IN (SELECT saga_id FROM updated)
+     ORDER BY h.n
+)
+SELECT i.saga_id, u.saga_id IS NOT NULL AS saved,
+       u.saga_id IS NOT NULL
+       OR EXISTS (SELECT 1 FROM sagakit_saga AS s
+                   WHERE s.saga_id = i.saga_id) AS found
+  FROM input AS i LEFT JOIN updated AS u ON u.saga_id = i.saga_id
+ ORDER BY i.n;
 
 -- save_saga_messaging --
 -- save_saga, and in the same statement its outbox messages ($13-$17, $20

@@ -26,7 +26,7 @@ CREATE TABLE sagakit_saga (
     definition_version  integer NOT NULL DEFAULT 1,
     fingerprint      text,
     waiting          text
-);
+) WITH (fillfactor = 70);  -- room for saves that leave indexes alone (HOT)
 
 CREATE UNIQUE INDEX sagakit_saga_idempotency
     ON sagakit_saga (saga_name, idempotency_key)
@@ -157,6 +157,22 @@ CREATE TABLE sagakit_step_history (
 );
 
 CREATE INDEX sagakit_step_history_saga ON sagakit_step_history (saga_id, id);
+
+-- The history lines a statement appends (a jsonb array of objects keyed by
+-- the columns above), in their order (n)
+CREATE FUNCTION sagakit_history_lines(lines jsonb)
+    RETURNS TABLE (
+        saga_id text, step text, kind text, attempt integer, outcome text,
+        result jsonb, error jsonb, started_at double precision,
+        finished_at double precision, n bigint
+    )
+    LANGUAGE sql STABLE AS $$
+    SELECT * FROM ROWS FROM (jsonb_to_recordset(lines) AS (
+        saga_id text, step text, kind text, attempt integer, outcome text,
+        result jsonb, error jsonb, started_at double precision,
+        finished_at double precision
+    )) WITH ORDINALITY
+$$;
 
 CREATE FUNCTION sagakit_step_history_append_only() RETURNS trigger
     LANGUAGE plpgsql AS $$
