@@ -34,9 +34,38 @@ class Row(Protocol):
     def __len__(self) -> int: ...
 
 
+def _unencodable(value: Any) -> Any:
+    """What :func:`dumps` does with a value JSON has no form for."""
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_MAKE_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None)
+_ENCODER: Any = None
+"""The C encoder of :mod:`json` made once with the options :func:`dumps`
+uses (``json.dumps`` with options other than the defaults builds a
+``JSONEncoder`` and a C encoder per call); ``None`` without the C module.
+It skips ``check_circular`` (whose dict of markers a failed call would
+leave dirty): a value that holds itself ends in ``RecursionError``. Floats
+come out as ``json.dumps`` writes them, NaN and Infinity included."""
+if _MAKE_ENCODER is not None:
+    _ENCODER = _MAKE_ENCODER(
+        None,  # markers: no circular check
+        _unencodable,
+        json.encoder.encode_basestring,  # ensure_ascii=False
+        None,  # indent
+        ":",
+        ",",
+        False,  # sort_keys
+        False,  # skipkeys
+        True,  # allow_nan
+    )
+
+
 def dumps(value: Any) -> str:
     """Compact JSON text for a JSON column."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if _ENCODER is None:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return "".join(_ENCODER(value, 0))
 
 
 def dumps_or_none(value: Any) -> str | None:

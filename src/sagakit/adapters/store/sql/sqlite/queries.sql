@@ -50,9 +50,20 @@ UPDATE sagakit_saga
    AND waiting IS NULL;
 
 -- insert_history --
+-- Under its saga's created_at (NULL, refused, when there is no such saga),
+-- after its saga's last line (see migration 0017). One row of VALUES: an
+-- INSERT ... SELECT would open a statement journal, for 40 % more work.
 INSERT INTO sagakit_step_history (
-    saga_id, step, kind, attempt, outcome, result, error, started_at, finished_at
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
+    saga_created_at, saga_id, seq, step, kind, attempt, outcome, result,
+    error, started_at, finished_at
+) VALUES (
+    (SELECT created_at FROM sagakit_saga WHERE saga_id = ?1),
+    ?1,
+    coalesce((SELECT max(seq) FROM sagakit_step_history
+               WHERE saga_created_at = (SELECT created_at FROM sagakit_saga
+                                         WHERE saga_id = ?1)
+                 AND saga_id = ?1), 0) + 1,
+    ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9);
 
 -- get_saga --
 SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
@@ -70,7 +81,10 @@ SELECT status FROM sagakit_saga WHERE saga_id = ?;
 
 -- get_history --
 SELECT saga_id, step, kind, attempt, outcome, result, error, started_at, finished_at
-  FROM sagakit_step_history WHERE saga_id = ? ORDER BY id;
+  FROM sagakit_step_history
+ WHERE saga_created_at = (SELECT created_at FROM sagakit_saga WHERE saga_id = ?1)
+   AND saga_id = ?1
+ ORDER BY seq;
 
 -- list_sagas --
 -- Newest first: ?1 the limit, ?2 created before (NULL: any time); with ?3

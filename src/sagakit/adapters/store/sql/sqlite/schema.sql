@@ -83,9 +83,13 @@ BEGIN
      WHERE saga_name = OLD.saga_name AND status = OLD.status;
 END;
 
+-- The step history (0017): one b-tree keyed by its saga's creation time,
+-- the saga and each line's place in its history, so that the lines of the
+-- sagas in flight go to the last few pages
 CREATE TABLE sagakit_step_history (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    saga_id      TEXT NOT NULL REFERENCES sagakit_saga (saga_id),
+    saga_created_at  REAL NOT NULL,
+    saga_id      TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
     step         TEXT,
     kind         TEXT NOT NULL,
     attempt      INTEGER NOT NULL,
@@ -93,10 +97,9 @@ CREATE TABLE sagakit_step_history (
     result       TEXT,
     error        TEXT,
     started_at   REAL NOT NULL,
-    finished_at  REAL NOT NULL
-);
-
-CREATE INDEX sagakit_step_history_saga ON sagakit_step_history (saga_id, id);
+    finished_at  REAL NOT NULL,
+    PRIMARY KEY (saga_created_at, saga_id, seq)
+) WITHOUT ROWID;
 
 CREATE TRIGGER sagakit_step_history_append_only
     BEFORE UPDATE ON sagakit_step_history
