@@ -106,7 +106,7 @@ def initial_state(saga: Saga[Any], saga_id: str) -> SagaState:
     return SagaState(
         saga_id=saga_id,
         saga_name=saga.name,
-        steps={s.name: StepState() for s in saga},
+        steps=dict.fromkeys(saga.step_names, _PENDING_STEP),  # immutable: shared
     )
 
 

@@ -415,7 +415,9 @@ class Driver:
         decision that changes nothing commits nothing.
         """
         decision = decide(inst.saga, inst.state, event)
-        if decision.state == inst.state and not decision.commands and inbox is None:
+        if (  # the cheap tests first: comparing states is most of this
+            not decision.commands and inbox is None and decision.state == inst.state
+        ):
             return ()
         return await self.transition(inst, decision, entries, inbox)
 

@@ -67,29 +67,47 @@ async def execute(
     is the saga's trace carrier."""
     if command.delay > 0:
         await clock.sleep(command.delay)
+    spec = saga.step(command.step)
+    if type(observer).step is Observer.step:  # no hook wraps a step: no scope
+        return await _run(
+            saga, spec, state, context, command, clock=clock, jitter=jitter
+        )
     kind = "action" if isinstance(command, RunStep) else "compensation"
     call = StepRun(saga.name, state.saga_id, command.step, kind, command.attempt)
     with observer.step(call, trace) as scope:
-        spec = saga.step(command.step)
-        started = clock.now()
-        try:
-            result = await _attempt(saga, spec, state, context, command)
-        except Exception as exc:
-            outcome = _failed(
-                state.saga_id,
-                spec,
-                command,
-                exc,
-                started=started,
-                clock=clock,
-                jitter=jitter,
-            )
-        else:
-            outcome = _succeeded(
-                state.saga_id, spec, command, result, started=started, clock=clock
-            )
+        outcome = await _run(
+            saga, spec, state, context, command, clock=clock, jitter=jitter
+        )
         scope.ended(outcome.entry.outcome, outcome.exception)
     return outcome
+
+
+async def _run(
+    saga: Saga[Any],
+    spec: Step,
+    state: SagaState,
+    context: BaseModel,
+    command: RunStep | Compensate,
+    *,
+    clock: Clock,
+    jitter: Callable[[], float],
+) -> StepOutcome:
+    started = clock.now()
+    try:
+        result = await _attempt(saga, spec, state, context, command)
+    except Exception as exc:
+        return _failed(
+            state.saga_id,
+            spec,
+            command,
+            exc,
+            started=started,
+            clock=clock,
+            jitter=jitter,
+        )
+    return _succeeded(
+        state.saga_id, spec, command, result, started=started, clock=clock
+    )
 
 
 async def _attempt(
@@ -103,12 +121,22 @@ async def _attempt(
     compensation (returning None); whatever they raise propagates."""
     if isinstance(command, RunStep):
         kwargs = results_kwargs(saga, state, wanted=spec.action_wants_results)
-        value = await _call(spec, spec.action, (context,), kwargs, spec.timeout)
+        if spec.action_is_coroutine and spec.timeout is None:  # the usual step
+            value = await spec.action(context, **kwargs)  # type: ignore[operator]
+            if value is not None and inspect.isawaitable(value):
+                value = await value
+        else:
+            value = await _call(spec, spec.action, (context,), kwargs, spec.timeout)
         return _recorded(spec, state, value)
     args: tuple[Any, ...] = (context,)
     if spec.compensation_takes_result:
         args = (context, state.step(spec.name).result)
     kwargs = results_kwargs(saga, state, wanted=spec.compensation_wants_results)
+    if spec.compensation_is_coroutine and spec.compensation_timeout is None:
+        value = await spec.compensate(*args, **kwargs)  # type: ignore[misc,operator]
+        if value is not None and inspect.isawaitable(value):
+            await value
+        return None
     await _call(spec, spec.compensate, args, kwargs, spec.compensation_timeout)
     return None
 
@@ -262,7 +290,7 @@ def _recorded(spec: Step, state: SagaState, value: Any) -> Any:
                 step=spec.name,
             ) from exc
         return value.model_dump(mode="json")
-    return _jsonable(spec, value)
+    return None if value is None else _jsonable(spec, value)
 
 
 def _jsonable(spec: Step, value: Any) -> Any:
