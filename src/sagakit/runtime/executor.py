@@ -35,6 +35,7 @@ from sagakit.errors import error_info as error_info  # noqa: PLC0414 - old home
 from sagakit.observability.observer import NOOP, Observer, StepRun
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import HistoryEntry
+from sagakit.runtime.records import history_line
 
 logger = logging.getLogger(__name__)
 
@@ -204,16 +205,17 @@ def _entry(
     error: ErrorInfo | None = None,
 ) -> HistoryEntry:
     """The history line of one run of ``command``."""
-    return HistoryEntry(
-        saga_id=saga_id,
-        step=command.step,
-        kind="action" if isinstance(command, RunStep) else "compensation",
-        attempt=command.attempt,
-        outcome=outcome,
-        started_at=started,
-        finished_at=at,
-        result=result,
-        error=error,
+    kind = "action" if isinstance(command, RunStep) else "compensation"
+    return history_line(
+        saga_id,
+        command.step,
+        kind,
+        command.attempt,
+        outcome,
+        started,
+        at,
+        result,
+        error,
     )
 
 
