@@ -32,6 +32,7 @@ Rules it guarantees (checked by property tests):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sagakit.definition.remote import Remote
@@ -117,7 +118,12 @@ _OPERATOR = (RetryRequested, ResumeRequested, CancelRequested, LockReleaseReques
 
 
 def decide(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
-    if isinstance(event, _OPERATOR):
+    outcome = _OUTCOMES.get(type(event))
+    if outcome is not None and not state.paused and not state.status.terminal:
+        # a step's outcome or a start, the usual case: what the chain below
+        # would reach for it, without testing it against every other kind
+        decision = outcome(saga, state, event)
+    elif isinstance(event, _OPERATOR):
         decision = _operator(saga, state, event)
     elif isinstance(event, RollbackRequested):  # from its parent (sub-sagas)
         decision = rollback_requested(saga, state, event)
@@ -221,11 +227,12 @@ def _start(
     commands: list[Command] = []
     if saga.lock_steps:
         state, names, commands = locks.gate(saga, state, names, at)
+    sends = saga.sends  # only a remote step has a reply deadline
     for name in names:
         steps[name] = (steps.get(name) or _PENDING_STEP).but(
             status=_RUNNING,
             attempts=1,
-            deadline=_action_deadline(saga.step(name), at),
+            deadline=_action_deadline(saga.step(name), at) if sends else None,
         )
         commands.append(RunStep(name, 1))
         stage = max(stage, level[name])
@@ -277,7 +284,8 @@ def _running_step(
             f"saga {state.saga_id}: {what} for step {step!r} which is "
             f"{current.status.value} (stale or duplicate)"
         )
-    check_attempt(state, what, f"step {step!r}", attempt, current.attempts)
+    if attempt is not None:
+        check_attempt(state, what, f"step {step!r}", attempt, current.attempts)
     return current
 
 
@@ -574,3 +582,19 @@ def _retry(saga: Saga[Any], state: SagaState, event: RetryRequested) -> Decision
         )
         commands.append(RunStep(name, attempt))
     return _go_on(saga, state, event.at, tuple(commands))
+
+
+def _started(saga: Saga[Any], state: SagaState, event: SagaStarted) -> Decision:
+    return _on_started(saga, state, event.at)
+
+
+_OUTCOMES: dict[type, Callable[[Saga[Any], SagaState, Any], Decision]] = {
+    StepSucceeded: _on_step_succeeded,
+    StepAttemptFailed: _on_step_failed,
+    CompensationSucceeded: on_compensation_succeeded,
+    CompensationAttemptFailed: on_compensation_failed,
+    SagaStarted: _started,
+}
+"""The handler of each kind of event :func:`_outcome` dispatches to, for
+an instance neither paused nor ended (exact types: a subclass goes the
+long way)."""

@@ -11,6 +11,8 @@ from sagakit.engine.status import SagaStatus as SagaStatus  # noqa: PLC0414 - ol
 from sagakit.engine.status import StepStatus as StepStatus  # noqa: PLC0414 - old home
 from sagakit.errors import ErrorInfo as ErrorInfo  # noqa: PLC0414 - old home
 
+_STEP_RUNNING = StepStatus.RUNNING
+_STEP_COMPENSATING = StepStatus.COMPENSATING
 _KEEP: Any = object()
 """A field ``but`` leaves as it is (a field may be changed to None)."""
 _new = object.__new__
@@ -260,13 +262,14 @@ class SagaState:
     @property
     def next_deadline(self) -> float | None:
         """The earliest reply deadline of a step still waiting, if any."""
-        waiting = [
-            s.deadline
-            for s in self.steps.values()
-            if s.deadline is not None
-            and s.status in (StepStatus.RUNNING, StepStatus.COMPENSATING)
-        ]
-        return min(waiting) if waiting else None
+        earliest = None
+        for s in self.steps.values():
+            deadline = s.deadline
+            if deadline is None or (earliest is not None and deadline >= earliest):
+                continue
+            if s.status is _STEP_RUNNING or s.status is _STEP_COMPENSATING:
+                earliest = deadline
+        return earliest
 
     @property
     def results(self) -> dict[str, Any]:

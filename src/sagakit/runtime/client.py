@@ -68,6 +68,8 @@ def random_id() -> str:
 
 
 def _checked(options: StartOptions) -> StartOptions:
+    if not options:
+        return options
     unknown = sorted(options.keys() - StartOptions.__annotations__.keys())
     if unknown:
         raise TypeError(
@@ -160,7 +162,7 @@ class SagaClient:
         ``fork``, from that state (see :mod:`~sagakit.runtime.fork`).
         ``lines`` follow the ``started`` line in its history."""
         idempotency_key = _checked(options).get("idempotency_key")
-        self.registry.register(saga)
+        self.registry.ensure(saga)
         ctx = _context(saga, context)
         saga_id = options.get("saga_id") or self.new_id()
         driver = self.driver

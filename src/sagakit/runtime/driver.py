@@ -255,21 +255,23 @@ class Driver:
                 if local is None:
                     return
                 item = await self._start(inst, local)
-                if isinstance(item, Delivery):
-                    commands = await delivery.deliver(self, inst, item)
-                    continue
-                if isinstance(item, Refresh):  # changed by another process
-                    if not await refresh.reload(self, inst):
+                if type(item) is not StepOutcome:  # else a step's outcome
+                    if isinstance(item, Delivery):
+                        commands = await delivery.deliver(self, inst, item)
+                        continue
+                    if isinstance(item, Refresh):  # changed by another process
+                        if not await refresh.reload(self, inst):
+                            _lease_lost(saga_id)
+                        commands = ()
+                        continue
+                    if isinstance(item, LeaseLost):
                         _lease_lost(saga_id)
-                    commands = ()
-                    continue
-                if isinstance(item, LeaseLost):
-                    _lease_lost(saga_id)
                 if item.exception is not None:
                     inst.exceptions[item.entry.step or ""] = item.exception
                 # an operator's request that came while the step ran goes first:
                 # a cancel must stop the saga before the next step starts
-                await self._apply_operator_requests(inst)
+                if not inst.queue.empty():
+                    await self._apply_operator_requests(inst)
                 commands = await refresh.apply_owned(
                     self, inst, item.event, [item.entry]
                 )
@@ -302,6 +304,8 @@ class Driver:
         watched (:mod:`~sagakit.runtime.subsaga`)."""
         local: list[RunStep | Compensate] = []
         children: list[RunStep | Compensate] = []
+        saga = inst.saga
+        plain = not saga.sends and not saga.children  # every step runs here
         for command in commands:
             if isinstance(command, FinishSaga):
                 self._finish(inst)
@@ -309,11 +313,13 @@ class Driver:
             if isinstance(command, CancelSteps):
                 cancel_steps(inst, command, self.clock)
                 subsaga.cancel_children(self, inst, command)
-            elif not isinstance(command, RunStep | Compensate):
+            elif not isinstance(command, (RunStep, Compensate)):
                 continue  # a SendCancel is in the outbox already
-            elif subsaga.is_child_command(inst.saga, command):
+            elif plain:
+                local.append(command)
+            elif subsaga.is_child_command(saga, command):
                 children.append(command)
-            elif remote_of(inst.saga, command) is None:
+            elif remote_of(saga, command) is None:
                 local.append(command)
         if self.draining and (local or children):
             if inst.in_flight == 0:

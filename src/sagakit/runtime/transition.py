@@ -1,8 +1,8 @@
 """Committing a decision: the history lines, the outbox and the inbox of
 one transition in the driver's commit, then what goes out after it.
 
-A saga without remote steps (most local ones) takes the lean path, which
-builds no message: :func:`commit_local`.
+A saga without remote steps (most local ones) takes a lean path, which
+builds no message.
 """
 
 from __future__ import annotations
@@ -35,8 +35,15 @@ async def commit_decision(
     commit. Returns the decision's commands."""
     now = driver.clock.now()
     saga = inst.saga
-    if not saga.sends:  # only remote steps send: nothing is built
-        return await commit_local(driver, inst, decision, entries, inbox, now=now)
+    if not saga.sends:  # only remote steps send: no message to build or send
+        history = [*inst.pending_history, *entries] if inst.pending_history else entries
+        state = decision.state
+        if state.status.terminal:
+            history = [*history, saga_line(state.saga_id, state.status.value, now)]
+        await driver.commit(inst, state, history, inbox=inbox)
+        inst.pending_history.clear()
+        report_steps(driver.observer, saga, entries)
+        return decision.commands
     built = outgoing(
         saga,
         decision,
@@ -62,27 +69,6 @@ async def commit_decision(
     saga_id = inst.state.saga_id
     for command, exc in built.unsendable:  # next, as if the step had failed
         inst.queue.put_nowait(unsendable(saga_id, command, exc, now))
-    return decision.commands
-
-
-async def commit_local(
-    driver: Driver,
-    inst: Instance,
-    decision: Decision,
-    entries: list[HistoryEntry],
-    inbox: InboxEntry | None,
-    *,
-    now: float,
-) -> tuple[Command, ...]:
-    """:func:`commit_decision` of a saga without remote steps: no message
-    to build, hold or send."""
-    history = [*inst.pending_history, *entries] if inst.pending_history else entries
-    state = decision.state
-    if state.status.terminal:
-        history = [*history, saga_line(state.saga_id, state.status.value, now)]
-    await driver.commit(inst, state, history, inbox=inbox)
-    inst.pending_history.clear()
-    report_steps(driver.observer, inst.saga, entries)
     return decision.commands
 
 
