@@ -118,10 +118,8 @@ _OPERATOR = (RetryRequested, ResumeRequested, CancelRequested, LockReleaseReques
 
 
 def decide(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
-    outcome = _OUTCOMES.get(type(event))
+    outcome = _OUTCOMES.get(type(event))  # the usual case: what the chain reaches
     if outcome is not None and not state.paused and not state.status.terminal:
-        # a step's outcome or a start, the usual case: what the chain below
-        # would reach for it, without testing it against every other kind
         decision = outcome(saga, state, event)
     elif isinstance(event, _OPERATOR):
         decision = _operator(saga, state, event)
@@ -355,11 +353,16 @@ def _fail_step(
 ) -> Decision:
     """``step`` failed for good (``ran=False``: it never started, as when
     its locks were refused; then its compensation never runs)."""
-    state = state.with_step(step, status=StepStatus.FAILED, error=error, deadline=None)
+    steps = dict(state.steps)  # one copy of the state for every change
+    steps[step] = (steps.get(step) or _PENDING_STEP).but(
+        status=StepStatus.FAILED, error=error, deadline=None
+    )
+    changes: dict[str, Any] = {"steps": steps}
     if ran and saga.step(step).compensate_on_failure:
-        state = state.but(completed=(*state.completed, step))
+        changes["completed"] = (*state.completed, step)
     if state.status is SagaStatus.RUNNING:
-        state = state.but(status=SagaStatus.COMPENSATING, failed_step=step, error=error)
+        changes.update(status=SagaStatus.COMPENSATING, failed_step=step, error=error)
+    state = state.but(**changes)
     state, cancel = _fail_fast(saga, state, step)
     decision = settle_failure(saga, state, at)
     return Decision(decision.state, (*cancel, *decision.commands))
@@ -584,17 +587,11 @@ def _retry(saga: Saga[Any], state: SagaState, event: RetryRequested) -> Decision
     return _go_on(saga, state, event.at, tuple(commands))
 
 
-def _started(saga: Saga[Any], state: SagaState, event: SagaStarted) -> Decision:
-    return _on_started(saga, state, event.at)
-
-
+# what _outcome does for each kind of event (exact types) when not paused or ended
 _OUTCOMES: dict[type, Callable[[Saga[Any], SagaState, Any], Decision]] = {
     StepSucceeded: _on_step_succeeded,
     StepAttemptFailed: _on_step_failed,
     CompensationSucceeded: on_compensation_succeeded,
     CompensationAttemptFailed: on_compensation_failed,
-    SagaStarted: _started,
+    SagaStarted: lambda saga, state, event: _on_started(saga, state, event.at),
 }
-"""The handler of each kind of event :func:`_outcome` dispatches to, for
-an instance neither paused nor ended (exact types: a subclass goes the
-long way)."""
