@@ -77,3 +77,26 @@ def test_saga_record_is_the_constructors_record() -> None:
     assert built.waiting is None
     assert built.previous_owner is None
     assert built.definition_key == made.definition_key
+
+
+def test_hot_path_builders_make_what_the_constructors_make() -> None:
+    from sagakit.engine.commands import (  # noqa: PLC0415
+        Decision,
+        RunStep,
+        make_decision,
+        make_run_step,
+    )
+    from sagakit.engine.events import StepSucceeded  # noqa: PLC0415
+    from sagakit.runtime.executor import StepOutcome, _outcome  # noqa: PLC0415
+    from sagakit.runtime.records import step_succeeded  # noqa: PLC0415
+
+    state = SagaState("s1", "order")
+    _same(make_run_step("pay", 2), RunStep("pay", 2))
+    _same(
+        make_decision(state, (RunStep("pay", 1),)),
+        Decision(state, (RunStep("pay", 1),)),
+    )
+    _same(step_succeeded("pay", {"id": 1}, 2.0), StepSucceeded("pay", {"id": 1}, 2.0))
+    entry = saga_line("s1", "started", 1.0)
+    event = StepSucceeded("pay", None, 2.0)
+    _same(_outcome(event, entry), StepOutcome(event, entry))

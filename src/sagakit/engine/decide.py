@@ -46,6 +46,8 @@ from sagakit.engine.commands import (
     FinishSaga,
     RunStep,
     SendCancel,
+    make_decision,
+    make_run_step,
 )
 from sagakit.engine.events import (
     CancelRequested,
@@ -100,6 +102,7 @@ _PENDING = StepStatus.PENDING
 _RUNNING = StepStatus.RUNNING
 _SUCCEEDED = StepStatus.SUCCEEDED
 _PENDING_STEP = StepState()
+_SUCCEEDED_COMMANDS = (FinishSaga(SagaStatus.SUCCEEDED),)  # immutable: shared
 
 
 def initial_state(saga: Saga[Any], saga_id: str) -> SagaState:
@@ -232,9 +235,9 @@ def _start(
             attempts=1,
             deadline=_action_deadline(saga.step(name), at) if sends else None,
         )
-        commands.append(RunStep(name, 1))
+        commands.append(make_run_step(name, 1))
         stage = max(stage, level[name])
-    return Decision(state.but(steps=steps, stage=stage, **changes), tuple(commands))
+    return make_decision(state.but(steps=steps, stage=stage, **changes), (*commands,))
 
 
 def _go_on(
@@ -254,7 +257,7 @@ def _go_on(
 def _succeeded(saga: Saga[Any], state: SagaState, **changes: Any) -> Decision:
     """The saga succeeded (with ``changes`` in the same copy of its state)."""
     done = state.but(status=SagaStatus.SUCCEEDED, stage=len(saga.stages), **changes)
-    return Decision(done, (FinishSaga(SagaStatus.SUCCEEDED),))
+    return make_decision(done, _SUCCEEDED_COMMANDS)
 
 
 def _on_started(saga: Saga[Any], state: SagaState, at: float) -> Decision:
@@ -360,10 +363,9 @@ def _fail_step(
     changes: dict[str, Any] = {"steps": steps}
     if ran and saga.step(step).compensate_on_failure:
         changes["completed"] = (*state.completed, step)
-    if state.status is SagaStatus.RUNNING:
+    if state.status is SagaStatus.RUNNING:  # the first failure
         changes.update(status=SagaStatus.COMPENSATING, failed_step=step, error=error)
-    state = state.but(**changes)
-    state, cancel = _fail_fast(saga, state, step)
+    state, cancel = _fail_fast(saga, state.but(**changes), step)
     decision = settle_failure(saga, state, at)
     return Decision(decision.state, (*cancel, *decision.commands))
 

@@ -26,7 +26,6 @@ from sagakit.engine.events import (
     CompensationSucceeded,
     Event,
     StepAttemptFailed,
-    StepSucceeded,
 )
 from sagakit.engine.results import first_error, results_kwargs
 from sagakit.engine.state import SagaState
@@ -35,7 +34,7 @@ from sagakit.errors import error_info as error_info  # noqa: PLC0414 - old home
 from sagakit.observability.observer import NOOP, Observer, StepRun
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import HistoryEntry
-from sagakit.runtime.records import history_line
+from sagakit.runtime.records import history_line, step_succeeded
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +47,22 @@ class StepOutcome:
     event: Event
     entry: HistoryEntry
     exception: BaseException | None = None
+
+
+_new = object.__new__
+_set_event = StepOutcome.__dict__["event"].__set__
+_set_entry = StepOutcome.__dict__["entry"].__set__
+_set_exception = StepOutcome.__dict__["exception"].__set__
+
+
+def _outcome(event: Event, entry: HistoryEntry) -> StepOutcome:
+    """``StepOutcome(event, entry)`` filled slot by slot (see
+    :mod:`~sagakit.runtime.records`): a success's, at every step."""
+    new = _new(StepOutcome)
+    _set_event(new, event)
+    _set_entry(new, entry)
+    _set_exception(new, None)
+    return new
 
 
 async def execute(
@@ -188,8 +203,17 @@ def _succeeded(
 ) -> StepOutcome:
     at = clock.now()
     if isinstance(command, RunStep):
-        entry = _entry(saga_id, command, "succeeded", started, at, result=result)
-        return StepOutcome(StepSucceeded(spec.name, result, at), entry)
+        entry = history_line(
+            saga_id,
+            command.step,
+            "action",
+            command.attempt,
+            "succeeded",
+            started,
+            at,
+            result,
+        )
+        return _outcome(step_succeeded(spec.name, result, at), entry)
     entry = _entry(saga_id, command, "succeeded", started, at)
     return StepOutcome(CompensationSucceeded(spec.name, at), entry)
 

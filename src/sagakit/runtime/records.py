@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import MISSING, fields
 from typing import Any
 
+from sagakit.engine.events import StepSucceeded
 from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus
 from sagakit.ports.store import HistoryEntry, SagaRecord
 
@@ -139,4 +140,19 @@ def saga_record(  # noqa: PLR0917 - the record's fields, in order
     _r11(new, fingerprint)
     for setter, default in _R_REST:
         setter(new, default)
+    return new
+
+
+_e0, _e1, _e2, _e3 = (
+    _setter(StepSucceeded, n) for n in ("step", "result", "at", "attempt")
+)
+
+
+def step_succeeded(step: str, result: Any, at: float) -> StepSucceeded:
+    """``StepSucceeded(step, result, at)`` (no attempt: a local run's)."""
+    new = _new(StepSucceeded)
+    _e0(new, step)
+    _e1(new, result)
+    _e2(new, at)
+    _e3(new, None)
     return new

@@ -33,17 +33,20 @@ async def commit_decision(
     :mod:`~sagakit.runtime.locking`) with the history ``entries``, the
     messages its remote commands send and ``inbox``; send them after the
     commit. Returns the decision's commands."""
-    now = driver.clock.now()
     saga = inst.saga
+    observer = driver.observer
     if not saga.sends:  # only remote steps send: no message to build or send
         history = [*inst.pending_history, *entries] if inst.pending_history else entries
         state = decision.state
         if state.status.terminal:
+            now = driver.clock.now()
             history = [*history, saga_line(state.saga_id, state.status.value, now)]
         await driver.commit(inst, state, history, inbox=inbox)
         inst.pending_history.clear()
-        report_steps(driver.observer, saga, entries)
+        if type(observer).step_finished is not Observer.step_finished:
+            report_steps(observer, saga, entries)
         return decision.commands
+    now = driver.clock.now()
     built = outgoing(
         saga,
         decision,
