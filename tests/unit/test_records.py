@@ -100,3 +100,25 @@ def test_hot_path_builders_make_what_the_constructors_make() -> None:
     entry = saga_line("s1", "started", 1.0)
     event = StepSucceeded("pay", None, 2.0)
     _same(_outcome(event, entry), StepOutcome(event, entry))
+
+
+def test_a_result_from_state_is_the_constructors_result() -> None:
+    from sagakit import Saga, Step  # noqa: PLC0415
+    from sagakit.engine.decide import initial_state  # noqa: PLC0415
+    from sagakit.runtime.result import SagaResult  # noqa: PLC0415
+
+    saga = Saga("order", [Step("pay", lambda ctx: None)])
+    state = initial_state(saga, "s1").but(status=SagaStatus.SUCCEEDED)
+    context = saga.context()
+    built = SagaResult.from_state(state, context, saga=saga)
+    made = SagaResult(
+        saga_id="s1",
+        saga_name="order",
+        status=SagaStatus.SUCCEEDED,
+        context=context,
+        results={},
+        compensation_errors=(),
+    )
+    _same(built, made)
+    assert list(vars(built)) == list(vars(made))
+    assert repr(built) == repr(made)
