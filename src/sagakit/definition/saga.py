@@ -120,6 +120,13 @@ class Step:
     """The compensation (or its payload builder) declares ``results``."""
     after: tuple[str, ...] | None = None
     locks: Sequence[str | Lock] = ()
+    action_is_coroutine: bool = field(
+        default=False, init=False, compare=False, repr=False
+    )
+    """The action is a coroutine function (told once, not at every call)."""
+    compensation_is_coroutine: bool = field(
+        default=False, init=False, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         _check_name("Step", self.name)
@@ -226,7 +233,13 @@ class Step:
             rule = "action must take exactly one positional argument (the saga context)"
             shape = checked_shape(self.name, action, (1,), rule)
         object.__setattr__(self, "action_wants_results", shape.results)
+        object.__setattr__(
+            self, "action_is_coroutine", inspect.iscoroutinefunction(action)
+        )
         compensate = self.compensate
+        object.__setattr__(
+            self, "compensation_is_coroutine", inspect.iscoroutinefunction(compensate)
+        )
         if compensate is None or isinstance(compensate, SubSaga):
             return
         if isinstance(compensate, Remote):

@@ -67,3 +67,31 @@ class Decision:
 
     state: SagaState
     commands: tuple[Command, ...]
+
+
+# The engine's hot path makes a decision and a step's run at every step: at
+# a plain class's cost (the slots filled directly, as a pickle does; equal to
+# what the frozen constructors make, see tests/unit/test_records.py).
+_new = object.__new__
+_set_decision_state = Decision.__dict__["state"].__set__
+_set_decision_commands = Decision.__dict__["commands"].__set__
+_set_run_name = RunStep.__dict__["step"].__set__
+_set_run_attempt = RunStep.__dict__["attempt"].__set__
+_set_run_delay = RunStep.__dict__["delay"].__set__
+
+
+def make_decision(state: SagaState, commands: tuple[Command, ...]) -> Decision:
+    """``Decision(state, commands)``."""
+    new = _new(Decision)
+    _set_decision_state(new, state)
+    _set_decision_commands(new, commands)
+    return new
+
+
+def make_run_step(step: str, attempt: int) -> RunStep:
+    """``RunStep(step, attempt)`` (no delay)."""
+    new = _new(RunStep)
+    _set_run_name(new, step)
+    _set_run_attempt(new, attempt)
+    _set_run_delay(new, 0.0)
+    return new

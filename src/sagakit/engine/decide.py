@@ -32,6 +32,7 @@ Rules it guarantees (checked by property tests):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sagakit.definition.remote import Remote
@@ -45,6 +46,8 @@ from sagakit.engine.commands import (
     FinishSaga,
     RunStep,
     SendCancel,
+    make_decision,
+    make_run_step,
 )
 from sagakit.engine.events import (
     CancelRequested,
@@ -99,6 +102,7 @@ _PENDING = StepStatus.PENDING
 _RUNNING = StepStatus.RUNNING
 _SUCCEEDED = StepStatus.SUCCEEDED
 _PENDING_STEP = StepState()
+_SUCCEEDED_COMMANDS = (FinishSaga(SagaStatus.SUCCEEDED),)  # immutable: shared
 
 
 def initial_state(saga: Saga[Any], saga_id: str) -> SagaState:
@@ -106,7 +110,7 @@ def initial_state(saga: Saga[Any], saga_id: str) -> SagaState:
     return SagaState(
         saga_id=saga_id,
         saga_name=saga.name,
-        steps={s.name: StepState() for s in saga},
+        steps=dict.fromkeys(saga.step_names, _PENDING_STEP),  # immutable: shared
     )
 
 
@@ -117,7 +121,10 @@ _OPERATOR = (RetryRequested, ResumeRequested, CancelRequested, LockReleaseReques
 
 
 def decide(saga: Saga[Any], state: SagaState, event: Event) -> Decision:
-    if isinstance(event, _OPERATOR):
+    outcome = _OUTCOMES.get(type(event))  # the usual case: what the chain reaches
+    if outcome is not None and not state.paused and not state.status.terminal:
+        decision = outcome(saga, state, event)
+    elif isinstance(event, _OPERATOR):
         decision = _operator(saga, state, event)
     elif isinstance(event, RollbackRequested):  # from its parent (sub-sagas)
         decision = rollback_requested(saga, state, event)
@@ -221,15 +228,16 @@ def _start(
     commands: list[Command] = []
     if saga.lock_steps:
         state, names, commands = locks.gate(saga, state, names, at)
+    sends = saga.sends  # only a remote step has a reply deadline
     for name in names:
         steps[name] = (steps.get(name) or _PENDING_STEP).but(
             status=_RUNNING,
             attempts=1,
-            deadline=_action_deadline(saga.step(name), at),
+            deadline=_action_deadline(saga.step(name), at) if sends else None,
         )
-        commands.append(RunStep(name, 1))
+        commands.append(make_run_step(name, 1))
         stage = max(stage, level[name])
-    return Decision(state.but(steps=steps, stage=stage, **changes), tuple(commands))
+    return make_decision(state.but(steps=steps, stage=stage, **changes), (*commands,))
 
 
 def _go_on(
@@ -249,7 +257,7 @@ def _go_on(
 def _succeeded(saga: Saga[Any], state: SagaState, **changes: Any) -> Decision:
     """The saga succeeded (with ``changes`` in the same copy of its state)."""
     done = state.but(status=SagaStatus.SUCCEEDED, stage=len(saga.stages), **changes)
-    return Decision(done, (FinishSaga(SagaStatus.SUCCEEDED),))
+    return make_decision(done, _SUCCEEDED_COMMANDS)
 
 
 def _on_started(saga: Saga[Any], state: SagaState, at: float) -> Decision:
@@ -277,7 +285,8 @@ def _running_step(
             f"saga {state.saga_id}: {what} for step {step!r} which is "
             f"{current.status.value} (stale or duplicate)"
         )
-    check_attempt(state, what, f"step {step!r}", attempt, current.attempts)
+    if attempt is not None:
+        check_attempt(state, what, f"step {step!r}", attempt, current.attempts)
     return current
 
 
@@ -347,12 +356,16 @@ def _fail_step(
 ) -> Decision:
     """``step`` failed for good (``ran=False``: it never started, as when
     its locks were refused; then its compensation never runs)."""
-    state = state.with_step(step, status=StepStatus.FAILED, error=error, deadline=None)
+    steps = dict(state.steps)  # one copy of the state for every change
+    steps[step] = (steps.get(step) or _PENDING_STEP).but(
+        status=StepStatus.FAILED, error=error, deadline=None
+    )
+    changes: dict[str, Any] = {"steps": steps}
     if ran and saga.step(step).compensate_on_failure:
-        state = state.but(completed=(*state.completed, step))
-    if state.status is SagaStatus.RUNNING:
-        state = state.but(status=SagaStatus.COMPENSATING, failed_step=step, error=error)
-    state, cancel = _fail_fast(saga, state, step)
+        changes["completed"] = (*state.completed, step)
+    if state.status is SagaStatus.RUNNING:  # the first failure
+        changes.update(status=SagaStatus.COMPENSATING, failed_step=step, error=error)
+    state, cancel = _fail_fast(saga, state.but(**changes), step)
     decision = settle_failure(saga, state, at)
     return Decision(decision.state, (*cancel, *decision.commands))
 
@@ -574,3 +587,13 @@ def _retry(saga: Saga[Any], state: SagaState, event: RetryRequested) -> Decision
         )
         commands.append(RunStep(name, attempt))
     return _go_on(saga, state, event.at, tuple(commands))
+
+
+# what _outcome does for each kind of event (exact types) when not paused or ended
+_OUTCOMES: dict[type, Callable[[Saga[Any], SagaState, Any], Decision]] = {
+    StepSucceeded: _on_step_succeeded,
+    StepAttemptFailed: _on_step_failed,
+    CompensationSucceeded: on_compensation_succeeded,
+    CompensationAttemptFailed: on_compensation_failed,
+    SagaStarted: lambda saga, state, event: _on_started(saga, state, event.at),
+}

@@ -124,7 +124,7 @@ def start_compensation(
         name,
         status=_COMPENSATING,
         compensation_attempts=attempt,
-        deadline=compensation_deadline(saga.step(name), at),
+        deadline=compensation_deadline(saga.step(name), at) if saga.sends else None,
     )
     return state, Compensate(name, attempt)
 
@@ -143,9 +143,14 @@ def compensating_step(
             f"saga {state.saga_id}: {what} for step {step!r} which is not being "
             "compensated (stale or duplicate)"
         )
-    check_attempt(
-        state, what, f"compensating {step!r}", attempt, current.compensation_attempts
-    )
+    if attempt is not None:
+        check_attempt(
+            state,
+            what,
+            f"compensating {step!r}",
+            attempt,
+            current.compensation_attempts,
+        )
     return current
 
 
@@ -168,15 +173,18 @@ def check_attempt(
 def on_compensation_succeeded(
     saga: Saga[Any], state: SagaState, event: CompensationSucceeded
 ) -> Decision:
-    compensating_step(state, event.step, "compensation success", event.attempt)
-    state = state.with_step(event.step, status=StepStatus.COMPENSATED, deadline=None)
+    current = compensating_step(
+        state, event.step, "compensation success", event.attempt
+    )
+    steps = dict(state.steps)  # one copy of the state for both changes
+    steps[event.step] = current.but(status=StepStatus.COMPENSATED, deadline=None)
     assert state.compensations is not None  # noqa: S101 - checked above
     listed = state.compensations
     if listed[0] == event.step:  # a sequence is undone head first
         rest = listed[1:]
     else:
         rest = tuple(n for n in listed if n != event.step)
-    return advance(saga, state.but(compensations=rest), event.at)
+    return advance(saga, state.but(steps=steps, compensations=rest), event.at)
 
 
 def on_compensation_failed(

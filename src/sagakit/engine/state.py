@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from sagakit.engine.lockstate import LockState
 from sagakit.engine.status import SagaStatus as SagaStatus  # noqa: PLC0414 - old home
 from sagakit.engine.status import StepStatus as StepStatus  # noqa: PLC0414 - old home
 from sagakit.errors import ErrorInfo as ErrorInfo  # noqa: PLC0414 - old home
+
+_STEP_RUNNING = StepStatus.RUNNING
+_STEP_COMPENSATING = StepStatus.COMPENSATING
+_KEEP: Any = object()
+"""A field ``but`` leaves as it is (a field may be changed to None)."""
+_new = object.__new__
 
 INTERRUPTED = ErrorInfo(
     "Interrupted", "the worker stopped while the step ran; its outcome is unknown"
@@ -31,24 +38,46 @@ class StepState:
     """Takeovers that found this step's local run (or compensation) in
     flight: its process stopped (crashed) while it ran. An unpause resets it."""
 
-    def but(self, **changes: Any) -> StepState:
-        """A copy with ``changes`` (``dataclasses.replace`` at a third of its
-        cost: the engine's hottest path)."""
-        get = changes.get
-        new = StepState(
-            get("status", self.status),
-            get("attempts", self.attempts),
-            get("compensation_attempts", self.compensation_attempts),
-            get("result", self.result),
-            get("error", self.error),
-            get("deadline", self.deadline),
-            get("retry_base", self.retry_base),
-            get("compensation_retry_base", self.compensation_retry_base),
-            get("crashes", self.crashes),
+    def but(
+        self,
+        *,
+        status: Any = _KEEP,
+        attempts: Any = _KEEP,
+        compensation_attempts: Any = _KEEP,
+        result: Any = _KEEP,
+        error: Any = _KEEP,
+        deadline: Any = _KEEP,
+        retry_base: Any = _KEEP,
+        compensation_retry_base: Any = _KEEP,
+        crashes: Any = _KEEP,
+        **unknown: Any,
+    ) -> StepState:
+        """A copy with the fields given changed (``dataclasses.replace`` at
+        a fifth of its cost: the engine's hottest path). It fills the slots
+        of a new instance directly, as a pickle would, rather than through
+        the frozen ``__init__`` (an ``object.__setattr__`` call a field)."""
+        if unknown:
+            raise TypeError(f"StepState has no field(s) {sorted(unknown)}")
+        new = _new(StepState)
+        _set_step_status(new, self.status if status is _KEEP else status)
+        _set_attempts(new, self.attempts if attempts is _KEEP else attempts)
+        _set_compensation_attempts(
+            new,
+            self.compensation_attempts
+            if compensation_attempts is _KEEP
+            else compensation_attempts,
         )
-        if len(changes) > len(_STEP_FIELDS & changes.keys()):
-            unknown = sorted(changes.keys() - _STEP_FIELDS)
-            raise TypeError(f"StepState has no field(s) {unknown}")
+        _set_result(new, self.result if result is _KEEP else result)
+        _set_step_error(new, self.error if error is _KEEP else error)
+        _set_deadline(new, self.deadline if deadline is _KEEP else deadline)
+        _set_retry_base(new, self.retry_base if retry_base is _KEEP else retry_base)
+        _set_compensation_retry_base(
+            new,
+            self.compensation_retry_base
+            if compensation_retry_base is _KEEP
+            else compensation_retry_base,
+        )
+        _set_crashes(new, self.crashes if crashes is _KEEP else crashes)
         return new
 
     def to_dict(self) -> dict[str, Any]:
@@ -158,34 +187,67 @@ class SagaState:
         steps[name] = (self.steps.get(name) or _PENDING).but(**changes)
         return self.but(steps=steps)
 
-    def but(self, **changes: Any) -> SagaState:
-        """A copy with ``changes``: ``dataclasses.replace`` for the engine's
-        hot path, at a third of its cost (positional arguments, in field
-        order)."""
-        get = changes.get
-        new = SagaState(
-            self.saga_id,
-            self.saga_name,
-            get("status", self.status),
-            get("stage", self.stage),
-            get("steps", self.steps),
-            get("completed", self.completed),
-            get("compensations", self.compensations),
-            get("failed_step", self.failed_step),
-            get("error", self.error),
-            get("compensation_step", self.compensation_step),
-            get("compensation_error", self.compensation_error),
-            get("paused", self.paused),
-            get("held", self.held),
-            get("held_due", self.held_due),
-            get("later_compensation_errors", self.later_compensation_errors),
-            get("parent", self.parent),
-            get("parked", self.parked),
-            get("locks", self.locks),
+    def but(
+        self,
+        *,
+        status: Any = _KEEP,
+        stage: Any = _KEEP,
+        steps: Any = _KEEP,
+        completed: Any = _KEEP,
+        compensations: Any = _KEEP,
+        failed_step: Any = _KEEP,
+        error: Any = _KEEP,
+        compensation_step: Any = _KEEP,
+        compensation_error: Any = _KEEP,
+        paused: Any = _KEEP,
+        held: Any = _KEEP,
+        held_due: Any = _KEEP,
+        later_compensation_errors: Any = _KEEP,
+        parent: Any = _KEEP,
+        parked: Any = _KEEP,
+        locks: Any = _KEEP,
+        **unknown: Any,
+    ) -> SagaState:
+        """A copy with the fields given changed: ``dataclasses.replace`` for
+        the engine's hot path, at a tenth of its cost (the slots of a new
+        instance filled directly, see :meth:`StepState.but`)."""
+        if unknown:
+            raise TypeError(f"SagaState has no field(s) {sorted(unknown)}")
+        new = _new(SagaState)
+        _set_saga_id(new, self.saga_id)
+        _set_saga_name(new, self.saga_name)
+        _set_saga_status(new, self.status if status is _KEEP else status)
+        _set_stage(new, self.stage if stage is _KEEP else stage)
+        _set_steps(new, self.steps if steps is _KEEP else steps)
+        _set_completed(new, self.completed if completed is _KEEP else completed)
+        _set_compensations(
+            new,
+            self.compensations if compensations is _KEEP else compensations,
         )
-        if len(changes) > len(_SAGA_FIELDS & changes.keys()):
-            unknown = sorted(changes.keys() - _SAGA_FIELDS)
-            raise TypeError(f"SagaState has no field(s) {unknown}")
+        _set_failed_step(new, self.failed_step if failed_step is _KEEP else failed_step)
+        _set_saga_error(new, self.error if error is _KEEP else error)
+        _set_compensation_step(
+            new,
+            self.compensation_step if compensation_step is _KEEP else compensation_step,
+        )
+        _set_compensation_error(
+            new,
+            self.compensation_error
+            if compensation_error is _KEEP
+            else compensation_error,
+        )
+        _set_paused(new, self.paused if paused is _KEEP else paused)
+        _set_held(new, self.held if held is _KEEP else held)
+        _set_held_due(new, self.held_due if held_due is _KEEP else held_due)
+        _set_later_compensation_errors(
+            new,
+            self.later_compensation_errors
+            if later_compensation_errors is _KEEP
+            else later_compensation_errors,
+        )
+        _set_parent(new, self.parent if parent is _KEEP else parent)
+        _set_parked(new, self.parked if parked is _KEEP else parked)
+        _set_locks(new, self.locks if locks is _KEEP else locks)
         return new
 
     @property
@@ -200,13 +262,14 @@ class SagaState:
     @property
     def next_deadline(self) -> float | None:
         """The earliest reply deadline of a step still waiting, if any."""
-        waiting = [
-            s.deadline
-            for s in self.steps.values()
-            if s.deadline is not None
-            and s.status in (StepStatus.RUNNING, StepStatus.COMPENSATING)
-        ]
-        return min(waiting) if waiting else None
+        earliest = None
+        for s in self.steps.values():
+            deadline = s.deadline
+            if deadline is None or (earliest is not None and deadline >= earliest):
+                continue
+            if s.status is _STEP_RUNNING or s.status is _STEP_COMPENSATING:
+                earliest = deadline
+        return earliest
 
     @property
     def results(self) -> dict[str, Any]:
@@ -283,5 +346,38 @@ class SagaState:
 
 
 _PENDING = StepState()
-_STEP_FIELDS = frozenset(f.name for f in fields(StepState))
-_SAGA_FIELDS = frozenset(f.name for f in fields(SagaState)) - {"saga_id", "saga_name"}
+
+
+def _slot(cls: type, name: str) -> Callable[[Any, Any], None]:
+    """What sets slot ``name`` of a ``cls`` instance (frozen or not)."""
+    setter: Callable[[Any, Any], None] = cls.__dict__[name].__set__
+    return setter
+
+
+_set_step_status = _slot(StepState, "status")
+_set_attempts = _slot(StepState, "attempts")
+_set_compensation_attempts = _slot(StepState, "compensation_attempts")
+_set_result = _slot(StepState, "result")
+_set_step_error = _slot(StepState, "error")
+_set_deadline = _slot(StepState, "deadline")
+_set_retry_base = _slot(StepState, "retry_base")
+_set_compensation_retry_base = _slot(StepState, "compensation_retry_base")
+_set_crashes = _slot(StepState, "crashes")
+_set_saga_id = _slot(SagaState, "saga_id")
+_set_saga_name = _slot(SagaState, "saga_name")
+_set_saga_status = _slot(SagaState, "status")
+_set_stage = _slot(SagaState, "stage")
+_set_steps = _slot(SagaState, "steps")
+_set_completed = _slot(SagaState, "completed")
+_set_compensations = _slot(SagaState, "compensations")
+_set_failed_step = _slot(SagaState, "failed_step")
+_set_saga_error = _slot(SagaState, "error")
+_set_compensation_step = _slot(SagaState, "compensation_step")
+_set_compensation_error = _slot(SagaState, "compensation_error")
+_set_paused = _slot(SagaState, "paused")
+_set_held = _slot(SagaState, "held")
+_set_held_due = _slot(SagaState, "held_due")
+_set_later_compensation_errors = _slot(SagaState, "later_compensation_errors")
+_set_parent = _slot(SagaState, "parent")
+_set_parked = _slot(SagaState, "parked")
+_set_locks = _slot(SagaState, "locks")

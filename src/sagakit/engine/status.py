@@ -22,7 +22,8 @@ class SagaStatus(StrEnum):
 
     @property
     def terminal(self) -> bool:
-        return self in _TERMINAL
+        # by identity: a set lookup would hash the member in Python (Enum.__hash__)
+        return self is not _RUNNING and self is not _COMPENSATING
 
 
 _TERMINAL = frozenset(
@@ -33,6 +34,10 @@ _TERMINAL = frozenset(
         SagaStatus.FAILED,
     }
 )
+
+
+_RUNNING = SagaStatus.RUNNING
+_COMPENSATING = SagaStatus.COMPENSATING
 
 
 class StepStatus(StrEnum):

@@ -10,8 +10,8 @@ drives and what a client commits its workers claim.
 from __future__ import annotations
 
 import logging
+import os
 import random
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict, TypeVar, Unpack
@@ -19,18 +19,19 @@ from typing import Any, TypedDict, TypeVar, Unpack
 from pydantic import BaseModel
 
 from sagakit.definition.saga import Saga
-from sagakit.engine.commands import Command
+from sagakit.engine.commands import Command, Decision
 from sagakit.engine.decide import decide, initial_state
 from sagakit.engine.events import SagaForked, SagaStarted
 from sagakit.engine.state import ParentLink, SagaState
 from sagakit.errors import SagaError
 from sagakit.observability.observer import NOOP, Observer, started_result
 from sagakit.ports.clock import Clock
-from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore, saga_line
+from sagakit.ports.store import HistoryEntry, OutboxMessage, SagaRecord, SagaStore
 from sagakit.runtime.clock import SystemClock
 from sagakit.runtime.driver import Driver
 from sagakit.runtime.instance import Instance, context_json, default_worker_id
 from sagakit.runtime.operator import Action
+from sagakit.runtime.records import saga_line, saga_record
 from sagakit.runtime.registry import Registry
 from sagakit.runtime.remote import command_messages, remote_of
 from sagakit.runtime.result import SagaResult
@@ -54,7 +55,21 @@ class StartOptions(TypedDict, total=False):
     an instance already started: that one is returned."""
 
 
+_UUID4_MASK = ~((0xC000 << 48) | (0xF000 << 64)) & ((1 << 128) - 1)
+_UUID4_BITS = (0x8000 << 48) | (4 << 76)
+
+
+def random_id() -> str:
+    """A new instance's default id: ``uuid.uuid4().hex`` (32 hex digits,
+    the version and variant bits of a random UUID), without building the
+    ``UUID`` object."""
+    value = int.from_bytes(os.urandom(16)) & _UUID4_MASK | _UUID4_BITS
+    return f"{value:032x}"
+
+
 def _checked(options: StartOptions) -> StartOptions:
+    if not options:
+        return options
     unknown = sorted(options.keys() - StartOptions.__annotations__.keys())
     if unknown:
         raise TypeError(
@@ -113,7 +128,7 @@ class SagaClient:
             observer=NOOP if observer is None else observer,
         )
         self.clock = self.driver.clock
-        self._new_id = new_id or (lambda: uuid.uuid4().hex)
+        self._new_id = new_id or random_id
 
     def new_id(self) -> str:
         """A new instance's id (a random hex id by default)."""
@@ -147,7 +162,7 @@ class SagaClient:
         ``fork``, from that state (see :mod:`~sagakit.runtime.fork`).
         ``lines`` follow the ``started`` line in its history."""
         idempotency_key = _checked(options).get("idempotency_key")
-        self.registry.register(saga)
+        self.registry.ensure(saga)
         ctx = _context(saga, context)
         saga_id = options.get("saga_id") or self.new_id()
         driver = self.driver
@@ -157,47 +172,34 @@ class SagaClient:
             initial = initial.but(parent=parent)
         first = SagaStarted(now) if fork is None else SagaForked(now)
         decision = decide(saga, initial, first)
-        record = SagaRecord(
-            saga_id=saga_id,
-            saga_name=saga.name,
-            status=decision.state.status,
-            version=1,
-            state=decision.state,
-            context=context_json(ctx),
-            idempotency_key=idempotency_key,
-            created_at=now,
-            updated_at=now,
-            deadline=decision.state.next_deadline,
-            definition_version=saga.version,
-            fingerprint=saga.fingerprint,
+        record = saga_record(
+            saga_id,
+            saga.name,
+            decision.state.status,
+            1,
+            decision.state,
+            context_json(ctx),
+            idempotency_key,
+            now,
+            now,
+            decision.state.next_deadline,
+            saga.version,
+            saga.fingerprint,
         )
-        with driver.observer.saga_start(saga.name, saga_id) as start:
-            trace = start.carrier
-            started = saga_line(saga_id, "started", now, started_result(trace))
-            built = command_messages(
-                saga,
-                decision.state,
-                ctx,
-                decision.commands,
-                reply_to=driver.reply_queue,
-                now=now,
-                observer=driver.observer,
-                trace=trace,
-                reply_key=driver.reply_key,
-            )
-            for command, exc in built.unsendable[:1]:
-                remote = remote_of(saga, command)
-                raise SagaError(
-                    f"saga {saga.name!r}: cannot build the "
-                    f"{remote.command if remote else None!r} command of step "
-                    f"{command.step!r}: {exc}"
-                ) from exc
-            outbox = driver.hold(built.messages, now)
+        observer = driver.observer
+        if type(observer).saga_start is Observer.saga_start and not saga.sends:
+            # no hook wraps the start and nothing is sent: the lean path
+            trace: dict[str, str] = {}
             ownership = driver.ownership() if drive else {}
+            outbox: list[OutboxMessage] = []
+            started = saga_line(saga_id, "started", now)
             stored, created = await driver.saves.create(
-                record, [started, *lines], outbox=outbox, **ownership
+                record, [started, *lines], **ownership
             )
-            start.created = created
+        else:
+            stored, created, outbox, trace = await self._create(
+                saga, record, decision, ctx, lines, drive=drive
+            )
         if not created:
             logger.info(
                 "saga already started",
@@ -225,6 +227,50 @@ class SagaClient:
             trace=trace,
         )
         return Started(saga_id, inst, decision.commands)
+
+    async def _create(
+        self,
+        saga: Saga[Any],
+        record: SagaRecord,
+        decision: Decision,
+        ctx: BaseModel,
+        lines: Sequence[HistoryEntry],
+        *,
+        drive: bool,
+    ) -> tuple[SagaRecord, bool, list[OutboxMessage], dict[str, str]]:
+        """Create ``record`` under the observer's ``saga_start``, with the
+        messages its first commands send: the stored record, whether this
+        call created it, the outbox written and the trace carrier."""
+        driver = self.driver
+        saga_id, now = record.saga_id, record.created_at
+        with driver.observer.saga_start(saga.name, saga_id) as start:
+            trace = start.carrier
+            started = saga_line(saga_id, "started", now, started_result(trace))
+            built = command_messages(
+                saga,
+                decision.state,
+                ctx,
+                decision.commands,
+                reply_to=driver.reply_queue,
+                now=now,
+                observer=driver.observer,
+                trace=trace,
+                reply_key=driver.reply_key,
+            )
+            for command, exc in built.unsendable[:1]:
+                remote = remote_of(saga, command)
+                raise SagaError(
+                    f"saga {saga.name!r}: cannot build the "
+                    f"{remote.command if remote else None!r} command of step "
+                    f"{command.step!r}: {exc}"
+                ) from exc
+            outbox = driver.hold(built.messages, now)
+            ownership = driver.ownership() if drive else {}
+            stored, created = await driver.saves.create(
+                record, [started, *lines], outbox=outbox, **ownership
+            )
+            start.created = created
+        return stored, created, outbox, trace
 
     async def result(self, saga_id: str) -> SagaResult[Any]:
         """The saga's current outcome as stored (it may not have ended)."""

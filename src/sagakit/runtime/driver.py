@@ -34,7 +34,7 @@ from sagakit.errors import (
     StateError,
     StoreError,
 )
-from sagakit.observability.observer import NOOP, STEP_KINDS, Observer
+from sagakit.observability.observer import NOOP, Observer
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import (
     HistoryEntry,
@@ -42,7 +42,6 @@ from sagakit.ports.store import (
     OutboxMessage,
     SagaRecord,
     SagaStore,
-    saga_line,
 )
 from sagakit.runtime import (
     delivery,
@@ -54,7 +53,7 @@ from sagakit.runtime import (
     subsaga,
 )
 from sagakit.runtime.cancel import cancel_steps, cancelled, was_cancelled
-from sagakit.runtime.executor import StepOutcome, execute, unsendable
+from sagakit.runtime.executor import StepOutcome, execute
 from sagakit.runtime.group import saves_of
 from sagakit.runtime.heartbeat import Heartbeat, renew
 from sagakit.runtime.instance import (
@@ -68,11 +67,12 @@ from sagakit.runtime.instance import (
     stored_trace,
     work_key,
 )
+from sagakit.runtime.records import saga_record
 from sagakit.runtime.relay import OutboxRelay
 from sagakit.runtime.remote import remote_of
 from sagakit.runtime.result import SagaResult
 from sagakit.runtime.retry import retry_store
-from sagakit.runtime.unawaited import outgoing
+from sagakit.runtime.transition import commit_decision
 
 logger = logging.getLogger("sagakit.runtime.orchestrator")
 
@@ -255,21 +255,23 @@ class Driver:
                 if local is None:
                     return
                 item = await self._start(inst, local)
-                if isinstance(item, Delivery):
-                    commands = await delivery.deliver(self, inst, item)
-                    continue
-                if isinstance(item, Refresh):  # changed by another process
-                    if not await refresh.reload(self, inst):
+                if type(item) is not StepOutcome:  # else a step's outcome
+                    if isinstance(item, Delivery):
+                        commands = await delivery.deliver(self, inst, item)
+                        continue
+                    if isinstance(item, Refresh):  # changed by another process
+                        if not await refresh.reload(self, inst):
+                            _lease_lost(saga_id)
+                        commands = ()
+                        continue
+                    if isinstance(item, LeaseLost):
                         _lease_lost(saga_id)
-                    commands = ()
-                    continue
-                if isinstance(item, LeaseLost):
-                    _lease_lost(saga_id)
                 if item.exception is not None:
                     inst.exceptions[item.entry.step or ""] = item.exception
                 # an operator's request that came while the step ran goes first:
                 # a cancel must stop the saga before the next step starts
-                await self._apply_operator_requests(inst)
+                if not inst.queue.empty():
+                    await self._apply_operator_requests(inst)
                 commands = await refresh.apply_owned(
                     self, inst, item.event, [item.entry]
                 )
@@ -302,6 +304,8 @@ class Driver:
         watched (:mod:`~sagakit.runtime.subsaga`)."""
         local: list[RunStep | Compensate] = []
         children: list[RunStep | Compensate] = []
+        saga = inst.saga
+        plain = not saga.sends and not saga.children  # every step runs here
         for command in commands:
             if isinstance(command, FinishSaga):
                 self._finish(inst)
@@ -309,11 +313,13 @@ class Driver:
             if isinstance(command, CancelSteps):
                 cancel_steps(inst, command, self.clock)
                 subsaga.cancel_children(self, inst, command)
-            elif not isinstance(command, RunStep | Compensate):
+            elif not isinstance(command, (RunStep, Compensate)):
                 continue  # a SendCancel is in the outbox already
-            elif subsaga.is_child_command(inst.saga, command):
+            elif plain:
+                local.append(command)
+            elif subsaga.is_child_command(saga, command):
                 children.append(command)
-            elif remote_of(inst.saga, command) is None:
+            elif remote_of(saga, command) is None:
                 local.append(command)
         if self.draining and (local or children):
             if inst.in_flight == 0:
@@ -415,7 +421,9 @@ class Driver:
         decision that changes nothing commits nothing.
         """
         decision = decide(inst.saga, inst.state, event)
-        if decision.state == inst.state and not decision.commands and inbox is None:
+        if (  # the cheap tests first: comparing states is most of this
+            not decision.commands and inbox is None and decision.state == inst.state
+        ):
             return ()
         return await self.transition(inst, decision, entries, inbox)
 
@@ -439,35 +447,7 @@ class Driver:
         inbox: InboxEntry | None = None,
     ) -> tuple[Command, ...]:
         """:meth:`transition`, the locks asked for settled (see locking)."""
-        now = self.clock.now()
-        built = outgoing(
-            inst.saga,
-            decision,
-            inst.context,
-            reply_to=self.reply_queue,
-            now=now,
-            observer=self.observer,
-            trace=inst.trace,
-            reply_key=self.reply_key,
-        )
-        decision = built.decision  # fire-and-forget compensations sent: done
-        entries = [*entries, *built.entries]
-        history = [*inst.pending_history, *entries]
-        if decision.state.status.terminal:
-            outcome = decision.state.status.value
-            history.append(saga_line(inst.state.saga_id, outcome, now))
-        outbox = self.hold(built.messages, now)
-        await self.commit(inst, decision.state, history, outbox=outbox, inbox=inbox)
-        inst.pending_history.clear()
-        for entry in entries:
-            if entry.kind in STEP_KINDS:
-                self.observer.step_finished(inst.saga.name, entry)
-        if outbox:
-            self.send(outbox)
-        saga_id = inst.state.saga_id
-        for command, exc in built.unsendable:  # next, as if the step had failed
-            inst.queue.put_nowait(unsendable(saga_id, command, exc, now))
-        return decision.commands
+        return await commit_decision(self, inst, decision, entries, inbox)
 
     def hold(self, outbox: list[OutboxMessage], now: float) -> list[OutboxMessage]:
         """``outbox`` as it is to be committed (held by the running relay)."""
@@ -493,19 +473,20 @@ class Driver:
 
         With a ``lease``, the save leases the instance to this worker, unless
         ``inst.visiting`` (then its lease is left as it is)."""
-        record = SagaRecord(
-            saga_id=state.saga_id,
-            saga_name=state.saga_name,
-            status=state.status,
-            version=inst.version + 1,
-            state=state,
-            context=context_json(inst.context),
-            idempotency_key=inst.idempotency_key,
-            created_at=inst.created_at,
-            updated_at=history[-1].finished_at if history else self.clock.now(),
-            deadline=state.next_deadline,
-            definition_version=inst.saga.version,
-            fingerprint=inst.saga.fingerprint,
+        saga = inst.saga
+        record = saga_record(
+            state.saga_id,
+            state.saga_name,
+            state.status,
+            inst.version + 1,
+            state,
+            context_json(inst.context),
+            inst.idempotency_key,
+            inst.created_at,
+            history[-1].finished_at if history else self.clock.now(),
+            state.next_deadline,
+            saga.version,
+            saga.fingerprint,
         )
         extra: dict[str, Any] = {} if inst.visiting else self.ownership()
         if outbox:

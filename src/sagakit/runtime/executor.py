@@ -26,7 +26,6 @@ from sagakit.engine.events import (
     CompensationSucceeded,
     Event,
     StepAttemptFailed,
-    StepSucceeded,
 )
 from sagakit.engine.results import first_error, results_kwargs
 from sagakit.engine.state import SagaState
@@ -35,6 +34,7 @@ from sagakit.errors import error_info as error_info  # noqa: PLC0414 - old home
 from sagakit.observability.observer import NOOP, Observer, StepRun
 from sagakit.ports.clock import Clock
 from sagakit.ports.store import HistoryEntry
+from sagakit.runtime.records import history_line, step_succeeded
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,22 @@ class StepOutcome:
     event: Event
     entry: HistoryEntry
     exception: BaseException | None = None
+
+
+_new = object.__new__
+_set_event = StepOutcome.__dict__["event"].__set__
+_set_entry = StepOutcome.__dict__["entry"].__set__
+_set_exception = StepOutcome.__dict__["exception"].__set__
+
+
+def _outcome(event: Event, entry: HistoryEntry) -> StepOutcome:
+    """``StepOutcome(event, entry)`` filled slot by slot (see
+    :mod:`~sagakit.runtime.records`): a success's, at every step."""
+    new = _new(StepOutcome)
+    _set_event(new, event)
+    _set_entry(new, entry)
+    _set_exception(new, None)
+    return new
 
 
 async def execute(
@@ -67,29 +83,47 @@ async def execute(
     is the saga's trace carrier."""
     if command.delay > 0:
         await clock.sleep(command.delay)
+    spec = saga.step(command.step)
+    if type(observer).step is Observer.step:  # no hook wraps a step: no scope
+        return await _run(
+            saga, spec, state, context, command, clock=clock, jitter=jitter
+        )
     kind = "action" if isinstance(command, RunStep) else "compensation"
     call = StepRun(saga.name, state.saga_id, command.step, kind, command.attempt)
     with observer.step(call, trace) as scope:
-        spec = saga.step(command.step)
-        started = clock.now()
-        try:
-            result = await _attempt(saga, spec, state, context, command)
-        except Exception as exc:
-            outcome = _failed(
-                state.saga_id,
-                spec,
-                command,
-                exc,
-                started=started,
-                clock=clock,
-                jitter=jitter,
-            )
-        else:
-            outcome = _succeeded(
-                state.saga_id, spec, command, result, started=started, clock=clock
-            )
+        outcome = await _run(
+            saga, spec, state, context, command, clock=clock, jitter=jitter
+        )
         scope.ended(outcome.entry.outcome, outcome.exception)
     return outcome
+
+
+async def _run(
+    saga: Saga[Any],
+    spec: Step,
+    state: SagaState,
+    context: BaseModel,
+    command: RunStep | Compensate,
+    *,
+    clock: Clock,
+    jitter: Callable[[], float],
+) -> StepOutcome:
+    started = clock.now()
+    try:
+        result = await _attempt(saga, spec, state, context, command)
+    except Exception as exc:
+        return _failed(
+            state.saga_id,
+            spec,
+            command,
+            exc,
+            started=started,
+            clock=clock,
+            jitter=jitter,
+        )
+    return _succeeded(
+        state.saga_id, spec, command, result, started=started, clock=clock
+    )
 
 
 async def _attempt(
@@ -103,12 +137,22 @@ async def _attempt(
     compensation (returning None); whatever they raise propagates."""
     if isinstance(command, RunStep):
         kwargs = results_kwargs(saga, state, wanted=spec.action_wants_results)
-        value = await _call(spec, spec.action, (context,), kwargs, spec.timeout)
+        if spec.action_is_coroutine and spec.timeout is None:  # the usual step
+            value = await spec.action(context, **kwargs)  # type: ignore[operator]
+            if value is not None and inspect.isawaitable(value):
+                value = await value
+        else:
+            value = await _call(spec, spec.action, (context,), kwargs, spec.timeout)
         return _recorded(spec, state, value)
     args: tuple[Any, ...] = (context,)
     if spec.compensation_takes_result:
         args = (context, state.step(spec.name).result)
     kwargs = results_kwargs(saga, state, wanted=spec.compensation_wants_results)
+    if spec.compensation_is_coroutine and spec.compensation_timeout is None:
+        value = await spec.compensate(*args, **kwargs)  # type: ignore[misc,operator]
+        if value is not None and inspect.isawaitable(value):
+            await value
+        return None
     await _call(spec, spec.compensate, args, kwargs, spec.compensation_timeout)
     return None
 
@@ -159,8 +203,17 @@ def _succeeded(
 ) -> StepOutcome:
     at = clock.now()
     if isinstance(command, RunStep):
-        entry = _entry(saga_id, command, "succeeded", started, at, result=result)
-        return StepOutcome(StepSucceeded(spec.name, result, at), entry)
+        entry = history_line(
+            saga_id,
+            command.step,
+            "action",
+            command.attempt,
+            "succeeded",
+            started,
+            at,
+            result,
+        )
+        return _outcome(step_succeeded(spec.name, result, at), entry)
     entry = _entry(saga_id, command, "succeeded", started, at)
     return StepOutcome(CompensationSucceeded(spec.name, at), entry)
 
@@ -176,16 +229,17 @@ def _entry(
     error: ErrorInfo | None = None,
 ) -> HistoryEntry:
     """The history line of one run of ``command``."""
-    return HistoryEntry(
-        saga_id=saga_id,
-        step=command.step,
-        kind="action" if isinstance(command, RunStep) else "compensation",
-        attempt=command.attempt,
-        outcome=outcome,
-        started_at=started,
-        finished_at=at,
-        result=result,
-        error=error,
+    kind = "action" if isinstance(command, RunStep) else "compensation"
+    return history_line(
+        saga_id,
+        command.step,
+        kind,
+        command.attempt,
+        outcome,
+        started,
+        at,
+        result,
+        error,
     )
 
 
@@ -262,7 +316,7 @@ def _recorded(spec: Step, state: SagaState, value: Any) -> Any:
                 step=spec.name,
             ) from exc
         return value.model_dump(mode="json")
-    return _jsonable(spec, value)
+    return None if value is None else _jsonable(spec, value)
 
 
 def _jsonable(spec: Step, value: Any) -> Any:

@@ -17,6 +17,8 @@ from sagakit.definition.versions import unavailable
 from sagakit.errors import DefinitionError, DefinitionUnavailable, SagaError
 from sagakit.ports.store import SagaRecord, definition_key
 
+_NONE: dict[int, Saga[Any]] = {}
+
 
 class Registry:
     """Saga definitions by name (the newest version: ``sagas``) and version."""
@@ -34,6 +36,12 @@ class Registry:
                 raise SagaError(f"register() takes Saga definitions, got {given!r}")
             for saga in (given, *given.family):
                 self._register(saga)
+
+    def ensure(self, saga: Saga[Any]) -> None:
+        """:meth:`register` ``saga``, at the cost of a look-up when it is
+        registered already (with its family: they come in together)."""
+        if self.versions.get(saga.name, _NONE).get(saga.version) is not saga:
+            self.register(saga)
 
     def _register(self, saga: Saga[Any]) -> None:
         versions = self.versions.setdefault(saga.name, {})

@@ -68,7 +68,10 @@ class SagaResult(Generic[C]):
                 for n in saga.graph.order
                 if n in below and state.step(n).status is StepStatus.SUCCEEDED
             )
-        return cls(
+        # every field, in order, into the new instance's __dict__: the
+        # frozen __init__ would store them one object.__setattr__ at a time
+        result = object.__new__(cls)
+        vars(result).update(
             saga_id=state.saga_id,
             saga_name=state.saga_name,
             status=state.status,
@@ -83,6 +86,7 @@ class SagaResult(Generic[C]):
             pivot_reached=reached,
             committed_past_pivot=past,
         )
+        return result
 
     def raise_for_status(self) -> SagaResult[C]:
         """Return self if the saga succeeded; else raise StepFailed (or its
