@@ -137,10 +137,10 @@ def main(argv: list[str] | None = None) -> int:
                     if figure is not None:
                         figures.setdefault(key, {}).setdefault(side, []).append(figure)
                     if row.get("ratio_vs_floor") is not None:
-                        cpu = row.get("cpu_ms_here", 0.0) + row.get(
+                        spent = row.get("cpu_ms_here", 0.0) + row.get(
                             "cpu_ms_services", 0.0
                         )
-                        pair = (row["ratio_vs_floor"], cpu)
+                        pair = (row["ratio_vs_floor"], spent)
                         extras.setdefault(key, {}).setdefault(side, []).append(pair)
                     used = row.get("cpu_us_per_saga")
                     if used is not None:
