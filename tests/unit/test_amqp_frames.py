@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 pytest.importorskip("aio_pika")
@@ -25,12 +27,9 @@ PROPERTIES = [
 
 
 def pamqp_publish(
-    channel: int,
-    to: tuple[str, str],
-    body: bytes,
-    properties: tuple[str | None, int | None, str | None],
-    frame_max: int,
+    to: tuple[str, str], body: bytes, properties: tuple[Any, Any, Any], sizes: Any
 ) -> bytes:
+    channel, frame_max = sizes
     content_type, delivery_mode, message_id = properties
     frames: list[object] = [
         Basic.Publish(exchange=to[0], routing_key=to[1], mandatory=True),
@@ -61,7 +60,7 @@ def test_publish_frames_match_pamqp(
 ) -> None:
     for channel, frame_max in ((1, 131_064), (7, 300)):
         ours = publish_frames(channel, to, body, properties, frame_max=frame_max)
-        assert ours == pamqp_publish(channel, to, body, properties, frame_max)
+        assert ours == pamqp_publish(to, body, properties, (channel, frame_max))
 
 
 def test_a_short_string_over_255_bytes_is_refused() -> None:

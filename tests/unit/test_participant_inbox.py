@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,14 @@ from sagakit.errors import StoreError
 from sagakit.messaging import Envelope, decode
 from sagakit.participant import Participant
 from sagakit.participant.inbox import InboxGroup
+from tests.unit.test_batch import command
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    opened = SQLiteStore(tmp_path / "inbox.db")
+    yield opened
+    await opened.close()
 
 
 class Sent:
@@ -29,19 +38,6 @@ class Sent:
         raise AssertionError("a participant publishes its replies raw")
 
 
-def command(n: int) -> Envelope:
-    return Envelope(
-        id=f"cmd-{n}",
-        kind="command",
-        type="kitchen.create_ticket",
-        correlation_id=f"s{n}:ticket:1",
-        saga_id=f"s{n}",
-        step="ticket",
-        reply_to="replies",
-        payload={"order_id": n},
-    )
-
-
 def kitchen(store: Any, transport: Sent) -> Participant:
     service = Participant("kitchen", transport, store)  # type: ignore[arg-type]
 
@@ -53,44 +49,37 @@ def kitchen(store: Any, transport: Sent) -> Participant:
     return service
 
 
-async def test_commands_handled_at_once_share_one_commit(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "inbox.db")
+async def test_commands_handled_at_once_share_one_commit(store: SQLiteStore) -> None:
     sent = Sent()
     service = kitchen(store, sent)
-    try:
-        before = store.database.commits
-        await asyncio.gather(*(service.handle(command(n)) for n in range(10)))
-        assert store.database.commits - before == 1
-        assert len(sent.bodies) == 10
-        replies = sorted(decode(b).payload["ticket"] for b in sent.bodies)
-        assert replies == list(range(10))
-        for n in range(10):  # each entry recorded, with its own reply
-            stored = await store.inbox_reply("kitchen", f"cmd-{n}")
-            assert stored is not None
-            assert decode(stored).payload == {"ticket": n}
-        # one at a time: a commit each, as before
-        await service.handle(command(10))
-        assert store.database.commits - before == 2
-    finally:
-        await store.close()
+    commands = [command(n) for n in range(11)]
+    before = store.database.commits
+    await asyncio.gather(*(service.handle(c) for c in commands[:10]))
+    assert store.database.commits - before == 1
+    assert len(sent.bodies) == 10
+    replies = sorted(decode(b).payload["ticket"] for b in sent.bodies)
+    assert replies == list(range(10))
+    for n, sent_command in enumerate(commands[:10]):  # each with its own reply
+        stored = await store.inbox_reply("kitchen", sent_command.id)
+        assert stored is not None
+        assert decode(stored).payload == {"ticket": n}
+    # one at a time: a commit each, as before
+    await service.handle(commands[10])
+    assert store.database.commits - before == 2
 
 
 async def test_a_duplicate_in_the_same_group_gets_the_first_reply(
-    tmp_path: Path,
+    store: SQLiteStore,
 ) -> None:
-    store = SQLiteStore(tmp_path / "inbox.db")
     group = InboxGroup("kitchen")
-    try:
-        news = await asyncio.gather(
-            group.record(store, "m1", b"first", alone=False),
-            group.record(store, "m2", b"other", alone=False),
-            group.record(store, "m1", b"second", alone=False),
-        )
-        assert news == [True, True, False]
-        assert group.groups == 1
-        assert await store.inbox_reply("kitchen", "m1") == b"first"
-    finally:
-        await store.close()
+    news = await asyncio.gather(
+        group.record(store, "m1", b"first", alone=False),
+        group.record(store, "m2", b"other", alone=False),
+        group.record(store, "m1", b"second", alone=False),
+    )
+    assert news == [True, True, False]
+    assert group.groups == 1
+    assert await store.inbox_reply("kitchen", "m1") == b"first"
 
 
 async def test_a_store_without_record_inbox_many_commits_each() -> None:
@@ -121,20 +110,16 @@ async def test_a_failed_group_commit_fails_every_entry_of_it() -> None:
 
 
 async def test_cancelling_the_first_cancels_the_group_uncommitted(
-    tmp_path: Path,
+    store: SQLiteStore,
 ) -> None:
-    store = SQLiteStore(tmp_path / "inbox.db")
     group = InboxGroup("kitchen")
-    try:
-        first = asyncio.create_task(group.record(store, "m1", b"r", alone=False))
-        second = asyncio.create_task(group.record(store, "m2", b"r", alone=False))
-        await asyncio.sleep(0)  # first opens the group and yields, second joins
-        first.cancel()  # before it commits
-        with pytest.raises(asyncio.CancelledError):
-            await first
-        with pytest.raises(asyncio.CancelledError):
-            await second
-        assert await store.inbox_reply("kitchen", "m2") is None
-        assert await group.record(store, "m2", b"again", alone=False) is True
-    finally:
-        await store.close()
+    first = asyncio.create_task(group.record(store, "m1", b"r", alone=False))
+    second = asyncio.create_task(group.record(store, "m2", b"r", alone=False))
+    await asyncio.sleep(0)  # first opens the group and yields, second joins
+    first.cancel()  # before it commits
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert await store.inbox_reply("kitchen", "m2") is None
+    assert await group.record(store, "m2", b"again", alone=False) is True
