@@ -133,12 +133,20 @@ def _no_constant(name: str) -> Any:
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise ValueError(f"duplicate key {key[:40]!r}")
-        obj[key] = value
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError(f"duplicate key {_repeated(pairs)[:40]!r}")
     return obj
+
+
+def _repeated(pairs: list[tuple[str, Any]]) -> str:
+    """The first key of ``pairs`` that an earlier one repeats."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            return key
+        seen.add(key)
+    return ""
 
 
 def _shown(part: object) -> str:
@@ -167,6 +175,12 @@ def _check_tree(raw: Any) -> None:
             stack.extend((value, depth + 1) for value in node)
 
 
+_DECODER = json.JSONDecoder(
+    parse_float=_finite, parse_constant=_no_constant, object_pairs_hook=_unique_keys
+)
+"""Made once: ``json.loads`` with hooks builds a decoder (and its C scanner)
+on every call, which cost more than the parse of a small envelope."""
+
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 
@@ -182,7 +196,10 @@ def _may_need_tree_check(data: bytes | str) -> bool:
             or _SURROGATE_ESCAPE.search(data) is not None
         )
     brackets = data.count(b"{") + data.count(b"[")
-    return brackets > MAX_DEPTH or _SURROGATE_ESCAPE_BYTES.search(data) is not None
+    # most messages hold no escape at all: a substring search, not a regex
+    return brackets > MAX_DEPTH or (
+        b"\\u" in data and _SURROGATE_ESCAPE_BYTES.search(data) is not None
+    )
 
 
 def _parse(data: bytes | str) -> Any:
@@ -192,13 +209,10 @@ def _parse(data: bytes | str) -> Any:
         raise MalformedMessage(
             f"not JSON: not UTF-8 ({exc.reason} at byte {exc.start})"
         ) from None
+    if text.startswith("\ufeff"):  # as json.loads says it
+        raise MalformedMessage("not JSON: Unexpected UTF-8 BOM")
     try:
-        return json.loads(
-            text,
-            parse_float=_finite,
-            parse_constant=_no_constant,
-            object_pairs_hook=_unique_keys,
-        )
+        return _DECODER.decode(text)
     except RecursionError:
         raise MalformedMessage("JSON nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, the hooks, int digit limits

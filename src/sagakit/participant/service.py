@@ -41,6 +41,7 @@ from sagakit.messaging.envelope import Envelope, MalformedMessage, encode
 from sagakit.messaging.handler import payload_dict
 from sagakit.messaging.handler import payload_model as handler_payload_model
 from sagakit.observability.observer import NOOP, Observer
+from sagakit.participant.inbox import InboxGroup
 from sagakit.ports.clock import Clock, SystemClock
 from sagakit.ports.store import SagaStore
 from sagakit.ports.transport import (
@@ -105,6 +106,8 @@ class Participant:
         self._handlers: dict[str, _Handler] = {}
         self._subscription: Subscription | None = None
         self._routing: tuple[Transport, ReplyRouting | None] | None = None
+        self._inbox = InboxGroup(service)
+        self._active = 0  # handle() calls in progress
         self.handled = 0
         self.duplicates = 0
 
@@ -183,6 +186,13 @@ class Participant:
 
     async def handle(self, message: Envelope) -> None:
         """Handle one command (the consumer callback; also usable directly)."""
+        self._active += 1
+        try:
+            await self._handle(message)
+        finally:
+            self._active -= 1
+
+    async def _handle(self, message: Envelope) -> None:
         if message.kind != "command":  # dead-lettered at once, never retried
             raise MalformedMessage(
                 f"{self.service} got a {message.kind} on its command queue"
@@ -213,8 +223,10 @@ class Participant:
                 else None,
             )
         body = encode(reply)
+        # with other commands in hand, their entries share one commit
+        alone = self._active <= 1
         recorded = await self._store_call(
-            lambda: self.store.record_inbox(self.service, message.id, body)
+            lambda: self._inbox.record(self.store, message.id, body, alone=alone)
         )
         if not recorded:
             # handled concurrently by another consumer: its reply wins

@@ -367,6 +367,20 @@ class Inbox(Protocol):
         resend on a duplicate); False if it was remembered already."""
 
 
+@runtime_checkable
+class InboxBatches(Protocol):
+    """An inbox that records several entries in one transaction (optional:
+    a participant handling several commands at once commits their entries
+    together where its store offers this, one by one elsewhere)."""
+
+    async def record_inbox_many(
+        self, consumer: str, entries: Sequence[tuple[str, bytes | None]]
+    ) -> list[bool]:
+        """:meth:`Inbox.record_inbox` of each (message id, reply) of
+        ``entries``, all committed together or none; for each, whether it
+        was new."""
+
+
 class SagaQueries(Protocol):
     """Read-only lookups for operators (CLI, dashboard) and the deadline check."""
 
@@ -438,6 +452,7 @@ __all__ = [
     "GroupSaves",
     "HistoryEntry",
     "Inbox",
+    "InboxBatches",
     "InboxEntry",
     "Lease",
     "Outbox",

@@ -5,6 +5,7 @@ these methods (they use only the public database object)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from sagakit.errors import StoreError
@@ -40,6 +41,18 @@ class SQLiteInbox:
         about = f"recording message {message_id!r} for {consumer!r}"
         with self.database.transaction(about) as conn:
             return await self.record_inbox_on(conn, consumer, message_id, reply)
+
+    async def record_inbox_many(
+        self, consumer: str, entries: Sequence[tuple[str, bytes | None]]
+    ) -> list[bool]:
+        """:meth:`record_inbox` of each (message id, reply), in one
+        transaction (:class:`~sagakit.ports.store.InboxBatches`)."""
+        about = f"recording {len(entries)} message(s) for {consumer!r}"
+        with self.database.transaction(about) as conn:
+            return [
+                await self.record_inbox_on(conn, consumer, message_id, reply)
+                for message_id, reply in entries
+            ]
 
     async def record_inbox_on(
         self, conn: Any, consumer: str, message_id: str, reply: bytes | None

@@ -35,6 +35,7 @@ with needs_extra(
     from aiormq.abc import ChannelFrame, DeliveredMessage
     from pamqp.commands import Basic
 
+from sagakit.adapters.transport.amqp_frames import ack_frames
 from sagakit.adapters.transport.amqp_writes import Writes
 
 __all__ = ["Acks", "Delivered", "Incoming", "RawConsumer"]
@@ -165,17 +166,16 @@ class Acks:
             return
         lowest_open = min(self._open, default=None)
         below = [t for t in tags if lowest_open is None or t < lowest_open]
-        # rejected first: an ack with ``multiple`` after them leaves them be
-        frames: list[Any] = [
-            Basic.Reject(delivery_tag=tag, requeue=True) for tag in returned
-        ]
-        if below:  # every delivery up to it is settled (or given back)
-            frames.append(Basic.Ack(delivery_tag=below[-1], multiple=True))
-        frames.extend(Basic.Ack(delivery_tag=tag) for tag in tags[len(below) :])
-        marshalled = ChannelFrame.marshall(channel_number=channel.number, frames=frames)
+        payload = b""
+        if returned:  # first: an ack with ``multiple`` after them leaves them be
+            rejects = [Basic.Reject(delivery_tag=tag, requeue=True) for tag in returned]
+            payload = ChannelFrame.marshall(channel.number, rejects).payload
+        # every delivery up to the highest of ``below`` is settled (or given back)
+        up_to = below[-1] if below else None
+        payload += ack_frames(channel.number, tags[len(below) :], up_to)
         driver: Any = channel  # aiormq's Channel: its connection's writer queue
-        self.writes.add(driver.write_queue, marshalled.payload)
-        self.sent += len(frames)
+        self.writes.add(driver.write_queue, payload)
+        self.sent += len(returned) + len(tags) - len(below) + (1 if below else 0)
 
     async def stop(self) -> None:
         """Acknowledge what is settled now (before the channel closes)."""

@@ -10,7 +10,9 @@ published waits for all of them together.
 
 It works on aiormq's channel internals (its delivery tag counter and its
 confirm and return maps); :func:`batchable` says whether a channel has them,
-and the transport falls back to ``basic_publish`` where it does not.
+and the transport falls back to ``basic_publish`` where it does not. The
+frames are written by :func:`~sagakit.adapters.transport.amqp_frames.
+publish_frames`, not pamqp.
 """
 
 from __future__ import annotations
@@ -26,17 +28,15 @@ with needs_extra(
     "RabbitTransport and CeleryTransport need aio-pika", "rabbitmq", "celery"
 ):
     from aiormq.abc import ChannelFrame
-    from pamqp.body import ContentBody
-    from pamqp.commands import Basic
-    from pamqp.header import ContentHeader
 
+from sagakit.adapters.transport.amqp_frames import publish_frames
 from sagakit.adapters.transport.amqp_writes import Writes
 
 __all__ = ["Outgoing", "batchable", "publish_many"]
 
-Outgoing = tuple[str, str, bytes, "Basic.Properties"]
+Outgoing = tuple[str, str, bytes, str | None]
 """A message to publish: exchange (``""``, the default one: the routing key
-names a queue), routing key, body and properties."""
+names a queue), routing key, body and message id (None: a new one)."""
 
 _NEEDED = (
     "lock",
@@ -58,47 +58,51 @@ def batchable(channel: object) -> bool:
     )
 
 
-def _bodies(body: bytes, size: int) -> list[ContentBody]:
-    if not body:
-        return []
-    return [ContentBody(body[i : i + size]) for i in range(0, len(body), size)]
-
-
 async def publish_many(
-    channel: Any, messages: Sequence[Outgoing], writes: Writes | None = None
+    channel: Any,
+    messages: Sequence[Outgoing],
+    writes: Writes | None = None,
+    *,
+    kind: tuple[str, int],
 ) -> list[asyncio.Future[object]]:
-    """Write ``messages`` (``mandatory``) to ``channel`` in one go (with what
-    else ``writes`` sends in this turn of the loop, if given); returns a
-    future per message, resolved by its confirm (or failed by a nack, a
-    return or the channel closing). Check :func:`batchable` first."""
+    """Write ``messages`` (``mandatory``, with the content type and delivery
+    mode of ``kind``) to ``channel`` in one go (with what else ``writes``
+    sends in this turn of the loop, if given); returns a future per message,
+    resolved by its confirm (or failed by a nack, a return or the channel
+    closing). Check :func:`batchable` first."""
+    content_type, delivery_mode = kind
     async with channel.lock:
         size = channel.max_content_size
-        frames: list[Any] = []
-        for exchange, routing_key, body, properties in messages:
-            if not properties.message_id:  # returns are matched by message id
-                properties.message_id = uuid.uuid4().hex
+        number = channel.number
+        frames: list[bytes] = []
+        ids: list[str] = []
+        for exchange, routing_key, body, given in messages:
+            # returns are matched by message id
+            message_id = given or uuid.uuid4().hex
+            ids.append(message_id)
             frames.append(
-                Basic.Publish(
-                    exchange=exchange, routing_key=routing_key, mandatory=True
+                publish_frames(
+                    number,
+                    (exchange, routing_key),
+                    body,
+                    (content_type, delivery_mode, message_id),
+                    frame_max=size,
                 )
             )
-            frames.append(ContentHeader(properties=properties, body_size=len(body)))
-            frames.extend(_bodies(body, size))
-        payload = ChannelFrame.marshall(channel_number=channel.number, frames=frames)
+        payload = b"".join(frames)
         # queued, not written yet: the writer runs only once this task
         # yields, after the confirms are registered under the broker's tags
         if writes is None:
-            await channel.write_queue.put(payload)
+            await channel.write_queue.put(ChannelFrame(payload, should_close=False))
         else:
-            writes.add(channel.write_queue, payload.payload)
+            writes.add(channel.write_queue, payload)
         futures: list[asyncio.Future[object]] = []
         by_id: dict[str, int] = channel.message_id_delivery_tag
-        for *_, properties in messages:
+        for message_id in ids:
             channel.delivery_tag += 1
             tag: int = channel.delivery_tag
             confirmation: asyncio.Future[object] = channel.create_future()
             channel.confirmations[tag] = confirmation
-            message_id: str = properties.message_id or ""
             by_id[message_id] = tag
             confirmation.add_done_callback(_forget(by_id, message_id, tag))
             futures.append(confirmation)

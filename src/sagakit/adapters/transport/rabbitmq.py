@@ -95,6 +95,9 @@ CONTENT_TYPE = "application/json"
 PERSISTENT = 2  # delivery_mode: written to disk by the broker
 
 
+_KIND = (CONTENT_TYPE, PERSISTENT)  # of every message publish_many writes
+
+
 def _properties(message_id: str | None) -> Basic.Properties:
     return Basic.Properties(
         content_type=CONTENT_TYPE, delivery_mode=PERSISTENT, message_id=message_id
@@ -167,12 +170,13 @@ class RabbitTransport(AmqpTransport):
             # the hot path (every command and reply): the frame's properties
             # straight to the driver's channel, without building an
             # aio_pika.Message (a few dozen attribute sets per message)
-            properties = _properties(message_id)
             with self._errors(f"publishing to {to[1]}"):
                 channel, batches = await self._underlay()
                 if batches:  # no drain wait, one confirm future
-                    outgoing = [(*to, body, properties)]
-                    sent = await publish_many(channel, outgoing, self.writes)
+                    outgoing = [(*to, body, message_id)]
+                    sent = await publish_many(
+                        channel, outgoing, self.writes, kind=_KIND
+                    )
                     await sent[0]
                 else:
                     self.writes.flush()  # what waits goes first (tag order)
@@ -180,7 +184,7 @@ class RabbitTransport(AmqpTransport):
                         body,
                         exchange=to[0],
                         routing_key=to[1],
-                        properties=properties,
+                        properties=_properties(message_id),
                         mandatory=True,
                     )
             return
@@ -224,8 +228,9 @@ class RabbitTransport(AmqpTransport):
             if batches:
                 sent = await publish_many(
                     channel,
-                    [(*to, body, _properties(None)) for to, body, _ in carried],
+                    [(*to, body, None) for to, body, _ in carried],
                     self.writes,
+                    kind=_KIND,
                 )
                 confirms: dict[int, Awaitable[Any]] = {}
                 for (to, _, members), future in zip(carried, sent, strict=True):
