@@ -367,15 +367,3 @@ def test_migration_0015_counts_the_unfinished_sagas_too(tmp_path: Path) -> None:
         return await store.count_by_status()
 
     assert set(asyncio.run(counted()).items()) == expected
-
-
-def test_none_binds_as_null_through_its_adapter(tmp_path: Path) -> None:
-    # sqlite_database registers an adapter for None (a cheaper bind); the
-    # value stored and compared is still NULL
-    key = (type(None), sqlite3.PrepareProtocol)
-    assert key in sqlite3.adapters
-    conn = sqlite3.connect(tmp_path / "none.db")
-    conn.execute("CREATE TABLE t (a TEXT, b REAL)")
-    conn.execute("INSERT INTO t VALUES (?, ?)", (None, None))
-    row = conn.execute("SELECT a IS NULL, typeof(b), ? IS NULL FROM t", (None,))
-    assert row.fetchone() == (1, "null", 1)

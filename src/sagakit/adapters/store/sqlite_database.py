@@ -30,26 +30,6 @@ MMAP_MB = 2048
 2 GB): a page the cache lacks is read without a system call."""
 
 
-def _bind_none_directly() -> None:
-    """Give ``None`` an adapter in :mod:`sqlite3`, once per process.
-
-    ``sqlite3`` binds ``int``, ``float``, ``str`` and ``bytearray`` as they
-    are and looks every other parameter up in its adapters: for ``None``
-    (a save binds about thirty: no deadline, no owner, no error...) a miss
-    followed by two attribute lookups that fail, about 3,200 instructions
-    more than an ``int``. With this adapter (``{}.get``: a C call that
-    returns None) the lookup hits, about 1,150 more. ``None`` still binds as
-    NULL; an adapter the application registered for ``None`` is left as it
-    is."""
-    key = (type(None), sqlite3.PrepareProtocol)
-    if key not in sqlite3.adapters:
-        as_null = cast("Callable[[None], None]", {}.get)
-        sqlite3.register_adapter(type(None), as_null)
-
-
-_bind_none_directly()
-
-
 def split_statements(script: str) -> list[str]:
     """Split a SQL script into complete statements (trigger bodies included)."""
     statements, buffer = [], ""
