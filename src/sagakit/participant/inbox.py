@@ -30,12 +30,14 @@ class InboxGroup:
         self.consumer = consumer
         self.groups = 0  # commits of more than one entry (tests, benchmarks)
         self._open: list[_Entry] | None = None
-        self._store: tuple[Inbox, bool] | None = None
+        self._store: tuple[Inbox, InboxBatches | None] | None = None
 
-    def _batches(self, store: Inbox) -> bool:
-        """Whether ``store`` records many at once (looked at once per store)."""
+    def _batches(self, store: Inbox) -> InboxBatches | None:
+        """``store`` if it records many at once, else None (looked at once
+        per store)."""
         if self._store is None or self._store[0] is not store:
-            self._store = (store, isinstance(store, InboxBatches))
+            many = store if isinstance(store, InboxBatches) else None
+            self._store = (store, many)
         return self._store[1]
 
     async def record(
@@ -43,16 +45,19 @@ class InboxGroup:
     ) -> bool:
         """Record the entry (committed when this returns); whether it was
         new. ``alone``: no other command is in hand, commit it at once."""
-        if alone or not self._batches(store):
+        many = None if alone else self._batches(store)
+        if many is None:
             return await store.record_inbox(self.consumer, message_id, reply)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         if self._open is not None:  # a group is open: its first commits it
             self._open.append((message_id, reply, future))
             return await future
         group = self._open = [(message_id, reply, future)]
-        return await self._commit(store, group)
+        return await self._commit(store, many, group)
 
-    async def _commit(self, store: Inbox, group: list[_Entry]) -> bool:
+    async def _commit(
+        self, store: Inbox, many: InboxBatches, group: list[_Entry]
+    ) -> bool:
         """Let the others of this turn join ``group`` (whose first entry is
         the caller's), then commit it; each joined entry's future gets its
         result, or the error."""
@@ -62,11 +67,11 @@ class InboxGroup:
             finally:
                 self._open = None
             entries = [(message_id, reply) for message_id, reply, _ in group]
-            if len(entries) > 1 and isinstance(store, InboxBatches):
-                news = await store.record_inbox_many(self.consumer, entries)
+            if len(entries) > 1:
+                news = await many.record_inbox_many(self.consumer, entries)
                 self.groups += 1
             else:
-                news = [await store.record_inbox(self.consumer, *e) for e in entries]
+                news = [await store.record_inbox(self.consumer, *entries[0])]
         except BaseException as exc:
             for _, _, future in group[1:]:
                 if future.done():

@@ -292,9 +292,7 @@ class GroupCommit(RecordWrites):
         more than ``alone`` instances driven (the writer's own, if any)."""
         if self._batcher.flushing or self._alone_in_flight:
             return False
-        if self.direct:
-            return not _loop_busy()
-        return self.driven() <= alone and not _loop_busy()
+        return (self.direct or self.driven() <= alone) and not _loop_busy()
 
 
 def _loop_busy() -> bool:

@@ -34,44 +34,35 @@ async def commit_decision(
     messages its remote commands send and ``inbox``; send them after the
     commit. Returns the decision's commands."""
     saga = inst.saga
-    observer = driver.observer
-    if not saga.sends:  # only remote steps send: no message to build or send
-        history = [*inst.pending_history, *entries] if inst.pending_history else entries
-        state = decision.state
-        if state.status.terminal:
-            now = driver.clock.now()
-            history = [*history, saga_line(state.saga_id, state.status.value, now)]
-        await driver.commit(inst, state, history, inbox=inbox)
-        inst.pending_history.clear()
-        if type(observer).step_finished is not Observer.step_finished:
-            report_steps(observer, saga, entries)
-        return decision.commands
-    now = driver.clock.now()
-    built = outgoing(
-        saga,
-        decision,
-        inst.context,
-        reply_to=driver.reply_queue,
-        now=now,
-        observer=driver.observer,
-        trace=inst.trace,
-        reply_key=driver.reply_key,
-    )
-    decision = built.decision  # fire-and-forget compensations sent: done
-    entries = [*entries, *built.entries]
-    history = [*inst.pending_history, *entries]
-    if decision.state.status.terminal:
-        outcome = decision.state.status.value
-        history.append(saga_line(inst.state.saga_id, outcome, now))
-    outbox = driver.hold(built.messages, now)
-    await driver.commit(inst, decision.state, history, outbox=outbox, inbox=inbox)
+    built, outbox, now = None, None, 0.0
+    if saga.sends:  # only remote steps send: no message to build otherwise
+        now = driver.clock.now()
+        built = outgoing(
+            saga,
+            decision,
+            inst.context,
+            reply_to=driver.reply_queue,
+            now=now,
+            observer=driver.observer,
+            trace=inst.trace,
+            reply_key=driver.reply_key,
+        )
+        decision = built.decision  # fire-and-forget compensations sent: done
+        entries = [*entries, *built.entries]
+        outbox = driver.hold(built.messages, now)
+    history = [*inst.pending_history, *entries] if inst.pending_history else entries
+    state = decision.state
+    if state.status.terminal:
+        ended = now if built is not None else driver.clock.now()
+        history = [*history, saga_line(state.saga_id, state.status.value, ended)]
+    await driver.commit(inst, state, history, outbox=outbox, inbox=inbox)
     inst.pending_history.clear()
     report_steps(driver.observer, saga, entries)
-    if outbox:
-        driver.send(outbox)
-    saga_id = inst.state.saga_id
-    for command, exc in built.unsendable:  # next, as if the step had failed
-        inst.queue.put_nowait(unsendable(saga_id, command, exc, now))
+    if built is not None:
+        if outbox:
+            driver.send(outbox)
+        for command, exc in built.unsendable:  # next, as if the step had failed
+            inst.queue.put_nowait(unsendable(state.saga_id, command, exc, now))
     return decision.commands
 
 
