@@ -277,12 +277,16 @@ class MySQLFloor:
 
 
 class SQLiteFloor:
-    """The floor on SQLite: one connection, a transaction per transition."""
+    """The floor on SQLite: one connection, a transaction per transition;
+    ``synchronous`` "normal" (survives a killed process) or "full" (an fsync
+    per commit: survives a power cut too)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, synchronous: str = "normal") -> None:
+        if synchronous not in ("normal", "full"):
+            raise ValueError(f"synchronous: normal or full, not {synchronous!r}")
         self.conn = sqlite3.connect(path, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self.conn.executescript(SQLITE_SCHEMA)
         self.commits = 0
 

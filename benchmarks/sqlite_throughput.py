@@ -8,6 +8,15 @@ c  sagakit on SQLite (temp file, WAL, ``synchronous=NORMAL``), sequential
 d  sagakit on SQLite with ``synchronous=FULL`` (an fsync per commit), sequential
 e  sagakit on SQLite, ``--concurrency`` sagas in flight (``asyncio.gather``)
 f  failure path: step 3 raises, steps 2 and 1 are compensated
+g  the failure path with ``--concurrency`` sagas in flight
+h, i  sagakit with ``InMemoryStore`` and ``--concurrency`` sagas in flight
+   (success, failure): no store work at all, the ceiling of every durable row
+   with as many in flight (the same one thread runs the engine either way)
+j  sagakit on SQLite FULL, ``--concurrency`` sagas in flight
+
+The hand-written floor (``floor.py``) runs on SQLite NORMAL and FULL, one at a
+time and with ``--concurrency`` in flight; each sagakit row on SQLite prints
+its rate over the floor's with the same mode, path and sagas in flight.
 
 sagakit rows come twice: with ``async def`` steps and with plain functions, which
 the orchestrator runs through ``asyncio.to_thread``. Each row is the median of
@@ -293,6 +302,30 @@ def scenarios(n: int, concurrency: int) -> list[Scenario]:
             concurrency,
             heavy,
         ),
+        (
+            "h",
+            f"sagakit, InMemoryStore, {concurrency} in flight",
+            "memory",
+            "success",
+            concurrency,
+            heavy,
+        ),
+        (
+            "i",
+            f"sagakit, InMemoryStore, {concurrency} in flight",
+            "memory",
+            "failure",
+            concurrency,
+            heavy,
+        ),
+        (
+            "j",
+            f"sagakit, SQLite FULL, {concurrency} in flight",
+            "sqlite-full",
+            "success",
+            concurrency,
+            heavy,
+        ),
     ]
     for key, label, store, path, conc, count in sagakit_rows:
         for steps in ("async", "sync"):
@@ -352,6 +385,20 @@ def scenarios(n: int, concurrency: int) -> list[Scenario]:
                     n if path == "success" and conc == 1 else heavy,
                 )
             )
+    for mode, conc in (("seq", 1), ("conc", concurrency)):
+        rows.append(
+            Scenario(
+                f"floor-full-{mode}-ok",
+                "hand-written, sqlite3 FULL, a commit per transition"
+                + (f", {conc} in flight" if conc > 1 else ""),
+                "floor",
+                "sqlite-full",
+                "async",
+                "success",
+                conc,
+                heavy,
+            )
+        )
     return rows
 
 
@@ -383,20 +430,26 @@ def run_scenario(s: Scenario, repeats: int, db_dir: Path) -> Result:
 
 def measure_floor(s: Scenario, repeats: int, db_dir: Path) -> Result:
     """The hand-written floor (benchmarks/floor.py), measured like sagakit."""
-    floor = SQLiteFloor(str(db_dir / f"{s.key}.db"))
+    floor = SQLiteFloor(str(db_dir / f"{s.key}.db"), s.store.removeprefix("sqlite-"))
     runs, commits, cpu = asyncio.run(
         floor_measure(floor, s.n, repeats, s.concurrency, failing=s.path == "failure")
     )
     return Result(s, runs, commits, cpu)
 
 
-def floor_of(result: Result, floors: dict[tuple[int, str], Result]) -> float | None:
-    """sagakit's rate over the floor's with as many in flight on the same
-    path (SQLite NORMAL rows only)."""
+Floors = dict[tuple[str, int, str], Result]
+"""The floor rows by (store, sagas in flight, path)."""
+
+
+def floor_of(result: Result, floors: Floors) -> float | None:
+    """sagakit's rate over the floor's on the same SQLite mode, with as many
+    in flight on the same path; for an in-memory row, over the NORMAL
+    floor's (the ceiling of the durable rows)."""
     s = result.scenario
-    if s.library != "sagakit" or s.store != "sqlite-normal":
+    if s.library != "sagakit":
         return None
-    return ratio(result, floors.get((s.concurrency, s.path)))
+    store = "sqlite-normal" if s.store == "memory" else s.store
+    return ratio(result, floors.get((store, s.concurrency, s.path)))
 
 
 def per_commit(result: Result) -> str:
@@ -427,7 +480,7 @@ def format_ratio(value: float | None) -> str:
 def table(
     results: list[Result],
     baselines: dict[str, Result],
-    floors: dict[tuple[int, str], Result],
+    floors: Floors,
 ) -> list[str]:
     header = (
         "scenario",
@@ -560,16 +613,14 @@ def load_average() -> str:
         return "n/a"
 
 
-def floor_targets(
-    results: list[Result], floors: dict[tuple[int, str], Result]
-) -> list[str]:
+def floor_targets(results: list[Result], floors: Floors) -> list[str]:
     """sagakit (async steps, SQLite NORMAL) against the hand-written floor:
     >= 0.8x one at a time, >= 1.5x with sagas in flight (group commit)."""
     lines = []
     for r in results:
         s = r.scenario
         value = floor_of(r, floors)
-        if s.steps != "async" or value is None:
+        if s.steps != "async" or s.store != "sqlite-normal" or value is None:
             continue
         goal = 0.8 if s.concurrency == 1 else 1.5
         verdict = "PASS" if value >= goal else "MISS"
@@ -577,6 +628,45 @@ def floor_targets(
             f"target: sagakit >= {goal}x the hand-written floor on {s.key} "
             f"({s.path}, {s.concurrency} in flight: {value:.2f}x): {verdict}"
         )
+    return lines
+
+
+def ceilings(results: list[Result], floors: Floors) -> list[str]:
+    """What the in-memory rows say of the durable ones: the same one thread
+    runs the engine whatever the store, and a store only adds work to it, so
+    sagakit on SQLite NORMAL stays below sagakit in memory with as many in
+    flight; and what group commit buys where a commit costs an fsync."""
+    by_key = {r.scenario.key: r for r in results}
+    lines = []
+    for durable, memory in (
+        ("c-async", "b-async"),
+        ("f-sqlite-async", "f-memory-async"),
+        ("e-async", "h-async"),
+        ("g-async", "i-async"),
+    ):
+        if durable not in by_key or memory not in by_key:
+            continue
+        s, cpu = by_key[durable].scenario, by_key[memory].cpu_us_per_saga
+        floor = floors.get((s.store, s.concurrency, s.path))
+        if floor is None or not cpu:
+            continue
+        # one thread: sagas/s <= 1 / CPU per saga, and a store only adds CPU
+        top = 1e6 / cpu / floor.sagas_per_s
+        goal = 0.8 if s.concurrency == 1 else 1.5
+        reach = "within reach" if top >= goal else "out of reach"
+        lines.append(
+            f"ceiling: {durable} <= 1 / the CPU per saga of {memory} (no store at "
+            f"all: {cpu:,.1f} us) = {top:.2f}x the floor, so the {goal}x target "
+            f"is {reach} in this run"
+        )
+    for row in ("d-async", "j-async"):
+        value = floor_of(by_key[row], floors) if row in by_key else None
+        if value is not None:
+            s = by_key[row].scenario
+            lines.append(
+                f"group commit where a commit costs an fsync: {row} (SQLite FULL, "
+                f"{s.concurrency} in flight) is {value:.2f}x the FULL floor"
+            )
     return lines
 
 
@@ -613,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
             r.scenario.path: r for r in results if r.scenario.library == "saga-py"
         }
         floors = {
-            (r.scenario.concurrency, r.scenario.path): r
+            (r.scenario.store, r.scenario.concurrency, r.scenario.path): r
             for r in results
             if r.scenario.library == "floor"
         }
@@ -636,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
             f"start, {load} at the end (other work on the machine skews the numbers)"
         )
         print(target_line)
-        for line in floor_targets(results, floors):
+        for line in floor_targets(results, floors) + ceilings(results, floors):
             print(line)
     if args.json is not None:
         report = {

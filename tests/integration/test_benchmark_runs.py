@@ -16,9 +16,10 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "sqlite_throughput
 SAGA_PY_ROWS = ["a", "f-saga-py"]
 SAGAKIT_ROWS = [
     f"{key}-{steps}"
-    for key in ("b", "c", "d", "e", "f-memory", "f-sqlite", "g")
+    for key in ("b", "c", "d", "e", "h", "i", "j", "f-memory", "f-sqlite", "g")
     for steps in ("async", "sync")
 ] + [f"floor-{mode}-{path}" for mode in ("seq", "conc") for path in ("ok", "fail")]
+SAGAKIT_ROWS += ["floor-full-seq-ok", "floor-full-conc-ok"]
 ARGS = ["--n", "50", "--repeats", "1"]
 # Runs the script with `import saga` failing, as if the bench extra were missing.
 WITHOUT_SAGA_PY = (
@@ -70,6 +71,17 @@ def test_benchmark_prints_a_row_per_scenario(tmp_path: Path) -> None:
     # sagakit against the hand-written floor, one at a time and in flight
     floor_targets = re.findall(r"^target: .* floor on (\S+) ", done.stdout, re.M)
     assert floor_targets == ["c-async", "e-async", "f-sqlite-async", "g-async"]
+    # what a row without a store says of them, and group commit on FULL
+    ceilings = re.findall(
+        r"^ceiling: (\S+) <= .* (?:within|out of) reach", done.stdout, re.M
+    )
+    assert ceilings == ["c-async", "f-sqlite-async", "e-async", "g-async"]
+    full = re.findall(
+        r"^group commit .*: (\S+) \(SQLite FULL.* ([\d.]+)x the FULL floor$",
+        done.stdout,
+        re.M,
+    )
+    assert [row for row, _ in full] == ["d-async", "j-async"]
     assert re.search(r"load average [\d.]+ at the start", done.stdout)
     report = json.loads(out.read_text())
     assert sorted(r["key"] for r in report["results"]) == sorted(expected)
