@@ -13,7 +13,13 @@ from typing import Any
 
 import pytest
 
-from sagakit import SagaAlreadyExists, SagaStatus, StoreError, open_store
+from sagakit import (
+    ConcurrencyError,
+    SagaAlreadyExists,
+    SagaStatus,
+    StoreError,
+    open_store,
+)
 from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.adapters.store.sql import Migration, in_order, migrations, queries, schema
 from sagakit.adapters.store.sqlite import SQLiteStore, split_statements
@@ -201,6 +207,31 @@ async def test_a_save_keeping_status_and_deadline_updates_in_place(
     ).fetchone()
     assert row == (6, "succeeded", None, None, 100.0)  # the last save's
     assert len(await store.history("s1")) == 6
+
+
+async def test_a_record_with_another_creation_time_is_refused(
+    tmp_path: Path,
+) -> None:
+    """History lines are filed under the record's created_at without reading
+    the saga's row again; the update checks it against the stored one, so a
+    record claiming another creation time is refused, saying so, and leaves
+    no line the saga's history would not find."""
+    store = SQLiteStore(tmp_path / "c.db")
+    first = make_record("s1")
+    await store.create(first, [entry("s1", "started")])
+    await store.save(replace(first, version=2), 1, [entry("s1", "v2")])
+    moved = replace(first, version=3, created_at=first.created_at + 1)
+    # the in-place update (same status), then the full one (another status)
+    for record in (moved, replace(moved, status=SagaStatus.COMPENSATING)):
+        with pytest.raises(ConcurrencyError, match="created_at never changes"):
+            await store.save(record, 2, [entry("s1", "misfiled")])
+    with pytest.raises(ConcurrencyError, match="version 1 is stale"):
+        await store.save(replace(first, version=3), 1, [])
+    keys = store.database.conn.execute(
+        "SELECT DISTINCT saga_created_at FROM sagakit_step_history"
+    ).fetchall()
+    assert keys == [(first.created_at,)]
+    assert [h.outcome for h in await store.history("s1")] == ["started", "v2"]
 
 
 def test_bad_synchronous_mode_is_a_clear_error(tmp_path: Path) -> None:

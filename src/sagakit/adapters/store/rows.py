@@ -101,9 +101,12 @@ def history_json(history: Sequence[HistoryEntry]) -> str:
     )
 
 
-def history_rows(history: Sequence[HistoryEntry]) -> list[tuple[Any, ...]]:
+def history_rows(
+    history: Sequence[HistoryEntry], *under: float
+) -> list[tuple[Any, ...]]:
     """History lines as the rows SQLite and MySQL insert: ``saga_id, step,
-    kind, attempt, outcome, result, error, started_at, finished_at``."""
+    kind, attempt, outcome, result, error, started_at, finished_at``, then
+    ``under`` (SQLite: the saga's created_at)."""
     return [
         (
             h.saga_id,
@@ -115,6 +118,7 @@ def history_rows(history: Sequence[HistoryEntry]) -> list[tuple[Any, ...]]:
             error_json(h.error),
             h.started_at,
             h.finished_at,
+            *under,
         )
         for h in history
     ]

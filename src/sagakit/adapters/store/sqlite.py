@@ -216,7 +216,9 @@ class SQLiteStore(
             if taken is not None:
                 raise rows.saga_exists(record.saga_id, taken[0]) from exc
             raise
-        db.executemany("insert_history", rows.history_rows(create.history))
+        db.executemany(
+            "insert_history", rows.history_rows(create.history, record.created_at)
+        )
         if create.outbox:
             self._write_outbox(create.outbox)
         self._written.wrote(record)
@@ -282,6 +284,7 @@ class SQLiteStore(
             record.deadline,
             record.definition_version,
             record.fingerprint,
+            record.created_at,
         )
         cur = None
         if self._written.fits(record, save.expected_version):
@@ -289,14 +292,27 @@ class SQLiteStore(
         if cur is None or cur.rowcount != 1:
             cur = db.execute("update_saga", params)
         if cur.rowcount != 1:
-            if db.execute("saga_exists", (record.saga_id,)).fetchone() is None:
-                raise rows.saga_not_found(record.saga_id)
-            raise rows.stale_saga(record.saga_id, save.expected_version)
+            self._refused(record, save.expected_version)
         if save.history:
-            db.executemany("insert_history", rows.history_rows(save.history))
+            db.executemany(
+                "insert_history", rows.history_rows(save.history, record.created_at)
+            )
         if save.outbox:
             self._write_outbox(save.outbox)
         self._written.wrote(record)
+
+    def _refused(self, record: SagaRecord, expected_version: int) -> None:
+        """Raise why a save of ``record`` updated no row."""
+        found = self.database.execute("saga_version", (record.saga_id,)).fetchone()
+        if found is None:
+            raise rows.saga_not_found(record.saga_id)
+        if found[0] == expected_version:  # the update checks created_at too
+            raise ConcurrencyError(
+                f"saga {record.saga_id}: the record saved says it was created "
+                f"at {record.created_at!r}, the store at {found[1]!r}; a "
+                "saga's created_at never changes"
+            )
+        raise rows.stale_saga(record.saga_id, expected_version)
 
     def _receive(self, saga_id: str, inbox: InboxEntry) -> None:
         """Record the inbox entry in the open transaction, or raise (rolling

@@ -30,12 +30,13 @@ INSERT INTO sagakit_saga (
 -- Optimistic: only succeeds when the stored version is the expected one.
 -- ?9 owner and ?10 lease_until refresh the lease; NULL keeps it as it is.
 -- ?12 and ?13: the definition version and fingerprint (a migration changes them)
+-- ?14: the saga's created_at, which insert_history files the lines under
 UPDATE sagakit_saga
    SET status = ?1, version = ?2, context = ?3, state = ?4, failed_step = ?5,
        updated_at = ?6, deadline = ?11, waiting = NULL,
        definition_version = ?12, fingerprint = ?13,
        owner = coalesce(?9, owner), lease_until = coalesce(?10, lease_until)
- WHERE saga_id = ?7 AND version = ?8;
+ WHERE saga_id = ?7 AND version = ?8 AND created_at = ?14;
 
 -- update_saga_in_place --
 -- update_saga for a save that leaves status, deadline and waiting as they
@@ -47,22 +48,22 @@ UPDATE sagakit_saga
        updated_at = ?6, definition_version = ?12, fingerprint = ?13,
        owner = coalesce(?9, owner), lease_until = coalesce(?10, lease_until)
  WHERE saga_id = ?7 AND version = ?8 AND status = ?1 AND deadline IS ?11
-   AND waiting IS NULL;
+   AND waiting IS NULL AND created_at = ?14;
 
 -- insert_history --
--- Under its saga's created_at (NULL, refused, when there is no such saga),
--- after its saga's last line (see migration 0017). One row of VALUES: an
--- INSERT ... SELECT would open a statement journal, for 40 % more work.
+-- Under its saga's created_at ?10, after its saga's last line (see migration
+-- 0017). Only in the transaction that has just inserted the saga, or updated
+-- it where its created_at is ?10 (update_saga, update_saga_in_place): the
+-- saga's row is not read again (RETURNING it would cost more). One row of VALUES: an INSERT ... SELECT
+-- would open a statement journal, for 40 % more work.
 INSERT INTO sagakit_step_history (
     saga_created_at, saga_id, seq, step, kind, attempt, outcome, result,
     error, started_at, finished_at
 ) VALUES (
-    (SELECT created_at FROM sagakit_saga WHERE saga_id = ?1),
+    ?10,
     ?1,
     coalesce((SELECT max(seq) FROM sagakit_step_history
-               WHERE saga_created_at = (SELECT created_at FROM sagakit_saga
-                                         WHERE saga_id = ?1)
-                 AND saga_id = ?1), 0) + 1,
+               WHERE saga_created_at = ?10 AND saga_id = ?1), 0) + 1,
     ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9);
 
 -- get_saga --
@@ -78,6 +79,10 @@ SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
 -- saga_exists --
 -- Its status: a row when the saga exists
 SELECT status FROM sagakit_saga WHERE saga_id = ?;
+
+-- saga_version --
+-- Why a save updated no row: no saga, another version, or another created_at
+SELECT version, created_at FROM sagakit_saga WHERE saga_id = ?;
 
 -- get_history --
 SELECT saga_id, step, kind, attempt, outcome, result, error, started_at, finished_at
