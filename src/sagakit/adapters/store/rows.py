@@ -101,12 +101,10 @@ def history_json(history: Sequence[HistoryEntry]) -> str:
     )
 
 
-def history_rows(
-    history: Sequence[HistoryEntry], *under: float
-) -> list[tuple[Any, ...]]:
+def history_rows(history: Sequence[HistoryEntry], *more: Any) -> list[tuple[Any, ...]]:
     """History lines as the rows SQLite and MySQL insert: ``saga_id, step,
     kind, attempt, outcome, result, error, started_at, finished_at``, then
-    ``under`` (SQLite: the saga's created_at)."""
+    ``more`` (SQLite: the saved saga's created_at and id)."""
     return [
         (
             h.saga_id,
@@ -118,7 +116,7 @@ def history_rows(
             error_json(h.error),
             h.started_at,
             h.finished_at,
-            *under,
+            *more,
         )
         for h in history
     ]

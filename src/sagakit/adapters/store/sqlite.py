@@ -35,6 +35,7 @@ from sagakit.ports.locks import LockChange
 from sagakit.ports.store import (
     Create,
     Created,
+    HistoryEntry,
     InboxEntry,
     OutboxMessage,
     SagaRecord,
@@ -109,6 +110,14 @@ def _saga_row(
         record.definition_version,
         record.fingerprint,
     )
+
+
+def _history_rows(
+    record: SagaRecord, history: Sequence[HistoryEntry]
+) -> list[tuple[Any, ...]]:
+    """The insert_history parameters of ``history``, appended in the
+    transaction that has just written ``record``."""
+    return rows.history_rows(history, record.created_at, record.saga_id)
 
 
 class SQLiteStore(
@@ -216,9 +225,7 @@ class SQLiteStore(
             if taken is not None:
                 raise rows.saga_exists(record.saga_id, taken[0]) from exc
             raise
-        db.executemany(
-            "insert_history", rows.history_rows(create.history, record.created_at)
-        )
+        db.executemany("insert_history", _history_rows(record, create.history))
         if create.outbox:
             self._write_outbox(create.outbox)
         self._written.wrote(record)
@@ -294,9 +301,7 @@ class SQLiteStore(
         if cur.rowcount != 1:
             self._refused(record, save.expected_version)
         if save.history:
-            db.executemany(
-                "insert_history", rows.history_rows(save.history, record.created_at)
-            )
+            db.executemany("insert_history", _history_rows(record, save.history))
         if save.outbox:
             self._write_outbox(save.outbox)
         self._written.wrote(record)
