@@ -25,6 +25,7 @@ from sagakit.errors import StateError
 from sagakit.messaging.envelope import Envelope
 from sagakit.participant import CommandRejected, require_lock
 from sagakit.ports.store import SagaStore
+from sagakit.runtime import lockwatch
 from sagakit.testing import check_saga
 from sagakit.testing.contracts.store_locks import _sagas, _save, queue, take
 
@@ -268,9 +269,10 @@ async def test_until_frees_the_key_before_the_saga_ends(store: SagaStore) -> Non
     assert (await orch.wait(b)).status is SagaStatus.SUCCEEDED
 
 
-async def test_a_key_freed_in_another_process_wakes_the_waiter(
-    store: SagaStore, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+async def freed_elsewhere(here_store: SagaStore, there_store: SagaStore) -> None:
+    """Saga a holds a key through ``here_store``; b, driven through
+    ``there_store`` (another process's connection), queues for it and takes
+    it once a lets go."""
     ledger = Ledger()
     saga = Saga(
         "booking",
@@ -281,25 +283,54 @@ async def test_a_key_freed_in_another_process_wakes_the_waiter(
         ],
         context=Seat,
     )
+    here = Orchestrator(here_store, [saga], lease=5)
+    there = Orchestrator(there_store, [saga], lease=5)
+    there.driver.lock_poll = lockwatch.FIRST_POLL * 2
+    a = await here.start(saga, Seat(other="a"), saga_id="a")
+    await ledger.began("1A/a/0:reserve").wait()
+    b = await there.start(saga, Seat(other="b"), saga_id="b")
+
+    async def queued() -> bool:
+        return [w.saga_id for w in (await here_store.list_locks()).waiters] == ["b"]
+
+    await eventually(queued, "b queues")
+    await asyncio.sleep(0.1)  # b's driver has looked once and found the key busy
+    ledger.gate("1A/a/0:reserve").set()
+    ledger.gate("1A/b/0:reserve").set()
+    assert (await here.wait(a)).status is SagaStatus.SUCCEEDED
+    async with asyncio.timeout(30):
+        assert (await there.wait(b)).status is SagaStatus.SUCCEEDED
+    await there.stop_driving()
+
+
+async def test_a_key_freed_in_another_process_wakes_the_waiter(
+    store: SagaStore,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The waiter's driver looks at the store again within its lock_poll."""
+    monkeypatch.setattr(lockwatch, "FIRST_POLL", 0.025)
     second = await open_store_async(url_of(request, tmp_path))
     try:
-        here = Orchestrator(store, [saga], lease=5)
-        there = Orchestrator(second, [saga], lease=5)
-        there.driver.lock_poll = 0.05
-        a = await here.start(saga, Seat(other="a"), saga_id="a")
-        await ledger.began("1A/a/0:reserve").wait()
-        b = await there.start(saga, Seat(other="b"), saga_id="b")
-
-        async def queued() -> bool:
-            return [w.saga_id for w in (await store.list_locks()).waiters] == ["b"]
-
-        await eventually(queued, "b queues")
-        ledger.gate("1A/a/0:reserve").set()
-        ledger.gate("1A/b/0:reserve").set()
-        assert (await here.wait(a)).status is SagaStatus.SUCCEEDED
-        assert (await there.wait(b)).status is SagaStatus.SUCCEEDED
-        await there.stop_driving()
+        await freed_elsewhere(store, second)
     finally:
+        await second.close()
+
+
+@pytest.mark.postgres
+async def test_a_key_freed_in_another_process_wakes_the_waiter_at_once(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a waiter's driver listens for lock releases: with its
+    polls pushed an hour away, only the notice of the other process's
+    commit can wake it (``LISTEN``/``NOTIFY``, migration 0018)."""
+    monkeypatch.setattr(lockwatch, "FIRST_POLL", 1800.0)
+    first, second = await open_store_async(pg_url), await open_store_async(pg_url)
+    try:
+        await freed_elsewhere(first, second)
+    finally:
+        await first.close()
         await second.close()
 
 

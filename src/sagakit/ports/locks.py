@@ -16,9 +16,9 @@ instead: :class:`~sagakit.errors.LockUnavailable` with the ``cycle``.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from sagakit.engine.state import SagaState
 
@@ -135,11 +135,31 @@ class SagaLocks(Protocol):
         for it before it."""
 
 
+StopListening = Callable[[], Awaitable[None]]
+"""Stops what :meth:`LockReleases.listen_lock_releases` started."""
+
+
+@runtime_checkable
+class LockReleases(Protocol):
+    """Optional: a store that tells the processes using it when lock keys
+    may have become free, so that a saga queued in one process goes on as
+    soon as another lets go (without it, the waiter's driver looks at the
+    store every ``lock_poll`` seconds at most; it still does, as a safety
+    net)."""
+
+    async def listen_lock_releases(self, wake: Callable[[], None]) -> StopListening:
+        """Call ``wake`` on this loop each time a transaction of any process
+        that let go of a key, or left a key's queue, commits; returns what
+        stops listening. Raises ``StoreError`` when it cannot listen."""
+
+
 __all__ = [
     "LockChange",
     "LockHolder",
+    "LockReleases",
     "LockTable",
     "LockWaiter",
     "SagaLocks",
+    "StopListening",
     "lock_change",
 ]

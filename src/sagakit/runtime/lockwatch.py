@@ -5,9 +5,11 @@ A :class:`LockWatch` runs while any instance driven here waits for locks
 each whose keys the store says are free for it (``SagaLocks.locks_ready``),
 and of each that has not asked yet, and ``DeadlinePassed`` on the queue of
 each whose lock timeout passed; the instance's own task applies them. It
-looks at once when keys were released here (:meth:`LockWatch.poke`), else
-after ``FIRST_POLL`` seconds, doubling up to ``Driver.lock_poll``: keys
-released by another process are seen within that.
+looks at once when keys were released here (:meth:`LockWatch.poke`), or in
+another process when the store says so (``LockReleases``: PostgreSQL's
+``LISTEN``), else after ``FIRST_POLL`` seconds, doubling up to
+``Driver.lock_poll``: keys released by another process are seen within that
+on any store.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sagakit.engine import locks
 from sagakit.engine.events import DeadlinePassed, LocksFreed
 from sagakit.engine.state import SagaState, SagaStatus
 from sagakit.errors import SagaError, StoreError
-from sagakit.ports.locks import LockChange
+from sagakit.ports.locks import LockChange, LockReleases, StopListening
 from sagakit.ports.store import HistoryEntry
 from sagakit.runtime.instance import Delivery, Instance
 from sagakit.runtime.locking import lock_line
@@ -77,6 +79,29 @@ class LockWatch:
         ]
 
     async def _run(self) -> None:
+        stop = await self._listen()
+        try:
+            await self._watch()
+        finally:
+            if stop is not None:
+                await stop()
+
+    async def _listen(self) -> StopListening | None:
+        """Have the store poke this watch when another process lets go of
+        keys, if it can (else polling alone serves)."""
+        store = self.driver.store
+        if not isinstance(store, LockReleases):
+            return None
+        try:
+            return await store.listen_lock_releases(self.poke)
+        except StoreError as exc:
+            logger.warning(
+                "not listening for lock releases; polling",
+                extra={"action": "lock_listen_failed", "error": str(exc)},
+            )
+            return None
+
+    async def _watch(self) -> None:
         delay = FIRST_POLL
         while True:
             waiting = self._waiting()

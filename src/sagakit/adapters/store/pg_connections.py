@@ -42,6 +42,11 @@ class Connections:
         self._all.add(conn)
         return conn
 
+    async def dedicated(self) -> asyncpg.Connection:
+        """A new connection of the caller's own, outside the pool's count
+        (a listener's, say): the caller closes it."""
+        return await asyncpg.connect(self._dsn)
+
     async def _take(self) -> asyncpg.Connection:
         while self._idle:
             conn = self._idle.pop()

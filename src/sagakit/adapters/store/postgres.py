@@ -11,7 +11,7 @@ clocks agree on who owns what.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sagakit.adapters.store import rows
@@ -28,7 +28,7 @@ from sagakit.adapters.store.postgres_database import (
 from sagakit.adapters.store.reads import SagaReads
 from sagakit.adapters.store.sagas_sql import SqlSagas, save_problem
 from sagakit.errors import SagaAlreadyExists, StoreError
-from sagakit.ports.locks import LockChange
+from sagakit.ports.locks import LockChange, StopListening
 from sagakit.ports.store import (
     Create,
     Created,
@@ -193,6 +193,11 @@ def _as_list(values: list[Any]) -> list[Any]:
     return values
 
 
+LOCK_CHANNEL = "sagakit_lock_freed"
+"""Notified on commit of a transaction that let go of a lock key or left a
+key's queue (the triggers of ``postgres/migrations/0018``)."""
+
+
 class PostgresStore(
     OnPostgres,
     PostgresInbox,
@@ -242,6 +247,11 @@ class PostgresStore(
         )
 
         return PostgresNotificationStore(self.database)
+
+    async def listen_lock_releases(self, wake: Callable[[], None]) -> StopListening:
+        """See :class:`~sagakit.ports.locks.LockReleases`: ``LISTEN`` on the
+        channel the lock tables' triggers notify (migration 0018)."""
+        return await self.database.listen(LOCK_CHANNEL, wake)
 
     # -- writes ------------------------------------------------------------
 

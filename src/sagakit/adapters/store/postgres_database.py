@@ -11,8 +11,8 @@ trip; an open transaction is still rolled back by asyncpg itself.
 from __future__ import annotations
 
 import errno
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -200,6 +200,42 @@ class PostgresDatabase(Migrations):
         Run named queries on it with :meth:`sql`."""
         async with self._pool.acquire() as conn, conn.transaction():
             yield conn
+
+    async def listen(
+        self, channel: str, heard: Callable[[], None]
+    ) -> Callable[[], Awaitable[None]]:
+        """Call ``heard`` on each notice on ``channel`` (``LISTEN``), on a
+        connection of its own (one of the pool's without a lane); returns
+        what stops listening and lets the connection go."""
+
+        def notice(*_: Any) -> None:
+            heard()
+
+        async def let_go(conn: Any) -> None:
+            if self._lane is None:
+                await self._pool.release(conn)
+            else:
+                await conn.close()
+
+        try:
+            conn = await (
+                self._pool.acquire() if self._lane is None else self._lane.dedicated()
+            )
+        except DRIVER_ERRORS as exc:
+            raise self.error(f"listening to {channel}", exc) from exc
+        try:
+            await conn.add_listener(channel, notice)
+        except DRIVER_ERRORS as exc:
+            with suppress(*DRIVER_ERRORS):
+                await let_go(conn)
+            raise self.error(f"listening to {channel}", exc) from exc
+
+        async def stop() -> None:
+            with suppress(*DRIVER_ERRORS):
+                await conn.remove_listener(channel, notice)
+                await let_go(conn)
+
+        return stop
 
     # -- schema --------------------------------------------------------------
 

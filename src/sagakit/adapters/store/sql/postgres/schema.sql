@@ -348,6 +348,24 @@ CREATE INDEX sagakit_lock_waiter_queue
 
 CREATE INDEX sagakit_lock_waiter_saga ON sagakit_lock_waiter (saga_id);
 
+-- A notice on sagakit_lock_freed when a transaction that let go of a key,
+-- or left a key's queue, commits (0018): waiters elsewhere look at once
+CREATE FUNCTION sagakit_lock_freed() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('sagakit_lock_freed', '');
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER sagakit_lock_freed
+    AFTER DELETE ON sagakit_lock
+    FOR EACH ROW EXECUTE FUNCTION sagakit_lock_freed();
+
+CREATE TRIGGER sagakit_lock_waiter_gone
+    AFTER DELETE ON sagakit_lock_waiter
+    FOR EACH ROW EXECUTE FUNCTION sagakit_lock_freed();
+
 -- Notifications for hooks (0016): a row per event, written by the triggers
 -- below in the transaction that ends a saga badly, or by a notifier
 CREATE TABLE sagakit_notification (
