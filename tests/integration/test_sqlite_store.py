@@ -168,11 +168,12 @@ async def test_state_survives_reopening(tmp_path: Path) -> None:
     assert len(await reopened.history("s1")) == 1
 
 
-async def test_a_save_keeping_status_and_deadline_updates_in_place(
+async def test_a_save_keeping_status_updates_in_place(
     tmp_path: Path,
 ) -> None:
-    """A save that keeps status and deadline sets neither (their indexes stay
-    untouched); one that changes them, or finds the saga marked waiting
+    """A save that keeps the status does not set it (the indexes on it stay
+    untouched), even when the deadline moves (a remote step's next one);
+    one that changes the status, or finds the saga marked waiting
     meanwhile, runs the full update, which clears the mark."""
     store = SQLiteStore(tmp_path / "p.db")
     conn = store.database.conn
@@ -193,8 +194,9 @@ async def test_a_save_keeping_status_and_deadline_updates_in_place(
     assert await save(2, updated_at=200.0) == ["version"]
     conn.execute("UPDATE sagakit_saga SET waiting = 'a worker without it'")
     assert await save(3) == ["version", "status"]  # in place finds no row
-    assert await save(4, deadline=150.0) == ["status"]
-    assert await save(5, deadline=150.0) == ["version"]
+    assert await save(4, deadline=150.0) == ["version"]  # in place, deadline set
+    assert await store.due_deadlines(["order"]) == ["s1"]  # its index has it
+    assert await save(5, deadline=None) == ["version"]
     assert await save(6, status=SagaStatus.SUCCEEDED) == ["status"]
     row = conn.execute(
         "SELECT version, status, deadline, waiting, updated_at FROM sagakit_saga"
