@@ -71,21 +71,22 @@ def test_library_sets_wal_mode(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_page_cache_and_memory_map_sizes(tmp_path: Path) -> None:
-    def sizes(store: SQLiteStore) -> tuple[int, int]:
+def test_page_cache_memory_map_and_checkpoint_sizes(tmp_path: Path) -> None:
+    def sizes(store: SQLiteStore) -> tuple[int, int, int]:
         conn = store.database.conn
         (cache,) = conn.execute("PRAGMA cache_size").fetchone()
         (mapped,) = conn.execute("PRAGMA mmap_size").fetchone()
-        return cache, mapped
+        (checkpoint,) = conn.execute("PRAGMA wal_autocheckpoint").fetchone()
+        return cache, mapped, checkpoint
 
-    cache, mapped = sizes(SQLiteStore(tmp_path / "a.db"))
+    cache, mapped, checkpoint = sizes(SQLiteStore(tmp_path / "a.db"))
     assert cache == -64 * 1024  # KiB
     assert mapped > 0  # SQLite's build may cap it below 2 GB
-    assert sizes(SQLiteStore(tmp_path / "b.db", cache_mb=8, mmap_mb=0)) == (
-        -8 * 1024,
-        0,
-    )
-    for bad in ({"cache_mb": -1}, {"mmap_mb": 1.5}, {"cache_mb": True}):
+    assert checkpoint == 8000  # pages (SQLite's own default is 1000)
+    smaller = SQLiteStore(tmp_path / "b.db", cache_mb=8, mmap_mb=0, checkpoint_pages=0)
+    assert sizes(smaller) == (-8 * 1024, 0, 0)
+    wrong = ({"cache_mb": -1}, {"mmap_mb": 1.5}, {"cache_mb": True})
+    for bad in (*wrong, {"checkpoint_pages": -5}, {"checkpoint_pages": "1000"}):
         with pytest.raises(StoreError, match="must be an int >= 0"):
             SQLiteStore(tmp_path / "c.db", **bad)  # type: ignore[arg-type]
 
