@@ -389,7 +389,10 @@ class SagakitSide:
             if wrong:
                 raise RuntimeError(f"a saga ended {wrong[0].status}: {wrong[0].error}")
         elapsed = loop.time() - start
-        await asyncio.sleep(0.05)  # let the relay's counter catch up with the acks
+        # let the relay's counter catch up: it counts what it forgot, every
+        # flush_interval (or a full batch), once the broker confirmed it
+        relay = orch.relay
+        await asyncio.sleep(0.05 + (relay.flush_interval if relay else 0.0))
         return elapsed, self.messages() - before
 
 

@@ -77,21 +77,22 @@ def test_library_sets_wal_mode(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_page_cache_and_memory_map_sizes(tmp_path: Path) -> None:
-    def sizes(store: SQLiteStore) -> tuple[int, int]:
+def test_page_cache_memory_map_and_checkpoint_sizes(tmp_path: Path) -> None:
+    def sizes(store: SQLiteStore) -> tuple[int, int, int]:
         conn = store.database.conn
         (cache,) = conn.execute("PRAGMA cache_size").fetchone()
         (mapped,) = conn.execute("PRAGMA mmap_size").fetchone()
-        return cache, mapped
+        (checkpoint,) = conn.execute("PRAGMA wal_autocheckpoint").fetchone()
+        return cache, mapped, checkpoint
 
-    cache, mapped = sizes(SQLiteStore(tmp_path / "a.db"))
+    cache, mapped, checkpoint = sizes(SQLiteStore(tmp_path / "a.db"))
     assert cache == -64 * 1024  # KiB
     assert mapped > 0  # SQLite's build may cap it below 2 GB
-    assert sizes(SQLiteStore(tmp_path / "b.db", cache_mb=8, mmap_mb=0)) == (
-        -8 * 1024,
-        0,
-    )
-    for bad in ({"cache_mb": -1}, {"mmap_mb": 1.5}, {"cache_mb": True}):
+    assert checkpoint == 8000  # pages (SQLite's own default is 1000)
+    smaller = SQLiteStore(tmp_path / "b.db", cache_mb=8, mmap_mb=0, checkpoint_pages=0)
+    assert sizes(smaller) == (-8 * 1024, 0, 0)
+    wrong = ({"cache_mb": -1}, {"mmap_mb": 1.5}, {"cache_mb": True})
+    for bad in (*wrong, {"checkpoint_pages": -5}, {"checkpoint_pages": "1000"}):
         with pytest.raises(StoreError, match="must be an int >= 0"):
             SQLiteStore(tmp_path / "c.db", **bad)  # type: ignore[arg-type]
 
@@ -174,11 +175,12 @@ async def test_state_survives_reopening(tmp_path: Path) -> None:
     assert len(await reopened.history("s1")) == 1
 
 
-async def test_a_save_keeping_status_and_deadline_updates_in_place(
+async def test_a_save_keeping_status_updates_in_place(
     tmp_path: Path,
 ) -> None:
-    """A save that keeps status and deadline sets neither (their indexes stay
-    untouched); one that changes them, or finds the saga marked waiting
+    """A save that keeps the status does not set it (the indexes on it stay
+    untouched), even when the deadline moves (a remote step's next one);
+    one that changes the status, or finds the saga marked waiting
     meanwhile, runs the full update, which clears the mark."""
     store = SQLiteStore(tmp_path / "p.db")
     conn = store.database.conn
@@ -199,8 +201,9 @@ async def test_a_save_keeping_status_and_deadline_updates_in_place(
     assert await save(2, updated_at=200.0) == ["version"]
     conn.execute("UPDATE sagakit_saga SET waiting = 'a worker without it'")
     assert await save(3) == ["version", "status"]  # in place finds no row
-    assert await save(4, deadline=150.0) == ["status"]
-    assert await save(5, deadline=150.0) == ["version"]
+    assert await save(4, deadline=150.0) == ["version"]  # in place, deadline set
+    assert await store.due_deadlines(["order"]) == ["s1"]  # its index has it
+    assert await save(5, deadline=None) == ["version"]
     assert await save(6, status=SagaStatus.SUCCEEDED) == ["status"]
     row = conn.execute(
         "SELECT version, status, deadline, waiting, updated_at FROM sagakit_saga"

@@ -47,6 +47,7 @@ ALLOWED_BUILT_SQL = {
         "f'PRAGMA synchronous={synchronous.upper()}'",
         "f'PRAGMA cache_size=-{cache_mb * 1024}'",
         "f'PRAGMA mmap_size={mmap_mb * 1024 * 1024}'",
+        "f'PRAGMA wal_autocheckpoint={checkpoint_pages}'",
     },
 }
 SQL_WORDS = re.compile(

@@ -56,22 +56,18 @@ _REMEMBERED = 4096
 
 
 class LastWritten:
-    """The version, status and deadline this store last wrote per saga, to
-    guess when a save can update the row in place (``update_saga_in_place``:
-    same status and deadline, so their indexes are left alone and the commit
-    writes fewer pages). Only a guess: the statement's ``WHERE`` checks it,
-    and a save it does not fit runs the full ``update_saga``."""
+    """The version and status this store last wrote per saga, to guess when
+    a save can update the row in place (``update_saga_in_place``: same
+    status, so the indexes on it are left alone and the commit writes fewer
+    pages). Only a guess: the statement's ``WHERE`` checks it, and a save it
+    does not fit runs the full ``update_saga``."""
 
     def __init__(self) -> None:
-        self._by_id: dict[str, tuple[int, str, float | None]] = {}
+        self._by_id: dict[str, tuple[int, str]] = {}
 
     def fits(self, record: SagaRecord, expected_version: int) -> bool:
         seen = self._by_id.get(record.saga_id)
-        return seen is not None and seen == (
-            expected_version,
-            record.status.value,
-            record.deadline,
-        )
+        return seen is not None and seen == (expected_version, record.status.value)
 
     def wrote(self, record: SagaRecord) -> None:
         if record.status.terminal:
@@ -79,11 +75,7 @@ class LastWritten:
             return
         if len(self._by_id) >= _REMEMBERED:  # sagas driven elsewhere since
             self._by_id.clear()
-        self._by_id[record.saga_id] = (
-            record.version,
-            record.status.value,
-            record.deadline,
-        )
+        self._by_id[record.saga_id] = (record.version, record.status.value)
 
 
 __all__ = ["SQLiteDatabase", "SQLiteStore", "split_statements"]

@@ -39,16 +39,18 @@ UPDATE sagakit_saga
  WHERE saga_id = ?7 AND version = ?8 AND created_at = ?14;
 
 -- update_saga_in_place --
--- update_saga for a save that leaves status, deadline and waiting as they
--- are (?1, ?11 and NULL): setting none of them, it leaves the indexes on them
--- untouched and the commit writes fewer pages. No row when one of them (or
--- the version) differs: then update_saga runs.
+-- update_saga for a save that leaves status and waiting as they are (?1 and
+-- NULL): setting neither, it leaves the indexes on status untouched and the
+-- commit writes fewer pages (the deadline, set, touches only its own partial
+-- index, and only when the saga is in it: a remote step's next deadline).
+-- No row when one of them (or the version) differs: then update_saga runs.
 UPDATE sagakit_saga
    SET version = ?2, context = ?3, state = ?4, failed_step = ?5,
-       updated_at = ?6, definition_version = ?12, fingerprint = ?13,
+       updated_at = ?6, deadline = ?11, definition_version = ?12,
+       fingerprint = ?13,
        owner = coalesce(?9, owner), lease_until = coalesce(?10, lease_until)
- WHERE saga_id = ?7 AND version = ?8 AND status = ?1 AND deadline IS ?11
-   AND waiting IS NULL AND created_at = ?14;
+ WHERE saga_id = ?7 AND version = ?8 AND status = ?1 AND waiting IS NULL
+   AND created_at = ?14;
 
 -- insert_history --
 -- After its saga's last line (see migration 0017), under its saga's
