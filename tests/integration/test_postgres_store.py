@@ -367,6 +367,21 @@ def free_port() -> int:
         return port
 
 
+async def test_opening_connects_once_and_the_pool_when_a_transaction_needs_it(
+    pg_url: str,
+) -> None:
+    # a read-only command (sagakit list) opens one server connection, not two
+    store = await PostgresStore.connect(pg_url, migrate=False)
+    try:
+        assert store.database.pool.get_size() == 0
+        assert await store.list_sagas(limit=5) is not None  # on the lane
+        async with store.database.transaction("a test's transaction") as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+        assert store.database.pool.get_size() == 1  # connected when needed
+    finally:
+        await store.close()
+
+
 async def test_unreachable_server_is_a_clear_one_line_error() -> None:
     port = free_port()
     with pytest.raises(StoreError) as caught:

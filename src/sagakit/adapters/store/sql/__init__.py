@@ -59,17 +59,28 @@ def schema(dialect: str) -> str:
     return _read(dialect, "schema.sql")
 
 
+_MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
 @cache
 def migrations(dialect: str) -> tuple[Migration, ...]:
     folder = _files().joinpath(dialect, "migrations")
     found = []
     for entry in folder.iterdir():
-        match = re.match(r"^(\d{4})_([a-z0-9_]+)\.sql$", entry.name)
+        match = _MIGRATION.match(entry.name)
         if match:
             found.append(
                 Migration(int(match.group(1)), match.group(2), entry.read_text("utf-8"))
             )
     return in_order(dialect, found)
+
+
+def migration_versions(dialect: str) -> tuple[int, ...]:
+    """The versions :func:`migrations` has, from the files' names alone (a
+    read-only command's check of the schema reads no SQL)."""
+    folder = _files().joinpath(dialect, "migrations")
+    found = (_MIGRATION.match(entry.name) for entry in folder.iterdir())
+    return tuple(sorted(int(match.group(1)) for match in found if match))
 
 
 def in_order(dialect: str, found: list[Migration]) -> tuple[Migration, ...]:
