@@ -2,7 +2,11 @@
 -- Parameters are $n. "now" is always the database clock:
 -- extract(epoch FROM clock_timestamp()), so workers on skewed hosts agree.
 -- History is passed as one jsonb array of objects whose keys are the
--- sagakit_step_history columns; ordinality keeps the written order. Outbox
+-- sagakit_step_history columns; ordinality keeps the written order. A
+-- statement appends lines for the sagas it inserts or updates only (no
+-- foreign key checks each line: see migration 0018): one that writes one
+-- saga gives a line of another saga no saga id, which NOT NULL refuses;
+-- found, after a save, is looked up only when nothing was updated. Outbox
 -- messages are passed as five parallel arrays (NULL for none): message ids,
 -- destinations, bodies, saga ids and available_at.
 
@@ -52,7 +56,8 @@ WITH inserted AS (
         saga_id, step, kind, attempt, outcome, result, error, started_at,
         finished_at
     )
-    SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
+    SELECT CASE WHEN h.saga_id = inserted.saga_id THEN h.saga_id END,
+           h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
            h.started_at, h.finished_at
       FROM inserted,
            ROWS FROM (jsonb_to_recordset($13::jsonb) AS (
@@ -137,7 +142,8 @@ WITH inserted AS (
         saga_id, step, kind, attempt, outcome, result, error, started_at,
         finished_at
     )
-    SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
+    SELECT CASE WHEN h.saga_id = inserted.saga_id THEN h.saga_id END,
+           h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
            h.started_at, h.finished_at
       FROM inserted,
            ROWS FROM (jsonb_to_recordset($13::jsonb) AS (
@@ -195,7 +201,8 @@ WITH updated AS (
         saga_id, step, kind, attempt, outcome, result, error, started_at,
         finished_at
     )
-    SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
+    SELECT CASE WHEN h.saga_id = updated.saga_id THEN h.saga_id END,
+           h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
            h.started_at, h.finished_at
       FROM updated,
            ROWS FROM (jsonb_to_recordset($11::jsonb) AS (
@@ -209,7 +216,9 @@ WITH updated AS (
      ORDER BY h.n
 )
 SELECT (SELECT count(*) FROM updated) AS saved,
-       EXISTS (SELECT 1 FROM sagakit_saga WHERE saga_id = $1) AS found;
+       CASE WHEN EXISTS (SELECT 1 FROM updated) THEN true
+            ELSE EXISTS (SELECT 1 FROM sagakit_saga WHERE saga_id = $1)
+       END AS found;
 
 -- save_sagas --
 -- save_saga for many sagas in one statement (group commit): every argument
@@ -304,7 +313,8 @@ WITH target AS (
         saga_id, step, kind, attempt, outcome, result, error, started_at,
         finished_at
     )
-    SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
+    SELECT CASE WHEN h.saga_id = updated.saga_id THEN h.saga_id END,
+           h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
            h.started_at, h.finished_at
       FROM updated,
            ROWS FROM (jsonb_to_recordset($11::jsonb) AS (
@@ -337,7 +347,9 @@ WITH target AS (
     ON CONFLICT (message_id) DO NOTHING
 )
 SELECT (SELECT count(*) FROM updated) AS saved,
-       EXISTS (SELECT 1 FROM sagakit_saga WHERE saga_id = $1) AS found,
+       CASE WHEN EXISTS (SELECT 1 FROM updated) THEN true
+            ELSE EXISTS (SELECT 1 FROM sagakit_saga WHERE saga_id = $1)
+       END AS found,
        $18::text IS NOT NULL
            AND NOT EXISTS (SELECT 1 FROM received)
            AND (EXISTS (SELECT 1 FROM target)

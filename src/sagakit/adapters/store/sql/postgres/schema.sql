@@ -145,7 +145,7 @@ CREATE TRIGGER sagakit_saga_count_delete
 
 CREATE TABLE sagakit_step_history (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    saga_id      text NOT NULL REFERENCES sagakit_saga (saga_id),
+    saga_id      text NOT NULL,  -- its saga's: no foreign key (0018)
     step         text,
     kind         text NOT NULL,
     attempt      integer NOT NULL,
