@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 from sagakit._extras import needs_extra
 from sagakit.adapters.store.owned import Migrations, OnServer
 from sagakit.adapters.store.pg_connections import Connections
-from sagakit.adapters.store.sql import Migration, log_migrated, migrations, queries
+from sagakit.adapters.store.sql import Migration, Queries, log_migrated, migrations
 from sagakit.errors import StoreError
 
 with needs_extra("the PostgreSQL store needs asyncpg", "postgres"):
@@ -29,7 +29,7 @@ with needs_extra("the PostgreSQL store needs asyncpg", "postgres"):
 
 from asyncpg.pool import PoolConnectionProxy
 
-_Q = queries("postgres")
+_Q = Queries("postgres")  # each parsed when first run
 DRIVER_ERRORS = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
