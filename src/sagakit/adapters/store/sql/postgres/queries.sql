@@ -112,16 +112,11 @@ WITH input AS (
         saga_id, step, kind, attempt, outcome, result, error, started_at,
         finished_at
     )
-    SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome, h.result::jsonb,
-           h.error::jsonb, h.started_at, h.finished_at
-      FROM unnest(
-               $13::text[], $17::text[], $18::text[], $19::integer[],
-               $20::text[], $21::text[], $22::text[],
-               $23::double precision[], $24::double precision[]
-           ) WITH ORDINALITY AS h(
-               saga_id, step, kind, attempt, outcome, result, error,
-               started_at, finished_at, n
-           )
+    SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
+           h.started_at, h.finished_at
+      FROM sagakit_history_columns(
+               $13, $17, $18, $19, $20, $21, $22, $23, $24
+           ) AS h
      WHERE h.saga_id IN (SELECT saga_id FROM inserted)
      ORDER BY h.n
 )
@@ -271,16 +266,11 @@ WITH input AS (
         saga_id, step, kind, attempt, outcome, result, error, started_at,
         finished_at
     )
-    SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome, h.result::jsonb,
-           h.error::jsonb, h.started_at, h.finished_at
-      FROM unnest(
-               $11::text[], $15::text[], $16::text[], $17::integer[],
-               $18::text[], $19::text[], $20::text[],
-               $21::double precision[], $22::double precision[]
-           ) WITH ORDINALITY AS h(
-               saga_id, step, kind, attempt, outcome, result, error,
-               started_at, finished_at, n
-           )
+    SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
+           h.started_at, h.finished_at
+      FROM sagakit_history_columns(
+               $11, $15, $16, $17, $18, $19, $20, $21, $22
+           ) AS h
      WHERE h.saga_id IN (SELECT saga_id FROM updated)
      ORDER BY h.n
 )

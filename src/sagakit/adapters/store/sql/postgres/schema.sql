@@ -174,6 +174,30 @@ CREATE FUNCTION sagakit_history_lines(lines jsonb)
     )) WITH ORDINALITY
 $$;
 
+-- The history lines a batch statement appends, given as an array per
+-- column, in their order (n)
+CREATE FUNCTION sagakit_history_columns(
+    saga_ids text[], steps text[], kinds text[], attempts integer[],
+    outcomes text[], results text[], errors text[],
+    started double precision[], finished double precision[]
+)
+    RETURNS TABLE (
+        saga_id text, step text, kind text, attempt integer, outcome text,
+        result jsonb, error jsonb, started_at double precision,
+        finished_at double precision, n bigint
+    )
+    LANGUAGE sql STABLE AS $$
+    SELECT u.saga_id, u.step, u.kind, u.attempt, u.outcome, u.result::jsonb,
+           u.error::jsonb, u.started_at, u.finished_at, u.n
+      FROM unnest(
+               saga_ids, steps, kinds, attempts, outcomes, results, errors,
+               started, finished
+           ) WITH ORDINALITY AS u(
+               saga_id, step, kind, attempt, outcome, result, error,
+               started_at, finished_at, n
+           )
+$$;
+
 CREATE FUNCTION sagakit_step_history_append_only() RETURNS trigger
     LANGUAGE plpgsql AS $$
 BEGIN
