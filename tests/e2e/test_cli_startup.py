@@ -175,4 +175,8 @@ def test_list_on_postgres_loads_its_driver_alone(tmp_path: Path, pg_url: str) ->
     assert tops(modules) & (DRIVERS | LIBRARIES) == {"asyncpg"}
     assert heavy_sagakit(modules) == []
     assert "sagakit.adapters.store.postgres" in modules
+    # a read's few statements run on asyncio's own loop: uvloop's import
+    # would cost more than it saves; no pydantic either, as on SQLite
+    assert tops(modules) & {"uvloop", "pydantic", "pydantic_core"} == set()
+    assert "sagakit.engine.results" not in modules
     assert [m for m in modules if m.startswith(NOT_FOR_LISTING)] == []

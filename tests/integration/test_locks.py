@@ -324,7 +324,7 @@ async def test_a_key_freed_in_another_process_wakes_the_waiter_at_once(
 ) -> None:
     """On PostgreSQL a waiter's driver listens for lock releases: with its
     polls pushed an hour away, only the notice of the other process's
-    commit can wake it (``LISTEN``/``NOTIFY``, migration 0018)."""
+    commit can wake it (``LISTEN``/``NOTIFY``, migration 0019)."""
     monkeypatch.setattr(lockwatch, "FIRST_POLL", 1800.0)
     first, second = await open_store_async(pg_url), await open_store_async(pg_url)
     try:

@@ -340,10 +340,31 @@ async def test_history_is_append_only(store: PostgresStore, pg_url: str) -> None
 
 
 async def test_driver_errors_become_store_errors(store: PostgresStore) -> None:
-    # history of a saga that does not exist: a foreign key violation
+    # an attempt number no integer column holds: the server refuses the line
     with pytest.raises(StoreError, match="saga s1: create failed") as caught:
-        await store.create(make_record("s1"), [entry("ghost", "started")])
-    assert isinstance(caught.value.__cause__, asyncpg.ForeignKeyViolationError)
+        await store.create(make_record("s1"), [entry("s1", "started", attempt=2**40)])
+    assert isinstance(caught.value.__cause__, asyncpg.NumericValueOutOfRangeError)
+
+
+async def test_a_line_of_another_saga_is_refused_and_nothing_written(
+    store: PostgresStore,
+) -> None:
+    # no foreign key checks each line (0018): the statement itself refuses a
+    # line that is not of the saga it writes, whether that saga exists or not
+    await store.create(make_record("s2"), [])
+    for ghost in ("ghost", "s2"):
+        with pytest.raises(StoreError, match="saga s1: create failed") as caught:
+            await store.create(make_record("s1"), [entry(ghost, "started")])
+        assert isinstance(caught.value.__cause__, asyncpg.NotNullViolationError)
+    await store.create(make_record("s1"), [entry("s1", "started")])
+    with pytest.raises(StoreError, match="saga s1: save failed"):
+        await store.save(
+            replace(make_record("s1"), version=2), 1, [entry("ghost", "done")]
+        )
+    assert (await store.get("s1")).version == 1
+    assert [h.saga_id for h in await store.history("s1")] == ["s1"]
+    assert await store.history("s2") == []
+    assert await store.history("ghost") == []
 
 
 async def test_a_taken_saga_id_says_the_status_and_writes_nothing(
@@ -365,6 +386,21 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+async def test_opening_connects_once_and_the_pool_when_a_transaction_needs_it(
+    pg_url: str,
+) -> None:
+    # a read-only command (sagakit list) opens one server connection, not two
+    store = await PostgresStore.connect(pg_url, migrate=False)
+    try:
+        assert store.database.pool.get_size() == 0
+        assert await store.list_sagas(limit=5) is not None  # on the lane
+        async with store.database.transaction("a test's transaction") as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+        assert store.database.pool.get_size() == 1  # connected when needed
+    finally:
+        await store.close()
 
 
 async def test_unreachable_server_is_a_clear_one_line_error() -> None:

@@ -47,3 +47,33 @@ def test_uvloop_required_but_missing_says_how_to_install(
     monkeypatch.setitem(__import__("sys").modules, "uvloop", None)  # not importable
     with pytest.raises(SagaError, match=r"pip install 'sagakit\[fast\]'"):
         loop.loop_factory()
+
+
+def test_a_brief_run_takes_asyncio_unless_uvloop_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("uvloop")
+    monkeypatch.delenv(loop.LOOP_ENV, raising=False)
+    assert loop.loop_factory(brief=True) is None  # auto: no uvloop import to pay
+    assert loop.run(_running_loop(), brief=True).startswith("asyncio")
+    monkeypatch.setenv(loop.LOOP_ENV, "uvloop")
+    assert loop.run(_running_loop(), brief=True).startswith("uvloop")
+
+
+def test_the_cli_turns_the_collector_back_on_for_a_loop_that_runs_long() -> None:
+    import gc  # noqa: PLC0415
+
+    from sagakit.cli.common import run_async  # noqa: PLC0415
+
+    was = gc.isenabled()
+    try:
+        gc.disable()  # as sagakit.cli.main.main starts a command
+        run_async(_running_loop(), brief=True)
+        assert not gc.isenabled()  # a read's few statements: still off
+        run_async(_running_loop())
+        assert gc.isenabled()  # a worker runs for days
+    finally:
+        if was:
+            gc.enable()
+        else:
+            gc.disable()

@@ -4,6 +4,7 @@ a command uses them (``sagakit --help`` loads neither rich nor asyncio)."""
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 from collections.abc import Awaitable, Callable, Coroutine
@@ -93,12 +94,17 @@ StoreRetryOption = Annotated[
 ]
 
 
-def run_async(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` on sagakit's event loop (uvloop when installed): asyncio
-    and the loop load here, when a command runs, not when the CLI starts."""
+def run_async(main: Coroutine[Any, Any, T], *, brief: bool = False) -> T:
+    """Run ``main`` on sagakit's event loop (uvloop when installed; for a
+    ``brief`` run, asyncio's unless uvloop is asked for): asyncio and the
+    loop load here, when a command runs, not when the CLI starts. Unless
+    ``brief``, the garbage collector (off while the CLI starts: see
+    ``main.main``) is turned back on: a worker runs for days."""
     from sagakit.runtime import loop
 
-    return loop.run(main)
+    if not brief:
+        gc.enable()
+    return loop.run(main, brief=brief)
 
 
 MOST = 1_000_000
@@ -136,11 +142,12 @@ def run_read(url: str | None, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     its end at once, with no event loop, and asyncio is not even imported
     (a sixth of ``sagakit list``'s start-up). Should one wait or want a
     running loop all the same, it is run again from the start on sagakit's
-    loop: a read can be. PostgreSQL's run on the loop."""
+    loop: a read can be. PostgreSQL's run on a brief loop (asyncio's: a
+    few statements do not pay uvloop's import back)."""
     from sagakit.adapters.store.database import database_url, is_server
 
     if is_server(database_url(url)):
-        return run_async(make())
+        return run_async(make(), brief=True)
     work = make()
     try:
         work.send(None)
@@ -214,7 +221,7 @@ async def open_read_only(url: str | None) -> SagaStore:
         open_store_async,
     )
     from sagakit.adapters.store.database import dialect
-    from sagakit.adapters.store.sql import migrations
+    from sagakit.adapters.store.sql import migration_versions
     from sagakit.errors import StoreError
 
     store = await open_store_async(url, migrate=False)
@@ -223,7 +230,7 @@ async def open_read_only(url: str | None) -> SagaStore:
         return store
     try:
         applied = set(await applied_migrations(store))
-        pending = [m for m in migrations(dialect(target)) if m.version not in applied]
+        pending = [v for v in migration_versions(dialect(target)) if v not in applied]
     except BaseException:
         await store.close()
         raise

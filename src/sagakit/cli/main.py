@@ -561,7 +561,12 @@ dashboard.register(app)
 
 def main() -> None:
     # what app() runs, each subcommand built when used (typer's excepthook
-    # only reprints a traceback: pretty_exceptions_enable=False)
+    # only reprints a traceback: pretty_exceptions_enable=False). A command's
+    # imports (a driver, rich's tables) make objects that live until it ends:
+    # no collection need walk them (a fiftieth of `sagakit list` on
+    # PostgreSQL); a command running an event loop for long turns the
+    # collector back on (common.run_async)
+    gc.disable()
     try:
         lazy_command(app)(prog_name="sagakit", standalone_mode=True)
     finally:

@@ -12,6 +12,7 @@ command says how many are left.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
@@ -193,6 +194,7 @@ def register(app: typer.Typer, out: Console) -> None:
             finally:
                 await store.close()
 
+        gc.enable()  # off while the CLI starts (see main.main); recovery is long
         try:
             event_loop.run(work())
         except SagaError as exc:

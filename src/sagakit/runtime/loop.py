@@ -5,7 +5,9 @@ Like uvicorn's ``--loop auto``: uvloop when it is installed
 ``SAGAKIT_EVENT_LOOP`` chooses: ``auto`` (the default), ``uvloop`` (fail if
 it is missing) or ``asyncio``. A worker or participant on uvloop spends less
 time per message in the loop itself (4-8% more remote sagas per second in
-``benchmarks/remote_throughput.py``).
+``benchmarks/remote_throughput.py``). A brief run (a read-only command: a
+few statements) gains nothing from it and would only pay its import, so
+``auto`` gives it asyncio's loop.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ CHOICES = ("auto", "uvloop", "asyncio")
 T = TypeVar("T")
 
 
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """What ``asyncio.Runner`` should build: uvloop's loop, or None for asyncio's."""
+def loop_factory(
+    *, brief: bool = False
+) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """What ``asyncio.Runner`` should build: uvloop's loop, or None for
+    asyncio's (``brief``: unless uvloop is asked for by name)."""
     choice = os.environ.get(LOOP_ENV, "auto").strip().lower() or "auto"
     if choice not in CHOICES:
         raise SagaError(f"{LOOP_ENV}={choice!r} is not one of {', '.join(CHOICES)}")
-    if choice == "asyncio":
+    if choice == "asyncio" or (brief and choice == "auto"):
         return None
     try:
         uvloop = importlib.import_module("uvloop")
@@ -48,10 +53,10 @@ def loop_name() -> str:
     return "asyncio" if loop_factory() is None else "uvloop"
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
+def run(main: Coroutine[Any, Any, T], *, brief: bool = False) -> T:
     """``asyncio.run(main)`` on the loop :func:`loop_factory` chooses."""
     try:
-        factory = loop_factory()
+        factory = loop_factory(brief=brief)
     except SagaError:
         main.close()
         raise

@@ -47,6 +47,17 @@ class Connections:
         (a listener's, say): the caller closes it."""
         return await asyncpg.connect(self._dsn)
 
+    async def open(self, count: int) -> None:
+        """Connect ``count`` idle connections now (the first call's error,
+        say an unreachable server, is raised)."""
+        for _ in range(count):
+            self._open += 1
+            try:
+                self._idle.append(await self._connect())
+            except BaseException:
+                self._open -= 1
+                raise
+
     async def _take(self) -> asyncpg.Connection:
         while self._idle:
             conn = self._idle.pop()

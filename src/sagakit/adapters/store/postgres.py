@@ -135,15 +135,21 @@ def _as_arrays(
     """The arguments of ``create_sagas`` or ``save_sagas``: those of
     create_saga or save_saga (``columns``, a tuple per write without its
     history, deadline, definition version and fingerprint), each an array
-    with an element per write, with the history of them all as one JSON
-    array where the single statement has each write's."""
+    with an element per write; where the single statement has each write's
+    history, the lines of them all as an array per column (saga ids there,
+    the other eight after the fingerprints)."""
     records = [w.record for w in writes]
+    lines = rows.history_rows([h for w in writes for h in w.history])
+    saga_ids, *line_columns = (
+        [list(c) for c in zip(*lines, strict=True)] if lines else [[]] * 9
+    )
     return (
         *(list(c) for c in zip(*columns, strict=True)),
-        rows.history_json([h for w in writes for h in w.history]),
+        saga_ids,
         [r.deadline for r in records],
         [r.definition_version for r in records],
         [r.fingerprint for r in records],
+        *line_columns,
     )
 
 
@@ -195,7 +201,7 @@ def _as_list(values: list[Any]) -> list[Any]:
 
 LOCK_CHANNEL = "sagakit_lock_freed"
 """Notified on commit of a transaction that let go of a lock key or left a
-key's queue (the triggers of ``postgres/migrations/0018``)."""
+key's queue (the triggers of ``postgres/migrations/0019``)."""
 
 
 class PostgresStore(
@@ -250,7 +256,7 @@ class PostgresStore(
 
     async def listen_lock_releases(self, wake: Callable[[], None]) -> StopListening:
         """See :class:`~sagakit.ports.locks.LockReleases`: ``LISTEN`` on the
-        channel the lock tables' triggers notify (migration 0018)."""
+        channel the lock tables' triggers notify (migration 0019)."""
         return await self.database.listen(LOCK_CHANNEL, wake)
 
     # -- writes ------------------------------------------------------------

@@ -2,7 +2,9 @@
 stores of that database share.
 
 One-statement calls run on a lean connection lane (:mod:`.pg_connections`);
-transactions and migrations take a connection of a small asyncpg pool.
+transactions and migrations take a connection of a small asyncpg pool, which
+connects when first used: opening the database connects the lane alone (one
+connection for a read-only command such as ``sagakit list``).
 Connections keep no session state (advisory locks are transaction-scoped), so
 the pool skips asyncpg's reset query and a released connection costs no round
 trip; an open transaction is still rolled back by asyncpg itself.
@@ -19,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 from sagakit._extras import needs_extra
 from sagakit.adapters.store.owned import Migrations, OnServer
 from sagakit.adapters.store.pg_connections import Connections
-from sagakit.adapters.store.sql import Migration, log_migrated, migrations, queries
+from sagakit.adapters.store.sql import Migration, Queries, log_migrated, migrations
 from sagakit.errors import StoreError
 
 with needs_extra("the PostgreSQL store needs asyncpg", "postgres"):
@@ -27,7 +29,7 @@ with needs_extra("the PostgreSQL store needs asyncpg", "postgres"):
 
 from asyncpg.pool import PoolConnectionProxy
 
-_Q = queries("postgres")
+_Q = Queries("postgres")  # each parsed when first run
 DRIVER_ERRORS = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
@@ -100,20 +102,24 @@ class PostgresDatabase(Migrations):
         max_size: int = 10,
         migrate: bool = True,
     ) -> PostgresDatabase:
-        """Open a pool on ``dsn`` and, unless ``migrate=False``, migrate."""
+        """Open ``min_size`` connections (at least one: the server must be
+        reachable) on ``dsn`` and, unless ``migrate=False``, migrate."""
         where = describe(dsn)
+        lane = Connections(dsn, max_size=max_size)
         try:
+            await lane.open(max(1, min(min_size, max_size)))
             pool = await asyncpg.create_pool(
                 dsn,
                 # statements run on the lane; the pool serves migrations and
                 # transactions, so it stays small (fewer server connections)
-                min_size=min(min_size, _POOL_MAX),
+                # and connects on first use
+                min_size=0,
                 max_size=min(max_size, _POOL_MAX),
                 reset=_keep_session,
             )
         except (*DRIVER_ERRORS, ValueError) as exc:
+            await lane.close()
             raise cls.unreachable(where, exc) from exc
-        lane = Connections(dsn, max_size=max_size)
         return await cls(pool, where=where, lane=lane).opened(migrate=migrate)
 
     @property

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -17,8 +16,7 @@ logger = logging.getLogger("sagakit.adapters.store")
 _BLOCK = re.compile(r"^-- ([a-z_][a-z0-9_]*) --\s*$", re.MULTILINE)
 
 
-@dataclass(frozen=True, slots=True)
-class Migration:
+class Migration(NamedTuple):
     version: int
     name: str
     sql: str
@@ -42,21 +40,54 @@ def _read(dialect: str, name: str) -> str:
 
 
 @cache
+def _queries_text(dialect: str) -> str:
+    return _read(dialect, "queries.sql")
+
+
+def _statement(body: str) -> str:
+    """A block's SQL: its text without comment lines."""
+    lines = [ln for ln in body.strip().splitlines() if not ln.startswith("--")]
+    return "\n".join(lines).strip()
+
+
+@cache
 def queries(dialect: str) -> dict[str, str]:
     """The named blocks of ``<dialect>/queries.sql``: ``-- name --`` then SQL."""
-    text = _read(dialect, "queries.sql")
-    parts = _BLOCK.split(text)
+    parts = _BLOCK.split(_queries_text(dialect))
     out: dict[str, str] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        lines = [ln for ln in body.strip().splitlines() if not ln.startswith("--")]
         if name in out:
             raise ValueError(f"{dialect}/queries.sql defines {name!r} twice")
-        out[name] = "\n".join(lines).strip()
+        out[name] = _statement(body)
     return out
+
+
+class Queries(dict[str, str]):
+    """:func:`queries` of a dialect, each block read the first time it is
+    asked for: a command that runs three statements (``sagakit list``) does
+    not parse the hundred others. A name that is not there: ``KeyError``."""
+
+    def __init__(self, dialect: str) -> None:
+        super().__init__()
+        self.dialect = dialect
+
+    def __missing__(self, name: str) -> str:
+        text = _queries_text(self.dialect)
+        blocks = _BLOCK.finditer(text)
+        for found in blocks:
+            if found.group(1) == name:
+                after = next(blocks, None)
+                end = None if after is None else after.start()
+                sql = self[name] = _statement(text[found.end() : end])
+                return sql
+        raise KeyError(name)
 
 
 def schema(dialect: str) -> str:
     return _read(dialect, "schema.sql")
+
+
+_MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
 @cache
@@ -64,12 +95,20 @@ def migrations(dialect: str) -> tuple[Migration, ...]:
     folder = _files().joinpath(dialect, "migrations")
     found = []
     for entry in folder.iterdir():
-        match = re.match(r"^(\d{4})_([a-z0-9_]+)\.sql$", entry.name)
+        match = _MIGRATION.match(entry.name)
         if match:
             found.append(
                 Migration(int(match.group(1)), match.group(2), entry.read_text("utf-8"))
             )
     return in_order(dialect, found)
+
+
+def migration_versions(dialect: str) -> tuple[int, ...]:
+    """The versions :func:`migrations` has, from the files' names alone (a
+    read-only command's check of the schema reads no SQL)."""
+    folder = _files().joinpath(dialect, "migrations")
+    found = (_MIGRATION.match(entry.name) for entry in folder.iterdir())
+    return tuple(sorted(int(match.group(1)) for match in found if match))
 
 
 def in_order(dialect: str, found: list[Migration]) -> tuple[Migration, ...]:

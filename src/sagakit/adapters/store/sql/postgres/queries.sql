@@ -2,7 +2,11 @@
 -- Parameters are $n. "now" is always the database clock:
 -- extract(epoch FROM clock_timestamp()), so workers on skewed hosts agree.
 -- History is passed as one jsonb array of objects whose keys are the
--- sagakit_step_history columns; ordinality keeps the written order. Outbox
+-- sagakit_step_history columns; ordinality keeps the written order. A
+-- statement appends lines for the sagas it inserts or updates only (no
+-- foreign key checks each line: see migration 0018): one that writes one
+-- saga gives a line of another saga no saga id, which NOT NULL refuses;
+-- found, after a save, is looked up only when nothing was updated. Outbox
 -- messages are passed as five parallel arrays (NULL for none): message ids,
 -- destinations, bodies, saga ids and available_at.
 
@@ -52,7 +56,8 @@ WITH inserted AS (
         saga_id, step, kind, attempt, outcome, result, error, started_at,
         finished_at
     )
-    SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
+    SELECT CASE WHEN h.saga_id = inserted.saga_id THEN h.saga_id END,
+           h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
            h.started_at, h.finished_at
       FROM inserted,
            ROWS FROM (jsonb_to_recordset($13::jsonb) AS (
@@ -70,9 +75,13 @@ SELECT count(*) > 0 AS created FROM inserted;
 -- create_sagas --
 -- create_saga for many sagas in one statement (group commit): every argument
 -- is an array with an element per saga (each saga id at most once), except
--- $13, the history of them all as one jsonb array (each line names its
--- saga). One row per saga, in their order: created = false on a taken key
--- or saga id (a key taken by an earlier saga of the same batch too).
+-- the history of them all, an array per column with an element per line
+-- (each line names its saga): $13 saga id, $17 step, $18 kind, $19 attempt,
+-- $20 outcome, $21 result and $22 error (JSON text), $23 started at, $24
+-- finished at (parallel arrays: the server reads them for a ninth of the
+-- CPU of a jsonb array of objects). One row per saga, in their order:
+-- created = false on a taken key or saga id (a key taken by an earlier saga
+-- of the same batch too).
 WITH input AS (
     SELECT * FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::integer[], $5::text[],
@@ -105,7 +114,9 @@ WITH input AS (
     )
     SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
            h.started_at, h.finished_at
-      FROM sagakit_history_lines($13::jsonb) AS h
+      FROM sagakit_history_columns(
+               $13, $17, $18, $19, $20, $21, $22, $23, $24
+           ) AS h
      WHERE h.saga_id IN (SELECT saga_id FROM inserted)
      ORDER BY h.n
 )
@@ -137,7 +148,8 @@ WITH inserted AS (
         saga_id, step, kind, attempt, outcome, result, error, started_at,
         finished_at
     )
-    SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
+    SELECT CASE WHEN h.saga_id = inserted.saga_id THEN h.saga_id END,
+           h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
            h.started_at, h.finished_at
       FROM inserted,
            ROWS FROM (jsonb_to_recordset($13::jsonb) AS (
@@ -195,7 +207,8 @@ WITH updated AS (
         saga_id, step, kind, attempt, outcome, result, error, started_at,
         finished_at
     )
-    SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
+    SELECT CASE WHEN h.saga_id = updated.saga_id THEN h.saga_id END,
+           h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
            h.started_at, h.finished_at
       FROM updated,
            ROWS FROM (jsonb_to_recordset($11::jsonb) AS (
@@ -209,13 +222,17 @@ WITH updated AS (
      ORDER BY h.n
 )
 SELECT (SELECT count(*) FROM updated) AS saved,
-       EXISTS (SELECT 1 FROM sagakit_saga WHERE saga_id = $1) AS found;
+       CASE WHEN EXISTS (SELECT 1 FROM updated) THEN true
+            ELSE EXISTS (SELECT 1 FROM sagakit_saga WHERE saga_id = $1)
+       END AS found;
 
 -- save_sagas --
 -- save_saga for many sagas in one statement (group commit): every argument
 -- is an array with an element per saga, in one lock order ($1, saga ids,
--- each at most once), except $11, the history of them all as one jsonb
--- array (each line names its saga). A saga is replaced only if still at its
+-- each at most once), except the history of them all, an array per column
+-- with an element per line as create_sagas takes it: $11 saga id, $15 step,
+-- $16 kind, $17 attempt, $18 outcome, $19 result, $20 error, $21 started
+-- at, $22 finished at. A saga is replaced only if still at its
 -- expected version ($8), and only its lines are appended. One row per saga:
 -- saved, and found (false: no such saga) as save_saga returns them.
 WITH input AS (
@@ -251,7 +268,9 @@ WITH input AS (
     )
     SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
            h.started_at, h.finished_at
-      FROM sagakit_history_lines($11::jsonb) AS h
+      FROM sagakit_history_columns(
+               $11, $15, $16, $17, $18, $19, $20, $21, $22
+           ) AS h
      WHERE h.saga_id IN (SELECT saga_id FROM updated)
      ORDER BY h.n
 )
@@ -304,7 +323,8 @@ WITH target AS (
         saga_id, step, kind, attempt, outcome, result, error, started_at,
         finished_at
     )
-    SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
+    SELECT CASE WHEN h.saga_id = updated.saga_id THEN h.saga_id END,
+           h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
            h.started_at, h.finished_at
       FROM updated,
            ROWS FROM (jsonb_to_recordset($11::jsonb) AS (
@@ -337,7 +357,9 @@ WITH target AS (
     ON CONFLICT (message_id) DO NOTHING
 )
 SELECT (SELECT count(*) FROM updated) AS saved,
-       EXISTS (SELECT 1 FROM sagakit_saga WHERE saga_id = $1) AS found,
+       CASE WHEN EXISTS (SELECT 1 FROM updated) THEN true
+            ELSE EXISTS (SELECT 1 FROM sagakit_saga WHERE saga_id = $1)
+       END AS found,
        $18::text IS NOT NULL
            AND NOT EXISTS (SELECT 1 FROM received)
            AND (EXISTS (SELECT 1 FROM target)

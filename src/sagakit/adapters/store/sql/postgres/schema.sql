@@ -145,7 +145,7 @@ CREATE TRIGGER sagakit_saga_count_delete
 
 CREATE TABLE sagakit_step_history (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    saga_id      text NOT NULL REFERENCES sagakit_saga (saga_id),
+    saga_id      text NOT NULL,  -- its saga's: no foreign key (0018)
     step         text,
     kind         text NOT NULL,
     attempt      integer NOT NULL,
@@ -172,6 +172,30 @@ CREATE FUNCTION sagakit_history_lines(lines jsonb)
         result jsonb, error jsonb, started_at double precision,
         finished_at double precision
     )) WITH ORDINALITY
+$$;
+
+-- The history lines a batch statement appends, given as an array per
+-- column, in their order (n)
+CREATE FUNCTION sagakit_history_columns(
+    saga_ids text[], steps text[], kinds text[], attempts integer[],
+    outcomes text[], results text[], errors text[],
+    started double precision[], finished double precision[]
+)
+    RETURNS TABLE (
+        saga_id text, step text, kind text, attempt integer, outcome text,
+        result jsonb, error jsonb, started_at double precision,
+        finished_at double precision, n bigint
+    )
+    LANGUAGE sql STABLE AS $$
+    SELECT u.saga_id, u.step, u.kind, u.attempt, u.outcome, u.result::jsonb,
+           u.error::jsonb, u.started_at, u.finished_at, u.n
+      FROM unnest(
+               saga_ids, steps, kinds, attempts, outcomes, results, errors,
+               started, finished
+           ) WITH ORDINALITY AS u(
+               saga_id, step, kind, attempt, outcome, result, error,
+               started_at, finished_at, n
+           )
 $$;
 
 CREATE FUNCTION sagakit_step_history_append_only() RETURNS trigger
@@ -349,7 +373,7 @@ CREATE INDEX sagakit_lock_waiter_queue
 CREATE INDEX sagakit_lock_waiter_saga ON sagakit_lock_waiter (saga_id);
 
 -- A notice on sagakit_lock_freed when a transaction that let go of a key,
--- or left a key's queue, commits (0018): waiters elsewhere look at once
+-- or left a key's queue, commits (0019): waiters elsewhere look at once
 CREATE FUNCTION sagakit_lock_freed() RETURNS trigger
     LANGUAGE plpgsql AS $$
 BEGIN

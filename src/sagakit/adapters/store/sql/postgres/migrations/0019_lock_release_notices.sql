@@ -1,4 +1,4 @@
--- 0018: a notice on the channel sagakit_lock_freed when a transaction that
+-- 0019: a notice on the channel sagakit_lock_freed when a transaction that
 -- let go of a lock key, or left a key's queue, commits: a driver in another
 -- process whose sagas queue for locks listens to it (LISTEN) and looks at
 -- the store at once instead of at its next poll. Row triggers: a save that
