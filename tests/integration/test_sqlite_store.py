@@ -237,6 +237,20 @@ async def test_a_record_with_another_creation_time_is_refused(
     assert [h.outcome for h in await store.history("s1")] == ["started", "v2"]
 
 
+async def test_a_history_line_of_another_saga_is_refused(tmp_path: Path) -> None:
+    """A save appends only its own saga's lines: one of another saga, even
+    one that exists, fails the save (as on PostgreSQL) and writes nothing."""
+    store = SQLiteStore(tmp_path / "o.db")
+    for saga_id in ("s1", "s2"):
+        await store.create(make_record(saga_id), [entry(saga_id, "started")])
+    with pytest.raises(StoreError):
+        await store.save(
+            replace(make_record("s1"), version=2), 1, [entry("s2", "misfiled")]
+        )
+    assert (await store.get("s1")).version == 1
+    assert [h.outcome for h in await store.history("s2")] == ["started"]
+
+
 def test_bad_synchronous_mode_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="synchronous must be one of"):
         SQLiteStore(tmp_path / "s.db", synchronous="sometimes")

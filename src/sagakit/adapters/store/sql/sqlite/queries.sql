@@ -54,24 +54,20 @@ UPDATE sagakit_saga
 
 -- insert_history --
 -- After its saga's last line (see migration 0017), under its saga's
--- created_at: ?10 when the line is of the saga ?11 that the transaction has
+-- created_at ?10: only a line of the saga ?11 that the transaction has
 -- just inserted, or updated where its created_at is ?10 (update_saga,
--- update_saga_in_place), without reading the saga's row again; else read
--- from the line's saga's row (NULL, refused, when there is none). One row
--- of VALUES: an INSERT ... SELECT would open a statement journal, for 40 %
+-- update_saga_in_place), so the saga's row is not read again; a line of
+-- another saga gets NULL and is refused (as on PostgreSQL). One row of
+-- VALUES: an INSERT ... SELECT would open a statement journal, for 40 %
 -- more work.
 INSERT INTO sagakit_step_history (
     saga_created_at, saga_id, seq, step, kind, attempt, outcome, result,
     error, started_at, finished_at
 ) VALUES (
-    CASE WHEN ?1 = ?11 THEN ?10
-         ELSE (SELECT created_at FROM sagakit_saga WHERE saga_id = ?1) END,
+    CASE WHEN ?1 = ?11 THEN ?10 END,
     ?1,
     coalesce((SELECT max(seq) FROM sagakit_step_history
-               WHERE saga_created_at = CASE WHEN ?1 = ?11 THEN ?10
-                     ELSE (SELECT created_at FROM sagakit_saga
-                            WHERE saga_id = ?1) END
-                 AND saga_id = ?1), 0) + 1,
+               WHERE saga_created_at = ?10 AND saga_id = ?1), 0) + 1,
     ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9);
 
 -- get_saga --
