@@ -334,6 +334,35 @@ async def test_a_key_freed_in_another_process_wakes_the_waiter_at_once(
         await second.close()
 
 
+@pytest.mark.postgres
+async def test_a_driver_listens_for_releases_only_while_a_saga_queues(
+    pg_url: str,
+) -> None:
+    """The listening connection is opened when a saga driven here queues,
+    not for every saga that takes a free key."""
+    first, second = await open_store_async(pg_url), await open_store_async(pg_url)
+    listened: list[str] = []
+    real = second.listen_lock_releases  # type: ignore[attr-defined]
+
+    async def counted(wake: Any) -> Any:
+        listened.append("listen")
+        return await real(wake)
+
+    second.listen_lock_releases = counted  # type: ignore[attr-defined]
+    try:
+        step = Step("reserve", Ledger().step("reserve"), locks=["seat:{ctx.seat}"])
+        alone = Saga("alone", [step], context=Seat)
+        orch = Orchestrator(second, [alone], lease=5)
+        assert (await orch.run(alone, Seat(seat="9Z"))).status is SagaStatus.SUCCEEDED
+        await orch.stop_driving()
+        assert listened == []
+        await freed_elsewhere(first, second)  # b queues through second
+        assert listened == ["listen"]
+    finally:
+        await first.close()
+        await second.close()
+
+
 async def test_an_operator_releases_a_key_from_a_running_saga(
     store: SagaStore,
 ) -> None:

@@ -47,6 +47,8 @@ class LockWatch:
         self.driver = driver
         self._task: asyncio.Task[None] | None = None
         self._poke = asyncio.Event()
+        self._listened = False  # this run has tried to listen (once queued)
+        self._stop: StopListening | None = None
         # the instances with a wake-up on their queue, not applied yet
         self._woken: weakref.WeakSet[Instance] = weakref.WeakSet()
 
@@ -63,8 +65,8 @@ class LockWatch:
     def notice(self, change: LockChange, state: SagaState) -> None:
         """A commit here made ``change``, leaving its instance in ``state``:
         keys it let go may wake others; a queue it joined needs watching."""
-        if change.release or change.unwait:
-            self.poke()
+        if change.release or change.unwait or (change.wait and not self._listened):
+            self.poke()  # (joined a queue: listen, then look)
         if state.locks is not None and state.locks.waits:
             self.start()
 
@@ -79,12 +81,18 @@ class LockWatch:
         ]
 
     async def _run(self) -> None:
-        stop = await self._listen()
-        try:
-            await self._watch()
-        finally:
-            if stop is not None:
-                await stop()
+        while True:
+            self._listened = False
+            try:
+                await self._watch()
+            finally:
+                stop, self._stop = self._stop, None
+                if stop is not None:
+                    await stop()
+            # one that queued while the listening stopped found this task
+            # still running (start did nothing): watch it too
+            if not self._waiting():
+                return
 
     async def _listen(self) -> StopListening | None:
         """Have the store poke this watch when another process lets go of
@@ -102,11 +110,18 @@ class LockWatch:
             return None
 
     async def _watch(self) -> None:
+        """Look, then pause, while any instance waits. It is started for
+        every instance that may take locks, so it listens (a connection of
+        its own on PostgreSQL) only once one queues in the store, and before
+        it looks again: no release after that look goes unnoticed."""
         delay = FIRST_POLL
         while True:
             waiting = self._waiting()
             if not waiting:
                 return
+            if not self._listened and any(w.keys for i in waiting for w in _waits(i)):
+                self._listened = True
+                self._stop = await self._listen()
             try:
                 woke = await self._look(waiting)
             except (StoreError, SagaError) as exc:
