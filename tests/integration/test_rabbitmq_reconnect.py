@@ -169,29 +169,6 @@ def ship_command(n: int) -> Envelope:
     )
 
 
-async def test_a_message_that_could_not_be_dead_lettered_is_delivered_again(
-    rabbit_transport: RabbitTransport,
-) -> None:
-    """Its handler failed for the last time and the broker refused its
-    dead-lettering (no dead-letter queue: someone deleted it). It used to be
-    left unacknowledged on a channel that stayed open: never delivered again
-    while the consumer lived. Given back, it comes again and, once the
-    dead-letter queue is there, is dead-lettered."""
-    failing = Recorder(fail=lambda message, attempt: True)
-    await rabbit_transport.consume("q", failing, max_deliveries=1)
-    dlq = f"{rabbit_transport.queue_name('q')}.dlq"
-    await delete_rabbitmq_queues(dlq)
-    sent = command(5)
-    await rabbit_transport.publish("q", sent)
-    await until("a second delivery", lambda: failing.attempts(sent.id) >= 2)
-    await declare_queue(dlq)
-    async with asyncio.timeout(GUARD):
-        while not await rabbit_transport.dead_letters("q"):  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-    (dead,) = await rabbit_transport.dead_letters("q")
-    assert "handler failed 1 times" in dead.reason
-
-
 async def declare_queue(name: str) -> None:
     """Declare the durable queue ``name`` (as the transport would)."""
     import aio_pika  # noqa: PLC0415 - only the RabbitMQ tests need the driver

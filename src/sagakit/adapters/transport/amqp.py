@@ -9,9 +9,10 @@ would lose the reason). What a consumer receives is settled by
 :mod:`~sagakit.adapters.transport.amqp_settle` (deliveries are counted in
 the header ``x-sagakit-deliveries``: a failed message is republished,
 confirmed, to the end of its queue with the count incremented, then
-acknowledged); dead letters are read and replayed by
-:mod:`~sagakit.adapters.transport.amqp_dead_letters`; replies are routed to
-the process that sent their command by
+acknowledged; one given back because the broker refused that is counted by
+:mod:`~sagakit.adapters.transport.amqp_given_back`); dead letters are read
+and replayed by :mod:`~sagakit.adapters.transport.amqp_dead_letters`;
+replies are routed to the process that sent their command by
 :mod:`~sagakit.adapters.transport.amqp_replies`.
 
 Subclasses say how a message is opened (``open_message``), sent again

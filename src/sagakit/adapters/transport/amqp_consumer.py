@@ -61,17 +61,21 @@ class Incoming(Protocol):
     def correlation_id(self) -> str | None: ...
     @property
     def reply_to(self) -> str | None: ...
+    @property
+    def redelivered(self) -> bool | None:
+        """Whether the broker delivered it before (and it was given back)."""
 
 
 class Delivered:
     """A delivery as aiormq hands it over, read like aio-pika's message."""
 
-    __slots__ = ("_properties", "body", "channel", "tag")
+    __slots__ = ("_properties", "body", "channel", "redelivered", "tag")
 
     def __init__(self, message: DeliveredMessage) -> None:
         self.body: bytes = message.body
         self.channel: DriverChannel = message.channel
         self.tag: int = message.delivery_tag or 0
+        self.redelivered: bool | None = message.redelivered
         self._properties = message.header.properties
 
     @property

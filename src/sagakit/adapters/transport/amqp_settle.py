@@ -6,6 +6,11 @@ republished, confirmed, to the end of its queue with the delivery count
 incremented, or to its dead-letter queue with the reason (see
 :mod:`sagakit.adapters.transport.delivery` for the rules). The transport
 says how a message is opened and sent again (:class:`Resender`).
+
+When sending it on fails, :func:`settle` raises and the subscription gives
+the delivery back to the broker, which delivers it again with the count it
+had; :class:`~sagakit.adapters.transport.amqp_given_back.GivenBack` remembers
+it meanwhile, so that this delivery counts too (that module says what counts).
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ from typing import Protocol
 
 from sagakit._extras import needs_extra
 from sagakit.adapters.transport.amqp_consumer import Incoming
+from sagakit.adapters.transport.amqp_given_back import GivenBack
 from sagakit.adapters.transport.delivery import (
     ACK,
     DELIVERIES_HEADER,
+    Verdict,
     counted,
     dead_letter_headers,
     deliver,
@@ -64,23 +71,50 @@ async def settle(
     incoming: Incoming,
     handler: Handler,
     max_deliveries: int,
+    *,
+    given_back: GivenBack,
 ) -> None:
     """Handle ``incoming``, received for the logical ``queue`` (whose broker
     queue and dead-letter queue take what fails); returns once it may be
-    acknowledged."""
+    acknowledged. If sending it on fails, ``given_back`` remembers it (see
+    :mod:`~sagakit.adapters.transport.amqp_given_back`) and the error is
+    raised: the caller gives the delivery back to the broker."""
     headers = incoming.headers
     opened = transport.open_message(incoming)
     deliveries = counted(headers) + 1
     if isinstance(opened, list):
         await _settle_parts(
-            transport, (queue, incoming), opened, handler, (deliveries, max_deliveries)
+            transport,
+            (queue, incoming),
+            opened,
+            handler,
+            (deliveries, max_deliveries, given_back),
         )
         return
-    verdict = await deliver(handler, opened, deliveries, max_deliveries)
-    if verdict is ACK:
-        return
+    key = opened.id if isinstance(opened, Envelope) else None
+    times = 0
+    if incoming.redelivered:  # given back by this subscription, maybe
+        times, opened = given_back.past(opened)
+    verdict = await deliver(handler, opened, deliveries + times, max_deliveries)
+    if verdict is not ACK:
+        try:
+            await _send_on(transport, queue, incoming, verdict)
+        except Exception:
+            if key is not None:
+                given_back.gave_back(key, times + 1, verdict.reason)
+            raise
+    if times and key is not None:
+        given_back.forget(key)
+
+
+async def _send_on(
+    transport: Resender, queue: str, incoming: Incoming, verdict: Verdict
+) -> None:
+    """Republish ``incoming`` to the end of its queue, counted, or to its
+    dead-letter queue, as ``verdict`` says; returns on the confirm."""
     name = transport.queue_name(queue)
     log = transport.log
+    headers = incoming.headers
     if verdict.reason is None:
         requeued(log, queue, verdict.deliveries)
         again = {**headers, DELIVERIES_HEADER: verdict.deliveries}
@@ -95,16 +129,43 @@ async def _settle_parts(
     received: tuple[str, Incoming],
     parts: list[Part],
     handler: Handler,
-    counts: tuple[int, int],
+    counts: tuple[int, int, GivenBack],
 ) -> None:
     """Handle each envelope of a batch on its own (concurrently, as if each
     had come alone); one that failed is sent again alone, counted, or
-    dead-lettered alone with its reason, before the batch is settled."""
+    dead-lettered alone with its reason, before the batch is settled. If
+    that fails, each envelope that failed is remembered as given back."""
     queue, incoming = received  # the logical queue, the batch
-    deliveries, max_deliveries = counts  # this delivery's, and the most
+    deliveries, max_deliveries, given_back = counts  # the header's, the most
+    past = [(0, p.opened) for p in parts]
+    if incoming.redelivered:
+        past = [given_back.past(p.opened) for p in parts]
     verdicts = await asyncio.gather(
-        *(deliver(handler, p.opened, deliveries, max_deliveries) for p in parts)
+        *(
+            deliver(handler, opened, deliveries + times, max_deliveries)
+            for times, opened in past
+        )
     )
+    try:
+        await _send_parts_on(transport, (queue, incoming), parts, verdicts)
+    except Exception:
+        for part, (times, _), verdict in zip(parts, past, verdicts, strict=True):
+            if verdict is not ACK and isinstance(part.opened, Envelope):
+                given_back.gave_back(part.opened.id, times + 1, verdict.reason)
+        raise
+    for part, (times, _) in zip(parts, past, strict=True):
+        if times and isinstance(part.opened, Envelope):
+            given_back.forget(part.opened.id)
+
+
+async def _send_parts_on(
+    transport: Resender,
+    received: tuple[str, Incoming],
+    parts: list[Part],
+    verdicts: list[Verdict],
+) -> None:
+    """Send each part of a batch that failed on alone, as its verdict says."""
+    queue, incoming = received
     name = transport.queue_name(queue)
     headers = incoming.headers
     log = transport.log

@@ -5,7 +5,11 @@ queue on it, and consumes it with :class:`~sagakit.adapters.transport.
 amqp_consumer.RawConsumer`: each delivery is settled
 (:func:`~sagakit.adapters.transport.amqp_settle.settle`) in the task aiormq
 runs it in, and acknowledged by the channel's
-:class:`~sagakit.adapters.transport.amqp_consumer.Acks` loop. Cancelling the
+:class:`~sagakit.adapters.transport.amqp_consumer.Acks` loop. A delivery
+that could not be settled (its handler failed and the broker refused it
+sent on, or the connection dropped) is given back after
+:data:`REQUEUE_PAUSE`, and counted towards ``max_deliveries`` when it comes
+again (:mod:`~sagakit.adapters.transport.amqp_given_back`). Cancelling the
 subscription cancels the handlers in flight and closes the channel, so the
 broker requeues what was not acknowledged.
 """
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from sagakit._extras import needs_extra
 from sagakit.adapters.transport.amqp_consumer import Acks, Delivered, RawConsumer
+from sagakit.adapters.transport.amqp_given_back import GivenBack
 from sagakit.adapters.transport.amqp_settle import settle
 from sagakit.adapters.transport.base import BaseSubscription
 from sagakit.errors import TransportError
@@ -38,7 +43,9 @@ __all__ = ["REQUEUE_PAUSE", "AmqpSubscription", "Declare", "subscribe"]
 REQUEUE_PAUSE = 1.0
 """Seconds a delivery that could not be settled (sent on after its handler
 failed, or dead-lettered: the broker refused) waits before it is given back
-to the broker, to be delivered again."""
+to the broker, to be delivered again (counted: a handler that keeps failing
+runs at most ``max_deliveries`` times; a message the dead-letter queue
+refuses comes back every pause until it is taken)."""
 
 Declare = Callable[[AbstractChannel], Awaitable[AbstractQueue]]
 """Declares the queue to consume on the subscription's channel."""
@@ -107,6 +114,7 @@ async def subscribe(
     acks = Acks(host.log, queue, host.writes)
     subscription = AmqpSubscription(host, channel, declared, acks)
     inflight = subscription.inflight
+    given_back = GivenBack()  # what on_message gave back, to count it
 
     async def on_message(message: DeliveredMessage) -> None:
         # aiormq runs each delivery in a task of its own
@@ -116,7 +124,9 @@ async def subscribe(
         delivered = Delivered(message)
         acks.received(delivered)
         try:
-            await settle(host, queue, delivered, handler, max_deliveries)
+            await settle(
+                host, queue, delivered, handler, max_deliveries, given_back=given_back
+            )
         except asyncio.CancelledError:
             raise  # not acknowledged: requeued when the channel closes
         except Exception:  # a driver error sending it on: delivered again

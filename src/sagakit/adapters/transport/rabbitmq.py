@@ -25,7 +25,11 @@ acknowledges the original. Once the count reaches ``max_deliveries`` the
 message goes to the dead-letter queue instead. Consequences: a failed message
 moves behind the messages queued after it; a crash between the republish and
 the ack leaves two copies (delivery is at least once anyway); and messages the
-broker redelivers because a consumer died or cancelled do not count.
+broker redelivers because a consumer died or cancelled do not count. When the
+broker refuses the republish (or the dead-lettering), the consumer gives the
+message back and remembers it, so that delivery counts too, and a message the
+dead-letter queue refuses stays in its queue until it is taken
+(:mod:`~sagakit.adapters.transport.amqp_given_back`).
 
 **Reading dead letters** (``dead_letters``) takes up to ``limit`` messages with
 ``basic.get`` on a short-lived channel, without acknowledging them, and then
