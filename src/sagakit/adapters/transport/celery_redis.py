@@ -24,9 +24,10 @@ with a delivery tag is dead-lettered without passing through ``unacked``.
 RabbitMQ adapters: a failed message is pushed to the back of its queue with
 the count incremented, in one ``MULTI``/``EXEC`` with its acknowledgement, and
 after ``max_deliveries`` it is dead-lettered instead (also one transaction).
-A message restored after a consumer stopped or died counts as delivered once
-more; one arriving with more than ``max_deliveries`` counted deliveries is
-dead-lettered without calling the handler.
+A message restored after a consumer stopped or died, or after settling it
+failed (it stays in ``unacked``), counts as delivered once more (the restore
+increments the header); one arriving with more than ``max_deliveries``
+counted deliveries is dead-lettered without calling the handler.
 
 **At least once.** ``cancel`` (and ``close``) stop the handlers and restore
 their messages at once, to the end of the queue that is read first, as kombu

@@ -37,11 +37,13 @@ gets its message ``NAK``-ed (redelivered after ``retry_delay``, at once by
 default) until its ``max_deliveries``-th delivery fails, which dead-letters
 it; a message not acknowledged within ``ack_wait`` (its consumer died) comes
 back too, and one delivered more than ``max_deliveries`` times is
-dead-lettered without calling the handler. The server's own ``max_deliver``
-is left unlimited: at that limit it would drop the message from delivery
-without a reason. Dead-lettering publishes to the DLQ stream (confirmed,
-with the original's stream sequence as ``Nats-Msg-Id``, so a crash before
-the ``TERM`` cannot dead-letter it twice) and then terminates the message.
+dead-lettered without calling the handler (so one whose ``NAK`` or
+dead-lettering failed, brought back by ``ack_wait``, counts too). The
+server's own ``max_deliver`` is left unlimited: at that limit it would drop
+the message from delivery without a reason. Dead-lettering publishes to the
+DLQ stream (confirmed, with the original's stream sequence as
+``Nats-Msg-Id``, so a crash before the ``TERM`` cannot dead-letter it twice)
+and then terminates the message.
 Cancelling a subscription gives back (``NAK``) the messages it was handling.
 
 **Replaying** publishes each dead letter back to its queue (with

@@ -37,7 +37,10 @@ claim add one); the loop reads the count of each claimed entry with
 entry at once; a claimed entry already delivered more than ``max_deliveries``
 times (its consumers kept dying) is dead-lettered without calling the handler.
 So a failed message comes back after about ``claim_idle`` (a natural
-back-off), and deliveries cut short by ``cancel`` or a crash count too.
+back-off), and deliveries cut short by ``cancel`` or a crash count too, as
+does one whose acknowledgement or dead-lettering failed (left pending, it is
+claimed again: the AMQP adapters need
+:mod:`~sagakit.adapters.transport.amqp_given_back` for that).
 
 While a handler runs, the loop renews its entries every ``claim_interval``
 (``XCLAIM ... JUSTID``, which resets the idle time without counting a
