@@ -355,6 +355,27 @@ async def test_a_wrong_sign_in_shows_the_form_again(store: SQLiteStore) -> None:
     assert 'value="/whoami"' in form.text
 
 
+async def test_forms_ask_a_shared_tokens_user_for_a_name(store: SQLiteStore) -> None:
+    """The sign-in form and a saga's action forms ask for the token, and
+    for the operator's name only where one token is shared by everyone."""
+    saga_id, named, clock = await with_failed_saga(store)
+    shared = create_app(store, [failing], token=ALICE, clock=clock)
+    pages: dict[str, list[str]] = {}
+    for kind, app in (("named", named), ("shared", shared)):
+        async with client(app) as http:
+            login = await http.get("/login")
+            detail = await http.get(f"/sagas/{saga_id}")
+        pages[kind] = [login.text, detail.text]
+    for page in pages["named"] + pages["shared"]:
+        assert 'name="token"' in page
+    for page in pages["named"]:
+        assert 'name="operator"' not in page
+    for page in pages["shared"]:
+        assert 'name="operator"' in page
+    assert "autofocus" in pages["named"][0]  # the sign-in form's token field
+    assert "autofocus" not in pages["named"][1]
+
+
 # -- errors in the client's language ------------------------------------------
 
 

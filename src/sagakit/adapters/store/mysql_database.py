@@ -247,15 +247,23 @@ class MySQLDatabase(Migrations):
             affected = cur.rowcount
             return await _results(cur), affected
 
-    async def fetch(self, about: str, query: str, *args: Any) -> list[Row]:
-        """The rows of the named block's last SELECT, run on its own
-        (autocommit: each statement its own transaction)."""
+    async def run_alone(
+        self, about: str, query: str, *args: Any
+    ) -> tuple[list[list[Row]], int]:
+        """:meth:`run` on a connection of its own (autocommit: each statement
+        its own transaction), counted; a driver error becomes a StoreError
+        about ``about``."""
         self.statements += 1
         try:
             async with self.connection() as conn:
-                found, _ = await self.run(conn, query, *args)
+                return await self.run(conn, query, *args)
         except DRIVER_ERRORS as exc:
             raise self.error(about, exc) from exc
+
+    async def fetch(self, about: str, query: str, *args: Any) -> list[Row]:
+        """The rows of the named block's last SELECT, run on its own
+        (autocommit: each statement its own transaction)."""
+        found, _ = await self.run_alone(about, query, *args)
         return found[-1] if found else []
 
     async def fetch_replanned(self, about: str, query: str, *args: Any) -> list[Row]:
@@ -270,12 +278,7 @@ class MySQLDatabase(Migrations):
     async def execute(self, about: str, query: str, *args: Any) -> int:
         """The named single statement on its own (autocommit); the rows it
         affected."""
-        self.statements += 1
-        try:
-            async with self.connection() as conn:
-                _, affected = await self.run(conn, query, *args)
-        except DRIVER_ERRORS as exc:
-            raise self.error(about, exc) from exc
+        _, affected = await self.run_alone(about, query, *args)
         return affected
 
     async def write(

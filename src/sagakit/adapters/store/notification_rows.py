@@ -80,7 +80,8 @@ D = TypeVar("D", bound=Fetches)
 
 
 class NotificationReads(Generic[D]):
-    """The listing, written once for every dialect."""
+    """The reads, written once for every dialect; a dialect says how its
+    queries take saga names (:meth:`names`) and the time (:meth:`now`)."""
 
     database: D
 
@@ -92,6 +93,36 @@ class NotificationReads(Generic[D]):
             "listing notifications", "notification_list", wanted, limit
         )
         return [notification(r) for r in found]
+
+    async def unattended(
+        self,
+        *,
+        unchanged_since: float,
+        saga_names: Collection[str] | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[Unattended]:
+        found = await self.database.fetch(
+            "finding unattended sagas",
+            "unattended_sagas",
+            unchanged_since,
+            self.names(saga_names),
+            limit,
+            *self.now(),
+            after,
+        )
+        return [unattended(r) for r in found]
+
+    @staticmethod
+    def names(saga_names: Collection[str] | None) -> Any:
+        """Saga names as this dialect's queries take them."""
+        return names_json(saga_names)
+
+    @staticmethod
+    def now() -> tuple[float, ...]:
+        """The time, for a dialect whose queries take it (none: they read
+        the database's clock)."""
+        return ()
 
 
 class OnServerNotifications(NotificationReads[D]):
@@ -141,26 +172,3 @@ class OnServerNotifications(NotificationReads[D]):
         await self.change(
             about, "notification_failed", event_id, hooks, error, retry_in
         )
-
-    async def unattended(
-        self,
-        *,
-        unchanged_since: float,
-        saga_names: Collection[str] | None = None,
-        limit: int = 100,
-        after: str | None = None,
-    ) -> list[Unattended]:
-        found = await self.database.fetch(
-            "finding unattended sagas",
-            "unattended_sagas",
-            unchanged_since,
-            self.names(saga_names),
-            limit,
-            after,
-        )
-        return [unattended(r) for r in found]
-
-    @staticmethod
-    def names(saga_names: Collection[str] | None) -> Any:
-        """Saga names as this dialect's queries take them."""
-        return names_json(saga_names)

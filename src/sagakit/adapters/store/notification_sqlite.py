@@ -12,10 +12,7 @@ from collections.abc import Collection, Sequence
 
 from sagakit.adapters.store import notification_rows as nrows
 from sagakit.adapters.store.sqlite_database import OnSQLite, SQLiteDatabase
-from sagakit.ports.notification_store import (
-    Notification,
-    Unattended,
-)
+from sagakit.ports.notification_store import Notification
 
 
 class SQLiteNotificationStore(OnSQLite, nrows.NotificationReads[SQLiteDatabase]):
@@ -70,21 +67,7 @@ class SQLiteNotificationStore(OnSQLite, nrows.NotificationReads[SQLiteDatabase])
                 self.database.execute("notification_prune", (before,)).fetchall()
             )
 
-    async def unattended(
-        self,
-        *,
-        unchanged_since: float,
-        saga_names: Collection[str] | None = None,
-        limit: int = 100,
-        after: str | None = None,
-    ) -> list[Unattended]:
-        found = await self.database.fetch(
-            "finding unattended sagas",
-            "unattended_sagas",
-            unchanged_since,
-            nrows.names_json(saga_names),
-            limit,
-            time.time(),
-            after,
-        )
-        return [nrows.unattended(r) for r in found]
+    @staticmethod
+    def now() -> tuple[float, ...]:
+        """Leases expire by ``time.time()``, as SQLite stores write them."""
+        return (time.time(),)

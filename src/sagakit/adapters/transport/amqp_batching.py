@@ -63,7 +63,7 @@ class Coalescer:
                             done.set_exception(error)
                     continue
                 for (_, _, done), confirm in zip(batch, confirms, strict=True):
-                    _settle_with(done, asyncio.ensure_future(confirm))
+                    settle_with(done, asyncio.ensure_future(confirm))
 
     async def close(self) -> None:
         if self._task is not None:
@@ -77,8 +77,13 @@ class Coalescer:
         self._waiting.clear()
 
 
-def _settle_with(done: asyncio.Future[None], confirm: asyncio.Future[Any]) -> None:
-    """End ``done`` as ``confirm`` ends (unless its publisher gave up)."""
+def settle_with(
+    done: asyncio.Future[None],
+    confirm: asyncio.Future[Any],
+    failed: Callable[[BaseException], BaseException] | None = None,
+) -> None:
+    """End ``done`` as ``confirm`` ends (unless its publisher gave up): its
+    error as ``failed`` turns it, if given (a callback: no task per message)."""
 
     def settle(confirmed: asyncio.Future[Any]) -> None:
         if done.done():
@@ -86,7 +91,7 @@ def _settle_with(done: asyncio.Future[None], confirm: asyncio.Future[Any]) -> No
         if confirmed.cancelled():
             done.cancel()
         elif (exc := confirmed.exception()) is not None:
-            done.set_exception(exc)
+            done.set_exception(exc if failed is None else failed(exc))
         else:
             done.set_result(None)
 

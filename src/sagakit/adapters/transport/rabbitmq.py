@@ -61,7 +61,11 @@ from sagakit.adapters.transport.amqp import (
     Incoming,
     aio_pika,
 )
-from sagakit.adapters.transport.amqp_batching import Coalescer, Destination
+from sagakit.adapters.transport.amqp_batching import (
+    Coalescer,
+    Destination,
+    settle_with,
+)
 from sagakit.adapters.transport.amqp_publisher import batchable, publish_many
 from sagakit.adapters.transport.delivery import (
     DEAD_AT_HEADER,
@@ -270,21 +274,14 @@ class RabbitTransport(AmqpTransport):
         into a ``TransportError`` (a callback: no task per message)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-        def settle(confirmed: asyncio.Future[object]) -> None:
-            if done.done():
-                return
-            if confirmed.cancelled():
-                done.cancel()
-            elif (exc := confirmed.exception()) is not None:
-                error = TransportError(
-                    f"{self.broker}: publishing to {name} failed: {error_line(exc)}"
-                )
-                error.__cause__ = exc
-                done.set_exception(error)
-            else:
-                done.set_result(None)
+        def failed(exc: BaseException) -> TransportError:
+            error = TransportError(
+                f"{self.broker}: publishing to {name} failed: {error_line(exc)}"
+            )
+            error.__cause__ = exc
+            return error
 
-        confirmation.add_done_callback(settle)
+        settle_with(done, confirmation, failed)
         return done
 
     async def _publish(

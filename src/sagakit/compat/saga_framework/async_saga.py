@@ -59,24 +59,22 @@ class AsyncSaga(BaseSaga):
         """The step handler succeeded: ``step.on_success``, then the steps
         that follow (or ``on_saga_success``). A reply the saga does not wait
         for (a duplicate) changes nothing."""
-        logger.info(
-            "Saga %s: running on_success for %r step",
-            self.saga_id,
-            step.name,
-            extra={"action": "reply_received", "saga_id": self.saga_id},
-        )
-        self._flow.receive(step, True, payload)
+        self._received(step, True, payload)
 
     def on_async_step_failure(self, step: AsyncStep, payload: Any) -> None:
         """The step handler failed: ``step.on_failure``, ``compensate``, then
         the rollback. A reply the saga does not wait for changes nothing."""
+        self._received(step, False, payload)
+
+    def _received(self, step: AsyncStep, ok: bool, payload: Any) -> None:
         logger.info(
-            "Saga %s: running on_failure for %r step",
+            "Saga %s: running %s for %r step",
             self.saga_id,
+            "on_success" if ok else "on_failure",
             step.name,
             extra={"action": "reply_received", "saga_id": self.saga_id},
         )
-        self._flow.receive(step, False, payload)
+        self._flow.receive(step, ok, payload)
 
     @property
     def async_steps(self) -> list[AsyncStep]:

@@ -22,6 +22,7 @@ already ended) is dropped: saga-framework would run the next steps again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -44,7 +45,7 @@ from sagakit.messaging.envelope import Envelope
 from sagakit.ports.store import HistoryEntry, SagaRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
 
     from sagakit.compat.saga_framework.base_saga import BaseSaga, BaseStep
 
@@ -288,10 +289,8 @@ class Flow:
 
     async def start(self, position: Position) -> None:
         """Run the saga again from ``position`` (``execute``)."""
-        definition = self.definition()
-        async with session(self.saga.store_url, definition, self, self.base) as s:
+        async with self.driving() as s:
             await self._start_in(s, position)
-        self.raise_errors()
 
     async def _start_in(self, s: Session, position: Position) -> str:
         self.position = position
@@ -320,9 +319,16 @@ class Flow:
         call_sync(self._receive(reply))
 
     async def _receive(self, reply: Reply) -> None:
+        async with self.driving() as s:
+            await self.apply(s, reply)
+
+    @contextlib.asynccontextmanager
+    async def driving(self) -> AsyncIterator[Session]:
+        """A :func:`session` on the saga's store for the block; then what its
+        callbacks raised, raised (:meth:`raise_errors`)."""
         definition = self.definition()
         async with session(self.saga.store_url, definition, self, self.base) as s:
-            await self.apply(s, reply)
+            yield s
         self.raise_errors()
 
     async def apply(self, s: Session, reply: Reply) -> None:
