@@ -257,8 +257,9 @@ inserted AS (
               CASE WHEN saga_name IN ('scale_other', 'scale_recover')
                    THEN substr(saga_name, 7) ELSE status END AS kind_of)
 INSERT INTO sagakit_step_history (
-    saga_id, step, kind, attempt, outcome, result, error, started_at, finished_at)
-SELECT s.saga_id, h.step, h.kind, h.attempt, h.outcome,
+    saga_created_at, saga_id, step, kind, attempt, outcome, result, error,
+    started_at, finished_at)
+SELECT s.created_at, s.saga_id, h.step, h.kind, h.attempt, h.outcome,
        nullif(h.result, 'null')::jsonb, nullif(h.error, 'null')::jsonb,
        s.created_at + h.started_at, s.created_at + h.finished_at
   FROM inserted s JOIN h ON h.kind_of = s.kind_of
@@ -294,7 +295,7 @@ POSTGRES_VACUUMED = (
 the sagas, their history, and the count changes the load appended and the
 fold deleted (a count reads every page of that table until then)."""
 
-HISTORY_INDEX = "sagakit_step_history_saga"
+HISTORY_INDEX = "sagakit_step_history_saga_time"
 """PostgreSQL's: dropped while the history is written, then made again from
 its own DDL: sorting once is about twice as fast as millions of random
 inserts. (SQLite's history has no such index: its lines are written in key

@@ -150,6 +150,15 @@ SELECT md5(i::text),
   FROM generate_series(1, $1::integer) AS i
 """
 
+_FILL_HISTORY = """
+INSERT INTO sagakit_step_history (
+    saga_created_at, saga_id, step, kind, attempt, outcome, started_at,
+    finished_at)
+SELECT s.created_at, s.saga_id, 'step' || k, 'action', 1, 'succeeded',
+       s.created_at, s.created_at
+  FROM sagakit_saga AS s, generate_series(1, 3) AS k
+"""
+
 
 @pytest.fixture(scope="module")
 def filled_pg_url(pg_template: str) -> Iterator[str]:
@@ -161,7 +170,8 @@ def filled_pg_url(pg_template: str) -> Iterator[str]:
         conn = await asyncpg.connect(url)
         try:
             await conn.execute(_FILL, SAGAS)
-            await conn.execute("ANALYZE sagakit_saga")
+            await conn.execute(_FILL_HISTORY)
+            await conn.execute("ANALYZE sagakit_saga, sagakit_step_history")
         finally:
             await conn.close()
 
@@ -288,6 +298,23 @@ async def test_postgres_ids_counts_claims_and_deadlines(pg: Any, mode: str) -> N
         assert "Seq Scan on sagakit_saga" not in plan, plan
     plan = await _pg_plan(pg, "due_deadlines", (["order"], 100), mode)
     assert "using sagakit_saga_deadline" in plan, plan
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("mode", ["force_custom_plan", "force_generic_plan"])
+async def test_postgres_history_of_a_saga_reads_by_its_creation(
+    pg: Any, mode: str
+) -> None:
+    """A saga's history is read through the index keyed by its creation time
+    (migration 0020), looked up first, so that lines are appended at the
+    index's end rather than at a place as random as the saga id."""
+    saga_id = await pg.fetchval("SELECT md5('77')")
+    plan = await _pg_plan(pg, "get_history", (saga_id,), mode)
+    assert "using sagakit_step_history_saga_time" in plan, plan
+    assert "Index Cond: ((saga_created_at = $" in plan, plan
+    assert "Seq Scan" not in plan, plan
+    lines = await pg.fetch(queries("postgres")["get_history"], saga_id)
+    assert [line["step"] for line in lines] == ["step1", "step2", "step3"]
 
 
 @pytest.mark.postgres

@@ -6,7 +6,9 @@
 -- statement appends lines for the sagas it inserts or updates only (no
 -- foreign key checks each line: see migration 0018): one that writes one
 -- saga gives a line of another saga no saga id, which NOT NULL refuses;
--- found, after a save, is looked up only when nothing was updated. Outbox
+-- a line is filed under its saga's created_at, which the statement's
+-- INSERT or UPDATE of the saga returns (migration 0020); found, after a
+-- save, is looked up only when nothing was updated. Outbox
 -- messages are passed as five parallel arrays (NULL for none): message ids,
 -- destinations, bodies, saga ids and available_at.
 
@@ -50,13 +52,14 @@ WITH inserted AS (
         $14::double precision, $15::integer, $16::text
     )
     ON CONFLICT DO NOTHING
-    RETURNING saga_id
+    RETURNING saga_id, created_at
 ), appended AS (
     INSERT INTO sagakit_step_history (
-        saga_id, step, kind, attempt, outcome, result, error, started_at,
-        finished_at
+        saga_created_at, saga_id, step, kind, attempt, outcome, result,
+        error, started_at, finished_at
     )
-    SELECT CASE WHEN h.saga_id = inserted.saga_id THEN h.saga_id END,
+    SELECT inserted.created_at,
+           CASE WHEN h.saga_id = inserted.saga_id THEN h.saga_id END,
            h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
            h.started_at, h.finished_at
       FROM inserted,
@@ -106,18 +109,18 @@ WITH input AS (
            deadline, definition_version, fingerprint
       FROM input ORDER BY n
     ON CONFLICT DO NOTHING
-    RETURNING saga_id
+    RETURNING saga_id, created_at
 ), appended AS (
     INSERT INTO sagakit_step_history (
-        saga_id, step, kind, attempt, outcome, result, error, started_at,
-        finished_at
+        saga_created_at, saga_id, step, kind, attempt, outcome, result,
+        error, started_at, finished_at
     )
-    SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
-           h.started_at, h.finished_at
+    SELECT w.created_at, h.saga_id, h.step, h.kind, h.attempt, h.outcome,
+           h.result, h.error, h.started_at, h.finished_at
       FROM sagakit_history_columns(
                $13, $17, $18, $19, $20, $21, $22, $23, $24
            ) AS h
-     WHERE h.saga_id IN (SELECT saga_id FROM inserted)
+      JOIN inserted AS w ON w.saga_id = h.saga_id
      ORDER BY h.n
 )
 SELECT i.saga_id IN (SELECT saga_id FROM inserted) AS created
@@ -142,13 +145,14 @@ WITH inserted AS (
         $14::double precision, $22::integer, $23::text
     )
     ON CONFLICT DO NOTHING
-    RETURNING saga_id
+    RETURNING saga_id, created_at
 ), appended AS (
     INSERT INTO sagakit_step_history (
-        saga_id, step, kind, attempt, outcome, result, error, started_at,
-        finished_at
+        saga_created_at, saga_id, step, kind, attempt, outcome, result,
+        error, started_at, finished_at
     )
-    SELECT CASE WHEN h.saga_id = inserted.saga_id THEN h.saga_id END,
+    SELECT inserted.created_at,
+           CASE WHEN h.saga_id = inserted.saga_id THEN h.saga_id END,
            h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
            h.started_at, h.finished_at
       FROM inserted,
@@ -201,13 +205,14 @@ WITH updated AS (
                    + $10::double precision,
                lease_until)
      WHERE saga_id = $1 AND version = $8
-    RETURNING saga_id
+    RETURNING saga_id, created_at
 ), appended AS (
     INSERT INTO sagakit_step_history (
-        saga_id, step, kind, attempt, outcome, result, error, started_at,
-        finished_at
+        saga_created_at, saga_id, step, kind, attempt, outcome, result,
+        error, started_at, finished_at
     )
-    SELECT CASE WHEN h.saga_id = updated.saga_id THEN h.saga_id END,
+    SELECT updated.created_at,
+           CASE WHEN h.saga_id = updated.saga_id THEN h.saga_id END,
            h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
            h.started_at, h.finished_at
       FROM updated,
@@ -260,18 +265,18 @@ WITH input AS (
                s.lease_until)
       FROM input AS i
      WHERE s.saga_id = i.saga_id AND s.version = i.expected
-    RETURNING s.saga_id
+    RETURNING s.saga_id, s.created_at
 ), appended AS (
     INSERT INTO sagakit_step_history (
-        saga_id, step, kind, attempt, outcome, result, error, started_at,
-        finished_at
+        saga_created_at, saga_id, step, kind, attempt, outcome, result,
+        error, started_at, finished_at
     )
-    SELECT h.saga_id, h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
-           h.started_at, h.finished_at
+    SELECT w.created_at, h.saga_id, h.step, h.kind, h.attempt, h.outcome,
+           h.result, h.error, h.started_at, h.finished_at
       FROM sagakit_history_columns(
                $11, $15, $16, $17, $18, $19, $20, $21, $22
            ) AS h
-     WHERE h.saga_id IN (SELECT saga_id FROM updated)
+      JOIN updated AS w ON w.saga_id = h.saga_id
      ORDER BY h.n
 )
 SELECT i.saga_id, u.saga_id IS NOT NULL AS saved,
@@ -317,13 +322,14 @@ WITH target AS (
                lease_until)
      WHERE saga_id = $1 AND version = $8
        AND ($18::text IS NULL OR EXISTS (SELECT 1 FROM received))
-    RETURNING saga_id
+    RETURNING saga_id, created_at
 ), appended AS (
     INSERT INTO sagakit_step_history (
-        saga_id, step, kind, attempt, outcome, result, error, started_at,
-        finished_at
+        saga_created_at, saga_id, step, kind, attempt, outcome, result,
+        error, started_at, finished_at
     )
-    SELECT CASE WHEN h.saga_id = updated.saga_id THEN h.saga_id END,
+    SELECT updated.created_at,
+           CASE WHEN h.saga_id = updated.saga_id THEN h.saga_id END,
            h.step, h.kind, h.attempt, h.outcome, h.result, h.error,
            h.started_at, h.finished_at
       FROM updated,
@@ -380,7 +386,11 @@ SELECT saga_id, saga_name, status, version, idempotency_key, context, state,
 -- get_history --
 SELECT saga_id, step, kind, attempt, outcome, result, error, started_at,
        finished_at
-  FROM sagakit_step_history WHERE saga_id = $1 ORDER BY id;
+  FROM sagakit_step_history
+ WHERE saga_created_at = (SELECT created_at FROM sagakit_saga
+                           WHERE saga_id = $1)
+   AND saga_id = $1
+ ORDER BY id;
 
 -- list_sagas --
 -- Newest first: $1 the limit, $2 created before (NULL: any time); with $3

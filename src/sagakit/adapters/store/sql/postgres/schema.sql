@@ -153,10 +153,14 @@ CREATE TABLE sagakit_step_history (
     result       jsonb,
     error        jsonb,
     started_at   double precision NOT NULL,
-    finished_at  double precision NOT NULL
+    finished_at  double precision NOT NULL,
+    saga_created_at double precision NOT NULL  -- its saga's created_at (0020)
 );
 
-CREATE INDEX sagakit_step_history_saga ON sagakit_step_history (saga_id, id);
+-- a saga's lines, found by its creation time first: the lines of the sagas
+-- in flight go to the last leaves (0020)
+CREATE INDEX sagakit_step_history_saga_time
+    ON sagakit_step_history (saga_created_at, saga_id, id);
 
 -- The history lines a statement appends (a jsonb array of objects keyed by
 -- the columns above), in their order (n)
