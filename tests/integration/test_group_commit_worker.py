@@ -4,12 +4,15 @@ at once share commits, and every one of them ends with its whole history."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
+import pytest
 from pydantic import BaseModel
 
-from sagakit import Orchestrator, Saga, SagaStatus, Step
+from sagakit import Orchestrator, Saga, SagaNotFound, SagaStatus, Step, StoreError
 from sagakit.runtime import Worker
-from sagakit.runtime.group import GroupCommit
+from sagakit.runtime.group import BatchingStore, GroupCommit
+from sagakit.testing.contracts.records import entry, make_record
 from tests.conftest import OpenSagaStore
 
 SAGAS = 60
@@ -127,3 +130,37 @@ async def test_a_lone_saga_writes_at_once(open_saga_store: OpenSagaStore) -> Non
 
     assert group.writes == 0  # none waited for a batch
     await orchestrator.close()
+
+
+async def test_a_line_of_another_saga_fails_only_its_own_write(
+    open_saga_store: OpenSagaStore,
+) -> None:
+    """A write given a history line of another saga of its batch: the store
+    refuses the batch, group commit writes each alone, and only that write
+    fails; nothing of it is stored (PostgreSQL's one-statement batch filed
+    the line under that other saga, MySQL's too)."""
+    store: BatchingStore = await open_saga_store()  # type: ignore[assignment]
+    group = GroupCommit(store)
+
+    created = await asyncio.gather(
+        group.create(make_record("c1"), [entry("c1", "started")]),
+        group.create(make_record("c2"), [entry("c3", "misfiled")]),
+        group.create(make_record("c3"), [entry("c3", "started")]),
+        return_exceptions=True,
+    )
+    saved = await asyncio.gather(
+        group.save(replace(make_record("c1"), version=2), 1, [entry("c1", "ok")]),
+        group.save(replace(make_record("c3"), version=2), 1, [entry("c1", "x")]),
+        return_exceptions=True,
+    )
+
+    assert isinstance(created[1], StoreError)
+    assert isinstance(saved[1], StoreError)
+    assert [getattr(c, "created", None) for c in created] == [True, None, True]
+    assert saved[0] is None
+    with pytest.raises(SagaNotFound):
+        await store.get("c2")
+    assert [(await store.get(i)).version for i in ("c1", "c3")] == [2, 1]
+    assert [h.outcome for h in await store.history("c1")] == ["started", "ok"]
+    assert [h.outcome for h in await store.history("c3")] == ["started"]
+    assert await store.history("c2") == []

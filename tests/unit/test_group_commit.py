@@ -70,7 +70,7 @@ async def test_a_refused_save_fails_only_its_caller(store: SQLiteStore) -> None:
 
 
 async def test_a_batch_that_fails_is_retried_one_by_one(store: SQLiteStore) -> None:
-    """A history line of no saga breaks a foreign key: the batch's
+    """A history line of no saga is refused (NOT NULL): the batch's
     transaction fails; the other saves commit alone and only that caller
     sees the store error."""
     group = GroupCommit(store)

@@ -169,7 +169,9 @@ class SagaRepository(Protocol):
     ) -> Created:
         """Insert a new instance; with an idempotency key already used by the same
         saga, insert nothing and return ``(existing, False)``. A saga id that
-        exists already raises ``SagaAlreadyExists``.
+        exists already raises ``SagaAlreadyExists``. Every line of
+        ``history`` names this saga: one of another saga is refused with
+        ``StoreError`` and nothing is written.
 
         With ``owner`` and ``lease`` (seconds) both given, the new instance is
         leased to ``owner`` until now + ``lease``; otherwise it is unowned."""
@@ -190,6 +192,8 @@ class SagaRepository(Protocol):
         included; its ``waiting`` reason cleared) if it is still at
         ``expected_version`` and append ``history``; raise
         ``ConcurrencyError`` otherwise (``SagaNotFound`` if it does not exist).
+        A line of ``history`` that names another saga is refused with
+        ``StoreError``, and nothing is written.
 
         With ``owner`` and ``lease`` both given, the lease is set to ``owner``
         until now + ``lease``; otherwise it is left as it is. ``outbox``
@@ -240,7 +244,9 @@ class GroupSaves(Protocol):
         """Every create of ``creates`` in one transaction, each as
         :meth:`SagaRepository.create` would do it alone: its ``Created``, or
         the ``SagaAlreadyExists`` it would raise (then nothing of it is
-        written). A ``StoreError`` is raised and commits none."""
+        written). A ``StoreError`` is raised and commits none: so is a batch
+        in which a create has a history line of another saga (even one of
+        the batch)."""
 
     async def save_many(self, saves: Sequence[Save]) -> list[Exception | None]:
         """Every save of ``saves`` (of different instances) in one
@@ -248,7 +254,10 @@ class GroupSaves(Protocol):
         would do it alone. What a save would raise (``ConcurrencyError``,
         ``SagaNotFound``, ``DuplicateMessage``) is returned in its place and
         writes nothing of that save, while the others are committed. A
-        ``StoreError`` (the transaction failed) is raised and commits none."""
+        ``StoreError`` (the transaction failed) is raised and commits none,
+        as it is for a batch in which a save has a history line of another
+        saga (even one of the batch): group commit then writes each alone,
+        and only that one fails."""
 
 
 class SagaLeases(Protocol):

@@ -4,7 +4,8 @@ Records handed to ``create``/``save`` are kept as they are (the orchestrator
 builds a fresh one per save); ``get`` returns a copy.
 
 It honours the same contract as the durable stores (versions, idempotency keys,
-append-only history) but loses everything when the process ends.
+append-only history, a write refused with a history line of another saga) but
+loses everything when the process ends.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class InMemoryStore(RecordWrites):
         taken = self._sagas.get(record.saga_id)
         if taken is not None:
             raise rows.saga_exists(record.saga_id, taken.status.value)
+        rows.own_lines(record.saga_id, history)
         self._sagas[record.saga_id] = record
         if record.idempotency_key is not None:
             self._keys[(record.saga_name, record.idempotency_key)] = record.saga_id
@@ -116,6 +118,7 @@ class InMemoryStore(RecordWrites):
             raise rows.consumed_before(record.saga_id, inbox)
         if current.version != expected_version:
             raise rows.stale_saga(record.saga_id, expected_version)
+        rows.own_lines(record.saga_id, history)
         if locks:  # first: a refusal writes nothing
             self._locks.apply(record.saga_id, locks, time.time())
         self._sagas[record.saga_id] = (  # a save clears the waiting reason

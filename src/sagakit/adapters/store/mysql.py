@@ -49,10 +49,15 @@ def _lease(owner: str | None, lease: float | None) -> tuple[str | None, float | 
     return owner, lease
 
 
-def _rows(history: Sequence[HistoryEntry], outbox: Sequence[OutboxMessage]) -> Steps:
-    """The blocks that write a transition's history lines and outbox
-    messages (each only if the saga was written)."""
-    steps: Steps = [("history_row", row) for row in rows.history_rows(history)]
+def _rows(
+    saga_id: str, history: Sequence[HistoryEntry], outbox: Sequence[OutboxMessage]
+) -> Steps:
+    """The blocks that write the history lines and outbox messages of a
+    transition of ``saga_id`` (each only if the saga was written). A line of
+    another saga raises ``StoreError`` before anything is sent: the foreign
+    key would file it under that saga."""
+    lines = rows.history_rows(rows.own_lines(saga_id, history))
+    steps: Steps = [("history_row", row) for row in lines]
     steps += [
         (
             "outbox_row",
@@ -84,7 +89,7 @@ def _create_steps(create: Create) -> Steps:
     )
     return [
         ("create_saga", insert),
-        *_rows(create.history, create.outbox),
+        *_rows(record.saga_id, create.history, create.outbox),
         ("created", ()),
     ]
 
@@ -108,7 +113,7 @@ def _save_steps(save: Save) -> Steps:
         first = ("save_saga_received", (*update, *received))
     return [
         first,
-        *_rows(save.history, save.outbox),
+        *_rows(record.saga_id, save.history, save.outbox),
         ("saved", (*received, save.expected_version)),
     ]
 

@@ -137,9 +137,14 @@ def _as_arrays(
     history, deadline, definition version and fingerprint), each an array
     with an element per write; where the single statement has each write's
     history, the lines of them all as an array per column (saga ids there,
-    the other eight after the fingerprints)."""
+    the other eight after the fingerprints). A line of another saga than its
+    write's raises ``StoreError`` here, so the batch writes nothing: the
+    statement appends each line to the saga it names if the batch wrote
+    that saga, and cannot tell which write a line came with."""
     records = [w.record for w in writes]
-    lines = rows.history_rows([h for w in writes for h in w.history])
+    lines = rows.history_rows(
+        [h for w in writes for h in rows.own_lines(w.record.saga_id, w.history)]
+    )
     saga_ids, *line_columns = (
         [list(c) for c in zip(*lines, strict=True)] if lines else [[]] * 9
     )

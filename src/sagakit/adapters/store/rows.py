@@ -17,6 +17,7 @@ from sagakit.errors import (
     DuplicateMessage,
     SagaAlreadyExists,
     SagaNotFound,
+    StoreError,
 )
 from sagakit.ports.store import HistoryEntry, InboxEntry, OutboxMessage, SagaRecord
 
@@ -272,6 +273,19 @@ def consumed_before(saga_id: str, inbox: InboxEntry) -> DuplicateMessage:
         f"saga {saga_id}: message {inbox.message_id!r} was consumed by "
         f"{inbox.consumer!r} before"
     )
+
+
+def own_lines(saga_id: str, history: Sequence[HistoryEntry]) -> Sequence[HistoryEntry]:
+    """``history``, the lines a write of ``saga_id`` appends, if each is of
+    that saga; a line of another saga raises ``StoreError``, before anything
+    is written (PostgreSQL's and SQLite's statements refuse it too)."""
+    for line in history:
+        if line.saga_id != saga_id:
+            raise StoreError(
+                f"saga {saga_id}: a write was given a history line of saga "
+                f"{line.saga_id!r}; it appends only lines of its own saga"
+            )
+    return history
 
 
 def unique_ids(ids: Any) -> list[str]:

@@ -248,7 +248,9 @@ class SQLiteStore(
         """``write`` each item in one transaction: what each returned, or the
         refusal it raised, which left nothing of it written (its first write
         is the one refused; only an inbox entry, written before the saga, needs
-        a savepoint to be undone)."""
+        a savepoint to be undone). Any other error, such as a history line of
+        another saga (``insert_history``'s NOT NULL), rolls the whole
+        transaction back and is raised (a ``StoreError``)."""
         done: list[Any] = []
         if not items:
             return done

@@ -2,9 +2,9 @@
 
 ``StoreContract`` runs every role's suite; a store that plays only some
 roles subclasses those: :class:`SagaRepositoryContract`,
-:class:`SagaLeasesContract`, :class:`OutboxContract`, :class:`InboxContract`,
-:class:`SagaQueriesContract`, :class:`SagaLocksContract`,
-:class:`SagaSearchContract`.
+:class:`SagaHistoryContract`, :class:`SagaLeasesContract`,
+:class:`OutboxContract`, :class:`InboxContract`, :class:`SagaQueriesContract`,
+:class:`SagaLocksContract`, :class:`SagaSearchContract`.
 Each asks for a ``store`` fixture (fresh, empty) and may override ``peer``
 (a second connection to the same data, for races).
 """
@@ -20,6 +20,7 @@ from sagakit.testing.contracts.records import (
     make_record,
     message,
 )
+from sagakit.testing.contracts.store_history import SagaHistoryContract
 from sagakit.testing.contracts.store_instances import (
     SagaLeasesContract,
     SagaRepositoryContract,
@@ -35,6 +36,7 @@ __all__ = [
     "PAST",
     "InboxContract",
     "OutboxContract",
+    "SagaHistoryContract",
     "SagaLeasesContract",
     "SagaLocksContract",
     "SagaQueriesContract",
@@ -52,6 +54,7 @@ __all__ = [
 
 class StoreContract(
     SagaRepositoryContract,
+    SagaHistoryContract,
     SagaLeasesContract,
     OutboxContract,
     InboxContract,

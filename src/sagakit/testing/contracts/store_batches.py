@@ -1,15 +1,28 @@
 """Store contract, batches: the creates and saves of several instances in
 one commit (:class:`~sagakit.ports.store.GroupSaves`), each as it would be
-alone."""
+alone. A batch with a history line of another saga than the one its write
+writes (see :mod:`~sagakit.testing.contracts.store_history`) is refused
+whole with a ``StoreError``, before anything of it is written: group
+commit then writes each alone, and only that one fails."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
+
+import pytest
 
 from sagakit import ConcurrencyError, SagaAlreadyExists, SagaNotFound, SagaStatus
-from sagakit.errors import DuplicateMessage
-from sagakit.ports.store import Create, GroupSaves, InboxEntry, Save
+from sagakit.errors import DuplicateMessage, StoreError
+from sagakit.ports.store import (
+    Create,
+    GroupSaves,
+    HistoryEntry,
+    InboxEntry,
+    OutboxMessage,
+    Save,
+)
 from sagakit.testing.contracts.records import (
     StoreFixtures,
     commits,
@@ -17,6 +30,10 @@ from sagakit.testing.contracts.records import (
     make_record,
     message,
 )
+
+MISFILED = ("b", "other", "ghost")
+"""Whom a misfiled line names: a saga of the same batch, one outside it that
+exists, one that does not."""
 
 
 class GroupSavesContract(StoreFixtures):
@@ -223,3 +240,70 @@ class GroupSavesContract(StoreFixtures):
         assert await store.save_many([]) == []
         assert await store.create_many([]) == []
         assert commits(store) == before
+
+    async def test_a_create_batch_with_a_line_of_another_saga_writes_nothing(
+        self, store: Any
+    ) -> None:
+        await self._created(store, "other")
+        for creates in _misfiled(
+            lambda i, lines, out: Create(make_record(i), lines, outbox=out)
+        ):
+            before = commits(store)
+
+            with pytest.raises(StoreError):
+                await store.create_many(creates)
+
+            assert commits(store) == before
+            for saga_id in ("a", "b", "c", "ghost"):
+                with pytest.raises(SagaNotFound):
+                    await store.get(saga_id)
+                assert await store.history(saga_id) == []
+            await self._nothing_else(store)
+
+    async def test_a_save_batch_with_a_line_of_another_saga_writes_nothing(
+        self, store: Any
+    ) -> None:
+        await self._created(store, "other", "a", "b", "c")
+        for saves in _misfiled(
+            lambda i, lines, out: Save(
+                replace(make_record(i), version=2), 1, lines, outbox=out
+            )
+        ):
+            before = commits(store)
+
+            with pytest.raises(StoreError):
+                await store.save_many(saves)
+
+            assert commits(store) == before
+            for saga_id in ("a", "b", "c"):
+                assert (await store.get(saga_id)).version == 1
+                outcomes = [h.outcome for h in await store.history(saga_id)]
+                assert outcomes == ["started"]
+            await self._nothing_else(store)
+
+    async def _nothing_else(self, store: Any) -> None:
+        """Nothing under the sagas a misfiled line names, and no message."""
+        assert [h.outcome for h in await store.history("other")] == ["started"]
+        assert await store.history("ghost") == []
+        assert await store.claim_outbox("relay", lease=60) == []
+
+
+W = TypeVar("W")
+
+
+def _misfiled(
+    write: Callable[[str, list[HistoryEntry], list[OutboxMessage]], W],
+) -> Iterator[list[W]]:
+    """Batches of ``write(saga_id, lines, outbox)`` of sagas a, b and c, c's
+    with a line of each saga of :data:`MISFILED`; with an outbox message
+    each, or none (on PostgreSQL: one statement per write, pipelined, or
+    one for the batch)."""
+    for outbox in (False, True):
+        for other in MISFILED:
+            batch = [write(i, [entry(i, "ok")], _outbox(i, outbox)) for i in ("a", "b")]
+            lines = [entry("c", "ok"), entry(other, "misfiled")]
+            yield [*batch, write("c", lines, _outbox("c", outbox))]
+
+
+def _outbox(saga_id: str, outbox: bool) -> list[OutboxMessage]:
+    return [message(f"m-{saga_id}", saga_id=saga_id)] if outbox else []

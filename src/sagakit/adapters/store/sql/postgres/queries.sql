@@ -5,9 +5,11 @@
 -- sagakit_step_history columns; ordinality keeps the written order. A
 -- statement appends lines for the sagas it inserts or updates only (no
 -- foreign key checks each line: see migration 0018): one that writes one
--- saga gives a line of another saga no saga id, which NOT NULL refuses;
--- a line is filed under its saga's created_at, which the statement's
--- INSERT or UPDATE of the saga returns (migration 0020); found, after a
+-- saga gives a line of another saga no saga id, which NOT NULL refuses
+-- (create_sagas and save_sagas cannot tell which saga's write a line came
+-- with: the store refuses such a batch before sending it); a line is filed
+-- under its saga's created_at, which the statement's INSERT or UPDATE of
+-- the saga returns (migration 0020); found, after a
 -- save, is looked up only when nothing was updated. Outbox
 -- messages are passed as five parallel arrays (NULL for none): message ids,
 -- destinations, bodies, saga ids and available_at.
@@ -82,9 +84,11 @@ SELECT count(*) > 0 AS created FROM inserted;
 -- (each line names its saga): $13 saga id, $17 step, $18 kind, $19 attempt,
 -- $20 outcome, $21 result and $22 error (JSON text), $23 started at, $24
 -- finished at (parallel arrays: the server reads them for a ninth of the
--- CPU of a jsonb array of objects). One row per saga, in their order:
--- created = false on a taken key or saga id (a key taken by an earlier saga
--- of the same batch too).
+-- CPU of a jsonb array of objects). A line is appended to the saga it names
+-- if this statement inserted it: the store checks, before it sends them,
+-- that each line is of its own create's saga. One row per saga, in their
+-- order: created = false on a taken key or saga id (a key taken by an
+-- earlier saga of the same batch too).
 WITH input AS (
     SELECT * FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::integer[], $5::text[],
@@ -238,7 +242,9 @@ SELECT (SELECT count(*) FROM updated) AS saved,
 -- with an element per line as create_sagas takes it: $11 saga id, $15 step,
 -- $16 kind, $17 attempt, $18 outcome, $19 result, $20 error, $21 started
 -- at, $22 finished at. A saga is replaced only if still at its
--- expected version ($8), and only its lines are appended. One row per saga:
+-- expected version ($8), and only its lines are appended (each line to the
+-- saga it names, which the store checks is its own save's before sending
+-- them). One row per saga:
 -- saved, and found (false: no such saga) as save_saga returns them.
 WITH input AS (
     SELECT * FROM unnest(
