@@ -86,6 +86,14 @@ class Workers:
                 proc.kill()
                 proc.wait(10)
 
+    def tails(self, lines: int = 15) -> str:
+        """The last lines of every worker's log (newest start last)."""
+        return "\n".join(
+            f"--- {log.name}\n"
+            + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+            for log in sorted(self.logs.glob("*.log"))
+        )
+
     def internal_errors(self) -> list[str]:
         """The logs of processes where a saga stopped on an internal error
         (a lost connection is retried, and logged, but is no such error)."""
@@ -123,6 +131,35 @@ def _locks(db: str) -> tuple[int, int]:
     held = query(db, "SELECT count(*) AS n FROM sagakit_lock")[0]["n"]
     queued = query(db, "SELECT count(*) AS n FROM sagakit_lock_waiter")[0]["n"]
     return int(held), int(queued)
+
+
+def _stuck(db: str) -> str:
+    """What holds each key, and the sagas not finished: for a failure's
+    message (a liveness failure is otherwise hard to read after the fact)."""
+    holders = query(
+        db,
+        "SELECT l.lock_key, l.saga_id, l.step, s.status, s.owner, s.lease_until,"
+        " s.version, s.updated_at FROM sagakit_lock l"
+        " LEFT JOIN sagakit_saga s ON s.saga_id = l.saga_id",
+    )
+    heads = query(
+        db,
+        "SELECT w.lock_key, w.saga_id, w.step, w.position FROM sagakit_lock_waiter w"
+        " WHERE w.position = (SELECT min(v.position) FROM sagakit_lock_waiter v"
+        " WHERE v.lock_key = w.lock_key)",
+    )
+    unfinished = query(
+        db,
+        "SELECT status, owner, count(*) AS n, min(lease_until) AS lease_min,"
+        " max(lease_until) AS lease_max, max(updated_at) AS updated"
+        " FROM sagakit_saga WHERE status IN ('running', 'compensating')"
+        " GROUP BY status, owner",
+    )
+    now = query(db, "SELECT max(updated_at) AS latest FROM sagakit_saga")[0]
+    return (
+        f"holders {holders}\nqueue heads {heads}\n"
+        f"unfinished by owner {unfinished}\nlatest update {now}"
+    )
 
 
 def _overlaps(db: str) -> list[str]:
@@ -204,7 +241,8 @@ def test_hot_keys_under_worker_kills(db: str, tmp_path: Path) -> None:
             if now - began > DEADLINE:
                 pytest.fail(
                     f"sagas still waiting after {DEADLINE:g}s (seed {seed}, kills "
-                    f"{killed}): {dict(done)}; locks {_locks(db)}"
+                    f"{killed}): {dict(done)}; locks {_locks(db)}\n"
+                    f"{_stuck(db)}\n{workers.tails()}"
                 )
             workers.supervise()
             if len(killed) < kills and now >= next_kill:
