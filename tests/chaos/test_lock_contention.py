@@ -10,6 +10,13 @@ elsewhere), every lock is released at the end, and a saga that did not
 succeed either was meant to fail or lost a lock (a deadlock, or a busy key
 in ``mode="fail"``). ``LOCK_CHAOS_SAGAS`` sagas (120; ``make chaos``: 1000)
 and ``LOCK_CHAOS_KILLS`` kills (4; 12).
+
+A saga that holds a hot key runs its steps while the others wait for it, so
+kill after kill may find its step in flight: at the third the worker parks
+it as poison (``max_crash_attempts``), paused with its keys, and every saga
+queued behind them waits. The test then does what an operator does once
+the step is known to be sound: ``sagakit unpause`` it, once a second, and
+the checks above hold through the unpause.
 """
 
 from __future__ import annotations
@@ -42,6 +49,9 @@ pytestmark = [
 ROOT = Path(__file__).parents[2]
 APP = "tests.chaos.lock_app"
 DEADLINE = float(os.environ.get("LOCK_CHAOS_DEADLINE", "600"))
+MAX_CRASHES = int(os.environ.get("LOCK_CHAOS_MAX_CRASHES", "3"))
+"""The workers' ``--max-crash-attempts`` (3, their default; 1 parks a saga
+at every kill that finds its step in flight, to exercise the unpause)."""
 LOCK_ERRORS = {"LockDeadlock", "LockUnavailable"}
 
 
@@ -63,6 +73,7 @@ class Workers:
                     *("-m", "sagakit.cli.main", "--db", self.db),
                     *("--log-level", "WARNING", "worker", APP),
                     *("--lease", "5", "--max-active", "400"),
+                    *("--max-crash-attempts", str(MAX_CRASHES)),
                 ],
                 stdout=sink,
                 stderr=subprocess.STDOUT,
@@ -126,6 +137,36 @@ def _statuses(db: str) -> Counter[str]:
     return Counter({r["status"]: int(r["n"]) for r in rows})
 
 
+def _parked(db: str) -> list[str]:
+    """The unfinished sagas parked as poison: a step of theirs was in flight
+    in ``max_crash_attempts`` (3) processes that stopped. Here the test's
+    kills stopped them; a saga holding a hot key runs its steps while every
+    other saga waits, so it is in flight at kill after kill."""
+    rows = query(
+        db,
+        "SELECT saga_id, state FROM sagakit_saga"
+        " WHERE status IN ('running', 'compensating')",
+    )
+    return sorted(r["saga_id"] for r in rows if _json(r["state"]).get("parked"))
+
+
+def _unpause(db: str, saga: str) -> None:
+    """What an operator does with a saga parked as poison whose step is
+    known to be sound: let it go on (its locks are still its own)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "sagakit.cli.main", "--db", db, "unpause", saga),
+            *("--sagas", APP, "--as", "chaos", "--reason", "the test's kills"),
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+
 def _locks(db: str) -> tuple[int, int]:
     """How many keys are held, and how many queue places are taken."""
     held = query(db, "SELECT count(*) AS n FROM sagakit_lock")[0]["n"]
@@ -148,6 +189,11 @@ def _stuck(db: str) -> str:
         " WHERE w.position = (SELECT min(v.position) FROM sagakit_lock_waiter v"
         " WHERE v.lock_key = w.lock_key)",
     )
+    waiting = query(
+        db,
+        "SELECT w.saga_id, w.lock_key, w.step, w.position FROM sagakit_lock_waiter w"
+        " JOIN sagakit_lock l ON l.saga_id = w.saga_id",
+    )
     unfinished = query(
         db,
         "SELECT status, owner, count(*) AS n, min(lease_until) AS lease_min,"
@@ -157,7 +203,7 @@ def _stuck(db: str) -> str:
     )
     now = query(db, "SELECT max(updated_at) AS latest FROM sagakit_saga")[0]
     return (
-        f"holders {holders}\nqueue heads {heads}\n"
+        f"holders {holders}\nqueue heads {heads}\nholders waiting {waiting}\n"
         f"unfinished by owner {unfinished}\nlatest update {now}"
     )
 
@@ -232,7 +278,9 @@ def test_hot_keys_under_worker_kills(db: str, tmp_path: Path) -> None:
         for name in ("w0", "w1"):
             workers.start(name)
         killed: list[str] = []
+        unpaused: list[str] = []
         next_kill = began + rng.uniform(1, 3)
+        next_look = began + 1.0
         while True:
             done = _statuses(db)
             if done["running"] + done["compensating"] == 0:
@@ -241,10 +289,16 @@ def test_hot_keys_under_worker_kills(db: str, tmp_path: Path) -> None:
             if now - began > DEADLINE:
                 pytest.fail(
                     f"sagas still waiting after {DEADLINE:g}s (seed {seed}, kills "
-                    f"{killed}): {dict(done)}; locks {_locks(db)}\n"
+                    f"{killed}, unpaused {unpaused}): {dict(done)}; "
+                    f"locks {_locks(db)}\n"
                     f"{_stuck(db)}\n{workers.tails()}"
                 )
             workers.supervise()
+            if now >= next_look:  # an operator's look at parked sagas
+                for saga in _parked(db):
+                    _unpause(db, saga)
+                    unpaused.append(saga)
+                next_look = now + 1.0
             if len(killed) < kills and now >= next_kill:
                 victim = rng.choice(sorted(workers.procs))
                 workers.kill(victim)
@@ -275,6 +329,7 @@ def test_hot_keys_under_worker_kills(db: str, tmp_path: Path) -> None:
     assert workers.internal_errors() == []
     print(
         f"\n[lock contention] {count} sagas on 3 hot keys, seed {seed}, "
-        f"{ran:.1f}s; kills {killed}\noutcomes {dict(statuses)}; "
+        f"{ran:.1f}s; kills {killed}; parked as poison and unpaused {unpaused}"
+        f"\noutcomes {dict(statuses)}; "
         f"by error {dict(errors)} (every {FAIL_EVERY}th fails at finish)"
     )
