@@ -19,9 +19,10 @@ class Seat(BaseModel):
     seat: str
 
 
-def left_holding(db: Path | str) -> None:
+def left_holding(db: Path | str, *, paused: bool = False) -> None:
     """Saga ``holder`` holds ``seat:1A`` and ``waiter`` queues for it; then
-    the process that drove them stops (the locks stay with the sagas)."""
+    the process that drove them stops (the locks stay with the sagas).
+    ``paused``: an operator paused ``holder`` first."""
 
     async def go() -> None:
         store = await open_store_async(str(db))
@@ -44,6 +45,12 @@ def left_holding(db: Path | str) -> None:
             if (len(holders), len(waiters)) == (2, 1):
                 break
             await asyncio.sleep(0.01)
+        if paused:
+            await orch.pause("holder", by="ana")
+            for _ in range(500):
+                if (await store.get("holder")).state.paused:
+                    break
+                await asyncio.sleep(0.01)
         await orch.stop_driving()
         await store.close()
 
@@ -73,6 +80,16 @@ def test_locks_lists_holders_and_waiters(held: Path) -> None:
     assert [row[1] for row in rows(one.stdout)] == ["other"]
     mine = sagakit("--db", str(db), "locks", "--saga", "waiter", cwd=tmp_path)
     assert [row[3] for row in rows(mine.stdout)] == ["waiting #1"]
+
+
+def test_locks_say_a_paused_holder_holds_up_its_queue(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    left_holding(db, paused=True)
+    listed = sagakit("--db", str(db), "locks", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    states = {row[1]: row[3] for row in rows(listed.stdout)}
+    assert states["holder"] == "held (1 waiting), paused by an operator"
+    assert states["other"] == "held"
 
 
 def test_release_records_who_and_why(tmp_path: Path) -> None:

@@ -21,13 +21,16 @@ from sagakit import Lock, Orchestrator, Saga, SagaStatus, Step, admin, locks
 from sagakit.adapters.store import open_store_async
 from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.dashboard import create_app
+from sagakit.engine.decide import initial_state
 from sagakit.errors import StateError
 from sagakit.messaging.envelope import Envelope
 from sagakit.participant import CommandRejected, require_lock
-from sagakit.ports.store import SagaStore
+from sagakit.ports.locks import LockHolder, LockTable
+from sagakit.ports.store import SagaRecord, SagaStore
 from sagakit.runtime import lockwatch
 from sagakit.testing import check_saga
 from sagakit.testing.contracts.store_locks import _sagas, _save, queue, take
+from sagakit.views.locks import locks_json
 
 
 class Seat(BaseModel):
@@ -363,18 +366,17 @@ async def test_a_driver_listens_for_releases_only_while_a_saga_queues(
         await second.close()
 
 
-async def test_an_operator_releases_a_key_from_a_running_saga(
-    store: SagaStore,
-) -> None:
-    ledger = Ledger()
-    saga = Saga(
-        "booking",
-        [
-            Step("reserve", ledger.step("reserve"), locks=["seat:{ctx.seat}"]),
-            Step("pay", ledger.step("pay", gated=True)),
-        ],
-        context=Seat,
-    )
+async def a_pays_b_queues(
+    store: SagaStore, ledger: Ledger, *after: Step
+) -> tuple[Orchestrator, Any, Any]:
+    """Saga ``a`` holds seat 1A and is in its gated ``pay`` step; ``b``
+    queues for the seat. The orchestrator and both handles."""
+    steps = [
+        Step("reserve", ledger.step("reserve"), locks=["seat:{ctx.seat}"]),
+        Step("pay", ledger.step("pay", gated=True)),
+        *after,
+    ]
+    saga = Saga("booking", steps, context=Seat)
     orch = Orchestrator(store, [saga], lease=5)
     a = await orch.start(saga, Seat(other="a"), saga_id="a")
     await ledger.began("1A/a/0:pay").wait()
@@ -384,6 +386,14 @@ async def test_an_operator_releases_a_key_from_a_running_saga(
         return [w.saga_id for w in (await admin.locks(store)).waiters] == ["b"]
 
     await eventually(queued, "b queues")
+    return orch, a, b
+
+
+async def test_an_operator_releases_a_key_from_a_running_saga(
+    store: SagaStore,
+) -> None:
+    ledger = Ledger()
+    orch, a, b = await a_pays_b_queues(store, ledger)
     transport = httpx.ASGITransport(app=create_app(store))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as web:
         shown = (await web.get("/api/locks", params={"prefix": "seat:"})).json()
@@ -412,6 +422,72 @@ async def test_an_operator_releases_a_key_from_a_running_saga(
     ]
     with pytest.raises(StateError, match="no saga holds lock 'seat:1A'"):
         await admin.release_lock(store, "seat:1A", reason="again", by="ana")
+
+
+async def test_locks_say_why_a_holder_does_not_go_on(store: SagaStore) -> None:
+    """A holder paused by an operator keeps its keys, and its queue waits:
+    ``admin.held_up`` (``sagakit locks``, the dashboard) says so, until it
+    is unpaused."""
+    ledger = Ledger()
+    orch, a, b = await a_pays_b_queues(store, ledger, Step("ship", ledger.step("ship")))
+    assert await admin.held_up(store, await admin.locks(store)) == {}
+    await orch.pause("a", reason="checking the card", by="ana")
+    ledger.gate("1A/a/0:pay").set()  # pay ends; ship waits for the unpause
+
+    async def paused() -> bool:
+        held = await admin.held_up(store, await admin.locks(store))
+        return held == {"a": "paused by an operator"}
+
+    await eventually(paused, "a paused")
+    transport = httpx.ASGITransport(app=create_app(store))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as web:
+        shown = (await web.get("/api/locks")).json()
+        listed = (await web.get("/locks")).text
+    assert [(h["saga_id"], h["held_up"]) for h in shown["holders"]] == [
+        ("a", "paused by an operator")
+    ]
+    assert [w["saga_id"] for w in shown["waiters"]] == ["b"]
+    assert "paused by an operator</span>" in listed
+    await orch.unpause("a", by="ana")
+    assert (await orch.wait(a)).status is SagaStatus.SUCCEEDED
+    await ledger.began("1A/b/0:pay").wait()
+    ledger.gate("1A/b/0:pay").set()
+    assert (await orch.wait(b)).status is SagaStatus.SUCCEEDED
+    assert (await admin.locks(store)) == ([], [])
+
+
+async def test_held_up_names_parked_ended_and_missing_holders() -> None:
+    """The other reasons a key's queue cannot move: a holder parked as
+    poison (the reason it gave), one that ended still holding (a store
+    edited by hand), and one that does not exist."""
+    store = InMemoryStore()
+    saga = Saga("booking", [Step("reserve", Ledger().step("reserve"))], context=Seat)
+    parked = initial_state(saga, "p").but(
+        paused=True, parked="poison: step 'reserve' was in flight in 3 processes"
+    )
+    ended = initial_state(saga, "e").but(status=SagaStatus.SUCCEEDED)
+    for saga_id, state in (("p", parked), ("e", ended)):
+        record = SagaRecord(
+            saga_id=saga_id,
+            saga_name=saga.name,
+            status=state.status,
+            version=1,
+            state=state,
+            context={},
+            idempotency_key=None,
+            created_at=0,
+            updated_at=0,
+        )
+        await store.create(record, [])
+    holders = [LockHolder(f"k{i}", s, "reserve", 0.0) for i, s in enumerate("pepx")]
+    assert await admin.held_up(store, LockTable(holders, [])) == {
+        "p": "parked: poison: step 'reserve' was in flight in 3 processes",
+        "e": "ended (succeeded) without letting go",
+        "x": "no such saga: release the key",
+    }
+    shown = locks_json(LockTable(holders[:1], []), 0.0, {"p": "parked: x"})
+    assert shown["holders"][0]["held_up"] == "parked: x"
+    assert locks_json(LockTable(holders[:1], []), 0.0)["holders"][0]["held_up"] is None
 
 
 async def test_a_participant_checks_the_sender_holds_the_key(

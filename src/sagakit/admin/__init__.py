@@ -69,6 +69,7 @@ if TYPE_CHECKING:  # imported on first use: see sagakit._lazy
         drivers,
     )
     from sagakit.admin.lock_actions import (
+        held_up,
         locks,
         release_lock,
     )
@@ -103,6 +104,7 @@ __all__ = [
     "find",
     "fork",
     "has_queue",
+    "held_up",
     "list_sagas",
     "locks",
     "mark_compensated",
@@ -150,6 +152,7 @@ lazy_exports(
             "drivers",
         ),
         "sagakit.admin.lock_actions": (
+            "held_up",
             "locks",
             "release_lock",
         ),

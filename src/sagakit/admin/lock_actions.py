@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from sagakit.ports.locks import LockTable
     from sagakit.ports.store import SagaStore
 
-__all__ = ["locks", "release_lock"]
+__all__ = ["held_up", "locks", "release_lock"]
 
 
 async def locks(
@@ -29,6 +29,31 @@ async def locks(
     from sagakit import locks as semantic  # noqa: PLC0415 - see top
 
     return await semantic.table(store, prefix=prefix, saga_id=saga_id, limit=limit)
+
+
+async def held_up(store: SagaStore, table: LockTable) -> dict[str, str]:
+    """Why holders of ``table`` cannot go on, by saga id, for those that
+    cannot: paused by an operator, parked (a poison step: the reason it
+    gave), or ended without letting go. A saga queued behind such a holder
+    waits until an operator unpauses it or releases the key. One read of
+    each holder (at most ``limit`` of them)."""
+    from sagakit.errors import SagaNotFound  # noqa: PLC0415 - see top
+
+    why: dict[str, str] = {}
+    for saga_id in dict.fromkeys(h.saga_id for h in table.holders):
+        try:
+            record = await store.get(saga_id)
+        except SagaNotFound:
+            why[saga_id] = "no such saga: release the key"
+            continue
+        state = record.state
+        if record.status.terminal:
+            why[saga_id] = f"ended ({record.status.value}) without letting go"
+        elif state.parked is not None:
+            why[saga_id] = f"parked: {state.parked}"
+        elif state.paused:
+            why[saga_id] = "paused by an operator"
+    return why
 
 
 async def release_lock(

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from sagakit.ports.locks import LockTable
+    from sagakit.ports.store import SagaStore
+
 
 T = TypeVar("T")
 
@@ -37,6 +40,7 @@ locks_app = typer.Typer(
 
 def locks_table(view: dict[str, Any]) -> Table:
     """Holders, then waiters (place 1 is next), by key."""
+    from rich.markup import escape
     from rich.table import Table
 
     holders, waiters = view["holders"], view["waiters"]
@@ -51,7 +55,10 @@ def locks_table(view: dict[str, Any]) -> Table:
     table.add_column("for", justify="right", no_wrap=True)
     for h in holders:
         queued = f" ({h['waiting']} waiting)" if h["waiting"] else ""
-        table.add_row(h["key"], h["saga_id"], h["step"], f"held{queued}", h["age"])
+        held = f"held{queued}"
+        if h["held_up"]:  # the queue waits for an operator
+            held = f"[red]{escape(held)}, {escape(h['held_up'])}[/red]"
+        table.add_row(h["key"], h["saga_id"], h["step"], held, h["age"])
     for w in waiters:
         place = f"waiting #{w['place']}"
         table.add_row(w["key"], w["saga_id"], w["step"], place, w["age"])
@@ -84,12 +91,12 @@ def register(app: typer.Typer, out: Console) -> None:
         from sagakit import admin
         from sagakit.views.locks import locks_json
 
-        found = with_store(
-            db_of(ctx),
-            lambda store: admin.locks(store, prefix=prefix, saga_id=saga, limit=limit),
-            read_only=True,
-        )
-        out.print(locks_table(locks_json(found, time.time())))
+        async def look(store: SagaStore) -> tuple[LockTable, dict[str, str]]:
+            found = await admin.locks(store, prefix=prefix, saga_id=saga, limit=limit)
+            return found, await admin.held_up(store, found)
+
+        found, held_up = with_store(db_of(ctx), look, read_only=True)
+        out.print(locks_table(locks_json(found, time.time(), held_up)))
 
     @locks_app.command("release")
     def release(

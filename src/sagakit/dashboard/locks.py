@@ -50,7 +50,8 @@ class LockViews:
         prefix = (prefix or "").strip()[:MAX_FILTER] or None
         saga = (saga or "").strip()[:MAX_FILTER] or None
         found = await admin.locks(self.store, prefix=prefix, saga_id=saga)
-        return locks_json(found, self.clock.now())
+        held_up = await admin.held_up(self.store, found)
+        return locks_json(found, self.clock.now(), held_up)
 
     async def of_saga(self, saga_id: str) -> dict[str, Any]:
         """The keys one saga holds, the queues it waits in, and who holds
@@ -61,7 +62,9 @@ class LockViews:
         mine = {h.key for h in found.holders}
         holders = [*found.holders, *(h for k, h in blockers.items() if k not in mine)]
         holders.sort(key=lambda h: h.key)
-        return locks_json(LockTable(holders, found.waiters), self.clock.now())
+        shown = LockTable(holders, found.waiters)
+        held_up = await admin.held_up(self.store, shown)
+        return locks_json(shown, self.clock.now(), held_up)
 
     async def page(
         self, request: Request, prefix: str | None = None, saga: str | None = None
