@@ -5,6 +5,7 @@ SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,11 @@ import pytest
 from sagakit import Orchestrator, RetryPolicy, Saga, SagaStatus, SQLiteStore, Step
 from sagakit.adapters.store import notification_store_for
 from sagakit.adapters.store.memory import InMemoryStore
+from sagakit.engine.decide import initial_state
 from sagakit.hooks import HookEvent, HookRetry, Hooks, Notifier, verify_signature
-from sagakit.ports.notification_store import LockWait, NotificationStatus
-from sagakit.ports.store import SagaStore
+from sagakit.hooks.event import stuck_reason
+from sagakit.ports.notification_store import LockWait, NotificationStatus, Unattended
+from sagakit.ports.store import SagaRecord, SagaStore
 from sagakit.runtime.worker import Worker
 from sagakit.testing import FakeClock
 from sagakit.testing.contracts.store_locks import _sagas, _save, queue, take
@@ -165,6 +168,36 @@ async def test_stuck_sagas_are_told_once_per_version() -> None:
     assert event.saga_id == unclaimed
     assert event.detail["reason"] == "unclaimed"
     assert "is a worker running?" in event.detail["message"]
+
+
+def test_a_saga_parked_as_poison_is_stuck_by_its_own_pause() -> None:
+    """Not "an operator paused it": the reason it parked itself, and that
+    its locks stay with it."""
+    state = initial_state(shipping, "p").but(
+        paused=True, parked="poison: step 'ship' was in flight in 3 processes"
+    )
+    record = SagaRecord(
+        saga_id="p",
+        saga_name=shipping.name,
+        status=state.status,
+        version=4,
+        state=state,
+        context={},
+        idempotency_key=None,
+        created_at=0,
+        updated_at=0,
+    )
+    reason, message = stuck_reason(
+        Unattended(record=record, owner="w", lease_live=True)
+    )
+    assert reason == "paused"
+    assert message == (
+        "it paused itself and keeps its locks: poison: step 'ship' was in flight "
+        "in 3 processes; unpause it once its step is sound"
+    )
+    by_hand = dataclasses.replace(record, state=state.but(parked=None))
+    operator = Unattended(record=by_hand, owner="w", lease_live=True)
+    assert stuck_reason(operator)[1] == "an operator paused it and nobody unpaused it"
 
 
 async def test_long_lock_waits_are_told_once() -> None:

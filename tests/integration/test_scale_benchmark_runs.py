@@ -80,3 +80,28 @@ def test_scale_benchmark_runs_on_postgres(pg_template: str, tmp_path: Path) -> N
         *("--json", str(report)),
     )
     check(done, report)
+
+
+@pytest.mark.postgres
+def test_wal_by_relation_runs(pg_url: str, tmp_path: Path) -> None:
+    """``wal_by_relation.py`` reads the WAL a few sagas wrote, by relation:
+    the saga table and the history's index among them."""
+    report = tmp_path / "wal.json"
+    script = SCRIPT.parent / "wal_by_relation.py"
+    done = subprocess.run(
+        [
+            *(sys.executable, str(script), "--db", pg_url),
+            *("--n", "20", "--concurrency", "5", "--json", str(report)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "KB a saga" in done.stdout
+    found = json.loads(report.read_text())
+    assert found["sagas"] == 20
+    assert found["wal_bytes_per_saga"] > 0
+    relations = {r["relation"] for r in found["relations"]}
+    assert {"sagakit_saga", "sagakit_step_history_saga_time"} <= relations, relations

@@ -126,6 +126,11 @@ def stuck_reason(found: Unattended) -> tuple[str, str]:
             f"its owner {found.owner} stopped renewing its lease (the process "
             "is gone or stalled) and no process took it over"
         )
+    if record.state.parked is not None:  # a poison step: it paused itself
+        return "paused", (
+            f"it paused itself and keeps its locks: {record.state.parked}; "
+            "unpause it once its step is sound"
+        )
     return "paused", "an operator paused it and nobody unpaused it"
 
 
