@@ -15,11 +15,10 @@ import pytest
 from sagakit import Orchestrator, RetryPolicy, Saga, SagaStatus, SQLiteStore, Step
 from sagakit.adapters.store import notification_store_for
 from sagakit.adapters.store.memory import InMemoryStore
-from sagakit.engine.decide import initial_state
 from sagakit.hooks import HookEvent, HookRetry, Hooks, Notifier, verify_signature
 from sagakit.hooks.event import stuck_reason
 from sagakit.ports.notification_store import LockWait, NotificationStatus, Unattended
-from sagakit.ports.store import SagaRecord, SagaStore
+from sagakit.ports.store import SagaStore
 from sagakit.runtime.worker import Worker
 from sagakit.testing import FakeClock
 from sagakit.testing.contracts.store_locks import _sagas, _save, queue, take
@@ -170,23 +169,16 @@ async def test_stuck_sagas_are_told_once_per_version() -> None:
     assert "is a worker running?" in event.detail["message"]
 
 
-def test_a_saga_parked_as_poison_is_stuck_by_its_own_pause() -> None:
+async def test_a_saga_parked_as_poison_is_stuck_by_its_own_pause() -> None:
     """Not "an operator paused it": the reason it parked itself, and that
     its locks stay with it."""
-    state = initial_state(shipping, "p").but(
+    store = InMemoryStore()
+    await Orchestrator(store, [shipping]).submit(shipping, saga_id="p")
+    submitted = await store.get("p")
+    state = submitted.state.but(
         paused=True, parked="poison: step 'ship' was in flight in 3 processes"
     )
-    record = SagaRecord(
-        saga_id="p",
-        saga_name=shipping.name,
-        status=state.status,
-        version=4,
-        state=state,
-        context={},
-        idempotency_key=None,
-        created_at=0,
-        updated_at=0,
-    )
+    record = dataclasses.replace(submitted, state=state)
     reason, message = stuck_reason(
         Unattended(record=record, owner="w", lease_live=True)
     )

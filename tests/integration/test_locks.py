@@ -9,6 +9,7 @@ while holding locks: ``tests/e2e/test_lock_crash.py`` and
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,11 @@ from sagakit import Lock, Orchestrator, Saga, SagaStatus, Step, admin, locks
 from sagakit.adapters.store import open_store_async
 from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.dashboard import create_app
-from sagakit.engine.decide import initial_state
 from sagakit.errors import StateError
 from sagakit.messaging.envelope import Envelope
 from sagakit.participant import CommandRejected, require_lock
 from sagakit.ports.locks import LockHolder, LockTable
-from sagakit.ports.store import SagaRecord, SagaStore
+from sagakit.ports.store import SagaStore
 from sagakit.runtime import lockwatch
 from sagakit.testing import check_saga
 from sagakit.testing.contracts.store_locks import _sagas, _save, queue, take
@@ -462,26 +462,21 @@ async def test_held_up_names_parked_ended_and_missing_holders() -> None:
     edited by hand), and one that does not exist."""
     store = InMemoryStore()
     saga = Saga("booking", [Step("reserve", Ledger().step("reserve"))], context=Seat)
-    parked = initial_state(saga, "p").but(
-        paused=True, parked="poison: step 'reserve' was in flight in 3 processes"
-    )
-    ended = initial_state(saga, "e").but(status=SagaStatus.SUCCEEDED)
-    for saga_id, state in (("p", parked), ("e", ended)):
-        record = SagaRecord(
-            saga_id=saga_id,
-            saga_name=saga.name,
-            status=state.status,
-            version=1,
-            state=state,
-            context={},
-            idempotency_key=None,
-            created_at=0,
-            updated_at=0,
+    orch = Orchestrator(store, [saga])
+    for saga_id, changes in (
+        ("p", {"paused": True, "parked": "poison: step 'reserve' was in flight"}),
+        ("e", {"status": SagaStatus.SUCCEEDED}),
+    ):
+        await orch.submit(saga, Seat(), saga_id=saga_id)
+        record = await store.get(saga_id)
+        state = record.state.but(**changes)
+        changed = dataclasses.replace(
+            record, state=state, status=state.status, version=record.version + 1
         )
-        await store.create(record, [])
+        await store.save(changed, record.version, [])
     holders = [LockHolder(f"k{i}", s, "reserve", 0.0) for i, s in enumerate("pepx")]
     assert await admin.held_up(store, LockTable(holders, [])) == {
-        "p": "parked: poison: step 'reserve' was in flight in 3 processes",
+        "p": "parked: poison: step 'reserve' was in flight",
         "e": "ended (succeeded) without letting go",
         "x": "no such saga: release the key",
     }
