@@ -10,7 +10,8 @@ tests run as root):
 
 - :class:`PrivatePostgres`: ``initdb`` into a temporary directory, then
   ``postgres`` on a free port of 127.0.0.1 (trust authentication, no fsync:
-  a crash is SIGKILL of the processes, not of the machine);
+  a crash is SIGKILL of the processes, not of the machine; commits are
+  synchronous, so an acknowledged commit is in the OS's hands);
 - :class:`PrivateRabbit`: a RabbitMQ node ``sagakit-chaos-<pid>@localhost``
   with its own ports, Mnesia and log directories and an empty plugin list.
 
@@ -119,8 +120,12 @@ class PrivatePostgres:
             "listen_addresses": "'127.0.0.1'",
             "unix_socket_directories": f"'{self.root}'",
             "max_connections": 200,
+            # a crash here kills the server's processes, never the machine:
+            # what was written to the OS survives, so no fsync is needed; but
+            # a commit must reach the OS before it is acknowledged
+            # (synchronous_commit on, the default), or an immediate stop
+            # loses transactions the library was told were committed
             "fsync": "off",
-            "synchronous_commit": "off",
             "full_page_writes": "off",
         }
         with (self.data / "postgresql.conf").open("a") as conf:

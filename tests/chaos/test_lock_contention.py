@@ -105,6 +105,14 @@ class Workers:
             for log in sorted(self.logs.glob("*.log"))
         )
 
+    def log_lines(self) -> list[str]:
+        """The log lines of every worker started so far."""
+        return [
+            line
+            for log in sorted(self.logs.glob("*.log"))
+            for line in log.read_text(errors="replace").splitlines()
+        ]
+
     def internal_errors(self) -> list[str]:
         """The logs of processes where a saga stopped on an internal error
         (a lost connection is retried, and logged, but is no such error)."""
@@ -259,6 +267,24 @@ def test_the_overlap_check_sees_two_holders() -> None:
     assert overlapping(late) == ["hot:0: y took it at 1.5, x at 2"]
 
 
+def _endings(db: str, count: int, seed: int) -> Counter[str]:
+    """How the sagas ended, by error type (or status where none); a saga
+    that compensated without being meant to fail lost a lock."""
+    errors: Counter[str] = Counter()
+    for saga, ctx in plan(count, seed):
+        (record,) = query(
+            db,
+            "SELECT status, state FROM sagakit_saga "  # noqa: S608 - our own ids
+            f"WHERE saga_id = '{saga_id(ctx.index)}'",
+        )
+        status = record["status"]
+        error = (_json(record["state"]).get("error") or {}).get("type")
+        if status == "compensated" and not ctx.fail:
+            assert error in LOCK_ERRORS, (saga.name, ctx, error)
+        errors[error or status] += 1
+    return errors
+
+
 def test_hot_keys_under_worker_kills(db: str, tmp_path: Path) -> None:
     count = int(os.environ.get("LOCK_CHAOS_SAGAS", "120"))
     kills = int(os.environ.get("LOCK_CHAOS_KILLS", "4"))
@@ -313,20 +339,13 @@ def test_hot_keys_under_worker_kills(db: str, tmp_path: Path) -> None:
     assert set(statuses) <= {"succeeded", "compensated"}, dict(statuses)
     assert _locks(db) == (0, 0)
     assert _overlaps(db) == []
-    errors: Counter[str] = Counter()
-    for saga, ctx in plan(count, seed):
-        (record,) = query(
-            db,
-            "SELECT status, state FROM sagakit_saga "  # noqa: S608 - our own ids
-            f"WHERE saga_id = '{saga_id(ctx.index)}'",
-        )
-        status = record["status"]
-        error = (_json(record["state"]).get("error") or {}).get("type")
-        if status == "compensated" and not ctx.fail:
-            assert error in LOCK_ERRORS, (saga.name, ctx, error)
-        errors[error or status] += 1
+    errors = _endings(db, count, seed)
     assert len(killed) >= min(kills, 2), f"the sagas ended before the kills: {killed}"
     assert workers.internal_errors() == []
+    if unpaused:  # every step here runs holding a key: the log names it
+        parked = [t for t in workers.log_lines() if "poison saga parked" in t]
+        assert parked, "a saga was unpaused, but no worker logged parking one"
+        assert all("keeps_locks=['hot:" in t for t in parked), parked
     print(
         f"\n[lock contention] {count} sagas on 3 hot keys, seed {seed}, "
         f"{ran:.1f}s; kills {killed}; parked as poison and unpaused {unpaused}"

@@ -85,12 +85,15 @@ async def _resume(
         parked = decision.state.parked
         if parked is not None and inst.state.parked is None:
             lines.append(saga_line(inst.state.saga_id, "parked", now, parked))
+            locks = decision.state.locks
             logger.warning(
                 "poison saga parked",
                 extra={
                     "action": "saga_parked",
                     "saga_id": inst.state.saga_id,
                     "reason": parked,
+                    # kept while it is parked: sagas queued for them wait
+                    "keeps_locks": sorted(locks.held) if locks else [],
                 },
             )
         try:
