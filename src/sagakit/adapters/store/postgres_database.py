@@ -71,6 +71,10 @@ async def _keep_session(_conn: asyncpg.Connection) -> None:
     """Pool reset hook: nothing to undo (see the module docstring)."""
 
 
+async def _close(conn: asyncpg.Connection) -> None:
+    await conn.close()
+
+
 class PostgresDatabase(Migrations):
     """An open PostgreSQL database: pool and lane, named queries, error
     wrapping, transactions, migrations and the counters ``commits`` and
@@ -217,16 +221,14 @@ class PostgresDatabase(Migrations):
         def notice(*_: Any) -> None:
             heard()
 
-        async def let_go(conn: Any) -> None:
-            if self._lane is None:
-                await self._pool.release(conn)
-            else:
-                await conn.close()
-
+        take: Callable[[], Awaitable[Any]]
+        let_go: Callable[[Any], Awaitable[None]]
+        if self._lane is None:
+            take, let_go = self._pool.acquire, self._pool.release
+        else:
+            take, let_go = self._lane.dedicated, _close
         try:
-            conn = await (
-                self._pool.acquire() if self._lane is None else self._lane.dedicated()
-            )
+            conn: Any = await take()
         except DRIVER_ERRORS as exc:
             raise self.error(f"listening to {channel}", exc) from exc
         try:
@@ -239,6 +241,7 @@ class PostgresDatabase(Migrations):
         async def stop() -> None:
             with suppress(*DRIVER_ERRORS):
                 await conn.remove_listener(channel, notice)
+            with suppress(*DRIVER_ERRORS):  # let go of it all the same
                 await let_go(conn)
 
         return stop
