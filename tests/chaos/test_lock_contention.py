@@ -97,29 +97,27 @@ class Workers:
                 proc.kill()
                 proc.wait(10)
 
+    def read(self) -> dict[str, list[str]]:
+        """Every worker's log lines, by log file name (in start order)."""
+        return {
+            log.name: log.read_text(errors="replace").splitlines()
+            for log in sorted(self.logs.glob("*.log"))
+        }
+
     def tails(self, lines: int = 15) -> str:
         """The last lines of every worker's log (newest start last)."""
         return "\n".join(
-            f"--- {log.name}\n"
-            + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-            for log in sorted(self.logs.glob("*.log"))
+            f"--- {name}\n" + "\n".join(text[-lines:])
+            for name, text in self.read().items()
         )
-
-    def log_lines(self) -> list[str]:
-        """The log lines of every worker started so far."""
-        return [
-            line
-            for log in sorted(self.logs.glob("*.log"))
-            for line in log.read_text(errors="replace").splitlines()
-        ]
 
     def internal_errors(self) -> list[str]:
         """The logs of processes where a saga stopped on an internal error
         (a lost connection is retried, and logged, but is no such error)."""
         return [
-            log.name
-            for log in sorted(self.logs.glob("*.log"))
-            if "saga stopped by an internal error" in log.read_text(errors="replace")
+            name
+            for name, text in self.read().items()
+            if any("saga stopped by an internal error" in line for line in text)
         ]
 
 
@@ -343,7 +341,8 @@ def test_hot_keys_under_worker_kills(db: str, tmp_path: Path) -> None:
     assert len(killed) >= min(kills, 2), f"the sagas ended before the kills: {killed}"
     assert workers.internal_errors() == []
     if unpaused:  # every step here runs holding a key: the log names it
-        parked = [t for t in workers.log_lines() if "poison saga parked" in t]
+        lines = [line for text in workers.read().values() for line in text]
+        parked = [line for line in lines if "poison saga parked" in line]
         assert parked, "a saga was unpaused, but no worker logged parking one"
         assert all("keeps_locks=['hot:" in t for t in parked), parked
     print(
