@@ -86,6 +86,9 @@ from sagakit.ports.store import SagaStore
 from sagakit.runtime import loop as event_loop
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # benchmarks/durable_path.py, also via runpy
+from durable_path import StoreTimer, inbox_step_seconds, write_ceiling  # noqa: E402
+
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672/"
 BROKER_ENV = "SAGAKIT_TEST_RABBITMQ_URL"
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -121,6 +124,7 @@ class Result:
     sagas: int = 0
     cpu_here: float = 0.0  # CPU seconds of this process over the timed runs
     cpu_services: float = 0.0  # of the side's service processes (see cpu_of)
+    write_s: float = 0.0  # the orchestrator store's write calls (sagakit, seq)
 
     @property
     def sagas_per_s(self) -> float:
@@ -339,6 +343,7 @@ class SagakitSide:
         self.context = services.Order
         self.store = store
         self.transport = transport
+        self.writes = StoreTimer(store)  # before the orchestrator takes its calls
         self.orchestrator = Orchestrator(
             store,
             [self.saga],
@@ -506,6 +511,7 @@ class Setup:
     tmp: Path
     procs: Processes
     pg_url: str | None = None
+    inbox_step_s: float | None = None  # a participant's inbox work per command
     sagakit_queues: list[str] = field(default_factory=list)
     batch_queues: list[str] = field(default_factory=list)  # with --batch
     celery_queues: list[str] = field(default_factory=list)
@@ -686,8 +692,12 @@ async def measure(setup: Setup, rows: list[Scenario]) -> list[Result]:
                         setup.procs.check_alive()
                         here = time.process_time()
                         there = cpu_of(setup.procs, s.library, setup.tag)
+                        sk.writes.on = s.key == "sk-seq"
+                        written = sk.writes.seconds
                         seconds, messages = await run(s, s.n)
+                        sk.writes.on = False
                         result = results[s.key]
+                        result.write_s += sk.writes.seconds - written
                         result.cpu_here += time.process_time() - here
                         result.cpu_services += (
                             cpu_of(setup.procs, s.library, setup.tag) - there
@@ -695,6 +705,7 @@ async def measure(setup: Setup, rows: list[Scenario]) -> list[Result]:
                         result.runs.append(s.n / seconds)
                         result.messages += messages
                         result.sagas += s.n
+            setup.inbox_step_s = await inbox_step_seconds(setup.tmp)
     finally:
         stop.set()
         if driver is not None:
@@ -816,6 +827,31 @@ def cpu_ratio(sk: Result, floor: Result) -> float | None:
     ours = sk.cpu_ms(sk.cpu_here + sk.cpu_services)
     theirs = floor.cpu_ms(floor.cpu_here + floor.cpu_services)
     return theirs / ours if ours > 0 and theirs > 0 else None
+
+
+def write_ceiling_lines(results: list[Result], inbox_step_s: float | None) -> list[str]:
+    """What the durable writes on a saga's path leave of the floor, one saga
+    at a time (see ``durable_path.py``), measured in this run."""
+    by_key = {r.scenario.key: r for r in results}
+    sk, floor = by_key.get("sk-seq"), by_key.get("floor-seq")
+    if sk is None or floor is None or not sk.sagas or not floor.runs:
+        return []
+    if inbox_step_s is None:
+        return []
+    orchestrator = sk.write_s / sk.sagas
+    writes = orchestrator + STEPS * inbox_step_s
+    most = write_ceiling(floor.sagas_per_s, writes)
+    reach = "reachable" if most >= FLOOR_TARGET else "out of reach"
+    return [
+        f"ceiling: one at a time a saga waits for its durable writes, which the"
+        f" floor does not make: the orchestrator's saves {1e6 * orchestrator:,.0f}"
+        f" us a saga (measured in sk-seq) + {STEPS} commands' inbox lookup and"
+        f" commit {1e6 * inbox_step_s:,.0f} us each (measured here) ="
+        f" {1e6 * writes:,.0f} us against the floor's"
+        f" {1e6 / floor.sagas_per_s:,.0f} us a saga: with nothing else to do,"
+        f" sk-seq would reach about {most:.2f}x the floor, so the"
+        f" {FLOOR_TARGET}x target is {reach} in this run",
+    ]
 
 
 def ceiling_lines(results: list[Result]) -> list[str]:
@@ -1020,7 +1056,9 @@ def main(argv: list[str] | None = None) -> int:
     checks = targets(results)
     for line, _ in checks:
         print(line)
-    for line in ceiling_lines(results):
+    for line in ceiling_lines(results) + write_ceiling_lines(
+        results, setup.inbox_step_s
+    ):
         print(line)
     if args.json is not None:
         by_key = {r.scenario.key: r for r in results}
@@ -1051,10 +1089,14 @@ def main(argv: list[str] | None = None) -> int:
                     "ratio_vs_floor": ratio(r, by_key, "floor"),
                     "cpu_ms_here": r.cpu_ms(r.cpu_here),
                     "cpu_ms_services": r.cpu_ms(r.cpu_services),
+                    "write_ms": r.cpu_ms(r.write_s),
                 }
                 for r in results
             ],
             "targets": [{"line": line, "pass": ok} for line, ok in checks],
+            "inbox_step_us": None
+            if setup.inbox_step_s is None
+            else 1e6 * setup.inbox_step_s,
             "ceiling_vs_celery": {
                 mode: ceiling(results, mode) for mode in ("seq", "conc")
             },

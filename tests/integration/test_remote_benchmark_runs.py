@@ -86,3 +86,17 @@ def test_remote_benchmark_prints_a_row_per_scenario(
     assert sorted(floor) == ["floor-conc", "floor-seq"]
     assert all(r["sagas_per_s"] > 0 for r in floor.values())
     assert set(report["ceiling_vs_celery"]) == {"seq", "conc"}
+    # the durable writes on a saga's path: the orchestrator's saves, timed in
+    # sk-seq only, and a participant's inbox work, timed once
+    writes = re.findall(
+        r"^ceiling: one at a time a saga waits for its durable writes.*"
+        r"about (\d\.\d\d)x the floor",
+        done.stdout,
+        re.MULTILINE,
+    )
+    assert len(writes) == 1, done.stdout
+    assert 0 < float(writes[0]) < 1
+    by_key = {r["key"]: r for r in report["results"]}
+    assert by_key["sk-seq"]["write_ms"] > 0
+    assert all(r["write_ms"] == 0 for k, r in by_key.items() if k != "sk-seq")
+    assert report["inbox_step_us"] > 0
