@@ -35,6 +35,7 @@ from sagakit.cli import (
 from sagakit.cli.coercion import plain_values
 from sagakit.cli.common import (
     EXIT_ERROR,
+    PIPE_WIDTH,
     WEBHOOK_SECRET_ENV,
     SagasArgument,
     StoreRetryOption,
@@ -66,9 +67,8 @@ STATUSES = tuple(s.value for s in SagaStatus)
 
 # Piped output is not squeezed to 80 columns (ids must survive a `grep`);
 # $COLUMNS still wins.
-_PIPE_WIDTH = 160
 out = console(
-    width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else _PIPE_WIDTH
+    width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else PIPE_WIDTH
 )
 
 
