@@ -71,15 +71,17 @@ def _detail(entry: HistoryEntry) -> Text:
 def rich_table(listing: Listing) -> Table:
     """``listing`` (:mod:`sagakit.cli.table`) as a rich table: coloured,
     and fitted to the console's width by wrapping the columns that may."""
-    table = Table(title=Text(listing.title), title_justify="left")
+    # the title as rich styles a string one (italic), but never read as markup
+    title = Text(listing.title, style="table.title")
+    table = Table(title=title, title_justify="left")
     for i, column in enumerate(listing.columns):
-        widest = max((cell_len(row[i][0]) for row in listing.rows), default=0)
+        widest = max((cell_len(row[i][0]) for row in listing.rows), default=2)
         table.add_column(
             column.name,
             no_wrap=not column.wrap,
             justify="right" if column.right else "left",
             style=column.style,
-            min_width=max(widest, cell_len(column.name)) if column.whole else None,
+            min_width=widest if column.whole else None,
         )
     for row in listing.rows:
         table.add_row(*(Text(text, style=style) for text, style in row))
