@@ -6,17 +6,18 @@ of a call inherits them and implements ``create_one`` and ``save_one``."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from sagakit.ports.locks import LockChange
-from sagakit.ports.store import (
-    Create,
-    Created,
-    HistoryEntry,
-    InboxEntry,
-    OutboxMessage,
-    SagaRecord,
-    Save,
-)
+if TYPE_CHECKING:  # a write's entries load when one is written: a read needs none
+    from sagakit.ports.entry import (
+        Create,
+        HistoryEntry,
+        InboxEntry,
+        OutboxMessage,
+        Save,
+    )
+    from sagakit.ports.locks import LockChange
+    from sagakit.ports.store import Created, SagaRecord
 
 
 class RecordWrites:
@@ -33,6 +34,8 @@ class RecordWrites:
         outbox: Sequence[OutboxMessage] = (),
     ) -> Created:
         """See :meth:`~sagakit.ports.store.SagaRepository.create`."""
+        from sagakit.ports.entry import Create  # noqa: PLC0415 - see the top
+
         return await self.create_one(Create(record, history, owner, lease, outbox))
 
     async def save(
@@ -48,6 +51,8 @@ class RecordWrites:
         locks: LockChange | None = None,
     ) -> None:
         """See :meth:`~sagakit.ports.store.SagaRepository.save`."""
+        from sagakit.ports.entry import Save  # noqa: PLC0415 - see the top
+
         save = Save(record, expected_version, history, owner, lease, outbox, inbox)
         await self.save_one(save, locks or None)
 

@@ -19,10 +19,11 @@ from sagakit.errors import (
     SagaNotFound,
     StoreError,
 )
-from sagakit.ports.store import HistoryEntry, InboxEntry, OutboxMessage, SagaRecord
+from sagakit.ports.store import SagaRecord
 
 if TYPE_CHECKING:  # loaded by the rows of workflows and events: a saga store's
-    # reads (``sagakit list``) need neither port
+    # reads (``sagakit list``) need neither port, nor a write's entries
+    from sagakit.ports.entry import HistoryEntry, InboxEntry, OutboxMessage
     from sagakit.ports.event_store import EventRecord, Progress, TrackedChoreography
     from sagakit.ports.workflow_store import WorkflowHistoryEntry, WorkflowRecord
 
@@ -224,6 +225,8 @@ def saga_changes(record: SagaRecord) -> tuple[Any, ...]:
 def history_entry(row: Row) -> HistoryEntry:
     """``saga_id, step, kind, attempt, outcome, result, error, started_at,
     finished_at``."""
+    from sagakit.ports.entry import HistoryEntry  # noqa: PLC0415 - see the top
+
     return HistoryEntry(
         saga_id=row[0],
         step=row[1],
@@ -239,6 +242,8 @@ def history_entry(row: Row) -> HistoryEntry:
 
 def outbox_message(row: Row) -> OutboxMessage:
     """``message_id, destination, body, saga_id, available_at``."""
+    from sagakit.ports.entry import OutboxMessage  # noqa: PLC0415 - see the top
+
     return OutboxMessage(
         message_id=row[0],
         destination=row[1],
