@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from sagakit.adapters.store.rows import Row, dumps
 from sagakit.errors import LockUnavailable
-from sagakit.ports.locks import LockChange, LockHolder, LockTable, LockWaiter
+from sagakit.ports.locks import LockTable
+
+if TYPE_CHECKING:  # built when the locks are read: a saga listing builds none
+    from sagakit.ports.lock_entry import LockChange, LockHolder
 
 
 class Fetches(Protocol):
@@ -40,6 +43,8 @@ class LockReads(Generic[D]):
         found = await self.database.fetch(
             "reading lock holders", "lock_holders", self.as_array(wanted)
         )
+        from sagakit.ports.lock_entry import LockHolder  # noqa: PLC0415 - see top
+
         return {r[0]: LockHolder(r[0], r[1], r[2], r[3]) for r in found}
 
     async def list_locks(
@@ -49,6 +54,11 @@ class LockReads(Generic[D]):
         saga_id: str | None = None,
         limit: int = 100,
     ) -> LockTable:
+        from sagakit.ports.lock_entry import (  # noqa: PLC0415 - see top
+            LockHolder,
+            LockWaiter,
+        )
+
         args = (prefix, saga_id, limit)
         held = await self.database.fetch("listing locks", "lock_list", *args)
         queued = await self.database.fetch("listing lock queues", "lock_waiters", *args)

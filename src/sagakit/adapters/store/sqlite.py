@@ -31,7 +31,6 @@ from sagakit.errors import (
     SagaAlreadyExists,
     SagaNotFound,
 )
-from sagakit.ports.locks import LockChange
 from sagakit.ports.store import Created, SagaRecord
 from sagakit.ports.writes import RecordWrites
 
@@ -46,6 +45,7 @@ if TYPE_CHECKING:  # made when asked for: a saga store's reads need none
         OutboxMessage,
         Save,
     )
+    from sagakit.ports.lock_entry import LockChange
 
 _REFUSED = (ConcurrencyError, SagaNotFound, DuplicateMessage, SagaAlreadyExists)
 """What one save of a batch fails with alone (see ``save_many``)."""
