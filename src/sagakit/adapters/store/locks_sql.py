@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from sagakit.adapters.store.rows import Row, dumps
 from sagakit.errors import LockUnavailable
+from sagakit.ports import locks as lock_port  # its values load when made
 from sagakit.ports.locks import LockTable
 
 if TYPE_CHECKING:  # built when the locks are read: a saga listing builds none
@@ -43,9 +44,7 @@ class LockReads(Generic[D]):
         found = await self.database.fetch(
             "reading lock holders", "lock_holders", self.as_array(wanted)
         )
-        from sagakit.ports.lock_entry import LockHolder  # noqa: PLC0415 - see top
-
-        return {r[0]: LockHolder(r[0], r[1], r[2], r[3]) for r in found}
+        return {r[0]: lock_port.LockHolder(r[0], r[1], r[2], r[3]) for r in found}
 
     async def list_locks(
         self,
@@ -54,17 +53,12 @@ class LockReads(Generic[D]):
         saga_id: str | None = None,
         limit: int = 100,
     ) -> LockTable:
-        from sagakit.ports.lock_entry import (  # noqa: PLC0415 - see top
-            LockHolder,
-            LockWaiter,
-        )
-
         args = (prefix, saga_id, limit)
         held = await self.database.fetch("listing locks", "lock_list", *args)
         queued = await self.database.fetch("listing lock queues", "lock_waiters", *args)
         return LockTable(
-            [LockHolder(r[0], r[1], r[2], r[3]) for r in held],
-            [LockWaiter(r[0], r[1], r[2], r[3], r[4]) for r in queued],
+            [lock_port.LockHolder(r[0], r[1], r[2], r[3]) for r in held],
+            [lock_port.LockWaiter(r[0], r[1], r[2], r[3], r[4]) for r in queued],
         )
 
     async def locks_ready(self, saga_ids: Collection[str]) -> list[str]:
