@@ -75,9 +75,13 @@ def loaded(tmp_path: Path, *args: str) -> list[str]:
     return modules
 
 
-# what a saga listing needs none of: the other stores' ports, the operator
-# actions, the audit view of `show`
+# what a saga listing needs none of: the other stores' ports, the values
+# only a write or a lock reading makes (dataclasses cost their build at
+# import), the operator actions, the audit view of `show`, rich's tables
 NOT_FOR_LISTING = (
+    "sagakit.ports.entry",
+    "sagakit.ports.lock_entry",
+    "sagakit.cli.render",
     "sagakit.ports.event_store",
     "sagakit.ports.workflow_store",
     "sagakit.ports.notification_store",
@@ -145,6 +149,8 @@ def test_list_on_sqlite_loads_the_store_alone(tmp_path: Path) -> None:
     # TypeAdapter: sagakit's plain values do without (cli.coercion); and a
     # SQLite store's reads never wait, so no event loop runs them
     assert tops(modules) & {"pydantic", "pydantic_core", "asyncio", "uvloop"} == set()
+    # piped, the table is drawn without rich (cli.table.plain)
+    assert "rich" not in tops(modules)
     assert "sagakit.engine.results" not in modules
     assert [m for m in modules if m.startswith(NOT_FOR_LISTING)] == []
 
@@ -177,6 +183,6 @@ def test_list_on_postgres_loads_its_driver_alone(tmp_path: Path, pg_url: str) ->
     assert "sagakit.adapters.store.postgres" in modules
     # a read's few statements run on asyncio's own loop: uvloop's import
     # would cost more than it saves; no pydantic either, as on SQLite
-    assert tops(modules) & {"uvloop", "pydantic", "pydantic_core"} == set()
+    assert tops(modules) & {"uvloop", "pydantic", "pydantic_core", "rich"} == set()
     assert "sagakit.engine.results" not in modules
     assert [m for m in modules if m.startswith(NOT_FOR_LISTING)] == []

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 
 from sagakit.engine.state import SagaStatus
 from sagakit.errors import SagaError, SagaNotFound
-from sagakit.ports.store import HistoryEntry, SagaRecord, SagaStore
+from sagakit.ports.store import SagaRecord, SagaStore
 
 if TYPE_CHECKING:
     from sagakit.ports.clock import Clock
+    from sagakit.ports.entry import HistoryEntry
 
 MIN_PREFIX = 6
 """Shortest id prefix :func:`find` accepts."""

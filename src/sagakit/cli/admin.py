@@ -303,7 +303,7 @@ def _add_list(app: typer.Typer, out: Console) -> None:
     ) -> None:
         """List sagas, newest first."""
         from sagakit import admin
-        from sagakit.cli import render
+        from sagakit.cli import table
 
         wanted: SagaStatus | None = None
         waiting = status is not None and status.lower() == WAITING
@@ -339,7 +339,7 @@ def _add_list(app: typer.Typer, out: Console) -> None:
             return found[:limit], str(max(total, len(found)))
 
         records, matching = _with_store(ctx, listing, read_only=True)
-        out.print(render.sagas_table(records, time.time(), matching))
+        table.show(table.sagas(records, time.time(), matching), out)
 
 
 def _add_retry(app: typer.Typer, out: Console) -> None:

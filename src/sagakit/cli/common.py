@@ -64,6 +64,10 @@ def console(**options: Any) -> Console:
 
 err = console(stderr=True, soft_wrap=True)  # one log line stays one line
 
+PIPE_WIDTH = 160
+"""The width of standard output when it is not a terminal, unless
+``$COLUMNS`` says: not squeezed to rich's 80, so that ids survive a ``grep``."""
+
 SagasArgument = Annotated[
     str,
     typer.Argument(

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NamedTuple
 
 import typer
 
@@ -25,8 +24,8 @@ db_app = typer.Typer(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class SchemaStatus:
+# a named tuple: a dataclass costs ~1 ms to build, at every command's start
+class SchemaStatus(NamedTuple):
     dialect: str
     applied: list[int]
     available: tuple[Migration, ...]

@@ -12,15 +12,16 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from rich.cells import cell_len
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from sagakit.cli.table import STATUS_STYLES, Listing, sagas
 from sagakit.engine.state import SagaStatus
 from sagakit.ports.workflow_status import WorkflowStatus
 from sagakit.views.format import (
     WORKFLOW_STEP_LABELS,
-    age,
     clip,
     compact_json,
     compensated_steps,
@@ -43,26 +44,6 @@ if TYPE_CHECKING:  # what `list` renders loads no workflow or choreography port
     from sagakit.ports.store import HistoryEntry, SagaRecord
     from sagakit.ports.workflow_store import WorkflowHistoryEntry, WorkflowRecord
 
-STATUS_STYLES: dict[str, str] = {
-    SagaStatus.RUNNING.value: "cyan",
-    SagaStatus.COMPENSATING.value: "magenta",
-    SagaStatus.SUCCEEDED.value: "green",
-    SagaStatus.COMPENSATED.value: "yellow",
-    SagaStatus.COMPENSATION_FAILED.value: "bold red",
-    SagaStatus.FAILED.value: "red",
-    "compensation_skipped": "yellow",
-    "started": "dim",
-    "sent": "green",
-    "resumed": "cyan",
-    "in_progress": "cyan",
-    "stalled": "bold red",
-    "published": "",
-    "consumed": "green",
-    "duplicate": "dim",
-    "waiting": "bold yellow",
-    "running (paused)": "bold yellow",
-    "compensating (paused)": "bold yellow",
-}
 _KIND_STYLES = {
     "saga": "dim",
     "action": "",
@@ -87,30 +68,31 @@ def _detail(entry: HistoryEntry) -> Text:
     return Text(clip(shown))
 
 
+def rich_table(listing: Listing) -> Table:
+    """``listing`` (:mod:`sagakit.cli.table`) as a rich table: coloured,
+    and fitted to the console's width by wrapping the columns that may."""
+    # the title as rich styles a string one (italic), but never read as markup
+    title = Text(listing.title, style="table.title")
+    table = Table(title=title, title_justify="left")
+    for i, column in enumerate(listing.columns):
+        widest = max((cell_len(row[i][0]) for row in listing.rows), default=2)
+        table.add_column(
+            column.name,
+            no_wrap=not column.wrap,
+            justify="right" if column.right else "left",
+            style=column.style,
+            min_width=widest if column.whole else None,
+        )
+    for row in listing.rows:
+        table.add_row(*(Text(text, style=style) for text, style in row))
+    return table
+
+
 def sagas_table(
     records: Sequence[SagaRecord], now: float, matching: str | None = None
 ) -> Table:
-    """The ``sagakit list`` table, newest first; titled "3 of 30 saga(s)"
-    when ``matching`` (how many match, as said) is given."""
-    shown = f"{len(records)} of {matching}" if matching else str(len(records))
-    table = Table(title=f"{shown} saga(s)", title_justify="left")
-    width = max((len(r.saga_id) for r in records), default=2)
-    table.add_column("id", no_wrap=True, min_width=width, style="bold")
-    table.add_column("saga")
-    table.add_column("status", no_wrap=True)
-    table.add_column("failed step")
-    table.add_column("created")
-    table.add_column("updated", justify="right")
-    for r in records:
-        table.add_row(
-            r.saga_id,
-            r.saga_name if r.definition_version == 1 else definition_label(r),
-            styled(status_label(r)),
-            r.state.failed_step or "",
-            local_time(r.created_at),
-            f"{age(now - r.updated_at)} ago",
-        )
-    return table
+    """The ``sagakit list`` table (:func:`sagakit.cli.table.sagas`) in rich."""
+    return rich_table(sagas(records, now, matching))
 
 
 def saga_header(record: SagaRecord, children: Sequence[SagaRecord] = ()) -> Table:

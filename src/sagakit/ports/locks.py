@@ -16,93 +16,12 @@ instead: :class:`~sagakit.errors.LockUnavailable` with the ``cycle``.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
-from sagakit.engine.state import SagaState
-
-
-@dataclass(frozen=True, slots=True)
-class LockChange:
-    """What one save does to its saga's locks, all in its transaction.
-
-    In this order: ``release`` the keys it holds; ``acquire`` every (key,
-    step), all or none (a key the saga holds already is kept), leaving the
-    step's places in their queues; leave the queues of ``unwait`` (key,
-    step); queue for ``wait`` (key, step, since) at the back of each key's
-    queue (a place it has is kept). A key
-    that is busy raises ``LockUnavailable`` naming who holds it (or queues
-    first); waiting that would close a wait-for cycle raises it with the
-    cycle. Either way nothing of the save is written. Keys come sorted.
-    """
-
-    acquire: tuple[tuple[str, str], ...] = ()
-    release: tuple[str, ...] = ()
-    wait: tuple[tuple[str, str, float], ...] = ()
-    unwait: tuple[tuple[str, str], ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(self.acquire or self.release or self.wait or self.unwait)
-
-
-def _pairs(state: SagaState) -> dict[tuple[str, str], float]:
-    """(key, step) -> since, of every queue place ``state`` asks for."""
-    if state.locks is None:
-        return {}
-    return {
-        (key, step): wait.since
-        for step, wait in state.locks.waits.items()
-        for key in wait.keys
-    }
-
-
-def lock_change(before: SagaState, after: SagaState) -> LockChange | None:
-    """What committing ``after`` over ``before`` changes of the locks (None:
-    nothing)."""
-    if before.locks is after.locks:
-        return None
-    held_before = {} if before.locks is None else before.locks.held
-    held_after = {} if after.locks is None else after.locks.held
-    waits_before, waits_after = _pairs(before), _pairs(after)
-    change = LockChange(
-        acquire=tuple(
-            sorted((k, h.step) for k, h in held_after.items() if k not in held_before)
-        ),
-        release=tuple(sorted(k for k in held_before if k not in held_after)),
-        wait=tuple(
-            sorted(
-                (k, s, since)
-                for (k, s), since in waits_after.items()
-                if (k, s) not in waits_before
-            )
-        ),
-        unwait=tuple(sorted(p for p in waits_before if p not in waits_after)),
-    )
-    return change if change else None
-
-
-@dataclass(frozen=True, slots=True)
-class LockHolder:
-    """The saga that holds ``key``: taken when its ``step`` started, at
-    ``since`` (Unix time, by the store's clock)."""
-
-    key: str
-    saga_id: str
-    step: str
-    since: float
-
-
-@dataclass(frozen=True, slots=True)
-class LockWaiter:
-    """A saga whose ``step`` queues for ``key`` since ``since``; ``position``
-    orders the queue (lower first)."""
-
-    key: str
-    saga_id: str
-    step: str
-    since: float
-    position: int
+if TYPE_CHECKING:  # loaded on first read: see __getattr__ below
+    from sagakit.ports.lock_entry import LockChange, LockHolder, LockWaiter, lock_change
 
 
 class LockTable(NamedTuple):
@@ -151,6 +70,20 @@ class LockReleases(Protocol):
         """Call ``wake`` on this loop each time a transaction of any process
         that let go of a key, or left a key's queue, commits; returns what
         stops listening. Raises ``StoreError`` when it cannot listen."""
+
+
+_ENTRIES = frozenset(("LockChange", "LockHolder", "LockWaiter", "lock_change"))
+
+
+def __getattr__(name: str) -> object:
+    """The lock values (:mod:`sagakit.ports.lock_entry`), loaded when first
+    read: a command that only reads instances (``sagakit list``) builds none
+    of their dataclasses."""
+    if name not in _ENTRIES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module("sagakit.ports.lock_entry"), name)
+    globals()[name] = value
+    return value
 
 
 __all__ = [

@@ -9,12 +9,24 @@ semantic locks, :mod:`sagakit.ports.locks`)."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
-from sagakit.engine.state import ErrorInfo, SagaState, SagaStatus
-from sagakit.ports.locks import LockChange, SagaLocks
+from sagakit.engine.state import SagaState, SagaStatus
+from sagakit.ports.locks import SagaLocks
+
+if TYPE_CHECKING:  # loaded on first read: see __getattr__ below
+    from sagakit.ports.entry import (
+        Create,
+        HistoryEntry,
+        InboxEntry,
+        OutboxMessage,
+        Save,
+        saga_line,
+    )
+    from sagakit.ports.locks import LockChange
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,75 +72,6 @@ def definition_key(name: str, version: int, fingerprint: str | None = None) -> s
     stores compare the keys they build in SQL the same way."""
     key = f"{name}:{version}"
     return key if fingerprint is None else f"{key}:{fingerprint}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OutboxMessage:
-    """An encoded message to publish once the transaction that wrote it commits.
-
-    ``message_id`` is unique; writing the same id twice keeps the first.
-
-    ``held_by`` with ``hold`` (seconds) writes the message already held by
-    that publisher, as a claim would: the writer publishes it itself right
-    after the commit, and other relays leave it alone until the hold expires
-    (then it is theirs, as after a crash). Both or neither.
-    """
-
-    message_id: str
-    destination: str
-    body: bytes
-    available_at: float
-    saga_id: str | None = None
-    held_by: str | None = None
-    hold: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class InboxEntry:
-    """A consumed message: ``consumer`` names who consumed it."""
-
-    consumer: str
-    message_id: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HistoryEntry:
-    """One line of the step timeline.
-
-    ``kind`` is ``saga``, ``action`` or ``compensation``; ``outcome`` is what
-    happened (``started``, ``succeeded``, ``failed``, ``resumed``, or the final
-    saga status for ``kind == "saga"``).
-    """
-
-    saga_id: str
-    step: str | None
-    kind: str
-    attempt: int
-    outcome: str
-    started_at: float
-    finished_at: float
-    result: Any = None
-    error: ErrorInfo | None = None
-
-    @property
-    def duration(self) -> float:
-        return max(0.0, self.finished_at - self.started_at)
-
-
-def saga_line(
-    saga_id: str, outcome: str, at: float, result: Any = None
-) -> HistoryEntry:
-    """A history line about the whole saga (``kind == "saga"``), at ``at``."""
-    return HistoryEntry(
-        saga_id=saga_id,
-        step=None,
-        kind="saga",
-        attempt=0,
-        outcome=outcome,
-        started_at=at,
-        finished_at=at,
-        result=result,
-    )
 
 
 class Lease(NamedTuple):
@@ -208,32 +151,6 @@ class SagaRepository(Protocol):
 
     async def history(self, saga_id: str) -> list[HistoryEntry]:
         """The timeline in the order it was written."""
-
-
-@dataclass(frozen=True, slots=True)
-class Save:
-    """The arguments of one :meth:`SagaRepository.save`, as
-    :meth:`GroupSaves.save_many` takes them."""
-
-    record: SagaRecord
-    expected_version: int
-    history: Sequence[HistoryEntry]
-    owner: str | None = None
-    lease: float | None = None
-    outbox: Sequence[OutboxMessage] = ()
-    inbox: InboxEntry | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Create:
-    """The arguments of one :meth:`SagaRepository.create`, as
-    :meth:`GroupSaves.create_many` takes them."""
-
-    record: SagaRecord
-    history: Sequence[HistoryEntry]
-    owner: str | None = None
-    lease: float | None = None
-    outbox: Sequence[OutboxMessage] = ()
 
 
 @runtime_checkable
@@ -453,6 +370,22 @@ class SagaStore(
     """
 
     async def close(self) -> None: ...
+
+
+_ENTRIES = frozenset(
+    ("Create", "HistoryEntry", "InboxEntry", "OutboxMessage", "Save", "saga_line")
+)
+
+
+def __getattr__(name: str) -> object:
+    """The values a write carries (:mod:`sagakit.ports.entry`), loaded when
+    first read: a command that only reads instances (``sagakit list``)
+    builds none of their dataclasses."""
+    if name not in _ENTRIES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module("sagakit.ports.entry"), name)
+    globals()[name] = value
+    return value
 
 
 __all__ = [

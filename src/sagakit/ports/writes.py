@@ -6,17 +6,23 @@ of a call inherits them and implements ``create_one`` and ``save_one``."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from sagakit.ports.locks import LockChange
-from sagakit.ports.store import (
-    Create,
-    Created,
-    HistoryEntry,
-    InboxEntry,
-    OutboxMessage,
-    SagaRecord,
-    Save,
-)
+# Create and Save (sagakit.ports.entry) load on the first write, through the
+# store port's exports (a read needs neither); an attribute of the module,
+# once loaded: cheaper than an import statement in a method run each save
+from sagakit.ports import store as store_port
+
+if TYPE_CHECKING:
+    from sagakit.ports.entry import (
+        Create,
+        HistoryEntry,
+        InboxEntry,
+        OutboxMessage,
+        Save,
+    )
+    from sagakit.ports.locks import LockChange
+    from sagakit.ports.store import Created, SagaRecord
 
 
 class RecordWrites:
@@ -33,7 +39,9 @@ class RecordWrites:
         outbox: Sequence[OutboxMessage] = (),
     ) -> Created:
         """See :meth:`~sagakit.ports.store.SagaRepository.create`."""
-        return await self.create_one(Create(record, history, owner, lease, outbox))
+        return await self.create_one(
+            store_port.Create(record, history, owner, lease, outbox)
+        )
 
     async def save(
         self,
@@ -48,7 +56,9 @@ class RecordWrites:
         locks: LockChange | None = None,
     ) -> None:
         """See :meth:`~sagakit.ports.store.SagaRepository.save`."""
-        save = Save(record, expected_version, history, owner, lease, outbox, inbox)
+        save = store_port.Save(
+            record, expected_version, history, owner, lease, outbox, inbox
+        )
         await self.save_one(save, locks or None)
 
     async def create_one(self, create: Create) -> Created:

@@ -8,10 +8,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sagakit.errors import ErrorInfo
-from sagakit.ports.store import HistoryEntry, SagaRecord
+from sagakit.ports.store import SagaRecord
 from sagakit.ports.workflow_status import WorkflowStatus
 
 if TYPE_CHECKING:  # ``sagakit list`` (sagas alone) loads no workflow port
+    from sagakit.ports.entry import HistoryEntry
     from sagakit.ports.workflow_store import WorkflowRecord
 
 DETAIL_LIMIT = 120

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from sagakit.adapters.store.rows import Row, dumps
 from sagakit.errors import LockUnavailable
-from sagakit.ports.locks import LockChange, LockHolder, LockTable, LockWaiter
+from sagakit.ports import locks as lock_port  # its values load when made
+from sagakit.ports.locks import LockTable
+
+if TYPE_CHECKING:  # built when the locks are read: a saga listing builds none
+    from sagakit.ports.lock_entry import LockChange, LockHolder
 
 
 class Fetches(Protocol):
@@ -40,7 +44,7 @@ class LockReads(Generic[D]):
         found = await self.database.fetch(
             "reading lock holders", "lock_holders", self.as_array(wanted)
         )
-        return {r[0]: LockHolder(r[0], r[1], r[2], r[3]) for r in found}
+        return {r[0]: lock_port.LockHolder(r[0], r[1], r[2], r[3]) for r in found}
 
     async def list_locks(
         self,
@@ -53,8 +57,8 @@ class LockReads(Generic[D]):
         held = await self.database.fetch("listing locks", "lock_list", *args)
         queued = await self.database.fetch("listing lock queues", "lock_waiters", *args)
         return LockTable(
-            [LockHolder(r[0], r[1], r[2], r[3]) for r in held],
-            [LockWaiter(r[0], r[1], r[2], r[3], r[4]) for r in queued],
+            [lock_port.LockHolder(r[0], r[1], r[2], r[3]) for r in held],
+            [lock_port.LockWaiter(r[0], r[1], r[2], r[3], r[4]) for r in queued],
         )
 
     async def locks_ready(self, saga_ids: Collection[str]) -> list[str]:

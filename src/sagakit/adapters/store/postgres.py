@@ -28,19 +28,16 @@ from sagakit.adapters.store.postgres_database import (
 from sagakit.adapters.store.reads import SagaReads
 from sagakit.adapters.store.sagas_sql import SqlSagas, save_problem
 from sagakit.errors import SagaAlreadyExists, StoreError
-from sagakit.ports.locks import LockChange, StopListening
-from sagakit.ports.store import (
-    Create,
-    Created,
-    OutboxMessage,
-    Save,
-)
+from sagakit.ports.locks import StopListening
+from sagakit.ports.store import Created
 from sagakit.ports.writes import RecordWrites
 
 if TYPE_CHECKING:  # made when asked for: a saga store's reads need none
     from sagakit.adapters.store.event_postgres import PostgresEventStore
     from sagakit.adapters.store.notification_postgres import PostgresNotificationStore
     from sagakit.adapters.store.workflow_postgres import PostgresWorkflowStore
+    from sagakit.ports.entry import Create, OutboxMessage, Save
+    from sagakit.ports.lock_entry import LockChange
 
 __all__ = ["PostgresDatabase", "PostgresStore", "describe"]
 

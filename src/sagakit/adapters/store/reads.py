@@ -17,10 +17,11 @@ from sagakit.adapters.store.database import schema_has
 from sagakit.adapters.store.rows import Row
 from sagakit.engine.state import SagaStatus
 from sagakit.errors import SagaNotFound, StoreError
-from sagakit.ports.store import Create, Created, HistoryEntry, SagaRecord
+from sagakit.ports.store import Created, SagaRecord
 from sagakit.ports.workflow_status import WorkflowStatus
 
 if TYPE_CHECKING:  # a saga store's reads (``sagakit list``) load neither port
+    from sagakit.ports.entry import Create, HistoryEntry
     from sagakit.ports.event_store import (
         ChoreographyStatus,
         EventRecord,

@@ -19,10 +19,12 @@ from sagakit.errors import (
     SagaNotFound,
     StoreError,
 )
-from sagakit.ports.store import HistoryEntry, InboxEntry, OutboxMessage, SagaRecord
+from sagakit.ports import store as store_port  # its entries load when made
+from sagakit.ports.store import SagaRecord
 
 if TYPE_CHECKING:  # loaded by the rows of workflows and events: a saga store's
-    # reads (``sagakit list``) need neither port
+    # reads (``sagakit list``) need neither port, nor a write's entries
+    from sagakit.ports.entry import HistoryEntry, InboxEntry, OutboxMessage
     from sagakit.ports.event_store import EventRecord, Progress, TrackedChoreography
     from sagakit.ports.workflow_store import WorkflowHistoryEntry, WorkflowRecord
 
@@ -224,7 +226,7 @@ def saga_changes(record: SagaRecord) -> tuple[Any, ...]:
 def history_entry(row: Row) -> HistoryEntry:
     """``saga_id, step, kind, attempt, outcome, result, error, started_at,
     finished_at``."""
-    return HistoryEntry(
+    return store_port.HistoryEntry(
         saga_id=row[0],
         step=row[1],
         kind=row[2],
@@ -239,7 +241,7 @@ def history_entry(row: Row) -> HistoryEntry:
 
 def outbox_message(row: Row) -> OutboxMessage:
     """``message_id, destination, body, saga_id, available_at``."""
-    return OutboxMessage(
+    return store_port.OutboxMessage(
         message_id=row[0],
         destination=row[1],
         body=bytes(row[2]),

@@ -12,11 +12,14 @@ passed after the other arguments) and in how a write runs and is counted
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from sagakit.adapters.store import rows
 from sagakit.adapters.store.rows import Row, unique_ids
-from sagakit.ports.store import Lease, OutboxMessage, SagaRecord, Save
+from sagakit.ports.store import Lease, SagaRecord
+
+if TYPE_CHECKING:  # a write's entries: a saga store's reads build none
+    from sagakit.ports.entry import OutboxMessage, Save
 
 
 class Fetches(Protocol):

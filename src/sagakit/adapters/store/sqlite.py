@@ -31,22 +31,21 @@ from sagakit.errors import (
     SagaAlreadyExists,
     SagaNotFound,
 )
-from sagakit.ports.locks import LockChange
-from sagakit.ports.store import (
-    Create,
-    Created,
-    HistoryEntry,
-    InboxEntry,
-    OutboxMessage,
-    SagaRecord,
-    Save,
-)
+from sagakit.ports.store import Created, SagaRecord
 from sagakit.ports.writes import RecordWrites
 
 if TYPE_CHECKING:  # made when asked for: a saga store's reads need none
     from sagakit.adapters.store.event_sqlite import SQLiteEventStore
     from sagakit.adapters.store.notification_sqlite import SQLiteNotificationStore
     from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
+    from sagakit.ports.entry import (
+        Create,
+        HistoryEntry,
+        InboxEntry,
+        OutboxMessage,
+        Save,
+    )
+    from sagakit.ports.lock_entry import LockChange
 
 _REFUSED = (ConcurrencyError, SagaNotFound, DuplicateMessage, SagaAlreadyExists)
 """What one save of a batch fails with alone (see ``save_many``)."""
