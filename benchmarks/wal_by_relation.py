@@ -54,7 +54,11 @@ async def measure(
             for first in range(0, n, concurrency):
                 batch = min(concurrency, n - first)
                 await asyncio.gather(*(orch.run(RUN) for _ in range(batch)))
-            end = await conn.fetchval("SELECT pg_current_wal_insert_lsn()")
+            # flushed, not inserted: pg_walinspect refuses an end past the
+            # flushed WAL ("cannot accept future end LSN"), which another
+            # session's unflushed records can put the insert position at; our
+            # own commits are flushed before they return
+            end = await conn.fetchval("SELECT pg_current_wal_flush_lsn()")
         finally:
             await orch.close()
         names = {
