@@ -2,7 +2,7 @@
 them, and the floors its timers are measured against.
 
 The fast path writes the rows the stores write (``sagakit.adapters.store.
-rows``): on SQLite with the store's own named queries ``workflow_insert``
+workflow_rows``): on SQLite with the store's own named queries ``workflow_insert``
 and ``workflow_insert_history``, many per transaction; on PostgreSQL with
 ``COPY`` into the same columns.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from sagakit.adapters.store import rows
+from sagakit.adapters.store import workflow_rows
 from sagakit.ports.workflow_store import WorkflowRecord, WorkflowStatus, WorkflowStore
 from sagakit.workflow import WorkflowApp
 
@@ -149,14 +149,14 @@ def _row(r: WorkflowRecord) -> tuple[Any, ...]:
     return (
         r.app,
         r.instance_id,
-        *rows.workflow_columns(r),
+        *workflow_rows.workflow_columns(r),
         r.created_at,
         r.updated_at,
         r.owner,
         r.lease_until,
         None,
         r.start_digest,
-        *rows.workflow_definition(r),
+        *workflow_rows.workflow_definition(r),
     )
 
 

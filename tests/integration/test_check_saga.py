@@ -15,7 +15,7 @@ import sagakit.runtime.driver as driver_module
 from sagakit import Parallel, RetryPolicy, Saga, SagaStatus, SQLiteStore, Step
 from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.definition import Remote
-from sagakit.engine import rollback
+from sagakit.engine import progress, rollback
 from sagakit.engine.commands import Compensate, RunStep
 from sagakit.engine.decide import Decision
 from sagakit.engine.state import SagaState, StepStatus
@@ -136,7 +136,9 @@ async def test_catches_compensations_in_completion_order(
         state = state.with_step(head, status=StepStatus.COMPENSATING)
         return Decision(state, (Compensate(head, 1),))
 
-    monkeypatch.setattr(engine, "settle_failure", forward_order)
+    # the failure is settled where a step fails for good, and after a crash
+    for module in (progress, engine):
+        monkeypatch.setattr(module, "settle_failure", forward_order)
     report = await check_saga(sequential(), Ctx)
     assert "compensation order" in rules(report)
     with pytest.raises(
@@ -149,7 +151,7 @@ async def test_catches_committed_steps_rerun_after_a_crash(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def restart(saga: Saga[Any], state: SagaState, at: float) -> Decision:
-        decision: Decision = engine._start(saga, state, list(saga.graph.roots), at)
+        decision: Decision = progress._start(saga, state, list(saga.graph.roots), at)
         return decision  # forgets what committed
 
     monkeypatch.setattr(engine, "_on_resumed", restart)

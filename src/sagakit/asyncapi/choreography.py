@@ -5,7 +5,7 @@ An ``EventBus`` subscribes its service to event types on its own queue
 body the handler's payload model. The types it declares in ``publishes`` are
 events it publishes, with no address (``EventSpec.address`` None): at run
 time the bus sends each one to every queue the event store routes its type
-to, so ``build`` puts a ``send`` on the queue of each bus in the same document
+to, so ``builder`` puts a ``send`` on the queue of each bus in the same document
 that handles the type. A ``Choreography`` names its events (forward, failure,
 compensating) without saying who publishes them: they are described as
 messages, and get a channel where a bus in the same document handles them.

@@ -8,7 +8,7 @@ actor (an orchestrating saga, a participant service, an event publisher or
 subscriber) that sends or receives them.
 
 Events are part of the model already: :class:`EventSpec` is what an event
-source contributes (see :class:`EventSource`), and ``build`` turns each spec
+source contributes (see :class:`EventSource`), and ``builder`` turns each spec
 into an event message, its channel and its operations.
 """
 

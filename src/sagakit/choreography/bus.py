@@ -22,57 +22,37 @@
         await bus.publish_on(conn, "parking.freed", freed, correlation_id=ref)
 
 How fan-out, deduplication, effect-once handlers and the event outbox work
-is described in :mod:`sagakit.choreography`.
+is described in :mod:`sagakit.choreography`. This module sets a bus up and
+publishes; a delivered event is handled in :mod:`sagakit.choreography.consumer`,
+and both route events and write timeline lines through
+:mod:`sagakit.choreography.routing`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
-import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from sagakit.choreography.context import (
-    CAUSE_HEADER,
-    SOURCE_HEADER,
-    EventContext,
-    as_payload,
-    decode_events,
-    encode_events,
-    payload_model,
-)
+from sagakit.choreography.consumer import Consumer, Handler, handler_of
+from sagakit.choreography.context import CAUSE_HEADER, SOURCE_HEADER, as_payload
 from sagakit.choreography.definition import Choreography
 from sagakit.choreography.outbox import StagedPublisher, check_options, new_owner
+from sagakit.choreography.routing import Router
 from sagakit.choreography.tracker import Tracker
 from sagakit.choreography.versions import (
     CHOREOGRAPHY_HEADER,
     FINGERPRINT_HEADER,
     VERSION_HEADER,
     Declared,
-    first_refusal,
     headers_of,
 )
-from sagakit.errors import (
-    DefinitionError,
-    DefinitionUnavailable,
-    DuplicateMessage,
-    SagaError,
-    StoreError,
-)
-from sagakit.messaging.envelope import (
-    Envelope,
-    MalformedMessage,
-    encode,
-    new_message_id,
-)
+from sagakit.errors import DefinitionError, SagaError, StoreError
+from sagakit.messaging.envelope import Envelope, encode, new_message_id
 from sagakit.ports.clock import Clock, SystemClock
 from sagakit.ports.event_store import (
-    EventOutcome,
-    EventRecord,
     EventStore,
     EventStoreSource,
     StagedEvent,
@@ -81,18 +61,7 @@ from sagakit.ports.event_store import (
 from sagakit.ports.store import SagaStore
 from sagakit.ports.transport import Subscription, Transport
 
-logger = logging.getLogger(__name__)
-
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-_WITH_CONTEXT = 2  # handler(payload, ctx)
-
-
-@dataclass(frozen=True, slots=True)
-class _Handler:
-    event_type: str
-    fn: Callable[..., Awaitable[Any]]
-    model: type[BaseModel] | None
-    wants_context: bool
 
 
 def _as_event_store(store: EventStore | SagaStore) -> EventStore:
@@ -183,7 +152,9 @@ class EventBus:
         self.declared = Declared(choreographies)
         """The choreographies (and versions) this bus's events belong to."""
         self._publishes = _published(service, publishes)
-        self._handlers: dict[str, _Handler] = {}
+        self._handlers: dict[str, Handler] = {}
+        self._router = Router(self)
+        self._consumer = Consumer(self, self._router, self._handlers)
         self._subscription: Subscription | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._started = False
@@ -208,13 +179,7 @@ class EventBus:
             raise SagaError(f"{self.service}: {event_type!r} already has a handler")
 
         def register(fn: F) -> F:
-            is_async = inspect.iscoroutinefunction(fn)  # (no narrowing of F)
-            if not is_async:
-                raise SagaError(f"event handler {fn.__name__} must be async")
-            arity = len(inspect.signature(fn).parameters)
-            self._handlers[event_type] = _Handler(
-                event_type, fn, payload_model(fn), arity >= _WITH_CONTEXT
-            )
+            self._handlers[event_type] = handler_of(event_type, fn)
             return fn
 
         return register
@@ -368,7 +333,7 @@ class EventBus:
         event = self.event(
             event_type, payload, correlation_id=correlation_id, message_id=message_id
         )
-        await self._send(event)
+        await self._router.send(event)
         return event
 
     async def publish_on(
@@ -430,8 +395,8 @@ class EventBus:
             self._publisher = StagedPublisher(
                 self.service,
                 self._outbox(),
-                self._announce,
-                self._fan_out,
+                self._router.announce,
+                self._router.fan_out,
                 now=self._now,
                 owner=self.owner,
                 poll_interval=interval,
@@ -443,124 +408,8 @@ class EventBus:
     def _now(self) -> float:
         return self.clock.now()  # self.clock may be replaced after __init__
 
-    async def _send(self, event: Envelope) -> None:
-        await self._fan_out(event, await self._announce(event))
-
-    async def _announce(self, event: Envelope, track: bool = True) -> list[str]:
-        """The queues of ``event``; with ``track``, its published line too."""
-        queues = await self.store.subscribers(event.type)
-        if track:
-            if not queues:
-                logger.warning(
-                    "event has no subscribers",
-                    extra={"action": "event_unrouted", "event": event.type},
-                )
-            detail = f"to {', '.join(queues)}" if queues else "no subscribers"
-            await self._record(event, EventOutcome.PUBLISHED, detail)
-        return queues
-
-    async def _fan_out(self, event: Envelope, queues: list[str] | None = None) -> None:
-        if queues is None:
-            queues = await self.store.subscribers(event.type)
-        for queue in queues:
-            await self.transport.publish(queue, event)
-
     # -- consuming ---------------------------------------------------------
 
     async def handle(self, message: Envelope) -> None:
         """Handle one event (the consumer callback; also usable directly)."""
-        if message.kind != "event":
-            raise MalformedMessage(
-                f"{self.service} got a {message.kind} on its event queue"
-            )
-        handler = self._handlers.get(message.type)
-        if handler is None:  # a route left by an older version of the service
-            logger.warning(
-                "event without a handler dropped",
-                extra={"action": "event_unhandled", "event": message.type},
-            )
-            return
-        stored = await self.store.inbox_reply(self.consumer, message.id)
-        if stored is not None:
-            await self._duplicate(message, stored)
-            return
-        await self._check_version(message)
-        payload: Any = dict(message.payload)
-        if handler.model is not None:
-            try:
-                payload = handler.model.model_validate(message.payload)
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"]) or "payload"
-                reason = f"{message.type}: {where}: {first['msg']}"
-                await self._record(message, EventOutcome.FAILED, reason)
-                raise MalformedMessage(reason) from None
-        ctx = EventContext(self, message)
-        try:
-            args = (payload, ctx) if handler.wants_context else (payload,)
-            await handler.fn(*args)
-        except DuplicateMessage:  # mark_consumed: another delivery got there first
-            await self._duplicate(
-                message, await self.store.inbox_reply(self.consumer, message.id)
-            )
-            return
-        except Exception as exc:
-            await self._record(
-                message, EventOutcome.FAILED, f"{type(exc).__name__}: {exc}"
-            )
-            raise
-        if not ctx.marked and not await self.store.record_inbox(
-            self.consumer, message.id, encode_events(ctx.outgoing)
-        ):  # handled concurrently by another consumer: its events win
-            await self._duplicate(
-                message, await self.store.inbox_reply(self.consumer, message.id)
-            )
-            return
-        self.handled += 1
-        await self._record(message, EventOutcome.CONSUMED)
-        for event in ctx.outgoing:
-            await self._send(event)
-
-    async def _check_version(self, message: Envelope) -> None:
-        """Refuse (``DefinitionUnavailable``: delivered again, then
-        dead-lettered) an event of a choreography version this bus lacks,
-        with a warning and one ``waiting`` timeline line."""
-        why = self.declared.reason(message)
-        if why is None:
-            return
-        if await first_refusal(self.store, self.service, message, why):
-            await self._record(message, EventOutcome.WAITING, why)
-        raise DefinitionUnavailable(f"{self.service}: {message.type}: {why}")
-
-    async def _duplicate(self, message: Envelope, stored: bytes | None) -> None:
-        self.duplicates += 1
-        logger.info(
-            "duplicate event; its handler does not run again",
-            extra={
-                "action": "event_duplicate",
-                "event": message.type,
-                "message_id": message.id,
-                "correlation_id": message.correlation_id,
-            },
-        )
-        await self._record(message, EventOutcome.DUPLICATE)
-        for event in decode_events(stored or b""):  # lost if we died before
-            await self._fan_out(event)
-
-    async def _record(
-        self, event: Envelope, outcome: EventOutcome, detail: str | None = None
-    ) -> None:
-        """Add a timeline line (and progress, for a declared choreography)."""
-        name = event.headers.get(CHOREOGRAPHY_HEADER)
-        declared = None if outcome is EventOutcome.WAITING else self.declared.of(event)
-        record = EventRecord(
-            correlation_id=event.correlation_id,
-            choreography=name or (None if declared is None else declared.name),
-            service=self.service,
-            event_type=event.type,
-            message_id=event.id,
-            outcome=outcome,
-            recorded_at=self.clock.now(),
-            detail=detail,
-        )
-        await self.tracker.record(record, declared)
+        await self._consumer.handle(message)

@@ -45,7 +45,7 @@ from sagakit.definition.remote import Remote
 from sagakit.definition.subsaga import SubSaga
 
 if TYPE_CHECKING:
-    from sagakit.definition.saga import Step
+    from sagakit.definition.step import Step
 
 FINGERPRINT_LENGTH = 16
 """Hex digits kept of the SHA-256 (64 bits: plenty to tell shapes apart)."""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from sagakit.errors import DefinitionError
 
 if TYPE_CHECKING:
-    from sagakit.definition.saga import Step
+    from sagakit.definition.step import Step
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,8 @@ from sagakit.definition.signature import RESULTS, UNKNOWN, CallShape, call_shape
 from sagakit.errors import DefinitionError
 
 if TYPE_CHECKING:
-    from sagakit.definition.saga import Saga, Step
+    from sagakit.definition.saga import Saga
+    from sagakit.definition.step import Step
 
 CC = TypeVar("CC", bound=BaseModel)
 

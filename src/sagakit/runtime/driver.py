@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any, NoReturn
+from typing import Any
 
 from sagakit.definition.saga import Saga
 from sagakit.engine.commands import (
@@ -27,7 +27,6 @@ from sagakit.engine.commands import (
 )
 from sagakit.engine.decide import decide
 from sagakit.engine.events import Event
-from sagakit.engine.state import SagaState
 from sagakit.errors import (
     ConcurrencyError,
     SagaNotFound,
@@ -53,6 +52,7 @@ from sagakit.runtime import (
     subsaga,
 )
 from sagakit.runtime.cancel import cancel_steps, cancelled, was_cancelled
+from sagakit.runtime.ending import abandon, finish, hand_over, lease_lost, stopped
 from sagakit.runtime.executor import StepOutcome, execute
 from sagakit.runtime.group import saves_of
 from sagakit.runtime.heartbeat import Heartbeat, renew
@@ -62,16 +62,11 @@ from sagakit.runtime.instance import (
     Item,
     LeaseLost,
     Refresh,
-    context_json,
-    report_finished,
     stored_trace,
     work_key,
 )
-from sagakit.runtime.records import saga_record
 from sagakit.runtime.relay import OutboxRelay
 from sagakit.runtime.remote import remote_of
-from sagakit.runtime.result import SagaResult
-from sagakit.runtime.retry import retry_store
 from sagakit.runtime.transition import commit_decision
 
 logger = logging.getLogger("sagakit.runtime.orchestrator")
@@ -84,7 +79,9 @@ class Driver:
     It owns the instances driven here (``active``, by saga id) and their
     tasks; it applies events to them (decide -> commit -> effects) and
     commits at the next version under this worker's lease, if any, which a
-    heartbeat renews every ``lease / 3`` s while anything is driven.
+    heartbeat renews every ``lease / 3`` s while anything is driven (the
+    commit: :mod:`~sagakit.runtime.transition`; how an instance stops being
+    driven here: :mod:`~sagakit.runtime.ending`).
     ``definition`` finds the saga a stored instance started on, or raises
     ``DefinitionUnavailable`` (the instance is then left to a process that
     has it, marked waiting).
@@ -261,11 +258,11 @@ class Driver:
                         continue
                     if isinstance(item, Refresh):  # changed by another process
                         if not await refresh.reload(self, inst):
-                            _lease_lost(saga_id)
+                            lease_lost(saga_id)
                         commands = ()
                         continue
                     if isinstance(item, LeaseLost):
-                        _lease_lost(saga_id)
+                        lease_lost(saga_id)
                 if item.exception is not None:
                     inst.exceptions[item.entry.step or ""] = item.exception
                 # an operator's request that came while the step ran goes first:
@@ -277,7 +274,7 @@ class Driver:
                 )
                 inst.running.discard((item.entry.kind, item.entry.step or ""))
         except asyncio.CancelledError:
-            self._abandon(inst, None)
+            abandon(self, inst, None)
             raise
         except (ConcurrencyError, StateError, SagaNotFound) as exc:
             if not inst.lost:
@@ -289,12 +286,12 @@ class Driver:
                         "reason": str(exc),
                     },
                 )
-            self._abandon(inst, exc)
+            abandon(self, inst, exc)
         except Exception as exc:
             if isinstance(exc, StoreError):  # past store_retry, or read-only
                 self.store_failure = exc
-            _stopped(saga_id, exc)
-            self._abandon(inst, exc)
+            stopped(saga_id, exc)
+            abandon(self, inst, exc)
 
     def _issue(
         self, inst: Instance, commands: tuple[Command, ...]
@@ -308,7 +305,7 @@ class Driver:
         plain = not saga.sends and not saga.children  # every step runs here
         for command in commands:
             if isinstance(command, FinishSaga):
-                self._finish(inst)
+                finish(self, inst)
                 return None
             if isinstance(command, CancelSteps):
                 cancel_steps(inst, command, self.clock)
@@ -323,7 +320,7 @@ class Driver:
                 local.append(command)
         if self.draining and (local or children):
             if inst.in_flight == 0:
-                self._hand_over(inst)
+                hand_over(self, inst)
                 return None
             return []  # the next owner runs them
         if inst.saga.children and not self.draining:
@@ -364,45 +361,6 @@ class Driver:
                 waiting.append(item)
         for item in waiting:
             inst.queue.put_nowait(item)
-
-    def _hand_over(self, inst: Instance) -> None:
-        """Draining: stop driving ``inst`` between two steps (released later)."""
-        saga_id = inst.state.saga_id
-        self.handed.append(saga_id)
-        logger.info(
-            "saga handed over",
-            extra={"action": "saga_handed_over", "saga_id": saga_id},
-        )
-        self._abandon(inst, ConcurrencyError(f"saga {saga_id} was handed over"))
-
-    def _abandon(self, inst: Instance, exc: BaseException | None) -> None:
-        self.drop(inst.state.saga_id)
-        delivery.refuse_queued(inst, "it is no longer driven here")
-        for task in list(inst.tasks):
-            task.cancel()
-        subsaga.stop_watching(inst)
-        if inst.done is not None and not inst.done.done():
-            if exc is None:
-                inst.done.cancel()
-            else:
-                inst.done.set_exception(exc)
-
-    def _finish(self, inst: Instance) -> None:
-        state = inst.state
-        self.drop(state.saga_id)
-        subsaga.stop_watching(inst)
-        self.children.ended(state.saga_id)  # its parent's watcher, if here
-        while not inst.queue.empty():  # replies that came too late: nothing to do
-            item = inst.queue.get_nowait()
-            if isinstance(item, Delivery) and not item.handled.done():
-                item.handled.set_result(None)
-        if not inst.finished_elsewhere:  # else that worker logged and reported it
-            report_finished(self.observer, inst)
-        if inst.done is not None and not inst.done.done():
-            exc = inst.exceptions.get(state.failed_step or "")
-            inst.done.set_result(
-                SagaResult.from_state(state, inst.context, exc, saga=inst.saga)
-            )
 
     # -- transitions ---------------------------------------------------------
 
@@ -460,59 +418,6 @@ class Driver:
         if outbox and self.relay is not None:
             self.relay.publish_now(outbox)
 
-    async def commit(
-        self,
-        inst: Instance,
-        state: SagaState,
-        history: list[HistoryEntry],
-        *,
-        outbox: list[OutboxMessage] | None = None,
-        inbox: InboxEntry | None = None,
-    ) -> None:
-        """Save at the next version; retry store errors for ``store_retry`` s.
-
-        With a ``lease``, the save leases the instance to this worker, unless
-        ``inst.visiting`` (then its lease is left as it is)."""
-        saga = inst.saga
-        record = saga_record(
-            state.saga_id,
-            state.saga_name,
-            state.status,
-            inst.version + 1,
-            state,
-            context_json(inst.context),
-            inst.idempotency_key,
-            inst.created_at,
-            history[-1].finished_at if history else self.clock.now(),
-            state.next_deadline,
-            saga.version,
-            saga.fingerprint,
-        )
-        extra: dict[str, Any] = {} if inst.visiting else self.ownership()
-        if outbox:
-            extra["outbox"] = outbox
-        if inbox is not None:
-            extra["inbox"] = inbox
-        saves, change = self.saves, None
-        if state.locks is not inst.state.locks:  # only sagas with locks: rare
-            saves, history, change = locking.saving(self, inst, record, history, extra)
-        try:
-            await saves.save(record, inst.version, history, **extra)
-        except StoreError as exc:
-            await retry_store(
-                lambda: saves.save(record, inst.version, history, **extra),
-                clock=self.clock,
-                limit=self.store_retry,
-                logger=logger,
-                message="save failed; retrying",
-                extra={"action": "save_retry", "saga_id": state.saga_id},
-                failed=exc,
-            )
-        inst.version += 1
-        inst.state = state
-        if change is not None:
-            self.locks.notice(change, state)
-
     # -- running steps -------------------------------------------------------
 
     async def _execute_into(
@@ -545,22 +450,3 @@ class Driver:
             observer=self.observer,
             trace=inst.trace,
         )
-
-
-def _stopped(saga_id: str, exc: Exception) -> None:
-    """Log an instance stopped by an error: a store's refusal (after its
-    retries) on one line, anything else with its traceback."""
-    if isinstance(exc, StoreError):
-        logger.warning(
-            "saga stopped: the store refused its save; it stays resumable",
-            extra={"action": "saga_stopped", "saga_id": saga_id, "error": str(exc)},
-        )
-    else:
-        logger.exception(
-            "saga stopped by an internal error; it stays resumable",
-            extra={"action": "saga_stopped", "saga_id": saga_id},
-        )
-
-
-def _lease_lost(saga_id: str) -> NoReturn:
-    raise ConcurrencyError(f"saga {saga_id}: another worker took its lease")

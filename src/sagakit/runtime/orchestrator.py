@@ -4,7 +4,8 @@ It composes a :class:`~sagakit.runtime.client.SagaClient` (creating
 instances, results, the registry), a :class:`~sagakit.runtime.driver.Driver`
 (running them: decide -> commit -> effects) and a
 :class:`~sagakit.runtime.intake.ReplyIntake` (replies, deadlines, the outbox
-relay). A successful saga of N sequential steps costs N + 1 commits.
+relay). A successful saga of N sequential steps costs N + 1 commits. What a
+recovery pass claims is in :class:`~sagakit.runtime.recovery.Takeover`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import asyncio
 import contextlib
 import math
 import random
-import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, ClassVar, Self, TypeVar, Unpack
 
@@ -25,17 +25,21 @@ from sagakit.errors import ConcurrencyError, SagaError, SagaNotFound, StateError
 from sagakit.messaging.envelope import Envelope
 from sagakit.observability.observer import NOOP, Observer
 from sagakit.ports.clock import Clock
-from sagakit.ports.store import SagaRecord, SagaStore
+from sagakit.ports.store import SagaStore
 from sagakit.ports.transport import Transport
-from sagakit.runtime import adoption, subsaga
+from sagakit.runtime import subsaga
 from sagakit.runtime.client import SagaClient, Started, StartOptions
 from sagakit.runtime.clock import SystemClock
 from sagakit.runtime.driver import Driver
 from sagakit.runtime.instance import default_worker_id
 from sagakit.runtime.intake import ReplyIntake
-from sagakit.runtime.migrate import LeftWaiting, left_waiting, report_stranded
-from sagakit.runtime.owners import gone, started_here
-from sagakit.runtime.recovery import RECOVERY_BATCH, Recovery, RecoveryProgress
+from sagakit.runtime.migrate import LeftWaiting, left_waiting
+from sagakit.runtime.recovery import (
+    RECOVERY_BATCH,
+    Recovery,
+    RecoveryProgress,
+    Takeover,
+)
 from sagakit.runtime.registry import Registry
 from sagakit.runtime.relay import OutboxRelay
 from sagakit.runtime.result import SagaResult
@@ -44,9 +48,6 @@ C = TypeVar("C", bound=BaseModel)
 
 DEFAULT_LEASE = 30.0
 """Seconds an instance stays leased to its orchestrator without a heartbeat."""
-
-OWNER_CHECK = 1.0
-"""Seconds between two looks at whether the owners of leased sagas died."""
 
 
 class Orchestrator:
@@ -144,7 +145,6 @@ class Orchestrator:
         self.store = store
         self.worker_id = worker_id or default_worker_id()
         self.embedded = lease is None
-        self._owners_checked = -OWNER_CHECK
         self.lease: float = DEFAULT_LEASE if lease is None else lease
         self.clock: Clock = clock or SystemClock()
         self.transport = transport
@@ -183,6 +183,7 @@ class Orchestrator:
             reply_routing=reply_routing,
             resend_after=resend_after,
         )
+        self._takeover = Takeover(self)
 
     @property
     def store_retry(self) -> float:
@@ -389,44 +390,7 @@ class Orchestrator:
         """A pass of :meth:`recover` that takes one batch per
         ``await recovery.next_batch()``, so that the caller decides when to
         take the next (after the last one ended, say)."""
-        dead: list[str] | None = None
-
-        async def claim(
-            after: str | None, size: int
-        ) -> tuple[list[SagaRecord], list[str]]:
-            nonlocal dead
-            if self.driver.draining:
-                recovery.stop()
-                return [], []
-            if dead is None:  # the owners gone when the pass started
-                dead = await self._gone_owners(self.registry.names())
-            return await self._recover_batch(after, size, dead)
-
-        recovery = Recovery(claim, limit=limit, batch=batch)
-        return recovery
-
-    async def _recover_batch(
-        self, after: str | None, size: int, dead: list[str]
-    ) -> tuple[list[SagaRecord], list[str]]:
-        """Report the stranded instances of a batch, claim one and drive
-        what it took: the records claimed, and the ids now driven here."""
-        await report_stranded(self.driver, self.registry, size, dead)
-        claimed = await self.store.claim(
-            self.worker_id,
-            self.registry.keys(),
-            lease=self.lease,
-            limit=size,
-            gone=dead,
-            after=after,
-        )
-        how = "claimed" if not self.embedded else "resumed"
-        adopted = []
-        for record in claimed:
-            if record.saga_id in self.driver.active:
-                continue  # cannot happen while our lease holds; be safe
-            if await adoption.adopt(self.driver, record, how):
-                adopted.append(record.saga_id)
-        return claimed, adopted
+        return self._takeover.recovery(limit=limit, batch=batch)
 
     async def unfinished(self) -> int:
         """How many instances of the registered sagas are unfinished in the
@@ -443,25 +407,6 @@ class Orchestrator:
         orchestrator leaves waiting (their version is not registered here,
         or changed shape), by saga and version, with why."""
         return left_waiting(self.registry, await self.store.live_definitions())
-
-    async def _gone_owners(self, names: list[str]) -> list[str]:
-        """Owners of ``names``' sagas known to be gone (see the class); looked
-        for on the first call, then at most every ``OWNER_CHECK`` seconds
-        (it reads every unfinished saga's owner)."""
-        now = time.monotonic()
-        if now < self._owners_checked + OWNER_CHECK:
-            return []
-        self._owners_checked = now
-        dead = gone(
-            await self.store.lease_holders(names),
-            me=self.worker_id,
-            mine=started_here,
-            take_local=self.embedded,
-        )
-        for owner in dead:  # what its relay held will not be published by it
-            await self.store.release_outbox(owner)
-        await self.intake.forward_replies(dead)  # nor its replies taken there
-        return dead
 
     async def renew_leases(self) -> list[str]:
         """Extend the leases of the instances this worker drives; returns the

@@ -6,18 +6,37 @@ before it (keyset pagination), so a pass reads each unfinished instance once
 however many there are, and instances another live worker holds are skipped,
 not read again by every batch. ``Orchestrator.recover()`` runs a whole pass;
 ``sagakit recover`` lets each batch end before it claims the next.
+
+:class:`Takeover` is what an orchestrator's pass claims: the instances of
+its registered sagas whose owner is gone (no owner, an expired lease, or a
+dead process on this host, looked for at most every ``OWNER_CHECK``
+seconds), after reporting those stranded on a missing definition; each one
+claimed is adopted and driven there. It reads the orchestrator's public
+attributes at each batch, and lives here, apart from the orchestrator's
+own module, with the rest of a recovery pass.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sagakit.errors import SagaError
 from sagakit.ports.store import SagaRecord
+from sagakit.runtime import adoption
+from sagakit.runtime.migrate import report_stranded
+from sagakit.runtime.owners import gone, started_here
+
+if TYPE_CHECKING:  # the orchestrator makes its takeover
+    from sagakit.runtime.orchestrator import Orchestrator
 
 RECOVERY_BATCH = 500
 """Instances claimed at a time by a recovery, unless it is given another."""
+
+OWNER_CHECK = 1.0
+"""Seconds between two looks at whether the owners of leased sagas died."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,4 +124,81 @@ class Recovery:
         return resumed
 
 
-__all__ = ["RECOVERY_BATCH", "Recovery", "RecoveryProgress"]
+class Takeover:
+    """The recovery passes of one orchestrator: what each batch claims."""
+
+    def __init__(self, orchestrator: Orchestrator) -> None:
+        self._orch = orchestrator
+        self._owners_checked = -OWNER_CHECK
+
+    def recovery(self, *, limit: int | None, batch: int) -> Recovery:
+        """A pass (see ``Orchestrator.recovery``)."""
+        orch = self._orch
+        dead: list[str] | None = None
+
+        async def claim(
+            after: str | None, size: int
+        ) -> tuple[list[SagaRecord], list[str]]:
+            nonlocal dead
+            if orch.driver.draining:
+                recovery.stop()
+                return [], []
+            if dead is None:  # the owners gone when the pass started
+                dead = await self._gone_owners(orch.registry.names())
+            return await self._claim_batch(after, size, dead)
+
+        recovery = Recovery(claim, limit=limit, batch=batch)
+        return recovery
+
+    async def _claim_batch(
+        self, after: str | None, size: int, dead: list[str]
+    ) -> tuple[list[SagaRecord], list[str]]:
+        """Report the stranded instances of a batch, claim one and drive
+        what it took: the records claimed, and the ids now driven here."""
+        orch = self._orch
+        await report_stranded(orch.driver, orch.registry, size, dead)
+        claimed = await orch.store.claim(
+            orch.worker_id,
+            orch.registry.keys(),
+            lease=orch.lease,
+            limit=size,
+            gone=dead,
+            after=after,
+        )
+        how = "claimed" if not orch.embedded else "resumed"
+        adopted = []
+        for record in claimed:
+            if record.saga_id in orch.driver.active:
+                continue  # cannot happen while our lease holds; be safe
+            if await adoption.adopt(orch.driver, record, how):
+                adopted.append(record.saga_id)
+        return claimed, adopted
+
+    async def _gone_owners(self, names: list[str]) -> list[str]:
+        """Owners of ``names``' sagas known to be gone (see the
+        orchestrator); looked for on the first call, then at most every
+        ``OWNER_CHECK`` seconds (it reads every unfinished saga's owner)."""
+        orch = self._orch
+        now = time.monotonic()
+        if now < self._owners_checked + OWNER_CHECK:
+            return []
+        self._owners_checked = now
+        dead = gone(
+            await orch.store.lease_holders(names),
+            me=orch.worker_id,
+            mine=started_here,
+            take_local=orch.embedded,
+        )
+        for owner in dead:  # what its relay held will not be published by it
+            await orch.store.release_outbox(owner)
+        await orch.intake.forward_replies(dead)  # nor its replies taken there
+        return dead
+
+
+__all__ = [
+    "OWNER_CHECK",
+    "RECOVERY_BATCH",
+    "Recovery",
+    "RecoveryProgress",
+    "Takeover",
+]

@@ -22,7 +22,7 @@ import dataclasses
 from collections.abc import Collection
 from typing import Any
 
-from sagakit.adapters.store import rows
+from sagakit.adapters.store import event_rows
 from sagakit.adapters.store.events_sql import ServerEvents
 from sagakit.adapters.store.inbox import MySQLInbox
 from sagakit.adapters.store.mysql_database import MySQLDatabase, OnMySQL, errno
@@ -76,9 +76,9 @@ class MySQLEventStore(OnMySQL, MySQLInbox, ServerEvents[MySQLDatabase]):
     async def record_event(
         self, record: EventRecord, progress: Progress | None = None
     ) -> ChoreographyStatus | None:
-        log = rows.event_log_row(record)
+        log = event_rows.event_log_row(record)
         about = f"recording {record.event_type} of {record.correlation_id}"
-        if progress is None or not rows.is_progress(record):
+        if progress is None or not event_rows.is_progress(record):
             await self.database.execute(about, "event_log_insert", *log)
             return None
         for attempt in range(1, _ATTEMPTS + 1):
@@ -113,7 +113,7 @@ class MySQLEventStore(OnMySQL, MySQLInbox, ServerEvents[MySQLDatabase]):
                     progress.choreography,
                     now,
                     deadline,
-                    *rows.definition_of(progress),
+                    *event_rows.definition_of(progress),
                     *log,
                 )
                 status = progress.classify(frozenset(r[0] for r in seen))

@@ -22,7 +22,7 @@ import dataclasses
 from collections.abc import Collection
 from typing import Any
 
-from sagakit.adapters.store import rows
+from sagakit.adapters.store import event_rows
 from sagakit.adapters.store.events_sql import ServerEvents
 from sagakit.adapters.store.inbox import PostgresInbox
 from sagakit.adapters.store.postgres_database import OnPostgres, PostgresDatabase
@@ -79,9 +79,9 @@ class PostgresEventStore(OnPostgres, PostgresInbox, ServerEvents[PostgresDatabas
         self, record: EventRecord, progress: Progress | None = None
     ) -> ChoreographyStatus | None:
         cid, now = record.correlation_id, record.recorded_at
-        log = rows.event_log_row(record)
+        log = event_rows.event_log_row(record)
         about = f"recording {record.event_type} of {cid}"
-        if progress is None or not rows.is_progress(record):
+        if progress is None or not event_rows.is_progress(record):
             await self._fetch(about, "event_log_insert", *log)
             return None
         deadline = now + progress.timeout
@@ -93,7 +93,7 @@ class PostgresEventStore(OnPostgres, PostgresInbox, ServerEvents[PostgresDatabas
                 progress.choreography,
                 now,
                 deadline,
-                *rows.definition_of(progress),
+                *event_rows.definition_of(progress),
             )
             await conn.execute(db.sql("event_log_insert"), *log)
             seen = await conn.fetch(

@@ -16,7 +16,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from sagakit.adapters.store import rows
+from sagakit.adapters.store import event_rows
 from sagakit.adapters.store.inbox import SQLiteInbox
 from sagakit.adapters.store.reads import ChoreographyReads
 from sagakit.adapters.store.rows import dumps, unique_ids
@@ -94,7 +94,7 @@ class SQLiteEventStore(OnSQLite, SQLiteInbox, ChoreographyReads[SQLiteDatabase])
         self, record: EventRecord, progress: Progress | None = None
     ) -> ChoreographyStatus | None:
         about = f"recording {record.event_type} of {record.correlation_id}"
-        if not rows.is_progress(record):
+        if not event_rows.is_progress(record):
             progress = None
         status: ChoreographyStatus | None = None
         cid, now = record.correlation_id, record.recorded_at
@@ -109,10 +109,10 @@ class SQLiteEventStore(OnSQLite, SQLiteInbox, ChoreographyReads[SQLiteDatabase])
                         progress.choreography,
                         now,
                         deadline,
-                        *rows.definition_of(progress),
+                        *event_rows.definition_of(progress),
                     ),
                 )
-            db.execute("event_log_insert", rows.event_log_row(record))
+            db.execute("event_log_insert", event_rows.event_log_row(record))
             if progress is not None:
                 seen = db.execute(
                     "choreography_seen", (cid, progress.choreography)
@@ -128,4 +128,6 @@ class SQLiteEventStore(OnSQLite, SQLiteInbox, ChoreographyReads[SQLiteDatabase])
             found = self.database.execute(
                 "choreography_mark_stalled", (now, limit)
             ).fetchall()
-        return sorted(map(rows.tracked_choreography, found), key=lambda t: t.deadline)
+        return sorted(
+            map(event_rows.tracked_choreography, found), key=lambda t: t.deadline
+        )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sagakit.adapters.store import rows
+from sagakit.adapters.store import event_rows
 from sagakit.adapters.store.reads import ChoreographyReads, D
 from sagakit.ports.event_store import StagedEvent, TrackedChoreography
 
@@ -35,4 +35,6 @@ class ServerEvents(ChoreographyReads[D]):
         found = await self.write(
             "flagging stalled choreographies", "choreography_mark_stalled", now, limit
         )
-        return sorted(map(rows.tracked_choreography, found), key=lambda t: t.deadline)
+        return sorted(
+            map(event_rows.tracked_choreography, found), key=lambda t: t.deadline
+        )

@@ -20,6 +20,9 @@ from sagakit.errors import SagaNotFound, StoreError
 from sagakit.ports.store import Created, SagaRecord
 from sagakit.ports.workflow_status import WorkflowStatus
 
+# The workflow and event row mappings (workflow_rows, event_rows) are imported
+# where a workflow or event store reads, not here: a saga store's reads
+# (``sagakit list``) load none of them (tests/e2e/test_cli_startup.py).
 if TYPE_CHECKING:  # a saga store's reads (``sagakit list``) load neither port
     from sagakit.ports.entry import Create, HistoryEntry
     from sagakit.ports.event_store import (
@@ -229,16 +232,20 @@ class WorkflowReads(Generic[D]):
     database: D
 
     async def get(self, app: str, instance_id: str) -> WorkflowRecord:
+        from sagakit.adapters.store import workflow_rows  # noqa: PLC0415 - see top
+
         about = f"workflow {app}/{instance_id}: read"
         found = await self.database.fetch(about, "workflow_get", app, instance_id)
         if not found:
             raise SagaNotFound(f"workflow {app}/{instance_id} does not exist")
-        return rows.workflow_record(found[0])
+        return workflow_rows.workflow_record(found[0])
 
     async def history(self, app: str, instance_id: str) -> list[WorkflowHistoryEntry]:
+        from sagakit.adapters.store import workflow_rows  # noqa: PLC0415 - see top
+
         about = f"workflow {app}/{instance_id}: history"
         found = await self.database.fetch(about, "workflow_history", app, instance_id)
-        return [rows.workflow_history_entry(r) for r in found]
+        return [workflow_rows.workflow_history_entry(r) for r in found]
 
     async def list_workflows(
         self,
@@ -248,6 +255,8 @@ class WorkflowReads(Generic[D]):
         limit: int = 50,
         created_before: float | None = None,
     ) -> list[WorkflowRecord]:
+        from sagakit.adapters.store import workflow_rows  # noqa: PLC0415 - see top
+
         wanted = None if status is None else WorkflowStatus(status).value
         query, before = "workflow_list", created_before
         if wanted is not None and app is not None:  # one range of an index
@@ -256,7 +265,7 @@ class WorkflowReads(Generic[D]):
         found = await self.database.fetch(
             "listing workflows", query, wanted, app, limit, before
         )
-        return [rows.workflow_record(r) for r in found]
+        return [workflow_rows.workflow_record(r) for r in found]
 
     async def count_workflows_by_status(
         self, app: str | None = None
@@ -294,18 +303,23 @@ class ChoreographyReads(Generic[D]):
         return [r[0] for r in found]
 
     async def timeline(self, correlation_id: str) -> list[EventRecord]:
+        from sagakit.adapters.store import event_rows  # noqa: PLC0415 - see top
+
         about = f"timeline of {correlation_id}"
         found = await self.database.fetch(about, "event_timeline", correlation_id)
-        return [rows.event_record(r) for r in found]
+        return [event_rows.event_record(r) for r in found]
 
     async def tracked(self, correlation_id: str) -> TrackedChoreography | None:
+        from sagakit.adapters.store import event_rows  # noqa: PLC0415 - see top
+
         about = f"choreography {correlation_id}"
         found = await self.database.fetch(about, "choreography_get", correlation_id)
-        return rows.tracked_choreography(found[0]) if found else None
+        return event_rows.tracked_choreography(found[0]) if found else None
 
     async def list_tracked(
         self, *, status: ChoreographyStatus | None = None, limit: int = 100
     ) -> list[TrackedChoreography]:
+        from sagakit.adapters.store import event_rows  # noqa: PLC0415 - see top
         from sagakit.ports.event_store import (  # noqa: PLC0415 - see top
             ChoreographyStatus,
         )
@@ -313,4 +327,4 @@ class ChoreographyReads(Generic[D]):
         value = None if status is None else ChoreographyStatus(status).value
         about = "listing choreographies"
         found = await self.database.fetch(about, "choreography_list", value, limit)
-        return [rows.tracked_choreography(r) for r in found]
+        return [event_rows.tracked_choreography(r) for r in found]

@@ -3,6 +3,9 @@
 Both dialects select the same columns in the same order, and both drivers'
 rows index by position (``sqlite3`` tuples, ``asyncpg.Record``), so one
 mapping serves both. JSON columns travel as compact text either way.
+This module maps sagas (and holds the JSON helpers); workflows are mapped in
+:mod:`sagakit.adapters.store.workflow_rows`, choreographies in
+:mod:`sagakit.adapters.store.event_rows`.
 """
 
 from __future__ import annotations
@@ -22,11 +25,9 @@ from sagakit.errors import (
 from sagakit.ports import store as store_port  # its entries load when made
 from sagakit.ports.store import SagaRecord
 
-if TYPE_CHECKING:  # loaded by the rows of workflows and events: a saga store's
-    # reads (``sagakit list``) need neither port, nor a write's entries
+if TYPE_CHECKING:  # a saga store's reads (``sagakit list``) need no
+    # write's entries: see ``store_port`` above
     from sagakit.ports.entry import HistoryEntry, InboxEntry, OutboxMessage
-    from sagakit.ports.event_store import EventRecord, Progress, TrackedChoreography
-    from sagakit.ports.workflow_store import WorkflowHistoryEntry, WorkflowRecord
 
 
 class Row(Protocol):
@@ -123,44 +124,6 @@ def history_rows(history: Sequence[HistoryEntry], *more: Any) -> list[tuple[Any,
         )
         for h in history
     ]
-
-
-def workflow_history_rows(
-    history: Sequence[WorkflowHistoryEntry],
-) -> list[tuple[Any, ...]]:
-    """Workflow history lines as the rows SQLite and MySQL insert: ``app,
-    instance_id, step, attempt, outcome, detail, error, recorded_at``."""
-    return [
-        (
-            h.app,
-            h.instance_id,
-            h.step,
-            h.attempt,
-            h.outcome,
-            dumps_or_none(h.detail),
-            h.error,
-            h.recorded_at,
-        )
-        for h in history
-    ]
-
-
-def workflow_history_json(history: Sequence[WorkflowHistoryEntry]) -> str:
-    """Workflow history lines as one JSON array of objects keyed by the
-    ``sagakit_workflow_history`` columns they fill."""
-    return dumps(
-        [
-            {
-                "step": h.step,
-                "attempt": h.attempt,
-                "outcome": h.outcome,
-                "detail": h.detail,
-                "error": h.error,
-                "recorded_at": h.recorded_at,
-            }
-            for h in history
-        ]
-    )
 
 
 # -- sagas -------------------------------------------------------------------
@@ -295,216 +258,6 @@ def unique_ids(ids: Any) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-# -- workflows ---------------------------------------------------------------
-
-
-def workflow_record(row: Row) -> WorkflowRecord:
-    """``app, instance_id, status, step, input, due_at, state, version,
-    attempts, transitions, error, created_at, updated_at, owner,
-    lease_until, result, start_digest, definition_version, fingerprint``."""
-    from sagakit.ports.workflow_store import (  # noqa: PLC0415 - see top
-        WorkflowRecord,
-        WorkflowStatus,
-    )
-
-    return WorkflowRecord(
-        app=row[0],
-        instance_id=row[1],
-        status=WorkflowStatus(row[2]),
-        step=row[3],
-        input=loads_or_none(row[4]),
-        due_at=row[5],
-        state=json.loads(row[6]),
-        version=row[7],
-        attempts=row[8],
-        transitions=row[9],
-        error=row[10],
-        created_at=row[11],
-        updated_at=row[12],
-        owner=row[13],
-        lease_until=row[14],
-        result=loads_or_none(row[15]),
-        start_digest=row[16],
-        definition_version=row[17],
-        fingerprint=row[18],
-    )
-
-
-def workflow_history_entry(row: Row) -> WorkflowHistoryEntry:
-    """``app, instance_id, step, attempt, outcome, detail, error,
-    recorded_at``."""
-    from sagakit.ports.workflow_store import (  # noqa: PLC0415 - see top
-        WorkflowHistoryEntry,
-    )
-
-    return WorkflowHistoryEntry(
-        app=row[0],
-        instance_id=row[1],
-        step=row[2],
-        attempt=row[3],
-        outcome=row[4],
-        detail=loads_or_none(row[5]),
-        error=row[6],
-        recorded_at=row[7],
-    )
-
-
-def workflow_columns(record: WorkflowRecord) -> tuple[Any, ...]:
-    """The columns from ``status`` to ``error``, as both dialects bind them."""
-    return (
-        record.status.value,
-        record.step,
-        dumps_or_none(record.input),
-        record.due_at,
-        dumps(record.state),
-        record.version,
-        record.attempts,
-        record.transitions,
-        record.error,
-    )
-
-
-def workflow_definition(record: WorkflowRecord) -> tuple[int, str | None]:
-    """``definition_version, fingerprint``, bound last by both dialects."""
-    return (record.definition_version, record.fingerprint)
-
-
-def workflow_insert_params(
-    record: WorkflowRecord, history: Sequence[WorkflowHistoryEntry]
-) -> tuple[Any, ...]:
-    """What ``workflow_insert`` binds on PostgreSQL and MySQL."""
-    return (
-        record.app,
-        record.instance_id,
-        *workflow_columns(record),
-        record.created_at,
-        record.updated_at,
-        record.owner,
-        record.lease_until,
-        workflow_history_json(history),
-        dumps_or_none(record.result),
-        record.start_digest,
-        *workflow_definition(record),
-    )
-
-
-def workflow_save_params(
-    record: WorkflowRecord,
-    expected_version: int,
-    history: Sequence[WorkflowHistoryEntry],
-) -> tuple[Any, ...]:
-    """What ``workflow_save`` binds on PostgreSQL and MySQL
-    (``workflow_save_many`` on PostgreSQL: per column)."""
-    return (
-        record.app,
-        record.instance_id,
-        *workflow_columns(record),
-        record.updated_at,
-        record.owner,
-        expected_version,
-        record.lease_until,
-        workflow_history_json(history),
-        dumps_or_none(record.result),
-        *workflow_definition(record),
-    )
-
-
-def workflow_save_problem(
-    record: WorkflowRecord, expected_version: int, saved: Any, found: Any
-) -> Exception | None:
-    """What a workflow save raises when its statement said ``saved`` and
-    ``found`` (the instance exists), if anything."""
-    if saved:
-        return None
-    name = f"workflow {record.app}/{record.instance_id}"
-    if found:
-        return stale_workflow(name, expected_version)
-    return SagaNotFound(f"{name} does not exist")
-
-
 def live_counts(found: Sequence[Row], width: int) -> dict[Any, int]:
     """Rows of ``width`` grouping columns then a count: the counts by key."""
     return {tuple(r[i] for i in range(width)): int(r[width]) for r in found}
-
-
-def stale_workflow(name: str, expected_version: int) -> ConcurrencyError:
-    return ConcurrencyError(
-        f"{name}: version {expected_version} is stale; another writer saved it first"
-    )
-
-
-def per_version(query: str, version: int | None) -> str:
-    """The named workflow query for one definition ``version`` (it searches
-    one range of the wake-up index), or its ``_any_version`` twin."""
-    return query if version is not None else f"{query}_any_version"
-
-
-def by_due_then_id(records: list[WorkflowRecord]) -> list[WorkflowRecord]:
-    return sorted(records, key=lambda r: (r.due_at or 0.0, r.instance_id))
-
-
-# -- choreography ------------------------------------------------------------
-
-
-def tracked_choreography(row: Row) -> TrackedChoreography:
-    """``correlation_id, name, status, started_at, updated_at, deadline,
-    definition_version, fingerprint``."""
-    from sagakit.ports.event_store import (  # noqa: PLC0415 - see top
-        ChoreographyStatus,
-        TrackedChoreography,
-    )
-
-    return TrackedChoreography(
-        correlation_id=row[0],
-        name=row[1],
-        status=ChoreographyStatus(row[2]),
-        started_at=row[3],
-        updated_at=row[4],
-        deadline=row[5],
-        definition_version=row[6],
-        fingerprint=row[7],
-    )
-
-
-def event_record(row: Row) -> EventRecord:
-    """``correlation_id, choreography, service, event_type, message_id,
-    outcome, detail, recorded_at``."""
-    from sagakit.ports.event_store import (  # noqa: PLC0415 - see top
-        EventOutcome,
-        EventRecord,
-    )
-
-    return EventRecord(
-        correlation_id=row[0],
-        choreography=row[1],
-        service=row[2],
-        event_type=row[3],
-        message_id=row[4],
-        outcome=EventOutcome(row[5]),
-        detail=row[6],
-        recorded_at=row[7],
-    )
-
-
-def event_log_row(record: EventRecord) -> tuple[Any, ...]:
-    """The event_log_insert parameters of ``record``."""
-    return (
-        record.correlation_id,
-        record.choreography,
-        record.service,
-        record.event_type,
-        record.message_id,
-        record.outcome.value,
-        record.detail,
-        record.recorded_at,
-    )
-
-
-def definition_of(progress: Progress) -> tuple[int, str | None]:
-    """The tracker row's ``definition_version, fingerprint`` for ``progress``."""
-    return (progress.version, progress.fingerprint)
-
-
-def is_progress(record: EventRecord) -> bool:
-    """Duplicates and failures are not progress."""
-    return record.outcome in ("published", "consumed")  # EventOutcome's values

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sagakit.adapters.store import rows
+from sagakit.adapters.store import workflow_rows
 from sagakit.adapters.store.mysql_database import MySQLDatabase, OnMySQL, Step
 from sagakit.adapters.store.reads import WorkflowReads
 from sagakit.adapters.store.workflows_sql import SqlWorkflows
@@ -26,13 +26,16 @@ from sagakit.ports.workflow_store import (
 
 def _history_steps(history: Sequence[WorkflowHistoryEntry]) -> list[Step]:
     """Blocks that write history lines (if the instance was written)."""
-    return [("workflow_history_row", r) for r in rows.workflow_history_rows(history)]
+    return [
+        ("workflow_history_row", r)
+        for r in workflow_rows.workflow_history_rows(history)
+    ]
 
 
 def _save_steps(save: WorkflowSave) -> list[Step]:
     """The blocks of one save; the last says what it did."""
     return [
-        ("workflow_save", rows.workflow_save_params(*save)),
+        ("workflow_save", workflow_rows.workflow_save_params(*save)),
         *_history_steps(save.history),
         ("workflow_saved", ()),
     ]
@@ -54,7 +57,10 @@ class MySQLWorkflowStore(
         ((row,),) = await self.database.script(
             f"workflow {record.app}/{record.instance_id}: create",
             [
-                ("workflow_insert", rows.workflow_insert_params(record, history)),
+                (
+                    "workflow_insert",
+                    workflow_rows.workflow_insert_params(record, history),
+                ),
                 *_history_steps(history),
                 ("created", ()),
             ],
@@ -72,7 +78,7 @@ class MySQLWorkflowStore(
             _save_steps(save),
             counted=False,
         )
-        problem = rows.workflow_save_problem(
+        problem = workflow_rows.workflow_save_problem(
             record, save.expected_version, saved, found
         )
         if problem is not None:
@@ -87,7 +93,7 @@ class MySQLWorkflowStore(
             [step for save in saves for step in _save_steps(save)],
         )
         return [
-            rows.workflow_save_problem(record, expected, saved, exists)
+            workflow_rows.workflow_save_problem(record, expected, saved, exists)
             for (record, expected, _), ((saved, exists),) in zip(
                 saves, found, strict=True
             )

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sagakit.adapters.store import rows
+from sagakit.adapters.store import workflow_rows
 from sagakit.adapters.store.postgres_database import (
     OnPostgres,
     PostgresDatabase,
@@ -55,7 +55,9 @@ class PostgresWorkflowStore(
     ) -> tuple[WorkflowRecord, bool]:
         about = f"workflow {record.app}/{record.instance_id}: create"
         row = await self._fetchrow(
-            about, "workflow_insert", *rows.workflow_insert_params(record, history)
+            about,
+            "workflow_insert",
+            *workflow_rows.workflow_insert_params(record, history),
         )
         if row["created"]:
             self.database.commits += 1
@@ -67,9 +69,9 @@ class PostgresWorkflowStore(
         row = await self._fetchrow(
             f"workflow {record.app}/{record.instance_id}: save",
             "workflow_save",
-            *rows.workflow_save_params(*save),
+            *workflow_rows.workflow_save_params(*save),
         )
-        problem = rows.workflow_save_problem(
+        problem = workflow_rows.workflow_save_problem(
             record, save.expected_version, row["saved"], row["found"]
         )
         if problem is not None:
@@ -77,7 +79,7 @@ class PostgresWorkflowStore(
         self.database.commits += 1
 
     async def save_many(self, saves: Sequence[WorkflowSave]) -> list[Exception | None]:
-        bound = [rows.workflow_save_params(*save) for save in saves]
+        bound = [workflow_rows.workflow_save_params(*save) for save in saves]
         found = await self._fetch(
             f"{len(saves)} workflow saves",
             "workflow_save_many",
@@ -87,7 +89,9 @@ class PostgresWorkflowStore(
         done: list[Exception | None] = []
         for (record, expected, _), row in zip(saves, found, strict=True):
             done.append(
-                rows.workflow_save_problem(record, expected, row["saved"], row["found"])
+                workflow_rows.workflow_save_problem(
+                    record, expected, row["saved"], row["found"]
+                )
             )
         return done
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sagakit.adapters.store import rows
+from sagakit.adapters.store import rows, workflow_rows
 from sagakit.adapters.store.reads import WorkflowReads
 from sagakit.adapters.store.sqlite_database import OnSQLite, SQLiteDatabase
 from sagakit.adapters.store.workflows_sql import SqlWorkflows
@@ -42,21 +42,21 @@ class SQLiteWorkflowStore(
                 "workflow_insert",
                 (
                     *key,
-                    *rows.workflow_columns(record),
+                    *workflow_rows.workflow_columns(record),
                     record.created_at,
                     record.updated_at,
                     record.owner,
                     record.lease_until,
                     rows.dumps_or_none(record.result),
                     record.start_digest,
-                    *rows.workflow_definition(record),
+                    *workflow_rows.workflow_definition(record),
                 ),
             )
             if cur.rowcount != 1:
                 row = db.execute("workflow_get", key).fetchone()
-                return rows.workflow_record(row), False
+                return workflow_rows.workflow_record(row), False
             db.executemany(
-                "workflow_insert_history", rows.workflow_history_rows(history)
+                "workflow_insert_history", workflow_rows.workflow_history_rows(history)
             )
         return record, True
 
@@ -80,24 +80,24 @@ class SQLiteWorkflowStore(
             "workflow_update",
             (
                 *key,
-                *rows.workflow_columns(record),
+                *workflow_rows.workflow_columns(record),
                 record.updated_at,
                 record.owner,
                 expected_version,
                 record.lease_until,
                 rows.dumps_or_none(record.result),
-                *rows.workflow_definition(record),
+                *workflow_rows.workflow_definition(record),
             ),
         )
         if cur.rowcount == 1:
             db.executemany(
-                "workflow_insert_history", rows.workflow_history_rows(history)
+                "workflow_insert_history", workflow_rows.workflow_history_rows(history)
             )
             return None
         name = f"workflow {record.app}/{record.instance_id}"
         if db.execute("workflow_get", key).fetchone() is None:
             return SagaNotFound(f"{name} does not exist")
-        return rows.stale_workflow(name, expected_version)
+        return workflow_rows.stale_workflow(name, expected_version)
 
     async def write(self, about: str, query: str, *args: Any) -> list[Any]:
         """One named statement in its own transaction: its rows."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
-from sagakit.adapters.store import rows
+from sagakit.adapters.store import workflow_rows
 from sagakit.adapters.store.rows import Row, dumps
 from sagakit.ports.workflow_store import (
     WorkflowHistoryEntry,
@@ -64,7 +64,7 @@ class SqlWorkflows(Generic[D]):
     ) -> list[WorkflowRecord]:
         found = await self.write(
             f"workflow claim by {owner!r}",
-            rows.per_version("workflow_claim", version),
+            workflow_rows.per_version("workflow_claim", version),
             app,
             owner,
             now,
@@ -74,7 +74,9 @@ class SqlWorkflows(Generic[D]):
             version,
             fingerprint,
         )
-        return rows.by_due_then_id([rows.workflow_record(r) for r in found])
+        return workflow_rows.by_due_then_id(
+            [workflow_rows.workflow_record(r) for r in found]
+        )
 
     async def renew(
         self, app: str, owner: str, instance_id: str, *, now: float, lease: float
@@ -100,7 +102,7 @@ class SqlWorkflows(Generic[D]):
     ) -> float | None:
         found = await self.database.fetch(
             "workflow next due",
-            rows.per_version("workflow_next_due", version),
+            workflow_rows.per_version("workflow_next_due", version),
             app,
             self.as_array(sorted(steps)),
             version,
