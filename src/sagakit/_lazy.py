@@ -9,6 +9,12 @@ names here instead, and each is imported when it is first read
 (``from sagakit import Orchestrator`` works as before). The same names are
 imported under ``if TYPE_CHECKING:`` in the package, for type checkers and
 IDEs; ``tests/unit/test_lazy_exports.py`` keeps the two lists equal.
+A module that is no package but hands out names of another module on first
+read (``sagakit.ports.store``, ``sagakit.ports.locks``: the values only a
+write or a lock reading needs, which ``sagakit list`` never builds) takes a
+PEP 562 ``__getattr__`` from :func:`module_getattr` instead, and stays a
+plain module: CPython specializes attribute reads on plain modules only,
+and the adapters read these names per row.
 
 Standard library only: it sits with ``errors`` at the bottom of the layers.
 """
@@ -17,7 +23,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from types import ModuleType
 
 
@@ -61,3 +67,22 @@ def lazy_exports(package: str, modules: Mapping[str, tuple[str, ...]]) -> None:
     exports = {name: module for module, names in modules.items() for name in names}
     vars(target)["_exports"] = exports
     target.__class__ = LazyPackage
+
+
+def module_getattr(
+    namespace: dict[str, object], module: str, names: Collection[str]
+) -> Callable[[str], object]:
+    """The PEP 562 ``__getattr__`` of the module whose globals are
+    ``namespace``: each of ``names`` is taken from ``module`` when first
+    read and kept in ``namespace``; any other name is an AttributeError."""
+    wanted = frozenset(names)
+    owner = namespace["__name__"]
+
+    def __getattr__(name: str) -> object:
+        if name not in wanted:
+            raise AttributeError(f"module {owner!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        namespace[name] = value
+        return value
+
+    return __getattr__

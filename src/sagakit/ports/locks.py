@@ -16,11 +16,12 @@ instead: :class:`~sagakit.errors.LockUnavailable` with the ``cycle``.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Awaitable, Callable, Collection
 from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
-if TYPE_CHECKING:  # loaded on first read: see __getattr__ below
+from sagakit._lazy import module_getattr
+
+if TYPE_CHECKING:  # loaded on first read: see __getattr__ at the end
     from sagakit.ports.lock_entry import LockChange, LockHolder, LockWaiter, lock_change
 
 
@@ -72,20 +73,6 @@ class LockReleases(Protocol):
         stops listening. Raises ``StoreError`` when it cannot listen."""
 
 
-_ENTRIES = frozenset(("LockChange", "LockHolder", "LockWaiter", "lock_change"))
-
-
-def __getattr__(name: str) -> object:
-    """The lock values (:mod:`sagakit.ports.lock_entry`), loaded when first
-    read: a command that only reads instances (``sagakit list``) builds none
-    of their dataclasses."""
-    if name not in _ENTRIES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module("sagakit.ports.lock_entry"), name)
-    globals()[name] = value
-    return value
-
-
 __all__ = [
     "LockChange",
     "LockHolder",
@@ -96,3 +83,12 @@ __all__ = [
     "StopListening",
     "lock_change",
 ]
+
+# The lock values (:mod:`sagakit.ports.lock_entry`) load when first read
+# (sagakit._lazy.module_getattr): a command that only reads instances
+# (``sagakit list``) builds none of their dataclasses.
+__getattr__ = module_getattr(
+    globals(),
+    "sagakit.ports.lock_entry",
+    ("LockChange", "LockHolder", "LockWaiter", "lock_change"),
+)

@@ -9,15 +9,15 @@ semantic locks, :mod:`sagakit.ports.locks`)."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
+from sagakit._lazy import module_getattr
 from sagakit.engine.state import SagaState, SagaStatus
 from sagakit.ports.locks import SagaLocks
 
-if TYPE_CHECKING:  # loaded on first read: see __getattr__ below
+if TYPE_CHECKING:  # loaded on first read: see __getattr__ at the end
     from sagakit.ports.entry import (
         Create,
         HistoryEntry,
@@ -372,22 +372,6 @@ class SagaStore(
     async def close(self) -> None: ...
 
 
-_ENTRIES = frozenset(
-    ("Create", "HistoryEntry", "InboxEntry", "OutboxMessage", "Save", "saga_line")
-)
-
-
-def __getattr__(name: str) -> object:
-    """The values a write carries (:mod:`sagakit.ports.entry`), loaded when
-    first read: a command that only reads instances (``sagakit list``)
-    builds none of their dataclasses."""
-    if name not in _ENTRIES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module("sagakit.ports.entry"), name)
-    globals()[name] = value
-    return value
-
-
 __all__ = [
     "Create",
     "Created",
@@ -408,3 +392,12 @@ __all__ = [
     "definition_key",
     "saga_line",
 ]
+
+# The values a write carries (:mod:`sagakit.ports.entry`) load when first read
+# (sagakit._lazy.module_getattr): a command that only reads instances
+# (``sagakit list``) builds none of their dataclasses.
+__getattr__ = module_getattr(
+    globals(),
+    "sagakit.ports.entry",
+    ("Create", "HistoryEntry", "InboxEntry", "OutboxMessage", "Save", "saga_line"),
+)
