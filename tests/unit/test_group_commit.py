@@ -5,6 +5,7 @@ failure."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from sagakit import ConcurrencyError, Orchestrator, Saga, SagaStatus, Step, StoreError
 from sagakit.adapters.store.memory import InMemoryStore
 from sagakit.adapters.store.sqlite import SQLiteStore
-from sagakit.runtime.group import GroupCommit, saves_of
+from sagakit.runtime.group import GATHER_TURNS, Batcher, GroupCommit, saves_of
 from sagakit.testing.contracts.records import entry, make_record
 
 
@@ -179,3 +180,102 @@ async def test_sagas_started_together_share_commits_even_without_yielding(
 
     assert {r.status for r in results} == {SagaStatus.SUCCEEDED}
     assert store.commits - before < 30  # alone: 3 commits each, 90
+
+
+async def _trickle(group: GroupCommit, ids: list[str]) -> None:
+    """One save per turn of the event loop, as a broker's deliveries come."""
+
+    async def later(i: int, saga_id: str) -> None:
+        for _ in range(i):
+            await asyncio.sleep(0)
+        await group.save(replace(make_record(saga_id), version=2), 1, [])
+
+    await asyncio.gather(*(later(i, s) for i, s in enumerate(ids)))
+
+
+async def test_saves_that_come_a_turn_apart_share_a_commit_on_a_blocking_store(
+    store: SQLiteStore,
+) -> None:
+    """SQLite commits on the loop's thread, so nothing queues while it
+    commits: the batch waits while each turn of the loop brings a save."""
+    ids = [f"s{i}" for i in range(6)]
+    for i in ids:
+        await store.create(make_record(i), [])
+    group = GroupCommit(store, driven=lambda: len(ids))
+    before = store.commits
+
+    await _trickle(group, ids)
+
+    assert store.commits == before + 1
+    assert (group.batches, group.writes) == (1, len(ids))
+    assert {(await store.get(i)).version for i in ids} == {2}
+
+
+async def test_the_wait_for_more_saves_is_bounded(store: SQLiteStore) -> None:
+    """At most GATHER_TURNS turns: a save per turn for longer than that
+    takes more than one commit, and a full batch goes at once."""
+    ids = [f"s{i}" for i in range(3 * GATHER_TURNS)]
+    for i in ids:
+        await store.create(make_record(i), [])
+    group = GroupCommit(store, driven=lambda: len(ids))
+
+    await _trickle(group, ids)
+
+    assert 2 <= group.batches < len(ids)
+    assert group.writes == len(ids)
+
+    full = GroupCommit(store, max_batch=2, driven=lambda: len(ids))
+    await asyncio.gather(
+        *(full.save(replace(make_record(i), version=3), 2, []) for i in ids[:4])
+    )
+    assert (full.batches, full.writes) == (2, 4)
+
+
+class _Recording:
+    """A kind of write that records the size of each batch it commits."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def order(self, write: int) -> int:
+        return write
+
+    async def one(self, write: int) -> None:
+        self.sizes.append(1)
+
+    async def many(self, writes: Sequence[int]) -> list[None]:
+        self.sizes.append(len(writes))
+        return [None for _ in writes]
+
+
+async def _queued_a_turn_apart(batcher: Batcher[int], kind: _Recording) -> None:
+    async def later(i: int) -> None:
+        for _ in range(i):
+            await asyncio.sleep(0)
+        await batcher.queued(kind, i)
+
+    await asyncio.gather(*(later(i) for i in range(6)))
+
+
+async def test_only_a_blocking_store_waits_for_more_saves(store: SQLiteStore) -> None:
+    """PostgreSQL and MySQL take new saves while a commit is in flight, so
+    their batches go on the next turn, whatever comes after; SQLite's wait
+    while each turn brings more."""
+    assert GroupCommit(store).gather_turns == GATHER_TURNS
+
+    class Yielding(InMemoryStore):
+        blocking_writes = False
+
+    assert GroupCommit(Yielding()).gather_turns == 0  # type: ignore[arg-type]
+
+    kind = _Recording()
+    await _queued_a_turn_apart(Batcher((kind,)), kind)
+    assert len(kind.sizes) > 1
+    kind = _Recording()
+    await _queued_a_turn_apart(Batcher((kind,), gather_turns=GATHER_TURNS), kind)
+    assert kind.sizes == [6]
+
+
+def test_gather_turns_are_checked() -> None:
+    with pytest.raises(ValueError, match="gather_turns"):
+        Batcher((), gather_turns=-1)

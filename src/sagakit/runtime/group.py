@@ -9,6 +9,13 @@ every save that became ready in the same turn (fifty sagas resumed by one
 reply batch, say); saves that come while a batch commits wait for the next,
 which takes whatever is queued when the previous commit returns.
 
+A store whose commits run on the event loop's thread (SQLite) cannot take
+saves while it commits: nothing else runs meanwhile. There, a batch waits
+a few more turns of the loop while each turn brings more saves (replies
+read from a broker one delivery at a time, say), and goes as soon as a turn
+brings none: at most :data:`GATHER_TURNS` turns, no timer, so a lone save
+pays one turn.
+
 A save that fails alone (a stale version, a duplicate inbox entry, a saga
 deleted since) fails only its own caller. A batch whose transaction fails
 (a lost connection, a lock wait that ended in a deadlock) is tried again one
@@ -44,6 +51,9 @@ class BatchingStore(SagaRepository, GroupSaves, Protocol):
 
 MAX_BATCH = 256
 """Writes per transaction at most (more wait for the next one)."""
+GATHER_TURNS = 8
+"""Turns of the event loop a batch of a blocking store waits at most while
+each brings more writes (see the module)."""
 
 W = TypeVar("W")
 W_contra = TypeVar("W_contra", contravariant=True)
@@ -70,13 +80,23 @@ class Batcher(Generic[W]):
     """Writes queued for the next batch: a task commits what is queued, one
     transaction per kind (the kinds side by side, in the order given), then
     what came meanwhile. ``batches`` counts the transactions it ran and
-    ``writes`` the writes they held."""
+    ``writes`` the writes they held. ``gather_turns`` (0: none) is how many
+    turns of the loop a batch waits at most while each brings more writes."""
 
-    def __init__(self, kinds: Sequence[Kind[W]], *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        kinds: Sequence[Kind[W]],
+        *,
+        max_batch: int = MAX_BATCH,
+        gather_turns: int = 0,
+    ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if gather_turns < 0:
+            raise ValueError(f"gather_turns must be >= 0, got {gather_turns}")
         self.kinds = tuple(kinds)
         self.max_batch = max_batch
+        self.gather_turns = gather_turns
         self.batches = 0
         self.writes = 0
         self._queue: list[tuple[Kind[W], W, asyncio.Future[Any]]] = []
@@ -105,6 +125,7 @@ class Batcher(Generic[W]):
 
     async def _flush(self) -> None:
         try:
+            await self._gather()
             while self._queue:
                 taken = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
@@ -122,6 +143,18 @@ class Batcher(Generic[W]):
             for _, _, done in self._queue:  # only when this task was cancelled
                 done.cancel()
             self._queue.clear()
+
+    async def _gather(self) -> None:
+        """Let the loop turn while each turn queues more writes (at most
+        ``gather_turns`` turns, and not past a full batch)."""
+        queue = self._queue
+        for _ in range(self.gather_turns):
+            before = len(queue)
+            if before >= self.max_batch:
+                return
+            await asyncio.sleep(0)
+            if len(queue) == before:
+                return
 
     async def _commit(self, kind: Kind[W], batch: list[_Waiting]) -> None:
         """One kind of write, as one transaction."""
@@ -214,8 +247,9 @@ class GroupCommit(RecordWrites):
     loop's thread without yielding (``blocking_writes``: SQLite) batches a
     write on the next turn of the loop while other instances are driven
     (``driven`` counts them) or other tasks wait to run (sagas started
-    together whose steps never yield): they may add theirs meanwhile. A
-    write of the only saga around goes at once.
+    together whose steps never yield): they may add theirs meanwhile, and
+    the batch waits while each turn of the loop brings more (see the
+    module). A write of the only saga around goes at once.
 
     ``batches`` counts the transactions it ran and ``writes`` the creates
     and saves they held, so ``writes / batches`` is transitions per commit.
@@ -230,13 +264,21 @@ class GroupCommit(RecordWrites):
     ) -> None:
         self.store = store
         self._creates, self._saves = _Creates(store), _Saves(store)
+        self.direct = not getattr(store, "blocking_writes", False)
         self._batcher: Batcher[Any] = Batcher(
-            (self._creates, self._saves), max_batch=max_batch
+            (self._creates, self._saves),
+            max_batch=max_batch,
+            gather_turns=0 if self.direct else GATHER_TURNS,
         )
         self.max_batch = max_batch
-        self.direct = not getattr(store, "blocking_writes", False)
         self.driven = driven
         self._alone_in_flight = 0
+
+    @property
+    def gather_turns(self) -> int:
+        """Turns of the loop a batch waits at most while each brings more
+        (:data:`GATHER_TURNS` on a blocking store, else 0)."""
+        return self._batcher.gather_turns
 
     @property
     def batches(self) -> int:
