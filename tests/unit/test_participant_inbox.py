@@ -15,6 +15,7 @@ from sagakit.errors import StoreError
 from sagakit.messaging import Envelope, decode
 from sagakit.participant import Participant
 from sagakit.participant.inbox import InboxGroup
+from sagakit.runtime.group import GATHER_TURNS
 from tests.unit.test_batch import command
 
 
@@ -123,3 +124,29 @@ async def test_cancelling_the_first_cancels_the_group_uncommitted(
         await second
     assert await store.inbox_reply("kitchen", "m2") is None
     assert await group.record(store, "m2", b"again", alone=False) is True
+
+
+async def test_entries_a_turn_apart_share_a_commit_on_sqlite(
+    store: SQLiteStore,
+) -> None:
+    """SQLite commits on the loop's thread: a group stays open while each
+    turn of the loop brings another entry (commands delivered one by one),
+    at most GATHER_TURNS turns."""
+
+    async def later(turns: int, message_id: str) -> bool:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        return await group.record(store, message_id, b"r", alone=False)
+
+    group = InboxGroup("kitchen")
+    before = store.database.commits
+    news = await asyncio.gather(*(later(n, f"m{n}") for n in range(5)))
+    assert news == [True] * 5
+    assert store.database.commits - before == 1
+    assert group.groups == 1
+
+    group = InboxGroup("kitchen")
+    count = 3 * GATHER_TURNS
+    before = store.database.commits
+    await asyncio.gather(*(later(n, f"late{n}") for n in range(count)))
+    assert 2 <= store.database.commits - before < count

@@ -7,9 +7,11 @@ that point in the same turn of the event loop share one transaction: the
 first opens a group and yields once, the others join it, and the first
 commits them all (``record_inbox_many``,
 :class:`~sagakit.ports.store.InboxBatches`) and tells each whether its entry
-was new. Every reply still waits for its own entry's commit. A command
-handled alone, or a store without ``record_inbox_many``, commits on its own,
-as before.
+was new. On a store that commits on the event loop's thread (SQLite), the
+group stays open while each turn of the loop brings another entry (a few
+turns at most, as group commit does: :mod:`sagakit.runtime.group`). Every
+reply still waits for its own entry's commit. A command handled alone, or
+a store without ``record_inbox_many``, commits on its own, as before.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 
 from sagakit.ports.store import Inbox, InboxBatches
+from sagakit.runtime.group import GATHER_TURNS, MAX_BATCH, gather
 
 __all__ = ["InboxGroup"]
 
@@ -62,8 +65,12 @@ class InboxGroup:
         the caller's), then commit it; each joined entry's future gets its
         result, or the error."""
         try:
+            blocking = getattr(store, "blocking_writes", False)
             try:
-                await asyncio.sleep(0)
+                if blocking:
+                    await gather(group, GATHER_TURNS, MAX_BATCH, quiet=2)
+                else:
+                    await asyncio.sleep(0)
             finally:
                 self._open = None
             entries = [(message_id, reply) for message_id, reply, _ in group]

@@ -30,7 +30,7 @@ their step results (:mod:`sagakit.workflow.commit`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from typing import Any, Generic, Protocol, TypeVar
 
 from sagakit.errors import StoreError
@@ -145,16 +145,7 @@ class Batcher(Generic[W]):
             self._queue.clear()
 
     async def _gather(self) -> None:
-        """Let the loop turn while each turn queues more writes (at most
-        ``gather_turns`` turns, and not past a full batch)."""
-        queue = self._queue
-        for _ in range(self.gather_turns):
-            before = len(queue)
-            if before >= self.max_batch:
-                return
-            await asyncio.sleep(0)
-            if len(queue) == before:
-                return
+        await gather(self._queue, self.gather_turns, self.max_batch)
 
     async def _commit(self, kind: Kind[W], batch: list[_Waiting]) -> None:
         """One kind of write, as one transaction."""
@@ -335,6 +326,22 @@ class GroupCommit(RecordWrites):
         if self._batcher.flushing or self._alone_in_flight:
             return False
         return (self.direct or self.driven() <= alone) and not _loop_busy()
+
+
+async def gather(queue: Sized, turns: int, full: int, *, quiet: int = 1) -> None:
+    """Let the loop turn while ``queue`` grows: at most ``turns`` turns,
+    none once it holds ``full``, and done after ``quiet`` turns in a row
+    that added nothing (2 for a caller that runs before the others it
+    waits for in each turn: its own task, not one made for the wait)."""
+    idle = 0
+    for _ in range(turns):
+        before = len(queue)
+        if before >= full:
+            return
+        await asyncio.sleep(0)
+        idle = idle + 1 if len(queue) == before else 0
+        if idle >= quiet:
+            return
 
 
 def _loop_busy() -> bool:
