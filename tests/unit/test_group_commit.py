@@ -279,3 +279,22 @@ async def test_only_a_blocking_store_waits_for_more_saves(store: SQLiteStore) ->
 def test_gather_turns_are_checked() -> None:
     with pytest.raises(ValueError, match="gather_turns"):
         Batcher((), gather_turns=-1)
+
+
+async def test_one_quiet_turn_does_not_close_a_batch() -> None:
+    """A delivery read in one turn runs in the next: a write every other
+    turn still joins the batch; two quiet turns in a row close it."""
+    kind = _Recording()
+    batcher: Batcher[int] = Batcher((kind,), gather_turns=GATHER_TURNS)
+
+    async def later(i: int, turns: int) -> None:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        await batcher.queued(kind, i)
+
+    await asyncio.gather(later(0, 0), later(1, 2), later(2, 4))
+    assert kind.sizes == [3]
+
+    kind.sizes.clear()
+    await asyncio.gather(later(0, 0), later(1, 5))
+    assert kind.sizes == [1, 1]

@@ -8,8 +8,8 @@ first opens a group and yields once, the others join it, and the first
 commits them all (``record_inbox_many``,
 :class:`~sagakit.ports.store.InboxBatches`) and tells each whether its entry
 was new. On a store that commits on the event loop's thread (SQLite), the
-group stays open while each turn of the loop brings another entry (a few
-turns at most, as group commit does: :mod:`sagakit.runtime.group`). Every
+group stays open while the loop's turns bring more entries (a few turns
+at most, as group commit does: :mod:`sagakit.runtime.group`). Every
 reply still waits for its own entry's commit. A command handled alone, or
 a store without ``record_inbox_many``, commits on its own, as before.
 """
@@ -68,7 +68,7 @@ class InboxGroup:
             blocking = getattr(store, "blocking_writes", False)
             try:
                 if blocking:
-                    await gather(group, GATHER_TURNS, MAX_BATCH, quiet=2)
+                    await gather(group, GATHER_TURNS, MAX_BATCH)
                 else:
                     await asyncio.sleep(0)
             finally:

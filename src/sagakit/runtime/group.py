@@ -11,10 +11,9 @@ which takes whatever is queued when the previous commit returns.
 
 A store whose commits run on the event loop's thread (SQLite) cannot take
 saves while it commits: nothing else runs meanwhile. There, a batch waits
-a few more turns of the loop while each turn brings more saves (replies
-read from a broker one delivery at a time, say), and goes as soon as a turn
-brings none: at most :data:`GATHER_TURNS` turns, no timer, so a lone save
-pays one turn.
+a few more turns of the loop while they bring more saves (replies read
+from a broker one delivery at a time, say), and goes once two turns in a
+row brought none: at most :data:`GATHER_TURNS` turns, no timer.
 
 A save that fails alone (a stale version, a duplicate inbox entry, a saga
 deleted since) fails only its own caller. A batch whose transaction fails
@@ -234,13 +233,13 @@ class GroupCommit(RecordWrites):
     for the next batch: a saga run alone pays nothing for group commit.
     With other tasks ready (sagas resumed by the same commit, about to
     write too) it waits for the next turn of the loop and shares their
-    batch, rather than committing alone beside it. A store whose writes run on the event
-    loop's thread without yielding (``blocking_writes``: SQLite) batches a
-    write on the next turn of the loop while other instances are driven
-    (``driven`` counts them) or other tasks wait to run (sagas started
-    together whose steps never yield): they may add theirs meanwhile, and
-    the batch waits while each turn of the loop brings more (see the
-    module). A write of the only saga around goes at once.
+    batch, rather than committing alone beside it. A store whose writes
+    run on the event loop's thread without yielding (``blocking_writes``:
+    SQLite) batches a write on the next turn of the loop while other
+    instances are driven (``driven`` counts them) or other tasks wait to
+    run (sagas started together whose steps never yield): they may add
+    theirs meanwhile, and the batch waits while the loop's turns bring more
+    (see the module). A write of the only saga around goes at once.
 
     ``batches`` counts the transactions it ran and ``writes`` the creates
     and saves they held, so ``writes / batches`` is transitions per commit.
@@ -328,11 +327,15 @@ class GroupCommit(RecordWrites):
         return (self.direct or self.driven() <= alone) and not _loop_busy()
 
 
-async def gather(queue: Sized, turns: int, full: int, *, quiet: int = 1) -> None:
+_QUIET_TURNS = 2
+
+
+async def gather(queue: Sized, turns: int, full: int) -> None:
     """Let the loop turn while ``queue`` grows: at most ``turns`` turns,
-    none once it holds ``full``, and done after ``quiet`` turns in a row
-    that added nothing (2 for a caller that runs before the others it
-    waits for in each turn: its own task, not one made for the wait)."""
+    none once it holds ``full``, and done after two turns in a row that
+    added nothing. One is not enough: a delivery read from the socket in a
+    turn gets a task that runs in the next, after the waiting one has
+    looked."""
     idle = 0
     for _ in range(turns):
         before = len(queue)
@@ -340,7 +343,7 @@ async def gather(queue: Sized, turns: int, full: int, *, quiet: int = 1) -> None
             return
         await asyncio.sleep(0)
         idle = idle + 1 if len(queue) == before else 0
-        if idle >= quiet:
+        if idle >= _QUIET_TURNS:
             return
 
 
