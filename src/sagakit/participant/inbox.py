@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 
 from sagakit.ports.store import Inbox, InboxBatches
-from sagakit.runtime.group import GATHER_TURNS, MAX_BATCH, gather
+from sagakit.runtime.group import GATHER_TURNS, MAX_BATCH, wait_while_growing
 
 __all__ = ["InboxGroup"]
 
@@ -68,7 +68,7 @@ class InboxGroup:
             blocking = getattr(store, "blocking_writes", False)
             try:
                 if blocking:
-                    await gather(group, GATHER_TURNS, MAX_BATCH)
+                    await wait_while_growing(group, GATHER_TURNS, MAX_BATCH)
                 else:
                     await asyncio.sleep(0)
             finally:

@@ -52,7 +52,7 @@ MAX_BATCH = 256
 """Writes per transaction at most (more wait for the next one)."""
 GATHER_TURNS = 8
 """Turns of the event loop a batch of a blocking store waits at most while
-each brings more writes (see the module)."""
+they bring more writes (see the module)."""
 
 W = TypeVar("W")
 W_contra = TypeVar("W_contra", contravariant=True)
@@ -80,7 +80,8 @@ class Batcher(Generic[W]):
     transaction per kind (the kinds side by side, in the order given), then
     what came meanwhile. ``batches`` counts the transactions it ran and
     ``writes`` the writes they held. ``gather_turns`` (0: none) is how many
-    turns of the loop a batch waits at most while each brings more writes."""
+    turns of the loop a batch waits at most while they bring more writes
+    (:func:`wait_while_growing`)."""
 
     def __init__(
         self,
@@ -124,7 +125,7 @@ class Batcher(Generic[W]):
 
     async def _flush(self) -> None:
         try:
-            await self._gather()
+            await wait_while_growing(self._queue, self.gather_turns, self.max_batch)
             while self._queue:
                 taken = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
@@ -142,9 +143,6 @@ class Batcher(Generic[W]):
             for _, _, done in self._queue:  # only when this task was cancelled
                 done.cancel()
             self._queue.clear()
-
-    async def _gather(self) -> None:
-        await gather(self._queue, self.gather_turns, self.max_batch)
 
     async def _commit(self, kind: Kind[W], batch: list[_Waiting]) -> None:
         """One kind of write, as one transaction."""
@@ -266,7 +264,7 @@ class GroupCommit(RecordWrites):
 
     @property
     def gather_turns(self) -> int:
-        """Turns of the loop a batch waits at most while each brings more
+        """Turns of the loop a batch waits at most while they bring more
         (:data:`GATHER_TURNS` on a blocking store, else 0)."""
         return self._batcher.gather_turns
 
@@ -330,7 +328,7 @@ class GroupCommit(RecordWrites):
 _QUIET_TURNS = 2
 
 
-async def gather(queue: Sized, turns: int, full: int) -> None:
+async def wait_while_growing(queue: Sized, turns: int, full: int) -> None:
     """Let the loop turn while ``queue`` grows: at most ``turns`` turns,
     none once it holds ``full``, and done after two turns in a row that
     added nothing. One is not enough: a delivery read from the socket in a
