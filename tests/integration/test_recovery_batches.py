@@ -6,6 +6,7 @@ counts the store keeps agree with the sagas it holds."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from sagakit import Orchestrator, Saga, SagaError, SagaStatus, Step, admin
 from sagakit.adapters.store import Database
 from sagakit.errors import SagaNotFound
 from sagakit.ports.store import SagaStore
+from sagakit.runtime.owners import HOST
 from sagakit.runtime.recovery import RecoveryProgress
 
 ONE_STEP: Saga[Any] = Saga("one_step", [Step("a", lambda ctx: "done")])
@@ -175,3 +177,25 @@ async def test_an_ambiguous_prefix_is_reported_with_its_first_matches(
     assert (await admin.find(store, "feedbeef1/")).saga_id == "feedbeef1/child"
     with pytest.raises(SagaNotFound, match="no saga with id or id prefix"):
         await admin.find(store, "feedbeeh")
+
+
+async def test_passes_a_moment_apart_take_every_saga_of_a_dead_owner(
+    store: SagaStore,
+) -> None:
+    """Owners are looked at once a second (OWNER_CHECK); a worker with room
+    for two sagas takes the rest of a dead process's sagas in its next
+    passes, not once their leases run out (a minute here)."""
+    ids = await submitted(store, ONE_STEP, 6)
+    child = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await child.wait()
+    dead = f"{HOST}:{child.pid}:abcdef-1"
+    held = await store.claim(dead, [ONE_STEP.name], lease=60, limit=10)
+    assert sorted(r.saga_id for r in held) == sorted(ids)
+    heir = Orchestrator(store, [ONE_STEP])
+
+    taken = [await heir.recover(limit=2) for _ in range(3)]
+
+    assert [len(t) for t in taken] == [2, 2, 2]
+    assert sorted(i for t in taken for i in t) == sorted(ids)
+    await asyncio.wait_for(heir.drain(), 30)
+    assert await store.count_by_status(ONE_STEP.name) == {SagaStatus.SUCCEEDED: 6}

@@ -130,6 +130,7 @@ class Takeover:
     def __init__(self, orchestrator: Orchestrator) -> None:
         self._orch = orchestrator
         self._owners_checked = -OWNER_CHECK
+        self._gone: list[str] = []  # what the last look found
 
     def recovery(self, *, limit: int | None, batch: int) -> Recovery:
         """A pass (see ``Orchestrator.recovery``)."""
@@ -177,11 +178,14 @@ class Takeover:
     async def _gone_owners(self, names: list[str]) -> list[str]:
         """Owners of ``names``' sagas known to be gone (see the
         orchestrator); looked for on the first call, then at most every
-        ``OWNER_CHECK`` seconds (it reads every unfinished saga's owner)."""
+        ``OWNER_CHECK`` seconds (it reads every unfinished saga's owner). In
+        between, what the last look found: a dead process stays dead, and a
+        worker with room for a few sagas at a time takes the rest of a dead
+        owner's in its next passes, not once their leases run out."""
         orch = self._orch
         now = time.monotonic()
         if now < self._owners_checked + OWNER_CHECK:
-            return []
+            return self._gone
         self._owners_checked = now
         dead = gone(
             await orch.store.lease_holders(names),
@@ -192,6 +196,7 @@ class Takeover:
         for owner in dead:  # what its relay held will not be published by it
             await orch.store.release_outbox(owner)
         await orch.intake.forward_replies(dead)  # nor its replies taken there
+        self._gone = dead
         return dead
 
 
