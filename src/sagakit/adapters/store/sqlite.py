@@ -103,23 +103,6 @@ def _saga_row(
     )
 
 
-class _Later:
-    """The history lines and outbox rows of a batch's writes, inserted
-    together before its commit: a statement each, not one per write."""
-
-    __slots__ = ("history", "outbox")
-
-    def __init__(self) -> None:
-        self.history: list[tuple[Any, ...]] = []
-        self.outbox: list[tuple[Any, ...]] = []
-
-    def insert(self, db: SQLiteDatabase) -> None:
-        if self.history:
-            db.executemany("insert_history", self.history)
-        if self.outbox:
-            db.executemany("insert_outbox", self.outbox)
-
-
 def _history_rows(
     record: SagaRecord, history: Sequence[HistoryEntry]
 ) -> list[tuple[Any, ...]]:
@@ -188,28 +171,24 @@ class SQLiteStore(
 
     # -- writes ------------------------------------------------------------
 
-    def _write_outbox(
-        self, outbox: Sequence[OutboxMessage], later: _Later | None = None
-    ) -> None:
-        """Insert ``outbox`` now, or leave its rows to ``later``."""
+    def _write_outbox(self, outbox: Sequence[OutboxMessage]) -> None:
         now = time.time()
-        found = [
-            (
-                m.message_id,
-                m.destination,
-                m.body,
-                m.saga_id,
-                m.available_at,
-                now,
-                m.held_by,
-                None if m.hold is None else now + m.hold,
-            )
-            for m in outbox
-        ]
-        if later is None:
-            self.database.executemany("insert_outbox", found)
-        else:
-            later.outbox.extend(found)
+        self.database.executemany(
+            "insert_outbox",
+            [
+                (
+                    m.message_id,
+                    m.destination,
+                    m.body,
+                    m.saga_id,
+                    m.available_at,
+                    now,
+                    m.held_by,
+                    None if m.hold is None else now + m.hold,
+                )
+                for m in outbox
+            ],
+        )
 
     async def create_one(self, create: Create) -> Created:
         with self.database.transaction(f"saga {create.record.saga_id}: create"):
@@ -220,10 +199,8 @@ class SQLiteStore(
         a savepoint per create."""
         return self._each(f"creating {len(creates)} sagas", self._create, creates)
 
-    def _create(self, create: Create, later: _Later | None = None) -> Created:
-        """``create`` in the open transaction; raises SagaAlreadyExists.
-        Its history lines and outbox rows go to ``later`` if given (the
-        caller inserts them before it commits), else are inserted now."""
+    def _create(self, create: Create) -> Created:
+        """``create`` in the open transaction; raises SagaAlreadyExists."""
         record, db = create.record, self.database
         owner, until = _lease_until(create.owner, create.lease)
         if record.idempotency_key is not None:
@@ -239,9 +216,9 @@ class SQLiteStore(
             if taken is not None:
                 raise rows.saga_exists(record.saga_id, taken[0]) from exc
             raise
-        self._lines(record, create.history, later)
+        db.executemany("insert_history", _history_rows(record, create.history))
         if create.outbox:
-            self._write_outbox(create.outbox, later)
+            self._write_outbox(create.outbox)
         self._written.wrote(record)
         return Created(record, True)
 
@@ -265,7 +242,7 @@ class SQLiteStore(
         return [r if isinstance(r, Exception) else None for r in done]
 
     def _each(
-        self, about: str, write: Callable[[Any, _Later], Any], items: Sequence[Any]
+        self, about: str, write: Callable[[Any], Any], items: Sequence[Any]
     ) -> list[Any]:
         """``write`` each item in one transaction: what each returned, or the
         refusal it raised, which left nothing of it written (its first write
@@ -276,26 +253,23 @@ class SQLiteStore(
         done: list[Any] = []
         if not items:
             return done
-        later = _Later()  # the items' history lines and outbox rows
         with self.database.transaction(about) as conn:
             for item in items:
                 undo = getattr(item, "inbox", None) is not None
                 if undo:
                     conn.execute("SAVEPOINT one")
                 try:
-                    done.append(write(item, later))
+                    done.append(write(item))
                 except _REFUSED as exc:
                     if undo:
                         conn.execute("ROLLBACK TO one")
                     done.append(exc)
                 if undo:
                     conn.execute("RELEASE one")
-            later.insert(self.database)
         return done
 
-    def _save(self, save: Save, later: _Later | None = None) -> None:
-        """``save`` in the open transaction, or raise what it fails with;
-        its history lines and outbox rows as :meth:`_create`'s."""
+    def _save(self, save: Save) -> None:
+        """``save`` in the open transaction, or raise what it fails with."""
         record = save.record
         owner, until = _lease_until(save.owner, save.lease)
         db = self.database
@@ -320,24 +294,10 @@ class SQLiteStore(
         if cur.rowcount != 1:
             self._refused(record, save.expected_version)
         if save.history:
-            self._lines(record, save.history, later)
+            db.executemany("insert_history", _history_rows(record, save.history))
         if save.outbox:
-            self._write_outbox(save.outbox, later)
+            self._write_outbox(save.outbox)
         self._written.wrote(record)
-
-    def _lines(
-        self,
-        record: SagaRecord,
-        history: Sequence[HistoryEntry],
-        later: _Later | None,
-    ) -> None:
-        """Insert the history lines of ``record`` now, or leave them to
-        ``later``."""
-        found = _history_rows(record, history)
-        if later is None:
-            self.database.executemany("insert_history", found)
-        else:
-            later.history.extend(found)
 
     def _refused(self, record: SagaRecord, expected_version: int) -> None:
         """Raise why a save of ``record`` updated no row."""
