@@ -208,3 +208,58 @@ async def test_bad_url_options_are_refused(
 async def test_no_server_is_one_clear_error() -> None:
     with pytest.raises(TransportError, match=r"cannot connect to NATS at 127.0.0.1:1"):
         await NatsTransport.connect("nats://127.0.0.1:1", connect_timeout=2)
+
+
+async def test_streams_created_while_others_are_deleted_are_all_created(
+    nats_url: str,
+) -> None:
+    """nats-server 2.9 removes the account's stream directory when its last
+    stream goes, and fails a create made by another connection meanwhile
+    ("error creating store for stream"): the transport tries again. Four
+    connections create and delete streams side by side; every create
+    succeeds (without the retry, about one in 200 failed here)."""
+    prefixes = [f"sagakit-test-{uuid.uuid4().hex[:12]}" for _ in range(4)]
+    transports = [await NatsTransport.connect(nats_url, prefix=p) for p in prefixes]
+
+    async def churn(transport: NatsTransport) -> None:
+        for i in range(120):
+            name = await transport._ensure(f"churn-{i}")
+            await transport._js.delete_stream(name)
+
+    try:
+        await asyncio.gather(*(churn(t) for t in transports))
+    finally:
+        for transport, p in zip(transports, prefixes, strict=True):
+            await transport.close()
+            await delete_nats_streams(f"{p}_")
+
+
+async def test_a_stream_creation_is_tried_again_only_after_that_race() -> None:
+    """The retry is for the server's store race alone, and is bounded."""
+    ServerError = pytest.importorskip("nats.js.errors").ServerError
+
+    class JetStream:
+        def __init__(self, failures: list[Exception]) -> None:
+            self.failures = failures
+            self.calls = 0
+
+        async def add_stream(self, config: object) -> None:
+            self.calls += 1
+            if self.failures:
+                raise self.failures.pop(0)
+
+    class Config:
+        name = "s"
+
+    race = ServerError(code=500, err_code=nats_module.STORE_RACE, description="x")
+    twice = JetStream([race, race])
+    await nats_module.add_stream(twice, Config(), pause=0.001)
+    assert twice.calls == 3
+    always = JetStream([race] * nats_module.CREATE_TRIES)
+    with pytest.raises(ServerError):
+        await nats_module.add_stream(always, Config(), pause=0.001)
+    assert always.calls == nats_module.CREATE_TRIES
+    other = JetStream([ServerError(code=500, err_code=10001, description="y")])
+    with pytest.raises(ServerError):
+        await nats_module.add_stream(other, Config(), pause=0.001)
+    assert other.calls == 1

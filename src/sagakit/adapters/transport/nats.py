@@ -97,9 +97,39 @@ with needs_extra("NatsTransport needs nats-py", "nats"):
     from nats.aio.client import Client
     from nats.aio.msg import Msg
     from nats.js import api
-    from nats.js.errors import NotFoundError
+    from nats.js.errors import NotFoundError, ServerError
 
 _PREFIX = re.compile(r"[A-Za-z0-9-]+")
+
+
+STORE_RACE = 10049
+"""JetStream's "error creating store for stream". nats-server 2.9 removes an
+account's stream directory when its last stream is deleted, and a stream
+created at that moment (by another connection) fails with it; the next try
+creates the directory again."""
+
+CREATE_TRIES = 4
+"""Tries of a stream's creation that fails with :data:`STORE_RACE`."""
+
+
+async def add_stream(js: Any, config: Any, *, pause: float = 0.05) -> None:
+    """Create the stream ``config`` describes (a stream of the same config
+    that exists already is left as it is), again after ``pause``, then twice
+    that, ... while the server fails with :data:`STORE_RACE`: at most
+    :data:`CREATE_TRIES` tries."""
+    for attempt in range(1, CREATE_TRIES + 1):
+        try:
+            await js.add_stream(config)
+        except ServerError as exc:
+            if exc.err_code != STORE_RACE or attempt == CREATE_TRIES:
+                raise
+            logger.info(
+                "stream creation raced a deletion; trying again",
+                extra={"action": "nats_stream_retry", "stream": config.name},
+            )
+            await asyncio.sleep(pause * attempt)
+        else:
+            return
 
 
 class NatsTransport(BaseTransport):
@@ -242,7 +272,7 @@ class NatsTransport(BaseTransport):
                     try:
                         await self._js.stream_info(name)
                     except NotFoundError:
-                        await self._js.add_stream(config)
+                        await add_stream(self._js, config)
                 self._streams.add(name)
         return name
 
