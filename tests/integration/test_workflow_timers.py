@@ -213,3 +213,69 @@ async def test_results_ready_together_are_committed_together(
     assert app.saves.batches < 40  # one commit held several step results
     for instance_id in ids:
         assert (await app.get(instance_id)).status is WorkflowStatus.SUCCEEDED
+
+
+async def test_results_a_few_turns_apart_share_a_commit(store: WorkflowStore) -> None:
+    """Steps that finish over several turns of the loop (each awaits a few
+    times): on a store whose writes block the loop, the batch waits while
+    turns bring more results, so one commit holds all 40; elsewhere they
+    queue while a commit is in flight."""
+    app = WorkflowApp("spread", store, max_active=40, batch=40)
+
+    @app.step
+    async def tick(input: int, state: Any, set_state: Any, logger: Any) -> None:
+        for _ in range(input % 4):
+            await asyncio.sleep(0)
+
+    for n in range(40):
+        await app.start(f"s{n:02}", "tick", n)
+    assert await app.run_until_idle() == 40
+    assert app.saves.saves == 40
+    if isinstance(store, SQLiteWorkflowStore):  # its writes block the loop
+        assert app.saves.batches == 1
+    else:
+        assert app.saves.batches < 40
+
+
+class WhoSaves:
+    """A store that records which coroutine each save ran in."""
+
+    def __init__(self, store: WorkflowStore) -> None:
+        self.store = store
+        self.savers: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def _saver(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.savers.append(task.get_coro().__qualname__)  # type: ignore[union-attr]
+
+    async def save(self, *args: Any, **kwargs: Any) -> Any:
+        self._saver()
+        return await self.store.save(*args, **kwargs)
+
+    async def save_many(self, *args: Any, **kwargs: Any) -> Any:
+        self._saver()
+        return await self.store.save_many(*args, **kwargs)  # type: ignore[attr-defined]
+
+
+async def test_a_lone_result_is_saved_by_its_own_step_not_a_batch(
+    store: WorkflowStore,
+) -> None:
+    """With no other step running and nothing else ready, a step's result
+    goes to the store at once, from the task that ran the step: no batch
+    task, no turn of the loop waited."""
+    who = WhoSaves(store)
+    app = build(who, [])  # type: ignore[arg-type]  # a store by duck typing
+    for n in range(3):
+        await app.start(f"lone{n}", "tick")
+        assert await app.run_until_idle() == 1
+    assert who.savers == ["run_claimed"] * 3
+    assert app.saves.batches == 3
+    two = build(who, [], max_active=2, batch=2)
+    await two.start("pair0", "tick")
+    await two.start("pair1", "tick")
+    assert await two.run_until_idle() == 2
+    assert who.savers[3:] == ["Batcher._flush"]  # the pair: one batch

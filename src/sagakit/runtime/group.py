@@ -317,12 +317,26 @@ class GroupCommit(RecordWrites):
             self._alone_in_flight -= 1
 
     def _quiet(self, alone: int) -> bool:
-        """Nothing in flight, and nothing to wait for: no other task ready
-        to run if the store lets others write meanwhile, or else also no
-        more than ``alone`` instances driven (the writer's own, if any)."""
-        if self._batcher.flushing or self._alone_in_flight:
-            return False
-        return (self.direct or self.driven() <= alone) and not _loop_busy()
+        """:func:`quiet`, with no more than ``alone`` instances driven."""
+        driven = self.driven() <= alone
+        return quiet(self._batcher, self._alone_in_flight, self.direct, driven)
+
+
+def quiet(
+    batcher: Batcher[Any],
+    alone_in_flight: int,
+    direct: bool,
+    driven: bool,
+    ready: int = 1,
+) -> bool:
+    """Whether a write may skip the batch and go to the store at once:
+    nothing in flight, and nothing to wait for: no more than ``ready``
+    callbacks ready to run on the loop if the store lets others write
+    meanwhile (``direct``), or else also no other instance driven
+    (``driven``: the writer's own at most)."""
+    if batcher.flushing or alone_in_flight:
+        return False
+    return (direct or driven) and not _loop_busy(ready)
 
 
 _QUIET_TURNS = 2
@@ -345,12 +359,12 @@ async def wait_while_growing(queue: Sized, turns: int, full: int) -> None:
             return
 
 
-def _loop_busy() -> bool:
-    """Whether several callbacks wait to run on the loop (asyncio's ready
-    queue; a loop that does not show it counts as idle). One is common for
-    a lone saga: its own task's wake-up."""
-    ready = getattr(asyncio.get_running_loop(), "_ready", None)
-    return ready is not None and len(ready) > 1
+def _loop_busy(ready: int = 1) -> bool:
+    """Whether more than ``ready`` callbacks wait to run on the loop
+    (asyncio's ready queue; a loop that does not show it counts as idle).
+    One is common for a lone saga: its own task's wake-up."""
+    waiting = getattr(asyncio.get_running_loop(), "_ready", None)
+    return waiting is not None and len(waiting) > ready
 
 
 def _settle(done: asyncio.Future[Any], result: Any) -> None:

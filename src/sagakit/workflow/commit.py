@@ -15,6 +15,7 @@ the saga runtime's (:class:`~sagakit.runtime.group.Batcher`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 
 from sagakit.ports.workflow_store import (
     WorkflowHistoryEntry,
@@ -23,7 +24,7 @@ from sagakit.ports.workflow_store import (
     WorkflowSaveMany,
     WorkflowStore,
 )
-from sagakit.runtime.group import Batcher
+from sagakit.runtime.group import GATHER_TURNS, Batcher, quiet
 
 
 class _Saves:
@@ -45,12 +46,31 @@ class _Saves:
 
 class GroupSaves:
     """``store.save``, committing concurrent saves together. ``batches``
-    counts the transactions it ran and ``saves`` the saves they held."""
+    counts the transactions it ran and ``saves`` the saves they held.
+
+    As the saga runtime's group commit does: on a store whose writes block
+    the loop (``blocking_writes``: SQLite) a batch waits while the loop's
+    turns bring more saves, and a save goes to the store at once when
+    nothing is in flight, nothing else is ready to run and (on such a
+    store) no other instance's step is running (``running`` counts them:
+    :func:`~sagakit.workflow.runner.run_claimed` does)."""
 
     def __init__(self, store: WorkflowStore) -> None:
         self.store = store
+        self.running = 0
         self._kind = _Saves(store)
-        self._batcher: Batcher[WorkflowSave] = Batcher((self._kind,))
+        self._alone_in_flight = 0
+
+    @cached_property
+    def _direct(self) -> bool:
+        """Whether the store takes saves while it commits (not SQLite);
+        asked on first use, once the store is open."""
+        return not getattr(self.store, "blocking_writes", False)
+
+    @cached_property
+    def _batcher(self) -> Batcher[WorkflowSave]:
+        turns = 0 if self._direct else GATHER_TURNS
+        return Batcher((self._kind,), gather_turns=turns)
 
     @property
     def batches(self) -> int:
@@ -69,7 +89,20 @@ class GroupSaves:
         """As :meth:`~sagakit.ports.workflow_store.WorkflowStore.save`, in the
         next batch."""
         save = WorkflowSave(record, expected_version, history)
-        if not isinstance(self.store, WorkflowSaveMany):
-            await self._batcher.one(self._kind, save)
+        if isinstance(self.store, WorkflowSaveMany) and not self._quiet():
+            await self._batcher.queued(self._kind, save)
             return
-        await self._batcher.queued(self._kind, save)
+        self._alone_in_flight += 1
+        try:
+            await self._batcher.one(self._kind, save)
+        finally:
+            self._alone_in_flight -= 1
+
+    def _quiet(self) -> bool:
+        """Nothing to share a commit with: the saving step runs alone and
+        nothing else is ready to run (another claimed instance's step
+        about to start, say)."""
+        driven = self.running <= 1
+        return quiet(
+            self._batcher, self._alone_in_flight, self._direct, driven, ready=0
+        )

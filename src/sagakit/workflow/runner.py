@@ -108,10 +108,21 @@ async def run_claimed(app: WorkflowApp, record: WorkflowRecord) -> float | None:
         "step": record.step,
         "attempt": record.attempts,
     }
-    log = StepLogger(app.logger, base)
     step = app.steps.get(record.step or "")
     if step is None:  # claims filter on known steps; only a race gets here
         return None
+    saves = app.saves
+    saves.running += 1
+    try:
+        return await _run(app, record, step, base)
+    finally:
+        saves.running -= 1
+
+
+async def _run(
+    app: WorkflowApp, record: WorkflowRecord, step: WorkflowStep, base: dict[str, Any]
+) -> float | None:
+    log = StepLogger(app.logger, base)
     if record.attempts > app.max_attempts:
         error = (
             f"step {step.name} was started {record.attempts - 1} times without "

@@ -126,10 +126,6 @@ class SQLiteStore(
     leaves it open). ``path=":memory:"`` keeps everything in memory.
     """
 
-    blocking_writes = True
-    """Writes run on the event loop's thread and never yield to it (see
-    :mod:`sagakit.runtime.group`)."""
-
     @cached_property
     def _written(self) -> LastWritten:
         return LastWritten()

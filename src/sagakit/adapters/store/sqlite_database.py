@@ -250,6 +250,11 @@ class OnSQLite(OnDatabase[SQLiteDatabase]):
     open one shared), whether it opened it (then ``close`` closes it), and
     the database's commit counter."""
 
+    blocking_writes = True
+    """Writes run on the event loop's thread and never yield to it: group
+    commits wait a few turns of the loop for more (see
+    :mod:`sagakit.runtime.group`)."""
+
     def __init__(
         self,
         path: str | Path | SQLiteDatabase | Any = "sagakit.db",
