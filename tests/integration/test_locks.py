@@ -485,6 +485,51 @@ async def test_held_up_names_parked_ended_and_missing_holders() -> None:
     assert locks_json(LockTable(holders[:1], []), 0.0)["holders"][0]["held_up"] is None
 
 
+class SlowGets:
+    """A store whose reads take a few turns of the loop, counting how many
+    are in flight at once."""
+
+    def __init__(self, store: SagaStore) -> None:
+        self.store = store
+        self.in_flight = self.most = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def get(self, saga_id: str) -> Any:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            for _ in range(3):
+                await asyncio.sleep(0)
+            return await self.store.get(saga_id)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_held_up_reads_holders_side_by_side_a_few_at_a_time() -> None:
+    store = InMemoryStore()
+    saga = Saga("booking", [Step("reserve", Ledger().step("reserve"))], context=Seat)
+    orch = Orchestrator(store, [saga])
+    for n in range(20):
+        saga_id = await orch.submit(saga, Seat(), saga_id=f"s{n:02}")
+        if n % 2 == 0:
+            record = await store.get(saga_id)
+            paused = dataclasses.replace(
+                record, state=record.state.but(paused=True), version=record.version + 1
+            )
+            await store.save(paused, record.version, [])
+    holders = [LockHolder(f"k{n}", f"s{n:02}", "reserve", 0.0) for n in range(20)]
+    holders.append(LockHolder("k20", "gone", "reserve", 0.0))
+    slow = SlowGets(store)
+    why = await admin.held_up(slow, LockTable(holders, []))  # type: ignore[arg-type]
+    assert why == {
+        **{f"s{n:02}": "paused by an operator" for n in range(0, 20, 2)},
+        "gone": "no such saga: release the key",
+    }
+    assert slow.most == admin.lock_actions.READS_AT_ONCE
+
+
 async def test_a_participant_checks_the_sender_holds_the_key(
     store: SagaStore,
 ) -> None:
