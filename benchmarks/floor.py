@@ -25,7 +25,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 PG_SCHEMA = """
 DROP TABLE IF EXISTS floor_history;
@@ -118,11 +118,17 @@ async def step() -> None:
 
 
 async def failing_step() -> None:
+    _step_three_failed()
+
+
+def _step_three_failed() -> NoReturn:
     raise RuntimeError("step 3 failed")
 
 
-async def saga(write: Write, *, failing: bool) -> str:
-    """One saga: every transition committed before the next step runs."""
+async def saga(write: Write, *, failing: bool, steps: bool = True) -> str:
+    """One saga: every transition committed before the next step runs.
+    ``steps=False`` makes the same writes without awaiting any step (step 3
+    still fails when ``failing``): what the commits and statements cost."""
     saga_id = uuid.uuid4().hex
     done: list[str] = []
     position = 0
@@ -137,12 +143,17 @@ async def saga(write: Write, *, failing: bool) -> str:
 
     await write("start", (saga_id, json.dumps({"completed": []}), time.time()))
     for i, name in enumerate(STEPS):
+        fails = failing and i == len(STEPS) - 1
         try:
-            await (failing_step() if failing and i == len(STEPS) - 1 else step())
+            if steps:
+                await (failing_step() if fails else step())
+            elif fails:
+                _step_three_failed()
         except RuntimeError:
             await move("compensating", name, "failed")
             for undone in reversed(list(done)):
-                await step()  # the compensation
+                if steps:
+                    await step()  # the compensation
                 done.remove(undone)
                 last = not done
                 await move("compensated" if last else "compensating", undone, "undone")
@@ -153,7 +164,9 @@ async def saga(write: Write, *, failing: bool) -> str:
     return "succeeded"
 
 
-async def run(write: Write, count: int, concurrency: int, *, failing: bool) -> float:
+async def run(
+    write: Write, count: int, concurrency: int, *, failing: bool, steps: bool = True
+) -> float:
     """Seconds to run ``count`` sagas, ``concurrency`` at a time."""
     expected = "compensated" if failing else "succeeded"
     loop = asyncio.get_running_loop()
@@ -161,7 +174,7 @@ async def run(write: Write, count: int, concurrency: int, *, failing: bool) -> f
     for first in range(0, count, concurrency):
         batch = min(concurrency, count - first)
         ended = await asyncio.gather(
-            *(saga(write, failing=failing) for _ in range(batch))
+            *(saga(write, failing=failing, steps=steps) for _ in range(batch))
         )
         if any(e != expected for e in ended):
             raise RuntimeError(f"a floor saga did not end {expected}")
@@ -176,13 +189,15 @@ async def measure(
     *,
     failing: bool,
     meter: Meter | None = None,
+    steps: bool = True,
 ) -> tuple[list[float], float, float]:
     """Sagas/s of ``repeats`` timed runs after a warm-up (``n // 10``), the
     commits per saga they made and this process's CPU microseconds per saga
     (``time.process_time``: the database server's are not in it, ``meter``
     can take them); closes ``floor``."""
     try:
-        await run(floor.write, max(1, n // 10), concurrency, failing=failing)
+        warm_up = max(1, n // 10)
+        await run(floor.write, warm_up, concurrency, failing=failing, steps=steps)
         runs: list[float] = []
         commits = floor.commits
         cpu = 0.0
@@ -191,7 +206,8 @@ async def measure(
             if meter is not None:
                 await meter.start()
             cpu -= time.process_time()
-            runs.append(n / await run(floor.write, n, concurrency, failing=failing))
+            took = await run(floor.write, n, concurrency, failing=failing, steps=steps)
+            runs.append(n / took)
             cpu += time.process_time()
             if meter is not None:
                 await meter.stop()

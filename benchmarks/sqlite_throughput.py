@@ -16,7 +16,11 @@ j  sagakit on SQLite FULL, ``--concurrency`` sagas in flight
 
 The hand-written floor (``floor.py``) runs on SQLite NORMAL and FULL, one at a
 time and with ``--concurrency`` in flight; each sagakit row on SQLite prints
-its rate over the floor's with the same mode, path and sagas in flight.
+its rate over the floor's with the same mode, path and sagas in flight. The
+``floor-writes-*`` rows make the floor's writes alone, one saga at a time
+(its commits and statements, no step awaited): with the in-memory rows, an
+estimate of the most sagakit can reach on SQLite one at a time (``ceiling:``
+lines), since it commits as often and writes a superset of the floor's rows.
 
 sagakit rows come twice: with ``async def`` steps and with plain functions, which
 the orchestrator runs through ``asyncio.to_thread``. Each row is the median of
@@ -385,6 +389,19 @@ def scenarios(n: int, concurrency: int) -> list[Scenario]:
                     n if path == "success" and conc == 1 else heavy,
                 )
             )
+    for path, short in (("success", "ok"), ("failure", "fail")):
+        rows.append(
+            Scenario(
+                f"floor-writes-seq-{short}",
+                "the floor's writes alone: its commits and statements, no step",
+                "floor-writes",
+                "sqlite-normal",
+                "-",
+                path,
+                1,
+                n if path == "success" else heavy,
+            )
+        )
     for mode, conc in (("seq", 1), ("conc", concurrency)):
         rows.append(
             Scenario(
@@ -406,7 +423,7 @@ def run_scenario(s: Scenario, repeats: int, db_dir: Path) -> Result:
     if s.library == "saga-py":
         runs, cpu = measure(sagapy_runner(failing=s.path == "failure"), s.n, repeats)
         return Result(s, runs, None, cpu)
-    if s.library == "floor":
+    if s.library in ("floor", "floor-writes"):
         return measure_floor(s, repeats, db_dir)
 
     def make_store() -> SagaStore:
@@ -432,7 +449,14 @@ def measure_floor(s: Scenario, repeats: int, db_dir: Path) -> Result:
     """The hand-written floor (benchmarks/floor.py), measured like sagakit."""
     floor = SQLiteFloor(str(db_dir / f"{s.key}.db"), s.store.removeprefix("sqlite-"))
     runs, commits, cpu = asyncio.run(
-        floor_measure(floor, s.n, repeats, s.concurrency, failing=s.path == "failure")
+        floor_measure(
+            floor,
+            s.n,
+            repeats,
+            s.concurrency,
+            failing=s.path == "failure",
+            steps=s.library == "floor",
+        )
     )
     return Result(s, runs, commits, cpu)
 
@@ -515,7 +539,7 @@ def table(
                 per_commit(r),
                 "-" if to_floor is None else f"{to_floor:.2f}x",
                 "-"
-                if s.library == "floor"
+                if s.library.startswith("floor")
                 else format_ratio(ratio(r, baselines.get(s.path))),
             )
         )
@@ -653,12 +677,24 @@ def ceilings(results: list[Result], floors: Floors) -> list[str]:
         # one thread: sagas/s <= 1 / CPU per saga, and a store only adds CPU
         top = 1e6 / cpu / floor.sagas_per_s
         goal = 0.8 if s.concurrency == 1 else 1.5
-        reach = "within reach" if top >= goal else "out of reach"
         lines.append(
             f"ceiling: {durable} <= 1 / the CPU per saga of {memory} (no store at "
             f"all: {cpu:,.1f} us) = {top:.2f}x the floor, so the {goal}x target "
-            f"is {reach} in this run"
+            f"is {_reach(top, goal)} in this run"
         )
+        writes = by_key.get(
+            f"floor-writes-seq-{'ok' if s.path == 'success' else 'fail'}"
+        )
+        if s.concurrency == 1 and writes is not None and writes.cpu_us_per_saga:
+            # as many commits as the floor, with a superset of its rows
+            both = cpu + writes.cpu_us_per_saga
+            top = 1e6 / both / floor.sagas_per_s
+            lines.append(
+                f"ceiling: {durable} <= about 1 / ({memory}'s {cpu:,.1f} us + "
+                f"the floor's writes alone, {writes.cpu_us_per_saga:,.1f} us: as "
+                f"many commits, a subset of the rows) = {top:.2f}x the floor, so "
+                f"the {goal}x target is {_reach(top, goal)} in this run"
+            )
     for row in ("d-async", "j-async"):
         value = floor_of(by_key[row], floors) if row in by_key else None
         if value is not None:
@@ -668,6 +704,10 @@ def ceilings(results: list[Result], floors: Floors) -> list[str]:
                 f"{s.concurrency} in flight) is {value:.2f}x the FULL floor"
             )
     return lines
+
+
+def _reach(top: float, goal: float) -> str:
+    return "within reach" if top >= goal else "out of reach"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ SAGAKIT_ROWS = [
     for steps in ("async", "sync")
 ] + [f"floor-{mode}-{path}" for mode in ("seq", "conc") for path in ("ok", "fail")]
 SAGAKIT_ROWS += ["floor-full-seq-ok", "floor-full-conc-ok"]
+SAGAKIT_ROWS += ["floor-writes-seq-ok", "floor-writes-seq-fail"]
 ARGS = ["--n", "50", "--repeats", "1"]
 # Runs the script with `import saga` failing, as if the bench extra were missing.
 WITHOUT_SAGA_PY = (
@@ -75,7 +76,12 @@ def test_benchmark_prints_a_row_per_scenario(tmp_path: Path) -> None:
     ceilings = re.findall(
         r"^ceiling: (\S+) <= .* (?:within|out of) reach", done.stdout, re.M
     )
-    assert ceilings == ["c-async", "f-sqlite-async", "e-async", "g-async"]
+    assert ceilings == ["c-async"] * 2 + ["f-sqlite-async"] * 2 + ["e-async", "g-async"]
+    # one at a time, the engine's CPU plus the floor's own writes
+    assert (
+        len(re.findall(r"^ceiling: \S+ <= about .* writes alone", done.stdout, re.M))
+        == 2
+    )
     full = re.findall(
         r"^group commit .*: (\S+) \(SQLite FULL.* ([\d.]+)x the FULL floor$",
         done.stdout,
@@ -95,3 +101,35 @@ def test_benchmark_runs_without_saga_py() -> None:
     rows = table_rows(done.stdout)
     assert sorted(rows) == sorted(SAGAKIT_ROWS)
     assert all(rate > 0 for rate in rows.values()), rows
+
+
+WORKFLOW_SCRIPT = SCRIPT.with_name("workflow_throughput.py")
+WORKFLOW_ROWS = {
+    "floor-seq": "floor",
+    "wf-seq": "sagakit",
+    "floor-conc": "floor",
+    "wf-conc": "sagakit",
+    "wf-spread": "sagakit",
+}
+
+
+def test_workflow_benchmark_writes_a_row_per_shape(tmp_path: Path) -> None:
+    out = tmp_path / "workflow.json"
+    done = run(str(WORKFLOW_SCRIPT), "--n", "30", "--repeats", "1", "--json", str(out))
+
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"load average \(1 min\) [\d.]+ at the start", done.stdout)
+    report = json.loads(out.read_text())
+    rows = {row["key"]: row for row in report["results"]}
+    assert {key: row["library"] for key, row in rows.items()} == WORKFLOW_ROWS
+    for key, row in rows.items():
+        assert row["sagas_per_s"] > 0, key
+        assert row["cpu_us_per_saga"] > 0, key
+        assert row["commits_per_instance"] > 0, key
+        assert row["results_per_commit"] > 0, key
+        if row["library"] == "floor":
+            assert row["ratio_vs_floor"] is None, key
+        else:
+            assert row["ratio_vs_floor"] > 0, key
+        assert key in done.stdout
+    assert set(report["load_average"]) == {"start", "end"}
