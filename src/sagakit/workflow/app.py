@@ -68,6 +68,11 @@ class WorkflowApp:
     stopped renewing (at-least-once). ``log_handler`` receives every record
     the steps log and the app's own ``step_*`` records.
 
+    ``chain`` (default True): a step that calls one of this app's steps due
+    now commits that call already claimed, and the same worker runs it next:
+    one commit a step instead of a save and a claim. With ``chain=False``
+    every call is committed pending, for any worker to claim.
+
     ``version`` (default 1) numbers this app's set of steps: each instance
     records it, with the app's structural :attr:`fingerprint`, when it
     starts, and only an app of that version and shape runs it. ``previous``
@@ -95,6 +100,7 @@ class WorkflowApp:
         log_handler: LogHandler | None = None,
         version: int = 1,
         previous: Iterable[WorkflowApp] = (),
+        chain: bool = True,
     ) -> None:
         if not name:
             raise DefinitionError("a workflow app needs a name")
@@ -112,6 +118,7 @@ class WorkflowApp:
         self.max_retry_delay = max_retry_delay
         self.max_transitions = max_transitions
         self.lease = lease
+        self.chain = chain
         self.batch = batch
         self.max_active = max_active
         self.worker_id = worker_id or f"wf-{uuid.uuid4().hex[:12]}"
@@ -331,15 +338,17 @@ class WorkflowApp:
         return await claim_due(self, limit)
 
     async def run_once(self) -> int:
-        """Claim what is due and run it; returns the number of steps run.
+        """Claim what is due and run it (and the steps each run calls next
+        due now: see :func:`~sagakit.workflow.runner.run_claimed`); returns
+        the number of steps run.
         When nothing was due, report the instances this app cannot run (their
         pending step or their version is not registered here): see
         :func:`~sagakit.workflow.waiting.report_unregistered`."""
         claimed = await self._claim(self.batch)
-        await asyncio.gather(*(run_claimed(app, r) for app, r in claimed))
+        ran = await asyncio.gather(*(run_claimed(app, r) for app, r in claimed))
         if not claimed:
             await report_unregistered(self)
-        return len(claimed)
+        return sum(r.steps for r in ran)
 
     async def run_until_idle(self) -> int:
         """Run due steps until nothing is due now; returns how many ran."""

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from sagakit.errors import StoreError
 from sagakit.ports.workflow_store import WorkflowRecord
-from sagakit.workflow.runner import run_claimed
+from sagakit.workflow.runner import Ran, run_claimed
 from sagakit.workflow.versions import claim_due, next_due
 from sagakit.workflow.waiting import REPORT_INTERVAL, report_unregistered
 
@@ -102,16 +102,16 @@ async def run_loop(app: WorkflowApp, stop: asyncio.Event, poll_interval: float) 
     the steps in flight). Cancelling stops at once: leases then expire."""
     alarm = Alarm()
     app.alarms.add(alarm)
-    active: set[asyncio.Task[float | None]] = set()
+    active: set[asyncio.Task[Ran]] = set()
 
-    def finished(task: asyncio.Task[float | None]) -> None:
+    def finished(task: asyncio.Task[Ran]) -> None:
         active.discard(task)
         alarm.freed()
         if task.cancelled():
             return
         error = task.exception()
         if error is None:
-            alarm.due(task.result())
+            alarm.due(task.result().due)
         else:  # run_claimed handles what a step raises: this is a bug
             logger.error(
                 "running a step failed",
@@ -122,6 +122,10 @@ async def run_loop(app: WorkflowApp, stop: asyncio.Event, poll_interval: float) 
     async def stopped() -> None:
         await stop.wait()
         alarm.ring()
+
+    def going() -> bool:
+        """Whether a step may run next without a claim: not once stopping."""
+        return not stop.is_set()
 
     watch = asyncio.create_task(stopped())
     due_now = True  # whether to claim before asking when the next one is due
@@ -140,7 +144,7 @@ async def run_loop(app: WorkflowApp, stop: asyncio.Event, poll_interval: float) 
                 except StoreError:
                     logger.exception("claim failed", extra={"action": "claim_failed"})
                 for version, record in claimed:
-                    task = asyncio.create_task(run_claimed(version, record))
+                    task = asyncio.create_task(run_claimed(version, record, going))
                     active.add(task)
                     task.add_done_callback(finished)
                 if len(claimed) == wanted:

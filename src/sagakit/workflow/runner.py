@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sagakit.errors import (
     ConcurrencyError,
@@ -35,6 +36,18 @@ if TYPE_CHECKING:
     from sagakit.workflow.app import WorkflowApp
 
 logger = logging.getLogger(__name__)
+
+
+class Ran(NamedTuple):
+    """What :func:`run_claimed` did: how many steps ran, and when the call
+    it committed last is due (None: none is)."""
+
+    steps: int
+    due: float | None
+
+
+def _always() -> bool:
+    return True
 
 
 def describe(exc: BaseException) -> str:
@@ -98,30 +111,47 @@ class _LeaseKeeper:
                 await self._renewer
 
 
-async def run_claimed(app: WorkflowApp, record: WorkflowRecord) -> float | None:
+async def run_claimed(
+    app: WorkflowApp, record: WorkflowRecord, go_on: Callable[[], bool] = _always
+) -> Ran:
     """Run the pending step of ``record`` (claimed by ``app``) and commit;
-    returns when the call it committed next is due (None: the instance
-    finished, waits for an event, or nothing was committed)."""
+    then the step it called, while that call is due now, is one of
+    ``app``'s, and ``app.chain`` and ``go_on()`` (asked once each step has
+    run) say yes: its commit keeps the claim (see :func:`_next`). Returns
+    how many steps ran and when the call it last committed is due (None:
+    the instance finished, waits for an event, or nothing was committed)."""
+    saves = app.saves
+    saves.running += 1
+    ran = 0
+    try:
+        while True:
+            step = app.steps.get(record.step or "")
+            if step is None:  # claims filter on known steps; only a race gets here
+                return Ran(ran, None)
+            ran += 1
+            saved = await _run(app, record, step, chain=go_on)
+            if saved is None or saved.status is not WorkflowStatus.RUNNING:
+                return Ran(ran, None if saved is None else saved.due_at)
+            record = saved
+    finally:
+        saves.running -= 1
+
+
+async def _run(
+    app: WorkflowApp,
+    record: WorkflowRecord,
+    step: WorkflowStep,
+    *,
+    chain: Callable[[], bool],
+) -> WorkflowRecord | None:
+    """Run ``step`` of ``record`` and commit what follows: the record saved
+    (None: nothing was)."""
     base = {
         "app": app.name,
         "instance_id": record.instance_id,
         "step": record.step,
         "attempt": record.attempts,
     }
-    step = app.steps.get(record.step or "")
-    if step is None:  # claims filter on known steps; only a race gets here
-        return None
-    saves = app.saves
-    saves.running += 1
-    try:
-        return await _run(app, record, step, base)
-    finally:
-        saves.running -= 1
-
-
-async def _run(
-    app: WorkflowApp, record: WorkflowRecord, step: WorkflowStep, base: dict[str, Any]
-) -> float | None:
     log = StepLogger(app.logger, base)
     if record.attempts > app.max_attempts:
         error = (
@@ -146,7 +176,7 @@ async def _run(
             result = await step.invoke(
                 step.decode(record.input), copy.deepcopy(box[0]), set_state, log
             )
-            outcome = _next(app, record, result, box[0])
+            outcome = _next(app, record, result, box[0], chain=chain)
         except (DefinitionError, FatalError) as exc:  # never retried
             outcome = _failed(app, record, describe(exc))
         except Exception as exc:
@@ -186,7 +216,7 @@ async def _run(
                 "status": outcome.record.status.value,
             },
         )
-    return outcome.record.due_at
+    return outcome.record
 
 
 def _line(
@@ -204,8 +234,19 @@ def _line(
 
 
 def _next(
-    app: WorkflowApp, record: WorkflowRecord, result: Any, state: dict[str, Any]
+    app: WorkflowApp,
+    record: WorkflowRecord,
+    result: Any,
+    state: dict[str, Any],
+    *,
+    chain: Callable[[], bool] = lambda: False,
 ) -> _Outcome:
+    """What ``result`` leads to. A call due now of one of ``app``'s steps,
+    while ``app.chain`` and ``chain()`` say yes, is committed already
+    claimed by ``app`` (running, its lease renewed, a first attempt), as a
+    claim would leave it: the same worker runs it next without a claim's
+    commit, and if it stops, the call is claimable once the lease runs
+    out, as a step cut short is."""
     now = app.clock.now()
     done: dict[str, Any] = {
         "state": state,
@@ -238,14 +279,28 @@ def _next(
             "is it looping?"
         )
     payload = to_json(result.input, about=f"input of step {result.name}")
+    due_at = None if result.delay is None else now + result.delay
     pending = replace(
         record,
         **done,
         status=WorkflowStatus.PENDING,
         step=result.name,
         input=payload,
-        due_at=None if result.delay is None else now + result.delay,
+        due_at=due_at,
     )
+    if (
+        result.delay == 0
+        and app.chain
+        and app.steps.get(result.name) is result.step
+        and chain()
+    ):
+        pending = replace(
+            pending,
+            status=WorkflowStatus.RUNNING,
+            attempts=1,
+            owner=app.worker_id,
+            lease_until=now + app.lease,
+        )
     detail = {"next": result.name, "delay": result.delay}
     return _Outcome(pending, _line(app, record, "succeeded", detail=detail))
 

@@ -380,7 +380,7 @@ async def _serve(app: WorkflowApp, wake: asyncio.Event, backoff: float) -> None:
         report_unregistered,
     )
 
-    active: set[asyncio.Task[float | None]] = set()
+    active: set[asyncio.Task[Any]] = set()
     try:
         while True:
             room = app.max_active - len(active)
