@@ -68,6 +68,12 @@ class GroupSaves:
         return not getattr(self.store, "blocking_writes", False)
 
     @cached_property
+    def _batches(self) -> bool:
+        """Whether the store saves many in one transaction (asked once: a
+        runtime protocol check costs microseconds)."""
+        return isinstance(self.store, WorkflowSaveMany)
+
+    @cached_property
     def _batcher(self) -> Batcher[WorkflowSave]:
         turns = 0 if self._direct else GATHER_TURNS
         return Batcher((self._kind,), gather_turns=turns)
@@ -89,7 +95,7 @@ class GroupSaves:
         """As :meth:`~sagakit.ports.workflow_store.WorkflowStore.save`, in the
         next batch."""
         save = WorkflowSave(record, expected_version, history)
-        if isinstance(self.store, WorkflowSaveMany) and not self._quiet():
+        if self._batches and not self._quiet():
             await self._batcher.queued(self._kind, save)
             return
         self._alone_in_flight += 1

@@ -279,28 +279,24 @@ def _next(
             "is it looping?"
         )
     payload = to_json(result.input, about=f"input of step {result.name}")
-    due_at = None if result.delay is None else now + result.delay
-    pending = replace(
-        record,
-        **done,
-        status=WorkflowStatus.PENDING,
-        step=result.name,
-        input=payload,
-        due_at=due_at,
-    )
     if (
         result.delay == 0
         and app.chain
         and app.steps.get(result.name) is result.step
         and chain()
-    ):
-        pending = replace(
-            pending,
-            status=WorkflowStatus.RUNNING,
-            attempts=1,
-            owner=app.worker_id,
-            lease_until=now + app.lease,
-        )
+    ):  # as a claim by this worker would leave it
+        done.update(attempts=1, owner=app.worker_id, lease_until=now + app.lease)
+        status = WorkflowStatus.RUNNING
+    else:
+        status = WorkflowStatus.PENDING
+    pending = replace(
+        record,
+        **done,
+        status=status,
+        step=result.name,
+        input=payload,
+        due_at=None if result.delay is None else now + result.delay,
+    )
     detail = {"next": result.name, "delay": result.delay}
     return _Outcome(pending, _line(app, record, "succeeded", detail=detail))
 
