@@ -53,6 +53,7 @@ MAX_CRASHES = int(os.environ.get("LOCK_CHAOS_MAX_CRASHES", "3"))
 """The workers' ``--max-crash-attempts`` (3, their default; 1 parks a saga
 at every kill that finds its step in flight, to exercise the unpause)."""
 LOCK_ERRORS = {"LockDeadlock", "LockUnavailable"}
+KILL_GAP = 0.5  # seconds between two kills at least
 
 
 class Workers:
@@ -283,6 +284,29 @@ def _endings(db: str, count: int, seed: int) -> Counter[str]:
     return errors
 
 
+class Kills:
+    """Kills a worker each time a share of the sagas (drawn from 10-80 %)
+    has ended, at least KILL_GAP apart: spread over the run, however fast
+    the machine ends the sagas. ``done`` names each victim and when."""
+
+    def __init__(
+        self, rng: random.Random, count: int, kills: int, began: float
+    ) -> None:
+        self.rng, self.began = rng, began
+        self.marks = sorted(rng.uniform(0.1, 0.8) * count for _ in range(kills))
+        self.done: list[str] = []
+        self.next = began + KILL_GAP
+
+    def when_due(self, workers: Workers, ended: int, now: float) -> None:
+        if len(self.done) == len(self.marks) or now < self.next:
+            return
+        if ended >= self.marks[len(self.done)]:
+            victim = self.rng.choice(sorted(workers.procs))
+            workers.kill(victim)
+            self.done.append(f"{victim}@{now - self.began:.1f}s")
+            self.next = now + KILL_GAP
+
+
 def test_hot_keys_under_worker_kills(db: str, tmp_path: Path) -> None:
     count = int(os.environ.get("LOCK_CHAOS_SAGAS", "120"))
     kills = int(os.environ.get("LOCK_CHAOS_KILLS", "4"))
@@ -301,14 +325,15 @@ def test_hot_keys_under_worker_kills(db: str, tmp_path: Path) -> None:
         began = time.monotonic()
         for name in ("w0", "w1"):
             workers.start(name)
-        killed: list[str] = []
+        kill = Kills(rng, count, kills, began)
+        killed = kill.done
         unpaused: list[str] = []
-        next_kill = began + rng.uniform(1, 3)
         next_look = began + 1.0
         while True:
             done = _statuses(db)
             if done["running"] + done["compensating"] == 0:
                 break
+            ended = done["succeeded"] + done["compensated"] + done["failed"]
             now = time.monotonic()
             if now - began > DEADLINE:
                 pytest.fail(
@@ -323,11 +348,7 @@ def test_hot_keys_under_worker_kills(db: str, tmp_path: Path) -> None:
                     _unpause(db, saga)
                     unpaused.append(saga)
                 next_look = now + 1.0
-            if len(killed) < kills and now >= next_kill:
-                victim = rng.choice(sorted(workers.procs))
-                workers.kill(victim)
-                killed.append(f"{victim}@{now - began:.1f}s")
-                next_kill = now + rng.uniform(1, 3)
+            kill.when_due(workers, ended, now)
             time.sleep(0.2)
         ran = time.monotonic() - began
     finally:
