@@ -14,6 +14,7 @@ from sagakit.adapters.store import Database
 from sagakit.ports.workflow_store import WorkflowRecord, WorkflowStatus, WorkflowStore
 from sagakit.testing import FakeClock
 from sagakit.workflow import WorkflowApp
+from sagakit.workflow.runner import CHAIN_STEPS
 
 SETTLE = 30.0  # seconds a test waits for what it needs before failing
 
@@ -193,3 +194,18 @@ async def test_a_worker_lost_between_chained_steps_leaves_them_to_another(
         ("two", "succeeded", 2),  # its second start
         ("three", "succeeded", 1),
     ]
+
+
+async def test_a_long_chain_gives_its_slot_back_every_chain_steps_steps(
+    store: WorkflowStore,
+) -> None:
+    app = WorkflowApp("chain", store)
+
+    @app.step
+    async def count(n: int) -> Any:
+        return count(n - 1) if n > 1 else "done"
+
+    iid = await app.start("long", "count", 2 * CHAIN_STEPS + 50)
+    runs = [await app.run_once() for _ in range(4)]
+    assert runs == [CHAIN_STEPS, CHAIN_STEPS, 50, 0]
+    assert await app.result(iid) == "done"

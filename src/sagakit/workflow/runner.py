@@ -38,6 +38,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+CHAIN_STEPS = 100
+"""Steps one claim runs at most (see :func:`run_claimed`); the call after
+them is committed pending, to be claimed in turn with the other due
+instances: a long chain of calls due now cannot hold a worker's slot."""
+
+
 class Ran(NamedTuple):
     """What :func:`run_claimed` did: how many steps ran, and when the call
     it committed last is due (None: none is)."""
@@ -48,6 +54,10 @@ class Ran(NamedTuple):
 
 def _always() -> bool:
     return True
+
+
+def _never() -> bool:
+    return False
 
 
 def describe(exc: BaseException) -> str:
@@ -117,7 +127,8 @@ async def run_claimed(
     """Run the pending step of ``record`` (claimed by ``app``) and commit;
     then the step it called, while that call is due now, is one of
     ``app``'s, and ``app.chain`` and ``go_on()`` (asked once each step has
-    run) say yes: its commit keeps the claim (see :func:`_next`). Returns
+    run) say yes, up to :data:`CHAIN_STEPS` steps: its commit keeps the
+    claim (see :func:`_next`). Returns
     how many steps ran and when the call it last committed is due (None:
     the instance finished, waits for an event, or nothing was committed)."""
     saves = app.saves
@@ -129,7 +140,8 @@ async def run_claimed(
             if step is None:  # claims filter on known steps; only a race gets here
                 return Ran(ran, None)
             ran += 1
-            saved = await _run(app, record, step, chain=go_on)
+            chain = go_on if ran < CHAIN_STEPS else _never
+            saved = await _run(app, record, step, chain=chain)
             if saved is None or saved.status is not WorkflowStatus.RUNNING:
                 return Ran(ran, None if saved is None else saved.due_at)
             record = saved
@@ -239,7 +251,7 @@ def _next(
     result: Any,
     state: dict[str, Any],
     *,
-    chain: Callable[[], bool] = lambda: False,
+    chain: Callable[[], bool] = _never,
 ) -> _Outcome:
     """What ``result`` leads to. A call due now of one of ``app``'s steps,
     while ``app.chain`` and ``chain()`` say yes, is committed already
