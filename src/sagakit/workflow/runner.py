@@ -128,9 +128,9 @@ async def run_claimed(
     then the step it called, while that call is due now, is one of
     ``app``'s, and ``app.chain`` and ``go_on()`` (asked once each step has
     run) say yes, up to :data:`CHAIN_STEPS` steps: its commit keeps the
-    claim (see :func:`_next`). Returns
-    how many steps ran and when the call it last committed is due (None:
-    the instance finished, waits for an event, or nothing was committed)."""
+    claim (see :func:`_next`). Returns how many steps ran and when the call
+    it last committed is due (None: the instance finished, waits for an
+    event, or nothing was committed)."""
     saves = app.saves
     saves.running += 1
     ran = 0
