@@ -1,9 +1,13 @@
-"""Workflow apps (``sagakit.workflow.WorkflowApp``) on SQLite, against a
-hand-written floor measured in the same run.
+"""Workflow apps (``sagakit.workflow.WorkflowApp``) on SQLite or PostgreSQL,
+against a hand-written floor measured in the same run.
 
 An instance runs three async steps, ``one -> two -> three``: each returns the
-call of the next, the last a value. The store is ``SQLiteWorkflowStore`` on a
-fresh temp file per row (WAL, ``synchronous=NORMAL``: its defaults). Rows:
+call of the next, the last a value. Each row has a database of its own:
+``--store sqlite`` (the default), a fresh temp file (WAL,
+``synchronous=NORMAL``: ``SQLiteWorkflowStore``'s defaults); ``--store
+postgres``, a fresh database on the server of ``--dsn``, created for the row
+and dropped after it (``PostgresWorkflowStore.connect``, its default pool).
+Rows:
 
 wf-seq      one at a time: ``app.start(None, one, i)``, ``app.run_until_idle()``
 wf-conc     ``--n`` instances started (not timed), then one timed
@@ -12,24 +16,31 @@ wf-conc     ``--n`` instances started (not timed), then one timed
 wf-spread   wf-conc with steps that first await ``asyncio.sleep(0)`` 0-4 times
             (drawn by a seeded ``random.Random`` per input and step, the same on
             both sides of a comparison): steps a few loop turns apart
-floor-seq   the ``sqlite3`` module alone, same file settings: tables instance
-            (id, step, state JSON, version, status) and history; a create
-            commit, then per step ``BEGIN IMMEDIATE; UPDATE instance; INSERT
-            history; COMMIT`` (4 commits), awaiting the same step functions
+floor-seq   the driver alone (``sqlite3``, same file settings; asyncpg on one
+            connection): tables instance (id, step, state JSON, version,
+            status) and history; a create transaction, then per step one
+            transaction, ``UPDATE instance ... WHERE version = ?; INSERT
+            history``, committed before the next step runs (4 commits;
+            ``BEGIN IMMEDIATE`` on SQLite), awaiting the same step functions
 floor-conc  the floor, ``--concurrency`` instances gathered at a time (a commit
-            per step); created first, not timed, as in wf-conc
+            per step; on PostgreSQL an asyncpg pool of ``--concurrency``, a
+            connection per instance in flight); created first, not timed, as
+            in wf-conc
 
 Figures: instances/s (median of ``--repeats`` timed runs after a warm-up of
-``n // 10``), CPU us per instance (``time.process_time``), commits per
-instance and per step (``database.commits``), step results per commit
-(``app.saves``), and each sagakit row's rate over its floor's (wf-seq over
-floor-seq, wf-conc and wf-spread over floor-conc). Printed, and written with
-``--json`` as ``against_commit.py`` reads them; never asserted (exit 0).
+``n // 10``), CPU us per instance (``time.process_time``: this process's, not
+the PostgreSQL server's), commits per instance and per step (the store's
+``database.commits``: a transaction on SQLite, a write statement, each its
+own transaction, on PostgreSQL), step results per commit (``app.saves``), and
+each sagakit row's rate over its floor's (wf-seq over floor-seq, wf-conc and
+wf-spread over floor-conc). Printed, and written with ``--json`` as
+``against_commit.py`` reads them; never asserted (exit 0).
 
-    python benchmarks/workflow_throughput.py [--n 2000] [--repeats 5]
-        [--concurrency 100] [--json out.json] [--dir DIR]
+    python benchmarks/workflow_throughput.py [--store sqlite|postgres]
+        [--n 2000] [--repeats 5] [--concurrency 100] [--json out.json]
+        [--dir DIR] [--dsn URL] [--db-prefix PREFIX]
     python benchmarks/against_commit.py HEAD~1 benchmarks/workflow_throughput.py \
-        --rounds 3 -- --n 2000 --repeats 3
+        --rounds 3 -- --store postgres --n 1000 --repeats 3
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import importlib.metadata
 import json
 import os
 import platform
@@ -47,7 +59,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,58 +67,15 @@ from typing import Any
 from sagakit.adapters.store.workflow_sqlite import SQLiteWorkflowStore
 from sagakit.workflow import WorkflowApp
 
-# benchmarks/sqlite_throughput.py, also when this script is run from elsewhere
+# benchmarks/sqlite_throughput.py and workflow_floors.py, also when this
+# script is run from elsewhere
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sqlite_throughput import filesystem, load_average
+from workflow_floors import STEPS, AsyncpgFloor, Floor, SQLiteFloor, chain
 
-STEPS = ("one", "two", "three")
 SEED = 20261207
 MAX_TURNS = 4  # wf-spread: sleep(0)s a step awaits at most
-FLOOR_SCHEMA = """
-PRAGMA journal_mode=WAL;
-PRAGMA synchronous=NORMAL;
-CREATE TABLE instance (
-    id text PRIMARY KEY, step text, state text NOT NULL,
-    version integer NOT NULL, status text NOT NULL
-);
-CREATE TABLE history (
-    id integer PRIMARY KEY, instance_id text NOT NULL REFERENCES instance,
-    step text NOT NULL, outcome text NOT NULL, detail text, at real NOT NULL
-);
-"""
-CREATE = "INSERT INTO instance VALUES (?, ?, ?, 1, 'pending')"
-HISTORY = (
-    "INSERT INTO history (instance_id, step, outcome, detail, at) "
-    "VALUES (?, ?, ?, ?, ?)"
-)
-MOVE = (
-    "UPDATE instance SET step = ?, state = ?, version = ?, status = ? "
-    "WHERE id = ? AND version = ?"
-)
-
-Call = Callable[[str, int], Any]  # (next step, input) -> what a step returns
-StepFn = Callable[[Any], Awaitable[Any]]
 Counters = Callable[[], tuple[int, int, int]]  # commits, results saved, batches
-
-
-def chain(call: Call, turns: list[list[int]] | None) -> list[StepFn]:
-    """The steps ``one -> two -> three``: each returns ``call`` of the next
-    with its input, the last the input itself. With ``turns``, step k of
-    the instance with input i first awaits ``sleep(0)`` turns[i][k] times."""
-
-    def make(k: int) -> StepFn:
-        after = STEPS[k + 1] if k + 1 < len(STEPS) else None
-
-        async def step(input: Any) -> Any:
-            if turns is not None:
-                for _ in range(turns[input % len(turns)][k]):
-                    await asyncio.sleep(0)
-            return input if after is None else call(after, input)
-
-        step.__name__ = step.__qualname__ = STEPS[k]
-        return step
-
-    return [make(k) for k in range(len(STEPS))]
 
 
 @dataclass
@@ -177,9 +146,8 @@ async def measure(
 
 
 async def sagakit_row(
-    row: Row, path: Path, turns: list[list[int]] | None, repeats: int
+    row: Row, store: Any, turns: list[list[int]] | None, repeats: int
 ) -> None:
-    store = SQLiteWorkflowStore(path)
     size = row.concurrency  # 1 for wf-seq: the same claims as the default 100
     app = WorkflowApp("bench", store, batch=size, max_active=size)
     steps = [app.step(fn) for fn in chain(lambda name, i: app.steps[name](i), turns)]
@@ -209,79 +177,108 @@ async def sagakit_row(
         await store.close()
 
 
-class Floor:
-    """The hand-written floor: one ``sqlite3`` connection, a transaction per
-    create and per step (the step's guarded by the instance's version)."""
-
-    def __init__(self, path: Path) -> None:
-        self.conn = sqlite3.connect(path, isolation_level=None)
-        self.conn.executescript(FLOOR_SCHEMA)
-        self.steps = {s.__name__: s for s in chain(lambda name, i: (name, i), None)}
-        self.commits = self.made = 0
-
-    def commit(self, sql: str, args: tuple[Any, ...], line: tuple[Any, ...]) -> None:
-        """``sql`` (changing one row) and a history line, in one transaction."""
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        if conn.execute(sql, args).rowcount != 1:
-            conn.execute("ROLLBACK")
-            raise RuntimeError(f"floor: {args} changed no row")
-        conn.execute(HISTORY, (*line, time.time()))
-        conn.execute("COMMIT")
-        self.commits += 1
-
-    def create(self, i: int) -> str:
-        self.made += 1
-        iid, state = str(self.made), json.dumps({"input": i})
-        self.commit(CREATE, (iid, STEPS[0], state), (iid, STEPS[0], "started", state))
-        return iid
-
-    async def run(self, iid: str, i: int) -> None:
-        step: str | None = STEPS[0]
-        value: Any = i
-        version = 1
-        while step is not None:
-            out = await self.steps[step](value)
-            after, value = out if isinstance(out, tuple) else (None, out)
-            state = json.dumps({"input" if after else "result": value})
-            status = "pending" if after else "succeeded"
-            detail = json.dumps({"next": after})
-            self.commit(
-                MOVE,
-                (after, state, version + 1, status, iid, version),
-                (iid, step, "succeeded", detail),
-            )
-            step, version = after, version + 1
-
-
-async def floor_row(row: Row, path: Path, repeats: int) -> None:
-    floor = Floor(path)
+async def floor_row(row: Row, floor: Floor, repeats: int) -> None:
     conc = row.concurrency
 
     def counters() -> tuple[int, int, int]:  # a commit per step result
         return floor.commits, floor.commits, floor.commits
 
+    async def instance(iid: str, i: int) -> None:
+        async with floor.connection() as conn:
+            await floor.run(conn, iid, i)
+
     async def run(count: int) -> Sample:
-        if conc == 1:
-            with timing(counters) as sample:
-                for i in range(count):
-                    await floor.run(floor.create(i), i)
-            return sample
-        ids = [floor.create(i) for i in range(count)]
+        async with floor.connection() as conn:
+            if conc == 1:
+                with timing(counters) as sample:
+                    for i in range(count):
+                        await floor.run(conn, await floor.create(conn, i), i)
+                return sample
+            ids = [await floor.create(conn, i) for i in range(count)]
         with timing(counters) as sample:
             for at in range(0, count, conc):
                 batch = range(at, min(at + conc, count))
-                await asyncio.gather(*(floor.run(ids[i], i) for i in batch))
+                await asyncio.gather(*(instance(ids[i], i) for i in batch))
         return sample
 
     try:
         await measure(row, run, repeats)
     finally:
-        floor.conn.close()
+        await floor.close()
 
 
-def rows(n: int, c: int) -> list[Row]:
-    hand, app = "hand-written sqlite3,", "WorkflowApp,"
+class SQLite:
+    """Where the rows run with ``--store sqlite``: a file each in ``db_dir``."""
+
+    hand = "sqlite3"
+
+    def __init__(self, db_dir: Path) -> None:
+        self.db_dir = db_dir
+
+    async def about(self) -> tuple[str, str]:
+        """What the title line and the next say of the store."""
+        where = f"db dir {self.db_dir} ({filesystem(self.db_dir)})"
+        return (
+            "SQLite (WAL, synchronous NORMAL)",
+            f"sqlite {sqlite3.sqlite_version}, {where}",
+        )
+
+    @contextlib.asynccontextmanager
+    async def database(self, key: str) -> AsyncIterator[str]:
+        yield str(self.db_dir / f"{key}.db")
+
+    async def store(self, where: str) -> Any:
+        return SQLiteWorkflowStore(where)
+
+    async def floor(self, where: str, size: int) -> Floor:
+        return SQLiteFloor(where)
+
+
+class Postgres:
+    """Where the rows run with ``--store postgres``: a fresh database each
+    on the server of ``dsn`` (postgres_throughput.py's helpers), dropped
+    after the row."""
+
+    hand = "asyncpg"
+
+    def __init__(self, dsn: str | None, prefix: str) -> None:
+        import postgres_throughput as pg  # noqa: PLC0415 - asyncpg: these runs only
+
+        self.pg, self.prefix = pg, prefix
+        self.dsn = dsn or os.environ.get(pg.DSN_ENV) or pg.DEFAULT_DSN
+
+    async def about(self) -> tuple[str, str]:
+        server = await self.pg.server_info(self.dsn)
+        title = (
+            f"PostgreSQL {server['server_version']} at {self.pg.describe(self.dsn)} "
+            f"(synchronous_commit={server['synchronous_commit']}, "
+            f"fsync={server['fsync']})"
+        )
+        asyncpg = importlib.metadata.version("asyncpg")
+        return title, f"asyncpg {asyncpg}, databases {self.prefix}_<row>"
+
+    @contextlib.asynccontextmanager
+    async def database(self, key: str) -> AsyncIterator[str]:
+        name = f"{self.prefix}_{key.replace('-', '_')}"
+        await self.pg.recreate_database(self.dsn, name)
+        try:
+            yield self.pg.database_url(self.dsn, name)
+        finally:
+            await self.pg.recreate_database(self.dsn, name, create=False)
+
+    async def store(self, where: str) -> Any:
+        from sagakit.adapters.store.workflow_postgres import (  # noqa: PLC0415
+            PostgresWorkflowStore,
+        )
+
+        return await PostgresWorkflowStore.connect(where)
+
+    async def floor(self, where: str, size: int) -> Floor:
+        return await AsyncpgFloor.open(where, size)
+
+
+def rows(n: int, c: int, hand: str) -> list[Row]:
+    hand, app = f"hand-written {hand},", "WorkflowApp,"
     return [
         Row("floor-seq", "floor", f"{hand} one at a time", n, 1),
         Row("wf-seq", "sagakit", f"{app} one at a time", n, 1, "floor-seq"),
@@ -297,13 +294,13 @@ def spread(n: int) -> list[list[int]]:
     return [[draw(0, MAX_TURNS) for _ in STEPS] for _ in range(n)]
 
 
-def run_row(row: Row, db_dir: Path, repeats: int) -> Row:
-    path = db_dir / f"{row.key}.db"
-    if row.library == "floor":
-        asyncio.run(floor_row(row, path, repeats))
-    else:
-        turns = spread(row.n) if row.key == "wf-spread" else None
-        asyncio.run(sagakit_row(row, path, turns, repeats))
+async def run_row(row: Row, place: SQLite | Postgres, repeats: int) -> Row:
+    async with place.database(row.key) as where:
+        if row.library == "floor":
+            await floor_row(row, await place.floor(where, row.concurrency), repeats)
+        else:
+            turns = spread(row.n) if row.key == "wf-spread" else None
+            await sagakit_row(row, await place.store(where), turns, repeats)
     return row
 
 
@@ -333,9 +330,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--concurrency", type=int, default=100, help="batch, in flight; default 100")
     add("--json", type=Path, help="also write the results here")
     add("--dir", type=Path, help="where the SQLite files go (default: a temp dir)")
+    add("--store", choices=("sqlite", "postgres"), default="sqlite", help="or postgres")
+    add(
+        "--dsn",
+        help="a database on the PostgreSQL server, the rows' are made next to it"
+        " (default $SAGAKIT_TEST_POSTGRES_URL, else postgres_throughput.py's)",
+    )
+    add("--db-prefix", default="wf_bench", help="of the rows' PostgreSQL databases")
     args = parser.parse_args(argv)
     if min(args.n, args.repeats, args.concurrency) < 1:
         parser.error("--n, --repeats and --concurrency must be >= 1")
+    if not args.db_prefix.replace("_", "").isalnum():
+        parser.error("--db-prefix takes letters, digits and underscores")
     return args
 
 
@@ -343,20 +349,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started, load_start = time.perf_counter(), load_average()
     with tempfile.TemporaryDirectory(prefix="sagakit-wf-bench-", dir=args.dir) as tmp:
-        db_dir = Path(tmp)
+        place: SQLite | Postgres = (
+            SQLite(Path(tmp))
+            if args.store == "sqlite"
+            else Postgres(args.dsn, args.db_prefix.lower())
+        )
+        title, about = asyncio.run(place.about())
         print(
             f"sagakit workflow benchmark: {len(STEPS)} async steps "
-            f"{' -> '.join(STEPS)} on SQLite (WAL, synchronous NORMAL); median of "
+            f"{' -> '.join(STEPS)} on {title}; median of "
             f"{args.repeats} run(s) of {args.n} after a warm-up"
         )
         print(
-            f"python {platform.python_version()}, sqlite {sqlite3.sqlite_version}, "
-            f"{os.cpu_count()} CPUs, db dir {db_dir} ({filesystem(db_dir)}); "
+            f"python {platform.python_version()}, {about}, {os.cpu_count()} CPUs; "
             f"load average (1 min) {load_start} at the start",
             flush=True,
         )
         results = [
-            run_row(r, db_dir, args.repeats) for r in rows(args.n, args.concurrency)
+            asyncio.run(run_row(r, place, args.repeats))
+            for r in rows(args.n, args.concurrency, place.hand)
         ]
     by_key = {r.key: r for r in results}
     for r in results:
@@ -372,9 +383,10 @@ def main(argv: list[str] | None = None) -> int:
         f"start, {load_end} at the end (other work on the machine skews the numbers)"
     )
     if args.json is not None:
-        meta = {"n": args.n, "repeats": args.repeats, "seconds": elapsed}
+        meta = {"store": args.store, "n": args.n, "repeats": args.repeats}
+        meta |= {"seconds": elapsed, "concurrency": args.concurrency}
         report = {
-            "meta": {**meta, "concurrency": args.concurrency, "cpus": os.cpu_count()},
+            "meta": {**meta, "cpus": os.cpu_count()},
             "results": [{**asdict(r), "sagas_per_s": r.sagas_per_s} for r in results],
             "load_average": {"start": load_start, "end": load_end},
         }

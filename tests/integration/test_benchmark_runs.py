@@ -6,9 +6,12 @@ import json
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import POSTGRES_URL
 
 pytestmark = pytest.mark.slow
 
@@ -113,13 +116,37 @@ WORKFLOW_ROWS = {
 }
 
 
-def test_workflow_benchmark_writes_a_row_per_shape(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("store", "args"),
+    [
+        ("sqlite", ["--n", "30"]),
+        # a pool of --concurrency connections for floor-conc: kept small
+        pytest.param(
+            "postgres",
+            ["--n", "20", "--concurrency", "5", "--dsn", POSTGRES_URL],
+            marks=pytest.mark.postgres,
+        ),
+    ],
+    ids=["sqlite", "postgres"],
+)
+def test_workflow_benchmark_writes_a_row_per_shape(
+    store: str, args: list[str], request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    if store == "postgres":
+        request.getfixturevalue("pg_template")  # skips without a server
+        args = [*args, "--db-prefix", f"wf_bench_{uuid.uuid4().hex[:8]}"]
     out = tmp_path / "workflow.json"
-    done = run(str(WORKFLOW_SCRIPT), "--n", "30", "--repeats", "1", "--json", str(out))
+    done = run(
+        str(WORKFLOW_SCRIPT),
+        *("--store", store, *args, "--repeats", "1", "--json", str(out)),
+    )
 
     assert done.returncode == 0, done.stderr
     assert re.search(r"load average \(1 min\) [\d.]+ at the start", done.stdout)
+    title = {"sqlite": " on SQLite (", "postgres": " on PostgreSQL "}[store]
+    assert title in done.stdout.splitlines()[0]
     report = json.loads(out.read_text())
+    assert report["meta"]["store"] == store
     rows = {row["key"]: row for row in report["results"]}
     assert {key: row["library"] for key, row in rows.items()} == WORKFLOW_ROWS
     for key, row in rows.items():
