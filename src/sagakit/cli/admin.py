@@ -1,6 +1,7 @@
 """Admin commands: ``list`` (with ``--older-than``), ``retry``, ``resume``,
-``cancel``, ``pause``, ``unpause`` and ``dlq list|replay`` (the actions on
-one compensation and ``fork`` are in :mod:`sagakit.cli.repair`).
+``cancel``, ``pause`` and ``unpause`` (``dlq list|replay`` are in
+:mod:`sagakit.cli.dead_letters`, the actions on one compensation and
+``fork`` in :mod:`sagakit.cli.repair`).
 
 Thin: parse, call :mod:`sagakit.admin`, render. ``retry``/``resume``/``cancel``
 commit the request and hand the saga over: a running ``sagakit worker``, or
@@ -17,34 +18,29 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
+from sagakit.cli import dead_letters
 from sagakit.cli.common import (
-    TransportOption,
+    LimitOption,
     count_or_fail,
     db_of,
     err,
     fail,
-    run_async,
     sagas_or_fail,
     with_store,
 )
-from sagakit.cli.loader import LoadError
 from sagakit.engine.status import SagaStatus
-from sagakit.errors import SagaError
 from sagakit.views.input import BadInput
 
 if TYPE_CHECKING:  # a command imports what it runs when it runs
     from rich.console import Console
-    from rich.table import Table
 
     from sagakit import admin
     from sagakit.ports.store import SagaRecord, SagaStore
-    from sagakit.ports.transport import Transport
 
 T = TypeVar("T")
 
@@ -57,13 +53,6 @@ MAX_AGE = 36500 * 86400.0
 """Longest ``--older-than``: a hundred years."""
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 
-dlq_app = typer.Typer(
-    name="dlq",
-    help="Inspect and replay a queue's dead letters.",
-    no_args_is_help=True,
-    rich_markup_mode=None,  # as the sagakit command: see cli.main
-)
-
 SagasOption = Annotated[
     str,
     typer.Option(
@@ -71,12 +60,6 @@ SagasOption = Annotated[
         metavar="MODULE[:ATTR]",
         help="Where the saga definitions live: myapp.sagas or myapp.sagas:trip",
     ),
-]
-LimitOption = Annotated[
-    int, typer.Option("--limit", metavar="N", help="At most this many.")
-]
-DeadLetterQueue = Annotated[
-    str, typer.Argument(metavar="QUEUE", help="The queue the letters came from.")
 ]
 ReasonOption = Annotated[
     str | None,
@@ -140,13 +123,6 @@ def who_and_why(name: str | None, reason: str | None) -> tuple[str, str]:
     return who, why
 
 
-def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    try:
-        return run_async(work())
-    except (SagaError, LoadError) as exc:
-        fail(str(exc))
-
-
 def _with_store(
     ctx: typer.Context,
     work: Callable[[SagaStore], Awaitable[T]],
@@ -155,36 +131,6 @@ def _with_store(
 ) -> T:
     """:func:`sagakit.cli.common.with_store` on the store of ``--db``."""
     return with_store(db_of(ctx), work, read_only=read_only)
-
-
-def _with_transport(url: str | None, work: Callable[[Transport], Awaitable[T]]) -> T:
-    broker = url or os.environ.get(TRANSPORT_ENV)
-    if not broker:
-        fail(f"dead letters live on a broker: --transport URL or ${TRANSPORT_ENV}")
-    if broker.lower().startswith("memory:"):
-        fail("the in-process transport's dead letters live only in its own process")
-
-    from sagakit.adapters.transport import open_transport
-
-    async def run() -> T:
-        carrier = await open_transport(broker)
-        try:
-            return await work(carrier)
-        finally:
-            await carrier.close()
-
-    return _run(run)
-
-
-async def _known_queue(carrier: Transport, queue: str) -> None:
-    """A SagaError if the broker says it has no such queue."""
-    from sagakit import admin
-
-    if await admin.has_queue(carrier, queue) is False:
-        raise SagaError(
-            f"no queue {queue!r} on the broker: nothing consumes it and "
-            "nothing was dead-lettered from it (check the name)"
-        )
 
 
 def handed_over(
@@ -233,34 +179,6 @@ def perform(
     handed_over(out, command, record, sagas, owner)
 
 
-def dead_letters_table(letters: Sequence[admin.DeadLetterInfo], queue: str) -> Table:
-    from rich.table import Table
-    from rich.text import Text
-
-    from sagakit.views.format import local_time
-
-    table = Table(
-        title=f"{len(letters)} dead letter(s) of {queue}", title_justify="left"
-    )
-    table.add_column("#", justify="right")
-    table.add_column("time", no_wrap=True)
-    table.add_column("type", no_wrap=True)
-    table.add_column("message id", no_wrap=True)
-    table.add_column("saga", no_wrap=True)
-    table.add_column("reason", overflow="fold")
-    for n, info in enumerate(letters, start=1):
-        dead_at = info.letter.dead_at
-        table.add_row(
-            str(n),
-            local_time(dead_at) if dead_at else "",
-            info.message_type or Text("undecodable", style="red"),
-            info.message_id or "",
-            info.saga_id or "",
-            info.letter.reason,
-        )
-    return table
-
-
 def register(app: typer.Typer, out: Console) -> None:
     """Attach the admin commands, ``list`` among them."""
     _add_list(app, out)
@@ -270,8 +188,7 @@ def register(app: typer.Typer, out: Console) -> None:
         _add_pausing(
             app, out, action, one_name=one, every_name=every, help_text=help_text
         )
-    _add_dlq(out)
-    app.add_typer(dlq_app)
+    dead_letters.register(app, out)
 
 
 def _add_list(app: typer.Typer, out: Console) -> None:
@@ -533,51 +450,3 @@ def _add_pausing(
             out.print(f"  {saga_ref}", highlight=False)
         for saga_ref, why in result.refused.items():
             err.print(f"skipped {saga_ref}: {why}", markup=False, highlight=False)
-
-
-def _add_dlq(out: Console) -> None:
-    @dlq_app.command("list")
-    def dlq_list(
-        queue: DeadLetterQueue,
-        transport: TransportOption = None,
-        limit: LimitOption = 100,
-    ) -> None:
-        """Show a queue's dead letters, oldest first (they stay where they are).
-        A queue the broker does not have is an error (it is not created)."""
-        from sagakit import admin
-
-        count_or_fail("--limit", limit)
-
-        async def read(carrier: Transport) -> list[admin.DeadLetterInfo]:
-            await _known_queue(carrier, queue)
-            return await admin.dead_letters(carrier, queue, limit=limit)
-
-        out.print(dead_letters_table(_with_transport(transport, read), queue))
-
-    @dlq_app.command("replay")
-    def dlq_replay(
-        queue: DeadLetterQueue,
-        transport: TransportOption = None,
-        limit: LimitOption = 100,
-    ) -> None:
-        """Move dead letters back to their queue, oldest first (fix the handler
-        first)."""
-        count_or_fail("--limit", limit)
-        from rich.progress import Progress
-
-        from sagakit import admin
-
-        with Progress(console=out, transient=True) as bar:
-            task = bar.add_task(f"replaying {queue}", total=None)
-
-            def step(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
-
-            async def replay(carrier: Transport) -> int:
-                await _known_queue(carrier, queue)
-                return await admin.replay_dead_letters(
-                    carrier, queue, limit=limit, progress=step
-                )
-
-            moved = _with_transport(transport, replay)
-        out.print(f"replayed {moved} dead letter(s) to {queue}", highlight=False)

@@ -111,6 +111,10 @@ def run_async(main: Coroutine[Any, Any, T], *, brief: bool = False) -> T:
     return loop.run(main, brief=brief)
 
 
+LimitOption = Annotated[
+    int, typer.Option("--limit", metavar="N", help="At most this many.")
+]
+
 MOST = 1_000_000
 """Largest count an option takes (``--limit``, ``--max-active``): beyond it
 a database's integers overflow (SQLite), and no process holds that many."""
