@@ -18,13 +18,14 @@ above 1 means the framework beats it (by sharing commits between sagas).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn, Protocol
 
 PG_SCHEMA = """
@@ -337,3 +338,20 @@ class SQLiteFloor:
 
     async def close(self) -> None:
         self.conn.close()
+
+
+def parse_checked(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    sizes: Sequence[str] = ("n", "repeats", "concurrency"),
+) -> argparse.Namespace:
+    """``parser``'s arguments from ``argv``, each of ``sizes`` at least 1 and
+    ``--db-prefix`` letters, digits and underscores (a database name is
+    made of it); else exit 2 saying which (the scripts' shared checks)."""
+    args = parser.parse_args(argv)
+    for name in sizes:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1")
+    if not args.db_prefix.replace("_", "").isalnum():
+        parser.error("--db-prefix takes letters, digits and underscores")
+    return args

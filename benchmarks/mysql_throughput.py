@@ -45,7 +45,7 @@ from sagakit.adapters.store.mysql import MySQLStore
 from sagakit.adapters.store.postgres import PostgresStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from floor import MySQLFloor, PostgresFloor
+from floor import MySQLFloor, PostgresFloor, parse_checked
 from floor import measure as floor_measure
 from postgres_throughput import recreate_database, sagakit_saga
 
@@ -209,12 +209,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="measure one database (no mysql/pg ratio then)",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args(argv)
-    if min(args.n, args.repeats, args.concurrency) < 1:
-        parser.error("--n, --repeats and --concurrency must be >= 1")
-    if not args.db_prefix.replace("_", "").isalnum():
-        parser.error("--db-prefix takes letters, digits and underscores")
-    return args
+    return parse_checked(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,7 +54,7 @@ from sagakit.adapters.store.postgres import PostgresStore, describe
 
 # benchmarks/floor.py, also when this script is run from elsewhere (runpy)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from floor import PostgresFloor
+from floor import PostgresFloor, parse_checked
 from floor import measure as floor_measure
 
 try:
@@ -713,13 +713,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " on its thread pool (default) or async ones via start_workflow_async",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args(argv)
-    for name in ("n", "repeats", "concurrency"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be >= 1")
-    if not args.db_prefix.replace("_", "").isalnum():
-        parser.error("--db-prefix takes letters, digits and underscores")
-    return args
+    return parse_checked(parser, argv)
 
 
 async def server_info(dsn: str) -> dict[str, str]:

@@ -70,6 +70,7 @@ from sagakit.workflow import WorkflowApp
 # benchmarks/sqlite_throughput.py and workflow_floors.py, also when this
 # script is run from elsewhere
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from floor import parse_checked
 from sqlite_throughput import filesystem, load_average
 from workflow_floors import STEPS, AsyncpgFloor, Floor, SQLiteFloor, chain
 
@@ -337,12 +338,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " (default $SAGAKIT_TEST_POSTGRES_URL, else postgres_throughput.py's)",
     )
     add("--db-prefix", default="wf_bench", help="of the rows' PostgreSQL databases")
-    args = parser.parse_args(argv)
-    if min(args.n, args.repeats, args.concurrency) < 1:
-        parser.error("--n, --repeats and --concurrency must be >= 1")
-    if not args.db_prefix.replace("_", "").isalnum():
-        parser.error("--db-prefix takes letters, digits and underscores")
-    return args
+    return parse_checked(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
