@@ -144,9 +144,13 @@ async def test_sagas_on_one_key_take_it_one_at_a_time(store: SagaStore) -> None:
         ids.append(await orch.start(saga, context, saga_id=ctx_id(context)))
 
         async def queued(n: int = n) -> bool:
-            return len((await store.list_locks()).waiters) == n
+            # the first holds the key before the next starts: started in
+            # the background, it could otherwise ask for it after another
+            table = await store.list_locks()
+            holders = [h.saga_id for h in table.holders]
+            return holders == ids[:1] and len(table.waiters) == n
 
-        await eventually(queued, f"{n} sagas queued")
+        await eventually(queued, f"the first holding the key, {n} sagas queued")
     ledger.gate("all queued").set()
     results = [await orch.wait(i) for i in ids]
     assert [r.status for r in results] == [
