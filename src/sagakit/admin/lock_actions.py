@@ -32,8 +32,9 @@ async def locks(
 
 
 READS_AT_ONCE = 8
-"""Holders :func:`held_up` reads side by side (a pooled store serves them on
-as many connections as it has)."""
+"""Holders :func:`held_up` reads side by side on a store whose reads wait
+for a server (a pooled store serves them on as many connections as it
+has)."""
 
 
 async def held_up(store: SagaStore, table: LockTable) -> dict[str, str]:
@@ -42,18 +43,29 @@ async def held_up(store: SagaStore, table: LockTable) -> dict[str, str]:
     gave), or ended without letting go. A saga queued behind such a holder
     waits until an operator unpauses it or releases the key. One read of
     each holder (at most ``limit`` of them), :data:`READS_AT_ONCE` at a
-    time."""
+    time where reads wait for a server; one after the other on a store
+    whose calls never wait (``blocking_writes``: SQLite), where side by
+    side gains nothing and would need an event loop that ``sagakit
+    locks`` otherwise does without (``cli.common.run_read``)."""
+    ids = list(dict.fromkeys(h.saga_id for h in table.holders))
+    if getattr(store, "blocking_writes", False):
+        found = [await _why_held_up(store, saga_id) for saga_id in ids]
+    else:
+        found = await _side_by_side(store, ids)
+    return {s: reason for s, reason in zip(ids, found, strict=True) if reason}
+
+
+async def _side_by_side(store: SagaStore, ids: list[str]) -> list[str | None]:
+    """:func:`_why_held_up` of each of ``ids``, :data:`READS_AT_ONCE` at a time."""
     import asyncio  # noqa: PLC0415 - see top
 
-    ids = list(dict.fromkeys(h.saga_id for h in table.holders))
     turns = asyncio.Semaphore(READS_AT_ONCE)
 
     async def why(saga_id: str) -> str | None:
         async with turns:
             return await _why_held_up(store, saga_id)
 
-    found = await asyncio.gather(*(why(saga_id) for saga_id in ids))
-    return {s: reason for s, reason in zip(ids, found, strict=True) if reason}
+    return list(await asyncio.gather(*(why(saga_id) for saga_id in ids)))
 
 
 async def _why_held_up(store: SagaStore, saga_id: str) -> str | None:
