@@ -92,8 +92,9 @@ class GroupSaves:
         expected_version: int,
         history: Sequence[WorkflowHistoryEntry],
     ) -> None:
-        """As :meth:`~sagakit.ports.workflow_store.WorkflowStore.save`, in the
-        next batch."""
+        """As :meth:`~sagakit.ports.workflow_store.WorkflowStore.save`: in
+        the next batch, or at once when there is nothing to share a commit
+        with (:meth:`_quiet`)."""
         save = WorkflowSave(record, expected_version, history)
         if self._batches and not self._quiet():
             await self._batcher.queued(self._kind, save)

@@ -251,7 +251,7 @@ def _next(
     result: Any,
     state: dict[str, Any],
     *,
-    chain: Callable[[], bool] = _never,
+    chain: Callable[[], bool],
 ) -> _Outcome:
     """What ``result`` leads to. A call due now of one of ``app``'s steps,
     while ``app.chain`` and ``chain()`` say yes, is committed already
