@@ -50,6 +50,8 @@ POSTGRES_URL = os.environ.get(
 )
 TEMPLATE = f"sagakit_template_{os.getpid()}"  # one per pytest run
 T = TypeVar("T")
+ADMIN_PATIENCE = 30.0
+"""Seconds :func:`admin` waits for a free connection slot on the server."""
 
 
 class Closable(Protocol):
@@ -73,7 +75,18 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
 async def admin(*statements: str, url: str = POSTGRES_URL) -> None:
     import asyncpg  # noqa: PLC0415 - only the PostgreSQL tests need the driver
 
-    conn = await asyncpg.connect(url, timeout=5)
+    # the server is shared: a moment when every connection slot is taken (by
+    # the chaos tests' processes beside this one, say) is waited out, for a
+    # while, rather than failing the whole worker's session fixture
+    deadline = time.monotonic() + ADMIN_PATIENCE
+    while True:
+        try:
+            conn = await asyncpg.connect(url, timeout=5)
+            break
+        except asyncpg.TooManyConnectionsError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
     try:
         for statement in statements:
             await conn.execute(statement)

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from sagakit.cli.common import POOL_ENV
 from tests.chaos.chaos_app import FAIL_EVERY
 from tests.conftest import run_sync
 
@@ -120,6 +121,11 @@ class Proc:
     started: float = field(default_factory=time.monotonic)
 
 
+DB_POOL = 4
+"""Connections of a cluster process's store, unless ``$SAGAKIT_DB_POOL``
+says otherwise."""
+
+
 class Cluster:
     """The processes of one test run: names, restarts, kills and logs."""
 
@@ -148,6 +154,9 @@ class Cluster:
         self.exits: collections.Counter[str] = collections.Counter()  # by name
         self.exit_codes: list[tuple[str, int]] = []
         self.env = {
+            # each process's store opens at most as many connections (see
+            # --db-pool): the server is shared with the other tests running
+            POOL_ENV: str(DB_POOL),
             **os.environ,
             "SAGAKIT_DATABASE_URL": db,
             "CHAOS_QUEUE_PREFIX": self.prefix,

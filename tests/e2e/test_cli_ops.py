@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import sys
 import uuid
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from sagakit import Orchestrator, SagaStatus, SQLiteStore
+from sagakit.adapters.store.postgres import PostgresStore
 from sagakit.adapters.store.sql import migrations
 from sagakit.examples.trip import fully_booked_trip, happy_trip, trip_saga
 from tests.conftest import admin, database_url, run_sync
@@ -118,3 +122,60 @@ def test_worker_runs_submitted_sagas_until_idle(tmp_path: Path) -> None:
 )
 def test_worker_bad_input_is_one_error_line(tmp_path: Path, args: list[str]) -> None:
     assert_one_error_line(sagakit("--db", str(tmp_path / "x.db"), *args, cwd=tmp_path))
+
+
+def peak_connections(url: str, *command: str, cwd: Path) -> tuple[int, int]:
+    """Run ``sagakit --db url *command`` to its end; the most client
+    connections the server saw on ``url``'s database meanwhile, and the
+    command's exit status."""
+
+    async def watch() -> tuple[int, int]:
+        conn = await asyncpg.connect(url)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-m", "sagakit.cli.main", "--db", url, *command),
+                cwd=cwd,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            peak = 0
+            while process.returncode is None:
+                peak = max(peak, await conn.fetchval(COUNT_OTHERS))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(process.wait(), 0.005)
+            return peak, process.returncode
+        finally:
+            await conn.close()
+
+    return run_sync(watch())
+
+
+COUNT_OTHERS = """SELECT count(*) FROM pg_stat_activity
+                   WHERE datname = current_database() AND pid <> pg_backend_pid()"""
+
+
+@pytest.mark.postgres
+def test_db_pool_bounds_a_workers_connections(tmp_path: Path, pg_url: str) -> None:
+    async def submit(count: int) -> list[str]:
+        store = await PostgresStore.connect(pg_url, max_size=2)
+        try:
+            orch = Orchestrator(store, [trip_saga])
+            return await asyncio.gather(
+                *(orch.submit(trip_saga, happy_trip()) for _ in range(count))
+            )
+        finally:
+            await store.close()
+
+    async def statuses(ids: list[str]) -> set[SagaStatus]:
+        store = await PostgresStore.connect(pg_url, max_size=2)
+        try:
+            return {(await store.get(saga_id)).status for saga_id in ids}
+        finally:
+            await store.close()
+
+    ids = run_sync(submit(300))
+    worker = ("worker", "sagakit.examples.trip", "--until-idle", "--db-pool", "2")
+    peak, status = peak_connections(pg_url, *worker, cwd=tmp_path)
+    assert status == 0
+    assert 1 <= peak <= 2  # the default, 10, lets it open 3 here
+    assert run_sync(statuses(ids)) == {SagaStatus.SUCCEEDED}

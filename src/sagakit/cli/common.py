@@ -98,6 +98,21 @@ StoreRetryOption = Annotated[
 ]
 
 
+POOL_ENV = "SAGAKIT_DB_POOL"
+"""Where ``--db-pool`` is read from when the option is not given."""
+
+DbPoolOption = Annotated[
+    int,
+    typer.Option(
+        "--db-pool",
+        metavar="N",
+        envvar=POOL_ENV,
+        help="Most connections this process opens to a PostgreSQL or MySQL "
+        "store at once (SQLite: ignored).",
+    ),
+]
+
+
 def run_async(main: Coroutine[Any, Any, T], *, brief: bool = False) -> T:
     """Run ``main`` on sagakit's event loop (uvloop when installed; for a
     ``brief`` run, asyncio's unless uvloop is asked for): asyncio and the
@@ -258,12 +273,14 @@ def with_store(
     *,
     read_only: bool = False,
     refused: tuple[type[Exception], ...] = (),
+    pool: int | None = None,
 ) -> T:
     """Open the store of ``url`` (``--db``), run ``work`` on it, close it;
     a ``SagaError`` (or what ``refused`` adds) ends the command with one
     ``error: ...`` line (exit 2). ``read_only``: a SQLite file that does not
     exist is refused (exit 2), not created, and the schema is not migrated
-    (:func:`open_read_only`)."""
+    (:func:`open_read_only`). ``pool``: the most connections to a server
+    (``--db-pool``; None: the store's default)."""
     from sagakit.adapters.store import open_store_async
     from sagakit.errors import SagaError
 
@@ -274,7 +291,7 @@ def with_store(
         if read_only:
             store = await open_read_only(url)
         else:
-            store = await open_store_async(url)
+            store = await open_store_async(url, max_size=pool)
         try:
             return await work(store)
         finally:

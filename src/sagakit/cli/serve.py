@@ -13,6 +13,7 @@ import typer
 from sagakit.adapters.transport import ENV_VAR as TRANSPORT_ENV
 from sagakit.cli.common import (
     WEBHOOK_SECRET_ENV,
+    DbPoolOption,
     SagasArgument,
     StoreRetryOption,
     TransportOption,
@@ -73,6 +74,7 @@ def worker(
         typer.Option(metavar="QUEUE", help="Queue this service's replies arrive on."),
     ] = "sagakit.replies",
     store_retry: StoreRetryOption = 30.0,
+    db_pool: DbPoolOption = 10,
     max_crash_attempts: Annotated[
         int,
         typer.Option(
@@ -113,6 +115,7 @@ def worker(
     seconds_or_fail("--lease", lease)
     seconds_or_fail("--store-retry", store_retry, zero=True)
     count_or_fail("--max-active", max_active)
+    count_or_fail("--db-pool", db_pool)
     if max_crash_attempts:
         count_or_fail("--max-crash-attempts", max_crash_attempts)
     seconds_or_fail("--resend-after", resend_after, zero=True)
@@ -180,7 +183,7 @@ def worker(
                 await carrier.close()
         return runner.claimed
 
-    claimed = with_store(db_of(ctx), work)
+    claimed = with_store(db_of(ctx), work, pool=db_pool)
     err.print(f"worker stopped after claiming {claimed} saga(s)")
 
 
@@ -195,10 +198,12 @@ def participant(
     ],
     *,
     transport: TransportOption = None,
+    db_pool: DbPoolOption = 10,
 ) -> None:
     """Handle a participant service's commands until SIGTERM/SIGINT.
 
     The store of --db is the participant's own inbox (deduplication)."""
+    count_or_fail("--db-pool", db_pool)
     try:
         service = load_participant(target)
     except LoadError as exc:
@@ -231,7 +236,7 @@ def participant(
             await carrier.close()
         return service.handled
 
-    handled = with_store(db_of(ctx), work)
+    handled = with_store(db_of(ctx), work, pool=db_pool)
     err.print(f"participant stopped after {handled} command(s)")
 
 

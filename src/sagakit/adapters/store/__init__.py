@@ -70,18 +70,21 @@ def open_store(url: str | None = None, *, migrate: bool = True) -> SagaStore:
 
 
 async def open_store_async(
-    url: str | None = None, *, migrate: bool = True
+    url: str | None = None, *, migrate: bool = True, max_size: int | None = None
 ) -> SagaStore:
-    """Open the saga store a URL names, PostgreSQL and MySQL included."""
+    """Open the saga store a URL names, PostgreSQL and MySQL included.
+    ``max_size``: the most connections it opens to a server at once
+    (default 10; SQLite's one file has no pool and ignores it)."""
     url = database_url(url)
+    sized = {} if max_size is None else {"max_size": max_size}
     if is_mysql(url):
         from sagakit.adapters.store.mysql import MySQLStore  # noqa: PLC0415
 
-        return await MySQLStore.connect(url, migrate=migrate)
+        return await MySQLStore.connect(url, migrate=migrate, **sized)
     if is_postgres(url):
         from sagakit.adapters.store.postgres import PostgresStore  # noqa: PLC0415
 
-        return await PostgresStore.connect(url, migrate=migrate)
+        return await PostgresStore.connect(url, migrate=migrate, **sized)
     return open_store(url, migrate=migrate)
 
 

@@ -30,22 +30,14 @@ class Connections:
         self._all: set[asyncpg.Connection] = set()
 
     async def _connect(self) -> asyncpg.Connection:
-        # shielded: a caller cancelled while asyncpg connects (a loop being
-        # stopped) must not lose the connection it was about to get, which
-        # would stay open, unreferenced, until the garbage collector warns
-        connecting = asyncio.ensure_future(asyncpg.connect(self._dsn))
-        try:
-            conn = await asyncio.shield(connecting)
-        except asyncio.CancelledError:
-            connecting.add_done_callback(_close_late)
-            raise
+        conn = await connect(self._dsn)
         self._all.add(conn)
         return conn
 
     async def dedicated(self) -> asyncpg.Connection:
         """A new connection of the caller's own, outside the pool's count
         (a listener's, say): the caller closes it."""
-        return await asyncpg.connect(self._dsn)
+        return await connect(self._dsn)
 
     async def open(self, count: int) -> None:
         """Connect ``count`` idle connections now (the first call's error,
@@ -75,7 +67,14 @@ class Connections:
             asyncio.get_running_loop().create_future()
         )
         self._waiters.append(waiter)
-        return await waiter
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            # handed a connection in the turn its caller was cancelled: the
+            # connection goes back, or it and its slot would be lost
+            if waiter.done() and not waiter.cancelled() and not waiter.exception():
+                self._give_back(waiter.result(), broken=False)
+            raise
 
     def _give_back(self, conn: asyncpg.Connection, *, broken: bool) -> None:
         if broken or self._closed or conn.is_closed():
@@ -139,6 +138,19 @@ class Connections:
         for conn in list(self._all):
             conn.terminate()
         self._all.clear()
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    """``asyncpg.connect``, shielded: a caller cancelled while asyncpg
+    connects (a loop being stopped) must not lose the connection it was
+    about to get, which would stay open, unreferenced, until the garbage
+    collector warns; it is closed when it arrives."""
+    connecting = asyncio.ensure_future(asyncpg.connect(dsn))
+    try:
+        return await asyncio.shield(connecting)
+    except asyncio.CancelledError:
+        connecting.add_done_callback(_close_late)
+        raise
 
 
 def _close_late(connecting: asyncio.Future[asyncpg.Connection]) -> None:

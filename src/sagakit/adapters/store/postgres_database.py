@@ -12,6 +12,7 @@ trip; an open transaction is still rolled back by asyncpg itself.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -67,6 +68,16 @@ def reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
+def split_connections(max_size: int) -> tuple[int, int]:
+    """How ``max_size`` connections divide between the transaction pool and
+    the lane of one-statement calls: the pool takes up to half, at most
+    ``_POOL_MAX``, the lane the rest; one each at the least."""
+    if max_size < 1:
+        raise ValueError(f"max_size must be at least 1, not {max_size}")
+    pooled = min(_POOL_MAX, max(1, max_size // 2))
+    return pooled, max(1, max_size - pooled)
+
+
 async def _keep_session(_conn: asyncpg.Connection) -> None:
     """Pool reset hook: nothing to undo (see the module docstring)."""
 
@@ -107,18 +118,23 @@ class PostgresDatabase(Migrations):
         migrate: bool = True,
     ) -> PostgresDatabase:
         """Open ``min_size`` connections (at least one: the server must be
-        reachable) on ``dsn`` and, unless ``migrate=False``, migrate."""
+        reachable) on ``dsn`` and, unless ``migrate=False``, migrate.
+
+        ``max_size`` bounds the connections open at once, lane and pool
+        together (2 at the least: one of each); each channel listened to
+        (:meth:`listen`) adds a connection of its own."""
         where = describe(dsn)
-        lane = Connections(dsn, max_size=max_size)
+        pooled, lane_size = split_connections(max_size)
+        lane = Connections(dsn, max_size=lane_size)
         try:
-            await lane.open(max(1, min(min_size, max_size)))
+            await lane.open(max(1, min(min_size, lane_size)))
             pool = await asyncpg.create_pool(
                 dsn,
                 # statements run on the lane; the pool serves migrations and
                 # transactions, so it stays small (fewer server connections)
                 # and connects on first use
                 min_size=0,
-                max_size=min(max_size, _POOL_MAX),
+                max_size=pooled,
                 reset=_keep_session,
             )
         except (*DRIVER_ERRORS, ValueError) as exc:
@@ -233,10 +249,14 @@ class PostgresDatabase(Migrations):
             raise self.error(f"listening to {channel}", exc) from exc
         try:
             await conn.add_listener(channel, notice)
-        except DRIVER_ERRORS as exc:
+        except BaseException as exc:
+            # cancelled too (a lock watch stopping): the connection is let
+            # go, not left to the garbage collector
             with suppress(*DRIVER_ERRORS):
-                await let_go(conn)
-            raise self.error(f"listening to {channel}", exc) from exc
+                await asyncio.shield(let_go(conn))
+            if isinstance(exc, DRIVER_ERRORS):
+                raise self.error(f"listening to {channel}", exc) from exc
+            raise
 
         async def stop() -> None:
             with suppress(*DRIVER_ERRORS):
