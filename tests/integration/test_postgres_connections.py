@@ -5,12 +5,14 @@ as a user sizing the server's ``max_connections`` reads it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import warnings
 
 import asyncpg
 import pytest
 
+from sagakit import StoreError
 from sagakit.adapters.store.pg_connections import Connections
 from sagakit.adapters.store.postgres import PostgresStore
 from sagakit.adapters.store.postgres_database import split_connections
@@ -122,3 +124,52 @@ async def test_a_waiter_cancelled_as_it_is_handed_a_connection_gives_it_back(
         assert await connections_to(pg_url) == 1
     finally:
         await lane.close()
+
+
+async def test_a_closed_database_opens_no_connection(pg_url: str) -> None:
+    """What outlives its store (the lock watch of an orchestrator never
+    closed) gets a StoreError, not a connection nobody would close."""
+    store = await PostgresStore.connect(pg_url, max_size=2)
+    lane = Connections(pg_url, max_size=1)
+    await lane.open(1)
+    held = lane.connection()
+    await held.__aenter__()
+    waiting = asyncio.ensure_future(lane.connection().__aenter__())
+    await asyncio.sleep(0)
+    await store.close()
+    await lane.close()
+    with pytest.raises(StoreError, match="listening to sagakit_test"):
+        await store.database.listen("sagakit_test", lambda: None)
+    with pytest.raises(StoreError):
+        await store.count_by_status()
+    with pytest.raises(asyncpg.InterfaceError, match="closed"):
+        await waiting  # it waited for the lane's one connection
+    with pytest.raises(asyncpg.InterfaceError, match="closed"):
+        await lane.dedicated()
+    await held.__aexit__(None, None, None)
+    assert await connections_to(pg_url) == 0
+
+
+async def test_a_listen_stopped_and_cancelled_midway_leaves_no_connection_open(
+    pg_url: str,
+) -> None:
+    """Stopping to listen is cancelled too at times (a lock watch whose
+    loop ends as it stops): the connection goes all the same."""
+    store = await PostgresStore.connect(pg_url, max_size=2)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for attempt in range(40):
+                stop = await store.database.listen("sagakit_test", lambda: None)
+                stopping = asyncio.ensure_future(stop())
+                await asyncio.sleep(attempt * 0.0001)  # 0 to 4 ms in
+                stopping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await stopping
+            await asyncio.sleep(0.05)  # what the shield lets finish
+            gc.collect()
+        leaked = [w for w in caught if issubclass(w.category, ResourceWarning)]
+        assert not leaked, [str(w.message) for w in leaked]
+        assert await connections_to(pg_url) <= 1  # the lane's
+    finally:
+        await store.close()

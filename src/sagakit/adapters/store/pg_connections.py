@@ -30,14 +30,25 @@ class Connections:
         self._all: set[asyncpg.Connection] = set()
 
     async def _connect(self) -> asyncpg.Connection:
+        self._refuse_if_closed()
         conn = await connect(self._dsn)
+        if self._closed:  # closed while it connected: nobody would close it
+            conn.terminate()
+            self._refuse_if_closed()
         self._all.add(conn)
         return conn
 
     async def dedicated(self) -> asyncpg.Connection:
         """A new connection of the caller's own, outside the pool's count
         (a listener's, say): the caller closes it."""
+        self._refuse_if_closed()
         return await connect(self._dsn)
+
+    def _refuse_if_closed(self) -> None:
+        # a task that outlives its store (a lock watch of an orchestrator
+        # never closed) must not open connections nobody will close
+        if self._closed:
+            raise asyncpg.InterfaceError("the database was closed")
 
     async def open(self, count: int) -> None:
         """Connect ``count`` idle connections now (the first call's error,
@@ -130,6 +141,10 @@ class Connections:
     async def close(self) -> None:
         """Close idle connections; connections still in use are cut off."""
         self._closed = True
+        while self._waiters:  # none will be handed a connection now
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(asyncpg.InterfaceError("the database was closed"))
         idle, self._idle = self._idle, []
         for conn in idle:
             self._open -= 1

@@ -259,10 +259,20 @@ class PostgresDatabase(Migrations):
             raise
 
         async def stop() -> None:
-            with suppress(*DRIVER_ERRORS):
-                await conn.remove_listener(channel, notice)
-            with suppress(*DRIVER_ERRORS):  # let go of it all the same
-                await let_go(conn)
+            # a connection of its own just closes (that ends the LISTEN); a
+            # pool's unlistens first, or its next user would hear the
+            # channel. Cancelled (its watch stopping with the loop), the
+            # connection is cut off and let go all the same, never leaked.
+            try:
+                if self._lane is None:
+                    with suppress(*DRIVER_ERRORS):
+                        await conn.remove_listener(channel, notice)
+            except BaseException:
+                conn.terminate()
+                raise
+            finally:
+                with suppress(*DRIVER_ERRORS):
+                    await asyncio.shield(let_go(conn))
 
         return stop
 
