@@ -30,8 +30,9 @@ cleanly, and a process that finds an owner of its own host dead,
 ``R`` (confirmed) and acknowledged, then the queue is deleted if it is empty
 and nobody consumes it; later replies for that key go to ``R`` through
 ``R.any``. A queue whose owner crashed on another host stays behind, empty
-once its replies expired into ``R`` (delete it by hand, or leave it: it holds
-nothing).
+once its replies expired into ``R`` (delete it by hand, leave it: it holds
+nothing, or have the broker delete it by an expiry policy on the owners'
+queues: ``docs/how-to/remote-steps.md``).
 """
 
 from __future__ import annotations
