@@ -196,6 +196,7 @@ def test_a_port_in_use_is_one_line(database: Path) -> None:
         (["--token", TOKEN, "--tokens-file", "ops.txt"], ["not both"]),
         (["--tokens-file", "absent.txt"], ["--tokens-file"]),
         (["--port", "70000"], ["invalid --port"]),
+        (["--db-pool", "0"], ["invalid --db-pool", "at least 1"]),
     ],
 )
 def test_the_dashboard_refuses_to_listen(
@@ -231,6 +232,8 @@ def test_what_the_dashboard_is_started_with(
         "Dash.Example.com",
         "--tokens-file",
         "ops.txt",
+        "--db-pool",
+        "3",
     )
     assert remote.exit_code == 0, remote.stderr
 
@@ -241,3 +244,4 @@ def test_what_the_dashboard_is_started_with(
     assert wide["login_required"] is True
     assert wide["hosts"] == {"localhost", "127.0.0.1", "::1", "dash.example.com"}
     assert wide["token"] == {"alice": TOKEN, "bob": f"{TOKEN}-b"}
+    assert (local["pool"], wide["pool"]) == (10, 3)  # its store's connections

@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from sagakit.adapters.store import open_store_async
-from sagakit.cli.common import db_of, existing_database_or_fail, run_async
+from sagakit.cli.common import (
+    DbPoolOption,
+    count_or_fail,
+    db_of,
+    existing_database_or_fail,
+    run_async,
+)
 from sagakit.cli.common import fail_plain as _fail
 from sagakit.cli.loader import LoadError, load_sagas
 from sagakit.errors import SagaError
@@ -93,16 +99,19 @@ async def serve(
     sagas: list[Saga[Any]],
     token: str | dict[str, str] | None,
     listening: socket.socket,
+    *,
+    pool: int | None = None,
     **options: Any,
 ) -> None:
-    """Open the store, serve the dashboard on ``listening`` until
-    SIGINT/SIGTERM, close both. ``options`` go to ``create_app``."""
+    """Open the store (at most ``pool`` connections to a server), serve the
+    dashboard on ``listening`` until SIGINT/SIGTERM, close both.
+    ``options`` go to ``create_app``."""
     import uvicorn  # the dashboard extra
 
     from sagakit.dashboard import create_app
 
     try:
-        store = await open_store_async(db)
+        store = await open_store_async(db, max_size=pool)
         try:
             app = create_app(store, sagas, token=token, **options)
             # log_config=None: uvicorn logs through the handlers the CLI set up
@@ -226,6 +235,7 @@ def dashboard(
             "the Host header must be one of them, --host or localhost.",
         ),
     ] = None,
+    db_pool: DbPoolOption = 10,
 ) -> None:
     """Serve the web dashboard: list, inspect, retry, resume and cancel sagas,
     and browse workflow instances."""
@@ -237,6 +247,7 @@ def dashboard(
         _fail(f"the dashboard needs {exc.name}: pip install 'sagakit[dashboard]'")
     if not 0 < port <= MAX_PORT:
         _fail(f"invalid --port {port}: use 1 to {MAX_PORT}")
+    count_or_fail("--db-pool", db_pool)
     definitions = _definitions(sagas)
     tokens = _tokens(token, tokens_file)
     allowed = [h.strip().lower() for h in allowed_host or [] if h.strip()]
@@ -272,6 +283,7 @@ def dashboard(
                 tokens,
                 listening,
                 hosts=hosts,
+                pool=db_pool,
                 login_required=not local,
                 worker_hint=sagas,
             )
