@@ -146,7 +146,36 @@ def cloned_database(template: str, server: str = POSTGRES_URL) -> Iterator[str]:
     try:
         yield database_url(name, server)
     finally:
+        left = run_sync(still_open(name, server))
         run_sync(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", url=server))
+    if left:
+        # a connection nobody closed: found here, at the test that left it,
+        # not as a ResourceWarning in whichever test the collector runs in
+        pytest.fail(f"the test left {left} connection(s) open to its database")
+
+
+CLOSE_GRACE = 3.0
+"""Seconds a test's connections get to leave the server after it ends (a
+backend outlives its client's close for a moment)."""
+
+
+async def still_open(name: str, server: str = POSTGRES_URL) -> int:
+    """Connections to database ``name`` still open after :data:`CLOSE_GRACE`
+    seconds (0 as soon as there are none)."""
+    import asyncpg  # noqa: PLC0415
+
+    conn = await asyncpg.connect(server, timeout=5)
+    try:
+        deadline = time.monotonic() + CLOSE_GRACE
+        while True:
+            count: int = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", name
+            )
+            if not count or time.monotonic() > deadline:
+                return count
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(
@@ -186,13 +215,19 @@ class Stores(Generic[S]):
     ) -> None:
         self.request, self.sqlite, self.server = request, sqlite, server
         self.opened: list[S] = []
+        # the server's database is set up now, before the stores: so it is
+        # dropped after they are closed, not under their open connections
+        self.url = (
+            None
+            if request.param == "sqlite"
+            else request.getfixturevalue(SERVER_URLS[request.param])
+        )
 
     async def __call__(self) -> S:
-        if self.request.param == "sqlite":
+        if self.url is None:
             store = self.sqlite()
         else:
-            url = self.request.getfixturevalue(SERVER_URLS[self.request.param])
-            store = await self.server(url)
+            store = await self.server(self.url)
         self.opened.append(store)
         return store
 
