@@ -48,6 +48,8 @@ async def held_up(store: SagaStore, table: LockTable) -> dict[str, str]:
     side gains nothing and would need an event loop that ``sagakit
     locks`` otherwise does without (``cli.common.run_read``)."""
     ids = list(dict.fromkeys(h.saga_id for h in table.holders))
+    # runtime.group.writes_block asks the same; not imported here: it loads
+    # asyncio, which sagakit locks on SQLite does without
     if getattr(store, "blocking_writes", False):
         found = [await _why_held_up(store, saga_id) for saga_id in ids]
     else:

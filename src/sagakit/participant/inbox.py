@@ -19,7 +19,12 @@ from __future__ import annotations
 import asyncio
 
 from sagakit.ports.store import Inbox, InboxBatches
-from sagakit.runtime.group import GATHER_TURNS, MAX_BATCH, wait_while_growing
+from sagakit.runtime.group import (
+    GATHER_TURNS,
+    MAX_BATCH,
+    wait_while_growing,
+    writes_block,
+)
 
 __all__ = ["InboxGroup"]
 
@@ -65,7 +70,7 @@ class InboxGroup:
         the caller's), then commit it; each joined entry's future gets its
         result, or the error."""
         try:
-            blocking = getattr(store, "blocking_writes", False)
+            blocking = writes_block(store)
             try:
                 if blocking:
                     await wait_while_growing(group, GATHER_TURNS, MAX_BATCH)

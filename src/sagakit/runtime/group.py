@@ -54,6 +54,14 @@ GATHER_TURNS = 8
 """Turns of the event loop a batch of a blocking store waits at most while
 they bring more writes (see the module)."""
 
+
+def writes_block(store: object) -> bool:
+    """Whether ``store``'s writes run on the event loop's thread and never
+    yield to it (its ``blocking_writes``: every SQLite store), so a batch
+    waits a few turns of the loop for more rather than going at once."""
+    return bool(getattr(store, "blocking_writes", False))
+
+
 W = TypeVar("W")
 W_contra = TypeVar("W_contra", contravariant=True)
 
@@ -252,7 +260,7 @@ class GroupCommit(RecordWrites):
     ) -> None:
         self.store = store
         self._creates, self._saves = _Creates(store), _Saves(store)
-        self.direct = not getattr(store, "blocking_writes", False)
+        self.direct = not writes_block(store)
         self._batcher: Batcher[Any] = Batcher(
             (self._creates, self._saves),
             max_batch=max_batch,

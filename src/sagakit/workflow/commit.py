@@ -24,7 +24,7 @@ from sagakit.ports.workflow_store import (
     WorkflowSaveMany,
     WorkflowStore,
 )
-from sagakit.runtime.group import GATHER_TURNS, Batcher, quiet
+from sagakit.runtime.group import GATHER_TURNS, Batcher, quiet, writes_block
 
 
 class _Saves:
@@ -65,7 +65,7 @@ class GroupSaves:
     def _direct(self) -> bool:
         """Whether the store takes saves while it commits (not SQLite);
         asked on first use, once the store is open."""
-        return not getattr(self.store, "blocking_writes", False)
+        return not writes_block(self.store)
 
     @cached_property
     def _batches(self) -> bool:

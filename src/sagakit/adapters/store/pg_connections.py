@@ -34,7 +34,7 @@ class Connections:
         conn = await connect(self._dsn)
         if self._closed:  # closed while it connected: nobody would close it
             conn.terminate()
-            self._refuse_if_closed()
+            raise _closed()
         self._all.add(conn)
         return conn
 
@@ -48,7 +48,7 @@ class Connections:
         # a task that outlives its store (a lock watch of an orchestrator
         # never closed) must not open connections nobody will close
         if self._closed:
-            raise asyncpg.InterfaceError("the database was closed")
+            raise _closed()
 
     async def open(self, count: int) -> None:
         """Connect ``count`` idle connections now (the first call's error,
@@ -144,7 +144,7 @@ class Connections:
         while self._waiters:  # none will be handed a connection now
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_exception(asyncpg.InterfaceError("the database was closed"))
+                waiter.set_exception(_closed())
         idle, self._idle = self._idle, []
         for conn in idle:
             self._open -= 1
@@ -153,6 +153,12 @@ class Connections:
         for conn in list(self._all):
             conn.terminate()
         self._all.clear()
+
+
+def _closed() -> asyncpg.InterfaceError:
+    """What a call on closed connections gets (a driver error: the store
+    turns it into a StoreError)."""
+    return asyncpg.InterfaceError("the database was closed")
 
 
 async def connect(dsn: str) -> asyncpg.Connection:

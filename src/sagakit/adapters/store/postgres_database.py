@@ -247,16 +247,6 @@ class PostgresDatabase(Migrations):
             conn: Any = await take()
         except DRIVER_ERRORS as exc:
             raise self.error(f"listening to {channel}", exc) from exc
-        try:
-            await conn.add_listener(channel, notice)
-        except BaseException as exc:
-            # cancelled too (a lock watch stopping): the connection is let
-            # go, not left to the garbage collector
-            with suppress(*DRIVER_ERRORS):
-                await asyncio.shield(let_go(conn))
-            if isinstance(exc, DRIVER_ERRORS):
-                raise self.error(f"listening to {channel}", exc) from exc
-            raise
 
         async def stop() -> None:
             # a connection of its own just closes (that ends the LISTEN); a
@@ -274,6 +264,15 @@ class PostgresDatabase(Migrations):
                 with suppress(*DRIVER_ERRORS):
                     await asyncio.shield(let_go(conn))
 
+        try:
+            await conn.add_listener(channel, notice)
+        except BaseException as exc:
+            # cancelled too (a lock watch stopping): the connection is let
+            # go as a stop lets it go, not left to the garbage collector
+            await stop()
+            if isinstance(exc, DRIVER_ERRORS):
+                raise self.error(f"listening to {channel}", exc) from exc
+            raise
         return stop
 
     # -- schema --------------------------------------------------------------
